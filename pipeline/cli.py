@@ -1,0 +1,175 @@
+"""The `churn` command line. Each stage is a subcommand that loads the config and calls its runner.
+
+Runners live in `pipeline.run.<stage>` and are imported inside each command, so that `churn --help`
+is fast and nothing heavy happens at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from pipeline.errors import ConfigError, PipelineError
+
+app = typer.Typer(
+    name="churn",
+    help="Churn prediction: ingest -> features -> train -> score -> measure. See README.md.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="YAML config file.", show_default=True)
+]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override one config value: key.path=value (repeatable)."),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, warnings only.")]
+DEFAULT_CONFIG = Path("configs/default.yaml")
+
+
+def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callable[[Any], Any]) -> Any:
+    """Load config, set up logging, call `action(cfg)`; print domain errors without a traceback."""
+    from pipeline.config import load_config
+    from pipeline.progress import configure_logging
+
+    console = Console(stderr=True)
+    configure_logging(quiet=quiet)
+    try:
+        cfg = load_config(config, overrides or [])
+        return action(cfg)
+    except ConfigError as exc:
+        console.print(f"[bold red]config error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(code=2) from None
+    except PipelineError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(code=1) from None
+
+
+@app.command("demo-data")
+def demo_data(
+    customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Write a synthetic shop (all five sources, a few bad rows) to the configured source paths."""
+    from pipeline.run import demo_data as runner
+
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, customers=customers, seed=seed, quiet=quiet))
+
+
+@app.command()
+def ingest(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None, quiet: QuietOption = False) -> None:
+    """Validate every source against the contract; write validated + quarantine Parquet and a report."""
+    from pipeline.run import ingest as runner
+
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, quiet=quiet))
+
+
+@app.command()
+def features(
+    engine: Annotated[Optional[str], typer.Option(help="polars (default) or dask; overrides features.engine.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Build point-in-time features and labels for every configured snapshot date."""
+    from pipeline.run import features as runner
+
+    overrides = [*(set_ or []), *([f"features.engine={engine}"] if engine else [])]
+    _run(config, overrides, quiet, lambda cfg: runner.run(cfg, quiet=quiet))
+
+
+@app.command()
+def train(
+    backtest: Annotated[bool, typer.Option(help="Repeat the fit over rolling test snapshots.")] = False,
+    engine: Annotated[Optional[str], typer.Option(help="local (default) or dask; overrides train.engine.")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Train LightGBM and baselines on out-of-time splits; track in MLflow; promote the champion."""
+    from pipeline.run import train as runner
+
+    overrides = [*(set_ or []), *([f"train.engine={engine}"] if engine else [])]
+    _run(config, overrides, quiet, lambda cfg: runner.run(cfg, backtest=backtest, quiet=quiet))
+
+
+@app.command()
+def score(
+    as_of: Annotated[
+        Optional[dt.datetime], typer.Option("--as-of", formats=["%Y-%m-%d"], help="Score date (default: day after the latest event).")
+    ] = None,
+    model: Annotated[
+        Optional[Path], typer.Option(help="A model bundle folder (default: the registry's champion).")
+    ] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Write the at-risk list with reasons, budgeted actions and a control group."""
+    from pipeline.run import score as runner
+
+    as_of_date = as_of.date() if as_of else None
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, as_of=as_of_date, bundle=model, quiet=quiet))
+
+
+@app.command()
+def measure(
+    scores: Annotated[Path, typer.Option(help="An at-risk list: data/scores/at_risk_YYYY-MM-DD.parquet.")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """After the horizon: churn in treated vs control per action, with confidence intervals."""
+    from pipeline.run import measure as runner
+
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, scores_path=scores, quiet=quiet))
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Everything end to end on demo data: demo-data, ingest, features, train, score, summary."""
+    from pipeline.run import demo as runner
+
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, customers=customers, seed=seed, quiet=quiet))
+
+
+@app.command()
+def ui(
+    port: Annotated[Optional[int], typer.Option(help="Port (default: mlflow.ui_port).")] = None,
+    config: ConfigOption = DEFAULT_CONFIG,
+    set_: SetOption = None,
+) -> None:
+    """Start the MLflow UI on the configured tracking store (127.0.0.1)."""
+    from pipeline.run import ui as runner
+
+    _run(config, set_, False, lambda cfg: runner.run(cfg, port=port))
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None) -> None:
+    """Validate the config (and playbook) and print the resolved values."""
+    import json
+
+    from pipeline.config import config_as_dict
+
+    _run(config, set_, True, lambda cfg: print(json.dumps(config_as_dict(cfg), indent=2)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,329 @@
+"""One validated YAML configuration, loaded into typed objects at start-up.
+
+`load_config(path, overrides)` reads the YAML, applies `key.path=value` overrides, resolves
+relative paths against the config file's folder and validates everything with pydantic.
+Unknown keys and bad values raise `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+SOURCE_NAMES = ("transactions", "feedback", "support_tickets", "loyalty_events", "customers")
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadOptions(StrictModel):
+    """How to read one source file (CSV options are ignored for Parquet)."""
+
+    sep: str = ","
+    encoding: str = "utf-8"
+    date_format: str | None = None
+    header: bool = True
+    column_names: list[str] | None = None  # for files without a header row
+
+    @model_validator(mode="after")
+    def _names_when_no_header(self) -> ReadOptions:
+        if not self.header and not self.column_names:
+            raise ValueError("header: false needs column_names")
+        return self
+
+
+class SourceConfig(StrictModel):
+    """Where one source lives and how to map it onto the input contract."""
+
+    path: Path
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    read: ReadOptions = ReadOptions()
+    rename: dict[str, str] = Field(default_factory=dict)
+    timezone: str = "UTC"
+    one_order_per_row: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class SourcesConfig(StrictModel):
+    """Per-source mapping. `feedback` may be omitted (an empty feedback source)."""
+
+    transactions: SourceConfig
+    feedback: SourceConfig | None = None
+    support_tickets: SourceConfig | None = None
+    loyalty_events: SourceConfig | None = None
+    customers: SourceConfig | None = None
+
+    def configured(self) -> dict[str, SourceConfig]:
+        """The sources that have a mapping, by name."""
+        return {name: getattr(self, name) for name in SOURCE_NAMES if getattr(self, name) is not None}
+
+
+class PathsConfig(StrictModel):
+    """Output folders (relative paths resolve against the config file's folder)."""
+
+    data_dir: Path = Path("../data")
+    models_dir: Path = Path("../models")
+
+
+class IngestConfig(StrictModel):
+    max_bad_share: float = Field(0.2, ge=0.0, le=1.0)
+    future_tolerance_days: float = Field(1.0, ge=0.0)
+
+
+class SnapshotsConfig(StrictModel):
+    """Snapshot dates: an explicit list, or start/end/freq (pandas offset alias, e.g. MS)."""
+
+    dates: list[dt.date] | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    freq: str = "MS"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> SnapshotsConfig:
+        if self.dates is None and (self.start is None or self.end is None):
+            raise ValueError("give either dates, or both start and end")
+        if self.dates is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give either dates, or start/end, not both")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise ValueError("start is after end")
+        return self
+
+    def resolve(self) -> list[dt.date]:
+        """The sorted list of snapshot dates."""
+        if self.dates is not None:
+            return sorted(set(self.dates))
+        import pandas as pd
+
+        return [ts.date() for ts in pd.date_range(self.start, self.end, freq=self.freq)]
+
+
+class FeaturesConfig(StrictModel):
+    snapshots: SnapshotsConfig
+    windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+    lookback_days: int = Field(365, gt=0)
+    horizon_days: int = Field(90, gt=0)
+    loyalty_tiers: dict[str, float] = Field(
+        default_factory=lambda: {"bronze": 0.0, "silver": 500.0, "gold": 2000.0, "platinum": 5000.0}
+    )
+    btyd: bool = True
+    engine: Literal["polars", "dask"] = "polars"
+    dask_partitions: int = Field(4, gt=0)
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_windows(cls, value: list[int]) -> list[int]:
+        if not value or any(w <= 0 for w in value):
+            raise ValueError("windows_days must be a non-empty list of positive day counts")
+        return sorted(set(value))
+
+    @field_validator("loyalty_tiers")
+    @classmethod
+    def _increasing_tiers(cls, value: dict[str, float]) -> dict[str, float]:
+        thresholds = list(value.values())
+        if not value or thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
+            raise ValueError("loyalty_tiers must map tier names to strictly increasing point thresholds")
+        return value
+
+
+class TrainConfig(StrictModel):
+    model_name: str = "churn"
+    seed: int = 42
+    champion_metric: Literal["pr_auc", "roc_auc", "log_loss", "brier", "ece", "lift_top_decile"] = "pr_auc"
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
+    search_trials: int = Field(6, ge=1, le=50)
+    num_boost_round: int = Field(2000, gt=0)
+    early_stopping_rounds: int = Field(50, gt=0)
+    max_depth: int = Field(6, ge=-1)
+    backtest_folds: int = Field(3, ge=1)
+    engine: Literal["local", "dask"] = "local"
+
+
+class MlflowConfig(StrictModel):
+    tracking_uri: str = "sqlite:///../mlruns.db"
+    artifact_root: Path = Path("../mlartifacts")
+    experiment: str = "churn-training"
+    scoring_experiment: str = "churn-scoring"
+    ui_port: int = Field(5000, gt=0, lt=65536)
+
+
+class RiskTiersConfig(StrictModel):
+    high: float = Field(0.5, gt=0.0, lt=1.0)
+    medium: float = Field(0.25, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskTiersConfig:
+        if self.medium >= self.high:
+            raise ValueError("medium must be below high")
+        return self
+
+
+class ScoreConfig(StrictModel):
+    playbook: Path = Path("playbook.yaml")
+    budget: float = Field(5000.0, ge=0.0)
+    control_share: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 7
+    risk_tiers: RiskTiersConfig = RiskTiersConfig()
+    value_horizon_days: int = Field(365, gt=0)
+    reasons: int = Field(3, ge=1, le=10)
+
+
+class Config(StrictModel):
+    """The whole validated configuration."""
+
+    project: str = "churn"
+    config_path: Path | None = None
+    paths: PathsConfig = PathsConfig()
+    sources: SourcesConfig
+    ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig
+    train: TrainConfig = TrainConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    score: ScoreConfig = ScoreConfig()
+
+    # Derived locations; every runner uses these, never literal paths.
+    @property
+    def validated_dir(self) -> Path:
+        return self.paths.data_dir / "validated"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.paths.data_dir / "quarantine"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.paths.data_dir / "features"
+
+    @property
+    def scores_dir(self) -> Path:
+        return self.paths.data_dir / "scores"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.paths.data_dir / "reports"
+
+    @property
+    def bundle_dir(self) -> Path:
+        return self.paths.models_dir / self.train.model_name
+
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI from the environment wins over the config."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = {}
+            node[key] = child
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: '{key}' is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `key.path=value` applied (value parsed as YAML)."""
+    import copy
+
+    result = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, text = item.split("=", 1)
+        _set_dotted(result, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    return result
+
+
+def _resolve(base: Path, path: Path) -> Path:
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make every file path in `raw` absolute against `base` (the config file's folder)."""
+    paths = raw.setdefault("paths", {}) or {}
+    raw["paths"] = paths
+    for key, default in (("data_dir", "../data"), ("models_dir", "../models")):
+        paths[key] = str(_resolve(base, Path(paths.get(key) or default)))
+    for source in (raw.get("sources") or {}).values():
+        if isinstance(source, dict) and source.get("path"):
+            source["path"] = str(_resolve(base, Path(str(source["path"]))))
+    mlflow_raw = raw.setdefault("mlflow", {}) or {}
+    raw["mlflow"] = mlflow_raw
+    uri = str(mlflow_raw.get("tracking_uri") or "sqlite:///../mlruns.db")
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(_resolve(base, Path(uri[len("sqlite:///") :])))
+    mlflow_raw["tracking_uri"] = uri
+    mlflow_raw["artifact_root"] = str(_resolve(base, Path(mlflow_raw.get("artifact_root") or "../mlartifacts")))
+    score_raw = raw.get("score")
+    if isinstance(score_raw, dict) and score_raw.get("playbook"):
+        score_raw["playbook"] = str(_resolve(base, Path(score_raw["playbook"])))
+    else:
+        raw.setdefault("score", {})
+        raw["score"] = dict(raw["score"] or {})
+        raw["score"]["playbook"] = str(_resolve(base, Path("playbook.yaml")))
+    return raw
+
+
+def _format_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def config_from_dict(raw: dict[str, Any], *, base_dir: Path, origin: str = "<dict>") -> Config:
+    """Validate a raw mapping into a Config; relative paths resolve against `base_dir`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid configuration in {origin}: the top level must be a mapping")
+    try:
+        resolved = _resolve_paths(apply_overrides(raw, []), base_dir)
+        return Config.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from None
+    except (TypeError, AttributeError) as exc:
+        raise ConfigError(f"invalid configuration in {origin}: {exc}") from None
+
+
+def load_config(path: Path | str, overrides: list[str] | None = None) -> Config:
+    """Read, override, resolve and validate the YAML config at `path`."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid configuration in {path}: the top level must be a mapping")
+    raw = apply_overrides(raw, overrides or [])
+    raw["config_path"] = str(path)
+    return config_from_dict(raw, base_dir=path.parent, origin=str(path))
+
+
+def config_as_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain JSON-able data (for MLflow and reports)."""
+    return cfg.model_dump(mode="json")

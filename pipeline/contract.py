@@ -1,0 +1,133 @@
+"""The input contract: per source, its columns, their validated types and allowed values.
+
+Validated files (`data/validated/<source>.parquet`) hold exactly `columns(source)` in this order,
+with the dtypes of `DTYPES`: optional columns absent from the input are present and all-null.
+Timestamps are UTC. Every later stage may rely on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+TIMESTAMP = "datetime64[us, UTC]"
+STRING = "str"
+FLOAT = "float64"
+BOOLEAN = "boolean"
+
+
+@dataclass(frozen=True)
+class SourceContract:
+    """Required and optional columns of one source, with their validated dtypes."""
+
+    name: str
+    required: dict[str, str]
+    optional: dict[str, str]
+    id_columns: tuple[str, ...]
+    time_column: str | None
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.required, *self.optional]
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return {**self.required, **self.optional}
+
+    @property
+    def timestamp_columns(self) -> list[str]:
+        return [name for name, dtype in self.dtypes.items() if dtype == TIMESTAMP]
+
+
+FEEDBACK_KINDS = ("nps", "csat", "review")
+FEEDBACK_SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "review": (1, 5)}
+TICKET_CHANNELS = ("phone", "email", "chat", "social", "other")
+LOYALTY_KINDS = ("enroll", "earn", "redeem", "tier_change", "expire")
+
+CONTRACTS: dict[str, SourceContract] = {
+    "transactions": SourceContract(
+        name="transactions",
+        required={"order_id": STRING, "customer_id": STRING, "ordered_at": TIMESTAMP, "amount": FLOAT},
+        optional={
+            "quantity": FLOAT,
+            "product_id": STRING,
+            "category": STRING,
+            "discount": FLOAT,
+            "channel": STRING,
+            "promised_delivery_at": TIMESTAMP,
+            "delivered_at": TIMESTAMP,
+        },
+        id_columns=("order_id", "customer_id"),
+        time_column="ordered_at",
+    ),
+    "feedback": SourceContract(
+        name="feedback",
+        required={"customer_id": STRING, "submitted_at": TIMESTAMP, "kind": STRING, "score": FLOAT},
+        optional={"feedback_id": STRING, "order_id": STRING, "comment": STRING},
+        id_columns=("customer_id",),
+        time_column="submitted_at",
+    ),
+    "support_tickets": SourceContract(
+        name="support_tickets",
+        required={"ticket_id": STRING, "customer_id": STRING, "opened_at": TIMESTAMP},
+        optional={
+            "closed_at": TIMESTAMP,
+            "first_response_at": TIMESTAMP,
+            "channel": STRING,
+            "topic": STRING,
+            "resolved": BOOLEAN,
+        },
+        id_columns=("ticket_id", "customer_id"),
+        time_column="opened_at",
+    ),
+    "loyalty_events": SourceContract(
+        name="loyalty_events",
+        required={"customer_id": STRING, "occurred_at": TIMESTAMP, "kind": STRING},
+        optional={"points": FLOAT, "tier": STRING},
+        id_columns=("customer_id",),
+        time_column="occurred_at",
+    ),
+    "customers": SourceContract(
+        name="customers",
+        required={"customer_id": STRING},
+        optional={"signup_at": TIMESTAMP, "region": STRING, "acquisition_channel": STRING},
+        id_columns=("customer_id",),
+        time_column=None,
+    ),
+}
+
+
+def contract(source: str) -> SourceContract:
+    """The contract of `source`; KeyError names the known sources."""
+    try:
+        return CONTRACTS[source]
+    except KeyError:
+        raise KeyError(f"unknown source {source!r}; known: {', '.join(CONTRACTS)}") from None
+
+
+def empty_frame(source: str) -> pd.DataFrame:
+    """A zero-row frame with the validated columns and dtypes of `source`."""
+    spec = contract(source)
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in spec.dtypes.items()})
+
+
+def conform(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Return `df` with exactly the contract columns of `source` in order, cast to their dtypes.
+
+    Missing optional columns are added as nulls. Input is not mutated. Used by ingest on rows that
+    already passed validation, and by tests to build validated fixtures.
+    """
+    spec = contract(source)
+    out = {}
+    for name, dtype in spec.dtypes.items():
+        if name in df.columns:
+            column = df[name]
+            if dtype == TIMESTAMP:
+                column = pd.to_datetime(column, utc=True).astype(TIMESTAMP)
+            else:
+                column = column.astype(dtype)
+        else:
+            column = pd.Series(pd.NA if dtype == BOOLEAN else None, index=df.index, dtype=dtype)
+        out[name] = column
+    return pd.DataFrame(out, index=df.index).reset_index(drop=True)

@@ -1,0 +1,64 @@
+"""Progress bars and per-stage timing logs. Quiet when asked, or when stderr is not a terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+T = TypeVar("T")
+LOGGER_NAME = "pipeline"
+
+
+def get_logger() -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME)
+
+
+def configure_logging(*, quiet: bool = False) -> None:
+    """Log lines with timings to stderr; WARNING and up only when quiet."""
+    logger = get_logger()
+    logger.handlers.clear()
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def track(items: Iterable[T], *, description: str, total: int | None = None, quiet: bool = False) -> Iterator[T]:
+    """Iterate `items` with a rich progress bar (none when quiet or not a TTY)."""
+    if not show_progress(quiet):
+        yield from items
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        task = bar.add_task(description, total=total if total is not None else _len_or_none(items))
+        for item in items:
+            yield item
+            bar.advance(task)
+
+
+def _len_or_none(items: Iterable[object]) -> int | None:
+    try:
+        return len(items)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    """Log '<stage> done in X.Xs' when the block ends."""
+    start = time.perf_counter()
+    get_logger().info("%s ...", stage)
+    yield
+    get_logger().info("%s done in %.1fs", stage, time.perf_counter() - start)

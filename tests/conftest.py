@@ -1,0 +1,106 @@
+"""Shared fixtures: a small demo workspace built once per session, stage by stage, and one MLflow store.
+
+Stage fixtures chain (`demo_cfg` -> `demo_ingested` -> `demo_features` -> `demo_trained`), so a test
+asks only for the stage it needs. Workspaces live in a session temp folder, never in the repository.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CHURN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+DEMO_TEST_CUSTOMERS = 1500
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_environment():
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real datasets (../shared/data); tests using them skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    """One sqlite tracking store per test session, schema created once."""
+    db = tmp_path_factory.mktemp("mlflow") / "mlruns.db"
+    uri = f"sqlite:///{db}"
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+    return uri
+
+
+def write_config(folder: Path, raw: dict) -> Path:
+    """Write `raw` as `folder/config.yaml` (plus the repo's default playbook) and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    playbook = REPO_ROOT / "configs" / "playbook.yaml"
+    if playbook.is_file() and not (folder / "playbook.yaml").exists():
+        (folder / "playbook.yaml").write_text(playbook.read_text(encoding="utf-8"), encoding="utf-8")
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def demo_raw_config(mlflow_uri: str, *, model_name: str = "churn-test") -> dict:
+    """The repo's demo config, pointed at a local workspace and the session MLflow store."""
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))
+    raw["paths"] = {"data_dir": "data", "models_dir": "models"}
+    for name, source in raw["sources"].items():
+        source["path"] = f"data/raw/{name}.csv"
+    raw["mlflow"].update(tracking_uri=mlflow_uri, artifact_root="mlartifacts")
+    raw["train"].update(model_name=model_name, search_trials=2)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def demo_cfg(tmp_path_factory, mlflow_uri):
+    """Config of a small demo workspace whose raw demo data has been generated."""
+    from pipeline.config import load_config
+    from pipeline.run import demo_data
+
+    folder = tmp_path_factory.mktemp("demo")
+    cfg = load_config(write_config(folder, demo_raw_config(mlflow_uri)))
+    demo_data.run(cfg, customers=DEMO_TEST_CUSTOMERS, seed=42, quiet=True)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def demo_ingested(demo_cfg):
+    from pipeline.run import ingest
+
+    ingest.run(demo_cfg, quiet=True)
+    return demo_cfg
+
+
+@pytest.fixture(scope="session")
+def demo_features(demo_ingested):
+    from pipeline.run import features
+
+    features.run(demo_ingested, quiet=True)
+    return demo_ingested
+
+
+@pytest.fixture(scope="session")
+def demo_trained(demo_features):
+    from pipeline.run import train
+
+    train.run(demo_features, backtest=False, quiet=True)
+    return demo_features
