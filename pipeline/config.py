@@ -155,6 +155,15 @@ class TrainConfig(StrictModel):
     max_depth: int = Field(6, ge=-1)
     backtest_folds: int = Field(3, ge=1)
     engine: Literal["local", "dask"] = "local"
+    # LightGBM threads; fixed so that the same seed gives the same model on any machine.
+    num_threads: int = Field(2, ge=1)
+    # Retention value metric (pipeline/evaluate.py): contact the top budget/contact_cost customers
+    # (budget = score.budget); a contacted churner is kept with probability retention_uplift and is
+    # worth customer_value_feature (spend over the last 365 days), or default_customer_value when unknown.
+    contact_cost: float = Field(10.0, gt=0.0)
+    retention_uplift: float = Field(0.1, ge=0.0, le=1.0)
+    customer_value_feature: str = "monetary_365d"
+    default_customer_value: float = Field(100.0, ge=0.0)
 
 
 class MlflowConfig(StrictModel):
@@ -184,6 +193,16 @@ class ScoreConfig(StrictModel):
     risk_tiers: RiskTiersConfig = RiskTiersConfig()
     value_horizon_days: int = Field(365, gt=0)
     reasons: int = Field(3, ge=1, le=10)
+    # What a retained customer is worth (see pipeline/actions.py): run_rate = spend in the longest
+    # monetary window scaled to value_horizon_days; btyd = BTYD expected purchases x average order value.
+    value_model: Literal["run_rate", "btyd"] = "run_rate"
+    value_margin: float = Field(1.0, gt=0.0, le=1.0)  # share of spend that is margin (1.0: revenue)
+    # Knapsack: exact MILP when at most this many customers have a positive-value action, else a core
+    # of this size around the greedy break point (see pipeline/actions.py).
+    exact_limit: int = Field(3000, ge=1)
+    # Reasons (LightGBM pred_contrib, ~2 ms a customer) are computed for the selected customers and
+    # for these risk tiers; [] limits them to the selected customers at large scale.
+    reason_tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high", "medium"])
 
 
 class Config(StrictModel):

@@ -1,0 +1,36 @@
+"""Point-in-time features for churn: one function for training (per snapshot) and scoring (as of today).
+
+`build_features(events, *, as_of, cfg)` cuts the validated events at `as_of` (pipeline.snapshot)
+and returns one row per eligible customer with the registry's features (pipeline.features.registry).
+Families: rfm, feedback, service, loyalty, attributes, btyd (optional), one module each.
+For many snapshots, prepare the tables once (`event_tables`) and call `features_from_tables`.
+For partitioned (Dask) runs: `customer_aggregates` per customer partition, concatenated, then
+`population_features`.
+"""
+
+from pipeline.features.build import (
+    aggregate_columns,
+    build_features,
+    customer_aggregates,
+    customer_aggregates_from_tables,
+    features_from_tables,
+    population_features,
+    population_features_from_aggregates,
+)
+from pipeline.features.registry import FeatureSpec, feature_names, feature_specs
+from pipeline.features.tables import EventTables, event_tables
+
+__all__ = [
+    "EventTables",
+    "FeatureSpec",
+    "aggregate_columns",
+    "build_features",
+    "customer_aggregates",
+    "customer_aggregates_from_tables",
+    "event_tables",
+    "feature_names",
+    "feature_specs",
+    "features_from_tables",
+    "population_features",
+    "population_features_from_aggregates",
+]

@@ -1,0 +1,283 @@
+"""Which retention action each customer gets, within a budget, with a random control group.
+
+1. `customer_value`: what keeping the customer is worth over `score.value_horizon_days`.
+2. `best_actions`: per customer the eligible action with the highest expected net value
+   `probability x uplift x value - cost`.
+3. `allocate_budget`: a 0/1 knapsack (with optional per-action capacity) over those candidates that
+   maximises the total expected net value within the budget; actions with value <= 0 are never chosen.
+4. `assign_control`: a seeded random share of the selected customers, per action, is held out.
+
+Knapsack method (exact dynamic programming is far too slow for a million customers):
+greedy by value density (value / cost, "skip and continue": an item that does not fit is skipped and
+smaller ones after it may still fit), then an exact MILP (scipy / HiGHS) over a core of items
+around the greedy break point, every other item fixed at its greedy decision. When there are at most
+`exact_limit` candidates the core is all of them, so the answer is optimal. Otherwise the answer is
+never worse than greedy (greedy's choice is feasible in the restricted problem) and, as in the
+classic core algorithms for the knapsack problem (Balas & Zemel 1980; Pisinger 1995), the items far
+above or below the break density are almost always decided as greedy decides them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, sparse
+
+from pipeline.config import ScoreConfig
+from pipeline.errors import ScoreError
+from pipeline.playbook import Playbook
+
+GROUP_TREATMENT = "treatment"
+GROUP_CONTROL = "control"
+GROUP_NONE = "none"
+EXACT_LIMIT = 3000
+MILP_TIME_LIMIT_S = 20.0
+_MONETARY_PREFIX = "monetary_"
+
+
+def _largest_monetary_window(columns: pd.Index) -> tuple[str, int]:
+    windows = [
+        (name, int(name[len(_MONETARY_PREFIX) : -1]))
+        for name in columns
+        if name.startswith(_MONETARY_PREFIX) and name.endswith("d") and name[len(_MONETARY_PREFIX) : -1].isdigit()
+    ]
+    if not windows:
+        raise ScoreError("the value model 'run_rate' needs a monetary_<N>d feature column; none found")
+    return max(windows, key=lambda item: item[1])
+
+
+def customer_value(features: pd.DataFrame, *, cfg: ScoreConfig, btyd_horizon_days: int | None = None) -> pd.Series:
+    """Expected margin from a customer who stays, over `cfg.value_horizon_days` (float, >= 0).
+
+    `run_rate` (default): spend in the longest monetary window (e.g. monetary_365d) scaled to the
+    value horizon: what the customer spends if they keep buying as in the past year. This is the value
+    at stake *if retained*; the churn probability is applied separately in `best_actions`, so it must
+    not already be discounted by a survival estimate.
+    `btyd`: BTYD expected purchases (over `btyd_horizon_days`, the features' label horizon) divided by
+    btyd_p_alive (to undo the survival discount, for the same reason), scaled to the value horizon,
+    x average order value. Either way multiplied by `cfg.value_margin`.
+    Missing or negative values count as 0.
+    """
+    if cfg.value_model == "run_rate":
+        column, window_days = _largest_monetary_window(features.columns)
+        spend = features[column].astype(float) * (cfg.value_horizon_days / window_days)
+    else:
+        needed = ["btyd_expected_purchases", "btyd_p_alive", "avg_order_value"]
+        missing = [c for c in needed if c not in features.columns]
+        if missing:
+            raise ScoreError(f"the value model 'btyd' needs the feature columns {missing}; enable features.btyd")
+        if btyd_horizon_days is None:
+            raise ScoreError("the value model 'btyd' needs the horizon of btyd_expected_purchases (features.horizon_days)")
+        alive = features["btyd_p_alive"].astype(float).clip(lower=1e-6)
+        purchases = features["btyd_expected_purchases"].astype(float) / alive * (cfg.value_horizon_days / btyd_horizon_days)
+        spend = purchases * features["avg_order_value"].astype(float)
+    value = (spend * cfg.value_margin).fillna(0.0).clip(lower=0.0)
+    return value.rename("customer_value")
+
+
+def best_actions(
+    probability: pd.Series, value: pd.Series, eligibility: pd.DataFrame, playbook: Playbook
+) -> pd.DataFrame:
+    """Per customer, the eligible action with the highest expected net value.
+
+    Input: churn `probability` and `value` (index = customers), boolean `eligibility` (columns =
+    playbook action names, same index). Output (same index): action (str, missing when no action is
+    eligible), action_cost, expected_net_value (float, missing when no action is eligible).
+    Ties go to the action listed first in the playbook.
+    """
+    names = playbook.names
+    cost = np.array([a.cost for a in playbook.actions])
+    uplift = np.array([a.uplift for a in playbook.actions])
+    p = probability.reindex(eligibility.index).to_numpy(dtype=float)
+    v = value.reindex(eligibility.index).to_numpy(dtype=float)
+    net = p[:, None] * uplift[None, :] * v[:, None] - cost[None, :]
+    allowed = eligibility[names].to_numpy(dtype=bool)
+    net = np.where(allowed, net, -np.inf)
+    best = net.argmax(axis=1)
+    has_action = allowed.any(axis=1)
+    chosen_net = np.take_along_axis(net, best[:, None], axis=1)[:, 0]
+    return pd.DataFrame(
+        {
+            "action": pd.Series(np.where(has_action, np.array(names, dtype=object)[best], None), dtype="str"),
+            "action_cost": np.where(has_action, cost[best], np.nan),
+            "expected_net_value": np.where(has_action, chosen_net, np.nan),
+        }
+    ).set_axis(eligibility.index)
+
+
+def _action_codes(actions: np.ndarray, capacities: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Integer code per item (-1: no capacity) and the capacity per code."""
+    names = sorted(capacities)
+    codes = pd.Categorical(actions, categories=names).codes.astype(np.int64)
+    return codes, np.array([capacities[name] for name in names], dtype=np.int64)
+
+
+def _greedy(cost: np.ndarray, codes: np.ndarray, caps: np.ndarray, budget: float) -> np.ndarray:
+    """Greedy 'skip and continue' over items already in priority order; returns the taken mask.
+
+    Each pass takes the longest prefix of open items that fits, permanently rejects the item that
+    broke it and every item whose action's capacity is used up; a pass is vectorised.
+    """
+    taken = np.zeros(len(cost), dtype=bool)
+    open_ = np.ones(len(cost), dtype=bool)
+    left = float(budget)
+    used = np.zeros(len(caps), dtype=np.int64)
+    capped = codes >= 0
+    while open_.any():
+        open_ &= cost <= left
+        if capped.any():
+            rank = np.zeros(len(cost), dtype=np.int64)
+            for code in range(len(caps)):  # one pass per capacitated action, not per customer
+                members = open_ & (codes == code)
+                rank[members] = np.arange(members.sum())
+            room = np.where(capped, caps[np.clip(codes, 0, None)] - used[np.clip(codes, 0, None)], np.iinfo(np.int64).max)
+            fits_capacity = rank < room
+        else:
+            fits_capacity = np.ones(len(cost), dtype=bool)
+        index = np.flatnonzero(open_)
+        if index.size == 0:
+            break
+        spend = np.cumsum(np.where(fits_capacity[index], cost[index], 0.0))
+        within = spend <= left + 1e-9
+        stop = index.size if within.all() else int(np.argmin(within))
+        prefix = index[:stop]
+        take = prefix[fits_capacity[prefix]]
+        taken[take] = True
+        left -= float(cost[take].sum())
+        if capped.any():
+            used += np.bincount(codes[take][codes[take] >= 0], minlength=len(caps))
+        open_[prefix] = False
+        if stop < index.size:
+            open_[index[stop]] = False  # it did not fit and the budget only shrinks
+    return taken
+
+
+def _milp(
+    cost: np.ndarray, value: np.ndarray, codes: np.ndarray, caps: np.ndarray, budget: float, time_limit: float
+) -> np.ndarray | None:
+    """Exact 0/1 choice (HiGHS) maximising value within budget and capacities; None if no solution."""
+    rows = [sparse.csr_matrix(cost[None, :])]
+    upper = [budget]
+    for code, cap in enumerate(caps):
+        members = (codes == code).astype(float)
+        if members.any():
+            rows.append(sparse.csr_matrix(members[None, :]))
+            upper.append(float(cap))
+    result = optimize.milp(
+        c=-value,
+        constraints=optimize.LinearConstraint(sparse.vstack(rows), -np.inf, np.array(upper)),
+        integrality=np.ones(len(value)),
+        bounds=optimize.Bounds(0, 1),
+        options={"time_limit": time_limit, "disp": False},
+    )
+    if result.x is None:
+        return None
+    return result.x > 0.5
+
+
+def _within_limits(chosen: np.ndarray, cost: np.ndarray, codes: np.ndarray, caps: np.ndarray, budget: float) -> bool:
+    counts = np.bincount(codes[chosen & (codes >= 0)], minlength=len(caps))
+    return bool(cost[chosen].sum() <= budget + 1e-9 and (counts <= caps).all())
+
+
+def allocate_budget(
+    candidates: pd.DataFrame,
+    *,
+    budget: float,
+    capacities: Mapping[str, int] | None = None,
+    exact_limit: int = EXACT_LIMIT,
+    time_limit: float = MILP_TIME_LIMIT_S,
+) -> pd.Series:
+    """Choose the customers to act on: maximise total expected net value within budget and capacities.
+
+    Input: `candidates` with action, action_cost, expected_net_value (as from `best_actions`).
+    Output: boolean Series (same index), True for the chosen customers. Only candidates with an
+    action and expected_net_value > 0 can be chosen; the chosen costs sum to at most `budget` and no
+    action is chosen more often than its capacity.
+    """
+    if budget < 0:
+        raise ValueError("budget must be >= 0")
+    capacities = dict(capacities or {})
+    action = candidates["action"]
+    cost_all = candidates["action_cost"].to_numpy(dtype=float)
+    value_all = candidates["expected_net_value"].to_numpy(dtype=float)
+    usable = np.flatnonzero(action.notna().to_numpy() & (value_all > 0) & (cost_all <= budget))
+    selected = np.zeros(len(candidates), dtype=bool)
+    if usable.size == 0:
+        return pd.Series(selected, index=candidates.index, name="selected")
+
+    cost, value = cost_all[usable], value_all[usable]
+    with np.errstate(divide="ignore"):
+        density = np.where(cost > 0, value / np.where(cost > 0, cost, 1.0), np.inf)
+    order = np.lexsort((np.arange(usable.size), -value, -density))  # density, then value, then position
+    cost, value, usable = cost[order], value[order], usable[order]
+    codes, caps = _action_codes(action.to_numpy(dtype=object)[usable], capacities)
+
+    greedy = _greedy(cost, codes, caps, budget)
+    chosen = greedy
+    if usable.size <= exact_limit:
+        free = np.ones(usable.size, dtype=bool)
+    else:
+        not_taken = np.flatnonzero(~greedy)
+        centre = int(not_taken[0]) if not_taken.size else usable.size
+        free = np.zeros(usable.size, dtype=bool)
+        free[max(0, centre - exact_limit // 2) : centre + exact_limit // 2] = True
+    fixed_in = greedy & ~free
+    fixed_counts = np.bincount(codes[fixed_in & (codes >= 0)], minlength=len(caps))
+    exact = _milp(
+        cost[free],
+        value[free],
+        codes[free],
+        caps - fixed_counts,
+        budget - float(cost[fixed_in].sum()),
+        time_limit,
+    )
+    if exact is not None:
+        candidate = fixed_in.copy()
+        candidate[np.flatnonzero(free)[exact]] = True
+        if _within_limits(candidate, cost, codes, caps, budget) and value[candidate].sum() >= value[greedy].sum():
+            chosen = candidate
+    selected[usable[chosen]] = True
+    return pd.Series(selected, index=candidates.index, name="selected")
+
+
+def greedy_by_probability(
+    probability: pd.Series, candidates: pd.DataFrame, *, budget: float
+) -> pd.Series:
+    """Baseline: act on the riskiest customers first (any value) until the budget is spent."""
+    has_action = candidates["action"].notna()
+    order = probability[has_action].sort_values(ascending=False, kind="stable").index
+    spend = candidates.loc[order, "action_cost"].cumsum()
+    chosen = spend.index[spend.to_numpy() <= budget]
+    return pd.Series(candidates.index.isin(chosen), index=candidates.index, name="selected")
+
+
+def assign_control(
+    selected: pd.Series, *, share: float, seed: int, strata: pd.Series | None = None
+) -> pd.Series:
+    """Group per customer: 'control' (a seeded random `share` of the selected), 'treatment', 'none'.
+
+    With `strata` (e.g. the action), the share is drawn within each stratum, so every action has its
+    own control group. The number of controls per stratum is share x size, rounded up or down at
+    random (seeded) so that the expected share is exact even for small strata.
+    """
+    if not 0.0 <= share < 1.0:
+        raise ValueError("share must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(selected))
+    is_selected = selected.to_numpy(dtype=bool)
+    stratum = (strata.reindex(selected.index) if strata is not None else pd.Series("all", index=selected.index))
+    frame = pd.DataFrame({"stratum": stratum.to_numpy(dtype=object), "key": keys}, index=selected.index)[is_selected]
+    groups = np.full(len(selected), GROUP_NONE, dtype=object)
+    if len(frame):
+        by_stratum = frame.groupby("stratum", sort=True)["key"]
+        rank = by_stratum.rank(method="first").to_numpy() - 1
+        size = by_stratum.transform("size").to_numpy()
+        strata_names = sorted(frame["stratum"].unique())
+        bump = pd.Series(rng.random(len(strata_names)), index=strata_names)
+        expected = share * size
+        controls = np.floor(expected) + (bump.reindex(frame["stratum"]).to_numpy() < expected - np.floor(expected))
+        groups[is_selected] = np.where(rank < controls, GROUP_CONTROL, GROUP_TREATMENT)
+    return pd.Series(groups, index=selected.index, name="group", dtype="str")

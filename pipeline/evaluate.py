@@ -1,0 +1,183 @@
+"""Metrics of churn probabilities against known labels. Pure functions over numpy arrays.
+
+Definitions (documented once, used for every model and split):
+
+- `roc_auc`, `pr_auc` (average precision), `log_loss` (natural log), `brier`: scikit-learn.
+- `ece`: expected calibration error over 10 *equal-frequency* bins of the predicted probability
+  (customers sorted by probability, cut into 10 groups of equal size):
+  sum over bins of (bin size / n) * |observed churn rate - mean predicted probability|.
+  Equal-frequency bins keep every bin populated when probabilities crowd at one end.
+- `lift_top_decile`: churn rate among the 10% of customers with the highest probability (ties broken
+  by row order) divided by the overall churn rate; `capture_top_decile`: share of all churners found
+  in that top 10%.
+- Retention value at a budget (no playbook needed): contact the `k = floor(budget / contact_cost)`
+  customers with the highest probability; each contacted churner is retained with probability `uplift`
+  and is worth `value` (their spend over the last 365 days when known, else a default).
+  `expected_retention_value = sum_topk(p * uplift * value) - k * contact_cost` is what the model
+  promises; `realised_retention_value = sum_topk(churned * uplift * value) - k * contact_cost` is what
+  the labels say that ranking would have earned. Both are net of contact costs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+CALIBRATION_BINS = 10
+TOP_SHARE = 0.10
+METRIC_NAMES = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "lift_top_decile",
+    "capture_top_decile",
+    "expected_retention_value",
+    "realised_retention_value",
+    "n_customers",
+    "churn_rate",
+)
+LOWER_IS_BETTER = frozenset({"log_loss", "brier", "ece"})
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """Assumptions of the retention value metric (see the module docstring)."""
+
+    budget: float
+    contact_cost: float
+    uplift: float
+    default_customer_value: float
+    value_feature: str
+
+
+def _check(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y, dtype="float64")
+    p = np.asarray(p, dtype="float64")
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"labels {y.shape} and probabilities {p.shape} must be 1-D arrays of equal length")
+    if np.isnan(p).any() or np.isnan(y).any():
+        raise ValueError("labels and probabilities must not contain NaN")
+    return y, p
+
+
+def _descending_order(p: np.ndarray) -> np.ndarray:
+    """Indices from the highest probability down; equal probabilities keep row order."""
+    return np.argsort(-p, kind="stable")
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, bins: int = CALIBRATION_BINS) -> float:
+    """ECE over `bins` equal-frequency bins of `p` (see the module docstring)."""
+    y, p = _check(y, p)
+    n = len(p)
+    if n == 0:
+        return math.nan
+    order = np.argsort(p, kind="stable")
+    bin_of_rank = np.arange(n) * bins // n
+    bin_index = np.empty(n, dtype="int64")
+    bin_index[order] = bin_of_rank
+    counts = np.bincount(bin_index, minlength=bins)
+    gap = np.abs(np.bincount(bin_index, weights=y, minlength=bins) - np.bincount(bin_index, weights=p, minlength=bins))
+    # |sum(y) - sum(p)| per bin equals count * |mean(y) - mean(p)|, so dividing by n weights by bin size.
+    return float(gap[counts > 0].sum() / n)
+
+
+def top_share_mask(p: np.ndarray, *, share: float = TOP_SHARE) -> np.ndarray:
+    """Boolean mask of the ceil(share * n) rows with the highest probability."""
+    k = int(math.ceil(share * len(p)))
+    mask = np.zeros(len(p), dtype=bool)
+    mask[_descending_order(np.asarray(p, dtype="float64"))[:k]] = True
+    return mask
+
+
+def lift_and_capture(y: np.ndarray, p: np.ndarray, *, share: float = TOP_SHARE) -> tuple[float, float]:
+    """(lift, capture) of the top `share` of customers by probability; NaN without churners."""
+    y, p = _check(y, p)
+    if len(y) == 0 or y.sum() == 0:
+        return math.nan, math.nan
+    top = top_share_mask(p, share=share)
+    lift = float(y[top].mean() / y.mean())
+    capture = float(y[top].sum() / y.sum())
+    return lift, capture
+
+
+def customer_values(features: pd.DataFrame, *, settings: RetentionSettings) -> np.ndarray:
+    """Value per customer: `settings.value_feature` clipped at 0, the default where absent or missing."""
+    if settings.value_feature in features.columns:
+        values = pd.to_numeric(features[settings.value_feature], errors="coerce").to_numpy("float64", na_value=np.nan)
+        values = np.where(np.isnan(values), settings.default_customer_value, np.clip(values, 0.0, None))
+    else:
+        values = np.full(len(features), settings.default_customer_value, dtype="float64")
+    return values
+
+
+def retention_values(
+    y: np.ndarray, p: np.ndarray, *, values: np.ndarray, settings: RetentionSettings
+) -> tuple[float, float]:
+    """(expected, realised) net retention value of contacting the top-k by probability (module docstring)."""
+    y, p = _check(y, p)
+    values = np.asarray(values, dtype="float64")
+    k = min(len(p), int(settings.budget // settings.contact_cost)) if settings.contact_cost > 0 else len(p)
+    top = _descending_order(p)[:k]
+    cost = k * settings.contact_cost
+    expected = float((p[top] * settings.uplift * values[top]).sum() - cost)
+    realised = float((y[top] * settings.uplift * values[top]).sum() - cost)
+    return expected, realised
+
+
+def classification_metrics(
+    y: np.ndarray, p: np.ndarray, *, values: np.ndarray, settings: RetentionSettings
+) -> dict[str, float]:
+    """Every metric of METRIC_NAMES for labels `y` (0/1) and probabilities `p` (see module docstring)."""
+    y, p = _check(y, p)
+    both_classes = 0 < y.sum() < len(y)
+    clipped = np.clip(p, 1e-15, 1 - 1e-15)
+    lift, capture = lift_and_capture(y, p)
+    expected_value, realised_value = retention_values(y, p, values=values, settings=settings)
+    return {
+        "roc_auc": float(roc_auc_score(y, p)) if both_classes else math.nan,
+        "pr_auc": float(average_precision_score(y, p)) if both_classes else math.nan,
+        "log_loss": float(log_loss(y, clipped, labels=[0.0, 1.0])) if len(y) else math.nan,
+        "brier": float(brier_score_loss(y, p)) if len(y) else math.nan,
+        "ece": expected_calibration_error(y, p),
+        "lift_top_decile": lift,
+        "capture_top_decile": capture,
+        "expected_retention_value": expected_value,
+        "realised_retention_value": realised_value,
+        "n_customers": float(len(y)),
+        "churn_rate": float(y.mean()) if len(y) else math.nan,
+    }
+
+
+def is_better_or_equal(new: float, incumbent: float, *, metric: str) -> bool:
+    """True when `new` is at least as good as `incumbent` for `metric` (lower is better for losses)."""
+    if metric in LOWER_IS_BETTER:
+        return new <= incumbent
+    return new >= incumbent
+
+
+def summarise_folds(fold_metrics: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Mean and standard deviation (ddof=1; 0 for one fold) per model and metric of the test split.
+
+    Input: one `{"test": {model: {metric: value}}}` per fold; output `{model: {metric: {"mean", "std", "n"}}}`.
+    Models missing from a fold are summarised over the folds that have them.
+    """
+    rows = [
+        {"fold": i, "model": model, "metric": metric, "value": value}
+        for i, fold in enumerate(fold_metrics)
+        for model, metrics in fold["test"].items()
+        for metric, value in metrics.items()
+    ]
+    if not rows:
+        return {}
+    table = pd.DataFrame(rows).groupby(["model", "metric"], sort=True)["value"]
+    stats = pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1).fillna(0.0), "n": table.count().astype(float)})
+    summary: dict[str, dict[str, dict[str, float]]] = {}
+    for (model, metric), row in stats.iterrows():
+        summary.setdefault(model, {})[metric] = {k: float(v) for k, v in row.items()}
+    return summary

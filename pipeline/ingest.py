@@ -1,0 +1,420 @@
+"""Contract validation: split each source's raw rows into validated rows and quarantined rows.
+
+Pure functions over `RawSource`s (see `pipeline.sources`); the runner `pipeline.run.ingest` reads
+and writes. Steps, for every configured source:
+
+1. `parse_source`: rename onto contract names, parse each column into its contract type; a value
+   that is present but cannot be parsed is a problem ("not a timestamp", "not a number").
+2. `reference_time`: the data's own latest time, over every source (see its docstring).
+3. `find_problems`: value rules as a pandera schema (ids present, ranges, allowed kinds, nothing
+   after the reference time plus the tolerance, closed before opened, ...), collected lazily.
+4. `split_source`: rows without problems -> contract-shaped validated frame; rows with problems ->
+   quarantine, unchanged as read, with every problem of the row in `reason` ('; '-joined);
+   unknown extra columns of validated rows -> an `extra` frame keyed by `validated_row`.
+
+`ingest_sources` runs all of it and raises IngestError when any source's bad share exceeds the
+limit, before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import polars as pl
+
+from pipeline.config import SOURCE_NAMES, IngestConfig, SourceConfig
+from pipeline.contract import (
+    BOOLEAN,
+    FEEDBACK_KINDS,
+    FEEDBACK_SCORE_RANGES,
+    FLOAT,
+    LOYALTY_KINDS,
+    STRING,
+    TICKET_CHANNELS,
+    TIMESTAMP,
+    conform,
+    contract,
+    empty_frame,
+)
+from pipeline.errors import IngestError
+from pipeline.sources import (
+    ORIGIN_COLUMNS,
+    RawSource,
+    parse_booleans,
+    parse_ids,
+    parse_numbers,
+    parse_timestamps,
+    synthetic_order_ids,
+)
+
+MISSING = "missing"
+TOP_REASONS = 5
+# Timestamps that record a past fact; promised delivery dates may lie after the data's end.
+FORWARD_LOOKING = frozenset({"promised_delivery_at"})
+# reference_time: look for the end of the data among the top 5% of times; a jump of more than
+# max(30 days, 10% of the 5th-95th percentile span) starts the region of corrupt future values.
+REFERENCE_QUANTILE = 0.95
+REFERENCE_MIN_GAP = pd.Timedelta(days=30)
+REFERENCE_GAP_SHARE = 0.10
+# Time-ordered pairs (later, earlier): the later one may not come before the earlier one.
+TIME_ORDER = {
+    "transactions": (("delivered_at", "ordered_at"), ("promised_delivery_at", "ordered_at")),
+    "support_tickets": (("closed_at", "opened_at"), ("first_response_at", "opened_at")),
+}
+ALLOWED_VALUES = {
+    ("feedback", "kind"): FEEDBACK_KINDS,
+    ("support_tickets", "channel"): TICKET_CHANNELS,
+    ("loyalty_events", "kind"): LOYALTY_KINDS,
+}
+
+
+@dataclass(frozen=True)
+class ParsedSource:
+    """typed: the contract columns in contract dtypes, index = input row.
+    problems: one row per unparseable value (row, column, reason).
+    labels: contract column -> the file's column name (for reasons a user can find)."""
+
+    name: str
+    typed: pd.DataFrame
+    problems: pd.DataFrame
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """Everything ingest produces for one source (the runner writes the frames)."""
+
+    name: str
+    validated: pd.DataFrame
+    quarantine: pd.DataFrame
+    extra: pd.DataFrame
+    report: dict
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    sources: dict[str, SourceResult]
+    reference: pd.Timestamp | None
+    report: dict = field(default_factory=dict)
+
+
+def _problems(rows: np.ndarray, column: str, reason: str) -> pd.DataFrame:
+    return pd.DataFrame({"row": rows.astype(np.int64), "column": column, "reason": reason})
+
+
+def _empty_problems() -> pd.DataFrame:
+    return pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
+                         "reason": pd.Series([], dtype="str")})
+
+
+def map_columns(raw: RawSource, source: SourceConfig) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The contract columns present in `raw` under contract names, and contract -> file name labels.
+
+    With `one_order_per_row`, order_id is synthesised from the input row ('R1', 'R2', ...).
+    """
+    spec = contract(raw.name)
+    labels = {source.rename.get(column, column): column for column in raw.frame.columns}
+    present = {name: raw.frame[labels[name]] for name in spec.columns if name in labels}
+    if source.one_order_per_row and raw.name == "transactions":
+        present["order_id"] = synthetic_order_ids(len(raw.frame))
+        labels["order_id"] = "order_id (one per row)"
+    return pd.DataFrame(present, index=raw.frame.index), labels
+
+
+def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
+    """Rows where the raw cell holds something (not null, not blank) but the parsed value is null."""
+    rows = np.flatnonzero(parsed.isna().to_numpy() & values.notna().to_numpy())
+    if len(rows) and (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+        rows = rows[(values.iloc[rows].astype("str").str.strip() != "").to_numpy(dtype=bool)]
+    return rows
+
+
+def parse_source(raw: RawSource, source: SourceConfig) -> ParsedSource:
+    """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems."""
+    spec = contract(raw.name)
+    mapped, labels = map_columns(raw, source)
+    typed, problems = {}, []
+    for column, dtype in spec.dtypes.items():
+        if column not in mapped:
+            typed[column] = pd.Series(pd.NA if dtype == BOOLEAN else None, index=mapped.index, dtype=dtype)
+            continue
+        values = mapped[column]
+        if dtype == TIMESTAMP:
+            parsed = parse_timestamps(values, date_format=source.read.date_format, timezone=source.timezone)
+            reason = "not a timestamp"
+        elif dtype == FLOAT:
+            parsed, reason = parse_numbers(values), "not a number"
+        elif dtype == BOOLEAN:
+            parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
+        elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
+            parsed, reason = parse_ids(values), ""
+        else:
+            parsed, reason = values.astype(STRING), ""
+        if reason:
+            failed = _unparsed(values, parsed)
+            if len(failed):
+                problems.append(_problems(failed, column, reason))
+        typed[column] = parsed
+    problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
+    return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index), problems=problems_frame,
+                        labels=labels)
+
+
+def past_fact_columns(name: str) -> list[str]:
+    """Timestamp columns of `name` that cannot lie after the moment of the export."""
+    return [column for column in contract(name).timestamp_columns if column not in FORWARD_LOOKING]
+
+
+def reference_time(parsed: Mapping[str, ParsedSource]) -> pd.Timestamp | None:
+    """The data's own latest time, robust to corrupt far-future values (None without timestamps).
+
+    Pools every past-fact timestamp of every source. Starting at the 95th percentile, walks up the
+    sorted times; the first jump longer than max(30 days, 10% of the 5th-95th percentile span)
+    ends the data, and the time before that jump is the reference. So the true maximum is the
+    reference unless it sits beyond such a jump: a single corrupt '2099' row, or even a few
+    percent of them, cannot become it, and a business whose last months are quiet keeps them.
+    """
+    pooled = [
+        result.typed[column].to_numpy(dtype="datetime64[us]").view(np.int64)
+        for result in parsed.values()
+        for column in past_fact_columns(result.name)
+    ]
+    times = np.concatenate(pooled) if pooled else np.array([], dtype=np.int64)
+    times = times[times != np.iinfo(np.int64).min]  # NaT
+    if len(times) == 0:
+        return None
+    low, high = np.quantile(times, [1 - REFERENCE_QUANTILE, REFERENCE_QUANTILE], method="lower")
+    max_gap = max(REFERENCE_MIN_GAP.value // 1000, int(REFERENCE_GAP_SHARE * (high - low)))
+    top = np.sort(times[times >= high])
+    jumps = np.flatnonzero(np.diff(top) > max_gap)
+    end = top[jumps[0]] if len(jumps) else top[-1]
+    return pd.Timestamp(int(end), unit="us", tz="UTC")
+
+
+def _label(labels: Mapping[str, str], column: str) -> str:
+    return labels.get(column, column)
+
+
+def validation_schema(
+    name: str, *, latest_allowed: pd.Timestamp | None, labels: Mapping[str, str]
+) -> pa.DataFrameSchema:
+    """The value rules of `name` over its typed frame; check errors are the reasons users see."""
+    spec = contract(name)
+    columns = {}
+    for column, dtype in spec.dtypes.items():
+        checks = []
+        if dtype == TIMESTAMP and column not in FORWARD_LOOKING and latest_allowed is not None:
+            checks.append(pa.Check.le(latest_allowed, error=f"later than the data's end + tolerance ({latest_allowed:%Y-%m-%d %H:%M} UTC)"))
+        if (name, column) in ALLOWED_VALUES:
+            allowed = ALLOWED_VALUES[(name, column)]
+            checks.append(pa.Check.isin(allowed, error=f"not one of {', '.join(allowed)}"))
+        if column == "discount":
+            checks.append(pa.Check.ge(0, error="negative"))
+        required = column in spec.required or column in spec.id_columns
+        columns[column] = pa.Column(None, checks=checks, nullable=not required, required=True, name=column)
+    wide = []
+    if name == "feedback":
+        for kind, (low, high) in FEEDBACK_SCORE_RANGES.items():
+            wide.append(_score_range_check(kind, low, high, labels))
+    for later, earlier in TIME_ORDER.get(name, ()):
+        wide.append(
+            pa.Check(
+                lambda df, later=later, earlier=earlier: ~(df[later] < df[earlier]),
+                error=f"{_label(labels, later)}: before {_label(labels, earlier)}",
+            )
+        )
+    return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=False, ordered=False)
+
+
+def _score_range_check(kind: str, low: float, high: float, labels: Mapping[str, str]) -> pa.Check:
+    return pa.Check(
+        lambda df: ~((df["kind"] == kind).fillna(False) & ((df["score"] < low) | (df["score"] > high)).fillna(False)),
+        error=f"{_label(labels, 'score')}: outside {low:g}-{high:g} for {kind}",
+    )
+
+
+def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None) -> pd.DataFrame:
+    """Every problem of every row: parse failures plus broken value rules (row, column, reason)."""
+    schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels)
+    parse_problems = parsed.problems.assign(reason=parsed.problems["column"].map(parsed.labels).fillna(
+        parsed.problems["column"]) + ": " + parsed.problems["reason"])
+    try:
+        schema.validate(parsed.typed, lazy=True)
+        rule_problems = _empty_problems()
+    except pa.errors.SchemaErrors as exc:
+        rule_problems = _rule_problems(exc.failure_cases, parsed)
+    problems = pd.concat([parse_problems, rule_problems], ignore_index=True)
+    return problems.astype({"row": np.int64, "column": "str", "reason": "str"})
+
+
+def _rule_problems(failure_cases: pd.DataFrame, parsed: ParsedSource) -> pd.DataFrame:
+    """pandera failure cases -> (row, column, reason); an unparseable value is not also 'missing'."""
+    cases = failure_cases[failure_cases["index"].notna()]
+    if len(cases) < len(failure_cases):
+        table_level = failure_cases[failure_cases["index"].isna()]
+        raise IngestError(
+            f"source {parsed.name}: table-level validation failed: "
+            + "; ".join(f"{row.column}: {row.check}" for row in table_level.itertuples())
+        )
+    is_wide = cases["schema_context"].to_numpy() == "DataFrameSchema"
+    column = cases["column"].astype("str")
+    check = cases["check"].astype("str").replace({"not_nullable": MISSING})
+    label = column.map(parsed.labels).fillna(column)
+    frame = pd.DataFrame(
+        {
+            "row": cases["index"].astype(np.int64).to_numpy(),
+            "column": np.where(is_wide, "", column.to_numpy()),
+            "reason": np.where(is_wide, check.to_numpy(), (label + ": " + check).to_numpy()),
+        }
+    ).drop_duplicates(["row", "reason"])
+    failed = parsed.problems[["row", "column"]].assign(unparsed=True)
+    frame = frame.merge(failed, on=["row", "column"], how="left")
+    drop = frame["unparsed"].fillna(False).to_numpy(dtype=bool) & (frame["reason"].str.endswith(": " + MISSING)).to_numpy()
+    return frame.loc[~drop, ["row", "column", "reason"]]
+
+
+def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series:
+    """One '; '-joined reason per bad row (index = row, ascending), problems in contract column order."""
+    rank = {column: position for position, column in enumerate(column_order)}
+    ordered = pl.from_pandas(problems.assign(rank=problems["column"].map(rank).fillna(len(rank)).astype(np.int64)))
+    joined = (
+        ordered.sort(["row", "rank", "reason"], maintain_order=True)
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("reason").str.join("; "))
+    )
+    return pd.Series(
+        joined["reason"].to_numpy(), index=pd.Index(joined["row"].to_numpy(), dtype=np.int64, name="row"),
+        dtype="str", name="reason",
+    )
+
+
+def top_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
+    """The most frequent reasons: [{reason, rows}], by rows then reason."""
+    counts = problems.drop_duplicates(["row", "reason"])["reason"].value_counts()
+    counts = counts.rename_axis("reason").reset_index(name="rows").sort_values(["rows", "reason"], ascending=[False, True])
+    return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
+
+
+def duplicate_rows(frame: pd.DataFrame) -> int:
+    """Rows identical in every column to an earlier row (kept, only counted).
+
+    Row hashes find the candidates; the exact count is taken among those only (fast and exact).
+    """
+    if frame.empty or frame.shape[1] == 0:
+        return 0
+    table = pl.from_pandas(frame)
+    candidates = table.filter(table.hash_rows().is_duplicated())
+    return int(len(candidates) - candidates.n_unique()) if len(candidates) else 0
+
+
+def split_source(raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, source: SourceConfig) -> SourceResult:
+    """Validated (contract-shaped), quarantine (raw + origin + reason) and extra columns of one source.
+
+    quarantine: the file's columns unchanged, then source_file, source_row, reason.
+    extra: validated_row (row number in the validated frame), source_file, source_row, then the
+    file's columns that are not in the contract; no columns at all when there are none.
+    """
+    reasons = row_reasons(problems, column_order=contract(raw.name).columns)
+    bad = np.zeros(len(raw.frame), dtype=bool)
+    bad[reasons.index.to_numpy()] = True
+    validated = conform(parsed.typed.loc[~bad], raw.name)
+    quarantine = pd.concat([raw.frame.loc[bad], raw.origin.loc[bad]], axis=1).reset_index(drop=True)
+    quarantine["reason"] = reasons.to_numpy()
+    extra_columns = [
+        column for column in raw.frame.columns if source.rename.get(column, column) not in contract(raw.name).dtypes
+    ]
+    if extra_columns:
+        extra = pd.concat([raw.origin.loc[~bad], raw.frame.loc[~bad, extra_columns]], axis=1).reset_index(drop=True)
+        extra.insert(0, "validated_row", np.arange(len(extra), dtype=np.int64))
+    else:
+        extra = pd.DataFrame()
+    report = {
+        "configured": True,
+        "input_rows": int(len(raw.frame)),
+        "validated_rows": int(len(validated)),
+        "quarantined_rows": int(bad.sum()),
+        "bad_share": round(float(bad.mean()) if len(bad) else 0.0, 6),
+        "duplicate_rows": duplicate_rows(raw.frame),
+        "extra_columns": extra_columns,
+        "notes": list(raw.notes),
+        "top_reasons": top_reasons(problems),
+    }
+    return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
+
+
+def unconfigured_source(name: str) -> SourceResult:
+    """An absent optional source: no rows, said so in the report."""
+    quarantine = empty_frame(name).astype(STRING).assign(
+        source_file=pd.Series([], dtype="str"), source_row=pd.Series([], dtype=np.int64), reason=pd.Series([], dtype="str")
+    )
+    report = {
+        "configured": False,
+        "input_rows": 0,
+        "validated_rows": 0,
+        "quarantined_rows": 0,
+        "bad_share": 0.0,
+        "duplicate_rows": 0,
+        "extra_columns": [],
+        "notes": ["not configured: treated as a source without rows"],
+        "top_reasons": [],
+    }
+    return SourceResult(name=name, validated=empty_frame(name), quarantine=quarantine, extra=pd.DataFrame(), report=report)
+
+
+def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
+    parts = []
+    for result in failures:
+        report = result.report
+        reasons = ", ".join(f"{item['reason']} ({item['rows']} rows)" for item in report["top_reasons"][:3])
+        parts.append(
+            f"source {result.name}: {report['bad_share']:.1%} of {report['input_rows']} rows are bad "
+            f"(limit {max_bad_share:.0%}); top reasons: {reasons}"
+        )
+    return (
+        "; ".join(parts)
+        + ". Nothing was written. Fix the export or the source mapping (rename, read.date_format, timezone), "
+        "or raise ingest.max_bad_share."
+    )
+
+
+def ingest_sources(
+    raws: Mapping[str, RawSource], *, sources: Mapping[str, SourceConfig], settings: IngestConfig
+) -> IngestResult:
+    """Validate every configured source; raise IngestError (naming source, share and top reasons)
+    when any source's bad share exceeds `settings.max_bad_share`. Sources of SOURCE_NAMES not in
+    `raws` come back empty, marked as not configured."""
+    if "transactions" in raws and raws["transactions"].frame.empty:
+        files = ", ".join(str(path) for path in raws["transactions"].files)
+        raise IngestError(
+            f"source transactions: {files} has a header but no rows; transactions are required — "
+            "export the orders, or point sources.transactions.path at the right file"
+        )
+    parsed = {name: parse_source(raw, sources[name]) for name, raw in raws.items()}
+    reference = reference_time(parsed)
+    tolerance = pd.Timedelta(days=settings.future_tolerance_days)
+    latest_allowed = None if reference is None else reference + tolerance
+    results = {}
+    for name in SOURCE_NAMES:
+        if name not in raws:
+            results[name] = unconfigured_source(name)
+            continue
+        problems = find_problems(parsed[name], latest_allowed=latest_allowed)
+        results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
+    failures = [r for r in results.values() if r.report["bad_share"] > settings.max_bad_share]
+    if failures:
+        raise IngestError(_too_bad_message(failures, settings.max_bad_share))
+    report = {
+        "reference_time": None if reference is None else reference.isoformat(),
+        "reference_rule": (
+            "latest past-fact timestamp over all sources, ending at the first jump of more than "
+            "max(30 days, 10% of the 5th-95th percentile span) above the 95th percentile"
+        ),
+        "future_tolerance_days": settings.future_tolerance_days,
+        "max_bad_share": settings.max_bad_share,
+        "sources": {name: result.report for name, result in results.items()},
+    }
+    return IngestResult(sources=results, reference=reference, report=report)

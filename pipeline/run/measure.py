@@ -1,0 +1,125 @@
+"""`churn measure --scores data/scores/at_risk_D.parquet`: treated vs control, once the horizon has passed.
+
+Reads the scores file (and its summary JSON for the model's horizon and the playbook's planned
+uplifts), the validated transactions, refuses while the transactions do not yet cover
+`[D, D + horizon)`, and writes `measured_D.csv` and `measured_D.json` next to the scores; logs a run
+to the scoring experiment in MLflow.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.errors import ScoreError
+from pipeline.events import load_events
+from pipeline.io import write_csv, write_json
+from pipeline.measure import check_scores, measure_campaign
+from pipeline.progress import get_logger
+from pipeline.run.score import latest_event_date
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """The at-risk table from Parquet (or the CSV twin); ScoreError when absent or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ScoreError(f"scores file not found: {path}; pass a file written by `churn score` (data/scores/at_risk_*.parquet)")
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype={"customer_id": "str", "action": "str", "group": "str"})
+            return frame.assign(as_of=pd.to_datetime(frame["as_of"]).dt.date) if "as_of" in frame else frame
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ScoreError(f"cannot read the scores file {path}: {exc}") from None
+
+
+def read_summary(scores_path: Path) -> dict[str, Any]:
+    """The scoring summary next to the scores file ({} when absent)."""
+    summary_path = Path(scores_path).with_suffix(".json")
+    if not summary_path.is_file():
+        return {}
+    return json.loads(summary_path.read_text(encoding="utf-8"))
+
+
+def check_horizon_passed(as_of: dt.date, horizon_days: int, *, data_until: dt.date | None) -> None:
+    """Raise ScoreError unless the events reach the end of [as_of, as_of + horizon_days)."""
+    window_end = as_of + dt.timedelta(days=horizon_days)
+    covered_until = data_until + dt.timedelta(days=1) if data_until is not None else None
+    if covered_until is None or covered_until < window_end:
+        seen = data_until.isoformat() if data_until else "no events"
+        raise ScoreError(
+            f"the {horizon_days}-day horizon after {as_of} has not passed: churn is measured on orders up to "
+            f"{window_end - dt.timedelta(days=1)}, but the validated events end on {seen}. Ingest newer data and "
+            f"run `churn measure` again on or after {window_end}."
+        )
+
+
+def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as plain JSON values (NaN -> null)."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    return [
+        {k: (float(v) if isinstance(v, (float, np.floating)) else int(v) if isinstance(v, (np.integer,)) else v) for k, v in row.items()}
+        for row in clean.to_dict("records")
+    ]
+
+
+def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any]) -> str:
+    import mlflow
+
+    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+
+    configure_mlflow(cfg)
+    experiment_id = ensure_experiment(cfg, cfg.mlflow.scoring_experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"measure {meta['as_of']}") as run:
+        mlflow.set_tags({"stage": "measure", "as_of": meta["as_of"], "model_version": str(meta.get("model_version"))})
+        mlflow.log_params({"as_of": meta["as_of"], "horizon_days": meta["horizon_days"], "scores_file": meta["scores_file"]})
+        metrics = {
+            metric_key(str(row["action"]), column): float(row[column])
+            for row in result.to_dict("records")
+            for column in ("n_treatment", "n_control", "churn_treatment", "churn_control", "churn_reduction",
+                           "churn_reduction_low", "churn_reduction_high", "uplift", "uplift_low", "uplift_high",
+                           "realised_net_value", "expected_net_value")
+            if pd.notna(row[column])
+        }
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict({**meta, "results": _json_records(result)}, "measure/results.json")
+    return run.info.run_id
+
+
+def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
+    """Measure the campaign of the scoring run in `scores_path`; return the results and output paths."""
+    scores = read_scores(scores_path)
+    as_of = check_scores(scores)
+    summary = read_summary(scores_path)
+    horizon_days = int(summary.get("horizon_days") or cfg.features.horizon_days)
+    events = load_events(cfg.validated_dir)
+    check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(events))
+    planned = {name: spec["uplift"] for name, spec in summary.get("playbook", {}).get("actions", {}).items()}
+    result = measure_campaign(scores, events.transactions, horizon_days=horizon_days, planned_uplift=planned)
+    folder = Path(scores_path).parent
+    csv_path = folder / f"measured_{as_of.isoformat()}.csv"
+    json_path = csv_path.with_suffix(".json")
+    meta = {
+        "as_of": as_of.isoformat(),
+        "horizon_days": horizon_days,
+        "scores_file": Path(scores_path).name,
+        "model_name": summary.get("model_name"),
+        "model_version": summary.get("model_version"),
+        "confidence": 0.95,
+    }
+    write_csv(result, csv_path)
+    write_json({**meta, "results": _json_records(result)}, json_path)
+    run_id = _log_to_mlflow(cfg, result, meta)
+    overall = result.iloc[-1]
+    get_logger().info(
+        "measured %d treated vs %d control: churn %.3f vs %.3f, share of churn prevented %.3f [%.3f, %.3f] -> %s",
+        overall["n_treatment"], overall["n_control"], overall["churn_treatment"], overall["churn_control"],
+        overall["uplift"], overall["uplift_low"], overall["uplift_high"], csv_path,
+    )
+    return {**meta, "results_path": str(csv_path), "summary_path": str(json_path), "mlflow_run_id": run_id, "results": result}

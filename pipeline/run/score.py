@@ -1,0 +1,219 @@
+"""`churn score`: the at-risk list with reasons, budgeted actions and a control group.
+
+Reads the validated events, loads the champion model (or a bundle folder) after verifying its
+checksums, builds features as of the date with the training feature code, scores, and writes
+`<scores_dir>/at_risk_YYYY-MM-DD.parquet`, `.csv` and `.json` (summary) atomically. Everything is
+validated (playbook against the feature registry, model bundle, feature columns) before the first
+file is written, so a failing run leaves no partial output. Equal inputs give byte-identical files
+(the summary holds no timestamps or run ids; the MLflow run records those).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.contract import CONTRACTS
+from pipeline.errors import BundleError, ScoreError
+from pipeline.events import Events, load_events
+from pipeline.io import sha256_file, write_csv, write_json, write_parquet
+from pipeline.playbook import Playbook, check_playbook_features, load_playbook
+from pipeline.progress import get_logger, timed
+from pipeline.score import score_customers, summarise_scores
+
+
+@dataclass(frozen=True)
+class ScoringModelInfo:
+    """The verified model and where it came from."""
+
+    model: Any
+    name: str
+    version: str
+    run_id: str
+    horizon_days: int
+    source: str
+
+
+def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
+    """Output files of the scoring run for `as_of`."""
+    stem = cfg.scores_dir / f"at_risk_{as_of.isoformat()}"
+    return {"parquet": stem.with_suffix(".parquet"), "csv": stem.with_suffix(".csv"), "summary": stem.with_suffix(".json")}
+
+
+def latest_event_date(events: Events) -> dt.date | None:
+    """UTC date of the latest time-stamped event across all sources (None when there are none)."""
+    latest = [
+        frame[CONTRACTS[name].time_column].max()
+        for name, frame in events.items()
+        if CONTRACTS[name].time_column and not frame.empty
+    ]
+    latest = [ts for ts in latest if pd.notna(ts)]
+    return max(latest).date() if latest else None
+
+
+def default_as_of(events: Events) -> dt.date:
+    """The day after the latest event: every event so far is before the snapshot."""
+    latest = latest_event_date(events)
+    if latest is None:
+        raise ScoreError("the validated events hold no time-stamped rows: nothing to score; run `churn ingest`")
+    return latest + dt.timedelta(days=1)
+
+
+def known_features(specs: list[Any]) -> dict[str, str]:
+    """Registry feature name -> 'categorical' or 'numeric', for checking playbook rules."""
+    return {spec.name: ("categorical" if spec.kind == "categorical" else "numeric") for spec in specs}
+
+
+def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> ScoringModelInfo:
+    """Verify and load the bundle at `bundle`, or the registry's champion (downloaded into `workdir`)."""
+    from pipeline.bundle import load_bundle
+
+    if bundle is not None:
+        path, version, source = Path(bundle), None, f"bundle {bundle}"
+    else:
+        from pipeline.tracking import champion_bundle, configure_mlflow
+
+        configure_mlflow(cfg)
+        path, version = champion_bundle(cfg, dest=workdir)
+        source = f"registry {cfg.train.model_name}@champion"
+    loaded = load_bundle(path)
+    manifest = loaded.manifest
+    return ScoringModelInfo(
+        model=loaded.model,
+        name=str(manifest.get("model_name") or cfg.train.model_name),
+        version=str(version if version is not None else manifest.get("model_version")),
+        run_id=str(manifest.get("mlflow_run_id") or manifest.get("run_id") or ""),
+        horizon_days=int(manifest.get("horizon_days") or cfg.features.horizon_days),
+        source=source,
+    )
+
+
+def _summary(
+    scores: pd.DataFrame, *, cfg: Config, as_of: dt.date, info: ScoringModelInfo, playbook: Playbook, paths: dict[str, Path]
+) -> dict[str, Any]:
+    return {
+        **summarise_scores(scores, budget=cfg.score.budget, as_of=as_of),
+        "model_name": info.name,
+        "model_version": info.version,
+        "model_run_id": info.run_id,
+        "horizon_days": info.horizon_days,
+        "measure_after": (as_of + dt.timedelta(days=info.horizon_days)).isoformat(),
+        "control_share": cfg.score.control_share,
+        "value_model": cfg.score.value_model,
+        "value_horizon_days": cfg.score.value_horizon_days,
+        "risk_tiers": cfg.score.risk_tiers.model_dump(),
+        "playbook": {
+            "path": str(cfg.score.playbook),
+            "sha256": sha256_file(cfg.score.playbook),
+            "actions": {
+                a.name: {"cost": a.cost, "uplift": a.uplift, "channel": a.channel, "capacity": a.capacity}
+                for a in playbook.actions
+            },
+        },
+        "files": {kind: path.name for kind, path in paths.items() if kind != "summary"},
+    }
+
+
+def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path]) -> str:
+    import mlflow
+
+    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+
+    configure_mlflow(cfg)
+    experiment_id = ensure_experiment(cfg, cfg.mlflow.scoring_experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {summary['as_of']}") as run:
+        mlflow.set_tags(
+            {
+                "stage": "score",
+                "as_of": summary["as_of"],
+                "model_name": summary["model_name"],
+                "model_version": summary["model_version"],
+                "model_run_id": summary["model_run_id"],
+            }
+        )
+        mlflow.log_params(
+            {
+                "as_of": summary["as_of"],
+                "model_name": summary["model_name"],
+                "model_version": summary["model_version"],
+                "budget": summary["budget"],
+                "control_share": summary["control_share"],
+                "value_model": summary["value_model"],
+                "playbook_sha256": summary["playbook"]["sha256"],
+                "scores_file": str(paths["parquet"]),
+            }
+        )
+        metrics = {
+            key: float(summary[key])
+            for key in ("customers_scored", "at_risk", "selected", "treatment", "control", "budget_used",
+                        "budget_committed", "expected_net_value", "expected_net_value_committed")
+        }
+        metrics.update({metric_key("tier", tier): float(n) for tier, n in summary["tiers"].items()})
+        metrics.update(
+            {metric_key("action", action, group): float(n) for action, counts in summary["actions"].items() for group, n in counts.items()}
+        )
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(summary, "score/summary.json")
+        mlflow.log_artifact(str(cfg.score.playbook), "score")
+    return run.info.run_id
+
+
+def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool) -> dict[str, Any]:
+    """Score every eligible customer as of `as_of` (default: the day after the latest event).
+
+    Returns the summary (as written to the JSON) plus the output paths and the MLflow run id.
+    """
+    from pipeline.features import build_features
+    from pipeline.features.registry import feature_specs, reason_context_frame
+
+    log = get_logger()
+    specs = feature_specs(cfg.features)
+    playbook = load_playbook(cfg.score.playbook, known_features=known_features(specs))
+    events = load_events(cfg.validated_dir)
+    as_of = as_of or default_as_of(events)
+    with tempfile.TemporaryDirectory(prefix="champion-") as workdir:
+        try:
+            info = load_scoring_model(cfg, bundle=bundle, workdir=Path(workdir))
+        except BundleError as exc:
+            raise ScoreError(f"cannot use the model: {exc}") from None
+    if info.horizon_days != cfg.features.horizon_days:
+        log.warning(
+            "the model predicts churn over %d days, the config says features.horizon_days=%d; using the model's",
+            info.horizon_days, cfg.features.horizon_days,
+        )
+    with timed(f"features as of {as_of}"):
+        features = build_features(events, as_of=as_of, cfg=cfg.features)
+    info.model.check_features(features)
+    check_playbook_features(features, playbook)
+    with timed(f"scoring {len(features):,} customers with {info.name} v{info.version}"):
+        scores = score_customers(
+            features,
+            info.model,
+            playbook=playbook,
+            specs=specs,
+            as_of=as_of,
+            cfg=cfg.score,
+            model_name=info.name,
+            model_version=info.version,
+            reason_context=reason_context_frame,
+            btyd_horizon_days=cfg.features.horizon_days,
+        )
+    paths = scores_paths(cfg, as_of)
+    summary = _summary(scores, cfg=cfg, as_of=as_of, info=info, playbook=playbook, paths=paths)
+    write_parquet(scores, paths["parquet"])
+    write_csv(scores, paths["csv"])
+    write_json(summary, paths["summary"])
+    run_id = _log_to_mlflow(cfg, summary, paths)
+    log.info(
+        "%d customers scored, %d at risk, %d selected (%d treatment, %d control), budget used %.2f of %.2f -> %s",
+        summary["customers_scored"], summary["at_risk"], summary["selected"], summary["treatment"],
+        summary["control"], summary["budget_used"], summary["budget"], paths["parquet"],
+    )
+    return {**summary, "summary_path": str(paths["summary"]), "scores_path": str(paths["parquet"]), "mlflow_run_id": run_id}
+

@@ -1,0 +1,171 @@
+"""Score customers: probability -> risk tier -> action within budget -> control group -> reasons.
+
+`score_customers` is pure: features and a loaded model in, the at-risk table out. Per-customer
+contributions (LightGBM `pred_contrib`, ~2 ms a customer) are computed only for the customers who
+need reasons: those selected for an action and those in the high or medium risk tier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from pipeline.actions import allocate_budget, assign_control, best_actions, customer_value
+from pipeline.config import ScoreConfig
+from pipeline.errors import ScoreError
+from pipeline.playbook import Playbook, eligibility_matrix
+from pipeline.reasons import ReasonSpec, reason_columns, top_reasons
+
+TIER_HIGH, TIER_MEDIUM, TIER_LOW = "high", "medium", "low"
+AT_RISK_TIERS = (TIER_HIGH, TIER_MEDIUM)
+
+
+class ScoringModel(Protocol):
+    """What scoring needs from pipeline.model.ChurnModel."""
+
+    feature_names_: list[str]
+
+    def check_features(self, df: pd.DataFrame) -> None: ...
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray: ...
+
+    def contributions(self, df: pd.DataFrame) -> pd.DataFrame: ...
+
+
+def output_columns(n_reasons: int = 3) -> list[str]:
+    """Columns of the at-risk table, in order."""
+    return [
+        "customer_id",
+        "churn_probability",
+        "risk_tier",
+        *reason_columns(n_reasons),
+        "action",
+        "action_cost",
+        "customer_value",
+        "expected_net_value",
+        "group",
+        "model_name",
+        "model_version",
+        "as_of",
+    ]
+
+
+def risk_tiers(probability: pd.Series, *, high: float, medium: float) -> pd.Series:
+    """'high' (p >= high), 'medium' (p >= medium) or 'low', as str."""
+    p = probability.to_numpy(dtype=float)
+    tiers = np.where(p >= high, TIER_HIGH, np.where(p >= medium, TIER_MEDIUM, TIER_LOW))
+    return pd.Series(tiers, index=probability.index, name="risk_tier", dtype="str")
+
+
+def _checked_features(features: pd.DataFrame) -> pd.DataFrame:
+    if "customer_id" not in features.columns:
+        raise ScoreError("the feature table has no customer_id column")
+    if features.empty:
+        raise ScoreError("no customers to score: nobody ordered in the lookback window before the as-of date")
+    duplicated = features["customer_id"].duplicated()
+    if duplicated.any():
+        example = features.loc[duplicated, "customer_id"].iloc[0]
+        raise ScoreError(f"the feature table repeats customers (e.g. {example!r}); expected one row per customer")
+    return features.set_index("customer_id", drop=False).rename_axis(None).sort_index()
+
+
+def score_customers(
+    features: pd.DataFrame,
+    model: ScoringModel,
+    *,
+    playbook: Playbook,
+    specs: Iterable[ReasonSpec],
+    as_of: dt.date,
+    cfg: ScoreConfig,
+    model_name: str,
+    model_version: str,
+    reason_context: Callable[[pd.DataFrame, dt.date], pd.DataFrame] | None = None,
+    btyd_horizon_days: int | None = None,
+) -> pd.DataFrame:
+    """The at-risk table for `features` (one row per customer, from build_features as of `as_of`).
+
+    Output: `output_columns(cfg.reasons)`, one row per scored customer, sorted by churn_probability
+    (highest first) then customer_id. action / action_cost / expected_net_value are filled only for
+    the customers selected within the budget (group 'treatment' or 'control'); reasons only for the
+    selected and for the high and medium tiers.
+    """
+    frame = _checked_features(features)
+    model.check_features(frame)
+    probability = pd.Series(model.predict_proba(frame), index=frame.index, name="churn_probability")
+    tiers = risk_tiers(probability, high=cfg.risk_tiers.high, medium=cfg.risk_tiers.medium)
+    value = customer_value(frame, cfg=cfg, btyd_horizon_days=btyd_horizon_days)
+    candidates = best_actions(probability, value, eligibility_matrix(frame, playbook), playbook)
+    selected = allocate_budget(
+        candidates, budget=cfg.budget, capacities=playbook.capacities(), exact_limit=cfg.exact_limit
+    )
+    groups = assign_control(selected, share=cfg.control_share, seed=cfg.seed, strata=candidates["action"])
+
+    needs_reasons = selected | tiers.isin(cfg.reason_tiers)
+    explained = frame.loc[needs_reasons.to_numpy()]
+    if explained.empty:
+        reasons = pd.DataFrame(index=frame.index, columns=reason_columns(cfg.reasons), dtype="str")
+    else:
+        reasons = top_reasons(
+            model.contributions(explained), explained, specs=specs, as_of=as_of, n=cfg.reasons, context=reason_context
+        ).reindex(frame.index)
+
+    chosen = candidates.where(selected, other=np.nan)
+    table = pd.DataFrame(
+        {
+            "customer_id": frame["customer_id"].astype("str"),
+            "churn_probability": probability,
+            "risk_tier": tiers,
+            **{column: reasons[column].astype("str") for column in reasons.columns},
+            "action": chosen["action"].astype("str"),
+            "action_cost": chosen["action_cost"].astype(float),
+            "customer_value": value.astype(float),
+            "expected_net_value": chosen["expected_net_value"].astype(float),
+            "group": groups,
+            "model_name": pd.Series(model_name, index=frame.index, dtype="str"),
+            "model_version": pd.Series(str(model_version), index=frame.index, dtype="str"),
+            "as_of": pd.Series([as_of] * len(frame), index=frame.index, dtype=object),
+        },
+        index=frame.index,
+    )
+    ordered = table.sort_values(["churn_probability", "customer_id"], ascending=[False, True], kind="stable")
+    return ordered.reset_index(drop=True)[output_columns(cfg.reasons)]
+
+
+def summarise_scores(scores: pd.DataFrame, *, budget: float, as_of: dt.date) -> dict:
+    """Headline numbers of a scoring run (JSON-able, deterministic for equal inputs).
+
+    budget_used counts the treatment group only (the control group gets nothing); budget_committed
+    counts every selected customer and is what the knapsack kept within the budget.
+    """
+    treated = scores["group"] == "treatment"
+    selected = scores["group"] != "none"
+    per_action = (
+        scores[selected]
+        .groupby(["action", "group"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=["treatment", "control"], fill_value=0)
+    )
+    tiers = scores["risk_tier"].value_counts()
+    return {
+        "as_of": as_of.isoformat(),
+        "customers_scored": int(len(scores)),
+        "at_risk": int(tiers.reindex(list(AT_RISK_TIERS), fill_value=0).sum()),
+        "selected": int(selected.sum()),
+        "treatment": int(treated.sum()),
+        "control": int((scores["group"] == "control").sum()),
+        "tiers": {tier: int(tiers.get(tier, 0)) for tier in (TIER_HIGH, TIER_MEDIUM, TIER_LOW)},
+        "actions": {
+            str(action): {"treatment": int(row["treatment"]), "control": int(row["control"])}
+            for action, row in per_action.iterrows()
+        },
+        "budget": float(budget),
+        "budget_used": round(float(scores.loc[treated, "action_cost"].sum()), 6),
+        "budget_committed": round(float(scores.loc[selected, "action_cost"].sum()), 6),
+        "expected_net_value": round(float(scores.loc[treated, "expected_net_value"].sum()), 6),
+        "expected_net_value_committed": round(float(scores.loc[selected, "expected_net_value"].sum()), 6),
+    }

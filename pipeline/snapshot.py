@@ -1,0 +1,121 @@
+"""Cut validated events at a snapshot date: what was known just before midnight UTC of `as_of`.
+
+This module is the only place that filters events by time for features (DESIGN invariant 1).
+The snapshot time `t` is midnight UTC at the start of `as_of`; "before t" is strictly before.
+
+Rules, per source:
+- transactions: rows ordered before `t`; `delivered_at` at or after `t` becomes null (not yet
+  delivered at `t`). `promised_delivery_at` is kept: the promise is made when ordering.
+- feedback: rows submitted before `t` (feedback is known from `submitted_at`).
+- support_tickets: tickets opened before `t`; `closed_at` and `first_response_at` at or after `t`
+  become null (the ticket is open / unanswered at `t`), and `resolved` is null for every ticket
+  that is open at `t`.
+- loyalty_events: events that occurred before `t`.
+- customers: static attributes; a customer who signed up at or after `t` did not exist yet and is
+  dropped (a null `signup_at` is kept).
+
+`cut_frame` applies one source's rule to a polars frame (extra columns are carried along, optional
+columns may be absent), so the feature engine can cut its prepared tables with the very same rule;
+`cut_events` is the pandas face of it for `Events`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from pipeline.contract import conform
+from pipeline.errors import FeatureError
+from pipeline.events import Events
+
+
+def snapshot_time(as_of: dt.date) -> dt.datetime:
+    """Midnight UTC at the start of `as_of`; raises FeatureError unless `as_of` is a plain date."""
+    if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
+        raise FeatureError(
+            f"the snapshot date must be a datetime.date (features see events before its midnight UTC), "
+            f"got {as_of!r} of type {type(as_of).__name__}"
+        )
+    return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
+
+
+def _null_from(column: str, t: dt.datetime) -> pl.Expr:
+    """`column` where it is before `t`, else null."""
+    return pl.when(pl.col(column) < t).then(pl.col(column)).otherwise(None).alias(column)
+
+
+def _cut_transactions(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+    cut = frame.filter(pl.col("ordered_at") < t)
+    return cut.with_columns(_null_from("delivered_at", t)) if "delivered_at" in cut.columns else cut
+
+
+def _cut_feedback(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+    return frame.filter(pl.col("submitted_at") < t)
+
+
+def _cut_support_tickets(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+    cut = frame.filter(pl.col("opened_at") < t)
+    nulled = [_null_from(c, t) for c in ("closed_at", "first_response_at") if c in cut.columns]
+    cut = cut.with_columns(nulled)
+    if "resolved" in cut.columns:
+        open_at_t = pl.col("closed_at").is_null() if "closed_at" in cut.columns else pl.lit(True)
+        cut = cut.with_columns(pl.when(open_at_t).then(None).otherwise(pl.col("resolved")).alias("resolved"))
+    return cut
+
+
+def _cut_loyalty_events(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+    return frame.filter(pl.col("occurred_at") < t)
+
+
+def _cut_customers(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+    if "signup_at" not in frame.columns:
+        return frame
+    return frame.filter(pl.col("signup_at").is_null() | (pl.col("signup_at") < t))
+
+
+_RULES: dict[str, Callable[[pl.DataFrame, dt.datetime], pl.DataFrame]] = {
+    "transactions": _cut_transactions,
+    "feedback": _cut_feedback,
+    "support_tickets": _cut_support_tickets,
+    "loyalty_events": _cut_loyalty_events,
+    "customers": _cut_customers,
+}
+
+
+def cut_frame(frame: pl.DataFrame, source: str, *, as_of: dt.date) -> pl.DataFrame:
+    """Apply the cut rule of `source` to a polars frame holding that source's time columns.
+
+    Input: any polars DataFrame with the source's time column (plus any extra columns).
+    Output: the rows and values known before midnight UTC of `as_of` (same columns, same order).
+    """
+    if source not in _RULES:
+        raise FeatureError(f"cannot cut unknown source {source!r}; known: {', '.join(_RULES)}")
+    return _RULES[source](frame, snapshot_time(as_of))
+
+
+def to_polars(frame: pd.DataFrame) -> pl.DataFrame:
+    """A contract-shaped pandas frame as polars (via Arrow: much faster than `pl.from_pandas`)."""
+    return pl.from_arrow(pa.Table.from_pandas(frame, preserve_index=False))  # type: ignore[return-value]
+
+
+def cut_events(events: Events, *, as_of: dt.date) -> Events:
+    """Every source of `events` cut at `as_of` (rules in the module docstring); input not mutated.
+
+    Input and output: contract-shaped frames (see `pipeline.contract`), row order kept.
+    """
+    snapshot_time(as_of)
+    cut = {name: cut_frame(to_polars(frame), name, as_of=as_of).to_pandas() for name, frame in events.items()}
+    return Events.from_frames(**{name: conform(frame, name) for name, frame in cut.items()})
+
+
+def latest_event_date(transactions: pd.DataFrame | pl.DataFrame) -> dt.date | None:
+    """The UTC date of the latest order in `transactions` (None when there are none)."""
+    column = transactions["ordered_at"]
+    latest = column.max()
+    if latest is None or pd.isna(latest):
+        return None
+    return pd.Timestamp(latest).tz_convert("UTC").date()

@@ -1,0 +1,72 @@
+"""Synthetic snapshot feature tables with a planted churn signal, for training tests (no other stage needed).
+
+The table has the shape of `pipeline.features.store.read_snapshots`: `snapshot_date` (UTC), `customer_id`,
+numeric features (float64), categorical features (str), `churned` (1.0/0.0, NaN where the label window
+has not passed). Churn rises with recency and overdue ratio, falls with frequency and BTYD expected
+purchases, and is higher in region "north"; `noise` carries no signal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The fields of pipeline.features.registry.FeatureSpec that training reads."""
+
+    name: str
+    family: str
+    kind: str
+
+
+SPECS = [
+    Spec("recency_days", "rfm", "numeric"),
+    Spec("frequency_all", "rfm", "numeric"),
+    Spec("monetary_365d", "rfm", "numeric"),
+    Spec("overdue_ratio", "rfm", "numeric"),
+    Spec("nps_last", "feedback", "numeric"),
+    Spec("btyd_p_alive", "btyd", "numeric"),
+    Spec("btyd_expected_purchases", "btyd", "numeric"),
+    Spec("noise", "rfm", "numeric"),
+    Spec("region", "customer", "categorical"),
+]
+
+
+def synthetic_features(
+    *, snapshots: int = 10, customers: int = 400, unlabelled: int = 3, seed: int = 0, start: str = "2024-01-01"
+) -> pd.DataFrame:
+    """`snapshots` monthly snapshots of `customers` rows each; the last `unlabelled` have NaN labels."""
+    rng = np.random.default_rng(seed)
+    dates = pd.date_range(start, periods=snapshots, freq="MS", tz="UTC").as_unit("us")
+    n = snapshots * customers
+    recency = rng.exponential(60.0, n)
+    frequency = rng.poisson(3.0, n).astype("float64") + 1.0
+    overdue = recency / rng.uniform(20.0, 90.0, n)
+    region = rng.choice(np.array(["north", "south", "east"]), n)
+    logit = -1.5 + 0.02 * recency - 0.35 * frequency + 0.15 * overdue + 0.8 * (region == "north")
+    churned = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-logit))).astype("float64")
+    nps = rng.integers(0, 11, n).astype("float64")
+    nps[rng.uniform(size=n) < 0.3] = np.nan
+    frame = pd.DataFrame(
+        {
+            "snapshot_date": np.repeat(dates, customers),
+            "customer_id": np.tile([f"c{i:05d}" for i in range(customers)], snapshots),
+            "recency_days": recency,
+            "frequency_all": frequency,
+            "monetary_365d": frequency * rng.gamma(2.0, 30.0, n),
+            "overdue_ratio": overdue,
+            "nps_last": nps,
+            "btyd_p_alive": 1.0 / (1.0 + np.exp(0.03 * recency - 2.0)),
+            "btyd_expected_purchases": frequency * np.exp(-recency / 90.0),
+            "noise": rng.normal(size=n),
+            "region": pd.array(region, dtype="str"),
+            "churned": churned,
+        }
+    )
+    if unlabelled:
+        frame.loc[frame["snapshot_date"] >= dates[snapshots - unlabelled], "churned"] = np.nan
+    return frame

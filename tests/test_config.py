@@ -1,0 +1,143 @@
+"""Config validation: unknown keys and bad values name the key, --set overrides, relative paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def minimal() -> dict:
+    return {
+        "sources": {"transactions": {"path": "raw/transactions.csv"}},
+        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-06-01"}},
+    }
+
+
+def write_yaml(folder: Path, raw: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def with_value(dotted: str, value: object) -> dict:
+    raw = minimal()
+    node = raw
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "cdnow.yaml"])
+def test_repository_configs_are_valid(name):
+    cfg = load_config(REPO_ROOT / "configs" / name)
+    assert cfg.sources.transactions.path.is_absolute()
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        ("bogus", 1, r"  bogus: unknown key"),
+        ("sources.transactions.seperator", ";", r"  sources\.transactions\.seperator: unknown key"),
+        ("sources.transactions.read.delimiter", ";", r"  sources\.transactions\.read\.delimiter: unknown key"),
+        ("features.horizon_days", 0, r"  features\.horizon_days: Input should be greater than 0"),
+        ("ingest.max_bad_share", 1.5, r"  ingest\.max_bad_share: Input should be less than or equal to 1"),
+        ("ingest.future_tolerance_days", "soon", r"  ingest\.future_tolerance_days: Input should be a valid number"),
+        ("sources.transactions.timezone", "Mars/Olympus", r"  sources\.transactions\.timezone: Value error, unknown time zone 'Mars/Olympus'"),
+        ("sources.transactions.format", "xlsx", r"  sources\.transactions\.format: Input should be 'auto', 'csv' or 'parquet'"),
+        ("sources.transactions.read.header", False, r"  sources\.transactions\.read: Value error, header: false needs column_names"),
+        ("sources.orders", {"path": "x.csv"}, r"  sources\.orders: unknown key"),
+    ],
+)
+def test_bad_config_fails_naming_the_key(tmp_path, dotted, value, message):
+    path = write_yaml(tmp_path, with_value(dotted, value))
+    with pytest.raises(ConfigError, match=rf"invalid configuration in {path}:\n(.*\n)*{message}"):
+        load_config(path)
+
+
+def test_missing_required_sections(tmp_path):
+    path = write_yaml(tmp_path, {"features": minimal()["features"]})
+    with pytest.raises(ConfigError, match=r"  sources: Field required"):
+        load_config(path)
+
+
+def test_missing_unreadable_or_non_mapping_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sources: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.yaml is not valid YAML"):
+        load_config(broken)
+    listed = write_yaml(tmp_path / "list", ["a", "b"])
+    with pytest.raises(ConfigError, match="the top level must be a mapping"):
+        load_config(listed)
+
+
+def test_set_overrides_one_value_each(tmp_path):
+    path = write_yaml(tmp_path, minimal())
+    cfg = load_config(
+        path,
+        ["features.horizon_days=60", "ingest.max_bad_share=0.5", "sources.transactions.read.sep=;", "train.seed=7"],
+    )
+    assert cfg.features.horizon_days == 60
+    assert cfg.ingest.max_bad_share == 0.5
+    assert cfg.sources.transactions.read.sep == ";"
+    assert cfg.train.seed == 7
+    assert load_config(path).features.horizon_days == 90  # the file itself is unchanged
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("features.horizon_days", r"--set 'features\.horizon_days': expected key\.path=value"),
+        ("features.horizon_days=-5", r"features\.horizon_days: Input should be greater than 0"),
+        ("ingest.max_bad_shar=0.1", r"ingest\.max_bad_shar: unknown key"),
+        ("sources.transactions.path.x=1", r"--set sources\.transactions\.path\.x: 'path' is not a section"),
+    ],
+)
+def test_bad_set_overrides_name_the_key(tmp_path, override, message):
+    path = write_yaml(tmp_path, minimal())
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, [override])
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch):
+    raw = minimal()
+    raw["sources"]["feedback"] = {"path": "exports/*.csv"}
+    raw["sources"]["customers"] = {"path": str(tmp_path / "elsewhere" / "customers.parquet")}
+    raw["mlflow"] = {"tracking_uri": "sqlite:///../mlruns.db"}
+    path = write_yaml(tmp_path / "project" / "configs", raw)
+    monkeypatch.chdir(tmp_path)  # the working directory must not matter
+    cfg = load_config(path)
+    folder = tmp_path / "project" / "configs"
+    assert cfg.sources.transactions.path == folder / "raw" / "transactions.csv"
+    assert cfg.sources.feedback.path == folder / "exports" / "*.csv"
+    assert cfg.sources.customers.path == tmp_path / "elsewhere" / "customers.parquet"
+    assert cfg.paths.data_dir == tmp_path / "project" / "data"
+    assert cfg.validated_dir == tmp_path / "project" / "data" / "validated"
+    assert cfg.tracking_uri() == f"sqlite:///{tmp_path / 'project' / 'mlruns.db'}"
+    assert cfg.config_path == path
+
+
+def test_cli_check_config_applies_set_and_reports_bad_keys(tmp_path):
+    path = write_yaml(tmp_path, minimal())
+    ok = CliRunner().invoke(app, ["check-config", "-c", str(path), "--set", "features.horizon_days=30"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["features"]["horizon_days"] == 30
+    bad = CliRunner().invoke(
+        app, ["check-config", "-c", str(path), "--set", "features.horizon_dayz=30"], env={"COLUMNS": "300"}
+    )
+    assert bad.exit_code == 2
+    assert "features.horizon_dayz: unknown key" in bad.output

@@ -1,0 +1,126 @@
+"""Metrics with hand-computed expectations: ECE, lift/capture, retention value, fold summaries."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.evaluate import (
+    METRIC_NAMES,
+    RetentionSettings,
+    classification_metrics,
+    customer_values,
+    expected_calibration_error,
+    is_better_or_equal,
+    lift_and_capture,
+    retention_values,
+    summarise_folds,
+    top_share_mask,
+)
+
+SETTINGS = RetentionSettings(budget=20.0, contact_cost=10.0, uplift=0.5, default_customer_value=40.0, value_feature="monetary_365d")
+
+
+def test_ece_equal_frequency_bins_by_hand():
+    y = np.array([0.0, 0.0, 1.0, 1.0])
+    p = np.array([0.2, 0.1, 0.9, 0.7])
+    # bins of 2 by rank: {0.1, 0.2} -> |0 - 0.15| ; {0.7, 0.9} -> |1 - 0.8|; each weighs 1/2.
+    assert expected_calibration_error(y, p, bins=2) == pytest.approx(0.5 * 0.15 + 0.5 * 0.2)
+
+
+def test_ece_is_zero_when_each_bin_matches_its_rate():
+    y = np.array([0.0, 1.0] * 10)
+    p = np.full(20, 0.5)
+    assert expected_calibration_error(y, p, bins=1) == pytest.approx(0.0)
+
+
+def test_ece_of_twenty_rows_uses_ten_bins_of_two():
+    p = np.linspace(0.05, 0.95, 20)
+    y = np.array([0.0, 1.0] * 10)
+    expected = np.mean(np.abs(y.reshape(10, 2).mean(axis=1) - p.reshape(10, 2).mean(axis=1)))
+    assert expected_calibration_error(y, p) == pytest.approx(expected)
+
+
+def test_top_decile_lift_and_capture_by_hand():
+    y = np.array([1.0, 0, 0, 0, 0, 1, 0, 0, 0, 0])
+    p = np.array([0.9, 0.1, 0.2, 0.3, 0.1, 0.4, 0.1, 0.1, 0.1, 0.1])
+    # top 10% = 1 customer (p=0.9, a churner): rate 1.0 vs overall 0.2 -> lift 5; 1 of 2 churners -> capture 0.5
+    assert lift_and_capture(y, p) == pytest.approx((5.0, 0.5))
+
+
+def test_top_share_rounds_up_and_breaks_ties_by_row_order():
+    mask = top_share_mask(np.array([0.5, 0.5, 0.5, 0.1]), share=0.5)
+    np.testing.assert_array_equal(mask, [True, True, False, False])
+    assert top_share_mask(np.zeros(11)).sum() == 2
+
+
+def test_lift_is_nan_without_churners():
+    lift, capture = lift_and_capture(np.zeros(5), np.linspace(0, 1, 5))
+    assert math.isnan(lift) and math.isnan(capture)
+
+
+def test_retention_values_contact_top_k_within_budget():
+    y = np.array([1.0, 0.0, 1.0])
+    p = np.array([0.9, 0.8, 0.1])
+    values = np.array([100.0, 200.0, 300.0])
+    # k = 20 // 10 = 2 customers (p 0.9 and 0.8); cost 20.
+    expected, realised = retention_values(y, p, values=values, settings=SETTINGS)
+    assert expected == pytest.approx(0.9 * 0.5 * 100 + 0.8 * 0.5 * 200 - 20)
+    assert realised == pytest.approx(1.0 * 0.5 * 100 - 20)
+
+
+def test_retention_budget_larger_than_customers_contacts_everyone():
+    big = RetentionSettings(1e6, 10.0, 1.0, 1.0, "monetary_365d")
+    expected, realised = retention_values(np.array([1.0, 0.0]), np.array([0.5, 0.5]), values=np.array([10.0, 10.0]), settings=big)
+    assert (expected, realised) == pytest.approx((10.0 - 20.0, 10.0 - 20.0))
+
+
+def test_customer_values_clip_negative_and_default_missing():
+    frame = pd.DataFrame({"monetary_365d": [120.0, -30.0, np.nan]})
+    np.testing.assert_allclose(customer_values(frame, settings=SETTINGS), [120.0, 0.0, 40.0])
+    np.testing.assert_allclose(customer_values(frame.drop(columns="monetary_365d"), settings=SETTINGS), [40.0] * 3)
+
+
+def test_classification_metrics_has_every_metric_and_matches_sklearn():
+    y = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    metrics = classification_metrics(y, p, values=np.full(6, 10.0), settings=SETTINGS)
+    assert tuple(metrics) == METRIC_NAMES
+    assert metrics["roc_auc"] == pytest.approx(8 / 9)  # one mis-ordered pair (0.4 vs 0.35) out of 9
+    assert metrics["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert metrics["log_loss"] == pytest.approx(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    assert metrics["n_customers"] == 6.0 and metrics["churn_rate"] == 0.5
+
+
+def test_single_class_gives_nan_ranking_metrics_not_an_error():
+    metrics = classification_metrics(np.zeros(3), np.array([0.1, 0.2, 0.3]), values=np.ones(3), settings=SETTINGS)
+    assert math.isnan(metrics["roc_auc"]) and math.isnan(metrics["pr_auc"])
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(ValueError, match="1-D arrays of equal length"):
+        classification_metrics(np.zeros(3), np.zeros(2), values=np.ones(3), settings=SETTINGS)
+    with pytest.raises(ValueError, match="must not contain NaN"):
+        expected_calibration_error(np.zeros(2), np.array([0.1, np.nan]))
+
+
+@pytest.mark.parametrize(
+    ("metric", "new", "old", "expected"),
+    [("pr_auc", 0.5, 0.5, True), ("pr_auc", 0.4, 0.5, False), ("log_loss", 0.3, 0.4, True), ("ece", 0.05, 0.04, False)],
+)
+def test_better_or_equal_respects_direction(metric, new, old, expected):
+    assert is_better_or_equal(new, old, metric=metric) is expected
+
+
+def test_summarise_folds_mean_and_sample_std():
+    folds = [
+        {"test": {"lightgbm": {"roc_auc": 0.8}, "btyd": {"roc_auc": 0.6}}},
+        {"test": {"lightgbm": {"roc_auc": 0.7}}},
+    ]
+    summary = summarise_folds(folds)
+    assert summary["lightgbm"]["roc_auc"] == pytest.approx({"mean": 0.75, "std": np.std([0.8, 0.7], ddof=1), "n": 2.0})
+    assert summary["btyd"]["roc_auc"] == {"mean": 0.6, "std": 0.0, "n": 1.0}
+    assert summarise_folds([]) == {}

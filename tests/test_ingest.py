@@ -1,0 +1,301 @@
+"""Pure ingest functions on tiny inline frames: parsing, rules, reasons, reference time, splitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal, assert_series_equal
+
+from pipeline.config import IngestConfig, SourceConfig
+from pipeline.contract import CONTRACTS, empty_frame
+from pipeline.errors import IngestError
+from pipeline.ingest import ingest_sources, parse_source, reference_time, row_reasons
+from pipeline.sources import RawSource, parse_booleans, parse_ids, parse_numbers, parse_timestamps
+
+UTC = "datetime64[us, UTC]"
+
+
+def raw_source(name: str, rows: dict[str, list], *, file: str = "in.csv") -> RawSource:
+    """A RawSource as the CSV reader makes it: every column str, None for empty cells."""
+    frame = pd.DataFrame({column: pd.Series(values, dtype="str") for column, values in rows.items()})
+    origin = pd.DataFrame(
+        {"source_file": pd.Series([file] * len(frame), dtype="str"), "source_row": np.arange(1, len(frame) + 1)}
+    )
+    return RawSource(name=name, frame=frame, origin=origin, files=(Path(file),))
+
+
+def source_config(**settings) -> SourceConfig:
+    return SourceConfig(path=Path("in.csv"), **settings)
+
+
+def ingest(raws: dict[str, RawSource], *, configs: dict[str, SourceConfig] | None = None, **settings):
+    configs = configs or {}
+    sources = {name: configs.get(name, source_config()) for name in raws}
+    return ingest_sources(raws, sources=sources, settings=IngestConfig(**settings))
+
+
+def transactions(**overrides) -> RawSource:
+    rows = {
+        "order_id": ["o1", "o1", "o2"],
+        "customer_id": ["c1", "c1", "c2"],
+        "ordered_at": ["2024-01-01 10:00:00", "2024-01-01 10:00:00", "2024-01-02 11:00:00"],
+        "amount": ["10.5", "10.5", "-3"],
+    }
+    rows.update(overrides)
+    return raw_source("transactions", rows)
+
+
+def ts(*values: str | None) -> pd.Series:
+    return pd.Series(pd.to_datetime(list(values), utc=True), dtype=UTC)
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def test_parse_numbers_rejects_text_commas_and_infinity():
+    raw = pd.Series(["1", " -2.5 ", "1e3", ".5", "12,50", "ten", "inf", None], dtype="str")
+    expected = pd.Series([1.0, -2.5, 1000.0, 0.5, np.nan, np.nan, np.nan, np.nan])
+    assert_series_equal(parse_numbers(raw), expected)
+
+
+def test_parse_booleans_accepts_words_and_digits():
+    raw = pd.Series(["true", "No", "1", "0", "YES", "maybe", None], dtype="str")
+    expected = pd.Series([True, False, True, False, True, pd.NA, pd.NA], dtype="boolean")
+    assert_series_equal(parse_booleans(raw), expected)
+
+
+def test_parse_ids_strips_and_treats_blank_as_missing():
+    raw = pd.Series([" c1 ", "", "  ", None, "007"], dtype="str")
+    assert parse_ids(raw).tolist()[:1] == ["c1"]
+    assert parse_ids(raw).isna().tolist() == [False, True, True, True, False]
+    assert parse_ids(pd.Series([7.0, 8.5])).tolist() == ["7", "8.5"]
+
+
+def test_naive_timestamps_are_read_in_the_source_time_zone():
+    raw = pd.Series(["2024-01-15 12:00:00", "2024-07-15 12:00:00", "2024-07-15T12:00:00+00:00", "nope"], dtype="str")
+    parsed = parse_timestamps(raw, date_format=None, timezone="Europe/Berlin")
+    # Winter UTC+1, summer UTC+2; an explicit offset wins over the zone.
+    assert_series_equal(parsed, ts("2024-01-15 11:00", "2024-07-15 10:00", "2024-07-15 12:00", None))
+
+
+def test_explicit_date_format_and_impossible_dates():
+    raw = pd.Series(["19970101", "19971301", "1997-01-01"], dtype="str")
+    parsed = parse_timestamps(raw, date_format="%Y%m%d", timezone="America/New_York")
+    assert_series_equal(parsed, ts("1997-01-01 05:00", None, None))
+    iso = parse_timestamps(pd.Series(["2024-02-29", "2024-02-30"], dtype="str"), date_format=None, timezone="UTC")
+    assert_series_equal(iso, ts("2024-02-29", None))
+
+
+# --- rules and reasons --------------------------------------------------------------------------
+
+
+def test_feedback_rules_quarantine_each_bad_row_with_its_reason():
+    raw = raw_source(
+        "feedback",
+        {
+            "customer_id": ["c1", "c2", "c3", None, "c5", "c6", "c7"],
+            "submitted_at": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "not a date", "2024-01-06", "2024-01-07"],
+            "kind": ["nps", "nps", "csat", "nps", "review", "survey", "review"],
+            "score": ["9", "-1", "6", "8", "4", "3", "ten"],
+        },
+    )
+    result = ingest({"feedback": raw, "transactions": transactions()}, max_bad_share=1.0).sources["feedback"]
+    expected = raw.frame.iloc[1:].reset_index(drop=True).assign(
+        source_file="in.csv",
+        source_row=np.arange(2, 8),
+        reason=[
+            "score: outside 0-10 for nps",
+            "score: outside 1-5 for csat",
+            "customer_id: missing",
+            "submitted_at: not a timestamp",
+            "kind: not one of nps, csat, review",
+            "score: not a number",
+        ],
+    )
+    expected = expected.astype({"source_file": "str", "reason": "str"})
+    assert_frame_equal(result.quarantine, expected)
+    assert result.validated["customer_id"].tolist() == ["c1"]
+    assert result.report["input_rows"] == result.report["validated_rows"] + result.report["quarantined_rows"] == 7
+
+
+def test_a_row_with_several_problems_lists_them_all_in_column_order():
+    raw = raw_source(
+        "feedback",
+        {"customer_id": [None], "submitted_at": ["yesterday"], "kind": ["nps"], "score": ["11"]},
+    )
+    result = ingest({"feedback": raw, "transactions": transactions()}, max_bad_share=1.0).sources["feedback"]
+    assert result.quarantine["reason"].tolist() == [
+        "customer_id: missing; submitted_at: not a timestamp; score: outside 0-10 for nps"
+    ]
+
+
+def test_support_tickets_closed_before_opened_bad_channel_and_resolved_words():
+    raw = raw_source(
+        "support_tickets",
+        {
+            "ticket_id": ["t1", "t2", "t3", "t4"],
+            "customer_id": ["c1", "c1", "c2", "c2"],
+            "opened_at": ["2024-01-05 10:00", "2024-01-05 10:00", "2024-01-05 10:00", "2024-01-05 10:00"],
+            "closed_at": ["2024-01-06 10:00", "2024-01-04 10:00", None, "2024-01-07 10:00"],
+            "channel": ["email", "chat", "fax", "phone"],
+            "resolved": ["yes", "0", None, "maybe"],
+        },
+    )
+    result = ingest({"support_tickets": raw, "transactions": transactions()}, max_bad_share=1.0).sources[
+        "support_tickets"
+    ]
+    assert result.quarantine["reason"].tolist() == [
+        "closed_at: before opened_at",
+        "channel: not one of phone, email, chat, social, other",
+        "resolved: not true/false/yes/no/1/0",
+    ]
+    assert result.validated["ticket_id"].tolist() == ["t1"]
+    assert result.validated["resolved"].tolist() == [True]
+    assert str(result.validated["resolved"].dtype) == "boolean"
+
+
+def test_transactions_negative_discount_and_non_numeric_amount_are_bad_order_lines_are_fine():
+    raw = transactions(discount=["0", "2.5", "-1"], amount=["10.5", "12,50 EUR", "-3"])
+    result = ingest({"transactions": raw}, max_bad_share=1.0).sources["transactions"]
+    assert result.quarantine["reason"].tolist() == ["amount: not a number", "discount: negative"]
+    # The surviving order line keeps its order id; a negative amount (a return) is valid.
+    assert result.validated["order_id"].tolist() == ["o1"]
+
+
+def test_exact_duplicate_rows_are_kept_and_counted():
+    result = ingest({"transactions": transactions()}).sources["transactions"]
+    assert result.report["duplicate_rows"] == 1
+    assert len(result.validated) == 3
+
+
+def test_validated_frame_holds_exactly_the_contract_columns_in_utc():
+    result = ingest({"transactions": transactions()}).sources["transactions"]
+    expected_dtypes = empty_frame("transactions").dtypes
+    assert list(result.validated.columns) == CONTRACTS["transactions"].columns
+    assert_series_equal(result.validated.dtypes, expected_dtypes)
+    assert result.validated["ordered_at"].iloc[2] == pd.Timestamp("2024-01-02 11:00", tz="UTC")
+
+
+def test_extra_columns_are_kept_aside_keyed_by_validated_row():
+    raw = transactions(amount=["1", "oops", "3"], store=["s1", "s2", "s3"])
+    result = ingest({"transactions": raw}, max_bad_share=1.0).sources["transactions"]
+    expected = pd.DataFrame(
+        {
+            "validated_row": np.array([0, 1], dtype=np.int64),
+            "source_file": pd.Series(["in.csv", "in.csv"], dtype="str"),
+            "source_row": np.array([1, 3]),
+            "store": pd.Series(["s1", "s3"], dtype="str"),
+        }
+    )
+    assert_frame_equal(result.extra, expected)
+    assert "store" in result.quarantine.columns  # rejected rows keep every column as read
+    assert result.report["extra_columns"] == ["store"]
+
+
+def test_rename_map_and_reasons_name_the_files_columns():
+    raw = raw_source("transactions", {"OrderNo": ["1"], "Client": ["c1"], "When": ["bad"], "Net": ["5"]})
+    config = source_config(rename={"OrderNo": "order_id", "Client": "customer_id", "When": "ordered_at", "Net": "amount"})
+    result = ingest({"transactions": raw}, configs={"transactions": config}, max_bad_share=1.0)
+    assert result.sources["transactions"].quarantine["reason"].tolist() == ["When: not a timestamp"]
+    assert list(result.sources["transactions"].quarantine.columns[:4]) == ["OrderNo", "Client", "When", "Net"]
+
+
+def test_one_order_per_row_synthesises_order_ids():
+    raw = raw_source("transactions", {"customer_id": ["1", "1", "2"], "ordered_at": ["2024-01-01"] * 3, "amount": ["1", "2", "3"]})
+    result = ingest({"transactions": raw}, configs={"transactions": source_config(one_order_per_row=True)})
+    assert result.sources["transactions"].validated["order_id"].tolist() == ["R1", "R2", "R3"]
+
+
+def test_row_reasons_joins_in_column_order():
+    problems = pd.DataFrame(
+        {"row": [4, 1, 4], "column": ["score", "kind", "customer_id"], "reason": ["score: x", "kind: y", "customer_id: z"]}
+    )
+    reasons = row_reasons(problems, column_order=["customer_id", "kind", "score"])
+    assert reasons.to_dict() == {1: "kind: y", 4: "customer_id: z; score: x"}
+
+
+# --- reference time and the future ---------------------------------------------------------------
+
+
+def _parsed_transactions(times: list[str]):
+    n = len(times)
+    raw = raw_source(
+        "transactions",
+        {"order_id": [f"o{i}" for i in range(n)], "customer_id": ["c"] * n, "ordered_at": times, "amount": ["1"] * n},
+    )
+    return {"transactions": parse_source(raw, source_config())}
+
+
+def test_reference_time_ignores_far_future_outliers():
+    times = [str(day.date()) for day in pd.date_range("2024-01-01", "2024-12-31", freq="D")]
+    clean = reference_time(_parsed_transactions(times))
+    assert clean == pd.Timestamp("2024-12-31", tz="UTC")
+    # Even 3% of rows in 2099 cannot become the reference.
+    corrupt = reference_time(_parsed_transactions(times + ["2099-01-01"] * 11))
+    assert corrupt == pd.Timestamp("2024-12-31", tz="UTC")
+
+
+def test_reference_time_keeps_a_quiet_but_real_tail():
+    # Most activity early, then sparse purchases every few weeks until the end (like CDNOW).
+    busy = [str(day.date()) for day in pd.date_range("2024-01-01", "2024-03-31", freq="D")] * 5
+    sparse = [str(day.date()) for day in pd.date_range("2024-04-01", "2024-12-31", freq="20D")]
+    assert reference_time(_parsed_transactions(busy + sparse)) == pd.Timestamp(sparse[-1], tz="UTC")
+
+
+def test_reference_time_without_timestamps_is_none():
+    assert reference_time(_parsed_transactions([])) is None
+
+
+def test_timestamps_beyond_reference_plus_tolerance_are_quarantined():
+    times = [str(day.date()) for day in pd.date_range("2024-01-01", "2024-12-31", freq="D")]
+    raw = raw_source(
+        "transactions",
+        {
+            "order_id": [f"o{i}" for i in range(len(times) + 2)],
+            "customer_id": ["c"] * (len(times) + 2),
+            "ordered_at": times + ["2025-01-01 12:00:00", "2099-01-01"],
+            "amount": ["1"] * (len(times) + 2),
+        },
+    )
+    result = ingest({"transactions": raw}, future_tolerance_days=1).sources["transactions"]
+    # 2025-01-01 12:00 is within a day of the end (2024-12-31); 2099 is not.
+    assert result.quarantine["ordered_at"].tolist() == ["2099-01-01"]
+    assert result.quarantine["reason"].str.startswith("ordered_at: later than the data's end + tolerance").all()
+    assert result.report["quarantined_rows"] == 1
+
+
+# --- sources as a whole --------------------------------------------------------------------------
+
+
+def test_a_source_over_the_bad_share_fails_naming_source_share_and_reasons():
+    raw = transactions(amount=["x", "y", "1"])
+    with pytest.raises(IngestError, match=r"source transactions: 66\.7% of 3 rows are bad \(limit 20%\); top reasons: amount: not a number \(2 rows\)"):
+        ingest({"transactions": raw})
+
+
+def test_a_fully_bad_source_fails_and_says_nothing_was_written():
+    feedback = raw_source("feedback", {"customer_id": ["c"], "submitted_at": ["x"], "kind": ["nps"], "score": ["1"]})
+    with pytest.raises(IngestError, match=r"source feedback: 100\.0% of 1 rows are bad.*Nothing was written"):
+        ingest({"transactions": transactions(), "feedback": feedback})
+
+
+def test_header_only_transactions_are_an_error_other_sources_may_be_empty():
+    empty = raw_source("transactions", {"order_id": [], "customer_id": [], "ordered_at": [], "amount": []})
+    with pytest.raises(IngestError, match=r"source transactions: in\.csv has a header but no rows"):
+        ingest({"transactions": empty})
+    feedback = raw_source("feedback", {"customer_id": [], "submitted_at": [], "kind": [], "score": []})
+    result = ingest({"transactions": transactions(), "feedback": feedback})
+    assert result.sources["feedback"].report["input_rows"] == 0
+    assert_frame_equal(result.sources["feedback"].validated, empty_frame("feedback"))
+
+
+def test_unconfigured_sources_come_back_empty_and_say_so():
+    result = ingest({"transactions": transactions()})
+    report = result.report["sources"]["feedback"]
+    assert report["configured"] is False
+    assert report["notes"] == ["not configured: treated as a source without rows"]
+    assert_frame_equal(result.sources["feedback"].validated, empty_frame("feedback"))
+    assert set(result.sources) == set(CONTRACTS)

@@ -1,0 +1,237 @@
+"""Ingest on real files: table-level errors, globs, Parquet, the CLI, and 'a failing run writes nothing'."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import config_from_dict
+from pipeline.errors import IngestError
+from pipeline.run import ingest as ingest_runner
+from pipeline.sources import read_source
+
+GOOD_TRANSACTIONS = (
+    "order_id,customer_id,ordered_at,amount\n"
+    "o1,c1,2024-01-01 10:00:00,10.5\n"
+    "o1,c1,2024-01-01 10:00:00,2\n"
+    "o2,c2,2024-01-03 09:30:00,-4\n"
+)
+
+
+def make_config(folder: Path, sources: dict[str, dict]):
+    raw = {
+        "paths": {"data_dir": "out", "models_dir": "models"},
+        "sources": sources,
+        "features": {"snapshots": {"dates": ["2024-02-01"]}},
+    }
+    return config_from_dict(raw, base_dir=folder)
+
+
+def write(folder: Path, name: str, content: str | bytes) -> Path:
+    path = folder / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def run_ingest(folder: Path, sources: dict[str, dict]) -> dict:
+    return ingest_runner.run(make_config(folder, sources), quiet=True)
+
+
+# --- table-level problems: clear errors naming source, file and what to do -------------------------
+
+
+def test_missing_required_column_names_the_column_and_the_rename_map(tmp_path):
+    write(tmp_path, "t.csv", "order_id,customer_id,amount\no1,c1,1\n")
+    with pytest.raises(IngestError, match=r"source transactions: .*t\.csv lacks required column\(s\) ordered_at; map the file's columns with sources\.transactions\.rename"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
+def test_empty_file_is_an_error(tmp_path):
+    write(tmp_path, "t.csv", "")
+    with pytest.raises(IngestError, match=r"source transactions: .*t\.csv is empty \(not even a header row\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
+def test_wrong_delimiter_suggests_the_right_one(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS.replace(",", ";"))
+    with pytest.raises(IngestError, match=r"only one column was read .*seems to use ';' as separator, set sources\.transactions\.read\.sep: ';'"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    # ... and with that setting it reads fine.
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"sep": ";"}}})
+    assert report["sources"]["transactions"]["validated_rows"] == 3
+
+
+def test_non_utf8_bytes_name_the_line_and_the_encoding_setting(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS.encode() + "o3,Müller,2024-01-04,1\n".encode("latin-1"))
+    with pytest.raises(IngestError, match=r"t\.csv is not valid utf-8 \(line 5, byte \d+\); re-export it as UTF-8, or set sources\.transactions\.read\.encoding"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": "latin-1"}}})
+    assert report["sources"]["transactions"]["validated_rows"] == 4
+
+
+def test_header_only_transactions_file_is_an_error(tmp_path):
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n")
+    with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has a header but no rows"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
+def test_header_only_feedback_file_is_a_source_without_rows(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}})
+    assert report["sources"]["feedback"]["input_rows"] == 0
+    assert report["sources"]["feedback"]["notes"] == [f"{tmp_path / 'f.csv'} has a header but no rows"]
+    assert pd.read_parquet(tmp_path / "out" / "validated" / "feedback.parquet").empty
+
+
+def test_malformed_line_is_an_error_naming_the_separator_setting(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS + "o3,c3,2024-01-04,1,surprise\n")
+    with pytest.raises(IngestError, match=r"cannot be parsed as CSV with sep=',': .*Expected 4 columns, got 5"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
+def test_missing_file_and_empty_glob_point_at_the_path_setting(tmp_path):
+    with pytest.raises(IngestError, match=r"source transactions: file not found: .*nope\.csv; fix sources\.transactions\.path"):
+        run_ingest(tmp_path, {"transactions": {"path": "nope.csv"}})
+    with pytest.raises(IngestError, match=r"no file matches .*exports/\*\.csv"):
+        run_ingest(tmp_path, {"transactions": {"path": "exports/*.csv"}})
+
+
+# --- several files, Parquet, origin of each row ----------------------------------------------------
+
+
+def test_glob_reads_every_file_in_name_order_and_keeps_the_origin_of_bad_rows(tmp_path):
+    (tmp_path / "exports").mkdir()
+    write(tmp_path / "exports", "2024-02.csv", "order_id,customer_id,ordered_at,amount\no3,c3,2024-02-01,5\no4,c3,bad,6\n")
+    write(tmp_path / "exports", "2024-01.csv", GOOD_TRANSACTIONS)
+    config = make_config(tmp_path, {"transactions": {"path": "exports/*.csv"}})
+    raw = read_source("transactions", config.sources.transactions)
+    assert raw.frame["order_id"].tolist() == ["o1", "o1", "o2", "o3", "o4"]
+    report = ingest_runner.run(config, quiet=True)
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["source_file", "source_row", "reason"]].values.tolist() == [
+        [str(tmp_path / "exports" / "2024-02.csv"), 2, "ordered_at: not a timestamp"]
+    ]
+    assert [entry["path"] for entry in report["sources"]["transactions"]["files"]] == [
+        str(tmp_path / "exports" / "2024-01.csv"),
+        str(tmp_path / "exports" / "2024-02.csv"),
+    ]
+
+
+def test_parquet_source_with_typed_columns_and_naive_local_times(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "order_id": [1, 2],
+            "customer_id": ["c1", "c2"],
+            "ordered_at": pd.to_datetime(["2024-07-01 12:00", "2024-07-02 12:00"]),
+            "amount": [1.5, 2.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "t.parquet")
+    run_ingest(tmp_path, {"transactions": {"path": "t.parquet", "timezone": "Europe/Berlin"}})
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated["order_id"].tolist() == ["1", "2"]
+    assert validated["ordered_at"].tolist() == [
+        pd.Timestamp("2024-07-01 10:00", tz="UTC"),
+        pd.Timestamp("2024-07-02 10:00", tz="UTC"),
+    ]
+
+
+def test_headerless_file_with_column_names(tmp_path):
+    write(tmp_path, "t.txt", "c1 19970101 2 11.77\nc2 19970102 1 12.00\n")
+    report = run_ingest(
+        tmp_path,
+        {
+            "transactions": {
+                "path": "t.txt",
+                "read": {"sep": r"\s+", "header": False, "column_names": ["customer_id", "day", "cds", "value"], "date_format": "%Y%m%d"},
+                "rename": {"day": "ordered_at", "value": "amount", "cds": "quantity"},
+                "one_order_per_row": True,
+            }
+        },
+    )
+    assert report["sources"]["transactions"]["validated_rows"] == 2
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated[["order_id", "quantity", "amount"]].values.tolist() == [["R1", 2.0, 11.77], ["R2", 1.0, 12.0]]
+
+
+# --- a failing run writes nothing ----------------------------------------------------------------
+
+
+def test_a_failing_run_leaves_the_previous_outputs_untouched(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\nc1,2024-01-02,nps,9\n")
+    sources = {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}
+    run_ingest(tmp_path, sources)
+    out = tmp_path / "out"
+    before = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    # Transactions change (would be written first) but feedback is now all bad: nothing may change.
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS + "o9,c9,2024-01-05,1\n")
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\nc1,2024-01-02,nps,99\n")
+    with pytest.raises(IngestError, match="source feedback: 100.0% of 1 rows are bad"):
+        run_ingest(tmp_path, sources)
+    after = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    assert after == before
+
+
+def test_stale_extra_file_is_removed_when_the_extra_columns_go(tmp_path):
+    with_store = "".join(line + (",store\n" if number == 0 else ",s1\n") for number, line in enumerate(GOOD_TRANSACTIONS.splitlines()))
+    write(tmp_path, "t.csv", with_store)
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    extra = tmp_path / "out" / "validated" / "extra" / "transactions.parquet"
+    assert pd.read_parquet(extra)["store"].tolist() == ["s1", "s1", "s1"]
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    assert not extra.exists()
+
+
+# --- the CLI -----------------------------------------------------------------------------------------
+
+
+def test_cli_unknown_config_key_fails_at_start_up_naming_the_key(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    raw = {
+        "sources": {"transactions": {"path": "t.csv", "seperator": ";"}},
+        "features": {"snapshots": {"dates": ["2024-02-01"]}},
+    }
+    config = write(tmp_path, "config.yaml", yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["ingest", "-c", str(config), "-q"], env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "sources.transactions.seperator: unknown key" in result.output
+
+
+def test_cli_ingest_error_is_a_message_not_a_traceback(tmp_path):
+    write(tmp_path, "t.csv", "")
+    raw = {"sources": {"transactions": {"path": "t.csv"}}, "features": {"snapshots": {"dates": ["2024-02-01"]}}}
+    config = write(tmp_path, "config.yaml", yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["ingest", "-c", str(config), "-q"], env={"COLUMNS": "300"})
+    assert result.exit_code == 1
+    assert "t.csv is empty (not even a header row)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_prints_the_report_table_and_writes_the_json(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS + "o3,c3,2024-01-04,abc\n" + "o4,c4,2024-01-04,4\n" * 3)
+    raw = {
+        "paths": {"data_dir": "out"},
+        "sources": {"transactions": {"path": "t.csv"}},
+        "features": {"snapshots": {"dates": ["2024-02-01"]}},
+    }
+    config = write(tmp_path, "config.yaml", yaml.safe_dump(raw))
+    result = CliRunner().invoke(app, ["ingest", "-c", str(config)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "1 × amount: not a number" in result.output
+    assert "not configured (no rows)" in result.output
+    report = json.loads((tmp_path / "out" / "reports" / "ingest_report.json").read_text())
+    entry = report["sources"]["transactions"]
+    assert (entry["input_rows"], entry["validated_rows"], entry["quarantined_rows"], entry["duplicate_rows"]) == (7, 6, 1, 2)
+    assert entry["top_reasons"] == [{"reason": "amount: not a number", "rows": 1}]

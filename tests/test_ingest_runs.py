@@ -1,0 +1,174 @@
+"""Ingest end to end: the demo workspace, the shared CDNOW data, re-runs, and a SIGKILL mid-write."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.config import load_config
+from pipeline.contract import CONTRACTS, empty_frame
+from pipeline.demo_data import generate_demo, inject_bad_rows
+from pipeline.events import load_events
+from pipeline.io import write_csv
+from pipeline.run import ingest as ingest_runner
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def output_files(data_dir: Path) -> dict[str, bytes]:
+    """Every ingest output (not temporary files) by path relative to data_dir."""
+    folders = ("validated", "quarantine", "reports")
+    return {
+        str(path.relative_to(data_dir)): path.read_bytes()
+        for folder in folders
+        for path in sorted((data_dir / folder).rglob("*"))
+        if path.is_file() and not path.name.startswith(".")
+    }
+
+
+def csv_rows(path: Path) -> int:
+    return len(pd.read_csv(path, dtype=str, keep_default_na=False))
+
+
+def test_demo_ingest_counts_add_up_and_outputs_are_typed(demo_ingested):
+    cfg = demo_ingested
+    report = json.loads((cfg.reports_dir / "ingest_report.json").read_text())
+    for name, source in cfg.sources.configured().items():
+        entry = report["sources"][name]
+        validated = pd.read_parquet(cfg.validated_dir / f"{name}.parquet")
+        quarantine = pd.read_parquet(cfg.quarantine_dir / f"{name}.parquet")
+        assert entry["input_rows"] == csv_rows(source.path) == len(validated) + len(quarantine), name
+        assert (entry["validated_rows"], entry["quarantined_rows"]) == (len(validated), len(quarantine))
+        assert 0.02 < entry["bad_share"] < 0.04, name  # the demo's injected ~3%
+        assert list(validated.columns) == CONTRACTS[name].columns
+        assert validated.dtypes.to_dict() == empty_frame(name).dtypes.to_dict(), name
+        assert quarantine["reason"].str.len().gt(0).all()
+        assert list(quarantine.columns[-3:]) == ["source_file", "source_row", "reason"]
+    events = load_events(cfg.validated_dir)  # the next stage can read what ingest wrote
+    assert events.transactions["ordered_at"].max() < pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def test_demo_quarantine_covers_every_kind_of_bad_row(demo_ingested):
+    reasons = {
+        name: " | ".join(pd.read_parquet(demo_ingested.quarantine_dir / f"{name}.parquet")["reason"])
+        for name in CONTRACTS
+    }
+    expected = {
+        "transactions": ["ordered_at: not a timestamp", "ordered_at: later than the data's end", "customer_id: missing",
+                         "order_id: missing", "amount: not a number", "discount: negative", "delivered_at: not a timestamp"],
+        "feedback": ["score: outside 0-10 for nps", "kind: not one of", "customer_id: missing",
+                     "submitted_at: not a timestamp", "score: not a number"],
+        "support_tickets": ["channel: not one of", "closed_at: before opened_at", "ticket_id: missing",
+                            "opened_at: not a timestamp", "resolved: not true/false"],
+        "loyalty_events": ["kind: not one of", "customer_id: missing", "occurred_at: not a timestamp", "points: not a number"],
+        "customers": ["customer_id: missing", "signup_at: later than the data's end", "signup_at: not a timestamp"],
+    }
+    for name, fragments in expected.items():
+        for fragment in fragments:
+            assert fragment in reasons[name], (name, fragment)
+
+
+def test_cdnow_ingest(shared_data, tmp_path):
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "cdnow.yaml").read_text())
+    raw["paths"]["data_dir"] = str(tmp_path / "data")
+    raw["sources"]["transactions"]["path"] = str(shared_data / "cdnow" / "CDNOW_master.txt")
+    config = tmp_path / "cdnow.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(config)
+    report = ingest_runner.run(cfg, quiet=True)
+    entry = report["sources"]["transactions"]
+    assert (entry["input_rows"], entry["validated_rows"], entry["quarantined_rows"]) == (69_659, 69_659, 0)
+    assert entry["duplicate_rows"] == 255  # the dataset's known exact duplicates, kept
+    assert report["sources"]["feedback"]["configured"] is False
+    validated = pd.read_parquet(cfg.validated_dir / "transactions.parquet")
+    assert validated["customer_id"].nunique() == 23_570
+    assert validated["order_id"].is_unique  # one order per row
+    assert round(validated["amount"].sum(), 2) == 2_500_315.63
+    assert validated["quantity"].sum() == 167_881
+    # Dates are midnight in New York, stored as UTC.
+    assert validated["ordered_at"].min() == pd.Timestamp("1997-01-01 05:00", tz="UTC")
+    assert validated["ordered_at"].max() == pd.Timestamp("1998-06-30 04:00", tz="UTC")
+    assert pd.read_parquet(cfg.validated_dir / "feedback.parquet").empty
+
+
+def _copy_workspace(demo_cfg, folder: Path) -> Path:
+    """A fresh workspace with a copy of the demo raw data; returns its config path."""
+    raw = yaml.safe_load(Path(demo_cfg.config_path).read_text())
+    for name, source in demo_cfg.sources.configured().items():
+        target = folder / "data" / "raw" / source.path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source.path, target)
+        raw["sources"][name]["path"] = str(target)
+    raw["paths"] = {"data_dir": str(folder / "data"), "models_dir": str(folder / "models")}
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return config
+
+
+def test_running_ingest_twice_gives_identical_files(demo_cfg, tmp_path):
+    cfg = load_config(_copy_workspace(demo_cfg, tmp_path))
+    first_report = ingest_runner.run(cfg, quiet=True)
+    first = output_files(cfg.paths.data_dir)
+    second_report = ingest_runner.run(cfg, quiet=True)
+    assert output_files(cfg.paths.data_dir) == first
+    assert second_report == first_report
+    assert len(first) == 11  # 5 validated, 5 quarantine, 1 report
+
+
+def test_sigkill_mid_write_leaves_previous_outputs_intact(tmp_path):
+    config_path = tmp_path / "config.yaml"
+    raw = {
+        "paths": {"data_dir": "data"},
+        "sources": {name: {"path": f"raw/{name}.csv"} for name in CONTRACTS},
+        "features": {"snapshots": {"dates": ["2025-01-01"]}},
+    }
+    config_path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(config_path)
+    frames = generate_demo(customers=6000, seed=3)
+
+    def write_inputs(frames_to_write):
+        for name, frame in inject_bad_rows(frames_to_write, seed=3).items():
+            write_csv(frame, tmp_path / "raw" / f"{name}.csv")
+
+    write_inputs(frames)
+    ingest_runner.run(cfg, quiet=True)
+    before = output_files(cfg.paths.data_dir)
+    # New inputs (fewer transactions), then kill the CLI as soon as it starts writing a file.
+    write_inputs({**frames, "transactions": frames["transactions"].iloc[: len(frames["transactions"]) // 2]})
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "ingest", "-q", "-c", str(config_path)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    folders = [cfg.validated_dir, cfg.quarantine_dir, cfg.reports_dir]
+    deadline = time.monotonic() + 120
+    killed = False
+    while process.poll() is None and time.monotonic() < deadline:
+        if any(entry.name.endswith(".tmp") for folder in folders for entry in os.scandir(folder)):
+            process.send_signal(signal.SIGKILL)
+            killed = True
+            break
+    process.wait()
+    assert killed, "ingest finished before it could be killed mid-write"
+    assert process.returncode == -signal.SIGKILL
+    after_kill = output_files(cfg.paths.data_dir)
+    assert after_kill.keys() == before.keys()
+    assert after_kill["reports/ingest_report.json"] == before["reports/ingest_report.json"]  # written last
+    # Each file is either the old one or a complete new one, and readable.
+    ingest_runner.run(cfg, quiet=True)
+    after_rerun = output_files(cfg.paths.data_dir)
+    for name, content in after_kill.items():
+        assert content in (before[name], after_rerun[name]), name
+        if name.endswith(".parquet"):
+            pd.read_parquet(cfg.paths.data_dir / name)
+    assert after_rerun["validated/transactions.parquet"] != before["validated/transactions.parquet"]

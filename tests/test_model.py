@@ -1,0 +1,130 @@
+"""ChurnModel: encodings inside the model, column checks, calibrated probabilities, contributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic import SPECS, synthetic_features
+
+from pipeline.config import TrainConfig
+from pipeline.errors import ScoreError
+from pipeline.model import (
+    PROBABILITY_FLOOR,
+    CategoryEncoder,
+    ProbabilityCalibrator,
+    cross_validated_log_loss,
+    fit_calibrator,
+)
+from pipeline.train import FeatureColumns, fit_lightgbm
+
+NUMERIC = [s.name for s in SPECS if s.kind == "numeric"]
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return synthetic_features(snapshots=4, customers=500, unlabelled=0, seed=3)
+
+
+@pytest.fixture(scope="module")
+def model(table):
+    dates = sorted(table["snapshot_date"].unique())
+    train, validation = table[table["snapshot_date"] < dates[2]], table[table["snapshot_date"] == dates[2]]
+    columns = FeatureColumns(numeric=NUMERIC, categorical=["region"], rfm=[])
+    fitted, _, _, _ = fit_lightgbm(
+        train, validation, columns=columns, horizon_days=30, settings=TrainConfig(search_trials=1, num_boost_round=200)
+    )
+    return fitted
+
+
+@pytest.fixture()
+def test_rows(table) -> pd.DataFrame:
+    return table[table["snapshot_date"] == table["snapshot_date"].max()].head(50)
+
+
+def test_encoder_learns_sorted_categories_and_maps_unseen_and_missing_to_nan():
+    train = pd.DataFrame({"tier": pd.array(["gold", "bronze", None, "gold"], dtype="str")})
+    encoder = CategoryEncoder.fit(train, ["tier"])
+    assert encoder.categories_ == {"tier": ["bronze", "gold"]}
+    new = pd.DataFrame({"tier": pd.array(["gold", "platinum", None, "bronze"], dtype="str")})
+    np.testing.assert_array_equal(encoder.transform(new)["tier"], [1.0, np.nan, np.nan, 0.0])
+
+
+def test_model_attributes_follow_the_scoring_contract(model):
+    assert model.feature_names_ == [*NUMERIC, "region"]
+    assert model.categorical_features_ == ["region"]
+    assert model.horizon_days_ == 30
+
+
+def test_check_features_names_missing_columns(model, test_rows):
+    with pytest.raises(ScoreError, match=r"lacks 2 column\(s\) the model was trained on: nps_last, region"):
+        model.check_features(test_rows.drop(columns=["nps_last", "region"]))
+
+
+def test_numeric_column_with_text_is_refused(model, test_rows):
+    bad = test_rows.assign(recency_days=pd.array(["ten"] * len(test_rows), dtype="str"))
+    with pytest.raises(ScoreError, match="feature column 'recency_days' must be numeric"):
+        model.predict_proba(bad)
+
+
+def test_probabilities_are_1d_calibrated_and_within_bounds(model, test_rows):
+    p = model.predict_proba(test_rows)
+    assert p.shape == (len(test_rows),)
+    assert ((p >= PROBABILITY_FLOOR) & (p <= 1 - PROBABILITY_FLOOR)).all()
+    raw = model.predict_raw(test_rows)
+    # calibration is a monotone map of the booster's score
+    assert np.all(np.diff(p[np.argsort(raw)]) >= -1e-12)
+    np.testing.assert_allclose(model.predict_uncalibrated(test_rows), 1 / (1 + np.exp(-raw)))
+
+
+def test_predictions_ignore_column_order_extra_columns_and_leave_input_unchanged(model, test_rows):
+    before = test_rows.copy()
+    shuffled = test_rows[list(reversed(test_rows.columns))].assign(unrelated=1.0)
+    np.testing.assert_array_equal(model.predict_proba(shuffled), model.predict_proba(test_rows))
+    pd.testing.assert_frame_equal(test_rows, before)
+
+
+def test_unseen_category_scores_like_a_missing_one(model, test_rows):
+    unseen = test_rows.assign(region=pd.array(["atlantis"] * len(test_rows), dtype="str"))
+    missing = test_rows.assign(region=pd.array([None] * len(test_rows), dtype="str"))
+    np.testing.assert_array_equal(model.predict_proba(unseen), model.predict_proba(missing))
+
+
+def test_contributions_index_columns_and_sum_to_the_raw_score(model, test_rows):
+    rows = test_rows.set_index("customer_id")
+    contributions = model.contributions(rows)
+    assert list(contributions.columns) == model.feature_names_
+    pd.testing.assert_index_equal(contributions.index, rows.index)
+    bias = model.booster_.predict(model.matrix(rows), pred_contrib=True)[:, -1]
+    np.testing.assert_allclose(contributions.sum(axis=1).to_numpy() + bias, model.predict_raw(rows), atol=1e-9)
+
+
+def test_planted_signal_is_learned(model):
+    importance = model.feature_importance()
+    assert importance.index[0] in {"recency_days", "btyd_expected_purchases", "btyd_p_alive", "overdue_ratio"}
+    assert importance["noise"] < importance.iloc[0] / 5
+
+
+def test_isotonic_calibrator_clips_to_the_floor():
+    calibrator = ProbabilityCalibrator("isotonic").fit(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 0.0, 1.0, 1.0]))
+    np.testing.assert_allclose(calibrator.transform(np.array([-5.0, 10.0])), [PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR])
+
+
+def test_unfitted_calibrator_is_refused():
+    with pytest.raises(ValueError, match="not fitted"):
+        ProbabilityCalibrator("sigmoid").transform(np.zeros(2))
+
+
+def test_auto_calibration_picks_the_lower_cross_validated_loss():
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=2000)
+    y = (rng.uniform(size=2000) < 1 / (1 + np.exp(-2 * score))).astype(float)  # a true sigmoid relation
+    calibrator, losses = fit_calibrator(score, y, method="auto", seed=0)
+    assert set(losses) == {"isotonic", "sigmoid"}
+    assert calibrator.method == min(losses, key=losses.get)
+    assert losses["sigmoid"] == pytest.approx(cross_validated_log_loss(score, y, method="sigmoid", seed=0))
+
+
+def test_fixed_calibration_method_is_respected():
+    calibrator, losses = fit_calibrator(np.arange(20.0), np.array([0.0, 1.0] * 10), method="isotonic", seed=0)
+    assert calibrator.method == "isotonic" and list(losses) == ["isotonic"]

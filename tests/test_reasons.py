@@ -1,0 +1,157 @@
+"""Reasons: only drivers that push risk up, in plain words with the customer's own values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import ScoreError
+from pipeline.reasons import reasons_mention, template_fields, top_reasons
+
+AS_OF = dt.date(2025, 10, 1)
+
+
+class Spec(NamedTuple):
+    name: str
+    reason: str | None
+
+
+SPECS = [
+    Spec("recency_days", "no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
+    Spec("overdue_ratio", "no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
+    Spec("open_tickets", "{open_tickets:.0f} support tickets still open"),
+    Spec("nps_last", "gave NPS {nps_last:.0f}, {days_since_feedback:.0f} days before {as_of:%Y-%m-%d}"),
+    Spec("top_category", "mostly buys {top_category}"),
+    Spec("frequency_all", None),
+]
+
+
+def features() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "recency_days": [128.0, 10.0, 40.0],
+            "overdue_ratio": [3.2, 0.5, 1.1],
+            "open_tickets": [0.0, 2.0, 1.0],
+            "nps_last": [3.0, np.nan, 9.0],
+            "days_since_feedback": [12.0, np.nan, 30.0],
+            "top_category": ["toys", "books", "garden"],
+            "frequency_all": [4.0, 1.0, 2.0],
+        },
+        index=pd.Index(["a", "b", "c"], name="customer_id"),
+    ).astype({"top_category": "str"})
+
+
+def contributions(rows: dict[str, list[float]]) -> pd.DataFrame:
+    columns = ["recency_days", "overdue_ratio", "open_tickets", "nps_last", "top_category", "frequency_all"]
+    return pd.DataFrame(rows, index=pd.Index(["a", "b", "c"], name="customer_id"))[columns]
+
+
+def test_top_reasons_rank_positive_drivers_and_use_own_values():
+    contrib = contributions(
+        {
+            "recency_days": [0.9, -0.2, 0.05],
+            "overdue_ratio": [0.4, 0.0, -0.1],  # same sentence as recency_days for 'a': shown once
+            "open_tickets": [-0.3, 0.7, 0.2],
+            "nps_last": [0.6, 0.8, 0.3],  # 'b' has no NPS: no sentence for it
+            "top_category": [0.1, 0.1, 0.25],
+            "frequency_all": [2.0, 2.0, 2.0],  # no template: never a reason
+        }
+    )
+    result = top_reasons(contrib, features(), specs=SPECS, as_of=AS_OF, n=3)
+    expected = pd.DataFrame(
+        {
+            "reason_1": [
+                "no order for 128 days, about 3.2x their usual gap",
+                "2 support tickets still open",
+                "gave NPS 9, 30 days before 2025-10-01",
+            ],
+            "reason_2": [
+                "gave NPS 3, 12 days before 2025-10-01",
+                "mostly buys books",
+                "mostly buys garden",
+            ],
+            "reason_3": ["mostly buys toys", None, "1 support tickets still open"],
+        },
+        index=pd.Index(["a", "b", "c"], name="customer_id"),
+    ).astype("str")
+    pd.testing.assert_frame_equal(result, expected)
+
+
+def test_no_positive_driver_gives_no_reason():
+    contrib = contributions({name: [-0.1, 0.0, -2.0] for name in ["recency_days", "overdue_ratio", "open_tickets", "nps_last", "top_category", "frequency_all"]})
+    result = top_reasons(contrib, features(), specs=SPECS, as_of=AS_OF, n=2)
+    assert list(result.columns) == ["reason_1", "reason_2"]
+    assert result.isna().all().all()
+
+
+def test_reasons_follow_contributions_index_and_subset():
+    contrib = contributions({name: [0.1, 0.2, 0.3] for name in ["recency_days", "overdue_ratio", "open_tickets", "nps_last", "top_category", "frequency_all"]}).loc[["c", "a"]]
+    contrib.loc["c", "open_tickets"] = 5.0
+    result = top_reasons(contrib, features(), specs=SPECS, as_of=AS_OF, n=1)
+    assert list(result.index) == ["c", "a"]
+    assert result.loc["c", "reason_1"] == "1 support tickets still open"
+
+
+def test_derived_context_columns_can_be_used_by_templates():
+    specs = [Spec("nps_last", "gave NPS {nps_last:.0f} on {feedback_date:%Y-%m-%d}")]
+    contrib = pd.DataFrame({"nps_last": [1.0, 1.0, 1.0]}, index=pd.Index(["a", "b", "c"], name="customer_id"))
+
+    def context(frame: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
+        return frame.assign(feedback_date=pd.Timestamp(as_of) - pd.to_timedelta(frame["days_since_feedback"], unit="D"))
+
+    result = top_reasons(contrib, features(), specs=specs, as_of=AS_OF, n=1, context=context)
+    assert result["reason_1"].tolist()[0] == "gave NPS 3 on 2025-09-19"
+    assert pd.isna(result["reason_1"].tolist()[1])
+
+
+def test_template_with_unknown_field_fails_clearly():
+    contrib = pd.DataFrame({"open_tickets": [1.0]}, index=["a"])
+    specs = [Spec("open_tickets", "{open_tikets:.0f} open")]
+    with pytest.raises(ScoreError, match=r"reason template of feature 'open_tickets' uses \['open_tikets'\]"):
+        top_reasons(contrib, features(), specs=specs, as_of=AS_OF)
+
+
+def test_contributions_for_unknown_customers_fail():
+    contrib = pd.DataFrame({"open_tickets": [1.0]}, index=["zz"])
+    with pytest.raises(ScoreError, match="1 customers have contributions but no feature values"):
+        top_reasons(contrib, features(), specs=SPECS, as_of=AS_OF)
+
+
+def test_template_fields_and_mentions():
+    assert template_fields("no order for {recency_days:.0f} days, {overdue_ratio:.1f}x {recency_days}") == [
+        "recency_days",
+        "overdue_ratio",
+    ]
+    reasons = pd.DataFrame({"reason_1": ["gave NPS 3", None], "reason_2": [None, "2 tickets open"]}, dtype="str")
+    assert reasons_mention(reasons, ["nps", "feedback"]).tolist() == [True, False]
+
+
+class DirectedSpec(NamedTuple):
+    name: str
+    reason: str | None
+    direction: str
+
+
+def test_risk_raising_feature_at_zero_is_not_a_reason():
+    specs = [
+        DirectedSpec("open_tickets", "{open_tickets:.0f} support tickets still open", "up"),
+        DirectedSpec("frequency_all", "only {frequency_all:.0f} orders so far", "down"),
+    ]
+    contrib = pd.DataFrame(
+        {"open_tickets": [0.5, 0.5, 0.5], "frequency_all": [0.2, 0.2, 0.2]}, index=pd.Index(["a", "b", "c"], name="customer_id")
+    )
+    result = top_reasons(contrib, features(), specs=specs, as_of=AS_OF, n=2)
+    assert result["reason_1"].tolist() == ["only 4 orders so far", "2 support tickets still open", "1 support tickets still open"]
+
+
+def test_fixed_statement_of_a_protective_flag_needs_the_flag_off():
+    specs = [DirectedSpec("loyalty_enrolled", "not in the loyalty programme", "down")]
+    contrib = pd.DataFrame({"loyalty_enrolled": [0.3, 0.3]}, index=["a", "b"])
+    values = pd.DataFrame({"loyalty_enrolled": [0.0, 1.0]}, index=["a", "b"])
+    result = top_reasons(contrib, values, specs=specs, as_of=AS_OF, n=1)
+    assert result["reason_1"].tolist()[0] == "not in the loyalty programme"
+    assert pd.isna(result["reason_1"].tolist()[1])

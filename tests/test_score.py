@@ -1,0 +1,215 @@
+"""score_customers on a tiny real ChurnModel (LightGBM + calibrator) and hand-made features."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import NamedTuple
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import ScoreConfig
+from pipeline.errors import ScoreError
+from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
+from pipeline.playbook import playbook_from_dict
+from pipeline.score import output_columns, risk_tiers, score_customers, summarise_scores
+
+AS_OF = dt.date(2025, 10, 1)
+NUMERIC = ["recency_days", "open_tickets", "is_detractor", "monetary_365d", "frequency_all"]
+CATEGORICAL = ["top_category"]
+
+
+class Spec(NamedTuple):
+    name: str
+    reason: str | None
+
+
+SPECS = [
+    Spec("recency_days", "no order for {recency_days:.0f} days"),
+    Spec("open_tickets", "{open_tickets:.0f} support tickets still open"),
+    Spec("is_detractor", "gave a low NPS score (detractor)"),
+    Spec("monetary_365d", "spent {monetary_365d:.0f} in the last year"),
+    Spec("frequency_all", "{frequency_all:.0f} orders so far"),
+    Spec("top_category", None),
+]
+PLAYBOOK = playbook_from_dict(
+    {
+        "actions": [
+            {
+                "name": "service_recovery",
+                "description": "call",
+                "channel": "phone",
+                "cost": 15.0,
+                "uplift": 0.25,
+                "capacity": 40,
+                "eligibility": {
+                    "any": [
+                        {"feature": "open_tickets", "operator": ">", "value": 0},
+                        {"feature": "is_detractor", "operator": "==", "value": 1},
+                    ]
+                },
+            },
+            {"name": "category_offer", "description": "offer", "channel": "email", "cost": 3.0, "uplift": 0.08,
+             "eligibility": {"all": [{"feature": "top_category", "operator": "not_null"}]}},
+        ]
+    },
+    known_features=[*NUMERIC, *CATEGORICAL],
+)
+
+
+def make_features(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"c{i:04d}" for i in range(n)],
+            "recency_days": rng.exponential(60, n).round(),
+            "open_tickets": rng.poisson(0.3, n).astype(float),
+            "is_detractor": (rng.random(n) < 0.2).astype(float),
+            "monetary_365d": rng.gamma(2.0, 150.0, n).round(2),
+            "frequency_all": (rng.poisson(3, n) + 1).astype(float),
+            "top_category": rng.choice(["toys", "books", "garden"], n),
+        }
+    ).astype({"customer_id": "str", "top_category": "str"})
+    logit = -2.0 + 0.02 * frame["recency_days"] + 0.9 * frame["open_tickets"] + 1.2 * frame["is_detractor"]
+    churned = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
+    return frame, churned.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def model() -> ChurnModel:
+    frame, churned = make_features(1500, seed=1)
+    encoder = CategoryEncoder.fit(frame, CATEGORICAL)
+    names = [*NUMERIC, *CATEGORICAL]
+    proto = ChurnModel(
+        feature_names=names, categorical_features=CATEGORICAL, encoder=encoder, booster=None,  # type: ignore[arg-type]
+        calibrator=ProbabilityCalibrator("sigmoid"), horizon_days=90,
+    )
+    params = {"objective": "binary", "num_leaves": 7, "min_data_in_leaf": 20, "learning_rate": 0.1, "verbose": -1,
+              "num_threads": 1, "deterministic": True, "force_row_wise": True, "seed": 1}
+    booster = lgb.train(params, lgb.Dataset(proto.matrix(frame), churned), num_boost_round=40)
+    raw = booster.predict(proto.matrix(frame), raw_score=True)
+    return ChurnModel(
+        feature_names=names, categorical_features=CATEGORICAL, encoder=encoder, booster=booster,
+        calibrator=ProbabilityCalibrator("sigmoid").fit(raw, churned), horizon_days=90,
+    )
+
+
+class CountingModel:
+    """Wraps a ChurnModel and records how many rows `contributions` was asked for."""
+
+    def __init__(self, model: ChurnModel) -> None:
+        self.model = model
+        self.feature_names_ = model.feature_names_
+        self.contribution_rows: list[int] = []
+
+    def check_features(self, df):
+        return self.model.check_features(df)
+
+    def predict_proba(self, df):
+        return self.model.predict_proba(df)
+
+    def contributions(self, df):
+        self.contribution_rows.append(len(df))
+        return self.model.contributions(df)
+
+
+CFG = ScoreConfig(budget=600.0, control_share=0.2, seed=3, value_horizon_days=365)
+
+
+def score(features, model, cfg=CFG, playbook=PLAYBOOK):
+    return score_customers(
+        features, model, playbook=playbook, specs=SPECS, as_of=AS_OF, cfg=cfg, model_name="churn-test", model_version="3"
+    )
+
+
+def test_risk_tiers_use_thresholds_inclusively():
+    tiers = risk_tiers(pd.Series([0.5, 0.49, 0.25, 0.1]), high=0.5, medium=0.25)
+    assert tiers.tolist() == ["high", "medium", "medium", "low"]
+
+
+def test_scores_have_the_issue_columns_and_consistent_choices(model):
+    features, _ = make_features(400, seed=2)
+    result = score(features, model)
+    assert list(result.columns) == output_columns(3) == [
+        "customer_id", "churn_probability", "risk_tier", "reason_1", "reason_2", "reason_3", "action",
+        "action_cost", "customer_value", "expected_net_value", "group", "model_name", "model_version", "as_of",
+    ]
+    assert len(result) == 400 and result["customer_id"].is_unique
+    assert result["churn_probability"].is_monotonic_decreasing
+    selected = result[result["group"] != "none"]
+    assert len(selected) > 0
+    assert selected["action"].notna().all() and (selected["expected_net_value"] > 0).all()
+    assert selected["reason_1"].notna().all()
+    assert selected["action_cost"].sum() <= CFG.budget
+    assert (selected["action"] == "service_recovery").sum() <= 40
+    not_selected = result[result["group"] == "none"]
+    assert not_selected["action"].isna().all() and not_selected["action_cost"].isna().all()
+    at_risk = result[result["risk_tier"].isin(["high", "medium"])]
+    assert at_risk["reason_1"].notna().mean() > 0.9
+    assert set(result["model_name"]) == {"churn-test"} and set(result["model_version"]) == {"3"}
+    assert set(result["as_of"]) == {AS_OF}
+    # service recovery only for customers eligible for it
+    by_id = features.set_index("customer_id")
+    recovery = selected.loc[selected["action"] == "service_recovery", "customer_id"]
+    eligible = (by_id.loc[recovery, "open_tickets"] > 0) | (by_id.loc[recovery, "is_detractor"] == 1)
+    assert eligible.all()
+
+
+def test_contributions_only_for_customers_who_need_reasons(model):
+    features, _ = make_features(400, seed=2)
+    counting = CountingModel(model)
+    result = score(features, counting)
+    needs = (result["group"] != "none") | result["risk_tier"].isin(["high", "medium"])
+    assert counting.contribution_rows == [int(needs.sum())]
+    assert counting.contribution_rows[0] < len(features)
+    assert result.loc[~needs, ["reason_1", "reason_2", "reason_3"]].isna().all().all()
+
+
+def test_same_inputs_give_identical_scores(model):
+    features, _ = make_features(300, seed=4)
+    first = score(features, model)
+    second = score(features.sample(frac=1.0, random_state=0), model)  # row order must not matter
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_summary_counts(model):
+    features, _ = make_features(300, seed=4)
+    result = score(features, model)
+    summary = summarise_scores(result, budget=CFG.budget, as_of=AS_OF)
+    assert summary["customers_scored"] == 300
+    assert summary["selected"] == summary["treatment"] + summary["control"] == int((result["group"] != "none").sum())
+    assert summary["budget_used"] <= summary["budget_committed"] <= CFG.budget
+    assert sum(v["treatment"] + v["control"] for v in summary["actions"].values()) == summary["selected"]
+    assert sum(summary["tiers"].values()) == 300
+
+
+def test_zero_budget_selects_nobody(model):
+    features, _ = make_features(100, seed=5)
+    result = score(features, model, cfg=CFG.model_copy(update={"budget": 0.0}))
+    assert (result["group"] == "none").all()
+
+
+def test_missing_feature_column_fails_clearly(model):
+    features, _ = make_features(50, seed=6)
+    with pytest.raises(ScoreError, match="lacks 1 column\\(s\\) the model was trained on: open_tickets"):
+        score(features.drop(columns="open_tickets"), model)
+
+
+def test_duplicate_or_empty_customers_fail_clearly(model):
+    features, _ = make_features(5, seed=6)
+    with pytest.raises(ScoreError, match="repeats customers"):
+        score(pd.concat([features, features.iloc[:1]]), model)
+    with pytest.raises(ScoreError, match="no customers to score"):
+        score(features.iloc[:0], model)
+
+
+def test_reason_tiers_can_limit_contributions_to_the_selected(model):
+    features, _ = make_features(400, seed=2)
+    counting = CountingModel(model)
+    result = score(features, counting, cfg=CFG.model_copy(update={"reason_tiers": []}))
+    selected = result["group"] != "none"
+    assert counting.contribution_rows == [int(selected.sum())]
+    assert result.loc[selected, "reason_1"].notna().all()
+    assert result.loc[~selected, "reason_1"].isna().all()

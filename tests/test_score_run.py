@@ -1,0 +1,181 @@
+"""`churn score` end to end on the demo workspace (session fixture `demo_trained`): real model, MLflow, files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.errors import ConfigError, PipelineError, ScoreError
+from pipeline.events import load_events
+from pipeline.playbook import eligibility_matrix, load_playbook
+from pipeline.reasons import reasons_mention
+
+FEEDBACK_WORDS = ["nps", "feedback", "detractor", "rated", "rating", "csat", "review", "score"]
+
+
+@pytest.fixture(scope="module")
+def scored(demo_trained):
+    """One scoring run with the registry's champion at the default as-of date."""
+    from pipeline.run import score
+
+    outcome = score.run(demo_trained, as_of=None, bundle=None, quiet=True)
+    return demo_trained, outcome
+
+
+@pytest.fixture(scope="module")
+def scored_frames(scored):
+    """The scores file and the features it was built from, indexed by customer."""
+    from pipeline.features import build_features
+    from pipeline.features.registry import feature_specs
+    from pipeline.run.score import known_features
+
+    cfg, outcome = scored
+    scores = pd.read_parquet(outcome["scores_path"])
+    as_of = dt.date.fromisoformat(outcome["as_of"])
+    features = build_features(load_events(cfg.validated_dir), as_of=as_of, cfg=cfg.features).set_index("customer_id")
+    playbook = load_playbook(cfg.score.playbook, known_features=known_features(feature_specs(cfg.features)))
+    return scores.set_index("customer_id"), features, playbook
+
+
+def test_at_risk_list_is_complete_and_within_budget(scored, scored_frames):
+    cfg, outcome = scored
+    scores, features, playbook = scored_frames
+    as_of = dt.date.fromisoformat(outcome["as_of"])
+    latest = max(load_events(cfg.validated_dir).transactions["ordered_at"]).date()
+    assert as_of == latest + dt.timedelta(days=1) or as_of > latest
+    assert scores.index.is_unique and set(scores.index) == set(features.index)
+    assert scores["risk_tier"].isin(["high", "medium"]).sum() > 0
+    selected = scores[scores["group"] != "none"]
+    assert len(selected) > 0
+    assert selected["reason_1"].notna().all()
+    eligible = eligibility_matrix(features.loc[selected.index], playbook)
+    chosen = eligible.to_numpy()[np.arange(len(selected)), eligible.columns.get_indexer(selected["action"])]
+    assert chosen.all()
+    assert selected["action_cost"].sum() <= cfg.score.budget + 1e-9
+    assert (selected["expected_net_value"] > 0).all()
+    share = (selected["group"] == "control").mean()
+    n_actions = selected["action"].nunique()
+    tolerance = 3 * np.sqrt(cfg.score.control_share * (1 - cfg.score.control_share) / len(selected)) + n_actions / len(selected)
+    assert abs(share - cfg.score.control_share) <= tolerance
+    assert outcome["budget_used"] <= outcome["budget_committed"] <= cfg.score.budget
+    assert (cfg.scores_dir / f"at_risk_{as_of}.csv").is_file()
+
+
+def test_planted_causes_show_up_in_reasons_and_actions(scored_frames):
+    scores, features, _ = scored_frames
+    explained = scores[scores["reason_1"].notna()]
+    reasons = explained[["reason_1", "reason_2", "reason_3"]]
+    detractor = features.loc[explained.index, "is_detractor"] == 1
+    mentions_feedback = reasons_mention(reasons, FEEDBACK_WORDS)
+    assert detractor.sum() >= 10
+    assert mentions_feedback[detractor].mean() > 0.5
+    assert mentions_feedback[detractor].mean() > mentions_feedback[~detractor].mean()
+    selected = scores[scores["group"] != "none"]
+    open_tickets = features.loc[selected.index, "open_tickets"] > 0
+    recovery = selected["action"] == "service_recovery"
+    assert open_tickets.sum() >= 5
+    assert recovery[open_tickets].mean() > recovery[~open_tickets].mean()
+
+
+def test_scoring_run_is_logged_to_mlflow(scored):
+    import mlflow
+
+    cfg, outcome = scored
+    run = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri()).get_run(outcome["mlflow_run_id"])
+    assert run.data.tags["stage"] == "score"
+    assert run.data.params["model_version"] == outcome["model_version"]
+    assert run.data.metrics["selected"] == outcome["selected"]
+    assert run.data.metrics["budget_used"] == pytest.approx(outcome["budget_used"])
+    assert run.data.metrics["tier_high"] == outcome["tiers"]["high"]
+
+
+def test_scoring_twice_gives_identical_files(scored):
+    from pipeline.run import score
+    from pipeline.run.score import scores_paths
+
+    cfg, outcome = scored
+    as_of = dt.date.fromisoformat(outcome["as_of"])
+    paths = scores_paths(cfg, as_of)
+    first = {kind: path.read_bytes() for kind, path in paths.items()}
+    score.run(cfg, as_of=as_of, bundle=cfg.bundle_dir, quiet=True)
+    assert {kind: path.read_bytes() for kind, path in paths.items()} == first
+
+
+def _files(cfg) -> set[str]:
+    return {p.name for p in cfg.scores_dir.glob("*")} if cfg.scores_dir.exists() else set()
+
+
+FAIL_AS_OF = dt.date(2025, 6, 1)
+
+
+def test_tampered_bundle_fails_and_writes_nothing(scored, tmp_path):
+    from pipeline.run import score
+
+    cfg, _ = scored
+    bundle = tmp_path / "bundle"
+    shutil.copytree(cfg.bundle_dir, bundle)
+    model_file = bundle / "model.joblib"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    before = _files(cfg)
+    with pytest.raises(ScoreError, match="does not match the sha256 in its manifest"):
+        score.run(cfg, as_of=FAIL_AS_OF, bundle=bundle, quiet=True)
+    assert _files(cfg) == before
+
+
+def test_missing_model_fails_and_writes_nothing(scored, tmp_path):
+    from pipeline.run import score
+
+    cfg, _ = scored
+    before = _files(cfg)
+    with pytest.raises(PipelineError, match="no model bundle at"):
+        score.run(cfg, as_of=FAIL_AS_OF, bundle=tmp_path / "nowhere", quiet=True)
+    unregistered = cfg.model_copy(update={"train": cfg.train.model_copy(update={"model_name": "never-trained"})})
+    with pytest.raises(ScoreError, match="no model registered as 'never-trained@champion'"):
+        score.run(unregistered, as_of=FAIL_AS_OF, bundle=None, quiet=True)
+    assert _files(cfg) == before
+
+
+def test_features_missing_a_column_fail_and_write_nothing(scored, monkeypatch):
+    import pipeline.features
+    from pipeline.run import score
+
+    cfg, _ = scored
+    real = pipeline.features.build_features
+    monkeypatch.setattr(pipeline.features, "build_features", lambda *a, **k: real(*a, **k).drop(columns=["recency_days"]))
+    before = _files(cfg)
+    with pytest.raises(ScoreError, match="lacks 1 column\\(s\\) the model was trained on: recency_days"):
+        score.run(cfg, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)
+    assert _files(cfg) == before
+
+
+def test_playbook_with_unknown_feature_fails_at_start_and_writes_nothing(scored, tmp_path):
+    from pipeline.run import score
+
+    cfg, _ = scored
+    raw = yaml.safe_load(cfg.score.playbook.read_text(encoding="utf-8"))
+    raw["actions"][1]["eligibility"]["all"][1]["feature"] = "pointz_to_next_tier"
+    path = tmp_path / "playbook.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    broken = cfg.model_copy(update={"score": cfg.score.model_copy(update={"playbook": path})})
+    before = _files(cfg)
+    with pytest.raises(
+        ConfigError,
+        match=r"playbook action 'tier_upgrade_offer' rule 2: unknown feature 'pointz_to_next_tier' \(did you mean 'points_to_next_tier'\?\)",
+    ):
+        score.run(broken, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)
+    assert _files(cfg) == before
+
+
+def test_measure_refuses_on_fresh_scores(scored):
+    from pipeline.run import measure
+
+    cfg, outcome = scored
+    with pytest.raises(ScoreError, match="horizon after .* has not passed"):
+        measure.run(cfg, scores_path=outcome["scores_path"], quiet=True)

@@ -1,0 +1,173 @@
+"""Out-of-time split: the rule, its explicit leak check, rolling backtest splits and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.errors import TrainError
+from pipeline.split import (
+    TimeSplit,
+    check_split,
+    labelled_snapshots,
+    rolling_splits,
+    snapshots_needed,
+    split_frame,
+    time_split,
+)
+
+
+def utc(*dates: str) -> list[pd.Timestamp]:
+    return [pd.Timestamp(d, tz="UTC") for d in dates]
+
+
+MONTHS = utc(*[f"2024-{m:02d}-01" for m in range(1, 11)])  # Jan .. Oct 2024
+
+
+def test_rule_picks_test_validation_and_training():
+    split = time_split(MONTHS, horizon_days=90)
+    # validation: latest t with t + 90d <= Oct 1 -> Jul 1 (Aug 1 + 90d = Oct 30);
+    # training: t + 90d <= Jul 1 -> Jan..Apr (Apr 1 + 90d = Jun 30).
+    assert split.test == pd.Timestamp("2024-10-01", tz="UTC")
+    assert split.validation == pd.Timestamp("2024-07-01", tz="UTC")
+    assert split.train == tuple(utc("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"))
+    assert split.as_dict() == {
+        "train": ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"],
+        "validation": "2024-07-01",
+        "test": "2024-10-01",
+        "horizon_days": 90,
+    }
+
+
+def test_label_window_ending_exactly_at_the_test_snapshot_is_allowed():
+    split = time_split(utc("2024-01-01", "2024-01-31", "2024-03-01"), horizon_days=30)
+    assert split.validation == pd.Timestamp("2024-01-31", tz="UTC")
+    assert split.train == (pd.Timestamp("2024-01-01", tz="UTC"),)
+
+
+def test_naive_and_string_dates_are_read_as_utc():
+    split = time_split([str(d.date()) for d in MONTHS], horizon_days=90, test_date="2024-10-01")
+    assert split.test == pd.Timestamp("2024-10-01", tz="UTC")
+
+
+def test_too_few_snapshots_says_how_many_and_which_keys():
+    with pytest.raises(TrainError, match=r"needs about 7 labelled snapshots.*found 6.*features\.snapshots\.start.*features\.horizon_days"):
+        time_split(MONTHS[:6], horizon_days=90)
+
+
+def test_no_validation_snapshot_is_an_error():
+    with pytest.raises(TrainError, match="no validation snapshot for test snapshot 2024-02-01"):
+        time_split(MONTHS[:2], horizon_days=90)
+
+
+def test_no_labelled_snapshot_is_an_error():
+    with pytest.raises(TrainError, match="no labelled snapshots"):
+        time_split([], horizon_days=90)
+
+
+def test_unknown_test_date_is_an_error():
+    with pytest.raises(TrainError, match="test snapshot 2030-01-01 is not a labelled snapshot"):
+        time_split(MONTHS, horizon_days=90, test_date="2030-01-01")
+
+
+def test_snapshots_needed_counts_horizons_at_the_table_spacing():
+    assert snapshots_needed(MONTHS, horizon_days=90) == 7
+    assert snapshots_needed(MONTHS, horizon_days=30) == 3
+    assert snapshots_needed(MONTHS, horizon_days=90, folds=3) == 9
+    weekly = pd.date_range("2024-01-01", periods=10, freq="7D", tz="UTC")
+    assert snapshots_needed(list(weekly), horizon_days=28) == 9
+
+
+def test_check_split_refuses_training_window_overlapping_test():
+    leaky = TimeSplit(train=tuple(utc("2024-01-01", "2024-08-01")), validation=MONTHS[6], test=MONTHS[9], horizon_days=90)
+    with pytest.raises(TrainError, match=r"training snapshot\(s\) 2024-08-01 have label windows overlapping the test snapshot 2024-10-01"):
+        check_split(leaky)
+
+
+def test_check_split_refuses_validation_window_overlapping_test():
+    leaky = TimeSplit(train=tuple(utc("2024-01-01")), validation=MONTHS[8], test=MONTHS[9], horizon_days=90)
+    with pytest.raises(TrainError, match="validation snapshot 2024-09-01's label window ends after the test snapshot"):
+        check_split(leaky)
+
+
+def test_check_split_refuses_training_window_overlapping_validation():
+    leaky = TimeSplit(train=tuple(utc("2024-05-01")), validation=MONTHS[6], test=MONTHS[9], horizon_days=90)
+    with pytest.raises(TrainError, match="label windows ending after the validation snapshot 2024-07-01"):
+        check_split(leaky)
+
+
+def test_check_split_refuses_empty_training():
+    with pytest.raises(TrainError, match="no training snapshot"):
+        check_split(TimeSplit(train=(), validation=MONTHS[6], test=MONTHS[9], horizon_days=90))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offsets=st.sets(st.integers(0, 400), min_size=1, max_size=25),
+    horizon=st.integers(1, 120),
+)
+def test_every_split_found_keeps_all_fitting_labels_before_the_test_window(offsets, horizon):
+    dates = [pd.Timestamp("2023-01-01", tz="UTC") + pd.Timedelta(days=o) for o in offsets]
+    try:
+        split = time_split(dates, horizon_days=horizon)
+    except TrainError:
+        return
+    window = pd.Timedelta(days=horizon)
+    assert all(t + window <= split.validation for t in split.train)
+    assert split.validation + window <= split.test
+    assert split.test == max(dates)
+
+
+def test_labelled_snapshots_excludes_snapshots_with_unknown_labels():
+    frame = pd.DataFrame(
+        {
+            "snapshot_date": pd.to_datetime(["2024-01-01", "2024-01-01", "2024-02-01", "2024-02-01"], utc=True),
+            "churned": [1.0, 0.0, 1.0, np.nan],
+        }
+    )
+    assert labelled_snapshots(frame) == utc("2024-01-01")
+
+
+def test_labelled_snapshots_needs_the_label_column():
+    with pytest.raises(TrainError, match=r"lacks column\(s\) \['churned'\].*churn features"):
+        labelled_snapshots(pd.DataFrame({"snapshot_date": pd.to_datetime(["2024-01-01"], utc=True)}))
+
+
+def test_rolling_splits_newest_first_each_by_the_rule():
+    splits = rolling_splits(MONTHS, horizon_days=90, folds=3)
+    assert [s.test for s in splits] == [MONTHS[9], MONTHS[8], MONTHS[7]]
+    assert [s.validation for s in splits] == [MONTHS[6], MONTHS[5], MONTHS[4]]
+    assert [len(s.train) for s in splits] == [4, 3, 2]
+
+
+def test_rolling_splits_too_many_folds_names_the_key():
+    with pytest.raises(TrainError, match=r"a 5-fold backtest needs about 11 labelled snapshots; found 10\. Lower train\.backtest_folds"):
+        rolling_splits(MONTHS, horizon_days=90, folds=5)
+
+
+def frame_for(split_dates: list[pd.Timestamp], labels: list[list[float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "snapshot_date": [d for d, ys in zip(split_dates, labels) for _ in ys],
+            "customer_id": [f"c{i}" for ys in labels for i in range(len(ys))],
+            "churned": [y for ys in labels for y in ys],
+        }
+    )
+
+
+def test_split_frame_selects_rows_of_each_part():
+    split = TimeSplit(train=tuple(utc("2024-01-01", "2024-02-01")), validation=MONTHS[5], test=MONTHS[9], horizon_days=90)
+    frame = frame_for([MONTHS[0], MONTHS[1], MONTHS[3], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0, 0.0]])
+    parts = split_frame(frame, split)
+    assert {k: len(v) for k, v in parts.items()} == {"train": 4, "validation": 2, "test": 3}
+    pd.testing.assert_frame_equal(parts["test"], frame.iloc[8:11])
+
+
+def test_split_frame_refuses_a_single_class_part():
+    split = TimeSplit(train=tuple(utc("2024-01-01")), validation=MONTHS[5], test=MONTHS[9], horizon_days=90)
+    frame = frame_for([MONTHS[0], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    with pytest.raises(TrainError, match=r"the test part \(2 rows\) holds only one class of label"):
+        split_frame(frame, split)
