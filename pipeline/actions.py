@@ -33,7 +33,8 @@ GROUP_TREATMENT = "treatment"
 GROUP_CONTROL = "control"
 GROUP_NONE = "none"
 EXACT_LIMIT = 3000
-MILP_TIME_LIMIT_S = 20.0
+MILP_TIME_LIMIT_S = 60.0  # a safety net only: the node limit bounds the work deterministically
+MILP_NODE_LIMIT = 20_000
 _MONETARY_PREFIX = "monetary_"
 
 
@@ -170,7 +171,7 @@ def _milp(
         constraints=optimize.LinearConstraint(sparse.vstack(rows), -np.inf, np.array(upper)),
         integrality=np.ones(len(value)),
         bounds=optimize.Bounds(0, 1),
-        options={"time_limit": time_limit, "disp": False},
+        options={"time_limit": time_limit, "node_limit": MILP_NODE_LIMIT, "mip_rel_gap": 0.0, "disp": False},
     )
     if result.x is None:
         return None

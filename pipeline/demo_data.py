@@ -407,7 +407,9 @@ def _support_tickets(tickets: pd.DataFrame, ids: pa.Array, cal: _Calendar, rng: 
     is_closed = closed < cal.end
     response = opened + (rng.exponential(6.0, len(opened)) * 3600).astype(np.int64)
     response = np.where(is_closed, np.minimum(response, closed), response)
-    topic = np.where(tickets["late"].to_numpy(), len(TICKET_TOPICS) - 1, rng.integers(0, len(TICKET_TOPICS) - 1, len(opened)))
+    delivery = len(TICKET_TOPICS) - 1
+    topic = np.where(tickets["late"].to_numpy(), delivery, rng.integers(0, delivery, len(opened)))
+    channel = rng.choice(len(TICKET_CHANNELS), len(opened), p=[0.25, 0.35, 0.3, 0.05, 0.05])
     return pd.DataFrame(
         {
             "ticket_id": pd.Series(_numbered("T", len(opened)), dtype="str"),
@@ -415,7 +417,7 @@ def _support_tickets(tickets: pd.DataFrame, ids: pa.Array, cal: _Calendar, rng: 
             "opened_at": _timestamps(opened),
             "closed_at": _timestamps(np.where(is_closed, closed, -1)),
             "first_response_at": _timestamps(np.where(response < cal.end, response, -1)),
-            "channel": _text(TICKET_CHANNELS, rng.choice(len(TICKET_CHANNELS), len(opened), p=[0.25, 0.35, 0.3, 0.05, 0.05])),
+            "channel": _text(TICKET_CHANNELS, channel),
             "topic": _text(TICKET_TOPICS, topic),
             "resolved": pd.Series(tickets["resolved"].to_numpy(), dtype="boolean").where(is_closed, pd.NA),
         }

@@ -18,8 +18,9 @@ limit, before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -199,6 +200,28 @@ def _label(labels: Mapping[str, str], column: str) -> str:
     return labels.get(column, column)
 
 
+def table_rules(name: str, labels: Mapping[str, str]) -> list[tuple[str, str, Callable[[pd.DataFrame], pd.Series]]]:
+    """Rules across columns of `name`: (column blamed, reason, frame -> True where the row passes)."""
+    rules = []
+    if name == "feedback":
+        for kind, (low, high) in FEEDBACK_SCORE_RANGES.items():
+            rules.append(("score", f"{_label(labels, 'score')}: outside {low:g}-{high:g} for {kind}",
+                          partial(_score_in_range, kind=kind, low=low, high=high)))
+    for later, earlier in TIME_ORDER.get(name, ()):
+        rules.append((later, f"{_label(labels, later)}: before {_label(labels, earlier)}",
+                      partial(_not_before, later=later, earlier=earlier)))
+    return rules
+
+
+def _score_in_range(df: pd.DataFrame, *, kind: str, low: float, high: float) -> pd.Series:
+    outside = (df["score"] < low) | (df["score"] > high)
+    return ~((df["kind"] == kind).fillna(False) & outside.fillna(False))
+
+
+def _not_before(df: pd.DataFrame, *, later: str, earlier: str) -> pd.Series:
+    return ~(df[later] < df[earlier]).fillna(False)
+
+
 def validation_schema(
     name: str, *, latest_allowed: pd.Timestamp | None, labels: Mapping[str, str]
 ) -> pa.DataFrameSchema:
@@ -208,7 +231,8 @@ def validation_schema(
     for column, dtype in spec.dtypes.items():
         checks = []
         if dtype == TIMESTAMP and column not in FORWARD_LOOKING and latest_allowed is not None:
-            checks.append(pa.Check.le(latest_allowed, error=f"later than the data's end + tolerance ({latest_allowed:%Y-%m-%d %H:%M} UTC)"))
+            too_late = f"later than the data's end + tolerance ({latest_allowed:%Y-%m-%d %H:%M} UTC)"
+            checks.append(pa.Check.le(latest_allowed, error=too_late))
         if (name, column) in ALLOWED_VALUES:
             allowed = ALLOWED_VALUES[(name, column)]
             checks.append(pa.Check.isin(allowed, error=f"not one of {', '.join(allowed)}"))
@@ -216,32 +240,15 @@ def validation_schema(
             checks.append(pa.Check.ge(0, error="negative"))
         required = column in spec.required or column in spec.id_columns
         columns[column] = pa.Column(None, checks=checks, nullable=not required, required=True, name=column)
-    wide = []
-    if name == "feedback":
-        for kind, (low, high) in FEEDBACK_SCORE_RANGES.items():
-            wide.append(_score_range_check(kind, low, high, labels))
-    for later, earlier in TIME_ORDER.get(name, ()):
-        wide.append(
-            pa.Check(
-                lambda df, later=later, earlier=earlier: ~(df[later] < df[earlier]),
-                error=f"{_label(labels, later)}: before {_label(labels, earlier)}",
-            )
-        )
+    wide = [pa.Check(rule, error=reason) for _, reason, rule in table_rules(name, labels)]
     return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=False, ordered=False)
-
-
-def _score_range_check(kind: str, low: float, high: float, labels: Mapping[str, str]) -> pa.Check:
-    return pa.Check(
-        lambda df: ~((df["kind"] == kind).fillna(False) & ((df["score"] < low) | (df["score"] > high)).fillna(False)),
-        error=f"{_label(labels, 'score')}: outside {low:g}-{high:g} for {kind}",
-    )
 
 
 def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None) -> pd.DataFrame:
     """Every problem of every row: parse failures plus broken value rules (row, column, reason)."""
     schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels)
-    parse_problems = parsed.problems.assign(reason=parsed.problems["column"].map(parsed.labels).fillna(
-        parsed.problems["column"]) + ": " + parsed.problems["reason"])
+    labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
+    parse_problems = parsed.problems.assign(reason=labels + ": " + parsed.problems["reason"])
     try:
         schema.validate(parsed.typed, lazy=True)
         rule_problems = _empty_problems()
@@ -254,33 +261,37 @@ def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None) 
 def _rule_problems(failure_cases: pd.DataFrame, parsed: ParsedSource) -> pd.DataFrame:
     """pandera failure cases -> (row, column, reason); an unparseable value is not also 'missing'."""
     cases = failure_cases[failure_cases["index"].notna()]
-    if len(cases) < len(failure_cases):
-        table_level = failure_cases[failure_cases["index"].isna()]
+    if len(cases) < len(failure_cases):  # a rule that could not run at all: a bug, not bad data
+        broken = sorted(set(failure_cases.loc[failure_cases["index"].isna(), "check"].astype(str)))
         raise IngestError(
-            f"source {parsed.name}: table-level validation failed: "
-            + "; ".join(f"{row.column}: {row.check}" for row in table_level.itertuples())
+            f"source {parsed.name}: validation rule(s) could not run: {', '.join(broken)}; "
+            "this is a bug in pipeline/ingest.py, please report it with the ingest log"
         )
+    # A table-level rule is reported once per column of the row; it blames one column.
+    blamed = {reason: column for column, reason, _ in table_rules(parsed.name, parsed.labels)}
     is_wide = cases["schema_context"].to_numpy() == "DataFrameSchema"
-    column = cases["column"].astype("str")
     check = cases["check"].astype("str").replace({"not_nullable": MISSING})
+    column = cases["column"].astype("str").where(~is_wide, check.map(blamed))
     label = column.map(parsed.labels).fillna(column)
     frame = pd.DataFrame(
         {
             "row": cases["index"].astype(np.int64).to_numpy(),
-            "column": np.where(is_wide, "", column.to_numpy()),
+            "column": column.to_numpy(),
             "reason": np.where(is_wide, check.to_numpy(), (label + ": " + check).to_numpy()),
         }
     ).drop_duplicates(["row", "reason"])
     failed = parsed.problems[["row", "column"]].assign(unparsed=True)
     frame = frame.merge(failed, on=["row", "column"], how="left")
-    drop = frame["unparsed"].fillna(False).to_numpy(dtype=bool) & (frame["reason"].str.endswith(": " + MISSING)).to_numpy()
+    unparsed = frame["unparsed"].fillna(False).to_numpy(dtype=bool)
+    drop = unparsed & frame["reason"].str.endswith(": " + MISSING).to_numpy(dtype=bool)
     return frame.loc[~drop, ["row", "column", "reason"]]
 
 
 def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series:
     """One '; '-joined reason per bad row (index = row, ascending), problems in contract column order."""
     rank = {column: position for position, column in enumerate(column_order)}
-    ordered = pl.from_pandas(problems.assign(rank=problems["column"].map(rank).fillna(len(rank)).astype(np.int64)))
+    ranks = problems["column"].map(rank).fillna(len(rank)).astype(np.int64)
+    ordered = pl.from_pandas(problems.assign(rank=ranks))
     joined = (
         ordered.sort(["row", "rank", "reason"], maintain_order=True)
         .group_by("row", maintain_order=True)
@@ -295,7 +306,8 @@ def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series
 def top_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
     """The most frequent reasons: [{reason, rows}], by rows then reason."""
     counts = problems.drop_duplicates(["row", "reason"])["reason"].value_counts()
-    counts = counts.rename_axis("reason").reset_index(name="rows").sort_values(["rows", "reason"], ascending=[False, True])
+    counts = counts.rename_axis("reason").reset_index(name="rows")
+    counts = counts.sort_values(["rows", "reason"], ascending=[False, True])
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
@@ -311,7 +323,9 @@ def duplicate_rows(frame: pd.DataFrame) -> int:
     return int(len(candidates) - candidates.n_unique()) if len(candidates) else 0
 
 
-def split_source(raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, source: SourceConfig) -> SourceResult:
+def split_source(
+    raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, source: SourceConfig
+) -> SourceResult:
     """Validated (contract-shaped), quarantine (raw + origin + reason) and extra columns of one source.
 
     quarantine: the file's columns unchanged, then source_file, source_row, reason.
@@ -321,7 +335,7 @@ def split_source(raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
-    validated = conform(parsed.typed.loc[~bad], raw.name)
+    validated = conform(parsed.typed.loc[~bad] if bad.any() else parsed.typed, raw.name)
     quarantine = pd.concat([raw.frame.loc[bad], raw.origin.loc[bad]], axis=1).reset_index(drop=True)
     quarantine["reason"] = reasons.to_numpy()
     extra_columns = [
@@ -349,7 +363,9 @@ def split_source(raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *
 def unconfigured_source(name: str) -> SourceResult:
     """An absent optional source: no rows, said so in the report."""
     quarantine = empty_frame(name).astype(STRING).assign(
-        source_file=pd.Series([], dtype="str"), source_row=pd.Series([], dtype=np.int64), reason=pd.Series([], dtype="str")
+        source_file=pd.Series([], dtype="str"),
+        source_row=pd.Series([], dtype=np.int64),
+        reason=pd.Series([], dtype="str"),
     )
     report = {
         "configured": False,
@@ -362,7 +378,9 @@ def unconfigured_source(name: str) -> SourceResult:
         "notes": ["not configured: treated as a source without rows"],
         "top_reasons": [],
     }
-    return SourceResult(name=name, validated=empty_frame(name), quarantine=quarantine, extra=pd.DataFrame(), report=report)
+    return SourceResult(
+        name=name, validated=empty_frame(name), quarantine=quarantine, extra=pd.DataFrame(), report=report
+    )
 
 
 def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:

@@ -1,7 +1,8 @@
 """Measured effect of a retention campaign: churn of treated vs control customers after scoring.
 
-A customer churned when they placed no order in `[as_of, as_of + horizon_days)` (the same window as
-the training label). Per action and overall ("all"):
+A customer churned when they made no purchase (a transaction line with amount >= 0, as in
+`pipeline.labels`) in `[as_of, as_of + horizon_days)`: the training label's definition. Per action
+and overall ("all"):
 
 - churn_reduction = churn(control) - churn(treatment), with Newcombe's hybrid score interval for a
   difference of two independent proportions (method 10 in Newcombe 1998, built from Wilson intervals;
@@ -93,9 +94,10 @@ def relative_reduction(
 def outcomes_after(
     customers: pd.Series, transactions: pd.DataFrame, *, as_of: dt.date, horizon_days: int
 ) -> pd.DataFrame:
-    """Per customer in `customers`: orders and spend in [as_of, as_of + horizon_days), and churned.
+    """Per customer in `customers`: purchases and net spend in [as_of, as_of + horizon_days), and churned.
 
-    Output: index = the customer ids, columns orders (int), spend (float), churned (bool).
+    Output: index = the customer ids, columns orders (distinct orders with a purchase line, int),
+    spend (net amount incl. returns, float), churned (no purchase in the window, bool).
     """
     start = pd.Timestamp(as_of, tz="UTC")
     end = start + pd.Timedelta(days=horizon_days)
@@ -104,7 +106,10 @@ def outcomes_after(
         & (transactions["ordered_at"] < end)
         & transactions["customer_id"].isin(customers)
     ]
-    per_customer = window.groupby("customer_id").agg(orders=("order_id", "nunique"), spend=("amount", "sum"))
+    purchase_orders = window["order_id"].where(window["amount"] >= 0)
+    per_customer = window.assign(purchase_order=purchase_orders).groupby("customer_id").agg(
+        orders=("purchase_order", "nunique"), spend=("amount", "sum")
+    )
     result = per_customer.reindex(pd.Index(customers, name="customer_id")).fillna({"orders": 0, "spend": 0.0})
     result["orders"] = result["orders"].astype(int)
     result["churned"] = result["orders"] == 0

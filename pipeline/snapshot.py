@@ -43,41 +43,48 @@ def snapshot_time(as_of: dt.date) -> dt.datetime:
     return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
 
 
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+def _names(frame: Frame) -> list[str]:
+    return frame.collect_schema().names()
+
+
 def _null_from(column: str, t: dt.datetime) -> pl.Expr:
     """`column` where it is before `t`, else null."""
     return pl.when(pl.col(column) < t).then(pl.col(column)).otherwise(None).alias(column)
 
 
-def _cut_transactions(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+def _cut_transactions(frame: Frame, t: dt.datetime) -> Frame:
     cut = frame.filter(pl.col("ordered_at") < t)
-    return cut.with_columns(_null_from("delivered_at", t)) if "delivered_at" in cut.columns else cut
+    return cut.with_columns(_null_from("delivered_at", t)) if "delivered_at" in _names(cut) else cut
 
 
-def _cut_feedback(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+def _cut_feedback(frame: Frame, t: dt.datetime) -> Frame:
     return frame.filter(pl.col("submitted_at") < t)
 
 
-def _cut_support_tickets(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+def _cut_support_tickets(frame: Frame, t: dt.datetime) -> Frame:
     cut = frame.filter(pl.col("opened_at") < t)
-    nulled = [_null_from(c, t) for c in ("closed_at", "first_response_at") if c in cut.columns]
-    cut = cut.with_columns(nulled)
-    if "resolved" in cut.columns:
-        open_at_t = pl.col("closed_at").is_null() if "closed_at" in cut.columns else pl.lit(True)
+    names = _names(cut)
+    cut = cut.with_columns([_null_from(c, t) for c in ("closed_at", "first_response_at") if c in names])
+    if "resolved" in names:
+        open_at_t = pl.col("closed_at").is_null() if "closed_at" in names else pl.lit(True)
         cut = cut.with_columns(pl.when(open_at_t).then(None).otherwise(pl.col("resolved")).alias("resolved"))
     return cut
 
 
-def _cut_loyalty_events(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
+def _cut_loyalty_events(frame: Frame, t: dt.datetime) -> Frame:
     return frame.filter(pl.col("occurred_at") < t)
 
 
-def _cut_customers(frame: pl.DataFrame, t: dt.datetime) -> pl.DataFrame:
-    if "signup_at" not in frame.columns:
+def _cut_customers(frame: Frame, t: dt.datetime) -> Frame:
+    if "signup_at" not in _names(frame):
         return frame
     return frame.filter(pl.col("signup_at").is_null() | (pl.col("signup_at") < t))
 
 
-_RULES: dict[str, Callable[[pl.DataFrame, dt.datetime], pl.DataFrame]] = {
+_RULES: dict[str, Callable[[Frame, dt.datetime], Frame]] = {
     "transactions": _cut_transactions,
     "feedback": _cut_feedback,
     "support_tickets": _cut_support_tickets,
@@ -86,10 +93,11 @@ _RULES: dict[str, Callable[[pl.DataFrame, dt.datetime], pl.DataFrame]] = {
 }
 
 
-def cut_frame(frame: pl.DataFrame, source: str, *, as_of: dt.date) -> pl.DataFrame:
+def cut_frame(frame: Frame, source: str, *, as_of: dt.date) -> Frame:
     """Apply the cut rule of `source` to a polars frame holding that source's time columns.
 
-    Input: any polars DataFrame with the source's time column (plus any extra columns).
+    Input: any polars DataFrame or LazyFrame (lazy: the cut joins the query plan, no copy) with
+    the source's time column (plus any extra columns).
     Output: the rows and values known before midnight UTC of `as_of` (same columns, same order).
     """
     if source not in _RULES:

@@ -161,6 +161,8 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
     """Raise IngestError when a required contract column is missing after the rename map."""
     spec = contract(name)
     mapped = {source.rename.get(column, column) for column in frame.columns}
+    if source.one_order_per_row and name != "transactions":
+        raise IngestError(f"sources.{name}.one_order_per_row: only transactions have orders; remove the setting")
     if source.one_order_per_row:
         if "order_id" in mapped:
             raise IngestError(
@@ -199,7 +201,7 @@ def read_source(name: str, source: SourceConfig) -> RawSource:
     for path in files:
         fmt = _file_format(path, source)
         frame = _read_parquet(name, path) if fmt == "parquet" else _read_csv(name, path, source)
-        frame.columns = [str(column) for column in frame.columns]
+        frame.columns = [str(column).strip() for column in frame.columns]
         check_columns(name, path, frame, source)
         if frame.empty:
             notes.append(f"{path} has a header but no rows")
@@ -244,9 +246,13 @@ def parse_numbers(values: pd.Series) -> pd.Series:
         numbers = values.astype("float64")
         return numbers.where(np.isfinite(numbers))
     text = pc.utf8_trim_whitespace(_arrow_strings(values))
-    plain = pc.match_substring_regex(text, NUMBER_PATTERN)
-    numbers = pc.cast(pc.if_else(plain, text, pa.scalar(None, pa.large_string())), pa.float64())
-    return pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
+    try:  # fast path: every value is a plain number (Arrow also rejects 'nan' and 'inf' here)
+        numbers = pc.cast(text, pa.float64())
+    except pa.ArrowInvalid:
+        plain = pc.match_substring_regex(text, NUMBER_PATTERN)
+        numbers = pc.cast(pc.if_else(plain, text, pa.scalar(None, pa.large_string())), pa.float64())
+    series = pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
+    return series.where(np.isfinite(series))
 
 
 def parse_booleans(values: pd.Series) -> pd.Series:
@@ -285,6 +291,10 @@ def _parse_text_timestamps(text: pd.Series, *, date_format: str | None, timezone
     # Fast path: Arrow casts the plain naive ISO values (most of a typical export) in one go;
     # pandas parses the rest (offsets, other ISO forms, junk) and any column Arrow refuses.
     arrow = _arrow_strings(text)
+    try:  # fastest: the whole column casts
+        return _localize(pd.Series(pc.cast(arrow, pa.timestamp("us")).to_pandas(), index=text.index), timezone)
+    except pa.ArrowInvalid:
+        pass
     plain = pc.fill_null(pc.match_substring_regex(arrow, NAIVE_ISO_PATTERN), False)
     try:
         naive = pc.cast(pc.if_else(plain, arrow, pa.scalar(None, pa.large_string())), pa.timestamp("us"))

@@ -12,7 +12,15 @@ from pandas.testing import assert_frame_equal, assert_series_equal
 from pipeline.config import IngestConfig, SourceConfig
 from pipeline.contract import CONTRACTS, empty_frame
 from pipeline.errors import IngestError
-from pipeline.ingest import ingest_sources, parse_source, reference_time, row_reasons
+from pipeline.ingest import (
+    ParsedSource,
+    _empty_problems,
+    find_problems,
+    ingest_sources,
+    parse_source,
+    reference_time,
+    row_reasons,
+)
 from pipeline.sources import RawSource, parse_booleans, parse_ids, parse_numbers, parse_timestamps
 
 UTC = "datetime64[us, UTC]"
@@ -299,3 +307,11 @@ def test_unconfigured_sources_come_back_empty_and_say_so():
     assert report["notes"] == ["not configured: treated as a source without rows"]
     assert_frame_equal(result.sources["feedback"].validated, empty_frame("feedback"))
     assert set(result.sources) == set(CONTRACTS)
+
+
+def test_a_rule_that_cannot_run_is_reported_as_a_bug_not_as_bad_rows():
+    typed = empty_frame("feedback").astype({"score": "str"})
+    typed.loc[0] = ["c1", pd.Timestamp("2024-01-01", tz="UTC"), "nps", "abc", None, None, None]
+    parsed = ParsedSource(name="feedback", typed=typed, problems=_empty_problems(), labels={})
+    with pytest.raises(IngestError, match=r"source feedback: validation rule\(s\) could not run: score: outside 0-10 for nps.*a bug"):
+        find_problems(parsed, latest_allowed=None)

@@ -24,6 +24,12 @@ GOOD_TRANSACTIONS = (
 )
 
 
+def with_column(csv: str, name: str, value: str) -> str:
+    """`csv` with one more column `name` holding `value` on every row."""
+    header, *rows = csv.splitlines()
+    return "".join(f"{line}\n" for line in [f"{header},{name}", *(f"{row},{value}" for row in rows)])
+
+
 def make_config(folder: Path, sources: dict[str, dict]):
     raw = {
         "paths": {"data_dir": "out", "models_dir": "models"},
@@ -184,8 +190,7 @@ def test_a_failing_run_leaves_the_previous_outputs_untouched(tmp_path):
 
 
 def test_stale_extra_file_is_removed_when_the_extra_columns_go(tmp_path):
-    with_store = "".join(line + (",store\n" if number == 0 else ",s1\n") for number, line in enumerate(GOOD_TRANSACTIONS.splitlines()))
-    write(tmp_path, "t.csv", with_store)
+    write(tmp_path, "t.csv", with_column(GOOD_TRANSACTIONS, "store", "s1"))
     run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
     extra = tmp_path / "out" / "validated" / "extra" / "transactions.parquet"
     assert pd.read_parquet(extra)["store"].tolist() == ["s1", "s1", "s1"]
@@ -235,3 +240,36 @@ def test_cli_prints_the_report_table_and_writes_the_json(tmp_path):
     entry = report["sources"]["transactions"]
     assert (entry["input_rows"], entry["validated_rows"], entry["quarantined_rows"], entry["duplicate_rows"]) == (7, 6, 1, 2)
     assert entry["top_reasons"] == [{"reason": "amount: not a number", "rows": 1}]
+
+
+def test_one_order_per_row_conflicts(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    with pytest.raises(IngestError, match=r"has an order_id column but sources\.transactions\.one_order_per_row is true"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "one_order_per_row": True}})
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\nc1,2024-01-02,nps,9\n")
+    with pytest.raises(IngestError, match=r"sources\.feedback\.one_order_per_row: only transactions have orders"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", "one_order_per_row": True}})
+
+
+def test_reserved_and_doubled_column_names(tmp_path):
+    write(tmp_path, "t.csv", with_column(GOOD_TRANSACTIONS, "reason", "x"))
+    with pytest.raises(IngestError, match=r"has column\(s\) reason, reserved for the quarantine file"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    write(tmp_path, "t.csv", with_column(GOOD_TRANSACTIONS, "net", "1"))
+    with pytest.raises(IngestError, match=r"would have column\(s\) amount twice after sources\.transactions\.rename"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": {"net": "amount"}}})
+
+
+def test_unreadable_parquet_and_unused_rename_keys(tmp_path):
+    write(tmp_path, "t.parquet", b"not parquet at all")
+    with pytest.raises(IngestError, match=r"source transactions: .*t\.parquet is not a readable Parquet file: .*; re-export it"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.parquet"}})
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": {"OrderNo": "order_id"}}})
+    assert report["sources"]["transactions"]["notes"] == ["rename keys not found in the files: OrderNo"]
+
+
+def test_a_regular_expression_separator(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS.replace(",", " | "))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"sep": r"\s*\|\s*"}}})
+    assert report["sources"]["transactions"]["validated_rows"] == 3

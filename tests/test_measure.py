@@ -72,11 +72,12 @@ def test_outcomes_count_orders_in_the_window_only():
             ("o2", "c0", "2025-01-01T00:00:00Z", 20.0),  # first instant of the window
             ("o2", "c0", "2025-01-01T00:00:00Z", 5.0),  # same order, second line
             ("o3", "c1", "2025-01-31T00:00:00Z", 7.0),  # first instant after a 30-day window
+            ("o4", "c1", "2025-01-10T00:00:00Z", -9.0),  # a refund is no purchase, but counts in spend
         ]
     )
     result = outcomes_after(pd.Series(["c0", "c1"]), tx, as_of=AS_OF, horizon_days=30)
     expected = pd.DataFrame(
-        {"orders": [1, 0], "spend": [25.0, 0.0], "churned": [False, True]},
+        {"orders": [1, 0], "spend": [25.0, -9.0], "churned": [False, True]},
         index=pd.Index(["c0", "c1"], name="customer_id"),
     )
     pd.testing.assert_frame_equal(result, expected)

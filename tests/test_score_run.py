@@ -15,7 +15,7 @@ from pipeline.events import load_events
 from pipeline.playbook import eligibility_matrix, load_playbook
 from pipeline.reasons import reasons_mention
 
-FEEDBACK_WORDS = ["nps", "feedback", "detractor", "rated", "rating", "csat", "review", "score"]
+FEEDBACK_WORDS = ["nps", "detractor", "rating", "rated", "satisfaction", "review", "feedback"]
 
 
 @pytest.fixture(scope="module")

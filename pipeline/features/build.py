@@ -46,26 +46,26 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
     """Per-customer step on prepared tables (cut here at `as_of`); polars in and out."""
     cut = cut_tables(tables, as_of=as_of)
     base = (
-        cut.orders.lazy()
+        cut["orders"]
         .group_by("customer_id")
         .agg(*rfm.order_aggregations(as_of=as_of, cfg=cfg), *service.delivery_aggregations(as_of=as_of))
         .filter(pl.col("_last_purchase_at").is_not_null())
-        .with_columns(pl.col("customer_id").cast(pl.String))
         .with_columns(*rfm.order_features(as_of=as_of, cfg=cfg), *btyd.summary_columns(as_of=as_of))
     )
     families = [
-        rfm.category_aggregates(cut.categories.lazy()),
-        feedback.customer_aggregates(cut.feedback.lazy(), as_of=as_of),
-        service.ticket_aggregates(cut.support_tickets.lazy(), as_of=as_of, cfg=cfg),
-        loyalty.customer_aggregates(cut.loyalty_events.lazy(), as_of=as_of, cfg=cfg),
-        attributes.customer_attributes(cut.customers.lazy(), as_of=as_of),
+        rfm.category_aggregates(cut["categories"]),
+        feedback.customer_aggregates(cut["feedback"], as_of=as_of),
+        service.ticket_aggregates(cut["support_tickets"], as_of=as_of, cfg=cfg),
+        loyalty.customer_aggregates(cut["loyalty_events"], cut["loyalty_tiers"], as_of=as_of, cfg=cfg),
+        attributes.customer_attributes(cut["customers"], as_of=as_of),
     ]
     for family in families:
         base = base.join(family, on="customer_id", how="left")
     filled = base.with_columns(
         *rfm.category_fill(), *feedback.fill_missing(), *service.ticket_fill(cfg), *loyalty.fill_missing(cfg)
     )
-    return filled.select(aggregate_columns(cfg)).collect()
+    columns = aggregate_columns(cfg)
+    return filled.select(pl.col("customer_id").cast(pl.String), *columns[1:]).collect()
 
 
 def population_features_from_aggregates(aggregates: pl.DataFrame, *, cfg: FeaturesConfig) -> pl.DataFrame:

@@ -1,7 +1,6 @@
 """Feedback family: NPS, CSAT, review stars, low ratings, time since feedback (per-customer only).
 
-Input: cut feedback (customer_id, submitted_at, kind, score), sorted by customer, time, kind, score,
-so "latest" is the last submitted (ties: the higher score). Scores: NPS 0-10, CSAT and reviews 1-5.
+Input: cut feedback (customer_id, submitted_at, kind, score), sorted by time then score, so "latest" is the last submitted (ties: the higher score). Scores: NPS 0-10, CSAT and reviews 1-5.
 A rating is low when NPS <= 6, CSAT <= 2 or review <= 2. NPS category: promoter 9-10,
 passive 7-8, detractor 0-6. Customers without feedback: counts and flags 0, values NaN/null.
 """
@@ -26,11 +25,11 @@ def customer_aggregates(feedback: pl.LazyFrame, *, as_of: dt.date) -> pl.LazyFra
     low = pl.any_horizontal([(kind == k) & (score <= limit) for k, limit in LOW_RATING.items()])
     aggregated = feedback.group_by("customer_id").agg(
         score.filter(nps).last().alias("nps_last"),
-        score.filter(nps).mean().alias("nps_mean"),
-        pl.col("submitted_at").filter(nps).max().alias("_last_nps_at"),
+        pl.when(nps).then(score).mean().alias("nps_mean"),
+        pl.when(nps).then(pl.col("submitted_at")).max().alias("_last_nps_at"),
         score.filter(csat).last().alias("csat_last"),
-        score.filter(csat).mean().alias("csat_mean"),
-        score.filter(review).mean().alias("review_mean"),
+        pl.when(csat).then(score).mean().alias("csat_mean"),
+        pl.when(review).then(score).mean().alias("review_mean"),
         low.sum().alias("low_ratings_count"),
         pl.col("submitted_at").max().alias("_last_feedback_at"),
     )

@@ -1,7 +1,7 @@
 """Loyalty family: enrolment, tier, points balance, points earned and redeemed, distance to next tier.
 
-Input: cut loyalty events (customer_id, occurred_at, kind, points_units = |points| in exact units,
-tier), sorted by customer and time. Points are taken as magnitudes, whatever their sign in the
+Input: cut loyalty events (customer_id, occurred_at, kind, points_units = |points| in exact units)
+and the cut events that state a tier. Points are taken as magnitudes, whatever their sign in the
 source: `earn` adds, `redeem` and `expire` subtract. A customer is enrolled once they have any
 loyalty event. Tier: the latest tier stated by an event, else the highest tier of
 `cfg.loyalty_tiers` whose threshold the points balance reaches. Points to next tier: the next
@@ -36,8 +36,13 @@ def next_threshold(tier: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
     return tier.replace_strict(following, default=None, return_dtype=pl.Float64)
 
 
-def customer_aggregates(loyalty: pl.LazyFrame, *, as_of: dt.date, cfg: FeaturesConfig) -> pl.LazyFrame:
-    """Cut loyalty events -> one row per customer with loyalty events: the loyalty features."""
+def customer_aggregates(
+    loyalty: pl.LazyFrame, tiers: pl.LazyFrame, *, as_of: dt.date, cfg: FeaturesConfig
+) -> pl.LazyFrame:
+    """Cut loyalty events and tier events -> one row per customer with loyalty events: the loyalty features.
+
+    `tiers`: the events that state a tier (customer_id, occurred_at, tier), sorted by time then tier.
+    """
     t = snapshot_time(as_of)
     kind, units, at = pl.col("kind"), pl.col("points_units"), pl.col("occurred_at")
     earn, redeem = kind == "earn", kind == "redeem"
@@ -46,13 +51,17 @@ def customer_aggregates(loyalty: pl.LazyFrame, *, as_of: dt.date, cfg: FeaturesC
     def since(days: int) -> pl.Expr:
         return at >= t - dt.timedelta(days=days)
 
+    stated = tiers.group_by("customer_id").agg(pl.col("tier").last().alias("_stated_tier"))
+
+    def units_where(condition: pl.Expr) -> pl.Expr:
+        return pl.when(condition).then(units).otherwise(0).sum()
+
     aggregated = loyalty.group_by("customer_id").agg(
-        pl.col("tier").drop_nulls().last().alias("_stated_tier"),
-        (units.filter(earn).sum() - units.filter(spent).sum()).alias("_balance_units"),
-        *[units.filter(earn & since(w)).sum().alias(f"_earned_{w}d") for w in cfg.windows_days],
-        *[units.filter(redeem & since(w)).sum().alias(f"_redeemed_{w}d") for w in cfg.windows_days],
-        at.filter(redeem).max().alias("_last_redeem_at"),
-    )
+        (units_where(earn) - units_where(spent)).alias("_balance_units"),
+        *[units_where(earn & since(w)).alias(f"_earned_{w}d") for w in cfg.windows_days],
+        *[units_where(redeem & since(w)).alias(f"_redeemed_{w}d") for w in cfg.windows_days],
+        pl.when(redeem).then(at).max().alias("_last_redeem_at"),
+    ).join(stated, on="customer_id", how="left")
     balance = pl.col("_balance_units") / MONEY_UNITS
     tier = pl.coalesce(pl.col("_stated_tier"), tier_from_balance(balance, cfg.loyalty_tiers))
     return (

@@ -100,14 +100,14 @@ def order_features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
 
 def category_aggregates(categories: pl.LazyFrame) -> pl.LazyFrame:
     """Cut category parts -> customer_id, category_breadth, top_category (highest spend; ties: first by name)."""
-    per_category = categories.group_by("customer_id", "category_rank").agg(
-        pl.col("gross_units").sum(), pl.col("category").first()
+    per_category = categories.group_by("_key").agg(
+        pl.col("gross_units").sum(), pl.col("customer_id", "category", "category_rank").first()
     )
     top = pl.col("category").sort_by("gross_units", "category_rank", descending=[True, False]).first()
     return (
         per_category.group_by("customer_id")
         .agg(pl.len().alias("category_breadth"), top.alias("top_category"))
-        .with_columns(pl.col("customer_id").cast(pl.String))
+        .with_columns(pl.col("top_category").cast(pl.String))
     )
 
 

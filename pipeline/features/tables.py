@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, fields
 
+import pandas as pd
 import polars as pl
 
 from pipeline.errors import FeatureError
@@ -36,13 +37,14 @@ DAY_US = 86_400_000_000  # microseconds in a day
 
 @dataclass(frozen=True)
 class EventTables:
-    """Polars tables built from `Events` by `event_tables` (column lists in each builder below)."""
+    """Polars tables built from `Events` by `event_tables` (columns in each builder's docstring)."""
 
     orders: pl.DataFrame
     categories: pl.DataFrame
     feedback: pl.DataFrame
     support_tickets: pl.DataFrame
     loyalty_events: pl.DataFrame
+    loyalty_tiers: pl.DataFrame
     customers: pl.DataFrame
 
 
@@ -53,6 +55,7 @@ TABLE_SOURCES = {
     "feedback": "feedback",
     "support_tickets": "support_tickets",
     "loyalty_events": "loyalty_events",
+    "loyalty_tiers": "loyalty_events",
     "customers": "customers",
 }
 
@@ -62,22 +65,27 @@ def money_units(column: str) -> pl.Expr:
     return (pl.col(column) * MONEY_UNITS).round(0).cast(pl.Int64)
 
 
-def order_parts(transactions: pl.DataFrame) -> pl.DataFrame:
-    """Order lines -> one row per (customer_id, order_id, ordered_at), sorted by customer then time.
+def order_parts(lines: pl.LazyFrame) -> pl.DataFrame:
+    """Order lines -> one row per (customer, order, ordered_at), sorted by customer then time.
 
-    Output columns: customer_id (Categorical: grouping by its integer codes is fast), order_id,
-    ordered_at, net_units (all lines), gross_units (purchase lines), is_purchase, return_lines,
-    return_units (positive), discounted (a purchase line had a discount > 0; null when no purchase
-    line states its discount, and on non-purchase parts), promised_delivery_at, delivered_at (of
-    the purchase lines: the latest; null if any is undelivered), is_order_start, is_day_start
-    (first purchase part of the customer's UTC day), last_gap_us (at each part: microseconds between
-    the customer's latest order start so far and the order start before it; null before a second order).
+    Input: transactions with `_code` (integer customer code) added. Output columns: customer_id
+    (Categorical), ordered_at, net_units (all lines), gross_units (purchase lines), is_purchase,
+    return_lines, return_units (positive), discounted (a purchase line had a discount > 0; null when
+    no purchase line states its discount, and on non-purchase parts), promised_delivery_at,
+    delivered_at (of the purchase lines: the latest; null if any is undelivered), is_order_start,
+    is_day_start (first purchase part of the customer's UTC day), last_gap_us (at each part:
+    microseconds between the customer's latest order start so far and the order start before it;
+    null before a second order).
+
+    Orders are keyed by the 64-bit hash of order_id within a customer and instant (two different
+    ids of one customer at the same microsecond would have to collide: odds below 1e-15).
     """
     purchase = pl.col("amount") >= 0
     units = money_units("amount")
-    lines = transactions.lazy().select(
-        pl.col("customer_id").cast(pl.Categorical),
-        "order_id",
+    prepared = lines.select(
+        "_code",
+        "customer_id",
+        pl.col("order_id").hash().alias("_order"),
         "ordered_at",
         units.alias("net_units"),
         pl.when(purchase).then(units).otherwise(0).alias("gross_units"),
@@ -90,8 +98,9 @@ def order_parts(transactions: pl.DataFrame) -> pl.DataFrame:
         pl.when(purchase).then(pl.col("delivered_at")).alias("delivered_at"),
         (purchase & pl.col("delivered_at").is_null()).alias("_undelivered"),
     )
-    # Plain sum/any/max aggregations only: polars runs them without per-group filtering.
-    parts = lines.group_by("customer_id", "order_id", "ordered_at").agg(
+    # Plain sum/any/max aggregations over integer keys: polars' fastest group-by path.
+    parts = prepared.group_by("_code", "_order", "ordered_at").agg(
+        pl.col("customer_id").first(),
         pl.col("net_units", "gross_units", "return_lines", "return_units").sum(),
         pl.col("is_purchase", "_discount_known", "_discounted", "_undelivered").any(),
         pl.col("promised_delivery_at", "delivered_at").max(),
@@ -99,51 +108,68 @@ def order_parts(transactions: pl.DataFrame) -> pl.DataFrame:
     parts = parts.with_columns(
         pl.when(pl.col("is_purchase") & pl.col("_discount_known")).then(pl.col("_discounted")).alias("discounted"),
         pl.when(pl.col("_undelivered")).then(None).otherwise(pl.col("delivered_at")).alias("delivered_at"),
-        pl.col("customer_id").to_physical().alias("_code"),
-        pl.col("order_id").hash().alias("_tie"),  # deterministic tie-break between orders at the same instant
-    ).sort("_code", "ordered_at", "_tie")
-    return parts.with_columns(part_flags()).drop("_discount_known", "_discounted", "_undelivered", "_code", "_tie").collect()
-
-
-def part_flags() -> list[pl.Expr]:
-    """is_order_start, is_day_start and last_gap_us over parts sorted by customer then time.
-
-    Shifts and forward fills over the sorted frame (no joins, no per-group windows); a value
-    carried from another customer is masked by comparing the customer codes.
-    """
-    purchase = pl.col("is_purchase")
-    order_start = pl.struct("_code", "order_id", "is_purchase").is_first_distinct() & purchase
-    day_start = pl.struct("_code", pl.col("ordered_at").dt.date(), "is_purchase").is_first_distinct() & purchase
-    start_at = pl.when(order_start).then("ordered_at")
-    start_code = pl.when(order_start).then("_code")
-    previous_start_at = start_at.shift(1).forward_fill()
-    previous_start_code = start_code.shift(1).forward_fill()
-    # Gap at each order start (-1: the customer's first order), carried forward to later parts.
-    gap_at_start = pl.when(order_start).then(
-        pl.when(previous_start_code == pl.col("_code"))
-        .then((pl.col("ordered_at") - previous_start_at).dt.total_microseconds())
-        .otherwise(-1)
+        pl.col("ordered_at").dt.epoch("us").alias("_at_us"),
+    ).sort("_code", "ordered_at", "_order")
+    flagged = parts.with_columns(order_flags()).with_columns(last_gap()).select(
+        "customer_id", "ordered_at", "net_units", "gross_units", "is_purchase", "return_lines", "return_units",
+        "discounted", "promised_delivery_at", "delivered_at", "is_order_start", "is_day_start", "last_gap_us",
     )
-    carried_gap = gap_at_start.forward_fill()
-    carried_code = start_code.forward_fill()
-    last_gap = pl.when((carried_code == pl.col("_code")) & (carried_gap >= 0)).then(carried_gap)
-    return [order_start.alias("is_order_start"), day_start.alias("is_day_start"), last_gap.alias("last_gap_us")]
+    return flagged.collect()
 
 
-def category_parts(transactions: pl.DataFrame) -> pl.DataFrame:
+def _carried(value: pl.Expr, where: pl.Expr, *, strictly_before: bool = False) -> pl.Expr:
+    """`value` at the latest row (in frame order) where `where` holds, at or strictly before each row."""
+    masked = pl.when(where).then(value)
+    return (masked.shift(1) if strictly_before else masked).forward_fill()
+
+
+def order_flags() -> list[pl.Expr]:
+    """is_order_start and is_day_start over parts sorted by customer then time (shifts, no joins).
+
+    A value carried from another customer is masked by comparing the carried customer code.
+    """
+    purchase, code = pl.col("is_purchase"), pl.col("_code")
+    day = pl.col("_at_us") // DAY_US
+    same_customer_before = _carried(code, purchase, strictly_before=True) == code
+    same_day_before = _carried(day, purchase, strictly_before=True) == day
+    new_day = purchase & ~(same_customer_before & same_day_before).fill_null(False)
+    order_start = pl.struct("_code", "_order", "is_purchase").is_first_distinct() & purchase
+    return [order_start.alias("is_order_start"), new_day.alias("is_day_start")]
+
+
+def last_gap() -> pl.Expr:
+    """last_gap_us: the gap before the customer's latest order start so far, carried to later parts."""
+    start, code, at = pl.col("is_order_start"), pl.col("_code"), pl.col("_at_us")
+    previous_at = _carried(at, start, strictly_before=True)
+    previous_code = _carried(code, start, strictly_before=True)
+    # At each order start: the gap to the previous one, or -1 for the customer's first order.
+    gap_at_start = pl.when(previous_code == code).then(at - previous_at).otherwise(-1)
+    carried_gap = _carried(gap_at_start, start)
+    carried_code = _carried(code, start)
+    return pl.when((carried_code == code) & (carried_gap >= 0)).then(carried_gap).alias("last_gap_us")
+
+
+def category_parts(lines: pl.LazyFrame) -> pl.DataFrame:
     """Purchase lines with a category -> spend per customer, category and UTC day.
 
-    Output columns: customer_id (Categorical), category, category_rank (lexical rank, for ties),
+    Input: transactions with `_code`. Output columns: customer_id, category (both Categorical),
+    category_rank (lexical rank, breaks ties), _key (customer code and rank in one integer),
     ordered_at (midnight UTC of the day: a day is wholly before or after any snapshot), gross_units.
     """
-    lines = transactions.lazy().filter((pl.col("amount") >= 0) & pl.col("category").is_not_null())
-    per_day = lines.group_by(
-        pl.col("customer_id").cast(pl.Categorical), "category", pl.col("ordered_at").dt.truncate("1d")
-    ).agg(money_units("amount").sum().alias("gross_units"))
-    per_day = per_day.collect()
-    names = per_day["category"].unique().sort()  # rank the few distinct names, not every row
+    with_category = lines.filter((pl.col("amount") >= 0) & pl.col("category").is_not_null())
+    names = with_category.select(pl.col("category").unique().sort()).collect()["category"]
     ranks = dict(zip(names.to_list(), range(len(names)), strict=True))
-    return per_day.with_columns(pl.col("category").replace_strict(ranks, return_dtype=pl.UInt32).alias("category_rank"))
+    rank = pl.col("category").cast(pl.String).replace_strict(ranks, return_dtype=pl.Int64)
+    keyed = with_category.with_columns(
+        (pl.col("_code").cast(pl.Int64) * max(1, len(names)) + rank).alias("_key"),
+        pl.col("ordered_at").dt.truncate("1d"),
+    )
+    per_day = keyed.group_by("_key", "ordered_at").agg(
+        pl.col("customer_id").first(),
+        pl.col("category").first().cast(pl.Categorical),
+        money_units("amount").sum().alias("gross_units"),
+    )
+    return per_day.with_columns(rank.cast(pl.UInt32).alias("category_rank")).collect()
 
 
 def check_unique_customers(customers: pl.DataFrame) -> None:
@@ -158,30 +184,50 @@ def check_unique_customers(customers: pl.DataFrame) -> None:
 
 
 def event_tables(events: Events) -> EventTables:
-    """Convert `events` (contract-shaped pandas frames) into `EventTables` (polars, prepared once)."""
+    """Convert `events` (contract-shaped pandas frames) into `EventTables` (polars, prepared once).
+
+    customer_id is Categorical in every table (polars' global categories: the same id has the
+    same integer code everywhere, so grouping and joining run on integers).
+    Feedback is sorted by time then score, so "latest" is well defined (ties: the higher score);
+    loyalty tiers (events that state a tier) by time then tier name. Raises FeatureError when the
+    customers source repeats a customer_id.
+    """
     tx_columns = ["customer_id", "order_id", "ordered_at", "amount", "category", "discount",
                   "promised_delivery_at", "delivered_at"]
-    transactions = to_polars(events.transactions[tx_columns])
+    customer = pl.col("customer_id").cast(pl.Categorical)
+    transactions = (
+        to_polars(events.transactions[tx_columns])
+        .with_columns(customer, customer.to_physical().alias("_code"))
+    )
     customers = to_polars(events.customers)
     check_unique_customers(customers)
+
+    def keyed(frame: pd.DataFrame, columns: list[str]) -> pl.DataFrame:
+        return to_polars(frame[columns]).with_columns(customer)
+
+    loyalty = keyed(events.loyalty_events, ["customer_id", "occurred_at", "kind", "points", "tier"])
     return EventTables(
-        orders=order_parts(transactions),
-        categories=category_parts(transactions),
-        feedback=to_polars(events.feedback[["customer_id", "submitted_at", "kind", "score"]]).sort(
-            "customer_id", "submitted_at", "kind", "score"
+        orders=order_parts(transactions.lazy()),
+        categories=category_parts(transactions.lazy()),
+        feedback=keyed(events.feedback, ["customer_id", "submitted_at", "kind", "score"]).sort("submitted_at", "score"),
+        support_tickets=keyed(
+            events.support_tickets, ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved"]
         ),
-        support_tickets=to_polars(
-            events.support_tickets[["customer_id", "opened_at", "closed_at", "first_response_at", "resolved"]]
+        loyalty_events=loyalty.select(
+            "customer_id", "occurred_at", "kind", money_units("points").abs().alias("points_units")
         ),
-        loyalty_events=to_polars(events.loyalty_events[["customer_id", "occurred_at", "kind", "points", "tier"]])
-        .with_columns(money_units("points").abs().alias("points_units"))
-        .sort("customer_id", "occurred_at", "kind", "points_units", "tier", nulls_last=True),
-        customers=customers,
+        loyalty_tiers=loyalty.filter(pl.col("tier").is_not_null())
+        .select("customer_id", "occurred_at", "tier")
+        .sort("occurred_at", "tier"),
+        customers=customers.with_columns(customer),
     )
 
 
-def cut_tables(tables: EventTables, *, as_of: dt.date) -> EventTables:
-    """Every table cut at `as_of` with its source's rule from `pipeline.snapshot` (order kept)."""
-    return EventTables(
-        **{f.name: cut_frame(getattr(tables, f.name), TABLE_SOURCES[f.name], as_of=as_of) for f in fields(tables)}
-    )
+def cut_tables(tables: EventTables, *, as_of: dt.date) -> dict[str, pl.LazyFrame]:
+    """Every table, as a LazyFrame cut at `as_of` with its source's rule from `pipeline.snapshot`.
+
+    Lazy, so each cut is fused into the aggregation that reads it (no copy of the tables).
+    """
+    return {
+        f.name: cut_frame(getattr(tables, f.name).lazy(), TABLE_SOURCES[f.name], as_of=as_of) for f in fields(tables)
+    }

@@ -22,7 +22,8 @@ from pipeline.events import load_events
 from pipeline.io import write_csv, write_json
 from pipeline.measure import check_scores, measure_campaign
 from pipeline.progress import get_logger
-from pipeline.run.score import latest_event_date
+from pipeline.labels import horizon_passed
+from pipeline.snapshot import latest_event_date
 
 
 def read_scores(path: Path) -> pd.DataFrame:
@@ -48,15 +49,17 @@ def read_summary(scores_path: Path) -> dict[str, Any]:
 
 
 def check_horizon_passed(as_of: dt.date, horizon_days: int, *, data_until: dt.date | None) -> None:
-    """Raise ScoreError unless the events reach the end of [as_of, as_of + horizon_days)."""
-    window_end = as_of + dt.timedelta(days=horizon_days)
-    covered_until = data_until + dt.timedelta(days=1) if data_until is not None else None
-    if covered_until is None or covered_until < window_end:
-        seen = data_until.isoformat() if data_until else "no events"
+    """Raise ScoreError unless the transactions reach the end of [as_of, as_of + horizon_days).
+
+    The same rule as for training labels (`pipeline.labels.horizon_passed`).
+    """
+    if not horizon_passed(as_of, horizon_days=horizon_days, last_event_date=data_until):
+        window_end = as_of + dt.timedelta(days=horizon_days)
+        seen = data_until.isoformat() if data_until else "no transactions"
         raise ScoreError(
             f"the {horizon_days}-day horizon after {as_of} has not passed: churn is measured on orders up to "
-            f"{window_end - dt.timedelta(days=1)}, but the validated events end on {seen}. Ingest newer data and "
-            f"run `churn measure` again on or after {window_end}."
+            f"{window_end - dt.timedelta(days=1)}, but the validated transactions end on {seen}. Ingest newer data "
+            f"and run `churn measure` again on or after {window_end}."
         )
 
 
@@ -99,7 +102,7 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
     summary = read_summary(scores_path)
     horizon_days = int(summary.get("horizon_days") or cfg.features.horizon_days)
     events = load_events(cfg.validated_dir)
-    check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(events))
+    check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(events.transactions))
     planned = {name: spec["uplift"] for name, spec in summary.get("playbook", {}).get("actions", {}).items()}
     result = measure_campaign(scores, events.transactions, horizon_days=horizon_days, planned_uplift=planned)
     folder = Path(scores_path).parent

@@ -1,0 +1,60 @@
+"""Churn labels of a snapshot, from the future only (DESIGN invariant 2).
+
+Eligible customers at snapshot `t` (midnight UTC of `as_of`): those with a purchase in
+`[t - lookback_days, t)`; churned = 1 when they make no purchase in `[t, t + horizon_days)`.
+A purchase is a transaction line with `amount >= 0` (returns and refunds are not purchases) —
+the same definitions as the features (`pipeline.features.tables`), so the labelled customers are
+exactly the rows of `build_features` for the same date. Labels are joined to the feature rows
+only in the feature files used for training; scoring never sees them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import polars as pl
+
+from pipeline.snapshot import snapshot_time, to_polars
+
+
+def purchase_times(transactions: pd.DataFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Contract-shaped transactions -> purchases: customer_id, ordered_at (lines with amount >= 0)."""
+    frame = to_polars(transactions[["customer_id", "ordered_at", "amount"]]) if isinstance(
+        transactions, pd.DataFrame
+    ) else transactions
+    return frame.lazy().filter(pl.col("amount") >= 0).select("customer_id", "ordered_at")
+
+
+def churn_labels(
+    purchases: pl.LazyFrame | pl.DataFrame, *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> pd.DataFrame:
+    """Purchases (customer_id, ordered_at) -> labels: customer_id ("str"), churned (int8), sorted by customer_id."""
+    t = snapshot_time(as_of)
+    at = pl.col("ordered_at")
+    window = purchases.lazy().filter((at >= t - dt.timedelta(days=lookback_days)) & (at < t + dt.timedelta(days=horizon_days)))
+    labels = (
+        window.group_by("customer_id")
+        .agg((at < t).any().alias("_eligible"), (at >= t).any().alias("_returned"))
+        .filter(pl.col("_eligible"))
+        .select(pl.col("customer_id").cast(pl.String), (~pl.col("_returned")).cast(pl.Int8).alias("churned"))
+        .sort("customer_id")
+        .collect()
+    )
+    return labels.to_pandas().astype({"customer_id": "str", "churned": "int8"})
+
+
+def label_churn(
+    transactions: pd.DataFrame, *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> pd.DataFrame:
+    """Contract-shaped transactions -> customer_id, churned (int8) for the customers eligible at `as_of`."""
+    return churn_labels(
+        purchase_times(transactions), as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days
+    )
+
+
+def horizon_passed(as_of: dt.date, *, horizon_days: int, last_event_date: dt.date | None) -> bool:
+    """True when the data covers the whole label window: as_of + horizon_days <= last_event_date + 1 day."""
+    if last_event_date is None:
+        return False
+    return as_of + dt.timedelta(days=horizon_days) <= last_event_date + dt.timedelta(days=1)

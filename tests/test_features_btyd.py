@@ -1,0 +1,113 @@
+"""BG/NBD: published CDNOW parameters, gradient, conditional expectations, and the fallbacks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from scipy import integrate, stats
+from scipy.optimize import approx_fprime
+
+from pipeline.config import FeaturesConfig
+from pipeline.events import Events
+from pipeline.features import btyd, customer_aggregates
+
+# Fader, Hardie & Lee (2005), CDNOW sample, 39-week calibration period.
+PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+PUBLISHED_LOG_LIKELIHOOD = -9582.4
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary(shared_data) -> pd.DataFrame:
+    return pd.read_csv(shared_data / "cdnow" / "cdnow_customers_summary.csv")
+
+
+def test_fit_reproduces_the_published_cdnow_parameters(cdnow_summary):
+    params = btyd.fit_bgnbd(cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"])
+    assert params is not None
+    for name, value in PUBLISHED.items():
+        assert getattr(params, name) == pytest.approx(value, rel=2e-3), name
+    total = btyd.log_likelihood(params, cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"]).sum()
+    assert total == pytest.approx(PUBLISHED_LOG_LIKELIHOOD, abs=0.1)
+
+
+def test_summary_from_transactions_matches_the_published_summary(shared_data, cdnow_summary):
+    """Our per-customer (x, t_x, T) from the raw sample file equal the published summary (T: +1 day)."""
+    raw = pd.read_csv(shared_data / "cdnow" / "CDNOW_sample.txt", sep=r"\s+", header=None,
+                      names=["customer_id", "sample_id", "date", "cds", "amount"], dtype={"date": str})
+    transactions = pd.DataFrame({
+        "order_id": raw.index.astype(str),
+        "customer_id": raw["sample_id"].astype(str),
+        "ordered_at": pd.to_datetime(raw["date"], format="%Y%m%d", utc=True),
+        "amount": raw["amount"].astype(float),
+    })
+    cfg = FeaturesConfig(snapshots={"dates": [dt.date(1997, 10, 1)]}, lookback_days=400)
+    aggregates = customer_aggregates(Events.from_frames(transactions=transactions), as_of=dt.date(1997, 10, 1), cfg=cfg)
+    ours = aggregates.assign(ID=aggregates["customer_id"].astype(int)).set_index("ID").sort_index()
+    published = cdnow_summary.set_index("ID").sort_index()
+    assert len(ours) == len(published) == 2357
+    np.testing.assert_array_equal(ours["_btyd_frequency"], published["frequency"])
+    np.testing.assert_allclose(ours["_btyd_recency"], published["recency"], atol=0.006)
+    # the published T runs to 1997-09-30, ours to the snapshot at midnight starting 1997-10-01
+    np.testing.assert_allclose(ours["_btyd_T"], published["T"] + 1 / 7, atol=0.006)
+    params = btyd.fit_bgnbd(ours["_btyd_frequency"], ours["_btyd_recency"], ours["_btyd_T"])
+    for name, value in PUBLISHED.items():
+        assert getattr(params, name) == pytest.approx(value, rel=0.03), name
+
+
+def test_gradient_matches_finite_differences(cdnow_summary):
+    x, t_x, big_t = (cdnow_summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    for point in (np.zeros(4), np.array([0.4, -1.0, 1.2, -0.3])):
+        value, gradient = btyd.negative_log_likelihood(point, x, t_x, big_t)
+        numeric = approx_fprime(point, lambda p: btyd.negative_log_likelihood(p, x, t_x, big_t)[0], 1e-7)
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-4, atol=1e-6)
+
+
+def test_expected_purchases_match_the_model_by_numerical_integration():
+    """E[X(t) | x, t_x, T] = P(alive) E[(1 - exp(-lambda p t)) / p] over the posterior of (lambda, p).
+
+    Posterior given alive: lambda ~ Gamma(r + x, alpha + T), p ~ Beta(a, b + x); the lambda part is
+    integrated in closed form (Gamma Laplace transform), the p part numerically.
+    """
+    params = btyd.BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    x, t_x, big_t, horizon = 2.0, 30.43, 38.86, 39.0
+    shape, rate = params.r + x, params.alpha + big_t
+    dropout = stats.beta(params.a, params.b + x)
+    inner, _ = integrate.quad(
+        lambda p: (1 - (rate / (rate + p * horizon)) ** shape) / p * dropout.pdf(p), 0, 1, epsabs=1e-12, epsrel=1e-10
+    )
+    alive = btyd.p_alive(params, [x], [t_x], [big_t])[0]
+    expected = btyd.expected_purchases(params, horizon, [x], [t_x], [big_t])[0]
+    assert expected == pytest.approx(alive * inner, rel=1e-6)
+    assert 0 < alive < 1
+
+
+def test_p_alive_is_one_without_repeat_purchases():
+    params = btyd.BGNBDParams(r=0.243, alpha=4.414, a=0.793, b=2.426)
+    assert btyd.p_alive(params, [0.0, 0.0], [0.0, 0.0], [10.0, 50.0]).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("frequency", "recency", "T", "message"),
+    [
+        ([0.0] * 20, [0.0] * 20, [10.0] * 20, "too few to fit"),  # no repeat purchases
+        ([1.0, 2.0], [1.0, 2.0], [5.0, 5.0], "too few to fit"),  # two customers
+        ([1.0] * 20, [5.0] * 20, [np.nan] * 20, "BG/NBD fit"),  # not finite
+    ],
+)
+def test_fit_failures_log_a_warning_and_return_none(frequency, recency, T, message, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        assert btyd.fit_bgnbd(frequency, recency, T) is None
+    assert message in caplog.text
+
+
+def test_add_features_falls_back_to_nan_when_the_fit_fails(caplog):
+    frame = pl.DataFrame({"_btyd_frequency": [0.0] * 12, "_btyd_recency": [0.0] * 12, "_btyd_T": [4.0] * 12})
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        result = btyd.add_features(frame, horizon_days=90)
+    assert result["btyd_p_alive"].is_nan().all() and result["btyd_expected_purchases"].is_nan().all()
+    assert "btyd features are NaN" in caplog.text

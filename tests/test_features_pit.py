@@ -1,0 +1,174 @@
+"""Point-in-time correctness (property test) and the per-customer / population split (Dask path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pandas.testing import assert_frame_equal
+
+from pipeline.config import FeaturesConfig
+from pipeline.events import Events
+from pipeline.features import build_features, customer_aggregates, population_features
+
+AS_OF = dt.date(2024, 7, 1)
+T = pd.Timestamp("2024-07-01", tz="UTC")
+CFG = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[30, 90], lookback_days=120)
+CUSTOMERS = ["a", "b", "c", "d"]
+
+hours_before_or_after = st.integers(min_value=-200 * 24, max_value=20 * 24)
+hours_at_or_after = st.integers(min_value=0, max_value=100 * 24)
+maybe_delay = st.none() | st.integers(min_value=0, max_value=30 * 24)
+
+
+def at(hours: int | None, base: pd.Timestamp = T) -> pd.Timestamp | None:
+    return None if hours is None else base + pd.Timedelta(hours=hours)
+
+
+def transaction_rows(offsets):
+    return st.lists(st.tuples(
+        st.sampled_from(["o1", "o2", "o3", "o4"]), st.sampled_from(CUSTOMERS), offsets,
+        st.integers(-2000, 5000).map(lambda c: c / 100), st.sampled_from([None, "x", "y"]),
+        st.sampled_from([None, 0.0, 3.0]), maybe_delay, maybe_delay,
+    ), max_size=8)
+
+
+def feedback_rows(offsets):
+    return st.lists(st.tuples(st.sampled_from(CUSTOMERS), offsets, st.sampled_from(["nps", "csat", "review"]),
+                              st.integers(0, 10)), max_size=5)
+
+
+def ticket_rows(offsets):
+    return st.lists(st.tuples(st.sampled_from(CUSTOMERS), offsets, maybe_delay, maybe_delay,
+                              st.sampled_from([None, True, False])), max_size=4)
+
+
+def loyalty_rows(offsets):
+    return st.lists(st.tuples(
+        st.sampled_from(CUSTOMERS), offsets, st.sampled_from(["enroll", "earn", "redeem", "tier_change", "expire"]),
+        st.sampled_from([None, 50.0, -20.0, 700.0]), st.sampled_from([None, "bronze", "gold", "vip"]),
+    ), max_size=5)
+
+
+def frames(tx, fb, tk, ly, *, prefix: str) -> dict[str, pd.DataFrame]:
+    transactions = pd.DataFrame(
+        [(o, c, at(h), amount, cat, disc, at(p, at(h)), at(d, at(h))) for o, c, h, amount, cat, disc, p, d in tx],
+        columns=["order_id", "customer_id", "ordered_at", "amount", "category", "discount",
+                 "promised_delivery_at", "delivered_at"],
+    )
+    feedback = pd.DataFrame(
+        [(c, at(h), kind, float(score if kind == "nps" else min(max(score, 1), 5))) for c, h, kind, score in fb],
+        columns=["customer_id", "submitted_at", "kind", "score"],
+    )
+    tickets = pd.DataFrame(
+        [(f"{prefix}{i}", c, at(h), at(close, at(h)), at(reply, at(h)), res) for i, (c, h, close, reply, res)
+         in enumerate(tk)],
+        columns=["ticket_id", "customer_id", "opened_at", "closed_at", "first_response_at", "resolved"],
+    ).astype({"resolved": "boolean"})
+    loyalty = pd.DataFrame([(c, at(h), kind, pts, tier) for c, h, kind, pts, tier in ly],
+                           columns=["customer_id", "occurred_at", "kind", "points", "tier"])
+    return {"transactions": transactions, "feedback": feedback, "support_tickets": tickets, "loyalty_events": loyalty}
+
+
+def concat(base: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame]) -> Events:
+    merged = {name: pd.concat([frame, extra[name]], ignore_index=True) if name in extra else frame
+              for name, frame in base.items()}
+    return Events.from_frames(**merged)
+
+
+def future_changed(base: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The same events, but every value that lies at or after t replaced by another one after t (or null)."""
+    changed = {name: frame.copy() for name, frame in base.items()}
+    tx, tk = changed["transactions"], changed["support_tickets"]
+    late = tx["delivered_at"].notna() & (pd.to_datetime(tx["delivered_at"], utc=True) >= T)
+    tx.loc[late, "delivered_at"] = None
+    for column in ("closed_at", "first_response_at"):
+        after = tk[column].notna() & (pd.to_datetime(tk[column], utc=True) >= T)
+        tk.loc[after, column] = T + pd.Timedelta(days=400)
+    open_at_t = tk["closed_at"].isna() | (pd.to_datetime(tk["closed_at"], utc=True) >= T)
+    tk.loc[open_at_t, "resolved"] = ~tk.loc[open_at_t, "resolved"].fillna(False)
+    return changed
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    base=st.tuples(transaction_rows(hours_before_or_after), feedback_rows(hours_before_or_after),
+                   ticket_rows(hours_before_or_after), loyalty_rows(hours_before_or_after),
+                   st.lists(st.tuples(st.sampled_from(CUSTOMERS), hours_before_or_after), max_size=4,
+                            unique_by=lambda r: r[0])),
+    later=st.tuples(transaction_rows(hours_at_or_after), feedback_rows(hours_at_or_after),
+                    ticket_rows(hours_at_or_after), loyalty_rows(hours_at_or_after),
+                    st.lists(st.sampled_from(["n1", "n2", "n3"]), max_size=3, unique=True), hours_at_or_after),
+)
+def test_events_at_or_after_t_change_no_feature(base, later):
+    tx, fb, tk, ly, signups = base
+    base_frames = frames(tx, fb, tk, ly, prefix="t")
+    base_frames["customers"] = pd.DataFrame(
+        [(c, at(h), "north") for c, h in signups], columns=["customer_id", "signup_at", "region"]
+    )
+    ltx, lfb, ltk, lly, new_customers, signup_hours = later
+    extra = frames(ltx, lfb, ltk, lly, prefix="later")
+    extra["customers"] = pd.DataFrame({"customer_id": new_customers, "signup_at": at(signup_hours),
+                                       "region": "south"})
+    expected = build_features(Events.from_frames(**base_frames), as_of=AS_OF, cfg=CFG)
+    assert_frame_equal(build_features(concat(base_frames, extra), as_of=AS_OF, cfg=CFG), expected)
+    assert_frame_equal(build_features(Events.from_frames(**future_changed(base_frames)), as_of=AS_OF, cfg=CFG),
+                       expected)
+
+
+def synthetic_events(customers: int, seed: int) -> Events:
+    """Customers buy at their own rate between their first day and the day they drop out."""
+    rng = np.random.default_rng(seed)
+    n = customers * 12
+    rate = rng.gamma(0.7, 1.0, customers)
+    buyer = rng.choice(customers, n, p=rate / rate.sum())
+    first = rng.uniform(0, 300, customers)
+    last = first + rng.exponential(200, customers)
+    days_after_start = first[buyer] + rng.uniform(0, 1, n) * (np.minimum(last, 500)[buyer] - first[buyer])
+    ordered = T - pd.Timedelta(days=500) + pd.to_timedelta(np.round(days_after_start * 24), unit="h")
+    transactions = pd.DataFrame({
+        "order_id": [f"o{i}" for i in rng.integers(0, n // 2, n)],
+        "customer_id": [f"c{i:04d}" for i in buyer],
+        "ordered_at": ordered,
+        "amount": np.round(rng.normal(40, 30, n), 2),
+        "category": rng.choice(["x", "y", "z"], n),
+        "discount": rng.choice([0.0, 2.5], n),
+        "promised_delivery_at": ordered + pd.Timedelta(days=3),
+        "delivered_at": ordered + pd.to_timedelta(rng.integers(24, 150, n), unit="h"),
+    })
+    feedback = pd.DataFrame({
+        "customer_id": [f"c{i:04d}" for i in rng.integers(0, customers, n // 4)],
+        "submitted_at": T - pd.to_timedelta(rng.integers(0, 500 * 24, n // 4), unit="h"),
+        "kind": "nps", "score": rng.integers(0, 11, n // 4).astype(float),
+    })
+    return Events.from_frames(transactions=transactions, feedback=feedback)
+
+
+def test_partitioned_by_customer_equals_single_machine_exactly():
+    """The Dask path: per-customer step on customer partitions, concatenated, then the population step."""
+    events = synthetic_events(300, seed=3)
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    customer_ids = events.transactions["customer_id"].drop_duplicates().sort_values()
+    parts = np.array_split(customer_ids.to_numpy()[::-1], 3)  # any split by customer, any order
+    for as_of in (AS_OF, dt.date(2024, 3, 1)):
+        aggregates = pd.concat([
+            customer_aggregates(Events.from_frames(**{
+                name: frame[frame["customer_id"].isin(part)] for name, frame in events.items()
+            }), as_of=as_of, cfg=cfg)
+            for part in parts
+        ], ignore_index=True)
+        partitioned = population_features(aggregates, cfg=cfg)
+        single = build_features(events, as_of=as_of, cfg=cfg)
+        assert single["btyd_p_alive"].notna().all()  # the fit succeeded, so BTYD is compared too
+        assert_frame_equal(partitioned, single, check_exact=True)
+
+
+def test_row_order_of_the_input_does_not_matter():
+    events = synthetic_events(100, seed=5)
+    shuffled = Events.from_frames(**{name: frame.sample(frac=1.0, random_state=1) for name, frame in events.items()})
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    assert_frame_equal(build_features(shuffled, as_of=AS_OF, cfg=cfg), build_features(events, as_of=AS_OF, cfg=cfg),
+                       check_exact=True)

@@ -1,0 +1,101 @@
+"""The feature registry: names the other stages rely on, templates that format, derived dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import string
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import FeaturesConfig
+from pipeline.events import Events
+from pipeline.features import build_features, feature_names, feature_specs
+from pipeline.features.registry import FAMILIES, format_reason, reason_context, reason_context_frame
+
+AS_OF = dt.date(2024, 7, 1)
+PLAYBOOK_NAMES = [
+    "recency_days", "frequency_all", "frequency_90d", "monetary_365d", "monetary_all", "avg_order_value",
+    "tenure_days", "gap_mean_days", "gap_last_days", "overdue_ratio", "spend_trend", "returns_count",
+    "returns_value", "discount_share", "category_breadth", "top_category", "rfm_r_score", "rfm_f_score",
+    "rfm_m_score", "rfm_segment", "nps_last", "nps_mean", "nps_category", "is_detractor", "is_promoter",
+    "csat_last", "csat_mean", "review_mean", "low_ratings_count", "days_since_feedback", "has_feedback",
+    "tickets_30d", "open_tickets", "first_response_hours_mean", "resolution_hours_mean", "unresolved_share",
+    "late_deliveries", "lateness_days_mean", "undelivered_orders", "loyalty_enrolled", "loyalty_tier",
+    "points_balance", "points_earned_90d", "points_redeemed_365d", "days_since_redemption", "points_to_next_tier",
+    "days_since_signup", "region", "acquisition_channel", "btyd_p_alive", "btyd_expected_purchases",
+]
+CATEGORICAL = {"top_category", "rfm_segment", "nps_category", "loyalty_tier", "region", "acquisition_channel"}
+
+
+def test_names_the_playbook_relies_on_exist():
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    names = feature_names(cfg)
+    assert set(PLAYBOOK_NAMES) <= set(names)
+    assert len(names) == len(set(names))
+    assert {s.name for s in feature_specs(cfg) if s.kind == "categorical"} == CATEGORICAL
+
+
+def test_list_follows_windows_and_btyd():
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[7, 60], btyd=False)
+    names = feature_names(cfg)
+    assert {"frequency_7d", "monetary_60d", "tickets_7d", "points_earned_60d", "points_redeemed_7d"} <= set(names)
+    assert "frequency_90d" not in names and not any(n.startswith("btyd_") for n in names)
+
+
+def test_specs_are_well_formed():
+    for spec in feature_specs(FeaturesConfig(snapshots={"dates": [AS_OF]})):
+        assert spec.family in FAMILIES and spec.kind in ("numeric", "categorical")
+        assert spec.direction in ("up", "down", "none") and spec.description.endswith(".")
+        if spec.kind == "categorical":
+            assert spec.direction == "none"
+
+
+def test_every_reason_template_formats_with_a_real_row():
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})  # BTYD on: NaN here (too few customers), still formats
+    transactions = pd.DataFrame({
+        "order_id": ["o1", "o2"], "customer_id": ["a", "a"],
+        "ordered_at": pd.to_datetime(["2024-03-01", "2024-06-01"], utc=True), "amount": [10.0, 20.0],
+        "category": ["books", "toys"],
+    })
+    feedback = pd.DataFrame({"customer_id": ["a"], "submitted_at": pd.to_datetime(["2024-06-11"], utc=True),
+                             "kind": ["nps"], "score": [3.0]})
+    loyalty = pd.DataFrame({"customer_id": ["a"], "occurred_at": pd.to_datetime(["2024-06-21"], utc=True),
+                            "kind": ["redeem"], "points": [5.0]})
+    events = Events.from_frames(transactions=transactions, feedback=feedback, loyalty_events=loyalty)
+    row = build_features(events, as_of=AS_OF, cfg=cfg).iloc[0].to_dict()
+    known = set(row) | {"as_of", "last_order_date", "last_nps_date", "last_feedback_date", "last_redemption_date"}
+    for spec in feature_specs(cfg):
+        if spec.reason is None:
+            continue
+        fields = {f for _, f, _, _ in string.Formatter().parse(spec.reason) if f}
+        assert fields <= known, (spec.name, fields - known)
+        assert isinstance(format_reason(spec, row, AS_OF), str)
+    by_name = {s.name: s for s in feature_specs(cfg)}
+    assert format_reason(by_name["nps_last"], row, AS_OF) == "gave NPS 3 on 2024-06-11"
+    assert format_reason(by_name["recency_days"], row, AS_OF) == "no order for 30 days (last on 2024-06-01)"
+    assert format_reason(by_name["days_since_redemption"], row, AS_OF) == "has not redeemed points since 2024-06-21"
+
+
+def test_reason_context_dates_and_unknowns():
+    context = reason_context({"recency_days": 30.0, "days_since_nps": math.nan}, AS_OF)
+    assert context["last_order_date"] == "2024-06-01" and context["last_nps_date"] is None
+    assert context["as_of"] == AS_OF and context["recency_days"] == 30.0
+
+
+def test_reason_context_frame_adds_date_columns():
+    frame = pd.DataFrame({"recency_days": [30.0, np.nan], "days_since_feedback": [0.5, 10.0]})
+    result = reason_context_frame(frame, AS_OF)
+    assert result["last_order_date"].tolist()[0] == "2024-06-01" and pd.isna(result["last_order_date"].iloc[1])
+    assert result["last_feedback_date"].tolist() == ["2024-06-30", "2024-06-21"]
+    assert list(frame.columns) == ["recency_days", "days_since_feedback"]  # input untouched
+
+
+@pytest.mark.parametrize("bad", [{"windows_days": [0]}, {"loyalty_tiers": {"gold": 10, "silver": 5}}])
+def test_config_rejects_bad_feature_settings(bad):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        FeaturesConfig(snapshots={"dates": [AS_OF]}, **bad)

@@ -1,0 +1,131 @@
+"""`churn features`: snapshot files, labels where the horizon has passed, determinism, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from pandas.testing import assert_frame_equal
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import config_from_dict
+from pipeline.errors import FeatureError
+from pipeline.events import Events
+from pipeline.features import build_features, feature_names
+from pipeline.features.store import read_snapshots, snapshot_dates, snapshot_frame, snapshot_path
+from pipeline.io import sha256_file, write_parquet
+from pipeline.labels import label_churn
+from pipeline.run import features as runner
+
+DATES = [dt.date(2024, 3, 1), dt.date(2024, 4, 1), dt.date(2024, 5, 1)]
+
+
+def events() -> Events:
+    rows = []
+    for i, customer in enumerate(["a", "b", "c", "d", "e", "f"]):
+        for month in range(1, 6 - i % 3):
+            rows.append((f"{customer}{month}", customer, pd.Timestamp(2024, month, 3 + i, tz="UTC"), 10.0 * month))
+    transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at", "amount"])
+    # the data ends on 2024-05-08: with a 30-day horizon, 03-01 and 04-01 are labelled, 05-01 is not
+    feedback = pd.DataFrame({"customer_id": ["a"], "submitted_at": [pd.Timestamp("2024-02-10", tz="UTC")],
+                             "kind": ["nps"], "score": [2.0]})
+    return Events.from_frames(transactions=transactions, feedback=feedback)
+
+
+def raw_config(folder, **features) -> dict:
+    return {
+        "paths": {"data_dir": str(folder / "data"), "models_dir": str(folder / "models")},
+        "sources": {"transactions": {"path": str(folder / "raw.csv")}},
+        "features": {"snapshots": {"dates": [d.isoformat() for d in DATES]}, "lookback_days": 60,
+                     "horizon_days": 30, "windows_days": [30, 90], **features},
+    }
+
+
+def workspace(folder, **features):
+    cfg = config_from_dict(raw_config(folder, **features), base_dir=folder)
+    for name, frame in events().items():
+        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    return cfg
+
+
+def test_run_writes_one_file_per_snapshot_with_labels_where_known(tmp_path):
+    cfg = workspace(tmp_path)
+    summary = runner.run(cfg, quiet=True)
+    assert snapshot_dates(cfg.features_dir) == DATES
+    table = read_snapshots(cfg.features_dir)
+    assert list(table.columns) == ["snapshot_date", "customer_id", *feature_names(cfg.features), "churned"]
+    assert str(table["snapshot_date"].dtype) == "datetime64[us, UTC]" and table["churned"].dtype == "float64"
+    ev = events()
+    for d in DATES:
+        part = table[table["snapshot_date"] == pd.Timestamp(d, tz="UTC")].drop(columns=["snapshot_date", "churned"])
+        assert_frame_equal(part.reset_index(drop=True), build_features(ev, as_of=d, cfg=cfg.features))
+    labelled = table[table["snapshot_date"] < pd.Timestamp("2024-05-01", tz="UTC")]
+    expected = pd.concat([label_churn(ev.transactions, as_of=d, lookback_days=60, horizon_days=30) for d in DATES[:2]],
+                         ignore_index=True)
+    np.testing.assert_array_equal(labelled["churned"].to_numpy(), expected["churned"].to_numpy(float))
+    assert table.loc[table["snapshot_date"] == pd.Timestamp("2024-05-01", tz="UTC"), "churned"].isna().all()
+    rows = summary["snapshots"]
+    assert [r["labelled"] for r in rows] == [True, True, False] and rows[2]["churn_rate"] is None
+    first = table[table["snapshot_date"] == pd.Timestamp(DATES[0], tz="UTC")]
+    assert rows[0]["customers"] == len(first) > 0
+    assert rows[0]["churn_rate"] == pytest.approx(first["churned"].mean())
+
+
+def test_same_inputs_twice_give_identical_files(tmp_path):
+    cfg = workspace(tmp_path)
+    runner.run(cfg, quiet=True)
+    first = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
+    runner.run(cfg, quiet=True)
+    assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == first
+
+
+def test_a_snapshot_before_the_data_is_written_empty(tmp_path, caplog):
+    cfg = workspace(tmp_path)
+    cfg = cfg.model_copy(update={"features": cfg.features.model_copy(
+        update={"snapshots": cfg.features.snapshots.model_copy(update={"dates": [dt.date(2020, 1, 1)]})})})
+    summary = runner.run(cfg, quiet=True)
+    assert summary["snapshots"][0]["customers"] == 0
+    assert read_snapshots(cfg.features_dir).empty
+    assert "no eligible customers" in caplog.text
+
+
+def test_cli_features_prints_the_summary(tmp_path):
+    workspace(tmp_path)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw_config(tmp_path)), encoding="utf-8")
+    result = CliRunner().invoke(app, ["features", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "2024-03-01" in result.output and "horizon not passed" in result.output
+
+
+def test_missing_validated_data_is_a_clear_error(tmp_path):
+    cfg = config_from_dict(raw_config(tmp_path), base_dir=tmp_path)
+    with pytest.raises(FeatureError, match="run `churn ingest`"):
+        runner.run(cfg, quiet=True)
+
+
+def test_engine_dask_is_refused_until_available(tmp_path):
+    cfg = workspace(tmp_path, engine="dask")
+    with pytest.raises(FeatureError, match="features.engine=dask is not available"):
+        runner.run(cfg, quiet=True)
+
+
+def test_read_snapshots_errors(tmp_path):
+    with pytest.raises(FeatureError, match="run `churn features`"):
+        read_snapshots(tmp_path / "nothing")
+    cfg = workspace(tmp_path)
+    runner.run(cfg, quiet=True)
+    assert len(read_snapshots(cfg.features_dir, [DATES[1]])["snapshot_date"].unique()) == 1
+    with pytest.raises(FeatureError, match="no feature snapshot for 2023-01-01"):
+        read_snapshots(cfg.features_dir, [dt.date(2023, 1, 1)])
+
+
+def test_snapshot_frame_refuses_labels_of_other_customers():
+    features = pd.DataFrame({"customer_id": pd.Series(["a", "b"], dtype="str"), "x": [1.0, 2.0]})
+    labels = pd.DataFrame({"customer_id": pd.Series(["a", "c"], dtype="str"), "churned": pd.Series([0, 1], dtype="int8")})
+    with pytest.raises(FeatureError, match="must use the same eligibility"):
+        snapshot_frame(features, labels, as_of=DATES[0])

@@ -1,0 +1,86 @@
+"""Churn labels: eligibility from the lookback window, churn from the horizon after the snapshot."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+from pipeline.config import FeaturesConfig
+from pipeline.events import Events
+from pipeline.features import build_features
+from pipeline.labels import horizon_passed, label_churn
+
+AS_OF = dt.date(2024, 7, 1)  # t; lookback 30 days -> [2024-06-01, t); horizon 10 days -> [t, 2024-07-11)
+
+
+def ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def transactions() -> pd.DataFrame:
+    rows = [
+        ("a", "2024-06-10", 10.0),  # eligible, buys again in the horizon -> 0
+        ("a", "2024-07-05", 10.0),
+        ("b", "2024-06-30 23:59", 5.0),  # eligible, nothing after -> 1
+        ("c", "2024-05-31 23:59", 5.0),  # last purchase before the lookback -> not eligible
+        ("c", "2024-07-02", 5.0),
+        ("d", "2024-06-15", -5.0),  # only a refund in the lookback -> not eligible
+        ("e", "2024-06-01", 0.0),  # at the lookback start (free item = purchase), next order at t + horizon -> 1
+        ("e", "2024-07-11", 8.0),
+        ("f", "2024-07-01", 9.0),  # first order exactly at t -> not eligible
+        ("g", "2024-06-20", 3.0),  # eligible; a refund in the horizon is not an order -> 1
+        ("g", "2024-07-03", -3.0),
+    ]
+    frame = pd.DataFrame(rows, columns=["customer_id", "ordered_at", "amount"])
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"], utc=True, format="ISO8601")
+    frame["order_id"] = [f"o{i}" for i in range(len(frame))]
+    return Events.from_frames(transactions=frame).transactions
+
+
+def test_label_churn_hand_computed():
+    labels = label_churn(transactions(), as_of=AS_OF, lookback_days=30, horizon_days=10)
+    expected = pd.DataFrame({
+        "customer_id": pd.Series(["a", "b", "e", "g"], dtype="str"),
+        "churned": pd.Series([0, 1, 1, 1], dtype="int8"),
+    })
+    assert_frame_equal(labels, expected)
+
+
+def test_label_churn_with_no_eligible_customers():
+    labels = label_churn(transactions(), as_of=dt.date(2020, 1, 1), lookback_days=30, horizon_days=10)
+    assert list(labels.columns) == ["customer_id", "churned"]
+    assert labels.empty and labels["churned"].dtype == "int8"
+
+
+def test_labelled_customers_are_exactly_the_feature_rows():
+    events = Events.from_frames(transactions=transactions())
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, lookback_days=30, horizon_days=10, btyd=False)
+    features = build_features(events, as_of=AS_OF, cfg=cfg)
+    labels = label_churn(events.transactions, as_of=AS_OF, lookback_days=30, horizon_days=10)
+    assert features["customer_id"].tolist() == labels["customer_id"].tolist()
+
+
+def test_labels_never_enter_the_features():
+    """Changing only what happens after t changes the labels, never the features."""
+    events = Events.from_frames(transactions=transactions())
+    future_free = Events.from_frames(transactions=transactions().query("ordered_at < @ts('2024-07-01')"))
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, lookback_days=30, horizon_days=10, btyd=False)
+    assert_frame_equal(build_features(events, as_of=AS_OF, cfg=cfg), build_features(future_free, as_of=AS_OF, cfg=cfg))
+    churn_with = label_churn(events.transactions, as_of=AS_OF, lookback_days=30, horizon_days=10)["churned"]
+    churn_without = label_churn(future_free.transactions, as_of=AS_OF, lookback_days=30, horizon_days=10)["churned"]
+    assert churn_with.tolist() != churn_without.tolist()
+
+
+@pytest.mark.parametrize(
+    ("as_of", "last", "expected"),
+    [
+        (dt.date(2024, 7, 1), dt.date(2024, 7, 10), True),  # window [07-01, 07-11) ends with the last day
+        (dt.date(2024, 7, 2), dt.date(2024, 7, 10), False),
+        (dt.date(2024, 7, 1), None, False),
+    ],
+)
+def test_horizon_passed(as_of, last, expected):
+    assert horizon_passed(as_of, horizon_days=10, last_event_date=last) is expected
