@@ -9,17 +9,25 @@
 
 Knapsack method (exact dynamic programming is far too slow for a million customers):
 greedy by value density (value / cost, "skip and continue": an item that does not fit is skipped and
-smaller ones after it may still fit), then an exact MILP (scipy / HiGHS) over a core of items
-around the greedy break point, every other item fixed at its greedy decision. When there are at most
-`exact_limit` candidates the core is all of them, so the answer is optimal. Otherwise the answer is
-never worse than greedy (greedy's choice is feasible in the restricted problem) and, as in the
-classic core algorithms for the knapsack problem (Balas & Zemel 1980; Pisinger 1995), the items far
-above or below the break density are almost always decided as greedy decides them.
+smaller ones after it may still fit), then a MILP (scipy / HiGHS) over a core of items around the
+greedy break point, every other item fixed at its greedy decision; the MILP answer replaces greedy's
+only when it is at least as good and within the limits. With at most `exact_limit` candidates the
+core is all of them: up to 200 candidates the answer is proven optimal (tested against brute force),
+above that HiGHS stops within 0.01% of the optimum or after a fixed number of branch-and-bound nodes
+(deterministic, so equal inputs give equal choices). With more candidates the answer is never worse
+than greedy (greedy's choice is feasible in the restricted problem) and, as in the core algorithms
+for the knapsack problem (Balas & Zemel 1980; Pisinger 1995), the items far above or below the break
+density are almost always decided as greedy decides them. Measured on 2 cores: 1M candidates with 3
+actions and a capacity, 0.8 s; adversarial "strongly correlated" instances (value = cost + c) up to
+~5 s, because of the node limit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -32,9 +40,14 @@ from pipeline.playbook import Playbook
 GROUP_TREATMENT = "treatment"
 GROUP_CONTROL = "control"
 GROUP_NONE = "none"
-EXACT_LIMIT = 3000
-MILP_TIME_LIMIT_S = 60.0  # a safety net only: the node limit bounds the work deterministically
-MILP_NODE_LIMIT = 20_000
+EXACT_LIMIT = 2000
+# HiGHS limits. Small problems are solved to proven optimality; larger ones stop within 0.01% of the
+# optimum or after MILP_NODE_LIMIT branch-and-bound nodes (deterministic), whichever comes first. The
+# time limit is only a safety net (hitting it would make the answer depend on the machine's speed).
+MILP_PROVEN_OPTIMAL_ITEMS = 200
+MILP_RELATIVE_GAP = 1e-4
+MILP_NODE_LIMIT = 1_000
+MILP_TIME_LIMIT_S = 60.0
 _MONETARY_PREFIX = "monetary_"
 
 
@@ -155,6 +168,21 @@ def _greedy(cost: np.ndarray, codes: np.ndarray, caps: np.ndarray, budget: float
     return taken
 
 
+@contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Send C-level stdout to /dev/null: HiGHS prints debug lines on some limit hits despite disp=False."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _milp(
     cost: np.ndarray, value: np.ndarray, codes: np.ndarray, caps: np.ndarray, budget: float, time_limit: float
 ) -> np.ndarray | None:
@@ -166,13 +194,19 @@ def _milp(
         if members.any():
             rows.append(sparse.csr_matrix(members[None, :]))
             upper.append(float(cap))
-    result = optimize.milp(
-        c=-value,
-        constraints=optimize.LinearConstraint(sparse.vstack(rows), -np.inf, np.array(upper)),
-        integrality=np.ones(len(value)),
-        bounds=optimize.Bounds(0, 1),
-        options={"time_limit": time_limit, "node_limit": MILP_NODE_LIMIT, "mip_rel_gap": 0.0, "disp": False},
-    )
+    with _native_stdout_silenced():
+        result = optimize.milp(
+            c=-value,
+            constraints=optimize.LinearConstraint(sparse.vstack(rows), -np.inf, np.array(upper)),
+            integrality=np.ones(len(value)),
+            bounds=optimize.Bounds(0, 1),
+            options={
+                "time_limit": time_limit,
+                "node_limit": MILP_NODE_LIMIT,
+                "mip_rel_gap": 0.0 if len(value) <= MILP_PROVEN_OPTIMAL_ITEMS else MILP_RELATIVE_GAP,
+                "disp": False,
+            },
+        )
     if result.x is None:
         return None
     return result.x > 0.5

@@ -97,6 +97,11 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train LightGBM and baselines on out-of-time splits; track in MLflow; promote the champion."""
+    import os
+
+    # Before LightGBM loads OpenMP: idle threads sleep instead of spinning, so training on a busy
+    # machine is not slowed tenfold by threads waiting for a descheduled sibling.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pipeline.run import train as runner
 
     overrides = [*(set_ or []), *([f"train.engine={engine}"] if engine else [])]
@@ -167,8 +172,15 @@ def check_config(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None) 
     import json
 
     from pipeline.config import config_as_dict
+    from pipeline.features.registry import feature_specs
+    from pipeline.playbook import load_playbook
+    from pipeline.run.score import known_features
 
-    _run(config, set_, True, lambda cfg: print(json.dumps(config_as_dict(cfg), indent=2)))
+    def validate_and_print(cfg: Any) -> None:
+        load_playbook(cfg.score.playbook, known_features=known_features(feature_specs(cfg.features)))
+        print(json.dumps(config_as_dict(cfg), indent=2))
+
+    _run(config, set_, True, validate_and_print)
 
 
 if __name__ == "__main__":

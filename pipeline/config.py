@@ -155,7 +155,7 @@ class TrainConfig(StrictModel):
     max_depth: int = Field(6, ge=-1)
     backtest_folds: int = Field(3, ge=1)
     engine: Literal["local", "dask"] = "local"
-    # LightGBM threads; fixed so that the same seed gives the same model on any machine.
+    # LightGBM threads (1 below 50,000 training rows); fixed so the same seed gives the same model anywhere.
     num_threads: int = Field(2, ge=1)
     # Retention value metric (pipeline/evaluate.py): contact the top budget/contact_cost customers
     # (budget = score.budget); a contacted churner is kept with probability retention_uplift and is
@@ -197,10 +197,10 @@ class ScoreConfig(StrictModel):
     # monetary window scaled to value_horizon_days; btyd = BTYD expected purchases x average order value.
     value_model: Literal["run_rate", "btyd"] = "run_rate"
     value_margin: float = Field(1.0, gt=0.0, le=1.0)  # share of spend that is margin (1.0: revenue)
-    # Knapsack: exact MILP when at most this many customers have a positive-value action, else a core
+    # Knapsack: a MILP over all candidates when at most this many have a positive-value action, else a core
     # of this size around the greedy break point (see pipeline/actions.py).
-    exact_limit: int = Field(3000, ge=1)
-    # Reasons (LightGBM pred_contrib, ~2 ms a customer) are computed for the selected customers and
+    exact_limit: int = Field(2000, ge=1)
+    # Reasons (LightGBM pred_contrib, 0.2-2 ms a customer by model size) are computed for the selected and
     # for these risk tiers; [] limits them to the selected customers at large scale.
     reason_tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high", "medium"])
 

@@ -164,6 +164,8 @@ def is_better_or_equal(new: float, incumbent: float, *, metric: str) -> bool:
 def summarise_folds(fold_metrics: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and standard deviation (ddof=1; 0 for one fold) per model and metric of the test split.
 
+    Models and metrics keep the order in which they first appear.
+
     Input: one `{"test": {model: {metric: value}}}` per fold; output `{model: {metric: {"mean", "std", "n"}}}`.
     Models missing from a fold are summarised over the folds that have them.
     """
@@ -175,7 +177,7 @@ def summarise_folds(fold_metrics: list[dict[str, dict[str, dict[str, float]]]]) 
     ]
     if not rows:
         return {}
-    table = pd.DataFrame(rows).groupby(["model", "metric"], sort=True)["value"]
+    table = pd.DataFrame(rows).groupby(["model", "metric"], sort=False)["value"]  # keeps first-seen order
     stats = pd.DataFrame({"mean": table.mean(), "std": table.std(ddof=1).fillna(0.0), "n": table.count().astype(float)})
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for (model, metric), row in stats.iterrows():

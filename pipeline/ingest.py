@@ -43,7 +43,6 @@ from pipeline.contract import (
 )
 from pipeline.errors import IngestError
 from pipeline.sources import (
-    ORIGIN_COLUMNS,
     RawSource,
     parse_booleans,
     parse_ids,

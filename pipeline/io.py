@@ -23,6 +23,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on success it is renamed to `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -30,10 +31,30 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; outputs follow the umask
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_stale_temporaries(target: Path, *, older_than_seconds: float = 3600.0) -> None:
+    """Delete temporaries of `target` left by a killed run (old enough not to belong to a live writer)."""
+    import time
+
+    cutoff = time.time() - older_than_seconds
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], Any]) -> Path:

@@ -1,7 +1,7 @@
 """Score customers: probability -> risk tier -> action within budget -> control group -> reasons.
 
 `score_customers` is pure: features and a loaded model in, the at-risk table out. Per-customer
-contributions (LightGBM `pred_contrib`, ~2 ms a customer) are computed only for the customers who
+contributions (LightGBM `pred_contrib`, 0.2-2 ms a customer) are computed only for the customers who
 need reasons: those selected for an action and those in the high or medium risk tier.
 """
 
@@ -91,7 +91,7 @@ def score_customers(
     Output: `output_columns(cfg.reasons)`, one row per scored customer, sorted by churn_probability
     (highest first) then customer_id. action / action_cost / expected_net_value are filled only for
     the customers selected within the budget (group 'treatment' or 'control'); reasons only for the
-    selected and for the tiers in `cfg.reason_tiers` (pred_contrib costs ~2 ms a customer).
+    selected and for the tiers in `cfg.reason_tiers` (pred_contrib costs 0.2-2 ms a customer).
     `reason_context(features, as_of)` adds derived columns for the reason templates (the registry's
     `reason_context_frame`); `btyd_horizon_days` is the horizon of btyd_expected_purchases (used by
     the 'btyd' value model only).

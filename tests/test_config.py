@@ -133,6 +133,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
 
 def test_cli_check_config_applies_set_and_reports_bad_keys(tmp_path):
     path = write_yaml(tmp_path, minimal())
+    (tmp_path / "playbook.yaml").write_bytes((REPO_ROOT / "configs" / "playbook.yaml").read_bytes())
     ok = CliRunner().invoke(app, ["check-config", "-c", str(path), "--set", "features.horizon_days=30"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["features"]["horizon_days"] == 30

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -76,10 +78,16 @@ def test_run_writes_one_file_per_snapshot_with_labels_where_known(tmp_path):
 
 
 def test_same_inputs_twice_give_identical_files(tmp_path):
+    """Twice in this process and once in a fresh one (other polars category codes): same bytes."""
     cfg = workspace(tmp_path)
     runner.run(cfg, quiet=True)
     first = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
     runner.run(cfg, quiet=True)
+    assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == first
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw_config(tmp_path)), encoding="utf-8")
+    subprocess.run([sys.executable, "-m", "pipeline", "features", "--config", str(config), "--quiet"], check=True,
+                   cwd=tmp_path, capture_output=True)
     assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == first
 
 

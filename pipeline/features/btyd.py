@@ -32,8 +32,11 @@ from pipeline.snapshot import snapshot_time
 
 WEEK_US = 7 * DAY_US
 MAX_FIT_CUSTOMERS = 20_000
-# Bounds on the log of each parameter: a fit that ends on one is degenerate and not used.
-LOG_BOUNDS = (np.log(1e-4), np.log(1e5))
+# Bounds on the log of each parameter (r, alpha, a, b): a fit that ends on one is degenerate
+# (e.g. no heterogeneity in purchase rates) and is not used.
+LOG_BOUNDS = [(np.log(1e-4), np.log(1e3)), (np.log(1e-4), np.log(1e5)),
+              (np.log(1e-4), np.log(1e3)), (np.log(1e-4), np.log(1e3))]
+MAX_ITERATIONS = 200
 MIN_FIT_CUSTOMERS = 10
 
 
@@ -87,19 +90,21 @@ def fit_bgnbd(frequency, recency, T) -> BGNBDParams | None:
     """Maximum-likelihood BG/NBD fit on (x, t_x, T) arrays; None (and a warning) when it fails."""
     log = get_logger()
     x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    if len(x) == 0:  # an empty snapshot: nothing to fit, nothing to warn about
+        return None
     if len(x) < MIN_FIT_CUSTOMERS or not (x > 0).any():
         log.warning("BTYD: %d customers, %d with repeat purchases: too few to fit BG/NBD; btyd features are NaN",
                     len(x), int((x > 0).sum()))
         return None
-    bounds = [LOG_BOUNDS] * 4
     try:
         with np.errstate(all="ignore"):
             result = minimize(negative_log_likelihood, np.zeros(4), args=(x, t_x, big_t), jac=True,
-                              method="L-BFGS-B", bounds=bounds, options={"maxiter": 500})
+                              method="L-BFGS-B", bounds=LOG_BOUNDS, options={"maxiter": MAX_ITERATIONS})
     except (ValueError, FloatingPointError, ArithmeticError) as exc:  # scipy raises ValueError on NaN input
         log.warning("BTYD: BG/NBD fit failed (%s); btyd features are NaN", exc)
         return None
-    at_bound = np.isclose(result.x, LOG_BOUNDS[0], atol=1e-6) | np.isclose(result.x, LOG_BOUNDS[1], atol=1e-6)
+    lower, upper = np.array(LOG_BOUNDS).T
+    at_bound = np.isclose(result.x, lower, atol=1e-6) | np.isclose(result.x, upper, atol=1e-6)
     if not result.success or not np.isfinite(result.fun) or not np.isfinite(result.x).all() or at_bound.any():
         log.warning("BTYD: BG/NBD fit did not converge (%s%s); btyd features are NaN",
                     result.message, ", a parameter at its bound" if at_bound.any() else "")
@@ -150,7 +155,7 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     if params is None:
         alive = expected = np.full(len(x), np.nan)
     else:
-        get_logger().info("BTYD: BG/NBD r=%.3f alpha=%.3f a=%.3f b=%.3f", params.r, params.alpha, params.a, params.b)
+        get_logger().debug("BTYD: BG/NBD r=%.3f alpha=%.3f a=%.3f b=%.3f", params.r, params.alpha, params.a, params.b)
         with np.errstate(all="ignore"):
             alive = p_alive(params, x, t_x, big_t)
             expected = expected_purchases(params, horizon_days / 7.0, x, t_x, big_t)

@@ -8,6 +8,9 @@
   the BG/NBD fit (on all customers with a purchase before `t`), then the eligible rows only, the
   RFM quintile scores and segments; columns put in registry order, sorted by customer_id.
 
+Events are cut at `as_of` by the rules of `pipeline.snapshot` (`cut_frame`, the same rules as
+`cut_events`, applied to the prepared tables so that the cut fuses into each aggregation).
+
 The engine is polars (measured fastest here; see the features issue note): pandas frames are
 converted once via Arrow, and the result is returned as pandas with float64 numeric features and
 "str" categorical features.
@@ -25,7 +28,7 @@ from pipeline.events import Events
 from pipeline.features import attributes, btyd, feedback, loyalty, rfm, service
 from pipeline.features.registry import feature_specs
 from pipeline.features.tables import EventTables, cut_tables, event_tables
-from pipeline.snapshot import snapshot_time
+from pipeline.snapshot import snapshot_time, to_polars
 
 POPULATION_FEATURES = ("rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
                        "btyd_p_alive", "btyd_expected_purchases")
@@ -118,7 +121,5 @@ def customer_aggregates(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) 
 
 def population_features(aggregates: pd.DataFrame, *, cfg: FeaturesConfig) -> pd.DataFrame:
     """Population step as pandas: the concatenated aggregates of all customers -> `build_features` output."""
-    from pipeline.snapshot import to_polars
-
     frame = to_polars(aggregates[aggregate_columns(cfg)])
     return to_pandas_features(population_features_from_aggregates(frame, cfg=cfg), cfg=cfg)

@@ -156,18 +156,23 @@ def category_parts(lines: pl.LazyFrame) -> pl.DataFrame:
     category_rank (lexical rank, breaks ties), _key (customer code and rank in one integer),
     ordered_at (midnight UTC of the day: a day is wholly before or after any snapshot), gross_units.
     """
-    with_category = lines.filter((pl.col("amount") >= 0) & pl.col("category").is_not_null())
-    names = with_category.select(pl.col("category").unique().sort()).collect()["category"]
-    ranks = dict(zip(names.to_list(), range(len(names)), strict=True))
-    rank = pl.col("category").cast(pl.String).replace_strict(ranks, return_dtype=pl.Int64)
-    keyed = with_category.with_columns(
-        (pl.col("_code").cast(pl.Int64) * max(1, len(names)) + rank).alias("_key"),
+    with_category = (
+        lines.filter((pl.col("amount") >= 0) & pl.col("category").is_not_null())
+        .select("_code", "customer_id", pl.col("category").cast(pl.Categorical), "ordered_at", "amount")
+        .collect()
+    )
+    # Rank the few distinct names (by their integer codes), not every row.
+    names = with_category["category"].unique().cast(pl.String).sort()
+    codes = names.cast(pl.Categorical).to_physical().to_list()
+    rank = pl.col("category").to_physical().replace_strict(
+        dict(zip(codes, range(len(codes)), strict=True)), return_dtype=pl.Int64
+    )
+    keyed = with_category.lazy().with_columns(
+        (pl.col("_code").cast(pl.Int64) * max(1, len(codes)) + rank).alias("_key"),
         pl.col("ordered_at").dt.truncate("1d"),
     )
     per_day = keyed.group_by("_key", "ordered_at").agg(
-        pl.col("customer_id").first(),
-        pl.col("category").first().cast(pl.Categorical),
-        money_units("amount").sum().alias("gross_units"),
+        pl.col("customer_id", "category").first(), money_units("amount").sum().alias("gross_units")
     )
     return per_day.with_columns(rank.cast(pl.UInt32).alias("category_rank")).collect()
 

@@ -33,10 +33,11 @@ def run(cfg: Config, *, quiet: bool = False) -> dict[str, Any]:
     log = get_logger()
     started = time.perf_counter()
     dates = cfg.features.snapshots.resolve()
-    events = load_events(cfg.validated_dir)
-    last_date = latest_event_date(events.transactions)
-    with timed("preparing event tables"):
+    with timed("reading validated events and preparing event tables"):
+        events = load_events(cfg.validated_dir)
+        last_date = latest_event_date(events.transactions)
         tables = event_tables(events)
+        del events  # the prepared tables hold everything needed: free the pandas frames
     purchases = tables.orders.lazy().filter("is_purchase").select("customer_id", "ordered_at")
     rows = []
     for as_of in track(dates, description="features", quiet=quiet):

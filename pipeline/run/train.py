@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -24,7 +25,21 @@ from pipeline.progress import get_logger, timed, track
 from pipeline.split import labelled_snapshots, rolling_splits, time_split
 from pipeline.train import backtest_summary, train_models
 
-TABLE_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile", "capture_top_decile", "realised_retention_value")
+# metric -> column header (short, so the table fits an 80-column terminal)
+TABLE_METRICS = {
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "log_loss": "log loss",
+    "brier": "Brier",
+    "ece": "ECE",
+    "lift_top_decile": "lift@10%",
+    "capture_top_decile": "capt@10%",
+    "realised_retention_value": "value",
+}
+
+
+MODEL_LABELS = {"lightgbm_uncalibrated": "uncalibrated", "recency_rule": "recency", "logistic_rfm": "logistic"}
+VALUE_NOTE = "value: realised net retention value of contacting the top customers within score.budget"
 
 
 @dataclass(frozen=True)
@@ -51,36 +66,43 @@ def retention_settings(cfg: Config) -> RetentionSettings:
     )
 
 
-def _number(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+def _number(value: float | None, *, metric: str = "") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.0f}" if metric.endswith("retention_value") else f"{value:.3f}"
 
 
 def metrics_table(metrics: dict[str, Any], *, split: str) -> Table:
-    """Rich table: one row per model, the main metrics of `split` as columns."""
+    """Rich table of `split`: one row per metric, one column per model (fits 80 columns)."""
     dates = metrics.get("split", {})
     title = f"{split} metrics (snapshot {dates.get(split, '?')}, {dates.get('rows', {}).get(split, '?')} customers)"
-    table = Table(title=title, caption=metrics.get("calibration", {}).get("note") if split == "validation" else None)
-    table.add_column("model")
-    for name in TABLE_METRICS:
-        table.add_column(name, justify="right")
-    for model, values in metrics.get(split, {}).items():
-        table.add_row(model, *(_number(values.get(name)) for name in TABLE_METRICS))
+    caption = metrics.get("calibration", {}).get("note") if split == "validation" else VALUE_NOTE
+    models = metrics.get(split, {})
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
+    table.add_column("metric", no_wrap=True)
+    for model in models:
+        table.add_column(MODEL_LABELS.get(model, model), justify="right")
+    for metric, label in TABLE_METRICS.items():
+        table.add_row(label, *(_number(values.get(metric), metric=metric) for values in models.values()))
     return table
 
 
 def backtest_table(backtest: dict[str, Any]) -> Table:
-    """Rich table: mean ± std over the backtest folds of the test metrics, per model."""
+    """Rich table: mean ± std over the backtest folds of the test metrics, one column per model."""
     tests = ", ".join(fold["split"]["test"] for fold in backtest["folds"])
-    table = Table(title=f"backtest over {len(backtest['folds'])} test snapshots ({tests}): mean ± std")
-    table.add_column("model")
-    for name in TABLE_METRICS:
-        table.add_column(name, justify="right")
-    for model, values in backtest["summary"].items():
+    models = backtest["summary"]
+    table = Table(title=f"backtest over {len(backtest['folds'])} test snapshots ({tests}): mean ± std", box=box.SIMPLE_HEAD)
+    table.add_column("metric", no_wrap=True)
+    for model in models:
+        table.add_column(MODEL_LABELS.get(model, model), justify="right")
+    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile"):
         cells = [
-            f"{_number(values[name]['mean'])} ± {_number(values[name]['std'])}" if name in values else "n/a"
-            for name in TABLE_METRICS
+            f"{values[metric]['mean']:.3f}±{values[metric]['std']:.3f}".replace("±0.", "±.")
+            if metric in values
+            else "n/a"
+            for values in models.values()
         ]
-        table.add_row(model, *cells)
+        table.add_row(TABLE_METRICS[metric], *cells)
     return table
 
 

@@ -144,6 +144,17 @@ def wait_until_ready(process: subprocess.Popen, address: str, *, timeout_s: floa
     raise PipelineError(f"the MLflow server did not answer at {address} within {timeout_s:.0f}s")
 
 
+def wait_for_exit(process: subprocess.Popen, *, poll_s: float = 0.5) -> int:
+    """Block until the server exits; its exit code.
+
+    Polls instead of `process.wait()`: a signal delivered to one of MLflow's background threads
+    would not wake a main thread blocked in waitpid, so Ctrl-C would go unnoticed.
+    """
+    while process.poll() is None:
+        time.sleep(poll_s)
+    return process.returncode
+
+
 def stop_server(process: subprocess.Popen, *, timeout_s: float = STOP_TIMEOUT_S) -> int:
     """SIGTERM the server's process group (server and workers), SIGKILL if it lingers; its exit code."""
     if process.poll() is None:
@@ -171,7 +182,7 @@ def _interrupt_on_sigterm() -> signal.Handlers | None:
 
 def run(cfg: Config, *, port: int | None) -> int:
     """Start the MLflow UI, print where things are, block until Ctrl-C; returns the server's exit code."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     tracking_uri = cfg.tracking_uri()
     if tracking_uri.startswith(("http://", "https://", "databricks")):
         console.print(f"The tracking store is already a server: open {tracking_uri} in a browser.")
@@ -194,7 +205,7 @@ def run(cfg: Config, *, port: int | None) -> int:
     try:
         wait_until_ready(process, address)
         console.print("\n".join(guide_lines(address, store, experiment=cfg.mlflow.experiment)))
-        code = process.wait()
+        code = wait_for_exit(process)
     except KeyboardInterrupt:
         console.print("\nStopping the MLflow UI ...")
         return 0

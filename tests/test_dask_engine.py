@@ -1,0 +1,194 @@
+"""The Dask path gives the single-machine features exactly, and a model as good as the local one.
+
+Runs on a LocalCluster of 2 thread workers (processes=False: starts in about a second). Skipped when
+the optional `dask[distributed]` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+pytest.importorskip("distributed")
+pytest.importorskip("dask.dataframe")
+
+from pipeline.dask_engine import (  # noqa: E402
+    best_iteration,
+    build_features_dask,
+    customer_partition,
+    dask_client,
+    dask_features,
+    dask_labels,
+    load_partitioned_tables,
+    split_events,
+    train_lightgbm_dask,
+)
+from pipeline.errors import ConfigError, FeatureError  # noqa: E402
+from pipeline.events import Events, load_events  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(workers=2, processes=False) as dask_test_client:
+        yield dask_test_client
+
+
+def test_customer_partition_is_stable_and_in_range():
+    ids = pd.Series(["C1", "C2", "C3", "C1", "C2"], dtype="str")
+    parts = customer_partition(ids, partitions=3)
+    assert parts.dtype == np.int64
+    assert set(parts) <= {0, 1, 2}
+    assert parts[0] == parts[3] and parts[1] == parts[4]
+    # Same id, same partition, whatever the frame it comes in (another source, another process).
+    assert customer_partition(pd.Series(["C3"], dtype="str"), partitions=3)[0] == parts[2]
+    with pytest.raises(ValueError, match="partitions must be at least 1"):
+        customer_partition(ids, partitions=0)
+
+
+def test_split_events_keeps_every_row_once_with_all_events_of_a_customer_together():
+    transactions = pd.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3", "o4"],
+            "customer_id": ["a", "b", "a", "c"],
+            "ordered_at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"], utc=True),
+            "amount": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    feedback = pd.DataFrame(
+        {
+            "customer_id": ["c", "a"],
+            "submitted_at": pd.to_datetime(["2024-02-01", "2024-02-02"], utc=True),
+            "kind": ["nps", "nps"],
+            "score": [9.0, 3.0],
+        }
+    )
+    events = Events.from_frames(transactions=transactions, feedback=feedback)
+    parts = split_events(events, partitions=2)
+    assert len(parts) == 2
+    assert sorted(o for p in parts for o in p.transactions["order_id"]) == ["o1", "o2", "o3", "o4"]
+    for part in parts:
+        assert set(part.feedback["customer_id"]) <= set(part.transactions["customer_id"])
+        # Input order is kept inside a partition.
+        assert list(part.transactions["ordered_at"]) == sorted(part.transactions["ordered_at"])
+        assert list(part.transactions.columns) == list(events.transactions.columns)
+    with_a = next(p for p in parts if "a" in set(p.transactions["customer_id"]))
+    assert list(with_a.transactions.loc[with_a.transactions["customer_id"] == "a", "order_id"]) == ["o1", "o3"]
+
+
+def test_dask_features_equal_single_machine_features(demo_ingested, client):
+    from pipeline.features import build_features
+
+    cfg = demo_ingested.features
+    events = load_events(demo_ingested.validated_dir)
+    as_of = dt.date(2025, 3, 1)
+    expected = build_features(events, as_of=as_of, cfg=cfg)
+    assert len(expected) > 100
+    got = build_features_dask(events, as_of=as_of, cfg=cfg, client=client, partitions=3)
+    assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo_ingested, client):
+    from pipeline.features import event_tables, features_from_tables
+    from pipeline.labels import churn_labels
+    from pipeline.snapshot import latest_event_date
+
+    cfg = demo_ingested.features
+    events = load_events(demo_ingested.validated_dir)
+    tables = event_tables(events)
+    purchases = tables.orders.lazy().filter("is_purchase").select("customer_id", "ordered_at")
+    partitioned = load_partitioned_tables(demo_ingested.validated_dir, partitions=4, client=client)
+    try:
+        assert partitioned.last_event_date == latest_event_date(events.transactions)
+        for as_of in (dt.date(2024, 6, 1), dt.date(2025, 9, 1)):
+            assert_frame_equal(
+                dask_features(partitioned, as_of=as_of, cfg=cfg),
+                features_from_tables(tables, as_of=as_of, cfg=cfg),
+                check_exact=True,
+            )
+            assert_frame_equal(
+                dask_labels(partitioned, as_of=as_of, lookback_days=cfg.lookback_days, horizon_days=cfg.horizon_days),
+                churn_labels(purchases, as_of=as_of, lookback_days=cfg.lookback_days, horizon_days=cfg.horizon_days),
+            )
+    finally:
+        partitioned.release()
+
+
+def test_load_partitioned_tables_without_ingest_names_the_command(tmp_path, client):
+    with pytest.raises(FeatureError, match="run `churn ingest` first"):
+        load_partitioned_tables(tmp_path, partitions=2, client=client)
+
+
+def test_dask_engine_without_the_extra_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
+    with pytest.raises(ConfigError, match=r"pip install '\.\[dask\]'"):
+        with dask_client():
+            pass
+
+
+@pytest.fixture(scope="module")
+def training_matrices(demo_features):
+    """Train/validation/test matrices and the default LightGBM parameters of the demo snapshot table."""
+    from pipeline.features.registry import feature_specs
+    from pipeline.features.store import read_snapshots
+    from pipeline.model import CategoryEncoder, feature_matrix
+    from pipeline.split import LABEL_COLUMN, labelled_snapshots, split_frame, time_split
+    from pipeline.train import lightgbm_params, search_candidates, select_feature_columns
+
+    cfg = demo_features
+    features = read_snapshots(cfg.features_dir)
+    parts = split_frame(features, time_split(labelled_snapshots(features), horizon_days=cfg.features.horizon_days))
+    columns, _ = select_feature_columns(parts["train"], feature_specs(cfg.features))
+    encoder = CategoryEncoder.fit(parts["train"], columns.categorical)
+    matrices = {name: feature_matrix(part, feature_names=columns.all, encoder=encoder) for name, part in parts.items()}
+    labels = {name: part[LABEL_COLUMN].to_numpy("float64") for name, part in parts.items()}
+    settings = cfg.train.model_copy(update={"num_boost_round": 400})
+    candidate = search_candidates(trials=1, seed=settings.seed, max_depth=settings.max_depth)[0]
+    params = lightgbm_params(
+        candidate,
+        scale_pos_weight=float((labels["train"] == 0).sum() / labels["train"].sum()),
+        settings=settings,
+        training_rows=len(labels["train"]),
+    )
+    return matrices, labels, columns, params, settings
+
+
+def test_dask_trained_model_scores_within_001_roc_auc_of_the_local_one(training_matrices, client):
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.train import fit_booster
+
+    matrices, labels, columns, params, settings = training_matrices
+    fit_args = (matrices["train"], labels["train"], matrices["validation"], labels["validation"])
+    local = fit_booster(*fit_args, params=params, columns=columns, settings=settings)
+    on_dask = train_lightgbm_dask(*fit_args, params=params, columns=columns, settings=settings, client=client)
+    assert 1 <= on_dask.current_iteration() < settings.num_boost_round  # cut at its best round
+    assert on_dask.feature_name() == columns.all
+    local_auc = roc_auc_score(labels["test"], local.predict(matrices["test"]))
+    dask_auc = roc_auc_score(labels["test"], on_dask.predict(matrices["test"]))
+    assert local_auc > 0.7
+    assert abs(dask_auc - local_auc) <= 0.01
+
+
+def test_best_iteration_matches_lightgbm_early_stopping(training_matrices):
+    import lightgbm as lgb
+
+    from pipeline.train import fit_booster
+
+    matrices, labels, columns, params, settings = training_matrices
+    stopped = fit_booster(
+        matrices["train"], labels["train"], matrices["validation"], labels["validation"],
+        params=params, columns=columns, settings=settings,
+    )
+    full = lgb.train(
+        {k: v for k, v in params.items() if k not in ("metric", "first_metric_only")},
+        lgb.Dataset(matrices["train"], label=labels["train"], feature_name=columns.all,
+                    categorical_feature=columns.categorical),
+        num_boost_round=stopped.current_iteration() + settings.early_stopping_rounds + 20,
+    )
+    found = best_iteration(full, matrices["validation"], labels["validation"], patience=settings.early_stopping_rounds)
+    assert found == stopped.current_iteration()

@@ -1,0 +1,189 @@
+"""MLflow side of training: store and experiments, the logged run, registration, champion promotion."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import SPECS, Spec, synthetic_features
+
+from pipeline.bundle import load_bundle
+from pipeline.config import config_from_dict
+from pipeline.errors import ScoreError
+from pipeline.evaluate import RetentionSettings
+from pipeline.split import labelled_snapshots, time_split
+from pipeline.tracking import (
+    champion_bundle,
+    combined_fingerprint,
+    configure_mlflow,
+    decide_promotion,
+    ensure_experiment,
+    flat_metrics,
+    flatten,
+    log_training_run,
+)
+from pipeline.train import train_models
+
+RETENTION = RetentionSettings(budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d")
+FINGERPRINTS = {"validated": {"transactions.parquet": "ab" * 32}, "features": {}}
+
+
+def make_cfg(folder: Path, uri: str, *, model_name: str, experiment: str = "tracking-tests"):
+    raw = {
+        "sources": {"transactions": {"path": "raw/transactions.csv"}},
+        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-09-01"}, "horizon_days": 30},
+        "paths": {"data_dir": "data", "models_dir": "models"},
+        "train": {"model_name": model_name, "search_trials": 1, "num_threads": 1},
+        "mlflow": {"tracking_uri": uri, "artifact_root": "mlartifacts", "experiment": experiment},
+    }
+    return config_from_dict(raw, base_dir=folder)
+
+
+# --- promotion rule with constructed metrics ----------------------------------------------------------
+
+
+def test_first_model_is_promoted():
+    decision = decide_promotion(0.61, None, metric="pr_auc")
+    assert decision.promote and decision.label == "promoted"
+    assert decision.reason == "no current champion; test pr_auc 0.6100"
+
+
+def test_equal_or_better_model_is_promoted_worse_is_kept():
+    equal = decide_promotion(0.61, 0.61, metric="pr_auc", incumbent_version="3")
+    assert equal.promote and "at least champion v3's 0.6100" in equal.reason
+    worse = decide_promotion(0.60, 0.61, metric="pr_auc", incumbent_version="3", basis="re-scored")
+    assert not worse.promote and worse.label == "kept"
+    assert worse.reason == "test pr_auc 0.6000 is worse than champion v3's 0.6100 (re-scored) (higher is better)"
+
+
+def test_lower_is_better_for_losses():
+    assert decide_promotion(0.40, 0.45, metric="log_loss").promote
+    kept = decide_promotion(0.05, 0.04, metric="ece")
+    assert not kept.promote and "(lower is better)" in kept.reason
+
+
+def test_nan_never_replaces_a_champion_but_a_nan_champion_is_replaced():
+    assert not decide_promotion(math.nan, 0.5, metric="roc_auc").promote
+    assert decide_promotion(0.5, math.nan, metric="roc_auc").promote
+
+
+# --- small helpers ----------------------------------------------------------------------------------------
+
+
+def test_flatten_nested_config():
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "None", "e": "{}"}
+
+
+def test_flat_metric_names():
+    metrics = {"test": {"lightgbm": {"roc_auc": 0.8}}, "validation": {"btyd": {"ece": 0.1}}, "split": {"test": "x"}}
+    assert flat_metrics(metrics) == {"test_lightgbm_roc_auc": 0.8, "validation_btyd_ece": 0.1}
+
+
+def test_combined_fingerprint_ignores_order_but_not_content():
+    assert combined_fingerprint({"a": "1", "b": "2"}) == combined_fingerprint({"b": "2", "a": "1"})
+    assert combined_fingerprint({"a": "1"}) != combined_fingerprint({"a": "2"})
+
+
+# --- store and experiments --------------------------------------------------------------------------------
+
+
+def test_environment_tracking_uri_wins(tmp_path, mlflow_uri, monkeypatch):
+    import mlflow
+
+    cfg = make_cfg(tmp_path, mlflow_uri, model_name="env-test")
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    assert configure_mlflow(cfg) == other
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert configure_mlflow(cfg) == mlflow_uri
+    assert mlflow.get_tracking_uri() == mlflow_uri
+
+
+def test_experiment_is_created_once_with_artifacts_under_the_root(tmp_path, mlflow_uri):
+    import mlflow
+
+    cfg = make_cfg(tmp_path, mlflow_uri, model_name="exp-test", experiment="exp test/one")
+    experiment_id = ensure_experiment(cfg, "exp test/one")
+    assert ensure_experiment(cfg, "exp test/one") == experiment_id
+    location = mlflow.MlflowClient(mlflow_uri).get_experiment(experiment_id).artifact_location
+    assert location == (tmp_path / "mlartifacts" / "exp-test-one").resolve().as_uri()
+
+
+def test_missing_champion_is_a_score_error(tmp_path, mlflow_uri):
+    cfg = make_cfg(tmp_path, mlflow_uri, model_name="never-trained")
+    with pytest.raises(ScoreError, match=r"no model registered as 'never-trained@champion' in sqlite:.*run `churn train` first"):
+        champion_bundle(cfg, dest=tmp_path / "download")
+
+
+# --- real runs: logging, registration and promotion --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_features(snapshots=8, customers=400, unlabelled=1, seed=21)
+
+
+@pytest.fixture(scope="module")
+def trained(table):
+    split = time_split(labelled_snapshots(table), horizon_days=30)
+    cfg = make_cfg(Path("."), "sqlite:///unused.db", model_name="unused")
+    strong = train_models(table, specs=SPECS, split=split, settings=cfg.train, retention=RETENTION)
+    # A model that sees only noise: clearly worse on the same test snapshot.
+    weak = train_models(table, specs=[Spec("noise", "rfm", "numeric")], split=split, settings=cfg.train, retention=RETENTION)
+    return strong, weak
+
+
+def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_model(tmp_path, mlflow_uri, trained, table):
+    import mlflow
+
+    strong, weak = trained
+    assert weak.metrics["test"]["lightgbm"]["pr_auc"] < strong.metrics["test"]["lightgbm"]["pr_auc"]
+    cfg = make_cfg(tmp_path, mlflow_uri, model_name="tracking-promotion")
+    client = mlflow.MlflowClient(mlflow_uri)
+
+    first = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert first.decision.promote and first.model_version == "1"
+
+    # The run and its contents are visible through the MLflow API.
+    run = client.get_run(first.run_id)
+    assert run.data.metrics["test_lightgbm_roc_auc"] == pytest.approx(strong.metrics["test"]["lightgbm"]["roc_auc"])
+    for baseline in ("recency_rule", "logistic_rfm", "btyd"):
+        assert f"test_{baseline}_roc_auc" in run.data.metrics and f"test_{baseline}_log_loss" in run.data.metrics
+    assert run.data.tags["champion_decision"] == "promoted"
+    assert run.data.tags["test_snapshot"] == strong.split.as_dict()["test"]
+    assert run.data.tags["git_commit"]
+    assert run.data.params["train.model_name"] == "tracking-promotion"
+    assert run.data.params["lightgbm.deterministic"] == "True"
+    found = client.search_runs([first.experiment_id], filter_string=f"tags.model_name = 'tracking-promotion'")
+    assert [r.info.run_id for r in found] == [first.run_id]
+    nested = client.search_runs([first.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'")
+    assert sorted(r.data.tags["model"] for r in nested) == ["btyd", "logistic_rfm", "recency_rule"]
+    artifacts = {a.path for a in client.list_artifacts(first.run_id)}
+    assert {"bundle", "config", "inputs", "metrics", "plots", "search"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert {"plots/roc_test.png", "plots/shap_summary_test.png", "plots/reliability_test.png"} <= plots
+
+    # A second identical training is not worse: it takes the alias (equal metric).
+    second = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert second.decision.promote and second.decision.incumbent_version == "1"
+    assert "re-scored on test snapshot" in second.decision.reason
+    # A worse one does not.
+    third = log_training_run(cfg, weak, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert not third.decision.promote
+    assert client.get_run(third.run_id).data.tags["champion_decision"] == "kept"
+    assert str(client.get_model_version_by_alias("tracking-promotion", "champion").version) == "2"
+
+    # The local bundle holds the last run's model; the champion's bundle comes from the registry.
+    assert load_bundle(third.bundle_path).manifest["model_version"] == "3"
+    path, version = champion_bundle(cfg, dest=tmp_path / "download")
+    loaded = load_bundle(path)
+    assert version == "2" and loaded.manifest["mlflow_run_id"] == second.run_id
+    test_rows = strong.test_features
+    np.testing.assert_array_equal(loaded.model.predict_proba(test_rows), strong.model.predict_proba(test_rows))
+
+    # The registered pyfunc returns the calibrated probability.
+    pyfunc = mlflow.pyfunc.load_model("models:/tracking-promotion@champion")
+    predicted = pyfunc.predict(test_rows[strong.model.feature_names_].head(20).astype({"nps_last": "float64"}))
+    np.testing.assert_allclose(np.asarray(predicted), strong.model.predict_proba(test_rows.head(20)))
