@@ -90,7 +90,7 @@ def risk_tier_action_figure(scores: pd.DataFrame) -> Figure:
     share per tier in the legend. Input: an at-risk list (risk_tier, action, group)."""
     table = tier_by_action(scores)
     control = scores[scores["group"] == "control"].groupby("risk_tier").size().reindex(list(TIER_ORDER), fill_value=0)
-    figure, (ax,) = new_figure(size=(8.0, 5.0))
+    figure, (ax,) = new_figure(size=(9.0, 5.0))
     bottom = np.zeros(len(table))
     palette = colormaps["tab10"]
     for i, action in enumerate(table.columns):
@@ -107,13 +107,13 @@ def risk_tier_action_figure(scores: pd.DataFrame) -> Figure:
         ylabel="customers (count)",
         ylim=(0, max(bottom.max(), 1) * 1.15),
     )
-    ax.legend(title="action", loc="upper right", fontsize="small")
+    ax.legend(title="action", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     return figure
 
 
-def backtest_spread_figure(folds: pd.DataFrame, *, metric: str) -> Figure:
-    """`metric` per model over the backtest folds: one dot per test snapshot, the mean ± std as a bar.
-    Input: `review.backtest_folds`."""
+def backtest_spread_figure(folds: pd.DataFrame, spread: pd.DataFrame, *, metric: str) -> Figure:
+    """`metric` per model over the backtest folds: one dot per test snapshot, the mean ± std of the
+    training run's backtest summary as a bar. Input: `review.backtest_folds`, `review.backtest_spread`."""
     figure, (ax,) = new_figure(size=(8.0, 4.5))
     models = sorted(folds["model"].unique())
     snapshots = sorted(folds["test_snapshot"].unique())
@@ -122,7 +122,7 @@ def backtest_spread_figure(folds: pd.DataFrame, *, metric: str) -> Figure:
         rows = folds[folds["test_snapshot"] == snapshot].set_index("model").reindex(models)
         ax.scatter(np.arange(len(models)) + 0.08 * (j - (len(snapshots) - 1) / 2), rows[metric], marker=markers[j % len(markers)],
                    s=30, zorder=3, label=f"test snapshot {snapshot}")
-    stats = folds.groupby("model")[metric].agg(["mean", "std"]).reindex(models)
+    stats = spread[spread["metric"] == metric].set_index("model").reindex(models)
     ax.errorbar(np.arange(len(models)), stats["mean"], yerr=stats["std"].fillna(0.0), fmt="_", markersize=22,
                 color="black", capsize=6, label="mean ± std")
     ax.set_xticks(np.arange(len(models)), models, rotation=15)
@@ -164,7 +164,7 @@ def feature_distribution_figure(snapshot: pd.DataFrame, columns: Sequence[str], 
 def measured_effect_figure(measured: pd.DataFrame) -> Figure:
     """Churn of treated vs control customers per action (bars), with the 95% interval of the churn
     reduction in the labels. Input: the `churn measure` results (measured_YYYY-MM-DD.csv)."""
-    figure, (ax,) = new_figure(size=(8.0, 4.8))
+    figure, (ax,) = new_figure(size=(max(8.0, 1.7 * len(measured) + 2.0), 5.2))
     x = np.arange(len(measured))
     width = 0.38
     ax.bar(x - width / 2, 100 * measured["churn_treatment"], width, color="tab:green", label="treatment")
@@ -174,12 +174,12 @@ def measured_effect_figure(measured: pd.DataFrame) -> Figure:
         f"Δ {100 * row.churn_reduction:+.0f} pp [{100 * row.churn_reduction_low:+.0f}, {100 * row.churn_reduction_high:+.0f}]"
         for row in measured.itertuples()  # one tick label per action, not per customer
     ]
-    ax.set_xticks(x, labels, fontsize="small")
+    ax.set_xticks(x, labels, fontsize="x-small")
     ax.set(
         title="Churn after the campaign: treated vs control (Δ = reduction, 95% interval)",
         xlabel="action (customers treated / control)",
         ylabel="churned within the horizon (% of group)",
         ylim=(0, 105),
     )
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return figure

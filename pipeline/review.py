@@ -169,14 +169,20 @@ def backtest_spread(backtest: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=["model", "metric", "mean", "std", "n"])
 
 
-def top_contributions(contributions: pd.DataFrame, *, n: int = 5) -> pd.DataFrame:
+def top_contributions(contributions: pd.DataFrame, *, n: int = 5, values: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-customer contributions (rows: customers, columns: features, log-odds) -> each customer's `n`
-    largest by absolute value: columns customer (the input index), rank (1..n), feature, contribution."""
+    largest by absolute value: columns customer (the input index), rank (1..n), feature, contribution,
+    and `value` (the customer's feature value) when `values` (same index, feature columns) is given.
+    Customers keep their input order."""
     long = contributions.rename_axis(index="customer", columns="feature").stack().rename("contribution").reset_index()
-    long = long.assign(size=long["contribution"].abs())
-    ordered = long.sort_values(["customer", "size"], ascending=[True, False], kind="stable")
-    top = ordered.groupby("customer", sort=False).head(n).drop(columns="size")
+    order = pd.Series(np.arange(len(contributions)), index=contributions.index)
+    long = long.assign(_order=order.reindex(long["customer"]).to_numpy(), _size=long["contribution"].abs())
+    ordered = long.sort_values(["_order", "_size"], ascending=[True, False], kind="stable")
+    top = ordered.groupby("_order", sort=False).head(n).drop(columns=["_order", "_size"])
     top.insert(1, "rank", top.groupby("customer", sort=False).cumcount().to_numpy() + 1)
+    if values is not None:
+        cells = values.astype("object").rename_axis(index="customer", columns="feature").stack(future_stack=True)
+        top["value"] = cells.reindex(pd.MultiIndex.from_frame(top[["customer", "feature"]])).to_numpy()
     return top.reset_index(drop=True)
 
 
@@ -256,23 +262,44 @@ class TrainingRun:
     champion_run_id: str | None
 
 
-def latest_training_run_id(tracking_uri: str, *, experiment: str, model_name: str) -> str:
-    """Id of the newest top-level training run of `model_name` (baseline runs are nested, skipped)."""
+def find_latest_training_run(tracking_uri: str, *, experiment: str, model_name: str) -> Any | None:
+    """The newest top-level training run of `model_name` in `experiment` (an mlflow Run), or None.
+
+    Training runs carry the tag `model_name`; their nested baseline runs do not, so they are skipped.
+    """
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    runs = (
-        client.search_runs(
-            [found.experiment_id], filter_string=f"tags.model_name = '{model_name}'",
-            order_by=["attributes.start_time DESC"], max_results=1,
-        )
-        if found is not None
-        else []
+    if found is None:
+        return None
+    runs = client.search_runs(
+        [found.experiment_id], filter_string=f"tags.model_name = '{model_name}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
     )
-    if not runs:
+    return runs[0] if runs else None
+
+
+def latest_training_run_id(tracking_uri: str, *, experiment: str, model_name: str) -> str:
+    """Id of the newest training run of `model_name`; TrainError saying what to run when there is none."""
+    run = find_latest_training_run(tracking_uri, experiment=experiment, model_name=model_name)
+    if run is None:
         raise TrainError(f"no training run of '{model_name}' in experiment '{experiment}' at {tracking_uri}: run `churn train` first")
-    return runs[0].info.run_id
+    return run.info.run_id
+
+
+def load_run_bundle(tracking_uri: str, *, run_id: str, dest: Path) -> Any:
+    """The model bundle logged by training run `run_id`, downloaded into `dest`, checksums verified
+    (`pipeline.bundle.load_bundle`): a LoadedBundle with model, manifest and metrics."""
+    import mlflow
+
+    from pipeline.bundle import load_bundle
+    from pipeline.tracking import BUNDLE_ARTIFACT_PATH
+
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=BUNDLE_ARTIFACT_PATH, dst_path=str(dest), tracking_uri=tracking_uri
+    )
+    return load_bundle(Path(local))
 
 
 def load_training_run(tracking_uri: str, *, run_id: str, model_name: str, dest: Path) -> TrainingRun:

@@ -57,25 +57,23 @@ def ensure_store(tracking_uri: str, *, artifact_root: Path) -> None:
 
 
 def overview(tracking_uri: str, *, experiment: str, model_name: str) -> StoreOverview:
-    """The training experiment, its latest run and the registered model's champion version."""
+    """The training experiment, its latest training run and the registered model's champion version."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from pipeline.review import find_latest_training_run
+
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    runs = (
-        client.search_runs([found.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
-        if found is not None
-        else []
-    )
+    latest = find_latest_training_run(tracking_uri, experiment=experiment, model_name=model_name)
     try:
         champion = client.get_model_version_by_alias(model_name, CHAMPION_ALIAS).version
     except MlflowException:
         champion = None
     return StoreOverview(
         experiment_id=found.experiment_id if found is not None else None,
-        latest_run_id=runs[0].info.run_id if runs else None,
-        latest_run_name=runs[0].info.run_name if runs else None,
+        latest_run_id=latest.info.run_id if latest is not None else None,
+        latest_run_name=latest.info.run_name if latest is not None else None,
         model_name=model_name,
         champion_version=str(champion) if champion is not None else None,
     )
@@ -105,7 +103,9 @@ def guide_lines(address: str, store: StoreOverview, *, experiment: str) -> list[
 
 
 def port_is_free(port: int, *, host: str = HOST) -> bool:
+    """Whether a server could listen on `port` (SO_REUSEADDR as uvicorn: closed connections don't count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

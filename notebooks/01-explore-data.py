@@ -1,0 +1,108 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Explore the data
+#
+# What `churn ingest` and `churn features` made of the exports: the ingest report (rows kept and
+# rejected, and why), cohort retention by first-order month, the churn rate of every feature
+# snapshot, and how a few key features differ between customers who churned and those who stayed.
+#
+# Everything here is read from the pipeline's outputs; run `make demo` (or `churn ingest` and
+# `churn features` with your config) first. Set `CHURN_CONFIG` to review another config.
+
+# %% tags=["parameters"]
+import os
+
+CONFIG = os.environ.get("CHURN_CONFIG", "configs/default.yaml")  # relative to the repository root
+KEY_FEATURES = ["recency_days", "frequency_365d", "monetary_365d", "nps_last", "tickets_90d", "points_balance"]
+
+# %%
+import datetime as dt
+import json
+
+import pandas as pd
+from IPython.display import Image, display
+
+from pipeline import plots_review, review
+from pipeline.config import load_config
+from pipeline.events import load_events
+from pipeline.features.store import LABEL, SNAPSHOT_DATE, read_snapshots
+from pipeline.run.ingest import report_path
+from pipeline.snapshot import latest_event_date
+
+pd.set_option("display.max_colwidth", 90)
+cfg = load_config(review.find_config(CONFIG))
+
+
+def show(figure):
+    display(Image(plots_review.figure_png(figure)))
+
+
+print(f"config: {cfg.config_path}\ndata:   {cfg.paths.data_dir}")
+
+# %% [markdown]
+# ## Ingest: what was kept, what was quarantined
+#
+# Every input row is either validated or quarantined with a reason; the two add up to the input.
+# Quarantined rows are in `quarantine/<source>.parquet`, unchanged, with `reason`.
+
+# %%
+report = json.loads(report_path(cfg).read_text(encoding="utf-8"))
+print(f"reference time (end of the data): {report['reference_time']}")
+ingest = review.ingest_table(report)
+ingest.style.format({"bad_share": "{:.1%}"})
+
+# %%
+review.quarantine_reasons(report).head(15)
+
+# %% [markdown]
+# ## Cohort retention by first-order month
+#
+# Of the customers whose first order fell in a month, the share who ordered again 1, 2, 3, ...
+# months later. Only whole months before the end of the data count. The earliest cohort also holds
+# every customer who was already buying before the export starts.
+
+# %%
+events = load_events(cfg.validated_dir)
+as_of = latest_event_date(events.transactions) + dt.timedelta(days=1)
+cohorts = review.cohort_retention(events.transactions, as_of=as_of)
+show(plots_review.cohort_retention_figure(cohorts))
+
+# %%
+review.retention_matrix(cohorts).tail(12).iloc[:, :13].style.format("{:.0%}", na_rep="")
+
+# %% [markdown]
+# ## Churn rate over the snapshots
+#
+# Per snapshot date: customers eligible (an order in the lookback window) and the share who did not
+# order within the horizon after it. The latest snapshots have no label until the horizon has passed.
+
+# %%
+features = read_snapshots(cfg.features_dir)
+rates = review.churn_by_snapshot(features)
+show(plots_review.churn_rate_figure(rates))
+rates.style.format({"churn_rate": "{:.1%}", "churned": "{:.0f}"})
+
+# %% [markdown]
+# ## Key features: churned vs retained
+#
+# On the latest labelled snapshot. Features without any value in this data (e.g. a source that is
+# not configured) are left out.
+
+# %%
+labelled = features[features[LABEL].notna()]
+latest = labelled[labelled[SNAPSHOT_DATE] == labelled[SNAPSHOT_DATE].max()]
+shown = [c for c in KEY_FEATURES if c in latest.columns and latest[c].notna().any()]
+show(plots_review.feature_distribution_figure(latest, shown))
+review.label_comparison(latest, shown).style.format("{:.2f}")

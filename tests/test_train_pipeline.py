@@ -1,0 +1,131 @@
+"""`churn train` end to end: demo data (session fixtures) and the shared CDNOW data, through MLflow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO_ROOT, write_config
+
+from pipeline.bundle import load_bundle
+from pipeline.config import load_config
+from pipeline.errors import BundleError, TrainError
+from pipeline.tracking import champion_bundle
+
+BASELINES = ("recency_rule", "logistic_rfm", "btyd")
+
+
+def test_demo_training_reports_lightgbm_beside_every_baseline(demo_trained):
+    metrics = load_bundle(demo_trained.bundle_dir).metrics
+    for part in ("test", "validation"):
+        for model in ("lightgbm", "lightgbm_uncalibrated", *BASELINES):
+            assert 0.5 < metrics[part][model]["roc_auc"] <= 1.0
+            assert 0.0 < metrics[part][model]["log_loss"] < 1.0
+    assert metrics["test"]["lightgbm"]["roc_auc"] > 0.7
+    assert metrics["calibration"]["fitted_on"] == "validation"
+
+
+def test_demo_calibration_lowers_test_ece(demo_trained):
+    test = load_bundle(demo_trained.bundle_dir).metrics["test"]
+    assert test["lightgbm"]["ece"] < test["lightgbm_uncalibrated"]["ece"]
+
+
+def test_demo_run_is_visible_through_the_mlflow_api(demo_trained, tmp_path):
+    import mlflow
+
+    client = mlflow.MlflowClient(demo_trained.tracking_uri())
+    experiment = client.get_experiment_by_name(demo_trained.mlflow.experiment)
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.model_name = '{demo_trained.train.model_name}'"
+    )
+    assert runs, "no training run found"
+    manifest = load_bundle(demo_trained.bundle_dir).manifest
+    run = next(r for r in runs if r.info.run_id == manifest["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["champion_decision"] in {"promoted", "kept"}
+    assert run.data.tags["champion_reason"]
+    assert "test_lightgbm_roc_auc" in run.data.metrics and "test_btyd_log_loss" in run.data.metrics
+    local = client.download_artifacts(run.info.run_id, "inputs/fingerprints.json", dst_path=str(tmp_path))
+    fingerprints = json.loads(Path(local).read_text())
+    assert "transactions.parquet" in fingerprints["validated"]
+    assert len(fingerprints["features"]) == len(demo_trained.features.snapshots.resolve())
+    assert manifest["training_snapshots"] == run.data.tags["training_snapshots"].split(",")
+
+
+def test_demo_champion_bundle_downloads_and_a_changed_byte_is_refused(demo_trained, tmp_path):
+    path, version = champion_bundle(demo_trained, dest=tmp_path / "champion")
+    assert load_bundle(path).manifest["model_version"] == version
+    copy = shutil.copytree(demo_trained.bundle_dir, tmp_path / "copy")
+    data = bytearray((copy / "model.joblib").read_bytes())
+    data[-10] ^= 0xFF
+    (copy / "model.joblib").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="tampered"):
+        load_bundle(copy)
+
+
+def test_demo_retrain_promotes_better_and_same_seed_repeats_metrics(demo_trained, tmp_path):
+    """Under a fresh model name: a weak model first, then the normal one, which must take the alias."""
+    from pipeline.run import train
+
+    raw = yaml.safe_load((demo_trained.config_path).read_text())
+    raw["paths"] = {"data_dir": str(demo_trained.paths.data_dir), "models_dir": str(tmp_path / "models")}
+    raw["train"]["model_name"] = "churn-test-retrain"
+    normal_cfg = load_config(write_config(tmp_path, raw))
+    weak_cfg = load_config(normal_cfg.config_path, ["train.num_boost_round=1", "train.search_trials=1"])
+
+    weak = train.run(weak_cfg, backtest=False, quiet=True)
+    assert weak.promoted and weak.reason.startswith("no current champion")
+    normal = train.run(normal_cfg, backtest=False, quiet=True)
+    assert normal.promoted, normal.reason
+    assert normal.metrics["test"]["lightgbm"]["pr_auc"] > weak.metrics["test"]["lightgbm"]["pr_auc"]
+    # The same data, config and seed as the session's demo training: the same metrics, to the last digit.
+    assert normal.metrics == load_bundle(demo_trained.bundle_dir).metrics
+
+
+def test_too_few_snapshots_fails_with_the_keys_to_change(demo_trained, tmp_path):
+    from pipeline.run import train
+
+    cfg = load_config(demo_trained.config_path, ["features.horizon_days=300"])
+    with pytest.raises(TrainError, match=r"needs about \d+ labelled snapshots.*features\.horizon_days"):
+        train.run(cfg, backtest=False, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def cdnow_cfg(shared_data, tmp_path_factory, mlflow_uri):
+    """A workspace on the shared CDNOW data, ingested and featurised (snapshots from 1997-10: the fewest a split needs)."""
+    from pipeline.run import features, ingest
+
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "cdnow.yaml").read_text())
+    raw["paths"] = {"data_dir": "data", "models_dir": "models"}
+    raw["sources"]["transactions"]["path"] = str(shared_data / "cdnow" / "CDNOW_master.txt")
+    raw["features"]["snapshots"]["start"] = "1997-10-01"  # train 1997-10, validation 1998-01, test 1998-04
+    raw["train"].update(model_name="churn-cdnow-test", search_trials=1, num_threads=1)
+    raw["mlflow"] = {"tracking_uri": mlflow_uri, "artifact_root": "mlartifacts", "experiment": "churn-cdnow-test"}
+    cfg = load_config(write_config(tmp_path_factory.mktemp("cdnow"), raw))
+    ingest.run(cfg, quiet=True)
+    features.run(cfg, quiet=True)
+    return cfg
+
+
+def test_cdnow_training_end_to_end(cdnow_cfg):
+    import mlflow
+
+    from pipeline.run import train
+
+    outcome = train.run(cdnow_cfg, backtest=False, quiet=True)
+    test = outcome.metrics["test"]
+    assert outcome.metrics["split"]["test"] == "1998-04-01"
+    assert outcome.metrics["split"]["validation"] == "1998-01-01"
+    assert set(test) == {"lightgbm", "lightgbm_uncalibrated", *BASELINES}
+    assert test["lightgbm"]["roc_auc"] > 0.7
+    assert test["lightgbm"]["roc_auc"] >= test["recency_rule"]["roc_auc"]
+    assert np.isfinite([m["log_loss"] for m in test.values()]).all()
+    run = mlflow.MlflowClient(cdnow_cfg.tracking_uri()).get_run(outcome.run_id)
+    assert run.data.metrics["test_lightgbm_pr_auc"] == pytest.approx(test["lightgbm"]["pr_auc"])
+    # CDNOW has no feedback, tickets or loyalty: those features are dropped as empty, not trained on.
+    features = load_bundle(outcome.bundle_path).manifest["feature_names"]
+    assert "recency_days" in features and "nps_last" not in features
