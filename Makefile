@@ -6,6 +6,8 @@ CHURN := $(VENV)/bin/churn
 CONFIG ?= configs/default.yaml
 CUSTOMERS ?= 5000
 ARGS ?=
+# OpenMP threads sleep instead of spinning (LightGBM on a busy 2-core machine was 10x slower otherwise).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo demo-data ingest features train backtest score measure test bench ui clean

@@ -27,7 +27,14 @@ from pipeline.model import ProbabilityCalibrator, fit_calibrator
 
 LABEL = "churned"
 # Used when the feature registry marks no numeric feature as family "rfm".
-DEFAULT_RFM_FEATURES = ("recency_days", "frequency_all", "frequency_90d", "monetary_365d", "tenure_days", "overdue_ratio")
+DEFAULT_RFM_FEATURES = (
+    "recency_days",
+    "frequency_all",
+    "frequency_90d",
+    "monetary_365d",
+    "tenure_days",
+    "overdue_ratio",
+)
 
 
 @dataclass

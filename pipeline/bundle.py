@@ -57,7 +57,10 @@ def code_version(repo: Path = REPO_ROOT) -> str:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True, timeout=10,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -167,7 +170,9 @@ def verify_bundle(path: Path) -> dict[str, Any]:
             raise BundleError(f"{path / MANIFEST_FILE} lists {name!r}, which is not a file inside the bundle")
         file = path / name
         if not file.is_file():
-            raise BundleError(f"model bundle {path} is missing {name}, listed in its manifest; retrain with `churn train`")
+            raise BundleError(
+                f"model bundle {path} is missing {name}, listed in its manifest; retrain with `churn train`"
+            )
         size = file.stat().st_size
         expected_size = entry.get("bytes") if isinstance(entry, dict) else None
         if expected_size is not None and size != expected_size:

@@ -7,6 +7,7 @@ is fast and nothing heavy happens at import time.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
@@ -39,6 +40,9 @@ def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callabl
     from pipeline.config import load_config
     from pipeline.progress import configure_logging
 
+    # Before LightGBM loads OpenMP: idle threads sleep instead of spinning, so training and scoring
+    # on a busy machine are not slowed tenfold by threads waiting for a descheduled sibling.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     console = Console(stderr=True)
     configure_logging(quiet=quiet)
     try:
@@ -97,11 +101,6 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train LightGBM and baselines on out-of-time splits; track in MLflow; promote the champion."""
-    import os
-
-    # Before LightGBM loads OpenMP: idle threads sleep instead of spinning, so training on a busy
-    # machine is not slowed tenfold by threads waiting for a descheduled sibling.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from pipeline.run import train as runner
 
     overrides = [*(set_ or []), *([f"train.engine={engine}"] if engine else [])]

@@ -25,7 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    log_loss,
+    roc_auc_score,
+)
 
 CALIBRATION_BINS = 10
 TOP_SHARE = 0.10
@@ -161,7 +166,9 @@ def is_better_or_equal(new: float, incumbent: float, *, metric: str) -> bool:
     return new >= incumbent
 
 
-def summarise_folds(fold_metrics: list[dict[str, dict[str, dict[str, float]]]]) -> dict[str, dict[str, dict[str, float]]]:
+def summarise_folds(
+    fold_metrics: list[dict[str, dict[str, dict[str, float]]]],
+) -> dict[str, dict[str, dict[str, float]]]:
     """Mean and standard deviation (ddof=1; 0 for one fold) per model and metric of the test split.
 
     Models and metrics keep the order in which they first appear.

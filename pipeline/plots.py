@@ -13,7 +13,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
 
 FIGSIZE = (7.0, 5.0)
 
@@ -159,7 +164,9 @@ def shap_summary_figure(
         jitter = position + rng.uniform(-0.3, 0.3, len(x))
         missing = np.isnan(colour)
         ax.scatter(x[missing], jitter[missing], s=6, color="lightgrey", alpha=0.6)
-        scatter = ax.scatter(x[~missing], jitter[~missing], s=6, c=colour[~missing], cmap="coolwarm", vmin=0, vmax=1, alpha=0.7)
+        scatter = ax.scatter(
+            x[~missing], jitter[~missing], s=6, c=colour[~missing], cmap="coolwarm", vmin=0, vmax=1, alpha=0.7
+        )
     ax.scatter([], [], s=6, color="lightgrey", label="value missing")
     ax.axvline(0.0, color="black", linewidth=0.8, label="no effect")
     ax.set_yticks(range(len(features)), features)

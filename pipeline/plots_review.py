@@ -151,7 +151,10 @@ def feature_distribution_figure(snapshot: pd.DataFrame, columns: Sequence[str], 
         bins = np.linspace(low, high if high > low else low + 1.0, 25)
         for outcome, name, colour in ((0.0, "retained", "tab:blue"), (1.0, "churned", "tab:red")):
             part = values[labelled[label] == outcome].clip(low, high).dropna()
-            ax.hist(part, bins=bins, density=True, alpha=0.5, color=colour, label=f"{name} (n={len(part):,})")
+            if part.empty:  # a density of nothing divides by zero
+                ax.plot([], [], color=colour, label=f"{name} (n=0)")
+            else:
+                ax.hist(part, bins=bins, density=True, alpha=0.5, color=colour, label=f"{name} (n={len(part):,})")
         ax.set(title=column, xlabel=f"{column} (feature units, clipped 1-99%)", ylabel="density")
         ax.legend(fontsize="x-small")
     for ax in axes[len(columns):]:

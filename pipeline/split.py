@@ -84,9 +84,7 @@ def snapshots_needed(snapshot_dates: Sequence[object], *, horizon_days: int, fol
     return 1 + 2 * steps_per_horizon + (MIN_TRAINING_SNAPSHOTS - 1) + (folds - 1)
 
 
-def time_split(
-    snapshot_dates: Sequence[object], *, horizon_days: int, test_date: object | None = None
-) -> TimeSplit:
+def time_split(snapshot_dates: Sequence[object], *, horizon_days: int, test_date: object | None = None) -> TimeSplit:
     """Split labelled snapshot dates by the rule in the module docstring; raise TrainError if impossible.
 
     `snapshot_dates` are the labelled snapshots (see `labelled_snapshots`); `test_date` defaults to the

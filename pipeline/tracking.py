@@ -29,7 +29,12 @@ import pandas as pd
 from pipeline.bundle import code_version, library_versions, load_bundle, save_bundle
 from pipeline.config import Config, config_as_dict
 from pipeline.errors import BundleError, ScoreError
-from pipeline.evaluate import LOWER_IS_BETTER, classification_metrics, customer_values, is_better_or_equal
+from pipeline.evaluate import (
+    LOWER_IS_BETTER,
+    classification_metrics,
+    customer_values,
+    is_better_or_equal,
+)
 from pipeline.io import sha256_file
 from pipeline.progress import get_logger
 
@@ -120,7 +125,10 @@ def champion_bundle(cfg: Config, *, dest: Path) -> tuple[Path, str]:
     Path(dest).mkdir(parents=True, exist_ok=True)
     try:
         local = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=BUNDLE_ARTIFACT_PATH, dst_path=str(dest), tracking_uri=cfg.tracking_uri()
+            run_id=version.run_id,
+            artifact_path=BUNDLE_ARTIFACT_PATH,
+            dst_path=str(dest),
+            tracking_uri=cfg.tracking_uri(),
         )
     except Exception as exc:  # MLflow raises several types for missing runs and artifacts
         raise ScoreError(
@@ -159,18 +167,19 @@ def decide_promotion(
     Lower is better for log_loss, brier and ece. A NaN new value never wins over a champion.
     """
     direction = "lower" if metric in LOWER_IS_BETTER else "higher"
-    basis = f" ({basis})" if basis else ""
+    note = f"{direction} is better" + (f"; champion {basis}" if basis else "")
     if incumbent_value is None:
-        return PromotionDecision(True, f"no current champion; test {metric} {new_value:.4f}", metric, new_value, None, None)
+        return PromotionDecision(
+            True, f"no current champion; test {metric} {new_value:.4f}", metric, new_value, None, None
+        )
     champion = f"champion v{incumbent_version}" if incumbent_version else "the champion"
     if np.isnan(new_value):
         reason = f"test {metric} is NaN; {champion} keeps the alias"
         return PromotionDecision(False, reason, metric, new_value, incumbent_value, incumbent_version)
-    if np.isnan(incumbent_value) or is_better_or_equal(new_value, incumbent_value, metric=metric):
-        reason = f"test {metric} {new_value:.4f} is at least {champion}'s {incumbent_value:.4f}{basis} ({direction} is better)"
-        return PromotionDecision(True, reason, metric, new_value, incumbent_value, incumbent_version)
-    reason = f"test {metric} {new_value:.4f} is worse than {champion}'s {incumbent_value:.4f}{basis} ({direction} is better)"
-    return PromotionDecision(False, reason, metric, new_value, incumbent_value, incumbent_version)
+    promote = bool(np.isnan(incumbent_value) or is_better_or_equal(new_value, incumbent_value, metric=metric))
+    verdict = "is at least" if promote else "is worse than"
+    reason = f"test {metric} {new_value:.4f} {verdict} {champion}'s {incumbent_value:.4f} ({note})"
+    return PromotionDecision(promote, reason, metric, new_value, incumbent_value, incumbent_version)
 
 
 def _windows_overlap(starts: Iterable[pd.Timestamp], test: pd.Timestamp, horizon_days: int) -> bool:
@@ -199,12 +208,23 @@ def incumbent_test_metric(
             loaded = load_bundle(bundle_path)
             loaded.model.check_features(result.test_features)
         except (ScoreError, BundleError) as exc:
-            return recorded_value, str(version.version), f"its recorded test metric; it could not be re-scored: {exc}"
+            return (
+                recorded_value,
+                str(version.version),
+                f"value recorded at its training; it could not be re-scored: {exc}",
+            )
         manifest = loaded.manifest
-        seen = [*manifest.get("training_snapshots", []), *([manifest["validation_snapshot"]] if "validation_snapshot" in manifest else [])]
+        seen = [
+            *manifest.get("training_snapshots", []),
+            *([manifest["validation_snapshot"]] if "validation_snapshot" in manifest else []),
+        ]
         starts = list(pd.to_datetime(pd.Series(seen, dtype="str"), utc=True))
         if _windows_overlap(starts, result.split.test, int(manifest.get("horizon_days", result.split.horizon_days))):
-            return recorded_value, str(version.version), "its recorded test metric: it was fitted on labels overlapping this test snapshot"
+            return (
+                recorded_value,
+                str(version.version),
+                "value recorded at its training; it was fitted on labels overlapping this test snapshot",
+            )
         y = result.labels["test"]
         p = loaded.model.predict_proba(result.test_features)
         values = customer_values(result.test_features, settings=retention)
@@ -263,7 +283,9 @@ def input_fingerprints(cfg: Config) -> dict[str, dict[str, str]]:
     }
 
 
-def model_input_example(features: pd.DataFrame, *, feature_names: list[str], categorical: list[str], rows: int = 5) -> pd.DataFrame:
+def model_input_example(
+    features: pd.DataFrame, *, feature_names: list[str], categorical: list[str], rows: int = 5
+) -> pd.DataFrame:
     """A few rows of the model's input columns, numeric cast to float64 (so the signature accepts floats)."""
     example = features[feature_names].head(rows).copy()
     numeric = [c for c in feature_names if c not in categorical]
@@ -273,7 +295,11 @@ def model_input_example(features: pd.DataFrame, *, feature_names: list[str], cat
 
 def pyfunc_requirements() -> list[str]:
     """Pinned pip requirements of the pyfunc model (explicit, so logging does not infer them)."""
-    return [f"{name}=={version}" for name, version in library_versions(PYFUNC_REQUIREMENTS).items() if version != "not installed"]
+    return [
+        f"{name}=={version}"
+        for name, version in library_versions(PYFUNC_REQUIREMENTS).items()
+        if version != "not installed"
+    ]
 
 
 @dataclass(frozen=True)
@@ -297,7 +323,9 @@ def _log_figures(result: TrainResult) -> None:
     calibrated = {k: v for k, v in curves.items() if k != "lightgbm_uncalibrated"}
     contributions = result.model.contributions(result.test_features.head(2000))
     values = pd.DataFrame(
-        result.model.matrix(result.test_features.head(2000)), index=contributions.index, columns=result.model.feature_names_
+        result.model.matrix(result.test_features.head(2000)),
+        index=contributions.index,
+        columns=result.model.feature_names_,
     )
     figures = {
         "plots/roc_test.png": plots.roc_figure(y_test, calibrated, split_name="test"),
@@ -355,7 +383,11 @@ def log_training_run(
         mlflow.log_dict(config_as_dict(cfg), "config/resolved_config.json")
         mlflow.log_dict({k: dict(v) for k, v in fingerprints.items()}, "inputs/fingerprints.json")
         mlflow.log_dict(
-            {"features": model.feature_names_, "categorical": model.categorical_features_, "dropped": result.dropped_features},
+            {
+                "features": model.feature_names_,
+                "categorical": model.categorical_features_,
+                "dropped": result.dropped_features,
+            },
             "inputs/features.json",
         )
         mlflow.log_dict(split, "inputs/snapshots.json")
@@ -394,10 +426,17 @@ def log_training_run(
         }
         with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
             pyfunc_bundle = save_bundle(
-                model, path=Path(folder) / "bundle", metrics=result.metrics, run_id=run.info.run_id,
-                model_version=None, training_snapshots=split["train"], extra=extra,
+                model,
+                path=Path(folder) / "bundle",
+                metrics=result.metrics,
+                run_id=run.info.run_id,
+                model_version=None,
+                training_snapshots=split["train"],
+                extra=extra,
             )
-            example = model_input_example(result.test_features, feature_names=model.feature_names_, categorical=model.categorical_features_)
+            example = model_input_example(
+                result.test_features, feature_names=model.feature_names_, categorical=model.categorical_features_
+            )
             from mlflow.models import infer_signature
 
             signature = infer_signature(example, pd.Series(model.predict_proba(example), name="churn_probability"))
@@ -421,11 +460,18 @@ def log_training_run(
             basis=basis,
         )
         bundle_path = save_bundle(
-            model, path=cfg.bundle_dir, metrics=result.metrics, run_id=run.info.run_id, model_version=version,
-            training_snapshots=split["train"], extra={**extra, "champion_at_training": decision.promote},
+            model,
+            path=cfg.bundle_dir,
+            metrics=result.metrics,
+            run_id=run.info.run_id,
+            model_version=version,
+            training_snapshots=split["train"],
+            extra={**extra, "champion_at_training": decision.promote},
         )
         mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
-        mlflow.set_tags({"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version})
+        mlflow.set_tags(
+            {"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version}
+        )
         client.set_model_version_tag(name, version, "champion_decision", decision.label)
         client.set_model_version_tag(name, version, "champion_reason", decision.reason)
         if decision.promote:

@@ -27,7 +27,12 @@ from sklearn.metrics import average_precision_score, log_loss
 from pipeline.baselines import DEFAULT_RFM_FEATURES, FittedBaseline, fit_baselines
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
-from pipeline.evaluate import RetentionSettings, classification_metrics, customer_values, summarise_folds
+from pipeline.evaluate import (
+    RetentionSettings,
+    classification_metrics,
+    customer_values,
+    summarise_folds,
+)
 from pipeline.model import CategoryEncoder, ChurnModel, feature_matrix, fit_calibrator
 from pipeline.progress import get_logger
 from pipeline.split import LABEL_COLUMN, TimeSplit, split_frame
@@ -223,14 +228,23 @@ def fit_lightgbm(
                 "validation_log_loss_uncalibrated": float(log_loss(y_validation, p_validation, labels=[0.0, 1.0])),
             }
         )
-        logger.info("trial %d/%d: validation PR-AUC %.4f (%d trees)", number + 1, len(candidates), pr_auc, booster.current_iteration())
+        logger.info(
+            "trial %d/%d: validation PR-AUC %.4f (%d trees)",
+            number + 1,
+            len(candidates),
+            pr_auc,
+            booster.current_iteration(),
+        )
         # Strictly better only: on ties the earlier (simpler, default-first) candidate stays.
         if best is None or pr_auc > best[0]:
             best = (pr_auc, number, booster, params)
     assert best is not None
     _, _, booster, params = best
     calibrator, calibration_losses = fit_calibrator(
-        booster.predict(validation_matrix, raw_score=True), y_validation, method=settings.calibration, seed=settings.seed
+        booster.predict(validation_matrix, raw_score=True),
+        y_validation,
+        method=settings.calibration,
+        seed=settings.seed,
     )
     model = ChurnModel(
         feature_names=columns.all,
@@ -266,7 +280,11 @@ def train_models(
         parts["train"], parts["validation"], columns=columns, horizon_days=split.horizon_days, settings=settings
     )
     baselines, skipped = fit_baselines(
-        parts["train"], parts["validation"], rfm_features=columns.rfm, calibration=settings.calibration, seed=settings.seed
+        parts["train"],
+        parts["validation"],
+        rfm_features=columns.rfm,
+        calibration=settings.calibration,
+        seed=settings.seed,
     )
     for name, reason in skipped.items():
         get_logger().warning("baseline %s skipped: %s", name, reason)

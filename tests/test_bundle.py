@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from synthetic import SPECS, synthetic_features
 
-from pipeline.bundle import MANIFEST_FILE, METRICS_FILE, MODEL_FILE, load_bundle, save_bundle, verify_bundle
+from pipeline.bundle import (
+    MANIFEST_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    load_bundle,
+    save_bundle,
+    verify_bundle,
+)
 from pipeline.config import TrainConfig
 from pipeline.errors import BundleError
 from pipeline.train import FeatureColumns, fit_lightgbm
@@ -74,7 +81,9 @@ def test_one_changed_byte_is_refused(bundle):
     data = bytearray((bundle / MODEL_FILE).read_bytes())
     data[len(data) // 2] ^= 0x01
     (bundle / MODEL_FILE).write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="model.joblib does not match the sha256 in its manifest: the file was tampered"):
+    with pytest.raises(
+        BundleError, match="model.joblib does not match the sha256 in its manifest: the file was tampered"
+    ):
         load_bundle(bundle)
 
 
@@ -87,7 +96,9 @@ def test_changed_metrics_are_refused_too(bundle):
 def test_truncated_file_is_refused(bundle):
     data = (bundle / MODEL_FILE).read_bytes()
     (bundle / MODEL_FILE).write_bytes(data[:100])
-    with pytest.raises(BundleError, match=rf"model.joblib is 100 bytes, the manifest says {len(data)}: the file is truncated"):
+    with pytest.raises(
+        BundleError, match=rf"model.joblib is 100 bytes, the manifest says {len(data)}: the file is truncated"
+    ):
         load_bundle(bundle)
 
 
@@ -139,7 +150,12 @@ def test_saving_again_replaces_the_bundle_and_leaves_no_temporary_folders(bundle
 def test_a_failed_save_keeps_the_previous_bundle(bundle, model):
     with pytest.raises(ValueError, match=r"extra manifest fields \['model_version'\] would replace core fields"):
         save_bundle(
-            model, path=bundle, metrics={}, run_id="other", model_version=None, training_snapshots=[],
+            model,
+            path=bundle,
+            metrics={},
+            run_id="other",
+            model_version=None,
+            training_snapshots=[],
             extra={"model_version": "x"},
         )
     assert load_bundle(bundle).manifest["mlflow_run_id"] == "run123"

@@ -21,7 +21,9 @@ from pipeline.evaluate import (
     top_share_mask,
 )
 
-SETTINGS = RetentionSettings(budget=20.0, contact_cost=10.0, uplift=0.5, default_customer_value=40.0, value_feature="monetary_365d")
+SETTINGS = RetentionSettings(
+    budget=20.0, contact_cost=10.0, uplift=0.5, default_customer_value=40.0, value_feature="monetary_365d"
+)
 
 
 def test_ece_equal_frequency_bins_by_hand():
@@ -74,7 +76,9 @@ def test_retention_values_contact_top_k_within_budget():
 
 def test_retention_budget_larger_than_customers_contacts_everyone():
     big = RetentionSettings(1e6, 10.0, 1.0, 1.0, "monetary_365d")
-    expected, realised = retention_values(np.array([1.0, 0.0]), np.array([0.5, 0.5]), values=np.array([10.0, 10.0]), settings=big)
+    expected, realised = retention_values(
+        np.array([1.0, 0.0]), np.array([0.5, 0.5]), values=np.array([10.0, 10.0]), settings=big
+    )
     assert (expected, realised) == pytest.approx((10.0 - 20.0, 10.0 - 20.0))
 
 

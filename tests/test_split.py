@@ -54,7 +54,10 @@ def test_naive_and_string_dates_are_read_as_utc():
 
 
 def test_too_few_snapshots_says_how_many_and_which_keys():
-    with pytest.raises(TrainError, match=r"needs about 7 labelled snapshots.*found 6.*features\.snapshots\.start.*features\.horizon_days"):
+    with pytest.raises(
+        TrainError,
+        match=r"needs about 7 labelled snapshots.*found 6.*features\.snapshots\.start.*features\.horizon_days",
+    ):
         time_split(MONTHS[:6], horizon_days=90)
 
 
@@ -82,8 +85,13 @@ def test_snapshots_needed_counts_horizons_at_the_table_spacing():
 
 
 def test_check_split_refuses_training_window_overlapping_test():
-    leaky = TimeSplit(train=tuple(utc("2024-01-01", "2024-08-01")), validation=MONTHS[6], test=MONTHS[9], horizon_days=90)
-    with pytest.raises(TrainError, match=r"training snapshot\(s\) 2024-08-01 have label windows overlapping the test snapshot 2024-10-01"):
+    leaky = TimeSplit(
+        train=tuple(utc("2024-01-01", "2024-08-01")), validation=MONTHS[6], test=MONTHS[9], horizon_days=90
+    )
+    with pytest.raises(
+        TrainError,
+        match=r"training snapshot\(s\) 2024-08-01 have label windows overlapping the test snapshot 2024-10-01",
+    ):
         check_split(leaky)
 
 
@@ -144,14 +152,16 @@ def test_rolling_splits_newest_first_each_by_the_rule():
 
 
 def test_rolling_splits_too_many_folds_names_the_key():
-    with pytest.raises(TrainError, match=r"a 5-fold backtest needs about 11 labelled snapshots; found 10\. Lower train\.backtest_folds"):
+    with pytest.raises(
+        TrainError, match=r"a 5-fold backtest needs about 11 labelled snapshots; found 10\. Lower train\.backtest_folds"
+    ):
         rolling_splits(MONTHS, horizon_days=90, folds=5)
 
 
 def frame_for(split_dates: list[pd.Timestamp], labels: list[list[float]]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "snapshot_date": [d for d, ys in zip(split_dates, labels) for _ in ys],
+            "snapshot_date": [d for d, ys in zip(split_dates, labels, strict=True) for _ in ys],
             "customer_id": [f"c{i}" for ys in labels for i in range(len(ys))],
             "churned": [y for ys in labels for y in ys],
         }
@@ -159,8 +169,13 @@ def frame_for(split_dates: list[pd.Timestamp], labels: list[list[float]]) -> pd.
 
 
 def test_split_frame_selects_rows_of_each_part():
-    split = TimeSplit(train=tuple(utc("2024-01-01", "2024-02-01")), validation=MONTHS[5], test=MONTHS[9], horizon_days=90)
-    frame = frame_for([MONTHS[0], MONTHS[1], MONTHS[3], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0, 0.0]])
+    split = TimeSplit(
+        train=tuple(utc("2024-01-01", "2024-02-01")), validation=MONTHS[5], test=MONTHS[9], horizon_days=90
+    )
+    frame = frame_for(
+        [MONTHS[0], MONTHS[1], MONTHS[3], MONTHS[5], MONTHS[9]],
+        [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0, 0.0]],
+    )
     parts = split_frame(frame, split)
     assert {k: len(v) for k, v in parts.items()} == {"train": 4, "validation": 2, "test": 3}
     pd.testing.assert_frame_equal(parts["test"], frame.iloc[8:11])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -22,11 +23,14 @@ from pipeline.tracking import (
     ensure_experiment,
     flat_metrics,
     flatten,
+    incumbent_test_metric,
     log_training_run,
 )
 from pipeline.train import train_models
 
-RETENTION = RetentionSettings(budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d")
+RETENTION = RetentionSettings(
+    budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d"
+)
 FINGERPRINTS = {"validated": {"transactions.parquet": "ab" * 32}, "features": {}}
 
 
@@ -55,7 +59,9 @@ def test_equal_or_better_model_is_promoted_worse_is_kept():
     assert equal.promote and "at least champion v3's 0.6100" in equal.reason
     worse = decide_promotion(0.60, 0.61, metric="pr_auc", incumbent_version="3", basis="re-scored")
     assert not worse.promote and worse.label == "kept"
-    assert worse.reason == "test pr_auc 0.6000 is worse than champion v3's 0.6100 (re-scored) (higher is better)"
+    assert (
+        worse.reason == "test pr_auc 0.6000 is worse than champion v3's 0.6100 (higher is better; champion re-scored)"
+    )
 
 
 def test_lower_is_better_for_losses():
@@ -73,7 +79,12 @@ def test_nan_never_replaces_a_champion_but_a_nan_champion_is_replaced():
 
 
 def test_flatten_nested_config():
-    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {"a.b": "1", "a.c": "[1, 2]", "d": "None", "e": "{}"}
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": {}}) == {
+        "a.b": "1",
+        "a.c": "[1, 2]",
+        "d": "None",
+        "e": "{}",
+    }
 
 
 def test_flat_metric_names():
@@ -113,7 +124,9 @@ def test_experiment_is_created_once_with_artifacts_under_the_root(tmp_path, mlfl
 
 def test_missing_champion_is_a_score_error(tmp_path, mlflow_uri):
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="never-trained")
-    with pytest.raises(ScoreError, match=r"no model registered as 'never-trained@champion' in sqlite:.*run `churn train` first"):
+    with pytest.raises(
+        ScoreError, match=r"no model registered as 'never-trained@champion' in sqlite:.*run `churn train` first"
+    ):
         champion_bundle(cfg, dest=tmp_path / "download")
 
 
@@ -131,11 +144,15 @@ def trained(table):
     cfg = make_cfg(Path("."), "sqlite:///unused.db", model_name="unused")
     strong = train_models(table, specs=SPECS, split=split, settings=cfg.train, retention=RETENTION)
     # A model that sees only noise: clearly worse on the same test snapshot.
-    weak = train_models(table, specs=[Spec("noise", "rfm", "numeric")], split=split, settings=cfg.train, retention=RETENTION)
+    weak = train_models(
+        table, specs=[Spec("noise", "rfm", "numeric")], split=split, settings=cfg.train, retention=RETENTION
+    )
     return strong, weak
 
 
-def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_model(tmp_path, mlflow_uri, trained, table):
+def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_model(
+    tmp_path, mlflow_uri, trained, table
+):
     import mlflow
 
     strong, weak = trained
@@ -156,7 +173,7 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     assert run.data.tags["git_commit"]
     assert run.data.params["train.model_name"] == "tracking-promotion"
     assert run.data.params["lightgbm.deterministic"] == "True"
-    found = client.search_runs([first.experiment_id], filter_string=f"tags.model_name = 'tracking-promotion'")
+    found = client.search_runs([first.experiment_id], filter_string="tags.model_name = 'tracking-promotion'")
     assert [r.info.run_id for r in found] == [first.run_id]
     nested = client.search_runs([first.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'")
     assert sorted(r.data.tags["model"] for r in nested) == ["btyd", "logistic_rfm", "recency_rule"]
@@ -187,3 +204,18 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     pyfunc = mlflow.pyfunc.load_model("models:/tracking-promotion@champion")
     predicted = pyfunc.predict(test_rows[strong.model.feature_names_].head(20).astype({"nps_last": "float64"}))
     np.testing.assert_allclose(np.asarray(predicted), strong.model.predict_proba(test_rows.head(20)))
+
+    # The champion cannot be re-scored without its features: its recorded test metric is used.
+    without_feature = dataclasses.replace(strong, test_features=strong.test_features.drop(columns=["nps_last"]))
+    value, version, basis = incumbent_test_metric(cfg, without_feature, retention=RETENTION)
+    assert (value, version) == (pytest.approx(strong.metrics["test"]["lightgbm"]["pr_auc"]), "2")
+    assert basis.startswith("value recorded at its training; it could not be re-scored: the feature table lacks")
+    # An earlier test snapshot whose window overlaps the champion's validation labels: recorded metric too.
+    earlier = dataclasses.replace(strong, split=dataclasses.replace(strong.split, test=strong.split.validation))
+    _, _, basis = incumbent_test_metric(cfg, earlier, retention=RETENTION)
+    assert basis == "value recorded at its training; it was fitted on labels overlapping this test snapshot"
+
+
+def test_no_champion_means_no_incumbent(tmp_path, mlflow_uri, trained):
+    cfg = make_cfg(tmp_path, mlflow_uri, model_name="tracking-no-champion")
+    assert incumbent_test_metric(cfg, trained[0], retention=RETENTION) == (None, None, "")

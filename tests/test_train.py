@@ -23,7 +23,9 @@ from pipeline.train import (
     train_models,
 )
 
-RETENTION = RetentionSettings(budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d")
+RETENTION = RetentionSettings(
+    budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d"
+)
 SETTINGS = TrainConfig(search_trials=2, seed=7)
 
 
@@ -90,13 +92,19 @@ def test_baseline_without_its_features_is_skipped_with_a_reason(table, split):
     specs = [s for s in SPECS if not s.name.startswith("btyd")]
     result = train_models(no_btyd, specs=specs, split=split, settings=TrainConfig(search_trials=1), retention=RETENTION)
     assert "btyd" not in result.metrics["test"]
-    assert result.skipped_baselines == {"btyd": "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)"}
+    assert result.skipped_baselines == {
+        "btyd": "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)"
+    }
     assert result.metrics["skipped_baselines"] == result.skipped_baselines
 
 
 def test_btyd_falls_back_to_p_alive(table, split):
     result = train_models(
-        table.drop(columns=["btyd_expected_purchases"]), specs=SPECS, split=split, settings=TrainConfig(search_trials=1), retention=RETENTION
+        table.drop(columns=["btyd_expected_purchases"]),
+        specs=SPECS,
+        split=split,
+        settings=TrainConfig(search_trials=1),
+        retention=RETENTION,
     )
     assert result.baselines["btyd"].features == ["btyd_p_alive"]
 
@@ -126,7 +134,9 @@ def test_search_candidates_default_first_distinct_and_depth_bounded():
 
 
 def test_dask_engine_is_refused_with_a_clear_message(table, split):
-    with pytest.raises(TrainError, match="train.engine='dask' is not available in this version; use train.engine=local"):
+    with pytest.raises(
+        TrainError, match="train.engine='dask' is not available in this version; use train.engine=local"
+    ):
         train_models(table, specs=SPECS, split=split, settings=TrainConfig(engine="dask"), retention=RETENTION)
 
 
@@ -137,4 +147,6 @@ def test_backtest_summary_over_rolling_folds(table, result):
     report = backtest_summary([result, second])
     assert [f["split"]["test"] for f in report["folds"]] == ["2024-07-01", "2024-06-01"]
     roc = [result.metrics["test"][LIGHTGBM]["roc_auc"], second.metrics["test"][LIGHTGBM]["roc_auc"]]
-    assert report["summary"][LIGHTGBM]["roc_auc"] == pytest.approx({"mean": np.mean(roc), "std": np.std(roc, ddof=1), "n": 2.0})
+    assert report["summary"][LIGHTGBM]["roc_auc"] == pytest.approx(
+        {"mean": np.mean(roc), "std": np.std(roc, ddof=1), "n": 2.0}
+    )

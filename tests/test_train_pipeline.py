@@ -74,16 +74,34 @@ def test_demo_retrain_promotes_better_and_same_seed_repeats_metrics(demo_trained
     raw = yaml.safe_load((demo_trained.config_path).read_text())
     raw["paths"] = {"data_dir": str(demo_trained.paths.data_dir), "models_dir": str(tmp_path / "models")}
     raw["train"]["model_name"] = "churn-test-retrain"
+    raw["train"]["backtest_folds"] = 2
     normal_cfg = load_config(write_config(tmp_path, raw))
     weak_cfg = load_config(normal_cfg.config_path, ["train.num_boost_round=1", "train.search_trials=1"])
 
     weak = train.run(weak_cfg, backtest=False, quiet=True)
     assert weak.promoted and weak.reason.startswith("no current champion")
-    normal = train.run(normal_cfg, backtest=False, quiet=True)
+    normal = train.run(normal_cfg, backtest=True, quiet=True)
     assert normal.promoted, normal.reason
     assert normal.metrics["test"]["lightgbm"]["pr_auc"] > weak.metrics["test"]["lightgbm"]["pr_auc"]
     # The same data, config and seed as the session's demo training: the same metrics, to the last digit.
     assert normal.metrics == load_bundle(demo_trained.bundle_dir).metrics
+
+    # The backtest: two rolling test snapshots, mean and spread in MLflow, backtest.json and a table.
+    import mlflow
+    from rich.console import Console
+
+    folds = normal.backtest["folds"]
+    assert [f["test"]["lightgbm"] == normal.metrics["test"]["lightgbm"] for f in folds] == [True, False]
+    saved = json.loads((normal_cfg.reports_dir / "backtest.json").read_text())
+    assert saved["summary"]["lightgbm"]["roc_auc"]["n"] == 2.0
+    run_metrics = mlflow.MlflowClient(normal_cfg.tracking_uri()).get_run(normal.run_id).data.metrics
+    assert run_metrics["backtest_mean_lightgbm_roc_auc"] == pytest.approx(
+        saved["summary"]["lightgbm"]["roc_auc"]["mean"]
+    )
+    console = Console(record=True, width=80)
+    console.print(train.metrics_table(normal.metrics, split="test"), train.backtest_table(normal.backtest))
+    text = console.export_text()
+    assert "…" not in text and "ROC-AUC" in text and "±" in text
 
 
 def test_too_few_snapshots_fails_with_the_keys_to_change(demo_trained, tmp_path):
@@ -96,7 +114,7 @@ def test_too_few_snapshots_fails_with_the_keys_to_change(demo_trained, tmp_path)
 
 @pytest.fixture(scope="module")
 def cdnow_cfg(shared_data, tmp_path_factory, mlflow_uri):
-    """A workspace on the shared CDNOW data, ingested and featurised (snapshots from 1997-10: the fewest a split needs)."""
+    """A workspace on the shared CDNOW data, ingested and featurised; snapshots from 1997-10 (the fewest needed)."""
     from pipeline.run import features, ingest
 
     raw = yaml.safe_load((REPO_ROOT / "configs" / "cdnow.yaml").read_text())
@@ -129,3 +147,14 @@ def test_cdnow_training_end_to_end(cdnow_cfg):
     # CDNOW has no feedback, tickets or loyalty: those features are dropped as empty, not trained on.
     features = load_bundle(outcome.bundle_path).manifest["feature_names"]
     assert "recency_days" in features and "nps_last" not in features
+
+
+def test_training_without_feature_snapshots_says_what_to_run(tmp_path):
+    from pipeline.errors import FeatureError
+    from pipeline.run import train
+
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text())
+    raw["paths"] = {"data_dir": "data", "models_dir": "models"}
+    cfg = load_config(write_config(tmp_path, raw))
+    with pytest.raises(FeatureError, match="no feature snapshots in .*: run `churn features`"):
+        train.run(cfg, backtest=False, quiet=True)

@@ -91,7 +91,9 @@ def backtest_table(backtest: dict[str, Any]) -> Table:
     """Rich table: mean ± std over the backtest folds of the test metrics, one column per model."""
     tests = ", ".join(fold["split"]["test"] for fold in backtest["folds"])
     models = backtest["summary"]
-    table = Table(title=f"backtest over {len(backtest['folds'])} test snapshots ({tests}): mean ± std", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"backtest over {len(backtest['folds'])} test snapshots ({tests}): mean ± std", box=box.SIMPLE_HEAD
+    )
     table.add_column("metric", no_wrap=True)
     for model in models:
         table.add_column(MODEL_LABELS.get(model, model), justify="right")
@@ -122,7 +124,11 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         split = time_split(labelled, horizon_days=horizon)
         logger.info(
             "split: train %s..%s (%d snapshots), validation %s, test %s",
-            split.train[0].date(), split.train[-1].date(), len(split.train), split.validation.date(), split.test.date(),
+            split.train[0].date(),
+            split.train[-1].date(),
+            len(split.train),
+            split.validation.date(),
+            split.test.date(),
         )
         result = train_models(features, specs=specs, split=split, settings=cfg.train, retention=retention)
         report = None
@@ -130,10 +136,14 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             splits = rolling_splits(labelled, horizon_days=horizon, folds=cfg.train.backtest_folds)
             folds = [result]
             for fold_split in track(splits[1:], description="backtest folds", quiet=quiet):
-                folds.append(train_models(features, specs=specs, split=fold_split, settings=cfg.train, retention=retention))
+                folds.append(
+                    train_models(features, specs=specs, split=fold_split, settings=cfg.train, retention=retention)
+                )
             report = backtest_summary(folds)
             write_json(report, Path(cfg.reports_dir) / "backtest.json")
-        record = log_training_run(cfg, result, retention=retention, fingerprints=input_fingerprints(cfg), backtest=report)
+        record = log_training_run(
+            cfg, result, retention=retention, fingerprints=input_fingerprints(cfg), backtest=report
+        )
     if not quiet:
         console = Console()
         console.print(metrics_table(result.metrics, split="test"))

@@ -1,0 +1,71 @@
+"""Training plots: the tables behind them by hand, and every figure titled, labelled and with a legend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from pipeline import plots
+
+Y = np.array([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+P = {"model": np.linspace(0.9, 0.0, 10), "other": np.linspace(0.1, 0.5, 10)}
+
+
+def test_gain_table_by_hand():
+    table = plots.gain_table(np.array([0.0, 1.0, 1.0, 0.0]), np.array([0.1, 0.9, 0.4, 0.5]))
+    # order by probability: 0.9 (churner), 0.5, 0.4 (churner), 0.1
+    expected = pd.DataFrame(
+        {
+            "share_contacted": [0.25, 0.5, 0.75, 1.0],
+            "share_captured": [0.5, 0.5, 1.0, 1.0],
+            "lift": [2.0, 1.0, 4 / 3, 1.0],
+        }
+    )
+    pd.testing.assert_frame_equal(table, expected)
+
+
+def test_reliability_table_equal_frequency_bins():
+    table = plots.reliability_table(np.array([0.0, 1.0, 1.0, 1.0]), np.array([0.4, 0.1, 0.8, 0.6]), bins=2)
+    expected = pd.DataFrame({"mean_predicted": [0.25, 0.7], "observed_rate": [0.5, 1.0], "count": [2, 2]})
+    pd.testing.assert_frame_equal(table, expected)
+
+
+def _check(figure: Figure) -> None:
+    assert isinstance(figure, Figure)
+    for ax in figure.axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        assert ax.get_title()
+        assert ax.get_xlabel() and ax.get_ylabel()
+        assert ax.get_legend() is not None
+    assert figure.canvas.print_png  # an Agg canvas: renders without a display
+
+
+@pytest.mark.parametrize(
+    "make",
+    [plots.roc_figure, plots.precision_recall_figure, plots.reliability_figure, plots.lift_gain_figure],
+)
+def test_curve_figures_are_labelled(make):
+    figure = make(Y, P, split_name="test")
+    _check(figure)
+    assert "test snapshot" in figure.axes[0].get_title()
+
+
+def test_feature_importance_figure_shows_the_top_features():
+    importance = pd.Series({"a": 5.0, "b": 1.0, "c": 3.0})
+    figure = plots.feature_importance_figure(importance, top=2)
+    _check(figure)
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["c", "a"]
+
+
+def test_shap_summary_ranks_features_by_mean_absolute_contribution():
+    rng = np.random.default_rng(0)
+    contributions = pd.DataFrame({"small": rng.normal(0, 0.1, 50), "big": rng.normal(0, 1.0, 50)})
+    values = pd.DataFrame({"small": rng.normal(size=50), "big": np.where(np.arange(50) % 5 == 0, np.nan, 1.0)})
+    figure = plots.shap_summary_figure(contributions, values, max_points=30)
+    _check(figure)
+    labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
+    assert labels == ["small", "big"]  # top of the chart = largest effect
+    assert "log-odds" in figure.axes[0].get_xlabel()
