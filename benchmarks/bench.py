@@ -285,6 +285,7 @@ def run_measured(command: list[str], *, log: Path, cwd: Path, env: dict[str, str
     maxrss_mib = usage.ru_maxrss / 1024  # Linux: KiB
     return {
         "seconds": seconds,
+        "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine inflates times
         "peak_mib": max(maxrss_mib, sampler.peak_bytes / MIB),
         "maxrss_mib": maxrss_mib,
         "tree_peak_mib": sampler.peak_bytes / MIB,
@@ -468,6 +469,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": statistics.median(seconds),
         "all_seconds": [round(s, 3) for s in seconds],
         "peak_mib": max(r["peak_mib"] for r in runs),
+        "load_average_1min": [r["load_average_1min"] for r in runs],
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -492,7 +494,8 @@ def bench_size(rows: int, *, args: argparse.Namespace, stages: list[str], previo
         for repeat in range(args.repeats):
             runs.append(run_stage(workspace, stage, sets=args.set, tag=str(repeat + 1)))
             say(f"  {stage} run {repeat + 1}/{args.repeats}: {runs[-1]['seconds']:.1f} s, "
-                f"peak {runs[-1]['peak_mib']:,.0f} MiB", quiet=args.quiet)
+                f"peak {runs[-1]['peak_mib']:,.0f} MiB (load average {runs[-1]['load_average_1min']:.1f})",
+                quiet=args.quiet)
         entry = summarise(runs)
         if stage == "ingest":
             counted = ingest_rows(workspace)

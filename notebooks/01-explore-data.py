@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -97,12 +99,12 @@ rates.style.format({"churn_rate": "{:.1%}", "churned": "{:.0f}"})
 # %% [markdown]
 # ## Key features: churned vs retained
 #
-# On the latest labelled snapshot. Features without any value in this data (e.g. a source that is
-# not configured) are left out.
+# On the latest labelled snapshot. Features with a single value in this data (e.g. from a source
+# that is not configured) are left out.
 
 # %%
 labelled = features[features[LABEL].notna()]
 latest = labelled[labelled[SNAPSHOT_DATE] == labelled[SNAPSHOT_DATE].max()]
-shown = [c for c in KEY_FEATURES if c in latest.columns and latest[c].notna().any()]
+shown = [c for c in KEY_FEATURES if c in latest.columns and latest[c].nunique() > 1]
 show(plots_review.feature_distribution_figure(latest, shown))
 review.label_comparison(latest, shown).style.format("{:.2f}")

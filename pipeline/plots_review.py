@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from pipeline.io import write_bytes
 from pipeline.plots import new_figure
@@ -36,6 +37,11 @@ def figure_png(figure: Figure, *, dpi: int = DPI) -> bytes:
 def save_figure(figure: Figure, path: Path | str, *, dpi: int = DPI) -> Path:
     """Write the figure as PNG to `path` atomically; returns `path`."""
     return write_bytes(figure_png(figure, dpi=dpi), path)
+
+
+def _no_data(ax, message: str) -> None:
+    """Say so in the middle of an empty plot (instead of an empty legend)."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="grey")
 
 
 def cohort_retention_figure(cohorts: pd.DataFrame, *, max_cohorts: int = 12) -> Figure:
@@ -59,7 +65,11 @@ def cohort_retention_figure(cohorts: pd.DataFrame, *, max_cohorts: int = 12) -> 
         ylabel="customers ordering in that month (% of cohort)",
         ylim=(0, 105),
     )
-    ax.legend(loc="upper right", fontsize="small", ncols=2, title="first-order month")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if cohorts.empty:
+        _no_data(ax, "no whole month of purchases before the as-of date")
+    else:
+        ax.legend(loc="upper right", fontsize="small", ncols=2, title="first-order month")
     return figure
 
 
@@ -98,7 +108,7 @@ def risk_tier_action_figure(scores: pd.DataFrame) -> Figure:
         values = table[action].to_numpy()
         ax.bar(table.index, values, bottom=bottom, color=colour, label=action)
         bottom += values
-    for x, (total, held_out) in enumerate(zip(bottom, control.to_numpy(), strict=True)):
+    for x, (total, held_out) in enumerate(zip(bottom, control.to_numpy(), strict=True) if len(scores) else []):
         ax.annotate(f"{int(total):,} ({int(held_out)} control)", (x, total), ha="center", va="bottom", fontsize="small")
     as_of = str(scores["as_of"].iloc[0]) if len(scores) else "?"
     ax.set(
@@ -107,7 +117,10 @@ def risk_tier_action_figure(scores: pd.DataFrame) -> Figure:
         ylabel="customers (count)",
         ylim=(0, max(bottom.max(), 1) * 1.15),
     )
-    ax.legend(title="action", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    if table.columns.empty:
+        _no_data(ax, "no customers scored")
+    else:
+        ax.legend(title="action", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     return figure
 
 

@@ -284,7 +284,9 @@ def latest_training_run_id(tracking_uri: str, *, experiment: str, model_name: st
     """Id of the newest training run of `model_name`; TrainError saying what to run when there is none."""
     run = find_latest_training_run(tracking_uri, experiment=experiment, model_name=model_name)
     if run is None:
-        raise TrainError(f"no training run of '{model_name}' in experiment '{experiment}' at {tracking_uri}: run `churn train` first")
+        raise TrainError(
+            f"no training run of '{model_name}' in experiment '{experiment}' at {tracking_uri}: run `churn train` first"
+        )
     return run.info.run_id
 
 
@@ -315,7 +317,9 @@ def load_training_run(tracking_uri: str, *, run_id: str, model_name: str, dest: 
     def read_json(artifact: str) -> dict[str, Any] | None:
         if artifact not in listed:
             return None
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact, dst_path=str(dest), tracking_uri=tracking_uri)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact, dst_path=str(dest), tracking_uri=tracking_uri
+        )
         return json.loads(Path(local).read_text(encoding="utf-8"))
 
     plots_dir = Path(

@@ -159,7 +159,8 @@ def test_metrics_table_one_row_per_model():
     expected = pd.DataFrame(
         {"brier": [0.17, 0.2], "roc_auc": [0.8, 0.7]}, index=pd.Index(["lightgbm", "recency_rule"], name="model")
     )
-    assert_frame_equal(review.metrics_table(METRICS, split="test", columns=["brier", "roc_auc"]), expected, check_index_type=False)
+    result = review.metrics_table(METRICS, split="test", columns=["brier", "roc_auc"])
+    assert_frame_equal(result, expected, check_index_type=False)
 
 
 def test_backtest_folds_and_spread():
@@ -213,7 +214,9 @@ def test_tier_by_action_counts_customers_with_no_action_last():
         index=pd.Index(["high", "medium", "low"], name="risk_tier"),
         columns=pd.Index(["category_offer", "service_recovery", "no action"], name="action"),
     )
-    assert_frame_equal(review.tier_by_action(scores()), expected, check_index_type=False, check_column_type=False, check_dtype=False)
+    assert_frame_equal(
+        review.tier_by_action(scores()), expected, check_index_type=False, check_column_type=False, check_dtype=False
+    )
 
 
 def test_budget_by_action_spends_only_on_the_treated():
@@ -293,3 +296,15 @@ def test_save_figure_writes_the_same_png_twice(tmp_path):
     second = plots_review.save_figure(FIGURES["risk_tier_action"](), tmp_path / "b.png")
     assert first.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert first.read_bytes() == second.read_bytes()
+
+
+def test_empty_inputs_give_figures_that_say_so():
+    cohorts = review.cohort_retention(transactions(COHORT_ROWS), as_of=dt.date(2024, 1, 31))
+    nobody = scores().iloc[:0]
+    for figure, message in (
+        (plots_review.cohort_retention_figure(cohorts), "no whole month of purchases before the as-of date"),
+        (plots_review.risk_tier_action_figure(nobody), "no customers scored"),
+    ):
+        assert [text.get_text() for text in figure.axes[0].texts] == [message]
+        assert figure.axes[0].get_legend() is None
+        plots_review.figure_png(figure)
