@@ -29,6 +29,8 @@ def configure_logging(*, quiet: bool = False) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    # MLflow logs its own INFO lines ("Registered model ...") which a cron job would mail.
+    logging.getLogger("mlflow").setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 def show_progress(quiet: bool) -> bool:

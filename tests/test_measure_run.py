@@ -96,6 +96,9 @@ def test_measure_run_recovers_planted_effect_and_logs(tmp_path, mlflow_uri):
     run = mlflow.MlflowClient(tracking_uri=mlflow_uri).get_run(outcome["mlflow_run_id"])
     assert run.data.tags["stage"] == "measure"
     assert run.data.metrics["all_uplift"] == pytest.approx(results.loc["all", "uplift"])
+    assert csv_path.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    logged = {a.path for a in mlflow.MlflowClient(tracking_uri=mlflow_uri).list_artifacts(run.info.run_id, "measure")}
+    assert f"measure/measured_{AS_OF}.png" in logged
 
 
 def test_measure_refuses_before_the_horizon_has_passed(tmp_path, mlflow_uri):

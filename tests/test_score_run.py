@@ -92,6 +92,8 @@ def test_scoring_run_is_logged_to_mlflow(scored):
     assert run.data.metrics["selected"] == outcome["selected"]
     assert run.data.metrics["budget_used"] == pytest.approx(outcome["budget_used"])
     assert run.data.metrics["tier_high"] == outcome["tiers"]["high"]
+    logged = {a.path for a in mlflow.MlflowClient(tracking_uri=cfg.tracking_uri()).list_artifacts(run.info.run_id, "score")}
+    assert f"score/risk_tiers_{outcome['as_of']}.png" in logged
 
 
 def test_scoring_twice_gives_identical_files(scored):

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
-from pipeline.progress import timed
 
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile")
 
@@ -57,16 +56,11 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool) -> dict[str, Any
     """Run every stage on demo data; return the summary shown."""
     from pipeline.run import demo_data, features, ingest, score, train
 
-    with timed("demo data"):
-        demo_data.run(cfg, customers=customers, seed=seed, quiet=quiet)
-    with timed("ingest"):
-        ingest.run(cfg, quiet=quiet)
-    with timed("features"):
-        features.run(cfg, quiet=quiet)
-    with timed("train"):
-        train.run(cfg, backtest=False, quiet=quiet)
-    with timed("score"):
-        score_result = score.run(cfg, as_of=None, bundle=None, quiet=quiet)
+    demo_data.run(cfg, customers=customers, seed=seed, quiet=quiet)
+    ingest.run(cfg, quiet=quiet)
+    features.run(cfg, quiet=quiet)
+    train.run(cfg, backtest=False, quiet=quiet)
+    score_result = score.run(cfg, as_of=None, bundle=None, quiet=quiet)
 
     summary_path = Path(score_result["summary_path"]) if isinstance(score_result, dict) and "summary_path" in score_result else None
     score_summary = _read_json(summary_path) if summary_path else {}

@@ -15,13 +15,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
+from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.events import load_events
 from pipeline.io import write_csv, write_json
 from pipeline.measure import check_scores, measure_campaign
-from pipeline.progress import get_logger
+from pipeline.plots_review import measured_effect_figure, save_figure
+from pipeline.progress import get_logger, timed
 from pipeline.labels import horizon_passed
 from pipeline.snapshot import latest_event_date
 
@@ -72,7 +75,7 @@ def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any]) -> str:
+def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any], *, figure_path: Path) -> str:
     import mlflow
 
     from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
@@ -92,7 +95,27 @@ def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any]) -> s
         }
         mlflow.log_metrics(metrics)
         mlflow.log_dict({**meta, "results": _json_records(result)}, "measure/results.json")
+        mlflow.log_artifact(str(figure_path), "measure")
     return run.info.run_id
+
+
+def results_table(result: pd.DataFrame, *, as_of: dt.date) -> Table:
+    """Treated vs control per action: counts, churn rates, churn reduction and share prevented with 95% CIs."""
+    table = Table(title=f"Campaign of {as_of}: treated vs control")
+    for name in ("action", "treated", "control", "churn treated", "churn control", "reduction [95% CI]", "prevented [95% CI]", "realised value"):
+        table.add_column(name, justify="left" if name == "action" else "right")
+    for row in result.to_dict("records"):
+        table.add_row(
+            str(row["action"]),
+            f"{row['n_treatment']:.0f}",
+            f"{row['n_control']:.0f}",
+            f"{row['churn_treatment']:.3f}",
+            f"{row['churn_control']:.3f}",
+            f"{row['churn_reduction']:.3f} [{row['churn_reduction_low']:.3f}, {row['churn_reduction_high']:.3f}]",
+            f"{row['uplift']:.3f} [{row['uplift_low']:.3f}, {row['uplift_high']:.3f}]",
+            f"{row['realised_net_value']:,.0f}",
+        )
+    return table
 
 
 def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
@@ -104,7 +127,8 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
     events = load_events(cfg.validated_dir)
     check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(events.transactions))
     planned = {name: spec["uplift"] for name, spec in summary.get("playbook", {}).get("actions", {}).items()}
-    result = measure_campaign(scores, events.transactions, horizon_days=horizon_days, planned_uplift=planned)
+    with timed(f"measuring the campaign of {as_of}"):
+        result = measure_campaign(scores, events.transactions, horizon_days=horizon_days, planned_uplift=planned)
     folder = Path(scores_path).parent
     csv_path = folder / f"measured_{as_of.isoformat()}.csv"
     json_path = csv_path.with_suffix(".json")
@@ -118,7 +142,10 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
     }
     write_csv(result, csv_path)
     write_json({**meta, "results": _json_records(result)}, json_path)
-    run_id = _log_to_mlflow(cfg, result, meta)
+    figure_path = save_figure(measured_effect_figure(result), csv_path.with_suffix(".png"))
+    run_id = _log_to_mlflow(cfg, result, meta, figure_path=figure_path)
+    if not quiet:
+        Console().print(results_table(result, as_of=as_of))
     overall = result.iloc[-1]
     get_logger().info(
         "measured %d treated vs %d control: churn %.3f vs %.3f, share of churn prevented %.3f [%.3f, %.3f] -> %s",

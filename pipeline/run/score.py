@@ -24,6 +24,7 @@ from pipeline.errors import BundleError, ScoreError
 from pipeline.events import Events, load_events
 from pipeline.io import sha256_file, write_csv, write_json, write_parquet
 from pipeline.playbook import Playbook, check_playbook_features, load_playbook
+from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.score import score_customers, summarise_scores
 
@@ -43,7 +44,12 @@ class ScoringModelInfo:
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
     """Output files of the scoring run for `as_of`."""
     stem = cfg.scores_dir / f"at_risk_{as_of.isoformat()}"
-    return {"parquet": stem.with_suffix(".parquet"), "csv": stem.with_suffix(".csv"), "summary": stem.with_suffix(".json")}
+    return {
+        "parquet": stem.with_suffix(".parquet"),
+        "csv": stem.with_suffix(".csv"),
+        "summary": stem.with_suffix(".json"),
+        "figure": cfg.scores_dir / f"risk_tiers_{as_of.isoformat()}.png",
+    }
 
 
 def latest_event_date(events: Events) -> dt.date | None:
@@ -161,6 +167,7 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
         mlflow.log_metrics(metrics)
         mlflow.log_dict(summary, "score/summary.json")
         mlflow.log_artifact(str(cfg.score.playbook), "score")
+        mlflow.log_artifact(str(paths["figure"]), "score")
     return run.info.run_id
 
 
@@ -209,6 +216,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
     write_parquet(scores, paths["parquet"])
     write_csv(scores, paths["csv"])
     write_json(summary, paths["summary"])
+    save_figure(risk_tier_action_figure(scores), paths["figure"])
     run_id = _log_to_mlflow(cfg, summary, paths)
     log.info(
         "%d customers scored, %d at risk, %d selected (%d treatment, %d control), budget used %.2f of %.2f -> %s",
