@@ -313,10 +313,12 @@ class TrainingRecord:
     bundle_path: Path
 
 
-def _log_figures(result: TrainResult) -> None:
+def _log_figures(result: TrainResult, *, save_dir: Path) -> None:
+    """Log the evaluation figures to the active run and save them as PNG under `save_dir/plots/`."""
     import mlflow
 
     from pipeline import plots
+    from pipeline.plots_review import save_figure
 
     y_test = result.labels["test"]
     curves = result.probabilities["test"]
@@ -337,6 +339,7 @@ def _log_figures(result: TrainResult) -> None:
     }
     for artifact, figure in figures.items():
         mlflow.log_figure(figure, artifact)
+        save_figure(figure, save_dir / artifact)
 
 
 def log_training_run(
@@ -407,7 +410,7 @@ def log_training_run(
                 )
         for baseline, reason in result.skipped_baselines.items():
             mlflow.set_tag(f"skipped_baseline.{baseline}", reason)
-        _log_figures(result)
+        _log_figures(result, save_dir=cfg.reports_dir / "training")
         if backtest is not None:
             mlflow.log_dict(dict(backtest), "backtest/backtest.json")
             mlflow.log_metrics(

@@ -54,6 +54,10 @@ def test_demo_run_is_visible_through_the_mlflow_api(demo_trained, tmp_path):
     assert "transactions.parquet" in fingerprints["validated"]
     assert len(fingerprints["features"]) == len(demo_trained.features.snapshots.resolve())
     assert manifest["training_snapshots"] == run.data.tags["training_snapshots"].split(",")
+    logged = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+    saved = {p.name for p in (demo_trained.reports_dir / "training" / "plots").glob("*.png")}
+    assert {"roc_test.png", "reliability_test.png", "shap_summary_test.png"} <= logged
+    assert saved == logged
 
 
 def test_demo_champion_bundle_downloads_and_a_changed_byte_is_refused(demo_trained, tmp_path):
