@@ -6,11 +6,23 @@ and writes. Steps, for every configured source:
 1. `parse_source`: rename onto contract names, parse each column into its contract type; a value
    that is present but cannot be parsed is a problem ("not a timestamp", "not a number").
 2. `reference_time`: the data's own latest time, over every source (see its docstring).
-3. `find_problems`: value rules as a pandera schema (ids present, ranges, allowed kinds, nothing
-   after the reference time plus the tolerance, closed before opened, ...), collected lazily.
+3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
+   present, ranges, allowed kinds, nothing after the reference time plus the tolerance, closed
+   before opened, ...); `rule_problems` calls each of the schema's checks on the whole column and
+   turns its boolean result into (row, column, reason) rows.
 4. `split_source`: rows without problems -> contract-shaped validated frame; rows with problems ->
    quarantine, unchanged as read, with every problem of the row in `reason` ('; '-joined);
    unknown extra columns of validated rows -> an `extra` frame keyed by `validated_row`.
+5. `check_validated`: pandera validates the validated frame against the same schema (columns,
+   order, dtypes, nullability, rules); a failure there is a bug, never bad data.
+
+Why pandera is used this way (measured on 1M demo transactions with 3% bad rows, 2 cores):
+`schema.validate(lazy=True)` took 0.05 s on clean rows but 0.45-0.7 s with 3% bad rows, nearly
+all of it building failure-case tables (a frame-wide rule is reported once per column of each
+failing row), and still 0.5 s when run on the bad rows alone. Calling the same Check objects
+directly gives the same verdicts, with pandera's own null handling, in 0.03-0.06 s whatever the
+share of bad rows. So the schema stays the single, readable statement of the rules and the final
+check on what leaves ingest, while per-row reasons come from vectorised boolean results.
 
 `ingest_sources` runs all of it and raises IngestError when any source's bad share exceeds the
 limit, before anything is written.
@@ -37,7 +49,6 @@ from pipeline.contract import (
     STRING,
     TICKET_CHANNELS,
     TIMESTAMP,
-    conform,
     contract,
     empty_frame,
 )
@@ -52,6 +63,7 @@ from pipeline.sources import (
 )
 
 MISSING = "missing"
+PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
 TOP_REASONS = 5
 # Timestamps that record a past fact; promised delivery dates may lie after the data's end.
 FORWARD_LOOKING = frozenset({"promised_delivery_at"})
@@ -122,7 +134,7 @@ def map_columns(raw: RawSource, source: SourceConfig) -> tuple[pd.DataFrame, dic
     if source.one_order_per_row and raw.name == "transactions":
         present["order_id"] = synthetic_order_ids(len(raw.frame))
         labels["order_id"] = "order_id (one per row)"
-    return pd.DataFrame(present, index=raw.frame.index), labels
+    return pd.DataFrame(present, index=raw.frame.index, copy=False), labels
 
 
 def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
@@ -160,8 +172,8 @@ def parse_source(raw: RawSource, source: SourceConfig) -> ParsedSource:
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
-    return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index), problems=problems_frame,
-                        labels=labels)
+    return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
+                        problems=problems_frame, labels=labels)
 
 
 def past_fact_columns(name: str) -> list[str]:
@@ -224,7 +236,9 @@ def _not_before(df: pd.DataFrame, *, later: str, earlier: str) -> pd.Series:
 def validation_schema(
     name: str, *, latest_allowed: pd.Timestamp | None, labels: Mapping[str, str]
 ) -> pa.DataFrameSchema:
-    """The value rules of `name` over its typed frame; check errors are the reasons users see."""
+    """The contract of `name` over its typed frame: dtypes, required values and value rules.
+
+    Check errors are the reasons users see (see `rule_problems`)."""
     spec = contract(name)
     columns = {}
     for column, dtype in spec.dtypes.items():
@@ -238,9 +252,9 @@ def validation_schema(
         if column == "discount":
             checks.append(pa.Check.ge(0, error="negative"))
         required = column in spec.required or column in spec.id_columns
-        columns[column] = pa.Column(None, checks=checks, nullable=not required, required=True, name=column)
+        columns[column] = pa.Column(dtype, checks=checks, nullable=not required, required=True, name=column)
     wide = [pa.Check(rule, error=reason) for _, reason, rule in table_rules(name, labels)]
-    return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=False, ordered=False)
+    return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=True, ordered=True)
 
 
 def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None) -> pd.DataFrame:
@@ -248,58 +262,81 @@ def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None) 
     schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels)
     labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
     parse_problems = parsed.problems.assign(reason=labels + ": " + parsed.problems["reason"])
-    try:
-        schema.validate(parsed.typed, lazy=True)
-        rule_problems = _empty_problems()
-    except pa.errors.SchemaErrors as exc:
-        rule_problems = _rule_problems(exc.failure_cases, parsed)
-    problems = pd.concat([parse_problems, rule_problems], ignore_index=True)
+    problems = pd.concat([parse_problems, rule_problems(parsed, schema)], ignore_index=True)
     return problems.astype({"row": np.int64, "column": "str", "reason": "str"})
 
 
-def _rule_problems(failure_cases: pd.DataFrame, parsed: ParsedSource) -> pd.DataFrame:
-    """pandera failure cases -> (row, column, reason); an unparseable value is not also 'missing'."""
-    cases = failure_cases[failure_cases["index"].notna()]
-    if len(cases) < len(failure_cases):  # a rule that could not run at all: a bug, not bad data
-        broken = sorted(set(failure_cases.loc[failure_cases["index"].isna(), "check"].astype(str)))
+def rule_problems(parsed: ParsedSource, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """(row, column, reason) for every rule of `schema` a row of `parsed.typed` breaks.
+
+    Calls the schema's own checks (pandera applies their null handling) on whole columns and turns
+    each boolean result into problem rows: no failure-case tables, so the cost does not grow with
+    the number of bad rows. A required value that is missing only because it could not be parsed
+    is not also 'missing'. Row numbers are index labels (the typed frame has a RangeIndex).
+    """
+    typed = parsed.typed
+    unparsed = {column: group["row"].to_numpy() for column, group in parsed.problems.groupby("column")}
+    blamed = {reason: column for column, reason, _ in table_rules(parsed.name, parsed.labels)}
+    found, rules = [], []  # rules: (column blamed, reason, check, what it checks)
+    for column, spec in schema.columns.items():
+        label = _label(parsed.labels, column)
+        if not spec.nullable:
+            missing = np.setdiff1d(np.flatnonzero(typed[column].isna().to_numpy()), unparsed.get(column, []))
+            found.append(_problems(missing, column, f"{label}: {MISSING}"))
+        rules += [(column, f"{label}: {check.error}", check, typed[column]) for check in spec.checks]
+    rules += [(blamed[check.error], check.error, check, typed) for check in schema.checks]
+    failing = [(column, reason, _failing_rows(check, data)) for column, reason, check, data in rules]
+    broken = sorted({check.error for (_, _, check, _), (_, _, rows) in zip(rules, failing) if rows is None})
+    if broken:  # a rule that could not run at all: a bug, not bad data
         raise IngestError(
             f"source {parsed.name}: validation rule(s) could not run: {', '.join(broken)}; "
             "this is a bug in pipeline/ingest.py, please report it with the ingest log"
         )
-    # A table-level rule is reported once per column of the row; it blames one column.
-    blamed = {reason: column for column, reason, _ in table_rules(parsed.name, parsed.labels)}
-    is_wide = cases["schema_context"].to_numpy() == "DataFrameSchema"
-    check = cases["check"].astype("str").replace({"not_nullable": MISSING})
-    column = cases["column"].astype("str").where(~is_wide, check.map(blamed))
-    label = column.map(parsed.labels).fillna(column)
-    frame = pd.DataFrame(
-        {
-            "row": cases["index"].astype(np.int64).to_numpy(),
-            "column": column.to_numpy(),
-            "reason": np.where(is_wide, check.to_numpy(), (label + ": " + check).to_numpy()),
-        }
-    ).drop_duplicates(["row", "reason"])
-    failed = parsed.problems[["row", "column"]].assign(unparsed=True)
-    frame = frame.merge(failed, on=["row", "column"], how="left")
-    unparsed = frame["unparsed"].fillna(False).to_numpy(dtype=bool)
-    drop = unparsed & frame["reason"].str.endswith(": " + MISSING).to_numpy(dtype=bool)
-    return frame.loc[~drop, ["row", "column", "reason"]]
+    found += [_problems(rows, column, reason) for column, reason, rows in failing]
+    return pd.concat(found, ignore_index=True).drop_duplicates(["row", "reason"]) if found else _empty_problems()
+
+
+def _failing_rows(check: pa.Check, data: pd.Series | pd.DataFrame) -> np.ndarray | None:
+    """Index labels where `check` fails on `data`; None when the check cannot run on it at all
+    (or gives one verdict for the whole table, which cannot name rows)."""
+    try:
+        passed = check(data).check_output
+    except Exception:  # noqa: BLE001 - whatever the error, the rule cannot judge this data
+        return None
+    if not isinstance(passed, pd.Series):
+        return None
+    return passed.index.to_numpy()[~passed.to_numpy(dtype=bool)]
+
+
+def check_validated(validated: pd.DataFrame, schema: pa.DataFrameSchema, *, name: str) -> None:
+    """Raise IngestError (a bug) unless pandera accepts every validated row: columns, dtypes, rules.
+
+    Cheap on rows that pass (no failure cases to build); it keeps the schema the final word on
+    what leaves ingest, whatever the per-row reasons above computed.
+    """
+    try:
+        schema.validate(validated, lazy=True, inplace=True)  # coerce=False: nothing is changed, nothing copied
+    except pa.errors.SchemaErrors as exc:
+        failed = sorted(set(exc.failure_cases["check"].astype("str")))
+        raise IngestError(
+            f"source {name}: validated rows break the contract ({', '.join(failed[:5])}); "
+            "this is a bug in pipeline/ingest.py, please report it with the ingest log"
+        ) from None
 
 
 def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series:
     """One '; '-joined reason per bad row (index = row, ascending), problems in contract column order."""
-    rank = {column: position for position, column in enumerate(column_order)}
-    ranks = problems["column"].map(rank).fillna(len(rank)).astype(np.int64)
-    ordered = pl.from_pandas(problems.assign(rank=ranks))
-    joined = (
-        ordered.sort(["row", "rank", "reason"], maintain_order=True)
-        .group_by("row", maintain_order=True)
-        .agg(pl.col("reason").str.join("; "))
-    )
-    return pd.Series(
-        joined["reason"].to_numpy(), index=pd.Index(joined["row"].to_numpy(), dtype=np.int64, name="row"),
-        dtype="str", name="reason",
-    )
+    rank = pd.Index(column_order).get_indexer(problems["column"])
+    rank = np.where(rank < 0, len(column_order), rank)
+    reason_codes, reasons = pd.factorize(problems["reason"], sort=True)
+    rows = problems["row"].to_numpy(dtype=np.int64)
+    order = np.lexsort((reason_codes, rank, rows))
+    rows, texts = rows[order], np.asarray(reasons, dtype=object)[reason_codes[order]]
+    first = np.r_[True, rows[1:] != rows[:-1]] if len(rows) else np.array([], dtype=bool)
+    # Summing objects concatenates strings: "a" + "; b" + "; c" per row, in one C loop.
+    pieces = np.where(first, texts, "; " + texts) if len(rows) else texts
+    joined = np.add.reduceat(pieces, np.flatnonzero(first)) if len(rows) else pieces
+    return pd.Series(joined, index=pd.Index(rows[first], dtype=np.int64, name="row"), dtype="str", name="reason")
 
 
 def top_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
@@ -310,16 +347,57 @@ def top_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dic
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
-def duplicate_rows(frame: pd.DataFrame) -> int:
+def duplicate_rows(frame: pd.DataFrame, *, typed: pd.DataFrame | None = None) -> int:
     """Rows identical in every column to an earlier row (kept, only counted).
 
-    Row hashes find the candidates; the exact count is taken among those only (fast and exact).
+    `typed` (the same rows parsed, same index) narrows the search first: equal rows parse to equal
+    values, so only rows whose numbers and times repeat can be duplicates. Among those, row hashes
+    find the candidates and the exact count is taken among the candidates (fast and exact).
     """
     if frame.empty or frame.shape[1] == 0:
         return 0
+    if typed is not None:
+        frame = frame.take(np.flatnonzero(_values_repeat(typed)))
     table = pl.from_pandas(frame)
     candidates = table.filter(table.hash_rows().is_duplicated())
     return int(len(candidates) - candidates.n_unique()) if len(candidates) else 0
+
+
+def _values_repeat(typed: pd.DataFrame) -> np.ndarray:
+    """True where a row's float and timestamp values, hashed together, occur in another row too."""
+    key = np.zeros(len(typed), dtype=np.uint64)
+    hashed = 0
+    for column in typed.columns:
+        values = typed[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            bits = values.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view(np.uint64)
+        elif values.dtype == FLOAT:
+            bits = values.to_numpy(dtype=np.float64).view(np.uint64)
+        else:
+            continue
+        key = (key ^ bits) * np.uint64(0x9E3779B97F4A7C15)  # wraps around: a hash, collisions only add candidates
+        hashed += 1
+    if hashed == 0:
+        return np.ones(len(typed), dtype=bool)
+    return repeated(key)
+
+
+def repeated(keys: np.ndarray) -> np.ndarray:
+    """True where a uint64 key occurs more than once.
+
+    Radix-partitioned by the top bits so that each hash table stays small enough for the CPU
+    cache: on 10M keys 3-4x faster than one table (the loop runs over at most 256 partitions).
+    """
+    bits = int(np.clip(np.log2(max(len(keys), 1) / PARTITION_KEYS), 0, 8))
+    partition = (keys >> np.uint64(64 - bits)).astype(np.uint8) if bits else np.zeros(len(keys), dtype=np.uint8)
+    order = np.argsort(partition, kind="stable")  # a radix sort for uint8
+    bounds = np.searchsorted(partition[order], np.arange(2**bits + 1))
+    ordered, found = keys[order], np.empty(len(keys), dtype=bool)
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        found[start:stop] = pd.Series(ordered[start:stop]).duplicated(keep=False).to_numpy()
+    result = np.empty(len(keys), dtype=bool)
+    result[order] = found
+    return result
 
 
 def split_source(
@@ -334,14 +412,18 @@ def split_source(
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
-    validated = conform(parsed.typed.loc[~bad] if bad.any() else parsed.typed, raw.name)
-    quarantine = pd.concat([raw.frame.loc[bad], raw.origin.loc[bad]], axis=1).reset_index(drop=True)
+    kept, rejected = np.flatnonzero(~bad), np.flatnonzero(bad)
+    # parse_source built the contract columns in contract dtypes (check_validated confirms it).
+    validated = (parsed.typed.take(kept) if len(rejected) else parsed.typed).reset_index(drop=True)
+    quarantine = pd.concat([raw.frame.take(rejected), _origin_text(raw.origin.take(rejected))], axis=1)
+    quarantine = quarantine.reset_index(drop=True)
     quarantine["reason"] = reasons.to_numpy()
     extra_columns = [
         column for column in raw.frame.columns if source.rename.get(column, column) not in contract(raw.name).dtypes
     ]
     if extra_columns:
-        extra = pd.concat([raw.origin.loc[~bad], raw.frame.loc[~bad, extra_columns]], axis=1).reset_index(drop=True)
+        extra = pd.concat([_origin_text(raw.origin.take(kept)), raw.frame[extra_columns].take(kept)], axis=1)
+        extra = extra.reset_index(drop=True)
         extra.insert(0, "validated_row", np.arange(len(extra), dtype=np.int64))
     else:
         extra = pd.DataFrame()
@@ -351,12 +433,17 @@ def split_source(
         "validated_rows": int(len(validated)),
         "quarantined_rows": int(bad.sum()),
         "bad_share": round(float(bad.mean()) if len(bad) else 0.0, 6),
-        "duplicate_rows": duplicate_rows(raw.frame),
+        "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed),
         "extra_columns": extra_columns,
         "notes": list(raw.notes),
         "top_reasons": top_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
+
+
+def _origin_text(origin: pd.DataFrame) -> pd.DataFrame:
+    """source_file as plain strings, as the quarantine and extra files hold it."""
+    return origin.astype({"source_file": "str"})
 
 
 def unconfigured_source(name: str) -> SourceResult:
@@ -421,6 +508,8 @@ def ingest_sources(
             continue
         problems = find_problems(parsed[name], latest_allowed=latest_allowed)
         results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
+        schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels)
+        check_validated(results[name].validated, schema, name=name)
     failures = [r for r in results.values() if r.report["bad_share"] > settings.max_bad_share]
     if failures:
         raise IngestError(_too_bad_message(failures, settings.max_bad_share))

@@ -6,15 +6,21 @@ A purchase is a transaction line with `amount >= 0` (returns and refunds are not
 the same definitions as the features (`pipeline.features.tables`), so the labelled customers are
 exactly the rows of `build_features` for the same date. Labels are joined to the feature rows
 only in the feature files used for training; scoring never sees them.
+
+`churn_labels` applies the rule to purchase rows; `churn_labels_from_tables` reads the same rule
+off the order-part timeline prepared for the features (no pass over the purchases per snapshot).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import polars as pl
 
+from pipeline.features.tables import EventTables
+from pipeline.features.timeline import Cut
 from pipeline.snapshot import snapshot_time, to_polars
 
 
@@ -42,6 +48,26 @@ def churn_labels(
         .collect()
     )
     return labels.to_pandas().astype({"customer_id": "str", "churned": "int8"})
+
+
+def churn_labels_from_tables(
+    tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> pd.DataFrame:
+    """`churn_labels` of the purchases in prepared event tables: customer_id ("str"), churned (int8), sorted."""
+    every = Cut(t=snapshot_time(as_of), codes=np.arange(tables.customers, dtype=np.int64))
+    timeline, sums = tables.parts.timeline, tables.parts.sums
+    purchases = sums.names.index("purchases")
+
+    def purchases_before(day: int) -> np.ndarray:
+        return sums.matrix[every.positions(timeline, day), purchases]
+
+    before = purchases_before(every.day)
+    eligible = np.flatnonzero(before > purchases_before(every.since(lookback_days)))
+    returned = purchases_before(every.day + horizon_days)[eligible] > before[eligible]
+    return pd.DataFrame({
+        "customer_id": tables.customer_ids.gather(eligible).to_pandas().astype("str"),
+        "churned": (~returned).astype("int8"),
+    })
 
 
 def label_churn(

@@ -15,8 +15,10 @@ Rules, per source:
   dropped (a null `signup_at` is kept).
 
 `cut_frame` applies one source's rule to a polars frame (extra columns are carried along, optional
-columns may be absent), so the feature engine can cut its prepared tables with the very same rule;
-`cut_events` is the pandas face of it for `Events`.
+columns may be absent); `cut_events` is the pandas face of it for `Events`. The feature engine reads
+its prepared tables at many cuts without copying them, so it uses the same rules in another form,
+`known_since`: the instant from which a row, or one of its later time values, is known — a value
+is in the cut at `t` exactly when it is known since before `t`.
 """
 
 from __future__ import annotations
@@ -82,6 +84,31 @@ def _cut_customers(frame: Frame, t: dt.datetime) -> Frame:
     if "signup_at" not in _names(frame):
         return frame
     return frame.filter(pl.col("signup_at").is_null() | (pl.col("signup_at") < t))
+
+
+# The time column that dates each row, and the later time values that are known only from their own time.
+ROW_TIME = {"transactions": "ordered_at", "feedback": "submitted_at", "support_tickets": "opened_at",
+            "loyalty_events": "occurred_at"}
+LATER_TIMES = {"transactions": ("delivered_at",), "support_tickets": ("closed_at", "first_response_at")}
+
+
+def known_since(source: str, column: str | None = None) -> pl.Expr:
+    """The instant from which a row of `source` (column None) or its later time value `column` is known.
+
+    A row is known from its row time; a later time value (delivered_at, closed_at, first_response_at)
+    from its own time, and never before its row (null while it has no value). A ticket's `resolved`
+    is known with its `closed_at`. This is `cut_frame`'s rule: at `t` a row is kept, and a value is
+    not nulled, exactly when this instant is before `t`.
+    """
+    row = pl.col(ROW_TIME[source])
+    if column is None:
+        return row
+    if column == "resolved" and source == "support_tickets":
+        column = "closed_at"
+    if column not in LATER_TIMES.get(source, ()):
+        raise FeatureError(f"{source}.{column} is not a later time value; known: {LATER_TIMES.get(source, ())}")
+    value = pl.col(column)
+    return pl.when(value.is_not_null()).then(pl.max_horizontal(row, value))
 
 
 _RULES: dict[str, Callable[[Frame, dt.datetime], Frame]] = {

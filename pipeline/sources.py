@@ -30,6 +30,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 NUMBER_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 OFFSET_PATTERN = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 NAIVE_ISO_PATTERN = r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?$"
+# Byte lengths at which Arrow casts only plain naive ISO values (it also takes 'YYYY-MM-DD hh',
+# length 13, which the pattern does not; and more than 6 decimals at length 27+).
+PLAIN_ISO_LENGTHS = frozenset({10, 16, 19, 21, 22, 23, 24, 25, 26})
 TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 ORIGIN_COLUMNS = ("source_file", "source_row")
@@ -41,7 +44,8 @@ class RawSource:
     """The rows of one source exactly as read.
 
     frame: the file's own columns and values (CSV: strings, nulls for empty cells), RangeIndex.
-    origin: `source_file` (path) and `source_row` (1-based data row within that file), same index.
+    origin: `source_file` (path, categorical) and `source_row` (1-based data row within that file),
+    same index.
     """
 
     name: str
@@ -206,20 +210,25 @@ def read_source(name: str, source: SourceConfig) -> RawSource:
         if frame.empty:
             notes.append(f"{path} has a header but no rows")
         frames.append(frame.reset_index(drop=True))
-        origins.append(
-            pd.DataFrame(
-                {
-                    "source_file": pd.Series(str(path), index=frame.index, dtype="str"),
-                    "source_row": np.arange(1, len(frame) + 1, dtype=np.int64),
-                }
-            )
-        )
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
     if unknown_renames:
         notes.append(f"rename keys not found in the files: {', '.join(unknown_renames)}")
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    origin = origins[0] if len(origins) == 1 else pd.concat(origins, ignore_index=True)
+    origin = row_origin(files, [len(part) for part in frames])
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes))
+
+
+def row_origin(files: list[Path], rows: list[int]) -> pd.DataFrame:
+    """source_file (categorical: one path per file, not per row) and 1-based source_row per file."""
+    codes = np.repeat(np.arange(len(files), dtype=np.int32), rows)
+    starts = np.repeat(np.cumsum([0, *rows[:-1]]), rows)
+    paths = pd.Index([str(path) for path in files], dtype="str")
+    return pd.DataFrame(
+        {
+            "source_file": pd.Categorical.from_codes(codes, categories=paths),
+            "source_row": np.arange(1, len(codes) + 1, dtype=np.int64) - starts,
+        }
+    )
 
 
 # --- parsing raw values into contract types ------------------------------------------------------
@@ -234,8 +243,12 @@ def parse_ids(values: pd.Series) -> pd.Series:
     if pd.api.types.is_float_dtype(values.dtype):
         whole = values.where(values == values.round())
         values = whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
-    text = values.astype("str").str.strip()
-    return text.where(text != "", None).astype("str")
+    text = values.astype("str")
+    stripped = text.str.strip()
+    if not stripped.equals(text):  # else keep sharing the raw column's memory
+        text = stripped
+    blank = (text == "").to_numpy(dtype=bool, na_value=False)
+    return text.where(~blank, None).astype("str") if blank.any() else text
 
 
 def parse_numbers(values: pd.Series) -> pd.Series:
@@ -292,15 +305,47 @@ def _parse_text_timestamps(text: pd.Series, *, date_format: str | None, timezone
     # pandas parses the rest (offsets, other ISO forms, junk) and any column Arrow refuses.
     arrow = _arrow_strings(text)
     try:  # fastest: the whole column casts
-        return _localize(pd.Series(pc.cast(arrow, pa.timestamp("us")).to_pandas(), index=text.index), timezone)
+        naive = pc.cast(arrow, pa.timestamp("us"))
+        return _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
     except pa.ArrowInvalid:
         pass
+    usual = _usual_layout(arrow)
+    if usual is None:
+        return _parse_iso(text, arrow, timezone)
+    try:  # every value of the usual layout casts: only the others need a closer look
+        naive = pc.cast(pc.if_else(usual, arrow, pa.scalar(None, pa.large_string())), pa.timestamp("us"))
+    except pa.ArrowInvalid:  # e.g. 2024-02-30 10:00:00
+        return _parse_iso(text, arrow, timezone)
+    parsed = _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
+    rest = np.flatnonzero(~usual.to_numpy(zero_copy_only=False) & text.notna().to_numpy())
+    if len(rest):
+        others = text.iloc[rest]
+        parsed.iloc[rest] = _parse_iso(others, _arrow_strings(others), timezone).astype(parsed.dtype)
+    return parsed
+
+
+def _usual_layout(arrow: pa.Array) -> pa.Array | None:
+    """True for the values whose byte length is the column's most common one, when at that length
+    every value Arrow can cast is plain naive ISO (YYYY-MM-DD, ... hh:mm, ... hh:mm:ss[.ffffff]);
+    None when the most common length is not such a length.
+
+    A length test costs nothing; the regular expression then runs on the few other values only.
+    """
+    lengths = pc.binary_length(arrow)
+    common = pc.mode(lengths)
+    if len(common) == 0 or common[0]["mode"].as_py() not in PLAIN_ISO_LENGTHS:
+        return None
+    return pc.fill_null(pc.equal(lengths, common[0]["mode"]), False)
+
+
+def _parse_iso(text: pd.Series, arrow: pa.Array, timezone: str) -> pd.Series:
+    """Plain naive ISO values (NAIVE_ISO_PATTERN) cast by Arrow, everything else by pandas."""
     plain = pc.fill_null(pc.match_substring_regex(arrow, NAIVE_ISO_PATTERN), False)
     try:
         naive = pc.cast(pc.if_else(plain, arrow, pa.scalar(None, pa.large_string())), pa.timestamp("us"))
     except pa.ArrowInvalid:  # e.g. 2024-02-30: looks plain, is not a date
         return _parse_iso_with_pandas(text, timezone)
-    parsed = _localize(pd.Series(naive.to_pandas(), index=text.index), timezone)
+    parsed = _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
     rest = np.flatnonzero(~plain.to_numpy(zero_copy_only=False) & text.notna().to_numpy())
     if len(rest):
         parsed.iloc[rest] = _parse_iso_with_pandas(text.iloc[rest], timezone).astype(parsed.dtype)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -60,8 +61,15 @@ def configure_mlflow(cfg: Config) -> str:
     import mlflow
 
     uri = cfg.tracking_uri()
+    # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI (for child processes); keep the
+    # environment as the user left it, or a later config in the same process would be overridden.
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
     return uri
 
 

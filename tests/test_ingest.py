@@ -15,13 +15,17 @@ from pipeline.errors import IngestError
 from pipeline.ingest import (
     ParsedSource,
     _empty_problems,
+    check_validated,
+    duplicate_rows,
     find_problems,
     ingest_sources,
     parse_source,
     reference_time,
+    repeated,
     row_reasons,
+    validation_schema,
 )
-from pipeline.sources import RawSource, parse_booleans, parse_ids, parse_numbers, parse_timestamps
+from pipeline.sources import RawSource, parse_booleans, parse_ids, parse_numbers, parse_timestamps, row_origin
 
 UTC = "datetime64[us, UTC]"
 
@@ -95,6 +99,38 @@ def test_explicit_date_format_and_impossible_dates():
     assert_series_equal(parsed, ts("1997-01-01 05:00", None, None))
     iso = parse_timestamps(pd.Series(["2024-02-29", "2024-02-30"], dtype="str"), date_format=None, timezone="UTC")
     assert_series_equal(iso, ts("2024-02-29", None))
+
+
+def test_a_column_mostly_in_one_layout_still_parses_every_other_iso_form():
+    # Most values share one length (the fast path); the others go through the ISO rules, index kept.
+    usual = ["2024-01-15 12:00:00", "2024-07-15 12:00:00", "2024-07-16 08:30:00", "2024-07-17 09:00:00"]
+    others = ["2024-07-18", "2024-07-18T12:00:00+00:00", "2024-07-18 10", "31/12/2024"]
+    raw = pd.Series(usual + others, index=np.arange(10, 18), dtype="str")
+    parsed = parse_timestamps(raw, date_format=None, timezone="Europe/Berlin")
+    expected = ts(
+        "2024-01-15 11:00", "2024-07-15 10:00", "2024-07-16 06:30", "2024-07-17 07:00",
+        "2024-07-17 22:00", "2024-07-18 12:00", "2024-07-18 08:00", None,
+    )
+    assert_series_equal(parsed, expected.set_axis(raw.index))
+
+
+def test_an_impossible_date_in_the_usual_layout_is_not_a_timestamp_and_spoils_no_other():
+    raw = pd.Series(["2024-02-29 10:00:00", "2024-02-30 10:00:00", "2024-03-01 10:00:00", "2024-03-02"], dtype="str")
+    parsed = parse_timestamps(raw, date_format=None, timezone="UTC")
+    assert_series_equal(parsed, ts("2024-02-29 10:00", None, "2024-03-01 10:00", "2024-03-02 00:00"))
+
+
+def test_ids_share_the_raw_column_unless_something_is_stripped_or_blank():
+    clean = pd.Series(["c1", None, "c2"], dtype="str")
+    assert_series_equal(parse_ids(clean), clean)
+    messy = pd.Series([" c1", "", "c2 "], dtype="str")
+    assert_series_equal(parse_ids(messy), pd.Series(["c1", None, "c2"], dtype="str"))
+
+
+def test_row_origin_numbers_rows_within_each_file():
+    origin = row_origin([Path("a.csv"), Path("b.csv")], [2, 3])
+    assert origin["source_file"].astype("str").tolist() == ["a.csv", "a.csv", "b.csv", "b.csv", "b.csv"]
+    assert origin["source_row"].tolist() == [1, 2, 1, 2, 3]
 
 
 # --- rules and reasons --------------------------------------------------------------------------
@@ -179,6 +215,34 @@ def test_exact_duplicate_rows_are_kept_and_counted():
     assert len(result.validated) == 3
 
 
+def test_duplicates_are_equal_raw_rows_not_rows_that_parse_alike():
+    # Rows 1 and 2 parse to the same values but differ as written ('2' vs '2.0'): not duplicates.
+    raw = transactions(amount=["2", "2", "2.0"], ordered_at=["2024-01-01 10:00:00"] * 3, order_id=["o1"] * 3,
+                       customer_id=["c1"] * 3)
+    parsed = parse_source(raw, source_config())
+    assert duplicate_rows(raw.frame, typed=parsed.typed) == 1
+    assert duplicate_rows(raw.frame) == 1
+
+
+def test_repeated_keys_match_a_plain_duplicate_search_across_partitions():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**64, 300_000, dtype=np.uint64)  # large enough for several partitions
+    keys[rng.integers(0, len(keys), 500)] = keys[rng.integers(0, len(keys), 500)]
+    assert (repeated(keys) == pd.Series(keys).duplicated(keep=False).to_numpy()).all()
+    assert repeated(np.array([5, 7, 5], dtype=np.uint64)).tolist() == [True, False, True]
+    assert repeated(np.array([], dtype=np.uint64)).tolist() == []
+
+
+def test_validated_rows_that_break_the_contract_are_reported_as_a_bug():
+    schema = validation_schema("transactions", latest_allowed=None, labels={})
+    validated = empty_frame("transactions")
+    check_validated(validated, schema, name="transactions")  # an empty frame of the contract passes
+    row = pd.DataFrame({"order_id": ["o1"], "customer_id": ["c1"], "amount": [1.0], "discount": [-1.0]})
+    broken = pd.concat([validated, row.astype({"order_id": "str", "customer_id": "str"})], ignore_index=True)
+    with pytest.raises(IngestError, match=r"transactions: validated rows break the contract \(.*\); this is a bug"):
+        check_validated(broken, schema, name="transactions")
+
+
 def test_validated_frame_holds_exactly_the_contract_columns_in_utc():
     result = ingest({"transactions": transactions()}).sources["transactions"]
     expected_dtypes = empty_frame("transactions").dtypes
@@ -223,6 +287,7 @@ def test_row_reasons_joins_in_column_order():
     )
     reasons = row_reasons(problems, column_order=["customer_id", "kind", "score"])
     assert reasons.to_dict() == {1: "kind: y", 4: "customer_id: z; score: x"}
+    assert row_reasons(_empty_problems(), column_order=["customer_id"]).empty
 
 
 # --- reference time and the future ---------------------------------------------------------------

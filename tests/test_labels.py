@@ -11,7 +11,8 @@ from pandas.testing import assert_frame_equal
 from pipeline.config import FeaturesConfig
 from pipeline.events import Events
 from pipeline.features import build_features
-from pipeline.labels import horizon_passed, label_churn
+from pipeline.features import event_tables
+from pipeline.labels import churn_labels_from_tables, horizon_passed, label_churn
 
 AS_OF = dt.date(2024, 7, 1)  # t; lookback 30 days -> [2024-06-01, t); horizon 10 days -> [t, 2024-07-11)
 
@@ -47,6 +48,15 @@ def test_label_churn_hand_computed():
         "churned": pd.Series([0, 1, 1, 1], dtype="int8"),
     })
     assert_frame_equal(labels, expected)
+
+
+@pytest.mark.parametrize("as_of", [AS_OF, dt.date(2024, 6, 16), dt.date(2024, 7, 11), dt.date(2020, 1, 1)])
+def test_labels_from_the_feature_tables_equal_the_labels_of_the_purchases(as_of):
+    tables = event_tables(Events.from_frames(transactions=transactions()))
+    assert_frame_equal(
+        churn_labels_from_tables(tables, as_of=as_of, lookback_days=30, horizon_days=10),
+        label_churn(transactions(), as_of=as_of, lookback_days=30, horizon_days=10),
+    )
 
 
 def test_label_churn_with_no_eligible_customers():

@@ -219,3 +219,20 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
 def test_no_champion_means_no_incumbent(tmp_path, mlflow_uri, trained):
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="tracking-no-champion")
     assert incumbent_test_metric(cfg, trained[0], retention=RETENTION) == (None, None, "")
+
+
+def test_configure_mlflow_leaves_the_environment_alone(tmp_path, monkeypatch):
+    import os
+
+    from pipeline.config import config_from_dict
+    from pipeline.tracking import configure_mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    raw = {
+        "sources": {"transactions": {"path": "t.csv"}},
+        "features": {"snapshots": {"dates": ["2024-01-01"]}},
+        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'a.db'}"},
+    }
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    assert configure_mlflow(cfg) == f"sqlite:///{tmp_path / 'a.db'}"
+    assert "MLFLOW_TRACKING_URI" not in os.environ

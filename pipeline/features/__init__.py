@@ -3,7 +3,10 @@
 `build_features(events, *, as_of, cfg)` cuts the validated events at `as_of` (pipeline.snapshot)
 and returns one row per eligible customer with the registry's features (pipeline.features.registry).
 Families: rfm, feedback, service, loyalty, attributes, btyd (optional), one module each.
-For many snapshots, prepare the tables once (`event_tables`) and call `features_from_tables`.
+For many snapshots, prepare the tables once (`event_tables`, or `event_tables_from_frames` from
+polars frames) and call `features_from_tables`: the tables are per-customer timelines
+(`pipeline.features.timeline`), so each snapshot costs time in proportion to the customers, not
+to the history.
 For partitioned (Dask) runs: `customer_aggregates` per customer partition, concatenated, then
 `population_features`.
 """
@@ -18,7 +21,7 @@ from pipeline.features.build import (
     population_features_from_aggregates,
 )
 from pipeline.features.registry import FeatureSpec, feature_names, feature_specs
-from pipeline.features.tables import EventTables, event_tables
+from pipeline.features.tables import EventTables, event_tables, event_tables_from_frames
 
 __all__ = [
     "EventTables",
@@ -28,6 +31,7 @@ __all__ = [
     "customer_aggregates",
     "customer_aggregates_from_tables",
     "event_tables",
+    "event_tables_from_frames",
     "feature_names",
     "feature_specs",
     "features_from_tables",

@@ -1,7 +1,8 @@
 """Customer attributes (static only): days since sign-up, region, acquisition channel.
 
-Input: cut customers (a customer who signed up at or after `t` is not there yet). Customers absent
-from the customers source: days_since_signup NaN, region and acquisition_channel null.
+A customer who signed up at or after `t` does not exist yet at `t` (`pipeline.snapshot`): like
+customers absent from the customers source, they get days_since_signup NaN and region and
+acquisition_channel null.
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ import datetime as dt
 import polars as pl
 
 from pipeline.features.rfm import days_between
+from pipeline.features.tables import NULL_TIME, Attributes
+from pipeline.features.timeline import Cut, timestamps, with_nulls
 from pipeline.snapshot import snapshot_time
 
 
-def customer_attributes(customers: pl.LazyFrame, *, as_of: dt.date) -> pl.LazyFrame:
-    """Cut customers -> customer_id, days_since_signup, region, acquisition_channel."""
-    t = snapshot_time(as_of)
-    return customers.select(
-        "customer_id",
-        days_between(t, pl.col("signup_at")).alias("days_since_signup"),
-        "region",
-        "acquisition_channel",
-    )
+def customer_attributes(attributes: Attributes, cut: Cut) -> list[pl.Series]:
+    """Per row of `cut`: _signup_at, region, acquisition_channel (null when the customer is not known at `t`)."""
+    signup = attributes.signup_us[cut.codes]
+    known = attributes.present[cut.codes] & ((signup == NULL_TIME) | (signup < cut.t_us))
+    rows = pl.Series(cut.codes)
+    return [
+        with_nulls(timestamps(pl.Series("_signup_at", signup)), known & (signup != NULL_TIME)),
+        with_nulls(attributes.region.gather(rows), known).alias("region"),
+        with_nulls(attributes.acquisition_channel.gather(rows), known).alias("acquisition_channel"),
+    ]
+
+
+def features(*, as_of: dt.date) -> list[pl.Expr]:
+    """days_since_signup from `customer_attributes`."""
+    return [days_between(snapshot_time(as_of), pl.col("_signup_at")).alias("days_since_signup")]

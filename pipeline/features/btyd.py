@@ -25,8 +25,9 @@ import numpy as np
 import polars as pl
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
+from threadpoolctl import threadpool_limits
 
-from pipeline.features.tables import DAY_US
+from pipeline.features.timeline import DAY_US
 from pipeline.progress import get_logger
 from pipeline.snapshot import snapshot_time
 
@@ -50,38 +51,83 @@ class BGNBDParams:
     b: float
 
 
-def _terms(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, ...]:
+@dataclass(frozen=True)
+class Summaries:
+    """Repeat-purchase summaries (x, t_x, T) with their distinct values: the special functions of the
+    likelihood are evaluated once per distinct value and gathered (the same floats, far fewer calls)."""
+
+    x: np.ndarray
+    t_x: np.ndarray
+    T: np.ndarray
+    distinct: tuple[tuple[np.ndarray, np.ndarray], ...]  # (values, inverse) of x, t_x, T
+
+    @classmethod
+    def of(cls, frequency, recency, T, *, distinct: bool = True) -> Summaries:
+        """Summaries of the arrays; `distinct=False` skips finding distinct values (each value is its own,
+        cheaper when the special functions are evaluated once only, as for P(alive) of every customer)."""
+        arrays = tuple(np.asarray(v, dtype=float) for v in (frequency, recency, T))
+        if not distinct:
+            return cls(*arrays, distinct=tuple((a, np.arange(len(a))) for a in arrays))
+        found = tuple(tuple(np.unique(a, return_inverse=True)) for a in arrays)
+        return cls(*arrays, distinct=tuple((values, inverse.reshape(-1)) for values, inverse in found))
+
+    def of_x(self, values: np.ndarray) -> np.ndarray:
+        """`values` computed on the distinct x, per customer."""
+        return values[self.distinct[0][1]]
+
+
+def _terms(params: np.ndarray, data: Summaries) -> tuple[np.ndarray, ...]:
+    """The four log-likelihood terms per customer, plus r + x, log(alpha + T), log(alpha + t_x)."""
     r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-    a3 = -(r + x) * np.log(alpha + T)
-    repeat = x > 0
+    ux = data.distinct[0][0]
+    a1 = data.of_x(gammaln(r + ux) - gammaln(r) + r * np.log(alpha))
+    a2 = data.of_x(gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux))
+    return (a1, a2, *_dropout_terms(params, data))
+
+
+def _dropout_terms(params: np.ndarray, data: Summaries) -> tuple[np.ndarray, ...]:
+    """Terms a3, a4 of the log-likelihood (alive at T / dropped out after t_x), r + x, log(alpha + T),
+    log(alpha + t_x)."""
+    r, alpha, a, b = params
+    (ux, _), (ut_x, it_x), (uT, iT) = data.distinct
+    r_x = data.of_x(r + ux)
+    log_alpha_T = np.log(alpha + uT)[iT]
+    log_alpha_t_x = np.log(alpha + ut_x)[it_x]
+    a3 = -r_x * log_alpha_T
+    repeat = data.x > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        a4 = np.where(repeat, np.log(a) - np.log(b + x - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return a1, a2, a3, a4
+        a4 = np.where(repeat, data.of_x(np.log(a) - np.log(b + ux - 1)) - r_x * log_alpha_t_x, -np.inf)
+    return a3, a4, r_x, log_alpha_T, log_alpha_t_x
 
 
 def log_likelihood(params: BGNBDParams, frequency, recency, T) -> np.ndarray:
     """Per-customer BG/NBD log-likelihood of (x, t_x, T)."""
-    x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
-    a1, a2, a3, a4 = _terms(np.array([params.r, params.alpha, params.a, params.b]), x, t_x, big_t)
+    terms = _terms(np.array([params.r, params.alpha, params.a, params.b]), Summaries.of(frequency, recency, T))
+    a1, a2, a3, a4 = terms[:4]
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
 def negative_log_likelihood(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray):
     """Mean negative log-likelihood and its gradient with respect to the log-parameters."""
+    return _objective(log_params, Summaries.of(x, t_x, T))
+
+
+def _objective(log_params: np.ndarray, data: Summaries):
     params = np.exp(log_params)
     r, alpha, a, b = params
-    a1, a2, a3, a4 = _terms(params, x, t_x, T)
+    a1, a2, a3, a4, r_x, log_alpha_T, log_alpha_t_x = _terms(params, data)
+    ux = data.distinct[0][0]
     ll = a1 + a2 + np.logaddexp(a3, a4)
-    w4 = np.where(x > 0, expit(a4 - a3), 0.0)  # share of the likelihood from "dropped out after t_x"
+    repeat = data.x > 0
+    w4 = np.where(repeat, expit(a4 - a3), 0.0)  # share of the likelihood from "dropped out after t_x"
     w3 = 1.0 - w4
     with np.errstate(divide="ignore", invalid="ignore"):
-        d_b4 = np.where(x > 0, -1.0 / (b + x - 1), 0.0)
-    d_r = digamma(r + x) - digamma(r) + np.log(alpha) - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)
-    d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
-    d_a = digamma(a + b) - digamma(a + b + x) + w4 / a
-    d_b = digamma(a + b) + digamma(b + x) - digamma(b) - digamma(a + b + x) + w4 * d_b4
+        d_b4 = data.of_x(np.where(ux > 0, -1.0 / (b + ux - 1), 0.0))
+    d_r = data.of_x(digamma(r + ux) - digamma(r) + np.log(alpha)) - w3 * log_alpha_T - w4 * log_alpha_t_x
+    x_T, x_t_x = alpha + data.distinct[2][0], alpha + data.distinct[1][0]
+    d_alpha = r / alpha - w3 * r_x / x_T[data.distinct[2][1]] - w4 * r_x / x_t_x[data.distinct[1][1]]
+    d_a = data.of_x(digamma(a + b) - digamma(a + b + ux)) + w4 / a
+    d_b = data.of_x(digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux)) + w4 * d_b4
     gradient = np.array([d_r.mean(), d_alpha.mean(), d_a.mean(), d_b.mean()]) * params
     return -ll.mean(), -gradient
 
@@ -97,8 +143,9 @@ def fit_bgnbd(frequency, recency, T) -> BGNBDParams | None:
                     len(x), int((x > 0).sum()))
         return None
     try:
-        with np.errstate(all="ignore"):
-            result = minimize(negative_log_likelihood, np.zeros(4), args=(x, t_x, big_t), jac=True,
+        # Four parameters: BLAS threads only add start-up cost (about 0.1 s per fit on 2 cores).
+        with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
+            result = minimize(_objective, np.zeros(4), args=(Summaries.of(x, t_x, big_t),), jac=True,
                               method="L-BFGS-B", bounds=LOG_BOUNDS, options={"maxiter": MAX_ITERATIONS})
     except (ValueError, FloatingPointError, ArithmeticError) as exc:  # scipy raises ValueError on NaN input
         log.warning("BTYD: BG/NBD fit failed (%s); btyd features are NaN", exc)
@@ -115,14 +162,21 @@ def fit_bgnbd(frequency, recency, T) -> BGNBDParams | None:
 
 def p_alive(params: BGNBDParams, frequency, recency, T) -> np.ndarray:
     """P(still alive at T | x, t_x, T); 1 for customers without repeat purchases."""
-    x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
-    _, _, a3, a4 = _terms(np.array([params.r, params.alpha, params.a, params.b]), x, t_x, big_t)
-    return np.where(x > 0, expit(a3 - a4), 1.0)
+    return _p_alive(params, Summaries.of(frequency, recency, T))
+
+
+def _p_alive(params: BGNBDParams, data: Summaries) -> np.ndarray:
+    a3, a4 = _dropout_terms(np.array([params.r, params.alpha, params.a, params.b]), data)[:2]
+    return np.where(data.x > 0, expit(a3 - a4), 1.0)
 
 
 def expected_purchases(params: BGNBDParams, horizon, frequency, recency, T) -> np.ndarray:
     """Expected purchases in (T, T + horizon] given (x, t_x, T); NaN where not finite."""
-    x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    return _expected_purchases(params, horizon, Summaries.of(frequency, recency, T))
+
+
+def _expected_purchases(params: BGNBDParams, horizon, data: Summaries, alive: np.ndarray | None = None) -> np.ndarray:
+    x, big_t = data.x, data.T
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     # The hypergeometric term depends on (x, T) only: evaluate it once per distinct pair.
     pairs, inverse = np.unique(x + 1j * big_t, return_inverse=True)
@@ -131,7 +185,7 @@ def expected_purchases(params: BGNBDParams, horizon, frequency, recency, T) -> n
         z = horizon / (alpha + pt + horizon)
         hyper = hyp2f1(r + px, b + px, a + b + px - 1, z)[inverse.reshape(-1)]
         bracket = 1.0 - ((alpha + big_t) / (alpha + big_t + horizon)) ** (r + x) * hyper
-        value = (a + b + x - 1) / (a - 1) * bracket * p_alive(params, x, t_x, big_t)
+        value = (a + b + x - 1) / (a - 1) * bracket * (_p_alive(params, data) if alive is None else alive)
     return np.where(np.isfinite(value), value, np.nan)
 
 
@@ -156,9 +210,10 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
         alive = expected = np.full(len(x), np.nan)
     else:
         get_logger().debug("BTYD: BG/NBD r=%.3f alpha=%.3f a=%.3f b=%.3f", params.r, params.alpha, params.a, params.b)
+        data = Summaries.of(x, t_x, big_t, distinct=False)
         with np.errstate(all="ignore"):
-            alive = p_alive(params, x, t_x, big_t)
-            expected = expected_purchases(params, horizon_days / 7.0, x, t_x, big_t)
+            alive = _p_alive(params, data)
+            expected = _expected_purchases(params, horizon_days / 7.0, data, alive)
         alive = np.where(np.isfinite(alive), alive, np.nan)
     return frame.with_columns(
         pl.Series("btyd_p_alive", alive, dtype=pl.Float64),

@@ -8,12 +8,13 @@
   the BG/NBD fit (on all customers with a purchase before `t`), then the eligible rows only, the
   RFM quintile scores and segments; columns put in registry order, sorted by customer_id.
 
-Events are cut at `as_of` by the rules of `pipeline.snapshot` (`cut_frame`, the same rules as
-`cut_events`, applied to the prepared tables so that the cut fuses into each aggregation).
+Events are read at `as_of` from the timelines prepared once by `event_tables`
+(`pipeline.features.tables`): what was known before midnight UTC of `as_of`, by the rules of
+`pipeline.snapshot`. Each snapshot costs time in proportion to the number of customers.
 
-The engine is polars (measured fastest here; see the features issue note): pandas frames are
-converted once via Arrow, and the result is returned as pandas with float64 numeric features and
-"str" categorical features.
+The per-customer values are numpy arrays turned into polars columns; the features are polars
+expressions over them. The result is returned as pandas with float64 numeric features and "str"
+categorical features.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pipeline.config import FeaturesConfig
 from pipeline.events import Events
 from pipeline.features import attributes, btyd, feedback, loyalty, rfm, service
 from pipeline.features.registry import feature_specs
-from pipeline.features.tables import EventTables, cut_tables, event_tables
+from pipeline.features.tables import EventTables, event_tables
+from pipeline.features.timeline import Cut, pick_series
 from pipeline.snapshot import snapshot_time, to_polars
 
 POPULATION_FEATURES = ("rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
@@ -46,41 +48,45 @@ def aggregate_columns(cfg: FeaturesConfig) -> list[str]:
 
 
 def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pl.DataFrame:
-    """Per-customer step on prepared tables (cut here at `as_of`); polars in and out."""
-    cut = cut_tables(tables, as_of=as_of)
-    base = (
-        cut["orders"]
-        .group_by("customer_id")
-        .agg(*rfm.order_aggregations(as_of=as_of, cfg=cfg), *service.delivery_aggregations(as_of=as_of))
-        .filter(pl.col("_last_purchase_at").is_not_null())
-        .with_columns(*rfm.order_features(as_of=as_of, cfg=cfg), *btyd.summary_columns(as_of=as_of))
-    )
-    families = [
-        rfm.category_aggregates(cut["categories"]),
-        feedback.customer_aggregates(cut["feedback"], as_of=as_of),
-        service.ticket_aggregates(cut["support_tickets"], as_of=as_of, cfg=cfg),
-        loyalty.customer_aggregates(cut["loyalty_events"], cut["loyalty_tiers"], as_of=as_of, cfg=cfg),
-        attributes.customer_attributes(cut["customers"], as_of=as_of),
+    """Per-customer step on prepared tables, read at `as_of`: `aggregate_columns(cfg)`, polars.
+
+    One row per customer with a purchase before `as_of`, in the tables' customer order.
+    """
+    t = snapshot_time(as_of)
+    cut = Cut(t=t, codes=rfm.customers_with_purchase(tables.parts, t=t))
+
+    columns = [
+        pick_series(tables.customer_ids, cut.codes, "customer_id"),
+        *rfm.order_aggregates(tables.parts, cut, cfg=cfg),
+        *service.delivery_aggregates(tables.parts, cut),
+        *rfm.category_aggregates(tables.categories, cut),
+        *feedback.customer_aggregates(tables.feedback, cut),
+        *service.ticket_aggregates(tables.tickets, cut, cfg=cfg),
+        *loyalty.customer_aggregates(tables.loyalty, cut, cfg=cfg),
+        *attributes.customer_attributes(tables.attributes, cut),
     ]
-    for family in families:
-        base = base.join(family, on="customer_id", how="left")
-    filled = base.with_columns(
-        *rfm.category_fill(), *feedback.fill_missing(), *service.ticket_fill(cfg), *loyalty.fill_missing(cfg)
+    features = pl.DataFrame(columns).lazy().with_columns(
+        *rfm.order_features(as_of=as_of, cfg=cfg),
+        *service.delivery_features(),
+        *feedback.features(as_of=as_of),
+        *service.ticket_features(),
+        *loyalty.features(as_of=as_of, cfg=cfg),
+        *attributes.features(as_of=as_of),
+        *btyd.summary_columns(as_of=as_of),
     )
-    columns = aggregate_columns(cfg)
-    return filled.select(pl.col("customer_id").cast(pl.String), *columns[1:]).collect()
+    return features.select(aggregate_columns(cfg)).collect()
 
 
 def population_features_from_aggregates(aggregates: pl.DataFrame, *, cfg: FeaturesConfig) -> pl.DataFrame:
     """Population step on the per-customer aggregates of ALL customers of the snapshot; polars in and out."""
-    frame = aggregates.sort("customer_id")
+    frame = aggregates if aggregates["customer_id"].is_sorted() else aggregates.sort("customer_id")
     if cfg.btyd:
         frame = btyd.add_features(frame, horizon_days=cfg.horizon_days)
-    frame = rfm.add_scores(frame.filter(pl.col("eligible")))
     columns = [
         pl.col(spec.name).cast(pl.String if spec.kind == "categorical" else pl.Float64) for spec in feature_specs(cfg)
     ]
-    return frame.select(pl.col("customer_id").cast(pl.String), *columns)
+    eligible = rfm.add_scores(frame.lazy().filter(pl.col("eligible")))
+    return eligible.select(pl.col("customer_id").cast(pl.String), *columns).collect()
 
 
 def to_pandas_features(frame: pl.DataFrame, *, cfg: FeaturesConfig) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Loyalty family: enrolment, tier, points balance, points earned and redeemed, distance to next tier.
 
-Input: cut loyalty events (customer_id, occurred_at, kind, points_units = |points| in exact units)
-and the cut events that state a tier. Points are taken as magnitudes, whatever their sign in the
+Input: the loyalty timeline (`pipeline.features.tables.LoyaltyRows`: points as |points| in exact
+units, and the events that state a tier). Points are taken as magnitudes, whatever their sign in the
 source: `earn` adds, `redeem` and `expire` subtract. A customer is enrolled once they have any
 loyalty event. Tier: the latest tier stated by an event, else the highest tier of
 `cfg.loyalty_tiers` whose threshold the points balance reaches. Points to next tier: the next
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 
 from pipeline.config import FeaturesConfig
 from pipeline.features.rfm import days_between
-from pipeline.features.tables import MONEY_UNITS
+from pipeline.features.tables import MONEY_UNITS, LoyaltyRows
+from pipeline.features.timeline import NONE, Cut, latest_before, pick, pick_series, timestamps
 from pipeline.snapshot import snapshot_time
 
 
@@ -36,52 +38,38 @@ def next_threshold(tier: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
     return tier.replace_strict(following, default=None, return_dtype=pl.Float64)
 
 
-def customer_aggregates(
-    loyalty: pl.LazyFrame, tiers: pl.LazyFrame, *, as_of: dt.date, cfg: FeaturesConfig
-) -> pl.LazyFrame:
-    """Cut loyalty events and tier events -> one row per customer with loyalty events: the loyalty features.
+def customer_aggregates(loyalty: LoyaltyRows, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
+    """Per row of `cut`: loyalty_enrolled, the points sums in units, the last redemption and the stated tier."""
+    timeline, sums = loyalty.timeline, loyalty.sums
+    start, end = cut.rows(timeline)
+    before = sums.at(end)
+    at = {None: sums.at(start), **{w: sums.at(cut.positions(timeline, cut.since(w))) for w in cfg.windows_days}}
 
-    `tiers`: the events that state a tier (customer_id, occurred_at, tier), sorted by time then tier.
-    """
+    def total(name: str, since_days: int | None = None) -> np.ndarray:
+        return before[name] - at[since_days][name]
+
+    tier_start, tier_end = cut.rows(loyalty.tiers)
+    return [
+        pl.Series("loyalty_enrolled", end > start),
+        pl.Series("_balance_units", total("earn_units") - total("spent_units")),
+        *[pl.Series(f"_earned_{w}d", total("earn_units", w)) for w in cfg.windows_days],
+        *[pl.Series(f"_redeemed_{w}d", total("redeem_units", w)) for w in cfg.windows_days],
+        timestamps(pick(loyalty.at_us, latest_before(loyalty.last_redeem, start, end), "_last_redeem_at")),
+        pick_series(loyalty.tier, np.where(tier_end > tier_start, tier_end - 1, NONE), "_stated_tier"),
+    ]
+
+
+def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
+    """The loyalty features from the columns of `customer_aggregates` (see the module docstring)."""
     t = snapshot_time(as_of)
-    kind, units, at = pl.col("kind"), pl.col("points_units"), pl.col("occurred_at")
-    earn, redeem = kind == "earn", kind == "redeem"
-    spent = kind.is_in(["redeem", "expire"])
-
-    def since(days: int) -> pl.Expr:
-        return at >= t - dt.timedelta(days=days)
-
-    stated = tiers.group_by("customer_id").agg(pl.col("tier").last().alias("_stated_tier"))
-
-    def units_where(condition: pl.Expr) -> pl.Expr:
-        return pl.when(condition).then(units).otherwise(0).sum()
-
-    aggregated = loyalty.group_by("customer_id").agg(
-        (units_where(earn) - units_where(spent)).alias("_balance_units"),
-        *[units_where(earn & since(w)).alias(f"_earned_{w}d") for w in cfg.windows_days],
-        *[units_where(redeem & since(w)).alias(f"_redeemed_{w}d") for w in cfg.windows_days],
-        pl.when(redeem).then(at).max().alias("_last_redeem_at"),
-    ).join(stated, on="customer_id", how="left")
+    enrolled = pl.col("loyalty_enrolled")
     balance = pl.col("_balance_units") / MONEY_UNITS
-    tier = pl.coalesce(pl.col("_stated_tier"), tier_from_balance(balance, cfg.loyalty_tiers))
-    return (
-        aggregated.with_columns(pl.lit(True).alias("loyalty_enrolled"), balance.alias("points_balance"),
-                                tier.alias("loyalty_tier"))
-        .with_columns(
-            *[(pl.col(f"_earned_{w}d") / MONEY_UNITS).alias(f"points_earned_{w}d") for w in cfg.windows_days],
-            *[(pl.col(f"_redeemed_{w}d") / MONEY_UNITS).alias(f"points_redeemed_{w}d") for w in cfg.windows_days],
-            days_between(t, pl.col("_last_redeem_at")).alias("days_since_redemption"),
-            (next_threshold(pl.col("loyalty_tier"), cfg.loyalty_tiers) - pl.col("points_balance"))
-            .clip(lower_bound=0)
-            .alias("points_to_next_tier"),
-        )
-        .drop("_stated_tier", "_balance_units", "_last_redeem_at",
-              *[f"_earned_{w}d" for w in cfg.windows_days], *[f"_redeemed_{w}d" for w in cfg.windows_days])
-    )
-
-
-def fill_missing(cfg: FeaturesConfig) -> list[pl.Expr]:
-    """Customers without loyalty events: enrolled 0 and points 0."""
-    zero = ["loyalty_enrolled", "points_balance",
-            *[f"points_earned_{w}d" for w in cfg.windows_days], *[f"points_redeemed_{w}d" for w in cfg.windows_days]]
-    return [pl.col(c).fill_null(0) for c in zero]
+    tier = pl.when(enrolled).then(pl.coalesce(pl.col("_stated_tier"), tier_from_balance(balance, cfg.loyalty_tiers)))
+    return [
+        balance.alias("points_balance"),
+        tier.alias("loyalty_tier"),
+        *[(pl.col(f"_earned_{w}d") / MONEY_UNITS).alias(f"points_earned_{w}d") for w in cfg.windows_days],
+        *[(pl.col(f"_redeemed_{w}d") / MONEY_UNITS).alias(f"points_redeemed_{w}d") for w in cfg.windows_days],
+        days_between(t, pl.col("_last_redeem_at")).alias("days_since_redemption"),
+        (next_threshold(tier, cfg.loyalty_tiers) - balance).clip(lower_bound=0).alias("points_to_next_tier"),
+    ]

@@ -1,9 +1,10 @@
 """RFM family: recency, frequency, monetary value, gaps, trend, returns, discounts, categories, scores.
 
-Per-customer step (depends only on the customer's own cut events):
-- `order_aggregations` -> polars aggregations for one group_by over the cut order parts,
+Per-customer step (depends only on the customer's own events known before the cut):
+- `customers_with_purchase` -> the customers that get a feature row (a purchase before `t`),
+- `order_aggregates` -> per-customer sums and latest values read from the order-part timeline,
 - `order_features` -> the features computed from those aggregates,
-- `category_aggregates` -> category_breadth, top_category from the cut category parts.
+- `category_aggregates` -> category_breadth, top_category from the category spend timeline.
 Population step: `add_scores` -> RFM quintile scores and named segments among eligible customers.
 
 Orders, purchases and money units are defined in `pipeline.features.tables`. Days are fractional
@@ -14,11 +15,22 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 
 from pipeline.config import FeaturesConfig
 from pipeline.features.registry import TREND_DAYS
-from pipeline.features.tables import DAY_US, MONEY_UNITS
+from pipeline.features.tables import MONEY_UNITS, NULL_TIME, CategorySpend, OrderParts
+from pipeline.features.timeline import (
+    DAY_US,
+    Cut,
+    latest_before,
+    pick,
+    pick_series,
+    timestamps,
+    window_sum,
+    with_nulls,
+)
 from pipeline.snapshot import snapshot_time
 
 # Segment of each (R score, F score) cell: the common RFM segment grid.
@@ -37,39 +49,53 @@ def days_between(later: pl.Expr | dt.datetime, earlier: pl.Expr) -> pl.Expr:
     return (later_expr - earlier).dt.total_microseconds() / DAY_US
 
 
-def order_aggregations(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
-    """Aggregations over one customer's cut order parts (internal columns start with '_').
+def customers_with_purchase(parts: OrderParts, *, t: dt.datetime) -> np.ndarray:
+    """Codes of the customers with a purchase before `t` (ascending)."""
+    every = Cut(t=t, codes=np.arange(parts.timeline.customers, dtype=np.int64))
+    start, end = every.rows(parts.timeline)
+    purchases = parts.sums.names.index("purchases")
+    return every.codes[parts.sums.matrix[end, purchases] > parts.sums.matrix[start, purchases]]
 
-    Conditions are masks inside plain sum/min/max (never `.filter` per group: much slower).
+
+def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
+    """Per row of `cut` (customers with a purchase before `t`): the aggregates `order_features` reads.
+
+    _first/_last_purchase_at, _last_order_at, frequency_*, _monetary_*_units, _trend_recent_units
+    and _trend_earlier_units (spend in the last TREND_DAYS and the TREND_DAYS before), _gap_last_us
+    (last_gap_us of the latest part), returns_count, _returns_units, discount_share (discounted
+    orders among those whose discount is known; null when none is), _purchase_days.
     """
-    t = snapshot_time(as_of)
-    at = pl.col("ordered_at")
-    purchase, start, net = pl.col("is_purchase"), pl.col("is_order_start"), pl.col("net_units")
+    timeline, sums = parts.timeline, parts.sums
+    start, end = cut.rows(timeline)
+    before = sums.at(end)
+    at = {None: sums.at(start)}
+    for days in {*cfg.windows_days, TREND_DAYS, 2 * TREND_DAYS}:
+        at[days] = sums.at(cut.positions(timeline, cut.since(days)))
 
-    def since(days: int) -> pl.Expr:
-        return at >= t - dt.timedelta(days=days)
+    def total(name: str, since_days: int | None = None, until_days: int | None = None) -> np.ndarray:
+        return (before if until_days is None else at[until_days])[name] - at[since_days][name]
 
-    def units_where(condition: pl.Expr) -> pl.Expr:
-        return pl.when(condition).then(net).otherwise(0).sum()
+    def times(index: np.ndarray, name: str) -> pl.Series:
+        return timestamps(pick(parts.at_us, index, name))
 
-    trend_recent = since(TREND_DAYS)
-    trend_earlier = since(2 * TREND_DAYS) & ~trend_recent
+    known, discounted = total("discount_known"), total("discounted")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = discounted / known
     return [
-        pl.when(purchase).then(at).min().alias("_first_purchase_at"),
-        pl.when(purchase).then(at).max().alias("_last_purchase_at"),
-        pl.when(start).then(at).max().alias("_last_order_at"),
-        start.sum().alias("frequency_all"),
-        *[(start & since(w)).sum().alias(f"frequency_{w}d") for w in cfg.windows_days],
-        net.sum().alias("_monetary_all_units"),
-        *[units_where(since(w)).alias(f"_monetary_{w}d_units") for w in cfg.windows_days],
-        units_where(trend_recent).alias("_trend_recent_units"),
-        units_where(trend_earlier).alias("_trend_earlier_units"),
-        # Parts are sorted by time within a customer and polars keeps that order within groups.
-        pl.col("last_gap_us").last().alias("_gap_last_us"),
-        pl.col("return_lines").sum().alias("returns_count"),
-        pl.col("return_units").sum().alias("_returns_units"),
-        pl.col("discounted").cast(pl.Float64).mean().alias("discount_share"),
-        pl.col("is_day_start").sum().alias("_purchase_days"),
+        timestamps(pl.Series("_first_purchase_at", parts.first_purchase_us[cut.codes])),
+        times(latest_before(parts.last_purchase, start, end), "_last_purchase_at"),
+        times(latest_before(parts.last_start, start, end), "_last_order_at"),
+        pl.Series("frequency_all", total("starts")),
+        *[pl.Series(f"frequency_{w}d", total("starts", w)) for w in cfg.windows_days],
+        pl.Series("_monetary_all_units", total("net_units")),
+        *[pl.Series(f"_monetary_{w}d_units", total("net_units", w)) for w in cfg.windows_days],
+        pl.Series("_trend_recent_units", total("net_units", TREND_DAYS)),
+        pl.Series("_trend_earlier_units", total("net_units", 2 * TREND_DAYS, TREND_DAYS)),
+        pick(parts.last_gap_us, np.where(end > start, end - 1, -1), "_gap_last_us", missing=NULL_TIME),
+        pl.Series("returns_count", total("return_lines")),
+        pl.Series("_returns_units", total("return_units")),
+        with_nulls(pl.Series("discount_share", share), known > 0),
+        pl.Series("_purchase_days", total("day_starts")),
     ]
 
 
@@ -98,22 +124,34 @@ def order_features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
     ]
 
 
-def category_aggregates(categories: pl.LazyFrame) -> pl.LazyFrame:
-    """Cut category parts -> customer_id, category_breadth, top_category (highest spend; ties: first by name)."""
-    per_category = categories.group_by("_key").agg(
-        pl.col("gross_units").sum(), pl.col("customer_id", "category", "category_rank").first()
-    )
-    top = pl.col("category").sort_by("gross_units", "category_rank", descending=[True, False]).first()
-    return (
-        per_category.group_by("customer_id")
-        .agg(pl.len().alias("category_breadth"), top.alias("top_category"))
-        .with_columns(pl.col("top_category").cast(pl.String))
-    )
+def category_aggregates(spend: CategorySpend, cut: Cut) -> list[pl.Series]:
+    """Per row of `cut`: category_breadth (categories bought before `t`) and top_category (highest spend;
+    ties: first by name; null when none)."""
+    timeline = spend.timeline  # its "customers" are the (customer, category) pairs
+    start, end = timeline.starts(), timeline.all_positions(cut.day)
+    bought = end > start
+    breadth = np.bincount(spend.pair_code[bought], minlength=spend.customers)
+    gross = np.where(bought, window_sum(spend.gross_units, start, end), -1)  # spend is never negative
+    top = first_highest(gross, spend.pair_code, groups=spend.customers)
+    return [
+        pl.Series("category_breadth", breadth[cut.codes]),
+        pick_series(spend.pair_category, top[cut.codes], "top_category"),
+    ]
 
 
-def category_fill() -> list[pl.Expr]:
-    """Customers without category data: category_breadth 0 (top_category stays null)."""
-    return [pl.col("category_breadth").fill_null(0)]
+def first_highest(values: np.ndarray, group: np.ndarray, *, groups: int) -> np.ndarray:
+    """Per group 0..groups-1: index of its first row with the group's highest value, -1 when that is negative
+    or the group has no rows. Rows are sorted by `group`."""
+    top = np.full(groups, -1, dtype=np.int64)
+    if not len(values):
+        return top
+    firsts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    highest = np.maximum.reduceat(values, firsts)
+    is_highest = values == np.repeat(highest, np.diff(np.r_[firsts, len(values)]))
+    first = np.minimum.reduceat(np.where(is_highest, np.arange(len(values)), len(values)), firsts)
+    found = highest >= 0
+    top[group[firsts][found]] = first[found]
+    return top
 
 
 def quintile_score(values: pl.Expr, *, higher_is_better: bool) -> pl.Expr:
@@ -122,13 +160,13 @@ def quintile_score(values: pl.Expr, *, higher_is_better: bool) -> pl.Expr:
     return ((ranked * 5 / pl.len()).ceil().clip(1, 5)).cast(pl.Float64)
 
 
-def add_scores(frame: pl.DataFrame) -> pl.DataFrame:
+def add_scores(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
     """Population step: rfm_r_score, rfm_f_score, rfm_m_score and rfm_segment among `frame`'s rows."""
     scored = frame.with_columns(
         quintile_score(pl.col("recency_days"), higher_is_better=False).alias("rfm_r_score"),
         quintile_score(pl.col("frequency_all").cast(pl.Float64), higher_is_better=True).alias("rfm_f_score"),
         quintile_score(pl.col("monetary_all"), higher_is_better=True).alias("rfm_m_score"),
     )
-    grid = {f"{r}{f}": name for r, row in SEGMENT_GRID.items() for f, name in row.items()}
-    cell = pl.format("{}{}", pl.col("rfm_r_score").cast(pl.Int8), pl.col("rfm_f_score").cast(pl.Int8))
+    grid = {10 * r + f: name for r, row in SEGMENT_GRID.items() for f, name in row.items()}
+    cell = (10 * pl.col("rfm_r_score") + pl.col("rfm_f_score")).cast(pl.Int64)
     return scored.with_columns(cell.replace_strict(grid, return_dtype=pl.String).alias("rfm_segment"))

@@ -32,7 +32,7 @@ def snapshot_frame(features: pd.DataFrame, labels: pd.DataFrame | None, *, as_of
     Input: `build_features` output and `label_churn` output for the same date (same customers).
     Raises FeatureError when the labels are not for exactly the feature rows.
     """
-    frame = features.copy()
+    frame = features.copy(deep=False)  # copy-on-write: the new columns never touch `features`
     frame.insert(0, SNAPSHOT_DATE, pd.Series(pd.Timestamp(as_of, tz="UTC"), index=frame.index).astype("datetime64[us, UTC]"))
     if labels is None:
         frame[LABEL] = np.nan

@@ -1,63 +1,68 @@
-"""Validated events as polars tables shaped for fast per-customer aggregation.
+"""Validated events prepared once as per-customer timelines (`pipeline.features.timeline`).
 
-`event_tables(events)` converts the contract-shaped pandas frames once (via Arrow) and
-deduplicates order lines to *order parts* once: one row per (customer_id, order_id, ordered_at).
-Many snapshots then cut and aggregate these tables (`cut_tables`, rules in `pipeline.snapshot`),
-so the cost is one conversion plus one cheap pass per snapshot, linear in rows x snapshots.
+`event_tables(events)` (pandas `Events`) and `event_tables_from_frames(frames)` (polars frames, e.g.
+read straight from the validated Parquet) give `EventTables`: every source's rows grouped by customer
+and sorted by time, with the per-row values the features sum or look up. Each snapshot then reads
+these tables at its cut (`pipeline.features.build`) in time proportional to the number of customers.
+
+Customers are the customers with at least one transaction row, numbered 0..n-1 in customer_id
+order (so feature rows come out sorted). Transaction lines are grouped by the 64-bit hash of
+customer_id; a second, independent hash checks that no two ids share one (FeatureError rather than
+a silent merge). The other sources look their ids up exactly; their rows whose customer has no
+transaction are dropped: no feature row is ever built for them.
 
 Definitions used by every feature and by the labels:
 - a *purchase line* is a transaction row with `amount >= 0`; a row with `amount < 0` is a return
   or refund line;
+- order lines are deduplicated to *order parts*, one per (customer, order_id, ordered_at), sorted by
+  customer, time, then the hash of order_id;
 - an *order* is an `order_id` of a customer with at least one purchase line; it is timed at its
-  first purchase line (`is_order_start`); a later line of the same order (a refund, say) counts
+  first purchase part (`is_order_start`); a later part of the same order (a refund, say) counts
   at its own time;
-- money is summed as integers of 1/10,000 of the currency unit (`*_units`), so that sums are exact
-  and do not depend on row order or partitioning (the Dask path gives identical features).
+- money (and feedback scores) are summed as integers of 1/10,000 of the unit (`*_units`), so that
+  sums are exact and do not depend on row order or partitioning (the Dask path gives identical
+  features).
 
-Per-order flags are computed over all events once, yet stay point-in-time correct: each one
-depends only on the customer's earlier (or same) parts, so cutting before or after computing them
-gives the same values.
+Every row and every later time value is keyed by the UTC day from which it is known
+(`pipeline.snapshot.known_since`), so a cut at midnight `t` keeps exactly what `cut_frame` keeps.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
-import pandas as pd
+import numpy as np
 import polars as pl
 
+from pipeline.contract import empty_frame
 from pipeline.errors import FeatureError
 from pipeline.events import Events
-from pipeline.snapshot import cut_frame, to_polars
+from pipeline.features.timeline import (
+    PrefixSums,
+    Timeline,
+    carry_index,
+    day_of,
+    order_by,
+    prefix_sums,
+)
+from pipeline.snapshot import known_since, to_polars
 
-MONEY_UNITS = 10_000  # money is summed as exact integers of 1/MONEY_UNITS of the currency unit
-DAY_US = 86_400_000_000  # microseconds in a day
+MONEY_UNITS = 10_000  # money and scores are summed as exact integers of 1/MONEY_UNITS of their unit
+NULL_TIME = np.iinfo(np.int64).min  # a missing timestamp in microsecond arrays
 
-
-@dataclass(frozen=True)
-class EventTables:
-    """Polars tables built from `Events` by `event_tables` (columns in each builder's docstring)."""
-
-    orders: pl.DataFrame
-    categories: pl.DataFrame
-    feedback: pl.DataFrame
-    support_tickets: pl.DataFrame
-    loyalty_events: pl.DataFrame
-    loyalty_tiers: pl.DataFrame
-    customers: pl.DataFrame
-
-
-# Which cut rule of pipeline.snapshot applies to each table.
-TABLE_SOURCES = {
-    "orders": "transactions",
-    "categories": "transactions",
-    "feedback": "feedback",
-    "support_tickets": "support_tickets",
-    "loyalty_events": "loyalty_events",
-    "loyalty_tiers": "loyalty_events",
-    "customers": "customers",
+# The columns of each validated source the features read.
+SOURCE_COLUMNS = {
+    "transactions": ["customer_id", "order_id", "ordered_at", "amount", "category", "discount",
+                     "promised_delivery_at", "delivered_at"],
+    "feedback": ["customer_id", "submitted_at", "kind", "score"],
+    "support_tickets": ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved"],
+    "loyalty_events": ["customer_id", "occurred_at", "kind", "points", "tier"],
+    "customers": ["customer_id", "signup_at", "region", "acquisition_channel"],
 }
+FEEDBACK_KINDS = ("nps", "csat", "review")
+LOW_RATING = {"nps": 6, "csat": 2, "review": 2}  # a rating at or below this is low
 
 
 def money_units(column: str) -> pl.Expr:
@@ -65,116 +70,162 @@ def money_units(column: str) -> pl.Expr:
     return (pl.col(column) * MONEY_UNITS).round(0).cast(pl.Int64)
 
 
-def order_parts(lines: pl.LazyFrame) -> pl.DataFrame:
-    """Order lines -> one row per (customer, order, ordered_at), sorted by customer then time.
+def _micros(column: str | pl.Expr) -> pl.Expr:
+    """A UTC datetime as int64 microseconds, NULL_TIME when missing."""
+    expr = pl.col(column) if isinstance(column, str) else column
+    return expr.dt.epoch("us").fill_null(NULL_TIME)
 
-    Input: transactions with `_code` (integer customer code) added. Output columns: customer_id
-    (Categorical), ordered_at, net_units (all lines), gross_units (purchase lines), is_purchase,
-    return_lines, return_units (positive), discounted (a purchase line had a discount > 0; null when
-    no purchase line states its discount, and on non-purchase parts), promised_delivery_at,
-    delivered_at (of the purchase lines: the latest; null if any is undelivered), is_order_start,
-    is_day_start (first purchase part of the customer's UTC day), last_gap_us (at each part:
-    microseconds between the customer's latest order start so far and the order start before it;
-    null before a second order).
 
-    Orders are keyed by the 64-bit hash of order_id within a customer and instant (two different
-    ids of one customer at the same microsecond would have to collide: odds below 1e-15).
+def _numpy(frame: pl.DataFrame) -> dict[str, np.ndarray]:
+    return {name: frame[name].to_numpy() for name in frame.columns}
+
+
+def _stream(codes: np.ndarray, days: np.ndarray, *, customers: int, **values: np.ndarray) -> Stream:
+    """Rows (codes, days, values) -> a Stream sorted by (code, day) with prefix sums of each value."""
+    order = order_by(codes, days)
+    timeline = Timeline.build(codes[order], days[order], customers=customers)
+    return Stream(timeline=timeline, sums=PrefixSums.of(**{name: v[order] for name, v in values.items()}))
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A timeline with prefix sums of some row values."""
+
+    timeline: Timeline
+    sums: PrefixSums
+
+
+@dataclass(frozen=True)
+class OrderParts:
+    """Order parts sorted by (code, ordered_at, order): the timeline of the RFM and delivery features.
+
+    Row arrays: `at_us`; prefix sums in `sums` (starts, purchases, net_units, return_lines,
+    return_units, discount_known, discounted, day_starts, tracked); carried indexes of the latest
+    purchase part and order start at or before each part; `last_gap_us` (NULL_TIME when unknown).
+    Per customer: `first_purchase_us`. Delivery streams: `late` (parts late once their promise
+    passes: count, promised_us), `late_delivered` (those delivered: count, delivered_us), `delivered`
+    (tracked parts delivered: count), each keyed by the day its value becomes known.
     """
-    purchase = pl.col("amount") >= 0
-    units = money_units("amount")
-    prepared = lines.select(
-        "_code",
-        "customer_id",
-        pl.col("order_id").hash().alias("_order"),
-        "ordered_at",
-        units.alias("net_units"),
-        pl.when(purchase).then(units).otherwise(0).alias("gross_units"),
-        purchase.alias("is_purchase"),
-        (~purchase).cast(pl.Int64).alias("return_lines"),
-        pl.when(purchase).then(0).otherwise(-units).alias("return_units"),
-        (purchase & pl.col("discount").is_not_null()).alias("_discount_known"),
-        (purchase & (pl.col("discount") > 0)).alias("_discounted"),
-        pl.when(purchase).then(pl.col("promised_delivery_at")).alias("promised_delivery_at"),
-        pl.when(purchase).then(pl.col("delivered_at")).alias("delivered_at"),
-        (purchase & pl.col("delivered_at").is_null()).alias("_undelivered"),
-    )
-    # Plain sum/any/max aggregations over integer keys: polars' fastest group-by path.
-    parts = prepared.group_by("_code", "_order", "ordered_at").agg(
-        pl.col("customer_id").first(),
-        pl.col("net_units", "gross_units", "return_lines", "return_units").sum(),
-        pl.col("is_purchase", "_discount_known", "_discounted", "_undelivered").any(),
-        pl.col("promised_delivery_at", "delivered_at").max(),
-    )
-    parts = parts.with_columns(
-        pl.when(pl.col("is_purchase") & pl.col("_discount_known")).then(pl.col("_discounted")).alias("discounted"),
-        pl.when(pl.col("_undelivered")).then(None).otherwise(pl.col("delivered_at")).alias("delivered_at"),
-        pl.col("ordered_at").dt.epoch("us").alias("_at_us"),
-    ).sort("_code", "ordered_at", "_order")
-    flagged = parts.with_columns(order_flags()).with_columns(last_gap()).select(
-        "customer_id", "ordered_at", "net_units", "gross_units", "is_purchase", "return_lines", "return_units",
-        "discounted", "promised_delivery_at", "delivered_at", "is_order_start", "is_day_start", "last_gap_us",
-    )
-    return flagged.collect()
+
+    timeline: Timeline
+    at_us: np.ndarray
+    sums: PrefixSums
+    last_purchase: np.ndarray
+    last_start: np.ndarray
+    last_gap_us: np.ndarray
+    first_purchase_us: np.ndarray
+    late: Stream
+    late_delivered: Stream
+    delivered: Stream
 
 
-def _carried(value: pl.Expr, where: pl.Expr, *, strictly_before: bool = False) -> pl.Expr:
-    """`value` at the latest row (in frame order) where `where` holds, at or strictly before each row."""
-    masked = pl.when(where).then(value)
-    return (masked.shift(1) if strictly_before else masked).forward_fill()
+@dataclass(frozen=True)
+class CategorySpend:
+    """Spend per (customer, category) pair and UTC day; pairs sorted by (code, category name).
 
-
-def order_flags() -> list[pl.Expr]:
-    """is_order_start and is_day_start over parts sorted by customer then time (shifts, no joins).
-
-    A value carried from another customer is masked by comparing the carried customer code.
+    `timeline` counts pairs as its "customers"; `pair_code` (customer code of each pair),
+    `pair_category` (category name of each pair, String); prefix sums `gross_units`; `customers`.
     """
-    purchase, code = pl.col("is_purchase"), pl.col("_code")
-    day = pl.col("_at_us") // DAY_US
-    same_customer_before = _carried(code, purchase, strictly_before=True) == code
-    same_day_before = _carried(day, purchase, strictly_before=True) == day
-    new_day = purchase & ~(same_customer_before & same_day_before).fill_null(False)
-    order_start = pl.struct("_code", "_order", "is_purchase").is_first_distinct() & purchase
-    return [order_start.alias("is_order_start"), new_day.alias("is_day_start")]
+
+    timeline: Timeline
+    customers: int
+    pair_code: np.ndarray
+    pair_category: pl.Series
+    gross_units: np.ndarray
 
 
-def last_gap() -> pl.Expr:
-    """last_gap_us: the gap before the customer's latest order start so far, carried to later parts."""
-    start, code, at = pl.col("is_order_start"), pl.col("_code"), pl.col("_at_us")
-    previous_at = _carried(at, start, strictly_before=True)
-    previous_code = _carried(code, start, strictly_before=True)
-    # At each order start: the gap to the previous one, or -1 for the customer's first order.
-    gap_at_start = pl.when(previous_code == code).then(at - previous_at).otherwise(-1)
-    carried_gap = _carried(gap_at_start, start)
-    carried_code = _carried(code, start)
-    return pl.when((carried_code == code) & (carried_gap >= 0)).then(carried_gap).alias("last_gap_us")
+@dataclass(frozen=True)
+class FeedbackRows:
+    """Feedback sorted by (code, submitted_at, score): `at_us`, `score`; prefix sums per kind
+    (`<kind>_count`, `<kind>_units`) and `low`, `rows`; carried last `nps` and `csat` rows."""
+
+    timeline: Timeline
+    at_us: np.ndarray
+    score: np.ndarray
+    sums: PrefixSums
+    last_nps: np.ndarray
+    last_csat: np.ndarray
 
 
-def category_parts(lines: pl.LazyFrame) -> pl.DataFrame:
-    """Purchase lines with a category -> spend per customer, category and UTC day.
+@dataclass(frozen=True)
+class TicketRows:
+    """Tickets by opening day (`opened`: rows), closing day (`closed`: rows, resolution_us,
+    resolved_false) and first-response day (`responded`: rows, response_us)."""
 
-    Input: transactions with `_code`. Output columns: customer_id, category (both Categorical),
-    category_rank (lexical rank, breaks ties), _key (customer code and rank in one integer),
-    ordered_at (midnight UTC of the day: a day is wholly before or after any snapshot), gross_units.
+    opened: Stream
+    closed: Stream
+    responded: Stream
+
+
+@dataclass(frozen=True)
+class LoyaltyRows:
+    """Loyalty events sorted by (code, occurred_at): `at_us`, prefix sums (rows, earn_units,
+    spent_units, redeem_units), carried last redemption; `tiers`: events stating a tier sorted by
+    (code, occurred_at, tier) with `tier` (String) per row."""
+
+    timeline: Timeline
+    at_us: np.ndarray
+    sums: PrefixSums
+    last_redeem: np.ndarray
+    tiers: Timeline
+    tier: pl.Series
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """Static attributes per customer code: `present` (in the customers source), `signup_us` (NULL_TIME
+    when unknown), `region`, `acquisition_channel` (String, null when absent)."""
+
+    present: np.ndarray
+    signup_us: np.ndarray
+    region: pl.Series
+    acquisition_channel: pl.Series
+
+
+@dataclass(frozen=True)
+class EventTables:
+    """Everything the features read, prepared once by `event_tables` (see the module docstring).
+
+    `customer_ids`: the id of each customer code (String); the other fields are timelines.
     """
-    with_category = (
-        lines.filter((pl.col("amount") >= 0) & pl.col("category").is_not_null())
-        .select("_code", "customer_id", pl.col("category").cast(pl.Categorical), "ordered_at", "amount")
-        .collect()
-    )
-    # Rank the few distinct names (by their integer codes), not every row.
-    names = with_category["category"].unique().cast(pl.String).sort()
-    codes = names.cast(pl.Categorical).to_physical().to_list()
-    rank = pl.col("category").to_physical().replace_strict(
-        dict(zip(codes, range(len(codes)), strict=True)), return_dtype=pl.Int64
-    )
-    keyed = with_category.lazy().with_columns(
-        (pl.col("_code").cast(pl.Int64) * max(1, len(codes)) + rank).alias("_key"),
-        pl.col("ordered_at").dt.truncate("1d"),
-    )
-    per_day = keyed.group_by("_key", "ordered_at").agg(
-        pl.col("customer_id", "category").first(), money_units("amount").sum().alias("gross_units")
-    )
-    return per_day.with_columns(rank.cast(pl.UInt32).alias("category_rank")).collect()
+
+    customer_ids: pl.Series
+    parts: OrderParts
+    categories: CategorySpend
+    feedback: FeedbackRows
+    tickets: TicketRows
+    loyalty: LoyaltyRows
+    attributes: Attributes
+
+    @property
+    def customers(self) -> int:
+        return len(self.customer_ids)
+
+    @property
+    def orders(self) -> pl.DataFrame:
+        """The order parts as a polars frame: customer_id (Enum), ordered_at, is_purchase (built on request)."""
+        timeline, sums = self.parts.timeline, self.parts.sums
+        codes = (timeline.keys >> timeline.keys.dtype.type(timeline.day_bits)).astype(np.uint32)
+        return pl.DataFrame({
+            "customer_id": pl.Series(codes).cat.to(pl.Enum(self.customer_ids)),
+            "ordered_at": pl.Series(self.parts.at_us).cast(pl.Datetime("us", "UTC")),
+            "is_purchase": np.diff(sums.matrix[:, sums.names.index("purchases")]) > 0,
+        })
+
+
+# --- customers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """Customer numbering: customer_id -> code, exactly (an Enum whose categories are the ids in code order)."""
+
+    ids: pl.Enum
+
+    def lookup(self, customer_id: pl.Series) -> np.ndarray:
+        """Code of each id, -1 for ids without transactions."""
+        codes = customer_id.cast(self.ids, strict=False).to_physical().cast(pl.Int64).fill_null(-1)
+        return codes.to_numpy()
 
 
 def check_unique_customers(customers: pl.DataFrame) -> None:
@@ -188,51 +239,406 @@ def check_unique_customers(customers: pl.DataFrame) -> None:
         )
 
 
-def event_tables(events: Events) -> EventTables:
-    """Convert `events` (contract-shaped pandas frames) into `EventTables` (polars, prepared once).
+# --- transactions --------------------------------------------------------------------------------
 
-    customer_id is Categorical in every table (polars' global categories: the same id has the
-    same integer code everywhere, so grouping and joining run on integers).
-    Feedback is sorted by time then score, so "latest" is well defined (ties: the higher score);
-    loyalty tiers (events that state a tier) by time then tier name. Raises FeatureError when the
-    customers source repeats a customer_id.
-    """
-    tx_columns = ["customer_id", "order_id", "ordered_at", "amount", "category", "discount",
-                  "promised_delivery_at", "delivered_at"]
-    customer = pl.col("customer_id").cast(pl.Categorical)
-    transactions = (
-        to_polars(events.transactions[tx_columns])
-        .with_columns(customer, customer.to_physical().alias("_code"))
-    )
-    customers = to_polars(events.customers)
-    check_unique_customers(customers)
 
-    def keyed(frame: pd.DataFrame, columns: list[str]) -> pl.DataFrame:
-        return to_polars(frame[columns]).with_columns(customer)
-
-    loyalty = keyed(events.loyalty_events, ["customer_id", "occurred_at", "kind", "points", "tier"])
-    return EventTables(
-        orders=order_parts(transactions.lazy()),
-        categories=category_parts(transactions.lazy()),
-        feedback=keyed(events.feedback, ["customer_id", "submitted_at", "kind", "score"]).sort("submitted_at", "score"),
-        support_tickets=keyed(
-            events.support_tickets, ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved"]
-        ),
-        loyalty_events=loyalty.select(
-            "customer_id", "occurred_at", "kind", money_units("points").abs().alias("points_units")
-        ),
-        loyalty_tiers=loyalty.filter(pl.col("tier").is_not_null())
-        .select("customer_id", "occurred_at", "tier")
-        .sort("occurred_at", "tier"),
-        customers=customers.with_columns(customer),
+def _line_values(transactions: pl.DataFrame) -> pl.DataFrame:
+    """Per order line: the integer values the order parts are built from."""
+    purchase = pl.col("amount") >= 0
+    units = money_units("amount")
+    return transactions.select(
+        pl.col("customer_id").hash().alias("hash"),
+        pl.col("customer_id").hash(seed=1).alias("check"),
+        pl.col("order_id").hash().alias("order"),
+        _micros("ordered_at").alias("at_us"),
+        units.alias("net_units"),
+        purchase.alias("is_purchase"),
+        (purchase & pl.col("discount").is_not_null()).alias("discount_known"),
+        (purchase & (pl.col("discount") > 0)).fill_null(False).alias("discounted"),
+        _micros(pl.when(purchase).then(pl.col("promised_delivery_at"))).alias("promised_us"),
+        _micros(pl.when(purchase).then(pl.col("delivered_at"))).alias("delivered_us"),
+        (purchase & pl.col("delivered_at").is_null()).alias("undelivered"),
     )
 
 
-def cut_tables(tables: EventTables, *, as_of: dt.date) -> dict[str, pl.LazyFrame]:
-    """Every table, as a LazyFrame cut at `as_of` with its source's rule from `pipeline.snapshot`.
+def _number_customers(
+    transactions: pl.DataFrame, lines: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, pl.Series, _Codes]:
+    """Order the lines by (customer, ordered_at, order hash) and number the customers in customer_id order.
 
-    Lazy, so each cut is fused into the aggregation that reads it (no copy of the tables).
+    Returns (line order, code of each ordered line, customer_id of each code, numbering).
     """
+    order, hashes = _line_order(lines["hash"], lines["at_us"], lines["order"])
+    new = np.ones(len(hashes), dtype=bool)
+    new[1:] = hashes[1:] != hashes[:-1]
+    firsts = np.flatnonzero(new)
+    checks = lines["check"][order]
+    if len(firsts) and (np.minimum.reduceat(checks, firsts) != np.maximum.reduceat(checks, firsts)).any():
+        raise FeatureError(
+            "two different customer_id values have the same 64-bit hash, so customers cannot be told apart; "
+            "rename one of them (e.g. add a prefix to every customer_id) and re-run `churn ingest`"
+        )
+    ids = transactions["customer_id"].gather(order[firsts])
+    by_id = ids.arg_sort().to_numpy()  # customer_id order, so that feature rows come out sorted
+    code_of_hash = np.empty(len(by_id), dtype=np.int64)
+    code_of_hash[by_id] = np.arange(len(by_id))
+    line_codes = code_of_hash[np.cumsum(new) - 1]
+    regroup = order_by(line_codes)  # stable: keeps (time, order) within each customer
+    customer_ids = ids.gather(by_id).alias("customer_id")
+    return order[regroup], line_codes[regroup], customer_ids, _Codes(ids=pl.Enum(customer_ids))
+
+
+def _line_order(hashes: np.ndarray, at_us: np.ndarray, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Order of the lines by (customer_id hash, ordered_at, order hash); returns (order, sorted hashes).
+
+    Sorts by time, then stably by the hash's leading bits (`order_by`'s packed sort); a customer's
+    lines then stay in time order. Runs of lines that the cut hash bits tie, or that tie in time
+    with different orders, are re-sorted exactly if they are out of order (rare).
+    """
+    by_time = np.argsort(at_us)
+    index_bits = max(1, int(len(hashes) - 1).bit_length())
+    word = (hashes[by_time] >> np.uint64(index_bits)) << np.uint64(index_bits)
+    word |= np.arange(len(hashes), dtype=np.uint64)
+    word.sort()
+    order = by_time[(word & np.uint64((1 << index_bits) - 1)).astype(np.int64)]
+    keys = [hashes[order], at_us[order], orders[order]]
+    later_smaller = np.zeros(max(0, len(order) - 1), dtype=bool)
+    equal = np.ones(max(0, len(order) - 1), dtype=bool)
+    for key in keys:
+        later_smaller |= equal & (key[1:] < key[:-1])
+        equal &= key[1:] == key[:-1]
+    if later_smaller.any():
+        prefix = word >> np.uint64(index_bits)
+        run = np.cumsum(np.r_[True, prefix[1:] != prefix[:-1]])
+        rows = np.flatnonzero(np.isin(run, run[1:][later_smaller]))
+        exact = np.lexsort((order[rows], *[key[rows] for key in reversed(keys)]))
+        order[rows] = order[rows][exact]
+        keys[0][rows] = keys[0][rows][exact]
+    return order, keys[0]
+
+
+def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int) -> OrderParts:
+    """Lines sorted by (customer, time, order) -> OrderParts."""
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = (codes[1:] != codes[:-1]) | (lines["at_us"][1:] != lines["at_us"][:-1]) | (
+        lines["order"][1:] != lines["order"][:-1]
+    )
+    firsts = np.flatnonzero(new)
+    code, at_us, order = codes[firsts], lines["at_us"][firsts], lines["order"][firsts]
+
+    def part_sum(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values.astype(np.int64), firsts) if len(firsts) else np.zeros(0, np.int64)
+
+    def part_any(values: np.ndarray) -> np.ndarray:
+        return np.logical_or.reduceat(values, firsts) if len(firsts) else np.zeros(0, bool)
+
+    def part_max(values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values, firsts) if len(firsts) else np.zeros(0, np.int64)
+
+    is_purchase = part_any(lines["is_purchase"])
+    net_units = part_sum(lines["net_units"])
+    return_lines = part_sum(~lines["is_purchase"])
+    return_units = -part_sum(np.where(lines["is_purchase"], 0, lines["net_units"]))
+    discount_known = part_any(lines["discount_known"]) & is_purchase
+    discounted = part_any(lines["discounted"]) & discount_known
+    promised = part_max(lines["promised_us"])
+    delivered = np.where(part_any(lines["undelivered"]), NULL_TIME, part_max(lines["delivered_us"]))
+
+    is_start = _order_starts(code, order, is_purchase)
+    days = day_of(at_us)
+    timeline = Timeline.build(code, days, customers=customers)
+    last_purchase = carry_index(is_purchase, code)
+    last_start = carry_index(is_start, code)
+    tracked = promised != NULL_TIME
+    sums = PrefixSums.of(
+        starts=is_start,
+        purchases=is_purchase,
+        net_units=net_units,
+        return_lines=return_lines,
+        return_units=return_units,
+        discount_known=discount_known,
+        discounted=discounted,
+        day_starts=_day_starts(code, days, is_purchase),
+        tracked=tracked,
+    )
+    first_purchase_us = np.full(customers, NULL_TIME, dtype=np.int64)
+    purchase_rows = np.flatnonzero(is_purchase)
+    first_rows = purchase_rows[np.r_[True, code[purchase_rows][1:] != code[purchase_rows][:-1]]] if len(
+        purchase_rows) else purchase_rows
+    first_purchase_us[code[first_rows]] = at_us[first_rows]
+    parts = OrderParts(
+        timeline=timeline,
+        at_us=at_us,
+        sums=sums,
+        last_purchase=last_purchase,
+        last_start=last_start,
+        last_gap_us=_last_gap(code, at_us, is_start, last_start),
+        first_purchase_us=first_purchase_us,
+        **_delivery_streams(code, at_us, promised, delivered, customers=customers),
+    )
+    return parts
+
+
+def _order_starts(code: np.ndarray, order: np.ndarray, is_purchase: np.ndarray) -> np.ndarray:
+    """The first purchase part of each (customer, order) in part order."""
+    purchases = np.flatnonzero(is_purchase)
+    by_order = purchases[order_by(code[purchases], order[purchases])]  # stable: earliest part first
+    first = np.ones(len(by_order), dtype=bool)
+    first[1:] = (code[by_order][1:] != code[by_order][:-1]) | (order[by_order][1:] != order[by_order][:-1])
+    starts = np.zeros(len(code), dtype=bool)
+    starts[by_order[first]] = True
+    return starts
+
+
+def _day_starts(code: np.ndarray, days: np.ndarray, is_purchase: np.ndarray) -> np.ndarray:
+    """The first purchase part of each customer's UTC day."""
+    purchases = np.flatnonzero(is_purchase)
+    new = np.ones(len(purchases), dtype=bool)
+    new[1:] = (code[purchases][1:] != code[purchases][:-1]) | (days[purchases][1:] != days[purchases][:-1])
+    flags = np.zeros(len(code), dtype=bool)
+    flags[purchases[new]] = True
+    return flags
+
+
+def _last_gap(code: np.ndarray, at_us: np.ndarray, is_start: np.ndarray, last_start: np.ndarray) -> np.ndarray:
+    """Per part: microseconds between the customer's latest order start so far and the one before it."""
+    starts = np.flatnonzero(is_start)
+    gap_at_start = np.full(len(code), NULL_TIME, dtype=np.int64)
+    same = np.zeros(len(starts), dtype=bool)
+    same[1:] = code[starts][1:] == code[starts][:-1]
+    gap_at_start[starts[1:][same[1:]]] = at_us[starts][1:][same[1:]] - at_us[starts][:-1][same[1:]]
+    gaps = np.full(len(code), NULL_TIME, dtype=np.int64)
+    known = last_start >= 0
+    gaps[known] = gap_at_start[last_start[known]]
+    return gaps
+
+
+def _delivery_streams(code, at_us, promised, delivered, *, customers: int) -> dict[str, Stream]:
+    """Parts with a promised delivery, keyed by the day each delivery fact becomes known.
+
+    At `t` a tracked part is late when delivered after its promise (known from its delivery) or
+    still undelivered at `t` past its promise (from the promise, once ordered): so a part that
+    is ever late (delivered after the promise, or never) is late from max(ordered, promised),
+    and its lateness stops growing once the delivery is known, from max(ordered, delivered).
+    """
+    tracked = promised != NULL_TIME
+    has_delivery = delivered != NULL_TIME
+    ever_late = np.flatnonzero(tracked & (~has_delivery | (delivered > promised)))
+    late_delivered = ever_late[has_delivery[ever_late]]
+    delivered_rows = np.flatnonzero(tracked & has_delivery)
+    ones = np.ones(len(code), dtype=np.int64)
     return {
-        f.name: cut_frame(getattr(tables, f.name).lazy(), TABLE_SOURCES[f.name], as_of=as_of) for f in fields(tables)
+        "late": _stream(code[ever_late], day_of(np.maximum(at_us, promised)[ever_late]), customers=customers,
+                        rows=ones[ever_late], promised_us=promised[ever_late]),
+        "late_delivered": _stream(code[late_delivered], day_of(np.maximum(at_us, delivered)[late_delivered]),
+                                  customers=customers, rows=ones[late_delivered],
+                                  delivered_us=delivered[late_delivered]),
+        "delivered": _stream(code[delivered_rows], day_of(np.maximum(at_us, delivered)[delivered_rows]),
+                             customers=customers, rows=ones[delivered_rows]),
     }
+
+
+def _category_spend(
+    category: pl.Series, lines: dict[str, np.ndarray], order: np.ndarray, codes: np.ndarray, customers: int
+) -> CategorySpend:
+    """Purchase lines with a category -> spend per (customer, category, day).
+
+    `category`: the transactions' category column (input order); `lines`, `codes`: the line values
+    and customer codes in `order` (sorted by customer, then time).
+    """
+    names = category.drop_nulls().unique().sort()
+    rank = category.cast(pl.Enum(names)).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()[order]
+    keep = np.flatnonzero(lines["is_purchase"] & (rank >= 0))
+    pair = codes[keep] * max(1, len(names)) + rank[keep]
+    by_pair = order_by(pair)  # stable: lines stay in time order within a pair
+    pair, days, units = pair[by_pair], day_of(lines["at_us"][keep][by_pair]), lines["net_units"][keep][by_pair]
+    new_day = np.ones(len(pair), dtype=bool)
+    new_day[1:] = (pair[1:] != pair[:-1]) | (days[1:] != days[:-1])
+    firsts = np.flatnonzero(new_day)
+    day_units = np.add.reduceat(units, firsts) if len(firsts) else units[:0]
+    pair, days = pair[firsts], days[firsts]
+    new_pair = np.ones(len(pair), dtype=bool)
+    new_pair[1:] = pair[1:] != pair[:-1]
+    pairs = pair[new_pair]
+    pair_index = np.cumsum(new_pair) - 1
+    return CategorySpend(
+        timeline=Timeline.build(pair_index, days, customers=len(pairs)),
+        customers=customers,
+        pair_code=(pairs // max(1, len(names))).astype(np.int64),
+        pair_category=names.gather(pairs % max(1, len(names))) if len(pairs) else names.clear(),
+        gross_units=prefix_sums(day_units),
+    )
+
+
+# --- other sources -------------------------------------------------------------------------------
+
+
+def _keyed_order(frame: pl.DataFrame, codes: _Codes, source: str, *ties: str) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of customers with transactions in order of (code, row time, *ties): (row indexes, their codes)."""
+    code = codes.lookup(frame["customer_id"])
+    kept = np.flatnonzero(code >= 0)
+    at = _numpy(frame.select(_micros(known_since(source)).alias("at")))["at"][kept]
+    tie_keys = [_sortable(frame[name].to_numpy()[kept]) for name in ties]
+    order = kept[order_by(code[kept], at, *tie_keys)]
+    return order, code[order]
+
+
+def _sortable(values: np.ndarray) -> np.ndarray:
+    """Integers ordered like `values` (floats via their IEEE bits)."""
+    if values.dtype.kind == "f":
+        bits = values.astype(np.float64).view(np.int64)
+        return np.where(bits < 0, bits ^ np.int64(0x7FFF_FFFF_FFFF_FFFF), bits)
+    return values
+
+
+def _feedback_rows(feedback: pl.DataFrame, codes: _Codes, customers: int) -> FeedbackRows:
+    order, code = _keyed_order(feedback, codes, "feedback", "score")
+    kind, score = pl.col("kind"), pl.col("score")
+    low = pl.any_horizontal([(kind == k) & (score <= limit) for k, limit in LOW_RATING.items()])
+    values = _numpy(feedback.select(
+        _micros("submitted_at").alias("at_us"),
+        score.alias("score"),
+        money_units("score").alias("units"),
+        low.alias("low"),
+        *[(kind == k).alias(k) for k in FEEDBACK_KINDS],
+    ))
+    values = {name: v[order] for name, v in values.items()}
+    sums = PrefixSums.of(
+        rows=np.ones(len(code), dtype=np.int64),
+        low=values["low"],
+        **{f"{k}_count": values[k] for k in FEEDBACK_KINDS},
+        **{f"{k}_units": np.where(values[k], values["units"], 0) for k in FEEDBACK_KINDS},
+    )
+    return FeedbackRows(
+        timeline=Timeline.build(code, day_of(values["at_us"]), customers=customers),
+        at_us=values["at_us"],
+        score=values["score"],
+        sums=sums,
+        last_nps=carry_index(values["nps"], code),
+        last_csat=carry_index(values["csat"], code),
+    )
+
+
+def _ticket_rows(tickets: pl.DataFrame, codes: _Codes, customers: int) -> TicketRows:
+    code = codes.lookup(tickets["customer_id"])
+    values = _numpy(tickets.select(
+        _micros(known_since("support_tickets")).alias("opened_us"),
+        _micros(known_since("support_tickets", "closed_at")).alias("closed_known_us"),
+        _micros(known_since("support_tickets", "first_response_at")).alias("responded_known_us"),
+        (pl.col("closed_at") - pl.col("opened_at")).dt.total_microseconds().fill_null(0).alias("resolution_us"),
+        (pl.col("first_response_at") - pl.col("opened_at")).dt.total_microseconds().fill_null(0).alias("response_us"),
+        (pl.col("resolved") == False).fill_null(False).alias("resolved_false"),  # noqa: E712 (null-aware)
+    ))
+    ones = np.ones(len(code), dtype=np.int64)
+    kept = code >= 0
+    closed = np.flatnonzero(kept & (values["closed_known_us"] != NULL_TIME))
+    responded = np.flatnonzero(kept & (values["responded_known_us"] != NULL_TIME))
+    opened = np.flatnonzero(kept)
+    return TicketRows(
+        opened=_stream(code[opened], day_of(values["opened_us"][opened]), customers=customers, rows=ones[opened]),
+        closed=_stream(code[closed], day_of(values["closed_known_us"][closed]), customers=customers,
+                       rows=ones[closed], resolution_us=values["resolution_us"][closed],
+                       resolved_false=values["resolved_false"][closed]),
+        responded=_stream(code[responded], day_of(values["responded_known_us"][responded]), customers=customers,
+                          rows=ones[responded], response_us=values["response_us"][responded]),
+    )
+
+
+def _loyalty_rows(loyalty: pl.DataFrame, codes: _Codes, customers: int) -> LoyaltyRows:
+    order, code = _keyed_order(loyalty, codes, "loyalty_events")
+    kind = pl.col("kind")
+    units = money_units("points").abs().fill_null(0)  # events without points move no points
+    values = _numpy(loyalty.select(
+        _micros("occurred_at").alias("at_us"),
+        pl.when(kind == "earn").then(units).otherwise(0).alias("earn_units"),
+        pl.when(kind.is_in(["redeem", "expire"])).then(units).otherwise(0).alias("spent_units"),
+        pl.when(kind == "redeem").then(units).otherwise(0).alias("redeem_units"),
+        (kind == "redeem").fill_null(False).alias("redeem"),
+    ))
+    values = {name: v[order] for name, v in values.items()}
+    stated = loyalty.filter(pl.col("tier").is_not_null())
+    names = stated["tier"].unique().sort()
+    stated = stated.with_columns(
+        pl.col("tier").replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int64)
+        .alias("_tier_rank")
+    )
+    tier_order, tier_code = _keyed_order(stated, codes, "loyalty_events", "_tier_rank")
+    tier_rows = stated[tier_order]
+    return LoyaltyRows(
+        timeline=Timeline.build(code, day_of(values["at_us"]), customers=customers),
+        at_us=values["at_us"],
+        sums=PrefixSums.of(rows=np.ones(len(code), dtype=np.int64),
+                           **{name: values[name] for name in ("earn_units", "spent_units", "redeem_units")}),
+        last_redeem=carry_index(values["redeem"], code),
+        tiers=Timeline.build(tier_code, day_of(_numpy(tier_rows.select(_micros("occurred_at")))["occurred_at"]),
+                             customers=customers),
+        tier=tier_rows["tier"],
+    )
+
+
+def _attributes(customers_frame: pl.DataFrame, codes: _Codes, customers: int) -> Attributes:
+    check_unique_customers(customers_frame)
+    code = codes.lookup(customers_frame["customer_id"])
+    kept = np.flatnonzero(code >= 0)
+    index = np.full(customers, -1, dtype=np.int64)
+    index[code[kept]] = kept
+    present = index >= 0
+    signup_us = np.full(customers, NULL_TIME, dtype=np.int64)
+    signup_us[code[kept]] = _numpy(customers_frame.select(_micros("signup_at")))["signup_at"][kept]
+    rows = pl.Series(index).set(pl.Series(~present), None)  # null index -> null value
+
+    return Attributes(
+        present=present,
+        signup_us=signup_us,
+        region=customers_frame["region"].gather(rows),
+        acquisition_channel=customers_frame["acquisition_channel"].gather(rows),
+    )
+
+
+# --- all tables ----------------------------------------------------------------------------------
+
+
+def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
+    """Polars frames of the validated sources (at least `SOURCE_COLUMNS`; missing sources empty) -> EventTables.
+
+    Raises FeatureError when the customers source repeats a customer_id.
+    """
+    def frame(name: str) -> pl.DataFrame:
+        if name in frames:
+            return frames[name].select(SOURCE_COLUMNS[name])
+        return to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
+
+    transactions = frame("transactions")
+    lines = _numpy(_line_values(transactions))
+    order, line_codes, customer_ids, codes = _number_customers(transactions, lines)
+    customers = len(customer_ids)
+    lines = {name: values[order] for name, values in lines.items() if name not in ("hash", "check")}
+    # The tables are independent from here on; numpy and polars release the GIL in their heavy loops,
+    # so building them side by side uses both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        categories = pool.submit(_category_spend, transactions["category"], lines, order, line_codes, customers)
+        feedback = pool.submit(_feedback_rows, frame("feedback"), codes, customers)
+        tickets = pool.submit(_ticket_rows, frame("support_tickets"), codes, customers)
+        loyalty = pool.submit(_loyalty_rows, frame("loyalty_events"), codes, customers)
+        attributes = pool.submit(_attributes, frame("customers"), codes, customers)
+        parts = _order_parts(lines, line_codes, customers)
+        del lines
+        return EventTables(
+            customer_ids=customer_ids,
+            parts=parts,
+            categories=categories.result(),
+            feedback=feedback.result(),
+            tickets=tickets.result(),
+            loyalty=loyalty.result(),
+            attributes=attributes.result(),
+        )
+
+
+def event_tables(events: Events) -> EventTables:
+    """Convert `events` (contract-shaped pandas frames) into `EventTables` (prepared once, see the module docstring).
+
+    Raises FeatureError when the customers source repeats a customer_id.
+    """
+    return event_tables_from_frames({
+        name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()
+    })

@@ -1,0 +1,83 @@
+"""The timeline machinery behind the features: exact sorting, cut positions, prefix sums, numbering."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from pipeline.errors import FeatureError
+from pipeline.features.tables import _number_customers
+from pipeline.features.timeline import NONE, Cut, PrefixSums, Timeline, carry_index, latest_before, order_by
+from pipeline.run.features import freed_memory_kept
+
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_order_by_is_a_stable_lexicographic_sort(data):
+    n = data.draw(st.integers(1, 60))
+    keys = [
+        data.draw(hnp.arrays(np.int64, n, elements=st.integers(0, 5))),  # few values: many ties
+        data.draw(hnp.arrays(np.int64, n, elements=st.integers(-(2**62), 2**62))),  # wide: cut to fit
+        data.draw(hnp.arrays(np.uint64, n, elements=st.integers(0, 2**64 - 1))),  # hashes
+    ]
+    expected = np.lexsort((np.arange(n), *reversed(keys)))
+    assert order_by(*keys).tolist() == expected.tolist()
+    assert order_by(keys[2], keys[0]).tolist() == np.lexsort((np.arange(n), keys[0], keys[2])).tolist()
+
+
+def test_order_by_of_nothing():
+    assert order_by(np.zeros(0, dtype=np.int64)).tolist() == []
+
+
+def timeline() -> tuple[Timeline, np.ndarray, np.ndarray]:
+    codes = np.array([0, 0, 0, 2, 2, 3])  # customer 1 has no rows
+    days = np.array([10, 12, 12, 5, 30, 11])
+    return Timeline.build(codes, days, customers=4), codes, days
+
+
+@pytest.mark.parametrize("day", [-100, 5, 6, 11, 12, 13, 31, 10**6])
+def test_positions_split_the_rows_known_before_a_day(day):
+    found, codes, days = timeline()
+    expected = [int(np.flatnonzero((codes < c) | ((codes == c) & (days < day))).size) for c in range(4)]
+    assert found.positions(day).tolist() == expected
+    assert found.all_positions(day).tolist() == expected
+    assert found.positions(day, np.array([3, 0])).tolist() == [expected[3], expected[0]]
+    assert found.starts().tolist() == [0, 3, 3, 5]
+
+
+def test_prefix_sums_give_window_sums_and_carried_rows_the_latest_row():
+    found, codes, days = timeline()
+    sums = PrefixSums.of(ones=np.ones(6, dtype=np.int64), value=np.array([1, 2, 4, 8, 16, 32]))
+    cut = Cut(t=dt.datetime(1970, 1, 13, tzinfo=dt.UTC), codes=np.arange(4))  # day 12
+    start, end = cut.rows(found)
+    known = sums.at(end) - sums.at(start)
+    assert known["ones"].tolist() == [1, 0, 1, 1] and known["value"].tolist() == [1, 0, 8, 32]
+    recent = sums.at(end) - sums.at(cut.positions(found, cut.since(1)))  # day 11 only
+    assert recent["value"].tolist() == [0, 0, 0, 32]
+    flagged = carry_index(np.array([False, True, False, True, False, False]), codes)
+    assert flagged.tolist() == [NONE, 1, 1, 3, 3, NONE]
+    assert latest_before(flagged, start, end).tolist() == [NONE, NONE, 3, NONE]
+
+
+def test_two_customer_ids_with_the_same_hash_are_an_error_not_a_merge():
+    transactions = pl.DataFrame({"customer_id": ["a", "b"]})
+    lines = {
+        "hash": np.array([7, 7], dtype=np.uint64),  # as if "a" and "b" had the same 64-bit hash
+        "check": np.array([1, 2], dtype=np.uint64),
+        "at_us": np.array([0, 1], dtype=np.int64),
+        "order": np.array([0, 0], dtype=np.uint64),
+    }
+    with pytest.raises(FeatureError, match="same 64-bit hash"):
+        _number_customers(transactions, lines)
+
+
+def test_freed_memory_kept_is_a_plain_context():
+    with freed_memory_kept():
+        assert np.ones(10**6).sum() == 10**6
