@@ -53,6 +53,7 @@ def test_demo_ingest_counts_add_up_and_outputs_are_typed(demo_ingested):
         assert validated.dtypes.to_dict() == empty_frame(name).dtypes.to_dict(), name
         assert quarantine["reason"].str.len().gt(0).all()
         assert list(quarantine.columns[-3:]) == ["source_file", "source_row", "reason"]
+    assert (cfg.reports_dir / "cohort_retention.png").read_bytes()[:4] == b"\x89PNG"
     events = load_events(cfg.validated_dir)  # the next stage can read what ingest wrote
     assert events.transactions["ordered_at"].max() < pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -121,7 +122,7 @@ def test_running_ingest_twice_gives_identical_files(demo_cfg, tmp_path):
     second_report = ingest_runner.run(cfg, quiet=True)
     assert output_files(cfg.paths.data_dir) == first
     assert second_report == first_report
-    assert len(first) == 11  # 5 validated, 5 quarantine, 1 report
+    assert len(first) == 12  # 5 validated, 5 quarantine, 1 report, 1 cohort retention figure
 
 
 def test_sigkill_mid_write_leaves_previous_outputs_intact(tmp_path):

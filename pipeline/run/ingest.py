@@ -10,9 +10,11 @@ written, so a failing run writes nothing; each file is written atomically.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -79,6 +81,18 @@ def report_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def save_cohort_figure(transactions: pd.DataFrame, path: Path) -> Path | None:
+    """Cohort retention curves (by first-order month) of the validated purchases, as PNG at `path`."""
+    from pipeline.plots_review import cohort_retention_figure, save_figure
+    from pipeline.review import cohort_retention
+    from pipeline.snapshot import latest_event_date
+
+    if transactions.empty:
+        return None
+    as_of = latest_event_date(transactions) + dt.timedelta(days=1)
+    return save_figure(cohort_retention_figure(cohort_retention(transactions, as_of=as_of)), path)
+
+
 def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     """Ingest every configured source; return the report (also written as JSON)."""
     configured = cfg.sources.configured()
@@ -93,6 +107,7 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     with timed("write"):
         write_outputs(cfg, result)
         write_json(report, report_path(cfg))
+        save_cohort_figure(result.sources["transactions"].validated, cfg.reports_dir / "cohort_retention.png")
     for name, entry in report["sources"].items():
         get_logger().info(
             "%s: %d rows in, %d validated, %d quarantined", name, entry["input_rows"], entry["validated_rows"],
