@@ -192,3 +192,23 @@ def test_best_iteration_matches_lightgbm_early_stopping(training_matrices):
     )
     found = best_iteration(full, matrices["validation"], labels["validation"], patience=settings.early_stopping_rounds)
     assert found == stopped.current_iteration()
+
+
+def test_features_runner_with_the_dask_engine_writes_the_same_files(demo_features, tmp_path):
+    import shutil
+
+    from pipeline.run import features as features_runner
+
+    cfg = demo_features
+    shutil.copytree(cfg.validated_dir, tmp_path / "validated")
+    dask_cfg = cfg.model_copy(
+        update={
+            "paths": cfg.paths.model_copy(update={"data_dir": tmp_path}),
+            "features": cfg.features.model_copy(update={"engine": "dask", "dask_partitions": 3}),
+        }
+    )
+    summary = features_runner.run(dask_cfg, quiet=True)
+    expected = sorted(cfg.features_dir.glob("snapshot=*.parquet"))
+    assert len(summary["snapshots"]) == len(expected) > 0
+    for path in expected:
+        assert (dask_cfg.features_dir / path.name).read_bytes() == path.read_bytes(), path.name

@@ -116,12 +116,6 @@ def test_missing_validated_data_is_a_clear_error(tmp_path):
         runner.run(cfg, quiet=True)
 
 
-def test_engine_dask_is_refused_until_available(tmp_path):
-    cfg = workspace(tmp_path, engine="dask")
-    with pytest.raises(FeatureError, match="features.engine=dask is not available"):
-        runner.run(cfg, quiet=True)
-
-
 def test_read_snapshots_errors(tmp_path):
     with pytest.raises(FeatureError, match="run `churn features`"):
         read_snapshots(tmp_path / "nothing")

@@ -10,13 +10,15 @@ byte-identical files.
 from __future__ import annotations
 
 import ctypes
+import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import polars as pl
 from rich.console import Console
 from rich.table import Table
@@ -89,35 +91,71 @@ def freed_memory_kept() -> Iterator[None]:
 
 def run(cfg: Config, *, quiet: bool = False) -> dict[str, Any]:
     """Build and write every snapshot; return a summary (per snapshot: date, customers, churn rate, path)."""
-    if cfg.features.engine != "polars":
-        raise FeatureError(
-            f"features.engine={cfg.features.engine} is not available in this version; use features.engine=polars"
-        )
+    if cfg.features.engine == "dask":
+        return _run_dask(cfg, quiet=quiet)
     with freed_memory_kept():
         return _run(cfg, quiet=quiet)
 
 
 def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
-    log = get_logger()
     started = time.perf_counter()
-    dates = cfg.features.snapshots.resolve()
     with timed("reading validated events and preparing event tables"):
         frames = read_validated(cfg.validated_dir)
         last_date = latest_event_date(frames["transactions"])
         tables = event_tables_from_frames(frames)
         del frames  # the prepared tables hold everything needed
+    window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
+    return _write_snapshots(
+        cfg,
+        features_at=lambda as_of: features_from_tables(tables, as_of=as_of, cfg=cfg.features),
+        labels_at=lambda as_of: churn_labels_from_tables(tables, as_of=as_of, **window),
+        last_date=last_date,
+        started=started,
+        quiet=quiet,
+    )
+
+
+def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
+    """The same feature functions on customer partitions of a Dask cluster ($DASK_SCHEDULER_ADDRESS or local)."""
+    from pipeline.dask_engine import dask_client, dask_features, dask_labels, load_partitioned_tables
+
+    started = time.perf_counter()
+    window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
+    with dask_client() as client:
+        with timed("partitioning validated events by customer on the Dask cluster"):
+            tables = load_partitioned_tables(cfg.validated_dir, partitions=cfg.features.dask_partitions, client=client)
+        try:
+            return _write_snapshots(
+                cfg,
+                features_at=lambda as_of: dask_features(tables, as_of=as_of, cfg=cfg.features),
+                labels_at=lambda as_of: dask_labels(tables, as_of=as_of, **window),
+                last_date=tables.last_event_date,
+                started=started,
+                quiet=quiet,
+            )
+        finally:
+            tables.release()
+
+
+def _write_snapshots(
+    cfg: Config,
+    *,
+    features_at: Callable[[dt.date], pd.DataFrame],
+    labels_at: Callable[[dt.date], pd.DataFrame],
+    last_date: dt.date | None,
+    started: float,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Build, label and write every configured snapshot; one file written while the next is computed."""
+    log = get_logger()
+    dates = cfg.features.snapshots.resolve()
     rows = []
     with ThreadPoolExecutor(max_workers=1) as writer:
         pending: Future | None = None
         for as_of in track(dates, description="features", quiet=quiet):
-            features = features_from_tables(tables, as_of=as_of, cfg=cfg.features)
+            features = features_at(as_of)
             labelled = horizon_passed(as_of, horizon_days=cfg.features.horizon_days, last_event_date=last_date)
-            labels = (
-                churn_labels_from_tables(tables, as_of=as_of, lookback_days=cfg.features.lookback_days,
-                                         horizon_days=cfg.features.horizon_days)
-                if labelled
-                else None
-            )
+            labels = labels_at(as_of) if labelled else None
             frame = snapshot_frame(features, labels, as_of=as_of)
             if pending is not None:
                 pending.result()  # at most one file in flight (raises the writer's error here)
