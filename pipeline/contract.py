@@ -115,8 +115,8 @@ def empty_frame(source: str) -> pd.DataFrame:
 def conform(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Return `df` with exactly the contract columns of `source` in order, cast to their dtypes.
 
-    Missing optional columns are added as nulls. Input is not mutated. Used by ingest on rows that
-    already passed validation, and by tests to build validated fixtures.
+    Missing optional columns are added as nulls. Input is not mutated. Used by `Events.from_frames`
+    (events handed over in memory) and by tests to build validated fixtures.
     """
     spec = contract(source)
     out = {}
