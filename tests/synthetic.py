@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.evaluate import RetentionSettings
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -21,6 +23,12 @@ class Spec:
     name: str
     family: str
     kind: str
+
+
+# Retention assumptions shared by the training and tracking tests.
+RETENTION = RetentionSettings(
+    budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d"
+)
 
 
 SPECS = [

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import SPECS, Spec, synthetic_features
+from synthetic import RETENTION, SPECS, Spec, synthetic_features
 
 from pipeline.bundle import load_bundle
 from pipeline.config import config_from_dict
 from pipeline.errors import ScoreError
-from pipeline.evaluate import RetentionSettings
 from pipeline.split import labelled_snapshots, time_split
 from pipeline.tracking import (
     champion_bundle,
@@ -28,9 +27,6 @@ from pipeline.tracking import (
 )
 from pipeline.train import train_models
 
-RETENTION = RetentionSettings(
-    budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d"
-)
 FINGERPRINTS = {"validated": {"transactions.parquet": "ab" * 32}, "features": {}}
 
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import SPECS, Spec, synthetic_features
+from synthetic import RETENTION, SPECS, Spec, synthetic_features
 
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
-from pipeline.evaluate import METRIC_NAMES, RetentionSettings
+from pipeline.evaluate import METRIC_NAMES
 from pipeline.split import labelled_snapshots, rolling_splits, time_split
 from pipeline.train import (
     LIGHTGBM,
@@ -23,9 +23,6 @@ from pipeline.train import (
     train_models,
 )
 
-RETENTION = RetentionSettings(
-    budget=500.0, contact_cost=10.0, uplift=0.1, default_customer_value=100.0, value_feature="monetary_365d"
-)
 SETTINGS = TrainConfig(search_trials=2, seed=7)
 
 
