@@ -13,12 +13,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import (
-    average_precision_score,
-    precision_recall_curve,
-    roc_auc_score,
-    roc_curve,
-)
 
 FIGSIZE = (7.0, 5.0)
 
@@ -33,6 +27,8 @@ def new_figure(*, size: tuple[float, float] = FIGSIZE, ncols: int = 1) -> tuple[
 
 def roc_figure(y: np.ndarray, probabilities: Mapping[str, np.ndarray], *, split_name: str) -> Figure:
     """ROC curve per model (AUC in the legend) with the chance diagonal."""
+    from sklearn.metrics import roc_auc_score, roc_curve  # sklearn costs ~2 s to import: only where needed
+
     figure, (ax,) = new_figure()
     for name, p in probabilities.items():
         fpr, tpr, _ = roc_curve(y, p)
@@ -49,6 +45,8 @@ def roc_figure(y: np.ndarray, probabilities: Mapping[str, np.ndarray], *, split_
 
 def precision_recall_figure(y: np.ndarray, probabilities: Mapping[str, np.ndarray], *, split_name: str) -> Figure:
     """Precision-recall curve per model (average precision in the legend) with the base rate."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
     figure, (ax,) = new_figure()
     for name, p in probabilities.items():
         precision, recall, _ = precision_recall_curve(y, p)
