@@ -127,6 +127,9 @@ class FeaturesConfig(StrictModel):
     btyd: bool = True
     engine: Literal["polars", "dask"] = "polars"
     dask_partitions: int = Field(4, gt=0)
+    # Snapshots computed at once by the polars engine (threads: numpy and polars release the GIL).
+    # Each one in flight holds one snapshot's intermediates (~0.5 GB per 500k customers).
+    snapshot_workers: int = Field(2, gt=0)
 
     @field_validator("windows_days")
     @classmethod

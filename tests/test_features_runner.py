@@ -91,6 +91,37 @@ def test_same_inputs_twice_give_identical_files(tmp_path):
     assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == first
 
 
+def test_snapshots_computed_at_once_give_the_same_files_as_one_at_a_time(tmp_path):
+    cfg = workspace(tmp_path, snapshot_workers=1)
+    runner.run(cfg, quiet=True)
+    one_at_a_time = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
+    runner.run(workspace(tmp_path, snapshot_workers=3), quiet=True)
+    assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == one_at_a_time
+
+
+def test_ordered_map_keeps_order_and_bounds_the_results_in_flight():
+    started = []
+
+    def slow_square(x):
+        started.append(x)
+        return x * x
+
+    results = runner.ordered_map(slow_square, range(10), workers=2)
+    assert next(results) == 0
+    assert len(started) <= 3  # the first result, its running neighbour and the one submitted in its place
+    assert list(results) == [x * x for x in range(1, 10)]
+
+
+def test_ordered_map_raises_the_error_of_a_failed_item():
+    def fail_on_three(x):
+        if x == 3:
+            raise ValueError("item 3")
+        return x
+
+    with pytest.raises(ValueError, match="item 3"):
+        list(runner.ordered_map(fail_on_three, range(6), workers=2))
+
+
 def test_a_snapshot_before_the_data_is_written_empty(tmp_path, caplog):
     cfg = workspace(tmp_path)
     cfg = cfg.model_copy(update={"features": cfg.features.model_copy(

@@ -12,9 +12,10 @@ from __future__ import annotations
 import ctypes
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,7 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
         last_date=last_date,
         started=started,
         quiet=quiet,
+        workers=cfg.features.snapshot_workers,
     )
 
 
@@ -145,18 +147,24 @@ def _write_snapshots(
     last_date: dt.date | None,
     started: float,
     quiet: bool,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Build, label and write every configured snapshot; one file written while the next is computed."""
+    """Build, label and write every configured snapshot: `workers` snapshots computed at once, files
+    written in date order by one background writer while the next snapshots are computed."""
     log = get_logger()
     dates = cfg.features.snapshots.resolve()
+
+    def labelled_at(as_of: dt.date) -> bool:
+        return horizon_passed(as_of, horizon_days=cfg.features.horizon_days, last_event_date=last_date)
+
+    def snapshot_at(as_of: dt.date) -> pd.DataFrame:
+        return snapshot_frame(features_at(as_of), labels_at(as_of) if labelled_at(as_of) else None, as_of=as_of)
+
     rows = []
-    with ThreadPoolExecutor(max_workers=1) as writer:
+    with closing(ordered_map(snapshot_at, dates, workers=workers)) as frames, ThreadPoolExecutor(1) as writer:
         pending: Future | None = None
         for as_of in track(dates, description="features", quiet=quiet):
-            features = features_at(as_of)
-            labelled = horizon_passed(as_of, horizon_days=cfg.features.horizon_days, last_event_date=last_date)
-            labels = labels_at(as_of) if labelled else None
-            frame = snapshot_frame(features, labels, as_of=as_of)
+            frame, labelled = next(frames), labelled_at(as_of)
             if pending is not None:
                 pending.result()  # at most one file in flight (raises the writer's error here)
             pending = writer.submit(write_parquet, frame, snapshot_path(cfg.features_dir, as_of))
@@ -182,6 +190,20 @@ def _write_snapshots(
         Console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
     return summary
+
+
+def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], *, workers: int) -> Iterator[Any]:
+    """`map(function, items)` computed by `workers` threads, in order, with at most `workers` results
+    waiting at a time (bounded memory, unlike `Executor.map`, which submits everything at once)."""
+    items = iter(items)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running: deque[Future] = deque(pool.submit(function, item) for _, item in zip(range(workers), items))
+        while running:
+            result = running.popleft().result()
+            for item in items:
+                running.append(pool.submit(function, item))
+                break
+            yield result
 
 
 def _summary_table(summary: dict[str, Any]) -> Table:
