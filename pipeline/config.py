@@ -130,6 +130,9 @@ class FeaturesConfig(StrictModel):
     # Snapshots computed at once by the polars engine (threads: numpy and polars release the GIL).
     # Each one in flight holds one snapshot's intermediates (~0.5 GB per 500k customers).
     snapshot_workers: int = Field(2, gt=0)
+    # The polars engine prepares its event tables per customer partition of about this many transaction
+    # rows, one partition at a time: peak memory follows the partition, not the whole history.
+    partition_rows: int = Field(5_000_000, gt=0)
 
     @field_validator("windows_days")
     @classmethod
@@ -153,6 +156,9 @@ class TrainConfig(StrictModel):
     champion_metric: Literal["pr_auc", "roc_auc", "log_loss", "brier", "ece", "lift_top_decile"] = "pr_auc"
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     search_trials: int = Field(6, ge=1, le=50)
+    # Above this many training rows the search trials run on a customer-level sample of about this many
+    # rows (seeded), and the best configuration is refitted on all rows; 0 searches on all rows.
+    search_sample_rows: int = Field(500_000, ge=0)
     num_boost_round: int = Field(2000, gt=0)
     early_stopping_rounds: int = Field(50, gt=0)
     max_depth: int = Field(6, ge=-1)
@@ -203,9 +209,11 @@ class ScoreConfig(StrictModel):
     # Knapsack: a MILP over all candidates when at most this many have a positive-value action, else a core
     # of this size around the greedy break point (see pipeline/actions.py).
     exact_limit: int = Field(2000, ge=1)
-    # Reasons (LightGBM pred_contrib, 0.2-2 ms a customer by model size) are computed for the selected and
-    # for these risk tiers; [] limits them to the selected customers at large scale.
+    # Reasons (LightGBM pred_contrib, 0.3-2 ms a customer by model size) are computed for every selected
+    # customer and for the `reason_limit` highest-risk customers of these tiers ([]: the selected only;
+    # reason_limit null: the whole tiers). Column reasons_status says why a row has no reasons.
     reason_tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high", "medium"])
+    reason_limit: int | None = Field(20000, ge=0)
 
 
 class Config(StrictModel):

@@ -155,3 +155,23 @@ def test_fixed_statement_of_a_protective_flag_needs_the_flag_off():
     result = top_reasons(contrib, values, specs=specs, as_of=AS_OF, n=1)
     assert result["reason_1"].tolist()[0] == "not in the loyalty programme"
     assert pd.isna(result["reason_1"].tolist()[1])
+
+
+def test_format_reasons_gives_the_text_of_str_format_row_by_row():
+    from pipeline.reasons import format_reasons
+
+    rng = np.random.default_rng(0)
+    n = 500
+    context = pd.DataFrame(
+        {
+            "x": np.concatenate([[0.0, -0.0, 2.675, -0.4, 1e9, np.nan], rng.normal(0, 100, n - 6)]),
+            "share": rng.random(n),
+            "label": pd.Series(rng.choice(["toys", "books", "garden & home"], n), dtype="str"),
+            "count": rng.integers(0, 5, n).astype(float),
+        }
+    )
+    template = "spent {x:,.2f} ({share:.0%}) on {label!r}, {count:.0f} times; {x:+.1f} before {as_of:%d.%m.%Y}"
+    fields = ["x", "share", "label", "count", "as_of"]
+    expected = [template.format_map({**row, "as_of": AS_OF}) for row in context.to_dict("records")]
+    assert list(format_reasons(template, fields, context, as_of=AS_OF)) == expected
+    assert list(format_reasons("no fields at all", [], context, as_of=AS_OF)) == ["no fields at all"] * n

@@ -14,7 +14,7 @@ from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
 from pipeline.playbook import playbook_from_dict
-from pipeline.score import output_columns, risk_tiers, score_customers, summarise_scores
+from pipeline.score import output_columns, reasons_scope, risk_tiers, score_customers, summarise_scores
 
 AS_OF = dt.date(2025, 10, 1)
 NUMERIC = ["recency_days", "open_tickets", "is_detractor", "monetary_365d", "frequency_all"]
@@ -133,8 +133,8 @@ def test_scores_have_the_issue_columns_and_consistent_choices(model):
     features, _ = make_features(400, seed=2)
     result = score(features, model)
     assert list(result.columns) == output_columns(3) == [
-        "customer_id", "churn_probability", "risk_tier", "reason_1", "reason_2", "reason_3", "action",
-        "action_cost", "customer_value", "expected_net_value", "group", "model_name", "model_version", "as_of",
+        "customer_id", "churn_probability", "risk_tier", "reason_1", "reason_2", "reason_3", "reasons_status",
+        "action", "action_cost", "customer_value", "expected_net_value", "group", "model_name", "model_version", "as_of",
     ]
     assert len(result) == 400 and result["customer_id"].is_unique
     assert result["churn_probability"].is_monotonic_decreasing
@@ -213,3 +213,91 @@ def test_reason_tiers_can_limit_contributions_to_the_selected(model):
     assert counting.contribution_rows == [int(selected.sum())]
     assert result.loc[selected, "reason_1"].notna().all()
     assert result.loc[~selected, "reason_1"].isna().all()
+
+
+def test_reason_limit_explains_the_riskiest_of_the_tiers_and_every_selected(model):
+    features, _ = make_features(400, seed=2)
+    counting = CountingModel(model)
+    result = score(features, counting, cfg=CFG.model_copy(update={"reason_limit": 25}))
+    selected = result["group"] != "none"
+    in_tiers = result["risk_tier"].isin(["high", "medium"])
+    riskiest = pd.Series(False, index=result.index)
+    riskiest[result.index[in_tiers][:25]] = True  # result is sorted by probability, then customer_id
+    should_explain = selected | riskiest
+    assert 25 < int(should_explain.sum()) < int((selected | in_tiers).sum())
+    assert counting.contribution_rows == [int(should_explain.sum())]
+    explained = result["reasons_status"].isin(["explained", "no_risk_driver"])
+    assert explained.equals(should_explain)
+    assert result.loc[result["reasons_status"] == "explained", "reason_1"].notna().all()
+    assert result.loc[~explained, ["reason_1", "reason_2", "reason_3"]].isna().all().all()
+    assert (result.loc[~explained & in_tiers, "reasons_status"] == "over_reason_limit").all()
+    assert (result.loc[~explained & ~in_tiers, "reasons_status"] == "tier_not_explained").all()
+    summary = summarise_scores(result, budget=CFG.budget, as_of=AS_OF)
+    assert sum(summary["reasons"].values()) == len(result)
+    assert summary["reasons"]["over_reason_limit"] == int((~explained & in_tiers).sum()) > 0
+
+
+def test_reasons_status_says_why_a_row_has_no_reasons(model):
+    features, _ = make_features(400, seed=2)
+    result = score(features, model)
+    statuses = set(result["reasons_status"])
+    assert statuses <= {"explained", "no_risk_driver", "tier_not_explained"}
+    has_reason = result["reason_1"].notna()
+    assert (has_reason == (result["reasons_status"] == "explained")).all()
+    not_needed = (result["group"] == "none") & (result["risk_tier"] == "low")
+    assert (result.loc[not_needed, "reasons_status"] == "tier_not_explained").all()
+
+
+def test_reasons_scope_ranks_by_probability_and_keeps_the_selected():
+    index = pd.Index([f"c{i}" for i in range(6)])
+    probability = pd.Series([0.9, 0.3, 0.95, 0.6, 0.6, 0.1], index=index)
+    tiers = risk_tiers(probability, high=0.5, medium=0.25)
+    selected = pd.Series([False, False, False, False, False, True], index=index)
+    status = reasons_scope(probability, tiers, selected, reason_tiers=["high", "medium"], reason_limit=3)
+    assert status.tolist() == [
+        "explained", "over_reason_limit", "explained", "explained", "over_reason_limit", "explained",
+    ]  # c3 and c4 tie at 0.6: index order decides
+    unlimited = reasons_scope(probability, tiers, selected, reason_tiers=["high"], reason_limit=None)
+    assert unlimited.tolist() == [
+        "explained", "tier_not_explained", "explained", "explained", "explained", "explained",
+    ]
+    nobody = reasons_scope(probability, tiers, selected, reason_tiers=["high"], reason_limit=0)
+    assert nobody.tolist() == [
+        "over_reason_limit", "tier_not_explained", "over_reason_limit", "over_reason_limit", "over_reason_limit",
+        "explained",
+    ]
+
+
+def test_reason_limit_zero_or_empty_tiers_explains_only_the_selected(model):
+    features, _ = make_features(400, seed=2)
+    counting = CountingModel(model)
+    limited = score(features, counting, cfg=CFG.model_copy(update={"reason_limit": 0}))
+    selected = limited["group"] != "none"
+    assert counting.contribution_rows == [int(selected.sum())]
+    no_tiers = score(features, model, cfg=CFG.model_copy(update={"reason_tiers": []}))
+    columns = ["reason_1", "reason_2", "reason_3"]
+    pd.testing.assert_frame_equal(limited[columns], no_tiers[columns])
+
+
+def test_reason_limit_is_validated_naming_the_key(tmp_path):
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.errors import ConfigError
+
+    raw = {
+        "sources": {"transactions": {"path": "raw/transactions.csv"}},
+        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-06-01"}},
+        "score": {"reason_limit": -1},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"score\.reason_limit: Input should be greater than or equal to 0"):
+        load_config(path)
+    raw["score"] = {"reason_limit": None}
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert load_config(path).score.reason_limit is None
+    raw["score"] = {"reason_limit": "many"}
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"score\.reason_limit: Input should be a valid integer"):
+        load_config(path)

@@ -114,6 +114,8 @@ def _summary(
         "value_model": cfg.score.value_model,
         "value_horizon_days": cfg.score.value_horizon_days,
         "risk_tiers": cfg.score.risk_tiers.model_dump(),
+        "reason_tiers": list(cfg.score.reason_tiers),
+        "reason_limit": cfg.score.reason_limit,
         "playbook": {
             "path": str(cfg.score.playbook),
             "sha256": sha256_file(cfg.score.playbook),
@@ -151,6 +153,7 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
                 "budget": summary["budget"],
                 "control_share": summary["control_share"],
                 "value_model": summary["value_model"],
+                "reason_limit": summary["reason_limit"],
                 "playbook_sha256": summary["playbook"]["sha256"],
                 "scores_file": str(paths["parquet"]),
             }
@@ -161,6 +164,7 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
                         "budget_committed", "expected_net_value", "expected_net_value_committed")
         }
         metrics.update({metric_key("tier", tier): float(n) for tier, n in summary["tiers"].items()})
+        metrics.update({metric_key("reasons", status): float(n) for status, n in summary["reasons"].items()})
         metrics.update(
             {metric_key("action", action, group): float(n) for action, counts in summary["actions"].items() for group, n in counts.items()}
         )
