@@ -181,3 +181,18 @@ def test_measure_refuses_on_fresh_scores(scored):
     cfg, outcome = scored
     with pytest.raises(ScoreError, match="horizon after .* has not passed"):
         measure.run(cfg, scores_path=outcome["scores_path"], quiet=True)
+
+
+def test_csv_holds_the_values_of_the_parquet(scored):
+    from pipeline.run.measure import read_scores
+
+    cfg, outcome = scored
+    parquet = pd.read_parquet(outcome["scores_path"])
+    csv_path = cfg.scores_dir / f"at_risk_{outcome['as_of']}.csv"
+    text_columns = [c for c in parquet.columns if parquet[c].dtype == "str"]
+    csv = pd.read_csv(csv_path, dtype=dict.fromkeys(text_columns, "str"))
+    assert list(csv.columns) == list(parquet.columns) and len(csv) == len(parquet)
+    for column in parquet.columns:
+        expected = parquet[column].astype(str) if column == "as_of" else parquet[column]
+        pd.testing.assert_series_equal(csv[column], expected, check_dtype=False, check_exact=True)
+    assert read_scores(csv_path)["group"].equals(parquet["group"])
