@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from pipeline.errors import ConfigError, ScoreError, TrainError
 from pipeline.features.store import LABEL, SNAPSHOT_DATE
@@ -54,15 +55,20 @@ def quarantine_reasons(report: Mapping[str, Any]) -> pd.DataFrame:
 # --- cohorts and churn over time -------------------------------------------------------------------------
 
 
-def _month_index(timestamps: pd.Series) -> np.ndarray:
-    """Months since year 0 (year * 12 + month - 1) of UTC timestamps."""
-    return (timestamps.dt.year * 12 + timestamps.dt.month - 1).to_numpy(dtype="int64")
-
-
 def _month_label(index: np.ndarray) -> np.ndarray:
     return np.array([f"{i // 12:04d}-{i % 12 + 1:02d}" for i in np.unique(index)], dtype=object)[
         np.searchsorted(np.unique(index), index)
     ]
+
+
+def active_months(purchases: pl.LazyFrame, *, last_month: int) -> pl.LazyFrame:
+    """Purchases (customer_id, ordered_at UTC) -> distinct (customer_id, month) up to `last_month`,
+    with first (the customer's first month); months are year * 12 + month - 1."""
+    at = pl.col("ordered_at").dt.convert_time_zone("UTC")
+    month = (at.dt.year().cast(pl.Int64) * 12 + at.dt.month().cast(pl.Int64) - 1).alias("month")
+    months = purchases.select("customer_id", month).filter(pl.col("month") <= last_month)
+    per_customer = months.group_by("customer_id").agg(pl.col("month").unique())
+    return per_customer.with_columns(pl.col("month").list.min().alias("first")).explode("month")
 
 
 def cohort_retention(transactions: pd.DataFrame, *, as_of: dt.date) -> pd.DataFrame:
@@ -74,21 +80,26 @@ def cohort_retention(transactions: pd.DataFrame, *, as_of: dt.date) -> pd.DataFr
     Output: one row per cohort and month offset (zeros included), sorted: cohort ("YYYY-MM"),
     months_since_first (int64, 0 = the first-order month), cohort_size, active_customers (int64),
     retention (float64, active_customers / cohort_size).
+
+    The rows are reduced in polars to the distinct (customer, month) pairs and then to one count per
+    (cohort, offset): only that small table reaches pandas.
     """
-    purchases = cut_frame(purchase_times(transactions), "transactions", as_of=as_of).collect().to_pandas()
+    purchases = cut_frame(purchase_times(transactions), "transactions", as_of=as_of)
     columns = ["cohort", "months_since_first", "cohort_size", "active_customers", "retention"]
     last_month = as_of.year * 12 + as_of.month - 2  # the last complete month before as_of
-    month = _month_index(pd.to_datetime(purchases["ordered_at"], utc=True))
-    active = pd.DataFrame({"customer_id": purchases["customer_id"].to_numpy(), "month": month})
-    active = active[active["month"] <= last_month].drop_duplicates()
-    if active.empty:
+    counts = (
+        active_months(purchases, last_month=last_month)
+        .group_by("first", (pl.col("month") - pl.col("first")).alias("offset"))
+        .len()
+        .collect()
+        .to_pandas()
+        .set_index(["first", "offset"])["len"]
+    )
+    if counts.empty:
         return pd.DataFrame({c: pd.Series(dtype="str" if c == "cohort" else "int64") for c in columns}).astype(
             {"retention": "float64"}
         )
-    first = active.groupby("customer_id")["month"].transform("min")
-    active = active.assign(first=first.to_numpy(), offset=(active["month"] - first).to_numpy())
-    counts = active.groupby(["first", "offset"]).size()
-    sizes = active[active["offset"] == 0].groupby("first").size()
+    sizes = counts.xs(0, level="offset").sort_index()
     cohorts = sizes.index.to_numpy()
     offsets = last_month - cohorts  # the last observed offset per cohort
     grid_first = np.repeat(cohorts, offsets + 1)

@@ -14,7 +14,7 @@ from pipeline.cli import app
 from pipeline.config import config_from_dict
 from pipeline.errors import IngestError
 from pipeline.run import ingest as ingest_runner
-from pipeline.sources import read_source
+from pipeline.sources import _read_csv_with_arrow, read_source
 
 GOOD_TRANSACTIONS = (
     "order_id,customer_id,ordered_at,amount\n"
@@ -273,3 +273,48 @@ def test_a_regular_expression_separator(tmp_path):
     write(tmp_path, "t.csv", GOOD_TRANSACTIONS.replace(",", " | "))
     report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"sep": r"\s*\|\s*"}}})
     assert report["sources"]["transactions"]["validated_rows"] == 3
+
+
+# --- the fast CSV reader reads exactly what pandas reads -------------------------------------------
+
+
+TRICKY_CSV = (
+    '"order_id","customer_id","ordered_at","amount","note"\n'
+    'o1,c1,2024-01-01 10:00:00,10.5,NA\n'
+    'o2,"c,2",2024-01-02,,""\n'
+    'o3, c3 ,"2024-01-03T09:30:00+02:00",007,"say ""hi"""\n'
+    'o4,c4,,1e3,null\n'
+)
+
+
+def pandas_read(path: Path, **options) -> pd.DataFrame:
+    return pd.read_csv(path, engine="pyarrow", dtype=str, keep_default_na=False, na_values=[""], **options)
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_arrow_csv_reader_matches_the_pandas_reader(tmp_path, sep):
+    path = write(tmp_path, "t.csv", TRICKY_CSV.replace(",", sep) if sep != "," else TRICKY_CSV)
+    config = make_config(tmp_path, {"transactions": {"path": "t.csv", "read": {"sep": sep}}})
+    assert _read_csv_with_arrow(path, config.sources.transactions.read) is not None  # no fallback
+    fast = read_source("transactions", config.sources.transactions).frame
+    if sep == ",":
+        pd.testing.assert_frame_equal(fast, pandas_read(path, sep=sep))
+    assert fast["note"].tolist()[0] == "NA"  # 'NA' stays text; only empty cells are null
+    assert fast["amount"].isna().tolist() == [False, True, False, False]
+    assert all(str(dtype) == "str" for dtype in fast.dtypes)
+
+
+def test_arrow_csv_reader_with_column_names_and_no_header(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS.split("\n", 1)[1])
+    read = {"header": False, "column_names": ["order_id", "customer_id", "ordered_at", "amount"]}
+    config = make_config(tmp_path, {"transactions": {"path": "t.csv", "read": read}})
+    frame = read_source("transactions", config.sources.transactions).frame
+    assert frame["order_id"].tolist() == ["o1", "o1", "o2"]
+    assert frame["amount"].tolist() == ["10.5", "2", "-4"]
+
+
+def test_repeated_header_names_fall_back_to_the_pandas_reader(tmp_path):
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,x,x\no1,c1,2024-01-01,1,a,b\n")
+    config = make_config(tmp_path, {"transactions": {"path": "t.csv"}})
+    frame = read_source("transactions", config.sources.transactions).frame
+    assert list(frame.columns) == ["order_id", "customer_id", "ordered_at", "amount", "x", "x.1"]

@@ -46,3 +46,21 @@ def test_equal_frames_give_equal_bytes(tmp_path):
     first = sha256_file(write_parquet(df, tmp_path / "a.parquet"))
     second = sha256_file(write_parquet(df.copy(), tmp_path / "b.parquet"))
     assert first == second
+
+
+def test_parquet_round_trip_keeps_values_and_dtypes(tmp_path):
+    df = pd.DataFrame(
+        {
+            "id": pd.Series(["a", None, "c"], dtype="str"),
+            "amount": [1.5, float("nan"), -2.0],
+            "at": pd.Series(pd.to_datetime(["2024-01-01", None, "2024-03-01"], utc=True), dtype="datetime64[us, UTC]"),
+            "flag": pd.Series([True, None, False], dtype="boolean"),
+        }
+    )
+    back = pd.read_parquet(write_parquet(df, tmp_path / "a.parquet"))
+    pd.testing.assert_frame_equal(back, df)
+
+
+def test_parquet_of_a_frame_without_columns_or_text(tmp_path):
+    assert pd.read_parquet(write_parquet(pd.DataFrame({"x": [1.0]}), tmp_path / "a.parquet"))["x"].tolist() == [1.0]
+    assert pd.read_parquet(write_parquet(pd.DataFrame({"s": pd.Series([], dtype="str")}), tmp_path / "b.parquet")).empty

@@ -11,6 +11,7 @@ written, so a failing run writes nothing; each file is written atomically.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from pipeline.config import Config
 from pipeline.ingest import IngestResult, ingest_sources
 from pipeline.io import sha256_file, write_json, write_parquet
 from pipeline.progress import get_logger, timed, track
-from pipeline.sources import read_source
+from pipeline.sources import read_source, source_files
 
 REPORT_NAME = "ingest_report.json"
 
@@ -35,12 +36,14 @@ def extra_dir(cfg: Config) -> Path:
     return cfg.validated_dir / "extra"
 
 
-def with_fingerprints(report: dict[str, Any], files: dict[str, tuple[Path, ...]]) -> dict[str, Any]:
-    """A copy of `report` with each source's input files and their sha256."""
-    sources = {
-        name: {**entry, "files": [{"path": str(path), "sha256": sha256_file(path)} for path in files.get(name, ())]}
-        for name, entry in report["sources"].items()
-    }
+def file_fingerprints(files: dict[str, tuple[Path, ...]]) -> dict[str, list[dict[str, str]]]:
+    """Each source's input files with their sha256: {source: [{path, sha256}]}."""
+    return {name: [{"path": str(path), "sha256": sha256_file(path)} for path in paths] for name, paths in files.items()}
+
+
+def with_fingerprints(report: dict[str, Any], fingerprints: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    """A copy of `report` with each source's input files and their sha256 (from `file_fingerprints`)."""
+    sources = {name: {**entry, "files": fingerprints.get(name, [])} for name, entry in report["sources"].items()}
     return {**report, "sources": sources}
 
 
@@ -94,20 +97,32 @@ def save_cohort_figure(transactions: pd.DataFrame, path: Path) -> Path | None:
 
 
 def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
-    """Ingest every configured source; return the report (also written as JSON)."""
+    """Ingest every configured source; return the report (also written as JSON).
+
+    Two side tasks run in a worker thread while the main thread reads, validates and writes: the
+    sha256 of the input files (hashlib releases the GIL) and, once validation is done, the cohort
+    figure (it needs only the validated transactions and overlaps the Parquet writes).
+    """
     configured = cfg.sources.configured()
-    with timed("read sources"):
-        raws = {
-            name: read_source(name, source)
-            for name, source in track(list(configured.items()), description="reading", quiet=quiet)
-        }
-    with timed("validate"):
-        result = ingest_sources(raws, sources=configured, settings=cfg.ingest)
-    report = with_fingerprints(result.report, {name: raw.files for name, raw in raws.items()})
-    with timed("write"):
-        write_outputs(cfg, result)
-        write_json(report, report_path(cfg))
-        save_cohort_figure(result.sources["transactions"].validated, cfg.reports_dir / "cohort_retention.png")
+    files = {name: tuple(source_files(name, source)) for name, source in configured.items()}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-side") as side:
+        fingerprints = side.submit(file_fingerprints, files)
+        with timed("read sources"):
+            raws = {
+                name: read_source(name, source)
+                for name, source in track(list(configured.items()), description="reading", quiet=quiet)
+            }
+        with timed("validate"):
+            result = ingest_sources(raws, sources=configured, settings=cfg.ingest)
+        del raws  # the raw frames are no longer needed: free them before writing
+        figure = side.submit(
+            save_cohort_figure, result.sources["transactions"].validated, cfg.reports_dir / "cohort_retention.png"
+        )
+        with timed("write"):
+            write_outputs(cfg, result)
+            report = with_fingerprints(result.report, fingerprints.result())
+            write_json(report, report_path(cfg))
+            figure.result()
     for name, entry in report["sources"].items():
         get_logger().info(
             "%s: %d rows in, %d validated, %d quarantined", name, entry["input_rows"], entry["validated_rows"],
