@@ -429,47 +429,40 @@ def measure_floor(validated_transactions: Path, *, dates: list[dt.date], repeats
 
 
 def _load_and_prepare(cfg: Any) -> tuple[Any, float, float]:
-    """The features runner's first two steps, timed: (event tables, load seconds, prepare seconds).
+    """The features runner's first two steps, timed: (event tables per customer partition, load seconds,
+    prepare seconds)."""
+    from pipeline.features import partitioned_event_tables
+    from pipeline.run.features import partition_count, read_validated
 
-    Follows the runner: validated Parquet read straight into polars (`read_validated`) when the runner
-    has it, else `load_events` (pandas) and `event_tables`.
-    """
     t0 = time.perf_counter()
-    try:
-        from pipeline.features.tables import event_tables_from_frames
-        from pipeline.run.features import read_validated
-    except ImportError:
-        from pipeline.events import load_events
-        from pipeline.features import event_tables
-
-        events = load_events(cfg.validated_dir)
-        t1 = time.perf_counter()
-        return event_tables(events), t1 - t0, time.perf_counter() - t1
     frames = read_validated(cfg.validated_dir)
     t1 = time.perf_counter()
-    return event_tables_from_frames(frames), t1 - t0, time.perf_counter() - t1
+    partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
+    return partitioned_event_tables(frames, partitions=partitions), t1 - t0, time.perf_counter() - t1
 
 
 def features_breakdown(config: Path) -> dict[str, Any]:
-    """The features runner's steps timed separately (no file writes): load, prepare tables, per snapshot."""
+    """The features runner's steps timed separately, one snapshot at a time (no file writes): load,
+    prepare tables, per snapshot features and labels."""
     from pipeline.config import load_config
-    from pipeline.features import features_from_tables
-    from pipeline.labels import churn_labels
+    from pipeline.features import features_from_partitions
+    from pipeline.labels import churn_labels_from_partitions
 
     cfg = load_config(config)
     tables, load_seconds, prepare_seconds = _load_and_prepare(cfg)
-    purchases = tables.orders.lazy().filter("is_purchase").select("customer_id", "ordered_at")
+    window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     snapshot_seconds, label_seconds = [], []
     for as_of in cfg.features.snapshots.resolve():
         s0 = time.perf_counter()
-        features_from_tables(tables, as_of=as_of, cfg=cfg.features)
+        features_from_partitions(tables, as_of=as_of, cfg=cfg.features)
         s1 = time.perf_counter()
-        churn_labels(purchases, as_of=as_of, lookback_days=cfg.features.lookback_days, horizon_days=cfg.features.horizon_days)
+        churn_labels_from_partitions(tables, as_of=as_of, **window)
         snapshot_seconds.append(s1 - s0)
         label_seconds.append(time.perf_counter() - s1)
     return {
         "load_events_seconds": load_seconds,
         "prepare_tables_seconds": prepare_seconds,
+        "partitions": len(tables),
         "snapshot_features_seconds": snapshot_seconds,
         "snapshot_labels_seconds": label_seconds,
         "compute_seconds": prepare_seconds + sum(snapshot_seconds) + sum(label_seconds),

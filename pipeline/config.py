@@ -132,7 +132,7 @@ class FeaturesConfig(StrictModel):
     snapshot_workers: int = Field(2, gt=0)
     # The polars engine prepares its event tables per customer partition of about this many transaction
     # rows, one partition at a time: peak memory follows the partition, not the whole history.
-    partition_rows: int = Field(5_000_000, gt=0)
+    partition_rows: int = Field(2_000_000, gt=0)
 
     @field_validator("windows_days")
     @classmethod

@@ -14,6 +14,7 @@ off the order-part timeline prepared for the features (no pass over the purchase
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,24 @@ def churn_labels_from_tables(
     tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
 ) -> pd.DataFrame:
     """`churn_labels` of the purchases in prepared event tables: customer_id ("str"), churned (int8), sorted."""
+    return churn_labels_from_partitions([tables], as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
+
+
+def churn_labels_from_partitions(
+    partitions: Sequence[EventTables], *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> pd.DataFrame:
+    """`churn_labels_from_tables` over the tables of customer partitions: customer_id ("str"), churned (int8),
+    sorted by customer_id like `features_from_partitions`."""
+    labels = [
+        _labels_from_tables(tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
+        for tables in partitions
+    ]
+    frame = labels[0] if len(labels) == 1 else pl.concat(labels).sort("customer_id")
+    return frame.to_pandas().astype({"customer_id": "str", "churned": "int8"})
+
+
+def _labels_from_tables(tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int) -> pl.DataFrame:
+    """Labels of one table's customers (in customer_id order): customer_id (String), churned (Int8)."""
     every = Cut(t=snapshot_time(as_of), codes=np.arange(tables.customers, dtype=np.int64))
     timeline, sums = tables.parts.timeline, tables.parts.sums
     purchases = sums.names.index("purchases")
@@ -64,9 +83,9 @@ def churn_labels_from_tables(
     before = purchases_before(every.day)
     eligible = np.flatnonzero(before > purchases_before(every.since(lookback_days)))
     returned = purchases_before(every.day + horizon_days)[eligible] > before[eligible]
-    return pd.DataFrame({
-        "customer_id": tables.customer_ids.gather(eligible).to_pandas().astype("str"),
-        "churned": (~returned).astype("int8"),
+    return pl.DataFrame({
+        "customer_id": tables.customer_ids.gather(eligible).cast(pl.String),
+        "churned": pl.Series((~returned).astype("int8"), dtype=pl.Int8),
     })
 
 

@@ -54,6 +54,7 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.read.delimiter", ";", r"  sources\.transactions\.read\.delimiter: unknown key"),
         ("features.horizon_days", 0, r"  features\.horizon_days: Input should be greater than 0"),
         ("features.snapshot_workers", 0, r"  features\.snapshot_workers: Input should be greater than 0"),
+        ("features.partition_rows", -1, r"  features\.partition_rows: Input should be greater than 0"),
         ("ingest.max_bad_share", 1.5, r"  ingest\.max_bad_share: Input should be less than or equal to 1"),
         ("ingest.future_tolerance_days", "soon", r"  ingest\.future_tolerance_days: Input should be a valid number"),
         ("sources.transactions.timezone", "Mars/Olympus", r"  sources\.transactions\.timezone: Value error, unknown time zone 'Mars/Olympus'"),

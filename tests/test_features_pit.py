@@ -6,13 +6,24 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from pipeline.config import FeaturesConfig
 from pipeline.events import Events
-from pipeline.features import build_features, customer_aggregates, population_features
+from pipeline.features import (
+    build_features,
+    customer_aggregates,
+    features_from_partitions,
+    partitioned_event_tables,
+    population_features,
+)
+from pipeline.features.tables import SOURCE_COLUMNS, customer_partitions
+from pipeline.labels import churn_labels_from_partitions, label_churn
+from pipeline.snapshot import to_polars
 
 AS_OF = dt.date(2024, 7, 1)
 T = pd.Timestamp("2024-07-01", tz="UTC")
@@ -164,6 +175,34 @@ def test_partitioned_by_customer_equals_single_machine_exactly():
         single = build_features(events, as_of=as_of, cfg=cfg)
         assert single["btyd_p_alive"].notna().all()  # the fit succeeded, so BTYD is compared too
         assert_frame_equal(partitioned, single, check_exact=True)
+
+
+def test_tables_prepared_per_customer_partition_give_the_same_features_and_labels():
+    """The polars engine's memory-bounded path: event tables per customer partition, read together."""
+    events = synthetic_events(300, seed=4)
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
+    tables = partitioned_event_tables(frames, partitions=4)
+    assert len(tables) == 4 and sum(t.customers for t in tables) == events.transactions["customer_id"].nunique()
+    for as_of in (AS_OF, dt.date(2024, 3, 1)):
+        assert_frame_equal(features_from_partitions(tables, as_of=as_of, cfg=cfg),
+                           build_features(events, as_of=as_of, cfg=cfg), check_exact=True)
+        assert_frame_equal(churn_labels_from_partitions(tables, as_of=as_of, lookback_days=365, horizon_days=90),
+                           label_churn(events.transactions, as_of=as_of, lookback_days=365, horizon_days=90))
+
+
+def test_customer_partitions_keep_every_row_once_and_each_customer_in_one_partition():
+    events = synthetic_events(200, seed=6)
+    frames = {name: to_polars(frame) for name, frame in events.items()}
+    parts = list(customer_partitions(frames, partitions=3))
+    for name, frame in frames.items():
+        assert sum(part[name].height for part in parts) == frame.height
+        owners = [set(part[name]["customer_id"]) for part in parts]
+        assert all(not (owners[i] & owners[j]) for i in range(3) for j in range(i + 1, 3))
+    transactions = parts[1]["transactions"]
+    assert transactions.equals(frames["transactions"].filter(pl.col("customer_id").is_in(transactions["customer_id"])))
+    with pytest.raises(ValueError, match="partitions must be at least 1"):
+        next(customer_partitions(frames, partitions=0))
 
 
 def test_row_order_of_the_input_does_not_matter():

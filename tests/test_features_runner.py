@@ -99,6 +99,19 @@ def test_snapshots_computed_at_once_give_the_same_files_as_one_at_a_time(tmp_pat
     assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == one_at_a_time
 
 
+def test_tables_prepared_per_customer_partition_give_the_same_files(tmp_path):
+    cfg = workspace(tmp_path)
+    runner.run(cfg, quiet=True)
+    whole = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
+    runner.run(workspace(tmp_path, partition_rows=4), quiet=True)  # 24 rows: 6 partitions
+    assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == whole
+
+
+@pytest.mark.parametrize(("rows", "partition_rows", "expected"), [(0, 5, 1), (5, 5, 1), (6, 5, 2), (10**7, 5 * 10**6, 2)])
+def test_partition_count(rows, partition_rows, expected):
+    assert runner.partition_count(rows, partition_rows=partition_rows) == expected
+
+
 def test_ordered_map_keeps_order_and_bounds_the_results_in_flight():
     started = []
 

@@ -20,6 +20,7 @@ categorical features.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 import pandas as pd
 import polars as pl
@@ -98,9 +99,16 @@ def to_pandas_features(frame: pl.DataFrame, *, cfg: FeaturesConfig) -> pd.DataFr
 
 def features_from_tables(tables: EventTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
     """`build_features` on tables prepared once by `event_tables` (for many snapshots)."""
+    return features_from_partitions([tables], as_of=as_of, cfg=cfg)
+
+
+def features_from_partitions(partitions: Sequence[EventTables], *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
+    """`build_features` on the tables of customer partitions (`partitioned_event_tables`): the per-customer
+    step on each, concatenated, then the population step over all customers."""
     snapshot_time(as_of)
-    aggregates = customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg)
-    return to_pandas_features(population_features_from_aggregates(aggregates, cfg=cfg), cfg=cfg)
+    aggregates = [customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg) for tables in partitions]
+    frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed")
+    return to_pandas_features(population_features_from_aggregates(frame, cfg=cfg), cfg=cfg)
 
 
 def build_features(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:

@@ -29,7 +29,7 @@ Every row and every later time value is keyed by the UTC day from which it is kn
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -612,7 +612,9 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
     lines = _numpy(_line_values(transactions))
     order, line_codes, customer_ids, codes = _number_customers(transactions, lines)
     customers = len(customer_ids)
-    lines = {name: values[order] for name, values in lines.items() if name not in ("hash", "check")}
+    del lines["hash"], lines["check"]
+    for name in list(lines):  # one column at a time: each unsorted column is freed as soon as it is sorted
+        lines[name] = lines.pop(name)[order]
     # The tables are independent from here on; numpy and polars release the GIL in their heavy loops,
     # so building them side by side uses both cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -632,6 +634,30 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
             loyalty=loyalty.result(),
             attributes=attributes.result(),
         )
+
+
+def customer_partitions(frames: Mapping[str, pl.DataFrame], *, partitions: int) -> Iterator[dict[str, pl.DataFrame]]:
+    """`frames` split by customer, one partition at a time: every source's rows whose customer_id hash
+    modulo `partitions` is the partition's number, in input order. Partitions are made on demand, so
+    only one is held besides `frames`.
+    """
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    if partitions == 1:
+        yield dict(frames)
+        return
+    numbers = {name: (frame["customer_id"].hash() % partitions).to_numpy() for name, frame in frames.items()}
+    for number in range(partitions):
+        yield {name: frame.filter(pl.Series(numbers[name] == number)) for name, frame in frames.items()}
+
+
+def partitioned_event_tables(frames: Mapping[str, pl.DataFrame], *, partitions: int) -> tuple[EventTables, ...]:
+    """`event_tables_from_frames` of each customer partition (`customer_partitions`), built one after the other.
+
+    The tables of all partitions together hold the same timelines as the tables of all customers, but the
+    memory used while preparing them is that of one partition.
+    """
+    return tuple(event_tables_from_frames(part) for part in customer_partitions(frames, partitions=partitions))
 
 
 def event_tables(events: Events) -> EventTables:

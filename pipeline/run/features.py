@@ -28,11 +28,11 @@ from pipeline.config import Config
 from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
 from pipeline.errors import FeatureError
 from pipeline.events import Events
-from pipeline.features import feature_names, features_from_tables
+from pipeline.features import feature_names, features_from_partitions
 from pipeline.features.store import LABEL, snapshot_frame, snapshot_path
-from pipeline.features.tables import SOURCE_COLUMNS, event_tables_from_frames
+from pipeline.features.tables import SOURCE_COLUMNS, partitioned_event_tables
 from pipeline.io import write_parquet
-from pipeline.labels import churn_labels_from_tables, horizon_passed
+from pipeline.labels import churn_labels_from_partitions, horizon_passed
 from pipeline.progress import get_logger, timed, track
 from pipeline.snapshot import latest_event_date
 
@@ -103,13 +103,14 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     with timed("reading validated events and preparing event tables"):
         frames = read_validated(cfg.validated_dir)
         last_date = latest_event_date(frames["transactions"])
-        tables = event_tables_from_frames(frames)
+        partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
+        tables = partitioned_event_tables(frames, partitions=partitions)
         del frames  # the prepared tables hold everything needed
     window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     return _write_snapshots(
         cfg,
-        features_at=lambda as_of: features_from_tables(tables, as_of=as_of, cfg=cfg.features),
-        labels_at=lambda as_of: churn_labels_from_tables(tables, as_of=as_of, **window),
+        features_at=lambda as_of: features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
+        labels_at=lambda as_of: churn_labels_from_partitions(tables, as_of=as_of, **window),
         last_date=last_date,
         started=started,
         quiet=quiet,
@@ -190,6 +191,11 @@ def _write_snapshots(
         Console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
     return summary
+
+
+def partition_count(transaction_rows: int, *, partition_rows: int) -> int:
+    """Customer partitions for the event tables: enough for about `partition_rows` transaction rows each."""
+    return max(1, -(-transaction_rows // partition_rows))
 
 
 def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], *, workers: int) -> Iterator[Any]:
