@@ -696,7 +696,7 @@ def bench_growth(args: argparse.Namespace, previous: dict[str, Any], results: di
     by_rows: list[dict[str, Any]] = []
     for rows in sizes:
         if by_rows:
-            reason = memory_too_small(by_rows[-1], rows, available_mib=available_mib())
+            reason = memory_too_small(by_rows, rows, available_mib=available_mib())
             if reason:
                 say(f"skipping {size_label(rows)} rows: {reason}", quiet=args.quiet)
                 by_rows.append({"rows": rows, "label": size_label(rows), "skipped": reason})
@@ -758,18 +758,27 @@ def bench_growth(args: argparse.Namespace, previous: dict[str, Any], results: di
             "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
-def memory_too_small(previous: dict[str, Any], rows: int, *, available_mib: float) -> str | None:
-    """Why features at `rows` would not fit, extrapolating linearly from the previous size's peak.
+def memory_too_small(earlier: list[dict[str, Any]], rows: int, *, available_mib: float) -> str | None:
+    """Why features at `rows` would not fit, extrapolating the peak of the sizes measured before it: on the
+    line through the last two (fixed memory + MiB per row), or in proportion to rows from one.
 
     (Ingest is not the limit: a size too large to ingest at once is ingested in groups of parts.)
     """
+    previous = earlier[-1]
     if "skipped" in previous:
         return f"the smaller size {previous['label']} was skipped"
-    needed = previous["peak_mib"] * rows / previous["rows"] * 1.15
+    measured = [e for e in earlier if "skipped" not in e]
+    if len(measured) >= 2:
+        (r0, m0), (r1, m1) = [(e["rows"], e["peak_mib"]) for e in measured[-2:]]
+        slope = max((m1 - m0) / (r1 - r0), 0.0)
+        needed = (m1 + slope * (rows - r1)) * 1.15
+        basis = f"on the line through {measured[-2]['label']} and {previous['label']}"
+    else:
+        needed = previous["peak_mib"] * rows / previous["rows"] * 1.15
+        basis = f"linear from {previous['label']}"
     headroom = available_mib - 2048  # leave 2 GiB for everything else on the machine
     if needed > headroom:
-        return (f"features would need about {needed / 1024:.1f} GiB (linear from {previous['label']}), "
-                f"{headroom / 1024:.1f} GiB available")
+        return f"features would need about {needed / 1024:.1f} GiB ({basis}), {headroom / 1024:.1f} GiB available"
     return None
 
 
