@@ -30,7 +30,7 @@ from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features import feature_names, features_from_partitions
 from pipeline.features.store import LABEL, snapshot_frame, snapshot_path
-from pipeline.features.tables import SOURCE_COLUMNS, partitioned_event_tables
+from pipeline.features.tables import SOURCE_COLUMNS, EventTables, partitioned_event_tables
 from pipeline.io import write_parquet
 from pipeline.labels import churn_labels_from_partitions, horizon_passed
 from pipeline.progress import get_logger, timed, track
@@ -101,11 +101,7 @@ def run(cfg: Config, *, quiet: bool = False) -> dict[str, Any]:
 def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     started = time.perf_counter()
     with timed("reading validated events and preparing event tables"):
-        frames = read_validated(cfg.validated_dir)
-        last_date = latest_event_date(frames["transactions"])
-        partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
-        tables = partitioned_event_tables(frames, partitions=partitions)
-        del frames  # the prepared tables hold everything needed
+        tables, last_date = prepared_tables(cfg)
     window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     return _write_snapshots(
         cfg,
@@ -191,6 +187,18 @@ def _write_snapshots(
         Console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
     return summary
+
+
+def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | None]:
+    """The validated events read and prepared for any snapshot date, per customer partition of about
+    `features.partition_rows` transaction rows; and the UTC date of the latest order (None if none).
+
+    Read them with `features_from_partitions` and `churn_labels_from_partitions`.
+    """
+    frames = read_validated(cfg.validated_dir)
+    last_date = latest_event_date(frames["transactions"])
+    partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
+    return partitioned_event_tables(frames, partitions=partitions), last_date
 
 
 def partition_count(transaction_rows: int, *, partition_rows: int) -> int:
