@@ -510,6 +510,7 @@ def ingest_sources(
         results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels)
         check_validated(results[name].validated, schema, name=name)
+        del parsed[name]  # the typed columns live on in the validated frame: free the rest now
     failures = [r for r in results.values() if r.report["bad_share"] > settings.max_bad_share]
     if failures:
         raise IngestError(_too_bad_message(failures, settings.max_bad_share))

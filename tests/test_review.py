@@ -59,6 +59,34 @@ def test_cohort_retention_leaves_its_input_alone():
     assert_frame_equal(frame, before)
 
 
+def naive_cohorts(frame: pd.DataFrame, *, as_of: dt.date) -> pd.DataFrame:
+    """cohort -> {offset: active customers}, from a plain pandas groupby over every purchase."""
+    last = as_of.year * 12 + as_of.month - 2
+    buys = frame[(frame["amount"] >= 0) & (frame["ordered_at"] < pd.Timestamp(as_of, tz="UTC"))]
+    month = buys["ordered_at"].dt.year * 12 + buys["ordered_at"].dt.month - 1
+    active = pd.DataFrame({"customer": buys["customer_id"], "month": month})[month <= last].drop_duplicates()
+    active["first"] = active.groupby("customer")["month"].transform("min")
+    return active.groupby(["first", active["month"] - active["first"]]).size()
+
+
+def test_cohort_retention_agrees_with_a_plain_groupby_on_random_purchases():
+    rng = np.random.default_rng(3)
+    n = 2_000
+    times = pd.Timestamp("2023-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 500 * 86_400, n), unit="s")
+    rows = list(zip([f"c{i}" for i in rng.integers(0, 150, n)], times.strftime("%Y-%m-%d %H:%M:%S"),
+                    rng.normal(20, 15, n).round(2), strict=True))
+    frame = transactions(rows)
+    as_of = dt.date(2024, 3, 17)
+    result = review.cohort_retention(frame, as_of=as_of)
+    expected = naive_cohorts(frame, as_of=as_of)
+    cohort_month = pd.to_datetime(result["cohort"]).dt.year * 12 + pd.to_datetime(result["cohort"]).dt.month - 1
+    found = result.set_index([cohort_month.rename("first"), result["months_since_first"]])["active_customers"]
+    assert (found[found > 0].to_numpy() == expected.reindex(found[found > 0].index).to_numpy()).all()
+    assert found.sum() == expected.sum()
+    sizes = result.loc[result["months_since_first"] == 0, "cohort_size"].to_numpy()
+    assert (sizes == result.loc[result["months_since_first"] == 0, "active_customers"].to_numpy()).all()
+
+
 def test_retention_matrix_has_cohorts_with_sizes_by_month():
     cohorts = review.cohort_retention(transactions(COHORT_ROWS), as_of=dt.date(2024, 4, 5))
     matrix = review.retention_matrix(cohorts)

@@ -48,15 +48,23 @@ def with_fingerprints(report: dict[str, Any], fingerprints: dict[str, list[dict[
 
 
 def write_outputs(cfg: Config, result: IngestResult) -> None:
-    """Validated, quarantine and extra Parquet for every source; a stale extra file is removed."""
+    """Validated, quarantine and extra Parquet for every source; a stale extra file is removed.
+
+    The files are independent and pyarrow encodes them without the GIL: two are written at a time.
+    """
+    writes = []
     for name, source in result.sources.items():
-        write_parquet(source.validated, cfg.validated_dir / f"{name}.parquet")
-        write_parquet(source.quarantine, cfg.quarantine_dir / f"{name}.parquet")
+        writes += [(source.validated, cfg.validated_dir / f"{name}.parquet"),
+                   (source.quarantine, cfg.quarantine_dir / f"{name}.parquet")]
         extra_path = extra_dir(cfg) / f"{name}.parquet"
         if source.extra.shape[1] > 0:
-            write_parquet(source.extra, extra_path)
+            writes.append((source.extra, extra_path))
         elif extra_path.exists():
             extra_path.unlink()
+    largest_first = sorted(writes, key=lambda write: -len(write[0]))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-write") as pool:
+        for written in [pool.submit(write_parquet, frame, path) for frame, path in largest_first]:
+            written.result()
 
 
 def report_table(report: dict[str, Any]) -> Table:
