@@ -13,6 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from pipeline.errors import ConfigError, PipelineError
 
@@ -36,7 +37,10 @@ DEFAULT_CONFIG = Path("configs/default.yaml")
 
 
 def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callable[[Any], Any]) -> Any:
-    """Load config, set up logging, call `action(cfg)`; print domain errors without a traceback."""
+    """Load config, set up logging, call `action(cfg)`; print domain errors without a traceback.
+
+    Messages are escaped: a path or hint in brackets (e.g. `'.[dask]'`) is text, not rich markup.
+    """
     from pipeline.config import load_config
     from pipeline.progress import configure_logging
 
@@ -49,10 +53,10 @@ def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callabl
         cfg = load_config(config, overrides or [])
         return action(cfg)
     except ConfigError as exc:
-        console.print(f"[bold red]config error:[/] {exc}", highlight=False, markup=True)
+        console.print(f"[bold red]config error:[/] {escape(str(exc))}", highlight=False, markup=True)
         raise typer.Exit(code=2) from None
     except PipelineError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True)
         raise typer.Exit(code=1) from None
 
 

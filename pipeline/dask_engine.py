@@ -13,7 +13,14 @@ chose and returns a plain `lightgbm.Booster` (via `.to_local()`), so it goes int
 `ChurnModel` as a local fit. LightGBM's Dask interface has no early stopping (LightGBM issues #3712
 and #4189; setting it can hang, #7009): it grows `num_boost_round` trees and the best prefix is then
 chosen on the validation rows by the rule `lgb.early_stopping` applies locally (first metric:
-average precision; stop after `early_stopping_rounds` without improvement).
+average precision; stop after `early_stopping_rounds` without improvement). Training rows are
+partitioned by customer (`customer_partition`, one partition per worker), as the features are.
+
+`train_models_dask` is `pipeline.train.train_models` with that fit: the same split, baselines,
+calibration and metrics, so the runner logs, registers and bundles it exactly as a local model.
+The hyper-parameter search is skipped on Dask (`dask_train_settings`: one trial, the default
+configuration): without early stopping every Dask trial grows all `num_boost_round` trees, and a
+local search would need the training table on one machine, which is what the Dask engine is for.
 
 Cluster. `dask_client()` connects to `DASK_SCHEDULER_ADDRESS` when it is set, else starts a
 `LocalCluster` (one single-threaded worker process per core). Dask is the optional extra
@@ -31,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +57,11 @@ from pipeline.features.build import to_pandas_features
 from pipeline.labels import churn_labels
 from pipeline.snapshot import latest_event_date, snapshot_time
 
+if TYPE_CHECKING:
+    from pipeline.evaluate import RetentionSettings
+    from pipeline.split import TimeSplit
+    from pipeline.train import FeatureSpecLike, TrainResult
+
 SCHEDULER_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
 INSTALL_HINT = "the Dask engine needs the optional extra: pip install '.[dask]' (dask[distributed])"
 PARTITION_COLUMN = "_partition"
@@ -65,6 +77,15 @@ def _distributed() -> Any:
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     return distributed
+
+
+def require_dask(setting: str) -> None:
+    """Raise ConfigError naming `setting` (e.g. "train.engine") when the Dask extra is not installed."""
+    try:
+        _distributed()
+        import dask.array  # noqa: F401
+    except (ConfigError, ImportError):
+        raise ConfigError(f"{setting}=dask: {INSTALL_HINT}; or set {setting}=local") from None
 
 
 @contextmanager
@@ -86,7 +107,13 @@ def dask_client(
         return
     n_workers = workers or max(1, os.cpu_count() or 1)
     with distributed.LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=processes, dashboard_address=None
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=processes,
+        dashboard_address=None,
+        # The scheduler's HTTP routes (health, metrics) still listen: on a free port, not on 8787,
+        # which another cluster on the machine may hold ("Port 8787 is already in use" warnings).
+        scheduler_kwargs={"dashboard_address": ":0"},
     ) as cluster, distributed.Client(cluster) as client:
         yield client
 
@@ -279,6 +306,29 @@ def best_iteration(booster: Any, matrix: np.ndarray, labels: np.ndarray, *, pati
     return best_round
 
 
+def _chunks_on_workers(
+    matrix: np.ndarray, labels: np.ndarray, *, part: np.ndarray, workers: list[str], client: Any
+) -> tuple[Any, Any]:
+    """Dask arrays of `matrix` and `labels` whose chunk i (the rows with `part == i`) is held by `workers[i]`.
+
+    Placing every chunk on a known worker (rather than where the scheduler happens to run it) makes the
+    Dask fit repeatable: LightGBM's distributed bins and ranks depend on which worker holds which rows.
+    Empty partitions get no chunk (a LightGBM worker needs rows).
+    """
+    import dask.array as da
+
+    xs, ys = [], []
+    for number, worker in enumerate(workers):
+        rows = np.flatnonzero(part == number)
+        if len(rows) == 0:
+            continue
+        # hash=False: equal chunks of two partitions must stay two chunks, each on its own worker.
+        x, y = client.scatter([matrix[rows], labels[rows]], workers=[worker], hash=False)
+        xs.append(da.from_delayed(x, shape=(len(rows), matrix.shape[1]), dtype=matrix.dtype))
+        ys.append(da.from_delayed(y, shape=(len(rows),), dtype=labels.dtype))
+    return da.concatenate(xs), da.concatenate(ys)
+
+
 def train_lightgbm_dask(
     train_matrix: np.ndarray,
     y_train: np.ndarray,
@@ -289,23 +339,33 @@ def train_lightgbm_dask(
     columns: Any,
     settings: TrainConfig,
     client: Any | None = None,
+    customer_ids: pd.Series | None = None,
 ) -> Any:
     """`pipeline.train.fit_booster` on Dask: same inputs, returns a plain `lgb.Booster` cut at its best round.
 
     `columns` is a `pipeline.train.FeatureColumns` (names and categorical features). `client` defaults
     to the current `distributed` client (e.g. one opened with `dask_client()` around training).
-    Training rows are split into one chunk per worker; `num_boost_round` trees are grown (no early
-    stopping on Dask), then cut by `best_iteration` on the validation rows.
+    Training rows go into one chunk per worker (workers sorted by address; chunk i on worker i): by
+    `customer_partition` of `customer_ids` (the customer of each training row, in row order) when
+    given, else in equal consecutive blocks. With `seed` and `deterministic` in `params`, the same
+    inputs on the same workers give the same booster.
+    `num_boost_round` trees are grown (no early stopping on Dask), then cut by `best_iteration` on
+    the validation rows.
     """
-    import dask.array as da
     import lightgbm as lgb
 
     distributed = _distributed()
     client = client or distributed.default_client()
-    workers = max(1, len(client.scheduler_info()["workers"]))
-    chunk = max(1, math.ceil(len(y_train) / workers))
-    features = da.from_array(np.ascontiguousarray(train_matrix, dtype="float64"), chunks=(chunk, train_matrix.shape[1]))
-    target = da.from_array(np.asarray(y_train, dtype="float64"), chunks=(chunk,))
+    workers = sorted(client.scheduler_info()["workers"])
+    train_matrix = np.ascontiguousarray(train_matrix, dtype="float64")
+    y_train = np.asarray(y_train, dtype="float64")
+    if customer_ids is None:
+        part = np.arange(len(y_train)) * len(workers) // max(1, len(y_train))
+    elif len(customer_ids) != len(y_train):
+        raise ValueError(f"customer_ids has {len(customer_ids)} rows, the training matrix {len(y_train)}")
+    else:
+        part = customer_partition(customer_ids, partitions=len(workers))
+    features, target = _chunks_on_workers(train_matrix, y_train, part=part, workers=workers, client=client)
     dask_params = {key: value for key, value in params.items() if key not in LOCAL_ONLY_PARAMS}
     classifier = lgb.DaskLGBMClassifier(client=client, n_estimators=settings.num_boost_round, **dask_params)
     with warnings.catch_warnings():
@@ -318,3 +378,35 @@ def train_lightgbm_dask(
         booster, validation_matrix, np.asarray(y_validation), patience=settings.early_stopping_rounds, step=step
     )
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+def dask_train_settings(settings: TrainConfig) -> TrainConfig:
+    """`settings` as the Dask engine runs them: no hyper-parameter search (one trial, the default configuration)."""
+    return settings.model_copy(update={"search_trials": 1})
+
+
+def train_models_dask(
+    features: pd.DataFrame,
+    *,
+    specs: Sequence[FeatureSpecLike],
+    split: TimeSplit,
+    settings: TrainConfig,
+    retention: RetentionSettings,
+    client: Any,
+) -> TrainResult:
+    """`pipeline.train.train_models` with LightGBM fitted on `client` (see `train_lightgbm_dask`).
+
+    Same inputs and `TrainResult` as `train_models` (same split, baselines, calibration, metrics); the
+    booster is a plain local one, so the model is saved and scored like a local one. The search is
+    skipped (`dask_train_settings`).
+    """
+    from functools import partial
+
+    from pipeline.split import split_frame
+    from pipeline.train import train_models
+
+    customer_ids = split_frame(features, split)["train"]["customer_id"]
+    fit = partial(train_lightgbm_dask, client=client, customer_ids=customer_ids)
+    return train_models(
+        features, specs=specs, split=split, settings=dask_train_settings(settings), retention=retention, fit=fit
+    )

@@ -11,6 +11,9 @@ stopping on validation average precision; `settings.search_trials` configuration
 threads, `deterministic=True` and `force_row_wise=True` make the same seed give the same model.
 The calibrator (isotonic or Platt) is fitted on the validation snapshot, so validation metrics of
 calibrated models are in-sample for the calibrator: only the test snapshot is untouched.
+
+Where each configuration is fitted is a parameter: `fit` (a `BoosterFit`) defaults to `fit_booster` (this
+process); `train.engine: dask` passes the Dask fit (`pipeline.dask_engine.train_models_dask`).
 """
 
 from __future__ import annotations
@@ -194,8 +197,30 @@ def fit_booster(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
+class BoosterFit(Protocol):
+    """Fits one LightGBM configuration: `fit_booster`'s signature (and its booster cut at the best round)."""
+
+    def __call__(
+        self,
+        train_matrix: np.ndarray,
+        y_train: np.ndarray,
+        validation_matrix: np.ndarray,
+        y_validation: np.ndarray,
+        *,
+        params: dict[str, Any],
+        columns: FeatureColumns,
+        settings: TrainConfig,
+    ) -> lgb.Booster: ...
+
+
 def fit_lightgbm(
-    train: pd.DataFrame, validation: pd.DataFrame, *, columns: FeatureColumns, horizon_days: int, settings: TrainConfig
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    *,
+    columns: FeatureColumns,
+    horizon_days: int,
+    settings: TrainConfig,
+    fit: BoosterFit = fit_booster,
 ) -> tuple[ChurnModel, list[dict[str, Any]], dict[str, Any], dict[str, float]]:
     """Search, fit and calibrate LightGBM. Returns (model, trials, best parameters, calibration CV losses).
 
@@ -214,7 +239,7 @@ def fit_lightgbm(
         params = lightgbm_params(
             candidate, scale_pos_weight=scale_pos_weight, settings=settings, training_rows=len(y_train)
         )
-        booster = fit_booster(
+        booster = fit(
             train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns, settings=settings
         )
         p_validation = booster.predict(validation_matrix)
@@ -265,19 +290,29 @@ def train_models(
     split: TimeSplit,
     settings: TrainConfig,
     retention: RetentionSettings,
+    fit: BoosterFit | None = None,
 ) -> TrainResult:
     """Fit LightGBM and the baselines on `split` of `features` and evaluate them on validation and test.
 
     `features`: the snapshot table (`snapshot_date`, `customer_id`, feature columns, `churned`).
     Metrics (see pipeline.evaluate) per split and model: "lightgbm" (calibrated),
-    "lightgbm_uncalibrated", and each baseline that could be fitted.
+    "lightgbm_uncalibrated", and each baseline that could be fitted. `fit` fits each LightGBM
+    configuration (default `fit_booster`); train.engine=dask needs one that runs on a cluster.
     """
-    if settings.engine != "local":
-        raise TrainError(f"train.engine={settings.engine!r} is not available in this version; use train.engine=local")
+    if fit is None and settings.engine != "local":
+        raise TrainError(
+            f"train.engine={settings.engine!r} needs a cluster: run `churn train` (it opens one), or call "
+            "pipeline.dask_engine.train_models_dask; or use train.engine=local"
+        )
     parts = split_frame(features, split)
     columns, dropped = select_feature_columns(parts["train"], specs)
     model, trials, best_params, calibration_losses = fit_lightgbm(
-        parts["train"], parts["validation"], columns=columns, horizon_days=split.horizon_days, settings=settings
+        parts["train"],
+        parts["validation"],
+        columns=columns,
+        horizon_days=split.horizon_days,
+        settings=settings,
+        fit=fit or fit_booster,
     )
     baselines, skipped = fit_baselines(
         parts["train"],

@@ -130,10 +130,8 @@ def test_search_candidates_default_first_distinct_and_depth_bounded():
     assert search_candidates(trials=6, seed=1, max_depth=4) == candidates
 
 
-def test_dask_engine_is_refused_with_a_clear_message(table, split):
-    with pytest.raises(
-        TrainError, match="train.engine='dask' is not available in this version; use train.engine=local"
-    ):
+def test_dask_engine_without_a_cluster_is_refused_with_a_clear_message(table, split):
+    with pytest.raises(TrainError, match=r"train.engine='dask' needs a cluster: run `churn train`"):
         train_models(table, specs=SPECS, split=split, settings=TrainConfig(engine="dask"), retention=RETENTION)
 
 

@@ -5,12 +5,22 @@ Reads `cfg.features_dir/snapshot=*.parquet`, fits LightGBM and the baselines on 
 `cfg.bundle_dir` and moves the `champion` alias when the new model is at least as good
 (pipeline.tracking). With `backtest=True` the fit is repeated over `cfg.train.backtest_folds` rolling
 test snapshots; the mean and spread per metric go to MLflow and `cfg.reports_dir/backtest.json`.
+
+`train.engine: dask` (`churn train --engine dask`) fits the LightGBM booster with
+`lightgbm.DaskLGBMClassifier` on a Dask cluster ($DASK_SCHEDULER_ADDRESS, else a LocalCluster), held
+open for every fold; everything else (split, baselines, calibration, metrics, MLflow, bundle,
+champion) is the same. The hyper-parameter search is skipped on Dask: `train.search_trials` is
+logged as 1 (see `pipeline.dask_engine`). The engine is the run's `train.engine` param and
+`train_engine` tag.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +33,7 @@ from pipeline.evaluate import RetentionSettings
 from pipeline.io import write_json
 from pipeline.progress import get_logger, timed, track
 from pipeline.split import labelled_snapshots, rolling_splits, time_split
-from pipeline.train import backtest_summary, train_models
+from pipeline.train import TrainResult, backtest_summary, train_models
 
 # metric -> column header (short, so the table fits an 80-column terminal)
 TABLE_METRICS = {
@@ -108,13 +118,47 @@ def backtest_table(backtest: dict[str, Any]) -> Table:
     return table
 
 
+def engine_config(cfg: Config) -> Config:
+    """`cfg` as `train.engine` runs it: for dask, checks the extra is installed and drops the search.
+
+    Raises ConfigError naming train.engine when dask is chosen but not installed.
+    """
+    if cfg.train.engine == "local":
+        return cfg
+    from pipeline.dask_engine import dask_train_settings, require_dask
+
+    require_dask("train.engine")
+    if cfg.train.search_trials > 1:
+        get_logger().info(
+            "train.engine=dask: no hyper-parameter search (train.search_trials=%d -> 1, the default configuration)",
+            cfg.train.search_trials,
+        )
+    return cfg.model_copy(update={"train": dask_train_settings(cfg.train)})
+
+
+@contextmanager
+def training_engine(cfg: Config) -> Iterator[Callable[..., TrainResult]]:
+    """`train_models`, or for train.engine=dask `train_models_dask` on a client open until exit."""
+    if cfg.train.engine == "local":
+        yield train_models
+        return
+    from pipeline.dask_engine import dask_client, train_models_dask
+
+    with dask_client() as client:
+        get_logger().info("train.engine=dask: LightGBM on %s", client.scheduler.address)
+        yield partial(train_models_dask, client=client)
+
+
 def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     """Train, evaluate, track and (maybe) promote; print the metrics tables unless `quiet`."""
+    import mlflow
+
     from pipeline.features.registry import feature_specs
     from pipeline.features.store import read_snapshots
     from pipeline.tracking import input_fingerprints, log_training_run
 
     logger = get_logger()
+    cfg = engine_config(cfg)
     retention = retention_settings(cfg)
     specs = feature_specs(cfg.features)
     horizon = cfg.features.horizon_days
@@ -130,20 +174,23 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             split.validation.date(),
             split.test.date(),
         )
-        result = train_models(features, specs=specs, split=split, settings=cfg.train, retention=retention)
         report = None
-        if backtest:
-            splits = rolling_splits(labelled, horizon_days=horizon, folds=cfg.train.backtest_folds)
-            folds = [result]
-            for fold_split in track(splits[1:], description="backtest folds", quiet=quiet):
-                folds.append(
-                    train_models(features, specs=specs, split=fold_split, settings=cfg.train, retention=retention)
-                )
-            report = backtest_summary(folds)
+        with training_engine(cfg) as fit_models:
+            result = fit_models(features, specs=specs, split=split, settings=cfg.train, retention=retention)
+            if backtest:
+                splits = rolling_splits(labelled, horizon_days=horizon, folds=cfg.train.backtest_folds)
+                folds = [result]
+                for fold_split in track(splits[1:], description="backtest folds", quiet=quiet):
+                    folds.append(
+                        fit_models(features, specs=specs, split=fold_split, settings=cfg.train, retention=retention)
+                    )
+                report = backtest_summary(folds)
+        if report is not None:
             write_json(report, Path(cfg.reports_dir) / "backtest.json")
         record = log_training_run(
             cfg, result, retention=retention, fingerprints=input_fingerprints(cfg), backtest=report
         )
+        mlflow.MlflowClient(cfg.tracking_uri()).set_tag(record.run_id, "train_engine", cfg.train.engine)
     if not quiet:
         console = Console()
         console.print(metrics_table(result.metrics, split="test"))
