@@ -149,8 +149,10 @@ def test_features_missing_a_column_fail_and_write_nothing(scored, monkeypatch):
     from pipeline.run import score
 
     cfg, _ = scored
-    real = pipeline.features.build_features
-    monkeypatch.setattr(pipeline.features, "build_features", lambda *a, **k: real(*a, **k).drop(columns=["recency_days"]))
+    real = pipeline.features.features_from_partitions  # what the runner builds today's features with
+    monkeypatch.setattr(
+        pipeline.features, "features_from_partitions", lambda *a, **k: real(*a, **k).drop(columns=["recency_days"])
+    )
     before = _files(cfg)
     with pytest.raises(ScoreError, match="lacks 1 column\\(s\\) the model was trained on: recency_days"):
         score.run(cfg, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)
@@ -196,3 +198,31 @@ def test_csv_holds_the_values_of_the_parquet(scored):
         expected = parquet[column].astype(str) if column == "as_of" else parquet[column]
         pd.testing.assert_series_equal(csv[column], expected, check_dtype=False, check_exact=True)
     assert read_scores(csv_path)["group"].equals(parquet["group"])
+
+
+def test_default_as_of_is_the_day_after_the_latest_event_of_any_source(demo_trained):
+    from pipeline.contract import CONTRACTS
+    from pipeline.run.features import read_validated
+    from pipeline.run.score import default_as_of
+
+    events = load_events(demo_trained.validated_dir)
+    latest = max(
+        frame[CONTRACTS[name].time_column].max()
+        for name, frame in events.items()
+        if CONTRACTS[name].time_column and not frame.empty
+    )
+    assert default_as_of(read_validated(demo_trained.validated_dir)) == latest.date() + dt.timedelta(days=1)
+
+
+def test_features_from_the_partitioned_tables_equal_build_features(scored, scored_frames):
+    """The runner reads only the feature columns, per customer partition; the scored customers are those
+    of build_features on all events, and the selected customers' features match the playbook."""
+    cfg, outcome = scored
+    scores, features, _ = scored_frames
+    assert set(scores.index) == set(features.index)
+    small = cfg.model_copy(update={"features": cfg.features.model_copy(update={"partition_rows": 1000})})
+    from pipeline.run import score
+
+    as_of = dt.date.fromisoformat(outcome["as_of"])
+    again = score.run(small, as_of=as_of, bundle=cfg.bundle_dir, quiet=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(again["scores_path"]), scores.reset_index())

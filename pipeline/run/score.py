@@ -1,7 +1,8 @@
 """`churn score`: the at-risk list with reasons, budgeted actions and a control group.
 
-Reads the validated events, loads the champion model (or a bundle folder) after verifying its
-checksums, builds features as of the date with the training feature code, scores, and writes
+Reads the validated events (the columns the features use), loads the champion model (or a bundle
+folder) after verifying its checksums, builds features as of the date with the training feature
+code, scores, and writes
 `<scores_dir>/at_risk_YYYY-MM-DD.parquet`, `.csv` and `.json` (summary) atomically. Everything is
 validated (playbook against the feature registry, model bundle, feature columns) before the first
 file is written, so a failing run leaves no partial output. Equal inputs give byte-identical files
@@ -12,16 +13,17 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import polars as pl
 
 from pipeline.config import Config
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
-from pipeline.events import Events, load_events
 from pipeline.io import atomic_write, sha256_file, write_json, write_parquet
 from pipeline.playbook import Playbook, check_playbook_features, load_playbook
 from pipeline.plots_review import risk_tier_action_figure, save_figure
@@ -65,20 +67,23 @@ def write_scores_csv(scores: pd.DataFrame, path: Path) -> Path:
     return atomic_write(path, lambda tmp: pa_csv.write_csv(table, str(tmp)))
 
 
-def latest_event_date(events: Events) -> dt.date | None:
-    """UTC date of the latest time-stamped event across all sources (None when there are none)."""
+def latest_event_date(frames: Mapping[str, pl.DataFrame]) -> dt.date | None:
+    """UTC date of the latest time-stamped event across the validated sources (None when there are none).
+
+    Input: source name -> validated frame (polars, as `read_validated` gives; UTC timestamps).
+    """
     latest = [
         frame[CONTRACTS[name].time_column].max()
-        for name, frame in events.items()
-        if CONTRACTS[name].time_column and not frame.empty
+        for name, frame in frames.items()
+        if CONTRACTS[name].time_column and frame.height
     ]
-    latest = [ts for ts in latest if pd.notna(ts)]
+    latest = [ts for ts in latest if ts is not None]
     return max(latest).date() if latest else None
 
 
-def default_as_of(events: Events) -> dt.date:
+def default_as_of(frames: Mapping[str, pl.DataFrame]) -> dt.date:
     """The day after the latest event: every event so far is before the snapshot."""
-    latest = latest_event_date(events)
+    latest = latest_event_date(frames)
     if latest is None:
         raise ScoreError("the validated events hold no time-stamped rows: nothing to score; run `churn ingest`")
     return latest + dt.timedelta(days=1)
@@ -193,14 +198,18 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
 
     Returns the summary (as written to the JSON) plus the output paths and the MLflow run id.
     """
-    from pipeline.features import build_features
+    from pipeline.features import features_from_partitions
     from pipeline.features.registry import feature_specs, reason_context_frame
+    from pipeline.features.tables import partitioned_event_tables
+    from pipeline.run.features import partition_count, read_validated
 
     log = get_logger()
     specs = feature_specs(cfg.features)
     playbook = load_playbook(cfg.score.playbook, known_features=known_features(specs))
-    events = load_events(cfg.validated_dir)
-    as_of = as_of or default_as_of(events)
+    # The feature columns of the validated sources only, prepared per customer partition as `churn features`
+    # does (same features as build_features on all events; ~40% less CPU than reading every column).
+    frames = read_validated(cfg.validated_dir)
+    as_of = as_of or default_as_of(frames)
     with tempfile.TemporaryDirectory(prefix="champion-") as workdir:
         try:
             info = load_scoring_model(cfg, bundle=bundle, workdir=Path(workdir))
@@ -212,7 +221,11 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
             info.horizon_days, cfg.features.horizon_days,
         )
     with timed(f"features as of {as_of}"):
-        features = build_features(events, as_of=as_of, cfg=cfg.features)
+        partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
+        features = features_from_partitions(
+            partitioned_event_tables(frames, partitions=partitions), as_of=as_of, cfg=cfg.features
+        )
+        del frames
     info.model.check_features(features)
     check_playbook_features(features, playbook)
     with timed(f"scoring {len(features):,} customers with {info.name} v{info.version}"):
