@@ -2,7 +2,8 @@
 
 - `recency_rule`: the longer since the last order, the likelier churn (score = `recency_days`).
 - `logistic_rfm`: logistic regression on the numeric RFM features (median imputation and scaling
-  fitted on the training rows only).
+  fitted on the training rows only; on at most LOGISTIC_FIT_ROWS of them, a seeded random sample:
+  a handful of coefficients does not need millions of rows).
 - `btyd`: the BTYD model's expected purchases over the horizon, negated (fewer expected purchases,
   likelier churn); `1 - btyd_p_alive` when expected purchases are absent.
 
@@ -35,6 +36,8 @@ DEFAULT_RFM_FEATURES = (
     "tenure_days",
     "overdue_ratio",
 )
+# The logistic baseline is fitted on a seeded random sample of this many training rows when there are more.
+LOGISTIC_FIT_ROWS = 500_000
 
 
 @dataclass
@@ -86,16 +89,24 @@ def _btyd_score(train: pd.DataFrame) -> tuple[list[str], Callable[[pd.DataFrame]
     return "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)"
 
 
+def fit_rows_sample(rows: int, *, limit: int, seed: int) -> np.ndarray:
+    """Sorted positions of at most `limit` of `rows` rows: all of them, or a seeded random sample."""
+    if rows <= limit:
+        return np.arange(rows)
+    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+
+
 def _logistic_rfm_score(
-    train: pd.DataFrame, rfm_features: Sequence[str]
+    train: pd.DataFrame, rfm_features: Sequence[str], *, seed: int
 ) -> tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str:
     columns = _usable(train, rfm_features)
     if not columns:
         return f"none of the RFM features {list(rfm_features)} is present"
-    y = train[LABEL].to_numpy("float64")
+    positions = fit_rows_sample(len(train), limit=LOGISTIC_FIT_ROWS, seed=seed)
+    y = train[LABEL].to_numpy("float64")[positions]
     pipeline: Pipeline = make_pipeline(
         SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
-    ).fit(_frame(train, columns), y)
+    ).fit(_frame(train, columns)[positions], y)
 
     def score(features: pd.DataFrame) -> np.ndarray:
         return pipeline.decision_function(_frame(features, columns))
@@ -128,7 +139,7 @@ def fit_baselines(
     """
     builders = {
         "recency_rule": _recency_score(train),
-        "logistic_rfm": _logistic_rfm_score(train, rfm_features),
+        "logistic_rfm": _logistic_rfm_score(train, rfm_features, seed=seed),
         "btyd": _btyd_score(train),
     }
     fitted: dict[str, FittedBaseline] = {}

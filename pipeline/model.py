@@ -72,17 +72,19 @@ def feature_matrix(features: pd.DataFrame, *, feature_names: Sequence[str], enco
     """
     check_feature_columns(features, feature_names)
     encoded = encoder.transform(features)
-    columns = []
-    for name in feature_names:
+    # Filled column by column into one preallocated array: no second full-size copy (as column_stack
+    # of a list of columns would hold) at millions of rows.
+    matrix = np.empty((len(features), len(feature_names)), dtype="float64")
+    for position, name in enumerate(feature_names):
         if name in encoded:
-            columns.append(encoded[name])
+            matrix[:, position] = encoded[name]
             continue
         try:
             column = pd.to_numeric(features[name], errors="raise")
         except (TypeError, ValueError) as exc:
             raise ScoreError(f"feature column '{name}' must be numeric: {exc}") from None
-        columns.append(column.to_numpy(dtype="float64", na_value=np.nan))
-    return np.column_stack(columns) if columns else np.empty((len(features), 0))
+        matrix[:, position] = column.to_numpy(dtype="float64", na_value=np.nan)
+    return matrix
 
 
 @dataclass

@@ -346,8 +346,9 @@ def _log_figures(result: TrainResult, *, save_dir: Path) -> None:
         "plots/shap_summary_test.png": plots.shap_summary_figure(contributions, values, seed=0),
     }
     for artifact, figure in figures.items():
-        mlflow.log_figure(figure, artifact)
-        save_figure(figure, save_dir / artifact)
+        # Rendered once: the saved PNG is the file logged (mlflow.log_figure would render it again).
+        path = save_figure(figure, save_dir / artifact)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
 
 
 def log_training_run(

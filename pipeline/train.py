@@ -9,6 +9,10 @@ LightGBM: class imbalance via `scale_pos_weight = negatives / positives` on the 
 stopping on validation average precision; `settings.search_trials` configurations drawn at random
 (seeded) from a small grid, the first always the default one, chosen by validation PR-AUC. Fixed
 threads, `deterministic=True` and `force_row_wise=True` make the same seed give the same model.
+The LightGBM Datasets are binned once and shared by every trial. On large tables the trials run on a
+customer-level sample (about `settings.search_sample_rows` training rows, the same customers'
+validation rows; chosen by a seeded hash of the customer id), and the best configuration is then
+refitted on every training row with early stopping on the whole validation snapshot.
 The calibrator (isotonic or Platt) is fitted on the validation snapshot, so validation metrics of
 calibrated models are in-sample for the calibrator: only the test snapshot is untouched.
 
@@ -18,13 +22,16 @@ process); `train.engine: dask` passes the Dask fit (`pipeline.dask_engine.train_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.metrics import average_precision_score, log_loss
 
 from pipeline.baselines import DEFAULT_RFM_FEATURES, FittedBaseline, fit_baselines
@@ -169,6 +176,58 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL_COLUMN].to_numpy("float64")
 
 
+def lightgbm_datasets(
+    train_matrix: np.ndarray,
+    y_train: np.ndarray,
+    validation_matrix: np.ndarray,
+    y_validation: np.ndarray,
+    *,
+    params: dict[str, Any],
+    columns: FeatureColumns,
+) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """(training, validation) Datasets binned once with `params`, validation on the training bins.
+
+    Later fits with other booster parameters (leaves, rates, fractions, and min_data_in_leaf thanks to
+    `feature_pre_filter=False` in `lightgbm_params`) reuse the bins. The Datasets keep no reference to the
+    matrices (`free_raw_data=True`), so a caller can drop them while boosting; a parameter that would
+    need re-binning raises LightGBMError instead of silently rebuilding the Dataset.
+    """
+    train_set = lgb.Dataset(
+        train_matrix,
+        label=y_train,
+        feature_name=columns.all,
+        categorical_feature=columns.categorical,
+        params=params,
+        free_raw_data=True,
+    ).construct()
+    validation_set = lgb.Dataset(
+        validation_matrix,
+        label=y_validation,
+        reference=train_set,
+        feature_name=columns.all,
+        categorical_feature=columns.categorical,
+        params=params,
+        free_raw_data=True,
+    ).construct()
+    return train_set, validation_set
+
+
+def boost(
+    train_set: lgb.Dataset, validation_set: lgb.Dataset, *, params: dict[str, Any], settings: TrainConfig
+) -> lgb.Booster:
+    """One LightGBM fit on constructed Datasets, early stopping on validation; booster cut at its best iteration."""
+    booster = lgb.train(
+        params,
+        train_set,
+        num_boost_round=settings.num_boost_round,
+        valid_sets=[validation_set],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, first_metric_only=True, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
 def fit_booster(
     train_matrix: np.ndarray,
     y_train: np.ndarray,
@@ -180,21 +239,10 @@ def fit_booster(
     settings: TrainConfig,
 ) -> lgb.Booster:
     """One LightGBM fit with early stopping on validation; returns a booster cut at its best iteration."""
-    names = columns.all
-    train_set = lgb.Dataset(
-        train_matrix, label=y_train, feature_name=names, categorical_feature=columns.categorical, free_raw_data=False
+    train_set, validation_set = lightgbm_datasets(
+        train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns
     )
-    validation_set = lgb.Dataset(validation_matrix, label=y_validation, reference=train_set)
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=settings.num_boost_round,
-        valid_sets=[validation_set],
-        valid_names=["validation"],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, first_metric_only=True, verbose=False)],
-    )
-    best = booster.best_iteration or booster.current_iteration()
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return boost(train_set, validation_set, params=params, settings=settings)
 
 
 class BoosterFit(Protocol):
@@ -213,6 +261,51 @@ class BoosterFit(Protocol):
     ) -> lgb.Booster: ...
 
 
+def customer_sample_mask(customer_ids: pd.Series, *, fraction: float, seed: int) -> np.ndarray:
+    """Rows of about `fraction` of the customers (all their rows), chosen by a seeded hash of the customer id.
+
+    A customer is in or out whatever the other rows are, so the same customers are kept in every
+    snapshot and in every frame (training and validation) for a given seed.
+    """
+    if fraction >= 1.0:
+        return np.ones(len(customer_ids), dtype=bool)
+    hash_key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()  # 16 characters, as pandas needs
+    hashes = pd.util.hash_pandas_object(customer_ids.astype("str"), index=False, hash_key=hash_key).to_numpy()
+    return hashes < np.uint64(fraction * 2.0**64)
+
+
+def search_sample_fraction(training_rows: int, *, sample_rows: int, trials: int) -> float:
+    """Share of customers the search trials run on: about `sample_rows` training rows; 1.0 for one trial or off (0)."""
+    if trials <= 1 or sample_rows <= 0 or training_rows <= sample_rows:
+        return 1.0
+    return sample_rows / training_rows
+
+
+TrialFit = Callable[[dict[str, Any]], lgb.Booster]
+
+
+def trial_fit(
+    fit: BoosterFit,
+    train_matrix: np.ndarray,
+    y_train: np.ndarray,
+    validation_matrix: np.ndarray,
+    y_validation: np.ndarray,
+    *,
+    columns: FeatureColumns,
+    settings: TrainConfig,
+    dataset_params: dict[str, Any],
+) -> TrialFit:
+    """params -> booster on these rows. With `fit_booster` the Datasets are built once and shared by every call."""
+    if fit is not fit_booster:
+        return lambda params: fit(
+            train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns, settings=settings
+        )
+    train_set, validation_set = lightgbm_datasets(
+        train_matrix, y_train, validation_matrix, y_validation, params=dataset_params, columns=columns
+    )
+    return lambda params: boost(train_set, validation_set, params=params, settings=settings)
+
+
 def fit_lightgbm(
     train: pd.DataFrame,
     validation: pd.DataFrame,
@@ -224,7 +317,9 @@ def fit_lightgbm(
 ) -> tuple[ChurnModel, list[dict[str, Any]], dict[str, Any], dict[str, float]]:
     """Search, fit and calibrate LightGBM. Returns (model, trials, best parameters, calibration CV losses).
 
-    Each trial records its parameters, best iteration and validation PR-AUC / log loss (uncalibrated).
+    Each trial records its parameters, best iteration, the rows it used and validation PR-AUC / log loss
+    (uncalibrated, on the validation rows of its sample). When the trials ran on a sample
+    (`search_sample_fraction`), the best configuration is refitted on all rows.
     """
     encoder = CategoryEncoder.fit(train, columns.categorical)
     train_matrix = feature_matrix(train, feature_names=columns.all, encoder=encoder)
@@ -232,25 +327,49 @@ def fit_lightgbm(
     y_train, y_validation = _labels(train), _labels(validation)
     scale_pos_weight = float((y_train == 0).sum() / y_train.sum())
     logger = get_logger()
-    trials: list[dict[str, Any]] = []
-    best: tuple[float, int, lgb.Booster, dict[str, Any]] | None = None
     candidates = search_candidates(trials=settings.search_trials, seed=settings.seed, max_depth=settings.max_depth)
-    for number, candidate in enumerate(candidates):
-        params = lightgbm_params(
-            candidate, scale_pos_weight=scale_pos_weight, settings=settings, training_rows=len(y_train)
+    candidate_params = [
+        lightgbm_params(candidate, scale_pos_weight=scale_pos_weight, settings=settings, training_rows=len(y_train))
+        for candidate in candidates
+    ]
+    fraction = search_sample_fraction(len(y_train), sample_rows=settings.search_sample_rows, trials=len(candidates))
+    fit_rows = partial(trial_fit, fit, columns=columns, settings=settings, dataset_params=candidate_params[0])
+    if fraction < 1.0:
+        in_train = customer_sample_mask(train["customer_id"], fraction=fraction, seed=settings.seed)
+        in_validation = customer_sample_mask(validation["customer_id"], fraction=fraction, seed=settings.seed)
+    else:
+        in_train = in_validation = slice(None)  # all rows, as views (no copy of the matrices)
+    search_x, search_y = train_matrix[in_train], y_train[in_train]
+    search_x_validation, search_y_validation = validation_matrix[in_validation], y_validation[in_validation]
+    search_fit = fit_rows(search_x, search_y, search_x_validation, search_y_validation)
+    del search_x  # binned into the Datasets: the raw rows are not read again (frees them before boosting)
+    if fraction == 1.0:
+        del train_matrix  # the same rows
+    else:
+        logger.info(
+            "search on a customer sample: %d of %d training rows, %d of %d validation rows",
+            len(search_y),
+            len(y_train),
+            len(search_y_validation),
+            len(y_validation),
         )
-        booster = fit(
-            train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns, settings=settings
-        )
-        p_validation = booster.predict(validation_matrix)
-        pr_auc = float(average_precision_score(y_validation, p_validation))
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, int, lgb.Booster] | None = None
+    for number, (candidate, params) in enumerate(zip(candidates, candidate_params, strict=True)):
+        booster = search_fit(params)
+        p_validation = booster.predict(search_x_validation)
+        pr_auc = float(average_precision_score(search_y_validation, p_validation))
         trials.append(
             {
                 "trial": number,
                 **candidate,
                 "best_iteration": booster.current_iteration(),
+                "train_rows": len(search_y),
+                "validation_rows": len(search_y_validation),
                 "validation_pr_auc": pr_auc,
-                "validation_log_loss_uncalibrated": float(log_loss(y_validation, p_validation, labels=[0.0, 1.0])),
+                "validation_log_loss_uncalibrated": float(
+                    log_loss(search_y_validation, p_validation, labels=[0.0, 1.0])
+                ),
             }
         )
         logger.info(
@@ -262,9 +381,21 @@ def fit_lightgbm(
         )
         # Strictly better only: on ties the earlier (simpler, default-first) candidate stays.
         if best is None or pr_auc > best[0]:
-            best = (pr_auc, number, booster, params)
+            best = (pr_auc, number, booster)
     assert best is not None
-    _, _, booster, params = best
+    _, best_number, booster = best
+    params = candidate_params[best_number]
+    if fraction < 1.0:
+        del search_fit, search_x_validation  # the sample's Datasets and rows, before the full ones are built
+        refit = fit_rows(train_matrix, y_train, validation_matrix, y_validation)
+        del train_matrix  # binned into the Datasets: free it before boosting
+        booster = refit(params)
+        logger.info(
+            "trial %d refitted on all %d training rows: %d trees",
+            best_number + 1,
+            len(y_train),
+            booster.current_iteration(),
+        )
     calibrator, calibration_losses = fit_calibrator(
         booster.predict(validation_matrix, raw_score=True),
         y_validation,
@@ -324,10 +455,11 @@ def train_models(
     for name, reason in skipped.items():
         get_logger().warning("baseline %s skipped: %s", name, reason)
     labels = {name: _labels(parts[name]) for name in SPLIT_NAMES}
+    raw_scores = {name: model.predict_raw(parts[name]) for name in SPLIT_NAMES}  # one booster pass per split
     probabilities = {
         name: {
-            LIGHTGBM: model.predict_proba(parts[name]),
-            LIGHTGBM_UNCALIBRATED: model.predict_uncalibrated(parts[name]),
+            LIGHTGBM: model.calibrator_.transform(raw_scores[name]),
+            LIGHTGBM_UNCALIBRATED: expit(raw_scores[name]),  # what predict_uncalibrated gives (binary objective)
             **{b: baseline.predict_proba(parts[name]) for b, baseline in baselines.items()},
         }
         for name in SPLIT_NAMES

@@ -12,13 +12,20 @@ from synthetic import RETENTION, SPECS, Spec, synthetic_features
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
 from pipeline.evaluate import METRIC_NAMES
-from pipeline.split import labelled_snapshots, rolling_splits, time_split
+from pipeline.model import CategoryEncoder, feature_matrix
+from pipeline.split import labelled_snapshots, rolling_splits, split_frame, time_split
 from pipeline.train import (
     LIGHTGBM,
     LIGHTGBM_UNCALIBRATED,
     SEARCH_SPACE,
     backtest_summary,
+    boost,
+    customer_sample_mask,
+    fit_booster,
+    lightgbm_datasets,
+    lightgbm_params,
     search_candidates,
+    search_sample_fraction,
     select_feature_columns,
     train_models,
 )
@@ -145,3 +152,104 @@ def test_backtest_summary_over_rolling_folds(table, result):
     assert report["summary"][LIGHTGBM]["roc_auc"] == pytest.approx(
         {"mean": np.mean(roc), "std": np.std(roc, ddof=1), "n": 2.0}
     )
+
+
+def test_customer_sample_keeps_whole_customers_and_is_deterministic(table):
+    mask = customer_sample_mask(table["customer_id"], fraction=0.3, seed=5)
+    kept = table.assign(kept=mask).groupby("customer_id")["kept"].agg(["all", "any"])
+    assert (kept["all"] == kept["any"]).all()  # every row of a customer, or none
+    assert 0.2 < kept["all"].mean() < 0.4
+    # Same customers whatever the rows around them (row order, another frame holding a subset).
+    shuffled = table.sample(frac=1.0, random_state=0)
+    again = customer_sample_mask(shuffled["customer_id"], fraction=0.3, seed=5)
+    np.testing.assert_array_equal(again, mask[shuffled.index])
+    assert not np.array_equal(customer_sample_mask(table["customer_id"], fraction=0.3, seed=6), mask)
+    assert customer_sample_mask(table["customer_id"], fraction=1.0, seed=5).all()
+
+
+def test_search_sample_fraction_only_for_a_search_on_large_tables():
+    assert search_sample_fraction(1_000_000, sample_rows=250_000, trials=6) == 0.25
+    assert search_sample_fraction(1_000_000, sample_rows=250_000, trials=1) == 1.0  # no search, no sample
+    assert search_sample_fraction(200_000, sample_rows=250_000, trials=6) == 1.0
+    assert search_sample_fraction(1_000_000, sample_rows=0, trials=6) == 1.0  # 0: off
+
+
+def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(table, split):
+    parts = split_frame(table, split)
+    columns, _ = select_feature_columns(parts["train"], SPECS)
+    encoder = CategoryEncoder.fit(parts["train"], columns.categorical)
+    matrices = [feature_matrix(parts[p], feature_names=columns.all, encoder=encoder) for p in ("train", "validation")]
+    y_train, y_validation = (parts[p]["churned"].to_numpy("float64") for p in ("train", "validation"))
+    params = [
+        lightgbm_params(c, scale_pos_weight=2.0, settings=SETTINGS, training_rows=len(y_train))
+        for c in search_candidates(trials=4, seed=3, max_depth=SETTINGS.max_depth)
+    ]
+    train_set, validation_set = lightgbm_datasets(
+        matrices[0], y_train, matrices[1], y_validation, params=params[0], columns=columns
+    )
+    handle = train_set._handle.value
+    for trial in params:
+        shared = boost(train_set, validation_set, params=trial, settings=SETTINGS)
+        fresh = fit_booster(
+            matrices[0], y_train, matrices[1], y_validation, params=trial, columns=columns, settings=SETTINGS
+        )
+        assert shared.model_to_string() == fresh.model_to_string()
+    assert train_set._handle.value == handle  # binned once, never rebuilt
+    assert train_set.data is None  # and holding no reference to the raw matrix
+
+
+def test_search_on_a_customer_sample_then_refit_on_all_rows(table, split):
+    sampled = SETTINGS.model_copy(update={"search_trials": 3, "search_sample_rows": 1000})
+    result = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
+    rows = result.metrics["split"]["rows"]
+    assert all(700 < t["train_rows"] < 1300 and t["validation_rows"] < rows["validation"] for t in result.trials)
+    best = max(result.trials, key=lambda t: t["validation_pr_auc"])
+    assert {k: result.best_params[k] for k in SEARCH_SPACE} == {k: best[k] for k in SEARCH_SPACE}
+    # The model is the best configuration refitted on every training row, early-stopped on all validation rows.
+    parts = split_frame(table, split)
+    model = result.model
+    y_train, y_validation = (parts[p]["churned"].to_numpy("float64") for p in ("train", "validation"))
+    params = {k: v for k, v in result.best_params.items() if k != "best_iteration"}
+    refit = fit_booster(
+        model.matrix(parts["train"]),
+        y_train,
+        model.matrix(parts["validation"]),
+        y_validation,
+        params=params,
+        columns=result.columns,
+        settings=sampled,
+    )
+    assert model.booster_.model_to_string() == refit.model_to_string()
+    assert len(y_train) == rows["train"] > 2 * best["train_rows"]
+    again = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
+    assert again.trials == result.trials
+    assert again.metrics == result.metrics
+
+
+def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table, split, monkeypatch):
+    from pipeline import baselines
+
+    positions = baselines.fit_rows_sample(1000, limit=300, seed=4)
+    assert len(positions) == 300 and (np.diff(positions) > 0).all()  # sorted, distinct
+    np.testing.assert_array_equal(baselines.fit_rows_sample(1000, limit=300, seed=4), positions)
+    np.testing.assert_array_equal(baselines.fit_rows_sample(200, limit=300, seed=4), np.arange(200))
+    parts = split_frame(table, split)
+    everything, _ = baselines.fit_baselines(
+        parts["train"], parts["validation"], rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1
+    )
+    monkeypatch.setattr(baselines, "LOGISTIC_FIT_ROWS", len(parts["train"]) // 2)
+    sampled, _ = baselines.fit_baselines(
+        parts["train"], parts["validation"], rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1
+    )
+    scores = [fitted["logistic_rfm"].score(parts["test"]) for fitted in (everything, sampled)]
+    assert not np.allclose(scores[0], scores[1])  # fitted on other rows ...
+    assert np.corrcoef(scores[0], scores[1])[0, 1] > 0.99  # ... to much the same ranking
+
+
+def test_search_sample_rows_must_not_be_negative():
+    from pydantic import ValidationError
+
+    assert TrainConfig().search_sample_rows == 500_000
+    assert TrainConfig(search_sample_rows=0).search_sample_rows == 0  # 0: search on every row
+    with pytest.raises(ValidationError, match="search_sample_rows"):
+        TrainConfig(search_sample_rows=-1)

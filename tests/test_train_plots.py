@@ -69,3 +69,12 @@ def test_shap_summary_ranks_features_by_mean_absolute_contribution():
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert labels == ["small", "big"]  # top of the chart = largest effect
     assert "log-odds" in figure.axes[0].get_xlabel()
+
+
+def test_thinned_curves_keep_the_ends_and_at_most_the_points_asked():
+    x, y = np.arange(10_001, dtype="float64"), np.arange(10_001, dtype="float64") ** 2
+    thin_x, thin_y = plots.thinned(x, y, points=100)
+    assert len(thin_x) == 100 and (thin_x[0], thin_x[-1]) == (0.0, 10_000.0)
+    np.testing.assert_array_equal(thin_y, thin_x**2)  # the same positions of every array
+    short = np.arange(5.0)
+    assert plots.thinned(short, points=100)[0] is short
