@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import glob
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,11 +297,20 @@ def parse_ids(values: pd.Series) -> pd.Series:
         whole = values.where(values == values.round())
         values = whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
     text = values.astype("str")
-    stripped = text.str.strip()
-    if not stripped.equals(text):  # else keep sharing the raw column's memory
-        text = stripped
-    blank = (text == "").to_numpy(dtype=bool, na_value=False)
-    return text.where(~blank, None).astype("str") if blank.any() else text
+    arrow = _arrow_strings(text)
+    stripped = pc.utf8_trim_whitespace(arrow)  # what pandas' str.strip() runs on Arrow strings
+    lengths = pc.binary_length(stripped)
+    changed = pc.any(pc.not_equal(lengths, pc.binary_length(arrow))).as_py()
+    blank = pc.any(pc.equal(lengths, 0)).as_py()
+    if not changed and not blank:  # keep sharing the raw column's memory
+        return text
+    cleaned = pc.if_else(pc.equal(lengths, 0), pa.scalar(None, pa.large_string()), stripped) if blank else stripped
+    return _text_series(cleaned, text.index)
+
+
+def _text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
+    """A "str" Series over an Arrow large_string array (no copy)."""
+    return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)
 
 
 def parse_numbers(values: pd.Series) -> pd.Series:
@@ -311,13 +321,19 @@ def parse_numbers(values: pd.Series) -> pd.Series:
         numbers = values.astype("float64")
         return numbers.where(np.isfinite(numbers))
     text = pc.utf8_trim_whitespace(_arrow_strings(values))
-    try:  # fast path: every value is a plain number (Arrow also rejects 'nan' and 'inf' here)
-        numbers = pc.cast(text, pa.float64())
-    except pa.ArrowInvalid:
-        plain = pc.match_substring_regex(text, NUMBER_PATTERN)
-        numbers = pc.cast(pc.if_else(plain, text, pa.scalar(None, pa.large_string())), pa.float64())
-    series = pd.Series(numbers.to_numpy(zero_copy_only=False), index=values.index, dtype="float64")
-    return series.where(np.isfinite(series))
+    try:  # stops at the first value that is not a number: measured, this costs less than the regex
+        numbers = pc.cast(text, pa.float64())  # (Arrow also takes 'nan' and 'inf': NaN below)
+    except pa.ArrowInvalid:  # cast the plain numbers only
+        numbers = pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
+    numbers = numbers.to_numpy(zero_copy_only=False)  # null -> NaN
+    return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
+
+
+def _only_where(mask: pa.Array, values: pa.Array) -> pa.Array:
+    """`values` where `mask` is True, null elsewhere (the array itself when `mask` is all True)."""
+    if pc.all(mask).as_py():
+        return values
+    return pc.if_else(mask, values, pa.scalar(None, values.type))
 
 
 def parse_booleans(values: pd.Series) -> pd.Series:
@@ -353,27 +369,17 @@ def _parse_text_timestamps(text: pd.Series, *, date_format: str | None, timezone
         if isinstance(parsed.dtype, pd.DatetimeTZDtype):  # the format has %z
             return parsed.dt.tz_convert("UTC")
         return _localize(parsed, timezone)
-    # Fast path: Arrow casts the plain naive ISO values (most of a typical export) in one go;
-    # pandas parses the rest (offsets, other ISO forms, junk) and any column Arrow refuses.
+    # Arrow casts the values of the column's usual plain naive ISO layout (most of a typical
+    # export) in one go; pandas parses only the rest (offsets, other ISO forms, junk).
     arrow = _arrow_strings(text)
-    try:  # fastest: the whole column casts
-        naive = pc.cast(arrow, pa.timestamp("us"))
-        return _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
-    except pa.ArrowInvalid:
-        pass
     usual = _usual_layout(arrow)
     if usual is None:
         return _parse_iso(text, arrow, timezone)
-    try:  # every value of the usual layout casts: only the others need a closer look
-        naive = pc.cast(pc.if_else(usual, arrow, pa.scalar(None, pa.large_string())), pa.timestamp("us"))
-    except pa.ArrowInvalid:  # e.g. 2024-02-30 10:00:00
+    try:
+        naive = pc.cast(_only_where(usual, arrow), pa.timestamp("us"))
+    except pa.ArrowInvalid:  # e.g. 2024-02-30 10:00:00 in the usual layout
         return _parse_iso(text, arrow, timezone)
-    parsed = _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
-    rest = np.flatnonzero(~usual.to_numpy(zero_copy_only=False) & text.notna().to_numpy())
-    if len(rest):
-        others = text.iloc[rest]
-        parsed.iloc[rest] = _parse_iso(others, _arrow_strings(others), timezone).astype(parsed.dtype)
-    return parsed
+    return _with_the_rest_parsed(text, naive, usual, timezone, parse_rest=_parse_iso_text)
 
 
 def _usual_layout(arrow: pa.Array) -> pa.Array | None:
@@ -390,18 +396,30 @@ def _usual_layout(arrow: pa.Array) -> pa.Array | None:
     return pc.fill_null(pc.equal(lengths, common[0]["mode"]), False)
 
 
+def _with_the_rest_parsed(
+    text: pd.Series, naive: pa.Array, cast: pa.Array, timezone: str, *, parse_rest: Callable
+) -> pd.Series:
+    """UTC timestamps: `naive` (Arrow's cast where `cast` is True) localized in `timezone`, and
+    `parse_rest(values, timezone)` for the other present values."""
+    parsed = _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
+    rest = np.flatnonzero(~cast.to_numpy(zero_copy_only=False) & text.notna().to_numpy())
+    if len(rest):
+        parsed.iloc[rest] = parse_rest(text.iloc[rest], timezone).astype(parsed.dtype)
+    return parsed
+
+
+def _parse_iso_text(text: pd.Series, timezone: str) -> pd.Series:
+    return _parse_iso(text, _arrow_strings(text), timezone)
+
+
 def _parse_iso(text: pd.Series, arrow: pa.Array, timezone: str) -> pd.Series:
     """Plain naive ISO values (NAIVE_ISO_PATTERN) cast by Arrow, everything else by pandas."""
     plain = pc.fill_null(pc.match_substring_regex(arrow, NAIVE_ISO_PATTERN), False)
     try:
-        naive = pc.cast(pc.if_else(plain, arrow, pa.scalar(None, pa.large_string())), pa.timestamp("us"))
+        naive = pc.cast(_only_where(plain, arrow), pa.timestamp("us"))
     except pa.ArrowInvalid:  # e.g. 2024-02-30: looks plain, is not a date
         return _parse_iso_with_pandas(text, timezone)
-    parsed = _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
-    rest = np.flatnonzero(~plain.to_numpy(zero_copy_only=False) & text.notna().to_numpy())
-    if len(rest):
-        parsed.iloc[rest] = _parse_iso_with_pandas(text.iloc[rest], timezone).astype(parsed.dtype)
-    return parsed
+    return _with_the_rest_parsed(text, naive, plain, timezone, parse_rest=_parse_iso_with_pandas)
 
 
 def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: str) -> pd.Series:
