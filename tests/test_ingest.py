@@ -19,6 +19,7 @@ from pipeline.ingest import (
     duplicate_rows,
     find_problems,
     ingest_sources,
+    keep_rows,
     parse_source,
     reference_time,
     repeated,
@@ -380,3 +381,34 @@ def test_a_rule_that_cannot_run_is_reported_as_a_bug_not_as_bad_rows():
     parsed = ParsedSource(name="feedback", typed=typed, problems=_empty_problems(), labels={})
     with pytest.raises(IngestError, match=r"source feedback: validation rule\(s\) could not run: score: outside 0-10 for nps.*a bug"):
         find_problems(parsed, latest_allowed=None)
+
+
+def test_keep_rows_equals_a_take_of_the_kept_rows_with_the_same_dtypes():
+    frame = pd.DataFrame({
+        "text": pd.Series(["a", None, " c", "d"], dtype="str"),
+        "when": pd.Series(pd.to_datetime(["2024-01-01", None, "2024-03-01", "2024-04-01"], utc=True)).astype(UTC),
+        "number": [1.5, np.nan, -2.0, 3.0],
+        "flag": pd.Series([True, None, False, True], dtype="boolean"),
+        "file": pd.Categorical(["f1", "f1", "f2", "f2"]),
+    }, index=np.arange(10, 14))
+    keep = np.array([True, False, True, True])
+    kept = keep_rows(frame, keep)
+    assert_frame_equal(kept, frame.take(np.flatnonzero(keep)).reset_index(drop=True))
+    assert_frame_equal(keep_rows(frame, np.zeros(4, dtype=bool)), frame.iloc[:0].reset_index(drop=True))
+
+
+def test_duplicate_count_equals_pandas_duplicated_on_the_raw_rows():
+    rng = np.random.default_rng(7)
+    rows = 2_000
+    raw = transactions(
+        order_id=[f"o{i}" for i in rng.integers(0, 300, rows)],
+        customer_id=[f"c{i}" for i in rng.integers(0, 5, rows)],
+        ordered_at=[f"2024-01-0{i} 10:00:00" for i in rng.integers(1, 4, rows)],
+        amount=[str(value) for value in rng.choice(["1", "1.0", "2", "x", " 2"], rows)],
+        discount=[None] * rows,
+    )
+    parsed = parse_source(raw, source_config())
+    expected = int(raw.frame.duplicated().sum())
+    assert expected > 0
+    assert duplicate_rows(raw.frame, typed=parsed.typed) == expected
+    assert duplicate_rows(raw.frame) == expected
