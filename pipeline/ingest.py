@@ -423,7 +423,8 @@ def split_source(
         column for column in raw.frame.columns if source.rename.get(column, column) not in contract(raw.name).dtypes
     ]
     if extra_columns:
-        extra = pd.concat([_origin_text(keep_rows(raw.origin, ~bad)), keep_rows(raw.frame[extra_columns], ~bad)], axis=1)
+        kept_origin, kept_extra = keep_rows(raw.origin, ~bad), keep_rows(raw.frame[extra_columns], ~bad)
+        extra = pd.concat([_origin_text(kept_origin), kept_extra], axis=1)
         extra.insert(0, "validated_row", np.arange(len(extra), dtype=np.int64))
     else:
         extra = pd.DataFrame()
@@ -452,6 +453,7 @@ def keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
 
 
 def _kept_values(values: pd.Series, keep: np.ndarray, mask: pa_arrow.Array) -> pd.api.extensions.ExtensionArray:
+    """One column's kept values (`keep` as numpy and as Arrow mask): Arrow strings stay Arrow-backed."""
     if isinstance(values.dtype, pd.StringDtype) and values.dtype.storage == "pyarrow":
         return pd.arrays.ArrowStringArray(pa_arrow.array(values).filter(mask), dtype=values.dtype)
     return values.array[keep]

@@ -409,6 +409,7 @@ def _with_the_rest_parsed(
 
 
 def _parse_iso_text(text: pd.Series, timezone: str) -> pd.Series:
+    """`_parse_iso` for values that come without their Arrow array."""
     return _parse_iso(text, _arrow_strings(text), timezone)
 
 
