@@ -330,9 +330,7 @@ def parse_numbers(values: pd.Series) -> pd.Series:
 
 
 def _only_where(mask: pa.Array, values: pa.Array) -> pa.Array:
-    """`values` where `mask` is True, null elsewhere (the array itself when `mask` is all True)."""
-    if pc.all(mask).as_py():
-        return values
+    """`values` where `mask` is True, null elsewhere."""
     return pc.if_else(mask, values, pa.scalar(None, values.type))
 
 
@@ -372,39 +370,31 @@ def _parse_text_timestamps(text: pd.Series, *, date_format: str | None, timezone
     # Arrow casts the values of the column's usual plain naive ISO layout (most of a typical
     # export) in one go; pandas parses only the rest (offsets, other ISO forms, junk).
     arrow = _arrow_strings(text)
-    usual = _usual_layout(arrow)
-    if usual is None:
+    lengths = pc.binary_length(arrow)
+    common = pc.mode(lengths)  # the most common byte length and how many values have it
+    if len(common) == 0 or common[0]["mode"].as_py() not in PLAIN_ISO_LENGTHS:
         return _parse_iso(text, arrow, timezone)
+    everywhere = common[0]["count"].as_py() == len(arrow)  # no other length, no null
+    usual = None if everywhere else pc.fill_null(pc.equal(lengths, common[0]["mode"]), False)
     try:
-        naive = pc.cast(_only_where(usual, arrow), pa.timestamp("us"))
+        naive = pc.cast(arrow if everywhere else _only_where(usual, arrow), pa.timestamp("us"))
     except pa.ArrowInvalid:  # e.g. 2024-02-30 10:00:00 in the usual layout
         return _parse_iso(text, arrow, timezone)
-    return _with_the_rest_parsed(text, naive, usual, timezone, parse_rest=_parse_iso_text)
-
-
-def _usual_layout(arrow: pa.Array) -> pa.Array | None:
-    """True for the values whose byte length is the column's most common one, when at that length
-    every value Arrow can cast is plain naive ISO (YYYY-MM-DD, ... hh:mm, ... hh:mm:ss[.ffffff]);
-    None when the most common length is not such a length.
-
-    A length test costs nothing; the regular expression then runs on the few other values only.
-    """
-    lengths = pc.binary_length(arrow)
-    common = pc.mode(lengths)
-    if len(common) == 0 or common[0]["mode"].as_py() not in PLAIN_ISO_LENGTHS:
-        return None
-    return pc.fill_null(pc.equal(lengths, common[0]["mode"]), False)
+    if everywhere:
+        return _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
+    return _with_the_rest_parsed(text, arrow, naive, usual, timezone, parse_rest=_parse_iso_text)
 
 
 def _with_the_rest_parsed(
-    text: pd.Series, naive: pa.Array, cast: pa.Array, timezone: str, *, parse_rest: Callable
+    text: pd.Series, arrow: pa.Array, naive: pa.Array, cast: pa.Array, timezone: str, *, parse_rest: Callable
 ) -> pd.Series:
     """UTC timestamps: `naive` (Arrow's cast where `cast` is True) localized in `timezone`, and
-    `parse_rest(values, timezone)` for the other present values."""
+    `parse_rest(values, timezone)` for the other present values (`arrow`: `text` as Arrow)."""
     parsed = _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone)
-    rest = np.flatnonzero(~cast.to_numpy(zero_copy_only=False) & text.notna().to_numpy())
-    if len(rest):
-        parsed.iloc[rest] = parse_rest(text.iloc[rest], timezone).astype(parsed.dtype)
+    rest = pc.and_(pc.invert(cast), pc.is_valid(arrow))  # bit operations: cheap on a clean column
+    if pc.any(rest).as_py():
+        rows = np.flatnonzero(rest.to_numpy(zero_copy_only=False))
+        parsed.iloc[rows] = parse_rest(text.iloc[rows], timezone).astype(parsed.dtype)
     return parsed
 
 
@@ -420,7 +410,7 @@ def _parse_iso(text: pd.Series, arrow: pa.Array, timezone: str) -> pd.Series:
         naive = pc.cast(_only_where(plain, arrow), pa.timestamp("us"))
     except pa.ArrowInvalid:  # e.g. 2024-02-30: looks plain, is not a date
         return _parse_iso_with_pandas(text, timezone)
-    return _with_the_rest_parsed(text, naive, plain, timezone, parse_rest=_parse_iso_with_pandas)
+    return _with_the_rest_parsed(text, arrow, naive, plain, timezone, parse_rest=_parse_iso_with_pandas)
 
 
 def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: str) -> pd.Series:

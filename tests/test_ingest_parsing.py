@@ -19,10 +19,10 @@ from pipeline.contract import TIMESTAMP
 from pipeline.sources import (
     NAIVE_ISO_PATTERN,
     NUMBER_PATTERN,
+    PLAIN_ISO_LENGTHS,
     _arrow_strings,
     _localize,
     _parse_iso_with_pandas,
-    _usual_layout,
     parse_ids,
     parse_numbers,
     parse_timestamps,
@@ -56,6 +56,14 @@ def old_parse_numbers(values: pd.Series) -> pd.Series:
     return series.where(np.isfinite(series))
 
 
+def _old_usual_layout(arrow: pa.Array) -> pa.Array | None:
+    lengths = pc.binary_length(arrow)
+    common = pc.mode(lengths)
+    if len(common) == 0 or common[0]["mode"].as_py() not in PLAIN_ISO_LENGTHS:
+        return None
+    return pc.fill_null(pc.equal(lengths, common[0]["mode"]), False)
+
+
 def _old_parse_iso(text: pd.Series, arrow: pa.Array, timezone: str) -> pd.Series:
     plain = pc.fill_null(pc.match_substring_regex(arrow, NAIVE_ISO_PATTERN), False)
     try:
@@ -79,7 +87,7 @@ def old_parse_timestamps(values: pd.Series, timezone: str) -> pd.Series:
         return _localize(pd.Series(naive.to_numpy(zero_copy_only=False), index=text.index), timezone).astype(TIMESTAMP)
     except pa.ArrowInvalid:
         pass
-    usual = _usual_layout(arrow)
+    usual = _old_usual_layout(arrow)
     if usual is None:
         return _old_parse_iso(text, arrow, timezone).astype(TIMESTAMP)
     try:
