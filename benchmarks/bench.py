@@ -695,7 +695,7 @@ def bench_growth(args: argparse.Namespace, previous: dict[str, Any], results: di
     sizes = sorted(args.rows or GROWTH_ROWS)
     by_rows: list[dict[str, Any]] = []
     for rows in sizes:
-        if by_rows:
+        if by_rows and not args.skip_memory_check:
             reason = memory_too_small(by_rows, rows, available_mib=available_mib())
             if reason:
                 say(f"skipping {size_label(rows)} rows: {reason}", quiet=args.quiet)
@@ -932,6 +932,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=None,
                         help=f"comma-separated stages to time (of {', '.join(STAGES)}); earlier stages run untimed if needed")
     parser.add_argument("--growth", action="store_true", help="features only, at 1M, 10M and 50M rows (where memory allows)")
+    parser.add_argument("--skip-memory-check", action="store_true",
+                        help="with --growth: run every size even when its extrapolated peak exceeds the free memory")
     parser.add_argument("--seed", type=int, default=7, help="demo data seed (default 7)")
     parser.add_argument("--raw-format", choices=("csv", "parquet"), default="csv", help="raw input files (default csv)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="workspaces folder (default benchmarks/data)")
