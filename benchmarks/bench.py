@@ -623,7 +623,7 @@ def targets(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         s = stages["ingest"]
         rows.append(("ingest throughput", "≥ 1M rows/s", f"{s['rows_per_s'] / 1e6:.2f}M rows/s",
                      s["rows_per_s"] >= TARGETS["ingest_rows_per_s"]))
-    for stage, what in (("score", "reasons for high+medium tiers"), ("score_selected", "reasons for the selected only")):
+    for stage, what in (("score", "reasons for the selected + the reason_limit riskiest"), ("score_selected", "reasons for the selected only")):
         if stage in stages:
             s = stages[stage]
             rows.append((f"score 1M customers, {what} (linear)", "≤ 60 s", f"{s['seconds_per_1m_customers']:.1f} s",
