@@ -431,14 +431,12 @@ def measure_floor(validated_transactions: Path, *, dates: list[dt.date], repeats
 def _load_and_prepare(cfg: Any) -> tuple[Any, float, float]:
     """The features runner's first two steps, timed: (event tables per customer partition, load seconds,
     prepare seconds)."""
-    from pipeline.features import partitioned_event_tables
-    from pipeline.run.features import partition_count, read_validated
+    from pipeline.run.features import read_validated, tables_by_partition
 
     t0 = time.perf_counter()
     frames = read_validated(cfg.validated_dir)
     t1 = time.perf_counter()
-    partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
-    return partitioned_event_tables(frames, partitions=partitions), t1 - t0, time.perf_counter() - t1
+    return tables_by_partition(frames, cfg=cfg.features), t1 - t0, time.perf_counter() - t1
 
 
 def features_breakdown(config: Path) -> dict[str, Any]:

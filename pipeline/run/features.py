@@ -24,7 +24,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import Config
+from pipeline.config import Config, FeaturesConfig
 from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
 from pipeline.errors import FeatureError
 from pipeline.events import Events
@@ -196,9 +196,13 @@ def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | Non
     Read them with `features_from_partitions` and `churn_labels_from_partitions`.
     """
     frames = read_validated(cfg.validated_dir)
-    last_date = latest_event_date(frames["transactions"])
-    partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
-    return partitioned_event_tables(frames, partitions=partitions), last_date
+    return tables_by_partition(frames, cfg=cfg.features), latest_event_date(frames["transactions"])
+
+
+def tables_by_partition(frames: dict[str, pl.DataFrame], *, cfg: FeaturesConfig) -> tuple[EventTables, ...]:
+    """`read_validated` frames prepared per customer partition of about `cfg.partition_rows` transaction rows."""
+    partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
+    return partitioned_event_tables(frames, partitions=partitions)
 
 
 def partition_count(transaction_rows: int, *, partition_rows: int) -> int:

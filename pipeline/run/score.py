@@ -200,8 +200,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
     """
     from pipeline.features import features_from_partitions
     from pipeline.features.registry import feature_specs, reason_context_frame
-    from pipeline.features.tables import partitioned_event_tables
-    from pipeline.run.features import partition_count, read_validated
+    from pipeline.run.features import read_validated, tables_by_partition
 
     log = get_logger()
     specs = feature_specs(cfg.features)
@@ -221,10 +220,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
             info.horizon_days, cfg.features.horizon_days,
         )
     with timed(f"features as of {as_of}"):
-        partitions = partition_count(frames["transactions"].height, partition_rows=cfg.features.partition_rows)
-        features = features_from_partitions(
-            partitioned_event_tables(frames, partitions=partitions), as_of=as_of, cfg=cfg.features
-        )
+        features = features_from_partitions(tables_by_partition(frames, cfg=cfg.features), as_of=as_of, cfg=cfg.features)
         del frames
     info.model.check_features(features)
     check_playbook_features(features, playbook)
