@@ -71,7 +71,8 @@ def _is_text(data_type: pa.DataType) -> bool:
 
 
 def write_parquet(df: pd.DataFrame, path: Path | str) -> Path:
-    """Write `df` (index dropped) to Parquet atomically; deterministic bytes for equal frames.
+    """Write `df` (index dropped) to Parquet atomically; deterministic bytes for equal frames built the
+    same way (equal values held in differently chunked Arrow columns may be laid out in other pages).
 
     zstd; dictionary encoding only for text columns (ids, categories: where it pays) and min/max
     statistics only for the others (numbers, times: where readers use them). Dictionary-encoding
