@@ -7,13 +7,33 @@ calibrator. Scoring calls its methods and never re-implements a transformation:
 - `predict_proba(frame)`: calibrated P(churn within the horizon), 1-D;
 - `predict_uncalibrated(frame)`: the booster's own probability;
 - `contributions(frame)`: LightGBM `pred_contrib` (log-odds scale) per feature, bias dropped.
+
+Serialisation, with no pickle (nothing loaded can run code; a forged file can at worst give wrong numbers):
+
+- every fitted part turns itself into JSON-safe values (dicts, lists, strings, finite numbers) with
+  `to_dict()` and is rebuilt by the class method `from_dict(data)`: `CategoryEncoder`,
+  `ProbabilityCalibrator` (isotonic thresholds, or the Platt scaler and logistic coefficients);
+- the LightGBM booster is kept in LightGBM's own text format (`Booster.model_to_string`, read back
+  with `lgb.Booster(model_str=...)`), in its own file;
+- `ChurnModel.to_files()` gives `{file name: text}` (`model.json`: kind, feature list, encoder,
+  calibrator, horizon, parameters; `booster.txt`), and `ChurnModel.from_files(files)` rebuilds the
+  model. `pipeline.bundle` writes, checksums and optionally signs whatever `to_files` returns.
+
+To add a part (a logistic model's coefficients and scaler, a blend's weights): give it
+`to_dict`/`from_dict` over plain numbers and lists (numpy arrays via `.tolist()`), store it under a
+new key of the dict `ChurnModel.to_dict` returns and read it back in `ChurnModel.from_dict`
+(raising ValueError on anything malformed); a further booster goes into its own `.txt` file in
+`to_files`. Bump `MODEL_DOCUMENT_VERSION` when an older reader could misread the new document.
+Never store an object that needs pickle, `eval` or an import by name to load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -31,6 +51,43 @@ from pipeline.errors import ScoreError
 # would make one surprising customer cost an infinite log loss.
 PROBABILITY_FLOOR = 1e-4
 CalibrationMethod = Literal["isotonic", "sigmoid"]
+MODEL_DOCUMENT_FILE = "model.json"
+BOOSTER_FILE = "booster.txt"
+MODEL_KIND = "lightgbm"
+MODEL_DOCUMENT_VERSION = 1
+
+
+def _floats(values: Any, *, name: str) -> np.ndarray:
+    """A 1-D float array of finite numbers read from a JSON list; ValueError naming `name` otherwise."""
+    if not isinstance(values, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        raise ValueError(f"{name} must be a list of numbers")
+    array = np.asarray(values, dtype="float64")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must hold finite numbers")
+    return array
+
+
+def _strings(values: Any, *, name: str) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError(f"{name} must be a list of strings")
+    return list(values)
+
+
+def _json_value(value: Any) -> Any:
+    """`value` with numpy scalars as Python numbers; ValueError for anything JSON cannot hold exactly."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"cannot store the non-finite number {value} as JSON")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    raise ValueError(f"cannot store a {type(value).__name__} as JSON")
 
 
 def check_feature_columns(features: pd.DataFrame, feature_names: Sequence[str]) -> None:
@@ -63,6 +120,18 @@ class CategoryEncoder:
             codes[codes < 0] = np.nan
             encoded[col] = codes
         return encoded
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form: {"categories": {column: [values...]}}."""
+        return {"categories": {col: list(values) for col, values in self.categories_.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CategoryEncoder:
+        """Inverse of `to_dict`; ValueError when `data` is malformed."""
+        categories = data.get("categories") if isinstance(data, Mapping) else None
+        if not isinstance(categories, Mapping):
+            raise ValueError("encoder.categories must be a mapping")
+        return cls({str(col): _strings(values, name=f"encoder.categories.{col}") for col, values in categories.items()})
 
 
 def feature_matrix(features: pd.DataFrame, *, feature_names: Sequence[str], encoder: CategoryEncoder) -> np.ndarray:
@@ -111,6 +180,56 @@ class ProbabilityCalibrator:
         else:
             probabilities = self.estimator_.predict_proba(scores[:, None])[:, 1]
         return np.clip(probabilities, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form of the fitted map.
+
+        isotonic: {"method", "x": thresholds, "y": values}; sigmoid: {"method", "mean", "scale", "coef",
+        "intercept"} (the standard scaler and the logistic regression on one score).
+        """
+        if self.estimator_ is None:
+            raise ValueError("the calibrator is not fitted")
+        if self.method == "isotonic":
+            return {
+                "method": "isotonic",
+                "x": self.estimator_.X_thresholds_.tolist(),
+                "y": self.estimator_.y_thresholds_.tolist(),
+            }
+        scaler, logistic = self.estimator_[0], self.estimator_[-1]
+        return {
+            "method": "sigmoid",
+            "mean": scaler.mean_.tolist(),
+            "scale": scaler.scale_.tolist(),
+            "coef": logistic.coef_.ravel().tolist(),
+            "intercept": logistic.intercept_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbabilityCalibrator:
+        """Inverse of `to_dict`, giving the same probabilities; ValueError when `data` is malformed.
+
+        Isotonic: refitted on its own thresholds, which reproduces them exactly (they are already
+        monotone, with distinct x). Sigmoid: the scaler's and the logistic regression's fitted
+        attributes are set from the stored numbers.
+        """
+        method = data.get("method") if isinstance(data, Mapping) else None
+        if method == "isotonic":
+            x, y = _floats(data.get("x"), name="calibrator.x"), _floats(data.get("y"), name="calibrator.y")
+            if len(x) == 0 or len(x) != len(y) or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
+                raise ValueError("calibrator.x and calibrator.y must be equally long, x increasing and y non-decreasing")
+            return cls("isotonic").fit(x, y)
+        if method == "sigmoid":
+            parts = {key: _floats(data.get(key), name=f"calibrator.{key}") for key in ("mean", "scale", "coef", "intercept")}
+            if any(len(values) != 1 for values in parts.values()) or parts["scale"][0] <= 0:
+                raise ValueError("calibrator mean, scale, coef and intercept must hold one number each (scale > 0)")
+            scaler = StandardScaler()
+            scaler.mean_, scaler.scale_, scaler.var_ = parts["mean"], parts["scale"], parts["scale"] ** 2
+            scaler.n_features_in_, scaler.n_samples_seen_ = 1, 1
+            logistic = LogisticRegression(C=1e4)
+            logistic.coef_, logistic.intercept_ = parts["coef"].reshape(1, 1), parts["intercept"]
+            logistic.classes_, logistic.n_features_in_ = np.array([0.0, 1.0]), 1
+            return cls("sigmoid", make_pipeline(scaler, logistic))
+        raise ValueError(f"calibrator.method must be 'isotonic' or 'sigmoid', got {method!r}")
 
 
 def cross_validated_log_loss(
@@ -208,3 +327,70 @@ class ChurnModel:
         """Total gain (or split count) per feature, sorted descending."""
         values = self.booster_.feature_importance(importance_type=kind)
         return pd.Series(values, index=self.feature_names_, name=f"importance_{kind}").sort_values(ascending=False)
+
+    # --- serialisation (no pickle; see the module docstring) ---
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description of everything but the booster (which `to_files` stores as text)."""
+        return {
+            "kind": MODEL_KIND,
+            "document_version": MODEL_DOCUMENT_VERSION,
+            "feature_names": list(self.feature_names_),
+            "categorical_features": list(self.categorical_features_),
+            "encoder": self.encoder_.to_dict(),
+            "calibrator": self.calibrator_.to_dict(),
+            "horizon_days": self.horizon_days_,
+            "params": _json_value(self.params_),
+            "booster_file": BOOSTER_FILE,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, booster_text: str) -> ChurnModel:
+        """Inverse of `to_dict`, with the booster's LightGBM text; ValueError when anything is malformed."""
+        if not isinstance(data, Mapping) or data.get("kind") != MODEL_KIND:
+            raise ValueError(f"kind must be {MODEL_KIND!r}")
+        if data.get("document_version") != MODEL_DOCUMENT_VERSION:
+            raise ValueError(
+                f"document_version is {data.get('document_version')!r}; this version reads {MODEL_DOCUMENT_VERSION}"
+            )
+        feature_names = _strings(data.get("feature_names"), name="feature_names")
+        horizon_days = data.get("horizon_days")
+        if not isinstance(horizon_days, int) or isinstance(horizon_days, bool) or horizon_days <= 0:
+            raise ValueError("horizon_days must be a positive whole number")
+        params = data.get("params", {})
+        if not isinstance(params, Mapping):
+            raise ValueError("params must be a mapping")
+        try:
+            booster = lgb.Booster(model_str=booster_text)
+        except lgb.basic.LightGBMError as exc:
+            raise ValueError(f"the booster is not a LightGBM text model: {exc}") from None
+        if booster.num_feature() != len(feature_names):
+            raise ValueError(f"the booster has {booster.num_feature()} features, feature_names {len(feature_names)}")
+        return cls(
+            feature_names=feature_names,
+            categorical_features=_strings(data.get("categorical_features"), name="categorical_features"),
+            encoder=CategoryEncoder.from_dict(data.get("encoder")),
+            booster=booster,
+            calibrator=ProbabilityCalibrator.from_dict(data.get("calibrator")),
+            horizon_days=horizon_days,
+            params=dict(params),
+        )
+
+    def to_files(self) -> dict[str, str]:
+        """{file name: text}: `model.json` (see `to_dict`) and the booster in LightGBM's text format."""
+        document = json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        return {MODEL_DOCUMENT_FILE: document, BOOSTER_FILE: self.booster_.model_to_string()}
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, str]) -> ChurnModel:
+        """Inverse of `to_files`; ValueError (never code execution) when a file is missing or malformed."""
+        if MODEL_DOCUMENT_FILE not in files:
+            raise ValueError(f"{MODEL_DOCUMENT_FILE} is missing")
+        try:
+            data = json.loads(files[MODEL_DOCUMENT_FILE])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{MODEL_DOCUMENT_FILE} is not valid JSON ({exc})") from None
+        booster_file = data.get("booster_file") if isinstance(data, dict) else None
+        if booster_file not in files:
+            raise ValueError(f"{MODEL_DOCUMENT_FILE} names the booster file {booster_file!r}, which is not in the bundle")
+        return cls.from_dict(data, booster_text=files[booster_file])

@@ -121,7 +121,7 @@ def test_tampered_bundle_fails_and_writes_nothing(scored, tmp_path):
     cfg, _ = scored
     bundle = tmp_path / "bundle"
     shutil.copytree(cfg.bundle_dir, bundle)
-    model_file = bundle / "model.joblib"
+    model_file = bundle / "booster.txt"
     data = bytearray(model_file.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model_file.write_bytes(bytes(data))

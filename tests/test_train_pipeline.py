@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import REPO_ROOT, write_config
@@ -64,9 +65,9 @@ def test_demo_champion_bundle_downloads_and_a_changed_byte_is_refused(demo_train
     path, version = champion_bundle(demo_trained, dest=tmp_path / "champion")
     assert load_bundle(path).manifest["model_version"] == version
     copy = shutil.copytree(demo_trained.bundle_dir, tmp_path / "copy")
-    data = bytearray((copy / "model.joblib").read_bytes())
+    data = bytearray((copy / "booster.txt").read_bytes())
     data[-10] ^= 0xFF
-    (copy / "model.joblib").write_bytes(bytes(data))
+    (copy / "booster.txt").write_bytes(bytes(data))
     with pytest.raises(BundleError, match="tampered"):
         load_bundle(copy)
 
@@ -162,3 +163,58 @@ def test_training_without_feature_snapshots_says_what_to_run(tmp_path):
     cfg = load_config(write_config(tmp_path, raw))
     with pytest.raises(FeatureError, match="no feature snapshots in .*: run `churn features`"):
         train.run(cfg, backtest=False, quiet=True)
+
+
+def test_demo_registered_model_holds_no_pickle_and_predicts_like_the_bundle(demo_trained, tmp_path):
+    import mlflow
+
+    uri = f"models:/{demo_trained.train.model_name}@champion"
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "registered"), tracking_uri=demo_trained.tracking_uri()))
+    files = [p for p in local.rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        assert path.suffix in {".py", ".json", ".txt", ".yaml", ".sig", ""}, path
+        assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"
+    assert {"model.json", "booster.txt", "manifest.json"} <= {p.name for p in files}
+    mlflow.set_tracking_uri(demo_trained.tracking_uri())
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    bundle = load_bundle(demo_trained.bundle_dir).model
+    features = pd.read_parquet(sorted(demo_trained.features_dir.glob("snapshot=*.parquet"))[-1]).head(50)
+    np.testing.assert_allclose(pyfunc.predict(features[bundle.feature_names_]).to_numpy(), bundle.predict_proba(features))
+
+
+def test_a_forged_registry_bundle_with_a_pickle_payload_never_runs(demo_trained, tmp_path):
+    """Someone who can write the registry's artifacts replaces the model files by a pickle and reseals."""
+    import hashlib
+    import pickle
+
+    import mlflow
+
+    from pipeline.run.score import load_scoring_model
+
+    marker = tmp_path / "code-ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    forged = shutil.copytree(demo_trained.bundle_dir, tmp_path / "forged")
+    manifest = json.loads((forged / "manifest.json").read_text())
+    for name in ("model.json", "booster.txt"):
+        (forged / name).write_bytes(pickle.dumps(RunsCode()))
+        data = (forged / name).read_bytes()
+        manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    (forged / "manifest.json").write_text(json.dumps(manifest))
+    name = "churn-forged"
+    client = mlflow.MlflowClient(tracking_uri=demo_trained.tracking_uri())
+    experiment = client.get_experiment_by_name(demo_trained.mlflow.experiment).experiment_id
+    run = client.create_run(experiment)
+    client.log_artifacts(run.info.run_id, str(forged), "bundle")
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}/bundle", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+    cfg = demo_trained.model_copy(update={"train": demo_trained.train.model_copy(update={"model_name": name})})
+    with pytest.raises(BundleError, match="holds a malformed model"):
+        load_scoring_model(cfg, bundle=None, workdir=tmp_path / "download")
+    assert not marker.exists()
