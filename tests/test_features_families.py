@@ -57,7 +57,9 @@ RFM_TRANSACTIONS = tx(
 
 def test_rfm_features_hand_computed():
     features = build_features(Events.from_frames(transactions=RFM_TRANSACTIONS), as_of=AS_OF, cfg=CFG)
-    gap_mean_a = (167 + 2 / 24) / 2  # 2024-01-01 10:00 -> 2024-06-16 12:00, over 2 gaps
+    gap_mean_a = 167 / 2  # purchase days 2024-01-01, 05-01, 06-16: 2 gaps
+    # overdue: the population's gap is a's (the only customer with 2+ purchase days); a has 2 gaps of
+    # its own, b none (so b's expected gap is the population's)
     expected = expected_frame({
         "customer_id": ["a", "b"],
         "recency_days": [14.5, 335.0],  # the refund on 06-20 is not a purchase
@@ -70,8 +72,8 @@ def test_rfm_features_hand_computed():
         "avg_order_value": [40.0, 100.0],
         "tenure_days": [182 - 10 / 24, 335.0],
         "gap_mean_days": [gap_mean_a, NAN],
-        "gap_last_days": [46.5, NAN],
-        "overdue_ratio": [14.5 / gap_mean_a, NAN],
+        "gap_last_days": [46.0, NAN],
+        "overdue_ratio": [14.5 / gap_mean_a, 335.0 / gap_mean_a],
         "spend_trend": [1.0, NAN],  # 70 in the last 90 days, nothing in the 90 before
         "returns_count": [1, 0],
         "returns_value": [20.0, 0.0],
@@ -96,7 +98,8 @@ def test_orders_count_once_and_order_lines_are_deduplicated():
     features = build_features(Events.from_frames(transactions=transactions), as_of=AS_OF, cfg=CFG)
     expected = expected_frame({
         "customer_id": ["a"], "frequency_all": [2], "monetary_all": [31.0], "recency_days": [28.0],
-        "gap_mean_days": [0.0], "gap_last_days": [0.0], "overdue_ratio": [NAN], "category_breadth": [2],
+        # two orders on 06-01 are one visit; the later purchase line of o1 makes 06-03 a purchase day
+        "gap_mean_days": [2.0], "gap_last_days": [2.0], "overdue_ratio": [14.0], "category_breadth": [2],
         "top_category": ["x"],  # x 15 vs y 15: a tie goes to the first name
     }, categorical=("top_category",))
     assert_frame_equal(select(features, expected), expected)
@@ -267,12 +270,14 @@ def test_customer_without_feedback_tickets_loyalty_or_attributes_has_documented_
     unknown = ["nps_last", "nps_mean", "days_since_nps", "csat_last", "csat_mean", "review_mean",
                "days_since_feedback", "first_response_hours_mean", "resolution_hours_mean", "unresolved_share",
                "lateness_days_mean", "days_since_redemption", "points_to_next_tier", "days_since_signup",
-               "discount_share", "gap_mean_days", "gap_last_days", "overdue_ratio",
+               "discount_share", "gap_mean_days", "gap_last_days",
                "btyd_p_alive", "btyd_expected_purchases"]  # one customer: too few to fit BG/NBD
     null = ["nps_category", "loyalty_tier", "region", "acquisition_channel", "top_category"]
     assert (row[zero] == 0).all(), row[zero][row[zero] != 0]
     assert row[unknown].isna().all(), row[unknown][row[unknown].notna()]
     assert row[null].isna().all()
+    # no customer with two purchase days: the expected gap is the median tenure, here the customer's own
+    assert row["overdue_ratio"] == pytest.approx(1.0)
     assert set(zero) | set(unknown) | set(null) | {"customer_id"} <= set(features.columns)
 
 

@@ -5,7 +5,7 @@
   Output: one row per customer with a purchase before `t`: customer_id, `eligible`, the
   per-customer features, and internal `_btyd_*` summary columns (when cfg.btyd).
 - Population step (`population_features*`): steps that need every customer of the snapshot —
-  the BG/NBD fit (on all customers with a purchase before `t`), then the eligible rows only, the
+  the overdue ratio (the population's typical gap), the BG/NBD fit (on all customers with a purchase before `t`), then the eligible rows only, the
   RFM quintile scores and segments; columns put in registry order, sorted by customer_id.
 
 Events are read at `as_of` from the timelines prepared once by `event_tables`
@@ -33,8 +33,9 @@ from pipeline.features.tables import EventTables, event_tables
 from pipeline.features.timeline import Cut, pick_series
 from pipeline.snapshot import snapshot_time, to_polars
 
-POPULATION_FEATURES = ("rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
+POPULATION_FEATURES = ("overdue_ratio", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
                        "btyd_p_alive", "btyd_expected_purchases")
+INTERNAL = ("_purchase_days",)  # per-customer columns the population step reads besides the features
 BTYD_SUMMARY = ("_btyd_frequency", "_btyd_recency", "_btyd_T")
 
 
@@ -45,7 +46,7 @@ def customer_feature_names(cfg: FeaturesConfig) -> list[str]:
 
 def aggregate_columns(cfg: FeaturesConfig) -> list[str]:
     """Columns of the per-customer aggregates table, in order."""
-    return ["customer_id", "eligible", *customer_feature_names(cfg), *(BTYD_SUMMARY if cfg.btyd else ())]
+    return ["customer_id", "eligible", *customer_feature_names(cfg), *INTERNAL, *(BTYD_SUMMARY if cfg.btyd else ())]
 
 
 def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pl.DataFrame:
@@ -81,6 +82,7 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
 def population_features_from_aggregates(aggregates: pl.DataFrame, *, cfg: FeaturesConfig) -> pl.DataFrame:
     """Population step on the per-customer aggregates of ALL customers of the snapshot; polars in and out."""
     frame = aggregates if aggregates["customer_id"].is_sorted() else aggregates.sort("customer_id")
+    frame = rfm.add_overdue(frame)
     if cfg.btyd:
         frame = btyd.add_features(frame, horizon_days=cfg.horizon_days)
     columns = [

@@ -75,14 +75,16 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
            "average order worth {avg_order_value:,.2f}"),
         _n("tenure_days", "rfm", "Days since the first purchase.", "down",
            "a customer for only {tenure_days:.0f} days"),
-        _n("gap_mean_days", "rfm", "Average days between orders (NaN with fewer than 2 orders).", "up",
-           "orders only every {gap_mean_days:.0f} days on average"),
-        _n("gap_last_days", "rfm", "Days between the last two orders (NaN with fewer than 2 orders).", "up",
-           "waited {gap_last_days:.0f} days between their last two orders"),
+        _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
+           "visit; NaN with fewer than 2 purchase days).", "up",
+           "buys only every {gap_mean_days:.0f} days on average"),
+        _n("gap_last_days", "rfm", "Days between the last two purchase days (NaN with fewer than 2 purchase days).",
+           "up", "waited {gap_last_days:.0f} days between their last two purchase days"),
         _n("overdue_ratio", "rfm",
-           "Days since the last purchase divided by the usual gap between orders (above 1: the next order "
-           "is late; NaN with fewer than 2 orders).", "up",
-           "no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
+           "Days since the last purchase divided by the expected gap between purchase days: the customer's "
+           "average gap shrunk toward the population's typical gap (fully the population's with one purchase "
+           "day); above 1: the next visit is late. Always finite, at most recency_days.", "up",
+           "no order for {recency_days:.0f} days, {overdue_ratio:.1f}x the gap expected between their visits"),
         _n("spend_trend", "rfm",
            f"Spend in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped "
            "spending) to +1 (only recent spend); NaN when both are zero.", "down",

@@ -5,7 +5,14 @@ Per-customer step (depends only on the customer's own events known before the cu
 - `order_aggregates` -> per-customer sums and latest values read from the order-part timeline,
 - `order_features` -> the features computed from those aggregates,
 - `category_aggregates` -> category_breadth, top_category from the category spend timeline.
-Population step: `add_scores` -> RFM quintile scores and named segments among eligible customers.
+Population step: `add_overdue` -> overdue_ratio (needs the population's typical gap), on every
+customer with a purchase before `t`; `add_scores` -> RFM quintile scores and named segments among
+eligible customers.
+
+Timing is measured on *purchase days* (UTC days with a purchase): several orders on one day are one
+visit, so a burst of invoices minutes apart never makes a gap of zero. Gaps are whole days (>= 1).
+The customer's typical gap is shrunk toward the population's (empirical-Bayes style, see
+`add_overdue`), so the overdue ratio is finite and at most `recency_days` for every customer.
 
 Orders, purchases and money units are defined in `pipeline.features.tables`. Days are fractional
 (from timestamps) and measured back from the snapshot time `t` (midnight UTC of `as_of`).
@@ -60,10 +67,10 @@ def customers_with_purchase(parts: OrderParts, *, t: dt.datetime) -> np.ndarray:
 def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
     """Per row of `cut` (customers with a purchase before `t`): the aggregates `order_features` reads.
 
-    _first/_last_purchase_at, _last_order_at, frequency_*, _monetary_*_units, _trend_recent_units
-    and _trend_earlier_units (spend in the last TREND_DAYS and the TREND_DAYS before), _gap_last_us
-    (last_gap_us of the latest part), returns_count, _returns_units, discount_share (discounted
-    orders among those whose discount is known; null when none is), _purchase_days.
+    _first/_last_purchase_at, frequency_*, _monetary_*_units, _trend_recent_units
+    and _trend_earlier_units (spend in the last TREND_DAYS and the TREND_DAYS before), returns_count, _returns_units, discount_share (discounted
+    orders among those whose discount is known; null when none is), _purchase_days (distinct
+    purchase days), _gap_last_day (days between the last two purchase days, null with fewer than two).
     """
     timeline, sums = parts.timeline, parts.sums
     start, end = cut.rows(timeline)
@@ -84,29 +91,32 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
     return [
         timestamps(pl.Series("_first_purchase_at", parts.first_purchase_us[cut.codes])),
         times(latest_before(parts.last_purchase, start, end), "_last_purchase_at"),
-        times(latest_before(parts.last_start, start, end), "_last_order_at"),
         pl.Series("frequency_all", total("starts")),
         *[pl.Series(f"frequency_{w}d", total("starts", w)) for w in cfg.windows_days],
         pl.Series("_monetary_all_units", total("net_units")),
         *[pl.Series(f"_monetary_{w}d_units", total("net_units", w)) for w in cfg.windows_days],
         pl.Series("_trend_recent_units", total("net_units", TREND_DAYS)),
         pl.Series("_trend_earlier_units", total("net_units", 2 * TREND_DAYS, TREND_DAYS)),
-        pick(parts.last_gap_us, np.where(end > start, end - 1, -1), "_gap_last_us", missing=NULL_TIME),
         pl.Series("returns_count", total("return_lines")),
         pl.Series("_returns_units", total("return_units")),
         with_nulls(pl.Series("discount_share", share), known > 0),
         pl.Series("_purchase_days", total("day_starts")),
+        pick(parts.last_day_gap, np.where(end > start, end - 1, -1), "_gap_last_day", missing=NULL_TIME),
     ]
 
 
 def order_features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
-    """RFM features from the columns of `order_aggregations`, plus `eligible` (bought in the lookback)."""
+    """RFM features from the columns of `order_aggregates`, plus `eligible` (bought in the lookback).
+
+    Gaps are between purchase days: gap_mean_days = (last purchase day - first purchase day) /
+    (purchase days - 1), gap_last_days = the last of them; NaN with fewer than two purchase days.
+    """
     t = snapshot_time(as_of)
     frequency = pl.col("frequency_all").cast(pl.Float64)
     recency = days_between(t, pl.col("_last_purchase_at"))
-    gap_mean = pl.when(frequency >= 2).then(
-        days_between(pl.col("_last_order_at"), pl.col("_first_purchase_at")) / (frequency - 1)
-    )
+    purchase_days = pl.col("_purchase_days").cast(pl.Float64)
+    span_days = days_between(pl.col("_last_purchase_at").dt.truncate("1d"), pl.col("_first_purchase_at").dt.truncate("1d"))
+    gap_mean = pl.when(purchase_days >= 2).then(span_days / (purchase_days - 1))
     recent, earlier = pl.col("_trend_recent_units"), pl.col("_trend_earlier_units")
     moved = recent.abs() + earlier.abs()
     return [
@@ -117,11 +127,42 @@ def order_features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
         (pl.col("_monetary_all_units") / MONEY_UNITS / frequency).alias("avg_order_value"),
         days_between(t, pl.col("_first_purchase_at")).alias("tenure_days"),
         gap_mean.alias("gap_mean_days"),
-        (pl.col("_gap_last_us") / DAY_US).alias("gap_last_days"),
-        pl.when(gap_mean > 0).then(recency / gap_mean).alias("overdue_ratio"),
+        pl.col("_gap_last_day").cast(pl.Float64).alias("gap_last_days"),
         pl.when(moved > 0).then((recent - earlier) / moved).alias("spend_trend"),
         (pl.col("_returns_units") / MONEY_UNITS).alias("returns_value"),
     ]
+
+
+# Weight of the population's typical gap in a customer's shrunk gap, in gaps: a customer with n
+# purchase-day gaps has the typical gap (n * own mean + PRIOR_GAPS * population's) / (n + PRIOR_GAPS).
+PRIOR_GAPS = 2.0
+
+
+def add_overdue(frame: pl.DataFrame) -> pl.DataFrame:
+    """Population step on every customer with a purchase before `t`: overdue_ratio = recency_days / typical gap.
+
+    Needs recency_days, gap_mean_days, tenure_days and _purchase_days. The typical gap is the
+    customer's mean purchase-day gap shrunk toward the population's (the median gap_mean_days of
+    the customers with two or more purchase days) with the weight of PRIOR_GAPS gaps: a customer
+    with one purchase day gets the population's gap, one with many gets about their own. When no
+    customer has two purchase days, the population's gap is the median tenure_days (a lower bound
+    of the unseen gaps). Every gap involved is at least one day (population's: clipped at 1), so
+    0 <= overdue_ratio <= recency_days, finite. Computed in numpy: the same floats however the
+    frame is chunked (partitioned runs give identical files).
+    """
+    purchase_days = frame["_purchase_days"].to_numpy().astype(np.float64)
+    own = frame["gap_mean_days"].fill_null(np.nan).to_numpy().astype(np.float64)
+    repeat = purchase_days >= 2
+    if repeat.any():
+        population = float(np.median(own[repeat]))
+    elif len(own):
+        population = float(np.median(frame["tenure_days"].to_numpy().astype(np.float64)))
+    else:
+        population = 1.0
+    gaps = np.maximum(purchase_days - 1, 0.0)
+    typical = (gaps * np.where(repeat, own, 0.0) + PRIOR_GAPS * max(population, 1.0)) / (gaps + PRIOR_GAPS)
+    recency = frame["recency_days"].fill_null(np.nan).to_numpy().astype(np.float64)
+    return frame.with_columns(pl.Series("overdue_ratio", recency / typical, dtype=pl.Float64))
 
 
 def category_aggregates(spend: CategorySpend, cut: Cut) -> list[pl.Series]:

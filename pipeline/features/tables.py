@@ -101,7 +101,9 @@ class OrderParts:
 
     Row arrays: `at_us`; prefix sums in `sums` (starts, purchases, net_units, return_lines,
     return_units, discount_known, discounted, day_starts, tracked); carried indexes of the latest
-    purchase part and order start at or before each part; `last_gap_us` (NULL_TIME when unknown).
+    purchase part at or before each part;
+    `last_day_gap`: days between the latest purchase day so far and the purchase day before it
+    (NULL_TIME when unknown).
     Per customer: `first_purchase_us`. Delivery streams: `late` (parts late once their promise
     passes: count, promised_us), `late_delivered` (those delivered: count, delivered_us), `delivered`
     (tracked parts delivered: count), each keyed by the day its value becomes known.
@@ -111,8 +113,7 @@ class OrderParts:
     at_us: np.ndarray
     sums: PrefixSums
     last_purchase: np.ndarray
-    last_start: np.ndarray
-    last_gap_us: np.ndarray
+    last_day_gap: np.ndarray
     first_purchase_us: np.ndarray
     late: Stream
     late_delivered: Stream
@@ -348,8 +349,8 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
     days = day_of(at_us)
     timeline = Timeline.build(code, days, customers=customers)
     last_purchase = carry_index(is_purchase, code)
-    last_start = carry_index(is_start, code)
     tracked = promised != NULL_TIME
+    day_starts = _day_starts(code, days, is_purchase)
     sums = PrefixSums.of(
         starts=is_start,
         purchases=is_purchase,
@@ -358,7 +359,7 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
         return_units=return_units,
         discount_known=discount_known,
         discounted=discounted,
-        day_starts=_day_starts(code, days, is_purchase),
+        day_starts=day_starts,
         tracked=tracked,
     )
     first_purchase_us = np.full(customers, NULL_TIME, dtype=np.int64)
@@ -371,8 +372,7 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
         at_us=at_us,
         sums=sums,
         last_purchase=last_purchase,
-        last_start=last_start,
-        last_gap_us=_last_gap(code, at_us, is_start, last_start),
+        last_day_gap=_last_gap(code, days, day_starts, carry_index(day_starts, code)),
         first_purchase_us=first_purchase_us,
         **_delivery_streams(code, at_us, promised, delivered, customers=customers),
     )
@@ -400,13 +400,14 @@ def _day_starts(code: np.ndarray, days: np.ndarray, is_purchase: np.ndarray) -> 
     return flags
 
 
-def _last_gap(code: np.ndarray, at_us: np.ndarray, is_start: np.ndarray, last_start: np.ndarray) -> np.ndarray:
-    """Per part: microseconds between the customer's latest order start so far and the one before it."""
+def _last_gap(code: np.ndarray, at: np.ndarray, is_start: np.ndarray, last_start: np.ndarray) -> np.ndarray:
+    """Per part: the time (in the unit of `at`) between the customer's latest start so far and the one
+    before it, NULL_TIME when there is none; `is_start` marks the starts, `last_start` carries the latest."""
     starts = np.flatnonzero(is_start)
     gap_at_start = np.full(len(code), NULL_TIME, dtype=np.int64)
     same = np.zeros(len(starts), dtype=bool)
     same[1:] = code[starts][1:] == code[starts][:-1]
-    gap_at_start[starts[1:][same[1:]]] = at_us[starts][1:][same[1:]] - at_us[starts][:-1][same[1:]]
+    gap_at_start[starts[1:][same[1:]]] = at[starts][1:][same[1:]] - at[starts][:-1][same[1:]]
     gaps = np.full(len(code), NULL_TIME, dtype=np.int64)
     known = last_start >= 0
     gaps[known] = gap_at_start[last_start[known]]
