@@ -64,6 +64,9 @@ def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callabl
 def demo_data(
     customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    campaigns: Annotated[
+        int, typer.Option(help="Also write this many past at-risk lists with treatment, control and a planted effect.")
+    ] = 0,
     config: ConfigOption = DEFAULT_CONFIG,
     set_: SetOption = None,
     quiet: QuietOption = False,
@@ -71,7 +74,7 @@ def demo_data(
     """Write a synthetic shop (all five sources, a few bad rows) to the configured source paths."""
     from pipeline.run import demo_data as runner
 
-    _run(config, set_, quiet, lambda cfg: runner.run(cfg, customers=customers, seed=seed, quiet=quiet))
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, customers=customers, seed=seed, quiet=quiet, campaigns=campaigns))
 
 
 @app.command()
@@ -133,6 +136,9 @@ def score(
 @app.command()
 def measure(
     scores: Annotated[Path, typer.Option(help="An at-risk list: data/scores/at_risk_YYYY-MM-DD.parquet.")],
+    update_playbook: Annotated[
+        bool, typer.Option(help="Then pool every measured campaign per action and write the next playbook version.")
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
     set_: SetOption = None,
     quiet: QuietOption = False,
@@ -140,7 +146,7 @@ def measure(
     """After the horizon: churn in treated vs control per action, with confidence intervals."""
     from pipeline.run import measure as runner
 
-    _run(config, set_, quiet, lambda cfg: runner.run(cfg, scores_path=scores, quiet=quiet))
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, scores_path=scores, quiet=quiet, update_playbook=update_playbook))
 
 
 @app.command()

@@ -104,6 +104,21 @@ class RuleGroup(_Strict):
         return list(self.all if self.all is not None else self.any or [])
 
 
+class MeasuredUplift(_Strict):
+    """Where a measured uplift came from (written by `churn measure --update-playbook`, pipeline.pooling)."""
+
+    uplift: float | None = None
+    low: float | None = None
+    high: float | None = None
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    campaigns: list[str] = Field(default_factory=list)
+    n_treatment: int = Field(0, ge=0)
+    n_control: int = Field(0, ge=0)
+    planned_uplift: float | None = None
+    measured_on: str | None = None
+    method: str | None = None
+
+
 class Action(_Strict):
     """A retention action. `uplift` is the share of churn it prevents (0..1), `cost` is per customer."""
 
@@ -115,6 +130,7 @@ class Action(_Strict):
     capacity: int | None = Field(None, ge=0)
     eligibility: RuleGroup = RuleGroup(all=[])
     source: str | None = None  # where the cost and uplift assumptions come from
+    measured: MeasuredUplift | None = None  # set when `uplift` is a measured value, not an assumption
 
     @field_validator("cost", "uplift")
     @classmethod
@@ -129,6 +145,8 @@ class Playbook(_Strict):
 
     actions: list[Action] = Field(min_length=1)
     notes: str | None = None
+    version: int = Field(1, ge=1)  # raised by `churn measure --update-playbook`
+    based_on: str | None = None  # the playbook file this version was derived from
 
     @field_validator("actions")
     @classmethod

@@ -104,3 +104,20 @@ def demo_trained(demo_features):
 
     train.run(demo_features, backtest=False, quiet=True)
     return demo_features
+
+
+CAMPAIGN_TEST_CUSTOMERS = 3000
+CAMPAIGN_TEST_LISTS = 4
+
+
+@pytest.fixture(scope="session")
+def campaign_cfg(tmp_path_factory, mlflow_uri):
+    """A demo workspace with a simulated history of CAMPAIGN_TEST_LISTS past campaigns, ingested."""
+    from pipeline.config import load_config
+    from pipeline.run import demo_data, ingest
+
+    folder = tmp_path_factory.mktemp("campaigns")
+    cfg = load_config(write_config(folder, demo_raw_config(mlflow_uri, model_name="churn-campaigns")))
+    demo_data.run(cfg, customers=CAMPAIGN_TEST_CUSTOMERS, seed=42, quiet=True, campaigns=CAMPAIGN_TEST_LISTS)
+    ingest.run(cfg, quiet=True)
+    return cfg

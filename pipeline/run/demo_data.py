@@ -1,5 +1,7 @@
 """`churn demo-data`: write the synthetic shop (with a few percent of bad rows) as CSV to the
-configured source paths."""
+configured source paths. With `--campaigns N`, also N past at-risk lists with randomised treatment and
+control whose outcomes carry a planted effect (pipeline.campaigns), written to the scores folder as
+`churn score` writes its lists."""
 
 from __future__ import annotations
 
@@ -14,10 +16,29 @@ from pipeline.progress import get_logger, timed
 BAD_ROW_SHARE = 0.03
 
 
-def run(cfg: Config, *, customers: int, seed: int, quiet: bool) -> dict[str, Any]:
-    """Generate `customers` customers with `seed`; write each configured source; return row counts."""
+def write_campaign_lists(cfg: Config, history: Any) -> list[str]:
+    """Write each simulated list as at_risk_D.parquet / .csv / .json in the scores folder; return the Parquet paths."""
+    from pipeline.campaigns import list_summary
+    from pipeline.io import write_json, write_parquet
+    from pipeline.run.score import scores_paths, write_scores_csv
+
+    written = []
+    for as_of, listed in history.lists.items():
+        paths = scores_paths(cfg, as_of)
+        write_parquet(listed, paths["parquet"])
+        write_scores_csv(listed, paths["csv"])
+        write_json(list_summary(listed, as_of=as_of, horizon_days=cfg.features.horizon_days), paths["summary"])
+        written.append(str(paths["parquet"]))
+    return written
+
+
+def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int = 0) -> dict[str, Any]:
+    """Generate `customers` customers with `seed` (and `campaigns` past campaigns); write each configured
+    source (and the campaigns' at-risk lists); return row counts and paths."""
     if customers < 1:
         raise ConfigError(f"--customers must be at least 1 (got {customers})")
+    if campaigns < 0:
+        raise ConfigError(f"--campaigns must be 0 or more (got {campaigns})")
     targets = cfg.sources.configured()
     for name, source in targets.items():
         if any(char in str(source.path) for char in "*?[") or source.path.suffix.lower() in (".parquet", ".pq"):
@@ -25,12 +46,29 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool) -> dict[str, Any
                 f"sources.{name}.path is {source.path}: demo-data writes one CSV per source, "
                 "so point it at a single .csv file"
             )
+    lists: list[str] = []
     with timed("generate demo data"):
-        frames = inject_bad_rows(generate_demo(customers=customers, seed=seed), seed=seed, share=BAD_ROW_SHARE)
+        frames = generate_demo(customers=customers, seed=seed)
+    if campaigns:
+        from pipeline.campaigns import campaign_dates, simulate_campaign_history
+
+        data_end = frames["transactions"]["ordered_at"].max().date()
+        dates = campaign_dates(data_end=data_end, horizon_days=cfg.features.horizon_days, count=campaigns)
+        with timed(f"simulate {campaigns} past campaigns ({dates[0]} .. {dates[-1]})"):
+            history = simulate_campaign_history(frames, dates=dates, horizon_days=cfg.features.horizon_days, seed=seed)
+        frames = history.frames
+        lists = write_campaign_lists(cfg, history)
+    frames = inject_bad_rows(frames, seed=seed, share=BAD_ROW_SHARE)
     counts = {}
     with timed("write demo CSV"):
         for name, source in targets.items():
             write_csv(frames[name], source.path)
             counts[name] = len(frames[name])
             get_logger().info("%s: %d rows -> %s", name, len(frames[name]), source.path)
-    return {"customers": customers, "seed": seed, "rows": counts, "paths": {n: str(s.path) for n, s in targets.items()}}
+    return {
+        "customers": customers,
+        "seed": seed,
+        "rows": counts,
+        "paths": {n: str(s.path) for n, s in targets.items()},
+        "campaign_lists": lists,
+    }

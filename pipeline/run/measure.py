@@ -118,8 +118,11 @@ def results_table(result: pd.DataFrame, *, as_of: dt.date) -> Table:
     return table
 
 
-def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
-    """Measure the campaign of the scoring run in `scores_path`; return the results and output paths."""
+def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = False) -> dict[str, Any]:
+    """Measure the campaign of the scoring run in `scores_path`; return the results and output paths.
+
+    With `update_playbook`, then pool every measured campaign of the folder and write the next playbook
+    version (pipeline.run.playbook_update)."""
     scores = read_scores(scores_path)
     as_of = check_scores(scores)
     summary = read_summary(scores_path)
@@ -152,4 +155,13 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool) -> dict[str, Any]:
         overall["n_treatment"], overall["n_control"], overall["churn_treatment"], overall["churn_control"],
         overall["uplift"], overall["uplift_low"], overall["uplift_high"], csv_path,
     )
-    return {**meta, "results_path": str(csv_path), "summary_path": str(json_path), "mlflow_run_id": run_id, "results": result}
+    outcome = {**meta, "results_path": str(csv_path), "summary_path": str(json_path), "mlflow_run_id": run_id, "results": result}
+    if update_playbook:
+        from pipeline.features.registry import feature_specs
+        from pipeline.run import playbook_update
+        from pipeline.run.score import known_features
+
+        outcome["playbook_update"] = playbook_update.run(
+            cfg, scores_folder=folder, known_features=known_features(feature_specs(cfg.features)), quiet=quiet
+        )
+    return outcome

@@ -1,0 +1,185 @@
+"""Measured uplift per action pooled over campaigns, and the playbook version that carries it.
+
+`pooled_uplift(measured)` combines the per-campaign results of `churn measure` (one row per campaign
+and action: n and churn rate of treated and control) into one estimate per action:
+
+- uplift (share of churn prevented, the playbook's quantity) = 1 - pooled risk ratio, where the log
+  risk ratios of the campaigns are pooled with inverse-variance weights (fixed effect; Katz variance
+  1/x_t - 1/n_t + 1/x_c - 1/n_c, 0.5 added to every cell of a campaign with a zero cell), interval
+  1 - exp(log RR +- z se). A campaign whose control group has no churner carries no information on a
+  ratio and is left out of it (counted in `campaigns_without_ratio`).
+- churn_reduction (control minus treated churn) pooled the same way with Wald variances, for reference.
+- Cochran's Q and I^2 say whether the campaigns disagree more than chance allows (I^2 near 0: they agree).
+
+`updated_playbook(raw, pooled, ...)` returns a new playbook mapping in which each measured action's
+`uplift` is the measured value (clipped to 0..1, as the playbook requires) and its `measured` block
+records the interval, the campaigns, the counts and the planned value it replaces.
+`next_version_path(path)` names the new file (`playbook.v2.yaml`, `.v3`, ...); nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline.errors import ScoreError
+
+POOLED_COLUMNS = [
+    "action",
+    "campaigns",
+    "n_campaigns",
+    "campaigns_without_ratio",
+    "n_treatment",
+    "n_control",
+    "churn_treatment",
+    "churn_control",
+    "uplift",
+    "uplift_low",
+    "uplift_high",
+    "churn_reduction",
+    "churn_reduction_low",
+    "churn_reduction_high",
+    "i_squared",
+]
+_VERSION = re.compile(r"^(?P<stem>.+?)\.v(?P<number>\d+)$")
+
+
+def check_measured(measured: pd.DataFrame) -> None:
+    """Raise ScoreError unless `measured` has the per-campaign columns pooling needs."""
+    needed = ["as_of", "action", "n_treatment", "n_control", "churn_treatment", "churn_control"]
+    missing = [c for c in needed if c not in measured.columns]
+    if missing:
+        raise ScoreError(f"the measured campaigns lack the columns {missing}: are they measured_*.json from `churn measure`?")
+
+
+def _inverse_variance(estimate: np.ndarray, variance: np.ndarray, groups: np.ndarray) -> pd.DataFrame:
+    """Per group: pooled estimate, its standard error and I^2, over the rows with a finite positive variance."""
+    ok = np.isfinite(estimate) & np.isfinite(variance) & (variance > 0)
+    frame = pd.DataFrame({"g": groups[ok], "w": 1 / variance[ok], "e": estimate[ok]})
+    frame["we"] = frame["w"] * frame["e"]
+    sums = frame.groupby("g").agg(w=("w", "sum"), we=("we", "sum"), k=("e", "size"))
+    sums["pooled"] = sums["we"] / sums["w"]
+    frame["q"] = frame["w"] * (frame["e"] - sums["pooled"].reindex(frame["g"]).to_numpy()) ** 2
+    q = frame.groupby("g")["q"].sum().reindex(sums.index)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        i_squared = np.where(q > 0, np.clip((q - (sums["k"] - 1)) / q, 0.0, 1.0), 0.0)
+    return pd.DataFrame({"pooled": sums["pooled"], "se": 1 / np.sqrt(sums["w"]), "i_squared": i_squared}, index=sums.index)
+
+
+def pooled_uplift(measured: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per action (sorted), columns POOLED_COLUMNS, from per-campaign rows of `churn measure`.
+
+    Input columns: as_of (date or ISO text), action, n_treatment, n_control, churn_treatment, churn_control;
+    the 'all' rows of `churn measure` are ignored. Actions without treated and control customers are left out.
+    """
+    check_measured(measured)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    rows = measured[(measured["action"] != "all") & (measured["n_treatment"] > 0) & (measured["n_control"] > 0)]
+    if rows.empty:
+        raise ScoreError("no measured campaign has both treated and control customers: nothing to pool")
+    n_t, n_c = rows["n_treatment"].to_numpy(float), rows["n_control"].to_numpy(float)
+    x_t = np.round(rows["churn_treatment"].to_numpy(float) * n_t)
+    x_c = np.round(rows["churn_control"].to_numpy(float) * n_c)
+    action = rows["action"].astype(str).to_numpy()
+
+    zero = (x_t == 0) | (x_c == 0) | (x_t == n_t) | (x_c == n_c)
+    ct, cc = np.where(zero, x_t + 0.5, x_t), np.where(zero, x_c + 0.5, x_c)
+    nt, nc = np.where(zero, n_t + 1, n_t), np.where(zero, n_c + 1, n_c)
+    has_ratio = x_c > 0
+    log_rr = np.where(has_ratio, np.log((ct / nt) / (cc / nc)), np.nan)
+    ratio = _inverse_variance(log_rr, 1 / ct - 1 / nt + 1 / cc - 1 / nc, action)
+
+    p_t, p_c = x_t / n_t, x_c / n_c
+    difference = _inverse_variance(p_c - p_t, np.maximum(p_t * (1 - p_t) / n_t + p_c * (1 - p_c) / n_c, 1e-12), action)
+
+    frame = pd.DataFrame({"action": action, "as_of": rows["as_of"].astype(str).to_numpy(), "n_t": n_t, "n_c": n_c,
+                          "x_t": x_t, "x_c": x_c, "no_ratio": ~has_ratio})
+    totals = frame.groupby("action").agg(
+        campaigns=("as_of", lambda dates: sorted(set(dates))),
+        n_treatment=("n_t", "sum"), n_control=("n_c", "sum"), x_t=("x_t", "sum"), x_c=("x_c", "sum"),
+        campaigns_without_ratio=("no_ratio", "sum"),
+    )
+    ratio = ratio.reindex(totals.index)
+    difference = difference.reindex(totals.index)
+    result = pd.DataFrame(
+        {
+            "action": totals.index.astype(str),
+            "campaigns": totals["campaigns"].to_numpy(),
+            "n_campaigns": totals["campaigns"].map(len).to_numpy(),
+            "campaigns_without_ratio": totals["campaigns_without_ratio"].astype(int).to_numpy(),
+            "n_treatment": totals["n_treatment"].astype(int).to_numpy(),
+            "n_control": totals["n_control"].astype(int).to_numpy(),
+            "churn_treatment": (totals["x_t"] / totals["n_treatment"]).to_numpy(),
+            "churn_control": (totals["x_c"] / totals["n_control"]).to_numpy(),
+            "uplift": 1 - np.exp(ratio["pooled"].to_numpy()),
+            "uplift_low": 1 - np.exp(ratio["pooled"].to_numpy() + z * ratio["se"].to_numpy()),
+            "uplift_high": 1 - np.exp(ratio["pooled"].to_numpy() - z * ratio["se"].to_numpy()),
+            "churn_reduction": difference["pooled"].to_numpy(),
+            "churn_reduction_low": (difference["pooled"] - z * difference["se"]).to_numpy(),
+            "churn_reduction_high": (difference["pooled"] + z * difference["se"]).to_numpy(),
+            "i_squared": ratio["i_squared"].to_numpy(),
+        }
+    )
+    return result.sort_values("action").reset_index(drop=True)[POOLED_COLUMNS]
+
+
+def next_version_path(path: Path) -> Path:
+    """The next free versioned name beside `path`: playbook.yaml -> playbook.v2.yaml (or v3 if v2 exists...)."""
+    path = Path(path)
+    match = _VERSION.match(path.stem)
+    stem = match.group("stem") if match else path.stem
+    taken = [int(m.group("number")) for p in path.parent.glob(f"{stem}.v*{path.suffix}") if (m := _VERSION.match(p.stem))]
+    number = max([int(match.group("number")) if match else 1, *taken]) + 1
+    return path.with_name(f"{stem}.v{number}{path.suffix}")
+
+
+def _rounded(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), 4)
+
+
+def updated_playbook(
+    raw: Mapping[str, Any], pooled: pd.DataFrame, *, based_on: str, measured_on: dt.date, confidence: float = 0.95
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A new playbook mapping with each measured action's uplift replaced, and the table of changes.
+
+    Input: `raw` (the current playbook YAML as a mapping), `pooled` (from `pooled_uplift`).
+    Actions without a pooled ratio (no control churner in any campaign) keep their value.
+    Output: (new mapping with `version` = old + 1 and `based_on`, changes: action, planned_uplift, uplift,
+    uplift_low, uplift_high, campaigns).
+    """
+    new = copy.deepcopy(dict(raw))
+    by_action = {row["action"]: row for row in pooled.to_dict("records")}
+    changes = []
+    for action in new.get("actions", []):
+        row = by_action.get(action.get("name"))
+        if row is None or not np.isfinite(row["uplift"]):
+            continue
+        planned = action.get("uplift")
+        measured_value = float(np.clip(row["uplift"], 0.0, 1.0))
+        action["uplift"] = round(measured_value, 4)
+        action["measured"] = {
+            "uplift": _rounded(row["uplift"]),
+            "low": _rounded(row["uplift_low"]),
+            "high": _rounded(row["uplift_high"]),
+            "confidence": confidence,
+            "campaigns": [str(d) for d in row["campaigns"]],
+            "n_treatment": int(row["n_treatment"]),
+            "n_control": int(row["n_control"]),
+            "planned_uplift": planned,
+            "measured_on": measured_on.isoformat(),
+            "method": "inverse-variance pooled log risk ratio",
+        }
+        changes.append({"action": action["name"], "planned_uplift": planned, "uplift": action["uplift"],
+                        "uplift_low": _rounded(row["uplift_low"]), "uplift_high": _rounded(row["uplift_high"]),
+                        "campaigns": ", ".join(str(d) for d in row["campaigns"])})
+    new["version"] = int(raw.get("version") or 1) + 1
+    new["based_on"] = based_on
+    return new, pd.DataFrame(changes, columns=["action", "planned_uplift", "uplift", "uplift_low", "uplift_high", "campaigns"])

@@ -1,0 +1,47 @@
+"""`churn demo-data --campaigns` then `churn measure --update-playbook`: real files, real MLflow store."""
+
+from __future__ import annotations
+
+import mlflow
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.run import measure, playbook_update
+from pipeline.run.score import known_features
+from pipeline.features.registry import feature_specs
+
+
+def test_campaign_lists_are_written_like_scoring_runs(campaign_cfg):
+    lists = sorted(campaign_cfg.scores_dir.glob("at_risk_*.parquet"))
+    assert len(lists) == 4
+    assert all(path.with_suffix(".json").is_file() and path.with_suffix(".csv").is_file() for path in lists)
+
+
+def test_update_playbook_writes_a_new_version_and_keeps_the_old(campaign_cfg, tmp_path):
+    lists = sorted(campaign_cfg.scores_dir.glob("at_risk_*.parquet"))
+    for path in lists[:-1]:
+        measure.run(campaign_cfg, scores_path=path, quiet=True)
+    before = campaign_cfg.score.playbook.read_text(encoding="utf-8")
+    config_path = campaign_cfg.config_path
+    result = CliRunner().invoke(
+        app, ["measure", "--scores", str(lists[-1]), "--update-playbook", "-q", "-c", str(config_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert campaign_cfg.score.playbook.read_text(encoding="utf-8") == before
+    new_path = campaign_cfg.score.playbook.with_name("playbook.v2.yaml")
+    new = yaml.safe_load(new_path.read_text(encoding="utf-8"))
+    recovery = {a["name"]: a for a in new["actions"]}["service_recovery"]
+    assert recovery["measured"]["planned_uplift"] == 0.2
+    assert len(recovery["measured"]["campaigns"]) == 4
+    assert recovery["measured"]["low"] <= recovery["uplift"] <= recovery["measured"]["high"]
+    runs = mlflow.search_runs(
+        experiment_names=[campaign_cfg.mlflow.scoring_experiment], filter_string="tags.stage = 'update_playbook'"
+    )
+    assert len(runs) >= 1 and "metrics.service_recovery_uplift" in runs.columns
+
+    again = playbook_update.run(
+        campaign_cfg, scores_folder=campaign_cfg.scores_dir,
+        known_features=known_features(feature_specs(campaign_cfg.features)), quiet=True,
+    )
+    assert again["playbook_path"].endswith("playbook.v3.yaml")  # never overwrites v2

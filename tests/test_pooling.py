@@ -1,0 +1,96 @@
+"""Pooled measured uplift per action and the playbook version that carries it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.errors import ScoreError
+from pipeline.playbook import playbook_from_dict
+from pipeline.pooling import next_version_path, pooled_uplift, updated_playbook
+
+
+def campaign_rows(*rows):
+    return pd.DataFrame(
+        rows, columns=["as_of", "action", "n_treatment", "n_control", "churn_treatment", "churn_control"]
+    )
+
+
+def test_two_equal_campaigns_pool_to_their_ratio_with_a_narrower_interval():
+    measured = campaign_rows(
+        ("2025-01-01", "call", 100, 100, 0.2, 0.4),
+        ("2025-03-01", "call", 100, 100, 0.2, 0.4),
+        ("2025-03-01", "all", 100, 100, 0.2, 0.4),  # ignored
+    )
+    row = pooled_uplift(measured).iloc[0]
+    variance = 1 / 20 - 1 / 100 + 1 / 40 - 1 / 100  # Katz, one campaign
+    se = math.sqrt(variance / 2)
+    assert row["action"] == "call"
+    assert row["campaigns"] == ["2025-01-01", "2025-03-01"]
+    assert (row["n_treatment"], row["n_control"]) == (200, 200)
+    assert row["uplift"] == pytest.approx(0.5)
+    assert row["uplift_low"] == pytest.approx(1 - 0.5 * math.exp(1.959964 * se), abs=1e-6)
+    assert row["uplift_high"] == pytest.approx(1 - 0.5 * math.exp(-1.959964 * se), abs=1e-6)
+    assert row["churn_reduction"] == pytest.approx(0.2)
+    assert row["i_squared"] == pytest.approx(0.0)
+
+
+def test_campaigns_that_disagree_show_heterogeneity():
+    measured = campaign_rows(("a", "call", 1000, 1000, 0.1, 0.4), ("b", "call", 1000, 1000, 0.4, 0.4))
+    assert pooled_uplift(measured).iloc[0]["i_squared"] > 0.9
+
+
+def test_a_campaign_without_control_churners_has_no_ratio():
+    measured = campaign_rows(("a", "call", 50, 50, 0.0, 0.0), ("b", "call", 100, 100, 0.2, 0.4))
+    row = pooled_uplift(measured).iloc[0]
+    assert row["campaigns_without_ratio"] == 1
+    assert row["uplift"] == pytest.approx(0.5)
+
+
+def test_pooling_names_missing_columns():
+    with pytest.raises(ScoreError, match=r"lack the columns \['churn_control'\]"):
+        pooled_uplift(campaign_rows(("a", "call", 1, 1, 0.0, 0.0)).drop(columns="churn_control"))
+
+
+def test_pooling_needs_treated_and_control():
+    with pytest.raises(ScoreError, match="both treated and control"):
+        pooled_uplift(campaign_rows(("a", "call", 0, 10, 0.0, 0.5)))
+
+
+def test_next_version_never_reuses_a_name(tmp_path):
+    current = tmp_path / "playbook.yaml"
+    assert next_version_path(current) == tmp_path / "playbook.v2.yaml"
+    (tmp_path / "playbook.v2.yaml").write_text("x")
+    (tmp_path / "playbook.v5.yaml").write_text("x")
+    assert next_version_path(current) == tmp_path / "playbook.v6.yaml"
+    assert next_version_path(tmp_path / "playbook.v2.yaml") == tmp_path / "playbook.v6.yaml"
+
+
+def test_updated_playbook_replaces_the_measured_uplift_and_keeps_the_rest(repo_root):
+    raw = yaml.safe_load((repo_root / "configs" / "playbook.yaml").read_text(encoding="utf-8"))
+    pooled = pooled_uplift(campaign_rows(("2025-01-01", "service_recovery", 100, 100, 0.2, 0.4)))
+    new, changes = updated_playbook(raw, pooled, based_on="playbook.yaml", measured_on=dt.date(2026, 1, 2))
+    actions = {a["name"]: a for a in new["actions"]}
+    assert actions["service_recovery"]["uplift"] == 0.5
+    assert actions["service_recovery"]["measured"]["planned_uplift"] == 0.2
+    assert actions["service_recovery"]["measured"]["campaigns"] == ["2025-01-01"]
+    assert actions["category_offer"] == {a["name"]: a for a in raw["actions"]}["category_offer"]
+    assert (new["version"], new["based_on"]) == (2, "playbook.yaml")
+    assert changes["action"].tolist() == ["service_recovery"]
+    assert raw["actions"][0]["uplift"] == 0.2  # the input is not changed
+    names = {rule["feature"] for a in raw["actions"] for group in a["eligibility"].values() for rule in group}
+    playbook = playbook_from_dict(new, known_features=names)
+    assert playbook.version == 2 and playbook.actions[0].measured.low == pytest.approx(round(pooled.iloc[0]["uplift_low"], 4))
+
+
+def test_a_negative_measured_effect_is_clipped_to_zero_in_the_playbook(repo_root):
+    raw = yaml.safe_load((repo_root / "configs" / "playbook.yaml").read_text(encoding="utf-8"))
+    pooled = pooled_uplift(campaign_rows(("2025-01-01", "category_offer", 100, 100, 0.5, 0.4)))
+    new, _ = updated_playbook(raw, pooled, based_on="playbook.yaml", measured_on=dt.date(2026, 1, 2))
+    offer = {a["name"]: a for a in new["actions"]}["category_offer"]
+    assert offer["uplift"] == 0.0
+    assert offer["measured"]["uplift"] == pytest.approx(-0.25)
