@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import ctypes
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -112,17 +115,25 @@ def test_partition_count(rows, partition_rows, expected):
     assert runner.partition_count(rows, partition_rows=partition_rows) == expected
 
 
-def test_ordered_map_keeps_order_and_bounds_the_results_in_flight():
+def test_ordered_map_keeps_order_and_runs_exactly_workers_items_at_once():
+    running, most_at_once, lock = [0], [0], threading.Lock()
     started = []
 
     def slow_square(x):
-        started.append(x)
+        with lock:
+            started.append(x)
+            running[0] += 1
+            most_at_once[0] = max(most_at_once[0], running[0])
+        time.sleep(0.05)  # long enough that the other worker starts meanwhile
+        with lock:
+            running[0] -= 1
         return x * x
 
     results = runner.ordered_map(slow_square, range(10), workers=2)
     assert next(results) == 0
     assert len(started) <= 3  # the first result, its running neighbour and the one submitted in its place
     assert list(results) == [x * x for x in range(1, 10)]
+    assert most_at_once[0] == 2  # two threads at work: not one after the other, and never three
 
 
 def test_ordered_map_raises_the_error_of_a_failed_item():
@@ -175,3 +186,32 @@ def test_snapshot_frame_refuses_labels_of_other_customers():
     labels = pd.DataFrame({"customer_id": pd.Series(["a", "c"], dtype="str"), "churned": pd.Series([0, 1], dtype="int8")})
     with pytest.raises(FeatureError, match="must use the same eligibility"):
         snapshot_frame(features, labels, as_of=DATES[0])
+
+
+class _MallocInfo(ctypes.Structure):
+    """glibc's `struct mallinfo2` (<malloc.h>): bytes in the heap, in separate mappings, free in the heap."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"
+    )]
+
+
+def test_freed_memory_kept_keeps_large_freed_blocks_in_the_heap_until_exit():
+    try:
+        mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        pytest.skip("needs glibc >= 2.33 (mallinfo2)")
+    mallinfo2.restype = _MallocInfo
+    block = 64 * 2**20
+    with runner.freed_memory_kept():
+        mapped_before = mallinfo2().hblkhd
+        array = np.ones(block // 8)
+        assert mallinfo2().hblkhd - mapped_before < block  # from the heap, not a mapping of its own
+        del array
+        inside = mallinfo2()
+        assert inside.fordblks >= block  # freed, and kept in the heap for the next allocation
+    after = mallinfo2()
+    assert inside.arena - after.arena >= block  # trimmed on exit: peak memory unchanged
+    array = np.ones(block // 8)
+    assert mallinfo2().hblkhd - after.hblkhd >= block  # glibc's defaults again: a large block is mapped
+    del array

@@ -14,7 +14,6 @@ from hypothesis.extra import numpy as hnp
 from pipeline.errors import FeatureError
 from pipeline.features.tables import _number_customers
 from pipeline.features.timeline import NONE, Cut, PrefixSums, Timeline, carry_index, latest_before, order_by
-from pipeline.run.features import freed_memory_kept
 
 
 
@@ -76,8 +75,3 @@ def test_two_customer_ids_with_the_same_hash_are_an_error_not_a_merge():
     }
     with pytest.raises(FeatureError, match="same 64-bit hash"):
         _number_customers(transactions, lines)
-
-
-def test_freed_memory_kept_is_a_plain_context():
-    with freed_memory_kept():
-        assert np.ones(10**6).sum() == 10**6

@@ -70,8 +70,10 @@ def freed_memory_kept() -> Iterator[None]:
     glibc hands every large block back to the kernel when it is freed, and a snapshot frees and
     allocates hundreds of MB. On virtual machines where fresh pages are costly (about 1-2 s per GB
     on the 2-core benchmark machine, page faults in the host) that churn was 10-15 % of the stage;
-    here the heap keeps freed blocks for reuse instead. Peak memory is unchanged: the settings are
-    restored and the heap trimmed on exit.
+    here the heap keeps freed blocks for reuse instead. On exit the two settings are set to glibc's
+    defaults (glibc has no call to read the values they had before; setting them also ends glibc's
+    dynamic mmap threshold for the rest of the process) and the heap is trimmed, so the memory kept
+    is handed back.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
