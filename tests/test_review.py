@@ -319,6 +319,59 @@ def test_figures_have_title_axis_labels_and_legend(name):
     assert any(ax.get_legend() is not None for ax in axes)
 
 
+def _xy(line) -> list[list[float]]:
+    return np.vstack(line.get_data()).astype("float64").round(6).tolist()
+
+
+def test_cohort_retention_figure_plots_each_cohorts_retention_and_the_weighted_mean():
+    ax = FIGURES["cohort_retention"]().axes[0]
+    by_label = {line.get_label(): _xy(line) for line in ax.get_lines()}
+    # 2024-02 has only one month after its first: not drawn; the weighted mean counts it (1 of 3 in month 1)
+    assert by_label == {
+        "2024-01 (n=2)": [[0, 1, 2], [100, 50, 50]],
+        "all cohorts (weighted)": [[1, 2], [round(100 / 3, 6), 50]],
+    }
+
+
+def test_churn_rate_figure_plots_rates_and_customer_counts():
+    ax = FIGURES["churn_rate"]().axes[0]
+    (rates,) = ax.get_lines()
+    assert rates.get_ydata()[0] == pytest.approx(100 / 3) and np.isnan(rates.get_ydata()[1])
+    counts_ax = next(other for other in ax.get_shared_x_axes().get_siblings(ax) if other is not ax)
+    assert [bar.get_height() for bar in counts_ax.patches] == [3, 2]
+
+
+def test_risk_tier_action_figure_stacks_the_tier_by_action_counts():
+    ax = FIGURES["risk_tier_action"]().axes[0]
+    heights = {container.get_label(): [bar.get_height() for bar in container] for container in ax.containers}
+    assert heights == {"category_offer": [0, 2, 0], "service_recovery": [1, 0, 0], "no action": [1, 0, 1]}
+    assert [text.get_text() for text in ax.texts] == ["2 (0 control)", "2 (1 control)", "1 (0 control)"]
+
+
+def test_backtest_spread_figure_plots_each_fold_and_the_mean():
+    ax = FIGURES["backtest_spread"]().axes[0]
+    folds = {c.get_label(): c.get_offsets()[:, 1].round(6).tolist() for c in ax.collections if c.get_label().startswith("test")}
+    assert folds == {"test snapshot 2025-09-01": [0.7, 0.6], "test snapshot 2025-10-01": [0.8, 0.5]}  # lightgbm, recency_rule
+    (means, *_) = ax.containers
+    assert means.lines[0].get_ydata().tolist() == [0.75, 0.55]
+
+
+def test_feature_distribution_figure_counts_labelled_customers_by_outcome():
+    figure = FIGURES["feature_distribution"]()
+    recency, nps = figure.axes[:2]
+    assert [t.get_text() for t in recency.get_legend().get_texts()] == ["retained (n=2)", "churned (n=1)"]
+    assert [t.get_text() for t in nps.get_legend().get_texts()] == ["retained (n=2)", "churned (n=0)"]
+    for histogram in recency.containers:  # densities: each histogram's area is 1
+        assert sum(bar.get_height() * bar.get_width() for bar in histogram) == pytest.approx(1.0)
+
+
+def test_measured_effect_figure_plots_treated_and_control_churn():
+    ax = FIGURES["measured_effect"]().axes[0]
+    heights = {container.get_label(): [bar.get_height() for bar in container] for container in ax.containers}
+    assert heights == {"treatment": [30.0, 30.0], "control (held out)": [50.0, 50.0]}
+    assert ax.get_xticklabels()[0].get_text() == "category_offer\nn=10/2\nΔ +20 pp [-20, +50]"
+
+
 def test_save_figure_writes_the_same_png_twice(tmp_path):
     first = plots_review.save_figure(FIGURES["risk_tier_action"](), tmp_path / "a.png")
     second = plots_review.save_figure(FIGURES["risk_tier_action"](), tmp_path / "b.png")
