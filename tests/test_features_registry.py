@@ -72,7 +72,8 @@ def test_every_reason_template_formats_with_a_real_row():
             continue
         fields = {f for _, f, _, _ in string.Formatter().parse(spec.reason) if f}
         assert fields <= known, (spec.name, fields - known)
-        assert isinstance(format_reason(spec, row, AS_OF), str)
+        text = format_reason(spec, row, AS_OF)
+        assert text and "{" not in text and "}" not in text, (spec.name, text)  # every placeholder filled
     by_name = {s.name: s for s in feature_specs(cfg)}
     assert format_reason(by_name["nps_last"], row, AS_OF) == "gave NPS 3 on 2024-06-11"
     assert format_reason(by_name["recency_days"], row, AS_OF) == "no order for 30 days (last on 2024-06-01)"
@@ -93,9 +94,15 @@ def test_reason_context_frame_adds_date_columns():
     assert list(frame.columns) == ["recency_days", "days_since_feedback"]  # input untouched
 
 
-@pytest.mark.parametrize("bad", [{"windows_days": [0]}, {"loyalty_tiers": {"gold": 10, "silver": 5}}])
-def test_config_rejects_bad_feature_settings(bad):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"windows_days": [0]}, "windows_days must be a non-empty list of positive day counts"),
+        ({"loyalty_tiers": {"gold": 10, "silver": 5}}, "loyalty_tiers must map tier names to strictly increasing"),
+    ],
+)
+def test_config_rejects_bad_feature_settings(bad, message):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match=message):
         FeaturesConfig(snapshots={"dates": [AS_OF]}, **bad)

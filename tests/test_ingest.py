@@ -82,8 +82,7 @@ def test_parse_booleans_accepts_words_and_digits():
 
 def test_parse_ids_strips_and_treats_blank_as_missing():
     raw = pd.Series([" c1 ", "", "  ", None, "007"], dtype="str")
-    assert parse_ids(raw).tolist()[:1] == ["c1"]
-    assert parse_ids(raw).isna().tolist() == [False, True, True, True, False]
+    assert_series_equal(parse_ids(raw), pd.Series(["c1", None, None, None, "007"], dtype="str"))
     assert parse_ids(pd.Series([7.0, 8.5])).tolist() == ["7", "8.5"]
 
 
