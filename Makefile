@@ -10,7 +10,7 @@ ARGS ?=
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo demo-data ingest features train backtest score measure test bench ui clean
+.PHONY: help setup demo demo-data ingest features train backtest score measure uplift monitor test bench ui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -38,7 +38,10 @@ features: setup ## Point-in-time features and labels per snapshot
 train: setup ## Train, evaluate out of time, track in MLflow, promote champion
 	$(CHURN) train --config $(CONFIG) $(ARGS)
 
-backtest: setup ## Training repeated over rolling test snapshots
+backuplift: setup ## Per-customer uplift per action from past campaigns, Qini/AUUC on held-out ones
+	$(CHURN) uplift --config $(CONFIG) $(ARGS)
+
+test: setup ## Training repeated over rolling test snapshots
 	$(CHURN) train --backtest --config $(CONFIG) $(ARGS)
 
 score: setup ## At-risk list with reasons, actions under budget, control group
@@ -46,6 +49,9 @@ score: setup ## At-risk list with reasons, actions under budget, control group
 
 measure: setup ## Treated vs control once the horizon has passed (ARGS='--scores FILE')
 	$(CHURN) measure --config $(CONFIG) $(ARGS)
+
+uplift: setup ## Per-customer uplift per action from past campaigns, Qini/AUUC on held-out ones
+	$(CHURN) uplift --config $(CONFIG) $(ARGS)
 
 test: setup ## Set up, then run the whole test suite (notebooks included)
 	$(PY) -m pytest -q $(ARGS)

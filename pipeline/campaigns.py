@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 MEDIUM_RISK, HIGH_RISK = 0.25, 0.5
-FREQUENT_ORDERS = 4
+FREQUENT_ORDERS = 3
 LOOKBACK_DAYS = 365
 SIMULATED_MODEL = "simulated-earlier-model"
 # action -> (share of churn prevented for responders, for everyone else)
 PLANTED_EFFECTS = {
     "service_recovery": (0.55, 0.03),
-    "category_offer": (0.40, 0.02),
+    "category_offer": (0.60, 0.02),
 }
 # The default playbook's cost and (planned) uplift, so expected values on the lists read as `churn score`'s.
 CAMPAIGN_ACTIONS = {

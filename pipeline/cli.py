@@ -150,6 +150,14 @@ def measure(
 
 
 @app.command()
+def uplift(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None, quiet: QuietOption = False) -> None:
+    """Learn each action's per-customer uplift from past campaigns; evaluate on held-out ones (Qini, AUUC)."""
+    from pipeline.run import uplift as runner
+
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, quiet=quiet))
+
+
+@app.command()
 def demo(
     customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,

@@ -216,6 +216,31 @@ class ScoreConfig(StrictModel):
     reason_limit: int | None = Field(5000, ge=0)
 
 
+class UpliftConfig(StrictModel):
+    """`churn uplift` (per-customer uplift models from past campaigns) and whether `churn score` uses them."""
+
+    # churn score uses the uplift model for the actions whose model beat a constant uplift on held-out
+    # campaigns (the others keep the playbook's uplift); false: the playbook's uplift for every action.
+    use_model: bool = False
+    holdout_campaigns: int = Field(1, ge=1)  # latest past lists held out to evaluate the model
+    min_customers: int = Field(200, ge=20)  # per action and arm (treated, control) to fit a model
+    rounds: int = Field(100, gt=0)  # boosting rounds of each of the two LightGBM models per action
+    bootstrap: int = Field(200, ge=20)  # resamples for the Qini / AUUC intervals
+    seed: int = 42
+
+
+class MonitorConfig(StrictModel):
+    """`churn monitor` alert thresholds (non-zero exit) and the drift warnings of `churn score`."""
+
+    experiment: str = "churn-monitoring"
+    min_roc_auc: float = Field(0.65, ge=0.0, le=1.0)  # realised ROC-AUC of a past list below this: exit 1
+    max_calibration_error: float = Field(0.1, gt=0.0, le=1.0)  # realised ECE above this: exit 1
+    psi_warning: float = Field(0.25, gt=0.0)  # PSI of a feature or the score above this: drift warning
+    missing_share_warning: float = Field(0.1, gt=0.0, le=1.0)  # change in a feature's missing share above this
+    churn_rate_gap_warning: float = Field(0.1, gt=0.0, le=1.0)  # |predicted - recently observed churn rate|
+    drift_top: int = Field(5, ge=1)  # largest shifts shown in the scoring summary
+
+
 class Config(StrictModel):
     """The whole validated configuration."""
 
@@ -228,6 +253,8 @@ class Config(StrictModel):
     train: TrainConfig = TrainConfig()
     mlflow: MlflowConfig = MlflowConfig()
     score: ScoreConfig = ScoreConfig()
+    uplift: UpliftConfig = UpliftConfig()
+    monitor: MonitorConfig = MonitorConfig()
 
     # Derived locations; every runner uses these, never literal paths.
     @property

@@ -1,0 +1,54 @@
+"""Past at-risk lists whose horizon has passed, with what happened after each (for monitor and uplift).
+
+`past_lists(cfg, data_until=)` finds `at_risk_*.parquet` in the scores folder (written by `churn score`
+or `churn demo-data --campaigns`), reads each with its summary (for the horizon) and keeps those whose
+horizon ends by `data_until` (the rule of `pipeline.labels.horizon_passed`). `with_outcomes` adds, per
+customer of a list, `churned` (no purchase in the horizon) and `spend`, from the validated transactions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.config import Config
+from pipeline.labels import horizon_passed
+from pipeline.measure import check_scores, outcomes_after
+from pipeline.run.measure import read_scores, read_summary
+
+
+@dataclass(frozen=True)
+class PastList:
+    """One past at-risk list: its date, file, summary, horizon and rows (with outcomes once added)."""
+
+    as_of: dt.date
+    path: Path
+    summary: dict[str, Any]
+    horizon_days: int
+    scores: pd.DataFrame
+
+
+def past_lists(cfg: Config, *, data_until: dt.date | None) -> list[PastList]:
+    """The lists of the scores folder whose horizon has passed by `data_until`, oldest first."""
+    found = []
+    for path in sorted(Path(cfg.scores_dir).glob("at_risk_*.parquet")):
+        summary = read_summary(path)
+        horizon = int(summary.get("horizon_days") or cfg.features.horizon_days)
+        scores = read_scores(path)
+        as_of = check_scores(scores)
+        if horizon_passed(as_of, horizon_days=horizon, last_event_date=data_until):
+            found.append(PastList(as_of=as_of, path=path, summary=summary, horizon_days=horizon, scores=scores))
+    return sorted(found, key=lambda item: item.as_of)
+
+
+def with_outcomes(item: PastList, transactions: pd.DataFrame) -> PastList:
+    """`item` with columns churned (bool) and spend (float) added to its scores, per customer."""
+    outcome = outcomes_after(item.scores["customer_id"], transactions, as_of=item.as_of, horizon_days=item.horizon_days)
+    scores = item.scores.assign(
+        churned=outcome["churned"].to_numpy(dtype=bool), spend=outcome["spend"].to_numpy(dtype=float)
+    )
+    return PastList(as_of=item.as_of, path=item.path, summary=item.summary, horizon_days=item.horizon_days, scores=scores)
