@@ -38,10 +38,7 @@ features: setup ## Point-in-time features and labels per snapshot
 train: setup ## Train, evaluate out of time, track in MLflow, promote champion
 	$(CHURN) train --config $(CONFIG) $(ARGS)
 
-backuplift: setup ## Per-customer uplift per action from past campaigns, Qini/AUUC on held-out ones
-	$(CHURN) uplift --config $(CONFIG) $(ARGS)
-
-test: setup ## Training repeated over rolling test snapshots
+backtest: setup ## Training repeated over rolling test snapshots
 	$(CHURN) train --backtest --config $(CONFIG) $(ARGS)
 
 score: setup ## At-risk list with reasons, actions under budget, control group
