@@ -27,3 +27,7 @@ class BundleError(PipelineError):
 
 class ScoreError(PipelineError):
     """Scoring cannot proceed (missing model, missing feature columns, ...)."""
+
+
+class OutputError(PipelineError):
+    """An output set cannot be written (disk full, permission denied, ...); the previous set is kept."""

@@ -226,3 +226,34 @@ def test_features_from_the_partitioned_tables_equal_build_features(scored, score
     as_of = dt.date.fromisoformat(outcome["as_of"])
     again = score.run(small, as_of=as_of, bundle=cfg.bundle_dir, quiet=True)
     pd.testing.assert_frame_equal(pd.read_parquet(again["scores_path"]), scores.reset_index())
+
+
+def test_disk_full_while_writing_the_csv_keeps_the_previous_set_and_prints_one_line(scored, monkeypatch):
+    """A run that would change every file (another budget) fails on its CSV: the previous set stays whole."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.run import score
+    from pipeline.run.score import scores_paths
+
+    cfg, outcome = scored
+    as_of = dt.date.fromisoformat(outcome["as_of"])
+    before = {kind: path.read_bytes() for kind, path in scores_paths(cfg, as_of).items()}
+
+    def disk_full(scores, path):
+        path.write_bytes(b"customer_id,churn_prob")  # a partial file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(score, "write_scores_csv", disk_full)
+    result = CliRunner().invoke(
+        app,
+        ["score", "-q", "-c", str(cfg.config_path), "--as-of", as_of.isoformat(), "--set", "score.budget=50"],
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    message = " ".join(result.output.split())  # rich wraps at the test terminal's width
+    assert message.startswith(f"error: cannot write {scores_paths(cfg, as_of)['csv']}: No space left on device")
+    assert {kind: path.read_bytes() for kind, path in scores_paths(cfg, as_of).items()} == before
+    assert not [p for p in cfg.paths.data_dir.iterdir() if p.name.startswith(".publish-")]

@@ -2,9 +2,11 @@
 
 Reads data/validated/ straight into polars (only the columns the features use), prepares the event
 tables once, then for each snapshot date builds the features and labels and writes
-`data/features/snapshot=YYYY-MM-DD.parquet` atomically. Writing a file overlaps with computing the
+`data/features/snapshot=YYYY-MM-DD.parquet`. Writing a file overlaps with computing the
 next snapshot (one background writer; the file bytes do not depend on it). Same inputs give
-byte-identical files.
+byte-identical files. The snapshots are published as one set (`pipeline.io.output_set`): after the
+run the folder holds exactly this run's snapshots (files of other dates are removed), or, when the
+run fails, exactly the previous run's.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features import feature_names, features_from_partitions
-from pipeline.features.store import LABEL, snapshot_frame, snapshot_path
+from pipeline.features.store import LABEL, snapshot_dates, snapshot_frame, snapshot_path
 from pipeline.features.tables import SOURCE_COLUMNS, EventTables, partitioned_event_tables
-from pipeline.io import write_parquet
+from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
 from pipeline.labels import churn_labels_from_partitions, horizon_passed
 from pipeline.progress import get_logger, timed, track
 from pipeline.snapshot import latest_event_date
@@ -94,6 +96,7 @@ def freed_memory_kept() -> Iterator[None]:
 
 def run(cfg: Config, *, quiet: bool = False) -> dict[str, Any]:
     """Build and write every snapshot; return a summary (per snapshot: date, customers, churn rate, path)."""
+    complete_interrupted_publishes(cfg.paths.data_dir)
     if cfg.features.engine == "dask":
         return _run_dask(cfg, quiet=quiet)
     with freed_memory_kept():
@@ -160,13 +163,21 @@ def _write_snapshots(
         return snapshot_frame(features_at(as_of), labels_at(as_of) if labelled_at(as_of) else None, as_of=as_of)
 
     rows = []
-    with closing(ordered_map(snapshot_at, dates, workers=workers)) as frames, ThreadPoolExecutor(1) as writer:
+    with (
+        output_set(cfg.paths.data_dir, stage="features") as outputs,
+        closing(ordered_map(snapshot_at, dates, workers=workers)) as frames,
+        ThreadPoolExecutor(1) as writer,
+    ):
+        for stale in set(snapshot_dates(cfg.features_dir)) - set(dates):
+            outputs.remove(snapshot_path(cfg.features_dir, stale))
         pending: Future | None = None
         for as_of in track(dates, description="features", quiet=quiet):
             frame, labelled = next(frames), labelled_at(as_of)
             if pending is not None:
                 pending.result()  # at most one file in flight (raises the writer's error here)
-            pending = writer.submit(write_parquet, frame, snapshot_path(cfg.features_dir, as_of))
+            pending = writer.submit(
+                outputs.write, snapshot_path(cfg.features_dir, as_of), lambda path, frame=frame: write_parquet(frame, path)
+            )
             if frame.empty:
                 log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
                             as_of, cfg.features.lookback_days)

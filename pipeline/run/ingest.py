@@ -4,8 +4,10 @@ and the ingest report.
 Outputs (under cfg.paths.data_dir): validated/<source>.parquet (contract columns, UTC),
 quarantine/<source>.parquet (rejected rows as read + source_file, source_row, reason),
 validated/extra/<source>.parquet (unknown columns of validated rows, keyed by validated_row; only
-when there are any), reports/ingest_report.json. Every source is validated before the first file is
-written, so a failing run writes nothing; each file is written atomically.
+when there are any), reports/ingest_report.json and reports/cohort_retention.png. Every source is
+validated before the first file is written, so a failing run writes nothing; the files are published
+as one set (`pipeline.io.output_set`): a run that fails while writing (disk full, ...) leaves all of
+the previous run's files.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.ingest import IngestResult, ingest_sources
-from pipeline.io import sha256_file, write_json, write_parquet
+from pipeline.io import OutputSet, complete_interrupted_publishes, output_set, sha256_file, write_json, write_parquet
 from pipeline.progress import get_logger, timed, track
 from pipeline.sources import read_source, source_files
 
@@ -47,8 +49,8 @@ def with_fingerprints(report: dict[str, Any], fingerprints: dict[str, list[dict[
     return {**report, "sources": sources}
 
 
-def write_outputs(cfg: Config, result: IngestResult) -> None:
-    """Validated, quarantine and extra Parquet for every source; a stale extra file is removed.
+def write_outputs(cfg: Config, result: IngestResult, outputs: OutputSet) -> None:
+    """Validated, quarantine and extra Parquet for every source into `outputs`; a stale extra file is removed.
 
     The files are independent and pyarrow encodes them without the GIL: two are written at a time.
     """
@@ -60,10 +62,14 @@ def write_outputs(cfg: Config, result: IngestResult) -> None:
         if source.extra.shape[1] > 0:
             writes.append((source.extra, extra_path))
         elif extra_path.exists():
-            extra_path.unlink()
+            outputs.remove(extra_path)
     largest_first = sorted(writes, key=lambda write: -len(write[0]))
+
+    def write(frame: pd.DataFrame, path: Path) -> Path:
+        return outputs.write(path, lambda staged: write_parquet(frame, staged))
+
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest-write") as pool:
-        for written in [pool.submit(write_parquet, frame, path) for frame, path in largest_first]:
+        for written in [pool.submit(write, frame, path) for frame, path in largest_first]:
             written.result()
 
 
@@ -93,7 +99,8 @@ def report_table(report: dict[str, Any]) -> Table:
 
 
 def save_cohort_figure(transactions: pd.DataFrame, path: Path) -> Path | None:
-    """Cohort retention curves (by first-order month) of the validated purchases, as PNG at `path`."""
+    """Cohort retention curves (by first-order month) of the validated purchases, as PNG at `path`
+    (nothing written without purchases)."""
     from pipeline.plots_review import cohort_retention_figure, save_figure
     from pipeline.review import cohort_retention
     from pipeline.snapshot import latest_event_date
@@ -111,6 +118,7 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     sha256 of the input files (hashlib releases the GIL) and, once validation is done, the cohort
     figure (it needs only the validated transactions and overlaps the Parquet writes).
     """
+    complete_interrupted_publishes(cfg.paths.data_dir)
     configured = cfg.sources.configured()
     files = {name: tuple(source_files(name, source)) for name, source in configured.items()}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-side") as side:
@@ -123,14 +131,19 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
         with timed("validate"):
             result = ingest_sources(raws, sources=configured, settings=cfg.ingest)
         del raws  # the raw frames are no longer needed: free them before writing
-        figure = side.submit(
-            save_cohort_figure, result.sources["transactions"].validated, cfg.reports_dir / "cohort_retention.png"
-        )
-        with timed("write"):
-            write_outputs(cfg, result)
+        with timed("write"), output_set(cfg.paths.data_dir, stage="ingest") as outputs:
+            figure_path = cfg.reports_dir / "cohort_retention.png"
+            transactions = result.sources["transactions"].validated
+            if transactions.empty:
+                figure = None
+                outputs.remove(figure_path)
+            else:
+                figure = side.submit(outputs.write, figure_path, lambda path: save_cohort_figure(transactions, path))
+            write_outputs(cfg, result, outputs)
             report = with_fingerprints(result.report, fingerprints.result())
-            write_json(report, report_path(cfg))
-            figure.result()
+            outputs.write(report_path(cfg), lambda path: write_json(report, path))
+            if figure is not None:
+                figure.result()
     for name, entry in report["sources"].items():
         get_logger().info(
             "%s: %d rows in, %d validated, %d quarantined", name, entry["input_rows"], entry["validated_rows"],

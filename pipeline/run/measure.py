@@ -21,7 +21,7 @@ from rich.table import Table
 from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.events import load_events
-from pipeline.io import write_csv, write_json
+from pipeline.io import complete_interrupted_publishes, output_set, write_csv, write_json
 from pipeline.measure import check_scores, measure_campaign
 from pipeline.plots_review import measured_effect_figure, save_figure
 from pipeline.progress import get_logger, timed
@@ -123,6 +123,8 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
 
     With `update_playbook`, then pool every measured campaign of the folder and write the next playbook
     version (pipeline.run.playbook_update)."""
+    complete_interrupted_publishes(cfg.paths.data_dir)
+    complete_interrupted_publishes(Path(scores_path).parent)
     scores = read_scores(scores_path)
     as_of = check_scores(scores)
     summary = read_summary(scores_path)
@@ -143,9 +145,11 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
         "model_version": summary.get("model_version"),
         "confidence": 0.95,
     }
-    write_csv(result, csv_path)
-    write_json({**meta, "results": _json_records(result)}, json_path)
-    figure_path = save_figure(measured_effect_figure(result), csv_path.with_suffix(".png"))
+    figure_path = csv_path.with_suffix(".png")
+    with output_set(folder, stage="measure") as outputs:  # the three files as one set
+        outputs.write(csv_path, lambda path: write_csv(result, path))
+        outputs.write(json_path, lambda path: write_json({**meta, "results": _json_records(result)}, path))
+        outputs.write(figure_path, lambda path: save_figure(measured_effect_figure(result), path))
     run_id = _log_to_mlflow(cfg, result, meta, figure_path=figure_path)
     if not quiet:
         Console().print(results_table(result, as_of=as_of))

@@ -3,9 +3,10 @@
 Reads the validated events (the columns the features use), loads the champion model (or a bundle
 folder) after verifying its checksums, builds features as of the date with the training feature
 code, scores, and writes
-`<scores_dir>/at_risk_YYYY-MM-DD.parquet`, `.csv` and `.json` (summary) atomically. Everything is
-validated (playbook against the feature registry, model bundle, feature columns) before the first
-file is written, so a failing run leaves no partial output. Equal inputs give byte-identical files
+`<scores_dir>/at_risk_YYYY-MM-DD.parquet`, `.csv`, `.json` (summary) and the risk-tier figure as one
+set (`pipeline.io.output_set`): all of this run's files, or, after a failure, all of the previous
+run's. Everything is validated (playbook against the feature registry, model bundle, feature columns)
+before the first file is written. Equal inputs give byte-identical files
 (the summary holds no timestamps or run ids; the MLflow run records those).
 """
 
@@ -24,7 +25,7 @@ import polars as pl
 from pipeline.config import Config
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
-from pipeline.io import atomic_write, sha256_file, write_json, write_parquet
+from pipeline.io import atomic_write, complete_interrupted_publishes, output_set, sha256_file, write_json, write_parquet
 from pipeline.playbook import Playbook, check_playbook_features, load_playbook
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
@@ -203,6 +204,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
     from pipeline.run.features import read_validated, tables_by_partition
 
     log = get_logger()
+    complete_interrupted_publishes(cfg.paths.data_dir)
     specs = feature_specs(cfg.features)
     playbook = load_playbook(cfg.score.playbook, known_features=known_features(specs))
     # The feature columns of the validated sources only, prepared per customer partition as `churn features`
@@ -239,10 +241,11 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
         )
     paths = scores_paths(cfg, as_of)
     summary = _summary(scores, cfg=cfg, as_of=as_of, info=info, playbook=playbook, paths=paths)
-    write_parquet(scores, paths["parquet"])
-    write_scores_csv(scores, paths["csv"])
-    write_json(summary, paths["summary"])
-    save_figure(risk_tier_action_figure(scores), paths["figure"])
+    with output_set(cfg.paths.data_dir, stage="score") as outputs:
+        outputs.write(paths["parquet"], lambda path: write_parquet(scores, path))
+        outputs.write(paths["csv"], lambda path: write_scores_csv(scores, path))
+        outputs.write(paths["summary"], lambda path: write_json(summary, path))
+        outputs.write(paths["figure"], lambda path: save_figure(risk_tier_action_figure(scores), path))
     run_id = _log_to_mlflow(cfg, summary, paths)
     log.info(
         "%d customers scored, %d at risk, %d selected (%d treatment, %d control), budget used %.2f of %.2f -> %s",

@@ -155,9 +155,11 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
 
     from pipeline.features.registry import feature_specs
     from pipeline.features.store import read_snapshots
+    from pipeline.io import complete_interrupted_publishes
     from pipeline.tracking import input_fingerprints, log_training_run
 
     logger = get_logger()
+    complete_interrupted_publishes(cfg.paths.data_dir)  # a killed `churn features` finished, not read half-renamed
     cfg = engine_config(cfg)
     retention = retention_settings(cfg)
     specs = feature_specs(cfg.features)
