@@ -91,22 +91,52 @@ def customer_value(features: pd.DataFrame, *, cfg: ScoreConfig, btyd_horizon_day
     return value.rename("customer_value")
 
 
+UPLIFT_PLAYBOOK, UPLIFT_MEASURED, UPLIFT_MODEL = "playbook", "measured", "model"
+
+
+def uplift_matrix(
+    playbook: Playbook, index: pd.Index, learned: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uplift per customer (rows, `index`) and action (playbook order), and where each value comes from.
+
+    The playbook's uplift ('measured' when the action carries a measured block, else 'playbook'),
+    replaced by `learned` (index = customers, columns = some action names; 'model') where it has a value.
+    """
+    constant = np.array([a.uplift for a in playbook.actions], dtype=float)
+    origin = np.array([UPLIFT_MEASURED if a.measured else UPLIFT_PLAYBOOK for a in playbook.actions], dtype=object)
+    uplift = np.tile(constant, (len(index), 1))
+    sources = np.tile(origin, (len(index), 1))
+    if learned is not None:
+        columns = [i for i, name in enumerate(playbook.names) if name in learned.columns]
+        block = learned.reindex(index)[[playbook.names[i] for i in columns]].to_numpy(dtype=float, na_value=np.nan)
+        known = np.isfinite(block)
+        uplift[:, columns] = np.where(known, block, uplift[:, columns])
+        sources[:, columns] = np.where(known, UPLIFT_MODEL, sources[:, columns])
+    return uplift, sources
+
+
 def best_actions(
-    probability: pd.Series, value: pd.Series, eligibility: pd.DataFrame, playbook: Playbook
+    probability: pd.Series,
+    value: pd.Series,
+    eligibility: pd.DataFrame,
+    playbook: Playbook,
+    uplift: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Per customer, the eligible action with the highest expected net value.
 
     Input: churn `probability` and `value` (index = customers), boolean `eligibility` (columns =
-    playbook action names, same index). Output (same index): action (str, missing when no action is
-    eligible), action_cost, expected_net_value (float, missing when no action is eligible).
+    playbook action names, same index), optional per-customer `uplift` of some actions (an uplift
+    model's, see `uplift_matrix`). Output (same index): action (str, missing when no action is
+    eligible), action_cost, expected_net_value (float, missing when no action is eligible),
+    uplift_source (playbook / measured / model, of the chosen action's uplift).
     Ties go to the action listed first in the playbook.
     """
     names = playbook.names
     cost = np.array([a.cost for a in playbook.actions])
-    uplift = np.array([a.uplift for a in playbook.actions])
+    uplift_values, sources = uplift_matrix(playbook, eligibility.index, uplift)
     p = probability.reindex(eligibility.index).to_numpy(dtype=float)
     v = value.reindex(eligibility.index).to_numpy(dtype=float)
-    net = p[:, None] * uplift[None, :] * v[:, None] - cost[None, :]
+    net = p[:, None] * uplift_values * v[:, None] - cost[None, :]
     allowed = eligibility[names].to_numpy(dtype=bool)
     net = np.where(allowed, net, -np.inf)
     best = net.argmax(axis=1)
@@ -117,6 +147,9 @@ def best_actions(
             "action": pd.Series(np.where(has_action, np.array(names, dtype=object)[best], None), dtype="str"),
             "action_cost": np.where(has_action, cost[best], np.nan),
             "expected_net_value": np.where(has_action, chosen_net, np.nan),
+            "uplift_source": pd.Series(
+                np.where(has_action, np.take_along_axis(sources, best[:, None], axis=1)[:, 0], None), dtype="str"
+            ),
         }
     ).set_axis(eligibility.index)
 

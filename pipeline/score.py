@@ -57,6 +57,7 @@ def output_columns(n_reasons: int = 3) -> list[str]:
         "action_cost",
         "customer_value",
         "expected_net_value",
+        "uplift_source",
         "group",
         "model_name",
         "model_version",
@@ -121,6 +122,7 @@ def score_customers(
     model_version: str,
     reason_context: Callable[[pd.DataFrame, dt.date], pd.DataFrame] | None = None,
     btyd_horizon_days: int | None = None,
+    uplift: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The at-risk table for `features` (one row per customer, from build_features as of `as_of`).
 
@@ -131,14 +133,16 @@ def score_customers(
     `reasons_status` says which rows were explained and why the others were not.
     `reason_context(features, as_of)` adds derived columns for the reason templates (the registry's
     `reason_context_frame`); `btyd_horizon_days` is the horizon of btyd_expected_purchases (used by
-    the 'btyd' value model only).
+    the 'btyd' value model only). `uplift`: per-customer uplift of some actions (index = customer_id,
+    columns = action names) from `churn uplift`'s models; the playbook's uplift for the others
+    (column uplift_source says which, per selected row).
     """
     frame = _checked_features(features)
     model.check_features(frame)
     probability = pd.Series(model.predict_proba(frame), index=frame.index, name="churn_probability")
     tiers = risk_tiers(probability, high=cfg.risk_tiers.high, medium=cfg.risk_tiers.medium)
     value = customer_value(frame, cfg=cfg, btyd_horizon_days=btyd_horizon_days)
-    candidates = best_actions(probability, value, eligibility_matrix(frame, playbook), playbook)
+    candidates = best_actions(probability, value, eligibility_matrix(frame, playbook), playbook, uplift=uplift)
     selected = allocate_budget(
         candidates, budget=cfg.budget, capacities=playbook.capacities(), exact_limit=cfg.exact_limit
     )
@@ -168,6 +172,7 @@ def score_customers(
             "action_cost": chosen["action_cost"].astype(float),
             "customer_value": value.astype(float),
             "expected_net_value": chosen["expected_net_value"].astype(float),
+            "uplift_source": chosen["uplift_source"].astype("str"),
             "group": groups,
             "model_name": pd.Series(model_name, index=frame.index, dtype="str"),
             "model_version": pd.Series(str(model_version), index=frame.index, dtype="str"),

@@ -81,6 +81,7 @@ def test_best_action_maximises_expected_net_value_among_eligible():
             "action": pd.Series(["call", "mail", "call"], dtype="str", index=IDS),
             "action_cost": [20.0, 1.0, 20.0],
             "expected_net_value": [28.0, 0.0, -5.0],
+            "uplift_source": pd.Series(["playbook"] * 3, dtype="str", index=IDS),
         },
         index=IDS,
     )

@@ -134,7 +134,7 @@ def test_scores_have_the_issue_columns_and_consistent_choices(model):
     result = score(features, model)
     assert list(result.columns) == output_columns(3) == [
         "customer_id", "churn_probability", "risk_tier", "reason_1", "reason_2", "reason_3", "reasons_status",
-        "action", "action_cost", "customer_value", "expected_net_value", "group", "model_name", "model_version", "as_of",
+        "action", "action_cost", "customer_value", "expected_net_value", "uplift_source", "group", "model_name", "model_version", "as_of",
     ]
     assert len(result) == 400 and result["customer_id"].is_unique
     assert result["churn_probability"].is_monotonic_decreasing

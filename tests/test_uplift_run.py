@@ -74,3 +74,30 @@ def test_learned_uplift_allocates_better_than_the_constant_playbook(rows, truth)
          for a in CAMPAIGN_ACTIONS}
     )
     assert learned > constant, (learned, constant)
+
+
+def test_score_uses_the_uplift_models_that_beat_constant_uplift(campaign_cfg, demo_trained, tmp_path):
+    import shutil
+
+    from pipeline.config import PathsConfig, UpliftConfig
+    from pipeline.run import score
+
+    source = runner.uplift_dir(campaign_cfg)
+    if not source.is_dir():
+        runner.run(campaign_cfg, quiet=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "validated").symlink_to(demo_trained.validated_dir)
+    cfg = demo_trained.model_copy(
+        update={
+            "paths": PathsConfig(data_dir=tmp_path / "data", models_dir=tmp_path / "models"),
+            "uplift": UpliftConfig(use_model=True),
+        }
+    )
+    shutil.copytree(source, runner.uplift_dir(cfg))
+    result = score.run(cfg, as_of=None, bundle=demo_trained.bundle_dir, quiet=True)
+    scores = pd.read_parquet(result["scores_path"])
+    selected = scores[scores["group"] != "none"]
+    assert selected["uplift_source"].notna().all() and scores.loc[scores["group"] == "none", "uplift_source"].isna().all()
+    assert "model" in set(selected["uplift_source"])
+    assert selected.loc[selected["action"] == "service_recovery", "uplift_source"].eq("model").all()
+    assert result["uplift_sources"]["model"] == int((selected["uplift_source"] == "model").sum())

@@ -119,6 +119,25 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
     )
 
 
+def learned_uplift(cfg: Config, features: pd.DataFrame) -> pd.DataFrame | None:
+    """With uplift.use_model: per customer (index customer_id) the uplift of each action whose model beat a
+    constant uplift on held-out campaigns (`churn uplift`); None otherwise or when no model did."""
+    if not cfg.uplift.use_model:
+        return None
+    from pipeline.run.uplift import load_uplift_models, uplift_dir
+    from pipeline.uplift import predict_uplift
+
+    learners = load_uplift_models(uplift_dir(cfg))
+    if not learners:
+        get_logger().warning(
+            "uplift.use_model is on, but no uplift model beat a constant uplift on held-out campaigns: "
+            "the playbook's uplift is used for every action"
+        )
+        return None
+    indexed = features.set_index("customer_id")
+    return pd.DataFrame({action: predict_uplift(learner, indexed)["uplift"] for action, learner in learners.items()})
+
+
 def _summary(
     scores: pd.DataFrame, *, cfg: Config, as_of: dt.date, info: ScoringModelInfo, playbook: Playbook, paths: dict[str, Path]
 ) -> dict[str, Any]:
@@ -132,6 +151,7 @@ def _summary(
         "control_share": cfg.score.control_share,
         "value_model": cfg.score.value_model,
         "value_horizon_days": cfg.score.value_horizon_days,
+        "uplift_sources": {str(k): int(v) for k, v in scores["uplift_source"].value_counts().sort_index().items()},
         "risk_tiers": cfg.score.risk_tiers.model_dump(),
         "reason_tiers": list(cfg.score.reason_tiers),
         "reason_limit": cfg.score.reason_limit,
@@ -226,6 +246,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
         del frames
     info.model.check_features(features)
     check_playbook_features(features, playbook)
+    uplift = learned_uplift(cfg, features)
     with timed(f"scoring {len(features):,} customers with {info.name} v{info.version}"):
         scores = score_customers(
             features,
@@ -238,6 +259,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
             model_version=info.version,
             reason_context=reason_context_frame,
             btyd_horizon_days=cfg.features.horizon_days,
+            uplift=uplift,
         )
     paths = scores_paths(cfg, as_of)
     summary = _summary(scores, cfg=cfg, as_of=as_of, info=info, playbook=playbook, paths=paths)
