@@ -47,6 +47,9 @@ score: setup ## At-risk list with reasons, actions under budget, control group
 measure: setup ## Treated vs control once the horizon has passed (ARGS='--scores FILE')
 	$(CHURN) measure --config $(CONFIG) $(ARGS)
 
+monitor: setup ## Past at-risk lists vs outcomes: realised churn, ROC-AUC, calibration (exit 3 on alert)
+	$(CHURN) monitor --config $(CONFIG) $(ARGS)
+
 uplift: setup ## Per-customer uplift per action from past campaigns, Qini/AUUC on held-out ones
 	$(CHURN) uplift --config $(CONFIG) $(ARGS)
 

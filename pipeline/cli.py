@@ -150,6 +150,16 @@ def measure(
 
 
 @app.command()
+def monitor(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None, quiet: QuietOption = False) -> None:
+    """Past at-risk lists against what happened: realised churn, ROC-AUC, calibration; exit 3 on an alert."""
+    from pipeline.run import monitor as runner
+
+    result = _run(config, set_, quiet, lambda cfg: runner.run(cfg, quiet=quiet))
+    if result["alerts"]:
+        raise typer.Exit(code=runner.ALERT_EXIT_CODE)
+
+
+@app.command()
 def uplift(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None, quiet: QuietOption = False) -> None:
     """Learn each action's per-customer uplift from past campaigns; evaluate on held-out ones (Qini, AUUC)."""
     from pipeline.run import uplift as runner
