@@ -121,13 +121,15 @@ class OutputReader:
         for line in process.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for(self, prefix: str, process: subprocess.Popen, timeout_s: float) -> None:
+    def wait_for(self, prefix: str, process: subprocess.Popen, timeout_s: float) -> bool:
+        """True once a line starts with `prefix`; False if the process exits first; AssertionError on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if any(line.startswith(prefix) for line in self.lines):
-                return
+                return True
             if process.poll() is not None:
-                break
+                self._thread.join(timeout=5)  # the last lines
+                return any(line.startswith(prefix) for line in self.lines)
             time.sleep(0.2)
         raise AssertionError(f"no line starting with {prefix!r}; output so far:\n" + "\n".join(self.lines))
 
@@ -165,14 +167,24 @@ def rest(address: str, endpoint: str, payload: dict | None = None, **query) -> d
 def ui_server(demo_trained):
     """`python -m pipeline ui` on the session store (which holds a training run and a champion)."""
     cfg = demo_trained
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "ui", "--config", str(cfg.config_path), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    reader = OutputReader(process)
+    for _attempt in range(3):  # another process may take the free port before the server binds it: try another
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "ui", "--config", str(cfg.config_path), "--port", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        reader = OutputReader(process)
+        try:
+            started = reader.wait_for("MLflow UI:", process, STARTUP_TIMEOUT_S)
+        except AssertionError:
+            process.kill()
+            raise
+        if started:
+            break
+        assert process.returncode != 0, "\n".join(reader.lines)
+    else:
+        raise AssertionError("`churn ui` did not start on 3 free ports; last output:\n" + "\n".join(reader.lines))
     try:
-        reader.wait_for("MLflow UI:", process, STARTUP_TIMEOUT_S)
         yield cfg, f"http://127.0.0.1:{port}", process, reader
     finally:
         if process.poll() is None:
