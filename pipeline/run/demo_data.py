@@ -19,16 +19,18 @@ BAD_ROW_SHARE = 0.03
 def write_campaign_lists(cfg: Config, history: Any) -> list[str]:
     """Write each simulated list as at_risk_D.parquet / .csv / .json in the scores folder; return the Parquet paths."""
     from pipeline.campaigns import list_summary
-    from pipeline.io import write_json, write_parquet
+    from pipeline.io import output_set, write_json, write_parquet
     from pipeline.run.score import scores_paths, write_scores_csv
 
     written = []
-    for as_of, listed in history.lists.items():
-        paths = scores_paths(cfg, as_of)
-        write_parquet(listed, paths["parquet"])
-        write_scores_csv(listed, paths["csv"])
-        write_json(list_summary(listed, as_of=as_of, horizon_days=cfg.features.horizon_days), paths["summary"])
-        written.append(str(paths["parquet"]))
+    with output_set(cfg.scores_dir, stage="demo-campaigns") as outputs:  # every list published together
+        for as_of, listed in history.lists.items():
+            paths = scores_paths(cfg, as_of)
+            summary = list_summary(listed, as_of=as_of, horizon_days=cfg.features.horizon_days)
+            outputs.write(paths["parquet"], lambda path, frame=listed: write_parquet(frame, path))
+            outputs.write(paths["csv"], lambda path, frame=listed: write_scores_csv(frame, path))
+            outputs.write(paths["summary"], lambda path, content=summary: write_json(content, path))
+            written.append(str(paths["parquet"]))
     return written
 
 
