@@ -29,6 +29,7 @@ import pandas as pd
 
 from pipeline.bundle import code_version, library_versions, load_bundle, save_bundle
 from pipeline.config import Config, config_as_dict
+from pipeline.drift import drift_reference
 from pipeline.errors import BundleError, ScoreError
 from pipeline.evaluate import (
     LOWER_IS_BETTER,
@@ -435,6 +436,10 @@ def log_training_run(
             "test_snapshot": split["test"],
             "calibration": model.calibrator_.method,
             "champion_metric": cfg.train.champion_metric,
+            "drift_reference": drift_reference(  # what `churn score` compares today's population with
+                result.test_features, result.probabilities["test"]["lightgbm"], result.labels["test"],
+                numeric=result.columns.numeric, categorical=result.columns.categorical, snapshot=split["test"],
+            ),
         }
         with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
             pyfunc_bundle = save_bundle(

@@ -29,6 +29,7 @@ from pipeline.io import atomic_write, complete_interrupted_publishes, output_set
 from pipeline.playbook import Playbook, check_playbook_features, load_playbook
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
+from pipeline.run.drift import recent_observed_rate, scoring_drift
 from pipeline.score import score_customers, summarise_scores
 
 
@@ -42,6 +43,7 @@ class ScoringModelInfo:
     run_id: str
     horizon_days: int
     source: str
+    drift_reference: dict | None = None  # the training test snapshot's summary (pipeline.drift), when recorded
 
 
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
@@ -116,6 +118,7 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
         run_id=str(manifest.get("mlflow_run_id") or manifest.get("run_id") or ""),
         horizon_days=int(manifest.get("horizon_days") or cfg.features.horizon_days),
         source=source,
+        drift_reference=manifest.get("drift_reference"),
     )
 
 
@@ -207,6 +210,10 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
         metrics.update(
             {metric_key("action", action, group): float(n) for action, counts in summary["actions"].items() for group, n in counts.items()}
         )
+        if summary.get("drift"):
+            metrics.update({metric_key("drift_psi", row["feature"]): float(row["psi"]) for row in summary["drift"]["largest_shifts"]})
+            metrics["drift_warnings"] = float(len(summary["drift"]["warnings"]))
+            mlflow.set_tag("retrain_recommended", str(summary["drift"]["retrain_recommended"]).lower())
         mlflow.log_metrics(metrics)
         mlflow.log_dict(summary, "score/summary.json")
         mlflow.log_artifact(str(cfg.score.playbook), "score")
@@ -242,7 +249,8 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
             info.horizon_days, cfg.features.horizon_days,
         )
     with timed(f"features as of {as_of}"):
-        features = features_from_partitions(tables_by_partition(frames, cfg=cfg.features), as_of=as_of, cfg=cfg.features)
+        tables = tables_by_partition(frames, cfg=cfg.features)
+        features = features_from_partitions(tables, as_of=as_of, cfg=cfg.features)
         del frames
     info.model.check_features(features)
     check_playbook_features(features, playbook)
@@ -263,6 +271,11 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
         )
     paths = scores_paths(cfg, as_of)
     summary = _summary(scores, cfg=cfg, as_of=as_of, info=info, playbook=playbook, paths=paths)
+    summary["drift"] = scoring_drift(
+        cfg, features, scores, reference=info.drift_reference,
+        observed_rate=recent_observed_rate(tables, as_of=as_of, cfg=cfg, horizon_days=info.horizon_days),
+    )
+    del tables
     with output_set(cfg.paths.data_dir, stage="score") as outputs:
         outputs.write(paths["parquet"], lambda path: write_parquet(scores, path))
         outputs.write(paths["csv"], lambda path: write_scores_csv(scores, path))

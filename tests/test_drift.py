@@ -1,0 +1,78 @@
+"""Drift: reference summary, PSI by hand, warnings; a list scored in another season warns."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.drift import OTHER, SCORE, drift_reference, drift_table, drift_warnings, psi
+
+
+def test_psi_by_hand():
+    # (0.6-0.5) ln(0.6/0.5) + (0.4-0.5) ln(0.4/0.5)
+    assert psi(np.array([0.5, 0.5]), np.array([0.6, 0.4])) == pytest.approx(0.1 * math.log(1.2) - 0.1 * math.log(0.8))
+    assert psi(np.array([0.3, 0.7]), np.array([0.3, 0.7])) == 0.0
+
+
+def population(n: int, seed: int, *, shift: float = 0.0, missing: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    spend = rng.gamma(2.0, 50.0, n) * (1 + shift)
+    spend[rng.random(n) < missing] = np.nan
+    return pd.DataFrame(
+        {"spend": spend, "orders": rng.poisson(3, n).astype(float),
+         "region": rng.choice(["north", "south"], n, p=[0.5 + shift / 4, 0.5 - shift / 4])}
+    )
+
+
+def reference_of(frame: pd.DataFrame) -> dict:
+    p = np.linspace(0.05, 0.95, len(frame))
+    return drift_reference(frame, p, p > 0.5, numeric=["spend", "orders"], categorical=["region"], snapshot="2025-01-01")
+
+
+def test_reference_holds_bins_shares_and_missing_share():
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0, np.nan], "c": ["a", "a", None, "b"]})
+    reference = drift_reference(frame, np.array([0.1, 0.2, 0.3, 0.4]), np.array([1, 0, 0, 1]), numeric=["x"],
+                                categorical=["c"], snapshot="d")
+    x = reference["features"]["x"]
+    assert x["missing_share"] == 0.25 and sum(x["shares"]) == pytest.approx(0.75)
+    assert reference["features"]["c"]["shares"] == {"a": 0.5, "b": 0.25, OTHER: 0.0}
+    assert reference["churn_rate"] == 0.5 and reference["rows"] == 4
+
+
+def test_same_population_is_stable_and_a_shifted_one_is_named():
+    reference = reference_of(population(5000, 1))
+    same = drift_table(population(5000, 2), np.linspace(0.05, 0.95, 5000), reference)
+    assert (same["psi"] < 0.05).all()
+    assert drift_warnings(same, predicted_rate=0.5, observed_rate=0.5, psi_warning=0.25, missing_share_warning=0.1,
+                          churn_rate_gap_warning=0.1) == []
+    shifted = drift_table(population(5000, 3, shift=1.0, missing=0.3), np.linspace(0.3, 0.99, 5000), reference)
+    assert shifted["feature"].iloc[0] == "spend"
+    warnings = drift_warnings(shifted, predicted_rate=0.65, observed_rate=0.4, psi_warning=0.25,
+                              missing_share_warning=0.1, churn_rate_gap_warning=0.1)
+    assert warnings[0].startswith("features shifted since the training test snapshot: spend (PSI")
+    assert "region" in warnings[0] and "orders" not in warnings[0]
+    assert any(w.startswith("the churn score's distribution shifted") for w in warnings)
+    assert any("spend (0% -> 30%)" in w for w in warnings)
+    assert any("predicted churn rate 65.0% is far from the recently observed 40.0%" in w for w in warnings)
+    assert set(shifted["feature"]) == {"spend", "orders", "region", SCORE}
+
+
+def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, caplog):
+    import datetime as dt
+
+    from pipeline.config import PathsConfig
+    from pipeline.run import score
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "validated").symlink_to(demo_trained.validated_dir)
+    cfg = demo_trained.model_copy(update={"paths": PathsConfig(data_dir=tmp_path / "data", models_dir=demo_trained.paths.models_dir)})
+    usual = score.run(cfg, as_of=None, bundle=demo_trained.bundle_dir, quiet=True)["drift"]
+    assert usual["reference_snapshot"] and len(usual["largest_shifts"]) == cfg.monitor.drift_top
+    other_season = score.run(cfg, as_of=dt.date(2024, 2, 1), bundle=demo_trained.bundle_dir, quiet=True)["drift"]
+    assert other_season["retrain_recommended"]
+    assert other_season["warnings"][0].startswith("features shifted since the training test snapshot")
+    assert other_season["largest_shifts"][0]["psi"] > max(0.25, usual["largest_shifts"][0]["psi"])
+    assert "DRIFT:" in caplog.text and "consider retraining" in caplog.text
