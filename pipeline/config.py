@@ -19,6 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.errors import ConfigError
 
 SOURCE_NAMES = ("transactions", "feedback", "support_tickets", "loyalty_events", "customers")
+# Cell values read as missing in every column (read.na_values). 'NA' is not among them: it is a
+# region code (North America, Namibia) as often as a null.
+NULL_TOKENS = ("", "NULL", "null", "Null", "NaN", "nan", "NAN", "N/A", "n/a", "#N/A", "None", "none", "NONE", "<NA>")
+# The largest |amount| a row may carry: money is summed as int64 ten-thousandths downstream
+# (pipeline/features/tables.py), so one row must stay well inside 2**63 / 10,000 ~ 9.2e14.
+MAX_ABS_AMOUNT_LIMIT = 1e14
 
 
 class StrictModel(BaseModel):
@@ -35,6 +41,7 @@ class ReadOptions(StrictModel):
     date_format: str | None = None
     header: bool = True
     column_names: list[str] | None = None  # for files without a header row
+    na_values: list[str] = Field(default_factory=lambda: list(NULL_TOKENS))  # cells read as missing
 
     @model_validator(mode="after")
     def _names_when_no_header(self) -> ReadOptions:
@@ -85,8 +92,21 @@ class PathsConfig(StrictModel):
 
 
 class IngestConfig(StrictModel):
+    """Validation limits (see pipeline/ingest.py and README "What bad input gets")."""
+
     max_bad_share: float = Field(0.2, ge=0.0, le=1.0)
+    # Rows without customer_id (guest checkouts) are quarantined as 'anonymous', not counted as bad;
+    # more than this share of a source's rows means the id column is probably mis-mapped.
+    max_anonymous_share: float = Field(0.5, ge=0.0, le=1.0)
     future_tolerance_days: float = Field(1.0, ge=0.0)
+    # Timestamps before this date are quarantined; null: before the data's own start (a robust rule
+    # like the one for future dates, see pipeline.ingest.data_start).
+    earliest: dt.date | None = None
+    # Rows whose amount, discount, unit_price or loyalty points exceed this in absolute value are
+    # quarantined (the sums downstream are exact int64 ten-thousandths).
+    max_abs_amount: float = Field(1e9, gt=0.0, le=MAX_ABS_AMOUNT_LIMIT)
+    # Id normalisation beyond whitespace and '17850.0' -> '17850' (always done): keep, lower or upper case.
+    id_case: Literal["keep", "lower", "upper"] = "keep"
 
 
 class SnapshotsConfig(StrictModel):

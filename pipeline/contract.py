@@ -44,6 +44,9 @@ FEEDBACK_KINDS = ("nps", "csat", "review")
 FEEDBACK_SCORE_RANGES = {"nps": (0, 10), "csat": (1, 5), "review": (1, 5)}
 TICKET_CHANNELS = ("phone", "email", "chat", "social", "other")
 LOYALTY_KINDS = ("enroll", "earn", "redeem", "tier_change", "expire")
+# A transactions export without `amount` but with these columns gets amount = quantity x unit_price,
+# minus discount when given (pipeline.ingest.derive_amount).
+AMOUNT_FACTORS = ("quantity", "unit_price")
 
 CONTRACTS: dict[str, SourceContract] = {
     "transactions": SourceContract(
@@ -51,6 +54,7 @@ CONTRACTS: dict[str, SourceContract] = {
         required={"order_id": STRING, "customer_id": STRING, "ordered_at": TIMESTAMP, "amount": FLOAT},
         optional={
             "quantity": FLOAT,
+            "unit_price": FLOAT,
             "product_id": STRING,
             "category": STRING,
             "discount": FLOAT,

@@ -551,7 +551,8 @@ def generate_demo(
         "loyalty_events": _loyalty_events(history["enrol"], lines, customers, ids, cal, rng),
         "customers": _customers(people, ids, rng),
     }
-    return {name: frame[list(CONTRACTS[name].columns)] for name, frame in frames.items()}
+    # Contract order; the demo shop has no unit_price column (its lines carry amount and quantity).
+    return {name: frame[[c for c in CONTRACTS[name].columns if c in frame.columns]] for name, frame in frames.items()}
 
 
 # --- deliberately bad rows ----------------------------------------------------------------------

@@ -4,12 +4,16 @@ Pure functions over `RawSource`s (see `pipeline.sources`); the runner `pipeline.
 and writes. Steps, for every configured source:
 
 1. `parse_source`: rename onto contract names, parse each column into its contract type; a value
-   that is present but cannot be parsed is a problem ("not a timestamp", "not a number").
-2. `reference_time`: the data's own latest time, over every source (see its docstring).
+   that is present but cannot be parsed is a problem ("not a timestamp", "not a number"). Ids are
+   normalised (`parse_ids`); a transactions source without amount gets it derived from quantity x
+   unit_price (`derive_amount`).
+2. `reference_time` and `data_start`: the data's own latest and earliest time, over every source
+   (robust to corrupt far-future and far-past values; see their docstrings).
 3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
-   present, ranges, allowed kinds, nothing after the reference time plus the tolerance, closed
-   before opened, ...); `rule_problems` calls each of the schema's checks on the whole column and
-   turns its boolean result into (row, column, reason) rows.
+   present, ranges, allowed kinds, nothing after the reference time plus the tolerance or before
+   the start, money within ±ingest.max_abs_amount, closed before opened, ...); `rule_problems` calls
+   each of the schema's checks on the whole column and turns its boolean result into (row, column,
+   reason) rows. A row without customer_id gets the reason 'anonymous' (a guest checkout).
 4. `split_source`: rows without problems -> contract-shaped validated frame; rows with problems ->
    quarantine, unchanged as read, with every problem of the row in `reason` ('; '-joined);
    unknown extra columns of validated rows -> an `extra` frame keyed by `validated_row`.
@@ -24,8 +28,9 @@ directly gives the same verdicts, with pandera's own null handling, in 0.03-0.06
 share of bad rows. So the schema stays the single, readable statement of the rules and the final
 check on what leaves ingest, while per-row reasons come from vectorised boolean results.
 
-`ingest_sources` runs all of it and raises IngestError when any source's bad share exceeds the
-limit, before anything is written.
+`ingest_sources` runs all of it and raises IngestError when any source's bad share (rows without
+customer_id are 'anonymous', quarantined but not bad) or anonymous share exceeds its limit, before
+anything is written.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import pyarrow as pa_arrow
 
 from pipeline.config import SOURCE_NAMES, IngestConfig, SourceConfig
 from pipeline.contract import (
+    AMOUNT_FACTORS,
     BOOLEAN,
     FEEDBACK_KINDS,
     FEEDBACK_SCORE_RANGES,
@@ -64,6 +70,7 @@ from pipeline.sources import (
 )
 
 MISSING = "missing"
+ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest checkout): not a bad row
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
 TOP_REASONS = 5
 # Timestamps that record a past fact; promised delivery dates may lie after the data's end.
@@ -73,6 +80,12 @@ FORWARD_LOOKING = frozenset({"promised_delivery_at"})
 REFERENCE_QUANTILE = 0.95
 REFERENCE_MIN_GAP = pd.Timedelta(days=30)
 REFERENCE_GAP_SHARE = 0.10
+# data_start: the same walk down from the 5th percentile; a jump of more than max(2 years, 25% of
+# the 5th-95th percentile span) ends the data (histories thin out towards their start).
+START_MIN_GAP = pd.Timedelta(days=730)
+START_GAP_SHARE = 0.25
+# Money columns bounded by ingest.max_abs_amount (summed as int64 ten-thousandths downstream).
+BOUNDED_MONEY = {"transactions": ("amount", "unit_price", "discount"), "loyalty_events": ("points",)}
 # Time-ordered pairs (later, earlier): the later one may not come before the earlier one.
 TIME_ORDER = {
     "transactions": (("delivered_at", "ordered_at"), ("promised_delivery_at", "ordered_at")),
@@ -89,12 +102,14 @@ ALLOWED_VALUES = {
 class ParsedSource:
     """typed: the contract columns in contract dtypes, index = input row.
     problems: one row per unparseable value (row, column, reason).
-    labels: contract column -> the file's column name (for reasons a user can find)."""
+    labels: contract column -> the file's column name (for reasons a user can find).
+    derived: contract columns computed from others (e.g. amount from quantity x unit_price)."""
 
     name: str
     typed: pd.DataFrame
     problems: pd.DataFrame
     labels: dict[str, str]
+    derived: dict[str, str] = field(default_factory=dict)  # contract column -> how it was computed
 
 
 @dataclass(frozen=True)
@@ -146,8 +161,11 @@ def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
     return rows
 
 
-def parse_source(raw: RawSource, source: SourceConfig) -> ParsedSource:
-    """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems."""
+def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep") -> ParsedSource:
+    """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
+
+    Ids are normalised by `parse_ids` (`id_case`: keep, lower or upper). A transactions source
+    without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source)
     typed, problems = {}, []
@@ -164,7 +182,7 @@ def parse_source(raw: RawSource, source: SourceConfig) -> ParsedSource:
         elif dtype == BOOLEAN:
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
-            parsed, reason = parse_ids(values), ""
+            parsed, reason = parse_ids(values, case=id_case), ""
         else:
             parsed, reason = values.astype(STRING), ""
         if reason:
@@ -173,8 +191,20 @@ def parse_source(raw: RawSource, source: SourceConfig) -> ParsedSource:
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
+    derived = {}
+    if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
+        with_discount = "discount" in mapped
+        typed["amount"] = derive_amount(typed["quantity"], typed["unit_price"], typed["discount"])
+        derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
+        labels["amount"] = f"amount (= {derived['amount']})"
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
-                        problems=problems_frame, labels=labels)
+                        problems=problems_frame, labels=labels, derived=derived)
+
+
+def derive_amount(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> pd.Series:
+    """A line's net amount: quantity × unit_price − discount (a missing discount counts as none);
+    null where quantity or unit_price is missing."""
+    return quantity * unit_price - discount.fillna(0.0)
 
 
 def past_fact_columns(name: str) -> list[str]:
@@ -191,13 +221,7 @@ def reference_time(parsed: Mapping[str, ParsedSource]) -> pd.Timestamp | None:
     reference unless it sits beyond such a jump: a single corrupt '2099' row, or even a few
     percent of them, cannot become it, and a business whose last months are quiet keeps them.
     """
-    pooled = [
-        result.typed[column].to_numpy(dtype="datetime64[us]").view(np.int64)
-        for result in parsed.values()
-        for column in past_fact_columns(result.name)
-    ]
-    times = np.concatenate(pooled) if pooled else np.array([], dtype=np.int64)
-    times = times[times != np.iinfo(np.int64).min]  # NaT
+    times = _pooled_times(parsed, columns=past_fact_columns)
     if len(times) == 0:
         return None
     low, high = np.quantile(times, [1 - REFERENCE_QUANTILE, REFERENCE_QUANTILE], method="lower")
@@ -206,6 +230,38 @@ def reference_time(parsed: Mapping[str, ParsedSource]) -> pd.Timestamp | None:
     jumps = np.flatnonzero(np.diff(top) > max_gap)
     end = top[jumps[0]] if len(jumps) else top[-1]
     return pd.Timestamp(int(end), unit="us", tz="UTC")
+
+
+def data_start(parsed: Mapping[str, ParsedSource]) -> pd.Timestamp | None:
+    """The data's own earliest time, robust to corrupt far-past values such as 1900-01-01 or
+    1970-01-01 (None without timestamps).
+
+    `reference_time` mirrored: pools every timestamp of every source and, starting at the 5th
+    percentile, walks down the sorted times; the first jump longer than max(2 years, 25% of the
+    5th-95th percentile span) ends the data, and the time after that jump is the start.
+    """
+    times = _pooled_times(parsed, columns=lambda name: contract(name).timestamp_columns)
+    if len(times) == 0:
+        return None
+    # 'higher' mirrors reference_time's 'lower': at least two times lie at or below `low`.
+    low = np.quantile(times, 1 - REFERENCE_QUANTILE, method="higher")
+    high = np.quantile(times, REFERENCE_QUANTILE, method="lower")
+    max_gap = max(START_MIN_GAP.value // 1000, int(START_GAP_SHARE * (high - low)))
+    bottom = np.sort(times[times <= low])
+    jumps = np.flatnonzero(np.diff(bottom) > max_gap)
+    start = bottom[jumps[-1] + 1] if len(jumps) else bottom[0]
+    return pd.Timestamp(int(start), unit="us", tz="UTC")
+
+
+def _pooled_times(parsed: Mapping[str, ParsedSource], *, columns: Callable[[str], list[str]]) -> np.ndarray:
+    """Every non-null timestamp of `columns(source)` over all sources, as int64 microseconds."""
+    pooled = [
+        result.typed[column].to_numpy(dtype="datetime64[us]").view(np.int64)
+        for result in parsed.values()
+        for column in columns(result.name)
+    ]
+    times = np.concatenate(pooled) if pooled else np.array([], dtype=np.int64)
+    return times[times != np.iinfo(np.int64).min]  # NaT
 
 
 def _label(labels: Mapping[str, str], column: str) -> str:
@@ -235,10 +291,18 @@ def _not_before(df: pd.DataFrame, *, later: str, earlier: str) -> pd.Series:
 
 
 def validation_schema(
-    name: str, *, latest_allowed: pd.Timestamp | None, labels: Mapping[str, str]
+    name: str,
+    *,
+    latest_allowed: pd.Timestamp | None,
+    labels: Mapping[str, str],
+    earliest_allowed: pd.Timestamp | None = None,
+    earliest_rule: str = "the data's start",
+    max_abs_amount: float | None = None,
 ) -> pa.DataFrameSchema:
     """The contract of `name` over its typed frame: dtypes, required values and value rules.
 
+    Timestamps must lie between `earliest_allowed` (any column; `earliest_rule` names where it comes
+    from) and `latest_allowed` (past facts); money columns (BOUNDED_MONEY) within ±`max_abs_amount`.
     Check errors are the reasons users see (see `rule_problems`)."""
     spec = contract(name)
     columns = {}
@@ -247,6 +311,12 @@ def validation_schema(
         if dtype == TIMESTAMP and column not in FORWARD_LOOKING and latest_allowed is not None:
             too_late = f"later than the data's end + tolerance ({latest_allowed:%Y-%m-%d %H:%M} UTC)"
             checks.append(pa.Check.le(latest_allowed, error=too_late))
+        if dtype == TIMESTAMP and earliest_allowed is not None:
+            too_early = f"earlier than {earliest_rule} ({earliest_allowed:%Y-%m-%d} UTC)"
+            checks.append(pa.Check.ge(earliest_allowed, error=too_early))
+        if column in BOUNDED_MONEY.get(name, ()) and max_abs_amount is not None:
+            beyond = f"beyond ±{max_abs_amount:g} (ingest.max_abs_amount)"
+            checks.append(pa.Check.in_range(-max_abs_amount, max_abs_amount, error=beyond))
         if (name, column) in ALLOWED_VALUES:
             allowed = ALLOWED_VALUES[(name, column)]
             checks.append(pa.Check.isin(allowed, error=f"not one of {', '.join(allowed)}"))
@@ -258,9 +328,11 @@ def validation_schema(
     return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=True, ordered=True)
 
 
-def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None) -> pd.DataFrame:
-    """Every problem of every row: parse failures plus broken value rules (row, column, reason)."""
-    schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels)
+def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None, **bounds) -> pd.DataFrame:
+    """Every problem of every row: parse failures plus broken value rules (row, column, reason).
+
+    `bounds`: the other limits of `validation_schema` (earliest_allowed, earliest_rule, max_abs_amount)."""
+    schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels, **bounds)
     labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
     parse_problems = parsed.problems.assign(reason=labels + ": " + parsed.problems["reason"])
     problems = pd.concat([parse_problems, rule_problems(parsed, schema)], ignore_index=True)
@@ -283,7 +355,7 @@ def rule_problems(parsed: ParsedSource, schema: pa.DataFrameSchema) -> pd.DataFr
         label = _label(parsed.labels, column)
         if not spec.nullable:
             missing = np.setdiff1d(np.flatnonzero(typed[column].isna().to_numpy()), unparsed.get(column, []))
-            found.append(_problems(missing, column, f"{label}: {MISSING}"))
+            found.append(_problems(missing, column, ANONYMOUS if column == "customer_id" else f"{label}: {MISSING}"))
         rules += [(column, f"{label}: {check.error}", check, typed[column]) for check in spec.checks]
     rules += [(blamed[check.error], check.error, check, typed) for check in schema.checks]
     failing = [(column, reason, _failing_rows(check, data)) for column, reason, check, data in rules]
@@ -409,10 +481,14 @@ def split_source(
     quarantine: the file's columns unchanged, then source_file, source_row, reason.
     extra: validated_row (row number in the validated frame), source_file, source_row, then the
     file's columns that are not in the contract; no columns at all when there are none.
+    Report: anonymous rows (no customer_id) are quarantined but not bad: `bad_share` excludes them.
     """
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
+    anonymous = np.zeros(len(raw.frame), dtype=bool)
+    anonymous[problems.loc[problems["reason"] == ANONYMOUS, "row"].to_numpy(dtype=np.int64)] = True
+    broken = bad & ~anonymous
     rejected = np.flatnonzero(bad)
     # parse_source built the contract columns in contract dtypes (check_validated confirms it).
     validated = keep_rows(parsed.typed, ~bad) if len(rejected) else parsed.typed.reset_index(drop=True)
@@ -433,13 +509,23 @@ def split_source(
         "input_rows": int(len(raw.frame)),
         "validated_rows": int(len(validated)),
         "quarantined_rows": int(bad.sum()),
-        "bad_share": round(float(bad.mean()) if len(bad) else 0.0, 6),
+        "anonymous_rows": int(anonymous.sum()),
+        "anonymous_share": _share(anonymous),
+        "bad_rows": int(broken.sum()),
+        "bad_share": _share(broken),
         "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed),
         "extra_columns": extra_columns,
-        "notes": list(raw.notes),
+        "derived": dict(parsed.derived),
+        "notes": list(raw.notes) + [
+            f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
+        ],
         "top_reasons": top_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
+
+
+def _share(flags: np.ndarray) -> float:
+    return round(float(flags.mean()) if len(flags) else 0.0, 6)
 
 
 def keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -476,9 +562,13 @@ def unconfigured_source(name: str) -> SourceResult:
         "input_rows": 0,
         "validated_rows": 0,
         "quarantined_rows": 0,
+        "anonymous_rows": 0,
+        "anonymous_share": 0.0,
+        "bad_rows": 0,
         "bad_share": 0.0,
         "duplicate_rows": 0,
         "extra_columns": [],
+        "derived": {},
         "notes": ["not configured: treated as a source without rows"],
         "top_reasons": [],
     }
@@ -491,7 +581,8 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
     parts = []
     for result in failures:
         report = result.report
-        reasons = ", ".join(f"{item['reason']} ({item['rows']} rows)" for item in report["top_reasons"][:3])
+        counted = [item for item in report["top_reasons"] if item["reason"] != ANONYMOUS]
+        reasons = ", ".join(f"{item['reason']} ({item['rows']} rows)" for item in counted[:3])
         parts.append(
             f"source {result.name}: {report['bad_share']:.1%} of {report['input_rows']} rows are bad "
             f"(limit {max_bad_share:.0%}); top reasons: {reasons}"
@@ -500,6 +591,19 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
         "; ".join(parts)
         + ". Nothing was written. Fix the export or the source mapping (rename, read.date_format, timezone), "
         "or raise ingest.max_bad_share."
+    )
+
+
+def _too_anonymous_message(failures: list[SourceResult], max_anonymous_share: float) -> str:
+    parts = [
+        f"source {result.name}: {result.report['anonymous_share']:.1%} of {result.report['input_rows']} rows "
+        f"have no customer_id (limit {max_anonymous_share:.0%})"
+        for result in failures
+    ]
+    return (
+        "; ".join(parts)
+        + ". Nothing was written. Is the right column mapped onto customer_id (sources.<name>.rename)? "
+        "If the export really is mostly guest checkouts, raise ingest.max_anonymous_share."
     )
 
 
@@ -515,23 +619,32 @@ def ingest_sources(
             f"source transactions: {files} has a header but no rows; transactions are required — "
             "export the orders, or point sources.transactions.path at the right file"
         )
-    parsed = {name: parse_source(raw, sources[name]) for name, raw in raws.items()}
+    parsed = {name: parse_source(raw, sources[name], id_case=settings.id_case) for name, raw in raws.items()}
     reference = reference_time(parsed)
     tolerance = pd.Timedelta(days=settings.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
+    if settings.earliest is None:
+        earliest_allowed, earliest_rule = data_start(parsed), "the data's start"
+    else:
+        earliest_allowed, earliest_rule = pd.Timestamp(settings.earliest, tz="UTC"), "ingest.earliest"
+    bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule,
+              "max_abs_amount": settings.max_abs_amount}
     results = {}
     for name in SOURCE_NAMES:
         if name not in raws:
             results[name] = unconfigured_source(name)
             continue
-        problems = find_problems(parsed[name], latest_allowed=latest_allowed)
+        problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
         results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
-        schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels)
+        schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name]  # the typed columns live on in the validated frame: free the rest now
     failures = [r for r in results.values() if r.report["bad_share"] > settings.max_bad_share]
-    if failures:
-        raise IngestError(_too_bad_message(failures, settings.max_bad_share))
+    anonymous = [r for r in results.values() if r.report["anonymous_share"] > settings.max_anonymous_share]
+    if failures or anonymous:
+        messages = [_too_bad_message(failures, settings.max_bad_share)] if failures else []
+        messages += [_too_anonymous_message(anonymous, settings.max_anonymous_share)] if anonymous else []
+        raise IngestError(" ".join(messages))
     report = {
         "reference_time": None if reference is None else reference.isoformat(),
         "reference_rule": (
@@ -539,6 +652,14 @@ def ingest_sources(
             "max(30 days, 10% of the 5th-95th percentile span) above the 95th percentile"
         ),
         "future_tolerance_days": settings.future_tolerance_days,
+        "earliest_allowed": None if earliest_allowed is None else earliest_allowed.isoformat(),
+        "earliest_rule": (
+            "ingest.earliest" if settings.earliest is not None else
+            "earliest timestamp over all sources, ending at the first jump of more than "
+            "max(2 years, 25% of the 5th-95th percentile span) below the 5th percentile"
+        ),
+        "max_abs_amount": settings.max_abs_amount,
+        "max_anonymous_share": settings.max_anonymous_share,
         "max_bad_share": settings.max_bad_share,
         "sources": {name: result.report for name, result in results.items()},
     }

@@ -1,9 +1,10 @@
 """Reading one configured source, and parsing its raw values into contract types.
 
 `read_source(name, source)` finds the files (a path or a glob), reads them as they are (CSV as
-strings, Parquet as typed) and returns a `RawSource`: the rows unchanged, with their file and row
-number. Table-level problems (no file, empty file, wrong separator, bytes that are not in the
-configured encoding, malformed lines) raise `IngestError` naming the source, the file and what to do.
+strings, Parquet as typed; null tokens of `read.na_values` as missing) and returns a `RawSource`:
+the rows unchanged, with their file and row number. Table-level problems (no file, a folder, no
+permission, empty file, no line break, repeated column names, wrong separator, bytes that are not in
+the configured encoding, malformed lines) raise `IngestError` naming the source, the file and what to do.
 
 The parse helpers (`parse_timestamps`, `parse_numbers`, `parse_booleans`, `parse_ids`) turn raw
 columns into contract types, with nulls where a value cannot be parsed; ingest compares the nulls
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +26,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 from pipeline.config import ReadOptions, SourceConfig
-from pipeline.contract import TIMESTAMP, contract
+from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+INTEGER_TEXT_PATTERN = r"^(-?\d+)\.0*$"  # '17850.0' -> '17850'
 NUMBER_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 OFFSET_PATTERN = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
 NAIVE_ISO_PATTERN = r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?$"
@@ -40,6 +44,7 @@ TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 ORIGIN_COLUMNS = ("source_file", "source_row")
 COMMON_SEPARATORS = (",", ";", "\t", "|")
+MAX_HEADER_BYTES = 2**20  # a first line longer than this is not a header row
 
 
 @dataclass(frozen=True)
@@ -72,13 +77,35 @@ def source_files(name: str, source: SourceConfig) -> list[Path]:
                 f"source {name}: no file matches {text}; fix sources.{name}.path "
                 "(relative paths resolve against the config file's folder)"
             )
+        check_readable(name, files)
         return files
-    if not Path(text).is_file():
+    path = Path(text)
+    if path.is_dir():
+        raise IngestError(
+            f"source {name}: {text} is a folder, not a file; point sources.{name}.path at a file, "
+            f"or at a glob such as {path / '*.csv'}"
+        )
+    if not path.is_file():
         raise IngestError(
             f"source {name}: file not found: {text}; fix sources.{name}.path "
             "(relative paths resolve against the config file's folder)"
         )
-    return [Path(text)]
+    check_readable(name, [path])
+    return [path]
+
+
+def check_readable(name: str, files: list[Path]) -> None:
+    """Raise IngestError naming the first file the process may not read."""
+    for path in files:
+        if not os.access(path, os.R_OK):
+            raise IngestError(_permission_message(name, path))
+
+
+def _permission_message(name: str, path: Path) -> str:
+    return (
+        f"source {name}: permission denied reading {path}; make the file readable for this user "
+        f"(e.g. chmod a+r), or copy it somewhere readable and fix sources.{name}.path"
+    )
 
 
 def _file_format(path: Path, source: SourceConfig) -> str:
@@ -106,33 +133,72 @@ def _encoding_error(name: str, path: Path, encoding: str) -> IngestError:
     )
 
 
-def _csv_column_names(path: Path, read: ReadOptions) -> list[str] | None:
-    """The column names of a CSV file (the header line, or `read.column_names`); None when they
-    cannot be told cheaply (no header line, undecodable, blank or repeated names)."""
+def _header_names(path: Path, read: ReadOptions) -> list[str] | None:
+    """The column names of a CSV file as written (the header line, or `read.column_names`); None
+    when the header line cannot be read (undecodable, broken quoting)."""
     if not read.header:
-        names = list(read.column_names or [])
-    else:
-        try:
+        return list(read.column_names or [])
+    try:
+        if len(read.sep) == 1:
             with open(path, encoding=read.encoding, newline="") as handle:
-                names = next(csv.reader(handle, delimiter=read.sep), [])
-        except (UnicodeError, LookupError, csv.Error):
-            return None
-    if not names or any(not name or name.startswith("\ufeff") for name in names) or len(set(names)) < len(names):
+                return next(csv.reader(handle, delimiter=read.sep), [])
+        engine = "c" if read.sep == r"\s+" else "python"
+        first = pd.read_csv(path, sep=read.sep, engine=engine, header=None, nrows=1, dtype=str,
+                            encoding=read.encoding, keep_default_na=False, index_col=False)
+        return [str(value) for value in first.iloc[0]] if len(first) else []
+    except (UnicodeError, LookupError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
         return None
-    return names
 
 
-def _read_csv_with_arrow(path: Path, read: ReadOptions) -> pd.DataFrame | None:
-    """Every column as text (str dtype), empty cells null, read by pyarrow's multithreaded reader
+def _clean_name(name: object) -> str:
+    """A column name as the pipeline uses it: surrounding whitespace and a UTF-8 byte-order mark removed."""
+    return str(name).lstrip("\ufeff").strip()
+
+
+def check_unique_columns(name: str, path: Path, columns: list[str]) -> None:
+    """Raise IngestError naming the file and every column name it holds more than once."""
+    names = pd.Index([_clean_name(column) for column in columns])
+    if names.has_duplicates:
+        twice = sorted(set(names[names.duplicated()]))
+        raise IngestError(
+            f"source {name}: {path} has column(s) {', '.join(map(repr, twice))} more than once; "
+            "drop or rename the copies in the export (which one holds the right values cannot be told)"
+        )
+
+
+def _check_first_line(name: str, path: Path) -> bool:
+    """Raise IngestError for an empty file or a first line longer than MAX_HEADER_BYTES;
+    return True when the whole file is one line without a line break (a header-only file)."""
+    with open(path, "rb") as handle:
+        head = handle.read(MAX_HEADER_BYTES + 1)
+    if not head.strip():
+        raise IngestError(
+            f"source {name}: {path} is empty (not even a header row); export it with a header row "
+            "(a header-only file means a source without rows)"
+        )
+    if b"\n" in head or b"\r" in head:
+        return False
+    if len(head) > MAX_HEADER_BYTES:
+        raise IngestError(
+            f"source {name}: {path} starts with a line of more than {MAX_HEADER_BYTES // 2**20} MiB with no line "
+            "break, so it has no header row; check that it is a CSV file whose lines end in \\n or \\r\\n"
+        )
+    return True
+
+
+def _null_values(read: ReadOptions) -> list[str]:
+    """Cell values read as missing: `read.na_values`, and always the empty cell."""
+    return sorted({"", *read.na_values})
+
+
+def _read_csv_with_arrow(path: Path, read: ReadOptions, names: list[str] | None) -> pd.DataFrame | None:
+    """Every column as text (str dtype), null tokens null, read by pyarrow's multithreaded reader
     with the column types given up front (no type inference, no cast afterwards).
 
     None when this path does not apply (separator longer than one character, unusual header) or the
     file does not read cleanly: the caller then reads it with pandas, which raises the usual errors.
     """
-    if len(read.sep) != 1:
-        return None
-    names = _csv_column_names(path, read)
-    if names is None:
+    if len(read.sep) != 1 or not names or any(not name or name.startswith("\ufeff") for name in names):
         return None
     try:
         table = pa_csv.read_csv(
@@ -141,7 +207,7 @@ def _read_csv_with_arrow(path: Path, read: ReadOptions) -> pd.DataFrame | None:
             parse_options=pa_csv.ParseOptions(delimiter=read.sep),
             convert_options=pa_csv.ConvertOptions(
                 column_types={name: pa.large_string() for name in names},
-                null_values=[""],
+                null_values=_null_values(read),
                 strings_can_be_null=True,
             ),
         )
@@ -154,9 +220,13 @@ def _read_csv_with_arrow(path: Path, read: ReadOptions) -> pd.DataFrame | None:
 
 
 def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
-    """All columns as strings; only empty cells are nulls (so 'NA' stays the text 'NA')."""
+    """All columns as strings; empty cells and `read.na_values` are nulls ('NA' stays the text 'NA')."""
     read = source.read
-    fast = _read_csv_with_arrow(path, read)
+    one_line = _check_first_line(name, path)
+    names = _header_names(path, read)
+    if names is not None:
+        check_unique_columns(name, path, names)
+    fast = None if one_line else _read_csv_with_arrow(path, read, names)  # Arrow needs a line break
     if fast is not None:
         return fast
     options = {
@@ -164,13 +234,14 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
         "encoding": read.encoding,
         "dtype": str,
         "keep_default_na": False,
-        "na_values": [""],
+        "na_values": _null_values(read),
         "header": 0 if read.header else None,
         "names": None if read.header else read.column_names,
     }
-    # pyarrow's reader is ~10x faster but takes only a one-character separator; the C reader
-    # handles whitespace runs; any other regular expression needs the python reader.
-    engine = "pyarrow" if len(read.sep) == 1 else "c" if read.sep == r"\s+" else "python"
+    # pyarrow's reader is ~10x faster but takes only a one-character separator and a file with a line
+    # break; the C reader handles whitespace runs; any other regular expression needs the python reader.
+    single = len(read.sep) == 1
+    engine = "pyarrow" if single and not one_line else "c" if single or read.sep == r"\s+" else "python"
     if engine != "pyarrow":
         options["index_col"] = False  # a line with an extra field must not become an index
     try:
@@ -186,17 +257,30 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
         message = str(exc)
         if "UTF8" in message or "UTF-8" in message or "decode" in message:
             raise _encoding_error(name, path, read.encoding) from None
+        one_line = message.strip().replace("\r", "\\r").replace("\n", "\\n")  # quoted line breaks as text
         raise IngestError(
-            f"source {name}: {path} cannot be parsed as CSV with sep={read.sep!r}: {message.strip()}; "
+            f"source {name}: {path} cannot be parsed as CSV with sep={read.sep!r}: {one_line}; "
             f"check sources.{name}.read.sep and the quoting of that line"
         ) from None
 
 
-def _read_parquet(name: str, path: Path) -> pd.DataFrame:
+def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
+    """The file's typed columns; in text columns the null tokens (`read.na_values`) become nulls."""
     try:
-        return pd.read_parquet(path)
+        check_unique_columns(name, path, pq.read_schema(path).names)  # the reader refuses repeated names
+        table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise IngestError(f"source {name}: {path} is not a readable Parquet file: {exc}; re-export it") from None
+        if isinstance(exc, PermissionError):
+            raise
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise IngestError(f"source {name}: {path} is not a readable Parquet file: {first_line}; re-export it") from None
+    tokens = pa.array(_null_values(read), type=pa.large_string())
+    for position, column in enumerate(table.columns):
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            null = pc.is_in(column, value_set=tokens.cast(column.type))
+            if pc.any(null).as_py():
+                table = table.set_column(position, table.field(position), pc.if_else(null, None, column))
+    return table.to_pandas()
 
 
 def _separator_hint(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> str:
@@ -227,14 +311,15 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
                 "remove one of the two"
             )
         mapped.add("order_id")
-    missing = [column for column in spec.required if column not in mapped]
+    derivable = name == "transactions" and all(factor in mapped for factor in AMOUNT_FACTORS)
+    missing = [column for column in spec.required if column not in mapped and not (column == "amount" and derivable)]
     if missing:
         hint = _separator_hint(name, path, frame, source)
         if not hint:
-            hint = (
-                f"; map the file's columns with sources.{name}.rename (file columns: "
-                f"{', '.join(map(str, frame.columns[:20]))})"
-            )
+            shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
+            hint = f"; map the file's columns with sources.{name}.rename (file columns: {shown})"
+            if "amount" in missing:
+                hint += "; without amount, give quantity and unit_price and amount is derived from them"
         raise IngestError(f"source {name}: {path} lacks required column(s) {', '.join(missing)}{hint}")
     taken = [column for column in ORIGIN_COLUMNS + ("reason",) if column in frame.columns]
     if taken:
@@ -257,8 +342,12 @@ def read_source(name: str, source: SourceConfig) -> RawSource:
     files = source_files(name, source)
     for path in files:
         fmt = _file_format(path, source)
-        frame = _read_parquet(name, path) if fmt == "parquet" else _read_csv(name, path, source)
-        frame.columns = [str(column).strip() for column in frame.columns]
+        try:
+            frame = _read_parquet(name, path, source.read) if fmt == "parquet" else _read_csv(name, path, source)
+        except PermissionError:
+            raise IngestError(_permission_message(name, path)) from None
+        check_unique_columns(name, path, list(frame.columns))
+        frame.columns = [_clean_name(column) for column in frame.columns]
         check_columns(name, path, frame, source)
         if frame.empty:
             notes.append(f"{path} has a header but no rows")
@@ -291,20 +380,26 @@ def _arrow_strings(values: pd.Series) -> pa.Array:
     return pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
 
 
-def parse_ids(values: pd.Series) -> pd.Series:
-    """Identifiers as strings, stripped; empty or blank -> null. Whole-number floats lose '.0'."""
+def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
+    """Identifiers as text, the same whatever the file type holds: surrounding whitespace stripped,
+    empty or blank -> null, integer-valued numbers as the integer ('17850.0', 17850.0 in a float
+    column and 17850 in an integer column all become '17850'); `case` 'lower'/'upper' folds case."""
     if pd.api.types.is_float_dtype(values.dtype):
-        whole = values.where(values == values.round())
+        whole = values.where((values == values.round()) & (values.abs() < 2.0**53))
         values = whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
     text = values.astype("str")
     arrow = _arrow_strings(text)
-    stripped = pc.utf8_trim_whitespace(arrow)  # what pandas' str.strip() runs on Arrow strings
-    lengths = pc.binary_length(stripped)
-    changed = pc.any(pc.not_equal(lengths, pc.binary_length(arrow))).as_py()
+    cleaned = pc.utf8_trim_whitespace(arrow)  # what pandas' str.strip() runs on Arrow strings
+    if pc.any(pc.match_substring(cleaned, ".")).as_py():  # cheap test before the regular expression
+        cleaned = pc.replace_substring_regex(cleaned, INTEGER_TEXT_PATTERN, r"\1")
+    if case != "keep":
+        cleaned = pc.utf8_lower(cleaned) if case == "lower" else pc.utf8_upper(cleaned)
+    lengths = pc.binary_length(cleaned)
+    changed = case != "keep" or pc.any(pc.not_equal(lengths, pc.binary_length(arrow))).as_py()
     blank = pc.any(pc.equal(lengths, 0)).as_py()
     if not changed and not blank:  # keep sharing the raw column's memory
         return text
-    cleaned = pc.if_else(pc.equal(lengths, 0), pa.scalar(None, pa.large_string()), stripped) if blank else stripped
+    cleaned = pc.if_else(pc.equal(lengths, 0), pa.scalar(None, pa.large_string()), cleaned) if blank else cleaned
     return _text_series(cleaned, text.index)
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal, assert_series_equal
 
 from pipeline.config import IngestConfig, SourceConfig
@@ -21,6 +23,7 @@ from pipeline.ingest import (
     ingest_sources,
     keep_rows,
     parse_source,
+    data_start,
     reference_time,
     repeated,
     row_reasons,
@@ -78,6 +81,22 @@ def test_parse_booleans_accepts_words_and_digits():
     raw = pd.Series(["true", "No", "1", "0", "YES", "maybe", None], dtype="str")
     expected = pd.Series([True, False, True, False, True, pd.NA, pd.NA], dtype="boolean")
     assert_series_equal(parse_booleans(raw), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1), st.sampled_from(["", ".0", ".00", "."]))
+def test_parse_ids_gives_integer_ids_one_text_whatever_their_type(number, decimals):
+    text = pd.Series([f" {number}{decimals} ", str(number)], dtype="str")
+    assert parse_ids(text).tolist() == [str(number)] * 2
+    assert parse_ids(pd.Series([float(number)])).tolist() == [str(number)]  # a float Parquet column
+    assert parse_ids(pd.Series([number], dtype="int64")).tolist() == [str(number)]
+
+
+def test_parse_ids_keeps_other_text_and_folds_case_only_when_asked():
+    raw = pd.Series(["17850.5", "0017850", "AB-1.0", "Ab1", None], dtype="str")
+    assert parse_ids(raw).tolist()[:4] == ["17850.5", "0017850", "AB-1.0", "Ab1"]
+    assert parse_ids(raw, case="lower").tolist()[3] == "ab1"
+    assert parse_ids(raw, case="upper").tolist()[3] == "AB1"
 
 
 def test_parse_ids_strips_and_treats_blank_as_missing():
@@ -146,14 +165,16 @@ def test_feedback_rules_quarantine_each_bad_row_with_its_reason():
             "score": ["9", "-1", "6", "8", "4", "3", "ten"],
         },
     )
-    result = ingest({"feedback": raw, "transactions": transactions()}, max_bad_share=1.0).sources["feedback"]
+    result = ingest(
+        {"feedback": raw, "transactions": transactions()}, max_bad_share=1.0, max_anonymous_share=1.0
+    ).sources["feedback"]
     expected = raw.frame.iloc[1:].reset_index(drop=True).assign(
         source_file="in.csv",
         source_row=np.arange(2, 8),
         reason=[
             "score: outside 0-10 for nps",
             "score: outside 1-5 for csat",
-            "customer_id: missing",
+            "anonymous",
             "submitted_at: not a timestamp",
             "kind: not one of nps, csat, review",
             "score: not a number",
@@ -170,9 +191,11 @@ def test_a_row_with_several_problems_lists_them_all_in_column_order():
         "feedback",
         {"customer_id": [None], "submitted_at": ["yesterday"], "kind": ["nps"], "score": ["11"]},
     )
-    result = ingest({"feedback": raw, "transactions": transactions()}, max_bad_share=1.0).sources["feedback"]
+    result = ingest(
+        {"feedback": raw, "transactions": transactions()}, max_bad_share=1.0, max_anonymous_share=1.0
+    ).sources["feedback"]
     assert result.quarantine["reason"].tolist() == [
-        "customer_id: missing; submitted_at: not a timestamp; score: outside 0-10 for nps"
+        "anonymous; submitted_at: not a timestamp; score: outside 0-10 for nps"
     ]
 
 
@@ -309,6 +332,22 @@ def test_reference_time_ignores_far_future_outliers():
     # Even 3% of rows in 2099 cannot become the reference.
     corrupt = reference_time(_parsed_transactions(times + ["2099-01-01"] * 11))
     assert corrupt == pd.Timestamp("2024-12-31", tz="UTC")
+
+
+def test_data_start_ignores_far_past_outliers():
+    times = [str(day.date()) for day in pd.date_range("2024-01-01", "2024-12-31", freq="D")]
+    assert data_start(_parsed_transactions(times)) == pd.Timestamp("2024-01-01", tz="UTC")
+    # 1900-01-01 and the Unix epoch (common stand-ins for 'unknown'), even 3% of rows, cannot become the start.
+    corrupt = data_start(_parsed_transactions(["1900-01-01"] * 6 + ["1970-01-01"] * 5 + times))
+    assert corrupt == pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def test_data_start_keeps_a_sparse_but_real_beginning():
+    # A shop whose first years had an order every few months, then many.
+    sparse = [str(day.date()) for day in pd.date_range("2019-01-01", "2022-12-31", freq="90D")]
+    busy = [str(day.date()) for day in pd.date_range("2023-01-01", "2024-12-31", freq="D")] * 3
+    assert data_start(_parsed_transactions(sparse + busy)) == pd.Timestamp(sparse[0], tz="UTC")
+    assert data_start(_parsed_transactions([])) is None
 
 
 def test_reference_time_keeps_a_quiet_but_real_tail():

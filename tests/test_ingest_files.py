@@ -14,7 +14,8 @@ from pipeline.cli import app
 from pipeline.config import config_from_dict
 from pipeline.errors import IngestError
 from pipeline.run import ingest as ingest_runner
-from pipeline.sources import _read_csv_with_arrow, read_source
+from pipeline.config import NULL_TOKENS
+from pipeline.sources import _header_names, _read_csv_with_arrow, read_source
 
 GOOD_TRANSACTIONS = (
     "order_id,customer_id,ordered_at,amount\n"
@@ -288,18 +289,20 @@ TRICKY_CSV = (
 
 
 def pandas_read(path: Path, **options) -> pd.DataFrame:
-    return pd.read_csv(path, engine="pyarrow", dtype=str, keep_default_na=False, na_values=[""], **options)
+    return pd.read_csv(path, engine="pyarrow", dtype=str, keep_default_na=False, na_values=list(NULL_TOKENS), **options)
 
 
 @pytest.mark.parametrize("sep", [",", ";", "\t"])
 def test_arrow_csv_reader_matches_the_pandas_reader(tmp_path, sep):
     path = write(tmp_path, "t.csv", TRICKY_CSV.replace(",", sep) if sep != "," else TRICKY_CSV)
     config = make_config(tmp_path, {"transactions": {"path": "t.csv", "read": {"sep": sep}}})
-    assert _read_csv_with_arrow(path, config.sources.transactions.read) is not None  # no fallback
+    read = config.sources.transactions.read
+    assert _read_csv_with_arrow(path, read, _header_names(path, read)) is not None  # no fallback
     fast = read_source("transactions", config.sources.transactions).frame
     if sep == ",":
         pd.testing.assert_frame_equal(fast, pandas_read(path, sep=sep))
-    assert fast["note"].tolist()[0] == "NA"  # 'NA' stays text; only empty cells are null
+    assert fast["note"].tolist()[0] == "NA"  # 'NA' stays text; empty cells and null tokens are null
+    assert fast["note"].isna().tolist() == [False, True, False, True]
     assert fast["amount"].isna().tolist() == [False, True, False, False]
     assert all(str(dtype) == "str" for dtype in fast.dtypes)
 
@@ -313,8 +316,8 @@ def test_arrow_csv_reader_with_column_names_and_no_header(tmp_path):
     assert frame["amount"].tolist() == ["10.5", "2", "-4"]
 
 
-def test_repeated_header_names_fall_back_to_the_pandas_reader(tmp_path):
+def test_repeated_header_names_are_an_error_naming_the_column(tmp_path):
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,x,x\no1,c1,2024-01-01,1,a,b\n")
     config = make_config(tmp_path, {"transactions": {"path": "t.csv"}})
-    frame = read_source("transactions", config.sources.transactions).frame
-    assert list(frame.columns) == ["order_id", "customer_id", "ordered_at", "amount", "x", "x.1"]
+    with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has column\(s\) 'x' more than once"):
+        read_source("transactions", config.sources.transactions)

@@ -70,6 +70,19 @@ def money_units(column: str) -> pl.Expr:
     return (pl.col(column) * MONEY_UNITS).round(0).cast(pl.Int64)
 
 
+def check_sums_fit(frame: pl.DataFrame, column: str) -> None:
+    """Raise FeatureError unless the sum of |`column`| over all rows, in MONEY_UNITS, fits well inside
+    int64: then no row's units and no sum over any subset of the rows can overflow (ingest bounds each
+    row by ingest.max_abs_amount; this bounds the total)."""
+    total = frame.select(pl.col(column).abs().sum()).item() or 0.0
+    if not total * MONEY_UNITS < 2.0**62:  # half of int64's range: room for the float sum's rounding
+        raise FeatureError(
+            f"the validated {column} values add up to {total:.4g} in absolute value, more than the "
+            f"{2.0**62 / MONEY_UNITS:.4g} that sums can hold exactly; check the export for mis-scaled values "
+            "(e.g. cents read as units), lower ingest.max_abs_amount and re-run `churn ingest`"
+        )
+
+
 def _micros(column: str | pl.Expr) -> pl.Expr:
     """A UTC datetime as int64 microseconds, NULL_TIME when missing."""
     expr = pl.col(column) if isinstance(column, str) else column
@@ -546,6 +559,7 @@ def _ticket_rows(tickets: pl.DataFrame, codes: _Codes, customers: int) -> Ticket
 
 
 def _loyalty_rows(loyalty: pl.DataFrame, codes: _Codes, customers: int) -> LoyaltyRows:
+    check_sums_fit(loyalty, "points")
     order, code = _keyed_order(loyalty, codes, "loyalty_events")
     kind = pl.col("kind")
     units = money_units("points").abs().fill_null(0)  # events without points move no points
@@ -610,6 +624,7 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
         return to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
 
     transactions = frame("transactions")
+    check_sums_fit(transactions, "amount")
     lines = _numpy(_line_values(transactions))
     order, line_codes, customer_ids, codes = _number_customers(transactions, lines)
     customers = len(customer_ids)

@@ -74,23 +74,26 @@ def write_outputs(cfg: Config, result: IngestResult, outputs: OutputSet) -> None
 
 
 def report_table(report: dict[str, Any]) -> Table:
-    """One row per source: rows in, validated, quarantined, duplicates, top reasons."""
+    """One row per source: rows in, validated, quarantined, anonymous (of those), duplicates, top reasons."""
     reference = report.get("reference_time") or "-"
     table = Table(title=f"Ingest (reference time {reference}, tolerance {report['future_tolerance_days']:g} d)")
     for column, justify in (("source", "left"), ("input", "right"), ("validated", "right"),
-                            ("quarantined", "right"), ("bad", "right"), ("duplicates", "right"),
+                            ("quarantined", "right"), ("anonymous", "right"), ("bad", "right"), ("duplicates", "right"),
                             ("top reasons", "left")):
         table.add_column(column, justify=justify)
     for name, entry in report["sources"].items():
         if not entry["configured"]:
-            table.add_row(name, "-", "-", "-", "-", "-", "not configured (no rows)")
+            table.add_row(name, "-", "-", "-", "-", "-", "-", "not configured (no rows)")
             continue
-        reasons = "\n".join(f"{item['rows']:,} × {item['reason']}" for item in entry["top_reasons"][:3])
+        reasons = "\n".join(
+            [f"{item['rows']:,} × {item['reason']}" for item in entry["top_reasons"][:3]] + entry["notes"]
+        )
         table.add_row(
             name,
             f"{entry['input_rows']:,}",
             f"{entry['validated_rows']:,}",
             f"{entry['quarantined_rows']:,}",
+            f"{entry['anonymous_rows']:,}",
             f"{entry['bad_share']:.1%}",
             f"{entry['duplicate_rows']:,}",
             reasons or "-",

@@ -1,0 +1,456 @@
+"""The hostile-input catalogue: exports a user really meets, each with the one outcome it must get.
+
+Three kinds of outcome (README, "What bad input gets"):
+- `ERRORS`: `churn ingest` (the CLI, in-process) exits 1 or 2 with a one-line message naming the file
+  or key, and no traceback;
+- `QUARANTINED`: ingest succeeds, the bad rows are quarantined with the expected reason, and
+  validated + quarantined = input rows;
+- `SAME_AS_CLEAN`: the validated output equals that of the clean export.
+
+Every case is a few lines of text (or a tiny Parquet file); only ingest runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.config import config_from_dict
+from pipeline.ingest import ANONYMOUS, IngestResult, ingest_sources
+from pipeline.sources import read_source
+
+HEADER = "order_id,customer_id,ordered_at,amount"
+ROWS = [
+    "o1,17850,2024-01-01 10:00:00,10.5",
+    "o1,17850,2024-01-01 10:00:00,2",
+    "o2,13047,2024-01-03 09:30:00,-4",
+    "o3,17850,2024-02-01 08:00:00,7.25",
+    "o4,13047,2024-02-10 12:00:00,3",
+    "o5,12583,2024-02-11 12:00:00,30",
+]
+CLEAN = "\n".join([HEADER, *ROWS]) + "\n"
+FEEDBACK = (
+    "customer_id,submitted_at,kind,score\n"
+    "17850,2024-01-05 10:00:00,nps,9\n"
+    "13047,2024-01-06 10:00:00,csat,4\n"
+    "12583,2024-02-12 10:00:00,review,5\n"
+)
+TICKETS = (
+    "ticket_id,customer_id,opened_at,closed_at,channel\n"
+    "t1,17850,2024-01-05 10:00:00,2024-01-06 10:00:00,email\n"
+    "t2,13047,2024-01-07 10:00:00,,chat\n"
+)
+LOYALTY = (
+    "customer_id,occurred_at,kind,points\n"
+    "17850,2024-01-05 10:00:00,enroll,\n"
+    "17850,2024-01-06 10:00:00,earn,120\n"
+    "13047,2024-01-07 10:00:00,earn,80\n"
+)
+
+
+def with_rows(*rows: str, header: str = HEADER) -> str:
+    """The clean transactions plus `rows`."""
+    return "\n".join([header, *ROWS, *rows]) + "\n"
+
+
+def with_column(csv: str, name: str, value: str, *, last: str | None = None) -> str:
+    """`csv` with one more column `name` holding `value` on every row (`last` on the last row)."""
+    header, *rows = csv.splitlines()
+    values = [value] * len(rows)
+    if last is not None:
+        values[-1] = last
+    return "".join(f"{line}\n" for line in [f"{header},{name}", *(f"{row},{v}" for row, v in zip(rows, values))])
+
+
+@dataclass(frozen=True)
+class Case:
+    """An export: files (name -> text or bytes, or a callable writing into the folder), the source
+    mapping, ingest settings and an optional set-up (e.g. a monkeypatch) before running."""
+
+    files: dict[str, str | bytes | Callable[[Path], None]]
+    sources: dict[str, dict] = field(default_factory=lambda: {"transactions": {"path": "t.csv"}})
+    ingest: dict = field(default_factory=dict)
+
+
+def write_files(folder: Path, case: Case) -> None:
+    for name, content in case.files.items():
+        path = folder / name
+        if callable(content):
+            content(path)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def raw_config(case: Case) -> dict:
+    return {
+        "paths": {"data_dir": "out", "models_dir": "models"},
+        "sources": case.sources,
+        "ingest": case.ingest,
+        "features": {"snapshots": {"dates": ["2024-03-01"]}},
+    }
+
+
+def ingest_in_memory(folder: Path, case: Case) -> IngestResult:
+    """Read and validate every source of `case` (the pure functions `churn ingest` runs; nothing written)."""
+    write_files(folder, case)
+    cfg = config_from_dict(raw_config(case), base_dir=folder)
+    configured = cfg.sources.configured()
+    raws = {name: read_source(name, source) for name, source in configured.items()}
+    return ingest_sources(raws, sources=configured, settings=cfg.ingest)
+
+
+def run_cli(folder: Path, case: Case):
+    """`churn ingest -c <config> -q` in-process; the output with line wrapping undone."""
+    write_files(folder, case)
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(raw_config(case)), encoding="utf-8")
+    result = CliRunner().invoke(app, ["ingest", "-c", str(config), "-q"], env={"COLUMNS": "4000"})
+    return result, " ".join(result.output.split())
+
+
+# --- 1. clear one-line errors --------------------------------------------------------------------
+
+
+def _huge_line(path: Path) -> None:
+    path.write_bytes(b"x" * (2**20 + 10))
+
+
+def _not_parquet(path: Path) -> None:
+    path.write_text(CLEAN, encoding="utf-8")
+
+
+def _parquet_with_two_amounts(path: Path) -> None:
+    import pyarrow as pa
+
+    arrays = [pa.array(["o1"]), pa.array(["c1"]), pa.array(["2024-01-01"]), pa.array([1.0]), pa.array([2.0])]
+    pq.write_table(pa.Table.from_arrays(arrays, names=["order_id", "customer_id", "ordered_at", "amount", "amount"]), path)
+
+
+ERRORS = {
+    "missing file": (Case(files={}), r"source transactions: file not found: .*t\.csv; fix sources\.transactions\.path"),
+    "glob matching nothing": (
+        Case(files={}, sources={"transactions": {"path": "exports/*.csv"}}),
+        r"source transactions: no file matches .*exports/\*\.csv",
+    ),
+    "a folder given as the path": (
+        Case(files={"t.csv": lambda path: path.mkdir()}),
+        r"source transactions: .*t\.csv is a folder, not a file; point sources\.transactions\.path at a file, or at a glob",
+    ),
+    "empty file": (Case(files={"t.csv": ""}), r"source transactions: .*t\.csv is empty \(not even a header row\)"),
+    "one huge line without a line break": (
+        Case(files={"t.csv": _huge_line}),
+        r"source transactions: .*t\.csv starts with a line of more than 1 MiB with no line break, so it has no header row",
+    ),
+    "required column missing": (
+        Case(files={"t.csv": CLEAN.replace("ordered_at", "date")}),
+        r"source transactions: .*t\.csv lacks required column\(s\) ordered_at; map the file's columns with sources\.transactions\.rename",
+    ),
+    "amount missing, no quantity and unit price": (
+        Case(files={"t.csv": CLEAN.replace(",amount", ",value")}),
+        r"lacks required column\(s\) amount; .*without amount, give quantity and unit_price",
+    ),
+    "wrong separator": (
+        Case(files={"t.csv": CLEAN.replace(",", ";")}),
+        r"only one column was read .*seems to use ';' as separator, set sources\.transactions\.read\.sep: ';'",
+    ),
+    "bytes that are not UTF-8": (
+        Case(files={"t.csv": CLEAN.encode() + "o9,Müller,2024-01-04,1\n".encode("latin-1")}),
+        r"source transactions: .*t\.csv is not valid utf-8 \(line 8, byte \d+\); re-export it as UTF-8",
+    ),
+    "two columns with one name": (
+        Case(files={"t.csv": with_column(CLEAN, "amount", "1")}),
+        r"source transactions: .*t\.csv has column\(s\) 'amount' more than once",
+    ),
+    "two columns with one name once spaces are stripped": (
+        Case(files={"t.csv": "order_id,customer_id,ordered_at,amount, amount\no1,c1,2024-01-01,1,2\n"}),
+        r"source transactions: .*t\.csv has column\(s\) 'amount' more than once",
+    ),
+    "two columns with one name after rename": (
+        Case(files={"t.csv": "order_id,customer_id,ordered_at,amount,net\no1,c1,2024-01-01,1,2\n"},
+             sources={"transactions": {"path": "t.csv", "rename": {"net": "amount"}}}),
+        r"would have column\(s\) amount twice after sources\.transactions\.rename",
+    ),
+    "two columns with one name in Parquet": (
+        Case(files={"t.parquet": _parquet_with_two_amounts}, sources={"transactions": {"path": "t.parquet"}}),
+        r"source transactions: .*t\.parquet has column\(s\) 'amount' more than once",
+    ),
+    "a column named like a quarantine column": (
+        Case(files={"t.csv": with_column(CLEAN, "reason", "x")}),
+        r"has column\(s\) reason, reserved for the quarantine file",
+    ),
+    "transactions with a header but no rows": (
+        Case(files={"t.csv": HEADER + "\n"}), r"source transactions: .*t\.csv has a header but no rows; transactions are required",
+    ),
+    "not a Parquet file": (
+        Case(files={"t.parquet": _not_parquet}, sources={"transactions": {"path": "t.parquet"}}),
+        r"source transactions: .*t\.parquet is not a readable Parquet file: .*; re-export it",
+    ),
+    "an unclosed quote": (
+        Case(files={"t.csv": with_rows('o9,"17850,2024-01-04,1')}),
+        r"source transactions: .*t\.csv cannot be parsed as CSV with sep=',': .*check sources\.transactions\.read\.sep and the quoting",
+    ),
+    "mostly bad rows": (
+        Case(files={"t.csv": with_rows(*[f"o{i},1,yesterday,1" for i in range(10, 14)])}),
+        r"source transactions: 40\.0% of 10 rows are bad \(limit 20%\); top reasons: ordered_at: not a timestamp \(4 rows\)",
+    ),
+    "mostly anonymous rows (a mis-mapped id column)": (
+        Case(files={"t.csv": with_rows(*[f"o{i},,2024-01-04,1" for i in range(10, 17)])}),
+        r"source transactions: 53\.8% of 13 rows have no customer_id \(limit 50%\)\. Nothing was written\. Is the right column mapped onto customer_id",
+    ),
+    "order ids and one_order_per_row": (
+        Case(files={"t.csv": CLEAN}, sources={"transactions": {"path": "t.csv", "one_order_per_row": True}}),
+        r"has an order_id column but sources\.transactions\.one_order_per_row is true",
+    ),
+    "a bad ingest setting": (
+        Case(files={"t.csv": CLEAN}, ingest={"max_anonymous_share": 2}),
+        r"config error: invalid configuration in .*config\.yaml: ingest\.max_anonymous_share: Input should be less than or equal to 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("case, message", ERRORS.values(), ids=ERRORS.keys())
+def test_hostile_export_gets_a_one_line_error(tmp_path, case, message):
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code in (1, 2), output
+    assert isinstance(result.exception, SystemExit)  # a domain error, not a crash
+    assert "Traceback" not in result.output
+    assert re.search(message, output), output
+    assert not (tmp_path / "out" / "validated").exists()  # nothing written
+
+
+def test_permission_denied_on_a_source_file_is_a_one_line_error(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    path.write_text(CLEAN, encoding="utf-8")
+    path.chmod(0)
+    if os.access(path, os.R_OK):  # root reads anything: let the kernel's answer be the one a user would get
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == path else real_access(p, mode, **kw))
+    result, output = run_cli(tmp_path, Case(files={}))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(r"error: source transactions: permission denied reading .*t\.csv; make the file readable", output), output
+
+
+def test_disk_full_while_writing_is_a_one_line_error_naming_the_file(tmp_path, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pq, "write_table", full_disk)  # the library call that writes every Parquet output
+    result, output = run_cli(tmp_path, Case(files={"t.csv": CLEAN}))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert re.search(r"error: cannot write .*out/(validated|quarantine)/\w+\.parquet: No space left on device; free space", output), output
+
+
+# --- 2. quarantine rows with a reason ------------------------------------------------------------
+
+
+SMALL_SOURCE = {"max_bad_share": 0.5}  # one bad row among three or four is more than the default 20%
+QUARANTINED = {
+    "a date that is not a date": (Case(files={"t.csv": with_rows("o9,17850,yesterday,1")}), "ordered_at: not a timestamp"),
+    "an impossible date": (Case(files={"t.csv": with_rows("o9,17850,2024-02-30 10:00:00,1")}), "ordered_at: not a timestamp"),
+    "a far-future date": (Case(files={"t.csv": with_rows("o9,17850,2099-01-01,1")}), "ordered_at: later than the data's end + tolerance (2024-02-12 12:00 UTC)"),
+    "an implausibly old date": (Case(files={"t.csv": with_rows("o9,17850,1900-01-01,1")}), "ordered_at: earlier than the data's start (2024-01-01 UTC)"),
+    "the Unix epoch as a date": (Case(files={"t.csv": with_rows("o9,17850,1970-01-01 00:00:00,1")}), "ordered_at: earlier than the data's start (2024-01-01 UTC)"),
+    "a date before ingest.earliest": (
+        Case(files={"t.csv": with_rows("o9,17850,2023-12-24,1")}, ingest={"earliest": "2024-01-01"}),
+        "ordered_at: earlier than ingest.earliest (2024-01-01 UTC)",
+    ),
+    "a decimal comma": (Case(files={"t.csv": with_rows('o9,17850,2024-01-04,"12,50"')}), "amount: not a number"),
+    "infinite amount": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,inf")}), "amount: not a number"),
+    "a null token as amount": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,NaN")}), "amount: missing"),
+    "an amount of 1e15": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,1e15")}), "amount: beyond ±1e+09 (ingest.max_abs_amount)"),
+    "a refund of -6e14": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,-6e14")}), "amount: beyond ±1e+09 (ingest.max_abs_amount)"),
+    "an amount above a lowered bound": (
+        Case(files={"t.csv": with_rows("o9,17850,2024-01-04,5000")}, ingest={"max_abs_amount": 1000}),
+        "amount: beyond ±1000 (ingest.max_abs_amount)",
+    ),
+    "a missing order id": (Case(files={"t.csv": with_rows(",17850,2024-01-04,1")}), "order_id: missing"),
+    "a null token as order id": (Case(files={"t.csv": with_rows("NULL,17850,2024-01-04,1")}), "order_id: missing"),
+    "a guest checkout": (Case(files={"t.csv": with_rows("o9,,2024-01-04,1")}), ANONYMOUS),
+    "a negative discount": (
+        Case(files={"t.csv": with_column(with_rows("o9,17850,2024-01-04,1"), "discount", "0", last="-2")}),
+        "discount: negative",
+    ),
+    "nps out of range": (
+        Case(files={"t.csv": CLEAN, "f.csv": FEEDBACK + "17850,2024-01-08,nps,11\n"},
+             sources={"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}, ingest=SMALL_SOURCE),
+        "score: outside 0-10 for nps",
+    ),
+    "an unknown feedback kind": (
+        Case(files={"t.csv": CLEAN, "f.csv": FEEDBACK + "17850,2024-01-08,stars,3\n"},
+             sources={"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}, ingest=SMALL_SOURCE),
+        "kind: not one of nps, csat, review",
+    ),
+    "a ticket closed before it opened": (
+        Case(files={"t.csv": CLEAN, "s.csv": TICKETS + "t3,17850,2024-01-09 10:00:00,2024-01-08 10:00:00,email\n"},
+             sources={"transactions": {"path": "t.csv"}, "support_tickets": {"path": "s.csv"}}, ingest=SMALL_SOURCE),
+        "closed_at: before opened_at",
+    ),
+    "an unknown ticket channel": (
+        Case(files={"t.csv": CLEAN, "s.csv": TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"},
+             sources={"transactions": {"path": "t.csv"}, "support_tickets": {"path": "s.csv"}}, ingest=SMALL_SOURCE),
+        "channel: not one of phone, email, chat, social, other",
+    ),
+    "loyalty points of 1e15": (
+        Case(files={"t.csv": CLEAN, "l.csv": LOYALTY + "13047,2024-01-08 10:00:00,earn,1e15\n"},
+             sources={"transactions": {"path": "t.csv"}, "loyalty_events": {"path": "l.csv"}}, ingest=SMALL_SOURCE),
+        "points: beyond ±1e+09 (ingest.max_abs_amount)",
+    ),
+    "a derived amount without a quantity": (
+        Case(files={"t.csv": "order_id,customer_id,ordered_at,quantity,unit_price\n"
+                             + "".join(f"o{i},17850,2024-01-0{i} 10:00:00,2,3.5\n" for i in range(1, 8))
+                             + "o9,17850,2024-01-04,,3.5\n"}),
+        "amount (= quantity × unit_price): missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case, reason", QUARANTINED.values(), ids=QUARANTINED.keys())
+def test_hostile_rows_are_quarantined_with_a_reason(tmp_path, case, reason):
+    result = ingest_in_memory(tmp_path, case)
+    quarantined = pd.concat([source.quarantine for source in result.sources.values()], ignore_index=True)
+    assert quarantined["reason"].tolist() == [reason]
+    for name, source in result.sources.items():
+        report = source.report
+        assert report["input_rows"] == report["validated_rows"] + report["quarantined_rows"], name
+        assert (len(source.validated), len(source.quarantine)) == (report["validated_rows"], report["quarantined_rows"])
+
+
+# --- 3. the same validated output as the clean export --------------------------------------------
+
+
+def _parquet_of_clean(path: Path) -> None:
+    frame = pd.read_csv(pd.io.common.StringIO(CLEAN), dtype={"customer_id": "float64", "order_id": "str"})
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"])
+    frame.to_parquet(path)
+
+
+def _float_ids_half_parquet(folder: Path) -> None:
+    """The first three rows as Parquet with float customer ids, the rest as CSV with text ids."""
+    folder.mkdir()
+    frame = pd.read_csv(pd.io.common.StringIO("\n".join([HEADER, *ROWS[:3]])), dtype={"order_id": "str"})
+    frame["customer_id"] = frame["customer_id"].astype("float64")
+    frame.to_parquet(folder / "part-1.parquet")
+    (folder / "part-2.csv").write_text("\n".join([HEADER, *ROWS[3:]]) + "\n", encoding="utf-8")
+
+
+QUANTITY_EXPORT = (
+    "InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice\n"
+    "o1,17850.0,2024-01-01 10:00:00,3,3.5\n"
+    "o1,17850.0,2024-01-01 10:00:00,1,2\n"
+    "o2,13047.0,2024-01-03 09:30:00,-2,2\n"
+    "o3,17850.0,2024-02-01 08:00:00,1,7.25\n"
+    "o4,13047.0,2024-02-10 12:00:00,6,0.5\n"
+    "o5,12583.0,2024-02-11 12:00:00,10,3\n"
+)
+
+SAME_AS_CLEAN = {
+    "a UTF-8 byte-order mark": Case(files={"t.csv": "\ufeff" + CLEAN}),
+    "CRLF line endings": Case(files={"t.csv": CLEAN.replace("\n", "\r\n")}),
+    "semicolons with read.sep": Case(files={"t.csv": CLEAN.replace(",", ";")},
+                                     sources={"transactions": {"path": "t.csv", "read": {"sep": ";"}}}),
+    "tabs with read.sep": Case(files={"t.csv": CLEAN.replace(",", "\t")},
+                               sources={"transactions": {"path": "t.csv", "read": {"sep": "\t"}}}),
+    "a quoted line break in an extra column": Case(files={"t.csv": with_column(CLEAN, "note", '"two\nlines"')}),
+    "whitespace around ids and names": Case(files={"t.csv": CLEAN.replace(",17850,", ",  17850 ,").replace("amount", " amount ")}),
+    "float-formatted ids": Case(files={"t.csv": CLEAN.replace(",17850,", ",17850.0,").replace(",13047,", ",13047.00,")}),
+    "float ids in Parquet and text ids in CSV, one glob": Case(
+        files={"parts": _float_ids_half_parquet}, sources={"transactions": {"path": "parts/part-*"}}),
+    "a Parquet export with typed columns": Case(files={"t.parquet": _parquet_of_clean},
+                                                sources={"transactions": {"path": "t.parquet"}}),
+    "columns in another order": Case(files={"t.csv": "\n".join(
+        ",".join(line.split(",")[i] for i in (3, 1, 0, 2)) for line in CLEAN.splitlines()) + "\n"}),
+    "the export's own column names": Case(
+        files={"t.csv": CLEAN.replace(HEADER, "Invoice,Client,Date,Net")},
+        sources={"transactions": {"path": "t.csv", "rename": {"Invoice": "order_id", "Client": "customer_id",
+                                                              "Date": "ordered_at", "Net": "amount"}}}),
+    "blank lines at the end": Case(files={"t.csv": CLEAN + "\n\n"}),
+    "a header-only feedback file without a trailing newline": Case(
+        files={"t.csv": CLEAN, "f.csv": "customer_id,submitted_at,kind,score"},
+        sources={"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}),
+    "quantity and unit price instead of amount": Case(
+        files={"t.csv": QUANTITY_EXPORT},
+        sources={"transactions": {"path": "t.csv", "rename": {"InvoiceNo": "order_id", "CustomerID": "customer_id",
+                                                              "InvoiceDate": "ordered_at", "Quantity": "quantity",
+                                                              "UnitPrice": "unit_price"}}}),
+    "ids in another case with ingest.id_case": Case(
+        files={"t.csv": CLEAN.replace(",17850,", ",AB17850,", 1).replace(",17850,", ",ab17850,")},
+        ingest={"id_case": "lower"}),
+}
+# What the clean export gives for the columns every variant has; some add columns of their own.
+COMPARED = ["order_id", "customer_id", "ordered_at", "amount"]
+
+
+@pytest.fixture(scope="module")
+def clean_validated(tmp_path_factory) -> pd.DataFrame:
+    result = ingest_in_memory(tmp_path_factory.mktemp("clean"), Case(files={"t.csv": CLEAN}))
+    return result.sources["transactions"].validated[COMPARED]
+
+
+@pytest.mark.parametrize("case", SAME_AS_CLEAN.values(), ids=SAME_AS_CLEAN.keys())
+def test_harmless_export_variants_validate_like_the_clean_export(tmp_path, case, clean_validated):
+    result = ingest_in_memory(tmp_path, case)
+    validated = result.sources["transactions"].validated[COMPARED]
+    expected = clean_validated
+    if case.ingest.get("id_case") == "lower":
+        expected = clean_validated.assign(customer_id=clean_validated["customer_id"].str.replace("17850", "ab17850"))
+    pd.testing.assert_frame_equal(validated, expected)
+    for source in result.sources.values():
+        assert source.report["quarantined_rows"] == 0, source.report["top_reasons"]
+    assert validated["customer_id"].nunique() == 3  # 17850, 13047, 12583: float text and Parquet floats too
+
+
+def test_null_tokens_in_ids_are_anonymous_not_one_pseudo_customer(tmp_path):
+    tokens = ["NULL", "null", "NaN", "N/A", "None", ""]
+    case = Case(files={"t.csv": with_rows(*[f"o{i},{token},2024-01-04,1" for i, token in enumerate(tokens, 10)])},
+                ingest={"max_anonymous_share": 0.6})
+    result = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert result.quarantine["reason"].tolist() == [ANONYMOUS] * len(tokens)
+    assert result.quarantine["customer_id"].isna().all()  # read as missing, not as the text 'NULL'
+    assert result.report["anonymous_rows"] == len(tokens) and result.report["bad_rows"] == 0
+
+
+def test_configured_na_values_replace_the_default_tokens(tmp_path):
+    case = Case(files={"t.csv": with_rows("o9,-,2024-01-04,1", "o10,NULL,2024-01-04,1")},
+                sources={"transactions": {"path": "t.csv", "read": {"na_values": ["-"]}}})
+    result = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert result.quarantine["reason"].tolist() == [ANONYMOUS]  # '-' is missing; 'NULL' is an id now
+    assert "NULL" in set(result.validated["customer_id"])
+
+
+def test_a_quarter_of_guest_checkouts_ingests_with_default_settings(tmp_path):
+    guests = [f"g{i},,2024-01-0{i % 9 + 1} 10:00:00,5" for i in range(2)]  # 2 of 8 rows: 25%
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": with_rows(*guests)}))
+    report = result.sources["transactions"].report
+    assert (report["input_rows"], report["validated_rows"], report["anonymous_rows"]) == (8, 6, 2)
+    assert (report["anonymous_share"], report["bad_rows"], report["bad_share"]) == (0.25, 0, 0.0)
+
+
+def test_the_quantity_export_reports_the_derived_amount(tmp_path):
+    case = SAME_AS_CLEAN["quantity and unit price instead of amount"]
+    result = ingest_in_memory(tmp_path, case)
+    report = result.sources["transactions"].report
+    assert report["derived"] == {"amount": "quantity × unit_price"}
+    assert "amount derived as quantity × unit_price (the source has no amount column)" in report["notes"]
+    assert result.sources["transactions"].validated["unit_price"].tolist() == [3.5, 2.0, 2.0, 7.25, 0.5, 3.0]
+
+
+def test_a_discount_is_taken_off_the_derived_amount(tmp_path):
+    text = "order_id,customer_id,ordered_at,quantity,unit_price,discount\n" + "".join(
+        f"o{i},c1,2024-01-0{i},2,5,{discount}\n" for i, discount in enumerate(["1.5", "", "0"], 1)
+    )
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": text})).sources["transactions"]
+    assert result.validated["amount"].tolist() == [8.5, 10.0, 10.0]  # 2 x 5 - discount; none given = 0
+    assert result.report["derived"] == {"amount": "quantity × unit_price − discount"}
