@@ -250,7 +250,9 @@ def test_disk_full_while_writing_is_a_one_line_error_naming_the_file(tmp_path, m
     monkeypatch.setattr(pq, "write_table", full_disk)  # the library call that writes every Parquet output
     result, output = run_cli(tmp_path, Case(files={"t.csv": CLEAN}))
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert re.search(r"error: cannot write .*out/(validated|quarantine)/\w+\.parquet: No space left on device; free space", output), output
+    assert re.search(r"error: cannot write .*out/(validated|quarantine)/\w+\.parquet: No space left on device; "
+                     r"nothing was published", output), output
+    assert not (tmp_path / "out" / "validated").exists()  # no half set: nothing of this run was published
 
 
 # --- 2. quarantine rows with a reason ------------------------------------------------------------
