@@ -4,11 +4,20 @@
 - `logistic_rfm`: logistic regression on the numeric RFM features (median imputation and scaling
   fitted on the training rows only; on at most LOGISTIC_FIT_ROWS of them, a seeded random sample:
   a handful of coefficients does not need millions of rows).
-- `btyd`: the BTYD model's expected purchases over the horizon, negated (fewer expected purchases,
+- `btyd`: BG/NBD's expected purchases over the horizon, negated (fewer expected purchases,
   likelier churn); `1 - btyd_p_alive` when expected purchases are absent.
+- `pareto_nbd`: the same with Pareto/NBD (`pnbd_expected_purchases`, else `1 - pnbd_p_alive`).
 
 Every baseline turns its score into a probability with a calibrator fitted on the validation snapshot,
 like LightGBM. A baseline whose features are absent (or empty) is skipped with a reason.
+
+A baseline that cannot be scored on a snapshot has *failed* there and is never scored as a constant
+(`FittedBaseline.failure`): its feature is missing for every customer of a snapshot (the BTYD fit
+failed on it: `pipeline.features.btyd` leaves its features NaN and logs why), or its score is the
+same for every customer. Its metrics for that split are then `{"status": "failed: <reason>"}` with
+no numbers (`baseline_metrics`); a baseline that failed on the validation snapshot is not fitted
+and is reported as failed on both splits. A baseline scored normally has `"status": "ok"` plus its
+metrics.
 """
 
 from __future__ import annotations
@@ -40,6 +49,9 @@ DEFAULT_RFM_FEATURES = (
 LOGISTIC_FIT_ROWS = 500_000
 
 
+OK = "ok"
+
+
 @dataclass
 class FittedBaseline:
     """A baseline's scoring function (learned on training rows) and its calibrator (validation rows)."""
@@ -53,6 +65,36 @@ class FittedBaseline:
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         return self.calibrator.transform(self.score(features))
+
+    def failure(self, features: pd.DataFrame) -> str | None:
+        """Why this baseline cannot be scored on `features` ("failed: <reason>"), None when it can."""
+        return scoring_failure(self.name, self.features, self.score, features)
+
+
+def scoring_failure(
+    name: str, columns: Sequence[str], score: Callable[[pd.DataFrame], np.ndarray], features: pd.DataFrame
+) -> str | None:
+    """"failed: <reason>" when a feature of `columns` is missing for every customer of a snapshot of
+    `features` (per `snapshot_date` when present), or the score is the same for every row; else None."""
+    if features.empty:
+        return None
+    groups = features.groupby("snapshot_date", sort=True) if "snapshot_date" in features.columns else [(None, features)]
+    for snapshot, rows in groups:
+        for column in columns:
+            if rows[column].isna().all():
+                where = f" on snapshot {pd.Timestamp(snapshot).date()}" if snapshot is not None else ""
+                return (f"failed: {column} is missing for every customer{where} "
+                        f"(the {MODEL_NAMES.get(name, name)} fit failed; see the features log)")
+    values = score(features)
+    if len(values) > 1 and np.ptp(values) == 0:
+        return f"failed: {name} gives every customer the same score"
+    return None
+
+
+def baseline_metrics(failure: str | None, metrics: Callable[[], dict[str, float]]) -> dict[str, object]:
+    """The metrics.json entry of a baseline on one split: {"status": "failed: ..."} alone, or
+    {"status": "ok", **metrics()}."""
+    return {"status": failure} if failure else {"status": OK, **metrics()}
 
 
 def _numeric(features: pd.DataFrame, column: str) -> np.ndarray:
@@ -80,13 +122,17 @@ def _recency_score(train: pd.DataFrame) -> tuple[list[str], Callable[[pd.DataFra
     return ["recency_days"], _column_score("recency_days", sign=1.0, fill=fill)
 
 
-def _btyd_score(train: pd.DataFrame) -> tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str:
-    if _usable(train, ["btyd_expected_purchases"]):
-        return ["btyd_expected_purchases"], _column_score("btyd_expected_purchases", sign=-1.0, fill=0.0)
-    if _usable(train, ["btyd_p_alive"]):
-        alive = _column_score("btyd_p_alive", sign=1.0, fill=0.0)
-        return ["btyd_p_alive"], lambda features: 1.0 - alive(features)
-    return "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)"
+def _btyd_score(
+    train: pd.DataFrame, *, prefix: str = "btyd"
+) -> tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str:
+    """Score from `<prefix>_expected_purchases` (negated), else `1 - <prefix>_p_alive`."""
+    expected, alive_column = f"{prefix}_expected_purchases", f"{prefix}_p_alive"
+    if _usable(train, [expected]):
+        return [expected], _column_score(expected, sign=-1.0, fill=0.0)
+    if _usable(train, [alive_column]):
+        alive = _column_score(alive_column, sign=1.0, fill=0.0)
+        return [alive_column], lambda features: 1.0 - alive(features)
+    return f"features {expected} and {alive_column} are absent or empty (features.btyd: false?)"
 
 
 def fit_rows_sample(rows: int, *, limit: int, seed: int) -> np.ndarray:
@@ -121,8 +167,10 @@ def _frame(features: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
 BASELINE_DESCRIPTIONS = {
     "recency_rule": "score = recency_days, calibrated on validation",
     "logistic_rfm": "logistic regression on RFM features (median imputation, scaling), calibrated on validation",
-    "btyd": "score = -btyd_expected_purchases (or 1 - btyd_p_alive), calibrated on validation",
+    "btyd": "BG/NBD: score = -btyd_expected_purchases (or 1 - btyd_p_alive), calibrated on validation",
+    "pareto_nbd": "Pareto/NBD: score = -pnbd_expected_purchases (or 1 - pnbd_p_alive), calibrated on validation",
 }
+MODEL_NAMES = {"btyd": "BG/NBD", "pareto_nbd": "Pareto/NBD"}
 
 
 def fit_baselines(
@@ -132,24 +180,31 @@ def fit_baselines(
     rfm_features: Sequence[str],
     calibration: Literal["auto", "isotonic", "sigmoid"],
     seed: int,
-) -> tuple[dict[str, FittedBaseline], dict[str, str]]:
+) -> tuple[dict[str, FittedBaseline], dict[str, str], dict[str, str]]:
     """Fit every baseline on `train`, calibrate on `validation`.
 
-    Input frames hold the feature columns and `churned`. Returns ({name: FittedBaseline}, {name: reason skipped}).
+    Input frames hold the feature columns and `churned`. Returns ({name: FittedBaseline},
+    {name: reason skipped}, {name: "failed: <reason>"} for those that cannot be scored on `validation`).
     """
     builders = {
         "recency_rule": _recency_score(train),
         "logistic_rfm": _logistic_rfm_score(train, rfm_features, seed=seed),
         "btyd": _btyd_score(train),
+        "pareto_nbd": _btyd_score(train, prefix="pnbd"),
     }
     fitted: dict[str, FittedBaseline] = {}
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
     y_validation = validation[LABEL].to_numpy("float64")
     for name, built in builders.items():
         if isinstance(built, str):
             skipped[name] = built
             continue
         columns, score = built
+        failure = scoring_failure(name, columns, score, validation)
+        if failure:
+            failed[name] = failure
+            continue
         calibrator, losses = fit_calibrator(score(validation), y_validation, method=calibration, seed=seed)
         fitted[name] = FittedBaseline(name, BASELINE_DESCRIPTIONS[name], columns, score, calibrator, losses)
-    return fitted, skipped
+    return fitted, skipped, failed

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -166,6 +167,22 @@ def is_better_or_equal(new: float, incumbent: float, *, metric: str) -> bool:
     return new >= incumbent
 
 
+def numeric_metrics(values: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of one model's metrics (drops "status" and anything else that is not a number)."""
+    return {k: v for k, v in values.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+
+
+def failed_baselines(metrics: dict[str, Any], *, splits: tuple[str, ...] = ("test", "validation")) -> dict[str, str]:
+    """{model: "failed: <reason>"} of the models whose status is not "ok" on any of `splits` (first found)."""
+    failed: dict[str, str] = {}
+    for split in splits:
+        for model, values in metrics.get(split, {}).items():
+            status = values.get("status", "ok")
+            if status != "ok":
+                failed.setdefault(model, f"{split}: {status}")
+    return failed
+
+
 def summarise_folds(
     fold_metrics: list[dict[str, dict[str, dict[str, float]]]],
 ) -> dict[str, dict[str, dict[str, float]]]:
@@ -174,13 +191,13 @@ def summarise_folds(
     Models and metrics keep the order in which they first appear.
 
     Input: one `{"test": {model: {metric: value}}}` per fold; output `{model: {metric: {"mean", "std", "n"}}}`.
-    Models missing from a fold are summarised over the folds that have them.
+    Models missing from a fold, or failed in it (no numbers), are summarised over the folds that have them.
     """
     rows = [
         {"fold": i, "model": model, "metric": metric, "value": value}
         for i, fold in enumerate(fold_metrics)
         for model, metrics in fold["test"].items()
-        for metric, value in metrics.items()
+        for metric, value in numeric_metrics(metrics).items()
     ]
     if not rows:
         return {}

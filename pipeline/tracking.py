@@ -35,7 +35,9 @@ from pipeline.evaluate import (
     LOWER_IS_BETTER,
     classification_metrics,
     customer_values,
+    failed_baselines,
     is_better_or_equal,
+    numeric_metrics,
 )
 from pipeline.io import sha256_file
 from pipeline.progress import get_logger
@@ -262,12 +264,13 @@ def metric_key(*parts: str) -> str:
 
 
 def flat_metrics(metrics: Mapping[str, Any], *, splits: Iterable[str] = ("test", "validation")) -> dict[str, float]:
-    """{"test_lightgbm_roc_auc": 0.8, ...} from the metrics.json shape."""
+    """{"test_lightgbm_roc_auc": 0.8, ...} from the metrics.json shape (numbers only: a model's "status" is not
+    a metric, and a failed baseline has no numbers)."""
     return {
         metric_key(split, model, name): float(value)
         for split in splits
         for model, values in metrics.get(split, {}).items()
-        for name, value in values.items()
+        for name, value in numeric_metrics(values).items()
     }
 
 
@@ -411,15 +414,19 @@ def log_training_run(
             with mlflow.start_run(experiment_id=experiment_id, run_name=baseline, nested=True):
                 mlflow.set_tags({"model": baseline, "description": fitted.description, "test_snapshot": split["test"]})
                 mlflow.log_params({"features": ",".join(fitted.features), "calibration": fitted.calibrator.method})
+                mlflow.set_tags({f"status.{part}": result.metrics[part][baseline].get("status", "ok")
+                                 for part in ("test", "validation")})
                 mlflow.log_metrics(
                     {
                         metric_key(part, metric): float(value)
                         for part in ("test", "validation")
-                        for metric, value in result.metrics[part][baseline].items()
+                        for metric, value in numeric_metrics(result.metrics[part][baseline]).items()
                     }
                 )
         for baseline, reason in result.skipped_baselines.items():
             mlflow.set_tag(f"skipped_baseline.{baseline}", reason)
+        for baseline, status in failed_baselines(result.metrics).items():
+            mlflow.set_tag(f"failed_baseline.{baseline}", status)
         _log_figures(result, save_dir=cfg.reports_dir / "training")
         if backtest is not None:
             mlflow.log_dict(dict(backtest), "backtest/backtest.json")

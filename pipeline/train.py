@@ -34,7 +34,13 @@ import pandas as pd
 from scipy.special import expit
 from sklearn.metrics import average_precision_score, log_loss
 
-from pipeline.baselines import DEFAULT_RFM_FEATURES, FittedBaseline, fit_baselines
+from pipeline.baselines import (
+    BASELINE_DESCRIPTIONS,
+    DEFAULT_RFM_FEATURES,
+    FittedBaseline,
+    baseline_metrics,
+    fit_baselines,
+)
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
 from pipeline.evaluate import (
@@ -445,7 +451,7 @@ def train_models(
         settings=settings,
         fit=fit or fit_booster,
     )
-    baselines, skipped = fit_baselines(
+    baselines, skipped, failed = fit_baselines(
         parts["train"],
         parts["validation"],
         rfm_features=columns.rfm,
@@ -454,22 +460,36 @@ def train_models(
     )
     for name, reason in skipped.items():
         get_logger().warning("baseline %s skipped: %s", name, reason)
+    # A baseline that cannot be scored on a split (e.g. its BTYD fit failed there) is reported as failed there,
+    # never scored as a constant; one that failed on validation was not fitted and has failed on both splits.
+    failures = {
+        name: {**failed, **{b: baseline.failure(parts[name]) for b, baseline in baselines.items()}}
+        for name in SPLIT_NAMES
+    }
+    for name in SPLIT_NAMES:
+        for baseline, reason in failures[name].items():
+            if reason:
+                get_logger().warning("baseline %s on the %s snapshot: %s", baseline, name, reason)
     labels = {name: _labels(parts[name]) for name in SPLIT_NAMES}
     raw_scores = {name: model.predict_raw(parts[name]) for name in SPLIT_NAMES}  # one booster pass per split
     probabilities = {
         name: {
             LIGHTGBM: model.calibrator_.transform(raw_scores[name]),
             LIGHTGBM_UNCALIBRATED: expit(raw_scores[name]),  # what predict_uncalibrated gives (binary objective)
-            **{b: baseline.predict_proba(parts[name]) for b, baseline in baselines.items()},
+            **{b: baseline.predict_proba(parts[name]) for b, baseline in baselines.items() if not failures[name][b]},
         }
         for name in SPLIT_NAMES
     }
+
+    def evaluate(name: str, model_name: str) -> dict[str, Any]:
+        return classification_metrics(labels[name], probabilities[name][model_name],
+                                      values=customer_values(parts[name], settings=retention), settings=retention)
+
     metrics: dict[str, Any] = {
         name: {
-            model_name: classification_metrics(
-                labels[name], p, values=customer_values(parts[name], settings=retention), settings=retention
-            )
-            for model_name, p in probabilities[name].items()
+            **{m: evaluate(name, m) for m in (LIGHTGBM, LIGHTGBM_UNCALIBRATED)},
+            **{b: baseline_metrics(failures[name][b], partial(evaluate, name, b))
+               for b in BASELINE_DESCRIPTIONS if b in failures[name]},
         }
         for name in SPLIT_NAMES
     }

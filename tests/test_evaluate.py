@@ -128,3 +128,30 @@ def test_summarise_folds_mean_and_sample_std():
     assert summary["lightgbm"]["roc_auc"] == pytest.approx({"mean": 0.75, "std": np.std([0.8, 0.7], ddof=1), "n": 2.0})
     assert summary["btyd"]["roc_auc"] == {"mean": 0.6, "std": 0.0, "n": 1.0}
     assert summarise_folds([]) == {}
+
+
+def test_failed_baselines_are_left_out_of_numbers_and_listed_with_their_status():
+    from pipeline.evaluate import failed_baselines, numeric_metrics, summarise_folds
+
+    metrics = {
+        "test": {"lightgbm": {"roc_auc": 0.8}, "btyd": {"status": "failed: the fit failed"},
+                 "recency_rule": {"status": "ok", "roc_auc": 0.7}},
+        "validation": {"lightgbm": {"roc_auc": 0.9}, "btyd": {"status": "ok", "roc_auc": 0.6}},
+    }
+    assert numeric_metrics(metrics["test"]["recency_rule"]) == {"roc_auc": 0.7}
+    assert failed_baselines(metrics) == {"btyd": "test: failed: the fit failed"}
+    summary = summarise_folds([{"test": metrics["test"]}, {"test": metrics["validation"]}])
+    assert summary["btyd"]["roc_auc"] == {"mean": 0.6, "std": 0.0, "n": 1.0}
+
+
+def test_metrics_table_shows_a_failed_baseline_as_failed():
+    from rich.console import Console
+
+    from pipeline.run.train import metrics_table
+
+    metrics = {"test": {"lightgbm": {"roc_auc": 0.8}, "btyd": {"status": "failed: the fit failed"}}}
+    console = Console(record=True, width=100)
+    console.print(metrics_table(metrics, split="test"))
+    text = console.export_text()
+    assert "BG/NBD failed: the fit failed" in text
+    assert "status" in text and "n/a" in text

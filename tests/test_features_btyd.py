@@ -27,8 +27,9 @@ def cdnow_summary(shared_data) -> pd.DataFrame:
 
 
 def test_fit_reproduces_the_published_cdnow_parameters(cdnow_summary):
-    params = btyd.fit_bgnbd(cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"])
-    assert params is not None
+    fit = btyd.fit_bgnbd(cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"])
+    assert (fit.status, fit.penalizer) == ("ok", 0.0)
+    params = fit.params
     for name, value in PUBLISHED.items():
         assert getattr(params, name) == pytest.approx(value, rel=2e-3), name
     total = btyd.log_likelihood(params, cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"]).sum()
@@ -54,7 +55,7 @@ def test_summary_from_transactions_matches_the_published_summary(shared_data, cd
     np.testing.assert_allclose(ours["_btyd_recency"], published["recency"], atol=0.006)
     # the published T runs to 1997-09-30, ours to the snapshot at midnight starting 1997-10-01
     np.testing.assert_allclose(ours["_btyd_T"], published["T"] + 1 / 7, atol=0.006)
-    params = btyd.fit_bgnbd(ours["_btyd_frequency"], ours["_btyd_recency"], ours["_btyd_T"])
+    params = btyd.fit_bgnbd(ours["_btyd_frequency"], ours["_btyd_recency"], ours["_btyd_T"]).params
     for name, value in PUBLISHED.items():
         assert getattr(params, name) == pytest.approx(value, rel=0.03), name
 
@@ -96,12 +97,13 @@ def test_p_alive_is_one_without_repeat_purchases():
     [
         ([0.0] * 20, [0.0] * 20, [10.0] * 20, "too few to fit"),  # no repeat purchases
         ([1.0, 2.0], [1.0, 2.0], [5.0, 5.0], "too few to fit"),  # two customers
-        ([1.0] * 20, [5.0] * 20, [np.nan] * 20, "BG/NBD fit"),  # not finite
+        ([1.0] * 20, [5.0] * 20, [np.nan] * 20, "not finite"),
     ],
 )
-def test_fit_failures_log_a_warning_and_return_none(frequency, recency, T, message, caplog):
+def test_fit_failures_log_a_warning_and_return_a_failed_status(frequency, recency, T, message, caplog):
     with caplog.at_level(logging.WARNING, logger="pipeline"):
-        assert btyd.fit_bgnbd(frequency, recency, T) is None
+        fit = btyd.fit_bgnbd(frequency, recency, T)
+    assert fit.params is None and fit.status.startswith("failed: ")
     assert message in caplog.text
 
 
@@ -109,5 +111,77 @@ def test_add_features_falls_back_to_nan_when_the_fit_fails(caplog):
     frame = pl.DataFrame({"_btyd_frequency": [0.0] * 12, "_btyd_recency": [0.0] * 12, "_btyd_T": [4.0] * 12})
     with caplog.at_level(logging.WARNING, logger="pipeline"):
         result = btyd.add_features(frame, horizon_days=90)
+    for column in ("btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases"):
+        assert result[column].is_nan().all(), column
+    assert "its features are NaN" in caplog.text
+
+
+PARETO_NBD_PUBLISHED = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}  # Fader, Hardie & Lee 2005
+PARETO_NBD_PUBLISHED_LOG_LIKELIHOOD = -9595.0
+
+
+def test_pareto_nbd_fit_reproduces_the_published_cdnow_parameters(cdnow_summary):
+    x, t_x, big_t = (cdnow_summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+    fit = btyd.fit_pareto_nbd(x, t_x, big_t)
+    assert (fit.status, fit.penalizer) == ("ok", 0.0)
+    for name, value in PARETO_NBD_PUBLISHED.items():
+        assert getattr(fit.params, name) == pytest.approx(value, rel=2e-3), name
+    assert btyd.pnbd_log_likelihood(fit.params, x, t_x, big_t).sum() == pytest.approx(
+        PARETO_NBD_PUBLISHED_LOG_LIKELIHOOD, abs=0.1)
+
+
+def test_pareto_nbd_conditional_values():
+    params = btyd.ParetoNBDParams(**PARETO_NBD_PUBLISHED)
+    alive = btyd.pnbd_p_alive(params, [0.0, 2.0, 2.0], [0.0, 38.0, 10.0], [38.86, 38.86, 38.86])
+    assert 0 < alive[2] < alive[1] < 1  # the same purchases longer ago: less likely alive
+    expected = [btyd.pnbd_expected_purchases(params, h, [2.0], [30.43], [38.86])[0] for h in (10.0, 39.0, 80.0)]
+    assert 0 < expected[0] < expected[1] < expected[2]
+    # the s = 1 limit of (1 - q ** (s - 1)) / (s - 1) is continuous
+    at_one = btyd.pnbd_expected_purchases(btyd.ParetoNBDParams(0.553, 10.578, 1.0, 11.669), 39.0, [2.0], [30.4], [38.9])
+    near = btyd.pnbd_expected_purchases(btyd.ParetoNBDParams(0.553, 10.578, 1.0 + 1e-6, 11.669), 39.0, [2.0], [30.4],
+                                        [38.9])
+    assert at_one[0] == pytest.approx(near[0], rel=1e-5)
+
+
+def homogeneous_rate_summaries(customers: int, *, rate: float, seed: int) -> tuple[np.ndarray, ...]:
+    """BG/NBD histories with one purchase rate for everyone (no heterogeneity: r and alpha run to infinity
+    unpenalized), dropout probability ~ Beta(1, 4); T uniform in 20-52 weeks."""
+    rng = np.random.default_rng(seed)
+    big_t = rng.uniform(20, 52, customers)
+    arrivals = np.cumsum(rng.exponential(1 / rate, (customers, 60)), axis=1)
+    before_dropout = rng.geometric(rng.beta(1.0, 4.0, customers))  # purchases until (and with) the dropout
+    x = np.minimum((arrivals <= big_t[:, None]).sum(axis=1), before_dropout).astype(float)
+    t_x = np.where(x > 0, arrivals[np.arange(customers), np.maximum(x.astype(int) - 1, 0)], 0.0)
+    return x, t_x, big_t
+
+
+def test_penalizer_ladder_rescues_a_fit_that_hits_a_bound():
+    x, t_x, big_t = homogeneous_rate_summaries(2000, rate=0.3, seed=3)
+    unpenalized = minimize_unpenalized(x, t_x, big_t)
+    lower, upper = np.array(btyd.LOG_BOUNDS).T
+    assert ((unpenalized - lower < btyd.BOUND_TOLERANCE) | (upper - unpenalized < btyd.BOUND_TOLERANCE)).any()
+    fit = btyd.fit_bgnbd(x, t_x, big_t)
+    assert fit.status == "ok" and fit.penalizer > 0
+    assert fit.params.r / fit.params.alpha == pytest.approx(0.3, rel=0.1)  # the mean purchase rate
+
+
+def minimize_unpenalized(x, t_x, big_t) -> np.ndarray:
+    from scipy.optimize import minimize
+
+    data = btyd.Summaries.of(x, t_x, big_t)
+    with np.errstate(all="ignore"):
+        return minimize(btyd._objective, np.zeros(4), args=(data,), jac=True, method="L-BFGS-B",
+                        bounds=btyd.LOG_BOUNDS).x
+
+
+def test_a_fit_degenerate_at_every_penalizer_fails_with_its_reason_and_nan_features(caplog):
+    """Everybody buys every week and is still buying: no dropout at all, a parameter runs to its bound."""
+    x = np.full(200, 50.0) + np.tile([-2.0, -1.0, 0.0, 1.0], 50)
+    frame = pl.DataFrame({"_btyd_frequency": x, "_btyd_recency": x, "_btyd_T": np.full(200, 52.0)})
+    fit = btyd.fit_bgnbd(x, x, np.full(200, 52.0))
+    assert fit.params is None
+    assert fit.status.startswith("failed: BG/NBD fit degenerate at every penalizer (penalizer 0: a parameter at its bound")
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        result = btyd.add_features(frame, horizon_days=90)
     assert result["btyd_p_alive"].is_nan().all() and result["btyd_expected_purchases"].is_nan().all()
-    assert "btyd features are NaN" in caplog.text
+    assert "BG/NBD failed: BG/NBD fit degenerate" in caplog.text

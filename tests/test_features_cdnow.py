@@ -62,6 +62,10 @@ def test_twelve_monthly_snapshots_and_their_labels(cdnow):
         recency = (t - seen["ordered_at"].max().loc[indexed.index]).dt.total_seconds() / 86400
         np.testing.assert_allclose(indexed["recency_days"], recency)
         assert indexed["btyd_p_alive"].between(0, 1).all()
+        assert indexed["pnbd_p_alive"].between(0, 1).all()
+        for column in ("btyd_expected_purchases", "pnbd_expected_purchases"):  # both fits are not degenerate
+            assert indexed[column].notna().all() and indexed[column].std() > 0.05, (as_of, column)
+        assert np.isfinite(indexed["overdue_ratio"]).all()
         assert indexed["rfm_segment"].notna().all()
     # every CDNOW customer bought first in Q1 1997: the 1997-04-01 snapshot holds all 23,570
     first = features_from_tables(tables, as_of=SNAPSHOTS[0], cfg=cfg)

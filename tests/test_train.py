@@ -52,8 +52,10 @@ def test_metrics_shape_every_model_and_split(result):
     assert set(result.metrics) == {"test", "validation", "calibration", "split", "skipped_baselines"}
     for part in ("test", "validation"):
         assert list(result.metrics[part]) == [LIGHTGBM, LIGHTGBM_UNCALIBRATED, "recency_rule", "logistic_rfm", "btyd"]
-        for values in result.metrics[part].values():
-            assert tuple(values) == METRIC_NAMES
+        for model, values in result.metrics[part].items():
+            baseline = model not in (LIGHTGBM, LIGHTGBM_UNCALIBRATED)
+            assert tuple(values) == (("status",) if baseline else ()) + METRIC_NAMES
+            assert values.get("status", "ok") == "ok"
     assert result.metrics["calibration"]["fitted_on"] == "validation"
     assert "validation metrics are optimistic" in result.metrics["calibration"]["note"]
     assert result.metrics["split"]["test"] == "2024-07-01"
@@ -97,7 +99,8 @@ def test_baseline_without_its_features_is_skipped_with_a_reason(table, split):
     result = train_models(no_btyd, specs=specs, split=split, settings=TrainConfig(search_trials=1), retention=RETENTION)
     assert "btyd" not in result.metrics["test"]
     assert result.skipped_baselines == {
-        "btyd": "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)"
+        "btyd": "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)",
+        "pareto_nbd": "features pnbd_expected_purchases and pnbd_p_alive are absent or empty (features.btyd: false?)",
     }
     assert result.metrics["skipped_baselines"] == result.skipped_baselines
 
@@ -234,11 +237,11 @@ def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table,
     np.testing.assert_array_equal(baselines.fit_rows_sample(1000, limit=300, seed=4), positions)
     np.testing.assert_array_equal(baselines.fit_rows_sample(200, limit=300, seed=4), np.arange(200))
     parts = split_frame(table, split)
-    everything, _ = baselines.fit_baselines(
+    everything, _, _ = baselines.fit_baselines(
         parts["train"], parts["validation"], rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1
     )
     monkeypatch.setattr(baselines, "LOGISTIC_FIT_ROWS", len(parts["train"]) // 2)
-    sampled, _ = baselines.fit_baselines(
+    sampled, _, _ = baselines.fit_baselines(
         parts["train"], parts["validation"], rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1
     )
     scores = [fitted["logistic_rfm"].score(parts["test"]) for fitted in (everything, sampled)]
@@ -253,3 +256,45 @@ def test_search_sample_rows_must_not_be_negative():
     assert TrainConfig(search_sample_rows=0).search_sample_rows == 0  # 0: search on every row
     with pytest.raises(ValidationError, match="search_sample_rows"):
         TrainConfig(search_sample_rows=-1)
+
+
+def test_a_baseline_whose_btyd_fit_failed_is_reported_failed_never_scored_as_a_constant(table, split):
+    """The BTYD fit failed on the test snapshot (its features NaN there): the baseline has status
+    "failed: ..." and no numbers on test; one that failed on validation is failed on both splits."""
+    from pipeline.tracking import flat_metrics
+
+    test_day = split.test
+    failed_test = table.copy()
+    failed_test.loc[failed_test["snapshot_date"] == test_day, ["btyd_p_alive", "btyd_expected_purchases"]] = np.nan
+    result = train_models(failed_test, specs=SPECS, split=split, settings=TrainConfig(search_trials=1),
+                          retention=RETENTION)
+    status = result.metrics["test"]["btyd"]
+    assert status == {"status": f"failed: btyd_expected_purchases is missing for every customer on snapshot "
+                                f"{split.test.date()} (the BG/NBD fit failed; see the features log)"}
+    assert result.metrics["validation"]["btyd"]["status"] == "ok"
+    assert "btyd" not in result.probabilities["test"]
+    flat = flat_metrics(result.metrics)
+    assert "test_btyd_roc_auc" not in flat and "validation_btyd_roc_auc" in flat
+
+    validation_day = split.validation
+    failed_validation = table.copy()
+    failed_validation.loc[failed_validation["snapshot_date"] == validation_day, "btyd_expected_purchases"] = np.nan
+    result = train_models(failed_validation, specs=SPECS, split=split, settings=TrainConfig(search_trials=1),
+                          retention=RETENTION)
+    assert "btyd" not in result.baselines
+    for part in ("test", "validation"):
+        assert list(result.metrics[part]["btyd"]) == ["status"]
+        assert result.metrics[part]["btyd"]["status"].startswith("failed: btyd_expected_purchases is missing")
+
+
+def test_a_constant_baseline_score_is_a_failure():
+    from pipeline.baselines import scoring_failure
+
+    frame = pd.DataFrame({"btyd_expected_purchases": [0.5, 0.5, 0.5]})
+
+    def score(features):
+        return -features["btyd_expected_purchases"].to_numpy()
+
+    assert scoring_failure("btyd", ["btyd_expected_purchases"], score, frame) == (
+        "failed: btyd gives every customer the same score")
+    assert scoring_failure("btyd", ["btyd_expected_purchases"], score, frame.assign(btyd_expected_purchases=[1, 2, 3])) is None

@@ -17,7 +17,7 @@ from pipeline.config import load_config
 from pipeline.errors import BundleError, TrainError
 from pipeline.tracking import champion_bundle
 
-BASELINES = ("recency_rule", "logistic_rfm", "btyd")
+BASELINES = ("recency_rule", "logistic_rfm", "btyd", "pareto_nbd")
 
 
 def test_demo_training_reports_lightgbm_beside_every_baseline(demo_trained):
@@ -147,6 +147,7 @@ def test_cdnow_training_end_to_end(cdnow_cfg):
     assert test["lightgbm"]["roc_auc"] > 0.7
     assert test["lightgbm"]["roc_auc"] >= test["recency_rule"]["roc_auc"]
     assert np.isfinite([m["log_loss"] for m in test.values()]).all()
+    assert all(test[b]["status"] == "ok" for b in BASELINES)  # both BTYD fits work on CDNOW
     run = mlflow.MlflowClient(cdnow_cfg.tracking_uri()).get_run(outcome.run_id)
     assert run.data.metrics["test_lightgbm_pr_auc"] == pytest.approx(test["lightgbm"]["pr_auc"])
     # CDNOW has no feedback, tickets or loyalty: those features are dropped as empty, not trained on.

@@ -1,4 +1,5 @@
-"""Optional BTYD family: BG/NBD (Fader, Hardie & Lee 2005) expected purchases and P(alive).
+"""Optional BTYD family: BG/NBD (Fader, Hardie & Lee 2005) and Pareto/NBD (Schmittlein, Morrison &
+Colombo 1987) expected purchases and P(alive).
 
 Per customer (a per-customer step, `summary_columns`): the repeat-purchase summary of the
 purchases before `t`, in weeks, with purchases aggregated per UTC day:
@@ -6,14 +7,21 @@ purchases before `t`, in weeks, with purchases aggregated per UTC day:
 - `_btyd_recency` t_x: weeks from the first to the last purchase day,
 - `_btyd_T` T: weeks from the first purchase day to `t`.
 
-Population step (`add_features`): BG/NBD is fitted by maximum likelihood on the summaries of all
-customers with a purchase before `t` (no labels are used), on at most `MAX_FIT_CUSTOMERS` of them
-(every k-th in customer_id order, deterministic), then gives each customer
-- `btyd_p_alive`: the probability the customer is still "alive" (has not dropped out) at `t`,
-- `btyd_expected_purchases`: expected purchase days in `[t, t + horizon_days)`.
-When the fit fails (too few customers, no repeat purchases, no convergence, a parameter at its
-bound, non-finite values) both features are NaN for everyone and a warning is logged; a customer
-whose own values are not finite gets NaN. The fit never raises.
+Population step (`add_features`): each model is fitted by maximum likelihood on the summaries of
+all customers with a purchase before `t` (no labels are used), on at most `MAX_FIT_CUSTOMERS` of
+them (every k-th in customer_id order, deterministic), then gives each customer
+- `btyd_p_alive` / `pnbd_p_alive`: the probability the customer is still "alive" at `t`,
+- `btyd_expected_purchases` / `pnbd_expected_purchases`: expected purchase days in `[t, t + horizon_days)`.
+
+Robust fitting (`fit_bgnbd`, `fit_pareto_nbd`): a penalizer ladder as lifetimes' `penalizer_coef`:
+the mean negative log-likelihood plus `penalizer * sum(params ** 2)`, with time rescaled so that the
+largest T is 1 (so the rate parameters are on the scale of the others). The ladder tries
+PENALIZERS in order and keeps the first fit that is not degenerate. Degenerate: the optimiser
+failed, the likelihood or a parameter is not finite, a parameter ends on its bound, or the
+predictions are (nearly) constant over the customers. A fit returns a `Fit` with a `status`:
+"ok" or "failed: <reason>". A model that cannot be fitted is never scored as a constant: its
+features are NaN for everyone and a warning names the reason; a customer whose own values are not
+finite gets NaN. The fit never raises.
 """
 
 from __future__ import annotations
@@ -33,12 +41,36 @@ from pipeline.snapshot import snapshot_time
 
 WEEK_US = 7 * DAY_US
 MAX_FIT_CUSTOMERS = 20_000
-# Bounds on the log of each parameter (r, alpha, a, b): a fit that ends on one is degenerate
-# (e.g. no heterogeneity in purchase rates) and is not used.
+# Bounds on the log of each parameter (r, alpha, a, b), alpha in weeks: a fit that ends on one is
+# degenerate (e.g. no heterogeneity in purchase rates) and is not used.
 LOG_BOUNDS = [(np.log(1e-4), np.log(1e3)), (np.log(1e-4), np.log(1e5)),
               (np.log(1e-4), np.log(1e3)), (np.log(1e-4), np.log(1e3))]
+# Pareto/NBD (r, alpha, s, beta), alpha and beta in units of the largest T (see `fit_pareto_nbd`).
+PNBD_LOG_BOUNDS = [(np.log(1e-4), np.log(1e3)), (np.log(1e-5), np.log(1e3)),
+                   (np.log(1e-4), np.log(1e3)), (np.log(1e-5), np.log(1e3))]
 MAX_ITERATIONS = 200
 MIN_FIT_CUSTOMERS = 10
+# The penalizer ladder: lifetimes' penalizer_coef values, tried in order until a fit is not degenerate.
+PENALIZERS = (0.0, 0.001, 0.01, 0.1)
+# A log-parameter closer than this to its bound (5%) counts as on the bound.
+BOUND_TOLERANCE = 0.05
+# Predictions whose spread (max - min) over the fitted customers is below this are "constant".
+CONSTANT_SPREAD = 1e-6
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Result of a robust fit: `params` (None when it failed), `status` ("ok" or "failed: <reason>") and the
+    `penalizer` of the ladder rung that was kept (None when it failed)."""
+
+    params: BGNBDParams | ParetoNBDParams | None
+    status: str
+    penalizer: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.params is not None
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,16 @@ class BGNBDParams:
     alpha: float
     a: float
     b: float
+
+
+@dataclass(frozen=True)
+class ParetoNBDParams:
+    """Pareto/NBD parameters (time in weeks): purchase rate ~ Gamma(r, alpha), dropout rate ~ Gamma(s, beta)."""
+
+    r: float
+    alpha: float
+    s: float
+    beta: float
 
 
 @dataclass(frozen=True)
@@ -107,12 +149,14 @@ def log_likelihood(params: BGNBDParams, frequency, recency, T) -> np.ndarray:
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-def negative_log_likelihood(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray):
-    """Mean negative log-likelihood and its gradient with respect to the log-parameters."""
-    return _objective(log_params, Summaries.of(x, t_x, T))
+def negative_log_likelihood(log_params: np.ndarray, x: np.ndarray, t_x: np.ndarray, T: np.ndarray,
+                            *, penalizer: float = 0.0):
+    """Mean negative log-likelihood (plus the penalty) and its gradient with respect to the log-parameters."""
+    return _objective(log_params, Summaries.of(x, t_x, T), penalizer, 1.0 / float(np.max(T)))
 
 
-def _objective(log_params: np.ndarray, data: Summaries):
+def _objective(log_params: np.ndarray, data: Summaries, penalizer: float = 0.0, scale: float = 1.0):
+    """Mean negative log-likelihood + penalizer * sum((r, alpha * scale, a, b) ** 2) and its gradient."""
     params = np.exp(log_params)
     r, alpha, a, b = params
     a1, a2, a3, a4, r_x, log_alpha_T, log_alpha_t_x = _terms(params, data)
@@ -129,35 +173,78 @@ def _objective(log_params: np.ndarray, data: Summaries):
     d_a = data.of_x(digamma(a + b) - digamma(a + b + ux)) + w4 / a
     d_b = data.of_x(digamma(a + b) + digamma(b + ux) - digamma(b) - digamma(a + b + ux)) + w4 * d_b4
     gradient = np.array([d_r.mean(), d_alpha.mean(), d_a.mean(), d_b.mean()]) * params
-    return -ll.mean(), -gradient
+    scaled = params * np.array([1.0, scale, 1.0, 1.0])
+    return -ll.mean() + penalizer * np.sum(scaled**2), -gradient + 2.0 * penalizer * scaled**2
 
 
-def fit_bgnbd(frequency, recency, T) -> BGNBDParams | None:
-    """Maximum-likelihood BG/NBD fit on (x, t_x, T) arrays; None (and a warning) when it fails."""
-    log = get_logger()
+def _check_summaries(name: str, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray) -> str | None:
+    """Why (x, t_x, T) cannot be fitted, or None."""
+    if len(x) < MIN_FIT_CUSTOMERS or not (x > 0).any():
+        return f"{len(x)} customers, {int((x > 0).sum())} with repeat purchases: too few to fit {name}"
+    if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(big_t).all()) or not (big_t > 0).any():
+        return "the purchase summaries are not finite"
+    return None
+
+
+def _fit_ladder(name: str, objective, data, bounds, predict, *, jac: bool) -> Fit:
+    """Minimise `objective(log_params, data, penalizer)` for each rung of PENALIZERS; keep the first fit that is
+    not degenerate (see the module docstring). `predict(log_params)` -> predictions over the fitted customers."""
+    lower, upper = np.array(bounds).T
+    reasons = []
+    for penalizer in PENALIZERS:
+        try:
+            # Four parameters: BLAS threads only add start-up cost (about 0.1 s per fit on 2 cores).
+            with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
+                result = minimize(objective, np.zeros(len(bounds)), args=(data, penalizer), jac=jac,
+                                  method="L-BFGS-B", bounds=bounds, options={"maxiter": MAX_ITERATIONS})
+                predictions = predict(result.x) if np.isfinite(result.x).all() else np.array([np.nan])
+        except (ValueError, FloatingPointError, ArithmeticError) as exc:  # scipy raises ValueError on NaN input
+            reasons.append(f"error {exc}")
+            continue
+        at_bound = (result.x - lower < BOUND_TOLERANCE) | (upper - result.x < BOUND_TOLERANCE)
+        if not np.isfinite(result.fun) or not np.isfinite(result.x).all():
+            reasons.append("non-finite likelihood")
+        elif at_bound.any():
+            reasons.append("a parameter at its bound")
+        elif not result.success:
+            reasons.append(f"no convergence ({result.message})")
+        elif not np.isfinite(predictions).all():
+            reasons.append("non-finite predictions")
+        elif np.ptp(predictions) < CONSTANT_SPREAD:
+            reasons.append("constant predictions")
+        else:
+            return Fit(params=result.x, status=OK, penalizer=penalizer)
+    ladder = "; ".join(f"penalizer {p:g}: {r}" for p, r in zip(PENALIZERS, reasons, strict=False))
+    return Fit(params=None, status=f"failed: {name} fit degenerate at every penalizer ({ladder})")
+
+
+def fit_bgnbd(frequency, recency, T) -> Fit:
+    """Robust maximum-likelihood BG/NBD fit on (x, t_x, T) arrays (weeks): `Fit` with BGNBDParams or a failure
+    status (and a warning)."""
     x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
     if len(x) == 0:  # an empty snapshot: nothing to fit, nothing to warn about
-        return None
-    if len(x) < MIN_FIT_CUSTOMERS or not (x > 0).any():
-        log.warning("BTYD: %d customers, %d with repeat purchases: too few to fit BG/NBD; btyd features are NaN",
-                    len(x), int((x > 0).sum()))
-        return None
-    try:
-        # Four parameters: BLAS threads only add start-up cost (about 0.1 s per fit on 2 cores).
-        with np.errstate(all="ignore"), threadpool_limits(limits=1, user_api="blas"):
-            result = minimize(_objective, np.zeros(4), args=(Summaries.of(x, t_x, big_t),), jac=True,
-                              method="L-BFGS-B", bounds=LOG_BOUNDS, options={"maxiter": MAX_ITERATIONS})
-    except (ValueError, FloatingPointError, ArithmeticError) as exc:  # scipy raises ValueError on NaN input
-        log.warning("BTYD: BG/NBD fit failed (%s); btyd features are NaN", exc)
-        return None
-    lower, upper = np.array(LOG_BOUNDS).T
-    at_bound = np.isclose(result.x, lower, atol=1e-6) | np.isclose(result.x, upper, atol=1e-6)
-    if not result.success or not np.isfinite(result.fun) or not np.isfinite(result.x).all() or at_bound.any():
-        log.warning("BTYD: BG/NBD fit did not converge (%s%s); btyd features are NaN",
-                    result.message, ", a parameter at its bound" if at_bound.any() else "")
-        return None
-    r, alpha, a, b = np.exp(result.x)
-    return BGNBDParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b))
+        return Fit(params=None, status="failed: no customers")
+    problem = _check_summaries("BG/NBD", x, t_x, big_t)
+    if problem:
+        return _failed(Fit(params=None, status=f"failed: {problem}"), "BG/NBD")
+    data = Summaries.of(x, t_x, big_t)
+    scale = 1.0 / float(big_t.max())
+
+    def predict(log_params):
+        r, alpha, a, b = np.exp(log_params)
+        return _expected_purchases(BGNBDParams(r, alpha, a, b), 1.0 / scale, data)
+
+    fit = _fit_ladder("BG/NBD", lambda lp, d, pen: _objective(lp, d, pen, scale), data, LOG_BOUNDS, predict, jac=True)
+    if not fit.ok:
+        return _failed(fit, "BG/NBD")
+    r, alpha, a, b = np.exp(fit.params)
+    return Fit(params=BGNBDParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b)), status=OK,
+               penalizer=fit.penalizer)
+
+
+def _failed(fit: Fit, name: str) -> Fit:
+    get_logger().warning("BTYD: %s %s; its features are NaN", name, fit.status)
+    return fit
 
 
 def p_alive(params: BGNBDParams, frequency, recency, T) -> np.ndarray:
@@ -189,6 +276,123 @@ def _expected_purchases(params: BGNBDParams, horizon, data: Summaries, alive: np
     return np.where(np.isfinite(value), value, np.nan)
 
 
+# --- Pareto/NBD --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairedSummaries:
+    """(x, t_x, T) with the distinct (x, t_x) and (x, T) pairs: the hypergeometric terms of Pareto/NBD are
+    evaluated once per distinct pair and gathered (found once per fit, not per likelihood evaluation)."""
+
+    x: np.ndarray
+    t_x: np.ndarray
+    T: np.ndarray
+    pairs: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]  # (x, time, inverse) of (x, t_x) and (x, T)
+
+    @classmethod
+    def of(cls, frequency, recency, T) -> PairedSummaries:
+        x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+        pairs = []
+        for time in (t_x, big_t):
+            found, inverse = np.unique(x + 1j * time, return_inverse=True)
+            pairs.append((found.real, found.imag, inverse.reshape(-1)))
+        return cls(x, t_x, big_t, tuple(pairs))
+
+
+def _pnbd_terms(params, data: PairedSummaries) -> tuple[np.ndarray, ...]:
+    """Per customer: log of the constant part A1, of "alive at T" and of "dropped out in (t_x, T]" (Fader &
+    Hardie's note 009, equations 18-20)."""
+    r, alpha, s, beta = params
+    big, diff = (alpha, alpha - beta) if alpha >= beta else (beta, beta - alpha)
+
+    def log_part(px: np.ndarray, pt: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+        p_rsx = r + s + px
+        second = s + 1.0 if alpha >= beta else r + px
+        values = np.log(hyp2f1(p_rsx, second, p_rsx + 1.0, diff / (big + pt))) - p_rsx * np.log(big + pt)
+        return values[inverse]
+
+    x, big_t = data.x, data.T
+    log_tx, log_T = (log_part(*pair) for pair in data.pairs)
+    log_a0 = log_tx + np.log1p(-np.exp(log_T - log_tx))  # -inf when t_x == T (no time to drop out in)
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
+    alive = -(r + x) * np.log(alpha + big_t) - s * np.log(beta + big_t)
+    dropped = np.log(s) + log_a0 - np.log(r + s + x)
+    return a1, alive, dropped
+
+
+def pnbd_log_likelihood(params: ParetoNBDParams, frequency, recency, T) -> np.ndarray:
+    """Per-customer Pareto/NBD log-likelihood of (x, t_x, T)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a1, alive, dropped = _pnbd_terms(_pnbd_array(params), PairedSummaries.of(frequency, recency, T))
+    return a1 + np.logaddexp(alive, dropped)
+
+
+def _pnbd_array(params: ParetoNBDParams) -> np.ndarray:
+    return np.array([params.r, params.alpha, params.s, params.beta])
+
+
+def _pnbd_objective(log_params: np.ndarray, data: PairedSummaries, penalizer: float) -> float:
+    """Mean negative log-likelihood on time-scaled data + penalizer * sum(params ** 2)."""
+    params = np.exp(log_params)
+    a1, alive, dropped = _pnbd_terms(params, data)
+    value = -np.mean(a1 + np.logaddexp(alive, dropped)) + penalizer * np.sum(params**2)
+    return value if np.isfinite(value) else np.inf
+
+
+def pnbd_p_alive(params: ParetoNBDParams, frequency, recency, T) -> np.ndarray:
+    """P(still alive at T | x, t_x, T) under Pareto/NBD."""
+    return _pnbd_p_alive(params, PairedSummaries.of(frequency, recency, T))
+
+
+def _pnbd_p_alive(params: ParetoNBDParams, data: PairedSummaries) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        _, alive, dropped = _pnbd_terms(_pnbd_array(params), data)
+        return np.exp(alive - np.logaddexp(alive, dropped))
+
+
+def pnbd_expected_purchases(params: ParetoNBDParams, horizon, frequency, recency, T) -> np.ndarray:
+    """Expected purchases in (T, T + horizon] given (x, t_x, T) (note 009, equation 41); NaN where not finite."""
+    return _pnbd_expected_purchases(params, horizon, PairedSummaries.of(frequency, recency, T))
+
+
+def _pnbd_expected_purchases(params: ParetoNBDParams, horizon, data: PairedSummaries,
+                             alive: np.ndarray | None = None) -> np.ndarray:
+    x, big_t = data.x, data.T
+    r, alpha, s, beta = params.r, params.alpha, params.s, params.beta
+    with np.errstate(all="ignore"):
+        log_q = np.log((beta + big_t) / (beta + big_t + horizon))
+        # (1 - q ** (s - 1)) / (s - 1), and its limit -log q at s = 1
+        growth = -np.expm1((s - 1.0) * log_q) / (s - 1.0) if abs(s - 1.0) > 1e-10 else -log_q
+        alive = _pnbd_p_alive(params, data) if alive is None else alive
+        value = alive * (r + x) * (beta + big_t) / (alpha + big_t) * growth
+    return np.where(np.isfinite(value), value, np.nan)
+
+
+def fit_pareto_nbd(frequency, recency, T) -> Fit:
+    """Robust maximum-likelihood Pareto/NBD fit on (x, t_x, T) arrays (weeks), as lifetimes' ParetoNBDFitter:
+    time rescaled so that the largest T is 1, numerical gradient. `Fit` with ParetoNBDParams (in weeks) or a
+    failure status (and a warning)."""
+    x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    if len(x) == 0:
+        return Fit(params=None, status="failed: no customers")
+    problem = _check_summaries("Pareto/NBD", x, t_x, big_t)
+    if problem:
+        return _failed(Fit(params=None, status=f"failed: {problem}"), "Pareto/NBD")
+    scale = 1.0 / float(big_t.max())
+    data = PairedSummaries.of(x, t_x * scale, big_t * scale)
+
+    def predict(log_params):
+        r, alpha, s, beta = np.exp(log_params)
+        return _pnbd_expected_purchases(ParetoNBDParams(r, alpha, s, beta), 1.0, data)
+
+    fit = _fit_ladder("Pareto/NBD", _pnbd_objective, data, PNBD_LOG_BOUNDS, predict, jac=False)
+    if not fit.ok:
+        return _failed(fit, "Pareto/NBD")
+    r, alpha, s, beta = np.exp(fit.params)
+    return Fit(params=ParetoNBDParams(r=float(r), alpha=float(alpha / scale), s=float(s), beta=float(beta / scale)),
+               status=OK, penalizer=fit.penalizer)
+
+
 def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     """Per-customer BG/NBD summary in weeks from the order aggregates (see module docstring)."""
     t = snapshot_time(as_of)
@@ -202,20 +406,32 @@ def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
 
 
 def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
-    """Fit on every row of `frame` (sorted by customer_id) and add btyd_p_alive, btyd_expected_purchases."""
+    """Fit BG/NBD and Pareto/NBD on every row of `frame` (sorted by customer_id) and add btyd_p_alive,
+    btyd_expected_purchases, pnbd_p_alive, pnbd_expected_purchases (NaN for everyone when a fit failed)."""
     x, t_x, big_t = (frame[c].to_numpy().astype(float) for c in ("_btyd_frequency", "_btyd_recency", "_btyd_T"))
     step = max(1, -(-len(x) // MAX_FIT_CUSTOMERS))
-    params = fit_bgnbd(x[::step], t_x[::step], big_t[::step])
-    if params is None:
-        alive = expected = np.full(len(x), np.nan)
-    else:
-        get_logger().debug("BTYD: BG/NBD r=%.3f alpha=%.3f a=%.3f b=%.3f", params.r, params.alpha, params.a, params.b)
+    horizon = horizon_days / 7.0
+    missing = np.full(len(x), np.nan)
+    bgnbd = fit_bgnbd(x[::step], t_x[::step], big_t[::step])
+    alive = expected = missing
+    if bgnbd.ok:
+        get_logger().debug("BTYD: BG/NBD %s (penalizer %g)", bgnbd.params, bgnbd.penalizer)
         data = Summaries.of(x, t_x, big_t, distinct=False)
         with np.errstate(all="ignore"):
-            alive = _p_alive(params, data)
-            expected = _expected_purchases(params, horizon_days / 7.0, data, alive)
+            alive = _p_alive(bgnbd.params, data)
+            expected = _expected_purchases(bgnbd.params, horizon, data, alive)
         alive = np.where(np.isfinite(alive), alive, np.nan)
+    pnbd = fit_pareto_nbd(x[::step], t_x[::step], big_t[::step])
+    pnbd_alive = pnbd_expected = missing
+    if pnbd.ok:
+        get_logger().debug("BTYD: Pareto/NBD %s (penalizer %g)", pnbd.params, pnbd.penalizer)
+        data = PairedSummaries.of(x, t_x, big_t)
+        pnbd_alive = _pnbd_p_alive(pnbd.params, data)
+        pnbd_expected = _pnbd_expected_purchases(pnbd.params, horizon, data, pnbd_alive)
+        pnbd_alive = np.where(np.isfinite(pnbd_alive), pnbd_alive, np.nan)
     return frame.with_columns(
         pl.Series("btyd_p_alive", alive, dtype=pl.Float64),
         pl.Series("btyd_expected_purchases", expected, dtype=pl.Float64),
+        pl.Series("pnbd_p_alive", pnbd_alive, dtype=pl.Float64),
+        pl.Series("pnbd_expected_purchases", pnbd_expected, dtype=pl.Float64),
     )

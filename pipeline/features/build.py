@@ -34,7 +34,7 @@ from pipeline.features.timeline import Cut, pick_series
 from pipeline.snapshot import snapshot_time, to_polars
 
 POPULATION_FEATURES = ("overdue_ratio", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
-                       "btyd_p_alive", "btyd_expected_purchases")
+                       "btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases")
 INTERNAL = ("_purchase_days",)  # per-customer columns the population step reads besides the features
 BTYD_SUMMARY = ("_btyd_frequency", "_btyd_recency", "_btyd_T")
 

@@ -196,6 +196,11 @@ def _btyd() -> list[FeatureSpec]:
         _n("btyd_expected_purchases", "btyd",
            "BG/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down",
            "expected to buy on only {btyd_expected_purchases:.1f} days in the coming period"),
+        _n("pnbd_p_alive", "btyd", "Pareto/NBD probability that the customer is still active (NaN if the fit failed).",
+           "down", "estimated {pnbd_p_alive:.0%} chance they are still an active customer (Pareto/NBD)"),
+        _n("pnbd_expected_purchases", "btyd",
+           "Pareto/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down",
+           "expected to buy on only {pnbd_expected_purchases:.1f} days in the coming period (Pareto/NBD)"),
     ]
 
 

@@ -48,7 +48,8 @@ TABLE_METRICS = {
 }
 
 
-MODEL_LABELS = {"lightgbm_uncalibrated": "uncalibrated", "recency_rule": "recency", "logistic_rfm": "logistic"}
+MODEL_LABELS = {"lightgbm_uncalibrated": "uncalib.", "recency_rule": "recency", "logistic_rfm": "logistic",
+                "btyd": "BG/NBD", "pareto_nbd": "P/NBD"}
 VALUE_NOTE = "value: realised net retention value of contacting the top customers within score.budget"
 
 
@@ -92,29 +93,36 @@ def metrics_table(metrics: dict[str, Any], *, split: str) -> Table:
     table.add_column("metric", no_wrap=True)
     for model in models:
         table.add_column(MODEL_LABELS.get(model, model), justify="right")
+    if any(values.get("status", "ok") != "ok" for values in models.values()):
+        table.add_row("status", *(str(values.get("status", "ok")).split(":")[0] for values in models.values()))
     for metric, label in TABLE_METRICS.items():
         table.add_row(label, *(_number(values.get(metric), metric=metric) for values in models.values()))
+    failed = [f"{MODEL_LABELS.get(m, m)} {values['status']}" for m, values in models.items()
+              if values.get("status", "ok") != "ok"]
+    if failed:
+        table.caption = "\n".join([*(c for c in [caption] if c), *failed])
     return table
 
 
 def backtest_table(backtest: dict[str, Any]) -> Table:
-    """Rich table: mean ± std over the backtest folds of the test metrics, one column per model."""
+    """Rich table: mean ± std over the backtest folds of the test metrics, one row per model (fits 80 columns)."""
     tests = ", ".join(fold["split"]["test"] for fold in backtest["folds"])
     models = backtest["summary"]
     table = Table(
         title=f"backtest over {len(backtest['folds'])} test snapshots ({tests}): mean ± std", box=box.SIMPLE_HEAD
     )
-    table.add_column("metric", no_wrap=True)
-    for model in models:
-        table.add_column(MODEL_LABELS.get(model, model), justify="right")
-    for metric in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile"):
+    metrics = ("roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile")
+    table.add_column("model", no_wrap=True)
+    for metric in metrics:
+        table.add_column(TABLE_METRICS[metric], justify="right")
+    for model, values in models.items():
         cells = [
             f"{values[metric]['mean']:.3f}±{values[metric]['std']:.3f}".replace("±0.", "±.")
             if metric in values
             else "n/a"
-            for values in models.values()
+            for metric in metrics
         ]
-        table.add_row(TABLE_METRICS[metric], *cells)
+        table.add_row(MODEL_LABELS.get(model, model), *cells)
     return table
 
 
