@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -115,3 +117,65 @@ else:
                "churn_reduction_low", "churn_reduction_high", "uplift", "planned_uplift", "action_cost",
                "realised_net_value", "expected_net_value"]
     display(measured[[c for c in columns if c in measured.columns]].style.format(precision=3, na_rep="-"))
+
+# %% [markdown]
+# ## Monitoring: past lists against what happened (`churn monitor`)
+#
+# Every past at-risk list whose horizon has passed, judged on the customers the actions did not touch
+# (control group and customers not selected): predicted vs realised churn, ROC-AUC, PR-AUC and
+# calibration error, next to the training run's test metrics. Treated customers are shown apart: their
+# churn was lowered by the action. `churn monitor` exits with code 3 when the latest list breaks
+# `monitor.min_roc_auc` or `monitor.max_calibration_error`.
+
+# %%
+monitoring_path = cfg.reports_dir / "monitoring.csv"
+if not monitoring_path.is_file():
+    print(f"No monitoring table yet in {cfg.reports_dir}: run `churn monitor` once a list's horizon has passed.")
+else:
+    monitoring = pd.read_csv(monitoring_path)
+    display(Image(filename=str(cfg.reports_dir / "monitoring.png")))
+    display(monitoring.style.format(precision=3, na_rep="-"))
+
+# %% [markdown]
+# ## Drift at scoring time
+#
+# `churn score` compares today's population with the model's training test snapshot: population
+# stability index (PSI: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large) per feature and for the score,
+# the change in each feature's share of missing values, and the predicted churn rate against the
+# churn rate observed in the latest window that has closed. The largest shifts of this list:
+
+# %%
+drift = summary.get("drift")
+if not drift:
+    print("This list has no drift block: its model bundle was trained before drift checks (retrain to get one).")
+else:
+    print(
+        f"reference: test snapshot {drift['reference_snapshot']}; predicted churn rate {drift['predicted_rate']:.1%}, "
+        f"recently observed {drift['recent_observed_rate']:.1%}"
+    )
+    print("\n".join(drift["warnings"]) or "no drift warning: no threshold passed")
+    display(pd.DataFrame(drift["largest_shifts"]).style.format(precision=3))
+
+# %% [markdown]
+# ## Learned uplift: Qini curves on held-out campaigns (`churn uplift`)
+#
+# Per action, customers ranked by the uplift model's predicted churn reduction on campaigns it never saw.
+# The Qini curve counts the extra customers retained per customer as more of them are targeted; a
+# constant uplift (the playbook's) ranks at random: the straight line. `churn score` uses the models
+# whose Qini interval lies above 0 when `uplift.use_model` is true.
+
+# %%
+from pipeline.run.uplift import MANIFEST, uplift_dir
+
+curves_path = cfg.reports_dir / "uplift_qini_curves.csv"
+manifest_path = uplift_dir(cfg) / MANIFEST
+if not (curves_path.is_file() and manifest_path.is_file()):
+    print("No uplift models yet: run `churn uplift` once two or more past lists have passed their horizon.")
+else:
+    from pipeline.run.uplift import qini_figure
+
+    curves = pd.read_csv(curves_path)
+    evaluation = json.loads(manifest_path.read_text(encoding="utf-8"))["actions"]
+    show(qini_figure({action: part for action, part in curves.groupby("action")}, evaluation))
+    columns = ["qini", "qini_low", "qini_high", "auuc", "auuc_low", "auuc_high", "n", "beats_constant"]
+    display(pd.DataFrame(evaluation).T[columns])

@@ -187,7 +187,7 @@ def _saved_orders(
     shift = when - last["ordered_at"].to_numpy()
     data_end = tx["ordered_at"].max()
     saved = last.assign(
-        order_id=[f"R{as_of:%Y%m%d}-{i:06d}" for i in range(len(last))],
+        order_id=(f"R{as_of:%Y%m%d}-" + pd.Series(np.arange(len(last)), index=last.index).astype("str").str.zfill(6)).astype("str"),
         ordered_at=when,
     )
     for column in ("promised_delivery_at", "delivered_at"):

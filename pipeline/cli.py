@@ -171,14 +171,16 @@ def uplift(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None, quiet:
 def demo(
     customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 5000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    campaigns: Annotated[int, typer.Option(help="Simulated past campaigns (0: none, no monitor or uplift).")] = 4,
     config: ConfigOption = DEFAULT_CONFIG,
     set_: SetOption = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Everything end to end on demo data: demo-data, ingest, features, train, score, summary."""
+    """Everything end to end on demo data: demo-data with past campaigns, ingest, features, train, monitor,
+    uplift, score, summary."""
     from pipeline.run import demo as runner
 
-    _run(config, set_, quiet, lambda cfg: runner.run(cfg, customers=customers, seed=seed, quiet=quiet))
+    _run(config, set_, quiet, lambda cfg: runner.run(cfg, customers=customers, seed=seed, quiet=quiet, campaigns=campaigns))
 
 
 @app.command()

@@ -20,15 +20,23 @@ CELL_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
-def campaign_workspace(demo_trained):
-    """The demo workspace with a current at-risk list and a measured campaign at the test snapshot."""
-    from pipeline.run import measure, score
+def campaign_workspace(demo_trained, campaign_cfg):
+    """The demo workspace with a current at-risk list and a measured, monitored campaign at the test snapshot;
+    plus the uplift models and Qini curves `churn uplift` learned on the simulated campaign history."""
+    import shutil
+
+    from pipeline.run import measure, monitor, score, uplift
 
     cfg = demo_trained
-    score.run(cfg, as_of=None, bundle=None, quiet=True)
     metrics = json.loads((cfg.bundle_dir / "metrics.json").read_text(encoding="utf-8"))
     past = score.run(cfg, as_of=dt.date.fromisoformat(metrics["split"]["test"][:10]), bundle=None, quiet=True)
+    score.run(cfg, as_of=None, bundle=None, quiet=True)
     measure.run(cfg, scores_path=Path(past["scores_path"]), quiet=True)
+    monitor.run(cfg, quiet=True)
+    if not (uplift.uplift_dir(campaign_cfg) / uplift.MANIFEST).is_file():
+        uplift.run(campaign_cfg, quiet=True)
+    shutil.copytree(uplift.uplift_dir(campaign_cfg), uplift.uplift_dir(cfg), dirs_exist_ok=True)
+    shutil.copy(campaign_cfg.reports_dir / "uplift_qini_curves.csv", cfg.reports_dir / "uplift_qini_curves.csv")
     return cfg
 
 
@@ -74,8 +82,10 @@ def test_notebook_runs_without_errors_on_the_demo_workspace(name, campaign_works
     assert not [o for o in outputs if o.output_type == "error"]
     assert not [o.text for o in outputs if o.output_type == "stream" and o.name == "stderr" and "Traceback" in o.text]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= {"01-explore-data": 3, "02-review-model": 6, "03-campaign-results": 2}[name]
+    assert len(images) >= {"01-explore-data": 3, "02-review-model": 6, "03-campaign-results": 4}[name]
     printed = "".join(o.text for o in outputs if o.output_type == "stream")
     assert str(campaign_workspace.config_path) in printed or name != "01-explore-data"
     if name == "03-campaign-results":
         assert "campaign scored on" in printed  # the measured section ran, not its "nothing yet" branch
+        assert "No monitoring table yet" not in printed and "No uplift models yet" not in printed
+        assert "reference: test snapshot" in printed  # the drift section ran

@@ -1,6 +1,7 @@
 """`churn demo`: every stage end to end on generated demo data, then one summary table.
 
-Runs demo-data -> ingest -> features -> train -> score with the given config and prints where
+Runs demo-data (with a simulated history of past campaigns) -> ingest -> features -> train ->
+monitor -> uplift -> score with the given config and prints where
 the outputs are, the test metrics of the model against its baselines, the number of customers at
 risk and the budget used. Reads the stages' own output files for the summary; computes nothing new.
 """
@@ -11,10 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
+from pipeline.progress import get_logger
 
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile")
 
@@ -52,20 +55,54 @@ def outputs_table(cfg: Config, score_summary: dict[str, Any], score_summary_path
     return table
 
 
-def run(cfg: Config, *, customers: int, seed: int, quiet: bool) -> dict[str, Any]:
-    """Run every stage on demo data; return the summary shown."""
-    from pipeline.run import demo_data, features, ingest, score, train
+def loop_table(monitoring: dict[str, Any] | None, uplift: dict[str, Any] | None) -> Table:
+    """Past campaigns: predicted vs realised churn per list (untreated), and the uplift models' held-out Qini."""
+    table = Table(title="Learning loop: past lists, predicted vs realised churn; uplift models on held-out campaigns")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for row in (monitoring or {}).get("table", pd.DataFrame()).to_dict("records"):
+        table.add_row(
+            f"list of {row['as_of']}",
+            f"predicted {row['predicted_churn_untreated']:.3f}, realised {row['observed_churn_untreated']:.3f} "
+            f"(treated {row['observed_churn_treated']:.3f}), ROC-AUC {row['roc_auc']:.3f}, ECE {row['ece']:.3f}",
+        )
+    for action, info in (uplift or {}).get("evaluation", {}).items():
+        table.add_row(
+            f"uplift model {action}",
+            f"Qini {info['qini']:.4f} [{info['qini_low']:.4f}, {info['qini_high']:.4f}]"
+            f"{', used by churn score' if info['beats_constant'] else ', not better than constant'}",
+        )
+    return table
 
-    demo_data.run(cfg, customers=customers, seed=seed, quiet=quiet)
+
+def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int = 4) -> dict[str, Any]:
+    """Run every stage on demo data (with `campaigns` simulated past campaigns: monitor and uplift too);
+    return the summary shown."""
+    from pipeline.errors import ScoreError
+    from pipeline.run import demo_data, features, ingest, monitor, score, train, uplift
+
+    demo_data.run(cfg, customers=customers, seed=seed, quiet=quiet, campaigns=campaigns)
     ingest.run(cfg, quiet=quiet)
     features.run(cfg, quiet=quiet)
     train.run(cfg, backtest=False, quiet=quiet)
-    score_result = score.run(cfg, as_of=None, bundle=None, quiet=quiet)
+    monitoring = uplift_result = None
+    score_cfg = cfg
+    if campaigns:
+        monitoring = monitor.run(cfg, quiet=True)
+        try:
+            uplift_result = uplift.run(cfg, quiet=True)
+        except ScoreError as exc:  # too few customers per action for a model: the demo goes on without
+            get_logger().warning("uplift models not learned: %s", exc)
+        if uplift_result and any(info["beats_constant"] for info in uplift_result["evaluation"].values()):
+            score_cfg = cfg.model_copy(update={"uplift": cfg.uplift.model_copy(update={"use_model": True})})
+    score_result = score.run(score_cfg, as_of=None, bundle=None, quiet=quiet)
 
     summary_path = Path(score_result["summary_path"]) if isinstance(score_result, dict) and "summary_path" in score_result else None
     score_summary = _read_json(summary_path) if summary_path else {}
     metrics = _read_json(cfg.bundle_dir / "metrics.json")
     console = Console()
     console.print(metrics_table(metrics))
+    if campaigns:
+        console.print(loop_table(monitoring, uplift_result))
     console.print(outputs_table(cfg, score_summary, summary_path))
-    return {"metrics": metrics, "score": score_summary}
+    return {"metrics": metrics, "score": score_summary, "monitor": monitoring, "uplift": uplift_result}
