@@ -26,7 +26,8 @@ app = typer.Typer(
 )
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="YAML config file.", show_default=True)
+    Path,
+    typer.Option("--config", "-c", help="YAML config file; a relative path is from the current folder.", show_default=True),
 ]
 SetOption = Annotated[
     Optional[list[str]],

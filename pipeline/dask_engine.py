@@ -132,19 +132,6 @@ def customer_partition(customer_id: pd.Series, *, partitions: int) -> np.ndarray
     return (hashes % np.uint64(partitions)).astype(np.int64)
 
 
-def split_events(events: Events, *, partitions: int) -> list[Events]:
-    """`events` split into `partitions` Events by `customer_partition`; rows keep their order in each part."""
-    pieces: dict[str, list[pd.DataFrame]] = {}
-    for name, frame in events.items():
-        part = customer_partition(frame["customer_id"], partitions=partitions)
-        order = np.argsort(part, kind="stable")
-        bounds = np.searchsorted(part[order], np.arange(partitions + 1))
-        pieces[name] = [
-            frame.take(order[bounds[i] : bounds[i + 1]]).reset_index(drop=True) for i in range(partitions)
-        ]
-    return [Events(**{name: frames[i] for name, frames in pieces.items()}) for i in range(partitions)]
-
-
 def _with_partition_keys(frame: pd.DataFrame, *, partitions: int, partition_info: dict | None = None) -> pd.DataFrame:
     """Add `_partition` (customer hash partition) and `_row` (input order: file block, row in block)."""
     block = (partition_info or {}).get("number", 0)
@@ -218,9 +205,9 @@ def _latest_order_date(events: Events) -> dt.date | None:
 
 
 def partitioned_tables(event_partitions: Sequence[Any], *, client: Any) -> PartitionedTables:
-    """`event_tables` on each partition (futures of `Events`, or `Events` to scatter), on the workers."""
+    """`event_tables` on each partition (futures of `Events`), on the workers."""
     distributed = _distributed()
-    futures = [client.scatter(p) if isinstance(p, Events) else p for p in event_partitions]
+    futures = list(event_partitions)
     latest = [d for d in client.gather(client.map(_latest_order_date, futures, pure=False)) if d is not None]
     tables = client.map(event_tables, futures, pure=False)
     # Once the tables exist, the events are released as soon as the caller drops its futures.
@@ -259,22 +246,6 @@ def dask_labels(tables: PartitionedTables, *, as_of: dt.date, lookback_days: int
     )
     labels = pd.concat(client.gather(futures), ignore_index=True)
     return labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
-
-
-def build_features_dask(
-    events: Events, *, as_of: dt.date, cfg: FeaturesConfig, client: Any, partitions: int | None = None
-) -> pd.DataFrame:
-    """`build_features(events, as_of=, cfg=)` computed on `client`: equal to it, row for row.
-
-    Input: validated `Events` (uncut). `partitions` defaults to `cfg.dask_partitions`.
-    """
-    snapshot_time(as_of)
-    parts = split_events(events, partitions=partitions or cfg.dask_partitions)
-    tables = partitioned_tables(parts, client=client)
-    try:
-        return dask_features(tables, as_of=as_of, cfg=cfg)
-    finally:
-        tables.release()
 
 
 # --- LightGBM on Dask ---------------------------------------------------------------------------

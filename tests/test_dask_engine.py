@@ -19,17 +19,15 @@ pytest.importorskip("dask.dataframe")
 
 from pipeline.dask_engine import (  # noqa: E402
     best_iteration,
-    build_features_dask,
     customer_partition,
     dask_client,
     dask_features,
     dask_labels,
     load_partitioned_tables,
-    split_events,
     train_lightgbm_dask,
 )
 from pipeline.errors import ConfigError, FeatureError  # noqa: E402
-from pipeline.events import Events, load_events  # noqa: E402
+from pipeline.events import load_events  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,48 +46,6 @@ def test_customer_partition_is_stable_and_in_range():
     assert customer_partition(pd.Series(["C3"], dtype="str"), partitions=3)[0] == parts[2]
     with pytest.raises(ValueError, match="partitions must be at least 1"):
         customer_partition(ids, partitions=0)
-
-
-def test_split_events_keeps_every_row_once_with_all_events_of_a_customer_together():
-    transactions = pd.DataFrame(
-        {
-            "order_id": ["o1", "o2", "o3", "o4"],
-            "customer_id": ["a", "b", "a", "c"],
-            "ordered_at": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"], utc=True),
-            "amount": [1.0, 2.0, 3.0, 4.0],
-        }
-    )
-    feedback = pd.DataFrame(
-        {
-            "customer_id": ["c", "a"],
-            "submitted_at": pd.to_datetime(["2024-02-01", "2024-02-02"], utc=True),
-            "kind": ["nps", "nps"],
-            "score": [9.0, 3.0],
-        }
-    )
-    events = Events.from_frames(transactions=transactions, feedback=feedback)
-    parts = split_events(events, partitions=2)
-    assert len(parts) == 2
-    assert sorted(o for p in parts for o in p.transactions["order_id"]) == ["o1", "o2", "o3", "o4"]
-    for part in parts:
-        assert set(part.feedback["customer_id"]) <= set(part.transactions["customer_id"])
-        # Input order is kept inside a partition.
-        assert list(part.transactions["ordered_at"]) == sorted(part.transactions["ordered_at"])
-        assert list(part.transactions.columns) == list(events.transactions.columns)
-    with_a = next(p for p in parts if "a" in set(p.transactions["customer_id"]))
-    assert list(with_a.transactions.loc[with_a.transactions["customer_id"] == "a", "order_id"]) == ["o1", "o3"]
-
-
-def test_dask_features_equal_single_machine_features(demo_ingested, client):
-    from pipeline.features import build_features
-
-    cfg = demo_ingested.features
-    events = load_events(demo_ingested.validated_dir)
-    as_of = dt.date(2025, 3, 1)
-    expected = build_features(events, as_of=as_of, cfg=cfg)
-    assert len(expected) > 100
-    got = build_features_dask(events, as_of=as_of, cfg=cfg, client=client, partitions=3)
-    assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo_ingested, client):

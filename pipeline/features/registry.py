@@ -216,10 +216,6 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
     return [spec.name for spec in feature_specs(cfg)]
 
 
-def categorical_names(cfg: FeaturesConfig) -> list[str]:
-    return [spec.name for spec in feature_specs(cfg) if spec.kind == "categorical"]
-
-
 # Dates derived for reason templates: name -> the "days since" feature it is computed from.
 DERIVED_DATES = {
     "last_order_date": "recency_days",

@@ -17,7 +17,7 @@ Definitions used by every feature and by the labels:
 - order lines are deduplicated to *order parts*, one per (customer, order_id, ordered_at), sorted by
   customer, time, then the hash of order_id;
 - an *order* is an `order_id` of a customer with at least one purchase line; it is timed at its
-  first purchase part (`is_order_start`); a later part of the same order (a refund, say) counts
+  first purchase part (the `starts` column of the timeline); a later part of the same order (a refund, say) counts
   at its own time;
 - money (and feedback scores) are summed as integers of 1/10,000 of the unit (`*_units`), so that
   sums are exact and do not depend on row order or partitioning (the Dask path gives identical
