@@ -59,6 +59,20 @@ def write_config(folder: Path, raw: dict) -> Path:
     return path
 
 
+def minimal_config(transactions: str = "raw/transactions.csv", *, snapshots: dict | None = None, **sections: dict) -> dict:
+    """The smallest valid raw config: one transactions file and the snapshot dates (default one date).
+
+    Each keyword is a top-level section whose keys update the default one (`features=` keeps the snapshots).
+    """
+    raw = {
+        "sources": {"transactions": {"path": transactions}},
+        "features": {"snapshots": snapshots or {"dates": ["2024-01-01"]}},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value}
+    return raw
+
+
 def demo_raw_config(mlflow_uri: str, *, model_name: str = "churn-test") -> dict:
     """The repo's demo config, pointed at a local workspace and the session MLflow store."""
     raw = yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))

@@ -8,21 +8,18 @@ purchases, and is higher in region "north"; `noise` carries no signal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from pipeline.evaluate import RetentionSettings
+from pipeline.features.registry import FeatureSpec
 
 
-@dataclass(frozen=True)
-class Spec:
-    """The fields of pipeline.features.registry.FeatureSpec that training reads."""
-
-    name: str
-    family: str
-    kind: str
+def spec(
+    name: str, family: str = "rfm", kind: str = "numeric", *, reason: str | None = None, direction: str = "none"
+) -> FeatureSpec:
+    """A registry FeatureSpec for a test (no description): the fields training, scoring and reasons read."""
+    return FeatureSpec(name, family, kind, "", direction, reason)
 
 
 # Retention assumptions shared by the training and tracking tests.
@@ -32,15 +29,15 @@ RETENTION = RetentionSettings(
 
 
 SPECS = [
-    Spec("recency_days", "rfm", "numeric"),
-    Spec("frequency_all", "rfm", "numeric"),
-    Spec("monetary_365d", "rfm", "numeric"),
-    Spec("overdue_ratio", "rfm", "numeric"),
-    Spec("nps_last", "feedback", "numeric"),
-    Spec("btyd_p_alive", "btyd", "numeric"),
-    Spec("btyd_expected_purchases", "btyd", "numeric"),
-    Spec("noise", "rfm", "numeric"),
-    Spec("region", "customer", "categorical"),
+    spec("recency_days", "rfm"),
+    spec("frequency_all", "rfm"),
+    spec("monetary_365d", "rfm"),
+    spec("overdue_ratio", "rfm"),
+    spec("nps_last", "feedback"),
+    spec("btyd_p_alive", "btyd"),
+    spec("btyd_expected_purchases", "btyd"),
+    spec("noise", "rfm"),
+    spec("region", "customer", "categorical"),
 ]
 
 

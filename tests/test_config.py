@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import minimal_config
 from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
@@ -17,10 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def minimal() -> dict:
-    return {
-        "sources": {"transactions": {"path": "raw/transactions.csv"}},
-        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-06-01"}},
-    }
+    return minimal_config(snapshots={"start": "2024-01-01", "end": "2024-06-01"})
 
 
 def write_yaml(folder: Path, raw: object) -> Path:

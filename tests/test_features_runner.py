@@ -16,6 +16,7 @@ import yaml
 from pandas.testing import assert_frame_equal
 from typer.testing import CliRunner
 
+from conftest import minimal_config
 from pipeline.cli import app
 from pipeline.config import config_from_dict
 from pipeline.errors import FeatureError
@@ -42,12 +43,12 @@ def events() -> Events:
 
 
 def raw_config(folder, **features) -> dict:
-    return {
-        "paths": {"data_dir": str(folder / "data"), "models_dir": str(folder / "models")},
-        "sources": {"transactions": {"path": str(folder / "raw.csv")}},
-        "features": {"snapshots": {"dates": [d.isoformat() for d in DATES]}, "lookback_days": 60,
-                     "horizon_days": 30, "windows_days": [30, 90], **features},
-    }
+    return minimal_config(
+        str(folder / "raw.csv"),
+        snapshots={"dates": [d.isoformat() for d in DATES]},
+        paths={"data_dir": str(folder / "data"), "models_dir": str(folder / "models")},
+        features={"lookback_days": 60, "horizon_days": 30, "windows_days": [30, 90], **features},
+    )
 
 
 def workspace(folder, **features):

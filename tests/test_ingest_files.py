@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import minimal_config
 from pipeline.cli import app
 from pipeline.config import config_from_dict
 from pipeline.errors import IngestError
@@ -31,12 +32,11 @@ def with_column(csv: str, name: str, value: str) -> str:
     return "".join(f"{line}\n" for line in [f"{header},{name}", *(f"{row},{value}" for row in rows)])
 
 
+FEB = {"dates": ["2024-02-01"]}
+
+
 def make_config(folder: Path, sources: dict[str, dict]):
-    raw = {
-        "paths": {"data_dir": "out", "models_dir": "models"},
-        "sources": sources,
-        "features": {"snapshots": {"dates": ["2024-02-01"]}},
-    }
+    raw = minimal_config(snapshots=FEB, paths={"data_dir": "out", "models_dir": "models"}, sources=sources)
     return config_from_dict(raw, base_dir=folder)
 
 
@@ -205,10 +205,7 @@ def test_stale_extra_file_is_removed_when_the_extra_columns_go(tmp_path):
 
 def test_cli_unknown_config_key_fails_at_start_up_naming_the_key(tmp_path):
     write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
-    raw = {
-        "sources": {"transactions": {"path": "t.csv", "seperator": ";"}},
-        "features": {"snapshots": {"dates": ["2024-02-01"]}},
-    }
+    raw = minimal_config(snapshots=FEB, sources={"transactions": {"path": "t.csv", "seperator": ";"}})
     config = write(tmp_path, "config.yaml", yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["ingest", "-c", str(config), "-q"], env={"COLUMNS": "300"})
     assert result.exit_code == 2
@@ -217,7 +214,7 @@ def test_cli_unknown_config_key_fails_at_start_up_naming_the_key(tmp_path):
 
 def test_cli_ingest_error_is_a_message_not_a_traceback(tmp_path):
     write(tmp_path, "t.csv", "")
-    raw = {"sources": {"transactions": {"path": "t.csv"}}, "features": {"snapshots": {"dates": ["2024-02-01"]}}}
+    raw = minimal_config("t.csv", snapshots=FEB)
     config = write(tmp_path, "config.yaml", yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["ingest", "-c", str(config), "-q"], env={"COLUMNS": "300"})
     assert result.exit_code == 1
@@ -227,11 +224,7 @@ def test_cli_ingest_error_is_a_message_not_a_traceback(tmp_path):
 
 def test_cli_prints_the_report_table_and_writes_the_json(tmp_path):
     write(tmp_path, "t.csv", GOOD_TRANSACTIONS + "o3,c3,2024-01-04,abc\n" + "o4,c4,2024-01-04,4\n" * 3)
-    raw = {
-        "paths": {"data_dir": "out"},
-        "sources": {"transactions": {"path": "t.csv"}},
-        "features": {"snapshots": {"dates": ["2024-02-01"]}},
-    }
+    raw = minimal_config("t.csv", snapshots=FEB, paths={"data_dir": "out"})
     config = write(tmp_path, "config.yaml", yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["ingest", "-c", str(config)], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output

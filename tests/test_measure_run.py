@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import minimal_config
 from pipeline.config import config_from_dict
 from pipeline.contract import conform
 from pipeline.errors import ScoreError
@@ -21,12 +22,13 @@ EFFECT, CHURN_CONTROL = 0.4, 0.5
 
 
 def workspace(tmp_path, mlflow_uri):
-    raw = {
-        "paths": {"data_dir": "data", "models_dir": "models"},
-        "sources": {"transactions": {"path": "data/raw/transactions.csv"}},
-        "features": {"snapshots": {"dates": ["2024-06-01"]}, "horizon_days": HORIZON},
-        "mlflow": {"tracking_uri": mlflow_uri, "artifact_root": "mlartifacts", "scoring_experiment": "test-measure"},
-    }
+    raw = minimal_config(
+        "data/raw/transactions.csv",
+        snapshots={"dates": ["2024-06-01"]},
+        paths={"data_dir": "data", "models_dir": "models"},
+        features={"horizon_days": HORIZON},
+        mlflow={"tracking_uri": mlflow_uri, "artifact_root": "mlartifacts", "scoring_experiment": "test-measure"},
+    )
     return config_from_dict(raw, base_dir=tmp_path)
 
 
@@ -116,12 +118,12 @@ def test_measure_cli_names_a_missing_scores_file(tmp_path, mlflow_uri):
 
     from pipeline.cli import app
 
-    raw = {
-        "paths": {"data_dir": "data", "models_dir": "models"},
-        "sources": {"transactions": {"path": "data/raw/transactions.csv"}},
-        "features": {"snapshots": {"dates": ["2024-06-01"]}},
-        "mlflow": {"tracking_uri": mlflow_uri, "artifact_root": "mlartifacts"},
-    }
+    raw = minimal_config(
+        "data/raw/transactions.csv",
+        snapshots={"dates": ["2024-06-01"]},
+        paths={"data_dir": "data", "models_dir": "models"},
+        mlflow={"tracking_uri": mlflow_uri, "artifact_root": "mlartifacts"},
+    )
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     result = CliRunner().invoke(app, ["measure", "--scores", str(tmp_path / "nope.parquet"), "--config", str(config), "-q"])

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import minimal_config
 from pipeline.cli import app
 from pipeline.errors import ScoreError
 from pipeline.monitor import alerts, list_metrics, tier_table
@@ -79,7 +80,7 @@ def test_bad_monitor_and_uplift_settings_name_the_key(tmp_path):
     from pipeline.config import config_from_dict
     from pipeline.errors import ConfigError
 
-    raw = {"sources": {"transactions": {"path": "t.csv"}}, "features": {"snapshots": {"dates": ["2024-01-01"]}}}
+    raw = minimal_config("t.csv")
     with pytest.raises(ConfigError, match="monitor.min_roc_auc"):
         config_from_dict({**raw, "monitor": {"min_roc_auc": 2}}, base_dir=tmp_path)
     with pytest.raises(ConfigError, match="uplift.holdout_campaigns"):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import minimal_config
 from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
@@ -285,11 +286,7 @@ def test_reason_limit_is_validated_naming_the_key(tmp_path):
     from pipeline.config import load_config
     from pipeline.errors import ConfigError
 
-    raw = {
-        "sources": {"transactions": {"path": "raw/transactions.csv"}},
-        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-06-01"}},
-        "score": {"reason_limit": -1},
-    }
+    raw = minimal_config(score={"reason_limit": -1})
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"score\.reason_limit: Input should be greater than or equal to 0"):

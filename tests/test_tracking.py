@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import RETENTION, SPECS, Spec, synthetic_features
+from conftest import minimal_config
+from synthetic import RETENTION, SPECS, spec, synthetic_features
 
 from pipeline.bundle import load_bundle
 from pipeline.config import config_from_dict
@@ -31,13 +32,13 @@ FINGERPRINTS = {"validated": {"transactions.parquet": "ab" * 32}, "features": {}
 
 
 def make_cfg(folder: Path, uri: str, *, model_name: str, experiment: str = "tracking-tests"):
-    raw = {
-        "sources": {"transactions": {"path": "raw/transactions.csv"}},
-        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-09-01"}, "horizon_days": 30},
-        "paths": {"data_dir": "data", "models_dir": "models"},
-        "train": {"model_name": model_name, "search_trials": 1, "num_threads": 1},
-        "mlflow": {"tracking_uri": uri, "artifact_root": "mlartifacts", "experiment": experiment},
-    }
+    raw = minimal_config(
+        snapshots={"start": "2024-01-01", "end": "2024-09-01"},
+        features={"horizon_days": 30},
+        paths={"data_dir": "data", "models_dir": "models"},
+        train={"model_name": model_name, "search_trials": 1, "num_threads": 1},
+        mlflow={"tracking_uri": uri, "artifact_root": "mlartifacts", "experiment": experiment},
+    )
     return config_from_dict(raw, base_dir=folder)
 
 
@@ -141,7 +142,7 @@ def trained(table):
     strong = train_models(table, specs=SPECS, split=split, settings=cfg.train, retention=RETENTION)
     # A model that sees only noise: clearly worse on the same test snapshot.
     weak = train_models(
-        table, specs=[Spec("noise", "rfm", "numeric")], split=split, settings=cfg.train, retention=RETENTION
+        table, specs=[spec("noise", "rfm")], split=split, settings=cfg.train, retention=RETENTION
     )
     return strong, weak
 
@@ -224,11 +225,7 @@ def test_configure_mlflow_leaves_the_environment_alone(tmp_path, monkeypatch):
     from pipeline.tracking import configure_mlflow
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    raw = {
-        "sources": {"transactions": {"path": "t.csv"}},
-        "features": {"snapshots": {"dates": ["2024-01-01"]}},
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path / 'a.db'}"},
-    }
+    raw = minimal_config("t.csv", mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'a.db'}"})
     cfg = config_from_dict(raw, base_dir=tmp_path)
     assert configure_mlflow(cfg) == f"sqlite:///{tmp_path / 'a.db'}"
     assert "MLFLOW_TRACKING_URI" not in os.environ

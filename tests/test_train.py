@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic import RETENTION, SPECS, Spec, synthetic_features
+from synthetic import RETENTION, SPECS, spec, synthetic_features
 
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
@@ -118,7 +118,7 @@ def test_btyd_falls_back_to_p_alive(table, split):
 
 def test_select_feature_columns_drops_absent_and_empty_features(table):
     train = table.assign(nps_last=np.nan)
-    specs = [*SPECS, Spec("open_tickets", "service", "numeric")]
+    specs = [*SPECS, spec("open_tickets", "service")]
     columns, dropped = select_feature_columns(train, specs)
     assert dropped == {"open_tickets": "not in the feature table", "nps_last": "missing in every training row"}
     assert columns.categorical == ["region"]
@@ -128,7 +128,7 @@ def test_select_feature_columns_drops_absent_and_empty_features(table):
 
 def test_no_usable_feature_is_an_error(table):
     with pytest.raises(TrainError, match="no usable feature"):
-        select_feature_columns(table, [Spec("open_tickets", "service", "numeric")])
+        select_feature_columns(table, [spec("open_tickets", "service")])
 
 
 def test_search_candidates_default_first_distinct_and_depth_bounded():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import minimal_config
 from pipeline.config import config_from_dict
 from pipeline.errors import ConfigError
 from pipeline.run import ui
@@ -25,12 +26,11 @@ STOP_TIMEOUT_S = 30
 
 
 def small_config(tmp_path: Path, **mlflow):
-    raw = {
-        "sources": {"transactions": {"path": "raw/transactions.csv"}},
-        "features": {"snapshots": {"start": "2024-01-01", "end": "2024-03-01"}},
-        "mlflow": {"tracking_uri": "sqlite:///store/mlruns.db", "artifact_root": "mlartifacts", **mlflow},
-        "train": {"model_name": "churn-ui-test"},
-    }
+    raw = minimal_config(
+        snapshots={"start": "2024-01-01", "end": "2024-03-01"},
+        mlflow={"tracking_uri": "sqlite:///store/mlruns.db", "artifact_root": "mlartifacts", **mlflow},
+        train={"model_name": "churn-ui-test"},
+    )
     return config_from_dict(raw, base_dir=tmp_path)
 
 
