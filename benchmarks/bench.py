@@ -12,6 +12,9 @@ It prints the tables and writes benchmarks/results.json (merged: a run updates o
     .venv/bin/python benchmarks/bench.py --rows 10M --only features
     .venv/bin/python benchmarks/bench.py --growth             # features at 1M, 10M, 50M rows (+ snapshots)
 
+The work is split by concern: bench_data (sizes, workspace config, demo data), bench_process
+(a stage as a subprocess: time and peak memory), bench_floor (the numpy floor, the features steps),
+bench_report (ratios, targets, tables, results.json); this file is the command line and the runs.
 See benchmarks/README.md for what is measured and how to read it.
 """
 
@@ -20,26 +23,27 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
-import re
 import shutil
-import statistics
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BENCH_DIR = Path(__file__).resolve().parent
+from bench_data import (
+    BAD_ROW_SHARE, BENCH_DIR, CHUNK_CUSTOMERS, REPO_ROOT, SNAPSHOT_DATES, SOURCES, clear_outputs,
+    generate_data, parse_sizes, size_label, workspace_dir, write_bench_config,
+)
+from bench_floor import features_breakdown, measure_floor
+from bench_process import (
+    BenchError, STAGES, available_mib, feature_table_rows, ingest_rows, run_measured, run_stage,
+    scored_customers, stage_done, stage_env, tail,
+)
+from bench_report import (
+    TARGETS, growth_tables, load_results, machine, ratios, save_results, score_fits, stage_table, summarise,
+    targets_table,
+)
+
 DEFAULT_DATA_ROOT = BENCH_DIR / "data"
 DEFAULT_RESULTS = BENCH_DIR / "results.json"
-
-STAGES = ("ingest", "features", "train", "score", "score_selected")
-# score_selected: the score command with reasons only for the customers selected for an action.
-STAGE_COMMANDS = {"score_selected": ("score", ["score.reason_tiers=[]"])}
 PREREQUISITES = {
     "ingest": (),
     "features": ("ingest",),
@@ -47,168 +51,8 @@ PREREQUISITES = {
     "score": ("ingest", "features", "train"),
     "score_selected": ("ingest", "features", "train"),
 }
-SOURCES = ("transactions", "feedback", "support_tickets", "loyalty_events", "customers")
-ID_COLUMNS = ("customer_id", "order_id", "ticket_id", "feedback_id")
-# 12 monthly snapshots whose 90-day label windows lie inside the generator's default 2023-2025 span.
-SNAPSHOT_DATES = tuple(dt.date(2024 + (9 + m) // 12, (9 + m) % 12 + 1, 1) for m in range(12))
 GROWTH_ROWS = (1_000_000, 10_000_000, 50_000_000)
 GROWTH_SNAPSHOTS = (3, 6, 12)
-BAD_ROW_SHARE = 0.03
-CHUNK_CUSTOMERS = 200_000  # customers generated at once: bounds the generator's memory (~2.5 GiB)
-CALIBRATION_CUSTOMERS = 5_000
-FLOOR_AGGREGATES = ("lines", "monetary", "last_order_at", "lines_90d", "monetary_90d", "lines_365d",
-                    "monetary_365d", "returns_value")
-DAY_US = 86_400_000_000
-MIB = 1024 * 1024
-# Issue 7 targets (2 cores, 10M transaction rows).
-TARGET_ROWS = 10_000_000
-TARGETS = {
-    "features_over_floor": 4.0,
-    "features_seconds": 30.0,
-    "peak_mib": 6 * 1024.0,
-    "ingest_rows_per_s": 1_000_000.0,
-    "score_seconds_per_1m_customers": 60.0,
-    "train_seconds": 600.0,
-}
-
-
-class BenchError(RuntimeError):
-    """A benchmark step failed; the message says which and where its log is."""
-
-
-# --- sizes and workspaces -----------------------------------------------------------------------
-
-
-def parse_size(text: str) -> int:
-    """'1M' -> 1_000_000, '500k' -> 500_000, '2500000' -> 2_500_000."""
-    match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([kKmMgG]?)\s*", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"not a row count: {text!r} (use e.g. 1M, 500k, 2500000)")
-    number, unit = match.groups()
-    return int(float(number.replace("_", "")) * {"": 1, "k": 10**3, "m": 10**6, "g": 10**9}[unit.lower()])
-
-
-def parse_sizes(text: str) -> list[int]:
-    return [parse_size(part) for part in text.split(",") if part.strip()]
-
-
-def size_label(rows: int) -> str:
-    for unit, factor in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if rows >= factor and rows % (factor // 10 or 1) == 0:
-            value = rows / factor
-            return f"{value:g}{unit}"
-    return str(rows)
-
-
-def workspace_dir(data_root: Path, rows: int) -> Path:
-    return data_root / f"rows={size_label(rows)}"
-
-
-def bench_config(workspace: Path, *, raw_format: str) -> dict[str, Any]:
-    """The demo config (configs/default.yaml) pointed at `workspace`, with the 12 bench snapshots."""
-    import yaml
-
-    raw = yaml.safe_load((REPO_ROOT / "configs" / "default.yaml").read_text(encoding="utf-8"))
-    raw["project"] = f"bench-{workspace.name}"
-    raw["paths"] = {"data_dir": "data", "models_dir": "models"}
-    raw["sources"] = {name: {"path": f"raw/{name}/part-*.{raw_format}"} for name in SOURCES}
-    features = raw.setdefault("features", {})
-    features["snapshots"] = {"dates": [d.isoformat() for d in SNAPSHOT_DATES]}
-    raw.setdefault("train", {})["model_name"] = "churn-bench"
-    raw["mlflow"] = {
-        **raw.get("mlflow", {}),
-        "tracking_uri": "sqlite:///mlruns.db",
-        "artifact_root": "mlartifacts",
-        "experiment": "churn-bench-training",
-        "scoring_experiment": "churn-bench-scoring",
-    }
-    raw.setdefault("score", {})["playbook"] = "playbook.yaml"
-    return raw
-
-
-def write_bench_config(workspace: Path, *, raw_format: str) -> Path:
-    import yaml
-
-    workspace.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO_ROOT / "configs" / "playbook.yaml", workspace / "playbook.yaml")
-    path = workspace / "config.yaml"
-    path.write_text(yaml.safe_dump(bench_config(workspace, raw_format=raw_format), sort_keys=False), encoding="utf-8")
-    return path
-
-
-def clear_outputs(workspace: Path) -> None:
-    """Remove every stage output of a workspace (its raw data stays)."""
-    for name in ("data", "models", "mlartifacts", "logs"):
-        shutil.rmtree(workspace / name, ignore_errors=True)
-    for name in ("mlruns.db",):
-        (workspace / name).unlink(missing_ok=True)
-
-
-# --- demo data at a given size (runs in a subprocess: `bench.py generate-data`) ------------------
-
-
-def _prefixed_ids(frames: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Copies of `frames` whose id columns start with `prefix` (chunks of customers stay distinct)."""
-    out = {}
-    for name, frame in frames.items():
-        ids = {col: prefix + frame[col] for col in ID_COLUMNS if col in frame.columns}
-        out[name] = frame.assign(**ids)
-    return out
-
-
-def _write_raw(frame: Any, path: Path, raw_format: str) -> None:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from pipeline.io import atomic_path
-
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with atomic_path(path) as tmp:
-        if raw_format == "csv":
-            pacsv.write_csv(table, tmp)
-        else:
-            pq.write_table(table, tmp, compression="zstd")
-
-
-def generate_data(workspace: Path, *, rows: int, seed: int, raw_format: str) -> dict[str, Any]:
-    """Demo data of about `rows` transaction rows (incl. BAD_ROW_SHARE bad rows) under workspace/raw/.
-
-    Customers are generated in chunks of CHUNK_CUSTOMERS with their own seeds and id prefixes; the
-    generator draws each customer independently, so the union is one larger shop.
-    """
-    from pipeline.demo_data import generate_demo, inject_bad_rows
-
-    started = time.perf_counter()
-    sample = generate_demo(customers=CALIBRATION_CUSTOMERS, seed=seed)
-    good_rows_per_customer = len(sample["transactions"]) / CALIBRATION_CUSTOMERS
-    customers = max(1, round(rows * (1 - BAD_ROW_SHARE) / good_rows_per_customer))
-    raw = workspace / "raw"
-    shutil.rmtree(raw, ignore_errors=True)
-    counts = dict.fromkeys(SOURCES, 0)
-    orders = 0
-    chunks = -(-customers // CHUNK_CUSTOMERS)
-    for chunk in range(chunks):
-        size = min(CHUNK_CUSTOMERS, customers - chunk * CHUNK_CUSTOMERS)
-        frames = _prefixed_ids(generate_demo(customers=size, seed=seed * 1000 + chunk), f"K{chunk:03d}")
-        orders += frames["transactions"]["order_id"].nunique()
-        frames = inject_bad_rows(frames, seed=seed * 1000 + chunk, share=BAD_ROW_SHARE)
-        for name in SOURCES:
-            _write_raw(frames[name], raw / name / f"part-{chunk:03d}.{raw_format}", raw_format)
-            counts[name] += len(frames[name])
-        print(f"chunk {chunk + 1}/{chunks}: {size:,} customers", file=sys.stderr, flush=True)
-    return {
-        "requested_rows": rows,
-        "seed": seed,
-        "raw_format": raw_format,
-        "chunk_customers": CHUNK_CUSTOMERS,
-        "customers": customers,
-        "rows_by_source": counts,
-        "transaction_rows": counts["transactions"],
-        "orders_per_customer": round(orders / customers, 2),
-        "transaction_rows_per_customer": round(counts["transactions"] / customers, 2),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
 
 
 def ensure_data(workspace: Path, *, rows: int, seed: int, raw_format: str, regenerate: bool, quiet: bool) -> dict[str, Any]:
@@ -236,237 +80,6 @@ def ensure_data(workspace: Path, *, rows: int, seed: int, raw_format: str, regen
     return info
 
 
-# --- running a command with its peak memory -----------------------------------------------------
-
-
-class TreeMemorySampler(threading.Thread):
-    """Samples the summed RSS of a process and all its descendants (Dask workers included)."""
-
-    def __init__(self, pid: int, *, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            import psutil
-        except ImportError:  # without psutil only the child's own ru_maxrss is reported
-            return
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not self._stop_event.is_set():
-            total = 0
-            try:
-                family = [root, *root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            for process in family:
-                try:
-                    total += process.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-                    pass
-            self.peak_bytes = max(self.peak_bytes, total)
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-def run_measured(command: list[str], *, log: Path, cwd: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run `command` with output to `log`; return seconds, peak MiB and return code.
-
-    Peak memory is the larger of the child's own ru_maxrss (from wait4, exact) and the sampled sum
-    over its process tree (covers subprocesses such as Dask workers).
-    """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        sampler = TreeMemorySampler(process.pid)
-        sampler.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        sampler.stop()
-        process.returncode = os.waitstatus_to_exitcode(status)
-    maxrss_mib = usage.ru_maxrss / 1024  # Linux: KiB
-    return {
-        "seconds": seconds,
-        "load_average_1min": round(os.getloadavg()[0], 2),  # other work on the machine inflates times
-        "peak_mib": max(maxrss_mib, sampler.peak_bytes / MIB),
-        "maxrss_mib": maxrss_mib,
-        "tree_peak_mib": sampler.peak_bytes / MIB,
-        "returncode": process.returncode,
-    }
-
-
-def tail(path: Path, lines: int = 25) -> str:
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
-    return "\n".join(text[-lines:])
-
-
-def stage_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    return env
-
-
-def run_stage(workspace: Path, stage: str, *, sets: list[str], tag: str) -> dict[str, Any]:
-    """`python -m pipeline <stage> -c config.yaml -q` in a subprocess; raises BenchError on failure."""
-    command_name, fixed_sets = STAGE_COMMANDS.get(stage, (stage, []))
-    command = [sys.executable, "-m", "pipeline", command_name, "-c", str(workspace / "config.yaml"), "-q"]
-    for item in [*sets, *fixed_sets]:
-        command += ["--set", item]
-    log = workspace / "logs" / f"{stage}-{tag}.log"
-    measured = run_measured(command, log=log, cwd=REPO_ROOT, env=stage_env())
-    if measured["returncode"] != 0:
-        raise BenchError(f"`churn {command_name}` ({stage}) failed (exit {measured['returncode']}); see {log}:\n{tail(log)}")
-    return measured
-
-
-def stage_done(workspace: Path, stage: str) -> bool:
-    """Whether a stage's outputs exist (so a later stage can run without it)."""
-    data = workspace / "data"
-    if stage == "ingest":
-        return (data / "validated" / "transactions.parquet").is_file()
-    if stage == "features":
-        return len(list((data / "features").glob("snapshot=*.parquet"))) >= len(SNAPSHOT_DATES)
-    if stage == "train":
-        return (workspace / "models" / "churn-bench" / "manifest.json").is_file()
-    return bool(list((data / "scores").glob("at_risk_*.json")))
-
-
-# --- what each stage processed ------------------------------------------------------------------
-
-
-def ingest_rows(workspace: Path) -> dict[str, int]:
-    report = json.loads((workspace / "data" / "reports" / "ingest_report.json").read_text(encoding="utf-8"))
-    sources = report["sources"]
-    return {
-        "transaction_rows": int(sources["transactions"]["input_rows"]),
-        "all_rows": int(sum(entry.get("input_rows") or 0 for entry in sources.values())),
-        "validated_transaction_rows": int(sources["transactions"]["validated_rows"]),
-    }
-
-
-def feature_table_rows(workspace: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return int(sum(pq.ParquetFile(p).metadata.num_rows for p in (workspace / "data" / "features").glob("snapshot=*.parquet")))
-
-
-def scored_customers(workspace: Path) -> int:
-    summaries = sorted((workspace / "data" / "scores").glob("at_risk_*.json"))
-    return int(json.loads(summaries[-1].read_text(encoding="utf-8"))["customers_scored"])
-
-
-# --- the numpy floor (runs in a subprocess: `bench.py floor`) ------------------------------------
-
-
-def floor_snapshot(codes: Any, at_us: Any, amount: Any, *, as_of_us: int, customers: int) -> Any:
-    """Eight RFM aggregates per customer over the rows before `as_of_us`, one numpy pass (FLOOR_AGGREGATES)."""
-    import numpy as np
-
-    known = at_us < as_of_us
-    c, t, a = codes[known], at_us[known], amount[known]
-    recent_90 = t >= as_of_us - 90 * DAY_US
-    recent_365 = t >= as_of_us - 365 * DAY_US
-    last = np.full(customers, np.iinfo(np.int64).min)
-    np.maximum.at(last, c, t)
-    return np.vstack([
-        np.bincount(c, minlength=customers),
-        np.bincount(c, weights=a, minlength=customers),
-        last.astype("float64"),
-        np.bincount(c, weights=recent_90, minlength=customers),
-        np.bincount(c, weights=a * recent_90, minlength=customers),
-        np.bincount(c, weights=recent_365, minlength=customers),
-        np.bincount(c, weights=a * recent_365, minlength=customers),
-        np.bincount(c, weights=np.where(a < 0, -a, 0.0), minlength=customers),
-    ])
-
-
-def measure_floor(validated_transactions: Path, *, dates: list[dt.date], repeats: int) -> dict[str, Any]:
-    """Median over `repeats` of the floor summed over `dates`; loading and factorising are not timed."""
-    import numpy as np
-    import pandas as pd
-
-    started = time.perf_counter()
-    frame = pd.read_parquet(validated_transactions, columns=["customer_id", "ordered_at", "amount"])
-    codes, uniques = pd.factorize(frame["customer_id"])
-    at_us = frame["ordered_at"].dt.tz_convert("UTC").dt.as_unit("us").array.asi8
-    amount = frame["amount"].to_numpy("float64")
-    codes = codes.astype(np.int64)
-    load_seconds = time.perf_counter() - started
-    customers = len(uniques)
-    moments = [int(pd.Timestamp(d).value // 1000) for d in dates]
-    per_repeat = []
-    for _ in range(repeats):
-        timings = []
-        for as_of_us in moments:
-            t0 = time.perf_counter()
-            floor_snapshot(codes, at_us, amount, as_of_us=as_of_us, customers=customers)
-            timings.append(time.perf_counter() - t0)
-        per_repeat.append(timings)
-    totals = [sum(t) for t in per_repeat]
-    median_run = per_repeat[totals.index(sorted(totals)[len(totals) // 2])]
-    return {
-        "seconds": statistics.median(totals),
-        "all_seconds": totals,
-        "per_snapshot_seconds": median_run,
-        "snapshots": len(dates),
-        "aggregates": list(FLOOR_AGGREGATES),
-        "rows": len(frame),
-        "customers": customers,
-        "load_seconds_not_timed": load_seconds,
-    }
-
-
-# --- the features stage, step by step (runs in a subprocess: `bench.py features-breakdown`) -------
-
-
-def _load_and_prepare(cfg: Any) -> tuple[Any, float, float]:
-    """The features runner's first two steps, timed: (event tables per customer partition, load seconds,
-    prepare seconds)."""
-    from pipeline.run.features import read_validated, tables_by_partition
-
-    t0 = time.perf_counter()
-    frames = read_validated(cfg.validated_dir)
-    t1 = time.perf_counter()
-    return tables_by_partition(frames, cfg=cfg.features), t1 - t0, time.perf_counter() - t1
-
-
-def features_breakdown(config: Path) -> dict[str, Any]:
-    """The features runner's steps timed separately, one snapshot at a time (no file writes): load,
-    prepare tables, per snapshot features and labels."""
-    from pipeline.config import load_config
-    from pipeline.features import features_from_partitions
-    from pipeline.labels import churn_labels_from_partitions
-
-    cfg = load_config(config)
-    tables, load_seconds, prepare_seconds = _load_and_prepare(cfg)
-    window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
-    snapshot_seconds, label_seconds = [], []
-    for as_of in cfg.features.snapshots.resolve():
-        s0 = time.perf_counter()
-        features_from_partitions(tables, as_of=as_of, cfg=cfg.features)
-        s1 = time.perf_counter()
-        churn_labels_from_partitions(tables, as_of=as_of, **window)
-        snapshot_seconds.append(s1 - s0)
-        label_seconds.append(time.perf_counter() - s1)
-    return {
-        "load_events_seconds": load_seconds,
-        "prepare_tables_seconds": prepare_seconds,
-        "partitions": len(tables),
-        "snapshot_features_seconds": snapshot_seconds,
-        "snapshot_labels_seconds": label_seconds,
-        "compute_seconds": prepare_seconds + sum(snapshot_seconds) + sum(label_seconds),
-    }
-
-
 def run_json_helper(workspace: Path, name: str, args: list[str]) -> dict[str, Any]:
     """Run `bench.py <name> ...` (prints one JSON object last) with peak memory; return both."""
     log = workspace / "logs" / f"{name}.log"
@@ -477,20 +90,6 @@ def run_json_helper(workspace: Path, name: str, args: list[str]) -> dict[str, An
         raise BenchError(f"{name} failed; see {log}:\n{tail(log)}")
     return {**json.loads(out.read_text(encoding="utf-8")), "process_seconds": measured["seconds"],
             "peak_mib": measured["peak_mib"]}
-
-
-# --- one size -----------------------------------------------------------------------------------
-
-
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    seconds = [r["seconds"] for r in runs]
-    return {
-        "seconds": statistics.median(seconds),
-        "all_seconds": [round(s, 3) for s in seconds],
-        "peak_mib": max(r["peak_mib"] for r in runs),
-        "load_average_1min": [r["load_average_1min"] for r in runs],
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
 
 
 def bench_size(rows: int, *, args: argparse.Namespace, stages: list[str], previous: dict[str, Any]) -> dict[str, Any]:
@@ -554,90 +153,6 @@ def measure_floor_in_subprocess(workspace: Path, *, repeats: int, quiet: bool) -
     say(f"  floor: {floor['seconds']:.2f} s for {floor['snapshots']} snapshots "
         f"({floor['seconds'] / floor['snapshots']:.3f} s each)", quiet=quiet)
     return floor
-
-
-def ratios(result: dict[str, Any]) -> dict[str, float]:
-    """Headline ratios: features ÷ floor (whole run and compute only), and each stage ÷ its target."""
-    stages, floor = result.get("stages", {}), result.get("floor")
-    out: dict[str, float] = {}
-    if floor and "features" in stages:
-        out["features_over_floor"] = stages["features"]["seconds"] / floor["seconds"]
-        breakdown = result.get("features_breakdown")
-        if breakdown:
-            out["features_compute_over_floor"] = breakdown["compute_seconds"] / floor["seconds"]
-            out["snapshot_features_over_floor"] = sum(breakdown["snapshot_features_seconds"]) / floor["seconds"]
-        out["features_over_30s_budget"] = stages["features"]["seconds"] / TARGETS["features_seconds"]
-    if "ingest" in stages:
-        out["ingest_rows_per_s_over_target"] = stages["ingest"]["rows_per_s"] / TARGETS["ingest_rows_per_s"]
-    for stage in ("score", "score_selected"):
-        if stage in stages:
-            out[f"{stage}_1m_customers_over_60s_budget"] = (
-                stages[stage]["seconds_per_1m_customers"] / TARGETS["score_seconds_per_1m_customers"]
-            )
-    if "train" in stages:
-        out["train_over_10min_budget"] = stages["train"]["seconds"] / TARGETS["train_seconds"]
-    peaks = [entry["peak_mib"] for entry in stages.values()]
-    if peaks:
-        out["peak_over_6gib"] = max(peaks) / TARGETS["peak_mib"]
-    return out
-
-
-def score_fits(runs: dict[str, Any]) -> dict[str, Any]:
-    """Seconds to score 1M customers, on the line through the smallest and largest measured sizes.
-
-    Fixed costs (start-up, model loading, MLflow) are counted once, unlike the per-size linear scaling.
-    """
-    fits = {}
-    for stage in ("score", "score_selected"):
-        points = sorted(
-            (run["stages"][stage]["customers_scored"], run["stages"][stage]["seconds"], label)
-            for label, run in runs.items() if stage in run.get("stages", {})
-        )
-        if len(points) < 2 or points[-1][0] == points[0][0]:
-            continue
-        (c1, s1, l1), (c2, s2, l2) = points[0], points[-1]
-        per_customer = (s2 - s1) / (c2 - c1)
-        fits[stage] = {
-            "from_sizes": [l1, l2],
-            "fixed_seconds": s1 - per_customer * c1,
-            "ms_per_customer": per_customer * 1000,
-            "seconds_for_1m_customers": s1 + per_customer * (1_000_000 - c1),
-        }
-    return fits
-
-
-def targets(result: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
-    """(target, budget, measured, met) for the issue-7 targets, from one size's result."""
-    stages, r = result.get("stages", {}), result.get("ratios", {})
-    rows: list[tuple[str, str, str, bool | None]] = []
-    if "features_over_floor" in r:
-        rows.append(("features ÷ floor (12 snapshots)", "≤ 4×", f"{r['features_over_floor']:.1f}×",
-                     r["features_over_floor"] <= TARGETS["features_over_floor"]))
-    if "features" in stages:
-        s = stages["features"]
-        rows.append(("features wall (12 snapshots)", "≤ 30 s", f"{s['seconds']:.1f} s", s["seconds"] <= TARGETS["features_seconds"]))
-        rows.append(("features peak memory", "≤ 6 GiB", f"{s['peak_mib'] / 1024:.2f} GiB", s["peak_mib"] <= TARGETS["peak_mib"]))
-    if "ingest" in stages:
-        s = stages["ingest"]
-        rows.append(("ingest throughput", "≥ 1M rows/s", f"{s['rows_per_s'] / 1e6:.2f}M rows/s",
-                     s["rows_per_s"] >= TARGETS["ingest_rows_per_s"]))
-    for stage, what in (("score", "reasons for the selected + the reason_limit riskiest"), ("score_selected", "reasons for the selected only")):
-        if stage in stages:
-            s = stages[stage]
-            rows.append((f"score 1M customers, {what} (linear)", "≤ 60 s", f"{s['seconds_per_1m_customers']:.1f} s",
-                         s["seconds_per_1m_customers"] <= TARGETS["score_seconds_per_1m_customers"]))
-    if "train" in stages:
-        s = stages["train"]
-        rows.append(("train on the 12-snapshot table", "≤ 10 min", f"{s['seconds'] / 60:.1f} min",
-                     s["seconds"] <= TARGETS["train_seconds"]))
-    for stage in ("ingest", "train", "score", "score_selected"):
-        if stage in stages:
-            s = stages[stage]
-            rows.append((f"{stage} peak memory", "≤ 6 GiB", f"{s['peak_mib'] / 1024:.2f} GiB", s["peak_mib"] <= TARGETS["peak_mib"]))
-    return rows
-
-
-# --- growth -------------------------------------------------------------------------------------
 
 
 def ingest_mib_per_row(results: dict[str, Any]) -> float | None:
@@ -780,146 +295,9 @@ def memory_too_small(earlier: list[dict[str, Any]], rows: int, *, available_mib:
     return None
 
 
-def available_mib() -> float:
-    """Memory available for new work now (MemAvailable), MiB."""
-    for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1024
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")) / MIB
-
-
-# --- output -------------------------------------------------------------------------------------
-
-
 def say(message: str, *, quiet: bool) -> None:
     if not quiet:
         print(message, file=sys.stderr, flush=True)
-
-
-def _rate(value: float) -> str:
-    if value >= 1e6:
-        return f"{value / 1e6:.2f}M/s"
-    return f"{value / 1e3:.0f}k/s" if value >= 1e4 else f"{value:,.0f}/s"
-
-
-def stage_table(result: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    data = result.get("data", {})
-    title = (f"{result['label']} rows: {data.get('transaction_rows', 0):,} transaction rows, "
-             f"{data.get('customers', 0):,} customers, 12 snapshots")
-    table = Table(title=title)
-    for column in ("stage", "median s", "runs (s)", "peak MiB", "throughput", "ratio"):
-        table.add_column(column, justify="left" if column in ("stage", "ratio") else "right")
-    stages, r = result.get("stages", {}), result.get("ratios", {})
-    floor = result.get("floor")
-    notes = {
-        "ingest": f"{r['ingest_rows_per_s_over_target']:.2f}× the 1M rows/s target" if "ingest_rows_per_s_over_target" in r else "",
-        "features": (f"{r['features_over_floor']:.1f}× floor (whole run)" if "features_over_floor" in r else ""),
-        "train": f"{r['train_over_10min_budget']:.2f}× the 10 min budget" if "train_over_10min_budget" in r else "",
-        **{
-            stage: (f"1M customers ≈ {stages[stage]['seconds_per_1m_customers']:.0f} s "
-                    f"({r[f'{stage}_1m_customers_over_60s_budget']:.2f}× 60 s)") if stage in stages else ""
-            for stage in ("score", "score_selected")
-        },
-    }
-    for stage in STAGES:
-        if stage not in stages:
-            continue
-        s = stages[stage]
-        if stage == "ingest":
-            throughput = f"{_rate(s['rows_per_s'])} tx rows"
-        elif stage == "features":
-            throughput = f"{_rate(s['rows_per_s'])} tx rows"
-        elif stage == "train":
-            throughput = f"{s['feature_table_rows']:,} rows"
-        else:
-            throughput = f"{s['customers_scored']:,} cust. ({_rate(s['customers_per_s'])})"
-        table.add_row(stage, f"{s['seconds']:.1f}", ", ".join(f"{x:.1f}" for x in s["all_seconds"]),
-                      f"{s['peak_mib']:,.0f}", throughput, notes[stage])
-    if floor:
-        table.add_row("numpy floor", f"{floor['seconds']:.2f}", ", ".join(f"{x:.2f}" for x in floor["all_seconds"]),
-                      f"{floor['peak_mib']:,.0f}", f"{_rate(floor['rows'] * floor['snapshots'] / floor['seconds'])} row-snapshots",
-                      f"{floor['seconds'] / floor['snapshots']:.3f} s per snapshot, 8 aggregates")
-    breakdown = result.get("features_breakdown")
-    if breakdown and floor:
-        snapshots = sum(breakdown["snapshot_features_seconds"])
-        table.add_row(
-            "  features steps", f"{breakdown['compute_seconds']:.1f}", "", f"{breakdown['peak_mib']:,.0f}",
-            f"load {breakdown['load_events_seconds']:.1f} + prepare {breakdown['prepare_tables_seconds']:.1f} "
-            f"+ snapshots {snapshots:.1f} + labels {sum(breakdown['snapshot_labels_seconds']):.1f}",
-            f"compute {r['features_compute_over_floor']:.1f}× floor; snapshots alone {r['snapshot_features_over_floor']:.1f}×",
-        )
-    return table
-
-
-def targets_table(result: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    note = "" if result["rows"] == TARGET_ROWS else f" (targets are set at 10M rows; this is {result['label']})"
-    table = Table(title=f"Issue 7 targets at {result['label']} rows{note}")
-    for column in ("target", "budget", "measured", ""):
-        table.add_column(column)
-    for name, budget, measured, met in targets(result):
-        table.add_row(name, budget, measured, "met" if met else "[bold red]missed[/]")
-    return table
-
-
-def growth_tables(growth: dict[str, Any]) -> list[Any]:
-    from rich.table import Table
-
-    rows_table = Table(title="Features (12 snapshots) as rows grow")
-    for column in ("rows", "tx rows", "customers", "seconds", "peak MiB", "rows ×", "time ×", "memory ×"):
-        rows_table.add_column(column, justify="right")
-    for e in growth.get("by_rows", []):
-        if "skipped" in e:
-            rows_table.add_row(e["label"], "-", "-", "skipped", e["skipped"], "", "", "")
-            continue
-        rows_table.add_row(e["label"], f"{e['transaction_rows']:,}", f"{e['customers']:,}", f"{e['seconds']:.1f}",
-                           f"{e['peak_mib']:,.0f}", *(f"{e[k]:.1f}" if k in e else "" for k in ("rows_factor", "time_factor", "memory_factor")))
-    snapshots_table = Table(title="Features as snapshots grow (largest measured size)")
-    for column in ("rows", "snapshots", "seconds", "peak MiB", "snapshots ×", "time ×", "s per extra snapshot"):
-        snapshots_table.add_column(column, justify="right")
-    for e in growth.get("by_snapshots", []):
-        snapshots_table.add_row(size_label(e["rows"]), str(e["snapshots"]), f"{e['seconds']:.1f}", f"{e['peak_mib']:,.0f}",
-                                f"{e['snapshots_factor']:.1f}", f"{e['time_factor']:.2f}",
-                                f"{e.get('seconds_per_extra_snapshot', float('nan')):.2f}")
-    return [rows_table, snapshots_table]
-
-
-def machine() -> dict[str, Any]:
-    versions = {}
-    for module in ("numpy", "pandas", "polars", "pyarrow", "lightgbm", "mlflow"):
-        try:
-            versions[module] = __import__(module).__version__
-        except ImportError:
-            versions[module] = None
-    return {
-        "cpus": os.cpu_count(),
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "versions": versions,
-    }
-
-
-def load_results(path: Path) -> dict[str, Any]:
-    if path.is_file():
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            pass
-    return {}
-
-
-def save_results(results: dict[str, Any], path: Path) -> None:
-    sys.path.insert(0, str(REPO_ROOT))
-    from pipeline.io import write_json
-
-    write_json(results, path)
-
-
-# --- command line -------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
