@@ -2,18 +2,23 @@
 
 `top_reasons` takes LightGBM contributions (log-odds, one column per model feature) and the feature
 values, keeps only the drivers that push the risk up (positive contribution) and whose feature has a
-reason template in the registry, and writes the strongest `n` as sentences with the customer's own
-values, e.g. "no order for 128 days, about 3.2x their usual gap".
+reason in the registry, and writes the strongest `n` as sentences with the customer's own values, e.g.
+"no order for about 4 months (last on 2025-06-01), about 3.2 times their usual gap".
 
-A driver is skipped when its template would state something untrue or unknown: a value the template
-uses is missing; or the feature's registry direction is "up" (more means riskier) and the customer's
-value is 0 or less ("0 support tickets still open" can come out of tree interactions, but is no
-reason); or the direction is "down" and the template states a fact without the feature's own value
-("not in the loyalty programme") while the customer's value is above 0.
+Every sentence holds for the customer it is written for. A feature's `Reason` lists phrases, each with
+the condition under which it is true: a direction or range of the feature's own value, optionally
+relative to the population ("<", TYPICAL: below the median of the customers scored in the same run,
+which is the population the list is read against; computed by `typical_values`). The first phrase that
+holds is used; when none holds, the neutral sentence ("their spend trend (+0.36) raises their predicted
+risk") states only what the model says; without a neutral sentence the driver is skipped for the next.
+A phrase is also skipped when a value it uses cannot be stated (missing, nan, inf, a negative count or
+duration, a share outside 0-100%): the wordings of `pipeline.wording` decide, and they put numbers into
+words for people (days, then weeks, months or years; hours above 48 as days; money rounded by size;
+plural forms; segment names in words; ratios above a bound as "far longer than ...").
 
 Work is per feature column, never per customer: the ranking is one numpy argpartition over the
-whole matrix; each template is formatted column by column for the customers that selected it (each distinct
-value formatted once, the pieces joined with vectorised string addition).
+whole matrix; each phrase is formatted column by column for the customers that selected it (each
+distinct value formatted once, the pieces joined with vectorised string addition).
 """
 
 from __future__ import annotations
@@ -21,23 +26,56 @@ from __future__ import annotations
 import datetime as dt
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from pipeline.errors import ScoreError
+from pipeline.wording import in_words, split_spec, stateable
 
 AS_OF_FIELD = "as_of"
+TYPICAL = "typical"  # a condition's threshold: the feature's median over the population (see `typical_values`)
 # Extra candidates ranked beyond `n`, so that reasons repeating the same sentence can be dropped.
 EXTRA_CANDIDATES = 3
+NEUTRAL_ENDING = " raises their predicted risk"
+OPERATORS: dict[str, Callable[[np.ndarray, np.ndarray | float], np.ndarray]] = {
+    "==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
+}
+Condition = tuple[str, float | str]
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A sentence template and when it is true: every (operator, threshold) of `when` holds for the feature's
+    own value; a threshold is a number or TYPICAL (the population median of the feature)."""
+
+    text: str
+    when: tuple[Condition, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reason:
+    """How a feature is put into words: the first of `phrases` that holds for the customer is used; when none
+    holds, `neutral` (a noun phrase naming the value, e.g. "their spend trend ({spend_trend:+.2f})") is said
+    as "<neutral> raises their predicted risk"; without `neutral` the driver is skipped for the next one."""
+
+    phrases: tuple[Phrase, ...]
+    neutral: str | None = None
+
+    def variants(self) -> list[Phrase]:
+        """The phrases in order of preference, the neutral sentence last (it holds whatever the value)."""
+        neutral = [Phrase(self.neutral + NEUTRAL_ENDING)] if self.neutral else []
+        return [*self.phrases, *neutral]
 
 
 class ReasonSpec(Protocol):
-    """What this module needs from a registry FeatureSpec (`direction` is optional: "up"/"down"/"none")."""
+    """What this module needs from a registry FeatureSpec: `reason` is a Reason, a plain template (str) or None;
+    `direction` ("up"/"down"/"none") is used only for plain templates."""
 
     name: str
-    reason: str | None
+    reason: Reason | str | None
 
 
 def reason_columns(n: int) -> list[str]:
@@ -58,25 +96,70 @@ def template_fields(template: str) -> list[str]:
     return fields
 
 
-def _templates(
-    names: Sequence[str], specs: Iterable[ReasonSpec], available: set[str]
-) -> dict[int, tuple[str, list[str], str]]:
-    """Column position -> (template, fields, direction) for model features that have a reason template."""
+def template_specs(template: str) -> list[tuple[str, str]]:
+    """(field, format spec) pairs of a template, in order ('{recency_days:days} ago' -> [('recency_days', 'days')])."""
+    return [
+        (field.split(".")[0].split("[")[0], spec or "")
+        for _, field, spec, _ in string.Formatter().parse(template)
+        if field is not None
+    ]
+
+
+def as_reason(reason: Reason | str, direction: str, name: str) -> Reason:
+    """A plain template as a Reason, with the conditions implied by the feature's direction: "up" holds for
+    values above 0; "down" with a fixed statement (no own value, e.g. "not in the loyalty programme") for 0 or less."""
+    if isinstance(reason, Reason):
+        return reason
+    when: tuple[Condition, ...] = ()
+    if direction == "up":
+        when = ((">", 0.0),)
+    elif direction == "down" and name not in template_fields(reason):
+        when = (("<=", 0.0),)
+    return Reason((Phrase(reason, when),))
+
+
+def _reasons(names: Sequence[str], specs: Iterable[ReasonSpec], available: set[str]) -> dict[int, list[Phrase]]:
+    """Column position -> the feature's phrases in order of preference, for model features that have a reason."""
     by_name = {spec.name: spec for spec in specs}
-    templates = {}
+    reasons = {}
     for position, name in enumerate(names):
         spec = by_name.get(name)
-        template = spec.reason if spec is not None else None
-        if not template:
+        reason = spec.reason if spec is not None else None
+        if not reason:
             continue
-        fields = template_fields(template)
-        unknown = [f for f in fields if f not in available]
-        if unknown:
-            raise ScoreError(
-                f"the reason template of feature '{name}' uses {unknown}, which are not feature columns"
-            )
-        templates[position] = (template, fields, str(getattr(spec, "direction", "none")))
-    return templates
+        variants = as_reason(reason, str(getattr(spec, "direction", "none")), name).variants()
+        for phrase in variants:
+            unknown = [f for f in template_fields(phrase.text) if f not in available]
+            if unknown:
+                raise ScoreError(
+                    f"the reason template of feature '{name}' uses {unknown}, which are not feature columns"
+                )
+            bad = [op for op, _ in phrase.when if op not in OPERATORS]
+            if bad:
+                raise ScoreError(f"the reason of feature '{name}' has unknown operators {bad}; use {list(OPERATORS)}")
+        reasons[position] = variants
+    return reasons
+
+
+def typical_values(features: pd.DataFrame, specs: Iterable[ReasonSpec]) -> dict[str, float]:
+    """Median of every numeric feature whose reason compares with TYPICAL, over the rows of `features`
+    (the scored population); NaN values are left out, a column with no values gives NaN (never true)."""
+    names = [
+        spec.name
+        for spec in specs
+        if isinstance(spec.reason, Reason) and spec.name in features.columns
+        and any(threshold == TYPICAL for phrase in spec.reason.phrases for _, threshold in phrase.when)
+    ]
+    return {name: float(pd.to_numeric(features[name], errors="coerce").median()) for name in names}
+
+
+def _holds(phrase: Phrase, own: np.ndarray, typical: float) -> np.ndarray:
+    """Where every condition of `phrase` holds for the feature's own values (NaN: never)."""
+    mask = np.ones(len(own), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for op, threshold in phrase.when:
+            mask &= OPERATORS[op](own, typical if threshold == TYPICAL else float(threshold))
+    return mask
 
 
 def _distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,13 +174,17 @@ def _distinct_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def format_field(field: str, spec: str, conversion: str | None, values: np.ndarray) -> np.ndarray:
     """`"{field!conversion:spec}"` formatted for every element of `values` (object array of str).
 
-    Each distinct value is formatted once (str.format, so the text is exactly what `template.format`
-    gives) and spread back with one take: the work grows with the distinct values, not the customers.
+    A spec naming a wording of `pipeline.wording` (days, hours, money, count:..., share, ratio:..., segment)
+    puts the value into words; any other spec is str.format's. Each distinct value is formatted once and
+    spread back with one take: the work grows with the distinct values, not the customers.
     """
-    root = field.split(".")[0].split("[")[0]
-    piece = "{0" + field[len(root):] + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
     codes, distinct = _distinct_codes(values)
-    texts = np.array(list(map(piece.format, distinct)), dtype=object)
+    if split_spec(spec) is not None:
+        texts = in_words(spec, distinct)
+    else:
+        root = field.split(".")[0].split("[")[0]
+        piece = "{0" + field[len(root):] + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        texts = np.array(list(map(piece.format, distinct)), dtype=object)
     return texts[codes]
 
 
@@ -156,6 +243,27 @@ def strongest_columns(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(kept, within, axis=1)
 
 
+def _own_values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in frame.columns:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
+
+
+def _phrase_choice(
+    variants: list[Phrase], own: np.ndarray, typical: float, stateable_of: Callable[[str, str], np.ndarray]
+) -> np.ndarray:
+    """Per row, the index of the first variant that holds and whose fields can all be stated (-1: none)."""
+    choice = np.full(len(own), -1)
+    for index in range(len(variants) - 1, -1, -1):  # the earliest variant that applies wins
+        phrase = variants[index]
+        usable = _holds(phrase, own, typical)
+        for field, spec in template_specs(phrase.text):
+            if field != AS_OF_FIELD:
+                usable &= stateable_of(field, spec)
+        choice[usable] = index
+    return choice
+
+
 def top_reasons(
     contributions: pd.DataFrame,
     features: pd.DataFrame,
@@ -164,45 +272,55 @@ def top_reasons(
     as_of: dt.date,
     n: int = 3,
     context: Callable[[pd.DataFrame, dt.date], pd.DataFrame] | None = None,
+    typical: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """Top `n` reasons per customer.
+    """Top `n` reasons per customer, each a sentence that holds for the customer's own values.
 
     Input: `contributions` (index = customers, columns = model features, log-odds; bias excluded),
     `features` (same index or a superset; the values used by the templates), registry `specs`.
-    `context(features, as_of)` may add derived columns the templates use (e.g. a date).
+    `context(features, as_of)` may add derived columns the templates use (e.g. a date). `typical`: the
+    population medians that TYPICAL conditions compare with (default: `typical_values` of `features`;
+    scoring passes those of every customer scored).
+    A driver counts when its contribution is positive and one of its phrases (or its neutral sentence)
+    holds with every field stateable (known, finite, in the range its wording can say).
     Output: frame with the index of `contributions` and columns reason_1..reason_n (str; missing when
     fewer than `n` drivers push the risk up).
     """
     if n < 1:
         raise ValueError("n must be at least 1")
+    specs = list(specs)
     missing = contributions.index.difference(features.index)
     if len(missing):
         raise ScoreError(f"{len(missing)} customers have contributions but no feature values")
     values_frame = features if features.index.equals(contributions.index) else features.loc[contributions.index]
+    if typical is None:
+        typical = typical_values(values_frame, specs)
     if context is not None:
         values_frame = context(values_frame, as_of)
     names = list(contributions.columns)
-    templates = _templates(names, specs, set(values_frame.columns) | {AS_OF_FIELD})
+    reasons = _reasons(names, specs, set(values_frame.columns) | {AS_OF_FIELD})
 
-    field_names = sorted({f for _, fields, _ in templates.values() for f in fields if f != AS_OF_FIELD})
-    columns = {f: values_frame[f].to_numpy() for f in field_names}
-    known = {f: values_frame[f].notna().to_numpy() for f in field_names}
+    columns: dict[str, np.ndarray] = {}
+    stateable_cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def column(field: str) -> np.ndarray:
+        if field not in columns:
+            columns[field] = values_frame[field].to_numpy()
+        return columns[field]
+
+    def stateable_of(field: str, spec: str) -> np.ndarray:
+        if (field, spec) not in stateable_cache:
+            stateable_cache[(field, spec)] = stateable(spec, column(field))
+        return stateable_cache[(field, spec)]
 
     scores = np.full(contributions.shape, -np.inf)
     values = contributions.to_numpy(dtype=float)
-    for position, (_, fields, direction) in templates.items():
-        usable = values[:, position] > 0
-        for f in fields:
-            if f != AS_OF_FIELD:
-                usable &= known[f]
+    choices: dict[int, np.ndarray] = {}
+    for position, variants in reasons.items():
         name = names[position]
-        if direction in ("up", "down") and name in values_frame.columns:
-            own = pd.to_numeric(values_frame[name], errors="coerce").to_numpy(dtype=float)
-            if direction == "up":
-                usable &= own > 0
-            elif name not in fields:  # a fixed statement such as "not in the loyalty programme"
-                usable &= own <= 0
-        scores[:, position] = np.where(usable, values[:, position], -np.inf)
+        choice = _phrase_choice(variants, _own_values(values_frame, name), typical.get(name, np.nan), stateable_of)
+        choices[position] = choice
+        scores[:, position] = np.where((values[:, position] > 0) & (choice >= 0), values[:, position], -np.inf)
 
     order = strongest_columns(scores, min(len(names), n + EXTRA_CANDIDATES))
     chosen = np.isfinite(np.take_along_axis(scores, order, axis=1))
@@ -210,16 +328,19 @@ def top_reasons(
     for position in np.unique(order[chosen]):
         hits = (order == position) & chosen
         rows = np.flatnonzero(hits.any(axis=1))
-        template, fields, _ = templates[int(position)]
         slots = hits[rows].argmax(axis=1)
-        row_values = {f: columns[f][rows] for f in fields if f != AS_OF_FIELD}
-        texts[rows, slots] = format_columns(template, row_values, n=len(rows), as_of=as_of)
+        variant_of_row = choices[int(position)][rows]
+        for index in np.unique(variant_of_row):
+            these = variant_of_row == index
+            template = reasons[int(position)][int(index)].text
+            row_values = {f: column(f)[rows[these]] for f in template_fields(template) if f != AS_OF_FIELD}
+            texts[rows[these], slots[these]] = format_columns(template, row_values, n=int(these.sum()), as_of=as_of)
 
     texts = _drop_repeats(texts)[:, :n]
     if texts.shape[1] < n:
         texts = np.hstack([texts, np.full((len(texts), n - texts.shape[1]), None, dtype=object)])
     return pd.DataFrame(
-        {column: pd.Series(texts[:, i], index=contributions.index, dtype="str") for i, column in enumerate(reason_columns(n))},
+        {column_name: pd.Series(texts[:, i], index=contributions.index, dtype="str") for i, column_name in enumerate(reason_columns(n))},
         index=contributions.index,
     )
 
@@ -231,4 +352,4 @@ def reasons_mention(reasons: pd.DataFrame, words: Iterable[str]) -> pd.Series:
     return pd.concat(hits, axis=1).any(axis=1) if hits else pd.Series(False, index=reasons.index)
 
 
-__all__ = ["top_reasons", "reason_columns", "template_fields", "format_reasons", "format_columns", "format_field", "strongest_columns", "reasons_mention"]
+__all__ = ["Phrase", "Reason", "TYPICAL", "typical_values", "as_reason", "template_specs", "top_reasons", "reason_columns", "template_fields", "format_reasons", "format_columns", "format_field", "strongest_columns", "reasons_mention"]

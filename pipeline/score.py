@@ -20,7 +20,7 @@ from pipeline.actions import allocate_budget, assign_control, best_actions, cust
 from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.playbook import Playbook, eligibility_matrix
-from pipeline.reasons import ReasonSpec, reason_columns, top_reasons
+from pipeline.reasons import ReasonSpec, reason_columns, top_reasons, typical_values
 
 TIER_HIGH, TIER_MEDIUM, TIER_LOW = "high", "medium", "low"
 AT_RISK_TIERS = (TIER_HIGH, TIER_MEDIUM)
@@ -155,8 +155,15 @@ def score_customers(
     if explained.empty:
         reasons = pd.DataFrame(index=frame.index, columns=reason_columns(cfg.reasons), dtype="str")
     else:
+        specs = list(specs)
         reasons = top_reasons(
-            model.contributions(explained), explained, specs=specs, as_of=as_of, n=cfg.reasons, context=reason_context
+            model.contributions(explained),
+            explained,
+            specs=specs,
+            as_of=as_of,
+            n=cfg.reasons,
+            context=reason_context,
+            typical=typical_values(frame, specs),  # "below the typical customer": median of everyone scored
         ).reindex(frame.index)
     status = status.mask((status == REASONS_EXPLAINED) & reasons[reason_columns(cfg.reasons)[0]].isna(), REASONS_NO_DRIVER)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import math
-import string
 
 import numpy as np
 import pandas as pd
@@ -13,7 +11,8 @@ import pytest
 from pipeline.config import FeaturesConfig
 from pipeline.events import Events
 from pipeline.features import build_features, feature_names, feature_specs
-from pipeline.features.registry import FAMILIES, format_reason, reason_context, reason_context_frame
+from pipeline.features.registry import FAMILIES, reason_context_frame
+from pipeline.reasons import format_reasons, template_fields, top_reasons
 
 AS_OF = dt.date(2024, 7, 1)
 PLAYBOOK_NAMES = [
@@ -53,8 +52,7 @@ def test_specs_are_well_formed():
             assert spec.direction == "none"
 
 
-def test_every_reason_template_formats_with_a_real_row():
-    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})  # BTYD on: NaN here (too few customers), still formats
+def _one_customer_features(cfg: FeaturesConfig) -> pd.DataFrame:
     transactions = pd.DataFrame({
         "order_id": ["o1", "o2"], "customer_id": ["a", "a"],
         "ordered_at": pd.to_datetime(["2024-03-01", "2024-06-01"], utc=True), "amount": [10.0, 20.0],
@@ -65,25 +63,47 @@ def test_every_reason_template_formats_with_a_real_row():
     loyalty = pd.DataFrame({"customer_id": ["a"], "occurred_at": pd.to_datetime(["2024-06-21"], utc=True),
                             "kind": ["redeem"], "points": [5.0]})
     events = Events.from_frames(transactions=transactions, feedback=feedback, loyalty_events=loyalty)
-    row = build_features(events, as_of=AS_OF, cfg=cfg).iloc[0].to_dict()
-    known = set(row) | {"as_of", "last_order_date", "last_nps_date", "last_feedback_date", "last_redemption_date"}
+    return build_features(events, as_of=AS_OF, cfg=cfg).set_index("customer_id", drop=False)
+
+
+def test_every_reason_phrase_formats_with_a_real_row():
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})  # BTYD on: NaN here (too few customers)
+    frame = _one_customer_features(cfg)
+    # the real row's columns, every value one every wording can state (1 day, 1 order, 100%, ...)
+    stated = reason_context_frame(frame.assign(**{c: 1.0 for c in frame.columns if c not in CATEGORICAL | {"customer_id"}})
+                                  .fillna({c: "gold" for c in CATEGORICAL}), AS_OF)
+    known = set(stated.columns) | {"as_of"}
     for spec in feature_specs(cfg):
         if spec.reason is None:
             continue
-        fields = {f for _, f, _, _ in string.Formatter().parse(spec.reason) if f}
-        assert fields <= known, (spec.name, fields - known)
-        text = format_reason(spec, row, AS_OF)
-        assert text and "{" not in text and "}" not in text, (spec.name, text)  # every placeholder filled
-    by_name = {s.name: s for s in feature_specs(cfg)}
-    assert format_reason(by_name["nps_last"], row, AS_OF) == "gave NPS 3 on 2024-06-11"
-    assert format_reason(by_name["recency_days"], row, AS_OF) == "no order for 30 days (last on 2024-06-01)"
-    assert format_reason(by_name["days_since_redemption"], row, AS_OF) == "has not redeemed points since 2024-06-21"
+        assert spec.kind == "numeric" or spec.reason.neutral is None, spec.name
+        for phrase in spec.reason.variants():
+            fields = template_fields(phrase.text)
+            assert set(fields) <= known, (spec.name, set(fields) - known)
+            text = format_reasons(phrase.text, fields, stated, as_of=AS_OF)[0]
+            assert "{" not in text and "nan" not in text and "_" not in text, (spec.name, text)
 
 
-def test_reason_context_dates_and_unknowns():
-    context = reason_context({"recency_days": 30.0, "days_since_nps": math.nan}, AS_OF)
-    assert context["last_order_date"] == "2024-06-01" and context["last_nps_date"] is None
-    assert context["as_of"] == AS_OF and context["recency_days"] == 30.0
+@pytest.mark.parametrize(
+    ("feature", "sentence"),
+    [
+        ("nps_last", "gave NPS 3 on 2024-06-11"),
+        ("recency_days", "no order for 30 days (last on 2024-06-01)"),
+        ("days_since_redemption", "has not redeemed points since 2024-06-21"),
+        ("frequency_all", "their number of orders (2 orders) raises their predicted risk"),  # 2 is typical here
+        ("tickets_90d", None),  # no tickets: "opened no support tickets" would be no reason
+        ("btyd_p_alive", None),  # the fit failed (NaN): nothing to state
+    ],
+)
+def test_registry_reasons_through_the_production_path(feature, sentence):
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    frame = _one_customer_features(cfg)
+    contributions = pd.DataFrame({feature: [0.5]}, index=frame.index)
+    result = top_reasons(contributions, frame, specs=feature_specs(cfg), as_of=AS_OF, n=1, context=reason_context_frame)
+    if sentence is None:
+        assert pd.isna(result["reason_1"].iloc[0])
+    else:
+        assert result["reason_1"].tolist() == [sentence]
 
 
 def test_reason_context_frame_adds_date_columns():

@@ -5,10 +5,11 @@ these columns in this order (after `customer_id`). The list depends on `cfg.wind
 (windowed features) and `cfg.btyd` (BTYD family on or off).
 
 `direction` says whether a higher value means more churn risk ("up"), less ("down") or neither
-("none"). `reason` is a `str.format` template for the plain-words reason shown to marketing,
-formatted with `reason_context(row, as_of)`: all feature values of the customer's row, `as_of`,
-and the dates derived in `reason_context_frame` (last_order_date, last_nps_date,
-last_feedback_date, last_redemption_date).
+("none"). `reason` (a `pipeline.reasons.Reason`) holds the plain-words sentences shown to marketing,
+each with the condition on the feature's value under which it is true (see pipeline/reasons.py), as
+`str.format` templates with the wordings of pipeline/wording.py; `reasons.top_reasons` formats them
+column by column with the customer's feature values, `as_of`, and the dates derived in
+`reason_context_frame` (last_order_date, last_nps_date, last_feedback_date, last_redemption_date).
 
 Null semantics (a customer with no feedback, no tickets, no loyalty events, no attributes):
 counts are 0, 0/1 flags are 0, amounts of points are 0, and values that are unknown are NaN
@@ -20,14 +21,13 @@ days_since_redemption NaN, region null. Each description says which applies.
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
+from pipeline.reasons import TYPICAL, Phrase, Reason
 
 Kind = Literal["numeric", "categorical"]
 Direction = Literal["up", "down", "none"]
@@ -48,7 +48,7 @@ class FeatureSpec:
     kind: Kind
     description: str
     direction: Direction
-    reason: str | None = None
+    reason: Reason | None = None
 
 
 def _n(name, family, description, direction, reason=None) -> FeatureSpec:
@@ -59,148 +59,230 @@ def _c(name, family, description, reason=None) -> FeatureSpec:
     return FeatureSpec(name, family, "categorical", description, "none", reason)
 
 
+def _says(text: str, *when: tuple[str, float | str]) -> Phrase:
+    """A sentence and the conditions on the feature's own value under which it is true."""
+    return Phrase(text, tuple(when))
+
+
+def _reason(*phrases: Phrase, neutral: str | None = None) -> Reason:
+    return Reason(tuple(phrases), neutral)
+
+
+def _always(text: str) -> Reason:
+    """A sentence true whatever the (known) value, e.g. a category the customer is in."""
+    return Reason((Phrase(text),))
+
+
+# Conditions
+POSITIVE = (">", 0)
+BELOW_TYPICAL = ("<", TYPICAL)
+ABOVE_TYPICAL = (">", TYPICAL)
+
+
 def _rfm(windows: list[int]) -> list[FeatureSpec]:
     return [
-        _n("recency_days", "rfm", "Days since the last purchase.", "up",
-           "no order for {recency_days:.0f} days (last on {last_order_date})"),
-        _n("frequency_all", "rfm", "Number of orders ever placed.", "down",
-           "only {frequency_all:.0f} orders so far"),
-        *[_n(f"frequency_{w}d", "rfm", f"Number of orders in the last {w} days.", "down",
-             f"{{frequency_{w}d:.0f}} orders in the last {w} days") for w in windows],
-        _n("monetary_all", "rfm", "Net spend ever (purchases minus returns).", "down",
-           "spent {monetary_all:,.2f} in total"),
-        *[_n(f"monetary_{w}d", "rfm", f"Net spend in the last {w} days.", "down",
-             f"spent {{monetary_{w}d:,.2f}} in the last {w} days") for w in windows],
-        _n("avg_order_value", "rfm", "Net spend per order.", "down",
-           "average order worth {avg_order_value:,.2f}"),
-        _n("tenure_days", "rfm", "Days since the first purchase.", "down",
-           "a customer for only {tenure_days:.0f} days"),
+        _n("recency_days", "rfm", "Days since the last purchase.", "up", _reason(
+            _says("no order for {recency_days:days} (last on {last_order_date})", POSITIVE))),
+        _n("frequency_all", "rfm", "Number of orders ever placed.", "down", _reason(
+            _says("has ordered only once so far", ("==", 1)),
+            _says("only {frequency_all:count:order} so far, fewer than the typical customer", POSITIVE, BELOW_TYPICAL),
+            neutral="their number of orders ({frequency_all:count:order})")),
+        *[_n(f"frequency_{w}d", "rfm", f"Number of orders in the last {w} days.", "down", _reason(
+            _says(f"no orders in the last {w} days", ("==", 0)),
+            _says(f"only {{frequency_{w}d:count:order}} in the last {w} days, fewer than the typical customer",
+                  POSITIVE, BELOW_TYPICAL),
+            neutral=f"their number of orders in the last {w} days ({{frequency_{w}d:count:order}})"))
+          for w in windows],
+        _n("monetary_all", "rfm", "Net spend ever (purchases minus returns).", "down", _reason(
+            _says("spent only {monetary_all:money} in total, less than the typical customer", POSITIVE, BELOW_TYPICAL),
+            _says("returned more than they bought since their history starts", ("<", 0)),
+            neutral="their total net spend ({monetary_all:money})")),
+        *[_n(f"monetary_{w}d", "rfm", f"Net spend in the last {w} days.", "down", _reason(
+            _says(f"spent nothing in the last {w} days", ("==", 0)),
+            _says(f"spent only {{monetary_{w}d:money}} in the last {w} days, less than the typical customer",
+                  POSITIVE, BELOW_TYPICAL),
+            _says(f"returned more than they bought in the last {w} days", ("<", 0)),
+            neutral=f"their net spend in the last {w} days ({{monetary_{w}d:money}})"))
+          for w in windows],
+        _n("avg_order_value", "rfm", "Net spend per order.", "down", _reason(
+            _says("average order worth only {avg_order_value:money}, less than the typical customer's",
+                  POSITIVE, BELOW_TYPICAL),
+            neutral="their average order value ({avg_order_value:money})")),
+        _n("tenure_days", "rfm", "Days since the first purchase.", "down", _reason(
+            _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL),
+            neutral="their time as a customer ({tenure_days:days})")),
         _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
-           "visit; NaN with fewer than 2 purchase days).", "up",
-           "buys only every {gap_mean_days:.0f} days on average"),
+           "visit; NaN with fewer than 2 purchase days).", "up", _reason(
+            _says("buys only every {gap_mean_days:days} on average, less often than the typical customer",
+                  ABOVE_TYPICAL),
+            neutral="their average time between purchase days ({gap_mean_days:days})")),
         _n("gap_last_days", "rfm", "Days between the last two purchase days (NaN with fewer than 2 purchase days).",
-           "up", "waited {gap_last_days:.0f} days between their last two purchase days"),
+           "up", _reason(
+            _says("waited {gap_last_days:days} between their last two purchase days, longer than the typical "
+                  "customer", ABOVE_TYPICAL),
+            neutral="the time between their last two purchase days ({gap_last_days:days})")),
         _n("overdue_ratio", "rfm",
            "Days since the last purchase divided by the expected gap between purchase days: the customer's "
            "average gap shrunk toward the population's typical gap (fully the population's with one purchase "
-           "day); above 1: the next visit is late. Always finite, at most recency_days.", "up",
-           "no order for {recency_days:.0f} days, {overdue_ratio:.1f}x the gap expected between their visits"),
+           "day); above 1: the next visit is late. Always finite, at most recency_days.", "up", _reason(
+            _says("no order for {recency_days:days}, {overdue_ratio:ratio:the gap expected between their visits}",
+                  (">", 1)),
+            neutral="their time since the last order ({recency_days:days}, "
+                    "{overdue_ratio:ratio:the gap expected between their visits})")),
         _n("spend_trend", "rfm",
            f"Spend in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped "
-           "spending) to +1 (only recent spend); NaN when both are zero.", "down",
-           f"spending is falling (trend {{spend_trend:+.2f}}: last {TREND_DAYS} days vs the {TREND_DAYS} before)"),
-        _n("returns_count", "rfm", "Number of returned or refunded order lines (0 if none).", "up",
-           "returned {returns_count:.0f} items"),
-        _n("returns_value", "rfm", "Value of returns and refunds (0 if none).", "up",
-           "returned goods worth {returns_value:,.2f}"),
+           "spending) to +1 (only recent spend); NaN when both are zero.", "down", _reason(
+            _says(f"spending is falling (trend {{spend_trend:trend}}: last {TREND_DAYS} days vs the {TREND_DAYS} "
+                  "before)", ("<=", -0.01)),
+            neutral="their spend trend ({spend_trend:trend})")),
+        _n("returns_count", "rfm", "Number of returned or refunded order lines (0 if none).", "up", _reason(
+            _says("returned {returns_count:count:item}", POSITIVE))),
+        _n("returns_value", "rfm", "Value of returns and refunds (0 if none).", "up", _reason(
+            _says("returned goods worth {returns_value:money}", POSITIVE))),
         _n("discount_share", "rfm", "Share of orders bought with a discount (NaN when discounts are unknown).",
-           "up", "{discount_share:.0%} of their orders used a discount"),
-        _n("category_breadth", "rfm", "Number of product categories bought (0 when unknown).", "down",
-           "buys from only {category_breadth:.0f} categories"),
+           "up", _reason(_says("{discount_share:share} of their orders used a discount", POSITIVE))),
+        _n("category_breadth", "rfm", "Number of product categories bought (0 when unknown).", "down", _reason(
+            _says("buys from only {category_breadth:count:category/categories}, fewer than the typical customer",
+                  POSITIVE, BELOW_TYPICAL))),
         _c("top_category", "rfm", "Category with the highest spend (null when unknown).",
-           "mostly buys {top_category}"),
-        _n("rfm_r_score", "rfm", "Recency quintile among active customers, 5 = most recent.", "down",
-           "recency score {rfm_r_score:.0f} of 5"),
-        _n("rfm_f_score", "rfm", "Order-count quintile among active customers, 5 = most orders.", "down",
-           "frequency score {rfm_f_score:.0f} of 5"),
-        _n("rfm_m_score", "rfm", "Spend quintile among active customers, 5 = highest spend.", "down",
-           "spend score {rfm_m_score:.0f} of 5"),
+           _always("mostly buys {top_category}")),
+        *[_n(f"rfm_{letter}_score", "rfm", f"{what} quintile among active customers, 5 = {best}.", "down", _reason(
+            _says(f"low {word} score ({{rfm_{letter}_score:scale:1..5}} of 5)", ("<=", 2)),
+            neutral=f"their {word} score ({{rfm_{letter}_score:scale:1..5}} of 5)"))
+          for letter, what, best, word in (("r", "Recency", "most recent", "recency"),
+                                           ("f", "Order-count", "most orders", "frequency"),
+                                           ("m", "Spend", "highest spend", "spend"))],
         _c("rfm_segment", "rfm", f"RFM segment from the R and F scores: {', '.join(RFM_SEGMENTS)}.",
-           "in the '{rfm_segment}' RFM segment"),
+           _always("in the RFM segment of {rfm_segment:segment}")),
     ]
 
 
 def _feedback() -> list[FeatureSpec]:
     return [
-        _n("nps_last", "feedback", "Latest NPS answer, 0-10 (NaN if never answered).", "down",
-           "gave NPS {nps_last:.0f} on {last_nps_date}"),
-        _n("nps_mean", "feedback", "Average NPS answer (NaN if never answered).", "down",
-           "average NPS {nps_mean:.1f}"),
+        _n("nps_last", "feedback", "Latest NPS answer, 0-10 (NaN if never answered).", "down", _reason(
+            _says("gave NPS {nps_last:scale:0..10} on {last_nps_date}", ("<=", 6)),
+            neutral="their latest NPS answer ({nps_last:scale:0..10} of 10)")),
+        _n("nps_mean", "feedback", "Average NPS answer (NaN if never answered).", "down", _reason(
+            _says("average NPS {nps_mean:scale:0..10}", ("<", 7)),
+            neutral="their average NPS answer ({nps_mean:scale:0..10} of 10)")),
         _c("nps_category", "feedback", "Latest NPS as promoter (9-10), passive (7-8) or detractor (0-6); "
-           "null if never answered.", "an NPS {nps_category}"),
-        _n("is_detractor", "feedback", "1 if the latest NPS is 0-6, else 0 (0 if never answered).", "up",
-           "is a detractor: gave NPS {nps_last:.0f} on {last_nps_date}"),
-        _n("is_promoter", "feedback", "1 if the latest NPS is 9-10, else 0 (0 if never answered).", "down",
-           "not an NPS promoter"),
+           "null if never answered.", _always("an NPS {nps_category}")),
+        _n("is_detractor", "feedback", "1 if the latest NPS is 0-6, else 0 (0 if never answered).", "up", _reason(
+            _says("is a detractor: gave NPS {nps_last:scale:0..10} on {last_nps_date}", ("==", 1)))),
+        _n("is_promoter", "feedback", "1 if the latest NPS is 9-10, else 0 (0 if never answered).", "down", _reason(
+            _says("not an NPS promoter", ("==", 0)))),
         _n("days_since_nps", "feedback", "Days since the latest NPS answer (NaN if never answered).", "none"),
-        _n("csat_last", "feedback", "Latest CSAT rating, 1-5 (NaN if none).", "down",
-           "rated their last support contact {csat_last:.0f} of 5"),
-        _n("csat_mean", "feedback", "Average CSAT rating (NaN if none).", "down",
-           "average satisfaction {csat_mean:.1f} of 5"),
-        _n("review_mean", "feedback", "Average review stars, 1-5 (NaN if none).", "down",
-           "average review {review_mean:.1f} stars"),
+        _n("csat_last", "feedback", "Latest CSAT rating, 1-5 (NaN if none).", "down", _reason(
+            _says("rated their last support contact {csat_last:scale:1..5} of 5", ("<=", 3)),
+            neutral="their latest support rating ({csat_last:scale:1..5} of 5)")),
+        _n("csat_mean", "feedback", "Average CSAT rating (NaN if none).", "down", _reason(
+            _says("average satisfaction {csat_mean:scale:1..5} of 5", ("<", 4)),
+            neutral="their average support rating ({csat_mean:scale:1..5} of 5)")),
+        _n("review_mean", "feedback", "Average review stars, 1-5 (NaN if none).", "down", _reason(
+            _says("average review {review_mean:scale:1..5} stars", ("<", 4)),
+            neutral="their average review ({review_mean:scale:1..5} stars)")),
         _n("low_ratings_count", "feedback", "Number of low ratings: NPS 0-6, CSAT or review 1-2 (0 if none).", "up",
-           "left {low_ratings_count:.0f} low ratings"),
-        _n("days_since_feedback", "feedback", "Days since any feedback (NaN if none).", "none",
-           "last feedback on {last_feedback_date}"),
+           _reason(_says("left {low_ratings_count:count:low rating}", POSITIVE))),
+        _n("days_since_feedback", "feedback", "Days since any feedback (NaN if none).", "none", _reason(
+            _says("last feedback on {last_feedback_date}", (">=", 0)))),
         _n("has_feedback", "feedback", "1 if the customer ever gave feedback, else 0.", "none"),
     ]
 
 
 def _service(windows: list[int]) -> list[FeatureSpec]:
     return [
-        *[_n(f"tickets_{w}d", "service", f"Support tickets opened in the last {w} days (0 if none).", "up",
-             f"opened {{tickets_{w}d:.0f}} support tickets in the last {w} days") for w in windows],
-        _n("open_tickets", "service", "Support tickets still open (0 if none).", "up",
-           "{open_tickets:.0f} support tickets still open"),
+        *[_n(f"tickets_{w}d", "service", f"Support tickets opened in the last {w} days (0 if none).", "up", _reason(
+            _says(f"opened {{tickets_{w}d:count:support ticket}} in the last {w} days", POSITIVE)))
+          for w in windows],
+        _n("open_tickets", "service", "Support tickets still open (0 if none).", "up", _reason(
+            _says("{open_tickets:count:support ticket} still open", POSITIVE))),
         _n("first_response_hours_mean", "service", "Average hours to a first reply (NaN without answered tickets).",
-           "up", "waited {first_response_hours_mean:.0f} hours on average for a first reply"),
+           "up", _reason(_says("waited {first_response_hours_mean:hours} on average for a first reply", POSITIVE))),
         _n("resolution_hours_mean", "service", "Average hours to close a ticket (NaN without closed tickets).",
-           "up", "tickets took {resolution_hours_mean:.0f} hours on average to close"),
+           "up", _reason(_says("their support tickets took {resolution_hours_mean:hours} on average to close",
+                               POSITIVE))),
         _n("unresolved_share", "service", "Share of tickets open or closed unresolved (NaN without tickets).",
-           "up", "{unresolved_share:.0%} of their support tickets are unresolved"),
+           "up", _reason(_says("{unresolved_share:share} of their support tickets are unresolved", POSITIVE))),
         _n("late_deliveries", "service",
-           "Orders delivered after the promised date, or still undelivered past it (0 if none).", "up",
-           "{late_deliveries:.0f} late deliveries, {lateness_days_mean:.1f} days late on average"),
+           "Orders delivered after the promised date, or still undelivered past it (0 if none).", "up", _reason(
+            _says("{late_deliveries:count:late delivery/late deliveries}, "
+                  "{lateness_days_mean:days} late on average", POSITIVE))),
         _n("lateness_days_mean", "service", "Average days late of the late deliveries (NaN if none late).", "up",
-           "deliveries arrived {lateness_days_mean:.1f} days late on average"),
+           _reason(_says("deliveries arrived {lateness_days_mean:days} late on average", POSITIVE))),
         _n("undelivered_orders", "service",
-           "Orders with a promised delivery date not delivered yet (0 if none).", "up",
-           "{undelivered_orders:.0f} orders not delivered yet"),
+           "Orders with a promised delivery date not delivered yet (0 if none).", "up", _reason(
+            _says("{undelivered_orders:count:order} not delivered yet", POSITIVE))),
     ]
 
 
 def _loyalty(windows: list[int]) -> list[FeatureSpec]:
     return [
         _n("loyalty_enrolled", "loyalty", "1 if the customer has any loyalty programme event, else 0.", "down",
-           "not in the loyalty programme"),
+           _reason(_says("not in the loyalty programme", ("==", 0)))),
         _c("loyalty_tier", "loyalty", "Latest loyalty tier stated by an event, else the tier the points balance "
-           "reaches (null if not enrolled).", "in loyalty tier {loyalty_tier}"),
+           "reaches (null if not enrolled).", _always("in loyalty tier {loyalty_tier}")),
         _n("points_balance", "loyalty", "Points earned minus redeemed and expired (0 if not enrolled).", "down",
-           "has {points_balance:,.0f} unused points"),
-        *[_n(f"points_earned_{w}d", "loyalty", f"Points earned in the last {w} days (0 if none).", "down",
-             f"earned {{points_earned_{w}d:,.0f}} points in the last {w} days") for w in windows],
+           _reason(_says("has no unused loyalty points", ("==", 0)),
+                   _says("has only {points_balance:count:unused point}, fewer than the typical customer",
+                         POSITIVE, BELOW_TYPICAL),
+                   neutral="their points balance ({points_balance:count:point})")),
+        *[_n(f"points_earned_{w}d", "loyalty", f"Points earned in the last {w} days (0 if none).", "down", _reason(
+            _says(f"earned no points in the last {w} days", ("==", 0)),
+            _says(f"earned only {{points_earned_{w}d:count:point}} in the last {w} days, fewer than the typical "
+                  "customer", POSITIVE, BELOW_TYPICAL),
+            neutral=f"their points earned in the last {w} days ({{points_earned_{w}d:count:point}})"))
+          for w in windows],
         *[_n(f"points_redeemed_{w}d", "loyalty", f"Points redeemed in the last {w} days (0 if none).", "down",
-             f"redeemed {{points_redeemed_{w}d:,.0f}} points in the last {w} days") for w in windows],
+             _reason(_says(f"redeemed no points in the last {w} days", ("==", 0)),
+                     neutral=f"their points redeemed in the last {w} days ({{points_redeemed_{w}d:count:point}})"))
+          for w in windows],
         _n("days_since_redemption", "loyalty", "Days since the last points redemption (NaN if never).", "up",
-           "has not redeemed points since {last_redemption_date}"),
+           _reason(_says("has not redeemed points since {last_redemption_date}", POSITIVE))),
         _n("points_to_next_tier", "loyalty", "Points still needed for the next tier (NaN if not enrolled or at "
-           "the top tier).", "none", "{points_to_next_tier:,.0f} points from the next loyalty tier"),
+           "the top tier).", "none", _reason(
+            _says("{points_to_next_tier:count:point} from the next loyalty tier", POSITIVE))),
     ]
 
 
 def _attributes() -> list[FeatureSpec]:
     return [
-        _n("days_since_signup", "attributes", "Days since sign-up (NaN when unknown).", "down",
-           "signed up only {days_since_signup:.0f} days ago"),
-        _c("region", "attributes", "Region (null when unknown).", "lives in region {region}"),
+        _n("days_since_signup", "attributes", "Days since sign-up (NaN when unknown).", "down", _reason(
+            _says("signed up only {days_since_signup:days} ago, more recently than the typical customer",
+                  (">=", 0), BELOW_TYPICAL),
+            neutral="their time since sign-up ({days_since_signup:days})")),
+        _c("region", "attributes", "Region (null when unknown).", _always("lives in region {region}")),
         _c("acquisition_channel", "attributes", "Channel the customer was acquired through (null when unknown).",
-           "came through {acquisition_channel}"),
+           _always("came through {acquisition_channel}")),
     ]
 
 
 def _btyd() -> list[FeatureSpec]:
     return [
         _n("btyd_p_alive", "btyd", "BG/NBD probability that the customer is still active (NaN if the fit failed).",
-           "down", "estimated {btyd_p_alive:.0%} chance they are still an active customer"),
+           "down", _reason(
+            _says("the purchase model sees them as almost certainly gone (under 1% chance still active)",
+                  (">=", 0), ("<", 0.005)),
+            _says("estimated {btyd_p_alive:share} chance they are still an active customer", ("<", 0.5)),
+            neutral="their estimated chance of still being active ({btyd_p_alive:share})")),
         _n("btyd_expected_purchases", "btyd",
-           "BG/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down",
-           "expected to buy on only {btyd_expected_purchases:.1f} days in the coming period"),
+           "BG/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down", _reason(
+            _says("expected to buy on fewer than 0.1 days in the coming period", (">=", 0), ("<", 0.05)),
+            _says("expected to buy on only about {btyd_expected_purchases:number} days in the coming period, fewer "
+                  "than the typical customer", (">=", 0.05), BELOW_TYPICAL),
+            neutral="their expected purchase days in the coming period ({btyd_expected_purchases:number})")),
         _n("pnbd_p_alive", "btyd", "Pareto/NBD probability that the customer is still active (NaN if the fit failed).",
-           "down", "estimated {pnbd_p_alive:.0%} chance they are still an active customer (Pareto/NBD)"),
+           "down", _reason(
+            _says("the Pareto/NBD model sees them as almost certainly gone (under 1% chance still active)",
+                  (">=", 0), ("<", 0.005)),
+            _says("estimated {pnbd_p_alive:share} chance they are still an active customer (Pareto/NBD)", ("<", 0.5)),
+            neutral="their estimated chance of still being active by Pareto/NBD ({pnbd_p_alive:share})")),
         _n("pnbd_expected_purchases", "btyd",
-           "Pareto/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down",
-           "expected to buy on only {pnbd_expected_purchases:.1f} days in the coming period (Pareto/NBD)"),
+           "Pareto/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down", _reason(
+            _says("expected to buy on fewer than 0.1 days in the coming period (Pareto/NBD)", (">=", 0), ("<", 0.05)),
+            _says("expected to buy on only about {pnbd_expected_purchases:number} days in the coming period, fewer "
+                  "than the typical customer (Pareto/NBD)", (">=", 0.05), BELOW_TYPICAL),
+            neutral="their expected purchase days in the coming period by Pareto/NBD "
+                    "({pnbd_expected_purchases:number})")),
     ]
 
 
@@ -216,6 +298,8 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
     return [spec.name for spec in feature_specs(cfg)]
 
 
+MAX_DATE_DAYS = 365 * 200  # dates derived for reasons go back at most this far
+
 # Dates derived for reason templates: name -> the "days since" feature it is computed from.
 DERIVED_DATES = {
     "last_order_date": "recency_days",
@@ -225,37 +309,16 @@ DERIVED_DATES = {
 }
 
 
-def _date_days_before(as_of: dt.date, days: Any) -> str | None:
-    if days is None or (isinstance(days, float) and math.isnan(days)) or pd.isna(days):
-        return None
-    return (pd.Timestamp(as_of) - pd.to_timedelta(float(days), unit="D")).date().isoformat()
-
-
-def reason_context(row: Mapping[str, Any], as_of: dt.date) -> dict[str, Any]:
-    """The mapping a reason template is formatted with: the row's values, `as_of`, derived dates.
-
-    Derived: last_order_date, last_nps_date, last_feedback_date, last_redemption_date (ISO dates,
-    None when the underlying "days since" feature is unknown).
-    """
-    context = dict(row)
-    context["as_of"] = as_of
-    for name, days_feature in DERIVED_DATES.items():
-        context[name] = _date_days_before(as_of, row.get(days_feature))
-    return context
-
-
 def reason_context_frame(features: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """`reason_context` for a whole frame: `features` plus the derived date columns (str, null if unknown)."""
+    """`features` plus the dates derived for reason templates (DERIVED_DATES; str YYYY-MM-DD, null if unknown)."""
     derived = {}
     midnight = pd.Timestamp(as_of)
     for name, days_feature in DERIVED_DATES.items():
         if days_feature not in features.columns:
             continue
-        dates = midnight - pd.to_timedelta(features[days_feature].astype(float), unit="D")
+        days = features[days_feature].astype(float)
+        # no date for a value no calendar holds (unknown, negative, inf, beyond MAX_DATE_DAYS)
+        days = days.where((days >= 0) & (days <= MAX_DATE_DAYS))
+        dates = midnight - pd.to_timedelta(days, unit="D")
         derived[name] = pd.Series(dates.dt.strftime("%Y-%m-%d"), index=features.index, dtype="str")
     return features.assign(**derived)
-
-
-def format_reason(spec: FeatureSpec, row: Mapping[str, Any], as_of: dt.date) -> str | None:
-    """The reason sentence of `spec` for one customer's row (None when the feature has no template)."""
-    return None if spec.reason is None else spec.reason.format_map(reason_context(row, as_of))
