@@ -221,44 +221,50 @@ def reference_time(parsed: Mapping[str, ParsedSource]) -> pd.Timestamp | None:
     reference unless it sits beyond such a jump: a single corrupt '2099' row, or even a few
     percent of them, cannot become it, and a business whose last months are quiet keeps them.
     """
-    times = _pooled_times(parsed, columns=past_fact_columns)
-    if len(times) == 0:
-        return None
-    low, high = np.quantile(times, [1 - REFERENCE_QUANTILE, REFERENCE_QUANTILE], method="lower")
-    max_gap = max(REFERENCE_MIN_GAP.value // 1000, int(REFERENCE_GAP_SHARE * (high - low)))
-    top = np.sort(times[times >= high])
-    jumps = np.flatnonzero(np.diff(top) > max_gap)
-    end = top[jumps[0]] if len(jumps) else top[-1]
-    return pd.Timestamp(int(end), unit="us", tz="UTC")
+    return time_bounds(parsed)[1]
 
 
 def data_start(parsed: Mapping[str, ParsedSource]) -> pd.Timestamp | None:
     """The data's own earliest time, robust to corrupt far-past values such as 1900-01-01 or
     1970-01-01 (None without timestamps).
 
-    `reference_time` mirrored: pools every timestamp of every source and, starting at the 5th
+    `reference_time` mirrored: from the same pooled past-fact timestamps, starting at the 5th
     percentile, walks down the sorted times; the first jump longer than max(2 years, 25% of the
     5th-95th percentile span) ends the data, and the time after that jump is the start.
     """
-    times = _pooled_times(parsed, columns=lambda name: contract(name).timestamp_columns)
+    return time_bounds(parsed)[0]
+
+
+def time_bounds(parsed: Mapping[str, ParsedSource]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """(`data_start`, `reference_time`) from one pool of the timestamps and one partial sort."""
+    times = _pooled_times(parsed)
     if len(times) == 0:
-        return None
-    # 'higher' mirrors reference_time's 'lower': at least two times lie at or below `low`.
-    low = np.quantile(times, 1 - REFERENCE_QUANTILE, method="higher")
-    high = np.quantile(times, REFERENCE_QUANTILE, method="lower")
-    max_gap = max(START_MIN_GAP.value // 1000, int(START_GAP_SHARE * (high - low)))
-    bottom = np.sort(times[times <= low])
-    jumps = np.flatnonzero(np.diff(bottom) > max_gap)
+        return None, None
+    last = len(times) - 1
+    # Percentile positions as np.quantile's 'lower'/'higher' methods take them; 'higher' for the
+    # start mirrors 'lower' for the end: at least two times lie at or beyond either.
+    low_down = int(np.floor((1 - REFERENCE_QUANTILE) * last))
+    low_up = int(np.ceil((1 - REFERENCE_QUANTILE) * last))
+    high_down = int(np.floor(REFERENCE_QUANTILE * last))
+    ranked = np.partition(times, sorted({low_down, low_up, high_down}))
+    low, start_low, high = ranked[low_down], ranked[low_up], ranked[high_down]
+    end_gap = max(REFERENCE_MIN_GAP.value // 1000, int(REFERENCE_GAP_SHARE * (high - low)))
+    top = np.sort(times[times >= high])
+    jumps = np.flatnonzero(np.diff(top) > end_gap)
+    end = top[jumps[0]] if len(jumps) else top[-1]
+    start_gap = max(START_MIN_GAP.value // 1000, int(START_GAP_SHARE * (high - start_low)))
+    bottom = np.sort(times[times <= start_low])
+    jumps = np.flatnonzero(np.diff(bottom) > start_gap)
     start = bottom[jumps[-1] + 1] if len(jumps) else bottom[0]
-    return pd.Timestamp(int(start), unit="us", tz="UTC")
+    return pd.Timestamp(int(start), unit="us", tz="UTC"), pd.Timestamp(int(end), unit="us", tz="UTC")
 
 
-def _pooled_times(parsed: Mapping[str, ParsedSource], *, columns: Callable[[str], list[str]]) -> np.ndarray:
-    """Every non-null timestamp of `columns(source)` over all sources, as int64 microseconds."""
+def _pooled_times(parsed: Mapping[str, ParsedSource]) -> np.ndarray:
+    """Every non-null past-fact timestamp over all sources, as int64 microseconds."""
     pooled = [
         result.typed[column].to_numpy(dtype="datetime64[us]").view(np.int64)
         for result in parsed.values()
-        for column in columns(result.name)
+        for column in past_fact_columns(result.name)
     ]
     times = np.concatenate(pooled) if pooled else np.array([], dtype=np.int64)
     return times[times != np.iinfo(np.int64).min]  # NaT
@@ -620,11 +626,11 @@ def ingest_sources(
             "export the orders, or point sources.transactions.path at the right file"
         )
     parsed = {name: parse_source(raw, sources[name], id_case=settings.id_case) for name, raw in raws.items()}
-    reference = reference_time(parsed)
+    start, reference = time_bounds(parsed)
     tolerance = pd.Timedelta(days=settings.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
     if settings.earliest is None:
-        earliest_allowed, earliest_rule = data_start(parsed), "the data's start"
+        earliest_allowed, earliest_rule = start, "the data's start"
     else:
         earliest_allowed, earliest_rule = pd.Timestamp(settings.earliest, tz="UTC"), "ingest.earliest"
     bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule,
@@ -655,7 +661,7 @@ def ingest_sources(
         "earliest_allowed": None if earliest_allowed is None else earliest_allowed.isoformat(),
         "earliest_rule": (
             "ingest.earliest" if settings.earliest is not None else
-            "earliest timestamp over all sources, ending at the first jump of more than "
+            "earliest past-fact timestamp over all sources, ending at the first jump of more than "
             "max(2 years, 25% of the 5th-95th percentile span) below the 5th percentile"
         ),
         "max_abs_amount": settings.max_abs_amount,

@@ -155,9 +155,11 @@ def _clean_name(name: object) -> str:
     return str(name).lstrip("\ufeff").strip()
 
 
-def check_unique_columns(name: str, path: Path, columns: list[str]) -> None:
-    """Raise IngestError naming the file and every column name it holds more than once."""
-    names = pd.Index([_clean_name(column) for column in columns])
+def check_unique_columns(name: str, path: Path, columns: list[str], *, header_line: bool = False) -> None:
+    """Raise IngestError naming the file and every column name it holds more than once. In a CSV
+    `header_line`, blank names (trailing separators of a spreadsheet export) do not count: the reader
+    names them apart ('Unnamed: 4')."""
+    names = pd.Index([name for name in map(_clean_name, columns) if name or not header_line])
     if names.has_duplicates:
         twice = sorted(set(names[names.duplicated()]))
         raise IngestError(
@@ -225,7 +227,7 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
     one_line = _check_first_line(name, path)
     names = _header_names(path, read)
     if names is not None:
-        check_unique_columns(name, path, names)
+        check_unique_columns(name, path, names, header_line=True)
     fast = None if one_line else _read_csv_with_arrow(path, read, names)  # Arrow needs a line break
     if fast is not None:
         return fast

@@ -379,6 +379,7 @@ SAME_AS_CLEAN = {
         sources={"transactions": {"path": "t.csv", "rename": {"Invoice": "order_id", "Client": "customer_id",
                                                               "Date": "ordered_at", "Net": "amount"}}}),
     "blank lines at the end": Case(files={"t.csv": CLEAN + "\n\n"}),
+    "trailing separators (blank column names)": Case(files={"t.csv": CLEAN.replace("\n", ",,\n")}),
     "a header-only feedback file without a trailing newline": Case(
         files={"t.csv": CLEAN, "f.csv": "customer_id,submitted_at,kind,score"},
         sources={"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}),
