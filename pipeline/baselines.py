@@ -2,21 +2,23 @@
 
 - `recency_rule`: the longer since the last order, the likelier churn (score = `recency_days`).
 - `logistic_rfm`: logistic regression on the numeric RFM features (median imputation and scaling
-  fitted on the training rows only; on at most LOGISTIC_FIT_ROWS of them, a seeded random sample:
-  a handful of coefficients does not need millions of rows).
+  fitted on the training rows only; on at most `fit_rows` of them (`train.logistic_fit_rows`), a seeded
+  random sample: a handful of coefficients does not need millions of rows).
 - `btyd`: BG/NBD's expected purchases over the horizon, negated (fewer expected purchases,
   likelier churn); `1 - btyd_p_alive` when expected purchases are absent.
 - `pareto_nbd`: the same with Pareto/NBD (`pnbd_expected_purchases`, else `1 - pnbd_p_alive`).
 
-Every baseline turns its score into a probability with a calibrator fitted on the validation snapshot,
-like LightGBM. A baseline whose features are absent (or empty) is skipped with a reason.
+Like LightGBM, every baseline is fitted on each rolling-origin fold's training rows and scores the fold's
+validation snapshot; the calibrator turning its score into a probability is fitted on these
+out-of-fold scores, and the baseline itself is then refitted on all training rows. A baseline whose
+features are absent (or empty) is skipped with a reason.
 
 A baseline that cannot be scored on a snapshot has *failed* there and is never scored as a constant
 (`FittedBaseline.failure`): its feature is missing for every customer of a snapshot (the BTYD fit
 failed on it: `pipeline.features.btyd` leaves its features NaN and logs why), or its score is the
 same for every customer. Its metrics for that split are then `{"status": "failed: <reason>"}` with
-no numbers (`baseline_metrics`); a baseline that failed on the validation snapshot is not fitted
-and is reported as failed on both splits. A baseline scored normally has `"status": "ok"` plus its
+no numbers (`baseline_metrics`); a baseline that failed on a fold's validation snapshot is not
+fitted and is reported as failed on both splits (out of fold and test). A baseline scored normally has `"status": "ok"` plus its
 metrics.
 """
 
@@ -45,8 +47,6 @@ DEFAULT_RFM_FEATURES = (
     "tenure_days",
     "overdue_ratio",
 )
-# The logistic baseline is fitted on a seeded random sample of this many training rows when there are more.
-LOGISTIC_FIT_ROWS = 500_000
 
 
 OK = "ok"
@@ -54,7 +54,7 @@ OK = "ok"
 
 @dataclass
 class FittedBaseline:
-    """A baseline's scoring function (learned on training rows) and its calibrator (validation rows)."""
+    """A baseline's scoring function (learned on all training rows) and its calibrator (out-of-fold scores)."""
 
     name: str
     description: str
@@ -143,12 +143,12 @@ def fit_rows_sample(rows: int, *, limit: int, seed: int) -> np.ndarray:
 
 
 def _logistic_rfm_score(
-    train: pd.DataFrame, rfm_features: Sequence[str], *, seed: int
+    train: pd.DataFrame, rfm_features: Sequence[str], *, seed: int, fit_rows: int
 ) -> tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str:
     columns = _usable(train, rfm_features)
     if not columns:
         return f"none of the RFM features {list(rfm_features)} is present"
-    positions = fit_rows_sample(len(train), limit=LOGISTIC_FIT_ROWS, seed=seed)
+    positions = fit_rows_sample(len(train), limit=fit_rows, seed=seed)
     y = train[LABEL].to_numpy("float64")[positions]
     pipeline: Pipeline = make_pipeline(
         SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
@@ -165,46 +165,67 @@ def _frame(features: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
 
 
 BASELINE_DESCRIPTIONS = {
-    "recency_rule": "score = recency_days, calibrated on validation",
-    "logistic_rfm": "logistic regression on RFM features (median imputation, scaling), calibrated on validation",
-    "btyd": "BG/NBD: score = -btyd_expected_purchases (or 1 - btyd_p_alive), calibrated on validation",
-    "pareto_nbd": "Pareto/NBD: score = -pnbd_expected_purchases (or 1 - pnbd_p_alive), calibrated on validation",
+    "recency_rule": "score = recency_days, calibrated out of fold",
+    "logistic_rfm": "logistic regression on RFM features (median imputation, scaling), calibrated out of fold",
+    "btyd": "BG/NBD: score = -btyd_expected_purchases (or 1 - btyd_p_alive), calibrated out of fold",
+    "pareto_nbd": "Pareto/NBD: score = -pnbd_expected_purchases (or 1 - pnbd_p_alive), calibrated out of fold",
 }
 MODEL_NAMES = {"btyd": "BG/NBD", "pareto_nbd": "Pareto/NBD"}
+Builder = Callable[[pd.DataFrame], "tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str"]
+
+
+@dataclass(frozen=True)
+class BaselineFits:
+    """What `fit_baselines` produced: fitted baselines, skipped and failed ones, out-of-fold probabilities."""
+
+    fitted: dict[str, FittedBaseline]
+    skipped: dict[str, str]
+    failed: dict[str, str]
+    out_of_fold: dict[str, np.ndarray]
 
 
 def fit_baselines(
     train: pd.DataFrame,
-    validation: pd.DataFrame,
+    folds: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
     *,
     rfm_features: Sequence[str],
     calibration: Literal["auto", "isotonic", "sigmoid"],
     seed: int,
-) -> tuple[dict[str, FittedBaseline], dict[str, str], dict[str, str]]:
-    """Fit every baseline on `train`, calibrate on `validation`.
+    fit_rows: int,
+) -> BaselineFits:
+    """Fit every baseline on each fold, calibrate on the out-of-fold scores, refit on all of `train`.
 
-    Input frames hold the feature columns and `churned`. Returns ({name: FittedBaseline},
-    {name: reason skipped}, {name: "failed: <reason>"} for those that cannot be scored on `validation`).
+    Frames hold the feature columns and `churned`; `folds` are (training rows, validation rows), and the
+    out-of-fold rows are the folds' validation rows concatenated in that order. Skipped: features absent;
+    failed ("failed: <reason>"): cannot be scored on a fold's validation snapshot (see `scoring_failure`).
     """
-    builders = {
-        "recency_rule": _recency_score(train),
-        "logistic_rfm": _logistic_rfm_score(train, rfm_features, seed=seed),
-        "btyd": _btyd_score(train),
-        "pareto_nbd": _btyd_score(train, prefix="pnbd"),
+    builders: dict[str, Builder] = {
+        "recency_rule": _recency_score,
+        "logistic_rfm": lambda rows: _logistic_rfm_score(rows, rfm_features, seed=seed, fit_rows=fit_rows),
+        "btyd": _btyd_score,
+        "pareto_nbd": lambda rows: _btyd_score(rows, prefix="pnbd"),
     }
     fitted: dict[str, FittedBaseline] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
-    y_validation = validation[LABEL].to_numpy("float64")
-    for name, built in builders.items():
-        if isinstance(built, str):
-            skipped[name] = built
+    out_of_fold: dict[str, np.ndarray] = {}
+    y_out_of_fold = np.concatenate([validation[LABEL].to_numpy("float64") for _, validation in folds])
+    for name, build in builders.items():
+        built = build(train)
+        fold_built = [build(fold_train) for fold_train, _ in folds]
+        reason = next((b for b in [built, *fold_built] if isinstance(b, str)), None)
+        if reason is not None:
+            skipped[name] = reason
             continue
-        columns, score = built
-        failure = scoring_failure(name, columns, score, validation)
+        assert not isinstance(built, str)
+        pairs = [(b, validation) for b, (_, validation) in zip(fold_built, folds, strict=True) if not isinstance(b, str)]
+        failure = next((f for b, validation in pairs if (f := scoring_failure(name, b[0], b[1], validation))), None)
         if failure:
             failed[name] = failure
             continue
-        calibrator, losses = fit_calibrator(score(validation), y_validation, method=calibration, seed=seed)
+        scores = np.concatenate([b[1](validation) for b, validation in pairs])
+        calibrator, losses = fit_calibrator(scores, y_out_of_fold, method=calibration, seed=seed)
+        columns, score = built
         fitted[name] = FittedBaseline(name, BASELINE_DESCRIPTIONS[name], columns, score, calibrator, losses)
-    return fitted, skipped, failed
+        out_of_fold[name] = calibrator.transform(scores)
+    return BaselineFits(fitted, skipped, failed, out_of_fold)

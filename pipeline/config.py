@@ -176,6 +176,11 @@ class TrainConfig(StrictModel):
     champion_metric: Literal["pr_auc", "roc_auc", "log_loss", "brier", "ece", "lift_top_decile"] = "pr_auc"
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     search_trials: int = Field(6, ge=1, le=50)
+    # Rolling-origin validation folds (each a later labelled snapshot) that choose LightGBM's configuration
+    # and number of rounds and give the out-of-fold predictions the calibrator is fitted on.
+    cv_folds: int = Field(3, ge=1, le=12)
+    # The logistic baseline (and candidate) is fitted on a seeded sample of at most this many rows.
+    logistic_fit_rows: int = Field(500_000, gt=0)
     # Above this many training rows the search trials run on a customer-level sample of about this many
     # rows (seeded), and the best configuration is refitted on all rows; 0 searches on all rows.
     search_sample_rows: int = Field(500_000, ge=0)

@@ -14,7 +14,9 @@ chose and returns a plain `lightgbm.Booster` (via `.to_local()`), so it goes int
 and #4189; setting it can hang, #7009): it grows `num_boost_round` trees and the best prefix is then
 chosen on the validation rows by the rule `lgb.early_stopping` applies locally (first metric:
 average precision; stop after `early_stopping_rounds` without improvement). Training rows are
-partitioned by customer (`customer_partition`, one partition per worker), as the features are.
+partitioned by customer (`customer_partition`, one partition per worker), as the features are. The
+same fit serves the rolling-origin folds (early stopped as above) and the refit on all training rows
+with the rounds the folds chose (no validation rows: every round is kept).
 
 `train_models_dask` is `pipeline.train.train_models` with that fit: the same split, baselines,
 calibration and metrics, so the runner logs, registers and bundles it exactly as a local model.
@@ -303,8 +305,8 @@ def _chunks_on_workers(
 def train_lightgbm_dask(
     train_matrix: np.ndarray,
     y_train: np.ndarray,
-    validation_matrix: np.ndarray,
-    y_validation: np.ndarray,
+    validation_matrix: np.ndarray | None,
+    y_validation: np.ndarray | None,
     *,
     params: dict[str, Any],
     columns: Any,
@@ -321,7 +323,7 @@ def train_lightgbm_dask(
     given, else in equal consecutive blocks. With `seed` and `deterministic` in `params`, the same
     inputs on the same workers give the same booster.
     `num_boost_round` trees are grown (no early stopping on Dask), then cut by `best_iteration` on
-    the validation rows.
+    the validation rows; without validation rows (a refit with a chosen number of rounds) all are kept.
     """
     import lightgbm as lgb
 
@@ -344,6 +346,8 @@ def train_lightgbm_dask(
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
         classifier.fit(features, target, feature_name=list(columns.all), categorical_feature=list(columns.categorical))
     booster = classifier.to_local().booster_
+    if validation_matrix is None or y_validation is None:
+        return lgb.Booster(model_str=booster.model_to_string())
     step = max(1, len(y_validation) // VALIDATION_ROWS_PER_STEP)
     best = best_iteration(
         booster, validation_matrix, np.asarray(y_validation), patience=settings.early_stopping_rounds, step=step
@@ -373,11 +377,9 @@ def train_models_dask(
     """
     from functools import partial
 
-    from pipeline.split import split_frame
     from pipeline.train import train_models
 
-    customer_ids = split_frame(features, split)["train"]["customer_id"]
-    fit = partial(train_lightgbm_dask, client=client, customer_ids=customer_ids)
+    fit = partial(train_lightgbm_dask, client=client)
     return train_models(
         features, specs=specs, split=split, settings=dask_train_settings(settings), retention=retention, fit=fit
     )

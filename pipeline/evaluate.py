@@ -207,3 +207,91 @@ def summarise_folds(
     for (model, metric), row in stats.iterrows():
         summary.setdefault(model, {})[metric] = {k: float(v) for k, v in row.items()}
     return summary
+
+
+# --- paired bootstrap of ranking metrics -------------------------------------------------------------------
+
+BOOTSTRAP_METRICS = ("roc_auc", "pr_auc")
+
+
+def _grouped_sums(weights: np.ndarray, y: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `weights` (k x n, columns in score order) the churner and non-churner weight of each tie group."""
+    ends = np.r_[starts[1:], weights.shape[1]] - 1
+    cumulative_positive = np.cumsum(weights * y, axis=1)[:, ends]
+    cumulative_all = np.cumsum(weights, axis=1)[:, ends]
+    positive = np.diff(cumulative_positive, axis=1, prepend=0.0)
+    return positive, np.diff(cumulative_all, axis=1, prepend=0.0) - positive
+
+
+def weighted_ranking_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC-AUC and average precision of (`y`, `p`) under each row of case weights `weights` (k x n).
+
+    Equals scikit-learn's `roc_auc_score` / `average_precision_score` with `sample_weight=weights[i]`
+    (ties handled as they do: half credit in ROC-AUC, one threshold per distinct score in AP), for all
+    k rows at once. NaN where a row has no churner or no non-churner.
+    """
+    y, p = _check(y, p)
+    weights = np.atleast_2d(np.asarray(weights, dtype="float64"))
+    order = np.argsort(-p, kind="stable")  # descending score; tie groups contiguous
+    sorted_p, sorted_y = p[order], y[order]
+    starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])
+    positive, negative = _grouped_sums(weights[:, order], sorted_y, starts)
+    total_positive, total_negative = positive.sum(axis=1), negative.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # ROC-AUC: each churner beats the non-churners scored below it, and half of those tied with it.
+        negatives_below = total_negative[:, None] - np.cumsum(negative, axis=1)
+        roc_auc = (positive * (negatives_below + 0.5 * negative)).sum(axis=1) / (total_positive * total_negative)
+        # AP: precision at each distinct threshold, weighted by the recall it adds.
+        true_positive, flagged = np.cumsum(positive, axis=1), np.cumsum(positive + negative, axis=1)
+        precision = np.divide(true_positive, flagged, out=np.zeros_like(true_positive), where=flagged > 0)
+        pr_auc = (positive * precision).sum(axis=1) / total_positive
+    valid = (total_positive > 0) & (total_negative > 0)
+    return {"roc_auc": np.where(valid, roc_auc, np.nan), "pr_auc": np.where(total_positive > 0, pr_auc, np.nan)}
+
+
+def bootstrap_weights(n: int, *, resamples: int, seed: int) -> np.ndarray:
+    """`resamples` x `n` counts: how often each row is drawn in each bootstrap resample of n rows (seeded)."""
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    offsets = (np.arange(resamples) * n)[:, None]
+    return np.bincount((draws + offsets).ravel(), minlength=resamples * n).reshape(resamples, n).astype("float64")
+
+
+def paired_bootstrap(
+    y: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    *,
+    reference: dict[str, str],
+    resamples: int = 1000,
+    seed: int = 0,
+    chunk: int = 100,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Difference of each model's ROC-AUC and PR-AUC to a reference model, with a paired bootstrap 95% interval.
+
+    `reference` names the reference model per metric (e.g. the best baseline by that metric). Every model
+    is scored on the same resamples of the rows (paired), `chunk` resamples at a time.
+    Returns {model: {metric: {"reference", "difference", "low", "high", "share_above_zero"}}}.
+    """
+    y = np.asarray(y, dtype="float64")
+    samples: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in BOOTSTRAP_METRICS} for name in probabilities}
+    for start in range(0, resamples, chunk):
+        weights = bootstrap_weights(len(y), resamples=min(chunk, resamples - start), seed=seed + start)
+        for name, p in probabilities.items():
+            for metric, values in weighted_ranking_metrics(y, p, weights).items():
+                samples[name][metric].append(values)
+    full = {name: weighted_ranking_metrics(y, p, np.ones((1, len(y)))) for name, p in probabilities.items()}
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for name in probabilities:
+        result[name] = {}
+        for metric in BOOTSTRAP_METRICS:
+            base = reference[metric]
+            differences = np.concatenate(samples[name][metric]) - np.concatenate(samples[base][metric])
+            differences = differences[~np.isnan(differences)]
+            low, high = np.percentile(differences, [2.5, 97.5]) if len(differences) else (math.nan, math.nan)
+            result[name][metric] = {
+                "reference": base,
+                "difference": float(full[name][metric][0] - full[base][metric][0]),
+                "low": float(low),
+                "high": float(high),
+                "share_above_zero": float((differences > 0).mean()) if len(differences) else math.nan,
+            }
+    return result

@@ -1,18 +1,23 @@
-"""Out-of-time split of the snapshot table into training, validation and test snapshots.
+"""Out-of-time split of the snapshot table: the final fit's snapshots, rolling-origin folds, the test snapshot.
 
-The label of snapshot `t` comes from the window `[t, t + horizon)`. The rule:
+The label of snapshot `t` comes from the window `[t, t + horizon)`. The rule, for a test snapshot `T`:
 
 - test: the latest labelled snapshot (or a given one, for backtests);
-- validation: the latest labelled snapshot whose label window ends at or before the test snapshot;
-- training: every labelled snapshot whose label window ends at or before the validation snapshot.
+- train: every labelled snapshot whose label window ends at or before `T` (the final model is
+  refitted on all of them: all the labelled history there is at the cut);
+- folds (rolling origin, newest first): the latest `folds` snapshots `v` of `train` that have at
+  least one earlier snapshot whose window ends by `v`; fold `v` trains on those snapshots and is
+  validated on `v`. The folds choose LightGBM's configuration and number of rounds, and their
+  out-of-fold predictions fit the calibrator.
 
-So no label used for fitting (training) or for early stopping and calibration (validation) was
-observed after the test snapshot began, and `check_split` verifies this explicitly.
+So no label used for fitting, choosing or calibrating was observed after the test snapshot began, and
+`check_split` verifies this explicitly. Two label windows overlap when each starts before the other
+ends (`label_windows_overlap`, the one place that rule is written).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,19 +36,36 @@ CHANGE_HINT = (
 
 
 @dataclass(frozen=True)
-class TimeSplit:
-    """Snapshot dates (UTC timestamps) of each part of an out-of-time split."""
+class Fold:
+    """One rolling-origin validation fold: training snapshots and the later snapshot they are validated on."""
 
     train: tuple[pd.Timestamp, ...]
     validation: pd.Timestamp
+
+    def as_dict(self) -> dict[str, object]:
+        return {"train": [_iso(t) for t in self.train], "validation": _iso(self.validation)}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Snapshot dates (UTC timestamps) of an out-of-time split: final fit, folds (newest first), test."""
+
+    train: tuple[pd.Timestamp, ...]
+    folds: tuple[Fold, ...]
     test: pd.Timestamp
     horizon_days: int
+
+    @property
+    def validation(self) -> tuple[pd.Timestamp, ...]:
+        """The folds' validation snapshots, newest first."""
+        return tuple(fold.validation for fold in self.folds)
 
     def as_dict(self) -> dict[str, object]:
         """ISO dates, for MLflow tags, manifests and reports."""
         return {
             "train": [_iso(t) for t in self.train],
-            "validation": _iso(self.validation),
+            "validation": [_iso(t) for t in self.validation],
+            "folds": [fold.as_dict() for fold in self.folds],
             "test": _iso(self.test),
             "horizon_days": self.horizon_days,
         }
@@ -56,6 +78,12 @@ def _iso(ts: pd.Timestamp) -> str:
 def _as_utc(dates: Sequence[object]) -> list[pd.Timestamp]:
     stamps = pd.to_datetime(pd.Series(list(dates)), utc=True)
     return sorted(set(stamps))
+
+
+def label_windows_overlap(starts: Iterable[pd.Timestamp], other: pd.Timestamp, *, horizon_days: int) -> list[pd.Timestamp]:
+    """The snapshots of `starts` whose label window `[t, t + horizon)` overlaps `other`'s window."""
+    horizon = pd.Timedelta(days=horizon_days)
+    return [t for t in starts if t < other + horizon and other < t + horizon]
 
 
 def labelled_snapshots(features: pd.DataFrame) -> list[pd.Timestamp]:
@@ -84,14 +112,33 @@ def snapshots_needed(snapshot_dates: Sequence[object], *, horizon_days: int, fol
     return 1 + 2 * steps_per_horizon + (MIN_TRAINING_SNAPSHOTS - 1) + (folds - 1)
 
 
-def time_split(snapshot_dates: Sequence[object], *, horizon_days: int, test_date: object | None = None) -> TimeSplit:
+def closed_by(dates: Sequence[pd.Timestamp], cut: pd.Timestamp, *, horizon_days: int) -> tuple[pd.Timestamp, ...]:
+    """The dates whose label window `[t, t + horizon)` ends at or before `cut`."""
+    horizon = pd.Timedelta(days=horizon_days)
+    return tuple(d for d in dates if d + horizon <= cut)
+
+
+def validation_folds(train: Sequence[pd.Timestamp], *, horizon_days: int, folds: int) -> tuple[Fold, ...]:
+    """Up to `folds` rolling-origin folds over the sorted `train` snapshots, newest validation first."""
+    built: list[Fold] = []
+    for validation in reversed(list(train)):
+        if len(built) == folds:
+            break
+        fold_train = closed_by(train, validation, horizon_days=horizon_days)
+        if len(fold_train) >= MIN_TRAINING_SNAPSHOTS:
+            built.append(Fold(train=fold_train, validation=validation))
+    return tuple(built)
+
+
+def time_split(
+    snapshot_dates: Sequence[object], *, horizon_days: int, test_date: object | None = None, folds: int = 3
+) -> TimeSplit:
     """Split labelled snapshot dates by the rule in the module docstring; raise TrainError if impossible.
 
     `snapshot_dates` are the labelled snapshots (see `labelled_snapshots`); `test_date` defaults to the
-    latest of them.
+    latest of them; `folds` is the most rolling-origin folds wanted (fewer when the history is short).
     """
     dates = _as_utc(snapshot_dates)
-    horizon = pd.Timedelta(days=horizon_days)
     if not dates:
         raise TrainError(
             "no labelled snapshots: every snapshot's label window "
@@ -101,14 +148,13 @@ def time_split(snapshot_dates: Sequence[object], *, horizon_days: int, test_date
     test = test.tz_localize("UTC") if test.tzinfo is None else test.tz_convert("UTC")
     if test not in dates:
         raise TrainError(f"test snapshot {_iso(test)} is not a labelled snapshot")
-    validation_candidates = [d for d in dates if d + horizon <= test]
-    if not validation_candidates:
+    train = closed_by(dates, test, horizon_days=horizon_days)
+    if not train:
         raise _too_few(dates, horizon_days, "no validation snapshot", test)
-    validation = validation_candidates[-1]
-    train = tuple(d for d in dates if d + horizon <= validation)
-    if len(train) < MIN_TRAINING_SNAPSHOTS:
+    built = validation_folds(train, horizon_days=horizon_days, folds=folds)
+    if not built:
         raise _too_few(dates, horizon_days, "no training snapshot", test)
-    split = TimeSplit(train=train, validation=validation, test=test, horizon_days=horizon_days)
+    split = TimeSplit(train=train, folds=built, test=test, horizon_days=horizon_days)
     check_split(split)
     return split
 
@@ -124,39 +170,46 @@ def _too_few(dates: list[pd.Timestamp], horizon_days: int, what: str, test: pd.T
 
 
 def check_split(split: TimeSplit) -> None:
-    """Raise TrainError unless training and validation label windows end before the test window opens.
+    """Raise TrainError unless every label used for fitting, choosing or calibrating ends before the test window.
 
-    Label window of `t` = `[t, t + horizon)`; two windows overlap when each starts before the other ends.
+    Training snapshots' windows must not overlap the test window; each fold's validation snapshot is a
+    training snapshot, and each fold trains only on snapshots whose windows end by its validation snapshot.
     """
     horizon = pd.Timedelta(days=split.horizon_days)
     if not split.train:
         raise TrainError("the split has no training snapshot")
-    test_start, test_end = split.test, split.test + horizon
-    overlapping = [t for t in split.train if t < test_end and test_start < t + horizon]
+    if not split.folds:
+        raise TrainError("the split has no validation fold")
+    overlapping = label_windows_overlap(split.train, split.test, horizon_days=split.horizon_days)
     if overlapping:
         raise TrainError(
             f"training snapshot(s) {', '.join(_iso(t) for t in overlapping)} have label windows overlapping the "
-            f"test snapshot {_iso(split.test)}'s window [{_iso(test_start)}, {_iso(test_end)}): "
+            f"test snapshot {_iso(split.test)}'s window [{_iso(split.test)}, {_iso(split.test + horizon)}): "
             "the test labels would leak into training"
         )
-    if split.validation + horizon > test_start:
-        raise TrainError(
-            f"validation snapshot {_iso(split.validation)}'s label window ends after the test snapshot "
-            f"{_iso(split.test)} begins"
-        )
-    late_train = [t for t in split.train if t + horizon > split.validation]
-    if late_train:
-        raise TrainError(
-            f"training snapshot(s) {', '.join(_iso(t) for t in late_train)} have label windows ending after "
-            f"the validation snapshot {_iso(split.validation)}"
-        )
+    for fold in split.folds:
+        if fold.validation + horizon > split.test:
+            raise TrainError(
+                f"validation snapshot {_iso(fold.validation)}'s label window ends after the test snapshot "
+                f"{_iso(split.test)} begins"
+            )
+        if not fold.train:
+            raise TrainError(f"the fold validated on {_iso(fold.validation)} has no training snapshot")
+        late_train = [t for t in fold.train if t + horizon > fold.validation]
+        if late_train:
+            raise TrainError(
+                f"training snapshot(s) {', '.join(_iso(t) for t in late_train)} have label windows ending after "
+                f"the validation snapshot {_iso(fold.validation)}"
+            )
 
 
-def rolling_splits(snapshot_dates: Sequence[object], *, horizon_days: int, folds: int) -> list[TimeSplit]:
+def rolling_splits(
+    snapshot_dates: Sequence[object], *, horizon_days: int, folds: int, validation_folds: int = 3
+) -> list[TimeSplit]:
     """`folds` splits whose test snapshots are the latest `folds` labelled snapshots, newest first.
 
-    Each has its own validation and training snapshots by the same rule. Raises TrainError naming how
-    many snapshots the backtest needs when the oldest fold cannot be built.
+    Each has its own training snapshots and validation folds by the same rule. Raises TrainError naming
+    how many snapshots the backtest needs when the oldest fold cannot be built.
     """
     dates = _as_utc(snapshot_dates)
     if len(dates) < folds:
@@ -168,7 +221,7 @@ def rolling_splits(snapshot_dates: Sequence[object], *, horizon_days: int, folds
     splits = []
     for test in reversed(dates[-folds:]):
         try:
-            splits.append(time_split(dates, horizon_days=horizon_days, test_date=test))
+            splits.append(time_split(dates, horizon_days=horizon_days, test_date=test, folds=validation_folds))
         except TrainError as exc:
             needed = snapshots_needed(dates, horizon_days=horizon_days, folds=folds)
             raise TrainError(
@@ -179,25 +232,39 @@ def rolling_splits(snapshot_dates: Sequence[object], *, horizon_days: int, folds
     return splits
 
 
+def rows_of(features: pd.DataFrame, dates: Iterable[pd.Timestamp], *, part: str) -> pd.DataFrame:
+    """Rows of `features` at `dates`; TrainError when they hold no rows, a missing label or one class only."""
+    stamps = pd.to_datetime(features[SNAPSHOT_COLUMN], utc=True)
+    rows = features[stamps.isin(list(dates))]
+    labels = rows[LABEL_COLUMN]
+    if labels.isna().any():
+        raise TrainError(f"the {part} snapshot(s) contain rows without a label; re-run `churn features`")
+    if labels.nunique() < 2:
+        raise TrainError(
+            f"the {part} part ({len(rows)} rows) holds only one class of label "
+            f"(churned={sorted(labels.unique().tolist())}): a churn model needs churners and non-churners "
+            "in every part. Check features.lookback_days / features.horizon_days and the snapshot dates."
+        )
+    return rows
+
+
 def split_frame(features: pd.DataFrame, split: TimeSplit) -> dict[str, pd.DataFrame]:
-    """Rows of `features` for each part: {"train", "validation", "test"} -> frame (same columns).
+    """Rows of `features` for the final fit and the test: {"train", "test"} -> frame (same columns).
 
     Raises TrainError when a part has no rows or only one class of label.
     """
-    stamps = pd.to_datetime(features[SNAPSHOT_COLUMN], utc=True)
-    parts = {
-        "train": features[stamps.isin(list(split.train))],
-        "validation": features[stamps == split.validation],
-        "test": features[stamps == split.test],
+    return {
+        "train": rows_of(features, split.train, part="train"),
+        "test": rows_of(features, [split.test], part="test"),
     }
-    for name, part in parts.items():
-        labels = part[LABEL_COLUMN]
-        if labels.isna().any():
-            raise TrainError(f"the {name} snapshot(s) contain rows without a label; re-run `churn features`")
-        if labels.nunique() < 2:
-            raise TrainError(
-                f"the {name} part ({len(part)} rows) holds only one class of label "
-                f"(churned={sorted(labels.unique().tolist())}): a churn model needs churners and non-churners "
-                "in every part. Check features.lookback_days / features.horizon_days and the snapshot dates."
-            )
-    return parts
+
+
+def fold_frames(features: pd.DataFrame, split: TimeSplit) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """(training rows, validation rows) of each fold of `split`, newest fold first."""
+    return [
+        (
+            rows_of(features, fold.train, part=f"fold {_iso(fold.validation)} training"),
+            rows_of(features, [fold.validation], part="validation"),
+        )
+        for fold in split.folds
+    ]

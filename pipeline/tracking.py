@@ -41,11 +41,13 @@ from pipeline.evaluate import (
 )
 from pipeline.io import sha256_file
 from pipeline.progress import get_logger
+from pipeline.split import label_windows_overlap
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from pipeline.evaluate import RetentionSettings
+    from pipeline.model import ChurnModel
     from pipeline.train import TrainResult
 
 CHAMPION_ALIAS = "champion"
@@ -193,11 +195,6 @@ def decide_promotion(
     return PromotionDecision(promote, reason, metric, new_value, incumbent_value, incumbent_version)
 
 
-def _windows_overlap(starts: Iterable[pd.Timestamp], test: pd.Timestamp, horizon_days: int) -> bool:
-    horizon = pd.Timedelta(days=horizon_days)
-    return any(start < test + horizon and test < start + horizon for start in starts)
-
-
 def incumbent_test_metric(
     cfg: Config, result: TrainResult, *, retention: RetentionSettings
 ) -> tuple[float | None, str | None, str]:
@@ -225,12 +222,11 @@ def incumbent_test_metric(
                 f"value recorded at its training; it could not be re-scored: {exc}",
             )
         manifest = loaded.manifest
-        seen = [
-            *manifest.get("training_snapshots", []),
-            *([manifest["validation_snapshot"]] if "validation_snapshot" in manifest else []),
-        ]
+        validation = manifest.get("validation_snapshot", [])
+        seen = [*manifest.get("training_snapshots", []), *([validation] if isinstance(validation, str) else validation)]
         starts = list(pd.to_datetime(pd.Series(seen, dtype="str"), utc=True))
-        if _windows_overlap(starts, result.split.test, int(manifest.get("horizon_days", result.split.horizon_days))):
+        horizon = int(manifest.get("horizon_days", result.split.horizon_days))
+        if label_windows_overlap(starts, result.split.test, horizon_days=horizon):
             return (
                 recorded_value,
                 str(version.version),
@@ -362,20 +358,25 @@ def log_training_run(
     retention: RetentionSettings,
     fingerprints: Mapping[str, Mapping[str, str]],
     backtest: Mapping[str, Any] | None = None,
+    production: ChurnModel | None = None,
+    production_snapshots: list[str] | None = None,
 ) -> TrainingRecord:
     """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
 
     Order: run metadata and metrics, nested baseline runs, plots, pyfunc model (registered), champion
     decision, bundle at `cfg.bundle_dir` (logged under "bundle"), and last the alias, so that the alias
-    only ever points at a version whose bundle is stored.
+    only ever points at a version whose bundle is stored. The registered model is `production` (the
+    evaluated configuration refitted on `production_snapshots`) when given, else `result.model`; the
+    metrics are always `result`'s (the evaluated fit's).
     """
     import mlflow
 
     configure_mlflow(cfg)
     experiment_id = ensure_experiment(cfg, cfg.mlflow.experiment)
     client = _client(cfg)
-    model = result.model
+    model = result.model if production is None else production
     split = result.split.as_dict()
+    trained_on = split["train"] if production_snapshots is None else production_snapshots
     name = cfg.train.model_name
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} test={split['test']}") as run:
         mlflow.set_tags(
@@ -383,8 +384,9 @@ def log_training_run(
                 "git_commit": code_version(),
                 "model_name": name,
                 "test_snapshot": split["test"],
-                "validation_snapshot": split["validation"],
-                "training_snapshots": ",".join(split["train"]),
+                "validation_snapshot": ",".join(split["validation"]),
+                "training_snapshots": ",".join(trained_on),
+                "evaluation_training_snapshots": ",".join(split["train"]),
                 "horizon_days": str(result.split.horizon_days),
                 "feature_count": str(len(model.feature_names_)),
                 "calibration_method": model.calibrator_.method,
@@ -440,6 +442,7 @@ def log_training_run(
             )
         extra = {
             "validation_snapshot": split["validation"],
+            "evaluation_training_snapshots": split["train"],
             "test_snapshot": split["test"],
             "calibration": model.calibrator_.method,
             "champion_metric": cfg.train.champion_metric,
@@ -455,7 +458,7 @@ def log_training_run(
                 metrics=result.metrics,
                 run_id=run.info.run_id,
                 model_version=None,
-                training_snapshots=split["train"],
+                training_snapshots=trained_on,
                 extra=extra,
             )
             example = model_input_example(
@@ -489,7 +492,7 @@ def log_training_run(
             metrics=result.metrics,
             run_id=run.info.run_id,
             model_version=version,
-            training_snapshots=split["train"],
+            training_snapshots=trained_on,
             extra={**extra, "champion_at_training": decision.promote},
         )
         mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)

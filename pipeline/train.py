@@ -1,20 +1,26 @@
-"""Training on an out-of-time split: LightGBM with a small search, calibration, baselines, metrics.
+"""Training on an out-of-time split: rolling-origin folds choose LightGBM, a refit on all labelled history.
 
 `train_models(features, specs=, split=, settings=, retention=)` is pure: it takes the snapshot table
 (one row per customer and snapshot: `snapshot_date`, `customer_id`, feature columns, `churned`) and
 returns a `TrainResult` holding the fitted `ChurnModel`, the baselines, the metrics and the
 predictions behind them. The runner (`pipeline.run.train`) reads files and talks to MLflow.
 
-LightGBM: class imbalance via `scale_pos_weight = negatives / positives` on the training rows; early
-stopping on validation average precision; `settings.search_trials` configurations drawn at random
-(seeded) from a small grid, the first always the default one, chosen by validation PR-AUC. Fixed
-threads, `deterministic=True` and `force_row_wise=True` make the same seed give the same model.
-The LightGBM Datasets are binned once and shared by every trial. On large tables the trials run on a
-customer-level sample (about `settings.search_sample_rows` training rows, the same customers'
-validation rows; chosen by a seeded hash of the customer id), and the best configuration is then
-refitted on every training row with early stopping on the whole validation snapshot.
-The calibrator (isotonic or Platt) is fitted on the validation snapshot, so validation metrics of
-calibrated models are in-sample for the calibrator: only the test snapshot is untouched.
+How LightGBM is chosen and fitted (see `pipeline.split` for the snapshots):
+- `settings.search_trials` configurations drawn at random (seeded) from a grid sized to the data
+  (`search_space`: a few thousand rows get small, strongly regularised trees), the first always the
+  tier's default, are fitted on each rolling-origin fold with early stopping on the fold's validation
+  snapshot (average precision). The best mean validation PR-AUC wins; its number of rounds is the mean
+  of its folds' best iterations.
+- The final booster is that configuration, with those rounds, on every snapshot whose label window
+  ends by the test snapshot (all the labelled history at the cut). `production_model` refits it once
+  more on every labelled snapshot, the test one included: that is the model `churn train` registers.
+- The calibrator (isotonic or Platt) is fitted on the winner's out-of-fold predictions and kept only
+  when it lowers their log loss; otherwise the booster's own probability is used and the metrics say so.
+Class imbalance via `scale_pos_weight = negatives / positives` on the rows fitted. Fixed threads,
+`deterministic=True` and `force_row_wise=True` make the same seed give the same model. In each fold
+the LightGBM Datasets are binned once and shared by every trial. On large folds the trials run on a
+customer-level sample (about `settings.search_sample_rows` training rows, chosen by a seeded hash of
+the customer id); they are scored on every validation row, and the refit uses every training row.
 
 Where each configuration is fitted is a parameter: `fit` (a `BoosterFit`) defaults to `fit_booster` (this
 process); `train.engine: dask` passes the Dask fit (`pipeline.dask_engine.train_models_dask`).
@@ -49,9 +55,16 @@ from pipeline.evaluate import (
     customer_values,
     summarise_folds,
 )
-from pipeline.model import CategoryEncoder, ChurnModel, feature_matrix, fit_calibrator
+from pipeline.model import (
+    CALIBRATION_MIN_GAIN,
+    CategoryEncoder,
+    ChurnModel,
+    ProbabilityCalibrator,
+    feature_matrix,
+    fit_calibrator,
+)
 from pipeline.progress import get_logger
-from pipeline.split import LABEL_COLUMN, TimeSplit, split_frame
+from pipeline.split import LABEL_COLUMN, TimeSplit, fold_frames, labelled_snapshots, rows_of, split_frame
 
 LIGHTGBM = "lightgbm"
 LIGHTGBM_UNCALIBRATED = "lightgbm_uncalibrated"
@@ -62,19 +75,40 @@ SPLIT_NAMES = ("test", "validation")
 # The thread count is a fixed function of the data, so the same data and seed still give the same model.
 SINGLE_THREAD_ROWS = 50_000
 
-# The first entry of each list is the default configuration (trial 0).
-SEARCH_SPACE: dict[str, list[Any]] = {
-    "learning_rate": [0.05, 0.03, 0.1],
-    "num_leaves": [31, 15, 63],
-    "min_data_in_leaf": [50, 20, 100, 200],
-    "feature_fraction": [0.9, 0.7, 1.0],
-    "bagging_fraction": [0.9, 0.7, 1.0],
-    "lambda_l2": [1.0, 0.0, 10.0],
+# Search grids by the size of the final fit (see `search_space`); the first entry of each list is the
+# tier's default configuration (trial 0).
+SMALL_DATA_ROWS = 20_000
+MEDIUM_DATA_ROWS = 500_000
+SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
+    "small": {
+        "learning_rate": [0.03, 0.05, 0.02],
+        "num_leaves": [7, 15, 4],
+        "min_data_in_leaf": [50, 100, 25, 200],
+        "feature_fraction": [0.8, 0.6, 1.0],
+        "bagging_fraction": [0.8, 0.7, 1.0],
+        "lambda_l2": [10.0, 1.0, 30.0],
+    },
+    "medium": {
+        "learning_rate": [0.03, 0.05, 0.1],
+        "num_leaves": [15, 31, 7],
+        "min_data_in_leaf": [100, 50, 200, 400],
+        "feature_fraction": [0.8, 0.6, 1.0],
+        "bagging_fraction": [0.8, 0.7, 1.0],
+        "lambda_l2": [10.0, 1.0, 0.0],
+    },
+    "large": {
+        "learning_rate": [0.05, 0.03, 0.1],
+        "num_leaves": [31, 15, 63],
+        "min_data_in_leaf": [50, 20, 100, 200],
+        "feature_fraction": [0.9, 0.7, 1.0],
+        "bagging_fraction": [0.9, 0.7, 1.0],
+        "lambda_l2": [1.0, 0.0, 10.0],
+    },
 }
 CALIBRATION_NOTE = (
-    "Calibrators (LightGBM and baselines) are fitted on the validation snapshot, which also chose the "
-    "LightGBM configuration and its early stopping: validation metrics are optimistic. Only the test "
-    "snapshot was never seen."
+    "Validation = out-of-fold: each rolling-origin fold's model scored its later validation snapshot. "
+    "These predictions also chose the LightGBM configuration and rounds and fitted the calibrators, so "
+    "calibrated validation metrics are optimistic. Only the test snapshot was never seen."
 )
 
 
@@ -141,14 +175,29 @@ def select_feature_columns(
     return FeatureColumns(numeric, categorical, rfm or [n for n in DEFAULT_RFM_FEATURES if n in numeric]), dropped
 
 
-def search_candidates(*, trials: int, seed: int, max_depth: int) -> list[dict[str, Any]]:
-    """`trials` distinct LightGBM configurations from SEARCH_SPACE: the default first, then seeded draws."""
+def search_space(training_rows: int) -> tuple[str, dict[str, list[Any]]]:
+    """(size tier, grid) for a final fit on `training_rows` rows: smaller data, fewer leaves, more regularisation.
+
+    A few thousand rows support only small trees with large leaves and a strong L2 penalty; millions of
+    rows support bigger trees. The first entry of each list is the tier's default (trial 0).
+    """
+    for limit, tier in ((SMALL_DATA_ROWS, "small"), (MEDIUM_DATA_ROWS, "medium")):
+        if training_rows < limit:
+            return tier, SEARCH_SPACES[tier]
+    return "large", SEARCH_SPACES["large"]
+
+
+def search_candidates(
+    *, trials: int, seed: int, max_depth: int, space: dict[str, list[Any]] | None = None
+) -> list[dict[str, Any]]:
+    """`trials` distinct LightGBM configurations from `space` (default: the large grid): the default first, then seeded draws."""
+    space = SEARCH_SPACES["large"] if space is None else space
     rng = np.random.default_rng(seed)
-    default = {name: values[0] for name, values in SEARCH_SPACE.items()}
+    default = {name: values[0] for name, values in space.items()}
     candidates = [default]
-    total = int(np.prod([len(v) for v in SEARCH_SPACE.values()]))
+    total = int(np.prod([len(v) for v in space.values()]))
     while len(candidates) < min(trials, total):
-        draw = {name: values[int(rng.integers(len(values)))] for name, values in SEARCH_SPACE.items()}
+        draw = {name: values[int(rng.integers(len(values)))] for name, values in space.items()}
         if draw not in candidates:
             candidates.append(draw)
     if max_depth > 0:
@@ -219,9 +268,19 @@ def lightgbm_datasets(
 
 
 def boost(
-    train_set: lgb.Dataset, validation_set: lgb.Dataset, *, params: dict[str, Any], settings: TrainConfig
+    train_set: lgb.Dataset,
+    validation_set: lgb.Dataset | None,
+    *,
+    params: dict[str, Any],
+    settings: TrainConfig,
 ) -> lgb.Booster:
-    """One LightGBM fit on constructed Datasets, early stopping on validation; booster cut at its best iteration."""
+    """One LightGBM fit on constructed Datasets; booster cut at its best iteration.
+
+    With a validation set: early stopping on it (`settings.early_stopping_rounds`, at most
+    `settings.num_boost_round` rounds). Without: exactly `settings.num_boost_round` rounds.
+    """
+    if validation_set is None:
+        return lgb.train(params, train_set, num_boost_round=settings.num_boost_round)
     booster = lgb.train(
         params,
         train_set,
@@ -237,14 +296,28 @@ def boost(
 def fit_booster(
     train_matrix: np.ndarray,
     y_train: np.ndarray,
-    validation_matrix: np.ndarray,
-    y_validation: np.ndarray,
+    validation_matrix: np.ndarray | None,
+    y_validation: np.ndarray | None,
     *,
     params: dict[str, Any],
     columns: FeatureColumns,
     settings: TrainConfig,
+    customer_ids: pd.Series | None = None,
 ) -> lgb.Booster:
-    """One LightGBM fit with early stopping on validation; returns a booster cut at its best iteration."""
+    """One LightGBM fit: early stopping on validation, or `settings.num_boost_round` rounds without one.
+
+    `customer_ids` (the customer of each training row) is for fits that partition rows by customer; unused here.
+    """
+    if validation_matrix is None or y_validation is None:
+        train_set = lgb.Dataset(
+            train_matrix,
+            label=y_train,
+            feature_name=columns.all,
+            categorical_feature=columns.categorical,
+            params=params,
+            free_raw_data=True,
+        ).construct()
+        return boost(train_set, None, params=params, settings=settings)
     train_set, validation_set = lightgbm_datasets(
         train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns
     )
@@ -258,12 +331,13 @@ class BoosterFit(Protocol):
         self,
         train_matrix: np.ndarray,
         y_train: np.ndarray,
-        validation_matrix: np.ndarray,
-        y_validation: np.ndarray,
+        validation_matrix: np.ndarray | None,
+        y_validation: np.ndarray | None,
         *,
         params: dict[str, Any],
         columns: FeatureColumns,
         settings: TrainConfig,
+        customer_ids: pd.Series | None = None,
     ) -> lgb.Booster: ...
 
 
@@ -300,11 +374,19 @@ def trial_fit(
     columns: FeatureColumns,
     settings: TrainConfig,
     dataset_params: dict[str, Any],
+    customer_ids: pd.Series | None = None,
 ) -> TrialFit:
     """params -> booster on these rows. With `fit_booster` the Datasets are built once and shared by every call."""
     if fit is not fit_booster:
         return lambda params: fit(
-            train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns, settings=settings
+            train_matrix,
+            y_train,
+            validation_matrix,
+            y_validation,
+            params=params,
+            columns=columns,
+            settings=settings,
+            customer_ids=customer_ids,
         )
     train_set, validation_set = lightgbm_datasets(
         train_matrix, y_train, validation_matrix, y_validation, params=dataset_params, columns=columns
@@ -312,103 +394,212 @@ def trial_fit(
     return lambda params: boost(train_set, validation_set, params=params, settings=settings)
 
 
+@dataclass
+class LightGBMFit:
+    """What `fit_lightgbm` produced: the refitted model, the search record and the out-of-fold log-odds."""
+
+    model: ChurnModel
+    trials: list[dict[str, Any]]
+    best_params: dict[str, Any]
+    out_of_fold_raw: np.ndarray
+    calibration_losses: dict[str, float]
+
+
+def _fold_trials(
+    fold_number: int,
+    fold_train: pd.DataFrame,
+    fold_validation: pd.DataFrame,
+    *,
+    candidate_params: list[dict[str, Any]],
+    columns: FeatureColumns,
+    encoder: CategoryEncoder,
+    settings: TrainConfig,
+    fit: BoosterFit,
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Every candidate fitted on one fold (early stopping on its validation snapshot).
+
+    Returns (one record per candidate, the log-odds of each candidate on all the fold's validation rows).
+    On a large fold the fits run on a customer sample (`search_sample_fraction`); they still score every
+    validation row, which is out of sample for them either way.
+    """
+    logger = get_logger()
+    train_matrix = feature_matrix(fold_train, feature_names=columns.all, encoder=encoder)
+    validation_matrix = feature_matrix(fold_validation, feature_names=columns.all, encoder=encoder)
+    y_train, y_validation = _labels(fold_train), _labels(fold_validation)
+    fraction = search_sample_fraction(len(y_train), sample_rows=settings.search_sample_rows, trials=len(candidate_params))
+    if fraction < 1.0:
+        in_train = customer_sample_mask(fold_train["customer_id"], fraction=fraction, seed=settings.seed)
+        in_validation = customer_sample_mask(fold_validation["customer_id"], fraction=fraction, seed=settings.seed)
+        logger.info(
+            "fold %d: search on a customer sample: %d of %d training rows",
+            fold_number + 1,
+            int(in_train.sum()),
+            len(y_train),
+        )
+    else:
+        in_train = in_validation = slice(None)  # all rows, as views (no copy of the matrices)
+    search_fit = trial_fit(
+        fit,
+        train_matrix[in_train],
+        y_train[in_train],
+        validation_matrix[in_validation],
+        y_validation[in_validation],
+        columns=columns,
+        settings=settings,
+        dataset_params=candidate_params[0],
+        customer_ids=fold_train["customer_id"][in_train],
+    )
+    del train_matrix  # binned into the Datasets (or copied by the sample): not read again
+    records, raw_scores = [], []
+    for number, params in enumerate(candidate_params):
+        booster = search_fit(params)
+        raw = booster.predict(validation_matrix, raw_score=True)
+        pr_auc = float(average_precision_score(y_validation, raw))  # a ranking metric: log-odds rank as probabilities
+        records.append(
+            {
+                "trial": number,
+                "fold": fold_number,
+                "best_iteration": booster.current_iteration(),
+                "train_rows": int(len(y_train) if fraction == 1.0 else in_train.sum()),
+                "validation_rows": len(y_validation),
+                "validation_pr_auc": pr_auc,
+                "validation_log_loss_uncalibrated": float(log_loss(y_validation, expit(raw), labels=[0.0, 1.0])),
+            }
+        )
+        raw_scores.append(raw)
+    return records, raw_scores
+
+
 def fit_lightgbm(
     train: pd.DataFrame,
-    validation: pd.DataFrame,
+    folds: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
     *,
     columns: FeatureColumns,
     horizon_days: int,
     settings: TrainConfig,
     fit: BoosterFit = fit_booster,
-) -> tuple[ChurnModel, list[dict[str, Any]], dict[str, Any], dict[str, float]]:
-    """Search, fit and calibrate LightGBM. Returns (model, trials, best parameters, calibration CV losses).
+) -> LightGBMFit:
+    """Choose LightGBM's configuration and rounds on `folds`, refit on all of `train`, calibrate out of fold.
 
-    Each trial records its parameters, best iteration, the rows it used and validation PR-AUC / log loss
-    (uncalibrated, on the validation rows of its sample). When the trials ran on a sample
-    (`search_sample_fraction`), the best configuration is refitted on all rows.
+    Every candidate (`search_candidates` over the grid for `train`'s size) is fitted on each fold with
+    early stopping on its validation snapshot. The candidate with the best mean validation PR-AUC over
+    the folds wins (ties: the earlier, default first); its rounds are the mean of its folds' best
+    iterations. The final booster is that configuration with those rounds on every row of `train`.
+    The calibrator is fitted on the winner's out-of-fold log-odds (the folds' validation rows, in fold
+    order) and kept only when it lowers their log loss (`fit_calibrator(log_odds=True)`).
     """
     encoder = CategoryEncoder.fit(train, columns.categorical)
-    train_matrix = feature_matrix(train, feature_names=columns.all, encoder=encoder)
-    validation_matrix = feature_matrix(validation, feature_names=columns.all, encoder=encoder)
-    y_train, y_validation = _labels(train), _labels(validation)
-    scale_pos_weight = float((y_train == 0).sum() / y_train.sum())
-    logger = get_logger()
-    candidates = search_candidates(trials=settings.search_trials, seed=settings.seed, max_depth=settings.max_depth)
+    y_all = _labels(train)
+    scale_pos_weight = float((y_all == 0).sum() / y_all.sum())
+    tier, space = search_space(len(y_all))
+    candidates = search_candidates(
+        trials=settings.search_trials, seed=settings.seed, max_depth=settings.max_depth, space=space
+    )
     candidate_params = [
-        lightgbm_params(candidate, scale_pos_weight=scale_pos_weight, settings=settings, training_rows=len(y_train))
+        lightgbm_params(candidate, scale_pos_weight=scale_pos_weight, settings=settings, training_rows=len(y_all))
         for candidate in candidates
     ]
-    fraction = search_sample_fraction(len(y_train), sample_rows=settings.search_sample_rows, trials=len(candidates))
-    fit_rows = partial(trial_fit, fit, columns=columns, settings=settings, dataset_params=candidate_params[0])
-    if fraction < 1.0:
-        in_train = customer_sample_mask(train["customer_id"], fraction=fraction, seed=settings.seed)
-        in_validation = customer_sample_mask(validation["customer_id"], fraction=fraction, seed=settings.seed)
-    else:
-        in_train = in_validation = slice(None)  # all rows, as views (no copy of the matrices)
-    search_x, search_y = train_matrix[in_train], y_train[in_train]
-    search_x_validation, search_y_validation = validation_matrix[in_validation], y_validation[in_validation]
-    search_fit = fit_rows(search_x, search_y, search_x_validation, search_y_validation)
-    del search_x  # binned into the Datasets: the raw rows are not read again (frees them before boosting)
-    if fraction == 1.0:
-        del train_matrix  # the same rows
-    else:
-        logger.info(
-            "search on a customer sample: %d of %d training rows, %d of %d validation rows",
-            len(search_y),
-            len(y_train),
-            len(search_y_validation),
-            len(y_validation),
+    fold_records: list[list[dict[str, Any]]] = []
+    fold_raw: list[list[np.ndarray]] = []
+    for number, (fold_train, fold_validation) in enumerate(folds):
+        records, raw = _fold_trials(
+            number,
+            fold_train,
+            fold_validation,
+            candidate_params=candidate_params,
+            columns=columns,
+            encoder=encoder,
+            settings=settings,
+            fit=fit,
         )
-    trials: list[dict[str, Any]] = []
-    best: tuple[float, int, lgb.Booster] | None = None
-    for number, (candidate, params) in enumerate(zip(candidates, candidate_params, strict=True)):
-        booster = search_fit(params)
-        p_validation = booster.predict(search_x_validation)
-        pr_auc = float(average_precision_score(search_y_validation, p_validation))
+        fold_records.append(records)
+        fold_raw.append(raw)
+    trials = []
+    for number, candidate in enumerate(candidates):
+        per_fold = [records[number] for records in fold_records]
         trials.append(
             {
                 "trial": number,
+                "size_tier": tier,
                 **candidate,
-                "best_iteration": booster.current_iteration(),
-                "train_rows": len(search_y),
-                "validation_rows": len(search_y_validation),
-                "validation_pr_auc": pr_auc,
+                "rounds": max(1, int(round(np.mean([r["best_iteration"] for r in per_fold])))),
+                "validation_pr_auc": float(np.mean([r["validation_pr_auc"] for r in per_fold])),
                 "validation_log_loss_uncalibrated": float(
-                    log_loss(search_y_validation, p_validation, labels=[0.0, 1.0])
+                    np.mean([r["validation_log_loss_uncalibrated"] for r in per_fold])
                 ),
+                "folds": per_fold,
             }
         )
-        logger.info(
-            "trial %d/%d: validation PR-AUC %.4f (%d trees)",
+        get_logger().info(
+            "trial %d/%d: mean validation PR-AUC %.4f over %d folds (%d rounds)",
             number + 1,
             len(candidates),
-            pr_auc,
-            booster.current_iteration(),
+            trials[-1]["validation_pr_auc"],
+            len(per_fold),
+            trials[-1]["rounds"],
         )
-        # Strictly better only: on ties the earlier (simpler, default-first) candidate stays.
-        if best is None or pr_auc > best[0]:
-            best = (pr_auc, number, booster)
-    assert best is not None
-    _, best_number, booster = best
+    # Strictly better only: on ties the earlier (simpler, default-first) candidate stays.
+    best_number = max(range(len(trials)), key=lambda n: (trials[n]["validation_pr_auc"], -n))
     params = candidate_params[best_number]
-    if fraction < 1.0:
-        del search_fit, search_x_validation  # the sample's Datasets and rows, before the full ones are built
-        refit = fit_rows(train_matrix, y_train, validation_matrix, y_validation)
-        del train_matrix  # binned into the Datasets: free it before boosting
-        booster = refit(params)
-        logger.info(
-            "trial %d refitted on all %d training rows: %d trees",
-            best_number + 1,
-            len(y_train),
-            booster.current_iteration(),
-        )
+    rounds = trials[best_number]["rounds"]
+    out_of_fold_raw = np.concatenate([raw[best_number] for raw in fold_raw])
+    y_out_of_fold = np.concatenate([_labels(validation) for _, validation in folds])
     calibrator, calibration_losses = fit_calibrator(
-        booster.predict(validation_matrix, raw_score=True),
-        y_validation,
-        method=settings.calibration,
-        seed=settings.seed,
+        out_of_fold_raw, y_out_of_fold, method=settings.calibration, seed=settings.seed, log_odds=True
     )
-    model = ChurnModel(
+    model = refit_lightgbm(
+        train,
+        params=params,
+        rounds=rounds,
+        columns=columns,
+        calibrator=calibrator,
+        horizon_days=horizon_days,
+        settings=settings,
+        fit=fit,
+    )
+    get_logger().info(
+        "trial %d refitted on all %d training rows (%d snapshots' worth): %d rounds; calibration: %s",
+        best_number + 1,
+        len(y_all),
+        train["snapshot_date"].nunique(),
+        rounds,
+        calibrator.method,
+    )
+    return LightGBMFit(
+        model=model,
+        trials=trials,
+        best_params={**params, "best_iteration": rounds, "size_tier": tier, "trial": best_number},
+        out_of_fold_raw=out_of_fold_raw,
+        calibration_losses=calibration_losses,
+    )
+
+
+def refit_lightgbm(
+    train: pd.DataFrame,
+    *,
+    params: dict[str, Any],
+    rounds: int,
+    columns: FeatureColumns,
+    calibrator: ProbabilityCalibrator,
+    horizon_days: int,
+    settings: TrainConfig,
+    fit: BoosterFit = fit_booster,
+) -> ChurnModel:
+    """`params` boosted `rounds` rounds (no early stopping) on every row of `train`, with `calibrator`."""
+    encoder = CategoryEncoder.fit(train, columns.categorical)
+    y = _labels(train)
+    params = {**params, "scale_pos_weight": float((y == 0).sum() / y.sum())}
+    booster = fit(
+        feature_matrix(train, feature_names=columns.all, encoder=encoder),
+        y,
+        None,
+        None,
+        params=params,
+        columns=columns,
+        settings=settings.model_copy(update={"num_boost_round": rounds}),
+        customer_ids=train["customer_id"],
+    )
+    return ChurnModel(
         feature_names=columns.all,
         categorical_features=columns.categorical,
         encoder=encoder,
@@ -417,7 +608,6 @@ def fit_lightgbm(
         horizon_days=horizon_days,
         params=params,
     )
-    return model, trials, {**params, "best_iteration": booster.current_iteration()}, calibration_losses
 
 
 def train_models(
@@ -429,12 +619,13 @@ def train_models(
     retention: RetentionSettings,
     fit: BoosterFit | None = None,
 ) -> TrainResult:
-    """Fit LightGBM and the baselines on `split` of `features` and evaluate them on validation and test.
+    """Fit LightGBM and the baselines on `split` of `features` and evaluate them out of fold and on test.
 
     `features`: the snapshot table (`snapshot_date`, `customer_id`, feature columns, `churned`).
-    Metrics (see pipeline.evaluate) per split and model: "lightgbm" (calibrated),
-    "lightgbm_uncalibrated", and each baseline that could be fitted. `fit` fits each LightGBM
-    configuration (default `fit_booster`); train.engine=dask needs one that runs on a cluster.
+    Metrics (see pipeline.evaluate) per split and model: "lightgbm" (as saved: calibrated, or its own
+    probability when calibration did not help), "lightgbm_uncalibrated", and each baseline that could be
+    fitted. "validation" holds the out-of-fold predictions (every fold's validation snapshot). `fit` fits
+    each LightGBM configuration (default `fit_booster`); train.engine=dask needs one that runs on a cluster.
     """
     if fit is None and settings.engine != "local":
         raise TrainError(
@@ -442,65 +633,88 @@ def train_models(
             "pipeline.dask_engine.train_models_dask; or use train.engine=local"
         )
     parts = split_frame(features, split)
+    folds = fold_frames(features, split)
     columns, dropped = select_feature_columns(parts["train"], specs)
-    model, trials, best_params, calibration_losses = fit_lightgbm(
+    lightgbm = fit_lightgbm(
         parts["train"],
-        parts["validation"],
+        folds,
         columns=columns,
         horizon_days=split.horizon_days,
         settings=settings,
         fit=fit or fit_booster,
     )
-    baselines, skipped, failed = fit_baselines(
+    model = lightgbm.model
+    fits = fit_baselines(
         parts["train"],
-        parts["validation"],
+        folds,
         rfm_features=columns.rfm,
         calibration=settings.calibration,
         seed=settings.seed,
+        fit_rows=settings.logistic_fit_rows,
     )
+    baselines, skipped = fits.fitted, fits.skipped
     for name, reason in skipped.items():
         get_logger().warning("baseline %s skipped: %s", name, reason)
+    out_of_fold = pd.concat([validation for _, validation in folds])
+    frames = {"test": parts["test"], "validation": out_of_fold}
     # A baseline that cannot be scored on a split (e.g. its BTYD fit failed there) is reported as failed there,
-    # never scored as a constant; one that failed on validation was not fitted and has failed on both splits.
+    # never scored as a constant; one that failed on a fold was not fitted and has failed on both splits.
     failures = {
-        name: {**failed, **{b: baseline.failure(parts[name]) for b, baseline in baselines.items()}}
-        for name in SPLIT_NAMES
+        "test": {**fits.failed, **{b: baseline.failure(parts["test"]) for b, baseline in baselines.items()}},
+        "validation": {**fits.failed, **{b: None for b in baselines}},
     }
     for name in SPLIT_NAMES:
         for baseline, reason in failures[name].items():
             if reason:
-                get_logger().warning("baseline %s on the %s snapshot: %s", baseline, name, reason)
-    labels = {name: _labels(parts[name]) for name in SPLIT_NAMES}
-    raw_scores = {name: model.predict_raw(parts[name]) for name in SPLIT_NAMES}  # one booster pass per split
+                get_logger().warning("baseline %s on the %s snapshot(s): %s", baseline, name, reason)
+    labels = {name: _labels(frames[name]) for name in SPLIT_NAMES}
+    raw_test = model.predict_raw(parts["test"])  # one booster pass
     probabilities = {
-        name: {
-            LIGHTGBM: model.calibrator_.transform(raw_scores[name]),
-            LIGHTGBM_UNCALIBRATED: expit(raw_scores[name]),  # what predict_uncalibrated gives (binary objective)
-            **{b: baseline.predict_proba(parts[name]) for b, baseline in baselines.items() if not failures[name][b]},
-        }
-        for name in SPLIT_NAMES
+        "test": {
+            LIGHTGBM: model.calibrator_.transform(raw_test),
+            LIGHTGBM_UNCALIBRATED: expit(raw_test),  # what predict_uncalibrated gives (binary objective)
+            **{b: baseline.predict_proba(parts["test"]) for b, baseline in baselines.items() if not failures["test"][b]},
+        },
+        "validation": {
+            LIGHTGBM: model.calibrator_.transform(lightgbm.out_of_fold_raw),
+            LIGHTGBM_UNCALIBRATED: expit(lightgbm.out_of_fold_raw),
+            **fits.out_of_fold,
+        },
     }
 
     def evaluate(name: str, model_name: str) -> dict[str, Any]:
-        return classification_metrics(labels[name], probabilities[name][model_name],
-                                      values=customer_values(parts[name], settings=retention), settings=retention)
+        return classification_metrics(
+            labels[name],
+            probabilities[name][model_name],
+            values=customer_values(frames[name], settings=retention),
+            settings=retention,
+        )
 
     metrics: dict[str, Any] = {
         name: {
             **{m: evaluate(name, m) for m in (LIGHTGBM, LIGHTGBM_UNCALIBRATED)},
-            **{b: baseline_metrics(failures[name][b], partial(evaluate, name, b))
-               for b in BASELINE_DESCRIPTIONS if b in failures[name]},
+            **{
+                b: baseline_metrics(failures[name][b], partial(evaluate, name, b))
+                for b in BASELINE_DESCRIPTIONS
+                if b in failures[name]
+            },
         }
         for name in SPLIT_NAMES
     }
+    kept = model.calibrator_.method
     metrics["calibration"] = {
-        "fitted_on": "validation",
-        "lightgbm_method": model.calibrator_.method,
-        "lightgbm_cv_log_loss": calibration_losses,
+        "fitted_on": "out-of-fold",
+        "lightgbm_method": kept,
+        "lightgbm_out_of_fold_log_loss": lightgbm.calibration_losses,
+        "lightgbm_calibrated": kept != "none",
+        "lightgbm_statement": calibration_statement(kept, lightgbm.calibration_losses),
         "baseline_methods": {b: baseline.calibrator.method for b, baseline in baselines.items()},
         "note": CALIBRATION_NOTE,
     }
-    metrics["split"] = {**split.as_dict(), "rows": {name: int(len(part)) for name, part in parts.items()}}
+    metrics["split"] = {
+        **split.as_dict(),
+        "rows": {"train": int(len(parts["train"])), "validation": int(len(out_of_fold)), "test": int(len(parts["test"]))},
+    }
     metrics["skipped_baselines"] = skipped
     return TrainResult(
         model=model,
@@ -509,13 +723,50 @@ def train_models(
         dropped_features=dropped,
         baselines=baselines,
         skipped_baselines=skipped,
-        trials=trials,
-        best_params=best_params,
+        trials=lightgbm.trials,
+        best_params=lightgbm.best_params,
         metrics=metrics,
         labels=labels,
         probabilities=probabilities,
         test_features=parts["test"],
     )
+
+
+def calibration_statement(method: str, losses: dict[str, float]) -> str:
+    """One sentence: which probability map LightGBM keeps, and the out-of-fold log losses behind it."""
+    others = ", ".join(f"{m} {loss:.4f}" for m, loss in losses.items() if m != "none")
+    if method == "none":
+        return (
+            f"LightGBM kept uncalibrated: its own probabilities' out-of-fold log loss {losses['none']:.4f} "
+            f"is not lowered by {CALIBRATION_MIN_GAIN} or more by a calibrator ({others})"
+        )
+    return (
+        f"LightGBM calibrated ({method}): out-of-fold log loss {losses[method]:.4f} "
+        f"against {losses['none']:.4f} uncalibrated (cross-validated: {others})"
+    )
+
+
+def production_model(features: pd.DataFrame, result: TrainResult, *, settings: TrainConfig, fit: BoosterFit | None = None) -> tuple[ChurnModel, list[str]]:
+    """The model `churn train` registers: `result`'s configuration refitted on every labelled snapshot.
+
+    Every snapshot whose label window has closed (the test snapshot and all before it) trains it, with
+    the configuration and rounds the folds chose and the calibrator fitted out of fold; the test metrics
+    of `result` estimate its quality. Returns (model, ISO dates of its training snapshots).
+    """
+    dates = labelled_snapshots(features)
+    rows = rows_of(features, dates, part="production training")
+    params = {k: v for k, v in result.best_params.items() if k not in ("best_iteration", "size_tier", "trial")}
+    model = refit_lightgbm(
+        rows,
+        params=params,
+        rounds=int(result.best_params["best_iteration"]),
+        columns=result.columns,
+        calibrator=result.model.calibrator_,
+        horizon_days=result.split.horizon_days,
+        settings=settings,
+        fit=fit or fit_booster,
+    )
+    return model, [d.date().isoformat() for d in dates]
 
 
 def backtest_summary(results: Sequence[TrainResult]) -> dict[str, Any]:

@@ -44,14 +44,14 @@ def table():
 def model(table):
     dates = sorted(table["snapshot_date"].unique())
     columns = FeatureColumns(numeric=[s.name for s in SPECS if s.kind == "numeric"], categorical=["region"], rfm=[])
-    fitted, _, _, _ = fit_lightgbm(
-        table[table["snapshot_date"] == dates[0]],
-        table[table["snapshot_date"] == dates[1]],
+    fitted = fit_lightgbm(
+        table[table["snapshot_date"] <= dates[1]],
+        [(table[table["snapshot_date"] == dates[0]], table[table["snapshot_date"] == dates[1]])],
         columns=columns,
         horizon_days=30,
         settings=TrainConfig(search_trials=1, num_boost_round=50),
     )
-    return fitted
+    return fitted.model
 
 
 @pytest.fixture()

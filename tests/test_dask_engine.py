@@ -92,12 +92,14 @@ def training_matrices(demo_features):
     from pipeline.features.registry import feature_specs
     from pipeline.features.store import read_snapshots
     from pipeline.model import CategoryEncoder, feature_matrix
-    from pipeline.split import LABEL_COLUMN, labelled_snapshots, split_frame, time_split
+    from pipeline.split import LABEL_COLUMN, fold_frames, labelled_snapshots, split_frame, time_split
     from pipeline.train import lightgbm_params, search_candidates, select_feature_columns
 
     cfg = demo_features
     features = read_snapshots(cfg.features_dir)
-    parts = split_frame(features, time_split(labelled_snapshots(features), horizon_days=cfg.features.horizon_days))
+    split = time_split(labelled_snapshots(features), horizon_days=cfg.features.horizon_days)
+    fold_train, fold_validation = fold_frames(features, split)[0]
+    parts = {"train": fold_train, "validation": fold_validation, "test": split_frame(features, split)["test"]}
     columns, _ = select_feature_columns(parts["train"], feature_specs(cfg.features))
     encoder = CategoryEncoder.fit(parts["train"], columns.categorical)
     matrices = {name: feature_matrix(part, feature_names=columns.all, encoder=encoder) for name, part in parts.items()}

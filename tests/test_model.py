@@ -31,10 +31,14 @@ def model(table):
     dates = sorted(table["snapshot_date"].unique())
     train, validation = table[table["snapshot_date"] < dates[2]], table[table["snapshot_date"] == dates[2]]
     columns = FeatureColumns(numeric=NUMERIC, categorical=["region"], rfm=[])
-    fitted, _, _, _ = fit_lightgbm(
-        train, validation, columns=columns, horizon_days=30, settings=TrainConfig(search_trials=1, num_boost_round=200)
+    fitted = fit_lightgbm(
+        table[table["snapshot_date"] <= dates[2]],
+        [(train, validation)],
+        columns=columns,
+        horizon_days=30,
+        settings=TrainConfig(search_trials=1, num_boost_round=200),
     )
-    return fitted
+    return fitted.model
 
 
 @pytest.fixture()

@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 
 from pipeline.errors import TrainError
 from pipeline.split import (
+    Fold,
     TimeSplit,
     check_split,
+    fold_frames,
+    label_windows_overlap,
     labelled_snapshots,
     rolling_splits,
     snapshots_needed,
@@ -27,25 +30,51 @@ def utc(*dates: str) -> list[pd.Timestamp]:
 MONTHS = utc(*[f"2024-{m:02d}-01" for m in range(1, 11)])  # Jan .. Oct 2024
 
 
-def test_rule_picks_test_validation_and_training():
-    split = time_split(MONTHS, horizon_days=90)
-    # validation: latest t with t + 90d <= Oct 1 -> Jul 1 (Aug 1 + 90d = Oct 30);
-    # training: t + 90d <= Jul 1 -> Jan..Apr (Apr 1 + 90d = Jun 30).
+def test_rule_picks_test_training_and_rolling_folds():
+    split = time_split(MONTHS, horizon_days=90, folds=3)
+    # train (the final fit): t + 90d <= Oct 1 -> Jan..Jul (Jul 1 + 90d = Sep 29; Aug 1 + 90d = Oct 30).
+    # folds: validation Jul 1 trains on t + 90d <= Jul 1 -> Jan..Apr; Jun 1 -> Jan..Mar; May 1 -> Jan..Feb.
     assert split.test == pd.Timestamp("2024-10-01", tz="UTC")
-    assert split.validation == pd.Timestamp("2024-07-01", tz="UTC")
-    assert split.train == tuple(utc("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"))
+    assert split.train == tuple(MONTHS[:7])
+    assert split.folds == (
+        Fold(train=tuple(MONTHS[:4]), validation=MONTHS[6]),
+        Fold(train=tuple(MONTHS[:3]), validation=MONTHS[5]),
+        Fold(train=tuple(MONTHS[:2]), validation=MONTHS[4]),
+    )
+    assert split.validation == (MONTHS[6], MONTHS[5], MONTHS[4])
     assert split.as_dict() == {
-        "train": ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"],
-        "validation": "2024-07-01",
+        "train": [f"2024-{m:02d}-01" for m in range(1, 8)],
+        "validation": ["2024-07-01", "2024-06-01", "2024-05-01"],
+        "folds": [
+            {"train": ["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"], "validation": "2024-07-01"},
+            {"train": ["2024-01-01", "2024-02-01", "2024-03-01"], "validation": "2024-06-01"},
+            {"train": ["2024-01-01", "2024-02-01"], "validation": "2024-05-01"},
+        ],
         "test": "2024-10-01",
         "horizon_days": 90,
     }
 
 
+def test_fewer_folds_when_the_history_is_short():
+    split = time_split(MONTHS[:8], horizon_days=90, folds=5)  # test Aug 1: train Jan..May; Apr, May have folds
+    assert split.train == tuple(MONTHS[:5])
+    assert split.validation == (MONTHS[4], MONTHS[3])
+    assert time_split(MONTHS, horizon_days=90, folds=1).validation == (MONTHS[6],)
+
+
 def test_label_window_ending_exactly_at_the_test_snapshot_is_allowed():
     split = time_split(utc("2024-01-01", "2024-01-31", "2024-03-01"), horizon_days=30)
-    assert split.validation == pd.Timestamp("2024-01-31", tz="UTC")
-    assert split.train == (pd.Timestamp("2024-01-01", tz="UTC"),)
+    assert split.validation == (pd.Timestamp("2024-01-31", tz="UTC"),)
+    assert split.train == tuple(utc("2024-01-01", "2024-01-31"))
+    assert split.folds[0].train == (pd.Timestamp("2024-01-01", tz="UTC"),)
+
+
+def test_label_windows_overlap_when_each_starts_before_the_other_ends():
+    # 30-day windows: Jan 1 ends Jan 31 (exclusive), so Jan 31 does not overlap it; Jan 30 does.
+    starts = utc("2023-12-01", "2024-01-01", "2024-01-30", "2024-01-31", "2024-03-01")
+    assert label_windows_overlap(starts, pd.Timestamp("2024-01-01", tz="UTC"), horizon_days=30) == utc(
+        "2024-01-01", "2024-01-30"
+    )
 
 
 def test_naive_and_string_dates_are_read_as_utc():
@@ -84,10 +113,14 @@ def test_snapshots_needed_counts_horizons_at_the_table_spacing():
     assert snapshots_needed(list(weekly), horizon_days=28) == 9
 
 
-def test_check_split_refuses_training_window_overlapping_test():
-    leaky = TimeSplit(
-        train=tuple(utc("2024-01-01", "2024-08-01")), validation=MONTHS[6], test=MONTHS[9], horizon_days=90
+def leaky_split(train: list[pd.Timestamp], fold_train: list[pd.Timestamp], validation: pd.Timestamp) -> TimeSplit:
+    return TimeSplit(
+        train=tuple(train), folds=(Fold(tuple(fold_train), validation),), test=MONTHS[9], horizon_days=90
     )
+
+
+def test_check_split_refuses_training_window_overlapping_test():
+    leaky = leaky_split(utc("2024-01-01", "2024-08-01"), utc("2024-01-01"), MONTHS[6])
     with pytest.raises(
         TrainError,
         match=r"training snapshot\(s\) 2024-08-01 have label windows overlapping the test snapshot 2024-10-01",
@@ -96,20 +129,22 @@ def test_check_split_refuses_training_window_overlapping_test():
 
 
 def test_check_split_refuses_validation_window_overlapping_test():
-    leaky = TimeSplit(train=tuple(utc("2024-01-01")), validation=MONTHS[8], test=MONTHS[9], horizon_days=90)
+    leaky = leaky_split(utc("2024-01-01"), utc("2024-01-01"), MONTHS[8])
     with pytest.raises(TrainError, match="validation snapshot 2024-09-01's label window ends after the test snapshot"):
         check_split(leaky)
 
 
 def test_check_split_refuses_training_window_overlapping_validation():
-    leaky = TimeSplit(train=tuple(utc("2024-05-01")), validation=MONTHS[6], test=MONTHS[9], horizon_days=90)
+    leaky = leaky_split(utc("2024-05-01"), utc("2024-05-01"), MONTHS[6])
     with pytest.raises(TrainError, match="label windows ending after the validation snapshot 2024-07-01"):
         check_split(leaky)
 
 
 def test_check_split_refuses_empty_training():
     with pytest.raises(TrainError, match="no training snapshot"):
-        check_split(TimeSplit(train=(), validation=MONTHS[6], test=MONTHS[9], horizon_days=90))
+        check_split(TimeSplit(train=(), folds=(), test=MONTHS[9], horizon_days=90))
+    with pytest.raises(TrainError, match="no validation fold"):
+        check_split(TimeSplit(train=tuple(MONTHS[:2]), folds=(), test=MONTHS[9], horizon_days=90))
 
 
 @settings(max_examples=60, deadline=None)
@@ -124,8 +159,12 @@ def test_every_split_found_keeps_all_fitting_labels_before_the_test_window(offse
     except TrainError:
         return
     window = pd.Timedelta(days=horizon)
-    assert all(t + window <= split.validation for t in split.train)
-    assert split.validation + window <= split.test
+    assert all(t + window <= split.test for t in split.train)
+    # every labelled snapshot whose window closed by the test snapshot is in the final fit
+    assert set(split.train) == {d for d in dates if d + window <= split.test}
+    for fold in split.folds:
+        assert fold.validation in split.train
+        assert all(t + window <= fold.validation for t in fold.train)
     assert split.test == max(dates)
 
 
@@ -147,8 +186,9 @@ def test_labelled_snapshots_needs_the_label_column():
 def test_rolling_splits_newest_first_each_by_the_rule():
     splits = rolling_splits(MONTHS, horizon_days=90, folds=3)
     assert [s.test for s in splits] == [MONTHS[9], MONTHS[8], MONTHS[7]]
-    assert [s.validation for s in splits] == [MONTHS[6], MONTHS[5], MONTHS[4]]
-    assert [len(s.train) for s in splits] == [4, 3, 2]
+    assert [s.validation[0] for s in splits] == [MONTHS[6], MONTHS[5], MONTHS[4]]
+    assert [len(s.train) for s in splits] == [7, 6, 5]
+    assert [len(s.folds) for s in rolling_splits(MONTHS, horizon_days=90, folds=3, validation_folds=2)] == [2, 2, 2]
 
 
 def test_rolling_splits_too_many_folds_names_the_key():
@@ -169,20 +209,21 @@ def frame_for(split_dates: list[pd.Timestamp], labels: list[list[float]]) -> pd.
 
 
 def test_split_frame_selects_rows_of_each_part():
-    split = TimeSplit(
-        train=tuple(utc("2024-01-01", "2024-02-01")), validation=MONTHS[5], test=MONTHS[9], horizon_days=90
-    )
+    split = leaky_split(utc("2024-01-01", "2024-02-01", "2024-06-01"), utc("2024-01-01", "2024-02-01"), MONTHS[5])
     frame = frame_for(
         [MONTHS[0], MONTHS[1], MONTHS[3], MONTHS[5], MONTHS[9]],
         [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0, 0.0]],
     )
     parts = split_frame(frame, split)
-    assert {k: len(v) for k, v in parts.items()} == {"train": 4, "validation": 2, "test": 3}
+    assert {k: len(v) for k, v in parts.items()} == {"train": 6, "test": 3}
     pd.testing.assert_frame_equal(parts["test"], frame.iloc[8:11])
+    [(fold_train, fold_validation)] = fold_frames(frame, split)
+    pd.testing.assert_frame_equal(fold_train, frame.iloc[0:4])
+    pd.testing.assert_frame_equal(fold_validation, frame.iloc[6:8])
 
 
 def test_split_frame_refuses_a_single_class_part():
-    split = TimeSplit(train=tuple(utc("2024-01-01")), validation=MONTHS[5], test=MONTHS[9], horizon_days=90)
+    split = leaky_split(utc("2024-01-01", "2024-06-01"), utc("2024-01-01"), MONTHS[5])
     frame = frame_for([MONTHS[0], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
     with pytest.raises(TrainError, match=r"the test part \(2 rows\) holds only one class of label"):
         split_frame(frame, split)

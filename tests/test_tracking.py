@@ -208,7 +208,7 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     assert (value, version) == (pytest.approx(strong.metrics["test"]["lightgbm"]["pr_auc"]), "2")
     assert basis.startswith("value recorded at its training; it could not be re-scored: the feature table lacks")
     # An earlier test snapshot whose window overlaps the champion's validation labels: recorded metric too.
-    earlier = dataclasses.replace(strong, split=dataclasses.replace(strong.split, test=strong.split.validation))
+    earlier = dataclasses.replace(strong, split=dataclasses.replace(strong.split, test=strong.split.validation[0]))
     _, _, basis = incumbent_test_metric(cfg, earlier, retention=RETENTION)
     assert basis == "value recorded at its training; it was fitted on labels overlapping this test snapshot"
 

@@ -13,11 +13,11 @@ from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
 from pipeline.evaluate import METRIC_NAMES
 from pipeline.model import CategoryEncoder, feature_matrix
-from pipeline.split import labelled_snapshots, rolling_splits, split_frame, time_split
+from pipeline.split import fold_frames, labelled_snapshots, rolling_splits, split_frame, time_split
 from pipeline.train import (
     LIGHTGBM,
     LIGHTGBM_UNCALIBRATED,
-    SEARCH_SPACE,
+    SEARCH_SPACES,
     backtest_summary,
     boost,
     customer_sample_mask,
@@ -26,6 +26,7 @@ from pipeline.train import (
     lightgbm_params,
     search_candidates,
     search_sample_fraction,
+    search_space,
     select_feature_columns,
     train_models,
 )
@@ -56,10 +57,12 @@ def test_metrics_shape_every_model_and_split(result):
             baseline = model not in (LIGHTGBM, LIGHTGBM_UNCALIBRATED)
             assert tuple(values) == (("status",) if baseline else ()) + METRIC_NAMES
             assert values.get("status", "ok") == "ok"
-    assert result.metrics["calibration"]["fitted_on"] == "validation"
-    assert "validation metrics are optimistic" in result.metrics["calibration"]["note"]
+    assert result.metrics["calibration"]["fitted_on"] == "out-of-fold"
+    assert "calibrated validation metrics are optimistic" in result.metrics["calibration"]["note"]
     assert result.metrics["split"]["test"] == "2024-07-01"
-    assert result.metrics["split"]["rows"] == {"train": 5 * 600, "validation": 600, "test": 600}
+    # final fit on Jan..Jun (every window closed by Jul 1); out of fold: the 3 folds' validation snapshots
+    assert result.metrics["split"]["rows"] == {"train": 6 * 600, "validation": 3 * 600, "test": 600}
+    assert result.metrics["split"]["validation"] == ["2024-06-01", "2024-05-01", "2024-04-01"]
     json.dumps(result.metrics)  # metrics.json must be plain JSON
 
 
@@ -80,8 +83,14 @@ def test_calibration_lowers_test_ece(result):
 
 def test_search_records_each_trial_and_keeps_the_best(result):
     assert [t["trial"] for t in result.trials] == [0, 1]
+    assert [[f["fold"] for f in t["folds"]] for t in result.trials] == [[0, 1, 2], [0, 1, 2]]
+    for trial in result.trials:  # the trial's score and rounds are the means over its folds
+        assert trial["validation_pr_auc"] == pytest.approx(np.mean([f["validation_pr_auc"] for f in trial["folds"]]))
+        assert trial["rounds"] == round(np.mean([f["best_iteration"] for f in trial["folds"]]))
+        assert trial["size_tier"] == "small"  # 3,600 rows
     best = max(result.trials, key=lambda t: t["validation_pr_auc"])
     assert result.best_params["learning_rate"] == best["learning_rate"]
+    assert result.best_params["best_iteration"] == best["rounds"] == result.model.booster_.current_iteration()
     assert result.best_params["deterministic"] is True
     assert result.best_params["num_threads"] == 1  # small data: one thread (SINGLE_THREAD_ROWS)
     assert result.best_params["scale_pos_weight"] > 1.0
@@ -133,7 +142,7 @@ def test_no_usable_feature_is_an_error(table):
 
 def test_search_candidates_default_first_distinct_and_depth_bounded():
     candidates = search_candidates(trials=6, seed=1, max_depth=4)
-    assert candidates[0] == {**{k: v[0] for k, v in SEARCH_SPACE.items()}, "num_leaves": 16}
+    assert candidates[0] == {**{k: v[0] for k, v in SEARCH_SPACES["large"].items()}, "num_leaves": 16}
     assert len(candidates) == 6
     assert all(c["num_leaves"] <= 16 for c in candidates)
     assert len({json.dumps(c, sort_keys=True) for c in search_candidates(trials=6, seed=1, max_depth=-1)}) == 6
@@ -146,7 +155,7 @@ def test_dask_engine_without_a_cluster_is_refused_with_a_clear_message(table, sp
 
 
 def test_backtest_summary_over_rolling_folds(table, result):
-    splits = rolling_splits(labelled_snapshots(table), horizon_days=30, folds=2)
+    splits = rolling_splits(labelled_snapshots(table), horizon_days=30, folds=2, validation_folds=3)
     assert splits[0] == result.split
     second = train_models(table, specs=SPECS, split=splits[1], settings=SETTINGS, retention=RETENTION)
     report = backtest_summary([result, second])
@@ -178,11 +187,11 @@ def test_search_sample_fraction_only_for_a_search_on_large_tables():
 
 
 def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(table, split):
-    parts = split_frame(table, split)
-    columns, _ = select_feature_columns(parts["train"], SPECS)
-    encoder = CategoryEncoder.fit(parts["train"], columns.categorical)
-    matrices = [feature_matrix(parts[p], feature_names=columns.all, encoder=encoder) for p in ("train", "validation")]
-    y_train, y_validation = (parts[p]["churned"].to_numpy("float64") for p in ("train", "validation"))
+    fold_train, fold_validation = fold_frames(table, split)[0]
+    columns, _ = select_feature_columns(fold_train, SPECS)
+    encoder = CategoryEncoder.fit(fold_train, columns.categorical)
+    matrices = [feature_matrix(p, feature_names=columns.all, encoder=encoder) for p in (fold_train, fold_validation)]
+    y_train, y_validation = (p["churned"].to_numpy("float64") for p in (fold_train, fold_validation))
     params = [
         lightgbm_params(c, scale_pos_weight=2.0, settings=SETTINGS, training_rows=len(y_train))
         for c in search_candidates(trials=4, seed=3, max_depth=SETTINGS.max_depth)
@@ -204,32 +213,34 @@ def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(ta
 def test_search_on_a_customer_sample_then_refit_on_all_rows(table, split):
     sampled = SETTINGS.model_copy(update={"search_trials": 3, "search_sample_rows": 1000})
     result = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
-    rows = result.metrics["split"]["rows"]
-    assert all(700 < t["train_rows"] < 1300 and t["validation_rows"] < rows["validation"] for t in result.trials)
+    folds = fold_frames(table, split)
+    for trial in result.trials:
+        for record, (fold_train, fold_validation) in zip(trial["folds"], folds, strict=True):
+            assert 600 < record["train_rows"] < 1400 < len(fold_train)  # about 1,000 rows of whole customers
+            assert record["validation_rows"] == len(fold_validation)  # scored on every validation row
     best = max(result.trials, key=lambda t: t["validation_pr_auc"])
-    assert {k: result.best_params[k] for k in SEARCH_SPACE} == {k: best[k] for k in SEARCH_SPACE}
-    # The model is the best configuration refitted on every training row, early-stopped on all validation rows.
-    parts = split_frame(table, split)
-    model = result.model
-    y_train, y_validation = (parts[p]["churned"].to_numpy("float64") for p in ("train", "validation"))
-    params = {k: v for k, v in result.best_params.items() if k != "best_iteration"}
+    space = SEARCH_SPACES["small"]
+    assert {k: result.best_params[k] for k in space} == {k: best[k] for k in space}
+    # The model is the best configuration refitted on every training row for the folds' mean rounds.
+    train_rows = split_frame(table, split)["train"]
+    params = {k: v for k, v in result.best_params.items() if k not in ("best_iteration", "size_tier", "trial")}
     refit = fit_booster(
-        model.matrix(parts["train"]),
-        y_train,
-        model.matrix(parts["validation"]),
-        y_validation,
+        result.model.matrix(train_rows),
+        train_rows["churned"].to_numpy("float64"),
+        None,
+        None,
         params=params,
         columns=result.columns,
-        settings=sampled,
+        settings=sampled.model_copy(update={"num_boost_round": best["rounds"]}),
     )
-    assert model.booster_.model_to_string() == refit.model_to_string()
-    assert len(y_train) == rows["train"] > 2 * best["train_rows"]
+    assert result.model.booster_.model_to_string() == refit.model_to_string()
+    assert result.metrics["split"]["rows"]["train"] == len(train_rows) == 3600
     again = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
     assert again.trials == result.trials
     assert again.metrics == result.metrics
 
 
-def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table, split, monkeypatch):
+def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table, split):
     from pipeline import baselines
 
     positions = baselines.fit_rows_sample(1000, limit=300, seed=4)
@@ -237,14 +248,24 @@ def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table,
     np.testing.assert_array_equal(baselines.fit_rows_sample(1000, limit=300, seed=4), positions)
     np.testing.assert_array_equal(baselines.fit_rows_sample(200, limit=300, seed=4), np.arange(200))
     parts = split_frame(table, split)
-    everything, _, _ = baselines.fit_baselines(
-        parts["train"], parts["validation"], rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1
+    folds = fold_frames(table, split)
+    everything = baselines.fit_baselines(
+        parts["train"],
+        folds,
+        rfm_features=["recency_days", "frequency_all"],
+        calibration="auto",
+        seed=1,
+        fit_rows=len(parts["train"]),
     )
-    monkeypatch.setattr(baselines, "LOGISTIC_FIT_ROWS", len(parts["train"]) // 2)
-    sampled, _, _ = baselines.fit_baselines(
-        parts["train"], parts["validation"], rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1
+    sampled = baselines.fit_baselines(
+        parts["train"],
+        folds,
+        rfm_features=["recency_days", "frequency_all"],
+        calibration="auto",
+        seed=1,
+        fit_rows=len(parts["train"]) // 2,
     )
-    scores = [fitted["logistic_rfm"].score(parts["test"]) for fitted in (everything, sampled)]
+    scores = [fits.fitted["logistic_rfm"].score(parts["test"]) for fits in (everything, sampled)]
     assert not np.allclose(scores[0], scores[1])  # fitted on other rows ...
     assert np.corrcoef(scores[0], scores[1])[0, 1] > 0.99  # ... to much the same ranking
 
@@ -276,7 +297,7 @@ def test_a_baseline_whose_btyd_fit_failed_is_reported_failed_never_scored_as_a_c
     flat = flat_metrics(result.metrics)
     assert "test_btyd_roc_auc" not in flat and "validation_btyd_roc_auc" in flat
 
-    validation_day = split.validation
+    validation_day = split.validation[1]  # the second fold's
     failed_validation = table.copy()
     failed_validation.loc[failed_validation["snapshot_date"] == validation_day, "btyd_expected_purchases"] = np.nan
     result = train_models(failed_validation, specs=SPECS, split=split, settings=TrainConfig(search_trials=1),
@@ -298,3 +319,52 @@ def test_a_constant_baseline_score_is_a_failure():
     assert scoring_failure("btyd", ["btyd_expected_purchases"], score, frame) == (
         "failed: btyd gives every customer the same score")
     assert scoring_failure("btyd", ["btyd_expected_purchases"], score, frame.assign(btyd_expected_purchases=[1, 2, 3])) is None
+
+
+def test_calibrator_is_kept_only_when_it_lowers_the_log_loss():
+    from pipeline.model import fit_calibrator
+
+    rng = np.random.default_rng(3)
+    log_odds = rng.normal(0.0, 1.5, 4000)
+    y = (rng.uniform(size=4000) < 1.0 / (1.0 + np.exp(-log_odds))).astype("float64")
+    # Already calibrated log-odds: no calibrator beats the model's own probability.
+    kept, losses = fit_calibrator(log_odds, y, method="auto", seed=0, log_odds=True)
+    assert kept.method == "none" and set(losses) == {"none", "isotonic", "sigmoid"}
+    assert losses["none"] < min(losses["isotonic"], losses["sigmoid"]) + 0.001
+    np.testing.assert_allclose(kept.transform(np.array([0.0, np.log(3.0)])), [0.5, 0.75])
+    # Log-odds shifted by +2 (as scale_pos_weight does): a calibrator helps and is kept.
+    shifted, losses = fit_calibrator(log_odds + 2.0, y, method="auto", seed=0, log_odds=True)
+    assert shifted.method in ("isotonic", "sigmoid") and losses[shifted.method] < losses["none"]
+
+
+def test_uncalibrated_lightgbm_is_said_so(table, split):
+    from pipeline.train import calibration_statement
+
+    assert calibration_statement("none", {"none": 0.6031, "isotonic": 0.6080, "sigmoid": 0.6052}) == (
+        "LightGBM kept uncalibrated: its own probabilities' out-of-fold log loss 0.6031 is not lowered by 0.001 "
+        "or more by a calibrator (isotonic 0.6080, sigmoid 0.6052)"
+    )
+    # On the synthetic table scale_pos_weight distorts the booster's probabilities: calibration is kept.
+    result = train_models(table, specs=SPECS, split=split, settings=SETTINGS, retention=RETENTION)
+    calibration = result.metrics["calibration"]
+    assert calibration["lightgbm_calibrated"] and calibration["lightgbm_statement"].startswith("LightGBM calibrated")
+
+
+def test_search_space_is_sized_to_the_data():
+    assert search_space(5_000)[0] == "small"
+    assert search_space(100_000)[0] == "medium"
+    assert search_space(2_000_000) == ("large", SEARCH_SPACES["large"])
+    small, large = SEARCH_SPACES["small"], SEARCH_SPACES["large"]
+    assert max(small["num_leaves"]) < max(large["num_leaves"])  # smaller trees ...
+    assert small["lambda_l2"][0] > large["lambda_l2"][0]  # ... and a stronger default penalty on little data
+
+
+def test_production_model_refits_the_chosen_configuration_on_every_labelled_snapshot(table, result):
+    from pipeline.train import production_model
+
+    model, dates = production_model(table, result, settings=SETTINGS)
+    assert dates == [f"2024-{m:02d}-01" for m in range(1, 8)]  # the test snapshot (Jul 1) included
+    assert model.booster_.current_iteration() == result.best_params["best_iteration"]
+    assert model.calibrator_ is result.model.calibrator_
+    assert model.params_["learning_rate"] == result.best_params["learning_rate"]
+    assert model.booster_.model_to_string() != result.model.booster_.model_to_string()

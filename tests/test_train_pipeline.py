@@ -27,12 +27,19 @@ def test_demo_training_reports_lightgbm_beside_every_baseline(demo_trained):
             assert 0.5 < metrics[part][model]["roc_auc"] <= 1.0
             assert 0.0 < metrics[part][model]["log_loss"] < 1.0
     assert metrics["test"]["lightgbm"]["roc_auc"] > 0.7
-    assert metrics["calibration"]["fitted_on"] == "validation"
+    assert metrics["calibration"]["fitted_on"] == "out-of-fold"
 
 
-def test_demo_calibration_lowers_test_ece(demo_trained):
-    test = load_bundle(demo_trained.bundle_dir).metrics["test"]
-    assert test["lightgbm"]["ece"] < test["lightgbm_uncalibrated"]["ece"]
+def test_demo_calibration_is_kept_only_when_it_helped_out_of_fold(demo_trained):
+    metrics = load_bundle(demo_trained.bundle_dir).metrics
+    test, calibration = metrics["test"], metrics["calibration"]
+    losses = calibration["lightgbm_out_of_fold_log_loss"]
+    if calibration["lightgbm_calibrated"]:
+        assert losses[calibration["lightgbm_method"]] < losses["none"] - 0.001
+        assert test["lightgbm"]["ece"] < test["lightgbm_uncalibrated"]["ece"]
+    else:
+        assert min(losses["isotonic"], losses["sigmoid"]) >= losses["none"] - 0.001
+        assert test["lightgbm"]["log_loss"] == pytest.approx(test["lightgbm_uncalibrated"]["log_loss"], abs=1e-3)
 
 
 def test_demo_run_is_visible_through_the_mlflow_api(demo_trained, tmp_path):
@@ -125,7 +132,8 @@ def cdnow_cfg(shared_data, tmp_path_factory, mlflow_uri):
     raw = yaml.safe_load((REPO_ROOT / "configs" / "cdnow.yaml").read_text())
     raw["paths"] = {"data_dir": "data", "models_dir": "models"}
     raw["sources"]["transactions"]["path"] = str(shared_data / "cdnow" / "CDNOW_master.txt")
-    raw["features"]["snapshots"]["start"] = "1997-10-01"  # train 1997-10, validation 1998-01, test 1998-04
+    # test 1998-04; refit on 1997-10..1998-01; one fold: train 1997-10, validation 1998-01
+    raw["features"]["snapshots"]["start"] = "1997-10-01"
     raw["train"].update(model_name="churn-cdnow-test", search_trials=1, num_threads=1)
     raw["mlflow"] = {"tracking_uri": mlflow_uri, "artifact_root": "mlartifacts", "experiment": "churn-cdnow-test"}
     cfg = load_config(write_config(tmp_path_factory.mktemp("cdnow"), raw))
@@ -142,7 +150,8 @@ def test_cdnow_training_end_to_end(cdnow_cfg):
     outcome = train.run(cdnow_cfg, backtest=False, quiet=True)
     test = outcome.metrics["test"]
     assert outcome.metrics["split"]["test"] == "1998-04-01"
-    assert outcome.metrics["split"]["validation"] == "1998-01-01"
+    assert outcome.metrics["split"]["validation"] == ["1998-01-01"]
+    assert outcome.metrics["split"]["train"] == ["1997-10-01", "1997-11-01", "1997-12-01", "1998-01-01"]
     assert set(test) == {"lightgbm", "lightgbm_uncalibrated", *BASELINES}
     assert test["lightgbm"]["roc_auc"] > 0.7
     assert test["lightgbm"]["roc_auc"] >= test["recency_rule"]["roc_auc"]

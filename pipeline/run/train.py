@@ -33,7 +33,7 @@ from pipeline.evaluate import RetentionSettings
 from pipeline.io import write_json
 from pipeline.progress import get_logger, timed, track
 from pipeline.split import labelled_snapshots, rolling_splits, time_split
-from pipeline.train import TrainResult, backtest_summary, train_models
+from pipeline.train import BoosterFit, TrainResult, backtest_summary, production_model, train_models
 
 # metric -> column header (short, so the table fits an 80-column terminal)
 TABLE_METRICS = {
@@ -145,16 +145,17 @@ def engine_config(cfg: Config) -> Config:
 
 
 @contextmanager
-def training_engine(cfg: Config) -> Iterator[Callable[..., TrainResult]]:
-    """`train_models`, or for train.engine=dask `train_models_dask` on a client open until exit."""
+def training_engine(cfg: Config) -> Iterator[tuple[Callable[..., TrainResult], BoosterFit | None]]:
+    """(`train_models`, the default booster fit), or for train.engine=dask `train_models_dask` and the Dask
+    booster fit on a client open until exit."""
     if cfg.train.engine == "local":
-        yield train_models
+        yield train_models, None
         return
-    from pipeline.dask_engine import dask_client, train_models_dask
+    from pipeline.dask_engine import dask_client, train_lightgbm_dask, train_models_dask
 
     with dask_client() as client:
         get_logger().info("train.engine=dask: LightGBM on %s", client.scheduler.address)
-        yield partial(train_models_dask, client=client)
+        yield partial(train_models_dask, client=client), partial(train_lightgbm_dask, client=client)
 
 
 def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
@@ -175,20 +176,26 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     with timed("train"):
         features = read_snapshots(cfg.features_dir)
         labelled = labelled_snapshots(features)
-        split = time_split(labelled, horizon_days=horizon)
+        split = time_split(labelled, horizon_days=horizon, folds=cfg.train.cv_folds)
         logger.info(
-            "split: train %s..%s (%d snapshots), validation %s, test %s",
+            "split: train %s..%s (%d snapshots, refit), %d validation folds (%s), test %s",
             split.train[0].date(),
             split.train[-1].date(),
             len(split.train),
-            split.validation.date(),
+            len(split.folds),
+            ", ".join(str(d.date()) for d in split.validation),
             split.test.date(),
         )
         report = None
-        with training_engine(cfg) as fit_models:
+        with training_engine(cfg) as (fit_models, booster_fit):
             result = fit_models(features, specs=specs, split=split, settings=cfg.train, retention=retention)
+            production, production_snapshots = production_model(
+                features, result, settings=cfg.train, fit=booster_fit
+            )
             if backtest:
-                splits = rolling_splits(labelled, horizon_days=horizon, folds=cfg.train.backtest_folds)
+                splits = rolling_splits(
+                    labelled, horizon_days=horizon, folds=cfg.train.backtest_folds, validation_folds=cfg.train.cv_folds
+                )
                 folds = [result]
                 for fold_split in track(splits[1:], description="backtest folds", quiet=quiet):
                     folds.append(
@@ -198,7 +205,13 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         if report is not None:
             write_json(report, Path(cfg.reports_dir) / "backtest.json")
         record = log_training_run(
-            cfg, result, retention=retention, fingerprints=input_fingerprints(cfg), backtest=report
+            cfg,
+            result,
+            retention=retention,
+            fingerprints=input_fingerprints(cfg),
+            backtest=report,
+            production=production,
+            production_snapshots=production_snapshots,
         )
         mlflow.MlflowClient(cfg.tracking_uri()).set_tag(record.run_id, "train_engine", cfg.train.engine)
     if not quiet:
