@@ -245,7 +245,10 @@ def test_a_manifest_of_another_format_version_is_refused(bundle):
     "edit, message",
     [
         (lambda doc: doc.update(kind="pickle"), "kind must be 'lightgbm'"),
-        (lambda doc: doc["calibrator"].update(method="eval"), "calibrator.method must be 'isotonic' or 'sigmoid'"),
+        (
+            lambda doc: doc["calibrator"].update(method="eval"),
+            "calibrator.method must be 'isotonic', 'sigmoid' or 'none'",
+        ),
         (lambda doc: doc.update(feature_names=["a"]), "the booster has .* features, feature_names 1"),
         (lambda doc: doc.update(horizon_days="30"), "horizon_days must be a positive whole number"),
         (lambda doc: doc["encoder"].update(categories={"region": [1, 2]}), "encoder.categories.region must be a list"),
@@ -267,7 +270,7 @@ def test_a_resealed_booster_of_garbage_is_refused(bundle):
         load_bundle(bundle)
 
 
-@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid", "none"])
 def test_calibrators_round_trip_through_json_exactly(method):
     rng = np.random.default_rng(3)
     scores = rng.normal(size=400)
