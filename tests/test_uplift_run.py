@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from pipeline.actions import allocate_budget
 from pipeline.campaigns import CAMPAIGN_ACTIONS, PLANTED_EFFECTS, campaign_dates, customer_state, planted_uplift, simulate_campaign_history
 from pipeline.demo_data import generate_demo
+from pipeline.errors import ScoreError
 from pipeline.run import uplift as runner
 from pipeline.uplift import fit_t_learner, held_out_split, predict_uplift
 from tests.conftest import CAMPAIGN_TEST_CUSTOMERS, CAMPAIGN_TEST_LISTS
@@ -28,7 +31,7 @@ def truth(campaign_cfg):
     return simulate_campaign_history(frames, dates=dates, horizon_days=campaign_cfg.features.horizon_days, seed=42)
 
 
-def test_uplift_run_ranks_planted_responders_first_and_saves_text_models(campaign_cfg):
+def test_uplift_run_ranks_planted_responders_first_and_saves_text_models(campaign_cfg, tmp_path):
     result = runner.run(campaign_cfg, quiet=True)
     evaluation = result["evaluation"]
     assert set(evaluation) == set(PLANTED_EFFECTS)
@@ -41,9 +44,11 @@ def test_uplift_run_ranks_planted_responders_first_and_saves_text_models(campaig
     )
     loaded = runner.load_uplift_models(folder)
     assert "service_recovery" in loaded
-    (folder / "service_recovery.control.txt").write_text("tampered", encoding="utf-8")
-    with pytest.raises(Exception, match="does not match its checksum"):
-        runner.load_uplift_models(folder)
+    copy = tmp_path / "uplift"
+    shutil.copytree(folder, copy)
+    (copy / "service_recovery.control.txt").write_text("tampered", encoding="utf-8")
+    with pytest.raises(ScoreError, match="does not match its checksum"):
+        runner.load_uplift_models(copy)
 
 
 def test_learned_uplift_allocates_better_than_the_constant_playbook(rows, truth):
@@ -77,8 +82,6 @@ def test_learned_uplift_allocates_better_than_the_constant_playbook(rows, truth)
 
 
 def test_score_uses_the_uplift_models_that_beat_constant_uplift(campaign_cfg, demo_trained, tmp_path):
-    import shutil
-
     from pipeline.config import PathsConfig, UpliftConfig
     from pipeline.run import score
 

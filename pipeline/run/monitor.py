@@ -25,7 +25,7 @@ from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
-from pipeline.io import write_csv
+from pipeline.io import output_set, write_csv
 from pipeline.monitor import MONITOR_COLUMNS, alerts, list_metrics, tier_table
 from pipeline.progress import get_logger
 
@@ -115,23 +115,31 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             "nothing to monitor yet (ingest newer orders, or score earlier dates)"
         )
     reports = Path(cfg.reports_dir)
-    rows, tiers, run_ids = [], {}, {}
+    rows, tiers, figures = [], {}, {}
     for item in lists:
         date = item.as_of.isoformat()
-        row = list_metrics(item.scores, as_of=date)
+        rows.append(list_metrics(item.scores, as_of=date))
         tiers[date] = tier_table(item.scores)
         untreated = item.scores[item.scores["group"].isin(["control", "none"])]
-        figure_path = save_figure(
-            reliability_figure(untreated["churned"].to_numpy(float), {"churn model": untreated["churn_probability"].to_numpy(float)},
-                               split_name=f"list of {date}, untreated"),
-            reports / "monitoring" / f"reliability_{date}.png",
+        figures[date] = reliability_figure(
+            untreated["churned"].to_numpy(float), {"churn model": untreated["churn_probability"].to_numpy(float)},
+            split_name=f"list of {date}, untreated",
         )
-        run_ids[date] = _log_list(cfg, row, tiers[date], figure_path, item.path.name)
-        rows.append(row)
     table = pd.DataFrame(rows, columns=MONITOR_COLUMNS)
     training = training_test_metrics(cfg)
-    table_path = write_csv(table, reports / "monitoring.csv")
-    figure_path = save_figure(monitoring_figure(table, training), reports / "monitoring.png")
+    table_path, figure_path = reports / "monitoring.csv", reports / "monitoring.png"
+    reliability_paths = {date: reports / "monitoring" / f"reliability_{date}.png" for date in figures}
+    with output_set(reports, stage="monitor") as outputs:  # the table, its figure and every reliability figure
+        outputs.write(table_path, lambda path: write_csv(table, path))
+        outputs.write(figure_path, lambda path: save_figure(monitoring_figure(table, training), path))
+        for date, figure in figures.items():
+            outputs.write(reliability_paths[date], lambda path, figure=figure: save_figure(figure, path))
+    run_ids = {
+        item.as_of.isoformat(): _log_list(
+            cfg, row, tiers[row["as_of"]], reliability_paths[row["as_of"]], item.path.name
+        )
+        for item, row in zip(lists, rows)
+    }
     latest_alerts = alerts(rows[-1], min_roc_auc=cfg.monitor.min_roc_auc, max_calibration_error=cfg.monitor.max_calibration_error)
     if not quiet:
         Console().print(monitoring_table(table, training))

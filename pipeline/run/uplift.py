@@ -25,7 +25,7 @@ from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
-from pipeline.io import sha256_file, write_csv, write_json
+from pipeline.io import output_set, sha256_file, write_csv, write_json
 from pipeline.progress import get_logger, timed
 from pipeline.uplift import TLearner, fit_t_learner, held_out_split, predict_uplift, qini_evaluation, uplift_rows
 
@@ -227,11 +227,11 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     folder = save_uplift_models(uplift_dir(cfg), learners, evaluation, feature_names=feature_names,
                                 campaigns=sorted(rows["as_of"].unique().tolist()))
     reports = Path(cfg.reports_dir)
-    figure_path = save_figure(qini_figure(curves, evaluation), reports / "uplift_qini.png")
-    write_csv(
-        pd.concat([curve.assign(action=action) for action, curve in curves.items()], ignore_index=True),
-        reports / "uplift_qini_curves.csv",
-    )
+    figure_path, curves_path = reports / "uplift_qini.png", reports / "uplift_qini_curves.csv"
+    all_curves = pd.concat([curve.assign(action=action) for action, curve in curves.items()], ignore_index=True)
+    with output_set(reports, stage="uplift") as outputs:  # the figure and the curves it draws, together
+        outputs.write(figure_path, lambda path: save_figure(qini_figure(curves, evaluation), path))
+        outputs.write(curves_path, lambda path: write_csv(all_curves, path))
     run_id = _log_to_mlflow(cfg, evaluation, figure_path, folder)
     if not quiet:
         Console().print(evaluation_table(evaluation))
