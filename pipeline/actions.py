@@ -311,17 +311,6 @@ def allocate_budget(
     return pd.Series(selected, index=candidates.index, name="selected")
 
 
-def greedy_by_probability(
-    probability: pd.Series, candidates: pd.DataFrame, *, budget: float
-) -> pd.Series:
-    """Baseline: act on the riskiest customers first (any value) until the budget is spent."""
-    has_action = candidates["action"].notna()
-    order = probability[has_action].sort_values(ascending=False, kind="stable").index
-    spend = candidates.loc[order, "action_cost"].cumsum()
-    chosen = spend.index[spend.to_numpy() <= budget]
-    return pd.Series(candidates.index.isin(chosen), index=candidates.index, name="selected")
-
-
 def assign_control(
     selected: pd.Series, *, share: float, seed: int, strata: pd.Series | None = None
 ) -> pd.Series:
@@ -349,3 +338,52 @@ def assign_control(
         controls = np.floor(expected) + (bump.reindex(frame["stratum"]).to_numpy() < expected - np.floor(expected))
         groups[is_selected] = np.where(rank < controls, GROUP_CONTROL, GROUP_TREATMENT)
     return pd.Series(groups, index=selected.index, name="group", dtype="str")
+
+
+# no_action_reason values: why an at-risk customer gets no action.
+NO_ACTION_CONTROL = "held out as control group"
+NO_ACTION_LOW_PROBABILITY = "churn probability below score.min_probability"
+NO_ACTION_NONE_ELIGIBLE = "no eligible action"
+NO_ACTION_NOT_WORTH = "best action not worth its cost"
+NO_ACTION_CAPACITY = "action capacity reached"
+NO_ACTION_BUDGET = "budget used up"
+NO_ACTION_REASONS = (
+    NO_ACTION_CONTROL, NO_ACTION_LOW_PROBABILITY, NO_ACTION_NONE_ELIGIBLE, NO_ACTION_NOT_WORTH, NO_ACTION_CAPACITY,
+    NO_ACTION_BUDGET,
+)
+
+
+def no_action_reasons(
+    candidates: pd.DataFrame,
+    groups: pd.Series,
+    *,
+    below_min_probability: pd.Series,
+    capacities: Mapping[str, int] | None = None,
+) -> pd.Series:
+    """Why each customer not treated gets no action (str; missing for the treatment group).
+
+    Input (one index): `candidates` as from `best_actions` over every eligible action (before the
+    probability floor), `groups` from `assign_control`, `below_min_probability` (bool).
+    In order: held out as control; below score.min_probability; no eligible action; the best action's
+    expected net value <= 0; its action's capacity is full; otherwise the budget left was smaller than
+    its cost (an unselected candidate with positive value that fitted the budget and capacity would
+    have been selected: the knapsack maximises the total value).
+    """
+    capacities = dict(capacities or {})
+    action = candidates["action"]
+    taken = groups.isin([GROUP_TREATMENT, GROUP_CONTROL])
+    taken_per_action = action[taken].value_counts()
+    full = [name for name, cap in capacities.items() if taken_per_action.get(name, 0) >= cap]
+    reason = np.select(
+        [
+            (groups == GROUP_CONTROL).to_numpy(),
+            (groups == GROUP_TREATMENT).to_numpy(),
+            below_min_probability.to_numpy(dtype=bool),
+            action.isna().to_numpy(),
+            ~(candidates["expected_net_value"].to_numpy(dtype=float) > 0),
+            action.isin(full).to_numpy(),
+        ],
+        [NO_ACTION_CONTROL, None, NO_ACTION_LOW_PROBABILITY, NO_ACTION_NONE_ELIGIBLE, NO_ACTION_NOT_WORTH, NO_ACTION_CAPACITY],
+        default=NO_ACTION_BUDGET,
+    )
+    return pd.Series(reason, index=candidates.index, name="no_action_reason", dtype="str")

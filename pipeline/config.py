@@ -239,6 +239,14 @@ class ScoreConfig(StrictModel):
     # ([] or 0: the selected only; reason_limit null: the whole tiers). reasons_status says why a row has none.
     reason_tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high", "medium"])
     reason_limit: int | None = Field(5000, ge=0)
+    # Customers with a churn probability below this get no action, whatever their value (null: the medium
+    # tier's threshold, so low-risk customers are never treated; 0: value alone decides).
+    min_probability: float | None = Field(None, ge=0.0, le=1.0)
+
+    @property
+    def action_probability_floor(self) -> float:
+        """score.min_probability, or the medium tier's threshold when it is not set."""
+        return self.risk_tiers.medium if self.min_probability is None else self.min_probability
 
 
 class UpliftConfig(StrictModel):

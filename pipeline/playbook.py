@@ -130,6 +130,9 @@ class Action(_Strict):
     capacity: int | None = Field(None, ge=0)
     eligibility: RuleGroup = RuleGroup(all=[])
     source: str | None = None  # where the cost and uplift assumptions come from
+    # Not for customers the BTYD model sees as almost surely gone: btyd_p_alive below this floor makes the
+    # action ineligible (an unknown p_alive, or no BTYD features, leaves the action to its rules).
+    min_p_alive: float | None = Field(None, ge=0.0, le=1.0)
     measured: MeasuredUplift | None = None  # set when `uplift` is a measured value, not an assumption
 
     @field_validator("cost", "uplift")
@@ -307,10 +310,26 @@ def _group_mask(features: pd.DataFrame, group: RuleGroup) -> np.ndarray:
     return stacked.all(axis=0) if group.combinator == "all" else stacked.any(axis=0)
 
 
+P_ALIVE_FEATURE = "btyd_p_alive"
+
+
+def _alive_enough(features: pd.DataFrame, floor: float | None) -> np.ndarray:
+    """False where the BTYD P(alive) is known and below `floor`."""
+    if floor is None or P_ALIVE_FEATURE not in features.columns:
+        return np.ones(len(features), dtype=bool)
+    return ~(pd.to_numeric(features[P_ALIVE_FEATURE], errors="coerce") < floor).to_numpy(dtype=bool)
+
+
 def eligibility_matrix(features: pd.DataFrame, playbook: Playbook) -> pd.DataFrame:
-    """Boolean frame: one row per row of `features` (same index), one column per action."""
+    """Boolean frame: one row per row of `features` (same index), one column per action.
+
+    An action is eligible where its rules hold and, with `min_p_alive`, btyd_p_alive is not below it.
+    """
     check_playbook_features(features, playbook)
     return pd.DataFrame(
-        {action.name: _group_mask(features, action.eligibility) for action in playbook.actions},
+        {
+            action.name: _group_mask(features, action.eligibility) & _alive_enough(features, action.min_p_alive)
+            for action in playbook.actions
+        },
         index=features.index,
     )

@@ -16,7 +16,15 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from pipeline.actions import allocate_budget, assign_control, best_actions, customer_value
+from pipeline.actions import (
+    NO_ACTION_NOT_WORTH,
+    NO_ACTION_REASONS,
+    allocate_budget,
+    assign_control,
+    best_actions,
+    customer_value,
+    no_action_reasons,
+)
 from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.playbook import Playbook, eligibility_matrix
@@ -58,6 +66,9 @@ def output_columns(n_reasons: int = 3) -> list[str]:
         "customer_value",
         "expected_net_value",
         "uplift_source",
+        "no_action_reason",
+        "best_action",
+        "best_action_net_value",
         "group",
         "model_name",
         "model_version",
@@ -131,6 +142,10 @@ def score_customers(
     the customers selected within the budget (group 'treatment' or 'control'); reasons only for the
     rows `reasons_scope` marks (the selected, and the `cfg.reason_limit` riskiest of `cfg.reason_tiers`);
     `reasons_status` says which rows were explained and why the others were not.
+    Customers below `cfg.action_probability_floor` (score.min_probability, default the medium tier's
+    threshold) get no action. `no_action_reason` says, for every at-risk (high or medium tier) customer not
+    treated, why (`actions.no_action_reasons`); `best_action` / `best_action_net_value` are the eligible
+    action with the highest expected net value for every customer, whether chosen or not.
     `reason_context(features, as_of)` adds derived columns for the reason templates (the registry's
     `reason_context_frame`); `btyd_horizon_days` is the horizon of btyd_expected_purchases (used by
     the 'btyd' value model only). `uplift`: per-customer uplift of some actions (index = customer_id,
@@ -142,11 +157,17 @@ def score_customers(
     probability = pd.Series(model.predict_proba(frame), index=frame.index, name="churn_probability")
     tiers = risk_tiers(probability, high=cfg.risk_tiers.high, medium=cfg.risk_tiers.medium)
     value = customer_value(frame, cfg=cfg, btyd_horizon_days=btyd_horizon_days)
-    candidates = best_actions(probability, value, eligibility_matrix(frame, playbook), playbook, uplift=uplift)
+    best = best_actions(probability, value, eligibility_matrix(frame, playbook), playbook, uplift=uplift)
+    below_floor = probability < cfg.action_probability_floor
+    candidates = best.copy()
+    candidates.loc[below_floor.to_numpy(), :] = np.nan  # too unlikely to churn to act on, whatever their value
     selected = allocate_budget(
         candidates, budget=cfg.budget, capacities=playbook.capacities(), exact_limit=cfg.exact_limit
     )
     groups = assign_control(selected, share=cfg.control_share, seed=cfg.seed, strata=candidates["action"])
+    no_action = no_action_reasons(
+        best, groups, below_min_probability=below_floor, capacities=playbook.capacities()
+    ).where(tiers.isin(AT_RISK_TIERS) | groups.eq("control"))
 
     status = reasons_scope(
         probability, tiers, selected, reason_tiers=cfg.reason_tiers, reason_limit=cfg.reason_limit
@@ -180,6 +201,9 @@ def score_customers(
             "customer_value": value.astype(float),
             "expected_net_value": chosen["expected_net_value"].astype(float),
             "uplift_source": chosen["uplift_source"].astype("str"),
+            "no_action_reason": no_action.astype("str"),
+            "best_action": best["action"].astype("str"),
+            "best_action_net_value": best["expected_net_value"].astype(float),
             "group": groups,
             "model_name": pd.Series(model_name, index=frame.index, dtype="str"),
             "model_version": pd.Series(str(model_version), index=frame.index, dtype="str"),
@@ -194,10 +218,14 @@ def score_customers(
 def summarise_scores(scores: pd.DataFrame, *, budget: float, as_of: dt.date) -> dict:
     """Headline numbers of a scoring run (JSON-able, deterministic for equal inputs).
 
-    budget_used counts the treatment group only (the control group gets nothing); budget_committed
-    counts every selected customer and is what the knapsack kept within the budget.
+    budget_used (= budget_spent_on_treated) counts the treatment group only; the control group's share
+    of what the knapsack chose (budget_held_back_for_control) is not spent: it is held back to measure
+    the effect; budget_committed is both, budget_left what the knapsack left over. no_action counts the
+    at-risk customers without an action by reason; not_worth_its_cost gives, per best action, how many
+    and their average expected net value (<= 0).
     """
     treated = scores["group"] == "treatment"
+    control = scores["group"] == "control"
     selected = scores["group"] != "none"
     per_action = (
         scores[selected]
@@ -208,22 +236,35 @@ def summarise_scores(scores: pd.DataFrame, *, budget: float, as_of: dt.date) -> 
     )
     tiers = scores["risk_tier"].value_counts()
     reasons = scores["reasons_status"].value_counts()
+    no_action = scores["no_action_reason"].value_counts()
+    not_worth = scores[scores["no_action_reason"] == NO_ACTION_NOT_WORTH].groupby("best_action")["best_action_net_value"]
+    spent = float(scores.loc[treated, "action_cost"].sum())
+    held_back = float(scores.loc[control, "action_cost"].sum())
     return {
         "as_of": as_of.isoformat(),
         "customers_scored": int(len(scores)),
         "at_risk": int(tiers.reindex(list(AT_RISK_TIERS), fill_value=0).sum()),
         "selected": int(selected.sum()),
         "treatment": int(treated.sum()),
-        "control": int((scores["group"] == "control").sum()),
+        "control": int(control.sum()),
+        "treated_below_high_tier": int((treated & (scores["risk_tier"] != TIER_HIGH)).sum()),
         "tiers": {tier: int(tiers.get(tier, 0)) for tier in (TIER_HIGH, TIER_MEDIUM, TIER_LOW)},
         "reasons": {status: int(reasons.get(status, 0)) for status in REASONS_STATUSES},
+        "no_action": {reason: int(no_action.get(reason, 0)) for reason in NO_ACTION_REASONS},
+        "not_worth_its_cost": {
+            str(action): {"customers": int(values.size), "mean_expected_net_value": round(float(values.mean()), 6)}
+            for action, values in not_worth
+        },
         "actions": {
             str(action): {"treatment": int(row["treatment"]), "control": int(row["control"])}
             for action, row in per_action.iterrows()
         },
         "budget": float(budget),
-        "budget_used": round(float(scores.loc[treated, "action_cost"].sum()), 6),
-        "budget_committed": round(float(scores.loc[selected, "action_cost"].sum()), 6),
+        "budget_used": round(spent, 6),
+        "budget_spent_on_treated": round(spent, 6),
+        "budget_held_back_for_control": round(held_back, 6),
+        "budget_committed": round(spent + held_back, 6),
+        "budget_left": round(float(budget) - spent - held_back, 6),
         "expected_net_value": round(float(scores.loc[treated, "expected_net_value"].sum()), 6),
         "expected_net_value_committed": round(float(scores.loc[selected, "expected_net_value"].sum()), 6),
     }

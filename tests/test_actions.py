@@ -16,7 +16,7 @@ from pipeline.actions import (
     assign_control,
     best_actions,
     customer_value,
-    greedy_by_probability,
+    no_action_reasons,
 )
 from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
@@ -138,10 +138,9 @@ def test_knapsack_beats_greedy_by_probability_on_expected_value():
     book = playbook(("call", 10.0, 0.3))
     cands = best_actions(probability, value, pd.DataFrame({"call": [True] * 5}), book)
     chosen = allocate_budget(cands, budget=20.0)
-    baseline = greedy_by_probability(probability, cands, budget=20.0)
+    baseline = pd.Series([True, True, False, False, False])  # riskiest first until the budget of 20 is spent
     net = cands["expected_net_value"]
     assert chosen.tolist() == [False, False, False, True, True]
-    assert baseline.tolist() == [True, True, False, False, False]
     assert net[chosen].sum() == pytest.approx(0.4 * 0.3 * 500 - 10 + 0.35 * 0.3 * 400 - 10)
     assert net[chosen].sum() > net[baseline].sum()
 
@@ -212,3 +211,27 @@ def test_control_share_is_unbiased_for_small_strata():
 def test_zero_share_gives_no_control():
     groups = assign_control(pd.Series([True, False, True]), share=0.0, seed=1)
     assert groups.tolist() == ["treatment", "none", "treatment"]
+
+
+def test_every_customer_not_treated_gets_a_no_action_reason():
+    ids = pd.Index(list("abcdefg"))
+    cands = pd.DataFrame(
+        {
+            "action": pd.Series(["call", "call", "mail", None, "mail", "call", "mail"], index=ids, dtype="str"),
+            "action_cost": [10.0, 10.0, 1.0, np.nan, 1.0, 10.0, 1.0],
+            "expected_net_value": [5.0, 4.0, -0.5, np.nan, 2.0, 3.0, 1.0],
+        },
+        index=ids,
+    )
+    groups = pd.Series(["treatment", "control", "none", "none", "none", "none", "none"], index=ids, dtype="str")
+    below = pd.Series([False, False, False, False, False, False, True], index=ids)
+    result = no_action_reasons(cands, groups, below_min_probability=below, capacities={"call": 2})
+    assert result.tolist()[1:] == [
+        "held out as control group",
+        "best action not worth its cost",
+        "no eligible action",
+        "budget used up",  # 'mail' has no capacity: only the budget can have stopped it
+        "action capacity reached",  # 'call' was chosen twice (treatment and control), its capacity
+        "churn probability below score.min_probability",
+    ]
+    assert pd.isna(result.iloc[0])

@@ -196,3 +196,38 @@ def test_default_playbook_matches_the_feature_registry(repo_root):
 def _flatten(group: dict) -> list[dict]:
     items = group.get("all", group.get("any", []))
     return [r for item in items for r in (_flatten(item) if ("all" in item or "any" in item) else [item])]
+
+
+def test_min_p_alive_keeps_an_action_from_customers_almost_surely_gone():
+    from pipeline.playbook import eligibility_matrix
+
+    raw = {"actions": [
+        {"name": "call", "description": "d", "channel": "phone", "cost": 18.0, "uplift": 0.2, "min_p_alive": 0.05},
+        {"name": "mail", "description": "d", "channel": "email", "cost": 1.0, "uplift": 0.05},
+    ]}
+    book = playbook_from_dict(raw, known_features=["btyd_p_alive"])
+    features = pd.DataFrame({"btyd_p_alive": [0.001, 0.05, float("nan"), 0.9]})
+    matrix = eligibility_matrix(features, book)
+    assert matrix["call"].tolist() == [False, True, True, True]  # unknown P(alive): left to the rules
+    assert matrix["mail"].all()
+    assert eligibility_matrix(features.drop(columns="btyd_p_alive"), book)["call"].all()  # BTYD off
+
+
+def test_default_playbook_onboards_only_recent_first_time_buyers(repo_root):
+    from pipeline.config import FeaturesConfig
+    from pipeline.features.registry import feature_specs
+    from pipeline.playbook import eligibility_matrix, load_playbook
+    from pipeline.run.score import known_features
+
+    specs = feature_specs(FeaturesConfig(snapshots={"dates": ["2025-01-01"]}))
+    book = load_playbook(repo_root / "configs" / "playbook.yaml", known_features=known_features(specs))
+    names = [s.name for s in specs]
+    features = pd.DataFrame({name: [0.0] * 3 for name in names})
+    features["frequency_all"] = [1.0, 1.0, 3.0]
+    features["tenure_days"] = [20.0, 352.0, 400.0]
+    features["recency_days"] = [20.0, 352.0, 100.0]
+    features["overdue_ratio"] = [1.0, 1.0, 1.0]
+    features["btyd_p_alive"] = [0.5, 0.5, 0.5]
+    matrix = eligibility_matrix(features, book)
+    assert matrix["onboarding_series"].tolist() == [True, False, False]
+    assert matrix["winback_survey"].tolist() == [False, True, False]  # the lapsed one-time buyer

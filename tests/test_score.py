@@ -135,7 +135,8 @@ def test_scores_have_the_issue_columns_and_consistent_choices(model):
     result = score(features, model)
     assert list(result.columns) == output_columns(3) == [
         "customer_id", "churn_probability", "risk_tier", "reason_1", "reason_2", "reason_3", "reasons_status",
-        "action", "action_cost", "customer_value", "expected_net_value", "uplift_source", "group", "model_name", "model_version", "as_of",
+        "action", "action_cost", "customer_value", "expected_net_value", "uplift_source", "no_action_reason",
+        "best_action", "best_action_net_value", "group", "model_name", "model_version", "as_of",
     ]
     assert len(result) == 400 and result["customer_id"].is_unique
     assert result["churn_probability"].is_monotonic_decreasing
@@ -298,3 +299,37 @@ def test_reason_limit_is_validated_naming_the_key(tmp_path):
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"score\.reason_limit: Input should be a valid integer"):
         load_config(path)
+
+
+def test_every_at_risk_customer_without_an_action_says_why(model):
+    features, _ = make_features(400, seed=2)
+    result = score(features, model)
+    at_risk = result["risk_tier"].isin(["high", "medium"])
+    untreated = result["group"] != "treatment"
+    assert result.loc[at_risk & untreated, "no_action_reason"].notna().all()
+    assert result.loc[result["group"] == "treatment", "no_action_reason"].isna().all()
+    assert (result.loc[result["group"] == "control", "no_action_reason"] == "held out as control group").all()
+    worthless = result["no_action_reason"] == "best action not worth its cost"
+    assert (result.loc[worthless, "best_action_net_value"] <= 0).all()
+    summary = summarise_scores(result, budget=CFG.budget, as_of=AS_OF)
+    assert sum(summary["no_action"].values()) == int(result["no_action_reason"].notna().sum())
+    assert summary["budget_spent_on_treated"] + summary["budget_held_back_for_control"] + summary["budget_left"] == (
+        pytest.approx(CFG.budget)
+    )
+
+
+def test_low_risk_customers_are_treated_only_below_an_explicit_floor(model):
+    features, _ = make_features(400, seed=2)
+    default = score(features, model)  # floor: the medium tier's threshold
+    assert (default.loc[default["group"] != "none", "churn_probability"] >= CFG.risk_tiers.medium).all()
+    anyone = score(features, model, cfg=CFG.model_copy(update={"min_probability": 0.0, "budget": 5000.0}))
+    assert (anyone.loc[anyone["group"] != "none", "risk_tier"] == "low").any()
+    strict = score(features, model, cfg=CFG.model_copy(update={"min_probability": 0.6}))
+    below = strict["churn_probability"] < 0.6
+    assert (strict.loc[below, "group"] == "none").all()
+    at_risk_below = below & strict["risk_tier"].isin(["high", "medium"])
+    assert (strict.loc[at_risk_below, "no_action_reason"] == "churn probability below score.min_probability").all()
+    summary = summarise_scores(anyone, budget=5000.0, as_of=AS_OF)
+    assert summary["treated_below_high_tier"] == int(
+        ((anyone["group"] == "treatment") & (anyone["risk_tier"] != "high")).sum()
+    ) > 0

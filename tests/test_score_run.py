@@ -257,3 +257,74 @@ def test_disk_full_while_writing_the_csv_keeps_the_previous_set_and_prints_one_l
     assert message.startswith(f"error: cannot write {scores_paths(cfg, as_of)['csv']}: No space left on device")
     assert {kind: path.read_bytes() for kind, path in scores_paths(cfg, as_of).items()} == before
     assert not [p for p in cfg.paths.data_dir.iterdir() if p.name.startswith(".publish-")]
+
+
+# Acceptance (issue 14): the demo's at-risk list read as a marketer reads it, checked without a script.
+# (pattern of a sentence, feature, what must then hold for the customer's value, given the population medians)
+CLAIMS = [
+    (r"^spending is falling", "spend_trend", lambda v, typical: v < 0),
+    (r"^has ordered only once", "frequency_all", lambda v, typical: v == 1),
+    (r"^only [\d,]+ orders? so far, fewer than the typical", "frequency_all", lambda v, typical: 1 <= v < typical),
+    (r"^a customer for only", "tenure_days", lambda v, typical: v < typical),
+    (r"^average order worth only", "avg_order_value", lambda v, typical: 0 < v < typical),
+    (r"^spent only [\d,.]+ in total", "monetary_all", lambda v, typical: 0 < v < typical),
+    (r"between purchase days, longer than for the typical", "gap_mean_days", lambda v, typical: v > typical),
+    (r"support tickets? still open", "open_tickets", lambda v, typical: v >= 1),
+    (r"^gave NPS", "nps_last", lambda v, typical: v <= 6),
+    (r"^no order for", "recency_days", lambda v, typical: v > 0),
+    (r"chance they are still an active customer$", "btyd_p_alive", lambda v, typical: 0.005 <= v < 0.5),
+    (r"almost certainly gone", "btyd_p_alive", lambda v, typical: v < 0.005),
+    (r"^not in the loyalty programme", "loyalty_enrolled", lambda v, typical: v == 0),
+    (r"of their support tickets are unresolved", "unresolved_share", lambda v, typical: v > 0),
+    (r"^expected to buy on only about .* period, fewer than the typical customer$", "btyd_expected_purchases",
+     lambda v, typical: 0.05 <= v < typical),
+    (r"^expected to buy on only about .*\(Pareto/NBD\)$", "pnbd_expected_purchases", lambda v, typical: 0.05 <= v < typical),
+    (r"^expected to buy on fewer than 0.1 days in the coming period$", "btyd_expected_purchases", lambda v, typical: v < 0.05),
+    (r"^low recency score", "rfm_r_score", lambda v, typical: v <= 2),
+    (r"^is a detractor", "is_detractor", lambda v, typical: v == 1),
+    (r"^deliveries arrived", "lateness_days_mean", lambda v, typical: v > 0),
+    (r"^their support tickets took", "resolution_hours_mean", lambda v, typical: v > 0),
+    (r"of their orders used a discount", "discount_share", lambda v, typical: v > 0),
+    (r"^spent only [\d,.]+ in the last (\d+) days", "monetary_{0}d", lambda v, typical: 0 < v < typical),
+    (r"^only [\d,]+ orders? in the last (\d+) days", "frequency_{0}d", lambda v, typical: 1 <= v < typical),
+    (r"^opened [\d,]+ support tickets? in the last (\d+) days", "tickets_{0}d", lambda v, typical: v >= 1),
+]
+
+
+def test_no_reason_in_the_demo_list_contradicts_its_feature_value(scored_frames):
+    scores, features, _ = scored_frames
+    texts = scores[["reason_1", "reason_2", "reason_3"]].stack().dropna()
+    assert len(texts) > 100
+    checked = 0
+    for pattern, feature_pattern, holds in CLAIMS:
+        hits = texts[texts.str.contains(pattern, regex=True)]
+        window = hits.str.extract(pattern)[0] if "(" in pattern.replace("\\(", "") else pd.Series("", index=hits.index)
+        for key, group in hits.groupby(window.fillna("")):
+            feature = feature_pattern.format(key)
+            typical = features[feature].median()
+            values = features.loc[group.index.get_level_values(0), feature].to_numpy(dtype=float)
+            wrong = [(text, value) for text, value in zip(group, values) if not holds(value, typical)]
+            assert not wrong, (pattern, wrong[:3])
+        checked += len(hits)
+    assert checked > 0.5 * len(texts)  # the claims above cover most sentences of the list
+    nonsense = texts[texts.str.contains(
+        r"\bnan\b|\binf\b|_|0\.0 days|\b0% chance|spent -|(?<![\d.,])1 (?:orders|support tickets|items|days|categories)\b"
+        r"|[\d.]+x their|about (?:[1-9]\d|\d{3,})(?:\.\d)? times", regex=True
+    )]
+    assert nonsense.empty, nonsense.head().tolist()
+
+
+def test_every_at_risk_row_without_an_action_says_why(scored_frames):
+    scores, _, _ = scored_frames
+    at_risk = scores["risk_tier"].isin(["high", "medium"])
+    assert scores.loc[at_risk & scores["action"].isna(), "no_action_reason"].notna().all()
+    assert scores.loc[scores["group"] == "control", "no_action_reason"].eq("held out as control group").all()
+
+
+def test_nobody_gets_onboarding_beyond_the_window(scored_frames):
+    scores, features, playbook = scored_frames
+    onboarding = next(a for a in playbook.actions if a.name == "onboarding_series")
+    window = next(rule.value for rule in onboarding.eligibility.conditions if rule.feature == "tenure_days")
+    onboarded = scores.index[scores["action"] == "onboarding_series"]
+    assert (features.loc[onboarded, "tenure_days"] <= window).all()
+    assert (features.loc[onboarded, "frequency_all"] == 1).all()

@@ -113,7 +113,7 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
             neutral="their time as a customer ({tenure_days:days})")),
         _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
            "visit; NaN with fewer than 2 purchase days).", "up", _reason(
-            _says("buys only every {gap_mean_days:days} on average, less often than the typical customer",
+            _says("on average {gap_mean_days:days} between purchase days, longer than for the typical customer",
                   ABOVE_TYPICAL),
             neutral="their average time between purchase days ({gap_mean_days:days})")),
         _n("gap_last_days", "rfm", "Days between the last two purchase days (NaN with fewer than 2 purchase days).",

@@ -48,10 +48,14 @@ def outputs_table(cfg: Config, score_summary: dict[str, Any], score_summary_path
     table.add_row("MLflow", f"{cfg.tracking_uri()}  (make ui)")
     if score_summary_path is not None:
         table.add_row("at-risk list", str(score_summary_path.parent))
-    for key in ("as_of", "customers_scored", "at_risk", "selected", "treatment", "control", "budget", "budget_used", "expected_net_value"):
+    for key in ("as_of", "customers_scored", "at_risk", "selected", "treatment", "control", "treated_below_high_tier",
+                "budget", "budget_spent_on_treated", "budget_held_back_for_control", "budget_left", "expected_net_value"):
         if key in score_summary:
             value = score_summary[key]
             table.add_row(key.replace("_", " "), f"{value:,.2f}" if isinstance(value, float) else str(value))
+    for reason, count in score_summary.get("no_action", {}).items():
+        if count:
+            table.add_row(f"no action: {reason}", f"{count:,}")
     return table
 
 

@@ -144,7 +144,7 @@ def learned_uplift(cfg: Config, features: pd.DataFrame) -> pd.DataFrame | None:
 def _summary(
     scores: pd.DataFrame, *, cfg: Config, as_of: dt.date, info: ScoringModelInfo, playbook: Playbook, paths: dict[str, Path]
 ) -> dict[str, Any]:
-    return {
+    summary = {
         **summarise_scores(scores, budget=cfg.score.budget, as_of=as_of),
         "model_name": info.name,
         "model_version": info.version,
@@ -158,16 +158,43 @@ def _summary(
         "risk_tiers": cfg.score.risk_tiers.model_dump(),
         "reason_tiers": list(cfg.score.reason_tiers),
         "reason_limit": cfg.score.reason_limit,
+        "min_probability": cfg.score.action_probability_floor,
         "playbook": {
             "path": str(cfg.score.playbook),
             "sha256": sha256_file(cfg.score.playbook),
             "actions": {
-                a.name: {"cost": a.cost, "uplift": a.uplift, "channel": a.channel, "capacity": a.capacity}
+                a.name: {"cost": a.cost, "uplift": a.uplift, "channel": a.channel, "capacity": a.capacity,
+                         "min_p_alive": a.min_p_alive}
                 for a in playbook.actions
             },
         },
         "files": {kind: path.name for kind, path in paths.items() if kind != "summary"},
     }
+    return {**summary, "in_words": summary_sentences(summary, playbook)}
+
+
+def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
+    """The scoring summary in plain words: who is treated, the budget, and why at-risk customers get no action."""
+    cost = {a.name: a.cost for a in playbook.actions}
+    lines = [
+        f"{summary['customers_scored']:,} customers scored, {summary['at_risk']:,} at risk (high or medium tier)",
+        f"{summary['treatment']:,} treated ({summary['treated_below_high_tier']:,} of them below the high tier; "
+        f"actions only from churn probability {summary['min_probability']:.2f}), "
+        f"{summary['control']:,} held out as control",
+        f"budget {summary['budget']:,.2f}: {summary['budget_spent_on_treated']:,.2f} spent on treated customers, "
+        f"{summary['budget_held_back_for_control']:,.2f} held back with the control group to measure the effect, "
+        f"{summary['budget_left']:,.2f} left",
+    ]
+    reasons = [f"{reason}: {n:,}" for reason, n in summary["no_action"].items() if n]
+    if reasons:
+        lines.append("no action, by reason: " + ", ".join(reasons))
+    for action, info in summary["not_worth_its_cost"].items():
+        mean_net = info["mean_expected_net_value"]
+        lines.append(
+            f"{info['customers']:,} at-risk customers whose best action {action} is worth less than its cost "
+            f"(expected value {mean_net + cost.get(action, 0.0):,.2f} on average, cost {cost.get(action, 0.0):,.2f})"
+        )
+    return lines
 
 
 def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path]) -> str:
@@ -282,10 +309,6 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
         outputs.write(paths["summary"], lambda path: write_json(summary, path))
         outputs.write(paths["figure"], lambda path: save_figure(risk_tier_action_figure(scores), path))
     run_id = _log_to_mlflow(cfg, summary, paths)
-    log.info(
-        "%d customers scored, %d at risk, %d selected (%d treatment, %d control), budget used %.2f of %.2f -> %s",
-        summary["customers_scored"], summary["at_risk"], summary["selected"], summary["treatment"],
-        summary["control"], summary["budget_used"], summary["budget"], paths["parquet"],
-    )
+    log.info("%s -> %s", "; ".join(summary["in_words"]), paths["parquet"])
     return {**summary, "summary_path": str(paths["summary"]), "scores_path": str(paths["parquet"]), "mlflow_run_id": run_id}
 
