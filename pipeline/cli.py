@@ -123,6 +123,10 @@ def score(
     model: Annotated[
         Optional[Path], typer.Option(help="A model bundle folder (default: the registry's champion).")
     ] = None,
+    allow_missing_sources: Annotated[
+        bool,
+        typer.Option(help="Score even when sources or columns the model was trained with are missing or empty (warns)."),
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
     set_: SetOption = None,
     quiet: QuietOption = False,
@@ -131,7 +135,14 @@ def score(
     from pipeline.run import score as runner
 
     as_of_date = as_of.date() if as_of else None
-    _run(config, set_, quiet, lambda cfg: runner.run(cfg, as_of=as_of_date, bundle=model, quiet=quiet))
+    _run(
+        config,
+        set_,
+        quiet,
+        lambda cfg: runner.run(
+            cfg, as_of=as_of_date, bundle=model, quiet=quiet, allow_missing_sources=allow_missing_sources
+        ),
+    )
 
 
 @app.command()

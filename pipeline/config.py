@@ -239,6 +239,9 @@ class ScoreConfig(StrictModel):
     # ([] or 0: the selected only; reason_limit null: the whole tiers). reasons_status says why a row has none.
     reason_tiers: list[Literal["high", "medium", "low"]] = Field(default_factory=lambda: ["high", "medium"])
     reason_limit: int | None = Field(5000, ge=0)
+    # An --as-of more than this many days after the data's last event is refused: recency would keep
+    # growing while nothing was recorded, and every customer would look at risk.
+    max_data_lag_days: int = Field(7, ge=0)
     # Customers with a churn probability below this get no action, whatever their value (null: the medium
     # tier's threshold, so low-risk customers are never treated; 0: value alone decides).
     min_probability: float | None = Field(None, ge=0.0, le=1.0)

@@ -360,8 +360,12 @@ def log_training_run(
     backtest: Mapping[str, Any] | None = None,
     production: ChurnModel | None = None,
     production_snapshots: list[str] | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
 ) -> TrainingRecord:
     """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
+
+    `manifest_extra`: more fields for the bundle manifest (e.g. `training_inputs`, the sources and
+    columns present at training, which `churn score` checks).
 
     Order: run metadata and metrics, nested baseline runs, plots, pyfunc model (registered), champion
     decision, bundle at `cfg.bundle_dir` (logged under "bundle"), and last the alias, so that the alias
@@ -450,6 +454,7 @@ def log_training_run(
                 result.test_features, result.probabilities["test"]["lightgbm"], result.labels["test"],
                 numeric=result.columns.numeric, categorical=result.columns.categorical, snapshot=split["test"],
             ),
+            **(manifest_extra or {}),
         }
         with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
             pyfunc_bundle = save_bundle(

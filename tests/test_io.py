@@ -5,6 +5,8 @@ import time
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.io import atomic_path, sha256_file, write_json, write_parquet
 
@@ -64,3 +66,65 @@ def test_parquet_round_trip_keeps_values_and_dtypes(tmp_path):
 def test_parquet_of_a_frame_without_columns_or_text(tmp_path):
     assert pd.read_parquet(write_parquet(pd.DataFrame({"x": [1.0]}), tmp_path / "a.parquet"))["x"].tolist() == [1.0]
     assert pd.read_parquet(write_parquet(pd.DataFrame({"s": pd.Series([], dtype="str")}), tmp_path / "b.parquet")).empty
+
+
+# --- CSV formula injection (OWASP) -----------------------------------------------------------------------
+
+
+def test_text_cells_that_a_spreadsheet_would_run_get_a_leading_quote(tmp_path):
+    from pipeline.io import write_csv
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["=cmd|' /C calc'!A0", "+SUM(A1)", "-2+3", "@A1", "\tx", "17850", "a=b", None],
+            "amount": [-12.5, 1.0, -3.0, 0.0, 2.0, 4.0, 5.0, 6.0],
+            "note": ["-12.5", "+3", "-1e5", "ok", "ok", "ok", "ok", "ok"],
+        }
+    )
+    path = write_csv(frame, tmp_path / "out.csv")
+    back = pd.read_csv(path, dtype={"customer_id": "str", "note": "str"}, keep_default_na=False)
+    assert back["customer_id"].tolist() == ["'=cmd|' /C calc'!A0", "'+SUM(A1)", "'-2+3", "'@A1", "'\tx", "17850", "a=b", ""]
+    assert back["amount"].tolist() == [-12.5, 1.0, -3.0, 0.0, 2.0, 4.0, 5.0, 6.0]  # numbers stay numbers
+    from pipeline.io import neutralise_formulas
+
+    assert neutralise_formulas(pd.DataFrame({"t": ["\rx"]}))["t"].tolist() == ["'\rx"]
+    assert back["note"].tolist()[:3] == ["-12.5", "+3", "-1e5"]  # plain numbers in text are not formulas
+    assert frame["customer_id"][0] == "=cmd|' /C calc'!A0"  # the input frame is not changed
+
+
+def test_categorical_text_is_neutralised_too():
+    from pipeline.io import neutralise_formulas
+
+    frame = pd.DataFrame({"tier": pd.Categorical(["=x", "high", "=x"])})
+    assert neutralise_formulas(frame)["tier"].tolist() == ["'=x", "high", "'=x"]
+    clean = pd.DataFrame({"tier": pd.Categorical(["low", "high"])})
+    assert neutralise_formulas(clean) is clean
+
+
+def test_the_scores_csv_is_neutralised_and_the_parquet_keeps_raw_values(tmp_path):
+    from pipeline.run.score import write_scores_csv
+
+    scores = pd.DataFrame({"customer_id": ["=HYPERLINK(\"http://x\")", "c2"], "churn_probability": [0.9, -0.0],
+                           "reason_1": ["-bad", "orders fell"]})
+    write_parquet(scores, tmp_path / "s.parquet")
+    write_scores_csv(scores, tmp_path / "s.csv")
+    text = (tmp_path / "s.csv").read_text()
+    assert "\"'=HYPERLINK(\"\"http://x\"\")\"" in text and "\"'-bad\"" in text
+    assert pd.read_parquet(tmp_path / "s.parquet")["customer_id"][0] == "=HYPERLINK(\"http://x\")"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=6)), min_size=1, max_size=20))
+def test_no_neutralised_cell_starts_a_formula_and_the_quote_is_the_only_change(values):
+    import re
+
+    from pipeline.io import FORMULA_TRIGGER, PLAIN_NUMBER, neutralise_formulas
+
+    out = neutralise_formulas(pd.DataFrame({"t": pd.Series(values, dtype="str")}))["t"].tolist()
+    for before, after in zip(values, out, strict=True):
+        if before is None:
+            assert pd.isna(after)
+        elif re.match(FORMULA_TRIGGER, before) and not re.fullmatch(PLAIN_NUMBER, before):
+            assert after == "'" + before
+        else:
+            assert after == before

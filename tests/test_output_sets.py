@@ -150,13 +150,13 @@ def _fail_after(count, real):
 
     lock, calls = threading.Lock(), []
 
-    def writer(frame, path):
+    def writer(frame, path, **options):
         with lock:
             calls.append(path)
             fail = len(calls) > count
         if fail:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(frame, path)
+        return real(frame, path, **options)
 
     return writer
 

@@ -328,3 +328,84 @@ def test_nobody_gets_onboarding_beyond_the_window(scored_frames):
     onboarded = scores.index[scores["action"] == "onboarding_series"]
     assert (features.loc[onboarded, "tenure_days"] <= window).all()
     assert (features.loc[onboarded, "frequency_all"] == 1).all()
+
+
+def _workspace_with(cfg, tmp_path, edit):
+    """`cfg` pointed at a copy of its validated files, changed by `edit(validated_dir)`."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(cfg.validated_dir, data_dir / "validated")
+    edit(data_dir / "validated")
+    return cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"data_dir": data_dir})})
+
+
+def test_the_bundle_records_the_inputs_present_at_training(scored):
+    from pipeline.bundle import load_bundle
+
+    cfg, _ = scored
+    inputs = load_bundle(cfg.bundle_dir).manifest["training_inputs"]
+    assert set(inputs) == {"transactions", "feedback", "support_tickets", "loyalty_events", "customers"}
+    assert {"category", "discount", "delivered_at"} <= set(inputs["transactions"])
+
+
+def test_scoring_with_transactions_only_is_refused_naming_the_missing_sources(scored, tmp_path):
+    from pipeline.run import score
+
+    cfg, _ = scored
+
+    def transactions_only(validated):
+        for name in ("feedback", "support_tickets", "loyalty_events", "customers"):
+            (validated / f"{name}.parquet").unlink()
+
+    thin = _workspace_with(cfg, tmp_path, transactions_only)
+    with pytest.raises(
+        ScoreError,
+        match=r"trained with inputs the scoring data lacks: customers \(no rows\), feedback \(no rows\), "
+        r"loyalty_events \(no rows\), support_tickets \(no rows\);.*--allow-missing-sources",
+    ):
+        score.run(thin, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)
+    assert not thin.scores_dir.exists()
+
+
+def test_an_emptied_optional_column_is_refused_and_the_flag_scores_with_a_warning(scored, tmp_path, caplog):
+    from pipeline.run import score
+
+    cfg, _ = scored
+
+    def no_categories(validated):
+        path = validated / "transactions.parquet"
+        frame = pd.read_parquet(path)
+        frame["category"] = pd.Series(pd.NA, index=frame.index, dtype=frame["category"].dtype)
+        frame.to_parquet(path, index=False)
+
+    thin = _workspace_with(cfg, tmp_path, no_categories)
+    with pytest.raises(ScoreError, match=r"lacks: transactions\.category \(empty\); "):
+        score.run(thin, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)
+    outcome = score.run(thin, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True, allow_missing_sources=True)
+    assert outcome["missing_inputs"] == ["transactions.category (empty)"]
+    assert "transactions.category (empty)" in caplog.text and "--allow-missing-sources" in caplog.text
+
+
+def test_an_as_of_far_after_the_data_is_refused_with_the_date_the_data_ends(scored):
+    from pipeline.run import score
+    from pipeline.run.features import read_validated
+    from pipeline.run.score import latest_event_date
+
+    cfg, _ = scored
+    ends = latest_event_date(read_validated(cfg.validated_dir))
+    before = _files(cfg)
+    with pytest.raises(
+        ScoreError, match=rf"--as-of {ends + dt.timedelta(days=8)} is 8 days after the data ends \({ends}\), more than "
+        r"score.max_data_lag_days=7"
+    ):
+        score.run(cfg, as_of=ends + dt.timedelta(days=8), bundle=cfg.bundle_dir, quiet=True)
+    assert _files(cfg) == before
+
+
+def test_check_data_lag_allows_up_to_the_limit():
+    from pipeline.run.score import check_data_lag
+
+    ends = dt.date(2025, 1, 31)
+    check_data_lag(dt.date(2025, 2, 7), data_ends=ends, max_lag_days=7)
+    check_data_lag(dt.date(2024, 1, 1), data_ends=ends, max_lag_days=0)  # scoring the past is fine
+    with pytest.raises(ScoreError, match=r"is 1 days after the data ends \(2025-01-31\)"):
+        check_data_lag(dt.date(2025, 2, 1), data_ends=ends, max_lag_days=0)

@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, write_config
 
 from pipeline.bundle import load_bundle
 from pipeline.config import load_config
-from pipeline.errors import BundleError, TrainError
+from pipeline.errors import BundleError
 from pipeline.tracking import champion_bundle
 
 BASELINES = ("recency_rule", "logistic_rfm", "btyd", "pareto_nbd")
@@ -116,11 +116,14 @@ def test_demo_retrain_promotes_better_and_same_seed_repeats_metrics(demo_trained
     assert "…" not in text and "ROC-AUC" in text and "±" in text
 
 
-def test_too_few_snapshots_fails_with_the_keys_to_change(demo_trained, tmp_path):
+def test_a_horizon_changed_after_features_is_refused_by_train(demo_trained, tmp_path):
+    """The snapshots' labels were computed over 90 days: training them as 300-day labels would be wrong.
+    (The split's own "needs about N labelled snapshots" message is tested in test_split.py.)"""
+    from pipeline.errors import FeatureError
     from pipeline.run import train
 
     cfg = load_config(demo_trained.config_path, ["features.horizon_days=300"])
-    with pytest.raises(TrainError, match=r"needs about \d+ labelled snapshots.*features\.horizon_days"):
+    with pytest.raises(FeatureError, match=r"other feature settings than the config's \(horizon_days 90 vs 300, snapshots vs config\)"):
         train.run(cfg, backtest=False, quiet=True)
 
 

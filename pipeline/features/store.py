@@ -3,22 +3,153 @@
 Columns: `snapshot_date` (datetime64[us, UTC], midnight), `customer_id` ("str"), the registry
 features (float64 / "str"), `churned` (float64 1.0/0.0; NaN for every row when the label horizon
 had not passed by the data's latest order). Written by `churn features`, read by training.
+
+Each file carries, in its Parquet key-value metadata (key `churn.features`), the feature settings it
+was built with and their fingerprint (`feature_settings`, `settings_fingerprint`): windows, lookback,
+horizon, loyalty tiers, btyd, the feature list, and the inputs present (the sources with rows and
+their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of fingerprints and names
+the stale files; `check_settings_match` compares the snapshots with the config training runs with.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow.parquet as pq
 
+from pipeline.config import FeaturesConfig
 from pipeline.errors import FeatureError
+from pipeline.features.registry import feature_names
+from pipeline.features.tables import SOURCE_COLUMNS
 
 LABEL = "churned"
 SNAPSHOT_DATE = "snapshot_date"
 _FILE_PATTERN = re.compile(r"^snapshot=(\d{4}-\d{2}-\d{2})\.parquet$")
+METADATA_KEY = "churn.features"
+# The settings compared with the config: everything in `feature_settings` but the inputs (data, not config).
+CONFIG_SETTINGS = ("windows_days", "lookback_days", "horizon_days", "loyalty_tiers", "btyd", "features")
+
+
+def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[str, list[str]]:
+    """The inputs the features can use: {source: [columns of SOURCE_COLUMNS holding at least one value]}
+    for every source with at least one row (sources without rows are left out).
+
+    Input: validated frames (polars, eager or lazy: only the null counts are computed).
+    """
+    coverage = {}
+    for name in SOURCE_COLUMNS:
+        if name not in frames:
+            continue
+        frame = frames[name].lazy()
+        present = [c for c in SOURCE_COLUMNS[name] if c in frame.collect_schema().names()]
+        counts = frame.select(pl.len().alias("__rows__"), *[pl.col(c).count() for c in present]).collect()
+        if counts["__rows__"][0] > 0:
+            coverage[name] = [c for c in present if counts[c][0] > 0]
+    return coverage
+
+
+def feature_settings(cfg: FeaturesConfig, *, inputs: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """What a snapshot's values depend on besides the events: the features config and the inputs present."""
+    return {
+        "windows_days": list(cfg.windows_days),
+        "lookback_days": cfg.lookback_days,
+        "horizon_days": cfg.horizon_days,
+        "loyalty_tiers": dict(cfg.loyalty_tiers),
+        "btyd": cfg.btyd,
+        "features": feature_names(cfg),
+        "inputs": {name: list(columns) for name, columns in inputs.items()},
+    }
+
+
+def settings_fingerprint(settings: Mapping[str, Any]) -> str:
+    """sha256 (first 16 hex digits) of the settings as canonical JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def snapshot_metadata(settings: Mapping[str, Any]) -> dict[str, str]:
+    """Parquet key-value metadata recording `settings` and their fingerprint."""
+    return {METADATA_KEY: json.dumps({"fingerprint": settings_fingerprint(settings), "settings": settings}, sort_keys=True)}
+
+
+def read_snapshot_settings(path: Path | str) -> dict[str, Any] | None:
+    """{"fingerprint", "settings"} recorded in a snapshot file (its footer only), or None when absent."""
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(METADATA_KEY.encode("utf-8"))
+    if raw is None:
+        return None
+    try:
+        recorded = json.loads(raw)
+    except ValueError:
+        return None
+    return recorded if isinstance(recorded, dict) and "fingerprint" in recorded else None
+
+
+def _settings(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return entry.get("settings") if entry else None
+
+
+def _differences(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None, keys: Sequence[str]) -> str:
+    if ours is None or theirs is None:
+        return "no recorded feature settings (built by an older version)"
+    differing = [k for k in keys if ours.get(k) != theirs.get(k)]
+    if "features" in differing and len(differing) > 1:
+        differing.remove("features")  # follows from the others; the lists are long
+    return "; ".join(f"{k} {ours.get(k)} vs {theirs.get(k)}" for k in differing) or "same settings"
+
+
+def check_snapshot_mix(paths: Sequence[Path]) -> dict[str, Any] | None:
+    """Raise FeatureError naming the stale files when `paths` were built with different feature settings.
+
+    The files of the most common fingerprint (on a tie, the one of the latest file) are taken as current.
+    Returns the common recorded settings ({"fingerprint", "settings"}), or None when no file records any.
+    """
+    recorded = {Path(path): read_snapshot_settings(path) for path in paths}
+    groups: dict[str | None, list[Path]] = {}
+    for path, entry in recorded.items():
+        groups.setdefault(entry["fingerprint"] if entry else None, []).append(path)
+    if len(groups) <= 1:
+        return next(iter(recorded.values()), None)
+    order = list(recorded)
+    current = max(groups, key=lambda fp: (len(groups[fp]), max(order.index(p) for p in groups[fp])))
+    stale = sorted(p for fp, files in groups.items() if fp != current for p in files)
+    detail = _differences(
+        _settings(recorded[stale[0]]), _settings(recorded[groups[current][0]]), [*CONFIG_SETTINGS, "inputs"]
+    )
+    raise FeatureError(
+        f"the feature snapshots in {stale[0].parent} were built with different feature settings: "
+        f"{', '.join(p.name for p in stale)} differ from the other {len(groups[current])} ({detail}); "
+        "run `churn features` to rebuild them all with one configuration"
+    )
+
+
+def recorded_settings(features_dir: Path | str) -> dict[str, Any] | None:
+    """The feature settings recorded by every snapshot file in `features_dir` ({"fingerprint", "settings"}),
+    or None when the files record none; FeatureError naming the stale files when they differ."""
+    return check_snapshot_mix([snapshot_path(features_dir, d) for d in snapshot_dates(features_dir)])
+
+
+def check_settings_match(recorded: Mapping[str, Any] | None, cfg: FeaturesConfig, *, features_dir: Path) -> None:
+    """Raise FeatureError when snapshots recorded `recorded` settings that differ from the features config `cfg`
+    (windows, lookback, horizon, tiers, btyd, feature list). Nothing to compare when nothing was recorded."""
+    if recorded is None:
+        return
+    built = recorded.get("settings", {})
+    expected = feature_settings(cfg, inputs={})
+    if any(built.get(k) != expected[k] for k in CONFIG_SETTINGS):
+        raise FeatureError(
+            f"the feature snapshots in {features_dir} were built with other feature settings than the config's "
+            f"({_differences(built, expected, CONFIG_SETTINGS)}, snapshots vs config): run `churn features` "
+            "with this config first"
+        )
 
 
 def snapshot_path(features_dir: Path | str, d: dt.date) -> Path:
@@ -60,7 +191,8 @@ def snapshot_dates(features_dir: Path | str) -> list[dt.date]:
 def read_snapshots(features_dir: Path | str, dates: list[dt.date] | None = None) -> pd.DataFrame:
     """All (or the given) snapshot files concatenated, sorted by snapshot_date then customer_id.
 
-    Raises FeatureError when there are none, or a requested date has no file.
+    Raises FeatureError when there are none, a requested date has no file, or the files were built with
+    different feature settings (`check_snapshot_mix`, naming the stale files).
     """
     available = snapshot_dates(features_dir)
     if not available:
@@ -72,5 +204,7 @@ def read_snapshots(features_dir: Path | str, dates: list[dt.date] | None = None)
             f"no feature snapshot for {', '.join(str(d) for d in missing)} in {features_dir} "
             f"(have {available[0]} .. {available[-1]}): run `churn features` with these snapshot dates first"
         )
-    frames = [pd.read_parquet(snapshot_path(features_dir, d)) for d in wanted]
+    paths = [snapshot_path(features_dir, d) for d in wanted]
+    check_snapshot_mix(paths)
+    frames = [pd.read_parquet(path) for path in paths]
     return pd.concat(frames, ignore_index=True)

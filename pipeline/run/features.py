@@ -31,7 +31,16 @@ from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features import feature_names, features_from_partitions
-from pipeline.features.store import LABEL, snapshot_dates, snapshot_frame, snapshot_path
+from pipeline.features.store import (
+    LABEL,
+    feature_settings,
+    input_coverage,
+    settings_fingerprint,
+    snapshot_dates,
+    snapshot_frame,
+    snapshot_metadata,
+    snapshot_path,
+)
 from pipeline.features.tables import SOURCE_COLUMNS, EventTables, partitioned_event_tables
 from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
 from pipeline.labels import churn_labels_from_partitions, horizon_passed
@@ -63,6 +72,17 @@ def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
                 {column: POLARS_TYPES[dtypes[column]] for column in columns}
             )
     return frames
+
+
+def validated_coverage(validated_dir: Path) -> dict[str, list[str]]:
+    """`input_coverage` of the validated files (the feature columns only, scanned lazily)."""
+    validated_dir = Path(validated_dir)
+    scans = {
+        name: pl.scan_parquet(validated_dir / f"{name}.parquet").select(SOURCE_COLUMNS[name])
+        for name in SOURCE_COLUMNS
+        if (validated_dir / f"{name}.parquet").is_file()
+    }
+    return input_coverage(scans)
 
 
 @contextmanager
@@ -155,6 +175,8 @@ def _write_snapshots(
     written in date order by one background writer while the next snapshots are computed."""
     log = get_logger()
     dates = cfg.features.snapshots.resolve()
+    settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
+    metadata = snapshot_metadata(settings)
 
     def labelled_at(as_of: dt.date) -> bool:
         return horizon_passed(as_of, horizon_days=cfg.features.horizon_days, last_event_date=last_date)
@@ -176,7 +198,9 @@ def _write_snapshots(
             if pending is not None:
                 pending.result()  # at most one file in flight (raises the writer's error here)
             pending = writer.submit(
-                outputs.write, snapshot_path(cfg.features_dir, as_of), lambda path, frame=frame: write_parquet(frame, path)
+                outputs.write,
+                snapshot_path(cfg.features_dir, as_of),
+                lambda path, frame=frame: write_parquet(frame, path, metadata=metadata),
             )
             if frame.empty:
                 log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
@@ -193,6 +217,8 @@ def _write_snapshots(
     summary = {
         "snapshots": rows,
         "features": len(feature_names(cfg.features)),
+        "settings_fingerprint": settings_fingerprint(settings),
+        "inputs": settings["inputs"],
         "last_event_date": last_date.isoformat() if last_date else None,
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -23,9 +23,18 @@ import pandas as pd
 import polars as pl
 
 from pipeline.config import Config
+from pipeline.features.store import input_coverage
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
-from pipeline.io import atomic_write, complete_interrupted_publishes, output_set, sha256_file, write_json, write_parquet
+from pipeline.io import (
+    atomic_write,
+    complete_interrupted_publishes,
+    neutralise_formulas,
+    output_set,
+    sha256_file,
+    write_json,
+    write_parquet,
+)
 from pipeline.playbook import Playbook, check_playbook_features, load_playbook
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
@@ -44,6 +53,7 @@ class ScoringModelInfo:
     horizon_days: int
     source: str
     drift_reference: dict | None = None  # the training test snapshot's summary (pipeline.drift), when recorded
+    training_inputs: dict[str, list[str]] | None = None  # sources -> non-empty columns at training (None: not recorded)
 
 
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
@@ -61,12 +71,13 @@ def write_scores_csv(scores: pd.DataFrame, path: Path) -> Path:
     """Write the at-risk table as CSV atomically with Arrow's writer (about 10x faster than pandas here).
 
     Same values as the Parquet file: strings quoted, missing values empty, floats in their shortest
-    round-trip form (2 rather than 2.0), dates as YYYY-MM-DD.
+    round-trip form (2 rather than 2.0), dates as YYYY-MM-DD; text cells that a spreadsheet would run
+    as a formula get a leading single quote (`pipeline.io.neutralise_formulas`).
     """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    table = pa.Table.from_pandas(scores, preserve_index=False)
+    table = pa.Table.from_pandas(neutralise_formulas(scores), preserve_index=False)
     return atomic_write(path, lambda tmp: pa_csv.write_csv(table, str(tmp)))
 
 
@@ -90,6 +101,49 @@ def default_as_of(frames: Mapping[str, pl.DataFrame]) -> dt.date:
     if latest is None:
         raise ScoreError("the validated events hold no time-stamped rows: nothing to score; run `churn ingest`")
     return latest + dt.timedelta(days=1)
+
+
+def check_data_lag(as_of: dt.date, *, data_ends: dt.date | None, max_lag_days: int) -> None:
+    """Raise ScoreError when `as_of` is more than `max_lag_days` after `data_ends` (the last event's date)."""
+    if data_ends is not None and (as_of - data_ends).days > max_lag_days:
+        raise ScoreError(
+            f"--as-of {as_of} is {(as_of - data_ends).days} days after the data ends ({data_ends}), more than "
+            f"score.max_data_lag_days={max_lag_days}: recency would grow while nothing was recorded. Ingest newer "
+            "exports, score an earlier date, or raise score.max_data_lag_days"
+        )
+
+
+def missing_inputs(trained: Mapping[str, list[str]], present: Mapping[str, list[str]]) -> list[str]:
+    """What the model was trained with that the scoring data lacks: `<source> (no rows)` for a source
+    without rows, `<source>.<column> (empty)` for a column without values. Inputs: `input_coverage` results."""
+    missing = []
+    for source, columns in trained.items():
+        if source not in present:
+            missing.append(f"{source} (no rows)")
+            continue
+        missing += [f"{source}.{column} (empty)" for column in columns if column not in present[source]]
+    return missing
+
+
+def check_inputs(
+    info: ScoringModelInfo, present: Mapping[str, list[str]], *, allow_missing: bool
+) -> list[str]:
+    """Refuse (ScoreError) scoring data lacking sources or columns the model was trained with, unless
+    `allow_missing` (then warn). Returns what is missing ([] when nothing, or when not recorded)."""
+    missing = missing_inputs(info.training_inputs or {}, present)
+    if not missing:
+        return []
+    message = (
+        f"the model was trained with inputs the scoring data lacks: {', '.join(missing)}; the features built "
+        "from them would be missing and risks would shift"
+    )
+    if not allow_missing:
+        raise ScoreError(
+            f"{message}. Configure and ingest them (sources.<name> in the config, then churn ingest), or pass "
+            "--allow-missing-sources to score anyway"
+        )
+    get_logger().warning("%s (scoring anyway: --allow-missing-sources)", message)
+    return missing
 
 
 def known_features(specs: list[Any]) -> dict[str, str]:
@@ -119,6 +173,7 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
         horizon_days=int(manifest.get("horizon_days") or cfg.features.horizon_days),
         source=source,
         drift_reference=manifest.get("drift_reference"),
+        training_inputs=manifest.get("training_inputs"),
     )
 
 
@@ -248,8 +303,14 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
     return run.info.run_id
 
 
-def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool) -> dict[str, Any]:
+def run(
+    cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool, allow_missing_sources: bool = False
+) -> dict[str, Any]:
     """Score every eligible customer as of `as_of` (default: the day after the latest event).
+
+    Refuses an `as_of` more than `score.max_data_lag_days` after the last event, and data lacking sources
+    or columns the model was trained with (unless `allow_missing_sources`: then a warning, and the
+    summary lists them under `missing_inputs`).
 
     Returns the summary (as written to the JSON) plus the output paths and the MLflow run id.
     """
@@ -265,11 +326,13 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
     # does (same features as build_features on all events; ~40% less CPU than reading every column).
     frames = read_validated(cfg.validated_dir)
     as_of = as_of or default_as_of(frames)
+    check_data_lag(as_of, data_ends=latest_event_date(frames), max_lag_days=cfg.score.max_data_lag_days)
     with tempfile.TemporaryDirectory(prefix="champion-") as workdir:
         try:
             info = load_scoring_model(cfg, bundle=bundle, workdir=Path(workdir))
         except BundleError as exc:
             raise ScoreError(f"cannot use the model: {exc}") from None
+    missing = check_inputs(info, input_coverage(frames), allow_missing=allow_missing_sources)
     if info.horizon_days != cfg.features.horizon_days:
         log.warning(
             "the model predicts churn over %d days, the config says features.horizon_days=%d; using the model's",
@@ -303,6 +366,7 @@ def run(cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool)
         observed_rate=recent_observed_rate(tables, as_of=as_of, cfg=cfg, horizon_days=info.horizon_days),
     )
     del tables
+    summary["missing_inputs"] = missing
     with output_set(cfg.paths.data_dir, stage="score") as outputs:
         outputs.write(paths["parquet"], lambda path: write_parquet(scores, path))
         outputs.write(paths["csv"], lambda path: write_scores_csv(scores, path))

@@ -163,7 +163,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     import mlflow
 
     from pipeline.features.registry import feature_specs
-    from pipeline.features.store import read_snapshots
+    from pipeline.features.store import check_settings_match, read_snapshots, recorded_settings
     from pipeline.io import complete_interrupted_publishes
     from pipeline.tracking import input_fingerprints, log_training_run
 
@@ -175,6 +175,13 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     horizon = cfg.features.horizon_days
     with timed("train"):
         features = read_snapshots(cfg.features_dir)
+        recorded = recorded_settings(cfg.features_dir)
+        check_settings_match(recorded, cfg.features, features_dir=cfg.features_dir)
+        if recorded is None:
+            logger.warning(
+                "the feature snapshots record no feature settings (built by an older version): run `churn features` "
+                "so that the model records the inputs it was trained on and scoring can check them"
+            )
         labelled = labelled_snapshots(features)
         split = time_split(labelled, horizon_days=horizon, folds=cfg.train.cv_folds)
         logger.info(
@@ -212,6 +219,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             backtest=report,
             production=production,
             production_snapshots=production_snapshots,
+            manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None},
         )
         mlflow.MlflowClient(cfg.tracking_uri()).set_tag(record.run_id, "train_engine", cfg.train.engine)
     if not quiet:
