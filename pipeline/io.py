@@ -130,7 +130,10 @@ def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
         column = df[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
             column = column.astype(column.cat.categories.dtype)
-        if not (column.dtype == object or pd.api.types.is_string_dtype(column.dtype)):
+        if column.dtype == object:
+            if pd.api.types.infer_dtype(column, skipna=True) not in ("string", "mixed", "mixed-integer"):
+                continue  # dates, numbers, ... held as Python objects: not text
+        elif not pd.api.types.is_string_dtype(column.dtype):
             continue
         text = column.str
         risky = text.match(FORMULA_TRIGGER).fillna(False).astype(bool)

@@ -128,3 +128,15 @@ def test_no_neutralised_cell_starts_a_formula_and_the_quote_is_the_only_change(v
             assert after == "'" + before
         else:
             assert after == before
+
+
+def test_object_columns_of_dates_or_numbers_are_left_alone():
+    import datetime as dt
+
+    from pipeline.io import neutralise_formulas
+
+    frame = pd.DataFrame({"as_of": [dt.date(2025, 1, 1)] * 2, "n": pd.Series([-1, 2], dtype=object),
+                          "mixed": pd.Series(["=x", 3], dtype=object)})
+    out = neutralise_formulas(frame)
+    assert out["as_of"].tolist() == [dt.date(2025, 1, 1)] * 2 and out["n"].tolist() == [-1, 2]
+    assert out["mixed"].tolist() == ["'=x", 3]
