@@ -157,7 +157,7 @@ def best_actions(
 def _action_codes(actions: np.ndarray, capacities: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """Integer code per item (-1: no capacity) and the capacity per code."""
     names = sorted(capacities)
-    codes = pd.Categorical(actions, categories=names).codes.astype(np.int64)
+    codes = pd.Index(names, dtype=object).get_indexer(actions).astype(np.int64)  # -1: no capacity (or no action)
     return codes, np.array([capacities[name] for name in names], dtype=np.int64)
 
 

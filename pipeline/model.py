@@ -123,7 +123,7 @@ class CategoryEncoder:
         encoded = {}
         for col, categories in self.categories_.items():
             values = features[col].astype("str").where(features[col].notna())
-            codes = pd.Categorical(values, categories=categories).codes.astype("float64")
+            codes = pd.Index(categories, dtype=object).get_indexer(values).astype("float64")  # -1: missing or unseen
             codes[codes < 0] = np.nan
             encoded[col] = codes
         return encoded

@@ -200,7 +200,7 @@ def test_customer_partitions_keep_every_row_once_and_each_customer_in_one_partit
         owners = [set(part[name]["customer_id"]) for part in parts]
         assert all(not (owners[i] & owners[j]) for i in range(3) for j in range(i + 1, 3))
     transactions = parts[1]["transactions"]
-    assert transactions.equals(frames["transactions"].filter(pl.col("customer_id").is_in(transactions["customer_id"])))
+    assert transactions.equals(frames["transactions"].filter(pl.col("customer_id").is_in(transactions["customer_id"].implode())))
     with pytest.raises(ValueError, match="partitions must be at least 1"):
         next(customer_partitions(frames, partitions=0))
 
