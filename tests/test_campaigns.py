@@ -78,6 +78,7 @@ def test_only_treated_customers_get_saved_orders(history):
         assert listed["action"].isna().eq(listed["group"] == "none").all()
 
 
+@pytest.mark.slow
 def test_measured_uplift_per_action_covers_the_planted_effect(history):
     """A 95% interval misses 1 time in 20, so three independent histories: each action's interval must
     cover its planted effect in at least two, and the estimates average within 0.05 of it."""

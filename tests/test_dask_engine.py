@@ -48,6 +48,7 @@ def test_customer_partition_is_stable_and_in_range():
         customer_partition(ids, partitions=0)
 
 
+@pytest.mark.slow
 def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo_ingested, client):
     from pipeline.features import event_tables, features_from_tables
     from pipeline.labels import churn_labels
@@ -115,6 +116,7 @@ def training_matrices(demo_features):
     return matrices, labels, columns, params, settings
 
 
+@pytest.mark.slow
 def test_dask_trained_model_scores_within_001_roc_auc_of_the_local_one(training_matrices, client):
     from sklearn.metrics import roc_auc_score
 
@@ -132,6 +134,7 @@ def test_dask_trained_model_scores_within_001_roc_auc_of_the_local_one(training_
     assert abs(dask_auc - local_auc) <= 0.01
 
 
+@pytest.mark.slow
 def test_best_iteration_matches_lightgbm_early_stopping(training_matrices):
     import lightgbm as lgb
 
@@ -152,6 +155,7 @@ def test_best_iteration_matches_lightgbm_early_stopping(training_matrices):
     assert found == stopped.current_iteration()
 
 
+@pytest.mark.slow
 def test_features_runner_with_the_dask_engine_writes_the_same_files(demo_features, tmp_path):
     import shutil
 

@@ -60,6 +60,7 @@ def test_same_population_is_stable_and_a_shifted_one_is_named():
     assert set(shifted["feature"]) == {"spend", "orders", "region", SCORE}
 
 
+@pytest.mark.slow
 def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, caplog):
     import datetime as dt
 

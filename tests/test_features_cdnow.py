@@ -41,6 +41,7 @@ def direct_labels(transactions: pd.DataFrame, as_of: dt.date) -> pd.Series:
     return pd.Series([0 if c in after else 1 for c in eligible], index=eligible, dtype="int8")
 
 
+@pytest.mark.slow
 def test_twelve_monthly_snapshots_and_their_labels(cdnow):
     cfg = FeaturesConfig(snapshots={"dates": SNAPSHOTS}, lookback_days=LOOKBACK, horizon_days=HORIZON)
     tables = event_tables(cdnow)

@@ -104,6 +104,7 @@ def future_changed(base: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return changed
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     base=st.tuples(transaction_rows(hours_before_or_after), feedback_rows(hours_before_or_after),

@@ -81,6 +81,7 @@ def test_run_writes_one_file_per_snapshot_with_labels_where_known(tmp_path):
     assert rows[0]["churn_rate"] == pytest.approx(first["churned"].mean())
 
 
+@pytest.mark.slow
 def test_same_inputs_twice_give_identical_files(tmp_path):
     """Twice in this process and once in a fresh one (other polars category codes): same bytes."""
     cfg = workspace(tmp_path)

@@ -90,6 +90,7 @@ history = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(a=history, b=history)
 def test_overdue_ratio_is_finite_and_at_most_recency_for_any_history(a, b):

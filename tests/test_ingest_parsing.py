@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_series_equal
@@ -124,6 +125,7 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 DST_BERLIN = pd.Series(["2024-10-27 02:30:00", "2024-03-31 02:30:00", "2024-10-27 01:30:00"] * 2 + ["x"], dtype="str")
 
 
+@pytest.mark.slow
 @FAST
 @given(values=timestamp_columns, timezone=st.sampled_from(ZONES))
 @example(values=DST_BERLIN, timezone="Europe/Berlin")  # repeated, skipped and plain wall times, usual layout
@@ -133,12 +135,14 @@ def test_timestamps_parse_as_each_value_alone(values: pd.Series, timezone: str) 
     assert_series_equal(new, oracle(values, one_timestamp, "datetime64[us, UTC]", timezone=timezone))
 
 
+@pytest.mark.slow
 @FAST
 @given(values=columns(number_text))
 def test_numbers_parse_as_each_value_alone(values: pd.Series) -> None:
     assert_series_equal(parse_numbers(values), oracle(values, one_number, "float64"))
 
 
+@pytest.mark.slow
 @FAST
 @given(values=columns(id_text))
 def test_ids_parse_as_each_value_alone(values: pd.Series) -> None:

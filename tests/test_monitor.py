@@ -63,6 +63,7 @@ def test_alerts_name_the_broken_threshold():
     assert "monitor.max_calibration_error=0.1" in found[1]
 
 
+@pytest.mark.slow
 def test_churn_monitor_runs_every_past_list_and_exits_3_on_an_alert(campaign_cfg):
     config = str(campaign_cfg.config_path)
     ok = CliRunner().invoke(app, ["monitor", "-q", "-c", config])

@@ -65,6 +65,7 @@ def test_every_notebook_has_its_py_percent_twin_in_sync():
         assert "parameters" in paired.cells[1].metadata.get("tags", []), f"{name}: the 2nd cell must be the parameters cell"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_without_errors_on_the_demo_workspace(name, campaign_workspace, venv_kernel, monkeypatch):
     import nbformat

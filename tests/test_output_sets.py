@@ -161,6 +161,7 @@ def _fail_after(count, real):
     return writer
 
 
+@pytest.mark.slow
 def test_ingest_failing_after_three_files_keeps_the_previous_set(demo_cfg, tmp_path, monkeypatch):
     import shutil
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -18,6 +19,7 @@ def test_campaign_lists_are_written_like_scoring_runs(campaign_cfg):
     assert all(path.with_suffix(".json").is_file() and path.with_suffix(".csv").is_file() for path in lists)
 
 
+@pytest.mark.slow
 def test_update_playbook_writes_a_new_version_and_keeps_the_old(campaign_cfg, tmp_path):
     lists = sorted(campaign_cfg.scores_dir.glob("at_risk_*.parquet"))
     for path in lists[:-1]:

@@ -96,6 +96,7 @@ def test_scoring_run_is_logged_to_mlflow(scored):
     assert f"score/risk_tiers_{outcome['as_of']}.png" in logged
 
 
+@pytest.mark.slow
 def test_scoring_twice_gives_identical_files(scored):
     from pipeline.run import score
     from pipeline.run.score import scores_paths
@@ -214,6 +215,7 @@ def test_default_as_of_is_the_day_after_the_latest_event_of_any_source(demo_trai
     assert default_as_of(read_validated(demo_trained.validated_dir)) == latest.date() + dt.timedelta(days=1)
 
 
+@pytest.mark.slow
 def test_features_from_the_partitioned_tables_equal_build_features(scored, scored_frames):
     """The runner reads only the feature columns, per customer partition; the scored customers are those
     of build_features on all events, and the selected customers' features match the playbook."""

@@ -147,6 +147,7 @@ def trained(table):
     return strong, weak
 
 
+@pytest.mark.slow
 def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_model(
     tmp_path, mlflow_uri, trained, table
 ):

@@ -210,6 +210,7 @@ def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(ta
     assert train_set.data is None  # and holding no reference to the raw matrix
 
 
+@pytest.mark.slow
 def test_search_on_a_customer_sample_then_refit_on_all_rows(table, split):
     sampled = SETTINGS.model_copy(update={"search_trials": 3, "search_sample_rows": 1000})
     result = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
@@ -279,6 +280,7 @@ def test_search_sample_rows_must_not_be_negative():
         TrainConfig(search_sample_rows=-1)
 
 
+@pytest.mark.slow
 def test_a_baseline_whose_btyd_fit_failed_is_reported_failed_never_scored_as_a_constant(table, split):
     """The BTYD fit failed on the test snapshot (its features NaN there): the baseline has status
     "failed: ..." and no numbers on test; one that failed on validation is failed on both splits."""

@@ -58,6 +58,7 @@ def scheduler_address():
         yield client.scheduler.address
 
 
+@pytest.mark.slow
 def test_dask_engine_trains_registers_and_scores_like_the_local_engine(
     workspace, scheduler_address, synthetic_table, monkeypatch, tmp_path
 ):

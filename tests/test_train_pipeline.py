@@ -79,6 +79,7 @@ def test_demo_champion_bundle_downloads_and_a_changed_byte_is_refused(demo_train
         load_bundle(copy)
 
 
+@pytest.mark.slow
 def test_demo_retrain_promotes_better_and_same_seed_repeats_metrics(demo_trained, tmp_path):
     """Under a fresh model name: a weak model first, then the normal one, which must take the alias."""
     from pipeline.run import train
@@ -145,6 +146,7 @@ def cdnow_cfg(shared_data, tmp_path_factory, mlflow_uri):
     return cfg
 
 
+@pytest.mark.slow
 def test_cdnow_training_end_to_end(cdnow_cfg):
     import mlflow
 

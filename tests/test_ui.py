@@ -78,6 +78,7 @@ def test_server_command_binds_localhost_and_serves_configured_artifacts(tmp_path
     }
 
 
+@pytest.mark.slow
 def test_ensure_store_creates_the_sqlite_schema(tmp_path):
     import mlflow
 
@@ -195,6 +196,7 @@ def ui_server(demo_trained):
                 process.kill()
 
 
+@pytest.mark.slow
 def test_rest_api_returns_latest_training_run_and_champion(ui_server):
     import mlflow
 
@@ -233,6 +235,7 @@ def test_rest_api_returns_latest_training_run_and_champion(ui_server):
     assert f"/#/models/{name}/versions/{champion.version}" in printed
 
 
+@pytest.mark.slow
 def test_run_plots_are_served_from_the_artifact_root(ui_server):
     cfg, address, _, _ = ui_server
     import mlflow
@@ -245,6 +248,7 @@ def test_run_plots_are_served_from_the_artifact_root(ui_server):
         assert response.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_server_and_its_workers(ui_server):
     _, address, process, reader = ui_server
     port = int(address.rsplit(":", 1)[1])

@@ -31,6 +31,7 @@ def truth(campaign_cfg):
     return simulate_campaign_history(frames, dates=dates, horizon_days=campaign_cfg.features.horizon_days, seed=42)
 
 
+@pytest.mark.slow
 def test_uplift_run_ranks_planted_responders_first_and_saves_text_models(campaign_cfg, tmp_path):
     result = runner.run(campaign_cfg, quiet=True)
     evaluation = result["evaluation"]
@@ -51,6 +52,7 @@ def test_uplift_run_ranks_planted_responders_first_and_saves_text_models(campaig
         runner.load_uplift_models(copy)
 
 
+@pytest.mark.slow
 def test_learned_uplift_allocates_better_than_the_constant_playbook(rows, truth):
     rows, feature_names = rows
     fit, held, dates = held_out_split(rows, holdout=1)
