@@ -13,10 +13,11 @@ import pandas as pd
 
 from pipeline.evaluate import RetentionSettings
 from pipeline.features.registry import FeatureSpec
+from pipeline.reasons import Reason
 
 
 def spec(
-    name: str, family: str = "rfm", kind: str = "numeric", *, reason: str | None = None, direction: str = "none"
+    name: str, family: str = "rfm", kind: str = "numeric", *, reason: Reason | str | None = None, direction: str = "none"
 ) -> FeatureSpec:
     """A registry FeatureSpec for a test (no description): the fields training, scoring and reasons read."""
     return FeatureSpec(name, family, kind, "", direction, reason)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import spec
 
 from pipeline.errors import ScoreError
 from pipeline.reasons import reasons_mention, template_fields, top_reasons
@@ -16,18 +16,13 @@ from pipeline.reasons import reasons_mention, template_fields, top_reasons
 AS_OF = dt.date(2025, 10, 1)
 
 
-class Spec(NamedTuple):
-    name: str
-    reason: str | None
-
-
 SPECS = [
-    Spec("recency_days", "no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
-    Spec("overdue_ratio", "no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
-    Spec("open_tickets", "{open_tickets:.0f} support tickets still open"),
-    Spec("nps_last", "gave NPS {nps_last:.0f}, {days_since_feedback:.0f} days before {as_of:%Y-%m-%d}"),
-    Spec("top_category", "mostly buys {top_category}"),
-    Spec("frequency_all", None),
+    spec("recency_days", reason="no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
+    spec("overdue_ratio", reason="no order for {recency_days:.0f} days, about {overdue_ratio:.1f}x their usual gap"),
+    spec("open_tickets", reason="{open_tickets:.0f} support tickets still open"),
+    spec("nps_last", reason="gave NPS {nps_last:.0f}, {days_since_feedback:.0f} days before {as_of:%Y-%m-%d}"),
+    spec("top_category", "customer", "categorical", reason="mostly buys {top_category}"),
+    spec("frequency_all"),
 ]
 
 
@@ -98,7 +93,7 @@ def test_reasons_follow_contributions_index_and_subset():
 
 
 def test_derived_context_columns_can_be_used_by_templates():
-    specs = [Spec("nps_last", "gave NPS {nps_last:.0f} on {feedback_date:%Y-%m-%d}")]
+    specs = [spec("nps_last", reason="gave NPS {nps_last:.0f} on {feedback_date:%Y-%m-%d}")]
     contrib = pd.DataFrame({"nps_last": [1.0, 1.0, 1.0]}, index=pd.Index(["a", "b", "c"], name="customer_id"))
 
     def context(frame: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
@@ -111,7 +106,7 @@ def test_derived_context_columns_can_be_used_by_templates():
 
 def test_template_with_unknown_field_fails_clearly():
     contrib = pd.DataFrame({"open_tickets": [1.0]}, index=["a"])
-    specs = [Spec("open_tickets", "{open_tikets:.0f} open")]
+    specs = [spec("open_tickets", reason="{open_tikets:.0f} open")]
     with pytest.raises(ScoreError, match=r"reason template of feature 'open_tickets' uses \['open_tikets'\]"):
         top_reasons(contrib, features(), specs=specs, as_of=AS_OF)
 
@@ -131,16 +126,10 @@ def test_template_fields_and_mentions():
     assert reasons_mention(reasons, ["nps", "feedback"]).tolist() == [True, False]
 
 
-class DirectedSpec(NamedTuple):
-    name: str
-    reason: str | None
-    direction: str
-
-
 def test_risk_raising_feature_at_zero_is_not_a_reason():
     specs = [
-        DirectedSpec("open_tickets", "{open_tickets:.0f} support tickets still open", "up"),
-        DirectedSpec("frequency_all", "only {frequency_all:.0f} orders so far", "down"),
+        spec("open_tickets", reason="{open_tickets:.0f} support tickets still open", direction="up"),
+        spec("frequency_all", reason="only {frequency_all:.0f} orders so far", direction="down"),
     ]
     contrib = pd.DataFrame(
         {"open_tickets": [0.5, 0.5, 0.5], "frequency_all": [0.2, 0.2, 0.2]}, index=pd.Index(["a", "b", "c"], name="customer_id")
@@ -150,7 +139,7 @@ def test_risk_raising_feature_at_zero_is_not_a_reason():
 
 
 def test_fixed_statement_of_a_protective_flag_needs_the_flag_off():
-    specs = [DirectedSpec("loyalty_enrolled", "not in the loyalty programme", "down")]
+    specs = [spec("loyalty_enrolled", reason="not in the loyalty programme", direction="down")]
     contrib = pd.DataFrame({"loyalty_enrolled": [0.3, 0.3]}, index=["a", "b"])
     values = pd.DataFrame({"loyalty_enrolled": [0.0, 1.0]}, index=["a", "b"])
     result = top_reasons(contrib, values, specs=specs, as_of=AS_OF, n=1)
@@ -189,16 +178,11 @@ from pipeline.reasons import TYPICAL, Phrase, Reason, typical_values  # noqa: E4
 from pipeline.wording import RATIO_BOUND  # noqa: E402
 
 
-class ReasonedSpec(NamedTuple):
-    name: str
-    reason: Reason | None
-
-
-TREND = ReasonedSpec("spend_trend", Reason(
+TREND = spec("spend_trend", reason=Reason(
     (Phrase("spending is falling (trend {spend_trend:+.2f})", (("<", 0),)),),
     neutral="their spend trend ({spend_trend:+.2f})",
 ))
-ORDERS = ReasonedSpec("frequency_all", Reason(
+ORDERS = spec("frequency_all", reason=Reason(
     (Phrase("only {frequency_all:count:order} so far, fewer than the typical customer", (("<", TYPICAL),)),),
 ))
 
@@ -236,10 +220,10 @@ def test_typical_comes_from_the_population_given():
 
 
 def test_unknown_operator_fails_clearly():
-    spec = ReasonedSpec("spend_trend", Reason((Phrase("x", (("=<", 0),)),)))
+    unknown = spec("spend_trend", reason=Reason((Phrase("x", (("=<", 0),)),)))
     contrib = pd.DataFrame({"spend_trend": [0.4]}, index=["a"])
     with pytest.raises(ScoreError, match=r"reason of feature 'spend_trend' has unknown operators \['=<'\]"):
-        top_reasons(contrib, pd.DataFrame({"spend_trend": [0.1]}, index=["a"]), specs=[spec], as_of=AS_OF)
+        top_reasons(contrib, pd.DataFrame({"spend_trend": [0.1]}, index=["a"]), specs=[unknown], as_of=AS_OF)
 
 
 # Property test over the registry's own reasons: random rows with extreme, zero, negative and NaN values.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import minimal_config
+from synthetic import spec
 from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
@@ -22,18 +22,13 @@ NUMERIC = ["recency_days", "open_tickets", "is_detractor", "monetary_365d", "fre
 CATEGORICAL = ["top_category"]
 
 
-class Spec(NamedTuple):
-    name: str
-    reason: str | None
-
-
 SPECS = [
-    Spec("recency_days", "no order for {recency_days:.0f} days"),
-    Spec("open_tickets", "{open_tickets:.0f} support tickets still open"),
-    Spec("is_detractor", "gave a low NPS score (detractor)"),
-    Spec("monetary_365d", "spent {monetary_365d:.0f} in the last year"),
-    Spec("frequency_all", "{frequency_all:.0f} orders so far"),
-    Spec("top_category", None),
+    spec("recency_days", reason="no order for {recency_days:.0f} days"),
+    spec("open_tickets", reason="{open_tickets:.0f} support tickets still open"),
+    spec("is_detractor", reason="gave a low NPS score (detractor)"),
+    spec("monetary_365d", reason="spent {monetary_365d:.0f} in the last year"),
+    spec("frequency_all", reason="{frequency_all:.0f} orders so far"),
+    spec("top_category", "customer", "categorical"),
 ]
 PLAYBOOK = playbook_from_dict(
     {
