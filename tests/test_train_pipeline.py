@@ -183,6 +183,9 @@ def test_training_without_feature_snapshots_says_what_to_run(tmp_path):
 def test_demo_registered_model_holds_no_pickle_and_predicts_like_the_bundle(demo_trained, tmp_path):
     import mlflow
 
+    from pipeline.tracking import configure_mlflow
+
+    configure_mlflow(demo_trained)  # models:/ URIs resolve in the global registry, which other tests move
     uri = f"models:/{demo_trained.train.model_name}@champion"
     local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "registered"), tracking_uri=demo_trained.tracking_uri()))
     files = [p for p in local.rglob("*") if p.is_file()]
@@ -191,7 +194,6 @@ def test_demo_registered_model_holds_no_pickle_and_predicts_like_the_bundle(demo
         assert path.suffix in {".py", ".json", ".txt", ".yaml", ".sig", ""}, path
         assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"
     assert {"model.json", "booster.txt", "manifest.json"} <= {p.name for p in files}
-    mlflow.set_tracking_uri(demo_trained.tracking_uri())
     pyfunc = mlflow.pyfunc.load_model(uri)
     bundle = load_bundle(demo_trained.bundle_dir).model
     features = pd.read_parquet(sorted(demo_trained.features_dir.glob("snapshot=*.parquet"))[-1]).head(50)
@@ -221,7 +223,7 @@ def test_a_forged_registry_bundle_with_a_pickle_payload_never_runs(demo_trained,
         manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     (forged / "manifest.json").write_text(json.dumps(manifest))
     name = "churn-forged"
-    client = mlflow.MlflowClient(tracking_uri=demo_trained.tracking_uri())
+    client = mlflow.MlflowClient(tracking_uri=demo_trained.tracking_uri(), registry_uri=demo_trained.tracking_uri())
     experiment = client.get_experiment_by_name(demo_trained.mlflow.experiment).experiment_id
     run = client.create_run(experiment)
     client.log_artifacts(run.info.run_id, str(forged), "bundle")
