@@ -457,3 +457,31 @@ def test_a_discount_is_taken_off_the_derived_amount(tmp_path):
     result = ingest_in_memory(tmp_path, Case(files={"t.csv": text})).sources["transactions"]
     assert result.validated["amount"].tolist() == [8.5, 10.0, 10.0]  # 2 x 5 - discount; none given = 0
     assert result.report["derived"] == {"amount": "quantity × unit_price − discount"}
+
+
+def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):
+    """The export of the issue, through `churn ingest`: quantity x unit price and no amount, float-formatted
+    ids, several invoices a day, cancellations as negative lines, and a quarter of guest checkouts; default
+    settings, only a `rename` mapping."""
+    lines = [
+        "536365,17850.0,2024-01-01 08:26:00,6,2.55", "536365,17850.0,2024-01-01 08:26:00,8,3.39",
+        "536366,17850.0,2024-01-01 08:28:00,6,1.85", "C536379,17850.0,2024-01-01 09:41:00,-1,27.5",
+        "536367,13047.0,2024-01-01 08:34:00,32,1.69", "536368,13047,2024-01-02 08:34:00,3,4.25",
+        "536370,12583.0,2024-01-02 08:45:00,24,3.75", "536371,12583.0,2024-01-03 09:00:00,80,2.55",
+        "536372,,2024-01-03 09:01:00,6,1.85", "536373,,2024-01-03 09:02:00,6,2.55",
+        "536374,NaN,2024-01-03 09:09:00,32,1.69", "536375,,2024-01-04 09:32:00,6,2.55",
+    ]
+    export = "InvoiceNo,CustomerID,InvoiceDate,Quantity,UnitPrice\n" + "\n".join(lines) + "\n"
+    rename = {"InvoiceNo": "order_id", "CustomerID": "customer_id", "InvoiceDate": "ordered_at",
+              "Quantity": "quantity", "UnitPrice": "unit_price"}
+    case = Case(files={"online_retail.csv": export},
+                sources={"transactions": {"path": "online_retail.csv", "rename": rename}})
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code == 0, output
+    report = yaml.safe_load((tmp_path / "out" / "reports" / "ingest_report.json").read_text(encoding="utf-8"))
+    entry = report["sources"]["transactions"]
+    assert (entry["input_rows"], entry["validated_rows"], entry["anonymous_rows"], entry["bad_rows"]) == (12, 8, 4, 0)
+    assert entry["derived"] == {"amount": "quantity × unit_price"}
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert sorted(validated["customer_id"].unique()) == ["12583", "13047", "17850"]
+    assert validated["amount"].round(2).tolist() == [15.3, 27.12, 11.1, -27.5, 54.08, 12.75, 90.0, 204.0]
