@@ -23,6 +23,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: no "<bool>" type column next to flags (and --help), nothing cut to a box width.
+    rich_markup_mode=None,
 )
 
 ConfigOption = Annotated[
@@ -31,7 +33,7 @@ ConfigOption = Annotated[
 ]
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override one config value: key.path=value (repeatable)."),
+    typer.Option("--set", metavar="KEY.PATH=VALUE", help="Override one config value (repeatable)."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, warnings only.")]
 DEFAULT_CONFIG = Path("configs/default.yaml")
@@ -44,11 +46,12 @@ def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callabl
     """
     from pipeline.config import load_config
     from pipeline.progress import configure_logging
+    from pipeline.progress import console as progress_console
 
     # Before LightGBM loads OpenMP: idle threads sleep instead of spinning, so training and scoring
     # on a busy machine are not slowed tenfold by threads waiting for a descheduled sibling.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    console = Console(stderr=True)
+    console = progress_console(stderr=True)
     configure_logging(quiet=quiet)
     try:
         cfg = load_config(config, overrides or [])
@@ -147,7 +150,8 @@ def score(
 
 @app.command()
 def measure(
-    scores: Annotated[Path, typer.Option(help="An at-risk list: data/scores/at_risk_YYYY-MM-DD.parquet.")],
+    scores: Annotated[Path, typer.Option(help="An at-risk list written by `churn score`: data/<project>/scores/at_risk_YYYY-MM-DD.parquet "
+            "(paths.data_dir/<project>/scores).")],
     update_playbook: Annotated[
         bool, typer.Option(help="Then pool every measured campaign per action and write the next playbook version.")
     ] = False,

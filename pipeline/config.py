@@ -8,7 +8,9 @@ Unknown keys and bad values raise `ConfigError` naming the key.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
+import typing
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -345,8 +347,44 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         key, text = item.split("=", 1)
-        _set_dotted(result, key.strip(), yaml.safe_load(text) if text.strip() else None)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
+        _set_dotted(result, key.strip(), value)
     return result
+
+
+def _submodel(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The config model inside a field's annotation, and whether it sits in a dict (keyed by name)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    origin = typing.get_origin(annotation)
+    for arg in typing.get_args(annotation):
+        model, _ = _submodel(arg)
+        if model is not None:
+            return model, origin is dict
+    return None, False
+
+
+def known_keys(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> list[str]:
+    """The keys the config section at `loc` (a pydantic error location, without the last part) accepts."""
+    model: type[BaseModel] | None = root or Config
+    parts = list(loc)
+    while parts and model is not None:
+        field = model.model_fields.get(str(parts.pop(0)))
+        if field is None:
+            return []
+        model, keyed = _submodel(field.annotation)
+        if keyed and parts:
+            parts.pop(0)  # the entry's own name, e.g. sources.<name>
+    return list(model.model_fields) if model is not None else []
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    close = difflib.get_close_matches(str(loc[-1]), known_keys(loc[:-1]), n=1, cutoff=0.6) if loc else []
+    return f"unknown key (did you mean '{close[0]}'?)" if close else "unknown key"
 
 
 def _resolve(base: Path, path: Path) -> Path:
@@ -379,24 +417,35 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return raw
 
 
-def _format_validation_error(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration in {origin}:"]
+def _format_validation_error(exc: ValidationError, origin: str, overrides: list[str] | None = None) -> str:
+    """One line per problem naming the key; a key given by `--set` names the `--set`, not the file."""
+    set_by = {item.split("=", 1)[0].strip(): item for item in overrides or [] if "=" in item}
+    lines = []
+    from_set = 0
     for err in exc.errors():
-        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-        lines.append(f"  {key}: {message}")
-    return "\n".join(lines)
+        loc = tuple(err["loc"])
+        key = ".".join(str(part) for part in loc) or "(top level)"
+        message = _unknown_key_message(loc) if err["type"] == "extra_forbidden" else err["msg"]
+        given = next((item for k, item in set_by.items() if key == k or key.startswith(k + ".")), None)
+        from_set += given is not None
+        lines.append(f"  --set {given}: {key}: {message}" if given else f"  {key}: {message}")
+    header = "invalid --set value:" if from_set == len(lines) else f"invalid configuration in {origin}:"
+    return "\n".join([header, *lines])
 
 
-def config_from_dict(raw: dict[str, Any], *, base_dir: Path, origin: str = "<dict>") -> Config:
-    """Validate a raw mapping into a Config; relative paths resolve against `base_dir`."""
+def config_from_dict(
+    raw: dict[str, Any], *, base_dir: Path, origin: str = "<dict>", overrides: list[str] | None = None
+) -> Config:
+    """Validate a raw mapping into a Config; relative paths resolve against `base_dir`.
+
+    `overrides`: the `--set` items already applied to `raw`, so that errors in them name the `--set`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {origin}: the top level must be a mapping")
     try:
         resolved = _resolve_paths(apply_overrides(raw, []), base_dir)
         return Config.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from None
+        raise ConfigError(_format_validation_error(exc, origin, overrides)) from None
     except (TypeError, AttributeError) as exc:
         raise ConfigError(f"invalid configuration in {origin}: {exc}") from None
 
@@ -414,7 +463,7 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> Config:
         raise ConfigError(f"invalid configuration in {path}: the top level must be a mapping")
     raw = apply_overrides(raw, overrides or [])
     raw["config_path"] = str(path)
-    return config_from_dict(raw, base_dir=path.parent, origin=str(path))
+    return config_from_dict(raw, base_dir=path.parent, origin=str(path), overrides=overrides)
 
 
 def config_as_dict(cfg: Config) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Progress bars and per-stage timing logs. Quiet when asked, or when stderr is not a terminal."""
+"""Progress bars, per-stage timing logs and the consoles tables are printed on.
+
+Quiet when asked, or when stderr is not a terminal. Log lines carry ISO timestamps
+(2026-12-04 07:58:45) on every line. Without a terminal (cron, a log file) rich would squash tables
+and log lines to 80 columns, cutting names and paths: `console` then uses a width no line reaches.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 T = TypeVar("T")
 LOGGER_NAME = "pipeline"
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+WIDTH_WITHOUT_TERMINAL = 10_000  # tables take the width their content needs, lines are not wrapped
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich Console on stdout (or stderr): the terminal's width, or unlimited when not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    is_terminal = stream.isatty()
+    return Console(stderr=stderr, width=None if is_terminal else WIDTH_WITHOUT_TERMINAL)
 
 
 def get_logger() -> logging.Logger:
@@ -25,7 +39,13 @@ def configure_logging(*, quiet: bool = False) -> None:
     """Log lines with timings to stderr; WARNING and up only when quiet."""
     logger = get_logger()
     logger.handlers.clear()
-    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    handler = RichHandler(
+        console=console(stderr=True),
+        show_path=False,
+        rich_tracebacks=False,
+        log_time_format=LOG_TIME_FORMAT,
+        omit_repeated_times=False,
+    )
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
@@ -43,7 +63,7 @@ def track(items: Iterable[T], *, description: str, total: int | None = None, qui
         yield from items
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    with Progress(*columns, console=console(stderr=True), transient=False) as bar:
         task = bar.add_task(description, total=total if total is not None else _len_or_none(items))
         for item in items:
             yield item

@@ -99,14 +99,29 @@ def ensure_experiment(cfg: Config, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=experiment_artifact_location(cfg, name))
+            return client.create_experiment(
+                name, artifact_location=experiment_artifact_location(cfg, name), tags=RUNS_VIEW_TAGS
+            )
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # created meanwhile by another process
             if experiment is None:
                 raise
     if experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
+    mark_runs_view(client, experiment)
     return experiment.experiment_id
+
+
+# MLflow 3's UI opens an experiment without a kind on its GenAI overview (traces, "No data available");
+# this tag files it as classic ML, so it opens on the runs table (see ECOSYSTEM.md).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+RUNS_VIEW_TAGS = {EXPERIMENT_KIND_TAG: "custom_model_development"}
+
+
+def mark_runs_view(client: Any, experiment: Any) -> None:
+    """Set the experiment kind tag on `experiment` (an mlflow Experiment) when it has none."""
+    if EXPERIMENT_KIND_TAG not in (experiment.tags or {}):
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, RUNS_VIEW_TAGS[EXPERIMENT_KIND_TAG])
 
 
 # --- champion --------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Render the MLflow page of the latest training run in headless Chromium and save a PNG (for the README).
 
     .venv/bin/python scripts/screenshot.py [--config configs/default.yaml] [--out docs/mlflow-run.png]
-                                            [--page run|model|plots] [--port 5099]
+                                            [--page runs|run|model|plots] [--port 5099]
 
 Needs a trained model (`make demo`) and Chromium at /usr/bin/chromium (Debian: `apt-get install
 chromium`); without Chromium it says so and exits 0, so it is optional everywhere. It starts the
@@ -28,9 +28,10 @@ CHROMIUM_FLAGS = (
 
 
 def page_url(address: str, *, page: str, experiment_id: str, run_id: str, model_name: str) -> str:
-    """The UI address of the run page, its plots, or the registered model page."""
+    """The UI address of the experiment's runs table (as `churn ui` links it), the run page, its plots, or the model."""
     run = f"{address}/#/experiments/{experiment_id}/runs/{run_id}"
     return {
+        "runs": f"{address}/#/experiments/{experiment_id}/runs",
         "run": run,
         "plots": f"{run}/artifacts/plots/lift_gain_test.png",
         "model": f"{address}/#/models/{model_name}",
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/default.yaml")
     parser.add_argument("--out", type=Path, default=Path("docs/mlflow-run.png"))
-    parser.add_argument("--page", choices=("run", "plots", "model"), default="run")
+    parser.add_argument("--page", choices=("runs", "run", "plots", "model"), default="run")
     parser.add_argument("--port", type=int, default=5099)
     parser.add_argument("--size", default="1440x1000", help="window WIDTHxHEIGHT in pixels")
     parser.add_argument("--wait-ms", type=int, default=20000)

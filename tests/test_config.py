@@ -142,3 +142,43 @@ def test_cli_check_config_applies_set_and_reports_bad_keys(tmp_path):
     )
     assert bad.exit_code == 2
     assert "features.horizon_dayz: unknown key" in bad.output
+
+
+def test_unknown_key_gets_a_did_you_mean(tmp_path):
+    raw = minimal_config()
+    raw["score"] = {"budjet": 100}
+    with pytest.raises(ConfigError, match=r"score\.budjet: unknown key \(did you mean 'budget'\?\)"):
+        load_config(write_yaml(tmp_path, raw))
+
+
+def test_a_bad_set_names_the_set_not_the_file(tmp_path):
+    path = write_yaml(tmp_path, minimal_config())
+    with pytest.raises(ConfigError, match=r"^invalid --set value:\n  --set score\.budget=abc: score\.budget: ") as info:
+        load_config(path, ["score.budget=abc"])
+    assert str(path) not in str(info.value)
+    with pytest.raises(ConfigError, match=r"--set score\.budjet=5: score\.budjet: unknown key \(did you mean 'budget'\?\)"):
+        load_config(path, ["score.budjet=5"])
+
+
+@pytest.mark.parametrize(
+    ("item", "problem"),
+    [
+        ("train.seed=[1", r"expected ',' or '\]'"),
+        ("train.seed=!!python/object/apply:os.system ['echo hi']", "could not determine a constructor"),
+    ],
+)
+def test_invalid_set_values_are_one_line_errors_with_exit_2(tmp_path, item, problem):
+    path = write_yaml(tmp_path, minimal_config())
+    with pytest.raises(ConfigError, match=rf"^--set ['\"].*['\"]: the value is not valid YAML \(.*{problem}"):
+        load_config(path, [item])
+    result = CliRunner().invoke(app, ["score", "--config", str(path), "--set", item])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+    assert "--set" in result.output
+
+
+def test_help_shows_no_bool_type_and_the_real_scores_path():
+    result = CliRunner().invoke(app, ["measure", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "<bool>" not in result.output and "bool" not in result.output
+    assert "data/<project>/scores/at_risk_YYYY-MM-DD.parquet" in result.output

@@ -48,7 +48,7 @@ def test_guide_lines_point_at_run_model_and_champion():
     lines = ui.guide_lines("http://127.0.0.1:5000", store, experiment="churn-demo-training")
     assert lines == [
         "MLflow UI: http://127.0.0.1:5000   (Ctrl-C to stop)",
-        "  training runs:    http://127.0.0.1:5000/#/experiments/3  (experiment 'churn-demo-training')",
+        "  training runs:    http://127.0.0.1:5000/#/experiments/3/runs  (experiment 'churn-demo-training')",
         "  latest run:       http://127.0.0.1:5000/#/experiments/3/runs/abc123"
         "  (churn test=2025-10-01; metrics, plots under Artifacts)",
         "  registered model: http://127.0.0.1:5000/#/models/churn-demo",
@@ -87,6 +87,26 @@ def test_ensure_store_creates_the_sqlite_schema(tmp_path):
     assert (tmp_path / "store" / "mlruns.db").is_file()
     default = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri()).get_experiment("0")
     assert default.artifact_location.startswith((tmp_path / "mlartifacts").as_uri())
+
+
+def test_experiments_open_on_the_runs_view(tmp_path):
+    """MLflow 3 opens an experiment without a kind on its GenAI overview; the tag files it as classic ML."""
+    import mlflow
+
+    from pipeline.tracking import EXPERIMENT_KIND_TAG, ensure_experiment
+
+    cfg = small_config(tmp_path)
+    ui.ensure_store(cfg.tracking_uri(), artifact_root=cfg.mlflow.artifact_root)
+    client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri())
+    created = ensure_experiment(cfg, cfg.mlflow.experiment)
+    assert client.get_experiment(created).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    old = client.create_experiment("made-before-the-tag")  # a store from an earlier version
+    assert EXPERIMENT_KIND_TAG not in client.get_experiment(old).tags
+    store = ui.overview(cfg.tracking_uri(), experiment="made-before-the-tag", model_name="m")
+    assert client.get_experiment(old).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
+    assert ui.guide_lines("http://h:1", store, experiment="made-before-the-tag")[1].startswith(
+        f"  training runs:    http://h:1/#/experiments/{old}/runs "
+    )
 
 
 def test_busy_port_is_a_config_error_naming_the_fix(tmp_path):

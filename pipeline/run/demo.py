@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
-from pipeline.progress import get_logger
+from pipeline.progress import console, get_logger
 
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile")
 
@@ -104,9 +103,9 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
     summary_path = Path(score_result["summary_path"]) if isinstance(score_result, dict) and "summary_path" in score_result else None
     score_summary = _read_json(summary_path) if summary_path else {}
     metrics = _read_json(cfg.bundle_dir / "metrics.json")
-    console = Console()
-    console.print(metrics_table(metrics))
+    out = console()
+    out.print(metrics_table(metrics))
     if campaigns:
-        console.print(loop_table(monitoring, uplift_result))
-    console.print(outputs_table(cfg, score_summary, summary_path))
+        out.print(loop_table(monitoring, uplift_result))
+    out.print(outputs_table(cfg, score_summary, summary_path))
     return {"metrics": metrics, "score": score_summary, "monitor": monitoring, "uplift": uplift_result}

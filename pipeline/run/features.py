@@ -23,7 +23,6 @@ from typing import Any
 
 import pandas as pd
 import polars as pl
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config, FeaturesConfig
@@ -44,7 +43,7 @@ from pipeline.features.store import (
 from pipeline.features.tables import SOURCE_COLUMNS, EventTables, partitioned_event_tables
 from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
 from pipeline.labels import churn_labels_from_partitions, horizon_passed
-from pipeline.progress import get_logger, timed, track
+from pipeline.progress import console, get_logger, timed, track
 from pipeline.snapshot import latest_event_date
 
 POLARS_TYPES = {TIMESTAMP: pl.Datetime("us", "UTC"), STRING: pl.String, FLOAT: pl.Float64, BOOLEAN: pl.Boolean}
@@ -223,7 +222,7 @@ def _write_snapshots(
         "seconds": round(time.perf_counter() - started, 2),
     }
     if not quiet:
-        Console().print(_summary_table(summary))
+        console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
     return summary
 

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.ingest import IngestResult, ingest_sources
 from pipeline.io import OutputSet, complete_interrupted_publishes, output_set, sha256_file, write_json, write_parquet
-from pipeline.progress import get_logger, timed, track
+from pipeline.progress import console, get_logger, timed, track
 from pipeline.sources import read_source, source_files
 
 REPORT_NAME = "ingest_report.json"
@@ -153,5 +152,5 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             entry["quarantined_rows"],
         )
     if not quiet:
-        Console().print(report_table(report))
+        console().print(report_table(report))
     return report

@@ -1,4 +1,4 @@
-"""`churn measure --scores data/scores/at_risk_D.parquet`: treated vs control, once the horizon has passed.
+"""`churn measure --scores data/<project>/scores/at_risk_D.parquet`: treated vs control, once the horizon has passed.
 
 Reads the scores file (and its summary JSON for the model's horizon and the playbook's planned
 uplifts), the validated transactions, refuses while the transactions do not yet cover
@@ -29,11 +29,15 @@ from pipeline.labels import horizon_passed
 from pipeline.snapshot import latest_event_date
 
 
-def read_scores(path: Path) -> pd.DataFrame:
-    """The at-risk table from Parquet (or the CSV twin); ScoreError when absent or unreadable."""
+def read_scores(path: Path, *, scores_dir: Path | None = None) -> pd.DataFrame:
+    """The at-risk table from Parquet (or the CSV twin); ScoreError when absent or unreadable.
+
+    `scores_dir` (the config's, data/<project>/scores) is named in the error as where `churn score` writes.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ScoreError(f"scores file not found: {path}; pass a file written by `churn score` (data/scores/at_risk_*.parquet)")
+        where = f"{scores_dir}/at_risk_*.parquet" if scores_dir is not None else "data/<project>/scores/at_risk_*.parquet"
+        raise ScoreError(f"scores file not found: {path}; pass a file written by `churn score` ({where})")
     try:
         if path.suffix == ".csv":
             frame = pd.read_csv(path, dtype={"customer_id": "str", "action": "str", "group": "str"})
@@ -125,7 +129,7 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
     version (pipeline.run.playbook_update)."""
     complete_interrupted_publishes(cfg.paths.data_dir)
     complete_interrupted_publishes(Path(scores_path).parent)
-    scores = read_scores(scores_path)
+    scores = read_scores(scores_path, scores_dir=cfg.scores_dir)
     as_of = check_scores(scores)
     summary = read_summary(scores_path)
     horizon_days = int(summary.get("horizon_days") or cfg.features.horizon_days)

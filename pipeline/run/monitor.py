@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.io import output_set, write_csv
 from pipeline.monitor import MONITOR_COLUMNS, alerts, list_metrics, tier_table
-from pipeline.progress import get_logger
+from pipeline.progress import console, get_logger
 
 ALERT_EXIT_CODE = 3
 TRAINING_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
@@ -142,7 +141,7 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     }
     latest_alerts = alerts(rows[-1], min_roc_auc=cfg.monitor.min_roc_auc, max_calibration_error=cfg.monitor.max_calibration_error)
     if not quiet:
-        Console().print(monitoring_table(table, training))
+        console().print(monitoring_table(table, training))
     log = get_logger()
     for sentence in latest_alerts:
         log.warning("ALERT: %s; consider retraining (`churn train`)", sentence)

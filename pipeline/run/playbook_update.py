@@ -16,7 +16,6 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
@@ -24,7 +23,7 @@ from pipeline.errors import ScoreError
 from pipeline.io import write_csv, write_text
 from pipeline.playbook import playbook_from_dict
 from pipeline.pooling import next_version_path, pooled_uplift, updated_playbook
-from pipeline.progress import get_logger
+from pipeline.progress import console, get_logger
 
 
 def read_measured(folder: Path) -> pd.DataFrame:
@@ -97,7 +96,7 @@ def run(cfg: Config, *, scores_folder: Path, known_features: dict[str, str], qui
     pooled_path = write_csv(pooled.assign(campaigns=pooled["campaigns"].map(", ".join)), Path(scores_folder) / "pooled_uplift.csv")
     run_id = _log_to_mlflow(cfg, pooled, new_path, pooled_path)
     if not quiet:
-        Console().print(changes_table(changes, path=new_path))
+        console().print(changes_table(changes, path=new_path))
     get_logger().info(
         "new playbook version %s (%d measured actions); set score.playbook to use it", new_path, len(changes)
     )

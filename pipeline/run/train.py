@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.evaluate import RetentionSettings
 from pipeline.io import write_json
-from pipeline.progress import get_logger, timed, track
+from pipeline.progress import console, get_logger, timed, track
 from pipeline.split import labelled_snapshots, rolling_splits, time_split
 from pipeline.train import BoosterFit, TrainResult, backtest_summary, production_model, train_models
 
@@ -223,11 +222,11 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         )
         mlflow.MlflowClient(cfg.tracking_uri()).set_tag(record.run_id, "train_engine", cfg.train.engine)
     if not quiet:
-        console = Console()
-        console.print(metrics_table(result.metrics, split="test"))
-        console.print(metrics_table(result.metrics, split="validation"))
+        out = console()
+        out.print(metrics_table(result.metrics, split="test"))
+        out.print(metrics_table(result.metrics, split="validation"))
         if report is not None:
-            console.print(backtest_table(report))
+            out.print(backtest_table(report))
         console.print(
             f"model {cfg.train.model_name} version {record.model_version}: {record.decision.label} "
             f"({record.decision.reason}); bundle {record.bundle_path}; MLflow run {record.run_id}",

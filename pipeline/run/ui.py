@@ -57,14 +57,21 @@ def ensure_store(tracking_uri: str, *, artifact_root: Path) -> None:
 
 
 def overview(tracking_uri: str, *, experiment: str, model_name: str) -> StoreOverview:
-    """The training experiment, its latest training run and the registered model's champion version."""
+    """The training experiment, its latest training run and the registered model's champion version.
+
+    Also tags the experiment as classic ML (`tracking.mark_runs_view`) so the UI opens on its runs.
+    """
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from pipeline.review import find_latest_training_run
 
+    from pipeline.tracking import mark_runs_view
+
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        mark_runs_view(client, found)  # a store made before the tag existed still opens on the runs
     latest = find_latest_training_run(tracking_uri, experiment=experiment, model_name=model_name)
     try:
         champion = client.get_model_version_by_alias(model_name, CHAMPION_ALIAS).version
@@ -79,13 +86,20 @@ def overview(tracking_uri: str, *, experiment: str, model_name: str) -> StoreOve
     )
 
 
+def runs_page(address: str, experiment_id: str) -> str:
+    """The UI page with the table of an experiment's runs (not MLflow 3's GenAI overview)."""
+    return f"{address}/#/experiments/{experiment_id}/runs"
+
+
 def guide_lines(address: str, store: StoreOverview, *, experiment: str) -> list[str]:
     """Plain-text lines telling where the runs, the model and its champion alias are in the UI."""
     lines = [f"MLflow UI: {address}   (Ctrl-C to stop)"]
     if store.experiment_id is None:
         lines.append(f"  no experiment '{experiment}' yet: run `churn train` (or `make train`) first")
     else:
-        lines.append(f"  training runs:    {address}/#/experiments/{store.experiment_id}  (experiment '{experiment}')")
+        lines.append(
+            f"  training runs:    {runs_page(address, store.experiment_id)}  (experiment '{experiment}')"
+        )
         if store.latest_run_id is not None:
             lines.append(
                 f"  latest run:       {address}/#/experiments/{store.experiment_id}/runs/{store.latest_run_id}"

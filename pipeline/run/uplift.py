@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.io import output_set, sha256_file, write_csv, write_json
-from pipeline.progress import get_logger, timed
+from pipeline.progress import console, get_logger, timed
 from pipeline.uplift import TLearner, fit_t_learner, held_out_split, predict_uplift, qini_evaluation, uplift_rows
 
 MANIFEST = "uplift.json"
@@ -234,7 +233,7 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
         outputs.write(curves_path, lambda path: write_csv(all_curves, path))
     run_id = _log_to_mlflow(cfg, evaluation, figure_path, folder)
     if not quiet:
-        Console().print(evaluation_table(evaluation))
+        console().print(evaluation_table(evaluation))
     usable = [a for a, info in evaluation.items() if info["beats_constant"]]
     get_logger().info(
         "uplift models for %s -> %s; beat a constant uplift on held-out campaigns: %s%s",
