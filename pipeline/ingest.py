@@ -418,7 +418,7 @@ def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series
     return pd.Series(joined, index=pd.Index(rows[first], dtype=np.int64, name="row"), dtype="str", name="reason")
 
 
-def top_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
+def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
     """The most frequent reasons: [{reason, rows}], by rows then reason."""
     counts = problems.drop_duplicates(["row", "reason"])["reason"].value_counts()
     counts = counts.rename_axis("reason").reset_index(name="rows")
@@ -525,7 +525,7 @@ def split_source(
         "notes": list(raw.notes) + [
             f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
         ],
-        "top_reasons": top_reasons(problems),
+        "top_reasons": top_quarantine_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
 

@@ -2,7 +2,8 @@
 
 Quiet when asked, or when stderr is not a terminal. Log lines carry ISO timestamps
 (2026-12-04 07:58:45) on every line. Without a terminal (cron, a log file) rich would squash tables
-and log lines to 80 columns, cutting names and paths: `console` then uses a width no line reaches.
+and log lines to 80 columns, cutting names and paths: log records are then plain lines, and `console`
+(for tables) uses a width no line reaches (tables take the width of their content).
 """
 
 from __future__ import annotations
@@ -39,13 +40,18 @@ def configure_logging(*, quiet: bool = False) -> None:
     """Log lines with timings to stderr; WARNING and up only when quiet."""
     logger = get_logger()
     logger.handlers.clear()
-    handler = RichHandler(
-        console=console(stderr=True),
-        show_path=False,
-        rich_tracebacks=False,
-        log_time_format=LOG_TIME_FORMAT,
-        omit_repeated_times=False,
-    )
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(
+            console=Console(stderr=True),
+            show_path=False,
+            rich_tracebacks=False,
+            log_time_format=LOG_TIME_FORMAT,
+            omit_repeated_times=False,
+        )
+    else:  # cron, a log file: plain lines, one per record, never wrapped or padded
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", datefmt=LOG_TIME_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False

@@ -19,7 +19,7 @@ def test_log_lines_have_iso_timestamps_and_are_not_wrapped(capsys):
     assert len(lines) == 2  # pytest's stderr is no terminal: one line per record, none wrapped
     for line in lines:
         assert re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} +INFO ", line), line
-    assert LONG_PATH in lines[0]
+    assert LONG_PATH in lines[0] and lines[0].endswith(LONG_PATH)  # not padded either
 
 
 def test_tables_without_a_terminal_keep_full_names(capsys):
@@ -30,3 +30,4 @@ def test_tables_without_a_terminal_keep_full_names(capsys):
     console().print(table)
     out = capsys.readouterr().out
     assert "lightgbm_uncalibrated_with_a_long_name" in out and LONG_PATH in out and "…" not in out
+    assert max(len(line) for line in out.splitlines()) < len(LONG_PATH) + 60  # as wide as the content

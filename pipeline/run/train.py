@@ -227,7 +227,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         out.print(metrics_table(result.metrics, split="validation"))
         if report is not None:
             out.print(backtest_table(report))
-        console.print(
+        out.print(
             f"model {cfg.train.model_name} version {record.model_version}: {record.decision.label} "
             f"({record.decision.reason}); bundle {record.bundle_path}; MLflow run {record.run_id}",
             highlight=False,
