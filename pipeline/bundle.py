@@ -270,6 +270,14 @@ def verify_bundle(path: Path, *, key: bytes | None = None) -> dict[str, Any]:
     return manifest
 
 
+def _text(path: Path) -> str:
+    """The UTF-8 text of `path`; ValueError naming the file when it is binary (e.g. a pickle)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name} is not UTF-8 text (binary content, e.g. a pickle, is never loaded)") from None
+
+
 def load_bundle(path: Path, *, key: bytes | None = None) -> LoadedBundle:
     """Verify the bundle at `path` (`verify_bundle`), then parse its model, manifest and metrics.
 
@@ -278,9 +286,9 @@ def load_bundle(path: Path, *, key: bytes | None = None) -> LoadedBundle:
     path = Path(path)
     manifest = verify_bundle(path, key=key)
     try:
-        files = {name: (path / name).read_text(encoding="utf-8") for name in manifest["model_files"]}
+        files = {name: _text(path / name) for name in manifest["model_files"]}
         model = ChurnModel.from_files(files)
-        metrics = json.loads((path / METRICS_FILE).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        metrics = json.loads(_text(path / METRICS_FILE))
+    except ValueError as exc:  # JSONDecodeError is a ValueError
         raise BundleError(f"model bundle {path} holds a malformed model: {exc}; retrain with `churn train`") from None
     return LoadedBundle(model=model, manifest=manifest, metrics=metrics)

@@ -485,3 +485,112 @@ def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
     assert sorted(validated["customer_id"].unique()) == ["12583", "13047", "17850"]
     assert validated["amount"].round(2).tolist() == [15.3, 27.12, 11.1, -27.5, 54.08, 12.75, 90.0, 204.0]
+
+
+# --- 4. outputs and model files (after ingest) ---------------------------------------------------
+
+
+def run_churn(folder: Path, *args: str, case: Case | None = None, env: dict | None = None, features: dict | None = None):
+    """`churn <args> -c <config> -q` in-process on the workspace of `case` (default: the clean export)."""
+    case = case or Case(files={"t.csv": CLEAN})
+    folder.mkdir(parents=True, exist_ok=True)
+    write_files(folder, case)
+    raw = raw_config(case)
+    raw["features"] = {"snapshots": {"dates": ["2024-01-15", "2024-02-01"]}, "lookback_days": 60,
+                       "horizon_days": 10, **(features or {})}
+    (folder / "playbook.yaml").write_text(
+        (Path(__file__).resolve().parents[1] / "configs" / "playbook.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    result = CliRunner().invoke(app, [*args, "-c", str(config), "-q"], env={"COLUMNS": "4000", **(env or {})})
+    return result, " ".join(result.output.split())
+
+
+def _forged_bundle(folder: Path, marker: Path, *, format_version: int = 2) -> Path:
+    """A bundle whose files are pickles that would create `marker`, with checksums that match (resealed)."""
+    import hashlib
+    import json
+    import pickle
+
+    class RunsCode:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    folder.mkdir()
+    names = ["model.json", "booster.txt"] if format_version == 2 else ["model.joblib"]
+    for name in names:
+        (folder / name).write_bytes(pickle.dumps(RunsCode()))
+    (folder / "metrics.json").write_text("{}")
+    files = {
+        name: {"sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(), "bytes": (folder / name).stat().st_size}
+        for name in [*names, "metrics.json"]
+    }
+    manifest = {"format_version": format_version, "model_files": names, "files": files}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+OUTPUT_ERRORS = {
+    "a model bundle whose files are resealed pickles": (
+        lambda folder, marker: ["--model", str(_forged_bundle(folder / "forged", marker))], {},
+        r"error: cannot use the model: model bundle .*forged holds a malformed model: (model\.json|booster\.txt) is not UTF-8 text",
+    ),
+    "an old bundle with a pickled model.joblib": (
+        lambda folder, marker: ["--model", str(_forged_bundle(folder / "old", marker, format_version=1))], {},
+        r"error: cannot use the model: model bundle .*old has format version 1, .*retrain with `churn train`",
+    ),
+    "an unsigned bundle while CHURN_BUNDLE_KEY is set": (
+        lambda folder, marker: ["--model", str(_forged_bundle(folder / "unsigned", marker))], {"CHURN_BUNDLE_KEY": "k"},
+        r"error: cannot use the model: model bundle .*unsigned is not signed \(manifest\.sig is missing\) but CHURN_BUNDLE_KEY is set",
+    ),
+    "an --as-of months after the data ends": (
+        lambda folder, marker: ["--as-of", "2024-07-01"], {},
+        r"error: --as-of 2024-07-01 is 141 days after the data ends \(2024-02-11\), more than score\.max_data_lag_days=7",
+    ),
+}
+
+
+@pytest.mark.parametrize("arguments, env, message", OUTPUT_ERRORS.values(), ids=OUTPUT_ERRORS.keys())
+def test_hostile_model_or_date_gets_a_one_line_error_and_runs_no_code(tmp_path, arguments, env, message):
+    marker = tmp_path / "code-ran"
+    result, _ = run_churn(tmp_path, "ingest")
+    assert result.exit_code == 0, result.output
+    result, output = run_churn(tmp_path, "score", *arguments(tmp_path, marker), env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output, output
+    assert re.search(message, output), output
+    assert not marker.exists()  # nothing in the files was executed
+    assert not (tmp_path / "out" / "scores").exists()  # nothing written
+
+
+def test_feature_snapshots_of_two_settings_are_refused_by_train_and_rebuilt_by_features(tmp_path):
+    import shutil
+
+    assert run_churn(tmp_path, "ingest")[0].exit_code == 0
+    assert run_churn(tmp_path / "other", "ingest")[0].exit_code == 0
+    assert run_churn(tmp_path / "other", "features", features={"windows_days": [30]})[0].exit_code == 0
+    assert run_churn(tmp_path, "features")[0].exit_code == 0
+    stale = "snapshot=2024-02-01.parquet"
+    shutil.copyfile(tmp_path / "other" / "out" / "features" / stale, tmp_path / "out" / "features" / stale)
+    result, output = run_churn(tmp_path, "train")
+    assert result.exit_code == 1 and "Traceback" not in result.output, output
+    assert re.search(rf"error: the feature snapshots in .* were built with different feature settings: {stale} differ "
+                     r"from the other 1 \(windows_days \[30\] vs \[30, 90, 180, 365\]\); run `churn features`", output), output
+    assert run_churn(tmp_path, "features")[0].exit_code == 0
+    from pipeline.features.store import recorded_settings
+
+    assert recorded_settings(tmp_path / "out" / "features")["settings"]["windows_days"] == [30, 90, 180, 365]
+
+
+def test_a_formula_in_an_id_is_raw_in_parquet_and_neutralised_in_every_csv(tmp_path):
+    from pipeline.run.score import write_scores_csv
+
+    formula = "=cmd|' /C calc'!A0"
+    case = Case(files={"t.csv": with_rows(f'o9,"{formula}",2024-02-12 10:00:00,5')})
+    assert run_churn(tmp_path, "ingest", case=case)[0].exit_code == 0
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert formula in set(validated["customer_id"])  # Parquet keeps the raw value
+    write_scores_csv(validated, tmp_path / "at_risk.csv")
+    text = (tmp_path / "at_risk.csv").read_text(encoding="utf-8")
+    assert f"\"'{formula}\"" in text and f",\"{formula}\"" not in text
+    assert "-4" in text  # the negative amount is still a number

@@ -106,10 +106,11 @@ def _differences(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | Non
     return "; ".join(f"{k} {ours.get(k)} vs {theirs.get(k)}" for k in differing) or "same settings"
 
 
-def check_snapshot_mix(paths: Sequence[Path]) -> dict[str, Any] | None:
+def check_snapshot_mix(paths: Sequence[Path], *, expected: FeaturesConfig | None = None) -> dict[str, Any] | None:
     """Raise FeatureError naming the stale files when `paths` were built with different feature settings.
 
-    The files of the most common fingerprint (on a tie, the one of the latest file) are taken as current.
+    Current are the files built with the `expected` config's settings when given and any file was; else
+    those of the most common fingerprint (on a tie, the one of the latest snapshot date).
     Returns the common recorded settings ({"fingerprint", "settings"}), or None when no file records any.
     """
     recorded = {Path(path): read_snapshot_settings(path) for path in paths}
@@ -119,7 +120,16 @@ def check_snapshot_mix(paths: Sequence[Path]) -> dict[str, Any] | None:
     if len(groups) <= 1:
         return next(iter(recorded.values()), None)
     order = list(recorded)
-    current = max(groups, key=lambda fp: (len(groups[fp]), max(order.index(p) for p in groups[fp])))
+    wanted = feature_settings(expected, inputs={}) if expected is not None else None
+
+    def matches_config(fingerprint: str | None) -> bool:
+        built = _settings(recorded[groups[fingerprint][0]])
+        return wanted is not None and built is not None and all(built.get(k) == wanted[k] for k in CONFIG_SETTINGS)
+
+    current = max(
+        groups,
+        key=lambda fp: (matches_config(fp), len(groups[fp]), max(order.index(p) for p in groups[fp])),
+    )
     stale = sorted(p for fp, files in groups.items() if fp != current for p in files)
     detail = _differences(
         _settings(recorded[stale[0]]), _settings(recorded[groups[current][0]]), [*CONFIG_SETTINGS, "inputs"]
@@ -131,10 +141,12 @@ def check_snapshot_mix(paths: Sequence[Path]) -> dict[str, Any] | None:
     )
 
 
-def recorded_settings(features_dir: Path | str) -> dict[str, Any] | None:
+def recorded_settings(features_dir: Path | str, *, expected: FeaturesConfig | None = None) -> dict[str, Any] | None:
     """The feature settings recorded by every snapshot file in `features_dir` ({"fingerprint", "settings"}),
-    or None when the files record none; FeatureError naming the stale files when they differ."""
-    return check_snapshot_mix([snapshot_path(features_dir, d) for d in snapshot_dates(features_dir)])
+    or None when the files record none; FeatureError naming the stale files when they differ
+    (see `check_snapshot_mix` for `expected`)."""
+    paths = [snapshot_path(features_dir, d) for d in snapshot_dates(features_dir)]
+    return check_snapshot_mix(paths, expected=expected)
 
 
 def check_settings_match(recorded: Mapping[str, Any] | None, cfg: FeaturesConfig, *, features_dir: Path) -> None:
@@ -188,11 +200,14 @@ def snapshot_dates(features_dir: Path | str) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(m.group(1)) for m in found if m)
 
 
-def read_snapshots(features_dir: Path | str, dates: list[dt.date] | None = None) -> pd.DataFrame:
+def read_snapshots(
+    features_dir: Path | str, dates: list[dt.date] | None = None, *, expected: FeaturesConfig | None = None
+) -> pd.DataFrame:
     """All (or the given) snapshot files concatenated, sorted by snapshot_date then customer_id.
 
     Raises FeatureError when there are none, a requested date has no file, or the files were built with
-    different feature settings (`check_snapshot_mix`, naming the stale files).
+    different feature settings (`check_snapshot_mix`, naming the stale files; `expected`: the features
+    config the caller will use, which tells current files from stale ones).
     """
     available = snapshot_dates(features_dir)
     if not available:
@@ -205,6 +220,6 @@ def read_snapshots(features_dir: Path | str, dates: list[dt.date] | None = None)
             f"(have {available[0]} .. {available[-1]}): run `churn features` with these snapshot dates first"
         )
     paths = [snapshot_path(features_dir, d) for d in wanted]
-    check_snapshot_mix(paths)
+    check_snapshot_mix(paths, expected=expected)
     frames = [pd.read_parquet(path) for path in paths]
     return pd.concat(frames, ignore_index=True)

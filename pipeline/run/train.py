@@ -173,8 +173,8 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     specs = feature_specs(cfg.features)
     horizon = cfg.features.horizon_days
     with timed("train"):
-        features = read_snapshots(cfg.features_dir)
-        recorded = recorded_settings(cfg.features_dir)
+        features = read_snapshots(cfg.features_dir, expected=cfg.features)
+        recorded = recorded_settings(cfg.features_dir, expected=cfg.features)
         check_settings_match(recorded, cfg.features, features_dir=cfg.features_dir)
         if recorded is None:
             logger.warning(
