@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from pipeline.config import FeaturesConfig
 from pipeline.errors import ScoreError
+from pipeline.features.registry import feature_specs
 from pipeline.playbook import playbook_from_dict
 from pipeline.pooling import next_version_path, pooled_uplift, updated_playbook
 
@@ -82,8 +84,9 @@ def test_updated_playbook_replaces_the_measured_uplift_and_keeps_the_rest(repo_r
     assert (new["version"], new["based_on"]) == (2, "playbook.yaml")
     assert changes["action"].tolist() == ["service_recovery"]
     assert raw["actions"][0]["uplift"] == 0.2  # the input is not changed
-    names = {rule["feature"] for a in raw["actions"] for group in a["eligibility"].values() for rule in group}
-    playbook = playbook_from_dict(new, known_features=names)
+    specs = feature_specs(FeaturesConfig(snapshots={"dates": ["2024-01-01"]}))
+    known = {s.name: ("categorical" if s.kind == "categorical" else "numeric") for s in specs}
+    playbook = playbook_from_dict(new, known_features=known)  # eligibility groups may nest (any/all)
     assert playbook.version == 2 and playbook.actions[0].measured.low == pytest.approx(round(pooled.iloc[0]["uplift_low"], 4))
 
 
