@@ -48,7 +48,10 @@ def test_nothing_breaks_on_real_shapes(shaped):
     assert not np.isinf(values).any()
     assert features["overdue_ratio"].notna().all()
     assert (features["overdue_ratio"] <= features["recency_days"] + 1e-9).all()
-    assert features["btyd_p_alive"].between(0, 1).all()  # BG/NBD fits on this mix
+    for model in ("btyd", "pnbd"):  # each BTYD model either fits or is NaN for everyone, never a constant
+        alive = features[f"{model}_p_alive"]
+        assert alive.isna().all() or (alive.between(0, 1).all() and alive.std() > 0), model
+    assert features["pnbd_p_alive"].notna().all()  # Pareto/NBD fits this mix
     # every eligible customer (a purchase in the last 365 days) has a row
     purchases = transactions[(transactions["amount"] >= 0)
                              & (transactions["ordered_at"] >= pd.Timestamp(AS_OF, tz="UTC") - pd.Timedelta(days=365))]
@@ -137,3 +140,13 @@ def test_shrunk_gap_hand_computed():
     for customer, value in expected.items():
         assert features.loc[customer, "overdue_ratio"] == pytest.approx(value), customer
     assert features.loc["c", "gap_mean_days"] != features.loc["c", "gap_mean_days"]  # NaN: one purchase day
+
+
+def test_shape_features_say_what_the_shapes_are(shaped):
+    _, features = shaped
+    by_shape = features.assign(shape=features["customer_id"].str.split("-").str[0]).groupby("shape")
+    assert by_shape["lines_per_order"].min()["wholesale"] >= 50
+    assert by_shape["quantity_all"].min()["wholesale"] >= 50 * 50
+    assert (by_shape["history_censored"].min()["midstream"]) == 1.0  # all start in the export's first week
+    assert by_shape["season_purchase_days_last_year"].max()["seasonal"] == 0  # July-Sept: out of season
+    assert by_shape["cancellations_count"].min()["return"] >= 1  # returns of goods bought before the history

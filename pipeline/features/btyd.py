@@ -9,7 +9,8 @@ purchases before `t`, in weeks, with purchases aggregated per UTC day:
 
 Population step (`add_features`): each model is fitted by maximum likelihood on the summaries of
 all customers with a purchase before `t` (no labels are used), on at most `MAX_FIT_CUSTOMERS` of
-them (every k-th in customer_id order, deterministic), then gives each customer
+them for BG/NBD, `MAX_PNBD_FIT_CUSTOMERS` for Pareto/NBD (every k-th in customer_id order,
+deterministic), then gives each customer
 - `btyd_p_alive` / `pnbd_p_alive`: the probability the customer is still "alive" at `t`,
 - `btyd_expected_purchases` / `pnbd_expected_purchases`: expected purchase days in `[t, t + horizon_days)`.
 
@@ -41,6 +42,9 @@ from pipeline.snapshot import snapshot_time
 
 WEEK_US = 7 * DAY_US
 MAX_FIT_CUSTOMERS = 20_000
+# Pareto/NBD's likelihood needs a hypergeometric function per distinct (x, t_x) and (x, T) pair and a
+# numerical gradient: it is fitted on fewer customers (every k-th), which keeps each snapshot fast.
+MAX_PNBD_FIT_CUSTOMERS = 5_000
 # Bounds on the log of each parameter (r, alpha, a, b), alpha in weeks: a fit that ends on one is
 # degenerate (e.g. no heterogeneity in purchase rates) and is not used.
 LOG_BOUNDS = [(np.log(1e-4), np.log(1e3)), (np.log(1e-4), np.log(1e5)),
@@ -421,7 +425,8 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
             alive = _p_alive(bgnbd.params, data)
             expected = _expected_purchases(bgnbd.params, horizon, data, alive)
         alive = np.where(np.isfinite(alive), alive, np.nan)
-    pnbd = fit_pareto_nbd(x[::step], t_x[::step], big_t[::step])
+    pnbd_step = max(1, -(-len(x) // MAX_PNBD_FIT_CUSTOMERS))
+    pnbd = fit_pareto_nbd(x[::pnbd_step], t_x[::pnbd_step], big_t[::pnbd_step])
     pnbd_alive = pnbd_expected = missing
     if pnbd.ok:
         get_logger().debug("BTYD: Pareto/NBD %s (penalizer %g)", pnbd.params, pnbd.penalizer)

@@ -27,15 +27,15 @@ import polars as pl
 
 from pipeline.config import FeaturesConfig
 from pipeline.events import Events
-from pipeline.features import attributes, btyd, feedback, loyalty, rfm, service
+from pipeline.features import activity, attributes, btyd, feedback, loyalty, rfm, service
 from pipeline.features.registry import feature_specs
 from pipeline.features.tables import EventTables, event_tables
 from pipeline.features.timeline import Cut, pick_series
 from pipeline.snapshot import snapshot_time, to_polars
 
-POPULATION_FEATURES = ("overdue_ratio", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
+POPULATION_FEATURES = ("overdue_ratio", "history_censored", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
                        "btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases")
-INTERNAL = ("_purchase_days",)  # per-customer columns the population step reads besides the features
+INTERNAL = ("_purchase_days", "_first_event_at", "_season_start_at")  # per-customer columns the population step reads besides the features
 BTYD_SUMMARY = ("_btyd_frequency", "_btyd_recency", "_btyd_T")
 
 
@@ -60,6 +60,8 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
     columns = [
         pick_series(tables.customer_ids, cut.codes, "customer_id"),
         *rfm.order_aggregates(tables.parts, cut, cfg=cfg),
+        *activity.order_aggregates(tables.parts, cut, cfg=cfg),
+        *activity.product_aggregates(tables.products, cut, cfg=cfg),
         *service.delivery_aggregates(tables.parts, cut),
         *rfm.category_aggregates(tables.categories, cut),
         *feedback.customer_aggregates(tables.feedback, cut),
@@ -69,6 +71,7 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
     ]
     features = pl.DataFrame(columns).lazy().with_columns(
         *rfm.order_features(as_of=as_of, cfg=cfg),
+        *activity.features(as_of=as_of, cfg=cfg),
         *service.delivery_features(),
         *feedback.features(as_of=as_of),
         *service.ticket_features(),
@@ -82,7 +85,7 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
 def population_features_from_aggregates(aggregates: pl.DataFrame, *, cfg: FeaturesConfig) -> pl.DataFrame:
     """Population step on the per-customer aggregates of ALL customers of the snapshot; polars in and out."""
     frame = aggregates if aggregates["customer_id"].is_sorted() else aggregates.sort("customer_id")
-    frame = rfm.add_overdue(frame)
+    frame = activity.add_history_flags(rfm.add_overdue(frame))
     if cfg.btyd:
         frame = btyd.add_features(frame, horizon_days=cfg.horizon_days)
     columns = [

@@ -31,8 +31,26 @@ from pipeline.reasons import TYPICAL, Phrase, Reason
 
 Kind = Literal["numeric", "categorical"]
 Direction = Literal["up", "down", "none"]
-FAMILIES = ("rfm", "feedback", "service", "loyalty", "attributes", "btyd")
-TREND_DAYS = 90  # spend_trend compares the last TREND_DAYS with the TREND_DAYS before
+FAMILIES = ("rfm", "activity", "feedback", "service", "loyalty", "attributes", "btyd")
+TREND_DAYS = 90  # spend_trend and purchase_days_trend compare the last TREND_DAYS with the TREND_DAYS before
+# Purchase days are counted in these windows besides the configured `windows_days` (the windows that
+# lifted models on real logs: two weeks to a year).
+PURCHASE_DAY_WINDOWS = (14, 30, 60, 90, 180, 365)
+LEFT_CENSOR_DAYS = 30  # a first event this close to the data's earliest one may be a history cut by the export
+SEASON_LAG_DAYS = 365  # "the same season a year earlier": the label horizon, this many days before `t`
+
+
+def purchase_day_windows(cfg: FeaturesConfig) -> list[int]:
+    """Windows (days) of the purchase_days_<w>d features: PURCHASE_DAY_WINDOWS and the configured windows."""
+    return sorted({*PURCHASE_DAY_WINDOWS, *cfg.windows_days})
+
+
+def season_window(horizon_days: int) -> tuple[int, ...]:
+    """(since, until) in days before `t` of the same season a year earlier: [t - 365, t - 365 + horizon);
+    empty when the horizon is a year or longer (the window would reach `t`)."""
+    if horizon_days >= SEASON_LAG_DAYS:
+        return ()
+    return (SEASON_LAG_DAYS, SEASON_LAG_DAYS - horizon_days)
 RFM_SEGMENTS = (
     "champions", "loyal", "potential_loyalist", "new", "promising", "need_attention",
     "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost",
@@ -154,6 +172,60 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
                                            ("m", "Spend", "highest spend", "spend"))],
         _c("rfm_segment", "rfm", f"RFM segment from the R and F scores: {', '.join(RFM_SEGMENTS)}.",
            _always("in the RFM segment of {rfm_segment:segment}")),
+    ]
+
+
+def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
+    windows = list(cfg.windows_days)
+    return [
+        _n("purchase_days_all", "activity", "Number of distinct days with a purchase (several orders a day count once).",
+           "down", "bought on only {purchase_days_all:.0f} different days so far"),
+        *[_n(f"purchase_days_{w}d", "activity", f"Distinct days with a purchase in the last {w} days.", "down",
+             f"bought on {{purchase_days_{w}d:.0f}} days in the last {w} days") for w in purchase_day_windows(cfg)],
+        _n("purchase_days_trend", "activity",
+           f"Purchase days in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped) "
+           "to +1 (only recent); NaN when both are zero.", "down",
+           f"purchase days trend {{purchase_days_trend:+.2f}} (last {TREND_DAYS} days vs the {TREND_DAYS} before)"),
+        _n("gap_cv", "activity",
+           "Regularity of visits: standard deviation of the gaps between purchase days divided by their mean "
+           "(0 = like clockwork; NaN with fewer than 3 purchase days).", "none",
+           "the gaps between their visits vary by {gap_cv:.0%} of their average"),
+        _n("quantity_all", "activity", "Items bought (sum of quantity on purchase lines; NaN when no purchase line "
+           "of the customer has a quantity).", "down", "bought {quantity_all:,.0f} items so far"),
+        *[_n(f"quantity_{w}d", "activity", f"Items bought in the last {w} days (NaN when quantities are unknown).",
+             "down", f"bought {{quantity_{w}d:,.0f}} items in the last {w} days") for w in windows],
+        _n("products_all", "activity", "Distinct product_ids bought (NaN when no purchase line of the customer has "
+           "a product_id).", "down", "bought {products_all:.0f} different products so far"),
+        *[_n(f"products_{w}d", "activity", f"Distinct product_ids bought in the last {w} days (NaN when products "
+             "are unknown).", "down", f"bought {{products_{w}d:.0f}} different products in the last {w} days")
+          for w in windows],
+        _n("lines_per_order", "activity", "Purchase lines per order (basket breadth).", "down",
+           "{lines_per_order:.1f} lines per order on average"),
+        _n("cancellations_count", "activity",
+           "Cancelled or credited invoices: orders made only of negative lines (0 if none).", "up",
+           "{cancellations_count:.0f} cancelled or credited invoices"),
+        _n("cancellation_share", "activity",
+           "Cancelled or credited invoices among all their invoices (0 if none).", "up",
+           "{cancellation_share:.0%} of their invoices were cancellations or credit notes"),
+        _n("returns_share", "activity", "Return or refund lines among all their order lines (0 if none).", "up",
+           "{returns_share:.0%} of their order lines were returns or refunds"),
+        _n("returns_value_share", "activity",
+           "Value of returns and refunds divided by that value plus the value bought (0 if none; returns of goods "
+           "bought before the history can make it 1).", "up",
+           "returns and refunds were {returns_value_share:.0%} of the money moved"),
+        _n("gross_spend_all", "activity", "Value of all purchase lines, before returns.", "down",
+           "bought goods worth {gross_spend_all:,.2f} in total (before returns)"),
+        *[_n(f"gross_spend_{w}d", "activity", f"Value of purchase lines in the last {w} days, before returns.",
+             "down", f"bought goods worth {{gross_spend_{w}d:,.2f}} in the last {w} days (before returns)")
+          for w in windows],
+        _n("history_censored", "activity",
+           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days of the earliest event in the data: "
+           "they may have been a customer before the export starts, so tenure_days is only a lower bound; else 0.",
+           "none"),
+        _n("season_purchase_days_last_year", "activity",
+           f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
+           f"{SEASON_LAG_DAYS} days before the snapshot (NaN when the data do not reach back that far).", "down",
+           "bought on {season_purchase_days_last_year:.0f} days in the same season last year"),
     ]
 
 
@@ -289,7 +361,7 @@ def _btyd() -> list[FeatureSpec]:
 def feature_specs(cfg: FeaturesConfig) -> list[FeatureSpec]:
     """Every feature, in the column order of `build_features`."""
     windows = list(cfg.windows_days)
-    specs = [*_rfm(windows), *_feedback(), *_service(windows), *_loyalty(windows), *_attributes()]
+    specs = [*_rfm(windows), *_activity(cfg), *_feedback(), *_service(windows), *_loyalty(windows), *_attributes()]
     return [*specs, *_btyd()] if cfg.btyd else specs
 
 

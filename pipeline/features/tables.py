@@ -55,13 +55,14 @@ NULL_TIME = np.iinfo(np.int64).min  # a missing timestamp in microsecond arrays
 # The columns of each validated source the features read.
 SOURCE_COLUMNS = {
     "transactions": ["customer_id", "order_id", "ordered_at", "amount", "category", "discount",
-                     "promised_delivery_at", "delivered_at"],
+                     "promised_delivery_at", "delivered_at", "quantity", "product_id"],
     "feedback": ["customer_id", "submitted_at", "kind", "score"],
     "support_tickets": ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved"],
     "loyalty_events": ["customer_id", "occurred_at", "kind", "points", "tier"],
     "customers": ["customer_id", "signup_at", "region", "acquisition_channel"],
 }
 FEEDBACK_KINDS = ("nps", "csat", "review")
+OPTIONAL_LINE_COLUMNS = {"quantity": pl.Float64, "product_id": pl.String}  # filled with nulls when absent
 LOW_RATING = {"nps": 6, "csat": 2, "review": 2}  # a rating at or below this is low
 
 
@@ -113,11 +114,15 @@ class OrderParts:
     """Order parts sorted by (code, ordered_at, order): the timeline of the RFM and delivery features.
 
     Row arrays: `at_us`; prefix sums in `sums` (starts, purchases, net_units, return_lines,
-    return_units, discount_known, discounted, day_starts, tracked); carried indexes of the latest
+    return_units, discount_known, discounted, day_starts, tracked, purchase_lines, gross_units,
+    quantity_units, quantity_known, credit_parts: credit notes or cancellations, i.e. parts without a
+    purchase line of an order with no purchase part so far (not a later refund of an earlier order); day_gap_sq: squared days since the previous purchase day, at each purchase day's
+    first part); carried indexes of the latest
     purchase part at or before each part;
     `last_day_gap`: days between the latest purchase day so far and the purchase day before it
     (NULL_TIME when unknown).
-    Per customer: `first_purchase_us`. Delivery streams: `late` (parts late once their promise
+    Per customer: `first_purchase_us`, `first_event_us` (first transaction row of any kind, e.g. a
+    return of goods bought before the history). Delivery streams: `late` (parts late once their promise
     passes: count, promised_us), `late_delivered` (those delivered: count, delivered_us), `delivered`
     (tracked parts delivered: count), each keyed by the day its value becomes known.
     """
@@ -128,6 +133,7 @@ class OrderParts:
     last_purchase: np.ndarray
     last_day_gap: np.ndarray
     first_purchase_us: np.ndarray
+    first_event_us: np.ndarray
     late: Stream
     late_delivered: Stream
     delivered: Stream
@@ -146,6 +152,19 @@ class CategorySpend:
     pair_code: np.ndarray
     pair_category: pl.Series
     gross_units: np.ndarray
+
+
+@dataclass(frozen=True)
+class ProductDays:
+    """Purchase days per (customer, product_id) pair; pairs sorted by (code, product).
+
+    `timeline` counts pairs as its "customers" (one row per pair and UTC day with a purchase line of
+    that product); `pair_code`: customer code of each pair; `customers`.
+    """
+
+    timeline: Timeline
+    customers: int
+    pair_code: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -206,6 +225,7 @@ class EventTables:
     customer_ids: pl.Series
     parts: OrderParts
     categories: CategorySpend
+    products: ProductDays
     feedback: FeedbackRows
     tickets: TicketRows
     loyalty: LoyaltyRows
@@ -266,6 +286,9 @@ def _line_values(transactions: pl.DataFrame) -> pl.DataFrame:
         pl.col("order_id").hash().alias("order"),
         _micros("ordered_at").alias("at_us"),
         units.alias("net_units"),
+        pl.when(purchase).then(units).otherwise(0).alias("gross_units"),
+        pl.when(purchase).then(money_units("quantity")).otherwise(0).fill_null(0).alias("quantity_units"),
+        (purchase & pl.col("quantity").is_not_null()).alias("quantity_known"),
         purchase.alias("is_purchase"),
         (purchase & pl.col("discount").is_not_null()).alias("discount_known"),
         (purchase & (pl.col("discount") > 0)).fill_null(False).alias("discounted"),
@@ -358,12 +381,13 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
     promised = part_max(lines["promised_us"])
     delivered = np.where(part_any(lines["undelivered"]), NULL_TIME, part_max(lines["delivered_us"]))
 
-    is_start = _order_starts(code, order, is_purchase)
+    is_start, is_credit = _order_firsts(code, order, is_purchase)
     days = day_of(at_us)
     timeline = Timeline.build(code, days, customers=customers)
     last_purchase = carry_index(is_purchase, code)
     tracked = promised != NULL_TIME
     day_starts = _day_starts(code, days, is_purchase)
+    day_gaps = _gaps_at_starts(code, days, day_starts)
     sums = PrefixSums.of(
         starts=is_start,
         purchases=is_purchase,
@@ -374,33 +398,51 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
         discounted=discounted,
         day_starts=day_starts,
         tracked=tracked,
+        purchase_lines=part_sum(lines["is_purchase"]),
+        gross_units=part_sum(lines["gross_units"]),
+        quantity_units=part_sum(lines["quantity_units"]),
+        quantity_known=part_sum(lines["quantity_known"]),
+        credit_parts=is_credit,
+        day_gap_sq=np.where(day_gaps == NULL_TIME, 0, day_gaps) ** 2,
     )
     first_purchase_us = np.full(customers, NULL_TIME, dtype=np.int64)
     purchase_rows = np.flatnonzero(is_purchase)
     first_rows = purchase_rows[np.r_[True, code[purchase_rows][1:] != code[purchase_rows][:-1]]] if len(
         purchase_rows) else purchase_rows
     first_purchase_us[code[first_rows]] = at_us[first_rows]
+    first_event_us = np.full(customers, NULL_TIME, dtype=np.int64)
+    has_parts = timeline.first[1:] > timeline.first[:-1]
+    first_event_us[has_parts] = at_us[timeline.first[:-1][has_parts]]
     parts = OrderParts(
         timeline=timeline,
         at_us=at_us,
         sums=sums,
         last_purchase=last_purchase,
-        last_day_gap=_last_gap(code, days, day_starts, carry_index(day_starts, code)),
+        last_day_gap=_carried(day_gaps, carry_index(day_starts, code)),
         first_purchase_us=first_purchase_us,
+        first_event_us=first_event_us,
         **_delivery_streams(code, at_us, promised, delivered, customers=customers),
     )
     return parts
 
 
-def _order_starts(code: np.ndarray, order: np.ndarray, is_purchase: np.ndarray) -> np.ndarray:
-    """The first purchase part of each (customer, order) in part order."""
-    purchases = np.flatnonzero(is_purchase)
-    by_order = purchases[order_by(code[purchases], order[purchases])]  # stable: earliest part first
-    first = np.ones(len(by_order), dtype=bool)
-    first[1:] = (code[by_order][1:] != code[by_order][:-1]) | (order[by_order][1:] != order[by_order][:-1])
-    starts = np.zeros(len(code), dtype=bool)
-    starts[by_order[first]] = True
-    return starts
+def _order_firsts(code: np.ndarray, order: np.ndarray, is_purchase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(is_start, is_credit) per part, from one sort of the parts by (customer, order), stable in time.
+
+    is_start: the first purchase part of each (customer, order). is_credit: a part without a purchase
+    line whose order has no purchase part at or before it (a credit note or cancellation, not a later
+    refund of an earlier order)."""
+    by_order = order_by(code, order)  # stable: each order's parts stay in time order
+    new = np.ones(len(by_order), dtype=bool)
+    new[1:] = (code[by_order][1:] != code[by_order][:-1]) | (order[by_order][1:] != order[by_order][:-1])
+    purchase = is_purchase[by_order]
+    bought = np.cumsum(purchase)
+    group_start = np.maximum.accumulate(np.where(new, np.arange(len(by_order)), 0))
+    bought_before = bought - purchase - np.where(group_start > 0, bought[np.maximum(group_start - 1, 0)], 0)
+    is_start, is_credit = np.zeros(len(code), dtype=bool), np.zeros(len(code), dtype=bool)
+    is_start[by_order] = purchase & (bought_before == 0)
+    is_credit[by_order] = ~purchase & (bought_before == 0)
+    return is_start, is_credit
 
 
 def _day_starts(code: np.ndarray, days: np.ndarray, is_purchase: np.ndarray) -> np.ndarray:
@@ -413,18 +455,23 @@ def _day_starts(code: np.ndarray, days: np.ndarray, is_purchase: np.ndarray) -> 
     return flags
 
 
-def _last_gap(code: np.ndarray, at: np.ndarray, is_start: np.ndarray, last_start: np.ndarray) -> np.ndarray:
-    """Per part: the time (in the unit of `at`) between the customer's latest start so far and the one
-    before it, NULL_TIME when there is none; `is_start` marks the starts, `last_start` carries the latest."""
+def _gaps_at_starts(code: np.ndarray, at: np.ndarray, is_start: np.ndarray) -> np.ndarray:
+    """Per part: at a start, the time (in the unit of `at`) since the customer's previous start; NULL_TIME
+    elsewhere and at a customer's first start."""
     starts = np.flatnonzero(is_start)
     gap_at_start = np.full(len(code), NULL_TIME, dtype=np.int64)
     same = np.zeros(len(starts), dtype=bool)
     same[1:] = code[starts][1:] == code[starts][:-1]
     gap_at_start[starts[1:][same[1:]]] = at[starts][1:][same[1:]] - at[starts][:-1][same[1:]]
-    gaps = np.full(len(code), NULL_TIME, dtype=np.int64)
-    known = last_start >= 0
-    gaps[known] = gap_at_start[last_start[known]]
-    return gaps
+    return gap_at_start
+
+
+def _carried(values: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """Per part: `values` at the carried row index (NULL_TIME where none)."""
+    out = np.full(len(values), NULL_TIME, dtype=np.int64)
+    known = carried >= 0
+    out[known] = values[carried[known]]
+    return out
 
 
 def _delivery_streams(code, at_us, promised, delivered, *, customers: int) -> dict[str, Stream]:
@@ -481,6 +528,33 @@ def _category_spend(
         pair_code=(pairs // max(1, len(names))).astype(np.int64),
         pair_category=names.gather(pairs % max(1, len(names))) if len(pairs) else names.clear(),
         gross_units=prefix_sums(day_units),
+    )
+
+
+def _product_days(
+    product: pl.Series, lines: dict[str, np.ndarray], order: np.ndarray, codes: np.ndarray, customers: int
+) -> ProductDays:
+    """Purchase lines with a product_id -> the days each (customer, product) pair was bought.
+
+    `product`: the transactions' product_id column (input order); `lines`, `codes`: line values and
+    customer codes in `order` (sorted by customer, then time).
+    """
+    rank = product.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()[order]
+    keep = np.flatnonzero(lines["is_purchase"] & (rank >= 0))
+    kinds = int(rank.max()) + 1 if len(rank) else 1
+    pair = codes[keep] * kinds + rank[keep]
+    by_pair = order_by(pair)  # stable: lines stay in time order within a pair
+    pair, days = pair[by_pair], day_of(lines["at_us"][keep][by_pair])
+    new_day = np.ones(len(pair), dtype=bool)
+    new_day[1:] = (pair[1:] != pair[:-1]) | (days[1:] != days[:-1])
+    pair, days = pair[new_day], days[new_day]
+    new_pair = np.ones(len(pair), dtype=bool)
+    new_pair[1:] = pair[1:] != pair[:-1]
+    pair_index = np.cumsum(new_pair) - 1
+    return ProductDays(
+        timeline=Timeline.build(pair_index, days, customers=int(new_pair.sum())),
+        customers=customers,
+        pair_code=(pair[new_pair] // kinds).astype(np.int64),
     )
 
 
@@ -620,11 +694,16 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
     """
     def frame(name: str) -> pl.DataFrame:
         if name in frames:
-            return frames[name].select(SOURCE_COLUMNS[name])
+            given = frames[name]
+            absent = [c for c in SOURCE_COLUMNS[name] if c not in given.columns and c in OPTIONAL_LINE_COLUMNS]
+            if absent:  # frames from before these columns were read: the optional columns are unknown
+                given = given.with_columns(pl.lit(None, dtype=OPTIONAL_LINE_COLUMNS[c]).alias(c) for c in absent)
+            return given.select(SOURCE_COLUMNS[name])
         return to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
 
     transactions = frame("transactions")
     check_sums_fit(transactions, "amount")
+    check_sums_fit(transactions, "quantity")
     lines = _numpy(_line_values(transactions))
     order, line_codes, customer_ids, codes = _number_customers(transactions, lines)
     customers = len(customer_ids)
@@ -635,6 +714,7 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
     # so building them side by side uses both cores.
     with ThreadPoolExecutor(max_workers=2) as pool:
         categories = pool.submit(_category_spend, transactions["category"], lines, order, line_codes, customers)
+        products = pool.submit(_product_days, transactions["product_id"], lines, order, line_codes, customers)
         feedback = pool.submit(_feedback_rows, frame("feedback"), codes, customers)
         tickets = pool.submit(_ticket_rows, frame("support_tickets"), codes, customers)
         loyalty = pool.submit(_loyalty_rows, frame("loyalty_events"), codes, customers)
@@ -645,6 +725,7 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
             customer_ids=customer_ids,
             parts=parts,
             categories=categories.result(),
+            products=products.result(),
             feedback=feedback.result(),
             tickets=tickets.result(),
             loyalty=loyalty.result(),

@@ -1,0 +1,138 @@
+"""Activity family: the features real purchase logs support, beyond RFM.
+
+Per-customer step (only the customer's own events known before the cut `t`):
+- `order_aggregates` -> purchase days per window (`purchase_day_windows(cfg)`: the configured
+  windows plus 14, 30, 60, 90, 180 and 365 days) and overall; quantities (purchase lines) overall
+  and per configured window; lines per order; credit notes / cancellations; return shares; gross
+  spend (purchase lines only) overall and per configured window; purchase days in the same season
+  a year earlier; internal columns for the features below;
+- `product_aggregates` -> distinct product_ids bought, overall and per configured window;
+- `features` -> purchase_days_trend, gap_cv and the ratios.
+Population step: `add_history_flags` -> history_censored (the customer's first event falls within
+LEFT_CENSOR_DAYS of the earliest event of the data) and NaN for the same-season count when the data
+do not reach back to that season.
+
+Optional columns: quantities are NaN for a customer none of whose purchase lines before `t` has a
+quantity (e.g. the export has no quantity column); distinct products are NaN when none has a
+product_id. Net spend can be negative (returns of goods bought before the history); every ratio
+here has a denominator that is positive or gives NaN, never an error or an infinity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from pipeline.config import FeaturesConfig
+from pipeline.features.registry import (
+    LEFT_CENSOR_DAYS,
+    SEASON_LAG_DAYS,
+    TREND_DAYS,
+    purchase_day_windows,
+    season_window,
+)
+from pipeline.features.tables import MONEY_UNITS, OrderParts, ProductDays
+from pipeline.features.timeline import Cut, timestamps
+from pipeline.snapshot import snapshot_time
+
+
+def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
+    """Per row of `cut`: purchase_days_*, quantity_*, lines_per_order, cancellations_count,
+    cancellation_share, returns_share, returns_value_share, gross_spend_*, season_purchase_days_last_year,
+    and internal _days_recent/_days_earlier (purchase days in the last TREND_DAYS and the TREND_DAYS
+    before), _day_gap_sq (sum of squared purchase-day gaps), _first_event_at."""
+    timeline, sums = parts.timeline, parts.sums
+    start, end = cut.rows(timeline)
+    before, first = sums.at(end), sums.at(start)
+    season = season_window(cfg.horizon_days)
+    days = {*purchase_day_windows(cfg), *cfg.windows_days, TREND_DAYS, 2 * TREND_DAYS, *season}
+    at = {d: sums.at(cut.positions(timeline, cut.since(d))) for d in days}
+
+    def total(name: str, since: int | None = None, until: int | None = None) -> np.ndarray:
+        return (before if until is None else at[until])[name] - (first if since is None else at[since])[name]
+
+    quantity_known = total("quantity_known") > 0
+    orders, lines, returns = total("starts"), total("purchase_lines"), total("return_lines")
+    credits, gross, returned = total("credit_parts"), total("gross_units"), total("return_units")
+
+    def quantity(values: np.ndarray) -> np.ndarray:
+        return np.where(quantity_known, values / MONEY_UNITS, np.nan)
+
+    def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(whole > 0, part / np.where(whole > 0, whole, 1), np.nan)
+
+    return [
+        pl.Series("purchase_days_all", total("day_starts")),
+        *[pl.Series(f"purchase_days_{w}d", total("day_starts", w)) for w in purchase_day_windows(cfg)],
+        pl.Series("_days_recent", total("day_starts", TREND_DAYS)),
+        pl.Series("_days_earlier", total("day_starts", 2 * TREND_DAYS, TREND_DAYS)),
+        pl.Series("_day_gap_sq", total("day_gap_sq")),
+        pl.Series("quantity_all", quantity(total("quantity_units"))),
+        *[pl.Series(f"quantity_{w}d", quantity(total("quantity_units", w))) for w in cfg.windows_days],
+        pl.Series("lines_per_order", share(lines, orders)),
+        pl.Series("cancellations_count", credits),
+        pl.Series("cancellation_share", share(credits, credits + orders)),
+        pl.Series("returns_share", share(returns, returns + lines)),
+        pl.Series("returns_value_share", share(returned, returned + gross)),
+        pl.Series("gross_spend_all", gross / MONEY_UNITS),
+        *[pl.Series(f"gross_spend_{w}d", total("gross_units", w) / MONEY_UNITS) for w in cfg.windows_days],
+        pl.Series("season_purchase_days_last_year",
+                  total("day_starts", *season) if season else np.full(len(start), np.nan)),
+        timestamps(pl.Series("_first_event_at", parts.first_event_us[cut.codes])),
+    ]
+
+
+def product_aggregates(products: ProductDays, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
+    """Per row of `cut`: products_all and products_<w>d (distinct product_ids bought; NaN when none of the
+    customer's purchase lines before `t` has a product_id)."""
+    timeline = products.timeline  # its "customers" are the (customer, product) pairs
+    start, end = timeline.starts(), timeline.all_positions(cut.day)
+
+    def distinct(bought: np.ndarray) -> np.ndarray:
+        return np.bincount(products.pair_code[bought], minlength=products.customers)[cut.codes]
+
+    known = distinct(end > start) > 0
+    columns = [pl.Series("products_all", np.where(known, distinct(end > start), np.nan))]
+    for w in cfg.windows_days:
+        since = timeline.all_positions(cut.since(w))
+        columns.append(pl.Series(f"products_{w}d", np.where(known, distinct(end > since), np.nan)))
+    return columns
+
+
+def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
+    """purchase_days_trend and gap_cv from the aggregates (gap_cv needs _purchase_days and the purchase-day span),
+    and _season_start_at (when the same-season window starts; null without one) for `add_history_flags`."""
+    t = snapshot_time(as_of)
+    season = season_window(cfg.horizon_days)
+    season_start = t - dt.timedelta(days=season[0]) if season else None
+    recent, earlier = pl.col("_days_recent").cast(pl.Float64), pl.col("_days_earlier").cast(pl.Float64)
+    gaps = pl.col("_purchase_days").cast(pl.Float64) - 1
+    span = (pl.col("_last_purchase_at").dt.truncate("1d") - pl.col("_first_purchase_at").dt.truncate("1d"))
+    mean = span.dt.total_days().cast(pl.Float64) / gaps
+    variance = (pl.col("_day_gap_sq").cast(pl.Float64) / gaps - mean**2).clip(lower_bound=0.0)
+    return [
+        pl.when(recent + earlier > 0).then((recent - earlier) / (recent + earlier)).alias("purchase_days_trend"),
+        pl.when(gaps >= 2).then(variance.sqrt() / mean).alias("gap_cv"),
+        pl.lit(season_start, dtype=pl.Datetime("us", "UTC")).alias("_season_start_at"),
+    ]
+
+
+def add_history_flags(frame: pl.DataFrame) -> pl.DataFrame:
+    """Population step on every customer with a purchase before `t`: history_censored (1 when the customer's
+    first event falls within LEFT_CENSOR_DAYS of the earliest first event of them all, else 0), and
+    season_purchase_days_last_year set to NaN when that earliest event is after the season window starts
+    (`_season_start_at`, null when there is no season window)."""
+    data_start = frame["_first_event_at"].min()
+    if data_start is None:
+        return frame.with_columns(pl.lit(0.0).alias("history_censored"))
+    censored = pl.col("_first_event_at") < pl.lit(data_start) + dt.timedelta(days=LEFT_CENSOR_DAYS)
+    season_start = frame["_season_start_at"].min()
+    covered = season_start is not None and data_start <= season_start
+    return frame.with_columns(
+        censored.cast(pl.Float64).alias("history_censored"),
+        (pl.col("season_purchase_days_last_year") if covered else pl.lit(None, pl.Float64))
+        .alias("season_purchase_days_last_year"),
+    )

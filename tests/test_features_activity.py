@@ -1,0 +1,105 @@
+"""Hand-computed activity features (purchase days, regularity, quantities, products, cancellations, returns,
+gross spend, left-censoring, same season last year) on a tiny frame; snapshot t = 2024-07-01 00:00 UTC."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from pandas.testing import assert_frame_equal
+
+from pipeline.config import FeaturesConfig
+from pipeline.events import Events
+from pipeline.features import build_features, feature_specs
+
+AS_OF = dt.date(2024, 7, 1)
+NAN = np.nan
+CFG = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[30, 90], horizon_days=90, btyd=False)
+
+
+def tx(*rows) -> pd.DataFrame:
+    """Rows of (order_id, customer_id, ordered_at, amount, quantity, product_id)."""
+    frame = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at", "amount", "quantity", "product_id"])
+    return frame.assign(ordered_at=pd.to_datetime(frame["ordered_at"], utc=True))
+
+
+TRANSACTIONS = tx(
+    ("o1", "a", "2023-06-15 10:00", 20.0, 2.0, "p1"),
+    ("o1", "a", "2023-06-15 10:00", 10.0, 1.0, "p2"),
+    ("o2", "a", "2024-05-01 09:00", 15.0, 1.0, "p1"),
+    ("o3", "a", "2024-05-01 15:00", 30.0, 3.0, "p3"),  # same day as o2: one purchase day
+    ("o2", "a", "2024-06-20 12:00", -15.0, -1.0, "p1"),  # a later refund of o2: a return, not a cancellation
+    ("C1", "a", "2024-06-25 12:00", -10.0, -1.0, "p3"),  # a credit note: an order of negative lines only
+    ("o9", "a", "2024-07-03 12:00", 99.0, 9.0, "p9"),  # after t: invisible
+    ("o4", "b", "2024-06-10 12:00", 50.0, None, None),  # no quantity, no product
+    ("o5", "c", "2024-06-01 08:00", 5.0, None, None),
+    ("o6", "c", "2024-06-11 08:00", 5.0, None, None),
+    ("o7", "c", "2024-06-26 08:00", 5.0, None, None),  # gaps 10 and 15 days
+)
+
+
+def test_activity_features_hand_computed():
+    features = build_features(Events.from_frames(transactions=TRANSACTIONS), as_of=AS_OF, cfg=CFG)
+    expected = pd.DataFrame({
+        "customer_id": ["a", "b", "c"],
+        "purchase_days_all": [2, 1, 3],
+        "purchase_days_14d": [0, 0, 1],
+        "purchase_days_30d": [0, 1, 3],
+        "purchase_days_60d": [0, 1, 3],  # 2024-05-01 is 61 days before t
+        "purchase_days_90d": [1, 1, 3],
+        "purchase_days_180d": [1, 1, 3],
+        "purchase_days_365d": [1, 1, 3],  # 2023-06-15 is 382 days before t
+        "purchase_days_trend": [1.0, 1.0, 1.0],
+        "gap_cv": [NAN, NAN, 2.5 / 12.5],  # gaps 10, 15: mean 12.5, population std 2.5
+        "quantity_all": [7.0, NAN, NAN],
+        "quantity_30d": [0.0, NAN, NAN],
+        "quantity_90d": [4.0, NAN, NAN],
+        "products_all": [3.0, NAN, NAN],
+        "products_30d": [0.0, NAN, NAN],
+        "products_90d": [2.0, NAN, NAN],  # p1 and p3 on 2024-05-01
+        "lines_per_order": [4 / 3, 1.0, 1.0],
+        "cancellations_count": [1, 0, 0],
+        "cancellation_share": [1 / 4, 0.0, 0.0],
+        "returns_share": [2 / 6, 0.0, 0.0],
+        "returns_value_share": [25 / 100, 0.0, 0.0],
+        "gross_spend_all": [75.0, 50.0, 15.0],
+        "gross_spend_30d": [0.0, 50.0, 15.0],
+        "gross_spend_90d": [45.0, 50.0, 15.0],
+        "history_censored": [1, 0, 0],  # a's first event is the data's first
+        "season_purchase_days_last_year": [0, 0, 0],  # 2023-07-02 .. 2023-09-30: the data reach back to it
+    })
+    expected = expected.astype({c: ("str" if c == "customer_id" else "float64") for c in expected.columns})
+    assert_frame_equal(features[list(expected.columns)].reset_index(drop=True), expected)
+    assert features.loc[features["customer_id"] == "a", "monetary_all"].item() == 50.0
+
+
+def test_same_season_is_nan_when_the_data_do_not_reach_back_a_year():
+    recent = TRANSACTIONS[TRANSACTIONS["ordered_at"] >= pd.Timestamp("2024-01-01", tz="UTC")]
+    features = build_features(Events.from_frames(transactions=recent), as_of=AS_OF, cfg=CFG)
+    assert features["season_purchase_days_last_year"].isna().all()
+    # the earliest event (a's, 2024-05-01 09:00) starts the data: a is flagged; c (06-01 08:00) is 30 days
+    # and 23 hours later, b later still
+    assert features.set_index("customer_id")["history_censored"].to_dict() == {"a": 1.0, "b": 0.0, "c": 0.0}
+
+
+def test_net_spend_negative_from_returns_before_the_history_breaks_nothing():
+    transactions = tx(
+        ("r1", "a", "2024-01-05 10:00", -80.0, -2.0, "p1"),  # return of goods bought before the export
+        ("o1", "a", "2024-03-01 10:00", 30.0, 1.0, "p2"),
+    )
+    features = build_features(Events.from_frames(transactions=transactions), as_of=AS_OF, cfg=CFG)
+    row = features.iloc[0]
+    assert row["monetary_all"] == -50.0 and row["gross_spend_all"] == 30.0
+    assert row["returns_value_share"] == 80 / 110 and row["cancellations_count"] == 1
+    assert row["avg_order_value"] == -50.0
+    numeric = [s.name for s in feature_specs(CFG) if s.kind == "numeric"]
+    assert not np.isinf(features[numeric].to_numpy("float64")).any()
+
+
+def test_every_activity_feature_has_a_description_direction_and_a_template_naming_itself():
+    specs = [s for s in feature_specs(CFG) if s.family == "activity"]
+    assert len(specs) == 25
+    for spec in specs:
+        assert spec.description and spec.direction in ("up", "down", "none")
+        assert spec.reason is None or f"{{{spec.name}" in spec.reason, spec.name
