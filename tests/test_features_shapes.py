@@ -150,3 +150,17 @@ def test_shape_features_say_what_the_shapes_are(shaped):
     assert (by_shape["history_censored"].min()["midstream"]) == 1.0  # all start in the export's first week
     assert by_shape["season_purchase_days_last_year"].max()["seasonal"] == 0  # July-Sept: out of season
     assert by_shape["cancellations_count"].min()["return"] >= 1  # returns of goods bought before the history
+
+
+def test_windowed_counts_match_a_direct_computation(shaped):
+    """Distinct products and purchase days per window, counted directly from the rows before t."""
+    transactions, features = shaped
+    t = pd.Timestamp(AS_OF, tz="UTC")
+    indexed = features.set_index("customer_id")
+    bought = transactions[(transactions["amount"] >= 0) & (transactions["ordered_at"] < t)]
+    for w in CFG.windows_days:
+        recent = bought[bought["ordered_at"] >= t - pd.Timedelta(days=w)]
+        products = recent.groupby("customer_id")["product_id"].nunique().reindex(indexed.index, fill_value=0)
+        np.testing.assert_array_equal(indexed[f"products_{w}d"], products.to_numpy(float))
+        days = recent.groupby("customer_id")["ordered_at"].apply(lambda at: at.dt.floor("D").nunique())
+        np.testing.assert_array_equal(indexed[f"purchase_days_{w}d"], days.reindex(indexed.index, fill_value=0))

@@ -88,18 +88,17 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
 def product_aggregates(products: ProductDays, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
     """Per row of `cut`: products_all and products_<w>d (distinct product_ids bought; NaN when none of the
     customer's purchase lines before `t` has a product_id)."""
-    timeline = products.timeline  # its "customers" are the (customer, product) pairs
-    start, end = timeline.starts(), timeline.all_positions(cut.day)
 
-    def distinct(bought: np.ndarray) -> np.ndarray:
-        return np.bincount(products.pair_code[bought], minlength=products.customers)[cut.codes]
+    def total(stream) -> np.ndarray:
+        start, end = cut.rows(stream.timeline)
+        return (stream.sums.at(end) - stream.sums.at(start))["delta"]
 
-    known = distinct(end > start) > 0
-    columns = [pl.Series("products_all", np.where(known, distinct(end > start), np.nan))]
-    for w in cfg.windows_days:
-        since = timeline.all_positions(cut.since(w))
-        columns.append(pl.Series(f"products_{w}d", np.where(known, distinct(end > since), np.nan)))
-    return columns
+    bought = total(products.first)
+    known = bought > 0
+    return [
+        pl.Series("products_all", np.where(known, bought, np.nan)),
+        *[pl.Series(f"products_{w}d", np.where(known, total(products.window(w)), np.nan)) for w in cfg.windows_days],
+    ]
 
 
 def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:

@@ -44,7 +44,7 @@ WEEK_US = 7 * DAY_US
 MAX_FIT_CUSTOMERS = 20_000
 # Pareto/NBD's likelihood needs a hypergeometric function per distinct (x, t_x) and (x, T) pair and a
 # numerical gradient: it is fitted on fewer customers (every k-th), which keeps each snapshot fast.
-MAX_PNBD_FIT_CUSTOMERS = 5_000
+MAX_PNBD_FIT_CUSTOMERS = 2_000
 # Bounds on the log of each parameter (r, alpha, a, b), alpha in weeks: a fit that ends on one is
 # degenerate (e.g. no heterogeneity in purchase rates) and is not used.
 LOG_BOUNDS = [(np.log(1e-4), np.log(1e3)), (np.log(1e-4), np.log(1e5)),

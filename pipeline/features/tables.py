@@ -29,9 +29,10 @@ Every row and every later time value is keyed by the UTC day from which it is kn
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -51,6 +52,7 @@ from pipeline.snapshot import known_since, to_polars
 
 MONEY_UNITS = 10_000  # money and scores are summed as exact integers of 1/MONEY_UNITS of their unit
 NULL_TIME = np.iinfo(np.int64).min  # a missing timestamp in microsecond arrays
+NO_DAY = -(10**7)  # "no previous day" in day arrays: before any day, with room to add a window
 
 # The columns of each validated source the features read.
 SOURCE_COLUMNS = {
@@ -156,15 +158,36 @@ class CategorySpend:
 
 @dataclass(frozen=True)
 class ProductDays:
-    """Purchase days per (customer, product_id) pair; pairs sorted by (code, product).
+    """Days on which each (customer, product_id) pair was bought, as streams read like any other sum.
 
-    `timeline` counts pairs as its "customers" (one row per pair and UTC day with a purchase line of
-    that product); `pair_code`: customer code of each pair; `customers`.
+    Rows: one per pair and UTC day with a purchase line of that product: `code` (customer), `day`,
+    `previous` (the pair's previous purchase day, NO_DAY for its first). The distinct products a
+    customer bought in the `w` days before a cut `t` are the rows with t - w <= day < t whose
+    previous day is before t - w: a row counts for the cuts t in (max(day, previous + w), day + w],
+    so +1 keyed by max(day, previous + w) and -1 keyed by day + w, summed over the keys before t
+    (`window(w)`, built once per window and kept). `first`: +1 at each pair's first day (all time).
     """
 
-    timeline: Timeline
+    code: np.ndarray
+    day: np.ndarray
+    previous: np.ndarray
     customers: int
-    pair_code: np.ndarray
+    first: Stream
+    _windows: dict = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def window(self, days: int) -> Stream:
+        """The stream whose sum of `delta` before a cut is the distinct products of the `days` before it."""
+        with self._lock:
+            if days not in self._windows:
+                enters = np.maximum(self.day, self.previous + days)
+                leaves = self.day + days
+                counted = enters < leaves
+                codes = np.r_[self.code[counted], self.code[counted]]
+                keys = np.r_[enters[counted], leaves[counted]]
+                delta = np.r_[np.ones(counted.sum(), np.int64), -np.ones(counted.sum(), np.int64)]
+                self._windows[days] = _stream(codes, keys, customers=self.customers, delta=delta)
+            return self._windows[days]
 
 
 @dataclass(frozen=True)
@@ -534,7 +557,7 @@ def _category_spend(
 def _product_days(
     product: pl.Series, lines: dict[str, np.ndarray], order: np.ndarray, codes: np.ndarray, customers: int
 ) -> ProductDays:
-    """Purchase lines with a product_id -> the days each (customer, product) pair was bought.
+    """Purchase lines with a product_id -> the days each (customer, product) pair was bought (`ProductDays`).
 
     `product`: the transactions' product_id column (input order); `lines`, `codes`: line values and
     customer codes in `order` (sorted by customer, then time).
@@ -548,14 +571,13 @@ def _product_days(
     new_day = np.ones(len(pair), dtype=bool)
     new_day[1:] = (pair[1:] != pair[:-1]) | (days[1:] != days[:-1])
     pair, days = pair[new_day], days[new_day]
-    new_pair = np.ones(len(pair), dtype=bool)
-    new_pair[1:] = pair[1:] != pair[:-1]
-    pair_index = np.cumsum(new_pair) - 1
-    return ProductDays(
-        timeline=Timeline.build(pair_index, days, customers=int(new_pair.sum())),
-        customers=customers,
-        pair_code=(pair[new_pair] // kinds).astype(np.int64),
-    )
+    first = np.ones(len(pair), dtype=bool)
+    first[1:] = pair[1:] != pair[:-1]
+    previous = np.where(first, NO_DAY, np.r_[NO_DAY, days[:-1]])
+    code = (pair // kinds).astype(np.int64)
+    ones = np.ones(int(first.sum()), dtype=np.int64)
+    return ProductDays(code=code, day=days, previous=previous, customers=customers,
+                       first=_stream(code[first], days[first], customers=customers, delta=ones))
 
 
 # --- other sources -------------------------------------------------------------------------------
