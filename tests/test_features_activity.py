@@ -56,7 +56,6 @@ def test_activity_features_hand_computed():
         "quantity_30d": [0.0, NAN, NAN],
         "quantity_90d": [4.0, NAN, NAN],
         "products_all": [3.0, NAN, NAN],
-        "products_30d": [0.0, NAN, NAN],
         "products_90d": [2.0, NAN, NAN],  # p1 and p3 on 2024-05-01
         "lines_per_order": [4 / 3, 1.0, 1.0],
         "cancellations_count": [1, 0, 0],
@@ -99,7 +98,7 @@ def test_net_spend_negative_from_returns_before_the_history_breaks_nothing():
 
 def test_every_activity_feature_has_a_description_direction_and_a_template_naming_itself():
     specs = [s for s in feature_specs(CFG) if s.family == "activity"]
-    assert len(specs) == 25
+    assert len(specs) == 24
     for spec in specs:
         assert spec.description and spec.direction in ("up", "down", "none")
         assert spec.reason is None or f"{{{spec.name}" in spec.reason, spec.name

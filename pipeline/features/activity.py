@@ -6,7 +6,8 @@ Per-customer step (only the customer's own events known before the cut `t`):
   and per configured window; lines per order; credit notes / cancellations; return shares; gross
   spend (purchase lines only) overall and per configured window; purchase days in the same season
   a year earlier; internal columns for the features below;
-- `product_aggregates` -> distinct product_ids bought, overall and per configured window;
+- `product_aggregates` -> distinct product_ids bought, overall and in the last 90 days
+  (PRODUCT_WINDOWS: each window costs a sort of the customer-product days when first read);
 - `features` -> purchase_days_trend, gap_cv and the ratios.
 Population step: `add_history_flags` -> history_censored (the customer's first event falls within
 LEFT_CENSOR_DAYS of the earliest event of the data) and NaN for the same-season count when the data
@@ -28,7 +29,7 @@ import polars as pl
 from pipeline.config import FeaturesConfig
 from pipeline.features.registry import (
     LEFT_CENSOR_DAYS,
-    SEASON_LAG_DAYS,
+    PRODUCT_WINDOWS,
     TREND_DAYS,
     purchase_day_windows,
     season_window,
@@ -86,8 +87,8 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
 
 
 def product_aggregates(products: ProductDays, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
-    """Per row of `cut`: products_all and products_<w>d (distinct product_ids bought; NaN when none of the
-    customer's purchase lines before `t` has a product_id)."""
+    """Per row of `cut`: products_all and products_<w>d for w in PRODUCT_WINDOWS (distinct product_ids bought;
+    NaN when none of the customer's purchase lines before `t` has a product_id)."""
 
     def total(stream) -> np.ndarray:
         start, end = cut.rows(stream.timeline)
@@ -97,7 +98,7 @@ def product_aggregates(products: ProductDays, cut: Cut, *, cfg: FeaturesConfig) 
     known = bought > 0
     return [
         pl.Series("products_all", np.where(known, bought, np.nan)),
-        *[pl.Series(f"products_{w}d", np.where(known, total(products.window(w)), np.nan)) for w in cfg.windows_days],
+        *[pl.Series(f"products_{w}d", np.where(known, total(products.window(w)), np.nan)) for w in PRODUCT_WINDOWS],
     ]
 
 
@@ -109,8 +110,7 @@ def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
     season_start = t - dt.timedelta(days=season[0]) if season else None
     recent, earlier = pl.col("_days_recent").cast(pl.Float64), pl.col("_days_earlier").cast(pl.Float64)
     gaps = pl.col("_purchase_days").cast(pl.Float64) - 1
-    span = (pl.col("_last_purchase_at").dt.truncate("1d") - pl.col("_first_purchase_at").dt.truncate("1d"))
-    mean = span.dt.total_days().cast(pl.Float64) / gaps
+    mean = pl.col("_purchase_span_days").cast(pl.Float64) / gaps
     variance = (pl.col("_day_gap_sq").cast(pl.Float64) / gaps - mean**2).clip(lower_bound=0.0)
     return [
         pl.when(recent + earlier > 0).then((recent - earlier) / (recent + earlier)).alias("purchase_days_trend"),

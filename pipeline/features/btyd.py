@@ -40,7 +40,6 @@ from pipeline.features.timeline import DAY_US
 from pipeline.progress import get_logger
 from pipeline.snapshot import snapshot_time
 
-WEEK_US = 7 * DAY_US
 MAX_FIT_CUSTOMERS = 20_000
 # Pareto/NBD's likelihood needs a hypergeometric function per distinct (x, t_x) and (x, T) pair and a
 # numerical gradient: it is fitted on fewer customers (every k-th), which keeps each snapshot fast.
@@ -400,12 +399,12 @@ def fit_pareto_nbd(frequency, recency, T) -> Fit:
 def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     """Per-customer BG/NBD summary in weeks from the order aggregates (see module docstring)."""
     t = snapshot_time(as_of)
-    first_day = pl.col("_first_purchase_at").dt.truncate("1d")
-    last_day = pl.col("_last_purchase_at").dt.truncate("1d")
+    first_day = pl.col("_first_purchase_at").dt.epoch("us") // DAY_US  # UTC day numbers
+    t_day = (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(days=1)
     return [
         (pl.col("_purchase_days") - 1).cast(pl.Float64).alias("_btyd_frequency"),
-        ((last_day - first_day).dt.total_microseconds() / WEEK_US).alias("_btyd_recency"),
-        ((pl.lit(t) - first_day).dt.total_microseconds() / WEEK_US).alias("_btyd_T"),
+        (pl.col("_purchase_span_days").cast(pl.Float64) / 7.0).alias("_btyd_recency"),
+        ((t_day - first_day).cast(pl.Float64) / 7.0).alias("_btyd_T"),
     ]
 
 

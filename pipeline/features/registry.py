@@ -36,6 +36,8 @@ TREND_DAYS = 90  # spend_trend and purchase_days_trend compare the last TREND_DA
 # Purchase days are counted in these windows besides the configured `windows_days` (the windows that
 # lifted models on real logs: two weeks to a year).
 PURCHASE_DAY_WINDOWS = (14, 30, 60, 90, 180, 365)
+# Distinct products are counted in these windows (each costs one sort of the customer-product days).
+PRODUCT_WINDOWS = (90,)
 LEFT_CENSOR_DAYS = 30  # a first event this close to the data's earliest one may be a history cut by the export
 SEASON_LAG_DAYS = 365  # "the same season a year earlier": the label horizon, this many days before `t`
 
@@ -198,7 +200,7 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
            "a product_id).", "down", "bought {products_all:.0f} different products so far"),
         *[_n(f"products_{w}d", "activity", f"Distinct product_ids bought in the last {w} days (NaN when products "
              "are unknown).", "down", f"bought {{products_{w}d:.0f}} different products in the last {w} days")
-          for w in windows],
+          for w in PRODUCT_WINDOWS],
         _n("lines_per_order", "activity", "Purchase lines per order (basket breadth).", "down",
            "{lines_per_order:.1f} lines per order on average"),
         _n("cancellations_count", "activity",

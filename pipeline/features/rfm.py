@@ -70,7 +70,7 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
     _first/_last_purchase_at, frequency_*, _monetary_*_units, _trend_recent_units
     and _trend_earlier_units (spend in the last TREND_DAYS and the TREND_DAYS before), returns_count, _returns_units, discount_share (discounted
     orders among those whose discount is known; null when none is), _purchase_days (distinct
-    purchase days), _gap_last_day (days between the last two purchase days, null with fewer than two).
+    purchase days), _purchase_span_days (from the first to the last purchase day), _gap_last_day (days between the last two purchase days, null with fewer than two).
     """
     timeline, sums = parts.timeline, parts.sums
     start, end = cut.rows(timeline)
@@ -101,8 +101,15 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
         pl.Series("_returns_units", total("return_units")),
         with_nulls(pl.Series("discount_share", share), known > 0),
         pl.Series("_purchase_days", total("day_starts")),
+        pl.Series("_purchase_span_days", _purchase_span_days(parts, start, end, cut)),
         pick(parts.last_day_gap, np.where(end > start, end - 1, -1), "_gap_last_day", missing=NULL_TIME),
     ]
+
+
+def _purchase_span_days(parts: OrderParts, start: np.ndarray, end: np.ndarray, cut: Cut) -> np.ndarray:
+    """Per row of `cut`: whole days from the first to the last purchase day before `t` (UTC days)."""
+    last = latest_before(parts.last_purchase, start, end)
+    return (parts.at_us[last] // DAY_US) - (parts.first_purchase_us[cut.codes] // DAY_US)
 
 
 def order_features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
@@ -115,7 +122,7 @@ def order_features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
     frequency = pl.col("frequency_all").cast(pl.Float64)
     recency = days_between(t, pl.col("_last_purchase_at"))
     purchase_days = pl.col("_purchase_days").cast(pl.Float64)
-    span_days = days_between(pl.col("_last_purchase_at").dt.truncate("1d"), pl.col("_first_purchase_at").dt.truncate("1d"))
+    span_days = pl.col("_purchase_span_days").cast(pl.Float64)
     gap_mean = pl.when(purchase_days >= 2).then(span_days / (purchase_days - 1))
     recent, earlier = pl.col("_trend_recent_units"), pl.col("_trend_earlier_units")
     moved = recent.abs() + earlier.abs()
