@@ -181,44 +181,69 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
     windows = list(cfg.windows_days)
     return [
         _n("purchase_days_all", "activity", "Number of distinct days with a purchase (several orders a day count once).",
-           "down", "bought on only {purchase_days_all:.0f} different days so far"),
-        *[_n(f"purchase_days_{w}d", "activity", f"Distinct days with a purchase in the last {w} days.", "down",
-             f"bought on {{purchase_days_{w}d:.0f}} days in the last {w} days") for w in purchase_day_windows(cfg)],
+           "down", _reason(
+            _says("has bought on one day only so far", ("==", 1)),
+            _says("bought on only {purchase_days_all:count:day} so far, fewer than the typical customer",
+                  POSITIVE, BELOW_TYPICAL),
+            neutral="their number of purchase days ({purchase_days_all:count:day})")),
+        *[_n(f"purchase_days_{w}d", "activity", f"Distinct days with a purchase in the last {w} days.", "down", _reason(
+            _says(f"no purchases in the last {w} days", ("==", 0)),
+            _says(f"bought on only {{purchase_days_{w}d:count:day}} in the last {w} days, fewer than the typical "
+                  "customer", POSITIVE, BELOW_TYPICAL),
+            neutral=f"their purchase days in the last {w} days ({{purchase_days_{w}d:count:day}})"))
+          for w in purchase_day_windows(cfg)],
         _n("purchase_days_trend", "activity",
            f"Purchase days in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped) "
-           "to +1 (only recent); NaN when both are zero.", "down",
-           f"purchase days trend {{purchase_days_trend:+.2f}} (last {TREND_DAYS} days vs the {TREND_DAYS} before)"),
+           "to +1 (only recent); NaN when both are zero.", "down", _reason(
+            _says(f"visits are falling (trend {{purchase_days_trend:trend}}: last {TREND_DAYS} days vs the "
+                  f"{TREND_DAYS} before)", ("<=", -0.01)),
+            neutral="their visit trend ({purchase_days_trend:trend})")),
         _n("gap_cv", "activity",
            "Regularity of visits: standard deviation of the gaps between purchase days divided by their mean "
-           "(0 = like clockwork; NaN with fewer than 3 purchase days).", "none",
-           "the gaps between their visits vary by {gap_cv:.0%} of their average"),
+           "(0 = like clockwork; NaN with fewer than 3 purchase days).", "none"),
         _n("quantity_all", "activity", "Items bought (sum of quantity on purchase lines; NaN when no purchase line "
-           "of the customer has a quantity).", "down", "bought {quantity_all:,.0f} items so far"),
+           "of the customer has a quantity).", "down", _reason(
+            _says("bought only {quantity_all:count:item} so far, fewer than the typical customer",
+                  POSITIVE, BELOW_TYPICAL))),
         *[_n(f"quantity_{w}d", "activity", f"Items bought in the last {w} days (NaN when quantities are unknown).",
-             "down", f"bought {{quantity_{w}d:,.0f}} items in the last {w} days") for w in windows],
+             "down", _reason(
+              _says(f"bought no items in the last {w} days", ("==", 0)),
+              _says(f"bought only {{quantity_{w}d:count:item}} in the last {w} days, fewer than the typical "
+                    "customer", POSITIVE, BELOW_TYPICAL)))
+          for w in windows],
         _n("products_all", "activity", "Distinct product_ids bought (NaN when no purchase line of the customer has "
-           "a product_id).", "down", "bought {products_all:.0f} different products so far"),
+           "a product_id).", "down", _reason(
+            _says("bought only {products_all:count:different product} so far, fewer than the typical customer",
+                  POSITIVE, BELOW_TYPICAL))),
         *[_n(f"products_{w}d", "activity", f"Distinct product_ids bought in the last {w} days (NaN when products "
-             "are unknown).", "down", f"bought {{products_{w}d:.0f}} different products in the last {w} days")
+             "are unknown).", "down", _reason(
+              _says(f"bought no products in the last {w} days", ("==", 0)),
+              _says(f"bought only {{products_{w}d:count:different product}} in the last {w} days, fewer than the "
+                    "typical customer", POSITIVE, BELOW_TYPICAL)))
           for w in PRODUCT_WINDOWS],
-        _n("lines_per_order", "activity", "Purchase lines per order (basket breadth).", "down",
-           "{lines_per_order:.1f} lines per order on average"),
+        _n("lines_per_order", "activity", "Purchase lines per order (basket breadth).", "down", _reason(
+            _says("about {lines_per_order:number} lines per order, fewer than the typical customer",
+                  POSITIVE, BELOW_TYPICAL))),
         _n("cancellations_count", "activity",
-           "Cancelled or credited invoices: orders made only of negative lines (0 if none).", "up",
-           "{cancellations_count:.0f} cancelled or credited invoices"),
+           "Cancelled or credited invoices: orders made only of negative lines (0 if none).", "up", _reason(
+            _says("{cancellations_count:count:cancelled or credited invoice}", POSITIVE))),
         _n("cancellation_share", "activity",
-           "Cancelled or credited invoices among all their invoices (0 if none).", "up",
-           "{cancellation_share:.0%} of their invoices were cancellations or credit notes"),
+           "Cancelled or credited invoices among all their invoices (0 if none).", "up", _reason(
+            _says("{cancellation_share:share} of their invoices were cancellations or credit notes", POSITIVE))),
         _n("returns_share", "activity", "Return or refund lines among all their order lines (0 if none).", "up",
-           "{returns_share:.0%} of their order lines were returns or refunds"),
+           _reason(_says("{returns_share:share} of their order lines were returns or refunds", POSITIVE))),
         _n("returns_value_share", "activity",
            "Value of returns and refunds divided by that value plus the value bought (0 if none; returns of goods "
-           "bought before the history can make it 1).", "up",
-           "returns and refunds were {returns_value_share:.0%} of the money moved"),
-        _n("gross_spend_all", "activity", "Value of all purchase lines, before returns.", "down",
-           "bought goods worth {gross_spend_all:,.2f} in total (before returns)"),
+           "bought before the history can make it 1).", "up", _reason(
+            _says("returns and refunds were {returns_value_share:share} of the money they moved", POSITIVE))),
+        _n("gross_spend_all", "activity", "Value of all purchase lines, before returns.", "down", _reason(
+            _says("bought goods worth only {gross_spend_all:money} in total (before returns), less than the "
+                  "typical customer", (">=", 0), BELOW_TYPICAL))),
         *[_n(f"gross_spend_{w}d", "activity", f"Value of purchase lines in the last {w} days, before returns.",
-             "down", f"bought goods worth {{gross_spend_{w}d:,.2f}} in the last {w} days (before returns)")
+             "down", _reason(
+              _says(f"bought nothing in the last {w} days", ("==", 0)),
+              _says(f"bought goods worth only {{gross_spend_{w}d:money}} in the last {w} days (before returns), "
+                    "less than the typical customer", POSITIVE, BELOW_TYPICAL)))
           for w in windows],
         _n("history_censored", "activity",
            f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days of the earliest event in the data: "
@@ -227,7 +252,10 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
         _n("season_purchase_days_last_year", "activity",
            f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
            f"{SEASON_LAG_DAYS} days before the snapshot (NaN when the data do not reach back that far).", "down",
-           "bought on {season_purchase_days_last_year:.0f} days in the same season last year"),
+           _reason(
+            _says("did not buy in the same season last year", ("==", 0)),
+            neutral="their purchase days in the same season last year "
+                    "({season_purchase_days_last_year:count:day})")),
     ]
 
 
