@@ -48,6 +48,8 @@ MODEL_FILE = MODEL_DOCUMENT_FILE
 METRICS_FILE = "metrics.json"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
+# Where a training run's MLflow artifacts hold its bundle (the champion is downloaded from there).
+BUNDLE_ARTIFACT_PATH = "bundle"
 LEGACY_MODEL_FILE = "model.joblib"
 FORMAT_VERSION = 2
 SIGNING_KEY_ENV = "CHURN_BUNDLE_KEY"

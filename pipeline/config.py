@@ -183,6 +183,8 @@ class TrainConfig(StrictModel):
     cv_folds: int = Field(3, ge=1, le=12)
     # The logistic baseline (and candidate) is fitted on a seeded sample of at most this many rows.
     logistic_fit_rows: int = Field(500_000, gt=0)
+    # Paired bootstrap resamples of the test snapshot behind each candidate's interval against the best baseline.
+    bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
     # Above this many training rows the search trials run on a customer-level sample of about this many
     # rows (seeded), and the best configuration is refitted on all rows; 0 searches on all rows.
     search_sample_rows: int = Field(500_000, ge=0)

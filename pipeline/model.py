@@ -1,12 +1,15 @@
 """The fitted churn model: everything learned from data, in one object that scoring loads.
 
-`ChurnModel` holds the feature list, the category encodings, the LightGBM booster and the probability
+`ChurnModel` holds the feature list, the category encodings, the LightGBM booster, optionally a linear
+score (`LinearScore`: logistic regression coefficients, scaler, imputation) and the weight that blends
+the two log-odds scores (1: LightGBM alone, 0: the logistic model alone), and the probability
 calibrator. Scoring calls its methods and never re-implements a transformation:
 
 - `check_features(frame)`: raises ScoreError naming missing feature columns;
 - `predict_proba(frame)`: calibrated P(churn within the horizon), 1-D;
-- `predict_uncalibrated(frame)`: the booster's own probability;
-- `contributions(frame)`: LightGBM `pred_contrib` (log-odds scale) per feature, bias dropped.
+- `predict_uncalibrated(frame)`: the model's own probability (logistic function of its log-odds);
+- `contributions(frame)`: per-feature terms of the log-odds score: LightGBM `pred_contrib` and the
+  linear terms, weighted as blended; bias dropped.
 
 Serialisation, with no pickle (nothing loaded can run code; a forged file can at worst give wrong numbers):
 
@@ -16,7 +19,7 @@ Serialisation, with no pickle (nothing loaded can run code; a forged file can at
 - the LightGBM booster is kept in LightGBM's own text format (`Booster.model_to_string`, read back
   with `lgb.Booster(model_str=...)`), in its own file;
 - `ChurnModel.to_files()` gives `{file name: text}` (`model.json`: kind, feature list, encoder,
-  calibrator, horizon, parameters; `booster.txt`), and `ChurnModel.from_files(files)` rebuilds the
+  calibrator, horizon, parameters, linear score, blend weight; `booster.txt`), and `ChurnModel.from_files(files)` rebuilds the
   model. `pipeline.bundle` writes, checksums and optionally signs whatever `to_files` returns.
 
 To add a part (a logistic model's coefficients and scaler, a blend's weights): give it
@@ -55,7 +58,9 @@ CalibrationMethod = Literal["isotonic", "sigmoid"]
 MODEL_DOCUMENT_FILE = "model.json"
 BOOSTER_FILE = "booster.txt"
 MODEL_KIND = "lightgbm"
-MODEL_DOCUMENT_VERSION = 1
+# 2: a linear score and a blend weight (a version-1 reader would ignore them and score LightGBM alone).
+MODEL_DOCUMENT_VERSION = 2
+READABLE_DOCUMENT_VERSIONS = (1, 2)
 
 
 def _floats(values: Any, *, name: str) -> np.ndarray:
@@ -248,6 +253,86 @@ class ProbabilityCalibrator:
         raise ValueError(f"calibrator.method must be 'isotonic', 'sigmoid' or 'none', got {method!r}")
 
 
+def signed_log(values: np.ndarray) -> np.ndarray:
+    """sign(x) * log(1 + |x|): keeps the order and sign, tames heavy tails (spend, counts, ratios)."""
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+@dataclass
+class LinearScore:
+    """Logistic regression on numeric features: signed log, median imputation, standardisation, coefficients.
+
+    All fitted numbers are arrays over `feature_names` (learned on training rows only), so the score is
+    `standardised(frame) @ coefficients + intercept` and a feature's contribution is its term of that sum.
+    """
+
+    feature_names: list[str]
+    medians: np.ndarray
+    means: np.ndarray
+    scales: np.ndarray
+    coefficients: np.ndarray
+    intercept: float
+
+    @classmethod
+    def fit(
+        cls, features: pd.DataFrame, y: np.ndarray, *, feature_names: Sequence[str], seed: int, fit_rows: int
+    ) -> LinearScore:
+        """Fit on at most `fit_rows` rows of `features` (a seeded random sample), labels `y` (0/1)."""
+        rows = len(features)
+        positions = np.arange(rows) if rows <= fit_rows else np.sort(
+            np.random.default_rng(seed).choice(rows, size=fit_rows, replace=False)
+        )
+        values = signed_log(_numeric_matrix(features.iloc[positions], feature_names))
+        medians = np.nan_to_num(np.nanmedian(np.where(np.isnan(values), np.nan, values), axis=0), nan=0.0)
+        filled = np.where(np.isnan(values), medians, values)
+        means, scales = filled.mean(axis=0), filled.std(axis=0)
+        scales = np.where(scales > 0, scales, 1.0)
+        logistic = LogisticRegression(C=1.0, max_iter=1000).fit((filled - means) / scales, np.asarray(y)[positions])
+        return cls(list(feature_names), medians, means, scales, logistic.coef_.ravel(), float(logistic.intercept_[0]))
+
+    def standardised(self, features: pd.DataFrame) -> np.ndarray:
+        """The rows as the regression sees them (n x features): signed log, imputed, standardised."""
+        values = signed_log(_numeric_matrix(features, self.feature_names))
+        return (np.where(np.isnan(values), self.medians, values) - self.means) / self.scales
+
+    def raw(self, features: pd.DataFrame) -> np.ndarray:
+        """Log-odds score, 1-D."""
+        return self.standardised(features) @ self.coefficients + self.intercept
+
+    def contributions(self, features: pd.DataFrame) -> np.ndarray:
+        """Each feature's term of the log-odds score (n x features); rows sum with the intercept to `raw`."""
+        return self.standardised(features) * self.coefficients
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature_names": list(self.feature_names),
+            "medians": self.medians.tolist(),
+            "means": self.means.tolist(),
+            "scales": self.scales.tolist(),
+            "coefficients": self.coefficients.tolist(),
+            "intercept": float(self.intercept),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LinearScore:
+        """Inverse of `to_dict`; ValueError when `data` is malformed."""
+        if not isinstance(data, Mapping):
+            raise ValueError("linear must be a mapping")
+        names = _strings(data.get("feature_names"), name="linear.feature_names")
+        arrays = {key: _floats(data.get(key), name=f"linear.{key}") for key in ("medians", "means", "scales", "coefficients")}
+        if any(len(values) != len(names) for values in arrays.values()) or (arrays["scales"] <= 0).any():
+            raise ValueError("linear medians, means, scales and coefficients need one number per feature (scales > 0)")
+        intercept = _floats([data.get("intercept")], name="linear.intercept")[0]
+        return cls(names, arrays["medians"], arrays["means"], arrays["scales"], arrays["coefficients"], float(intercept))
+
+
+def _numeric_matrix(features: pd.DataFrame, feature_names: Sequence[str]) -> np.ndarray:
+    check_feature_columns(features, feature_names)
+    return np.column_stack(
+        [pd.to_numeric(features[name], errors="coerce").to_numpy("float64", na_value=np.nan) for name in feature_names]
+    ).reshape(len(features), len(feature_names))
+
+
 def cross_validated_log_loss(
     scores: np.ndarray, y: np.ndarray, *, method: CalibrationMethod, seed: int, folds: int = 5
 ) -> float:
@@ -307,10 +392,16 @@ class ChurnModel:
         calibrator: ProbabilityCalibrator,
         horizon_days: int,
         params: dict[str, object] | None = None,
+        linear: LinearScore | None = None,
+        blend_weight: float = 1.0,
     ) -> None:
         unknown = set(categorical_features) - set(feature_names)
         if unknown:
             raise ValueError(f"categorical features {sorted(unknown)} are not in feature_names")
+        if not 0.0 <= blend_weight <= 1.0 or (blend_weight < 1.0 and linear is None):
+            raise ValueError("blend_weight must be within [0, 1], and below 1 only with a linear score")
+        if linear is not None and set(linear.feature_names) - set(feature_names):
+            raise ValueError("the linear score's features must be among feature_names")
         self.feature_names_ = list(feature_names)
         self.categorical_features_ = list(categorical_features)
         self.encoder_ = encoder
@@ -318,6 +409,8 @@ class ChurnModel:
         self.calibrator_ = calibrator
         self.horizon_days_ = int(horizon_days)
         self.params_ = dict(params or {})
+        self.linear_ = linear
+        self.blend_weight_ = float(blend_weight)
 
     def check_features(self, features: pd.DataFrame) -> None:
         """Raise ScoreError naming the feature columns `features` lacks."""
@@ -327,25 +420,43 @@ class ChurnModel:
         """The float matrix LightGBM sees (see `feature_matrix`)."""
         return feature_matrix(features, feature_names=self.feature_names_, encoder=self.encoder_)
 
+    @property
+    def kind_(self) -> str:
+        """"lightgbm", "logistic" or "blend": which scores make the log-odds (see `blend_weight_`)."""
+        if self.blend_weight_ == 1.0:
+            return "lightgbm"
+        return "logistic" if self.blend_weight_ == 0.0 else "blend"
+
     def predict_raw(self, features: pd.DataFrame) -> np.ndarray:
-        """The booster's log-odds score, 1-D."""
-        return self.booster_.predict(self.matrix(features), raw_score=True)
+        """The log-odds score, 1-D: blend_weight x the booster's + (1 - blend_weight) x the linear score's."""
+        raw = np.zeros(len(features))
+        if self.blend_weight_ > 0.0:
+            raw += self.blend_weight_ * self.booster_.predict(self.matrix(features), raw_score=True)
+        if self.blend_weight_ < 1.0 and self.linear_ is not None:
+            raw += (1.0 - self.blend_weight_) * self.linear_.raw(features)
+        return raw
 
     def predict_uncalibrated(self, features: pd.DataFrame) -> np.ndarray:
-        """The booster's probability before calibration, 1-D."""
-        return self.booster_.predict(self.matrix(features))
+        """The probability before calibration (logistic function of `predict_raw`), 1-D."""
+        return expit(self.predict_raw(features))
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of churn within `horizon_days_`, 1-D."""
         return self.calibrator_.transform(self.predict_raw(features))
 
     def contributions(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Per-feature contributions to the log-odds score (TreeSHAP, `pred_contrib`); bias column dropped.
+        """Per-feature contributions to the log-odds score (TreeSHAP `pred_contrib`, plus the linear terms,
+        each weighted as in the blend); bias dropped.
 
-        Index: `features.index`; columns: `feature_names_`. Rows sum (with the bias) to `predict_raw`.
+        Index: `features.index`; columns: `feature_names_`. Rows sum (with the biases) to `predict_raw`.
         """
-        contrib = self.booster_.predict(self.matrix(features), pred_contrib=True)
-        return pd.DataFrame(contrib[:, :-1], index=features.index, columns=self.feature_names_)
+        contributions = pd.DataFrame(0.0, index=features.index, columns=self.feature_names_)
+        if self.blend_weight_ > 0.0:
+            contrib = self.booster_.predict(self.matrix(features), pred_contrib=True)
+            contributions += self.blend_weight_ * contrib[:, :-1]
+        if self.blend_weight_ < 1.0 and self.linear_ is not None:
+            contributions[self.linear_.feature_names] += (1.0 - self.blend_weight_) * self.linear_.contributions(features)
+        return contributions
 
     def feature_importance(self, *, kind: Literal["gain", "split"] = "gain") -> pd.Series:
         """Total gain (or split count) per feature, sorted descending."""
@@ -366,6 +477,8 @@ class ChurnModel:
             "horizon_days": self.horizon_days_,
             "params": _json_value(self.params_),
             "booster_file": BOOSTER_FILE,
+            "linear": None if self.linear_ is None else self.linear_.to_dict(),
+            "blend_weight": self.blend_weight_,
         }
 
     @classmethod
@@ -373,9 +486,10 @@ class ChurnModel:
         """Inverse of `to_dict`, with the booster's LightGBM text; ValueError when anything is malformed."""
         if not isinstance(data, Mapping) or data.get("kind") != MODEL_KIND:
             raise ValueError(f"kind must be {MODEL_KIND!r}")
-        if data.get("document_version") != MODEL_DOCUMENT_VERSION:
+        if data.get("document_version") not in READABLE_DOCUMENT_VERSIONS:
             raise ValueError(
-                f"document_version is {data.get('document_version')!r}; this version reads {MODEL_DOCUMENT_VERSION}"
+                f"document_version is {data.get('document_version')!r}; this version reads "
+                f"{' or '.join(map(str, READABLE_DOCUMENT_VERSIONS))}"
             )
         feature_names = _strings(data.get("feature_names"), name="feature_names")
         horizon_days = data.get("horizon_days")
@@ -398,6 +512,8 @@ class ChurnModel:
             calibrator=ProbabilityCalibrator.from_dict(data.get("calibrator")),
             horizon_days=horizon_days,
             params=dict(params),
+            linear=None if data.get("linear") is None else LinearScore.from_dict(data["linear"]),
+            blend_weight=_floats([data.get("blend_weight", 1.0)], name="blend_weight")[0],
         )
 
     def to_files(self) -> dict[str, str]:

@@ -7,14 +7,19 @@ title, axis labels with units and a legend. The runner logs them to MLflow as PN
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipeline.io import write_bytes
+
 FIGSIZE = (7.0, 5.0)
+DPI = 110
 # Curves are drawn through at most this many points: a 7-inch line shows no more, and one point per
 # customer (hundreds of thousands at scale) only costs rendering time.
 CURVE_POINTS = 2000
@@ -27,6 +32,18 @@ def thinned(*arrays: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.ndarray
         return arrays
     keep = np.unique(np.linspace(0, n - 1, points).round().astype("int64"))
     return tuple(np.asarray(a)[keep] for a in arrays)
+
+
+def figure_png(figure: Figure, *, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes (no timestamp in the metadata: equal figures give equal bytes)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def save_figure(figure: Figure, path: Path | str, *, dpi: int = DPI) -> Path:
+    """Write the figure as PNG to `path` atomically; returns `path`."""
+    return write_bytes(figure_png(figure, dpi=dpi), path)
 
 
 def new_figure(*, size: tuple[float, float] = FIGSIZE, ncols: int = 1) -> tuple[Figure, list]:

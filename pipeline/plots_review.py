@@ -3,15 +3,13 @@ feature distributions and the measured campaign effect.
 
 Like `pipeline.plots`, each function takes the tables of `pipeline.review` and returns a
 `matplotlib.figure.Figure` on an Agg canvas (no pyplot state, no display needed) with a title, axis
-labels with units and a legend. `figure_png` and `save_figure` turn one into PNG bytes or an
-atomically written file, for runners that keep the figure next to their outputs.
+labels with units and a legend. `pipeline.plots.figure_png` and `pipeline.plots.save_figure` turn one
+into PNG bytes or an atomically written file.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,24 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from pipeline.io import write_bytes
-from pipeline.plots import new_figure
+# figure_png and save_figure live in pipeline.plots (the bottom plotting layer); notebooks and runners
+# still reach them from here.
+from pipeline.plots import figure_png, new_figure, save_figure  # noqa: F401
 from pipeline.review import NO_ACTION, TIER_ORDER, tier_by_action
-
-DPI = 110
-
-
-def figure_png(figure: Figure, *, dpi: int = DPI) -> bytes:
-    """The figure as PNG bytes (no timestamp in the metadata: equal figures give equal bytes)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def save_figure(figure: Figure, path: Path | str, *, dpi: int = DPI) -> Path:
-    """Write the figure as PNG to `path` atomically; returns `path`."""
-    return write_bytes(figure_png(figure, dpi=dpi), path)
-
 
 def _no_data(ax, message: str) -> None:
     """Say so in the middle of an empty plot (instead of an empty legend)."""

@@ -306,8 +306,7 @@ def load_run_bundle(tracking_uri: str, *, run_id: str, dest: Path) -> Any:
     (`pipeline.bundle.load_bundle`): a LoadedBundle with model, manifest and metrics."""
     import mlflow
 
-    from pipeline.bundle import load_bundle
-    from pipeline.tracking import BUNDLE_ARTIFACT_PATH
+    from pipeline.bundle import BUNDLE_ARTIFACT_PATH, load_bundle  # loads LightGBM: only when needed (start-up)
 
     local = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path=BUNDLE_ARTIFACT_PATH, dst_path=str(dest), tracking_uri=tracking_uri

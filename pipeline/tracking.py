@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipeline.bundle import code_version, library_versions, load_bundle, save_bundle
+from pipeline.bundle import BUNDLE_ARTIFACT_PATH, code_version, library_versions, load_bundle, save_bundle
 from pipeline.config import Config, config_as_dict
 from pipeline.drift import drift_reference
 from pipeline.errors import BundleError, ScoreError
@@ -40,6 +40,7 @@ from pipeline.evaluate import (
     numeric_metrics,
 )
 from pipeline.io import sha256_file
+from pipeline.model import ChurnModel
 from pipeline.progress import get_logger
 from pipeline.split import label_windows_overlap
 
@@ -47,11 +48,11 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from pipeline.evaluate import RetentionSettings
-    from pipeline.model import ChurnModel
     from pipeline.train import TrainResult
 
 CHAMPION_ALIAS = "champion"
-BUNDLE_ARTIFACT_PATH = "bundle"
+# Model version tag holding the sha256 of the model's files (`model_fingerprint`).
+FINGERPRINT_TAG = "model_fingerprint"
 MODEL_ARTIFACT_NAME = "model"
 PYFUNC_FILE = Path(__file__).with_name("mlflow_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -177,9 +178,20 @@ class PromotionDecision:
     incumbent_value: float | None
     incumbent_version: str | None
 
+    unchanged: bool = False
+
     @property
     def label(self) -> str:
+        if self.unchanged:
+            return "unchanged"
         return "promoted" if self.promote else "kept"
+
+
+def model_fingerprint(model: ChurnModel) -> str:
+    """sha256 over the model's files (`ChurnModel.to_files`: model document and booster text), by name."""
+    return combined_fingerprint(
+        {name: hashlib.sha256(text.encode()).hexdigest() for name, text in model.to_files().items()}
+    )
 
 
 def decide_promotion(
@@ -189,16 +201,19 @@ def decide_promotion(
     metric: str,
     incumbent_version: str | None = None,
     basis: str = "",
+    caveat: str = "",
 ) -> PromotionDecision:
     """Promote when there is no champion, or the new test metric is at least the champion's.
 
-    Lower is better for log_loss, brier and ece. A NaN new value never wins over a champion.
+    Lower is better for log_loss, brier and ece. A NaN new value never wins over a champion. `caveat`
+    (e.g. that the model's lead over the best baseline may be noise) is added to the reason.
     """
     direction = "lower" if metric in LOWER_IS_BETTER else "higher"
     note = f"{direction} is better" + (f"; champion {basis}" if basis else "")
+    suffix = f"; {caveat}" if caveat else ""
     if incumbent_value is None:
         return PromotionDecision(
-            True, f"no current champion; test {metric} {new_value:.4f}", metric, new_value, None, None
+            True, f"no current champion; test {metric} {new_value:.4f}{suffix}", metric, new_value, None, None
         )
     champion = f"champion v{incumbent_version}" if incumbent_version else "the champion"
     if np.isnan(new_value):
@@ -206,8 +221,35 @@ def decide_promotion(
         return PromotionDecision(False, reason, metric, new_value, incumbent_value, incumbent_version)
     promote = bool(np.isnan(incumbent_value) or is_better_or_equal(new_value, incumbent_value, metric=metric))
     verdict = "is at least" if promote else "is worse than"
-    reason = f"test {metric} {new_value:.4f} {verdict} {champion}'s {incumbent_value:.4f} ({note})"
+    reason = f"test {metric} {new_value:.4f} {verdict} {champion}'s {incumbent_value:.4f} ({note}){suffix}"
     return PromotionDecision(promote, reason, metric, new_value, incumbent_value, incumbent_version)
+
+
+def chosen_candidate(metrics: Mapping[str, Any]) -> str:
+    """The candidate a training kept (metrics.json "model_choice"); "lightgbm" for older metrics."""
+    return str(metrics.get("model_choice", {}).get("chosen", "lightgbm"))
+
+
+def noise_caveat(metrics: Mapping[str, Any]) -> str:
+    """A warning when the kept candidate does not clearly beat the best baseline on test ROC-AUC (its paired
+    bootstrap 95% interval reaches 0 or below); "" when it clearly does or there is nothing to compare."""
+    lead = metrics.get("comparison", {}).get("candidates", {}).get(chosen_candidate(metrics), {}).get("roc_auc")
+    if not lead or lead["low"] > 0:
+        return ""
+    return (
+        f"caution: its test ROC-AUC lead over the best baseline ({lead['reference']}) is {lead['difference']:+.4f} "
+        f"with a 95% interval of {lead['low']:+.4f} to {lead['high']:+.4f}, so it may be noise"
+    )
+
+
+def comparison_metrics(comparison: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metrics of the comparison with the best baseline: `vs_baseline_<candidate>_<metric>_<stat>`."""
+    return {
+        metric_key("vs_baseline", candidate, metric, stat): float(entry[stat])
+        for candidate, by_metric in comparison.get("candidates", {}).items()
+        for metric, entry in by_metric.items()
+        for stat in ("difference", "low", "high")
+    }
 
 
 def incumbent_test_metric(
@@ -223,7 +265,8 @@ def incumbent_test_metric(
     if version is None:
         return None, None, ""
     metric = cfg.train.champion_metric
-    recorded = _client(cfg).get_run(version.run_id).data.metrics.get(f"test_lightgbm_{metric}")
+    data = _client(cfg).get_run(version.run_id).data
+    recorded = data.metrics.get(f"test_{data.tags.get('chosen_model', 'lightgbm')}_{metric}")
     recorded_value = float(recorded) if recorded is not None else float("nan")
     with tempfile.TemporaryDirectory(prefix="champion-") as folder:
         try:
@@ -340,8 +383,7 @@ def _log_figures(result: TrainResult, *, save_dir: Path) -> None:
     """Log the evaluation figures to the active run and save them as PNG under `save_dir/plots/`."""
     import mlflow
 
-    from pipeline import plots
-    from pipeline.plots_review import save_figure
+    from pipeline import plots  # matplotlib: imported only when figures are made (start-up time)
 
     y_test = result.labels["test"]
     curves = result.probabilities["test"]
@@ -362,7 +404,7 @@ def _log_figures(result: TrainResult, *, save_dir: Path) -> None:
     }
     for artifact, figure in figures.items():
         # Rendered once: the saved PNG is the file logged (mlflow.log_figure would render it again).
-        path = save_figure(figure, save_dir / artifact)
+        path = plots.save_figure(figure, save_dir / artifact)
         mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
 
 
@@ -394,6 +436,7 @@ def log_training_run(
     experiment_id = ensure_experiment(cfg, cfg.mlflow.experiment)
     client = _client(cfg)
     model = result.model if production is None else production
+    chosen = chosen_candidate(result.metrics)
     split = result.split.as_dict()
     trained_on = split["train"] if production_snapshots is None else production_snapshots
     name = cfg.train.model_name
@@ -448,6 +491,15 @@ def log_training_run(
             mlflow.set_tag(f"skipped_baseline.{baseline}", reason)
         for baseline, status in failed_baselines(result.metrics).items():
             mlflow.set_tag(f"failed_baseline.{baseline}", status)
+        mlflow.set_tags(
+            {
+                "chosen_model": chosen,
+                "model_choice": result.metrics["model_choice"]["statement"],
+                "lightgbm_vs_best_baseline": result.metrics["comparison"]["statement"],
+                "calibration_statement": result.metrics["calibration"]["lightgbm_statement"],
+            }
+        )
+        mlflow.log_metrics(comparison_metrics(result.metrics["comparison"]))
         _log_figures(result, save_dir=cfg.reports_dir / "training")
         if backtest is not None:
             mlflow.log_dict(dict(backtest), "backtest/backtest.json")
@@ -466,11 +518,41 @@ def log_training_run(
             "calibration": model.calibrator_.method,
             "champion_metric": cfg.train.champion_metric,
             "drift_reference": drift_reference(  # what `churn score` compares today's population with
-                result.test_features, result.probabilities["test"]["lightgbm"], result.labels["test"],
+                result.test_features, result.probabilities["test"][chosen], result.labels["test"],
                 numeric=result.columns.numeric, categorical=result.columns.categorical, snapshot=split["test"],
             ),
             **(manifest_extra or {}),
         }
+        fingerprint = model_fingerprint(model)
+        current = champion_version(cfg)
+        if current is not None and current.tags.get(FINGERPRINT_TAG) == fingerprint:
+            # The same model as the champion: no new version (every rerun of `make demo` would add one).
+            version = str(current.version)
+            decision = PromotionDecision(
+                False,
+                f"unchanged: the model's files equal champion v{version}'s (fingerprint {fingerprint[:12]}); "
+                "no new version registered",
+                cfg.train.champion_metric,
+                float(result.metrics["test"][chosen][cfg.train.champion_metric]),
+                None,
+                version,
+                unchanged=True,
+            )
+            bundle_path = save_bundle(
+                model,
+                path=cfg.bundle_dir,
+                metrics=result.metrics,
+                run_id=run.info.run_id,
+                model_version=version,
+                training_snapshots=trained_on,
+                extra={**extra, "champion_at_training": True, "same_as_champion_run": current.run_id},
+            )
+            mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
+            mlflow.set_tags(
+                {"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version}
+            )
+            get_logger().info("model %s: %s", name, decision.reason)
+            return TrainingRecord(run.info.run_id, experiment_id, version, decision, bundle_path)
         with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
             pyfunc_bundle = save_bundle(
                 model,
@@ -500,11 +582,12 @@ def log_training_run(
         version = str(info.registered_model_version)
         incumbent, incumbent_version, basis = incumbent_test_metric(cfg, result, retention=retention)
         decision = decide_promotion(
-            float(result.metrics["test"]["lightgbm"][cfg.train.champion_metric]),
+            float(result.metrics["test"][chosen][cfg.train.champion_metric]),
             incumbent,
             metric=cfg.train.champion_metric,
             incumbent_version=incumbent_version,
             basis=basis,
+            caveat=noise_caveat(result.metrics),
         )
         bundle_path = save_bundle(
             model,
@@ -519,6 +602,7 @@ def log_training_run(
         mlflow.set_tags(
             {"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version}
         )
+        client.set_model_version_tag(name, version, FINGERPRINT_TAG, fingerprint)
         client.set_model_version_tag(name, version, "champion_decision", decision.label)
         client.set_model_version_tag(name, version, "champion_reason", decision.reason)
         if decision.promote:

@@ -38,7 +38,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy.special import expit
-from sklearn.metrics import average_precision_score, log_loss
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from pipeline.baselines import (
     BASELINE_DESCRIPTIONS,
@@ -50,7 +50,10 @@ from pipeline.baselines import (
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
 from pipeline.evaluate import (
+    BOOTSTRAP_METRICS,
     RetentionSettings,
+    paired_bootstrap,
+    weighted_ranking_metrics,
     classification_metrics,
     customer_values,
     summarise_folds,
@@ -59,6 +62,7 @@ from pipeline.model import (
     CALIBRATION_MIN_GAIN,
     CategoryEncoder,
     ChurnModel,
+    LinearScore,
     ProbabilityCalibrator,
     feature_matrix,
     fit_calibrator,
@@ -68,6 +72,17 @@ from pipeline.split import LABEL_COLUMN, TimeSplit, fold_frames, labelled_snapsh
 
 LIGHTGBM = "lightgbm"
 LIGHTGBM_UNCALIBRATED = "lightgbm_uncalibrated"
+LOGISTIC = "logistic"
+BLEND = "blend"
+# Blend weights of LightGBM's log-odds tried on the folds (1: LightGBM alone, 0: the logistic model alone).
+BLEND_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
+# The blend is a candidate only when it beats both of its parts by this much mean out-of-fold ROC-AUC.
+BLEND_MIN_GAIN = 0.001
+CHOICE_RULE = (
+    "the candidate (LightGBM, logistic regression on every numeric feature, or their blend when it beats "
+    "both by 0.001) with the best mean ROC-AUC over the rolling-origin folds' validation snapshots; ties "
+    "go to LightGBM"
+)
 SPLIT_NAMES = ("test", "validation")
 
 # Below this many training rows LightGBM runs on one thread: thread synchronisation costs more than it
@@ -610,6 +625,140 @@ def refit_lightgbm(
     )
 
 
+@dataclass
+class LogisticFit:
+    """The logistic candidate: its score fitted on all training rows, and its out-of-fold log-odds."""
+
+    score: LinearScore
+    out_of_fold_raw: np.ndarray
+
+
+def fit_logistic(
+    train: pd.DataFrame,
+    folds: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
+    *,
+    columns: FeatureColumns,
+    settings: TrainConfig,
+) -> LogisticFit:
+    """Logistic regression on every numeric feature (`LinearScore`): fitted per fold (out-of-fold log-odds on
+    the folds' validation rows, in fold order), then on all of `train`."""
+
+    def fitted(rows: pd.DataFrame) -> LinearScore:
+        return LinearScore.fit(
+            rows, _labels(rows), feature_names=columns.numeric, seed=settings.seed, fit_rows=settings.logistic_fit_rows
+        )
+
+    out_of_fold = np.concatenate([fitted(fold_train).raw(validation) for fold_train, validation in folds])
+    return LogisticFit(score=fitted(train), out_of_fold_raw=out_of_fold)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which candidate `churn train` keeps, by mean out-of-fold ROC-AUC, and the blend weight tried."""
+
+    chosen: str
+    blend_weight: float
+    weights: dict[str, float]
+    fold_roc_auc: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen,
+            "rule": CHOICE_RULE,
+            "blend_weight": self.blend_weight,
+            "candidates": list(self.weights),
+            "out_of_fold_roc_auc": self.fold_roc_auc,
+        }
+
+
+def _mean_fold_roc_auc(y: np.ndarray, raw: np.ndarray, fold_ids: np.ndarray) -> float:
+    return float(np.mean([roc_auc_score(y[fold_ids == k], raw[fold_ids == k]) for k in np.unique(fold_ids)]))
+
+
+def choose_model(
+    lightgbm_raw: np.ndarray, logistic_raw: np.ndarray, y: np.ndarray, fold_ids: np.ndarray
+) -> ModelChoice:
+    """Pick LightGBM, the logistic model or their blend on out-of-fold log-odds (see CHOICE_RULE).
+
+    The blend is `w * LightGBM + (1 - w) * logistic` on the log-odds scale, `w` from BLEND_WEIGHTS by mean
+    fold ROC-AUC; it is a candidate only when it beats both parts by at least BLEND_MIN_GAIN.
+    """
+    scores = {w: _mean_fold_roc_auc(y, w * lightgbm_raw + (1.0 - w) * logistic_raw, fold_ids) for w in BLEND_WEIGHTS}
+    fold_roc_auc = {LIGHTGBM: scores[1.0], LOGISTIC: scores[0.0]}
+    weights = {LIGHTGBM: 1.0, LOGISTIC: 0.0}
+    best_weight = max(BLEND_WEIGHTS[1:-1], key=lambda w: (scores[w], w))
+    if scores[best_weight] >= max(scores[0.0], scores[1.0]) + BLEND_MIN_GAIN:
+        fold_roc_auc[BLEND] = scores[best_weight]
+        weights[BLEND] = best_weight
+    # Ties go to the earlier candidate: LightGBM, then the logistic model, then the blend.
+    chosen = max(weights, key=lambda name: (fold_roc_auc[name], -list(weights).index(name)))
+    return ModelChoice(chosen, weights.get(BLEND, weights[chosen]), weights, fold_roc_auc)
+
+
+def candidate_model(
+    lightgbm_model: ChurnModel, linear: LinearScore, *, weight: float, calibrator: ProbabilityCalibrator
+) -> ChurnModel:
+    """`lightgbm_model`'s booster and encoder blended with `linear` at `weight`, with `calibrator`."""
+    return ChurnModel(
+        feature_names=lightgbm_model.feature_names_,
+        categorical_features=lightgbm_model.categorical_features_,
+        encoder=lightgbm_model.encoder_,
+        booster=lightgbm_model.booster_,
+        calibrator=calibrator,
+        horizon_days=lightgbm_model.horizon_days_,
+        params=lightgbm_model.params_,
+        linear=linear if weight < 1.0 else None,
+        blend_weight=weight,
+    )
+
+
+def comparison_to_baselines(
+    y: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    *,
+    candidates: Sequence[str],
+    baselines: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Each candidate's ROC-AUC and PR-AUC difference to the best baseline (per metric) on these rows,
+    with a paired bootstrap 95% interval, and a plain statement for LightGBM."""
+    if not baselines:
+        return {"best_baseline": None, "candidates": {}, "statement": "no baseline could be fitted: no comparison"}
+    full = {name: weighted_ranking_metrics(y, probabilities[name], np.ones((1, len(y)))) for name in baselines}
+    best = {
+        metric: max(baselines, key=lambda b: (full[b][metric][0], -list(baselines).index(b)))
+        for metric in BOOTSTRAP_METRICS
+    }
+    compared_models = {name: probabilities[name] for name in [*candidates, *baselines]}
+    differences = paired_bootstrap(y, compared_models, reference=best, resamples=resamples, seed=seed)
+    compared = {name: differences[name] for name in candidates}
+    return {
+        "best_baseline": best,
+        "resamples": resamples,
+        "candidates": compared,
+        "statement": lead_statement(LIGHTGBM, compared[LIGHTGBM]["roc_auc"], metric="ROC-AUC"),
+    }
+
+
+CANDIDATE_NAMES = {LIGHTGBM: "LightGBM", LOGISTIC: "the logistic model", BLEND: "the blend"}
+
+
+def lead_statement(name: str, difference: dict[str, float], *, metric: str) -> str:
+    """A plain sentence on whether candidate `name` beats the reference, from a `paired_bootstrap` entry."""
+    name = CANDIDATE_NAMES.get(name, name)
+    reference, value = difference["reference"], difference["difference"]
+    interval = f"95% interval {difference['low']:+.4f} to {difference['high']:+.4f}"
+    if value <= 0:
+        return f"{name} does not beat the best baseline ({reference}): {metric} {value:+.4f} ({interval})"
+    if difference["low"] <= 0:
+        return (
+            f"{name} leads the best baseline ({reference}) by {metric} {value:+.4f}, but the {interval} "
+            "includes 0: the lead may be noise"
+        )
+    return f"{name} beats the best baseline ({reference}) by {metric} {value:+.4f} ({interval})"
+
+
 def train_models(
     features: pd.DataFrame,
     *,
@@ -701,6 +850,39 @@ def train_models(
         }
         for name in SPLIT_NAMES
     }
+    # Candidates: LightGBM, the logistic model on every numeric feature, and their blend when it helps on the folds.
+    logistic = fit_logistic(parts["train"], folds, columns=columns, settings=settings)
+    fold_ids = np.concatenate([np.full(len(validation), k) for k, (_, validation) in enumerate(folds)])
+    choice = choose_model(lightgbm.out_of_fold_raw, logistic.out_of_fold_raw, labels["validation"], fold_ids)
+    raw = {
+        "test": (raw_test, logistic.score.raw(parts["test"])),
+        "validation": (lightgbm.out_of_fold_raw, logistic.out_of_fold_raw),
+    }
+    candidates: dict[str, ChurnModel] = {LIGHTGBM: model}
+    for name, weight in choice.weights.items():
+        if name == LIGHTGBM:
+            continue
+        blended = {part: weight * trees + (1.0 - weight) * linear for part, (trees, linear) in raw.items()}
+        calibrator, _ = fit_calibrator(
+            blended["validation"], labels["validation"], method=settings.calibration, seed=settings.seed, log_odds=True
+        )
+        candidates[name] = candidate_model(model, logistic.score, weight=weight, calibrator=calibrator)
+        for part in SPLIT_NAMES:
+            after = LIGHTGBM_UNCALIBRATED if name == LOGISTIC else LOGISTIC
+            probabilities[part] = _insert_after(probabilities[part], after, name, calibrator.transform(blended[part]))
+            metrics[part] = _insert_after(metrics[part], after, name, evaluate(part, name))
+    chosen = candidates[choice.chosen]
+    comparison = comparison_to_baselines(
+        labels["test"],
+        probabilities["test"],
+        candidates=list(choice.weights),
+        baselines=[b for b in BASELINE_DESCRIPTIONS if b in probabilities["test"]],
+        resamples=settings.bootstrap_resamples,
+        seed=settings.seed,
+    )
+    metrics["model_choice"] = {**choice.as_dict(), "statement": choice_statement(choice, comparison)}
+    metrics["comparison"] = comparison
+    get_logger().info("%s; %s", metrics["model_choice"]["statement"], comparison["statement"])
     kept = model.calibrator_.method
     metrics["calibration"] = {
         "fitted_on": "out-of-fold",
@@ -717,7 +899,7 @@ def train_models(
     }
     metrics["skipped_baselines"] = skipped
     return TrainResult(
-        model=model,
+        model=chosen,
         split=split,
         columns=columns,
         dropped_features=dropped,
@@ -730,6 +912,24 @@ def train_models(
         probabilities=probabilities,
         test_features=parts["test"],
     )
+
+
+def _insert_after(mapping: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:
+    """`mapping` with `key: value` placed right after `after` (at the end when `after` is absent)."""
+    items = list(mapping.items())
+    position = next((i + 1 for i, (k, _) in enumerate(items) if k == after), len(items))
+    return dict([*items[:position], (key, value), *items[position:]])
+
+
+def choice_statement(choice: ModelChoice, comparison: dict[str, Any]) -> str:
+    """One sentence: the candidate kept, why, and how it compares with the best baseline on test."""
+    folds = ", ".join(f"{name} {value:.4f}" for name, value in choice.fold_roc_auc.items())
+    blend = f" (blend weight {choice.blend_weight:.1f} on LightGBM)" if choice.chosen == BLEND else ""
+    text = f"model kept: {choice.chosen}{blend}, best mean out-of-fold ROC-AUC ({folds})"
+    if comparison.get("candidates"):
+        lead = comparison["candidates"][choice.chosen]["roc_auc"]
+        text += "; on test " + lead_statement(choice.chosen, lead, metric="ROC-AUC")
+    return text
 
 
 def calibration_statement(method: str, losses: dict[str, float]) -> str:
@@ -746,26 +946,40 @@ def calibration_statement(method: str, losses: dict[str, float]) -> str:
     )
 
 
-def production_model(features: pd.DataFrame, result: TrainResult, *, settings: TrainConfig, fit: BoosterFit | None = None) -> tuple[ChurnModel, list[str]]:
-    """The model `churn train` registers: `result`'s configuration refitted on every labelled snapshot.
+def production_model(
+    features: pd.DataFrame, result: TrainResult, *, settings: TrainConfig, fit: BoosterFit | None = None
+) -> tuple[ChurnModel, list[str]]:
+    """The model `churn train` registers: `result`'s chosen candidate refitted on every labelled snapshot.
 
     Every snapshot whose label window has closed (the test snapshot and all before it) trains it, with
-    the configuration and rounds the folds chose and the calibrator fitted out of fold; the test metrics
-    of `result` estimate its quality. Returns (model, ISO dates of its training snapshots).
+    the LightGBM configuration and rounds the folds chose, the logistic part refitted too when the
+    candidate has one (same blend weight), and the calibrator fitted out of fold; the test metrics of
+    `result` estimate its quality. Returns (model, ISO dates of its training snapshots).
     """
     dates = labelled_snapshots(features)
     rows = rows_of(features, dates, part="production training")
     params = {k: v for k, v in result.best_params.items() if k not in ("best_iteration", "size_tier", "trial")}
-    model = refit_lightgbm(
+    chosen = result.model
+    trees = refit_lightgbm(
         rows,
         params=params,
         rounds=int(result.best_params["best_iteration"]),
         columns=result.columns,
-        calibrator=result.model.calibrator_,
+        calibrator=chosen.calibrator_,
         horizon_days=result.split.horizon_days,
         settings=settings,
         fit=fit or fit_booster,
     )
+    if chosen.linear_ is None:
+        return trees, [d.date().isoformat() for d in dates]
+    linear = LinearScore.fit(
+        rows,
+        _labels(rows),
+        feature_names=chosen.linear_.feature_names,
+        seed=settings.seed,
+        fit_rows=settings.logistic_fit_rows,
+    )
+    model = candidate_model(trees, linear, weight=chosen.blend_weight_, calibrator=chosen.calibrator_)
     return model, [d.date().isoformat() for d in dates]
 
 

@@ -14,6 +14,7 @@ from synthetic import RETENTION, SPECS, spec, synthetic_features
 from pipeline.bundle import load_bundle
 from pipeline.config import config_from_dict
 from pipeline.errors import ScoreError
+from pipeline.model import ChurnModel
 from pipeline.split import labelled_snapshots, time_split
 from pipeline.tracking import (
     champion_bundle,
@@ -180,9 +181,22 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     plots = {a.path for a in client.list_artifacts(first.run_id, "plots")}
     assert {"plots/roc_test.png", "plots/shap_summary_test.png", "plots/reliability_test.png"} <= plots
 
-    # A second identical training is not worse: it takes the alias (equal metric).
-    second = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
-    assert second.decision.promote and second.decision.incumbent_version == "1"
+    # The experiment opens on its runs in the MLflow UI (classic ML, not the GenAI overview).
+    experiment = client.get_experiment(first.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    # A training rerun that gives the very same model registers no new version: "unchanged".
+    rerun = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert rerun.decision.label == "unchanged" and rerun.model_version == "1"
+    assert rerun.decision.reason.startswith("unchanged: the model's files equal champion v1's")
+    assert [v.version for v in client.search_model_versions("name = 'tracking-promotion'")] == ["1"]
+    assert client.get_run(rerun.run_id).data.tags["champion_decision"] == "unchanged"
+
+    # A different model that is not worse takes the alias (equal metric, the champion re-scored).
+    variant = ChurnModel.from_files(strong.model.to_files())
+    variant.params_ = {**variant.params_, "variant": 1}  # other files, the same predictions
+    second = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS, production=variant)
+    assert second.decision.promote and second.decision.incumbent_version == "1" and second.model_version == "2"
     assert "re-scored on test snapshot" in second.decision.reason
     # A worse one does not.
     third = log_training_run(cfg, weak, retention=RETENTION, fingerprints=FINGERPRINTS)

@@ -50,11 +50,17 @@ def result(table, split):
 
 
 def test_metrics_shape_every_model_and_split(result):
-    assert set(result.metrics) == {"test", "validation", "calibration", "split", "skipped_baselines"}
+    assert set(result.metrics) == {
+        "test", "validation", "calibration", "split", "skipped_baselines", "model_choice", "comparison"
+    }
+    candidates = result.metrics["model_choice"]["candidates"]
+    assert candidates[:2] == [LIGHTGBM, "logistic"] and set(candidates) <= {LIGHTGBM, "logistic", "blend"}
     for part in ("test", "validation"):
-        assert list(result.metrics[part]) == [LIGHTGBM, LIGHTGBM_UNCALIBRATED, "recency_rule", "logistic_rfm", "btyd"]
+        assert list(result.metrics[part]) == [
+            LIGHTGBM, LIGHTGBM_UNCALIBRATED, *candidates[1:], "recency_rule", "logistic_rfm", "btyd"
+        ]
         for model, values in result.metrics[part].items():
-            baseline = model not in (LIGHTGBM, LIGHTGBM_UNCALIBRATED)
+            baseline = model not in (LIGHTGBM, LIGHTGBM_UNCALIBRATED, *candidates)
             assert tuple(values) == (("status",) if baseline else ()) + METRIC_NAMES
             assert values.get("status", "ok") == "ok"
     assert result.metrics["calibration"]["fitted_on"] == "out-of-fold"
@@ -370,3 +376,107 @@ def test_production_model_refits_the_chosen_configuration_on_every_labelled_snap
     assert model.calibrator_ is result.model.calibrator_
     assert model.params_["learning_rate"] == result.best_params["learning_rate"]
     assert model.booster_.model_to_string() != result.model.booster_.model_to_string()
+
+
+def test_weighted_ranking_metrics_equal_scikit_learn_with_sample_weights():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from pipeline.evaluate import bootstrap_weights, weighted_ranking_metrics
+
+    rng = np.random.default_rng(0)
+    y = (rng.uniform(size=500) < 0.4).astype("float64")
+    p = np.round(rng.uniform(size=500) * 0.5 + 0.3 * y, 2)  # many ties
+    weights = bootstrap_weights(500, resamples=4, seed=1)
+    assert weights.sum(axis=1).tolist() == [500.0] * 4  # each resample draws n rows
+    values = weighted_ranking_metrics(y, p, weights)
+    for row, w in enumerate(weights):
+        assert values["roc_auc"][row] == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-12)
+        assert values["pr_auc"][row] == pytest.approx(average_precision_score(y, p, sample_weight=w), abs=1e-12)
+    assert np.isnan(weighted_ranking_metrics(np.zeros(3), np.array([0.1, 0.2, 0.3]), np.ones((1, 3)))["roc_auc"][0])
+
+
+def test_paired_bootstrap_interval_is_tight_for_a_copy_and_excludes_zero_for_a_clearly_better_model():
+    from pipeline.evaluate import paired_bootstrap
+
+    rng = np.random.default_rng(5)
+    y = (rng.uniform(size=2000) < 0.3).astype("float64")
+    weak = rng.uniform(size=2000) + 0.2 * y
+    strong = rng.uniform(size=2000) + 1.0 * y
+    result = paired_bootstrap(
+        y, {"weak": weak, "copy": weak.copy(), "strong": strong}, reference={"roc_auc": "weak", "pr_auc": "weak"},
+        resamples=200, seed=0,
+    )
+    assert result["copy"]["roc_auc"] == {
+        "reference": "weak", "difference": 0.0, "low": 0.0, "high": 0.0, "share_above_zero": 0.0
+    }
+    lead = result["strong"]["roc_auc"]
+    assert 0.0 < lead["low"] < lead["difference"] < lead["high"] and lead["share_above_zero"] == 1.0
+    again = paired_bootstrap(y, {"weak": weak, "strong": strong}, reference={"roc_auc": "weak", "pr_auc": "weak"},
+                             resamples=200, seed=0)
+    assert again["strong"] == result["strong"]  # seeded
+
+
+def test_lead_statements_say_plainly_when_lightgbm_does_not_beat_the_baseline():
+    from pipeline.train import lead_statement
+
+    entry = {"reference": "logistic_rfm", "difference": -0.0031, "low": -0.009, "high": 0.0025}
+    assert lead_statement("lightgbm", entry, metric="ROC-AUC") == (
+        "LightGBM does not beat the best baseline (logistic_rfm): ROC-AUC -0.0031 (95% interval -0.0090 to +0.0025)"
+    )
+    noisy = {**entry, "difference": 0.002, "low": -0.001}
+    assert lead_statement("lightgbm", noisy, metric="ROC-AUC").endswith("includes 0: the lead may be noise")
+    clear = {**entry, "difference": 0.012, "low": 0.004, "high": 0.02}
+    assert lead_statement("blend", clear, metric="ROC-AUC").startswith("the blend beats the best baseline")
+
+
+def test_model_choice_takes_the_blend_only_when_it_beats_both_parts():
+    from pipeline.train import choose_model
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    signal_a, signal_b = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(signal_a + signal_b)))).astype("float64")
+    folds = np.repeat([0, 1, 2], n // 3)
+    # Each part sees half the signal: the blend beats both, at about equal weights.
+    both = choose_model(signal_a, signal_b, y, folds)
+    assert both.chosen == "blend" and both.blend_weight in (0.4, 0.5, 0.6)
+    assert both.fold_roc_auc["blend"] > max(both.fold_roc_auc["lightgbm"], both.fold_roc_auc["logistic"]) + 0.001
+    # LightGBM sees all of it, the logistic part nothing: no blend, LightGBM kept.
+    trees_only = choose_model(signal_a + signal_b, rng.normal(size=n), y, folds)
+    assert trees_only.chosen == "lightgbm" and "blend" not in trees_only.weights and trees_only.blend_weight == 1.0
+
+
+def test_comparison_and_choice_are_in_the_metrics(result):
+    comparison, choice = result.metrics["comparison"], result.metrics["model_choice"]
+    test = result.metrics["test"]
+    best = max(("recency_rule", "logistic_rfm", "btyd"), key=lambda b: test[b]["roc_auc"])
+    assert comparison["best_baseline"]["roc_auc"] == best
+    lead = comparison["candidates"][LIGHTGBM]["roc_auc"]
+    assert lead["difference"] == pytest.approx(test[LIGHTGBM]["roc_auc"] - test[best]["roc_auc"])
+    assert lead["low"] <= lead["difference"] <= lead["high"]
+    assert comparison["statement"].startswith("LightGBM ")
+    assert result.model.kind_ == choice["chosen"]
+    assert choice["statement"].startswith(f"model kept: {choice['chosen']}")
+
+
+def test_a_blended_model_round_trips_and_its_contributions_add_up(table, result):
+    from pipeline.model import ChurnModel, LinearScore
+    from pipeline.train import candidate_model
+
+    train_rows = split_frame(table, result.split)["train"]
+    linear = LinearScore.fit(
+        train_rows, train_rows["churned"].to_numpy("float64"), feature_names=result.columns.numeric, seed=0,
+        fit_rows=10_000,
+    )
+    lightgbm_only = ChurnModel.from_files(result.model.to_files()) if result.model.kind_ == LIGHTGBM else None
+    base = lightgbm_only or result.model
+    blend = candidate_model(base, linear, weight=0.6, calibrator=base.calibrator_)
+    rows = table.head(50)
+    expected = 0.6 * base.booster_.predict(base.matrix(rows), raw_score=True) + 0.4 * linear.raw(rows)
+    np.testing.assert_allclose(blend.predict_raw(rows), expected)
+    # contributions + the two weighted biases give the log-odds
+    bias = 0.6 * base.booster_.predict(base.matrix(rows), pred_contrib=True)[:, -1] + 0.4 * linear.intercept
+    np.testing.assert_allclose(blend.contributions(rows).sum(axis=1).to_numpy() + bias, expected)
+    restored = ChurnModel.from_files(blend.to_files())
+    np.testing.assert_array_equal(restored.predict_proba(rows), blend.predict_proba(rows))
+    assert restored.kind_ == "blend" and restored.blend_weight_ == 0.6

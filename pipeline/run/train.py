@@ -47,8 +47,13 @@ TABLE_METRICS = {
 }
 
 
-MODEL_LABELS = {"lightgbm_uncalibrated": "uncalib.", "recency_rule": "recency", "logistic_rfm": "logistic",
-                "btyd": "BG/NBD", "pareto_nbd": "P/NBD"}
+MODEL_LABELS = {
+    "lightgbm_uncalibrated": "uncalib.",
+    "recency_rule": "recency",
+    "logistic_rfm": "RFM logit",
+    "btyd": "BG/NBD",
+    "pareto_nbd": "P/NBD",
+}
 VALUE_NOTE = "value: realised net retention value of contacting the top customers within score.budget"
 
 
@@ -123,6 +128,43 @@ def backtest_table(backtest: dict[str, Any]) -> Table:
         ]
         table.add_row(MODEL_LABELS.get(model, model), *cells)
     return table
+
+
+def _difference(entry: dict[str, float]) -> str:
+    return f"{entry['difference']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
+
+
+def comparison_table(metrics: dict[str, Any]) -> Table:
+    """Rich table: each candidate's out-of-fold and test ROC-AUC, and its test ROC-AUC and PR-AUC difference
+    to the best baseline with the paired bootstrap 95% interval; the kept candidate marked."""
+    comparison, choice = metrics.get("comparison", {}), metrics.get("model_choice", {})
+    best = comparison.get("best_baseline") or {}
+    table = Table(
+        title="candidates against the best baseline on test (difference [paired bootstrap 95% interval])",
+        caption=f"best baseline: ROC-AUC {best.get('roc_auc', 'none')}, PR-AUC {best.get('pr_auc', 'none')}",
+        box=box.SIMPLE_HEAD,
+    )
+    for header in ("candidate", "OOF ROC-AUC", "ROC-AUC", "Δ ROC-AUC", "Δ PR-AUC"):
+        table.add_column(header, justify="left" if header == "candidate" else "right", no_wrap=True)
+    for name, differences in comparison.get("candidates", {}).items():
+        label = f"{name} (kept)" if name == choice.get("chosen") else name
+        table.add_row(
+            label,
+            _number(choice.get("out_of_fold_roc_auc", {}).get(name)),
+            _number(metrics["test"][name]["roc_auc"]),
+            _difference(differences["roc_auc"]),
+            _difference(differences["pr_auc"]),
+        )
+    return table
+
+
+def training_statements(metrics: dict[str, Any]) -> list[str]:
+    """The plain sentences `churn train` prints: LightGBM against the best baseline, the model kept, calibration."""
+    return [
+        metrics.get("comparison", {}).get("statement", ""),
+        metrics.get("model_choice", {}).get("statement", ""),
+        metrics.get("calibration", {}).get("lightgbm_statement", ""),
+    ]
 
 
 def engine_config(cfg: Config) -> Config:
@@ -227,6 +269,9 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         out.print(metrics_table(result.metrics, split="validation"))
         if report is not None:
             out.print(backtest_table(report))
+        out.print(comparison_table(result.metrics))
+        for sentence in training_statements(result.metrics):
+            out.print(sentence, highlight=False)
         out.print(
             f"model {cfg.train.model_name} version {record.model_version}: {record.decision.label} "
             f"({record.decision.reason}); bundle {record.bundle_path}; MLflow run {record.run_id}",
