@@ -189,7 +189,7 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     rerun = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
     assert rerun.decision.label == "unchanged" and rerun.model_version == "1"
     assert rerun.decision.reason.startswith("unchanged: the model's files equal champion v1's")
-    assert [v.version for v in client.search_model_versions("name = 'tracking-promotion'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions("name = 'tracking-promotion'")] == ["1"]
     assert client.get_run(rerun.run_id).data.tags["champion_decision"] == "unchanged"
 
     # A different model that is not worse takes the alias (equal metric, the champion re-scored).
