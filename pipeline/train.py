@@ -93,7 +93,6 @@ SINGLE_THREAD_ROWS = 50_000
 # Search grids by the size of the final fit (see `search_space`); the first entry of each list is the
 # tier's default configuration (trial 0).
 SMALL_DATA_ROWS = 20_000
-MEDIUM_DATA_ROWS = 500_000
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "small": {
         "learning_rate": [0.03, 0.05, 0.02],
@@ -102,14 +101,6 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
         "feature_fraction": [0.8, 0.6, 1.0],
         "bagging_fraction": [0.8, 0.7, 1.0],
         "lambda_l2": [10.0, 1.0, 30.0],
-    },
-    "medium": {
-        "learning_rate": [0.03, 0.05, 0.1],
-        "num_leaves": [15, 31, 7],
-        "min_data_in_leaf": [100, 50, 200, 400],
-        "feature_fraction": [0.8, 0.6, 1.0],
-        "bagging_fraction": [0.8, 0.7, 1.0],
-        "lambda_l2": [10.0, 1.0, 0.0],
     },
     "large": {
         "learning_rate": [0.05, 0.03, 0.1],
@@ -196,10 +187,8 @@ def search_space(training_rows: int) -> tuple[str, dict[str, list[Any]]]:
     A few thousand rows support only small trees with large leaves and a strong L2 penalty; millions of
     rows support bigger trees. The first entry of each list is the tier's default (trial 0).
     """
-    for limit, tier in ((SMALL_DATA_ROWS, "small"), (MEDIUM_DATA_ROWS, "medium")):
-        if training_rows < limit:
-            return tier, SEARCH_SPACES[tier]
-    return "large", SEARCH_SPACES["large"]
+    tier = "small" if training_rows < SMALL_DATA_ROWS else "large"
+    return tier, SEARCH_SPACES[tier]
 
 
 def search_candidates(

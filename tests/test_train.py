@@ -360,7 +360,7 @@ def test_uncalibrated_lightgbm_is_said_so(table, split):
 
 def test_search_space_is_sized_to_the_data():
     assert search_space(5_000)[0] == "small"
-    assert search_space(100_000)[0] == "medium"
+    assert search_space(19_999)[0] == "small" and search_space(20_000)[0] == "large"
     assert search_space(2_000_000) == ("large", SEARCH_SPACES["large"])
     small, large = SEARCH_SPACES["small"], SEARCH_SPACES["large"]
     assert max(small["num_leaves"]) < max(large["num_leaves"])  # smaller trees ...

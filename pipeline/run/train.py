@@ -47,8 +47,11 @@ TABLE_METRICS = {
 }
 
 
+# Short column labels: the metrics table fits an 80-column terminal with every candidate and baseline.
 MODEL_LABELS = {
-    "lightgbm_uncalibrated": "uncalib.",
+    "lightgbm": "LGBM",
+    "lightgbm_uncalibrated": "uncal.",
+    "logistic": "logit",
     "recency_rule": "recency",
     "logistic_rfm": "RFM logit",
     "btyd": "BG/NBD",
