@@ -160,7 +160,8 @@ def test_cdnow_training_end_to_end(cdnow_cfg):
     assert outcome.metrics["split"]["test"] == "1998-04-01"
     assert outcome.metrics["split"]["validation"] == ["1998-01-01"]
     assert outcome.metrics["split"]["train"] == ["1997-10-01", "1997-11-01", "1997-12-01", "1998-01-01"]
-    assert set(test) == {"lightgbm", "lightgbm_uncalibrated", *BASELINES}
+    candidates = outcome.metrics["model_choice"]["candidates"]
+    assert set(test) == {"lightgbm", "lightgbm_uncalibrated", *candidates, *BASELINES}
     assert test["lightgbm"]["roc_auc"] > 0.7
     assert test["lightgbm"]["roc_auc"] >= test["recency_rule"]["roc_auc"]
     assert np.isfinite([m["log_loss"] for m in test.values()]).all()
