@@ -235,6 +235,20 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL_COLUMN].to_numpy("float64")
 
 
+def training_dataset(
+    train_matrix: np.ndarray, y_train: np.ndarray, *, params: dict[str, Any], columns: FeatureColumns
+) -> lgb.Dataset:
+    """The training rows binned with `params` (no reference to the matrix is kept: `free_raw_data`)."""
+    return lgb.Dataset(
+        train_matrix,
+        label=y_train,
+        feature_name=columns.all,
+        categorical_feature=columns.categorical,
+        params=params,
+        free_raw_data=True,
+    ).construct()
+
+
 def lightgbm_datasets(
     train_matrix: np.ndarray,
     y_train: np.ndarray,
@@ -251,14 +265,7 @@ def lightgbm_datasets(
     matrices (`free_raw_data=True`), so a caller can drop them while boosting; a parameter that would
     need re-binning raises LightGBMError instead of silently rebuilding the Dataset.
     """
-    train_set = lgb.Dataset(
-        train_matrix,
-        label=y_train,
-        feature_name=columns.all,
-        categorical_feature=columns.categorical,
-        params=params,
-        free_raw_data=True,
-    ).construct()
+    train_set = training_dataset(train_matrix, y_train, params=params, columns=columns)
     validation_set = lgb.Dataset(
         validation_matrix,
         label=y_validation,
@@ -313,14 +320,7 @@ def fit_booster(
     `customer_ids` (the customer of each training row) is for fits that partition rows by customer; unused here.
     """
     if validation_matrix is None or y_validation is None:
-        train_set = lgb.Dataset(
-            train_matrix,
-            label=y_train,
-            feature_name=columns.all,
-            categorical_feature=columns.categorical,
-            params=params,
-            free_raw_data=True,
-        ).construct()
+        train_set = training_dataset(train_matrix, y_train, params=params, columns=columns)
         return boost(train_set, None, params=params, settings=settings)
     train_set, validation_set = lightgbm_datasets(
         train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns
