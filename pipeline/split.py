@@ -268,3 +268,35 @@ def fold_frames(features: pd.DataFrame, split: TimeSplit) -> list[tuple[pd.DataF
         )
         for fold in split.folds
     ]
+
+
+def drop_treated_rows(features: pd.DataFrame, treated: pd.DataFrame, *, horizon_days: int) -> pd.DataFrame:
+    """The rows of `features` whose label no past retention action can have changed.
+
+    `features`: customer_id, snapshot_date, ... (labelled snapshots). `treated`: customer_id, treated_on (the
+    as-of date of a past at-risk list that put the customer in its treatment group). An action on day `a`
+    changes the orders of [a, a + horizon); snapshot `t`'s label window is [t, t + horizon). A row is dropped
+    when the two overlap (t - horizon < a < t + horizon): its label measures the action, not the risk.
+    Control-group and unselected customers keep their rows. Returns a new frame (the input is not changed).
+    """
+    if treated.empty:
+        return features
+    rows = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "snapshot": pd.to_datetime(features[SNAPSHOT_COLUMN], utc=True).dt.tz_localize(None).to_numpy(),
+            "row": np.arange(len(features)),
+        }
+    )
+    actions = pd.DataFrame(
+        {
+            "customer_id": treated["customer_id"].astype(str).to_numpy(),
+            "treated_on": pd.to_datetime(treated["treated_on"]).to_numpy(),
+        }
+    )
+    pairs = rows.merge(actions, on="customer_id", how="inner")
+    gap_days = (pairs["treated_on"] - pairs["snapshot"]).dt.days.abs()
+    affected = np.unique(pairs.loc[gap_days < horizon_days, "row"].to_numpy())
+    keep = np.ones(len(features), dtype=bool)
+    keep[affected] = False
+    return features.loc[keep].reset_index(drop=True)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.labels import horizon_passed
+from pipeline.actions import GROUP_TREATMENT
 from pipeline.measure import check_scores, outcomes_after
 from pipeline.run.measure import read_scores, read_summary
 
@@ -52,3 +53,16 @@ def with_outcomes(item: PastList, transactions: pd.DataFrame) -> PastList:
         churned=outcome["churned"].to_numpy(dtype=bool), spend=outcome["spend"].to_numpy(dtype=float)
     )
     return PastList(as_of=item.as_of, path=item.path, summary=item.summary, horizon_days=item.horizon_days, scores=scores)
+
+
+def treated_customers(cfg: Config) -> pd.DataFrame:
+    """customer_id, treated_on: every customer of the treatment group of each at-risk list in the scores folder."""
+    frames = []
+    for path in sorted(Path(cfg.scores_dir).glob("at_risk_*.parquet")):
+        scores = read_scores(path)
+        as_of = check_scores(scores)
+        chosen = scores.loc[scores["group"] == GROUP_TREATMENT, "customer_id"].astype(str)
+        frames.append(pd.DataFrame({"customer_id": chosen.to_numpy(), "treated_on": pd.Timestamp(as_of)}))
+    if not frames:
+        return pd.DataFrame({"customer_id": pd.Series(dtype=str), "treated_on": pd.Series(dtype="datetime64[ns]")})
+    return pd.concat(frames, ignore_index=True)

@@ -31,7 +31,7 @@ from pipeline.config import Config
 from pipeline.evaluate import RetentionSettings
 from pipeline.io import write_json
 from pipeline.progress import console, get_logger, timed, track
-from pipeline.split import labelled_snapshots, rolling_splits, time_split
+from pipeline.split import drop_treated_rows, labelled_snapshots, rolling_splits, time_split
 from pipeline.train import BoosterFit, TrainResult, backtest_summary, production_model, train_models
 
 # metric -> column header (short, so the table fits an 80-column terminal)
@@ -209,6 +209,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     from pipeline.features.registry import feature_specs
     from pipeline.features.store import check_settings_match, read_snapshots, recorded_settings
     from pipeline.io import complete_interrupted_publishes
+    from pipeline.run.history import treated_customers
     from pipeline.tracking import input_fingerprints, log_training_run
 
     logger = get_logger()
@@ -226,6 +227,14 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
                 "the feature snapshots record no feature settings (built by an older version): run `churn features` "
                 "so that the model records the inputs it was trained on and scoring can check them"
             )
+        untreated = drop_treated_rows(features, treated_customers(cfg), horizon_days=horizon)
+        if len(untreated) < len(features):
+            logger.info(
+                "%d snapshot rows left out: their customers were treated by a past at-risk list within the label "
+                "window, so the label measures the action, not the risk",
+                len(features) - len(untreated),
+            )
+        features = untreated
         labelled = labelled_snapshots(features)
         split = time_split(labelled, horizon_days=horizon, folds=cfg.train.cv_folds)
         logger.info(
