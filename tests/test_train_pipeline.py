@@ -85,7 +85,11 @@ def test_demo_retrain_promotes_better_and_same_seed_repeats_metrics(demo_trained
     from pipeline.run import train
 
     raw = yaml.safe_load((demo_trained.config_path).read_text())
-    raw["paths"] = {"data_dir": str(demo_trained.paths.data_dir), "models_dir": str(tmp_path / "models")}
+    # The session's data without the at-risk lists other tests scored since: their treatment groups would be
+    # left out of training (run/train drops labels a past action can have changed), unlike at the session's fit.
+    data_dir = tmp_path / "data"
+    shutil.copytree(demo_trained.paths.data_dir, data_dir, ignore=shutil.ignore_patterns("scores"))
+    raw["paths"] = {"data_dir": str(data_dir), "models_dir": str(tmp_path / "models")}
     raw["train"]["model_name"] = "churn-test-retrain"
     raw["train"]["backtest_folds"] = 2
     normal_cfg = load_config(write_config(tmp_path, raw))
