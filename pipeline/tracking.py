@@ -408,6 +408,41 @@ def _log_figures(result: TrainResult, *, save_dir: Path) -> None:
         mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
 
 
+def _publish_bundle(
+    model: ChurnModel,
+    *,
+    path: Path,
+    metrics: dict[str, Any],
+    run_id: str,
+    model_version: str,
+    decision: PromotionDecision,
+    training_snapshots: list[str],
+    extra: dict[str, Any],
+) -> Path:
+    """Write the local bundle of `model_version`, log it as the active run's bundle artifacts and
+    tag the run with the champion decision; return the bundle folder."""
+    import mlflow
+
+    bundle_path = save_bundle(
+        model,
+        path=path,
+        metrics=metrics,
+        run_id=run_id,
+        model_version=model_version,
+        training_snapshots=training_snapshots,
+        extra=extra,
+    )
+    mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
+    mlflow.set_tags(
+        {
+            "champion_decision": decision.label,
+            "champion_reason": decision.reason,
+            "model_version": model_version,
+        }
+    )
+    return bundle_path
+
+
 def log_training_run(
     cfg: Config,
     result: TrainResult,
@@ -538,18 +573,15 @@ def log_training_run(
                 version,
                 unchanged=True,
             )
-            bundle_path = save_bundle(
+            bundle_path = _publish_bundle(
                 model,
                 path=cfg.bundle_dir,
                 metrics=result.metrics,
                 run_id=run.info.run_id,
                 model_version=version,
+                decision=decision,
                 training_snapshots=trained_on,
                 extra={**extra, "champion_at_training": True, "same_as_champion_run": current.run_id},
-            )
-            mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
-            mlflow.set_tags(
-                {"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version}
             )
             get_logger().info("model %s: %s", name, decision.reason)
             return TrainingRecord(run.info.run_id, experiment_id, version, decision, bundle_path)
@@ -589,18 +621,15 @@ def log_training_run(
             basis=basis,
             caveat=noise_caveat(result.metrics),
         )
-        bundle_path = save_bundle(
+        bundle_path = _publish_bundle(
             model,
             path=cfg.bundle_dir,
             metrics=result.metrics,
             run_id=run.info.run_id,
             model_version=version,
+            decision=decision,
             training_snapshots=trained_on,
             extra={**extra, "champion_at_training": decision.promote},
-        )
-        mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
-        mlflow.set_tags(
-            {"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version}
         )
         client.set_model_version_tag(name, version, FINGERPRINT_TAG, fingerprint)
         client.set_model_version_tag(name, version, "champion_decision", decision.label)
