@@ -15,11 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import Config
-from pipeline.labels import horizon_passed
 from pipeline.actions import GROUP_TREATMENT
+from pipeline.config import Config
+from pipeline.events import load_events
+from pipeline.labels import horizon_passed
 from pipeline.measure import check_scores, outcomes_after
 from pipeline.run.measure import read_scores, read_summary
+from pipeline.snapshot import latest_event_date
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ def with_outcomes(item: PastList, transactions: pd.DataFrame) -> PastList:
         churned=outcome["churned"].to_numpy(dtype=bool), spend=outcome["spend"].to_numpy(dtype=float)
     )
     return PastList(as_of=item.as_of, path=item.path, summary=item.summary, horizon_days=item.horizon_days, scores=scores)
+
+
+def lists_with_outcomes(cfg: Config) -> list[PastList]:
+    """The past lists whose horizon has passed by the latest validated order, each with its outcomes added."""
+    transactions = load_events(cfg.validated_dir).transactions
+    return [with_outcomes(item, transactions) for item in past_lists(cfg, data_until=latest_event_date(transactions))]
 
 
 def treated_customers(cfg: Config) -> pd.DataFrame:

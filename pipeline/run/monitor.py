@@ -100,14 +100,11 @@ def _log_list(cfg: Config, row: dict, tiers: pd.DataFrame, figure_path: Path, so
 
 def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     """Monitor every past list; return the table, per-list tiers, alerts of the latest list and paths."""
-    from pipeline.events import load_events
     from pipeline.plots import reliability_figure
     from pipeline.plots_review import save_figure
-    from pipeline.run.history import past_lists, with_outcomes
-    from pipeline.snapshot import latest_event_date
+    from pipeline.run.history import lists_with_outcomes
 
-    transactions = load_events(cfg.validated_dir).transactions
-    lists = [with_outcomes(item, transactions) for item in past_lists(cfg, data_until=latest_event_date(transactions))]
+    lists = lists_with_outcomes(cfg)
     if not lists:
         raise ScoreError(
             f"no past at-risk list in {cfg.scores_dir} whose horizon has passed by the latest validated order: "

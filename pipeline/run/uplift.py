@@ -39,15 +39,12 @@ def uplift_dir(cfg: Config) -> Path:
 
 def training_rows(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     """Treated and control rows of every past list with features and outcomes; and the numeric feature names."""
-    from pipeline.events import load_events
     from pipeline.features import features_from_partitions
     from pipeline.features.registry import feature_specs
     from pipeline.run.features import prepared_tables
-    from pipeline.run.history import past_lists, with_outcomes
-    from pipeline.snapshot import latest_event_date
+    from pipeline.run.history import lists_with_outcomes
 
-    transactions = load_events(cfg.validated_dir).transactions
-    lists = [with_outcomes(item, transactions) for item in past_lists(cfg, data_until=latest_event_date(transactions))]
+    lists = lists_with_outcomes(cfg)
     if not lists:
         raise ScoreError(
             f"no past at-risk list in {cfg.scores_dir} whose horizon has passed: run `churn score` on earlier dates "
