@@ -310,7 +310,7 @@ def train_lightgbm_dask(
     *,
     params: dict[str, Any],
     columns: Any,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     client: Any | None = None,
     customer_ids: pd.Series | None = None,
 ) -> Any:
@@ -340,7 +340,7 @@ def train_lightgbm_dask(
         part = customer_partition(customer_ids, partitions=len(workers))
     features, target = _chunks_on_workers(train_matrix, y_train, part=part, workers=workers, client=client)
     dask_params = {key: value for key, value in params.items() if key not in LOCAL_ONLY_PARAMS}
-    classifier = lgb.DaskLGBMClassifier(client=client, n_estimators=settings.num_boost_round, **dask_params)
+    classifier = lgb.DaskLGBMClassifier(client=client, n_estimators=cfg.num_boost_round, **dask_params)
     with warnings.catch_warnings():
         # Dask sets the threads per worker itself and says so for the sklearn default n_jobs.
         warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
@@ -350,14 +350,14 @@ def train_lightgbm_dask(
         return lgb.Booster(model_str=booster.model_to_string())
     step = max(1, len(y_validation) // VALIDATION_ROWS_PER_STEP)
     best = best_iteration(
-        booster, validation_matrix, np.asarray(y_validation), patience=settings.early_stopping_rounds, step=step
+        booster, validation_matrix, np.asarray(y_validation), patience=cfg.early_stopping_rounds, step=step
     )
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
-def dask_train_settings(settings: TrainConfig) -> TrainConfig:
-    """`settings` as the Dask engine runs them: no hyper-parameter search (one trial, the default configuration)."""
-    return settings.model_copy(update={"search_trials": 1})
+def dask_train_settings(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` as the Dask engine runs it: no hyper-parameter search (one trial, the default configuration)."""
+    return cfg.model_copy(update={"search_trials": 1})
 
 
 def train_models_dask(
@@ -365,7 +365,7 @@ def train_models_dask(
     *,
     specs: Sequence[FeatureSpecLike],
     split: TimeSplit,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     retention: RetentionSettings,
     client: Any,
 ) -> TrainResult:
@@ -381,5 +381,5 @@ def train_models_dask(
 
     fit = partial(train_lightgbm_dask, client=client)
     return train_models(
-        features, specs=specs, split=split, settings=dask_train_settings(settings), retention=retention, fit=fit
+        features, specs=specs, split=split, cfg=dask_train_settings(cfg), retention=retention, fit=fit
     )

@@ -112,39 +112,39 @@ def lift_and_capture(y: np.ndarray, p: np.ndarray, *, share: float = TOP_SHARE) 
     return lift, capture
 
 
-def customer_values(features: pd.DataFrame, *, settings: RetentionSettings) -> np.ndarray:
-    """Value per customer: `settings.value_feature` clipped at 0, the default where absent or missing."""
-    if settings.value_feature in features.columns:
-        values = pd.to_numeric(features[settings.value_feature], errors="coerce").to_numpy("float64", na_value=np.nan)
-        values = np.where(np.isnan(values), settings.default_customer_value, np.clip(values, 0.0, None))
+def customer_values(features: pd.DataFrame, *, retention: RetentionSettings) -> np.ndarray:
+    """Value per customer: `retention.value_feature` clipped at 0, the default where absent or missing."""
+    if retention.value_feature in features.columns:
+        values = pd.to_numeric(features[retention.value_feature], errors="coerce").to_numpy("float64", na_value=np.nan)
+        values = np.where(np.isnan(values), retention.default_customer_value, np.clip(values, 0.0, None))
     else:
-        values = np.full(len(features), settings.default_customer_value, dtype="float64")
+        values = np.full(len(features), retention.default_customer_value, dtype="float64")
     return values
 
 
 def retention_values(
-    y: np.ndarray, p: np.ndarray, *, values: np.ndarray, settings: RetentionSettings
+    y: np.ndarray, p: np.ndarray, *, values: np.ndarray, retention: RetentionSettings
 ) -> tuple[float, float]:
     """(expected, realised) net retention value of contacting the top-k by probability (module docstring)."""
     y, p = _check(y, p)
     values = np.asarray(values, dtype="float64")
-    k = min(len(p), int(settings.budget // settings.contact_cost)) if settings.contact_cost > 0 else len(p)
+    k = min(len(p), int(retention.budget // retention.contact_cost)) if retention.contact_cost > 0 else len(p)
     top = _descending_order(p)[:k]
-    cost = k * settings.contact_cost
-    expected = float((p[top] * settings.uplift * values[top]).sum() - cost)
-    realised = float((y[top] * settings.uplift * values[top]).sum() - cost)
+    cost = k * retention.contact_cost
+    expected = float((p[top] * retention.uplift * values[top]).sum() - cost)
+    realised = float((y[top] * retention.uplift * values[top]).sum() - cost)
     return expected, realised
 
 
 def classification_metrics(
-    y: np.ndarray, p: np.ndarray, *, values: np.ndarray, settings: RetentionSettings
+    y: np.ndarray, p: np.ndarray, *, values: np.ndarray, retention: RetentionSettings
 ) -> dict[str, float]:
     """Every metric of METRIC_NAMES for labels `y` (0/1) and probabilities `p` (see module docstring)."""
     y, p = _check(y, p)
     both_classes = 0 < y.sum() < len(y)
     clipped = np.clip(p, 1e-15, 1 - 1e-15)
     lift, capture = lift_and_capture(y, p)
-    expected_value, realised_value = retention_values(y, p, values=values, settings=settings)
+    expected_value, realised_value = retention_values(y, p, values=values, retention=retention)
     return {
         "roc_auc": float(roc_auc_score(y, p)) if both_classes else math.nan,
         "pr_auc": float(average_precision_score(y, p)) if both_classes else math.nan,

@@ -614,10 +614,10 @@ def _too_anonymous_message(failures: list[SourceResult], max_anonymous_share: fl
 
 
 def ingest_sources(
-    raws: Mapping[str, RawSource], *, sources: Mapping[str, SourceConfig], settings: IngestConfig
+    raws: Mapping[str, RawSource], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
 ) -> IngestResult:
     """Validate every configured source; raise IngestError (naming source, share and top reasons)
-    when any source's bad share exceeds `settings.max_bad_share`. Sources of SOURCE_NAMES not in
+    when any source's bad share exceeds `cfg.max_bad_share`. Sources of SOURCE_NAMES not in
     `raws` come back empty, marked as not configured."""
     if "transactions" in raws and raws["transactions"].frame.empty:
         files = ", ".join(str(path) for path in raws["transactions"].files)
@@ -625,16 +625,16 @@ def ingest_sources(
             f"source transactions: {files} has a header but no rows; transactions are required — "
             "export the orders, or point sources.transactions.path at the right file"
         )
-    parsed = {name: parse_source(raw, sources[name], id_case=settings.id_case) for name, raw in raws.items()}
+    parsed = {name: parse_source(raw, sources[name], id_case=cfg.id_case) for name, raw in raws.items()}
     start, reference = time_bounds(parsed)
-    tolerance = pd.Timedelta(days=settings.future_tolerance_days)
+    tolerance = pd.Timedelta(days=cfg.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
-    if settings.earliest is None:
+    if cfg.earliest is None:
         earliest_allowed, earliest_rule = start, "the data's start"
     else:
-        earliest_allowed, earliest_rule = pd.Timestamp(settings.earliest, tz="UTC"), "ingest.earliest"
+        earliest_allowed, earliest_rule = pd.Timestamp(cfg.earliest, tz="UTC"), "ingest.earliest"
     bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule,
-              "max_abs_amount": settings.max_abs_amount}
+              "max_abs_amount": cfg.max_abs_amount}
     results = {}
     for name in SOURCE_NAMES:
         if name not in raws:
@@ -645,11 +645,11 @@ def ingest_sources(
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name]  # the typed columns live on in the validated frame: free the rest now
-    failures = [r for r in results.values() if r.report["bad_share"] > settings.max_bad_share]
-    anonymous = [r for r in results.values() if r.report["anonymous_share"] > settings.max_anonymous_share]
+    failures = [r for r in results.values() if r.report["bad_share"] > cfg.max_bad_share]
+    anonymous = [r for r in results.values() if r.report["anonymous_share"] > cfg.max_anonymous_share]
     if failures or anonymous:
-        messages = [_too_bad_message(failures, settings.max_bad_share)] if failures else []
-        messages += [_too_anonymous_message(anonymous, settings.max_anonymous_share)] if anonymous else []
+        messages = [_too_bad_message(failures, cfg.max_bad_share)] if failures else []
+        messages += [_too_anonymous_message(anonymous, cfg.max_anonymous_share)] if anonymous else []
         raise IngestError(" ".join(messages))
     report = {
         "reference_time": None if reference is None else reference.isoformat(),
@@ -657,16 +657,16 @@ def ingest_sources(
             "latest past-fact timestamp over all sources, ending at the first jump of more than "
             "max(30 days, 10% of the 5th-95th percentile span) above the 95th percentile"
         ),
-        "future_tolerance_days": settings.future_tolerance_days,
+        "future_tolerance_days": cfg.future_tolerance_days,
         "earliest_allowed": None if earliest_allowed is None else earliest_allowed.isoformat(),
         "earliest_rule": (
-            "ingest.earliest" if settings.earliest is not None else
+            "ingest.earliest" if cfg.earliest is not None else
             "earliest past-fact timestamp over all sources, ending at the first jump of more than "
             "max(2 years, 25% of the 5th-95th percentile span) below the 5th percentile"
         ),
-        "max_abs_amount": settings.max_abs_amount,
-        "max_anonymous_share": settings.max_anonymous_share,
-        "max_bad_share": settings.max_bad_share,
+        "max_abs_amount": cfg.max_abs_amount,
+        "max_anonymous_share": cfg.max_anonymous_share,
+        "max_bad_share": cfg.max_bad_share,
         "sources": {name: result.report for name, result in results.items()},
     }
     return IngestResult(sources=results, reference=reference, report=report)

@@ -292,8 +292,8 @@ def incumbent_test_metric(
             )
         y = result.labels["test"]
         p = loaded.model.predict_proba(result.test_features)
-        values = customer_values(result.test_features, settings=retention)
-        value = classification_metrics(y, p, values=values, settings=retention)[metric]
+        values = customer_values(result.test_features, retention=retention)
+        value = classification_metrics(y, p, values=values, retention=retention)[metric]
     return float(value), str(version.version), f"re-scored on test snapshot {result.split.test.date()}"
 
 

@@ -1,12 +1,12 @@
 """Training on an out-of-time split: rolling-origin folds choose LightGBM, a refit on all labelled history.
 
-`train_models(features, specs=, split=, settings=, retention=)` is pure: it takes the snapshot table
+`train_models(features, specs=, split=, cfg=, retention=)` is pure: it takes the snapshot table
 (one row per customer and snapshot: `snapshot_date`, `customer_id`, feature columns, `churned`) and
 returns a `TrainResult` holding the fitted `ChurnModel`, the baselines, the metrics and the
 predictions behind them. The runner (`pipeline.run.train`) reads files and talks to MLflow.
 
 How LightGBM is chosen and fitted (see `pipeline.split` for the snapshots):
-- `settings.search_trials` configurations drawn at random (seeded) from a grid sized to the data
+- `cfg.search_trials` configurations drawn at random (seeded) from a grid sized to the data
   (`search_space`: a few thousand rows get small, strongly regularised trees), the first always the
   tier's default, are fitted on each rolling-origin fold with early stopping on the fold's validation
   snapshot (average precision). The best mean validation PR-AUC wins; its number of rounds is the mean
@@ -19,7 +19,7 @@ How LightGBM is chosen and fitted (see `pipeline.split` for the snapshots):
 Class imbalance via `scale_pos_weight = negatives / positives` on the rows fitted. Fixed threads,
 `deterministic=True` and `force_row_wise=True` make the same seed give the same model. In each fold
 the LightGBM Datasets are binned once and shared by every trial. On large folds the trials run on a
-customer-level sample (about `settings.search_sample_rows` training rows, chosen by a seeded hash of
+customer-level sample (about `cfg.search_sample_rows` training rows, chosen by a seeded hash of
 the customer id); they are scored on every validation row, and the refit uses every training row.
 
 Where each configuration is fitted is a parameter: `fit` (a `BoosterFit`) defaults to `fit_booster` (this
@@ -211,20 +211,20 @@ def search_candidates(
 
 
 def lightgbm_params(
-    candidate: dict[str, Any], *, scale_pos_weight: float, settings: TrainConfig, training_rows: int
+    candidate: dict[str, Any], *, scale_pos_weight: float, cfg: TrainConfig, training_rows: int
 ) -> dict[str, Any]:
     """Full LightGBM parameters for one candidate: fixed seed, threads and row-wise histograms."""
     return {
         "objective": "binary",
         "metric": ["average_precision", "binary_logloss"],
         "first_metric_only": True,
-        "max_depth": settings.max_depth,
+        "max_depth": cfg.max_depth,
         "bagging_freq": 1,
         "scale_pos_weight": scale_pos_weight,
-        "seed": settings.seed,
+        "seed": cfg.seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 1 if training_rows < SINGLE_THREAD_ROWS else settings.num_threads,
+        "num_threads": 1 if training_rows < SINGLE_THREAD_ROWS else cfg.num_threads,
         "feature_pre_filter": False,
         "verbosity": -1,
         **candidate,
@@ -283,22 +283,22 @@ def boost(
     validation_set: lgb.Dataset | None,
     *,
     params: dict[str, Any],
-    settings: TrainConfig,
+    cfg: TrainConfig,
 ) -> lgb.Booster:
     """One LightGBM fit on constructed Datasets; booster cut at its best iteration.
 
-    With a validation set: early stopping on it (`settings.early_stopping_rounds`, at most
-    `settings.num_boost_round` rounds). Without: exactly `settings.num_boost_round` rounds.
+    With a validation set: early stopping on it (`cfg.early_stopping_rounds`, at most
+    `cfg.num_boost_round` rounds). Without: exactly `cfg.num_boost_round` rounds.
     """
     if validation_set is None:
-        return lgb.train(params, train_set, num_boost_round=settings.num_boost_round)
+        return lgb.train(params, train_set, num_boost_round=cfg.num_boost_round)
     booster = lgb.train(
         params,
         train_set,
-        num_boost_round=settings.num_boost_round,
+        num_boost_round=cfg.num_boost_round,
         valid_sets=[validation_set],
         valid_names=["validation"],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, first_metric_only=True, verbose=False)],
+        callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, first_metric_only=True, verbose=False)],
     )
     best = booster.best_iteration or booster.current_iteration()
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
@@ -312,20 +312,20 @@ def fit_booster(
     *,
     params: dict[str, Any],
     columns: FeatureColumns,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     customer_ids: pd.Series | None = None,
 ) -> lgb.Booster:
-    """One LightGBM fit: early stopping on validation, or `settings.num_boost_round` rounds without one.
+    """One LightGBM fit: early stopping on validation, or `cfg.num_boost_round` rounds without one.
 
     `customer_ids` (the customer of each training row) is for fits that partition rows by customer; unused here.
     """
     if validation_matrix is None or y_validation is None:
         train_set = training_dataset(train_matrix, y_train, params=params, columns=columns)
-        return boost(train_set, None, params=params, settings=settings)
+        return boost(train_set, None, params=params, cfg=cfg)
     train_set, validation_set = lightgbm_datasets(
         train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns
     )
-    return boost(train_set, validation_set, params=params, settings=settings)
+    return boost(train_set, validation_set, params=params, cfg=cfg)
 
 
 class BoosterFit(Protocol):
@@ -340,7 +340,7 @@ class BoosterFit(Protocol):
         *,
         params: dict[str, Any],
         columns: FeatureColumns,
-        settings: TrainConfig,
+        cfg: TrainConfig,
         customer_ids: pd.Series | None = None,
     ) -> lgb.Booster: ...
 
@@ -376,7 +376,7 @@ def trial_fit(
     y_validation: np.ndarray,
     *,
     columns: FeatureColumns,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     dataset_params: dict[str, Any],
     customer_ids: pd.Series | None = None,
 ) -> TrialFit:
@@ -389,13 +389,13 @@ def trial_fit(
             y_validation,
             params=params,
             columns=columns,
-            settings=settings,
+            cfg=cfg,
             customer_ids=customer_ids,
         )
     train_set, validation_set = lightgbm_datasets(
         train_matrix, y_train, validation_matrix, y_validation, params=dataset_params, columns=columns
     )
-    return lambda params: boost(train_set, validation_set, params=params, settings=settings)
+    return lambda params: boost(train_set, validation_set, params=params, cfg=cfg)
 
 
 @dataclass
@@ -417,7 +417,7 @@ def _fold_trials(
     candidate_params: list[dict[str, Any]],
     columns: FeatureColumns,
     encoder: CategoryEncoder,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     fit: BoosterFit,
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Every candidate fitted on one fold (early stopping on its validation snapshot).
@@ -430,10 +430,10 @@ def _fold_trials(
     train_matrix = feature_matrix(fold_train, feature_names=columns.all, encoder=encoder)
     validation_matrix = feature_matrix(fold_validation, feature_names=columns.all, encoder=encoder)
     y_train, y_validation = _labels(fold_train), _labels(fold_validation)
-    fraction = search_sample_fraction(len(y_train), sample_rows=settings.search_sample_rows, trials=len(candidate_params))
+    fraction = search_sample_fraction(len(y_train), sample_rows=cfg.search_sample_rows, trials=len(candidate_params))
     if fraction < 1.0:
-        in_train = customer_sample_mask(fold_train["customer_id"], fraction=fraction, seed=settings.seed)
-        in_validation = customer_sample_mask(fold_validation["customer_id"], fraction=fraction, seed=settings.seed)
+        in_train = customer_sample_mask(fold_train["customer_id"], fraction=fraction, seed=cfg.seed)
+        in_validation = customer_sample_mask(fold_validation["customer_id"], fraction=fraction, seed=cfg.seed)
         logger.info(
             "fold %d: search on a customer sample: %d of %d training rows",
             fold_number + 1,
@@ -449,7 +449,7 @@ def _fold_trials(
         validation_matrix[in_validation],
         y_validation[in_validation],
         columns=columns,
-        settings=settings,
+        cfg=cfg,
         dataset_params=candidate_params[0],
         customer_ids=fold_train["customer_id"][in_train],
     )
@@ -480,7 +480,7 @@ def fit_lightgbm(
     *,
     columns: FeatureColumns,
     horizon_days: int,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     fit: BoosterFit = fit_booster,
 ) -> LightGBMFit:
     """Choose LightGBM's configuration and rounds on `folds`, refit on all of `train`, calibrate out of fold.
@@ -497,10 +497,10 @@ def fit_lightgbm(
     scale_pos_weight = float((y_all == 0).sum() / y_all.sum())
     tier, space = search_space(len(y_all))
     candidates = search_candidates(
-        trials=settings.search_trials, seed=settings.seed, max_depth=settings.max_depth, space=space
+        trials=cfg.search_trials, seed=cfg.seed, max_depth=cfg.max_depth, space=space
     )
     candidate_params = [
-        lightgbm_params(candidate, scale_pos_weight=scale_pos_weight, settings=settings, training_rows=len(y_all))
+        lightgbm_params(candidate, scale_pos_weight=scale_pos_weight, cfg=cfg, training_rows=len(y_all))
         for candidate in candidates
     ]
     fold_records: list[list[dict[str, Any]]] = []
@@ -513,7 +513,7 @@ def fit_lightgbm(
             candidate_params=candidate_params,
             columns=columns,
             encoder=encoder,
-            settings=settings,
+            cfg=cfg,
             fit=fit,
         )
         fold_records.append(records)
@@ -549,7 +549,7 @@ def fit_lightgbm(
     out_of_fold_raw = np.concatenate([raw[best_number] for raw in fold_raw])
     y_out_of_fold = np.concatenate([_labels(validation) for _, validation in folds])
     calibrator, calibration_losses = fit_calibrator(
-        out_of_fold_raw, y_out_of_fold, method=settings.calibration, seed=settings.seed, log_odds=True
+        out_of_fold_raw, y_out_of_fold, method=cfg.calibration, seed=cfg.seed, log_odds=True
     )
     model = refit_lightgbm(
         train,
@@ -558,7 +558,7 @@ def fit_lightgbm(
         columns=columns,
         calibrator=calibrator,
         horizon_days=horizon_days,
-        settings=settings,
+        cfg=cfg,
         fit=fit,
     )
     get_logger().info(
@@ -586,7 +586,7 @@ def refit_lightgbm(
     columns: FeatureColumns,
     calibrator: ProbabilityCalibrator,
     horizon_days: int,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     fit: BoosterFit = fit_booster,
 ) -> ChurnModel:
     """`params` boosted `rounds` rounds (no early stopping) on every row of `train`, with `calibrator`."""
@@ -600,7 +600,7 @@ def refit_lightgbm(
         None,
         params=params,
         columns=columns,
-        settings=settings.model_copy(update={"num_boost_round": rounds}),
+        cfg=cfg.model_copy(update={"num_boost_round": rounds}),
         customer_ids=train["customer_id"],
     )
     return ChurnModel(
@@ -627,14 +627,14 @@ def fit_logistic(
     folds: Sequence[tuple[pd.DataFrame, pd.DataFrame]],
     *,
     columns: FeatureColumns,
-    settings: TrainConfig,
+    cfg: TrainConfig,
 ) -> LogisticFit:
     """Logistic regression on every numeric feature (`LinearScore`): fitted per fold (out-of-fold log-odds on
     the folds' validation rows, in fold order), then on all of `train`."""
 
     def fitted(rows: pd.DataFrame) -> LinearScore:
         return LinearScore.fit(
-            rows, _labels(rows), feature_names=columns.numeric, seed=settings.seed, fit_rows=settings.logistic_fit_rows
+            rows, _labels(rows), feature_names=columns.numeric, seed=cfg.seed, fit_rows=cfg.logistic_fit_rows
         )
 
     out_of_fold = np.concatenate([fitted(fold_train).raw(validation) for fold_train, validation in folds])
@@ -753,7 +753,7 @@ def train_models(
     *,
     specs: Sequence[FeatureSpecLike],
     split: TimeSplit,
-    settings: TrainConfig,
+    cfg: TrainConfig,
     retention: RetentionSettings,
     fit: BoosterFit | None = None,
 ) -> TrainResult:
@@ -765,9 +765,9 @@ def train_models(
     fitted. "validation" holds the out-of-fold predictions (every fold's validation snapshot). `fit` fits
     each LightGBM configuration (default `fit_booster`); train.engine=dask needs one that runs on a cluster.
     """
-    if fit is None and settings.engine != "local":
+    if fit is None and cfg.engine != "local":
         raise TrainError(
-            f"train.engine={settings.engine!r} needs a cluster: run `churn train` (it opens one), or call "
+            f"train.engine={cfg.engine!r} needs a cluster: run `churn train` (it opens one), or call "
             "pipeline.dask_engine.train_models_dask; or use train.engine=local"
         )
     parts = split_frame(features, split)
@@ -778,7 +778,7 @@ def train_models(
         folds,
         columns=columns,
         horizon_days=split.horizon_days,
-        settings=settings,
+        cfg=cfg,
         fit=fit or fit_booster,
     )
     model = lightgbm.model
@@ -786,9 +786,9 @@ def train_models(
         parts["train"],
         folds,
         rfm_features=columns.rfm,
-        calibration=settings.calibration,
-        seed=settings.seed,
-        fit_rows=settings.logistic_fit_rows,
+        calibration=cfg.calibration,
+        seed=cfg.seed,
+        fit_rows=cfg.logistic_fit_rows,
     )
     baselines, skipped = fits.fitted, fits.skipped
     for name, reason in skipped.items():
@@ -824,8 +824,8 @@ def train_models(
         return classification_metrics(
             labels[name],
             probabilities[name][model_name],
-            values=customer_values(frames[name], settings=retention),
-            settings=retention,
+            values=customer_values(frames[name], retention=retention),
+            retention=retention,
         )
 
     metrics: dict[str, Any] = {
@@ -840,7 +840,7 @@ def train_models(
         for name in SPLIT_NAMES
     }
     # Candidates: LightGBM, the logistic model on every numeric feature, and their blend when it helps on the folds.
-    logistic = fit_logistic(parts["train"], folds, columns=columns, settings=settings)
+    logistic = fit_logistic(parts["train"], folds, columns=columns, cfg=cfg)
     fold_ids = np.concatenate([np.full(len(validation), k) for k, (_, validation) in enumerate(folds)])
     choice = choose_model(lightgbm.out_of_fold_raw, logistic.out_of_fold_raw, labels["validation"], fold_ids)
     raw = {
@@ -853,7 +853,7 @@ def train_models(
             continue
         blended = {part: weight * trees + (1.0 - weight) * linear for part, (trees, linear) in raw.items()}
         calibrator, _ = fit_calibrator(
-            blended["validation"], labels["validation"], method=settings.calibration, seed=settings.seed, log_odds=True
+            blended["validation"], labels["validation"], method=cfg.calibration, seed=cfg.seed, log_odds=True
         )
         candidates[name] = candidate_model(model, logistic.score, weight=weight, calibrator=calibrator)
         for part in SPLIT_NAMES:
@@ -866,8 +866,8 @@ def train_models(
         probabilities["test"],
         candidates=list(choice.weights),
         baselines=[b for b in BASELINE_DESCRIPTIONS if b in probabilities["test"]],
-        resamples=settings.bootstrap_resamples,
-        seed=settings.seed,
+        resamples=cfg.bootstrap_resamples,
+        seed=cfg.seed,
     )
     metrics["model_choice"] = {**choice.as_dict(), "statement": choice_statement(choice, comparison)}
     metrics["comparison"] = comparison
@@ -936,7 +936,7 @@ def calibration_statement(method: str, losses: dict[str, float]) -> str:
 
 
 def production_model(
-    features: pd.DataFrame, result: TrainResult, *, settings: TrainConfig, fit: BoosterFit | None = None
+    features: pd.DataFrame, result: TrainResult, *, cfg: TrainConfig, fit: BoosterFit | None = None
 ) -> tuple[ChurnModel, list[str]]:
     """The model `churn train` registers: `result`'s chosen candidate refitted on every labelled snapshot.
 
@@ -956,7 +956,7 @@ def production_model(
         columns=result.columns,
         calibrator=chosen.calibrator_,
         horizon_days=result.split.horizon_days,
-        settings=settings,
+        cfg=cfg,
         fit=fit or fit_booster,
     )
     if chosen.linear_ is None:
@@ -965,8 +965,8 @@ def production_model(
         rows,
         _labels(rows),
         feature_names=chosen.linear_.feature_names,
-        seed=settings.seed,
-        fit_rows=settings.logistic_fit_rows,
+        seed=cfg.seed,
+        fit_rows=cfg.logistic_fit_rows,
     )
     model = candidate_model(trees, linear, weight=chosen.blend_weight_, calibrator=chosen.calibrator_)
     return model, [d.date().isoformat() for d in dates]

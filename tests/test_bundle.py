@@ -49,7 +49,7 @@ def model(table):
         [(table[table["snapshot_date"] == dates[0]], table[table["snapshot_date"] == dates[1]])],
         columns=columns,
         horizon_days=30,
-        settings=TrainConfig(search_trials=1, num_boost_round=50),
+        cfg=TrainConfig(search_trials=1, num_boost_round=50),
     )
     return fitted.model
 

@@ -110,7 +110,7 @@ def training_matrices(demo_features):
     params = lightgbm_params(
         candidate,
         scale_pos_weight=float((labels["train"] == 0).sum() / labels["train"].sum()),
-        settings=settings,
+        cfg=settings,
         training_rows=len(labels["train"]),
     )
     return matrices, labels, columns, params, settings
@@ -124,8 +124,8 @@ def test_dask_trained_model_scores_within_001_roc_auc_of_the_local_one(training_
 
     matrices, labels, columns, params, settings = training_matrices
     fit_args = (matrices["train"], labels["train"], matrices["validation"], labels["validation"])
-    local = fit_booster(*fit_args, params=params, columns=columns, settings=settings)
-    on_dask = train_lightgbm_dask(*fit_args, params=params, columns=columns, settings=settings, client=client)
+    local = fit_booster(*fit_args, params=params, columns=columns, cfg=settings)
+    on_dask = train_lightgbm_dask(*fit_args, params=params, columns=columns, cfg=settings, client=client)
     assert 1 <= on_dask.current_iteration() < settings.num_boost_round  # cut at its best round
     assert on_dask.feature_name() == columns.all
     local_auc = roc_auc_score(labels["test"], local.predict(matrices["test"]))
@@ -143,7 +143,7 @@ def test_best_iteration_matches_lightgbm_early_stopping(training_matrices):
     matrices, labels, columns, params, settings = training_matrices
     stopped = fit_booster(
         matrices["train"], labels["train"], matrices["validation"], labels["validation"],
-        params=params, columns=columns, settings=settings,
+        params=params, columns=columns, cfg=settings,
     )
     full = lgb.train(
         {k: v for k, v in params.items() if k not in ("metric", "first_metric_only")},

@@ -142,7 +142,7 @@ def test_bad_rows_are_about_the_asked_share_and_exactly_what_ingest_rejects():
     clean = generate_demo(customers=800, seed=5)
     dirty = inject_bad_rows(clean, seed=5, share=0.04)
     result = ingest_sources(
-        _raw_sources(dirty), sources={name: SourceConfig(path=Path("demo")) for name in dirty}, settings=IngestConfig()
+        _raw_sources(dirty), sources={name: SourceConfig(path=Path("demo")) for name in dirty}, cfg=IngestConfig()
     )
     for name, frame in dirty.items():
         added = len(frame) - len(clean[name])

@@ -69,7 +69,7 @@ def test_retention_values_contact_top_k_within_budget():
     p = np.array([0.9, 0.8, 0.1])
     values = np.array([100.0, 200.0, 300.0])
     # k = 20 // 10 = 2 customers (p 0.9 and 0.8); cost 20.
-    expected, realised = retention_values(y, p, values=values, settings=SETTINGS)
+    expected, realised = retention_values(y, p, values=values, retention=SETTINGS)
     assert expected == pytest.approx(0.9 * 0.5 * 100 + 0.8 * 0.5 * 200 - 20)
     assert realised == pytest.approx(1.0 * 0.5 * 100 - 20)
 
@@ -77,21 +77,21 @@ def test_retention_values_contact_top_k_within_budget():
 def test_retention_budget_larger_than_customers_contacts_everyone():
     big = RetentionSettings(1e6, 10.0, 1.0, 1.0, "monetary_365d")
     expected, realised = retention_values(
-        np.array([1.0, 0.0]), np.array([0.5, 0.5]), values=np.array([10.0, 10.0]), settings=big
+        np.array([1.0, 0.0]), np.array([0.5, 0.5]), values=np.array([10.0, 10.0]), retention=big
     )
     assert (expected, realised) == pytest.approx((10.0 - 20.0, 10.0 - 20.0))
 
 
 def test_customer_values_clip_negative_and_default_missing():
     frame = pd.DataFrame({"monetary_365d": [120.0, -30.0, np.nan]})
-    np.testing.assert_allclose(customer_values(frame, settings=SETTINGS), [120.0, 0.0, 40.0])
-    np.testing.assert_allclose(customer_values(frame.drop(columns="monetary_365d"), settings=SETTINGS), [40.0] * 3)
+    np.testing.assert_allclose(customer_values(frame, retention=SETTINGS), [120.0, 0.0, 40.0])
+    np.testing.assert_allclose(customer_values(frame.drop(columns="monetary_365d"), retention=SETTINGS), [40.0] * 3)
 
 
 def test_classification_metrics_has_every_metric_and_matches_sklearn():
     y = np.array([0.0, 0.0, 1.0, 1.0, 0.0, 1.0])
     p = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
-    metrics = classification_metrics(y, p, values=np.full(6, 10.0), settings=SETTINGS)
+    metrics = classification_metrics(y, p, values=np.full(6, 10.0), retention=SETTINGS)
     assert tuple(metrics) == METRIC_NAMES
     assert metrics["roc_auc"] == pytest.approx(8 / 9)  # one mis-ordered pair (0.4 vs 0.35) out of 9
     assert metrics["brier"] == pytest.approx(np.mean((p - y) ** 2))
@@ -100,13 +100,13 @@ def test_classification_metrics_has_every_metric_and_matches_sklearn():
 
 
 def test_single_class_gives_nan_ranking_metrics_not_an_error():
-    metrics = classification_metrics(np.zeros(3), np.array([0.1, 0.2, 0.3]), values=np.ones(3), settings=SETTINGS)
+    metrics = classification_metrics(np.zeros(3), np.array([0.1, 0.2, 0.3]), values=np.ones(3), retention=SETTINGS)
     assert math.isnan(metrics["roc_auc"]) and math.isnan(metrics["pr_auc"])
 
 
 def test_mismatched_inputs_are_refused():
     with pytest.raises(ValueError, match="1-D arrays of equal length"):
-        classification_metrics(np.zeros(3), np.zeros(2), values=np.ones(3), settings=SETTINGS)
+        classification_metrics(np.zeros(3), np.zeros(2), values=np.ones(3), retention=SETTINGS)
     with pytest.raises(ValueError, match="must not contain NaN"):
         expected_calibration_error(np.zeros(2), np.array([0.1, np.nan]))
 

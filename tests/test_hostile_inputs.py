@@ -109,7 +109,7 @@ def ingest_in_memory(folder: Path, case: Case) -> IngestResult:
     cfg = config_from_dict(raw_config(case), base_dir=folder)
     configured = cfg.sources.configured()
     raws = {name: read_source(name, source) for name, source in configured.items()}
-    return ingest_sources(raws, sources=configured, settings=cfg.ingest)
+    return ingest_sources(raws, sources=configured, cfg=cfg.ingest)
 
 
 def run_cli(folder: Path, case: Case):

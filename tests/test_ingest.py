@@ -50,7 +50,7 @@ def source_config(**settings) -> SourceConfig:
 def ingest(raws: dict[str, RawSource], *, configs: dict[str, SourceConfig] | None = None, **settings):
     configs = configs or {}
     sources = {name: configs.get(name, source_config()) for name in raws}
-    return ingest_sources(raws, sources=sources, settings=IngestConfig(**settings))
+    return ingest_sources(raws, sources=sources, cfg=IngestConfig(**settings))
 
 
 def transactions(**overrides) -> RawSource:

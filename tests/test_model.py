@@ -36,7 +36,7 @@ def model(table):
         [(train, validation)],
         columns=columns,
         horizon_days=30,
-        settings=TrainConfig(search_trials=1, num_boost_round=200),
+        cfg=TrainConfig(search_trials=1, num_boost_round=200),
     )
     return fitted.model
 

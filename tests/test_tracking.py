@@ -140,10 +140,10 @@ def table():
 def trained(table):
     split = time_split(labelled_snapshots(table), horizon_days=30)
     cfg = make_cfg(Path("."), "sqlite:///unused.db", model_name="unused")
-    strong = train_models(table, specs=SPECS, split=split, settings=cfg.train, retention=RETENTION)
+    strong = train_models(table, specs=SPECS, split=split, cfg=cfg.train, retention=RETENTION)
     # A model that sees only noise: clearly worse on the same test snapshot.
     weak = train_models(
-        table, specs=[spec("noise", "rfm")], split=split, settings=cfg.train, retention=RETENTION
+        table, specs=[spec("noise", "rfm")], split=split, cfg=cfg.train, retention=RETENTION
     )
     return strong, weak
 

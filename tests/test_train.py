@@ -46,7 +46,7 @@ def split(table):
 
 @pytest.fixture(scope="module")
 def result(table, split):
-    return train_models(table, specs=SPECS, split=split, settings=SETTINGS, retention=RETENTION)
+    return train_models(table, specs=SPECS, split=split, cfg=SETTINGS, retention=RETENTION)
 
 
 def test_metrics_shape_every_model_and_split(result):
@@ -103,7 +103,7 @@ def test_search_records_each_trial_and_keeps_the_best(result):
 
 
 def test_same_seed_gives_the_same_metrics(table, split, result):
-    again = train_models(table, specs=SPECS, split=split, settings=SETTINGS, retention=RETENTION)
+    again = train_models(table, specs=SPECS, split=split, cfg=SETTINGS, retention=RETENTION)
     assert again.metrics == result.metrics
     np.testing.assert_array_equal(again.probabilities["test"][LIGHTGBM], result.probabilities["test"][LIGHTGBM])
 
@@ -111,7 +111,7 @@ def test_same_seed_gives_the_same_metrics(table, split, result):
 def test_baseline_without_its_features_is_skipped_with_a_reason(table, split):
     no_btyd = table.drop(columns=["btyd_p_alive", "btyd_expected_purchases"])
     specs = [s for s in SPECS if not s.name.startswith("btyd")]
-    result = train_models(no_btyd, specs=specs, split=split, settings=TrainConfig(search_trials=1), retention=RETENTION)
+    result = train_models(no_btyd, specs=specs, split=split, cfg=TrainConfig(search_trials=1), retention=RETENTION)
     assert "btyd" not in result.metrics["test"]
     assert result.skipped_baselines == {
         "btyd": "features btyd_expected_purchases and btyd_p_alive are absent or empty (features.btyd: false?)",
@@ -125,7 +125,7 @@ def test_btyd_falls_back_to_p_alive(table, split):
         table.drop(columns=["btyd_expected_purchases"]),
         specs=SPECS,
         split=split,
-        settings=TrainConfig(search_trials=1),
+        cfg=TrainConfig(search_trials=1),
         retention=RETENTION,
     )
     assert result.baselines["btyd"].features == ["btyd_p_alive"]
@@ -157,13 +157,13 @@ def test_search_candidates_default_first_distinct_and_depth_bounded():
 
 def test_dask_engine_without_a_cluster_is_refused_with_a_clear_message(table, split):
     with pytest.raises(TrainError, match=r"train.engine='dask' needs a cluster: run `churn train`"):
-        train_models(table, specs=SPECS, split=split, settings=TrainConfig(engine="dask"), retention=RETENTION)
+        train_models(table, specs=SPECS, split=split, cfg=TrainConfig(engine="dask"), retention=RETENTION)
 
 
 def test_backtest_summary_over_rolling_folds(table, result):
     splits = rolling_splits(labelled_snapshots(table), horizon_days=30, folds=2, validation_folds=3)
     assert splits[0] == result.split
-    second = train_models(table, specs=SPECS, split=splits[1], settings=SETTINGS, retention=RETENTION)
+    second = train_models(table, specs=SPECS, split=splits[1], cfg=SETTINGS, retention=RETENTION)
     report = backtest_summary([result, second])
     assert [f["split"]["test"] for f in report["folds"]] == ["2024-07-01", "2024-06-01"]
     roc = [result.metrics["test"][LIGHTGBM]["roc_auc"], second.metrics["test"][LIGHTGBM]["roc_auc"]]
@@ -199,7 +199,7 @@ def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(ta
     matrices = [feature_matrix(p, feature_names=columns.all, encoder=encoder) for p in (fold_train, fold_validation)]
     y_train, y_validation = (p["churned"].to_numpy("float64") for p in (fold_train, fold_validation))
     params = [
-        lightgbm_params(c, scale_pos_weight=2.0, settings=SETTINGS, training_rows=len(y_train))
+        lightgbm_params(c, scale_pos_weight=2.0, cfg=SETTINGS, training_rows=len(y_train))
         for c in search_candidates(trials=4, seed=3, max_depth=SETTINGS.max_depth)
     ]
     train_set, validation_set = lightgbm_datasets(
@@ -207,9 +207,9 @@ def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(ta
     )
     handle = train_set._handle.value
     for trial in params:
-        shared = boost(train_set, validation_set, params=trial, settings=SETTINGS)
+        shared = boost(train_set, validation_set, params=trial, cfg=SETTINGS)
         fresh = fit_booster(
-            matrices[0], y_train, matrices[1], y_validation, params=trial, columns=columns, settings=SETTINGS
+            matrices[0], y_train, matrices[1], y_validation, params=trial, columns=columns, cfg=SETTINGS
         )
         assert shared.model_to_string() == fresh.model_to_string()
     assert train_set._handle.value == handle  # binned once, never rebuilt
@@ -219,7 +219,7 @@ def test_shared_datasets_give_the_same_booster_as_a_fresh_fit_for_every_trial(ta
 @pytest.mark.slow
 def test_search_on_a_customer_sample_then_refit_on_all_rows(table, split):
     sampled = SETTINGS.model_copy(update={"search_trials": 3, "search_sample_rows": 1000})
-    result = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
+    result = train_models(table, specs=SPECS, split=split, cfg=sampled, retention=RETENTION)
     folds = fold_frames(table, split)
     for trial in result.trials:
         for record, (fold_train, fold_validation) in zip(trial["folds"], folds, strict=True):
@@ -238,11 +238,11 @@ def test_search_on_a_customer_sample_then_refit_on_all_rows(table, split):
         None,
         params=params,
         columns=result.columns,
-        settings=sampled.model_copy(update={"num_boost_round": best["rounds"]}),
+        cfg=sampled.model_copy(update={"num_boost_round": best["rounds"]}),
     )
     assert result.model.booster_.model_to_string() == refit.model_to_string()
     assert result.metrics["split"]["rows"]["train"] == len(train_rows) == 3600
-    again = train_models(table, specs=SPECS, split=split, settings=sampled, retention=RETENTION)
+    again = train_models(table, specs=SPECS, split=split, cfg=sampled, retention=RETENTION)
     assert again.trials == result.trials
     assert again.metrics == result.metrics
 
@@ -295,7 +295,7 @@ def test_a_baseline_whose_btyd_fit_failed_is_reported_failed_never_scored_as_a_c
     test_day = split.test
     failed_test = table.copy()
     failed_test.loc[failed_test["snapshot_date"] == test_day, ["btyd_p_alive", "btyd_expected_purchases"]] = np.nan
-    result = train_models(failed_test, specs=SPECS, split=split, settings=TrainConfig(search_trials=1),
+    result = train_models(failed_test, specs=SPECS, split=split, cfg=TrainConfig(search_trials=1),
                           retention=RETENTION)
     status = result.metrics["test"]["btyd"]
     assert status == {"status": f"failed: btyd_expected_purchases is missing for every customer on snapshot "
@@ -308,7 +308,7 @@ def test_a_baseline_whose_btyd_fit_failed_is_reported_failed_never_scored_as_a_c
     validation_day = split.validation[1]  # the second fold's
     failed_validation = table.copy()
     failed_validation.loc[failed_validation["snapshot_date"] == validation_day, "btyd_expected_purchases"] = np.nan
-    result = train_models(failed_validation, specs=SPECS, split=split, settings=TrainConfig(search_trials=1),
+    result = train_models(failed_validation, specs=SPECS, split=split, cfg=TrainConfig(search_trials=1),
                           retention=RETENTION)
     assert "btyd" not in result.baselines
     for part in ("test", "validation"):
@@ -353,7 +353,7 @@ def test_uncalibrated_lightgbm_is_said_so(table, split):
         "or more by a calibrator (isotonic 0.6080, sigmoid 0.6052)"
     )
     # On the synthetic table scale_pos_weight distorts the booster's probabilities: calibration is kept.
-    result = train_models(table, specs=SPECS, split=split, settings=SETTINGS, retention=RETENTION)
+    result = train_models(table, specs=SPECS, split=split, cfg=SETTINGS, retention=RETENTION)
     calibration = result.metrics["calibration"]
     assert calibration["lightgbm_calibrated"] and calibration["lightgbm_statement"].startswith("LightGBM calibrated")
 
@@ -370,7 +370,7 @@ def test_search_space_is_sized_to_the_data():
 def test_production_model_refits_the_chosen_configuration_on_every_labelled_snapshot(table, result):
     from pipeline.train import production_model
 
-    model, dates = production_model(table, result, settings=SETTINGS)
+    model, dates = production_model(table, result, cfg=SETTINGS)
     assert dates == [f"2024-{m:02d}-01" for m in range(1, 8)]  # the test snapshot (Jul 1) included
     assert model.booster_.current_iteration() == result.best_params["best_iteration"]
     assert model.calibrator_ is result.model.calibrator_

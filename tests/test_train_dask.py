@@ -81,7 +81,7 @@ def test_dask_engine_trains_registers_and_scores_like_the_local_engine(
         synthetic_table,
         specs=feature_specs(local_cfg.features),
         split=split,
-        settings=local_cfg.train,
+        cfg=local_cfg.train,
         retention=train.retention_settings(local_cfg),
     )
     assert outcome.metrics["split"] == local.metrics["split"]

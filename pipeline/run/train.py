@@ -248,9 +248,9 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         )
         report = None
         with training_engine(cfg) as (fit_models, booster_fit):
-            result = fit_models(features, specs=specs, split=split, settings=cfg.train, retention=retention)
+            result = fit_models(features, specs=specs, split=split, cfg=cfg.train, retention=retention)
             production, production_snapshots = production_model(
-                features, result, settings=cfg.train, fit=booster_fit
+                features, result, cfg=cfg.train, fit=booster_fit
             )
             if backtest:
                 splits = rolling_splits(
@@ -259,7 +259,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
                 folds = [result]
                 for fold_split in track(splits[1:], description="backtest folds", quiet=quiet):
                     folds.append(
-                        fit_models(features, specs=specs, split=fold_split, settings=cfg.train, retention=retention)
+                        fit_models(features, specs=specs, split=fold_split, cfg=cfg.train, retention=retention)
                     )
                 report = backtest_summary(folds)
         if report is not None:
