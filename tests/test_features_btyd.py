@@ -175,8 +175,9 @@ def minimize_unpenalized(x, t_x, big_t) -> np.ndarray:
 
 
 def test_a_fit_degenerate_at_every_penalizer_fails_with_its_reason_and_nan_features(caplog):
-    """Everybody buys every week and is still buying: no dropout at all, a parameter runs to its bound."""
-    x = np.full(200, 50.0) + np.tile([-2.0, -1.0, 0.0, 1.0], 50)
+    """Everybody has the same history (a purchase every week, still buying): the unpenalized fit runs to a
+    bound, and every penalized one predicts the same for everyone."""
+    x = np.full(200, 50.0)
     frame = pl.DataFrame({"_btyd_frequency": x, "_btyd_recency": x, "_btyd_T": np.full(200, 52.0)})
     fit = btyd.fit_bgnbd(x, x, np.full(200, 52.0))
     assert fit.params is None
@@ -185,3 +186,59 @@ def test_a_fit_degenerate_at_every_penalizer_fails_with_its_reason_and_nan_featu
         result = btyd.add_features(frame, horizon_days=90)
     assert result["btyd_p_alive"].is_nan().all() and result["btyd_expected_purchases"].is_nan().all()
     assert "BG/NBD failed: BG/NBD fit degenerate" in caplog.text
+
+
+def steady_buyer_summaries(customers: int, *, seed: int) -> tuple[np.ndarray, ...]:
+    """Customers who never drop out and whose clock starts before their first observed purchase (as in a
+    history that starts mid-stream): purchase rate ~ Gamma(0.8, 10) per week, a Poisson process over T
+    uniform in 10-52 weeks, x = purchases - 1, t_x = the last purchase. Steadier than any dropout model expects."""
+    rng = np.random.default_rng(seed)
+    big_t = rng.uniform(10, 52, customers)
+    purchases = rng.poisson(rng.gamma(0.8, 1 / 10.0, customers) * big_t)
+    # The last of n uniform arrival times on [0, T] is T * U^(1/n).
+    t_x = np.where(purchases > 0, big_t * rng.uniform(size=customers) ** (1 / np.maximum(purchases, 1)), 0.0)
+    return np.maximum(purchases - 1, 0).astype(float), t_x, big_t
+
+
+def test_a_bgnbd_fit_whose_dropout_runs_to_zero_is_kept_as_the_nbd_limit():
+    """On these histories BG/NBD's b runs to its upper bound (a near 0): the dropout rate is zero, the NBD
+    model, kept as lifetimes keeps a ~ 0; before, it was a failure and the baseline was lost."""
+    fit = btyd.fit_bgnbd(*steady_buyer_summaries(3000, seed=2))
+    assert fit.status == "ok" and fit.note == btyd.NO_DROPOUT_NOTE and fit.penalizer == 0.0
+    assert fit.params.b == pytest.approx(1e3) and fit.params.a < 1e-3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("fit_model", [btyd.fit_bgnbd, btyd.fit_pareto_nbd])
+def test_fits_without_dropout_predict_as_the_nbd_model(fit_model, seed):
+    """Whether the flat dropout direction ends on a bound or not, the fit is kept and predicts as the NBD:
+    P(alive) near 1 and expected purchases over t weeks (r + x) / (alpha + T) * t."""
+    x, t_x, big_t = steady_buyer_summaries(3000, seed=seed)
+    fit = fit_model(x, t_x, big_t)
+    assert fit.status == "ok"
+    nbd = (fit.params.r + x) / (fit.params.alpha + big_t) * 13.0
+    bgnbd = fit_model is btyd.fit_bgnbd
+    expected = (btyd.expected_purchases if bgnbd else btyd.pnbd_expected_purchases)(fit.params, 13.0, x, t_x, big_t)
+    np.testing.assert_allclose(expected, nbd, rtol=0.02)
+    assert (btyd.p_alive if bgnbd else btyd.pnbd_p_alive)(fit.params, x, t_x, big_t).min() > 0.95
+
+
+def test_ordinary_fits_have_no_note(cdnow_summary):
+    fit = btyd.fit_bgnbd(cdnow_summary["frequency"], cdnow_summary["recency"], cdnow_summary["T"])
+    assert fit.status == "ok" and fit.note == ""
+
+
+@pytest.mark.parametrize(
+    ("lower", "upper", "limit"),
+    [
+        ([0, 0, 1, 0], [0, 0, 0, 0], True),  # dropout shape to 0
+        ([0, 0, 0, 0], [0, 0, 0, 1], True),  # dropout scale to infinity
+        ([0, 0, 1, 0], [0, 0, 0, 1], True),
+        ([0, 0, 0, 0], [0, 0, 1, 1], False),  # a and b both run away: homogeneous dropout, not a limit
+        ([0, 0, 1, 0], [1, 0, 0, 0], False),  # the purchase-rate pair on a bound too
+        ([0, 1, 1, 0], [0, 0, 0, 0], False),
+        ([0, 0, 0, 1], [0, 0, 0, 0], False),  # dropout scale to 0: many dropouts, not the limit
+    ],
+)
+def test_no_dropout_limit_is_only_the_dropout_pair_toward_zero(lower, upper, limit):
+    assert btyd.no_dropout_limit(np.array(lower, bool), np.array(upper, bool)) is limit

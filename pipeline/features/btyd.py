@@ -19,8 +19,13 @@ the mean negative log-likelihood plus `penalizer * sum(params ** 2)`, with time 
 largest T is 1 (so the rate parameters are on the scale of the others). The ladder tries
 PENALIZERS in order and keeps the first fit that is not degenerate. Degenerate: the optimiser
 failed, the likelihood or a parameter is not finite, a parameter ends on its bound, or the
-predictions are (nearly) constant over the customers. A fit returns a `Fit` with a `status`:
-"ok" or "failed: <reason>". A model that cannot be fitted is never scored as a constant: its
+predictions are (nearly) constant over the customers. One boundary is a limit of the model, not a
+degenerate fit: when the data show no dropout, the dropout pair runs toward a zero dropout rate
+(BG/NBD: a to its lower or b to its upper bound; Pareto/NBD: s to its lower or beta to its upper
+bound), and the other parameter of the pair is then not identified. Such a fit is kept as the
+no-dropout (NBD) limit, as lifetimes keeps a ~ 0, provided the purchase-rate pair (r, alpha) is
+inside its bounds: everyone is then alive (P(alive) ~ 1) and expected purchases follow the NBD model.
+A fit returns a `Fit` with a `status`: "ok" or "failed: <reason>", and a `note` for the limit. A model that cannot be fitted is never scored as a constant: its
 features are NaN for everyone and a warning names the reason; a customer whose own values are not
 finite gets NaN. The fit never raises.
 """
@@ -64,12 +69,14 @@ OK = "ok"
 
 @dataclass(frozen=True)
 class Fit:
-    """Result of a robust fit: `params` (None when it failed), `status` ("ok" or "failed: <reason>") and the
-    `penalizer` of the ladder rung that was kept (None when it failed)."""
+    """Result of a robust fit: `params` (None when it failed), `status` ("ok" or "failed: <reason>"), the
+    `penalizer` of the ladder rung that was kept (None when it failed) and a `note` when the fit is the
+    no-dropout limit (see the module docstring)."""
 
     params: BGNBDParams | ParetoNBDParams | None
     status: str
     penalizer: float | None = None
+    note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -189,9 +196,23 @@ def _check_summaries(name: str, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarra
     return None
 
 
+# Positions of the dropout pair (BG/NBD's (a, b), Pareto/NBD's (s, beta)) among the four log-parameters.
+DROPOUT_SHAPE, DROPOUT_SCALE = 2, 3
+NO_DROPOUT_NOTE = "no dropout found: the fit is the NBD limit (P(alive) near 1 for everyone)"
+
+
+def no_dropout_limit(at_lower: np.ndarray, at_upper: np.ndarray) -> bool:
+    """True when only the dropout pair is on a bound, in the direction of a zero dropout rate: its shape on
+    the lower or its scale (b, beta) on the upper bound, and the shape not on its upper bound."""
+    purchase_pair_inside = not (at_lower[:DROPOUT_SHAPE].any() or at_upper[:DROPOUT_SHAPE].any())
+    toward_zero = bool(at_lower[DROPOUT_SHAPE] or at_upper[DROPOUT_SCALE])
+    return purchase_pair_inside and toward_zero and not at_upper[DROPOUT_SHAPE]
+
+
 def _fit_ladder(name: str, objective, data, bounds, predict, *, jac: bool) -> Fit:
     """Minimise `objective(log_params, data, penalizer)` for each rung of PENALIZERS; keep the first fit that is
-    not degenerate (see the module docstring). `predict(log_params)` -> predictions over the fitted customers."""
+    not degenerate, or is the no-dropout limit (see the module docstring). `predict(log_params)` -> predictions
+    over the fitted customers."""
     lower, upper = np.array(bounds).T
     reasons = []
     for penalizer in PENALIZERS:
@@ -204,10 +225,11 @@ def _fit_ladder(name: str, objective, data, bounds, predict, *, jac: bool) -> Fi
         except (ValueError, FloatingPointError, ArithmeticError) as exc:  # scipy raises ValueError on NaN input
             reasons.append(f"error {exc}")
             continue
-        at_bound = (result.x - lower < BOUND_TOLERANCE) | (upper - result.x < BOUND_TOLERANCE)
+        at_lower, at_upper = result.x - lower < BOUND_TOLERANCE, upper - result.x < BOUND_TOLERANCE
+        limit = bool((at_lower | at_upper).any()) and no_dropout_limit(at_lower, at_upper)
         if not np.isfinite(result.fun) or not np.isfinite(result.x).all():
             reasons.append("non-finite likelihood")
-        elif at_bound.any():
+        elif (at_lower | at_upper).any() and not limit:
             reasons.append("a parameter at its bound")
         elif not result.success:
             reasons.append(f"no convergence ({result.message})")
@@ -216,7 +238,7 @@ def _fit_ladder(name: str, objective, data, bounds, predict, *, jac: bool) -> Fi
         elif np.ptp(predictions) < CONSTANT_SPREAD:
             reasons.append("constant predictions")
         else:
-            return Fit(params=result.x, status=OK, penalizer=penalizer)
+            return Fit(params=result.x, status=OK, penalizer=penalizer, note=NO_DROPOUT_NOTE if limit else "")
     ladder = "; ".join(f"penalizer {p:g}: {r}" for p, r in zip(PENALIZERS, reasons, strict=False))
     return Fit(params=None, status=f"failed: {name} fit degenerate at every penalizer ({ladder})")
 
@@ -242,7 +264,7 @@ def fit_bgnbd(frequency, recency, T) -> Fit:
         return _failed(fit, "BG/NBD")
     r, alpha, a, b = np.exp(fit.params)
     return Fit(params=BGNBDParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b)), status=OK,
-               penalizer=fit.penalizer)
+               penalizer=fit.penalizer, note=fit.note)
 
 
 def _failed(fit: Fit, name: str) -> Fit:
@@ -393,7 +415,7 @@ def fit_pareto_nbd(frequency, recency, T) -> Fit:
         return _failed(fit, "Pareto/NBD")
     r, alpha, s, beta = np.exp(fit.params)
     return Fit(params=ParetoNBDParams(r=float(r), alpha=float(alpha / scale), s=float(s), beta=float(beta / scale)),
-               status=OK, penalizer=fit.penalizer)
+               status=OK, penalizer=fit.penalizer, note=fit.note)
 
 
 def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
@@ -419,6 +441,8 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     alive = expected = missing
     if bgnbd.ok:
         get_logger().debug("BTYD: BG/NBD %s (penalizer %g)", bgnbd.params, bgnbd.penalizer)
+        if bgnbd.note:
+            get_logger().info("BTYD: %s %s", "BG/NBD", bgnbd.note)
         data = Summaries.of(x, t_x, big_t, distinct=False)
         with np.errstate(all="ignore"):
             alive = _p_alive(bgnbd.params, data)
@@ -429,6 +453,8 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     pnbd_alive = pnbd_expected = missing
     if pnbd.ok:
         get_logger().debug("BTYD: Pareto/NBD %s (penalizer %g)", pnbd.params, pnbd.penalizer)
+        if pnbd.note:
+            get_logger().info("BTYD: %s %s", "Pareto/NBD", pnbd.note)
         data = PairedSummaries.of(x, t_x, big_t)
         pnbd_alive = _pnbd_p_alive(pnbd.params, data)
         pnbd_expected = _pnbd_expected_purchases(pnbd.params, horizon, data, pnbd_alive)
