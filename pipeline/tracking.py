@@ -1,15 +1,18 @@
-"""MLflow helpers: tracking store, experiments, the training run, registration and the champion alias.
+"""MLflow helpers: tracking store, experiments, the training run's steps, registration and the champion alias.
 
-The store is `cfg.tracking_uri()` (MLFLOW_TRACKING_URI wins over the config); experiments store their
-artifacts under `cfg.mlflow.artifact_root/<experiment>`. One training = one run holding the resolved
-config, input fingerprints, snapshot dates, feature list, git commit, library versions, all metrics,
-plots, the baselines as nested runs, the pyfunc model (registered as `cfg.train.model_name`) and the
-bundle folder under the artifact path "bundle".
+Every function takes a `TrackingSettings` (store, artifact root, training experiment, registered model
+name, champion metric), built from the config once by `tracking_settings(cfg)`; the store is
+`cfg.tracking_uri()` (MLFLOW_TRACKING_URI wins over the config) and experiments store their artifacts
+under `artifact_root/<experiment>`. One training = one run holding the resolved config, input
+fingerprints, snapshot dates, feature list, git commit, library versions, all metrics, the figures,
+the baselines as nested runs, the pyfunc model (registered as `model_name`) and the bundle folder under
+the artifact path "bundle". The runner (`pipeline.run.train.track_training`) calls the steps in order
+and writes every file (figures, bundles); this module only logs them.
 
 Champion rule: the alias `champion` moves to the new version only when its test metric
-`cfg.train.champion_metric` is at least as good as the current champion's on the same test snapshot
-(the champion is re-scored on the new test rows when none of its training or validation label windows
-overlaps them; otherwise its recorded test metric is used, and the reason says so).
+`champion_metric` is at least as good as the current champion's on the same test snapshot (the champion
+is re-scored on the new test rows when none of its training or validation label windows overlaps them;
+otherwise its recorded test metric is used, and the reason says so).
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 
-from pipeline.bundle import BUNDLE_ARTIFACT_PATH, code_version, library_versions, load_bundle, save_bundle
-from pipeline.config import Config, config_as_dict
+from pipeline.bundle import BUNDLE_ARTIFACT_PATH, code_version, library_versions, load_bundle
 from pipeline.drift import drift_reference
 from pipeline.errors import BundleError, ScoreError
 from pipeline.evaluate import (
     LOWER_IS_BETTER,
+    RetentionSettings,
     classification_metrics,
     customer_values,
     failed_baselines,
@@ -43,12 +50,12 @@ from pipeline.io import sha256_file
 from pipeline.model import ChurnModel
 from pipeline.progress import get_logger
 from pipeline.split import label_windows_overlap
+from pipeline.train import TrainResult
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
-    from pipeline.evaluate import RetentionSettings
-    from pipeline.train import TrainResult
+    from pipeline.config import Config
 
 CHAMPION_ALIAS = "champion"
 # Model version tag holding the sha256 of the model's files (`model_fingerprint`).
@@ -59,14 +66,35 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 PYFUNC_REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "mlflow", "pyarrow")
 
 
+@dataclass(frozen=True)
+class TrackingSettings:
+    """What the MLflow side needs from the config (see `tracking_settings`)."""
+
+    tracking_uri: str
+    artifact_root: Path
+    experiment: str  # the training experiment; scoring/monitoring runners name theirs to ensure_experiment
+    model_name: str
+    champion_metric: str
+
+
+def tracking_settings(cfg: Config) -> TrackingSettings:
+    """The tracking settings of `cfg`: store `cfg.tracking_uri()` (MLFLOW_TRACKING_URI, read now, wins over
+    mlflow.tracking_uri), mlflow.artifact_root and .experiment, train.model_name and .champion_metric."""
+    return TrackingSettings(
+        tracking_uri=cfg.tracking_uri(),
+        artifact_root=Path(cfg.mlflow.artifact_root),
+        experiment=cfg.mlflow.experiment,
+        model_name=cfg.train.model_name,
+        champion_metric=cfg.train.champion_metric,
+    )
+
+
 # --- store and experiments -------------------------------------------------------------------------------
 
 
-def configure_mlflow(cfg: Config) -> str:
-    """Point MLflow (tracking and registry) at `cfg.tracking_uri()`; return the URI."""
-    import mlflow
-
-    uri = cfg.tracking_uri()
+def configure_mlflow(settings: TrackingSettings) -> str:
+    """Point MLflow (tracking and registry) at `settings.tracking_uri`; return the URI."""
+    uri = settings.tracking_uri
     # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI (for child processes); keep the
     # environment as the user left it, or a later config in the same process would be overridden.
     previous = os.environ.get("MLFLOW_TRACKING_URI")
@@ -79,29 +107,24 @@ def configure_mlflow(cfg: Config) -> str:
     return uri
 
 
-def _client(cfg: Config) -> MlflowClient:
-    from mlflow import MlflowClient
-
-    uri = cfg.tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+def _client(settings: TrackingSettings) -> MlflowClient:
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
-def experiment_artifact_location(cfg: Config, name: str) -> str:
-    """File URI of `cfg.mlflow.artifact_root/<name, made safe for a folder name>`."""
+def experiment_artifact_location(settings: TrackingSettings, name: str) -> str:
+    """File URI of `settings.artifact_root/<name, made safe for a folder name>`."""
     folder = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
-    return (Path(cfg.mlflow.artifact_root) / folder).resolve().as_uri()
+    return (Path(settings.artifact_root) / folder).resolve().as_uri()
 
 
-def ensure_experiment(cfg: Config, name: str) -> str:
-    """Id of the experiment `name`, created (artifacts under cfg.mlflow.artifact_root) or restored if needed."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client(cfg)
+def ensure_experiment(settings: TrackingSettings, name: str) -> str:
+    """Id of the experiment `name`, created (artifacts under settings.artifact_root) or restored if needed."""
+    client = _client(settings)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
             return client.create_experiment(
-                name, artifact_location=experiment_artifact_location(cfg, name), tags=RUNS_VIEW_TAGS
+                name, artifact_location=experiment_artifact_location(settings, name), tags=RUNS_VIEW_TAGS
             )
         except MlflowException:
             experiment = client.get_experiment_by_name(name)  # created meanwhile by another process
@@ -111,6 +134,12 @@ def ensure_experiment(cfg: Config, name: str) -> str:
         client.restore_experiment(experiment.experiment_id)
     mark_runs_view(client, experiment)
     return experiment.experiment_id
+
+
+def use_experiment(settings: TrackingSettings, name: str) -> str:
+    """Point MLflow at `settings.tracking_uri` (`configure_mlflow`); the id of experiment `name` (`ensure_experiment`)."""
+    configure_mlflow(settings)
+    return ensure_experiment(settings, name)
 
 
 # MLflow 3's UI opens an experiment without a kind on its GenAI overview (traces, "No data available");
@@ -128,27 +157,23 @@ def mark_runs_view(client: Any, experiment: Any) -> None:
 # --- champion --------------------------------------------------------------------------------------------
 
 
-def champion_version(cfg: Config) -> Any | None:
-    """The ModelVersion behind `<cfg.train.model_name>@champion`, or None when there is none."""
-    from mlflow.exceptions import MlflowException
-
+def champion_version(settings: TrackingSettings) -> ModelVersion | None:
+    """The ModelVersion behind `<settings.model_name>@champion`, or None when there is none."""
     try:
-        return _client(cfg).get_model_version_by_alias(cfg.train.model_name, CHAMPION_ALIAS)
+        return _client(settings).get_model_version_by_alias(settings.model_name, CHAMPION_ALIAS)
     except MlflowException:
         return None
 
 
-def champion_bundle(cfg: Config, *, dest: Path) -> tuple[Path, str]:
+def champion_bundle(settings: TrackingSettings, *, dest: Path) -> tuple[Path, str]:
     """Download the champion version's bundle (its run's "bundle" artifacts) into `dest`.
 
     Returns (bundle folder, model version). Raises ScoreError when no version holds the alias.
     """
-    import mlflow
-
-    version = champion_version(cfg)
+    version = champion_version(settings)
     if version is None:
         raise ScoreError(
-            f"no model registered as '{cfg.train.model_name}@{CHAMPION_ALIAS}' in {cfg.tracking_uri()}: "
+            f"no model registered as '{settings.model_name}@{CHAMPION_ALIAS}' in {settings.tracking_uri}: "
             "run `churn train` first"
         )
     Path(dest).mkdir(parents=True, exist_ok=True)
@@ -157,12 +182,12 @@ def champion_bundle(cfg: Config, *, dest: Path) -> tuple[Path, str]:
             run_id=version.run_id,
             artifact_path=BUNDLE_ARTIFACT_PATH,
             dst_path=str(dest),
-            tracking_uri=cfg.tracking_uri(),
+            tracking_uri=settings.tracking_uri,
         )
     except Exception as exc:  # MLflow raises several types for missing runs and artifacts
         raise ScoreError(
-            f"cannot download the bundle of '{cfg.train.model_name}@{CHAMPION_ALIAS}' (version {version.version}, "
-            f"run {version.run_id}) from {cfg.tracking_uri()}: {exc}. Retrain with `churn train`."
+            f"cannot download the bundle of '{settings.model_name}@{CHAMPION_ALIAS}' (version {version.version}, "
+            f"run {version.run_id}) from {settings.tracking_uri}: {exc}. Retrain with `churn train`."
         ) from None
     return Path(local), str(version.version)
 
@@ -253,7 +278,7 @@ def comparison_metrics(comparison: Mapping[str, Any]) -> dict[str, float]:
 
 
 def incumbent_test_metric(
-    cfg: Config, result: TrainResult, *, retention: RetentionSettings
+    settings: TrackingSettings, result: TrainResult, *, retention: RetentionSettings
 ) -> tuple[float | None, str | None, str]:
     """(champion's test metric, its version, how it was obtained); (None, None, "") without a champion.
 
@@ -261,16 +286,16 @@ def incumbent_test_metric(
     and none of its training/validation label windows overlaps the test window; otherwise its
     recorded test metric (from its own run) is used.
     """
-    version = champion_version(cfg)
+    version = champion_version(settings)
     if version is None:
         return None, None, ""
-    metric = cfg.train.champion_metric
-    data = _client(cfg).get_run(version.run_id).data
+    metric = settings.champion_metric
+    data = _client(settings).get_run(version.run_id).data
     recorded = data.metrics.get(f"test_{data.tags.get('chosen_model', 'lightgbm')}_{metric}")
     recorded_value = float(recorded) if recorded is not None else float("nan")
     with tempfile.TemporaryDirectory(prefix="champion-") as folder:
         try:
-            bundle_path, _ = champion_bundle(cfg, dest=Path(folder))
+            bundle_path, _ = champion_bundle(settings, dest=Path(folder))
             loaded = load_bundle(bundle_path)
             loaded.model.check_features(result.test_features)
         except (ScoreError, BundleError) as exc:
@@ -341,14 +366,6 @@ def combined_fingerprint(fingerprints: Mapping[str, str]) -> str:
     return digest.hexdigest()
 
 
-def input_fingerprints(cfg: Config) -> dict[str, dict[str, str]]:
-    """sha256 of every validated source file and every feature snapshot file."""
-    return {
-        "validated": file_fingerprints(Path(cfg.validated_dir).glob("*.parquet"), root=Path(cfg.validated_dir)),
-        "features": file_fingerprints(Path(cfg.features_dir).glob("snapshot=*.parquet"), root=Path(cfg.features_dir)),
-    }
-
-
 def model_input_example(
     features: pd.DataFrame, *, feature_names: list[str], categorical: list[str], rows: int = 5
 ) -> pd.DataFrame:
@@ -368,273 +385,239 @@ def pyfunc_requirements() -> list[str]:
     ]
 
 
+# --- the training run, step by step (`pipeline.run.train.track_training` calls them in order) -------------
+
+
 @dataclass(frozen=True)
-class TrainingRecord:
-    """What the MLflow side of a training produced."""
+class RunContents:
+    """What one MLflow run logs: tags, params, metrics and JSON documents (artifact file -> content)."""
 
-    run_id: str
-    experiment_id: str
-    model_version: str
-    decision: PromotionDecision
-    bundle_path: Path
-
-
-def _log_figures(result: TrainResult, *, save_dir: Path) -> None:
-    """Log the evaluation figures to the active run and save them as PNG under `save_dir/plots/`."""
-    import mlflow
-
-    from pipeline import plots  # matplotlib: imported only when figures are made (start-up time)
-
-    y_test = result.labels["test"]
-    curves = result.probabilities["test"]
-    calibrated = {k: v for k, v in curves.items() if k != "lightgbm_uncalibrated"}
-    contributions = result.model.contributions(result.test_features.head(2000))
-    values = pd.DataFrame(
-        result.model.matrix(result.test_features.head(2000)),
-        index=contributions.index,
-        columns=result.model.feature_names_,
-    )
-    figures = {
-        "plots/roc_test.png": plots.roc_figure(y_test, calibrated, split_name="test"),
-        "plots/precision_recall_test.png": plots.precision_recall_figure(y_test, calibrated, split_name="test"),
-        "plots/reliability_test.png": plots.reliability_figure(y_test, curves, split_name="test"),
-        "plots/lift_gain_test.png": plots.lift_gain_figure(y_test, calibrated, split_name="test"),
-        "plots/feature_importance.png": plots.feature_importance_figure(result.model.feature_importance()),
-        "plots/shap_summary_test.png": plots.shap_summary_figure(contributions, values, seed=0),
-    }
-    for artifact, figure in figures.items():
-        # Rendered once: the saved PNG is the file logged (mlflow.log_figure would render it again).
-        path = plots.save_figure(figure, save_dir / artifact)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact).parent))
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+    documents: dict[str, Any]
 
 
-def _publish_bundle(
-    model: ChurnModel,
-    *,
-    path: Path,
-    metrics: dict[str, Any],
-    run_id: str,
-    model_version: str,
-    decision: PromotionDecision,
-    training_snapshots: list[str],
-    extra: dict[str, Any],
-) -> Path:
-    """Write the local bundle of `model_version`, log it as the active run's bundle artifacts and
-    tag the run with the champion decision; return the bundle folder."""
-    import mlflow
-
-    bundle_path = save_bundle(
-        model,
-        path=path,
-        metrics=metrics,
-        run_id=run_id,
-        model_version=model_version,
-        training_snapshots=training_snapshots,
-        extra=extra,
-    )
-    mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
-    mlflow.set_tags(
-        {
-            "champion_decision": decision.label,
-            "champion_reason": decision.reason,
-            "model_version": model_version,
-        }
-    )
-    return bundle_path
-
-
-def log_training_run(
-    cfg: Config,
+def training_run_contents(
     result: TrainResult,
     *,
-    retention: RetentionSettings,
+    model: ChurnModel,
+    config: Mapping[str, Any],
     fingerprints: Mapping[str, Mapping[str, str]],
+    trained_on: list[str],
+    model_name: str,
+    engine: str,
     backtest: Mapping[str, Any] | None = None,
-    production: ChurnModel | None = None,
-    production_snapshots: list[str] | None = None,
-    manifest_extra: Mapping[str, Any] | None = None,
-) -> TrainingRecord:
-    """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
+) -> RunContents:
+    """The training run's tags, params, metrics and documents.
 
-    `manifest_extra`: more fields for the bundle manifest (e.g. `training_inputs`, the sources and
-    columns present at training, which `churn score` checks).
-
-    Order: run metadata and metrics, nested baseline runs, plots, pyfunc model (registered), champion
-    decision, bundle at `cfg.bundle_dir` (logged under "bundle"), and last the alias, so that the alias
-    only ever points at a version whose bundle is stored. The registered model is `production` (the
-    evaluated configuration refitted on `production_snapshots`) when given, else `result.model`; the
-    metrics are always `result`'s (the evaluated fit's).
+    `model` is the registered one (its features and calibration are tagged), `config` the resolved config
+    (logged flattened as params and whole), `trained_on` the snapshot dates the registered model was fitted
+    on; the metrics are `result`'s (the evaluated fit's), plus the backtest's mean and std when given.
     """
-    import mlflow
-
-    configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.mlflow.experiment)
-    client = _client(cfg)
-    model = result.model if production is None else production
-    chosen = chosen_candidate(result.metrics)
     split = result.split.as_dict()
-    trained_on = split["train"] if production_snapshots is None else production_snapshots
-    name = cfg.train.model_name
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} test={split['test']}") as run:
-        mlflow.set_tags(
-            {
-                "git_commit": code_version(),
-                "model_name": name,
-                "test_snapshot": split["test"],
-                "validation_snapshot": ",".join(split["validation"]),
-                "training_snapshots": ",".join(trained_on),
-                "evaluation_training_snapshots": ",".join(split["train"]),
-                "horizon_days": str(result.split.horizon_days),
-                "feature_count": str(len(model.feature_names_)),
-                "calibration_method": model.calibrator_.method,
-                "features_sha256": combined_fingerprint(fingerprints.get("features", {})),
-                "validated_sha256": combined_fingerprint(fingerprints.get("validated", {})),
-                **{f"lib.{k}": v for k, v in library_versions().items()},
-            }
-        )
-        params = flatten(config_as_dict(cfg))
-        params.update(flatten({k: v for k, v in result.best_params.items() if k != "metric"}, prefix="lightgbm"))
-        mlflow.log_params(params)
-        mlflow.log_dict(config_as_dict(cfg), "config/resolved_config.json")
-        mlflow.log_dict({k: dict(v) for k, v in fingerprints.items()}, "inputs/fingerprints.json")
-        mlflow.log_dict(
-            {
-                "features": model.feature_names_,
-                "categorical": model.categorical_features_,
-                "dropped": result.dropped_features,
-            },
-            "inputs/features.json",
-        )
-        mlflow.log_dict(split, "inputs/snapshots.json")
-        mlflow.log_dict(result.metrics, "metrics/metrics.json")
-        mlflow.log_dict({"trials": result.trials, "best": result.best_params}, "search/trials.json")
-        mlflow.log_metrics(flat_metrics(result.metrics))
-        for baseline, fitted in result.baselines.items():
-            with mlflow.start_run(experiment_id=experiment_id, run_name=baseline, nested=True):
-                mlflow.set_tags({"model": baseline, "description": fitted.description, "test_snapshot": split["test"]})
-                mlflow.log_params({"features": ",".join(fitted.features), "calibration": fitted.calibrator.method})
-                mlflow.set_tags({f"status.{part}": result.metrics[part][baseline].get("status", "ok")
-                                 for part in ("test", "validation")})
-                mlflow.log_metrics(
-                    {
-                        metric_key(part, metric): float(value)
-                        for part in ("test", "validation")
-                        for metric, value in numeric_metrics(result.metrics[part][baseline]).items()
-                    }
-                )
-        for baseline, reason in result.skipped_baselines.items():
-            mlflow.set_tag(f"skipped_baseline.{baseline}", reason)
-        for baseline, status in failed_baselines(result.metrics).items():
-            mlflow.set_tag(f"failed_baseline.{baseline}", status)
-        mlflow.set_tags(
-            {
-                "chosen_model": chosen,
-                "model_choice": result.metrics["model_choice"]["statement"],
-                "lightgbm_vs_best_baseline": result.metrics["comparison"]["statement"],
-                "calibration_statement": result.metrics["calibration"]["lightgbm_statement"],
-            }
-        )
-        mlflow.log_metrics(comparison_metrics(result.metrics["comparison"]))
-        _log_figures(result, save_dir=cfg.reports_dir / "training")
-        if backtest is not None:
-            mlflow.log_dict(dict(backtest), "backtest/backtest.json")
-            mlflow.log_metrics(
-                {
-                    metric_key("backtest", stat, model_name, metric): values[stat]
-                    for model_name, metrics in backtest["summary"].items()
-                    for metric, values in metrics.items()
-                    for stat in ("mean", "std")
-                }
-            )
-        extra = {
-            "validation_snapshot": split["validation"],
-            "evaluation_training_snapshots": split["train"],
-            "test_snapshot": split["test"],
-            "calibration": model.calibrator_.method,
-            "champion_metric": cfg.train.champion_metric,
-            "drift_reference": drift_reference(  # what `churn score` compares today's population with
-                result.test_features, result.probabilities["test"][chosen], result.labels["test"],
-                numeric=result.columns.numeric, categorical=result.columns.categorical, snapshot=split["test"],
-            ),
-            **(manifest_extra or {}),
-        }
-        fingerprint = model_fingerprint(model)
-        current = champion_version(cfg)
-        if current is not None and current.tags.get(FINGERPRINT_TAG) == fingerprint:
-            # The same model as the champion: no new version (every rerun of `make demo` would add one).
-            version = str(current.version)
-            decision = PromotionDecision(
-                False,
-                f"unchanged: the model's files equal champion v{version}'s (fingerprint {fingerprint[:12]}); "
-                "no new version registered",
-                cfg.train.champion_metric,
-                float(result.metrics["test"][chosen][cfg.train.champion_metric]),
-                None,
-                version,
-                unchanged=True,
-            )
-            bundle_path = _publish_bundle(
-                model,
-                path=cfg.bundle_dir,
-                metrics=result.metrics,
-                run_id=run.info.run_id,
-                model_version=version,
-                decision=decision,
-                training_snapshots=trained_on,
-                extra={**extra, "champion_at_training": True, "same_as_champion_run": current.run_id},
-            )
-            get_logger().info("model %s: %s", name, decision.reason)
-            return TrainingRecord(run.info.run_id, experiment_id, version, decision, bundle_path)
-        with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
-            pyfunc_bundle = save_bundle(
-                model,
-                path=Path(folder) / "bundle",
-                metrics=result.metrics,
-                run_id=run.info.run_id,
-                model_version=None,
-                training_snapshots=trained_on,
-                extra=extra,
-            )
-            example = model_input_example(
-                result.test_features, feature_names=model.feature_names_, categorical=model.categorical_features_
-            )
-            from mlflow.models import infer_signature
+    metrics = result.metrics
+    tags = {
+        "git_commit": code_version(),
+        "model_name": model_name,
+        "train_engine": engine,
+        "test_snapshot": split["test"],
+        "validation_snapshot": ",".join(split["validation"]),
+        "training_snapshots": ",".join(trained_on),
+        "evaluation_training_snapshots": ",".join(split["train"]),
+        "horizon_days": str(result.split.horizon_days),
+        "feature_count": str(len(model.feature_names_)),
+        "calibration_method": model.calibrator_.method,
+        "features_sha256": combined_fingerprint(fingerprints.get("features", {})),
+        "validated_sha256": combined_fingerprint(fingerprints.get("validated", {})),
+        **{f"lib.{k}": v for k, v in library_versions().items()},
+        **{f"skipped_baseline.{name}": reason for name, reason in result.skipped_baselines.items()},
+        **{f"failed_baseline.{name}": status for name, status in failed_baselines(metrics).items()},
+        "chosen_model": chosen_candidate(metrics),
+        "model_choice": metrics["model_choice"]["statement"],
+        "lightgbm_vs_best_baseline": metrics["comparison"]["statement"],
+        "calibration_statement": metrics["calibration"]["lightgbm_statement"],
+    }
+    params = flatten(config)
+    params.update(flatten({k: v for k, v in result.best_params.items() if k != "metric"}, prefix="lightgbm"))
+    documents: dict[str, Any] = {
+        "config/resolved_config.json": dict(config),
+        "inputs/fingerprints.json": {k: dict(v) for k, v in fingerprints.items()},
+        "inputs/features.json": {
+            "features": model.feature_names_,
+            "categorical": model.categorical_features_,
+            "dropped": result.dropped_features,
+        },
+        "inputs/snapshots.json": split,
+        "metrics/metrics.json": metrics,
+        "search/trials.json": {"trials": result.trials, "best": result.best_params},
+    }
+    run_metrics = {**flat_metrics(metrics), **comparison_metrics(metrics["comparison"])}
+    if backtest is not None:
+        documents["backtest/backtest.json"] = dict(backtest)
+        run_metrics.update(backtest_metrics(backtest))
+    return RunContents(tags, params, run_metrics, documents)
 
-            signature = infer_signature(example, pd.Series(model.predict_proba(example), name="churn_probability"))
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT_NAME,
-                python_model=str(PYFUNC_FILE),
-                artifacts={"bundle": str(pyfunc_bundle)},
-                code_paths=[str(PACKAGE_DIR)],
-                signature=signature,
-                input_example=example,
-                pip_requirements=pyfunc_requirements(),
-                registered_model_name=name,
-            )
-        version = str(info.registered_model_version)
-        incumbent, incumbent_version, basis = incumbent_test_metric(cfg, result, retention=retention)
-        decision = decide_promotion(
-            float(result.metrics["test"][chosen][cfg.train.champion_metric]),
-            incumbent,
-            metric=cfg.train.champion_metric,
-            incumbent_version=incumbent_version,
-            basis=basis,
-            caveat=noise_caveat(result.metrics),
-        )
-        bundle_path = _publish_bundle(
-            model,
-            path=cfg.bundle_dir,
-            metrics=result.metrics,
-            run_id=run.info.run_id,
-            model_version=version,
-            decision=decision,
-            training_snapshots=trained_on,
-            extra={**extra, "champion_at_training": decision.promote},
-        )
-        client.set_model_version_tag(name, version, FINGERPRINT_TAG, fingerprint)
-        client.set_model_version_tag(name, version, "champion_decision", decision.label)
-        client.set_model_version_tag(name, version, "champion_reason", decision.reason)
-        if decision.promote:
-            client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
-        get_logger().info("model %s version %s: %s (%s)", name, version, decision.label, decision.reason)
-    return TrainingRecord(run.info.run_id, experiment_id, version, decision, bundle_path)
+
+def backtest_metrics(backtest: Mapping[str, Any]) -> dict[str, float]:
+    """`backtest_<mean|std>_<model>_<metric>` from the backtest summary."""
+    return {
+        metric_key("backtest", stat, model_name, metric): values[stat]
+        for model_name, metrics in backtest["summary"].items()
+        for metric, values in metrics.items()
+        for stat in ("mean", "std")
+    }
+
+
+def baseline_run_contents(result: TrainResult, baseline: str) -> RunContents:
+    """A fitted baseline's nested run: its description, features, calibration, status and metrics per split."""
+    fitted, metrics = result.baselines[baseline], result.metrics
+    parts = ("test", "validation")
+    return RunContents(
+        tags={
+            "model": baseline,
+            "description": fitted.description,
+            "test_snapshot": result.split.as_dict()["test"],
+            **{f"status.{part}": metrics[part][baseline].get("status", "ok") for part in parts},
+        },
+        params={"features": ",".join(fitted.features), "calibration": fitted.calibrator.method},
+        metrics={
+            metric_key(part, metric): float(value)
+            for part in parts
+            for metric, value in numeric_metrics(metrics[part][baseline]).items()
+        },
+        documents={},
+    )
+
+
+def bundle_manifest_fields(result: TrainResult, *, model: ChurnModel, champion_metric: str) -> dict[str, Any]:
+    """Manifest fields of the training's bundle beyond the core ones: snapshot dates, calibration, champion
+    metric, and the drift reference (the test snapshot that `churn score` compares today's population with)."""
+    split = result.split.as_dict()
+    return {
+        "validation_snapshot": split["validation"],
+        "evaluation_training_snapshots": split["train"],
+        "test_snapshot": split["test"],
+        "calibration": model.calibrator_.method,
+        "champion_metric": champion_metric,
+        "drift_reference": drift_reference(
+            result.test_features,
+            result.probabilities["test"][chosen_candidate(result.metrics)],
+            result.labels["test"],
+            numeric=result.columns.numeric,
+            categorical=result.columns.categorical,
+            snapshot=split["test"],
+        ),
+    }
+
+
+def unchanged_decision(
+    metrics: Mapping[str, Any], *, champion: str, fingerprint: str, metric: str
+) -> PromotionDecision:
+    """The decision when the model's files equal champion version `champion`'s: nothing registered."""
+    return PromotionDecision(
+        False,
+        f"unchanged: the model's files equal champion v{champion}'s (fingerprint {fingerprint[:12]}); "
+        "no new version registered",
+        metric,
+        float(metrics["test"][chosen_candidate(metrics)][metric]),
+        None,
+        champion,
+        unchanged=True,
+    )
+
+
+def start_training_run(settings: TrackingSettings, result: TrainResult) -> mlflow.ActiveRun:
+    """Point MLflow at the store and start the training run (a context manager) in `settings.experiment`."""
+    experiment_id = use_experiment(settings, settings.experiment)
+    return mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{settings.model_name} test={result.split.as_dict()['test']}"
+    )
+
+
+def log_contents(contents: RunContents) -> None:
+    """Log `contents` to the active run."""
+    mlflow.set_tags(contents.tags)
+    mlflow.log_params(contents.params)
+    mlflow.log_metrics(contents.metrics)
+    for artifact_file, document in contents.documents.items():
+        mlflow.log_dict(document, artifact_file)
+
+
+def log_baseline_runs(result: TrainResult, *, experiment_id: str) -> None:
+    """One nested run per fitted baseline under the active run."""
+    for baseline in result.baselines:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=baseline, nested=True):
+            log_contents(baseline_run_contents(result, baseline))
+
+
+def log_files(paths: Iterable[Path], *, root: Path) -> None:
+    """Log files the runner wrote under `root` to the active run, each under its folder relative to `root`."""
+    for path in paths:
+        mlflow.log_artifact(str(path), artifact_path=Path(path).parent.relative_to(root).as_posix())
+
+
+def same_as_champion(settings: TrackingSettings, fingerprint: str) -> ModelVersion | None:
+    """The champion version when its files have `fingerprint` (`model_fingerprint`), else None."""
+    current = champion_version(settings)
+    if current is not None and current.tags.get(FINGERPRINT_TAG) == fingerprint:
+        return current
+    return None
+
+
+def register_model(settings: TrackingSettings, model: ChurnModel, *, bundle: Path, features: pd.DataFrame) -> str:
+    """Log `model` as the active run's pyfunc model (its artifact: the bundle folder `bundle`, written by the
+    runner), registered as `settings.model_name`, with a signature from a few rows of `features`; the version."""
+    example = model_input_example(features, feature_names=model.feature_names_, categorical=model.categorical_features_)
+    signature = infer_signature(example, pd.Series(model.predict_proba(example), name="churn_probability"))
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT_NAME,
+        python_model=str(PYFUNC_FILE),
+        artifacts={"bundle": str(bundle)},
+        code_paths=[str(PACKAGE_DIR)],
+        signature=signature,
+        input_example=example,
+        pip_requirements=pyfunc_requirements(),
+        registered_model_name=settings.model_name,
+    )
+    return str(info.registered_model_version)
+
+
+def promotion_decision(
+    settings: TrackingSettings, result: TrainResult, *, retention: RetentionSettings
+) -> PromotionDecision:
+    """Whether the newly registered model takes the alias: its test `champion_metric` against the champion's
+    (`incumbent_test_metric`), with the noise caveat of its lead over the best baseline."""
+    metric = settings.champion_metric
+    incumbent, incumbent_version, basis = incumbent_test_metric(settings, result, retention=retention)
+    return decide_promotion(
+        float(result.metrics["test"][chosen_candidate(result.metrics)][metric]),
+        incumbent,
+        metric=metric,
+        incumbent_version=incumbent_version,
+        basis=basis,
+        caveat=noise_caveat(result.metrics),
+    )
+
+
+def publish_version(
+    settings: TrackingSettings, version: str, *, decision: PromotionDecision, bundle_path: Path, fingerprint: str
+) -> None:
+    """Log the bundle folder the runner wrote as the active run's "bundle" artifacts and tag the run with the
+    decision; for a newly registered version also tag the version and, last, move the alias when promoted (so
+    the alias only ever points at a version whose bundle is stored)."""
+    mlflow.log_artifacts(str(bundle_path), BUNDLE_ARTIFACT_PATH)
+    mlflow.set_tags(
+        {"champion_decision": decision.label, "champion_reason": decision.reason, "model_version": version}
+    )
+    name = settings.model_name
+    if decision.unchanged:
+        get_logger().info("model %s: %s", name, decision.reason)
+        return
+    client = _client(settings)
+    client.set_model_version_tag(name, version, FINGERPRINT_TAG, fingerprint)
+    client.set_model_version_tag(name, version, "champion_decision", decision.label)
+    client.set_model_version_tag(name, version, "champion_reason", decision.reason)
+    if decision.promote:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+    get_logger().info("model %s version %s: %s (%s)", name, version, decision.label, decision.reason)

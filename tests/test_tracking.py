@@ -24,9 +24,14 @@ from pipeline.tracking import (
     ensure_experiment,
     flat_metrics,
     flatten,
+    baseline_run_contents,
+    bundle_manifest_fields,
     incumbent_test_metric,
-    log_training_run,
+    tracking_settings,
+    training_run_contents,
+    unchanged_decision,
 )
+from pipeline.run.train import track_training
 from pipeline.train import train_models
 
 FINGERPRINTS = {"validated": {"transactions.parquet": "ab" * 32}, "features": {}}
@@ -73,6 +78,36 @@ def test_nan_never_replaces_a_champion_but_a_nan_champion_is_replaced():
     assert decide_promotion(0.5, math.nan, metric="roc_auc").promote
 
 
+def test_unchanged_decision_keeps_the_champion_and_reports_the_kept_candidates_metric():
+    metrics = {"model_choice": {"chosen": "blend"}, "test": {"blend": {"pr_auc": 0.42}, "lightgbm": {"pr_auc": 0.4}}}
+    decision = unchanged_decision(metrics, champion="7", fingerprint="0123456789abcdef" * 4, metric="pr_auc")
+    assert (decision.promote, decision.label, decision.new_value, decision.incumbent_version) == (
+        False, "unchanged", 0.42, "7"
+    )
+    assert decision.reason == (
+        "unchanged: the model's files equal champion v7's (fingerprint 0123456789ab); no new version registered"
+    )
+
+
+# --- tracking settings ------------------------------------------------------------------------------------
+
+
+def test_tracking_settings_are_read_from_the_config_once_and_the_environment_wins(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store = f"sqlite:///{tmp_path / 'x.db'}"
+    cfg = make_cfg(tmp_path, store, model_name="settings-test", experiment="exp")
+    settings = tracking_settings(cfg)
+    assert (settings.tracking_uri, settings.experiment, settings.model_name, settings.champion_metric) == (
+        store, "exp", "settings-test", "pr_auc"
+    )
+    assert settings.artifact_root == (tmp_path / "mlartifacts").resolve()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert tracking_settings(cfg).tracking_uri == "sqlite:///from-env.db"
+    assert settings.tracking_uri == store  # frozen: read when built
+    with pytest.raises(dataclasses.FrozenInstanceError, match="tracking_uri"):
+        settings.tracking_uri = "other"  # type: ignore[misc]
+
+
 # --- small helpers ----------------------------------------------------------------------------------------
 
 
@@ -104,9 +139,9 @@ def test_environment_tracking_uri_wins(tmp_path, mlflow_uri, monkeypatch):
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="env-test")
     other = f"sqlite:///{tmp_path / 'other.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
-    assert configure_mlflow(cfg) == other
+    assert configure_mlflow(tracking_settings(cfg)) == other
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert configure_mlflow(cfg) == mlflow_uri
+    assert configure_mlflow(tracking_settings(cfg)) == mlflow_uri
     assert mlflow.get_tracking_uri() == mlflow_uri
 
 
@@ -114,8 +149,8 @@ def test_experiment_is_created_once_with_artifacts_under_the_root(tmp_path, mlfl
     import mlflow
 
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="exp-test", experiment="exp test/one")
-    experiment_id = ensure_experiment(cfg, "exp test/one")
-    assert ensure_experiment(cfg, "exp test/one") == experiment_id
+    experiment_id = ensure_experiment(tracking_settings(cfg), "exp test/one")
+    assert ensure_experiment(tracking_settings(cfg), "exp test/one") == experiment_id
     location = mlflow.MlflowClient(mlflow_uri).get_experiment(experiment_id).artifact_location
     assert location == (tmp_path / "mlartifacts" / "exp-test-one").resolve().as_uri()
 
@@ -125,7 +160,7 @@ def test_missing_champion_is_a_score_error(tmp_path, mlflow_uri):
     with pytest.raises(
         ScoreError, match=r"no model registered as 'never-trained@champion' in sqlite:.*run `churn train` first"
     ):
-        champion_bundle(cfg, dest=tmp_path / "download")
+        champion_bundle(tracking_settings(cfg), dest=tmp_path / "download")
 
 
 # --- real runs: logging, registration and promotion --------------------------------------------------------
@@ -148,6 +183,66 @@ def trained(table):
     return strong, weak
 
 
+def test_training_run_contents_tag_the_registered_model_and_log_the_evaluated_metrics(trained):
+    strong, _ = trained
+    backtest = {"summary": {"lightgbm": {"roc_auc": {"mean": 0.8, "std": 0.01}}}, "folds": []}
+    contents = training_run_contents(
+        strong,
+        model=strong.model,
+        config={"train": {"model_name": "m", "cv_folds": 3}},
+        fingerprints=FINGERPRINTS,
+        trained_on=["2024-01-01", "2024-02-01"],
+        model_name="m",
+        engine="local",
+        backtest=backtest,
+    )
+    split = strong.split.as_dict()
+    tags = contents.tags
+    assert tags["training_snapshots"] == "2024-01-01,2024-02-01"
+    assert tags["evaluation_training_snapshots"] == ",".join(split["train"])
+    assert (tags["test_snapshot"], tags["model_name"], tags["train_engine"]) == (split["test"], "m", "local")
+    assert tags["validated_sha256"] == combined_fingerprint(FINGERPRINTS["validated"])
+    assert tags["chosen_model"] == strong.metrics["model_choice"]["chosen"]
+    assert tags["feature_count"] == str(len(strong.model.feature_names_))
+    assert contents.params["train.model_name"] == "m" and contents.params["train.cv_folds"] == "3"
+    assert contents.params["lightgbm.deterministic"] == "True" and "lightgbm.metric" not in contents.params
+    assert contents.metrics["test_lightgbm_roc_auc"] == strong.metrics["test"]["lightgbm"]["roc_auc"]
+    assert (contents.metrics["backtest_mean_lightgbm_roc_auc"], contents.metrics["backtest_std_lightgbm_roc_auc"]) == (
+        0.8, 0.01
+    )
+    assert set(contents.documents) == {
+        "config/resolved_config.json", "inputs/fingerprints.json", "inputs/features.json", "inputs/snapshots.json",
+        "metrics/metrics.json", "search/trials.json", "backtest/backtest.json",
+    }
+    assert contents.documents["inputs/features.json"]["features"] == strong.model.feature_names_
+    without = training_run_contents(
+        strong, model=strong.model, config={}, fingerprints={}, trained_on=[], model_name="m", engine="dask"
+    )
+    assert "backtest/backtest.json" not in without.documents
+    assert not any(key.startswith("backtest_") for key in without.metrics)
+
+
+def test_baseline_run_contents_hold_its_status_and_metrics_per_split(trained):
+    strong, _ = trained
+    contents = baseline_run_contents(strong, "logistic_rfm")
+    assert contents.tags["model"] == "logistic_rfm" and contents.tags["status.test"] == "ok"
+    assert contents.metrics["test_roc_auc"] == strong.metrics["test"]["logistic_rfm"]["roc_auc"]
+    assert contents.metrics["validation_log_loss"] == strong.metrics["validation"]["logistic_rfm"]["log_loss"]
+    assert contents.params["calibration"] == strong.baselines["logistic_rfm"].calibrator.method
+
+
+def test_bundle_manifest_fields_name_the_split_and_the_drift_reference_of_the_test_snapshot(trained):
+    strong, _ = trained
+    fields = bundle_manifest_fields(strong, model=strong.model, champion_metric="roc_auc")
+    split = strong.split.as_dict()
+    assert (fields["test_snapshot"], fields["validation_snapshot"], fields["evaluation_training_snapshots"]) == (
+        split["test"], split["validation"], split["train"]
+    )
+    assert fields["champion_metric"] == "roc_auc" and fields["calibration"] == strong.model.calibrator_.method
+    assert fields["drift_reference"]["snapshot"] == split["test"]
+    assert fields["drift_reference"]["rows"] == len(strong.test_features)
+
+
 @pytest.mark.slow
 def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_model(
     tmp_path, mlflow_uri, trained, table
@@ -159,7 +254,7 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="tracking-promotion")
     client = mlflow.MlflowClient(mlflow_uri)
 
-    first = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    first = track_training(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
     assert first.decision.promote and first.model_version == "1"
 
     # The run and its contents are visible through the MLflow API.
@@ -186,7 +281,7 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
     # A training rerun that gives the very same model registers no new version: "unchanged".
-    rerun = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    rerun = track_training(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
     assert rerun.decision.label == "unchanged" and rerun.model_version == "1"
     assert rerun.decision.reason.startswith("unchanged: the model's files equal champion v1's")
     assert [str(v.version) for v in client.search_model_versions("name = 'tracking-promotion'")] == ["1"]
@@ -195,18 +290,18 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     # A different model that is not worse takes the alias (equal metric, the champion re-scored).
     variant = ChurnModel.from_files(strong.model.to_files())
     variant.params_ = {**variant.params_, "variant": 1}  # other files, the same predictions
-    second = log_training_run(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS, production=variant)
+    second = track_training(cfg, strong, retention=RETENTION, fingerprints=FINGERPRINTS, production=variant)
     assert second.decision.promote and second.decision.incumbent_version == "1" and second.model_version == "2"
     assert "re-scored on test snapshot" in second.decision.reason
     # A worse one does not.
-    third = log_training_run(cfg, weak, retention=RETENTION, fingerprints=FINGERPRINTS)
+    third = track_training(cfg, weak, retention=RETENTION, fingerprints=FINGERPRINTS)
     assert not third.decision.promote
     assert client.get_run(third.run_id).data.tags["champion_decision"] == "kept"
     assert str(client.get_model_version_by_alias("tracking-promotion", "champion").version) == "2"
 
     # The local bundle holds the last run's model; the champion's bundle comes from the registry.
     assert load_bundle(third.bundle_path).manifest["model_version"] == "3"
-    path, version = champion_bundle(cfg, dest=tmp_path / "download")
+    path, version = champion_bundle(tracking_settings(cfg), dest=tmp_path / "download")
     loaded = load_bundle(path)
     assert version == "2" and loaded.manifest["mlflow_run_id"] == second.run_id
     test_rows = strong.test_features
@@ -219,28 +314,25 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
 
     # The champion cannot be re-scored without its features: its recorded test metric is used.
     without_feature = dataclasses.replace(strong, test_features=strong.test_features.drop(columns=["nps_last"]))
-    value, version, basis = incumbent_test_metric(cfg, without_feature, retention=RETENTION)
+    value, version, basis = incumbent_test_metric(tracking_settings(cfg), without_feature, retention=RETENTION)
     assert (value, version) == (pytest.approx(strong.metrics["test"]["lightgbm"]["pr_auc"]), "2")
     assert basis.startswith("value recorded at its training; it could not be re-scored: the feature table lacks")
     # An earlier test snapshot whose window overlaps the champion's validation labels: recorded metric too.
     earlier = dataclasses.replace(strong, split=dataclasses.replace(strong.split, test=strong.split.validation[0]))
-    _, _, basis = incumbent_test_metric(cfg, earlier, retention=RETENTION)
+    _, _, basis = incumbent_test_metric(tracking_settings(cfg), earlier, retention=RETENTION)
     assert basis == "value recorded at its training; it was fitted on labels overlapping this test snapshot"
 
 
 def test_no_champion_means_no_incumbent(tmp_path, mlflow_uri, trained):
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="tracking-no-champion")
-    assert incumbent_test_metric(cfg, trained[0], retention=RETENTION) == (None, None, "")
+    assert incumbent_test_metric(tracking_settings(cfg), trained[0], retention=RETENTION) == (None, None, "")
 
 
 def test_configure_mlflow_leaves_the_environment_alone(tmp_path, monkeypatch):
     import os
 
-    from pipeline.config import config_from_dict
-    from pipeline.tracking import configure_mlflow
-
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     raw = minimal_config("t.csv", mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'a.db'}"})
     cfg = config_from_dict(raw, base_dir=tmp_path)
-    assert configure_mlflow(cfg) == f"sqlite:///{tmp_path / 'a.db'}"
+    assert configure_mlflow(tracking_settings(cfg)) == f"sqlite:///{tmp_path / 'a.db'}"
     assert "MLFLOW_TRACKING_URI" not in os.environ

@@ -68,7 +68,7 @@ def test_dask_engine_trains_registers_and_scores_like_the_local_engine(
     from pipeline.bundle import load_bundle
     from pipeline.features.registry import feature_specs
     from pipeline.run import train
-    from pipeline.tracking import champion_bundle
+    from pipeline.tracking import champion_bundle, tracking_settings
 
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", scheduler_address)
     cfg = load_config(workspace, ["train.engine=dask"])
@@ -97,7 +97,7 @@ def test_dask_engine_trains_registers_and_scores_like_the_local_engine(
     assert abs(dask_auc - local_auc) <= 0.01, (local_auc, dask_auc)
     # The registered champion is that configuration refitted on Dask on every labelled snapshot, for the
     # rounds the folds chose: a plain LightGBM booster.
-    champion_path, version = champion_bundle(cfg, dest=tmp_path / "champion")
+    champion_path, version = champion_bundle(tracking_settings(cfg), dest=tmp_path / "champion")
     assert version == outcome.model_version
     loaded = load_bundle(champion_path)
     labelled = [d.date().isoformat() for d in labelled_snapshots(synthetic_table)]

@@ -15,7 +15,7 @@ from conftest import REPO_ROOT, write_config
 from pipeline.bundle import load_bundle
 from pipeline.config import load_config
 from pipeline.errors import BundleError
-from pipeline.tracking import champion_bundle
+from pipeline.tracking import champion_bundle, configure_mlflow, tracking_settings
 
 BASELINES = ("recency_rule", "logistic_rfm", "btyd", "pareto_nbd")
 
@@ -69,7 +69,7 @@ def test_demo_run_is_visible_through_the_mlflow_api(demo_trained, tmp_path):
 
 
 def test_demo_champion_bundle_downloads_and_a_changed_byte_is_refused(demo_trained, tmp_path):
-    path, version = champion_bundle(demo_trained, dest=tmp_path / "champion")
+    path, version = champion_bundle(tracking_settings(demo_trained), dest=tmp_path / "champion")
     assert load_bundle(path).manifest["model_version"] == version
     copy = shutil.copytree(demo_trained.bundle_dir, tmp_path / "copy")
     data = bytearray((copy / "booster.txt").read_bytes())
@@ -191,9 +191,7 @@ def test_training_without_feature_snapshots_says_what_to_run(tmp_path):
 def test_demo_registered_model_holds_no_pickle_and_predicts_like_the_bundle(demo_trained, tmp_path):
     import mlflow
 
-    from pipeline.tracking import configure_mlflow
-
-    configure_mlflow(demo_trained)  # models:/ URIs resolve in the global registry, which other tests move
+    configure_mlflow(tracking_settings(demo_trained))  # models:/ URIs resolve in the global registry, which other tests move
     uri = f"models:/{demo_trained.train.model_name}@champion"
     local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "registered"), tracking_uri=demo_trained.tracking_uri()))
     files = [p for p in local.rglob("*") if p.is_file()]

@@ -93,12 +93,12 @@ def test_experiments_open_on_the_runs_view(tmp_path):
     """MLflow 3 opens an experiment without a kind on its GenAI overview; the tag files it as classic ML."""
     import mlflow
 
-    from pipeline.tracking import EXPERIMENT_KIND_TAG, ensure_experiment
+    from pipeline.tracking import EXPERIMENT_KIND_TAG, ensure_experiment, tracking_settings
 
     cfg = small_config(tmp_path)
     ui.ensure_store(cfg.tracking_uri(), artifact_root=cfg.mlflow.artifact_root)
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri())
-    created = ensure_experiment(cfg, cfg.mlflow.experiment)
+    created = ensure_experiment(tracking_settings(cfg), cfg.mlflow.experiment)
     assert client.get_experiment(created).tags[EXPERIMENT_KIND_TAG] == "custom_model_development"
     old = client.create_experiment("made-before-the-tag")  # a store from an earlier version
     assert EXPERIMENT_KIND_TAG not in client.get_experiment(old).tags

@@ -82,10 +82,9 @@ def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any], *, figure_path: Path) -> str:
     import mlflow
 
-    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+    from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
-    configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.mlflow.scoring_experiment)
+    experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.scoring_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"measure {meta['as_of']}") as run:
         mlflow.set_tags({"stage": "measure", "as_of": meta["as_of"], "model_version": str(meta.get("model_version"))})
         mlflow.log_params({"as_of": meta["as_of"], "horizon_days": meta["horizon_days"], "scores_file": meta["scores_file"]})

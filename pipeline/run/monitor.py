@@ -80,10 +80,9 @@ def monitoring_table(table: pd.DataFrame, training: dict[str, float]) -> Table:
 def _log_list(cfg: Config, row: dict, tiers: pd.DataFrame, figure_path: Path, source: str) -> str:
     import mlflow
 
-    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+    from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
-    configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.monitor.experiment)
+    experiment_id = use_experiment(tracking_settings(cfg), cfg.monitor.experiment)
     found = mlflow.search_runs([experiment_id], filter_string=f"tags.as_of = '{row['as_of']}'", output_format="list")
     start = {"run_id": found[0].info.run_id} if found else {"experiment_id": experiment_id, "run_name": f"monitor {row['as_of']}"}
     with mlflow.start_run(**start) as run:

@@ -55,10 +55,9 @@ def changes_table(changes: pd.DataFrame, *, path: Path) -> Table:
 def _log_to_mlflow(cfg: Config, pooled: pd.DataFrame, new_path: Path, pooled_path: Path) -> str:
     import mlflow
 
-    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+    from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
-    configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.mlflow.scoring_experiment)
+    experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.scoring_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"playbook {new_path.name}") as run:
         mlflow.set_tags({"stage": "update_playbook", "playbook": new_path.name})
         mlflow.log_params({"based_on": str(cfg.score.playbook), "new_playbook": str(new_path)})

@@ -158,10 +158,11 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
     if bundle is not None:
         path, version, source = Path(bundle), None, f"bundle {bundle}"
     else:
-        from pipeline.tracking import champion_bundle, configure_mlflow
+        from pipeline.tracking import champion_bundle, configure_mlflow, tracking_settings
 
-        configure_mlflow(cfg)
-        path, version = champion_bundle(cfg, dest=workdir)
+        tracking = tracking_settings(cfg)
+        configure_mlflow(tracking)
+        path, version = champion_bundle(tracking, dest=workdir)
         source = f"registry {cfg.train.model_name}@champion"
     loaded = load_bundle(path)
     manifest = loaded.manifest
@@ -255,10 +256,9 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
 def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path]) -> str:
     import mlflow
 
-    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+    from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
-    configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.mlflow.scoring_experiment)
+    experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.scoring_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {summary['as_of']}") as run:
         mlflow.set_tags(
             {

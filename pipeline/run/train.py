@@ -1,9 +1,9 @@
 """`churn train`: read the feature snapshots, split by time, train and evaluate, track in MLflow.
 
 Reads `cfg.features_dir/snapshot=*.parquet`, fits LightGBM and the baselines on the out-of-time split
-(pipeline.split, pipeline.train), logs the run, registers the model, writes the bundle to
-`cfg.bundle_dir` and moves the `champion` alias when the new model is at least as good
-(pipeline.tracking). With `backtest=True` the fit is repeated over `cfg.train.backtest_folds` rolling
+(pipeline.split, pipeline.train), writes the figures (`cfg.reports_dir/training/plots`) and the bundle
+(`cfg.bundle_dir`), and has pipeline.tracking log the run and those files, register the model and move the
+`champion` alias when the new model is at least as good (`track_training`). With `backtest=True` the fit is repeated over `cfg.train.backtest_folds` rolling
 test snapshots; the mean and spread per metric go to MLflow and `cfg.reports_dir/backtest.json`.
 
 `train.engine: dask` (`churn train --engine dask`) fits the LightGBM booster with
@@ -17,21 +17,47 @@ logged as 1 (see `pipeline.dask_engine`). The engine is the run's `train.engine`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from rich import box
 from rich.table import Table
 
-from pipeline.config import Config
+from pipeline import plots
+from pipeline.bundle import save_bundle
+from pipeline.config import Config, config_as_dict
+from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
 from pipeline.evaluate import RetentionSettings
-from pipeline.io import write_json
+from pipeline.features.registry import feature_specs
+from pipeline.features.store import check_settings_match, read_snapshots, recorded_settings
+from pipeline.io import complete_interrupted_publishes, write_json
+from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
+from pipeline.run.history import treated_customers
 from pipeline.split import drop_treated_rows, labelled_snapshots, rolling_splits, time_split
+from pipeline.tracking import (
+    PromotionDecision,
+    bundle_manifest_fields,
+    file_fingerprints,
+    log_baseline_runs,
+    log_contents,
+    log_files,
+    model_fingerprint,
+    promotion_decision,
+    publish_version,
+    register_model,
+    same_as_champion,
+    start_training_run,
+    tracking_settings,
+    training_run_contents,
+    unchanged_decision,
+)
 from pipeline.train import BoosterFit, TrainResult, backtest_summary, production_model, train_models
 
 # metric -> column header (short, so the table fits an 80-column terminal)
@@ -177,8 +203,6 @@ def engine_config(cfg: Config) -> Config:
     """
     if cfg.train.engine == "local":
         return cfg
-    from pipeline.dask_engine import dask_train_settings, require_dask
-
     require_dask("train.engine")
     if cfg.train.search_trials > 1:
         get_logger().info(
@@ -195,23 +219,123 @@ def training_engine(cfg: Config) -> Iterator[tuple[Callable[..., TrainResult], B
     if cfg.train.engine == "local":
         yield train_models, None
         return
-    from pipeline.dask_engine import dask_client, train_lightgbm_dask, train_models_dask
-
     with dask_client() as client:
         get_logger().info("train.engine=dask: LightGBM on %s", client.scheduler.address)
         yield partial(train_models_dask, client=client), partial(train_lightgbm_dask, client=client)
 
 
+def input_fingerprints(cfg: Config) -> dict[str, dict[str, str]]:
+    """sha256 of every validated source file and every feature snapshot file."""
+    return {
+        "validated": file_fingerprints(Path(cfg.validated_dir).glob("*.parquet"), root=Path(cfg.validated_dir)),
+        "features": file_fingerprints(Path(cfg.features_dir).glob("snapshot=*.parquet"), root=Path(cfg.features_dir)),
+    }
+
+
+def save_training_figures(result: TrainResult, *, folder: Path) -> list[Path]:
+    """The test snapshot's evaluation figures as PNG under `folder/plots/`; returns their paths."""
+    y_test = result.labels["test"]
+    curves = result.probabilities["test"]
+    calibrated = {k: v for k, v in curves.items() if k != "lightgbm_uncalibrated"}
+    contributions = result.model.contributions(result.test_features.head(2000))
+    values = pd.DataFrame(
+        result.model.matrix(result.test_features.head(2000)),
+        index=contributions.index,
+        columns=result.model.feature_names_,
+    )
+    figures = {
+        "plots/roc_test.png": plots.roc_figure(y_test, calibrated, split_name="test"),
+        "plots/precision_recall_test.png": plots.precision_recall_figure(y_test, calibrated, split_name="test"),
+        "plots/reliability_test.png": plots.reliability_figure(y_test, curves, split_name="test"),
+        "plots/lift_gain_test.png": plots.lift_gain_figure(y_test, calibrated, split_name="test"),
+        "plots/feature_importance.png": plots.feature_importance_figure(result.model.feature_importance()),
+        "plots/shap_summary_test.png": plots.shap_summary_figure(contributions, values, seed=0),
+    }
+    return [plots.save_figure(figure, folder / name) for name, figure in figures.items()]
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """What tracking a training produced: MLflow run and experiment, model version, decision, local bundle."""
+
+    run_id: str
+    experiment_id: str
+    model_version: str
+    decision: PromotionDecision
+    bundle_path: Path
+
+
+def track_training(
+    cfg: Config,
+    result: TrainResult,
+    *,
+    retention: RetentionSettings,
+    fingerprints: Mapping[str, Mapping[str, str]],
+    backtest: Mapping[str, Any] | None = None,
+    production: ChurnModel | None = None,
+    production_snapshots: list[str] | None = None,
+    manifest_extra: Mapping[str, Any] | None = None,
+) -> TrainingRecord:
+    """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
+
+    The registered model is `production` (the evaluated configuration refitted on `production_snapshots`)
+    when given, else `result.model`; the metrics are always `result`'s (the evaluated fit's).
+    `manifest_extra`: more fields for the bundle manifest (e.g. `training_inputs`, the sources and columns
+    present at training, which `churn score` checks).
+
+    Order: figures (under `cfg.reports_dir/training`), then one run with its metadata and metrics, nested
+    baseline runs and the figures; the pyfunc model registered (none when the model's files equal the
+    champion's: "unchanged"), the champion decision, the bundle at `cfg.bundle_dir` logged under "bundle",
+    and last the alias, so that it only ever points at a version whose bundle is stored.
+    """
+    settings = tracking_settings(cfg)
+    model = result.model if production is None else production
+    trained_on = result.split.as_dict()["train"] if production_snapshots is None else production_snapshots
+    figures_dir = Path(cfg.reports_dir) / "training"
+    figures = save_training_figures(result, folder=figures_dir)
+    manifest = {
+        **bundle_manifest_fields(result, model=model, champion_metric=settings.champion_metric),
+        **(manifest_extra or {}),
+    }
+    contents = training_run_contents(
+        result,
+        model=model,
+        config=config_as_dict(cfg),
+        fingerprints=fingerprints,
+        trained_on=trained_on,
+        model_name=settings.model_name,
+        engine=cfg.train.engine,
+        backtest=backtest,
+    )
+    with start_training_run(settings, result) as run:
+        log_contents(contents)
+        log_baseline_runs(result, experiment_id=run.info.experiment_id)
+        log_files(figures, root=figures_dir)
+        write_bundle = partial(
+            save_bundle, model, metrics=result.metrics, run_id=run.info.run_id, training_snapshots=trained_on
+        )
+        fingerprint = model_fingerprint(model)
+        champion = same_as_champion(settings, fingerprint)
+        if champion is not None:
+            # The same model as the champion: no new version (every rerun of `make demo` would add one).
+            version = str(champion.version)
+            decision = unchanged_decision(
+                result.metrics, champion=version, fingerprint=fingerprint, metric=settings.champion_metric
+            )
+            manifest = {**manifest, "champion_at_training": True, "same_as_champion_run": champion.run_id}
+        else:
+            with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
+                packaged = write_bundle(path=Path(folder) / "bundle", model_version=None, extra=manifest)
+                version = register_model(settings, model, bundle=packaged, features=result.test_features)
+            decision = promotion_decision(settings, result, retention=retention)
+            manifest = {**manifest, "champion_at_training": decision.promote}
+        bundle_path = write_bundle(path=cfg.bundle_dir, model_version=version, extra=manifest)
+        publish_version(settings, version, decision=decision, bundle_path=bundle_path, fingerprint=fingerprint)
+    return TrainingRecord(run.info.run_id, run.info.experiment_id, version, decision, bundle_path)
+
+
 def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     """Train, evaluate, track and (maybe) promote; print the metrics tables unless `quiet`."""
-    import mlflow
-
-    from pipeline.features.registry import feature_specs
-    from pipeline.features.store import check_settings_match, read_snapshots, recorded_settings
-    from pipeline.io import complete_interrupted_publishes
-    from pipeline.run.history import treated_customers
-    from pipeline.tracking import input_fingerprints, log_training_run
-
     logger = get_logger()
     complete_interrupted_publishes(cfg.paths.data_dir)  # a killed `churn features` finished, not read half-renamed
     cfg = engine_config(cfg)
@@ -264,7 +388,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
                 report = backtest_summary(folds)
         if report is not None:
             write_json(report, Path(cfg.reports_dir) / "backtest.json")
-        record = log_training_run(
+        record = track_training(
             cfg,
             result,
             retention=retention,
@@ -274,7 +398,6 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             production_snapshots=production_snapshots,
             manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None},
         )
-        mlflow.MlflowClient(cfg.tracking_uri()).set_tag(record.run_id, "train_engine", cfg.train.engine)
     if not quiet:
         out = console()
         out.print(metrics_table(result.metrics, split="test"))

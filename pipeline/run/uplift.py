@@ -189,10 +189,9 @@ def evaluation_table(evaluation: dict[str, Any]) -> Table:
 def _log_to_mlflow(cfg: Config, evaluation: dict[str, Any], figure_path: Path, folder: Path) -> str:
     import mlflow
 
-    from pipeline.tracking import configure_mlflow, ensure_experiment, metric_key
+    from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
-    configure_mlflow(cfg)
-    experiment_id = ensure_experiment(cfg, cfg.mlflow.experiment)
+    experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="uplift") as run:
         mlflow.set_tags({"stage": "uplift", "model_name": cfg.train.model_name})
         mlflow.log_params({"holdout_campaigns": cfg.uplift.holdout_campaigns, "rounds": cfg.uplift.rounds,
