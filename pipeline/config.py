@@ -112,7 +112,9 @@ class IngestConfig(StrictModel):
 
 
 class SnapshotsConfig(StrictModel):
-    """Snapshot dates: an explicit list, or start/end/freq (pandas offset alias, e.g. MS)."""
+    """Snapshot dates: an explicit list, or start/end/freq (pandas offset alias, e.g. MS). A missing start
+    or end is derived from the validated transactions (`resolve`): with no dates at all, a mapping config
+    gets month starts over its data."""
 
     dates: list[dt.date] | None = None
     start: dt.date | None = None
@@ -121,25 +123,40 @@ class SnapshotsConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_way(self) -> SnapshotsConfig:
-        if self.dates is None and (self.start is None or self.end is None):
-            raise ValueError("give either dates, or both start and end")
         if self.dates is not None and (self.start is not None or self.end is not None):
             raise ValueError("give either dates, or start/end, not both")
+        if self.dates is not None and not self.dates:
+            raise ValueError("dates is empty: list at least one date, or leave it out to derive them from the data")
         if self.start is not None and self.end is not None and self.start > self.end:
             raise ValueError("start is after end")
         return self
 
-    def resolve(self) -> list[dt.date]:
-        """The sorted list of snapshot dates."""
+    @property
+    def derived(self) -> bool:
+        """True when some dates come from the data (`start` or `end` not given)."""
+        return self.dates is None and (self.start is None or self.end is None)
+
+    def resolve(
+        self, *, first_event: dt.date | None = None, last_event: dt.date | None = None, horizon_days: int = 90
+    ) -> list[dt.date]:
+        """The sorted snapshot dates. A missing `start` is the data's first day plus `horizon_days` (each
+        snapshot then has at least one horizon of history behind it); a missing `end` is the data's last day.
+        Snapshots whose label window has not passed are scored only, never trained on."""
         if self.dates is not None:
             return sorted(set(self.dates))
         import pandas as pd
 
-        return [ts.date() for ts in pd.date_range(self.start, self.end, freq=self.freq)]
+        start = self.start
+        if start is None and first_event is not None:
+            start = first_event + dt.timedelta(days=horizon_days)
+        end = self.end if self.end is not None else last_event
+        if start is None or end is None:
+            return []
+        return [ts.date() for ts in pd.date_range(start, end, freq=self.freq)]
 
 
 class FeaturesConfig(StrictModel):
-    snapshots: SnapshotsConfig
+    snapshots: SnapshotsConfig = SnapshotsConfig()
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     lookback_days: int = Field(365, gt=0)
     horizon_days: int = Field(90, gt=0)
@@ -289,7 +306,7 @@ class Config(StrictModel):
     paths: PathsConfig = PathsConfig()
     sources: SourcesConfig
     ingest: IngestConfig = IngestConfig()
-    features: FeaturesConfig
+    features: FeaturesConfig = FeaturesConfig()
     train: TrainConfig = TrainConfig()
     mlflow: MlflowConfig = MlflowConfig()
     score: ScoreConfig = ScoreConfig()

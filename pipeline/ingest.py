@@ -62,6 +62,7 @@ from pipeline.contract import (
 from pipeline.errors import IngestError
 from pipeline.sources import (
     RawSource,
+    infer_date_format,
     parse_booleans,
     parse_ids,
     parse_numbers,
@@ -103,13 +104,15 @@ class ParsedSource:
     """typed: the contract columns in contract dtypes, index = input row.
     problems: one row per unparseable value (row, column, reason).
     labels: contract column -> the file's column name (for reasons a user can find).
-    derived: contract columns computed from others (e.g. amount from quantity x unit_price)."""
+    derived: contract columns computed from others (e.g. amount from quantity x unit_price).
+    notes: how columns were read, for the report (e.g. an inferred date format)."""
 
     name: str
     typed: pd.DataFrame
     problems: pd.DataFrame
     labels: dict[str, str]
     derived: dict[str, str] = field(default_factory=dict)  # contract column -> how it was computed
+    notes: list[str] = field(default_factory=list)  # how columns were read, for the report (e.g. a date format)
 
 
 @dataclass(frozen=True)
@@ -168,15 +171,15 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source)
-    typed, problems = {}, []
+    typed, problems, notes = {}, [], []
     for column, dtype in spec.dtypes.items():
         if column not in mapped:
             typed[column] = pd.Series(pd.NA if dtype == BOOLEAN else None, index=mapped.index, dtype=dtype)
             continue
         values = mapped[column]
         if dtype == TIMESTAMP:
-            parsed = parse_timestamps(values, date_format=source.read.date_format, timezone=source.timezone)
-            reason = "not a timestamp"
+            parsed, reason, note = parse_timestamp_column(values, source, label=labels.get(column, column))
+            notes.extend([note] if note else [])
         elif dtype == FLOAT:
             parsed, reason = parse_numbers(values), "not a number"
         elif dtype == BOOLEAN:
@@ -198,7 +201,32 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
         labels["amount"] = f"amount (= {derived['amount']})"
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
-                        problems=problems_frame, labels=labels, derived=derived)
+                        problems=problems_frame, labels=labels, derived=derived, notes=notes)
+
+
+def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: str) -> tuple[pd.Series, str, str]:
+    """(UTC timestamps, the reason for values left unparsed, a note for the report or "").
+
+    Without `read.date_format`, a column whose present values are mostly not ISO 8601 is read with the one
+    common layout that reads them (`infer_date_format`), and the note says which; when both day/month
+    orders read every value, nothing is guessed and the reason says to set `read.date_format`."""
+    parsed = parse_timestamps(values, date_format=source.read.date_format, timezone=source.timezone)
+    failed = _unparsed(values, parsed)
+    present = len(values) - int(values.isna().sum())
+    if source.read.date_format is not None or not len(failed) or len(failed) < 0.5 * present:
+        return parsed, "not a timestamp", ""
+    guess = infer_date_format(values.iloc[failed].astype("str").str.strip())
+    if guess.tied:
+        return parsed, f"not a timestamp (day/month order ambiguous: set read.date_format, e.g. '{guess.tied[0]}')", ""
+    if guess.date_format is None:
+        return parsed, "not a timestamp", ""
+    rest = parse_timestamps(values.iloc[failed], date_format=guess.date_format, timezone=source.timezone)
+    parsed = parsed.copy()
+    parsed.iloc[failed] = rest.to_numpy()
+    return parsed, "not a timestamp", (
+        f"{label} read with the date format '{guess.date_format}', the only common layout that reads its "
+        "values (not ISO 8601); set read.date_format to choose another"
+    )
 
 
 def derive_amount(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> pd.Series:
@@ -522,7 +550,7 @@ def split_source(
         "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
-        "notes": list(raw.notes) + [
+        "notes": list(raw.notes) + list(parsed.notes) + [
             f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
         ],
         "top_reasons": top_quarantine_reasons(problems),

@@ -44,6 +44,18 @@ TRUE_WORDS = ("true", "t", "yes", "y", "1")
 FALSE_WORDS = ("false", "f", "no", "n", "0")
 ORIGIN_COLUMNS = ("source_file", "source_row")
 COMMON_SEPARATORS = (",", ";", "\t", "|")
+# Layouts tried when a text timestamp column is mostly not ISO 8601 and no read.date_format is set
+# (`infer_date_format`). Both day/month orders are listed: a column that both read is ambiguous.
+COMMON_DATE_FORMATS = tuple(
+    f"{day}{time}"
+    for day in ("%m/%d/%Y", "%d/%m/%Y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",
+                "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y")
+    for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
+)
+# Values tried per layout before the whole column is (evenly spaced, so the inference is deterministic).
+DATE_FORMAT_SAMPLE = 2_000
+# A layout is inferred only when it reads at least this share of the values ISO 8601 does not.
+DATE_FORMAT_MIN_SHARE = 0.9
 MAX_HEADER_BYTES = 2**20  # a first line longer than this is not a header row
 
 
@@ -508,6 +520,42 @@ def _parse_iso(text: pd.Series, arrow: pa.Array, timezone: str) -> pd.Series:
     except pa.ArrowInvalid:  # e.g. 2024-02-30: looks plain, is not a date
         return _parse_iso_with_pandas(text, timezone)
     return _with_the_rest_parsed(text, arrow, naive, plain, timezone, parse_rest=_parse_iso_with_pandas)
+
+
+@dataclass(frozen=True)
+class DateFormatGuess:
+    """`infer_date_format`'s answer: the one layout that reads the values (None if none), and the
+    layouts that read them equally well when that is more than one (the day/month order is ambiguous)."""
+
+    date_format: str | None
+    tied: tuple[str, ...] = ()
+
+
+def _parsed_count(text: pd.Series, date_format: str) -> int:
+    return int(pd.to_datetime(text, format=date_format, errors="coerce", cache=False).notna().sum())
+
+
+def infer_date_format(text: pd.Series) -> DateFormatGuess:
+    """The COMMON_DATE_FORMATS layout that reads the most of `text` (non-ISO timestamp strings, no nulls),
+    when it reads at least DATE_FORMAT_MIN_SHARE of them and no other layout reads as many: tried on an
+    evenly spaced sample first, then layouts tied there on every value."""
+    if text.empty:
+        return DateFormatGuess(None)
+    step = max(1, len(text) // DATE_FORMAT_SAMPLE)
+    candidates = list(COMMON_DATE_FORMATS)
+    for values in (text.iloc[::step], text) if step > 1 else (text,):
+        counts = {f: _parsed_count(values, f) for f in candidates}
+        best = max(counts.values())
+        candidates = [f for f, n in counts.items() if n == best]
+        if best < DATE_FORMAT_MIN_SHARE * len(values):
+            return DateFormatGuess(None)
+        if len(candidates) == 1:
+            break
+    if len(candidates) > 1:
+        return DateFormatGuess(None, tuple(candidates))
+    if _parsed_count(text, candidates[0]) < DATE_FORMAT_MIN_SHARE * len(text):
+        return DateFormatGuess(None)
+    return DateFormatGuess(candidates[0])
 
 
 def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: str) -> pd.Series:

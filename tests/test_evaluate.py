@@ -155,3 +155,23 @@ def test_metrics_table_shows_a_failed_baseline_as_failed():
     text = console.export_text()
     assert "BG/NBD failed: the fit failed" in text
     assert "status" in text and "n/a" in text
+
+
+def test_comparison_table_prints_its_title_and_intervals_whole():
+    """Square brackets are rich markup: the title's "[paired bootstrap 95% interval]" must print as written."""
+    from rich.console import Console
+
+    from pipeline.run.train import comparison_table
+
+    interval = {"difference": 0.0123, "low": -0.004, "high": 0.0281}
+    metrics = {
+        "test": {"lightgbm": {"roc_auc": 0.75}},
+        "comparison": {"best_baseline": {"roc_auc": "btyd", "pr_auc": "btyd"},
+                       "candidates": {"lightgbm": {"roc_auc": interval, "pr_auc": interval}}},
+        "model_choice": {"chosen": "lightgbm", "out_of_fold_roc_auc": {"lightgbm": 0.74}},
+    }
+    console = Console(record=True, width=200)
+    console.print(comparison_table(metrics))
+    text = console.export_text()
+    assert "(difference [paired bootstrap 95% interval])" in text
+    assert "lightgbm (kept)" in text and "+0.012 [-0.004, +0.028]" in text

@@ -73,6 +73,33 @@ def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
     return frames
 
 
+def first_event_date(validated_dir: Path) -> dt.date | None:
+    """The UTC date of the earliest validated order (None when there are none), read lazily."""
+    path = Path(validated_dir) / "transactions.parquet"
+    if not path.is_file():
+        return None
+    first = pl.scan_parquet(path).select(pl.col("ordered_at").min()).collect().item()
+    return None if first is None else pd.Timestamp(first).tz_convert("UTC").date()
+
+
+def snapshot_dates_of(cfg: Config, *, last_date: dt.date | None) -> list[dt.date]:
+    """The configured snapshot dates, with a missing start or end derived from the validated transactions
+    (`SnapshotsConfig.resolve`); FeatureError when no date results."""
+    snapshots = cfg.features.snapshots
+    first = first_event_date(cfg.validated_dir) if snapshots.derived else None
+    dates = snapshots.resolve(first_event=first, last_event=last_date, horizon_days=cfg.features.horizon_days)
+    if not dates:
+        raise FeatureError(
+            f"no snapshot dates: the validated orders run from {first} to {last_date}, too short for one "
+            f"'{snapshots.freq}' snapshot after features.horizon_days ({cfg.features.horizon_days}) of history; "
+            "set features.snapshots.dates"
+        )
+    if snapshots.derived:
+        get_logger().info("snapshot dates derived from the data (%s to %s, %s): %d, %s to %s", first, last_date,
+                          snapshots.freq, len(dates), dates[0], dates[-1])
+    return dates
+
+
 def validated_coverage(validated_dir: Path) -> dict[str, list[str]]:
     """`input_coverage` of the validated files (the feature columns only, scanned lazily)."""
     validated_dir = Path(validated_dir)
@@ -173,7 +200,7 @@ def _write_snapshots(
     """Build, label and write every configured snapshot: `workers` snapshots computed at once, files
     written in date order by one background writer while the next snapshots are computed."""
     log = get_logger()
-    dates = cfg.features.snapshots.resolve()
+    dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
     metadata = snapshot_metadata(settings)
 

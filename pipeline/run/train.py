@@ -169,7 +169,7 @@ def comparison_table(metrics: dict[str, Any]) -> Table:
     comparison, choice = metrics.get("comparison", {}), metrics.get("model_choice", {})
     best = comparison.get("best_baseline") or {}
     table = Table(
-        title="candidates against the best baseline on test (difference [paired bootstrap 95% interval])",
+        title="candidates against the best baseline on test (difference \\[paired bootstrap 95% interval])",
         caption=f"best baseline: ROC-AUC {best.get('roc_auc', 'none')}, PR-AUC {best.get('pr_auc', 'none')}",
         box=box.SIMPLE_HEAD,
     )
