@@ -30,6 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 MEDIUM_RISK, HIGH_RISK = 0.25, 0.5
 FREQUENT_ORDERS = 3
@@ -161,10 +164,6 @@ def earlier_model_probability(
 ) -> np.ndarray:
     """P(no purchase in the horizon) for the rows of `state`, from a logistic regression fitted on the
     customers active at `as_of - horizon_days` and whether they bought in the window that closed at `as_of`."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     start = as_of - dt.timedelta(days=horizon_days)
     before = customer_state(frames, as_of=start)
     before = before[before["active"]]

@@ -7,12 +7,12 @@ is fast and nothing heavy happens at import time.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from pipeline.errors import ConfigError, PipelineError
@@ -44,6 +44,7 @@ def _run(config: Path, overrides: list[str] | None, quiet: bool, action: Callabl
 
     Messages are escaped: a path or hint in brackets (e.g. `'.[dask]'`) is text, not rich markup.
     """
+    # Here, not at the top: `churn --help` loads typer and rich only (see the module docstring).
     from pipeline.config import load_config
     from pipeline.progress import configure_logging
     from pipeline.progress import console as progress_console
@@ -214,15 +215,12 @@ def ui(
 @app.command("check-config")
 def check_config(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None) -> None:
     """Validate the config (and playbook) and print the resolved values."""
-    import json
-
-    from pipeline.config import config_as_dict
+    from pipeline.config import config_as_dict  # here, not at the top: `churn --help` stays quick
     from pipeline.features.registry import feature_specs
-    from pipeline.playbook import load_playbook
-    from pipeline.run.score import known_features
+    from pipeline.playbook import feature_kinds, load_playbook
 
     def validate_and_print(cfg: Any) -> None:
-        load_playbook(cfg.score.playbook, known_features=known_features(feature_specs(cfg.features)))
+        load_playbook(cfg.score.playbook, known_features=feature_kinds(feature_specs(cfg.features)))
         print(json.dumps(config_as_dict(cfg), indent=2))
 
     _run(config, set_, True, validate_and_print)

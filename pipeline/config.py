@@ -7,6 +7,7 @@ Unknown keys and bad values raise `ConfigError` naming the key.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
 import os
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -144,8 +146,6 @@ class SnapshotsConfig(StrictModel):
         Snapshots whose label window has not passed are scored only, never trained on."""
         if self.dates is not None:
             return sorted(set(self.dates))
-        import pandas as pd
-
         start = self.start
         if start is None and first_event is not None:
             start = first_event + dt.timedelta(days=horizon_days)
@@ -359,8 +359,6 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of `raw` with each `key.path=value` applied (value parsed as YAML)."""
-    import copy
-
     result = copy.deepcopy(raw)
     for item in overrides:
         if "=" not in item:

@@ -39,6 +39,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,7 @@ VALIDATION_ROWS_PER_STEP = 50_000
 def _distributed() -> Any:
     """The `distributed` module, or ConfigError naming the extra to install."""
     try:
-        import distributed
+        import distributed  # the optional `dask` extra: imported only when the Dask engine runs
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
     return distributed
@@ -161,7 +162,7 @@ def load_partitioned_events(validated_dir: Path, *, partitions: int, client: Any
     process ever holds all events. A source without a validated file is an empty frame (as in
     `load_events`). Raises FeatureError when the transactions file is missing.
     """
-    import dask
+    import dask  # the optional `dask` extra (see `_distributed`)
     import dask.dataframe as dd
 
     validated_dir = Path(validated_dir)
@@ -263,6 +264,8 @@ def best_iteration(booster: Any, matrix: np.ndarray, labels: np.ndarray, *, pati
     Rounds are scored on a grid of `step` (1 = every round, as `lgb.early_stopping`); the scan stops
     `patience` rounds after the best. Cost: one pass over all trees, plus one average precision per step.
     """
+    # scikit-learn, LightGBM and pipeline.train (~2-3 s each) are imported in the training functions only:
+    # `churn features` imports this module for the Dask feature engine.
     from sklearn.metrics import average_precision_score
 
     total = booster.current_iteration()
@@ -288,7 +291,7 @@ def _chunks_on_workers(
     Dask fit repeatable: LightGBM's distributed bins and ranks depend on which worker holds which rows.
     Empty partitions get no chunk (a LightGBM worker needs rows).
     """
-    import dask.array as da
+    import dask.array as da  # the optional `dask` extra
 
     xs, ys = [], []
     for number, worker in enumerate(workers):
@@ -325,7 +328,7 @@ def train_lightgbm_dask(
     `num_boost_round` trees are grown (no early stopping on Dask), then cut by `best_iteration` on
     the validation rows; without validation rows (a refit with a chosen number of rounds) all are kept.
     """
-    import lightgbm as lgb
+    import lightgbm as lgb  # training only (see `best_iteration`)
 
     distributed = _distributed()
     client = client or distributed.default_client()
@@ -375,9 +378,7 @@ def train_models_dask(
     booster is a plain local one, so the model is saved and scored like a local one. The search is
     skipped (`dask_train_settings`).
     """
-    from functools import partial
-
-    from pipeline.train import train_models
+    from pipeline.train import train_models  # training only (see `best_iteration`)
 
     fit = partial(train_lightgbm_dask, client=client)
     return train_models(

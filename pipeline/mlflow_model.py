@@ -18,6 +18,8 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from pipeline.bundle import load_bundle
+
 BUNDLE_ARTIFACT = "bundle"
 
 
@@ -25,8 +27,6 @@ class ChurnProbabilityModel(PythonModel):
     """pyfunc: a frame of feature columns -> Series `churn_probability` (calibrated, same index)."""
 
     def load_context(self, context) -> None:
-        from pipeline.bundle import load_bundle
-
         self.model = load_bundle(Path(context.artifacts[BUNDLE_ARTIFACT])).model
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.Series:

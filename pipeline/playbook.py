@@ -14,23 +14,14 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError, ScoreError
 
@@ -255,6 +246,11 @@ def _rule_problem(rule: Rule, known: Collection[str] | Mapping[str, str]) -> str
     if kind == "numeric" and not all(_is_number(v) or isinstance(v, bool) for v in values):
         return f"numeric feature '{rule.feature}' is compared with numbers, got {rule.value!r}"
     return None
+
+
+def feature_kinds(specs: Iterable[Any]) -> dict[str, str]:
+    """Feature name -> 'categorical' or 'numeric' of feature specs (`.name`, `.kind`), for checking playbook rules."""
+    return {spec.name: ("categorical" if spec.kind == "categorical" else "numeric") for spec in specs}
 
 
 def load_playbook(path: Path | str, *, known_features: Collection[str] | Mapping[str, str]) -> Playbook:

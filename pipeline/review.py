@@ -278,6 +278,7 @@ def find_latest_training_run(tracking_uri: str, *, experiment: str, model_name: 
 
     Training runs carry the tag `model_name`; their nested baseline runs do not, so they are skipped.
     """
+    # MLflow (~3 s to import) only in the run readers: `churn ingest` uses this module's cohort table.
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -304,7 +305,7 @@ def latest_training_run_id(tracking_uri: str, *, experiment: str, model_name: st
 def load_run_bundle(tracking_uri: str, *, run_id: str, dest: Path) -> Any:
     """The model bundle logged by training run `run_id`, downloaded into `dest`, checksums verified
     (`pipeline.bundle.load_bundle`): a LoadedBundle with model, manifest and metrics."""
-    import mlflow
+    import mlflow  # see find_latest_training_run
 
     from pipeline.bundle import BUNDLE_ARTIFACT_PATH, load_bundle  # loads LightGBM: only when needed (start-up)
 
@@ -317,7 +318,7 @@ def load_run_bundle(tracking_uri: str, *, run_id: str, dest: Path) -> Any:
 def load_training_run(tracking_uri: str, *, run_id: str, model_name: str, dest: Path) -> TrainingRun:
     """Read a training run's tags, metrics.json, backtest.json (when logged) and plots (downloaded into
     `dest`) from MLflow, and the current champion of `model_name`."""
-    import mlflow
+    import mlflow  # see find_latest_training_run
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

@@ -217,10 +217,10 @@ def test_default_playbook_onboards_only_recent_first_time_buyers(repo_root):
     from pipeline.config import FeaturesConfig
     from pipeline.features.registry import feature_specs
     from pipeline.playbook import eligibility_matrix, load_playbook
-    from pipeline.run.score import known_features
+    from pipeline.playbook import feature_kinds
 
     specs = feature_specs(FeaturesConfig(snapshots={"dates": ["2025-01-01"]}))
-    book = load_playbook(repo_root / "configs" / "playbook.yaml", known_features=known_features(specs))
+    book = load_playbook(repo_root / "configs" / "playbook.yaml", known_features=feature_kinds(specs))
     names = [s.name for s in specs]
     features = pd.DataFrame({name: [0.0] * 3 for name in names})
     features["frequency_all"] = [1.0, 1.0, 3.0]

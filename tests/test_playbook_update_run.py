@@ -8,9 +8,9 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.run import measure, playbook_update
-from pipeline.run.score import known_features
 from pipeline.features.registry import feature_specs
+from pipeline.playbook import feature_kinds
+from pipeline.run import measure, playbook_update
 
 
 def test_campaign_lists_are_written_like_scoring_runs(campaign_cfg):
@@ -44,6 +44,6 @@ def test_update_playbook_writes_a_new_version_and_keeps_the_old(campaign_cfg, tm
 
     again = playbook_update.run(
         campaign_cfg, scores_folder=campaign_cfg.scores_dir,
-        known_features=known_features(feature_specs(campaign_cfg.features)), quiet=True,
+        known_features=feature_kinds(feature_specs(campaign_cfg.features)), quiet=True,
     )
     assert again["playbook_path"].endswith("playbook.v3.yaml")  # never overwrites v2

@@ -32,13 +32,13 @@ def scored_frames(scored):
     """The scores file and the features it was built from, indexed by customer."""
     from pipeline.features import build_features
     from pipeline.features.registry import feature_specs
-    from pipeline.run.score import known_features
+    from pipeline.playbook import feature_kinds
 
     cfg, outcome = scored
     scores = pd.read_parquet(outcome["scores_path"])
     as_of = dt.date.fromisoformat(outcome["as_of"])
     features = build_features(load_events(cfg.validated_dir), as_of=as_of, cfg=cfg.features).set_index("customer_id")
-    playbook = load_playbook(cfg.score.playbook, known_features=known_features(feature_specs(cfg.features)))
+    playbook = load_playbook(cfg.score.playbook, known_features=feature_kinds(feature_specs(cfg.features)))
     return scores.set_index("customer_id"), features, playbook
 
 
@@ -146,13 +146,12 @@ def test_missing_model_fails_and_writes_nothing(scored, tmp_path):
 
 
 def test_features_missing_a_column_fail_and_write_nothing(scored, monkeypatch):
-    import pipeline.features
     from pipeline.run import score
 
     cfg, _ = scored
-    real = pipeline.features.features_from_partitions  # what the runner builds today's features with
+    real = score.features_from_partitions  # what the runner builds today's features with
     monkeypatch.setattr(
-        pipeline.features, "features_from_partitions", lambda *a, **k: real(*a, **k).drop(columns=["recency_days"])
+        score, "features_from_partitions", lambda *a, **k: real(*a, **k).drop(columns=["recency_days"])
     )
     before = _files(cfg)
     with pytest.raises(ScoreError, match="lacks 1 column\\(s\\) the model was trained on: recency_days"):

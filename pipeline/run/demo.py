@@ -16,7 +16,9 @@ import pandas as pd
 from rich.table import Table
 
 from pipeline.config import Config
+from pipeline.errors import ScoreError
 from pipeline.progress import console, get_logger
+from pipeline.run import demo_data, features, ingest, monitor, score, train, uplift
 
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile")
 
@@ -81,9 +83,6 @@ def loop_table(monitoring: dict[str, Any] | None, uplift: dict[str, Any] | None)
 def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int = 4) -> dict[str, Any]:
     """Run every stage on demo data (with `campaigns` simulated past campaigns: monitor and uplift too);
     return the summary shown."""
-    from pipeline.errors import ScoreError
-    from pipeline.run import demo_data, features, ingest, monitor, score, train, uplift
-
     demo_data.run(cfg, customers=customers, seed=seed, quiet=quiet, campaigns=campaigns)
     ingest.run(cfg, quiet=quiet)
     features.run(cfg, quiet=quiet)

@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.config import Config
 from pipeline.demo_data import generate_demo, inject_bad_rows
 from pipeline.errors import ConfigError
-from pipeline.io import write_csv
+from pipeline.io import output_set, write_csv, write_json, write_parquet
 from pipeline.progress import get_logger, timed
 
 BAD_ROW_SHARE = 0.03
@@ -18,8 +18,8 @@ BAD_ROW_SHARE = 0.03
 
 def write_campaign_lists(cfg: Config, history: Any) -> list[str]:
     """Write each simulated list as at_risk_D.parquet / .csv / .json in the scores folder; return the Parquet paths."""
+    # Only with --campaigns: campaigns loads scikit-learn and run.score LightGBM and MLflow (seconds each).
     from pipeline.campaigns import list_summary
-    from pipeline.io import output_set, write_json, write_parquet
     from pipeline.run.score import scores_paths, write_scores_csv
 
     written = []
@@ -52,7 +52,7 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
     with timed("generate demo data"):
         frames = generate_demo(customers=customers, seed=seed)
     if campaigns:
-        from pipeline.campaigns import campaign_dates, simulate_campaign_history
+        from pipeline.campaigns import campaign_dates, simulate_campaign_history  # see write_campaign_lists
 
         data_end = frames["transactions"]["ordered_at"].max().date()
         dates = campaign_dates(data_end=data_end, horizon_days=cfg.features.horizon_days, count=campaigns)

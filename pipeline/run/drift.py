@@ -11,13 +11,12 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.drift import drift_table, drift_warnings
+from pipeline.labels import churn_labels_from_partitions
 from pipeline.progress import get_logger
 
 
 def recent_observed_rate(tables: Sequence[Any], *, as_of: dt.date, cfg: Config, horizon_days: int) -> float | None:
     """Churn rate of the latest window that has closed by `as_of` (labels as of as_of - horizon), or None."""
-    from pipeline.labels import churn_labels_from_partitions
-
     labels = churn_labels_from_partitions(
         list(tables), as_of=as_of - dt.timedelta(days=horizon_days), lookback_days=cfg.features.lookback_days,
         horizon_days=horizon_days,

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from pipeline.config import Config, FeaturesConfig
 from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
+from pipeline.dask_engine import dask_client, dask_features, dask_labels, load_partitioned_tables
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features import feature_names, features_from_partitions
@@ -167,8 +168,6 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
 
 def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     """The same feature functions on customer partitions of a Dask cluster ($DASK_SCHEDULER_ADDRESS or local)."""
-    from pipeline.dask_engine import dask_client, dask_features, dask_labels, load_partitioned_tables
-
     started = time.perf_counter()
     window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     with dask_client() as client:

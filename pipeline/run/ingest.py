@@ -23,7 +23,10 @@ from rich.table import Table
 from pipeline.config import Config
 from pipeline.ingest import IngestResult, ingest_sources
 from pipeline.io import OutputSet, complete_interrupted_publishes, output_set, sha256_file, write_json, write_parquet
+from pipeline.plots_review import cohort_retention_figure, save_figure
 from pipeline.progress import console, get_logger, timed, track
+from pipeline.review import cohort_retention
+from pipeline.snapshot import latest_event_date
 from pipeline.sources import read_source, source_files
 
 REPORT_NAME = "ingest_report.json"
@@ -103,10 +106,6 @@ def report_table(report: dict[str, Any]) -> Table:
 def save_cohort_figure(transactions: pd.DataFrame, path: Path) -> Path | None:
     """Cohort retention curves (by first-order month) of the validated purchases, as PNG at `path`
     (nothing written without purchases)."""
-    from pipeline.plots_review import cohort_retention_figure, save_figure
-    from pipeline.review import cohort_retention
-    from pipeline.snapshot import latest_event_date
-
     if transactions.empty:
         return None
     as_of = latest_event_date(transactions) + dt.timedelta(days=1)

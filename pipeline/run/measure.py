@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from rich.console import Console
@@ -21,12 +22,16 @@ from rich.table import Table
 from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.events import load_events
+from pipeline.features.registry import feature_specs
 from pipeline.io import complete_interrupted_publishes, output_set, write_csv, write_json
+from pipeline.labels import horizon_passed
 from pipeline.measure import check_scores, measure_campaign
+from pipeline.playbook import feature_kinds
 from pipeline.plots_review import measured_effect_figure, save_figure
 from pipeline.progress import get_logger, timed
-from pipeline.labels import horizon_passed
+from pipeline.run import playbook_update
 from pipeline.snapshot import latest_event_date
+from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
 
 def read_scores(path: Path, *, scores_dir: Path | None = None) -> pd.DataFrame:
@@ -80,10 +85,6 @@ def _json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any], *, figure_path: Path) -> str:
-    import mlflow
-
-    from pipeline.tracking import metric_key, tracking_settings, use_experiment
-
     experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.scoring_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"measure {meta['as_of']}") as run:
         mlflow.set_tags({"stage": "measure", "as_of": meta["as_of"], "model_version": str(meta.get("model_version"))})
@@ -164,11 +165,7 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
     )
     outcome = {**meta, "results_path": str(csv_path), "summary_path": str(json_path), "mlflow_run_id": run_id, "results": result}
     if update_playbook:
-        from pipeline.features.registry import feature_specs
-        from pipeline.run import playbook_update
-        from pipeline.run.score import known_features
-
         outcome["playbook_update"] = playbook_update.run(
-            cfg, scores_folder=folder, known_features=known_features(feature_specs(cfg.features)), quiet=quiet
+            cfg, scores_folder=folder, known_features=feature_kinds(feature_specs(cfg.features)), quiet=quiet
         )
     return outcome

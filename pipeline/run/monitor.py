@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import pandas as pd
 from rich.table import Table
@@ -26,7 +27,11 @@ from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.io import output_set, write_csv
 from pipeline.monitor import MONITOR_COLUMNS, alerts, list_metrics, tier_table
+from pipeline.plots import new_figure, reliability_figure
+from pipeline.plots_review import save_figure
 from pipeline.progress import console, get_logger
+from pipeline.run.history import lists_with_outcomes
+from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
 ALERT_EXIT_CODE = 3
 TRAINING_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
@@ -43,8 +48,6 @@ def training_test_metrics(cfg: Config) -> dict[str, float]:
 
 def monitoring_figure(table: pd.DataFrame, training: dict[str, float]):
     """ROC-AUC, ECE and predicted vs observed churn (untreated) per list date, training test values as lines."""
-    from pipeline.plots import new_figure
-
     figure, axes = new_figure(size=(12, 3.6), ncols=3)
     dates = pd.to_datetime(table["as_of"])
     for ax, metric, label in ((axes[0], "roc_auc", "ROC-AUC"), (axes[1], "ece", "calibration error (ECE)")):
@@ -78,10 +81,6 @@ def monitoring_table(table: pd.DataFrame, training: dict[str, float]) -> Table:
 
 
 def _log_list(cfg: Config, row: dict, tiers: pd.DataFrame, figure_path: Path, source: str) -> str:
-    import mlflow
-
-    from pipeline.tracking import metric_key, tracking_settings, use_experiment
-
     experiment_id = use_experiment(tracking_settings(cfg), cfg.monitor.experiment)
     found = mlflow.search_runs([experiment_id], filter_string=f"tags.as_of = '{row['as_of']}'", output_format="list")
     start = {"run_id": found[0].info.run_id} if found else {"experiment_id": experiment_id, "run_name": f"monitor {row['as_of']}"}
@@ -99,10 +98,6 @@ def _log_list(cfg: Config, row: dict, tiers: pd.DataFrame, figure_path: Path, so
 
 def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     """Monitor every past list; return the table, per-list tiers, alerts of the latest list and paths."""
-    from pipeline.plots import reliability_figure
-    from pipeline.plots_review import save_figure
-    from pipeline.run.history import lists_with_outcomes
-
     lists = lists_with_outcomes(cfg)
     if not lists:
         raise ScoreError(

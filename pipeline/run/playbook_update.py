@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import yaml
 from rich.table import Table
@@ -24,6 +25,7 @@ from pipeline.io import write_csv, write_text
 from pipeline.playbook import playbook_from_dict
 from pipeline.pooling import next_version_path, pooled_uplift, updated_playbook
 from pipeline.progress import console, get_logger
+from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
 
 def read_measured(folder: Path) -> pd.DataFrame:
@@ -53,10 +55,6 @@ def changes_table(changes: pd.DataFrame, *, path: Path) -> Table:
 
 
 def _log_to_mlflow(cfg: Config, pooled: pd.DataFrame, new_path: Path, pooled_path: Path) -> str:
-    import mlflow
-
-    from pipeline.tracking import metric_key, tracking_settings, use_experiment
-
     experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.scoring_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"playbook {new_path.name}") as run:
         mlflow.set_tags({"stage": "update_playbook", "playbook": new_path.name})

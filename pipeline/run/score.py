@@ -19,13 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 
+from pipeline.bundle import load_bundle
 from pipeline.config import Config
-from pipeline.features.store import input_coverage
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
+from pipeline.features import features_from_partitions
+from pipeline.features.registry import feature_specs, reason_context_frame
+from pipeline.features.store import input_coverage
 from pipeline.io import (
     atomic_write,
     complete_interrupted_publishes,
@@ -35,11 +41,15 @@ from pipeline.io import (
     write_json,
     write_parquet,
 )
-from pipeline.playbook import Playbook, check_playbook_features, load_playbook
+from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run.drift import recent_observed_rate, scoring_drift
+from pipeline.run.features import read_validated, tables_by_partition
+from pipeline.run.uplift import load_uplift_models, uplift_dir
 from pipeline.score import score_customers, summarise_scores
+from pipeline.tracking import champion_bundle, configure_mlflow, metric_key, tracking_settings, use_experiment
+from pipeline.uplift import predict_uplift
 
 
 @dataclass(frozen=True)
@@ -74,9 +84,6 @@ def write_scores_csv(scores: pd.DataFrame, path: Path) -> Path:
     round-trip form (2 rather than 2.0), dates as YYYY-MM-DD; text cells that a spreadsheet would run
     as a formula get a leading single quote (`pipeline.io.neutralise_formulas`).
     """
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
     table = pa.Table.from_pandas(neutralise_formulas(scores), preserve_index=False)
     return atomic_write(path, lambda tmp: pa_csv.write_csv(table, str(tmp)))
 
@@ -146,20 +153,11 @@ def check_inputs(
     return missing
 
 
-def known_features(specs: list[Any]) -> dict[str, str]:
-    """Registry feature name -> 'categorical' or 'numeric', for checking playbook rules."""
-    return {spec.name: ("categorical" if spec.kind == "categorical" else "numeric") for spec in specs}
-
-
 def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> ScoringModelInfo:
     """Verify and load the bundle at `bundle`, or the registry's champion (downloaded into `workdir`)."""
-    from pipeline.bundle import load_bundle
-
     if bundle is not None:
         path, version, source = Path(bundle), None, f"bundle {bundle}"
     else:
-        from pipeline.tracking import champion_bundle, configure_mlflow, tracking_settings
-
         tracking = tracking_settings(cfg)
         configure_mlflow(tracking)
         path, version = champion_bundle(tracking, dest=workdir)
@@ -183,9 +181,6 @@ def learned_uplift(cfg: Config, features: pd.DataFrame) -> pd.DataFrame | None:
     constant uplift on held-out campaigns (`churn uplift`); None otherwise or when no model did."""
     if not cfg.uplift.use_model:
         return None
-    from pipeline.run.uplift import load_uplift_models, uplift_dir
-    from pipeline.uplift import predict_uplift
-
     learners = load_uplift_models(uplift_dir(cfg))
     if not learners:
         get_logger().warning(
@@ -254,10 +249,6 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
 
 
 def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path]) -> str:
-    import mlflow
-
-    from pipeline.tracking import metric_key, tracking_settings, use_experiment
-
     experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.scoring_experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"score {summary['as_of']}") as run:
         mlflow.set_tags(
@@ -314,14 +305,10 @@ def run(
 
     Returns the summary (as written to the JSON) plus the output paths and the MLflow run id.
     """
-    from pipeline.features import features_from_partitions
-    from pipeline.features.registry import feature_specs, reason_context_frame
-    from pipeline.run.features import read_validated, tables_by_partition
-
     log = get_logger()
     complete_interrupted_publishes(cfg.paths.data_dir)
     specs = feature_specs(cfg.features)
-    playbook = load_playbook(cfg.score.playbook, known_features=known_features(specs))
+    playbook = load_playbook(cfg.score.playbook, known_features=feature_kinds(specs))
     # The feature columns of the validated sources only, prepared per customer partition as `churn features`
     # does (same features as build_features on all events; ~40% less CPU than reading every column).
     frames = read_validated(cfg.validated_dir)

@@ -20,10 +20,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from rich.console import Console
 
 from pipeline.config import Config
 from pipeline.errors import ConfigError, PipelineError
+from pipeline.review import find_latest_training_run
+from pipeline.tracking import mark_runs_view
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 90.0
@@ -51,8 +56,6 @@ def ensure_store(tracking_uri: str, *, artifact_root: Path) -> None:
     """
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
         SqlAlchemyStore(tracking_uri, artifact_root.as_uri())
 
 
@@ -61,13 +64,6 @@ def overview(tracking_uri: str, *, experiment: str, model_name: str) -> StoreOve
 
     Also tags the experiment as classic ML (`tracking.mark_runs_view`) so the UI opens on its runs.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from pipeline.review import find_latest_training_run
-
-    from pipeline.tracking import mark_runs_view
-
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     if found is not None:

@@ -19,13 +19,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
+import mlflow
 import pandas as pd
 from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
+from pipeline.features import features_from_partitions
+from pipeline.features.registry import feature_specs
 from pipeline.io import output_set, sha256_file, write_csv, write_json
+from pipeline.plots import new_figure
+from pipeline.plots_review import save_figure
 from pipeline.progress import console, get_logger, timed
+from pipeline.run.features import prepared_tables
+from pipeline.run.history import lists_with_outcomes
+from pipeline.tracking import metric_key, tracking_settings, use_experiment
 from pipeline.uplift import TLearner, fit_t_learner, held_out_split, predict_uplift, qini_evaluation, uplift_rows
 
 MANIFEST = "uplift.json"
@@ -39,11 +48,6 @@ def uplift_dir(cfg: Config) -> Path:
 
 def training_rows(cfg: Config) -> tuple[pd.DataFrame, list[str]]:
     """Treated and control rows of every past list with features and outcomes; and the numeric feature names."""
-    from pipeline.features import features_from_partitions
-    from pipeline.features.registry import feature_specs
-    from pipeline.run.features import prepared_tables
-    from pipeline.run.history import lists_with_outcomes
-
     lists = lists_with_outcomes(cfg)
     if not lists:
         raise ScoreError(
@@ -135,8 +139,6 @@ def save_uplift_models(folder: Path, learners: dict[str, TLearner], evaluation: 
 def load_uplift_models(folder: Path, *, usable_only: bool = True) -> dict[str, TLearner]:
     """The learners in `folder` whose files match their checksums (only those that beat constant uplift,
     unless `usable_only` is false); ScoreError when the folder, manifest or a file is missing or altered."""
-    import lightgbm as lgb
-
     manifest_path = Path(folder) / MANIFEST
     if not manifest_path.is_file():
         raise ScoreError(f"no uplift models at {folder}: run `churn uplift` first, or set uplift.use_model: false")
@@ -158,8 +160,6 @@ def load_uplift_models(folder: Path, *, usable_only: bool = True) -> dict[str, T
 
 def qini_figure(curves: dict[str, pd.DataFrame], evaluation: dict[str, Any]):
     """Qini curves per action on the held-out campaigns, with the random-ranking line."""
-    from pipeline.plots import new_figure
-
     figure, axes = new_figure(ncols=max(len(curves), 1))
     for ax, (action, curve) in zip(axes, curves.items()):
         info = evaluation[action]
@@ -187,10 +187,6 @@ def evaluation_table(evaluation: dict[str, Any]) -> Table:
 
 
 def _log_to_mlflow(cfg: Config, evaluation: dict[str, Any], figure_path: Path, folder: Path) -> str:
-    import mlflow
-
-    from pipeline.tracking import metric_key, tracking_settings, use_experiment
-
     experiment_id = use_experiment(tracking_settings(cfg), cfg.mlflow.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name="uplift") as run:
         mlflow.set_tags({"stage": "uplift", "model_name": cfg.train.model_name})
@@ -211,8 +207,6 @@ def _log_to_mlflow(cfg: Config, evaluation: dict[str, Any], figure_path: Path, f
 
 def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     """Learn, evaluate and save the uplift models; return the evaluation per action and the paths."""
-    from pipeline.plots_review import save_figure
-
     rows, feature_names = training_rows(cfg)
     learners, evaluation, curves = learn(cfg, rows, feature_names)
     if not learners:
