@@ -171,13 +171,18 @@ def check_unique_columns(name: str, path: Path, columns: list[str], *, header_li
     """Raise IngestError naming the file and every column name it holds more than once. In a CSV
     `header_line`, blank names (trailing separators of a spreadsheet export) do not count: the reader
     names them apart ('Unnamed: 4')."""
-    names = pd.Index([name for name in map(_clean_name, columns) if name or not header_line])
-    if names.has_duplicates:
-        twice = sorted(set(names[names.duplicated()]))
-        raise IngestError(
-            f"source {name}: {path} has column(s) {', '.join(map(repr, twice))} more than once; "
-            "drop or rename the copies in the export (which one holds the right values cannot be told)"
-        )
+    names = [name for name in map(_clean_name, columns) if name or not header_line]
+    _fail_on_repeats(names, lambda twice: (
+        f"source {name}: {path} has column(s) {', '.join(map(repr, twice))} more than once; "
+        "drop or rename the copies in the export (which one holds the right values cannot be told)"
+    ))
+
+
+def _fail_on_repeats(names: list[str], message: Callable[[list[str]], str]) -> None:
+    """Raise IngestError(message(the names held more than once, sorted)) when `names` holds any twice."""
+    index = pd.Index(names)
+    if index.has_duplicates:
+        raise IngestError(message(sorted(set(index[index.duplicated()]))))
 
 
 def _check_first_line(name: str, path: Path) -> bool:
@@ -341,18 +346,15 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
             f"source {name}: {path} has column(s) {', '.join(taken)}, reserved for the quarantine file; "
             f"rename them with sources.{name}.rename"
         )
-    renamed = pd.Index([source.rename.get(column, column) for column in frame.columns])
-    if renamed.has_duplicates:
-        twice = sorted(set(renamed[renamed.duplicated()]))
-        raise IngestError(
-            f"source {name}: {path} would have column(s) {', '.join(twice)} twice after sources.{name}.rename; "
-            "rename only one file column onto each contract column"
-        )
+    _fail_on_repeats([source.rename.get(column, column) for column in frame.columns], lambda twice: (
+        f"source {name}: {path} would have column(s) {', '.join(twice)} twice after sources.{name}.rename; "
+        "rename only one file column onto each contract column"
+    ))
 
 
 def read_source(name: str, source: SourceConfig) -> RawSource:
     """Read every file of `source`; check the columns of each; concatenate in file order."""
-    frames, origins, notes = [], [], []
+    frames, notes = [], []
     files = source_files(name, source)
     for path in files:
         fmt = _file_format(path, source)

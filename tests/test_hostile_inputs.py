@@ -259,6 +259,17 @@ def test_disk_full_while_writing_is_a_one_line_error_naming_the_file(tmp_path, m
 
 
 SMALL_SOURCE = {"max_bad_share": 0.5}  # one bad row among three or four is more than the default 20%
+
+
+def beside_clean_orders(source: str, text: str) -> Case:
+    """The clean orders plus the file `text` as `source` (the small-source bad share: one bad row is allowed)."""
+    return Case(
+        files={"t.csv": CLEAN, "x.csv": text},
+        sources={"transactions": {"path": "t.csv"}, source: {"path": "x.csv"}},
+        ingest=SMALL_SOURCE,
+    )
+
+
 QUARANTINED = {
     "a date that is not a date": (Case(files={"t.csv": with_rows("o9,17850,yesterday,1")}), "ordered_at: not a timestamp"),
     "an impossible date": (Case(files={"t.csv": with_rows("o9,17850,2024-02-30 10:00:00,1")}), "ordered_at: not a timestamp"),
@@ -285,31 +296,11 @@ QUARANTINED = {
         Case(files={"t.csv": with_column(with_rows("o9,17850,2024-01-04,1"), "discount", "0", last="-2")}),
         "discount: negative",
     ),
-    "nps out of range": (
-        Case(files={"t.csv": CLEAN, "f.csv": FEEDBACK + "17850,2024-01-08,nps,11\n"},
-             sources={"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}, ingest=SMALL_SOURCE),
-        "score: outside 0-10 for nps",
-    ),
-    "an unknown feedback kind": (
-        Case(files={"t.csv": CLEAN, "f.csv": FEEDBACK + "17850,2024-01-08,stars,3\n"},
-             sources={"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}, ingest=SMALL_SOURCE),
-        "kind: not one of nps, csat, review",
-    ),
-    "a ticket closed before it opened": (
-        Case(files={"t.csv": CLEAN, "s.csv": TICKETS + "t3,17850,2024-01-09 10:00:00,2024-01-08 10:00:00,email\n"},
-             sources={"transactions": {"path": "t.csv"}, "support_tickets": {"path": "s.csv"}}, ingest=SMALL_SOURCE),
-        "closed_at: before opened_at",
-    ),
-    "an unknown ticket channel": (
-        Case(files={"t.csv": CLEAN, "s.csv": TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"},
-             sources={"transactions": {"path": "t.csv"}, "support_tickets": {"path": "s.csv"}}, ingest=SMALL_SOURCE),
-        "channel: not one of phone, email, chat, social, other",
-    ),
-    "loyalty points of 1e15": (
-        Case(files={"t.csv": CLEAN, "l.csv": LOYALTY + "13047,2024-01-08 10:00:00,earn,1e15\n"},
-             sources={"transactions": {"path": "t.csv"}, "loyalty_events": {"path": "l.csv"}}, ingest=SMALL_SOURCE),
-        "points: beyond ±1e+09 (ingest.max_abs_amount)",
-    ),
+    "nps out of range": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,nps,11\n"), "score: outside 0-10 for nps"),
+    "an unknown feedback kind": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,stars,3\n"), "kind: not one of nps, csat, review"),
+    "a ticket closed before it opened": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,2024-01-08 10:00:00,email\n"), "closed_at: before opened_at"),
+    "an unknown ticket channel": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"), "channel: not one of phone, email, chat, social, other"),
+    "loyalty points of 1e15": (beside_clean_orders("loyalty_events", LOYALTY + "13047,2024-01-08 10:00:00,earn,1e15\n"), "points: beyond ±1e+09 (ingest.max_abs_amount)"),
     "a derived amount without a quantity": (
         Case(files={"t.csv": "order_id,customer_id,ordered_at,quantity,unit_price\n"
                              + "".join(f"o{i},17850,2024-01-0{i} 10:00:00,2,3.5\n" for i in range(1, 8))

@@ -256,21 +256,12 @@ def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table,
     np.testing.assert_array_equal(baselines.fit_rows_sample(200, limit=300, seed=4), np.arange(200))
     parts = split_frame(table, split)
     folds = fold_frames(table, split)
-    everything = baselines.fit_baselines(
-        parts["train"],
-        folds,
-        rfm_features=["recency_days", "frequency_all"],
-        calibration="auto",
-        seed=1,
-        fit_rows=len(parts["train"]),
-    )
-    sampled = baselines.fit_baselines(
-        parts["train"],
-        folds,
-        rfm_features=["recency_days", "frequency_all"],
-        calibration="auto",
-        seed=1,
-        fit_rows=len(parts["train"]) // 2,
+    everything, sampled = (
+        baselines.fit_baselines(
+            parts["train"], folds, rfm_features=["recency_days", "frequency_all"], calibration="auto", seed=1,
+            fit_rows=rows,
+        )
+        for rows in (len(parts["train"]), len(parts["train"]) // 2)
     )
     scores = [fits.fitted["logistic_rfm"].score(parts["test"]) for fits in (everything, sampled)]
     assert not np.allclose(scores[0], scores[1])  # fitted on other rows ...

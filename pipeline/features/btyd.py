@@ -430,6 +430,13 @@ def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     ]
 
 
+def _log_fit(model: str, fit: Fit) -> None:
+    """Log a successful fit's parameters (debug) and its note, e.g. the NBD limit it was kept as (info)."""
+    get_logger().debug("BTYD: %s %s (penalizer %g)", model, fit.params, fit.penalizer)
+    if fit.note:
+        get_logger().info("BTYD: %s %s", model, fit.note)
+
+
 def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     """Fit BG/NBD and Pareto/NBD on every row of `frame` (sorted by customer_id) and add btyd_p_alive,
     btyd_expected_purchases, pnbd_p_alive, pnbd_expected_purchases (NaN for everyone when a fit failed)."""
@@ -440,9 +447,7 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     bgnbd = fit_bgnbd(x[::step], t_x[::step], big_t[::step])
     alive = expected = missing
     if bgnbd.ok:
-        get_logger().debug("BTYD: BG/NBD %s (penalizer %g)", bgnbd.params, bgnbd.penalizer)
-        if bgnbd.note:
-            get_logger().info("BTYD: %s %s", "BG/NBD", bgnbd.note)
+        _log_fit("BG/NBD", bgnbd)
         data = Summaries.of(x, t_x, big_t, distinct=False)
         with np.errstate(all="ignore"):
             alive = _p_alive(bgnbd.params, data)
@@ -452,9 +457,7 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     pnbd = fit_pareto_nbd(x[::pnbd_step], t_x[::pnbd_step], big_t[::pnbd_step])
     pnbd_alive = pnbd_expected = missing
     if pnbd.ok:
-        get_logger().debug("BTYD: Pareto/NBD %s (penalizer %g)", pnbd.params, pnbd.penalizer)
-        if pnbd.note:
-            get_logger().info("BTYD: %s %s", "Pareto/NBD", pnbd.note)
+        _log_fit("Pareto/NBD", pnbd)
         data = PairedSummaries.of(x, t_x, big_t)
         pnbd_alive = _pnbd_p_alive(pnbd.params, data)
         pnbd_expected = _pnbd_expected_purchases(pnbd.params, horizon, data, pnbd_alive)

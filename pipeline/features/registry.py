@@ -358,33 +358,30 @@ def _attributes() -> list[FeatureSpec]:
     ]
 
 
+def _purchase_model(prefix: str, model: str, *, seen_by: str, note: str, by: str) -> list[FeatureSpec]:
+    """`<prefix>_p_alive` and `<prefix>_expected_purchases` of purchase model `model` (BG/NBD, Pareto/NBD).
+    Reasons: `seen_by` names the model in the first, `note` ends the others, `by` names it in the neutral ones."""
+    alive, expected = f"{prefix}_p_alive", f"{prefix}_expected_purchases"
+    return [
+        _n(alive, "btyd", f"{model} probability that the customer is still active (NaN if the fit failed).",
+           "down", _reason(
+            _says(f"{seen_by} sees them as almost certainly gone (under 1% chance still active)",
+                  (">=", 0), ("<", 0.005)),
+            _says(f"estimated {{{alive}:share}} chance they are still an active customer{note}", ("<", 0.5)),
+            neutral=f"their estimated chance of still being active{by} ({{{alive}:share}})")),
+        _n(expected, "btyd",
+           f"{model} expected purchase days in the label horizon (NaN if the fit failed).", "down", _reason(
+            _says(f"expected to buy on fewer than 0.1 days in the coming period{note}", (">=", 0), ("<", 0.05)),
+            _says(f"expected to buy on only about {{{expected}:number}} days in the coming period, fewer "
+                  f"than the typical customer{note}", (">=", 0.05), BELOW_TYPICAL),
+            neutral=f"their expected purchase days in the coming period{by} ({{{expected}:number}})")),
+    ]
+
+
 def _btyd() -> list[FeatureSpec]:
     return [
-        _n("btyd_p_alive", "btyd", "BG/NBD probability that the customer is still active (NaN if the fit failed).",
-           "down", _reason(
-            _says("the purchase model sees them as almost certainly gone (under 1% chance still active)",
-                  (">=", 0), ("<", 0.005)),
-            _says("estimated {btyd_p_alive:share} chance they are still an active customer", ("<", 0.5)),
-            neutral="their estimated chance of still being active ({btyd_p_alive:share})")),
-        _n("btyd_expected_purchases", "btyd",
-           "BG/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down", _reason(
-            _says("expected to buy on fewer than 0.1 days in the coming period", (">=", 0), ("<", 0.05)),
-            _says("expected to buy on only about {btyd_expected_purchases:number} days in the coming period, fewer "
-                  "than the typical customer", (">=", 0.05), BELOW_TYPICAL),
-            neutral="their expected purchase days in the coming period ({btyd_expected_purchases:number})")),
-        _n("pnbd_p_alive", "btyd", "Pareto/NBD probability that the customer is still active (NaN if the fit failed).",
-           "down", _reason(
-            _says("the Pareto/NBD model sees them as almost certainly gone (under 1% chance still active)",
-                  (">=", 0), ("<", 0.005)),
-            _says("estimated {pnbd_p_alive:share} chance they are still an active customer (Pareto/NBD)", ("<", 0.5)),
-            neutral="their estimated chance of still being active by Pareto/NBD ({pnbd_p_alive:share})")),
-        _n("pnbd_expected_purchases", "btyd",
-           "Pareto/NBD expected purchase days in the label horizon (NaN if the fit failed).", "down", _reason(
-            _says("expected to buy on fewer than 0.1 days in the coming period (Pareto/NBD)", (">=", 0), ("<", 0.05)),
-            _says("expected to buy on only about {pnbd_expected_purchases:number} days in the coming period, fewer "
-                  "than the typical customer (Pareto/NBD)", (">=", 0.05), BELOW_TYPICAL),
-            neutral="their expected purchase days in the coming period by Pareto/NBD "
-                    "({pnbd_expected_purchases:number})")),
+        *_purchase_model("btyd", "BG/NBD", seen_by="the purchase model", note="", by=""),
+        *_purchase_model("pnbd", "Pareto/NBD", seen_by="the Pareto/NBD model", note=" (Pareto/NBD)", by=" by Pareto/NBD"),
     ]
 
 
