@@ -52,6 +52,8 @@ def cohort_retention_figure(cohorts: pd.DataFrame, *, max_cohorts: int = 12) -> 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if cohorts.empty:
         _no_data(ax, "no whole month of purchases before the as-of date")
+    elif not ax.get_lines():
+        _no_data(ax, "no cohort observed beyond its first-order month yet")
     else:
         ax.legend(loc="upper right", fontsize="small", ncols=2, title="first-order month")
     return figure

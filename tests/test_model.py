@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,3 +134,15 @@ def test_auto_calibration_picks_the_lower_cross_validated_loss():
 def test_fixed_calibration_method_is_respected():
     calibrator, losses = fit_calibrator(np.arange(20.0), np.array([0.0, 1.0] * 10), method="isotonic", seed=0)
     assert calibrator.method == "isotonic" and list(losses) == ["isotonic"]
+
+
+def test_linear_score_imputes_a_feature_missing_in_every_row_with_zero_and_warns_nothing():
+    from pipeline.model import LinearScore
+
+    features = pd.DataFrame({"seen": [1.0, np.nan, 3.0, 7.0], "never": [np.nan] * 4})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "All-NaN slice encountered" would be an error
+        linear = LinearScore.fit(features, np.array([0, 1, 0, 1]), feature_names=["seen", "never"], seed=0, fit_rows=10)
+    # medians in the signed-log space: seen -> median of log1p(1, 3, 7) = log1p(3); never -> 0
+    np.testing.assert_allclose(linear.medians, [np.log1p(3.0), 0.0])
+    assert np.isfinite(linear.raw(features)).all()

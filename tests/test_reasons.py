@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -287,3 +288,12 @@ def test_registry_reasons_never_contradict_or_print_nonsense(data, contributions
             if text.startswith("spent only"):
                 window = text.removeprefix("spent only ").split(" in ")[0]
                 assert not window.startswith("-"), text
+
+
+def test_typical_value_is_nan_when_the_middle_values_are_minus_and_plus_infinity():
+    frame = pd.DataFrame({"gross_spend_all": [-np.inf, np.inf], "frequency_all": [1.0, np.inf]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered" is expected and silenced there
+        typical = typical_values(frame, REGISTRY_SPECS)
+    assert np.isnan(typical["gross_spend_all"])
+    assert typical["frequency_all"] == np.inf

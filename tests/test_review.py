@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -381,11 +382,17 @@ def test_save_figure_writes_the_same_png_twice(tmp_path):
 
 def test_empty_inputs_give_figures_that_say_so():
     cohorts = review.cohort_retention(transactions(COHORT_ROWS), as_of=dt.date(2024, 1, 31))
+    first_months_only = review.cohort_retention(transactions(COHORT_ROWS), as_of=dt.date(2024, 2, 15))
+    assert first_months_only["months_since_first"].tolist() == [0]  # January's cohort, nothing after it yet
     nobody = scores().iloc[:0]
-    for figure, message in (
-        (plots_review.cohort_retention_figure(cohorts), "no whole month of purchases before the as-of date"),
-        (plots_review.risk_tier_action_figure(nobody), "no customers scored"),
-    ):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "No artists with labels found to put in legend"
+        cases = [
+            (plots_review.cohort_retention_figure(cohorts), "no whole month of purchases before the as-of date"),
+            (plots_review.cohort_retention_figure(first_months_only), "no cohort observed beyond its first-order month yet"),
+            (plots_review.risk_tier_action_figure(nobody), "no customers scored"),
+        ]
+    for figure, message in cases:
         assert [text.get_text() for text in figure.axes[0].texts] == [message]
         assert figure.axes[0].get_legend() is None
         plots_review.figure_png(figure)

@@ -29,6 +29,7 @@ def test_money_is_rounded_by_size():
     assert words(wording.money, [12.5, 99.994, 113.05, 1234.4, -141.48, 2_345_678.0]) == [
         "12.50", "99.99", "113", "1,234", "-141", "2.3 million",
     ]
+    assert words(wording.money, [-0.0, -0.004, 0.004]) == ["0.00", "0.00", "0.00"]  # no "-0.00"
 
 
 def test_counts_have_plural_forms():
