@@ -67,7 +67,9 @@ def churn_labels_from_partitions(
         _labels_from_tables(tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
         for tables in partitions
     ]
-    frame = labels[0] if len(labels) == 1 else pl.concat(labels).sort("customer_id")
+    frame = labels[0] if len(labels) == 1 else pl.concat(labels)
+    if not frame["customer_id"].is_sorted():  # customer partitions are ranges of ids: already sorted
+        frame = frame.sort("customer_id")
     return frame.to_pandas().astype({"customer_id": "str", "churned": "int8"})
 
 

@@ -756,18 +756,35 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
 
 
 def customer_partitions(frames: Mapping[str, pl.DataFrame], *, partitions: int) -> Iterator[dict[str, pl.DataFrame]]:
-    """`frames` split by customer, one partition at a time: every source's rows whose customer_id hash
-    modulo `partitions` is the partition's number, in input order. Partitions are made on demand, so
-    only one is held besides `frames`.
+    """`frames` split by customer, one partition at a time: partition k holds every source's rows whose
+    customer_id falls in the k-th of `partitions` ranges of customer_id (in sorted order, with about the
+    same number of transaction rows each; `partition_bounds`), in input order. As the ranges follow each
+    other, the partitions' customers in customer_id order, concatenated, are in customer_id order: the
+    population step needs no sort. Partitions are made on demand, so only one is held besides `frames`.
     """
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
     if partitions == 1:
         yield dict(frames)
         return
-    numbers = {name: (frame["customer_id"].hash() % partitions).to_numpy() for name, frame in frames.items()}
+    rows = frames["transactions"] if "transactions" in frames else pl.concat(
+        [frame.select("customer_id") for frame in frames.values()])
+    bounds = partition_bounds(rows["customer_id"], partitions=partitions)
+    numbers = {name: bounds.search_sorted(frame["customer_id"], side="right").to_numpy()
+               for name, frame in frames.items()}
     for number in range(partitions):
         yield {name: frame.filter(pl.Series(numbers[name] == number)) for name, frame in frames.items()}
+
+
+def partition_bounds(customer_id: pl.Series, *, partitions: int) -> pl.Series:
+    """The customer_ids that start partitions 1..`partitions`-1 (sorted, distinct): the ids where the rows of
+    `customer_id` (one per row, so a customer weighs its rows), counted in id order, pass k/`partitions`
+    of all rows. A customer never straddles two partitions; fewer distinct ids give fewer bounds."""
+    counts = customer_id.drop_nulls().value_counts(name="rows").sort("customer_id")
+    before = counts["rows"].cum_sum().to_numpy() - counts["rows"].to_numpy()  # rows of the ids before each
+    targets = np.arange(1, partitions) * (len(customer_id) / partitions)
+    starts = np.unique(np.searchsorted(before, targets))  # first id with at least the target rows before it
+    return counts["customer_id"].gather(starts[(starts > 0) & (starts < counts.height)])
 
 
 def partitioned_event_tables(frames: Mapping[str, pl.DataFrame], *, partitions: int) -> tuple[EventTables, ...]:
