@@ -242,3 +242,15 @@ def test_ordinary_fits_have_no_note(cdnow_summary):
 )
 def test_no_dropout_limit_is_only_the_dropout_pair_toward_zero(lower, upper, limit):
     assert btyd.no_dropout_limit(np.array(lower, bool), np.array(upper, bool)) is limit
+
+
+def test_distinct_pairs_give_each_row_its_own_pair():
+    first = np.array([1.0, 0.0, 1.0, 2.0, 1.0, np.nan, np.nan])
+    second = np.array([3.0, 3.0, 3.0, 0.5, 0.5, 1.0, 1.0])
+    values_first, values_second, inverse = btyd.distinct_pairs(first, second)
+    # pairs in order of first appearance: (1, 3), (0, 3), (2, .5), (1, .5), (nan, 1)
+    np.testing.assert_array_equal(values_first, [1.0, 0.0, 2.0, 1.0, np.nan])
+    np.testing.assert_array_equal(values_second, [3.0, 3.0, 0.5, 0.5, 1.0])
+    np.testing.assert_array_equal(inverse, [0, 1, 0, 2, 3, 4, 4])
+    empty = btyd.distinct_pairs(np.array([]), np.array([]))
+    assert [len(a) for a in empty] == [0, 0, 0]
