@@ -152,15 +152,16 @@ def lift_gain_figure(y: np.ndarray, probabilities: Mapping[str, np.ndarray], *, 
     return figure
 
 
-def feature_importance_figure(importance: pd.Series, *, top: int = 20, kind: str = "gain") -> Figure:
-    """Horizontal bars of the `top` features by importance (`importance`: feature -> value)."""
+def feature_importance_figure(importance: pd.Series, *, model: str, measure: str, top: int = 20) -> Figure:
+    """Horizontal bars of the `top` features by importance (`importance`: feature -> value), as shares of the
+    total over all features. The title names whose importance it is (`model`) and what was measured (`measure`)."""
     shown = importance.sort_values(ascending=False).head(top)[::-1]
     total = float(importance.sum()) or 1.0
     figure, (ax,) = new_figure(size=(7.0, max(3.0, 0.3 * len(shown) + 1.5)))
-    ax.barh(shown.index, 100 * shown.to_numpy() / total, color="tab:blue", label=f"share of total {kind}")
+    ax.barh(shown.index, 100 * shown.to_numpy() / total, color="tab:blue", label=f"share of total {measure}")
     ax.set(
-        title=f"LightGBM feature importance (top {len(shown)} by {kind})",
-        xlabel=f"share of total split {kind} (%)",
+        title=f"Feature importance of the {model}\n(top {len(shown)} by {measure})",
+        xlabel=f"share of total {measure} (%)",
         ylabel="feature",
     )
     ax.legend(loc="lower right")
@@ -168,9 +169,16 @@ def feature_importance_figure(importance: pd.Series, *, top: int = 20, kind: str
 
 
 def shap_summary_figure(
-    contributions: pd.DataFrame, values: pd.DataFrame, *, top: int = 15, max_points: int = 2000, seed: int = 0
+    contributions: pd.DataFrame,
+    values: pd.DataFrame,
+    *,
+    model: str,
+    top: int = 15,
+    max_points: int = 2000,
+    seed: int = 0,
 ) -> Figure:
-    """Beeswarm-style summary of per-customer contributions (LightGBM `pred_contrib`, log-odds).
+    """Beeswarm-style summary of per-customer contributions to the log-odds of `model` (named in the title;
+    e.g. LightGBM's TreeSHAP `pred_contrib`, a logistic model's linear terms, or their blend).
 
     `contributions` and `values` (the model's numeric input matrix, categories as codes) share index and
     columns. One row per feature (the `top` by mean |contribution|); each dot a customer, coloured by the
@@ -198,7 +206,7 @@ def shap_summary_figure(
     ax.axvline(0.0, color="black", linewidth=0.8, label="no effect")
     ax.set_yticks(range(len(features)), features)
     ax.set(
-        title=f"Per-customer feature contributions (TreeSHAP), top {len(features)} by mean |contribution|",
+        title=f"Per-customer feature contributions of the {model}\n(top {len(features)} by mean |contribution|)",
         xlabel="contribution to churn score (log-odds; > 0 raises risk)",
         ylabel="feature",
     )

@@ -14,7 +14,7 @@ from synthetic import RETENTION, SPECS, spec, synthetic_features
 from pipeline.bundle import load_bundle
 from pipeline.config import config_from_dict
 from pipeline.errors import ScoreError
-from pipeline.model import ChurnModel
+from pipeline.model import ChurnModel, LinearScore
 from pipeline.split import labelled_snapshots, time_split
 from pipeline.tracking import (
     champion_bundle,
@@ -31,7 +31,7 @@ from pipeline.tracking import (
     training_run_contents,
     unchanged_decision,
 )
-from pipeline.run.train import track_training
+from pipeline.run.train import contributions_source, track_training, training_figures
 from pipeline.train import train_models
 
 FINGERPRINTS = {"validated": {"transactions.parquet": "ab" * 32}, "features": {}}
@@ -241,6 +241,23 @@ def test_bundle_manifest_fields_name_the_split_and_the_drift_reference_of_the_te
     assert fields["champion_metric"] == "roc_auc" and fields["calibration"] == strong.model.calibrator_.method
     assert fields["drift_reference"]["snapshot"] == split["test"]
     assert fields["drift_reference"]["rows"] == len(strong.test_features)
+
+
+def test_importance_figure_shows_the_kept_models_own_contributions_and_names_it(trained):
+    strong, _ = trained
+    linear = LinearScore.fit(  # a logistic part for the variants (where it was fitted does not matter here)
+        strong.test_features, strong.labels["test"], feature_names=strong.columns.numeric, seed=0, fit_rows=10_000
+    )
+    for weight, kind in ((1.0, "lightgbm"), (0.0, "logistic"), (0.6, "blend")):
+        model = ChurnModel.from_files(strong.model.to_files())
+        model.linear_, model.blend_weight_ = linear, weight
+        figure = training_figures(dataclasses.replace(strong, model=model), rows=50)["plots/feature_importance.png"]
+        ax = figure.axes[0]
+        assert model.kind_ == kind and contributions_source(kind, weight) in ax.get_title()
+        importance = model.contributions(strong.test_features.head(50)).abs().mean()
+        shown = importance.sort_values(ascending=False).head(20)[::-1]
+        assert [label.get_text() for label in ax.get_yticklabels()] == list(shown.index)
+        np.testing.assert_allclose([bar.get_width() for bar in ax.patches], 100 * shown.to_numpy() / importance.sum())
 
 
 @pytest.mark.slow

@@ -104,8 +104,9 @@ def test_reference_lines_of_the_curve_figures():
 
 def test_feature_importance_figure_shows_the_top_features():
     importance = pd.Series({"a": 5.0, "b": 1.0, "c": 3.0})
-    figure = plots.feature_importance_figure(importance, top=2)
+    figure = plots.feature_importance_figure(importance, model="kept model: X", measure="mean |contribution|", top=2)
     _check(figure)
+    assert figure.axes[0].get_title() == "Feature importance of the kept model: X\n(top 2 by mean |contribution|)"
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["c", "a"]
     widths = [bar.get_width() for bar in figure.axes[0].patches]
     np.testing.assert_allclose(widths, [100 * 3 / 9, 100 * 5 / 9])  # share of the total over all 3 features
@@ -115,7 +116,7 @@ def test_shap_summary_ranks_features_by_mean_absolute_contribution():
     rng = np.random.default_rng(0)
     contributions = pd.DataFrame({"small": rng.normal(0, 0.1, 50), "big": rng.normal(0, 1.0, 50)})
     values = pd.DataFrame({"small": rng.normal(size=50), "big": np.where(np.arange(50) % 5 == 0, np.nan, 1.0)})
-    figure = plots.shap_summary_figure(contributions, values, max_points=30)
+    figure = plots.shap_summary_figure(contributions, values, model="kept model: X", max_points=30)
     _check(figure)
     labels = [t.get_text() for t in figure.axes[0].get_yticklabels()]
     assert labels == ["small", "big"]  # top of the chart = largest effect
@@ -125,7 +126,7 @@ def test_shap_summary_ranks_features_by_mean_absolute_contribution():
 def test_shap_summary_plots_every_contribution_on_its_features_row():
     contributions = pd.DataFrame({"small": [0.1, -0.2, 0.05, 0.0], "big": [2.0, -1.0, 0.5, 1.5]})
     values = pd.DataFrame({"small": [1.0, 2.0, 3.0, 4.0], "big": [np.nan, 1.0, 2.0, 3.0]})
-    ax = plots.shap_summary_figure(contributions, values).axes[0]
+    ax = plots.shap_summary_figure(contributions, values, model="kept model: X").axes[0]
     # per feature, bottom row first: the customers with the value missing (grey), then the others
     missing_small, small, missing_big, big = (c.get_offsets() for c in ax.collections[:4])
     assert len(missing_small) == 0 and small[:, 0].tolist() == [0.1, -0.2, 0.05, 0.0]
@@ -141,3 +142,13 @@ def test_thinned_curves_keep_the_ends_and_at_most_the_points_asked():
     np.testing.assert_array_equal(thin_y, thin_x**2)  # the same positions of every array
     short = np.arange(5.0)
     assert plots.thinned(short, points=100)[0] is short
+
+
+def test_the_contributions_source_names_the_kept_candidate():
+    from pipeline.run.train import contributions_source
+
+    assert contributions_source("lightgbm", 1.0) == "kept model: LightGBM (TreeSHAP)"
+    assert contributions_source("logistic", 0.0) == "kept model: logistic regression (linear terms)"
+    assert contributions_source("blend", 0.8) == (
+        "kept model: blend of 0.8 x LightGBM (TreeSHAP) + 0.2 x logistic (linear terms)"
+    )

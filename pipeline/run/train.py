@@ -3,7 +3,8 @@
 Reads `cfg.features_dir/snapshot=*.parquet`, fits LightGBM and the baselines on the out-of-time split
 (pipeline.split, pipeline.train), writes the figures (`cfg.reports_dir/training/plots`) and the bundle
 (`cfg.bundle_dir`), and has pipeline.tracking log the run and those files, register the model and move the
-`champion` alias when the new model is at least as good (`track_training`). With `backtest=True` the fit is repeated over `cfg.train.backtest_folds` rolling
+`champion` alias when the new model is at least as good (`track_training`).
+With `backtest=True` the fit is repeated over `cfg.train.backtest_folds` rolling
 test snapshots; the mean and spread per metric go to MLflow and `cfg.reports_dir/backtest.json`.
 
 `train.engine: dask` (`churn train --engine dask`) fits the LightGBM booster with
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
 from rich import box
 from rich.table import Table
 
@@ -232,26 +234,48 @@ def input_fingerprints(cfg: Config) -> dict[str, dict[str, str]]:
     }
 
 
-def save_training_figures(result: TrainResult, *, folder: Path) -> list[Path]:
-    """The test snapshot's evaluation figures as PNG under `folder/plots/`; returns their paths."""
+def contributions_source(kind: str, blend_weight: float) -> str:
+    """Which model's contributions and importance the figures show, for their titles: the kept candidate
+    (`ChurnModel.kind_`: lightgbm, logistic or blend with `blend_weight` on LightGBM)."""
+    if kind == "lightgbm":
+        return "kept model: LightGBM (TreeSHAP)"
+    if kind == "logistic":
+        return "kept model: logistic regression (linear terms)"
+    return (
+        f"kept model: blend of {blend_weight:.1f} x LightGBM (TreeSHAP) "
+        f"+ {1 - blend_weight:.1f} x logistic (linear terms)"
+    )
+
+
+def training_figures(result: TrainResult, *, rows: int = 2000) -> dict[str, Figure]:
+    """The test snapshot's evaluation figures by artifact file name. The importance and contribution figures
+    describe the kept model (`result.model`: LightGBM, logistic or blend) on its first `rows` test customers:
+    importance is each feature's mean |contribution| to the model's log-odds."""
     y_test = result.labels["test"]
     curves = result.probabilities["test"]
     calibrated = {k: v for k, v in curves.items() if k != "lightgbm_uncalibrated"}
-    contributions = result.model.contributions(result.test_features.head(2000))
+    model = result.model
+    contributions = model.contributions(result.test_features.head(rows))
     values = pd.DataFrame(
-        result.model.matrix(result.test_features.head(2000)),
-        index=contributions.index,
-        columns=result.model.feature_names_,
+        model.matrix(result.test_features.head(rows)), index=contributions.index, columns=model.feature_names_
     )
-    figures = {
+    source = contributions_source(model.kind_, model.blend_weight_)
+    measure = f"mean |contribution| to the log-odds, {len(contributions):,} test customers"
+    return {
         "plots/roc_test.png": plots.roc_figure(y_test, calibrated, split_name="test"),
         "plots/precision_recall_test.png": plots.precision_recall_figure(y_test, calibrated, split_name="test"),
         "plots/reliability_test.png": plots.reliability_figure(y_test, curves, split_name="test"),
         "plots/lift_gain_test.png": plots.lift_gain_figure(y_test, calibrated, split_name="test"),
-        "plots/feature_importance.png": plots.feature_importance_figure(result.model.feature_importance()),
-        "plots/shap_summary_test.png": plots.shap_summary_figure(contributions, values, seed=0),
+        "plots/feature_importance.png": plots.feature_importance_figure(
+            contributions.abs().mean(), model=source, measure=measure
+        ),
+        "plots/shap_summary_test.png": plots.shap_summary_figure(contributions, values, model=source, seed=0),
     }
-    return [plots.save_figure(figure, folder / name) for name, figure in figures.items()]
+
+
+def save_training_figures(result: TrainResult, *, folder: Path) -> list[Path]:
+    """`training_figures` as PNG under `folder` (e.g. folder/plots/roc_test.png); returns their paths."""
+    return [plots.save_figure(figure, folder / name) for name, figure in training_figures(result).items()]
 
 
 @dataclass(frozen=True)
