@@ -112,7 +112,8 @@ def features_from_partitions(partitions: Sequence[EventTables], *, as_of: dt.dat
     step on each, concatenated, then the population step over all customers."""
     snapshot_time(as_of)
     aggregates = [customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg) for tables in partitions]
-    frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed")
+    # One chunk per column: the population step's expressions and to_pandas on five chunks cost more than this copy.
+    frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed", rechunk=True)
     return to_pandas_features(population_features_from_aggregates(frame, cfg=cfg), cfg=cfg)
 
 
