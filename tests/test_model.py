@@ -7,12 +7,16 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
 from synthetic import SPECS, synthetic_features
 
 from pipeline.config import TrainConfig
 from pipeline.errors import ScoreError
 from pipeline.model import (
     PROBABILITY_FLOOR,
+    TIE_BREAK_WEIGHT,
     CategoryEncoder,
     ProbabilityCalibrator,
     cross_validated_log_loss,
@@ -114,6 +118,72 @@ def test_planted_signal_is_learned(model):
 def test_isotonic_calibrator_clips_to_the_floor():
     calibrator = ProbabilityCalibrator("isotonic").fit(np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 0.0, 1.0, 1.0]))
     np.testing.assert_allclose(calibrator.transform(np.array([-5.0, 10.0])), [PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR])
+
+
+def test_isotonic_calibrator_breaks_the_ties_of_its_steps():
+    # Isotonic regression pools scores 1 and 2 (labels 1, 0) into one step at 0.5: those customers would tie.
+    scores, y = np.array([0.0, 1.0, 2.0, 3.0]), np.array([0.0, 1.0, 0.0, 1.0])
+    calibrator = ProbabilityCalibrator("isotonic").fit(scores, y)
+    np.testing.assert_allclose(calibrator.estimator_.predict(scores), [0.0, 0.5, 0.5, 1.0])
+    calibrated = calibrator.transform(scores)
+    assert calibrated[1] < calibrated[2]
+    np.testing.assert_allclose(calibrated[1:3], 0.5, atol=TIE_BREAK_WEIGHT)
+
+
+def test_isotonic_calibration_keeps_the_ranking_of_new_scores():
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=3000)
+    y = (rng.random(3000) < 1 / (1 + np.exp(-scores))).astype(float)
+    calibrator = ProbabilityCalibrator("isotonic").fit(scores[:2000], y[:2000])
+    new = scores[2000:]
+    assert len(np.unique(calibrator.estimator_.predict(new))) < 200  # the isotonic steps alone tie many of them
+    assert roc_auc_score(y[2000:], calibrator.transform(new)) == roc_auc_score(y[2000:], new)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-20, 20), st.booleans()), min_size=4, max_size=60),
+    st.lists(st.floats(-40, 40), min_size=2, max_size=40),
+)
+def test_isotonic_calibration_never_ties_what_its_tie_break_separates(rows, new):
+    scores = np.array([s for s, _ in rows])
+    y = np.array([float(label) for _, label in rows])
+    if y.min() == y.max():
+        y[0] = 1.0 - y[0]
+    grid = np.unique(np.array(new))
+    calibrator = ProbabilityCalibrator("isotonic").fit(scores, y)
+    values = calibrator.transform(grid)
+    steps = np.diff(values)
+    assert (steps >= 0).all()
+    if calibrator.tie_break_ is None:
+        assert calibrator.to_dict()["tie_break"] is None
+        return
+    platt = calibrator.tie_break_.predict_proba(grid[:, None])[:, 1]
+    # Strictly increasing wherever the Platt map itself separates two scores and nothing is clipped.
+    separated = (np.diff(platt) > 0) & (values[:-1] > PROBABILITY_FLOOR) & (values[1:] < 1 - PROBABILITY_FLOOR)
+    assert (steps[separated] > 0).all()
+
+
+def test_an_isotonic_calibrator_stored_without_a_tie_break_reads_as_plain_isotonic():
+    # Documents before version 3 hold no tie-break: the steps are read back as they were.
+    calibrator = ProbabilityCalibrator.from_dict({"method": "isotonic", "x": [0.0, 1.0, 2.0], "y": [0.2, 0.2, 0.6]})
+    assert calibrator.tie_break_ is None
+    np.testing.assert_allclose(calibrator.transform(np.array([0.5, 1.0, 1.5, 9.0])), [0.2, 0.2, 0.4, 0.6])
+
+
+@pytest.mark.parametrize(
+    "tie_break, weight, message",
+    [
+        ("platt", 0.01, "calibrator.tie_break must be a mapping"),
+        ({"mean": [0.0], "scale": [1.0], "coef": [2.0], "intercept": [0.0]}, 0.5, "tie_break_weight 0.01"),
+        ({"mean": [0.0], "scale": [1.0], "coef": [-2.0], "intercept": [0.0]}, 0.01, "tie_break.coef must be positive"),
+        ({"mean": [0.0], "scale": [0.0], "coef": [2.0], "intercept": [0.0]}, 0.01, r"tie_break mean, .* \(scale > 0\)"),
+    ],
+)
+def test_a_malformed_tie_break_is_refused(tie_break, weight, message):
+    data = {"method": "isotonic", "x": [0.0, 1.0], "y": [0.2, 0.6], "tie_break": tie_break, "tie_break_weight": weight}
+    with pytest.raises(ValueError, match=message):
+        ProbabilityCalibrator.from_dict(data)
 
 
 def test_unfitted_calibrator_is_refused():
