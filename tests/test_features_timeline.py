@@ -65,6 +65,18 @@ def test_prefix_sums_give_window_sums_and_carried_rows_the_latest_row():
     assert latest_before(flagged, start, end).tolist() == [NONE, NONE, 3, NONE]
 
 
+def test_sums_read_at_a_cut_are_memoised_and_one_value_reads_like_the_whole_row():
+    found, _, _ = timeline()
+    sums = PrefixSums.of(ones=np.ones(6, dtype=np.int64), value=np.array([1, 2, 4, 8, 16, 32]))
+    cut = Cut(t=dt.datetime(1970, 1, 13, tzinfo=dt.UTC), codes=np.array([0, 2, 3]))  # day 12
+    before = cut.sums_at(found, sums, cut.day)
+    assert cut.sums_at(found, sums, cut.day) is before  # a second family reading it gets the same arrays
+    assert (before - cut.sums_at(found, sums, None))["value"].tolist() == [1, 8, 32]
+    since_11 = cut.positions(found, cut.since(1))
+    # prefix sums of the rows before day 11: [1], [1 + 2 + 4 + 8], [1 + 2 + 4 + 8 + 16]
+    assert sums.column_at("value", since_11).tolist() == sums.at(since_11)["value"].tolist() == [1, 15, 31]
+
+
 def test_two_customer_ids_with_the_same_hash_are_an_error_not_a_merge():
     transactions = pl.DataFrame({"customer_id": ["a", "b"]})
     lines = {

@@ -31,6 +31,7 @@ from pipeline.features.registry import (
     LEFT_CENSOR_DAYS,
     PRODUCT_WINDOWS,
     TREND_DAYS,
+    order_windows,
     purchase_day_windows,
     season_window,
 )
@@ -46,13 +47,19 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
     before), _day_gap_sq (sum of squared purchase-day gaps), _first_event_at."""
     timeline, sums = parts.timeline, parts.sums
     start, end = cut.rows(timeline)
-    before, first = sums.at(end), sums.at(start)
+    before, first = cut.sums_at(timeline, sums, cut.day), cut.sums_at(timeline, sums, None)
     season = season_window(cfg.horizon_days)
-    days = {*purchase_day_windows(cfg), *cfg.windows_days, TREND_DAYS, 2 * TREND_DAYS, *season}
-    at = {d: sums.at(cut.positions(timeline, cut.since(d))) for d in days}
+    # Whole rows of sums where RFM reads them too (shared through the cut); only purchase days elsewhere.
+    at = {d: cut.sums_at(timeline, sums, cut.since(d)) for d in order_windows(cfg)}
+    day_starts_at = {d: sums.column_at("day_starts", cut.positions(timeline, cut.since(d)))
+                     for d in {*purchase_day_windows(cfg), *season} - set(at)}
+
+    def read(name: str, days: int) -> np.ndarray:
+        return at[days][name] if days in at else day_starts_at[days]
 
     def total(name: str, since: int | None = None, until: int | None = None) -> np.ndarray:
-        return (before if until is None else at[until])[name] - (first if since is None else at[since])[name]
+        return (before[name] if until is None else read(name, until)) - (
+            first[name] if since is None else read(name, since))
 
     quantity_known = total("quantity_known") > 0
     orders, lines, returns = total("starts"), total("purchase_lines"), total("return_lines")

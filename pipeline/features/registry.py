@@ -47,6 +47,12 @@ def purchase_day_windows(cfg: FeaturesConfig) -> list[int]:
     return sorted({*PURCHASE_DAY_WINDOWS, *cfg.windows_days})
 
 
+def order_windows(cfg: FeaturesConfig) -> set[int]:
+    """Windows (days before `t`) at which RFM and activity read several order-part sums each (the configured
+    windows and the two trend windows); the other purchase-day windows read one sum."""
+    return {*cfg.windows_days, TREND_DAYS, 2 * TREND_DAYS}
+
+
 def season_window(horizon_days: int) -> tuple[int, ...]:
     """(since, until) in days before `t` of the same season a year earlier: [t - 365, t - 365 + horizon);
     empty when the horizon is a year or longer (the window would reach `t`)."""

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.config import FeaturesConfig
-from pipeline.features.registry import TREND_DAYS
+from pipeline.features.registry import TREND_DAYS, order_windows
 from pipeline.features.tables import MONEY_UNITS, NULL_TIME, CategorySpend, OrderParts
 from pipeline.features.timeline import (
     DAY_US,
@@ -74,10 +74,10 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
     """
     timeline, sums = parts.timeline, parts.sums
     start, end = cut.rows(timeline)
-    before = sums.at(end)
-    at = {None: sums.at(start)}
-    for days in {*cfg.windows_days, TREND_DAYS, 2 * TREND_DAYS}:
-        at[days] = sums.at(cut.positions(timeline, cut.since(days)))
+    before = cut.sums_at(timeline, sums, cut.day)
+    at = {None: cut.sums_at(timeline, sums, None)}
+    for days in order_windows(cfg):
+        at[days] = cut.sums_at(timeline, sums, cut.since(days))
 
     def total(name: str, since_days: int | None = None, until_days: int | None = None) -> np.ndarray:
         return (before if until_days is None else at[until_days])[name] - at[since_days][name]

@@ -175,6 +175,10 @@ class PrefixSums:
         """The prefix sums at `positions` (subtract two of these for the sums between them)."""
         return Sums(self.names, np.take(self.matrix, positions, axis=0))  # faster than fancy indexing
 
+    def column_at(self, name: str, positions: np.ndarray) -> np.ndarray:
+        """The prefix sums of one value at `positions` (cheaper than `at` when only one value is read there)."""
+        return self.matrix[positions, self.names.index(name)]
+
 
 @dataclass(frozen=True)
 class Sums:
@@ -240,12 +244,14 @@ def timestamps(series: pl.Series) -> pl.Series:
 class Cut:
     """A snapshot cut: midnight UTC `t` and the customer codes of the feature rows (ascending).
 
-    Positions in a timeline are computed once per cut and day (`positions`), whichever family asks.
+    Positions in a timeline are computed once per cut and day (`positions`), and so are the prefix sums read
+    there (`sums_at`), whichever family asks.
     """
 
     t: dt.datetime
     codes: np.ndarray
     _positions: dict = field(default_factory=dict, repr=False, compare=False)
+    _sums: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def day(self) -> int:
@@ -267,6 +273,14 @@ class Cut:
             found = timeline.starts(self.codes) if day is None else timeline.positions(day, self.codes)
             self._positions[key] = (timeline, found)  # keeps the timeline alive while its id is a key
         return self._positions[key][1]
+
+    def sums_at(self, timeline: Timeline, sums: PrefixSums, day: int | None) -> Sums:
+        """`sums.at(self.positions(timeline, day))` (memoised): the prefix sums of the rows known before `day`
+        (None: before the customer's first row)."""
+        key = (id(sums), day)
+        if key not in self._sums:
+            self._sums[key] = (sums, sums.at(self.positions(timeline, day)))  # keeps `sums` alive, as above
+        return self._sums[key][1]
 
     def rows(self, timeline: Timeline, *, since_days: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(start, end) per row of the timeline rows known before `t` (only the last `since_days` days if given)."""
