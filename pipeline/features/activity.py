@@ -7,7 +7,7 @@ Per-customer step (only the customer's own events known before the cut `t`):
   spend (purchase lines only) overall and per configured window; purchase days in the same season
   a year earlier; internal columns for the features below;
 - `product_aggregates` -> distinct product_ids bought, overall and in the last 90 days
-  (PRODUCT_WINDOWS: each window costs a sort of the customer-product days when first read);
+  (PRODUCT_WINDOWS: each window costs a sort of the customer-product days, done when the tables are prepared);
 - `features` -> purchase_days_trend, gap_cv and the ratios.
 Population step: `add_history_flags` -> history_censored (the customer's first event falls within
 LEFT_CENSOR_DAYS of the earliest event of the data) and NaN for the same-season count when the data

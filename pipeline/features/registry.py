@@ -27,6 +27,7 @@ from typing import Literal
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
+from pipeline.features.tables import PRODUCT_WINDOWS
 from pipeline.reasons import TYPICAL, Phrase, Reason
 
 Kind = Literal["numeric", "categorical"]
@@ -36,8 +37,6 @@ TREND_DAYS = 90  # spend_trend and purchase_days_trend compare the last TREND_DA
 # Purchase days are counted in these windows besides the configured `windows_days` (the windows that
 # lifted models on real logs: two weeks to a year).
 PURCHASE_DAY_WINDOWS = (14, 30, 60, 90, 180, 365)
-# Distinct products are counted in these windows (each costs one sort of the customer-product days).
-PRODUCT_WINDOWS = (90,)
 LEFT_CENSOR_DAYS = 30  # a first event this close to the data's earliest one may be a history cut by the export
 SEASON_LAG_DAYS = 365  # "the same season a year earlier": the label horizon, this many days before `t`
 

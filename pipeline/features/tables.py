@@ -53,6 +53,9 @@ from pipeline.snapshot import known_since, to_polars
 MONEY_UNITS = 10_000  # money and scores are summed as exact integers of 1/MONEY_UNITS of their unit
 NULL_TIME = np.iinfo(np.int64).min  # a missing timestamp in microsecond arrays
 NO_DAY = -(10**7)  # "no previous day" in day arrays: before any day, with room to add a window
+# Distinct products are counted in these windows (each costs one sort of the customer-product days, done while
+# the event tables are prepared, beside the order parts).
+PRODUCT_WINDOWS = (90,)
 
 # The columns of each validated source the features read.
 SOURCE_COLUMNS = {
@@ -165,7 +168,8 @@ class ProductDays:
     customer bought in the `w` days before a cut `t` are the rows with t - w <= day < t whose
     previous day is before t - w: a row counts for the cuts t in (max(day, previous + w), day + w],
     so +1 keyed by max(day, previous + w) and -1 keyed by day + w, summed over the keys before t
-    (`window(w)`, built once per window and kept). `first`: +1 at each pair's first day (all time).
+    (`window(w)`, built once per window and kept; the PRODUCT_WINDOWS when the tables are prepared).
+    `first`: +1 at each pair's first day (all time).
     """
 
     code: np.ndarray
@@ -576,8 +580,11 @@ def _product_days(
     previous = np.where(first, NO_DAY, np.r_[NO_DAY, days[:-1]])
     code = (pair // kinds).astype(np.int64)
     ones = np.ones(int(first.sum()), dtype=np.int64)
-    return ProductDays(code=code, day=days, previous=previous, customers=customers,
-                       first=_stream(code[first], days[first], customers=customers, delta=ones))
+    product_days = ProductDays(code=code, day=days, previous=previous, customers=customers,
+                               first=_stream(code[first], days[first], customers=customers, delta=ones))
+    for window in PRODUCT_WINDOWS:  # here, in the preparation's thread pool, not in the first snapshot
+        product_days.window(window)
+    return product_days
 
 
 # --- other sources -------------------------------------------------------------------------------
