@@ -254,3 +254,13 @@ def test_distinct_pairs_give_each_row_its_own_pair():
     np.testing.assert_array_equal(inverse, [0, 1, 0, 2, 3, 4, 4])
     empty = btyd.distinct_pairs(np.array([]), np.array([]))
     assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_p_alive_from_distinct_pairs_is_the_same_float_for_every_customer():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, 500).astype(float)
+    big_t = rng.integers(1, 60, 500) / 7.0
+    t_x = np.where(x > 0, np.floor(rng.uniform(0, 1, 500) * big_t * 7) / 7.0, 0.0)
+    params = btyd.BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.4)
+    paired = btyd._paired_p_alive(params, btyd.PairedSummaries.of(x, t_x, big_t))
+    np.testing.assert_array_equal(paired, btyd.p_alive(params, x, t_x, big_t))

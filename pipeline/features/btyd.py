@@ -283,6 +283,16 @@ def _p_alive(params: BGNBDParams, data: Summaries) -> np.ndarray:
     return np.where(data.x > 0, expit(a3 - a4), 1.0)
 
 
+def _paired_p_alive(params: BGNBDParams, data: PairedSummaries) -> np.ndarray:
+    """`_p_alive` with a3 computed once per distinct (x, T) pair and a4 once per (x, t_x) pair (the same floats)."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    (x_tx, tx, at_tx), (x_T, pair_T, at_T) = data.pairs
+    a3 = (-(r + x_T) * np.log(alpha + pair_T))[at_T]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a4 = np.where(x_tx > 0, np.log(a) - np.log(b + x_tx - 1) - (r + x_tx) * np.log(alpha + tx), -np.inf)[at_tx]
+    return np.where(data.x > 0, expit(a3 - a4), 1.0)
+
+
 def expected_purchases(params: BGNBDParams, horizon, frequency, recency, T) -> np.ndarray:
     """Expected purchases in (T, T + horizon] given (x, t_x, T); NaN where not finite."""
     return _expected_purchases(params, horizon, Summaries.of(frequency, recency, T))
@@ -333,23 +343,24 @@ class PairedSummaries:
         return cls(x, t_x, big_t, tuple(distinct_pairs(x, time) for time in (t_x, big_t)))
 
 
-def _pnbd_terms(params, data: PairedSummaries) -> tuple[np.ndarray, ...]:
-    """Per customer: log of the constant part A1, of "alive at T" and of "dropped out in (t_x, T]" (Fader &
-    Hardie's note 009, equations 18-20)."""
+def _pnbd_terms(params, data: PairedSummaries, *, constant: bool = True) -> tuple[np.ndarray | None, ...]:
+    """Per customer: log of the constant part A1 (None unless `constant`), of "alive at T" and of "dropped out
+    in (t_x, T]" (Fader & Hardie's note 009, equations 18-20). Whatever depends on (x, t_x) or (x, T) only is
+    computed once per distinct pair and gathered."""
     r, alpha, s, beta = params
     big, diff = (alpha, alpha - beta) if alpha >= beta else (beta, beta - alpha)
 
-    def log_part(px: np.ndarray, pt: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    def log_part(px: np.ndarray, pt: np.ndarray) -> np.ndarray:
         p_rsx = r + s + px
         second = s + 1.0 if alpha >= beta else r + px
-        values = np.log(hyp2f1(p_rsx, second, p_rsx + 1.0, diff / (big + pt))) - p_rsx * np.log(big + pt)
-        return values[inverse]
+        return np.log(hyp2f1(p_rsx, second, p_rsx + 1.0, diff / (big + pt))) - p_rsx * np.log(big + pt)
 
-    x, big_t = data.x, data.T
-    log_tx, log_T = (log_part(*pair) for pair in data.pairs)
+    x = data.x
+    (x_tx, tx, at_tx), (x_T, pair_T, at_T) = data.pairs
+    log_tx, log_T = log_part(x_tx, tx)[at_tx], log_part(x_T, pair_T)[at_T]
     log_a0 = log_tx + np.log1p(-np.exp(log_T - log_tx))  # -inf when t_x == T (no time to drop out in)
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta)
-    alive = -(r + x) * np.log(alpha + big_t) - s * np.log(beta + big_t)
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha) + s * np.log(beta) if constant else None
+    alive = (-(r + x_T) * np.log(alpha + pair_T) - s * np.log(beta + pair_T))[at_T]
     dropped = np.log(s) + log_a0 - np.log(r + s + x)
     return a1, alive, dropped
 
@@ -380,7 +391,7 @@ def pnbd_p_alive(params: ParetoNBDParams, frequency, recency, T) -> np.ndarray:
 
 def _pnbd_p_alive(params: ParetoNBDParams, data: PairedSummaries) -> np.ndarray:
     with np.errstate(all="ignore"):
-        _, alive, dropped = _pnbd_terms(_pnbd_array(params), data)
+        _, alive, dropped = _pnbd_terms(_pnbd_array(params), data, constant=False)
         return np.exp(alive - np.logaddexp(alive, dropped))
 
 
@@ -462,7 +473,7 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
         _log_fit("BG/NBD", bgnbd)
         data = Summaries.of(x, t_x, big_t, distinct=False)
         with np.errstate(all="ignore"):
-            alive = _p_alive(bgnbd.params, data)
+            alive = _paired_p_alive(bgnbd.params, paired)
             expected = _expected_purchases(bgnbd.params, horizon, data, alive, pairs=paired.pairs[1])
         alive = np.where(np.isfinite(alive), alive, np.nan)
     pnbd_alive = pnbd_expected = missing
