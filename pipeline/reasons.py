@@ -144,22 +144,22 @@ def _reasons(names: Sequence[str], specs: Iterable[ReasonSpec], available: set[s
 def typical_values(features: pd.DataFrame, specs: Iterable[ReasonSpec]) -> dict[str, float]:
     """Median of every numeric feature whose reason compares with TYPICAL, over the rows of `features`
     (the scored population); NaN values are left out, a column with no values gives NaN (never true), and so
-    does one whose middle values are -inf and +inf (their mean is undefined: numpy's invalid-value warning is
-    expected there, not a fault)."""
+    does one whose middle values are -inf and +inf (their mean is undefined); middle values near the float
+    maximum give inf (their sum overflows). numpy warns in both cases: expected there, not a fault."""
     names = [
         spec.name
         for spec in specs
         if isinstance(spec.reason, Reason) and spec.name in features.columns
         and any(threshold == TYPICAL for phrase in spec.reason.phrases for _, threshold in phrase.when)
     ]
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         return {name: float(pd.to_numeric(features[name], errors="coerce").median()) for name in names}
 
 
 def _holds(phrase: Phrase, own: np.ndarray, typical: float) -> np.ndarray:
     """Where every condition of `phrase` holds for the feature's own values (NaN: never)."""
     mask = np.ones(len(own), dtype=bool)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         for op, threshold in phrase.when:
             mask &= OPERATORS[op](own, typical if threshold == TYPICAL else float(threshold))
     return mask

@@ -105,7 +105,7 @@ def money(values: np.ndarray, _arg: str = "") -> np.ndarray:
     """Amounts rounded by size: '12.50' below 100, '1,234' below a million, '2.3 million' above. An amount that
     rounds to zero is '0.00' (never '-0.00')."""
     v = values.astype(float)
-    v = np.where(np.round(v, 2) == 0, 0.0, v)
+    v = np.where(np.abs(v) < 0.005, 0.0, v)  # what "{:,.2f}" shows as 0.00, without its sign
     size = np.abs(v)
     return _choose(
         [size < 100, size < 1e6, size >= 1e6],

@@ -291,9 +291,12 @@ def test_registry_reasons_never_contradict_or_print_nonsense(data, contributions
 
 
 def test_typical_value_is_nan_when_the_middle_values_are_minus_and_plus_infinity():
-    frame = pd.DataFrame({"gross_spend_all": [-np.inf, np.inf], "frequency_all": [1.0, np.inf]})
+    frame = pd.DataFrame(
+        {"gross_spend_all": [-np.inf, np.inf], "frequency_all": [1.0, np.inf], "monetary_all": [1e308, 1.5e308]}
+    )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # numpy's "invalid value encountered" is expected and silenced there
+        warnings.simplefilter("error")  # numpy's "invalid value" / "overflow" are expected and silenced there
         typical = typical_values(frame, REGISTRY_SPECS)
     assert np.isnan(typical["gross_spend_all"])
     assert typical["frequency_all"] == np.inf
+    assert typical["monetary_all"] == np.inf  # (1e308 + 1.5e308) / 2 overflows in the sum
