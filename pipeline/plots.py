@@ -157,11 +157,11 @@ def feature_importance_figure(importance: pd.Series, *, model: str, measure: str
     total over all features. The title names whose importance it is (`model`) and what was measured (`measure`)."""
     shown = importance.sort_values(ascending=False).head(top)[::-1]
     total = float(importance.sum()) or 1.0
-    figure, (ax,) = new_figure(size=(7.0, max(3.0, 0.3 * len(shown) + 1.5)))
-    ax.barh(shown.index, 100 * shown.to_numpy() / total, color="tab:blue", label=f"share of total {measure}")
+    figure, (ax,) = new_figure(size=(9.0, max(3.5, 0.3 * len(shown) + 2.0)))
+    ax.barh(shown.index, 100 * shown.to_numpy() / total, color="tab:blue", label="share of the total")
     ax.set(
-        title=f"Feature importance of the {model}\n(top {len(shown)} by {measure})",
-        xlabel=f"share of total {measure} (%)",
+        title=f"Feature importance\n{model}\ntop {len(shown)} by {measure}",
+        xlabel="share of the total over all features (%)",
         ylabel="feature",
     )
     ax.legend(loc="lower right")
@@ -191,7 +191,7 @@ def shap_summary_figure(
     ranking = contributions.abs().mean().sort_values(ascending=False).head(top)
     features = list(ranking.index[::-1])
     percentiles = values[features].rank(pct=True)
-    figure, (ax,) = new_figure(size=(8.0, max(3.5, 0.4 * len(features) + 1.5)))
+    figure, (ax,) = new_figure(size=(9.0, max(4.0, 0.4 * len(features) + 2.0)))
     scatter = None
     for position, name in enumerate(features):
         x = contributions[name].to_numpy()
@@ -206,7 +206,7 @@ def shap_summary_figure(
     ax.axvline(0.0, color="black", linewidth=0.8, label="no effect")
     ax.set_yticks(range(len(features)), features)
     ax.set(
-        title=f"Per-customer feature contributions of the {model}\n(top {len(features)} by mean |contribution|)",
+        title=f"Per-customer feature contributions\n{model}\ntop {len(features)} by mean |contribution|",
         xlabel="contribution to churn score (log-odds; > 0 raises risk)",
         ylabel="feature",
     )

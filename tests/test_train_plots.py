@@ -106,7 +106,7 @@ def test_feature_importance_figure_shows_the_top_features():
     importance = pd.Series({"a": 5.0, "b": 1.0, "c": 3.0})
     figure = plots.feature_importance_figure(importance, model="kept model: X", measure="mean |contribution|", top=2)
     _check(figure)
-    assert figure.axes[0].get_title() == "Feature importance of the kept model: X\n(top 2 by mean |contribution|)"
+    assert figure.axes[0].get_title() == "Feature importance\nkept model: X\ntop 2 by mean |contribution|"
     assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["c", "a"]
     widths = [bar.get_width() for bar in figure.axes[0].patches]
     np.testing.assert_allclose(widths, [100 * 3 / 9, 100 * 5 / 9])  # share of the total over all 3 features
@@ -150,5 +150,5 @@ def test_the_contributions_source_names_the_kept_candidate():
     assert contributions_source("lightgbm", 1.0) == "kept model: LightGBM (TreeSHAP)"
     assert contributions_source("logistic", 0.0) == "kept model: logistic regression (linear terms)"
     assert contributions_source("blend", 0.8) == (
-        "kept model: blend of 0.8 x LightGBM (TreeSHAP) + 0.2 x logistic (linear terms)"
+        "kept model: blend, 0.8 LightGBM (TreeSHAP) + 0.2 logistic (linear terms)"
     )

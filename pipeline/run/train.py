@@ -241,10 +241,7 @@ def contributions_source(kind: str, blend_weight: float) -> str:
         return "kept model: LightGBM (TreeSHAP)"
     if kind == "logistic":
         return "kept model: logistic regression (linear terms)"
-    return (
-        f"kept model: blend of {blend_weight:.1f} x LightGBM (TreeSHAP) "
-        f"+ {1 - blend_weight:.1f} x logistic (linear terms)"
-    )
+    return f"kept model: blend, {blend_weight:.1f} LightGBM (TreeSHAP) + {1 - blend_weight:.1f} logistic (linear terms)"
 
 
 def training_figures(result: TrainResult, *, rows: int = 2000) -> dict[str, Figure]:
