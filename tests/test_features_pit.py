@@ -178,13 +178,20 @@ def test_partitioned_by_customer_equals_single_machine_exactly():
         assert_frame_equal(partitioned, single, check_exact=True)
 
 
+def range_partitioned_tables(events, *, partitions: int) -> list:
+    """The polars engine's event tables of `events` in `partitions` customer ranges, each customer in one."""
+    frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
+    tables = partitioned_event_tables(frames, partitions=partitions)
+    assert len(tables) == partitions
+    assert sum(t.customers for t in tables) == events.transactions["customer_id"].nunique()
+    return tables
+
+
 def test_tables_prepared_per_customer_partition_give_the_same_features_and_labels():
     """The polars engine's memory-bounded path: event tables per customer partition, read together."""
     events = synthetic_events(300, seed=4)
     cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
-    frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
-    tables = partitioned_event_tables(frames, partitions=4)
-    assert len(tables) == 4 and sum(t.customers for t in tables) == events.transactions["customer_id"].nunique()
+    tables = range_partitioned_tables(events, partitions=4)
     for as_of in (AS_OF, dt.date(2024, 3, 1)):
         assert_frame_equal(features_from_partitions(tables, as_of=as_of, cfg=cfg),
                            build_features(events, as_of=as_of, cfg=cfg), check_exact=True)
@@ -228,9 +235,7 @@ def test_partition_bounds_weigh_customers_by_their_rows():
 def test_more_partitions_than_customers_give_the_same_features():
     events = synthetic_events(3, seed=2)
     cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
-    frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
-    tables = partitioned_event_tables(frames, partitions=5)
-    assert len(tables) == 5 and sum(t.customers for t in tables) == events.transactions["customer_id"].nunique()
+    tables = range_partitioned_tables(events, partitions=5)
     # Not bit for bit: polars divides a 3-row column and a 2-row one differently in the last bit (recency_days).
     assert_frame_equal(features_from_partitions(tables, as_of=AS_OF, cfg=cfg),
                        build_features(events, as_of=AS_OF, cfg=cfg), rtol=1e-12)
