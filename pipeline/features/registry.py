@@ -21,6 +21,7 @@ days_since_redemption NaN, region null. Each description says which applies.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,6 +105,23 @@ BELOW_TYPICAL = ("<", TYPICAL)
 ABOVE_TYPICAL = (">", TYPICAL)
 
 
+def _window_counts(prefix: str, family: str, description: str, windows: Iterable[int], *, none: str, only: str,
+                   unit: str, neutral: str | None = None) -> list[FeatureSpec]:
+    """`{prefix}_{w}d` per window: a count whose fall raises risk, said as `none` (zero in the window), as
+    "`only` <count> in the last w days, fewer than the typical customer", else as `neutral` + the count.
+    `description` and `none` may use {w}."""
+    def count(w: int) -> str:
+        return f"{{{prefix}_{w}d:count:{unit}}}"
+
+    return [
+        _n(f"{prefix}_{w}d", family, description.format(w=w), "down", _reason(
+            _says(none.format(w=w), ("==", 0)),
+            _says(f"{only} {count(w)} in the last {w} days, fewer than the typical customer", POSITIVE, BELOW_TYPICAL),
+            neutral=None if neutral is None else f"{neutral} in the last {w} days ({count(w)})"))
+        for w in windows
+    ]
+
+
 def _rfm(windows: list[int]) -> list[FeatureSpec]:
     return [
         _n("recency_days", "rfm", "Days since the last purchase.", "up", _reason(
@@ -112,12 +130,9 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
             _says("has ordered only once so far", ("==", 1)),
             _says("only {frequency_all:count:order} so far, fewer than the typical customer", POSITIVE, BELOW_TYPICAL),
             neutral="their number of orders ({frequency_all:count:order})")),
-        *[_n(f"frequency_{w}d", "rfm", f"Number of orders in the last {w} days.", "down", _reason(
-            _says(f"no orders in the last {w} days", ("==", 0)),
-            _says(f"only {{frequency_{w}d:count:order}} in the last {w} days, fewer than the typical customer",
-                  POSITIVE, BELOW_TYPICAL),
-            neutral=f"their number of orders in the last {w} days ({{frequency_{w}d:count:order}})"))
-          for w in windows],
+        *_window_counts("frequency", "rfm", "Number of orders in the last {w} days.", windows,
+                        none="no orders in the last {w} days", only="only", unit="order",
+                        neutral="their number of orders"),
         _n("monetary_all", "rfm", "Net spend ever (purchases minus returns).", "down", _reason(
             _says("spent only {monetary_all:money} in total, less than the typical customer", POSITIVE, BELOW_TYPICAL),
             _says("returned more than they bought since their history starts", ("<", 0)),
@@ -191,12 +206,9 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
             _says("bought on only {purchase_days_all:count:day} so far, fewer than the typical customer",
                   POSITIVE, BELOW_TYPICAL),
             neutral="their number of purchase days ({purchase_days_all:count:day})")),
-        *[_n(f"purchase_days_{w}d", "activity", f"Distinct days with a purchase in the last {w} days.", "down", _reason(
-            _says(f"no purchases in the last {w} days", ("==", 0)),
-            _says(f"bought on only {{purchase_days_{w}d:count:day}} in the last {w} days, fewer than the typical "
-                  "customer", POSITIVE, BELOW_TYPICAL),
-            neutral=f"their purchase days in the last {w} days ({{purchase_days_{w}d:count:day}})"))
-          for w in purchase_day_windows(cfg)],
+        *_window_counts("purchase_days", "activity", "Distinct days with a purchase in the last {w} days.",
+                        purchase_day_windows(cfg), none="no purchases in the last {w} days", only="bought on only",
+                        unit="day", neutral="their purchase days"),
         _n("purchase_days_trend", "activity",
            f"Purchase days in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped) "
            "to +1 (only recent); NaN when both are zero.", "down", _reason(
@@ -210,22 +222,15 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
            "of the customer has a quantity).", "down", _reason(
             _says("bought only {quantity_all:count:item} so far, fewer than the typical customer",
                   POSITIVE, BELOW_TYPICAL))),
-        *[_n(f"quantity_{w}d", "activity", f"Items bought in the last {w} days (NaN when quantities are unknown).",
-             "down", _reason(
-              _says(f"bought no items in the last {w} days", ("==", 0)),
-              _says(f"bought only {{quantity_{w}d:count:item}} in the last {w} days, fewer than the typical "
-                    "customer", POSITIVE, BELOW_TYPICAL)))
-          for w in windows],
+        *_window_counts("quantity", "activity", "Items bought in the last {w} days (NaN when quantities are unknown).",
+                        windows, none="bought no items in the last {w} days", only="bought only", unit="item"),
         _n("products_all", "activity", "Distinct product_ids bought (NaN when no purchase line of the customer has "
            "a product_id).", "down", _reason(
             _says("bought only {products_all:count:different product} so far, fewer than the typical customer",
                   POSITIVE, BELOW_TYPICAL))),
-        *[_n(f"products_{w}d", "activity", f"Distinct product_ids bought in the last {w} days (NaN when products "
-             "are unknown).", "down", _reason(
-              _says(f"bought no products in the last {w} days", ("==", 0)),
-              _says(f"bought only {{products_{w}d:count:different product}} in the last {w} days, fewer than the "
-                    "typical customer", POSITIVE, BELOW_TYPICAL)))
-          for w in PRODUCT_WINDOWS],
+        *_window_counts("products", "activity", "Distinct product_ids bought in the last {w} days (NaN when products "
+                        "are unknown).", PRODUCT_WINDOWS, none="bought no products in the last {w} days",
+                        only="bought only", unit="different product"),
         _n("lines_per_order", "activity", "Purchase lines per order (basket breadth).", "down", _reason(
             _says("about {lines_per_order:number} lines per order, fewer than the typical customer",
                   POSITIVE, BELOW_TYPICAL))),
@@ -333,12 +338,9 @@ def _loyalty(windows: list[int]) -> list[FeatureSpec]:
                    _says("has only {points_balance:count:unused point}, fewer than the typical customer",
                          POSITIVE, BELOW_TYPICAL),
                    neutral="their points balance ({points_balance:count:point})")),
-        *[_n(f"points_earned_{w}d", "loyalty", f"Points earned in the last {w} days (0 if none).", "down", _reason(
-            _says(f"earned no points in the last {w} days", ("==", 0)),
-            _says(f"earned only {{points_earned_{w}d:count:point}} in the last {w} days, fewer than the typical "
-                  "customer", POSITIVE, BELOW_TYPICAL),
-            neutral=f"their points earned in the last {w} days ({{points_earned_{w}d:count:point}})"))
-          for w in windows],
+        *_window_counts("points_earned", "loyalty", "Points earned in the last {w} days (0 if none).", windows,
+                        none="earned no points in the last {w} days", only="earned only", unit="point",
+                        neutral="their points earned"),
         *[_n(f"points_redeemed_{w}d", "loyalty", f"Points redeemed in the last {w} days (0 if none).", "down",
              _reason(_says(f"redeemed no points in the last {w} days", ("==", 0)),
                      neutral=f"their points redeemed in the last {w} days ({{points_redeemed_{w}d:count:point}})"))
