@@ -159,8 +159,10 @@ def test_isotonic_calibration_never_ties_what_its_tie_break_separates(rows, new)
         assert calibrator.to_dict()["tie_break"] is None
         return
     platt = calibrator.tie_break_.predict_proba(grid[:, None])[:, 1]
-    # Strictly increasing wherever the Platt map itself separates two scores and nothing is clipped.
-    separated = (np.diff(platt) > 0) & (values[:-1] > PROBABILITY_FLOOR) & (values[1:] < 1 - PROBABILITY_FLOOR)
+    # Strictly increasing wherever the Platt map separates two scores by more than float rounding and
+    # nothing is clipped.
+    separated = (TIE_BREAK_WEIGHT * np.diff(platt) > 1e-12) & (values[:-1] > PROBABILITY_FLOOR)
+    separated &= values[1:] < 1 - PROBABILITY_FLOOR
     assert (steps[separated] > 0).all()
 
 
