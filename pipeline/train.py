@@ -8,14 +8,16 @@ predictions behind them. The runner (`pipeline.run.train`) reads files and talks
 How LightGBM is chosen and fitted (see `pipeline.split` for the snapshots):
 - `cfg.search_trials` configurations drawn at random (seeded) from a grid sized to the data
   (`search_space`: a few thousand rows get small, strongly regularised trees), the first always the
-  tier's default, are fitted on each rolling-origin fold with early stopping on the fold's validation
-  snapshot (average precision). The best mean validation PR-AUC wins; its number of rounds is the mean
-  of its folds' best iterations.
+  tier's default, plus (with a search, when the registry gives feature directions) the default's twin
+  with those directions as monotone constraints, are fitted on each rolling-origin fold with early
+  stopping on the fold's validation snapshot (average precision). The best mean validation PR-AUC
+  wins; its number of rounds is the mean of its folds' best iterations.
 - The final booster is that configuration, with those rounds, on every snapshot whose label window
   ends by the test snapshot (all the labelled history at the cut). `production_model` refits it once
   more on every labelled snapshot, the test one included: that is the model `churn train` registers.
-- The calibrator (isotonic or Platt) is fitted on the winner's out-of-fold predictions and kept only
-  when it lowers their log loss; otherwise the booster's own probability is used and the metrics say so.
+- The calibrator (isotonic with a Platt tie-break, or Platt) is fitted on the winner's out-of-fold
+  predictions and kept only when it lowers their log loss; otherwise the booster's own probability is
+  used and the metrics say so. Either map is strictly increasing: calibration never changes the ranking.
 Class imbalance via `scale_pos_weight = negatives / positives` on the rows fitted. Fixed threads,
 `deterministic=True` and `force_row_wise=True` make the same seed give the same model. In each fold
 the LightGBM Datasets are binned once and shared by every trial. On large folds the trials run on a
@@ -124,19 +126,31 @@ class FeatureSpecLike(Protocol):
     name: str
     family: str
     kind: str
+    direction: str
+
+
+# The registry's direction of a feature as a LightGBM monotone constraint (+1: more of it, more churn risk).
+MONOTONE_DIRECTIONS = {"up": 1, "down": -1}
 
 
 @dataclass(frozen=True)
 class FeatureColumns:
-    """The features a model is trained on, by kind; `rfm` are the logistic baseline's inputs."""
+    """The features a model is trained on, by kind; `rfm` are the logistic baseline's inputs; `directions`
+    the registry's known direction of numeric features (+1 more risk, -1 less; absent: none)."""
 
     numeric: list[str]
     categorical: list[str]
     rfm: list[str]
+    directions: dict[str, int] = field(default_factory=dict)
 
     @property
     def all(self) -> list[str]:
         return [*self.numeric, *self.categorical]
+
+    @property
+    def monotone_constraints(self) -> list[int]:
+        """One LightGBM monotone constraint per column of `all` (0: free; categorical columns are free)."""
+        return [self.directions.get(name, 0) if name in self.numeric else 0 for name in self.all]
 
 
 @dataclass
@@ -178,7 +192,13 @@ def select_feature_columns(
     numeric = [s.name for s in kept if s.kind != "categorical"]
     categorical = [s.name for s in kept if s.kind == "categorical"]
     rfm = [s.name for s in kept if s.family == "rfm" and s.kind != "categorical"]
-    return FeatureColumns(numeric, categorical, rfm or [n for n in DEFAULT_RFM_FEATURES if n in numeric]), dropped
+    directions = {
+        s.name: MONOTONE_DIRECTIONS[s.direction]
+        for s in kept
+        if s.kind != "categorical" and s.direction in MONOTONE_DIRECTIONS
+    }
+    rfm = rfm or [n for n in DEFAULT_RFM_FEATURES if n in numeric]
+    return FeatureColumns(numeric, categorical, rfm, directions), dropped
 
 
 def search_space(training_rows: int) -> tuple[str, dict[str, list[Any]]]:
@@ -192,9 +212,16 @@ def search_space(training_rows: int) -> tuple[str, dict[str, list[Any]]]:
 
 
 def search_candidates(
-    *, trials: int, seed: int, max_depth: int, space: dict[str, list[Any]] | None = None
+    *,
+    trials: int,
+    seed: int,
+    max_depth: int,
+    space: dict[str, list[Any]] | None = None,
+    monotone: bool = False,
 ) -> list[dict[str, Any]]:
-    """`trials` distinct LightGBM configurations from `space` (default: the large grid): the default first, then seeded draws."""
+    """`trials` distinct LightGBM configurations from `space` (default: the large grid): the default first, then
+    seeded draws; with `monotone` and more than one trial, also the default's monotone twin (`"monotone": True`:
+    the registry's feature directions as monotone constraints, see `lightgbm_params`), last."""
     space = SEARCH_SPACES["large"] if space is None else space
     rng = np.random.default_rng(seed)
     default = {name: values[0] for name, values in space.items()}
@@ -204,6 +231,10 @@ def search_candidates(
         draw = {name: values[int(rng.integers(len(values)))] for name, values in space.items()}
         if draw not in candidates:
             candidates.append(draw)
+    if monotone and trials > 1:
+        # Few, smooth signals (purchase logs: recency, frequency, spend) can favour a model that only bends the
+        # known way: less variance on small data, no reversed steps where the data are thin. The folds decide.
+        candidates.append({**default, "monotone": True})
     if max_depth > 0:
         # A tree of depth d has at most 2**d leaves; larger num_leaves would only trigger warnings.
         candidates = [{**c, "num_leaves": min(c["num_leaves"], 2**max_depth)} for c in candidates]
@@ -211,9 +242,23 @@ def search_candidates(
 
 
 def lightgbm_params(
-    candidate: dict[str, Any], *, scale_pos_weight: float, cfg: TrainConfig, training_rows: int
+    candidate: dict[str, Any],
+    *,
+    scale_pos_weight: float,
+    cfg: TrainConfig,
+    training_rows: int,
+    monotone_constraints: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Full LightGBM parameters for one candidate: fixed seed, threads and row-wise histograms."""
+    """Full LightGBM parameters for one candidate: fixed seed, threads and row-wise histograms.
+
+    A candidate with `"monotone": True` gets `monotone_constraints` (one per feature column, see
+    `FeatureColumns.monotone_constraints`) with LightGBM's "advanced" method.
+    """
+    candidate = dict(candidate)
+    if candidate.pop("monotone", False):
+        candidate.update(
+            monotone_constraints=list(monotone_constraints), monotone_constraints_method="advanced"
+        )
     return {
         "objective": "binary",
         "metric": ["average_precision", "binary_logloss"],
@@ -496,11 +541,18 @@ def fit_lightgbm(
     y_all = _labels(train)
     scale_pos_weight = float((y_all == 0).sum() / y_all.sum())
     tier, space = search_space(len(y_all))
+    constraints = columns.monotone_constraints
     candidates = search_candidates(
-        trials=cfg.search_trials, seed=cfg.seed, max_depth=cfg.max_depth, space=space
+        trials=cfg.search_trials, seed=cfg.seed, max_depth=cfg.max_depth, space=space, monotone=any(constraints)
     )
     candidate_params = [
-        lightgbm_params(candidate, scale_pos_weight=scale_pos_weight, cfg=cfg, training_rows=len(y_all))
+        lightgbm_params(
+            candidate,
+            scale_pos_weight=scale_pos_weight,
+            cfg=cfg,
+            training_rows=len(y_all),
+            monotone_constraints=constraints,
+        )
         for candidate in candidates
     ]
     fold_records: list[list[dict[str, Any]]] = []

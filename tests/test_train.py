@@ -18,6 +18,7 @@ from pipeline.train import (
     LIGHTGBM,
     LIGHTGBM_UNCALIBRATED,
     SEARCH_SPACES,
+    FeatureColumns,
     backtest_summary,
     boost,
     customer_sample_mask,
@@ -153,6 +154,67 @@ def test_search_candidates_default_first_distinct_and_depth_bounded():
     assert all(c["num_leaves"] <= 16 for c in candidates)
     assert len({json.dumps(c, sort_keys=True) for c in search_candidates(trials=6, seed=1, max_depth=-1)}) == 6
     assert search_candidates(trials=6, seed=1, max_depth=4) == candidates
+
+
+def test_the_defaults_monotone_twin_is_a_search_candidate_only_with_directions_and_a_search():
+    drawn = search_candidates(trials=6, seed=1, max_depth=4)
+    with_twin = search_candidates(trials=6, seed=1, max_depth=4, monotone=True)
+    assert with_twin[:6] == drawn  # the seeded draws do not move
+    assert with_twin[6] == {**drawn[0], "monotone": True}
+    assert search_candidates(trials=1, seed=1, max_depth=4, monotone=True) == drawn[:1]  # no search, no twin
+
+
+def test_registry_directions_become_one_monotone_constraint_per_column(table):
+    specs = [
+        spec("recency_days", direction="up"),
+        spec("frequency_all", direction="down"),
+        spec("noise", direction="none"),
+        spec("region", "customer", "categorical"),
+    ]
+    columns, _ = select_feature_columns(table, specs)
+    assert columns.all == ["recency_days", "frequency_all", "noise", "region"]
+    assert columns.monotone_constraints == [1, -1, 0, 0]
+    twin = lightgbm_params(
+        {"num_leaves": 7, "monotone": True},
+        scale_pos_weight=1.0,
+        cfg=SETTINGS,
+        training_rows=100,
+        monotone_constraints=columns.monotone_constraints,
+    )
+    assert "monotone" not in twin
+    assert (twin["monotone_constraints"], twin["monotone_constraints_method"]) == ([1, -1, 0, 0], "advanced")
+    plain = lightgbm_params({"num_leaves": 7}, scale_pos_weight=1.0, cfg=SETTINGS, training_rows=100)
+    assert "monotone_constraints" not in plain
+
+
+def test_the_folds_try_the_monotone_twin_when_the_registry_gives_directions(table, split):
+    directed = [spec(s.name, s.family, s.kind, direction="up" if s.name == "recency_days" else "none") for s in SPECS]
+    result = train_models(table, specs=directed, split=split, cfg=SETTINGS, retention=RETENTION)
+    assert [t.get("monotone", False) for t in result.trials] == [False, False, True]
+    assert all(len(t["folds"]) == len(split.folds) for t in result.trials)
+    if result.best_params["trial"] == 2:
+        assert result.best_params["monotone_constraints"][0] == 1
+
+
+def test_the_monotone_twin_only_bends_the_known_way():
+    # Churn risk falls with x1 overall but rises again at its top: a free model follows the bump, the twin may not.
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.uniform(0, 10, 4000), rng.normal(size=4000)
+    logit = -0.6 * x1 + 4.0 * (x1 > 8) + x2
+    y = (rng.uniform(size=4000) < 1 / (1 + np.exp(-logit))).astype("float64")
+    columns = FeatureColumns(["x1", "x2"], [], [], {"x1": -1})
+    grid = np.column_stack([np.linspace(0, 10, 201), np.zeros(201)])
+    for monotone, decreasing in ((False, False), (True, True)):
+        params = lightgbm_params(
+            {"num_leaves": 7, "learning_rate": 0.1, "monotone": monotone},
+            scale_pos_weight=1.0,
+            cfg=SETTINGS,
+            training_rows=4000,
+            monotone_constraints=columns.monotone_constraints,
+        )
+        booster = fit_booster(np.column_stack([x1, x2]), y, None, None, params=params, columns=columns,
+                              cfg=SETTINGS.model_copy(update={"num_boost_round": 100}))
+        assert bool((np.diff(booster.predict(grid, raw_score=True)) <= 1e-12).all()) is decreasing
 
 
 def test_dask_engine_without_a_cluster_is_refused_with_a_clear_message(table, split):
