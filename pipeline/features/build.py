@@ -114,6 +114,7 @@ def features_from_partitions(partitions: Sequence[EventTables], *, as_of: dt.dat
     aggregates = [customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg) for tables in partitions]
     # One chunk per column: the population step's expressions and to_pandas on five chunks cost more than this copy.
     frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed", rechunk=True)
+    del aggregates  # the rechunked frame is a copy: the partitions' rows need not stay in memory beside it
     return to_pandas_features(population_features_from_aggregates(frame, cfg=cfg), cfg=cfg)
 
 
