@@ -1024,9 +1024,45 @@ def production_model(
     return model, [d.date().isoformat() for d in dates]
 
 
+KEPT = "kept"
+
+
 def backtest_summary(results: Sequence[TrainResult]) -> dict[str, Any]:
-    """Per fold the split and test metrics, and per model and metric the mean and spread over folds."""
-    return {
-        "folds": [{"split": r.split.as_dict(), "test": r.metrics["test"]} for r in results],
-        "summary": summarise_folds([{"test": r.metrics["test"]} for r in results]),
+    """Per fold the split, the candidate kept and the test metrics; per model and metric the mean and spread
+    over folds ("kept": whichever candidate each fold kept, i.e. what `churn train` would have registered);
+    and the test ROC-AUC lead of LightGBM and of the kept model over each fold's best baseline, per fold and
+    on average, with a plain statement."""
+    kept = [r.metrics["model_choice"]["chosen"] for r in results]
+    tests = [{"test": {**r.metrics["test"], KEPT: r.metrics["test"][name]}} for r, name in zip(results, kept)]
+    leads: dict[str, list[float]] = {LIGHTGBM: [], KEPT: []}
+    for r, name in zip(results, kept):
+        candidates = r.metrics["comparison"]["candidates"]
+        if candidates:
+            leads[LIGHTGBM].append(candidates[LIGHTGBM]["roc_auc"]["difference"])
+            leads[KEPT].append(candidates[name]["roc_auc"]["difference"])
+    lead = {
+        name: {"per_fold": values, "mean": float(np.mean(values))} for name, values in leads.items() if values
     }
+    return {
+        "folds": [
+            {"split": r.split.as_dict(), "kept": name, "test": r.metrics["test"]} for r, name in zip(results, kept)
+        ],
+        "summary": summarise_folds(tests),
+        "lead_over_best_baseline_roc_auc": lead,
+        "statement": backtest_statement(lead, kept),
+    }
+
+
+def backtest_statement(lead: dict[str, dict[str, Any]], kept: Sequence[str]) -> str:
+    """One sentence: LightGBM's and the kept model's test ROC-AUC lead over the best baseline per backtest fold."""
+    if not lead:
+        return f"backtest over {len(kept)} test snapshots: no baseline could be fitted, no comparison"
+
+    def folds(name: str) -> str:
+        values = ", ".join(f"{v:+.4f}" for v in lead[name]["per_fold"])
+        return f"{values} (mean {lead[name]['mean']:+.4f})"
+
+    return (
+        f"backtest over {len(kept)} test snapshots: ROC-AUC minus the best baseline's, LightGBM {folds(LIGHTGBM)}; "
+        f"the model kept ({', '.join(kept)}) {folds(KEPT)}"
+    )

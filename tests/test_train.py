@@ -232,6 +232,25 @@ def test_backtest_summary_over_rolling_folds(table, result):
     assert report["summary"][LIGHTGBM]["roc_auc"] == pytest.approx(
         {"mean": np.mean(roc), "std": np.std(roc, ddof=1), "n": 2.0}
     )
+    kept = [r.metrics["model_choice"]["chosen"] for r in (result, second)]
+    assert [f["kept"] for f in report["folds"]] == kept
+    kept_roc = [r.metrics["test"][name]["roc_auc"] for r, name in zip((result, second), kept)]
+    assert report["summary"]["kept"]["roc_auc"]["mean"] == pytest.approx(np.mean(kept_roc))
+    baselines = ("recency_rule", "logistic_rfm", "btyd", "pareto_nbd")
+
+    def best_baseline(r):
+        return max(r.metrics["test"][b]["roc_auc"] for b in baselines if r.metrics["test"].get(b, {}).get("status") == "ok")
+
+    leads = [r.metrics["test"][LIGHTGBM]["roc_auc"] - best_baseline(r) for r in (result, second)]
+    lead = report["lead_over_best_baseline_roc_auc"]
+    assert lead[LIGHTGBM]["per_fold"] == pytest.approx(leads)
+    assert lead[LIGHTGBM]["mean"] == pytest.approx(np.mean(leads))
+    assert lead["kept"]["per_fold"] == pytest.approx([k - best_baseline(r) for k, r in zip(kept_roc, (result, second))])
+    assert report["statement"] == (
+        f"backtest over 2 test snapshots: ROC-AUC minus the best baseline's, LightGBM {leads[0]:+.4f}, "
+        f"{leads[1]:+.4f} (mean {np.mean(leads):+.4f}); the model kept ({kept[0]}, {kept[1]}) "
+        f"{lead['kept']['per_fold'][0]:+.4f}, {lead['kept']['per_fold'][1]:+.4f} (mean {lead['kept']['mean']:+.4f})"
+    )
 
 
 def test_customer_sample_keeps_whole_customers_and_is_deterministic(table):

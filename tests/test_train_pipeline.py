@@ -241,3 +241,23 @@ def test_a_forged_registry_bundle_with_a_pickle_payload_never_runs(demo_trained,
     with pytest.raises(BundleError, match="holds a malformed model"):
         load_scoring_model(cfg, bundle=None, workdir=tmp_path / "download")
     assert not marker.exists()
+
+
+def test_the_backtest_table_says_when_a_model_was_in_fewer_folds():
+    from rich.console import Console
+
+    from pipeline.run.train import backtest_table
+
+    def cell(mean: float, n: float) -> dict[str, dict[str, float]]:
+        return {"roc_auc": {"mean": mean, "std": 0.0, "n": n}}
+
+    report = {
+        "folds": [{"split": {"test": "1998-04-01"}}, {"split": {"test": "1998-03-01"}}],
+        "summary": {"lightgbm": cell(0.75, 2.0), "blend": cell(0.80, 1.0)},
+    }
+    console = Console(record=True, width=80)
+    console.print(backtest_table(report))
+    lines = console.export_text().splitlines()
+    assert any(line.split()[:2] == ["LGBM", "0.750±.000"] for line in lines)
+    assert any(line.split()[:3] == ["blend", "1/2", "0.800±.000"] for line in lines)
+    assert "averaged over n of the N test snapshots" in " ".join(" ".join(lines).split())

@@ -157,7 +157,13 @@ def backtest_table(backtest: dict[str, Any]) -> Table:
             else "n/a"
             for metric in metrics
         ]
-        table.add_row(MODEL_LABELS.get(model, model), *cells)
+        folds = int(max(v.get("n", 0) for v in values.values()))
+        label = MODEL_LABELS.get(model, model)
+        # A candidate some folds did not have (the blend) is averaged over fewer test snapshots: say how many.
+        if folds < len(backtest["folds"]):
+            label = f"{label} {folds}/{len(backtest['folds'])}"
+            table.caption = "n/N: a model only some folds had, averaged over n of the N test snapshots"
+        table.add_row(label, *cells)
     return table
 
 
@@ -425,6 +431,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         out.print(metrics_table(result.metrics, split="validation"))
         if report is not None:
             out.print(backtest_table(report))
+            out.print(report["statement"], highlight=False)
         out.print(comparison_table(result.metrics))
         for sentence in training_statements(result.metrics):
             out.print(sentence, highlight=False)
