@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pipeline.errors import FeatureError
-from pipeline.features.tables import _number_customers
-from pipeline.features.timeline import NONE, Cut, PrefixSums, Timeline, carry_index, latest_before, order_by
+from pipeline.features.tables import _merged_stream, _number_customers, _product_days, _sorted_stream, _stream
+from pipeline.features.timeline import DAY_US, NONE, Cut, PrefixSums, Timeline, carry_index, latest_before, order_by
 
 
 
@@ -87,3 +87,49 @@ def test_two_customer_ids_with_the_same_hash_are_an_error_not_a_merge():
     }
     with pytest.raises(FeatureError, match="same 64-bit hash"):
         _number_customers(transactions, lines)
+
+
+def test_merged_stream_interleaves_two_sorted_row_sets_plus_rows_first_on_ties():
+    stream = _merged_stream(np.array([0, 0, 2]), np.array([3, 7, 1]), np.array([0, 2, 2]), np.array([7, 0, 9]),
+                            customers=3)
+    # rows by (code, day): (0,3,+1) (0,7,+1) (0,7,-1) (2,0,-1) (2,1,+1) (2,9,-1)
+    assert stream.timeline.first.tolist() == [0, 3, 3, 6]
+    assert np.diff(stream.sums.matrix[:, 0]).tolist() == [1, 1, -1, -1, 1, -1]
+    cut = Cut(t=dt.datetime(1970, 1, 8, tzinfo=dt.UTC), codes=np.arange(3))  # day 7: rows of days 0..6 count
+    start, end = cut.rows(stream.timeline)
+    assert (stream.sums.at(end) - stream.sums.at(start))["delta"].tolist() == [1, 0, 0]
+
+
+def test_sorted_stream_of_sorted_rows_is_the_sorting_stream():
+    codes, days, values = np.array([0, 0, 2, 3]), np.array([1, 4, 2, 2]), np.array([5, 6, 7, 8])
+    sorted_stream = _sorted_stream(codes, days, customers=4, value=values)
+    shuffled = np.array([2, 0, 3, 1])
+    sorting = _stream(codes[shuffled], days[shuffled], customers=4, value=values[shuffled])
+    assert sorted_stream.timeline.keys.tolist() == sorting.timeline.keys.tolist()
+    assert sorted_stream.sums.matrix.tolist() == sorting.sums.matrix.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_product_window_counts_the_distinct_products_bought_in_the_days_before_each_cut(data):
+    n = data.draw(st.integers(0, 40))
+    rows = sorted(data.draw(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30)), min_size=n, max_size=n)))
+    codes = np.array([c for c, _ in rows], dtype=np.int64)  # lines in (customer, time) order, as prepared
+    at_us = np.array([d for _, d in rows], dtype=np.int64) * DAY_US
+    products = data.draw(st.lists(st.sampled_from(["p", "q", "r", None]), min_size=n, max_size=n))
+    purchase = np.array(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+    window = data.draw(st.integers(1, 12))
+    found = _product_days(pl.Series(products, dtype=pl.String), {"is_purchase": purchase, "at_us": at_us},
+                          np.arange(n), codes, 3)
+    stream = found.window(window)
+    for day in range(-1, 45):
+        cut = Cut(t=dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=day), codes=np.arange(3))
+        start, end = cut.rows(stream.timeline)
+        counted = (stream.sums.at(end) - stream.sums.at(start))["delta"].tolist()
+        first_start, first_end = cut.rows(found.first.timeline)
+        bought = (found.first.sums.at(first_end) - found.first.sums.at(first_start))["delta"].tolist()
+        for c in range(3):
+            bought_at = [(p, d) for (code, d), p, buys in zip(rows, products, purchase)
+                         if code == c and p is not None and buys and d < day]
+            assert counted[c] == len({p for p, d in bought_at if d >= day - window})
+            assert bought[c] == len({p for p, _ in bought_at})
