@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pipeline.errors import FeatureError
-from pipeline.features.tables import _merged_stream, _number_customers, _product_days, _sorted_stream, _stream
+from pipeline.features.tables import (
+    _merged_stream,
+    _number_customers,
+    _product_days,
+    _sorted_stream,
+    _stream,
+    runs_in_order,
+)
 from pipeline.features.timeline import DAY_US, NONE, Cut, PrefixSums, Timeline, carry_index, latest_before, order_by
 
 
@@ -133,3 +140,20 @@ def test_product_window_counts_the_distinct_products_bought_in_the_days_before_e
                          if code == c and p is not None and buys and d < day]
             assert counted[c] == len({p for p, d in bought_at if d >= day - window})
             assert bought[c] == len({p for p, _ in bought_at})
+
+
+def test_runs_in_order_lists_the_runs_rows_one_run_after_the_other():
+    # rows 0-1, 2, 3-5 are runs 0, 1, 2; taken in the order 2, 0, 1
+    assert runs_in_order(np.array([0, 2, 3]), np.array([2, 1, 3]), np.array([2, 0, 1])).tolist() == [3, 4, 5, 0, 1, 2]
+    assert runs_in_order(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=20), st.randoms(use_true_random=False))
+def test_runs_in_order_is_the_stable_sort_of_the_rows_by_their_runs_key(sizes, random):
+    keys = list(range(len(sizes)))
+    random.shuffle(keys)  # a distinct key per run
+    row_keys = np.repeat(keys, sizes)
+    starts = np.cumsum(sizes) - np.array(sizes)
+    found = runs_in_order(starts, np.array(sizes), np.argsort(keys))
+    assert found.tolist() == np.argsort(row_keys, kind="stable").tolist()

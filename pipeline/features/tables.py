@@ -371,12 +371,21 @@ def _number_customers(
         )
     ids = transactions["customer_id"].gather(order[firsts])
     by_id = ids.arg_sort().to_numpy()  # customer_id order, so that feature rows come out sorted
-    code_of_hash = np.empty(len(by_id), dtype=np.int64)
-    code_of_hash[by_id] = np.arange(len(by_id))
-    line_codes = code_of_hash[np.cumsum(new) - 1]
-    regroup = order_by(line_codes)  # stable: keeps (time, order) within each customer
+    sizes = np.diff(np.r_[firsts, len(hashes)])
+    regroup = runs_in_order(firsts, sizes, by_id)  # whole customers moved: keeps (time, order) within each
+    line_codes = np.repeat(np.arange(len(by_id)), sizes[by_id])
     customer_ids = ids.gather(by_id).alias("customer_id")
-    return order[regroup], line_codes[regroup], customer_ids, _Codes(ids=pl.Enum(customer_ids))
+    return order[regroup], line_codes, customer_ids, _Codes(ids=pl.Enum(customer_ids))
+
+
+def runs_in_order(starts: np.ndarray, sizes: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Row indexes of the runs of rows [starts[r], starts[r] + sizes[r]) for r in `runs`, one run after the other.
+
+    With the runs ordered by a key, this is the stable argsort of the rows by their run's key, without a sort.
+    """
+    taken = sizes[runs]
+    shift = starts[runs] - (np.cumsum(taken) - taken)  # a run's first row minus its place in the output
+    return np.repeat(shift, taken) + np.arange(int(taken.sum()))
 
 
 def _line_order(hashes: np.ndarray, at_us: np.ndarray, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
