@@ -261,9 +261,15 @@ def noise_caveat(metrics: Mapping[str, Any]) -> str:
     lead = metrics.get("comparison", {}).get("candidates", {}).get(chosen_candidate(metrics), {}).get("roc_auc")
     if not lead or lead["low"] > 0:
         return ""
+    interval = f"a 95% interval of {lead['low']:+.4f} to {lead['high']:+.4f}"
+    if lead["difference"] <= 0:
+        return (
+            f"caution: it does not beat the best baseline ({lead['reference']}) on test ROC-AUC: "
+            f"{lead['difference']:+.4f} with {interval}"
+        )
     return (
         f"caution: its test ROC-AUC lead over the best baseline ({lead['reference']}) is {lead['difference']:+.4f} "
-        f"with a 95% interval of {lead['low']:+.4f} to {lead['high']:+.4f}, so it may be noise"
+        f"with {interval}, so it may be noise"
     )
 
 

@@ -92,26 +92,20 @@ SPLIT_NAMES = ("test", "validation")
 # The thread count is a fixed function of the data, so the same data and seed still give the same model.
 SINGLE_THREAD_ROWS = 50_000
 
-# Search grids by the size of the final fit (see `search_space`); the first entry of each list is the
-# tier's default configuration (trial 0).
+# Search grids by the size of the final fit (see `search_space`): per parameter, the values tried when the
+# fit is small and when it is large, side by side; the first of each list is the tier's default (trial 0).
 SMALL_DATA_ROWS = 20_000
+TIERS = ("small", "large")
+SEARCH_GRID: dict[str, tuple[list[Any], list[Any]]] = {
+    "learning_rate": ([0.03, 0.05, 0.02], [0.05, 0.03, 0.1]),
+    "num_leaves": ([7, 15, 4], [31, 15, 63]),
+    "min_data_in_leaf": ([50, 100, 25, 200], [50, 20, 100, 200]),
+    "feature_fraction": ([0.8, 0.6, 1.0], [0.9, 0.7, 1.0]),
+    "bagging_fraction": ([0.8, 0.7, 1.0], [0.9, 0.7, 1.0]),
+    "lambda_l2": ([10.0, 1.0, 30.0], [1.0, 0.0, 10.0]),
+}
 SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
-    "small": {
-        "learning_rate": [0.03, 0.05, 0.02],
-        "num_leaves": [7, 15, 4],
-        "min_data_in_leaf": [50, 100, 25, 200],
-        "feature_fraction": [0.8, 0.6, 1.0],
-        "bagging_fraction": [0.8, 0.7, 1.0],
-        "lambda_l2": [10.0, 1.0, 30.0],
-    },
-    "large": {
-        "learning_rate": [0.05, 0.03, 0.1],
-        "num_leaves": [31, 15, 63],
-        "min_data_in_leaf": [50, 20, 100, 200],
-        "feature_fraction": [0.9, 0.7, 1.0],
-        "bagging_fraction": [0.9, 0.7, 1.0],
-        "lambda_l2": [1.0, 0.0, 10.0],
-    },
+    tier: {name: values[i] for name, values in SEARCH_GRID.items()} for i, tier in enumerate(TIERS)
 }
 CALIBRATION_NOTE = (
     "Validation = out-of-fold: each rolling-origin fold's model scored its later validation snapshot. "
@@ -280,13 +274,20 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL_COLUMN].to_numpy("float64")
 
 
-def training_dataset(
-    train_matrix: np.ndarray, y_train: np.ndarray, *, params: dict[str, Any], columns: FeatureColumns
+def binned_dataset(
+    matrix: np.ndarray,
+    y: np.ndarray,
+    *,
+    params: dict[str, Any],
+    columns: FeatureColumns,
+    reference: lgb.Dataset | None = None,
 ) -> lgb.Dataset:
-    """The training rows binned with `params` (no reference to the matrix is kept: `free_raw_data`)."""
+    """The rows binned with `params`, or on the bins of `reference` (validation rows on the training bins);
+    no reference to the matrix is kept (`free_raw_data`)."""
     return lgb.Dataset(
-        train_matrix,
-        label=y_train,
+        matrix,
+        label=y,
+        reference=reference,
         feature_name=columns.all,
         categorical_feature=columns.categorical,
         params=params,
@@ -310,16 +311,10 @@ def lightgbm_datasets(
     matrices (`free_raw_data=True`), so a caller can drop them while boosting; a parameter that would
     need re-binning raises LightGBMError instead of silently rebuilding the Dataset.
     """
-    train_set = training_dataset(train_matrix, y_train, params=params, columns=columns)
-    validation_set = lgb.Dataset(
-        validation_matrix,
-        label=y_validation,
-        reference=train_set,
-        feature_name=columns.all,
-        categorical_feature=columns.categorical,
-        params=params,
-        free_raw_data=True,
-    ).construct()
+    train_set = binned_dataset(train_matrix, y_train, params=params, columns=columns)
+    validation_set = binned_dataset(
+        validation_matrix, y_validation, params=params, columns=columns, reference=train_set
+    )
     return train_set, validation_set
 
 
@@ -365,7 +360,7 @@ def fit_booster(
     `customer_ids` (the customer of each training row) is for fits that partition rows by customer; unused here.
     """
     if validation_matrix is None or y_validation is None:
-        train_set = training_dataset(train_matrix, y_train, params=params, columns=columns)
+        train_set = binned_dataset(train_matrix, y_train, params=params, columns=columns)
         return boost(train_set, None, params=params, cfg=cfg)
     train_set, validation_set = lightgbm_datasets(
         train_matrix, y_train, validation_matrix, y_validation, params=params, columns=columns

@@ -27,6 +27,7 @@ from pipeline.tracking import (
     baseline_run_contents,
     bundle_manifest_fields,
     incumbent_test_metric,
+    noise_caveat,
     tracking_settings,
     training_run_contents,
     unchanged_decision,
@@ -90,6 +91,22 @@ def test_unchanged_decision_keeps_the_champion_and_reports_the_kept_candidates_m
 
 
 # --- tracking settings ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("difference", "low", "high", "caveat"),
+    [
+        (0.004, 0.001, 0.007, ""),
+        (0.004, -0.002, 0.010, "caution: its test ROC-AUC lead over the best baseline (logistic_rfm) is +0.0040 "
+                               "with a 95% interval of -0.0020 to +0.0100, so it may be noise"),
+        (-0.0005, -0.0024, 0.0012, "caution: it does not beat the best baseline (logistic_rfm) on test ROC-AUC: "
+                                   "-0.0005 with a 95% interval of -0.0024 to +0.0012"),
+    ],
+)
+def test_noise_caveat_says_lead_only_when_there_is_one(difference, low, high, caveat):
+    lead = {"reference": "logistic_rfm", "difference": difference, "low": low, "high": high}
+    metrics = {"model_choice": {"chosen": "logistic"}, "comparison": {"candidates": {"logistic": {"roc_auc": lead}}}}
+    assert noise_caveat(metrics) == caveat
 
 
 def test_tracking_settings_are_read_from_the_config_once_and_the_environment_wins(tmp_path, monkeypatch):
