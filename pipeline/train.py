@@ -918,7 +918,7 @@ def train_models(
     )
     metrics["model_choice"] = {**choice.as_dict(), "statement": choice_statement(choice, comparison)}
     metrics["comparison"] = comparison
-    get_logger().info("%s; %s", metrics["model_choice"]["statement"], comparison["statement"])
+    get_logger().info(choice_summary(metrics))
     kept = model.calibrator_.method
     metrics["calibration"] = {
         "fitted_on": "out-of-fold",
@@ -966,6 +966,14 @@ def choice_statement(choice: ModelChoice, comparison: dict[str, Any]) -> str:
         lead = comparison["candidates"][choice.chosen]["roc_auc"]
         text += "; on test " + lead_statement(choice.chosen, lead, metric="ROC-AUC")
     return text
+
+
+def choice_summary(metrics: dict[str, Any]) -> str:
+    """The model choice's sentence, then LightGBM's comparison only when another candidate was kept (the
+    choice sentence already compares the kept one)."""
+    choice, comparison = metrics["model_choice"], metrics["comparison"]
+    lightgbm_too = [] if choice["chosen"] == LIGHTGBM else [comparison["statement"]]
+    return "; ".join([choice["statement"], *lightgbm_too])
 
 
 def calibration_statement(method: str, losses: dict[str, float]) -> str:

@@ -518,6 +518,17 @@ def test_model_choice_takes_the_blend_only_when_it_beats_both_parts():
     assert trees_only.chosen == "lightgbm" and "blend" not in trees_only.weights and trees_only.blend_weight == 1.0
 
 
+def test_choice_summary_says_the_lightgbm_comparison_once():
+    from pipeline.train import choice_summary
+
+    comparison = {"statement": "LightGBM beats the best baseline (btyd) by ROC-AUC +0.0200"}
+    kept = {"model_choice": {"chosen": "lightgbm", "statement": "model kept: lightgbm; on test LightGBM beats it"},
+            "comparison": comparison}
+    assert choice_summary(kept) == "model kept: lightgbm; on test LightGBM beats it"
+    other = {"model_choice": {"chosen": "logistic", "statement": "model kept: logistic"}, "comparison": comparison}
+    assert choice_summary(other) == "model kept: logistic; LightGBM beats the best baseline (btyd) by ROC-AUC +0.0200"
+
+
 def test_comparison_and_choice_are_in_the_metrics(result):
     comparison, choice = result.metrics["comparison"], result.metrics["model_choice"]
     test = result.metrics["test"]
