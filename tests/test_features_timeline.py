@@ -13,11 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 from pipeline.errors import FeatureError
 from pipeline.features.tables import (
-    _merged_stream,
     _number_customers,
     _product_days,
-    _sorted_stream,
-    _stream,
     runs_in_order,
 )
 from pipeline.features.timeline import DAY_US, NONE, Cut, PrefixSums, Timeline, carry_index, latest_before, order_by
@@ -94,26 +91,6 @@ def test_two_customer_ids_with_the_same_hash_are_an_error_not_a_merge():
     }
     with pytest.raises(FeatureError, match="same 64-bit hash"):
         _number_customers(transactions, lines)
-
-
-def test_merged_stream_interleaves_two_sorted_row_sets_plus_rows_first_on_ties():
-    stream = _merged_stream(np.array([0, 0, 2]), np.array([3, 7, 1]), np.array([0, 2, 2]), np.array([7, 0, 9]),
-                            customers=3)
-    # rows by (code, day): (0,3,+1) (0,7,+1) (0,7,-1) (2,0,-1) (2,1,+1) (2,9,-1)
-    assert stream.timeline.first.tolist() == [0, 3, 3, 6]
-    assert np.diff(stream.sums.matrix[:, 0]).tolist() == [1, 1, -1, -1, 1, -1]
-    cut = Cut(t=dt.datetime(1970, 1, 8, tzinfo=dt.UTC), codes=np.arange(3))  # day 7: rows of days 0..6 count
-    start, end = cut.rows(stream.timeline)
-    assert (stream.sums.at(end) - stream.sums.at(start))["delta"].tolist() == [1, 0, 0]
-
-
-def test_sorted_stream_of_sorted_rows_is_the_sorting_stream():
-    codes, days, values = np.array([0, 0, 2, 3]), np.array([1, 4, 2, 2]), np.array([5, 6, 7, 8])
-    sorted_stream = _sorted_stream(codes, days, customers=4, value=values)
-    shuffled = np.array([2, 0, 3, 1])
-    sorting = _stream(codes[shuffled], days[shuffled], customers=4, value=values[shuffled])
-    assert sorted_stream.timeline.keys.tolist() == sorting.timeline.keys.tolist()
-    assert sorted_stream.sums.matrix.tolist() == sorting.sums.matrix.tolist()
 
 
 @settings(max_examples=200, deadline=None)

@@ -106,34 +106,6 @@ def _stream(codes: np.ndarray, days: np.ndarray, *, customers: int, **values: np
     return Stream(timeline=timeline, sums=PrefixSums.of(**{name: v[order] for name, v in values.items()}))
 
 
-def _sorted_stream(codes: np.ndarray, days: np.ndarray, *, customers: int, **values: np.ndarray) -> Stream:
-    """Rows already sorted by (codes, days) -> their Stream, without a sort."""
-    return Stream(timeline=Timeline.build(codes, days, customers=customers), sums=PrefixSums.of(**values))
-
-
-def _merged_stream(
-    plus_codes: np.ndarray, plus_days: np.ndarray, minus_codes: np.ndarray, minus_days: np.ndarray, *, customers: int
-) -> Stream:
-    """Two row sets, each sorted by (code, day) -> one Stream whose `delta` is +1 on the first set's rows and -1
-    on the second's, merged in (code, day) order without a sort (rows of equal (code, day): the first set's first)."""
-    low = int(min(plus_days.min(initial=0), minus_days.min(initial=0)))
-    high = int(max(plus_days.max(initial=0), minus_days.max(initial=0)))
-    day_bits = max(1, (high - low).bit_length())
-
-    def keys(codes: np.ndarray, days: np.ndarray) -> np.ndarray:
-        return (codes.astype(np.uint64) << np.uint64(day_bits)) | (days - low).astype(np.uint64)
-
-    plus, minus = keys(plus_codes, plus_days), keys(minus_codes, minus_days)
-    at_plus = np.arange(len(plus)) + np.searchsorted(minus, plus, side="left")
-    at_minus = np.arange(len(minus)) + np.searchsorted(plus, minus, side="right")
-    rows = len(plus) + len(minus)
-    codes, days = np.empty(rows, dtype=np.int64), np.empty(rows, dtype=np.int64)
-    delta = np.empty(rows, dtype=np.int64)
-    codes[at_plus], days[at_plus], delta[at_plus] = plus_codes, plus_days, 1
-    codes[at_minus], days[at_minus], delta[at_minus] = minus_codes, minus_days, -1
-    return _sorted_stream(codes, days, customers=customers, delta=delta)
-
-
 @dataclass(frozen=True)
 class Stream:
     """A timeline with prefix sums of some row values."""
@@ -191,19 +163,18 @@ class CategorySpend:
 class ProductDays:
     """Days on which each (customer, product_id) pair was bought, as streams read like any other sum.
 
-    Rows: one per pair and UTC day with a purchase line of that product, sorted by (code, day): `code`
-    (customer), `day`, `previous` and `following` (the pair's purchase days before and after it; NO_DAY
-    and -NO_DAY when there is none). The distinct products a customer bought in the `w` days before a cut
-    `t` are its pairs with a day in [t - w, t). A pair's days fall into runs whose gaps are at most `w`
-    days; a run from day a to day b counts for the cuts t in (a, b + w]: +1 keyed by a and -1 keyed by
-    b + w, summed over the keys before t (`window(w)`, built once per window and kept; the
-    PRODUCT_WINDOWS when the tables are prepared). `first`: +1 at each pair's first day (all time).
+    Rows: one per pair and UTC day with a purchase line of that product: `code` (customer), `day`,
+    `previous` (the pair's previous purchase day, NO_DAY for its first). The distinct products a
+    customer bought in the `w` days before a cut `t` are the rows with t - w <= day < t whose
+    previous day is before t - w: a row counts for the cuts t in (max(day, previous + w), day + w],
+    so +1 keyed by max(day, previous + w) and -1 keyed by day + w, summed over the keys before t
+    (`window(w)`, built once per window and kept; the PRODUCT_WINDOWS when the tables are prepared).
+    `first`: +1 at each pair's first day (all time).
     """
 
     code: np.ndarray
     day: np.ndarray
     previous: np.ndarray
-    following: np.ndarray
     customers: int
     first: Stream
     _windows: dict = field(default_factory=dict, repr=False, compare=False)
@@ -213,11 +184,13 @@ class ProductDays:
         """The stream whose sum of `delta` before a cut is the distinct products of the `days` before it."""
         with self._lock:
             if days not in self._windows:
-                enters = np.flatnonzero(self.day - self.previous > days)  # a run's first day
-                leaves = np.flatnonzero(self.following - self.day > days)  # a run's last day
-                self._windows[days] = _merged_stream(
-                    self.code[enters], self.day[enters], self.code[leaves], self.day[leaves] + days,
-                    customers=self.customers)
+                enters = np.maximum(self.day, self.previous + days)
+                leaves = self.day + days
+                counted = enters < leaves
+                codes = np.r_[self.code[counted], self.code[counted]]
+                keys = np.r_[enters[counted], leaves[counted]]
+                delta = np.r_[np.ones(counted.sum(), np.int64), -np.ones(counted.sum(), np.int64)]
+                self._windows[days] = _stream(codes, keys, customers=self.customers, delta=delta)
             return self._windows[days]
 
 
@@ -605,29 +578,19 @@ def _product_days(
     rank = product.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()[order]
     keep = np.flatnonzero(lines["is_purchase"] & (rank >= 0))
     kinds = int(rank.max()) + 1 if len(rank) else 1
-    code, days = codes[keep], day_of(lines["at_us"][keep])  # sorted by (code, day)
-    pair = code * kinds + rank[keep]
+    pair = codes[keep] * kinds + rank[keep]
     by_pair = order_by(pair)  # stable: lines stay in time order within a pair
-    pair, pair_days = pair[by_pair], days[by_pair]
+    pair, days = pair[by_pair], day_of(lines["at_us"][keep][by_pair])
     new_day = np.ones(len(pair), dtype=bool)
-    new_day[1:] = (pair[1:] != pair[:-1]) | (pair_days[1:] != pair_days[:-1])
-    pair, pair_days, line = pair[new_day], pair_days[new_day], by_pair[new_day]
+    new_day[1:] = (pair[1:] != pair[:-1]) | (days[1:] != days[:-1])
+    pair, days = pair[new_day], days[new_day]
     first = np.ones(len(pair), dtype=bool)
     first[1:] = pair[1:] != pair[:-1]
-    last = np.r_[first[1:], True] if len(pair) else first
-    # Back to line order, which is (code, day) order: each pair-day at its earliest line.
-    previous = np.full(len(keep), NO_DAY, dtype=np.int64)
-    following = np.full(len(keep), -NO_DAY, dtype=np.int64)
-    previous[line[~first]] = pair_days[:-1][~first[1:]]
-    following[line[~last]] = pair_days[1:][~last[:-1]]
-    rows = np.zeros(len(keep), dtype=bool)
-    rows[line] = True
-    rows = np.flatnonzero(rows)
-    code, days, previous, following = code[rows], days[rows], previous[rows], following[rows]
-    firsts = np.flatnonzero(previous == NO_DAY)
-    product_days = ProductDays(code=code, day=days, previous=previous, following=following, customers=customers,
-                               first=_sorted_stream(code[firsts], days[firsts], customers=customers,
-                                                    delta=np.ones(len(firsts), dtype=np.int64)))
+    previous = np.where(first, NO_DAY, np.r_[NO_DAY, days[:-1]])
+    code = (pair // kinds).astype(np.int64)
+    ones = np.ones(int(first.sum()), dtype=np.int64)
+    product_days = ProductDays(code=code, day=days, previous=previous, customers=customers,
+                               first=_stream(code[first], days[first], customers=customers, delta=ones))
     for window in PRODUCT_WINDOWS:  # here, in the preparation's thread pool, not in the first snapshot
         product_days.window(window)
     return product_days
