@@ -540,23 +540,20 @@ def _parsed_count(text: pd.Series, date_format: str) -> int:
 def infer_date_format(text: pd.Series) -> DateFormatGuess:
     """The COMMON_DATE_FORMATS layout that reads the most of `text` (non-ISO timestamp strings, no nulls),
     when it reads at least DATE_FORMAT_MIN_SHARE of them and no other layout reads as many: tried on an
-    evenly spaced sample first, then layouts tied there on every value."""
+    evenly spaced sample first, then the sample's best layouts on every value."""
     if text.empty:
         return DateFormatGuess(None)
     step = max(1, len(text) // DATE_FORMAT_SAMPLE)
     candidates = list(COMMON_DATE_FORMATS)
+    # Every layout on the sample, then only the sample's best ones on every value (each value parsed once).
     for values in (text.iloc[::step], text) if step > 1 else (text,):
         counts = {f: _parsed_count(values, f) for f in candidates}
         best = max(counts.values())
         candidates = [f for f, n in counts.items() if n == best]
         if best < DATE_FORMAT_MIN_SHARE * len(values):
             return DateFormatGuess(None)
-        if len(candidates) == 1:
-            break
     if len(candidates) > 1:
         return DateFormatGuess(None, tuple(candidates))
-    if _parsed_count(text, candidates[0]) < DATE_FORMAT_MIN_SHARE * len(text):
-        return DateFormatGuess(None)
     return DateFormatGuess(candidates[0])
 
 
