@@ -208,6 +208,38 @@ def test_a_bgnbd_fit_whose_dropout_runs_to_zero_is_kept_as_the_nbd_limit():
     assert fit.params.b == pytest.approx(1e3) and fit.params.a < 1e-3
 
 
+def homogeneous_dropout_summaries(customers: int, *, seed: int, dropout: float) -> tuple[np.ndarray, ...]:
+    """BG/NBD histories in which every customer drops out with the same probability `dropout` after each
+    repeat purchase: purchase rate ~ Gamma(2, 4) per week, T uniform in 20-78 weeks, N ~ Poisson(rate T)
+    possible purchases, x = min(N, Geometric(dropout)), t_x the x-th of N uniform arrivals (T Beta(x, N-x+1))."""
+    rng = np.random.default_rng(seed)
+    big_t = rng.uniform(20, 78, customers)
+    possible = rng.poisson(rng.gamma(2.0, 1 / 4.0, customers) * big_t)
+    x = np.minimum(possible, rng.geometric(dropout, customers)).astype(float)
+    t_x = np.where(x > 0, big_t * rng.beta(np.maximum(x, 1), possible - x + 1), 0.0)
+    return x, t_x, big_t
+
+
+def test_a_fit_on_the_bound_with_the_same_dropout_for_everyone_is_not_called_no_dropout():
+    """With one dropout probability (3%) for everyone, BG/NBD's a and b grow together (a/(a+b) ~ 0.03) until b
+    meets its bound: the bound rule keeps it as a limit, and the note said "no dropout found ... P(alive) near
+    1 for everyone" while P(alive) went down to 0 (an Online-Retail-shaped export's 2010-05-01 snapshot)."""
+    x, t_x, big_t = homogeneous_dropout_summaries(2000, seed=1, dropout=0.03)
+    fit = btyd.fit_bgnbd(x, t_x, big_t)
+    assert fit.status == "ok" and fit.params.b == pytest.approx(1e3) and 1 < fit.params.a < 1e3
+    alive = btyd.p_alive(fit.params, x, t_x, big_t)
+    assert alive.min() < 0.01
+    assert fit.note == ("dropout the same for every customer (a 3.0% chance to drop out after each repeat purchase; "
+                        f"the dropout pair ends on its bound): P(alive) from 0.00 to 1.00, median {np.median(alive):.2f}")
+
+
+def test_the_limit_note_says_no_dropout_only_when_every_p_alive_is_near_one():
+    assert btyd.limit_note(np.array([0.95, 0.99, 1.0, np.nan]), dropout="d") == btyd.NO_DROPOUT_NOTE
+    assert btyd.limit_note(np.array([0.2, 0.5, 0.9, np.nan]), dropout="a 3.0% chance") == (
+        "dropout the same for every customer (a 3.0% chance; the dropout pair ends on its bound): "
+        "P(alive) from 0.20 to 0.90, median 0.50")
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("fit_model", [btyd.fit_bgnbd, btyd.fit_pareto_nbd])
 def test_fits_without_dropout_predict_as_the_nbd_model(fit_model, seed):

@@ -87,6 +87,11 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     # Month starts from the first order (2009-12-01) + 90 days to the last order (2011-05-31).
     months = pd.date_range("2010-03-01", "2011-05-01", freq="MS")
     assert written == [f"snapshot={d.date()}.parquet" for d in months]
+    for model, column in (("BG/NBD", "btyd_p_alive"), ("Pareto/NBD", "pnbd_p_alive")):
+        if f"{model} no dropout found" in output:  # "P(alive) near 1 for everyone" must hold on some snapshot
+            lowest = [pd.read_parquet(shop / "data" / "features" / name, columns=[column])[column].min()
+                      for name in written]
+            assert max(lowest) >= 0.95, (model, lowest)
 
     result, output = _churn(shop, "train", "--backtest")
     assert result.exit_code == 0, output

@@ -25,6 +25,10 @@ degenerate fit: when the data show no dropout, the dropout pair runs toward a ze
 bound), and the other parameter of the pair is then not identified. Such a fit is kept as the
 no-dropout (NBD) limit, as lifetimes keeps a ~ 0, provided the purchase-rate pair (r, alpha) is
 inside its bounds: everyone is then alive (P(alive) ~ 1) and expected purchases follow the NBD model.
+The same bound is also where a fit stops whose dropout is the same for every customer (BG/NBD's a and b
+both growing with a/(a+b) fixed, Pareto/NBD's s and beta with s/beta fixed): dropout is not zero there.
+Such a fit is kept too, and its note says which of the two it is from the fitted customers' P(alive)
+(`limit_note`): the NBD limit only when every one of them is near 1.
 A fit returns a `Fit` with a `status`: "ok" or "failed: <reason>", and a `note` for the limit. A model that cannot be fitted is never scored as a constant: its
 features are NaN for everyone and a warning names the reason; a customer whose own values are not
 finite gets NaN. The fit never raises.
@@ -200,6 +204,19 @@ def _check_summaries(name: str, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarra
 # Positions of the dropout pair (BG/NBD's (a, b), Pareto/NBD's (s, beta)) among the four log-parameters.
 DROPOUT_SHAPE, DROPOUT_SCALE = 2, 3
 NO_DROPOUT_NOTE = "no dropout found: the fit is the NBD limit (P(alive) near 1 for everyone)"
+# Lowest P(alive) of the fitted customers for a fit on the dropout bound to be the no-dropout limit.
+ALIVE_NEAR_ONE = 0.95
+
+
+def limit_note(alive: np.ndarray, *, dropout: str) -> str:
+    """The note of a fit kept on the dropout pair's bound, from the fitted customers' P(alive): the NBD limit
+    when every one is at least ALIVE_NEAR_ONE, else dropout the same for every customer (`dropout` says how
+    much) with the range of P(alive)."""
+    alive = alive[np.isfinite(alive)]
+    if not len(alive) or alive.min() >= ALIVE_NEAR_ONE:
+        return NO_DROPOUT_NOTE
+    return (f"dropout the same for every customer ({dropout}; the dropout pair ends on its bound): "
+            f"P(alive) from {alive.min():.2f} to {alive.max():.2f}, median {np.median(alive):.2f}")
 
 
 def no_dropout_limit(at_lower: np.ndarray, at_upper: np.ndarray) -> bool:
@@ -264,8 +281,12 @@ def fit_bgnbd(frequency, recency, T) -> Fit:
     if not fit.ok:
         return _failed(fit, "BG/NBD")
     r, alpha, a, b = np.exp(fit.params)
-    return Fit(params=BGNBDParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b)), status=OK,
-               penalizer=fit.penalizer, note=fit.note)
+    params = BGNBDParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b))
+    note = fit.note
+    if note:
+        dropout = f"a {a / (a + b):.1%} chance to drop out after each repeat purchase"
+        note = limit_note(_p_alive(params, data), dropout=dropout)
+    return Fit(params=params, status=OK, penalizer=fit.penalizer, note=note)
 
 
 def _failed(fit: Fit, name: str) -> Fit:
@@ -434,8 +455,12 @@ def fit_pareto_nbd(frequency, recency, T) -> Fit:
     if not fit.ok:
         return _failed(fit, "Pareto/NBD")
     r, alpha, s, beta = np.exp(fit.params)
-    return Fit(params=ParetoNBDParams(r=float(r), alpha=float(alpha / scale), s=float(s), beta=float(beta / scale)),
-               status=OK, penalizer=fit.penalizer, note=fit.note)
+    params = ParetoNBDParams(r=float(r), alpha=float(alpha / scale), s=float(s), beta=float(beta / scale))
+    note = fit.note
+    if note:
+        dropout = f"a mean lifetime of {params.beta / params.s:.0f} weeks"
+        note = limit_note(pnbd_p_alive(params, x, t_x, big_t), dropout=dropout)
+    return Fit(params=params, status=OK, penalizer=fit.penalizer, note=note)
 
 
 def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
