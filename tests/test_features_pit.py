@@ -232,6 +232,19 @@ def test_partition_bounds_weigh_customers_by_their_rows():
     assert partition_bounds(pl.Series("customer_id", ["a", "a"]), partitions=4).to_list() == []
 
 
+def test_partition_bounds_on_a_row_sample_keep_the_partitions_about_equal():
+    rng = np.random.default_rng(4)
+    rows = rng.geometric(0.05, size=3_000)  # customers of 1 to ~150 rows
+    ids = pl.Series("customer_id", [f"c{k:05d}" for k in range(3_000)]).gather(
+        rng.permutation(np.repeat(np.arange(3_000), rows)))
+    bounds = partition_bounds(ids, partitions=4, sample_rows=2_000)  # every ~30th row counted
+    assert bounds.is_sorted() and bounds.n_unique() == 3
+    sizes = np.bincount(bounds.search_sorted(ids, side="right").to_numpy(), minlength=4)
+    assert sizes.max() - sizes.min() < 0.1 * len(ids)
+    assert partition_bounds(ids, partitions=4, sample_rows=len(ids)).to_list() == (
+        partition_bounds(ids, partitions=4, sample_rows=10**9).to_list())  # no sample when it would be all rows
+
+
 def test_more_partitions_than_customers_give_the_same_features():
     events = synthetic_events(3, seed=2)
     cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})

@@ -198,6 +198,21 @@ class _MallocInfo(ctypes.Structure):
     )]
 
 
+def test_no_huge_page_advice_inside_the_features_run_and_numpys_setting_after_it():
+    set_advice = np._core.multiarray._set_madvise_hugepage  # returns the setting it replaces
+    was = set_advice(True)
+    try:
+        with runner.freed_memory_kept():
+            assert set_advice(False) is False  # numpy asked for no huge pages inside the run
+        assert set_advice(True) is True  # numpy's setting again after it
+        set_advice(False)
+        with runner.no_huge_page_advice():
+            pass
+        assert set_advice(False) is False  # "as before" is off when it was off
+    finally:
+        set_advice(was)
+
+
 def test_freed_memory_kept_keeps_large_freed_blocks_in_the_heap_until_exit():
     try:
         mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2

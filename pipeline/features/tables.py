@@ -792,13 +792,20 @@ def customer_partitions(frames: Mapping[str, pl.DataFrame], *, partitions: int) 
         yield {name: frame.filter(pl.Series(numbers[name] == number)) for name, frame in frames.items()}
 
 
-def partition_bounds(customer_id: pl.Series, *, partitions: int) -> pl.Series:
+def partition_bounds(customer_id: pl.Series, *, partitions: int, sample_rows: int = 250_000) -> pl.Series:
     """The customer_ids that start partitions 1..`partitions`-1 (sorted, distinct): the ids where the rows of
     `customer_id` (one per row, so a customer weighs its rows), counted in id order, pass k/`partitions`
-    of all rows. A customer never straddles two partitions; fewer distinct ids give fewer bounds."""
-    counts = customer_id.drop_nulls().value_counts(name="rows").sort("customer_id")
+    of all rows. A customer never straddles two partitions; fewer distinct ids give fewer bounds.
+
+    Above `sample_rows` rows the rows are counted on every n-th row (about `sample_rows` of them), so the
+    partitions hold about, not exactly, equal rows: counting 10M string ids took 1.5-1.9 s, the sample
+    0.07 s. The bounds only split the work; the features do not depend on them.
+    """
+    every = max(1, len(customer_id) // max(1, sample_rows))
+    counted = customer_id.gather_every(every) if every > 1 else customer_id
+    counts = counted.drop_nulls().value_counts(name="rows").sort("customer_id")
     before = counts["rows"].cum_sum().to_numpy() - counts["rows"].to_numpy()  # rows of the ids before each
-    targets = np.arange(1, partitions) * (len(customer_id) / partitions)
+    targets = np.arange(1, partitions) * (len(counted) / partitions)
     starts = np.unique(np.searchsorted(before, targets))  # first id with at least the target rows before it
     return counts["customer_id"].gather(starts[(starts > 0) & (starts < counts.height)])
 

@@ -21,6 +21,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import polars as pl
 from rich.table import Table
@@ -124,21 +125,44 @@ def freed_memory_kept() -> Iterator[None]:
     dynamic mmap threshold for the rest of the process) and the heap is trimmed, so the memory kept
     is handed back.
     """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
+    with no_huge_page_advice():
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+        except (OSError, AttributeError):
+            yield
+            return
+        m_trim_threshold, m_mmap_max = -1, -4  # glibc <malloc.h>
+        mallopt(m_mmap_max, 0)  # large blocks from the heap, not from their own mappings
+        mallopt(m_trim_threshold, 2**31 - 1)  # and the heap is not trimmed
+        try:
+            yield
+        finally:
+            mallopt(m_mmap_max, 65536)  # glibc's defaults
+            mallopt(m_trim_threshold, 128 * 1024)
+            malloc_trim(0)
+
+
+@contextmanager
+def no_huge_page_advice() -> Iterator[None]:
+    """numpy does not ask the kernel for transparent huge pages while the block runs; as before after it.
+
+    numpy advises huge pages (madvise MADV_HUGEPAGE) for every array of 4 MB or more. Where the
+    kernel then compacts memory to find 2 MB pages on the fault (`defrag` = madvise, the common
+    default, and the benchmark machine's), that costs more than it saves here: the features stage
+    spent 11 s more in the kernel at 10M rows (median of 5 runs, see benchmarks/README.md).
+    Without numpy's private switch (another numpy) nothing changes.
+    """
+    switch = getattr(getattr(np, "_core", None), "multiarray", None)
+    set_advice = getattr(switch, "_set_madvise_hugepage", None)
+    if set_advice is None:
         yield
         return
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc <malloc.h>
-    mallopt(m_mmap_max, 0)  # large blocks from the heap, not from their own mappings
-    mallopt(m_trim_threshold, 2**31 - 1)  # and the heap is not trimmed
+    was = set_advice(False)
     try:
         yield
     finally:
-        mallopt(m_mmap_max, 65536)  # glibc's defaults
-        mallopt(m_trim_threshold, 128 * 1024)
-        malloc_trim(0)
+        set_advice(was)
 
 
 def run(cfg: Config, *, quiet: bool = False) -> dict[str, Any]:
