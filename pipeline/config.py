@@ -166,9 +166,11 @@ class FeaturesConfig(StrictModel):
     btyd: bool = True
     engine: Literal["polars", "dask"] = "polars"
     dask_partitions: int = Field(4, gt=0)
-    # Snapshots computed at once by the polars engine (threads: numpy and polars release the GIL).
-    # Each one in flight holds one snapshot's intermediates (~0.5 GB per 500k customers).
-    snapshot_workers: int = Field(2, gt=0)
+    # Snapshots computed at once by the polars engine (threads). Each one in flight holds one snapshot's
+    # intermediates (~0.5 GB per 500k customers). One, while the writer thread uses the other core: at 10M
+    # rows on 2 cores two were no faster (median 49.9 s against 45.3 s over 5 runs each) and peaked at up
+    # to 6.7 GiB against 6.0 GiB; the per-customer step holds the GIL for part of its time.
+    snapshot_workers: int = Field(1, gt=0)
     # The polars engine prepares its event tables per customer partition of about this many transaction
     # rows, one partition at a time: peak memory follows the partition, not the whole history.
     partition_rows: int = Field(2_000_000, gt=0)
