@@ -115,7 +115,8 @@ def online_retail_export(
     cancelled = np.flatnonzero(rng.random(len(invoice_person)) < 0.04)
     first_lines = lines_frame.drop_duplicates("invoice").set_index("invoice").loc[cancelled].reset_index()
     first_lines["Quantity"] = -np.abs(first_lines["Quantity"])
-    cancel_minute = (invoice_at[cancelled] - begin) / pd.Timedelta(minutes=1) + rng.integers(0, 20 * 1440, len(cancelled))
+    cancel_minute = ((invoice_at[cancelled] - begin) / pd.Timedelta(minutes=1)
+                     + rng.integers(0, 20 * 1440, len(cancelled)))
     cancel_at = begin + pd.to_timedelta(np.minimum(cancel_minute, span_days * 1440 - 1), unit="min")
     returners = np.flatnonzero(censored[:customers] & (rng.random(customers) < 0.15))
     return_product = rng.integers(0, PRODUCTS, len(returners))
@@ -136,7 +137,8 @@ def online_retail_export(
     fees = pd.DataFrame({"StockCode": ["AMAZONFEE", "AMAZONFEE", "BANK CHARGES", "AMAZONFEE", "B", "B"],
                          "Description": ["AMAZON FEE", "AMAZON FEE", "Bank Charges", "AMAZON FEE",
                                          "Adjust bad debt", "Adjust bad debt"],
-                         "Quantity": [-1, -1, -1, 1, 1, 1], "Price": [5575.28, 235.1, 15.0, 13541.33, -11062.06, -53594.36]})
+                         "Quantity": [-1, -1, -1, 1, 1, 1],
+                         "Price": [5575.28, 235.1, 15.0, 13541.33, -11062.06, -53594.36]})
 
     # Invoice numbers in time order; 'C' for credits, 'A' for adjustments.
     sale_number = _numbers_in_time_order(invoice_at)

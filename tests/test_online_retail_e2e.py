@@ -107,6 +107,8 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     lightgbm = metrics["test"]["lightgbm"]
     assert lightgbm["roc_auc"] > 0.75, lightgbm
     assert metrics["comparison"]["best_baseline"]["roc_auc"] in metrics["test"]
+    printed = output.rsplit("best baseline: ROC-AUC", 1)[1]  # the sentences after the comparison table
+    assert printed.count(metrics["comparison"]["statement"]) == 1
     backtest = json.loads((shop / "data" / "reports" / "backtest.json").read_text())
     assert len(backtest["folds"]) == 3
     assert (tmp_path / "mlruns.db").is_file()  # the default store, beside the config's folder: in tmp_path

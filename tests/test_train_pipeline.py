@@ -261,3 +261,19 @@ def test_the_backtest_table_says_when_a_model_was_in_fewer_folds():
     assert any(line.split()[:2] == ["LGBM", "0.750±.000"] for line in lines)
     assert any(line.split()[:3] == ["blend", "1/2", "0.800±.000"] for line in lines)
     assert "averaged over n of the N test snapshots" in " ".join(" ".join(lines).split())
+
+
+def test_the_printed_sentences_compare_lightgbm_with_the_best_baseline_once():
+    """When LightGBM is kept, the choice sentence already holds the comparison: `churn train` printed it twice."""
+    from pipeline.run.train import training_statements
+
+    comparison = "LightGBM leads the best baseline (btyd) by ROC-AUC +0.0001, but the 95% interval includes 0"
+    metrics = {
+        "comparison": {"statement": comparison},
+        "model_choice": {"chosen": "lightgbm", "statement": f"model kept: lightgbm; on test {comparison}"},
+        "calibration": {"lightgbm_statement": "LightGBM calibrated (sigmoid)"},
+    }
+    assert training_statements(metrics) == [f"model kept: lightgbm; on test {comparison}",
+                                            "LightGBM calibrated (sigmoid)"]
+    metrics["model_choice"] = {"chosen": "logistic", "statement": "model kept: logistic"}
+    assert training_statements(metrics) == [f"model kept: logistic; {comparison}", "LightGBM calibrated (sigmoid)"]

@@ -60,7 +60,7 @@ from pipeline.tracking import (
     training_run_contents,
     unchanged_decision,
 )
-from pipeline.train import BoosterFit, TrainResult, backtest_summary, production_model, train_models
+from pipeline.train import BoosterFit, TrainResult, backtest_summary, choice_summary, production_model, train_models
 
 # metric -> column header (short, so the table fits an 80-column terminal)
 TABLE_METRICS = {
@@ -196,12 +196,9 @@ def comparison_table(metrics: dict[str, Any]) -> Table:
 
 
 def training_statements(metrics: dict[str, Any]) -> list[str]:
-    """The plain sentences `churn train` prints: LightGBM against the best baseline, the model kept, calibration."""
-    return [
-        metrics.get("comparison", {}).get("statement", ""),
-        metrics.get("model_choice", {}).get("statement", ""),
-        metrics.get("calibration", {}).get("lightgbm_statement", ""),
-    ]
+    """The plain sentences `churn train` prints: the model kept with LightGBM against the best baseline, said
+    once (`choice_summary`), then calibration."""
+    return [choice_summary(metrics), metrics.get("calibration", {}).get("lightgbm_statement", "")]
 
 
 def engine_config(cfg: Config) -> Config:
