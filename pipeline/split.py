@@ -206,30 +206,41 @@ def check_split(split: TimeSplit) -> None:
 def rolling_splits(
     snapshot_dates: Sequence[object], *, horizon_days: int, folds: int, validation_folds: int = 3
 ) -> list[TimeSplit]:
-    """`folds` splits whose test snapshots are the latest `folds` labelled snapshots, newest first.
+    """Up to `folds` splits whose test snapshots are the latest labelled snapshots, newest first.
 
-    Each has its own training snapshots and validation folds by the same rule. Raises TrainError naming
-    how many snapshots the backtest needs when the oldest fold cannot be built.
+    Each has its own training snapshots and validation folds by the same rule. A short history holds fewer:
+    the splits stop at the first test snapshot without one (`backtest_shortfall` says so). Raises TrainError
+    when not even the latest snapshot can be split.
     """
     dates = _as_utc(snapshot_dates)
-    if len(dates) < folds:
-        raise TrainError(
-            f"a backtest with {folds} folds needs at least "
-            f"{snapshots_needed(dates or [pd.Timestamp(0)], horizon_days=horizon_days, folds=folds)} labelled "
-            f"snapshots; found {len(dates)}. Lower train.backtest_folds, or {CHANGE_HINT}."
-        )
     splits = []
     for test in reversed(dates[-folds:]):
         try:
             splits.append(time_split(dates, horizon_days=horizon_days, test_date=test, folds=validation_folds))
-        except TrainError as exc:
-            needed = snapshots_needed(dates, horizon_days=horizon_days, folds=folds)
-            raise TrainError(
-                f"backtest fold with test snapshot {_iso(test)} cannot be built: a {folds}-fold backtest needs "
-                f"about {needed} labelled snapshots; found {len(dates)}. Lower train.backtest_folds, or "
-                f"{CHANGE_HINT}. ({exc})"
-            ) from None
+        except TrainError:
+            if not splits:
+                raise
+            break
     return splits
+
+
+def backtest_shortfall(
+    snapshot_dates: Sequence[object], splits: Sequence[TimeSplit], *, horizon_days: int, folds: int
+) -> str | None:
+    """None when `splits` has the `folds` asked; else one sentence: how many the labelled snapshots hold, the
+    first test snapshot left out and what to change for all of them."""
+    if len(splits) >= folds:
+        return None
+    dates = _as_utc(snapshot_dates)
+    needed = snapshots_needed(dates, horizon_days=horizon_days, folds=folds)
+    held = f"{len(splits)} test snapshot{'s' if len(splits) != 1 else ''}"
+    left_out = (f"test snapshot {_iso(dates[-len(splits) - 1])} has too little labelled history before it for a "
+                f"validation and a training snapshot ({horizon_days}-day label windows), and "
+                if len(dates) > len(splits) else "")
+    return (
+        f"the backtest runs over {held}, not the {folds} of train.backtest_folds: {left_out}{folds} need about "
+        f"{needed} labelled snapshots at this spacing; found {len(dates)}. To have them all, {CHANGE_HINT}."
+    )
 
 
 def rows_of(features: pd.DataFrame, dates: Iterable[pd.Timestamp], *, part: str) -> pd.DataFrame:

@@ -1030,11 +1030,11 @@ def production_model(
 KEPT = "kept"
 
 
-def backtest_summary(results: Sequence[TrainResult]) -> dict[str, Any]:
+def backtest_summary(results: Sequence[TrainResult], *, shortfall: str | None = None) -> dict[str, Any]:
     """Per fold the split, the candidate kept and the test metrics; per model and metric the mean and spread
     over folds ("kept": whichever candidate each fold kept, i.e. what `churn train` would have registered);
     and the test ROC-AUC lead of LightGBM and of the kept model over each fold's best baseline, per fold and
-    on average, with a plain statement."""
+    on average, with a plain statement; `shortfall` (`split.backtest_shortfall`: fewer folds than asked, or None)."""
     kept = [r.metrics["model_choice"]["chosen"] for r in results]
     tests = [{"test": {**r.metrics["test"], KEPT: r.metrics["test"][name]}} for r, name in zip(results, kept)]
     leads: dict[str, list[float]] = {LIGHTGBM: [], KEPT: []}
@@ -1053,6 +1053,7 @@ def backtest_summary(results: Sequence[TrainResult]) -> dict[str, Any]:
         "summary": summarise_folds(tests),
         "lead_over_best_baseline_roc_auc": lead,
         "statement": backtest_statement(lead, kept),
+        "shortfall": shortfall,
     }
 
 

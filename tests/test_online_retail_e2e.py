@@ -52,7 +52,8 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # the config's default store (next to the config)
     shop = tmp_path / "shop"
     shop.mkdir()
-    export = online_retail_export(customers=800, seed=0)
+    # 13 months from 2010-12-01, the span of UCI's "Online Retail": room for 2 of the 3 default backtest folds.
+    export = online_retail_export(customers=800, seed=0, start="2010-12-01", months=13)
     export.to_csv(shop / "online_retail.csv", index=False)
     (shop / "config.yaml").write_text(yaml.safe_dump({
         "paths": {"data_dir": "data", "models_dir": "models"},
@@ -84,8 +85,8 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     assert result.exit_code == 0, output
     _says_nothing_false(output)
     written = sorted(p.name for p in (shop / "data" / "features").glob("snapshot=*.parquet"))
-    # Month starts from the first order (2009-12-01) + 90 days to the last order (2011-05-31).
-    months = pd.date_range("2010-03-01", "2011-05-01", freq="MS")
+    # Month starts from the first order (2010-12-01) + 90 days to the last order (2011-12-31).
+    months = pd.date_range("2011-03-01", "2011-12-01", freq="MS")
     assert written == [f"snapshot={d.date()}.parquet" for d in months]
     for model, column in (("BG/NBD", "btyd_p_alive"), ("Pareto/NBD", "pnbd_p_alive")):
         if f"{model} no dropout found" in output:  # "P(alive) near 1 for everyone" must hold on some snapshot
@@ -110,5 +111,10 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     printed = output.rsplit("best baseline: ROC-AUC", 1)[1]  # the sentences after the comparison table
     assert printed.count(metrics["comparison"]["statement"]) == 1
     backtest = json.loads((shop / "data" / "reports" / "backtest.json").read_text())
-    assert len(backtest["folds"]) == 3
+    # Labelled: 2011-03-01..2011-10-01; test 2011-08-01 would have only March..May before it (no snapshot 90
+    # days before another): the backtest runs on 2011-10-01 and 2011-09-01 and says why not 3.
+    assert [fold["split"]["test"] for fold in backtest["folds"]] == ["2011-10-01", "2011-09-01"]
+    assert backtest["shortfall"].startswith("the backtest runs over 2 test snapshots, not the 3 of "
+                                            "train.backtest_folds: test snapshot 2011-08-01 has too little")
+    assert output.count(backtest["shortfall"]) == 2  # the warning and the printed sentence
     assert (tmp_path / "mlruns.db").is_file()  # the default store, beside the config's folder: in tmp_path

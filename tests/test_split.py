@@ -12,6 +12,7 @@ from pipeline.errors import TrainError
 from pipeline.split import (
     Fold,
     TimeSplit,
+    backtest_shortfall,
     check_split,
     fold_frames,
     label_windows_overlap,
@@ -191,11 +192,24 @@ def test_rolling_splits_newest_first_each_by_the_rule():
     assert [len(s.folds) for s in rolling_splits(MONTHS, horizon_days=90, folds=3, validation_folds=2)] == [2, 2, 2]
 
 
-def test_rolling_splits_too_many_folds_names_the_key():
-    with pytest.raises(
-        TrainError, match=r"a 5-fold backtest needs about 11 labelled snapshots; found 10\. Lower train\.backtest_folds"
-    ):
-        rolling_splits(MONTHS, horizon_days=90, folds=5)
+def test_a_history_too_short_for_the_folds_asked_backtests_on_those_it_holds_and_says_so():
+    """Jan..Oct, 90 days: test 2024-07-01 still has Jan..Apr to train and validate on (Apr validated, Jan trained),
+    test 2024-06-01 only Jan..Mar, none of them 90 days after another: 4 of the 5 folds asked."""
+    splits = rolling_splits(MONTHS, horizon_days=90, folds=5)
+    assert [s.test for s in splits] == list(reversed(MONTHS[6:]))
+    assert backtest_shortfall(MONTHS, splits, horizon_days=90, folds=5) == (
+        "the backtest runs over 4 test snapshots, not the 5 of train.backtest_folds: test snapshot 2024-06-01 has "
+        "too little labelled history before it for a validation and a training snapshot (90-day label windows), and "
+        "5 need about 11 labelled snapshots at this spacing; found 10. To have them all, add earlier snapshot dates "
+        "(features.snapshots.start, or features.snapshots.dates) and re-run `churn features`, or shorten the label "
+        "window (features.horizon_days).")
+    assert backtest_shortfall(MONTHS, splits[:3], horizon_days=90, folds=3) is None
+    one = rolling_splits(MONTHS[:7], horizon_days=90, folds=3)
+    assert [s.test for s in one] == [MONTHS[6]]
+    assert backtest_shortfall(MONTHS[:7], one, horizon_days=90, folds=3).startswith(
+        "the backtest runs over 1 test snapshot, not the 3 of train.backtest_folds: test snapshot 2024-06-01 has")
+    with pytest.raises(TrainError, match=r"no training snapshot for test snapshot 2024-06-01"):
+        rolling_splits(MONTHS[:6], horizon_days=90, folds=3)
 
 
 def frame_for(split_dates: list[pd.Timestamp], labels: list[list[float]]) -> pd.DataFrame:

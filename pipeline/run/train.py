@@ -5,7 +5,8 @@ Reads `cfg.features_dir/snapshot=*.parquet`, fits LightGBM and the baselines on 
 (`cfg.bundle_dir`), and has pipeline.tracking log the run and those files, register the model and move the
 `champion` alias when the new model is at least as good (`track_training`).
 With `backtest=True` the fit is repeated over `cfg.train.backtest_folds` rolling
-test snapshots; the mean and spread per metric go to MLflow and `cfg.reports_dir/backtest.json`.
+test snapshots (fewer when the history holds fewer: a warning and the printed output say so); the mean and
+spread per metric go to MLflow and `cfg.reports_dir/backtest.json`.
 
 `train.engine: dask` (`churn train --engine dask`) fits the LightGBM booster with
 `lightgbm.DaskLGBMClassifier` on a Dask cluster ($DASK_SCHEDULER_ADDRESS, else a LocalCluster), held
@@ -42,7 +43,7 @@ from pipeline.io import complete_interrupted_publishes, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.run.history import treated_customers
-from pipeline.split import drop_treated_rows, labelled_snapshots, rolling_splits, time_split
+from pipeline.split import backtest_shortfall, drop_treated_rows, labelled_snapshots, rolling_splits, time_split
 from pipeline.tracking import (
     PromotionDecision,
     bundle_manifest_fields,
@@ -404,12 +405,17 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
                 splits = rolling_splits(
                     labelled, horizon_days=horizon, folds=cfg.train.backtest_folds, validation_folds=cfg.train.cv_folds
                 )
+                shortfall = backtest_shortfall(
+                    labelled, splits, horizon_days=horizon, folds=cfg.train.backtest_folds
+                )
+                if shortfall:
+                    logger.warning(shortfall)
                 folds = [result]
                 for fold_split in track(splits[1:], description="backtest folds", quiet=quiet):
                     folds.append(
                         fit_models(features, specs=specs, split=fold_split, cfg=cfg.train, retention=retention)
                     )
-                report = backtest_summary(folds)
+                report = backtest_summary(folds, shortfall=shortfall)
         if report is not None:
             write_json(report, Path(cfg.reports_dir) / "backtest.json")
         record = track_training(
@@ -428,6 +434,8 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         out.print(metrics_table(result.metrics, split="validation"))
         if report is not None:
             out.print(backtest_table(report))
+            if report["shortfall"]:
+                out.print(report["shortfall"], highlight=False)
             out.print(report["statement"], highlight=False)
         out.print(comparison_table(result.metrics))
         for sentence in training_statements(result.metrics):
