@@ -190,6 +190,19 @@ def test_snapshot_frame_refuses_labels_of_other_customers():
         snapshot_frame(features, labels, as_of=DATES[0])
 
 
+def test_an_error_while_the_writer_makes_a_snapshot_stops_the_run_and_keeps_the_previous_files(tmp_path, monkeypatch):
+    cfg = workspace(tmp_path)
+    runner.run(cfg, quiet=True)
+    before = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
+    labels_of = runner.churn_labels_from_partitions
+    # A fault injected for this test: labels missing their last customer from the second snapshot on.
+    monkeypatch.setattr(runner, "churn_labels_from_partitions", lambda tables, *, as_of, **window: (
+        labels_of(tables, as_of=as_of, **window).iloc[: -1 if as_of >= DATES[1] else None]))
+    with pytest.raises(FeatureError, match=f"snapshot {DATES[1]}: .* must use the same eligibility"):
+        runner.run(cfg, quiet=True)
+    assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == before
+
+
 class _MallocInfo(ctypes.Structure):
     """glibc's `struct mallinfo2` (<malloc.h>): bytes in the heap, in separate mappings, free in the heap."""
 

@@ -110,12 +110,19 @@ def features_from_tables(tables: EventTables, *, as_of: dt.date, cfg: FeaturesCo
 def features_from_partitions(partitions: Sequence[EventTables], *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
     """`build_features` on the tables of customer partitions (`partitioned_event_tables`): the per-customer
     step on each, concatenated, then the population step over all customers."""
+    return to_pandas_features(polars_features_from_partitions(partitions, as_of=as_of, cfg=cfg), cfg=cfg)
+
+
+def polars_features_from_partitions(
+    partitions: Sequence[EventTables], *, as_of: dt.date, cfg: FeaturesConfig
+) -> pl.DataFrame:
+    """`features_from_partitions` before `to_pandas_features`: the population step's polars frame."""
     snapshot_time(as_of)
     aggregates = [customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg) for tables in partitions]
     # One chunk per column: the population step's expressions and to_pandas on five chunks cost more than this copy.
     frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed", rechunk=True)
     del aggregates  # the rechunked frame is a copy: the partitions' rows need not stay in memory beside it
-    return to_pandas_features(population_features_from_aggregates(frame, cfg=cfg), cfg=cfg)
+    return population_features_from_aggregates(frame, cfg=cfg)
 
 
 def build_features(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:

@@ -31,7 +31,8 @@ from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
 from pipeline.dask_engine import dask_client, dask_features, dask_labels, load_partitioned_tables
 from pipeline.errors import FeatureError
 from pipeline.events import Events
-from pipeline.features import feature_names, features_from_partitions
+from pipeline.features import feature_names
+from pipeline.features.build import polars_features_from_partitions, to_pandas_features
 from pipeline.features.store import (
     LABEL,
     feature_settings,
@@ -181,12 +182,13 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     return _write_snapshots(
         cfg,
-        features_at=lambda as_of: features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
+        features_at=lambda as_of: polars_features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
         labels_at=lambda as_of: churn_labels_from_partitions(tables, as_of=as_of, **window),
         last_date=last_date,
         started=started,
         quiet=quiet,
         workers=cfg.features.snapshot_workers,
+        as_pandas=lambda features: to_pandas_features(features, cfg=cfg.features),
     )
 
 
@@ -213,15 +215,21 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
 def _write_snapshots(
     cfg: Config,
     *,
-    features_at: Callable[[dt.date], pd.DataFrame],
+    features_at: Callable[[dt.date], Any],
     labels_at: Callable[[dt.date], pd.DataFrame],
     last_date: dt.date | None,
     started: float,
     quiet: bool,
     workers: int = 1,
+    as_pandas: Callable[[Any], pd.DataFrame] = lambda features: features,
 ) -> dict[str, Any]:
     """Build, label and write every configured snapshot: `workers` snapshots computed at once, files
-    written in date order by one background writer while the next snapshots are computed."""
+    written in date order by one background writer while the next snapshots are computed.
+
+    `features_at` may return the features in another form than pandas, with `as_pandas` turning them
+    into `build_features`' frame: the writer thread does that, so the conversion is not on the path
+    of the next snapshot's computation.
+    """
     log = get_logger()
     dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
@@ -230,39 +238,40 @@ def _write_snapshots(
     def labelled_at(as_of: dt.date) -> bool:
         return horizon_passed(as_of, horizon_days=cfg.features.horizon_days, last_event_date=last_date)
 
-    def snapshot_at(as_of: dt.date) -> pd.DataFrame:
-        return snapshot_frame(features_at(as_of), labels_at(as_of) if labelled_at(as_of) else None, as_of=as_of)
+    def computed_at(as_of: dt.date) -> tuple[Any, pd.DataFrame | None]:
+        return features_at(as_of), labels_at(as_of) if labelled_at(as_of) else None
+
+    def written(as_of: dt.date, features: Any, labels: pd.DataFrame | None) -> dict[str, Any]:
+        frame = snapshot_frame(as_pandas(features), labels, as_of=as_of)
+        outputs.write(snapshot_path(cfg.features_dir, as_of), lambda path: write_parquet(frame, path, metadata=metadata))
+        if frame.empty:
+            log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
+                        as_of, cfg.features.lookback_days)
+        return {
+            "date": as_of.isoformat(),
+            "customers": len(frame),
+            "churn_rate": float(frame[LABEL].mean()) if labels is not None and len(frame) else None,
+            "labelled": labels is not None,
+            "path": str(snapshot_path(cfg.features_dir, as_of)),
+        }
 
     rows = []
     with (
         output_set(cfg.paths.data_dir, stage="features") as outputs,
-        closing(ordered_map(snapshot_at, dates, workers=workers)) as frames,
+        closing(ordered_map(computed_at, dates, workers=workers)) as computed,
         ThreadPoolExecutor(1) as writer,
     ):
         for stale in set(snapshot_dates(cfg.features_dir)) - set(dates):
             outputs.remove(snapshot_path(cfg.features_dir, stale))
         pending: Future | None = None
         for as_of in track(dates, description="features", quiet=quiet):
-            frame, labelled = next(frames), labelled_at(as_of)
+            features, labels = next(computed)
             if pending is not None:
-                pending.result()  # at most one file in flight (raises the writer's error here)
-            pending = writer.submit(
-                outputs.write,
-                snapshot_path(cfg.features_dir, as_of),
-                lambda path, frame=frame: write_parquet(frame, path, metadata=metadata),
-            )
-            if frame.empty:
-                log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
-                            as_of, cfg.features.lookback_days)
-            rows.append({
-                "date": as_of.isoformat(),
-                "customers": len(frame),
-                "churn_rate": float(frame[LABEL].mean()) if labelled and len(frame) else None,
-                "labelled": labelled,
-                "path": str(snapshot_path(cfg.features_dir, as_of)),
-            })
+                rows.append(pending.result())  # at most one file in flight (raises the writer's error here)
+            pending = writer.submit(written, as_of, features, labels)
+            del features, labels  # the writer holds them until the file is written
         if pending is not None:
-            pending.result()
+            rows.append(pending.result())
     summary = {
         "snapshots": rows,
         "features": len(feature_names(cfg.features)),
