@@ -63,6 +63,7 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     result, output = _churn(shop, "ingest")
     assert result.exit_code == 0, output
     _says_nothing_false(output)
+    assert "WARNING" not in output
     report = json.loads((shop / "data" / "reports" / "ingest_report.json").read_text())["sources"]["transactions"]
     guests = int((export["Customer ID"] == "").sum())
     assert (report["input_rows"], report["anonymous_rows"], report["bad_rows"]) == (len(export), guests, 0)
@@ -84,6 +85,7 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     result, output = _churn(shop, "features")
     assert result.exit_code == 0, output
     _says_nothing_false(output)
+    assert "WARNING" not in output
     written = sorted(p.name for p in (shop / "data" / "features").glob("snapshot=*.parquet"))
     # Month starts from the first order (2010-12-01) + 90 days to the last order (2011-12-31).
     months = pd.date_range("2011-03-01", "2011-12-01", freq="MS")
@@ -117,4 +119,5 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     assert backtest["shortfall"].startswith("the backtest runs over 2 test snapshots, not the 3 of "
                                             "train.backtest_folds: test snapshot 2011-08-01 has too little")
     assert output.count(backtest["shortfall"]) == 2  # the warning and the printed sentence
+    assert output.count("WARNING") == 1  # that one: no other warning on this export
     assert (tmp_path / "mlruns.db").is_file()  # the default store, beside the config's folder: in tmp_path
