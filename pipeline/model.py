@@ -417,7 +417,9 @@ def fit_calibrator(
     Choosing by cross-validation, not by in-sample loss, stops isotonic (the more flexible map) winning
     just because it memorises the calibration rows. With `log_odds=True` (scores are a model's log-odds)
     "none" competes too, at the log loss of the model's own probabilities (nothing fitted, so that loss is
-    honest): the calibrator is kept only when it lowers the log loss by at least CALIBRATION_MIN_GAIN.
+    honest): the calibrator is kept only when it lowers the log loss by at least CALIBRATION_MIN_GAIN, and
+    only when these rows rank churners higher by the score (a positive Platt slope): a sigmoid fitted on
+    scores that rank them lower is decreasing and would turn the model's ranking around.
     Returns the calibrator and the losses by method.
     """
     candidates: list[CalibratorKind] = ["isotonic", "sigmoid"] if method == "auto" else [method]
@@ -425,7 +427,8 @@ def fit_calibrator(
     chosen = min(candidates, key=lambda m: (np.nan_to_num(losses[m], nan=np.inf), candidates.index(m)))
     if log_odds:
         losses["none"] = float(log_loss(y, ProbabilityCalibrator("none").transform(scores), labels=[0.0, 1.0]))
-        if not np.nan_to_num(losses[chosen], nan=np.inf) < losses["none"] - CALIBRATION_MIN_GAIN:
+        helps = np.nan_to_num(losses[chosen], nan=np.inf) < losses["none"] - CALIBRATION_MIN_GAIN
+        if not helps or _platt_slope(_fit_platt(np.asarray(scores, dtype="float64"), y)) <= 0:
             chosen = "none"
     return ProbabilityCalibrator(chosen).fit(scores, y), losses
 
