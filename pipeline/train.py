@@ -1057,16 +1057,21 @@ def backtest_summary(results: Sequence[TrainResult], *, shortfall: str | None = 
     }
 
 
+def snapshot_count_phrase(count: int) -> str:
+    """'1 test snapshot', '3 test snapshots'."""
+    return f"{count} test snapshot{'' if count == 1 else 's'}"
+
+
 def backtest_statement(lead: dict[str, dict[str, Any]], kept: Sequence[str]) -> str:
     """One sentence: LightGBM's and the kept model's test ROC-AUC lead over the best baseline per backtest fold."""
     if not lead:
-        return f"backtest over {len(kept)} test snapshots: no baseline could be fitted, no comparison"
+        return f"backtest over {snapshot_count_phrase(len(kept))}: no baseline could be fitted, no comparison"
 
     def folds(name: str) -> str:
         values = ", ".join(f"{v:+.4f}" for v in lead[name]["per_fold"])
         return f"{values} (mean {lead[name]['mean']:+.4f})"
 
     return (
-        f"backtest over {len(kept)} test snapshots: ROC-AUC minus the best baseline's, LightGBM {folds(LIGHTGBM)}; "
-        f"the model kept ({', '.join(kept)}) {folds(KEPT)}"
+        f"backtest over {snapshot_count_phrase(len(kept))}: ROC-AUC minus the best baseline's, "
+        f"LightGBM {folds(LIGHTGBM)}; the model kept ({', '.join(kept)}) {folds(KEPT)}"
     )

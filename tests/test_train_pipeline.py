@@ -261,6 +261,10 @@ def test_the_backtest_table_says_when_a_model_was_in_fewer_folds():
     assert any(line.split()[:2] == ["LGBM", "0.750±.000"] for line in lines)
     assert any(line.split()[:3] == ["blend", "1/2", "0.800±.000"] for line in lines)
     assert "averaged over n of the N test snapshots" in " ".join(" ".join(lines).split())
+    console = Console(record=True, width=120)
+    console.print(backtest_table({"folds": report["folds"][:1], "summary": {"lightgbm": cell(0.75, 1.0)}}))
+    assert "backtest over 1 test snapshot (1998-04-01): one fold, so no spread (± .000)" in " ".join(
+        console.export_text().split())
 
 
 def test_the_printed_sentences_compare_lightgbm_with_the_best_baseline_once():

@@ -61,7 +61,15 @@ from pipeline.tracking import (
     training_run_contents,
     unchanged_decision,
 )
-from pipeline.train import BoosterFit, TrainResult, backtest_summary, choice_summary, production_model, train_models
+from pipeline.train import (
+    BoosterFit,
+    TrainResult,
+    backtest_summary,
+    choice_summary,
+    production_model,
+    snapshot_count_phrase,
+    train_models,
+)
 
 # metric -> column header (short, so the table fits an 80-column terminal)
 TABLE_METRICS = {
@@ -144,9 +152,9 @@ def backtest_table(backtest: dict[str, Any]) -> Table:
     """Rich table: mean ± std over the backtest folds of the test metrics, one row per model (fits 80 columns)."""
     tests = ", ".join(fold["split"]["test"] for fold in backtest["folds"])
     models = backtest["summary"]
-    table = Table(
-        title=f"backtest over {len(backtest['folds'])} test snapshots ({tests}): mean ± std", box=box.SIMPLE_HEAD
-    )
+    count = len(backtest["folds"])
+    spread = "mean ± std" if count > 1 else "one fold, so no spread (± .000)"
+    table = Table(title=f"backtest over {snapshot_count_phrase(count)} ({tests}): {spread}", box=box.SIMPLE_HEAD)
     metrics = ("roc_auc", "pr_auc", "log_loss", "brier", "lift_top_decile")
     table.add_column("model", no_wrap=True)
     for metric in metrics:
