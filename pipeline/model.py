@@ -417,19 +417,23 @@ def fit_calibrator(
     Choosing by cross-validation, not by in-sample loss, stops isotonic (the more flexible map) winning
     just because it memorises the calibration rows. With `log_odds=True` (scores are a model's log-odds)
     "none" competes too, at the log loss of the model's own probabilities (nothing fitted, so that loss is
-    honest): the calibrator is kept only when it lowers the log loss by at least CALIBRATION_MIN_GAIN, and
-    only when these rows rank churners higher by the score (a positive Platt slope): a sigmoid fitted on
-    scores that rank them lower is decreasing and would turn the model's ranking around.
+    honest): the calibrator is kept only when it lowers the log loss by at least CALIBRATION_MIN_GAIN.
+    When these rows rank churners lower by the score (a Platt slope of 0 or less), a sigmoid fitted on them is
+    decreasing and would turn the ranking around: then a model keeps its own probabilities ("none") and
+    other scores (the baselines') get the isotonic map, which never decreases, whatever `method` asks.
     Returns the calibrator and the losses by method.
     """
     candidates: list[CalibratorKind] = ["isotonic", "sigmoid"] if method == "auto" else [method]
     losses = {m: cross_validated_log_loss(scores, y, method=m, seed=seed) for m in candidates}
     chosen = min(candidates, key=lambda m: (np.nan_to_num(losses[m], nan=np.inf), candidates.index(m)))
+    ranks_churners_higher = _platt_slope(_fit_platt(np.asarray(scores, dtype="float64"), y)) > 0
     if log_odds:
         losses["none"] = float(log_loss(y, ProbabilityCalibrator("none").transform(scores), labels=[0.0, 1.0]))
         helps = np.nan_to_num(losses[chosen], nan=np.inf) < losses["none"] - CALIBRATION_MIN_GAIN
-        if not helps or _platt_slope(_fit_platt(np.asarray(scores, dtype="float64"), y)) <= 0:
+        if not helps or not ranks_churners_higher:
             chosen = "none"
+    elif not ranks_churners_higher:
+        chosen = "isotonic"
     return ProbabilityCalibrator(chosen).fit(scores, y), losses
 
 

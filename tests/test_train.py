@@ -433,6 +433,21 @@ def test_scores_that_rank_churners_lower_keep_their_own_probabilities():
     np.testing.assert_allclose(kept.transform(scores), 1.0 / (1.0 + np.exp(-scores)))
 
 
+def test_baseline_scores_that_rank_churners_lower_never_get_a_decreasing_map():
+    """A baseline's out-of-fold scores that rank churners lower: the sigmoid (lower log loss) would be decreasing
+    and turn the baseline's ranking around on test, flattering the model against it; the isotonic map is kept."""
+    from pipeline.model import fit_calibrator
+
+    rng = np.random.default_rng(5)
+    scores = rng.normal(0.0, 1.5, 4000)
+    y = (rng.uniform(size=4000) < 1.0 / (1.0 + np.exp(scores))).astype("float64")  # the sign turned around
+    for method in ("auto", "sigmoid"):
+        kept, losses = fit_calibrator(scores, y, method=method, seed=0)
+        assert losses["sigmoid"] < 0.6  # the sigmoid fits these rows well: it would be chosen on its loss
+        assert kept.method == "isotonic"
+        assert np.all(np.diff(kept.transform(np.linspace(-4.0, 4.0, 50))) >= 0)
+
+
 def test_uncalibrated_lightgbm_is_said_so(table, split):
     from pipeline.train import calibration_statement
 
