@@ -46,7 +46,6 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
     and internal _days_recent/_days_earlier (purchase days in the last TREND_DAYS and the TREND_DAYS
     before), _day_gap_sq (sum of squared purchase-day gaps), _first_event_at."""
     timeline, sums = parts.timeline, parts.sums
-    start, end = cut.rows(timeline)
     before, first = cut.sums_at(timeline, sums, cut.day), cut.sums_at(timeline, sums, None)
     season = season_window(cfg.horizon_days)
     # Whole rows of sums where RFM reads them too (shared through the cut); only purchase days elsewhere.
@@ -88,7 +87,7 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
         pl.Series("gross_spend_all", gross / MONEY_UNITS),
         *[pl.Series(f"gross_spend_{w}d", total("gross_units", w) / MONEY_UNITS) for w in cfg.windows_days],
         pl.Series("season_purchase_days_last_year",
-                  total("day_starts", *season) if season else np.full(len(start), np.nan)),
+                  total("day_starts", *season) if season else np.full(len(cut.codes), np.nan)),
         timestamps(pl.Series("_first_event_at", parts.first_event_us[cut.codes])),
     ]
 
