@@ -224,6 +224,11 @@ def rolling_splits(
     return splits
 
 
+def snapshot_count_phrase(count: int) -> str:
+    """'1 test snapshot', '3 test snapshots'."""
+    return f"{count} test snapshot{'' if count == 1 else 's'}"
+
+
 def backtest_shortfall(
     snapshot_dates: Sequence[object], splits: Sequence[TimeSplit], *, horizon_days: int, folds: int
 ) -> str | None:
@@ -233,7 +238,7 @@ def backtest_shortfall(
         return None
     dates = _as_utc(snapshot_dates)
     needed = snapshots_needed(dates, horizon_days=horizon_days, folds=folds)
-    held = f"{len(splits)} test snapshot{'s' if len(splits) != 1 else ''}"
+    held = snapshot_count_phrase(len(splits))
     left_out = (f"test snapshot {_iso(dates[-len(splits) - 1])} has too little labelled history before it for a "
                 f"validation and a training snapshot ({horizon_days}-day label windows), and "
                 if len(dates) > len(splits) else "")

@@ -70,7 +70,15 @@ from pipeline.model import (
     fit_calibrator,
 )
 from pipeline.progress import get_logger
-from pipeline.split import LABEL_COLUMN, TimeSplit, fold_frames, labelled_snapshots, rows_of, split_frame
+from pipeline.split import (
+    LABEL_COLUMN,
+    TimeSplit,
+    fold_frames,
+    labelled_snapshots,
+    rows_of,
+    snapshot_count_phrase,
+    split_frame,
+)
 
 LIGHTGBM = "lightgbm"
 LIGHTGBM_UNCALIBRATED = "lightgbm_uncalibrated"
@@ -1055,11 +1063,6 @@ def backtest_summary(results: Sequence[TrainResult], *, shortfall: str | None = 
         "statement": backtest_statement(lead, kept),
         "shortfall": shortfall,
     }
-
-
-def snapshot_count_phrase(count: int) -> str:
-    """'1 test snapshot', '3 test snapshots'."""
-    return f"{count} test snapshot{'' if count == 1 else 's'}"
 
 
 def backtest_statement(lead: dict[str, dict[str, Any]], kept: Sequence[str]) -> str:

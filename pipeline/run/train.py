@@ -43,7 +43,14 @@ from pipeline.io import complete_interrupted_publishes, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.run.history import treated_customers
-from pipeline.split import backtest_shortfall, drop_treated_rows, labelled_snapshots, rolling_splits, time_split
+from pipeline.split import (
+    backtest_shortfall,
+    drop_treated_rows,
+    labelled_snapshots,
+    rolling_splits,
+    snapshot_count_phrase,
+    time_split,
+)
 from pipeline.tracking import (
     PromotionDecision,
     bundle_manifest_fields,
@@ -67,7 +74,6 @@ from pipeline.train import (
     backtest_summary,
     choice_summary,
     production_model,
-    snapshot_count_phrase,
     train_models,
 )
 
