@@ -200,6 +200,9 @@ class TrainConfig(StrictModel):
     # Rolling-origin validation folds (each a later labelled snapshot) that choose LightGBM's configuration
     # and number of rounds and give the out-of-fold predictions the calibrator is fitted on.
     cv_folds: int = Field(3, ge=1, le=12)
+    # Customer folds of the final model's training rows: the final configuration is refitted on all but one
+    # fold and scores it, and the calibrator is fitted on those cross-fitted predictions.
+    calibration_folds: int = Field(3, ge=2, le=10)
     # The logistic baseline (and candidate) is fitted on a seeded sample of at most this many rows.
     logistic_fit_rows: int = Field(500_000, gt=0)
     # Paired bootstrap resamples of the test snapshot behind each candidate's interval against the best baseline.

@@ -15,9 +15,14 @@ How LightGBM is chosen and fitted (see `pipeline.split` for the snapshots):
 - The final booster is that configuration, with those rounds, on every snapshot whose label window
   ends by the test snapshot (all the labelled history at the cut). `production_model` refits it once
   more on every labelled snapshot, the test one included: that is the model `churn train` registers.
-- The calibrator (isotonic with a Platt tie-break, or Platt) is fitted on the winner's out-of-fold
-  predictions and kept only when it lowers their log loss; otherwise the booster's own probability is
-  used and the metrics say so. Either map is strictly increasing: calibration never changes the ranking.
+- The calibrator (isotonic with a Platt tie-break, or Platt) is fitted on cross-fitted predictions of the
+  final model's own training rows: the same configuration and rounds refitted on the other customers
+  (`cfg.calibration_folds` folds by a seeded hash of the customer id, so a customer's snapshots stay
+  together). Those models see nearly as much history as the final one, so their log-odds have its
+  spread; the fold models of the search train on less (on a short export, one early snapshot) and a map
+  fitted on their predictions over- or under-sharpens the final model. It is kept only when it lowers
+  the log loss of those predictions; otherwise the booster's own probability is used and the metrics say
+  so. Either map is strictly increasing: calibration never changes the ranking.
 Class imbalance via `scale_pos_weight = negatives / positives` on the rows fitted. Fixed threads,
 `deterministic=True` and `force_row_wise=True` make the same seed give the same model. In each fold
 the LightGBM Datasets are binned once and shared by every trial. On large folds the trials run on a
@@ -94,6 +99,11 @@ CHOICE_RULE = (
     "go to LightGBM"
 )
 SPLIT_NAMES = ("test", "validation")
+# Where a calibrator's log-odds come from (metrics "calibration"."fitted_on"): the final configuration refitted
+# on the other customer folds of its own training rows, or (when those rows cannot be split so) the
+# rolling-origin folds' validation rows.
+CROSS_FITTED = "cross-fitted"
+OUT_OF_FOLD = "out-of-fold"
 
 # Below this many training rows LightGBM runs on one thread: thread synchronisation costs more than it
 # saves on small data, and on a busy 2-core machine OpenMP barriers can make 2 threads 10x slower.
@@ -117,8 +127,10 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
 }
 CALIBRATION_NOTE = (
     "Validation = out-of-fold: each rolling-origin fold's model scored its later validation snapshot. "
-    "These predictions also chose the LightGBM configuration and rounds and fitted the calibrators, so "
-    "calibrated validation metrics are optimistic. Only the test snapshot was never seen."
+    "These predictions chose the LightGBM configuration, its rounds and the candidate, so validation metrics "
+    "are optimistic. The calibrators were fitted on cross-fitted predictions of the training rows (the final "
+    "configuration refitted on the other customers), not on these: the fold models, trained on less "
+    "history, may be less sharp than the model they calibrate. Only the test snapshot was never seen."
 )
 
 
@@ -401,9 +413,32 @@ def customer_sample_mask(customer_ids: pd.Series, *, fraction: float, seed: int)
     """
     if fraction >= 1.0:
         return np.ones(len(customer_ids), dtype=bool)
+    return customer_hashes(customer_ids, seed=seed) < np.uint64(fraction * 2.0**64)
+
+
+def customer_hashes(customer_ids: pd.Series, *, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash per row of its customer id (uint64): the same customer, the same hash."""
     hash_key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()  # 16 characters, as pandas needs
-    hashes = pd.util.hash_pandas_object(customer_ids.astype("str"), index=False, hash_key=hash_key).to_numpy()
-    return hashes < np.uint64(fraction * 2.0**64)
+    return pd.util.hash_pandas_object(customer_ids.astype("str"), index=False, hash_key=hash_key).to_numpy()
+
+
+def cross_fitted_log_odds(
+    rows: pd.DataFrame, *, fit_and_score: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray], folds: int, seed: int
+) -> np.ndarray | None:
+    """Each row of `rows` scored by a model fitted on the other customers: `fit_and_score(fit_rows, held_rows)`
+    returns log-odds for `held_rows`. Customers go to `folds` folds by a seeded hash of their id, so all of a
+    customer's snapshots are held out together. None when `rows` cannot be split so: a fold without rows, or
+    one whose fitting rows hold a single class.
+    """
+    fold = customer_hashes(rows["customer_id"], seed=seed) % np.uint64(folds)
+    y = _labels(rows)
+    if any((fold == k).sum() == 0 or np.unique(y[fold != k]).size < 2 for k in range(folds)):
+        return None
+    log_odds = np.empty(len(rows))
+    for k in range(folds):  # one fit per fold
+        held = fold == k
+        log_odds[held] = fit_and_score(rows[~held], rows[held])
+    return log_odds
 
 
 def search_sample_fraction(training_rows: int, *, sample_rows: int, trials: int) -> float:
@@ -455,6 +490,8 @@ class LightGBMFit:
     best_params: dict[str, Any]
     out_of_fold_raw: np.ndarray
     calibration_losses: dict[str, float]
+    calibrated_on: str  # CROSS_FITTED (on `train`'s rows) or OUT_OF_FOLD (the folds' validation rows)
+    calibration_raw: np.ndarray  # the log-odds the calibrator was fitted on, in the rows' order
 
 
 def _fold_trials(
@@ -602,9 +639,16 @@ def fit_lightgbm(
     params = candidate_params[best_number]
     rounds = trials[best_number]["rounds"]
     out_of_fold_raw = np.concatenate([raw[best_number] for raw in fold_raw])
-    y_out_of_fold = np.concatenate([_labels(validation) for _, validation in folds])
+    cross_fitted = cross_fitted_trees(
+        train, params=params, rounds=rounds, columns=columns, horizon_days=horizon_days, cfg=cfg, fit=fit
+    )
+    if cross_fitted is None:
+        calibrated_on, calibration_raw = OUT_OF_FOLD, out_of_fold_raw
+        y_calibration = np.concatenate([_labels(validation) for _, validation in folds])
+    else:
+        calibrated_on, calibration_raw, y_calibration = CROSS_FITTED, cross_fitted, y_all
     calibrator, calibration_losses = fit_calibrator(
-        out_of_fold_raw, y_out_of_fold, method=cfg.calibration, seed=cfg.seed, log_odds=True
+        calibration_raw, y_calibration, method=cfg.calibration, seed=cfg.seed, log_odds=True
     )
     model = refit_lightgbm(
         train,
@@ -630,7 +674,43 @@ def fit_lightgbm(
         best_params={**params, "best_iteration": rounds, "size_tier": tier, "trial": best_number},
         out_of_fold_raw=out_of_fold_raw,
         calibration_losses=calibration_losses,
+        calibrated_on=calibrated_on,
+        calibration_raw=calibration_raw,
     )
+
+
+def cross_fitted_trees(
+    rows: pd.DataFrame,
+    *,
+    params: dict[str, Any],
+    rounds: int,
+    columns: FeatureColumns,
+    horizon_days: int,
+    cfg: TrainConfig,
+    fit: BoosterFit = fit_booster,
+) -> np.ndarray | None:
+    """LightGBM log-odds of `rows`, each from `params` boosted `rounds` rounds on the other customer folds
+    (`cross_fitted_log_odds` with `cfg.calibration_folds`); None when the rows cannot be split."""
+
+    def fit_and_score(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> np.ndarray:
+        none = ProbabilityCalibrator("none")
+        return refit_lightgbm(
+            fit_rows, params=params, rounds=rounds, columns=columns, calibrator=none,
+            horizon_days=horizon_days, cfg=cfg, fit=fit,
+        ).predict_raw(held_rows)
+
+    return cross_fitted_log_odds(rows, fit_and_score=fit_and_score, folds=cfg.calibration_folds, seed=cfg.seed)
+
+
+def cross_fitted_linear(rows: pd.DataFrame, *, feature_names: Sequence[str], cfg: TrainConfig) -> np.ndarray | None:
+    """Logistic (`LinearScore`) log-odds of `rows`, each fitted on the other customer folds, as `cross_fitted_trees`."""
+
+    def fit_and_score(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> np.ndarray:
+        return LinearScore.fit(
+            fit_rows, _labels(fit_rows), feature_names=feature_names, seed=cfg.seed, fit_rows=cfg.logistic_fit_rows
+        ).raw(held_rows)
+
+    return cross_fitted_log_odds(rows, fit_and_score=fit_and_score, folds=cfg.calibration_folds, seed=cfg.seed)
 
 
 def refit_lightgbm(
@@ -903,12 +983,15 @@ def train_models(
         "validation": (lightgbm.out_of_fold_raw, logistic.out_of_fold_raw),
     }
     candidates: dict[str, ChurnModel] = {LIGHTGBM: model}
+    calibration_rows = candidate_calibration_rows(parts["train"], lightgbm, logistic, labels["validation"], cfg=cfg)
     for name, weight in choice.weights.items():
         if name == LIGHTGBM:
             continue
         blended = {part: weight * trees + (1.0 - weight) * linear for part, (trees, linear) in raw.items()}
+        trees, linear, y_calibration = calibration_rows
         calibrator, _ = fit_calibrator(
-            blended["validation"], labels["validation"], method=cfg.calibration, seed=cfg.seed, log_odds=True
+            weight * trees + (1.0 - weight) * linear, y_calibration, method=cfg.calibration, seed=cfg.seed,
+            log_odds=True,
         )
         candidates[name] = candidate_model(model, logistic.score, weight=weight, calibrator=calibrator)
         for part in SPLIT_NAMES:
@@ -929,11 +1012,11 @@ def train_models(
     get_logger().info(choice_summary(metrics))
     kept = model.calibrator_.method
     metrics["calibration"] = {
-        "fitted_on": "out-of-fold",
+        "fitted_on": lightgbm.calibrated_on,
         "lightgbm_method": kept,
         "lightgbm_out_of_fold_log_loss": lightgbm.calibration_losses,
         "lightgbm_calibrated": kept != "none",
-        "lightgbm_statement": calibration_statement(kept, lightgbm.calibration_losses),
+        "lightgbm_statement": calibration_statement(kept, lightgbm.calibration_losses, lightgbm.calibrated_on),
         "baseline_methods": {b: baseline.calibrator.method for b, baseline in baselines.items()},
         "note": CALIBRATION_NOTE,
     }
@@ -984,18 +1067,31 @@ def choice_summary(metrics: dict[str, Any]) -> str:
     return "; ".join([choice["statement"], *lightgbm_too])
 
 
-def calibration_statement(method: str, losses: dict[str, float]) -> str:
-    """One sentence: which probability map LightGBM keeps, and the out-of-fold log losses behind it."""
+def calibration_statement(method: str, losses: dict[str, float], fitted_on: str = CROSS_FITTED) -> str:
+    """One sentence: which probability map LightGBM keeps, and the log losses behind it (`fitted_on`:
+    CROSS_FITTED or OUT_OF_FOLD predictions)."""
     others = ", ".join(f"{m} {loss:.4f}" for m, loss in losses.items() if m != "none")
     if method == "none":
         return (
-            f"LightGBM kept uncalibrated: its own probabilities' out-of-fold log loss {losses['none']:.4f} "
+            f"LightGBM kept uncalibrated: its own probabilities' {fitted_on} log loss {losses['none']:.4f} "
             f"is not lowered by {CALIBRATION_MIN_GAIN} or more by a calibrator ({others})"
         )
     return (
-        f"LightGBM calibrated ({method}): out-of-fold log loss {losses[method]:.4f} "
+        f"LightGBM calibrated ({method}): {fitted_on} log loss {losses[method]:.4f} "
         f"against {losses['none']:.4f} uncalibrated (cross-validated: {others})"
     )
+
+
+def candidate_calibration_rows(
+    train: pd.DataFrame, lightgbm: LightGBMFit, logistic: LogisticFit, y_out_of_fold: np.ndarray, *, cfg: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(LightGBM log-odds, logistic log-odds, labels) that the logistic and blend candidates' calibrators are
+    fitted on: cross-fitted on `train` when LightGBM's were, else the folds' out-of-fold ones (`y_out_of_fold`)."""
+    if lightgbm.calibrated_on == CROSS_FITTED:
+        linear = cross_fitted_linear(train, feature_names=logistic.score.feature_names, cfg=cfg)
+        if linear is not None:  # the same customer folds as LightGBM's, so always split
+            return lightgbm.calibration_raw, linear, _labels(train)
+    return lightgbm.out_of_fold_raw, logistic.out_of_fold_raw, y_out_of_fold
 
 
 def production_model(
@@ -1005,22 +1101,34 @@ def production_model(
 
     Every snapshot whose label window has closed (the test snapshot and all before it) trains it, with
     the LightGBM configuration and rounds the folds chose, the logistic part refitted too when the
-    candidate has one (same blend weight), and the calibrator fitted out of fold; the test metrics of
-    `result` estimate its quality. Returns (model, ISO dates of its training snapshots).
+    candidate has one (same blend weight), and its calibrator fitted again on cross-fitted predictions of
+    these rows (`result`'s calibrator when they cannot be split); the test metrics of `result` estimate
+    its quality. Returns (model, ISO dates of its training snapshots).
     """
     dates = labelled_snapshots(features)
     rows = rows_of(features, dates, part="production training")
     params = {k: v for k, v in result.best_params.items() if k not in ("best_iteration", "size_tier", "trial")}
-    chosen = result.model
+    rounds = int(result.best_params["best_iteration"])
+    chosen, fit = result.model, fit or fit_booster
+    horizon_days = result.split.horizon_days
+    weight = chosen.blend_weight_ if chosen.linear_ is not None else 1.0
+    calibrator = chosen.calibrator_
+    trees_log_odds = cross_fitted_trees(
+        rows, params=params, rounds=rounds, columns=result.columns, horizon_days=horizon_days, cfg=cfg, fit=fit
+    )
+    linear_log_odds = (
+        cross_fitted_linear(rows, feature_names=chosen.linear_.feature_names, cfg=cfg)
+        if chosen.linear_ is not None
+        else np.zeros(len(rows))
+    )
+    if trees_log_odds is not None and linear_log_odds is not None:
+        calibrator, _ = fit_calibrator(
+            weight * trees_log_odds + (1.0 - weight) * linear_log_odds, _labels(rows), method=cfg.calibration,
+            seed=cfg.seed, log_odds=True,
+        )
     trees = refit_lightgbm(
-        rows,
-        params=params,
-        rounds=int(result.best_params["best_iteration"]),
-        columns=result.columns,
-        calibrator=chosen.calibrator_,
-        horizon_days=result.split.horizon_days,
-        cfg=cfg,
-        fit=fit or fit_booster,
+        rows, params=params, rounds=rounds, columns=result.columns, calibrator=calibrator,
+        horizon_days=horizon_days, cfg=cfg, fit=fit,
     )
     if chosen.linear_ is None:
         return trees, [d.date().isoformat() for d in dates]
@@ -1031,7 +1139,7 @@ def production_model(
         seed=cfg.seed,
         fit_rows=cfg.logistic_fit_rows,
     )
-    model = candidate_model(trees, linear, weight=chosen.blend_weight_, calibrator=chosen.calibrator_)
+    model = candidate_model(trees, linear, weight=weight, calibrator=calibrator)
     return model, [d.date().isoformat() for d in dates]
 
 

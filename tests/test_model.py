@@ -218,3 +218,21 @@ def test_linear_score_imputes_a_feature_missing_in_every_row_with_zero_and_warns
     # medians in the signed-log space: seen -> median of log1p(1, 3, 7) = log1p(3); never -> 0
     np.testing.assert_allclose(linear.medians, [np.log1p(3.0), 0.0])
     assert np.isfinite(linear.raw(features)).all()
+
+
+def test_calibration_falls_back_to_the_folds_when_the_training_customers_cannot_be_split(table):
+    # 4 customers cannot fill 10 customer folds: the calibrator is fitted on the folds' out-of-fold rows, and said so.
+    dates = sorted(table["snapshot_date"].unique())
+    train, validation = table[table["snapshot_date"] < dates[2]], table[table["snapshot_date"] == dates[2]]
+    columns = FeatureColumns(numeric=NUMERIC, categorical=["region"], rfm=[])
+    cfg = TrainConfig(search_trials=1, num_boost_round=50, calibration_folds=10)
+    tiny = table[table["customer_id"].isin(table["customer_id"].unique()[:4]) & (table["snapshot_date"] <= dates[2])]
+    fitted = fit_lightgbm(tiny, [(train, validation)], columns=columns, horizon_days=30, cfg=cfg)
+    assert fitted.calibrated_on == "out-of-fold"
+    np.testing.assert_array_equal(fitted.calibration_raw, fitted.out_of_fold_raw)
+    split_fine = fit_lightgbm(
+        table[table["snapshot_date"] <= dates[2]], [(train, validation)], columns=columns, horizon_days=30, cfg=cfg
+    )
+    assert split_fine.calibrated_on == "cross-fitted"
+    assert len(split_fine.calibration_raw) == (table["snapshot_date"] <= dates[2]).sum()
+

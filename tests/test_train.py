@@ -12,7 +12,7 @@ from synthetic import RETENTION, SPECS, spec, synthetic_features
 from pipeline.config import TrainConfig
 from pipeline.errors import TrainError
 from pipeline.evaluate import METRIC_NAMES
-from pipeline.model import CategoryEncoder, feature_matrix
+from pipeline.model import CategoryEncoder, feature_matrix, fit_calibrator
 from pipeline.split import fold_frames, labelled_snapshots, rolling_splits, split_frame, time_split
 from pipeline.train import (
     LIGHTGBM,
@@ -21,6 +21,7 @@ from pipeline.train import (
     FeatureColumns,
     backtest_summary,
     boost,
+    cross_fitted_trees,
     customer_sample_mask,
     fit_booster,
     lightgbm_datasets,
@@ -64,8 +65,8 @@ def test_metrics_shape_every_model_and_split(result):
             baseline = model not in (LIGHTGBM, LIGHTGBM_UNCALIBRATED, *candidates)
             assert tuple(values) == (("status",) if baseline else ()) + METRIC_NAMES
             assert values.get("status", "ok") == "ok"
-    assert result.metrics["calibration"]["fitted_on"] == "out-of-fold"
-    assert "calibrated validation metrics are optimistic" in result.metrics["calibration"]["note"]
+    assert result.metrics["calibration"]["fitted_on"] == "cross-fitted"
+    assert "validation metrics are optimistic" in result.metrics["calibration"]["note"]
     assert result.metrics["split"]["test"] == "2024-07-01"
     # final fit on Jan..Jun (every window closed by Jul 1); out of fold: the 3 folds' validation snapshots
     assert result.metrics["split"]["rows"] == {"train": 6 * 600, "validation": 3 * 600, "test": 600}
@@ -451,9 +452,14 @@ def test_baseline_scores_that_rank_churners_lower_never_get_a_decreasing_map():
 def test_uncalibrated_lightgbm_is_said_so(table, split):
     from pipeline.train import calibration_statement
 
-    assert calibration_statement("none", {"none": 0.6031, "isotonic": 0.6080, "sigmoid": 0.6052}) == (
-        "LightGBM kept uncalibrated: its own probabilities' out-of-fold log loss 0.6031 is not lowered by 0.001 "
+    losses = {"none": 0.6031, "isotonic": 0.6080, "sigmoid": 0.6052}
+    assert calibration_statement("none", losses) == (
+        "LightGBM kept uncalibrated: its own probabilities' cross-fitted log loss 0.6031 is not lowered by 0.001 "
         "or more by a calibrator (isotonic 0.6080, sigmoid 0.6052)"
+    )
+    assert calibration_statement("sigmoid", {**losses, "sigmoid": 0.5952}, "out-of-fold") == (
+        "LightGBM calibrated (sigmoid): out-of-fold log loss 0.5952 against 0.6031 uncalibrated "
+        "(cross-validated: isotonic 0.6080, sigmoid 0.5952)"
     )
     # On the synthetic table scale_pos_weight distorts the booster's probabilities: calibration is kept.
     result = train_models(table, specs=SPECS, split=split, cfg=SETTINGS, retention=RETENTION)
@@ -476,9 +482,42 @@ def test_production_model_refits_the_chosen_configuration_on_every_labelled_snap
     model, dates = production_model(table, result, cfg=SETTINGS)
     assert dates == [f"2024-{m:02d}-01" for m in range(1, 8)]  # the test snapshot (Jul 1) included
     assert model.booster_.current_iteration() == result.best_params["best_iteration"]
-    assert model.calibrator_ is result.model.calibrator_
     assert model.params_["learning_rate"] == result.best_params["learning_rate"]
     assert model.booster_.model_to_string() != result.model.booster_.model_to_string()
+    # Its calibrator is fitted again, on cross-fitted predictions of its own (production) training rows.
+    rows = table[table["snapshot_date"] <= "2024-07-01"]
+    params = {k: v for k, v in result.best_params.items() if k not in ("best_iteration", "size_tier", "trial")}
+    log_odds = cross_fitted_trees(
+        rows, params=params, rounds=result.best_params["best_iteration"], columns=result.columns, horizon_days=30,
+        cfg=SETTINGS,
+    )
+    expected, _ = fit_calibrator(log_odds, rows["churned"].to_numpy("float64"), method="auto", seed=SETTINGS.seed,
+                                 log_odds=True)
+    grid = np.linspace(-4.0, 4.0, 41)
+    assert model.calibrator_.method == expected.method
+    np.testing.assert_allclose(model.calibrator_.transform(grid), expected.transform(grid))
+
+
+def test_cross_fitted_log_odds_score_each_row_by_a_model_that_never_saw_its_customer():
+    from pipeline.train import cross_fitted_log_odds
+
+    rows = pd.DataFrame({"customer_id": np.repeat([f"c{i}" for i in range(60)], 3), "churned": [0.0, 1.0] * 90})
+    calls = []
+
+    def fit_and_score(fit_rows, held_rows):
+        assert not set(fit_rows["customer_id"]) & set(held_rows["customer_id"])
+        calls.append(len(held_rows))
+        return np.full(len(held_rows), float(len(calls)))
+
+    log_odds = cross_fitted_log_odds(rows, fit_and_score=fit_and_score, folds=3, seed=1)
+    assert len(calls) == 3 and sum(calls) == len(rows) and min(calls) > 0
+    # every customer's three snapshots were held out together, by one fold's model
+    assert pd.Series(log_odds).groupby(rows["customer_id"]).nunique().eq(1).all()
+    # a fold whose other customers hold one class cannot fit a model: None, nothing fitted
+    one_class = rows.assign(churned=0.0)
+    assert cross_fitted_log_odds(one_class, fit_and_score=fit_and_score, folds=3, seed=1) is None
+    assert cross_fitted_log_odds(rows.head(3), fit_and_score=fit_and_score, folds=3, seed=1) is None  # one customer
+    assert len(calls) == 3
 
 
 def test_weighted_ranking_metrics_equal_scikit_learn_with_sample_weights():
