@@ -60,8 +60,9 @@ BOOSTER_FILE = "booster.txt"
 MODEL_KIND = "lightgbm"
 # 2: a linear score and a blend weight (a version-1 reader would ignore them and score LightGBM alone).
 # 3: an isotonic calibrator with a Platt tie-break (a version-2 reader would drop it and tie scores again).
-MODEL_DOCUMENT_VERSION = 3
-READABLE_DOCUMENT_VERSIONS = (1, 2, 3)
+# 4: the linear score's training range per feature (a version-3 reader would let it extrapolate again).
+MODEL_DOCUMENT_VERSION = 4
+READABLE_DOCUMENT_VERSIONS = (1, 2, 3, 4)
 
 
 def _floats(values: Any, *, name: str) -> np.ndarray:
@@ -317,6 +318,9 @@ class LinearScore:
 
     All fitted numbers are arrays over `feature_names` (learned on training rows only), so the score is
     `standardised(frame) @ coefficients + intercept` and a feature's contribution is its term of that sum.
+    Values are clipped to the range the training rows had (`lows`..`highs`, signed-log scale) before they
+    are standardised: a line fitted where a feature barely varies (in an export's first months everyone's
+    tenure is under 90 days) must not extrapolate to values it never saw, which turned its ranking around.
     """
 
     feature_names: list[str]
@@ -325,6 +329,8 @@ class LinearScore:
     scales: np.ndarray
     coefficients: np.ndarray
     intercept: float
+    lows: np.ndarray | None = None  # None: read from a document without a range (version 3 or older)
+    highs: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -343,12 +349,18 @@ class LinearScore:
         means, scales = filled.mean(axis=0), filled.std(axis=0)
         scales = np.where(scales > 0, scales, 1.0)
         logistic = LogisticRegression(C=1.0, max_iter=1000).fit((filled - means) / scales, np.asarray(y)[positions])
-        return cls(list(feature_names), medians, means, scales, logistic.coef_.ravel(), float(logistic.intercept_[0]))
+        coefficients, intercept = logistic.coef_.ravel(), float(logistic.intercept_[0])
+        lows, highs = (filled.min(axis=0), filled.max(axis=0)) if rows else (medians, medians)
+        return cls(list(feature_names), medians, means, scales, coefficients, intercept, lows, highs)
 
     def standardised(self, features: pd.DataFrame) -> np.ndarray:
-        """The rows as the regression sees them (n x features): signed log, imputed, standardised."""
+        """The rows as the regression sees them (n x features): signed log, imputed, clipped to the training
+        range, standardised."""
         values = signed_log(_numeric_matrix(features, self.feature_names))
-        return (np.where(np.isnan(values), self.medians, values) - self.means) / self.scales
+        filled = np.where(np.isnan(values), self.medians, values)
+        if self.lows is not None and self.highs is not None:
+            filled = np.clip(filled, self.lows, self.highs)
+        return (filled - self.means) / self.scales
 
     def raw(self, features: pd.DataFrame) -> np.ndarray:
         """Log-odds score, 1-D."""
@@ -366,6 +378,7 @@ class LinearScore:
             "scales": self.scales.tolist(),
             "coefficients": self.coefficients.tolist(),
             "intercept": float(self.intercept),
+            **({} if self.lows is None or self.highs is None else {"lows": self.lows.tolist(), "highs": self.highs.tolist()}),
         }
 
     @classmethod
@@ -378,7 +391,15 @@ class LinearScore:
         if any(len(values) != len(names) for values in arrays.values()) or (arrays["scales"] <= 0).any():
             raise ValueError("linear medians, means, scales and coefficients need one number per feature (scales > 0)")
         intercept = _floats([data.get("intercept")], name="linear.intercept")[0]
-        return cls(names, arrays["medians"], arrays["means"], arrays["scales"], arrays["coefficients"], float(intercept))
+        ranges = {key: _floats(data[key], name=f"linear.{key}") for key in ("lows", "highs") if key in data}
+        if len(ranges) == 1 or any(len(values) != len(names) for values in ranges.values()) or (
+            ranges and (ranges["lows"] > ranges["highs"]).any()
+        ):
+            raise ValueError("linear lows and highs go together, one number per feature each (lows <= highs)")
+        return cls(
+            names, arrays["medians"], arrays["means"], arrays["scales"], arrays["coefficients"], float(intercept),
+            ranges.get("lows"), ranges.get("highs"),
+        )
 
 
 def _numeric_matrix(features: pd.DataFrame, feature_names: Sequence[str]) -> np.ndarray:

@@ -236,3 +236,26 @@ def test_calibration_falls_back_to_the_folds_when_the_training_customers_cannot_
     assert split_fine.calibrated_on == "cross-fitted"
     assert len(split_fine.calibration_raw) == (table["snapshot_date"] <= dates[2]).sum()
 
+
+def test_linear_score_never_extrapolates_beyond_the_values_it_was_fitted_on():
+    from pipeline.model import LinearScore
+
+    # Fitted where tenure is 10-90 days (an export's first months); scored where it reaches 400.
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"tenure_days": rng.uniform(10, 90, 400), "recency_days": rng.uniform(0, 90, 400)})
+    y = (rng.uniform(size=400) < 0.2 + 0.6 * (train["recency_days"] > 45)).astype(float)
+    linear = LinearScore.fit(train, y, feature_names=["tenure_days", "recency_days"], seed=0, fit_rows=1000)
+    seen = pd.DataFrame({"tenure_days": [train["tenure_days"].max()], "recency_days": [30.0]})
+    later = seen.assign(tenure_days=400.0)
+    assert linear.raw(later) == pytest.approx(linear.raw(seen))  # 400 days scores as the longest tenure seen
+    np.testing.assert_allclose(linear.contributions(later), linear.contributions(seen))
+    below = seen.assign(recency_days=-50.0)  # below the range: the lowest value seen
+    assert linear.raw(below) == pytest.approx(linear.raw(seen.assign(recency_days=train["recency_days"].min())))
+    # the range travels with the model document; a document without one (version 3) still reads, unclipped
+    document = linear.to_dict()
+    again = LinearScore.from_dict(document)
+    assert again.raw(later) == pytest.approx(linear.raw(later))
+    older = LinearScore.from_dict({k: v for k, v in document.items() if k not in ("lows", "highs")})
+    assert older.lows is None and older.raw(later) != pytest.approx(linear.raw(later))
+    with pytest.raises(ValueError, match="lows and highs go together"):
+        LinearScore.from_dict({k: v for k, v in document.items() if k != "highs"})
