@@ -157,6 +157,19 @@ def test_metrics_table_shows_a_failed_baseline_as_failed():
     assert "status" in text and "n/a" in text
 
 
+def test_metrics_table_titles_name_the_snapshots_in_words_not_as_a_python_list():
+    from pipeline.run.train import metrics_table
+
+    def title(split, dates):
+        metrics = {split: {"lightgbm": {"roc_auc": 0.8}}, "split": {split: dates, "rows": {split: 12}}}
+        return metrics_table(metrics, split=split).title
+
+    assert title("test", "2011-09-01") == "test metrics (snapshot 2011-09-01, 12 customers)"
+    assert title("validation", ["2011-06-01"]) == "validation metrics (snapshot 2011-06-01, 12 customers)"
+    assert title("validation", ["2011-06-01", "2011-05-01"]) == (
+        "validation metrics (snapshots 2011-06-01, 2011-05-01, 12 customers)"
+    )
+
 def test_comparison_table_prints_its_title_and_intervals_whole():
     """Square brackets are rich markup: the title's "[paired bootstrap 95% interval]" must print as written."""
     from rich.console import Console

@@ -136,7 +136,10 @@ def _number(value: float | None, *, metric: str = "") -> str:
 def metrics_table(metrics: dict[str, Any], *, split: str) -> Table:
     """Rich table of `split`: one row per metric, one column per model (fits 80 columns)."""
     dates = metrics.get("split", {})
-    title = f"{split} metrics (snapshot {dates.get(split, '?')}, {dates.get('rows', {}).get(split, '?')} customers)"
+    snapshots = dates.get(split, "?")  # the test snapshot, or the list of validation snapshots
+    shown = ", ".join(map(str, snapshots)) if isinstance(snapshots, list) else snapshots
+    label = "snapshots" if isinstance(snapshots, list) and len(snapshots) > 1 else "snapshot"
+    title = f"{split} metrics ({label} {shown}, {dates.get('rows', {}).get(split, '?')} customers)"
     caption = metrics.get("calibration", {}).get("note") if split == "validation" else VALUE_NOTE
     models = metrics.get(split, {})
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
