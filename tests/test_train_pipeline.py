@@ -27,7 +27,7 @@ def test_demo_training_reports_lightgbm_beside_every_baseline(demo_trained):
             assert 0.5 < metrics[part][model]["roc_auc"] <= 1.0
             assert 0.0 < metrics[part][model]["log_loss"] < 1.0
     assert metrics["test"]["lightgbm"]["roc_auc"] > 0.7
-    assert metrics["calibration"]["fitted_on"] == "out-of-fold"
+    assert metrics["calibration"]["fitted_on"] == "cross-fitted"
 
 
 def test_demo_calibration_is_kept_only_when_it_helped_out_of_fold(demo_trained):
