@@ -6,6 +6,7 @@ it can state (`stateable`): a wording never prints nan, inf, a negative count or
 outside 0-100%. The reason templates name a wording in the format spec of a field:
 
     {recency_days:days}                 -> "12 days", "about 9 weeks", "about 4 months", "about 3 years"
+    {recency_days:days:elapsed}         -> the same, stated only above 0 (a time that has passed)
     {resolution_hours_mean:hours}       -> "5 hours", "about 8 weeks" (hours above 48 as days)
     {monetary_all:money}                -> "12.50", "1,234", "2.3 million"
     {frequency_all:count:order}         -> "no orders", "1 order", "5 orders"
@@ -226,7 +227,7 @@ def _known(values: np.ndarray) -> np.ndarray:
 Wording = Callable[[np.ndarray, str], np.ndarray]
 # name -> (wording, which values it can state: f(values, arg) -> bool array)
 WORDINGS: dict[str, tuple[Wording, Callable[[np.ndarray, str], np.ndarray]]] = {
-    "days": (days, lambda v, _: _non_negative(v)),
+    "days": (days, lambda v, arg: _non_negative(v) & ((v.astype(float) > 0) if arg == "elapsed" else True)),
     "hours": (hours, lambda v, _: _non_negative(v)),
     "money": (money, lambda v, _: _finite(v)),
     "count": (count, lambda v, _: _whole_enough(v)),

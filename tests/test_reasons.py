@@ -290,6 +290,18 @@ def test_registry_reasons_never_contradict_or_print_nonsense(data, contributions
                 assert not window.startswith("-"), text
 
 
+def test_the_overdue_sentence_needs_time_to_have_passed_since_the_last_order():
+    # Hypothesis found it: overdue_ratio 1.7 beside recency_days 0 printed "no order for less than a day, about
+    # 1.7 times the gap expected between their visits" (0 days is no multiple of a gap).
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["recency_days"] = [0.0, 40.0]
+    frame["overdue_ratio"] = [1.7, 1.7]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["overdue_ratio"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=5, context=reason_context_frame)
+    assert not any("no order for" in text for text in result.loc["c0"].dropna())
+    assert result.loc["c1", "reason_1"] == "no order for 40 days, about 1.7 times the gap expected between their visits"
+
 def test_typical_value_is_nan_when_the_middle_values_are_minus_and_plus_infinity():
     frame = pd.DataFrame(
         {"gross_spend_all": [-np.inf, np.inf], "frequency_all": [1.0, np.inf], "monetary_all": [1e308, 1.5e308]}

@@ -165,9 +165,9 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
            "Days since the last purchase divided by the expected gap between purchase days: the customer's "
            "average gap shrunk toward the population's typical gap (fully the population's with one purchase "
            "day); above 1: the next visit is late. Always finite, at most recency_days.", "up", _reason(
-            _says("no order for {recency_days:days}, {overdue_ratio:ratio:the gap expected between their visits}",
-                  (">", 1)),
-            neutral="their time since the last order ({recency_days:days}, "
+            _says("no order for {recency_days:days:elapsed}, {overdue_ratio:ratio:the gap expected between their "
+                  "visits}", (">", 1)),
+            neutral="their time since the last order ({recency_days:days:elapsed}, "
                     "{overdue_ratio:ratio:the gap expected between their visits})")),
         _n("spend_trend", "rfm",
            f"Spend in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped "
