@@ -217,10 +217,11 @@ def check_config(config: ConfigOption = DEFAULT_CONFIG, set_: SetOption = None) 
     """Validate the config (and playbook) and print the resolved values."""
     from pipeline.config import config_as_dict  # here, not at the top: `churn --help` stays quick
     from pipeline.features.registry import feature_specs
-    from pipeline.playbook import feature_kinds, load_playbook
+    from pipeline.playbook import feature_kinds, playbook_or_starter
 
     def validate_and_print(cfg: Any) -> None:
-        load_playbook(cfg.score.playbook, known_features=feature_kinds(feature_specs(cfg.features)))
+        known = feature_kinds(feature_specs(cfg.features))
+        playbook_or_starter(cfg.score.playbook, starter=cfg.score.starter_playbook, known_features=known)
         print(json.dumps(config_as_dict(cfg), indent=2))
 
     _run(config, set_, True, validate_and_print)

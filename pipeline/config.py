@@ -247,6 +247,9 @@ class RiskTiersConfig(StrictModel):
 
 class ScoreConfig(StrictModel):
     playbook: Path = Path("playbook.yaml")
+    # Set by load_config when the config names no playbook: `churn score` then writes the starter playbook
+    # (pipeline/starter_playbook.yaml, the same as configs/playbook.yaml) at `playbook` if no file is there.
+    starter_playbook: bool = False
     budget: float = Field(5000.0, ge=0.0)
     control_share: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = 7
@@ -436,6 +439,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         raw.setdefault("score", {})
         raw["score"] = dict(raw["score"] or {})
         raw["score"]["playbook"] = str(_resolve(base, Path("playbook.yaml")))
+        raw["score"].setdefault("starter_playbook", True)
     return raw
 
 

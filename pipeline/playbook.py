@@ -13,6 +13,7 @@ Missing values: a rule other than `is_null` / `not_null` is False where the feat
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -253,6 +254,14 @@ def feature_kinds(specs: Iterable[Any]) -> dict[str, str]:
     return {spec.name: ("categorical" if spec.kind == "categorical" else "numeric") for spec in specs}
 
 
+STARTER_PLAYBOOK = "starter_playbook.yaml"  # package data of `pipeline`; configs/playbook.yaml is the same file
+
+
+def starter_playbook_text() -> str:
+    """The starter playbook's YAML: the actions with example costs and uplifts, to be replaced by measured ones."""
+    return importlib.resources.files("pipeline").joinpath(STARTER_PLAYBOOK).read_text(encoding="utf-8")
+
+
 def load_playbook(path: Path | str, *, known_features: Collection[str] | Mapping[str, str]) -> Playbook:
     """Read and validate the playbook YAML at `path` (ConfigError naming the action and rule)."""
     path = Path(path)
@@ -263,6 +272,16 @@ def load_playbook(path: Path | str, *, known_features: Collection[str] | Mapping
     except yaml.YAMLError as exc:
         raise ConfigError(f"playbook {path} is not valid YAML: {exc}") from None
     return playbook_from_dict(raw, known_features=known_features, origin=str(path))
+
+
+def playbook_or_starter(
+    path: Path | str, *, starter: bool, known_features: Collection[str] | Mapping[str, str]
+) -> Playbook:
+    """The playbook at `path`, or the starter playbook when `starter` and no file is there (nothing is written)."""
+    if starter and not Path(path).exists():
+        return playbook_from_dict(yaml.safe_load(starter_playbook_text()), known_features=known_features,
+                                  origin=STARTER_PLAYBOOK)
+    return load_playbook(path, known_features=known_features)
 
 
 def check_playbook_features(features: pd.DataFrame, playbook: Playbook) -> None:

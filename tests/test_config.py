@@ -131,6 +131,21 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
     assert cfg.config_path == path
 
 
+def test_a_config_naming_no_playbook_may_start_from_the_starter_one_a_named_one_must_exist(tmp_path):
+    unnamed_path = write_yaml(tmp_path / "a", minimal())
+    unnamed = load_config(unnamed_path)
+    assert unnamed.score.playbook == tmp_path / "a" / "playbook.yaml" and unnamed.score.starter_playbook
+    named_path = write_yaml(tmp_path / "b", {**minimal(), "score": {"playbook": "mine.yaml"}})
+    named = load_config(named_path)
+    assert named.score.playbook == tmp_path / "b" / "mine.yaml" and not named.score.starter_playbook
+    # check-config validates the starter playbook without writing it; a named playbook that is missing fails
+    ok = CliRunner().invoke(app, ["check-config", "-c", str(unnamed_path)], env={"COLUMNS": "300"})
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["score"]["starter_playbook"] is True
+    assert not (tmp_path / "a" / "playbook.yaml").exists()
+    missing = CliRunner().invoke(app, ["check-config", "-c", str(named_path)], env={"COLUMNS": "300"})
+    assert missing.exit_code != 0 and "playbook not found" in missing.output
+
 def test_cli_check_config_applies_set_and_reports_bad_keys(tmp_path):
     path = write_yaml(tmp_path, minimal())
     (tmp_path / "playbook.yaml").write_bytes((REPO_ROOT / "configs" / "playbook.yaml").read_bytes())

@@ -15,6 +15,7 @@ from online_retail import RENAME, online_retail_export
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.playbook import starter_playbook_text
 
 
 def test_the_generator_has_the_exports_quirks():
@@ -124,3 +125,20 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     assert output.count(backtest["shortfall"]) == 2  # the warning and the printed sentence
     assert output.count("WARNING") == 1  # that one: no other warning on this export
     assert (tmp_path / "mlruns.db").is_file()  # the default store, beside the config's folder: in tmp_path
+
+    # `churn score` from the same mapping config: no playbook named, none beside it -> the starter is written
+    # there, said once, and used; a second run keeps the (edited) file.
+    assert not (shop / "playbook.yaml").exists()
+    result, output = _churn(shop, "score")
+    assert result.exit_code == 0, output
+    _says_nothing_false(output)
+    starter = shop / "playbook.yaml"
+    assert starter.read_text(encoding="utf-8") == starter_playbook_text()
+    assert output.count("wrote the starter playbook there") == 1 and str(starter) in output
+    summary = json.loads(next((shop / "data" / "scores").glob("at_risk_*.json")).read_text())
+    assert summary["customers_scored"] > 0 and summary["playbook"]["path"] == str(starter)
+    edited = starter.read_text(encoding="utf-8") + "# edited by the shop\n"
+    starter.write_text(edited, encoding="utf-8")
+    result, output = _churn(shop, "score")
+    assert result.exit_code == 0, output
+    assert "starter playbook" not in output and starter.read_text(encoding="utf-8") == edited

@@ -10,7 +10,7 @@ import yaml
 from pipeline.config import FeaturesConfig
 from pipeline.errors import ConfigError, ScoreError
 from pipeline.features.registry import feature_specs
-from pipeline.playbook import eligibility_matrix, load_playbook, playbook_from_dict
+from pipeline.playbook import eligibility_matrix, feature_kinds, load_playbook, playbook_from_dict
 
 KNOWN = {"points_balance": "numeric", "open_tickets": "numeric", "top_category": "categorical", "nps_last": "numeric"}
 
@@ -231,3 +231,17 @@ def test_default_playbook_onboards_only_recent_first_time_buyers(repo_root):
     matrix = eligibility_matrix(features, book)
     assert matrix["onboarding_series"].tolist() == [True, False, False]
     assert matrix["winback_survey"].tolist() == [False, True, False]  # the lapsed one-time buyer
+
+
+def test_the_starter_playbook_is_the_repository_playbook_and_loads(repo_root):
+    from pipeline.features.registry import feature_specs
+    from pipeline.playbook import playbook_or_starter, starter_playbook_text
+
+    # One text: the demo's configs/playbook.yaml is what a config without a playbook starts from.
+    assert starter_playbook_text() == (repo_root / "configs" / "playbook.yaml").read_text(encoding="utf-8")
+    known = feature_kinds(feature_specs(FeaturesConfig()))
+    missing = repo_root / "no-such-folder" / "playbook.yaml"
+    book = playbook_or_starter(missing, starter=True, known_features=known)
+    assert book.actions and not missing.parent.exists()  # checked, nothing written
+    with pytest.raises(ConfigError, match="playbook not found"):
+        playbook_or_starter(missing, starter=False, known_features=known)  # a named playbook must exist

@@ -40,8 +40,9 @@ from pipeline.io import (
     sha256_file,
     write_json,
     write_parquet,
+    write_text,
 )
-from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook
+from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook, starter_playbook_text
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run.drift import recent_observed_rate, scoring_drift
@@ -294,6 +295,23 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
     return run.info.run_id
 
 
+def write_starter_playbook(cfg: Config) -> None:
+    """When the config names no playbook and none is beside it, write the starter playbook there and say so.
+
+    Only a file that does not exist is written; the loop (`churn measure`, `churn playbook-update`) then
+    versions it beside the config as it does any playbook.
+    """
+    path = Path(cfg.score.playbook)
+    if not cfg.score.starter_playbook or path.exists():
+        return
+    write_text(starter_playbook_text(), path)
+    get_logger().warning(
+        "the config names no playbook and there is none at %s: wrote the starter playbook there. Its costs and "
+        "uplifts are starting assumptions, not measurements: edit them to your business (or set score.playbook)",
+        path,
+    )
+
+
 def run(
     cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool, allow_missing_sources: bool = False
 ) -> dict[str, Any]:
@@ -308,6 +326,7 @@ def run(
     log = get_logger()
     complete_interrupted_publishes(cfg.paths.data_dir)
     specs = feature_specs(cfg.features)
+    write_starter_playbook(cfg)
     playbook = load_playbook(cfg.score.playbook, known_features=feature_kinds(specs))
     # The feature columns of the validated sources only, prepared per customer partition as `churn features`
     # does (same features as build_features on all events; ~40% less CPU than reading every column).
