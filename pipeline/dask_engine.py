@@ -232,7 +232,7 @@ def dask_features(tables: PartitionedTables, *, as_of: dt.date, cfg: FeaturesCon
     client = tables.client
     futures = client.map(customer_aggregates_from_tables, tables.tables, as_of=as_of, cfg=cfg, pure=False)
     aggregates = pl.concat(client.gather(futures), how="vertical_relaxed")
-    return to_pandas_features(population_features_from_aggregates(aggregates, cfg=cfg), cfg=cfg)
+    return to_pandas_features(population_features_from_aggregates(aggregates, cfg=cfg, as_of=as_of), cfg=cfg)
 
 
 def _partition_labels(tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int) -> pd.DataFrame:

@@ -269,7 +269,7 @@ def fit_bgnbd(frequency, recency, T) -> Fit:
         return Fit(params=None, status="failed: no customers")
     problem = _check_summaries("BG/NBD", x, t_x, big_t)
     if problem:
-        return _failed(Fit(params=None, status=f"failed: {problem}"), "BG/NBD")
+        return Fit(params=None, status=f"failed: {problem}")
     data = Summaries.of(x, t_x, big_t)
     scale = 1.0 / float(big_t.max())
 
@@ -279,7 +279,7 @@ def fit_bgnbd(frequency, recency, T) -> Fit:
 
     fit = _fit_ladder("BG/NBD", lambda lp, d, pen: _objective(lp, d, pen, scale), data, LOG_BOUNDS, predict, jac=True)
     if not fit.ok:
-        return _failed(fit, "BG/NBD")
+        return fit
     r, alpha, a, b = np.exp(fit.params)
     params = BGNBDParams(r=float(r), alpha=float(alpha), a=float(a), b=float(b))
     note = fit.note
@@ -287,11 +287,6 @@ def fit_bgnbd(frequency, recency, T) -> Fit:
         dropout = f"a {a / (a + b):.1%} chance to drop out after each repeat purchase"
         note = limit_note(_p_alive(params, data), dropout=dropout)
     return Fit(params=params, status=OK, penalizer=fit.penalizer, note=note)
-
-
-def _failed(fit: Fit, name: str) -> Fit:
-    get_logger().warning("BTYD: %s %s; its features are NaN", name, fit.status)
-    return fit
 
 
 def p_alive(params: BGNBDParams, frequency, recency, T) -> np.ndarray:
@@ -443,7 +438,7 @@ def fit_pareto_nbd(frequency, recency, T) -> Fit:
         return Fit(params=None, status="failed: no customers")
     problem = _check_summaries("Pareto/NBD", x, t_x, big_t)
     if problem:
-        return _failed(Fit(params=None, status=f"failed: {problem}"), "Pareto/NBD")
+        return Fit(params=None, status=f"failed: {problem}")
     scale = 1.0 / float(big_t.max())
     data = PairedSummaries.of(x, t_x * scale, big_t * scale)
 
@@ -453,7 +448,7 @@ def fit_pareto_nbd(frequency, recency, T) -> Fit:
 
     fit = _fit_ladder("Pareto/NBD", _pnbd_objective, data, PNBD_LOG_BOUNDS, predict, jac=False)
     if not fit.ok:
-        return _failed(fit, "Pareto/NBD")
+        return fit
     r, alpha, s, beta = np.exp(fit.params)
     params = ParetoNBDParams(r=float(r), alpha=float(alpha / scale), s=float(s), beta=float(beta / scale))
     note = fit.note
@@ -475,16 +470,22 @@ def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     ]
 
 
-def _log_fit(model: str, fit: Fit) -> None:
-    """Log a successful fit's parameters (debug) and its note, e.g. the NBD limit it was kept as (info)."""
-    get_logger().debug("BTYD: %s %s (penalizer %g)", model, fit.params, fit.penalizer)
+def _log_fit(model: str, fit: Fit, *, as_of: dt.date | None) -> None:
+    """Log a fit as of the snapshot `as_of`: a failure (warning: its features are NaN), else its parameters
+    (debug) and its note, e.g. the NBD limit it was kept as (info)."""
+    where = f"BTYD at {as_of.isoformat()}" if as_of else "BTYD"
+    if not fit.ok:
+        get_logger().warning("%s: %s %s; its features are NaN", where, model, fit.status)
+        return
+    get_logger().debug("%s: %s %s (penalizer %g)", where, model, fit.params, fit.penalizer)
     if fit.note:
-        get_logger().info("BTYD: %s %s", model, fit.note)
+        get_logger().info("%s: %s %s", where, model, fit.note)
 
 
-def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
+def add_features(frame: pl.DataFrame, *, horizon_days: int, as_of: dt.date | None = None) -> pl.DataFrame:
     """Fit BG/NBD and Pareto/NBD on every row of `frame` (sorted by customer_id) and add btyd_p_alive,
-    btyd_expected_purchases, pnbd_p_alive, pnbd_expected_purchases (NaN for everyone when a fit failed)."""
+    btyd_expected_purchases, pnbd_p_alive, pnbd_expected_purchases (NaN for everyone when a fit failed).
+    The log names the snapshot `as_of` of each failure and note."""
     x, t_x, big_t = (frame[c].to_numpy().astype(float) for c in ("_btyd_frequency", "_btyd_recency", "_btyd_T"))
     step = max(1, -(-len(x) // MAX_FIT_CUSTOMERS))
     horizon = horizon_days / 7.0
@@ -493,9 +494,10 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
     pnbd_step = max(1, -(-len(x) // MAX_PNBD_FIT_CUSTOMERS))
     pnbd = fit_pareto_nbd(x[::pnbd_step], t_x[::pnbd_step], big_t[::pnbd_step])
     paired = PairedSummaries.of(x, t_x, big_t) if bgnbd.ok or pnbd.ok else None  # distinct pairs found once
+    _log_fit("BG/NBD", bgnbd, as_of=as_of)
+    _log_fit("Pareto/NBD", pnbd, as_of=as_of)
     alive = expected = missing
     if bgnbd.ok:
-        _log_fit("BG/NBD", bgnbd)
         data = Summaries.of(x, t_x, big_t, distinct=False)
         with np.errstate(all="ignore"):
             alive = _paired_p_alive(bgnbd.params, paired)
@@ -503,7 +505,6 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int) -> pl.DataFrame:
         alive = np.where(np.isfinite(alive), alive, np.nan)
     pnbd_alive = pnbd_expected = missing
     if pnbd.ok:
-        _log_fit("Pareto/NBD", pnbd)
         data = paired
         pnbd_alive = _pnbd_p_alive(pnbd.params, data)
         pnbd_expected = _pnbd_expected_purchases(pnbd.params, horizon, data, pnbd_alive)

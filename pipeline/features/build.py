@@ -82,12 +82,15 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
     return features.select(aggregate_columns(cfg)).collect()
 
 
-def population_features_from_aggregates(aggregates: pl.DataFrame, *, cfg: FeaturesConfig) -> pl.DataFrame:
-    """Population step on the per-customer aggregates of ALL customers of the snapshot; polars in and out."""
+def population_features_from_aggregates(
+    aggregates: pl.DataFrame, *, cfg: FeaturesConfig, as_of: dt.date | None = None
+) -> pl.DataFrame:
+    """Population step on the per-customer aggregates of ALL customers of the snapshot `as_of` (named in the
+    BTYD log lines); polars in and out."""
     frame = aggregates if aggregates["customer_id"].is_sorted() else aggregates.sort("customer_id")
     frame = activity.add_history_flags(rfm.add_overdue(frame))
     if cfg.btyd:
-        frame = btyd.add_features(frame, horizon_days=cfg.horizon_days)
+        frame = btyd.add_features(frame, horizon_days=cfg.horizon_days, as_of=as_of)
     columns = [
         pl.col(spec.name).cast(pl.String if spec.kind == "categorical" else pl.Float64) for spec in feature_specs(cfg)
     ]
@@ -122,7 +125,7 @@ def polars_features_from_partitions(
     # One chunk per column: the population step's expressions and to_pandas on five chunks cost more than this copy.
     frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed", rechunk=True)
     del aggregates  # the rechunked frame is a copy: the partitions' rows need not stay in memory beside it
-    return population_features_from_aggregates(frame, cfg=cfg)
+    return population_features_from_aggregates(frame, cfg=cfg, as_of=as_of)
 
 
 def build_features(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
