@@ -203,6 +203,10 @@ class TrainConfig(StrictModel):
     # Customer folds of the final model's training rows: the final configuration is refitted on all but one
     # fold and scores it, and the calibrator is fitted on those cross-fitted predictions.
     calibration_folds: int = Field(3, ge=2, le=10)
+    # Above this many training rows the calibrator is fitted on the rolling-origin folds' out-of-fold predictions
+    # instead (said in metrics "calibration"."fitted_on"): the cross-fit costs about two refits of the final
+    # model, and production_model two more. 0: always cross-fit.
+    calibration_cross_fit_rows: int = Field(500_000, ge=0)
     # The logistic baseline (and candidate) is fitted on a seeded sample of at most this many rows.
     logistic_fit_rows: int = Field(500_000, gt=0)
     # Paired bootstrap resamples of the test snapshot behind each candidate's interval against the best baseline.

@@ -679,6 +679,11 @@ def fit_lightgbm(
     )
 
 
+def cross_fit_affordable(rows: int, *, cfg: TrainConfig) -> bool:
+    """Whether `rows` training rows are few enough to cross-fit the calibration (`cfg.calibration_cross_fit_rows`)."""
+    return cfg.calibration_cross_fit_rows == 0 or rows <= cfg.calibration_cross_fit_rows
+
+
 def cross_fitted_trees(
     rows: pd.DataFrame,
     *,
@@ -690,7 +695,10 @@ def cross_fitted_trees(
     fit: BoosterFit = fit_booster,
 ) -> np.ndarray | None:
     """LightGBM log-odds of `rows`, each from `params` boosted `rounds` rounds on the other customer folds
-    (`cross_fitted_log_odds` with `cfg.calibration_folds`); None when the rows cannot be split."""
+    (`cross_fitted_log_odds` with `cfg.calibration_folds`); None when the rows cannot be split, or when they
+    are more than `cfg.calibration_cross_fit_rows` (`cross_fit_affordable`)."""
+    if not cross_fit_affordable(len(rows), cfg=cfg):
+        return None
 
     def fit_and_score(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> np.ndarray:
         none = ProbabilityCalibrator("none")
@@ -704,6 +712,8 @@ def cross_fitted_trees(
 
 def cross_fitted_linear(rows: pd.DataFrame, *, feature_names: Sequence[str], cfg: TrainConfig) -> np.ndarray | None:
     """Logistic (`LinearScore`) log-odds of `rows`, each fitted on the other customer folds, as `cross_fitted_trees`."""
+    if not cross_fit_affordable(len(rows), cfg=cfg):
+        return None
 
     def fit_and_score(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> np.ndarray:
         return LinearScore.fit(

@@ -259,3 +259,20 @@ def test_linear_score_never_extrapolates_beyond_the_values_it_was_fitted_on():
     assert older.lows is None and older.raw(later) != pytest.approx(linear.raw(later))
     with pytest.raises(ValueError, match="lows and highs go together"):
         LinearScore.from_dict({k: v for k, v in document.items() if k != "highs"})
+
+
+def test_above_the_cross_fit_row_limit_calibration_uses_the_folds_and_fits_nothing_more(table):
+    from pipeline.train import cross_fitted_trees
+
+    dates = sorted(table["snapshot_date"].unique())
+    train, validation = table[table["snapshot_date"] < dates[2]], table[table["snapshot_date"] == dates[2]]
+    rows = table[table["snapshot_date"] <= dates[2]]
+    columns = FeatureColumns(numeric=NUMERIC, categorical=["region"], rfm=[])
+    cfg = TrainConfig(search_trials=1, num_boost_round=50, calibration_cross_fit_rows=len(rows) - 1)
+    fitted = fit_lightgbm(rows, [(train, validation)], columns=columns, horizon_days=30, cfg=cfg)
+    assert fitted.calibrated_on == "out-of-fold"
+    assert cross_fitted_trees(rows, params={}, rounds=1, columns=columns, horizon_days=30, cfg=cfg) is None
+    unlimited = cfg.model_copy(update={"calibration_cross_fit_rows": 0})
+    assert fit_lightgbm(rows, [(train, validation)], columns=columns, horizon_days=30, cfg=unlimited).calibrated_on == (
+        "cross-fitted"
+    )
