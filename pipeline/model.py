@@ -350,8 +350,9 @@ class LinearScore:
         scales = np.where(scales > 0, scales, 1.0)
         logistic = LogisticRegression(C=1.0, max_iter=1000).fit((filled - means) / scales, np.asarray(y)[positions])
         coefficients, intercept = logistic.coef_.ravel(), float(logistic.intercept_[0])
-        lows, highs = (filled.min(axis=0), filled.max(axis=0)) if rows else (medians, medians)
-        return cls(list(feature_names), medians, means, scales, coefficients, intercept, lows, highs)
+        return cls(
+            list(feature_names), medians, means, scales, coefficients, intercept, filled.min(axis=0), filled.max(axis=0)
+        )
 
     def standardised(self, features: pd.DataFrame) -> np.ndarray:
         """The rows as the regression sees them (n x features): signed log, imputed, clipped to the training
