@@ -697,8 +697,6 @@ def cross_fitted_trees(
     """LightGBM log-odds of `rows`, each from `params` boosted `rounds` rounds on the other customer folds
     (`cross_fitted_log_odds` with `cfg.calibration_folds`); None when the rows cannot be split, or when they
     are more than `cfg.calibration_cross_fit_rows` (`cross_fit_affordable`)."""
-    if not cross_fit_affordable(len(rows), cfg=cfg):
-        return None
 
     def fit_and_score(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> np.ndarray:
         none = ProbabilityCalibrator("none")
@@ -707,19 +705,26 @@ def cross_fitted_trees(
             horizon_days=horizon_days, cfg=cfg, fit=fit,
         ).predict_raw(held_rows)
 
-    return cross_fitted_log_odds(rows, fit_and_score=fit_and_score, folds=cfg.calibration_folds, seed=cfg.seed)
+    return _calibration_cross_fit(rows, fit_and_score, cfg=cfg)
 
 
 def cross_fitted_linear(rows: pd.DataFrame, *, feature_names: Sequence[str], cfg: TrainConfig) -> np.ndarray | None:
     """Logistic (`LinearScore`) log-odds of `rows`, each fitted on the other customer folds, as `cross_fitted_trees`."""
-    if not cross_fit_affordable(len(rows), cfg=cfg):
-        return None
 
     def fit_and_score(fit_rows: pd.DataFrame, held_rows: pd.DataFrame) -> np.ndarray:
         return LinearScore.fit(
             fit_rows, _labels(fit_rows), feature_names=feature_names, seed=cfg.seed, fit_rows=cfg.logistic_fit_rows
         ).raw(held_rows)
 
+    return _calibration_cross_fit(rows, fit_and_score, cfg=cfg)
+
+
+def _calibration_cross_fit(
+    rows: pd.DataFrame, fit_and_score: Callable[[pd.DataFrame, pd.DataFrame], np.ndarray], *, cfg: TrainConfig
+) -> np.ndarray | None:
+    """`cross_fitted_log_odds` with the calibration's folds and seed; None above `cfg.calibration_cross_fit_rows`."""
+    if not cross_fit_affordable(len(rows), cfg=cfg):
+        return None
     return cross_fitted_log_odds(rows, fit_and_score=fit_and_score, folds=cfg.calibration_folds, seed=cfg.seed)
 
 
@@ -993,15 +998,16 @@ def train_models(
         "validation": (lightgbm.out_of_fold_raw, logistic.out_of_fold_raw),
     }
     candidates: dict[str, ChurnModel] = {LIGHTGBM: model}
-    calibration_rows = candidate_calibration_rows(parts["train"], lightgbm, logistic, labels["validation"], cfg=cfg)
+    calibration_trees, calibration_linear, y_calibration = candidate_calibration_rows(
+        parts["train"], lightgbm, logistic, labels["validation"], cfg=cfg
+    )
     for name, weight in choice.weights.items():
         if name == LIGHTGBM:
             continue
         blended = {part: weight * trees + (1.0 - weight) * linear for part, (trees, linear) in raw.items()}
-        trees, linear, y_calibration = calibration_rows
         calibrator, _ = fit_calibrator(
-            weight * trees + (1.0 - weight) * linear, y_calibration, method=cfg.calibration, seed=cfg.seed,
-            log_odds=True,
+            weight * calibration_trees + (1.0 - weight) * calibration_linear, y_calibration,
+            method=cfg.calibration, seed=cfg.seed, log_odds=True,
         )
         candidates[name] = candidate_model(model, logistic.score, weight=weight, calibrator=calibrator)
         for part in SPLIT_NAMES:
