@@ -12,15 +12,20 @@ missing bucket counted as a bin, and the missing shares then and now. Rules of t
 stable, 0.1-0.25 moderate shift, > 0.25 large shift.
 `drift_warnings(table, ...)` -> plain sentences when a PSI or a missing-share change passes its
 `monitor.*` threshold, or the predicted churn rate is far from the recently observed one.
+`retraining_adds_labels(...)` says whether retraining could learn anything newer than the model did: right
+after training, drift is a fact about today's population, not a stale model.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from pipeline.labels import horizon_passed
 
 SCORE = "churn_probability"
 BINS = 10
@@ -159,3 +164,15 @@ def drift_warnings(
             f"(monitor.churn_rate_gap_warning={churn_rate_gap_warning})"
         )
     return found
+
+
+def retraining_adds_labels(
+    snapshot_dates: Sequence[dt.date], *, training_snapshots: Sequence[str], horizon_days: int, data_ends: dt.date | None
+) -> bool:
+    """Whether one of `snapshot_dates` (the snapshots retraining would build) is later than the newest of the
+    model's `training_snapshots` (ISO dates) and has its label window closed by `data_ends`: only then can
+    retraining on this data learn from newer labels than the model did."""
+    newest = max(dt.date.fromisoformat(str(s)[:10]) for s in training_snapshots)
+    return any(
+        d > newest and horizon_passed(d, horizon_days=horizon_days, last_event_date=data_ends) for d in snapshot_dates
+    )

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.drift import OTHER, SCORE, drift_reference, drift_table, drift_warnings, psi
+from pipeline.drift import OTHER, SCORE, drift_reference, drift_table, drift_warnings, psi, retraining_adds_labels
 
 
 def test_psi_by_hand():
@@ -60,6 +60,63 @@ def test_same_population_is_stable_and_a_shifted_one_is_named():
     assert set(shifted["feature"]) == {"spend", "orders", "region", SCORE}
 
 
+def test_retraining_adds_labels_only_once_a_newer_snapshot_is_labelled():
+    import datetime as dt
+
+    dates = [dt.date(2025, 9, 1), dt.date(2025, 10, 1), dt.date(2025, 11, 1)]
+    trained = ["2025-09-01", "2025-10-01"]
+    # 2025-11-01 + 90 days = 2026-01-30: its window is closed when the data runs to 2026-01-29 (horizon_passed)
+    for ends, adds in [(dt.date(2025, 12, 31), False), (dt.date(2026, 1, 28), False), (dt.date(2026, 1, 29), True)]:
+        assert retraining_adds_labels(dates, training_snapshots=trained, horizon_days=90, data_ends=ends) is adds
+    assert not retraining_adds_labels(dates, training_snapshots=[*trained, "2025-11-01"], horizon_days=90,
+                                      data_ends=dt.date(2026, 6, 1))
+    assert not retraining_adds_labels(dates, training_snapshots=trained, horizon_days=90, data_ends=None)
+
+
+def drift_config(dates: list[str]):
+    from pipeline.config import Config
+
+    return Config.model_validate({"sources": {"transactions": {"path": "x.csv"}},
+                                  "features": {"snapshots": {"dates": dates}}})
+
+
+def test_newer_labels_follow_the_configured_snapshots_and_the_data_end():
+    import datetime as dt
+
+    from pipeline.run.drift import newer_labels_since_training
+
+    cfg = drift_config(["2025-09-01", "2025-10-01", "2025-11-01"])
+    trained = ["2025-09-01", "2025-10-01"]
+    assert newer_labels_since_training(cfg, training_snapshots=trained, horizon_days=90,
+                                       data_ends=dt.date(2025, 12, 31)) is False
+    assert newer_labels_since_training(cfg, training_snapshots=trained, horizon_days=90,
+                                       data_ends=dt.date(2026, 3, 1)) is True
+    assert newer_labels_since_training(cfg, training_snapshots=None, horizon_days=90,
+                                       data_ends=dt.date(2026, 3, 1)) is None
+
+
+@pytest.mark.parametrize("newer_labels, recommended, advice", [
+    (True, True, "consider retraining"),
+    (None, True, "consider retraining"),
+    (False, False, "already learned from the newest labelled snapshot (2025-10-01): retraining on this data would "
+                   "add no newer labels"),
+])
+def test_retraining_is_advised_only_when_it_can_learn_newer_labels(newer_labels, recommended, advice, caplog):
+    from pipeline.run.drift import scoring_drift
+
+    shifted = population(3000, 3, shift=1.0)
+    drift = scoring_drift(
+        drift_config(["2025-10-01"]), shifted, pd.DataFrame({"churn_probability": np.linspace(0.3, 0.99, 3000)}),
+        reference=reference_of(population(3000, 1)), observed_rate=None, newer_labels=newer_labels,
+        newest_training_snapshot="2025-10-01",
+    )
+    assert drift["warnings"] and drift["retrain_recommended"] is recommended
+    assert drift["retraining_adds_labels"] is newer_labels
+    assert "DRIFT: features shifted" in caplog.text and advice in caplog.text
+    if not recommended:
+        assert "consider retraining" not in caplog.text
+
+
 @pytest.mark.slow
 def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, caplog):
     import datetime as dt
@@ -73,7 +130,9 @@ def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, 
     usual = score.run(cfg, as_of=None, bundle=demo_trained.bundle_dir, quiet=True)["drift"]
     assert usual["reference_snapshot"] and len(usual["largest_shifts"]) == cfg.monitor.drift_top
     other_season = score.run(cfg, as_of=dt.date(2024, 2, 1), bundle=demo_trained.bundle_dir, quiet=True)["drift"]
-    assert other_season["retrain_recommended"]
     assert other_season["warnings"][0].startswith("features shifted since the training test snapshot")
     assert other_season["largest_shifts"][0]["psi"] > max(0.25, usual["largest_shifts"][0]["psi"])
-    assert "DRIFT:" in caplog.text and "consider retraining" in caplog.text
+    # The demo's last snapshot (2025-10-01) is labelled and in the model: retraining would learn nothing newer.
+    assert other_season["retraining_adds_labels"] is False and not other_season["retrain_recommended"]
+    assert "DRIFT:" in caplog.text and "newest labelled snapshot (2025-10-01)" in caplog.text
+    assert "consider retraining" not in caplog.text

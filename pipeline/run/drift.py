@@ -10,9 +10,10 @@ from typing import Any
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.drift import drift_table, drift_warnings
+from pipeline.drift import drift_table, drift_warnings, retraining_adds_labels
 from pipeline.labels import churn_labels_from_partitions
 from pipeline.progress import get_logger
+from pipeline.run.features import first_event_date
 
 
 def recent_observed_rate(tables: Sequence[Any], *, as_of: dt.date, cfg: Config, horizon_days: int) -> float | None:
@@ -24,13 +25,41 @@ def recent_observed_rate(tables: Sequence[Any], *, as_of: dt.date, cfg: Config, 
     return float(labels["churned"].mean()) if len(labels) else None
 
 
+def newer_labels_since_training(
+    cfg: Config, *, training_snapshots: Sequence[str] | None, horizon_days: int, data_ends: dt.date | None
+) -> bool | None:
+    """Whether retraining with `cfg` on the validated data (ending `data_ends`) would train on a labelled
+    snapshot newer than the model's newest (`retraining_adds_labels`); None when the bundle lists no training
+    snapshots or the config gives no snapshot dates on this data."""
+    if not training_snapshots:
+        return None
+    snapshots = cfg.features.snapshots
+    first = first_event_date(cfg.validated_dir) if snapshots.derived else None
+    dates = snapshots.resolve(first_event=first, last_event=data_ends, horizon_days=cfg.features.horizon_days)
+    if not dates:
+        return None
+    return retraining_adds_labels(
+        dates, training_snapshots=training_snapshots, horizon_days=horizon_days, data_ends=data_ends
+    )
+
+
 def scoring_drift(
-    cfg: Config, features: pd.DataFrame, scores: pd.DataFrame, *, reference: dict | None, observed_rate: float | None
+    cfg: Config,
+    features: pd.DataFrame,
+    scores: pd.DataFrame,
+    *,
+    reference: dict | None,
+    observed_rate: float | None,
+    newer_labels: bool | None = None,
+    newest_training_snapshot: str | None = None,
 ) -> dict[str, Any] | None:
     """The drift block of the scoring summary (None when the bundle has no reference); warns in the log.
 
     Block: reference snapshot, predicted and recently observed churn rate, the `monitor.drift_top` largest
-    shifts (feature, psi, missing shares) and the warnings."""
+    shifts (feature, psi, missing shares), the warnings, whether retraining is recommended and
+    `retraining_adds_labels` (`newer_labels`: None when unknown). Retraining is recommended on a warning
+    unless retraining could learn from no newer labels than the model did (`newer_labels` False): then the
+    log says the model is as recent as the data allows, since advising a retrain would be false."""
     log = get_logger()
     if not reference:
         log.info("the model bundle has no drift reference (trained before drift checks existed): drift not checked")
@@ -42,8 +71,16 @@ def scoring_drift(
         table, predicted_rate=predicted_rate, observed_rate=observed_rate, psi_warning=settings.psi_warning,
         missing_share_warning=settings.missing_share_warning, churn_rate_gap_warning=settings.churn_rate_gap_warning,
     )
+    as_recent_as_data = newer_labels is False
     for sentence in warnings:
-        log.warning("DRIFT: %s. The model may be stale: consider retraining (`churn train`).", sentence)
+        if as_recent_as_data:
+            log.warning(
+                "DRIFT: %s. The model already learned from the newest labelled snapshot (%s): retraining on this "
+                "data would add no newer labels, so read today's list with this shift in mind.",
+                sentence, newest_training_snapshot,
+            )
+        else:
+            log.warning("DRIFT: %s. The model may be stale: consider retraining (`churn train`).", sentence)
     top = table.head(settings.drift_top).round(6)
     return {
         "reference_snapshot": reference.get("snapshot"),
@@ -51,5 +88,6 @@ def scoring_drift(
         "recent_observed_rate": None if observed_rate is None else round(observed_rate, 6),
         "largest_shifts": top.to_dict("records"),
         "warnings": warnings,
-        "retrain_recommended": bool(warnings),
+        "retrain_recommended": bool(warnings) and not as_recent_as_data,
+        "retraining_adds_labels": newer_labels,
     }

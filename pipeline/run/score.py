@@ -45,7 +45,7 @@ from pipeline.io import (
 from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook, starter_playbook_text
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
-from pipeline.run.drift import recent_observed_rate, scoring_drift
+from pipeline.run.drift import newer_labels_since_training, recent_observed_rate, scoring_drift
 from pipeline.run.features import read_validated, tables_by_partition
 from pipeline.run.uplift import load_uplift_models, uplift_dir
 from pipeline.score import score_customers, summarise_scores
@@ -65,6 +65,7 @@ class ScoringModelInfo:
     source: str
     drift_reference: dict | None = None  # the training test snapshot's summary (pipeline.drift), when recorded
     training_inputs: dict[str, list[str]] | None = None  # sources -> non-empty columns at training (None: not recorded)
+    training_snapshots: list[str] | None = None  # the snapshots the model was fitted on (None: not recorded)
 
 
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
@@ -174,6 +175,7 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
         source=source,
         drift_reference=manifest.get("drift_reference"),
         training_inputs=manifest.get("training_inputs"),
+        training_snapshots=manifest.get("training_snapshots") or None,
     )
 
 
@@ -332,7 +334,8 @@ def run(
     # does (same features as build_features on all events; ~40% less CPU than reading every column).
     frames = read_validated(cfg.validated_dir)
     as_of = as_of or default_as_of(frames)
-    check_data_lag(as_of, data_ends=latest_event_date(frames), max_lag_days=cfg.score.max_data_lag_days)
+    data_ends = latest_event_date(frames)
+    check_data_lag(as_of, data_ends=data_ends, max_lag_days=cfg.score.max_data_lag_days)
     with tempfile.TemporaryDirectory(prefix="champion-") as workdir:
         try:
             info = load_scoring_model(cfg, bundle=bundle, workdir=Path(workdir))
@@ -370,6 +373,9 @@ def run(
     summary["drift"] = scoring_drift(
         cfg, features, scores, reference=info.drift_reference,
         observed_rate=recent_observed_rate(tables, as_of=as_of, cfg=cfg, horizon_days=info.horizon_days),
+        newer_labels=newer_labels_since_training(
+            cfg, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days, data_ends=data_ends),
+        newest_training_snapshot=max(info.training_snapshots) if info.training_snapshots else None,
     )
     del tables
     summary["missing_inputs"] = missing
