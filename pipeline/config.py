@@ -89,10 +89,11 @@ class SourcesConfig(StrictModel):
 
 
 class PathsConfig(StrictModel):
-    """Output folders (relative paths resolve against the config file's folder)."""
+    """Output folders (relative paths resolve against the config file's folder; by default beside it, so that
+    configs in sibling folders never share data, models or a model registry)."""
 
-    data_dir: Path = Path("../data")
-    models_dir: Path = Path("../models")
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
 
 
 class IngestConfig(StrictModel):
@@ -231,8 +232,8 @@ class TrainConfig(StrictModel):
 
 
 class MlflowConfig(StrictModel):
-    tracking_uri: str = "sqlite:///../mlruns.db"
-    artifact_root: Path = Path("../mlartifacts")
+    tracking_uri: str = "sqlite:///mlruns.db"
+    artifact_root: Path = Path("mlartifacts")
     experiment: str = "churn-training"
     scoring_experiment: str = "churn-scoring"
     ui_port: int = Field(5000, gt=0, lt=65536)
@@ -424,18 +425,18 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make every file path in `raw` absolute against `base` (the config file's folder)."""
     paths = raw.setdefault("paths", {}) or {}
     raw["paths"] = paths
-    for key, default in (("data_dir", "../data"), ("models_dir", "../models")):
+    for key, default in (("data_dir", "data"), ("models_dir", "models")):
         paths[key] = str(_resolve(base, Path(paths.get(key) or default)))
     for source in (raw.get("sources") or {}).values():
         if isinstance(source, dict) and source.get("path"):
             source["path"] = str(_resolve(base, Path(str(source["path"]))))
     mlflow_raw = raw.setdefault("mlflow", {}) or {}
     raw["mlflow"] = mlflow_raw
-    uri = str(mlflow_raw.get("tracking_uri") or "sqlite:///../mlruns.db")
+    uri = str(mlflow_raw.get("tracking_uri") or "sqlite:///mlruns.db")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(_resolve(base, Path(uri[len("sqlite:///") :])))
     mlflow_raw["tracking_uri"] = uri
-    mlflow_raw["artifact_root"] = str(_resolve(base, Path(mlflow_raw.get("artifact_root") or "../mlartifacts")))
+    mlflow_raw["artifact_root"] = str(_resolve(base, Path(mlflow_raw.get("artifact_root") or "mlartifacts")))
     score_raw = raw.get("score")
     if isinstance(score_raw, dict) and score_raw.get("playbook"):
         score_raw["playbook"] = str(_resolve(base, Path(score_raw["playbook"])))

@@ -125,10 +125,23 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
     assert cfg.sources.transactions.path == folder / "raw" / "transactions.csv"
     assert cfg.sources.feedback.path == folder / "exports" / "*.csv"
     assert cfg.sources.customers.path == tmp_path / "elsewhere" / "customers.parquet"
-    assert cfg.paths.data_dir == tmp_path / "project" / "data"
-    assert cfg.validated_dir == tmp_path / "project" / "data" / "validated"
+    assert cfg.paths.data_dir == folder / "data"
+    assert cfg.validated_dir == folder / "data" / "validated"
     assert cfg.tracking_uri() == f"sqlite:///{tmp_path / 'project' / 'mlruns.db'}"
     assert cfg.config_path == path
+
+
+def test_sibling_configs_without_paths_share_no_output(tmp_path, monkeypatch):
+    # Two shops mapped by bare configs in sibling folders: their data, models, registry and playbook stay apart
+    # (a shared registry let one shop's champion score the other's customers).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shops = {name: load_config(write_yaml(tmp_path / name, minimal())) for name in ("acme", "bravo")}
+    for name, cfg in shops.items():
+        folder = tmp_path / name
+        assert (cfg.paths.data_dir, cfg.paths.models_dir) == (folder / "data", folder / "models")
+        assert cfg.tracking_uri() == f"sqlite:///{folder / 'mlruns.db'}"
+        assert cfg.mlflow.artifact_root == folder / "mlartifacts"
+        assert cfg.score.playbook == folder / "playbook.yaml"
 
 
 def test_a_config_naming_no_playbook_may_start_from_the_starter_one_a_named_one_must_exist(tmp_path):
