@@ -212,15 +212,33 @@ def summarise_folds(
 # --- paired bootstrap of ranking metrics -------------------------------------------------------------------
 
 BOOTSTRAP_METRICS = ("roc_auc", "pr_auc")
+# Resamples are scored this many (resample, row) cells at a time: the per-model arrays of a chunk (8 MB of int64
+# each) stay small enough to be reused from the heap instead of being paged in afresh for every chunk, which
+# on the 2-core VMs cost more than the arithmetic (1,000 resamples of 330k test rows: minutes per model).
+BOOTSTRAP_CHUNK_CELLS = 1 << 20
 
 
-def _grouped_sums(weights: np.ndarray, y: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of `weights` (k x n, columns in score order) the churner and non-churner weight of each tie group."""
-    ends = np.r_[starts[1:], weights.shape[1]] - 1
-    cumulative_positive = np.cumsum(weights * y, axis=1)[:, ends]
-    cumulative_all = np.cumsum(weights, axis=1)[:, ends]
-    positive = np.diff(cumulative_positive, axis=1, prepend=0.0)
-    return positive, np.diff(cumulative_all, axis=1, prepend=0.0) - positive
+def _rowwise_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per row, the sum of a * b in float64 (exact for integer arrays while the sums stay below 2**53)."""
+    return np.einsum("ij,ij->i", a, b, dtype="float64", casting="unsafe")
+
+
+@dataclass(frozen=True)
+class RankingLayout:
+    """The rows of (y, p) ordered by descending score (ties in row order): `order`, `churner` (in that order) and
+    `last_of_group` (position of the last row of each tie group). Computed once per model, used for every resample."""
+
+    order: np.ndarray
+    churner: np.ndarray
+    last_of_group: np.ndarray
+
+    @classmethod
+    def of(cls, y: np.ndarray, p: np.ndarray) -> RankingLayout:
+        y, p = _check(y, p)
+        order = np.argsort(-p, kind="stable")
+        sorted_p = p[order]
+        return cls(order=order, churner=y[order] > 0,
+                   last_of_group=np.flatnonzero(np.r_[sorted_p[1:] != sorted_p[:-1], True]))
 
 
 def weighted_ranking_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -228,32 +246,50 @@ def weighted_ranking_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray) 
 
     Equals scikit-learn's `roc_auc_score` / `average_precision_score` with `sample_weight=weights[i]`
     (ties handled as they do: half credit in ROC-AUC, one threshold per distinct score in AP), for all
-    k rows at once. NaN where a row has no churner or no non-churner.
+    k rows at once. NaN where a row has no churner or no non-churner. Integer weights (bootstrap counts)
+    are summed exactly as integers.
     """
-    y, p = _check(y, p)
-    weights = np.atleast_2d(np.asarray(weights, dtype="float64"))
-    order = np.argsort(-p, kind="stable")  # descending score; tie groups contiguous
-    sorted_p, sorted_y = p[order], y[order]
-    starts = np.flatnonzero(np.r_[True, sorted_p[1:] != sorted_p[:-1]])
-    positive, negative = _grouped_sums(weights[:, order], sorted_y, starts)
-    total_positive, total_negative = positive.sum(axis=1), negative.sum(axis=1)
+    return _layout_metrics(RankingLayout.of(y, p), weights)
+
+
+def _layout_metrics(layout: RankingLayout, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """`weighted_ranking_metrics` of the rows laid out in `layout`."""
+    weights = np.atleast_2d(np.asarray(weights))
+    if weights.dtype.kind not in "iu":
+        weights = weights.astype("float64")
+    total = np.int64 if weights.dtype.kind in "iu" else np.float64
+    sorted_weights = weights[:, layout.order]
+    # Cumulative churner and non-churner weight at the end of each tie group (descending score).
+    cum_positive = np.cumsum(np.where(layout.churner, sorted_weights, 0), axis=1, dtype=total)
+    cum_negative = np.cumsum(np.where(layout.churner, 0, sorted_weights), axis=1, dtype=total)
+    del sorted_weights
+    if len(layout.last_of_group) < len(layout.order):
+        cum_positive, cum_negative = cum_positive[:, layout.last_of_group], cum_negative[:, layout.last_of_group]
+    positive = np.diff(cum_positive, axis=1, prepend=0)
+    negative = np.diff(cum_negative, axis=1, prepend=0)
+    total_positive = cum_positive[:, -1].astype("float64")
+    total_negative = cum_negative[:, -1].astype("float64")
     with np.errstate(invalid="ignore", divide="ignore"):
-        # ROC-AUC: each churner beats the non-churners scored below it, and half of those tied with it.
-        negatives_below = total_negative[:, None] - np.cumsum(negative, axis=1)
-        roc_auc = (positive * (negatives_below + 0.5 * negative)).sum(axis=1) / (total_positive * total_negative)
+        # ROC-AUC: each churner beats the non-churners scored below it (total - cumulative up to its group), and
+        # half of those tied with it.
+        beaten = total_positive * total_negative - _rowwise_dot(positive, cum_negative) + 0.5 * _rowwise_dot(
+            positive, negative)
+        roc_auc = beaten / (total_positive * total_negative)
         # AP: precision at each distinct threshold, weighted by the recall it adds.
-        true_positive, flagged = np.cumsum(positive, axis=1), np.cumsum(positive + negative, axis=1)
-        precision = np.divide(true_positive, flagged, out=np.zeros_like(true_positive), where=flagged > 0)
-        pr_auc = (positive * precision).sum(axis=1) / total_positive
+        flagged = cum_positive + cum_negative
+        precision = np.divide(cum_positive, flagged, out=np.zeros(flagged.shape), where=flagged > 0)
+        pr_auc = _rowwise_dot(positive, precision) / total_positive
     valid = (total_positive > 0) & (total_negative > 0)
     return {"roc_auc": np.where(valid, roc_auc, np.nan), "pr_auc": np.where(total_positive > 0, pr_auc, np.nan)}
 
 
 def bootstrap_weights(n: int, *, resamples: int, seed: int) -> np.ndarray:
-    """`resamples` x `n` counts: how often each row is drawn in each bootstrap resample of n rows (seeded)."""
+    """`resamples` x `n` counts: how often each row is drawn in each bootstrap resample of n rows (seeded), in the
+    smallest unsigned integer type that holds them."""
     draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
     offsets = (np.arange(resamples) * n)[:, None]
-    return np.bincount((draws + offsets).ravel(), minlength=resamples * n).reshape(resamples, n).astype("float64")
+    counts = np.bincount((draws + offsets).ravel(), minlength=resamples * n).reshape(resamples, n)
+    return counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
 
 
 def paired_bootstrap(
@@ -263,22 +299,25 @@ def paired_bootstrap(
     reference: dict[str, str],
     resamples: int = 1000,
     seed: int = 0,
-    chunk: int = 100,
+    chunk: int | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Difference of each model's ROC-AUC and PR-AUC to a reference model, with a paired bootstrap 95% interval.
 
     `reference` names the reference model per metric (e.g. the best baseline by that metric). Every model
-    is scored on the same resamples of the rows (paired), `chunk` resamples at a time.
+    is scored on the same resamples of the rows (paired), `chunk` resamples at a time (default: about
+    BOOTSTRAP_CHUNK_CELLS resample rows; the resamples drawn depend on the chunk, as each chunk has its seed).
     Returns {model: {metric: {"reference", "difference", "low", "high", "share_above_zero"}}}.
     """
     y = np.asarray(y, dtype="float64")
+    chunk = chunk or max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // max(1, len(y))))
+    layouts = {name: RankingLayout.of(y, p) for name, p in probabilities.items()}
     samples: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in BOOTSTRAP_METRICS} for name in probabilities}
     for start in range(0, resamples, chunk):
         weights = bootstrap_weights(len(y), resamples=min(chunk, resamples - start), seed=seed + start)
-        for name, p in probabilities.items():
-            for metric, values in weighted_ranking_metrics(y, p, weights).items():
+        for name, layout in layouts.items():
+            for metric, values in _layout_metrics(layout, weights).items():
                 samples[name][metric].append(values)
-    full = {name: weighted_ranking_metrics(y, p, np.ones((1, len(y)))) for name, p in probabilities.items()}
+    full = {name: _layout_metrics(layout, np.ones((1, len(y)), dtype=np.int64)) for name, layout in layouts.items()}
     result: dict[str, dict[str, dict[str, float]]] = {}
     for name in probabilities:
         result[name] = {}

@@ -163,8 +163,10 @@ def feature_matrix(features: pd.DataFrame, *, feature_names: Sequence[str], enco
     check_feature_columns(features, feature_names)
     encoded = encoder.transform(features)
     # Filled column by column into one preallocated array: no second full-size copy (as column_stack
-    # of a list of columns would hold) at millions of rows.
-    matrix = np.empty((len(features), len(feature_names)), dtype="float64")
+    # of a list of columns would hold) at millions of rows. Column-major, so that each column is written
+    # contiguously (row-major writes of a column touch a cache line per value: 20 s for 2.8M rows x 75
+    # features); LightGBM, scikit-learn and numpy read either layout.
+    matrix = np.empty((len(features), len(feature_names)), dtype="float64", order="F")
     for position, name in enumerate(feature_names):
         if name in encoded:
             matrix[:, position] = encoded[name]

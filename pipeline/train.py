@@ -869,7 +869,8 @@ def comparison_to_baselines(
         metric: max(baselines, key=lambda b: (full[b][metric][0], -list(baselines).index(b)))
         for metric in BOOTSTRAP_METRICS
     }
-    compared_models = {name: probabilities[name] for name in [*candidates, *baselines]}
+    # Only the candidates and the references are resampled: the other baselines enter no difference.
+    compared_models = {name: probabilities[name] for name in dict.fromkeys([*candidates, *best.values()])}
     differences = paired_bootstrap(y, compared_models, reference=best, resamples=resamples, seed=seed)
     compared = {name: differences[name] for name in candidates}
     return {

@@ -124,7 +124,7 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     assert "backtest over 1 test snapshot (2011-09-01): one fold, so no spread" in output
     assert output.count(backtest["shortfall"]) == 2  # the warning and the printed sentence
     assert output.count("WARNING") == 1  # that one: no other warning on this export
-    assert (tmp_path / "mlruns.db").is_file()  # the default store, beside the config's folder: in tmp_path
+    assert (shop / "mlruns.db").is_file() and not (tmp_path / "mlruns.db").exists()  # the default store: beside the config
 
     # `churn score` from the same mapping config: no playbook named, none beside it -> the starter is written
     # there, said once, and used; a second run keeps the (edited) file.
