@@ -10,12 +10,14 @@ Definitions (documented once, used for every model and split):
 - `lift_top_decile`: churn rate among the 10% of customers with the highest probability (ties broken
   by row order) divided by the overall churn rate; `capture_top_decile`: share of all churners found
   in that top 10%.
-- Retention value at a budget (no playbook needed): contact the `k = floor(budget / contact_cost)`
-  customers with the highest probability; each contacted churner is retained with probability `uplift`
-  and is worth `value` (their spend over the last 365 days when known, else a default).
-  `expected_retention_value = sum_topk(p * uplift * value) - k * contact_cost` is what the model
-  promises; `realised_retention_value = sum_topk(churned * uplift * value) - k * contact_cost` is what
-  the labels say that ranking would have earned. Both are net of contact costs.
+- Retention value at a budget (no playbook needed): each contacted churner is retained with probability
+  `uplift` and is worth `value` (their spend over the last 365 days when known, else a default), so a
+  customer's expected gain is `p * uplift * value`. The list contacts the customers whose expected gain
+  exceeds `contact_cost`, largest gain first, at most `floor(budget / contact_cost)` of them: the list a
+  value-aware retention team would send with these probabilities (ranking by probability alone sends
+  the certain but worthless churners first). `expected_retention_value = sum_list(p * uplift * value) -
+  cost` is what the model promises; `realised_retention_value = sum_list(churned * uplift * value) -
+  cost` is what the labels say that list would have earned. Both are net of the list's contact costs.
 """
 
 from __future__ import annotations
@@ -125,14 +127,16 @@ def customer_values(features: pd.DataFrame, *, retention: RetentionSettings) -> 
 def retention_values(
     y: np.ndarray, p: np.ndarray, *, values: np.ndarray, retention: RetentionSettings
 ) -> tuple[float, float]:
-    """(expected, realised) net retention value of contacting the top-k by probability (module docstring)."""
+    """(expected, realised) net retention value of the list these probabilities choose (module docstring)."""
     y, p = _check(y, p)
     values = np.asarray(values, dtype="float64")
-    k = min(len(p), int(retention.budget // retention.contact_cost)) if retention.contact_cost > 0 else len(p)
-    top = _descending_order(p)[:k]
-    cost = k * retention.contact_cost
-    expected = float((p[top] * retention.uplift * values[top]).sum() - cost)
-    realised = float((y[top] * retention.uplift * values[top]).sum() - cost)
+    gain = p * retention.uplift * values
+    worth = np.flatnonzero(gain > retention.contact_cost)
+    k = min(len(worth), int(retention.budget // retention.contact_cost)) if retention.contact_cost > 0 else len(worth)
+    chosen = worth[np.argsort(-gain[worth], kind="stable")[:k]]
+    cost = len(chosen) * retention.contact_cost
+    expected = float(gain[chosen].sum() - cost)
+    realised = float((y[chosen] * retention.uplift * values[chosen]).sum() - cost)
     return expected, realised
 
 

@@ -64,22 +64,30 @@ def test_lift_is_nan_without_churners():
     assert math.isnan(lift) and math.isnan(capture)
 
 
-def test_retention_values_contact_top_k_within_budget():
-    y = np.array([1.0, 0.0, 1.0])
-    p = np.array([0.9, 0.8, 0.1])
-    values = np.array([100.0, 200.0, 300.0])
-    # k = 20 // 10 = 2 customers (p 0.9 and 0.8); cost 20.
+def test_retention_values_contact_the_largest_expected_gains_within_budget():
+    y = np.array([1.0, 0.0, 1.0, 1.0])
+    p = np.array([0.9, 0.5, 0.4, 0.95])
+    values = np.array([10.0, 200.0, 300.0, 15.0])
+    # Expected gains p x 0.5 x value: 4.5, 50, 60, 7.125. The near-certain churners 0 and 3 are worth less than
+    # a contact (10); the budget (20 // 10 = 2 contacts) goes to customers 2 and 1, largest gain first.
     expected, realised = retention_values(y, p, values=values, retention=SETTINGS)
-    assert expected == pytest.approx(0.9 * 0.5 * 100 + 0.8 * 0.5 * 200 - 20)
-    assert realised == pytest.approx(1.0 * 0.5 * 100 - 20)
+    assert expected == pytest.approx(60.0 + 50.0 - 20)
+    assert realised == pytest.approx(1.0 * 0.5 * 300 - 20)  # customer 1 did not churn
 
 
-def test_retention_budget_larger_than_customers_contacts_everyone():
+def test_retention_values_are_zero_when_no_contact_is_worth_its_cost():
+    expected, realised = retention_values(
+        np.array([1.0, 1.0]), np.array([0.9, 0.9]), values=np.array([10.0, 20.0]), retention=SETTINGS
+    )
+    assert (expected, realised) == (0.0, 0.0)
+
+
+def test_retention_budget_larger_than_customers_contacts_everyone_worth_it():
     big = RetentionSettings(1e6, 10.0, 1.0, 1.0, "monetary_365d")
     expected, realised = retention_values(
-        np.array([1.0, 0.0]), np.array([0.5, 0.5]), values=np.array([10.0, 10.0]), retention=big
+        np.array([1.0, 0.0, 1.0]), np.array([0.5, 0.5, 0.5]), values=np.array([100.0, 100.0, 10.0]), retention=big
     )
-    assert (expected, realised) == pytest.approx((10.0 - 20.0, 10.0 - 20.0))
+    assert (expected, realised) == pytest.approx((100.0 - 20.0, 100.0 - 20.0))
 
 
 def test_customer_values_clip_negative_and_default_missing():
