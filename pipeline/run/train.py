@@ -100,7 +100,10 @@ MODEL_LABELS = {
     "btyd": "BG/NBD",
     "pareto_nbd": "P/NBD",
 }
-VALUE_NOTE = "value: realised net retention value of contacting the top customers within score.budget"
+VALUE_NOTE = (
+    "value: realised net retention value of contacting, within score.budget, the customers whose expected gain "
+    "(probability x train.retention_uplift x their value) exceeds train.contact_cost, largest gain first"
+)
 
 
 @dataclass(frozen=True)
