@@ -222,9 +222,10 @@ class TrainConfig(StrictModel):
     engine: Literal["local", "dask"] = "local"
     # LightGBM threads (1 below 50,000 training rows); fixed so the same seed gives the same model anywhere.
     num_threads: int = Field(2, ge=1)
-    # Retention value metric (pipeline/evaluate.py): contact the top budget/contact_cost customers
-    # (budget = score.budget); a contacted churner is kept with probability retention_uplift and is
-    # worth customer_value_feature (spend over the last 365 days), or default_customer_value when unknown.
+    # Retention value metric (pipeline/evaluate.py): a contacted churner is kept with probability retention_uplift
+    # and is worth customer_value_feature (spend over the last 365 days), or default_customer_value when unknown;
+    # the list holds the customers whose expected gain exceeds contact_cost, largest first, at most
+    # budget/contact_cost of them (budget = score.budget).
     contact_cost: float = Field(10.0, gt=0.0)
     retention_uplift: float = Field(0.1, ge=0.0, le=1.0)
     customer_value_feature: str = "monetary_365d"
