@@ -9,7 +9,10 @@ most frequent values plus 'other'; the same for the churn score; and the observe
 per feature and for the score ('churn_probability'), the population stability index
 PSI = sum over bins (current - reference) x ln(current / reference), shares floored at 1e-4, the
 missing bucket counted as a bin, and the missing shares then and now. Rules of thumb: PSI < 0.1
-stable, 0.1-0.25 moderate shift, > 0.25 large shift.
+stable, 0.1-0.25 moderate shift, > 0.25 large shift. Features ranked within their own population (`ranked`,
+e.g. the RFM quintile scores) are left out: the ranking fixes their shares, so their PSI only measures a
+block of tied customers crossing a quintile boundary (two-order customers scored 3 one month, 2 the next),
+not a change in the customers; the values they rank are compared instead.
 `drift_warnings(table, ...)` -> plain sentences when a PSI or a missing-share change passes its
 `monitor.*` threshold, or the predicted churn rate is far from the recently observed one.
 `retraining_adds_labels(...)` says whether retraining could learn anything newer than the model did: right
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
@@ -119,16 +122,19 @@ def _row(name: str, current_values, spec: dict) -> dict:
     }
 
 
-def drift_table(features: pd.DataFrame, probability: np.ndarray, reference: dict) -> pd.DataFrame:
+def drift_table(
+    features: pd.DataFrame, probability: np.ndarray, reference: dict, *, ranked: Collection[str] = ()
+) -> pd.DataFrame:
     """PSI and missing shares per reference feature present in `features`, and for the score; largest PSI first.
 
-    Columns: DRIFT_COLUMNS. A reference feature missing from `features` is left out (scoring checks columns).
+    Columns: DRIFT_COLUMNS. A reference feature missing from `features` is left out (scoring checks columns),
+    and so are the `ranked` ones (ranks within the population: see the module docstring).
     """
     rows = [_row(SCORE, np.asarray(probability, dtype=float), reference["score"])]
     rows += [
         _row(name, features[name].to_numpy(dtype=float, na_value=np.nan) if spec["kind"] == "numeric" else features[name], spec)
         for name, spec in reference["features"].items()
-        if name in features.columns
+        if name in features.columns and name not in ranked
     ]
     table = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
     return table.sort_values(["psi", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)

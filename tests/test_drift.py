@@ -136,3 +136,33 @@ def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, 
     assert other_season["retraining_adds_labels"] is False and not other_season["retrain_recommended"]
     assert "DRIFT:" in caplog.text and "newest labelled snapshot (2025-10-01)" in caplog.text
     assert "consider retraining" not in caplog.text
+
+
+def test_a_tie_block_crossing_a_quintile_boundary_is_not_drift():
+    """Two-order customers rank around the 40% quintile boundary (their average rank is the middle of their block):
+    with 25% one-order customers they score 3 of 5, with 23% they score 2. Frequencies barely moved; only the
+    ranked score flipped, so it is not compared."""
+    import polars as pl
+
+    from pipeline.features.rfm import RANKED_COLUMNS, add_scores
+
+    def month(one_order_share: float) -> pd.DataFrame:
+        n = 10_000
+        frequency = np.full(n, 2.0)
+        frequency[: int(n * one_order_share)] = 1.0
+        frequency[int(n * 0.56):] = np.arange(n - int(n * 0.56)) % 7 + 3.0
+        frame = pl.DataFrame({"recency_days": np.arange(n, dtype=float) % 365, "frequency_all": frequency,
+                              "monetary_all": np.arange(n, dtype=float)})
+        return add_scores(frame).to_pandas()
+
+    before, after = month(0.25), month(0.23)
+    assert set(before.loc[before["frequency_all"] == 2, "rfm_f_score"]) == {3.0}
+    assert set(after.loc[after["frequency_all"] == 2, "rfm_f_score"]) == {2.0}
+    p = np.linspace(0.05, 0.95, len(before))
+    reference = drift_reference(before, p, p > 0.5, numeric=["frequency_all", "rfm_f_score"],
+                                categorical=["rfm_segment"], snapshot="2025-01-01")
+    everything = drift_table(after, p, reference).set_index("feature")["psi"]
+    assert everything["rfm_f_score"] > 0.5  # the flip, read as a large shift (monitor.psi_warning is 0.25)
+    table = drift_table(after, p, reference, ranked=RANKED_COLUMNS)
+    assert set(table["feature"]) == {"frequency_all", SCORE}
+    assert table.set_index("feature").loc["frequency_all", "psi"] < 0.01

@@ -208,8 +208,12 @@ def quintile_score(values: pl.Expr, *, higher_is_better: bool) -> pl.Expr:
     return ((ranked * 5 / pl.len()).ceil().clip(1, 5)).cast(pl.Float64)
 
 
+# The columns `add_scores` ranks within the snapshot's population: their distribution is set by the ranking.
+RANKED_COLUMNS = ("rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment")
+
+
 def add_scores(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame | pl.LazyFrame:
-    """Population step: rfm_r_score, rfm_f_score, rfm_m_score and rfm_segment among `frame`'s rows."""
+    """Population step: RANKED_COLUMNS (rfm_r_score, rfm_f_score, rfm_m_score and rfm_segment) among `frame`'s rows."""
     scored = frame.with_columns(
         quintile_score(pl.col("recency_days"), higher_is_better=False).alias("rfm_r_score"),
         quintile_score(pl.col("frequency_all").cast(pl.Float64), higher_is_better=True).alias("rfm_f_score"),

@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline.config import Config
 from pipeline.drift import drift_table, drift_warnings, retraining_adds_labels
+from pipeline.features.rfm import RANKED_COLUMNS
 from pipeline.labels import churn_labels_from_partitions
 from pipeline.progress import get_logger
 from pipeline.run.features import first_event_date
@@ -64,7 +65,7 @@ def scoring_drift(
     if not reference:
         log.info("the model bundle has no drift reference (trained before drift checks existed): drift not checked")
         return None
-    table = drift_table(features, scores["churn_probability"].to_numpy(float), reference)
+    table = drift_table(features, scores["churn_probability"].to_numpy(float), reference, ranked=RANKED_COLUMNS)
     predicted_rate = float(scores["churn_probability"].mean())
     settings = cfg.monitor
     warnings = drift_warnings(
