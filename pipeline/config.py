@@ -46,11 +46,21 @@ class ReadOptions(StrictModel):
     header: bool = True
     column_names: list[str] | None = None  # for files without a header row
     na_values: list[str] = Field(default_factory=lambda: list(NULL_TOKENS))  # cells read as missing
+    # Numbers written as text (CSV): the decimal mark ('2,55' with ','), and a thousands separator to drop
+    # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).
+    decimal: Literal[".", ","] = "."
+    thousands: Literal[".", ",", " ", "'", "\u00a0", "\u202f"] | None = None
 
     @model_validator(mode="after")
     def _names_when_no_header(self) -> ReadOptions:
         if not self.header and not self.column_names:
             raise ValueError("header: false needs column_names")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_number_marks(self) -> ReadOptions:
+        if self.thousands == self.decimal:
+            raise ValueError(f"thousands and decimal are both {self.decimal!r}: a number could not be read")
         return self
 
 

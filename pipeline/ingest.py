@@ -164,6 +164,19 @@ def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
     return rows
 
 
+# Numbers written with a decimal comma ('2,55', '-1.234,5', '1 234,5'): what a plain number reader rejects.
+DECIMAL_COMMA_PATTERN = r"^[+-]?\d{1,3}(?:[. \u00a0\u202f']?\d{3})*,\d+$"
+
+
+def _number_reason(unread: pd.Series, *, decimal: str, source: str) -> str:
+    """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint to
+    set read.decimal when the decimal mark is '.' and most of them have a decimal comma."""
+    if decimal == "." and unread.astype("str").str.strip().str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
+        return (f"not a number (a decimal comma? set sources.{source}.read.decimal: ',' and, if the numbers have "
+                "one, read.thousands)")
+    return "not a number"
+
+
 def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep") -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
@@ -181,7 +194,8 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             parsed, reason, note = parse_timestamp_column(values, source, label=labels.get(column, column))
             notes.extend([note] if note else [])
         elif dtype == FLOAT:
-            parsed, reason = parse_numbers(values), "not a number"
+            parsed = parse_numbers(values, decimal=source.read.decimal, thousands=source.read.thousands)
+            reason = "not a number"
         elif dtype == BOOLEAN:
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
@@ -190,6 +204,8 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             parsed, reason = values.astype(STRING), ""
         if reason:
             failed = _unparsed(values, parsed)
+            if len(failed) and dtype == FLOAT:
+                reason = _number_reason(values.iloc[failed], decimal=source.read.decimal, source=raw.name)
             if len(failed):
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
@@ -623,7 +639,8 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
         )
     return (
         "; ".join(parts)
-        + ". Nothing was written. Fix the export or the source mapping (rename, read.date_format, timezone), "
+        + ". Nothing was written. Fix the export or the source mapping (rename, read.date_format, read.decimal, "
+        "timezone), "
         "or raise ingest.max_bad_share."
     )
 

@@ -424,20 +424,38 @@ def _text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)
 
 
-def parse_numbers(values: pd.Series) -> pd.Series:
-    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf') -> NaN."""
+def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | None = None) -> pd.Series:
+    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf') -> NaN.
+
+    Text numbers may use another `decimal` mark (',': '12,50' -> 12.5) and a `thousands` separator, which is
+    dropped wherever it stands ('.': '1.234,50' -> 1234.5); then '12.50' with decimal ',' and no thousands
+    separator is not a number. Typed (numeric) columns are taken as they are.
+    """
     if pd.api.types.is_bool_dtype(values.dtype):
         return pd.Series(np.nan, index=values.index, dtype="float64")
     if pd.api.types.is_numeric_dtype(values.dtype):
         numbers = values.astype("float64")
         return numbers.where(np.isfinite(numbers))
     text = pc.utf8_trim_whitespace(_arrow_strings(values))
+    if decimal != "." or thousands is not None:
+        text = _with_point_decimals(text, decimal=decimal, thousands=thousands)
     try:  # stops at the first value that is not a number: measured, this costs less than the regex
         numbers = pc.cast(text, pa.float64())  # (Arrow also takes 'nan' and 'inf': NaN below)
     except pa.ArrowInvalid:  # cast the plain numbers only
         numbers = pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
     numbers = numbers.to_numpy(zero_copy_only=False)  # null -> NaN
     return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
+
+
+def _with_point_decimals(text: pa.Array, *, decimal: str, thousands: str | None) -> pa.Array:
+    """Number text written with `decimal` and `thousands` marks, rewritten with '.' as the decimal mark and no
+    separator; text holding a '.' that is neither mark becomes null (not a number)."""
+    if thousands is not None:
+        text = pc.replace_substring(text, thousands, "")
+    if decimal == ".":
+        return text
+    stray = pc.match_substring(text, ".")  # '12.50' when ',' is the decimal mark: ambiguous, not read as 1250
+    return _only_where(pc.invert(stray), pc.replace_substring(text, decimal, "."))
 
 
 def _only_where(mask: pa.Array, values: pa.Array) -> pa.Array:

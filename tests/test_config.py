@@ -59,6 +59,10 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.format", "xlsx", r"  sources\.transactions\.format: Input should be 'auto', 'csv' or 'parquet'"),
         ("sources.transactions.read.header", False, r"  sources\.transactions\.read: Value error, header: false needs column_names"),
         ("sources.orders", {"path": "x.csv"}, r"  sources\.orders: unknown key"),
+        ("sources.transactions.read.decimal", ";", r"  sources\.transactions\.read\.decimal: Input should be '\.' or ','"),
+        ("sources.transactions.read.thousands", "_", r"  sources\.transactions\.read\.thousands: Input should be '\.', ','"),
+        ("sources.transactions.read", {"decimal": ",", "thousands": ","},
+         r"  sources\.transactions\.read: Value error, thousands and decimal are both ','"),
     ],
 )
 def test_bad_config_fails_naming_the_key(tmp_path, dotted, value, message):

@@ -77,6 +77,21 @@ def test_parse_numbers_rejects_text_commas_and_infinity():
     assert_series_equal(parse_numbers(raw), expected)
 
 
+def test_parse_numbers_with_a_decimal_comma_and_a_thousands_separator():
+    raw = pd.Series(["2,55", " -1.234,5 ", "1.234.567", "7", "12.50", "1e3", ",5", "1,2,3", "", None], dtype="str")
+    assert_series_equal(parse_numbers(raw, decimal=",", thousands="."),
+                        pd.Series([2.55, -1234.5, 1234567.0, 7.0, 1250.0, 1000.0, 0.5, np.nan, np.nan, np.nan]))
+    # without a thousands separator a '.' is neither mark: '12.50' is not read as 12.5 nor as 1250
+    assert_series_equal(parse_numbers(raw, decimal=","),
+                        pd.Series([2.55, np.nan, np.nan, 7.0, np.nan, 1000.0, 0.5, np.nan, np.nan, np.nan]))
+    assert_series_equal(parse_numbers(pd.Series(["1,234.5", "1 234", "2"], dtype="str"), thousands=","),
+                        pd.Series([1234.5, np.nan, 2.0]))
+    assert_series_equal(parse_numbers(pd.Series(["1 234,5", "1\u00a0234,5"], dtype="str"), decimal=",", thousands=" "),
+                        pd.Series([1234.5, np.nan]))
+    typed = pd.Series([1.5, 2.0])  # a typed column (Parquet) is read as it is
+    assert_series_equal(parse_numbers(typed, decimal=",", thousands="."), typed)
+
+
 def test_parse_booleans_accepts_words_and_digits():
     raw = pd.Series(["true", "No", "1", "0", "YES", "maybe", None], dtype="str")
     expected = pd.Series([True, False, True, False, True, pd.NA, pd.NA], dtype="boolean")

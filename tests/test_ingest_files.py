@@ -269,6 +269,28 @@ def test_a_regular_expression_separator(tmp_path):
     assert report["sources"]["transactions"]["validated_rows"] == 3
 
 
+EUROPEAN_TRANSACTIONS = (
+    "Beleg;Kunde;Datum;Menge;Preis\n"
+    "o1;c1;01.02.2024 10:00;2;1.234,50\n"
+    "o2;c2;03.02.2024 09:30;-1;2,55\n"
+)
+EUROPEAN_MAPPING = {"path": "t.csv", "rename": {"Beleg": "order_id", "Kunde": "customer_id", "Datum": "ordered_at",
+                                                "Menge": "quantity", "Preis": "unit_price"}}
+
+
+def test_decimal_commas_are_read_when_configured_and_named_when_not(tmp_path):
+    """A German export: ';' between fields, '.' between thousands, ',' before the decimals."""
+    write(tmp_path, "t.csv", EUROPEAN_TRANSACTIONS)
+    with pytest.raises(IngestError, match=r"Preis: not a number \(a decimal comma\? set sources\.transactions\.read\."
+                                          r"decimal: ',' and, if the numbers have one, read\.thousands\) \(2 rows\)"):
+        run_ingest(tmp_path, {"transactions": {**EUROPEAN_MAPPING, "read": {"sep": ";"}}})
+    assert not (tmp_path / "out" / "validated").exists()
+    run_ingest(tmp_path, {"transactions": {**EUROPEAN_MAPPING, "read": {"sep": ";", "decimal": ",", "thousands": "."}}})
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet").sort_values("order_id")
+    assert validated["unit_price"].tolist() == [1234.5, 2.55]
+    assert validated["amount"].tolist() == [2469.0, -2.55]
+
+
 # --- the fast CSV reader reads exactly what pandas reads -------------------------------------------
 
 
