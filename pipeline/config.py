@@ -38,7 +38,8 @@ class StrictModel(BaseModel):
 
 
 class ReadOptions(StrictModel):
-    """How to read one source file (CSV options are ignored for Parquet)."""
+    """How to read one source file (CSV options are ignored for Parquet; Excel uses header, column_names,
+    na_values, sheet and the number marks of text cells)."""
 
     sep: str = ","
     encoding: str = "utf-8"
@@ -48,6 +49,8 @@ class ReadOptions(StrictModel):
     na_values: list[str] = Field(default_factory=lambda: list(NULL_TOKENS))  # cells read as missing
     # Numbers written as text (CSV): the decimal mark ('2,55' with ','), and a thousands separator to drop
     # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).
+    # Excel workbooks: the sheet to read, by name or 0-based position; "*" reads every sheet, in order.
+    sheet: str | int = 0
     decimal: Literal[".", ","] = "."
     thousands: Literal[".", ",", " ", "'", "\u00a0", "\u202f"] | None = None
 
@@ -68,7 +71,7 @@ class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
     path: Path
-    format: Literal["auto", "csv", "parquet"] = "auto"
+    format: Literal["auto", "csv", "parquet", "excel"] = "auto"
     read: ReadOptions = ReadOptions()
     rename: dict[str, str] = Field(default_factory=dict)
     timezone: str = "UTC"

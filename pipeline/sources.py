@@ -1,8 +1,8 @@
 """Reading one configured source, and parsing its raw values into contract types.
 
 `read_source(name, source)` finds the files (a path or a glob), reads them as they are (CSV as
-strings, Parquet as typed; null tokens of `read.na_values` as missing) and returns a `RawSource`:
-the rows unchanged, with their file and row number. Table-level problems (no file, a folder, no
+strings, Parquet as typed, Excel sheets as the text of their cells; null tokens of `read.na_values` as
+missing) and returns a `RawSource`: the rows unchanged, with their file (and sheet) and row number. Table-level problems (no file, a folder, no
 permission, empty file, no line break, repeated column names, wrong separator, bytes that are not in
 the configured encoding, malformed lines) raise `IngestError` naming the source, the file and what to do.
 
@@ -33,6 +33,8 @@ from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")  # what the calamine reader opens
+ALL_SHEETS = "*"
 INTEGER_TEXT_PATTERN = r"^(-?\d+)\.0*$"  # '17850.0' -> '17850'
 NUMBER_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 OFFSET_PATTERN = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
@@ -120,10 +122,12 @@ def _permission_message(name: str, path: Path) -> str:
     )
 
 
-def _file_format(path: Path, source: SourceConfig) -> str:
+def file_format(path: Path, source: SourceConfig) -> str:
+    """'csv', 'parquet' or 'excel': the source's `format`, or with 'auto' the file's suffix (csv by default)."""
     if source.format != "auto":
         return source.format
-    return "parquet" if path.suffix.lower() in PARQUET_SUFFIXES else "csv"
+    suffix = path.suffix.lower()
+    return "parquet" if suffix in PARQUET_SUFFIXES else "excel" if suffix in EXCEL_SUFFIXES else "csv"
 
 
 def _first_bad_byte(path: Path, encoding: str) -> tuple[int, int] | None:
@@ -302,6 +306,56 @@ def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
     return table.to_pandas()
 
 
+def _read_excel(name: str, path: Path, read: ReadOptions) -> list[tuple[str, pd.DataFrame]]:
+    """(label, frame) per sheet read (`read.sheet`; label: the path and the sheet's name): every cell as text,
+    as a CSV export of the sheet would hold it (dates as ISO 8601, numbers as written, 17850 for a whole
+    number); empty cells and `read.na_values` are nulls."""
+    try:
+        workbook = pd.ExcelFile(path, engine="calamine")
+    except Exception as exc:  # noqa: BLE001 - the reader raises its own error types for a file it cannot open
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise IngestError(f"source {name}: {path} is not a readable Excel workbook: {first_line}; re-export it") from None
+    with workbook:
+        sheets = list(workbook.sheet_names)
+        if read.sheet == ALL_SHEETS:
+            chosen = sheets
+        elif isinstance(read.sheet, int) and 0 <= read.sheet < len(sheets):
+            chosen = [sheets[read.sheet]]
+        elif isinstance(read.sheet, str) and read.sheet in sheets:
+            chosen = [read.sheet]
+        else:
+            raise IngestError(
+                f"source {name}: {path} has no sheet {read.sheet!r} (its sheets: {', '.join(map(repr, sheets))}); "
+                f"set sources.{name}.read.sheet to a name, a 0-based position or {ALL_SHEETS!r} for all of them"
+            )
+        return [(f"{path} [sheet {sheet}]", _sheet_frame(name, path, workbook, sheet, read)) for sheet in chosen]
+
+
+def _sheet_frame(name: str, path: Path, workbook: pd.ExcelFile, sheet: str, read: ReadOptions) -> pd.DataFrame:
+    """One sheet's rows under its header row (or `read.column_names`), every cell as text."""
+    cells = pd.read_excel(workbook, sheet_name=sheet, header=None, dtype=str, keep_default_na=False,
+                          na_values=_null_values(read))
+    if read.header:
+        if cells.empty:
+            raise IngestError(
+                f"source {name}: sheet {sheet!r} of {path} is empty (not even a header row); export it with a "
+                "header row (a header-only sheet means a source without rows)"
+            )
+        names = [_clean_name("" if pd.isna(cell) else cell) for cell in cells.iloc[0]]
+        check_unique_columns(name, path, names, header_line=True)
+        rows = cells.iloc[1:]
+    else:
+        names, rows = list(read.column_names or []), cells
+        if len(rows.columns) > len(names):
+            raise IngestError(
+                f"source {name}: sheet {sheet!r} of {path} has {len(rows.columns)} columns but "
+                f"sources.{name}.read.column_names names {len(names)}; name every column"
+            )
+        rows = rows.reindex(columns=range(len(names)))
+    rows = rows.set_axis(names, axis=1).reset_index(drop=True)
+    return rows.astype("str")  # a column of empty cells is read as float NaN: text, as in a CSV
+
+
 def _separator_hint(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> str:
     """A hint when the whole header landed in one column: the separator is probably wrong."""
     if source.read.header is False or len(frame.columns) != 1:
@@ -354,30 +408,41 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
 
 def read_source(name: str, source: SourceConfig) -> RawSource:
     """Read every file of `source`; check the columns of each; concatenate in file order."""
-    frames, notes = [], []
+    frames, labels, notes = [], [], []
     files = source_files(name, source)
     for path in files:
-        fmt = _file_format(path, source)
         try:
-            frame = _read_parquet(name, path, source.read) if fmt == "parquet" else _read_csv(name, path, source)
+            parts = _read_file(name, path, source)
         except PermissionError:
             raise IngestError(_permission_message(name, path)) from None
-        check_unique_columns(name, path, list(frame.columns))
-        frame.columns = [_clean_name(column) for column in frame.columns]
-        check_columns(name, path, frame, source)
-        if frame.empty:
-            notes.append(f"{path} has a header but no rows")
-        frames.append(frame.reset_index(drop=True))
+        for label, frame in parts:
+            check_unique_columns(name, path, list(frame.columns))
+            frame.columns = [_clean_name(column) for column in frame.columns]
+            check_columns(name, path, frame, source)
+            if frame.empty:
+                notes.append(f"{label} has a header but no rows")
+            frames.append(frame.reset_index(drop=True))
+            labels.append(label)
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
     if unknown_renames:
         notes.append(f"rename keys not found in the files: {', '.join(unknown_renames)}")
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    origin = row_origin(files, [len(part) for part in frames])
+    origin = row_origin(labels, [len(part) for part in frames])
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes))
 
 
-def row_origin(files: list[Path], rows: list[int]) -> pd.DataFrame:
-    """source_file (categorical: one path per file, not per row) and 1-based source_row per file."""
+def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:
+    """(label, frame) per part of one file: the file itself, or each sheet read of a workbook."""
+    fmt = file_format(path, source)
+    if fmt == "excel":
+        return _read_excel(name, path, source.read)
+    frame = _read_parquet(name, path, source.read) if fmt == "parquet" else _read_csv(name, path, source)
+    return [(str(path), frame)]
+
+
+def row_origin(files: list[Path] | list[str], rows: list[int]) -> pd.DataFrame:
+    """source_file (categorical: one label per file or sheet, not per row: the path, or the path and the sheet)
+    and 1-based source_row per file or sheet."""
     codes = np.repeat(np.arange(len(files), dtype=np.int32), rows)
     starts = np.repeat(np.cumsum([0, *rows[:-1]]), rows)
     paths = pd.Index([str(path) for path in files], dtype="str")

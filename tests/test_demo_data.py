@@ -201,5 +201,11 @@ def test_runner_refuses_a_glob_or_parquet_target_and_bad_counts(tmp_path, demo_c
     )
     with pytest.raises(ConfigError, match=r"sources\.transactions\.path is .*: demo-data writes one CSV per source"):
         demo_runner.run(glob_cfg, customers=10, seed=1, quiet=True)
+    for path in ("orders.xlsx", "orders.parquet"):  # a workbook or Parquet file is not written as CSV under its name
+        other = demo_cfg.model_copy(update={"sources": demo_cfg.sources.model_copy(
+            update={"transactions": SourceConfig(path=tmp_path / path)})})
+        with pytest.raises(ConfigError, match=rf"sources\.transactions\.path is .*{path}: demo-data writes one CSV"):
+            demo_runner.run(other, customers=10, seed=1, quiet=True)
+        assert not (tmp_path / path).exists()
     with pytest.raises(ConfigError, match="--customers must be at least 1"):
         demo_runner.run(demo_cfg, customers=0, seed=1, quiet=True)

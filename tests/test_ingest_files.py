@@ -153,6 +153,81 @@ def test_parquet_source_with_typed_columns_and_naive_local_times(tmp_path):
     ]
 
 
+# --- Excel workbooks ---------------------------------------------------------------------------------
+
+INVOICES = pd.DataFrame({  # typed cells, as a shop's spreadsheet holds them
+    "InvoiceNo": [536365, 536365, "C536379", 536366],
+    "StockCode": ["85123A", 71053, "D", "22633"],
+    "Quantity": [6, 6, -1, 2],
+    "InvoiceDate": pd.to_datetime(["2010-12-01 08:26", "2010-12-01 08:26", "2010-12-01 09:41", "2010-12-02 10:00"]),
+    "UnitPrice": [2.55, 3.39, 27.5, 1.85],
+    "CustomerID": [17850.0, 17850.0, 14527.0, 13047.0],
+})
+INVOICE_MAPPING = {"rename": {"InvoiceNo": "order_id", "StockCode": "product_id", "Quantity": "quantity",
+                              "InvoiceDate": "ordered_at", "UnitPrice": "unit_price", "CustomerID": "customer_id"}}
+
+
+def write_workbook(path: Path, sheets: dict[str, pd.DataFrame]) -> Path:
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        for sheet, frame in sheets.items():
+            frame.to_excel(writer, sheet_name=sheet, index=False)
+    return path
+
+
+def test_an_excel_workbook_reads_like_the_same_rows_in_a_csv(tmp_path):
+    """Dates, whole numbers stored as floats (ids 17850.0), mixed id columns: the validated rows equal those of
+    a CSV export of the same sheets; "*" reads every sheet in order, and a bad row names its sheet and row."""
+    early = INVOICES.iloc[:3]
+    late = pd.concat([INVOICES.iloc[3:], INVOICES.iloc[3:].assign(InvoiceDate=["not a date"], InvoiceNo=[536367])])
+    write_workbook(tmp_path / "retail.xlsx", {"2010": early, "2011": late})
+    (tmp_path / "csv").mkdir()
+    csv_rows = pd.concat([early.astype({"InvoiceDate": "str"}), late]).astype({"CustomerID": "str"})
+    csv_rows.to_csv(tmp_path / "csv" / "retail.csv", index=False)
+    excel_report = run_ingest(tmp_path, {"transactions": {"path": "retail.xlsx", "read": {"sheet": "*"},
+                                                          **INVOICE_MAPPING}})
+    from_excel = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["source_file", "source_row", "reason"]].values.tolist() == [
+        [f"{tmp_path / 'retail.xlsx'} [sheet 2011]", 2, "InvoiceDate: not a timestamp"]]
+    assert excel_report["sources"]["transactions"]["validated_rows"] == 4
+    run_ingest(tmp_path / "csv", {"transactions": {"path": "retail.csv", **INVOICE_MAPPING}})
+    from_csv = pd.read_parquet(tmp_path / "csv" / "out" / "validated" / "transactions.parquet")
+    pd.testing.assert_frame_equal(from_excel, from_csv)
+    assert from_excel["order_id"].tolist() == ["536365", "536365", "C536379", "536366"]
+    assert from_excel["customer_id"].tolist() == ["17850", "17850", "14527", "13047"]
+    assert from_excel["product_id"].tolist() == ["85123A", "71053", "D", "22633"]
+    assert from_excel["ordered_at"].iloc[0] == pd.Timestamp("2010-12-01 08:26", tz="UTC")
+    assert from_excel["amount"].tolist() == pytest.approx([15.3, 20.34, -27.5, 3.7])
+
+
+def test_an_excel_workbook_reads_its_first_sheet_unless_told_and_names_its_sheets(tmp_path):
+    write_workbook(tmp_path / "retail.xlsx", {"2010": INVOICES.iloc[:2], "2011": INVOICES.iloc[2:3]})
+    config = make_config(tmp_path, {"transactions": {"path": "retail.xlsx", **INVOICE_MAPPING}})
+    assert read_source("transactions", config.sources.transactions).frame["InvoiceNo"].tolist() == ["536365"] * 2
+    by_name = make_config(tmp_path, {"transactions": {"path": "retail.xlsx", "read": {"sheet": "2011"},
+                                                      **INVOICE_MAPPING}})
+    assert read_source("transactions", by_name.sources.transactions).frame["InvoiceNo"].tolist() == ["C536379"]
+    with pytest.raises(IngestError, match=r"retail\.xlsx has no sheet 'Orders' \(its sheets: '2010', '2011'\); "
+                                          r"set sources\.transactions\.read\.sheet"):
+        run_ingest(tmp_path, {"transactions": {"path": "retail.xlsx", "read": {"sheet": "Orders"}, **INVOICE_MAPPING}})
+    with pytest.raises(IngestError, match=r"has no sheet 2 \(its sheets"):
+        run_ingest(tmp_path, {"transactions": {"path": "retail.xlsx", "read": {"sheet": 2}, **INVOICE_MAPPING}})
+
+
+def test_unreadable_empty_or_ambiguous_excel_files_are_errors_naming_the_file(tmp_path):
+    write(tmp_path, "broken.xlsx", b"PK\x03\x04 not really a workbook")
+    with pytest.raises(IngestError, match=r"source transactions: .*broken\.xlsx is not a readable Excel workbook: .*; re-export it"):
+        run_ingest(tmp_path, {"transactions": {"path": "broken.xlsx"}})
+    write_workbook(tmp_path / "empty.xlsx", {"Orders": pd.DataFrame()})
+    with pytest.raises(IngestError, match=r"sheet 'Orders' of .*empty\.xlsx is empty \(not even a header row\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "empty.xlsx"}})
+    repeated = pd.DataFrame([["o1", "c1", "2024-01-01", 1, 2]], columns=["order_id", "customer_id", "ordered_at", "amount", "x"])
+    write_workbook(tmp_path / "twice.xlsx", {"Orders": repeated.rename(columns={"x": "amount"})})
+    with pytest.raises(IngestError, match=r"twice\.xlsx.*amount"):
+        run_ingest(tmp_path, {"transactions": {"path": "twice.xlsx"}})
+    assert not (tmp_path / "out" / "validated").exists()
+
+
 def test_headerless_file_with_column_names(tmp_path):
     write(tmp_path, "t.txt", "c1 19970101 2 11.77\nc2 19970102 1 12.00\n")
     report = run_ingest(

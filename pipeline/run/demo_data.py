@@ -12,6 +12,7 @@ from pipeline.demo_data import generate_demo, inject_bad_rows
 from pipeline.errors import ConfigError
 from pipeline.io import output_set, write_csv, write_json, write_parquet
 from pipeline.progress import get_logger, timed
+from pipeline.sources import file_format
 
 BAD_ROW_SHARE = 0.03
 
@@ -43,7 +44,7 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
         raise ConfigError(f"--campaigns must be 0 or more (got {campaigns})")
     targets = cfg.sources.configured()
     for name, source in targets.items():
-        if any(char in str(source.path) for char in "*?[") or source.path.suffix.lower() in (".parquet", ".pq"):
+        if any(char in str(source.path) for char in "*?[") or file_format(source.path, source) != "csv":
             raise ConfigError(
                 f"sources.{name}.path is {source.path}: demo-data writes one CSV per source, "
                 "so point it at a single .csv file"
