@@ -72,6 +72,9 @@ from pipeline.sources import (
 
 MISSING = "missing"
 ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest checkout): not a bad row
+# The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
+REPEATED = "repeats a row of an earlier file (overlapping exports)"
+NOT_BAD = (ANONYMOUS, REPEATED)
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
 TOP_REASONS = 5
 # Timestamps that record a past fact; promised delivery dates may lie after the data's end.
@@ -470,6 +473,27 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
+def repeated_across_files(raw: RawSource, typed: pd.DataFrame) -> np.ndarray:
+    """Row numbers of `raw` (ascending) that repeat a row of an earlier file or sheet: identical in every column,
+    the k-th copy within its file when an earlier file holds at least k copies. Copies within one file are
+    not repeats (an order may hold two equal lines); two exports whose periods overlap give repeats.
+
+    `typed` (the same rows parsed) narrows the search to rows whose numbers and times repeat; among those,
+    rows are equal when two independent 64-bit row hashes are (a false match needs both to collide).
+    """
+    files = pd.factorize(raw.origin["source_file"])[0]  # in file order: rows come file after file
+    if len(files) == 0 or files.min() == files.max():
+        return np.zeros(0, dtype=np.int64)
+    rows = np.flatnonzero(_values_repeat(typed))
+    if len(rows) == 0:
+        return rows.astype(np.int64)
+    table = pl.from_pandas(raw.frame.take(rows))
+    keys = pl.DataFrame({"first": table.hash_rows(seed=0), "second": table.hash_rows(seed=1), "file": files[rows]})
+    copy = keys.select(pl.int_range(pl.len()).over("first", "second", "file").alias("copy"))["copy"]
+    earliest = keys.with_columns(copy).select(pl.col("file").min().over("first", "second", "copy"))["file"]
+    return rows[(keys["file"] > earliest).to_numpy()].astype(np.int64)
+
+
 def duplicate_rows(frame: pd.DataFrame, *, typed: pd.DataFrame | None = None) -> int:
     """Rows identical in every column to an earlier row (kept, only counted).
 
@@ -531,14 +555,17 @@ def split_source(
     quarantine: the file's columns unchanged, then source_file, source_row, reason.
     extra: validated_row (row number in the validated frame), source_file, source_row, then the
     file's columns that are not in the contract; no columns at all when there are none.
-    Report: anonymous rows (no customer_id) are quarantined but not bad: `bad_share` excludes them.
+    Report: anonymous rows (no customer_id) and repeats of an earlier file's rows are quarantined but not bad:
+    `bad_share` excludes them.
     """
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
     anonymous = np.zeros(len(raw.frame), dtype=bool)
     anonymous[problems.loc[problems["reason"] == ANONYMOUS, "row"].to_numpy(dtype=np.int64)] = True
-    broken = bad & ~anonymous
+    repeats = np.zeros(len(raw.frame), dtype=bool)
+    repeats[problems.loc[problems["reason"] == REPEATED, "row"].to_numpy(dtype=np.int64)] = True
+    broken = bad & ~anonymous & ~repeats
     rejected = np.flatnonzero(bad)
     # parse_source built the contract columns in contract dtypes (check_validated confirms it).
     validated = keep_rows(parsed.typed, ~bad) if len(rejected) else parsed.typed.reset_index(drop=True)
@@ -563,12 +590,15 @@ def split_source(
         "anonymous_share": _share(anonymous),
         "bad_rows": int(broken.sum()),
         "bad_share": _share(broken),
-        "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed),
+        "repeated_rows": int(repeats.sum()),
+        # identical to an earlier row and kept (the repeats of earlier files are in the quarantine, not here)
+        "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed) - int(repeats.sum()),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
             f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
-        ],
+        ] + ([f"{int(repeats.sum()):,} rows repeat rows of an earlier file (overlapping exports?): quarantined once, "
+              "not counted as bad"] if repeats.any() else []),
         "top_reasons": top_quarantine_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
@@ -631,7 +661,7 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
     parts = []
     for result in failures:
         report = result.report
-        counted = [item for item in report["top_reasons"] if item["reason"] != ANONYMOUS]
+        counted = [item for item in report["top_reasons"] if item["reason"] not in NOT_BAD]
         reasons = ", ".join(f"{item['reason']} ({item['rows']} rows)" for item in counted[:3])
         parts.append(
             f"source {result.name}: {report['bad_share']:.1%} of {report['input_rows']} rows are bad "
@@ -686,6 +716,9 @@ def ingest_sources(
             results[name] = unconfigured_source(name)
             continue
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
+        repeats = repeated_across_files(raws[name], parsed[name].typed)
+        if len(repeats):
+            problems = pd.concat([problems, _problems(repeats, "", REPEATED)], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)

@@ -411,3 +411,38 @@ def test_repeated_header_names_are_an_error_naming_the_column(tmp_path):
     config = make_config(tmp_path, {"transactions": {"path": "t.csv"}})
     with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has column\(s\) 'x' more than once"):
         read_source("transactions", config.sources.transactions)
+
+# --- overlapping exports -----------------------------------------------------------------------------
+
+
+def test_rows_repeated_by_an_overlapping_later_export_are_quarantined_once_not_as_bad(tmp_path):
+    """January's export runs to Feb 2; February's starts on Feb 1: the two overlapping days' rows are in both.
+    Each is kept once (from the earlier file); two equal lines of one order, in one file, both stay."""
+    (tmp_path / "exports").mkdir()
+    header = "order_id,customer_id,ordered_at,amount\n"
+    overlap = "o5,c2,2024-02-01 09:00:00,4\no6,c3,2024-02-02 10:00:00,7\no6,c3,2024-02-02 10:00:00,7\n"
+    write(tmp_path / "exports", "2024-01.csv", header + "o1,c1,2024-01-05 10:00:00,10.5\n" + overlap)
+    write(tmp_path / "exports", "2024-02.csv", header + overlap + "o7,c1,2024-02-20 08:00:00,3\n"
+          "o8,c4,2024-02-21 08:00:00,2\no8,c4,2024-02-21 08:00:00,2\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "exports/*.csv"}})["sources"]["transactions"]
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated["order_id"].tolist() == ["o1", "o5", "o6", "o6", "o7", "o8", "o8"]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["source_file", "source_row", "reason"]].values.tolist() == [
+        [str(tmp_path / "exports" / "2024-02.csv"), row, "repeats a row of an earlier file (overlapping exports)"]
+        for row in (1, 2, 3)]
+    assert report["repeated_rows"] == 3 and report["bad_share"] == 0.0
+    assert report["duplicate_rows"] == 2  # o6's and o8's second lines: equal lines within one file, kept
+    assert "3 rows repeat rows of an earlier file (overlapping exports?): quarantined once, not counted as bad" in (
+        report["notes"])
+
+
+def test_a_third_copy_in_a_later_file_is_kept_when_earlier_files_hold_only_two():
+    from pipeline.ingest import repeated_across_files
+    from pipeline.sources import RawSource, row_origin
+
+    frame = pd.DataFrame({"order_id": ["a", "a", "a", "a", "a", "b"], "amount": ["1", "1", "1", "1", "1", "2"]})
+    origin = row_origin(["x.csv", "y.csv", "z.csv"], [2, 3, 1])  # x: a a; y: a a a; z: b
+    raw = RawSource(name="transactions", frame=frame, origin=origin, files=())
+    typed = pd.DataFrame({"amount": frame["amount"].astype(float)})
+    assert repeated_across_files(raw, typed).tolist() == [2, 3]  # y's first two copies; its third is new
