@@ -76,6 +76,9 @@ class SourceConfig(StrictModel):
     rename: dict[str, str] = Field(default_factory=dict)
     timezone: str = "UTC"
     one_order_per_row: bool = False
+    # Rows to leave out, by the values of a file column (e.g. {Status: [cancelled, failed]}): quarantined with
+    # the value as reason, not counted as bad. Values are compared as text, surrounding whitespace stripped.
+    exclude: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod

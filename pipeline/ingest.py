@@ -75,6 +75,8 @@ ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest chec
 # The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
 REPEATED = "repeats a row of an earlier file (overlapping exports)"
 NOT_BAD = (ANONYMOUS, REPEATED)
+EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
+EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
 TOP_REASONS = 5
 # Timestamps that record a past fact; promised delivery dates may lie after the data's end.
@@ -473,6 +475,25 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
+def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:
+    """(row, column, reason) of the rows whose file column holds a value of `exclude` (a source's
+    `exclude` setting), compared as text with surrounding whitespace stripped. IngestError when a column is
+    not in the files."""
+    found = []
+    for column, values in exclude.items():
+        if column not in raw.frame.columns:
+            shown = ", ".join(str(name)[:60] for name in raw.frame.columns[:20])
+            raise IngestError(f"sources.{raw.name}.exclude: column {column!r} is not in the files (their columns: "
+                              f"{shown}); name a column of the export, as it is written there")
+        text = raw.frame[column].astype("str").str.strip()
+        wanted = [str(value).strip() for value in values]
+        for value in dict.fromkeys(wanted):
+            rows = np.flatnonzero((text == value).fillna(False).to_numpy(dtype=bool))
+            if len(rows):
+                found.append(_problems(rows, column, EXCLUDED.format(source=raw.name, column=column, value=value)))
+    return pd.concat(found, ignore_index=True) if found else _empty_problems()
+
+
 def repeated_across_files(raw: RawSource, typed: pd.DataFrame) -> np.ndarray:
     """Row numbers of `raw` (ascending) that repeat a row of an earlier file or sheet: identical in every column,
     the k-th copy within its file when an earlier file holds at least k copies. Copies within one file are
@@ -555,8 +576,8 @@ def split_source(
     quarantine: the file's columns unchanged, then source_file, source_row, reason.
     extra: validated_row (row number in the validated frame), source_file, source_row, then the
     file's columns that are not in the contract; no columns at all when there are none.
-    Report: anonymous rows (no customer_id) and repeats of an earlier file's rows are quarantined but not bad:
-    `bad_share` excludes them.
+    Report: anonymous rows (no customer_id), repeats of an earlier file's rows and rows left out by the source's
+    `exclude` setting are quarantined but not bad: `bad_share` excludes them.
     """
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
@@ -565,7 +586,9 @@ def split_source(
     anonymous[problems.loc[problems["reason"] == ANONYMOUS, "row"].to_numpy(dtype=np.int64)] = True
     repeats = np.zeros(len(raw.frame), dtype=bool)
     repeats[problems.loc[problems["reason"] == REPEATED, "row"].to_numpy(dtype=np.int64)] = True
-    broken = bad & ~anonymous & ~repeats
+    excluded = np.zeros(len(raw.frame), dtype=bool)
+    excluded[problems.loc[problems["reason"].str.startswith(EXCLUDED_PREFIX), "row"].to_numpy(dtype=np.int64)] = True
+    broken = bad & ~anonymous & ~repeats & ~excluded
     rejected = np.flatnonzero(bad)
     # parse_source built the contract columns in contract dtypes (check_validated confirms it).
     validated = keep_rows(parsed.typed, ~bad) if len(rejected) else parsed.typed.reset_index(drop=True)
@@ -591,6 +614,7 @@ def split_source(
         "bad_rows": int(broken.sum()),
         "bad_share": _share(broken),
         "repeated_rows": int(repeats.sum()),
+        "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the repeats of earlier files are in the quarantine, not here)
         "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed) - int(repeats.sum()),
         "extra_columns": extra_columns,
@@ -661,7 +685,8 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
     parts = []
     for result in failures:
         report = result.report
-        counted = [item for item in report["top_reasons"] if item["reason"] not in NOT_BAD]
+        counted = [item for item in report["top_reasons"]
+                   if item["reason"] not in NOT_BAD and not item["reason"].startswith(EXCLUDED_PREFIX)]
         reasons = ", ".join(f"{item['reason']} ({item['rows']} rows)" for item in counted[:3])
         parts.append(
             f"source {result.name}: {report['bad_share']:.1%} of {report['input_rows']} rows are bad "
@@ -717,8 +742,8 @@ def ingest_sources(
             continue
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
         repeats = repeated_across_files(raws[name], parsed[name].typed)
-        if len(repeats):
-            problems = pd.concat([problems, _problems(repeats, "", REPEATED)], ignore_index=True)
+        problems = pd.concat([problems, _problems(repeats, "", REPEATED), excluded_rows(raws[name], sources[name].exclude)],
+                             ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)

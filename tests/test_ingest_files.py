@@ -446,3 +446,27 @@ def test_a_third_copy_in_a_later_file_is_kept_when_earlier_files_hold_only_two()
     raw = RawSource(name="transactions", frame=frame, origin=origin, files=())
     typed = pd.DataFrame({"amount": frame["amount"].astype(float)})
     assert repeated_across_files(raw, typed).tolist() == [2, 3]  # y's first two copies; its third is new
+
+
+# --- rows left out on purpose ------------------------------------------------------------------------
+
+
+def test_excluded_values_of_a_file_column_are_quarantined_with_the_value_not_as_bad(tmp_path):
+    """A shop's order export lists cancelled and failed orders beside paid ones: they are not purchases."""
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,Status\n"
+          "o1,c1,2024-01-05,10,paid\no2,c1,2024-01-06,20, cancelled \no3,c2,2024-01-07,5,failed\n"
+          "o4,c2,2024-01-08,7,paid\no5,c3,2024-01-09,bad,failed\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"Status": ["cancelled", "failed"]}}})
+    entry = report["sources"]["transactions"]
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated["order_id"].tolist() == ["o1", "o4"]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["order_id", "reason"]].values.tolist() == [
+        ["o2", "excluded by sources.transactions.exclude: Status is 'cancelled'"],
+        ["o3", "excluded by sources.transactions.exclude: Status is 'failed'"],
+        ["o5", "amount: not a number; excluded by sources.transactions.exclude: Status is 'failed'"],
+    ]
+    assert entry["excluded_rows"] == 3 and entry["bad_rows"] == 0 and entry["bad_share"] == 0.0
+    with pytest.raises(IngestError, match=r"sources\.transactions\.exclude: column 'State' is not in the files \(their "
+                                          r"columns: order_id, customer_id, ordered_at, amount, Status\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"State": ["cancelled"]}}})
