@@ -79,6 +79,9 @@ class SourceConfig(StrictModel):
     # Rows to leave out, by the values of a file column (e.g. {Status: [cancelled, failed]}): quarantined with
     # the value as reason, not counted as bad. Values are compared as text, surrounding whitespace stripped.
     exclude: dict[str, list[str]] = Field(default_factory=dict)
+    # Transactions only: rows that are returns or refunds by the values of a file column, for an export that
+    # writes them with positive amounts (e.g. {Type: [refund]}): their amount and quantity are made negative.
+    returns_when: dict[str, list[str]] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod
@@ -98,6 +101,14 @@ class SourcesConfig(StrictModel):
     support_tickets: SourceConfig | None = None
     loyalty_events: SourceConfig | None = None
     customers: SourceConfig | None = None
+
+    @model_validator(mode="after")
+    def _returns_only_in_transactions(self) -> SourcesConfig:
+        for name in SOURCE_NAMES:
+            source = getattr(self, name)
+            if name != "transactions" and source is not None and source.returns_when:
+                raise ValueError(f"{name}.returns_when: only transactions have returns; remove the setting")
+        return self
 
     def configured(self) -> dict[str, SourceConfig]:
         """The sources that have a mapping, by name."""

@@ -35,7 +35,7 @@ anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -215,6 +215,12 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
+    returns = rows_with_values(raw, source.returns_when, setting="returns_when")
+    if len(returns):
+        for column in ("amount", "quantity"):
+            typed[column] = _negative_at(typed[column], returns)
+        notes.append(f"{len(returns):,} rows are returns by sources.{raw.name}.returns_when: their amount and "
+                     "quantity are negative")
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
@@ -475,22 +481,40 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
-def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:
-    """(row, column, reason) of the rows whose file column holds a value of `exclude` (a source's
-    `exclude` setting), compared as text with surrounding whitespace stripped. IngestError when a column is
-    not in the files."""
-    found = []
-    for column, values in exclude.items():
+def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(file column, value, row numbers) for each value of `values_of` ({file column: values}, the source setting
+    `setting`) that some rows hold, compared as text with surrounding whitespace stripped. IngestError when a
+    column is not in the files."""
+    for column, values in values_of.items():
         if column not in raw.frame.columns:
             shown = ", ".join(str(name)[:60] for name in raw.frame.columns[:20])
-            raise IngestError(f"sources.{raw.name}.exclude: column {column!r} is not in the files (their columns: "
+            raise IngestError(f"sources.{raw.name}.{setting}: column {column!r} is not in the files (their columns: "
                               f"{shown}); name a column of the export, as it is written there")
         text = raw.frame[column].astype("str").str.strip()
-        wanted = [str(value).strip() for value in values]
-        for value in dict.fromkeys(wanted):
+        for value in dict.fromkeys(str(value).strip() for value in values):
             rows = np.flatnonzero((text == value).fillna(False).to_numpy(dtype=bool))
             if len(rows):
-                found.append(_problems(rows, column, EXCLUDED.format(source=raw.name, column=column, value=value)))
+                yield column, value, rows
+
+
+def rows_with_values(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> np.ndarray:
+    """Row numbers (ascending, distinct) whose file column holds a value of `values_of` (see `_rows_by_value`)."""
+    found = [rows for _, _, rows in _rows_by_value(raw, values_of, setting=setting)]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+def _negative_at(values: pd.Series, rows: np.ndarray) -> pd.Series:
+    """`values` with those at positions `rows` made negative (-|x|; missing stays missing)."""
+    result = values.copy()
+    result.iloc[rows] = -result.iloc[rows].abs()
+    return result
+
+
+def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:
+    """(row, column, reason) of the rows whose file column holds a value of `exclude` (a source's
+    `exclude` setting). IngestError when a column is not in the files."""
+    found = [_problems(rows, column, EXCLUDED.format(source=raw.name, column=column, value=value))
+             for column, value, rows in _rows_by_value(raw, exclude, setting="exclude")]
     return pd.concat(found, ignore_index=True) if found else _empty_problems()
 
 

@@ -61,6 +61,8 @@ def test_repository_configs_are_valid(name):
         ("sources.orders", {"path": "x.csv"}, r"  sources\.orders: unknown key"),
         ("sources.transactions.read.decimal", ";", r"  sources\.transactions\.read\.decimal: Input should be '\.' or ','"),
         ("sources.transactions.read.thousands", "_", r"  sources\.transactions\.read\.thousands: Input should be '\.', ','"),
+        ("sources.feedback", {"path": "f.csv", "returns_when": {"Type": ["refund"]}},
+         r"  sources: Value error, feedback\.returns_when: only transactions have returns; remove the setting"),
         ("sources.transactions.read", {"decimal": ",", "thousands": ","},
          r"  sources\.transactions\.read: Value error, thousands and decimal are both ','"),
     ],

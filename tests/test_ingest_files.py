@@ -470,3 +470,23 @@ def test_excluded_values_of_a_file_column_are_quarantined_with_the_value_not_as_
     with pytest.raises(IngestError, match=r"sources\.transactions\.exclude: column 'State' is not in the files \(their "
                                           r"columns: order_id, customer_id, ordered_at, amount, Status\)"):
         run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"State": ["cancelled"]}}})
+
+
+def test_returns_written_with_positive_amounts_are_made_returns_by_a_type_column(tmp_path):
+    """A payments export writes refunds as positive amounts beside a Type column; one refund is already negative."""
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,quantity,Type\n"
+          "o1,c1,2024-01-05,10,2,sale\no1,c1,2024-01-09,4,1,refund\no2,c2,2024-01-07,5,1,sale\n"
+          "o2,c2,2024-01-08,-5,-1, Refund\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "returns_when": {"Type": ["refund", "Refund"]}}})
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated["amount"].tolist() == [10.0, -4.0, 5.0, -5.0]
+    assert validated["quantity"].tolist() == [2.0, -1.0, 1.0, -1.0]
+    assert "2 rows are returns by sources.transactions.returns_when: their amount and quantity are negative" in (
+        report["sources"]["transactions"]["notes"])
+    derived = {"path": "d.csv", "rename": {"Qty": "quantity", "Price": "unit_price"}, "returns_when": {"Type": ["refund"]}}
+    write(tmp_path, "d.csv", "order_id,customer_id,ordered_at,Qty,Price,Type\no1,c1,2024-01-05,2,3.5,sale\n"
+          "o1,c1,2024-01-09,1,3.5,refund\n")
+    run_ingest(tmp_path, {"transactions": derived})  # amount derived from the negative quantity
+    assert pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")["amount"].tolist() == [7.0, -3.5]
+    with pytest.raises(IngestError, match=r"sources\.transactions\.returns_when: column 'Kind' is not in the files"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "returns_when": {"Kind": ["refund"]}}})
