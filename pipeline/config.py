@@ -46,6 +46,7 @@ class ReadOptions(StrictModel):
     date_format: str | None = None
     header: bool = True
     column_names: list[str] | None = None  # for files without a header row
+    skip_rows: int = Field(0, ge=0)  # lines above the header row (a report's title, its export date) to skip
     na_values: list[str] = Field(default_factory=lambda: list(NULL_TOKENS))  # cells read as missing
     # Numbers written as text (CSV): the decimal mark ('2,55' with ','), and a thousands separator to drop
     # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,9 +158,9 @@ def _header_names(path: Path, read: ReadOptions) -> list[str] | None:
     try:
         if len(read.sep) == 1:
             with open(path, encoding=read.encoding, newline="") as handle:
-                return next(csv.reader(handle, delimiter=read.sep), [])
+                return next(itertools.islice(csv.reader(handle, delimiter=read.sep), read.skip_rows, None), [])
         engine = "c" if read.sep == r"\s+" else "python"
-        first = pd.read_csv(path, sep=read.sep, engine=engine, header=None, nrows=1, dtype=str,
+        first = pd.read_csv(path, sep=read.sep, engine=engine, header=None, nrows=1, dtype=str, skiprows=read.skip_rows,
                             encoding=read.encoding, keep_default_na=False, index_col=False)
         return [str(value) for value in first.iloc[0]] if len(first) else []
     except (UnicodeError, LookupError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
@@ -226,7 +227,8 @@ def _read_csv_with_arrow(path: Path, read: ReadOptions, names: list[str] | None)
     try:
         table = pa_csv.read_csv(
             path,
-            read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names),
+            read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
+                                            skip_rows=read.skip_rows),
             parse_options=pa_csv.ParseOptions(delimiter=read.sep),
             convert_options=pa_csv.ConvertOptions(
                 column_types={name: pa.large_string() for name in names},
@@ -260,6 +262,7 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
         "na_values": _null_values(read),
         "header": 0 if read.header else None,
         "names": None if read.header else read.column_names,
+        "skiprows": read.skip_rows,
     }
     # pyarrow's reader is ~10x faster but takes only a one-character separator and a file with a line
     # break; the C reader handles whitespace runs; any other regular expression needs the python reader.
@@ -334,7 +337,7 @@ def _read_excel(name: str, path: Path, read: ReadOptions) -> list[tuple[str, pd.
 def _sheet_frame(name: str, path: Path, workbook: pd.ExcelFile, sheet: str, read: ReadOptions) -> pd.DataFrame:
     """One sheet's rows under its header row (or `read.column_names`), every cell as text."""
     cells = pd.read_excel(workbook, sheet_name=sheet, header=None, dtype=str, keep_default_na=False,
-                          na_values=_null_values(read))
+                          na_values=_null_values(read), skiprows=read.skip_rows)
     if read.header:
         if cells.empty:
             raise IngestError(
@@ -371,6 +374,28 @@ def _separator_hint(name: str, path: Path, frame: pd.DataFrame, source: SourceCo
     )
 
 
+HEADER_SEARCH_LINES = 30  # lines below the expected header row searched for the real one
+
+
+def _header_line_hint(name: str, path: Path, source: SourceConfig, missing: list[str]) -> str:
+    """A hint when a later line of a CSV file holds the missing columns (lines of a report's title above the
+    header row): the read.skip_rows that reaches it; else ''."""
+    read = source.read
+    if not read.header or len(read.sep) != 1 or file_format(path, source) != "csv":
+        return ""
+    try:
+        with open(path, encoding=read.encoding, newline="") as handle:
+            lines = list(itertools.islice(csv.reader(handle, delimiter=read.sep), read.skip_rows,
+                                          read.skip_rows + HEADER_SEARCH_LINES))
+    except (UnicodeError, LookupError, csv.Error):
+        return ""
+    for below, cells in enumerate(lines[1:], start=1):
+        if set(missing) <= {source.rename.get(_clean_name(cell), _clean_name(cell)) for cell in cells}:
+            skip = read.skip_rows + below
+            return f"; the header row seems to be line {skip + 1}: set sources.{name}.read.skip_rows: {skip}"
+    return ""
+
+
 def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
     """Raise IngestError when a required contract column is missing after the rename map."""
     spec = contract(name)
@@ -387,7 +412,7 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
     derivable = name == "transactions" and all(factor in mapped for factor in AMOUNT_FACTORS)
     missing = [column for column in spec.required if column not in mapped and not (column == "amount" and derivable)]
     if missing:
-        hint = _separator_hint(name, path, frame, source)
+        hint = _separator_hint(name, path, frame, source) or _header_line_hint(name, path, source, missing)
         if not hint:
             shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
             hint = f"; map the file's columns with sources.{name}.rename (file columns: {shown})"

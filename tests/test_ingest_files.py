@@ -490,3 +490,32 @@ def test_returns_written_with_positive_amounts_are_made_returns_by_a_type_column
     assert pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")["amount"].tolist() == [7.0, -3.5]
     with pytest.raises(IngestError, match=r"sources\.transactions\.returns_when: column 'Kind' is not in the files"):
         run_ingest(tmp_path, {"transactions": {"path": "t.csv", "returns_when": {"Kind": ["refund"]}}})
+
+
+# --- lines above the header row ----------------------------------------------------------------------
+
+REPORT_PREAMBLE = "Sales report,,,\nExported 2024-03-01 by the shop,,,\n,,,\n"
+
+
+def test_lines_above_the_header_are_skipped_when_told_and_pointed_at_when_not(tmp_path):
+    write(tmp_path, "t.csv", REPORT_PREAMBLE + GOOD_TRANSACTIONS)
+    with pytest.raises(IngestError, match=r"lacks required column\(s\) order_id, customer_id, ordered_at, amount; the "
+                                          r"header row seems to be line 4: set sources\.transactions\.read\.skip_rows: 3"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"skip_rows": 3}}})
+    assert report["sources"]["transactions"]["validated_rows"] == 3
+    quarantine_free = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert quarantine_free["order_id"].tolist() == ["o1", "o1", "o2"]
+    for sep in (";", r"\s*;\s*"):  # the pandas readers (a regular expression separator) skip them too
+        write(tmp_path, "s.csv", (REPORT_PREAMBLE + GOOD_TRANSACTIONS).replace(",", ";"))
+        config = make_config(tmp_path, {"transactions": {"path": "s.csv", "read": {"sep": sep, "skip_rows": 3}}})
+        assert read_source("transactions", config.sources.transactions).frame["order_id"].tolist() == ["o1", "o1", "o2"]
+
+
+def test_an_excel_sheet_with_a_title_above_its_header(tmp_path):
+    rows = [["Sales report", None, None, None, None, None], [None] * 6, list(INVOICES.columns),
+            *INVOICES.astype(object).values.tolist()]
+    write_workbook(tmp_path / "report.xlsx", {"Report": pd.DataFrame(rows[1:], columns=rows[0])})
+    config = make_config(tmp_path, {"transactions": {"path": "report.xlsx", "read": {"skip_rows": 2}, **INVOICE_MAPPING}})
+    frame = read_source("transactions", config.sources.transactions).frame
+    assert list(frame.columns) == list(INVOICES.columns) and frame["InvoiceNo"].tolist()[2] == "C536379"
