@@ -11,6 +11,7 @@ import copy
 import datetime as dt
 import difflib
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +53,7 @@ class ReadOptions(StrictModel):
     # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).
     # Excel workbooks: the sheet to read, by name or 0-based position; "*" reads every sheet, in order.
     sheet: str | int = 0
+    currency: str | None = None  # a currency sign or code written before or after numbers ('£2.55', '12,50 EUR')
     decimal: Literal[".", ","] = "."
     thousands: Literal[".", ",", " ", "'", "\u00a0", "\u202f"] | None = None
 
@@ -60,6 +62,13 @@ class ReadOptions(StrictModel):
         if not self.header and not self.column_names:
             raise ValueError("header: false needs column_names")
         return self
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_sign_or_code(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^\d\s.,+\-]{1,3}", value):
+            raise ValueError(f"{value!r} is not a currency sign or code: 1 to 3 characters, no digits, spaces or marks")
+        return value
 
     @model_validator(mode="after")
     def _distinct_number_marks(self) -> ReadOptions:

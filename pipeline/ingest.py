@@ -45,7 +45,7 @@ import pandera.pandas as pa
 import polars as pl
 import pyarrow as pa_arrow
 
-from pipeline.config import SOURCE_NAMES, IngestConfig, SourceConfig
+from pipeline.config import SOURCE_NAMES, IngestConfig, ReadOptions, SourceConfig
 from pipeline.contract import (
     AMOUNT_FACTORS,
     BOOLEAN,
@@ -169,16 +169,27 @@ def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
     return rows
 
 
+# A number with a currency sign or code before it (after a sign) or after it: '$12.50', '-£3', '12,50 EUR'.
+CURRENCY_PATTERN = r"^[+-]?\s*([$€£¥₹₽₩₺₪₫฿₴₦₱]|[A-Z]{3})\s*[+-]?[\d.,' ]+$|^[+-]?[\d.,' ]+\s*([$€£¥₹₽₩₺₪₫฿₴₦₱]|[A-Z]{3})$"
 # Numbers written with a decimal comma ('2,55', '-1.234,5', '1 234,5'): what a plain number reader rejects.
 DECIMAL_COMMA_PATTERN = r"^[+-]?\d{1,3}(?:[. \u00a0\u202f']?\d{3})*,\d+$"
 
 
-def _number_reason(unread: pd.Series, *, decimal: str, source: str) -> str:
-    """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint to
-    set read.decimal when the decimal mark is '.' and most of them have a decimal comma."""
-    if decimal == "." and unread.astype("str").str.strip().str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
+def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
+    """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint when
+    most of them have a decimal comma (and the decimal mark is '.'), or a currency sign other than the
+    configured one (naming the most frequent)."""
+    text = unread.astype("str").str.strip()
+    if read.decimal == "." and text.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
         return (f"not a number (a decimal comma? set sources.{source}.read.decimal: ',' and, if the numbers have "
                 "one, read.thousands)")
+    signs = text.str.extract(CURRENCY_PATTERN).bfill(axis=1).iloc[:, 0]
+    if signs.notna().mean() > 0.5 and signs.mode().iloc[0] != read.currency:
+        sign = signs.mode().iloc[0]
+        numbers = text.str.replace(sign, "", regex=False).str.strip(" +-")
+        comma = read.decimal == "." and numbers.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5
+        return (f"not a number (a currency sign? set sources.{source}.read.currency: {sign!r}"
+                + (" and read.decimal: ','" if comma else "") + ")")
     return "not a number"
 
 
@@ -199,7 +210,8 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             parsed, reason, note = parse_timestamp_column(values, source, label=labels.get(column, column))
             notes.extend([note] if note else [])
         elif dtype == FLOAT:
-            parsed = parse_numbers(values, decimal=source.read.decimal, thousands=source.read.thousands)
+            parsed = parse_numbers(values, decimal=source.read.decimal, thousands=source.read.thousands,
+                                   currency=source.read.currency)
             reason = "not a number"
         elif dtype == BOOLEAN:
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
@@ -210,7 +222,7 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed) and dtype == FLOAT:
-                reason = _number_reason(values.iloc[failed], decimal=source.read.decimal, source=raw.name)
+                reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name)
             if len(failed):
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
@@ -719,7 +731,7 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
     return (
         "; ".join(parts)
         + ". Nothing was written. Fix the export or the source mapping (rename, read.date_format, read.decimal, "
-        "timezone), "
+        "read.currency, timezone), "
         "or raise ingest.max_bad_share."
     )
 

@@ -18,6 +18,7 @@ import csv
 import glob
 import itertools
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -514,12 +515,16 @@ def _text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)
 
 
-def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | None = None) -> pd.Series:
-    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf') -> NaN.
+def parse_numbers(
+    values: pd.Series, *, decimal: str = ".", thousands: str | None = None, currency: str | None = None
+) -> pd.Series:
+    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf', '$5') -> NaN.
 
     Text numbers may use another `decimal` mark (',': '12,50' -> 12.5) and a `thousands` separator, which is
     dropped wherever it stands ('.': '1.234,50' -> 1234.5); then '12.50' with decimal ',' and no thousands
-    separator is not a number. Typed (numeric) columns are taken as they are.
+    separator is not a number. A `currency` sign or code may stand before the number (after a sign:
+    '-£2.55', '£ -2.55') or after it ('12,50 EUR'); another currency's is not a number. Typed (numeric)
+    columns are taken as they are.
     """
     if pd.api.types.is_bool_dtype(values.dtype):
         return pd.Series(np.nan, index=values.index, dtype="float64")
@@ -527,6 +532,10 @@ def parse_numbers(values: pd.Series, *, decimal: str = ".", thousands: str | Non
         numbers = values.astype("float64")
         return numbers.where(np.isfinite(numbers))
     text = pc.utf8_trim_whitespace(_arrow_strings(values))
+    if currency is not None:
+        sign = re.escape(currency)
+        text = pc.replace_substring_regex(text, rf"^([+-]?)\s*{sign}\s*", r"\1")
+        text = pc.replace_substring_regex(text, rf"\s*{sign}$", "")
     if decimal != "." or thousands is not None:
         text = _with_point_decimals(text, decimal=decimal, thousands=thousands)
     try:  # stops at the first value that is not a number: measured, this costs less than the regex

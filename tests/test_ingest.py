@@ -242,7 +242,9 @@ def test_support_tickets_closed_before_opened_bad_channel_and_resolved_words():
 def test_transactions_negative_discount_and_non_numeric_amount_are_bad_order_lines_are_fine():
     raw = transactions(discount=["0", "2.5", "-1"], amount=["10.5", "12,50 EUR", "-3"])
     result = ingest({"transactions": raw}, max_bad_share=1.0).sources["transactions"]
-    assert result.quarantine["reason"].tolist() == ["amount: not a number", "discount: negative"]
+    assert result.quarantine["reason"].tolist() == [
+        "amount: not a number (a currency sign? set sources.transactions.read.currency: 'EUR' and read.decimal: ',')",
+        "discount: negative"]
     # The surviving order line keeps its order id; a negative amount (a return) is valid.
     assert result.validated["order_id"].tolist() == ["o1"]
 
@@ -465,3 +467,27 @@ def test_duplicate_count_equals_pandas_duplicated_on_the_raw_rows():
     assert expected > 0
     assert duplicate_rows(raw.frame, typed=parsed.typed) == expected
     assert duplicate_rows(raw.frame) == expected
+
+
+def test_parse_numbers_with_a_currency_sign_or_code():
+    raw = pd.Series(["£2.55", "-£2.55", "£ -2.55", "2.55 £", "£1,234.50", "$3", "GBP 4", "7", None], dtype="str")
+    assert_series_equal(parse_numbers(raw, currency="£", thousands=","),
+                        pd.Series([2.55, -2.55, -2.55, 2.55, 1234.5, np.nan, np.nan, 7.0, np.nan]))
+    euros = pd.Series(["12,50 EUR", "EUR 1.234,5", "12,50 USD"], dtype="str")
+    assert_series_equal(parse_numbers(euros, currency="EUR", decimal=",", thousands="."), pd.Series([12.5, 1234.5, np.nan]))
+
+
+@pytest.mark.parametrize(("cells", "read", "hint"), [
+    (["£2.55", "£3", "x"], {}, " (a currency sign? set sources.transactions.read.currency: '£')"),
+    (["12,50 EUR", "1,5 EUR"], {}, " (a currency sign? set sources.transactions.read.currency: 'EUR' and read.decimal: ',')"),
+    (["$2", "$3"], {"currency": "£"}, " (a currency sign? set sources.transactions.read.currency: '$')"),
+    (["2,55", "1.234,5"], {}, " (a decimal comma? set sources.transactions.read.decimal: ',' and, if the numbers "
+                              "have one, read.thousands)"),
+    (["ten", "£3", "n/a"], {}, ""),  # most are not numbers with a sign: no guess
+])
+def test_number_cells_that_cannot_be_read_say_which_setting_would_read_them(cells, read, hint):
+    from pipeline.config import ReadOptions
+    from pipeline.ingest import _number_reason
+
+    assert _number_reason(pd.Series(cells, dtype="str"), read=ReadOptions(**read), source="transactions") == (
+        "not a number" + hint)
