@@ -285,9 +285,10 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
         if "UTF8" in message or "UTF-8" in message or "decode" in message:
             raise _encoding_error(name, path, read.encoding) from None
         one_line = message.strip().replace("\r", "\\r").replace("\n", "\\n")  # quoted line breaks as text
+        header_hint = _header_line_hint(name, path, source, list(contract(name).required))
         raise IngestError(
-            f"source {name}: {path} cannot be parsed as CSV with sep={read.sep!r}: {one_line}; "
-            f"check sources.{name}.read.sep and the quoting of that line"
+            f"source {name}: {path} cannot be parsed as CSV with sep={read.sep!r}: {one_line}"
+            + (header_hint or f"; check sources.{name}.read.sep and the quoting of that line")
         ) from None
 
 
@@ -391,7 +392,10 @@ def _header_line_hint(name: str, path: Path, source: SourceConfig, missing: list
     except (UnicodeError, LookupError, csv.Error):
         return ""
     for below, cells in enumerate(lines[1:], start=1):
-        if set(missing) <= {source.rename.get(_clean_name(cell), _clean_name(cell)) for cell in cells}:
+        mapped = {source.rename.get(_clean_name(cell), _clean_name(cell)) for cell in cells}
+        if name == "transactions" and set(AMOUNT_FACTORS) <= mapped:
+            mapped.add("amount")  # derived from them
+        if set(missing) <= mapped:
             skip = read.skip_rows + below
             return f"; the header row seems to be line {skip + 1}: set sources.{name}.read.skip_rows: {skip}"
     return ""

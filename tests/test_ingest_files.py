@@ -502,6 +502,15 @@ def test_lines_above_the_header_are_skipped_when_told_and_pointed_at_when_not(tm
     with pytest.raises(IngestError, match=r"lacks required column\(s\) order_id, customer_id, ordered_at, amount; the "
                                           r"header row seems to be line 4: set sources\.transactions\.read\.skip_rows: 3"):
         run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    write(tmp_path, "q.csv", REPORT_PREAMBLE + "order_id,customer_id,ordered_at,Qty,Price\no1,c1,2024-01-01,2,1.5\n")
+    with pytest.raises(IngestError, match=r"the header row seems to be line 4"):  # amount derivable there
+        run_ingest(tmp_path, {"transactions": {"path": "q.csv", "rename": {"Qty": "quantity", "Price": "unit_price"}}})
+    write(tmp_path, "one.csv", "Sales report\n\nExported 2024-03-01\n" + GOOD_TRANSACTIONS)  # lines of one field
+    with pytest.raises(IngestError, match=r"cannot be parsed as CSV with sep=',': .*; the header row seems to be "
+                                          r"line 4: set sources\.transactions\.read\.skip_rows: 3$"):
+        run_ingest(tmp_path, {"transactions": {"path": "one.csv"}})
+    assert run_ingest(tmp_path, {"transactions": {"path": "one.csv", "read": {"skip_rows": 3}}})[
+        "sources"]["transactions"]["validated_rows"] == 3
     report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"skip_rows": 3}}})
     assert report["sources"]["transactions"]["validated_rows"] == 3
     quarantine_free = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
