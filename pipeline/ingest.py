@@ -60,6 +60,7 @@ from pipeline.contract import (
     empty_frame,
 )
 from pipeline.errors import IngestError
+from pipeline.progress import get_logger
 from pipeline.sources import (
     RawSource,
     infer_date_format,
@@ -749,6 +750,51 @@ def _too_anonymous_message(failures: list[SourceResult], max_anonymous_share: fl
     )
 
 
+MIN_ID_MATCH = 0.5  # a source whose customer ids match transactions' less than this gets a note
+MIN_IDS_TO_JUDGE = 20
+
+
+def _loose_ids(ids: pd.Series) -> pd.Series:
+    """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id has
+    digits ('C-00123' -> '123'), else the lower-case letters ('Ab_c' -> 'abc')."""
+    text = ids.astype("str")
+    digits = text.str.replace(r"[^0-9]", "", regex=True).str.lstrip("0").replace("", "0")
+    letters = text.str.lower().str.replace(r"[^a-z]", "", regex=True)
+    return digits.where(text.str.contains(r"[0-9]", regex=True), letters)
+
+
+def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
+    """A note per source whose customer ids do not match the transactions' ones (ids split silently between
+    sources): feedback, tickets and loyalty events when less than MIN_ID_MATCH of their distinct ids are
+    transaction customers; the customers source when less than that of the transaction customers are in it
+    (it may list customers who never bought). The note says when the ids match once written alike
+    (`_loose_ids`) and shows an example of each side."""
+    buyers = pd.Series(results["transactions"].validated["customer_id"].dropna().unique(), dtype="str")
+    notes = {}
+    for name, result in results.items():
+        if name == "transactions" or result.validated.empty:
+            continue
+        ids = pd.Series(result.validated["customer_id"].dropna().unique(), dtype="str")
+        measured, against = (buyers, ids) if name == "customers" else (ids, buyers)
+        if len(measured) < MIN_IDS_TO_JUDGE or len(against) == 0:
+            continue
+        share = float(measured.isin(against).mean())
+        if share >= MIN_ID_MATCH:
+            continue
+        loose_share = float(_loose_ids(measured).isin(set(_loose_ids(against))).mean())
+        what = (f"only {share:.0%} of the transaction customers are in {name}" if name == "customers" else
+                f"only {share:.0%} of {name}'s {len(ids):,} customer ids are transaction customers")
+        example = f"(e.g. {name} {ids.iloc[0]!r}, transactions {buyers.iloc[0]!r})"
+        if loose_share >= max(MIN_ID_MATCH, share + 0.3):
+            notes[name] = (f"{what} {example}; {loose_share:.0%} would be if only their digits counted (no prefix, "
+                           "punctuation or leading zeros): the two exports write the same ids differently, and those "
+                           "features stay empty until they match (fix the export; ingest.id_case folds case)")
+        else:
+            notes[name] = (f"{what} {example}: check that both sources use the same customer ids; features from "
+                           f"{name} are empty for the others")
+    return notes
+
+
 def ingest_sources(
     raws: Mapping[str, RawSource], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
 ) -> IngestResult:
@@ -784,6 +830,9 @@ def ingest_sources(
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name]  # the typed columns live on in the validated frame: free the rest now
+    for name, note in id_match_notes(results).items():
+        results[name].report["notes"].append(note)
+        get_logger().warning("%s: %s", name, note)
     failures = [r for r in results.values() if r.report["bad_share"] > cfg.max_bad_share]
     anonymous = [r for r in results.values() if r.report["anonymous_share"] > cfg.max_anonymous_share]
     if failures or anonymous:

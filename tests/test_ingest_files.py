@@ -528,3 +528,33 @@ def test_an_excel_sheet_with_a_title_above_its_header(tmp_path):
     config = make_config(tmp_path, {"transactions": {"path": "report.xlsx", "read": {"skip_rows": 2}, **INVOICE_MAPPING}})
     frame = read_source("transactions", config.sources.transactions).frame
     assert list(frame.columns) == list(INVOICES.columns) and frame["InvoiceNo"].tolist()[2] == "C536379"
+
+
+# --- customer ids that do not match between sources -------------------------------------------------
+
+
+def test_feedback_ids_written_differently_from_the_transactions_ones_get_a_note(tmp_path, caplog):
+    """The shop writes '00123' in its orders and 'C-123' in its survey tool: every feedback feature would stay
+    empty. A customers source listing people who never bought is not flagged."""
+    orders = "".join(f"o{i},{i:05d},2024-01-{1 + i % 28:02d},10\n" for i in range(40))
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + orders)
+    survey = "".join(f"C-{i},2024-01-{1 + i % 28:02d},nps,7\n" for i in range(30))
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\n" + survey)
+    people = "".join(f"{i:05d}\n" for i in range(400))  # all registered customers: 40 of them bought
+    write(tmp_path, "c.csv", "customer_id\n" + people)
+    import logging
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"},
+                                       "customers": {"path": "c.csv"}})
+    feedback_notes = report["sources"]["feedback"]["notes"]
+    assert feedback_notes == [
+        "only 0% of feedback's 30 customer ids are transaction customers (e.g. feedback 'C-0', transactions '00000'); "
+        "100% would be if only their digits counted (no prefix, punctuation or leading zeros): the two exports write "
+        "the same ids differently, and those features stay empty until they match (fix the export; ingest.id_case folds case)"]
+    assert "feedback: only 0% of feedback's 30 customer ids" in caplog.text
+    assert report["sources"]["customers"]["notes"] == []
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\n" + survey.replace("C-", "X9"))  # other people
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}})
+    assert report["sources"]["feedback"]["notes"] == [
+        "only 0% of feedback's 30 customer ids are transaction customers (e.g. feedback 'X90', transactions '00000'): "
+        "check that both sources use the same customer ids; features from feedback are empty for the others"]
