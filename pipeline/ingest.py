@@ -44,6 +44,7 @@ import pandas as pd
 import pandera.pandas as pa
 import polars as pl
 import pyarrow as pa_arrow
+import pyarrow.compute as pa_compute
 
 from pipeline.config import SOURCE_NAMES, IngestConfig, ReadOptions, SourceConfig
 from pipeline.contract import (
@@ -172,6 +173,7 @@ def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
 
 # A number with a currency sign or code before it (after a sign) or after it: '$12.50', '-£3', '12,50 EUR'.
 CURRENCY_PATTERN = r"^[+-]?\s*([$€£¥₹₽₩₺₪₫฿₴₦₱]|[A-Z]{3})\s*[+-]?[\d.,' ]+$|^[+-]?[\d.,' ]+\s*([$€£¥₹₽₩₺₪₫฿₴₦₱]|[A-Z]{3})$"
+REASON_SAMPLE = 1_000  # unread number cells looked at for a hint
 # Numbers written with a decimal comma ('2,55', '-1.234,5', '1 234,5'): what a plain number reader rejects.
 DECIMAL_COMMA_PATTERN = r"^[+-]?\d{1,3}(?:[. \u00a0\u202f']?\d{3})*,\d+$"
 
@@ -180,7 +182,8 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint when
     most of them have a decimal comma (and the decimal mark is '.'), or a currency sign other than the
     configured one (naming the most frequent)."""
-    text = unread.astype("str").str.strip()
+    every = max(1, len(unread) // REASON_SAMPLE)  # evenly spaced: the hint only needs what most cells look like
+    text = unread.iloc[::every].astype("str").str.strip()
     if read.decimal == "." and text.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
         return (f"not a number (a decimal comma? set sources.{source}.read.decimal: ',' and, if the numbers have "
                 "one, read.thousands)")
@@ -542,7 +545,10 @@ def repeated_across_files(raw: RawSource, typed: pd.DataFrame) -> np.ndarray:
     files = pd.factorize(raw.origin["source_file"])[0]  # in file order: rows come file after file
     if len(files) == 0 or files.min() == files.max():
         return np.zeros(0, dtype=np.int64)
-    rows = np.flatnonzero(_values_repeat(typed))
+    key = _value_key(typed, with_customer=True)
+    rows = np.flatnonzero(repeated(key))  # mostly an order's equal lines, within one file
+    in_files = pl.DataFrame({"key": key[rows], "file": files[rows]})
+    rows = rows[in_files.select(pl.col("file").n_unique().over("key") > 1).to_series().to_numpy()]
     if len(rows) == 0:
         return rows.astype(np.int64)
     table = pl.from_pandas(raw.frame.take(rows))
@@ -570,7 +576,16 @@ def duplicate_rows(frame: pd.DataFrame, *, typed: pd.DataFrame | None = None) ->
 
 def _values_repeat(typed: pd.DataFrame) -> np.ndarray:
     """True where a row's float and timestamp values, hashed together, occur in another row too."""
+    key = _value_key(typed)
+    return np.ones(len(typed), dtype=bool) if key is None else repeated(key)
+
+
+def _value_key(typed: pd.DataFrame, *, with_customer: bool = False) -> np.ndarray | None:
+    """A 64-bit hash per row of its float and timestamp values (and its customer_id, `with_customer`); None when
+    the rows have none of those. Equal rows have equal keys."""
     key = np.zeros(len(typed), dtype=np.uint64)
+    if with_customer and "customer_id" in typed.columns:  # a string hash: worth it where few rows repeat
+        key = pl.from_pandas(typed["customer_id"]).cast(pl.String).hash().fill_null(0).to_numpy().copy()
     hashed = 0
     for column in typed.columns:
         values = typed[column]
@@ -582,9 +597,7 @@ def _values_repeat(typed: pd.DataFrame) -> np.ndarray:
             continue
         key = (key ^ bits) * np.uint64(0x9E3779B97F4A7C15)  # wraps around: a hash, collisions only add candidates
         hashed += 1
-    if hashed == 0:
-        return np.ones(len(typed), dtype=bool)
-    return repeated(key)
+    return key if hashed or with_customer else None
 
 
 def repeated(keys: np.ndarray) -> np.ndarray:
@@ -754,13 +767,27 @@ MIN_ID_MATCH = 0.5  # a source whose customer ids match transactions' less than 
 MIN_IDS_TO_JUDGE = 20
 
 
-def _loose_ids(ids: pd.Series) -> pd.Series:
+def _loose_ids(ids: pa_arrow.Array) -> pa_arrow.Array:
     """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id has
     digits ('C-00123' -> '123'), else the lower-case letters ('Ab_c' -> 'abc')."""
-    text = ids.astype("str")
-    digits = text.str.replace(r"[^0-9]", "", regex=True).str.lstrip("0").replace("", "0")
-    letters = text.str.lower().str.replace(r"[^a-z]", "", regex=True)
-    return digits.where(text.str.contains(r"[0-9]", regex=True), letters)
+    text = pl.col("id")
+    digits = text.str.replace_all(r"[^0-9]", "").str.strip_chars_start("0")
+    digits = pl.when(digits == "").then(pl.lit("0")).otherwise(digits)
+    letters = text.str.to_lowercase().str.replace_all(r"[^a-z]", "")
+    loose = pl.when(text.str.contains(r"[0-9]")).then(digits).otherwise(letters)
+    return pl.DataFrame({"id": pl.Series(ids)}).select(loose.alias("id"))["id"].to_arrow()
+
+
+def _distinct_ids(frame: pd.DataFrame) -> pa_arrow.Array:
+    """The distinct customer ids of a validated frame, in order of first appearance (text)."""
+    ids = pa_arrow.array(frame["customer_id"], type=pa_arrow.large_string())
+    return pa_compute.unique(pa_compute.drop_null(ids))
+
+
+def _share_in(values: pa_arrow.Array, others: pa_arrow.Array) -> float:
+    """Share of `values` found among `others` (0 when there are no values)."""
+    found = pa_compute.is_in(values, value_set=others.cast(values.type))
+    return float(pa_compute.mean(pa_compute.cast(found, pa_arrow.float64())).as_py() or 0.0)
 
 
 def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
@@ -769,22 +796,22 @@ def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
     transaction customers; the customers source when less than that of the transaction customers are in it
     (it may list customers who never bought). The note says when the ids match once written alike
     (`_loose_ids`) and shows an example of each side."""
-    buyers = pd.Series(results["transactions"].validated["customer_id"].dropna().unique(), dtype="str")
+    buyers = _distinct_ids(results["transactions"].validated)
     notes = {}
     for name, result in results.items():
         if name == "transactions" or result.validated.empty:
             continue
-        ids = pd.Series(result.validated["customer_id"].dropna().unique(), dtype="str")
+        ids = _distinct_ids(result.validated)
         measured, against = (buyers, ids) if name == "customers" else (ids, buyers)
         if len(measured) < MIN_IDS_TO_JUDGE or len(against) == 0:
             continue
-        share = float(measured.isin(against).mean())
+        share = _share_in(measured, against)
         if share >= MIN_ID_MATCH:
             continue
-        loose_share = float(_loose_ids(measured).isin(set(_loose_ids(against))).mean())
+        loose_share = _share_in(_loose_ids(measured), _loose_ids(against))
         what = (f"only {share:.0%} of the transaction customers are in {name}" if name == "customers" else
                 f"only {share:.0%} of {name}'s {len(ids):,} customer ids are transaction customers")
-        example = f"(e.g. {name} {ids.iloc[0]!r}, transactions {buyers.iloc[0]!r})"
+        example = f"(e.g. {name} {ids[0].as_py()!r}, transactions {buyers[0].as_py()!r})"
         if loose_share >= max(MIN_ID_MATCH, share + 0.3):
             notes[name] = (f"{what} {example}; {loose_share:.0%} would be if only their digits counted (no prefix, "
                            "punctuation or leading zeros): the two exports write the same ids differently, and those "
