@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import minimal_config
 from pipeline.cli import app
-from pipeline.config import load_config
+from pipeline.config import config_from_dict, load_config
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -218,3 +218,16 @@ def test_help_shows_no_bool_type_and_the_real_scores_path():
     assert result.exit_code == 0
     assert "<bool>" not in result.output and "bool" not in result.output
     assert "data/<project>/scores/at_risk_YYYY-MM-DD.parquet" in result.output
+
+
+def test_every_yaml_config_in_the_readme_is_a_valid_config(tmp_path):
+    """The README's mapping examples are configs a user copies: each validates (paths need not exist)."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)]
+    configs = [block for block in blocks if isinstance(block, dict) and "sources" in block]
+    assert len(configs) >= 3
+    for raw in configs:
+        config = config_from_dict(raw, base_dir=tmp_path)
+        assert config.sources.transactions.path.is_absolute()
