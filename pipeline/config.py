@@ -394,6 +394,12 @@ class Config(StrictModel):
         return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow.tracking_uri
 
 
+def data_identity(cfg: Config) -> dict[str, str]:
+    """What a model bundle records of the data it was trained on, for `churn score` to tell another shop's model:
+    the config's project and its transactions path (as configured: a glob stays a glob)."""
+    return {"project": cfg.project, "transactions": str(cfg.sources.transactions.path)}
+
+
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node = raw
     keys = dotted.split(".")

@@ -411,3 +411,38 @@ def test_check_data_lag_allows_up_to_the_limit():
     check_data_lag(dt.date(2024, 1, 1), data_ends=ends, max_lag_days=0)  # scoring the past is fine
     with pytest.raises(ScoreError, match=r"is 1 days after the data ends \(2025-01-31\)"):
         check_data_lag(dt.date(2025, 2, 1), data_ends=ends, max_lag_days=0)
+
+
+def test_a_model_trained_for_another_project_or_export_is_named_when_scoring(scored, tmp_path, caplog):
+    """Two shops in one registry under the default model name: shop B's scoring would use shop A's champion.
+    The bundle records what it was trained from; scoring says when this config reads something else."""
+    import logging
+
+    from pipeline.bundle import load_bundle
+    from pipeline.config import data_identity
+    from pipeline.run import score
+
+    cfg, _ = scored
+    assert load_bundle(cfg.bundle_dir).manifest["trained_from"] == data_identity(cfg)
+    other = _workspace_with(cfg, tmp_path, lambda validated: None).model_copy(update={"project": "other-shop"})
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        score.run(other, as_of=None, bundle=cfg.bundle_dir, quiet=True)
+    assert (f"was trained for project {cfg.project!r} from {cfg.sources.transactions.path}; this config is project "
+            f"'other-shop' reading {cfg.sources.transactions.path}. If that is another shop") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        score.run(_workspace_with(cfg, tmp_path / "same", lambda validated: None), as_of=None, bundle=cfg.bundle_dir,
+                  quiet=True)
+    assert "was trained for project" not in caplog.text
+
+
+def test_bundles_that_record_no_origin_are_not_warned_about():
+    from pipeline.run.score import ScoringModelInfo, other_data_warning
+
+    info = ScoringModelInfo(model=None, name="churn", version="1", run_id="", horizon_days=90, source="bundle b")
+    assert other_data_warning(info, trained_from_now={"project": "x", "transactions": "t.csv"}) is None
+    recorded = ScoringModelInfo(model=None, name="churn", version="1", run_id="", horizon_days=90, source="bundle b",
+                                trained_from={"project": "x", "transactions": "t.csv"})
+    assert other_data_warning(recorded, trained_from_now={"project": "x", "transactions": "t.csv"}) is None
+    assert other_data_warning(recorded, trained_from_now={"project": "x", "transactions": "u.csv"}).startswith(
+        "the model (bundle b, version 1) was trained for project 'x' from t.csv; this config is project 'x' reading u.csv")

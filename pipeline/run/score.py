@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from pipeline.bundle import load_bundle
-from pipeline.config import Config
+from pipeline.config import Config, data_identity
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
 from pipeline.features import features_from_partitions
@@ -66,6 +66,7 @@ class ScoringModelInfo:
     drift_reference: dict | None = None  # the training test snapshot's summary (pipeline.drift), when recorded
     training_inputs: dict[str, list[str]] | None = None  # sources -> non-empty columns at training (None: not recorded)
     training_snapshots: list[str] | None = None  # the snapshots the model was fitted on (None: not recorded)
+    trained_from: dict[str, str] | None = None  # project and transactions path at training (None: not recorded)
 
 
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
@@ -176,6 +177,21 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
         drift_reference=manifest.get("drift_reference"),
         training_inputs=manifest.get("training_inputs"),
         training_snapshots=manifest.get("training_snapshots") or None,
+        trained_from=manifest.get("trained_from") or None,
+    )
+
+
+def other_data_warning(info: ScoringModelInfo, *, trained_from_now: Mapping[str, str]) -> str | None:
+    """A warning when the model was trained from another project or transactions path than this config's (another
+    shop's model in a shared registry, say); None when they agree or the bundle does not record it."""
+    then = info.trained_from
+    if not then or all(then.get(key) == trained_from_now.get(key) for key in ("project", "transactions")):
+        return None
+    return (
+        f"the model ({info.source}, version {info.version}) was trained for project {then.get('project')!r} from "
+        f"{then.get('transactions')}; this config is project {trained_from_now.get('project')!r} reading "
+        f"{trained_from_now.get('transactions')}. If that is another shop, these scores come from its model: give "
+        "each shop its own train.model_name (or registry) and train it"
     )
 
 
@@ -342,6 +358,9 @@ def run(
         except BundleError as exc:
             raise ScoreError(f"cannot use the model: {exc}") from None
     missing = check_inputs(info, input_coverage(frames), allow_missing=allow_missing_sources)
+    elsewhere = other_data_warning(info, trained_from_now=data_identity(cfg))
+    if elsewhere:
+        log.warning(elsewhere)
     if info.horizon_days != cfg.features.horizon_days:
         log.warning(
             "the model predicts churn over %d days, the config says features.horizon_days=%d; using the model's",

@@ -34,7 +34,7 @@ from rich.table import Table
 
 from pipeline import plots
 from pipeline.bundle import save_bundle
-from pipeline.config import Config, config_as_dict
+from pipeline.config import Config, config_as_dict, data_identity
 from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
 from pipeline.evaluate import RetentionSettings
 from pipeline.features.registry import feature_specs
@@ -446,7 +446,8 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             backtest=report,
             production=production,
             production_snapshots=production_snapshots,
-            manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None},
+            manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None,
+                            "trained_from": data_identity(cfg)},
         )
     if not quiet:
         out = console()
