@@ -14,7 +14,7 @@ from pipeline.drift import drift_table, drift_warnings, retraining_adds_labels
 from pipeline.features.rfm import RANKED_COLUMNS
 from pipeline.labels import churn_labels_from_partitions
 from pipeline.progress import get_logger
-from pipeline.run.features import first_event_date
+from pipeline.run.features import resolved_snapshot_dates
 
 
 def recent_observed_rate(tables: Sequence[Any], *, as_of: dt.date, cfg: Config, horizon_days: int) -> float | None:
@@ -34,9 +34,7 @@ def newer_labels_since_training(
     snapshots or the config gives no snapshot dates on this data."""
     if not training_snapshots:
         return None
-    snapshots = cfg.features.snapshots
-    first = first_event_date(cfg.validated_dir) if snapshots.derived else None
-    dates = snapshots.resolve(first_event=first, last_event=data_ends, horizon_days=cfg.features.horizon_days)
+    dates, _ = resolved_snapshot_dates(cfg, last_date=data_ends)
     if not dates:
         return None
     return retraining_adds_labels(

@@ -85,12 +85,19 @@ def first_event_date(validated_dir: Path) -> dt.date | None:
     return None if first is None else pd.Timestamp(first).tz_convert("UTC").date()
 
 
-def snapshot_dates_of(cfg: Config, *, last_date: dt.date | None) -> list[dt.date]:
-    """The configured snapshot dates, with a missing start or end derived from the validated transactions
-    (`SnapshotsConfig.resolve`); FeatureError when no date results."""
+def resolved_snapshot_dates(cfg: Config, *, last_date: dt.date | None) -> tuple[list[dt.date], dt.date | None]:
+    """The configured snapshot dates (perhaps none), with a missing start or end derived from the validated
+    transactions (`SnapshotsConfig.resolve`); and the first order's date they were derived from (None when
+    the config gives both)."""
     snapshots = cfg.features.snapshots
     first = first_event_date(cfg.validated_dir) if snapshots.derived else None
-    dates = snapshots.resolve(first_event=first, last_event=last_date, horizon_days=cfg.features.horizon_days)
+    return snapshots.resolve(first_event=first, last_event=last_date, horizon_days=cfg.features.horizon_days), first
+
+
+def snapshot_dates_of(cfg: Config, *, last_date: dt.date | None) -> list[dt.date]:
+    """`resolved_snapshot_dates`; FeatureError when no date results (logged when derived from the data)."""
+    snapshots = cfg.features.snapshots
+    dates, first = resolved_snapshot_dates(cfg, last_date=last_date)
     if not dates:
         raise FeatureError(
             f"no snapshot dates: the validated orders run from {first} to {last_date}, too short for one "
