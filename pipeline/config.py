@@ -49,11 +49,11 @@ class ReadOptions(StrictModel):
     column_names: list[str] | None = None  # for files without a header row
     skip_rows: int = Field(0, ge=0)  # lines above the header row (a report's title, its export date) to skip
     na_values: list[str] = Field(default_factory=lambda: list(NULL_TOKENS))  # cells read as missing
-    # Numbers written as text (CSV): the decimal mark ('2,55' with ','), and a thousands separator to drop
-    # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).
     # Excel workbooks: the sheet to read, by name or 0-based position; "*" reads every sheet, in order.
     sheet: str | int = 0
     currency: str | None = None  # a currency sign or code written before or after numbers ('£2.55', '12,50 EUR')
+    # Numbers written as text (CSV): the decimal mark ('2,55' with ','), and a thousands separator to drop
+    # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).
     decimal: Literal[".", ","] = "."
     thousands: Literal[".", ",", " ", "'", "\u00a0", "\u202f"] | None = None
 

@@ -158,14 +158,19 @@ def _header_names(path: Path, read: ReadOptions) -> list[str] | None:
         return list(read.column_names or [])
     try:
         if len(read.sep) == 1:
-            with open(path, encoding=read.encoding, newline="") as handle:
-                return next(itertools.islice(csv.reader(handle, delimiter=read.sep), read.skip_rows, None), [])
+            return next(iter(_csv_records(path, read, count=1)), [])
         engine = "c" if read.sep == r"\s+" else "python"
         first = pd.read_csv(path, sep=read.sep, engine=engine, header=None, nrows=1, dtype=str, skiprows=read.skip_rows,
                             encoding=read.encoding, keep_default_na=False, index_col=False)
         return [str(value) for value in first.iloc[0]] if len(first) else []
     except (UnicodeError, LookupError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
         return None
+
+
+def _csv_records(path: Path, read: ReadOptions, *, count: int) -> list[list[str]]:
+    """The first `count` records of a CSV file below its `read.skip_rows` lines (one-character separator)."""
+    with open(path, encoding=read.encoding, newline="") as handle:
+        return list(itertools.islice(csv.reader(handle, delimiter=read.sep), read.skip_rows, read.skip_rows + count))
 
 
 def _clean_name(name: object) -> str:
@@ -386,24 +391,27 @@ def _header_line_hint(name: str, path: Path, source: SourceConfig, missing: list
     if not read.header or len(read.sep) != 1 or file_format(path, source) != "csv":
         return ""
     try:
-        with open(path, encoding=read.encoding, newline="") as handle:
-            lines = list(itertools.islice(csv.reader(handle, delimiter=read.sep), read.skip_rows,
-                                          read.skip_rows + HEADER_SEARCH_LINES))
+        lines = _csv_records(path, read, count=HEADER_SEARCH_LINES)
     except (UnicodeError, LookupError, csv.Error):
         return ""
     for below, cells in enumerate(lines[1:], start=1):
         mapped = {source.rename.get(_clean_name(cell), _clean_name(cell)) for cell in cells}
-        if name == "transactions" and set(AMOUNT_FACTORS) <= mapped:
-            mapped.add("amount")  # derived from them
-        if set(missing) <= mapped:
+        if not set(missing) & set(_unmapped_required(name, mapped)):
             skip = read.skip_rows + below
             return f"; the header row seems to be line {skip + 1}: set sources.{name}.read.skip_rows: {skip}"
     return ""
 
 
+def _unmapped_required(name: str, mapped: set[str]) -> list[str]:
+    """The required contract columns of source `name` that the `mapped` column names lack (a transactions amount
+    counts as there when quantity and unit_price are: it is derived from them)."""
+    derivable = name == "transactions" and all(factor in mapped for factor in AMOUNT_FACTORS)
+    return [column for column in contract(name).required
+            if column not in mapped and not (column == "amount" and derivable)]
+
+
 def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
     """Raise IngestError when a required contract column is missing after the rename map."""
-    spec = contract(name)
     mapped = {source.rename.get(column, column) for column in frame.columns}
     if source.one_order_per_row and name != "transactions":
         raise IngestError(f"sources.{name}.one_order_per_row: only transactions have orders; remove the setting")
@@ -414,8 +422,7 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
                 "remove one of the two"
             )
         mapped.add("order_id")
-    derivable = name == "transactions" and all(factor in mapped for factor in AMOUNT_FACTORS)
-    missing = [column for column in spec.required if column not in mapped and not (column == "amount" and derivable)]
+    missing = _unmapped_required(name, mapped)
     if missing:
         hint = _separator_hint(name, path, frame, source) or _header_line_hint(name, path, source, missing)
         if not hint:
