@@ -76,7 +76,6 @@ MISSING = "missing"
 ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest checkout): not a bad row
 # The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
 REPEATED = "repeats a row of an earlier file (overlapping exports)"
-NOT_BAD = (ANONYMOUS, REPEATED)
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
@@ -225,9 +224,9 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             parsed, reason = values.astype(STRING), ""
         if reason:
             failed = _unparsed(values, parsed)
-            if len(failed) and dtype == FLOAT:
-                reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name)
             if len(failed):
+                if dtype == FLOAT:
+                    reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name)
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
@@ -497,6 +496,12 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
+def not_bad(reasons: pd.Series) -> pd.Series:
+    """Which quarantine reasons are not bad data: a guest checkout, a repeat of an earlier file's row, a row
+    left out by the source's `exclude` setting (they do not count towards ingest.max_bad_share)."""
+    return reasons.isin([ANONYMOUS, REPEATED]) | reasons.str.startswith(EXCLUDED_PREFIX)
+
+
 def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> Iterator[tuple[str, str, np.ndarray]]:
     """(file column, value, row numbers) for each value of `values_of` ({file column: values}, the source setting
     `setting`) that some rows hold, compared as text with surrounding whitespace stripped. IngestError when a
@@ -632,13 +637,16 @@ def split_source(
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
     bad[reasons.index.to_numpy()] = True
-    anonymous = np.zeros(len(raw.frame), dtype=bool)
-    anonymous[problems.loc[problems["reason"] == ANONYMOUS, "row"].to_numpy(dtype=np.int64)] = True
-    repeats = np.zeros(len(raw.frame), dtype=bool)
-    repeats[problems.loc[problems["reason"] == REPEATED, "row"].to_numpy(dtype=np.int64)] = True
-    excluded = np.zeros(len(raw.frame), dtype=bool)
-    excluded[problems.loc[problems["reason"].str.startswith(EXCLUDED_PREFIX), "row"].to_numpy(dtype=np.int64)] = True
-    broken = bad & ~anonymous & ~repeats & ~excluded
+
+    def rows_where(flags: pd.Series) -> np.ndarray:
+        found = np.zeros(len(raw.frame), dtype=bool)
+        found[problems.loc[flags, "row"].to_numpy(dtype=np.int64)] = True
+        return found
+
+    anonymous = rows_where(problems["reason"] == ANONYMOUS)
+    repeats = rows_where(problems["reason"] == REPEATED)
+    excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
+    broken = bad & ~rows_where(not_bad(problems["reason"]))
     rejected = np.flatnonzero(bad)
     # parse_source built the contract columns in contract dtypes (check_validated confirms it).
     validated = keep_rows(parsed.typed, ~bad) if len(rejected) else parsed.typed.reset_index(drop=True)
@@ -735,8 +743,9 @@ def _too_bad_message(failures: list[SourceResult], max_bad_share: float) -> str:
     parts = []
     for result in failures:
         report = result.report
-        counted = [item for item in report["top_reasons"]
-                   if item["reason"] not in NOT_BAD and not item["reason"].startswith(EXCLUDED_PREFIX)]
+        top = report["top_reasons"]
+        counted = [item for item, forgiven in zip(top, not_bad(pd.Series([i["reason"] for i in top], dtype="str")))
+                   if not forgiven]
         reasons = ", ".join(f"{item['reason']} ({item['rows']} rows)" for item in counted[:3])
         parts.append(
             f"source {result.name}: {report['bad_share']:.1%} of {report['input_rows']} rows are bad "
