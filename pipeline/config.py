@@ -21,6 +21,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.contract import contract
 from pipeline.errors import ConfigError
 
 SOURCE_NAMES = ("transactions", "feedback", "support_tickets", "loyalty_events", "customers")
@@ -30,6 +31,13 @@ NULL_TOKENS = ("", "NULL", "null", "Null", "NaN", "nan", "NAN", "N/A", "n/a", "#
 # The largest |amount| a row may carry: money is summed as int64 ten-thousandths downstream
 # (pipeline/features/tables.py), so one row must stay well inside 2**63 / 10,000 ~ 9.2e14.
 MAX_ABS_AMOUNT_LIMIT = 1e14
+
+
+def _scalar_text(value: Any) -> Any:
+    """A YAML scalar as the text a CSV cell would hold (1 -> '1', true -> 'true'); other values unchanged."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value) if isinstance(value, int | float) else value
 
 
 class StrictModel(BaseModel):
@@ -44,6 +52,7 @@ class ReadOptions(StrictModel):
 
     sep: str = ","
     encoding: str = "utf-8"
+    # strptime codes ('%d.%m.%Y %H:%M'), or 'unix' / 'unix_ms' for seconds / milliseconds since 1970-01-01 UTC
     date_format: str | None = None
     header: bool = True
     column_names: list[str] | None = None  # for files without a header row
@@ -92,6 +101,37 @@ class SourceConfig(StrictModel):
     # Transactions only: rows that are returns or refunds by the values of a file column, for an export that
     # writes them with positive amounts (e.g. {Type: [refund]}): their amount and quantity are made negative.
     returns_when: dict[str, list[str]] = Field(default_factory=dict)
+    # Contract columns the export lacks, one value for every row (e.g. {kind: nps} for an NPS tool's export).
+    constants: dict[str, str] = Field(default_factory=dict)
+    # Contract columns written across several file columns, joined by a space in this order before they are
+    # read (e.g. {ordered_at: [Date, Time]}, or {customer_id: [Store, CustomerNo]} for numbers unique per store).
+    combine: dict[str, list[str]] = Field(default_factory=dict)
+    # The export's words for a contract column's values (e.g. {kind: {Net Promoter: nps, Rating: review}});
+    # compared as text with surrounding whitespace stripped; values not listed are read as they are.
+    recode: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("constants", mode="before")
+    @classmethod
+    def _constants_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: _scalar_text(item) for key, item in value.items()}
+        return value
+
+    @field_validator("recode", mode="before")
+    @classmethod
+    def _recode_as_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: ({_scalar_text(k): _scalar_text(v) for k, v in words.items()} if isinstance(words, dict)
+                          else words) for key, words in value.items()}
+        return value
+
+    @field_validator("combine")
+    @classmethod
+    def _at_least_two_columns(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for column, parts in value.items():
+            if len(parts) < 2:
+                raise ValueError(f"{column}: name two or more file columns to join (one is a rename)")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -118,6 +158,20 @@ class SourcesConfig(StrictModel):
             source = getattr(self, name)
             if name != "transactions" and source is not None and source.returns_when:
                 raise ValueError(f"{name}.returns_when: only transactions have returns; remove the setting")
+        return self
+
+    @model_validator(mode="after")
+    def _contract_columns_only(self) -> SourcesConfig:
+        for name, source in self.configured().items():
+            columns = contract(name).dtypes
+            for setting in ("constants", "combine", "recode"):
+                unknown = [column for column in getattr(source, setting) if column not in columns]
+                if unknown:
+                    raise ValueError(f"{name}.{setting}: {unknown[0]!r} is not a column of the {name} contract "
+                                     f"(its columns: {', '.join(columns)}); name the contract column to fill")
+            both = sorted(set(source.constants) & set(source.combine))
+            if both:
+                raise ValueError(f"{name}: {both[0]!r} is in both constants and combine; remove one of the two")
         return self
 
     def configured(self) -> dict[str, SourceConfig]:

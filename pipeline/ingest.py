@@ -151,15 +151,48 @@ def _empty_problems() -> pd.DataFrame:
 def map_columns(raw: RawSource, source: SourceConfig) -> tuple[pd.DataFrame, dict[str, str]]:
     """The contract columns present in `raw` under contract names, and contract -> file name labels.
 
-    With `one_order_per_row`, order_id is synthesised from the input row ('R1', 'R2', ...).
+    `combine` joins file columns into one (`joined_text`), `constants` fill a column with one value. With
+    `one_order_per_row`, order_id is synthesised from the input row ('R1', 'R2', ...).
     """
     spec = contract(raw.name)
     labels = {source.rename.get(column, column): column for column in raw.frame.columns}
     present = {name: raw.frame[labels[name]] for name in spec.columns if name in labels}
+    for name, parts in source.combine.items():
+        present[name] = joined_text(raw.frame, parts)
+        labels[name] = " + ".join(parts)
+    for name, value in source.constants.items():
+        present[name] = pd.Series(value, index=raw.frame.index, dtype="str")
+        labels[name] = f"{name} (sources.{raw.name}.constants)"
     if source.one_order_per_row and raw.name == "transactions":
         present["order_id"] = synthetic_order_ids(len(raw.frame))
         labels["order_id"] = "order_id (one per row)"
     return pd.DataFrame(present, index=raw.frame.index, copy=False), labels
+
+
+def joined_text(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """The text of `columns` joined by a space per row, each stripped; missing where any of them is missing or blank."""
+    parts = [frame[column].astype("str").str.strip() for column in columns]
+    missing = np.logical_or.reduce([(part.isna() | (part == "")).to_numpy(dtype=bool) for part in parts])
+    return parts[0].str.cat(parts[1:], sep=" ").where(~missing)
+
+
+def recoded(values: pd.Series, words: Mapping[str, str]) -> pd.Series:
+    """`values` as text, with each value that is a key of `words` (surrounding whitespace stripped) replaced by its
+    word; other values as they are."""
+    text = values.astype("str").str.strip()
+    listed = text.isin(list(words))
+    return text.where(~listed, text.map(words)) if listed.any() else text
+
+
+def folded_to_allowed(values: pd.Series, allowed: tuple[str, ...]) -> tuple[pd.Series, int, str]:
+    """`values` (text) where a value is one of `allowed` but for case and surrounding whitespace ('NPS', ' Earn')
+    replaced by it; the number of values replaced and an example ('NPS' as 'nps'), or (values, 0, '')."""
+    folded = values.str.strip().str.lower()
+    fixed = (folded.isin(allowed) & ~values.isin(allowed)).to_numpy(dtype=bool)
+    if not fixed.any():
+        return values, 0, ""
+    first = int(np.argmax(fixed))
+    return values.where(~fixed, folded), int(fixed.sum()), f"{values.iloc[first]!r} as {folded.iloc[first]!r}"
 
 
 def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
@@ -208,7 +241,7 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
         if column not in mapped:
             typed[column] = pd.Series(pd.NA if dtype == BOOLEAN else None, index=mapped.index, dtype=dtype)
             continue
-        values = mapped[column]
+        values = mapped[column] if column not in source.recode else recoded(mapped[column], source.recode[column])
         if dtype == TIMESTAMP:
             parsed, reason, note = parse_timestamp_column(values, source, label=labels.get(column, column))
             notes.extend([note] if note else [])
@@ -222,6 +255,11 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             parsed, reason = parse_ids(values, case=id_case), ""
         else:
             parsed, reason = values.astype(STRING), ""
+            if (raw.name, column) in ALLOWED_VALUES:
+                parsed, fixed, example = folded_to_allowed(parsed, ALLOWED_VALUES[(raw.name, column)])
+                if fixed:
+                    notes.append(f"{labels.get(column, column)}: {fixed:,} value{'s' * (fixed != 1)} read in the contract's lower case "
+                                 f"(e.g. {example})")
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed):
@@ -265,8 +303,10 @@ def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: st
     rest = parse_timestamps(values.iloc[failed], date_format=guess.date_format, timezone=source.timezone)
     parsed = parsed.copy()
     parsed.iloc[failed] = rest.to_numpy()
+    unit = {"unix": "seconds", "unix_ms": "milliseconds"}.get(guess.date_format)
+    read_as = f"as Unix time ({unit} since 1970-01-01 UTC, date format" if unit else "with the date format"
     return parsed, "not a timestamp", (
-        f"{label} read with the date format '{guess.date_format}', the only common layout that reads its "
+        f"{label} read {read_as} '{guess.date_format}'{')' if unit else ''}, the only common layout that reads its "
         "values (not ISO 8601); set read.date_format to choose another"
     )
 
@@ -395,7 +435,8 @@ def validation_schema(
             checks.append(pa.Check.in_range(-max_abs_amount, max_abs_amount, error=beyond))
         if (name, column) in ALLOWED_VALUES:
             allowed = ALLOWED_VALUES[(name, column)]
-            checks.append(pa.Check.isin(allowed, error=f"not one of {', '.join(allowed)}"))
+            checks.append(pa.Check.isin(allowed, error=f"not one of {', '.join(allowed)} (map other words "
+                                                       f"with sources.{name}.recode)"))
         if column == "discount":
             checks.append(pa.Check.ge(0, error="negative"))
         required = column in spec.required or column in spec.id_columns

@@ -19,7 +19,7 @@ import glob
 import itertools
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +56,11 @@ COMMON_DATE_FORMATS = tuple(
                 "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y")
     for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 )
+# read.date_format values for Unix time: seconds or milliseconds since 1970-01-01 UTC (no time zone applies).
+UNIX_FORMATS = {"unix": "s", "unix_ms": "ms"}
+# Unix times count as read, when a layout is inferred, only inside these years: 8-digit dates such as
+# 20240131 are not seconds since 1970.
+UNIX_PLAUSIBLE = (pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
 # Values tried per layout before the whole column is (evenly spaced, so the inference is deterministic).
 DATE_FORMAT_SAMPLE = 2_000
 # A layout is inferred only when it reads at least this share of the values ISO 8601 does not.
@@ -395,7 +400,7 @@ def _header_line_hint(name: str, path: Path, source: SourceConfig, missing: list
     except (UnicodeError, LookupError, csv.Error):
         return ""
     for below, cells in enumerate(lines[1:], start=1):
-        mapped = {source.rename.get(_clean_name(cell), _clean_name(cell)) for cell in cells}
+        mapped = mapped_columns((_clean_name(cell) for cell in cells), source)
         if not set(missing) & set(_unmapped_required(name, mapped)):
             skip = read.skip_rows + below
             return f"; the header row seems to be line {skip + 1}: set sources.{name}.read.skip_rows: {skip}"
@@ -410,9 +415,37 @@ def _unmapped_required(name: str, mapped: set[str]) -> list[str]:
             if column not in mapped and not (column == "amount" and derivable)]
 
 
+def mapped_columns(columns: Iterable[str], source: SourceConfig) -> set[str]:
+    """The column names a file with `columns` has under the mapping: its columns through `rename`, the `constants`,
+    and the `combine` targets whose file columns are all there."""
+    columns = set(columns)
+    combined = {target for target, parts in source.combine.items() if columns.issuperset(parts)}
+    return {source.rename.get(column, column) for column in columns} | set(source.constants) | combined
+
+
+def _check_filled_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
+    """Raise IngestError when a `combine` file column is not in the file, or a column that `constants` or `combine`
+    fill is also one of the file's columns (through `rename`)."""
+    absent = [part for parts in source.combine.values() for part in parts if part not in frame.columns]
+    if absent:
+        shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
+        raise IngestError(f"source {name}: sources.{name}.combine: column {absent[0]!r} is not in {path} (its columns: "
+                          f"{shown}); name a column of the export, as it is written there")
+    from_file = {source.rename.get(column, column): column for column in frame.columns}
+    for setting in ("constants", "combine"):
+        both = [column for column in getattr(source, setting) if column in from_file]
+        if both:
+            raise IngestError(
+                f"source {name}: {path} has a column {from_file[both[0]]!r} for {both[0]}, which "
+                f"sources.{name}.{setting} fills too; remove one of the two"
+            )
+
+
 def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
-    """Raise IngestError when a required contract column is missing after the rename map."""
-    mapped = {source.rename.get(column, column) for column in frame.columns}
+    """Raise IngestError when a required contract column is missing after the mapping (`mapped_columns`), or a
+    column is given twice."""
+    _check_filled_columns(name, path, frame, source)
+    mapped = mapped_columns(frame.columns, source)
     if source.one_order_per_row and name != "transactions":
         raise IngestError(f"sources.{name}.one_order_per_row: only transactions have orders; remove the setting")
     if source.one_order_per_row:
@@ -662,7 +695,18 @@ class DateFormatGuess:
 
 
 def _parsed_count(text: pd.Series, date_format: str) -> int:
+    if date_format in UNIX_FORMATS:
+        return int(unix_timestamps(text, unit=UNIX_FORMATS[date_format]).between(*UNIX_PLAUSIBLE).sum())
     return int(pd.to_datetime(text, format=date_format, errors="coerce", cache=False).notna().sum())
+
+
+def unix_timestamps(values: pd.Series, *, unit: str) -> pd.Series:
+    """Numbers of `unit` ('s', 'ms') since 1970-01-01 UTC, as text or numbers -> UTC timestamps; NaT where a value is
+    not a number or lies beyond the years 1678-2261 that timestamps hold."""
+    numbers = pd.to_numeric(values.astype("str").str.strip(), errors="coerce").astype("float64")
+    seconds = numbers / (1000.0 if unit == "ms" else 1.0)
+    numbers = numbers.where(seconds.abs() < 9.2e9)
+    return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce").astype(TIMESTAMP)
 
 
 def infer_date_format(text: pd.Series) -> DateFormatGuess:
@@ -672,7 +716,7 @@ def infer_date_format(text: pd.Series) -> DateFormatGuess:
     if text.empty:
         return DateFormatGuess(None)
     step = max(1, len(text) // DATE_FORMAT_SAMPLE)
-    candidates = list(COMMON_DATE_FORMATS)
+    candidates = [*COMMON_DATE_FORMATS, *UNIX_FORMATS]
     # Every layout on the sample, then only the sample's best ones on every value (each value parsed once).
     for values in (text.iloc[::step], text) if step > 1 else (text,):
         counts = {f: _parsed_count(values, f) for f in candidates}
@@ -688,10 +732,12 @@ def infer_date_format(text: pd.Series) -> DateFormatGuess:
 def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: str) -> pd.Series:
     """UTC timestamps (datetime64[us, UTC]); unparseable -> NaT.
 
-    Text: `date_format` (strptime codes) when given, else ISO 8601 (offsets honoured). Naive values
-    are wall-clock time in `timezone`. Typed (Parquet) datetimes: naive ones are localized too.
+    Text: `date_format` (strptime codes, or a UNIX_FORMATS name) when given, else ISO 8601 (offsets honoured).
+    Naive values are wall-clock time in `timezone`. Typed (Parquet) datetimes: naive ones are localized too.
     """
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
+    if date_format in UNIX_FORMATS:
+        parsed = unix_timestamps(values, unit=UNIX_FORMATS[date_format])
+    elif isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values.dtype):
         parsed = _localize(values, timezone)

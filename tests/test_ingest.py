@@ -191,7 +191,7 @@ def test_feedback_rules_quarantine_each_bad_row_with_its_reason():
             "score: outside 1-5 for csat",
             "anonymous",
             "submitted_at: not a timestamp",
-            "kind: not one of nps, csat, review",
+            "kind: not one of nps, csat, review (map other words with sources.feedback.recode)",
             "score: not a number",
         ],
     )
@@ -231,7 +231,7 @@ def test_support_tickets_closed_before_opened_bad_channel_and_resolved_words():
     ]
     assert result.quarantine["reason"].tolist() == [
         "closed_at: before opened_at",
-        "channel: not one of phone, email, chat, social, other",
+        "channel: not one of phone, email, chat, social, other (map other words with sources.support_tickets.recode)",
         "resolved: not true/false/yes/no/1/0",
     ]
     assert result.validated["ticket_id"].tolist() == ["t1"]

@@ -35,8 +35,8 @@ def with_column(csv: str, name: str, value: str) -> str:
 FEB = {"dates": ["2024-02-01"]}
 
 
-def make_config(folder: Path, sources: dict[str, dict]):
-    raw = minimal_config(snapshots=FEB, paths={"data_dir": "out", "models_dir": "models"}, sources=sources)
+def make_config(folder: Path, sources: dict[str, dict], **sections: dict):
+    raw = minimal_config(snapshots=FEB, paths={"data_dir": "out", "models_dir": "models"}, sources=sources, **sections)
     return config_from_dict(raw, base_dir=folder)
 
 
@@ -49,8 +49,8 @@ def write(folder: Path, name: str, content: str | bytes) -> Path:
     return path
 
 
-def run_ingest(folder: Path, sources: dict[str, dict]) -> dict:
-    return ingest_runner.run(make_config(folder, sources), quiet=True)
+def run_ingest(folder: Path, sources: dict[str, dict], **sections: dict) -> dict:
+    return ingest_runner.run(make_config(folder, sources, **sections), quiet=True)
 
 
 # --- table-level problems: clear errors naming source, file and what to do -------------------------
@@ -558,3 +558,87 @@ def test_feedback_ids_written_differently_from_the_transactions_ones_get_a_note(
     assert report["sources"]["feedback"]["notes"] == [
         "only 0% of feedback's 30 customer ids are transaction customers (e.g. feedback 'X90', transactions '00000'): "
         "check that both sources use the same customer ids; features from feedback are empty for the others"]
+
+
+# --- columns the export lacks, splits or words differently -------------------------------------------
+
+
+def read_validated_source(folder: Path, name: str) -> pd.DataFrame:
+    return pd.read_parquet(folder / "out" / "validated" / f"{name}.parquet")
+
+
+def test_an_nps_export_without_a_kind_column_takes_its_kind_from_constants(tmp_path):
+    """An NPS tool exports customer, date and score only: every row is an NPS answer."""
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "nps.csv", "email,answered,score\nc1,2024-01-02,9\nc2,2024-01-04,3\n")
+    nps = {"path": "nps.csv", "rename": {"email": "customer_id", "answered": "submitted_at"}}
+    with pytest.raises(IngestError, match=r"lacks required column\(s\) kind; map the file's columns"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": nps})
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {**nps, "constants": {"kind": "nps"}}})
+    feedback = read_validated_source(tmp_path, "feedback")
+    assert feedback[["customer_id", "kind", "score"]].values.tolist() == [["c1", "nps", 9.0], ["c2", "nps", 3.0]]
+    with pytest.raises(IngestError, match=r"has a column 'survey' for kind, which sources\.feedback\.constants fills "
+                                          r"too; remove one of the two"):
+        write(tmp_path, "nps2.csv", "email,answered,score,survey\nc1,2024-01-02,9,nps\n")
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {
+            **nps, "path": "nps2.csv", "rename": {**nps["rename"], "survey": "kind"}, "constants": {"kind": "nps"}}})
+
+
+def test_the_exports_own_words_are_recoded_and_other_cases_folded_with_a_note(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "f.csv", "customer_id,submitted_at,Survey,score\nc1,2024-01-02,Net Promoter,9\n"
+          "c1,2024-01-03, CSAT ,4\nc2,2024-01-04,Rating,5\nc2,2024-01-05,stars,5\n")
+    feedback = {"path": "f.csv", "rename": {"Survey": "kind"}, "recode": {"kind": {"Net Promoter": "nps", "Rating": "review"}}}
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": feedback}, ingest={"max_bad_share": 0.5})
+    assert read_validated_source(tmp_path, "feedback")["kind"].tolist() == ["nps", "csat", "review"]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "feedback.parquet")
+    assert quarantine["reason"].tolist() == ["Survey: not one of nps, csat, review (map other words with "
+                                             "sources.feedback.recode)"]
+    assert "Survey: 1 value read in the contract's lower case (e.g. 'CSAT' as 'csat')" in (
+        report["sources"]["feedback"]["notes"])
+
+
+def test_a_date_and_a_time_in_two_columns_are_combined_and_ids_unique_per_store_are_joined(tmp_path):
+    write(tmp_path, "t.csv", "order_id,Store,CustomerNo,Date,Time,amount\no1,S1,17,31/01/2024,09:30,10\n"
+          "o2,S2,17,13/02/2024,17:05,20\no3,S1,18,14/02/2024,,5\n")
+    combined = {"path": "t.csv", "combine": {"ordered_at": ["Date", "Time"], "customer_id": ["Store", "CustomerNo"]}}
+    run_ingest(tmp_path, {"transactions": combined}, ingest={"max_bad_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated["customer_id"].tolist() == ["S1 17", "S2 17"]
+    assert validated["ordered_at"].tolist() == [pd.Timestamp("2024-01-31 09:30", tz="UTC"),
+                                                pd.Timestamp("2024-02-13 17:05", tz="UTC")]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].tolist() == ["Date + Time: missing"]  # a row without its time is not guessed at midnight
+    with pytest.raises(IngestError, match=r"sources\.transactions\.combine: column 'Hour' is not in .*t\.csv \(its "
+                                          r"columns: order_id, Store, CustomerNo, Date, Time, amount\)"):
+        run_ingest(tmp_path, {"transactions": {**combined, "combine": {"ordered_at": ["Date", "Hour"]}}})
+    with pytest.raises(IngestError, match=r"has a column 'Date' for ordered_at, which sources\.transactions\.combine "
+                                          r"fills too"):
+        run_ingest(tmp_path, {"transactions": {**combined, "rename": {"Date": "ordered_at"}}})
+
+
+def test_unix_times_are_read_as_seconds_or_milliseconds_since_1970_in_utc(tmp_path):
+    write(tmp_path, "s.csv", "order_id,customer_id,ordered_at,amount\no1,c1,1706693400,10\no2,c2,1707843900,20\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "s.csv", "timezone": "Europe/Berlin"}})
+    expected = [pd.Timestamp("2024-01-31 09:30", tz="UTC"), pd.Timestamp("2024-02-13 17:05", tz="UTC")]
+    assert read_validated_source(tmp_path, "transactions")["ordered_at"].tolist() == expected
+    assert ("ordered_at read as Unix time (seconds since 1970-01-01 UTC, date format 'unix'), the only common layout "
+            "that reads its values (not ISO 8601); set read.date_format to choose another") in (
+        report["sources"]["transactions"]["notes"])
+    write(tmp_path, "ms.csv", "order_id,customer_id,ordered_at,amount\no1,c1,1706693400000,10\no2,c2,1707843900000,20\n")
+    run_ingest(tmp_path, {"transactions": {"path": "ms.csv", "read": {"date_format": "unix_ms"}}})
+    assert read_validated_source(tmp_path, "transactions")["ordered_at"].tolist() == expected
+    # 8-digit dates are dates, not seconds since 1970 (CDNOW writes 19970101)
+    write(tmp_path, "d.csv", "order_id,customer_id,ordered_at,amount\no1,c1,20240131,10\no2,c2,20240213,20\n")
+    run_ingest(tmp_path, {"transactions": {"path": "d.csv"}})
+    assert read_validated_source(tmp_path, "transactions")["ordered_at"].dt.day.tolist() == [31, 13]
+
+
+def test_mapping_keys_name_contract_columns_or_fail_at_start_up(tmp_path):
+    for setting, value, message in [
+        ("constants", {"kinds": "nps"}, "feedback.constants: 'kinds' is not a column of the feedback contract"),
+        ("combine", {"kind": ["Survey"]}, "kind: name two or more file columns to join"),
+        ("recode", {"survey": {"NPS": "nps"}}, "feedback.recode: 'survey' is not a column of the feedback contract"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", setting: value}})
