@@ -187,12 +187,15 @@ def recoded(values: pd.Series, words: Mapping[str, str]) -> pd.Series:
 def folded_to_allowed(values: pd.Series, allowed: tuple[str, ...]) -> tuple[pd.Series, int, str]:
     """`values` (text) where a value is one of `allowed` but for case and surrounding whitespace ('NPS', ' Earn')
     replaced by it; the number of values replaced and an example ('NPS' as 'nps'), or (values, 0, '')."""
-    folded = values.str.strip().str.lower()
-    fixed = (folded.isin(allowed) & ~values.isin(allowed)).to_numpy(dtype=bool)
+    other = np.flatnonzero(~values.isin(allowed).to_numpy(dtype=bool) & values.notna().to_numpy(dtype=bool))
+    folded = values.iloc[other].str.strip().str.lower()
+    fixed = folded.isin(allowed).to_numpy(dtype=bool)
     if not fixed.any():
         return values, 0, ""
-    first = int(np.argmax(fixed))
-    return values.where(~fixed, folded), int(fixed.sum()), f"{values.iloc[first]!r} as {folded.iloc[first]!r}"
+    rows, words = other[fixed], folded[fixed]
+    result = values.copy()
+    result.iloc[rows] = words.to_numpy()
+    return result, len(rows), f"{values.iloc[rows[0]]!r} as {words.iloc[0]!r}"
 
 
 def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
