@@ -204,6 +204,7 @@ class PromotionDecision:
     incumbent_version: str | None
 
     unchanged: bool = False
+    other_project: str | None = None  # the champion's project, when it is not this run's (the alias is kept)
 
     @property
     def label(self) -> str:
@@ -590,20 +591,52 @@ def register_model(settings: TrackingSettings, model: ChurnModel, *, bundle: Pat
 
 
 def promotion_decision(
-    settings: TrackingSettings, result: TrainResult, *, retention: RetentionSettings
+    settings: TrackingSettings, result: TrainResult, *, retention: RetentionSettings, trained_from: Mapping[str, str]
 ) -> PromotionDecision:
     """Whether the newly registered model takes the alias: its test `champion_metric` against the champion's
-    (`incumbent_test_metric`), with the noise caveat of its lead over the best baseline."""
+    (`incumbent_test_metric`), with the noise caveat of its lead over the best baseline.
+
+    `trained_from`: this run's project and transactions path (`config.data_identity`). A champion trained for
+    another project (another shop sharing the registry and model name) keeps the alias: comparing the two on this
+    project's test data would hand one shop's customers to the other's model. A champion of this project trained
+    from another transactions path (a renamed export) is compared as usual, and the reason says so.
+    """
     metric = settings.champion_metric
+    new_value = float(result.metrics["test"][chosen_candidate(result.metrics)][metric])
+    then = champion_trained_from(settings)
+    if then is not None and then["project"] != trained_from["project"]:
+        version = str(champion_version(settings).version)
+        reason = (
+            f"champion v{version} was trained for project {then['project']!r} from {then['transactions']}, this run "
+            f"for project {trained_from['project']!r} from {trained_from['transactions']}: another project's champion "
+            "is not replaced (nor compared on this project's data); give each project its own train.model_name or "
+            "registry, and scoring with this one uses that project's model"
+        )
+        return PromotionDecision(False, reason, metric, new_value, None, version, other_project=then["project"])
+    caveats = [noise_caveat(result.metrics)]
+    if then is not None and then["transactions"] != trained_from["transactions"]:
+        caveats.append(f"the champion was trained from {then['transactions']}, this run reads {trained_from['transactions']}")
     incumbent, incumbent_version, basis = incumbent_test_metric(settings, result, retention=retention)
     return decide_promotion(
-        float(result.metrics["test"][chosen_candidate(result.metrics)][metric]),
+        new_value,
         incumbent,
         metric=metric,
         incumbent_version=incumbent_version,
         basis=basis,
-        caveat=noise_caveat(result.metrics),
+        caveat="; ".join(caveat for caveat in caveats if caveat),
     )
+
+
+def champion_trained_from(settings: TrackingSettings) -> dict[str, str] | None:
+    """The champion's project and transactions path, from its training run's params (logged by every training);
+    None without a champion or when its run lacks them."""
+    version = champion_version(settings)
+    if version is None:
+        return None
+    params = _client(settings).get_run(version.run_id).data.params
+    if "project" not in params:
+        return None
+    return {"project": params["project"], "transactions": params.get("sources.transactions.path", "?")}
 
 
 def publish_version(

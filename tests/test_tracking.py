@@ -357,6 +357,33 @@ def test_run_is_logged_registered_and_champion_moves_only_to_an_equal_or_better_
     assert basis == "value recorded at its training; it was fitted on labels overlapping this test snapshot"
 
 
+def test_another_projects_champion_keeps_the_alias_and_a_renamed_export_is_compared_with_a_note(
+    tmp_path, mlflow_uri, trained
+):
+    """Two shops share a registry and the default model name: shop B's training must not take shop A's alias (nor
+    be judged by A's model on B's data); the same shop reading a renamed export is compared as usual."""
+    import mlflow
+
+    strong, weak = trained
+    shop_a = make_cfg(tmp_path, mlflow_uri, model_name="tracking-shared")
+    first = track_training(shop_a, weak, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert first.decision.promote
+    shop_b = shop_a.model_copy(update={"project": "shop-b"})
+    other = track_training(shop_b, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert not other.decision.promote and other.decision.label == "kept" and other.decision.other_project == shop_a.project
+    assert other.decision.reason.startswith(
+        f"champion v1 was trained for project {shop_a.project!r} from {shop_a.sources.transactions.path}, this run for "
+        f"project 'shop-b' from {shop_a.sources.transactions.path}: another project's champion is not replaced")
+    client = mlflow.MlflowClient(mlflow_uri)
+    assert str(client.get_model_version_by_alias("tracking-shared", "champion").version) == "1"
+    renamed = shop_a.model_copy(update={"sources": shop_a.sources.model_copy(update={
+        "transactions": shop_a.sources.transactions.model_copy(update={"path": tmp_path / "export-2.csv"})})})
+    same_shop = track_training(renamed, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert same_shop.decision.promote and same_shop.decision.other_project is None
+    assert (f"the champion was trained from {shop_a.sources.transactions.path}, this run reads "
+            f"{tmp_path / 'export-2.csv'}") in same_shop.decision.reason
+
+
 def test_no_champion_means_no_incumbent(tmp_path, mlflow_uri, trained):
     cfg = make_cfg(tmp_path, mlflow_uri, model_name="tracking-no-champion")
     assert incumbent_test_metric(tracking_settings(cfg), trained[0], retention=RETENTION) == (None, None, "")

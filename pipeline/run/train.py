@@ -372,7 +372,9 @@ def track_training(
             with tempfile.TemporaryDirectory(prefix="pyfunc-") as folder:
                 packaged = write_bundle(path=Path(folder) / "bundle", model_version=None, extra=manifest)
                 version = register_model(settings, model, bundle=packaged, features=result.test_features)
-            decision = promotion_decision(settings, result, retention=retention)
+            decision = promotion_decision(settings, result, retention=retention, trained_from=data_identity(cfg))
+            if decision.other_project is not None:
+                get_logger().warning("not promoted: %s", decision.reason)
             manifest = {**manifest, "champion_at_training": decision.promote}
         bundle_path = write_bundle(path=cfg.bundle_dir, model_version=version, extra=manifest)
         publish_version(settings, version, decision=decision, bundle_path=bundle_path, fingerprint=fingerprint)
