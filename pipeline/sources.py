@@ -53,7 +53,8 @@ COMMON_SEPARATORS = (",", ";", "\t", "|")
 COMMON_DATE_FORMATS = tuple(
     f"{day}{time}"
     for day in ("%m/%d/%Y", "%d/%m/%Y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",
-                "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y")
+                "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y",
+                "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")  # two-digit years: a spreadsheet's short date (1/31/24)
     for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 )
 # read.date_format values for Unix time: seconds or milliseconds since 1970-01-01 UTC (no time zone applies).

@@ -48,6 +48,12 @@ def test_a_config_without_features_is_valid_and_an_empty_date_list_is_not(tmp_pa
         (["Jan 5, 2024", "Feb 29, 2024"], DateFormatGuess("%b %d, %Y")),
         (["01/02/2024", "03/04/2024"], DateFormatGuess(None, ("%m/%d/%Y", "%d/%m/%Y"))),  # either order reads all
         (["yesterday", "soon", "12/1/2010"], DateFormatGuess(None)),  # too few read
+        (["1/31/24 9:30", "12/1/23 17:05"], DateFormatGuess("%m/%d/%y %H:%M")),  # a spreadsheet's short date
+        (["31.01.24", "01.12.23"], DateFormatGuess("%d.%m.%y")),
+        (["01/02/03", "04/05/06"], DateFormatGuess(None, ("%m/%d/%y", "%d/%m/%y"))),
+        (["1706693400", "1707843900"], DateFormatGuess("unix")),  # seconds since 1970, in 2024
+        (["1706693400000", "1707843900000"], DateFormatGuess("unix_ms")),
+        (["20240131", "20240213"], DateFormatGuess("%Y%m%d")),  # not seconds: they would be in 1970
     ],
 )
 def test_infer_date_format_reads_one_unambiguous_layout(values, expected):
