@@ -875,6 +875,34 @@ def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
     return notes
 
 
+def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
+    """A note when some distinct customer ids of a source differ only in case (with ingest.id_case keep) or in the
+    leading zeros of an all-digit id ('AB12'/'ab12', '00123'/'123'): one customer may be counted as two; None
+    otherwise. Nothing is merged: the note says how many such groups there are, with an example."""
+    ids = _distinct_ids(result.validated)
+    if len(ids) < 2:
+        return None
+    text = pl.col("id")
+    unpadded = text.str.strip_chars_start("0")
+    key = (pl.when(text.str.contains(r"^[0-9]+$"))
+           .then(pl.when(unpadded == "").then(pl.lit("0")).otherwise(unpadded))
+           .otherwise(text.str.to_lowercase() if id_case == "keep" else text))
+    groups = (pl.DataFrame({"id": pl.Series(ids)}).lazy()
+              .with_columns(key.alias("key"))
+              .filter(pl.col("key").is_duplicated())
+              .sort("key", "id")
+              .collect())
+    if groups.is_empty():
+        return None
+    count = groups["key"].n_unique()
+    first = groups["id"].head(2).to_list()
+    how = "case or leading zeros" if id_case == "keep" else "leading zeros"
+    fix = "set ingest.id_case: lower if case does not matter; " if id_case == "keep" else ""
+    return (f"{count:,} customer id{'s are' if count != 1 else ' is'} written more than one way (differing only in "
+            f"{how}, e.g. {first[0]!r} and {first[1]!r}), each way counted as another customer; {fix}check the "
+            "export for dropped leading zeros (a spreadsheet drops them)")
+
+
 def ingest_sources(
     raws: Mapping[str, RawSource], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
 ) -> IngestResult:
@@ -910,7 +938,8 @@ def ingest_sources(
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name]  # the typed columns live on in the validated frame: free the rest now
-    for name, note in id_match_notes(results).items():
+    split = split_id_note(results["transactions"], id_case=cfg.id_case)
+    for name, note in [*([("transactions", split)] if split else []), *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)
     failures = [r for r in results.values() if r.report["bad_share"] > cfg.max_bad_share]

@@ -560,6 +560,27 @@ def test_feedback_ids_written_differently_from_the_transactions_ones_get_a_note(
         "check that both sources use the same customer ids; features from feedback are empty for the others"]
 
 
+def test_ids_of_one_source_that_differ_only_in_case_or_leading_zeros_get_a_note_and_stay_apart(tmp_path, caplog):
+    """One monthly export came through a spreadsheet (leading zeros dropped); the web shop writes e-mails as typed."""
+    import logging
+
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,00123,2024-01-01,5\no2,123,2024-01-09,5\n"
+          "o3,Ann@X.com,2024-01-03,5\no4,ann@x.com,2024-01-05,5\no5,77,2024-01-06,5\no6,077A,2024-01-06,5\n")
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    note = ("2 customer ids are written more than one way (differing only in case or leading zeros, e.g. '00123' and "
+            "'123'), each way counted as another customer; set ingest.id_case: lower if case does not matter; check "
+            "the export for dropped leading zeros (a spreadsheet drops them)")
+    assert report["sources"]["transactions"]["notes"] == [note] and note in caplog.text
+    assert read_validated_source(tmp_path, "transactions")["customer_id"].nunique() == 6  # nothing merged
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}}, ingest={"id_case": "lower"})
+    assert report["sources"]["transactions"]["notes"] == [
+        "1 customer id is written more than one way (differing only in leading zeros, e.g. '00123' and '123'), each "
+        "way counted as another customer; check the export for dropped leading zeros (a spreadsheet drops them)"]
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    assert run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]["notes"] == []
+
+
 # --- columns the export lacks, splits or words differently -------------------------------------------
 
 
