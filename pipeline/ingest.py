@@ -261,8 +261,8 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             if (raw.name, column) in ALLOWED_VALUES:
                 parsed, fixed, example = folded_to_allowed(parsed, ALLOWED_VALUES[(raw.name, column)])
                 if fixed:
-                    notes.append(f"{labels.get(column, column)}: {fixed:,} value{'s' * (fixed != 1)} read in the contract's lower case "
-                                 f"(e.g. {example})")
+                    notes.append(f"{labels.get(column, column)}: {fixed:,} value{'s' * (fixed != 1)} read in the "
+                                 f"contract's lower case (e.g. {example})")
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed):
@@ -307,10 +307,11 @@ def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: st
     parsed = parsed.copy()
     parsed.iloc[failed] = rest.to_numpy()
     unit = {"unix": "seconds", "unix_ms": "milliseconds"}.get(guess.date_format)
-    read_as = f"as Unix time ({unit} since 1970-01-01 UTC, date format" if unit else "with the date format"
+    how = (f"as Unix time ({unit} since 1970-01-01 UTC, date format '{guess.date_format}')" if unit
+           else f"with the date format '{guess.date_format}'")
     return parsed, "not a timestamp", (
-        f"{label} read {read_as} '{guess.date_format}'{')' if unit else ''}, the only common layout that reads its "
-        "values (not ISO 8601); set read.date_format to choose another"
+        f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set read.date_format to "
+        "choose another"
     )
 
 
