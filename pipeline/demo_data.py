@@ -635,6 +635,9 @@ def inject_bad_rows(frames: dict[str, pd.DataFrame], *, seed: int, share: float 
         kind = rng.permutation(np.arange(n_bad) % len(kinds))
         for number, (column, value) in enumerate(kinds):
             bad.loc[kind == number, column] = value
+        if name == "transactions":  # a guest checkout is an order of its own, not a line of a customer's order
+            guests = (bad["customer_id"].isna() & bad["order_id"].notna()).to_numpy()
+            bad.loc[guests, "order_id"] = "G" + pd.RangeIndex(int(guests.sum())).astype("str")
         combined = pd.concat([text, bad], ignore_index=True)
         position = np.concatenate([np.arange(len(text)) + 0.5, rng.uniform(0, len(text), n_bad)])
         out[name] = combined.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)

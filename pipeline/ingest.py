@@ -35,7 +35,8 @@ anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -167,6 +168,80 @@ def map_columns(raw: RawSource, source: SourceConfig) -> tuple[pd.DataFrame, dic
         present["order_id"] = synthetic_order_ids(len(raw.frame))
         labels["order_id"] = "order_id (one per row)"
     return pd.DataFrame(present, index=raw.frame.index, copy=False), labels
+
+
+ORDER_FIELDS = ("customer_id", "ordered_at")  # one value per order: a line may take it from its order's other lines
+
+
+def file_columns(columns: Iterable[str], source: SourceConfig, contract_column: str) -> list[str]:
+    """The file columns that give `contract_column` under the mapping: its `combine` parts, else the column renamed
+    onto it (or named so); [] when none (absent, or a constant)."""
+    if contract_column in source.combine:
+        return list(source.combine[contract_column])
+    return [column for column in columns if source.rename.get(column, column) == contract_column]
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """Missing cells, and text cells holding only whitespace (Arrow kernels: this runs on every line)."""
+    if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+        return values.isna().to_numpy(dtype=bool)
+    text = pa_arrow.array(values.astype("str"), type=pa_arrow.large_string(), from_pandas=True)
+    blank = pa_compute.equal(pa_compute.utf8_trim_whitespace(text), "")
+    return pa_compute.fill_null(blank, True).to_numpy(zero_copy_only=False)
+
+
+def _order_keys(frame: pd.DataFrame, columns: list[str]) -> pa_arrow.Array:
+    """Each line's order, as text (`columns` joined by a space, each stripped); null where the order id is blank."""
+    if len(columns) > 1:
+        return pa_arrow.array(joined_text(frame, columns), type=pa_arrow.large_string(), from_pandas=True)
+    text = pa_compute.utf8_trim_whitespace(pa_arrow.array(frame[columns[0]].astype("str"), type=pa_arrow.large_string(),
+                                                          from_pandas=True))
+    return pa_compute.if_else(pa_compute.equal(text, ""), pa_arrow.scalar(None, pa_arrow.large_string()), text)
+
+
+def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
+    """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
+    other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
+    ORDER_FIELDS, or named by `exclude` or `returns_when`, takes the one value the other lines of its order hold
+    (none when they hold two). A note counts the lines. Other sources, or nothing to fill: `raw` unchanged.
+
+    Only the orders with a blank cell are grouped: on a complete export this costs a few Arrow passes.
+    """
+    if raw.name != "transactions" or source.one_order_per_row:
+        return raw
+    columns = list(raw.frame.columns)
+    order_columns = file_columns(columns, source, "order_id")
+    fill = [c for c in dict.fromkeys([*(c for f in ORDER_FIELDS for c in file_columns(columns, source, f)),
+                                      *source.exclude, *source.returns_when]) if c in columns and c not in order_columns]
+    if not order_columns or not fill:
+        return raw
+    frame = raw.frame
+    blanks = {column: _blank(frame[column]) for column in fill}
+    some_blank = np.logical_or.reduce(list(blanks.values()))
+    if not some_blank.any():
+        return raw
+    orders = _order_keys(frame, order_columns)
+    incomplete = pa_compute.unique(pa_compute.drop_null(pa_compute.filter(orders, pa_arrow.array(some_blank))))
+    rows = np.flatnonzero(pa_compute.fill_null(pa_compute.is_in(orders, value_set=incomplete), False)
+                          .to_numpy(zero_copy_only=False))
+    key = pd.Series(orders.take(pa_arrow.array(rows)).to_pandas())
+    filled_lines = np.zeros(len(frame), dtype=bool)
+    updates = {}
+    for column in fill:
+        blank = blanks[column][rows]
+        groups = frame[column].iloc[rows].reset_index(drop=True).where(~blank).groupby(key, sort=False)
+        taken = blank & (groups.transform("nunique") == 1).to_numpy(dtype=bool)
+        if taken.any():
+            values = frame[column].copy()
+            values.iloc[rows[taken]] = groups.transform("first").to_numpy()[taken]
+            updates[column] = values
+            filled_lines[rows[taken]] = True
+    if not updates:
+        return raw
+    names = ", ".join(column for column in fill if column in updates)
+    note = (f"{int(filled_lines.sum()):,} order lines with blank cells in {names} took their order's values from its "
+            "other lines (an export that writes an order's fields on its first line only)")
+    return dataclasses.replace(raw, frame=frame.assign(**updates), notes=(*raw.notes, note))
 
 
 def joined_text(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -916,6 +991,7 @@ def ingest_sources(
             f"source transactions: {files} has a header but no rows; transactions are required — "
             "export the orders, or point sources.transactions.path at the right file"
         )
+    raws = {name: with_order_fields_filled(raw, sources[name]) for name, raw in raws.items()}
     parsed = {name: parse_source(raw, sources[name], id_case=cfg.id_case) for name, raw in raws.items()}
     start, reference = time_bounds(parsed)
     tolerance = pd.Timedelta(days=cfg.future_tolerance_days)

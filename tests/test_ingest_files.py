@@ -663,3 +663,30 @@ def test_mapping_keys_name_contract_columns_or_fail_at_start_up(tmp_path):
     ]:
         with pytest.raises(Exception, match=message):
             make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", setting: value}})
+
+
+def test_order_fields_written_on_an_orders_first_line_only_are_taken_by_its_other_lines(tmp_path):
+    """A Shopify order export: the e-mail, the time and the status stand on an order's first line only."""
+    write(tmp_path, "orders.csv", "Name,Email,Financial Status,Created at,Lineitem quantity,Lineitem price\n"
+          "#1001,ann@example.com,paid,2024-01-31 09:30:00 +0100,1,20.00\n#1001,,,,1,25.00\n"
+          "#1003,ann@example.com,refunded,2024-02-10 11:00:00 +0100,1,30.00\n#1003,,,,2,5.00\n"
+          "#1005,,,2024-02-11 11:00:00,1,9.00\n#1005,,,,1,4.00\n"  # a guest order: nobody to take
+          "#1006,bob@example.com,paid,2024-02-12 11:00:00,1,8.00\n#1006,cat@example.com,paid,2024-02-12 11:00:00,1,8.00\n"
+          "#1006,,paid,2024-02-12 11:00:00,1,3.00\n")  # two customers on one order: not guessed
+    shopify = {"path": "orders.csv", "exclude": {"Financial Status": ["refunded"]},
+               "rename": {"Name": "order_id", "Email": "customer_id", "Created at": "ordered_at",
+                          "Lineitem quantity": "quantity", "Lineitem price": "unit_price"}}
+    report = run_ingest(tmp_path, {"transactions": shopify}, ingest={"max_anonymous_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "customer_id", "amount"]].values.tolist() == [
+        ["#1001", "ann@example.com", 20.0], ["#1001", "ann@example.com", 25.0],
+        ["#1006", "bob@example.com", 8.0], ["#1006", "cat@example.com", 8.0]]
+    assert validated["ordered_at"].iloc[1] == pd.Timestamp("2024-01-31 08:30", tz="UTC")
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["Name", "reason"]].values.tolist() == [
+        ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded'"],
+        ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded'"],  # its 2nd line too
+        ["#1005", "anonymous"], ["#1005", "anonymous"], ["#1006", "anonymous"]]
+    assert ("3 order lines with blank cells in Email, Created at, Financial Status took their order's values from its "
+            "other lines (an export that writes an order's fields on its first line only)") in (
+        report["sources"]["transactions"]["notes"])
