@@ -52,7 +52,8 @@ class ReadOptions(StrictModel):
 
     sep: str = ","
     encoding: str = "utf-8"
-    # strptime codes ('%d.%m.%Y %H:%M'), or 'unix' / 'unix_ms' for seconds / milliseconds since 1970-01-01 UTC
+    # strptime codes ('%d.%m.%Y %H:%M'); 'unix' / 'unix_ms': seconds / milliseconds since 1970-01-01 UTC;
+    # 'excel': a spreadsheet's date serial, days since 1899-12-30 (45322.5 is 2024-01-31 12:00)
     date_format: str | None = None
     header: bool = True
     column_names: list[str] | None = None  # for files without a header row

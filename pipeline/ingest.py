@@ -362,6 +362,13 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
                         problems=problems_frame, labels=labels, derived=derived, notes=notes)
 
 
+NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERIC_FORMATS`) is named in the note
+    "unix": "as Unix time (seconds since 1970-01-01 UTC, date format",
+    "unix_ms": "as Unix time (milliseconds since 1970-01-01 UTC, date format",
+    "excel": "as a spreadsheet's date serial (days since 1899-12-30, date format",
+}
+
+
 def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: str) -> tuple[pd.Series, str, str]:
     """(UTC timestamps, the reason for values left unparsed, a note for the report or "").
 
@@ -381,9 +388,8 @@ def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: st
     rest = parse_timestamps(values.iloc[failed], date_format=guess.date_format, timezone=source.timezone)
     parsed = parsed.copy()
     parsed.iloc[failed] = rest.to_numpy()
-    unit = {"unix": "seconds", "unix_ms": "milliseconds"}.get(guess.date_format)
-    how = (f"as Unix time ({unit} since 1970-01-01 UTC, date format '{guess.date_format}')" if unit
-           else f"with the date format '{guess.date_format}'")
+    how = NUMERIC_READINGS.get(guess.date_format, "with the date format") + f" '{guess.date_format}'"
+    how += ")" if guess.date_format in NUMERIC_READINGS else ""
     return parsed, "not a timestamp", (
         f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set read.date_format to "
         "choose another"

@@ -57,11 +57,13 @@ COMMON_DATE_FORMATS = tuple(
                 "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")  # two-digit years: a spreadsheet's short date (1/31/24)
     for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 )
-# read.date_format values for Unix time: seconds or milliseconds since 1970-01-01 UTC (no time zone applies).
-UNIX_FORMATS = {"unix": "s", "unix_ms": "ms"}
-# Unix times count as read, when a layout is inferred, only inside these years: 8-digit dates such as
-# 20240131 are not seconds since 1970.
-UNIX_PLAUSIBLE = (pd.Timestamp("2000-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
+# read.date_format values for numbers of a unit since an epoch: Unix time in seconds or milliseconds since
+# 1970-01-01 UTC (no time zone applies), and a spreadsheet's date serial, days since 1899-12-30 (45322.5 is
+# 2024-01-31 12:00; wall-clock time, so the source's time zone applies).
+NUMERIC_FORMATS = {"unix": ("s", "1970-01-01"), "unix_ms": ("ms", "1970-01-01"), "excel": ("D", "1899-12-30")}
+# Numeric times count as read, when a layout is inferred, only inside these years: 8-digit dates such as
+# 20240131 are not seconds since 1970, nor 2024 a day of 1905.
+NUMERIC_PLAUSIBLE = (pd.Timestamp("2000-01-01"), pd.Timestamp("2100-01-01"))
 # Values tried per layout before the whole column is (evenly spaced, so the inference is deterministic).
 DATE_FORMAT_SAMPLE = 2_000
 # A layout is inferred only when it reads at least this share of the values ISO 8601 does not.
@@ -696,18 +698,19 @@ class DateFormatGuess:
 
 
 def _parsed_count(text: pd.Series, date_format: str) -> int:
-    if date_format in UNIX_FORMATS:
-        return int(unix_timestamps(text, unit=UNIX_FORMATS[date_format]).between(*UNIX_PLAUSIBLE).sum())
+    if date_format in NUMERIC_FORMATS:
+        return int(numeric_times(text, date_format).between(*NUMERIC_PLAUSIBLE).sum())
     return int(pd.to_datetime(text, format=date_format, errors="coerce", cache=False).notna().sum())
 
 
-def unix_timestamps(values: pd.Series, *, unit: str) -> pd.Series:
-    """Numbers of `unit` ('s', 'ms') since 1970-01-01 UTC, as text or numbers -> UTC timestamps; NaT where a value is
-    not a number or lies beyond the years 1678-2261 that timestamps hold."""
+def numeric_times(values: pd.Series, date_format: str) -> pd.Series:
+    """Numbers (text or numbers) of a NUMERIC_FORMATS unit since its epoch -> naive timestamps (datetime64[us]); NaT
+    where a value is not a number or lies beyond the years 1678-2261 that timestamps hold."""
+    unit, epoch = NUMERIC_FORMATS[date_format]
     numbers = pd.to_numeric(values.astype("str").str.strip(), errors="coerce").astype("float64")
-    seconds = numbers / (1000.0 if unit == "ms" else 1.0)
-    numbers = numbers.where(seconds.abs() < 9.2e9)
-    return pd.to_datetime(numbers, unit=unit, utc=True, errors="coerce").astype(TIMESTAMP)
+    seconds = numbers * pd.Timedelta(1, unit=unit).total_seconds()
+    numbers = numbers.where((seconds.abs() < 9.2e9) & numbers.notna())
+    return (pd.Timestamp(epoch) + pd.to_timedelta(numbers, unit=unit).dt.round("us")).astype("datetime64[us]")
 
 
 def infer_date_format(text: pd.Series) -> DateFormatGuess:
@@ -717,7 +720,7 @@ def infer_date_format(text: pd.Series) -> DateFormatGuess:
     if text.empty:
         return DateFormatGuess(None)
     step = max(1, len(text) // DATE_FORMAT_SAMPLE)
-    candidates = [*COMMON_DATE_FORMATS, *UNIX_FORMATS]
+    candidates = [*COMMON_DATE_FORMATS, *NUMERIC_FORMATS]
     # Every layout on the sample, then only the sample's best ones on every value (each value parsed once).
     for values in (text.iloc[::step], text) if step > 1 else (text,):
         counts = {f: _parsed_count(values, f) for f in candidates}
@@ -733,11 +736,12 @@ def infer_date_format(text: pd.Series) -> DateFormatGuess:
 def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: str) -> pd.Series:
     """UTC timestamps (datetime64[us, UTC]); unparseable -> NaT.
 
-    Text: `date_format` (strptime codes, or a UNIX_FORMATS name) when given, else ISO 8601 (offsets honoured).
+    Text: `date_format` (strptime codes, or a NUMERIC_FORMATS name) when given, else ISO 8601 (offsets honoured).
     Naive values are wall-clock time in `timezone`. Typed (Parquet) datetimes: naive ones are localized too.
     """
-    if date_format in UNIX_FORMATS:
-        parsed = unix_timestamps(values, unit=UNIX_FORMATS[date_format])
+    if date_format in NUMERIC_FORMATS:
+        naive = numeric_times(values, date_format)
+        parsed = naive.dt.tz_localize("UTC") if date_format.startswith("unix") else _localize(naive, timezone)
     elif isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values.dtype):

@@ -649,6 +649,13 @@ def test_unix_times_are_read_as_seconds_or_milliseconds_since_1970_in_utc(tmp_pa
     write(tmp_path, "ms.csv", "order_id,customer_id,ordered_at,amount\no1,c1,1706693400000,10\no2,c2,1707843900000,20\n")
     run_ingest(tmp_path, {"transactions": {"path": "ms.csv", "read": {"date_format": "unix_ms"}}})
     assert read_validated_source(tmp_path, "transactions")["ordered_at"].tolist() == expected
+    # a spreadsheet's date serials are wall-clock days since 1899-12-30: the source's time zone applies
+    write(tmp_path, "x.csv", "order_id,customer_id,ordered_at,amount\no1,c1,45322.5,10\no2,c2,45335.25,20\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "x.csv", "timezone": "Europe/Berlin"}})
+    assert read_validated_source(tmp_path, "transactions")["ordered_at"].tolist() == [
+        pd.Timestamp("2024-01-31 11:00", tz="UTC"), pd.Timestamp("2024-02-13 05:00", tz="UTC")]
+    assert report["sources"]["transactions"]["notes"][0].startswith(
+        "ordered_at read as a spreadsheet's date serial (days since 1899-12-30, date format 'excel'), the only")
     # 8-digit dates are dates, not seconds since 1970 (CDNOW writes 19970101)
     write(tmp_path, "d.csv", "order_id,customer_id,ordered_at,amount\no1,c1,20240131,10\no2,c2,20240213,20\n")
     run_ingest(tmp_path, {"transactions": {"path": "d.csv"}})

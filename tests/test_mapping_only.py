@@ -54,6 +54,8 @@ def test_a_config_without_features_is_valid_and_an_empty_date_list_is_not(tmp_pa
         (["1706693400", "1707843900"], DateFormatGuess("unix")),  # seconds since 1970, in 2024
         (["1706693400000", "1707843900000"], DateFormatGuess("unix_ms")),
         (["20240131", "20240213"], DateFormatGuess("%Y%m%d")),  # not seconds: they would be in 1970
+        (["45322.39583", "45323"], DateFormatGuess("excel")),  # a spreadsheet's date serials (days since 1899-12-30)
+        (["2024", "2025"], DateFormatGuess(None)),  # years are not day serials of 1905
     ],
 )
 def test_infer_date_format_reads_one_unambiguous_layout(values, expected):
