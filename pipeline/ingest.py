@@ -70,11 +70,14 @@ from pipeline.sources import (
     parse_ids,
     parse_numbers,
     parse_timestamps,
+    rounded_ids,
     synthetic_order_ids,
 )
 
 MISSING = "missing"
 ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest checkout): not a bad row
+ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so different ones look alike; re-export with "
+              "the column formatted as text")
 # The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
 REPEATED = "repeats a row of an earlier file (overlapping exports)"
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
@@ -330,7 +333,11 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
         elif dtype == BOOLEAN:
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
-            parsed, reason = parse_ids(values, case=id_case), ""
+            parsed, reason = parse_ids(values, case=id_case), ROUNDED_ID
+            rounded = rounded_ids(parsed)
+            if len(rounded):  # unparsed: quarantined as bad, not as a guest
+                parsed = parsed.copy()
+                parsed.iloc[rounded] = None
         else:
             parsed, reason = values.astype(STRING), ""
             if (raw.name, column) in ALLOWED_VALUES:

@@ -557,6 +557,19 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
     return _text_series(cleaned, text.index)
 
 
+# An id a spreadsheet wrote in scientific notation ('1.23457E+11'): rounded, so that different ids look alike.
+SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE][+-]?\d+$"
+
+
+def rounded_ids(ids: pd.Series) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) written in scientific notation (SCIENTIFIC_ID_PATTERN)."""
+    arrow = _arrow_strings(ids)
+    if not pc.any(pc.match_substring(arrow, "e", ignore_case=True)).as_py():  # cheap test before the expression
+        return np.zeros(0, dtype=np.int64)
+    found = pc.fill_null(pc.match_substring_regex(arrow, SCIENTIFIC_ID_PATTERN), False)
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+
+
 def _text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
     """A "str" Series over an Arrow large_string array (no copy)."""
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)

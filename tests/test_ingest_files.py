@@ -697,3 +697,17 @@ def test_order_fields_written_on_an_orders_first_line_only_are_taken_by_its_othe
     assert ("3 order lines with blank cells in Email, Created at, Financial Status took their order's values from its "
             "other lines (an export that writes an order's fields on its first line only)") in (
         report["sources"]["transactions"]["notes"])
+
+
+def test_ids_a_spreadsheet_wrote_in_scientific_notation_are_quarantined_not_merged(tmp_path):
+    """Twelve-digit customer numbers saved through a spreadsheet: 123456789012 and 123457000000 both read 1.23457E+11."""
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,1.23457E+11,2024-01-01,5\n"
+          "o2,1.23457E+11,2024-01-02,6\no3,123456789013,2024-01-03,7\no4,c9,2024-01-04,8\no5,c9,2024-01-05,8\n"
+          "o6,c8,2024-01-05,8\no7,c7,2024-01-05,8\no8,c6,2024-01-05,8\no9,c5,2024-01-05,8\no10,c4,2024-01-05,8\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].tolist() == ["customer_id: in scientific notation: a spreadsheet rounded these ids, so "
+                                             "different ones look alike; re-export with the column formatted as text"] * 2
+    entry = report["sources"]["transactions"]
+    assert entry["bad_rows"] == 2 and entry["anonymous_rows"] == 0
+    assert "123456789013" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
