@@ -110,6 +110,20 @@ class SourceConfig(StrictModel):
     # The export's words for a contract column's values (e.g. {kind: {Net Promoter: nps, Rating: review}});
     # compared as text with surrounding whitespace stripped; values not listed are read as they are.
     recode: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # More exports of this source in layouts of their own (NPS from one tool and reviews from another, orders
+    # before and after a platform change), each mapped with its own keys; their rows join this export's.
+    other_exports: list[SourceConfig] = Field(default_factory=list)
+
+    @field_validator("other_exports")
+    @classmethod
+    def _one_level(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        if any(export.other_exports for export in value):
+            raise ValueError("an export listed in other_exports has no other_exports of its own: list them all here")
+        return value
+
+    def exports(self) -> list[SourceConfig]:
+        """This export and its `other_exports`, in that order."""
+        return [self, *self.other_exports]
 
     @field_validator("constants", mode="before")
     @classmethod
@@ -155,9 +169,8 @@ class SourcesConfig(StrictModel):
 
     @model_validator(mode="after")
     def _returns_only_in_transactions(self) -> SourcesConfig:
-        for name in SOURCE_NAMES:
-            source = getattr(self, name)
-            if name != "transactions" and source is not None and source.returns_when:
+        for name, source in self.configured().items():
+            if name != "transactions" and any(export.returns_when for export in source.exports()):
                 raise ValueError(f"{name}.returns_when: only transactions have returns; remove the setting")
         return self
 
@@ -165,14 +178,15 @@ class SourcesConfig(StrictModel):
     def _contract_columns_only(self) -> SourcesConfig:
         for name, source in self.configured().items():
             columns = contract(name).dtypes
-            for setting in ("constants", "combine", "recode"):
-                unknown = [column for column in getattr(source, setting) if column not in columns]
-                if unknown:
-                    raise ValueError(f"{name}.{setting}: {unknown[0]!r} is not a column of the {name} contract "
-                                     f"(its columns: {', '.join(columns)}); name the contract column to fill")
-            both = sorted(set(source.constants) & set(source.combine))
-            if both:
-                raise ValueError(f"{name}: {both[0]!r} is in both constants and combine; remove one of the two")
+            for export in source.exports():
+                for setting in ("constants", "combine", "recode"):
+                    unknown = [column for column in getattr(export, setting) if column not in columns]
+                    if unknown:
+                        raise ValueError(f"{name}.{setting}: {unknown[0]!r} is not a column of the {name} contract "
+                                         f"(its columns: {', '.join(columns)}); name the contract column to fill")
+                both = sorted(set(export.constants) & set(export.combine))
+                if both:
+                    raise ValueError(f"{name}: {both[0]!r} is in both constants and combine; remove one of the two")
         return self
 
     def configured(self) -> dict[str, SourceConfig]:
@@ -527,8 +541,10 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for key, default in (("data_dir", "data"), ("models_dir", "models")):
         paths[key] = str(_resolve(base, Path(paths.get(key) or default)))
     for source in (raw.get("sources") or {}).values():
-        if isinstance(source, dict) and source.get("path"):
-            source["path"] = str(_resolve(base, Path(str(source["path"]))))
+        others = source.get("other_exports") if isinstance(source, dict) else None
+        for export in [source, *(others if isinstance(others, list) else [])]:
+            if isinstance(export, dict) and export.get("path"):
+                export["path"] = str(_resolve(base, Path(str(export["path"]))))
     mlflow_raw = raw.setdefault("mlflow", {}) or {}
     raw["mlflow"] = mlflow_raw
     uri = str(mlflow_raw.get("tracking_uri") or "sqlite:///mlruns.db")

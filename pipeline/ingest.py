@@ -36,7 +36,7 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -46,6 +46,7 @@ import pandera.pandas as pa
 import polars as pl
 import pyarrow as pa_arrow
 import pyarrow.compute as pa_compute
+from pandas.api.types import union_categoricals
 
 from pipeline.config import SOURCE_NAMES, IngestConfig, ReadOptions, SourceConfig
 from pipeline.contract import (
@@ -543,7 +544,10 @@ def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None, 
     `bounds`: the other limits of `validation_schema` (earliest_allowed, earliest_rule, max_abs_amount)."""
     schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels, **bounds)
     labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
-    parse_problems = parsed.problems.assign(reason=labels + ": " + parsed.problems["reason"])
+    if "label" in parsed.problems.columns:  # the file column of the export each row came from (`mapped_source`)
+        labels = parsed.problems["label"]
+    parse_problems = parsed.problems.drop(columns="label", errors="ignore").assign(
+        reason=labels + ": " + parsed.problems["reason"])
     problems = pd.concat([parse_problems, rule_problems(parsed, schema)], ignore_index=True)
     return problems.astype({"row": np.int64, "column": "str", "reason": "str"})
 
@@ -757,13 +761,13 @@ def repeated(keys: np.ndarray) -> np.ndarray:
 
 
 def split_source(
-    raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, source: SourceConfig
+    raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str]
 ) -> SourceResult:
     """Validated (contract-shaped), quarantine (raw + origin + reason) and extra columns of one source.
 
     quarantine: the file's columns unchanged, then source_file, source_row, reason.
-    extra: validated_row (row number in the validated frame), source_file, source_row, then the
-    file's columns that are not in the contract; no columns at all when there are none.
+    extra: validated_row (row number in the validated frame), source_file, source_row, then `extra_columns` (the
+    file columns that are not in the contract); no columns at all when there are none.
     Report: anonymous rows (no customer_id), repeats of an earlier file's rows and rows left out by the source's
     `exclude` setting are quarantined but not bad: `bad_share` excludes them.
     """
@@ -786,9 +790,6 @@ def split_source(
     quarantine = pd.concat([raw.frame.take(rejected), _origin_text(raw.origin.take(rejected))], axis=1)
     quarantine = quarantine.reset_index(drop=True)
     quarantine["reason"] = reasons.to_numpy()
-    extra_columns = [
-        column for column in raw.frame.columns if source.rename.get(column, column) not in contract(raw.name).dtypes
-    ]
     if extra_columns:
         kept_origin, kept_extra = keep_rows(raw.origin, ~bad), keep_rows(raw.frame[extra_columns], ~bad)
         extra = pd.concat([_origin_text(kept_origin), kept_extra], axis=1)
@@ -992,20 +993,86 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
             "export for dropped leading zeros (a spreadsheet drops them)")
 
 
+@dataclass(frozen=True)
+class MappedSource:
+    """One source read through its mapping: every export's rows one after the other (`raw`: the union of their file
+    columns), parsed (`parsed`), the rows its `exclude` settings leave out (`excluded`: row, column, reason) and the
+    file columns no export maps onto the contract (`extra_columns`)."""
+
+    raw: RawSource
+    parsed: ParsedSource
+    excluded: pd.DataFrame
+    extra_columns: list[str]
+
+
+def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str) -> MappedSource:
+    """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
+    filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other."""
+    if len(raws) != len(exports):
+        raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
+    parts = []
+    for raw, export in zip(raws, exports):
+        raw = with_order_fields_filled(raw, export)
+        parts.append((raw, parse_source(raw, export, id_case=id_case), excluded_rows(raw, export.exclude)))
+    columns = contract(raws[0].name).dtypes
+    mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
+              if export.rename.get(column, column) in columns}
+    extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
+    if len(parts) == 1:
+        raw, parsed, excluded = parts[0]
+        return MappedSource(raw, parsed, excluded, extra)
+    offsets = np.cumsum([0, *(len(raw.frame) for raw, _, _ in parts[:-1])])
+
+    def shifted(problems: pd.DataFrame, offset: int) -> pd.DataFrame:
+        return problems.assign(row=problems["row"].to_numpy(dtype=np.int64) + offset)
+
+    def labelled(parsed: ParsedSource) -> pd.DataFrame:  # each export names its own file column in a reason
+        return parsed.problems.assign(label=parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"]))
+
+    raws_only = [raw for raw, _, _ in parts]
+    origin = pd.DataFrame({
+        "source_file": union_categoricals([raw.origin["source_file"] for raw in raws_only]),
+        "source_row": np.concatenate([raw.origin["source_row"].to_numpy() for raw in raws_only]),
+    })
+    raw = RawSource(
+        name=raws_only[0].name,
+        frame=pd.concat([raw.frame for raw in raws_only], ignore_index=True),
+        origin=origin,
+        files=tuple(path for raw in raws_only for path in raw.files),
+        notes=tuple(note for raw in raws_only for note in raw.notes),
+    )
+    parsed_parts = [parsed for _, parsed, _ in parts]
+    parsed = ParsedSource(
+        name=raw.name,
+        typed=pd.concat([p.typed for p in parsed_parts], ignore_index=True),
+        problems=pd.concat([shifted(labelled(p), o) for p, o in zip(parsed_parts, offsets)], ignore_index=True),
+        labels={column: " / ".join(dict.fromkeys(p.labels.get(column, column) for p in parsed_parts))
+                for column in columns},
+        derived={column: how for p in parsed_parts for column, how in p.derived.items()},
+        notes=[note for p in parsed_parts for note in p.notes],
+    )
+    excluded = pd.concat([shifted(e, o) for (_, _, e), o in zip(parts, offsets)], ignore_index=True)
+    return MappedSource(raw, parsed, excluded, extra)
+
+
 def ingest_sources(
-    raws: Mapping[str, RawSource], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
+    raws: Mapping[str, RawSource | Sequence[RawSource]], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
 ) -> IngestResult:
     """Validate every configured source; raise IngestError (naming source, share and top reasons)
     when any source's bad share exceeds `cfg.max_bad_share`. Sources of SOURCE_NAMES not in
-    `raws` come back empty, marked as not configured."""
-    if "transactions" in raws and raws["transactions"].frame.empty:
-        files = ", ".join(str(path) for path in raws["transactions"].files)
+    `raws` come back empty, marked as not configured. `raws`: per source, its one export, or one per export of
+    `sources[name].exports()` (`pipeline.sources.read_exports`)."""
+    exports = {name: [raw] if isinstance(raw, RawSource) else list(raw) for name, raw in raws.items()}
+    if "transactions" in exports and all(raw.frame.empty for raw in exports["transactions"]):
+        files = ", ".join(str(path) for raw in exports["transactions"] for path in raw.files)
         raise IngestError(
             f"source transactions: {files} has a header but no rows; transactions are required — "
             "export the orders, or point sources.transactions.path at the right file"
         )
-    raws = {name: with_order_fields_filled(raw, sources[name]) for name, raw in raws.items()}
-    parsed = {name: parse_source(raw, sources[name], id_case=cfg.id_case) for name, raw in raws.items()}
+    mapped = {name: mapped_source(parts, sources[name].exports(), id_case=cfg.id_case) for name, parts in exports.items()}
+    del exports
+    raws = {name: source.raw for name, source in mapped.items()}
+    parsed = {name: source.parsed for name, source in mapped.items()}
     start, reference = time_bounds(parsed)
     tolerance = pd.Timedelta(days=cfg.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
@@ -1022,12 +1089,11 @@ def ingest_sources(
             continue
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
         repeats = repeated_across_files(raws[name], parsed[name].typed)
-        problems = pd.concat([problems, _problems(repeats, "", REPEATED), excluded_rows(raws[name], sources[name].exclude)],
-                             ignore_index=True)
-        results[name] = split_source(raws[name], parsed[name], problems, source=sources[name])
+        problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
+        results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
-        del parsed[name]  # the typed columns live on in the validated frame: free the rest now
+        del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
     split = split_id_note(results["transactions"], id_case=cfg.id_case)
     for name, note in [*([("transactions", split)] if split else []), *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)

@@ -504,6 +504,16 @@ def read_source(name: str, source: SourceConfig) -> RawSource:
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes))
 
 
+def read_exports(name: str, source: SourceConfig) -> list[RawSource]:
+    """`read_source` of each export of `source` (itself, then its `other_exports`), each with its own mapping."""
+    return [read_source(name, export) for export in source.exports()]
+
+
+def export_files(name: str, source: SourceConfig) -> list[Path]:
+    """The files of every export of `source`, in export order."""
+    return [path for export in source.exports() for path in source_files(name, export)]
+
+
 def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:
     """(label, frame) per part of one file: the file itself, or each sheet read of a workbook."""
     fmt = file_format(path, source)

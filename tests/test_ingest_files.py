@@ -711,3 +711,34 @@ def test_ids_a_spreadsheet_wrote_in_scientific_notation_are_quarantined_not_merg
     entry = report["sources"]["transactions"]
     assert entry["bad_rows"] == 2 and entry["anonymous_rows"] == 0
     assert "123456789013" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
+
+
+def test_exports_of_one_source_in_layouts_of_their_own_are_mapped_each_and_read_as_one(tmp_path):
+    """NPS answers from a survey tool and reviews from a review site (each without a kind column); orders from the
+    shop's old platform beside its new one. Each export has its own mapping; the rows of a source are one."""
+    write(tmp_path, "new.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "old.csv", "Receipt;Client;Date;Total;Channel\nr9;c1;31.12.2023;7,50;store\nr8;c3;30.12.2023;x;store\n")
+    write(tmp_path, "nps.csv", "email,answered,score\nc1,2024-01-02,9\n")
+    write(tmp_path, "reviews.csv", "reviewer,created,stars,text\nc2,2024-01-04,2,late again\n")
+    report = run_ingest(tmp_path, {
+        "transactions": {"path": "new.csv", "other_exports": [
+            {"path": "old.csv", "read": {"sep": ";", "decimal": ",", "date_format": "%d.%m.%Y"},
+             "rename": {"Receipt": "order_id", "Client": "customer_id", "Date": "ordered_at", "Total": "amount"}}]},
+        "feedback": {"path": "nps.csv", "rename": {"email": "customer_id", "answered": "submitted_at"},
+                     "constants": {"kind": "nps"}, "other_exports": [
+                         {"path": "reviews.csv", "constants": {"kind": "review"},
+                          "rename": {"reviewer": "customer_id", "created": "submitted_at", "stars": "score",
+                                     "text": "comment"}}]},
+    }, ingest={"max_bad_share": 0.25})
+    transactions = read_validated_source(tmp_path, "transactions")
+    assert transactions[["order_id", "customer_id", "amount"]].values.tolist() == [
+        ["o1", "c1", 10.5], ["o1", "c1", 2.0], ["o2", "c2", -4.0], ["r9", "c1", 7.5]]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["Receipt", "source_row", "reason"]].values.tolist() == [["r8", 2, "Total: not a number"]]
+    assert quarantine["source_file"].str.endswith("old.csv").all()
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra.columns.tolist()[-1] == "Channel" and extra["Channel"].isna().tolist() == [True, True, True, False]
+    feedback = read_validated_source(tmp_path, "feedback")
+    assert feedback[["customer_id", "kind", "score"]].values.tolist() == [["c1", "nps", 9.0], ["c2", "review", 2.0]]
+    assert feedback["comment"].isna().tolist() == [True, False] and feedback["comment"].iloc[1] == "late again"
+    assert report["sources"]["transactions"]["input_rows"] == 5 and report["sources"]["feedback"]["validated_rows"] == 2

@@ -27,7 +27,7 @@ from pipeline.plots_review import cohort_retention_figure, save_figure
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.review import cohort_retention
 from pipeline.snapshot import latest_event_date
-from pipeline.sources import read_source, source_files
+from pipeline.sources import export_files, read_exports
 
 REPORT_NAME = "ingest_report.json"
 
@@ -121,12 +121,12 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     """
     complete_interrupted_publishes(cfg.paths.data_dir)
     configured = cfg.sources.configured()
-    files = {name: tuple(source_files(name, source)) for name, source in configured.items()}
+    files = {name: tuple(export_files(name, source)) for name, source in configured.items()}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-side") as side:
         fingerprints = side.submit(file_fingerprints, files)
         with timed("read sources"):
             raws = {
-                name: read_source(name, source)
+                name: read_exports(name, source)
                 for name, source in track(list(configured.items()), description="reading", quiet=quiet)
             }
         with timed("validate"):
