@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.contract import contract
+from pipeline.contract import FEEDBACK_SCORE_RANGES, contract
 from pipeline.errors import ConfigError
 
 SOURCE_NAMES = ("transactions", "feedback", "support_tickets", "loyalty_events", "customers")
@@ -110,6 +110,9 @@ class SourceConfig(StrictModel):
     # The export's words for a contract column's values (e.g. {kind: {Net Promoter: nps, Rating: review}});
     # compared as text with surrounding whitespace stripped; values not listed are read as they are.
     recode: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Feedback only: the scale an export's scores of a kind are on, when it is not the contract's (e.g. {csat: [1, 10]}
+    # or {review: [0, 100]}); they are mapped linearly onto the kind's contract scale (csat and review 1-5).
+    score_scales: dict[str, tuple[float, float]] = Field(default_factory=dict)
     # More exports of this source in layouts of their own (NPS from one tool and reviews from another, orders
     # before and after a platform change), each mapped with its own keys; their rows join this export's.
     other_exports: list[SourceConfig] = Field(default_factory=list)
@@ -138,6 +141,16 @@ class SourceConfig(StrictModel):
         if isinstance(value, dict):
             return {key: ({_scalar_text(k): _scalar_text(v) for k, v in words.items()} if isinstance(words, dict)
                           else words) for key, words in value.items()}
+        return value
+
+    @field_validator("score_scales")
+    @classmethod
+    def _known_kinds_and_rising_scales(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for kind, (low, high) in value.items():
+            if kind not in FEEDBACK_SCORE_RANGES:
+                raise ValueError(f"{kind!r} is not a feedback kind ({', '.join(FEEDBACK_SCORE_RANGES)})")
+            if not low < high:
+                raise ValueError(f"{kind}: the scale's low end ({low:g}) must be below its high end ({high:g})")
         return value
 
     @field_validator("combine")
@@ -172,6 +185,8 @@ class SourcesConfig(StrictModel):
         for name, source in self.configured().items():
             if name != "transactions" and any(export.returns_when for export in source.exports()):
                 raise ValueError(f"{name}.returns_when: only transactions have returns; remove the setting")
+            if name != "feedback" and any(export.score_scales for export in source.exports()):
+                raise ValueError(f"{name}.score_scales: only feedback has scores; remove the setting")
         return self
 
     @model_validator(mode="after")

@@ -354,6 +354,12 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
+    for kind, scale in source.score_scales.items():
+        typed["score"], rescaled = on_contract_scale(typed["score"], typed["kind"], of_kind=kind, scale=scale)
+        if rescaled:
+            low, high = FEEDBACK_SCORE_RANGES[kind]
+            notes.append(f"{rescaled:,} {kind} scores read on a {scale[0]:g}-{scale[1]:g} scale (sources.{raw.name}."
+                         f"score_scales) and mapped onto {low:g}-{high:g}")
     returns = rows_with_values(raw, source.returns_when, setting="returns_when")
     if len(returns):
         for column in ("amount", "quantity"):
@@ -402,6 +408,20 @@ def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: st
         f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set read.date_format to "
         "choose another"
     )
+
+
+def on_contract_scale(
+    score: pd.Series, kind: pd.Series, *, of_kind: str, scale: tuple[float, float]
+) -> tuple[pd.Series, int]:
+    """`score` with the scores of kind `of_kind`, read on `scale` (low, high), mapped linearly onto that kind's contract
+    scale (FEEDBACK_SCORE_RANGES: its low end to its low end, its high end to its high end); and how many were.
+    A score outside `scale` lands outside the contract's scale, where validation quarantines it."""
+    rows = ((kind == of_kind).fillna(False) & score.notna()).to_numpy(dtype=bool)
+    if not rows.any():
+        return score, 0
+    (low, high), (target_low, target_high) = scale, FEEDBACK_SCORE_RANGES[of_kind]
+    mapped = target_low + (score - low) * ((target_high - target_low) / (high - low))
+    return score.where(~rows, mapped), int(rows.sum())
 
 
 def derive_amount(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> pd.Series:
@@ -482,7 +502,8 @@ def table_rules(name: str, labels: Mapping[str, str]) -> list[tuple[str, str, Ca
     rules = []
     if name == "feedback":
         for kind, (low, high) in FEEDBACK_SCORE_RANGES.items():
-            rules.append(("score", f"{_label(labels, 'score')}: outside {low:g}-{high:g} for {kind}",
+            hint = "" if kind == "nps" else f" (another scale? set sources.{name}.score_scales: {{{kind}: [low, high]}})"
+            rules.append(("score", f"{_label(labels, 'score')}: outside {low:g}-{high:g} for {kind}{hint}",
                           partial(_score_in_range, kind=kind, low=low, high=high)))
     for later, earlier in TIME_ORDER.get(name, ()):
         rules.append((later, f"{_label(labels, later)}: before {_label(labels, earlier)}",

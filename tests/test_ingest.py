@@ -188,7 +188,7 @@ def test_feedback_rules_quarantine_each_bad_row_with_its_reason():
         source_row=np.arange(2, 8),
         reason=[
             "score: outside 0-10 for nps",
-            "score: outside 1-5 for csat",
+            "score: outside 1-5 for csat (another scale? set sources.feedback.score_scales: {csat: [low, high]})",
             "anonymous",
             "submitted_at: not a timestamp",
             "kind: not one of nps, csat, review (map other words with sources.feedback.recode)",

@@ -742,3 +742,25 @@ def test_exports_of_one_source_in_layouts_of_their_own_are_mapped_each_and_read_
     assert feedback[["customer_id", "kind", "score"]].values.tolist() == [["c1", "nps", 9.0], ["c2", "review", 2.0]]
     assert feedback["comment"].isna().tolist() == [True, False] and feedback["comment"].iloc[1] == "late again"
     assert report["sources"]["transactions"]["input_rows"] == 5 and report["sources"]["feedback"]["validated_rows"] == 2
+
+
+def test_feedback_scores_on_another_scale_are_mapped_onto_the_contracts_when_told(tmp_path):
+    """A CSAT tool asks 1-10 and a review site shows percentages; NPS is 0-10 everywhere."""
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\nc1,2024-01-02,csat,10\nc1,2024-01-03,csat,1\n"
+          "c2,2024-01-04,review,75\nc2,2024-01-05,nps,10\nc2,2024-01-06,csat,12\n")
+    feedback = {"path": "f.csv", "score_scales": {"csat": [1, 10], "review": [0, 100]}}
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": feedback}, ingest={"max_bad_share": 0.25})
+    assert read_validated_source(tmp_path, "feedback")["score"].tolist() == [5.0, 1.0, 4.0, 10.0]
+    assert "3 csat scores read on a 1-10 scale (sources.feedback.score_scales) and mapped onto 1-5" in (
+        report["sources"]["feedback"]["notes"])
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "feedback.parquet")
+    assert quarantine["score"].tolist() == ["12"]  # beyond its own scale: beyond the contract's too
+    write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\nc1,2024-01-02,csat,9\n")
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}, ingest={"max_bad_share": 1.0})
+    assert pd.read_parquet(tmp_path / "out" / "quarantine" / "feedback.parquet")["reason"].tolist() == [
+        "score: outside 1-5 for csat (another scale? set sources.feedback.score_scales: {csat: [low, high]})"]
+    with pytest.raises(Exception, match="transactions.score_scales: only feedback has scores"):
+        make_config(tmp_path, {"transactions": {"path": "t.csv", "score_scales": {"csat": [1, 10]}}})
+    with pytest.raises(Exception, match="must be below its high end"):
+        make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", "score_scales": {"csat": [5, 1]}}})
