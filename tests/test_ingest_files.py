@@ -667,6 +667,11 @@ def test_mapping_keys_name_contract_columns_or_fail_at_start_up(tmp_path):
         ("constants", {"kinds": "nps"}, "feedback.constants: 'kinds' is not a column of the feedback contract"),
         ("combine", {"kind": ["Survey"]}, "kind: name two or more file columns to join"),
         ("recode", {"survey": {"NPS": "nps"}}, "feedback.recode: 'survey' is not a column of the feedback contract"),
+        ("other_exports", [{"path": "g.csv", "constants": {"kinds": "nps"}}],
+         "feedback.constants: 'kinds' is not a column of the feedback contract"),
+        ("other_exports", [{"path": "g.csv", "other_exports": [{"path": "h.csv"}]}],
+         "an export listed in other_exports has no other_exports of its own"),
+        ("other_exports", [{"path": "g.csv", "returns_when": {"Type": ["refund"]}}], "feedback.returns_when: only"),
     ]:
         with pytest.raises(Exception, match=message):
             make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", setting: value}})
@@ -711,6 +716,11 @@ def test_ids_a_spreadsheet_wrote_in_scientific_notation_are_quarantined_not_merg
     entry = report["sources"]["transactions"]
     assert entry["bad_rows"] == 2 and entry["anonymous_rows"] == 0
     assert "123456789013" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
+
+
+def test_the_paths_of_other_exports_resolve_against_the_configs_folder(tmp_path):
+    cfg = make_config(tmp_path, {"transactions": {"path": "t.csv", "other_exports": [{"path": "old/t.csv"}]}})
+    assert [export.path for export in cfg.sources.transactions.exports()] == [tmp_path / "t.csv", tmp_path / "old" / "t.csv"]
 
 
 def test_exports_of_one_source_in_layouts_of_their_own_are_mapped_each_and_read_as_one(tmp_path):
