@@ -697,19 +697,29 @@ def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFr
     return pd.concat(found, ignore_index=True) if found else _empty_problems()
 
 
-def repeated_across_files(raw: RawSource, typed: pd.DataFrame) -> np.ndarray:
+def repeat_keys(typed: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(a 64-bit key per row of its customer, numbers and times; True where that key occurs in another row too): equal
+    rows have equal keys, so only the rows flagged can repeat another (`repeated_across_files`, `duplicate_rows`)."""
+    key = _value_key(typed, with_customer=True)
+    return key, repeated(key)
+
+
+def repeated_across_files(
+    raw: RawSource, typed: pd.DataFrame, *, keys: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Row numbers of `raw` (ascending) that repeat a row of an earlier file or sheet: identical in every column,
     the k-th copy within its file when an earlier file holds at least k copies. Copies within one file are
     not repeats (an order may hold two equal lines); two exports whose periods overlap give repeats.
 
-    `typed` (the same rows parsed) narrows the search to rows whose numbers and times repeat; among those,
-    rows are equal when two independent 64-bit row hashes are (a false match needs both to collide).
+    `typed` (the same rows parsed; or `keys`, its `repeat_keys`) narrows the search to rows whose customer, numbers
+    and times repeat; among those, rows are equal when two independent 64-bit row hashes are (a false match needs
+    both to collide).
     """
     files = pd.factorize(raw.origin["source_file"])[0]  # in file order: rows come file after file
     if len(files) == 0 or files.min() == files.max():
         return np.zeros(0, dtype=np.int64)
-    key = _value_key(typed, with_customer=True)
-    rows = np.flatnonzero(repeated(key))  # mostly an order's equal lines, within one file
+    key, candidates = keys if keys is not None else repeat_keys(typed)
+    rows = np.flatnonzero(candidates)  # mostly an order's equal lines, within one file
     in_files = pl.DataFrame({"key": key[rows], "file": files[rows]})
     rows = rows[in_files.select(pl.col("file").n_unique().over("key") > 1).to_series().to_numpy()]
     if len(rows) == 0:
@@ -721,35 +731,33 @@ def repeated_across_files(raw: RawSource, typed: pd.DataFrame) -> np.ndarray:
     return rows[(keys["file"] > earliest).to_numpy()].astype(np.int64)
 
 
-def duplicate_rows(frame: pd.DataFrame, *, typed: pd.DataFrame | None = None) -> int:
+def duplicate_rows(
+    frame: pd.DataFrame, *, typed: pd.DataFrame | None = None, candidates: np.ndarray | None = None
+) -> int:
     """Rows identical in every column to an earlier row (kept, only counted).
 
-    `typed` (the same rows parsed, same index) narrows the search first: equal rows parse to equal
-    values, so only rows whose numbers and times repeat can be duplicates. Among those, row hashes
-    find the candidates and the exact count is taken among the candidates (fast and exact).
+    `typed` (the same rows parsed, same index), or `candidates` (`repeat_keys`' flags of them), narrows the search
+    first: equal rows parse to equal values, so only rows whose customer, numbers and times repeat can be
+    duplicates. Among those, row hashes find the candidates and the exact count is taken among the candidates
+    (fast and exact).
     """
     if frame.empty or frame.shape[1] == 0:
         return 0
-    if typed is not None:
-        frame = frame.take(np.flatnonzero(_values_repeat(typed)))  # few rows: cheaper than a mask filter
+    if candidates is None and typed is not None:
+        candidates = repeat_keys(typed)[1]
+    if candidates is not None:
+        frame = frame.take(np.flatnonzero(candidates))  # few rows: cheaper than a mask filter
     table = pl.from_pandas(frame)
     candidates = table.filter(table.hash_rows().is_duplicated())
     return int(len(candidates) - candidates.n_unique()) if len(candidates) else 0
 
 
-def _values_repeat(typed: pd.DataFrame) -> np.ndarray:
-    """True where a row's float and timestamp values, hashed together, occur in another row too."""
-    key = _value_key(typed)
-    return np.ones(len(typed), dtype=bool) if key is None else repeated(key)
-
-
-def _value_key(typed: pd.DataFrame, *, with_customer: bool = False) -> np.ndarray | None:
-    """A 64-bit hash per row of its float and timestamp values (and its customer_id, `with_customer`); None when
-    the rows have none of those. Equal rows have equal keys."""
+def _value_key(typed: pd.DataFrame, *, with_customer: bool = False) -> np.ndarray:
+    """A 64-bit hash per row of its float and timestamp values (and its customer_id, `with_customer`; all zero for
+    rows with none of those). Equal rows have equal keys."""
     key = np.zeros(len(typed), dtype=np.uint64)
     if with_customer and "customer_id" in typed.columns:  # a string hash: worth it where few rows repeat
         key = pl.from_pandas(typed["customer_id"]).cast(pl.String).hash().fill_null(0).to_numpy().copy()
-    hashed = 0
     for column in typed.columns:
         values = typed[column]
         if isinstance(values.dtype, pd.DatetimeTZDtype):
@@ -759,8 +767,7 @@ def _value_key(typed: pd.DataFrame, *, with_customer: bool = False) -> np.ndarra
         else:
             continue
         key = (key ^ bits) * np.uint64(0x9E3779B97F4A7C15)  # wraps around: a hash, collisions only add candidates
-        hashed += 1
-    return key if hashed or with_customer else None
+    return key
 
 
 def repeated(keys: np.ndarray) -> np.ndarray:
@@ -782,13 +789,15 @@ def repeated(keys: np.ndarray) -> np.ndarray:
 
 
 def split_source(
-    raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str]
+    raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str],
+    repeat_candidates: np.ndarray | None = None,
 ) -> SourceResult:
     """Validated (contract-shaped), quarantine (raw + origin + reason) and extra columns of one source.
 
     quarantine: the file's columns unchanged, then source_file, source_row, reason.
     extra: validated_row (row number in the validated frame), source_file, source_row, then `extra_columns` (the
-    file columns that are not in the contract); no columns at all when there are none.
+    file columns that are not in the contract); no columns at all when there are none. `repeat_candidates`: the
+    rows that may repeat another (`repeat_keys`), computed here when not given.
     Report: anonymous rows (no customer_id), repeats of an earlier file's rows and rows left out by the source's
     `exclude` setting are quarantined but not bad: `bad_share` excludes them.
     """
@@ -829,7 +838,8 @@ def split_source(
         "repeated_rows": int(repeats.sum()),
         "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the repeats of earlier files are in the quarantine, not here)
-        "duplicate_rows": duplicate_rows(raw.frame, typed=parsed.typed) - int(repeats.sum()),
+        "duplicate_rows": (duplicate_rows(raw.frame, typed=parsed.typed, candidates=repeat_candidates)
+                           - int(repeats.sum())),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1109,9 +1119,11 @@ def ingest_sources(
             results[name] = unconfigured_source(name)
             continue
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
-        repeats = repeated_across_files(raws[name], parsed[name].typed)
+        keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
+        repeats = repeated_across_files(raws[name], parsed[name].typed, keys=keys)
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
-        results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns)
+        results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
+                                     repeat_candidates=keys[1])
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
