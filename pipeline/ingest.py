@@ -73,6 +73,8 @@ from pipeline.sources import (
     parse_timestamps,
     rounded_ids,
     synthetic_order_ids,
+    text_array,
+    text_series,
 )
 
 MISSING = "missing"
@@ -185,22 +187,30 @@ def file_columns(columns: Iterable[str], source: SourceConfig, contract_column: 
     return [column for column in columns if source.rename.get(column, column) == contract_column]
 
 
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(values.dtype) or values.dtype == object
+
+
 def _blank(values: pd.Series) -> np.ndarray:
-    """Missing cells, and text cells holding only whitespace (Arrow kernels: this runs on every line)."""
-    if not (pd.api.types.is_string_dtype(values.dtype) or values.dtype == object):
+    """Missing cells, and text cells that are empty or only whitespace (Arrow kernels: this runs on every line)."""
+    if not _is_text(values):
         return values.isna().to_numpy(dtype=bool)
-    text = pa_arrow.array(values.astype("str"), type=pa_arrow.large_string(), from_pandas=True)
-    blank = pa_compute.equal(pa_compute.utf8_trim_whitespace(text), "")
+    text = text_array(values)
+    blank = pa_compute.or_(pa_compute.equal(pa_compute.binary_length(text), 0), pa_compute.utf8_is_space(text))
     return pa_compute.fill_null(blank, True).to_numpy(zero_copy_only=False)
 
 
-def _order_keys(frame: pd.DataFrame, columns: list[str]) -> pa_arrow.Array:
-    """Each line's order, as text (`columns` joined by a space, each stripped); null where the order id is blank."""
-    if len(columns) > 1:
-        return pa_arrow.array(joined_text(frame, columns), type=pa_arrow.large_string(), from_pandas=True)
-    text = pa_compute.utf8_trim_whitespace(pa_arrow.array(frame[columns[0]].astype("str"), type=pa_arrow.large_string(),
-                                                          from_pandas=True))
-    return pa_compute.if_else(pa_compute.equal(text, ""), pa_arrow.scalar(None, pa_arrow.large_string()), text)
+def _with_values_at(values: pd.Series, rows: np.ndarray, new: np.ndarray) -> pd.Series:
+    """`values` with those at positions `rows` replaced by `new` (text columns by one Arrow pass)."""
+    if not _is_text(values):
+        result = values.copy()
+        result.iloc[rows] = new
+        return result
+    mask = np.zeros(len(values), dtype=bool)
+    mask[rows] = True
+    text = text_array(values)
+    replaced = pa_compute.replace_with_mask(text, pa_arrow.array(mask), pa_arrow.array(new, type=text.type))
+    return text_series(replaced, values.index)
 
 
 def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
@@ -209,7 +219,7 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     ORDER_FIELDS, or named by `exclude` or `returns_when`, takes the one value the other lines of its order hold
     (none when they hold two). A note counts the lines. Other sources, or nothing to fill: `raw` unchanged.
 
-    Only the orders with a blank cell are grouped: on a complete export this costs a few Arrow passes.
+    Only the orders with a blank cell are looked at: on a complete export this costs a few Arrow passes.
     """
     if raw.name != "transactions" or source.one_order_per_row:
         return raw
@@ -224,11 +234,15 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     some_blank = np.logical_or.reduce(list(blanks.values()))
     if not some_blank.any():
         return raw
-    orders = _order_keys(frame, order_columns)
-    incomplete = pa_compute.unique(pa_compute.drop_null(pa_compute.filter(orders, pa_arrow.array(some_blank))))
-    rows = np.flatnonzero(pa_compute.fill_null(pa_compute.is_in(orders, value_set=incomplete), False)
-                          .to_numpy(zero_copy_only=False))
-    key = pd.Series(orders.take(pa_arrow.array(rows)).to_pandas())
+    # Each line's order as written (ids are stripped when parsed: the lines with a blank, and the lines written
+    # like their orders, are the candidates; their orders are then compared stripped).
+    written = text_array(joined_text(frame, order_columns) if len(order_columns) > 1 else frame[order_columns[0]])
+    blank_rows = np.flatnonzero(some_blank)
+    incomplete = pa_compute.unique(pa_compute.utf8_trim_whitespace(written.take(pa_arrow.array(blank_rows))))
+    in_orders = pa_compute.fill_null(pa_compute.is_in(written, value_set=incomplete), False)
+    rows = np.union1d(np.flatnonzero(in_orders.to_numpy(zero_copy_only=False)), blank_rows)
+    key = pd.Series(pa_compute.utf8_trim_whitespace(written.take(pa_arrow.array(rows))).to_pandas())
+    key = key.where(key != "")  # a line without an order id belongs to no order
     filled_lines = np.zeros(len(frame), dtype=bool)
     updates = {}
     for column in fill:
@@ -236,9 +250,7 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
         groups = frame[column].iloc[rows].reset_index(drop=True).where(~blank).groupby(key, sort=False)
         taken = blank & (groups.transform("nunique") == 1).to_numpy(dtype=bool)
         if taken.any():
-            values = frame[column].copy()
-            values.iloc[rows[taken]] = groups.transform("first").to_numpy()[taken]
-            updates[column] = values
+            updates[column] = _with_values_at(frame[column], rows[taken], groups.transform("first").to_numpy()[taken])
             filled_lines[rows[taken]] = True
     if not updates:
         return raw

@@ -540,7 +540,8 @@ def row_origin(files: list[Path] | list[str], rows: list[int]) -> pd.DataFrame:
 # --- parsing raw values into contract types ------------------------------------------------------
 
 
-def _arrow_strings(values: pd.Series) -> pa.Array:
+def text_array(values: pd.Series) -> pa.Array:
+    """`values` as text in an Arrow large_string array (no copy for Arrow-backed text; nulls stay null)."""
     return pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
 
 
@@ -552,7 +553,7 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
         whole = values.where((values == values.round()) & (values.abs() < 2.0**53))
         values = whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
     text = values.astype("str")
-    arrow = _arrow_strings(text)
+    arrow = text_array(text)
     cleaned = pc.utf8_trim_whitespace(arrow)  # what pandas' str.strip() runs on Arrow strings
     if pc.any(pc.match_substring(cleaned, ".")).as_py():  # cheap test before the regular expression
         cleaned = pc.replace_substring_regex(cleaned, INTEGER_TEXT_PATTERN, r"\1")
@@ -564,23 +565,24 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
     if not changed and not blank:  # keep sharing the raw column's memory
         return text
     cleaned = pc.if_else(pc.equal(lengths, 0), pa.scalar(None, pa.large_string()), cleaned) if blank else cleaned
-    return _text_series(cleaned, text.index)
+    return text_series(cleaned, text.index)
 
 
 # An id a spreadsheet wrote in scientific notation ('1.23457E+11'): rounded, so that different ids look alike.
-SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE][+-]?\d+$"
+# (A spreadsheet writes the exponent of a large number with its sign.)
+SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE]\+\d+$"
 
 
 def rounded_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids (text, as `parse_ids` gives) written in scientific notation (SCIENTIFIC_ID_PATTERN)."""
-    arrow = _arrow_strings(ids)
-    if not pc.any(pc.match_substring(arrow, "e", ignore_case=True)).as_py():  # cheap test before the expression
+    arrow = text_array(ids)
+    if not pc.any(pc.match_substring(arrow, "+")).as_py():  # a cheap test (a literal) before the expression
         return np.zeros(0, dtype=np.int64)
     found = pc.fill_null(pc.match_substring_regex(arrow, SCIENTIFIC_ID_PATTERN), False)
     return np.flatnonzero(found.to_numpy(zero_copy_only=False))
 
 
-def _text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
+def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
     """A "str" Series over an Arrow large_string array (no copy)."""
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)
 
@@ -601,7 +603,7 @@ def parse_numbers(
     if pd.api.types.is_numeric_dtype(values.dtype):
         numbers = values.astype("float64")
         return numbers.where(np.isfinite(numbers))
-    text = pc.utf8_trim_whitespace(_arrow_strings(values))
+    text = pc.utf8_trim_whitespace(text_array(values))
     if currency is not None:
         sign = re.escape(currency)
         text = pc.replace_substring_regex(text, rf"^([+-]?)\s*{sign}\s*", r"\1")
@@ -667,7 +669,7 @@ def _parse_text_timestamps(text: pd.Series, *, date_format: str | None, timezone
         return _localize(parsed, timezone)
     # Arrow casts the values of the column's usual plain naive ISO layout (most of a typical
     # export) in one go; pandas parses only the rest (offsets, other ISO forms, junk).
-    arrow = _arrow_strings(text)
+    arrow = text_array(text)
     lengths = pc.binary_length(arrow)
     common = pc.mode(lengths)  # the most common byte length and how many values have it
     if len(common) == 0 or common[0]["mode"].as_py() not in PLAIN_ISO_LENGTHS:
@@ -698,7 +700,7 @@ def _with_the_rest_parsed(
 
 def _parse_iso_text(text: pd.Series, timezone: str) -> pd.Series:
     """`_parse_iso` for values that come without their Arrow array."""
-    return _parse_iso(text, _arrow_strings(text), timezone)
+    return _parse_iso(text, text_array(text), timezone)
 
 
 def _parse_iso(text: pd.Series, arrow: pa.Array, timezone: str) -> pd.Series:
