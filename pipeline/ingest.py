@@ -1048,6 +1048,30 @@ class MappedSource:
     extra_columns: list[str]
 
 
+def customers_from_other_exports(typed: pd.DataFrame, lengths: list[int]) -> tuple[pd.DataFrame, int]:
+    """Transactions of several exports (`typed`, parsed; `lengths`: rows per export, in order): a line without a
+    customer_id whose order_id some line of another export names with exactly one customer takes that customer (a
+    refunds export that names the order, not the customer); and how many lines did. Other frames unchanged."""
+    if "order_id" not in typed.columns or "customer_id" not in typed.columns:
+        return typed, 0
+    if not (typed["customer_id"].isna() & typed["order_id"].notna()).any():
+        return typed, 0
+    lines = pl.from_pandas(typed[["order_id", "customer_id"]]).with_columns(
+        pl.Series("export", np.repeat(np.arange(len(lengths)), lengths)), pl.int_range(pl.len()).alias("row")).lazy()
+    wanted = lines.filter(pl.col("customer_id").is_null() & pl.col("order_id").is_not_null())
+    named = lines.filter(pl.col("customer_id").is_not_null()).select("order_id", "customer_id",
+                                                                       pl.col("export").alias("named_in"))
+    found = (wanted.drop("customer_id").join(named, on="order_id", how="inner")
+             .filter(pl.col("named_in") != pl.col("export"))
+             .group_by("row").agg(pl.col("customer_id").n_unique().alias("customers"), pl.col("customer_id").first())
+             .filter(pl.col("customers") == 1).sort("row").collect())
+    if found.is_empty():
+        return typed, 0
+    customer = typed["customer_id"].copy()
+    customer.iloc[found["row"].to_numpy()] = found["customer_id"].to_numpy()
+    return typed.assign(customer_id=customer), found.height
+
+
 def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str) -> MappedSource:
     """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
     filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other."""
@@ -1085,14 +1109,18 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
         notes=tuple(note for raw in raws_only for note in raw.notes),
     )
     parsed_parts = [parsed for _, parsed, _ in parts]
+    typed = pd.concat([p.typed for p in parsed_parts], ignore_index=True)
+    typed, taken = customers_from_other_exports(typed, [len(p.typed) for p in parsed_parts])
     parsed = ParsedSource(
         name=raw.name,
-        typed=pd.concat([p.typed for p in parsed_parts], ignore_index=True),
+        typed=typed,
         problems=pd.concat([shifted(labelled(p), o) for p, o in zip(parsed_parts, offsets)], ignore_index=True),
         labels={column: " / ".join(dict.fromkeys(p.labels.get(column, column) for p in parsed_parts))
                 for column in columns},
         derived={column: how for p in parsed_parts for column, how in p.derived.items()},
-        notes=[note for p in parsed_parts for note in p.notes],
+        notes=[note for p in parsed_parts for note in p.notes] + (
+            [f"{taken:,} lines without a customer took it from their order's lines in another export (a refunds "
+             "export that names the order, not the customer)"] if taken else []),
     )
     excluded = pd.concat([shifted(e, o) for (_, _, e), o in zip(parts, offsets)], ignore_index=True)
     return MappedSource(raw, parsed, excluded, extra)

@@ -444,11 +444,16 @@ def _check_filled_columns(name: str, path: Path, frame: pd.DataFrame, source: So
             )
 
 
-def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
+def check_columns(
+    name: str, path: Path, frame: pd.DataFrame, source: SourceConfig, *, customers_elsewhere: bool = False
+) -> None:
     """Raise IngestError when a required contract column is missing after the mapping (`mapped_columns`), or a
-    column is given twice."""
+    column is given twice. `customers_elsewhere`: a further export of transactions, whose lines may take their
+    customer from their order's lines in another export (a refunds export that names the order only)."""
     _check_filled_columns(name, path, frame, source)
     mapped = mapped_columns(frame.columns, source)
+    if customers_elsewhere and name == "transactions" and "order_id" in mapped:
+        mapped.add("customer_id")
     if source.one_order_per_row and name != "transactions":
         raise IngestError(f"sources.{name}.one_order_per_row: only transactions have orders; remove the setting")
     if source.one_order_per_row:
@@ -479,7 +484,7 @@ def check_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConf
     ))
 
 
-def read_source(name: str, source: SourceConfig) -> RawSource:
+def read_source(name: str, source: SourceConfig, *, customers_elsewhere: bool = False) -> RawSource:
     """Read every file of `source`; check the columns of each; concatenate in file order."""
     frames, labels, notes = [], [], []
     files = source_files(name, source)
@@ -491,7 +496,7 @@ def read_source(name: str, source: SourceConfig) -> RawSource:
         for label, frame in parts:
             check_unique_columns(name, path, list(frame.columns))
             frame.columns = [_clean_name(column) for column in frame.columns]
-            check_columns(name, path, frame, source)
+            check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
             if frame.empty:
                 notes.append(f"{label} has a header but no rows")
             frames.append(frame.reset_index(drop=True))
@@ -505,8 +510,9 @@ def read_source(name: str, source: SourceConfig) -> RawSource:
 
 
 def read_exports(name: str, source: SourceConfig) -> list[RawSource]:
-    """`read_source` of each export of `source` (itself, then its `other_exports`), each with its own mapping."""
-    return [read_source(name, export) for export in source.exports()]
+    """`read_source` of each export of `source` (itself, then its `other_exports`), each with its own mapping; a
+    further export of transactions may lack customer_id when it names the order (`check_columns`)."""
+    return [read_source(name, export, customers_elsewhere=number > 0) for number, export in enumerate(source.exports())]
 
 
 def export_files(name: str, source: SourceConfig) -> list[Path]:

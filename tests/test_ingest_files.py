@@ -774,3 +774,23 @@ def test_feedback_scores_on_another_scale_are_mapped_onto_the_contracts_when_tol
         make_config(tmp_path, {"transactions": {"path": "t.csv", "score_scales": {"csat": [1, 10]}}})
     with pytest.raises(Exception, match="must be below its high end"):
         make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", "score_scales": {"csat": [5, 1]}}})
+
+
+def test_a_refunds_export_that_names_the_order_takes_the_customer_from_the_orders_export(tmp_path):
+    """Payments and refunds exported apart: a refund names its charge (the order), not the customer."""
+    write(tmp_path, "charges.csv", "Charge,Customer,Created,Amount\nch1,c1,2024-01-05,30\nch2,c2,2024-01-06,20\n"
+          "ch3,c3,2024-01-07,10\nch3,c4,2024-01-07,10\n")
+    write(tmp_path, "refunds.csv", "Refund,Charge,Created,Amount\nre1,ch1,2024-01-09,30\nre2,ch3,2024-01-10,10\n"
+          "re3,ch9,2024-01-10,5\n")
+    charges = {"path": "charges.csv", "rename": {"Charge": "order_id", "Customer": "customer_id", "Created": "ordered_at",
+                                                 "Amount": "amount"}}
+    refunds = {"path": "refunds.csv", "rename": {"Charge": "order_id", "Created": "ordered_at", "Amount": "amount"},
+               "returns_when": {"Refund": ["re1", "re2", "re3"]}}
+    report = run_ingest(tmp_path, {"transactions": {**charges, "other_exports": [refunds]}},
+                        ingest={"max_anonymous_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "customer_id", "amount"]].values.tolist()[-1] == ["ch1", "c1", -30.0]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["Refund", "reason"]].values.tolist() == [["re2", "anonymous"], ["re3", "anonymous"]]  # 2 customers; none
+    assert ("1 lines without a customer took it from their order's lines in another export (a refunds export that names "
+            "the order, not the customer)") in report["sources"]["transactions"]["notes"]
