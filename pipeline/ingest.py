@@ -83,6 +83,8 @@ ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so diffe
               "the column formatted as text")
 # The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
 REPEATED = "repeats a row of an earlier file (overlapping exports)"
+# A customers export with more than one row per customer (an address history, say): the first valid row is kept.
+LATER_ATTRIBUTES = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
@@ -667,9 +669,10 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
 
 
 def not_bad(reasons: pd.Series) -> pd.Series:
-    """Which quarantine reasons are not bad data: a guest checkout, a repeat of an earlier file's row, a row
-    left out by the source's `exclude` setting (they do not count towards ingest.max_bad_share)."""
-    return reasons.isin([ANONYMOUS, REPEATED]) | reasons.str.startswith(EXCLUDED_PREFIX)
+    """Which quarantine reasons are not bad data: a guest checkout, a repeat of an earlier file's row, a customer's
+    attributes after its first row, a row left out by the source's `exclude` setting (they do not count towards
+    ingest.max_bad_share)."""
+    return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES]) | reasons.str.startswith(EXCLUDED_PREFIX)
 
 
 def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -800,6 +803,16 @@ def repeated(keys: np.ndarray) -> np.ndarray:
     return result
 
 
+def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
+    """Rows of a customers source (ascending) whose customer_id an earlier row without problems holds too: static
+    attributes are one row per customer, so only the first valid row of each is kept."""
+    valid = np.ones(len(typed), dtype=bool)
+    valid[problems["row"].to_numpy(dtype=np.int64)] = False
+    rows = np.flatnonzero(valid)
+    ids = pl.from_pandas(typed["customer_id"].iloc[rows].reset_index(drop=True))
+    return rows[(ids.is_not_null() & ~ids.is_first_distinct()).to_numpy()]
+
+
 def split_source(
     raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str],
     repeat_candidates: np.ndarray | None = None,
@@ -825,7 +838,9 @@ def split_source(
     anonymous = rows_where(problems["reason"] == ANONYMOUS)
     repeats = rows_where(problems["reason"] == REPEATED)
     excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
+    later = rows_where(problems["reason"] == LATER_ATTRIBUTES)
     broken = bad & ~rows_where(not_bad(problems["reason"]))
+    candidates = repeat_keys(parsed.typed)[1] if repeat_candidates is None else repeat_candidates
     rejected = np.flatnonzero(bad)
     # parse_source built the contract columns in contract dtypes (check_validated confirms it).
     validated = keep_rows(parsed.typed, ~bad) if len(rejected) else parsed.typed.reset_index(drop=True)
@@ -849,15 +864,17 @@ def split_source(
         "bad_share": _share(broken),
         "repeated_rows": int(repeats.sum()),
         "excluded_rows": int(excluded.sum()),
-        # identical to an earlier row and kept (the repeats of earlier files are in the quarantine, not here)
-        "duplicate_rows": (duplicate_rows(raw.frame, typed=parsed.typed, candidates=repeat_candidates)
-                           - int(repeats.sum())),
+        # identical to an earlier row and kept (the repeats of earlier files and a customer's later rows of
+        # attributes are in the quarantine, not here)
+        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later) - int(repeats.sum()),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
             f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
         ] + ([f"{int(repeats.sum()):,} rows repeat rows of an earlier file (overlapping exports?): quarantined once, "
-              "not counted as bad"] if repeats.any() else []),
+              "not counted as bad"] if repeats.any() else []) + (
+            [f"{int(later.sum()):,} rows name a customer whose attributes an earlier row gives: the first row of each "
+             "customer is kept, the others are quarantined (not counted as bad)"] if later.any() else []),
         "top_reasons": top_quarantine_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
@@ -1162,6 +1179,9 @@ def ingest_sources(
         keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
         repeats = repeated_across_files(raws[name], parsed[name].typed, keys=keys)
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
+        if name == "customers":
+            later = later_attribute_rows(parsed[name].typed, problems)
+            problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)

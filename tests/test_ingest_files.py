@@ -794,3 +794,22 @@ def test_a_refunds_export_that_names_the_order_takes_the_customer_from_the_order
     assert quarantine[["Refund", "reason"]].values.tolist() == [["re2", "anonymous"], ["re3", "anonymous"]]  # 2 customers; none
     assert ("1 lines without a customer took it from their order's lines in another export (a refunds export that names "
             "the order, not the customer)") in report["sources"]["transactions"]["notes"]
+
+
+def test_a_customers_export_with_several_rows_per_customer_keeps_the_first_valid_one(tmp_path):
+    """An address history exported as customers: one row per address. Static attributes are one row per customer."""
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "c.csv", "customer_id,region,signup_at\nc1,north,2023-01-01\nc1,south,2023-01-01\n"
+          "c2,west,not a date\nc2,east,2023-02-01\nc2,east,2023-02-01\nc3,north,2023-03-01\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "customers": {"path": "c.csv"}},
+                        ingest={"max_bad_share": 0.5})
+    customers = read_validated_source(tmp_path, "customers")
+    assert customers[["customer_id", "region"]].values.tolist() == [["c1", "north"], ["c2", "east"], ["c3", "north"]]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "customers.parquet")
+    later = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
+    assert quarantine[["region", "reason"]].values.tolist() == [
+        ["south", later], ["west", "signup_at: not a timestamp"], ["east", later]]
+    entry = report["sources"]["customers"]
+    assert entry["bad_rows"] == 1 and entry["duplicate_rows"] == 0
+    assert ("2 rows name a customer whose attributes an earlier row gives: the first row of each customer is kept, the "
+            "others are quarantined (not counted as bad)") in entry["notes"]
