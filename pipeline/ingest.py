@@ -66,6 +66,8 @@ from pipeline.errors import IngestError
 from pipeline.progress import get_logger
 from pipeline.sources import (
     RawSource,
+    cell_text,
+    concat_as_read,
     infer_date_format,
     parse_booleans,
     parse_ids,
@@ -218,8 +220,10 @@ def _with_values_at(values: pd.Series, rows: np.ndarray, new: np.ndarray) -> pd.
 def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
     other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
-    ORDER_FIELDS, or named by `exclude` or `returns_when`, takes the one value the other lines of its order hold
-    (none when they hold two). A note counts the lines. Other sources, or nothing to fill: `raw` unchanged.
+    ORDER_FIELDS takes the one value the other lines of its order hold (none when they hold two); so does a blank
+    cell of a column named by `exclude` or `returns_when`, on a line that lacks an order field too (a flag that
+    other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing to fill: `raw`
+    unchanged.
 
     Only the orders with a blank cell are looked at: on a complete export this costs a few Arrow passes.
     """
@@ -233,7 +237,16 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
         return raw
     frame = raw.frame
     blanks = {column: _blank(frame[column]) for column in fill}
-    some_blank = np.logical_or.reduce(list(blanks.values()))
+    fields = [c for c in dict.fromkeys(c for f in ORDER_FIELDS for c in file_columns(columns, source, f)) if c in blanks]
+    if not fields:
+        return raw
+    # A line-level flag (a blank `Returned` beside a `yes` on another line) is not an order field: flags are taken only
+    # by lines that lack the order's own fields too (the later lines of a Shopify order).
+    fields_blank = np.logical_or.reduce([blanks[column] for column in fields])
+    for column in fill:
+        if column not in fields:
+            blanks[column] = blanks[column] & fields_blank
+    some_blank = fields_blank
     if not some_blank.any():
         return raw
     # Each line's order as written (ids are stripped when parsed: the lines with a blank, and the lines written
@@ -263,16 +276,16 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
 
 
 def joined_text(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """The text of `columns` joined by a space per row, each stripped; missing where any of them is missing or blank."""
-    parts = [frame[column].astype("str").str.strip() for column in columns]
+    """The text of `columns` (`cell_text`) joined by a space per row; missing where any of them is missing or blank."""
+    parts = [cell_text(frame[column]) for column in columns]
     missing = np.logical_or.reduce([(part.isna() | (part == "")).to_numpy(dtype=bool) for part in parts])
     return parts[0].str.cat(parts[1:], sep=" ").where(~missing)
 
 
 def recoded(values: pd.Series, words: Mapping[str, str]) -> pd.Series:
-    """`values` as text, with each value that is a key of `words` (surrounding whitespace stripped) replaced by its
-    word; other values as they are."""
-    text = values.astype("str").str.strip()
+    """`values` as text (`cell_text`), with each value that is a key of `words` replaced by its word; other values as
+    they are."""
+    text = cell_text(values)
     listed = text.isin(list(words))
     return text.where(~listed, text.map(words)) if listed.any() else text
 
@@ -866,7 +879,7 @@ def split_source(
         "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the repeats of earlier files and a customer's later rows of
         # attributes are in the quarantine, not here)
-        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later) - int(repeats.sum()),
+        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1091,7 +1104,8 @@ def customers_from_other_exports(typed: pd.DataFrame, lengths: list[int]) -> tup
 
 def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str) -> MappedSource:
     """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
-    filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other."""
+    filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other; the
+    raw rows stay as read (the quarantine shows them so)."""
     if len(raws) != len(exports):
         raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
     parts = []
@@ -1102,9 +1116,11 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns}
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
+    # The quarantine and extra columns show the rows as read; the fill's note goes with them.
+    as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
     if len(parts) == 1:
-        raw, parsed, excluded = parts[0]
-        return MappedSource(raw, parsed, excluded, extra)
+        _, parsed, excluded = parts[0]
+        return MappedSource(as_read[0], parsed, excluded, extra)
     offsets = np.cumsum([0, *(len(raw.frame) for raw, _, _ in parts[:-1])])
 
     def shifted(problems: pd.DataFrame, offset: int) -> pd.DataFrame:
@@ -1113,14 +1129,14 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     def labelled(parsed: ParsedSource) -> pd.DataFrame:  # each export names its own file column in a reason
         return parsed.problems.assign(label=parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"]))
 
-    raws_only = [raw for raw, _, _ in parts]
+    raws_only = as_read
     origin = pd.DataFrame({
         "source_file": union_categoricals([raw.origin["source_file"] for raw in raws_only]),
         "source_row": np.concatenate([raw.origin["source_row"].to_numpy() for raw in raws_only]),
     })
     raw = RawSource(
         name=raws_only[0].name,
-        frame=pd.concat([raw.frame for raw in raws_only], ignore_index=True),
+        frame=concat_as_read([raw.frame for raw in raws_only]),
         origin=origin,
         files=tuple(path for raw in raws_only for path in raw.files),
         notes=tuple(note for raw in raws_only for note in raw.notes),

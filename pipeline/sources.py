@@ -504,9 +504,44 @@ def read_source(name: str, source: SourceConfig, *, customers_elsewhere: bool = 
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
     if unknown_renames:
         notes.append(f"rename keys not found in the files: {', '.join(unknown_renames)}")
-    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    frame = concat_as_read(frames)
     origin = row_origin(labels, [len(part) for part in frames])
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes))
+
+
+MIDNIGHT_PATTERN = r"^(\d{4}-\d\d-\d\d) 00:00:00$"  # a spreadsheet's date cell read as text ('2024-01-31 00:00:00')
+
+
+def cell_text(values: pd.Series) -> pd.Series:
+    """Cells as the text an export shows them (stripped), whatever the file typed them as: whole numbers without a
+    decimal part (17850.0 -> '17850'), dates without a time of day ('2024-01-31', also from a spreadsheet's date
+    cell), other times as 'YYYY-MM-DD HH:MM:SS'. Missing stays missing."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        whole = values.where((values == values.round()) & (values.abs() < 2.0**53))
+        return whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        present = values.dropna()
+        dates = bool(len(present)) and bool((present == present.dt.normalize()).all())
+        offset = "%z" if isinstance(values.dtype, pd.DatetimeTZDtype) else ""
+        return values.dt.strftime("%Y-%m-%d" if dates else f"%Y-%m-%d %H:%M:%S{offset}")
+    return values.astype("str").str.strip().str.replace(MIDNIGHT_PATTERN, r"\1", regex=True)
+
+
+def concat_as_read(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """`frames` one after the other (the union of their columns, RangeIndex); a column that one frame types and
+    another holds as text (a Parquet export beside a CSV one), or types otherwise, is text in all (`cell_text`: -4.0
+    and '-4' alike, so that repeats across them are found)."""
+    if len(frames) == 1:
+        return frames[0]
+    types: dict[str, set[str]] = {}
+    for frame in frames:
+        for column, dtype in frame.dtypes.items():
+            types.setdefault(column, set()).add(str(dtype))
+    mixed = [column for column, seen in types.items() if len(seen) > 1]
+    if mixed:
+        frames = [frame.assign(**{column: cell_text(frame[column]) for column in mixed if column in frame.columns})
+                  for frame in frames]
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_exports(name: str, source: SourceConfig) -> list[RawSource]:
@@ -739,7 +774,8 @@ def numeric_times(values: pd.Series, date_format: str) -> pd.Series:
     where a value is not a number or lies beyond the years 1678-2261 that timestamps hold."""
     unit, epoch = NUMERIC_FORMATS[date_format]
     numbers = pd.to_numeric(values.astype("str").str.strip(), errors="coerce").astype("float64")
-    seconds = numbers * pd.Timedelta(1, unit=unit).total_seconds()
+    since_1970 = (pd.Timestamp(epoch) - pd.Timestamp("1970-01-01")).total_seconds()
+    seconds = since_1970 + numbers * pd.Timedelta(1, unit=unit).total_seconds()  # from 1970, whatever the epoch
     numbers = numbers.where((seconds.abs() < 9.2e9) & numbers.notna())
     return (pd.Timestamp(epoch) + pd.to_timedelta(numbers, unit=unit).dt.round("us")).astype("datetime64[us]")
 
@@ -770,13 +806,13 @@ def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: st
     Text: `date_format` (strptime codes, or a NUMERIC_FORMATS name) when given, else ISO 8601 (offsets honoured).
     Naive values are wall-clock time in `timezone`. Typed (Parquet) datetimes: naive ones are localized too.
     """
-    if date_format in NUMERIC_FORMATS:
-        naive = numeric_times(values, date_format)
-        parsed = naive.dt.tz_localize("UTC") if date_format.startswith("unix") else _localize(naive, timezone)
-    elif isinstance(values.dtype, pd.DatetimeTZDtype):
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC")
     elif pd.api.types.is_datetime64_dtype(values.dtype):
         parsed = _localize(values, timezone)
+    elif date_format in NUMERIC_FORMATS:
+        naive = numeric_times(values, date_format)
+        parsed = naive.dt.tz_localize("UTC") if date_format.startswith("unix") else _localize(naive, timezone)
     elif values.isna().all():
         parsed = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
     else:

@@ -813,3 +813,81 @@ def test_a_customers_export_with_several_rows_per_customer_keeps_the_first_valid
     assert entry["bad_rows"] == 1 and entry["duplicate_rows"] == 0
     assert ("2 rows name a customer whose attributes an earlier row gives: the first row of each customer is kept, the "
             "others are quarantined (not counted as bad)") in entry["notes"]
+
+
+def test_a_line_level_flag_is_not_spread_to_the_other_lines_of_its_order(tmp_path):
+    """Only lines that lack the order's own fields take its flags: a `Returned` left blank beside a `yes` is a 'no'."""
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,Returned,Cancelled\n"
+          "o1,c1,2024-01-05,10,,\no1,c1,2024-01-05,20,,\no1,c1,2024-01-05,5,yes,\n"
+          "o2,c2,2024-01-06,7,,yes\no2,c2,2024-01-06,3,,\n")
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv", "returns_when": {"Returned": ["yes"]},
+                                           "exclude": {"Cancelled": ["yes"]}}})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "amount"]].values.tolist() == [["o1", 10.0], ["o1", 20.0], ["o1", -5.0], ["o2", 3.0]]
+
+
+def test_a_parquet_export_beside_a_csv_one_reads_as_one_source_and_finds_their_overlap(tmp_path):
+    pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["c1", "c2"], "ordered_at": ["2024-01-01 10:00:00"] * 2,
+                  "amount": [10.5, -4.0]}).to_parquet(tmp_path / "t.parquet")
+    write(tmp_path, "t2.csv", "order_id,customer_id,ordered_at,amount\no2,c2,2024-01-01 10:00:00,-4\n"
+          "o4,c1,2024-01-06 10:00:00,x\n")
+    for sources in ({"transactions": {"path": "t.parquet", "other_exports": [{"path": "t2.csv"}]}},
+                    {"transactions": {"path": "t*"}}):
+        entry = run_ingest(tmp_path, sources, ingest={"max_bad_share": 0.5})["sources"]["transactions"]
+        assert (entry["repeated_rows"], entry["bad_rows"], entry["validated_rows"]) == (1, 1, 2)  # -4.0 repeats '-4'
+        quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+        assert quarantine["amount"].tolist() == ["-4", "x"]
+
+
+def test_numeric_times_out_of_range_and_typed_times_beside_a_numeric_layout(tmp_path):
+    """A placeholder like -99999 among date serials is not a timestamp (not an overflow); a typed delivery time
+    stays typed when read.date_format names a numeric layout for the text ones."""
+    serials = "".join(f"o{i},c{i},{45322 + i}.5,10\n" for i in range(10))
+    write(tmp_path, "x.csv", "order_id,customer_id,ordered_at,amount\n" + serials + "o99,c99,-99999,10\n")
+    for read in ({}, {"date_format": "excel"}):
+        run_ingest(tmp_path, {"transactions": {"path": "x.csv", "read": read}}, ingest={"max_bad_share": 0.5})
+        quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+        assert quarantine["reason"].tolist() == ["ordered_at: not a timestamp"]
+    pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["c1", "c2"], "ordered_at": [1706693400, 1707843900],
+                  "amount": [1.0, 2.0], "delivered_at": pd.to_datetime(["2024-02-01", "2024-02-20"])}
+                 ).to_parquet(tmp_path / "t.parquet")
+    run_ingest(tmp_path, {"transactions": {"path": "t.parquet", "read": {"date_format": "unix"}}})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated["delivered_at"].tolist() == [pd.Timestamp("2024-02-01", tz="UTC"), pd.Timestamp("2024-02-20", tz="UTC")]
+
+
+def test_duplicates_are_never_negative_when_a_customers_later_row_repeats_in_another_file(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "c1.csv", "customer_id,region\nc1,north\nc1,south\nc2,east\n")
+    write(tmp_path, "c2.csv", "customer_id,region\nc1,south\n")
+    entry = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "customers": {"path": "c*.csv"}})["sources"]["customers"]
+    assert (entry["validated_rows"], entry["repeated_rows"], entry["duplicate_rows"]) == (2, 1, 0)
+
+
+def test_combine_and_recode_read_typed_and_spreadsheet_cells_as_the_export_shows_them(tmp_path):
+    """A workbook's date cells and time cells joined; a Parquet column of whole numbers (with a gap) recoded."""
+    import datetime as dt
+
+    frame = pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["c1", "c2"], "amount": [1.0, 2.0],
+                          "Date": [dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)], "Time": [dt.time(10), dt.time(11, 30)]})
+    write_workbook(tmp_path / "t.xlsx", {"orders": frame})
+    run_ingest(tmp_path, {"transactions": {"path": "t.xlsx", "combine": {"ordered_at": ["Date", "Time"]}}})
+    assert read_validated_source(tmp_path, "transactions")["ordered_at"].tolist() == [
+        pd.Timestamp("2024-01-01 10:00", tz="UTC"), pd.Timestamp("2024-01-02 11:30", tz="UTC")]
+    write(tmp_path, "o.csv", GOOD_TRANSACTIONS)
+    pd.DataFrame({"customer_id": ["c1", "c2", "c2"], "submitted_at": ["2024-01-02"] * 3, "Survey": [1.0, 2.0, None],
+                  "score": [9.0, 4.0, 3.0]}).to_parquet(tmp_path / "f.parquet")
+    run_ingest(tmp_path, {"transactions": {"path": "o.csv"}, "feedback": {
+        "path": "f.parquet", "rename": {"Survey": "kind"}, "recode": {"kind": {1: "nps", 2: "csat"}}}},
+        ingest={"max_bad_share": 0.5})
+    assert read_validated_source(tmp_path, "feedback")["kind"].tolist() == ["nps", "csat"]
+
+
+def test_more_mapping_settings_that_fail_at_start_up(tmp_path):
+    for feedback, message in [
+        ({"path": "f.csv", "constants": {"kind": "nps"}, "combine": {"kind": ["A", "B"]}},
+         "feedback: 'kind' is in both constants and combine; remove one of the two"),
+        ({"path": "f.csv", "score_scales": {"stars": [1, 10]}}, "'stars' is not a feedback kind"),
+    ]:
+        with pytest.raises(Exception, match=message):
+            make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": feedback})
