@@ -89,6 +89,7 @@ REPEATED = "repeats a row of an earlier file (overlapping exports)"
 LATER_ATTRIBUTES = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
+FROM_ORDER = " (on its order's other lines; this line leaves it blank)"  # an exclusion a filled line took
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
 TOP_REASONS = 5
 # Timestamps that record a past fact; promised delivery dates may lie after the data's end.
@@ -725,6 +726,17 @@ def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFr
     return pd.concat(found, ignore_index=True) if found else _empty_problems()
 
 
+def excluded_filled_rows(as_read: RawSource, filled: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:
+    """`excluded_rows` of `filled` (`with_order_fields_filled` of `as_read`); the reason of a row whose excluding
+    value was taken from its order's other lines says so (the quarantine shows the row as read, with the cell blank)."""
+    found = excluded_rows(filled, exclude)
+    if filled is as_read or found.empty:
+        return found
+    own = excluded_rows(as_read, exclude)[["row", "column"]].assign(own=True)
+    taken = found.merge(own, on=["row", "column"], how="left")["own"].isna().to_numpy()
+    return found.assign(reason=found["reason"].where(~taken, found["reason"] + FROM_ORDER))
+
+
 def repeat_keys(typed: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(a 64-bit key per row of its customer, numbers and times; True where that key occurs in another row too): equal
     rows have equal keys, so only the rows flagged can repeat another (`repeated_across_files`, `duplicate_rows`)."""
@@ -1110,8 +1122,8 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
         raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
     parts = []
     for raw, export in zip(raws, exports):
-        raw = with_order_fields_filled(raw, export)
-        parts.append((raw, parse_source(raw, export, id_case=id_case), excluded_rows(raw, export.exclude)))
+        filled = with_order_fields_filled(raw, export)
+        parts.append((filled, parse_source(filled, export, id_case=id_case), excluded_filled_rows(raw, filled, export.exclude)))
     columns = contract(raws[0].name).dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns}

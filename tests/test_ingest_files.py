@@ -697,7 +697,8 @@ def test_order_fields_written_on_an_orders_first_line_only_are_taken_by_its_othe
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
     assert quarantine[["Name", "reason"]].values.tolist() == [
         ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded'"],
-        ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded'"],  # its 2nd line too
+        ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded' (on its order's other "
+                  "lines; this line leaves it blank)"],  # its 2nd line too
         ["#1005", "anonymous"], ["#1005", "anonymous"], ["#1006", "anonymous"]]
     assert ("3 order lines with blank cells in Email, Created at, Financial Status took their order's values from its "
             "other lines (an export that writes an order's fields on its first line only)") in (
