@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import math
 import os
 import re
 import typing
@@ -87,6 +88,24 @@ class ReadOptions(StrictModel):
         return self
 
 
+class CurrencyRates(StrictModel):
+    """A source's `currency_rates`: the file column naming each row's currency, and each currency's rate."""
+
+    column: str = Field(min_length=1)
+    rates: dict[str, float] = Field(min_length=1)
+
+    @field_validator("rates")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for code, rate in value.items():
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"the rate of {code!r} is {rate}: a rate is a positive number")
+        codes = [code.strip().upper() for code in value]
+        if len(set(codes)) != len(codes):
+            raise ValueError("a currency is listed twice (currencies are compared in upper case)")
+        return value
+
+
 class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
@@ -113,6 +132,10 @@ class SourceConfig(StrictModel):
     # Feedback only: the scale an export's scores of a kind are on, when it is not the contract's (e.g. {csat: [1, 10]}
     # or {review: [0, 100]}); they are mapped linearly onto the kind's contract scale (csat and review 1-5).
     score_scales: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # Transactions only: the file column naming each row's currency and the rate that turns an amount in each
+    # currency into the one the features sum (e.g. {column: Currency, rates: {EUR: 1, USD: 0.92}}): amount,
+    # unit_price and discount are multiplied by their row's rate; a row in a currency without a rate is quarantined.
+    currency_rates: CurrencyRates | None = None
     # More exports of this source in layouts of their own (NPS from one tool and reviews from another, orders
     # before and after a platform change), each mapped with its own keys; their rows join this export's.
     other_exports: list[SourceConfig] = Field(default_factory=list)
@@ -185,6 +208,8 @@ class SourcesConfig(StrictModel):
         for name, source in self.configured().items():
             if name != "transactions" and any(export.returns_when for export in source.exports()):
                 raise ValueError(f"{name}.returns_when: only transactions have returns; remove the setting")
+            if name != "transactions" and any(export.currency_rates for export in source.exports()):
+                raise ValueError(f"{name}.currency_rates: only transactions have amounts; remove the setting")
             if name != "feedback" and any(export.score_scales for export in source.exports()):
                 raise ValueError(f"{name}.score_scales: only feedback has scores; remove the setting")
         return self

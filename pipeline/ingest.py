@@ -48,7 +48,7 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pa_compute
 from pandas.api.types import union_categoricals
 
-from pipeline.config import SOURCE_NAMES, IngestConfig, ReadOptions, SourceConfig
+from pipeline.config import SOURCE_NAMES, CurrencyRates, IngestConfig, ReadOptions, SourceConfig
 from pipeline.contract import (
     AMOUNT_FACTORS,
     BOOLEAN,
@@ -131,6 +131,7 @@ class ParsedSource:
     labels: dict[str, str]
     derived: dict[str, str] = field(default_factory=dict)  # contract column -> how it was computed
     notes: list[str] = field(default_factory=list)  # how columns were read, for the report (e.g. a date format)
+    warnings: list[str] = field(default_factory=list)  # the notes a user must see when ingest runs (also in notes)
 
 
 @dataclass(frozen=True)
@@ -394,6 +395,13 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             typed[column] = _negative_at(typed[column], returns)
         notes.append(f"{len(returns):,} rows are returns by sources.{raw.name}.returns_when: their amount and "
                      "quantity are negative")
+    if source.currency_rates is not None:
+        factors, unknown, note = currency_factors(raw, source.currency_rates)
+        for column in MONEY_COLUMNS:
+            typed[column] = typed[column].where(factors.isna(), typed[column] * factors)
+        problems_frame = pd.concat([problems_frame, unknown], ignore_index=True)
+        notes.append(note)
+    warnings = [note for note in [mixed_currency_note(raw, source)] if note]
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
@@ -401,7 +409,8 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
         labels["amount"] = f"amount (= {derived['amount']})"
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
-                        problems=problems_frame, labels=labels, derived=derived, notes=notes)
+                        problems=problems_frame, labels=labels, derived=derived, notes=notes + warnings,
+                        warnings=warnings)
 
 
 NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERIC_FORMATS`) is named in the note
@@ -689,16 +698,64 @@ def not_bad(reasons: pd.Series) -> pd.Series:
     return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES]) | reasons.str.startswith(EXCLUDED_PREFIX)
 
 
+def file_column(raw: RawSource, column: str, *, setting: str) -> pd.Series:
+    """The file column `column` of `raw`, named by the source setting `setting`; IngestError when the files lack it."""
+    if column not in raw.frame.columns:
+        shown = ", ".join(str(name)[:60] for name in raw.frame.columns[:20])
+        raise IngestError(f"sources.{raw.name}.{setting}: column {column!r} is not in the files (their columns: "
+                          f"{shown}); name a column of the export, as it is written there")
+    return raw.frame[column]
+
+
+MONEY_COLUMNS = ("amount", "unit_price", "discount")  # the transactions' columns in a currency
+NO_RATE = "a currency without a rate in sources.{source}.currency_rates"
+NO_CURRENCY = "missing (sources.{source}.currency_rates needs each row's currency)"
+
+
+def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Series, pd.DataFrame, str]:
+    """(each row's rate by its currency in the file column `conversion.column`, NaN where it has none; problems
+    for those rows; a note counting the rows converted). Currencies are compared as text in upper case."""
+    setting = "currency_rates.column"
+    currency = cell_text(file_column(raw, conversion.column, setting=setting)).str.upper()
+    rates = {code.strip().upper(): rate for code, rate in conversion.rates.items()}
+    factors = currency.map(rates).astype("float64")
+    factors.index = raw.frame.index
+    blank = (currency.isna() | (currency == "")).to_numpy()
+    unknown = factors.isna().to_numpy()
+    problems = pd.concat([_problems(np.flatnonzero(unknown & ~blank), conversion.column, NO_RATE.format(source=raw.name)),
+                          _problems(np.flatnonzero(blank), conversion.column, NO_CURRENCY.format(source=raw.name))],
+                         ignore_index=True)
+    converted = factors.notna() & (factors != 1.0)
+    shown = ", ".join(f"{code} × {rate:g}" for code, rate in rates.items() if rate != 1.0)
+    note = (f"{int(converted.sum()):,} rows converted by sources.{raw.name}.currency_rates ({conversion.column}: "
+            f"{shown or 'every rate 1'})")
+    return factors, problems, note
+
+
+def mixed_currency_note(raw: RawSource, source: SourceConfig) -> str | None:
+    """A note when a file column named like a currency ('Currency', 'currency_code') holds more than one value and
+    neither `currency_rates` nor `exclude` names it: amounts in different currencies would be summed as one. None
+    otherwise."""
+    if source.currency_rates is not None or raw.name != "transactions":
+        return None
+    named = [c for c in raw.frame.columns
+             if "currency" in str(c).casefold() and source.rename.get(c, c) == c and c not in source.exclude]
+    for column in named:
+        counts = cell_text(raw.frame[column]).str.upper().replace("", None).value_counts()
+        if len(counts) > 1:
+            shown = ", ".join(f"{code} {rows:,}" for code, rows in counts.head(4).items())
+            return (f"amounts in {len(counts)} currencies ({column}: {shown} rows) are summed as written; convert "
+                    f"them with sources.{raw.name}.currency_rates: {{column: {column}, rates: {{...}}}}, or keep one "
+                    f"currency with sources.{raw.name}.exclude")
+    return None
+
+
 def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> Iterator[tuple[str, str, np.ndarray]]:
     """(file column, value, row numbers) for each value of `values_of` ({file column: values}, the source setting
     `setting`) that some rows hold, compared as text with surrounding whitespace stripped. IngestError when a
     column is not in the files."""
     for column, values in values_of.items():
-        if column not in raw.frame.columns:
-            shown = ", ".join(str(name)[:60] for name in raw.frame.columns[:20])
-            raise IngestError(f"sources.{raw.name}.{setting}: column {column!r} is not in the files (their columns: "
-                              f"{shown}); name a column of the export, as it is written there")
-        text = raw.frame[column].astype("str").str.strip()
+        text = file_column(raw, column, setting=setting).astype("str").str.strip()
         for value in dict.fromkeys(str(value).strip() for value in values):
             rows = np.flatnonzero((text == value).fillna(False).to_numpy(dtype=bool))
             if len(rows):
@@ -1166,6 +1223,7 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
         notes=[note for p in parsed_parts for note in p.notes] + (
             [f"{taken:,} lines without a customer took it from their order's lines in another export (a refunds "
              "export that names the order, not the customer)"] if taken else []),
+        warnings=[warning for p in parsed_parts for warning in p.warnings],
     )
     excluded = pd.concat([shifted(e, o) for (_, _, e), o in zip(parts, offsets)], ignore_index=True)
     return MappedSource(raw, parsed, excluded, extra)
@@ -1203,6 +1261,8 @@ def ingest_sources(
         if name not in raws:
             results[name] = unconfigured_source(name)
             continue
+        for warning in parsed[name].warnings:
+            get_logger().warning("%s: %s", name, warning)
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
         keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
         repeats = repeated_across_files(raws[name], parsed[name].typed, keys=keys)

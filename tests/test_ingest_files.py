@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -542,7 +543,6 @@ def test_feedback_ids_written_differently_from_the_transactions_ones_get_a_note(
     write(tmp_path, "f.csv", "customer_id,submitted_at,kind,score\n" + survey)
     people = "".join(f"{i:05d}\n" for i in range(400))  # all registered customers: 40 of them bought
     write(tmp_path, "c.csv", "customer_id\n" + people)
-    import logging
     with caplog.at_level(logging.WARNING, logger="pipeline"):
         report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"},
                                        "customers": {"path": "c.csv"}})
@@ -562,7 +562,6 @@ def test_feedback_ids_written_differently_from_the_transactions_ones_get_a_note(
 
 def test_ids_of_one_source_that_differ_only_in_case_or_leading_zeros_get_a_note_and_stay_apart(tmp_path, caplog):
     """One monthly export came through a spreadsheet (leading zeros dropped); the web shop writes e-mails as typed."""
-    import logging
 
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,00123,2024-01-01,5\no2,123,2024-01-09,5\n"
           "o3,Ann@X.com,2024-01-03,5\no4,ann@x.com,2024-01-05,5\no5,77,2024-01-06,5\no6,077A,2024-01-06,5\n")
@@ -892,3 +891,58 @@ def test_more_mapping_settings_that_fail_at_start_up(tmp_path):
     ]:
         with pytest.raises(Exception, match=message):
             make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": feedback})
+
+
+def test_amounts_in_several_currencies_are_converted_by_their_rows_rate_or_named_in_a_warning(tmp_path, caplog):
+    """A shop selling in EUR and USD writes a Currency column; summing both as one would misstate every spend."""
+    write(tmp_path, "t.csv", "Order,Customer,Date,Quantity,Price,Discount,Currency\n"
+          "o1,c1,2024-01-05,2,10.00,1.00,EUR\no2,c2,2024-01-06,1,20.00,0,usd\no3,c3,2024-01-07,1,5.00,0, USD \n"
+          "o4,c4,2024-01-08,1,7.00,0,JPY\no5,c5,2024-01-09,1,9.00,0,\n")
+    shop = {"path": "t.csv", "rename": {"Order": "order_id", "Customer": "customer_id", "Date": "ordered_at",
+                                        "Quantity": "quantity", "Price": "unit_price", "Discount": "discount"}}
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        report = run_ingest(tmp_path, {"transactions": shop})
+    warning = ("amounts in 3 currencies (Currency: USD 2, EUR 1, JPY 1 rows) are summed as written; convert them with "
+               "sources.transactions.currency_rates: {column: Currency, rates: {...}}, or keep one currency with "
+               "sources.transactions.exclude")
+    assert warning in report["sources"]["transactions"]["notes"] and warning in caplog.text
+    assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [19.0, 20.0, 5.0, 7.0, 9.0]
+    one_currency = {**shop, "exclude": {"Currency": ["USD", "JPY", ""]}}  # the other currencies left out: no warning
+    notes = run_ingest(tmp_path, {"transactions": one_currency}, ingest={"max_bad_share": 0.5})["sources"]["transactions"]["notes"]
+    assert not any(note.startswith("amounts in") for note in notes)
+
+    converted = {**shop, "currency_rates": {"column": "Currency", "rates": {"EUR": 1, "USD": 0.5}}}
+    report = run_ingest(tmp_path, {"transactions": converted}, ingest={"max_bad_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "amount", "unit_price", "discount"]].values.tolist() == [
+        ["o1", 19.0, 10.0, 1.0], ["o2", 10.0, 10.0, 0.0], ["o3", 2.5, 2.5, 0.0]]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].tolist() == [
+        "Currency: a currency without a rate in sources.transactions.currency_rates",
+        "Currency: missing (sources.transactions.currency_rates needs each row's currency)"]
+    assert quarantine["Currency"].iloc[0] == "JPY" and pd.isna(quarantine["Currency"].iloc[1])
+    entry = report["sources"]["transactions"]
+    assert "2 rows converted by sources.transactions.currency_rates (Currency: USD × 0.5)" in entry["notes"]
+    assert not any(note.startswith("amounts in") for note in entry["notes"])
+
+    # an amount column is converted too; a currency column the files lack is a one-line error naming the key
+    write(tmp_path, "a.csv", "order_id,customer_id,ordered_at,amount,Currency\no1,c1,2024-01-05,10,GBP\n"
+          "o2,c2,2024-01-06,4,EUR\n")
+    run_ingest(tmp_path, {"transactions": {"path": "a.csv", "currency_rates": {"column": "Currency",
+                                                                               "rates": {"gbp": 1.2, "EUR": 1}}}})
+    assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [12.0, 4.0]
+    with pytest.raises(IngestError, match=r"sources.transactions.currency_rates.column: column 'Cur' is not in the"):
+        run_ingest(tmp_path, {"transactions": {"path": "a.csv", "currency_rates": {"column": "Cur", "rates": {"EUR": 1}}}})
+
+
+def test_currency_rates_are_checked_at_start_up(tmp_path):
+    for source, setting, message in [
+        ("transactions", {"column": "Currency", "rates": {"USD": 0}}, "the rate of 'USD' is 0.0: a rate is a positive"),
+        ("transactions", {"column": "Currency", "rates": {"usd": 1, "USD": 2}}, "a currency is listed twice"),
+        ("transactions", {"column": "Currency", "rates": {}}, "rates"),
+        ("feedback", {"column": "Currency", "rates": {"USD": 1}}, "feedback.currency_rates: only transactions"),
+    ]:
+        sources = {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv"}}
+        sources[source] = {**sources[source], "currency_rates": setting}
+        with pytest.raises(Exception, match=message):
+            make_config(tmp_path, sources)
