@@ -219,11 +219,16 @@ def _with_values_at(values: pd.Series, rows: np.ndarray, new: np.ndarray) -> pd.
     return text_series(replaced, values.index)
 
 
+def currency_columns(source: SourceConfig) -> list[str]:
+    """The file column `currency_rates` names, if set."""
+    return [] if source.currency_rates is None else [source.currency_rates.column]
+
+
 def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
     other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
     ORDER_FIELDS takes the one value the other lines of its order hold (none when they hold two); so does a blank
-    cell of a column named by `exclude` or `returns_when`, on a line that lacks an order field too (a flag that
+    cell of a column named by `exclude`, `returns_when` or `currency_rates`, on a line that lacks an order field too (a flag that
     other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing to fill: `raw`
     unchanged.
 
@@ -234,7 +239,8 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     columns = list(raw.frame.columns)
     order_columns = file_columns(columns, source, "order_id")
     fill = [c for c in dict.fromkeys([*(c for f in ORDER_FIELDS for c in file_columns(columns, source, f)),
-                                      *source.exclude, *source.returns_when]) if c in columns and c not in order_columns]
+                                      *source.exclude, *source.returns_when, *currency_columns(source)])
+            if c in columns and c not in order_columns]
     if not order_columns or not fill:
         return raw
     frame = raw.frame

@@ -946,3 +946,16 @@ def test_currency_rates_are_checked_at_start_up(tmp_path):
         sources[source] = {**sources[source], "currency_rates": setting}
         with pytest.raises(Exception, match=message):
             make_config(tmp_path, sources)
+
+
+def test_an_orders_currency_written_on_its_first_line_only_converts_its_other_lines(tmp_path):
+    write(tmp_path, "orders.csv", "Name,Email,Created at,Currency,Lineitem quantity,Lineitem price\n"
+          "#1001,ann@example.com,2024-01-31 09:30:00,USD,1,20.00\n#1001,,,,1,10.00\n"
+          "#1002,bob@example.com,2024-02-01 09:30:00,EUR,1,8.00\n#1002,,,,2,1.00\n")
+    shopify = {"path": "orders.csv", "currency_rates": {"column": "Currency", "rates": {"EUR": 1, "USD": 0.5}},
+               "rename": {"Name": "order_id", "Email": "customer_id", "Created at": "ordered_at",
+                          "Lineitem quantity": "quantity", "Lineitem price": "unit_price"}}
+    report = run_ingest(tmp_path, {"transactions": shopify})
+    assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [10.0, 5.0, 8.0, 2.0]
+    assert "2 rows converted by sources.transactions.currency_rates (Currency: USD × 0.5)" in (
+        report["sources"]["transactions"]["notes"])
