@@ -228,9 +228,9 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
     other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
     ORDER_FIELDS takes the one value the other lines of its order hold (none when they hold two); so does a blank
-    cell of a column named by `exclude`, `returns_when` or `currency_rates`, on a line that lacks an order field too (a flag that
-    other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing to fill: `raw`
-    unchanged.
+    cell of a column named by `exclude`, `returns_when` or `currency_rates`, on a line that lacks an order field
+    too (a flag that other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing
+    to fill: `raw` unchanged.
 
     Only the orders with a blank cell are looked at: on a complete export this costs a few Arrow passes.
     """
@@ -728,9 +728,10 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     factors.index = raw.frame.index
     blank = (currency.isna() | (currency == "")).to_numpy()
     unknown = factors.isna().to_numpy()
-    problems = pd.concat([_problems(np.flatnonzero(unknown & ~blank), conversion.column, NO_RATE.format(source=raw.name)),
-                          _problems(np.flatnonzero(blank), conversion.column, NO_CURRENCY.format(source=raw.name))],
-                         ignore_index=True)
+    problems = pd.concat([
+        _problems(np.flatnonzero(unknown & ~blank), conversion.column, NO_RATE.format(source=raw.name)),
+        _problems(np.flatnonzero(blank), conversion.column, NO_CURRENCY.format(source=raw.name)),
+    ], ignore_index=True)
     converted = factors.notna() & (factors != 1.0)
     shown = ", ".join(f"{code} × {rate:g}" for code, rate in rates.items() if rate != 1.0)
     note = (f"{int(converted.sum()):,} rows converted by sources.{raw.name}.currency_rates ({conversion.column}: "
@@ -1186,7 +1187,8 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     parts = []
     for raw, export in zip(raws, exports):
         filled = with_order_fields_filled(raw, export)
-        parts.append((filled, parse_source(filled, export, id_case=id_case), excluded_filled_rows(raw, filled, export.exclude)))
+        parsed = parse_source(filled, export, id_case=id_case)
+        parts.append((filled, parsed, excluded_filled_rows(raw, filled, export.exclude)))
     columns = contract(raws[0].name).dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns}
