@@ -67,6 +67,9 @@ class ReadOptions(StrictModel):
     # ('1.234,56' with decimal ',' and thousands '.'; None: a number holds no separator).
     decimal: Literal[".", ","] = "."
     thousands: Literal[".", ",", " ", "'", "\u00a0", "\u202f"] | None = None
+    # Negative numbers written as accounting and ERP exports do: in parentheses ('(12.50)') or with a trailing
+    # minus ('12.50-'); without it those cells are not numbers (and the reason says to set this).
+    accounting_negatives: bool = False
 
     @model_validator(mode="after")
     def _names_when_no_header(self) -> ReadOptions:

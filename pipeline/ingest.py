@@ -320,6 +320,8 @@ def _unparsed(values: pd.Series, parsed: pd.Series) -> np.ndarray:
     return rows
 
 
+# An accounting negative: '(12.50)', '(£12.50)', '£(12.50)', or a trailing minus as ERP exports write it ('12.50-').
+ACCOUNTING_PATTERN = r"^\S{0,3}\(\s*\S{0,3}\s*[\d.,' ]+\s*\S{0,3}\)\S{0,3}$|^\S{0,3}\s*\d[\d.,' ]*\s*\S{0,3}\s*-$"
 # A number with a currency sign or code before it (after a sign) or after it: '$12.50', '-£3', '12,50 EUR'.
 CURRENCY_PATTERN = r"^[+-]?\s*([$€£¥₹₽₩₺₪₫฿₴₦₱]|[A-Z]{3})\s*[+-]?[\d.,' ]+$|^[+-]?[\d.,' ]+\s*([$€£¥₹₽₩₺₪₫฿₴₦₱]|[A-Z]{3})$"
 REASON_SAMPLE = 1_000  # unread number cells looked at for a hint
@@ -336,6 +338,9 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     if read.decimal == "." and text.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
         return (f"not a number (a decimal comma? set sources.{source}.read.decimal: ',' and, if the numbers have "
                 "one, read.thousands)")
+    if not read.accounting_negatives and text.str.match(ACCOUNTING_PATTERN).mean() > 0.5:
+        return (f"not a number (a negative in parentheses or with a trailing minus? set sources.{source}.read."
+                "accounting_negatives: true)")
     signs = text.str.extract(CURRENCY_PATTERN).bfill(axis=1).iloc[:, 0]
     if signs.notna().mean() > 0.5 and signs.mode().iloc[0] != read.currency:
         sign = signs.mode().iloc[0]
@@ -364,7 +369,7 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             notes.extend([note] if note else [])
         elif dtype == FLOAT:
             parsed = parse_numbers(values, decimal=source.read.decimal, thousands=source.read.thousands,
-                                   currency=source.read.currency)
+                                   currency=source.read.currency, accounting_negatives=source.read.accounting_negatives)
             reason = "not a number"
         elif dtype == BOOLEAN:
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"

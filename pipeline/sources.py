@@ -629,15 +629,17 @@ def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
 
 
 def parse_numbers(
-    values: pd.Series, *, decimal: str = ".", thousands: str | None = None, currency: str | None = None
+    values: pd.Series, *, decimal: str = ".", thousands: str | None = None, currency: str | None = None,
+    accounting_negatives: bool = False,
 ) -> pd.Series:
     """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf', '$5') -> NaN.
 
     Text numbers may use another `decimal` mark (',': '12,50' -> 12.5) and a `thousands` separator, which is
     dropped wherever it stands ('.': '1.234,50' -> 1234.5); then '12.50' with decimal ',' and no thousands
     separator is not a number. A `currency` sign or code may stand before the number (after a sign:
-    '-£2.55', '£ -2.55') or after it ('12,50 EUR'); another currency's is not a number. Typed (numeric)
-    columns are taken as they are.
+    '-£2.55', '£ -2.55') or after it ('12,50 EUR'); another currency's is not a number. With
+    `accounting_negatives`, '(12.50)' and '12.50-' are -12.5 (also with a currency sign: '(£12.50)', '£(12.50)').
+    Typed (numeric) columns are taken as they are.
     """
     if pd.api.types.is_bool_dtype(values.dtype):
         return pd.Series(np.nan, index=values.index, dtype="float64")
@@ -645,10 +647,14 @@ def parse_numbers(
         numbers = values.astype("float64")
         return numbers.where(np.isfinite(numbers))
     text = pc.utf8_trim_whitespace(text_array(values))
+    if accounting_negatives:
+        text = _minus_for_accounting(text)
     if currency is not None:
         sign = re.escape(currency)
         text = pc.replace_substring_regex(text, rf"^([+-]?)\s*{sign}\s*", r"\1")
         text = pc.replace_substring_regex(text, rf"\s*{sign}$", "")
+        if accounting_negatives:  # '£(12.50)': the parentheses stand inside the sign
+            text = _minus_for_accounting(text)
     if decimal != "." or thousands is not None:
         text = _with_point_decimals(text, decimal=decimal, thousands=thousands)
     try:  # stops at the first value that is not a number: measured, this costs less than the regex
@@ -657,6 +663,12 @@ def parse_numbers(
         numbers = pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
     numbers = numbers.to_numpy(zero_copy_only=False)  # null -> NaN
     return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
+
+
+def _minus_for_accounting(text: pa.Array) -> pa.Array:
+    """'(x)' and 'x-' (x starting with a digit or a sign) rewritten as '-x'; other text as it is."""
+    text = pc.replace_substring_regex(text, r"^\(\s*(.*?)\s*\)$", r"-\1")
+    return pc.replace_substring_regex(text, r"^([^-+(].*?)\s*-$", r"-\1")
 
 
 def _with_point_decimals(text: pa.Array, *, decimal: str, thousands: str | None) -> pa.Array:

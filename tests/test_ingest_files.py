@@ -959,3 +959,16 @@ def test_an_orders_currency_written_on_its_first_line_only_converts_its_other_li
     assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [10.0, 5.0, 8.0, 2.0]
     assert "2 rows converted by sources.transactions.currency_rates (Currency: USD × 0.5)" in (
         report["sources"]["transactions"]["notes"])
+
+
+def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reason_without_it(tmp_path):
+    """An ERP or accounting export writes refunds as (12.50) or 12.50- (SAP)."""
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,20.00\n"
+          "o2,c1,2024-01-06,(12.50)\no3,c2,2024-01-07,4.00-\no4,c2,2024-01-08,£(1.25)\no5,c3,2024-01-09,7\n")
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}}, ingest={"max_bad_share": 0.9})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].unique().tolist() == [
+        "amount: not a number (a negative in parentheses or with a trailing minus? set "
+        "sources.transactions.read.accounting_negatives: true)"]
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"accounting_negatives": True, "currency": "£"}}})
+    assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [20.0, -12.5, -4.0, -1.25, 7.0]
