@@ -70,6 +70,9 @@ class ReadOptions(StrictModel):
     # Negative numbers written as accounting and ERP exports do: in parentheses ('(12.50)') or with a trailing
     # minus ('12.50-'); without it those cells are not numbers (and the reason says to set this).
     accounting_negatives: bool = False
+    # JSON: where the rows stand in a file that is one object ('data' for {"data": [...]}, 'result.orders' deeper);
+    # None: JSON lines (one object per line) or an array of objects.
+    json_records: str | None = None
 
     @model_validator(mode="after")
     def _names_when_no_header(self) -> ReadOptions:
@@ -113,7 +116,7 @@ class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
     path: Path
-    format: Literal["auto", "csv", "parquet", "excel"] = "auto"
+    format: Literal["auto", "csv", "parquet", "excel", "json"] = "auto"
     read: ReadOptions = ReadOptions()
     rename: dict[str, str] = Field(default_factory=dict)
     timezone: str = "UTC"

@@ -17,17 +17,21 @@ from __future__ import annotations
 import csv
 import glob
 import itertools
+import json
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import polars as pl
 import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from pipeline.config import ReadOptions, SourceConfig
@@ -36,6 +40,7 @@ from pipeline.errors import IngestError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")  # what the calamine reader opens
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 ALL_SHEETS = "*"
 INTEGER_TEXT_PATTERN = r"^(-?\d+)\.0*$"  # '17850.0' -> '17850'
 NUMBER_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
@@ -133,10 +138,12 @@ def _permission_message(name: str, path: Path) -> str:
 
 
 def file_format(path: Path, source: SourceConfig) -> str:
-    """'csv', 'parquet' or 'excel': the source's `format`, or with 'auto' the file's suffix (csv by default)."""
+    """'csv', 'parquet', 'excel' or 'json': the source's `format`, or with 'auto' the file's suffix (csv by default)."""
     if source.format != "auto":
         return source.format
     suffix = path.suffix.lower()
+    if suffix in JSON_SUFFIXES:
+        return "json"
     return "parquet" if suffix in PARQUET_SUFFIXES else "excel" if suffix in EXCEL_SUFFIXES else "csv"
 
 
@@ -315,13 +322,121 @@ def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
             raise
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise IngestError(f"source {name}: {path} is not a readable Parquet file: {first_line}; re-export it") from None
+    return _with_null_tokens(table, read).to_pandas()
+
+
+def _with_null_tokens(table: pa.Table, read: ReadOptions) -> pa.Table:
+    """`table` with the null tokens (`read.na_values`) of its text columns made nulls."""
     tokens = pa.array(_null_values(read), type=pa.large_string())
     for position, column in enumerate(table.columns):
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             null = pc.is_in(column, value_set=tokens.cast(column.type))
             if pc.any(null).as_py():
                 table = table.set_column(position, table.field(position), pc.if_else(null, None, column))
-    return table.to_pandas()
+    return table
+
+
+def _read_json(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
+    """The rows of a JSON export: JSON lines (one object per line), an array of objects, or the array at
+    `read.json_records` of one object. Nested objects become columns named by their path ('customer.email');
+    an array inside a row (an order's line items) stays one column of JSON text. Text stays text (timestamps are
+    parsed later, their offsets honoured); numbers and booleans are typed, as in Parquet."""
+    with open(path, "rb") as handle:
+        start = handle.read(4096).lstrip()[:1]
+    if not start:
+        raise IngestError(f"source {name}: {path} is empty (no JSON rows); export at least one row")
+    try:
+        if read.json_records is not None or start == b"[":
+            table = pa.Table.from_pylist(_json_records(name, path, read))
+        else:
+            table = _json_lines(path)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        wrapped = _records_hint(name, path, read) if start == b"{" and read.json_records is None else ""
+        raise IngestError(f"source {name}: {path} is not readable as JSON rows: {first_line}"
+                          + (wrapped or "; each field needs one type in every row (ids all text or all numbers)")) from None
+    while any(pa.types.is_struct(field.type) for field in table.schema):
+        table = table.flatten()
+    nested = [field.name for field in table.schema if pa.types.is_list(field.type) or pa.types.is_large_list(field.type)]
+    if nested:
+        encoded = pl.from_arrow(table.select(nested)).select(
+            pl.struct(column).struct.json_encode().str.extract(r'^\{"(?:[^"\\]|\\.)*":(.*)\}$', 1).alias(column)
+            for column in nested
+        )
+        for column in nested:
+            table = table.set_column(table.schema.get_field_index(column), column, encoded[column].to_arrow())
+    return _with_null_tokens(table, read).to_pandas()
+
+
+def _json_lines(path: Path) -> pa.Table:
+    """JSON lines read by Arrow, text fields kept as text (Arrow would read ISO times as naive timestamps,
+    dropping their offsets)."""
+    table = pa_json.read_json(path)
+    if not any(pa.types.is_timestamp(field.type) or pa.types.is_date(field.type) for field in _leaf_fields(table.schema)):
+        return table
+    schema = pa.schema([_as_text_times(field) for field in table.schema])
+    return pa_json.read_json(path, parse_options=pa_json.ParseOptions(explicit_schema=schema))
+
+
+def _leaf_fields(fields: Iterable[pa.Field]) -> Iterator[pa.Field]:
+    for field_ in fields:
+        if pa.types.is_struct(field_.type):
+            yield from _leaf_fields(field_.type)
+        else:
+            yield field_
+
+
+def _as_text_times(field_: pa.Field) -> pa.Field:
+    """`field_` with timestamp and date types, also inside objects, as text."""
+    if pa.types.is_struct(field_.type):
+        return field_.with_type(pa.struct([_as_text_times(child) for child in field_.type]))
+    if pa.types.is_timestamp(field_.type) or pa.types.is_date(field_.type):
+        return field_.with_type(pa.string())
+    return field_
+
+
+def _json_records(name: str, path: Path, read: ReadOptions) -> list[dict]:
+    """The objects of a JSON array file, or of the array at `read.json_records` (a dotted path) of one object."""
+    document = _json_document(name, path, read)
+    records, where = document, "the file"
+    for key in (read.json_records or "").split(".") if read.json_records else []:
+        if not isinstance(records, dict) or key not in records:
+            keys = ", ".join(map(repr, list(records)[:20])) if isinstance(records, dict) else type(records).__name__
+            raise IngestError(f"source {name}: {path} has no {key!r} in {where} (there: {keys}); fix "
+                              f"sources.{name}.read.json_records")
+        records, where = records[key], repr(key)
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise IngestError(f"source {name}: {path}: {where} is not an array of objects (one object per row); point "
+                          f"sources.{name}.read.json_records at the array of rows")
+    if not records:
+        raise IngestError(f"source {name}: {path} holds no rows (an empty array), so no columns either; leave the "
+                          "source out while it has none")
+    return records
+
+
+def _json_document(name: str, path: Path, read: ReadOptions) -> Any:
+    try:
+        with open(path, encoding=read.encoding) as handle:
+            return json.load(handle)
+    except UnicodeDecodeError:
+        raise _encoding_error(name, path, read.encoding) from None
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"source {name}: {path} is not valid JSON: {exc}; re-export it") from None
+
+
+def _records_hint(name: str, path: Path, read: ReadOptions) -> str:
+    """For a file that is one object: where its array of rows seems to be (`read.json_records`); else ''."""
+    try:
+        document = _json_document(name, path, read)
+    except IngestError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    arrays = [key for key, value in document.items() if isinstance(value, list) and value and isinstance(value[0], dict)]
+    if not arrays:
+        return ""
+    return (f"; the file is one object whose rows seem to be under {arrays[0]!r}: set "
+            f"sources.{name}.read.json_records: {arrays[0]}")
 
 
 def _read_excel(name: str, path: Path, read: ReadOptions) -> list[tuple[str, pd.DataFrame]]:
@@ -466,6 +581,8 @@ def check_columns(
     missing = _unmapped_required(name, mapped)
     if missing:
         hint = _separator_hint(name, path, frame, source) or _header_line_hint(name, path, source, missing)
+        if not hint and file_format(path, source) == "json" and source.read.json_records is None:
+            hint = _records_hint(name, path, source.read)
         if not hint:
             shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
             hint = f"; map the file's columns with sources.{name}.rename (file columns: {shown})"
@@ -560,6 +677,8 @@ def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, p
     fmt = file_format(path, source)
     if fmt == "excel":
         return _read_excel(name, path, source.read)
+    if fmt == "json":
+        return [(str(path), _read_json(name, path, source.read))]
     frame = _read_parquet(name, path, source.read) if fmt == "parquet" else _read_csv(name, path, source)
     return [(str(path), frame)]
 

@@ -972,3 +972,55 @@ def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reaso
         "sources.transactions.read.accounting_negatives: true)"]
     run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"accounting_negatives": True, "currency": "£"}}})
     assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [20.0, -12.5, -4.0, -1.25, 7.0]
+
+
+JSON_ORDERS = [
+    {"id": "o1", "customer": {"email": "ann@example.com"}, "created_at": "2024-01-05T10:00:00+01:00", "total": 12.5,
+     "items": [{"sku": "A", "qty": 1}]},
+    {"id": "o2", "customer": {"email": "bob@example.com"}, "created_at": "2024-01-06T10:00:00Z", "total": 4,
+     "items": []},
+    {"id": "o3", "customer": {"email": "cat@example.com"}, "created_at": "not a time", "total": 3, "items": [{"sku": "B"}]},
+    {"id": "o4", "customer": {"email": "NULL"}, "created_at": "2024-01-07T10:00:00Z", "total": 5, "items": []},
+]
+JSON_RENAME = {"id": "order_id", "customer.email": "customer_id", "created_at": "ordered_at", "total": "amount"}
+
+
+def test_json_exports_read_as_rows_with_nested_fields_as_columns(tmp_path):
+    """An API's order export: JSON lines or an array, a nested customer, line items as an array inside each row."""
+    write(tmp_path, "orders.jsonl", "\n".join(json.dumps(order) for order in JSON_ORDERS) + "\n")
+    write(tmp_path, "orders.json", json.dumps(JSON_ORDERS, indent=2))
+    for path in ("orders.jsonl", "orders.json"):
+        run_ingest(tmp_path, {"transactions": {"path": path, "rename": JSON_RENAME}}, ingest={"max_bad_share": 0.5})
+        validated = read_validated_source(tmp_path, "transactions")
+        assert validated[["order_id", "customer_id", "amount"]].values.tolist() == [
+            ["o1", "ann@example.com", 12.5], ["o2", "bob@example.com", 4.0]]
+        assert validated["ordered_at"].tolist() == [pd.Timestamp("2024-01-05 09:00", tz="UTC"),
+                                                    pd.Timestamp("2024-01-06 10:00", tz="UTC")]  # offsets honoured
+        quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+        assert quarantine[["reason", "items"]].values.tolist() == [["created_at: not a timestamp", '[{"sku":"B","qty":null}]'],
+                                                                   ["anonymous", "[]"]]  # a null token is missing
+
+
+def test_a_json_export_wrapped_in_one_object_names_its_rows_key(tmp_path):
+    write(tmp_path, "orders.json", json.dumps({"meta": {"page": 1}, "data": JSON_ORDERS[:2]}, indent=2))
+    orders = {"path": "orders.json", "rename": JSON_RENAME}
+    with pytest.raises(IngestError, match=r"rows seem to be under 'data': set sources.transactions.read.json_records: data"):
+        run_ingest(tmp_path, {"transactions": orders})
+    run_ingest(tmp_path, {"transactions": {**orders, "read": {"json_records": "data"}}})
+    assert read_validated_source(tmp_path, "transactions")["order_id"].tolist() == ["o1", "o2"]
+    with pytest.raises(IngestError, match=r"has no 'rows' in the file \(there: 'meta', 'data'\)"):
+        run_ingest(tmp_path, {"transactions": {**orders, "read": {"json_records": "rows"}}})
+
+
+def test_json_exports_that_cannot_be_read_as_rows_get_one_line_errors(tmp_path):
+    for content, message in [
+        ('{"order_id": 1, "customer_id": "c1"}\n{"order_id": "o2", "customer_id": "c2"}\n',
+         r"is not readable as JSON rows: .*changed from number to string.*; each field needs one type in every row"),
+        ('[{"order_id": "o1",', r"is not valid JSON: Expecting"),
+        ("[]", r"holds no rows \(an empty array\)"),
+        ("  \n", r"is empty \(no JSON rows\)"),
+        ('[1, 2]', r"the file is not an array of objects"),
+    ]:
+        write(tmp_path, "t.json", content)
+        with pytest.raises(IngestError, match=message):
+            run_ingest(tmp_path, {"transactions": {"path": "t.json"}})
