@@ -353,11 +353,12 @@ def _read_json(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         wrapped = _records_hint(name, path, read) if start == b"{" and read.json_records is None else ""
-        raise IngestError(f"source {name}: {path} is not readable as JSON rows: {first_line}"
-                          + (wrapped or "; each field needs one type in every row (ids all text or all numbers)")) from None
-    while any(pa.types.is_struct(field.type) for field in table.schema):
+        hint = wrapped or "; each field needs one type in every row (ids all text or all numbers)"
+        raise IngestError(f"source {name}: {path} is not readable as JSON rows: {first_line}{hint}") from None
+    while any(pa.types.is_struct(field_.type) for field_ in table.schema):
         table = table.flatten()
-    nested = [field.name for field in table.schema if pa.types.is_list(field.type) or pa.types.is_large_list(field.type)]
+    nested = [field_.name for field_ in table.schema
+              if pa.types.is_list(field_.type) or pa.types.is_large_list(field_.type)]
     if nested:
         encoded = pl.from_arrow(table.select(nested)).select(
             pl.struct(column).struct.json_encode().str.extract(r'^\{"(?:[^"\\]|\\.)*":(.*)\}$', 1).alias(column)
@@ -372,7 +373,7 @@ def _json_lines(path: Path) -> pa.Table:
     """JSON lines read by Arrow, text fields kept as text (Arrow would read ISO times as naive timestamps,
     dropping their offsets)."""
     table = pa_json.read_json(path)
-    if not any(pa.types.is_timestamp(field.type) or pa.types.is_date(field.type) for field in _leaf_fields(table.schema)):
+    if not any(pa.types.is_timestamp(leaf.type) or pa.types.is_date(leaf.type) for leaf in _leaf_fields(table.schema)):
         return table
     schema = pa.schema([_as_text_times(field) for field in table.schema])
     return pa_json.read_json(path, parse_options=pa_json.ParseOptions(explicit_schema=schema))
