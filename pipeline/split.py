@@ -17,6 +17,7 @@ ends (`label_windows_overlap`, the one place that rule is written).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -131,18 +132,20 @@ def validation_folds(train: Sequence[pd.Timestamp], *, horizon_days: int, folds:
 
 
 def time_split(
-    snapshot_dates: Sequence[object], *, horizon_days: int, test_date: object | None = None, folds: int = 3
+    snapshot_dates: Sequence[object], *, horizon_days: int, test_date: object | None = None, folds: int = 3,
+    short_history: str | None = None,
 ) -> TimeSplit:
     """Split labelled snapshot dates by the rule in the module docstring; raise TrainError if impossible.
 
     `snapshot_dates` are the labelled snapshots (see `labelled_snapshots`); `test_date` defaults to the
     latest of them; `folds` is the most rolling-origin folds wanted (fewer when the history is short).
+    `short_history` (`short_history_note`): the advice of the error instead of adding earlier snapshot dates.
     """
     dates = _as_utc(snapshot_dates)
     if not dates:
         raise TrainError(
             "no labelled snapshots: every snapshot's label window "
-            f"({horizon_days} days) ends after the last event. {CHANGE_HINT.capitalize()}."
+            f"({horizon_days} days) ends after the last event. {short_history or CHANGE_HINT.capitalize() + '.'}"
         )
     test = dates[-1] if test_date is None else pd.Timestamp(test_date)
     test = test.tz_localize("UTC") if test.tzinfo is None else test.tz_convert("UTC")
@@ -150,23 +153,50 @@ def time_split(
         raise TrainError(f"test snapshot {_iso(test)} is not a labelled snapshot")
     train = closed_by(dates, test, horizon_days=horizon_days)
     if not train:
-        raise _too_few(dates, horizon_days, "no validation snapshot", test)
+        raise _too_few(dates, horizon_days, "no validation snapshot", test, short_history=short_history)
     built = validation_folds(train, horizon_days=horizon_days, folds=folds)
     if not built:
-        raise _too_few(dates, horizon_days, "no training snapshot", test)
+        raise _too_few(dates, horizon_days, "no training snapshot", test, short_history=short_history)
     split = TimeSplit(train=train, folds=built, test=test, horizon_days=horizon_days)
     check_split(split)
     return split
 
 
-def _too_few(dates: list[pd.Timestamp], horizon_days: int, what: str, test: pd.Timestamp) -> TrainError:
+def _too_few(
+    dates: list[pd.Timestamp], horizon_days: int, what: str, test: pd.Timestamp, *, short_history: str | None = None
+) -> TrainError:
     needed = snapshots_needed(dates, horizon_days=horizon_days)
     return TrainError(
         f"{what} for test snapshot {_iso(test)}: an out-of-time split with a {horizon_days}-day label window "
         f"needs about {needed} labelled snapshots at this spacing (test, a validation snapshot "
         f"{horizon_days} days earlier, training snapshots {horizon_days} days before that); "
-        f"found {len(dates)} ({', '.join(_iso(d) for d in dates)}). To fix: {CHANGE_HINT}."
+        f"found {len(dates)} ({', '.join(_iso(d) for d in dates)}). {short_history or f'To fix: {CHANGE_HINT}.'}"
     )
+
+
+MIN_HISTORY_DAYS = 30  # history before the first training snapshot, for it to have customers and features
+
+
+def short_history_note(first_event: dt.date | None, last_event: dt.date | None, *, horizon_days: int) -> str | None:
+    """One sentence when the orders from `first_event` to `last_event` are too short for any split with label
+    windows of `horizon_days`: training, validation and test windows that do not overlap, after MIN_HISTORY_DAYS
+    of history. It gives the longest window that works with derived snapshot dates (they start one window after the
+    first order, so four windows, plus a month for the snapshot grid), or says the history holds none. None when
+    the history is long enough (or unknown): then earlier snapshot dates can help."""
+    if first_event is None or last_event is None:
+        return None
+    span = (last_event - first_event).days + 1
+    needed = 3 * horizon_days + MIN_HISTORY_DAYS
+    if span >= needed:
+        return None
+    longest = (span - MIN_HISTORY_DAYS) // 4
+    where = (f"The orders span {span} days ({first_event} to {last_event}); a split needs training, validation and "
+             f"test label windows that do not overlap, after some history: with {horizon_days}-day windows at least "
+             f"about {needed} days, so earlier snapshot dates cannot help.")
+    if longest < 7:
+        return f"{where} Export more history: this is too short to train and test a model on."
+    return (f"{where} Export more history, or shorten features.horizon_days to at most about {longest} days with "
+            "snapshots every two weeks (features.snapshots.freq: SMS).")
 
 
 def check_split(split: TimeSplit) -> None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import minimal_config
+from pipeline.config import config_from_dict
 from pipeline.errors import TrainError
+from pipeline.run import features as features_runner
+from pipeline.run import ingest as ingest_runner
+from pipeline.run import train as train_runner
 from pipeline.split import (
     Fold,
     TimeSplit,
@@ -18,6 +25,7 @@ from pipeline.split import (
     label_windows_overlap,
     labelled_snapshots,
     rolling_splits,
+    short_history_note,
     snapshots_needed,
     split_frame,
     time_split,
@@ -99,6 +107,27 @@ def test_no_validation_snapshot_is_an_error():
 def test_no_labelled_snapshot_is_an_error():
     with pytest.raises(TrainError, match="no labelled snapshots"):
         time_split([], horizon_days=90)
+
+
+def test_a_history_too_short_for_the_split_says_so_and_the_longest_window_it_holds():
+    """182 days of orders: three 90-day windows after 30 days of history need 300; with derived snapshot dates
+    (four windows and a month), (182 - 30) // 4 = 38 days is the longest window (it trains on that history)."""
+    note = short_history_note(dt.date(2010, 12, 1), dt.date(2011, 5, 31), horizon_days=90)
+    assert note == (
+        "The orders span 182 days (2010-12-01 to 2011-05-31); a split needs training, validation and test label "
+        "windows that do not overlap, after some history: with 90-day windows at least about 300 days, so earlier "
+        "snapshot dates cannot help. Export more history, or shorten features.horizon_days to at most about 38 days "
+        "with snapshots every two weeks (features.snapshots.freq: SMS).")
+    assert short_history_note(dt.date(2010, 12, 1), dt.date(2011, 12, 9), horizon_days=90) is None  # 374 days
+    assert short_history_note(dt.date(2010, 12, 1), dt.date(2011, 9, 26), horizon_days=90) is None  # 300 days
+    assert short_history_note(dt.date(2010, 12, 1), dt.date(2010, 12, 31), horizon_days=90).endswith(
+        "Export more history: this is too short to train and test a model on.")
+    assert short_history_note(None, None, horizon_days=90) is None
+    with pytest.raises(TrainError, match=r"found 1 \(2024-01-01\)\. The orders span 182 days") as error:
+        time_split(MONTHS[:1], horizon_days=90, short_history=note)
+    assert "features.snapshots.start" not in str(error.value)  # earlier dates cannot help: not advised
+    with pytest.raises(TrainError, match=r"ends after the last event\. The orders span 182 days"):
+        time_split([], horizon_days=90, short_history=note)
 
 
 def test_unknown_test_date_is_an_error():
@@ -241,3 +270,17 @@ def test_split_frame_refuses_a_single_class_part():
     frame = frame_for([MONTHS[0], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
     with pytest.raises(TrainError, match=r"the test part \(2 rows\) holds only one class of label"):
         split_frame(frame, split)
+
+
+def test_churn_train_on_a_short_export_says_how_long_the_history_is_and_what_fits(tmp_path):
+    """Four months of orders, default settings: no split; the error says why, and the window that fits."""
+    days = pd.date_range("2024-01-01", "2024-04-30", freq="D")
+    rows = [f"o{i},c{i % 40},{day.date()} 10:00:00,{10 + i % 7}" for i, day in enumerate(days.repeat(3))]
+    (tmp_path / "t.csv").write_text("order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
+    raw = minimal_config("t.csv", snapshots={"freq": "MS"}, paths={"data_dir": "out", "models_dir": "models"},
+                         mlflow={"tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}"})
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    ingest_runner.run(cfg, quiet=True)
+    features_runner.run(cfg, quiet=True)
+    with pytest.raises(TrainError, match=r"The orders span 121 days \(2024-01-01 to 2024-04-30\).*at most about 22 days"):
+        train_runner.run(cfg, quiet=True, backtest=False)

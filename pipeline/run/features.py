@@ -85,6 +85,17 @@ def first_event_date(validated_dir: Path) -> dt.date | None:
     return None if first is None else pd.Timestamp(first).tz_convert("UTC").date()
 
 
+def event_span(validated_dir: Path) -> tuple[dt.date | None, dt.date | None]:
+    """The UTC dates of the earliest and the latest validated order (None, None when there are none), read lazily."""
+    path = Path(validated_dir) / "transactions.parquet"
+    if not path.is_file():
+        return None, None
+    first, last = pl.scan_parquet(path).select(pl.col("ordered_at").min().alias("first"), pl.col("ordered_at").max().alias("last")).collect().row(0)
+    if first is None:
+        return None, None
+    return tuple(pd.Timestamp(value).tz_convert("UTC").date() for value in (first, last))
+
+
 def resolved_snapshot_dates(cfg: Config, *, last_date: dt.date | None) -> tuple[list[dt.date], dt.date | None]:
     """The configured snapshot dates (perhaps none), with a missing start or end derived from the validated
     transactions (`SnapshotsConfig.resolve`); and the first order's date they were derived from (None when

@@ -42,12 +42,14 @@ from pipeline.features.store import check_settings_match, read_snapshots, record
 from pipeline.io import complete_interrupted_publishes, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
+from pipeline.run.features import event_span
 from pipeline.run.history import treated_customers
 from pipeline.split import (
     backtest_shortfall,
     drop_treated_rows,
     labelled_snapshots,
     rolling_splits,
+    short_history_note,
     snapshot_count_phrase,
     time_split,
 )
@@ -407,7 +409,8 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             )
         features = untreated
         labelled = labelled_snapshots(features)
-        split = time_split(labelled, horizon_days=horizon, folds=cfg.train.cv_folds)
+        short_history = short_history_note(*event_span(cfg.validated_dir), horizon_days=horizon)
+        split = time_split(labelled, horizon_days=horizon, folds=cfg.train.cv_folds, short_history=short_history)
         logger.info(
             "split: train %s..%s (%d snapshots, refit), %d validation folds (%s), test %s",
             split.train[0].date(),
