@@ -286,7 +286,7 @@ def test_registry_reasons_never_contradict_or_print_nonsense(data, contributions
                 if re.search(pattern, text):
                     assert holds(frame.loc[customer, feature]), (text, frame.loc[customer, feature])
             if text.startswith("spent only"):
-                window = text.removeprefix("spent only ").split(" in ")[0]
+                window = text.removeprefix("spent only ").split(",")[0].split(" in ")[0]
                 assert not window.startswith("-"), text
 
 
@@ -312,3 +312,15 @@ def test_typical_value_is_nan_when_the_middle_values_are_minus_and_plus_infinity
     assert np.isnan(typical["gross_spend_all"])
     assert typical["frequency_all"] == np.inf
     assert typical["monetary_all"] == np.inf  # (1e308 + 1.5e308) / 2 overflows in the sum
+
+
+def test_sentences_about_net_spend_say_net_of_returns():
+    """A customer who bought 269.96 and returned all of it within the window has a net spend of 0 (seen on
+    Online Retail): "spent nothing in the last 180 days" would be false for them; "spent nothing, net of
+    returns" is true for them and for a customer who bought nothing."""
+    net = [s for s in feature_specs(FeaturesConfig()) if s.description.lower().startswith("net spend")]
+    assert {s.name for s in net} >= {"monetary_all", "monetary_30d", "avg_order_value"}
+    for s in net:
+        for phrase in s.reason.phrases:
+            if "spent" in phrase.text or "worth" in phrase.text:
+                assert "net of returns" in phrase.text, (s.name, phrase.text)

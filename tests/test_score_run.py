@@ -269,7 +269,7 @@ CLAIMS = [
     (r"^only [\d,]+ orders? so far, fewer than the typical", "frequency_all", lambda v, typical: 1 <= v < typical),
     (r"^a customer for only", "tenure_days", lambda v, typical: v < typical),
     (r"^average order worth only", "avg_order_value", lambda v, typical: 0 < v < typical),
-    (r"^spent only [\d,.]+ in total", "monetary_all", lambda v, typical: 0 < v < typical),
+    (r"^spent only [\d,.]+ in total, net of returns", "monetary_all", lambda v, typical: 0 < v < typical),
     (r"between purchase days, longer than for the typical", "gap_mean_days", lambda v, typical: v > typical),
     (r"support tickets? still open", "open_tickets", lambda v, typical: v >= 1),
     (r"^gave NPS", "nps_last", lambda v, typical: v <= 6),
@@ -287,7 +287,8 @@ CLAIMS = [
     (r"^deliveries arrived", "lateness_days_mean", lambda v, typical: v > 0),
     (r"^their support tickets took", "resolution_hours_mean", lambda v, typical: v > 0),
     (r"of their orders used a discount", "discount_share", lambda v, typical: v > 0),
-    (r"^spent only [\d,.]+ in the last (\d+) days", "monetary_{0}d", lambda v, typical: 0 < v < typical),
+    (r"^spent only [\d,.]+, net of returns, in the last (\d+) days", "monetary_{0}d", lambda v, typical: 0 < v < typical),
+    (r"^spent nothing, net of returns, in the last (\d+) days", "monetary_{0}d", lambda v, typical: v == 0),
     (r"^only [\d,]+ orders? in the last (\d+) days", "frequency_{0}d", lambda v, typical: 1 <= v < typical),
     (r"^opened [\d,]+ support tickets? in the last (\d+) days", "tickets_{0}d", lambda v, typical: v >= 1),
 ]

@@ -134,18 +134,19 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
                         none="no orders in the last {w} days", only="only", unit="order",
                         neutral="their number of orders"),
         _n("monetary_all", "rfm", "Net spend ever (purchases minus returns).", "down", _reason(
-            _says("spent only {monetary_all:money} in total, less than the typical customer", POSITIVE, BELOW_TYPICAL),
+            _says("spent only {monetary_all:money} in total, net of returns, less than the typical customer", POSITIVE,
+                  BELOW_TYPICAL),
             _says("returned more than they bought since their history starts", ("<", 0)),
             neutral="their total net spend ({monetary_all:money})")),
         *[_n(f"monetary_{w}d", "rfm", f"Net spend in the last {w} days.", "down", _reason(
-            _says(f"spent nothing in the last {w} days", ("==", 0)),
-            _says(f"spent only {{monetary_{w}d:money}} in the last {w} days, less than the typical customer",
-                  POSITIVE, BELOW_TYPICAL),
+            _says(f"spent nothing, net of returns, in the last {w} days", ("==", 0)),  # bought nothing, or returned all
+            _says(f"spent only {{monetary_{w}d:money}}, net of returns, in the last {w} days, less than the typical "
+                  "customer", POSITIVE, BELOW_TYPICAL),
             _says(f"returned more than they bought in the last {w} days", ("<", 0)),
             neutral=f"their net spend in the last {w} days ({{monetary_{w}d:money}})"))
           for w in windows],
         _n("avg_order_value", "rfm", "Net spend per order.", "down", _reason(
-            _says("average order worth only {avg_order_value:money}, less than the typical customer's",
+            _says("average order worth only {avg_order_value:money} net of returns, less than the typical customer's",
                   POSITIVE, BELOW_TYPICAL),
             neutral="their average order value ({avg_order_value:money})")),
         _n("tenure_days", "rfm", "Days since the first purchase.", "down", _reason(
