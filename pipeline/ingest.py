@@ -335,6 +335,9 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     configured one (naming the most frequent)."""
     every = max(1, len(unread) // REASON_SAMPLE)  # evenly spaced: the hint only needs what most cells look like
     text = unread.iloc[::every].astype("str").str.strip()
+    if read.accounting_negatives:  # '(12,50)' is read as '-12,50': the hints look at that
+        text = text.str.replace(r"^\(\s*(.*?)\s*\)$", r"-\1", regex=True).str.replace(r"^([^-+(].*?)\s*-$", r"-\1",
+                                                                                     regex=True)
     if read.decimal == "." and text.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
         return (f"not a number (a decimal comma? set sources.{source}.read.decimal: ',' and, if the numbers have "
                 "one, read.thousands)")
@@ -745,21 +748,37 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
 
 
 def mixed_currency_note(raw: RawSource, source: SourceConfig) -> str | None:
-    """A note when a file column named like a currency ('Currency', 'currency_code') holds more than one value and
-    neither `currency_rates` nor `exclude` names it: amounts in different currencies would be summed as one. None
-    otherwise."""
+    """A note when a file column named like a currency ('Currency', 'currency_code') holds more than one value
+    among the rows `exclude` keeps, and `currency_rates` is not set: amounts in different currencies would be
+    summed as one. None otherwise, and when another currency column holds one value only (a payment export's
+    'Converted Currency' beside the customer's 'Currency': its converted amounts are in one currency)."""
     if source.currency_rates is not None or raw.name != "transactions":
         return None
-    named = [c for c in raw.frame.columns
-             if "currency" in str(c).casefold() and source.rename.get(c, c) == c and c not in source.exclude]
+    named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
+    counts = {}
     for column in named:
-        counts = cell_text(raw.frame[column]).str.upper().replace("", None).value_counts()
-        if len(counts) > 1:
-            shown = ", ".join(f"{code} {rows:,}" for code, rows in counts.head(4).items())
-            return (f"amounts in {len(counts)} currencies ({column}: {shown} rows) are summed as written; convert "
+        codes = value_text(raw.frame[column]).str.upper().replace("", None)
+        left_out = {str(value).strip().upper() for value in source.exclude.get(column, [])}
+        counts[column] = codes.value_counts().drop(list(left_out), errors="ignore")
+    if any(len(found) == 1 for found in counts.values()):
+        return None
+    for column, found in counts.items():
+        if len(found) > 1:
+            shown = ", ".join(f"{code} {rows:,}" for code, rows in found.head(4).items())
+            return (f"amounts in {len(found)} currencies ({column}: {shown} rows) are summed as written; convert "
                     f"them with sources.{raw.name}.currency_rates: {{column: {column}, rates: {{...}}}}, or keep one "
                     f"currency with sources.{raw.name}.exclude")
     return None
+
+
+def value_text(values: pd.Series) -> pd.Series:
+    """A file column as the text an export shows, to compare with the values of a setting: stripped text; typed
+    (JSON, Parquet) booleans as 'true'/'false', whole numbers without '.0' (`cell_text`). Missing stays missing."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.map({True: "true", False: "false"}).astype("str")
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return cell_text(values)
+    return values.astype("str").str.strip()
 
 
 def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -767,7 +786,7 @@ def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, settin
     `setting`) that some rows hold, compared as text with surrounding whitespace stripped. IngestError when a
     column is not in the files."""
     for column, values in values_of.items():
-        text = file_column(raw, column, setting=setting).astype("str").str.strip()
+        text = value_text(file_column(raw, column, setting=setting))
         for value in dict.fromkeys(str(value).strip() for value in values):
             rows = np.flatnonzero((text == value).fillna(False).to_numpy(dtype=bool))
             if len(rows):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import itertools
 import json
 import os
@@ -31,7 +32,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import polars as pl
 import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from pipeline.config import ReadOptions, SourceConfig
@@ -322,7 +322,15 @@ def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
             raise
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise IngestError(f"source {name}: {path} is not a readable Parquet file: {first_line}; re-export it") from None
-    return _with_null_tokens(table, read).to_pandas()
+    return _with_null_tokens(table, read).to_pandas(types_mapper=_exact_integers)
+
+
+INTEGER_TYPES = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32())
+
+
+def _exact_integers(arrow_type: pa.DataType) -> Any:
+    """pandas' nullable Int64 for Arrow integers (exact beside nulls: ids past 2**53 are not rounded), else None."""
+    return pd.Int64Dtype() if arrow_type in INTEGER_TYPES else None
 
 
 def _with_null_tokens(table: pa.Table, read: ReadOptions) -> pa.Table:
@@ -340,67 +348,55 @@ def _read_json(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
     """The rows of a JSON export: JSON lines (one object per line), an array of objects, or the array at
     `read.json_records` of one object. Nested objects become columns named by their path ('customer.email');
     an array inside a row (an order's line items) stays one column of JSON text. Text stays text (timestamps are
-    parsed later, their offsets honoured); numbers and booleans are typed, as in Parquet."""
-    with open(path, "rb") as handle:
-        start = handle.read(4096).lstrip()[:1]
+    parsed later, their offsets honoured); a field of numbers and text in different rows is text; numbers and
+    booleans are typed, as in Parquet (integers beyond 64 bits as text: ids)."""
+    text = _json_text(name, path, read)
+    start = text.lstrip()[:1]
     if not start:
         raise IngestError(f"source {name}: {path} is empty (no JSON rows); export at least one row")
     try:
-        if read.json_records is not None or start == b"[":
-            table = pa.Table.from_pylist(_json_records(name, path, read))
+        if read.json_records is not None or start == "[":
+            frame = pl.from_dicts(_json_records(name, path, text, read), infer_schema_length=None)
         else:
-            table = _json_lines(path)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            frame = pl.read_ndjson(io.BytesIO(text.encode("utf-8")), infer_schema_length=None)
+    except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError) as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        wrapped = _records_hint(name, path, read) if start == b"{" and read.json_records is None else ""
-        hint = wrapped or "; each field needs one type in every row (ids all text or all numbers)"
+        hint = (_records_hint(name, text) if start == "{" and read.json_records is None else "") or (
+            "; export one JSON object per line (JSON lines) or an array of objects")
         raise IngestError(f"source {name}: {path} is not readable as JSON rows: {first_line}{hint}") from None
-    while any(pa.types.is_struct(field_.type) for field_ in table.schema):
-        table = table.flatten()
-    nested = [field_.name for field_ in table.schema
-              if pa.types.is_list(field_.type) or pa.types.is_large_list(field_.type)]
-    if nested:
-        encoded = pl.from_arrow(table.select(nested)).select(
-            pl.struct(column).struct.json_encode().str.extract(r'^\{"(?:[^"\\]|\\.)*":(.*)\}$', 1).alias(column)
-            for column in nested
-        )
-        for column in nested:
-            table = table.set_column(table.schema.get_field_index(column), column, encoded[column].to_arrow())
-    return _with_null_tokens(table, read).to_pandas()
+    return _with_null_tokens(_json_columns(frame).to_arrow(), read).to_pandas(types_mapper=_exact_integers)
 
 
-def _json_lines(path: Path) -> pa.Table:
-    """JSON lines read by Arrow, text fields kept as text (Arrow would read ISO times as naive timestamps,
-    dropping their offsets)."""
-    table = pa_json.read_json(path)
-    if not any(pa.types.is_timestamp(leaf.type) or pa.types.is_date(leaf.type) for leaf in _leaf_fields(table.schema)):
-        return table
-    schema = pa.schema([_as_text_times(field) for field in table.schema])
-    return pa_json.read_json(path, parse_options=pa_json.ParseOptions(explicit_schema=schema))
+def _json_text(name: str, path: Path, read: ReadOptions) -> str:
+    """The file's text in `read.encoding` (a UTF-8 byte-order mark dropped); IngestError naming the first bad byte."""
+    encoding = "utf-8-sig" if read.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else read.encoding
+    try:
+        return path.read_bytes().decode(encoding)
+    except UnicodeDecodeError:
+        raise _encoding_error(name, path, read.encoding) from None
 
 
-def _leaf_fields(fields: Iterable[pa.Field]) -> Iterator[pa.Field]:
-    for field_ in fields:
-        if pa.types.is_struct(field_.type):
-            yield from _leaf_fields(field_.type)
-        else:
-            yield field_
+def _json_columns(frame: pl.DataFrame) -> pl.DataFrame:
+    """Nested objects unnested into columns named by their path; arrays as JSON text; integers beyond 64 bits
+    (and unsigned 64-bit ones) as text."""
+    while any(isinstance(dtype, pl.Struct) for dtype in frame.dtypes):
+        frame = frame.with_columns(
+            pl.col(column).struct.rename_fields([f"{column}.{field_.name}" for field_ in dtype.fields])
+            for column, dtype in frame.schema.items() if isinstance(dtype, pl.Struct)
+        ).unnest([column for column, dtype in frame.schema.items() if isinstance(dtype, pl.Struct)])
+    arrays = [column for column, dtype in frame.schema.items() if isinstance(dtype, pl.List | pl.Array)]
+    wide = [column for column, dtype in frame.schema.items() if dtype in (pl.Int128, pl.UInt64, pl.UInt128)]
+    return frame.with_columns(
+        *(pl.struct(column).struct.json_encode().str.extract(r'^\{"(?:[^"\\]|\\.)*":(.*)\}$', 1).alias(column)
+          for column in arrays),
+        *(pl.col(column).cast(pl.String) for column in wide),
+    )
 
 
-def _as_text_times(field_: pa.Field) -> pa.Field:
-    """`field_` with timestamp and date types, also inside objects, as text."""
-    if pa.types.is_struct(field_.type):
-        return field_.with_type(pa.struct([_as_text_times(child) for child in field_.type]))
-    if pa.types.is_timestamp(field_.type) or pa.types.is_date(field_.type):
-        return field_.with_type(pa.string())
-    return field_
-
-
-def _json_records(name: str, path: Path, read: ReadOptions) -> list[dict]:
+def _json_records(name: str, path: Path, text: str, read: ReadOptions) -> list[dict]:
     """The objects of a JSON array file, or of the array at `read.json_records` (a dotted path) of one object."""
-    document = _json_document(name, path, read)
-    records, where = document, "the file"
-    for key in (read.json_records or "").split(".") if read.json_records else []:
+    records, where = _json_document(name, path, text), "the file"
+    for key in read.json_records.split(".") if read.json_records else []:
         if not isinstance(records, dict) or key not in records:
             keys = ", ".join(map(repr, list(records)[:20])) if isinstance(records, dict) else type(records).__name__
             raise IngestError(f"source {name}: {path} has no {key!r} in {where} (there: {keys}); fix "
@@ -415,21 +411,20 @@ def _json_records(name: str, path: Path, read: ReadOptions) -> list[dict]:
     return records
 
 
-def _json_document(name: str, path: Path, read: ReadOptions) -> Any:
+def _json_document(name: str, path: Path, text: str) -> Any:
     try:
-        with open(path, encoding=read.encoding) as handle:
-            return json.load(handle)
-    except UnicodeDecodeError:
-        raise _encoding_error(name, path, read.encoding) from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise IngestError(f"source {name}: {path} is not valid JSON: {exc}; re-export it") from None
+    except RecursionError:
+        raise IngestError(f"source {name}: {path} nests its values too deeply to be read; re-export it") from None
 
 
-def _records_hint(name: str, path: Path, read: ReadOptions) -> str:
+def _records_hint(name: str, text: str) -> str:
     """For a file that is one object: where its array of rows seems to be (`read.json_records`); else ''."""
     try:
-        document = _json_document(name, path, read)
-    except IngestError:
+        document = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
         return ""
     if not isinstance(document, dict):
         return ""
@@ -583,7 +578,7 @@ def check_columns(
     if missing:
         hint = _separator_hint(name, path, frame, source) or _header_line_hint(name, path, source, missing)
         if not hint and file_format(path, source) == "json" and source.read.json_records is None:
-            hint = _records_hint(name, path, source.read)
+            hint = _records_hint(name, _json_text(name, path, source.read))
         if not hint:
             shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
             hint = f"; map the file's columns with sources.{name}.rename (file columns: {shown})"

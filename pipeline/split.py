@@ -32,7 +32,8 @@ LABEL_COLUMN = "churned"
 
 CHANGE_HINT = (
     "add earlier snapshot dates (features.snapshots.start, or features.snapshots.dates) and re-run "
-    "`churn features`, or shorten the label window (features.horizon_days)"
+    "`churn features`, put them closer together (features.snapshots.freq), or shorten the label window "
+    "(features.horizon_days)"
 )
 
 
@@ -178,25 +179,27 @@ MIN_HISTORY_DAYS = 30  # history before the first training snapshot, for it to h
 
 
 def short_history_note(first_event: dt.date | None, last_event: dt.date | None, *, horizon_days: int) -> str | None:
-    """One sentence when the orders from `first_event` to `last_event` are too short for any split with label
-    windows of `horizon_days`: training, validation and test windows that do not overlap, after MIN_HISTORY_DAYS
-    of history. It gives the longest window that works with derived snapshot dates (they start one window after the
-    first order, so four windows, plus a month for the snapshot grid), or says the history holds none. None when
-    the history is long enough (or unknown): then earlier snapshot dates can help."""
+    """One sentence when the orders from `first_event` to `last_event` are too short for a split with label windows
+    of `horizon_days`: training, validation and test windows that do not overlap, after some history (a month, or
+    one window when it is shorter). It gives the longest window that works with derived snapshot dates (they start
+    one window after the first order, so four windows, plus the snapshot grid's steps). None when the history is
+    long enough (or unknown): then earlier snapshot dates can help."""
     if first_event is None or last_event is None:
         return None
     span = (last_event - first_event).days + 1
-    needed = 3 * horizon_days + MIN_HISTORY_DAYS
+    needed = 3 * horizon_days + min(MIN_HISTORY_DAYS, horizon_days)
     if span >= needed:
         return None
-    longest = (span - MIN_HISTORY_DAYS) // 4
     where = (f"The orders span {span} days ({first_event} to {last_event}); a split needs training, validation and "
-             f"test label windows that do not overlap, after some history: with {horizon_days}-day windows at least "
-             f"about {needed} days, so earlier snapshot dates cannot help.")
-    if longest < 7:
-        return f"{where} Export more history: this is too short to train and test a model on."
-    return (f"{where} Export more history, or shorten features.horizon_days to at most about {longest} days with "
-            "snapshots every two weeks (features.snapshots.freq: SMS).")
+             f"test label windows that do not overlap, after some history: with {horizon_days}-day windows about "
+             f"{needed} days, and snapshots earlier than that would have little or no history behind them.")
+    # Each of the first training, the validation and the test snapshot may fall up to one grid step late.
+    for step_days, freq, every in ((15, "SMS", "every two weeks"), (7, "W-MON", "every week")):
+        longest = (span - 3 * step_days) // 4
+        if longest >= step_days:
+            return (f"{where} Export more history, or shorten features.horizon_days to at most about {longest} days "
+                    f"with snapshots {every} (features.snapshots.freq: {freq}).")
+    return f"{where} Export more history."
 
 
 def check_split(split: TimeSplit) -> None:

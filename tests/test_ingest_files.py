@@ -910,6 +910,15 @@ def test_amounts_in_several_currencies_are_converted_by_their_rows_rate_or_named
     one_currency = {**shop, "exclude": {"Currency": ["USD", "JPY", ""]}}  # the other currencies left out: no warning
     notes = run_ingest(tmp_path, {"transactions": one_currency}, ingest={"max_bad_share": 0.5})["sources"]["transactions"]["notes"]
     assert not any(note.startswith("amounts in") for note in notes)
+    two_left = {**shop, "exclude": {"Currency": ["JPY"]}}  # EUR and USD are still summed: warned
+    notes = run_ingest(tmp_path, {"transactions": two_left}, ingest={"max_bad_share": 0.5})["sources"]["transactions"]["notes"]
+    assert any(note.startswith("amounts in 2 currencies (Currency: USD 2, EUR 1 rows)") for note in notes)
+    write(tmp_path, "s.csv", "id,Customer,Created,Converted Amount,Currency,Converted Currency\n"
+          "ch1,c1,2024-01-05,10.00,usd,eur\nch2,c2,2024-01-06,8.00,gbp,eur\n")  # a payment export, converted
+    stripe = {"path": "s.csv", "rename": {"id": "order_id", "Customer": "customer_id", "Created": "ordered_at",
+                                          "Converted Amount": "amount"}}
+    notes = run_ingest(tmp_path, {"transactions": stripe})["sources"]["transactions"]["notes"]
+    assert not any(note.startswith("amounts in") for note in notes)
 
     converted = {**shop, "currency_rates": {"column": "Currency", "rates": {"EUR": 1, "USD": 0.5}}}
     report = run_ingest(tmp_path, {"transactions": converted}, ingest={"max_bad_share": 0.5})
@@ -972,6 +981,15 @@ def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reaso
         "sources.transactions.read.accounting_negatives: true)"]
     run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"accounting_negatives": True, "currency": "£"}}})
     assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [20.0, -12.5, -4.0, -1.25, 7.0]
+    # with the setting, the other hints still read through the parentheses
+    write(tmp_path, "c.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,\"(12,50)\"\n"
+          "o2,c1,2024-01-06,\"(1.234,56)\"\no3,c2,2024-01-07,\"($3.00)\"\no4,c2,2024-01-08,\"($1,234.56)\"\n"
+          "o5,c3,2024-01-09,\"($5.00)\"\no6,c3,2024-01-10,7\n")
+    run_ingest(tmp_path, {"transactions": {"path": "c.csv", "read": {"accounting_negatives": True}}},
+               ingest={"max_bad_share": 0.9})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].tolist() == [
+        "amount: not a number (a currency sign? set sources.transactions.read.currency: '$')"] * 5
 
 
 JSON_ORDERS = [
@@ -1014,8 +1032,8 @@ def test_a_json_export_wrapped_in_one_object_names_its_rows_key(tmp_path):
 
 def test_json_exports_that_cannot_be_read_as_rows_get_one_line_errors(tmp_path):
     for content, message in [
-        ('{"order_id": 1, "customer_id": "c1"}\n{"order_id": "o2", "customer_id": "c2"}\n',
-         r"is not readable as JSON rows: .*changed from number to string.*; each field needs one type in every row"),
+        ('{"order_id": "o1"}\n[1, 2]\n', r"is not readable as JSON rows: .*; export one JSON object per line"),
+        ('{"order_id": "o1"}\n{"order_id":\n', r"is not readable as JSON rows: "),
         ('[{"order_id": "o1",', r"is not valid JSON: Expecting"),
         ("[]", r"holds no rows \(an empty array\)"),
         ("  \n", r"is empty \(no JSON rows\)"),
@@ -1024,3 +1042,49 @@ def test_json_exports_that_cannot_be_read_as_rows_get_one_line_errors(tmp_path):
         write(tmp_path, "t.json", content)
         with pytest.raises(IngestError, match=message):
             run_ingest(tmp_path, {"transactions": {"path": "t.json"}})
+
+
+def test_json_values_compare_as_the_export_writes_them_and_ids_stay_exact(tmp_path):
+    """Typed JSON cells: a boolean is 'true' for returns_when, an integer with nulls beside it stays an integer for
+    exclude and for ids (9007199254740993 is not rounded to ...992; 19 digits are not scientific notation); a field
+    of numbers in some rows and text in others is text; a null before an array is fine; a byte-order mark too."""
+    rows = [{"id": "o1", "cust": 9007199254740993, "ts": "2024-01-05T10:00:00Z", "total": 5, "refunded": False,
+             "status": 3, "tags": [None, "gift"]},
+            {"id": "o2", "cust": 9007199254740992, "ts": "2024-01-06T10:00:00Z", "total": 5, "refunded": True,
+             "status": None, "tags": None},
+            {"id": "o3", "cust": 1234567890123456789, "ts": "2024-01-07T10:00:00Z", "total": 7, "refunded": False,
+             "status": 4, "tags": []},
+            {"id": 4, "cust": None, "ts": "2024-01-08T10:00:00Z", "total": 1, "refunded": False, "status": 4,
+             "tags": ["x"]}]
+    orders = {"rename": {"id": "order_id", "cust": "customer_id", "ts": "ordered_at", "total": "amount"},
+              "returns_when": {"refunded": ["true"]}, "exclude": {"status": ["3"]}}
+    write(tmp_path, "o.jsonl", "\n".join(json.dumps(row) for row in rows) + "\n")
+    write(tmp_path, "o.json", b"\xef\xbb\xbf" + json.dumps(rows).encode("utf-8"))
+    for path in ("o.jsonl", "o.json"):
+        report = run_ingest(tmp_path, {"transactions": {"path": path, **orders}}, ingest={"max_anonymous_share": 0.5})
+        validated = read_validated_source(tmp_path, "transactions")
+        assert validated[["order_id", "customer_id", "amount"]].values.tolist() == [
+            ["o2", "9007199254740992", -5.0], ["o3", "1234567890123456789", 7.0]]
+        entry = report["sources"]["transactions"]
+        assert (entry["excluded_rows"], entry["anonymous_rows"], entry["bad_rows"]) == (1, 1, 0)
+
+
+def test_parquet_integer_ids_beside_nulls_stay_exact(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"order_id": ["o1", "o2", "o3"],
+                             "customer_id": pa.array([9007199254740993, None, 9007199254740992], pa.int64()),
+                             "ordered_at": ["2024-01-05 10:00:00"] * 3, "amount": [1.0, 2.0, 3.0]}), tmp_path / "t.parquet")
+    run_ingest(tmp_path, {"transactions": {"path": "t.parquet"}}, ingest={"max_anonymous_share": 0.5})
+    assert read_validated_source(tmp_path, "transactions")["customer_id"].tolist() == [
+        "9007199254740993", "9007199254740992"]
+
+
+def test_a_json_lines_export_in_another_encoding_reads_with_its_setting(tmp_path):
+    row = {"order_id": "o1", "customer_id": "Zoë", "ordered_at": "2024-01-05T10:00:00Z", "amount": 5}
+    write(tmp_path, "t.jsonl", (json.dumps(row, ensure_ascii=False) + "\n").encode("latin-1"))
+    with pytest.raises(IngestError, match=r"is not valid utf-8 \(line 1, byte \d+\).*read.encoding"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.jsonl"}})
+    run_ingest(tmp_path, {"transactions": {"path": "t.jsonl", "read": {"encoding": "latin-1"}}})
+    assert read_validated_source(tmp_path, "transactions")["customer_id"].tolist() == ["Zoë"]

@@ -110,22 +110,28 @@ def test_no_labelled_snapshot_is_an_error():
 
 
 def test_a_history_too_short_for_the_split_says_so_and_the_longest_window_it_holds():
-    """182 days of orders: three 90-day windows after 30 days of history need 300; with derived snapshot dates
-    (four windows and a month), (182 - 30) // 4 = 38 days is the longest window (it trains on that history)."""
+    """182 days of orders: three 90-day windows after a month need 300; derived snapshot dates start one window
+    after the first order, and each of three snapshots may fall up to one grid step (15 days) late:
+    (182 - 45) // 4 = 34 days with two-week snapshots."""
     note = short_history_note(dt.date(2010, 12, 1), dt.date(2011, 5, 31), horizon_days=90)
     assert note == (
         "The orders span 182 days (2010-12-01 to 2011-05-31); a split needs training, validation and test label "
-        "windows that do not overlap, after some history: with 90-day windows at least about 300 days, so earlier "
-        "snapshot dates cannot help. Export more history, or shorten features.horizon_days to at most about 38 days "
-        "with snapshots every two weeks (features.snapshots.freq: SMS).")
+        "windows that do not overlap, after some history: with 90-day windows about 300 days, and snapshots earlier "
+        "than that would have little or no history behind them. Export more history, or shorten "
+        "features.horizon_days to at most about 34 days with snapshots every two weeks (features.snapshots.freq: SMS).")
     assert short_history_note(dt.date(2010, 12, 1), dt.date(2011, 12, 9), horizon_days=90) is None  # 374 days
     assert short_history_note(dt.date(2010, 12, 1), dt.date(2011, 9, 26), horizon_days=90) is None  # 300 days
-    assert short_history_note(dt.date(2010, 12, 1), dt.date(2010, 12, 31), horizon_days=90).endswith(
-        "Export more history: this is too short to train and test a model on.")
+    # 50 days: a 14-day window needs 56; (50 - 45) // 4 = 1 at two weeks, (50 - 21) // 4 = 7 at one week
+    assert short_history_note(dt.date(2024, 1, 1), dt.date(2024, 2, 19), horizon_days=14).endswith(
+        "shorten features.horizon_days to at most about 7 days with snapshots every week (features.snapshots.freq: "
+        "W-MON).")
+    assert short_history_note(dt.date(2024, 1, 1), dt.date(2024, 2, 19), horizon_days=7) is None  # 28 days fit
+    assert short_history_note(dt.date(2024, 1, 1), dt.date(2024, 1, 20), horizon_days=90).endswith(
+        "Export more history.")
     assert short_history_note(None, None, horizon_days=90) is None
     with pytest.raises(TrainError, match=r"found 1 \(2024-01-01\)\. The orders span 182 days") as error:
         time_split(MONTHS[:1], horizon_days=90, short_history=note)
-    assert "features.snapshots.start" not in str(error.value)  # earlier dates cannot help: not advised
+    assert "features.snapshots.start" not in str(error.value)  # not the advice: the history is too short for it
     with pytest.raises(TrainError, match=r"ends after the last event\. The orders span 182 days"):
         time_split([], horizon_days=90, short_history=note)
 
@@ -230,8 +236,8 @@ def test_a_history_too_short_for_the_folds_asked_backtests_on_those_it_holds_and
         "the backtest runs over 4 test snapshots, not the 5 of train.backtest_folds: test snapshot 2024-06-01 has "
         "too little labelled history before it for a validation and a training snapshot (90-day label windows), and "
         "5 need about 11 labelled snapshots at this spacing; found 10. To have them all, add earlier snapshot dates "
-        "(features.snapshots.start, or features.snapshots.dates) and re-run `churn features`, or shorten the label "
-        "window (features.horizon_days).")
+        "(features.snapshots.start, or features.snapshots.dates) and re-run `churn features`, put them closer "
+        "together (features.snapshots.freq), or shorten the label window (features.horizon_days).")
     assert backtest_shortfall(MONTHS, splits[:3], horizon_days=90, folds=3) is None
     one = rolling_splits(MONTHS[:7], horizon_days=90, folds=3)
     assert [s.test for s in one] == [MONTHS[6]]
@@ -282,5 +288,5 @@ def test_churn_train_on_a_short_export_says_how_long_the_history_is_and_what_fit
     cfg = config_from_dict(raw, base_dir=tmp_path)
     ingest_runner.run(cfg, quiet=True)
     features_runner.run(cfg, quiet=True)
-    with pytest.raises(TrainError, match=r"The orders span 121 days \(2024-01-01 to 2024-04-30\).*at most about 22 days"):
+    with pytest.raises(TrainError, match=r"The orders span 121 days \(2024-01-01 to 2024-04-30\).*at most about 19 days"):
         train_runner.run(cfg, quiet=True, backtest=False)
