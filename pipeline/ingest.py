@@ -415,7 +415,6 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
             typed[column] = typed[column].where(factors.isna(), typed[column] * factors)
         problems_frame = pd.concat([problems_frame, unknown], ignore_index=True)
         notes.append(note)
-    warnings = [note for note in [mixed_currency_note(raw, source)] if note]
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
@@ -423,8 +422,7 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
         labels["amount"] = f"amount (= {derived['amount']})"
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
-                        problems=problems_frame, labels=labels, derived=derived, notes=notes + warnings,
-                        warnings=warnings)
+                        problems=problems_frame, labels=labels, derived=derived, notes=notes)
 
 
 NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERIC_FORMATS`) is named in the note
@@ -747,28 +745,36 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     return factors, problems, note
 
 
-def mixed_currency_note(raw: RawSource, source: SourceConfig) -> str | None:
-    """A note when a file column named like a currency ('Currency', 'currency_code') holds more than one value
-    among the rows `exclude` keeps, and `currency_rates` is not set: amounts in different currencies would be
-    summed as one. None otherwise, and when another currency column holds one value only (a payment export's
-    'Converted Currency' beside the customer's 'Currency': its converted amounts are in one currency)."""
-    if source.currency_rates is not None or raw.name != "transactions":
+def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig]]) -> str | None:
+    """A note when the file columns named like a currency ('Currency', 'currency_code') of a source's exports (each
+    read with its mapping) hold more than one value among the rows `exclude` keeps, and no export sets
+    `currency_rates`: amounts in different currencies would be summed as one. None otherwise, and when a currency
+    column holds one value only beside another (a payment export's 'Converted Currency' beside the customer's
+    'Currency': its converted amounts are in one currency)."""
+    if any(source.currency_rates is not None for _, source in exports) or exports[0][0].name != "transactions":
         return None
-    named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
-    counts = {}
-    for column in named:
-        codes = value_text(raw.frame[column]).str.upper().replace("", None)
-        left_out = {str(value).strip().upper() for value in source.exclude.get(column, [])}
-        counts[column] = codes.value_counts().drop(list(left_out), errors="ignore")
-    if any(len(found) == 1 for found in counts.values()):
+    counts: list[tuple[str, pd.Series]] = []
+    for raw, source in exports:
+        named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
+        found = []
+        for column in named:
+            codes = value_text(raw.frame[column]).str.upper().replace("", None)
+            left_out = {str(value).strip().upper() for value in source.exclude.get(column, [])}
+            found.append((column, codes.value_counts().drop(list(left_out), errors="ignore")))
+        if len(found) > 1 and any(len(values) == 1 for _, values in found):
+            continue  # converted amounts: this export's own currency column does not apply
+        counts += found
+    if not counts:
         return None
-    for column, found in counts.items():
-        if len(found) > 1:
-            shown = ", ".join(f"{code} {rows:,}" for code, rows in found.head(4).items())
-            return (f"amounts in {len(found)} currencies ({column}: {shown} rows) are summed as written; convert "
-                    f"them with sources.{raw.name}.currency_rates: {{column: {column}, rates: {{...}}}}, or keep one "
-                    f"currency with sources.{raw.name}.exclude")
-    return None
+    together = pd.concat([values for _, values in counts]).groupby(level=0).sum().sort_values(ascending=False)
+    if len(together) < 2:
+        return None
+    columns = " / ".join(dict.fromkeys(column for column, values in counts if len(values)))
+    shown = ", ".join(f"{code} {rows:,}" for code, rows in together.head(4).items())
+    name = exports[0][0].name
+    return (f"amounts in {len(together)} currencies ({columns}: {shown} rows) are summed as written; convert them "
+            f"with sources.{name}.currency_rates: {{column: {columns.split(' / ')[0]}, rates: {{...}}}}, or keep one "
+            f"currency with sources.{name}.exclude")
 
 
 def value_text(values: pd.Series) -> pd.Series:
@@ -1219,8 +1225,11 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
     # The quarantine and extra columns show the rows as read; the fill's note goes with them.
     as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
+    currencies = mixed_currency_note([(filled, export) for (filled, _, _), export in zip(parts, exports)])
+    warnings = [currencies] if currencies else []
     if len(parts) == 1:
         _, parsed, excluded = parts[0]
+        parsed = dataclasses.replace(parsed, notes=parsed.notes + warnings, warnings=warnings)
         return MappedSource(as_read[0], parsed, excluded, extra)
     offsets = np.cumsum([0, *(len(raw.frame) for raw, _, _ in parts[:-1])])
 
@@ -1254,8 +1263,8 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
         derived={column: how for p in parsed_parts for column, how in p.derived.items()},
         notes=[note for p in parsed_parts for note in p.notes] + (
             [f"{taken:,} lines without a customer took it from their order's lines in another export (a refunds "
-             "export that names the order, not the customer)"] if taken else []),
-        warnings=[warning for p in parsed_parts for warning in p.warnings],
+             "export that names the order, not the customer)"] if taken else []) + warnings,
+        warnings=warnings,
     )
     excluded = pd.concat([shifted(e, o) for (_, _, e), o in zip(parts, offsets)], ignore_index=True)
     return MappedSource(raw, parsed, excluded, extra)

@@ -919,6 +919,15 @@ def test_amounts_in_several_currencies_are_converted_by_their_rows_rate_or_named
                                           "Converted Amount": "amount"}}
     notes = run_ingest(tmp_path, {"transactions": stripe})["sources"]["transactions"]["notes"]
     assert not any(note.startswith("amounts in") for note in notes)
+    # an old shop system's export in EUR beside a new one's in USD, each with one currency: summed as one, warned
+    write(tmp_path, "old.csv", "order_id,customer_id,ordered_at,amount,currency_code\no1,c1,2024-01-05,10,EUR\n")
+    write(tmp_path, "new.csv", "order_id,customer_id,ordered_at,amount,Currency\no2,c1,2024-02-05,10,USD\n"
+          "o3,c2,2024-02-06,4,USD\n")
+    notes = run_ingest(tmp_path, {"transactions": {"path": "old.csv", "other_exports": [{"path": "new.csv"}]}})[
+        "sources"]["transactions"]["notes"]
+    assert ("amounts in 2 currencies (currency_code / Currency: USD 2, EUR 1 rows) are summed as written; convert them "
+            "with sources.transactions.currency_rates: {column: currency_code, rates: {...}}, or keep one currency "
+            "with sources.transactions.exclude") in notes
 
     converted = {**shop, "currency_rates": {"column": "Currency", "rates": {"EUR": 1, "USD": 0.5}}}
     report = run_ingest(tmp_path, {"transactions": converted}, ingest={"max_bad_share": 0.5})
