@@ -23,6 +23,7 @@ from pipeline.features import (
 )
 from pipeline.features.tables import SOURCE_COLUMNS, customer_partitions, partition_bounds
 from pipeline.labels import churn_labels_from_partitions, label_churn
+from pipeline.run.features import features_and_labels_streamed, partition_count
 from pipeline.snapshot import to_polars
 
 AS_OF = dt.date(2024, 7, 1)
@@ -260,3 +261,17 @@ def test_row_order_of_the_input_does_not_matter():
     cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
     assert_frame_equal(build_features(shuffled, as_of=AS_OF, cfg=cfg), build_features(events, as_of=AS_OF, cfg=cfg),
                        check_exact=True)
+
+
+def test_features_and_labels_streamed_one_partition_at_a_time_equal_those_of_all_tables():
+    """Scoring reads one date: it prepares a partition's tables, reads them and drops them before the next."""
+    events = synthetic_events(300, seed=4)
+    frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
+    rows = frames["transactions"].height
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, partition_rows=max(1, rows // 4))
+    assert partition_count(rows, partition_rows=cfg.partition_rows) >= 4
+    features, labels = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=dt.date(2024, 3, 1), cfg=cfg,
+                                                    horizon_days=60)
+    assert_frame_equal(features, build_features(events, as_of=AS_OF, cfg=cfg), check_exact=True)
+    assert_frame_equal(labels, label_churn(events.transactions, as_of=dt.date(2024, 3, 1), lookback_days=365,
+                                           horizon_days=60))

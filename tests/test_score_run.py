@@ -150,10 +150,13 @@ def test_features_missing_a_column_fail_and_write_nothing(scored, monkeypatch):
     from pipeline.run import score
 
     cfg, _ = scored
-    real = score.features_from_partitions  # what the runner builds today's features with
-    monkeypatch.setattr(
-        score, "features_from_partitions", lambda *a, **k: real(*a, **k).drop(columns=["recency_days"])
-    )
+    real = score.features_and_labels_streamed  # what the runner builds today's features with
+
+    def without_recency(*args, **kwargs):
+        features, labels = real(*args, **kwargs)
+        return features.drop(columns=["recency_days"]), labels
+
+    monkeypatch.setattr(score, "features_and_labels_streamed", without_recency)
     before = _files(cfg)
     with pytest.raises(ScoreError, match="lacks 1 column\\(s\\) the model was trained on: recency_days"):
         score.run(cfg, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)

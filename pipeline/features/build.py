@@ -122,9 +122,15 @@ def polars_features_from_partitions(
     """`features_from_partitions` before `to_pandas_features`: the population step's polars frame."""
     snapshot_time(as_of)
     aggregates = [customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg) for tables in partitions]
+    return polars_features_from_aggregates(aggregates, as_of=as_of, cfg=cfg)
+
+
+def polars_features_from_aggregates(aggregates: list[pl.DataFrame], *, as_of: dt.date, cfg: FeaturesConfig) -> pl.DataFrame:
+    """The population step on the per-customer aggregates of customer partitions, in partition order (emptied:
+    the concatenated copy replaces them in memory)."""
     # One chunk per column: the population step's expressions and to_pandas on five chunks cost more than this copy.
     frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed", rechunk=True)
-    del aggregates  # the rechunked frame is a copy: the partitions' rows need not stay in memory beside it
+    aggregates.clear()  # the rechunked frame is a copy: the partitions' rows need not stay in memory beside it
     return population_features_from_aggregates(frame, cfg=cfg, as_of=as_of)
 
 

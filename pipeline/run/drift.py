@@ -12,17 +12,12 @@ import pandas as pd
 from pipeline.config import Config
 from pipeline.drift import drift_table, drift_warnings, retraining_adds_labels
 from pipeline.features.rfm import RANKED_COLUMNS
-from pipeline.labels import churn_labels_from_partitions
 from pipeline.progress import get_logger
 from pipeline.run.features import resolved_snapshot_dates
 
 
-def recent_observed_rate(tables: Sequence[Any], *, as_of: dt.date, cfg: Config, horizon_days: int) -> float | None:
-    """Churn rate of the latest window that has closed by `as_of` (labels as of as_of - horizon), or None."""
-    labels = churn_labels_from_partitions(
-        list(tables), as_of=as_of - dt.timedelta(days=horizon_days), lookback_days=cfg.features.lookback_days,
-        horizon_days=horizon_days,
-    )
+def observed_rate(labels: pd.DataFrame) -> float | None:
+    """Churn rate of `labels` (the latest window closed by the scoring day: labels as of as_of - horizon), or None."""
     return float(labels["churned"].mean()) if len(labels) else None
 
 

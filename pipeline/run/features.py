@@ -32,7 +32,12 @@ from pipeline.dask_engine import dask_client, dask_features, dask_labels, load_p
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features import feature_names
-from pipeline.features.build import polars_features_from_partitions, to_pandas_features
+from pipeline.features.build import (
+    customer_aggregates_from_tables,
+    polars_features_from_aggregates,
+    polars_features_from_partitions,
+    to_pandas_features,
+)
 from pipeline.features.store import (
     LABEL,
     feature_settings,
@@ -43,7 +48,13 @@ from pipeline.features.store import (
     snapshot_metadata,
     snapshot_path,
 )
-from pipeline.features.tables import SOURCE_COLUMNS, EventTables, partitioned_event_tables
+from pipeline.features.tables import (
+    SOURCE_COLUMNS,
+    EventTables,
+    customer_partitions,
+    event_tables_from_frames,
+    partitioned_event_tables,
+)
 from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
 from pipeline.labels import churn_labels_from_partitions, horizon_passed
 from pipeline.progress import console, get_logger, timed, track
@@ -318,6 +329,25 @@ def tables_by_partition(frames: dict[str, pl.DataFrame], *, cfg: FeaturesConfig)
     """`read_validated` frames prepared per customer partition of about `cfg.partition_rows` transaction rows."""
     partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
     return partitioned_event_tables(frames, partitions=partitions)
+
+
+def features_and_labels_streamed(
+    frames: dict[str, pl.DataFrame], *, as_of: dt.date, labels_as_of: dt.date, cfg: FeaturesConfig, horizon_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(`features_from_partitions` as of `as_of`, `churn_labels_from_partitions` as of `labels_as_of` over
+    `horizon_days`) of the `read_validated` frames, for one date: each customer partition's tables are prepared,
+    read for both and dropped before the next, so memory holds one partition's tables, not all of them (the
+    features stage keeps them all, for its many snapshots). The same values as with all tables prepared."""
+    partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
+    aggregates, labels = [], []
+    for part in customer_partitions(frames, partitions=partitions):
+        tables = event_tables_from_frames(part)
+        aggregates.append(customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg))
+        labels.append(churn_labels_from_partitions([tables], as_of=labels_as_of, lookback_days=cfg.lookback_days,
+                                                   horizon_days=horizon_days))
+        del tables, part
+    features = to_pandas_features(polars_features_from_aggregates(aggregates, as_of=as_of, cfg=cfg), cfg=cfg)
+    return features, pd.concat(labels, ignore_index=True) if len(labels) > 1 else labels[0]
 
 
 def partition_count(transaction_rows: int, *, partition_rows: int) -> int:

@@ -29,7 +29,6 @@ from pipeline.bundle import load_bundle
 from pipeline.config import Config, data_identity
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
-from pipeline.features import features_from_partitions
 from pipeline.features.registry import feature_specs, reason_context_frame
 from pipeline.features.store import input_coverage
 from pipeline.io import (
@@ -45,8 +44,8 @@ from pipeline.io import (
 from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook, starter_playbook_text
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
-from pipeline.run.drift import newer_labels_since_training, recent_observed_rate, scoring_drift
-from pipeline.run.features import read_validated, tables_by_partition
+from pipeline.run.drift import newer_labels_since_training, observed_rate, scoring_drift
+from pipeline.run.features import features_and_labels_streamed, read_validated
 from pipeline.run.uplift import load_uplift_models, uplift_dir
 from pipeline.score import score_customers, summarise_scores
 from pipeline.tracking import champion_bundle, configure_mlflow, metric_key, tracking_settings, use_experiment
@@ -367,8 +366,9 @@ def run(
             info.horizon_days, cfg.features.horizon_days,
         )
     with timed(f"features as of {as_of}"):
-        tables = tables_by_partition(frames, cfg=cfg.features)
-        features = features_from_partitions(tables, as_of=as_of, cfg=cfg.features)
+        features, recent_labels = features_and_labels_streamed(
+            frames, as_of=as_of, labels_as_of=as_of - dt.timedelta(days=info.horizon_days), cfg=cfg.features,
+            horizon_days=info.horizon_days)
         del frames
     info.model.check_features(features)
     check_playbook_features(features, playbook)
@@ -391,12 +391,11 @@ def run(
     summary = _summary(scores, cfg=cfg, as_of=as_of, info=info, playbook=playbook, paths=paths)
     summary["drift"] = scoring_drift(
         cfg, features, scores, reference=info.drift_reference,
-        observed_rate=recent_observed_rate(tables, as_of=as_of, cfg=cfg, horizon_days=info.horizon_days),
+        observed_rate=observed_rate(recent_labels),
         newer_labels=newer_labels_since_training(
             cfg, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days, data_ends=data_ends),
         newest_training_snapshot=max(info.training_snapshots) if info.training_snapshots else None,
     )
-    del tables
     summary["missing_inputs"] = missing
     with output_set(cfg.paths.data_dir, stage="score") as outputs:
         outputs.write(paths["parquet"], lambda path: write_parquet(scores, path))
