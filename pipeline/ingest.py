@@ -747,20 +747,23 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
 
 def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig]]) -> str | None:
     """A note when the file columns named like a currency ('Currency', 'currency_code') of a source's exports (each
-    read with its mapping) hold more than one value among the rows `exclude` keeps, and no export sets
+    read with its mapping) hold more than one value among the rows `exclude` keeps, in the exports that do not set
     `currency_rates`: amounts in different currencies would be summed as one. None otherwise, and when a currency
     column holds one value only beside another (a payment export's 'Converted Currency' beside the customer's
     'Currency': its converted amounts are in one currency)."""
-    if any(source.currency_rates is not None for _, source in exports) or exports[0][0].name != "transactions":
+    if exports[0][0].name != "transactions":
         return None
     counts: list[tuple[str, pd.Series]] = []
     for raw, source in exports:
+        if source.currency_rates is not None:
+            continue  # converted into one currency
         named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
+        kept = np.ones(len(raw.frame), dtype=bool)
+        kept[rows_with_values(raw, source.exclude, setting="exclude")] = False
         found = []
         for column in named:
             codes = value_text(raw.frame[column]).str.upper().replace("", None)
-            left_out = {str(value).strip().upper() for value in source.exclude.get(column, [])}
-            found.append((column, codes.value_counts().drop(list(left_out), errors="ignore")))
+            found.append((column, codes[kept].value_counts()))
         if len(found) > 1 and any(len(values) == 1 for _, values in found):
             continue  # converted amounts: this export's own currency column does not apply
         counts += found

@@ -329,7 +329,10 @@ INTEGER_TYPES = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.u
 
 
 def _exact_integers(arrow_type: pa.DataType) -> Any:
-    """pandas' nullable Int64 for Arrow integers (exact beside nulls: ids past 2**53 are not rounded), else None."""
+    """pandas' nullable Int64 for Arrow integers (exact beside nulls: ids past 2**53 are not rounded) and nullable
+    boolean for Arrow booleans (not Python objects beside nulls), else None."""
+    if arrow_type == pa.bool_():
+        return pd.BooleanDtype()
     return pd.Int64Dtype() if arrow_type in INTEGER_TYPES else None
 
 

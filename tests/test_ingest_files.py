@@ -907,9 +907,17 @@ def test_amounts_in_several_currencies_are_converted_by_their_rows_rate_or_named
                "sources.transactions.exclude")
     assert warning in report["sources"]["transactions"]["notes"] and warning in caplog.text
     assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [19.0, 20.0, 5.0, 7.0, 9.0]
-    one_currency = {**shop, "exclude": {"Currency": ["USD", "JPY", ""]}}  # the other currencies left out: no warning
+    one_currency = {**shop, "exclude": {"Currency": ["USD", "usd", "JPY", ""]}}  # the others left out: no warning
     notes = run_ingest(tmp_path, {"transactions": one_currency}, ingest={"max_bad_share": 0.5})["sources"]["transactions"]["notes"]
     assert not any(note.startswith("amounts in") for note in notes)
+    by_store = {**shop, "exclude": {"Customer": ["c1", "c4", "c5"]}}  # only USD rows left: not warned
+    notes = run_ingest(tmp_path, {"transactions": by_store}, ingest={"max_bad_share": 0.5})["sources"]["transactions"]["notes"]
+    assert not any(note.startswith("amounts in") for note in notes)
+    converted_and_not = {**shop, "currency_rates": {"column": "Currency", "rates": {"EUR": 1, "USD": 0.5, "JPY": 0.01}},
+                         "other_exports": [{**shop, "path": "t.csv"}]}  # the other export is not converted: warned
+    notes = run_ingest(tmp_path, {"transactions": converted_and_not}, ingest={"max_bad_share": 0.9})[
+        "sources"]["transactions"]["notes"]
+    assert any(note.startswith("amounts in 3 currencies") for note in notes)
     two_left = {**shop, "exclude": {"Currency": ["JPY"]}}  # EUR and USD are still summed: warned
     notes = run_ingest(tmp_path, {"transactions": two_left}, ingest={"max_bad_share": 0.5})["sources"]["transactions"]["notes"]
     assert any(note.startswith("amounts in 2 currencies (Currency: USD 2, EUR 1 rows)") for note in notes)
@@ -1057,7 +1065,9 @@ def test_json_values_compare_as_the_export_writes_them_and_ids_stay_exact(tmp_pa
     """Typed JSON cells: a boolean is 'true' for returns_when, an integer with nulls beside it stays an integer for
     exclude and for ids (9007199254740993 is not rounded to ...992; 19 digits are not scientific notation); a field
     of numbers in some rows and text in others is text; a null before an array is fine; a byte-order mark too."""
-    rows = [{"id": "o1", "cust": 9007199254740993, "ts": "2024-01-05T10:00:00Z", "total": 5, "refunded": False,
+    rows = [{"id": "o0", "cust": 7, "ts": "2024-01-04T10:00:00Z", "total": 2, "refunded": None, "status": 5,
+             "tags": []},
+            {"id": "o1", "cust": 9007199254740993, "ts": "2024-01-05T10:00:00Z", "total": 5, "refunded": False,
              "status": 3, "tags": [None, "gift"]},
             {"id": "o2", "cust": 9007199254740992, "ts": "2024-01-06T10:00:00Z", "total": 5, "refunded": True,
              "status": None, "tags": None},
@@ -1073,7 +1083,7 @@ def test_json_values_compare_as_the_export_writes_them_and_ids_stay_exact(tmp_pa
         report = run_ingest(tmp_path, {"transactions": {"path": path, **orders}}, ingest={"max_anonymous_share": 0.5})
         validated = read_validated_source(tmp_path, "transactions")
         assert validated[["order_id", "customer_id", "amount"]].values.tolist() == [
-            ["o2", "9007199254740992", -5.0], ["o3", "1234567890123456789", 7.0]]
+            ["o0", "7", 2.0], ["o2", "9007199254740992", -5.0], ["o3", "1234567890123456789", 7.0]]
         entry = report["sources"]["transactions"]
         assert (entry["excluded_rows"], entry["anonymous_rows"], entry["bad_rows"]) == (1, 1, 0)
 
