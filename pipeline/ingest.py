@@ -69,6 +69,7 @@ from pipeline.sources import (
     cell_text,
     concat_as_read,
     infer_date_format,
+    minus_for_accounting,
     parse_booleans,
     parse_ids,
     parse_numbers,
@@ -238,23 +239,22 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
         return raw
     columns = list(raw.frame.columns)
     order_columns = file_columns(columns, source, "order_id")
-    fill = [c for c in dict.fromkeys([*(c for f in ORDER_FIELDS for c in file_columns(columns, source, f)),
-                                      *source.exclude, *source.returns_when, *currency_columns(source)])
-            if c in columns and c not in order_columns]
-    if not order_columns or not fill:
+
+    def fillable(names: Iterable[str]) -> list[str]:
+        return [c for c in dict.fromkeys(names) if c in columns and c not in order_columns]
+
+    fields = fillable(c for f in ORDER_FIELDS for c in file_columns(columns, source, f))
+    fill = fillable([*fields, *source.exclude, *source.returns_when, *currency_columns(source)])
+    if not order_columns or not fields:
         return raw
     frame = raw.frame
     blanks = {column: _blank(frame[column]) for column in fill}
-    fields = [c for c in dict.fromkeys(c for f in ORDER_FIELDS for c in file_columns(columns, source, f)) if c in blanks]
-    if not fields:
-        return raw
     # A line-level flag (a blank `Returned` beside a `yes` on another line) is not an order field: flags are taken only
     # by lines that lack the order's own fields too (the later lines of a Shopify order).
-    fields_blank = np.logical_or.reduce([blanks[column] for column in fields])
+    some_blank = np.logical_or.reduce([blanks[column] for column in fields])
     for column in fill:
         if column not in fields:
-            blanks[column] = blanks[column] & fields_blank
-    some_blank = fields_blank
+            blanks[column] = blanks[column] & some_blank
     if not some_blank.any():
         return raw
     # Each line's order as written (ids are stripped when parsed: the lines with a blank, and the lines written
@@ -336,8 +336,7 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     every = max(1, len(unread) // REASON_SAMPLE)  # evenly spaced: the hint only needs what most cells look like
     text = unread.iloc[::every].astype("str").str.strip()
     if read.accounting_negatives:  # '(12,50)' is read as '-12,50': the hints look at that
-        text = text.str.replace(r"^\(\s*(.*?)\s*\)$", r"-\1", regex=True).str.replace(r"^([^-+(].*?)\s*-$", r"-\1",
-                                                                                     regex=True)
+        text = text_series(minus_for_accounting(text_array(text)), text.index)
     if read.decimal == "." and text.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5:
         return (f"not a number (a decimal comma? set sources.{source}.read.decimal: ',' and, if the numbers have "
                 "one, read.thousands)")
@@ -728,7 +727,7 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     """(each row's rate by its currency in the file column `conversion.column`, NaN where it has none; problems
     for those rows; a note counting the rows converted). Currencies are compared as text in upper case."""
     setting = "currency_rates.column"
-    currency = cell_text(file_column(raw, conversion.column, setting=setting)).str.upper()
+    currency = value_text(file_column(raw, conversion.column, setting=setting)).str.upper()
     rates = {code.strip().upper(): rate for code, rate in conversion.rates.items()}
     factors = currency.map(rates).astype("float64")
     factors.index = raw.frame.index
@@ -1092,12 +1091,17 @@ MIN_ID_MATCH = 0.5  # a source whose customer ids match transactions' less than 
 MIN_IDS_TO_JUDGE = 20
 
 
+def _without_leading_zeros(digits: pl.Expr) -> pl.Expr:
+    """Digit text without its leading zeros ('00123' -> '123'; all zeros, or none: '0')."""
+    unpadded = digits.str.strip_chars_start("0")
+    return pl.when(unpadded == "").then(pl.lit("0")).otherwise(unpadded)
+
+
 def _loose_ids(ids: pa_arrow.Array) -> pa_arrow.Array:
     """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id has
     digits ('C-00123' -> '123'), else the lower-case letters ('Ab_c' -> 'abc')."""
     text = pl.col("id")
-    digits = text.str.replace_all(r"[^0-9]", "").str.strip_chars_start("0")
-    digits = pl.when(digits == "").then(pl.lit("0")).otherwise(digits)
+    digits = _without_leading_zeros(text.str.replace_all(r"[^0-9]", ""))
     letters = text.str.to_lowercase().str.replace_all(r"[^a-z]", "")
     loose = pl.when(text.str.contains(r"[0-9]")).then(digits).otherwise(letters)
     return pl.DataFrame({"id": pl.Series(ids)}).select(loose.alias("id"))["id"].to_arrow()
@@ -1155,9 +1159,8 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
     if len(ids) < 2:
         return None
     text = pl.col("id")
-    unpadded = text.str.strip_chars_start("0")
     key = (pl.when(text.str.contains(r"^[0-9]+$"))
-           .then(pl.when(unpadded == "").then(pl.lit("0")).otherwise(unpadded))
+           .then(_without_leading_zeros(text))
            .otherwise(text.str.to_lowercase() if id_case == "keep" else text))
     groups = (pl.DataFrame({"id": pl.Series(ids)}).lazy()
               .with_columns(key.alias("key"))
@@ -1242,17 +1245,16 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     def labelled(parsed: ParsedSource) -> pd.DataFrame:  # each export names its own file column in a reason
         return parsed.problems.assign(label=parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"]))
 
-    raws_only = as_read
     origin = pd.DataFrame({
-        "source_file": union_categoricals([raw.origin["source_file"] for raw in raws_only]),
-        "source_row": np.concatenate([raw.origin["source_row"].to_numpy() for raw in raws_only]),
+        "source_file": union_categoricals([raw.origin["source_file"] for raw in as_read]),
+        "source_row": np.concatenate([raw.origin["source_row"].to_numpy() for raw in as_read]),
     })
     raw = RawSource(
-        name=raws_only[0].name,
-        frame=concat_as_read([raw.frame for raw in raws_only]),
+        name=as_read[0].name,
+        frame=concat_as_read([raw.frame for raw in as_read]),
         origin=origin,
-        files=tuple(path for raw in raws_only for path in raw.files),
-        notes=tuple(note for raw in raws_only for note in raw.notes),
+        files=tuple(path for raw in as_read for path in raw.files),
+        notes=tuple(note for raw in as_read for note in raw.notes),
     )
     parsed_parts = [parsed for _, parsed, _ in parts]
     typed = pd.concat([p.typed for p in parsed_parts], ignore_index=True)

@@ -322,13 +322,13 @@ def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
             raise
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise IngestError(f"source {name}: {path} is not a readable Parquet file: {first_line}; re-export it") from None
-    return _with_null_tokens(table, read).to_pandas(types_mapper=_exact_integers)
+    return _with_null_tokens(table, read).to_pandas(types_mapper=_nullable_types)
 
 
 INTEGER_TYPES = (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32())
 
 
-def _exact_integers(arrow_type: pa.DataType) -> Any:
+def _nullable_types(arrow_type: pa.DataType) -> Any:
     """pandas' nullable Int64 for Arrow integers (exact beside nulls: ids past 2**53 are not rounded) and nullable
     boolean for Arrow booleans (not Python objects beside nulls), else None."""
     if arrow_type == pa.bool_():
@@ -367,7 +367,7 @@ def _read_json(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
         hint = (_records_hint(name, text) if start == "{" and read.json_records is None else "") or (
             "; export one JSON object per line (JSON lines) or an array of objects")
         raise IngestError(f"source {name}: {path} is not readable as JSON rows: {first_line}{hint}") from None
-    return _with_null_tokens(_json_columns(frame).to_arrow(), read).to_pandas(types_mapper=_exact_integers)
+    return _with_null_tokens(_json_columns(frame).to_arrow(), read).to_pandas(types_mapper=_nullable_types)
 
 
 def _json_text(name: str, path: Path, read: ReadOptions) -> str:
@@ -633,8 +633,7 @@ def cell_text(values: pd.Series) -> pd.Series:
     decimal part (17850.0 -> '17850'), dates without a time of day ('2024-01-31', also from a spreadsheet's date
     cell), other times as 'YYYY-MM-DD HH:MM:SS'. Missing stays missing."""
     if pd.api.types.is_float_dtype(values.dtype):
-        whole = values.where((values == values.round()) & (values.abs() < 2.0**53))
-        return whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
+        return whole_number_text(values)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         present = values.dropna()
         dates = bool(len(present)) and bool((present == present.dt.normalize()).all())
@@ -699,6 +698,13 @@ def row_origin(files: list[Path] | list[str], rows: list[int]) -> pd.DataFrame:
 # --- parsing raw values into contract types ------------------------------------------------------
 
 
+def whole_number_text(values: pd.Series) -> pd.Series:
+    """Floats as text, whole numbers without a decimal part (17850.0 -> '17850', exact up to 2**53); missing stays
+    missing."""
+    whole = values.where((values == values.round()) & (values.abs() < 2.0**53))
+    return whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
+
+
 def text_array(values: pd.Series) -> pa.Array:
     """`values` as text in an Arrow large_string array (no copy for Arrow-backed text; nulls stay null)."""
     return pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
@@ -709,8 +715,7 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
     empty or blank -> null, integer-valued numbers as the integer ('17850.0', 17850.0 in a float
     column and 17850 in an integer column all become '17850'); `case` 'lower'/'upper' folds case."""
     if pd.api.types.is_float_dtype(values.dtype):
-        whole = values.where((values == values.round()) & (values.abs() < 2.0**53))
-        values = whole.astype("Int64").astype("str").where(whole.notna(), values.astype("str"))
+        values = whole_number_text(values)
     text = values.astype("str")
     arrow = text_array(text)
     cleaned = pc.utf8_trim_whitespace(arrow)  # what pandas' str.strip() runs on Arrow strings
@@ -766,13 +771,13 @@ def parse_numbers(
         return numbers.where(np.isfinite(numbers))
     text = pc.utf8_trim_whitespace(text_array(values))
     if accounting_negatives:
-        text = _minus_for_accounting(text)
+        text = minus_for_accounting(text)
     if currency is not None:
         sign = re.escape(currency)
         text = pc.replace_substring_regex(text, rf"^([+-]?)\s*{sign}\s*", r"\1")
         text = pc.replace_substring_regex(text, rf"\s*{sign}$", "")
         if accounting_negatives:  # '£(12.50)': the parentheses stand inside the sign
-            text = _minus_for_accounting(text)
+            text = minus_for_accounting(text)
     if decimal != "." or thousands is not None:
         text = _with_point_decimals(text, decimal=decimal, thousands=thousands)
     try:  # stops at the first value that is not a number: measured, this costs less than the regex
@@ -783,7 +788,7 @@ def parse_numbers(
     return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
 
 
-def _minus_for_accounting(text: pa.Array) -> pa.Array:
+def minus_for_accounting(text: pa.Array) -> pa.Array:
     """'(x)' and 'x-' (x starting with a digit or a sign) rewritten as '-x'; other text as it is."""
     text = pc.replace_substring_regex(text, r"^\(\s*(.*?)\s*\)$", r"-\1")
     return pc.replace_substring_regex(text, r"^([^-+(].*?)\s*-$", r"-\1")
