@@ -87,21 +87,13 @@ def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
     return frames
 
 
-def first_event_date(validated_dir: Path) -> dt.date | None:
-    """The UTC date of the earliest validated order (None when there are none), read lazily."""
-    path = Path(validated_dir) / "transactions.parquet"
-    if not path.is_file():
-        return None
-    first = pl.scan_parquet(path).select(pl.col("ordered_at").min()).collect().item()
-    return None if first is None else pd.Timestamp(first).tz_convert("UTC").date()
-
-
 def event_span(validated_dir: Path) -> tuple[dt.date | None, dt.date | None]:
     """The UTC dates of the earliest and the latest validated order (None, None when there are none), read lazily."""
     path = Path(validated_dir) / "transactions.parquet"
     if not path.is_file():
         return None, None
-    first, last = pl.scan_parquet(path).select(pl.col("ordered_at").min().alias("first"), pl.col("ordered_at").max().alias("last")).collect().row(0)
+    times = pl.col("ordered_at")
+    first, last = pl.scan_parquet(path).select(times.min().alias("first"), times.max().alias("last")).collect().row(0)
     if first is None:
         return None, None
     return tuple(pd.Timestamp(value).tz_convert("UTC").date() for value in (first, last))
@@ -112,7 +104,7 @@ def resolved_snapshot_dates(cfg: Config, *, last_date: dt.date | None) -> tuple[
     transactions (`SnapshotsConfig.resolve`); and the first order's date they were derived from (None when
     the config gives both)."""
     snapshots = cfg.features.snapshots
-    first = first_event_date(cfg.validated_dir) if snapshots.derived else None
+    first = event_span(cfg.validated_dir)[0] if snapshots.derived else None
     return snapshots.resolve(first_event=first, last_event=last_date, horizon_days=cfg.features.horizon_days), first
 
 
