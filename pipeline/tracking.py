@@ -603,9 +603,10 @@ def promotion_decision(
     """
     metric = settings.champion_metric
     new_value = float(result.metrics["test"][chosen_candidate(result.metrics)][metric])
-    then = champion_trained_from(settings)
+    champion = champion_version(settings)
+    then = None if champion is None else champion_trained_from(settings, champion)
     if then is not None and then["project"] != trained_from["project"]:
-        version = str(champion_version(settings).version)
+        version = str(champion.version)
         reason = (
             f"champion v{version} was trained for project {then['project']!r} from {then['transactions']}, this run "
             f"for project {trained_from['project']!r} from {trained_from['transactions']}: another project's champion "
@@ -627,13 +628,10 @@ def promotion_decision(
     )
 
 
-def champion_trained_from(settings: TrackingSettings) -> dict[str, str] | None:
-    """The champion's project and transactions path, from its training run's params (logged by every training);
-    None without a champion or when its run lacks them."""
-    version = champion_version(settings)
-    if version is None:
-        return None
-    params = _client(settings).get_run(version.run_id).data.params
+def champion_trained_from(settings: TrackingSettings, champion: ModelVersion) -> dict[str, str] | None:
+    """The `champion` version's project and transactions path, from its training run's params (logged by every
+    training); None when its run lacks them."""
+    params = _client(settings).get_run(champion.run_id).data.params
     if "project" not in params:
         return None
     return {"project": params["project"], "transactions": params.get("sources.transactions.path", "?")}
