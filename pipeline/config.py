@@ -94,6 +94,14 @@ class ReadOptions(StrictModel):
         return self
 
 
+# Source settings that only one source has: (setting, the source, why).
+ONE_SOURCE_SETTINGS = (
+    ("returns_when", "transactions", "only transactions have returns"),
+    ("currency_rates", "transactions", "only transactions have amounts"),
+    ("score_scales", "feedback", "only feedback has scores"),
+)
+
+
 class CurrencyRates(StrictModel):
     """A source's `currency_rates`: the file column naming each row's currency, and each currency's rate."""
 
@@ -210,14 +218,11 @@ class SourcesConfig(StrictModel):
     customers: SourceConfig | None = None
 
     @model_validator(mode="after")
-    def _returns_only_in_transactions(self) -> SourcesConfig:
+    def _settings_of_one_source(self) -> SourcesConfig:
         for name, source in self.configured().items():
-            if name != "transactions" and any(export.returns_when for export in source.exports()):
-                raise ValueError(f"{name}.returns_when: only transactions have returns; remove the setting")
-            if name != "transactions" and any(export.currency_rates for export in source.exports()):
-                raise ValueError(f"{name}.currency_rates: only transactions have amounts; remove the setting")
-            if name != "feedback" and any(export.score_scales for export in source.exports()):
-                raise ValueError(f"{name}.score_scales: only feedback has scores; remove the setting")
+            for setting, owner, why in ONE_SOURCE_SETTINGS:
+                if name != owner and any(getattr(export, setting) for export in source.exports()):
+                    raise ValueError(f"{name}.{setting}: {why}; remove the setting")
         return self
 
     @model_validator(mode="after")
