@@ -744,21 +744,22 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     return factors, problems, note
 
 
-def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig]]) -> str | None:
+def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]]) -> str | None:
     """A note when the file columns named like a currency ('Currency', 'currency_code') of a source's exports (each
-    read with its mapping) hold more than one value among the rows `exclude` keeps, in the exports that do not set
+    read with its mapping, and the rows its `exclude` leaves out) hold more than one value among the rows kept, in the
+    exports that do not set
     `currency_rates`: amounts in different currencies would be summed as one. None otherwise, and when a currency
     column holds one value only beside another (a payment export's 'Converted Currency' beside the customer's
     'Currency': its converted amounts are in one currency)."""
     if exports[0][0].name != "transactions":
         return None
     counts: list[tuple[str, pd.Series]] = []
-    for raw, source in exports:
+    for raw, source, left_out in exports:
         if source.currency_rates is not None:
             continue  # converted into one currency
         named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
         kept = np.ones(len(raw.frame), dtype=bool)
-        kept[rows_with_values(raw, source.exclude, setting="exclude")] = False
+        kept[left_out] = False
         found = []
         for column in named:
             codes = value_text(raw.frame[column]).str.upper().replace("", None)
@@ -1231,7 +1232,8 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
     # The quarantine and extra columns show the rows as read; the fill's note goes with them.
     as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
-    currencies = mixed_currency_note([(filled, export) for (filled, _, _), export in zip(parts, exports)])
+    currencies = mixed_currency_note([(filled, export, excluded["row"].to_numpy(dtype=np.int64))
+                                      for (filled, _, excluded), export in zip(parts, exports)])
     warnings = [currencies] if currencies else []
     if len(parts) == 1:
         _, parsed, excluded = parts[0]
