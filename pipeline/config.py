@@ -120,6 +120,33 @@ class CurrencyRates(StrictModel):
         return value
 
 
+class LookupConfig(StrictModel):
+    """A further table the rows of an export take columns from, by a key (a database export in several tables: order
+    lines that name the order, orders that name the customer). Every row whose `by` cell is found takes the table's
+    other columns (or `columns`); a row whose `by` cell is not in the table, or is on two different rows of it, is
+    quarantined with the reason."""
+
+    path: Path
+    format: Literal["auto", "csv", "parquet", "excel", "json"] = "auto"
+    read: ReadOptions = ReadOptions()
+    # The column of the export (or of an earlier lookup) holding the key. ('on' would read as true in YAML.)
+    by: str = Field(min_length=1)
+    key: str | None = Field(None, min_length=1)  # the table's column holding it, when not named like `by`
+    columns: list[str] | None = Field(None, min_length=1)  # the table's columns to take (None: all but the key)
+
+    def key_column(self) -> str:
+        """The table's key column."""
+        return self.key or self.by
+
+    @model_validator(mode="after")
+    def _key_not_taken(self) -> LookupConfig:
+        if self.columns and self.key_column() in self.columns:
+            raise ValueError(f"columns: {self.key_column()!r} is the key; list only the columns to take besides it")
+        if self.columns and len(set(self.columns)) != len(self.columns):
+            raise ValueError("columns: a column is listed twice")
+        return self
+
+
 class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
@@ -153,6 +180,10 @@ class SourceConfig(StrictModel):
     # More exports of this source in layouts of their own (NPS from one tool and reviews from another, orders
     # before and after a platform change), each mapped with its own keys; their rows join this export's.
     other_exports: list[SourceConfig] = Field(default_factory=list)
+    # Further tables each row takes columns from by a key, joined in this order before the mapping (so `rename`,
+    # `exclude` and the rest see their columns): [{path: orders.csv, by: order_id}, {path: customers.csv, by:
+    # customer_id}] gives order lines the customer and time their orders name.
+    lookup: list[LookupConfig] = Field(default_factory=list)
 
     @field_validator("other_exports")
     @classmethod
@@ -594,8 +625,12 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for source in (raw.get("sources") or {}).values():
         others = source.get("other_exports") if isinstance(source, dict) else None
         for export in [source, *(others if isinstance(others, list) else [])]:
-            if isinstance(export, dict) and export.get("path"):
-                export["path"] = str(_resolve(base, Path(str(export["path"]))))
+            if not isinstance(export, dict):
+                continue
+            lookups = export.get("lookup")
+            for table in [export, *(lookups if isinstance(lookups, list) else [])]:
+                if isinstance(table, dict) and table.get("path"):
+                    table["path"] = str(_resolve(base, Path(str(table["path"]))))
     mlflow_raw = raw.setdefault("mlflow", {}) or {}
     raw["mlflow"] = mlflow_raw
     uri = str(mlflow_raw.get("tracking_uri") or "sqlite:///mlruns.db")

@@ -1251,12 +1251,14 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
         "source_file": union_categoricals([raw.origin["source_file"] for raw in as_read]),
         "source_row": np.concatenate([raw.origin["source_row"].to_numpy() for raw in as_read]),
     })
+    missed = [shifted(raw.lookup_problems, o) for raw, o in zip(as_read, offsets) if raw.lookup_problems is not None]
     raw = RawSource(
         name=as_read[0].name,
         frame=concat_as_read([raw.frame for raw in as_read]),
         origin=origin,
         files=tuple(path for raw in as_read for path in raw.files),
         notes=tuple(note for raw in as_read for note in raw.notes),
+        lookup_problems=pd.concat(missed, ignore_index=True) if missed else None,
     )
     parsed_parts = [parsed for _, parsed, _ in parts]
     typed = pd.concat([p.typed for p in parsed_parts], ignore_index=True)
@@ -1315,6 +1317,9 @@ def ingest_sources(
         keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
         repeats = repeated_across_files(raws[name], parsed[name].typed, keys=keys)
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
+        missed = raws[name].lookup_problems
+        if missed is not None:  # a row whose key a lookup table lacks: that is its reason, not what it failed to take
+            problems = pd.concat([problems[~problems["row"].isin(missed["row"])], missed], ignore_index=True)
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)

@@ -34,7 +34,7 @@ import polars as pl
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.config import ReadOptions, SourceConfig
+from pipeline.config import LookupConfig, ReadOptions, SourceConfig
 from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
 
@@ -90,20 +90,24 @@ class RawSource:
     origin: pd.DataFrame
     files: tuple[Path, ...]
     notes: tuple[str, ...] = field(default=())
+    # Rows whose key a `lookup` table lacks or holds twice (row, column: the key's column, reason); None: none.
+    lookup_problems: pd.DataFrame | None = None
 
 
 def _has_glob(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
-def source_files(name: str, source: SourceConfig) -> list[Path]:
-    """The files of a source: the path itself, or the sorted matches of a glob."""
+def source_files(name: str, source: SourceConfig | LookupConfig, *, setting: str | None = None) -> list[Path]:
+    """The files of a source (or of one of its `lookup` tables, whose key is `setting`): the path itself, or the
+    sorted matches of a glob."""
     text = str(source.path)
+    setting = setting or f"sources.{name}.path"
     if _has_glob(text):
         files = sorted(Path(match) for match in glob.glob(text) if Path(match).is_file())
         if not files:
             raise IngestError(
-                f"source {name}: no file matches {text}; fix sources.{name}.path "
+                f"source {name}: no file matches {text}; fix {setting} "
                 "(relative paths resolve against the config file's folder)"
             )
         check_readable(name, files)
@@ -111,12 +115,12 @@ def source_files(name: str, source: SourceConfig) -> list[Path]:
     path = Path(text)
     if path.is_dir():
         raise IngestError(
-            f"source {name}: {text} is a folder, not a file; point sources.{name}.path at a file, "
+            f"source {name}: {text} is a folder, not a file; point {setting} at a file, "
             f"or at a glob such as {path / '*.csv'}"
         )
     if not path.is_file():
         raise IngestError(
-            f"source {name}: file not found: {text}; fix sources.{name}.path "
+            f"source {name}: file not found: {text}; fix {setting} "
             "(relative paths resolve against the config file's folder)"
         )
     check_readable(name, [path])
@@ -600,29 +604,130 @@ def check_columns(
     ))
 
 
+def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:
+    """(label, frame) per part of one file (`_read_file`), its column names checked for repeats and cleaned."""
+    try:
+        parts = _read_file(name, path, source)
+    except PermissionError:
+        raise IngestError(_permission_message(name, path)) from None
+    for _, frame in parts:
+        check_unique_columns(name, path, list(frame.columns))
+        frame.columns = [_clean_name(column) for column in frame.columns]
+    return parts
+
+
 def read_source(name: str, source: SourceConfig, *, customers_elsewhere: bool = False) -> RawSource:
-    """Read every file of `source`; check the columns of each; concatenate in file order."""
-    frames, labels, notes = [], [], []
+    """Read every file of `source`, each joined with the source's `lookup` tables; check the columns of each;
+    concatenate in file order."""
+    tables = [read_lookup(name, number, lookup, export=source) for number, lookup in enumerate(source.lookup)]
+    frames, labels, notes, problems = [], [], [], []
     files = source_files(name, source)
     for path in files:
-        try:
-            parts = _read_file(name, path, source)
-        except PermissionError:
-            raise IngestError(_permission_message(name, path)) from None
-        for label, frame in parts:
-            check_unique_columns(name, path, list(frame.columns))
-            frame.columns = [_clean_name(column) for column in frame.columns]
+        for label, frame in _read_frames(name, path, source):
+            frame, missed = with_lookups(name, label, frame.reset_index(drop=True), tables)
             check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
             if frame.empty:
                 notes.append(f"{label} has a header but no rows")
-            frames.append(frame.reset_index(drop=True))
+            problems.append(missed.assign(row=missed["row"] + sum(len(part) for part in frames)))
+            frames.append(frame)
             labels.append(label)
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
     if unknown_renames:
         notes.append(f"rename keys not found in the files: {', '.join(unknown_renames)}")
     frame = concat_as_read(frames)
     origin = row_origin(labels, [len(part) for part in frames])
-    return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes))
+    missed = pd.concat(problems, ignore_index=True) if problems else None
+    notes += [lookup_note(table, frame, missed) for table in tables]
+    return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes),
+                     lookup_problems=missed if missed is not None and len(missed) else None)
+
+
+@dataclass(frozen=True)
+class LookupTable:
+    """One `lookup` table of a source, read: `rows` holds the columns to take, indexed by the key as text (each key
+    once); `ambiguous` the keys on two rows that differ (their rows are left out of `rows`)."""
+
+    setting: str  # the setting's key, e.g. sources.transactions.lookup[0]
+    label: str  # the table's files
+    by: str
+    rows: pd.DataFrame
+    ambiguous: pd.Index
+
+
+def read_lookup(name: str, number: int, lookup: LookupConfig, *, export: SourceConfig) -> LookupTable:
+    """Read the `lookup` table number `number` of source `name`'s export `export`: its files concatenated, the key
+    (`lookup.key_column()`) as text, rows repeated exactly dropped, keys on two different rows set apart."""
+    setting = f"sources.{name}.lookup[{number}]"
+    files = source_files(name, lookup, setting=f"{setting}.path")
+    as_source = SourceConfig(path=lookup.path, format=lookup.format, read=lookup.read)
+    frames = [frame for path in files for _, frame in _read_frames(name, path, as_source)]
+    table = concat_as_read([frame.reset_index(drop=True) for frame in frames])
+    label = ", ".join(str(path) for path in files)
+    key = lookup.key_column()
+    wanted = [key, *(lookup.columns or [])]
+    absent = [column for column in wanted if column not in table.columns]
+    if absent:
+        shown = ", ".join(str(column)[:60] for column in table.columns[:20])
+        which = "columns" if absent[0] != key else "key" if lookup.key else "by"
+        hint = f"; when the table names its key otherwise, give that name with {setting}.key" if which == "by" else ""
+        raise IngestError(f"source {name}: {setting}.{which}: column {absent[0]!r} is not in {label} (its columns: "
+                          f"{shown}); name a column of the table, as it is written there{hint}")
+    taken = lookup.columns or [column for column in table.columns if column != key]
+    keys = cell_text(table[key])
+    rows = table[taken].set_axis(pd.Index(keys, name=None)).loc[keys.notna().to_numpy()]
+    if rows.index.has_duplicates:  # a row written twice is one row; a key on two rows that differ is ambiguous
+        rows = rows[~rows.reset_index(names="__key__").astype("str").duplicated(keep="first").to_numpy()]
+    twice = rows.index.duplicated(keep=False)
+    return LookupTable(setting=setting, label=label, by=lookup.by, rows=rows[~twice],
+                       ambiguous=pd.Index(rows.index[twice].unique()))
+
+
+def with_lookups(
+    name: str, label: str, frame: pd.DataFrame, tables: list[LookupTable]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`frame` (one file's rows, RangeIndex) with the columns of each table in `tables` joined in order by its `by`
+    column; and the rows whose key a table lacks or holds on two different rows (row, column, reason), whose taken
+    columns stay empty. A row with no key takes nothing, without a reason."""
+    problems = [pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
+                              "reason": pd.Series([], dtype="str")})]
+    for table in tables:
+        if table.by not in frame.columns:
+            shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
+            raise IngestError(f"source {name}: {table.setting}.by: column {table.by!r} is not in {label} (its columns: "
+                              f"{shown}); name the column holding the key, as the export (or an earlier lookup) "
+                              "writes it")
+        clash = [column for column in table.rows.columns if column in frame.columns]
+        if clash:
+            raise IngestError(f"source {name}: {table.setting}: {table.label} and {label} both have a column "
+                              f"{clash[0]!r}; list the table's columns to take with {table.setting}.columns")
+        keys = cell_text(frame[table.by])
+        taken = table.rows.reindex(keys.to_numpy()).reset_index(drop=True)
+        given = keys.notna().to_numpy()
+        twice = given & keys.isin(table.ambiguous).to_numpy()
+        absent = given & ~twice & ~keys.isin(table.rows.index).to_numpy()
+        for rows, what in ((absent, f"not in {table.label}"),
+                           (twice, f"on two rows of {table.label} that differ, so which to take is unclear")):
+            if rows.any():
+                problems.append(pd.DataFrame({"row": np.flatnonzero(rows).astype(np.int64), "column": table.by,
+                                              "reason": f"{table.by}: {what} ({table.setting})"}))
+        frame = pd.concat([frame, taken], axis=1)
+    return frame, pd.concat(problems, ignore_index=True)
+
+
+def lookup_note(table: LookupTable, frame: pd.DataFrame, problems: pd.DataFrame | None) -> str:
+    """What a lookup table gave the rows of `frame` (all the source's rows, joined), for the ingest report."""
+    missed = 0 if problems is None else int((problems["reason"].str.endswith(f"({table.setting})")).sum())
+    keyed = int(frame[table.by].notna().sum()) if table.by in frame.columns else 0
+    columns = ", ".join(map(str, table.rows.columns[:8])) + (", ..." if len(table.rows.columns) > 8 else "")
+    note = (f"{keyed - missed:,} of {len(frame):,} rows took {columns} from {table.label} by {table.by} "
+            f"({table.setting})")
+    if missed:
+        note += f"; {missed:,} row{'s' if missed > 1 else ''} whose {table.by} it lacks or holds twice quarantined"
+    if len(table.ambiguous):
+        count = len(table.ambiguous)
+        note += (f"; {count:,} {'keys are' if count > 1 else 'key is'} on two rows of it that differ "
+                 f"(e.g. {table.ambiguous[0]!r})")
+    return note
 
 
 MIDNIGHT_PATTERN = r"^(\d{4}-\d\d-\d\d) 00:00:00$"  # a spreadsheet's date cell read as text ('2024-01-31 00:00:00')
@@ -666,8 +771,10 @@ def read_exports(name: str, source: SourceConfig) -> list[RawSource]:
 
 
 def export_files(name: str, source: SourceConfig) -> list[Path]:
-    """The files of every export of `source`, in export order."""
-    return [path for export in source.exports() for path in source_files(name, export)]
+    """The files of every export of `source`, and of their `lookup` tables, in export order."""
+    return [path for export in source.exports() for path in source_files(name, export) + [
+        table_file for number, lookup in enumerate(export.lookup)
+        for table_file in source_files(name, lookup, setting=f"sources.{name}.lookup[{number}].path")]]
 
 
 def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:

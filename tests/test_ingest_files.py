@@ -1107,3 +1107,119 @@ def test_a_json_lines_export_in_another_encoding_reads_with_its_setting(tmp_path
         run_ingest(tmp_path, {"transactions": {"path": "t.jsonl"}})
     run_ingest(tmp_path, {"transactions": {"path": "t.jsonl", "read": {"encoding": "latin-1"}}})
     assert read_validated_source(tmp_path, "transactions")["customer_id"].tolist() == ["Zoë"]
+
+
+# --- a database export in several tables: `lookup` -------------------------------------------------------------------
+
+ORDER_LINES = "order_id,item,product_id,price\no1,1,p1,10.00\no1,2,p2,5.50\no2,1,p1,10.00\no3,1,p3,7.00\n" \
+              "o9,1,p3,7.00\no4,1,p1,3.00\n,1,p1,3.00\n"
+ORDERS = "order_id,customer_id,status,purchased\no1,c1,delivered,2017-01-05 10:00:00\no2,c2,delivered,2017-02-05 10:00:00\n" \
+         "o3,c3,canceled,2017-03-05 10:00:00\no3,c3,canceled,2017-03-05 10:00:00\no4,c4,delivered,2017-03-06 10:00:00\n" \
+         "o4,c5,delivered,2017-03-06 11:00:00\n"
+CUSTOMERS_BY_ORDER = "customer_id,unique_id,city\nc1,u1,sao paulo\nc2,u1,sao paulo\nc3,u2,rio\nc4,u3,rio\nc5,u3,rio\n"
+TWO_LOOKUPS = [{"path": "orders.csv", "by": "order_id"},
+               {"path": "customers.csv", "by": "customer_id", "columns": ["unique_id"]}]
+BY_UNIQUE_ID = {"customer_id": "order_customer", "unique_id": "customer_id"}
+
+
+def write_tables(folder: Path) -> None:
+    write(folder, "lines.csv", ORDER_LINES)
+    write(folder, "orders.csv", ORDERS)
+    write(folder, "customers.csv", CUSTOMERS_BY_ORDER)
+
+
+def test_order_lines_take_the_customer_and_time_of_their_order_from_further_tables(tmp_path):
+    """A database export: lines name the order; orders name a per-order customer id; customers map it to the person."""
+    write_tables(tmp_path)
+    lines = {"path": "lines.csv", "lookup": TWO_LOOKUPS, "exclude": {"status": ["canceled"]},
+             "rename": {**BY_UNIQUE_ID, "purchased": "ordered_at", "price": "amount"}}
+    report = run_ingest(tmp_path, {"transactions": lines}, ingest={"max_bad_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "customer_id", "amount"]].values.tolist() == [
+        ["o1", "u1", 10.0], ["o1", "u1", 5.5], ["o2", "u1", 10.0]]  # two orders' customer ids, one person
+    assert validated["ordered_at"].astype("str").tolist() == ["2017-01-05 10:00:00+00:00"] * 2 + [
+        "2017-02-05 10:00:00+00:00"]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    orders = str(tmp_path / "orders.csv")
+    assert quarantine[["order_id", "status", "reason"]].fillna("").values.tolist() == [
+        ["o3", "canceled", "excluded by sources.transactions.exclude: status is 'canceled'"],  # a row repeated is one row
+        ["o9", "", f"order_id: not in {orders} (sources.transactions.lookup[0])"],
+        ["o4", "", f"order_id: on two rows of {orders} that differ, so which to take is unclear "
+                   "(sources.transactions.lookup[0])"],
+        ["", "", "order_id: missing; anonymous; purchased: missing"]]
+    entry = report["sources"]["transactions"]
+    assert entry["input_rows"] == 7 and entry["validated_rows"] + entry["quarantined_rows"] == 7
+    assert entry["bad_rows"] == 2  # the lines whose order the table lacks or holds twice
+    assert (f"4 of 7 rows took customer_id, status, purchased from {orders} by order_id (sources.transactions.lookup[0]); "
+            "2 rows whose order_id it lacks or holds twice quarantined; 1 key is on two rows of it that differ (e.g. 'o4')"
+            ) in entry["notes"]
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra[["item", "customer_id", "status"]].values.tolist() == [["1", "c1", "delivered"], ["2", "c1", "delivered"],
+                                                                          ["1", "c2", "delivered"]]
+
+
+def test_reviews_that_name_the_order_take_its_customer_and_typed_keys_match_text_ones(tmp_path):
+    write_tables(tmp_path)
+    pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["c1", "c2"],
+                  "purchased": ["2017-01-05 10:00:00", "2017-02-05 10:00:00"], "number": [17850.0, 12.0]}
+                 ).to_parquet(tmp_path / "orders.parquet")
+    write(tmp_path, "codes.csv", "code,segment\n17850,wholesale\n12,retail\n")
+    write(tmp_path, "reviews.csv", "review,order_id,stars,created\nr1,o1,5,2017-01-10\nr2,o2,1,2017-02-10\n"
+                                   "r3,o8,4,2017-02-11\n")
+    transactions = {"path": "lines.csv", "lookup": [{"path": "orders.parquet", "by": "order_id"},
+                                                    {"path": "codes.csv", "by": "number", "key": "code"}],
+                    "rename": {"purchased": "ordered_at", "price": "amount"}}
+    reviews = {"path": "reviews.csv", "constants": {"kind": "review"},
+               "lookup": [{"path": "orders.csv", "by": "order_id", "columns": ["customer_id"]},
+                          {"path": "customers.csv", "by": "customer_id", "columns": ["unique_id"]}],
+               "rename": {**BY_UNIQUE_ID, "stars": "score", "created": "submitted_at"}}
+    run_ingest(tmp_path, {"transactions": transactions, "feedback": reviews}, ingest={"max_bad_share": 0.9})
+    feedback = read_validated_source(tmp_path, "feedback")
+    assert feedback[["customer_id", "order_id", "score"]].values.tolist() == [["u1", "o1", 5.0], ["u1", "o2", 1.0]]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "feedback.parquet")
+    assert quarantine["reason"].tolist() == [f"order_id: not in {tmp_path / 'orders.csv'} (sources.feedback.lookup[0])"]
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra["segment"].tolist() == ["wholesale"] * 2 + ["retail"]  # 17850.0 in Parquet is 17850 in the CSV
+
+
+def test_lookup_settings_that_do_not_fit_the_files_are_one_line_errors_naming_the_key(tmp_path):
+    write_tables(tmp_path)
+    rename = {**BY_UNIQUE_ID, "purchased": "ordered_at", "price": "amount"}
+
+    def ingest(*lookups: dict, **source) -> None:
+        run_ingest(tmp_path, {"transactions": {"path": "lines.csv", "lookup": list(lookups), "rename": rename, **source}},
+                   ingest={"max_bad_share": 0.9})
+
+    with pytest.raises(IngestError, match=r"file not found: .*nowhere.csv; fix sources.transactions.lookup\[0\].path"):
+        ingest({"path": "nowhere.csv", "by": "order_id"})
+    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[0\].by: column 'order' is not in .*orders.csv "
+                                          r"\(its columns: order_id, customer_id, status, purchased\); .* with "
+                                          r"sources.transactions.lookup\[0\].key$"):
+        ingest({"path": "orders.csv", "by": "order"})
+    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[0\].by: column 'customer_id' is not in "
+                                          r".*lines.csv \(its columns: order_id, item, product_id, price\)"):
+        ingest({"path": "orders.csv", "by": "customer_id"})
+    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[0\].key: column 'id' is not in .*orders.csv"):
+        ingest({"path": "orders.csv", "by": "order_id", "key": "id"})
+    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[1\].columns: column 'unique' is not in"):
+        ingest(TWO_LOOKUPS[0], {**TWO_LOOKUPS[1], "columns": ["unique"]})
+    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[1\]: .*customers.csv and .*lines.csv both have a "
+                                          r"column 'customer_id'; list the table's columns to take with "
+                                          r"sources.transactions.lookup\[1\].columns"):
+        ingest(TWO_LOOKUPS[0], {"path": "customers.csv", "by": "customer_id", "key": "unique_id"})
+    with pytest.raises(IngestError, match="lacks required column"):  # no lookup gives the time
+        ingest({**TWO_LOOKUPS[0], "columns": ["customer_id"]}, TWO_LOOKUPS[1])
+    with pytest.raises(Exception, match=r"lookup.0: .*columns: 'order_id' is the key"):
+        make_config(tmp_path, {"transactions": {"path": "lines.csv",
+                                                "lookup": [{"path": "orders.csv", "by": "order_id", "columns": ["order_id"]}]}})
+    with pytest.raises(Exception, match=r"lookup.0.by: Field required"):
+        make_config(tmp_path, {"transactions": {"path": "lines.csv", "lookup": [{"path": "orders.csv", "on": "order_id"}]}})
+
+
+def test_lookup_files_are_fingerprinted_with_the_exports(tmp_path):
+    write_tables(tmp_path)
+    lines = {"path": "lines.csv", "lookup": TWO_LOOKUPS, "rename": {**BY_UNIQUE_ID, "purchased": "ordered_at",
+                                                                     "price": "amount"}}
+    report = run_ingest(tmp_path, {"transactions": lines}, ingest={"max_bad_share": 0.9})
+    files = [Path(entry["path"]).name for entry in report["sources"]["transactions"]["files"]]
+    assert files == ["lines.csv", "orders.csv", "customers.csv"]  # a changed table changes the inputs
