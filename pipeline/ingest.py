@@ -1090,6 +1090,8 @@ def _too_anonymous_message(failures: list[SourceResult], max_anonymous_share: fl
 
 MIN_ID_MATCH = 0.5  # a source whose customer ids match transactions' less than this gets a note
 MIN_IDS_TO_JUDGE = 20
+MIN_ONE_ORDER_CUSTOMERS = 50  # with this many customers and none with a second order, ids name orders, not people
+ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second order
 
 
 def _without_leading_zeros(digits: pl.Expr) -> pl.Expr:
@@ -1177,6 +1179,30 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
     return (f"{count:,} customer id{'s are' if count != 1 else ' is'} written more than one way (differing only in "
             f"{how}, e.g. {first[0]!r} and {first[1]!r}), each way counted as another customer; {fix}check the "
             "export for dropped leading zeros (a spreadsheet drops them)")
+
+
+def one_order_each_note(result: SourceResult) -> str | None:
+    """A note when every customer of the validated transactions (`result`, at least MIN_ONE_ORDER_CUSTOMERS of them)
+    has exactly one order: customer_id then looks like an id per order (an order export's own customer key), with
+    which nobody ever buys again; None otherwise."""
+    frame = result.validated
+    if len(frame) < MIN_ONE_ORDER_CUSTOMERS:
+        return None
+
+    def counts(lines: pd.DataFrame) -> dict[str, int]:
+        return pl.from_pandas(lines[["customer_id", "order_id"]]).select(
+            pl.col("customer_id").n_unique().alias("customers"),
+            pl.struct("customer_id", "order_id").n_unique().alias("pairs")).row(0, named=True)
+
+    head = counts(frame.head(ONE_ORDER_SAMPLE))  # a second order among the first lines settles it, cheaply
+    if head["pairs"] != head["customers"]:
+        return None
+    found = counts(frame) if len(frame) > ONE_ORDER_SAMPLE else head
+    if found["customers"] < MIN_ONE_ORDER_CUSTOMERS or found["pairs"] != found["customers"]:
+        return None
+    return (f"each of the {found['customers']:,} customer ids has exactly one order: customer_id looks like an id per "
+            "order (an order system's own customer key), so nobody ever buys again and churn cannot be learned; map "
+            "the column that names the person, or take it from a customers table with sources.transactions.lookup")
 
 
 @dataclass(frozen=True)
@@ -1329,7 +1355,9 @@ def ingest_sources(
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
     split = split_id_note(results["transactions"], id_case=cfg.id_case)
-    for name, note in [*([("transactions", split)] if split else []), *id_match_notes(results).items()]:
+    one_order = one_order_each_note(results["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order) if note),
+                       *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)
     failures = [r for r in results.values() if r.report["bad_share"] > cfg.max_bad_share]

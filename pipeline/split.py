@@ -289,10 +289,14 @@ def rows_of(features: pd.DataFrame, dates: Iterable[pd.Timestamp], *, part: str)
     if labels.isna().any():
         raise TrainError(f"the {part} snapshot(s) contain rows without a label; re-run `churn features`")
     if labels.nunique() < 2:
+        nobody_returned = bool(len(rows)) and bool((labels == 1).all())
         raise TrainError(
             f"the {part} part ({len(rows)} rows) holds only one class of label "
             f"(churned={sorted(labels.unique().tolist())}): a churn model needs churners and non-churners "
-            "in every part. Check features.lookback_days / features.horizon_days and the snapshot dates."
+            "in every part. Check features.lookback_days / features.horizon_days and the snapshot dates"
+            + ("; nobody in it bought again within the label window: if every customer id has one order (the ingest "
+               "report says so), customer_id names orders, not people: map the person's id." if nobody_returned
+               else ".")
         )
     return rows
 

@@ -1223,3 +1223,20 @@ def test_lookup_files_are_fingerprinted_with_the_exports(tmp_path):
     report = run_ingest(tmp_path, {"transactions": lines}, ingest={"max_bad_share": 0.9})
     files = [Path(entry["path"]).name for entry in report["sources"]["transactions"]["files"]]
     assert files == ["lines.csv", "orders.csv", "customers.csv"]  # a changed table changes the inputs
+
+
+def test_customer_ids_that_each_name_one_order_get_a_warning_naming_the_fix(tmp_path, caplog):
+    """An order system's own customer key (one per order, as in a marketplace export) splits every person into as many
+    customers as orders: nobody buys again, and the ingest says so instead of letting training fail obscurely."""
+    rows = [f"o{i},k{i},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i}" for i in range(60)]
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING):
+        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    note = ("each of the 60 customer ids has exactly one order: customer_id looks like an id per order (an order "
+            "system's own customer key), so nobody ever buys again and churn cannot be learned; map the column that "
+            "names the person, or take it from a customers table with sources.transactions.lookup")
+    assert note in report["sources"]["transactions"]["notes"] and note in caplog.text
+    rows.append("o60,k0,2024-02-01 10:00:00,7")  # one customer buys again: ids name people
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
+    assert not [n for n in run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]["notes"]
+                if "exactly one order" in n]

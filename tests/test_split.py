@@ -274,8 +274,12 @@ def test_split_frame_selects_rows_of_each_part():
 def test_split_frame_refuses_a_single_class_part():
     split = leaky_split(utc("2024-01-01", "2024-06-01"), utc("2024-01-01"), MONTHS[5])
     frame = frame_for([MONTHS[0], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
-    with pytest.raises(TrainError, match=r"the test part \(2 rows\) holds only one class of label"):
+    with pytest.raises(TrainError, match=r"the test part \(2 rows\) holds only one class of label.*snapshot dates\.$"):
         split_frame(frame, split)
+    everyone_churned = frame_for([MONTHS[0], MONTHS[5], MONTHS[9]], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(TrainError, match=r"\(churned=\[1.0\]\).*nobody in it bought again within the label window: "
+                                         r"if every customer id has one order .* customer_id names orders, not people"):
+        split_frame(everyone_churned, split)
 
 
 def test_churn_train_on_a_short_export_says_how_long_the_history_is_and_what_fits(tmp_path):
