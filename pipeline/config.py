@@ -305,6 +305,14 @@ class IngestConfig(StrictModel):
     max_abs_amount: float = Field(1e9, gt=0.0, le=MAX_ABS_AMOUNT_LIMIT)
     # Id normalisation beyond whitespace and '17850.0' -> '17850' (always done): keep, lower or upper case.
     id_case: Literal["keep", "lower", "upper"] = "keep"
+    # Customer ids that stand for no customer in every source (a shop system that writes 0 or 'guest' for guest
+    # checkouts): their rows are read as anonymous, like an empty cell. Compared after the normalisation above.
+    guest_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("guest_ids", mode="before")
+    @classmethod
+    def _guest_ids_as_text(cls, value: Any) -> Any:
+        return [_scalar_text(item) for item in value] if isinstance(value, list) else value
 
 
 class SnapshotsConfig(StrictModel):

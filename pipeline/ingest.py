@@ -329,6 +329,13 @@ REASON_SAMPLE = 1_000  # unread number cells looked at for a hint
 DECIMAL_COMMA_PATTERN = r"^[+-]?\d{1,3}(?:[. \u00a0\u202f']?\d{3})*,\d+$"
 
 
+def without_guest_ids(ids: pd.Series, guest_ids: Sequence[str], *, case: str) -> tuple[pd.Series, int]:
+    """Parsed customer `ids` with those of `guest_ids` (normalised like them: `parse_ids` with `case`) made empty, and
+    how many were."""
+    guests = ids.isin(parse_ids(pd.Series(list(guest_ids), dtype="str"), case=case).dropna()).to_numpy()
+    return (ids.mask(guests), int(guests.sum())) if guests.any() else (ids, 0)
+
+
 def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint when
     most of them have a decimal comma (and the decimal mark is '.'), or a currency sign other than the
@@ -353,10 +360,13 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     return "not a number"
 
 
-def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep") -> ParsedSource:
+def parse_source(
+    raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = ()
+) -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
-    Ids are normalised by `parse_ids` (`id_case`: keep, lower or upper). A transactions source
+    Ids are normalised by `parse_ids` (`id_case`: keep, lower or upper); a customer id of `guest_ids` (normalised
+    alike) becomes empty, so that its row is a guest's (anonymous). A transactions source
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source)
@@ -396,6 +406,10 @@ def parse_source(raw: RawSource, source: SourceConfig, *, id_case: str = "keep")
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
+    if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
+        typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
+        notes.extend([f"{guests:,} rows name a guest id of ingest.guest_ids: read as guest checkouts (anonymous)"]
+                     if guests else [])
     for kind, scale in source.score_scales.items():
         typed["score"], rescaled = on_contract_scale(typed["score"], typed["kind"], of_kind=kind, scale=scale)
         if rescaled:
@@ -1099,6 +1113,8 @@ MIN_ID_MATCH = 0.5  # a source whose customer ids match transactions' less than 
 MIN_IDS_TO_JUDGE = 20
 MIN_ONE_ORDER_CUSTOMERS = 50  # with this many customers and none with a second order, ids name orders, not people
 ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second order
+OUTSIZED_SHARE = 0.02  # one customer id with this share of the lines ...
+OUTSIZED_RATIO = 10  # ... and this many times the lines of any other: a placeholder (guests under '0')
 
 
 def _without_leading_zeros(digits: pl.Expr) -> pl.Expr:
@@ -1212,6 +1228,27 @@ def one_order_each_note(result: SourceResult) -> str | None:
             "the column that names the person, or take it from a customers table with sources.transactions.lookup")
 
 
+def outsized_id_note(result: SourceResult) -> str | None:
+    """A note when one customer id of the validated transactions (`result`) holds at least OUTSIZED_SHARE of the
+    lines and OUTSIZED_RATIO times as many as any other customer (judged on evenly spaced lines, at most
+    ONE_ORDER_SAMPLE): a placeholder for guest checkouts ('0', 'guest') merging many people into one; None
+    otherwise."""
+    ids = result.validated["customer_id"]
+    sample = ids.iloc[::max(1, len(ids) // ONE_ORDER_SAMPLE)]
+    counts = sample.value_counts()
+    if len(counts) < MIN_ONE_ORDER_CUSTOMERS:
+        return None
+    top, runner_up = int(counts.iloc[0]), int(counts.iloc[1])
+    if top < OUTSIZED_SHARE * len(sample) or top < OUTSIZED_RATIO * runner_up:
+        return None
+    suspect = str(counts.index[0])
+    lines = (ids == suspect).to_numpy()
+    orders = result.validated["order_id"][lines].nunique()
+    return (f"customer id {suspect!r} has {int(lines.sum()):,} lines ({lines.mean():.0%}) in {orders:,} orders, "
+            f"about {top / runner_up:,.0f} times as many as any other customer: if it stands for guest checkouts or a "
+            "shared account, list it in ingest.guest_ids to read its rows as anonymous (else they count as one customer)")
+
+
 @dataclass(frozen=True)
 class MappedSource:
     """One source read through its mapping: every export's rows one after the other (`raw`: the union of their file
@@ -1248,7 +1285,9 @@ def customers_from_other_exports(typed: pd.DataFrame, lengths: list[int]) -> tup
     return typed.assign(customer_id=customer), found.height
 
 
-def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str) -> MappedSource:
+def mapped_source(
+    raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str, guest_ids: Sequence[str] = ()
+) -> MappedSource:
     """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
     filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other; the
     raw rows stay as read (the quarantine shows them so)."""
@@ -1257,7 +1296,7 @@ def mapped_source(raws: Sequence[RawSource], exports: Sequence[SourceConfig], *,
     parts = []
     for raw, export in zip(raws, exports):
         filled = with_order_fields_filled(raw, export)
-        parsed = parse_source(filled, export, id_case=id_case)
+        parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids)
         parts.append((filled, parsed, excluded_filled_rows(raw, filled, export.exclude)))
     columns = contract(raws[0].name).dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
@@ -1326,7 +1365,8 @@ def ingest_sources(
             f"source transactions: {files} has a header but no rows; transactions are required — "
             "export the orders, or point sources.transactions.path at the right file"
         )
-    mapped = {name: mapped_source(parts, sources[name].exports(), id_case=cfg.id_case) for name, parts in exports.items()}
+    mapped = {name: mapped_source(parts, sources[name].exports(), id_case=cfg.id_case, guest_ids=cfg.guest_ids)
+              for name, parts in exports.items()}
     del exports
     raws = {name: source.raw for name, source in mapped.items()}
     parsed = {name: source.parsed for name, source in mapped.items()}
@@ -1363,7 +1403,8 @@ def ingest_sources(
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
     split = split_id_note(results["transactions"], id_case=cfg.id_case)
     one_order = one_order_each_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order) if note),
+    outsized = outsized_id_note(results["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized) if note),
                        *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)

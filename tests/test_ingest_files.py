@@ -1261,3 +1261,24 @@ def test_lines_that_are_no_goods_keep_their_money_but_count_as_no_item_and_no_pr
         run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": rename, "not_goods": {"Code": ["POST"]}}})
     with pytest.raises(Exception, match="feedback.not_goods: only transactions have goods"):
         make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", "not_goods": {"a": ["b"]}}})
+
+
+def test_a_placeholder_id_for_guest_checkouts_gets_a_warning_and_is_read_as_a_guest_when_listed(tmp_path, caplog):
+    """A shop system that writes customer 0 for every guest checkout: one 'customer' with a third of the orders."""
+    rows = [f"o{i},{'0' if i % 3 == 0 else f'c{i % 70}'},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i % 9}"
+            for i in range(300)]
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
+    with caplog.at_level(logging.WARNING):
+        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    note = ("customer id '0' has 100 lines (33%) in 100 orders, about 25 times as many as any other customer: if it "
+            "stands for guest checkouts or a shared account, list it in ingest.guest_ids to read its rows as anonymous "
+            "(else they count as one customer)")
+    assert note in report["sources"]["transactions"]["notes"] and note in caplog.text
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}}, ingest={"guest_ids": [0, "GUEST"],
+                                                                                "id_case": "lower"})
+    entry = report["sources"]["transactions"]
+    assert entry["anonymous_rows"] == 100 and entry["validated_rows"] == 200 and entry["bad_rows"] == 0
+    assert "100 rows name a guest id of ingest.guest_ids: read as guest checkouts (anonymous)" in entry["notes"]
+    assert not [n for n in entry["notes"] if "times as many as any other customer" in n]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert set(quarantine["customer_id"]) == {"0"} and set(quarantine["reason"]) == {"anonymous"}
