@@ -121,6 +121,11 @@ class CurrencyRates(StrictModel):
         return value
 
 
+# What a lookup table's `read` may set: how its file is read. Its values (times, numbers) are parsed with the settings
+# of the export that takes them, as if the export had the columns.
+LOOKUP_READ_SETTINGS = ("sep", "encoding", "header", "column_names", "skip_rows", "na_values", "sheet", "json_records")
+
+
 class LookupConfig(StrictModel):
     """A further table the rows of an export take columns from, by a key (a database export in several tables: order
     lines that name the order, orders that name the customer). Every row whose `by` cell is found takes the table's
@@ -138,6 +143,16 @@ class LookupConfig(StrictModel):
     def key_column(self) -> str:
         """The table's key column."""
         return self.key or self.by
+
+    @field_validator("read")
+    @classmethod
+    def _reading_only(cls, value: ReadOptions) -> ReadOptions:
+        parsing = [key for key in ReadOptions.model_fields if key not in LOOKUP_READ_SETTINGS
+                   and getattr(value, key) != ReadOptions.model_fields[key].default]
+        if parsing:
+            raise ValueError(f"{parsing[0]}: a lookup table's values are read with the export's own settings (set "
+                             f"read.{parsing[0]} of the export); a table's read takes only {', '.join(LOOKUP_READ_SETTINGS)}")
+        return value
 
     @model_validator(mode="after")
     def _key_not_taken(self) -> LookupConfig:

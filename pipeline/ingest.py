@@ -1391,8 +1391,10 @@ def ingest_sources(
         repeats = repeated_across_files(raws[name], parsed[name].typed, keys=keys)
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
         missed = raws[name].lookup_problems
-        if missed is not None:  # a row whose key a lookup table lacks: that is its reason, not what it failed to take
-            problems = pd.concat([problems[~problems["row"].isin(missed["row"])], missed], ignore_index=True)
+        if missed is not None:  # a row whose key a lookup table lacks: that is why values are missing, not a guest
+            failed = problems["row"].isin(missed["row"]) & (
+                problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith(f": {MISSING}"))
+            problems = pd.concat([problems[~failed], missed], ignore_index=True)
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)

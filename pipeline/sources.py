@@ -22,6 +22,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -616,19 +617,25 @@ def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str,
     return parts
 
 
-def read_source(name: str, source: SourceConfig, *, customers_elsewhere: bool = False) -> RawSource:
+def read_source(
+    name: str, source: SourceConfig, *, customers_elsewhere: bool = False, setting: str | None = None
+) -> RawSource:
     """Read every file of `source`, each joined with the source's `lookup` tables; check the columns of each;
-    concatenate in file order."""
-    tables = [read_lookup(name, number, lookup, export=source) for number, lookup in enumerate(source.lookup)]
+    concatenate in file order. `setting`: the export's key in the config (sources.<name>, or one of its
+    other_exports), which messages about a lookup table name."""
+    setting = setting or f"sources.{name}"
+    tables = [read_lookup(name, lookup, setting=f"{setting}.lookup[{number}]")
+              for number, lookup in enumerate(source.lookup)]
     frames, labels, notes, problems = [], [], [], []
-    files = source_files(name, source)
-    for path in files:
+    rows_before = 0
+    for path in source_files(name, source, setting=f"{setting}.path"):
         for label, frame in _read_frames(name, path, source):
             frame, missed = with_lookups(name, label, frame.reset_index(drop=True), tables)
             check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
             if frame.empty:
                 notes.append(f"{label} has a header but no rows")
-            problems.append(missed.assign(row=missed["row"] + sum(len(part) for part in frames)))
+            problems.append(missed.assign(row=missed["row"] + rows_before))
+            rows_before += len(frame)
             frames.append(frame)
             labels.append(label)
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
@@ -638,14 +645,19 @@ def read_source(name: str, source: SourceConfig, *, customers_elsewhere: bool = 
     origin = row_origin(labels, [len(part) for part in frames])
     missed = pd.concat(problems, ignore_index=True) if problems else None
     notes += [lookup_note(table, frame, missed) for table in tables]
-    return RawSource(name=name, frame=frame, origin=origin, files=tuple(files), notes=tuple(notes),
-                     lookup_problems=missed if missed is not None and len(missed) else None)
+    return RawSource(name=name, frame=frame, origin=origin, files=tuple(source_files(name, source)),
+                     notes=tuple(notes), lookup_problems=missed if missed is not None and len(missed) else None)
+
+
+def _columns_shown(frame: pd.DataFrame) -> str:
+    """The first columns of `frame`, for a message."""
+    return ", ".join(str(column)[:60] for column in frame.columns[:20])
 
 
 @dataclass(frozen=True)
 class LookupTable:
-    """One `lookup` table of a source, read: `rows` holds the columns to take, indexed by the key as text (each key
-    once); `ambiguous` the keys on two rows that differ (their rows are left out of `rows`)."""
+    """One `lookup` table of a source, read: `rows` holds the columns to take, indexed by the key (as `parse_ids`
+    reads it: each key once); `ambiguous` the keys on two rows that differ (their rows are left out of `rows`)."""
 
     setting: str  # the setting's key, e.g. sources.transactions.lookup[0]
     label: str  # the table's files
@@ -654,32 +666,57 @@ class LookupTable:
     ambiguous: pd.Index
 
 
-def read_lookup(name: str, number: int, lookup: LookupConfig, *, export: SourceConfig) -> LookupTable:
-    """Read the `lookup` table number `number` of source `name`'s export `export`: its files concatenated, the key
-    (`lookup.key_column()`) as text, rows repeated exactly dropped, keys on two different rows set apart."""
-    setting = f"sources.{name}.lookup[{number}]"
+def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable:
+    """Read the `lookup` table of source `name` whose key in the config is `setting`: its files concatenated, the key
+    (`lookup.key_column()`) read as an id, rows repeated exactly dropped, keys on two different rows set apart.
+    Messages about reading it name `setting`; its values are parsed later with the export's own settings."""
     files = source_files(name, lookup, setting=f"{setting}.path")
     as_source = SourceConfig(path=lookup.path, format=lookup.format, read=lookup.read)
-    frames = [frame for path in files for _, frame in _read_frames(name, path, as_source)]
-    table = concat_as_read([frame.reset_index(drop=True) for frame in frames])
+    with _naming(name, setting):
+        parts = [(path, frame) for path in files for _, frame in _read_frames(name, path, as_source)]
+    table = concat_as_read([frame.reset_index(drop=True) for _, frame in parts])
     label = ", ".join(str(path) for path in files)
     key = lookup.key_column()
     wanted = [key, *(lookup.columns or [])]
     absent = [column for column in wanted if column not in table.columns]
     if absent:
-        shown = ", ".join(str(column)[:60] for column in table.columns[:20])
         which = "columns" if absent[0] != key else "key" if lookup.key else "by"
-        hint = f"; when the table names its key otherwise, give that name with {setting}.key" if which == "by" else ""
+        hint = _table_settings(_separator_hint(name, files[0], parts[0][1], as_source), name, setting)
+        hint = hint or (f"; when the table names its key otherwise, give that name with {setting}.key"
+                        if which == "by" else "")
         raise IngestError(f"source {name}: {setting}.{which}: column {absent[0]!r} is not in {label} (its columns: "
-                          f"{shown}); name a column of the table, as it is written there{hint}")
+                          f"{_columns_shown(table)}){hint or '; name a column of the table, as it is written there'}")
+    if table.empty:
+        raise IngestError(f"source {name}: {setting}: {label} has a header but no rows, so no row could take its "
+                          "columns; export the table's rows, or remove the lookup")
     taken = lookup.columns or [column for column in table.columns if column != key]
-    keys = cell_text(table[key])
+    reserved = [column for column in taken if column in (*ORIGIN_COLUMNS, "reason")]
+    if reserved:
+        raise IngestError(f"source {name}: {setting}: {label} has a column {reserved[0]!r}, a name reserved for the "
+                          f"quarantine file; list the columns to take with {setting}.columns")
+    keys = parse_ids(table[key])
     rows = table[taken].set_axis(pd.Index(keys, name=None)).loc[keys.notna().to_numpy()]
     if rows.index.has_duplicates:  # a row written twice is one row; a key on two rows that differ is ambiguous
-        rows = rows[~rows.reset_index(names="__key__").astype("str").duplicated(keep="first").to_numpy()]
+        as_shown = rows.apply(cell_text).reset_index(names="__key__")
+        rows = rows[~as_shown.duplicated(keep="first").to_numpy()]
     twice = rows.index.duplicated(keep=False)
     return LookupTable(setting=setting, label=label, by=lookup.by, rows=rows[~twice],
                        ambiguous=pd.Index(rows.index[twice].unique()))
+
+
+@contextmanager
+def _naming(name: str, setting: str) -> Iterator[None]:
+    """Re-raise an IngestError about reading a lookup table with the table's settings named (`setting`.read, .path)
+    instead of the export's, which the readers name."""
+    try:
+        yield
+    except IngestError as exc:
+        raise IngestError(_table_settings(str(exc), name, setting)) from None
+
+
+def _table_settings(text: str, name: str, setting: str) -> str:
+    """`text` (a reader's message or hint) naming the read and path settings of lookup table `setting`."""
+    return text.replace(f"sources.{name}.read", f"{setting}.read").replace(f"sources.{name}.path", f"{setting}.path")
 
 
 def with_lookups(
@@ -687,37 +724,50 @@ def with_lookups(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`frame` (one file's rows, RangeIndex) with the columns of each table in `tables` joined in order by its `by`
     column; and the rows whose key a table lacks or holds on two different rows (row, column, reason), whose taken
-    columns stay empty. A row with no key takes nothing, without a reason."""
+    columns stay empty. A row with no key (empty or blank) takes nothing, without a reason."""
     problems = [pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
                               "reason": pd.Series([], dtype="str")})]
+    given_by = {column: label for column in frame.columns}
     for table in tables:
         if table.by not in frame.columns:
-            shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
             raise IngestError(f"source {name}: {table.setting}.by: column {table.by!r} is not in {label} (its columns: "
-                              f"{shown}); name the column holding the key, as the export (or an earlier lookup) "
-                              "writes it")
-        clash = [column for column in table.rows.columns if column in frame.columns]
+                              f"{_columns_shown(frame)}); name the column holding the key, as the export (or an "
+                              "earlier lookup) writes it")
+        clash = [column for column in table.rows.columns if column in given_by]
         if clash:
-            raise IngestError(f"source {name}: {table.setting}: {table.label} and {label} both have a column "
-                              f"{clash[0]!r}; list the table's columns to take with {table.setting}.columns")
-        keys = cell_text(frame[table.by])
-        taken = table.rows.reindex(keys.to_numpy()).reset_index(drop=True)
-        given = keys.notna().to_numpy()
-        twice = given & keys.isin(table.ambiguous).to_numpy()
-        absent = given & ~twice & ~keys.isin(table.rows.index).to_numpy()
-        for rows, what in ((absent, f"not in {table.label}"),
+            raise IngestError(f"source {name}: {table.setting}: {table.label} has a column {clash[0]!r}, which "
+                              f"{given_by[clash[0]]} gives already; list the table's columns to take with "
+                              f"{table.setting}.columns")
+        keys = parse_ids(frame[table.by])
+        positions = _positions(keys, table.rows.index)
+        found = positions >= 0
+        taken = table.rows.iloc[np.where(found, positions, 0)] if len(table.rows) else table.rows.reindex(keys)
+        taken = taken.reset_index(drop=True).where(pd.Series(found)) if len(table.rows) else taken.reset_index(drop=True)
+        lacking = keys.notna().to_numpy() & ~found
+        twice = lacking & keys.isin(table.ambiguous).to_numpy() if len(table.ambiguous) else np.zeros_like(found)
+        for rows, what in ((lacking & ~twice, f"not in {table.label}"),
                            (twice, f"on two rows of {table.label} that differ, so which to take is unclear")):
             if rows.any():
                 problems.append(pd.DataFrame({"row": np.flatnonzero(rows).astype(np.int64), "column": table.by,
                                               "reason": f"{table.by}: {what} ({table.setting})"}))
         frame = pd.concat([frame, taken], axis=1)
+        given_by.update({column: f"{table.label} ({table.setting})" for column in table.rows.columns})
     return frame, pd.concat(problems, ignore_index=True)
+
+
+def _positions(keys: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position in `index` (unique text keys) of each of `keys` (text, nulls allowed); -1 where absent or null."""
+    left = pl.DataFrame({"key": pl.Series(keys.to_numpy(dtype=object, na_value=None), dtype=pl.String)})
+    right = pl.DataFrame({"key": pl.Series(index.to_numpy(dtype=object), dtype=pl.String),
+                          "position": pl.int_range(len(index), eager=True, dtype=pl.Int64)})
+    joined = left.join(right, on="key", how="left", maintain_order="left")
+    return joined["position"].fill_null(-1).to_numpy()
 
 
 def lookup_note(table: LookupTable, frame: pd.DataFrame, problems: pd.DataFrame | None) -> str:
     """What a lookup table gave the rows of `frame` (all the source's rows, joined), for the ingest report."""
     missed = 0 if problems is None else int((problems["reason"].str.endswith(f"({table.setting})")).sum())
-    keyed = int(frame[table.by].notna().sum()) if table.by in frame.columns else 0
+    keyed = int(parse_ids(frame[table.by]).notna().sum()) if table.by in frame.columns else 0
     columns = ", ".join(map(str, table.rows.columns[:8])) + (", ..." if len(table.rows.columns) > 8 else "")
     note = (f"{keyed - missed:,} of {len(frame):,} rows took {columns} from {table.label} by {table.by} "
             f"({table.setting})")
@@ -767,14 +817,20 @@ def concat_as_read(frames: list[pd.DataFrame]) -> pd.DataFrame:
 def read_exports(name: str, source: SourceConfig) -> list[RawSource]:
     """`read_source` of each export of `source` (itself, then its `other_exports`), each with its own mapping; a
     further export of transactions may lack customer_id when it names the order (`check_columns`)."""
-    return [read_source(name, export, customers_elsewhere=number > 0) for number, export in enumerate(source.exports())]
+    return [read_source(name, export, customers_elsewhere=number > 0, setting=export_setting(name, number))
+            for number, export in enumerate(source.exports())]
+
+
+def export_setting(name: str, number: int) -> str:
+    """The config key of export `number` of source `name`: sources.<name> itself, then its other_exports."""
+    return f"sources.{name}" if number == 0 else f"sources.{name}.other_exports[{number - 1}]"
 
 
 def export_files(name: str, source: SourceConfig) -> list[Path]:
     """The files of every export of `source`, and of their `lookup` tables, in export order."""
-    return [path for export in source.exports() for path in source_files(name, export) + [
+    return [path for place, export in enumerate(source.exports()) for path in source_files(name, export) + [
         table_file for number, lookup in enumerate(export.lookup)
-        for table_file in source_files(name, lookup, setting=f"sources.{name}.lookup[{number}].path")]]
+        for table_file in source_files(name, lookup, setting=f"{export_setting(name, place)}.lookup[{number}].path")]]
 
 
 def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:

@@ -1203,10 +1203,32 @@ def test_lookup_settings_that_do_not_fit_the_files_are_one_line_errors_naming_th
         ingest({"path": "orders.csv", "by": "order_id", "key": "id"})
     with pytest.raises(IngestError, match=r"sources.transactions.lookup\[1\].columns: column 'unique' is not in"):
         ingest(TWO_LOOKUPS[0], {**TWO_LOOKUPS[1], "columns": ["unique"]})
-    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[1\]: .*customers.csv and .*lines.csv both have a "
-                                          r"column 'customer_id'; list the table's columns to take with "
-                                          r"sources.transactions.lookup\[1\].columns"):
+    with pytest.raises(IngestError, match=r"sources.transactions.lookup\[1\]: .*customers.csv has a column 'customer_id', "
+                                          r"which .*orders.csv \(sources.transactions.lookup\[0\]\) gives already; list "
+                                          r"the table's columns to take with sources.transactions.lookup\[1\].columns"):
         ingest(TWO_LOOKUPS[0], {"path": "customers.csv", "by": "customer_id", "key": "unique_id"})
+    with pytest.raises(IngestError, match=r"lookup\[0\]: .*orders.csv has a column 'product_id', which .*lines.csv gives"):
+        write(tmp_path, "orders.csv", ORDERS.replace("purchased", "product_id"))
+        ingest(TWO_LOOKUPS[0])
+    write(tmp_path, "orders.csv", ORDERS.replace("status", "reason"))
+    with pytest.raises(IngestError, match=r"lookup\[0\]: .*orders.csv has a column 'reason', a name reserved for the "
+                                          r"quarantine file; list the columns to take with sources.transactions.lookup\[0\]"
+                                          r".columns"):
+        ingest(*TWO_LOOKUPS)
+    write(tmp_path, "orders.csv", ORDERS.replace(",", ";"))
+    with pytest.raises(IngestError, match=r"lookup\[0\].by: column 'order_id' is not in .*orders.csv .*the file seems to "
+                                          r"use ';' as separator, set sources.transactions.lookup\[0\].read.sep: ';'$"):
+        ingest(*TWO_LOOKUPS)
+    write(tmp_path, "orders.csv", ORDERS.splitlines()[0] + "\n")
+    with pytest.raises(IngestError, match=r"lookup\[0\]: .*orders.csv has a header but no rows"):
+        ingest(*TWO_LOOKUPS)
+    write(tmp_path, "orders.csv", ORDERS)
+    write_workbook(tmp_path / "orders.xlsx", {"Orders": pd.DataFrame({"order_id": ["o1"]})})
+    with pytest.raises(IngestError, match=r"has no sheet 'Sheet1' .*set sources.transactions.lookup\[0\].read.sheet"):
+        ingest({"path": "orders.xlsx", "by": "order_id", "read": {"sheet": "Sheet1"}})
+    with pytest.raises(Exception, match=r"lookup.0.read: .*date_format: a lookup table's values are read with the "
+                                        r"export's own settings"):
+        ingest({"path": "orders.csv", "by": "order_id", "read": {"date_format": "%d/%m/%Y"}})
     with pytest.raises(IngestError, match="lacks required column"):  # no lookup gives the time
         ingest({**TWO_LOOKUPS[0], "columns": ["customer_id"]}, TWO_LOOKUPS[1])
     with pytest.raises(Exception, match=r"lookup.0: .*columns: 'order_id' is the key"):
@@ -1214,6 +1236,34 @@ def test_lookup_settings_that_do_not_fit_the_files_are_one_line_errors_naming_th
                                                 "lookup": [{"path": "orders.csv", "by": "order_id", "columns": ["order_id"]}]}})
     with pytest.raises(Exception, match=r"lookup.0.by: Field required"):
         make_config(tmp_path, {"transactions": {"path": "lines.csv", "lookup": [{"path": "orders.csv", "on": "order_id"}]}})
+
+
+def test_a_lookup_of_another_export_is_named_as_its_own_and_its_misses_keep_their_other_reasons(tmp_path):
+    write_tables(tmp_path)
+    write(tmp_path, "more_lines.csv", "order_id,product_id,price,status\no2,p9,4.00,\no7,p9,2.00,canceled\no8,p9,x,\n"
+                                      "  ,p9,1.00,\n")
+    rename = {**BY_UNIQUE_ID, "purchased": "ordered_at", "price": "amount"}
+    more = {"path": "more_lines.csv", "lookup": [{"path": "orders.csv", "by": "order_id", "columns": ["customer_id",
+                                                                                                     "purchased"]},
+                                                 TWO_LOOKUPS[1]],
+            "rename": rename, "exclude": {"status": ["canceled"]}}
+    lines = {"path": "lines.csv", "lookup": TWO_LOOKUPS, "rename": rename, "exclude": {"status": ["canceled"]},
+             "other_exports": [more]}
+    report = run_ingest(tmp_path, {"transactions": lines}, ingest={"max_bad_share": 0.9})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    reasons = dict(zip(quarantine["source_row"].astype(str) + "@" + quarantine["source_file"].str.rsplit("/", n=1).str[-1],
+                       quarantine["reason"]))
+    orders, more_lookup = str(tmp_path / "orders.csv"), "sources.transactions.other_exports[0].lookup[0]"
+    assert reasons["2@more_lines.csv"] == (  # its own exclusion stands; only the missing values are the lookup's
+        f"order_id: not in {orders} ({more_lookup}); excluded by sources.transactions.exclude: status is 'canceled'")
+    assert reasons["3@more_lines.csv"] == f"order_id: not in {orders} ({more_lookup}); price: not a number"
+    assert reasons["4@more_lines.csv"] == "order_id: missing; anonymous; purchased: missing"  # a blank key is no key
+    notes = report["sources"]["transactions"]["notes"]
+    assert any(note.startswith(f"1 of 4 rows took customer_id, purchased from {orders} by order_id ({more_lookup}); "
+                               "2 rows whose order_id it lacks or holds twice quarantined") for note in notes)
+    with pytest.raises(IngestError, match=r"nowhere.csv; fix sources.transactions.other_exports\[0\].lookup\[1\].path"):
+        run_ingest(tmp_path, {"transactions": {**lines, "other_exports": [
+            {**more, "lookup": [more["lookup"][0], {"path": "nowhere.csv", "by": "customer_id"}]}]}})
 
 
 def test_lookup_files_are_fingerprinted_with_the_exports(tmp_path):
