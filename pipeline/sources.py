@@ -629,9 +629,12 @@ def read_source(
     frames, labels, notes, problems = [], [], [], []
     rows_before = 0
     for path in source_files(name, source, setting=f"{setting}.path"):
-        for label, frame in _read_frames(name, path, source):
+        with _naming(name, setting):  # an export under other_exports has read settings of its own
+            parts = _read_frames(name, path, source)
+        for label, frame in parts:
             frame, missed = with_lookups(name, label, frame.reset_index(drop=True), tables)
-            check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
+            with _naming(name, setting):
+                check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
             if frame.empty:
                 notes.append(f"{label} has a header but no rows")
             problems.append(missed.assign(row=missed["row"] + rows_before))
@@ -706,8 +709,8 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
 
 @contextmanager
 def _naming(name: str, setting: str) -> Iterator[None]:
-    """Re-raise an IngestError about reading a lookup table with the table's settings named (`setting`.read, .path)
-    instead of the export's, which the readers name."""
+    """Re-raise an IngestError about reading or checking a file of `setting` (a lookup table, or an export under
+    other_exports) with its own settings named instead of those of sources.<name>, which the readers name."""
     try:
         yield
     except IngestError as exc:
@@ -715,8 +718,9 @@ def _naming(name: str, setting: str) -> Iterator[None]:
 
 
 def _table_settings(text: str, name: str, setting: str) -> str:
-    """`text` (a reader's message or hint) naming the read and path settings of lookup table `setting`."""
-    return text.replace(f"sources.{name}.read", f"{setting}.read").replace(f"sources.{name}.path", f"{setting}.path")
+    """`text` (a reader's or a column check's message, which names settings of sources.<name> only) naming those of
+    `setting` instead."""
+    return text.replace(f"sources.{name}.", f"{setting}.")
 
 
 def with_lookups(

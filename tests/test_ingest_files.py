@@ -1332,3 +1332,10 @@ def test_a_placeholder_id_for_guest_checkouts_gets_a_warning_and_is_read_as_a_gu
     assert not [n for n in entry["notes"] if "times as many as any other customer" in n]
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
     assert set(quarantine["customer_id"]) == {"0"} and set(quarantine["reason"]) == {"anonymous"}
+
+
+def test_a_read_error_in_a_further_export_names_that_exports_settings(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "old.csv", GOOD_TRANSACTIONS.replace(",", ";"))
+    with pytest.raises(IngestError, match=r"set sources.transactions.other_exports\[0\].read.sep: ';'"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "other_exports": [{"path": "old.csv"}]}})
