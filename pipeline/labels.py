@@ -105,3 +105,27 @@ def horizon_passed(as_of: dt.date, *, horizon_days: int, last_event_date: dt.dat
     if last_event_date is None:
         return False
     return as_of + dt.timedelta(days=horizon_days) <= last_event_date + dt.timedelta(days=1)
+
+
+def windows_seen_in_training(as_of: dt.date, *, training_snapshots: Sequence[str], horizon_days: int) -> list[dt.date]:
+    """The model's `training_snapshots` (ISO dates) whose label window (snapshot .. snapshot + horizon_days) overlaps
+    the one of a list scored on `as_of`: the model learned from outcomes of that list's window (empty: none)."""
+    horizon = dt.timedelta(days=horizon_days)
+    snapshots = sorted(dt.date.fromisoformat(str(s)[:10]) for s in training_snapshots)
+    return [s for s in snapshots if s < as_of + horizon and as_of < s + horizon]
+
+
+def seen_outcomes_warning(
+    as_of: dt.date, *, training_snapshots: Sequence[str] | None, horizon_days: int, model: str
+) -> str | None:
+    """A sentence when the `model` (name and version) scoring `as_of` was trained on label windows overlapping this
+    list's (`windows_seen_in_training`): realised metrics of the list would flatter it; None otherwise."""
+    seen = windows_seen_in_training(as_of, training_snapshots=training_snapshots or [], horizon_days=horizon_days)
+    if not seen:
+        return None
+    end = as_of + dt.timedelta(days=horizon_days)
+    shown = seen[0].isoformat() if len(seen) == 1 else f"{seen[0].isoformat()} to {seen[-1].isoformat()}"
+    return (f"{model} was trained on the label windows of snapshot{'s' * (len(seen) > 1)} {shown}, which overlap this "
+            f"list's ({as_of.isoformat()} to {end.isoformat()}): it learned from these customers' outcomes in that time, so "
+            "`churn monitor` figures of this list flatter it (the treated-vs-control comparison of `churn measure` stays "
+            "fair)")

@@ -36,6 +36,7 @@ MONITOR_COLUMNS = [
     "pr_auc",
     "brier",
     "ece",
+    "model_saw_outcomes",  # the scoring model was trained on label windows overlapping the list's (in-sample)
 ]
 
 

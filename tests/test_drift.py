@@ -127,9 +127,15 @@ def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "validated").symlink_to(demo_trained.validated_dir)
     cfg = demo_trained.model_copy(update={"paths": PathsConfig(data_dir=tmp_path / "data", models_dir=demo_trained.paths.models_dir)})
-    usual = score.run(cfg, as_of=None, bundle=demo_trained.bundle_dir, quiet=True)["drift"]
+    today = score.run(cfg, as_of=None, bundle=demo_trained.bundle_dir, quiet=True)
+    usual = today["drift"]
     assert usual["reference_snapshot"] and len(usual["largest_shifts"]) == cfg.monitor.drift_top
-    other_season = score.run(cfg, as_of=dt.date(2024, 2, 1), bundle=demo_trained.bundle_dir, quiet=True)["drift"]
+    past = score.run(cfg, as_of=dt.date(2024, 2, 1), bundle=demo_trained.bundle_dir, quiet=True)
+    other_season = past["drift"]
+    # The model learned from label windows around 2024-02-01: that list is in-sample, today's is not.
+    assert today["model_saw_outcomes"] is None
+    assert "which overlap this list's (2024-02-01 to 2024-05-01)" in past["model_saw_outcomes"]
+    assert "--as-of 2024-02-01: the model (" in caplog.text
     assert other_season["warnings"][0].startswith("features shifted since the training test snapshot")
     assert other_season["largest_shifts"][0]["psi"] > max(0.25, usual["largest_shifts"][0]["psi"])
     # The demo's last snapshot (2025-10-01) is labelled and in the model: retraining would learn nothing newer.

@@ -94,3 +94,20 @@ def test_labels_never_enter_the_features():
 )
 def test_horizon_passed(as_of, last, expected):
     assert horizon_passed(as_of, horizon_days=10, last_event_date=last) is expected
+
+
+def test_a_list_whose_label_window_overlaps_a_training_window_is_seen_by_the_model():
+    from pipeline.labels import seen_outcomes_warning, windows_seen_in_training
+
+    snapshots = ["2024-01-01", "2024-02-01", "2024-03-01"]
+    seen = windows_seen_in_training(dt.date(2024, 3, 20), training_snapshots=snapshots, horizon_days=60)
+    assert seen == [dt.date(2024, 2, 1), dt.date(2024, 3, 1)]  # windows to 2024-04-01 and 2024-04-30, not 2024-03-01
+    assert windows_seen_in_training(dt.date(2024, 4, 30), training_snapshots=snapshots, horizon_days=60) == []
+    assert windows_seen_in_training(dt.date(2023, 11, 2), training_snapshots=snapshots, horizon_days=60) == []
+    assert windows_seen_in_training(dt.date(2023, 11, 3), training_snapshots=snapshots, horizon_days=60) == [
+        dt.date(2024, 1, 1)]
+    sentence = seen_outcomes_warning(dt.date(2024, 3, 20), training_snapshots=snapshots, horizon_days=60, model="v3")
+    assert sentence.startswith("v3 was trained on the label windows of snapshots 2024-02-01 to 2024-03-01, which "
+                               "overlap this list's (2024-03-20 to 2024-05-19)")
+    assert seen_outcomes_warning(dt.date(2024, 6, 1), training_snapshots=snapshots, horizon_days=60, model="v3") is None
+    assert seen_outcomes_warning(dt.date(2024, 6, 1), training_snapshots=None, horizon_days=60, model="v3") is None

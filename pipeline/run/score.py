@@ -41,6 +41,7 @@ from pipeline.io import (
     write_parquet,
     write_text,
 )
+from pipeline.labels import seen_outcomes_warning
 from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook, starter_playbook_text
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
@@ -360,6 +361,10 @@ def run(
     elsewhere = other_data_warning(info, trained_from_now=data_identity(cfg))
     if elsewhere:
         log.warning(elsewhere)
+    seen = seen_outcomes_warning(as_of, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days,
+                                 model=f"the model ({info.name} v{info.version})")
+    if seen:
+        log.warning("--as-of %s: %s", as_of.isoformat(), seen)
     if info.horizon_days != cfg.features.horizon_days:
         log.warning(
             "the model predicts churn over %d days, the config says features.horizon_days=%d; using the model's",
@@ -397,6 +402,7 @@ def run(
         newest_training_snapshot=max(info.training_snapshots) if info.training_snapshots else None,
     )
     summary["missing_inputs"] = missing
+    summary["model_saw_outcomes"] = seen  # None, or why this list's realised metrics would flatter the model
     with output_set(cfg.paths.data_dir, stage="score") as outputs:
         outputs.write(paths["parquet"], lambda path: write_parquet(scores, path))
         outputs.write(paths["csv"], lambda path: write_scores_csv(scores, path))
