@@ -97,7 +97,6 @@ class ReadOptions(StrictModel):
 # Source settings that only one source has: (setting, the source, why).
 ONE_SOURCE_SETTINGS = (
     ("returns_when", "transactions", "only transactions have returns"),
-    ("not_goods", "transactions", "only transactions have goods"),
     ("currency_rates", "transactions", "only transactions have amounts"),
     ("score_scales", "feedback", "only feedback has scores"),
 )
@@ -178,10 +177,6 @@ class SourceConfig(StrictModel):
     # Transactions only: rows that are returns or refunds by the values of a file column, for an export that
     # writes them with positive amounts (e.g. {Type: [refund]}): their amount and quantity are made negative.
     returns_when: dict[str, list[str]] = Field(default_factory=dict)
-    # Transactions only: lines that are no goods by the values of a file column (postage, fees, manual adjustments in
-    # an invoice-line export, e.g. {StockCode: [POST, M, BANK CHARGES]}): their amount counts as spend, but their
-    # quantity and product_id are left empty, so that they count as no item and no product.
-    not_goods: dict[str, list[str]] = Field(default_factory=dict)
     # Contract columns the export lacks, one value for every row (e.g. {kind: nps} for an NPS tool's export).
     constants: dict[str, str] = Field(default_factory=dict)
     # Contract columns written across several file columns, joined by a space in this order before they are

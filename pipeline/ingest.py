@@ -434,13 +434,6 @@ def parse_source(
         typed["amount"] = derive_amount(typed["quantity"], typed["unit_price"], typed["discount"])
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
         labels["amount"] = f"amount (= {derived['amount']})"
-    fees = rows_with_values(raw, source.not_goods, setting="not_goods")
-    if len(fees):  # after the amount is derived: the money stays, the item and the product go
-        for column in ("quantity", "product_id"):
-            typed[column] = typed[column].copy()
-            typed[column].iloc[fees] = None
-        notes.append(f"{len(fees):,} rows are no goods by sources.{raw.name}.not_goods: their amount counts as spend, "
-                     "their quantity and product_id are left empty (no item, no product)")
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes)
 

@@ -1292,27 +1292,6 @@ def test_customer_ids_that_each_name_one_order_get_a_warning_naming_the_fix(tmp_
                 if "exactly one order" in n]
 
 
-def test_lines_that_are_no_goods_keep_their_money_but_count_as_no_item_and_no_product(tmp_path):
-    """An invoice-line export bills postage and manual adjustments as lines with a stock code and a quantity."""
-    write(tmp_path, "t.csv", "Invoice,Customer,Date,StockCode,Quantity,UnitPrice\n"
-          "i1,c1,2024-01-05,85123A,6,2.55\ni1,c1,2024-01-05,POST,1,18.00\ni2,c2,2024-01-06,M,1,464.90\n"
-          "i3,c2,2024-01-07,22423,2,12.75\n")
-    rename = {"Invoice": "order_id", "Customer": "customer_id", "Date": "ordered_at", "StockCode": "product_id",
-              "Quantity": "quantity", "UnitPrice": "unit_price"}
-    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": rename,
-                                                    "not_goods": {"StockCode": ["POST", " M "]}}})
-    validated = read_validated_source(tmp_path, "transactions")
-    assert validated["amount"].round(2).tolist() == [15.3, 18.0, 464.9, 25.5]  # the money stays
-    assert validated["quantity"].tolist()[::3] == [6.0, 2.0] and validated["quantity"].iloc[1:3].isna().all()
-    assert validated["product_id"].fillna("-").tolist() == ["85123A", "-", "-", "22423"]
-    assert ("2 rows are no goods by sources.transactions.not_goods: their amount counts as spend, their quantity and "
-            "product_id are left empty (no item, no product)") in report["sources"]["transactions"]["notes"]
-    with pytest.raises(IngestError, match=r"sources.transactions.not_goods: column 'Code' is not in the files"):
-        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": rename, "not_goods": {"Code": ["POST"]}}})
-    with pytest.raises(Exception, match="feedback.not_goods: only transactions have goods"):
-        make_config(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": {"path": "f.csv", "not_goods": {"a": ["b"]}}})
-
-
 def test_a_placeholder_id_for_guest_checkouts_gets_a_warning_and_is_read_as_a_guest_when_listed(tmp_path, caplog):
     """A shop system that writes customer 0 for every guest checkout: one 'customer' with a third of the orders."""
     rows = [f"o{i},{'0' if i % 3 == 0 else f'c{i % 70}'},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i % 9}"
