@@ -1065,10 +1065,13 @@ class DateFormatGuess:
     tied: tuple[str, ...] = ()
 
 
-def _parsed_count(text: pd.Series, date_format: str) -> int:
+def _parsed_count(text: pd.Series, date_format: str, weights: np.ndarray) -> int:
+    """How many values `date_format` reads: the `weights` (each value's count) of the distinct `text` it reads."""
     if date_format in NUMERIC_FORMATS:
-        return int(numeric_times(text, date_format).between(*NUMERIC_PLAUSIBLE).sum())
-    return int(pd.to_datetime(text, format=date_format, errors="coerce", cache=False).notna().sum())
+        read = numeric_times(text, date_format).between(*NUMERIC_PLAUSIBLE)
+    else:
+        read = pd.to_datetime(text, format=date_format, errors="coerce", cache=False).notna()
+    return int(weights[read.to_numpy(dtype=bool)].sum())
 
 
 def numeric_times(values: pd.Series, date_format: str) -> pd.Series:
@@ -1090,9 +1093,11 @@ def infer_date_format(text: pd.Series) -> DateFormatGuess:
         return DateFormatGuess(None)
     step = max(1, len(text) // DATE_FORMAT_SAMPLE)
     candidates = [*COMMON_DATE_FORMATS, *NUMERIC_FORMATS]
-    # Every layout on the sample, then only the sample's best ones on every value (each value parsed once).
+    # Every layout on the sample, then only the sample's best ones on every value (each distinct value parsed once).
     for values in (text.iloc[::step], text) if step > 1 else (text,):
-        counts = {f: _parsed_count(values, f) for f in candidates}
+        codes, distinct = pd.factorize(values)
+        weights = np.bincount(codes[codes >= 0], minlength=len(distinct))
+        counts = {f: _parsed_count(pd.Series(distinct, dtype=values.dtype), f, weights) for f in candidates}
         best = max(counts.values())
         candidates = [f for f, n in counts.items() if n == best]
         if best < DATE_FORMAT_MIN_SHARE * len(values):
@@ -1118,8 +1123,23 @@ def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: st
     elif values.isna().all():
         parsed = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
     else:
-        parsed = _parse_text_timestamps(values.astype("str"), date_format=date_format, timezone=timezone)
+        parsed = each_distinct_once(values.astype("str"), lambda text: _parse_text_timestamps(
+            text, date_format=date_format, timezone=timezone).astype(TIMESTAMP))
     return parsed.astype(TIMESTAMP)
+
+
+DISTINCT_SHARE = 0.5  # values parsed one by one unless fewer than this share of them are distinct
+
+
+def each_distinct_once(text: pd.Series, parse: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`parse(text)` (text -> a pandas extension array type, e.g. timestamps), parsing each distinct value once when
+    values repeat (an order's lines share its time, and a day's orders its date): the parsed distinct values are
+    put back in place. Same result, index of `text`; nulls stay null."""
+    codes, distinct = pd.factorize(text)
+    if len(distinct) > DISTINCT_SHARE * len(text):
+        return parse(text)
+    parsed = parse(pd.Series(distinct, dtype=text.dtype))
+    return pd.Series(parsed.array.take(codes, allow_fill=True), index=text.index, name=text.name)
 
 
 def synthetic_order_ids(rows: int) -> pd.Series:

@@ -155,3 +155,24 @@ def test_a_mostly_usual_column_with_junk_keeps_every_value_in_place() -> None:
     new = parse_timestamps(values, date_format=None, timezone="Europe/Berlin")
     assert_series_equal(new, oracle(values, one_timestamp, "datetime64[us, UTC]", timezone="Europe/Berlin"))
     assert new.isna().tolist() == [False] * 6 + [True, True, False]
+
+
+def test_timestamps_that_repeat_are_parsed_once_each_with_the_same_result():
+    import numpy as np
+
+    from pipeline.sources import each_distinct_once, parse_timestamps
+
+    times = pd.Series(["1/31/2024 9:30", "1/31/2024 9:30", None, "2/29/2024 23:59", "2/30/2024 1:00"] * 50, dtype="str")
+    calls = []
+
+    def parse(text: pd.Series) -> pd.Series:
+        calls.append(len(text))
+        return parse_timestamps(text, date_format="%m/%d/%Y %H:%M", timezone="Europe/London")
+
+    once = each_distinct_once(times, parse)
+    assert calls == [3]  # the three distinct values, not 250
+    expected = pd.to_datetime(times, format="%m/%d/%Y %H:%M", errors="coerce").dt.tz_localize("Europe/London")
+    assert once.equals(expected.dt.tz_convert("UTC").astype(once.dtype))
+    assert once.isna().to_numpy().tolist() == [False, False, True, False, True] * 50
+    unique = pd.Series([f"2024-01-{d:02d} 10:00:00" for d in range(1, 29)], dtype="str")
+    assert each_distinct_once(unique, lambda text: pd.Series(np.arange(len(text)))).tolist() == list(range(28))
