@@ -1123,9 +1123,21 @@ def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: st
     elif values.isna().all():
         parsed = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
     else:
-        parsed = each_distinct_once(values.astype("str"), lambda text: _parse_text_timestamps(
-            text, date_format=date_format, timezone=timezone).astype(TIMESTAMP))
+        text = values.astype("str")
+
+        def parse(text: pd.Series) -> pd.Series:
+            return _parse_text_timestamps(text, date_format=date_format, timezone=timezone).astype(TIMESTAMP)
+
+        # Arrow casts the plain ISO layout faster than finding the distinct values; pandas parses other layouts
+        # value by value, so each distinct value is parsed once there.
+        parsed = parse(text) if date_format is None and _mostly_plain_iso(text) else each_distinct_once(text, parse)
     return parsed.astype(TIMESTAMP)
+
+
+def _mostly_plain_iso(text: pd.Series) -> bool:
+    """Whether the most common byte length of `text` is that of a plain naive ISO timestamp (Arrow's fast cast)."""
+    common = pc.mode(pc.binary_length(text_array(text)))
+    return len(common) > 0 and common[0]["mode"].as_py() in PLAIN_ISO_LENGTHS
 
 
 DISTINCT_SHARE = 0.5  # values parsed one by one unless fewer than this share of them are distinct
