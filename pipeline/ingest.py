@@ -1104,10 +1104,11 @@ def _too_anonymous_message(failures: list[SourceResult], max_anonymous_share: fl
 
 MIN_ID_MATCH = 0.5  # a source whose customer ids match transactions' less than this gets a note
 MIN_IDS_TO_JUDGE = 20
-MIN_ONE_ORDER_CUSTOMERS = 50  # with this many customers and none with a second order, ids name orders, not people
+MIN_ONE_ORDER_CUSTOMERS = 50  # with this many customers and nearly none with a second order, ids name orders
+ONE_ORDER_SHARE = 0.995  # ... that is, with at most 1 in 200 ids holding a second order
 ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second order
-OUTSIZED_SHARE = 0.02  # one customer id with this share of the lines ...
-OUTSIZED_RATIO = 10  # ... and this many times the lines of any other: a placeholder (guests under '0')
+OUTSIZED_SHARE = 0.02  # one customer id with this share of the orders ...
+OUTSIZED_RATIO = 10  # ... and this many times the orders of any other: a placeholder (guests under '0')
 
 
 def _without_leading_zeros(digits: pl.Expr) -> pl.Expr:
@@ -1197,49 +1198,57 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
             "export for dropped leading zeros (a spreadsheet drops them)")
 
 
+def orders_per_customer(lines: pd.DataFrame) -> pl.DataFrame:
+    """Per customer of `lines` (customer_id, order_id): its distinct orders (`orders`), most first."""
+    return (pl.from_pandas(lines[["customer_id", "order_id"]]).lazy().group_by("customer_id")
+            .agg(pl.col("order_id").n_unique().alias("orders")).sort("orders", descending=True).collect())
+
+
 def one_order_each_note(result: SourceResult) -> str | None:
-    """A note when every customer of the validated transactions (`result`, at least MIN_ONE_ORDER_CUSTOMERS of them)
-    has exactly one order: customer_id then looks like an id per order (an order export's own customer key), with
-    which nobody ever buys again; None otherwise."""
+    """A note when at least ONE_ORDER_SHARE of the customer ids of the validated transactions (`result`, at least
+    MIN_ONE_ORDER_CUSTOMERS of them) have exactly one order: customer_id then looks like an id per order (an order
+    export's own customer key), with which nobody buys again; None otherwise. A real shop of one-time buyers stays
+    below that share (a few in a hundred come back)."""
     frame = result.validated
     if len(frame) < MIN_ONE_ORDER_CUSTOMERS:
         return None
-
-    def counts(lines: pd.DataFrame) -> dict[str, int]:
-        return pl.from_pandas(lines[["customer_id", "order_id"]]).select(
-            pl.col("customer_id").n_unique().alias("customers"),
-            pl.struct("customer_id", "order_id").n_unique().alias("pairs")).row(0, named=True)
-
-    head = counts(frame.head(ONE_ORDER_SAMPLE))  # a second order among the first lines settles it, cheaply
-    if head["pairs"] != head["customers"]:
+    head = orders_per_customer(frame.head(ONE_ORDER_SAMPLE))  # among the first lines, repeat buyers settle it cheaply
+    if (head["orders"] == 1).mean() < ONE_ORDER_SHARE:
         return None
-    found = counts(frame) if len(frame) > ONE_ORDER_SAMPLE else head
-    if found["customers"] < MIN_ONE_ORDER_CUSTOMERS or found["pairs"] != found["customers"]:
+    counts = orders_per_customer(frame) if len(frame) > ONE_ORDER_SAMPLE else head
+    single = (counts["orders"] == 1).mean()
+    if counts.height < MIN_ONE_ORDER_CUSTOMERS or single < ONE_ORDER_SHARE:
         return None
-    return (f"each of the {found['customers']:,} customer ids has exactly one order: customer_id looks like an id per "
-            "order (an order system's own customer key), so nobody ever buys again and churn cannot be learned; map "
-            "the column that names the person, or take it from a customers table with sources.transactions.lookup")
+    share = "each" if single == 1 else f"{single:.1%}"
+    return (f"{share} of the {counts.height:,} customer ids {'has' if single == 1 else 'have'} exactly one order: "
+            "customer_id looks like an id per order (an order system's own customer key), so nobody buys again and "
+            "churn cannot be learned; map the column that names the person, or take it from a customers table with "
+            "sources.transactions.lookup")
 
 
 def outsized_id_note(result: SourceResult) -> str | None:
-    """A note when one customer id of the validated transactions (`result`) holds at least OUTSIZED_SHARE of the
-    lines and OUTSIZED_RATIO times as many as any other customer (judged on evenly spaced lines, at most
-    ONE_ORDER_SAMPLE): a placeholder for guest checkouts ('0', 'guest') merging many people into one; None
-    otherwise."""
-    ids = result.validated["customer_id"]
-    sample = ids.iloc[::max(1, len(ids) // ONE_ORDER_SAMPLE)]
-    counts = sample.value_counts()
-    if len(counts) < MIN_ONE_ORDER_CUSTOMERS:
+    """A note when one customer id of the validated transactions (`result`) has at least OUTSIZED_SHARE of the orders
+    and OUTSIZED_RATIO times as many as any other customer: a placeholder for guest checkouts ('0', 'guest') merging
+    many people into one (a wholesaler has many lines, not that many orders); None otherwise. Evenly spaced lines (at
+    most ONE_ORDER_SAMPLE) point at a candidate; the figures are the whole data's."""
+    frame = result.validated
+    sample = orders_per_customer(frame.iloc[::max(1, len(frame) // ONE_ORDER_SAMPLE)])
+    if sample.height < MIN_ONE_ORDER_CUSTOMERS or not _outsized(sample["orders"]):
         return None
-    top, runner_up = int(counts.iloc[0]), int(counts.iloc[1])
-    if top < OUTSIZED_SHARE * len(sample) or top < OUTSIZED_RATIO * runner_up:
+    counts = orders_per_customer(frame)
+    if not _outsized(counts["orders"]):
         return None
-    suspect = str(counts.index[0])
-    lines = (ids == suspect).to_numpy()
-    orders = result.validated["order_id"][lines].nunique()
-    return (f"customer id {suspect!r} has {int(lines.sum()):,} lines ({lines.mean():.0%}) in {orders:,} orders, "
-            f"about {top / runner_up:,.0f} times as many as any other customer: if it stands for guest checkouts or a "
-            "shared account, list it in ingest.guest_ids to read its rows as anonymous (else they count as one customer)")
+    suspect, top, runner_up = counts["customer_id"][0], counts["orders"][0], counts["orders"][1]
+    share = top / frame["order_id"].nunique()
+    return (f"customer id {suspect!r} has {top:,} orders ({share:.0%} of all), {top / runner_up:,.0f} times as many as "
+            f"any other customer (at most {runner_up:,}): if it stands for guest checkouts or a shared account, list it "
+            "in ingest.guest_ids to read its rows as anonymous (else they count as one customer)")
+
+
+def _outsized(orders: pl.Series) -> bool:
+    """Whether the first of `orders` (per customer, most first) is OUTSIZED_SHARE of their sum and OUTSIZED_RATIO
+    times the second."""
+    return orders.len() > 1 and orders[0] >= OUTSIZED_SHARE * orders.sum() and orders[0] >= OUTSIZED_RATIO * orders[1]
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ def seen_outcomes_warning(
         return None
     end = as_of + dt.timedelta(days=horizon_days)
     shown = seen[0].isoformat() if len(seen) == 1 else f"{seen[0].isoformat()} to {seen[-1].isoformat()}"
+    overlap = horizon_days - min(abs((snapshot - as_of).days) for snapshot in seen)
     return (f"{model} was trained on the label windows of snapshot{'s' * (len(seen) > 1)} {shown}, which overlap this "
-            f"list's ({as_of.isoformat()} to {end.isoformat()}): it learned from these customers' outcomes in that time, so "
-            "`churn monitor` figures of this list flatter it (the treated-vs-control comparison of `churn measure` stays "
-            "fair)")
+            f"list's ({as_of.isoformat()} to {end.isoformat()}) by up to {overlap} day{'s' * (overlap != 1)}: it learned "
+            "from these customers' purchases in those days, so `churn monitor` figures of this list flatter it (the "
+            "treated-vs-control comparison of `churn measure` stays fair)")

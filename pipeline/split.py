@@ -294,8 +294,9 @@ def rows_of(features: pd.DataFrame, dates: Iterable[pd.Timestamp], *, part: str)
             f"the {part} part ({len(rows)} rows) holds only one class of label "
             f"(churned={sorted(labels.unique().tolist())}): a churn model needs churners and non-churners "
             "in every part. Check features.lookback_days / features.horizon_days and the snapshot dates"
-            + ("; nobody in it bought again within the label window: if every customer id has one order (the ingest "
-               "report says so), customer_id names orders, not people: map the person's id." if nobody_returned
+            + ("; nobody in it bought again within the label window: if nearly every customer id has one order (`churn "
+               "ingest` warns when it sees that), customer_id names orders, not people: map the person's id."
+               if nobody_returned
                else ".")
         )
     return rows

@@ -133,9 +133,9 @@ def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, 
     past = score.run(cfg, as_of=dt.date(2024, 2, 1), bundle=demo_trained.bundle_dir, quiet=True)
     other_season = past["drift"]
     # The model learned from label windows around 2024-02-01: that list is in-sample, today's is not.
-    assert today["model_saw_outcomes"] is None
+    assert today["model_saw_outcomes"] is False
     assert "which overlap this list's (2024-02-01 to 2024-05-01)" in past["model_saw_outcomes"]
-    assert "--as-of 2024-02-01: the model (" in caplog.text
+    assert "scoring 2024-02-01: the model (" in caplog.text
     assert other_season["warnings"][0].startswith("features shifted since the training test snapshot")
     assert other_season["largest_shifts"][0]["psi"] > max(0.25, usual["largest_shifts"][0]["psi"])
     # The demo's last snapshot (2025-10-01) is labelled and in the model: retraining would learn nothing newer.

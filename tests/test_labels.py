@@ -108,6 +108,8 @@ def test_a_list_whose_label_window_overlaps_a_training_window_is_seen_by_the_mod
         dt.date(2024, 1, 1)]
     sentence = seen_outcomes_warning(dt.date(2024, 3, 20), training_snapshots=snapshots, horizon_days=60, model="v3")
     assert sentence.startswith("v3 was trained on the label windows of snapshots 2024-02-01 to 2024-03-01, which "
-                               "overlap this list's (2024-03-20 to 2024-05-19)")
+                               "overlap this list's (2024-03-20 to 2024-05-19) by up to 41 days")
+    one_day = seen_outcomes_warning(dt.date(2023, 11, 3), training_snapshots=snapshots, horizon_days=60, model="v3")
+    assert "by up to 1 day:" in one_day
     assert seen_outcomes_warning(dt.date(2024, 6, 1), training_snapshots=snapshots, horizon_days=60, model="v3") is None
     assert seen_outcomes_warning(dt.date(2024, 6, 1), training_snapshots=None, horizon_days=60, model="v3") is None

@@ -70,7 +70,7 @@ def test_churn_monitor_runs_every_past_list_and_exits_3_on_an_alert(campaign_cfg
     assert ok.exit_code == 0, ok.output
     table = pd.read_csv(campaign_cfg.reports_dir / "monitoring.csv")
     assert len(table) == 4 and (table["roc_auc"] > 0.6).all()
-    assert not table["model_saw_outcomes"].any()  # the campaigns' lists were scored before any model learned them
+    assert table["model_saw_outcomes"].isna().all()  # the simulated campaigns' summaries do not say: not known
     runs = mlflow.search_runs(experiment_names=[campaign_cfg.monitor.experiment])
     assert sorted(runs["tags.as_of"]) == sorted(table["as_of"])  # one run per list, reused when run again
     alert = CliRunner().invoke(app, ["monitor", "-q", "-c", config, "--set", "monitor.min_roc_auc=0.99"])
@@ -95,5 +95,6 @@ def test_a_list_scored_by_a_model_that_learned_its_outcomes_is_marked_in_sample(
     from pipeline.run.monitor import monitoring_table
 
     row = {**list_metrics(scores(), as_of="2025-01-01"), "model_saw_outcomes": True}
-    table = monitoring_table(pd.DataFrame([row, {**row, "as_of": "2025-02-01", "model_saw_outcomes": False}]), {})
-    assert list(table.columns[0].cells) == ["2025-01-01 (in-sample)", "2025-02-01"]
+    table = monitoring_table(pd.DataFrame([row, {**row, "as_of": "2025-02-01", "model_saw_outcomes": False},
+                                           {**row, "as_of": "2025-03-01", "model_saw_outcomes": None}]), {})
+    assert list(table.columns[0].cells) == ["2025-01-01 (in-sample)", "2025-02-01", "2025-03-01"]  # None: not known

@@ -72,7 +72,7 @@ def monitoring_table(table: pd.DataFrame, training: dict[str, float]) -> Table:
         rich.add_column(name, justify="left" if name == "list" else "right", no_wrap=name == "list")
     for row in table.to_dict("records"):
         rich.add_row(
-            row["as_of"] + (" (in-sample)" if row["model_saw_outcomes"] else ""), f"{row['customers']}", f"{row['predicted_churn_untreated']:.3f}", f"{row['observed_churn_untreated']:.3f}",
+            row["as_of"] + (" (in-sample)" if row["model_saw_outcomes"] is True else ""), f"{row['customers']}", f"{row['predicted_churn_untreated']:.3f}", f"{row['observed_churn_untreated']:.3f}",
             f"{row['observed_churn_treated']:.3f}", f"{row['roc_auc']:.3f}", f"{row['pr_auc']:.3f}", f"{row['ece']:.3f}",
         )
     if training:
@@ -108,8 +108,8 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     rows, tiers, figures = [], {}, {}
     for item in lists:
         date = item.as_of.isoformat()
-        rows.append({**list_metrics(item.scores, as_of=date),
-                     "model_saw_outcomes": bool(item.summary.get("model_saw_outcomes"))})
+        seen = item.summary.get("model_saw_outcomes")  # a sentence, False, or None/absent: not known
+        rows.append({**list_metrics(item.scores, as_of=date), "model_saw_outcomes": bool(seen) if seen is not None else None})
         tiers[date] = tier_table(item.scores)
         untreated = item.scores[item.scores["group"].isin(["control", "none"])]
         figures[date] = reliability_figure(
@@ -135,7 +135,7 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     if not quiet:
         console().print(monitoring_table(table, training))
     log = get_logger()
-    in_sample = [row["as_of"] for row in rows if row["model_saw_outcomes"]]
+    in_sample = [row["as_of"] for row in rows if row["model_saw_outcomes"] is True]
     if in_sample:
         log.warning("lists scored by a model trained on their own outcomes (in-sample, their realised figures flatter "
                     "it; see their summaries' model_saw_outcomes): %s", ", ".join(in_sample))

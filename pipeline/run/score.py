@@ -364,7 +364,7 @@ def run(
     seen = seen_outcomes_warning(as_of, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days,
                                  model=f"the model ({info.name} v{info.version})")
     if seen:
-        log.warning("--as-of %s: %s", as_of.isoformat(), seen)
+        log.warning("scoring %s: %s", as_of.isoformat(), seen)
     if info.horizon_days != cfg.features.horizon_days:
         log.warning(
             "the model predicts churn over %d days, the config says features.horizon_days=%d; using the model's",
@@ -402,7 +402,8 @@ def run(
         newest_training_snapshot=max(info.training_snapshots) if info.training_snapshots else None,
     )
     summary["missing_inputs"] = missing
-    summary["model_saw_outcomes"] = seen  # None, or why this list's realised metrics would flatter the model
+    # Why this list's realised metrics would flatter the model; False: they would not; None: the bundle does not say.
+    summary["model_saw_outcomes"] = seen or (None if info.training_snapshots is None else False)
     with output_set(cfg.paths.data_dir, stage="score") as outputs:
         outputs.write(paths["parquet"], lambda path: write_parquet(scores, path))
         outputs.write(paths["csv"], lambda path: write_scores_csv(scores, path))
