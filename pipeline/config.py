@@ -211,6 +211,14 @@ class SourceConfig(StrictModel):
         """This export and its `other_exports`, in that order."""
         return [self, *self.other_exports]
 
+    @field_validator("exclude", "returns_when", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:  # YAML reads [0] or [true] as numbers and booleans; cells are text
+        if isinstance(value, dict):
+            return {key: [_scalar_text(item) for item in items] if isinstance(items, list) else items
+                    for key, items in value.items()}
+        return value
+
     @field_validator("constants", mode="before")
     @classmethod
     def _constants_as_text(cls, value: Any) -> Any:

@@ -408,8 +408,8 @@ def parse_source(
     problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
-        notes.extend([f"{guests:,} rows name a guest id of ingest.guest_ids: read as guest checkouts (anonymous)"]
-                     if guests else [])
+        notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
+                      "a guest's (anonymous)"] if guests else [])
     for kind, scale in source.score_scales.items():
         typed["score"], rescaled = on_contract_scale(typed["score"], typed["kind"], of_kind=kind, scale=scale)
         if rescaled:

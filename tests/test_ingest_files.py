@@ -471,6 +471,11 @@ def test_excluded_values_of_a_file_column_are_quarantined_with_the_value_not_as_
     with pytest.raises(IngestError, match=r"sources\.transactions\.exclude: column 'State' is not in the files \(their "
                                           r"columns: order_id, customer_id, ordered_at, amount, Status\)"):
         run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"State": ["cancelled"]}}})
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,Test,Refund\no1,c1,2024-01-05,10,0,false\n"
+          "o2,c1,2024-01-06,20,1,false\no3,c2,2024-01-07,5,0,true\n")
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"Test": [1]}, "returns_when": {"Refund": [True]}}})
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")  # YAML's 1 and true: the cells
+    assert validated[["order_id", "amount"]].values.tolist() == [["o1", 10.0], ["o3", -5.0]]
 
 
 def test_returns_written_with_positive_amounts_are_made_returns_by_a_type_column(tmp_path):
@@ -1322,7 +1327,7 @@ def test_a_placeholder_id_for_guest_checkouts_gets_a_warning_and_is_read_as_a_gu
                                                                                 "id_case": "lower"})
     entry = report["sources"]["transactions"]
     assert entry["anonymous_rows"] == 100 and entry["validated_rows"] == 200 and entry["bad_rows"] == 0
-    assert "100 rows name a guest id of ingest.guest_ids: read as guest checkouts (anonymous)" in entry["notes"]
+    assert "100 rows name a guest id of ingest.guest_ids: read as a guest's (anonymous)" in entry["notes"]
     assert not [n for n in entry["notes"] if "times as many as any other customer" in n]
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
     assert set(quarantine["customer_id"]) == {"0"} and set(quarantine["reason"]) == {"anonymous"}
