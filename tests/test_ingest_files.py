@@ -1280,22 +1280,24 @@ def test_lookup_files_are_fingerprinted_with_the_exports(tmp_path):
     assert files == ["lines.csv", "orders.csv", "customers.csv"]  # a changed table changes the inputs
 
 
+def transactions_notes(folder: Path, rows: list[str], **sections: dict) -> list[str]:
+    """The transactions' report notes after ingesting `rows` (lines of order_id,customer_id,ordered_at,amount)."""
+    write(folder, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
+    return run_ingest(folder, {"transactions": {"path": "t.csv"}}, **sections)["sources"]["transactions"]["notes"]
+
+
 def test_customer_ids_that_each_name_one_order_get_a_warning_naming_the_fix(tmp_path, caplog):
     """An order system's own customer key (one per order, as in a marketplace export) splits every person into as many
     customers as orders: nobody buys again, and the ingest says so instead of letting training fail obscurely."""
-    rows = [f"o{i},k{i},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i}" for i in range(60)]
-    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING):
-        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+        notes = transactions_notes(tmp_path, [f"o{i},k{i},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i}" for i in range(60)])
     note = ("each of the 60 customer ids has exactly one order: customer_id looks like an id per order (an order "
             "system's own customer key), so nobody buys again and churn cannot be learned; map the column that "
             "names the person, or take it from a customers table with sources.transactions.lookup")
-    assert note in report["sources"]["transactions"]["notes"] and note in caplog.text
+    assert note in notes and note in caplog.text
 
     def one_order_notes(rows: list[str]) -> list[str]:
-        write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
-        notes = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]["notes"]
-        return [note for note in notes if "exactly one order" in note]
+        return [note for note in transactions_notes(tmp_path, rows) if "exactly one order" in note]
 
     many = [f"o{i},k{i},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i % 9}" for i in range(1000)]
     # One key with a second order (a placeholder, a data quirk) does not hide the other 999.
@@ -1309,18 +1311,15 @@ def test_a_placeholder_id_for_guest_checkouts_gets_a_warning_and_is_read_as_a_gu
     """A shop system that writes customer 0 for every guest checkout: one 'customer' with a third of the orders."""
     rows = [f"o{i},{'0' if i % 3 == 0 else f'c{i % 70}'},2024-01-{1 + i % 28:02d} 10:00:00,{5 + i % 9}"
             for i in range(300)]
-    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING):
-        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+        notes = transactions_notes(tmp_path, rows)
     note = ("customer id '0' has 100 orders (33% of all), 25 times as many as any other customer (at most 4): if it "
             "stands for guest checkouts or a shared account, list it in ingest.guest_ids to read its rows as anonymous "
             "(else they count as one customer)")
-    assert note in report["sources"]["transactions"]["notes"] and note in caplog.text
+    assert note in notes and note in caplog.text
     # A wholesaler's few huge orders (60 lines each) are no placeholder: orders count, not lines.
     wholesale = [f"w{i // 60},big,2024-01-{1 + i // 60:02d} 10:00:00,{1 + i % 9}" for i in range(600)]
-    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(
-        [*wholesale, *(row for row in rows if ",0," not in row)]) + "\n")
-    notes = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]["notes"]
+    notes = transactions_notes(tmp_path, [*wholesale, *(row for row in rows if ",0," not in row)])
     assert not [n for n in notes if "times as many as any other customer" in n]
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(rows) + "\n")
     report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}}, ingest={"guest_ids": [0, "GUEST"],
