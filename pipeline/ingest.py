@@ -416,6 +416,8 @@ def parse_source(
             low, high = FEEDBACK_SCORE_RANGES[kind]
             notes.append(f"{rescaled:,} {kind} scores read on a {scale[0]:g}-{scale[1]:g} scale (sources.{raw.name}."
                          f"score_scales) and mapped onto {low:g}-{high:g}")
+    notes += [note for setting in ("exclude", "returns_when")
+              for note in value_match_notes(raw, getattr(source, setting), setting=setting)]
     returns = rows_with_values(raw, source.returns_when, setting="returns_when")
     if len(returns):
         for column in ("amount", "quantity"):
@@ -814,6 +816,27 @@ def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, settin
             rows = np.flatnonzero((text == value).fillna(False).to_numpy(dtype=bool))
             if len(rows):
                 yield column, value, rows
+
+
+def value_match_notes(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> list[str]:
+    """Notes on the values of a source setting `setting` ({file column: values}, e.g. exclude) that the rows of `raw`
+    hold only in another case ('M' listed, 'm' written: compared as written, so those rows are not matched), or not
+    at all (a misspelt value)."""
+    notes = []
+    for column, values in values_of.items():
+        text = value_text(file_column(raw, column, setting=setting))
+        folded = text.str.casefold()
+        for value in dict.fromkeys(str(value).strip() for value in values):
+            exact = int((text == value).sum())
+            other = int((folded == value.casefold()).sum()) - exact
+            if other:
+                shown = text[(folded == value.casefold()) & (text != value)].iloc[0]
+                notes.append(f"sources.{raw.name}.{setting}: {other:,} row{'s' * (other != 1)} of {column} "
+                             f"hold{'s' * (other == 1)} {value!r} in another case (e.g. {shown!r}), not matched: values "
+                             "are compared as written; list that spelling too if it means the same")
+            elif not exact:
+                notes.append(f"sources.{raw.name}.{setting}: no row of {column} holds {value!r}")
+    return notes
 
 
 def rows_with_values(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> np.ndarray:

@@ -476,6 +476,13 @@ def test_excluded_values_of_a_file_column_are_quarantined_with_the_value_not_as_
     run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"Test": [1]}, "returns_when": {"Refund": [True]}}})
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")  # YAML's 1 and true: the cells
     assert validated[["order_id", "amount"]].values.tolist() == [["o1", 10.0], ["o3", -5.0]]
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,StockCode\no1,c1,2024-01-05,10,M\n"
+          "o2,c1,2024-01-06,20,m\no3,c2,2024-01-07,5,85123A\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"StockCode": ["M", "POST"]}}})
+    assert report["sources"]["transactions"]["notes"][:2] == [
+        "sources.transactions.exclude: 1 row of StockCode holds 'M' in another case (e.g. 'm'), not matched: values are "
+        "compared as written; list that spelling too if it means the same",
+        "sources.transactions.exclude: no row of StockCode holds 'POST'"]
 
 
 def test_returns_written_with_positive_amounts_are_made_returns_by_a_type_column(tmp_path):
