@@ -825,12 +825,12 @@ def value_match_notes(raw: RawSource, values_of: Mapping[str, list[str]], *, set
     notes = []
     for column, values in values_of.items():
         text = value_text(file_column(raw, column, setting=setting))
-        folded = text.str.casefold()
+        folded = text.str.lower()  # Arrow's lower case: casefold would run in Python
         for value in dict.fromkeys(str(value).strip() for value in values):
             exact = int((text == value).sum())
-            other = int((folded == value.casefold()).sum()) - exact
+            other = int((folded == value.lower()).sum()) - exact
             if other:
-                shown = text[(folded == value.casefold()) & (text != value)].iloc[0]
+                shown = text[(folded == value.lower()) & (text != value)].iloc[0]
                 notes.append(f"sources.{raw.name}.{setting}: {other:,} row{'s' * (other != 1)} of {column} "
                              f"hold{'s' * (other == 1)} {value!r} in another case (e.g. {shown!r}), not matched: values "
                              "are compared as written; list that spelling too if it means the same")
