@@ -86,6 +86,7 @@ ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so diffe
               "the column formatted as text")
 # The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
 REPEATED = "repeats a row of an earlier file (overlapping exports)"
+HEADER_AGAIN = "repeats the header row (exports joined one below the other?)"  # not a bad row either
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
 LATER_ATTRIBUTES = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
@@ -718,11 +719,30 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
     return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
 
 
+def header_rows(raw: RawSource) -> np.ndarray:
+    """Row numbers of `raw` that are its header line again (every cell present is its column's name, and most are
+    present): a further export's header, left in when files were joined one below the other."""
+    frame = raw.frame
+    if frame.empty or frame.columns.empty:
+        return np.zeros(0, dtype=np.int64)
+    first = frame.columns[0]
+    holds = frame[first].astype("str").str.contains(str(first), regex=False)  # Arrow's search: cheap at 10M rows
+    rows = np.flatnonzero(holds.fillna(False).to_numpy(dtype=bool))
+    if not len(rows):  # the usual case, after one column's search
+        return rows.astype(np.int64)
+    cells = frame.iloc[rows]
+    named = np.column_stack([(value_text(cells[column]) == str(column)).fillna(False).to_numpy(dtype=bool)
+                             for column in frame.columns])
+    present = cells.notna().to_numpy()
+    header = (named | ~present).all(axis=1) & (named.sum(axis=1) * 2 >= len(frame.columns))
+    return rows[header].astype(np.int64)
+
+
 def not_bad(reasons: pd.Series) -> pd.Series:
     """Which quarantine reasons are not bad data: a guest checkout, a repeat of an earlier file's row, a customer's
     attributes after its first row, a row left out by the source's `exclude` setting (they do not count towards
     ingest.max_bad_share)."""
-    return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES]) | reasons.str.startswith(EXCLUDED_PREFIX)
+    return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
 
 
 def file_column(raw: RawSource, column: str, *, setting: str) -> pd.Series:
@@ -998,6 +1018,7 @@ def split_source(
     repeats = rows_where(problems["reason"] == REPEATED)
     excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
     later = rows_where(problems["reason"] == LATER_ATTRIBUTES)
+    headers = rows_where(problems["reason"] == HEADER_AGAIN)
     broken = bad & ~rows_where(not_bad(problems["reason"]))
     candidates = repeat_keys(parsed.typed)[1] if repeat_candidates is None else repeat_candidates
     rejected = np.flatnonzero(bad)
@@ -1025,7 +1046,7 @@ def split_source(
         "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the repeats of earlier files and a customer's later rows of
         # attributes are in the quarantine, not here)
-        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats),
+        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~headers),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1033,7 +1054,9 @@ def split_source(
         ] + ([f"{int(repeats.sum()):,} rows repeat rows of an earlier file (overlapping exports?): quarantined once, "
               "not counted as bad"] if repeats.any() else []) + (
             [f"{int(later.sum()):,} rows name a customer whose attributes an earlier row gives: the first row of each "
-             "customer is kept, the others are quarantined (not counted as bad)"] if later.any() else []),
+             "customer is kept, the others are quarantined (not counted as bad)"] if later.any() else []) + (
+            [f"{int(headers.sum()):,} row{'s repeat' if headers.sum() != 1 else ' repeats'} the header row (exports joined "
+             "one below the other?): quarantined, not counted as bad"] if headers.any() else []),
         "top_reasons": top_quarantine_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
@@ -1420,6 +1443,10 @@ def ingest_sources(
             failed = problems["row"].isin(missed["row"]) & (
                 problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith(f": {MISSING}"))
             problems = pd.concat([problems[~failed], missed], ignore_index=True)
+        headers = header_rows(raws[name])
+        if len(headers):  # a header line again: that is all there is to say about it
+            problems = pd.concat([problems[~problems["row"].isin(headers)], _problems(headers, "", HEADER_AGAIN)],
+                                 ignore_index=True)
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)

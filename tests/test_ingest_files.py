@@ -1344,3 +1344,22 @@ def test_a_read_error_in_a_further_export_names_that_exports_settings(tmp_path):
     write(tmp_path, "old.csv", GOOD_TRANSACTIONS.replace(",", ";"))
     with pytest.raises(IngestError, match=r"set sources.transactions.other_exports\[0\].read.sep: ';'"):
         run_ingest(tmp_path, {"transactions": {"path": "t.csv", "other_exports": [{"path": "old.csv"}]}})
+
+
+def test_header_lines_of_exports_joined_one_below_the_other_are_quarantined_as_such_not_as_bad(tmp_path):
+    """Three monthly exports joined with `cat`: their header lines stand between the months."""
+    header = "Invoice,Customer,Date,Total"
+    months = [f"{header}\ni1,c1,2024-01-05 10:00,10\ni2,c2,2024-01-06 10:00,20\n",
+              f"{header}\ni3,c1,2024-02-05 10:00,5\n", f"{header}\ni4,c3,2024-03-05 10:00,7\n,c4,x,Total\n"]
+    write(tmp_path, "t.csv", "".join(months))
+    rename = {"Invoice": "order_id", "Customer": "customer_id", "Date": "ordered_at", "Total": "amount"}
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": rename}}, ingest={"max_bad_share": 0.2})
+    entry = report["sources"]["transactions"]
+    assert entry["validated_rows"] == 4 and entry["bad_rows"] == 1 and entry["duplicate_rows"] == 0
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["source_row", "reason"]].values.tolist() == [
+        [3, "repeats the header row (exports joined one below the other?)"],
+        [5, "repeats the header row (exports joined one below the other?)"],
+        [7, "Invoice: missing; Date: not a timestamp; Total: not a number"]]  # only the whole header line is one
+    assert ("2 rows repeat the header row (exports joined one below the other?): quarantined, not counted as bad"
+            in entry["notes"])
