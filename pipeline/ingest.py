@@ -66,6 +66,7 @@ from pipeline.errors import IngestError
 from pipeline.progress import get_logger
 from pipeline.sources import (
     RawSource,
+    export_setting,
     cell_text,
     concat_as_read,
     infer_date_format,
@@ -362,12 +363,14 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
 
 
 def parse_source(
-    raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = ()
+    raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = (),
+    setting: str | None = None,
 ) -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
     Ids are normalised by `parse_ids` (`id_case`: keep, lower or upper); a customer id of `guest_ids` (normalised
-    alike) becomes empty, so that its row is a guest's (anonymous). A transactions source
+    alike) becomes empty, so that its row is a guest's (anonymous). `setting`: the export's config key (notes name
+    it; sources.<name> by default). A transactions source
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source)
@@ -417,8 +420,8 @@ def parse_source(
             low, high = FEEDBACK_SCORE_RANGES[kind]
             notes.append(f"{rescaled:,} {kind} scores read on a {scale[0]:g}-{scale[1]:g} scale (sources.{raw.name}."
                          f"score_scales) and mapped onto {low:g}-{high:g}")
-    notes += [note for setting in ("exclude", "returns_when")
-              for note in value_match_notes(raw, getattr(source, setting), setting=setting)]
+    notes += [note for key in ("exclude", "returns_when") for note in value_match_notes(
+        raw, getattr(source, key), setting=key, export=setting or f"sources.{raw.name}")]
     returns = rows_with_values(raw, source.returns_when, setting="returns_when")
     if len(returns):
         for column in ("amount", "quantity"):
@@ -838,8 +841,9 @@ def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, settin
                 yield column, value, rows
 
 
-def value_match_notes(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> list[str]:
-    """Notes on the values of a source setting `setting` ({file column: values}, e.g. exclude) that the rows of `raw`
+def value_match_notes(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str, export: str) -> list[str]:
+    """Notes on the values of the source setting `setting` (e.g. exclude: {file column: values}) of the export whose
+    config key is `export` (e.g. sources.transactions.other_exports[0]) that the rows of `raw`
     hold only in another case ('M' listed, 'm' written: compared as written, so those rows are not matched), or not
     at all (a misspelt value)."""
     notes = []
@@ -851,11 +855,11 @@ def value_match_notes(raw: RawSource, values_of: Mapping[str, list[str]], *, set
             other = int((folded == value.lower()).sum()) - exact
             if other:
                 shown = text[(folded == value.lower()) & (text != value)].iloc[0]
-                notes.append(f"sources.{raw.name}.{setting}: {other:,} row{'s' * (other != 1)} of {column} "
+                notes.append(f"{export}.{setting}: {other:,} row{'s' * (other != 1)} of {column} "
                              f"hold{'s' * (other == 1)} {value!r} in another case (e.g. {shown!r}), not matched: values "
                              "are compared as written; list that spelling too if it means the same")
             elif not exact:
-                notes.append(f"sources.{raw.name}.{setting}: no row of {column} holds {value!r}")
+                notes.append(f"{export}.{setting}: no row of {column} holds {value!r}")
     return notes
 
 
@@ -1342,9 +1346,10 @@ def mapped_source(
     if len(raws) != len(exports):
         raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
     parts = []
-    for raw, export in zip(raws, exports):
+    for number, (raw, export) in enumerate(zip(raws, exports)):
         filled = with_order_fields_filled(raw, export)
-        parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids)
+        parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
+                              setting=export_setting(raw.name, number))
         parts.append((filled, parsed, excluded_filled_rows(raw, filled, export.exclude)))
     columns = contract(raws[0].name).dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns

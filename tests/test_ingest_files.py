@@ -1363,3 +1363,13 @@ def test_header_lines_of_exports_joined_one_below_the_other_are_quarantined_as_s
         [7, "Invoice: missing; Date: not a timestamp; Total: not a number"]]  # only the whole header line is one
     assert ("2 rows repeat the header row (exports joined one below the other?): quarantined, not counted as bad"
             in entry["notes"])
+
+
+def test_a_value_note_of_a_further_export_names_that_exports_setting(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "old.csv", with_column(GOOD_TRANSACTIONS, "Status", "Paid").replace("o1,", "x1,"))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "other_exports": [
+        {"path": "old.csv", "exclude": {"Status": ["paid"]}}]}})
+    assert ("sources.transactions.other_exports[0].exclude: 3 rows of Status hold 'paid' in another case (e.g. 'Paid'), "
+            "not matched: values are compared as written; list that spelling too if it means the same"
+            ) in report["sources"]["transactions"]["notes"]
