@@ -723,21 +723,25 @@ def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) 
 
 
 def header_rows(raw: RawSource) -> np.ndarray:
-    """Row numbers of `raw` that are its header line again (every cell present is its column's name, and most are
-    present): a further export's header, left in when files were joined one below the other."""
+    """Row numbers of `raw` (one export, as read) that are its header line again: every cell present is its column's
+    name (a byte-order mark aside), at least two are: a further export's header, left in when files were joined one
+    below the other. Searched for in the first named text column (a pandas index column is unnamed, and a typed
+    column cannot hold a header)."""
     frame = raw.frame
-    if frame.empty or frame.columns.empty:
+    searchable = [column for column in frame.columns if not str(column).startswith("Unnamed:")
+                  and (pd.api.types.is_string_dtype(frame[column].dtype) or frame[column].dtype == object)]
+    if frame.empty or not searchable:
         return np.zeros(0, dtype=np.int64)
-    first = frame.columns[0]
+    first = searchable[0]
     holds = frame[first].astype("str").str.contains(str(first), regex=False)  # Arrow's search: cheap at 10M rows
     rows = np.flatnonzero(holds.fillna(False).to_numpy(dtype=bool))
     if not len(rows):  # the usual case, after one column's search
         return rows.astype(np.int64)
     cells = frame.iloc[rows]
-    named = np.column_stack([(value_text(cells[column]) == str(column)).fillna(False).to_numpy(dtype=bool)
-                             for column in frame.columns])
-    present = cells.notna().to_numpy()
-    header = (named | ~present).all(axis=1) & (named.sum(axis=1) * 2 >= len(frame.columns))
+    named = np.column_stack([(value_text(cells[column]).str.replace("\ufeff", "", regex=False).str.strip()
+                              == str(column)).fillna(False).to_numpy(dtype=bool) for column in frame.columns])
+    present = (cells.notna() & (cells.astype("str").apply(lambda column: column.str.strip()) != "")).to_numpy()
+    header = (named | ~present).all(axis=1) & (named.sum(axis=1) >= min(2, len(frame.columns)))
     return rows[header].astype(np.int64)
 
 
@@ -843,23 +847,29 @@ def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, settin
 
 def value_match_notes(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str, export: str) -> list[str]:
     """Notes on the values of the source setting `setting` (e.g. exclude: {file column: values}) of the export whose
-    config key is `export` (e.g. sources.transactions.other_exports[0]) that the rows of `raw`
-    hold only in another case ('M' listed, 'm' written: compared as written, so those rows are not matched), or not
-    at all (a misspelt value)."""
+    config key is `export` (e.g. sources.transactions.other_exports[0]) that the rows of `raw` hold only in a case the
+    setting does not list ('M' listed, 'm' written: compared as written, so those rows are not matched), or that no
+    row matches (a misspelt value, or a number written otherwise: cells are compared as the export shows them)."""
     notes = []
     for column, values in values_of.items():
-        text = value_text(file_column(raw, column, setting=setting))
-        folded = text.str.lower()  # Arrow's lower case: casefold would run in Python
-        for value in dict.fromkeys(str(value).strip() for value in values):
-            exact = int((text == value).sum())
-            other = int((folded == value.lower()).sum()) - exact
-            if other:
-                shown = text[(folded == value.lower()) & (text != value)].iloc[0]
-                notes.append(f"{export}.{setting}: {other:,} row{'s' * (other != 1)} of {column} "
-                             f"hold{'s' * (other == 1)} {value!r} in another case (e.g. {shown!r}), not matched: values "
-                             "are compared as written; list that spelling too if it means the same")
-            elif not exact:
-                notes.append(f"{export}.{setting}: no row of {column} holds {value!r}")
+        cells = file_column(raw, column, setting=setting)
+        text = value_text(cells)
+        typed = not (pd.api.types.is_string_dtype(cells.dtype) or cells.dtype == object)
+        listed = list(dict.fromkeys(str(value).strip() for value in values))
+        folded = text.str.lower()  # Arrow's lower case, for the cells and the listed values alike
+        unlisted = ~text.isin(listed).fillna(False)
+        for value, lower in zip(listed, pd.Series(listed, dtype="str").str.lower()):
+            other = (folded == lower).fillna(False) & unlisted
+            if other.any():
+                count = int(other.sum())
+                notes.append(f"{export}.{setting}: {count:,} row{'s' * (count != 1)} of {column} "
+                             f"hold{'s' * (count == 1)} {value!r} in another case (e.g. {text[other].iloc[0]!r}), not "
+                             "matched: values are compared as written; list that spelling too if it means the same")
+            elif not (text == value).any():
+                example = text.dropna()
+                shown = (f" (a typed column: its cells are compared as the text {example.iloc[0]!r} and the like)"
+                         if typed and len(example) else "")
+                notes.append(f"{export}.{setting}: no row of {column} holds {value!r}{shown}")
     return notes
 
 
@@ -1304,8 +1314,8 @@ def _outsized(orders: pl.Series) -> bool:
 @dataclass(frozen=True)
 class MappedSource:
     """One source read through its mapping: every export's rows one after the other (`raw`: the union of their file
-    columns), parsed (`parsed`), the rows its `exclude` settings leave out (`excluded`: row, column, reason) and the
-    file columns no export maps onto the contract (`extra_columns`)."""
+    columns), parsed (`parsed`), the rows its `exclude` settings leave out and the header lines repeated inside a file
+    (`excluded`: row, column, reason) and the file columns no export maps onto the contract (`extra_columns`)."""
 
     raw: RawSource
     parsed: ParsedSource
@@ -1350,7 +1360,8 @@ def mapped_source(
         filled = with_order_fields_filled(raw, export)
         parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
                               setting=export_setting(raw.name, number))
-        parts.append((filled, parsed, excluded_filled_rows(raw, filled, export.exclude)))
+        left_out = [excluded_filled_rows(raw, filled, export.exclude), _problems(header_rows(raw), "", HEADER_AGAIN)]
+        parts.append((filled, parsed, pd.concat(left_out, ignore_index=True)))
     columns = contract(raws[0].name).dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns}
@@ -1448,10 +1459,9 @@ def ingest_sources(
             failed = problems["row"].isin(missed["row"]) & (
                 problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith(f": {MISSING}"))
             problems = pd.concat([problems[~failed], missed], ignore_index=True)
-        headers = header_rows(raws[name])
-        if len(headers):  # a header line again: that is all there is to say about it
-            problems = pd.concat([problems[~problems["row"].isin(headers)], _problems(headers, "", HEADER_AGAIN)],
-                                 ignore_index=True)
+        headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
+        if headers.any():
+            problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)

@@ -483,6 +483,17 @@ def test_excluded_values_of_a_file_column_are_quarantined_with_the_value_not_as_
         "sources.transactions.exclude: 1 row of StockCode holds 'M' in another case (e.g. 'm'), not matched: values are "
         "compared as written; list that spelling too if it means the same",
         "sources.transactions.exclude: no row of StockCode holds 'POST'"]
+    both = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"StockCode": ["M", "m"]}}})
+    assert not [n for n in both["sources"]["transactions"]["notes"] if "StockCode" in n]  # both spellings listed
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount,Durum\no1,c1,2024-01-05,10,İptal\n"
+          "o2,c1,2024-01-06,20,Tamam\n")
+    turkish = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "exclude": {"Durum": ["İptal", "iptal"]}}})
+    assert turkish["sources"]["transactions"]["excluded_rows"] == 1  # İ lower-cases differently in Python: no crash
+    pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["c1", "c2"], "ordered_at": ["2024-01-05", "2024-01-06"],
+                  "amount": [1.0, 2.0], "Score": [1.0, 2.0]}).to_parquet(tmp_path / "t.parquet")
+    typed = run_ingest(tmp_path, {"transactions": {"path": "t.parquet", "exclude": {"Score": ["1.0"]}}})
+    assert ("sources.transactions.exclude: no row of Score holds '1.0' (a typed column: its cells are compared as the "
+            "text '1' and the like)") in typed["sources"]["transactions"]["notes"]
 
 
 def test_returns_written_with_positive_amounts_are_made_returns_by_a_type_column(tmp_path):
@@ -1373,3 +1384,19 @@ def test_a_value_note_of_a_further_export_names_that_exports_setting(tmp_path):
     assert ("sources.transactions.other_exports[0].exclude: 3 rows of Status hold 'paid' in another case (e.g. 'Paid'), "
             "not matched: values are compared as written; list that spelling too if it means the same"
             ) in report["sources"]["transactions"]["notes"]
+
+
+def test_header_lines_are_found_behind_a_byte_order_mark_an_index_column_and_in_a_further_export(tmp_path):
+    """Excel's "CSV UTF-8" writes a byte-order mark before each month's header; pandas writes an unnamed index column."""
+    header = "Invoice,Customer,Date,Total"
+    write(tmp_path, "t.csv", f"\ufeff{header}\ni1,c1,2024-01-05 10:00,10\n\ufeff{header}\ni2,c2,2024-02-05 10:00,5\n")
+    indexed = f",{header}\n0,i3,c1,2024-02-06 10:00,7\n,{header}\n0,i4,c3,2024-02-07 10:00,2\n"
+    write(tmp_path, "old.csv", indexed)
+    rename = {"Invoice": "order_id", "Customer": "customer_id", "Date": "ordered_at", "Total": "amount"}
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "rename": rename,
+                                                    "other_exports": [{"path": "old.csv", "rename": rename}]}})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["source_file", "source_row"]].values.tolist() == [[str(tmp_path / "t.csv"), 2],
+                                                                       [str(tmp_path / "old.csv"), 2]]
+    assert set(quarantine["reason"]) == {"repeats the header row (exports joined one below the other?)"}
+    assert report["sources"]["transactions"]["validated_rows"] == 4
