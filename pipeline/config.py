@@ -143,6 +143,14 @@ class LookupConfig(StrictModel):
         """The table's key column."""
         return self.key or self.by
 
+    @model_validator(mode="before")
+    @classmethod
+    def _on_is_by(cls, data: Any) -> Any:
+        # `on: order_id`, as pandas names it, reaches us as {True: 'order_id'}: YAML 1.1 reads `on` as true.
+        if isinstance(data, dict) and True in data and "by" not in data:
+            return {("by" if key is True else key): value for key, value in data.items()}
+        return data
+
     @field_validator("read")
     @classmethod
     def _reading_only(cls, value: ReadOptions) -> ReadOptions:

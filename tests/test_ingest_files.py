@@ -1258,7 +1258,10 @@ def test_lookup_settings_that_do_not_fit_the_files_are_one_line_errors_naming_th
         make_config(tmp_path, {"transactions": {"path": "lines.csv",
                                                 "lookup": [{"path": "orders.csv", "by": "order_id", "columns": ["order_id"]}]}})
     with pytest.raises(Exception, match=r"lookup.0.by: Field required"):
-        make_config(tmp_path, {"transactions": {"path": "lines.csv", "lookup": [{"path": "orders.csv", "on": "order_id"}]}})
+        make_config(tmp_path, {"transactions": {"path": "lines.csv", "lookup": [{"path": "orders.csv", "key": "id"}]}})
+    on = yaml.safe_load("lookup: [{path: orders.csv, on: order_id}]")["lookup"]  # YAML reads `on` as true
+    assert make_config(tmp_path, {"transactions": {"path": "lines.csv", "lookup": on}}).sources.transactions.lookup[0].by \
+        == "order_id"
 
 
 def test_a_lookup_of_another_export_is_named_as_its_own_and_its_misses_keep_their_other_reasons(tmp_path):
