@@ -1123,7 +1123,7 @@ def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: st
     elif values.isna().all():
         parsed = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
     else:
-        text = values.astype("str")
+        text = values.astype("str") if date_format is not None else utc_suffix_as_offset(values.astype("str"))
 
         def parse(text: pd.Series) -> pd.Series:
             return _parse_text_timestamps(text, date_format=date_format, timezone=timezone).astype(TIMESTAMP)
@@ -1138,6 +1138,18 @@ def _mostly_plain_iso(text: pd.Series) -> bool:
     """Whether the most common byte length of `text` is that of a plain naive ISO timestamp (Arrow's fast cast)."""
     common = pc.mode(pc.binary_length(text_array(text)))
     return len(common) > 0 and common[0]["mode"].as_py() in PLAIN_ISO_LENGTHS
+
+
+UTC_SUFFIX = r"\s*(?:UTC|GMT)$"  # '2024-01-31 10:00:00 UTC', as BigQuery and many SQL dumps write a time
+
+
+def utc_suffix_as_offset(text: pd.Series) -> pd.Series:
+    """`text` with a trailing ' UTC' or ' GMT' written as the offset '+00:00' that ISO 8601 parsing honours (those
+    times are UTC whatever the source's time zone); unchanged when no value has one (two cheap Arrow checks)."""
+    arrow = text_array(text)
+    if not any(pc.any(pc.ends_with(arrow, suffix)).as_py() for suffix in ("UTC", "GMT")):
+        return text
+    return text_series(pc.replace_substring_regex(arrow, UTC_SUFFIX, "+00:00"), text.index)
 
 
 DISTINCT_SHARE = 0.5  # values parsed one by one unless fewer than this share of them are distinct

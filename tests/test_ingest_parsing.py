@@ -176,3 +176,15 @@ def test_timestamps_that_repeat_are_parsed_once_each_with_the_same_result():
     assert once.isna().to_numpy().tolist() == [False, False, True, False, True] * 50
     unique = pd.Series([f"2024-01-{d:02d} 10:00:00" for d in range(1, 29)], dtype="str")
     assert each_distinct_once(unique, lambda text: pd.Series(np.arange(len(text)))).tolist() == list(range(28))
+
+
+def test_times_written_with_a_utc_suffix_are_utc_whatever_the_sources_time_zone():
+    """BigQuery and many SQL dumps write '2024-01-31 10:00:00 UTC'; ISO 8601 parsing alone read none of them."""
+    from pipeline.sources import parse_timestamps
+
+    times = pd.Series(["2024-01-31 10:00:00 UTC", "2024-02-01 11:30:00.5 UTC", "2024-01-31 10:00:00 GMT",
+                       "2024-01-31 10:00:00", None], dtype="str")
+    parsed = parse_timestamps(times, date_format=None, timezone="Europe/Berlin")
+    expected = [pd.Timestamp(t, tz="UTC") for t in ("2024-01-31 10:00:00", "2024-02-01 11:30:00.5",
+                                                    "2024-01-31 10:00:00", "2024-01-31 09:00:00")]
+    assert parsed.tolist()[:4] == expected and pd.isna(parsed.iloc[4])  # the fourth: Berlin's wall-clock time
