@@ -68,6 +68,7 @@ from pipeline.sources import (
     RawSource,
     export_setting,
     cell_text,
+    columns_shown,
     concat_as_read,
     infer_date_format,
     minus_for_accounting,
@@ -755,9 +756,8 @@ def not_bad(reasons: pd.Series) -> pd.Series:
 def file_column(raw: RawSource, column: str, *, setting: str) -> pd.Series:
     """The file column `column` of `raw`, named by the source setting `setting`; IngestError when the files lack it."""
     if column not in raw.frame.columns:
-        shown = ", ".join(str(name)[:60] for name in raw.frame.columns[:20])
         raise IngestError(f"sources.{raw.name}.{setting}: column {column!r} is not in the files (their columns: "
-                          f"{shown}); name a column of the export, as it is written there")
+                          f"{columns_shown(raw.frame)}); name a column of the export, as it is written there")
     return raw.frame[column]
 
 

@@ -545,12 +545,17 @@ def mapped_columns(columns: Iterable[str], source: SourceConfig) -> set[str]:
     return {source.rename.get(column, column) for column in columns} | set(source.constants) | combined
 
 
+def columns_shown(frame: pd.DataFrame) -> str:
+    """The first columns of `frame`, for a message."""
+    return ", ".join(str(column)[:60] for column in frame.columns[:20])
+
+
 def _check_filled_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
     """Raise IngestError when a `combine` file column is not in the file, or a column that `constants` or `combine`
     fill is also one of the file's columns (through `rename`)."""
     absent = [part for parts in source.combine.values() for part in parts if part not in frame.columns]
     if absent:
-        shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
+        shown = columns_shown(frame)
         raise IngestError(f"source {name}: sources.{name}.combine: column {absent[0]!r} is not in {path} (its columns: "
                           f"{shown}); name a column of the export, as it is written there")
     from_file = {source.rename.get(column, column): column for column in frame.columns}
@@ -588,7 +593,7 @@ def check_columns(
         if not hint and file_format(path, source) == "json" and source.read.json_records is None:
             hint = _records_hint(name, _json_text(name, path, source.read))
         if not hint:
-            shown = ", ".join(str(column)[:60] for column in frame.columns[:20])
+            shown = columns_shown(frame)
             hint = f"; map the file's columns with sources.{name}.rename (file columns: {shown})"
             if "amount" in missing:
                 hint += "; without amount, give quantity and unit_price and amount is derived from them"
@@ -628,7 +633,8 @@ def read_source(
               for number, lookup in enumerate(source.lookup)]
     frames, labels, notes, problems = [], [], [], []
     rows_before = 0
-    for path in source_files(name, source, setting=f"{setting}.path"):
+    files = source_files(name, source, setting=f"{setting}.path")
+    for path in files:
         with _naming(name, setting):  # an export under other_exports has read settings of its own
             parts = _read_frames(name, path, source)
         for label, frame in parts:
@@ -648,13 +654,8 @@ def read_source(
     origin = row_origin(labels, [len(part) for part in frames])
     missed = pd.concat(problems, ignore_index=True) if problems else None
     notes += [lookup_note(table, frame, missed) for table in tables]
-    return RawSource(name=name, frame=frame, origin=origin, files=tuple(source_files(name, source)),
+    return RawSource(name=name, frame=frame, origin=origin, files=tuple(files),
                      notes=tuple(notes), lookup_problems=missed if missed is not None and len(missed) else None)
-
-
-def _columns_shown(frame: pd.DataFrame) -> str:
-    """The first columns of `frame`, for a message."""
-    return ", ".join(str(column)[:60] for column in frame.columns[:20])
 
 
 @dataclass(frozen=True)
@@ -688,7 +689,7 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
         hint = hint or (f"; when the table names its key otherwise, give that name with {setting}.key"
                         if which == "by" else "")
         raise IngestError(f"source {name}: {setting}.{which}: column {absent[0]!r} is not in {label} (its columns: "
-                          f"{_columns_shown(table)}){hint or '; name a column of the table, as it is written there'}")
+                          f"{columns_shown(table)}){hint or '; name a column of the table, as it is written there'}")
     if table.empty:
         raise IngestError(f"source {name}: {setting}: {label} has a header but no rows, so no row could take its "
                           "columns; export the table's rows, or remove the lookup")
@@ -735,7 +736,7 @@ def with_lookups(
     for table in tables:
         if table.by not in frame.columns:
             raise IngestError(f"source {name}: {table.setting}.by: column {table.by!r} is not in {label} (its columns: "
-                              f"{_columns_shown(frame)}); name the column holding the key, as the export (or an "
+                              f"{columns_shown(frame)}); name the column holding the key, as the export (or an "
                               "earlier lookup) writes it")
         clash = [column for column in table.rows.columns if column in given_by]
         if clash:
