@@ -632,13 +632,14 @@ def read_source(
     tables = [read_lookup(name, lookup, setting=f"{setting}.lookup[{number}]")
               for number, lookup in enumerate(source.lookup)]
     frames, labels, notes, problems = [], [], [], []
-    rows_before = 0
+    rows_before, counts = 0, np.zeros((len(tables), 2), dtype=np.int64)  # per table: rows that took, rows missed
     files = source_files(name, source, setting=f"{setting}.path")
     for path in files:
         with _naming(name, setting):  # an export under other_exports has read settings of its own
             parts = _read_frames(name, path, source)
         for label, frame in parts:
-            frame, missed = with_lookups(name, label, frame.reset_index(drop=True), tables)
+            frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
+            counts += file_counts
             with _naming(name, setting):
                 check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
             if frame.empty:
@@ -653,7 +654,8 @@ def read_source(
     frame = concat_as_read(frames)
     origin = row_origin(labels, [len(part) for part in frames])
     missed = pd.concat(problems, ignore_index=True) if problems else None
-    notes += [lookup_note(table, frame, missed) for table in tables]
+    notes += [lookup_note(table, rows=len(frame), took=int(took), missed=int(lost))
+              for table, (took, lost) in zip(tables, counts)]
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files),
                      notes=tuple(notes), lookup_problems=missed if missed is not None and len(missed) else None)
 
@@ -726,14 +728,16 @@ def _table_settings(text: str, name: str, setting: str) -> str:
 
 def with_lookups(
     name: str, label: str, frame: pd.DataFrame, tables: list[LookupTable]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """`frame` (one file's rows, RangeIndex) with the columns of each table in `tables` joined in order by its `by`
-    column; and the rows whose key a table lacks or holds on two different rows (row, column, reason), whose taken
-    columns stay empty. A row with no key (empty or blank) takes nothing, without a reason."""
+    column; the rows whose key a table lacks or holds on two different rows (row, column, reason), whose taken
+    columns stay empty; and per table, how many rows took its columns and how many it missed (shape: tables × 2).
+    A row with no key (empty or blank) takes nothing, without a reason."""
     problems = [pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
                               "reason": pd.Series([], dtype="str")})]
     given_by = {column: label for column in frame.columns}
-    for table in tables:
+    counts = np.zeros((len(tables), 2), dtype=np.int64)
+    for number, table in enumerate(tables):
         if table.by not in frame.columns:
             raise IngestError(f"source {name}: {table.setting}.by: column {table.by!r} is not in {label} (its columns: "
                               f"{columns_shown(frame)}); name the column holding the key, as the export (or an "
@@ -746,9 +750,12 @@ def with_lookups(
         keys = parse_ids(frame[table.by])
         positions = _positions(keys, table.rows.index)
         found = positions >= 0
-        taken = table.rows.iloc[np.where(found, positions, 0)] if len(table.rows) else table.rows.reindex(keys)
-        taken = taken.reset_index(drop=True).where(pd.Series(found)) if len(table.rows) else taken.reset_index(drop=True)
+        if len(table.rows):
+            taken = table.rows.iloc[np.where(found, positions, 0)].reset_index(drop=True).where(pd.Series(found))
+        else:  # every key of the table is on two rows that differ: nothing to take
+            taken = table.rows.reindex(keys).reset_index(drop=True)
         lacking = keys.notna().to_numpy() & ~found
+        counts[number] = found.sum(), lacking.sum()
         twice = lacking & keys.isin(table.ambiguous).to_numpy() if len(table.ambiguous) else np.zeros_like(found)
         for rows, what in ((lacking & ~twice, f"not in {table.label}"),
                            (twice, f"on two rows of {table.label} that differ, so which to take is unclear")):
@@ -757,7 +764,7 @@ def with_lookups(
                                               "reason": f"{table.by}: {what} ({table.setting})"}))
         frame = pd.concat([frame, taken], axis=1)
         given_by.update({column: f"{table.label} ({table.setting})" for column in table.rows.columns})
-    return frame, pd.concat(problems, ignore_index=True)
+    return frame, pd.concat(problems, ignore_index=True), counts
 
 
 def _positions(keys: pd.Series, index: pd.Index) -> np.ndarray:
@@ -769,13 +776,11 @@ def _positions(keys: pd.Series, index: pd.Index) -> np.ndarray:
     return joined["position"].fill_null(-1).to_numpy()
 
 
-def lookup_note(table: LookupTable, frame: pd.DataFrame, problems: pd.DataFrame | None) -> str:
-    """What a lookup table gave the rows of `frame` (all the source's rows, joined), for the ingest report."""
-    missed = 0 if problems is None else int((problems["reason"].str.endswith(f"({table.setting})")).sum())
-    keyed = int(parse_ids(frame[table.by]).notna().sum()) if table.by in frame.columns else 0
+def lookup_note(table: LookupTable, *, rows: int, took: int, missed: int) -> str:
+    """What a lookup table gave the `rows` of a source, for the ingest report: `took` rows its columns, `missed` rows
+    (their key it lacks or holds twice) were quarantined."""
     columns = ", ".join(map(str, table.rows.columns[:8])) + (", ..." if len(table.rows.columns) > 8 else "")
-    note = (f"{keyed - missed:,} of {len(frame):,} rows took {columns} from {table.label} by {table.by} "
-            f"({table.setting})")
+    note = f"{took:,} of {rows:,} rows took {columns} from {table.label} by {table.by} ({table.setting})"
     if missed:
         note += f"; {missed:,} row{'s' if missed > 1 else ''} whose {table.by} it lacks or holds twice quarantined"
     if len(table.ambiguous):
