@@ -98,6 +98,7 @@ class ReadOptions(StrictModel):
 ONE_SOURCE_SETTINGS = (
     ("returns_when", "transactions", "only transactions have returns"),
     ("currency_rates", "transactions", "only transactions have amounts"),
+    ("refunds", "transactions", "only transactions have refunds"),
     ("score_scales", "feedback", "only feedback has scores"),
 )
 
@@ -118,6 +119,16 @@ class CurrencyRates(StrictModel):
         if len(set(codes)) != len(codes):
             raise ValueError("a currency is listed twice (currencies are compared in upper case)")
         return value
+
+
+class RefundsColumn(StrictModel):
+    """A transactions export's column of money refunded on an order without a row of its own (Shopify's `Refunded
+    Amount` on an order's first line, a `Total Refunded` beside an order's total): each value becomes a refund row of
+    its order, timed at the order. `per: order` (one value per order, on one of its lines or repeated on each);
+    `per: row` (each row's own refund)."""
+
+    column: str = Field(min_length=1)
+    per: Literal["order", "row"] = "order"
 
 
 # What a lookup table's `read` may set: how its file is read. Its values (times, numbers) are parsed with the settings
@@ -200,6 +211,9 @@ class SourceConfig(StrictModel):
     # currency into the one the features sum (e.g. {column: Currency, rates: {EUR: 1, USD: 0.92}}): amount,
     # unit_price and discount are multiplied by their row's rate; a row in a currency without a rate is quarantined.
     currency_rates: CurrencyRates | None = None
+    # Transactions only: a file column of money refunded on the order (or the row) that the export writes beside the
+    # sale instead of as a row of its own (e.g. {column: Refunded Amount}): each becomes a refund row (negative amount).
+    refunds: RefundsColumn | None = None
     # More exports of this source in layouts of their own (NPS from one tool and reviews from another, orders
     # before and after a platform change), each mapped with its own keys; their rows join this export's.
     other_exports: list[SourceConfig] = Field(default_factory=list)

@@ -136,6 +136,8 @@ class ParsedSource:
     derived: dict[str, str] = field(default_factory=dict)  # contract column -> how it was computed
     notes: list[str] = field(default_factory=list)  # how columns were read, for the report (e.g. a date format)
     warnings: list[str] = field(default_factory=list)  # the notes a user must see when ingest runs (also in notes)
+    # Transactions with a `refunds` column: the rows that give a refund (`parsed_refunds`: row, refund, per_order, column).
+    refunds: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -228,11 +230,16 @@ def currency_columns(source: SourceConfig) -> list[str]:
     return [] if source.currency_rates is None else [source.currency_rates.column]
 
 
+def refund_columns(source: SourceConfig) -> list[str]:
+    """The file column of order-level refunds (`refunds` with `per: order`), if set: an order's other lines may take it."""
+    return [source.refunds.column] if source.refunds is not None and source.refunds.per == "order" else []
+
+
 def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
     other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
     ORDER_FIELDS takes the one value the other lines of its order hold (none when they hold two); so does a blank
-    cell of a column named by `exclude`, `returns_when` or `currency_rates`, on a line that lacks an order field
+    cell of a column named by `exclude`, `returns_when`, `currency_rates` or `refunds` (per order), on a line that lacks an order field
     too (a flag that other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing
     to fill: `raw` unchanged.
 
@@ -247,7 +254,7 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
         return [c for c in dict.fromkeys(names) if c in columns and c not in order_columns]
 
     fields = fillable(c for f in ORDER_FIELDS for c in file_columns(columns, source, f))
-    fill = fillable([*fields, *source.exclude, *source.returns_when, *currency_columns(source)])
+    fill = fillable([*fields, *source.exclude, *source.returns_when, *currency_columns(source), *refund_columns(source)])
     if not order_columns or not fields:
         return raw
     frame = raw.frame
@@ -429,12 +436,20 @@ def parse_source(
             typed[column] = _negative_at(typed[column], returns)
         notes.append(f"{len(returns):,} rows are returns by sources.{raw.name}.returns_when: their amount and "
                      "quantity are negative")
+    factors = None
     if source.currency_rates is not None:
         factors, unknown, note = currency_factors(raw, source.currency_rates)
         for column in MONEY_COLUMNS:
             typed[column] = typed[column].where(factors.isna(), typed[column] * factors)
         problems_frame = pd.concat([problems_frame, unknown], ignore_index=True)
         notes.append(note)
+    refunds = None
+    if raw.name == "transactions" and source.refunds is not None:
+        refunds, unread, refund_notes = parsed_refunds(
+            raw, source, order_ids=typed["order_id"], returns=returns, factors=factors,
+            export=setting or f"sources.{raw.name}")
+        problems_frame = pd.concat([problems_frame, unread], ignore_index=True)
+        notes.extend(refund_notes)
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
@@ -442,7 +457,43 @@ def parse_source(
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
         labels["amount"] = f"amount (= {derived['amount']})"
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
-                        problems=problems_frame, labels=labels, derived=derived, notes=notes)
+                        problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
+
+
+def parsed_refunds(
+    raw: RawSource, source: SourceConfig, *, order_ids: pd.Series, returns: np.ndarray, factors: pd.Series | None,
+    export: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(the rows whose `refunds` column gives money back: row, refund (positive, in the features' currency),
+    per_order, column; problems for cells that are not numbers; notes).
+
+    Blank and zero cells give none; a negative cell is read as its size. A row that `returns_when` marks as a return
+    (with `per: order`, any row of an order holding one) gives none: its negative amount is that money already."""
+    setting = source.refunds
+    values = file_column(raw, setting.column, setting="refunds.column", export=export)
+    read = source.read
+    numbers = parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
+                            accounting_negatives=read.accounting_negatives)
+    failed = _unparsed(values, numbers)
+    problems = (_problems(failed, setting.column, _number_reason(values.iloc[failed], read=read, source=raw.name))
+                if len(failed) else _empty_problems())
+    refund = numbers.abs() if factors is None else numbers.abs() * factors
+    given = refund.notna().to_numpy() & (refund != 0).to_numpy()
+    notes = []
+    if len(returns):
+        marked = np.zeros(len(given), dtype=bool)
+        marked[returns] = True
+        if setting.per == "order":
+            marked |= order_ids.isin(order_ids.iloc[returns].dropna()).to_numpy()
+        if (given & marked).any():
+            notes.append(f"{int((given & marked).sum()):,} rows giving {setting.column} are returns by "
+                         f"{export}.returns_when{' or lines of such an order' * (setting.per == 'order')}: their "
+                         "negative amounts are that money, so no refund row is added for them")
+        given &= ~marked
+    rows = np.flatnonzero(given)
+    found = pd.DataFrame({"row": rows.astype(np.int64), "refund": refund.to_numpy(dtype=np.float64)[rows],
+                          "per_order": setting.per == "order", "column": setting.column, "export": export})
+    return found, problems, notes
 
 
 NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERIC_FORMATS`) is named in the note
@@ -753,10 +804,11 @@ def not_bad(reasons: pd.Series) -> pd.Series:
     return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
 
 
-def file_column(raw: RawSource, column: str, *, setting: str) -> pd.Series:
-    """The file column `column` of `raw`, named by the source setting `setting`; IngestError when the files lack it."""
+def file_column(raw: RawSource, column: str, *, setting: str, export: str | None = None) -> pd.Series:
+    """The file column `column` of `raw`, named by the setting `setting` of the export's config key `export`
+    (sources.<name> by default); IngestError when the files lack it."""
     if column not in raw.frame.columns:
-        raise IngestError(f"sources.{raw.name}.{setting}: column {column!r} is not in the files (their columns: "
+        raise IngestError(f"{export or f'sources.{raw.name}'}.{setting}: column {column!r} is not in the files (their columns: "
                           f"{columns_shown(raw.frame)}); name a column of the export, as it is written there")
     return raw.frame[column]
 
@@ -1410,9 +1462,80 @@ def mapped_source(
             [f"{taken:,} lines without a customer took it from their order's lines in another export (a refunds "
              "export that names the order, not the customer)"] if taken else []) + warnings,
         warnings=warnings,
+        refunds=_concat_or_none([p.refunds.assign(row=p.refunds["row"] + o)
+                                 for p, o in zip(parsed_parts, offsets) if p.refunds is not None]),
     )
     excluded = pd.concat([shifted(e, o) for (_, _, e), o in zip(parts, offsets)], ignore_index=True)
     return MappedSource(raw, parsed, excluded, extra)
+
+
+def _concat_or_none(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def refund_carriers(
+    typed: pd.DataFrame, refunds: pd.DataFrame, *, quarantined: np.ndarray, max_abs_amount: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the refunds that become rows: row (the row whose order and time the refund takes), refund, column; problems).
+
+    `refunds`: `parsed_refunds` of `typed`; `quarantined`: rows already quarantined, which give no refund. A refund per
+    order is taken once, from the first of its order's rows kept; the kept rows of an order whose rows give different
+    refunds are quarantined, as are refunds beyond ±`max_abs_amount`."""
+    beyond = (refunds["refund"] > max_abs_amount).to_numpy()
+    problems = [refunds.loc[beyond, ["row"]].assign(
+        column=refunds.loc[beyond, "column"],
+        reason=refunds.loc[beyond, "column"] + f": beyond ±{max_abs_amount:g} (ingest.max_abs_amount)")]
+    kept = refunds[~beyond & ~refunds["row"].isin(quarantined).to_numpy()]
+    rows = kept["row"].to_numpy(dtype=np.int64)
+    orders = pl.DataFrame({
+        "row": rows, "refund": kept["refund"].to_numpy(), "per_order": kept["per_order"].to_numpy(),
+        "customer_id": typed["customer_id"].to_numpy()[rows].astype(object), "order_id": typed["order_id"].to_numpy()[rows].astype(object),
+    }, schema_overrides={"customer_id": pl.String, "order_id": pl.String})
+    per_order = orders.filter(pl.col("per_order")).with_columns(
+        pl.col("refund").n_unique().over("customer_id", "order_id").alias("values"),
+        pl.col("row").rank("ordinal").over("customer_id", "order_id").alias("nth"),
+    )
+    differ = per_order.filter(pl.col("values") > 1).with_columns(
+        pl.col("refund").unique().sort().round(4).cast(pl.String).str.replace(r"\.0$", "").str.join(", ")
+        .over("customer_id", "order_id").alias("shown"))
+    if differ.height:
+        chosen = kept.set_index("row").loc[differ["row"].to_numpy()]
+        problems.append(pd.DataFrame({
+            "row": differ["row"].to_numpy(), "column": chosen["column"].to_numpy(),
+            "reason": (chosen["column"] + ": the order's rows give different refunds (" + differ["shown"].to_numpy()
+                       + "); if each row gives its own, set " + chosen["export"] + ".refunds.per: row").to_numpy(),
+        }))
+    taken = np.sort(np.concatenate([
+        orders.filter(~pl.col("per_order"))["row"].to_numpy(),
+        per_order.filter((pl.col("values") == 1) & (pl.col("nth") == 1))["row"].to_numpy(),
+    ])).astype(np.int64)
+    carriers = kept.set_index("row").loc[taken, ["refund", "column"]].reset_index()
+    return carriers, pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"})
+
+
+def with_refund_rows(result: SourceResult, typed: pd.DataFrame, carriers: pd.DataFrame) -> SourceResult:
+    """`result` with one refund row per carrier appended to its validated transactions: the carrier row's order_id,
+    customer_id, ordered_at and channel, amount = -refund, the other columns empty; the report counts them
+    (`refund_rows`, also in `validated_rows`) and says where they came from."""
+    if carriers.empty:
+        return result
+    rows = carriers["row"].to_numpy(dtype=np.int64)
+    added = {}
+    for column, dtype in contract("transactions").dtypes.items():
+        if column in ("order_id", "customer_id", "ordered_at", "channel"):
+            added[column] = typed[column].take(rows).reset_index(drop=True)
+        elif column == "amount":
+            added[column] = pd.Series(-carriers["refund"].to_numpy(dtype=np.float64), dtype=dtype)
+        else:
+            added[column] = pd.Series(None, index=range(len(rows)), dtype=dtype)
+    validated = pd.concat([result.validated, pd.DataFrame(added)], ignore_index=True)
+    per_column = carriers.groupby("column", sort=False)["refund"].agg(["size", "sum"])
+    notes = [f"{int(n):,} refund row{'s' * (n != 1)} added from {column} (worth {total:,.2f} in all): each timed at its order, as the "
+             "export gives no time for it, so a snapshot taken between an order and its refund sees the refund early"
+             for column, (n, total) in per_column.iterrows()]
+    report = {**result.report, "validated_rows": int(len(validated)), "refund_rows": int(len(rows)),
+              "notes": [*result.report["notes"], *notes]}
+    return dataclasses.replace(result, validated=validated, report=report)
 
 
 def ingest_sources(
@@ -1465,8 +1588,17 @@ def ingest_sources(
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)
+        refunds = parsed[name].refunds
+        carriers = None
+        if refunds is not None:
+            carriers, refund_problems = refund_carriers(
+                parsed[name].typed, refunds, quarantined=problems["row"].to_numpy(dtype=np.int64),
+                max_abs_amount=cfg.max_abs_amount)
+            problems = pd.concat([problems, refund_problems], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
+        if carriers is not None:
+            results[name] = with_refund_rows(results[name], parsed[name].typed, carriers)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now

@@ -103,3 +103,21 @@ def test_every_activity_feature_has_a_description_direction_and_a_template_namin
         assert spec.description and spec.direction in ("up", "down", "none")
         texts = [] if spec.reason is None else [phrase.text for phrase in spec.reason.variants()]
         assert all("{" not in text or f"{{{spec.name}" in text for text in texts), spec.name
+
+
+def test_a_refund_row_of_an_order_lowers_net_spend_and_is_a_refund_not_a_cancellation_or_a_line():
+    """The row `sources.transactions.refunds` adds for money refunded on an order: negative, at the order's time,
+    without items or product. It lowers net spend and counts as a refund; the order, its lines, items and products
+    are as bought."""
+    transactions = tx(
+        ("o1", "a", "2024-06-01 10:00", 30.0, 2.0, "p1"),
+        ("o1", "a", "2024-06-01 10:00", 5.0, 1.0, "p2"),
+        ("o1", "a", "2024-06-01 10:00", -12.5, None, None),
+        ("o2", "b", "2024-06-02 10:00", 10.0, 1.0, "p1"),
+    )
+    features = build_features(Events.from_frames(transactions=transactions), as_of=AS_OF, cfg=CFG).set_index("customer_id")
+    a = features.loc["a"]
+    assert (a["frequency_all"], a["monetary_all"], a["monetary_30d"]) == (1, 22.5, 22.5)
+    assert (a["returns_count"], a["returns_value"], a["cancellations_count"]) == (1, 12.5, 0)
+    assert (a["lines_per_order"], a["quantity_all"], a["products_all"], a["gross_spend_30d"]) == (2.0, 3.0, 2.0, 35.0)
+    assert a["returns_value_share"] == 12.5 / 47.5

@@ -1010,6 +1010,92 @@ def test_an_orders_currency_written_on_its_first_line_only_converts_its_other_li
         report["sources"]["transactions"]["notes"])
 
 
+SHOPIFY_REFUNDS = {"path": "orders.csv", "exclude": {"Financial Status": ["refunded"]},
+                   "refunds": {"column": "Refunded Amount"},
+                   "rename": {"Name": "order_id", "Email": "customer_id", "Created at": "ordered_at",
+                              "Lineitem quantity": "quantity", "Lineitem price": "unit_price"}}
+
+
+def test_money_refunded_on_an_order_beside_the_sale_becomes_a_refund_row_of_that_order(tmp_path):
+    """A Shopify order export writes a partial refund as `Refunded Amount` on the order's first line, not as a row:
+    without the setting the order's money counted in full. Each refund becomes one row of its order (negative
+    amount, no items), once per order however many of its lines repeat it."""
+    write(tmp_path, "orders.csv", "Name,Email,Financial Status,Created at,Lineitem quantity,Lineitem price,Refunded Amount\n"
+          "#1001,ann@example.com,paid,2024-01-31 09:30:00,1,20.00,\n"
+          "#1002,ann@example.com,partially_refunded,2024-02-01 10:00:00,2,15.00,12.50\n#1002,,,,1,5.00,\n"
+          "#1003,bob@example.com,refunded,2024-02-02 10:00:00,1,30.00,30.00\n#1003,,,,1,5.00,\n"  # excluded: no refund
+          "#1004,bob@example.com,partially_refunded,2024-02-03 10:00:00,1,8.00,-2\n"  # written negative: its size
+          "#1004,bob@example.com,partially_refunded,2024-02-03 10:00:00,1,8.00,-2\n"  # repeated on each line: once
+          "#1005,cat@example.com,partially_refunded,2024-02-04 10:00:00,1,9.00,3\n"
+          "#1005,cat@example.com,partially_refunded,2024-02-04 10:00:00,1,9.00,4\n"  # two refunds: not guessed
+          "#1006,cat@example.com,partially_refunded,2024-02-05 10:00:00,1,9.00,n/a?\n"
+          "#1007,dan@example.com,paid,2024-02-06 10:00:00,1,7.00,0.00\n"
+          "#1008,dan@example.com,partially_refunded,2024-02-07 10:00:00,1,7.00,5e15\n")
+    report = run_ingest(tmp_path, {"transactions": SHOPIFY_REFUNDS}, ingest={"max_bad_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    rows = validated[["order_id", "customer_id", "amount", "quantity"]].astype(object).where(validated.notna(), None)
+    assert rows.values.tolist() == [
+        ["#1001", "ann@example.com", 20.0, 1.0], ["#1002", "ann@example.com", 30.0, 2.0],
+        ["#1002", "ann@example.com", 5.0, 1.0], ["#1004", "bob@example.com", 8.0, 1.0],
+        ["#1004", "bob@example.com", 8.0, 1.0], ["#1007", "dan@example.com", 7.0, 1.0],
+        ["#1002", "ann@example.com", -12.5, None], ["#1004", "bob@example.com", -2.0, None]]
+    assert validated["ordered_at"].iloc[6] == validated["ordered_at"].iloc[1]  # timed at its order
+    assert validated[["product_id", "unit_price", "discount"]].iloc[6:].isna().all().all()
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["Name", "reason"]].values.tolist() == [
+        ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded'"],
+        ["#1003", "excluded by sources.transactions.exclude: Financial Status is 'refunded' (on its order's other "
+                  "lines; this line leaves it blank)"],
+        *[["#1005", "Refunded Amount: the order's rows give different refunds (3, 4); if each row gives its own, set "
+                    "sources.transactions.refunds.per: row"]] * 2,
+        ["#1006", "Refunded Amount: not a number"],
+        ["#1008", "Refunded Amount: beyond ±1e+09 (ingest.max_abs_amount)"]]
+    entry = report["sources"]["transactions"]
+    assert entry["refund_rows"] == 2 and entry["bad_rows"] == 4 and entry["excluded_rows"] == 2
+    assert entry["input_rows"] + entry["refund_rows"] == entry["validated_rows"] + entry["quarantined_rows"] == 14
+    assert ("2 refund rows added from Refunded Amount (worth 14.50 in all): each timed at its order, as the export "
+            "gives no time for it, so a snapshot taken between an order and its refund sees the refund early") in entry["notes"]
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra["validated_row"].tolist() == list(range(6))  # the input rows; a refund row has no file row
+
+
+def test_refunds_per_row_and_beside_rows_already_marked_as_returns(tmp_path):
+    """`per: row` takes each row's own refund. A row that `returns_when` makes a return already carries that money
+    (with `per: order`, so does every row of its order): no refund row is added for it, and a note says so."""
+    write(tmp_path, "t.csv", "order,customer,at,amount,Refunded,Type\n"
+          "o1,c1,2024-01-05,10,2,sale\no1,c1,2024-01-05,20,3,sale\n"
+          "o2,c2,2024-01-06,15,15,refund\no2,c2,2024-01-06,5,1,sale\n")
+    source = {"path": "t.csv", "rename": {"order": "order_id", "customer": "customer_id", "at": "ordered_at"},
+              "returns_when": {"Type": ["refund"]}, "refunds": {"column": "Refunded", "per": "row"}}
+    report = run_ingest(tmp_path, {"transactions": source})
+    assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [10, 20, -15, 5, -2, -3, -1]
+    assert ("1 rows giving Refunded are returns by sources.transactions.returns_when: their negative amounts are that "
+            "money, so no refund row is added for them") in report["sources"]["transactions"]["notes"]
+    report = run_ingest(tmp_path, {"transactions": {**source, "refunds": {"column": "Refunded"}}},
+                        ingest={"max_bad_share": 0.9})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated["amount"].tolist() == [-15, 5]  # o1's lines give two refunds: quarantined; o2 is a return
+    assert ("2 rows giving Refunded are returns by sources.transactions.returns_when or lines of such an order: their "
+            "negative amounts are that money, so no refund row is added for them") in report["sources"]["transactions"]["notes"]
+
+
+def test_a_refunds_column_the_files_lack_or_a_refunds_setting_elsewhere_is_an_error_naming_it(tmp_path):
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "old.csv", GOOD_TRANSACTIONS)
+    with pytest.raises(IngestError, match=r"^sources\.transactions\.refunds\.column: column 'Refunded Amount' is not "
+                                          r"in the files \(their columns: order_id, customer_id, ordered_at, amount\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "refunds": {"column": "Refunded Amount"}}})
+    with pytest.raises(IngestError, match=r"^sources\.transactions\.other_exports\[0\]\.refunds\.column: column 'Total Refunded'"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "other_exports": [
+            {"path": "old.csv", "refunds": {"column": "Total Refunded"}}]}})
+    for setting, message in [({"column": "Refunded", "per": "line"}, "per"), ({"column": ""}, "column")]:
+        with pytest.raises(Exception, match=message):
+            make_config(tmp_path, {"transactions": {"path": "t.csv", "refunds": setting}})
+    with pytest.raises(Exception, match="feedback.refunds: only transactions have refunds"):
+        make_config(tmp_path, {"transactions": {"path": "t.csv"},
+                               "feedback": {"path": "f.csv", "refunds": {"column": "Refunded"}}})
+
+
 def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reason_without_it(tmp_path):
     """An ERP or accounting export writes refunds as (12.50) or 12.50- (SAP)."""
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,20.00\n"

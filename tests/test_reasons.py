@@ -239,7 +239,7 @@ VALUE = st.one_of(st.sampled_from(SPECIAL), st.floats(allow_nan=True, allow_infi
 CLAIMS = [
     ("spending is falling", "spend_trend", lambda v: v < 0),
     ("has ordered only once", "frequency_all", lambda v: v == 1),
-    ("returned more than they bought since", "monetary_all", lambda v: v < 0),
+    ("their returns and refunds exceeded their purchases since", "monetary_all", lambda v: v < 0),
     (r"chance they are still an active customer$", "btyd_p_alive", lambda v: 0.005 <= v < 0.5),
     (r"chance they are still an active customer \(Pareto/NBD\)", "pnbd_p_alive", lambda v: 0.005 <= v < 0.5),
     ("the purchase model sees them as almost certainly gone", "btyd_p_alive", lambda v: 0 <= v < 0.005),
@@ -323,4 +323,16 @@ def test_sentences_about_net_spend_say_net_of_returns():
     for s in net:
         for phrase in s.reason.phrases:
             if "spent" in phrase.text or "worth" in phrase.text:
-                assert "net of returns" in phrase.text, (s.name, phrase.text)
+                assert "net of returns and refunds" in phrase.text, (s.name, phrase.text)
+
+
+def test_sentences_about_returns_hold_for_money_refunded_without_goods():
+    """A refund row (money back on an order, `sources.transactions.refunds`; or a credit note of an invoice export)
+    counts in the returns features without any item or goods coming back: their sentences speak of returns and
+    refunds, never of items or goods returned."""
+    specs = {s.name: s for s in feature_specs(FeaturesConfig())}
+    for name in ("returns_count", "returns_value", "returns_share", "returns_value_share", "monetary_all",
+                 "monetary_30d", "avg_order_value"):
+        for phrase in specs[name].reason.phrases:
+            assert not any(word in phrase.text for word in ("returned", "goods", "item")), (name, phrase.text)
+            assert "refund" in phrase.text, (name, phrase.text)

@@ -133,21 +133,22 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
         *_window_counts("frequency", "rfm", "Number of orders in the last {w} days.", windows,
                         none="no orders in the last {w} days", only="only", unit="order",
                         neutral="their number of orders"),
-        _n("monetary_all", "rfm", "Net spend ever (purchases minus returns).", "down", _reason(
-            _says("spent only {monetary_all:money} in total, net of returns, less than the typical customer", POSITIVE,
-                  BELOW_TYPICAL),
-            _says("returned more than they bought since their history starts", ("<", 0)),
+        _n("monetary_all", "rfm", "Net spend ever (purchases minus returns and refunds).", "down", _reason(
+            _says("spent only {monetary_all:money} in total, net of returns and refunds, less than the typical "
+                  "customer", POSITIVE, BELOW_TYPICAL),
+            _says("their returns and refunds exceeded their purchases since their history starts", ("<", 0)),
             neutral="their total net spend ({monetary_all:money})")),
         *[_n(f"monetary_{w}d", "rfm", f"Net spend in the last {w} days.", "down", _reason(
-            _says(f"spent nothing, net of returns, in the last {w} days", ("==", 0)),  # bought nothing, or returned all
-            _says(f"spent only {{monetary_{w}d:money}}, net of returns, in the last {w} days, less than the typical "
-                  "customer", POSITIVE, BELOW_TYPICAL),
-            _says(f"returned more than they bought in the last {w} days", ("<", 0)),
+            # bought nothing, or returned all
+            _says(f"spent nothing, net of returns and refunds, in the last {w} days", ("==", 0)),
+            _says(f"spent only {{monetary_{w}d:money}}, net of returns and refunds, in the last {w} days, less than "
+                  "the typical customer", POSITIVE, BELOW_TYPICAL),
+            _says(f"their returns and refunds exceeded their purchases in the last {w} days", ("<", 0)),
             neutral=f"their net spend in the last {w} days ({{monetary_{w}d:money}})"))
           for w in windows],
         _n("avg_order_value", "rfm", "Net spend per order.", "down", _reason(
-            _says("average order worth only {avg_order_value:money} net of returns, less than the typical customer's",
-                  POSITIVE, BELOW_TYPICAL),
+            _says("average order worth only {avg_order_value:money} net of returns and refunds, less than the typical "
+                  "customer's", POSITIVE, BELOW_TYPICAL),
             neutral="their average order value ({avg_order_value:money})")),
         _n("tenure_days", "rfm", "Days since the first purchase.", "down", _reason(
             _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL),
@@ -177,9 +178,9 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
                   "before)", ("<=", -0.01)),
             neutral="their spend trend ({spend_trend:trend})")),
         _n("returns_count", "rfm", "Number of returned or refunded order lines (0 if none).", "up", _reason(
-            _says("returned {returns_count:count:item}", POSITIVE))),
+            _says("had {returns_count:count:return or refund line}", POSITIVE))),
         _n("returns_value", "rfm", "Value of returns and refunds (0 if none).", "up", _reason(
-            _says("returned goods worth {returns_value:money}", POSITIVE))),
+            _says("had returns and refunds worth {returns_value:money}", POSITIVE))),
         _n("discount_share", "rfm", "Share of orders bought with a discount (NaN when discounts are unknown).",
            "up", _reason(_says("{discount_share:share} of their orders used a discount", POSITIVE))),
         _n("category_breadth", "rfm", "Number of product categories bought (0 when unknown).", "down", _reason(

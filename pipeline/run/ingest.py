@@ -146,9 +146,10 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             if figure is not None:
                 figure.result()
     for name, entry in report["sources"].items():
+        added = entry.get("refund_rows", 0)
         get_logger().info(
-            "%s: %d rows in, %d validated, %d quarantined", name, entry["input_rows"], entry["validated_rows"],
-            entry["quarantined_rows"],
+            "%s: %d rows in, %d validated%s, %d quarantined", name, entry["input_rows"], entry["validated_rows"],
+            f" ({added} of them refund rows from sources.{name}.refunds)" if added else "", entry["quarantined_rows"],
         )
     if not quiet:
         console().print(report_table(report))
