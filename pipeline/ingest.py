@@ -1219,6 +1219,9 @@ MIN_IDS_TO_JUDGE = 20
 MIN_ONE_ORDER_CUSTOMERS = 50  # with this many customers and nearly none with a second order, ids name orders
 ONE_ORDER_SHARE = 0.995  # ... that is, with at most 1 in 200 ids holding a second order
 ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second order
+GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
+GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
+GAP_MIN_LINES = 50
 OUTSIZED_SHARE = 0.02  # one customer id with this share of the orders ...
 OUTSIZED_RATIO = 10  # ... and this many times the orders of any other: a placeholder (guests under '0')
 
@@ -1308,6 +1311,68 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
     return (f"{count:,} customer id{'s are' if count != 1 else ' is'} written more than one way (differing only in "
             f"{how}, e.g. {first[0]!r} and {first[1]!r}), each way counted as another customer; {fix}check the "
             "export for dropped leading zeros (a spreadsheet drops them)")
+
+
+def _dips(total: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start day, lines during, lines in the busier-than-that side's span) of every `span`-day span (of the daily
+    line counts whose cumulative sum is `total`) holding fewer than GAP_SHARE of the lines of the `span` days before
+    it and of the `span` days after it, each of those with at least GAP_MIN_LINES."""
+    start = np.arange(span, len(total) - 2 * span)
+    during = total[start + span] - total[start]
+    around = np.minimum(total[start] - total[start - span], total[start + 2 * span] - total[start + span])
+    dips = (around >= GAP_MIN_LINES) & (during < GAP_SHARE * around)
+    return start[dips], during[dips], around[dips]
+
+
+def order_gap_note(result: SourceResult) -> str | None:
+    """A note when the purchase lines of the validated transactions (`result`) nearly stop for a while between two
+    busy spans: some span of GAP_DAYS days (or 2, 4, 8... times that, so that a long hole is seen too) holds fewer
+    than GAP_SHARE of the lines of both the span before and the span after it. That is what a missing export file
+    looks like (or a closure): every snapshot whose label window covers it sees its customers as not buying. The note
+    names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the daily lines around it)
+    and how many other dips there are; None otherwise. A shop that grows from nothing, a seasonal peak and a holiday
+    week stay quiet: only a dip below both neighbours counts."""
+    purchase = (result.validated["amount"] >= 0).to_numpy()
+    if not purchase.any():
+        return None
+    days = result.validated["ordered_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
+    first = int(days.min())
+    lines = np.bincount(days - first)
+    total = np.r_[0, np.cumsum(lines)]
+    spans = [GAP_DAYS * 2**k for k in range(12) if 3 * GAP_DAYS * 2**k <= len(lines)]
+    found = [(span, *_dips(total, span)) for span in spans]
+    found = [(span, start, during, around) for span, start, during, around in found if len(start)]
+    if not found:
+        return None
+    covered = np.zeros(len(lines) + 1, dtype=np.int64)  # the days inside some dip, to count separate dips
+    for span, start, _, _ in found:
+        np.add.at(covered, start, 1)
+        np.add.at(covered, start + span, -1)
+    inside = np.cumsum(covered[:-1]) > 0
+    dips = int(np.count_nonzero(inside & ~np.r_[False, inside[:-1]]))
+    # The deepest dip of each length, and of those the deepest; among equally deep ones, the busiest around.
+    deepest = [(span, start, during, around, int(np.lexsort((-around / span, during / around))[0]))
+               for span, start, during, around in found]
+    span, start, during, around, worst = min(
+        deepest, key=lambda dip: (dip[2][dip[4]] / dip[3][dip[4]], -dip[3][dip[4]] / dip[0]))
+    rate = around[worst] / span  # lines a day around the deepest dip
+    quiet = lines < GAP_SHARE * rate
+    within = start[worst] + np.flatnonzero(quiet[start[worst]:start[worst] + span])
+    busy_before, busy_after = np.flatnonzero(~quiet[:within[0]]), np.flatnonzero(~quiet[within[-1]:])
+    low = busy_before[-1] + 1 if len(busy_before) else 0  # the quiet days, widened over those on each side
+    high = within[-1] + busy_after[0] if len(busy_after) else len(lines)
+    before = total[low] - total[max(low - span, 0)], low - max(low - span, 0)
+    after = total[min(high + span, len(lines))] - total[high], min(high + span, len(lines)) - high
+    rate = min(before[0] / before[1], after[0] / after[1]) if before[1] and after[1] else rate
+    sides = (f"{before[1]} days before and after." if before[1] == after[1] else
+             f"{before[1]} days before and the {after[1]} days after.")
+    day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
+    begin, end = day + np.timedelta64(int(low), "D"), day + np.timedelta64(int(high) - 1, "D")
+    others = f" (and {dips - 1} more such span{'s' * (dips > 2)})" if dips > 1 else ""
+    return (f"purchases nearly stop from {begin} to {end}{others}: {int(lines[low:high].sum()):,} purchase lines in "
+            f"those {high - low} days, against an average of at least {int(rate):,} a day in the {sides} A "
+            "missing export file, or a closure? Every snapshot whose label window covers those days counts its "
+            "customers as not buying then; add the missing orders, or leave those snapshots out (features.snapshots)")
 
 
 def orders_per_customer(lines: pd.DataFrame) -> pl.DataFrame:
@@ -1605,7 +1670,8 @@ def ingest_sources(
     split = split_id_note(results["transactions"], id_case=cfg.id_case)
     one_order = one_order_each_note(results["transactions"])
     outsized = outsized_id_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized) if note),
+    gap = order_gap_note(results["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap) if note),
                        *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)

@@ -16,12 +16,14 @@ from pipeline.contract import CONTRACTS, empty_frame
 from pipeline.errors import IngestError
 from pipeline.ingest import (
     ParsedSource,
+    SourceResult,
     _empty_problems,
     check_validated,
     duplicate_rows,
     find_problems,
     ingest_sources,
     keep_rows,
+    order_gap_note,
     parse_source,
     data_start,
     reference_time,
@@ -491,3 +493,48 @@ def test_number_cells_that_cannot_be_read_say_which_setting_would_read_them(cell
 
     assert _number_reason(pd.Series(cells, dtype="str"), read=ReadOptions(**read), source="transactions") == (
         "not a number" + hint)
+
+
+def _purchases_per_day(lines_per_day) -> SourceResult:
+    """Validated transactions with lines_per_day[i] purchase lines on day i from 2024-01-01."""
+    day = np.repeat(np.arange(len(lines_per_day)), lines_per_day)
+    at = pd.Timestamp("2024-01-01 10:00", tz="UTC") + pd.to_timedelta(day, unit="D")
+    return SourceResult("transactions", pd.DataFrame({"ordered_at": at, "amount": 10.0}), pd.DataFrame(),
+                        pd.DataFrame(), {})
+
+
+def test_a_month_without_purchases_between_busy_months_is_named_as_a_missing_export_or_a_closure():
+    """Monthly export files joined by a glob, one of them missing: the labels of every snapshot whose window covers
+    that month count its customers as not buying. Hand-made counts: 20 lines a day for 200 days."""
+    steady = np.full(200, 20)
+    hole = steady.copy()
+    hole[60:91] = 0  # 2024-03-01 .. 2024-03-31
+    hole[59] = 2  # a quiet day next to it belongs to it (quiet: fewer than 25% of the daily lines around)
+    assert order_gap_note(_purchases_per_day(hole)) == (
+        "purchases nearly stop from 2024-02-29 to 2024-03-31: 2 purchase lines in those 32 days, against an average of at least "
+        "20 a day in the 28 days before and after. A missing export file, or a closure? Every snapshot whose label "
+        "window covers those days counts its customers as not buying then; add the missing orders, or leave those "
+        "snapshots out (features.snapshots)")
+    long_hole = np.full(400, 20)
+    long_hole[100:190] = 0  # three months: the spans before and after a 28-day span inside it are empty too
+    assert order_gap_note(_purchases_per_day(long_hole)).startswith(
+        "purchases nearly stop from 2024-04-10 to 2024-07-08: 0 purchase lines in those 90 days")
+    two = steady.copy()
+    two[40:70] = 0
+    two[130:160] = 0
+    assert "(and 1 more such span)" in order_gap_note(_purchases_per_day(two))
+
+
+def test_growth_seasons_and_a_holiday_week_are_not_gaps():
+    holiday = np.full(200, 20)
+    holiday[60:71] = 0  # eleven days (Online Retail closes from 2010-12-23 to 2011-01-03)
+    peak = np.full(200, 20)
+    peak[100:130] = 200  # a season ten times as busy
+    growing = np.linspace(0, 40, 200).astype(int)  # a shop that starts from nothing
+    closed_between = np.r_[np.full(60, 20), np.zeros(60, dtype=int), np.full(60, 400)]  # two months shut: named
+    for counts in (holiday, peak, growing, np.full(80, 20)):
+        assert order_gap_note(_purchases_per_day(counts)) is None
+    assert order_gap_note(_purchases_per_day(closed_between)) is not None
+    assert order_gap_note(SourceResult("transactions", pd.DataFrame({"ordered_at": pd.Series([], dtype="datetime64[us, UTC]"),
+                                                                     "amount": pd.Series([], dtype=float)}),
+                                       pd.DataFrame(), pd.DataFrame(), {})) is None

@@ -1489,3 +1489,22 @@ def test_header_lines_are_found_behind_a_byte_order_mark_an_index_column_and_in_
                                                                        [str(tmp_path / "old.csv"), 2]]
     assert set(quarantine["reason"]) == {"repeats the header row (exports joined one below the other?)"}
     assert report["sources"]["transactions"]["validated_rows"] == 4
+
+
+def test_a_monthly_export_file_missing_from_the_glob_is_named_with_its_dates(tmp_path, caplog):
+    """Orders exported month by month and read by a glob; March's file never arrived. Its customers would look
+    churned to every snapshot whose label window covers March: ingest says which days are empty."""
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    days = pd.date_range("2024-01-01", "2024-07-31", freq="D")
+    for month, in_month in pd.Series(days).groupby(days.month):
+        if month == 3:
+            continue
+        lines = [f"o{day:%m%d}{k},c{k},{day:%Y-%m-%d} 10:00:00,5" for day in in_month for k in range(3)]
+        write(folder, f"{month:02d}.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING):
+        report = run_ingest(tmp_path, {"transactions": {"path": "orders/*.csv"}})
+    note = ("purchases nearly stop from 2024-03-01 to 2024-03-31: 0 purchase lines in those 31 days, against an average of at least "
+            "3 a day in the 28 days before and after. A missing export file, or a closure?")
+    assert any(item.startswith(note) for item in report["sources"]["transactions"]["notes"])
+    assert note in caplog.text
