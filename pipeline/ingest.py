@@ -545,9 +545,11 @@ def on_contract_scale(
 
 
 def derive_amount(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> pd.Series:
-    """A line's net amount: quantity × unit_price − discount (a missing discount counts as none);
-    null where quantity or unit_price is missing."""
-    return quantity * unit_price - discount.fillna(0.0)
+    """A line's net amount: quantity × unit_price less its discount (a missing discount counts as none): on a return
+    line (a negative quantity × unit_price) the discount lowers the money given back; null where quantity or
+    unit_price is missing."""
+    gross = quantity * unit_price
+    return gross - np.sign(gross) * discount.fillna(0.0)
 
 
 def past_fact_columns(name: str) -> list[str]:
@@ -628,7 +630,17 @@ def table_rules(name: str, labels: Mapping[str, str]) -> list[tuple[str, str, Ca
     for later, earlier in TIME_ORDER.get(name, ()):
         rules.append((later, f"{_label(labels, later)}: before {_label(labels, earlier)}",
                       partial(_not_before, later=later, earlier=earlier)))
+    if name == "transactions":
+        rules.append(("discount", f"{_label(labels, 'discount')}: more than {_label(labels, 'quantity')} × "
+                      f"{_label(labels, 'unit_price')} (an order's whole discount on one of its lines? map each line's "
+                      "own discount)", _discount_within_price))
     return rules
+
+
+def _discount_within_price(df: pd.DataFrame) -> pd.Series:
+    """False on a line whose discount is larger than the size of quantity × unit_price: no line can be discounted
+    below nothing, and its amount would change sign (a sale read as a return, or a return as a sale)."""
+    return ~(df["discount"] > (df["quantity"] * df["unit_price"]).abs() + 1e-9).fillna(False)
 
 
 def _score_in_range(df: pd.DataFrame, *, kind: str, low: float, high: float) -> pd.Series:

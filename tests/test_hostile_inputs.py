@@ -452,6 +452,20 @@ def test_a_discount_is_taken_off_the_derived_amount(tmp_path):
     assert result.report["derived"] == {"amount": "quantity × unit_price − discount"}
 
 
+def test_a_discount_lowers_the_money_a_return_gives_back_and_never_turns_a_line_round(tmp_path):
+    """A discounted item returned gives back what was paid for it: -(2 x 5 - 1.5). A discount larger than its line
+    (an order's whole discount, Shopify's `Discount Amount`, mapped onto the line that carries it) would have turned
+    a sale into a return: quarantined with the hint."""
+    text = ("order_id,customer_id,ordered_at,quantity,unit_price,discount\no1,c1,2024-01-01,-2,5,1.5\n"
+            "o2,c1,2024-01-02,1,5,5\no3,c1,2024-01-03,1,5,7.5\no4,c1,2024-01-04,-1,5,6\n"
+            + "".join(f"o{i},c2,2024-01-0{i - 4},1,5,0\n" for i in range(5, 10)))
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": text}, ingest={"max_bad_share": 0.5})).sources["transactions"]
+    assert result.validated["amount"].tolist()[:2] == [-8.5, 0.0]  # a return, and an item given for free
+    assert result.quarantine["order_id"].tolist() == ["o3", "o4"]
+    assert set(result.quarantine["reason"]) == {"discount: more than quantity × unit_price (an order's whole discount "
+                                                "on one of its lines? map each line's own discount)"}
+
+
 def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):
     """The export of the issue, through `churn ingest`: quantity x unit price and no amount, float-formatted
     ids, several invoices a day, cancellations as negative lines, and a quarter of guest checkouts; default
