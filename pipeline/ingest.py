@@ -455,7 +455,7 @@ def parse_source(
         with_discount = "discount" in mapped
         typed["amount"] = derive_amount(typed["quantity"], typed["unit_price"], typed["discount"])
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
-        labels["amount"] = f"amount (= {derived['amount']})"
+        labels["amount"] = f"{DERIVED_AMOUNT_LABEL}{derived['amount']})"
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
 
@@ -544,6 +544,9 @@ def on_contract_scale(
     return score.where(~rows, mapped), int(rows.sum())
 
 
+DERIVED_AMOUNT_LABEL = "amount (= "  # how a derived amount is labelled in reasons: "amount (= quantity × unit_price)"
+
+
 def derive_amount(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> pd.Series:
     """A line's net amount: quantity × unit_price less its discount (a missing discount counts as none): on a return
     line (a negative quantity × unit_price) the discount lowers the money given back; null where quantity or
@@ -630,7 +633,7 @@ def table_rules(name: str, labels: Mapping[str, str]) -> list[tuple[str, str, Ca
     for later, earlier in TIME_ORDER.get(name, ()):
         rules.append((later, f"{_label(labels, later)}: before {_label(labels, earlier)}",
                       partial(_not_before, later=later, earlier=earlier)))
-    if name == "transactions":
+    if name == "transactions" and _label(labels, "amount").startswith(DERIVED_AMOUNT_LABEL):
         rules.append(("discount", f"{_label(labels, 'discount')}: more than {_label(labels, 'quantity')} × "
                       f"{_label(labels, 'unit_price')} (an order's whole discount on one of its lines? map each line's "
                       "own discount)", _discount_within_price))
@@ -639,7 +642,8 @@ def table_rules(name: str, labels: Mapping[str, str]) -> list[tuple[str, str, Ca
 
 def _discount_within_price(df: pd.DataFrame) -> pd.Series:
     """False on a line whose discount is larger than the size of quantity × unit_price: no line can be discounted
-    below nothing, and its amount would change sign (a sale read as a return, or a return as a sale)."""
+    below nothing, and the amount derived from them would change sign (a sale read as a return, or a return as a
+    sale). Only for an amount derived so: beside a given amount, a unit price may be the price after discount."""
     return ~(df["discount"] > (df["quantity"] * df["unit_price"]).abs() + 1e-9).fillna(False)
 
 
