@@ -1096,6 +1096,25 @@ def test_a_refunds_column_the_files_lack_or_a_refunds_setting_elsewhere_is_an_er
                                "feedback": {"path": "f.csv", "refunds": {"column": "Refunded"}}})
 
 
+def test_amounts_in_cents_from_a_payment_api_are_read_in_units_by_a_rate_per_currency(tmp_path):
+    """Stripe's API writes amounts in the currency's minor unit beside a lower-case currency code; the yen has none.
+    Refunds written beside the charge are converted alike."""
+    charges = [{"id": "ch_1", "customer": "cus_A", "created": 1706693400, "amount": 1999, "currency": "usd",
+                "amount_refunded": 500},
+               {"id": "ch_2", "customer": "cus_B", "created": 1706779800, "amount": 1500, "currency": "jpy",
+                "amount_refunded": 0}]
+    write(tmp_path, "charges.jsonl", "".join(json.dumps(charge) + "\n" for charge in charges))
+    stripe = {"path": "charges.jsonl", "rename": {"id": "order_id", "customer": "customer_id", "created": "ordered_at"},
+              "currency_rates": {"column": "currency", "rates": {"USD": 0.01, "JPY": 1}},
+              "refunds": {"column": "amount_refunded"}}
+    report = run_ingest(tmp_path, {"transactions": stripe})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "amount"]].round(6).values.tolist() == [["ch_1", 19.99], ["ch_2", 1500.0], ["ch_1", -5.0]]
+    assert validated["ordered_at"].iloc[0] == pd.Timestamp("2024-01-31 09:30", tz="UTC")
+    assert "1 refund row added from amount_refunded (worth 5.00 in all)" in " ".join(
+        report["sources"]["transactions"]["notes"])
+
+
 def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reason_without_it(tmp_path):
     """An ERP or accounting export writes refunds as (12.50) or 12.50- (SAP)."""
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,20.00\n"
