@@ -114,6 +114,25 @@ def snapshots_needed(snapshot_dates: Sequence[object], *, horizon_days: int, fol
     return 1 + 2 * steps_per_horizon + (MIN_TRAINING_SNAPSHOTS - 1) + (folds - 1)
 
 
+def snapshots_within_rows(
+    counts: pd.DataFrame, *, max_rows: int, horizon_days: int, folds: int
+) -> tuple[list[dt.date], list[dt.date]]:
+    """(the snapshot dates to read, the labelled ones left out) so that the labelled snapshots read hold at most
+    `max_rows` rows: the newest labelled ones first, never fewer than a split with `folds` folds needs
+    (`snapshots_needed`); every unlabelled one is read. `max_rows` 0: all.
+
+    Input: `snapshot_row_counts` (snapshot_date, rows, labelled), oldest first."""
+    labelled = counts[counts["labelled"]]
+    if max_rows == 0 or labelled.empty or int(labelled["rows"].sum()) <= max_rows:
+        return list(counts["snapshot_date"]), []
+    newest_first = labelled.iloc[::-1]
+    within = int((newest_first["rows"].cumsum() <= max_rows).sum())
+    needed = snapshots_needed(list(labelled["snapshot_date"]), horizon_days=horizon_days, folds=folds)
+    kept = set(newest_first["snapshot_date"].iloc[:max(within, needed)])
+    left_out = [d for d in labelled["snapshot_date"] if d not in kept]
+    return [d for d in counts["snapshot_date"] if d in kept or d not in set(labelled["snapshot_date"])], left_out
+
+
 def closed_by(dates: Sequence[pd.Timestamp], cut: pd.Timestamp, *, horizon_days: int) -> tuple[pd.Timestamp, ...]:
     """The dates whose label window `[t, t + horizon)` ends at or before `cut`."""
     horizon = pd.Timedelta(days=horizon_days)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import json
 import shutil
 from pathlib import Path
@@ -175,6 +177,26 @@ def test_cdnow_training_end_to_end(cdnow_cfg):
     # CDNOW has no feedback, tickets or loyalty: those features are dropped as empty, not trained on.
     features = load_bundle(outcome.bundle_path).manifest["feature_names"]
     assert "recency_days" in features and "nps_last" not in features
+
+
+def test_training_within_a_row_budget_leaves_the_oldest_snapshots_out_and_says_so(demo_features, caplog):
+    """Past train.max_training_rows, the oldest labelled snapshots are not read (a long history of a big shop would
+    not fit in memory); the split says which remain and the warning names the setting."""
+    from pipeline.features.store import snapshot_row_counts
+    from pipeline.run import train
+
+    counts = snapshot_row_counts(demo_features.features_dir)
+    labelled = counts[counts["labelled"]]
+    oldest = [str(d) for d in labelled["snapshot_date"].iloc[:3]]
+    budget = int(labelled["rows"].iloc[2:].sum())  # all but the two oldest
+    cfg = demo_features.model_copy(update={"train": demo_features.train.model_copy(update={
+        "max_training_rows": budget, "cv_folds": 1, "search_trials": 1, "model_name": "churn-budget-test"})})
+    with caplog.at_level(logging.WARNING):
+        outcome = train.run(cfg, backtest=False, quiet=True)
+    assert outcome.metrics["split"]["train"][0] == oldest[2]
+    assert outcome.metrics["split"]["test"] == str(labelled["snapshot_date"].iloc[-1])
+    assert (f"the 2 oldest labelled snapshots ({oldest[0]}..{oldest[1]}) are left out: with them training would read "
+            f"more than train.max_training_rows ({budget:,}) rows") in caplog.text
 
 
 def test_training_without_feature_snapshots_says_what_to_run(tmp_path):

@@ -200,6 +200,16 @@ def snapshot_dates(features_dir: Path | str) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(m.group(1)) for m in found if m)
 
 
+def snapshot_row_counts(features_dir: Path | str) -> pd.DataFrame:
+    """Per snapshot file of `features_dir`, oldest first: snapshot_date (date), rows, labelled (every row has a
+    label). Reads only the label column of each file."""
+    counts = []
+    for d in snapshot_dates(features_dir):  # one small read per file (tens of files)
+        labels = pq.read_table(snapshot_path(features_dir, d), columns=[LABEL]).column(0)
+        counts.append((d, len(labels), len(labels) > 0 and labels.null_count == 0))
+    return pd.DataFrame(counts, columns=[SNAPSHOT_DATE, "rows", "labelled"])
+
+
 def read_snapshots(
     features_dir: Path | str, dates: list[dt.date] | None = None, *, expected: FeaturesConfig | None = None
 ) -> pd.DataFrame:

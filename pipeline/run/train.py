@@ -38,7 +38,12 @@ from pipeline.config import Config, config_as_dict, data_identity
 from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
 from pipeline.evaluate import RetentionSettings
 from pipeline.features.registry import feature_specs
-from pipeline.features.store import check_settings_match, read_snapshots, recorded_settings
+from pipeline.features.store import (
+    check_settings_match,
+    read_snapshots,
+    recorded_settings,
+    snapshot_row_counts,
+)
 from pipeline.io import complete_interrupted_publishes, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
@@ -51,6 +56,7 @@ from pipeline.split import (
     rolling_splits,
     short_history_note,
     snapshot_count_phrase,
+    snapshots_within_rows,
     time_split,
 )
 from pipeline.tracking import (
@@ -392,7 +398,16 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     specs = feature_specs(cfg.features)
     horizon = cfg.features.horizon_days
     with timed("train"):
-        features = read_snapshots(cfg.features_dir, expected=cfg.features)
+        extra_folds = cfg.train.backtest_folds - 1 if backtest else 0
+        dates, left_out = snapshots_within_rows(
+            snapshot_row_counts(cfg.features_dir), max_rows=cfg.train.max_training_rows, horizon_days=horizon,
+            folds=cfg.train.cv_folds + extra_folds)
+        if left_out:
+            logger.warning(
+                "the %d oldest labelled snapshots (%s..%s) are left out: with them training would read more than "
+                "train.max_training_rows (%s) rows; raise it (or set 0) if memory allows",
+                len(left_out), left_out[0], left_out[-1], f"{cfg.train.max_training_rows:,}")
+        features = read_snapshots(cfg.features_dir, dates if left_out else None, expected=cfg.features)
         recorded = recorded_settings(cfg.features_dir, expected=cfg.features)
         check_settings_match(recorded, cfg.features, features_dir=cfg.features_dir)
         if recorded is None:
