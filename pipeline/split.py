@@ -117,16 +117,17 @@ def snapshots_needed(snapshot_dates: Sequence[object], *, horizon_days: int, fol
 def snapshots_within_rows(
     counts: pd.DataFrame, *, max_rows: int, horizon_days: int, folds: int
 ) -> tuple[list[dt.date], list[dt.date]]:
-    """(the snapshot dates to read, the labelled ones left out) so that the labelled snapshots read hold at most
-    `max_rows` rows: the newest labelled ones first, never fewer than a split with `folds` folds needs
-    (`snapshots_needed`); every unlabelled one is read. `max_rows` 0: all.
+    """(the snapshot dates to read, the labelled ones left out) so that the snapshots read hold at most `max_rows`
+    rows: every unlabelled one (the newest), then the labelled ones newest first, never fewer than a split with
+    `folds` folds needs (`snapshots_needed`). `max_rows` 0: all.
 
     Input: `snapshot_row_counts` (snapshot_date, rows, labelled), oldest first."""
     labelled = counts[counts["labelled"]]
-    if max_rows == 0 or labelled.empty or int(labelled["rows"].sum()) <= max_rows:
+    if max_rows == 0 or labelled.empty or int(counts["rows"].sum()) <= max_rows:
         return list(counts["snapshot_date"]), []
     newest_first = labelled.iloc[::-1]
-    within = int((newest_first["rows"].cumsum() <= max_rows).sum())
+    room = max_rows - int(counts.loc[~counts["labelled"], "rows"].sum())
+    within = int((newest_first["rows"].cumsum() <= room).sum())
     needed = snapshots_needed(list(labelled["snapshot_date"]), horizon_days=horizon_days, folds=folds)
     kept = set(newest_first["snapshot_date"].iloc[:max(within, needed)])
     left_out = [d for d in labelled["snapshot_date"] if d not in kept]

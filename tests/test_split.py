@@ -298,15 +298,16 @@ def test_churn_train_on_a_short_export_says_how_long_the_history_is_and_what_fit
 
 def test_training_reads_the_newest_labelled_snapshots_within_its_row_budget():
     """A long history of a big shop: 37 labelled monthly snapshots of 1,000 rows and 3 whose window has not passed.
-    Within 20,000 rows the 20 newest labelled ones are read; a tiny budget still reads what a split needs."""
+    Within 23,000 rows the 3 unlabelled and the 20 newest labelled ones are read; a tiny budget still reads what a
+    split needs."""
     from pipeline.split import snapshots_within_rows
 
     dates = [dt.date(2020 + m // 12, m % 12 + 1, 1) for m in range(40)]
     counts = pd.DataFrame({"snapshot_date": dates, "rows": 1000, "labelled": [True] * 37 + [False] * 3})
     assert snapshots_within_rows(counts, max_rows=0, horizon_days=90, folds=3) == (dates, [])
-    assert snapshots_within_rows(counts, max_rows=37_000, horizon_days=90, folds=3) == (dates, [])
-    kept, left_out = snapshots_within_rows(counts, max_rows=20_000, horizon_days=90, folds=3)
-    assert kept == dates[17:] and left_out == dates[:17]
+    assert snapshots_within_rows(counts, max_rows=40_000, horizon_days=90, folds=3) == (dates, [])
+    kept, left_out = snapshots_within_rows(counts, max_rows=23_000, horizon_days=90, folds=3)
+    assert kept == dates[17:] and left_out == dates[:17]  # 3 unlabelled and the 20 newest labelled
     kept, left_out = snapshots_within_rows(counts, max_rows=1, horizon_days=90, folds=3)
     assert kept == dates[28:] and left_out == dates[:28]  # 9 labelled: test, 3 folds, their training snapshots
     split = time_split(kept[:-3], horizon_days=90, folds=3)

@@ -188,7 +188,7 @@ def test_training_within_a_row_budget_leaves_the_oldest_snapshots_out_and_says_s
     counts = snapshot_row_counts(demo_features.features_dir)
     labelled = counts[counts["labelled"]]
     oldest = [str(d) for d in labelled["snapshot_date"].iloc[:3]]
-    budget = int(labelled["rows"].iloc[2:].sum())  # all but the two oldest
+    budget = int(counts["rows"].sum() - labelled["rows"].iloc[:2].sum())  # all but the two oldest
     cfg = demo_features.model_copy(update={"train": demo_features.train.model_copy(update={
         "max_training_rows": budget, "cv_folds": 1, "search_trials": 1, "model_name": "churn-budget-test"})})
     with caplog.at_level(logging.WARNING):
