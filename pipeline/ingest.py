@@ -167,11 +167,12 @@ def _empty_problems() -> pd.DataFrame:
                          "reason": pd.Series([], dtype="str")})
 
 
-def map_columns(raw: RawSource, source: SourceConfig) -> tuple[pd.DataFrame, dict[str, str]]:
+def map_columns(raw: RawSource, source: SourceConfig, *, export_number: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
     """The contract columns present in `raw` under contract names, and contract -> file name labels.
 
     `combine` joins file columns into one (`joined_text`), `constants` fill a column with one value. With
-    `one_order_per_row`, order_id is synthesised from the input row ('R1', 'R2', ...).
+    `one_order_per_row`, order_id is synthesised from the input row ('R1', 'R2', ...; 'R1/1' in the first of
+    `other_exports`: `export_number`).
     """
     spec = contract(raw.name)
     labels = {source.rename.get(column, column): column for column in raw.frame.columns}
@@ -183,7 +184,7 @@ def map_columns(raw: RawSource, source: SourceConfig) -> tuple[pd.DataFrame, dic
         present[name] = pd.Series(value, index=raw.frame.index, dtype="str")
         labels[name] = f"{name} (sources.{raw.name}.constants)"
     if source.one_order_per_row and raw.name == "transactions":
-        present["order_id"] = synthetic_order_ids(len(raw.frame))
+        present["order_id"] = synthetic_order_ids(len(raw.frame), export_number=export_number)
         labels["order_id"] = "order_id (one per row)"
     return pd.DataFrame(present, index=raw.frame.index, copy=False), labels
 
@@ -372,16 +373,16 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
 
 def parse_source(
     raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = (),
-    setting: str | None = None,
+    setting: str | None = None, export_number: int = 0,
 ) -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
     Ids are normalised by `parse_ids` (`id_case`: keep, lower or upper); a customer id of `guest_ids` (normalised
     alike) becomes empty, so that its row is a guest's (anonymous). `setting`: the export's config key (notes name
-    it; sources.<name> by default). A transactions source
+    it; sources.<name> by default; `export_number`: its place among the source's exports). A transactions source
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
     spec = contract(raw.name)
-    mapped, labels = map_columns(raw, source)
+    mapped, labels = map_columns(raw, source, export_number=export_number)
     typed, problems, notes = {}, [], []
     for column, dtype in spec.dtypes.items():
         if column not in mapped:
@@ -445,55 +446,47 @@ def parse_source(
         notes.append(note)
     refunds = None
     if raw.name == "transactions" and source.refunds is not None:
-        refunds, unread, refund_notes = parsed_refunds(
-            raw, source, order_ids=typed["order_id"], returns=returns, factors=factors,
-            export=setting or f"sources.{raw.name}")
+        refunds, unread = parsed_refunds(raw, source, factors=factors, export=setting or f"sources.{raw.name}")
         problems_frame = pd.concat([problems_frame, unread], ignore_index=True)
-        notes.extend(refund_notes)
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
         typed["amount"] = derive_amount(typed["quantity"], typed["unit_price"], typed["discount"])
         derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
-        labels["amount"] = f"{DERIVED_AMOUNT_LABEL}{derived['amount']})"
+        labels["amount"] = f"amount (= {derived['amount']})"
+        too_large = discount_beyond_price(typed["quantity"], typed["unit_price"], typed["discount"])
+        if len(too_large):
+            problems_frame = pd.concat([problems_frame, _problems(too_large, "discount", (
+                f"more than {labels.get('quantity', 'quantity')} × {labels.get('unit_price', 'unit_price')} (an "
+                "order's whole discount on one of its lines? map each line's own discount)"))], ignore_index=True)
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
 
 
 def parsed_refunds(
-    raw: RawSource, source: SourceConfig, *, order_ids: pd.Series, returns: np.ndarray, factors: pd.Series | None,
-    export: str,
-) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    raw: RawSource, source: SourceConfig, *, factors: pd.Series | None, export: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the rows whose `refunds` column gives money back: row, refund (positive, in the features' currency),
-    per_order, column; problems for cells that are not numbers; notes).
-
-    Blank and zero cells give none; a negative cell is read as its size. A row that `returns_when` marks as a return
-    (with `per: order`, any row of an order holding one) gives none: its negative amount is that money already."""
+    per_order, column, export; problems for cells that are not numbers). Blank and zero cells give none; a negative
+    cell is read as its size."""
     setting = source.refunds
     values = file_column(raw, setting.column, setting="refunds.column", export=export)
     read = source.read
     numbers = parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
                             accounting_negatives=read.accounting_negatives)
     failed = _unparsed(values, numbers)
-    problems = (_problems(failed, setting.column, _number_reason(values.iloc[failed], read=read, source=raw.name))
-                if len(failed) else _empty_problems())
+    problems = _empty_problems()
+    if len(failed):
+        reason = _number_reason(values.iloc[failed], read=read, source=raw.name)
+        if parse_booleans(values.iloc[failed]).notna().all():
+            reason += (f" (a true/false column? {export}.refunds takes the money refunded; mark refunded rows with "
+                       "returns_when or leave them out with exclude)")
+        problems = _problems(failed, setting.column, reason)
     refund = numbers.abs() if factors is None else numbers.abs() * factors
-    given = refund.notna().to_numpy() & (refund != 0).to_numpy()
-    notes = []
-    if len(returns):
-        marked = np.zeros(len(given), dtype=bool)
-        marked[returns] = True
-        if setting.per == "order":
-            marked |= order_ids.isin(order_ids.iloc[returns].dropna()).to_numpy()
-        if (given & marked).any():
-            notes.append(f"{int((given & marked).sum()):,} rows giving {setting.column} are returns by "
-                         f"{export}.returns_when{' or lines of such an order' * (setting.per == 'order')}: their "
-                         "negative amounts are that money, so no refund row is added for them")
-        given &= ~marked
-    rows = np.flatnonzero(given)
+    rows = np.flatnonzero(refund.notna().to_numpy() & (refund != 0).to_numpy())
     found = pd.DataFrame({"row": rows.astype(np.int64), "refund": refund.to_numpy(dtype=np.float64)[rows],
                           "per_order": setting.per == "order", "column": setting.column, "export": export})
-    return found, problems, notes
+    return found, problems
 
 
 NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERIC_FORMATS`) is named in the note
@@ -544,7 +537,11 @@ def on_contract_scale(
     return score.where(~rows, mapped), int(rows.sum())
 
 
-DERIVED_AMOUNT_LABEL = "amount (= "  # how a derived amount is labelled in reasons: "amount (= quantity × unit_price)"
+def discount_beyond_price(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> np.ndarray:
+    """Rows whose discount is larger than the size of quantity × unit_price: no line can be discounted below nothing,
+    and the amount derived from them would change sign (a sale read as a return, or a return as a sale). Only for an
+    amount derived so: beside a given amount, a unit price may be the price after the discount."""
+    return np.flatnonzero((discount > (quantity * unit_price).abs() + 1e-9).fillna(False).to_numpy(dtype=bool))
 
 
 def derive_amount(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> pd.Series:
@@ -633,18 +630,7 @@ def table_rules(name: str, labels: Mapping[str, str]) -> list[tuple[str, str, Ca
     for later, earlier in TIME_ORDER.get(name, ()):
         rules.append((later, f"{_label(labels, later)}: before {_label(labels, earlier)}",
                       partial(_not_before, later=later, earlier=earlier)))
-    if name == "transactions" and _label(labels, "amount").startswith(DERIVED_AMOUNT_LABEL):
-        rules.append(("discount", f"{_label(labels, 'discount')}: more than {_label(labels, 'quantity')} × "
-                      f"{_label(labels, 'unit_price')} (an order's whole discount on one of its lines? map each line's "
-                      "own discount)", _discount_within_price))
     return rules
-
-
-def _discount_within_price(df: pd.DataFrame) -> pd.Series:
-    """False on a line whose discount is larger than the size of quantity × unit_price: no line can be discounted
-    below nothing, and the amount derived from them would change sign (a sale read as a return, or a return as a
-    sale). Only for an amount derived so: beside a given amount, a unit price may be the price after discount."""
-    return ~(df["discount"] > (df["quantity"] * df["unit_price"]).abs() + 1e-9).fillna(False)
 
 
 def _score_in_range(df: pd.DataFrame, *, kind: str, low: float, high: float) -> pd.Series:
@@ -1238,6 +1224,7 @@ ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second
 GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
 GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
 GAP_MIN_LINES = 50
+GAP_BUSY_DAYS = 0.25  # ... and purchases on at least this share of their days (billing once a month is no gap)
 OUTSIZED_SHARE = 0.02  # one customer id with this share of the orders ...
 OUTSIZED_RATIO = 10  # ... and this many times the orders of any other: a placeholder (guests under '0')
 
@@ -1329,22 +1316,29 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
             "export for dropped leading zeros (a spreadsheet drops them)")
 
 
-def _dips(total: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(start day, lines during, lines in the busier-than-that side's span) of every `span`-day span (of the daily
-    line counts whose cumulative sum is `total`) holding fewer than GAP_SHARE of the lines of the `span` days before
-    it and of the `span` days after it, each of those with at least GAP_MIN_LINES."""
+def _dips(total: np.ndarray, busy: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start day, lines during, lines in the quieter side's span) of every `span`-day span holding fewer than
+    GAP_SHARE of the lines of the `span` days before it and of the `span` days after it, each of those with at least
+    GAP_MIN_LINES lines on at least GAP_BUSY_DAYS of its days. `total`, `busy`: cumulative sums of the daily lines
+    and of the days with any (a leading 0)."""
     start = np.arange(span, len(total) - 2 * span)
+
+    def side(first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return total[first + span] - total[first], busy[first + span] - busy[first]
+
+    (before, before_days), (after, after_days) = side(start - span), side(start + span)
     during = total[start + span] - total[start]
-    around = np.minimum(total[start] - total[start - span], total[start + 2 * span] - total[start + span])
-    dips = (around >= GAP_MIN_LINES) & (during < GAP_SHARE * around)
+    around = np.minimum(before, after)
+    dips = ((around >= GAP_MIN_LINES) & (np.minimum(before_days, after_days) >= GAP_BUSY_DAYS * span)
+            & (during < GAP_SHARE * around))
     return start[dips], during[dips], around[dips]
 
 
 def order_gap_note(result: SourceResult) -> str | None:
     """A note when the purchase lines of the validated transactions (`result`) nearly stop for a while between two
     busy spans: some span of GAP_DAYS days (or 2, 4, 8... times that, so that a long hole is seen too) holds fewer
-    than GAP_SHARE of the lines of both the span before and the span after it. That is what a missing export file
-    looks like (or a closure): every snapshot whose label window covers it sees its customers as not buying. The note
+    than GAP_SHARE of the lines of both the span before and the span after it, each busy (`_dips`). That is what a
+    missing export file looks like (or a closure): every snapshot whose label window covers it sees its customers as not buying. The note
     names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the daily lines around it)
     and how many other dips there are; None otherwise. A shop that grows from nothing, a seasonal peak and a holiday
     week stay quiet: only a dip below both neighbours counts."""
@@ -1354,9 +1348,9 @@ def order_gap_note(result: SourceResult) -> str | None:
     days = result.validated["ordered_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
     first = int(days.min())
     lines = np.bincount(days - first)
-    total = np.r_[0, np.cumsum(lines)]
+    total, busy = np.r_[0, np.cumsum(lines)], np.r_[0, np.cumsum(lines > 0)]
     spans = [GAP_DAYS * 2**k for k in range(12) if 3 * GAP_DAYS * 2**k <= len(lines)]
-    found = [(span, *_dips(total, span)) for span in spans]
+    found = [(span, *_dips(total, busy, span)) for span in spans]
     found = [(span, start, during, around) for span, start, during, around in found if len(start)]
     if not found:
         return None
@@ -1377,18 +1371,19 @@ def order_gap_note(result: SourceResult) -> str | None:
     busy_before, busy_after = np.flatnonzero(~quiet[:within[0]]), np.flatnonzero(~quiet[within[-1]:])
     low = busy_before[-1] + 1 if len(busy_before) else 0  # the quiet days, widened over those on each side
     high = within[-1] + busy_after[0] if len(busy_after) else len(lines)
-    before = total[low] - total[max(low - span, 0)], low - max(low - span, 0)
-    after = total[min(high + span, len(lines))] - total[high], min(high + span, len(lines)) - high
-    rate = min(before[0] / before[1], after[0] / after[1]) if before[1] and after[1] else rate
-    sides = (f"{before[1]} days before and after." if before[1] == after[1] else
-             f"{before[1]} days before and the {after[1]} days after.")
+    around_them = "them"
+    if low >= span and high + span <= len(lines):  # the spans just outside the quiet days, when the data hold them
+        rate = min(total[low] - total[low - span], total[high + span] - total[high]) / span
+    else:
+        around_them = f"the quietest {span} of them"
     day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
     begin, end = day + np.timedelta64(int(low), "D"), day + np.timedelta64(int(high) - 1, "D")
     others = f" (and {dips - 1} more such span{'s' * (dips > 2)})" if dips > 1 else ""
     return (f"purchases nearly stop from {begin} to {end}{others}: {int(lines[low:high].sum()):,} purchase lines in "
-            f"those {high - low} days, against an average of at least {int(rate):,} a day in the {sides} A "
-            "missing export file, or a closure? Every snapshot whose label window covers those days counts its "
-            "customers as not buying then; add the missing orders, or leave those snapshots out (features.snapshots)")
+            f"those {high - low} days (UTC), against an average of at least {int(rate):,} a day in the {span} days "
+            f"before and after {around_them}. A missing export file, or a closure? Every snapshot whose label window "
+            "covers those days counts its customers as not buying then; add the missing orders, or leave those "
+            "snapshots out (features.snapshots)")
 
 
 def orders_per_customer(lines: pd.DataFrame) -> pl.DataFrame:
@@ -1492,7 +1487,7 @@ def mapped_source(
     for number, (raw, export) in enumerate(zip(raws, exports)):
         filled = with_order_fields_filled(raw, export)
         parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
-                              setting=export_setting(raw.name, number))
+                              setting=export_setting(raw.name, number), export_number=number)
         left_out = [excluded_filled_rows(raw, filled, export.exclude), _problems(header_rows(raw), "", HEADER_AGAIN)]
         parts.append((filled, parsed, pd.concat(left_out, ignore_index=True)))
     columns = contract(raws[0].name).dtypes
@@ -1550,56 +1545,78 @@ def mapped_source(
     return MappedSource(raw, parsed, excluded, extra)
 
 
-def _concat_or_none(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
-    return pd.concat(frames, ignore_index=True) if frames else None
-
-
 def refund_carriers(
-    typed: pd.DataFrame, refunds: pd.DataFrame, *, quarantined: np.ndarray, max_abs_amount: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the refunds that become rows: row (the row whose order and time the refund takes), refund, column; problems).
+    typed: pd.DataFrame, refunds: pd.DataFrame, *, quarantined: np.ndarray, max_abs_amount: float, columns: str
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(the refunds that become rows: row (the row whose order and time the refund takes), refund, column; problems;
+    notes).
 
-    `refunds`: `parsed_refunds` of `typed`; `quarantined`: rows already quarantined, which give no refund. A refund per
+    `refunds`: `parsed_refunds` of `typed`; `columns`: the refund columns, for the notes; `quarantined`: rows already
+    quarantined, which give no refund. A refund per
     order is taken once, from the first of its order's rows kept; the kept rows of an order whose rows give different
-    refunds are quarantined, as are refunds beyond ±`max_abs_amount`."""
+    refunds are quarantined, as are refunds beyond ±`max_abs_amount`. An order (a row, with `per: row`) that already
+    holds a negative amount among its kept rows, in any export (a return, a refund row, a row `returns_when` made
+    negative) gives none: that is the money already. A refund larger than the goods of its order's kept rows (of its
+    row) is cut to them: line prices leave out the shipping and taxes a refund may include."""
     beyond = (refunds["refund"] > max_abs_amount).to_numpy()
     problems = [refunds.loc[beyond, ["row"]].assign(
         column=refunds.loc[beyond, "column"],
         reason=refunds.loc[beyond, "column"] + f": beyond ±{max_abs_amount:g} (ingest.max_abs_amount)")]
-    kept = refunds[~beyond & ~refunds["row"].isin(quarantined).to_numpy()]
-    rows = kept["row"].to_numpy(dtype=np.int64)
-    orders = pl.DataFrame({
-        "row": rows, "refund": kept["refund"].to_numpy(), "per_order": kept["per_order"].to_numpy(),
-        "customer_id": typed["customer_id"].to_numpy()[rows].astype(object), "order_id": typed["order_id"].to_numpy()[rows].astype(object),
-    }, schema_overrides={"customer_id": pl.String, "order_id": pl.String})
-    per_order = orders.filter(pl.col("per_order")).with_columns(
-        pl.col("refund").n_unique().over("customer_id", "order_id").alias("values"),
-        pl.col("row").rank("ordinal").over("customer_id", "order_id").alias("nth"),
+    kept_rows = np.ones(len(typed), dtype=bool)
+    kept_rows[quarantined] = False
+    candidates = refunds[~beyond & kept_rows[refunds["row"].to_numpy(dtype=np.int64)]]
+    rows = candidates["row"].to_numpy(dtype=np.int64)
+    ids = ["customer_id", "order_id"]
+    offered = pl.from_pandas(typed[ids].iloc[rows].reset_index(drop=True)).with_columns(
+        pl.Series("row", rows), pl.Series("refund", candidates["refund"].to_numpy()),
+        pl.Series("per_order", candidates["per_order"].to_numpy()), pl.Series("own", typed["amount"].to_numpy()[rows]))
+    kept = np.flatnonzero(kept_rows)
+    orders = (pl.from_pandas(typed[[*ids, "amount"]].iloc[kept].reset_index(drop=True)).lazy()
+              .join(offered.lazy().select(ids).unique(), on=ids, how="semi")
+              .group_by(ids).agg(pl.col("amount").clip(lower_bound=0).sum().alias("goods"),
+                                 (pl.col("amount") < 0).any().alias("returned")).collect())
+    # A negative row's refund cell is that return's own money: it neither gives nor contradicts its order's refund.
+    offered = offered.join(orders, on=ids, how="left").filter(~pl.col("per_order") | (pl.col("own") >= 0)).with_columns(
+        pl.when(pl.col("per_order")).then(pl.col("goods")).otherwise(pl.col("own").clip(lower_bound=0)).alias("goods"),
+        pl.when(pl.col("per_order")).then(pl.col("returned")).otherwise(pl.col("own") < 0).alias("returned"),
+        pl.col("refund").n_unique().over(ids).alias("values"),
+        pl.col("row").rank("ordinal").over(ids).alias("nth"),
     )
-    differ = per_order.filter(pl.col("values") > 1).with_columns(
+    differ = offered.filter(pl.col("per_order") & (pl.col("values") > 1)).with_columns(
         pl.col("refund").unique().sort().round(4).cast(pl.String).str.replace(r"\.0$", "").str.join(", ")
-        .over("customer_id", "order_id").alias("shown"))
+        .over(ids).alias("shown"))
     if differ.height:
-        chosen = kept.set_index("row").loc[differ["row"].to_numpy()]
+        chosen = candidates.set_index("row").loc[differ["row"].to_numpy()]
         problems.append(pd.DataFrame({
             "row": differ["row"].to_numpy(), "column": chosen["column"].to_numpy(),
             "reason": (chosen["column"] + ": the order's rows give different refunds (" + differ["shown"].to_numpy()
                        + "); if each row gives its own, set " + chosen["export"] + ".refunds.per: row").to_numpy(),
         }))
-    taken = np.sort(np.concatenate([
-        orders.filter(~pl.col("per_order"))["row"].to_numpy(),
-        per_order.filter((pl.col("values") == 1) & (pl.col("nth") == 1))["row"].to_numpy(),
-    ])).astype(np.int64)
-    carriers = kept.set_index("row").loc[taken, ["refund", "column"]].reset_index()
-    return carriers, pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"})
+    once = offered.filter(~pl.col("per_order") | ((pl.col("values") == 1) & (pl.col("nth") == 1)))
+    taken = once.filter(~pl.col("returned")).with_columns(pl.min_horizontal("refund", "goods").alias("refund"),
+                                                          pl.col("refund").alias("written")).filter(pl.col("refund") > 0)
+    carriers = pd.DataFrame({"row": taken["row"].to_numpy(), "refund": taken["refund"].to_numpy()})
+    carriers["column"] = candidates.set_index("row").loc[carriers["row"], "column"].to_numpy()
+    carriers = carriers.sort_values("row", ignore_index=True)
+    column = columns
+    returned, cut = once.filter(pl.col("returned")).height, taken.filter(pl.col("written") > pl.col("refund"))
+    notes = ([f"no row gives a refund in {column} (sources.transactions.refunds): every cell is blank or 0"]
+             if refunds.empty else [])
+    if returned:
+        notes.append(f"{returned:,} refund{'s' * (returned != 1)} of {column} not added: a return or refund already "
+                     "stands for that money (a negative amount on the row, or with per: order on a row of the order, "
+                     "in any export)")
+    if cut.height:
+        notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {column} larger than the goods of their order "
+                     f"were cut to them ({float((cut['written'] - cut['refund']).sum()):,.2f} in all): line prices "
+                     "leave out the shipping and taxes a refund may include")
+    return carriers, pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"}), notes
 
 
-def with_refund_rows(result: SourceResult, typed: pd.DataFrame, carriers: pd.DataFrame) -> SourceResult:
+def with_refund_rows(result: SourceResult, typed: pd.DataFrame, carriers: pd.DataFrame, notes: list[str]) -> SourceResult:
     """`result` with one refund row per carrier appended to its validated transactions: the carrier row's order_id,
     customer_id, ordered_at and channel, amount = -refund, the other columns empty; the report counts them
-    (`refund_rows`, also in `validated_rows`) and says where they came from."""
-    if carriers.empty:
-        return result
+    (`refund_rows`, also in `validated_rows`) and says where they came from, after `notes`."""
     rows = carriers["row"].to_numpy(dtype=np.int64)
     added = {}
     for column, dtype in contract("transactions").dtypes.items():
@@ -1609,14 +1626,19 @@ def with_refund_rows(result: SourceResult, typed: pd.DataFrame, carriers: pd.Dat
             added[column] = pd.Series(-carriers["refund"].to_numpy(dtype=np.float64), dtype=dtype)
         else:
             added[column] = pd.Series(None, index=range(len(rows)), dtype=dtype)
-    validated = pd.concat([result.validated, pd.DataFrame(added)], ignore_index=True)
+    validated = pd.concat([result.validated, pd.DataFrame(added)], ignore_index=True) if len(rows) else result.validated
     per_column = carriers.groupby("column", sort=False)["refund"].agg(["size", "sum"])
-    notes = [f"{int(n):,} refund row{'s' * (n != 1)} added from {column} (worth {total:,.2f} in all): each timed at its order, as the "
-             "export gives no time for it, so a snapshot taken between an order and its refund sees the refund early"
-             for column, (n, total) in per_column.iterrows()]
+    notes = [*notes, *(
+        f"{int(n):,} refund row{'s' * (n != 1)} added from {column} (worth {total:,.2f} in all): each timed at its "
+        "order, as the export gives no time for it, so a snapshot taken between an order and its refund sees the "
+        "refund early" for column, (n, total) in per_column.iterrows())]
     report = {**result.report, "validated_rows": int(len(validated)), "refund_rows": int(len(rows)),
               "notes": [*result.report["notes"], *notes]}
     return dataclasses.replace(result, validated=validated, report=report)
+
+
+def _concat_or_none(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    return pd.concat(frames, ignore_index=True) if frames else None
 
 
 def ingest_sources(
@@ -1672,14 +1694,15 @@ def ingest_sources(
         refunds = parsed[name].refunds
         carriers = None
         if refunds is not None:
-            carriers, refund_problems = refund_carriers(
+            carriers, refund_problems, refund_notes = refund_carriers(
                 parsed[name].typed, refunds, quarantined=problems["row"].to_numpy(dtype=np.int64),
-                max_abs_amount=cfg.max_abs_amount)
+                max_abs_amount=cfg.max_abs_amount,
+                columns=", ".join(dict.fromkeys(e.refunds.column for e in sources[name].exports() if e.refunds)))
             problems = pd.concat([problems, refund_problems], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
         if carriers is not None:
-            results[name] = with_refund_rows(results[name], parsed[name].typed, carriers)
+            results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now

@@ -1172,6 +1172,8 @@ def each_distinct_once(text: pd.Series, parse: Callable[[pd.Series], pd.Series])
     return pd.Series(parsed.array.take(codes, allow_fill=True), index=text.index, name=text.name)
 
 
-def synthetic_order_ids(rows: int) -> pd.Series:
-    """Order ids for sources where each row is one order: 'R' + the 1-based input row."""
-    return "R" + pd.Series(np.arange(1, rows + 1)).astype("str")
+def synthetic_order_ids(rows: int, *, export_number: int = 0) -> pd.Series:
+    """Order ids for sources where each row is one order: 'R' + the 1-based input row; in a further export (under
+    `other_exports`, `export_number` 1, 2, ...) 'R<row>/<export_number>', so that no two exports share one."""
+    ids = "R" + pd.Series(np.arange(1, rows + 1)).astype("str")
+    return ids if export_number == 0 else ids + f"/{export_number}"

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.config import config_from_dict
 from pipeline.ingest import ANONYMOUS, IngestResult, ingest_sources
-from pipeline.sources import read_source
+from pipeline.sources import read_exports
 
 HEADER = "order_id,customer_id,ordered_at,amount"
 ROWS = [
@@ -108,7 +108,7 @@ def ingest_in_memory(folder: Path, case: Case) -> IngestResult:
     write_files(folder, case)
     cfg = config_from_dict(raw_config(case), base_dir=folder)
     configured = cfg.sources.configured()
-    raws = {name: read_source(name, source) for name, source in configured.items()}
+    raws = {name: read_exports(name, source) for name, source in configured.items()}
     return ingest_sources(raws, sources=configured, cfg=cfg.ingest)
 
 
@@ -467,6 +467,13 @@ def test_a_discount_lowers_the_money_a_return_gives_back_and_never_turns_a_line_
     given = "order_id,customer_id,ordered_at,amount,quantity,unit_price,discount\no1,c1,2024-01-01,5,1,5,7.5\n"
     result = ingest_in_memory(tmp_path, Case(files={"t.csv": given})).sources["transactions"]
     assert result.quarantine.empty  # beside a given amount, unit_price may be the price after the discount
+    derived = "order_id,customer_id,ordered_at,quantity,unit_price,discount\no9,c1,2024-01-01,1,5,7.5\n"
+    for first, other in (("given.csv", "derived.csv"), ("derived.csv", "given.csv")):  # each export by its own layout
+        files = {"given.csv": given, "derived.csv": derived}
+        case = Case(files=files, sources={"transactions": {"path": first, "other_exports": [{"path": other}]}},
+                    ingest={"max_bad_share": 0.9})
+        result = ingest_in_memory(tmp_path, case).sources["transactions"]
+        assert result.quarantine["order_id"].tolist() == ["o9"], first
 
 
 def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):

@@ -511,8 +511,8 @@ def test_a_month_without_purchases_between_busy_months_is_named_as_a_missing_exp
     hole[60:91] = 0  # 2024-03-01 .. 2024-03-31
     hole[59] = 2  # a quiet day next to it belongs to it (quiet: fewer than 25% of the daily lines around)
     assert order_gap_note(_purchases_per_day(hole)) == (
-        "purchases nearly stop from 2024-02-29 to 2024-03-31: 2 purchase lines in those 32 days, against an average of at least "
-        "20 a day in the 28 days before and after. A missing export file, or a closure? Every snapshot whose label "
+        "purchases nearly stop from 2024-02-29 to 2024-03-31: 2 purchase lines in those 32 days (UTC), against an average of at least "
+        "20 a day in the 28 days before and after them. A missing export file, or a closure? Every snapshot whose label "
         "window covers those days counts its customers as not buying then; add the missing orders, or leave those "
         "snapshots out (features.snapshots)")
     long_hole = np.full(400, 20)
@@ -532,7 +532,11 @@ def test_growth_seasons_and_a_holiday_week_are_not_gaps():
     peak[100:130] = 200  # a season ten times as busy
     growing = np.linspace(0, 40, 200).astype(int)  # a shop that starts from nothing
     closed_between = np.r_[np.full(60, 20), np.zeros(60, dtype=int), np.full(60, 400)]  # two months shut: named
-    for counts in (holiday, peak, growing, np.full(80, 20)):
+    billing = np.zeros(540, dtype=int)
+    billing[np.flatnonzero(pd.date_range("2024-01-01", periods=540).day == 1)] = 100  # a subscription billed on the 1st
+    wholesaler = np.zeros(400, dtype=int)
+    wholesaler[::35] = 60  # one 60-line order every five weeks
+    for counts in (holiday, peak, growing, np.full(80, 20), billing, wholesaler):
         assert order_gap_note(_purchases_per_day(counts)) is None
     assert order_gap_note(_purchases_per_day(closed_between)) is not None
     assert order_gap_note(SourceResult("transactions", pd.DataFrame({"ordered_at": pd.Series([], dtype="datetime64[us, UTC]"),

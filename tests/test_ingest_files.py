@@ -1069,14 +1069,57 @@ def test_refunds_per_row_and_beside_rows_already_marked_as_returns(tmp_path):
               "returns_when": {"Type": ["refund"]}, "refunds": {"column": "Refunded", "per": "row"}}
     report = run_ingest(tmp_path, {"transactions": source})
     assert read_validated_source(tmp_path, "transactions")["amount"].tolist() == [10, 20, -15, 5, -2, -3, -1]
-    assert ("1 rows giving Refunded are returns by sources.transactions.returns_when: their negative amounts are that "
-            "money, so no refund row is added for them") in report["sources"]["transactions"]["notes"]
+    assert ("1 refund of Refunded not added: a return or refund already stands for that money (a negative amount on "
+            "the row, or with per: order on a row of the order, in any export)") in report["sources"]["transactions"]["notes"]
     report = run_ingest(tmp_path, {"transactions": {**source, "refunds": {"column": "Refunded"}}},
                         ingest={"max_bad_share": 0.9})
     validated = read_validated_source(tmp_path, "transactions")
     assert validated["amount"].tolist() == [-15, 5]  # o1's lines give two refunds: quarantined; o2 is a return
-    assert ("2 rows giving Refunded are returns by sources.transactions.returns_when or lines of such an order: their "
-            "negative amounts are that money, so no refund row is added for them") in report["sources"]["transactions"]["notes"]
+    assert ("1 refund of Refunded not added: a return or refund already stands for that money (a negative amount on "
+            "the row, or with per: order on a row of the order, in any export)") in report["sources"]["transactions"]["notes"]
+
+
+def test_a_refund_is_counted_once_and_never_above_its_orders_goods(tmp_path):
+    """Payments with an `Amount Refunded` column beside a refunds export (under other_exports) that names the charge:
+    the refund is the refunds export's row, not a second one. Shopify's refund includes shipping and taxes, which
+    line prices leave out: a refund is cut to its order's goods, so net spend never reads below what was bought."""
+    write(tmp_path, "payments.csv", "id,customer,created,amount,Amount Refunded\n"
+          "ch_1,cus_A,2024-01-05 10:00,50,20\nch_2,cus_B,2024-01-06 10:00,30,35\n")
+    write(tmp_path, "refunds.csv", "charge,created,amount,type\nch_1,2024-01-10 09:00,20,refund\n")
+    mapping = {"id": "order_id", "customer": "customer_id", "created": "ordered_at"}
+    report = run_ingest(tmp_path, {"transactions": {
+        "path": "payments.csv", "rename": mapping, "refunds": {"column": "Amount Refunded"},
+        "other_exports": [{"path": "refunds.csv", "rename": {"charge": "order_id", "created": "ordered_at"},
+                           "returns_when": {"type": ["refund"]}}]}})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "customer_id", "amount"]].values.tolist() == [
+        ["ch_1", "cus_A", 50.0], ["ch_2", "cus_B", 30.0], ["ch_1", "cus_A", -20.0], ["ch_2", "cus_B", -30.0]]
+    notes = report["sources"]["transactions"]["notes"]
+    assert ("1 refund of Amount Refunded not added: a return or refund already stands for that money (a negative "
+            "amount on the row, or with per: order on a row of the order, in any export)") in notes
+    assert ("1 refund of Amount Refunded larger than the goods of their order were cut to them (5.00 in all): line "
+            "prices leave out the shipping and taxes a refund may include") in notes
+
+
+def test_a_refunds_column_that_gives_nothing_or_holds_true_false_says_so(tmp_path):
+    write(tmp_path, "t.csv", with_column(GOOD_TRANSACTIONS, "Refunded", ""))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "refunds": {"column": "Refunded"}}})
+    entry = report["sources"]["transactions"]
+    assert entry["refund_rows"] == 0 and entry["validated_rows"] == 3
+    assert "no row gives a refund in Refunded (sources.transactions.refunds): every cell is blank or 0" in entry["notes"]
+    write(tmp_path, "t.csv", with_column(GOOD_TRANSACTIONS, "Refunded", "false"))
+    with pytest.raises(IngestError, match=r"Refunded: not a number \(a true/false column\? sources\.transactions\.refunds "
+                                          r"takes the money refunded; mark refunded rows with returns_when"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "refunds": {"column": "Refunded"}}})
+
+
+def test_rows_that_are_orders_in_two_exports_stay_two_orders(tmp_path):
+    """`one_order_per_row` numbers each export's rows: the first rows of two exports are two orders, not one."""
+    write(tmp_path, "a.csv", "customer,at,amount\nc1,2024-01-01,10\n")
+    write(tmp_path, "b.csv", "customer,at,amount\nc1,2024-01-02,40\n")
+    export = {"rename": {"customer": "customer_id", "at": "ordered_at"}, "one_order_per_row": True}
+    run_ingest(tmp_path, {"transactions": {"path": "a.csv", **export, "other_exports": [{"path": "b.csv", **export}]}})
+    assert read_validated_source(tmp_path, "transactions")["order_id"].tolist() == ["R1", "R1/1"]
 
 
 def test_a_refunds_column_the_files_lack_or_a_refunds_setting_elsewhere_is_an_error_naming_it(tmp_path):
@@ -1523,7 +1566,7 @@ def test_a_monthly_export_file_missing_from_the_glob_is_named_with_its_dates(tmp
         write(folder, f"{month:02d}.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING):
         report = run_ingest(tmp_path, {"transactions": {"path": "orders/*.csv"}})
-    note = ("purchases nearly stop from 2024-03-01 to 2024-03-31: 0 purchase lines in those 31 days, against an average of at least "
-            "3 a day in the 28 days before and after. A missing export file, or a closure?")
+    note = ("purchases nearly stop from 2024-03-01 to 2024-03-31: 0 purchase lines in those 31 days (UTC), against an average of at least "
+            "3 a day in the 28 days before and after them. A missing export file, or a closure?")
     assert any(item.startswith(note) for item in report["sources"]["transactions"]["notes"])
     assert note in caplog.text
