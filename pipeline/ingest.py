@@ -86,8 +86,16 @@ MISSING = "missing"
 ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest checkout): not a bad row
 ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so different ones look alike; re-export with "
               "the column formatted as text")
-# The reason of a row that repeats a row of an earlier file of the source (overlapping exports): not a bad row.
-REPEATED = "repeats a row of an earlier file (overlapping exports)"
+# The reason of a row whose record a more recent file of the source holds too (overlapping exports): not a bad row.
+REPEATED = "repeated in a more recent export file (overlapping exports): the latest copy is kept"
+# The contract columns that name one record of a source; the others (a delivery time, a ticket's close, an order's
+# status in a file column) may change between two exports of the same record. Other sources: every column.
+RECORD_IDENTITY = {
+    "transactions": ("order_id", "customer_id", "ordered_at", "product_id", "quantity", "unit_price", "amount",
+                     "discount"),
+    "feedback": ("feedback_id", "customer_id", "submitted_at", "kind", "score", "order_id", "comment"),
+    "support_tickets": ("ticket_id", "customer_id", "opened_at", "channel", "topic"),
+}
 HEADER_AGAIN = "repeats the header row (exports joined one below the other?)"  # not a bad row either
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
 LATER_ATTRIBUTES = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
@@ -966,31 +974,51 @@ def repeat_keys(typed: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return key, repeated(key)
 
 
-def repeated_across_files(
-    raw: RawSource, typed: pd.DataFrame, *, keys: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
-    """Row numbers of `raw` (ascending) that repeat a row of an earlier file or sheet: identical in every column,
-    the k-th copy within its file when an earlier file holds at least k copies. Copies within one file are
-    not repeats (an order may hold two equal lines); two exports whose periods overlap give repeats.
+def record_identity(name: str, *, synthetic_orders: bool = False) -> list[str]:
+    """The contract columns that name one record of source `name` (RECORD_IDENTITY); without order_id when the order
+    ids are made up per row (`one_order_per_row`: two copies of a row get two ids)."""
+    columns = list(RECORD_IDENTITY.get(name, contract(name).columns))
+    return [c for c in columns if not (synthetic_orders and c == "order_id")]
 
-    `typed` (the same rows parsed; or `keys`, its `repeat_keys`) narrows the search to rows whose customer, numbers
-    and times repeat; among those, rows are equal when two independent 64-bit row hashes are (a false match needs
-    both to collide).
-    """
+
+def repeated_across_files(raw: RawSource, typed: pd.DataFrame, *, identity: Sequence[str] | None = None) -> np.ndarray:
+    """Row numbers of `raw` (ascending) whose record a more recent file or sheet holds too: the same values in the
+    `identity` columns of `typed` (the rows parsed; default all), whatever the other columns say (an order's status,
+    a ticket's close, an export date may have changed between the two exports). Each record's copies in its most
+    recent file are kept, the others are repeats; the k-th copy within a file is a repeat when a more recent file
+    holds at least k copies. Copies within one file are not repeats (an order may hold two equal lines).
+
+    A file is more recent than another when its latest time (of the source's time column) is later, or, at the same
+    latest time, when it comes later in the glob. Rows are equal when two independent 64-bit hashes of their
+    identity values are (a false match needs both to collide); a cheaper key narrows the search first."""
     files = pd.factorize(raw.origin["source_file"])[0]  # in file order: rows come file after file
     if len(files) == 0 or files.min() == files.max():
         return np.zeros(0, dtype=np.int64)
-    key, candidates = keys if keys is not None else repeat_keys(typed)
-    rows = np.flatnonzero(candidates)  # mostly an order's equal lines, within one file
+    same = typed[list(identity)] if identity is not None else typed
+    key = _value_key(same, with_customer=True)
+    rows = np.flatnonzero(repeated(key))  # mostly an order's equal lines, within one file
     in_files = pl.DataFrame({"key": key[rows], "file": files[rows]})
     rows = rows[in_files.select(pl.col("file").n_unique().over("key") > 1).to_series().to_numpy()]
     if len(rows) == 0:
         return rows.astype(np.int64)
-    table = pl.from_pandas(raw.frame.take(rows))
-    keys = pl.DataFrame({"first": table.hash_rows(seed=0), "second": table.hash_rows(seed=1), "file": files[rows]})
-    copy = keys.select(pl.int_range(pl.len()).over("first", "second", "file").alias("copy"))["copy"]
-    earliest = keys.with_columns(copy).select(pl.col("file").min().over("first", "second", "copy"))["file"]
-    return rows[(keys["file"] > earliest).to_numpy()].astype(np.int64)
+    table = pl.from_pandas(same.take(rows).reset_index(drop=True))
+    keys = pl.DataFrame({"first": table.hash_rows(seed=0), "second": table.hash_rows(seed=1),
+                         "recency": _file_recency(typed, contract(raw.name).time_column, files)[files[rows]]})
+    copy = keys.select(pl.int_range(pl.len()).over("first", "second", "recency").alias("copy"))["copy"]
+    latest = keys.with_columns(copy).select(pl.col("recency").max().over("first", "second", "copy"))["recency"]
+    return rows[(keys["recency"] < latest).to_numpy()].astype(np.int64)
+
+
+def _file_recency(typed: pd.DataFrame, time_column: str | None, files: np.ndarray) -> np.ndarray:
+    """Per file number (0..) of the rows of `typed`, its rank from the least to the most recent: by the latest time
+    of its rows in `time_column` (none: all alike), then by its place in the glob."""
+    count = int(files.max()) + 1
+    latest = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
+    if time_column is not None:  # NaT is the smallest int64
+        np.maximum.at(latest, files, typed[time_column].to_numpy(dtype="datetime64[us]").view(np.int64))
+    ranks = np.empty(count, dtype=np.int64)
+    ranks[np.lexsort((np.arange(count), latest))] = np.arange(count)
+    return ranks
 
 
 def duplicate_rows(
@@ -1119,7 +1147,8 @@ def split_source(
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
             f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
-        ] + ([f"{int(repeats.sum()):,} rows repeat rows of an earlier file (overlapping exports?): quarantined once, "
+        ] + ([f"{int(repeats.sum()):,} rows are repeated in a more recent export file (overlapping exports?): the "
+              "latest copy of each is kept, the others quarantined, "
               "not counted as bad"] if repeats.any() else []) + (
             [f"{int(later.sum()):,} rows name a customer whose attributes an earlier row gives: the first row of each "
              "customer is kept, the others are quarantined (not counted as bad)"] if later.any() else []) + (
@@ -1678,7 +1707,9 @@ def ingest_sources(
             get_logger().warning("%s: %s", name, warning)
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
         keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
-        repeats = repeated_across_files(raws[name], parsed[name].typed, keys=keys)
+        synthetic = any(export.one_order_per_row for export in sources[name].exports())
+        repeats = repeated_across_files(raws[name], parsed[name].typed,
+                                        identity=record_identity(name, synthetic_orders=synthetic))
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
         missed = raws[name].lookup_problems
         if missed is not None:  # a row whose key a lookup table lacks: that is why values are missing, not a guest

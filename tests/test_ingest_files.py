@@ -418,7 +418,7 @@ def test_repeated_header_names_are_an_error_naming_the_column(tmp_path):
 
 def test_rows_repeated_by_an_overlapping_later_export_are_quarantined_once_not_as_bad(tmp_path):
     """January's export runs to Feb 2; February's starts on Feb 1: the two overlapping days' rows are in both.
-    Each is kept once (from the earlier file); two equal lines of one order, in one file, both stay."""
+    Each is kept once (from the more recent file); two equal lines of one order, in one file, both stay."""
     (tmp_path / "exports").mkdir()
     header = "order_id,customer_id,ordered_at,amount\n"
     overlap = "o5,c2,2024-02-01 09:00:00,4\no6,c3,2024-02-02 10:00:00,7\no6,c3,2024-02-02 10:00:00,7\n"
@@ -430,23 +430,46 @@ def test_rows_repeated_by_an_overlapping_later_export_are_quarantined_once_not_a
     assert validated["order_id"].tolist() == ["o1", "o5", "o6", "o6", "o7", "o8", "o8"]
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
     assert quarantine[["source_file", "source_row", "reason"]].values.tolist() == [
-        [str(tmp_path / "exports" / "2024-02.csv"), row, "repeats a row of an earlier file (overlapping exports)"]
-        for row in (1, 2, 3)]
+        [str(tmp_path / "exports" / "2024-01.csv"), row,
+         "repeated in a more recent export file (overlapping exports): the latest copy is kept"] for row in (2, 3, 4)]
     assert report["repeated_rows"] == 3 and report["bad_share"] == 0.0
     assert report["duplicate_rows"] == 2  # o6's and o8's second lines: equal lines within one file, kept
-    assert "3 rows repeat rows of an earlier file (overlapping exports?): quarantined once, not counted as bad" in (
-        report["notes"])
+    assert ("3 rows are repeated in a more recent export file (overlapping exports?): the latest copy of each is kept, "
+            "the others quarantined, not counted as bad") in report["notes"]
 
 
-def test_a_third_copy_in_a_later_file_is_kept_when_earlier_files_hold_only_two():
+def test_an_order_exported_again_after_its_status_or_refund_changed_is_kept_once_as_last_exported(tmp_path):
+    """A shop exports the last two months every month: an order placed on Jan 30 is in January's file as paid and in
+    February's as partially refunded, and February's file has an export-date column January's lacks. The order's
+    lines are one record whatever those columns say: kept once, as the more recent export has them (with the refund);
+    a file's recency is its latest order, not its name."""
+    (tmp_path / "exports").mkdir()
+    header = "Name,Email,Created at,Financial Status,Lineitem quantity,Lineitem price,Refunded Amount"
+    write(tmp_path / "exports", "orders-b-jan.csv", f"{header}\n#1,ann@x.com,2024-01-05 10:00,paid,1,20,\n"
+          "#2,bob@x.com,2024-01-30 10:00,paid,2,15,\n#2,,,,1,5,\n")
+    write(tmp_path / "exports", "orders-a-feb.csv", f"{header},Exported\n"
+          "#2,bob@x.com,2024-01-30 10:00,partially_refunded,2,15,10,2024-03-01\n#2,,,,1,5,,2024-03-01\n"
+          "#3,cat@x.com,2024-02-10 10:00,paid,1,9,,2024-03-01\n")
+    source = {**SHOPIFY_REFUNDS, "path": "exports/*.csv"}
+    report = run_ingest(tmp_path, {"transactions": source})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "amount"]].values.tolist() == [
+        ["#2", 30.0], ["#2", 5.0], ["#3", 9.0], ["#1", 20.0], ["#2", -10.0]]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["Name", "Financial Status"]].fillna("").values.tolist() == [["#2", "paid"], ["#2", ""]]
+    assert report["sources"]["transactions"]["repeated_rows"] == 2
+
+
+def test_a_third_copy_in_a_file_is_kept_when_other_files_hold_only_two():
     from pipeline.ingest import repeated_across_files
     from pipeline.sources import RawSource, row_origin
 
     frame = pd.DataFrame({"order_id": ["a", "a", "a", "a", "a", "b"], "amount": ["1", "1", "1", "1", "1", "2"]})
     origin = row_origin(["x.csv", "y.csv", "z.csv"], [2, 3, 1])  # x: a a; y: a a a; z: b
     raw = RawSource(name="transactions", frame=frame, origin=origin, files=())
-    typed = pd.DataFrame({"amount": frame["amount"].astype(float)})
-    assert repeated_across_files(raw, typed).tolist() == [2, 3]  # y's first two copies; its third is new
+    typed = pd.DataFrame({"order_id": frame["order_id"], "amount": frame["amount"].astype(float),
+                          "ordered_at": pd.Timestamp("2024-01-01", tz="UTC")})
+    assert repeated_across_files(raw, typed).tolist() == [0, 1]  # x's two copies; y's third is its own
 
 
 # --- rows left out on purpose ------------------------------------------------------------------------
