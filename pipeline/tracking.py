@@ -22,7 +22,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -415,12 +415,16 @@ def training_run_contents(
     model_name: str,
     engine: str,
     backtest: Mapping[str, Any] | None = None,
+    ingest_report: Mapping[str, Any] | None = None,
+    left_out: Sequence[str] = (),
 ) -> RunContents:
     """The training run's tags, params, metrics and documents.
 
     `model` is the registered one (its features and calibration are tagged), `config` the resolved config
     (logged flattened as params and whole), `trained_on` the snapshot dates the registered model was fitted
     on; the metrics are `result`'s (the evaluated fit's), plus the backtest's mean and std when given.
+    `ingest_report`: the data's ingest report (its counts, quarantine reasons and warnings), logged beside the
+    inputs; `left_out`: labelled snapshots not read (train.max_training_rows), tagged.
     """
     split = result.split.as_dict()
     metrics = result.metrics
@@ -459,6 +463,10 @@ def training_run_contents(
         "metrics/metrics.json": metrics,
         "search/trials.json": {"trials": result.trials, "best": result.best_params},
     }
+    if ingest_report is not None:
+        documents["inputs/ingest_report.json"] = dict(ingest_report)
+    if left_out:
+        tags["left_out_snapshots"] = ",".join(left_out)
     run_metrics = {**flat_metrics(metrics), **comparison_metrics(metrics["comparison"])}
     if backtest is not None:
         documents["backtest/backtest.json"] = dict(backtest)

@@ -64,6 +64,11 @@ def test_demo_run_is_visible_through_the_mlflow_api(demo_trained, tmp_path):
     assert "transactions.parquet" in fingerprints["validated"]
     assert len(fingerprints["features"]) == len(demo_trained.features.snapshots.resolve())
     assert manifest["training_snapshots"] == run.data.tags["training_snapshots"].split(",")
+    assert "left_out_snapshots" not in run.data.tags  # every labelled snapshot was read
+    local = client.download_artifacts(run.info.run_id, "inputs/ingest_report.json", dst_path=str(tmp_path))
+    report = json.loads(Path(local).read_text())  # the data's quarantine counts and notes, beside the run
+    assert report == json.loads((demo_trained.reports_dir / "ingest_report.json").read_text())
+    assert report["sources"]["transactions"]["quarantined_rows"] > 0
     logged = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
     saved = {p.name for p in (demo_trained.reports_dir / "training" / "plots").glob("*.png")}
     assert {"roc_test.png", "reliability_test.png", "shap_summary_test.png"} <= logged
@@ -197,6 +202,10 @@ def test_training_within_a_row_budget_leaves_the_oldest_snapshots_out_and_says_s
     assert outcome.metrics["split"]["test"] == str(labelled["snapshot_date"].iloc[-1])
     assert (f"the 2 oldest labelled snapshots ({oldest[0]}..{oldest[1]}) are left out: with them training would read "
             f"more than train.max_training_rows ({budget:,}) rows") in caplog.text
+    import mlflow
+
+    run = mlflow.MlflowClient(cfg.tracking_uri()).get_run(outcome.run_id)
+    assert run.data.tags["left_out_snapshots"] == ",".join(oldest[:2])
 
 
 def test_training_without_feature_snapshots_says_what_to_run(tmp_path):

@@ -18,9 +18,10 @@ logged as 1 (see `pipeline.dask_engine`). The engine is the run's `train.engine`
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +50,7 @@ from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.run.features import event_span
 from pipeline.run.history import treated_customers
+from pipeline.run.ingest import report_path
 from pipeline.split import (
     backtest_shortfall,
     drop_treated_rows,
@@ -318,6 +320,14 @@ class TrainingRecord:
     bundle_path: Path
 
 
+def read_ingest_report(cfg: Config) -> dict[str, Any] | None:
+    """The ingest report `churn ingest` wrote for `cfg`'s data (None when there is none, or it is unreadable)."""
+    try:
+        return json.loads(report_path(cfg).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def track_training(
     cfg: Config,
     result: TrainResult,
@@ -328,13 +338,15 @@ def track_training(
     production: ChurnModel | None = None,
     production_snapshots: list[str] | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
+    left_out: Sequence[str] = (),
 ) -> TrainingRecord:
     """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
 
     The registered model is `production` (the evaluated configuration refitted on `production_snapshots`)
     when given, else `result.model`; the metrics are always `result`'s (the evaluated fit's).
     `manifest_extra`: more fields for the bundle manifest (e.g. `training_inputs`, the sources and columns
-    present at training, which `churn score` checks).
+    present at training, which `churn score` checks). The ingest report of the data (when `churn ingest` wrote one)
+    is logged with the inputs, and `left_out` (labelled snapshots not read) is tagged.
 
     Order: figures (under `cfg.reports_dir/training`), then one run with its metadata and metrics, nested
     baseline runs and the figures; the pyfunc model registered (none when the model's files equal the
@@ -359,6 +371,8 @@ def track_training(
         model_name=settings.model_name,
         engine=cfg.train.engine,
         backtest=backtest,
+        ingest_report=read_ingest_report(cfg),
+        left_out=left_out,
     )
     with start_training_run(settings, result) as run:
         log_contents(contents)
@@ -468,6 +482,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             production_snapshots=production_snapshots,
             manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None,
                             "trained_from": data_identity(cfg)},
+            left_out=[str(d) for d in left_out],
         )
     if not quiet:
         out = console()
