@@ -115,23 +115,39 @@ def snapshots_needed(snapshot_dates: Sequence[object], *, horizon_days: int, fol
 
 
 def snapshots_within_rows(
-    counts: pd.DataFrame, *, max_rows: int, horizon_days: int, folds: int
+    counts: pd.DataFrame, *, max_rows: int, horizon_days: int, folds: int, backtest_folds: int = 1
 ) -> tuple[list[dt.date], list[dt.date]]:
-    """(the snapshot dates to read, the labelled ones left out) so that the snapshots read hold at most `max_rows`
-    rows: every unlabelled one (the newest), then the labelled ones newest first, never fewer than a split with
-    `folds` folds needs (`snapshots_needed`). `max_rows` 0: all.
+    """(the snapshot dates to read, the labelled ones left out) so that training reads at most `max_rows` rows:
+    the newest labelled snapshots within the budget, but never fewer than give the splits of all of them (as many
+    validation folds, and with `backtest_folds` > 1 as many backtest splits with as many folds each). When the
+    budget binds, the unlabelled snapshots are not read (training cannot use them); otherwise every snapshot is.
+    `max_rows` 0: all.
 
     Input: `snapshot_row_counts` (snapshot_date, rows, labelled), oldest first."""
     labelled = counts[counts["labelled"]]
-    if max_rows == 0 or labelled.empty or int(counts["rows"].sum()) <= max_rows:
+    if max_rows == 0 or labelled.empty or int(labelled["rows"].sum()) <= max_rows:
         return list(counts["snapshot_date"]), []
-    newest_first = labelled.iloc[::-1]
-    room = max_rows - int(counts.loc[~counts["labelled"], "rows"].sum())
-    within = int((newest_first["rows"].cumsum() <= room).sum())
-    needed = snapshots_needed(list(labelled["snapshot_date"]), horizon_days=horizon_days, folds=folds)
-    kept = set(newest_first["snapshot_date"].iloc[:max(within, needed)])
-    left_out = [d for d in labelled["snapshot_date"] if d not in kept]
-    return [d for d in counts["snapshot_date"] if d in kept or d not in set(labelled["snapshot_date"])], left_out
+    dates = list(labelled["snapshot_date"])
+    within = int((labelled["rows"].iloc[::-1].cumsum() <= max_rows).sum())
+    kept = dates[len(dates) - max(within, _fewest_for_the_same_splits(
+        dates, horizon_days=horizon_days, folds=folds, backtest_folds=backtest_folds)):]
+    return kept, dates[:len(dates) - len(kept)]
+
+
+def _fewest_for_the_same_splits(dates: list[dt.date], *, horizon_days: int, folds: int, backtest_folds: int) -> int:
+    """The fewest newest `dates` whose splits (`rolling_splits`) have as many validation folds as those of all `dates`
+    (all of them when those cannot be split: the error is then training's)."""
+    def shape(chosen: list[dt.date]) -> list[int]:
+        try:
+            return [len(split.folds) for split in rolling_splits(
+                chosen, horizon_days=horizon_days, folds=backtest_folds, validation_folds=folds)]
+        except TrainError:
+            return []
+
+    full = shape(dates)
+    if not full:
+        return len(dates)
+    return next(count for count in range(1, len(dates) + 1) if shape(dates[-count:]) == full)
 
 
 def closed_by(dates: Sequence[pd.Timestamp], cut: pd.Timestamp, *, horizon_days: int) -> tuple[pd.Timestamp, ...]:

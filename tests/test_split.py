@@ -298,17 +298,45 @@ def test_churn_train_on_a_short_export_says_how_long_the_history_is_and_what_fit
 
 def test_training_reads_the_newest_labelled_snapshots_within_its_row_budget():
     """A long history of a big shop: 37 labelled monthly snapshots of 1,000 rows and 3 whose window has not passed.
-    Within 23,000 rows the 3 unlabelled and the 20 newest labelled ones are read; a tiny budget still reads what a
-    split needs."""
-    from pipeline.split import snapshots_within_rows
+    Within 20,000 rows the 20 newest labelled ones are read (the unlabelled ones are of no use to training); a tiny
+    budget still reads what the same splits need: as many validation folds, and backtest splits, as all dates give."""
+    from pipeline.split import rolling_splits, snapshots_within_rows
 
     dates = [dt.date(2020 + m // 12, m % 12 + 1, 1) for m in range(40)]
     counts = pd.DataFrame({"snapshot_date": dates, "rows": 1000, "labelled": [True] * 37 + [False] * 3})
     assert snapshots_within_rows(counts, max_rows=0, horizon_days=90, folds=3) == (dates, [])
-    assert snapshots_within_rows(counts, max_rows=40_000, horizon_days=90, folds=3) == (dates, [])
-    kept, left_out = snapshots_within_rows(counts, max_rows=23_000, horizon_days=90, folds=3)
-    assert kept == dates[17:] and left_out == dates[:17]  # 3 unlabelled and the 20 newest labelled
-    kept, left_out = snapshots_within_rows(counts, max_rows=1, horizon_days=90, folds=3)
-    assert kept == dates[28:] and left_out == dates[:28]  # 9 labelled: test, 3 folds, their training snapshots
-    split = time_split(kept[:-3], horizon_days=90, folds=3)
-    assert len(split.folds) == 3 and split.test == pd.Timestamp("2023-01-01", tz="UTC")
+    assert snapshots_within_rows(counts, max_rows=37_000, horizon_days=90, folds=3) == (dates, [])
+    kept, left_out = snapshots_within_rows(counts, max_rows=20_000, horizon_days=90, folds=3)
+    assert kept == dates[17:37] and left_out == dates[:17]
+    for backtest_folds in (1, 3):
+        kept, left_out = snapshots_within_rows(counts, max_rows=1, horizon_days=90, folds=3,
+                                               backtest_folds=backtest_folds)
+        assert left_out == dates[:len(dates) - 3 - len(kept)]
+        shape = [len(split.folds) for split in rolling_splits(kept, horizon_days=90, folds=backtest_folds)]
+        assert shape == [3] * backtest_folds  # as with every date: month starts 89 to 92 days apart included
+    assert len(snapshots_within_rows(counts, max_rows=1, horizon_days=90, folds=3, backtest_folds=3)[0]) > len(
+        snapshots_within_rows(counts, max_rows=1, horizon_days=90, folds=3)[0])
+
+
+def test_a_row_budget_on_irregular_snapshot_dates_keeps_a_split_that_works():
+    """Explicit dates, monthly for two years and then weekly: the newest weekly ones alone hold no validation
+    snapshot a horizon back; the budget reads as many as the same split needs."""
+    from pipeline.split import snapshots_within_rows
+
+    monthly = [dt.date(2022 + m // 12, m % 12 + 1, 1) for m in range(24)]
+    weekly = [dt.date(2024, 1, 1) + dt.timedelta(weeks=w) for w in range(9)]
+    counts = pd.DataFrame({"snapshot_date": monthly + weekly, "rows": 1000, "labelled": True})
+    kept, _ = snapshots_within_rows(counts, max_rows=1, horizon_days=90, folds=3)
+    everything = time_split(monthly + weekly, horizon_days=90, folds=3)
+    assert len(time_split(kept, horizon_days=90, folds=3).folds) == len(everything.folds) == 3
+
+
+
+def test_snapshots_without_a_label_column_say_to_rebuild_them(tmp_path):
+    from pipeline.errors import FeatureError
+    from pipeline.features.store import snapshot_row_counts
+
+    pd.DataFrame({"snapshot_date": [pd.Timestamp("2024-01-01", tz="UTC")], "customer_id": ["c1"]}).to_parquet(
+        tmp_path / "snapshot=2024-01-01.parquet")
+    with pytest.raises(FeatureError, match=r"has no 'churned' column: re-run `churn features`"):
+        snapshot_row_counts(tmp_path)

@@ -193,7 +193,7 @@ def test_training_within_a_row_budget_leaves_the_oldest_snapshots_out_and_says_s
     counts = snapshot_row_counts(demo_features.features_dir)
     labelled = counts[counts["labelled"]]
     oldest = [str(d) for d in labelled["snapshot_date"].iloc[:3]]
-    budget = int(counts["rows"].sum() - labelled["rows"].iloc[:2].sum())  # all but the two oldest
+    budget = int(labelled["rows"].iloc[2:].sum())  # all labelled ones but the two oldest
     cfg = demo_features.model_copy(update={"train": demo_features.train.model_copy(update={
         "max_training_rows": budget, "cv_folds": 1, "search_trials": 1, "model_name": "churn-budget-test"})})
     with caplog.at_level(logging.WARNING):
@@ -201,7 +201,8 @@ def test_training_within_a_row_budget_leaves_the_oldest_snapshots_out_and_says_s
     assert outcome.metrics["split"]["train"][0] == oldest[2]
     assert outcome.metrics["split"]["test"] == str(labelled["snapshot_date"].iloc[-1])
     assert (f"the 2 oldest labelled snapshots ({oldest[0]}..{oldest[1]}) are left out: with them training would read "
-            f"more than train.max_training_rows ({budget:,}) rows") in caplog.text
+            f"more than train.max_training_rows ({budget:,}) rows; it reads {budget:,} rows of "
+            f"{len(labelled) - 2} snapshots. Raise the setting") in caplog.text
     import mlflow
 
     run = mlflow.MlflowClient(cfg.tracking_uri()).get_run(outcome.run_id)

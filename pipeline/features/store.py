@@ -205,7 +205,10 @@ def snapshot_row_counts(features_dir: Path | str) -> pd.DataFrame:
     label). Reads only the label column of each file."""
     counts = []
     for d in snapshot_dates(features_dir):  # one small read per file (tens of files)
-        labels = pq.read_table(snapshot_path(features_dir, d), columns=[LABEL]).column(0)
+        path = snapshot_path(features_dir, d)
+        if LABEL not in pq.read_schema(path).names:
+            raise FeatureError(f"{path} has no {LABEL!r} column: re-run `churn features` to rebuild the snapshots")
+        labels = pq.read_table(path, columns=[LABEL]).column(0)
         counts.append((d, len(labels), len(labels) > 0 and labels.null_count == 0))
     return pd.DataFrame(counts, columns=[SNAPSHOT_DATE, "rows", "labelled"])
 

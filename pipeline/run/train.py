@@ -412,15 +412,18 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
     specs = feature_specs(cfg.features)
     horizon = cfg.features.horizon_days
     with timed("train"):
-        extra_folds = cfg.train.backtest_folds - 1 if backtest else 0
+        counts = snapshot_row_counts(cfg.features_dir)
         dates, left_out = snapshots_within_rows(
-            snapshot_row_counts(cfg.features_dir), max_rows=cfg.train.max_training_rows, horizon_days=horizon,
-            folds=cfg.train.cv_folds + extra_folds)
+            counts, max_rows=cfg.train.max_training_rows, horizon_days=horizon, folds=cfg.train.cv_folds,
+            backtest_folds=cfg.train.backtest_folds if backtest else 1)
         if left_out:
+            rows = int(counts.loc[counts["snapshot_date"].isin(dates), "rows"].sum())
             logger.warning(
                 "the %d oldest labelled snapshots (%s..%s) are left out: with them training would read more than "
-                "train.max_training_rows (%s) rows; raise it (or set 0) if memory allows",
-                len(left_out), left_out[0], left_out[-1], f"{cfg.train.max_training_rows:,}")
+                "train.max_training_rows (%s) rows; it reads %s rows of %d snapshots%s. Raise the setting (or set 0) "
+                "if memory allows", len(left_out), left_out[0], left_out[-1], f"{cfg.train.max_training_rows:,}",
+                f"{rows:,}", len(dates),
+                ", more than the setting: the split needs them" if rows > cfg.train.max_training_rows else "")
         features = read_snapshots(cfg.features_dir, dates if left_out else None, expected=cfg.features)
         recorded = recorded_settings(cfg.features_dir, expected=cfg.features)
         check_settings_match(recorded, cfg.features, features_dir=cfg.features_dir)
