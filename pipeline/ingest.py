@@ -94,7 +94,7 @@ RECORD_IDENTITY = {
     "transactions": ("order_id", "customer_id", "ordered_at", "product_id", "quantity", "unit_price", "amount",
                      "discount"),
     "feedback": ("feedback_id", "customer_id", "submitted_at", "kind", "score", "order_id", "comment"),
-    "support_tickets": ("ticket_id", "customer_id", "opened_at", "channel", "topic"),
+    "support_tickets": ("ticket_id", "customer_id", "opened_at"),
 }
 HEADER_AGAIN = "repeats the header row (exports joined one below the other?)"  # not a bad row either
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
@@ -981,41 +981,47 @@ def record_identity(name: str, *, synthetic_orders: bool = False) -> list[str]:
     return [c for c in columns if not (synthetic_orders and c == "order_id")]
 
 
-def repeated_across_files(raw: RawSource, typed: pd.DataFrame, *, identity: Sequence[str] | None = None) -> np.ndarray:
-    """Row numbers of `raw` (ascending) whose record a more recent file or sheet holds too: the same values in the
-    `identity` columns of `typed` (the rows parsed; default all), whatever the other columns say (an order's status,
-    a ticket's close, an export date may have changed between the two exports). Each record's copies in its most
-    recent file are kept, the others are repeats; the k-th copy within a file is a repeat when a more recent file
-    holds at least k copies. Copies within one file are not repeats (an order may hold two equal lines).
+def repeated_across_files(
+    raw: RawSource, typed: pd.DataFrame, *, identity: Sequence[str] | None = None, eligible: np.ndarray | None = None
+) -> np.ndarray:
+    """Row numbers of `raw` (ascending) whose record a more recent file holds too (a file of a glob, a sheet of a
+    workbook, or another export of the source): the same values in the `identity` columns of `typed` (the rows
+    parsed; default all), whatever the other columns say (an order's status, a ticket's close, an export date may
+    have changed between the two exports). Each record's copies in its most recent file are kept, the others are
+    repeats; the k-th copy within a file is a repeat when a more recent file holds at least k copies. Copies within
+    one file are not repeats (an order may hold two equal lines).
 
-    A file is more recent than another when its latest time (of the source's time column) is later, or, at the same
-    latest time, when it comes later in the glob. Rows are equal when two independent 64-bit hashes of their
-    identity values are (a false match needs both to collide); a cheaper key narrows the search first."""
+    Only `eligible` rows (default all: the caller leaves out the rows quarantined as bad) are copies, and only they
+    date a file: a file is more recent than another when the latest time of its eligible rows (in the source's time
+    column) is later, or, at the same latest time, when it comes later. Rows are equal when two independent 64-bit
+    hashes of their identity values are (a false match needs both to collide); a cheaper key narrows the search."""
     files = pd.factorize(raw.origin["source_file"])[0]  # in file order: rows come file after file
     if len(files) == 0 or files.min() == files.max():
         return np.zeros(0, dtype=np.int64)
+    eligible = np.ones(len(files), dtype=bool) if eligible is None else eligible
     same = typed[list(identity)] if identity is not None else typed
     key = _value_key(same, with_customer=True)
-    rows = np.flatnonzero(repeated(key))  # mostly an order's equal lines, within one file
+    rows = np.flatnonzero(repeated(key) & eligible)  # mostly an order's equal lines, within one file
     in_files = pl.DataFrame({"key": key[rows], "file": files[rows]})
     rows = rows[in_files.select(pl.col("file").n_unique().over("key") > 1).to_series().to_numpy()]
     if len(rows) == 0:
         return rows.astype(np.int64)
     table = pl.from_pandas(same.take(rows).reset_index(drop=True))
     keys = pl.DataFrame({"first": table.hash_rows(seed=0), "second": table.hash_rows(seed=1),
-                         "recency": _file_recency(typed, contract(raw.name).time_column, files)[files[rows]]})
+                         "recency": _file_recency(typed, contract(raw.name).time_column, files, eligible)[files[rows]]})
     copy = keys.select(pl.int_range(pl.len()).over("first", "second", "recency").alias("copy"))["copy"]
     latest = keys.with_columns(copy).select(pl.col("recency").max().over("first", "second", "copy"))["recency"]
     return rows[(keys["recency"] < latest).to_numpy()].astype(np.int64)
 
 
-def _file_recency(typed: pd.DataFrame, time_column: str | None, files: np.ndarray) -> np.ndarray:
+def _file_recency(typed: pd.DataFrame, time_column: str | None, files: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """Per file number (0..) of the rows of `typed`, its rank from the least to the most recent: by the latest time
-    of its rows in `time_column` (none: all alike), then by its place in the glob."""
+    of its `eligible` rows in `time_column` (none: all alike), then by its place among the files."""
     count = int(files.max()) + 1
     latest = np.full(count, np.iinfo(np.int64).min, dtype=np.int64)
     if time_column is not None:  # NaT is the smallest int64
-        np.maximum.at(latest, files, typed[time_column].to_numpy(dtype="datetime64[us]").view(np.int64))
+        times = typed[time_column].to_numpy(dtype="datetime64[us]").view(np.int64)
+        np.maximum.at(latest, files[eligible], times[eligible])
     ranks = np.empty(count, dtype=np.int64)
     ranks[np.lexsort((np.arange(count), latest))] = np.arange(count)
     return ranks
@@ -1708,7 +1714,9 @@ def ingest_sources(
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
         keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
         synthetic = any(export.one_order_per_row for export in sources[name].exports())
-        repeats = repeated_across_files(raws[name], parsed[name].typed,
+        clean = np.ones(len(parsed[name].typed), dtype=bool)  # a bad row is no copy: its record's other copy stays
+        clean[problems["row"].to_numpy(dtype=np.int64)] = False
+        repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean,
                                         identity=record_identity(name, synthetic_orders=synthetic))
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
         missed = raws[name].lookup_problems

@@ -460,6 +460,30 @@ def test_an_order_exported_again_after_its_status_or_refund_changed_is_kept_once
     assert report["sources"]["transactions"]["repeated_rows"] == 2
 
 
+def test_the_copy_kept_of_an_overlapping_record_is_a_valid_one_from_the_file_with_the_latest_valid_time(tmp_path):
+    """February's copy of o29 has an unreadable delivery date: January's valid copy stays (before, both went to the
+    quarantine, one as a repeat). January's file holds a typo dated 2204: quarantined, it does not make January's
+    file the more recent one, so o30's refreshed copy is February's. A ticket re-categorised and closed between two
+    exports is one ticket, as last exported."""
+    (tmp_path / "exports").mkdir()
+    header = "order_id,customer_id,ordered_at,amount,delivered_at,status\n"
+    write(tmp_path / "exports", "2024-01.csv", header + "o29,c1,2024-01-30 10:00,30,2024-02-02,shipped\n"
+          "o30,c2,2024-01-31 10:00,40,,paid\no31,c3,2204-01-20 10:00,5,,paid\n")
+    write(tmp_path / "exports", "2024-02.csv", header + "o29,c1,2024-01-30 10:00,30,2024-02-3O,delivered\n"
+          "o30,c2,2024-01-31 10:00,40,2024-02-03,delivered\no32,c4,2024-02-20 10:00,9,,paid\n")
+    write(tmp_path, "t1.csv", "ticket_id,customer_id,opened_at,closed_at,topic\nt1,c1,2024-02-01 09:00,,billing\n")
+    write(tmp_path, "t2.csv", "ticket_id,customer_id,opened_at,closed_at,topic\n"
+          "t1,c1,2024-02-01 09:00,2024-02-02 10:00,refund\nt2,c2,2024-02-10 09:00,,billing\n")
+    run_ingest(tmp_path, {"transactions": {"path": "exports/*.csv"}, "support_tickets": {"path": "t*.csv"}},
+               ingest={"max_bad_share": 0.5})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated["order_id"].tolist() == ["o29", "o30", "o32"]
+    assert validated["delivered_at"].dt.strftime("%Y-%m-%d").fillna("").tolist() == ["2024-02-02", "2024-02-03", ""]
+    tickets = read_validated_source(tmp_path, "support_tickets")
+    assert tickets[["ticket_id", "topic"]].values.tolist() == [["t1", "refund"], ["t2", "billing"]]
+    assert tickets["closed_at"].notna().tolist() == [True, False]
+
+
 def test_a_third_copy_in_a_file_is_kept_when_other_files_hold_only_two():
     from pipeline.ingest import repeated_across_files
     from pipeline.sources import RawSource, row_origin
