@@ -808,9 +808,9 @@ def header_rows(raw: RawSource) -> np.ndarray:
 
 
 def not_bad(reasons: pd.Series) -> pd.Series:
-    """Which quarantine reasons are not bad data: a guest checkout, a repeat of an earlier file's row, a customer's
-    attributes after its first row, a row left out by the source's `exclude` setting (they do not count towards
-    ingest.max_bad_share)."""
+    """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds, a
+    customer's attributes after its first row, a row left out by the source's `exclude` setting (they do not count
+    towards ingest.max_bad_share)."""
     return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
 
 
@@ -1104,8 +1104,8 @@ def split_source(
     extra: validated_row (row number in the validated frame), source_file, source_row, then `extra_columns` (the
     file columns that are not in the contract); no columns at all when there are none. `repeat_candidates`: the
     rows that may repeat another (`repeat_keys`), computed here when not given.
-    Report: anonymous rows (no customer_id), repeats of an earlier file's rows and rows left out by the source's
-    `exclude` setting are quarantined but not bad: `bad_share` excludes them.
+    Report: anonymous rows (no customer_id), copies of records a more recent file holds and rows left out by the
+    source's `exclude` setting are quarantined but not bad: `bad_share` excludes them.
     """
     reasons = row_reasons(problems, column_order=contract(raw.name).columns)
     bad = np.zeros(len(raw.frame), dtype=bool)
@@ -1146,7 +1146,7 @@ def split_source(
         "bad_share": _share(broken),
         "repeated_rows": int(repeats.sum()),
         "excluded_rows": int(excluded.sum()),
-        # identical to an earlier row and kept (the repeats of earlier files and a customer's later rows of
+        # identical to an earlier row and kept (the copies a more recent file holds and a customer's later rows of
         # attributes are in the quarantine, not here)
         "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~headers),
         "extra_columns": extra_columns,
