@@ -98,7 +98,8 @@ RECORD_IDENTITY = {
 }
 HEADER_AGAIN = "repeats the header row (exports joined one below the other?)"  # not a bad row either
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
-LATER_ATTRIBUTES = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
+LATER_ATTRIBUTES = ("customer_id: another row holds this customer's attributes (one row per customer: the first of the "
+                    "most recent file is kept)")
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
 FROM_ORDER = " (on its order's other lines; this line leaves it blank)"  # an exclusion a filled line took
@@ -1084,14 +1085,18 @@ def repeated(keys: np.ndarray) -> np.ndarray:
     return result
 
 
-def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
-    """Rows of a customers source (ascending) whose customer_id an earlier row without problems holds too: static
-    attributes are one row per customer, so only the first valid row of each is kept."""
+def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame, *, files: np.ndarray | None = None) -> np.ndarray:
+    """Rows of a customers source (ascending) whose customer_id another valid row holds too: static attributes are
+    one row per customer, so of each customer's valid rows only the first of the most recent file is kept (`files`:
+    each row's file number, later files more recent; customers have no time to date a file by; None: one file). A
+    customers table exported again after an attribute changed is read as last exported."""
     valid = np.ones(len(typed), dtype=bool)
     valid[problems["row"].to_numpy(dtype=np.int64)] = False
     rows = np.flatnonzero(valid)
+    if files is not None:
+        rows = rows[np.lexsort((rows, -files[rows]))]  # the most recent file first, then in row order
     ids = pl.from_pandas(typed["customer_id"].iloc[rows].reset_index(drop=True))
-    return rows[(ids.is_not_null() & ~ids.is_first_distinct()).to_numpy()]
+    return np.sort(rows[(ids.is_not_null() & ~ids.is_first_distinct()).to_numpy()])
 
 
 def split_source(
@@ -1156,8 +1161,9 @@ def split_source(
         ] + ([f"{int(repeats.sum()):,} rows are repeated in a more recent export file (overlapping exports?): the "
               "latest copy of each is kept, the others quarantined, "
               "not counted as bad"] if repeats.any() else []) + (
-            [f"{int(later.sum()):,} rows name a customer whose attributes an earlier row gives: the first row of each "
-             "customer is kept, the others are quarantined (not counted as bad)"] if later.any() else []) + (
+            [f"{int(later.sum()):,} rows name a customer whose attributes another row gives: of each customer the "
+             "first row of the most recent file is kept, the others are quarantined (not counted as bad)"]
+            if later.any() else []) + (
             [f"{int(headers.sum()):,} row{'s repeat' if headers.sum() != 1 else ' repeats'} the header row (exports joined "
              "one below the other?): quarantined, not counted as bad"] if headers.any() else []),
         "top_reasons": top_quarantine_reasons(problems),
@@ -1728,7 +1734,8 @@ def ingest_sources(
         if headers.any():
             problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)
         if name == "customers":
-            later = later_attribute_rows(parsed[name].typed, problems)
+            later = later_attribute_rows(parsed[name].typed, problems,
+                                         files=pd.factorize(raws[name].origin["source_file"])[0])
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)
         refunds = parsed[name].refunds
         carriers = None

@@ -876,13 +876,25 @@ def test_a_customers_export_with_several_rows_per_customer_keeps_the_first_valid
     customers = read_validated_source(tmp_path, "customers")
     assert customers[["customer_id", "region"]].values.tolist() == [["c1", "north"], ["c2", "east"], ["c3", "north"]]
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "customers.parquet")
-    later = "customer_id: an earlier row holds this customer's attributes (one row per customer: the first is kept)"
+    later = ("customer_id: another row holds this customer's attributes (one row per customer: the first of the most "
+             "recent file is kept)")
     assert quarantine[["region", "reason"]].values.tolist() == [
         ["south", later], ["west", "signup_at: not a timestamp"], ["east", later]]
     entry = report["sources"]["customers"]
     assert entry["bad_rows"] == 1 and entry["duplicate_rows"] == 0
-    assert ("2 rows name a customer whose attributes an earlier row gives: the first row of each customer is kept, the "
-            "others are quarantined (not counted as bad)") in entry["notes"]
+    assert ("2 rows name a customer whose attributes another row gives: of each customer the first row of the most "
+            "recent file is kept, the others are quarantined (not counted as bad)") in entry["notes"]
+
+
+def test_a_customers_table_exported_again_after_an_attribute_changed_is_read_as_last_exported(tmp_path):
+    """A CRM dump every month, read by a glob: c1 moved from north to south between the two."""
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    (tmp_path / "crm").mkdir()
+    write(tmp_path / "crm", "2024-01.csv", "customer_id,region\nc1,north\nc2,west\n")
+    write(tmp_path / "crm", "2024-02.csv", "customer_id,region\nc1,south\nc2,west\nc3,east\n")
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "customers": {"path": "crm/*.csv"}})
+    customers = read_validated_source(tmp_path, "customers")
+    assert customers[["customer_id", "region"]].values.tolist() == [["c1", "south"], ["c2", "west"], ["c3", "east"]]
 
 
 def test_a_line_level_flag_is_not_spread_to_the_other_lines_of_its_order(tmp_path):
