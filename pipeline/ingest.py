@@ -983,7 +983,8 @@ def record_identity(name: str, *, synthetic_orders: bool = False) -> list[str]:
 
 
 def repeated_across_files(
-    raw: RawSource, typed: pd.DataFrame, *, identity: Sequence[str] | None = None, eligible: np.ndarray | None = None
+    raw: RawSource, typed: pd.DataFrame, *, identity: Sequence[str] | None = None, eligible: np.ndarray | None = None,
+    keys: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Row numbers of `raw` (ascending) whose record a more recent file holds too (a file of a glob, a sheet of a
     workbook, or another export of the source): the same values in the `identity` columns of `typed` (the rows
@@ -995,14 +996,15 @@ def repeated_across_files(
     Only `eligible` rows (default all: the caller leaves out the rows quarantined as bad) are copies, and only they
     date a file: a file is more recent than another when the latest time of its eligible rows (in the source's time
     column) is later, or, at the same latest time, when it comes later. Rows are equal when two independent 64-bit
-    hashes of their identity values are (a false match needs both to collide); a cheaper key narrows the search."""
+    hashes of their identity values are (a false match needs both to collide); a cheaper key narrows the search
+    (`keys`: `repeat_keys` of the identity columns, when the caller has them)."""
     files = pd.factorize(raw.origin["source_file"])[0]  # in file order: rows come file after file
     if len(files) == 0 or files.min() == files.max():
         return np.zeros(0, dtype=np.int64)
     eligible = np.ones(len(files), dtype=bool) if eligible is None else eligible
     same = typed[list(identity)] if identity is not None else typed
-    key = _value_key(same, with_customer=True)
-    rows = np.flatnonzero(repeated(key) & eligible)  # mostly an order's equal lines, within one file
+    key, candidates = keys if keys is not None else repeat_keys(same)
+    rows = np.flatnonzero(candidates & eligible)  # mostly an order's equal lines, within one file
     in_files = pl.DataFrame({"key": key[rows], "file": files[rows]})
     rows = rows[in_files.select(pl.col("file").n_unique().over("key") > 1).to_series().to_numpy()]
     if len(rows) == 0:
@@ -1718,12 +1720,13 @@ def ingest_sources(
         for warning in parsed[name].warnings:
             get_logger().warning("%s: %s", name, warning)
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
-        keys = repeat_keys(parsed[name].typed)  # one search for the rows that may repeat, for both counts
         synthetic = any(export.one_order_per_row for export in sources[name].exports())
+        identity = record_identity(name, synthetic_orders=synthetic)
+        # One search for the rows that may repeat, for both counts: rows equal in every column are equal in these.
+        keys = repeat_keys(parsed[name].typed[identity])
         clean = np.ones(len(parsed[name].typed), dtype=bool)  # a bad row is no copy: its record's other copy stays
         clean[problems["row"].to_numpy(dtype=np.int64)] = False
-        repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean,
-                                        identity=record_identity(name, synthetic_orders=synthetic))
+        repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean, identity=identity, keys=keys)
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
         missed = raws[name].lookup_problems
         if missed is not None:  # a row whose key a lookup table lacks: that is why values are missing, not a guest
