@@ -968,10 +968,11 @@ def excluded_filled_rows(as_read: RawSource, filled: RawSource, exclude: Mapping
     return found.assign(reason=found["reason"].where(~taken, found["reason"] + FROM_ORDER))
 
 
-def repeat_keys(typed: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(a 64-bit key per row of its customer, numbers and times; True where that key occurs in another row too): equal
-    rows have equal keys, so only the rows flagged can repeat another (`repeated_across_files`, `duplicate_rows`)."""
-    key = _value_key(typed, with_customer=True)
+def repeat_keys(typed: pd.DataFrame, columns: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(a 64-bit key per row of its customer, numbers and times, among `columns` (default all); True where that key
+    occurs in another row too): equal rows have equal keys, so only the rows flagged can repeat another
+    (`repeated_across_files`, `duplicate_rows`)."""
+    key = _value_key(typed, with_customer=True, columns=columns)
     return key, repeated(key)
 
 
@@ -1002,14 +1003,14 @@ def repeated_across_files(
     if len(files) == 0 or files.min() == files.max():
         return np.zeros(0, dtype=np.int64)
     eligible = np.ones(len(files), dtype=bool) if eligible is None else eligible
-    same = typed[list(identity)] if identity is not None else typed
-    key, candidates = keys if keys is not None else repeat_keys(same)
+    identity = list(typed.columns) if identity is None else list(identity)
+    key, candidates = keys if keys is not None else repeat_keys(typed, identity)
     rows = np.flatnonzero(candidates & eligible)  # mostly an order's equal lines, within one file
     in_files = pl.DataFrame({"key": key[rows], "file": files[rows]})
     rows = rows[in_files.select(pl.col("file").n_unique().over("key") > 1).to_series().to_numpy()]
     if len(rows) == 0:
         return rows.astype(np.int64)
-    table = pl.from_pandas(same.take(rows).reset_index(drop=True))
+    table = pl.from_pandas(typed.take(rows)[identity].reset_index(drop=True))
     keys = pl.DataFrame({"first": table.hash_rows(seed=0), "second": table.hash_rows(seed=1),
                          "recency": _file_recency(typed, contract(raw.name).time_column, files, eligible)[files[rows]]})
     copy = keys.select(pl.int_range(pl.len()).over("first", "second", "recency").alias("copy"))["copy"]
@@ -1051,13 +1052,14 @@ def duplicate_rows(
     return int(len(candidates) - candidates.n_unique()) if len(candidates) else 0
 
 
-def _value_key(typed: pd.DataFrame, *, with_customer: bool = False) -> np.ndarray:
-    """A 64-bit hash per row of its float and timestamp values (and its customer_id, `with_customer`; all zero for
-    rows with none of those). Equal rows have equal keys."""
+def _value_key(typed: pd.DataFrame, *, with_customer: bool = False, columns: Sequence[str] | None = None) -> np.ndarray:
+    """A 64-bit hash per row of its float and timestamp values among `columns` (default all; and its customer_id,
+    `with_customer`; all zero for rows with none of those). Equal rows have equal keys."""
+    columns = list(typed.columns) if columns is None else list(columns)  # named, not a copied frame
     key = np.zeros(len(typed), dtype=np.uint64)
-    if with_customer and "customer_id" in typed.columns:  # a string hash: worth it where few rows repeat
+    if with_customer and "customer_id" in columns:  # a string hash: worth it where few rows repeat
         key = pl.from_pandas(typed["customer_id"]).cast(pl.String).hash().fill_null(0).to_numpy().copy()
-    for column in typed.columns:
+    for column in columns:
         values = typed[column]
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             bits = values.to_numpy(dtype="datetime64[us]").view(np.uint64)  # UTC, no copy of the column
@@ -1723,7 +1725,7 @@ def ingest_sources(
         synthetic = any(export.one_order_per_row for export in sources[name].exports())
         identity = record_identity(name, synthetic_orders=synthetic)
         # One search for the rows that may repeat, for both counts: rows equal in every column are equal in these.
-        keys = repeat_keys(parsed[name].typed[identity])
+        keys = repeat_keys(parsed[name].typed, identity)
         clean = np.ones(len(parsed[name].typed), dtype=bool)  # a bad row is no copy: its record's other copy stays
         clean[problems["row"].to_numpy(dtype=np.int64)] = False
         repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean, identity=identity, keys=keys)
