@@ -124,11 +124,13 @@ class CurrencyRates(StrictModel):
 class RefundsColumn(StrictModel):
     """A transactions export's column of money refunded on an order without a row of its own (Shopify's `Refunded
     Amount` on an order's first line, a `Total Refunded` beside an order's total): each value becomes a refund row of
-    its order, timed at the order. `per: order` (one value per order, on one of its lines or repeated on each);
-    `per: row` (each row's own refund)."""
+    its order, timed at `at` (a file column of the refund's time, read like the export's other times) or, without
+    it or where it is blank, at the order. `per: order` (one value per order, on one of its lines or repeated on
+    each); `per: row` (each row's own refund)."""
 
     column: str = Field(min_length=1)
     per: Literal["order", "row"] = "order"
+    at: str | None = Field(None, min_length=1)
 
 
 # What a lookup table's `read` may set: how its file is read. Its values (times, numbers) are parsed with the settings

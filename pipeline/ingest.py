@@ -241,8 +241,11 @@ def currency_columns(source: SourceConfig) -> list[str]:
 
 
 def refund_columns(source: SourceConfig) -> list[str]:
-    """The file column of order-level refunds (`refunds` with `per: order`), if set: an order's other lines may take it."""
-    return [source.refunds.column] if source.refunds is not None and source.refunds.per == "order" else []
+    """The file columns of order-level refunds and their time (`refunds` with `per: order`), if set: an order's other
+    lines may take them."""
+    if source.refunds is None or source.refunds.per != "order":
+        return []
+    return [source.refunds.column, *([source.refunds.at] if source.refunds.at else [])]
 
 
 def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
@@ -476,8 +479,9 @@ def parsed_refunds(
     raw: RawSource, source: SourceConfig, *, factors: pd.Series | None, export: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the rows whose `refunds` column gives money back: row, refund (positive, in the features' currency),
-    per_order, column, export; problems for cells that are not numbers). Blank and zero cells give none; a negative
-    cell is read as its size."""
+    per_order, column, export, at (the refund's time by `refunds.at`; NaT without it or where blank); problems for
+    cells that are not numbers or, in `at`, not times). Blank and zero cells give none; a negative cell is read as
+    its size."""
     setting = source.refunds
     values = file_column(raw, setting.column, setting="refunds.column", export=export)
     read = source.read
@@ -493,8 +497,17 @@ def parsed_refunds(
         problems = _problems(failed, setting.column, reason)
     refund = numbers.abs() if factors is None else numbers.abs() * factors
     rows = np.flatnonzero(refund.notna().to_numpy() & (refund != 0).to_numpy())
+    at = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
+    if setting.at is not None:
+        times = file_column(raw, setting.at, setting="refunds.at", export=export)
+        at, reason, _ = parse_timestamp_column(times, source, label=setting.at)
+        unread = _unparsed(times, at)
+        unread = unread[np.isin(unread, rows)]  # a time matters only beside a refund
+        if len(unread):
+            problems = pd.concat([problems, _problems(unread, setting.at, reason)], ignore_index=True)
     found = pd.DataFrame({"row": rows.astype(np.int64), "refund": refund.to_numpy(dtype=np.float64)[rows],
-                          "per_order": setting.per == "order", "column": setting.column, "export": export})
+                          "per_order": setting.per == "order", "column": setting.column, "export": export,
+                          "at": at.to_numpy()[rows], "at_column": setting.at or ""})
     return found, problems
 
 
@@ -1591,10 +1604,11 @@ def mapped_source(
 
 
 def refund_carriers(
-    typed: pd.DataFrame, refunds: pd.DataFrame, *, quarantined: np.ndarray, max_abs_amount: float, columns: str
+    typed: pd.DataFrame, refunds: pd.DataFrame, *, quarantined: np.ndarray, max_abs_amount: float, columns: str,
+    latest_allowed: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """(the refunds that become rows: row (the row whose order and time the refund takes), refund, column; problems;
-    notes).
+    """(the refunds that become rows: row (the row whose order the refund takes), refund, column, at (its time; NaT:
+    the order's); problems; notes).
 
     `refunds`: `parsed_refunds` of `typed`; `columns`: the refund columns, for the notes; `quarantined`: rows already
     quarantined, which give no refund. A refund per
@@ -1602,7 +1616,8 @@ def refund_carriers(
     refunds are quarantined, as are refunds beyond ±`max_abs_amount`. An order (a row, with `per: row`) that already
     holds a negative amount among its kept rows, in any export (a return, a refund row, a row `returns_when` made
     negative) gives none: that is the money already. A refund larger than the goods of its order's kept rows (of its
-    row) is cut to them: line prices leave out the shipping and taxes a refund may include."""
+    row) is cut to them: line prices leave out the shipping and taxes a refund may include. A refund time (`at`; the
+    latest of an order's rows) before its order's time, or after `latest_allowed`, quarantines its row."""
     beyond = (refunds["refund"] > max_abs_amount).to_numpy()
     problems = [refunds.loc[beyond, ["row"]].assign(
         column=refunds.loc[beyond, "column"],
@@ -1614,7 +1629,9 @@ def refund_carriers(
     ids = ["customer_id", "order_id"]
     offered = pl.from_pandas(typed[ids].iloc[rows].reset_index(drop=True)).with_columns(
         pl.Series("row", rows), pl.Series("refund", candidates["refund"].to_numpy()),
-        pl.Series("per_order", candidates["per_order"].to_numpy()), pl.Series("own", typed["amount"].to_numpy()[rows]))
+        pl.Series("per_order", candidates["per_order"].to_numpy()), pl.Series("own", typed["amount"].to_numpy()[rows]),
+        pl.Series("at", candidates["at"].to_numpy(dtype="datetime64[us]")),
+        pl.Series("ordered", typed["ordered_at"].to_numpy(dtype="datetime64[us]")[rows]))
     kept = np.flatnonzero(kept_rows)
     orders = (pl.from_pandas(typed[[*ids, "amount"]].iloc[kept].reset_index(drop=True)).lazy()
               .join(offered.lazy().select(ids).unique(), on=ids, how="semi")
@@ -1626,6 +1643,7 @@ def refund_carriers(
         pl.when(pl.col("per_order")).then(pl.col("returned")).otherwise(pl.col("own") < 0).alias("returned"),
         pl.col("refund").n_unique().over(ids).alias("values"),
         pl.col("row").rank("ordinal").over(ids).alias("nth"),
+        pl.when(pl.col("per_order")).then(pl.col("at").max().over(ids)).otherwise(pl.col("at")).alias("at"),
     )
     differ = offered.filter(pl.col("per_order") & (pl.col("values") > 1)).with_columns(
         pl.col("refund").unique().sort().round(4).cast(pl.String).str.replace(r"\.0$", "").str.join(", ")
@@ -1640,7 +1658,18 @@ def refund_carriers(
     once = offered.filter(~pl.col("per_order") | ((pl.col("values") == 1) & (pl.col("nth") == 1)))
     taken = once.filter(~pl.col("returned")).with_columns(pl.min_horizontal("refund", "goods").alias("refund"),
                                                           pl.col("refund").alias("written")).filter(pl.col("refund") > 0)
-    carriers = pd.DataFrame({"row": taken["row"].to_numpy(), "refund": taken["refund"].to_numpy()})
+    early = (taken["at"] < taken["ordered"]).fill_null(False).to_numpy()
+    late = np.zeros(taken.height, dtype=bool) if latest_allowed is None else (
+        taken["at"].to_numpy() > latest_allowed.tz_convert(None).to_datetime64()) & taken["at"].is_not_null().to_numpy()
+    labels = candidates.set_index("row").loc[taken["row"].to_numpy(), "at_column"].to_numpy()
+    for wrong, what in ((early, "before its order's time"),
+                        (late, f"later than the data's end + tolerance ({latest_allowed})")):
+        if wrong.any():
+            problems.append(pd.DataFrame({"row": taken["row"].to_numpy()[wrong], "column": labels[wrong],
+                                          "reason": labels[wrong] + f": {what}"}))
+    taken = taken.filter(pl.Series(~early & ~late))
+    carriers = pd.DataFrame({"row": taken["row"].to_numpy(), "refund": taken["refund"].to_numpy(),
+                             "at": pd.to_datetime(taken["at"].to_numpy()).tz_localize("UTC")})
     carriers["column"] = candidates.set_index("row").loc[carriers["row"], "column"].to_numpy()
     carriers = carriers.sort_values("row", ignore_index=True)
     column = columns
@@ -1665,18 +1694,24 @@ def with_refund_rows(result: SourceResult, typed: pd.DataFrame, carriers: pd.Dat
     rows = carriers["row"].to_numpy(dtype=np.int64)
     added = {}
     for column, dtype in contract("transactions").dtypes.items():
-        if column in ("order_id", "customer_id", "ordered_at", "channel"):
+        if column in ("order_id", "customer_id", "channel"):
             added[column] = typed[column].take(rows).reset_index(drop=True)
+        elif column == "ordered_at":  # the refund's own time where the export gives one, else its order's
+            order_time = typed[column].take(rows).reset_index(drop=True)
+            added[column] = carriers["at"].where(carriers["at"].notna(), order_time).astype(dtype)
         elif column == "amount":
             added[column] = pd.Series(-carriers["refund"].to_numpy(dtype=np.float64), dtype=dtype)
         else:
             added[column] = pd.Series(None, index=range(len(rows)), dtype=dtype)
     validated = pd.concat([result.validated, pd.DataFrame(added)], ignore_index=True) if len(rows) else result.validated
-    per_column = carriers.groupby("column", sort=False)["refund"].agg(["size", "sum"])
+    per_column = carriers.assign(timed=carriers["at"].notna()).groupby("column", sort=False).agg(
+        size=("refund", "size"), sum=("refund", "sum"), timed=("timed", "sum"))
     notes = [*notes, *(
-        f"{int(n):,} refund row{'s' * (n != 1)} added from {column} (worth {total:,.2f} in all): each timed at its "
-        "order, as the export gives no time for it, so a snapshot taken between an order and its refund sees the "
-        "refund early" for column, (n, total) in per_column.iterrows())]
+        f"{int(n):,} refund row{'s' * (n != 1)} added from {column} (worth {total:,.2f} in all): " + (
+            "each timed at its order, as the export gives no time for it, so a snapshot taken between an order and its "
+            "refund sees the refund early" if not timed else
+            f"{int(timed):,} timed by refunds.at, the others at their order")
+        for column, (n, total, timed) in per_column.iterrows())]
     report = {**result.report, "validated_rows": int(len(validated)), "refund_rows": int(len(rows)),
               "notes": [*result.report["notes"], *notes]}
     return dataclasses.replace(result, validated=validated, report=report)
@@ -1747,7 +1782,7 @@ def ingest_sources(
         if refunds is not None:
             carriers, refund_problems, refund_notes = refund_carriers(
                 parsed[name].typed, refunds, quarantined=problems["row"].to_numpy(dtype=np.int64),
-                max_abs_amount=cfg.max_abs_amount,
+                max_abs_amount=cfg.max_abs_amount, latest_allowed=latest_allowed,
                 columns=", ".join(dict.fromkeys(e.refunds.column for e in sources[name].exports() if e.refunds)))
             problems = pd.concat([problems, refund_problems], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
