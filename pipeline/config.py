@@ -452,8 +452,8 @@ class TrainConfig(StrictModel):
     # model, and production_model two more. 0: always cross-fit.
     calibration_cross_fit_rows: int = Field(500_000, ge=0)
     # The labelled snapshot rows training reads at most: the newest first (never fewer than give the same splits as
-    # all of them), the older ones left out with a warning. Training holds about 3.5 KB per row (13.7 GiB at 3.9M rows, 10M-row
-    # benchmark): a long history of a big shop would not fit in memory. 0: every labelled snapshot.
+    # all of them), the older ones left out with a warning. Training holds about 3.5 KB per row (13.7 GiB at 3.9M
+    # rows, 10M-row benchmark): a long history of a big shop would not fit in memory. 0: every labelled snapshot.
     max_training_rows: int = Field(4_000_000, ge=0)
     # The logistic baseline (and candidate) is fitted on a seeded sample of at most this many rows.
     logistic_fit_rows: int = Field(500_000, gt=0)

@@ -145,7 +145,7 @@ class ParsedSource:
     derived: dict[str, str] = field(default_factory=dict)  # contract column -> how it was computed
     notes: list[str] = field(default_factory=list)  # how columns were read, for the report (e.g. a date format)
     warnings: list[str] = field(default_factory=list)  # the notes a user must see when ingest runs (also in notes)
-    # Transactions with a `refunds` column: the rows that give a refund (`parsed_refunds`: row, refund, per_order, column).
+    # Transactions with a `refunds` column: the rows that give a refund (`parsed_refunds`).
     refunds: pd.DataFrame | None = None
 
 
@@ -252,7 +252,8 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
     other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
     ORDER_FIELDS takes the one value the other lines of its order hold (none when they hold two); so does a blank
-    cell of a column named by `exclude`, `returns_when`, `currency_rates` or `refunds` (per order), on a line that lacks an order field
+    cell of a column named by `exclude`, `returns_when`, `currency_rates` or `refunds` (per order), on a line that
+    lacks an order field
     too (a flag that other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing
     to fill: `raw` unchanged.
 
@@ -267,7 +268,8 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
         return [c for c in dict.fromkeys(names) if c in columns and c not in order_columns]
 
     fields = fillable(c for f in ORDER_FIELDS for c in file_columns(columns, source, f))
-    fill = fillable([*fields, *source.exclude, *source.returns_when, *currency_columns(source), *refund_columns(source)])
+    fill = fillable([*fields, *source.exclude, *source.returns_when, *currency_columns(source),
+                     *refund_columns(source)])
     if not order_columns or not fields:
         return raw
     frame = raw.frame
@@ -832,8 +834,8 @@ def file_column(raw: RawSource, column: str, *, setting: str, export: str | None
     """The file column `column` of `raw`, named by the setting `setting` of the export's config key `export`
     (sources.<name> by default); IngestError when the files lack it."""
     if column not in raw.frame.columns:
-        raise IngestError(f"{export or f'sources.{raw.name}'}.{setting}: column {column!r} is not in the files (their columns: "
-                          f"{columns_shown(raw.frame)}); name a column of the export, as it is written there")
+        raise IngestError(f"{export or f'sources.{raw.name}'}.{setting}: column {column!r} is not in the files (their "
+                          f"columns: {columns_shown(raw.frame)}); name a column of the export, as it is written there")
     return raw.frame[column]
 
 
@@ -1396,10 +1398,10 @@ def order_gap_note(result: SourceResult) -> str | None:
     """A note when the purchase lines of the validated transactions (`result`) nearly stop for a while between two
     busy spans: some span of GAP_DAYS days (or 2, 4, 8... times that, so that a long hole is seen too) holds fewer
     than GAP_SHARE of the lines of both the span before and the span after it, each busy (`_dips`). That is what a
-    missing export file looks like (or a closure): every snapshot whose label window covers it sees its customers as not buying. The note
-    names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the daily lines around it)
-    and how many other dips there are; None otherwise. A shop that grows from nothing, a seasonal peak and a holiday
-    week stay quiet: only a dip below both neighbours counts."""
+    missing export file looks like (or a closure): every snapshot whose label window covers it sees its customers as
+    not buying. The note names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the
+    daily lines around it) and how many other dips there are; None otherwise. A shop that grows from nothing, a
+    seasonal peak and a holiday week stay quiet: only a dip below both neighbours counts."""
     purchase = (result.validated["amount"] >= 0).to_numpy()
     if not purchase.any():
         return None
@@ -1656,8 +1658,9 @@ def refund_carriers(
                        + "); if each row gives its own, set " + chosen["export"] + ".refunds.per: row").to_numpy(),
         }))
     once = offered.filter(~pl.col("per_order") | ((pl.col("values") == 1) & (pl.col("nth") == 1)))
-    taken = once.filter(~pl.col("returned")).with_columns(pl.min_horizontal("refund", "goods").alias("refund"),
-                                                          pl.col("refund").alias("written")).filter(pl.col("refund") > 0)
+    taken = (once.filter(~pl.col("returned"))
+             .with_columns(pl.min_horizontal("refund", "goods").alias("refund"), pl.col("refund").alias("written"))
+             .filter(pl.col("refund") > 0))
     early = (taken["at"] < taken["ordered"]).fill_null(False).to_numpy()
     late = np.zeros(taken.height, dtype=bool) if latest_allowed is None else (
         taken["at"].to_numpy() > latest_allowed.tz_convert(None).to_datetime64()) & taken["at"].is_not_null().to_numpy()
@@ -1684,10 +1687,13 @@ def refund_carriers(
         notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {column} larger than the goods of their order "
                      f"were cut to them ({float((cut['written'] - cut['refund']).sum()):,.2f} in all): line prices "
                      "leave out the shipping and taxes a refund may include")
-    return carriers, pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"}), notes
+    problems = pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"})
+    return carriers, problems, notes
 
 
-def with_refund_rows(result: SourceResult, typed: pd.DataFrame, carriers: pd.DataFrame, notes: list[str]) -> SourceResult:
+def with_refund_rows(
+    result: SourceResult, typed: pd.DataFrame, carriers: pd.DataFrame, notes: list[str]
+) -> SourceResult:
     """`result` with one refund row per carrier appended to its validated transactions: the carrier row's order_id,
     customer_id, ordered_at and channel, amount = -refund, the other columns empty; the report counts them
     (`refund_rows`, also in `validated_rows`) and says where they came from, after `notes`."""
