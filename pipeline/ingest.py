@@ -629,12 +629,14 @@ def time_bounds(parsed: Mapping[str, ParsedSource]) -> tuple[pd.Timestamp | None
 
 
 def _pooled_times(parsed: Mapping[str, ParsedSource]) -> np.ndarray:
-    """Every non-null past-fact timestamp over all sources, as int64 microseconds."""
+    """Every non-null past-fact timestamp over all sources, as int64 microseconds (refund times of `refunds.at` too:
+    an export's refunds may postdate its last order)."""
     pooled = [
         result.typed[column].to_numpy(dtype="datetime64[us]").view(np.int64)
         for result in parsed.values()
         for column in past_fact_columns(result.name)
-    ]
+    ] + [result.refunds["at"].to_numpy(dtype="datetime64[us]").view(np.int64)
+         for result in parsed.values() if result.refunds is not None]
     times = np.concatenate(pooled) if pooled else np.array([], dtype=np.int64)
     return times[times != np.iinfo(np.int64).min]  # NaT
 

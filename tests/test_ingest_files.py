@@ -1189,20 +1189,22 @@ def test_a_refund_with_its_own_time_is_timed_then_not_at_its_order(tmp_path):
           "o1,c1,2024-01-05 10:00,50,20,2024-02-10 09:00\no2,c2,2024-01-06 10:00,30,5,\n"
           "o3,c3,2024-01-07 10:00,40,10,2024-01-01 09:00\no4,c4,2024-01-08 10:00,40,10,soon\n"
           "o5,c5,2024-01-09 10:00,40,10,2031-01-01 09:00\n"
-          + "".join(f"p{day},c6,2024-{month:02d}-{day:02d} 10:00,12,,\n" for month in (1, 2, 3) for day in (10, 20)))
+          + "".join(f"p{day},c6,2024-{month:02d}-{day:02d} 10:00,12,,\n" for month in (1, 2, 3) for day in (10, 20))
+          + "o7,c7,2024-03-19 10:00,8,8,2024-03-24 09:00\n")  # refunded 4 days after the last order: the data's end
     report = run_ingest(tmp_path, {"transactions": {
         "path": "orders.csv", "rename": {"order": "order_id", "customer": "customer_id", "created": "ordered_at",
                                          "total": "amount"},
         "refunds": {"column": "Total Refunded", "at": "Refunded at"}}}, ingest={"max_bad_share": 0.5})
     validated = read_validated_source(tmp_path, "transactions")
     refunds = validated[validated["amount"] < 0]
-    assert refunds[["order_id", "amount"]].values.tolist() == [["o1", -20.0], ["o2", -5.0]]
-    assert refunds["ordered_at"].dt.strftime("%Y-%m-%d %H:%M").tolist() == ["2024-02-10 09:00", "2024-01-06 10:00"]
+    assert refunds[["order_id", "amount"]].values.tolist() == [["o1", -20.0], ["o2", -5.0], ["o7", -8.0]]
+    assert refunds["ordered_at"].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
+        "2024-02-10 09:00", "2024-01-06 10:00", "2024-03-24 09:00"]
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
     assert quarantine[["order", "reason"]].values.tolist() == [
         ["o3", "Refunded at: before its order's time"], ["o4", "Refunded at: not a timestamp"],
-        ["o5", "Refunded at: later than the data's end + tolerance (2024-03-21 10:00:00+00:00)"]]
-    assert ("2 refund rows added from Total Refunded (worth 25.00 in all): 1 timed by refunds.at, the others at "
+        ["o5", "Refunded at: later than the data's end + tolerance (2024-03-25 09:00:00+00:00)"]]
+    assert ("3 refund rows added from Total Refunded (worth 33.00 in all): 2 timed by refunds.at, the others at "
             "their order") in report["sources"]["transactions"]["notes"]
 
 
