@@ -70,6 +70,7 @@ from pipeline.sources import (
     cell_text,
     columns_shown,
     concat_as_read,
+    empty_problems,
     infer_date_format,
     minus_for_accounting,
     parse_booleans,
@@ -169,11 +170,6 @@ class IngestResult:
 
 def _problems(rows: np.ndarray, column: str, reason: str) -> pd.DataFrame:
     return pd.DataFrame({"row": rows.astype(np.int64), "column": column, "reason": reason})
-
-
-def _empty_problems() -> pd.DataFrame:
-    return pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
-                         "reason": pd.Series([], dtype="str")})
 
 
 def map_columns(raw: RawSource, source: SourceConfig, *, export_number: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -432,7 +428,7 @@ def parse_source(
                     reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name)
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
-    problems_frame = pd.concat(problems, ignore_index=True) if problems else _empty_problems()
+    problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
         notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
@@ -490,7 +486,7 @@ def parsed_refunds(
     numbers = parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
                             accounting_negatives=read.accounting_negatives)
     failed = _unparsed(values, numbers)
-    problems = _empty_problems()
+    problems = empty_problems()
     if len(failed):
         reason = _number_reason(values.iloc[failed], read=read, source=raw.name)
         if parse_booleans(values.iloc[failed]).notna().all():
@@ -748,7 +744,7 @@ def rule_problems(parsed: ParsedSource, schema: pa.DataFrameSchema) -> pd.DataFr
             "this is a bug in pipeline/ingest.py, please report it with the ingest log"
         )
     found += [_problems(rows, column, reason) for column, reason, rows in failing]
-    return pd.concat(found, ignore_index=True).drop_duplicates(["row", "reason"]) if found else _empty_problems()
+    return pd.concat(found, ignore_index=True).drop_duplicates(["row", "reason"]) if found else empty_problems()
 
 
 def _failing_rows(check: pa.Check, data: pd.Series | pd.DataFrame) -> np.ndarray | None:
@@ -971,7 +967,7 @@ def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFr
     `exclude` setting). IngestError when a column is not in the files."""
     found = [_problems(rows, column, EXCLUDED.format(source=raw.name, column=column, value=value))
              for column, value, rows in _rows_by_value(raw, exclude, setting="exclude")]
-    return pd.concat(found, ignore_index=True) if found else _empty_problems()
+    return pd.concat(found, ignore_index=True) if found else empty_problems()
 
 
 def excluded_filled_rows(as_read: RawSource, filled: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:

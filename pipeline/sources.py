@@ -726,6 +726,12 @@ def _table_settings(text: str, name: str, setting: str) -> str:
     return text.replace(f"sources.{name}.", f"{setting}.")
 
 
+def empty_problems() -> pd.DataFrame:
+    """A frame of no problems: row (int64), column, reason."""
+    return pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
+                         "reason": pd.Series([], dtype="str")})
+
+
 def with_lookups(
     name: str, label: str, frame: pd.DataFrame, tables: list[LookupTable]
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -733,8 +739,7 @@ def with_lookups(
     column; the rows whose key a table lacks or holds on two different rows (row, column, reason), whose taken
     columns stay empty; and per table, how many rows took its columns and how many it missed (shape: tables × 2).
     A row with no key (empty or blank) takes nothing, without a reason."""
-    problems = [pd.DataFrame({"row": pd.Series([], dtype=np.int64), "column": pd.Series([], dtype="str"),
-                              "reason": pd.Series([], dtype="str")})]
+    problems = [empty_problems()]
     given_by = {column: label for column in frame.columns}
     counts = np.zeros((len(tables), 2), dtype=np.int64)
     for number, table in enumerate(tables):
@@ -1020,11 +1025,11 @@ def _parse_text_timestamps(text: pd.Series, *, date_format: str | None, timezone
     # export) in one go; pandas parses only the rest (offsets, other ISO forms, junk).
     arrow = text_array(text)
     lengths = pc.binary_length(arrow)
-    common = pc.mode(lengths)  # the most common byte length and how many values have it
-    if len(common) == 0 or common[0]["mode"].as_py() not in PLAIN_ISO_LENGTHS:
+    common = _plain_iso_mode(lengths)
+    if common is None:
         return _parse_iso(text, arrow, timezone)
-    everywhere = common[0]["count"].as_py() == len(arrow)  # no other length, no null
-    usual = None if everywhere else pc.fill_null(pc.equal(lengths, common[0]["mode"]), False)
+    everywhere = common["count"].as_py() == len(arrow)  # no other length, no null
+    usual = None if everywhere else pc.fill_null(pc.equal(lengths, common["mode"]), False)
     try:
         naive = pc.cast(arrow if everywhere else _only_where(usual, arrow), pa.timestamp("us"))
     except pa.ArrowInvalid:  # e.g. 2024-02-30 10:00:00 in the usual layout
@@ -1140,10 +1145,16 @@ def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: st
     return parsed.astype(TIMESTAMP)
 
 
+def _plain_iso_mode(lengths: pa.Array) -> pa.StructScalar | None:
+    """The most common of the byte `lengths` of a text column and how many values have it (`mode`, `count`), when it
+    is the length of a plain naive ISO timestamp (Arrow's fast cast); else None."""
+    common = pc.mode(lengths)
+    return common[0] if len(common) > 0 and common[0]["mode"].as_py() in PLAIN_ISO_LENGTHS else None
+
+
 def _mostly_plain_iso(text: pd.Series) -> bool:
-    """Whether the most common byte length of `text` is that of a plain naive ISO timestamp (Arrow's fast cast)."""
-    common = pc.mode(pc.binary_length(text_array(text)))
-    return len(common) > 0 and common[0]["mode"].as_py() in PLAIN_ISO_LENGTHS
+    """Whether the most common byte length of `text` is that of a plain naive ISO timestamp."""
+    return _plain_iso_mode(pc.binary_length(text_array(text))) is not None
 
 
 UTC_SUFFIX = r"\s*(?:UTC|GMT)$"  # '2024-01-31 10:00:00 UTC', as BigQuery and many SQL dumps write a time

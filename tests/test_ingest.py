@@ -17,7 +17,6 @@ from pipeline.errors import IngestError
 from pipeline.ingest import (
     ParsedSource,
     SourceResult,
-    _empty_problems,
     check_validated,
     duplicate_rows,
     find_problems,
@@ -31,7 +30,15 @@ from pipeline.ingest import (
     row_reasons,
     validation_schema,
 )
-from pipeline.sources import RawSource, parse_booleans, parse_ids, parse_numbers, parse_timestamps, row_origin
+from pipeline.sources import (
+    RawSource,
+    empty_problems,
+    parse_booleans,
+    parse_ids,
+    parse_numbers,
+    parse_timestamps,
+    row_origin,
+)
 
 UTC = "datetime64[us, UTC]"
 
@@ -329,7 +336,7 @@ def test_row_reasons_joins_in_column_order():
     )
     reasons = row_reasons(problems, column_order=["customer_id", "kind", "score"])
     assert reasons.to_dict() == {1: "kind: y", 4: "customer_id: z; score: x"}
-    assert row_reasons(_empty_problems(), column_order=["customer_id"]).empty
+    assert row_reasons(empty_problems(), column_order=["customer_id"]).empty
 
 
 # --- reference time and the future ---------------------------------------------------------------
@@ -435,7 +442,7 @@ def test_unconfigured_sources_come_back_empty_and_say_so():
 def test_a_rule_that_cannot_run_is_reported_as_a_bug_not_as_bad_rows():
     typed = empty_frame("feedback").astype({"score": "str"})
     typed.loc[0] = ["c1", pd.Timestamp("2024-01-01", tz="UTC"), "nps", "abc", None, None, None]
-    parsed = ParsedSource(name="feedback", typed=typed, problems=_empty_problems(), labels={})
+    parsed = ParsedSource(name="feedback", typed=typed, problems=empty_problems(), labels={})
     with pytest.raises(IngestError, match=r"source feedback: validation rule\(s\) could not run: score: outside 0-10 for nps.*a bug"):
         find_problems(parsed, latest_allowed=None)
 
