@@ -381,6 +381,13 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
     return "not a number"
 
 
+def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
+    """`values` parsed as numbers with an export's reading settings (decimal mark, thousands, currency, accounting
+    negatives); unreadable values null."""
+    return parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
+                         accounting_negatives=read.accounting_negatives)
+
+
 def parse_source(
     raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = (),
     setting: str | None = None, export_number: int = 0,
@@ -403,9 +410,7 @@ def parse_source(
             parsed, reason, note = parse_timestamp_column(values, source, label=labels.get(column, column))
             notes.extend([note] if note else [])
         elif dtype == FLOAT:
-            parsed = parse_numbers(values, decimal=source.read.decimal, thousands=source.read.thousands,
-                                   currency=source.read.currency, accounting_negatives=source.read.accounting_negatives)
-            reason = "not a number"
+            parsed, reason = numbers_as_read(values, source.read), "not a number"
         elif dtype == BOOLEAN:
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
@@ -483,8 +488,7 @@ def parsed_refunds(
     setting = source.refunds
     values = file_column(raw, setting.column, setting="refunds.column", export=export)
     read = source.read
-    numbers = parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
-                            accounting_negatives=read.accounting_negatives)
+    numbers = numbers_as_read(values, read)
     failed = _unparsed(values, numbers)
     problems = empty_problems()
     if len(failed):
@@ -1648,8 +1652,9 @@ def refund_carriers(
     differ = offered.filter(pl.col("per_order") & (pl.col("values") > 1)).with_columns(
         pl.col("refund").unique().sort().round(4).cast(pl.String).str.replace(r"\.0$", "").str.join(", ")
         .over(ids).alias("shown"))
+    by_row = candidates.set_index("row")
     if differ.height:
-        chosen = candidates.set_index("row").loc[differ["row"].to_numpy()]
+        chosen = by_row.loc[differ["row"].to_numpy()]
         problems.append(pd.DataFrame({
             "row": differ["row"].to_numpy(), "column": chosen["column"].to_numpy(),
             "reason": (chosen["column"] + ": the order's rows give different refunds (" + differ["shown"].to_numpy()
@@ -1662,7 +1667,7 @@ def refund_carriers(
     early = (taken["at"] < taken["ordered"]).fill_null(False).to_numpy()
     late = np.zeros(taken.height, dtype=bool) if latest_allowed is None else (
         taken["at"].to_numpy() > latest_allowed.tz_convert(None).to_datetime64()) & taken["at"].is_not_null().to_numpy()
-    labels = candidates.set_index("row").loc[taken["row"].to_numpy(), "at_column"].to_numpy()
+    labels = by_row.loc[taken["row"].to_numpy(), "at_column"].to_numpy()
     for wrong, what in ((early, "before its order's time"),
                         (late, f"later than the data's end + tolerance ({latest_allowed})")):
         if wrong.any():
@@ -1671,18 +1676,17 @@ def refund_carriers(
     taken = taken.filter(pl.Series(~early & ~late))
     carriers = pd.DataFrame({"row": taken["row"].to_numpy(), "refund": taken["refund"].to_numpy(),
                              "at": pd.to_datetime(taken["at"].to_numpy()).tz_localize("UTC")})
-    carriers["column"] = candidates.set_index("row").loc[carriers["row"], "column"].to_numpy()
+    carriers["column"] = by_row.loc[carriers["row"], "column"].to_numpy()
     carriers = carriers.sort_values("row", ignore_index=True)
-    column = columns
     returned, cut = once.filter(pl.col("returned")).height, taken.filter(pl.col("written") > pl.col("refund"))
-    notes = ([f"no row gives a refund in {column} (sources.transactions.refunds): every cell is blank or 0"]
+    notes = ([f"no row gives a refund in {columns} (sources.transactions.refunds): every cell is blank or 0"]
              if refunds.empty else [])
     if returned:
-        notes.append(f"{returned:,} refund{'s' * (returned != 1)} of {column} not added: a return or refund already "
+        notes.append(f"{returned:,} refund{'s' * (returned != 1)} of {columns} not added: a return or refund already "
                      "stands for that money (a negative amount on the row, or with per: order on a row of the order, "
                      "in any export)")
     if cut.height:
-        notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {column} larger than the goods of their order "
+        notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {columns} larger than the goods of their order "
                      f"were cut to them ({float((cut['written'] - cut['refund']).sum()):,.2f} in all): line prices "
                      "leave out the shipping and taxes a refund may include")
     problems = pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"})
