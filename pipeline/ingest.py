@@ -1686,8 +1686,8 @@ def refund_carriers(
                      "stands for that money (a negative amount on the row, or with per: order on a row of the order, "
                      "in any export)")
     if cut.height:
-        notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {columns} larger than the goods of their order "
-                     f"were cut to them ({float((cut['written'] - cut['refund']).sum()):,.2f} in all): line prices "
+        notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {columns} larger than the goods of their "
+                     f"order were cut to them ({float((cut['written'] - cut['refund']).sum()):,.2f} in all): line prices "
                      "leave out the shipping and taxes a refund may include")
     problems = pd.concat(problems, ignore_index=True).astype({"row": np.int64, "column": "str", "reason": "str"})
     return carriers, problems, notes
