@@ -130,3 +130,38 @@ def seen_outcomes_warning(
             f"list's ({as_of.isoformat()} to {end.isoformat()}) by up to {overlap} day{'s' * (overlap != 1)}: it learned "
             "from these customers' purchases in those days, so `churn monitor` figures of this list flatter it (the "
             "treated-vs-control comparison of `churn measure` stays fair)")
+
+
+PAUSE_SHARE = 0.25  # above it, "churned" means a pause for too many of the customers it marks
+
+
+def next_window_covered(as_of: dt.date, *, horizon_days: int, last_event_date: dt.date | None) -> bool:
+    """True when the data also covers the horizon after the label window: as_of + 2 x horizon_days <= the last day."""
+    return horizon_passed(as_of + dt.timedelta(days=horizon_days), horizon_days=horizon_days,
+                          last_event_date=last_event_date)
+
+
+def churned_who_came_back(labels: pd.DataFrame, buyers_after: pd.Series) -> tuple[int, int]:
+    """(customers labelled churned, of them those in `buyers_after`, the customers who purchased in the horizon after
+    the label window). `labels`: customer_id, churned."""
+    churned = labels.loc[labels["churned"] == 1, "customer_id"]
+    return len(churned), int(churned.isin(buyers_after).sum())
+
+
+def pause_warning(snapshots: Sequence[dict], *, horizon_days: int) -> str | None:
+    """A sentence when, pooled over the `snapshots` (rows with date, churned, came_back; None where the data does not
+    cover the next horizon), at least PAUSE_SHARE of the customers labelled churned purchased again in the
+    `horizon_days` after their label window: for them churn is a pause. None otherwise, or when nothing is covered."""
+    covered = [row for row in snapshots if row.get("came_back") is not None and row["churned"]]
+    churned = sum(row["churned"] for row in covered)
+    if not churned:
+        return None
+    back = sum(row["came_back"] for row in covered)
+    if back < PAUSE_SHARE * churned:
+        return None
+    dates = covered[0]["date"] if len(covered) == 1 else f"{covered[0]['date']} to {covered[-1]['date']}"
+    return (f"{back / churned:.0%} of the customers labelled churned (no purchase in the {horizon_days} days after a "
+            f"snapshot; {churned:,} labels of snapshot{'s' * (len(covered) > 1)} {dates}) bought again in the "
+            f"{horizon_days} days after that: for these customers a {horizon_days}-day pause is common, so the model "
+            "learns pauses as churn. If such a pause is not churn for this business, set a longer features.horizon_days "
+            "(the data must run two horizons past a snapshot for this check)")

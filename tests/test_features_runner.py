@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ctypes
+import io
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 from pandas.testing import assert_frame_equal
+from rich.console import Console
 from typer.testing import CliRunner
 
 from conftest import minimal_config
@@ -156,6 +158,39 @@ def test_a_snapshot_before_the_data_is_written_empty(tmp_path, caplog):
     assert summary["snapshots"][0]["customers"] == 0
     assert read_snapshots(cfg.features_dir).empty
     assert "no eligible customers" in caplog.text
+
+
+def pause_workspace(folder, *, returning: int):
+    """Eight customers buy on 02-10 and are churned at 03-01 (30-day horizon); `returning` of them buy again on 04-10,
+    in the horizon after the label window; one steady customer buys every month to 05-08, so that horizon is covered."""
+    rows = [(f"p{i}-{day}", f"p{i}", day) for i in range(8) for day in ["2024-02-10", *["2024-04-10"] * (i < returning)]]
+    rows += [(f"r-{day}", "r", day) for day in ["2024-02-10", "2024-03-10", "2024-04-10", "2024-05-08"]]
+    transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at"]).assign(amount=10.0)
+    transactions["ordered_at"] = pd.to_datetime(transactions["ordered_at"], utc=True)
+    raw = raw_config(folder)
+    raw["features"]["snapshots"] = {"dates": ["2024-03-01", "2024-04-01"]}
+    cfg = config_from_dict(raw, base_dir=folder)
+    for name, frame in Events.from_frames(transactions=transactions).items():
+        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    return cfg
+
+
+def test_the_run_counts_churned_customers_who_bought_again_in_the_next_horizon_and_warns_when_many_did(
+    tmp_path, caplog
+):
+    summary = runner.run(pause_workspace(tmp_path, returning=4), quiet=True)
+    first, second = summary["snapshots"]
+    assert (first["churned"], first["came_back"]) == (8, 4)  # r bought in March
+    assert second["labelled"] and second["churned"] is None  # 04-01 + 60 days runs past 05-08
+    assert summary["pause_warning"].startswith("50% of the customers labelled churned (no purchase in the 30 days")
+    assert "labels: 50% of the customers labelled churned" in caplog.text
+    caplog.clear()
+    quiet = runner.run(pause_workspace(tmp_path / "few", returning=1), quiet=True)
+    assert quiet["snapshots"][0]["came_back"] == 1 and quiet["pause_warning"] is None
+    assert "labelled churned" not in caplog.text
+    shown = Console(width=200, file=io.StringIO())
+    shown.print(runner._summary_table(quiet))
+    assert "of them back in the next horizon" in shown.file.getvalue() and "12.5%" in shown.file.getvalue()
 
 
 def test_cli_features_prints_the_summary(tmp_path):

@@ -12,7 +12,14 @@ from pipeline.config import FeaturesConfig
 from pipeline.events import Events
 from pipeline.features import build_features
 from pipeline.features import event_tables
-from pipeline.labels import churn_labels_from_tables, horizon_passed, label_churn
+from pipeline.labels import (
+    churn_labels_from_tables,
+    churned_who_came_back,
+    horizon_passed,
+    label_churn,
+    next_window_covered,
+    pause_warning,
+)
 
 AS_OF = dt.date(2024, 7, 1)  # t; lookback 30 days -> [2024-06-01, t); horizon 10 days -> [t, 2024-07-11)
 
@@ -113,3 +120,47 @@ def test_a_list_whose_label_window_overlaps_a_training_window_is_seen_by_the_mod
     assert "by up to 1 day:" in one_day
     assert seen_outcomes_warning(dt.date(2024, 6, 1), training_snapshots=snapshots, horizon_days=60, model="v3") is None
     assert seen_outcomes_warning(dt.date(2024, 6, 1), training_snapshots=None, horizon_days=60, model="v3") is None
+
+
+def test_customers_with_a_purchase_before_a_day_are_the_eligible_ones_of_a_zero_horizon():
+    """The runner finds who bought in the horizon after a label window as the customers eligible at its end, with
+    that horizon as lookback and no horizon of their own."""
+    # purchases in [07-01, 07-11): a (07-05), c (07-02), f (07-01); g's refund is no purchase
+    buyers = churn_labels_from_tables(event_tables(Events.from_frames(transactions=transactions())),
+                                      as_of=dt.date(2024, 7, 11), lookback_days=10, horizon_days=0)
+    assert buyers["customer_id"].tolist() == ["a", "c", "f"]
+
+
+def test_churned_who_came_back_counts_the_churned_among_the_later_buyers():
+    labels = pd.DataFrame({"customer_id": ["a", "b", "e", "g"], "churned": [0, 1, 1, 1]})
+    assert churned_who_came_back(labels, pd.Series(["a", "e", "x"])) == (3, 1)  # a was not churned
+    assert churned_who_came_back(labels, pd.Series([], dtype="str")) == (3, 0)
+
+
+@pytest.mark.parametrize(
+    ("as_of", "last", "expected"),
+    [
+        (dt.date(2024, 7, 1), dt.date(2024, 7, 20), True),  # next window [07-11, 07-21) ends with the last day
+        (dt.date(2024, 7, 1), dt.date(2024, 7, 19), False),
+        (dt.date(2024, 7, 1), None, False),
+    ],
+)
+def test_next_window_covered(as_of, last, expected):
+    assert next_window_covered(as_of, horizon_days=10, last_event_date=last) is expected
+
+
+def test_pause_warning_pools_the_covered_snapshots_and_names_them():
+    rows = [
+        {"date": "2024-01-01", "churned": 100, "came_back": 20},
+        {"date": "2024-02-01", "churned": 100, "came_back": 31},
+        {"date": "2024-03-01", "churned": 0, "came_back": 0},  # nobody churned: nothing to pool
+        {"date": "2024-04-01", "churned": None, "came_back": None},  # the data does not cover the next horizon
+    ]
+    warning = pause_warning(rows, horizon_days=90)
+    assert warning.startswith("26% of the customers labelled churned (no purchase in the 90 days after a snapshot; 200 "
+                              "labels of snapshots 2024-01-01 to 2024-02-01) bought again in the 90 days after that")
+    assert "features.horizon_days" in warning
+    assert pause_warning(rows[:1], horizon_days=90) is None  # 20% stays quiet
+    assert "snapshot 2024-02-01)" in pause_warning(rows[1:], horizon_days=90)
+    assert pause_warning(rows[2:], horizon_days=90) is None
+    assert pause_warning([], horizon_days=90) is None

@@ -56,7 +56,13 @@ from pipeline.features.tables import (
     partitioned_event_tables,
 )
 from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
-from pipeline.labels import churn_labels_from_partitions, horizon_passed
+from pipeline.labels import (
+    churn_labels_from_partitions,
+    churned_who_came_back,
+    horizon_passed,
+    next_window_covered,
+    pause_warning,
+)
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.snapshot import latest_event_date
 
@@ -205,6 +211,8 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
         cfg,
         features_at=lambda as_of: polars_features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
         labels_at=lambda as_of: churn_labels_from_partitions(tables, as_of=as_of, **window),
+        buyers_before=lambda as_of, days: churn_labels_from_partitions(
+            tables, as_of=as_of, lookback_days=days, horizon_days=0)["customer_id"],
         last_date=last_date,
         started=started,
         quiet=quiet,
@@ -225,6 +233,8 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
                 cfg,
                 features_at=lambda as_of: dask_features(tables, as_of=as_of, cfg=cfg.features),
                 labels_at=lambda as_of: dask_labels(tables, as_of=as_of, **window),
+                buyers_before=lambda as_of, days: dask_labels(
+                    tables, as_of=as_of, lookback_days=days, horizon_days=0)["customer_id"],
                 last_date=tables.last_event_date,
                 started=started,
                 quiet=quiet,
@@ -238,6 +248,7 @@ def _write_snapshots(
     *,
     features_at: Callable[[dt.date], Any],
     labels_at: Callable[[dt.date], pd.DataFrame],
+    buyers_before: Callable[[dt.date, int], pd.Series],
     last_date: dt.date | None,
     started: float,
     quiet: bool,
@@ -249,30 +260,39 @@ def _write_snapshots(
 
     `features_at` may return the features in another form than pandas, with `as_pandas` turning them
     into `build_features`' frame: the writer thread does that, so the conversion is not on the path
-    of the next snapshot's computation.
+    of the next snapshot's computation. `buyers_before(day, days)`: the customers who purchased in the `days` before
+    `day`, for the share of customers labelled churned who bought again in the horizon after (`pause_warning`).
     """
     log = get_logger()
+    horizon = cfg.features.horizon_days
     dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
     metadata = snapshot_metadata(settings)
 
     def labelled_at(as_of: dt.date) -> bool:
-        return horizon_passed(as_of, horizon_days=cfg.features.horizon_days, last_event_date=last_date)
+        return horizon_passed(as_of, horizon_days=horizon, last_event_date=last_date)
 
-    def computed_at(as_of: dt.date) -> tuple[Any, pd.DataFrame | None]:
-        return features_at(as_of), labels_at(as_of) if labelled_at(as_of) else None
+    def computed_at(as_of: dt.date) -> tuple[Any, pd.DataFrame | None, pd.Series | None]:
+        labels = labels_at(as_of) if labelled_at(as_of) else None
+        later = None
+        if labels is not None and next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date):
+            later = buyers_before(as_of + dt.timedelta(days=2 * horizon), horizon)
+        return features_at(as_of), labels, later
 
-    def written(as_of: dt.date, features: Any, labels: pd.DataFrame | None) -> dict[str, Any]:
+    def written(as_of: dt.date, features: Any, labels: pd.DataFrame | None, later: pd.Series | None) -> dict[str, Any]:
         frame = snapshot_frame(as_pandas(features), labels, as_of=as_of)
         outputs.write(snapshot_path(cfg.features_dir, as_of), lambda path: write_parquet(frame, path, metadata=metadata))
         if frame.empty:
             log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
                         as_of, cfg.features.lookback_days)
+        churned, came_back = churned_who_came_back(labels, later) if later is not None else (None, None)
         return {
             "date": as_of.isoformat(),
             "customers": len(frame),
             "churn_rate": float(frame[LABEL].mean()) if labels is not None and len(frame) else None,
             "labelled": labels is not None,
+            "churned": churned,
+            "came_back": came_back,
             "path": str(snapshot_path(cfg.features_dir, as_of)),
         }
 
@@ -286,11 +306,11 @@ def _write_snapshots(
             outputs.remove(snapshot_path(cfg.features_dir, stale))
         pending: Future | None = None
         for as_of in track(dates, description="features", quiet=quiet):
-            features, labels = next(computed)
+            features, labels, later = next(computed)
             if pending is not None:
                 rows.append(pending.result())  # at most one file in flight (raises the writer's error here)
-            pending = writer.submit(written, as_of, features, labels)
-            del features, labels  # the writer holds them until the file is written
+            pending = writer.submit(written, as_of, features, labels, later)
+            del features, labels, later  # the writer holds them until the file is written
         if pending is not None:
             rows.append(pending.result())
     summary = {
@@ -300,7 +320,10 @@ def _write_snapshots(
         "inputs": settings["inputs"],
         "last_event_date": last_date.isoformat() if last_date else None,
         "seconds": round(time.perf_counter() - started, 2),
+        "pause_warning": pause_warning(rows, horizon_days=horizon),
     }
+    if summary["pause_warning"]:
+        log.warning("labels: %s", summary["pause_warning"])
     if not quiet:
         console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
@@ -363,7 +386,7 @@ def ordered_map(function: Callable[[Any], Any], items: Iterable[Any], *, workers
 
 def _summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title=f"Feature snapshots ({summary['features']} features)")
-    for column in ("snapshot", "customers", "churn rate"):
+    for column in ("snapshot", "customers", "churn rate", "of them back in the next horizon"):
         table.add_column(column, justify="right")
     for row in summary["snapshots"]:
         if not row["labelled"]:
@@ -372,5 +395,6 @@ def _summary_table(summary: dict[str, Any]) -> Table:
             rate = "-"
         else:
             rate = f"{row['churn_rate']:.1%}"
-        table.add_row(row["date"], f"{row['customers']:,}", rate)
+        back = "-" if not row.get("churned") else f"{row['came_back'] / row['churned']:.1%}"
+        table.add_row(row["date"], f"{row['customers']:,}", rate, back)
     return table
