@@ -1283,6 +1283,8 @@ MIN_IDS_TO_JUDGE = 20
 MIN_ONE_ORDER_CUSTOMERS = 50  # with this many customers and nearly none with a second order, ids name orders
 ONE_ORDER_SHARE = 0.995  # ... that is, with at most 1 in 200 ids holding a second order
 ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second order
+ORDER_TOTAL_SHARE = 0.9  # orders whose lines differ in product or quantity yet all give one amount: an order's total
+ORDER_TOTAL_MIN_ORDERS = 50  # ... on each line, when this share of at least this many such orders does
 GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
 GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
 GAP_MIN_LINES = 50
@@ -1474,6 +1476,40 @@ def one_order_each_note(result: SourceResult) -> str | None:
             "customer_id looks like an id per order (an order system's own customer key), so nobody buys again and "
             "churn cannot be learned; map the column that names the person, or take it from a customers table with "
             "sources.transactions.lookup")
+
+
+def order_total_note(result: SourceResult) -> str | None:
+    """A note when at least ORDER_TOTAL_SHARE of the orders of the validated transactions (`result`) whose purchase
+    lines differ in product_id or quantity (at least ORDER_TOTAL_MIN_ORDERS of them) give the same amount on every
+    line: amount then looks like the order's total written on each of its lines, which counts the order once per
+    line; None otherwise. Without product_id and quantity, lines cannot be told apart: None. The first
+    ONE_ORDER_SAMPLE lines settle it when they hold enough such orders and few look like that."""
+    frame = result.validated
+    told_apart = [c for c in ("product_id", "quantity") if c in frame and frame[c].notna().any()]
+    if not told_apart:
+        return None
+    head = _orders_with_one_amount(frame.head(ONE_ORDER_SAMPLE), told_apart)
+    if head.height >= ORDER_TOTAL_MIN_ORDERS and head["same"].mean() < ORDER_TOTAL_SHARE:
+        return None
+    orders = _orders_with_one_amount(frame, told_apart) if len(frame) > ONE_ORDER_SAMPLE else head
+    if orders.height < ORDER_TOTAL_MIN_ORDERS or orders["same"].mean() < ORDER_TOTAL_SHARE:
+        return None
+    example = orders.filter(pl.col("same")).row(0, named=True)
+    return (f"in {orders['same'].mean():.0%} of the {orders.height:,} orders whose lines differ in "
+            f"{' or '.join(told_apart)}, every line gives the same amount (e.g. order {example['order_id']!r}: "
+            f"{example['lines']} lines of {example['amount']:,.2f} each): amount looks like the order's total written on "
+            "each of its lines, which counts the order once per line. Map the line's own amount, or leave amount "
+            "unmapped to derive it from quantity × unit_price")
+
+
+def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str]) -> pl.DataFrame:
+    """Per order of the purchase `lines` (amount >= 0) whose lines differ in a `told_apart` column: order_id, lines,
+    amount (its first line's), same (every line gives that amount)."""
+    purchases = pl.from_pandas(lines[["order_id", "amount", *told_apart]]).lazy().filter(pl.col("amount") >= 0)
+    return (purchases.group_by("order_id", maintain_order=True)
+            .agg(pl.len().alias("lines"), pl.col("amount").first(), (pl.col("amount").n_unique() == 1).alias("same"),
+                 pl.max_horizontal(*(pl.col(c).drop_nulls().n_unique() for c in told_apart)).alias("kinds"))
+            .filter(pl.col("kinds") > 1).drop("kinds").collect())
 
 
 def outsized_id_note(result: SourceResult) -> str | None:
@@ -1804,7 +1840,8 @@ def ingest_sources(
     one_order = one_order_each_note(results["transactions"])
     outsized = outsized_id_note(results["transactions"])
     gap = order_gap_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap) if note),
+    totals = order_total_note(results["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, totals) if note),
                        *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)

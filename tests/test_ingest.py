@@ -23,6 +23,7 @@ from pipeline.ingest import (
     ingest_sources,
     keep_rows,
     order_gap_note,
+    order_total_note,
     parse_source,
     data_start,
     reference_time,
@@ -549,3 +550,36 @@ def test_growth_seasons_and_a_holiday_week_are_not_gaps():
     assert order_gap_note(SourceResult("transactions", pd.DataFrame({"ordered_at": pd.Series([], dtype="datetime64[us, UTC]"),
                                                                      "amount": pd.Series([], dtype=float)}),
                                        pd.DataFrame(), pd.DataFrame(), {})) is None
+
+
+def _orders(same: int, different: int, **columns) -> SourceResult:
+    """Validated transactions: `same` orders of two lines (products A and B) with one amount each, then `different`
+    orders whose two lines give different amounts; `columns` overrides product_id / quantity."""
+    orders = same + different
+    frame = pd.DataFrame({
+        "order_id": np.repeat([f"o{i}" for i in range(orders)], 2),
+        "amount": np.r_[np.full(2 * same, 50.0), np.tile([10.0, 20.0], different)],
+        "product_id": np.tile(["A", "B"], orders),
+        "quantity": 1.0,
+    })
+    return SourceResult("transactions", frame.assign(**columns), pd.DataFrame(), pd.DataFrame(), {})
+
+
+def test_order_total_note_needs_nine_in_ten_of_fifty_orders_whose_lines_differ(monkeypatch):
+    assert order_total_note(_orders(45, 5)).startswith("in 90% of the 50 orders whose lines differ in product_id")
+    assert order_total_note(_orders(44, 6)) is None
+    assert order_total_note(_orders(49, 0)) is None  # too few orders to tell
+    assert order_total_note(_orders(60, 0, product_id="A")) is None  # one product, one quantity: lines alike
+    assert order_total_note(_orders(60, 0, product_id="A", quantity=np.tile([1.0, 2.0], 60))).startswith(
+        "in 100% of the 60 orders whose lines differ in product_id or quantity")
+    assert order_total_note(_orders(60, 0, product_id=None, quantity=np.nan)) is None  # nothing tells lines apart
+    refunded = _orders(60, 0)
+    refunded.validated.loc[len(refunded.validated)] = ["o0", -50.0, None, np.nan]  # a refund row of order o0
+    assert order_total_note(refunded).startswith("in 100% of the 60 orders")
+    # The first lines hold 50 orders whose amounts differ: they settle it, the 800 orders after them are not read.
+    late = _orders(800, 0).validated.assign(order_id=lambda frame: "x" + frame["order_id"])
+    mixed = SourceResult("transactions", pd.concat([_orders(0, 50).validated, late], ignore_index=True),
+                         pd.DataFrame(), pd.DataFrame(), {})
+    assert order_total_note(mixed) is not None
+    monkeypatch.setattr("pipeline.ingest.ONE_ORDER_SAMPLE", 100)
+    assert order_total_note(mixed) is None

@@ -1587,6 +1587,35 @@ def test_a_placeholder_id_for_guest_checkouts_gets_a_warning_and_is_read_as_a_gu
     assert set(quarantine["customer_id"]) == {"0"} and set(quarantine["reason"]) == {"anonymous"}
 
 
+def test_an_orders_total_written_on_each_of_its_lines_gets_a_warning_naming_the_fix(tmp_path, caplog):
+    """A WooCommerce-style export repeats the order's fields on every line item: mapping its `Order Total` onto amount
+    counts each order once per line. Lines that differ in product yet give the same amount say so."""
+    header = "Order ID,Customer,Date,Product,Qty,Order Total,Line Total\n"
+    lines = [f"W{o},c{o % 20},2024-01-{1 + o % 28:02d} 10:00:00,P{k},{1 + k % 2},{30 + o}.00,{10 + k + o % 3}.00"
+             for o in range(60) for k in range(3)]
+    write(tmp_path, "woo.csv", header + "\n".join(lines) + "\n")
+    rename = {"Order ID": "order_id", "Customer": "customer_id", "Date": "ordered_at", "Product": "product_id",
+              "Qty": "quantity"}
+
+    def notes(amount: str) -> list[str]:
+        source = {"path": "woo.csv", "rename": {**rename, amount: "amount"}}
+        return run_ingest(tmp_path, {"transactions": source})["sources"]["transactions"]["notes"]
+
+    with caplog.at_level(logging.WARNING):
+        total = notes("Order Total")
+    note = ("in 100% of the 60 orders whose lines differ in product_id or quantity, every line gives the same amount "
+            "(e.g. order 'W0': 3 lines of 30.00 each): amount looks like the order's total written on each of its "
+            "lines, which counts the order once per line. Map the line's own amount, or leave amount unmapped to derive "
+            "it from quantity × unit_price")
+    assert note in total and note in caplog.text
+    assert not [n for n in notes("Line Total") if "order's total" in n]
+    # An order of one product in several lines of one price (a marketplace's line per unit) is no order total.
+    write(tmp_path, "units.csv", "order_id,customer_id,ordered_at,product_id,amount\n" + "\n".join(
+        f"u{o},c{o % 20},2024-01-{1 + o % 28:02d} 10:00:00,P{o % 7},{9 + o}.90" for o in range(60) for _ in range(2)))
+    report = run_ingest(tmp_path, {"transactions": {"path": "units.csv"}})
+    assert not [n for n in report["sources"]["transactions"]["notes"] if "order's total" in n]
+
+
 def test_a_read_error_in_a_further_export_names_that_exports_settings(tmp_path):
     write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
     write(tmp_path, "old.csv", GOOD_TRANSACTIONS.replace(",", ";"))
