@@ -1288,6 +1288,8 @@ ORDER_TOTAL_MIN_ORDERS = 50  # ... on each line, when this share of at least thi
 GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
 GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
 GAP_MIN_LINES = 50
+TAIL_DAYS = 7  # the shortest quiet end of the data that is named (a partial last day or two is no matter) ...
+TAIL_MAX_DAYS = 2 * GAP_DAYS  # ... and the longest (a longer quiet end is a shop's decline, e.g. a cohort's)
 GAP_BUSY_DAYS = 0.25  # ... and purchases on at least this share of their days (billing once a month is no gap)
 OUTSIZED_SHARE = 0.02  # one customer id with this share of the orders ...
 OUTSIZED_RATIO = 10  # ... and this many times the orders of any other: a placeholder (guests under '0')
@@ -1406,12 +1408,9 @@ def order_gap_note(result: SourceResult) -> str | None:
     not buying. The note names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the
     daily lines around it) and how many other dips there are; None otherwise. A shop that grows from nothing, a
     seasonal peak and a holiday week stay quiet: only a dip below both neighbours counts."""
-    purchase = (result.validated["amount"] >= 0).to_numpy()
-    if not purchase.any():
+    first, lines = _purchase_lines_per_day(result)
+    if not len(lines):
         return None
-    days = result.validated["ordered_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
-    first = int(days.min())
-    lines = np.bincount(days - first)
     total, busy = np.r_[0, np.cumsum(lines)], np.r_[0, np.cumsum(lines > 0)]
     spans = [GAP_DAYS * 2**k for k in range(12) if 3 * GAP_DAYS * 2**k <= len(lines)]
     found = [(span, *_dips(total, busy, span)) for span in spans]
@@ -1443,11 +1442,59 @@ def order_gap_note(result: SourceResult) -> str | None:
     day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
     begin, end = day + np.timedelta64(int(low), "D"), day + np.timedelta64(int(high) - 1, "D")
     others = f" (and {dips - 1} more such span{'s' * (dips > 2)})" if dips > 1 else ""
-    return (f"purchases nearly stop from {begin} to {end}{others}: {int(lines[low:high].sum()):,} purchase lines in "
+    return (f"purchases nearly stop from {begin} to {end}{others}: {int(lines[low:high].sum()):,} purchase line{'s' * bool(lines[low:high].sum() != 1)} in "
             f"those {high - low} days (UTC), against an average of at least {int(rate):,} a day in the {span} days "
             f"before and after {around_them}. A missing export file, or a closure? Every snapshot whose label window "
             "covers those days counts its customers as not buying then; add the missing orders, or leave those "
             "snapshots out (features.snapshots)")
+
+
+def _purchase_lines_per_day(result: SourceResult) -> tuple[int, np.ndarray]:
+    """(the first UTC day, as days since 1970-01-01; the purchase lines (amount >= 0) of the validated transactions
+    `result` on each day from it to the last); an empty array without purchases."""
+    purchase = (result.validated["amount"] >= 0).to_numpy()
+    if not purchase.any():
+        return 0, np.zeros(0, dtype=np.int64)
+    days = result.validated["ordered_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
+    first = int(days.min())
+    return first, np.bincount(days - first)
+
+
+def thin_end_note(result: SourceResult) -> str | None:
+    """A note when the purchase lines of the validated transactions (`result`) nearly stop over the data's last days:
+    the last L days (TAIL_DAYS <= L <= TAIL_MAX_DAYS) hold fewer than GAP_SHARE of the lines a day of the GAP_DAYS
+    days before them (at least GAP_MIN_LINES, on at least GAP_BUSY_DAYS of those days); of such L, the one whose days
+    are quietest against the days before them, narrowed to the last days with fewer than GAP_SHARE of its lines a day
+    (at least TAIL_DAYS of them, after at least GAP_DAYS of data). Late rows past the export's real end (a test
+    order, a pre-order, a time zone slip) or an export taken while orders were still being written look like that:
+    the data's end is its latest order, so the label windows ending in those days count their customers as not
+    buying. None otherwise."""
+    first, lines = _purchase_lines_per_day(result)
+    days = len(lines)
+    if days < GAP_DAYS + TAIL_DAYS:
+        return None
+    total, busy = np.r_[0, np.cumsum(lines)], np.r_[0, np.cumsum(lines > 0)]
+    length = np.arange(TAIL_DAYS, min(TAIL_MAX_DAYS, days - GAP_DAYS) + 1)
+    start = days - length
+    during = total[days] - total[start]
+    before = total[start] - total[start - GAP_DAYS]
+    thin = ((before >= GAP_MIN_LINES) & (busy[start] - busy[start - GAP_DAYS] >= GAP_BUSY_DAYS * GAP_DAYS)
+            & (during * GAP_DAYS < GAP_SHARE * before * length))
+    if not thin.any():
+        return None
+    quietest = np.flatnonzero(thin)[np.argmin((during * GAP_DAYS / (before * length))[thin])]
+    loud = np.flatnonzero(lines >= GAP_SHARE * before[quietest] / GAP_DAYS)  # the last such day ends the quiet ones
+    begin = int(loud[-1]) + 1 if len(loud) else 0
+    if days - begin < TAIL_DAYS or begin < GAP_DAYS:
+        return None
+    quiet, rate = int(total[days] - total[begin]), (total[begin] - total[begin - GAP_DAYS]) / GAP_DAYS
+    day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
+    start, end = day + np.timedelta64(begin, "D"), day + np.timedelta64(days - 1, "D")
+    return (f"purchases nearly stop over the data's last {days - begin} days, {start} to {end}: {quiet:,} purchase "
+            f"line{'s' * (quiet != 1)} (UTC), against an average of {rate:,.0f} a day in the {GAP_DAYS} days before. Late rows past the "
+            "export's real end (a test order, a pre-order, a time zone slip), orders not yet written when it was "
+            f"exported, or a closure? The data's end is its latest order ({end}), so every snapshot whose label window ends in those days counts its customers as not "
+            "buying then; leave those rows out, or those snapshots (features.snapshots)")
 
 
 def orders_per_customer(lines: pd.DataFrame) -> pl.DataFrame:
@@ -1840,8 +1887,9 @@ def ingest_sources(
     one_order = one_order_each_note(results["transactions"])
     outsized = outsized_id_note(results["transactions"])
     gap = order_gap_note(results["transactions"])
+    end = thin_end_note(results["transactions"])
     totals = order_total_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, totals) if note),
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals) if note),
                        *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)

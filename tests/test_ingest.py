@@ -24,6 +24,7 @@ from pipeline.ingest import (
     keep_rows,
     order_gap_note,
     order_total_note,
+    thin_end_note,
     parse_source,
     data_start,
     reference_time,
@@ -583,3 +584,31 @@ def test_order_total_note_needs_nine_in_ten_of_fifty_orders_whose_lines_differ(m
     assert order_total_note(mixed) is not None
     monkeypatch.setattr("pipeline.ingest.ONE_ORDER_SAMPLE", 100)
     assert order_total_note(mixed) is None
+
+
+def test_a_data_end_past_the_last_busy_day_is_named():
+    """A late row two weeks after the export's real end (a test order): the data's end moves with it, and the label
+    windows ending in those days count every customer as not buying. Hand-made counts: 20 lines a day."""
+    late = np.r_[np.full(100, 20), np.zeros(14, dtype=int), 1]
+    assert thin_end_note(_purchases_per_day(late)) == (
+        "purchases nearly stop over the data's last 15 days, 2024-04-10 to 2024-04-24: 1 purchase line (UTC), "
+        "against an average of 20 a day in the 28 days before. Late rows past the export's real end (a test order, a "
+        "pre-order, a time zone slip), orders not yet written when it was exported, or a closure? The data's end is "
+        "its latest order (2024-04-24), so every snapshot whose label window ends in those days counts its customers "
+        "as not buying then; leave those rows out, or those snapshots (features.snapshots)")
+    lagging = np.r_[np.full(100, 20), np.full(10, 3)]  # the last ten days' orders mostly not yet written
+    assert thin_end_note(_purchases_per_day(lagging)).startswith(
+        "purchases nearly stop over the data's last 10 days, 2024-04-10 to 2024-04-19: 30 purchase lines")
+
+
+def test_a_busy_end_a_short_quiet_end_a_week_without_weekends_or_a_long_decline_is_no_thin_end():
+    weekdays = np.tile([20, 20, 20, 20, 20, 0, 0], 20)  # closed at weekends, the data ending on a Sunday
+    partial = np.r_[np.full(100, 20), np.full(6, 2)]  # six quiet days: too few to name
+    decline = np.r_[np.full(90, 400), np.full(300, 60)]  # a cohort's first purchases, then its repeat buyers
+    late_start = np.r_[np.zeros(30, dtype=int), np.full(20, 20)]  # too little before the end to compare with
+    for counts in (np.full(100, 20), weekdays, partial, decline, late_start, np.full(30, 20)):
+        assert thin_end_note(_purchases_per_day(counts)) is None
+    assert thin_end_note(_purchases_per_day(np.r_[np.full(100, 20), np.full(7, 2)])) is not None
+    assert thin_end_note(SourceResult("transactions", pd.DataFrame({
+        "ordered_at": pd.Series([], dtype="datetime64[us, UTC]"), "amount": pd.Series([], dtype=float)}),
+        pd.DataFrame(), pd.DataFrame(), {})) is None

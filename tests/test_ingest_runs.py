@@ -96,6 +96,22 @@ def test_cdnow_ingest(shared_data, tmp_path):
     assert validated["ordered_at"].min() == pd.Timestamp("1997-01-01 05:00", tz="UTC")
     assert validated["ordered_at"].max() == pd.Timestamp("1998-06-30 04:00", tz="UTC")
     assert pd.read_parquet(cfg.validated_dir / "feedback.parquet").empty
+    assert not [note for note in entry["notes"] if "nearly stop" in note or "order's total" in note]
+
+
+def test_cdnow_with_a_late_row_two_weeks_after_its_end_names_the_quiet_end(shared_data, tmp_path):
+    """CDNOW's purchases run to 1998-06-30 at about 68 lines a day; one more row on 1998-07-14 (a test
+    order, a slipped date) would end the data there, and the label windows ending in between would be wrong."""
+    raw = yaml.safe_load((REPO_ROOT / "configs" / "cdnow.yaml").read_text())
+    raw["paths"]["data_dir"] = str(tmp_path / "data")
+    late = tmp_path / "cdnow_late.txt"
+    late.write_text((shared_data / "cdnow" / "CDNOW_master.txt").read_text() + "23570 19980714 1 9.99\n")
+    raw["sources"]["transactions"]["path"] = str(late)
+    config = tmp_path / "cdnow.yaml"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    notes = ingest_runner.run(load_config(config), quiet=True)["sources"]["transactions"]["notes"]
+    assert [note for note in notes if note.startswith(
+        "purchases nearly stop over the data's last 14 days, 1998-07-01 to 1998-07-14: 1 purchase line (UTC)")]
 
 
 def _copy_workspace(demo_cfg, folder: Path) -> Path:
