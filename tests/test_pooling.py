@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -51,6 +52,38 @@ def test_a_campaign_without_control_churners_has_no_ratio():
     row = pooled_uplift(measured).iloc[0]
     assert row["campaigns_without_ratio"] == 1
     assert row["uplift"] == pytest.approx(0.5)
+
+
+def test_campaigns_where_nobody_was_treated_pool_to_no_uplift_with_the_stated_coverage():
+    """400 seeded sets of five campaigns in which treated and control churn alike (60%), with control groups of 40 as
+    a 10% hold-out gives: the pooled uplift must be unbiased and its 95% interval hold 0 about 95% of the time.
+    Inverse-variance pooling of log risk ratios gave +0.023 on average and held 0 in 90% of the sets: a campaign
+    whose control churned more by chance had the smaller variance and the larger weight."""
+    rng = np.random.default_rng(0)
+    sets, campaigns, n_treatment, n_control = 400, 5, 400, 40
+    churned_t = rng.binomial(n_treatment, 0.6, (sets, campaigns)).ravel()
+    churned_c = rng.binomial(n_control, 0.6, (sets, campaigns)).ravel()
+    measured = pd.DataFrame({
+        "as_of": np.tile([f"2025-0{i + 1}-01" for i in range(campaigns)], sets),
+        "action": np.repeat([f"action{j:03d}" for j in range(sets)], campaigns),
+        "n_treatment": n_treatment, "n_control": n_control,
+        "churn_treatment": churned_t / n_treatment, "churn_control": churned_c / n_control,
+    })
+    pooled = pooled_uplift(measured)
+    assert abs(pooled["uplift"].mean()) < 0.008
+    assert ((pooled["uplift_low"] <= 0) & (pooled["uplift_high"] >= 0)).mean() >= 0.925
+    assert abs(pooled["churn_reduction"].mean()) < 0.005
+
+
+def test_mantel_haenszel_by_hand():
+    """Two campaigns: treated 30 of 100 and 10 of 50 churned, control 20 of 50 and 8 of 20."""
+    row = pooled_uplift(campaign_rows(("a", "call", 100, 50, 0.3, 0.4), ("b", "call", 50, 20, 0.2, 0.4))).iloc[0]
+    r, s = 30 * 50 / 150 + 10 * 20 / 70, 20 * 100 / 150 + 8 * 50 / 70
+    p = (100 * 50 * 50 - 30 * 20 * 150) / 150**2 + (50 * 20 * 18 - 10 * 8 * 70) / 70**2
+    assert row["uplift"] == pytest.approx(1 - r / s)
+    assert row["uplift_low"] == pytest.approx(1 - (r / s) * math.exp(1.959964 * math.sqrt(p / (r * s))), abs=1e-6)
+    w = [100 * 50 / 150, 50 * 20 / 70]
+    assert row["churn_reduction"] == pytest.approx((w[0] * 0.1 + w[1] * 0.2) / sum(w))
 
 
 def test_pooling_names_missing_columns():
