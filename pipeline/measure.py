@@ -204,3 +204,19 @@ def measure_campaign(
             "expected_net_value": col("expected", True),
         }
     )[MEASURE_COLUMNS]
+
+
+def chance_note(result: pd.DataFrame, *, confidence: float = 0.95) -> str | None:
+    """A sentence when several actions were measured (`measure_campaign` rows) and the churn-reduction interval of
+    some of them excludes 0: with k actions, at least one such interval excludes 0 by chance in 1 - confidence^k of
+    the campaigns that change nothing. None otherwise."""
+    actions = result[result["action"] != ALL_ACTIONS]
+    measured = actions[(actions["n_treatment"] > 0) & (actions["n_control"] > 0)]
+    apart = measured[(measured["churn_reduction_low"] > 0) | (measured["churn_reduction_high"] < 0)]
+    if len(measured) < 2 or apart.empty:
+        return None
+    named = ", ".join(apart["action"])
+    return (f"{named}: the churn reduction's {confidence:.0%} interval excludes 0. With {len(measured)} actions "
+            f"measured, at least one interval does so by chance in {1 - confidence ** len(measured):.0%} of campaigns "
+            "that change nothing: confirm it on further campaigns (churn measure --update-playbook pools them) "
+            "before relying on it")

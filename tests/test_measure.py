@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.errors import ScoreError
 from pipeline.measure import (
+    chance_note,
     MEASURE_COLUMNS,
     measure_campaign,
     newcombe_difference,
@@ -139,3 +140,23 @@ def test_measure_refuses_bad_scores():
     mixed = scores_frame(["treatment", "control"], ["call", "call"]).assign(as_of=[AS_OF, dt.date(2025, 2, 1)])
     with pytest.raises(ScoreError, match="mixes several as_of dates"):
         measure_campaign(mixed, orders([]), horizon_days=30)
+
+
+def _measured(*rows) -> pd.DataFrame:
+    """`measure_campaign`-shaped rows: action, n_treatment, n_control, churn_reduction_low, churn_reduction_high."""
+    return pd.DataFrame(rows, columns=["action", "n_treatment", "n_control", "churn_reduction_low",
+                                       "churn_reduction_high"])
+
+
+def test_an_interval_apart_from_zero_among_several_actions_may_be_chance():
+    two = _measured(("call", 400, 45, 0.047, 0.287), ("mail", 857, 95, -0.143, 0.056), ("all", 1257, 140, -0.05, 0.11))
+    assert chance_note(two) == (
+        "call: the churn reduction's 95% interval excludes 0. With 2 actions measured, at least one interval does so by "
+        "chance in 10% of campaigns that change nothing: confirm it on further campaigns (churn measure "
+        "--update-playbook pools them) before relying on it")
+    harmful = _measured(("call", 400, 45, -0.3, -0.01), ("mail", 9, 1, -0.2, 0.1), ("sms", 9, 1, -0.2, 0.1))
+    assert chance_note(harmful).startswith("call: ") and "With 3 actions measured" in chance_note(harmful)
+    assert "in 14% of campaigns" in chance_note(harmful)
+    assert chance_note(two.iloc[[0, 2]]) is None  # one action: its interval says it all
+    assert chance_note(_measured(("call", 400, 45, -0.1, 0.2), ("mail", 857, 95, -0.1, 0.05))) is None
+    assert chance_note(_measured(("call", 400, 45, 0.1, 0.2), ("mail", 857, 0, np.nan, np.nan))) is None  # no control

@@ -92,6 +92,9 @@ def test_measure_run_recovers_planted_effect_and_logs(tmp_path, mlflow_uri):
     assert results.loc["service_recovery", "planned_uplift"] == 0.2
     stored = json.loads(csv_path.with_suffix(".json").read_text(encoding="utf-8"))
     assert stored["horizon_days"] == HORIZON and stored["results"][-1]["action"] == "all"
+    apart = [a for a in ("category_offer", "service_recovery") if results.loc[a, "churn_reduction_low"] > 0]
+    assert stored["chance_note"] == outcome["chance_note"]
+    assert (stored["chance_note"] or "").startswith(", ".join(apart) + ": ") if apart else stored["chance_note"] is None
 
     import mlflow
 

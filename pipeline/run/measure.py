@@ -25,7 +25,7 @@ from pipeline.events import load_events
 from pipeline.features.registry import feature_specs
 from pipeline.io import complete_interrupted_publishes, output_set, write_csv, write_json
 from pipeline.labels import horizon_passed
-from pipeline.measure import check_scores, measure_campaign
+from pipeline.measure import chance_note, check_scores, measure_campaign
 from pipeline.playbook import feature_kinds
 from pipeline.plots_review import measured_effect_figure, save_figure
 from pipeline.progress import get_logger, timed
@@ -148,6 +148,7 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
         "model_name": summary.get("model_name"),
         "model_version": summary.get("model_version"),
         "confidence": 0.95,
+        "chance_note": chance_note(result, confidence=0.95),
     }
     figure_path = csv_path.with_suffix(".png")
     with output_set(folder, stage="measure") as outputs:  # the three files as one set
@@ -163,6 +164,8 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
         overall["n_treatment"], overall["n_control"], overall["churn_treatment"], overall["churn_control"],
         overall["uplift"], overall["uplift_low"], overall["uplift_high"], csv_path,
     )
+    if meta["chance_note"]:
+        get_logger().info("%s", meta["chance_note"])
     outcome = {**meta, "results_path": str(csv_path), "summary_path": str(json_path), "mlflow_run_id": run_id, "results": result}
     if update_playbook:
         outcome["playbook_update"] = playbook_update.run(
