@@ -115,7 +115,7 @@ else:
     show(plots_review.measured_effect_figure(measured))
     columns = ["action", "n_treatment", "n_control", "churn_treatment", "churn_control", "churn_reduction",
                "churn_reduction_low", "churn_reduction_high", "uplift", "planned_uplift", "action_cost",
-               "realised_net_value", "expected_net_value"]
+               "realised_net_value", "realised_net_value_low", "realised_net_value_high", "expected_net_value"]
     display(measured[[c for c in columns if c in measured.columns]].style.format(precision=3, na_rep="-"))
 
 # %% [markdown]

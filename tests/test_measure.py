@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
@@ -99,6 +100,9 @@ def test_measure_hand_computed_case():
     assert (row["spend_treatment"], row["spend_control"], row["incremental_spend"]) == (50.0, 20.0, 30.0)
     assert row["action_cost"] == 10.0
     assert row["realised_net_value"] == 30.0 * 2 - 10.0
+    margin = 1.959964 * math.sqrt(np.var([100.0, 0.0], ddof=1) / 2 + np.var([40.0, 0.0], ddof=1) / 2)  # Welch
+    assert row["realised_net_value_low"] == pytest.approx((30.0 - margin) * 2 - 10.0, abs=1e-3)
+    assert row["realised_net_value_high"] == pytest.approx((30.0 + margin) * 2 - 10.0, abs=1e-3)
     assert row["expected_net_value"] == 4.0
     assert np.isnan(result.iloc[1]["planned_uplift"])
 
@@ -160,3 +164,10 @@ def test_an_interval_apart_from_zero_among_several_actions_may_be_chance():
     assert chance_note(two.iloc[[0, 2]]) is None  # one action: its interval says it all
     assert chance_note(_measured(("call", 400, 45, -0.1, 0.2), ("mail", 857, 95, -0.1, 0.05))) is None
     assert chance_note(_measured(("call", 400, 45, 0.1, 0.2), ("mail", 857, 0, np.nan, np.nan))) is None  # no control
+
+
+def test_realised_value_has_no_interval_with_a_single_customer_in_an_arm():
+    scores = scores_frame(["treatment", "treatment", "control"], ["call", "call", "call"])
+    row = measure_campaign(scores, orders([("o1", "c0", "2025-01-05", 100.0)]), horizon_days=30).iloc[0]
+    assert np.isfinite(row["realised_net_value"])
+    assert np.isnan(row["realised_net_value_low"]) and np.isnan(row["realised_net_value_high"])

@@ -94,7 +94,8 @@ def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any], *, f
             for row in result.to_dict("records")
             for column in ("n_treatment", "n_control", "churn_treatment", "churn_control", "churn_reduction",
                            "churn_reduction_low", "churn_reduction_high", "uplift", "uplift_low", "uplift_high",
-                           "realised_net_value", "expected_net_value")
+                           "realised_net_value", "realised_net_value_low", "realised_net_value_high",
+                           "expected_net_value")
             if pd.notna(row[column])
         }
         mlflow.log_metrics(metrics)
@@ -106,7 +107,8 @@ def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any], *, f
 def results_table(result: pd.DataFrame, *, as_of: dt.date) -> Table:
     """Treated vs control per action: counts, churn rates, churn reduction and share prevented with 95% CIs."""
     table = Table(title=f"Campaign of {as_of}: treated vs control")
-    for name in ("action", "treated", "control", "churn treated", "churn control", "reduction [95% CI]", "prevented [95% CI]", "realised value"):
+    for name in ("action", "treated", "control", "churn treated", "churn control", "reduction [95% CI]", "prevented [95% CI]",
+                 "realised value [95% CI]"):
         table.add_column(name, justify="left" if name == "action" else "right")
     for row in result.to_dict("records"):
         table.add_row(
@@ -117,7 +119,8 @@ def results_table(result: pd.DataFrame, *, as_of: dt.date) -> Table:
             f"{row['churn_control']:.3f}",
             f"{row['churn_reduction']:.3f} [{row['churn_reduction_low']:.3f}, {row['churn_reduction_high']:.3f}]",
             f"{row['uplift']:.3f} [{row['uplift_low']:.3f}, {row['uplift_high']:.3f}]",
-            f"{row['realised_net_value']:,.0f}",
+            f"{row['realised_net_value']:,.0f} [{row['realised_net_value_low']:,.0f}, "
+            f"{row['realised_net_value_high']:,.0f}]",
         )
     return table
 
