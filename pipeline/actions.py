@@ -1,11 +1,12 @@
-"""Which retention action each customer gets, within a budget, with a random control group.
+"""Which retention action each customer gets, within a budget, with a random, persistent control group.
 
 1. `customer_value`: what keeping the customer is worth over `score.value_horizon_days`.
 2. `best_actions`: per customer the eligible action with the highest expected net value
    `probability x uplift x value - cost`.
 3. `allocate_budget`: a 0/1 knapsack (with optional per-action capacity) over those candidates that
    maximises the total expected net value within the budget; actions with value <= 0 are never chosen.
-4. `assign_control`: a seeded random share of the selected customers, per action, is held out.
+4. `assign_control`: the selected customers whose seeded hash of their id falls below the control share are
+   held out: a random share of every action's customers, and the same customers in every list.
 
 Knapsack method (exact dynamic programming is far too slow for a million customers):
 greedy by value density (value / cost, "skip and continue": an item that does not fit is skipped and
@@ -24,6 +25,7 @@ actions and a capacity, 0.8 s; adversarial "strongly correlated" instances (valu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -311,32 +313,24 @@ def allocate_budget(
     return pd.Series(selected, index=candidates.index, name="selected")
 
 
-def assign_control(
-    selected: pd.Series, *, share: float, seed: int, strata: pd.Series | None = None
-) -> pd.Series:
-    """Group per customer: 'control' (a seeded random `share` of the selected), 'treatment', 'none'.
+def assign_control(selected: pd.Series, *, share: float, seed: int) -> pd.Series:
+    """Group per customer (`selected`: bool, indexed by customer_id): 'control' for the selected customers whose
+    hash of their id salted by `seed`, read as a number in [0, 1), is below `share`; 'treatment' for the other
+    selected; 'none' for the rest.
 
-    With `strata` (e.g. the action), the share is drawn within each stratum, so every action has its
-    own control group. The number of controls per stratum is share x size, rounded up or down at
-    random (seeded) so that the expected share is exact even for small strata.
+    The hash makes the draw random across customers but fixed for each: a customer held out is held out in every
+    list scored with the same seed, so no control customer was treated in an earlier list whose horizon overlaps
+    (monthly lists with a 90-day horizon: drawn afresh, about two in three of a list's control group were treated
+    the month before, and their treatment blurred its measured effect). Each action's control share is `share` in
+    expectation. A new seed draws a new control group.
     """
     if not 0.0 <= share < 1.0:
         raise ValueError("share must be in [0, 1)")
-    rng = np.random.default_rng(seed)
-    keys = rng.random(len(selected))
-    is_selected = selected.to_numpy(dtype=bool)
-    stratum = (strata.reindex(selected.index) if strata is not None else pd.Series("all", index=selected.index))
-    frame = pd.DataFrame({"stratum": stratum.to_numpy(dtype=object), "key": keys}, index=selected.index)[is_selected]
-    groups = np.full(len(selected), GROUP_NONE, dtype=object)
-    if len(frame):
-        by_stratum = frame.groupby("stratum", sort=True)["key"]
-        rank = by_stratum.rank(method="first").to_numpy() - 1
-        size = by_stratum.transform("size").to_numpy()
-        strata_names = sorted(frame["stratum"].unique())
-        bump = pd.Series(rng.random(len(strata_names)), index=strata_names)
-        expected = share * size
-        controls = np.floor(expected) + (bump.reindex(frame["stratum"]).to_numpy() < expected - np.floor(expected))
-        groups[is_selected] = np.where(rank < controls, GROUP_CONTROL, GROUP_TREATMENT)
+    ids = pd.Series(pd.Index(selected.index).astype(str), dtype="str")
+    salt = hashlib.sha256(f"churn-control-{seed}".encode()).hexdigest()[:16]
+    draw = pd.util.hash_pandas_object(ids, index=False, hash_key=salt).to_numpy(dtype=np.uint64) / 2.0**64
+    chosen = selected.to_numpy(dtype=bool)
+    groups = np.where(chosen, np.where(draw < share, GROUP_CONTROL, GROUP_TREATMENT), GROUP_NONE)
     return pd.Series(groups, index=selected.index, name="group", dtype="str")
 
 

@@ -229,5 +229,5 @@ def chance_note(result: pd.DataFrame, *, confidence: float = 0.95) -> str | None
     named = ", ".join(apart["action"])
     return (f"{named}: the churn reduction's {confidence:.0%} interval excludes 0. With {len(measured)} actions "
             f"measured, at least one interval does so by chance in {1 - confidence ** len(measured):.0%} of campaigns "
-            "that change nothing: confirm it on further campaigns (churn measure --update-playbook pools them) "
-            "before relying on it")
+            "that change nothing: pool it with the other campaigns (churn measure --update-playbook, whose interval "
+            "counts customers the campaigns share about once) before relying on it")

@@ -13,6 +13,12 @@ and action: n and churn rate of treated and control) into one estimate per actio
   default); with none in any campaign the ratio is undefined (`campaigns_without_ratio` counts such campaigns).
 - churn_reduction (control minus treated churn) pooled with the Mantel-Haenszel weights treated x control / all,
   its variance from the campaigns' Wald variances, for reference.
+- Campaigns share customers: lists scored month after month select many of the same customers, and a persistent
+  control group (`pipeline.actions.assign_control`) holds the same ones in every list; their outcomes in
+  overlapping windows move together, so the campaigns are not independent samples. `repeat_factors` measures it
+  per action and group (k-bar = sum of k^2 / sum of k over customers, k = the campaigns a customer is in, as in a
+  design effect with outcomes fully correlated), and both intervals are widened by the larger of the two: a
+  customer in five campaigns counts about once in their width.
 - Cochran's Q and I^2 (of inverse-variance weighted log risk ratios, 0.5 added to every cell of a campaign with a
   zero cell) say whether the campaigns disagree more than chance allows (I^2 near 0: they agree).
 
@@ -53,6 +59,7 @@ POOLED_COLUMNS = [
     "churn_reduction_low",
     "churn_reduction_high",
     "i_squared",
+    "repeat_factor",
 ]
 _VERSION = re.compile(r"^(?P<stem>.+?)\.v(?P<number>\d+)$")
 
@@ -107,11 +114,23 @@ def mantel_haenszel_difference(
     return pd.DataFrame({"pooled": sums["wd"] / sums["w"], "se": np.sqrt(sums["wwv"]) / sums["w"]}, index=sums.index)
 
 
-def pooled_uplift(measured: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+def repeat_factors(arms: pd.DataFrame) -> pd.Series:
+    """Per action (index): the larger over its treated and control groups of sum(k^2) / sum(k), k = the number of
+    campaigns each customer is in with that action and group. `arms`: as_of, customer_id, action, group
+    ('treatment' or 'control') of the measured lists. 1 when no customer is in two campaigns."""
+    counts = arms.groupby(["action", "group", "customer_id"], observed=True)["as_of"].nunique()
+    by_group = (counts**2).groupby(level=["action", "group"]).sum() / counts.groupby(level=["action", "group"]).sum()
+    return by_group.groupby(level="action").max().rename("repeat_factor")
+
+
+def pooled_uplift(
+    measured: pd.DataFrame, *, confidence: float = 0.95, repeats: pd.Series | None = None
+) -> pd.DataFrame:
     """One row per action (sorted), columns POOLED_COLUMNS, from per-campaign rows of `churn measure`.
 
     Input columns: as_of (date or ISO text), action, n_treatment, n_control, churn_treatment, churn_control;
     the 'all' rows of `churn measure` are ignored. Actions without treated and control customers are left out.
+    `repeats`: `repeat_factors` of the campaigns' lists (per action; 1 where missing), by which the variances grow.
     """
     check_measured(measured)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
@@ -140,6 +159,8 @@ def pooled_uplift(measured: pd.DataFrame, *, confidence: float = 0.95) -> pd.Dat
         campaigns_without_ratio=("no_ratio", "sum"),
     )
     ratio, difference, spread = (part.reindex(totals.index) for part in (ratio, difference, spread))
+    repeat = (repeats if repeats is not None else pd.Series(dtype=float)).reindex(totals.index).fillna(1.0).clip(lower=1.0)
+    ratio["se"], difference["se"] = ratio["se"] * np.sqrt(repeat), difference["se"] * np.sqrt(repeat)
     result = pd.DataFrame(
         {
             "action": totals.index.astype(str),
@@ -157,6 +178,7 @@ def pooled_uplift(measured: pd.DataFrame, *, confidence: float = 0.95) -> pd.Dat
             "churn_reduction_low": (difference["pooled"] - z * difference["se"]).to_numpy(),
             "churn_reduction_high": (difference["pooled"] + z * difference["se"]).to_numpy(),
             "i_squared": spread.fillna(0.0).to_numpy(),
+            "repeat_factor": repeat.to_numpy(),
         }
     )
     return result.sort_values("action").reset_index(drop=True)[POOLED_COLUMNS]

@@ -164,7 +164,7 @@ def score_customers(
     selected = allocate_budget(
         candidates, budget=cfg.budget, capacities=playbook.capacities(), exact_limit=cfg.exact_limit
     )
-    groups = assign_control(selected, share=cfg.control_share, seed=cfg.seed, strata=candidates["action"])
+    groups = assign_control(selected, share=cfg.control_share, seed=cfg.seed)
     no_action = no_action_reasons(
         best, groups, below_min_probability=below_floor, capacities=playbook.capacities()
     ).where(tiers.isin(AT_RISK_TIERS) | groups.eq("control"))

@@ -183,28 +183,39 @@ def test_empty_or_hopeless_candidates_choose_nobody():
     assert not allocate_budget(candidates([], []), budget=100).any()
 
 
-def test_control_group_is_seeded_stratified_and_near_its_share():
+def test_control_group_is_seeded_and_near_its_share_for_every_action():
     n = 20_000
-    selected = pd.Series(np.arange(n) % 4 != 0)
-    strata = pd.Series(np.where(np.arange(n) % 2 == 0, "call", "mail"))
-    groups = assign_control(selected, share=0.2, seed=11, strata=strata)
-    again = assign_control(selected, share=0.2, seed=11, strata=strata)
-    pd.testing.assert_series_equal(groups, again)
+    selected = pd.Series(np.arange(n) % 4 != 0, index=[f"c{i}" for i in range(n)])
+    action = np.where(np.arange(n) % 2 == 0, "call", "mail")
+    groups = assign_control(selected, share=0.2, seed=11)
+    pd.testing.assert_series_equal(groups, assign_control(selected, share=0.2, seed=11))
     assert set(groups[~selected]) == {"none"}
     assert set(groups[selected]) == {"treatment", "control"}
     for name in ("call", "mail"):
-        in_stratum = selected & (strata == name)
-        share = (groups[in_stratum] == "control").mean()
-        assert share == pytest.approx(0.2, abs=1 / in_stratum.sum())
-    other_seed = assign_control(selected, share=0.2, seed=12, strata=strata)
-    assert not groups.equals(other_seed)
+        in_action = selected & (action == name)
+        share = (groups[in_action] == "control").mean()
+        assert share == pytest.approx(0.2, abs=3 * np.sqrt(0.2 * 0.8 / in_action.sum()))
+    assert not groups.equals(assign_control(selected, share=0.2, seed=12))
 
 
-def test_control_share_is_unbiased_for_small_strata():
-    # 200 strata of 3 customers each: rounding each to the nearest count would give 0 controls.
+def test_a_customer_held_out_once_is_held_out_in_every_list_of_the_seed():
+    """Lists scored month after month select overlapping customers in another order: the control customers of a
+    list are never among the treated of another, so no control customer carries an earlier treatment."""
+    rng = np.random.default_rng(3)
+    ids = np.array([f"k{i}" for i in range(5000)])
+    lists = [pd.Series(rng.random(5000) < 0.6, index=ids).sample(frac=1, random_state=seed) for seed in range(4)]
+    groups = [assign_control(selected, share=0.1, seed=7) for selected in lists]
+    controls = set().union(*(set(g.index[g == "control"]) for g in groups))
+    treated = set().union(*(set(g.index[g == "treatment"]) for g in groups))
+    assert controls and not controls & treated
+    integer_ids = assign_control(pd.Series(True, index=[17850, 12346]), share=0.5, seed=7)
+    assert integer_ids.tolist() == assign_control(pd.Series(True, index=["17850", "12346"]), share=0.5, seed=7).tolist()
+
+
+def test_control_share_is_unbiased_for_small_actions():
+    # 200 actions of 3 customers each: rounding each to the nearest count would give 0 controls.
     selected = pd.Series(True, index=range(600))
-    strata = pd.Series(np.repeat(np.arange(200), 3).astype(str))
-    share = (assign_control(selected, share=0.1, seed=1, strata=strata) == "control").mean()
+    share = (assign_control(selected, share=0.1, seed=1) == "control").mean()
     assert share == pytest.approx(0.1, abs=3 * np.sqrt(0.1 * 0.9 / 600))
 
 

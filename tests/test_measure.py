@@ -156,8 +156,8 @@ def test_an_interval_apart_from_zero_among_several_actions_may_be_chance():
     two = _measured(("call", 400, 45, 0.047, 0.287), ("mail", 857, 95, -0.143, 0.056), ("all", 1257, 140, -0.05, 0.11))
     assert chance_note(two) == (
         "call: the churn reduction's 95% interval excludes 0. With 2 actions measured, at least one interval does so by "
-        "chance in 10% of campaigns that change nothing: confirm it on further campaigns (churn measure "
-        "--update-playbook pools them) before relying on it")
+        "chance in 10% of campaigns that change nothing: pool it with the other campaigns (churn measure "
+        "--update-playbook, whose interval counts customers the campaigns share about once) before relying on it")
     harmful = _measured(("call", 400, 45, -0.3, -0.01), ("mail", 9, 1, -0.2, 0.1), ("sms", 9, 1, -0.2, 0.1))
     assert chance_note(harmful).startswith("call: ") and "With 3 actions measured" in chance_note(harmful)
     assert "in 14% of campaigns" in chance_note(harmful)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 from pipeline.features.registry import feature_specs
 from pipeline.playbook import feature_kinds
+from pipeline.pooling import repeat_factors
 from pipeline.run import measure, playbook_update
 
 
@@ -47,3 +51,23 @@ def test_update_playbook_writes_a_new_version_and_keeps_the_old(campaign_cfg, tm
         known_features=feature_kinds(feature_specs(campaign_cfg.features)), quiet=True,
     )
     assert again["playbook_path"].endswith("playbook.v3.yaml")  # never overwrites v2
+    # The demo's past lists select many of the same customers: the intervals count each of them about once.
+    arms = pd.concat([pd.read_parquet(path, columns=["customer_id", "action", "group"]).assign(as_of=path.stem)
+                      for path in lists])
+    expected = repeat_factors(arms[arms["group"].isin(["treatment", "control"])])
+    pooled = again["pooled"].set_index("action")["repeat_factor"]
+    assert pooled.to_dict() == pytest.approx(expected.reindex(pooled.index).to_dict()) and (pooled > 1).any()
+
+
+def test_a_measured_campaign_whose_list_is_gone_is_pooled_as_sharing_no_customers(campaign_cfg, tmp_path, caplog):
+    lists = sorted(campaign_cfg.scores_dir.glob("at_risk_*.parquet"))
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    for path in lists[:2]:
+        measure.run(campaign_cfg, scores_path=path, quiet=True)
+        shutil.copy(path.with_name(f"measured_{path.stem[-10:]}.json"), folder)
+    shutil.copy(lists[1], folder)  # the first campaign's list is gone
+    pooled = playbook_update.run(campaign_cfg, scores_folder=folder,
+                                 known_features=feature_kinds(feature_specs(campaign_cfg.features)), quiet=True)
+    assert f"the at-risk lists of the campaigns of {lists[0].stem[-10:]} are not in {folder}" in caplog.text
+    assert (pooled["pooled"]["repeat_factor"] >= 1).all()

@@ -14,7 +14,7 @@ from pipeline.config import FeaturesConfig
 from pipeline.errors import ScoreError
 from pipeline.features.registry import feature_specs
 from pipeline.playbook import playbook_from_dict
-from pipeline.pooling import next_version_path, pooled_uplift, updated_playbook
+from pipeline.pooling import next_version_path, pooled_uplift, repeat_factors, updated_playbook
 
 
 def campaign_rows(*rows):
@@ -130,3 +130,25 @@ def test_a_negative_measured_effect_is_clipped_to_zero_in_the_playbook(repo_root
     offer = {a["name"]: a for a in new["actions"]}["category_offer"]
     assert offer["uplift"] == 0.0
     assert offer["measured"]["uplift"] == pytest.approx(-0.25)
+
+
+def test_repeat_factors_count_customers_in_several_campaigns_once():
+    """Customer a is a control in three campaigns, b in one: sum(k^2) / sum(k) = (9 + 1) / 4 = 2.5 for the control
+    group; the treated c, d, e are in one campaign each (1.0). The action's factor is the larger."""
+    arms = pd.DataFrame({
+        "as_of": ["m1", "m2", "m3", "m1", "m1", "m2", "m3", "m1"],
+        "customer_id": ["a", "a", "a", "b", "c", "d", "e", "f"],
+        "action": ["call"] * 7 + ["mail"],
+        "group": ["control"] * 4 + ["treatment"] * 3 + ["treatment"],
+    })
+    assert repeat_factors(arms).to_dict() == {"call": 2.5, "mail": 1.0}
+
+
+def test_repeated_customers_widen_the_pooled_intervals():
+    measured = campaign_rows(("a", "call", 100, 100, 0.2, 0.4), ("b", "call", 100, 100, 0.2, 0.4))
+    plain, repeated = pooled_uplift(measured).iloc[0], pooled_uplift(measured, repeats=pd.Series({"call": 4.0})).iloc[0]
+    assert repeated["uplift"] == plain["uplift"] and repeated["repeat_factor"] == 4.0 and plain["repeat_factor"] == 1.0
+    half_width = [math.log(1 - row["uplift_low"]) - math.log(1 - row["uplift"]) for row in (plain, repeated)]
+    assert half_width[1] == pytest.approx(2 * half_width[0])
+    assert repeated["churn_reduction_high"] - repeated["churn_reduction"] == pytest.approx(
+        2 * (plain["churn_reduction_high"] - plain["churn_reduction"]))

@@ -23,23 +23,39 @@ from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.io import write_csv, write_text
 from pipeline.playbook import playbook_from_dict
-from pipeline.pooling import next_version_path, pooled_uplift, updated_playbook
+from pipeline.pooling import next_version_path, pooled_uplift, repeat_factors, updated_playbook
 from pipeline.progress import console, get_logger
 from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
 
 def read_measured(folder: Path) -> pd.DataFrame:
-    """Per campaign and action rows of every measured_*.json in `folder` (column as_of added)."""
+    """Per campaign and action rows of every measured_*.json in `folder` (columns as_of and scores_file added)."""
     frames = []
     for path in sorted(Path(folder).glob("measured_*.json")):
         try:
             content = json.loads(path.read_text(encoding="utf-8"))
-            frames.append(pd.DataFrame(content["results"]).assign(as_of=content["as_of"]))
+            frames.append(pd.DataFrame(content["results"]).assign(as_of=content["as_of"],
+                                                                   scores_file=content.get("scores_file")))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ScoreError(f"cannot read the measured campaign {path}: {exc}") from None
     if not frames:
         raise ScoreError(f"no measured campaigns (measured_*.json) in {folder}: run `churn measure --scores ...` first")
     return pd.concat(frames, ignore_index=True)
+
+
+def campaign_arms(folder: Path, measured: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """(as_of, customer_id, action, group of the treated and control customers of each measured campaign's list in
+    `folder`; the dates of campaigns whose list is not there)."""
+    frames, missing = [], []
+    for as_of, name in measured[["as_of", "scores_file"]].drop_duplicates().itertuples(index=False):
+        path = Path(folder) / str(name)
+        if not name or not path.is_file():
+            missing.append(str(as_of))
+            continue
+        arms = pd.read_parquet(path, columns=["customer_id", "action", "group"])
+        frames.append(arms[arms["group"].isin(["treatment", "control"])].assign(as_of=str(as_of)))
+    columns = ["customer_id", "action", "group", "as_of"]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), missing
 
 
 def changes_table(changes: pd.DataFrame, *, path: Path) -> Table:
@@ -75,7 +91,12 @@ def _log_to_mlflow(cfg: Config, pooled: pd.DataFrame, new_path: Path, pooled_pat
 def run(cfg: Config, *, scores_folder: Path, known_features: dict[str, str], quiet: bool) -> dict[str, Any]:
     """Pool the measured campaigns in `scores_folder`, write the next playbook version; return paths and changes."""
     measured = read_measured(scores_folder)
-    pooled = pooled_uplift(measured)
+    arms, missing = campaign_arms(scores_folder, measured)
+    if missing:
+        get_logger().warning(
+            "the at-risk lists of the campaigns of %s are not in %s: their intervals assume they share no customers "
+            "with the other campaigns", ", ".join(missing), scores_folder)
+    pooled = pooled_uplift(measured, repeats=repeat_factors(arms) if len(arms) else None)
     current = Path(cfg.score.playbook)
     raw = yaml.safe_load(current.read_text(encoding="utf-8"))
     new_raw, changes = updated_playbook(raw, pooled, based_on=current.name, measured_on=dt.date.today())
