@@ -504,6 +504,8 @@ class ScoreConfig(StrictModel):
     # (pipeline/starter_playbook.yaml, the same as configs/playbook.yaml) at `playbook` if no file is there.
     starter_playbook: bool = False
     budget: float = Field(5000.0, ge=0.0)
+    # The share of the selected customers held out as the control group: those whose id hashed with `seed` falls below
+    # it, in every list (pipeline.actions.assign_control); a new seed draws a new control group.
     control_share: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = 7
     risk_tiers: RiskTiersConfig = RiskTiersConfig()
