@@ -57,7 +57,7 @@ from pipeline.features import (
     population_features_from_aggregates,
 )
 from pipeline.features.build import to_pandas_features
-from pipeline.labels import churn_labels
+from pipeline.labels import churn_labels, churned_who_came_back
 from pipeline.snapshot import latest_event_date, snapshot_time
 
 if TYPE_CHECKING:
@@ -249,6 +249,28 @@ def dask_labels(tables: PartitionedTables, *, as_of: dt.date, lookback_days: int
     )
     labels = pd.concat(client.gather(futures), ignore_index=True)
     return labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
+
+
+def _partition_came_back(
+    tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> tuple[int, int]:
+    labels = _partition_labels(tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
+    later = _partition_labels(tables, as_of=as_of + dt.timedelta(days=2 * horizon_days), lookback_days=horizon_days,
+                              horizon_days=0)
+    return churned_who_came_back(labels, later["customer_id"])
+
+
+def dask_came_back(
+    tables: PartitionedTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> tuple[int, int]:
+    """`labels_and_came_back`'s counts over all partitions: (customers labelled churned at `as_of`, of them those
+    who purchased in the horizon after their label window)."""
+    futures = tables.client.map(
+        _partition_came_back, tables.tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days,
+        pure=False,
+    )
+    counts = tables.client.gather(futures)
+    return sum(churned for churned, _ in counts), sum(back for _, back in counts)
 
 
 # --- LightGBM on Dask ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ off the order-part timeline prepared for the features (no pass over the purchase
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,32 +63,52 @@ def churn_labels_from_partitions(
 ) -> pd.DataFrame:
     """`churn_labels_from_tables` over the tables of customer partitions: customer_id ("str"), churned (int8),
     sorted by customer_id like `features_from_partitions`."""
-    labels = [
-        _labels_from_tables(tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
-        for tables in partitions
-    ]
-    frame = labels[0] if len(labels) == 1 else pl.concat(labels)
+    return labels_and_came_back(partitions, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days,
+                                came_back=False)[0]
+
+
+def labels_and_came_back(
+    partitions: Sequence[EventTables], *, as_of: dt.date, lookback_days: int, horizon_days: int, came_back: bool
+) -> tuple[pd.DataFrame, tuple[int, int] | None]:
+    """(`churn_labels_from_partitions`; with `came_back`, the customers labelled churned and, of them, those who
+    purchased in the `horizon_days` after their label window, as `churned_who_came_back` counts them, else None)."""
+    frames, churned, back = [], 0, 0
+    for tables in partitions:
+        eligible, returned, purchases_before, day = _label_outcome(
+            tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
+        frames.append(pl.DataFrame({
+            "customer_id": tables.customer_ids.gather(eligible).cast(pl.String),
+            "churned": pl.Series((~returned).astype("int8"), dtype=pl.Int8),
+        }))
+        if came_back:
+            gone = eligible[~returned]
+            churned += len(gone)
+            back += int(np.count_nonzero(purchases_before(day + 2 * horizon_days, gone)
+                                         > purchases_before(day + horizon_days, gone)))
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames)
     if not frame["customer_id"].is_sorted():  # customer partitions are ranges of ids: already sorted
         frame = frame.sort("customer_id")
-    return frame.to_pandas().astype({"customer_id": "str", "churned": "int8"})
+    labels = frame.to_pandas().astype({"customer_id": "str", "churned": "int8"})
+    return labels, (churned, back) if came_back else None
 
 
-def _labels_from_tables(tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int) -> pl.DataFrame:
-    """Labels of one table's customers (in customer_id order): customer_id (String), churned (Int8)."""
+def _label_outcome(
+    tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
+) -> tuple[np.ndarray, np.ndarray, Callable[[int, np.ndarray], np.ndarray], int]:
+    """(the codes of the customers eligible at `as_of`, whether each purchased in the horizon, the number of
+    purchases before a day number of the customers of some codes, and the day number of `as_of`) of one table's
+    customers."""
     every = Cut(t=snapshot_time(as_of), codes=np.arange(tables.customers, dtype=np.int64))
     timeline, sums = tables.parts.timeline, tables.parts.sums
     purchases = sums.names.index("purchases")
 
-    def purchases_before(day: int) -> np.ndarray:
-        return sums.matrix[every.positions(timeline, day), purchases]
+    def purchases_before(day: int, codes: np.ndarray) -> np.ndarray:
+        return sums.matrix[timeline.positions(day, codes), purchases]
 
-    before = purchases_before(every.day)
-    eligible = np.flatnonzero(before > purchases_before(every.since(lookback_days)))
-    returned = purchases_before(every.day + horizon_days)[eligible] > before[eligible]
-    return pl.DataFrame({
-        "customer_id": tables.customer_ids.gather(eligible).cast(pl.String),
-        "churned": pl.Series((~returned).astype("int8"), dtype=pl.Int8),
-    })
+    before = purchases_before(every.day, every.codes)
+    eligible = np.flatnonzero(before > purchases_before(every.since(lookback_days), every.codes))
+    returned = purchases_before(every.day + horizon_days, eligible) > before[eligible]  # only the eligible: cheaper
+    return eligible, returned, purchases_before, every.day
 
 
 def label_churn(

@@ -28,7 +28,7 @@ from pipeline.dask_engine import (  # noqa: E402
 )
 from pipeline.errors import ConfigError, FeatureError  # noqa: E402
 from pipeline.events import load_events  # noqa: E402
-from pipeline.labels import churn_labels_from_partitions, churned_who_came_back, next_window_covered  # noqa: E402
+from pipeline.labels import labels_and_came_back, next_window_covered  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +183,5 @@ def test_features_runner_with_the_dask_engine_writes_the_same_files(demo_feature
     for row in covered:
         as_of = dt.date.fromisoformat(row["date"])
         assert next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date)
-        labels = churn_labels_from_partitions(tables, as_of=as_of, lookback_days=cfg.features.lookback_days,
-                                              horizon_days=horizon)
-        buyers = churn_labels_from_partitions(tables, as_of=as_of + dt.timedelta(days=2 * horizon),
-                                              lookback_days=horizon, horizon_days=0)["customer_id"]
-        assert (row["churned"], row["came_back"]) == churned_who_came_back(labels, buyers)
+        assert (row["churned"], row["came_back"]) == labels_and_came_back(
+            tables, as_of=as_of, lookback_days=cfg.features.lookback_days, horizon_days=horizon, came_back=True)[1]

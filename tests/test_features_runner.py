@@ -229,10 +229,13 @@ def test_an_error_while_the_writer_makes_a_snapshot_stops_the_run_and_keeps_the_
     cfg = workspace(tmp_path)
     runner.run(cfg, quiet=True)
     before = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
-    labels_of = runner.churn_labels_from_partitions
-    # A fault injected for this test: labels missing their last customer from the second snapshot on.
-    monkeypatch.setattr(runner, "churn_labels_from_partitions", lambda tables, *, as_of, **window: (
-        labels_of(tables, as_of=as_of, **window).iloc[: -1 if as_of >= DATES[1] else None]))
+    labels_of = runner.labels_and_came_back
+
+    def faulty(tables, *, as_of, **window):  # a fault injected: labels missing their last customer from DATES[1] on
+        labels, came_back = labels_of(tables, as_of=as_of, **window)
+        return labels.iloc[: -1 if as_of >= DATES[1] else None], came_back
+
+    monkeypatch.setattr(runner, "labels_and_came_back", faulty)
     with pytest.raises(FeatureError, match=f"snapshot {DATES[1]}: .* must use the same eligibility"):
         runner.run(cfg, quiet=True)
     assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == before

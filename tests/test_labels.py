@@ -17,6 +17,7 @@ from pipeline.labels import (
     churned_who_came_back,
     horizon_passed,
     label_churn,
+    labels_and_came_back,
     next_window_covered,
     pause_warning,
 )
@@ -129,6 +130,19 @@ def test_customers_with_a_purchase_before_a_day_are_the_eligible_ones_of_a_zero_
     buyers = churn_labels_from_tables(event_tables(Events.from_frames(transactions=transactions())),
                                       as_of=dt.date(2024, 7, 11), lookback_days=10, horizon_days=0)
     assert buyers["customer_id"].tolist() == ["a", "c", "f"]
+
+
+@pytest.mark.parametrize("as_of", [AS_OF, dt.date(2024, 6, 16), dt.date(2024, 6, 25), dt.date(2020, 1, 1)])
+def test_came_back_from_the_feature_tables_counts_the_churned_who_bought_in_the_next_horizon(as_of):
+    tables = event_tables(Events.from_frames(transactions=transactions()))
+    labels = label_churn(transactions(), as_of=as_of, lookback_days=30, horizon_days=10)
+    later = label_churn(transactions(), as_of=as_of + dt.timedelta(days=20), lookback_days=10, horizon_days=0)
+    expected = churned_who_came_back(labels, later["customer_id"])
+    labelled, counts = labels_and_came_back([tables], as_of=as_of, lookback_days=30, horizon_days=10, came_back=True)
+    assert counts == expected
+    assert_frame_equal(labelled, labels)
+    if as_of == AS_OF:
+        assert expected == (3, 1)  # b, e, g churned; e bought on 07-11, the first day after the label window
 
 
 def test_churned_who_came_back_counts_the_churned_among_the_later_buyers():

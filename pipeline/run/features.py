@@ -28,7 +28,7 @@ from rich.table import Table
 
 from pipeline.config import Config, FeaturesConfig
 from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
-from pipeline.dask_engine import dask_client, dask_features, dask_labels, load_partitioned_tables
+from pipeline.dask_engine import dask_came_back, dask_client, dask_features, dask_labels, load_partitioned_tables
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features import feature_names
@@ -58,8 +58,8 @@ from pipeline.features.tables import (
 from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
 from pipeline.labels import (
     churn_labels_from_partitions,
-    churned_who_came_back,
     horizon_passed,
+    labels_and_came_back,
     next_window_covered,
     pause_warning,
 )
@@ -210,9 +210,7 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     return _write_snapshots(
         cfg,
         features_at=lambda as_of: polars_features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
-        labels_at=lambda as_of: churn_labels_from_partitions(tables, as_of=as_of, **window),
-        buyers_before=lambda as_of, days: churn_labels_from_partitions(
-            tables, as_of=as_of, lookback_days=days, horizon_days=0)["customer_id"],
+        labels_at=lambda as_of, came_back: labels_and_came_back(tables, as_of=as_of, came_back=came_back, **window),
         last_date=last_date,
         started=started,
         quiet=quiet,
@@ -232,9 +230,9 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             return _write_snapshots(
                 cfg,
                 features_at=lambda as_of: dask_features(tables, as_of=as_of, cfg=cfg.features),
-                labels_at=lambda as_of: dask_labels(tables, as_of=as_of, **window),
-                buyers_before=lambda as_of, days: dask_labels(
-                    tables, as_of=as_of, lookback_days=days, horizon_days=0)["customer_id"],
+                labels_at=lambda as_of, came_back: (
+                    dask_labels(tables, as_of=as_of, **window),
+                    dask_came_back(tables, as_of=as_of, **window) if came_back else None),
                 last_date=tables.last_event_date,
                 started=started,
                 quiet=quiet,
@@ -247,8 +245,7 @@ def _write_snapshots(
     cfg: Config,
     *,
     features_at: Callable[[dt.date], Any],
-    labels_at: Callable[[dt.date], pd.DataFrame],
-    buyers_before: Callable[[dt.date, int], pd.Series],
+    labels_at: Callable[[dt.date, bool], tuple[pd.DataFrame, tuple[int, int] | None]],
     last_date: dt.date | None,
     started: float,
     quiet: bool,
@@ -260,8 +257,9 @@ def _write_snapshots(
 
     `features_at` may return the features in another form than pandas, with `as_pandas` turning them
     into `build_features`' frame: the writer thread does that, so the conversion is not on the path
-    of the next snapshot's computation. `buyers_before(day, days)`: the customers who purchased in the `days` before
-    `day`, for the share of customers labelled churned who bought again in the horizon after (`pause_warning`).
+    of the next snapshot's computation. `labels_at(day, came_back)`: the labels of `day` and, with `came_back`, (the
+    customers labelled churned, of them those who purchased in the horizon after their label window), for
+    `pause_warning`.
     """
     log = get_logger()
     horizon = cfg.features.horizon_days
@@ -272,20 +270,21 @@ def _write_snapshots(
     def labelled_at(as_of: dt.date) -> bool:
         return horizon_passed(as_of, horizon_days=horizon, last_event_date=last_date)
 
-    def computed_at(as_of: dt.date) -> tuple[Any, pd.DataFrame | None, pd.Series | None]:
-        labels = labels_at(as_of) if labelled_at(as_of) else None
-        later = None
-        if labels is not None and next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date):
-            later = buyers_before(as_of + dt.timedelta(days=2 * horizon), horizon)
-        return features_at(as_of), labels, later
+    def computed_at(as_of: dt.date) -> tuple[Any, pd.DataFrame | None, tuple[int, int] | None]:
+        if not labelled_at(as_of):
+            return features_at(as_of), None, None
+        covered = next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date)
+        return features_at(as_of), *labels_at(as_of, covered)
 
-    def written(as_of: dt.date, features: Any, labels: pd.DataFrame | None, later: pd.Series | None) -> dict[str, Any]:
+    def written(
+        as_of: dt.date, features: Any, labels: pd.DataFrame | None, later: tuple[int, int] | None
+    ) -> dict[str, Any]:
         frame = snapshot_frame(as_pandas(features), labels, as_of=as_of)
         outputs.write(snapshot_path(cfg.features_dir, as_of), lambda path: write_parquet(frame, path, metadata=metadata))
         if frame.empty:
             log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
                         as_of, cfg.features.lookback_days)
-        churned, came_back = churned_who_came_back(labels, later) if later is not None else (None, None)
+        churned, came_back = later or (None, None)
         return {
             "date": as_of.isoformat(),
             "customers": len(frame),
