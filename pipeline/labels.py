@@ -9,6 +9,8 @@ only in the feature files used for training; scoring never sees them.
 
 `churn_labels` applies the rule to purchase rows; `churn_labels_from_tables` reads the same rule
 off the order-part timeline prepared for the features (no pass over the purchases per snapshot).
+`labels_and_came_back` also counts the customers labelled churned who purchased in the horizon after their
+label window, for `pause_warning`: where many did, the label marks pauses.
 """
 
 from __future__ import annotations
