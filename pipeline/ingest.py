@@ -462,7 +462,7 @@ def parse_source(
     refunds = None
     if raw.name == "transactions" and source.refunds is not None:
         refunds, unread = parsed_refunds(raw, source, factors=factors, export=setting or f"sources.{raw.name}")
-        problems_frame = pd.concat([problems_frame, unread], ignore_index=True)
+        problems_frame = pd.concat([problems_frame, unread], ignore_index=True)  # refunds that are not numbers
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
@@ -482,9 +482,9 @@ def parsed_refunds(
     raw: RawSource, source: SourceConfig, *, factors: pd.Series | None, export: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the rows whose `refunds` column gives money back: row, refund (positive, in the features' currency),
-    per_order, column, export, at (the refund's time by `refunds.at`; NaT without it or where blank); problems for
-    cells that are not numbers or, in `at`, not times). Blank and zero cells give none; a negative cell is read as
-    its size."""
+    per_order, column, export, at (the refund's time by `refunds.at`; NaT without it, where blank or unreadable),
+    at_column, at_problem (why `at` could not be read, else empty); problems for cells that are not numbers).
+    Blank and zero cells give none; a negative cell is read as its size."""
     setting = source.refunds
     values = file_column(raw, setting.column, setting="refunds.column", export=export)
     read = source.read
@@ -500,16 +500,14 @@ def parsed_refunds(
     refund = numbers.abs() if factors is None else numbers.abs() * factors
     rows = np.flatnonzero(refund.notna().to_numpy() & (refund != 0).to_numpy())
     at = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
+    at_problem = np.full(len(values), "", dtype=object)
     if setting.at is not None:
         times = file_column(raw, setting.at, setting="refunds.at", export=export)
         at, reason, _ = parse_timestamp_column(times, source, label=setting.at)
-        unread = _unparsed(times, at)
-        unread = unread[np.isin(unread, rows)]  # a time matters only beside a refund
-        if len(unread):
-            problems = pd.concat([problems, _problems(unread, setting.at, reason)], ignore_index=True)
+        at_problem[_unparsed(times, at)] = reason
     found = pd.DataFrame({"row": rows.astype(np.int64), "refund": refund.to_numpy(dtype=np.float64)[rows],
                           "per_order": setting.per == "order", "column": setting.column, "export": export,
-                          "at": at.to_numpy()[rows], "at_column": setting.at or ""})
+                          "at": at.to_numpy()[rows], "at_column": setting.at or "", "at_problem": at_problem[rows]})
     return found, problems
 
 
@@ -1704,7 +1702,8 @@ def refund_carriers(
     holds a negative amount among its kept rows, in any export (a return, a refund row, a row `returns_when` made
     negative) gives none: that is the money already. A refund larger than the goods of its order's kept rows (of its
     row) is cut to them: line prices leave out the shipping and taxes a refund may include. A refund time (`at`; the
-    latest of an order's rows) before its order's time, or after `latest_allowed`, quarantines its row."""
+    latest of an order's rows) that is unreadable, before its order's time or after `latest_allowed` is not used:
+    the refund is timed at its order, as without `at`, its sale kept, and a note counts them."""
     beyond = (refunds["refund"] > max_abs_amount).to_numpy()
     problems = [refunds.loc[beyond, ["row"]].assign(
         column=refunds.loc[beyond, "column"],
@@ -1718,6 +1717,7 @@ def refund_carriers(
         pl.Series("row", rows), pl.Series("refund", candidates["refund"].to_numpy()),
         pl.Series("per_order", candidates["per_order"].to_numpy()), pl.Series("own", typed["amount"].to_numpy()[rows]),
         pl.Series("at", candidates["at"].to_numpy(dtype="datetime64[us]")),
+        pl.Series("at_problem", candidates["at_problem"].to_numpy(dtype=object), dtype=pl.String),
         pl.Series("ordered", typed["ordered_at"].to_numpy(dtype="datetime64[us]")[rows]))
     kept = np.flatnonzero(kept_rows)
     orders = (pl.from_pandas(typed[[*ids, "amount"]].iloc[kept].reset_index(drop=True)).lazy()
@@ -1731,6 +1731,8 @@ def refund_carriers(
         pl.col("refund").n_unique().over(ids).alias("values"),
         pl.col("row").rank("ordinal").over(ids).alias("nth"),
         pl.when(pl.col("per_order")).then(pl.col("at").max().over(ids)).otherwise(pl.col("at")).alias("at"),
+        pl.when(pl.col("per_order")).then(pl.col("at_problem").max().over(ids)).otherwise(pl.col("at_problem"))
+        .alias("at_problem"),
     )
     differ = offered.filter(pl.col("per_order") & (pl.col("values") > 1)).with_columns(
         pl.col("refund").unique().sort().round(4).cast(pl.String).str.replace(r"\.0$", "").str.join(", ")
@@ -1750,13 +1752,10 @@ def refund_carriers(
     early = (taken["at"] < taken["ordered"]).fill_null(False).to_numpy()
     late = np.zeros(taken.height, dtype=bool) if latest_allowed is None else (
         taken["at"].to_numpy() > latest_allowed.tz_convert(None).to_datetime64()) & taken["at"].is_not_null().to_numpy()
-    labels = by_row.loc[taken["row"].to_numpy(), "at_column"].to_numpy()
-    for wrong, what in ((early, "before its order's time"),
-                        (late, f"later than the data's end + tolerance ({latest_allowed})")):
-        if wrong.any():
-            problems.append(pd.DataFrame({"row": taken["row"].to_numpy()[wrong], "column": labels[wrong],
-                                          "reason": labels[wrong] + f": {what}"}))
-    taken = taken.filter(pl.Series(~early & ~late))
+    why = np.where(early, "before its order's time", np.where(
+        late, f"later than the data's end + tolerance ({latest_allowed})", taken["at_problem"].to_numpy()))
+    unused = why != ""
+    taken = taken.with_columns(pl.when(pl.Series(unused)).then(None).otherwise(pl.col("at")).alias("at"))
     carriers = pd.DataFrame({"row": taken["row"].to_numpy(), "refund": taken["refund"].to_numpy(),
                              "at": pd.to_datetime(taken["at"].to_numpy()).tz_localize("UTC")})
     carriers["column"] = by_row.loc[carriers["row"], "column"].to_numpy()
@@ -1768,6 +1767,12 @@ def refund_carriers(
         notes.append(f"{returned:,} refund{'s' * (returned != 1)} of {columns} not added: a return or refund already "
                      "stands for that money (a negative amount on the row, or with per: order on a row of the order, "
                      "in any export)")
+    if unused.any():
+        labels = by_row.loc[taken["row"].to_numpy()[unused], "at_column"].to_numpy()
+        counts = pd.Series(labels + ": " + why[unused]).value_counts(sort=False)
+        notes.append(f"{int(unused.sum()):,} refund time{'s' * bool(unused.sum() != 1)} not used ("
+                     + "; ".join(f"{n:,} {reason}" for reason, n in counts.items())
+                     + "): those refunds are timed at their order, as without refunds.at, and their sales are kept")
     if cut.height:
         notes.append(f"{cut.height:,} refund{'s' * (cut.height != 1)} of {columns} larger than the goods of their "
                      f"order were cut to them ({float((cut['written'] - cut['refund']).sum()):,.2f} in all): line prices "

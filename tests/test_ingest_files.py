@@ -1184,7 +1184,7 @@ def test_rows_that_are_orders_in_two_exports_stay_two_orders(tmp_path):
 def test_a_refund_with_its_own_time_is_timed_then_not_at_its_order(tmp_path):
     """An order export with `Refunded at` beside `Total Refunded`: the refund row is dated when the money went back,
     so no snapshot before it sees it; blank: the order's time. A refund time before its order, unreadable, or past
-    the data's end quarantines its row."""
+    the data's end is not used: that refund is timed at its order, as without `at`, and its sale is kept."""
     write(tmp_path, "orders.csv", "order,customer,created,total,Total Refunded,Refunded at\n"
           "o1,c1,2024-01-05 10:00,50,20,2024-02-10 09:00\no2,c2,2024-01-06 10:00,30,5,\n"
           "o3,c3,2024-01-07 10:00,40,10,2024-01-01 09:00\no4,c4,2024-01-08 10:00,40,10,soon\n"
@@ -1194,18 +1194,22 @@ def test_a_refund_with_its_own_time_is_timed_then_not_at_its_order(tmp_path):
     report = run_ingest(tmp_path, {"transactions": {
         "path": "orders.csv", "rename": {"order": "order_id", "customer": "customer_id", "created": "ordered_at",
                                          "total": "amount"},
-        "refunds": {"column": "Total Refunded", "at": "Refunded at"}}}, ingest={"max_bad_share": 0.5})
+        "refunds": {"column": "Total Refunded", "at": "Refunded at"}}})
     validated = read_validated_source(tmp_path, "transactions")
     refunds = validated[validated["amount"] < 0]
-    assert refunds[["order_id", "amount"]].values.tolist() == [["o1", -20.0], ["o2", -5.0], ["o7", -8.0]]
+    assert refunds[["order_id", "amount"]].values.tolist() == [
+        ["o1", -20.0], ["o2", -5.0], ["o3", -10.0], ["o4", -10.0], ["o5", -10.0], ["o7", -8.0]]
     assert refunds["ordered_at"].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
-        "2024-02-10 09:00", "2024-01-06 10:00", "2024-03-24 09:00"]
-    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
-    assert quarantine[["order", "reason"]].values.tolist() == [
-        ["o3", "Refunded at: before its order's time"], ["o4", "Refunded at: not a timestamp"],
-        ["o5", "Refunded at: later than the data's end + tolerance (2024-03-25 09:00:00+00:00)"]]
-    assert ("3 refund rows added from Total Refunded (worth 33.00 in all): 2 timed by refunds.at, the others at "
-            "their order") in report["sources"]["transactions"]["notes"]
+        "2024-02-10 09:00", "2024-01-06 10:00", "2024-01-07 10:00", "2024-01-08 10:00", "2024-01-09 10:00",
+        "2024-03-24 09:00"]
+    assert {"o3", "o4", "o5"} <= set(validated.loc[validated["amount"] > 0, "order_id"])  # the sales are kept
+    entry = report["sources"]["transactions"]
+    assert entry["quarantined_rows"] == 0 and entry["input_rows"] + entry["refund_rows"] == entry["validated_rows"]
+    assert ("3 refund times not used (1 Refunded at: before its order's time; 1 Refunded at: not a timestamp; 1 "
+            "Refunded at: later than the data's end + tolerance (2024-03-25 09:00:00+00:00)): those refunds are timed "
+            "at their order, as without refunds.at, and their sales are kept") in entry["notes"]
+    assert ("6 refund rows added from Total Refunded (worth 63.00 in all): 2 timed by refunds.at, the others at "
+            "their order") in entry["notes"]
 
 
 def test_a_refunds_column_the_files_lack_or_a_refunds_setting_elsewhere_is_an_error_naming_it(tmp_path):
