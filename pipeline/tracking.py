@@ -416,6 +416,7 @@ def training_run_contents(
     engine: str,
     backtest: Mapping[str, Any] | None = None,
     ingest_report: Mapping[str, Any] | None = None,
+    labels_report: Mapping[str, Any] | None = None,
     left_out: Sequence[str] = (),
 ) -> RunContents:
     """The training run's tags, params, metrics and documents.
@@ -424,7 +425,8 @@ def training_run_contents(
     (logged flattened as params and whole), `trained_on` the snapshot dates the registered model was fitted
     on; the metrics are `result`'s (the evaluated fit's), plus the backtest's mean and std when given.
     `ingest_report`: the data's ingest report (its counts, quarantine reasons and warnings), logged beside the
-    inputs; `left_out`: labelled snapshots not read (train.max_training_rows), tagged.
+    inputs, as is `labels_report` (churn rates per snapshot, the churned who came back, and the pause warning, also
+    tagged `label_pauses`); `left_out`: labelled snapshots not read (train.max_training_rows), tagged.
     """
     split = result.split.as_dict()
     metrics = result.metrics
@@ -465,6 +467,10 @@ def training_run_contents(
     }
     if ingest_report is not None:
         documents["inputs/ingest_report.json"] = dict(ingest_report)
+    if labels_report is not None:
+        documents["inputs/labels_report.json"] = dict(labels_report)
+        if labels_report.get("pause_warning"):
+            tags["label_pauses"] = str(labels_report["pause_warning"])
     if left_out:
         tags["left_out_snapshots"] = ",".join(left_out)
     run_metrics = {**flat_metrics(metrics), **comparison_metrics(metrics["comparison"])}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ctypes
 import io
+import json
 import subprocess
 import sys
 import threading
@@ -183,6 +184,10 @@ def test_the_run_counts_churned_customers_who_bought_again_in_the_next_horizon_a
     assert (first["churned"], first["came_back"]) == (8, 4)  # r bought in March
     assert second["labelled"] and second["churned"] is None  # 04-01 + 60 days runs past 05-08
     assert summary["pause_warning"].startswith("50% of the customers labelled churned (no purchase in the 30 days")
+    report = json.loads(runner.labels_report_path(config_from_dict(raw_config(tmp_path), base_dir=tmp_path)).read_text())
+    assert report["pause_warning"] == summary["pause_warning"] and report["horizon_days"] == 30
+    assert [(row["date"], row["churned"], row["came_back"]) for row in report["snapshots"]] == [
+        ("2024-03-01", 8, 4), ("2024-04-01", None, None)]
     assert "labels: 50% of the customers labelled churned" in caplog.text
     caplog.clear()
     quiet = runner.run(pause_workspace(tmp_path / "few", returning=1), quiet=True)

@@ -69,6 +69,13 @@ def test_demo_run_is_visible_through_the_mlflow_api(demo_trained, tmp_path):
     report = json.loads(Path(local).read_text())  # the data's quarantine counts and notes, beside the run
     assert report == json.loads((demo_trained.reports_dir / "ingest_report.json").read_text())
     assert report["sources"]["transactions"]["quarantined_rows"] > 0
+    local = client.download_artifacts(run.info.run_id, "inputs/labels_report.json", dst_path=str(tmp_path))
+    labels = json.loads(Path(local).read_text())  # churn rates and the churned who came back, beside the run
+    assert labels == json.loads((demo_trained.reports_dir / "labels_report.json").read_text())
+    snapshots = demo_trained.features.snapshots.resolve()
+    assert [row["date"] for row in labels["snapshots"]] == [d.isoformat() for d in snapshots]
+    assert any(row["came_back"] is not None for row in labels["snapshots"])
+    assert (run.data.tags.get("label_pauses") or None) == labels["pause_warning"]
     logged = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
     saved = {p.name for p in (demo_trained.reports_dir / "training" / "plots").glob("*.png")}
     assert {"roc_test.png", "reliability_test.png", "shap_summary_test.png"} <= logged

@@ -55,7 +55,7 @@ from pipeline.features.tables import (
     event_tables_from_frames,
     partitioned_event_tables,
 )
-from pipeline.io import complete_interrupted_publishes, output_set, write_parquet
+from pipeline.io import complete_interrupted_publishes, output_set, write_json, write_parquet
 from pipeline.labels import (
     churn_labels_from_partitions,
     horizon_passed,
@@ -312,6 +312,8 @@ def _write_snapshots(
             del features, labels, later  # the writer holds them until the file is written
         if pending is not None:
             rows.append(pending.result())
+        pauses = pause_warning(rows, horizon_days=horizon)
+        outputs.write(labels_report_path(cfg), lambda path: write_json(labels_report(rows, pauses, horizon), path))
     summary = {
         "snapshots": rows,
         "features": len(feature_names(cfg.features)),
@@ -319,7 +321,7 @@ def _write_snapshots(
         "inputs": settings["inputs"],
         "last_event_date": last_date.isoformat() if last_date else None,
         "seconds": round(time.perf_counter() - started, 2),
-        "pause_warning": pause_warning(rows, horizon_days=horizon),
+        "pause_warning": pauses,
     }
     if summary["pause_warning"]:
         log.warning("labels: %s", summary["pause_warning"])
@@ -327,6 +329,22 @@ def _write_snapshots(
         console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
     return summary
+
+
+LABELS_REPORT = "labels_report.json"
+
+
+def labels_report_path(cfg: Config) -> Path:
+    """Where `churn features` writes what its labels say (`labels_report`); `churn train` logs it with the run."""
+    return cfg.reports_dir / LABELS_REPORT
+
+
+def labels_report(rows: list[dict[str, Any]], pauses: str | None, horizon_days: int) -> dict[str, Any]:
+    """Per snapshot: date, customers, labelled, churn_rate, churned and came_back (the churned who purchased in the
+    horizon after their label window; null where the data does not run that far); the pause warning, if any."""
+    keys = ("date", "customers", "labelled", "churn_rate", "churned", "came_back")
+    return {"horizon_days": horizon_days, "pause_warning": pauses,
+            "snapshots": [{key: row[key] for key in keys} for row in rows]}
 
 
 def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | None]:

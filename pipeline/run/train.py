@@ -48,7 +48,7 @@ from pipeline.features.store import (
 from pipeline.io import complete_interrupted_publishes, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
-from pipeline.run.features import event_span
+from pipeline.run.features import event_span, labels_report_path
 from pipeline.run.history import treated_customers
 from pipeline.run.ingest import report_path
 from pipeline.split import (
@@ -320,10 +320,11 @@ class TrainingRecord:
     bundle_path: Path
 
 
-def read_ingest_report(cfg: Config) -> dict[str, Any] | None:
-    """The ingest report `churn ingest` wrote for `cfg`'s data (None when there is none, or it is unreadable)."""
+def read_report(path: Path) -> dict[str, Any] | None:
+    """A stage's JSON report (the ingest report, the labels report of `churn features`) for the training run to log
+    beside its inputs; None when there is none, or it is unreadable."""
     try:
-        return json.loads(report_path(cfg).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -371,7 +372,8 @@ def track_training(
         model_name=settings.model_name,
         engine=cfg.train.engine,
         backtest=backtest,
-        ingest_report=read_ingest_report(cfg),
+        ingest_report=read_report(report_path(cfg)),
+        labels_report=read_report(labels_report_path(cfg)),
         left_out=left_out,
     )
     with start_training_run(settings, result) as run:
