@@ -40,6 +40,7 @@ from pipeline import plots_review, review
 from pipeline.config import load_config
 from pipeline.events import load_events
 from pipeline.features.store import LABEL, SNAPSHOT_DATE, read_snapshots
+from pipeline.run.features import labels_report_path
 from pipeline.run.ingest import report_path
 from pipeline.snapshot import latest_event_date
 
@@ -95,6 +96,20 @@ features = read_snapshots(cfg.features_dir)
 rates = review.churn_by_snapshot(features)
 show(plots_review.churn_rate_figure(rates))
 rates.style.format({"churn_rate": "{:.1%}", "churned": "{:.0f}"})
+
+# %% [markdown]
+# Does "churned" mean churned? Of the customers labelled churned at a snapshot, the share who bought again
+# in the horizon after their label window (where the data run that far; `churn features` writes it to
+# `reports/labels_report.json`). Where many did, the label marks pauses (see the README).
+
+# %%
+labels_path = labels_report_path(cfg)
+if labels_path.is_file():
+    labels_report = json.loads(labels_path.read_text(encoding="utf-8"))
+    print(labels_report["pause_warning"] or "fewer than a quarter of the customers labelled churned bought again")
+    display(review.came_back_table(labels_report).style.format({"came_back_share": "{:.1%}"}))
+else:
+    print(f"no labels report at {labels_path}: run churn features")
 
 # %% [markdown]
 # ## Key features: churned vs retained

@@ -136,6 +136,16 @@ def churn_by_snapshot(features: pd.DataFrame) -> pd.DataFrame:
     return table.astype({"customers": "int64", "churned": "float64", "churn_rate": "float64"})
 
 
+def came_back_table(labels_report: Mapping[str, Any]) -> pd.DataFrame:
+    """`churn features`' labels report -> one row per snapshot whose next horizon the data cover: snapshot_date,
+    churned (customers labelled churned), came_back (of them, those who purchased in the horizon after their label
+    window), came_back_share."""
+    rows = [row for row in labels_report.get("snapshots", []) if row.get("came_back") is not None and row["churned"]]
+    table = pd.DataFrame(rows, columns=["date", "churned", "came_back"]).rename(columns={"date": "snapshot_date"})
+    table["came_back_share"] = table["came_back"] / table["churned"]
+    return table.astype({"churned": "int64", "came_back": "int64", "came_back_share": "float64"})
+
+
 def label_comparison(snapshot: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """One labelled snapshot -> median and share-missing of `columns` for churned vs retained customers.
 

@@ -396,3 +396,15 @@ def test_empty_inputs_give_figures_that_say_so():
         assert [text.get_text() for text in figure.axes[0].texts] == [message]
         assert figure.axes[0].get_legend() is None
         plots_review.figure_png(figure)
+
+
+def test_came_back_table_keeps_the_snapshots_whose_next_horizon_is_covered():
+    report = {"snapshots": [
+        {"date": "2024-01-01", "churned": 10, "came_back": 3},
+        {"date": "2024-02-01", "churned": 0, "came_back": 0},  # nobody churned
+        {"date": "2024-03-01", "churned": None, "came_back": None},  # the data do not run that far
+    ]}
+    table = review.came_back_table(report)
+    assert table.to_dict("records") == [
+        {"snapshot_date": "2024-01-01", "churned": 10, "came_back": 3, "came_back_share": 0.3}]
+    assert review.came_back_table({"snapshots": []}).empty
