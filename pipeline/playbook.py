@@ -109,6 +109,8 @@ class MeasuredUplift(_Strict):
     planned_uplift: float | None = None
     measured_on: str | None = None
     method: str | None = None
+    # Campaigns share customers: the intervals were widened by this factor (pipeline.pooling.repeat_factors).
+    repeat_factor: float | None = Field(None, ge=1.0)
 
 
 class Action(_Strict):

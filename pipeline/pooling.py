@@ -229,6 +229,7 @@ def updated_playbook(
             "planned_uplift": planned,
             "measured_on": measured_on.isoformat(),
             "method": "Mantel-Haenszel pooled risk ratio",
+            "repeat_factor": _rounded(row.get("repeat_factor", 1.0)),
         }
         changes.append({"action": action["name"], "planned_uplift": planned, "uplift": action["uplift"],
                         "uplift_low": _rounded(row["uplift_low"]), "uplift_high": _rounded(row["uplift_high"]),

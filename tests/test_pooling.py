@@ -113,6 +113,8 @@ def test_updated_playbook_replaces_the_measured_uplift_and_keeps_the_rest(repo_r
     assert actions["service_recovery"]["uplift"] == 0.5
     assert actions["service_recovery"]["measured"]["planned_uplift"] == 0.2
     assert actions["service_recovery"]["measured"]["campaigns"] == ["2025-01-01"]
+    assert actions["service_recovery"]["measured"]["method"] == "Mantel-Haenszel pooled risk ratio"
+    assert actions["service_recovery"]["measured"]["repeat_factor"] == 1.0
     assert actions["category_offer"] == {a["name"]: a for a in raw["actions"]}["category_offer"]
     assert (new["version"], new["based_on"]) == (2, "playbook.yaml")
     assert changes["action"].tolist() == ["service_recovery"]
