@@ -1288,6 +1288,7 @@ GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing 
 GAP_MIN_LINES = 50
 TAIL_DAYS = 7  # the shortest quiet end of the data that is named (a partial last day or two is no matter) ...
 TAIL_MAX_DAYS = 2 * GAP_DAYS  # ... and the longest (a longer quiet end is a shop's decline, e.g. a cohort's)
+TAIL_BASELINE_DAYS = 365  # a quiet end is quiet against the GAP_DAYS before it and against this many days before it
 GAP_BUSY_DAYS = 0.25  # ... and purchases on at least this share of their days (billing once a month is no gap)
 OUTSIZED_SHARE = 0.02  # one customer id with this share of the orders ...
 OUTSIZED_RATIO = 10  # ... and this many times the orders of any other: a placeholder (guests under '0')
@@ -1461,7 +1462,8 @@ def _purchase_lines_per_day(result: SourceResult) -> tuple[int, np.ndarray]:
 def thin_end_note(result: SourceResult) -> str | None:
     """A note when the purchase lines of the validated transactions (`result`) nearly stop over the data's last days:
     the last L days (TAIL_DAYS <= L <= TAIL_MAX_DAYS) hold fewer than GAP_SHARE of the lines a day of the GAP_DAYS
-    days before them (at least GAP_MIN_LINES, on at least GAP_BUSY_DAYS of those days); of such L, the one whose days
+    days before them (at least GAP_MIN_LINES, on at least GAP_BUSY_DAYS of those days) and of the TAIL_BASELINE_DAYS
+    before them (so that the end of a seasonal peak is no quiet end); of such L, the one whose days
     are quietest against the days before them, narrowed to the last days with fewer than GAP_SHARE of its lines a day
     (at least TAIL_DAYS of them, after at least GAP_DAYS of data). Late rows past the export's real end (a test
     order, a pre-order, a time zone slip) or an export taken while orders were still being written look like that:
@@ -1476,8 +1478,10 @@ def thin_end_note(result: SourceResult) -> str | None:
     start = days - length
     during = total[days] - total[start]
     before = total[start] - total[start - GAP_DAYS]
+    year = np.maximum(start - TAIL_BASELINE_DAYS, 0)  # ... and below a quarter of the year before: a peak's end is no gap
     thin = ((before >= GAP_MIN_LINES) & (busy[start] - busy[start - GAP_DAYS] >= GAP_BUSY_DAYS * GAP_DAYS)
-            & (during * GAP_DAYS < GAP_SHARE * before * length))
+            & (during * GAP_DAYS < GAP_SHARE * before * length)
+            & (during * (start - year) < GAP_SHARE * (total[start] - total[year]) * length))
     if not thin.any():
         return None
     quietest = np.flatnonzero(thin)[np.argmin((during * GAP_DAYS / (before * length))[thin])]
@@ -1533,10 +1537,11 @@ def order_total_note(result: SourceResult) -> str | None:
     told_apart = [c for c in ("product_id", "quantity") if c in frame and frame[c].notna().any()]
     if not told_apart:
         return None
-    head = _orders_with_one_amount(frame.head(ONE_ORDER_SAMPLE), told_apart)
+    priced = all(c in frame and frame[c].notna().any() for c in ("quantity", "unit_price"))
+    head = _orders_with_one_amount(frame.head(ONE_ORDER_SAMPLE), told_apart, priced=priced)
     if head.height >= ORDER_TOTAL_MIN_ORDERS and head["same"].mean() < ORDER_TOTAL_SHARE:
         return None
-    orders = _orders_with_one_amount(frame, told_apart) if len(frame) > ONE_ORDER_SAMPLE else head
+    orders = _orders_with_one_amount(frame, told_apart, priced=priced) if len(frame) > ONE_ORDER_SAMPLE else head
     if orders.height < ORDER_TOTAL_MIN_ORDERS or orders["same"].mean() < ORDER_TOTAL_SHARE:
         return None
     example = orders.filter(pl.col("same")).row(0, named=True)
@@ -1547,12 +1552,17 @@ def order_total_note(result: SourceResult) -> str | None:
             "unmapped to derive it from quantity × unit_price")
 
 
-def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str]) -> pl.DataFrame:
+def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str], *, priced: bool) -> pl.DataFrame:
     """Per order of the purchase `lines` (amount >= 0) whose lines differ in a `told_apart` column: order_id, lines,
-    amount (its first line's), same (every line gives that amount)."""
-    purchases = pl.from_pandas(lines[["order_id", "amount", *told_apart]]).lazy().filter(pl.col("amount") >= 0)
+    amount (its first line's), same (every line gives that amount, and, when `priced`, some line's amount is not its
+    own quantity x unit_price: in a shop with one price every line gives the same amount of its own)."""
+    prices = ["quantity", "unit_price"] if priced else []
+    columns = list(dict.fromkeys(["order_id", "amount", *told_apart, *prices]))
+    purchases = pl.from_pandas(lines[columns]).lazy().filter(pl.col("amount") >= 0)
+    not_own = ((pl.col("amount") - pl.col("quantity") * pl.col("unit_price")).abs() > 0.005).fill_null(True).any()
     return (purchases.group_by("order_id", maintain_order=True)
-            .agg(pl.len().alias("lines"), pl.col("amount").first(), (pl.col("amount").n_unique() == 1).alias("same"),
+            .agg(pl.len().alias("lines"), pl.col("amount").first(),
+                 ((pl.col("amount").n_unique() == 1) & (not_own if priced else pl.lit(True))).alias("same"),
                  pl.max_horizontal(*(pl.col(c).drop_nulls().n_unique() for c in told_apart)).alias("kinds"))
             .filter(pl.col("kinds") > 1).drop("kinds").collect())
 
@@ -1733,7 +1743,8 @@ def refund_carriers(
         pl.when(pl.col("per_order")).then(pl.col("at").max().over(ids)).otherwise(pl.col("at")).alias("at"),
         pl.when(pl.col("per_order")).then(pl.col("at_problem").max().over(ids)).otherwise(pl.col("at_problem"))
         .alias("at_problem"),
-    )
+    ).with_columns(  # an order whose rows give a readable time and an unreadable one takes the readable one
+        pl.when(pl.col("at").is_null()).then(pl.col("at_problem")).otherwise(pl.lit("")).alias("at_problem"))
     differ = offered.filter(pl.col("per_order") & (pl.col("values") > 1)).with_columns(
         pl.col("refund").unique().sort().round(4).cast(pl.String).str.replace(r"\.0$", "").str.join(", ")
         .over(ids).alias("shown"))

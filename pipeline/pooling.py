@@ -90,15 +90,26 @@ def mantel_haenszel_log_risk_ratio(
     x_t: np.ndarray, n_t: np.ndarray, x_c: np.ndarray, n_c: np.ndarray, groups: np.ndarray
 ) -> pd.DataFrame:
     """Per group of campaigns (x_t churners of n_t treated, x_c of n_c control): pooled (log of the Mantel-Haenszel
-    risk ratio treated / control) and se (Greenland-Robins); NaN where no control customer churned."""
+    risk ratio treated / control) and se (Greenland-Robins). A group without a treated churner in any campaign is
+    pooled with 0.5 added to every cell (a ratio of 0 has no log); NaN where no control customer churned."""
+    plain = _mantel_haenszel_sums(x_t, n_t, x_c, n_c, groups)
+    corrected = _mantel_haenszel_sums(x_t + 0.5, n_t + 1, x_c + 0.5, n_c + 1, groups)
+    sums = plain.where(pd.DataFrame({c: plain["r"] > 0 for c in plain.columns}), corrected)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = np.where(plain["s"] > 0, np.log(sums["r"] / sums["s"]), np.nan)
+        se = np.where(plain["s"] > 0, np.sqrt(sums["p"] / (sums["r"] * sums["s"])), np.nan)
+    return pd.DataFrame({"pooled": pooled, "se": se}, index=sums.index)
+
+
+def _mantel_haenszel_sums(
+    x_t: np.ndarray, n_t: np.ndarray, x_c: np.ndarray, n_c: np.ndarray, groups: np.ndarray
+) -> pd.DataFrame:
+    """Per group: r = sum x_t n_c / N, s = sum x_c n_t / N and the Greenland-Robins p = sum (n_t n_c (x_t + x_c) -
+    x_t x_c N) / N^2, N = n_t + n_c."""
     total = n_t + n_c
     frame = pd.DataFrame({"g": groups, "r": x_t * n_c / total, "s": x_c * n_t / total,
                           "p": (n_t * n_c * (x_t + x_c) - x_t * x_c * total) / total**2})
-    sums = frame.groupby("g")[["r", "s", "p"]].sum()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = np.where(sums["s"] > 0, np.log(sums["r"] / sums["s"]), np.nan)
-        se = np.where((sums["s"] > 0) & (sums["r"] > 0), np.sqrt(sums["p"] / (sums["r"] * sums["s"])), np.nan)
-    return pd.DataFrame({"pooled": pooled, "se": se}, index=sums.index)
+    return frame.groupby("g")[["r", "s", "p"]].sum()
 
 
 def mantel_haenszel_difference(

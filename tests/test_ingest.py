@@ -555,7 +555,7 @@ def test_growth_seasons_and_a_holiday_week_are_not_gaps():
 
 def _orders(same: int, different: int, **columns) -> SourceResult:
     """Validated transactions: `same` orders of two lines (products A and B) with one amount each, then `different`
-    orders whose two lines give different amounts; `columns` overrides product_id / quantity."""
+    orders whose two lines give different amounts; `columns` overrides product_id / quantity or adds unit_price."""
     orders = same + different
     frame = pd.DataFrame({
         "order_id": np.repeat([f"o{i}" for i in range(orders)], 2),
@@ -574,6 +574,9 @@ def test_order_total_note_needs_nine_in_ten_of_fifty_orders_whose_lines_differ(m
     assert order_total_note(_orders(60, 0, product_id="A", quantity=np.tile([1.0, 2.0], 60))).startswith(
         "in 100% of the 60 orders whose lines differ in product_id or quantity")
     assert order_total_note(_orders(60, 0, product_id=None, quantity=np.nan)) is None  # nothing tells lines apart
+    # A shop with one price: every line's amount is its own quantity x unit price, however alike the amounts.
+    assert order_total_note(_orders(60, 0, unit_price=50.0)) is None
+    assert order_total_note(_orders(60, 0, unit_price=16.0)).startswith("in 100% of the 60 orders")  # 50 is no 1 x 16
     refunded = _orders(60, 0)
     refunded.validated.loc[len(refunded.validated)] = ["o0", -50.0, None, np.nan]  # a refund row of order o0
     assert order_total_note(refunded).startswith("in 100% of the 60 orders")
@@ -606,7 +609,8 @@ def test_a_busy_end_a_short_quiet_end_a_week_without_weekends_or_a_long_decline_
     partial = np.r_[np.full(100, 20), np.full(6, 2)]  # six quiet days: too few to name
     decline = np.r_[np.full(90, 400), np.full(300, 60)]  # a cohort's first purchases, then its repeat buyers
     late_start = np.r_[np.zeros(30, dtype=int), np.full(20, 20)]  # too little before the end to compare with
-    for counts in (np.full(100, 20), weekdays, partial, decline, late_start, np.full(30, 20)):
+    peak_end = np.r_[np.full(300, 20), np.full(30, 200), np.full(14, 20)]  # a season ten times busier, then back
+    for counts in (np.full(100, 20), weekdays, partial, decline, late_start, np.full(30, 20), peak_end):
         assert thin_end_note(_purchases_per_day(counts)) is None
     assert thin_end_note(_purchases_per_day(np.r_[np.full(100, 20), np.full(7, 2)])) is not None
     assert thin_end_note(SourceResult("transactions", pd.DataFrame({

@@ -1210,6 +1210,17 @@ def test_a_refund_with_its_own_time_is_timed_then_not_at_its_order(tmp_path):
             "at their order, as without refunds.at, and their sales are kept") in entry["notes"]
     assert ("6 refund rows added from Total Refunded (worth 63.00 in all): 2 timed by refunds.at, the others at "
             "their order") in entry["notes"]
+    # An order whose first line gives the time and whose second an unreadable one keeps the readable time.
+    write(tmp_path, "two.csv", "order,customer,created,total,Total Refunded,Refunded at\n"
+          "o1,c1,2024-01-05 10:00,50,20,2024-02-10 09:00\no1,c1,2024-01-05 10:00,30,20,soon\n"
+          + "".join(f"p{day},c6,2024-{month:02d}-{day:02d} 10:00,12,,\n" for month in (1, 2, 3) for day in (10, 20)))
+    report = run_ingest(tmp_path, {"transactions": {
+        "path": "two.csv", "rename": {"order": "order_id", "customer": "customer_id", "created": "ordered_at",
+                                      "total": "amount"},
+        "refunds": {"column": "Total Refunded", "at": "Refunded at"}}})
+    refund = read_validated_source(tmp_path, "transactions").query("amount < 0")
+    assert refund["ordered_at"].dt.strftime("%Y-%m-%d %H:%M").tolist() == ["2024-02-10 09:00"]
+    assert not [note for note in report["sources"]["transactions"]["notes"] if "not used" in note]
 
 
 def test_a_refunds_column_the_files_lack_or_a_refunds_setting_elsewhere_is_an_error_naming_it(tmp_path):

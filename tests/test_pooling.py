@@ -154,3 +154,13 @@ def test_repeated_customers_widen_the_pooled_intervals():
     assert half_width[1] == pytest.approx(2 * half_width[0])
     assert repeated["churn_reduction_high"] - repeated["churn_reduction"] == pytest.approx(
         2 * (plain["churn_reduction_high"] - plain["churn_reduction"]))
+
+
+def test_no_treated_churner_in_any_campaign_pools_with_a_half_added_to_every_cell():
+    """8 and 9 treated, none churned; control 3 of 10 and 2 of 10: a ratio of 0 has no log, so the cells get 0.5
+    each, as a single campaign's interval does (before: uplift 1.0 without an interval, and a crash printing it)."""
+    row = pooled_uplift(campaign_rows(("a", "call", 8, 10, 0.0, 0.3), ("b", "call", 9, 10, 0.0, 0.2))).iloc[0]
+    assert row["uplift_low"] < row["uplift"] < row["uplift_high"] < 1 and np.isfinite(row["uplift_low"])
+    r = 0.5 * 11 / 20 + 0.5 * 11 / 21
+    s = 3.5 * 9 / 20 + 2.5 * 10 / 21
+    assert row["uplift"] == pytest.approx(1 - r / s)

@@ -58,6 +58,10 @@ def campaign_arms(folder: Path, measured: pd.DataFrame) -> tuple[pd.DataFrame, l
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), missing
 
 
+def _shown(value: float | None) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
 def changes_table(changes: pd.DataFrame, *, path: Path) -> Table:
     table = Table(title=f"New playbook version {path.name}: measured uplift replaces the planned one")
     for name in ("action", "planned", "measured [95% CI]", "campaigns"):
@@ -65,7 +69,7 @@ def changes_table(changes: pd.DataFrame, *, path: Path) -> Table:
     for row in changes.to_dict("records"):
         table.add_row(
             row["action"], f"{row['planned_uplift']:.3f}",
-            f"{row['uplift']:.3f} [{row['uplift_low']:.3f}, {row['uplift_high']:.3f}]", row["campaigns"],
+            f"{row['uplift']:.3f} [{_shown(row['uplift_low'])}, {_shown(row['uplift_high'])}]", row["campaigns"],
         )
     return table
 
