@@ -251,26 +251,32 @@ def dask_labels(tables: PartitionedTables, *, as_of: dt.date, lookback_days: int
     return labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
-def _partition_came_back(
-    tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
-) -> tuple[int, int]:
+def _partition_labels_and_came_back(
+    tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int, left_out: list[str]
+) -> tuple[pd.DataFrame, tuple[int, int]]:
     labels = _partition_labels(tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days)
     later = _partition_labels(tables, as_of=as_of + dt.timedelta(days=2 * horizon_days), lookback_days=horizon_days,
                               horizon_days=0)
-    return churned_who_came_back(labels, later["customer_id"])
+    return labels, churned_who_came_back(labels, later["customer_id"], left_out)
 
 
-def dask_came_back(
-    tables: PartitionedTables, *, as_of: dt.date, lookback_days: int, horizon_days: int
-) -> tuple[int, int]:
-    """`labels_and_came_back`'s counts over all partitions: (customers labelled churned at `as_of`, of them those
-    who purchased in the horizon after their label window)."""
+def dask_labels_and_came_back(
+    tables: PartitionedTables, *, as_of: dt.date, lookback_days: int, horizon_days: int, came_back: bool,
+    left_out: list[str],
+) -> tuple[pd.DataFrame, tuple[int, int] | None]:
+    """`labels_and_came_back` over all partitions of the cluster: (`dask_labels`; with `came_back`, the customers
+    labelled churned and, of them, those who purchased in the horizon after their label window, without the
+    customers `left_out`), in one pass."""
+    if not came_back:
+        return dask_labels(tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days), None
     futures = tables.client.map(
-        _partition_came_back, tables.tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days,
-        pure=False,
+        _partition_labels_and_came_back, tables.tables, as_of=as_of, lookback_days=lookback_days,
+        horizon_days=horizon_days, left_out=left_out, pure=False,
     )
-    counts = tables.client.gather(futures)
-    return sum(churned for churned, _ in counts), sum(back for _, back in counts)
+    parts = tables.client.gather(futures)
+    labels = pd.concat([labels for labels, _ in parts], ignore_index=True)
+    labels = labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return labels, (sum(c for _, (c, _) in parts), sum(b for _, (_, b) in parts))
 
 
 # --- LightGBM on Dask ---------------------------------------------------------------------------

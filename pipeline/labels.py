@@ -70,10 +70,13 @@ def churn_labels_from_partitions(
 
 
 def labels_and_came_back(
-    partitions: Sequence[EventTables], *, as_of: dt.date, lookback_days: int, horizon_days: int, came_back: bool
+    partitions: Sequence[EventTables], *, as_of: dt.date, lookback_days: int, horizon_days: int, came_back: bool,
+    left_out: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, tuple[int, int] | None]:
     """(`churn_labels_from_partitions`; with `came_back`, the customers labelled churned and, of them, those who
-    purchased in the `horizon_days` after their label window, as `churned_who_came_back` counts them, else None)."""
+    purchased in the `horizon_days` after their label window, as `churned_who_came_back` counts them, else None).
+    The customers `left_out` (treated by a retention action in those days: their return may be its doing) are left
+    out of both counts, not of the labels."""
     frames, churned, back = [], 0, 0
     for tables in partitions:
         eligible, returned, purchases_before, day = _label_outcome(
@@ -84,6 +87,8 @@ def labels_and_came_back(
         }))
         if came_back:
             gone = eligible[~returned]
+            if len(left_out):
+                gone = gone[~tables.customer_ids.gather(gone).cast(pl.String).is_in(list(left_out)).to_numpy()]
             churned += len(gone)
             back += int(np.count_nonzero(purchases_before(day + 2 * horizon_days, gone)
                                          > purchases_before(day + horizon_days, gone)))
@@ -163,11 +168,23 @@ def next_window_covered(as_of: dt.date, *, horizon_days: int, last_event_date: d
                           last_event_date=last_event_date)
 
 
-def churned_who_came_back(labels: pd.DataFrame, buyers_after: pd.Series) -> tuple[int, int]:
+def churned_who_came_back(
+    labels: pd.DataFrame, buyers_after: pd.Series, left_out: Sequence[str] = ()
+) -> tuple[int, int]:
     """(customers labelled churned, of them those in `buyers_after`, the customers who purchased in the horizon after
-    the label window). `labels`: customer_id, churned."""
-    churned = labels.loc[labels["churned"] == 1, "customer_id"]
+    the label window), without the customers `left_out`. `labels`: customer_id, churned."""
+    churned = labels.loc[(labels["churned"] == 1) & ~labels["customer_id"].isin(list(left_out)), "customer_id"]
     return len(churned), int(churned.isin(buyers_after).sum())
+
+
+def treated_in_pause_window(treated: pd.DataFrame, as_of: dt.date, *, horizon_days: int) -> list[str]:
+    """The customers of `treated` (customer_id, treated_on: the date of a past list that put them in its treatment
+    group) whose action, acting for `horizon_days` from its date, overlaps `as_of`'s label window and the horizon
+    after it: whether they bought again may be the action's doing."""
+    day = pd.Timestamp(as_of)
+    on = pd.to_datetime(treated["treated_on"]).dt.tz_localize(None)
+    horizon = pd.Timedelta(days=horizon_days)
+    return sorted(set(treated.loc[(on < day + 2 * horizon) & (day < on + horizon), "customer_id"].astype(str)))
 
 
 def pause_warning(snapshots: Sequence[dict], *, horizon_days: int) -> str | None:

@@ -198,6 +198,21 @@ def test_the_run_counts_churned_customers_who_bought_again_in_the_next_horizon_a
     assert "of them back in the next horizon" in shown.file.getvalue() and "12.5%" in shown.file.getvalue()
 
 
+def test_customers_a_past_list_treated_are_left_out_of_the_pause_counts(tmp_path, caplog):
+    """The four who came back were treated by a list of 03-20: their return may be its doing, not a pause."""
+    cfg = pause_workspace(tmp_path, returning=4)
+    scores = pd.DataFrame({"customer_id": [f"p{i}" for i in range(8)], "group": ["treatment"] * 4 + ["none"] * 4,
+                           "action": ["call"] * 4 + [None] * 4, "action_cost": 1.0, "expected_net_value": 1.0,
+                           "as_of": dt.date(2024, 3, 20)})
+    write_parquet(scores, cfg.scores_dir / "at_risk_2024-03-20.parquet")
+    summary = runner.run(cfg, quiet=True)
+    assert (summary["snapshots"][0]["churned"], summary["snapshots"][0]["came_back"]) == (4, 0)
+    assert summary["pause_warning"] is None and "labelled churned" not in caplog.text
+    (cfg.scores_dir / "at_risk_2024-03-20.parquet").write_text("not parquet")
+    summary = runner.run(cfg, quiet=True)  # an unreadable list: the counts keep everyone, with a warning
+    assert summary["snapshots"][0]["came_back"] == 4 and "the past at-risk lists cannot be read" in caplog.text
+
+
 def test_cli_features_prints_the_summary(tmp_path):
     workspace(tmp_path)
     config = tmp_path / "config.yaml"

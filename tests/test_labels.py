@@ -20,6 +20,7 @@ from pipeline.labels import (
     labels_and_came_back,
     next_window_covered,
     pause_warning,
+    treated_in_pause_window,
 )
 
 AS_OF = dt.date(2024, 7, 1)  # t; lookback 30 days -> [2024-06-01, t); horizon 10 days -> [t, 2024-07-11)
@@ -178,3 +179,17 @@ def test_pause_warning_pools_the_covered_snapshots_and_names_them():
     assert "snapshot 2024-02-01)" in pause_warning(rows[1:], horizon_days=90)
     assert pause_warning(rows[2:], horizon_days=90) is None
     assert pause_warning([], horizon_days=90) is None
+
+
+def test_customers_treated_while_they_could_come_back_are_left_out_of_the_pause_counts():
+    """At 07-01 with a 10-day horizon, b, e and g are churned and e bought on 07-11: treated e leaves (2, 0)."""
+    tables = event_tables(Events.from_frames(transactions=transactions()))
+    _, counts = labels_and_came_back([tables], as_of=AS_OF, lookback_days=30, horizon_days=10, came_back=True,
+                                     left_out=["e"])
+    assert counts == (2, 0)
+    labels = label_churn(transactions(), as_of=AS_OF, lookback_days=30, horizon_days=10)
+    assert churned_who_came_back(labels, pd.Series(["e"]), left_out=["e"]) == (2, 0)
+    # An action acts for one horizon from its list's date: it overlaps [07-01, 07-21) when listed 06-22 .. 07-20.
+    treated = pd.DataFrame({"customer_id": ["a", "b", "c", "d"],
+                            "treated_on": pd.to_datetime(["2024-06-21", "2024-06-22", "2024-07-20", "2024-07-21"])})
+    assert treated_in_pause_window(treated, AS_OF, horizon_days=10) == ["b", "c"]

@@ -28,8 +28,8 @@ from rich.table import Table
 
 from pipeline.config import Config, FeaturesConfig
 from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
-from pipeline.dask_engine import dask_came_back, dask_client, dask_features, dask_labels, load_partitioned_tables
-from pipeline.errors import FeatureError
+from pipeline.dask_engine import dask_client, dask_features, dask_labels_and_came_back, load_partitioned_tables
+from pipeline.errors import FeatureError, ScoreError
 from pipeline.events import Events
 from pipeline.features import feature_names
 from pipeline.features.build import (
@@ -62,8 +62,10 @@ from pipeline.labels import (
     labels_and_came_back,
     next_window_covered,
     pause_warning,
+    treated_in_pause_window,
 )
 from pipeline.progress import console, get_logger, timed, track
+from pipeline.run.history import treated_customers
 from pipeline.snapshot import latest_event_date
 
 POLARS_TYPES = {TIMESTAMP: pl.Datetime("us", "UTC"), STRING: pl.String, FLOAT: pl.Float64, BOOLEAN: pl.Boolean}
@@ -210,7 +212,8 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     return _write_snapshots(
         cfg,
         features_at=lambda as_of: polars_features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
-        labels_at=lambda as_of, came_back: labels_and_came_back(tables, as_of=as_of, came_back=came_back, **window),
+        labels_at=lambda as_of, came_back, left_out: labels_and_came_back(
+            tables, as_of=as_of, came_back=came_back, left_out=left_out, **window),
         last_date=last_date,
         started=started,
         quiet=quiet,
@@ -230,9 +233,8 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             return _write_snapshots(
                 cfg,
                 features_at=lambda as_of: dask_features(tables, as_of=as_of, cfg=cfg.features),
-                labels_at=lambda as_of, came_back: (
-                    dask_labels(tables, as_of=as_of, **window),
-                    dask_came_back(tables, as_of=as_of, **window) if came_back else None),
+                labels_at=lambda as_of, came_back, left_out: dask_labels_and_came_back(
+                    tables, as_of=as_of, came_back=came_back, left_out=left_out, **window),
                 last_date=tables.last_event_date,
                 started=started,
                 quiet=quiet,
@@ -245,7 +247,7 @@ def _write_snapshots(
     cfg: Config,
     *,
     features_at: Callable[[dt.date], Any],
-    labels_at: Callable[[dt.date, bool], tuple[pd.DataFrame, tuple[int, int] | None]],
+    labels_at: Callable[[dt.date, bool, list[str]], tuple[pd.DataFrame, tuple[int, int] | None]],
     last_date: dt.date | None,
     started: float,
     quiet: bool,
@@ -257,12 +259,17 @@ def _write_snapshots(
 
     `features_at` may return the features in another form than pandas, with `as_pandas` turning them
     into `build_features`' frame: the writer thread does that, so the conversion is not on the path
-    of the next snapshot's computation. `labels_at(day, came_back)`: the labels of `day` and, with `came_back`, (the
-    customers labelled churned, of them those who purchased in the horizon after their label window), for
-    `pause_warning`.
+    of the next snapshot's computation. `labels_at(day, came_back, left_out)`: the labels of `day` and, with `came_back`,
+    (the customers labelled churned, of them those who purchased in the horizon after their label window), for
+    `pause_warning`, without the customers `left_out`: those a past list treated in those days.
     """
     log = get_logger()
     horizon = cfg.features.horizon_days
+    try:
+        treated = treated_customers(cfg)
+    except ScoreError as exc:  # the labels do not depend on it: only the pause counts do
+        log.warning("the past at-risk lists cannot be read (%s): the pause counts include customers treated then", exc)
+        treated = pd.DataFrame({"customer_id": pd.Series(dtype=str), "treated_on": pd.Series(dtype="datetime64[ns]")})
     dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
     metadata = snapshot_metadata(settings)
@@ -274,7 +281,8 @@ def _write_snapshots(
         if not labelled_at(as_of):
             return features_at(as_of), None, None
         covered = next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date)
-        return features_at(as_of), *labels_at(as_of, covered)
+        left_out = treated_in_pause_window(treated, as_of, horizon_days=horizon) if covered else []
+        return features_at(as_of), *labels_at(as_of, covered, left_out)
 
     def written(
         as_of: dt.date, features: Any, labels: pd.DataFrame | None, later: tuple[int, int] | None
