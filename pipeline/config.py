@@ -342,6 +342,9 @@ class IngestConfig(StrictModel):
     # Timestamps before this date are quarantined; null: before the data's own start (a robust rule
     # like the one for future dates, see pipeline.ingest.data_start).
     earliest: dt.date | None = None
+    # Timestamps after this day (UTC) are quarantined: the data end there, whatever later rows say (a test order
+    # past the export's real end, days whose orders were not all written yet). null: the data's own end.
+    latest: dt.date | None = None
     # Rows whose amount, discount, unit_price or loyalty points exceed this in absolute value are
     # quarantined (the sums downstream are exact int64 ten-thousandths).
     max_abs_amount: float = Field(1e9, gt=0.0, le=MAX_ABS_AMOUNT_LIMIT)
@@ -355,6 +358,12 @@ class IngestConfig(StrictModel):
     @classmethod
     def _guest_ids_as_text(cls, value: Any) -> Any:
         return [_scalar_text(item) for item in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _latest_after_earliest(self) -> IngestConfig:
+        if self.earliest is not None and self.latest is not None and self.latest < self.earliest:
+            raise ValueError(f"latest ({self.latest}) is before earliest ({self.earliest})")
+        return self
 
 
 class SnapshotsConfig(StrictModel):

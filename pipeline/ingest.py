@@ -673,19 +673,21 @@ def validation_schema(
     labels: Mapping[str, str],
     earliest_allowed: pd.Timestamp | None = None,
     earliest_rule: str = "the data's start",
+    latest_rule: str = "the data's end + tolerance",
     max_abs_amount: float | None = None,
 ) -> pa.DataFrameSchema:
     """The contract of `name` over its typed frame: dtypes, required values and value rules.
 
     Timestamps must lie between `earliest_allowed` (any column; `earliest_rule` names where it comes
-    from) and `latest_allowed` (past facts); money columns (BOUNDED_MONEY) within ±`max_abs_amount`.
+    from) and `latest_allowed` (past facts; `latest_rule` likewise); money columns (BOUNDED_MONEY) within
+    ±`max_abs_amount`.
     Check errors are the reasons users see (see `rule_problems`)."""
     spec = contract(name)
     columns = {}
     for column, dtype in spec.dtypes.items():
         checks = []
         if dtype == TIMESTAMP and column not in FORWARD_LOOKING and latest_allowed is not None:
-            too_late = f"later than the data's end + tolerance ({latest_allowed:%Y-%m-%d %H:%M} UTC)"
+            too_late = f"later than {latest_rule} ({latest_allowed:%Y-%m-%d %H:%M} UTC)"
             checks.append(pa.Check.le(latest_allowed, error=too_late))
         if dtype == TIMESTAMP and earliest_allowed is not None:
             too_early = f"earlier than {earliest_rule} ({earliest_allowed:%Y-%m-%d} UTC)"
@@ -708,7 +710,7 @@ def validation_schema(
 def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None, **bounds) -> pd.DataFrame:
     """Every problem of every row: parse failures plus broken value rules (row, column, reason).
 
-    `bounds`: the other limits of `validation_schema` (earliest_allowed, earliest_rule, max_abs_amount)."""
+    `bounds`: the other limits of `validation_schema` (earliest_allowed, earliest_rule, latest_rule, max_abs_amount)."""
     schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels, **bounds)
     labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
     if "label" in parsed.problems.columns:  # the file column of the export each row came from (`mapped_source`)
@@ -1441,7 +1443,8 @@ def order_gap_note(result: SourceResult) -> str | None:
     day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
     begin, end = day + np.timedelta64(int(low), "D"), day + np.timedelta64(int(high) - 1, "D")
     others = f" (and {dips - 1} more such span{'s' * (dips > 2)})" if dips > 1 else ""
-    return (f"purchases nearly stop from {begin} to {end}{others}: {int(lines[low:high].sum()):,} purchase line{'s' * bool(lines[low:high].sum() != 1)} in "
+    quiet = int(lines[low:high].sum())
+    return (f"purchases nearly stop from {begin} to {end}{others}: {quiet:,} purchase line{'s' * (quiet != 1)} in "
             f"those {high - low} days (UTC), against an average of at least {int(rate):,} a day in the {span} days "
             f"before and after {around_them}. A missing export file, or a closure? Every snapshot whose label window "
             "covers those days counts its customers as not buying then; add the missing orders, or leave those "
@@ -1478,7 +1481,7 @@ def thin_end_note(result: SourceResult) -> str | None:
     start = days - length
     during = total[days] - total[start]
     before = total[start] - total[start - GAP_DAYS]
-    year = np.maximum(start - TAIL_BASELINE_DAYS, 0)  # ... and below a quarter of the year before: a peak's end is no gap
+    year = np.maximum(start - TAIL_BASELINE_DAYS, 0)  # and quiet against the year before: a peak's end is no gap
     thin = ((before >= GAP_MIN_LINES) & (busy[start] - busy[start - GAP_DAYS] >= GAP_BUSY_DAYS * GAP_DAYS)
             & (during * GAP_DAYS < GAP_SHARE * before * length)
             & (during * (start - year) < GAP_SHARE * (total[start] - total[year]) * length))
@@ -1492,11 +1495,13 @@ def thin_end_note(result: SourceResult) -> str | None:
     quiet, rate = int(total[days] - total[begin]), (total[begin] - total[begin - GAP_DAYS]) / GAP_DAYS
     day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
     start, end = day + np.timedelta64(begin, "D"), day + np.timedelta64(days - 1, "D")
+    last_busy = start - np.timedelta64(1, "D")
     return (f"purchases nearly stop over the data's last {days - begin} days, {start} to {end}: {quiet:,} purchase "
-            f"line{'s' * (quiet != 1)} (UTC), against an average of {rate:,.0f} a day in the {GAP_DAYS} days before. Late rows past the "
-            "export's real end (a test order, a pre-order, a time zone slip), orders not yet written when it was "
-            f"exported, or a closure? The data's end is its latest order ({end}), so every snapshot whose label window ends in those days counts its customers as not "
-            "buying then; leave those rows out, or those snapshots (features.snapshots)")
+            f"line{'s' * (quiet != 1)} (UTC), against an average of {rate:,.0f} a day in the {GAP_DAYS} days before. "
+            "Late rows past the export's real end (a test order, a pre-order, a time zone slip), orders not yet "
+            f"written when it was exported, or a closure? The data's end is its latest order ({end}), so every "
+            "snapshot whose label window ends in those days counts its customers as not buying then; end the data on "
+            f"the last busy day (ingest.latest: {last_busy}), or leave those snapshots out (features.snapshots)")
 
 
 def orders_per_customer(lines: pd.DataFrame) -> pl.DataFrame:
@@ -1547,8 +1552,8 @@ def order_total_note(result: SourceResult) -> str | None:
     example = orders.filter(pl.col("same")).row(0, named=True)
     return (f"in {orders['same'].mean():.0%} of the {orders.height:,} orders whose lines differ in "
             f"{' or '.join(told_apart)}, every line gives the same amount (e.g. order {example['order_id']!r}: "
-            f"{example['lines']} lines of {example['amount']:,.2f} each): amount looks like the order's total written on "
-            "each of its lines, which counts the order once per line. Map the line's own amount, or leave amount "
+            f"{example['lines']} lines of {example['amount']:,.2f} each): amount looks like the order's total written "
+            "on each of its lines, which counts the order once per line. Map the line's own amount, or leave amount "
             "unmapped to derive it from quantity × unit_price")
 
 
@@ -1700,7 +1705,7 @@ def mapped_source(
 
 def refund_carriers(
     typed: pd.DataFrame, refunds: pd.DataFrame, *, quarantined: np.ndarray, max_abs_amount: float, columns: str,
-    latest_allowed: pd.Timestamp | None = None,
+    latest_allowed: pd.Timestamp | None = None, latest_rule: str = "the data's end + tolerance",
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(the refunds that become rows: row (the row whose order the refund takes), refund, column, at (its time; NaT:
     the order's); problems; notes).
@@ -1764,7 +1769,7 @@ def refund_carriers(
     late = np.zeros(taken.height, dtype=bool) if latest_allowed is None else (
         taken["at"].to_numpy() > latest_allowed.tz_convert(None).to_datetime64()) & taken["at"].is_not_null().to_numpy()
     why = np.where(early, "before its order's time", np.where(
-        late, f"later than the data's end + tolerance ({latest_allowed})", taken["at_problem"].to_numpy()))
+        late, f"later than {latest_rule} ({latest_allowed})", taken["at_problem"].to_numpy()))
     unused = why != ""
     taken = taken.with_columns(pl.when(pl.Series(unused)).then(None).otherwise(pl.col("at")).alias("at"))
     carriers = pd.DataFrame({"row": taken["row"].to_numpy(), "refund": taken["refund"].to_numpy(),
@@ -1850,11 +1855,16 @@ def ingest_sources(
     start, reference = time_bounds(parsed)
     tolerance = pd.Timedelta(days=cfg.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
+    latest_rule = "the data's end + tolerance"
+    if cfg.latest is not None:  # the end of that day, unless the data's own end comes first
+        last_day = pd.Timestamp(cfg.latest, tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+        if latest_allowed is None or last_day < latest_allowed:
+            latest_allowed, latest_rule = last_day, "ingest.latest"
     if cfg.earliest is None:
         earliest_allowed, earliest_rule = start, "the data's start"
     else:
         earliest_allowed, earliest_rule = pd.Timestamp(cfg.earliest, tz="UTC"), "ingest.earliest"
-    bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule,
+    bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule, "latest_rule": latest_rule,
               "max_abs_amount": cfg.max_abs_amount}
     results = {}
     for name in SOURCE_NAMES:
@@ -1889,7 +1899,7 @@ def ingest_sources(
         if refunds is not None:
             carriers, refund_problems, refund_notes = refund_carriers(
                 parsed[name].typed, refunds, quarantined=problems["row"].to_numpy(dtype=np.int64),
-                max_abs_amount=cfg.max_abs_amount, latest_allowed=latest_allowed,
+                max_abs_amount=cfg.max_abs_amount, latest_allowed=latest_allowed, latest_rule=latest_rule,
                 columns=", ".join(dict.fromkeys(e.refunds.column for e in sources[name].exports() if e.refunds)))
             problems = pd.concat([problems, refund_problems], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
@@ -1922,6 +1932,8 @@ def ingest_sources(
             "max(30 days, 10% of the 5th-95th percentile span) above the 95th percentile"
         ),
         "future_tolerance_days": cfg.future_tolerance_days,
+        "latest_allowed": None if latest_allowed is None else latest_allowed.isoformat(),
+        "latest_rule": latest_rule,
         "earliest_allowed": None if earliest_allowed is None else earliest_allowed.isoformat(),
         "earliest_rule": (
             "ingest.earliest" if cfg.earliest is not None else

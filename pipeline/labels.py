@@ -202,5 +202,5 @@ def pause_warning(snapshots: Sequence[dict], *, horizon_days: int) -> str | None
     return (f"{back / churned:.0%} of the customers labelled churned (no purchase in the {horizon_days} days after a "
             f"snapshot; {churned:,} labels of snapshot{'s' * (len(covered) > 1)} {dates}) bought again in the "
             f"{horizon_days} days after that: for these customers a {horizon_days}-day pause is common, so the model "
-            "learns pauses as churn. If such a pause is not churn for this business, set a longer features.horizon_days "
-            "(the data must run two horizons past a snapshot for this check)")
+            "learns pauses as churn. If such a pause is not churn for this business, set a longer "
+            "features.horizon_days (the data must run two horizons past a snapshot for this check)")

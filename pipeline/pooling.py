@@ -170,7 +170,8 @@ def pooled_uplift(
         campaigns_without_ratio=("no_ratio", "sum"),
     )
     ratio, difference, spread = (part.reindex(totals.index) for part in (ratio, difference, spread))
-    repeat = (repeats if repeats is not None else pd.Series(dtype=float)).reindex(totals.index).fillna(1.0).clip(lower=1.0)
+    given = repeats if repeats is not None else pd.Series(dtype=float)
+    repeat = given.reindex(totals.index).fillna(1.0).clip(lower=1.0)
     ratio["se"], difference["se"] = ratio["se"] * np.sqrt(repeat), difference["se"] * np.sqrt(repeat)
     result = pd.DataFrame(
         {

@@ -231,3 +231,8 @@ def test_every_yaml_config_in_the_readme_is_a_valid_config(tmp_path):
     for raw in configs:
         config = config_from_dict(raw, base_dir=tmp_path)
         assert config.sources.transactions.path.is_absolute()
+
+
+def test_ingest_latest_before_ingest_earliest_is_a_config_error_naming_them():
+    with pytest.raises(ConfigError, match=r"ingest.*latest \(2024-01-01\) is before earliest \(2024-06-01\)"):
+        config_from_dict(minimal_config(ingest={"earliest": "2024-06-01", "latest": "2024-01-01"}), base_dir=Path("."))

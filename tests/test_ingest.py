@@ -598,7 +598,8 @@ def test_a_data_end_past_the_last_busy_day_is_named():
         "against an average of 20 a day in the 28 days before. Late rows past the export's real end (a test order, a "
         "pre-order, a time zone slip), orders not yet written when it was exported, or a closure? The data's end is "
         "its latest order (2024-04-24), so every snapshot whose label window ends in those days counts its customers "
-        "as not buying then; leave those rows out, or those snapshots (features.snapshots)")
+        "as not buying then; end the data on the last busy day (ingest.latest: 2024-04-09), or leave those snapshots "
+        "out (features.snapshots)")
     lagging = np.r_[np.full(100, 20), np.full(10, 3)]  # the last ten days' orders mostly not yet written
     assert thin_end_note(_purchases_per_day(lagging)).startswith(
         "purchases nearly stop over the data's last 10 days, 2024-04-10 to 2024-04-19: 30 purchase lines")

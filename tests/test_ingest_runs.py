@@ -110,8 +110,20 @@ def test_cdnow_with_a_late_row_two_weeks_after_its_end_names_the_quiet_end(share
     config = tmp_path / "cdnow.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     notes = ingest_runner.run(load_config(config), quiet=True)["sources"]["transactions"]["notes"]
-    assert [note for note in notes if note.startswith(
+    [note] = [note for note in notes if note.startswith(
         "purchases nearly stop over the data's last 14 days, 1998-07-01 to 1998-07-14: 1 purchase line (UTC)")]
+    assert "end the data on the last busy day (ingest.latest: 1998-06-30)" in note
+    # Following the advice: the late row is quarantined with the setting as its reason, the data end on 06-30.
+    raw["ingest"] = {"latest": "1998-06-30"}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = load_config(config)
+    report = ingest_runner.run(cfg, quiet=True)
+    entry = report["sources"]["transactions"]
+    assert (entry["validated_rows"], entry["quarantined_rows"]) == (69_659, 1) and entry["bad_rows"] == 1
+    assert not [note for note in entry["notes"] if "nearly stop" in note]
+    assert (report["latest_rule"], report["latest_allowed"]) == ("ingest.latest", "1998-06-30T23:59:59.999999+00:00")
+    quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
+    assert quarantine["reason"].tolist() == ["date: later than ingest.latest (1998-06-30 23:59 UTC)"]  # its own column
 
 
 def _copy_workspace(demo_cfg, folder: Path) -> Path:

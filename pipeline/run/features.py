@@ -259,9 +259,9 @@ def _write_snapshots(
 
     `features_at` may return the features in another form than pandas, with `as_pandas` turning them
     into `build_features`' frame: the writer thread does that, so the conversion is not on the path
-    of the next snapshot's computation. `labels_at(day, came_back, left_out)`: the labels of `day` and, with `came_back`,
-    (the customers labelled churned, of them those who purchased in the horizon after their label window), for
-    `pause_warning`, without the customers `left_out`: those a past list treated in those days.
+    of the next snapshot's computation. `labels_at(day, came_back, left_out)`: the labels of `day` and, with
+    `came_back`, (the customers labelled churned, of them those who purchased in the horizon after their label
+    window), for `pause_warning`, without the customers `left_out`: those a past list treated in those days.
     """
     log = get_logger()
     horizon = cfg.features.horizon_days

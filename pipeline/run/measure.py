@@ -107,8 +107,8 @@ def _log_to_mlflow(cfg: Config, result: pd.DataFrame, meta: dict[str, Any], *, f
 def results_table(result: pd.DataFrame, *, as_of: dt.date) -> Table:
     """Treated vs control per action: counts, churn rates, churn reduction and share prevented with 95% CIs."""
     table = Table(title=f"Campaign of {as_of}: treated vs control")
-    for name in ("action", "treated", "control", "churn treated", "churn control", "reduction [95% CI]", "prevented [95% CI]",
-                 "realised value [95% CI]"):
+    for name in ("action", "treated", "control", "churn treated", "churn control", "reduction [95% CI]",
+                 "prevented [95% CI]", "realised value [95% CI]"):
         table.add_column(name, justify="left" if name == "action" else "right")
     for row in result.to_dict("records"):
         table.add_row(
