@@ -249,3 +249,16 @@ def updated_playbook(
     new["version"] = int(raw.get("version") or 1) + 1
     new["based_on"] = based_on
     return new, pd.DataFrame(changes, columns=["action", "planned_uplift", "uplift", "uplift_low", "uplift_high", "campaigns"])
+
+
+def holds_no_effect_note(changes: pd.DataFrame) -> str | None:
+    """A sentence naming the actions of `updated_playbook`'s changes whose measured interval holds 0 (uplift_low <= 0
+    <= uplift_high): the new playbook takes their estimate, but the campaigns cannot tell it from no effect. None
+    when every interval lies above or below 0."""
+    unsure = changes[(changes["uplift_low"] <= 0) & (changes["uplift_high"] >= 0)]
+    if unsure.empty:
+        return None
+    shown = "; ".join(f"{row.action} {row.uplift:.3f} [{row.uplift_low:.3f}, {row.uplift_high:.3f}]"
+                      for row in unsure.itertuples())
+    return (f"the measured uplift of {shown} holds 0 in its interval: the new playbook takes the estimate, but these "
+            "campaigns cannot tell it from no effect; measure more campaigns before relying on it")

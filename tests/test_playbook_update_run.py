@@ -51,6 +51,8 @@ def test_update_playbook_writes_a_new_version_and_keeps_the_old(campaign_cfg, tm
         known_features=feature_kinds(feature_specs(campaign_cfg.features)), quiet=True,
     )
     assert again["playbook_path"].endswith("playbook.v3.yaml")  # never overwrites v2
+    unsure = again["changes"][(again["changes"]["uplift_low"] <= 0) & (again["changes"]["uplift_high"] >= 0)]
+    assert (again["holds_no_effect"] is None) == unsure.empty
     # The demo's past lists select many of the same customers: the intervals count each of them about once.
     arms = pd.concat([pd.read_parquet(path, columns=["customer_id", "action", "group"]).assign(as_of=path.stem)
                       for path in lists])

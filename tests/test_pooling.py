@@ -14,7 +14,7 @@ from pipeline.config import FeaturesConfig
 from pipeline.errors import ScoreError
 from pipeline.features.registry import feature_specs
 from pipeline.playbook import playbook_from_dict
-from pipeline.pooling import next_version_path, pooled_uplift, repeat_factors, updated_playbook
+from pipeline.pooling import holds_no_effect_note, next_version_path, pooled_uplift, repeat_factors, updated_playbook
 
 
 def campaign_rows(*rows):
@@ -164,3 +164,14 @@ def test_no_treated_churner_in_any_campaign_pools_with_a_half_added_to_every_cel
     r = 0.5 * 11 / 20 + 0.5 * 11 / 21
     s = 3.5 * 9 / 20 + 2.5 * 10 / 21
     assert row["uplift"] == pytest.approx(1 - r / s)
+
+
+def test_an_interval_holding_zero_is_named_when_the_playbook_takes_its_estimate():
+    changes = pd.DataFrame({"action": ["call", "mail", "sms"], "planned_uplift": [0.2, 0.04, 0.1],
+                            "uplift": [0.054, 0.3, 0.0], "uplift_low": [-0.074, 0.1, -0.249],
+                            "uplift_high": [0.167, 0.45, 0.108], "campaigns": ["a", "a", "a"]})
+    assert holds_no_effect_note(changes) == (
+        "the measured uplift of call 0.054 [-0.074, 0.167]; sms 0.000 [-0.249, 0.108] holds 0 in its interval: the new "
+        "playbook takes the estimate, but these campaigns cannot tell it from no effect; measure more campaigns before "
+        "relying on it")
+    assert holds_no_effect_note(changes.iloc[[1]]) is None

@@ -23,7 +23,7 @@ from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.io import write_csv, write_text
 from pipeline.playbook import playbook_from_dict
-from pipeline.pooling import next_version_path, pooled_uplift, repeat_factors, updated_playbook
+from pipeline.pooling import holds_no_effect_note, next_version_path, pooled_uplift, repeat_factors, updated_playbook
 from pipeline.progress import console, get_logger
 from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
@@ -119,8 +119,11 @@ def run(cfg: Config, *, scores_folder: Path, known_features: dict[str, str], qui
     run_id = _log_to_mlflow(cfg, pooled, new_path, pooled_path)
     if not quiet:
         console().print(changes_table(changes, path=new_path))
+    unsure = holds_no_effect_note(changes)
+    if unsure:
+        get_logger().warning("%s", unsure)
     get_logger().info(
         "new playbook version %s (%d measured actions); set score.playbook to use it", new_path, len(changes)
     )
     return {"playbook_path": str(new_path), "pooled_path": str(pooled_path), "changes": changes, "pooled": pooled,
-            "mlflow_run_id": run_id}
+            "mlflow_run_id": run_id, "holds_no_effect": unsure}
