@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.errors import ScoreError
 from pipeline.features.registry import feature_specs
 from pipeline.playbook import feature_kinds
 from pipeline.pooling import repeat_factors
@@ -73,3 +74,24 @@ def test_a_measured_campaign_whose_list_is_gone_is_pooled_as_sharing_no_customer
                                  known_features=feature_kinds(feature_specs(campaign_cfg.features)), quiet=True)
     assert f"the at-risk lists of the campaigns of {lists[0].stem[-10:]} are not in {folder}" in caplog.text
     assert (pooled["pooled"]["repeat_factor"] >= 1).all()
+
+
+def test_a_campaign_measured_from_the_csv_list_is_read_as_measure_reads_it(campaign_cfg, tmp_path):
+    """The repeat factor reads each measured campaign's own list: the CSV twin when that was measured, and a list
+    that cannot be read is a clear error, not a traceback."""
+    lists = sorted(campaign_cfg.scores_dir.glob("at_risk_*.parquet"))
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    for path in lists[:2]:
+        shutil.copy(path.with_suffix(".csv"), folder)
+        shutil.copy(path.with_suffix(".json"), folder)
+        measure.run(campaign_cfg, scores_path=folder / path.with_suffix(".csv").name, quiet=True)
+    known = feature_kinds(feature_specs(campaign_cfg.features))
+    pooled = playbook_update.run(campaign_cfg, scores_folder=folder, known_features=known, quiet=True)["pooled"]
+    arms = pd.concat([pd.read_csv(folder / path.with_suffix(".csv").name, dtype=str).assign(as_of=path.stem)
+                      for path in lists[:2]])
+    expected = repeat_factors(arms[arms["group"].isin(["treatment", "control"])])
+    assert pooled.set_index("action")["repeat_factor"].to_dict() == pytest.approx(expected.to_dict())
+    (folder / lists[0].with_suffix(".csv").name).write_text("customer_id\n")  # no longer a list
+    with pytest.raises(ScoreError, match="the scores file lacks the columns|cannot read the scores file"):
+        playbook_update.run(campaign_cfg, scores_folder=folder, known_features=known, quiet=True)

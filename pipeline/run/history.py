@@ -4,11 +4,13 @@
 or `churn demo-data --campaigns`), reads each with its summary (for the horizon) and keeps those whose
 horizon ends by `data_until` (the rule of `pipeline.labels.horizon_passed`). `with_outcomes` adds, per
 customer of a list, `churned` (no purchase in the horizon) and `spend`, from the validated transactions.
+`read_scores` and `read_summary` read one list and its summary (for `churn measure` and the playbook update too).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,10 @@ import pandas as pd
 
 from pipeline.actions import GROUP_TREATMENT
 from pipeline.config import Config
+from pipeline.errors import ScoreError
 from pipeline.events import load_events
 from pipeline.labels import horizon_passed
 from pipeline.measure import check_scores, outcomes_after
-from pipeline.run.measure import read_scores, read_summary
 from pipeline.snapshot import latest_event_date
 
 
@@ -33,6 +35,32 @@ class PastList:
     summary: dict[str, Any]
     horizon_days: int
     scores: pd.DataFrame
+
+
+def read_scores(path: Path, *, scores_dir: Path | None = None) -> pd.DataFrame:
+    """The at-risk table from Parquet (or the CSV twin); ScoreError when absent or unreadable.
+
+    `scores_dir` (the config's, data/<project>/scores) is named in the error as where `churn score` writes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        where = f"{scores_dir}/at_risk_*.parquet" if scores_dir is not None else "data/<project>/scores/at_risk_*.parquet"
+        raise ScoreError(f"scores file not found: {path}; pass a file written by `churn score` ({where})")
+    try:
+        if path.suffix == ".csv":
+            frame = pd.read_csv(path, dtype={"customer_id": "str", "action": "str", "group": "str"})
+            return frame.assign(as_of=pd.to_datetime(frame["as_of"]).dt.date) if "as_of" in frame else frame
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise ScoreError(f"cannot read the scores file {path}: {exc}") from None
+
+
+def read_summary(scores_path: Path) -> dict[str, Any]:
+    """The scoring summary next to the scores file ({} when absent)."""
+    summary_path = Path(scores_path).with_suffix(".json")
+    if not summary_path.is_file():
+        return {}
+    return json.loads(summary_path.read_text(encoding="utf-8"))
 
 
 def past_lists(cfg: Config, *, data_until: dt.date | None) -> list[PastList]:

@@ -9,7 +9,6 @@ to the scoring experiment in MLflow.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,34 +29,9 @@ from pipeline.playbook import feature_kinds
 from pipeline.plots_review import measured_effect_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run import playbook_update
+from pipeline.run.history import read_scores, read_summary
 from pipeline.snapshot import latest_event_date
 from pipeline.tracking import metric_key, tracking_settings, use_experiment
-
-
-def read_scores(path: Path, *, scores_dir: Path | None = None) -> pd.DataFrame:
-    """The at-risk table from Parquet (or the CSV twin); ScoreError when absent or unreadable.
-
-    `scores_dir` (the config's, data/<project>/scores) is named in the error as where `churn score` writes.
-    """
-    path = Path(path)
-    if not path.is_file():
-        where = f"{scores_dir}/at_risk_*.parquet" if scores_dir is not None else "data/<project>/scores/at_risk_*.parquet"
-        raise ScoreError(f"scores file not found: {path}; pass a file written by `churn score` ({where})")
-    try:
-        if path.suffix == ".csv":
-            frame = pd.read_csv(path, dtype={"customer_id": "str", "action": "str", "group": "str"})
-            return frame.assign(as_of=pd.to_datetime(frame["as_of"]).dt.date) if "as_of" in frame else frame
-        return pd.read_parquet(path)
-    except (OSError, ValueError) as exc:
-        raise ScoreError(f"cannot read the scores file {path}: {exc}") from None
-
-
-def read_summary(scores_path: Path) -> dict[str, Any]:
-    """The scoring summary next to the scores file ({} when absent)."""
-    summary_path = Path(scores_path).with_suffix(".json")
-    if not summary_path.is_file():
-        return {}
-    return json.loads(summary_path.read_text(encoding="utf-8"))
 
 
 def check_horizon_passed(as_of: dt.date, horizon_days: int, *, data_until: dt.date | None) -> None:

@@ -19,12 +19,15 @@ import pandas as pd
 import yaml
 from rich.table import Table
 
+from pipeline.actions import GROUP_CONTROL, GROUP_TREATMENT
 from pipeline.config import Config
 from pipeline.errors import ScoreError
 from pipeline.io import write_csv, write_text
+from pipeline.measure import check_scores
 from pipeline.playbook import playbook_from_dict
 from pipeline.pooling import holds_no_effect_note, next_version_path, pooled_uplift, repeat_factors, updated_playbook
 from pipeline.progress import console, get_logger
+from pipeline.run.history import read_scores
 from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
 
@@ -45,15 +48,18 @@ def read_measured(folder: Path) -> pd.DataFrame:
 
 def campaign_arms(folder: Path, measured: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """(as_of, customer_id, action, group of the treated and control customers of each measured campaign's list in
-    `folder`; the dates of campaigns whose list is not there)."""
+    `folder`, read as `churn measure` reads it (Parquet or its CSV twin; ScoreError when unreadable); the dates of
+    campaigns whose list is not there)."""
     frames, missing = [], []
     for as_of, name in measured[["as_of", "scores_file"]].drop_duplicates().itertuples(index=False):
         path = Path(folder) / str(name)
         if not name or not path.is_file():
             missing.append(str(as_of))
             continue
-        arms = pd.read_parquet(path, columns=["customer_id", "action", "group"])
-        frames.append(arms[arms["group"].isin(["treatment", "control"])].assign(as_of=str(as_of)))
+        scores = read_scores(path)
+        check_scores(scores)
+        arms = scores[["customer_id", "action", "group"]]
+        frames.append(arms[arms["group"].isin([GROUP_TREATMENT, GROUP_CONTROL])].assign(as_of=str(as_of)))
     columns = ["customer_id", "action", "group", "as_of"]
     return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)), missing
 
