@@ -247,8 +247,12 @@ def dask_labels(tables: PartitionedTables, *, as_of: dt.date, lookback_days: int
         _partition_labels, tables.tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days,
         pure=False,
     )
-    labels = pd.concat(client.gather(futures), ignore_index=True)
-    return labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    return _in_customer_order(client.gather(futures))
+
+
+def _in_customer_order(labels: list[pd.DataFrame]) -> pd.DataFrame:
+    """The partitions' labels as one frame sorted by customer_id, as `churn_labels_from_partitions` gives them."""
+    return pd.concat(labels, ignore_index=True).sort_values("customer_id", kind="stable").reset_index(drop=True)
 
 
 def _partition_labels_and_came_back(
@@ -274,8 +278,7 @@ def dask_labels_and_came_back(
         horizon_days=horizon_days, left_out=left_out, pure=False,
     )
     parts = tables.client.gather(futures)
-    labels = pd.concat([labels for labels, _ in parts], ignore_index=True)
-    labels = labels.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    labels = _in_customer_order([labels for labels, _ in parts])
     return labels, (sum(c for _, (c, _) in parts), sum(b for _, (_, b) in parts))
 
 
