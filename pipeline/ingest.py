@@ -85,6 +85,9 @@ from pipeline.sources import (
 
 MISSING = "missing"
 ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest checkout): not a bad row
+# A feedback row without a score beside answered ones: a survey sent but not answered (survey tools export those
+# rows blank). Not a bad row; when no row of the source has a score, the score column is mapped wrong: missing.
+UNANSWERED = "missing (a survey sent but not answered?)"
 ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so different ones look alike; re-export with "
               "the column formatted as text")
 # The reason of a row whose record a more recent file of the source holds too (overlapping exports): not a bad row.
@@ -737,7 +740,7 @@ def rule_problems(parsed: ParsedSource, schema: pa.DataFrameSchema) -> pd.DataFr
         label = _label(parsed.labels, column)
         if not spec.nullable:
             missing = np.setdiff1d(np.flatnonzero(typed[column].isna().to_numpy()), unparsed.get(column, []))
-            found.append(_problems(missing, column, ANONYMOUS if column == "customer_id" else f"{label}: {MISSING}"))
+            found.append(_problems(missing, column, _missing_reason(typed, column, label=label, source=parsed.name)))
         rules += [(column, f"{label}: {check.error}", check, typed[column]) for check in spec.checks]
     rules += [(blamed[check.error], check.error, check, typed) for check in schema.checks]
     failing = [(column, reason, _failing_rows(check, data)) for column, reason, check, data in rules]
@@ -749,6 +752,16 @@ def rule_problems(parsed: ParsedSource, schema: pa.DataFrameSchema) -> pd.DataFr
         )
     found += [_problems(rows, column, reason) for column, reason, rows in failing]
     return pd.concat(found, ignore_index=True).drop_duplicates(["row", "reason"]) if found else empty_problems()
+
+
+def _missing_reason(typed: pd.DataFrame, column: str, *, label: str, source: str) -> str:
+    """Why a required value is missing: a guest checkout (customer_id), a survey not answered (a feedback score,
+    when some rows of the source have one), or plainly missing."""
+    if column == "customer_id":
+        return ANONYMOUS
+    if source == "feedback" and column == "score" and typed[column].notna().any():
+        return f"{label}: {UNANSWERED}"
+    return f"{label}: {MISSING}"
 
 
 def _failing_rows(check: pa.Check, data: pd.Series | pd.DataFrame) -> np.ndarray | None:
@@ -827,9 +840,10 @@ def header_rows(raw: RawSource) -> np.ndarray:
 
 def not_bad(reasons: pd.Series) -> pd.Series:
     """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds, a
-    customer's attributes after its first row, a row left out by the source's `exclude` setting (they do not count
-    towards ingest.max_bad_share)."""
-    return reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
+    customer's attributes after its first row, a row left out by the source's `exclude` setting, a survey not answered
+    (they do not count towards ingest.max_bad_share)."""
+    return (reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
+            | reasons.str.endswith(UNANSWERED))
 
 
 def file_column(raw: RawSource, column: str, *, setting: str, export: str | None = None) -> pd.Series:
@@ -1147,6 +1161,7 @@ def split_source(
     excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
     later = rows_where(problems["reason"] == LATER_ATTRIBUTES)
     headers = rows_where(problems["reason"] == HEADER_AGAIN)
+    unanswered = rows_where(problems["reason"].str.endswith(UNANSWERED))
     broken = bad & ~rows_where(not_bad(problems["reason"]))
     candidates = repeat_keys(parsed.typed)[1] if repeat_candidates is None else repeat_candidates
     rejected = np.flatnonzero(bad)
@@ -1186,7 +1201,9 @@ def split_source(
              "first row of the most recent file is kept, the others are quarantined (not counted as bad)"]
             if later.any() else []) + (
             [f"{int(headers.sum()):,} row{'s repeat' if headers.sum() != 1 else ' repeats'} the header row (exports joined "
-             "one below the other?): quarantined, not counted as bad"] if headers.any() else []),
+             "one below the other?): quarantined, not counted as bad"] if headers.any() else []) + (
+            [f"{int(unanswered.sum()):,} rows have no {_label(parsed.labels, 'score')} (surveys sent but not answered?): "
+             "quarantined, not counted as bad; the feedback features read the answered ones"] if unanswered.any() else []),
         "top_reasons": top_quarantine_reasons(problems),
     }
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
@@ -1885,7 +1902,7 @@ def ingest_sources(
         missed = raws[name].lookup_problems
         if missed is not None:  # a row whose key a lookup table lacks: that is why values are missing, not a guest
             failed = problems["row"].isin(missed["row"]) & (
-                problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith(f": {MISSING}"))
+                problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith((f": {MISSING}", UNANSWERED)))
             problems = pd.concat([problems[~failed], missed], ignore_index=True)
         headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
         if headers.any():

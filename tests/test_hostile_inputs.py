@@ -434,6 +434,30 @@ def test_a_quarter_of_guest_checkouts_ingests_with_default_settings(tmp_path):
     assert (report["anonymous_share"], report["bad_rows"], report["bad_share"]) == (0.25, 0, 0.0)
 
 
+def test_surveys_sent_but_not_answered_are_quarantined_not_bad(tmp_path):
+    # A survey tool's export: most rows are invitations nobody answered, their score blank.
+    unanswered = "".join(f"{customer},2024-01-1{day} 10:00:00,nps,\n"
+                         for day, customer in enumerate(["17850", "13047", "12583", "17850", "13047"]))
+    case = Case(files={"t.csv": CLEAN, "x.csv": (FEEDBACK + unanswered).replace(",score\n", ",Score\n", 1)},
+                sources={"transactions": {"path": "t.csv"},
+                         "feedback": {"path": "x.csv", "rename": {"Score": "score"}}})
+    feedback = ingest_in_memory(tmp_path, case).sources["feedback"]
+    report = feedback.report
+    assert (report["input_rows"], report["validated_rows"], report["quarantined_rows"]) == (8, 3, 5)
+    assert (report["bad_rows"], report["bad_share"]) == (0, 0.0)  # 5 of 8 would fail the default 20% limit
+    assert feedback.quarantine["reason"].tolist() == ["Score: missing (a survey sent but not answered?)"] * 5
+    assert ("5 rows have no Score (surveys sent but not answered?): quarantined, not counted as bad; the feedback "
+            "features read the answered ones") in report["notes"]
+
+
+def test_a_score_column_blank_on_every_row_is_a_mapping_error_not_unanswered_surveys(tmp_path):
+    blank = "".join(f"1785{i},2024-01-1{i} 10:00:00,nps,\n" for i in range(4))
+    result, output = run_cli(tmp_path, beside_clean_orders("feedback", "customer_id,submitted_at,kind,score\n" + blank))
+    assert result.exit_code == 1
+    assert "source feedback: 100.0% of 4 rows are bad (limit 50%); top reasons: score: missing (4 rows)" in output
+    assert "Traceback" not in output
+
+
 def test_the_quantity_export_reports_the_derived_amount(tmp_path):
     case = SAME_AS_CLEAN["quantity and unit price instead of amount"]
     result = ingest_in_memory(tmp_path, case)
