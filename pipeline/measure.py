@@ -96,6 +96,39 @@ def relative_reduction(
     return np.where(undefined, np.nan, 1 - ratio), low, high
 
 
+DETECTION_POWER = 0.8  # the chance of a campaign telling a true effect from chance, in the usual sample-size formula
+
+
+def _detection_z(confidence: float, power: float) -> float:
+    return float(stats.norm.ppf(0.5 + confidence / 2) + stats.norm.ppf(power))
+
+
+def detectable_reduction(
+    churn: np.ndarray, n_treatment: np.ndarray, n_control: np.ndarray, *, confidence: float = 0.95,
+    power: float = DETECTION_POWER,
+) -> np.ndarray:
+    """The smallest drop in churn rate (control minus treated, absolute) that a campaign with these group sizes tells
+    from chance (`confidence`, two-sided) with probability `power`, when churn is about `churn` in both groups (the
+    normal approximation of the sample-size formula for two proportions); inf where a group is empty."""
+    churn = np.asarray(churn, dtype=float)
+    with np.errstate(divide="ignore"):
+        spread = 1 / np.asarray(n_treatment, dtype=float) + 1 / np.asarray(n_control, dtype=float)
+    return _detection_z(confidence, power) * np.sqrt(churn * (1 - churn) * spread)
+
+
+def control_share_to_detect(
+    reduction: float, churn: float, selected: int, *, confidence: float = 0.95, power: float = DETECTION_POWER
+) -> float | None:
+    """The smallest share of `selected` customers to hold out so that their campaign detects a drop in churn of
+    `reduction` (as `detectable_reduction`); None when no share can (half in control detects the least)."""
+    variance = churn * (1 - churn)
+    if variance <= 0:
+        return None if reduction <= 0 else 0.0
+    # 1/(N(1-s)) + 1/(Ns) <= R  <=>  K s(1-s) >= 1 with K = N R; s(1-s) is at most 1/4, at s = 1/2.
+    k = selected * (reduction / _detection_z(confidence, power)) ** 2 / variance
+    return None if k < 4 else float((1 - np.sqrt(1 - 4 / k)) / 2)
+
+
 def outcomes_after(
     customers: pd.Series, transactions: pd.DataFrame, *, as_of: dt.date, horizon_days: int
 ) -> pd.DataFrame:

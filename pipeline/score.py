@@ -27,6 +27,7 @@ from pipeline.actions import (
 )
 from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
+from pipeline.measure import control_share_to_detect, detectable_reduction
 from pipeline.playbook import Playbook, eligibility_matrix
 from pipeline.reasons import ReasonSpec, reason_columns, top_reasons, typical_values
 
@@ -215,6 +216,31 @@ def score_customers(
     return ordered.reset_index(drop=True)[output_columns(cfg.reasons)]
 
 
+def action_measurability(selected: pd.DataFrame, per_action: pd.DataFrame) -> dict[str, dict]:
+    """Per action of the `selected` rows (treatment and control; `per_action`: their counts, columns treatment and
+    control): the counts; expected_churn (mean churn probability); planned_reduction, the drop in churn the action's
+    uplift expects (mean of probability × uplift, that is (expected_net_value + action_cost) / customer_value);
+    detectable_reduction, the smallest drop this list's groups tell from chance (`measure.detectable_reduction`; None
+    without a control or treated group); control_share_to_detect, the control share at which this many customers
+    would detect the planned drop (None when no share would)."""
+    value = selected["customer_value"].where(selected["customer_value"] > 0)
+    rows = selected.assign(planned=(selected["expected_net_value"] + selected["action_cost"]) / value)
+    means = rows.groupby("action")[["churn_probability", "planned"]].mean()
+    found = {}
+    for action, counts in per_action.iterrows():  # one row per playbook action chosen: a handful
+        churn, planned = float(means.at[action, "churn_probability"]), float(means.at[action, "planned"])
+        n_t, n_c = int(counts["treatment"]), int(counts["control"])
+        detectable = float(detectable_reduction(churn, n_t, n_c)) if n_t and n_c else None
+        share = control_share_to_detect(planned, churn, n_t + n_c) if np.isfinite(planned) else None
+        found[str(action)] = {
+            "treatment": n_t, "control": n_c, "expected_churn": round(churn, 6),
+            "planned_reduction": round(planned, 6) if np.isfinite(planned) else None,
+            "detectable_reduction": None if detectable is None else round(detectable, 6),
+            "control_share_to_detect": None if share is None else round(share, 4),
+        }
+    return found
+
+
 def summarise_scores(scores: pd.DataFrame, *, budget: float, as_of: dt.date) -> dict:
     """Headline numbers of a scoring run (JSON-able, deterministic for equal inputs).
 
@@ -255,10 +281,7 @@ def summarise_scores(scores: pd.DataFrame, *, budget: float, as_of: dt.date) -> 
             str(action): {"customers": int(values.size), "mean_expected_net_value": round(float(values.mean()), 6)}
             for action, values in not_worth
         },
-        "actions": {
-            str(action): {"treatment": int(row["treatment"]), "control": int(row["control"])}
-            for action, row in per_action.iterrows()
-        },
+        "actions": action_measurability(scores[selected], per_action),
         "budget": float(budget),
         "budget_used": round(spent, 6),
         "budget_spent_on_treated": round(spent, 6),

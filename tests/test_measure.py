@@ -12,6 +12,8 @@ import pytest
 from pipeline.errors import ScoreError
 from pipeline.measure import (
     chance_note,
+    control_share_to_detect,
+    detectable_reduction,
     MEASURE_COLUMNS,
     measure_campaign,
     newcombe_difference,
@@ -171,3 +173,30 @@ def test_realised_value_has_no_interval_with_a_single_customer_in_an_arm():
     row = measure_campaign(scores, orders([("o1", "c0", "2025-01-05", 100.0)]), horizon_days=30).iloc[0]
     assert np.isfinite(row["realised_net_value"])
     assert np.isnan(row["realised_net_value_low"]) and np.isnan(row["realised_net_value_high"])
+
+
+def test_detectable_reduction_hand_computed_and_empty_groups():
+    # z = 1.959964 + 0.841621; sqrt(0.5 * 0.5 * (1/100 + 1/100)) = 0.0707107
+    assert float(detectable_reduction(0.5, 100, 100)) == pytest.approx(2.801585 * 0.0707107, rel=1e-5)
+    assert np.isinf(detectable_reduction(0.5, 100, 0))
+
+
+def test_a_drop_of_the_detectable_size_is_told_from_chance_in_about_80_percent_of_campaigns():
+    # The formula is the normal approximation; the campaigns are measured with Newcombe's interval.
+    rng = np.random.default_rng(3)
+    n_t, n_c, control_churn = 900, 120, 0.6
+    drop = float(detectable_reduction(control_churn, n_t, n_c))
+    x_t = rng.binomial(n_t, control_churn - drop, 4000)
+    x_c = rng.binomial(n_c, control_churn, 4000)
+    _, low, _ = newcombe_difference(x_c, n_c, x_t, n_t, z=1.959964)
+    assert 0.74 < float((low > 0).mean()) < 0.86
+
+
+def test_control_share_to_detect_gives_the_share_whose_groups_detect_the_drop():
+    share = control_share_to_detect(0.08, 0.6, 2000)
+    assert share is not None and 0 < share < 0.5
+    n_c = 2000 * share
+    assert float(detectable_reduction(0.6, 2000 - n_c, n_c)) == pytest.approx(0.08)
+    assert control_share_to_detect(0.02, 0.6, 2000) is None  # even half in control tells only ~6 points
+    assert float(detectable_reduction(0.6, 1000, 1000)) > 0.02
+    assert control_share_to_detect(0.1, 0.0, 50) == 0.0  # nobody churns: no spread to tell apart

@@ -15,7 +15,8 @@ from pipeline.config import ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
 from pipeline.playbook import playbook_from_dict
-from pipeline.score import output_columns, reasons_scope, risk_tiers, score_customers, summarise_scores
+from pipeline.run.score import unmeasurable_actions
+from pipeline.score import action_measurability, output_columns, reasons_scope, risk_tiers, score_customers, summarise_scores
 
 AS_OF = dt.date(2025, 10, 1)
 NUMERIC = ["recency_days", "open_tickets", "is_detractor", "monetary_365d", "frequency_all"]
@@ -180,6 +181,38 @@ def test_summary_counts(model):
     assert summary["budget_used"] <= summary["budget_committed"] <= CFG.budget
     assert sum(v["treatment"] + v["control"] for v in summary["actions"].values()) == summary["selected"]
     assert sum(summary["tiers"].values()) == 300
+
+
+def test_summary_says_what_each_actions_groups_can_measure():
+    selected = pd.DataFrame({
+        "action": ["winback"] * 4 + ["onboarding"] * 2,
+        "group": ["treatment", "treatment", "treatment", "control", "treatment", "treatment"],
+        "churn_probability": [0.6, 0.8, 0.7, 0.5, 0.4, 0.4],
+        "customer_value": [100.0, 50.0, 0.0, 100.0, 10.0, 10.0],
+        "action_cost": [2.0] * 6,
+        # expected net value = probability x uplift (0.1) x value - cost; no value: no planned drop to read
+        "expected_net_value": [4.0, 2.0, -2.0, 3.0, -1.6, -1.6],
+    })
+    counts = pd.DataFrame({"treatment": [3, 2], "control": [1, 0]}, index=["winback", "onboarding"])
+    found = action_measurability(selected, counts)
+    assert found["winback"]["expected_churn"] == pytest.approx(0.65)
+    assert found["winback"]["planned_reduction"] == pytest.approx((0.06 + 0.08 + 0.05) / 3, abs=1e-6)
+    assert found["winback"]["detectable_reduction"] == pytest.approx(2.801585 * np.sqrt(0.65 * 0.35 * (1 / 3 + 1)), abs=1e-5)
+    assert found["winback"]["control_share_to_detect"] is None  # four customers cannot measure 6 points
+    assert found["onboarding"]["detectable_reduction"] is None  # nobody in control
+    lines = unmeasurable_actions(found)
+    assert lines[0] == (
+        "winback: with 1 in control and 3 treated, this list tells from chance no drop in churn at all (80% power, 95% "
+        "confidence), and the playbook expects 6.3 (its uplift times each customer's churn probability, 65% on "
+        "average): this list alone cannot measure it; no control share would with 4 customers; pooled over several "
+        "lists (churn measure --update-playbook) the interval narrows")
+    assert lines[1] == "onboarding: 2 treated and 0 in control, so this list cannot measure its effect"
+    larger = {**found["winback"], "detectable_reduction": 0.2, "control_share_to_detect": 0.31}
+    assert ("tells from chance only a drop in churn of 20.0 points or more" in unmeasurable_actions({"w": larger})[0]
+            and unmeasurable_actions({"w": larger})[0].endswith(
+                "a control share of 0.31 would (score.control_share; fewer treated)"))
+    measurable = {**found["winback"], "detectable_reduction": 0.05}
+    assert unmeasurable_actions({"winback": measurable}) == []
 
 
 def test_zero_budget_selects_nobody(model):

@@ -255,6 +255,7 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
         f"{summary['budget_held_back_for_control']:,.2f} held back with the control group to measure the effect, "
         f"{summary['budget_left']:,.2f} left",
     ]
+    lines += unmeasurable_actions(summary["actions"])
     reasons = [f"{reason}: {n:,}" for reason, n in summary["no_action"].items() if n]
     if reasons:
         lines.append("no action, by reason: " + ", ".join(reasons))
@@ -263,6 +264,33 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
         lines.append(
             f"{info['customers']:,} at-risk customers whose best action {action} is worth less than its cost "
             f"(expected value {mean_net + cost.get(action, 0.0):,.2f} on average, cost {cost.get(action, 0.0):,.2f})"
+        )
+    return lines
+
+
+def unmeasurable_actions(actions: dict[str, dict]) -> list[str]:
+    """A sentence per action (`summary['actions']`) whose planned effect this list's control and treated groups cannot
+    tell from chance: the smallest drop in churn they can, and the control share that would."""
+    lines = []
+    for action, entry in actions.items():
+        planned, detectable = entry["planned_reduction"], entry["detectable_reduction"]
+        if planned is None or (detectable is not None and detectable <= planned):
+            continue
+        if detectable is None:
+            lines.append(f"{action}: {entry['treatment']:,} treated and {entry['control']:,} in control, so this list "
+                         "cannot measure its effect")
+            continue
+        share = entry["control_share_to_detect"]
+        remedy = (f"a control share of {share:.2f} would (score.control_share; fewer treated)" if share is not None
+                  else f"no control share would with {entry['treatment'] + entry['control']:,} customers; pooled "
+                       "over several lists (churn measure --update-playbook) the interval narrows")
+        told = ("no drop in churn at all" if detectable >= entry["expected_churn"]  # more than all its churn
+                else f"only a drop in churn of {detectable * 100:.1f} points or more")
+        lines.append(
+            f"{action}: with {entry['control']:,} in control and {entry['treatment']:,} treated, this list tells from "
+            f"chance {told} (80% power, 95% confidence), and "
+            f"the playbook expects {planned * 100:.1f} (its uplift times each customer's churn probability, "
+            f"{entry['expected_churn']:.0%} on average): this list alone cannot measure it; {remedy}"
         )
     return lines
 
@@ -300,7 +328,8 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
         metrics.update({metric_key("tier", tier): float(n) for tier, n in summary["tiers"].items()})
         metrics.update({metric_key("reasons", status): float(n) for status, n in summary["reasons"].items()})
         metrics.update(
-            {metric_key("action", action, group): float(n) for action, counts in summary["actions"].items() for group, n in counts.items()}
+            {metric_key("action", action, key): float(n) for action, entry in summary["actions"].items()
+             for key, n in entry.items() if n is not None}
         )
         if summary.get("drift"):
             metrics.update({metric_key("drift_psi", row["feature"]): float(row["psi"]) for row in summary["drift"]["largest_shifts"]})
@@ -410,6 +439,9 @@ def run(
         outputs.write(paths["summary"], lambda path: write_json(summary, path))
         outputs.write(paths["figure"], lambda path: save_figure(risk_tier_action_figure(scores), path))
     run_id = _log_to_mlflow(cfg, summary, paths)
-    log.info("%s -> %s", "; ".join(summary["in_words"]), paths["parquet"])
+    unmeasurable = unmeasurable_actions(summary["actions"])
+    for line in unmeasurable:
+        log.warning("control group: %s", line)
+    log.info("%s -> %s", "; ".join(line for line in summary["in_words"] if line not in unmeasurable), paths["parquet"])
     return {**summary, "summary_path": str(paths["summary"]), "scores_path": str(paths["parquet"]), "mlflow_run_id": run_id}
 
