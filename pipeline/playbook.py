@@ -107,6 +107,7 @@ class MeasuredUplift(_Strict):
     n_treatment: int = Field(0, ge=0)
     n_control: int = Field(0, ge=0)
     planned_uplift: float | None = None
+    weight: float | None = Field(None, ge=0.0, le=1.0)  # the measurement's share in `uplift` (the plan's: 1 - weight)
     measured_on: str | None = None
     method: str | None = None
     # Campaigns share customers: the intervals were widened by this factor (pipeline.pooling.repeat_factors).
@@ -121,15 +122,18 @@ class Action(_Strict):
     channel: str = Field(min_length=1)
     cost: float = Field(ge=0.0)
     uplift: float = Field(ge=0.0, le=1.0)
+    # How far the planned uplift may be off (a standard deviation): a measured uplift is weighed against the plan by
+    # precision (pipeline.pooling.adopted_uplift); by default the planned uplift itself (its order of magnitude).
+    uplift_sd: float | None = Field(None, gt=0.0, le=1.0)
     capacity: int | None = Field(None, ge=0)
     eligibility: RuleGroup = RuleGroup(all=[])
     source: str | None = None  # where the cost and uplift assumptions come from
     # Not for customers the BTYD model sees as almost surely gone: btyd_p_alive below this floor makes the
     # action ineligible (an unknown p_alive, or no BTYD features, leaves the action to its rules).
     min_p_alive: float | None = Field(None, ge=0.0, le=1.0)
-    measured: MeasuredUplift | None = None  # set when `uplift` is a measured value, not an assumption
+    measured: MeasuredUplift | None = None  # set when `uplift` carries measured campaigns, not an assumption alone
 
-    @field_validator("cost", "uplift")
+    @field_validator("cost", "uplift", "uplift_sd")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):

@@ -23,8 +23,13 @@ and action: n and churn rate of treated and control) into one estimate per actio
   zero cell) say whether the campaigns disagree more than chance allows (I^2 near 0: they agree).
 
 `updated_playbook(raw, pooled, ...)` returns a new playbook mapping in which each measured action's
-`uplift` is the measured value (clipped to 0..1, as the playbook requires) and its `measured` block
-records the interval, the campaigns, the counts and the planned value it replaces.
+`uplift` is the planned and the measured value combined by their precision (`adopted_uplift`: the planned value
+with its standard deviation, the action's `uplift_sd` or by default the planned value itself, as a normal prior;
+the measured one with the standard error its interval gives), clipped to 0..1 as the playbook requires. Its
+`measured` block records the measured value and interval, the campaigns, the counts, the planned value and the
+measurement's weight. Taking the measured value alone, as before, let a noisy interval switch an action off: five
+Online Retail campaigns where nobody was treated measured `onboarding_series` at -0.056 [-0.249, 0.108], and the
+playbook took 0 for it.
 `next_version_path(path)` names the new file (`playbook.v2.yaml`, `.v3`, ...); nothing is overwritten.
 """
 
@@ -210,15 +215,38 @@ def _rounded(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
+CHANGE_COLUMNS = ["action", "planned_uplift", "measured_uplift", "uplift_low", "uplift_high", "weight", "uplift",
+                  "campaigns"]
+MIN_PLANNED_SD = 0.02  # the default spread of a planned uplift of 0 (or near it): otherwise nothing could move it
+
+
+def adopted_uplift(
+    planned: float, planned_sd: float | None, measured: float, low: float, high: float, *, confidence: float
+) -> tuple[float, float]:
+    """(the uplift a playbook takes, the measurement's weight in it): `planned` with its standard deviation
+    (`planned_sd`, by default max(planned, MIN_PLANNED_SD): a starting assumption is known to its order of magnitude)
+    and `measured` with the standard error its interval (`low`, `high` at `confidence`) gives, averaged by their
+    precisions as a normal prior and likelihood combine; clipped to 0..1. Without a usable interval the measured
+    value is taken whole."""
+    spread = planned_sd if planned_sd is not None else max(planned, MIN_PLANNED_SD)
+    error = (high - low) / (2 * stats.norm.ppf(0.5 + confidence / 2))
+    if not np.isfinite(error) or error <= 0:
+        return float(np.clip(measured, 0.0, 1.0)), 1.0
+    weight = error**-2 / (error**-2 + spread**-2)
+    return float(np.clip(weight * measured + (1 - weight) * planned, 0.0, 1.0)), float(weight)
+
+
 def updated_playbook(
     raw: Mapping[str, Any], pooled: pd.DataFrame, *, based_on: str, measured_on: dt.date, confidence: float = 0.95
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """A new playbook mapping with each measured action's uplift replaced, and the table of changes.
 
     Input: `raw` (the current playbook YAML as a mapping), `pooled` (from `pooled_uplift`).
-    Actions without a pooled ratio (no control churner in any campaign) keep their value.
-    Output: (new mapping with `version` = old + 1 and `based_on`, changes: action, planned_uplift, uplift,
-    uplift_low, uplift_high, campaigns).
+    Actions without a pooled ratio (no control churner in any campaign) keep their value. The planned value is the
+    one the first update replaced (`measured.planned_uplift`), so that a later update, pooling every campaign again,
+    does not count the earlier ones twice.
+    Output: (new mapping with `version` = old + 1 and `based_on`, changes: action, planned_uplift, measured_uplift,
+    uplift_low, uplift_high, weight, uplift (adopted), campaigns).
     """
     new = copy.deepcopy(dict(raw))
     by_action = {row["action"]: row for row in pooled.to_dict("records")}
@@ -227,9 +255,11 @@ def updated_playbook(
         row = by_action.get(action.get("name"))
         if row is None or not np.isfinite(row["uplift"]):
             continue
-        planned = action.get("uplift")
-        measured_value = float(np.clip(row["uplift"], 0.0, 1.0))
-        action["uplift"] = round(measured_value, 4)
+        earlier = action.get("measured") or {}
+        planned = earlier.get("planned_uplift", action.get("uplift"))
+        adopted, weight = adopted_uplift(float(planned), action.get("uplift_sd"), float(row["uplift"]),
+                                         float(row["uplift_low"]), float(row["uplift_high"]), confidence=confidence)
+        action["uplift"] = round(adopted, 4)
         action["measured"] = {
             "uplift": _rounded(row["uplift"]),
             "low": _rounded(row["uplift_low"]),
@@ -239,16 +269,18 @@ def updated_playbook(
             "n_treatment": int(row["n_treatment"]),
             "n_control": int(row["n_control"]),
             "planned_uplift": planned,
+            "weight": _rounded(weight),
             "measured_on": measured_on.isoformat(),
             "method": "Mantel-Haenszel pooled risk ratio",
             "repeat_factor": _rounded(row.get("repeat_factor", 1.0)),
         }
-        changes.append({"action": action["name"], "planned_uplift": planned, "uplift": action["uplift"],
+        changes.append({"action": action["name"], "planned_uplift": planned, "measured_uplift": _rounded(row["uplift"]),
                         "uplift_low": _rounded(row["uplift_low"]), "uplift_high": _rounded(row["uplift_high"]),
+                        "weight": _rounded(weight), "uplift": action["uplift"],
                         "campaigns": ", ".join(str(d) for d in row["campaigns"])})
     new["version"] = int(raw.get("version") or 1) + 1
     new["based_on"] = based_on
-    return new, pd.DataFrame(changes, columns=["action", "planned_uplift", "uplift", "uplift_low", "uplift_high", "campaigns"])
+    return new, pd.DataFrame(changes, columns=CHANGE_COLUMNS)
 
 
 def holds_no_effect_note(changes: pd.DataFrame) -> str | None:
@@ -258,7 +290,8 @@ def holds_no_effect_note(changes: pd.DataFrame) -> str | None:
     unsure = changes[(changes["uplift_low"] <= 0) & (changes["uplift_high"] >= 0)]
     if unsure.empty:
         return None
-    shown = "; ".join(f"{row.action} {row.uplift:.3f} [{row.uplift_low:.3f}, {row.uplift_high:.3f}]"
+    shown = "; ".join(f"{row.action} {row.measured_uplift:.3f} [{row.uplift_low:.3f}, {row.uplift_high:.3f}]"
                       for row in unsure.itertuples())
-    return (f"the measured uplift of {shown} holds 0 in its interval: the new playbook takes the estimate, but these "
-            "campaigns cannot tell it from no effect; measure more campaigns before relying on it")
+    return (f"the measured uplift of {shown} holds 0 in its interval: these campaigns cannot tell it from no effect, "
+            "so the new playbook weighs it against the planned uplift by precision (column weight); measure more "
+            "campaigns before relying on it")

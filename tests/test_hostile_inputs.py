@@ -450,6 +450,22 @@ def test_surveys_sent_but_not_answered_are_quarantined_not_bad(tmp_path):
             "features read the answered ones") in report["notes"]
 
 
+def test_help_desk_ratings_in_words_with_offered_ones_unanswered(tmp_path):
+    ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
+               "12583,2024-01-07,bad\n17850,2024-01-08,unoffered\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": ratings},
+                sources={"transactions": {"path": "t.csv"},
+                         "feedback": {"path": "x.csv", "constants": {"kind": "csat"},
+                                      "rename": {"Requester": "customer_id", "Updated": "submitted_at",
+                                                 "Satisfaction": "score"},
+                                      "recode": {"score": {"good": 5, "bad": 1, "offered": "", "unoffered": ""}}}})
+    feedback = ingest_in_memory(tmp_path, case).sources["feedback"]
+    assert feedback.validated[["customer_id", "kind", "score"]].values.tolist() == [["17850", "csat", 5.0],
+                                                                                  ["12583", "csat", 1.0]]
+    assert feedback.quarantine["Satisfaction"].tolist() == ["offered", "unoffered"]  # as the export wrote them
+    assert feedback.report["bad_rows"] == 0
+
+
 def test_a_score_column_blank_on_every_row_is_a_mapping_error_not_unanswered_surveys(tmp_path):
     blank = "".join(f"1785{i},2024-01-1{i} 10:00:00,nps,\n" for i in range(4))
     result, output = run_cli(tmp_path, beside_clean_orders("feedback", "customer_id,submitted_at,kind,score\n" + blank))

@@ -14,7 +14,7 @@ from pipeline.config import FeaturesConfig
 from pipeline.errors import ScoreError
 from pipeline.features.registry import feature_specs
 from pipeline.playbook import playbook_from_dict
-from pipeline.pooling import holds_no_effect_note, next_version_path, pooled_uplift, repeat_factors, updated_playbook
+from pipeline.pooling import adopted_uplift, holds_no_effect_note, next_version_path, pooled_uplift, repeat_factors, updated_playbook
 
 
 def campaign_rows(*rows):
@@ -110,7 +110,13 @@ def test_updated_playbook_replaces_the_measured_uplift_and_keeps_the_rest(repo_r
     pooled = pooled_uplift(campaign_rows(("2025-01-01", "service_recovery", 100, 100, 0.2, 0.4)))
     new, changes = updated_playbook(raw, pooled, based_on="playbook.yaml", measured_on=dt.date(2026, 1, 2))
     actions = {a["name"]: a for a in new["actions"]}
-    assert actions["service_recovery"]["uplift"] == 0.5
+    # planned 0.2 (spread 0.2), measured 0.5 with the standard error its interval gives: averaged by precision
+    error = (pooled.iloc[0]["uplift_high"] - pooled.iloc[0]["uplift_low"]) / (2 * 1.959964)
+    weight = error**-2 / (error**-2 + 0.2**-2)
+    assert 0.5 < weight < 1
+    assert actions["service_recovery"]["uplift"] == pytest.approx(weight * 0.5 + (1 - weight) * 0.2, abs=1e-4)
+    assert actions["service_recovery"]["measured"]["uplift"] == 0.5
+    assert actions["service_recovery"]["measured"]["weight"] == pytest.approx(weight, abs=1e-4)
     assert actions["service_recovery"]["measured"]["planned_uplift"] == 0.2
     assert actions["service_recovery"]["measured"]["campaigns"] == ["2025-01-01"]
     assert actions["service_recovery"]["measured"]["method"] == "Mantel-Haenszel pooled risk ratio"
@@ -125,13 +131,31 @@ def test_updated_playbook_replaces_the_measured_uplift_and_keeps_the_rest(repo_r
     assert playbook.version == 2 and playbook.actions[0].measured.low == pytest.approx(round(pooled.iloc[0]["uplift_low"], 4))
 
 
-def test_a_negative_measured_effect_is_clipped_to_zero_in_the_playbook(repo_root):
+def test_a_negative_measured_effect_is_weighed_against_the_plan_and_clipped_to_zero(repo_root):
     raw = yaml.safe_load((repo_root / "configs" / "playbook.yaml").read_text(encoding="utf-8"))
     pooled = pooled_uplift(campaign_rows(("2025-01-01", "category_offer", 100, 100, 0.5, 0.4)))
     new, _ = updated_playbook(raw, pooled, based_on="playbook.yaml", measured_on=dt.date(2026, 1, 2))
     offer = {a["name"]: a for a in new["actions"]}["category_offer"]
-    assert offer["uplift"] == 0.0
     assert offer["measured"]["uplift"] == pytest.approx(-0.25)
+    assert 0 < offer["uplift"] < 0.08  # a campaign of 100 + 100 moves the planned 0.08 toward it, not to 0
+    large = pooled_uplift(campaign_rows(("2025-01-01", "category_offer", 20_000, 20_000, 0.5, 0.4)))
+    new, _ = updated_playbook(raw, large, based_on="playbook.yaml", measured_on=dt.date(2026, 1, 2))
+    assert {a["name"]: a for a in new["actions"]}["category_offer"]["uplift"] == 0.0  # a precise harm: off
+
+
+def test_a_noisy_measurement_moves_the_plan_little_and_a_precise_one_much():
+    plan = {"actions": [{"name": "call", "uplift": 0.1}]}
+    assert 0.1 < adopted_uplift(0.1, None, 0.3, -0.2, 0.8, confidence=0.95)[0] < 0.13  # weight 0.13
+    assert adopted_uplift(0.1, None, 0.3, 0.28, 0.32, confidence=0.95)[0] == pytest.approx(0.3, abs=0.01)
+    assert adopted_uplift(0.1, 0.5, 0.3, -0.2, 0.8, confidence=0.95)[0] > 0.2  # a plan held loosely moves more
+    assert adopted_uplift(0.0, None, 0.3, 0.1, 0.5, confidence=0.95)[0] > 0  # a plan of 0 still moves
+    assert adopted_uplift(0.1, None, 0.3, float("nan"), float("nan"), confidence=0.95) == (0.3, 1.0)
+    # A second update pools every campaign again: it starts from the plan the first replaced, not from its result.
+    pooled = pooled_uplift(campaign_rows(("a", "call", 400, 400, 0.3, 0.4)))
+    first, _ = updated_playbook(plan, pooled, based_on="p.yaml", measured_on=dt.date(2026, 1, 2))
+    second, changes = updated_playbook(first, pooled, based_on="p.v2.yaml", measured_on=dt.date(2026, 2, 2))
+    assert second["actions"][0]["uplift"] == first["actions"][0]["uplift"]
+    assert second["actions"][0]["measured"]["planned_uplift"] == changes.loc[0, "planned_uplift"] == 0.1
 
 
 def test_repeat_factors_count_customers_in_several_campaigns_once():
@@ -168,10 +192,10 @@ def test_no_treated_churner_in_any_campaign_pools_with_a_half_added_to_every_cel
 
 def test_an_interval_holding_zero_is_named_when_the_playbook_takes_its_estimate():
     changes = pd.DataFrame({"action": ["call", "mail", "sms"], "planned_uplift": [0.2, 0.04, 0.1],
-                            "uplift": [0.054, 0.3, 0.0], "uplift_low": [-0.074, 0.1, -0.249],
+                            "measured_uplift": [0.054, 0.3, -0.056], "uplift_low": [-0.074, 0.1, -0.249],
                             "uplift_high": [0.167, 0.45, 0.108], "campaigns": ["a", "a", "a"]})
     assert holds_no_effect_note(changes) == (
-        "the measured uplift of call 0.054 [-0.074, 0.167]; sms 0.000 [-0.249, 0.108] holds 0 in its interval: the new "
-        "playbook takes the estimate, but these campaigns cannot tell it from no effect; measure more campaigns before "
-        "relying on it")
+        "the measured uplift of call 0.054 [-0.074, 0.167]; sms -0.056 [-0.249, 0.108] holds 0 in its interval: these "
+        "campaigns cannot tell it from no effect, so the new playbook weighs it against the planned uplift by "
+        "precision (column weight); measure more campaigns before relying on it")
     assert holds_no_effect_note(changes.iloc[[1]]) is None

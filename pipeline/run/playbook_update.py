@@ -69,13 +69,14 @@ def _shown(value: float | None) -> str:
 
 
 def changes_table(changes: pd.DataFrame, *, path: Path) -> Table:
-    table = Table(title=f"New playbook version {path.name}: measured uplift replaces the planned one")
-    for name in ("action", "planned", "measured [95% CI]", "campaigns"):
+    table = Table(title=f"New playbook version {path.name}: the planned and the measured uplift, weighed by precision")
+    for name in ("action", "planned", "measured [95% CI]", "weight", "new uplift", "campaigns"):
         table.add_column(name, justify="left" if name in ("action", "campaigns") else "right")
     for row in changes.to_dict("records"):
         table.add_row(
             row["action"], f"{row['planned_uplift']:.3f}",
-            f"{row['uplift']:.3f} [{_shown(row['uplift_low'])}, {_shown(row['uplift_high'])}]", row["campaigns"],
+            f"{_shown(row['measured_uplift'])} [{_shown(row['uplift_low'])}, {_shown(row['uplift_high'])}]",
+            _shown(row["weight"]), f"{row['uplift']:.3f}", row["campaigns"],
         )
     return table
 
@@ -118,7 +119,8 @@ def run(cfg: Config, *, scores_folder: Path, known_features: dict[str, str], qui
     new_path = next_version_path(current)
     header = (
         f"# Playbook version {new_raw['version']}, written by `churn measure --update-playbook` from {current.name}.\n"
-        "# Measured uplifts (pooled over the campaigns listed under `measured`) replace the planned ones.\n"
+        "# Each measured action's uplift weighs its planned value against the uplift measured over the campaigns listed\n"
+        "# under `measured` (pooled), by their precision: `measured.weight` is the measurement's share.\n"
     )
     write_text(header + yaml.safe_dump(new_raw, sort_keys=False, allow_unicode=True), new_path)
     pooled_path = write_csv(pooled.assign(campaigns=pooled["campaigns"].map(", ".join)), Path(scores_folder) / "pooled_uplift.csv")
