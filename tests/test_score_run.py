@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 import yaml
 
@@ -204,18 +205,38 @@ def test_csv_holds_the_values_of_the_parquet(scored):
     assert read_scores(csv_path)["group"].equals(parquet["group"])
 
 
-def test_default_as_of_is_the_day_after_the_latest_event_of_any_source(demo_trained):
-    from pipeline.contract import CONTRACTS
+def test_default_as_of_is_the_day_after_the_last_order(demo_trained):
     from pipeline.run.features import read_validated
     from pipeline.run.score import default_as_of
 
-    events = load_events(demo_trained.validated_dir)
-    latest = max(
-        frame[CONTRACTS[name].time_column].max()
-        for name, frame in events.items()
-        if CONTRACTS[name].time_column and not frame.empty
-    )
+    latest = load_events(demo_trained.validated_dir).transactions["ordered_at"].max()
     assert default_as_of(read_validated(demo_trained.validated_dir)) == latest.date() + dt.timedelta(days=1)
+
+
+def test_a_source_exported_later_than_the_orders_does_not_move_the_scoring_date():
+    """An NPS export taken five weeks after the orders' export: scoring as of its last answer counted 35 days without
+    recorded orders as days without purchases (every customer of a test shop at risk), and the data-lag check, measured
+    from the same answer, never fired."""
+    from pipeline.run.score import check_data_lag, default_as_of, later_sources_warning, latest_event_date
+
+    utc = pl.Datetime("us", "UTC")
+    frames = {
+        "transactions": pl.DataFrame({"ordered_at": [dt.datetime(2025, 11, 3), dt.datetime(2025, 11, 30, 23)]},
+                                     schema={"ordered_at": utc}),
+        "feedback": pl.DataFrame({"submitted_at": [dt.datetime(2026, 1, 4, 9)]}, schema={"submitted_at": utc}),
+        "support_tickets": pl.DataFrame({"opened_at": [dt.datetime(2025, 11, 2)]}, schema={"opened_at": utc}),
+    }
+    assert latest_event_date(frames) == dt.date(2025, 11, 30)
+    assert default_as_of(frames) == dt.date(2025, 12, 1)
+    assert later_sources_warning(frames, data_ends=dt.date(2025, 11, 30), as_of=dt.date(2025, 12, 1)) == (
+        "feedback to 2026-01-04 (35 days) run past the last order (2025-11-30): scoring as of 2025-12-01 leaves their "
+        "later events out, and a later date would count the days without recorded orders as days without purchases. "
+        "Export the orders up to the same day to use them")
+    assert later_sources_warning(frames, data_ends=dt.date(2025, 11, 30), as_of=dt.date(2026, 1, 5)) is None
+    with pytest.raises(ScoreError, match=r"--as-of 2026-01-05 is 36 days after the data ends \(2025-11-30\)"):
+        check_data_lag(dt.date(2026, 1, 5), data_ends=latest_event_date(frames), max_lag_days=7)
+    with pytest.raises(ScoreError, match="the validated transactions hold no orders"):
+        default_as_of({"transactions": frames["transactions"].clear(), "feedback": frames["feedback"]})
 
 
 @pytest.mark.slow

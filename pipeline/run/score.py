@@ -45,6 +45,7 @@ from pipeline.labels import seen_outcomes_warning
 from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook, starter_playbook_text
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
+from pipeline.snapshot import latest_event_date as orders_end
 from pipeline.run.drift import newer_labels_since_training, observed_rate, scoring_drift
 from pipeline.run.features import features_and_labels_streamed, read_validated
 from pipeline.run.uplift import load_uplift_models, uplift_dir
@@ -92,29 +93,46 @@ def write_scores_csv(scores: pd.DataFrame, path: Path) -> Path:
 
 
 def latest_event_date(frames: Mapping[str, pl.DataFrame]) -> dt.date | None:
-    """UTC date of the latest time-stamped event across the validated sources (None when there are none).
+    """UTC date of the latest order: the data's end, as the features and labels take it (None without orders).
 
-    Input: source name -> validated frame (polars, as `read_validated` gives; UTC timestamps).
+    Input: source name -> validated frame (polars, as `read_validated` gives; UTC timestamps). Other sources may run
+    later (an NPS export taken weeks after the orders'): days without recorded orders are not days without
+    purchases, so they do not move the data's end (`later_sources_warning` names them).
     """
-    latest = [
-        frame[CONTRACTS[name].time_column].max()
-        for name, frame in frames.items()
-        if CONTRACTS[name].time_column and frame.height
-    ]
-    latest = [ts for ts in latest if ts is not None]
-    return max(latest).date() if latest else None
+    transactions = frames.get("transactions")
+    return None if transactions is None or not transactions.height else orders_end(transactions)
+
+
+def later_sources_warning(frames: Mapping[str, pl.DataFrame], *, data_ends: dt.date | None, as_of: dt.date) -> str | None:
+    """A sentence naming the sources whose events run past the last order (`data_ends`) and on or after `as_of`: a
+    scoring run does not see them. None when none does."""
+    if data_ends is None:
+        return None
+    later = []
+    for name, frame in frames.items():
+        column = CONTRACTS[name].time_column
+        if name == "transactions" or not column or not frame.height or frame[column].max() is None:
+            continue
+        ends = pd.Timestamp(frame[column].max()).tz_convert("UTC").date()
+        if ends > data_ends and ends >= as_of:
+            later.append(f"{name} to {ends} ({(ends - data_ends).days} days)")
+    if not later:
+        return None
+    return (f"{', '.join(later)} run past the last order ({data_ends}): scoring as of {as_of} leaves their later "
+            "events out, and a later date would count the days without recorded orders as days without purchases. "
+            "Export the orders up to the same day to use them")
 
 
 def default_as_of(frames: Mapping[str, pl.DataFrame]) -> dt.date:
-    """The day after the latest event: every event so far is before the snapshot."""
+    """The day after the last order: every order so far is before the snapshot."""
     latest = latest_event_date(frames)
     if latest is None:
-        raise ScoreError("the validated events hold no time-stamped rows: nothing to score; run `churn ingest`")
+        raise ScoreError("the validated transactions hold no orders: nothing to score; run `churn ingest`")
     return latest + dt.timedelta(days=1)
 
 
 def check_data_lag(as_of: dt.date, *, data_ends: dt.date | None, max_lag_days: int) -> None:
-    """Raise ScoreError when `as_of` is more than `max_lag_days` after `data_ends` (the last event's date)."""
+    """Raise ScoreError when `as_of` is more than `max_lag_days` after `data_ends` (the last order's date)."""
     if data_ends is not None and (as_of - data_ends).days > max_lag_days:
         raise ScoreError(
             f"--as-of {as_of} is {(as_of - data_ends).days} days after the data ends ({data_ends}), more than "
@@ -362,9 +380,9 @@ def write_starter_playbook(cfg: Config) -> None:
 def run(
     cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool, allow_missing_sources: bool = False
 ) -> dict[str, Any]:
-    """Score every eligible customer as of `as_of` (default: the day after the latest event).
+    """Score every eligible customer as of `as_of` (default: the day after the last order).
 
-    Refuses an `as_of` more than `score.max_data_lag_days` after the last event, and data lacking sources
+    Refuses an `as_of` more than `score.max_data_lag_days` after the last order, and data lacking sources
     or columns the model was trained with (unless `allow_missing_sources`: then a warning, and the
     summary lists them under `missing_inputs`).
 
@@ -381,6 +399,9 @@ def run(
     as_of = as_of or default_as_of(frames)
     data_ends = latest_event_date(frames)
     check_data_lag(as_of, data_ends=data_ends, max_lag_days=cfg.score.max_data_lag_days)
+    later = later_sources_warning(frames, data_ends=data_ends, as_of=as_of)
+    if later:
+        log.warning(later)
     with tempfile.TemporaryDirectory(prefix="champion-") as workdir:
         try:
             info = load_scoring_model(cfg, bundle=bundle, workdir=Path(workdir))
