@@ -513,7 +513,12 @@ def baseline_run_contents(result: TrainResult, baseline: str) -> RunContents:
 
 def bundle_manifest_fields(result: TrainResult, *, model: ChurnModel, champion_metric: str) -> dict[str, Any]:
     """Manifest fields of the training's bundle beyond the core ones: snapshot dates, calibration, champion
-    metric, and the drift reference (the test snapshot that `churn score` compares today's population with)."""
+    metric, and the drift reference (the test snapshot that `churn score` compares today's population with).
+
+    The reference's churn scores are `model`'s, the bundled model that scoring runs: the evaluation model's test
+    predictions differ from those of the model refitted on every labelled snapshot, and a calibration's plateaus
+    sit at other values in each, so a customer scored the same fell into another decile (a score PSI of 1.5 to 2.7
+    the day the model was trained, on Online Retail and on a subscription export)."""
     split = result.split.as_dict()
     return {
         "validation_snapshot": split["validation"],
@@ -523,7 +528,7 @@ def bundle_manifest_fields(result: TrainResult, *, model: ChurnModel, champion_m
         "champion_metric": champion_metric,
         "drift_reference": drift_reference(
             result.test_features,
-            result.probabilities["test"][chosen_candidate(result.metrics)],
+            model.predict_proba(result.test_features),
             result.labels["test"],
             numeric=result.columns.numeric,
             categorical=result.columns.categorical,

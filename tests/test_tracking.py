@@ -260,6 +260,26 @@ def test_bundle_manifest_fields_name_the_split_and_the_drift_reference_of_the_te
     assert fields["drift_reference"]["rows"] == len(strong.test_features)
 
 
+def test_the_drift_reference_scores_the_test_snapshot_with_the_bundled_model(trained):
+    """The bundle holds the model refitted on every labelled snapshot, not the evaluation model: scoring the test
+    snapshot with it must find the score where the reference put it (before: the evaluation model's scores, a PSI
+    of 1.5 on Online Retail the day it was trained)."""
+    from pipeline.drift import SCORE, drift_table
+
+    strong, _ = trained
+    bundled = ChurnModel.from_files(strong.model.to_files())
+    bundled.linear_ = LinearScore.fit(
+        strong.test_features, strong.labels["test"], feature_names=strong.columns.numeric, seed=0, fit_rows=10_000)
+    bundled.blend_weight_ = 0.5
+    reference = bundle_manifest_fields(strong, model=bundled, champion_metric="roc_auc")["drift_reference"]
+    today = bundled.predict_proba(strong.test_features)
+    scored = drift_table(strong.test_features, today, reference).set_index("feature")
+    assert scored.at[SCORE, "psi"] == pytest.approx(0.0, abs=1e-9)
+    assert reference["predicted_rate"] == pytest.approx(float(np.mean(today)))
+    evaluation = bundle_manifest_fields(strong, model=strong.model, champion_metric="roc_auc")["drift_reference"]
+    assert drift_table(strong.test_features, today, evaluation).set_index("feature").at[SCORE, "psi"] > 0.01
+
+
 def test_importance_figure_shows_the_kept_models_own_contributions_and_names_it(trained):
     strong, _ = trained
     linear = LinearScore.fit(  # a logistic part for the variants (where it was fitted does not matter here)
