@@ -10,7 +10,9 @@ only in the feature files used for training; scoring never sees them.
 `churn_labels` applies the rule to purchase rows; `churn_labels_from_tables` reads the same rule
 off the order-part timeline prepared for the features (no pass over the purchases per snapshot).
 `labels_and_came_back` also counts the customers labelled churned who purchased in the horizon after their
-label window, for `pause_warning`: where many did, the label marks pauses.
+label window, for `pause_warning`: where many did, the label marks pauses. `yearly_gap_churners` counts those whose
+last two purchase days lie about a year apart, for `yearly_buyers_warning`: annual plans and yearly purchases are
+labelled churned between one and the next.
 """
 
 from __future__ import annotations
@@ -204,3 +206,36 @@ def pause_warning(snapshots: Sequence[dict], *, horizon_days: int) -> str | None
             f"{horizon_days} days after that: for these customers a {horizon_days}-day pause is common, so the model "
             "learns pauses as churn. If such a pause is not churn for this business, set a longer "
             "features.horizon_days (the data must run two horizons past a snapshot for this check)")
+
+
+YEARLY_GAP_DAYS = (335, 395)  # a gap between purchase days this long is a year's: an annual plan, a yearly purchase
+YEARLY_SHARE = 0.05  # above it, "churned" marks yearly buyers between purchases (shops: 0.1-1.5% of their churned)
+
+
+def yearly_gap_churners(snapshot: pd.DataFrame, *, horizon_days: int) -> int | None:
+    """How many customers of a labelled `snapshot` (columns churned, gap_last_days) are labelled churned while their
+    last two purchase days lie YEARLY_GAP_DAYS apart; None when the horizon is as long as such a gap."""
+    if horizon_days >= YEARLY_GAP_DAYS[0] or "gap_last_days" not in snapshot.columns:
+        return None
+    low, high = YEARLY_GAP_DAYS
+    gap = snapshot["gap_last_days"]
+    return int(((snapshot["churned"] == 1) & (gap >= low) & (gap <= high)).sum())
+
+
+def yearly_buyers_warning(snapshots: Sequence[dict], *, horizon_days: int) -> str | None:
+    """A sentence when, pooled over the labelled `snapshots` (rows with date, labelled_churned, yearly_gap: None where
+    not counted), at least YEARLY_SHARE of the customers labelled churned had their last two purchase days about a
+    year apart. None otherwise."""
+    counted = [row for row in snapshots if row.get("yearly_gap") is not None and row.get("labelled_churned")]
+    churned = sum(row["labelled_churned"] for row in counted)
+    yearly = sum(row["yearly_gap"] for row in counted)
+    if not churned or yearly < YEARLY_SHARE * churned:
+        return None
+    low, high = YEARLY_GAP_DAYS
+    dates = counted[0]["date"] if len(counted) == 1 else f"{counted[0]['date']} to {counted[-1]['date']}"
+    return (f"{yearly / churned:.0%} of the customers labelled churned (no purchase in the {horizon_days} days after a "
+            f"snapshot; {churned:,} labels of snapshot{'s' * (len(counted) > 1)} {dates}) had bought about a year "
+            f"apart ({low}-{high} days between their last two purchase days): yearly buyers, such as annual plans or a "
+            "yearly purchase, are labelled churned between one purchase and the next, and the at-risk list will hold "
+            f"them. Give them their own project with features.horizon_days above a year, or leave annual plans out "
+            "(sources.transactions.exclude on the plan's column)")

@@ -426,7 +426,7 @@ def training_run_contents(
     on; the metrics are `result`'s (the evaluated fit's), plus the backtest's mean and std when given.
     `ingest_report`: the data's ingest report (its counts, quarantine reasons and warnings), logged beside the
     inputs, as is `labels_report` (churn rates per snapshot, the churned who came back, and the pause warning, also
-    tagged `label_pauses`); `left_out`: labelled snapshots not read (train.max_training_rows), tagged.
+    tagged `label_pauses`, and the yearly-buyers warning, tagged `label_yearly_buyers`); `left_out`: labelled snapshots not read (train.max_training_rows), tagged.
     """
     split = result.split.as_dict()
     metrics = result.metrics
@@ -471,6 +471,8 @@ def training_run_contents(
         documents["inputs/labels_report.json"] = dict(labels_report)
         if labels_report.get("pause_warning"):
             tags["label_pauses"] = str(labels_report["pause_warning"])
+        if labels_report.get("yearly_buyers_warning"):
+            tags["label_yearly_buyers"] = str(labels_report["yearly_buyers_warning"])
     if left_out:
         tags["left_out_snapshots"] = ",".join(left_out)
     run_metrics = {**flat_metrics(metrics), **comparison_metrics(metrics["comparison"])}

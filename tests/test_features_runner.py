@@ -198,6 +198,29 @@ def test_the_run_counts_churned_customers_who_bought_again_in_the_next_horizon_a
     assert "of them back in the next horizon" in shown.file.getvalue() and "12.5%" in shown.file.getvalue()
 
 
+def test_annual_renewals_labelled_churned_between_payments_are_named(tmp_path, caplog):
+    """Twenty annual subscribers pay on 2023-01-10 and renew on 2024-01-12: at 2024-03-01 (30-day horizon) they are
+    labelled churned; one monthly subscriber pays every month. The labels report and the log name them."""
+    rows = [(f"a{i}-{day}", f"a{i}", day) for i in range(20) for day in ["2023-01-10", "2024-01-12"]]
+    rows += [(f"m-{month}", "m", f"2023-{month:02d}-05") for month in range(1, 13)]
+    rows += [(f"m-{month}-24", "m", f"2024-{month:02d}-05") for month in range(1, 5)]
+    transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at"]).assign(amount=10.0)
+    transactions["ordered_at"] = pd.to_datetime(transactions["ordered_at"], utc=True)
+    raw = raw_config(tmp_path)
+    raw["features"]["snapshots"] = {"dates": ["2024-03-01"]}
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    for name, frame in Events.from_frames(transactions=transactions).items():
+        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    summary = runner.run(cfg, quiet=True)
+    assert (summary["snapshots"][0]["labelled_churned"], summary["snapshots"][0]["yearly_gap"]) == (20, 20)
+    assert summary["yearly_buyers_warning"].startswith("100% of the customers labelled churned (no purchase in the 30 "
+                                                       "days after a snapshot; 20 labels of snapshot 2024-03-01) had "
+                                                       "bought about a year apart")
+    report = json.loads(runner.labels_report_path(cfg).read_text())
+    assert report["yearly_buyers_warning"] == summary["yearly_buyers_warning"]
+    assert "labels: 100% of the customers labelled churned" in caplog.text
+
+
 def test_customers_a_past_list_treated_are_left_out_of_the_pause_counts(tmp_path, caplog):
     """The four who came back were treated by a list of 03-20: their return may be its doing, not a pause."""
     cfg = pause_workspace(tmp_path, returning=4)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
@@ -20,6 +21,8 @@ from pipeline.labels import (
     labels_and_came_back,
     next_window_covered,
     pause_warning,
+    yearly_buyers_warning,
+    yearly_gap_churners,
     treated_in_pause_window,
 )
 
@@ -193,3 +196,24 @@ def test_customers_treated_while_they_could_come_back_are_left_out_of_the_pause_
     treated = pd.DataFrame({"customer_id": ["a", "b", "c", "d"],
                             "treated_on": pd.to_datetime(["2024-06-21", "2024-06-22", "2024-07-20", "2024-07-21"])})
     assert treated_in_pause_window(treated, AS_OF, horizon_days=10) == ["b", "c"]
+
+
+def test_yearly_gap_churners_count_the_churned_whose_last_two_purchase_days_lie_a_year_apart():
+    snapshot = pd.DataFrame({"churned": [1, 1, 1, 1, 0, 1],
+                             "gap_last_days": [365.0, 335.0, 395.0, 396.0, 365.0, np.nan]})
+    assert yearly_gap_churners(snapshot, horizon_days=90) == 3  # not 396 days, the retained one, one purchase day
+    assert yearly_gap_churners(snapshot, horizon_days=400) is None  # the horizon spans a year's gap
+    assert yearly_gap_churners(snapshot.drop(columns="gap_last_days"), horizon_days=90) is None
+
+
+def test_yearly_buyers_warning_pools_the_labelled_snapshots():
+    rows = [{"date": "2024-01-01", "labelled_churned": 1000, "yearly_gap": 30},
+            {"date": "2024-02-01", "labelled_churned": 1000, "yearly_gap": 90},
+            {"date": "2024-03-01", "labelled_churned": None, "yearly_gap": None}]  # not labelled
+    warning = yearly_buyers_warning(rows, horizon_days=90)
+    assert warning.startswith("6% of the customers labelled churned (no purchase in the 90 days after a snapshot; 2,000 "
+                              "labels of snapshots 2024-01-01 to 2024-02-01) had bought about a year apart (335-395 "
+                              "days between their last two purchase days): yearly buyers")
+    assert "features.horizon_days above a year" in warning and "sources.transactions.exclude" in warning
+    assert yearly_buyers_warning(rows[:1], horizon_days=90) is None  # 3%: a shop's casual buyers stay quiet
+    assert yearly_buyers_warning([], horizon_days=90) is None

@@ -62,6 +62,8 @@ from pipeline.labels import (
     labels_and_came_back,
     next_window_covered,
     pause_warning,
+    yearly_buyers_warning,
+    yearly_gap_churners,
     treated_in_pause_window,
 )
 from pipeline.progress import console, get_logger, timed, track
@@ -300,6 +302,8 @@ def _write_snapshots(
             "labelled": labels is not None,
             "churned": churned,
             "came_back": came_back,
+            "labelled_churned": int(frame[LABEL].sum()) if labels is not None else None,
+            "yearly_gap": yearly_gap_churners(frame, horizon_days=horizon) if labels is not None else None,
             "path": str(snapshot_path(cfg.features_dir, as_of)),
         }
 
@@ -321,7 +325,9 @@ def _write_snapshots(
         if pending is not None:
             rows.append(pending.result())
         pauses = pause_warning(rows, horizon_days=horizon)
-        outputs.write(labels_report_path(cfg), lambda path: write_json(labels_report(rows, pauses, horizon), path))
+        yearly = yearly_buyers_warning(rows, horizon_days=horizon)
+        outputs.write(labels_report_path(cfg),
+                      lambda path: write_json(labels_report(rows, pauses, horizon, yearly=yearly), path))
     summary = {
         "snapshots": rows,
         "features": len(feature_names(cfg.features)),
@@ -330,9 +336,11 @@ def _write_snapshots(
         "last_event_date": last_date.isoformat() if last_date else None,
         "seconds": round(time.perf_counter() - started, 2),
         "pause_warning": pauses,
+        "yearly_buyers_warning": yearly,
     }
-    if summary["pause_warning"]:
-        log.warning("labels: %s", summary["pause_warning"])
+    for warning in (pauses, yearly):
+        if warning:
+            log.warning("labels: %s", warning)
     if not quiet:
         console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
@@ -347,12 +355,15 @@ def labels_report_path(cfg: Config) -> Path:
     return cfg.reports_dir / LABELS_REPORT
 
 
-def labels_report(rows: list[dict[str, Any]], pauses: str | None, horizon_days: int) -> dict[str, Any]:
+def labels_report(
+    rows: list[dict[str, Any]], pauses: str | None, horizon_days: int, *, yearly: str | None = None
+) -> dict[str, Any]:
     """Per snapshot: date, customers, labelled, churn_rate, churned and came_back (the churned who purchased in the
-    horizon after their label window; null where the data does not run that far); the pause warning, if any."""
-    keys = ("date", "customers", "labelled", "churn_rate", "churned", "came_back")
-    return {"horizon_days": horizon_days, "pause_warning": pauses,
-            "snapshots": [{key: row[key] for key in keys} for row in rows]}
+    horizon after their label window; null where the data does not run that far), labelled_churned and yearly_gap
+    (those of them whose last two purchase days lie about a year apart); the pause and yearly-buyers warnings."""
+    keys = ("date", "customers", "labelled", "churn_rate", "churned", "came_back", "labelled_churned", "yearly_gap")
+    return {"horizon_days": horizon_days, "pause_warning": pauses, "yearly_buyers_warning": yearly,
+            "snapshots": [{key: row.get(key) for key in keys} for row in rows]}
 
 
 def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | None]:
