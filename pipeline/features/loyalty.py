@@ -1,8 +1,12 @@
 """Loyalty family: enrolment, tier, points balance, points earned and redeemed, distance to next tier.
 
-Input: the loyalty timeline (`pipeline.features.tables.LoyaltyRows`: points as |points| in exact
-units, and the events that state a tier). Points are taken as magnitudes, whatever their sign in the
-source: `earn` adds, `redeem` and `expire` subtract. A customer is enrolled once they have any
+Input: the loyalty timeline (`pipeline.features.tables.LoyaltyRows`: points added and taken off in
+exact units, and the events that state a tier). Points by kind: on `earn` and `enroll` rows the sign
+is the direction (positive points are added and counted as earned, e.g. a sign-up bonus; negative
+ones, such as a refund's reversal or a manual deduction, are taken off the balance and counted as
+neither earned nor redeemed); `redeem` and `expire` take their points off whatever their sign in the
+source; `tier_change` moves none. The balance is everything added minus everything taken off, and
+may be negative (a reversal after the points were spent). A customer is enrolled once they have any
 loyalty event. Tier: the latest tier stated by an event, else the highest tier of
 `cfg.loyalty_tiers` whose threshold the points balance reaches. Points to next tier: the next
 tier's threshold (after the current tier, in threshold order) minus the balance, at least 0;

@@ -335,12 +335,15 @@ def _loyalty(windows: list[int]) -> list[FeatureSpec]:
            _reason(_says("not in the loyalty programme", ("==", 0)))),
         _c("loyalty_tier", "loyalty", "Latest loyalty tier stated by an event, else the tier the points balance "
            "reaches (null if not enrolled).", _always("in loyalty tier {loyalty_tier}")),
-        _n("points_balance", "loyalty", "Points earned minus redeemed and expired (0 if not enrolled).", "down",
+        _n("points_balance", "loyalty", "Points added (earn and enroll rows with positive points) minus points taken "
+           "off (redeemed, expired, and earn rows with negative points such as refund reversals); 0 if not "
+           "enrolled.", "down",
            _reason(_says("has no unused loyalty points", ("==", 0)),
                    _says("has only {points_balance:count:unused point}, fewer than the typical customer",
                          POSITIVE, BELOW_TYPICAL),
                    neutral="their points balance ({points_balance:count:point})")),
-        *_window_counts("points_earned", "loyalty", "Points earned in the last {w} days (0 if none).", windows,
+        *_window_counts("points_earned", "loyalty", "Points added by earn and enroll rows in the last {w} days, "
+                        "before reversals (0 if none).", windows,
                         none="earned no points in the last {w} days", only="earned only", unit="point",
                         neutral="their points earned"),
         *[_n(f"points_redeemed_{w}d", "loyalty", f"Points redeemed in the last {w} days (0 if none).", "down",
