@@ -279,6 +279,32 @@ def test_signed_points_earn_and_enroll_keep_their_sign_redeem_and_expire_always_
     assert_frame_equal(select(features, expected), expected)
 
 
+def test_tier_names_match_the_configured_tiers_whatever_their_case_and_blanks():
+    """An export writes "Gold" or " silver " where features.loyalty_tiers says gold, silver: the same tier (the
+    configured name is the feature's value), so points to the next tier are known; a tier the configuration does
+    not name stays as written, without a next threshold."""
+    loyalty = loyalty_frame(
+        ("a", "2024-02-01", "earn", 600.0, None),
+        ("a", "2024-03-01", "tier_change", None, " Silver "),
+        ("b", "2024-02-01", "earn", 2500.0, None),
+        ("b", "2024-03-01", "tier_change", None, "GOLD"),
+        ("c", "2024-02-01", "earn", 100.0, None),
+        ("c", "2024-03-01", "tier_change", None, "Bronze"),
+        ("d", "2024-02-01", "earn", 100.0, None),
+        ("d", "2024-03-01", "tier_change", None, "Diamond"),
+        ("e", "2024-02-01", "earn", 700.0, None),  # no tier stated: silver from the balance, as configured
+    )
+    transactions = tx(*[(f"o{c}", c, "2024-06-01", 10.0, None, None, None, None) for c in "abcde"])
+    features = build_features(Events.from_frames(transactions=transactions, loyalty_events=loyalty), as_of=AS_OF,
+                              cfg=CFG)
+    expected = expected_frame({
+        "customer_id": ["a", "b", "c", "d", "e"],
+        "loyalty_tier": ["silver", "gold", "bronze", "Diamond", "silver"],
+        "points_to_next_tier": [1400, 2500, 400, NAN, 1300],  # gold 2000 - 600; platinum 5000 - 2500; silver 500 - 100
+    }, categorical=("loyalty_tier",))
+    assert_frame_equal(select(features, expected), expected)
+
+
 def test_attribute_features_hand_computed():
     customers = pd.DataFrame({
         "customer_id": ["a", "c"],

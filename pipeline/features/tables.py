@@ -691,7 +691,7 @@ def _loyalty_rows(loyalty: pl.DataFrame, codes: _Codes, customers: int) -> Loyal
         (kind == "redeem").fill_null(False).alias("redeem"),
     ))
     values = {name: v[order] for name, v in values.items()}
-    stated = loyalty.filter(pl.col("tier").is_not_null())
+    stated = loyalty.filter(pl.col("tier").str.strip_chars() != "")  # a blank tier states none
     names = stated["tier"].unique().sort()
     stated = stated.with_columns(
         pl.col("tier").replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int64)
