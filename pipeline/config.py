@@ -441,6 +441,14 @@ class FeaturesConfig(StrictModel):
         thresholds = list(value.values())
         if not value or thresholds != sorted(thresholds) or len(set(thresholds)) != len(thresholds):
             raise ValueError("loyalty_tiers must map tier names to strictly increasing point thresholds")
+        keys: dict[str, str] = {}
+        for name in value:  # tier names are matched whatever their case and blanks (features.loyalty.tier_key)
+            key = " ".join(name.split()).lower()
+            if key in keys or not key:
+                raise ValueError(f"loyalty_tiers names {keys.get(key, '')!r} and {name!r} are one tier: tier names "
+                                 "are matched whatever their case and blanks; give each tier one name"
+                                 if key else "loyalty_tiers has a blank tier name")
+            keys[key] = name
         return value
 
 

@@ -1850,6 +1850,21 @@ def _concat_or_none(frames: list[pd.DataFrame]) -> pd.DataFrame | None:
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+def negative_earn_note(result: SourceResult) -> str | None:
+    """A note counting the validated loyalty `earn` rows with negative points (None when there are none): the
+    features take them off the points balance (a refund's reversal, a manual deduction, as LoyaltyLion exports
+    them), which the user should know when the export meant something else by them."""
+    frame = result.validated
+    if frame.empty or "points" not in frame.columns:
+        return None
+    negative = int(((frame["kind"] == "earn") & (frame["points"] < 0)).sum())
+    if not negative:
+        return None
+    return (f"{negative:,} earn row{'s have' if negative != 1 else ' has'} negative points (refund reversals or "
+            "manual deductions?): they are taken off the points balance, not counted as points earned; if the "
+            "export means redemptions or expiries by them, map those words to redeem or expire with recode")
+
+
 def ingest_sources(
     raws: Mapping[str, RawSource | Sequence[RawSource]], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
 ) -> IngestResult:
@@ -1936,6 +1951,10 @@ def ingest_sources(
                        *id_match_notes(results).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)
+    signs = negative_earn_note(results["loyalty_events"])
+    if signs:
+        results["loyalty_events"].report["notes"].append(signs)
+        get_logger().info("loyalty_events: %s", signs)
     failures = [r for r in results.values() if r.report["bad_share"] > cfg.max_bad_share]
     anonymous = [r for r in results.values() if r.report["anonymous_share"] > cfg.max_anonymous_share]
     if failures or anonymous:

@@ -8,8 +8,9 @@ reason in the registry, and writes the strongest `n` as sentences with the custo
 Every sentence holds for the customer it is written for. A feature's `Reason` lists phrases, each with
 the condition under which it is true: a direction or range of the feature's own value, optionally
 relative to the population ("<", TYPICAL: below the median of the customers scored in the same run,
-which is the population the list is read against; computed by `typical_values`). The first phrase that
-holds is used; when none holds, the neutral sentence ("their spend trend (+0.36) raises their predicted
+which is the population the list is read against; computed by `typical_values`), and optionally on the
+customer's other features (`given`: "earned no points in the last 365 days" is said of loyalty members
+only; of others, "not in the loyalty programme"). The first phrase that holds is used; when none holds, the neutral sentence ("their spend trend (+0.36) raises their predicted
 risk") states only what the model says; without a neutral sentence the driver is skipped for the next.
 A phrase is also skipped when a value it uses cannot be stated (missing, nan, inf, a negative count or
 duration, a share outside 0-100%): the wordings of `pipeline.wording` decide, and they put numbers into
@@ -44,15 +45,19 @@ OPERATORS: dict[str, Callable[[np.ndarray, np.ndarray | float], np.ndarray]] = {
     "==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
 }
 Condition = tuple[str, float | str]
+Given = tuple[str, str, float]  # (another feature, operator, threshold)
 
 
 @dataclass(frozen=True)
 class Phrase:
     """A sentence template and when it is true: every (operator, threshold) of `when` holds for the feature's
-    own value; a threshold is a number or TYPICAL (the population median of the feature)."""
+    own value; a threshold is a number or TYPICAL (the population median of the feature); and every (feature,
+    operator, threshold) of `given` holds for another of the customer's features (a sentence about loyalty
+    points said of members only: ("loyalty_enrolled", "==", 1))."""
 
     text: str
     when: tuple[Condition, ...] = ()
+    given: tuple[Given, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,12 @@ class Reason:
 
     phrases: tuple[Phrase, ...]
     neutral: str | None = None
+    neutral_given: tuple[Given, ...] = ()
 
     def variants(self) -> list[Phrase]:
-        """The phrases in order of preference, the neutral sentence last (it holds whatever the value)."""
-        neutral = [Phrase(self.neutral + NEUTRAL_ENDING)] if self.neutral else []
+        """The phrases in order of preference, the neutral sentence last (it holds whatever the value, given
+        `neutral_given` on the customer's other features)."""
+        neutral = [Phrase(self.neutral + NEUTRAL_ENDING, (), self.neutral_given)] if self.neutral else []
         return [*self.phrases, *neutral]
 
 
@@ -134,9 +141,15 @@ def _reasons(names: Sequence[str], specs: Iterable[ReasonSpec], available: set[s
                 raise ScoreError(
                     f"the reason template of feature '{name}' uses {unknown}, which are not feature columns"
                 )
-            bad = [op for op, _ in phrase.when if op not in OPERATORS]
+            bad = [op for op, _ in phrase.when if op not in OPERATORS] + [
+                op for _, op, _ in phrase.given if op not in OPERATORS]
             if bad:
                 raise ScoreError(f"the reason of feature '{name}' has unknown operators {bad}; use {list(OPERATORS)}")
+            unknown = [field for field, _, _ in phrase.given if field not in available]
+            if unknown:
+                raise ScoreError(
+                    f"the reason of feature '{name}' depends on {unknown}, which are not feature columns"
+                )
         reasons[position] = variants
     return reasons
 
@@ -156,12 +169,19 @@ def typical_values(features: pd.DataFrame, specs: Iterable[ReasonSpec]) -> dict[
         return {name: float(pd.to_numeric(features[name], errors="coerce").median()) for name in names}
 
 
-def _holds(phrase: Phrase, own: np.ndarray, typical: float) -> np.ndarray:
-    """Where every condition of `phrase` holds for the feature's own values (NaN: never)."""
+def _holds(
+    phrase: Phrase, own: np.ndarray, typical: float, values_of: Callable[[str], np.ndarray] | None = None
+) -> np.ndarray:
+    """Where every condition of `phrase` holds for the feature's own values, and every `given` for the values of
+    the other features (`values_of(name)`, numeric; NaN: never)."""
     mask = np.ones(len(own), dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
         for op, threshold in phrase.when:
             mask &= OPERATORS[op](own, typical if threshold == TYPICAL else float(threshold))
+        for field, op, threshold in phrase.given:
+            if values_of is None:
+                raise ValueError(f"the phrase {phrase.text!r} depends on {field!r}: pass values_of")
+            mask &= OPERATORS[op](values_of(field), float(threshold))
     return mask
 
 
@@ -253,13 +273,15 @@ def _own_values(frame: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _phrase_choice(
-    variants: list[Phrase], own: np.ndarray, typical: float, stateable_of: Callable[[str, str], np.ndarray]
+    variants: list[Phrase], own: np.ndarray, typical: float, stateable_of: Callable[[str, str], np.ndarray],
+    values_of: Callable[[str], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Per row, the index of the first variant that holds and whose fields can all be stated (-1: none)."""
+    """Per row, the index of the first variant that holds (`values_of`: the other features' numeric values,
+    for `given`) and whose fields can all be stated (-1: none)."""
     choice = np.full(len(own), -1)
     for index in range(len(variants) - 1, -1, -1):  # the earliest variant that applies wins
         phrase = variants[index]
-        usable = _holds(phrase, own, typical)
+        usable = _holds(phrase, own, typical, values_of)
         for field, spec in template_specs(phrase.text):
             if field != AS_OF_FIELD:
                 usable &= stateable_of(field, spec)
@@ -316,12 +338,19 @@ def top_reasons(
             stateable_cache[(field, spec)] = stateable(spec, column(field))
         return stateable_cache[(field, spec)]
 
+    numeric: dict[str, np.ndarray] = {}
+
+    def values_of(field: str) -> np.ndarray:
+        if field not in numeric:
+            numeric[field] = _own_values(values_frame, field)
+        return numeric[field]
+
     scores = np.full(contributions.shape, -np.inf)
     values = contributions.to_numpy(dtype=float)
     choices: dict[int, np.ndarray] = {}
     for position, variants in reasons.items():
         name = names[position]
-        choice = _phrase_choice(variants, _own_values(values_frame, name), typical.get(name, np.nan), stateable_of)
+        choice = _phrase_choice(variants, values_of(name), typical.get(name, np.nan), stateable_of, values_of)
         choices[position] = choice
         scores[:, position] = np.where((values[:, position] > 0) & (choice >= 0), values[:, position], -np.inf)
 
@@ -355,4 +384,4 @@ def reasons_mention(reasons: pd.DataFrame, words: Iterable[str]) -> pd.Series:
     return pd.concat(hits, axis=1).any(axis=1) if hits else pd.Series(False, index=reasons.index)
 
 
-__all__ = ["Phrase", "Reason", "TYPICAL", "typical_values", "as_reason", "template_specs", "top_reasons", "reason_columns", "template_fields", "format_reasons", "format_columns", "format_field", "strongest_columns", "reasons_mention"]
+__all__ = ["Given", "Phrase", "Reason", "TYPICAL", "typical_values", "as_reason", "template_specs", "top_reasons", "reason_columns", "template_fields", "format_reasons", "format_columns", "format_field", "strongest_columns", "reasons_mention"]

@@ -240,6 +240,71 @@ def test_loyalty_features_hand_computed():
     assert_frame_equal(select(features, expected), expected)
 
 
+def loyalty_frame(*rows) -> pd.DataFrame:
+    """Rows of (customer_id, occurred_at, kind, points, tier)."""
+    return pd.DataFrame(rows, columns=["customer_id", "occurred_at", "kind", "points", "tier"]).assign(
+        occurred_at=lambda f: f["occurred_at"].map(ts))
+
+
+def test_signed_points_earn_and_enroll_keep_their_sign_redeem_and_expire_always_subtract():
+    """LoyaltyLion writes a refund's reversal and a manual deduction as `earn` rows with negative points, and
+    Smile's "Joined program" row carries the sign-up bonus: a negative earn lowers the balance (not counted as
+    earned or redeemed), enroll points count like an earn; redeem and expire subtract whatever their sign."""
+    loyalty = loyalty_frame(
+        ("a", "2024-01-01", "enroll", 100.0, None),  # sign-up bonus: +100
+        ("a", "2024-06-10", "earn", 300.0, None),
+        ("a", "2024-06-13", "earn", -300.0, None),  # the order's refund reverses its points
+        ("a", "2024-06-20", "redeem", -50.0, None),  # written negative: still 50 spent
+        ("a", "2024-06-25", "expire", -20.0, None),
+        ("a", "2024-06-26", "earn", -10.0, None),  # a manual deduction
+        ("a", "2024-07-05", "earn", -1000.0, None),  # after t
+        ("b", "2024-06-15", "enroll", 100.0, None),
+        ("b", "2024-06-16", "earn", 700.0, None),
+        ("b", "2024-06-20", "redeem", 500.0, None),  # written positive (Smile): 500 spent
+        ("b", "2024-06-21", "tier_change", 0.0, "silver"),
+    )
+    transactions = tx(*[(f"o{c}", c, "2024-06-01", 10.0, None, None, None, None) for c in "abc"])
+    features = build_features(Events.from_frames(transactions=transactions, loyalty_events=loyalty), as_of=AS_OF,
+                              cfg=CFG)
+    expected = expected_frame({
+        "customer_id": ["a", "b", "c"],
+        "loyalty_enrolled": [1, 1, 0],
+        "points_balance": [20, 300, 0],  # a: 100 + 300 - 300 - 50 - 20 - 10; b: 100 + 700 - 500
+        "points_earned_30d": [300, 800, 0],  # points added (like gross spend, before reversals)
+        "points_earned_90d": [300, 800, 0],
+        "points_redeemed_30d": [50, 500, 0],
+        "days_since_redemption": [11, 11, NAN],
+        "points_to_next_tier": [480, 1700, NAN],  # a: bronze (from the balance) -> silver 500; b: silver -> gold 2000
+    })
+    assert_frame_equal(select(features, expected), expected)
+
+
+def test_tier_names_match_the_configured_tiers_whatever_their_case_and_blanks():
+    """An export writes "Gold" or " silver " where features.loyalty_tiers says gold, silver: the same tier (the
+    configured name is the feature's value), so points to the next tier are known; a tier the configuration does
+    not name stays as written, without a next threshold."""
+    loyalty = loyalty_frame(
+        ("a", "2024-02-01", "earn", 600.0, None),
+        ("a", "2024-03-01", "tier_change", None, " Silver "),
+        ("b", "2024-02-01", "earn", 2500.0, None),
+        ("b", "2024-03-01", "tier_change", None, "GOLD"),
+        ("c", "2024-02-01", "earn", 100.0, None),
+        ("c", "2024-03-01", "tier_change", None, "Bronze"),
+        ("d", "2024-02-01", "earn", 100.0, None),
+        ("d", "2024-03-01", "tier_change", None, "Diamond"),
+        ("e", "2024-02-01", "earn", 700.0, None),  # no tier stated: silver from the balance, as configured
+    )
+    transactions = tx(*[(f"o{c}", c, "2024-06-01", 10.0, None, None, None, None) for c in "abcde"])
+    features = build_features(Events.from_frames(transactions=transactions, loyalty_events=loyalty), as_of=AS_OF,
+                              cfg=CFG)
+    expected = expected_frame({
+        "customer_id": ["a", "b", "c", "d", "e"],
+        "loyalty_tier": ["silver", "gold", "bronze", "Diamond", "silver"],
+        "points_to_next_tier": [1400, 2500, 400, NAN, 1300],  # gold 2000 - 600; platinum 5000 - 2500; silver 500 - 100
+    }, categorical=("loyalty_tier",))
+    assert_frame_equal(select(features, expected), expected)
+
+
 def test_attribute_features_hand_computed():
     customers = pd.DataFrame({
         "customer_id": ["a", "c"],

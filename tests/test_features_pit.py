@@ -61,7 +61,7 @@ def ticket_rows(offsets):
 def loyalty_rows(offsets):
     return st.lists(st.tuples(
         st.sampled_from(CUSTOMERS), offsets, st.sampled_from(["enroll", "earn", "redeem", "tier_change", "expire"]),
-        st.sampled_from([None, 50.0, -20.0, 700.0]), st.sampled_from([None, "bronze", "gold", "vip"]),
+        st.sampled_from([None, 50.0, -20.0, 700.0]), st.sampled_from([None, "bronze", "gold", " Gold", "vip", ""]),
     ), max_size=5)
 
 

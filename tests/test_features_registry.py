@@ -119,6 +119,9 @@ def test_reason_context_frame_adds_date_columns():
     [
         ({"windows_days": [0]}, "windows_days must be a non-empty list of positive day counts"),
         ({"loyalty_tiers": {"gold": 10, "silver": 5}}, "loyalty_tiers must map tier names to strictly increasing"),
+        ({"loyalty_tiers": {"gold": 10, "Gold ": 20}}, "loyalty_tiers names 'gold' and 'Gold ' are one tier: tier "
+                                                        "names are matched whatever their case and blanks"),
+        ({"loyalty_tiers": {" ": 10}}, "loyalty_tiers has a blank tier name"),
     ],
 )
 def test_config_rejects_bad_feature_settings(bad, message):

@@ -161,6 +161,27 @@ def test_a_snapshot_before_the_data_is_written_empty(tmp_path, caplog):
     assert "no eligible customers" in caplog.text
 
 
+def test_tiers_the_config_does_not_name_are_warned_about_once_naming_them_and_the_setting(tmp_path, caplog):
+    cfg = workspace(tmp_path, loyalty_tiers={"bronze": 0, "silver": 500, "gold": 2000})
+    loyalty = pd.DataFrame({
+        "customer_id": ["a", "a", "b", "c", "c"],
+        "occurred_at": pd.to_datetime(["2024-01-05", "2024-02-05", "2024-01-05", "2024-01-05", "2024-02-05"], utc=True),
+        "kind": ["tier_change"] * 5,
+        "points": [None] * 5,
+        "tier": ["Gold", "Diamond", " SILVER ", "VIP", "VIP"],  # Gold and SILVER are configured, in another case
+    })
+    write_parquet(Events.from_frames(loyalty_events=loyalty).loyalty_events, cfg.validated_dir / "loyalty_events.parquet")
+    summary = runner.run(cfg, quiet=True)
+    message = ("loyalty tiers in the data that features.loyalty_tiers does not name: 'Diamond', 'VIP' (configured: "
+               "bronze, silver, gold): their members get no points_to_next_tier")
+    assert summary["tier_warning"].startswith(message)
+    assert caplog.text.count("features.loyalty_tiers does not name") == 1  # once, not per snapshot
+    caplog.clear()
+    loyalty["tier"] = ["Gold", "gold", " SILVER ", None, "Bronze"]
+    write_parquet(Events.from_frames(loyalty_events=loyalty).loyalty_events, cfg.validated_dir / "loyalty_events.parquet")
+    assert runner.run(cfg, quiet=True)["tier_warning"] is None and "loyalty_tiers" not in caplog.text
+
+
 def pause_workspace(folder, *, returning: int):
     """Eight customers buy on 02-10 and are churned at 03-01 (30-day horizon); `returning` of them buy again on 04-10,
     in the horizon after the label window; one steady customer buys every month to 05-08, so that horizon is covered."""

@@ -441,6 +441,26 @@ def test_unconfigured_sources_come_back_empty_and_say_so():
     assert set(result.sources) == set(CONTRACTS)
 
 
+def test_earn_rows_with_negative_points_are_counted_in_a_note():
+    """LoyaltyLion writes a refund's reversal as an earn with negative points; the features take them off the
+    balance, and the report says how many there are (a redeem written negative, as usual, gets no note)."""
+    loyalty = raw_source("loyalty_events", {
+        "customer_id": ["c1", "c1", "c1", "c2", "c2"],
+        "occurred_at": ["2024-01-01 10:00:00"] * 5,
+        "kind": ["earn", "earn", "earn", "redeem", "earn"],
+        "points": ["120", "-120", "-50", "-500", "-1"],
+    })
+    notes = ingest({"transactions": transactions(), "loyalty_events": loyalty}).sources["loyalty_events"].report["notes"]
+    assert [n for n in notes if "negative points" in n] == [
+        "3 earn rows have negative points (refund reversals or manual deductions?): they are taken off the points "
+        "balance, not counted as points earned; if the export means redemptions or expiries by them, map those "
+        "words to redeem or expire with recode"]
+    positive = raw_source("loyalty_events", {"customer_id": ["c1"], "occurred_at": ["2024-01-01 10:00:00"],
+                                             "kind": ["earn"], "points": ["120"]})
+    notes = ingest({"transactions": transactions(), "loyalty_events": positive}).sources["loyalty_events"].report["notes"]
+    assert not [n for n in notes if "negative points" in n]
+
+
 def test_a_rule_that_cannot_run_is_reported_as_a_bug_not_as_bad_rows():
     typed = empty_frame("feedback").astype({"score": "str"})
     typed.loc[0] = ["c1", pd.Timestamp("2024-01-01", tz="UTC"), "nps", "abc", None, None, None]

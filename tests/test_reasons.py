@@ -246,6 +246,9 @@ CLAIMS = [
     ("the Pareto/NBD model sees them as almost certainly gone", "pnbd_p_alive", lambda v: 0 <= v < 0.005),
     ("still open", "open_tickets", lambda v: v > 0),
     ("not in the loyalty programme", "loyalty_enrolled", lambda v: v == 0),
+    # points sentences are said of members only: a customer outside the programme earns no points by definition
+    ("earned no points|earned only|redeemed no points|unused loyalty points|unused point|their points",
+     "loyalty_enrolled", lambda v: v == 1),
     ("gave NPS", "nps_last", lambda v: v <= 6),
     ("no order for", "recency_days", lambda v: v > 0),
 ]
@@ -301,6 +304,25 @@ def test_the_overdue_sentence_needs_time_to_have_passed_since_the_last_order():
     result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=5, context=reason_context_frame)
     assert not any("no order for" in text for text in result.loc["c0"].dropna())
     assert result.loc["c1", "reason_1"] == "no order for 40 days, about 1.7 times the gap expected between their visits"
+
+def test_points_sentences_are_said_of_members_only():
+    """A customer outside the loyalty programme has no points: "earned no points in the last 365 days" is true of
+    them but misleading (the tester's exp3: 139 such customers); the model's reading of their zero points is that
+    they are not in the programme, and that is what they are told. A member with zero points keeps the sentence."""
+    frame = _rows([[1.0] * len(NUMERIC)] * 3, [])
+    frame["loyalty_enrolled"] = [0.0, 1.0, 1.0]
+    frame["points_earned_365d"] = [0.0, 0.0, 40.0]
+    frame["points_balance"] = [0.0, 0.0, 40.0]
+    frame["points_redeemed_365d"] = [0.0, 0.0, 0.0]
+    specs = [s for s in REGISTRY_SPECS if s.name in ("points_earned_365d", "points_balance", "points_redeemed_365d")]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC, index=frame.index)
+    contrib[["points_earned_365d", "points_balance", "points_redeemed_365d"]] = [0.3, 0.2, 0.1]
+    result = top_reasons(contrib, frame, specs=specs, as_of=AS_OF, n=3, context=reason_context_frame)
+    assert result.loc["c0"].dropna().tolist() == ["not in the loyalty programme"]  # said once, not three times
+    assert result.loc["c1"].tolist() == ["earned no points in the last 365 days", "has no unused loyalty points",
+                                         "redeemed no points in the last 365 days"]
+    assert result.loc["c2", "reason_1"] == "their points earned in the last 365 days (40 points) raises their predicted risk"
+
 
 def test_typical_value_is_nan_when_the_middle_values_are_minus_and_plus_infinity():
     frame = pd.DataFrame(

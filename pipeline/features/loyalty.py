@@ -1,12 +1,18 @@
 """Loyalty family: enrolment, tier, points balance, points earned and redeemed, distance to next tier.
 
-Input: the loyalty timeline (`pipeline.features.tables.LoyaltyRows`: points as |points| in exact
-units, and the events that state a tier). Points are taken as magnitudes, whatever their sign in the
-source: `earn` adds, `redeem` and `expire` subtract. A customer is enrolled once they have any
+Input: the loyalty timeline (`pipeline.features.tables.LoyaltyRows`: points added and taken off in
+exact units, and the events that state a tier). Points by kind: on `earn` and `enroll` rows the sign
+is the direction (positive points are added and counted as earned, e.g. a sign-up bonus; negative
+ones, such as a refund's reversal or a manual deduction, are taken off the balance and counted as
+neither earned nor redeemed); `redeem` and `expire` take their points off whatever their sign in the
+source; `tier_change` moves none. The balance is everything added minus everything taken off, and
+may be negative (a reversal after the points were spent). A customer is enrolled once they have any
 loyalty event. Tier: the latest tier stated by an event, else the highest tier of
-`cfg.loyalty_tiers` whose threshold the points balance reaches. Points to next tier: the next
+`cfg.loyalty_tiers` whose threshold the points balance reaches. Tier names are matched with
+`cfg.loyalty_tiers` whatever their case and blanks (`tier_key`: "Gold " is gold) and then spelt as
+configured; a tier the configuration does not name stays as written. Points to next tier: the next
 tier's threshold (after the current tier, in threshold order) minus the balance, at least 0;
-NaN at the top tier. Customers without loyalty events: enrolled 0, points 0, tier null, NaN else.
+NaN at the top tier and for a tier the configuration does not name. Customers without loyalty events: enrolled 0, points 0, tier null, NaN else.
 """
 
 from __future__ import annotations
@@ -31,11 +37,36 @@ def tier_from_balance(balance: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
     return expression
 
 
+def tier_key(tier: pl.Expr) -> pl.Expr:
+    """A tier name as it is matched with `features.loyalty_tiers`: lower case, blanks around it dropped and
+    runs of blanks inside it read as one space ("Gold", " gold " and "GOLD" are one tier)."""
+    return tier.str.strip_chars().str.replace_all(r"\s+", " ").str.to_lowercase()
+
+
+def _keys(tiers: dict[str, float]) -> dict[str, str]:
+    """tier_key of each configured tier name -> the name as configured."""
+    return {pl.select(tier_key(pl.lit(name))).item(): name for name in tiers}
+
+
+def configured_tier(tier: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
+    """`tier` as `tiers` spells it when it names a configured tier (`tier_key`), else as written."""
+    return tier_key(tier).replace_strict(_keys(tiers), default=tier, return_dtype=pl.String)
+
+
 def next_threshold(tier: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
-    """Threshold of the tier after `tier` (null at the top; unknown tier names: null)."""
-    names, thresholds = list(tiers), list(tiers.values())
-    following = {name: thresholds[i + 1] for i, name in enumerate(names[:-1])}
-    return tier.replace_strict(following, default=None, return_dtype=pl.Float64)
+    """Threshold of the tier after `tier`, matched by `tier_key` (null at the top; unknown tier names: null)."""
+    keys, thresholds = list(_keys(tiers)), list(tiers.values())
+    following = {key: thresholds[i + 1] for i, key in enumerate(keys[:-1])}
+    return tier_key(tier).replace_strict(following, default=None, return_dtype=pl.Float64)
+
+
+def unknown_tiers(tiers: pl.Series, configured: dict[str, float]) -> list[str]:
+    """The distinct names of `tiers` (as written, sorted; nulls and blanks left out) that name no tier of
+    `configured`, compared by `tier_key`."""
+    names = pl.DataFrame({"tier": tiers.cast(pl.String)}).lazy().drop_nulls().unique()
+    key = tier_key(pl.col("tier"))
+    unknown = names.filter((key != "") & ~key.is_in(list(_keys(configured)))).sort("tier").collect()
+    return unknown["tier"].to_list()
 
 
 def customer_aggregates(loyalty: LoyaltyRows, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
@@ -64,7 +95,8 @@ def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
     t = snapshot_time(as_of)
     enrolled = pl.col("loyalty_enrolled")
     balance = pl.col("_balance_units") / MONEY_UNITS
-    tier = pl.when(enrolled).then(pl.coalesce(pl.col("_stated_tier"), tier_from_balance(balance, cfg.loyalty_tiers)))
+    stated = configured_tier(pl.col("_stated_tier"), cfg.loyalty_tiers)
+    tier = pl.when(enrolled).then(pl.coalesce(stated, tier_from_balance(balance, cfg.loyalty_tiers)))
     return [
         balance.alias("points_balance"),
         tier.alias("loyalty_tier"),

@@ -29,7 +29,7 @@ import pandas as pd
 
 from pipeline.config import FeaturesConfig
 from pipeline.features.tables import PRODUCT_WINDOWS
-from pipeline.reasons import TYPICAL, Phrase, Reason
+from pipeline.reasons import TYPICAL, Given, Phrase, Reason
 
 Kind = Literal["numeric", "categorical"]
 Direction = Literal["up", "down", "none"]
@@ -85,13 +85,14 @@ def _c(name, family, description, reason=None) -> FeatureSpec:
     return FeatureSpec(name, family, "categorical", description, "none", reason)
 
 
-def _says(text: str, *when: tuple[str, float | str]) -> Phrase:
-    """A sentence and the conditions on the feature's own value under which it is true."""
-    return Phrase(text, tuple(when))
+def _says(text: str, *when: tuple[str, float | str], given: tuple[Given, ...] = ()) -> Phrase:
+    """A sentence and the conditions on the feature's own value (and on the customer's other features, `given`)
+    under which it is true."""
+    return Phrase(text, tuple(when), given)
 
 
-def _reason(*phrases: Phrase, neutral: str | None = None) -> Reason:
-    return Reason(tuple(phrases), neutral)
+def _reason(*phrases: Phrase, neutral: str | None = None, neutral_given: tuple[Given, ...] = ()) -> Reason:
+    return Reason(tuple(phrases), neutral, neutral_given)
 
 
 def _always(text: str) -> Reason:
@@ -103,21 +104,29 @@ def _always(text: str) -> Reason:
 POSITIVE = (">", 0)
 BELOW_TYPICAL = ("<", TYPICAL)
 ABOVE_TYPICAL = (">", TYPICAL)
+# Sentences about loyalty points are said of members; of a customer outside the programme (whose points are 0 by
+# definition) the points features' reason is that they are not in it.
+NOT_ENROLLED = "not in the loyalty programme"
+MEMBER: tuple[Given, ...] = (("loyalty_enrolled", "==", 1),)
+NOT_A_MEMBER = Phrase(NOT_ENROLLED, (), (("loyalty_enrolled", "==", 0),))
 
 
 def _window_counts(prefix: str, family: str, description: str, windows: Iterable[int], *, none: str, only: str,
-                   unit: str, neutral: str | None = None) -> list[FeatureSpec]:
+                   unit: str, neutral: str | None = None, given: tuple[Given, ...] = (),
+                   otherwise: Phrase | None = None) -> list[FeatureSpec]:
     """`{prefix}_{w}d` per window: a count whose fall raises risk, said as `none` (zero in the window), as
-    "`only` <count> in the last w days, fewer than the typical customer", else as `neutral` + the count.
-    `description` and `none` may use {w}."""
+    "`only` <count> in the last w days, fewer than the typical customer", else as `neutral` + the count; each
+    `given` the customer's other features (then `otherwise`, when it holds). `description` and `none` may use {w}."""
     def count(w: int) -> str:
         return f"{{{prefix}_{w}d:count:{unit}}}"
 
     return [
         _n(f"{prefix}_{w}d", family, description.format(w=w), "down", _reason(
-            _says(none.format(w=w), ("==", 0)),
-            _says(f"{only} {count(w)} in the last {w} days, fewer than the typical customer", POSITIVE, BELOW_TYPICAL),
-            neutral=None if neutral is None else f"{neutral} in the last {w} days ({count(w)})"))
+            _says(none.format(w=w), ("==", 0), given=given),
+            _says(f"{only} {count(w)} in the last {w} days, fewer than the typical customer", POSITIVE, BELOW_TYPICAL,
+                  given=given),
+            *([otherwise] if otherwise else []),
+            neutral=None if neutral is None else f"{neutral} in the last {w} days ({count(w)})", neutral_given=given))
         for w in windows
     ]
 
@@ -332,20 +341,26 @@ def _service(windows: list[int]) -> list[FeatureSpec]:
 def _loyalty(windows: list[int]) -> list[FeatureSpec]:
     return [
         _n("loyalty_enrolled", "loyalty", "1 if the customer has any loyalty programme event, else 0.", "down",
-           _reason(_says("not in the loyalty programme", ("==", 0)))),
+           _reason(_says(NOT_ENROLLED, ("==", 0)))),
         _c("loyalty_tier", "loyalty", "Latest loyalty tier stated by an event, else the tier the points balance "
            "reaches (null if not enrolled).", _always("in loyalty tier {loyalty_tier}")),
-        _n("points_balance", "loyalty", "Points earned minus redeemed and expired (0 if not enrolled).", "down",
-           _reason(_says("has no unused loyalty points", ("==", 0)),
+        _n("points_balance", "loyalty", "Points added (earn and enroll rows with positive points) minus points taken "
+           "off (redeemed, expired, and earn rows with negative points such as refund reversals); 0 if not "
+           "enrolled.", "down",
+           _reason(_says("has no unused loyalty points", ("==", 0), given=MEMBER),
                    _says("has only {points_balance:count:unused point}, fewer than the typical customer",
-                         POSITIVE, BELOW_TYPICAL),
-                   neutral="their points balance ({points_balance:count:point})")),
-        *_window_counts("points_earned", "loyalty", "Points earned in the last {w} days (0 if none).", windows,
+                         POSITIVE, BELOW_TYPICAL, given=MEMBER),
+                   NOT_A_MEMBER,
+                   neutral="their points balance ({points_balance:count:point})", neutral_given=MEMBER)),
+        *_window_counts("points_earned", "loyalty", "Points added by earn and enroll rows in the last {w} days, "
+                        "before reversals (0 if none).", windows,
                         none="earned no points in the last {w} days", only="earned only", unit="point",
-                        neutral="their points earned"),
+                        neutral="their points earned", given=MEMBER, otherwise=NOT_A_MEMBER),
         *[_n(f"points_redeemed_{w}d", "loyalty", f"Points redeemed in the last {w} days (0 if none).", "down",
-             _reason(_says(f"redeemed no points in the last {w} days", ("==", 0)),
-                     neutral=f"their points redeemed in the last {w} days ({{points_redeemed_{w}d:count:point}})"))
+             _reason(_says(f"redeemed no points in the last {w} days", ("==", 0), given=MEMBER),
+                     NOT_A_MEMBER,
+                     neutral=f"their points redeemed in the last {w} days ({{points_redeemed_{w}d:count:point}})",
+                     neutral_given=MEMBER))
           for w in windows],
         _n("days_since_redemption", "loyalty", "Days since the last points redemption (NaN if never).", "up",
            _reason(_says("has not redeemed points since {last_redemption_date}", POSITIVE))),

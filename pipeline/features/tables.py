@@ -69,6 +69,11 @@ SOURCE_COLUMNS = {
 FEEDBACK_KINDS = ("nps", "csat", "review")
 OPTIONAL_LINE_COLUMNS = {"quantity": pl.Float64, "product_id": pl.String}  # filled with nulls when absent
 LOW_RATING = {"nps": 6, "csat": 2, "review": 2}  # a rating at or below this is low
+# Loyalty points by kind: on these the sign is the points' direction (LoyaltyLion writes a refund's reversal and a
+# manual deduction as negative earns; Smile gives the sign-up bonus on the enroll row); these always take points
+# off, whatever the sign (Smile writes redemptions positive, expiries negative). Other kinds (tier_change) move none.
+SIGNED_KINDS = ("earn", "enroll")
+SPENT_KINDS = ("redeem", "expire")
 
 
 def money_units(column: str) -> pl.Expr:
@@ -219,9 +224,10 @@ class TicketRows:
 
 @dataclass(frozen=True)
 class LoyaltyRows:
-    """Loyalty events sorted by (code, occurred_at): `at_us`, prefix sums (rows, earn_units,
-    spent_units, redeem_units), carried last redemption; `tiers`: events stating a tier sorted by
-    (code, occurred_at, tier) with `tier` (String) per row."""
+    """Loyalty events sorted by (code, occurred_at): `at_us`, prefix sums (rows; earn_units: points added by
+    earn and enroll rows with positive points; spent_units: points taken off, by redeem and expire rows whatever
+    their sign and by earn and enroll rows with negative points; redeem_units), carried last redemption;
+    `tiers`: events stating a tier sorted by (code, occurred_at, tier) with `tier` (String) per row."""
 
     timeline: Timeline
     at_us: np.ndarray
@@ -674,16 +680,18 @@ def _loyalty_rows(loyalty: pl.DataFrame, codes: _Codes, customers: int) -> Loyal
     check_sums_fit(loyalty, "points")
     order, code = _keyed_order(loyalty, codes, "loyalty_events")
     kind = pl.col("kind")
-    units = money_units("points").abs().fill_null(0)  # events without points move no points
+    signed = money_units("points").fill_null(0)  # events without points move no points
+    adds = kind.is_in(SIGNED_KINDS)
     values = _numpy(loyalty.select(
         _micros("occurred_at").alias("at_us"),
-        pl.when(kind == "earn").then(units).otherwise(0).alias("earn_units"),
-        pl.when(kind.is_in(["redeem", "expire"])).then(units).otherwise(0).alias("spent_units"),
-        pl.when(kind == "redeem").then(units).otherwise(0).alias("redeem_units"),
+        pl.when(adds & (signed > 0)).then(signed).otherwise(0).alias("earn_units"),
+        pl.when(kind.is_in(SPENT_KINDS)).then(signed.abs())
+        .when(adds & (signed < 0)).then(-signed).otherwise(0).alias("spent_units"),
+        pl.when(kind == "redeem").then(signed.abs()).otherwise(0).alias("redeem_units"),
         (kind == "redeem").fill_null(False).alias("redeem"),
     ))
     values = {name: v[order] for name, v in values.items()}
-    stated = loyalty.filter(pl.col("tier").is_not_null())
+    stated = loyalty.filter(pl.col("tier").str.strip_chars() != "")  # a blank tier states none
     names = stated["tier"].unique().sort()
     stated = stated.with_columns(
         pl.col("tier").replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int64)

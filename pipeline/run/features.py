@@ -38,6 +38,7 @@ from pipeline.features.build import (
     polars_features_from_partitions,
     to_pandas_features,
 )
+from pipeline.features.loyalty import unknown_tiers
 from pipeline.features.store import (
     LABEL,
     feature_settings,
@@ -272,6 +273,9 @@ def _write_snapshots(
     except ScoreError as exc:  # the labels do not depend on it: only the pause counts do
         log.warning("the past at-risk lists cannot be read (%s): the pause counts include customers treated then", exc)
         treated = pd.DataFrame({"customer_id": pd.Series(dtype=str), "treated_on": pd.Series(dtype="datetime64[ns]")})
+    tiers = unknown_tier_warning(cfg)
+    if tiers:
+        log.warning("%s", tiers)
     dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
     metadata = snapshot_metadata(settings)
@@ -337,6 +341,7 @@ def _write_snapshots(
         "seconds": round(time.perf_counter() - started, 2),
         "pause_warning": pauses,
         "yearly_buyers_warning": yearly,
+        "tier_warning": tiers,
     }
     for warning in (pauses, yearly):
         if warning:
@@ -345,6 +350,28 @@ def _write_snapshots(
         console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
     return summary
+
+
+MAX_NAMED_TIERS = 10  # the tier warning names at most this many unknown tiers
+
+
+def unknown_tier_warning(cfg: Config) -> str | None:
+    """A warning naming the tiers of the validated loyalty events that `features.loyalty_tiers` does not name
+    (compared whatever their case and blanks, `pipeline.features.loyalty.tier_key`); None when there are none.
+    Their members get no points_to_next_tier, and the tier actions of the playbook none."""
+    path = Path(cfg.validated_dir) / "loyalty_events.parquet"
+    if not path.is_file():
+        return None
+    tiers = pl.scan_parquet(path).select(pl.col("tier").cast(pl.String)).unique().collect()["tier"]
+    unknown = unknown_tiers(tiers, cfg.features.loyalty_tiers)
+    if not unknown:
+        return None
+    named = ", ".join(repr(name) for name in unknown[:MAX_NAMED_TIERS])
+    more = f" and {len(unknown) - MAX_NAMED_TIERS:,} more" if len(unknown) > MAX_NAMED_TIERS else ""
+    return (f"loyalty tiers in the data that features.loyalty_tiers does not name: {named}{more} (configured: "
+            f"{', '.join(cfg.features.loyalty_tiers)}): their members get no points_to_next_tier, so no tier action "
+            "picks them; add each tier with its point threshold to features.loyalty_tiers (case and blanks do not "
+            "matter) and re-run `churn features`")
 
 
 LABELS_REPORT = "labels_report.json"
