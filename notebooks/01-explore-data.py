@@ -100,13 +100,16 @@ rates.style.format({"churn_rate": "{:.1%}", "churned": "{:.0f}"})
 # %% [markdown]
 # Does "churned" mean churned? Of the customers labelled churned at a snapshot, the share who bought again
 # in the horizon after their label window (where the data run that far; `churn features` writes it to
-# `reports/labels_report.json`). Where many did, the label marks pauses (see the README).
+# `reports/labels_report.json`). Where many did, the label marks pauses (see the README); where many had
+# bought about a year apart, it marks yearly buyers (annual plans) between purchases.
 
 # %%
 labels_path = labels_report_path(cfg)
 if labels_path.is_file():
     labels_report = json.loads(labels_path.read_text(encoding="utf-8"))
     print(labels_report["pause_warning"] or "fewer than a quarter of the customers labelled churned bought again")
+    if labels_report.get("yearly_buyers_warning"):
+        print(labels_report["yearly_buyers_warning"])
     display(review.came_back_table(labels_report).style.format({"came_back_share": "{:.1%}"}))
 else:
     print(f"no labels report at {labels_path}: run churn features")
