@@ -36,6 +36,8 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,6 +67,8 @@ from pipeline.contract import (
 from pipeline.errors import IngestError
 from pipeline.progress import get_logger
 from pipeline.sources import (
+    FALSE_WORDS,
+    TRUE_WORDS,
     RawSource,
     export_setting,
     cell_text,
@@ -360,10 +364,50 @@ def without_guest_ids(ids: pd.Series, guest_ids: Sequence[str], *, case: str) ->
     return (ids.mask(guests), int(guests.sum())) if guests.any() else (ids, 0)
 
 
-def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
+WORD_PATTERN = r"[^\W\d_]{2,}"  # letters ('good', 'on hold'): a word, not a number in another layout
+NOT_WORDS = ("inf", "infinity", "nan")  # what a number reader names, not an export's own word
+SHOWN_WORDS = 3
+
+
+def _yaml_word(word: str) -> str:
+    """`word` as a YAML flow key or list item: plain when it can be, else quoted."""
+    return word if re.fullmatch(r"[A-Za-z_][\w .-]*", word) and word.lower() not in TRUE_WORDS + FALSE_WORDS + (
+        "null", "none", "on", "off") else json.dumps(word)
+
+
+def _frequent_words(text: pd.Series) -> list[str] | None:
+    """The most frequent values of `text` (stripped cells), at most SHOWN_WORDS, when most of them are words
+    (`WORD_PATTERN`, not 'inf' or 'nan'); None otherwise."""
+    words = text.str.contains(WORD_PATTERN) & ~text.str.lower().str.lstrip("+-").isin(NOT_WORDS)
+    if not len(text) or words.mean() <= 0.5:
+        return None
+    return text[words].value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+
+
+def words_reason(unread: pd.Series, *, column: str, label: str, setting: str, boolean: bool = False) -> str | None:
+    """The hint for cells of a number (or true/false, `boolean`) column that hold words ('offered', 'good', 'on hold'):
+    the words, and the `recode` that maps them onto the contract's values or the `exclude` that leaves their rows
+    out; None when most of them are not words."""
+    every = max(1, len(unread) // REASON_SAMPLE)
+    words = _frequent_words(unread.iloc[::every].astype("str").str.strip())
+    if words is None:
+        return None
+    more = ", ..." if len(words) == SHOWN_WORDS else ""
+    if boolean:
+        shown = ", ".join(repr(word) for word in words) + more
+        return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
+                "or true where it means yes)")
+    shown = ", ".join(repr(word) for word in words) + more
+    keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
+    return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
+            f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}})")
+
+
+def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: dict | None = None) -> str:
     """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint when
     most of them have a decimal comma (and the decimal mark is '.'), or a currency sign other than the
-    configured one (naming the most frequent)."""
+    configured one (naming the most frequent), or are words (`words_reason`, given `words`: its column, label and
+    setting)."""
     every = max(1, len(unread) // REASON_SAMPLE)  # evenly spaced: the hint only needs what most cells look like
     text = unread.iloc[::every].astype("str").str.strip()
     if read.accounting_negatives:  # '(12,50)' is read as '-12,50': the hints look at that
@@ -381,7 +425,8 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
         comma = read.decimal == "." and numbers.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5
         return (f"not a number (a currency sign? set sources.{source}.read.currency: {sign!r}"
                 + (" and read.decimal: ','" if comma else "") + ")")
-    return "not a number"
+    hint = words_reason(unread, **words) if words is not None else None
+    return f"not a number {hint}" if hint else "not a number"
 
 
 def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
@@ -432,8 +477,13 @@ def parse_source(
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed):
+                words = None if column in BOUNDED_MONEY.get(raw.name, ()) else {  # a word is no amount of money
+                    "column": column, "label": labels.get(column, column), "setting": setting or f"sources.{raw.name}"}
                 if dtype == FLOAT:
-                    reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name)
+                    reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name, words=words)
+                elif dtype == BOOLEAN and words is not None:
+                    hint = words_reason(values.iloc[failed], **words, boolean=True)
+                    reason += f" {hint}" if hint else ""
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
