@@ -888,6 +888,19 @@ def header_rows(raw: RawSource) -> np.ndarray:
     return rows[header].astype(np.int64)
 
 
+def only_the_exclusion(problems: pd.DataFrame, *, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """`problems` where a row left out by `exclude` has only its exclusion (and the reasons in `keep`: a lookup's
+    miss, which tells why its values are missing) as reason: it was left out on purpose, and what else its cells
+    hold ('offered' in a score column is not a number) would fill the report's top reasons with rows that are not
+    bad."""
+    excluded = problems["reason"].str.startswith(EXCLUDED_PREFIX).to_numpy(dtype=bool)
+    if not excluded.any():
+        return problems
+    other = problems["row"].isin(problems["row"].to_numpy()[excluded]).to_numpy(dtype=bool) & ~excluded
+    other &= ~problems["reason"].isin(list(keep)).to_numpy(dtype=bool)
+    return problems[~other].reset_index(drop=True) if other.any() else problems
+
+
 def not_bad(reasons: pd.Series) -> pd.Series:
     """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds, a
     customer's attributes after its first row, a row left out by the source's `exclude` setting, a survey not answered
@@ -1954,6 +1967,7 @@ def ingest_sources(
             failed = problems["row"].isin(missed["row"]) & (
                 problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith((f": {MISSING}", UNANSWERED)))
             problems = pd.concat([problems[~failed], missed], ignore_index=True)
+        problems = only_the_exclusion(problems, keep=() if missed is None else missed["reason"].unique())
         headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
         if headers.any():
             problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)

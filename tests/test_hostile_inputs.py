@@ -474,6 +474,27 @@ def test_help_desk_ratings_in_words_with_offered_ones_unanswered(tmp_path):
     assert feedback.report["bad_rows"] == 0
 
 
+def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):
+    # The same help desk export with its offered ratings left out: that their word is not a number is no news.
+    ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
+               "12583,2024-01-07,bad\n17850,2024-01-08,offered\n13047,2024-01-09,unoffered\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": ratings},
+                sources={"transactions": {"path": "t.csv"},
+                         "feedback": {"path": "x.csv", "constants": {"kind": "csat"},
+                                      "rename": {"Requester": "customer_id", "Updated": "submitted_at",
+                                                 "Satisfaction": "score"},
+                                      "recode": {"score": {"good": 5, "bad": 1}},
+                                      "exclude": {"Satisfaction": ["offered", "unoffered"]}}})
+    feedback = ingest_in_memory(tmp_path, case).sources["feedback"]
+    assert feedback.quarantine["reason"].tolist() == [
+        "excluded by sources.feedback.exclude: Satisfaction is 'offered'"] * 2 + [
+        "excluded by sources.feedback.exclude: Satisfaction is 'unoffered'"]
+    assert feedback.report["top_reasons"] == [
+        {"reason": "excluded by sources.feedback.exclude: Satisfaction is 'offered'", "rows": 2},
+        {"reason": "excluded by sources.feedback.exclude: Satisfaction is 'unoffered'", "rows": 1}]
+    assert (feedback.report["excluded_rows"], feedback.report["bad_rows"]) == (3, 0)
+
+
 def test_a_score_column_blank_on_every_row_is_a_mapping_error_not_unanswered_surveys(tmp_path):
     blank = "".join(f"1785{i},2024-01-1{i} 10:00:00,nps,\n" for i in range(4))
     result, output = run_cli(tmp_path, beside_clean_orders("feedback", "customer_id,submitted_at,kind,score\n" + blank))
