@@ -1382,14 +1382,28 @@ def _without_leading_zeros(digits: pl.Expr) -> pl.Expr:
     return pl.when(unpadded == "").then(pl.lit("0")).otherwise(unpadded)
 
 
+# A number with at most a short prefix or suffix of letters ('C-00123', 'CUST123', '123-AB'): the digits name it.
+NUMBERED_ID_PATTERN = r"^[A-Za-z]{0,4}[\W_]*[0-9][0-9\W_]*[A-Za-z]{0,4}$"
+
+
 def _loose_ids(ids: pa_arrow.Array) -> pa_arrow.Array:
-    """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id has
-    digits ('C-00123' -> '123'), else the lower-case letters ('Ab_c' -> 'abc')."""
+    """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id is a number
+    with at most a short prefix or suffix ('C-00123' -> '123'), else the lower-case letters and digits ('Ab_c' ->
+    'abc', 'Ann.Lee2@X.com' -> 'annlee2xcom': e-mail addresses that merely hold the same digits are not alike)."""
     text = pl.col("id")
     digits = _without_leading_zeros(text.str.replace_all(r"[^0-9]", ""))
-    letters = text.str.to_lowercase().str.replace_all(r"[^a-z]", "")
-    loose = pl.when(text.str.contains(r"[0-9]")).then(digits).otherwise(letters)
+    letters = text.str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
+    loose = pl.when(text.str.contains(NUMBERED_ID_PATTERN)).then(digits).otherwise(letters)
     return pl.DataFrame({"id": pl.Series(ids)}).select(loose.alias("id"))["id"].to_arrow()
+
+
+def _same_but_for_case(ids: pa_arrow.Array, others: pa_arrow.Array) -> tuple[str, str] | None:
+    """The first id of `ids` that an id of `others` writes in another case, and that one; None when there is none."""
+    frames = [pl.DataFrame({"id": pl.Series(values)}).with_columns(pl.col("id").str.to_lowercase().alias("key"))
+              for values in (ids, others)]
+    pairs = frames[0].join(frames[1], on="key", how="inner", suffix="_other", maintain_order="left").filter(
+        pl.col("id") != pl.col("id_other")).head(1)
+    return None if pairs.is_empty() else (pairs["id"][0], pairs["id_other"][0])
 
 
 def _distinct_ids(frame: pd.DataFrame) -> pa_arrow.Array:
@@ -1404,12 +1418,13 @@ def _share_in(values: pa_arrow.Array, others: pa_arrow.Array) -> float:
     return float(pa_compute.mean(pa_compute.cast(found, pa_arrow.float64())).as_py() or 0.0)
 
 
-def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
+def id_match_notes(results: Mapping[str, SourceResult], *, id_case: str = "keep") -> dict[str, str]:
     """A note per source whose customer ids do not match the transactions' ones (ids split silently between
     sources): feedback, tickets and loyalty events when less than MIN_ID_MATCH of their distinct ids are
     transaction customers; the customers source when less than that of the transaction customers are in it
-    (it may list customers who never bought). The note says when the ids match once written alike
-    (`_loose_ids`) and shows an example of each side."""
+    (it may list customers who never bought). The note says when the ids match once case is folded (with
+    `id_case` keep: then it names ingest.id_case: lower and shows one id written both ways), or once written alike
+    (`_loose_ids`), and shows an example of each side."""
     buyers = _distinct_ids(results["transactions"].validated)
     notes = {}
     for name, result in results.items():
@@ -1422,10 +1437,18 @@ def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
         share = _share_in(measured, against)
         if share >= MIN_ID_MATCH:
             continue
-        loose_share = _share_in(_loose_ids(measured), _loose_ids(against))
         what = (f"only {share:.0%} of the transaction customers are in {name}" if name == "customers" else
                 f"only {share:.0%} of {name}'s {len(ids):,} customer ids are transaction customers")
         example = f"(e.g. {name} {ids[0].as_py()!r}, transactions {buyers[0].as_py()!r})"
+        folded_share = 0.0 if id_case != "keep" else _share_in(pa_compute.utf8_lower(measured),
+                                                                 pa_compute.utf8_lower(against))
+        pair = _same_but_for_case(ids, buyers) if folded_share >= max(MIN_ID_MATCH, share + 0.3) else None
+        if pair is not None:
+            notes[name] = (f"{what} (e.g. {name} {pair[0]!r}, transactions {pair[1]!r}); {folded_share:.0%} would be "
+                           "if letter case did not count: set ingest.id_case: lower (every source's ids are then read "
+                           "in lower case), or those features stay empty")
+            continue
+        loose_share = _share_in(_loose_ids(measured), _loose_ids(against))
         if loose_share >= max(MIN_ID_MATCH, share + 0.3):
             notes[name] = (f"{what} {example}; {loose_share:.0%} would be if only their digits counted (no prefix, "
                            "punctuation or leading zeros): the two exports write the same ids differently, and those "
@@ -1997,7 +2020,7 @@ def ingest_sources(
     end = thin_end_note(results["transactions"])
     totals = order_total_note(results["transactions"])
     for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals) if note),
-                       *id_match_notes(results).items()]:
+                       *id_match_notes(results, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)
     failures = [r for r in results.values() if r.report["bad_share"] > cfg.max_bad_share]
