@@ -487,6 +487,12 @@ def parse_source(
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
+    for later, earlier in TIME_ORDER.get(raw.name, ()):
+        if later in mapped and earlier in mapped:
+            typed[later], note = with_same_day_dates_not_before(
+                typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
+                earlier=labels.get(earlier, earlier))
+            notes.extend([note] if note else [])
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
         notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
@@ -529,6 +535,36 @@ def parse_source(
                 "order's whole discount on one of its lines? map each line's own discount)"))], ignore_index=True)
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
+
+
+def _local_day(times: pd.Series, timezone: str) -> pd.Series:
+    """The start of each time's day in `timezone` (the wall clock the export wrote)."""
+    return times.dt.tz_convert(timezone).dt.normalize()
+
+
+def with_same_day_dates_not_before(
+    times: pd.Series, earlier_times: pd.Series, *, timezone: str, later: str, earlier: str
+) -> tuple[pd.Series, str]:
+    """`times` (a later time value: a ticket's close, an order's delivery) and a note, where `times` is a column of
+    dates without a time of day (every value at midnight in `timezone`, the reading of '2025-03-04'): such a date on
+    the day of `earlier_times` is read as at that time (the earliest moment the date allows that is not before it),
+    where it would otherwise read as before it; other dates stay the start of their day. The note
+    says how many, and that durations from `earlier` are then lower bounds (`later`, `earlier`: the columns' labels).
+    (`times`, "") for any other column."""
+    present = times.notna().to_numpy(dtype=bool)
+    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
+    if sample.empty or not (_local_day(sample, timezone) == sample).all():
+        return times, ""
+    day = _local_day(times, timezone)
+    if not (day == times).to_numpy(dtype=bool)[present].all():
+        return times, ""
+    fixed = ((times < earlier_times) & (day == _local_day(earlier_times, timezone))).fillna(False).to_numpy(dtype=bool)
+    if not fixed.any():
+        return times, ""
+    return times.where(~fixed, earlier_times), (
+        f"{later} holds dates without a time of day: each is read as the start of its day, and {int(fixed.sum()):,} on "
+        f"the day of {earlier} as at {earlier} (not before it); hours from {earlier} to {later} are lower bounds, up to "
+        "a day short")
 
 
 def parsed_refunds(

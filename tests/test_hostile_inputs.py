@@ -474,6 +474,26 @@ def test_help_desk_ratings_in_words_with_offered_ones_unanswered(tmp_path):
     assert feedback.report["bad_rows"] == 0
 
 
+def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_opening(tmp_path):
+    # A help desk exports 'Solved at' as a date: a ticket solved on its opening day is not closed before it opened.
+    tickets = ("Id,customer_id,Created at,Solved at\n"
+               "t1,17850,2024-01-05 10:12:00,2024-01-05\n"  # solved the same day
+               "t2,13047,2024-01-07 10:00:00,2024-01-09\n"  # two days later: the start of that day
+               "t3,17850,2024-01-09 10:00:00,2024-01-08\n"  # a day before it opened: still before
+               "t4,13047,2024-01-10 10:00:00,\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": tickets}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Id": "ticket_id", "Created at": "opened_at", "Solved at": "closed_at"}}})
+    result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    assert result.validated["ticket_id"].tolist() == ["t1", "t2", "t4"]
+    assert result.validated["closed_at"].tolist()[:2] == [pd.Timestamp("2024-01-05 10:12", tz="UTC"),
+                                                         pd.Timestamp("2024-01-09", tz="UTC")]
+    assert result.quarantine["reason"].tolist() == ["Solved at: before Created at"]
+    assert ("Solved at holds dates without a time of day: each is read as the start of its day, and 1 on the day of "
+            "Created at as at Created at (not before it); hours from Created at to Solved at are lower bounds, up to a "
+            "day short") in result.report["notes"]
+
+
 def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):
     # The same help desk export with its offered ratings left out: that their word is not a number is no news.
     ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
