@@ -1308,6 +1308,30 @@ def split_source(
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
 
 
+def resolved_without_close_note(
+    typed: pd.DataFrame, origin: pd.DataFrame, kept: np.ndarray, *, resolved: str
+) -> str | None:
+    """A note when kept tickets (`kept`: rows of `typed`, a parsed support_tickets frame) are resolved but have no
+    closed_at (a help desk's Status mapped onto resolved, its resolution time left unmapped): the contract reads them
+    as open at every snapshot, and nothing tells when they were resolved. Counts them per file of `origin`; None
+    when there are none. `resolved`: the label of the resolved column."""
+    said = (typed["resolved"] == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712 (nullable boolean)
+    rows = kept & said & typed["closed_at"].isna().to_numpy()
+    if not rows.any():
+        return None
+    files = origin["source_file"].astype("str").to_numpy()[rows]
+    per_file = pd.Series(files).str.rsplit("/", n=1).str[-1].value_counts(sort=True)
+    customers = typed["customer_id"].to_numpy()[rows]
+    count = int(pd.Series(customers).nunique())
+    where = ", ".join(f"{file}: {n:,}" for file, n in per_file.items())
+    return (f"{int(rows.sum()):,} of {int(kept.sum()):,} tickets are resolved by {resolved} but have no closed_at "
+            f"({where}): an empty closed_at means open, so each counts as an open, unresolved ticket at every snapshot "
+            "from its opening on (open_tickets, unresolved_share and the actions that read them; "
+            f"{count:,} customer{'s' * (count != 1)}). Map the export's resolution time onto closed_at with its rename "
+            "(e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without one "
+            "cannot tell when they were resolved")
+
+
 def _share(flags: np.ndarray) -> float:
     return round(float(flags.mean()) if len(flags) else 0.0, 6)
 
@@ -2044,6 +2068,14 @@ def ingest_sources(
             problems = pd.concat([problems, refund_problems], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
+        if name == "support_tickets":
+            kept = np.ones(len(parsed[name].typed), dtype=bool)
+            kept[problems["row"].to_numpy(dtype=np.int64)] = False
+            note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
+                                               resolved=_label(parsed[name].labels, "resolved"))
+            if note:
+                results[name].report["notes"].append(note)
+                get_logger().warning("%s: %s", name, note)
         if carriers is not None:
             results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)

@@ -494,6 +494,27 @@ def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_open
             "day short") in result.report["notes"]
 
 
+def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mapping(tmp_path, caplog):
+    # A help desk export whose Status says Resolved, mapped without its resolution time: closed_at stays empty.
+    tickets = ("Ticket ID,Email,Created time,Status\n"
+               "t1,17850,2024-01-05 10:00:00,Resolved\nt2,13047,2024-01-07 10:00:00,Open\n"
+               "t3,17850,2024-01-08 10:00:00,Closed\nt4,12583,2024-01-09 10:00:00,Pending\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": tickets},
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Email": "customer_id",
+                                                "Created time": "opened_at", "Status": "resolved"},
+                    "recode": {"resolved": {"Resolved": True, "Closed": True, "Open": False, "Pending": False}}}})
+    with caplog.at_level("WARNING", logger="pipeline"):
+        result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    note = ("2 of 4 tickets are resolved by Status but have no closed_at (x.csv: 2): an empty closed_at means open, so "
+            "each counts as an open, unresolved ticket at every snapshot from its opening on (open_tickets, "
+            "unresolved_share and the actions that read them; 1 customer). Map the export's resolution time onto "
+            "closed_at with its rename (e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for "
+            "Zendesk); an export without one cannot tell when they were resolved")
+    assert note in result.report["notes"] and note in caplog.text
+    assert len(result.validated) == 4  # nothing is left out: the contract reads them as open
+
+
 def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):
     # The same help desk export with its offered ratings left out: that their word is not a number is no news.
     ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
