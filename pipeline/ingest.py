@@ -36,6 +36,8 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,6 +67,8 @@ from pipeline.contract import (
 from pipeline.errors import IngestError
 from pipeline.progress import get_logger
 from pipeline.sources import (
+    FALSE_WORDS,
+    TRUE_WORDS,
     RawSource,
     export_setting,
     cell_text,
@@ -360,10 +364,50 @@ def without_guest_ids(ids: pd.Series, guest_ids: Sequence[str], *, case: str) ->
     return (ids.mask(guests), int(guests.sum())) if guests.any() else (ids, 0)
 
 
-def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
+WORD_PATTERN = r"[^\W\d_]{2,}"  # letters ('good', 'on hold'): a word, not a number in another layout
+NOT_WORDS = ("inf", "infinity", "nan")  # what a number reader names, not an export's own word
+SHOWN_WORDS = 3
+
+
+def _yaml_word(word: str) -> str:
+    """`word` as a YAML flow key or list item: plain when it can be, else quoted."""
+    return word if re.fullmatch(r"[A-Za-z_][\w .-]*", word) and word.lower() not in TRUE_WORDS + FALSE_WORDS + (
+        "null", "none", "on", "off") else json.dumps(word)
+
+
+def _frequent_words(text: pd.Series) -> list[str] | None:
+    """The most frequent values of `text` (stripped cells), at most SHOWN_WORDS, when most of them are words
+    (`WORD_PATTERN`, not 'inf' or 'nan'); None otherwise."""
+    words = text.str.contains(WORD_PATTERN) & ~text.str.lower().str.lstrip("+-").isin(NOT_WORDS)
+    if not len(text) or words.mean() <= 0.5:
+        return None
+    return text[words].value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+
+
+def words_reason(unread: pd.Series, *, column: str, label: str, setting: str, boolean: bool = False) -> str | None:
+    """The hint for cells of a number (or true/false, `boolean`) column that hold words ('offered', 'good', 'on hold'):
+    the words, and the `recode` that maps them onto the contract's values or the `exclude` that leaves their rows
+    out; None when most of them are not words."""
+    every = max(1, len(unread) // REASON_SAMPLE)
+    words = _frequent_words(unread.iloc[::every].astype("str").str.strip())
+    if words is None:
+        return None
+    more = ", ..." if len(words) == SHOWN_WORDS else ""
+    if boolean:
+        shown = ", ".join(repr(word) for word in words) + more
+        return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
+                "or true where it means yes)")
+    shown = ", ".join(repr(word) for word in words) + more
+    keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
+    return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
+            f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}})")
+
+
+def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: dict | None = None) -> str:
     """The quarantine reason of number cells that could not be read (`unread`): 'not a number', with a hint when
     most of them have a decimal comma (and the decimal mark is '.'), or a currency sign other than the
-    configured one (naming the most frequent)."""
+    configured one (naming the most frequent), or are words (`words_reason`, given `words`: its column, label and
+    setting)."""
     every = max(1, len(unread) // REASON_SAMPLE)  # evenly spaced: the hint only needs what most cells look like
     text = unread.iloc[::every].astype("str").str.strip()
     if read.accounting_negatives:  # '(12,50)' is read as '-12,50': the hints look at that
@@ -381,7 +425,8 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str) -> str:
         comma = read.decimal == "." and numbers.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5
         return (f"not a number (a currency sign? set sources.{source}.read.currency: {sign!r}"
                 + (" and read.decimal: ','" if comma else "") + ")")
-    return "not a number"
+    hint = words_reason(unread, **words) if words is not None else None
+    return f"not a number {hint}" if hint else "not a number"
 
 
 def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
@@ -432,11 +477,22 @@ def parse_source(
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed):
+                words = None if column in BOUNDED_MONEY.get(raw.name, ()) else {  # a word is no amount of money
+                    "column": column, "label": labels.get(column, column), "setting": setting or f"sources.{raw.name}"}
                 if dtype == FLOAT:
-                    reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name)
+                    reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name, words=words)
+                elif dtype == BOOLEAN and words is not None:
+                    hint = words_reason(values.iloc[failed], **words, boolean=True)
+                    reason += f" {hint}" if hint else ""
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
+    for later, earlier in TIME_ORDER.get(raw.name, ()):
+        if later in mapped and earlier in mapped:
+            typed[later], note = with_same_day_dates_not_before(
+                typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
+                earlier=labels.get(earlier, earlier))
+            notes.extend([note] if note else [])
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
         notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
@@ -479,6 +535,36 @@ def parse_source(
                 "order's whole discount on one of its lines? map each line's own discount)"))], ignore_index=True)
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
+
+
+def _local_day(times: pd.Series, timezone: str) -> pd.Series:
+    """The start of each time's day in `timezone` (the wall clock the export wrote)."""
+    return times.dt.tz_convert(timezone).dt.normalize()
+
+
+def with_same_day_dates_not_before(
+    times: pd.Series, earlier_times: pd.Series, *, timezone: str, later: str, earlier: str
+) -> tuple[pd.Series, str]:
+    """`times` (a later time value: a ticket's close, an order's delivery) and a note, where `times` is a column of
+    dates without a time of day (every value at midnight in `timezone`, the reading of '2025-03-04'): such a date on
+    the day of `earlier_times` is read as at that time (the earliest moment the date allows that is not before it),
+    where it would otherwise read as before it; other dates stay the start of their day. The note
+    says how many, and that durations from `earlier` are then lower bounds (`later`, `earlier`: the columns' labels).
+    (`times`, "") for any other column."""
+    present = times.notna().to_numpy(dtype=bool)
+    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
+    if sample.empty or not (_local_day(sample, timezone) == sample).all():
+        return times, ""
+    day = _local_day(times, timezone)
+    if not (day == times).to_numpy(dtype=bool)[present].all():
+        return times, ""
+    fixed = ((times < earlier_times) & (day == _local_day(earlier_times, timezone))).fillna(False).to_numpy(dtype=bool)
+    if not fixed.any():
+        return times, ""
+    return times.where(~fixed, earlier_times), (
+        f"{later} holds dates without a time of day: each is read as the start of its day, and {int(fixed.sum()):,} on "
+        f"the day of {earlier} as at {earlier} (not before it); hours from {earlier} to {later} are lower bounds, up to "
+        "a day short")
 
 
 def parsed_refunds(
@@ -836,6 +922,19 @@ def header_rows(raw: RawSource) -> np.ndarray:
     present = (cells.notna() & (cells.astype("str").apply(lambda column: column.str.strip()) != "")).to_numpy()
     header = (named | ~present).all(axis=1) & (named.sum(axis=1) >= min(2, len(frame.columns)))
     return rows[header].astype(np.int64)
+
+
+def only_the_exclusion(problems: pd.DataFrame, *, keep: Iterable[str] = ()) -> pd.DataFrame:
+    """`problems` where a row left out by `exclude` has only its exclusion (and the reasons in `keep`: a lookup's
+    miss, which tells why its values are missing) as reason: it was left out on purpose, and what else its cells
+    hold ('offered' in a score column is not a number) would fill the report's top reasons with rows that are not
+    bad."""
+    excluded = problems["reason"].str.startswith(EXCLUDED_PREFIX).to_numpy(dtype=bool)
+    if not excluded.any():
+        return problems
+    other = problems["row"].isin(problems["row"].to_numpy()[excluded]).to_numpy(dtype=bool) & ~excluded
+    other &= ~problems["reason"].isin(list(keep)).to_numpy(dtype=bool)
+    return problems[~other].reset_index(drop=True) if other.any() else problems
 
 
 def not_bad(reasons: pd.Series) -> pd.Series:
@@ -1209,6 +1308,30 @@ def split_source(
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
 
 
+def resolved_without_close_note(
+    typed: pd.DataFrame, origin: pd.DataFrame, kept: np.ndarray, *, resolved: str
+) -> str | None:
+    """A note when kept tickets (`kept`: rows of `typed`, a parsed support_tickets frame) are resolved but have no
+    closed_at (a help desk's Status mapped onto resolved, its resolution time left unmapped): the contract reads them
+    as open at every snapshot, and nothing tells when they were resolved. Counts them per file of `origin`; None
+    when there are none. `resolved`: the label of the resolved column."""
+    said = (typed["resolved"] == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712 (nullable boolean)
+    rows = kept & said & typed["closed_at"].isna().to_numpy()
+    if not rows.any():
+        return None
+    files = origin["source_file"].astype("str").to_numpy()[rows]
+    per_file = pd.Series(files).str.rsplit("/", n=1).str[-1].value_counts(sort=True)
+    customers = typed["customer_id"].to_numpy()[rows]
+    count = int(pd.Series(customers).nunique())
+    where = ", ".join(f"{file}: {n:,}" for file, n in per_file.items())
+    return (f"{int(rows.sum()):,} of {int(kept.sum()):,} tickets are resolved by {resolved} but have no closed_at "
+            f"({where}): an empty closed_at means open, so each counts as an open, unresolved ticket at every snapshot "
+            "from its opening on (open_tickets, unresolved_share and the actions that read them; "
+            f"{count:,} customer{'s' * (count != 1)}). Map the export's resolution time onto closed_at with its rename "
+            "(e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without one "
+            "cannot tell when they were resolved")
+
+
 def _share(flags: np.ndarray) -> float:
     return round(float(flags.mean()) if len(flags) else 0.0, 6)
 
@@ -1319,14 +1442,28 @@ def _without_leading_zeros(digits: pl.Expr) -> pl.Expr:
     return pl.when(unpadded == "").then(pl.lit("0")).otherwise(unpadded)
 
 
+# A number with at most a short prefix or suffix of letters ('C-00123', 'CUST123', '123-AB'): the digits name it.
+NUMBERED_ID_PATTERN = r"^[A-Za-z]{0,4}[\W_]*[0-9][0-9\W_]*[A-Za-z]{0,4}$"
+
+
 def _loose_ids(ids: pa_arrow.Array) -> pa_arrow.Array:
-    """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id has
-    digits ('C-00123' -> '123'), else the lower-case letters ('Ab_c' -> 'abc')."""
+    """Ids as a diagnosis compares them (never joined on): the digits without leading zeros when an id is a number
+    with at most a short prefix or suffix ('C-00123' -> '123'), else the lower-case letters and digits ('Ab_c' ->
+    'abc', 'Ann.Lee2@X.com' -> 'annlee2xcom': e-mail addresses that merely hold the same digits are not alike)."""
     text = pl.col("id")
     digits = _without_leading_zeros(text.str.replace_all(r"[^0-9]", ""))
-    letters = text.str.to_lowercase().str.replace_all(r"[^a-z]", "")
-    loose = pl.when(text.str.contains(r"[0-9]")).then(digits).otherwise(letters)
+    letters = text.str.to_lowercase().str.replace_all(r"[^a-z0-9]", "")
+    loose = pl.when(text.str.contains(NUMBERED_ID_PATTERN)).then(digits).otherwise(letters)
     return pl.DataFrame({"id": pl.Series(ids)}).select(loose.alias("id"))["id"].to_arrow()
+
+
+def _same_but_for_case(ids: pa_arrow.Array, others: pa_arrow.Array) -> tuple[str, str] | None:
+    """The first id of `ids` that an id of `others` writes in another case, and that one; None when there is none."""
+    frames = [pl.DataFrame({"id": pl.Series(values)}).with_columns(pl.col("id").str.to_lowercase().alias("key"))
+              for values in (ids, others)]
+    pairs = frames[0].join(frames[1], on="key", how="inner", suffix="_other", maintain_order="left").filter(
+        pl.col("id") != pl.col("id_other")).head(1)
+    return None if pairs.is_empty() else (pairs["id"][0], pairs["id_other"][0])
 
 
 def _distinct_ids(frame: pd.DataFrame) -> pa_arrow.Array:
@@ -1341,12 +1478,13 @@ def _share_in(values: pa_arrow.Array, others: pa_arrow.Array) -> float:
     return float(pa_compute.mean(pa_compute.cast(found, pa_arrow.float64())).as_py() or 0.0)
 
 
-def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
+def id_match_notes(results: Mapping[str, SourceResult], *, id_case: str = "keep") -> dict[str, str]:
     """A note per source whose customer ids do not match the transactions' ones (ids split silently between
     sources): feedback, tickets and loyalty events when less than MIN_ID_MATCH of their distinct ids are
     transaction customers; the customers source when less than that of the transaction customers are in it
-    (it may list customers who never bought). The note says when the ids match once written alike
-    (`_loose_ids`) and shows an example of each side."""
+    (it may list customers who never bought). The note says when the ids match once case is folded (with
+    `id_case` keep: then it names ingest.id_case: lower and shows one id written both ways), or once written alike
+    (`_loose_ids`), and shows an example of each side."""
     buyers = _distinct_ids(results["transactions"].validated)
     notes = {}
     for name, result in results.items():
@@ -1359,10 +1497,18 @@ def id_match_notes(results: Mapping[str, SourceResult]) -> dict[str, str]:
         share = _share_in(measured, against)
         if share >= MIN_ID_MATCH:
             continue
-        loose_share = _share_in(_loose_ids(measured), _loose_ids(against))
         what = (f"only {share:.0%} of the transaction customers are in {name}" if name == "customers" else
                 f"only {share:.0%} of {name}'s {len(ids):,} customer ids are transaction customers")
         example = f"(e.g. {name} {ids[0].as_py()!r}, transactions {buyers[0].as_py()!r})"
+        folded_share = 0.0 if id_case != "keep" else _share_in(pa_compute.utf8_lower(measured),
+                                                                 pa_compute.utf8_lower(against))
+        pair = _same_but_for_case(ids, buyers) if folded_share >= max(MIN_ID_MATCH, share + 0.3) else None
+        if pair is not None:
+            notes[name] = (f"{what} (e.g. {name} {pair[0]!r}, transactions {pair[1]!r}); {folded_share:.0%} would be "
+                           "if letter case did not count: set ingest.id_case: lower (every source's ids are then read "
+                           "in lower case), or those features stay empty")
+            continue
+        loose_share = _share_in(_loose_ids(measured), _loose_ids(against))
         if loose_share >= max(MIN_ID_MATCH, share + 0.3):
             notes[name] = (f"{what} {example}; {loose_share:.0%} would be if only their digits counted (no prefix, "
                            "punctuation or leading zeros): the two exports write the same ids differently, and those "
@@ -1919,6 +2065,7 @@ def ingest_sources(
             failed = problems["row"].isin(missed["row"]) & (
                 problems["reason"].eq(ANONYMOUS) | problems["reason"].str.endswith((f": {MISSING}", UNANSWERED)))
             problems = pd.concat([problems[~failed], missed], ignore_index=True)
+        problems = only_the_exclusion(problems, keep=() if missed is None else missed["reason"].unique())
         headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
         if headers.any():
             problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)
@@ -1936,6 +2083,14 @@ def ingest_sources(
             problems = pd.concat([problems, refund_problems], ignore_index=True)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
+        if name == "support_tickets":
+            kept = np.ones(len(parsed[name].typed), dtype=bool)
+            kept[problems["row"].to_numpy(dtype=np.int64)] = False
+            note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
+                                               resolved=_label(parsed[name].labels, "resolved"))
+            if note:
+                results[name].report["notes"].append(note)
+                get_logger().warning("%s: %s", name, note)
         if carriers is not None:
             results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
@@ -1948,7 +2103,7 @@ def ingest_sources(
     end = thin_end_note(results["transactions"])
     totals = order_total_note(results["transactions"])
     for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals) if note),
-                       *id_match_notes(results).items()]:
+                       *id_match_notes(results, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)
     signs = negative_earn_note(results["loyalty_events"])

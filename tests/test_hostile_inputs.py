@@ -300,6 +300,14 @@ QUARANTINED = {
     ),
     "nps out of range": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,nps,11\n"), "score: outside 0-10 for nps"),
     "an unknown feedback kind": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,stars,3\n"), "kind: not one of nps, csat, review (map other words with sources.feedback.recode)"),
+    "words in a number column (a help desk's ratings mapped onto score)": (
+        beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,csat,good\n"),
+        "score: not a number (words: 'good'; give each a number with sources.feedback.recode: {score: {good: <number>}}, "
+        "or leave their rows out with sources.feedback.exclude: {score: [good]})"),
+    "a true/false column with another word (a help desk's status mapped onto resolved)": (
+        beside_clean_orders("support_tickets", with_column(TICKETS, "resolved", "true", last="on hold")),
+        "resolved: not true/false/yes/no/1/0 ('on hold'; say what each means with sources.support_tickets.recode: "
+        "{resolved: {on hold: false}}, or true where it means yes)"),
     "a ticket closed before it opened": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,2024-01-08 10:00:00,email\n"), "closed_at: before opened_at"),
     "an unknown ticket channel": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"), "channel: not one of phone, email, chat, social, other (map other words with sources.support_tickets.recode)"),
     "loyalty points of 1e15": (beside_clean_orders("loyalty_events", LOYALTY + "13047,2024-01-08 10:00:00,earn,1e15\n"), "points: beyond ±1e+09 (ingest.max_abs_amount)"),
@@ -464,6 +472,68 @@ def test_help_desk_ratings_in_words_with_offered_ones_unanswered(tmp_path):
                                                                                   ["12583", "csat", 1.0]]
     assert feedback.quarantine["Satisfaction"].tolist() == ["offered", "unoffered"]  # as the export wrote them
     assert feedback.report["bad_rows"] == 0
+
+
+def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_opening(tmp_path):
+    # A help desk exports 'Solved at' as a date: a ticket solved on its opening day is not closed before it opened.
+    tickets = ("Id,customer_id,Created at,Solved at\n"
+               "t1,17850,2024-01-05 10:12:00,2024-01-05\n"  # solved the same day
+               "t2,13047,2024-01-07 10:00:00,2024-01-09\n"  # two days later: the start of that day
+               "t3,17850,2024-01-09 10:00:00,2024-01-08\n"  # a day before it opened: still before
+               "t4,13047,2024-01-10 10:00:00,\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": tickets}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Id": "ticket_id", "Created at": "opened_at", "Solved at": "closed_at"}}})
+    result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    assert result.validated["ticket_id"].tolist() == ["t1", "t2", "t4"]
+    assert result.validated["closed_at"].tolist()[:2] == [pd.Timestamp("2024-01-05 10:12", tz="UTC"),
+                                                         pd.Timestamp("2024-01-09", tz="UTC")]
+    assert result.quarantine["reason"].tolist() == ["Solved at: before Created at"]
+    assert ("Solved at holds dates without a time of day: each is read as the start of its day, and 1 on the day of "
+            "Created at as at Created at (not before it); hours from Created at to Solved at are lower bounds, up to a "
+            "day short") in result.report["notes"]
+
+
+def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mapping(tmp_path, caplog):
+    # A help desk export whose Status says Resolved, mapped without its resolution time: closed_at stays empty.
+    tickets = ("Ticket ID,Email,Created time,Status\n"
+               "t1,17850,2024-01-05 10:00:00,Resolved\nt2,13047,2024-01-07 10:00:00,Open\n"
+               "t3,17850,2024-01-08 10:00:00,Closed\nt4,12583,2024-01-09 10:00:00,Pending\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": tickets},
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Email": "customer_id",
+                                                "Created time": "opened_at", "Status": "resolved"},
+                    "recode": {"resolved": {"Resolved": True, "Closed": True, "Open": False, "Pending": False}}}})
+    with caplog.at_level("WARNING", logger="pipeline"):
+        result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    note = ("2 of 4 tickets are resolved by Status but have no closed_at (x.csv: 2): an empty closed_at means open, so "
+            "each counts as an open, unresolved ticket at every snapshot from its opening on (open_tickets, "
+            "unresolved_share and the actions that read them; 1 customer). Map the export's resolution time onto "
+            "closed_at with its rename (e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for "
+            "Zendesk); an export without one cannot tell when they were resolved")
+    assert note in result.report["notes"] and note in caplog.text
+    assert len(result.validated) == 4  # nothing is left out: the contract reads them as open
+
+
+def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):
+    # The same help desk export with its offered ratings left out: that their word is not a number is no news.
+    ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
+               "12583,2024-01-07,bad\n17850,2024-01-08,offered\n13047,2024-01-09,unoffered\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": ratings},
+                sources={"transactions": {"path": "t.csv"},
+                         "feedback": {"path": "x.csv", "constants": {"kind": "csat"},
+                                      "rename": {"Requester": "customer_id", "Updated": "submitted_at",
+                                                 "Satisfaction": "score"},
+                                      "recode": {"score": {"good": 5, "bad": 1}},
+                                      "exclude": {"Satisfaction": ["offered", "unoffered"]}}})
+    feedback = ingest_in_memory(tmp_path, case).sources["feedback"]
+    assert feedback.quarantine["reason"].tolist() == [
+        "excluded by sources.feedback.exclude: Satisfaction is 'offered'"] * 2 + [
+        "excluded by sources.feedback.exclude: Satisfaction is 'unoffered'"]
+    assert feedback.report["top_reasons"] == [
+        {"reason": "excluded by sources.feedback.exclude: Satisfaction is 'offered'", "rows": 2},
+        {"reason": "excluded by sources.feedback.exclude: Satisfaction is 'unoffered'", "rows": 1}]
+    assert (feedback.report["excluded_rows"], feedback.report["bad_rows"]) == (3, 0)
 
 
 def test_a_score_column_blank_on_every_row_is_a_mapping_error_not_unanswered_surveys(tmp_path):
