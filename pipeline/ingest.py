@@ -1425,6 +1425,8 @@ ONE_ORDER_SHARE = 0.995  # ... that is, with at most 1 in 200 ids holding a seco
 ONE_ORDER_SAMPLE = 200_000  # lines looked at first for a customer with a second order
 ORDER_TOTAL_SHARE = 0.9  # orders whose lines differ in product or quantity yet all give one amount: an order's total
 ORDER_TOTAL_MIN_ORDERS = 50  # ... on each line, when this share of at least this many such orders does
+FREE_ORDER_SHARE = 0.05  # orders whose every line is worth 0 (free trials, samples, replacements) above this share ...
+FREE_ORDER_MIN = 50  # ... and at least this many get a note: each counts as a purchase
 GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
 GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
 GAP_MIN_LINES = 50
@@ -1693,6 +1695,33 @@ def one_order_each_note(result: SourceResult) -> str | None:
             "customer_id looks like an id per order (an order system's own customer key), so nobody buys again and "
             "churn cannot be learned; map the column that names the person, or take it from a customers table with "
             "sources.transactions.lookup")
+
+
+def free_orders(lines: pd.DataFrame) -> tuple[int, int]:
+    """(orders of `lines` (order_id, amount) whose every line has amount 0, all orders)."""
+    orders = (pl.from_pandas(lines[["order_id", "amount"]]).lazy().group_by("order_id")
+              .agg((pl.col("amount") == 0).all().alias("free")).collect())
+    return int(orders["free"].sum()), orders.height
+
+
+def free_order_note(result: SourceResult) -> str | None:
+    """A note when at least FREE_ORDER_SHARE of the orders of the validated transactions (`result`; at least
+    FREE_ORDER_MIN of them) are worth 0 on every line: free trials, samples or replacements, each of which counts as
+    a purchase (recency, frequency, and a customer with one in the label window is not churned); None otherwise."""
+    frame = result.validated
+    head = frame.head(ONE_ORDER_SAMPLE)  # the first lines settle it cheaply for most exports
+    free, total = free_orders(head)
+    if free < FREE_ORDER_SHARE * total:
+        return None
+    if len(frame) > len(head):
+        free, total = free_orders(frame)
+    if free < max(FREE_ORDER_MIN, FREE_ORDER_SHARE * total):
+        return None
+    return (f"{free:,} of the {total:,} orders ({free / total:.0%}) are worth 0 on every line (free trials, samples, "
+            "replacements?): each counts as a purchase, in recency and frequency, and a customer with one after a "
+            "snapshot is not labelled churned. If they are not purchases for this business, leave them out with "
+            "sources.transactions.exclude on the column that marks them (a status, a billing reason) or on the "
+            "amount column as the export writes it (e.g. ['0', '0.00'])")
 
 
 def order_total_note(result: SourceResult) -> str | None:
@@ -2102,7 +2131,9 @@ def ingest_sources(
     gap = order_gap_note(results["transactions"])
     end = thin_end_note(results["transactions"])
     totals = order_total_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals) if note),
+    free = free_order_note(results["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free)
+                         if note),
                        *id_match_notes(results, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)

@@ -24,6 +24,7 @@ from pipeline.ingest import (
     keep_rows,
     order_gap_note,
     order_total_note,
+    free_order_note,
     thin_end_note,
     parse_source,
     data_start,
@@ -586,6 +587,25 @@ def _orders(same: int, different: int, **columns) -> SourceResult:
         "quantity": 1.0,
     })
     return SourceResult("transactions", frame.assign(**columns), pd.DataFrame(), pd.DataFrame(), {})
+
+
+def _free_and_paid(free: int, paid: int, *, line_amounts=(0.0, 0.0)) -> SourceResult:
+    """Validated transactions: `free` orders of two lines with `line_amounts`, then `paid` orders of one 10.0 line."""
+    frame = pd.DataFrame({
+        "order_id": [*np.repeat([f"f{i}" for i in range(free)], 2), *[f"p{i}" for i in range(paid)]],
+        "amount": [*np.tile(line_amounts, free), *np.full(paid, 10.0)],
+    })
+    return SourceResult("transactions", frame, pd.DataFrame(), pd.DataFrame(), {})
+
+
+def test_free_order_note_counts_orders_worth_0_on_every_line():
+    assert free_order_note(_free_and_paid(60, 940)).startswith(
+        "60 of the 1,000 orders (6%) are worth 0 on every line (free trials, samples, replacements?): each counts as a "
+        "purchase")
+    assert free_order_note(_free_and_paid(40, 960)) is None  # 4%: a shop's odd free order
+    assert free_order_note(_free_and_paid(40, 400)) is None  # 9%, but too few to name
+    assert free_order_note(_free_and_paid(60, 940, line_amounts=(0.0, 5.0))) is None  # a free gift in a paid order
+    assert free_order_note(_free_and_paid(60, 940, line_amounts=(10.0, -10.0))) is None  # an exchange: goods moved
 
 
 def test_order_total_note_needs_nine_in_ten_of_fifty_orders_whose_lines_differ(monkeypatch):
