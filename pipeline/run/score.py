@@ -45,11 +45,11 @@ from pipeline.labels import seen_outcomes_warning
 from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, load_playbook, starter_playbook_text
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
-from pipeline.snapshot import latest_event_date as orders_end
 from pipeline.run.drift import newer_labels_since_training, observed_rate, scoring_drift
 from pipeline.run.features import features_and_labels_streamed, read_validated
 from pipeline.run.uplift import load_uplift_models, uplift_dir
 from pipeline.score import score_customers, summarise_scores
+from pipeline.snapshot import latest_event_date as orders_end
 from pipeline.tracking import champion_bundle, configure_mlflow, metric_key, tracking_settings, use_experiment
 from pipeline.uplift import predict_uplift
 
