@@ -256,7 +256,8 @@ def updated_playbook(
         if row is None or not np.isfinite(row["uplift"]):
             continue
         earlier = action.get("measured") or {}
-        planned = earlier.get("planned_uplift", action.get("uplift"))
+        planned = earlier.get("planned_uplift")
+        planned = action.get("uplift") if planned is None else planned
         adopted, weight = adopted_uplift(float(planned), action.get("uplift_sd"), float(row["uplift"]),
                                          float(row["uplift_low"]), float(row["uplift_high"]), confidence=confidence)
         action["uplift"] = round(adopted, 4)

@@ -156,6 +156,9 @@ def test_a_noisy_measurement_moves_the_plan_little_and_a_precise_one_much():
     second, changes = updated_playbook(first, pooled, based_on="p.v2.yaml", measured_on=dt.date(2026, 2, 2))
     assert second["actions"][0]["uplift"] == first["actions"][0]["uplift"]
     assert second["actions"][0]["measured"]["planned_uplift"] == changes.loc[0, "planned_uplift"] == 0.1
+    first["actions"][0]["measured"]["planned_uplift"] = None  # a hand-edited block without its plan: the uplift is
+    third, _ = updated_playbook(first, pooled, based_on="p.v2.yaml", measured_on=dt.date(2026, 2, 2))
+    assert third["actions"][0]["measured"]["planned_uplift"] == first["actions"][0]["uplift"]
 
 
 def test_repeat_factors_count_customers_in_several_campaigns_once():
