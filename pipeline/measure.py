@@ -9,7 +9,8 @@ and overall ("all"):
   unlike the Wald interval it keeps its coverage near 0 or 1 and with small groups).
 - uplift = 1 - churn(treatment) / churn(control): the share of churn prevented, the quantity the
   playbook's `uplift` assumes. Interval from the log risk ratio (Katz et al. 1978), with a 0.5
-  correction when a cell is zero; missing when the control group has no churn at all.
+  correction when a cell of the two-by-two table is empty (no churner, or nobody kept, in a group: 3 of 3 control
+  customers churned gave an interval of +-0.04 without it); missing when the control group has no churn at all.
 - realised value: mean spend in the window of treated minus control customers, times the number
   treated, minus the cost of the actions given; next to the expected net value the scoring predicted.
   Its interval comes from the standard error of that difference of means (Welch): spend is heavy-tailed
@@ -83,7 +84,7 @@ def relative_reduction(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """1 - risk ratio (treated / control) with a log risk-ratio interval; NaN without control churn."""
     x_t, n_t, x_c, n_c = (np.asarray(a, dtype=float) for a in (x_treat, n_treat, x_control, n_control))
-    zero_cell = (x_t == 0) | (x_c == 0)
+    zero_cell = (x_t == 0) | (x_c == 0) | (x_t == n_t) | (x_c == n_c)  # an empty cell: no variance otherwise
     ct, cc = np.where(zero_cell, x_t + 0.5, x_t), np.where(zero_cell, x_c + 0.5, x_c)
     nt, nc = np.where(zero_cell, n_t + 1.0, n_t), np.where(zero_cell, n_c + 1.0, n_c)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -95,11 +95,15 @@ def mantel_haenszel_log_risk_ratio(
     x_t: np.ndarray, n_t: np.ndarray, x_c: np.ndarray, n_c: np.ndarray, groups: np.ndarray
 ) -> pd.DataFrame:
     """Per group of campaigns (x_t churners of n_t treated, x_c of n_c control): pooled (log of the Mantel-Haenszel
-    risk ratio treated / control) and se (Greenland-Robins). A group without a treated churner in any campaign is
-    pooled with 0.5 added to every cell (a ratio of 0 has no log); NaN where no control customer churned."""
+    risk ratio treated / control) and se (Greenland-Robins). A campaign with an empty cell (no churner, or nobody
+    kept, in either group, but some churner) counts with 0.5 added to each of its cells: a ratio of 0 has no log, and a group whose
+    every customer churned gave its churn no variance (3 of 3 control customers churned: an interval of +-0.04 around
+    the uplift, where one customer more kept would have moved it by 0.5). NaN where no control customer churned."""
     plain = _mantel_haenszel_sums(x_t, n_t, x_c, n_c, groups)
-    corrected = _mantel_haenszel_sums(x_t + 0.5, n_t + 1, x_c + 0.5, n_c + 1, groups)
-    sums = plain.where(pd.DataFrame({c: plain["r"] > 0 for c in plain.columns}), corrected)
+    # A campaign where nobody churned tells nothing of a ratio: it stays out of the sums, uncorrected (Cochrane).
+    empty = ((x_t == 0) | (x_c == 0) | (x_t == n_t) | (x_c == n_c)) & ~((x_t == 0) & (x_c == 0))
+    half = np.where(empty, 0.5, 0.0)
+    sums = _mantel_haenszel_sums(x_t + half, n_t + 2 * half, x_c + half, n_c + 2 * half, groups)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = np.where(plain["s"] > 0, np.log(sums["r"] / sums["s"]), np.nan)
         se = np.where(plain["s"] > 0, np.sqrt(sums["p"] / (sums["r"] * sums["s"])), np.nan)

@@ -14,6 +14,7 @@ from pipeline.config import FeaturesConfig
 from pipeline.errors import ScoreError
 from pipeline.features.registry import feature_specs
 from pipeline.playbook import playbook_from_dict
+from pipeline.measure import relative_reduction
 from pipeline.pooling import adopted_uplift, holds_no_effect_note, next_version_path, pooled_uplift, repeat_factors, updated_playbook
 
 
@@ -52,6 +53,20 @@ def test_a_campaign_without_control_churners_has_no_ratio():
     row = pooled_uplift(measured).iloc[0]
     assert row["campaigns_without_ratio"] == 1
     assert row["uplift"] == pytest.approx(0.5)
+
+
+def test_a_control_group_that_all_churned_still_has_a_variance():
+    """44 treated (43 churned) against 3 control customers who all churned: without a correction the control's
+    churn had no variance and the interval was +-0.04 around the uplift, where one control customer kept would have
+    moved it by 0.5. With 0.5 added to each cell of such a campaign the interval is wide, in both the campaign's
+    own measure and the pooled one."""
+    rows = campaign_rows(("a", "onboarding", 44, 3, 43 / 44, 1.0))
+    pooled = pooled_uplift(rows).iloc[0]
+    assert pooled["uplift_high"] - pooled["uplift_low"] > 0.5
+    uplift, low, high = relative_reduction(np.array([43]), np.array([44]), np.array([3]), np.array([3]), z=1.959964)
+    assert high[0] - low[0] > 0.5
+    se = math.sqrt(1 / 43.5 - 1 / 45 + 1 / 3.5 - 1 / 4)  # Katz on the corrected table
+    assert low[0] == pytest.approx(1 - (43.5 / 45) / (3.5 / 4) * math.exp(1.959964 * se))
 
 
 def test_campaigns_where_nobody_was_treated_pool_to_no_uplift_with_the_stated_coverage():
