@@ -106,6 +106,17 @@ def test_registry_reasons_through_the_production_path(feature, sentence):
         assert result["reason_1"].tolist() == [sentence]
 
 
+def test_no_spend_in_a_window_is_not_said_as_no_purchase():
+    """A free order (a trial invoice of 0) is a purchase: a customer with one in the window spent nothing, but
+    "bought nothing in the last 365 days" beside "no order for 2 months" contradicted it (131 rows of a subscription
+    export's list)."""
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    frame = _one_customer_features(cfg).assign(gross_spend_365d=0.0)
+    contributions = pd.DataFrame({"gross_spend_365d": [0.5]}, index=frame.index)
+    result = top_reasons(contributions, frame, specs=feature_specs(cfg), as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["spent nothing on purchases in the last 365 days"]
+
+
 def test_reason_context_frame_adds_date_columns():
     frame = pd.DataFrame({"recency_days": [30.0, np.nan], "days_since_feedback": [0.5, 10.0]})
     result = reason_context_frame(frame, AS_OF)

@@ -262,7 +262,7 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
                   "typical customer", (">=", 0), BELOW_TYPICAL))),
         *[_n(f"gross_spend_{w}d", "activity", f"Value of purchase lines in the last {w} days, before returns.",
              "down", _reason(
-              _says(f"bought nothing in the last {w} days", ("==", 0)),
+              _says(f"spent nothing on purchases in the last {w} days", ("==", 0)),  # free orders are purchases
               _says(f"bought goods worth only {{gross_spend_{w}d:money}} in the last {w} days (before returns), "
                     "less than the typical customer", POSITIVE, BELOW_TYPICAL)))
           for w in windows],
