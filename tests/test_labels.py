@@ -213,7 +213,8 @@ def test_yearly_buyers_warning_pools_the_labelled_snapshots():
     warning = yearly_buyers_warning(rows, horizon_days=90)
     assert warning.startswith("6% of the customers labelled churned (no purchase in the 90 days after a snapshot; 2,000 "
                               "labels of snapshots 2024-01-01 to 2024-02-01) had bought about a year apart (335-395 "
-                              "days between their last two purchase days): yearly buyers")
+                              "days between their last two purchase days; those who bought once so far are not "
+                              "counted, so there are more): yearly buyers")
     assert "features.horizon_days above a year" in warning and "sources.transactions.exclude" in warning
     assert yearly_buyers_warning(rows[:1], horizon_days=90) is None  # 3%: a shop's casual buyers stay quiet
     assert yearly_buyers_warning([], horizon_days=90) is None

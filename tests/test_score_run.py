@@ -461,6 +461,29 @@ def test_a_model_trained_for_another_project_or_export_is_named_when_scoring(sco
     assert "was trained for project" not in caplog.text
 
 
+def test_the_yearly_buyers_warning_of_the_labels_is_repeated_when_scoring(scored, tmp_path, caplog):
+    """The list is read every week; the features stage's log seldom: a list that holds annual subscribers between
+    payments says so."""
+    import json
+    import logging
+
+    from pipeline.run import score
+    from pipeline.run.features import labels_report_path
+
+    cfg, _ = scored
+    workspace = _workspace_with(cfg, tmp_path, lambda validated: None)
+    labels_report_path(workspace).parent.mkdir(parents=True, exist_ok=True)
+    labels_report_path(workspace).write_text(json.dumps({"yearly_buyers_warning": "8% of the customers ..."}))
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        score.run(workspace, as_of=None, bundle=cfg.bundle_dir, quiet=True)
+    assert "labels (churn features): 8% of the customers ..." in caplog.text
+    labels_report_path(workspace).write_text("{not json")  # unreadable: nothing to repeat, no traceback
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        score.run(workspace, as_of=None, bundle=cfg.bundle_dir, quiet=True)
+    assert "labels (churn features)" not in caplog.text
+
+
 def test_bundles_that_record_no_origin_are_not_warned_about():
     from pipeline.run.score import ScoringModelInfo, other_data_warning
 

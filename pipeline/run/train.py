@@ -18,7 +18,6 @@ logged as 1 (see `pipeline.dask_engine`). The engine is the run's `train.engine`
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,7 +47,7 @@ from pipeline.features.store import (
 from pipeline.io import complete_interrupted_publishes, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
-from pipeline.run.features import event_span, labels_report_path
+from pipeline.run.features import event_span, labels_report_path, read_report
 from pipeline.run.history import treated_customers
 from pipeline.run.ingest import report_path
 from pipeline.split import (
@@ -318,15 +317,6 @@ class TrainingRecord:
     model_version: str
     decision: PromotionDecision
     bundle_path: Path
-
-
-def read_report(path: Path) -> dict[str, Any] | None:
-    """A stage's JSON report (the ingest report, the labels report of `churn features`) for the training run to log
-    beside its inputs; None when there is none, or it is unreadable."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def track_training(
