@@ -450,6 +450,10 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             production, production_snapshots = production_model(
                 features, result, cfg=cfg.train, fit=booster_fit
             )
+            logger.info(
+                "the model to register: %s refitted on all %d labelled snapshots (%s..%s, the test snapshot "
+                "included) with the rounds the folds chose; the test metrics are the evaluated fit's",
+                production.kind_, len(production_snapshots), production_snapshots[0], production_snapshots[-1])
             if backtest:
                 splits = rolling_splits(
                     labelled, horizon_days=horizon, folds=cfg.train.backtest_folds, validation_folds=cfg.train.cv_folds
