@@ -117,6 +117,25 @@ def test_no_spend_in_a_window_is_not_said_as_no_purchase():
     assert result["reason_1"].tolist() == ["spent nothing on purchases in the last 365 days"]
 
 
+def test_a_quick_reply_is_not_said_as_a_wait():
+    """'waited less than an hour on average for a first reply' read as a complaint where the model only found that
+    the reply time raises the risk: a wait is said as one when it is longer than the typical customer's."""
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    one = _one_customer_features(cfg)
+    frame = pd.concat([one, one], ignore_index=True).assign(
+        customer_id=["quick", "slow"], first_response_hours_mean=[0.5, 30.0], resolution_hours_mean=[2.0, 80.0])
+    for feature, quick, slow in [
+        ("first_response_hours_mean", "their average wait for a first reply (less than an hour) raises their "
+         "predicted risk", "waited 30 hours on average for a first reply, longer than the typical customer"),
+        ("resolution_hours_mean", "the average time to close their support tickets (2 hours) raises their predicted "
+         "risk", "their support tickets took 3 days on average to close, longer than the typical customer's"),
+    ]:
+        contributions = pd.DataFrame({feature: [0.5, 0.5]}, index=frame.index)
+        result = top_reasons(contributions, frame, specs=feature_specs(cfg), as_of=AS_OF, n=1,
+                             context=reason_context_frame, typical={feature: 10.0})
+        assert result["reason_1"].tolist() == [quick, slow]
+
+
 def test_reason_context_frame_adds_date_columns():
     frame = pd.DataFrame({"recency_days": [30.0, np.nan], "days_since_feedback": [0.5, 10.0]})
     result = reason_context_frame(frame, AS_OF)

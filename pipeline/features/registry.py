@@ -320,10 +320,14 @@ def _service(windows: list[int]) -> list[FeatureSpec]:
         _n("open_tickets", "service", "Support tickets still open (0 if none).", "up", _reason(
             _says("{open_tickets:count:support ticket} still open", POSITIVE))),
         _n("first_response_hours_mean", "service", "Average hours to a first reply (NaN without answered tickets).",
-           "up", _reason(_says("waited {first_response_hours_mean:hours} on average for a first reply", POSITIVE))),
+           "up", _reason(_says("waited {first_response_hours_mean:hours} on average for a first reply, longer than "
+                               "the typical customer", POSITIVE, ABOVE_TYPICAL),
+                         # a quick reply said as a wait would read as a complaint the customer does not have
+                         neutral="their average wait for a first reply ({first_response_hours_mean:hours})")),
         _n("resolution_hours_mean", "service", "Average hours to close a ticket (NaN without closed tickets).",
-           "up", _reason(_says("their support tickets took {resolution_hours_mean:hours} on average to close",
-                               POSITIVE))),
+           "up", _reason(_says("their support tickets took {resolution_hours_mean:hours} on average to close, longer "
+                               "than the typical customer's", POSITIVE, ABOVE_TYPICAL),
+                         neutral="the average time to close their support tickets ({resolution_hours_mean:hours})")),
         _n("unresolved_share", "service", "Share of tickets open or closed unresolved (NaN without tickets).",
            "up", _reason(_says("{unresolved_share:share} of their support tickets are unresolved", POSITIVE))),
         _n("late_deliveries", "service",
