@@ -338,3 +338,42 @@ def paired_bootstrap(
                 "share_above_zero": float((differences > 0).mean()) if len(differences) else math.nan,
             }
     return result
+
+
+STATIC_ATTRIBUTES = ("region", "acquisition_channel")  # the customers source's attributes, static by the contract
+LEAK_FLOOR = 0.7  # an attribute ranking churners at least this well, and about as well as recency, is suspect
+LEAK_MARGIN = 0.1
+
+
+def attribute_leak_warning(
+    train: pd.DataFrame, test: pd.DataFrame, *, label: str, attributes: tuple[str, ...] = STATIC_ATTRIBUTES,
+    behaviour: str = "recency_days",
+) -> str | None:
+    """A sentence naming the static customer attributes (`attributes`, categorical) that rank the `test` snapshot's
+    churners about as well as `behaviour` (recency) does, or better, and at least LEAK_FLOOR: each value scored by its
+    churn rate in the `train` rows (out of time), ROC-AUC on `test` (`label`: 0/1). An attribute fixed at sign-up
+    rarely knows that much (a region, a channel: 0.5-0.6); one the export writes as of its own day (a 'lapsed' tag, a
+    status) tells the model the future. None when no attribute does, or the test rows hold one class."""
+    if test[label].nunique() < 2 or behaviour not in test.columns:
+        return None
+    y = test[label].to_numpy(dtype=float)
+    recency = test[behaviour].to_numpy(dtype=float)
+    recency = np.where(np.isnan(recency), np.nanmax(recency, initial=0.0), recency)
+    recency_auc = roc_auc_score(y, recency)
+    suspects = []
+    for column in attributes:
+        if column not in test.columns or column not in train.columns or test[column].isna().all():
+            continue
+        rates = train[label].groupby(train[column].astype("str").where(train[column].notna())).mean()
+        score = test[column].astype("str").where(test[column].notna()).map(rates).fillna(train[label].mean())
+        auc = roc_auc_score(y, score.to_numpy(dtype=float))
+        if auc >= max(LEAK_FLOOR, recency_auc - LEAK_MARGIN):
+            suspects.append(f"{column} (ROC-AUC {auc:.2f})")
+    if not suspects:
+        return None
+    return (f"the customer attribute{'s' * (len(suspects) > 1)} {', '.join(suspects)} alone rank{'s' * (len(suspects) == 1)} "
+            f"the test snapshot's churners about as well as recency does ({recency_auc:.2f}), from the churn rates of "
+            "their values in the training snapshots: an attribute fixed at sign-up rarely knows that much. If the "
+            "customers export writes it as of the export day (tags such as 'lapsed', a status, order totals), it "
+            "tells the model the future: map only attributes fixed at sign-up (sources.customers.rename), or leave it "
+            "unmapped")

@@ -418,6 +418,7 @@ def training_run_contents(
     ingest_report: Mapping[str, Any] | None = None,
     labels_report: Mapping[str, Any] | None = None,
     left_out: Sequence[str] = (),
+    warnings: Mapping[str, str] | None = None,
 ) -> RunContents:
     """The training run's tags, params, metrics and documents.
 
@@ -426,7 +427,8 @@ def training_run_contents(
     on; the metrics are `result`'s (the evaluated fit's), plus the backtest's mean and std when given.
     `ingest_report`: the data's ingest report (its counts, quarantine reasons and warnings), logged beside the
     inputs, as is `labels_report` (churn rates per snapshot, the churned who came back, and the pause warning, also
-    tagged `label_pauses`, and the yearly-buyers warning, tagged `label_yearly_buyers`); `left_out`: labelled snapshots not read (train.max_training_rows), tagged.
+    tagged `label_pauses`, and the yearly-buyers warning, tagged `label_yearly_buyers`); `left_out`: labelled snapshots not read (train.max_training_rows), tagged; `warnings`: tag -> a warning
+    the training found in the data (e.g. `attribute_leak`), tagged.
     """
     split = result.split.as_dict()
     metrics = result.metrics
@@ -475,6 +477,7 @@ def training_run_contents(
             tags["label_yearly_buyers"] = str(labels_report["yearly_buyers_warning"])
     if left_out:
         tags["left_out_snapshots"] = ",".join(left_out)
+    tags.update(warnings or {})
     run_metrics = {**flat_metrics(metrics), **comparison_metrics(metrics["comparison"])}
     if backtest is not None:
         documents["backtest/backtest.json"] = dict(backtest)

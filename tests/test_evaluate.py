@@ -11,6 +11,7 @@ import pytest
 from pipeline.evaluate import (
     METRIC_NAMES,
     RetentionSettings,
+    attribute_leak_warning,
     classification_metrics,
     customer_values,
     expected_calibration_error,
@@ -196,3 +197,27 @@ def test_comparison_table_prints_its_title_and_intervals_whole():
     text = console.export_text()
     assert "(difference [paired bootstrap 95% interval])" in text
     assert "lightgbm (kept)" in text and "+0.012 [-0.004, +0.028]" in text
+
+
+def _attribute_rows(n: int, seed: int) -> pd.DataFrame:
+    """Customers whose churn follows recency loosely; `tag` is written after the fact ('lapsed' for most churners,
+    as a shop app tags them on the export day), `region` has nothing to do with it."""
+    rng = np.random.default_rng(seed)
+    churned = rng.random(n) < 0.4
+    recency = np.where(churned, rng.gamma(3, 40, n), rng.gamma(2, 30, n))
+    tag = np.where(churned & (rng.random(n) < 0.9), "lapsed", np.where(rng.random(n) < 0.5, "repeat", "vip"))
+    region = rng.choice(["north", "south", None], n)
+    return pd.DataFrame({"churned": churned.astype(float), "recency_days": recency, "acquisition_channel": tag,
+                         "region": region})
+
+
+def test_an_attribute_written_after_the_fact_is_named_and_an_honest_one_is_not():
+    train, test = _attribute_rows(2000, 1), _attribute_rows(1000, 2)
+    warning = attribute_leak_warning(train, test, label="churned")
+    assert warning.startswith("the customer attribute acquisition_channel (ROC-AUC 0.9")
+    assert "region" not in warning and "sources.customers.rename" in warning
+    honest = train.assign(acquisition_channel=train["region"]), test.assign(acquisition_channel=test["region"])
+    assert attribute_leak_warning(*honest, label="churned") is None
+    assert attribute_leak_warning(train, test.assign(churned=1.0), label="churned") is None  # one class: nothing
+    assert attribute_leak_warning(train.drop(columns=["acquisition_channel", "region"]),
+                                  test.drop(columns=["acquisition_channel", "region"]), label="churned") is None

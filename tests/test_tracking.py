@@ -212,9 +212,11 @@ def test_training_run_contents_tag_the_registered_model_and_log_the_evaluated_me
         model_name="m",
         engine="local",
         backtest=backtest,
+        warnings={"attribute_leak": "the customer attribute ..."},
     )
     split = strong.split.as_dict()
     tags = contents.tags
+    assert tags["attribute_leak"] == "the customer attribute ..."
     assert tags["training_snapshots"] == "2024-01-01,2024-02-01"
     assert tags["evaluation_training_snapshots"] == ",".join(split["train"])
     assert (tags["test_snapshot"], tags["model_name"], tags["train_engine"]) == (split["test"], "m", "local")

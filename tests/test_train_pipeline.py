@@ -203,7 +203,7 @@ def test_training_within_a_row_budget_leaves_the_oldest_snapshots_out_and_says_s
     budget = int(labelled["rows"].iloc[2:].sum())  # all labelled ones but the two oldest
     cfg = demo_features.model_copy(update={"train": demo_features.train.model_copy(update={
         "max_training_rows": budget, "cv_folds": 1, "search_trials": 1, "model_name": "churn-budget-test"})})
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="pipeline"):
         outcome = train.run(cfg, backtest=False, quiet=True)
     assert outcome.metrics["split"]["train"][0] == oldest[2]
     # The registered model is refitted on every labelled snapshot read, the test snapshot too: the log says so.

@@ -36,7 +36,7 @@ from pipeline import plots
 from pipeline.bundle import save_bundle
 from pipeline.config import Config, config_as_dict, data_identity
 from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
-from pipeline.evaluate import RetentionSettings
+from pipeline.evaluate import RetentionSettings, attribute_leak_warning
 from pipeline.features.registry import feature_specs
 from pipeline.features.store import (
     check_settings_match,
@@ -51,10 +51,12 @@ from pipeline.run.features import event_span, labels_report_path, read_report
 from pipeline.run.history import treated_customers
 from pipeline.run.ingest import report_path
 from pipeline.split import (
+    LABEL_COLUMN,
     backtest_shortfall,
     drop_treated_rows,
     labelled_snapshots,
     rolling_splits,
+    rows_of,
     short_history_note,
     snapshot_count_phrase,
     snapshots_within_rows,
@@ -330,6 +332,7 @@ def track_training(
     production_snapshots: list[str] | None = None,
     manifest_extra: Mapping[str, Any] | None = None,
     left_out: Sequence[str] = (),
+    warnings: Mapping[str, str] | None = None,
 ) -> TrainingRecord:
     """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
 
@@ -337,7 +340,7 @@ def track_training(
     when given, else `result.model`; the metrics are always `result`'s (the evaluated fit's).
     `manifest_extra`: more fields for the bundle manifest (e.g. `training_inputs`, the sources and columns
     present at training, which `churn score` checks). The ingest report of the data (when `churn ingest` wrote one)
-    is logged with the inputs, and `left_out` (labelled snapshots not read) is tagged.
+    is logged with the inputs, and `left_out` (labelled snapshots not read) and `warnings` (tag -> text) are tagged.
 
     Order: figures (under `cfg.reports_dir/training`), then one run with its metadata and metrics, nested
     baseline runs and the figures; the pyfunc model registered (none when the model's files equal the
@@ -365,6 +368,7 @@ def track_training(
         ingest_report=read_report(report_path(cfg)),
         labels_report=read_report(labels_report_path(cfg)),
         left_out=left_out,
+        warnings=warnings,
     )
     with start_training_run(settings, result) as run:
         log_contents(contents)
@@ -444,6 +448,10 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             ", ".join(str(d.date()) for d in split.validation),
             split.test.date(),
         )
+        leak = attribute_leak_warning(rows_of(features, split.train, part="training"),
+                                      rows_of(features, [split.test], part="test"), label=LABEL_COLUMN)
+        if leak:
+            logger.warning("%s", leak)
         report = None
         with training_engine(cfg) as (fit_models, booster_fit):
             result = fit_models(features, specs=specs, split=split, cfg=cfg.train, retention=retention)
@@ -482,6 +490,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None,
                             "trained_from": data_identity(cfg)},
             left_out=[str(d) for d in left_out],
+            warnings={"attribute_leak": leak} if leak else None,
         )
     if not quiet:
         out = console()
