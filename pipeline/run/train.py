@@ -36,7 +36,7 @@ from pipeline import plots
 from pipeline.bundle import save_bundle
 from pipeline.config import Config, config_as_dict, data_identity
 from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
-from pipeline.evaluate import RetentionSettings, attribute_leak_warning
+from pipeline.evaluate import STATIC_ATTRIBUTES, RetentionSettings, attribute_leak_warning
 from pipeline.features.registry import feature_specs
 from pipeline.features.store import (
     check_settings_match,
@@ -52,6 +52,7 @@ from pipeline.run.history import treated_customers
 from pipeline.run.ingest import report_path
 from pipeline.split import (
     LABEL_COLUMN,
+    SNAPSHOT_COLUMN,
     backtest_shortfall,
     drop_treated_rows,
     labelled_snapshots,
@@ -448,8 +449,10 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             ", ".join(str(d.date()) for d in split.validation),
             split.test.date(),
         )
-        leak = attribute_leak_warning(rows_of(features, split.train, part="training"),
-                                      rows_of(features, [split.test], part="test"), label=LABEL_COLUMN)
+        looked_at = features[[c for c in (SNAPSHOT_COLUMN, LABEL_COLUMN, "recency_days", *STATIC_ATTRIBUTES)
+                              if c in features.columns]]  # a few columns: the rows are copied
+        leak = attribute_leak_warning(rows_of(looked_at, split.train, part="training"),
+                                      rows_of(looked_at, [split.test], part="test"), label=LABEL_COLUMN)
         if leak:
             logger.warning("%s", leak)
         report = None
