@@ -458,15 +458,20 @@ def test_surveys_sent_but_not_answered_are_quarantined_not_bad(tmp_path):
             "features read the answered ones") in report["notes"]
 
 
-def test_help_desk_ratings_in_words_with_offered_ones_unanswered(tmp_path):
-    ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
-               "12583,2024-01-07,bad\n17850,2024-01-08,unoffered\n")
-    case = Case(files={"t.csv": CLEAN, "x.csv": ratings},
+def help_desk_ratings(ratings: str, **settings) -> Case:
+    """The clean orders and a help desk's satisfaction export (`ratings`: Requester, Updated, Satisfaction), read as
+    CSAT with `settings` (recode, exclude)."""
+    return Case(files={"t.csv": CLEAN, "x.csv": "Requester,Updated,Satisfaction\n" + ratings},
                 sources={"transactions": {"path": "t.csv"},
                          "feedback": {"path": "x.csv", "constants": {"kind": "csat"},
                                       "rename": {"Requester": "customer_id", "Updated": "submitted_at",
-                                                 "Satisfaction": "score"},
-                                      "recode": {"score": {"good": 5, "bad": 1, "offered": "", "unoffered": ""}}}})
+                                                 "Satisfaction": "score"}, **settings}})
+
+
+def test_help_desk_ratings_in_words_with_offered_ones_unanswered(tmp_path):
+    case = help_desk_ratings("17850,2024-01-05,good\n13047,2024-01-06,offered\n12583,2024-01-07,bad\n"
+                             "17850,2024-01-08,unoffered\n",
+                             recode={"score": {"good": 5, "bad": 1, "offered": "", "unoffered": ""}})
     feedback = ingest_in_memory(tmp_path, case).sources["feedback"]
     assert feedback.validated[["customer_id", "kind", "score"]].values.tolist() == [["17850", "csat", 5.0],
                                                                                   ["12583", "csat", 1.0]]
@@ -517,15 +522,10 @@ def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mappin
 
 def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):
     # The same help desk export with its offered ratings left out: that their word is not a number is no news.
-    ratings = ("Requester,Updated,Satisfaction\n17850,2024-01-05,good\n13047,2024-01-06,offered\n"
-               "12583,2024-01-07,bad\n17850,2024-01-08,offered\n13047,2024-01-09,unoffered\n")
-    case = Case(files={"t.csv": CLEAN, "x.csv": ratings},
-                sources={"transactions": {"path": "t.csv"},
-                         "feedback": {"path": "x.csv", "constants": {"kind": "csat"},
-                                      "rename": {"Requester": "customer_id", "Updated": "submitted_at",
-                                                 "Satisfaction": "score"},
-                                      "recode": {"score": {"good": 5, "bad": 1}},
-                                      "exclude": {"Satisfaction": ["offered", "unoffered"]}}})
+    case = help_desk_ratings("17850,2024-01-05,good\n13047,2024-01-06,offered\n12583,2024-01-07,bad\n"
+                             "17850,2024-01-08,offered\n13047,2024-01-09,unoffered\n",
+                             recode={"score": {"good": 5, "bad": 1}},
+                             exclude={"Satisfaction": ["offered", "unoffered"]})
     feedback = ingest_in_memory(tmp_path, case).sources["feedback"]
     assert feedback.quarantine["reason"].tolist() == [
         "excluded by sources.feedback.exclude: Satisfaction is 'offered'"] * 2 + [
