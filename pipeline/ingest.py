@@ -980,6 +980,65 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     return factors, problems, note
 
 
+def _kept(raw: RawSource, left_out: np.ndarray) -> np.ndarray:
+    kept = np.ones(len(raw.frame), dtype=bool)
+    kept[left_out] = False
+    return kept
+
+
+def _currency_counts(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]]) -> list[tuple[str, pd.Series]]:
+    """(file column named like a currency, rows per code in upper case among the rows kept) of the exports that do not
+    set `currency_rates`; an export whose own currency column stands beside a one-valued converted one gives none."""
+    counts: list[tuple[str, pd.Series]] = []
+    for raw, source, left_out in exports:
+        if source.currency_rates is not None:
+            continue  # converted into one currency
+        named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
+        kept = _kept(raw, left_out)
+        found = []
+        for column in named:
+            codes = value_text(raw.frame[column]).str.upper().replace("", None)
+            found.append((column, codes[kept].value_counts()))
+        if len(found) > 1 and any(len(values) == 1 for _, values in found):
+            continue  # converted amounts: this export's own currency column does not apply
+        counts += found
+    return counts
+
+
+# ISO 4217 currencies without a minor unit: their amounts are whole numbers anyway
+ZERO_DECIMAL_CURRENCIES = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
+                                     "VND", "VUV", "XAF", "XOF", "XPF"})
+MINOR_UNIT_MIN_ROWS = 200  # whole-number amounts in one currency on at least this many rows ...
+MINOR_UNIT_MEDIAN = 100  # ... whose median purchase is at least this: the currency's minor unit (cents)?
+
+
+def minor_unit_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]], amounts: pd.Series) -> str | None:
+    """A note when the transactions' amounts (`amounts`, as parsed, of all the exports' rows in order) are whole
+    numbers on every kept row, their median purchase is at least MINOR_UNIT_MEDIAN, and the exports' currency
+    column holds one currency that has a minor unit: amounts in cents, as payment APIs write them, make every sentence
+    about money a hundred times too large. None otherwise (two currencies get `mixed_currency_note`)."""
+    if exports[0][0].name != "transactions":
+        return None
+    counts = _currency_counts(exports)
+    codes = pd.concat([values for _, values in counts]).groupby(level=0).sum() if counts else pd.Series(dtype=int)
+    if len(codes) != 1 or codes.index[0] in ZERO_DECIMAL_CURRENCIES:
+        return None
+    kept = np.concatenate([_kept(raw, left_out) for raw, _, left_out in exports])
+    values = amounts.to_numpy(dtype=float, na_value=np.nan)[kept]
+    values = values[~np.isnan(values)]
+    purchases = values[values > 0]
+    if len(values) < MINOR_UNIT_MIN_ROWS or not len(purchases) or (values != np.round(values)).any():
+        return None
+    median = float(np.median(purchases))
+    if median < MINOR_UNIT_MEDIAN:
+        return None
+    code, column = codes.index[0], counts[0][0]
+    return (f"every amount is a whole number (median purchase {median:,.0f} {code}): if the export writes them in "
+            f"{code}'s minor unit (cents, as payment APIs such as Stripe's do), every sentence about money and every "
+            f"customer value is a hundred times too large; read them with sources.transactions.currency_rates: "
+            f"{{column: {column}, rates: {{{code.lower() if code.isalpha() else code}: 0.01}}}}")
+
+
 def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]]) -> str | None:
     """A note when the file columns named like a currency ('Currency', 'currency_code') of a source's exports (each
     read with its mapping, and the rows its `exclude` leaves out) hold more than one value among the rows kept, in the
@@ -989,20 +1048,7 @@ def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndar
     'Currency': its converted amounts are in one currency)."""
     if exports[0][0].name != "transactions":
         return None
-    counts: list[tuple[str, pd.Series]] = []
-    for raw, source, left_out in exports:
-        if source.currency_rates is not None:
-            continue  # converted into one currency
-        named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
-        kept = np.ones(len(raw.frame), dtype=bool)
-        kept[left_out] = False
-        found = []
-        for column in named:
-            codes = value_text(raw.frame[column]).str.upper().replace("", None)
-            found.append((column, codes[kept].value_counts()))
-        if len(found) > 1 and any(len(values) == 1 for _, values in found):
-            continue  # converted amounts: this export's own currency column does not apply
-        counts += found
+    counts = _currency_counts(exports)
     if not counts:
         return None
     together = pd.concat([values for _, values in counts]).groupby(level=0).sum().sort_values(ascending=False)
@@ -1846,9 +1892,11 @@ def mapped_source(
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
     # The quarantine and extra columns show the rows as read; the fill's note goes with them.
     as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
-    currencies = mixed_currency_note([(filled, export, excluded["row"].to_numpy(dtype=np.int64))
-                                      for (filled, _, excluded), export in zip(parts, exports)])
-    warnings = [currencies] if currencies else []
+    read = [(filled, export, excluded["row"].to_numpy(dtype=np.int64)) for (filled, _, excluded), export in zip(parts, exports)]
+    currencies = mixed_currency_note(read)
+    cents = (minor_unit_note(read, pd.concat([parsed.typed["amount"] for _, parsed, _ in parts], ignore_index=True))
+             if all("amount" in parsed.typed.columns for _, parsed, _ in parts) else None)
+    warnings = [note for note in (currencies, cents) if note]
     if len(parts) == 1:
         _, parsed, excluded = parts[0]
         parsed = dataclasses.replace(parsed, notes=parsed.notes + warnings, warnings=warnings)

@@ -1282,6 +1282,27 @@ def test_amounts_in_cents_from_a_payment_api_are_read_in_units_by_a_rate_per_cur
         report["sources"]["transactions"]["notes"])
 
 
+def test_amounts_in_cents_in_one_currency_get_a_note_naming_the_rate(tmp_path):
+    """One currency, so no mixed-currency warning: a payment API's cents were read as dollars, silently."""
+    lines = "".join(f"in_{i},cus_{i % 50},{1706693400 + i * 3600},{1900 if i % 3 else 4900},usd\n" for i in range(240))
+    write(tmp_path, "invoices.csv", "id,customer,created,amount,currency\n" + lines)
+    mapping = {"path": "invoices.csv", "read": {"date_format": "unix"},
+               "rename": {"id": "order_id", "customer": "customer_id", "created": "ordered_at"}}
+    notes = run_ingest(tmp_path, {"transactions": mapping})["sources"]["transactions"]["notes"]
+    assert ("every amount is a whole number (median purchase 1,900 USD): if the export writes them in USD's minor unit "
+            "(cents, as payment APIs such as Stripe's do), every sentence about money and every customer value is a "
+            "hundred times too large; read them with sources.transactions.currency_rates: {column: currency, rates: "
+            "{usd: 0.01}}") in notes
+    run_ingest(tmp_path, {"transactions": {**mapping, "currency_rates": {"column": "currency", "rates": {"usd": 0.01}}}})
+    assert read_validated_source(tmp_path, "transactions")["amount"].max() == 49.0
+    for text, why in [(lines.replace(",usd", ",jpy"), "the yen has no minor unit"),
+                      (lines.replace(",1900,", ",19.99,"), "a price with cents"),
+                      (lines.replace(",1900,", ",19,").replace(",4900,", ",49,"), "a small median: whole dollars")]:
+        write(tmp_path, "invoices.csv", "id,customer,created,amount,currency\n" + text)
+        notes = run_ingest(tmp_path, {"transactions": mapping})["sources"]["transactions"]["notes"]
+        assert not any("whole number" in note for note in notes), why
+
+
 def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reason_without_it(tmp_path):
     """An ERP or accounting export writes refunds as (12.50) or 12.50- (SAP)."""
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,20.00\n"
