@@ -484,6 +484,23 @@ def test_the_yearly_buyers_warning_of_the_labels_is_repeated_when_scoring(scored
     assert "labels (churn features)" not in caplog.text
 
 
+def test_tiers_the_config_does_not_name_are_warned_about_when_scoring(scored, tmp_path, caplog):
+    import logging
+
+    from pipeline.run import score
+
+    def renamed_tiers(validated):
+        path = validated / "loyalty_events.parquet"
+        loyalty = pd.read_parquet(path)
+        loyalty["tier"] = loyalty["tier"].where(loyalty["tier"].isna(), "Diamond")
+        loyalty.to_parquet(path)
+
+    cfg, _ = scored
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        score.run(_workspace_with(cfg, tmp_path, renamed_tiers), as_of=None, bundle=cfg.bundle_dir, quiet=True)
+    assert "loyalty tiers in the data that features.loyalty_tiers does not name: 'Diamond'" in caplog.text
+
+
 def test_bundles_that_record_no_origin_are_not_warned_about():
     from pipeline.run.score import ScoringModelInfo, other_data_warning
 

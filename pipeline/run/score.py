@@ -46,7 +46,13 @@ from pipeline.playbook import Playbook, check_playbook_features, feature_kinds, 
 from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run.drift import newer_labels_since_training, observed_rate, scoring_drift
-from pipeline.run.features import features_and_labels_streamed, labels_report_path, read_report, read_validated
+from pipeline.run.features import (
+    features_and_labels_streamed,
+    labels_report_path,
+    read_report,
+    read_validated,
+    unknown_tier_warning,
+)
 from pipeline.run.uplift import load_uplift_models, uplift_dir
 from pipeline.score import score_customers, summarise_scores
 from pipeline.snapshot import latest_event_date as orders_end
@@ -405,6 +411,9 @@ def run(
     yearly = (read_report(labels_report_path(cfg)) or {}).get("yearly_buyers_warning")
     if yearly:  # the list is read weekly, the features stage's log seldom
         log.warning("labels (churn features): %s", yearly)
+    tiers = unknown_tier_warning(cfg)  # this list's tier actions miss their members too
+    if tiers:
+        log.warning("%s", tiers)
     with tempfile.TemporaryDirectory(prefix="champion-") as workdir:
         try:
             info = load_scoring_model(cfg, bundle=bundle, workdir=Path(workdir))
