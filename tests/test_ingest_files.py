@@ -1303,6 +1303,19 @@ def test_amounts_in_cents_in_one_currency_get_a_note_naming_the_rate(tmp_path):
         assert not any("whole number" in note for note in notes), why
 
 
+def test_free_trial_invoices_get_a_note_and_leave_with_exclude(tmp_path):
+    """A subscription export: every fifth customer's first invoice is a free trial (amount 0)."""
+    lines = "".join(f"in_{i},cus_{i % 40},2024-{1 + i // 40:02d}-0{1 + i % 9},{0 if i % 5 == 0 else 19.99}\n"
+                    for i in range(400))
+    write(tmp_path, "invoices.csv", "id,customer,created,amount\n" + lines)
+    mapping = {"path": "invoices.csv", "rename": {"id": "order_id", "customer": "customer_id", "created": "ordered_at"}}
+    notes = run_ingest(tmp_path, {"transactions": mapping})["sources"]["transactions"]["notes"]
+    assert any(note.startswith("80 of the 400 orders (20%) are worth 0 on every line (free trials, samples, "
+                               "replacements?)") for note in notes)
+    report = run_ingest(tmp_path, {"transactions": {**mapping, "exclude": {"amount": ["0"]}}})["sources"]["transactions"]
+    assert report["excluded_rows"] == 80 and not any("worth 0" in note for note in report["notes"])
+
+
 def test_accounting_negatives_are_read_with_their_setting_and_named_in_the_reason_without_it(tmp_path):
     """An ERP or accounting export writes refunds as (12.50) or 12.50- (SAP)."""
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,20.00\n"
