@@ -48,16 +48,20 @@ def _keys(tiers: dict[str, float]) -> dict[str, str]:
     return {pl.select(tier_key(pl.lit(name))).item(): name for name in tiers}
 
 
-def configured_tier(tier: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
-    """`tier` as `tiers` spells it when it names a configured tier (`tier_key`), else as written."""
-    return tier_key(tier).replace_strict(_keys(tiers), default=tier, return_dtype=pl.String)
+def configured_spellings(names: pl.Series, tiers: dict[str, float]) -> dict[str, str]:
+    """Each distinct name of `names` that names a tier of `tiers` (`tier_key`) -> the name as `tiers` spells it. The
+    names are few: matching them once, not each customer's, keeps the string work off the snapshots' rows."""
+    distinct = names.drop_nulls().unique()
+    configured = _keys(tiers)
+    keys = pl.select(tier_key(pl.lit(distinct))).to_series()
+    return {name: configured[key] for name, key in zip(distinct, keys) if key in configured and name != configured[key]}
 
 
 def next_threshold(tier: pl.Expr, tiers: dict[str, float]) -> pl.Expr:
-    """Threshold of the tier after `tier`, matched by `tier_key` (null at the top; unknown tier names: null)."""
-    keys, thresholds = list(_keys(tiers)), list(tiers.values())
-    following = {key: thresholds[i + 1] for i, key in enumerate(keys[:-1])}
-    return tier_key(tier).replace_strict(following, default=None, return_dtype=pl.Float64)
+    """Threshold of the tier after `tier`, a name as `tiers` spells it (null at the top; unknown tier names: null)."""
+    names, thresholds = list(tiers), list(tiers.values())
+    following = {name: thresholds[i + 1] for i, name in enumerate(names[:-1])}
+    return tier.replace_strict(following, default=None, return_dtype=pl.Float64)
 
 
 def unknown_tiers(tiers: pl.Series, configured: dict[str, float]) -> list[str]:
@@ -70,7 +74,8 @@ def unknown_tiers(tiers: pl.Series, configured: dict[str, float]) -> list[str]:
 
 
 def customer_aggregates(loyalty: LoyaltyRows, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
-    """Per row of `cut`: loyalty_enrolled, the points sums in units, the last redemption and the stated tier."""
+    """Per row of `cut`: loyalty_enrolled, the points sums in units, the last redemption and the stated tier (as
+    `cfg.loyalty_tiers` spells it when it names one of them, `configured_spellings`)."""
     timeline, sums = loyalty.timeline, loyalty.sums
     start, end = cut.rows(timeline)
     before = sums.at(end)
@@ -86,7 +91,8 @@ def customer_aggregates(loyalty: LoyaltyRows, cut: Cut, *, cfg: FeaturesConfig) 
         *[pl.Series(f"_earned_{w}d", total("earn_units", w)) for w in cfg.windows_days],
         *[pl.Series(f"_redeemed_{w}d", total("redeem_units", w)) for w in cfg.windows_days],
         timestamps(pick(loyalty.at_us, latest_before(loyalty.last_redeem, start, end), "_last_redeem_at")),
-        pick_series(loyalty.tier, np.where(tier_end > tier_start, tier_end - 1, NONE), "_stated_tier"),
+        pick_series(loyalty.tier, np.where(tier_end > tier_start, tier_end - 1, NONE), "_stated_tier")
+        .replace(configured_spellings(loyalty.tier, cfg.loyalty_tiers)),
     ]
 
 
@@ -95,8 +101,7 @@ def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
     t = snapshot_time(as_of)
     enrolled = pl.col("loyalty_enrolled")
     balance = pl.col("_balance_units") / MONEY_UNITS
-    stated = configured_tier(pl.col("_stated_tier"), cfg.loyalty_tiers)
-    tier = pl.when(enrolled).then(pl.coalesce(stated, tier_from_balance(balance, cfg.loyalty_tiers)))
+    tier = pl.when(enrolled).then(pl.coalesce(pl.col("_stated_tier"), tier_from_balance(balance, cfg.loyalty_tiers)))
     return [
         balance.alias("points_balance"),
         tier.alias("loyalty_tier"),
