@@ -392,12 +392,10 @@ def words_reason(unread: pd.Series, *, column: str, label: str, setting: str, bo
     words = _frequent_words(unread.iloc[::every].astype("str").str.strip())
     if words is None:
         return None
-    more = ", ..." if len(words) == SHOWN_WORDS else ""
+    shown = ", ".join(repr(word) for word in words) + (", ..." if len(words) == SHOWN_WORDS else "")
     if boolean:
-        shown = ", ".join(repr(word) for word in words) + more
         return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
                 "or true where it means yes)")
-    shown = ", ".join(repr(word) for word in words) + more
     keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
     return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
             f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}})")
@@ -1012,14 +1010,15 @@ MINOR_UNIT_MIN_ROWS = 200  # whole-number amounts in one currency on at least th
 MINOR_UNIT_MEDIAN = 100  # ... whose median purchase is at least this: the currency's minor unit (cents)?
 
 
-def minor_unit_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]], amounts: pd.Series) -> str | None:
-    """A note when the transactions' amounts (`amounts`, as parsed, of all the exports' rows in order) are whole
+def minor_unit_note(
+    counts: list[tuple[str, pd.Series]], exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]],
+    amounts: pd.Series,
+) -> str | None:
+    """A note when the transactions' amounts (`amounts`, as parsed, of all the `exports`' rows in order) are whole
     numbers on every kept row, their median purchase is at least MINOR_UNIT_MEDIAN, and the exports' currency
-    column holds one currency that has a minor unit: amounts in cents, as payment APIs write them, make every sentence
-    about money a hundred times too large. None otherwise (two currencies get `mixed_currency_note`)."""
-    if exports[0][0].name != "transactions":
-        return None
-    counts = _currency_counts(exports)
+    column (`counts`: `_currency_counts` of the exports) holds one currency that has a minor unit: amounts in cents,
+    as payment APIs write them, make every sentence about money a hundred times too large. None otherwise (two
+    currencies get `mixed_currency_note`)."""
     codes = pd.concat([values for _, values in counts]).groupby(level=0).sum() if counts else pd.Series(dtype=int)
     if len(codes) != 1 or codes.index[0] in ZERO_DECIMAL_CURRENCIES:
         return None
@@ -1039,16 +1038,12 @@ def minor_unit_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]
             f"{{column: {column}, rates: {{{code.lower() if code.isalpha() else code}: 0.01}}}}")
 
 
-def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]]) -> str | None:
-    """A note when the file columns named like a currency ('Currency', 'currency_code') of a source's exports (each
-    read with its mapping, and the rows its `exclude` leaves out) hold more than one value among the rows kept, in the
-    exports that do not set
-    `currency_rates`: amounts in different currencies would be summed as one. None otherwise, and when a currency
-    column holds one value only beside another (a payment export's 'Converted Currency' beside the customer's
-    'Currency': its converted amounts are in one currency)."""
-    if exports[0][0].name != "transactions":
-        return None
-    counts = _currency_counts(exports)
+def mixed_currency_note(counts: list[tuple[str, pd.Series]], *, name: str) -> str | None:
+    """A note when the file columns named like a currency ('Currency', 'currency_code') of source `name`'s exports
+    (`counts`: `_currency_counts` of them, the rows their `exclude` leaves out left out) hold more than one value among
+    the rows kept, in the exports that do not set `currency_rates`: amounts in different currencies would be summed as
+    one. None otherwise, and when a currency column holds one value only beside another (a payment export's 'Converted
+    Currency' beside the customer's 'Currency': its converted amounts are in one currency)."""
     if not counts:
         return None
     together = pd.concat([values for _, values in counts]).groupby(level=0).sum().sort_values(ascending=False)
@@ -1056,7 +1051,6 @@ def mixed_currency_note(exports: Sequence[tuple[RawSource, SourceConfig, np.ndar
         return None
     columns = " / ".join(dict.fromkeys(column for column, values in counts if len(values)))
     shown = ", ".join(f"{code} {rows:,}" for code, rows in together.head(4).items())
-    name = exports[0][0].name
     return (f"amounts in {len(together)} currencies ({columns}: {shown} rows) are summed as written; convert them "
             f"with sources.{name}.currency_rates: {{column: {columns.split(' / ')[0]}, rates: {{...}}}}, or keep one "
             f"currency with sources.{name}.exclude")
@@ -1893,9 +1887,11 @@ def mapped_source(
     # The quarantine and extra columns show the rows as read; the fill's note goes with them.
     as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
     read = [(filled, export, excluded["row"].to_numpy(dtype=np.int64)) for (filled, _, excluded), export in zip(parts, exports)]
-    currencies = mixed_currency_note(read)
-    cents = (minor_unit_note(read, pd.concat([parsed.typed["amount"] for _, parsed, _ in parts], ignore_index=True))
-             if all("amount" in parsed.typed.columns for _, parsed, _ in parts) else None)
+    counts = _currency_counts(read) if raws[0].name == "transactions" else []  # one scan serves both notes
+    currencies = mixed_currency_note(counts, name=raws[0].name)
+    cents = (minor_unit_note(counts, read, pd.concat([parsed.typed["amount"] for _, parsed, _ in parts],
+                                                     ignore_index=True))
+             if counts and all("amount" in parsed.typed.columns for _, parsed, _ in parts) else None)
     warnings = [note for note in (currencies, cents) if note]
     if len(parts) == 1:
         _, parsed, excluded = parts[0]

@@ -237,5 +237,6 @@ def yearly_buyers_warning(snapshots: Sequence[dict], *, horizon_days: int) -> st
             f"snapshot; {churned:,} labels of snapshot{'s' * (len(counted) > 1)} {dates}) had bought about a year "
             f"apart ({low}-{high} days between their last two purchase days; those who bought once so far are not "
             "counted, so there are more): yearly buyers, such as annual plans or a yearly purchase, are labelled "
-            "churned between one purchase and the next, and the at-risk list will hold them. Give them their own project with features.horizon_days above a year, or leave annual plans out "
+            "churned between one purchase and the next, and the at-risk list will hold them. Give them their own "
+            "project with features.horizon_days above a year, or leave annual plans out "
             "(sources.transactions.exclude on the plan's column)")

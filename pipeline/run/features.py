@@ -64,9 +64,9 @@ from pipeline.labels import (
     labels_and_came_back,
     next_window_covered,
     pause_warning,
+    treated_in_pause_window,
     yearly_buyers_warning,
     yearly_gap_churners,
-    treated_in_pause_window,
 )
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.run.history import treated_customers

@@ -117,9 +117,10 @@ def later_sources_warning(frames: Mapping[str, pl.DataFrame], *, data_ends: dt.d
     later = []
     for name, frame in frames.items():
         column = CONTRACTS[name].time_column
-        if name == "transactions" or not column or not frame.height or frame[column].max() is None:
+        latest = frame[column].max() if name != "transactions" and column and frame.height else None
+        if latest is None:
             continue
-        ends = pd.Timestamp(frame[column].max()).tz_convert("UTC").date()
+        ends = pd.Timestamp(latest).tz_convert("UTC").date()
         if ends > data_ends and ends >= as_of:
             later.append(f"{name} to {ends} ({(ends - data_ends).days} days)")
     if not later:
