@@ -573,6 +573,7 @@ class MonitorConfig(StrictModel):
     min_roc_auc: float = Field(0.65, ge=0.0, le=1.0)  # realised ROC-AUC of a past list below this: exit 1
     max_calibration_error: float = Field(0.1, gt=0.0, le=1.0)  # realised ECE above this: exit 1
     psi_warning: float = Field(0.25, gt=0.0)  # PSI of a feature or the score above this: drift warning
+    min_shift: float = Field(0.1, ge=0.0)  # ... when its values also moved this many standard deviations (numbers)
     missing_share_warning: float = Field(0.1, gt=0.0, le=1.0)  # change in a feature's missing share above this
     churn_rate_gap_warning: float = Field(0.1, gt=0.0, le=1.0)  # |predicted - recently observed churn rate|
     drift_top: int = Field(5, ge=1)  # largest shifts shown in the scoring summary

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.drift import OTHER, SCORE, drift_reference, drift_table, drift_warnings, psi, retraining_adds_labels
+from pipeline.drift import (
+    OTHER,
+    SCORE,
+    drift_reference,
+    drift_table,
+    drift_warnings,
+    psi,
+    retraining_adds_labels,
+    standardised_shift,
+)
 
 
 def test_psi_by_hand():
@@ -117,6 +127,48 @@ def test_retraining_is_advised_only_when_it_can_learn_newer_labels(newer_labels,
         assert "consider retraining" not in caplog.text
 
 
+def test_shift_is_the_wasserstein_distance_in_reference_standard_deviations():
+    rng = np.random.default_rng(3)
+    reference = drift_reference(pd.DataFrame({"x": rng.normal(10, 2, 20_000)}), np.full(20_000, 0.5), np.zeros(20_000),
+                                numeric=["x"], categorical=[], snapshot="d")["features"]["x"]
+    assert reference["std"] == pytest.approx(2, rel=0.02)
+    assert standardised_shift(reference, rng.normal(11, 2, 20_000)) == pytest.approx(0.5, abs=0.03)
+    assert standardised_shift(reference, rng.normal(10, 2, 20_000)) < 0.03
+    assert math.isnan(standardised_shift(reference, np.array([])))
+    assert math.isnan(standardised_shift({"kind": "numeric", "std": 1.0}, np.array([1.0])))  # an older reference
+    constant = drift_reference(pd.DataFrame({"x": np.ones(100)}), np.full(100, 0.5), np.zeros(100), numeric=["x"],
+                               categorical=[], snapshot="d")["features"]["x"]
+    assert standardised_shift(constant, np.full(100, 3.0)) == pytest.approx(2.0)  # in the feature's own units
+
+
+def monthly_gaps(february_share: float, n: int = 5000) -> pd.DataFrame:
+    """Days between a subscriber's last two invoices: February's 28 or March's 31 for most, a tail of yearly ones."""
+    gaps = np.where(np.arange(n) < february_share * n, 28.0, 31.0)
+    gaps[: n // 10] = 365.0
+    return pd.DataFrame({"gap_last_days": gaps})
+
+
+def test_a_calendar_month_moving_customers_across_a_bin_edge_is_not_drift_but_a_real_move_is():
+    p = np.linspace(0.05, 0.95, 5000)
+    reference = drift_reference(monthly_gaps(0.6), p, p > 0.5, numeric=["gap_last_days"], categorical=[], snapshot="d")
+    settings = {"predicted_rate": 0.5, "observed_rate": 0.5, "psi_warning": 0.25, "missing_share_warning": 0.1,
+                "churn_rate_gap_warning": 0.1, "min_shift": 0.1}
+    april = drift_table(monthly_gaps(0.0), p, reference).set_index("feature")
+    assert april.at["gap_last_days", "psi"] > 1  # half the customers crossed the edge at 28 days ...
+    assert april.at["gap_last_days", "shift"] < 0.05  # ... moving 3 days against a spread of about 100
+    assert drift_warnings(april.reset_index(), **settings) == []
+    assert drift_warnings(april.reset_index(), **{**settings, "min_shift": 0.0})  # PSI alone would warn
+    quarterly = monthly_gaps(0.0).replace(31.0, 91.0)
+    moved = drift_table(quarterly, p, reference)
+    [warning] = drift_warnings(moved, **settings)
+    assert warning.startswith("features shifted since the training test snapshot: gap_last_days (PSI ")
+    assert ", values moved 0." in warning and "monitor.min_shift=0.1" in warning
+    old = {**reference, "features": {"gap_last_days": {k: v for k, v in reference["features"]["gap_last_days"].items()
+                                                       if k not in ("quantiles", "std")}}}
+    [old_warning] = drift_warnings(drift_table(monthly_gaps(0.0), p, old), **settings)  # no shift known: PSI decides
+    assert "gap_last_days (PSI " in old_warning and "values moved" not in old_warning
+
+
 @pytest.mark.slow
 def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, caplog):
     import datetime as dt
@@ -130,6 +182,7 @@ def test_a_list_scored_in_another_season_warns_of_drift(demo_trained, tmp_path, 
     today = score.run(cfg, as_of=None, bundle=demo_trained.bundle_dir, quiet=True)
     usual = today["drift"]
     assert usual["reference_snapshot"] and len(usual["largest_shifts"]) == cfg.monitor.drift_top
+    json.dumps(usual, allow_nan=False)  # an unknown shift (a category) is null, not NaN
     past = score.run(cfg, as_of=dt.date(2024, 2, 1), bundle=demo_trained.bundle_dir, quiet=True)
     other_season = past["drift"]
     # The model learned from label windows around 2024-02-01: that list is in-sample, today's is not.

@@ -64,6 +64,7 @@ def scoring_drift(
     warnings = drift_warnings(
         table, predicted_rate=predicted_rate, observed_rate=observed_rate, psi_warning=settings.psi_warning,
         missing_share_warning=settings.missing_share_warning, churn_rate_gap_warning=settings.churn_rate_gap_warning,
+        min_shift=settings.min_shift,
     )
     as_recent_as_data = newer_labels is False
     for sentence in warnings:
@@ -75,7 +76,8 @@ def scoring_drift(
             )
         else:
             log.warning("DRIFT: %s. The model may be stale: consider retraining (`churn train`).", sentence)
-    top = table.head(settings.drift_top).round(6)
+    top = table.head(settings.drift_top).round(6).astype(object)
+    top = top.where(top.notna(), None)  # JSON has no NaN: an unknown shift (categories, an older reference) is null
     return {
         "reference_snapshot": reference.get("snapshot"),
         "predicted_rate": round(predicted_rate, 6),
