@@ -141,8 +141,10 @@ else:
 #
 # `churn score` compares today's population with the model's training test snapshot: population
 # stability index (PSI: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large) per feature and for the score,
-# the change in each feature's share of missing values, and the predicted churn rate against the
-# churn rate observed in the latest window that has closed. The largest shifts of this list:
+# how far the values moved (`shift`, in reference standard deviations; a number's PSI warns only with a
+# shift of at least `monitor.min_shift`, since customers tied on a bin edge inflate PSI), the change in
+# each feature's share of missing values, and the predicted churn rate against the churn rate observed
+# in the latest window that has closed. The largest shifts of this list:
 
 # %%
 drift = summary.get("drift")
@@ -154,7 +156,7 @@ else:
         f"recently observed {drift['recent_observed_rate']:.1%}"
     )
     print("\n".join(drift["warnings"]) or "no drift warning: no threshold passed")
-    display(pd.DataFrame(drift["largest_shifts"]).style.format(precision=3))
+    display(pd.DataFrame(drift["largest_shifts"]).style.format(precision=3, na_rep="-"))
 
 # %% [markdown]
 # ## Learned uplift: Qini curves on held-out campaigns (`churn uplift`)
