@@ -105,6 +105,10 @@ RECORD_IDENTITY = {
     "support_tickets": ("ticket_id", "customer_id", "opened_at"),
 }
 HEADER_AGAIN = "repeats the header row (exports joined one below the other?)"  # not a bad row either
+# The reason of an order's lines that a later block of the same file repeats line for line (two exports joined one
+# below the other without a second header, such as the two overlapping sheets of a workbook): not a bad row.
+REPEATED_BLOCK = ("repeated later in the same file: the order's lines appear again as a separate block, line for line "
+                  "(exports joined one below the other?): the last copy is kept")
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
 LATER_ATTRIBUTES = ("customer_id: another row holds this customer's attributes (one row per customer: the first of the "
                     "most recent file is kept)")
@@ -939,7 +943,8 @@ def not_bad(reasons: pd.Series) -> pd.Series:
     """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds, a
     customer's attributes after its first row, a row left out by the source's `exclude` setting, a survey not answered
     (they do not count towards ingest.max_bad_share)."""
-    return (reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
+    return (reasons.isin([ANONYMOUS, REPEATED, REPEATED_BLOCK, LATER_ATTRIBUTES, HEADER_AGAIN])
+            | reasons.str.startswith(EXCLUDED_PREFIX)
             | reasons.str.endswith(UNANSWERED))
 
 
@@ -1188,6 +1193,43 @@ def repeated_across_files(
     return rows[(keys["recency"] < latest).to_numpy()].astype(np.int64)
 
 
+def repeated_order_blocks(
+    origin: pd.DataFrame, typed: pd.DataFrame, *, identity: Sequence[str], eligible: np.ndarray | None = None,
+) -> np.ndarray:
+    """Row numbers (ascending) of order lines that a later block of the same file repeats line for line.
+
+    An export writes an order's lines together; an order whose lines form two or more separate blocks (runs of
+    consecutive rows of one file, `origin`'s source_file) holding the same records (the `identity` columns of
+    `typed`, as a multiset: equal lines within a block count) was written twice, by exports joined one below the
+    other. The last such block is kept, the earlier ones are returned. Blocks that differ (an order's lines split by
+    another order's) are no repeats. Only `eligible` rows (default all) are compared and returned; no order_id among
+    `identity`: nothing."""
+    if "order_id" not in identity or typed.empty:
+        return np.zeros(0, dtype=np.int64)
+    eligible = np.ones(len(typed), dtype=bool) if eligible is None else eligible
+    files = pd.factorize(origin["source_file"])[0]
+    order = pd.factorize(typed["order_id"])[0]  # -1: no order id
+    block = np.cumsum(np.r_[True, (order[1:] != order[:-1]) | (files[1:] != files[:-1])])
+    blocks = pl.DataFrame({"order": order, "file": files, "block": block})
+    split = blocks.select(pl.col("block").n_unique().over("order", "file") > 1).to_series().to_numpy()
+    rows = np.flatnonzero(split & eligible & (order >= 0))
+    if len(rows) == 0:
+        return rows.astype(np.int64)
+    table = pl.from_pandas(typed.take(rows)[list(identity)].reset_index(drop=True))
+    # A block's multiset of lines: the wrapping sums of two independent hashes of its lines, and their number.
+    lines = blocks[rows].with_columns(first=table.hash_rows(seed=0), second=table.hash_rows(seed=1))
+    starts = np.flatnonzero(np.r_[True, np.diff(block[rows]) != 0])
+    signature = pl.DataFrame({
+        "order": order[rows][starts], "file": files[rows][starts], "block": block[rows][starts],
+        "first": np.add.reduceat(lines["first"].to_numpy(), starts),
+        "second": np.add.reduceat(lines["second"].to_numpy(), starts),
+        "lines": np.diff(np.r_[starts, len(rows)]),
+    })
+    last = signature.select(pl.col("block").max().over("order", "file", "first", "second", "lines"))["block"]
+    earlier = signature["block"].to_numpy()[(signature["block"] < last).to_numpy()]
+    return rows[np.isin(block[rows], earlier)].astype(np.int64)
+
+
 def _file_recency(typed: pd.DataFrame, time_column: str | None, files: np.ndarray, eligible: np.ndarray) -> np.ndarray:
     """Per file number (0..) of the rows of `typed`, its rank from the least to the most recent: by the latest time
     of its `eligible` rows in `time_column` (none: all alike), then by its place among the files."""
@@ -1297,6 +1339,7 @@ def split_source(
 
     anonymous = rows_where(problems["reason"] == ANONYMOUS)
     repeats = rows_where(problems["reason"] == REPEATED)
+    blocks = rows_where(problems["reason"] == REPEATED_BLOCK)
     excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
     later = rows_where(problems["reason"] == LATER_ATTRIBUTES)
     headers = rows_where(problems["reason"] == HEADER_AGAIN)
@@ -1324,11 +1367,11 @@ def split_source(
         "anonymous_share": _share(anonymous),
         "bad_rows": int(broken.sum()),
         "bad_share": _share(broken),
-        "repeated_rows": int(repeats.sum()),
+        "repeated_rows": int((repeats | blocks).sum()),
         "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the copies a more recent file holds and a customer's later rows of
         # attributes are in the quarantine, not here)
-        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~headers),
+        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~blocks & ~headers),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1336,6 +1379,9 @@ def split_source(
         ] + ([f"{int(repeats.sum()):,} rows are repeated in a more recent export file (overlapping exports?): the "
               "latest copy of each is kept, the others quarantined, "
               "not counted as bad"] if repeats.any() else []) + (
+            [f"{int(blocks.sum()):,} order lines are repeated later in the same file, as a separate block of the same "
+             f"order's lines ({_orders(parsed.typed, blocks)}; exports joined one below the other?): the last copy of "
+             "each order is kept, the earlier quarantined, not counted as bad"] if blocks.any() else []) + (
             [f"{int(later.sum()):,} rows name a customer whose attributes another row gives: of each customer the "
              "first row of the most recent file is kept, the others are quarantined (not counted as bad)"]
             if later.any() else []) + (
@@ -1374,6 +1420,12 @@ def resolved_without_close_note(
 
 def _share(flags: np.ndarray) -> float:
     return round(float(flags.mean()) if len(flags) else 0.0, 6)
+
+
+def _orders(typed: pd.DataFrame, flags: np.ndarray) -> str:
+    """'N orders, e.g. 'A'' (or 'order 'A'') for the distinct order ids of the rows `flags` marks."""
+    ids = pd.unique(typed["order_id"].to_numpy()[flags])
+    return f"order {ids[0]!r}" if len(ids) == 1 else f"{len(ids):,} orders, e.g. {ids[0]!r}"
 
 
 def keep_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
@@ -2132,7 +2184,10 @@ def ingest_sources(
         clean = np.ones(len(parsed[name].typed), dtype=bool)  # a bad row is no copy: its record's other copy stays
         clean[problems["row"].to_numpy(dtype=np.int64)] = False
         repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean, identity=identity, keys=keys)
-        problems = pd.concat([problems, _problems(repeats, "", REPEATED), mapped[name].excluded], ignore_index=True)
+        clean[repeats] = False
+        blocks = repeated_order_blocks(raws[name].origin, parsed[name].typed, identity=identity, eligible=clean)
+        problems = pd.concat([problems, _problems(repeats, "", REPEATED), _problems(blocks, "", REPEATED_BLOCK),
+                              mapped[name].excluded], ignore_index=True)
         missed = raws[name].lookup_problems
         if missed is not None:  # a row whose key a lookup table lacks: that is why values are missing, not a guest
             failed = problems["row"].isin(missed["row"]) & (

@@ -438,6 +438,31 @@ def test_rows_repeated_by_an_overlapping_later_export_are_quarantined_once_not_a
             "the others quarantined, not counted as bad") in report["notes"]
 
 
+def test_orders_repeated_line_for_line_by_exports_joined_in_one_file_are_kept_once_not_as_bad(tmp_path):
+    """Two exports joined one below the other without a second header (a workbook's two sheets that overlap by a few
+    days, saved as one CSV): o5 and o6 are written twice, as separate blocks. The last copy of each is kept; o6's two
+    equal lines count as two in both copies. Blocks that differ (o1's lines split by o2's, a return) are no repeats,
+    nor are two equal lines next to each other (o8)."""
+    header = "order_id,customer_id,ordered_at,amount\n"
+    overlap = "o5,c2,2024-02-01 09:00:00,4\no6,c3,2024-02-02 10:00:00,7\no6,c3,2024-02-02 10:00:00,7\n"
+    write(tmp_path, "t.csv", header + "o1,c1,2024-01-05 10:00:00,10.5\no2,c5,2024-01-05 10:01:00,1\n"
+          "o1,c1,2024-01-05 10:00:00,3\n" + overlap + overlap + "o8,c4,2024-02-21 08:00:00,2\n"
+          "o8,c4,2024-02-21 08:00:00,2\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated["order_id"].tolist() == ["o1", "o2", "o1", "o5", "o6", "o6", "o8", "o8"]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine[["order_id", "source_row", "reason"]].values.tolist() == [
+        [order, row, "repeated later in the same file: the order's lines appear again as a separate block, line for "
+         "line (exports joined one below the other?): the last copy is kept"]
+        for order, row in (("o5", 4), ("o6", 5), ("o6", 6))]
+    assert report["repeated_rows"] == 3 and report["bad_share"] == 0.0 and report["input_rows"] == 11
+    assert report["duplicate_rows"] == 2  # o6's and o8's second lines, kept
+    assert ("3 order lines are repeated later in the same file, as a separate block of the same order's lines (2 "
+            "orders, e.g. 'o5'; exports joined one below the other?): the last copy of each order is kept, the "
+            "earlier quarantined, not counted as bad") in report["notes"]
+
+
 def test_an_order_exported_again_after_its_status_or_refund_changed_is_kept_once_as_last_exported(tmp_path):
     """A shop exports the last two months every month: an order placed on Jan 30 is in January's file as paid and in
     February's as partially refunded, and February's file has an export-date column January's lacks. The order's
