@@ -225,3 +225,23 @@ def test_a_tie_block_crossing_a_quintile_boundary_is_not_drift():
     table = drift_table(after, p, reference, ranked=RANKED_COLUMNS)
     assert set(table["feature"]) == {"frequency_all", SCORE}
     assert table.set_index("feature").loc["frequency_all", "psi"] < 0.01
+
+
+def test_a_change_in_the_fourth_significant_digit_is_not_drift():
+    """A BTYD fit in its NBD limit gives everyone a P(alive) of about 1: 1 - 3e-5 at the test snapshot, 1 - 4e-7 on
+    the scoring day. Deciles of those values once split the fifth decimal and read as PSI 4.3 ('features shifted');
+    at three significant digits they are all 1.00. A real shift of the same feature is still named."""
+    rng = np.random.default_rng(0)
+    then = pd.DataFrame({"p_alive": 1 - rng.exponential(3e-5, 3000)})
+    now = pd.DataFrame({"p_alive": 1 - rng.exponential(4e-7, 4000)})
+    p = np.linspace(0.05, 0.95, 3000)
+    reference = drift_reference(then, p, p > 0.5, numeric=["p_alive"], categorical=[], snapshot="2011-09-01")
+    assert reference["features"]["p_alive"]["edges"] == [1.0]
+    table = drift_table(now, np.linspace(0.05, 0.95, 4000), reference).set_index("feature")["psi"]
+    assert table["p_alive"] < 0.01
+    lapsed = pd.DataFrame({"p_alive": rng.uniform(0.3, 0.7, 4000)})
+    assert drift_table(lapsed, np.linspace(0.05, 0.95, 4000), reference).set_index("feature").loc["p_alive", "psi"] > 1
+    old = {**reference["features"]["p_alive"], "edges": np.quantile(then["p_alive"], np.linspace(0, 1, 11)[1:-1]).tolist(),
+           "shares": [0.1] * 10}
+    del old["significant_digits"]  # a bundle from before: today's values binned unrounded, as then
+    assert drift_table(then, p, {**reference, "features": {"p_alive": old}}).set_index("feature").loc["p_alive", "psi"] < 0.01
