@@ -536,8 +536,12 @@ def parse_source(
 
 
 def _local_day(times: pd.Series, timezone: str) -> pd.Series:
-    """The start of each time's day in `timezone` (the wall clock the export wrote)."""
-    return times.dt.tz_convert(timezone).dt.normalize()
+    """The start of each time's day in `timezone` (the wall clock the export wrote), in `times`' zone. A day whose
+    midnight the clock skips (DST starting at 00:00, as in Brazil until 2019) starts at its first existing moment, as
+    `parse_timestamp_column` reads that day's date; an ambiguous midnight is its first occurrence."""
+    wall = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    first = np.ones(len(wall), dtype=bool)
+    return wall.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
 
 
 def with_same_day_dates_not_before(

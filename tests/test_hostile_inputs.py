@@ -499,6 +499,23 @@ def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_open
             "day short") in result.report["notes"]
 
 
+def test_dates_on_a_day_whose_midnight_the_clock_skips_are_read_as_dates(tmp_path):
+    # Sao Paulo's DST began at 00:00 (2017-10-15 had no midnight): an order of that day and a delivery date on it
+    # once stopped ingest with pandas' "nonexistent time" error, wherever the export was from such a zone.
+    orders = ("order_id,customer_id,ordered_at,amount,delivered_at\n"
+              "o1,17850,2017-10-15 09:30:00,10,2017-10-15\n"  # delivered the same day: at the order, not before
+              "o2,13047,2017-10-14 23:00:00,12,2017-10-15\n"  # the first moment of the 15th (01:00 local)
+              "o3,12583,2017-10-16 08:00:00,15,2017-10-18\n")
+    case = Case(files={"t.csv": orders}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "timezone": "America/Sao_Paulo"}})
+    result = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert result.validated["order_id"].tolist() == ["o1", "o2", "o3"]
+    assert result.validated["delivered_at"].tolist() == [pd.Timestamp("2017-10-15 11:30", tz="UTC"),
+                                                        pd.Timestamp("2017-10-15 03:00", tz="UTC"),
+                                                        pd.Timestamp("2017-10-18 02:00", tz="UTC")]
+    assert any(note.startswith("delivered_at holds dates without a time of day") for note in result.report["notes"])
+
+
 def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mapping(tmp_path, caplog):
     # A help desk export whose Status says Resolved, mapped without its resolution time: closed_at stays empty.
     tickets = ("Ticket ID,Email,Created time,Status\n"
