@@ -305,6 +305,21 @@ def test_the_overdue_sentence_needs_time_to_have_passed_since_the_last_order():
     assert not any("no order for" in text for text in result.loc["c0"].dropna())
     assert result.loc["c1", "reason_1"] == "no order for 40 days, about 1.7 times the gap expected between their visits"
 
+def test_lateness_is_said_to_have_arrived_only_when_no_order_is_still_undelivered():
+    # The Olist export: an order 'shipped' in Nov 2017 and never delivered was said as "deliveries arrived about 9
+    # months late on average" (743 of its at-risk customers); it did not arrive.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["late_deliveries"] = [1.0, 1.0]
+    frame["lateness_days_mean"] = [280.0, 12.0]
+    frame["undelivered_orders"] = [1.0, 0.0]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["lateness_days_mean"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == [
+        "deliveries late by about 9 months on average (an order not delivered yet counts until today)",
+        "deliveries arrived 12 days late on average"]
+
+
 def test_points_sentences_are_said_of_members_only():
     """A customer outside the loyalty programme has no points: "earned no points in the last 365 days" is true of
     them but misleading (the tester's exp3: 139 such customers); the model's reading of their zero points is that

@@ -334,8 +334,13 @@ def _service(windows: list[int]) -> list[FeatureSpec]:
            "Orders delivered after the promised date, or still undelivered past it (0 if none).", "up", _reason(
             _says("{late_deliveries:count:late delivery/late deliveries}, "
                   "{lateness_days_mean:days} late on average", POSITIVE))),
-        _n("lateness_days_mean", "service", "Average days late of the late deliveries (NaN if none late).", "up",
-           _reason(_says("deliveries arrived {lateness_days_mean:days} late on average", POSITIVE))),
+        _n("lateness_days_mean", "service", "Average days late of the late deliveries, an order still undelivered "
+           "past its promise counted up to `t` (NaN if none late).", "up", _reason(
+            # "arrived" only when none is still on its way: an order never delivered did not arrive late
+            _says("deliveries arrived {lateness_days_mean:days} late on average", POSITIVE,
+                  given=(("undelivered_orders", "==", 0),)),
+            _says("deliveries late by {lateness_days_mean:days} on average (an order not delivered yet counts "
+                  "until today)", POSITIVE, given=(("undelivered_orders", ">", 0),)))),
         _n("undelivered_orders", "service",
            "Orders with a promised delivery date not delivered yet (0 if none).", "up", _reason(
             _says("{undelivered_orders:count:order} not delivered yet", POSITIVE))),
