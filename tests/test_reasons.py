@@ -373,3 +373,17 @@ def test_sentences_about_returns_hold_for_money_refunded_without_goods():
         for phrase in specs[name].reason.phrases:
             assert not any(word in phrase.text for word in ("returned", "goods", "item")), (name, phrase.text)
             assert "refund" in phrase.text, (name, phrase.text)
+
+
+def test_dates_in_reasons_are_days_of_the_sources_wall_clock():
+    # The Olist export (Sao Paulo time): an order at 22:30 on 2018-02-25 is 01:30 UTC on the 26th, and its reason
+    # said "last on 2018-02-26", a day the export never shows (270 of 2,377 such sentences).
+    as_of = dt.date(2018, 9, 4)
+    order = pd.Timestamp("2018-02-25 22:30", tz="America/Sao_Paulo")
+    review = pd.Timestamp("2017-04-10 00:00", tz="America/Bogota")  # at midnight (float days): not the day before
+    since = lambda t: (pd.Timestamp(as_of, tz="UTC") - t) / pd.Timedelta(days=1)  # noqa: E731
+    frame = pd.DataFrame({"recency_days": [since(order)], "days_since_feedback": [since(review)]}, index=["a"])
+    local = reason_context_frame(frame, as_of, timezones={"transactions": "America/Sao_Paulo",
+                                                          "feedback": "America/Bogota"})
+    assert local[["last_order_date", "last_feedback_date"]].iloc[0].tolist() == ["2018-02-25", "2017-04-10"]
+    assert reason_context_frame(frame, as_of).loc["a", "last_order_date"] == "2018-02-26"  # UTC without zones

@@ -21,7 +21,7 @@ days_since_redemption NaN, region null. Each description says which applies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -432,25 +432,32 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 
 MAX_DATE_DAYS = 365 * 200  # dates derived for reasons go back at most this far
 
-# Dates derived for reason templates: name -> the "days since" feature it is computed from.
+# Dates derived for reason templates: name -> (the "days since" feature it is computed from, the source of its events).
 DERIVED_DATES = {
-    "last_order_date": "recency_days",
-    "last_nps_date": "days_since_nps",
-    "last_feedback_date": "days_since_feedback",
-    "last_redemption_date": "days_since_redemption",
+    "last_order_date": ("recency_days", "transactions"),
+    "last_nps_date": ("days_since_nps", "feedback"),
+    "last_feedback_date": ("days_since_feedback", "feedback"),
+    "last_redemption_date": ("days_since_redemption", "loyalty_events"),
 }
 
 
-def reason_context_frame(features: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """`features` plus the dates derived for reason templates (DERIVED_DATES; str YYYY-MM-DD, null if unknown)."""
+def reason_context_frame(
+    features: pd.DataFrame, as_of: dt.date, *, timezones: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """`features` plus the dates derived for reason templates (DERIVED_DATES; str YYYY-MM-DD, null if unknown).
+    A date is the day of the event on the wall clock of its source's time zone (`timezones`: source name -> zone,
+    the exports' `timezone`; UTC for a source not named), the day the export wrote: an order at 22:30 in Sao Paulo
+    is on that day, not on the next one of UTC."""
     derived = {}
-    midnight = pd.Timestamp(as_of)
-    for name, days_feature in DERIVED_DATES.items():
+    midnight = pd.Timestamp(as_of, tz="UTC")
+    for name, (days_feature, source) in DERIVED_DATES.items():
         if days_feature not in features.columns:
             continue
         days = features[days_feature].astype(float)
         # no date for a value no calendar holds (unknown, negative, inf, beyond MAX_DATE_DAYS)
         days = days.where((days >= 0) & (days <= MAX_DATE_DAYS))
-        dates = midnight - pd.to_timedelta(days, unit="D")
+        # to the millisecond: float days would put an event at midnight a few nanoseconds into the day before
+        dates = (midnight - pd.to_timedelta(days, unit="D")).dt.round("ms")
+        dates = dates.dt.tz_convert((timezones or {}).get(source, "UTC"))
         derived[name] = pd.Series(dates.dt.strftime("%Y-%m-%d"), index=features.index, dtype="str")
     return features.assign(**derived)
