@@ -387,3 +387,16 @@ def test_dates_in_reasons_are_days_of_the_sources_wall_clock():
                                                           "feedback": "America/Bogota"})
     assert local[["last_order_date", "last_feedback_date"]].iloc[0].tolist() == ["2018-02-25", "2017-04-10"]
     assert reason_context_frame(frame, as_of).loc["a", "last_order_date"] == "2018-02-26"  # UTC without zones
+
+
+def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped_it():
+    # The Olist export: "did not buy in the same season last year" was the most frequent reason (3,246 of 5,082
+    # customers), and 3,243 of them had made their first purchase after that season: they were not customers then.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["season_purchase_days_last_year"] = [0.0, 0.0]
+    frame["tenure_days"] = [120.0, 500.0]  # the season a year before AS_OF (90-day horizon) ended 275 days ago
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["season_purchase_days_last_year"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["was not a customer yet in the same season last year",
+                                           "did not buy in the same season last year"]

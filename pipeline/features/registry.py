@@ -274,7 +274,11 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
            f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
            f"{SEASON_LAG_DAYS} days before the snapshot (NaN when the data do not reach back that far).", "down",
            _reason(
-            _says("did not buy in the same season last year", ("==", 0)),
+            # of a customer whose first purchase came after that season, true but read as a lapse: say what it is
+            _says("did not buy in the same season last year", ("==", 0),
+                  given=(("tenure_days", ">", SEASON_LAG_DAYS - cfg.horizon_days),)),
+            _says("was not a customer yet in the same season last year", ("==", 0),
+                  given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days),)),
             neutral="their purchase days in the same season last year "
                     "({season_purchase_days_last_year:count:day})")),
     ]
