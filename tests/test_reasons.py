@@ -400,3 +400,13 @@ def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped
     result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
     assert result["reason_1"].tolist() == ["was not a customer yet in the same season last year",
                                            "did not buy in the same season last year"]
+
+
+def test_an_average_review_of_one_is_not_said_as_one_stars():
+    # The Olist export printed "average review 1 stars" for 1,205 customers.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["review_mean"] = [1.0, 2.5]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["review_mean"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["average review 1 of 5 stars", "average review 2.5 of 5 stars"]

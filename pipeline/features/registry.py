@@ -306,8 +306,8 @@ def _feedback() -> list[FeatureSpec]:
             _says("average satisfaction {csat_mean:scale:1..5} of 5", ("<", 4)),
             neutral="their average support rating ({csat_mean:scale:1..5} of 5)")),
         _n("review_mean", "feedback", "Average review stars, 1-5 (NaN if none).", "down", _reason(
-            _says("average review {review_mean:scale:1..5} stars", ("<", 4)),
-            neutral="their average review ({review_mean:scale:1..5} stars)")),
+            _says("average review {review_mean:scale:1..5} of 5 stars", ("<", 4)),  # not "1 stars"
+            neutral="their average review ({review_mean:scale:1..5} of 5 stars)")),
         _n("low_ratings_count", "feedback", "Number of low ratings: NPS 0-6, CSAT or review 1-2 (0 if none).", "up",
            _reason(_says("left {low_ratings_count:count:low rating}", POSITIVE))),
         _n("days_since_feedback", "feedback", "Days since any feedback (NaN if none).", "none", _reason(
