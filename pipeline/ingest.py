@@ -126,6 +126,8 @@ START_MIN_GAP = pd.Timedelta(days=730)
 START_GAP_SHARE = 0.25
 # Money columns bounded by ingest.max_abs_amount (summed as int64 ten-thousandths downstream).
 BOUNDED_MONEY = {"transactions": ("amount", "unit_price", "discount"), "loyalty_events": ("points",)}
+# Deadlines: a column of dates without a time of day is kept by the end of its day (a promised delivery date).
+END_OF_DAY = frozenset({("transactions", "promised_delivery_at")})
 # Time-ordered pairs (later, earlier): the later one may not come before the earlier one.
 TIME_ORDER = {
     "transactions": (("delivered_at", "ordered_at"), ("promised_delivery_at", "ordered_at")),
@@ -487,9 +489,13 @@ def parse_source(
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
     for later, earlier in TIME_ORDER.get(raw.name, ()):
         if later in mapped and earlier in mapped:
-            typed[later], note = with_same_day_dates_not_before(
-                typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
-                earlier=labels.get(earlier, earlier))
+            if (raw.name, later) in END_OF_DAY:  # a deadline on the order's day is at its end, after the order
+                typed[later], note = dates_as_end_of_day(typed[later], timezone=source.timezone,
+                                                         label=labels.get(later, later))
+            else:
+                typed[later], note = with_same_day_dates_not_before(
+                    typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
+                    earlier=labels.get(earlier, earlier))
             notes.extend([note] if note else [])
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
@@ -544,6 +550,31 @@ def _local_day(times: pd.Series, timezone: str) -> pd.Series:
     return wall.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
 
 
+def _holds_dates(times: pd.Series, timezone: str) -> bool:
+    """True when every present value of `times` is the start of its day in `timezone` (a column of dates without a
+    time of day, as '2025-03-04' reads) and there is one."""
+    present = times.notna().to_numpy(dtype=bool)
+    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
+    if sample.empty or not (_local_day(sample, timezone) == sample).all():
+        return False
+    return bool((_local_day(times, timezone) == times).to_numpy(dtype=bool)[present].all())
+
+
+def dates_as_end_of_day(times: pd.Series, *, timezone: str, label: str) -> tuple[pd.Series, str]:
+    """`times` (a deadline: a promised delivery) and a note, where `times` holds dates without a time of day: each is
+    read as the last microsecond of its day in `timezone`, since a promise dated '2018-08-13' is kept by a delivery
+    at any time that day (read as the start of the day, a delivery at 15:00 on it was 15 hours late, and a promise
+    on the order's own day came before the order). (`times`, "") for any other column."""
+    if not _holds_dates(times, timezone):
+        return times, ""
+    next_day = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize() + pd.Timedelta(days=1)
+    first = np.ones(len(next_day), dtype=bool)
+    starts = next_day.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
+    return starts - pd.Timedelta(microseconds=1), (
+        f"{label} holds dates without a time of day: a promise is kept by the end of its day, so each is read as its "
+        "day's last moment (a delivery at any time on the promised day is on time)")
+
+
 def with_same_day_dates_not_before(
     times: pd.Series, earlier_times: pd.Series, *, timezone: str, later: str, earlier: str
 ) -> tuple[pd.Series, str]:
@@ -553,13 +584,9 @@ def with_same_day_dates_not_before(
     where it would otherwise read as before it; other dates stay the start of their day. The note
     says how many, and that durations from `earlier` are then lower bounds (`later`, `earlier`: the columns' labels).
     (`times`, "") for any other column."""
-    present = times.notna().to_numpy(dtype=bool)
-    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
-    if sample.empty or not (_local_day(sample, timezone) == sample).all():
+    if not _holds_dates(times, timezone):
         return times, ""
     day = _local_day(times, timezone)
-    if not (day == times).to_numpy(dtype=bool)[present].all():
-        return times, ""
     fixed = ((times < earlier_times) & (day == _local_day(earlier_times, timezone))).fillna(False).to_numpy(dtype=bool)
     if not fixed.any():
         return times, ""
