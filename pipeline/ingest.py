@@ -108,6 +108,10 @@ HEADER_AGAIN = "repeats the header row (exports joined one below the other?)"  #
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
 LATER_ATTRIBUTES = ("customer_id: another row holds this customer's attributes (one row per customer: the first of the "
                     "most recent file is kept)")
+# One answer written on several rows (a review of a checkout of several orders, on each order): counted once.
+SAME_ANSWER = ("feedback_id: another row holds this answer (the same feedback_id, customer, time, kind and score: "
+               "one answer about several orders is counted once)")
+ANSWER_IDENTITY = ("feedback_id", "customer_id", "submitted_at", "kind", "score")
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
 FROM_ORDER = " (on its order's other lines; this line leaves it blank)"  # an exclusion a filled line took
@@ -970,7 +974,8 @@ def not_bad(reasons: pd.Series) -> pd.Series:
     """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds, a
     customer's attributes after its first row, a row left out by the source's `exclude` setting, a survey not answered
     (they do not count towards ingest.max_bad_share)."""
-    return (reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN]) | reasons.str.startswith(EXCLUDED_PREFIX)
+    return (reasons.isin([ANONYMOUS, REPEATED, LATER_ATTRIBUTES, HEADER_AGAIN, SAME_ANSWER])
+            | reasons.str.startswith(EXCLUDED_PREFIX)
             | reasons.str.endswith(UNANSWERED))
 
 
@@ -1304,6 +1309,20 @@ def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame, *, files: 
     return np.sort(rows[(ids.is_not_null() & ~ids.is_first_distinct()).to_numpy()])
 
 
+def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
+    """Rows of a feedback source (ascending) whose answer an earlier valid row gives: the same feedback_id, customer,
+    time, kind and score (Olist writes a review of a checkout once per order of it, with one review_id). Rows without
+    a feedback_id are each their own answer."""
+    if "feedback_id" not in typed.columns or typed["feedback_id"].isna().all():
+        return np.zeros(0, dtype=np.int64)
+    valid = np.ones(len(typed), dtype=bool)
+    valid[problems["row"].to_numpy(dtype=np.int64)] = False
+    rows = np.flatnonzero(valid & typed["feedback_id"].notna().to_numpy(dtype=bool))
+    answers = pl.from_pandas(typed[list(ANSWER_IDENTITY)].iloc[rows].reset_index(drop=True))
+    first = answers.select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
+    return rows[~first].astype(np.int64)
+
+
 def split_source(
     raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str],
     repeat_candidates: np.ndarray | None = None,
@@ -1330,6 +1349,7 @@ def split_source(
     repeats = rows_where(problems["reason"] == REPEATED)
     excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
     later = rows_where(problems["reason"] == LATER_ATTRIBUTES)
+    same_answers = rows_where(problems["reason"] == SAME_ANSWER)
     headers = rows_where(problems["reason"] == HEADER_AGAIN)
     unanswered = rows_where(problems["reason"].str.endswith(UNANSWERED))
     broken = bad & ~rows_where(not_bad(problems["reason"]))
@@ -1359,7 +1379,8 @@ def split_source(
         "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the copies a more recent file holds and a customer's later rows of
         # attributes are in the quarantine, not here)
-        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~headers),
+        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~headers
+                                         & ~same_answers),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1370,6 +1391,9 @@ def split_source(
             [f"{int(later.sum()):,} rows name a customer whose attributes another row gives: of each customer the "
              "first row of the most recent file is kept, the others are quarantined (not counted as bad)"]
             if later.any() else []) + (
+            [f"{int(same_answers.sum()):,} row{'s repeat' if same_answers.sum() != 1 else ' repeats'} the answer of "
+             "another row (the same feedback_id, customer, time, kind and score: one answer about several orders): "
+             "quarantined, not counted as bad, so that it counts once"] if same_answers.any() else []) + (
             [f"{int(headers.sum()):,} row{'s repeat' if headers.sum() != 1 else ' repeats'} the header row (exports joined "
              "one below the other?): quarantined, not counted as bad"] if headers.any() else []) + (
             [f"{int(unanswered.sum()):,} rows have no {_label(parsed.labels, 'score')} (surveys sent but not answered?): "
@@ -2173,6 +2197,9 @@ def ingest_sources(
         headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
         if headers.any():
             problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)
+        if name == "feedback":
+            problems = pd.concat([problems, _problems(same_answer_rows(parsed[name].typed, problems), "feedback_id",
+                                                      SAME_ANSWER)], ignore_index=True)
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems,
                                          files=pd.factorize(raws[name].origin["source_file"])[0])

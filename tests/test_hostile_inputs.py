@@ -539,6 +539,25 @@ def test_a_promised_delivery_date_without_a_time_is_kept_by_the_end_of_its_day(t
             ) in result.report["notes"]
 
 
+def test_one_answer_written_on_several_orders_counts_once(tmp_path):
+    # Olist writes a review of a checkout of two orders on each order, with one review_id: 28 reviews of a sample
+    # were counted two or three times for their customer (34 rows too many; review_mean, low_ratings_count).
+    reviews = ("feedback_id,order_id,customer_id,submitted_at,kind,score\n"
+               "r1,o1,17850,2024-01-05 10:00:00,review,1\n"
+               "r1,o2,17850,2024-01-05 10:00:00,review,1\n"  # the same answer about another order
+               "r2,o3,13047,2024-01-06 10:00:00,review,5\n"
+               "r2,o5,13047,2024-01-07 10:00:00,review,4\n"  # the id again, another answer: kept
+               ",o4,12583,2024-01-08 10:00:00,review,3\n,o4,12583,2024-01-08 10:00:00,review,3\n")  # no id: kept
+    result = ingest_in_memory(tmp_path, beside_clean_orders("feedback", reviews)).sources["feedback"]
+    assert result.validated["order_id"].tolist() == ["o1", "o3", "o5", "o4", "o4"]
+    assert result.quarantine["order_id"].tolist() == ["o2"]
+    assert result.quarantine["reason"].tolist() == [
+        "feedback_id: another row holds this answer (the same feedback_id, customer, time, kind and score: one answer "
+        "about several orders is counted once)"]
+    assert result.report["bad_rows"] == 0
+    assert any(note.startswith("1 row repeats the answer of another row") for note in result.report["notes"])
+
+
 def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mapping(tmp_path, caplog):
     # A help desk export whose Status says Resolved, mapped without its resolution time: closed_at stays empty.
     tickets = ("Ticket ID,Email,Created time,Status\n"
