@@ -112,6 +112,10 @@ REPEATED_BLOCK = ("repeated later in the same file: the order's lines appear aga
 # A customers export with more than one row per customer (an address history, say): the first valid row is kept.
 LATER_ATTRIBUTES = ("customer_id: another row holds this customer's attributes (one row per customer: the first of the "
                     "most recent file is kept)")
+# One answer written on several rows (a review of a checkout of several orders, on each order): counted once.
+SAME_ANSWER = ("feedback_id: another row holds this answer (the same feedback_id, customer, time, kind and score: "
+               "one answer about several orders is counted once)")
+ANSWER_IDENTITY = ("feedback_id", "customer_id", "submitted_at", "kind", "score")
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
 FROM_ORDER = " (on its order's other lines; this line leaves it blank)"  # an exclusion a filled line took
@@ -130,6 +134,8 @@ START_MIN_GAP = pd.Timedelta(days=730)
 START_GAP_SHARE = 0.25
 # Money columns bounded by ingest.max_abs_amount (summed as int64 ten-thousandths downstream).
 BOUNDED_MONEY = {"transactions": ("amount", "unit_price", "discount"), "loyalty_events": ("points",)}
+# Deadlines: a column of dates without a time of day is kept by the end of its day (a promised delivery date).
+END_OF_DAY = frozenset({("transactions", "promised_delivery_at")})
 # Time-ordered pairs (later, earlier): the later one may not come before the earlier one.
 TIME_ORDER = {
     "transactions": (("delivered_at", "ordered_at"), ("promised_delivery_at", "ordered_at")),
@@ -491,9 +497,13 @@ def parse_source(
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
     for later, earlier in TIME_ORDER.get(raw.name, ()):
         if later in mapped and earlier in mapped:
-            typed[later], note = with_same_day_dates_not_before(
-                typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
-                earlier=labels.get(earlier, earlier))
+            if (raw.name, later) in END_OF_DAY:  # a deadline on the order's day is at its end, after the order
+                typed[later], note = dates_as_end_of_day(typed[later], timezone=source.timezone,
+                                                         label=labels.get(later, later))
+            else:
+                typed[later], note = with_same_day_dates_not_before(
+                    typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
+                    earlier=labels.get(earlier, earlier))
             notes.extend([note] if note else [])
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
@@ -540,8 +550,37 @@ def parse_source(
 
 
 def _local_day(times: pd.Series, timezone: str) -> pd.Series:
-    """The start of each time's day in `timezone` (the wall clock the export wrote)."""
-    return times.dt.tz_convert(timezone).dt.normalize()
+    """The start of each time's day in `timezone` (the wall clock the export wrote), in `times`' zone. A day whose
+    midnight the clock skips (DST starting at 00:00, as in Brazil until 2019) starts at its first existing moment, as
+    `parse_timestamp_column` reads that day's date; an ambiguous midnight is its first occurrence."""
+    wall = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+    first = np.ones(len(wall), dtype=bool)
+    return wall.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
+
+
+def _holds_dates(times: pd.Series, timezone: str) -> bool:
+    """True when every present value of `times` is the start of its day in `timezone` (a column of dates without a
+    time of day, as '2025-03-04' reads) and there is one."""
+    present = times.notna().to_numpy(dtype=bool)
+    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
+    if sample.empty or not (_local_day(sample, timezone) == sample).all():
+        return False
+    return bool((_local_day(times, timezone) == times).to_numpy(dtype=bool)[present].all())
+
+
+def dates_as_end_of_day(times: pd.Series, *, timezone: str, label: str) -> tuple[pd.Series, str]:
+    """`times` (a deadline: a promised delivery) and a note, where `times` holds dates without a time of day: each is
+    read as the last microsecond of its day in `timezone`, since a promise dated '2018-08-13' is kept by a delivery
+    at any time that day (read as the start of the day, a delivery at 15:00 on it was 15 hours late, and a promise
+    on the order's own day came before the order). (`times`, "") for any other column."""
+    if not _holds_dates(times, timezone):
+        return times, ""
+    next_day = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize() + pd.Timedelta(days=1)
+    first = np.ones(len(next_day), dtype=bool)
+    starts = next_day.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
+    return starts - pd.Timedelta(microseconds=1), (
+        f"{label} holds dates without a time of day: a promise is kept by the end of its day, so each is read as its "
+        "day's last moment (a delivery at any time on the promised day is on time)")
 
 
 def with_same_day_dates_not_before(
@@ -553,13 +592,9 @@ def with_same_day_dates_not_before(
     where it would otherwise read as before it; other dates stay the start of their day. The note
     says how many, and that durations from `earlier` are then lower bounds (`later`, `earlier`: the columns' labels).
     (`times`, "") for any other column."""
-    present = times.notna().to_numpy(dtype=bool)
-    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
-    if sample.empty or not (_local_day(sample, timezone) == sample).all():
+    if not _holds_dates(times, timezone):
         return times, ""
     day = _local_day(times, timezone)
-    if not (day == times).to_numpy(dtype=bool)[present].all():
-        return times, ""
     fixed = ((times < earlier_times) & (day == _local_day(earlier_times, timezone))).fillna(False).to_numpy(dtype=bool)
     if not fixed.any():
         return times, ""
@@ -940,10 +975,11 @@ def only_the_exclusion(problems: pd.DataFrame, *, keep: Iterable[str] = ()) -> p
 
 
 def not_bad(reasons: pd.Series) -> pd.Series:
-    """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds, a
-    customer's attributes after its first row, a row left out by the source's `exclude` setting, a survey not answered
-    (they do not count towards ingest.max_bad_share)."""
-    return (reasons.isin([ANONYMOUS, REPEATED, REPEATED_BLOCK, LATER_ATTRIBUTES, HEADER_AGAIN])
+    """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds or a
+    later block of the same file repeats, a customer's attributes after its first row, a header line again, an answer
+    another row gives, a row left out by the source's `exclude` setting, a survey not answered (they do not count
+    towards ingest.max_bad_share)."""
+    return (reasons.isin([ANONYMOUS, REPEATED, REPEATED_BLOCK, LATER_ATTRIBUTES, HEADER_AGAIN, SAME_ANSWER])
             | reasons.str.startswith(EXCLUDED_PREFIX)
             | reasons.str.endswith(UNANSWERED))
 
@@ -1315,6 +1351,20 @@ def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame, *, files: 
     return np.sort(rows[(ids.is_not_null() & ~ids.is_first_distinct()).to_numpy()])
 
 
+def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
+    """Rows of a feedback source (ascending) whose answer an earlier valid row gives: the same feedback_id, customer,
+    time, kind and score (Olist writes a review of a checkout once per order of it, with one review_id). Rows without
+    a feedback_id are each their own answer."""
+    if "feedback_id" not in typed.columns or typed["feedback_id"].isna().all():
+        return np.zeros(0, dtype=np.int64)
+    valid = np.ones(len(typed), dtype=bool)
+    valid[problems["row"].to_numpy(dtype=np.int64)] = False
+    rows = np.flatnonzero(valid & typed["feedback_id"].notna().to_numpy(dtype=bool))
+    answers = pl.from_pandas(typed[list(ANSWER_IDENTITY)].iloc[rows].reset_index(drop=True))
+    first = answers.select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
+    return rows[~first].astype(np.int64)
+
+
 def split_source(
     raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str],
     repeat_candidates: np.ndarray | None = None,
@@ -1342,6 +1392,7 @@ def split_source(
     blocks = rows_where(problems["reason"] == REPEATED_BLOCK)
     excluded = rows_where(problems["reason"].str.startswith(EXCLUDED_PREFIX))
     later = rows_where(problems["reason"] == LATER_ATTRIBUTES)
+    same_answers = rows_where(problems["reason"] == SAME_ANSWER)
     headers = rows_where(problems["reason"] == HEADER_AGAIN)
     unanswered = rows_where(problems["reason"].str.endswith(UNANSWERED))
     broken = bad & ~rows_where(not_bad(problems["reason"]))
@@ -1371,7 +1422,8 @@ def split_source(
         "excluded_rows": int(excluded.sum()),
         # identical to an earlier row and kept (the copies a more recent file holds and a customer's later rows of
         # attributes are in the quarantine, not here)
-        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~blocks & ~headers),
+        "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~blocks & ~headers
+                                         & ~same_answers),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1385,6 +1437,9 @@ def split_source(
             [f"{int(later.sum()):,} rows name a customer whose attributes another row gives: of each customer the "
              "first row of the most recent file is kept, the others are quarantined (not counted as bad)"]
             if later.any() else []) + (
+            [f"{int(same_answers.sum()):,} row{'s repeat' if same_answers.sum() != 1 else ' repeats'} the answer of "
+             "another row (the same feedback_id, customer, time, kind and score: one answer about several orders): "
+             "quarantined, not counted as bad, so that it counts once"] if same_answers.any() else []) + (
             [f"{int(headers.sum()):,} row{'s repeat' if headers.sum() != 1 else ' repeats'} the header row (exports joined "
              "one below the other?): quarantined, not counted as bad"] if headers.any() else []) + (
             [f"{int(unanswered.sum()):,} rows have no {_label(parsed.labels, 'score')} (surveys sent but not answered?): "
@@ -2197,6 +2252,9 @@ def ingest_sources(
         headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
         if headers.any():
             problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)
+        if name == "feedback":
+            problems = pd.concat([problems, _problems(same_answer_rows(parsed[name].typed, problems), "feedback_id",
+                                                      SAME_ANSWER)], ignore_index=True)
         if name == "customers":
             later = later_attribute_rows(parsed[name].typed, problems,
                                          files=pd.factorize(raws[name].origin["source_file"])[0])

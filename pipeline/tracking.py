@@ -220,6 +220,15 @@ def model_fingerprint(model: ChurnModel) -> str:
     )
 
 
+def distinct_digits(a: float, b: float, *, at_least: int = 4, at_most: int = 12) -> int:
+    """Decimals that show `a` and `b` apart when they differ (at least `at_least`, at most `at_most`): a verdict
+    "0.9993 is worse than 0.9993" reads as false (two trainings on a test snapshot of 12 customers who stayed)."""
+    for digits in range(at_least, at_most + 1):
+        if a == b or f"{a:.{digits}f}" != f"{b:.{digits}f}":
+            return digits
+    return at_most
+
+
 def decide_promotion(
     new_value: float,
     incumbent_value: float | None,
@@ -247,7 +256,9 @@ def decide_promotion(
         return PromotionDecision(False, reason, metric, new_value, incumbent_value, incumbent_version)
     promote = bool(np.isnan(incumbent_value) or is_better_or_equal(new_value, incumbent_value, metric=metric))
     verdict = "is at least" if promote else "is worse than"
-    reason = f"test {metric} {new_value:.4f} {verdict} {champion}'s {incumbent_value:.4f} ({note}){suffix}"
+    digits = distinct_digits(new_value, incumbent_value)
+    reason = (f"test {metric} {new_value:.{digits}f} {verdict} {champion}'s {incumbent_value:.{digits}f} "
+              f"({note}){suffix}")
     return PromotionDecision(promote, reason, metric, new_value, incumbent_value, incumbent_version)
 
 

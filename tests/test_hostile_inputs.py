@@ -499,6 +499,65 @@ def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_open
             "day short") in result.report["notes"]
 
 
+def test_dates_on_a_day_whose_midnight_the_clock_skips_are_read_as_dates(tmp_path):
+    # Sao Paulo's DST began at 00:00 (2017-10-15 had no midnight): an order of that day and a delivery date on it
+    # once stopped ingest with pandas' "nonexistent time" error, wherever the export was from such a zone.
+    orders = ("order_id,customer_id,ordered_at,amount,delivered_at\n"
+              "o1,17850,2017-10-15 09:30:00,10,2017-10-15\n"  # delivered the same day: at the order, not before
+              "o2,13047,2017-10-14 23:00:00,12,2017-10-15\n"  # the first moment of the 15th (01:00 local)
+              "o3,12583,2017-10-16 08:00:00,15,2017-10-18\n")
+    case = Case(files={"t.csv": orders}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "timezone": "America/Sao_Paulo"}})
+    result = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert result.validated["order_id"].tolist() == ["o1", "o2", "o3"]
+    assert result.validated["delivered_at"].tolist() == [pd.Timestamp("2017-10-15 11:30", tz="UTC"),
+                                                        pd.Timestamp("2017-10-15 03:00", tz="UTC"),
+                                                        pd.Timestamp("2017-10-18 02:00", tz="UTC")]
+    assert any(note.startswith("delivered_at holds dates without a time of day") for note in result.report["notes"])
+
+
+def test_a_promised_delivery_date_without_a_time_is_kept_by_the_end_of_its_day(tmp_path):
+    # Olist's order_estimated_delivery_date is a date ('2018-08-13 00:00:00'): read as the start of its day, 72 of the
+    # 415 deliveries the sample's export shows after their promise arrived on the promised day, and counted as late.
+    orders = ("order_id,customer_id,ordered_at,amount,delivered_at,promised_delivery_at\n"
+              "o1,17850,2018-08-01 10:00:00,10,2018-08-13 15:00:00,2018-08-13\n"  # on the promised day: on time
+              "o2,13047,2018-08-01 11:00:00,12,2018-08-14 09:00:00,2018-08-13\n"  # the day after: late
+              "o3,12583,2018-08-02 12:00:00,15,2018-08-02 18:00:00,2018-08-02\n"  # promised for the order's day
+              "o4,12583,2018-08-03 12:00:00,15,,2018-08-02\n")  # promised before the order: still before it
+    case = Case(files={"t.csv": orders}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "timezone": "America/Sao_Paulo"}})
+    result = ingest_in_memory(tmp_path, case).sources["transactions"]
+    valid = result.validated.set_index("order_id")
+    assert valid.index.tolist() == ["o1", "o2", "o3"]
+    end_of_13th = pd.Timestamp("2018-08-14 02:59:59.999999", tz="UTC")  # 23:59:59.999999 in Sao Paulo (UTC-3)
+    assert valid["promised_delivery_at"].tolist()[:2] == [end_of_13th, end_of_13th]
+    late = valid["delivered_at"] > valid["promised_delivery_at"]
+    assert late.tolist() == [False, True, False]
+    assert result.quarantine["reason"].tolist() == ["promised_delivery_at: before ordered_at"]
+    assert ("promised_delivery_at holds dates without a time of day: a promise is kept by the end of its day, so each "
+            "is read as its day's last moment (a delivery at any time on the promised day is on time)"
+            ) in result.report["notes"]
+
+
+def test_one_answer_written_on_several_orders_counts_once(tmp_path):
+    # Olist writes a review of a checkout of two orders on each order, with one review_id: 28 reviews of a sample
+    # were counted two or three times for their customer (34 rows too many; review_mean, low_ratings_count).
+    reviews = ("feedback_id,order_id,customer_id,submitted_at,kind,score\n"
+               "r1,o1,17850,2024-01-05 10:00:00,review,1\n"
+               "r1,o2,17850,2024-01-05 10:00:00,review,1\n"  # the same answer about another order
+               "r2,o3,13047,2024-01-06 10:00:00,review,5\n"
+               "r2,o5,13047,2024-01-07 10:00:00,review,4\n"  # the id again, another answer: kept
+               ",o4,12583,2024-01-08 10:00:00,review,3\n,o4,12583,2024-01-08 10:00:00,review,3\n")  # no id: kept
+    result = ingest_in_memory(tmp_path, beside_clean_orders("feedback", reviews)).sources["feedback"]
+    assert result.validated["order_id"].tolist() == ["o1", "o3", "o5", "o4", "o4"]
+    assert result.quarantine["order_id"].tolist() == ["o2"]
+    assert result.quarantine["reason"].tolist() == [
+        "feedback_id: another row holds this answer (the same feedback_id, customer, time, kind and score: one answer "
+        "about several orders is counted once)"]
+    assert result.report["bad_rows"] == 0
+    assert any(note.startswith("1 row repeats the answer of another row") for note in result.report["notes"])
+
+
 def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mapping(tmp_path, caplog):
     # A help desk export whose Status says Resolved, mapped without its resolution time: closed_at stays empty.
     tickets = ("Ticket ID,Email,Created time,Status\n"

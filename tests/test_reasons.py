@@ -305,6 +305,21 @@ def test_the_overdue_sentence_needs_time_to_have_passed_since_the_last_order():
     assert not any("no order for" in text for text in result.loc["c0"].dropna())
     assert result.loc["c1", "reason_1"] == "no order for 40 days, about 1.7 times the gap expected between their visits"
 
+def test_lateness_is_said_to_have_arrived_only_when_no_order_is_still_undelivered():
+    # The Olist export: an order 'shipped' in Nov 2017 and never delivered was said as "deliveries arrived about 9
+    # months late on average" (743 of its at-risk customers); it did not arrive.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["late_deliveries"] = [1.0, 1.0]
+    frame["lateness_days_mean"] = [280.0, 12.0]
+    frame["undelivered_orders"] = [1.0, 0.0]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["lateness_days_mean"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == [
+        "deliveries late by about 9 months on average (an order not delivered yet counts until today)",
+        "deliveries arrived 12 days late on average"]
+
+
 def test_points_sentences_are_said_of_members_only():
     """A customer outside the loyalty programme has no points: "earned no points in the last 365 days" is true of
     them but misleading (the tester's exp3: 139 such customers); the model's reading of their zero points is that
@@ -358,3 +373,40 @@ def test_sentences_about_returns_hold_for_money_refunded_without_goods():
         for phrase in specs[name].reason.phrases:
             assert not any(word in phrase.text for word in ("returned", "goods", "item")), (name, phrase.text)
             assert "refund" in phrase.text, (name, phrase.text)
+
+
+def test_dates_in_reasons_are_days_of_the_sources_wall_clock():
+    # The Olist export (Sao Paulo time): an order at 22:30 on 2018-02-25 is 01:30 UTC on the 26th, and its reason
+    # said "last on 2018-02-26", a day the export never shows (270 of 2,377 such sentences).
+    as_of = dt.date(2018, 9, 4)
+    order = pd.Timestamp("2018-02-25 22:30", tz="America/Sao_Paulo")
+    review = pd.Timestamp("2017-04-10 00:00", tz="America/Bogota")  # at midnight (float days): not the day before
+    since = lambda t: (pd.Timestamp(as_of, tz="UTC") - t) / pd.Timedelta(days=1)  # noqa: E731
+    frame = pd.DataFrame({"recency_days": [since(order)], "days_since_feedback": [since(review)]}, index=["a"])
+    local = reason_context_frame(frame, as_of, timezones={"transactions": "America/Sao_Paulo",
+                                                          "feedback": "America/Bogota"})
+    assert local[["last_order_date", "last_feedback_date"]].iloc[0].tolist() == ["2018-02-25", "2017-04-10"]
+    assert reason_context_frame(frame, as_of).loc["a", "last_order_date"] == "2018-02-26"  # UTC without zones
+
+
+def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped_it():
+    # The Olist export: "did not buy in the same season last year" was the most frequent reason (3,246 of 5,082
+    # customers), and 3,243 of them had made their first purchase after that season: they were not customers then.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["season_purchase_days_last_year"] = [0.0, 0.0]
+    frame["tenure_days"] = [120.0, 500.0]  # the season a year before AS_OF (90-day horizon) ended 275 days ago
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["season_purchase_days_last_year"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["was not a customer yet in the same season last year",
+                                           "did not buy in the same season last year"]
+
+
+def test_an_average_review_of_one_is_not_said_as_one_stars():
+    # The Olist export printed "average review 1 stars" for 1,205 customers.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["review_mean"] = [1.0, 2.5]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["review_mean"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["average review 1 of 5 stars", "average review 2.5 of 5 stars"]

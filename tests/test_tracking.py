@@ -68,6 +68,14 @@ def test_equal_or_better_model_is_promoted_worse_is_kept():
     )
 
 
+def test_a_verdict_shows_the_values_with_enough_digits_to_tell_them_apart():
+    # The Olist sample: "test pr_auc 0.9993 is worse than champion v1's 0.9993" (0.9993315 against 0.9993319).
+    worse = decide_promotion(0.999331503, 0.999331896, metric="pr_auc", incumbent_version="1")
+    assert worse.reason.startswith("test pr_auc 0.9993315 is worse than champion v1's 0.9993319 (")
+    assert "0.6100 is at least champion v3's 0.6100" in decide_promotion(
+        0.61, 0.61, metric="pr_auc", incumbent_version="3").reason
+
+
 def test_lower_is_better_for_losses():
     assert decide_promotion(0.40, 0.45, metric="log_loss").promote
     kept = decide_promotion(0.05, 0.04, metric="ece")

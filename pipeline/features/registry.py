@@ -21,7 +21,7 @@ days_since_redemption NaN, region null. Each description says which applies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -274,7 +274,11 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
            f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
            f"{SEASON_LAG_DAYS} days before the snapshot (NaN when the data do not reach back that far).", "down",
            _reason(
-            _says("did not buy in the same season last year", ("==", 0)),
+            # of a customer whose first purchase came after that season, true but read as a lapse: say what it is
+            _says("did not buy in the same season last year", ("==", 0),
+                  given=(("tenure_days", ">", SEASON_LAG_DAYS - cfg.horizon_days),)),
+            _says("was not a customer yet in the same season last year", ("==", 0),
+                  given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days),)),
             neutral="their purchase days in the same season last year "
                     "({season_purchase_days_last_year:count:day})")),
     ]
@@ -302,8 +306,8 @@ def _feedback() -> list[FeatureSpec]:
             _says("average satisfaction {csat_mean:scale:1..5} of 5", ("<", 4)),
             neutral="their average support rating ({csat_mean:scale:1..5} of 5)")),
         _n("review_mean", "feedback", "Average review stars, 1-5 (NaN if none).", "down", _reason(
-            _says("average review {review_mean:scale:1..5} stars", ("<", 4)),
-            neutral="their average review ({review_mean:scale:1..5} stars)")),
+            _says("average review {review_mean:scale:1..5} of 5 stars", ("<", 4)),  # not "1 stars"
+            neutral="their average review ({review_mean:scale:1..5} of 5 stars)")),
         _n("low_ratings_count", "feedback", "Number of low ratings: NPS 0-6, CSAT or review 1-2 (0 if none).", "up",
            _reason(_says("left {low_ratings_count:count:low rating}", POSITIVE))),
         _n("days_since_feedback", "feedback", "Days since any feedback (NaN if none).", "none", _reason(
@@ -334,8 +338,13 @@ def _service(windows: list[int]) -> list[FeatureSpec]:
            "Orders delivered after the promised date, or still undelivered past it (0 if none).", "up", _reason(
             _says("{late_deliveries:count:late delivery/late deliveries}, "
                   "{lateness_days_mean:days} late on average", POSITIVE))),
-        _n("lateness_days_mean", "service", "Average days late of the late deliveries (NaN if none late).", "up",
-           _reason(_says("deliveries arrived {lateness_days_mean:days} late on average", POSITIVE))),
+        _n("lateness_days_mean", "service", "Average days late of the late deliveries, an order still undelivered "
+           "past its promise counted up to `t` (NaN if none late).", "up", _reason(
+            # "arrived" only when none is still on its way: an order never delivered did not arrive late
+            _says("deliveries arrived {lateness_days_mean:days} late on average", POSITIVE,
+                  given=(("undelivered_orders", "==", 0),)),
+            _says("deliveries late by {lateness_days_mean:days} on average (an order not delivered yet counts "
+                  "until today)", POSITIVE, given=(("undelivered_orders", ">", 0),)))),
         _n("undelivered_orders", "service",
            "Orders with a promised delivery date not delivered yet (0 if none).", "up", _reason(
             _says("{undelivered_orders:count:order} not delivered yet", POSITIVE))),
@@ -427,25 +436,32 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 
 MAX_DATE_DAYS = 365 * 200  # dates derived for reasons go back at most this far
 
-# Dates derived for reason templates: name -> the "days since" feature it is computed from.
+# Dates derived for reason templates: name -> (the "days since" feature it is computed from, the source of its events).
 DERIVED_DATES = {
-    "last_order_date": "recency_days",
-    "last_nps_date": "days_since_nps",
-    "last_feedback_date": "days_since_feedback",
-    "last_redemption_date": "days_since_redemption",
+    "last_order_date": ("recency_days", "transactions"),
+    "last_nps_date": ("days_since_nps", "feedback"),
+    "last_feedback_date": ("days_since_feedback", "feedback"),
+    "last_redemption_date": ("days_since_redemption", "loyalty_events"),
 }
 
 
-def reason_context_frame(features: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """`features` plus the dates derived for reason templates (DERIVED_DATES; str YYYY-MM-DD, null if unknown)."""
+def reason_context_frame(
+    features: pd.DataFrame, as_of: dt.date, *, timezones: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """`features` plus the dates derived for reason templates (DERIVED_DATES; str YYYY-MM-DD, null if unknown).
+    A date is the day of the event on the wall clock of its source's time zone (`timezones`: source name -> zone,
+    the exports' `timezone`; UTC for a source not named), the day the export wrote: an order at 22:30 in Sao Paulo
+    is on that day, not on the next one of UTC."""
     derived = {}
-    midnight = pd.Timestamp(as_of)
-    for name, days_feature in DERIVED_DATES.items():
+    midnight = pd.Timestamp(as_of, tz="UTC")
+    for name, (days_feature, source) in DERIVED_DATES.items():
         if days_feature not in features.columns:
             continue
         days = features[days_feature].astype(float)
         # no date for a value no calendar holds (unknown, negative, inf, beyond MAX_DATE_DAYS)
         days = days.where((days >= 0) & (days <= MAX_DATE_DAYS))
-        dates = midnight - pd.to_timedelta(days, unit="D")
+        # to the millisecond: float days would put an event at midnight a few nanoseconds into the day before
+        dates = (midnight - pd.to_timedelta(days, unit="D")).dt.round("ms")
+        dates = dates.dt.tz_convert((timezones or {}).get(source, "UTC"))
         derived[name] = pd.Series(dates.dt.strftime("%Y-%m-%d"), index=features.index, dtype="str")
     return features.assign(**derived)

@@ -16,6 +16,7 @@ import datetime as dt
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -451,7 +452,8 @@ def run(
             cfg=cfg.score,
             model_name=info.name,
             model_version=info.version,
-            reason_context=reason_context_frame,
+            reason_context=partial(reason_context_frame, timezones={
+                name: source.timezone for name, source in cfg.sources.configured().items()}),
             btyd_horizon_days=cfg.features.horizon_days,
             uplift=uplift,
         )

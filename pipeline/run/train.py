@@ -36,7 +36,7 @@ from pipeline import plots
 from pipeline.bundle import save_bundle
 from pipeline.config import Config, config_as_dict, data_identity
 from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
-from pipeline.evaluate import STATIC_ATTRIBUTES, RetentionSettings, attribute_leak_warning
+from pipeline.evaluate import STATIC_ATTRIBUTES, RetentionSettings, attribute_leak_warning, few_labels_warning
 from pipeline.features.registry import feature_specs
 from pipeline.features.store import (
     check_settings_match,
@@ -451,10 +451,13 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         )
         looked_at = features[[c for c in (SNAPSHOT_COLUMN, LABEL_COLUMN, "recency_days", *STATIC_ATTRIBUTES)
                               if c in features.columns]]  # a few columns: the rows are copied
-        leak = attribute_leak_warning(rows_of(looked_at, split.train, part="training"),
-                                      rows_of(looked_at, [split.test], part="test"), label=LABEL_COLUMN)
+        test_rows = rows_of(looked_at, [split.test], part="test")
+        leak = attribute_leak_warning(rows_of(looked_at, split.train, part="training"), test_rows, label=LABEL_COLUMN)
         if leak:
             logger.warning("%s", leak)
+        few = few_labels_warning(test_rows, label=LABEL_COLUMN, snapshot=str(split.test.date()), horizon_days=horizon)
+        if few:
+            logger.warning("%s", few)
         report = None
         with training_engine(cfg) as (fit_models, booster_fit):
             result = fit_models(features, specs=specs, split=split, cfg=cfg.train, retention=retention)
@@ -493,7 +496,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None,
                             "trained_from": data_identity(cfg)},
             left_out=[str(d) for d in left_out],
-            warnings={"attribute_leak": leak} if leak else None,
+            warnings={tag: text for tag, text in (("attribute_leak", leak), ("few_test_labels", few)) if text} or None,
         )
     if not quiet:
         out = console()
