@@ -296,14 +296,19 @@ def test_registry_reasons_never_contradict_or_print_nonsense(data, contributions
 def test_the_overdue_sentence_needs_time_to_have_passed_since_the_last_order():
     # Hypothesis found it: overdue_ratio 1.7 beside recency_days 0 printed "no order for less than a day, about
     # 1.7 times the gap expected between their visits" (0 days is no multiple of a gap).
-    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
-    frame["recency_days"] = [0.0, 40.0]
-    frame["overdue_ratio"] = [1.7, 1.7]
+    frame = _rows([[1.0] * len(NUMERIC)] * 3, [])
+    frame["recency_days"] = [0.0, 40.0, 40.0]
+    frame["overdue_ratio"] = [1.7, 1.7, 1.7]
+    frame["purchase_days_all"] = [3.0, 3.0, 1.0]
     contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
     contrib["overdue_ratio"] = 1.0
     result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=5, context=reason_context_frame)
     assert not any("no order for" in text for text in result.loc["c0"].dropna())
     assert result.loc["c1", "reason_1"] == "no order for 40 days, about 1.7 times the gap expected between their visits"
+    # One purchase day: no gap of their own; the expected one is the typical repeat customer's (an Olist list said
+    # 216 one-time buyers were late against "the gap expected between their visits")
+    assert result.loc["c2", "reason_1"] == ("no order for 40 days, about 1.7 times the typical repeat customer's gap "
+                                            "between purchase days")
 
 def test_lateness_is_said_to_have_arrived_only_when_no_order_is_still_undelivered():
     # The Olist export: an order 'shipped' in Nov 2017 and never delivered was said as "deliveries arrived about 9

@@ -109,6 +109,8 @@ ABOVE_TYPICAL = (">", TYPICAL)
 NOT_ENROLLED = "not in the loyalty programme"
 MEMBER: tuple[Given, ...] = (("loyalty_enrolled", "==", 1),)
 NOT_A_MEMBER = Phrase(NOT_ENROLLED, (), (("loyalty_enrolled", "==", 0),))
+REPEAT_BUYER: tuple[Given, ...] = (("purchase_days_all", ">", 1),)
+ONE_PURCHASE_DAY: tuple[Given, ...] = (("purchase_days_all", "==", 1),)
 
 
 def _window_counts(prefix: str, family: str, description: str, windows: Iterable[int], *, none: str, only: str,
@@ -176,10 +178,13 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
            "Days since the last purchase divided by the expected gap between purchase days: the customer's "
            "average gap shrunk toward the population's typical gap (fully the population's with one purchase "
            "day); above 1: the next visit is late. Always finite, at most recency_days.", "up", _reason(
+            # a customer of one purchase day has no gap of their own: theirs is the typical customer's
             _says("no order for {recency_days:days:elapsed}, {overdue_ratio:ratio:the gap expected between their "
-                  "visits}", (">", 1)),
+                  "visits}", (">", 1), given=REPEAT_BUYER),
+            _says("no order for {recency_days:days:elapsed}, {overdue_ratio:ratio:the typical repeat customer's gap "
+                  "between purchase days}", (">", 1), given=ONE_PURCHASE_DAY),
             neutral="their time since the last order ({recency_days:days:elapsed}, "
-                    "{overdue_ratio:ratio:the gap expected between their visits})")),
+                    "{overdue_ratio:ratio:the gap expected before their next visit})")),
         _n("spend_trend", "rfm",
            f"Spend in the last {TREND_DAYS} days against the {TREND_DAYS} days before, from -1 (stopped "
            "spending) to +1 (only recent spend); NaN when both are zero.", "down", _reason(
