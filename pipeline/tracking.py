@@ -267,22 +267,37 @@ def chosen_candidate(metrics: Mapping[str, Any]) -> str:
     return str(metrics.get("model_choice", {}).get("chosen", "lightgbm"))
 
 
-def noise_caveat(metrics: Mapping[str, Any]) -> str:
+COMPARED_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
+
+
+def noise_caveat(metrics: Mapping[str, Any], *, champion_metric: str = "roc_auc") -> str:
     """A warning when the kept candidate does not clearly beat the best baseline on test ROC-AUC (its paired
-    bootstrap 95% interval reaches 0 or below); "" when it clearly does or there is nothing to compare."""
-    lead = metrics.get("comparison", {}).get("candidates", {}).get(chosen_candidate(metrics), {}).get("roc_auc")
-    if not lead or lead["low"] > 0:
-        return ""
-    interval = f"a 95% interval of {lead['low']:+.4f} to {lead['high']:+.4f}"
-    if lead["difference"] <= 0:
-        return (
-            f"caution: it does not beat the best baseline ({lead['reference']}) on test ROC-AUC: "
-            f"{lead['difference']:+.4f} with {interval}"
+    bootstrap 95% interval reaches 0 or below), and, when the champion metric is another compared one (PR-AUC),
+    when it does not beat the best baseline on that metric either; "" when it clearly does or there is nothing
+    to compare."""
+    by_metric = metrics.get("comparison", {}).get("candidates", {}).get(chosen_candidate(metrics), {})
+    lead = by_metric.get("roc_auc")
+    caveats = []
+    if lead and lead["low"] <= 0:
+        interval = f"a 95% interval of {lead['low']:+.4f} to {lead['high']:+.4f}"
+        if lead["difference"] <= 0:
+            caveats.append(
+                f"caution: it does not beat the best baseline ({lead['reference']}) on test ROC-AUC: "
+                f"{lead['difference']:+.4f} with {interval}"
+            )
+        else:
+            caveats.append(
+                f"caution: its test ROC-AUC lead over the best baseline ({lead['reference']}) is "
+                f"{lead['difference']:+.4f} with {interval}, so it may be noise"
+            )
+    own = by_metric.get(champion_metric) if champion_metric != "roc_auc" else None
+    if own and own["difference"] <= 0:
+        caveats.append(
+            f"on test {COMPARED_NAMES.get(champion_metric, champion_metric)}, the champion metric, it does not beat the "
+            f"best baseline ({own['reference']}): {own['difference']:+.4f} with a 95% interval of {own['low']:+.4f} "
+            f"to {own['high']:+.4f}"
         )
-    return (
-        f"caution: its test ROC-AUC lead over the best baseline ({lead['reference']}) is {lead['difference']:+.4f} "
-        f"with {interval}, so it may be noise"
-    )
+    return "; ".join(caveats)
 
 
 def comparison_metrics(comparison: Mapping[str, Any]) -> dict[str, float]:
@@ -649,7 +664,7 @@ def promotion_decision(
             "registry, and scoring with this one uses that project's model"
         )
         return PromotionDecision(False, reason, metric, new_value, None, version, other_project=then["project"])
-    caveats = [noise_caveat(result.metrics)]
+    caveats = [noise_caveat(result.metrics, champion_metric=metric)]
     if then is not None and then["transactions"] != trained_from["transactions"]:
         caveats.append(f"the champion was trained from {then['transactions']}, this run reads {trained_from['transactions']}")
     incumbent, incumbent_version, basis = incumbent_test_metric(settings, result, retention=retention)

@@ -40,8 +40,10 @@ RFM_SEGMENT_WORDS = {
     "champions": "best customers (recent, frequent buyers)",
     "loyal": "loyal customers",
     "potential_loyalist": "customers who could become loyal",
-    "new": "new customers",
-    "promising": "promising new customers",
+    # "new" and "promising" are cells of recency and frequency only (R 5 or 4, F 1): a donor of 13 years with
+    # few gifts lands there, so the words claim nothing about how long someone has been a customer
+    "new": "recent buyers with few orders so far",
+    "promising": "fairly recent buyers with few orders so far",
     "need_attention": "customers who need attention",
     "about_to_sleep": "customers about to lapse",
     "at_risk": "regular customers who have gone quiet",

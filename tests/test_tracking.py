@@ -427,3 +427,22 @@ def test_configure_mlflow_leaves_the_environment_alone(tmp_path, monkeypatch):
     cfg = config_from_dict(raw, base_dir=tmp_path)
     assert configure_mlflow(tracking_settings(cfg)) == f"sqlite:///{tmp_path / 'a.db'}"
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_noise_caveat_names_the_champion_metric_when_the_model_trails_on_it():
+    """Grocery event log (BTYDplus): LightGBM led the best baseline by ROC-AUC +0.0042 [-0.0078, +0.0167] but trailed
+    it on PR-AUC, the champion metric, by -0.023 [-0.050, +0.005]; the promotion only spoke of ROC-AUC."""
+    roc = {"reference": "logistic_rfm", "difference": 0.0042, "low": -0.0078, "high": 0.0167}
+    pr = {"reference": "logistic_rfm", "difference": -0.0230, "low": -0.0500, "high": 0.0050}
+    metrics = {"model_choice": {"chosen": "lightgbm"},
+               "comparison": {"candidates": {"lightgbm": {"roc_auc": roc, "pr_auc": pr}}}}
+    assert noise_caveat(metrics, champion_metric="pr_auc") == (
+        "caution: its test ROC-AUC lead over the best baseline (logistic_rfm) is +0.0042 with a 95% interval of "
+        "-0.0078 to +0.0167, so it may be noise; on test PR-AUC, the champion metric, it does not beat the best "
+        "baseline (logistic_rfm): -0.0230 with a 95% interval of -0.0500 to +0.0050"
+    )
+    assert noise_caveat(metrics) == noise_caveat(metrics, champion_metric="log_loss")  # no comparison: ROC-AUC only
+    ahead = {**pr, "difference": 0.01, "low": 0.001}
+    clear = {"roc_auc": {**roc, "low": 0.001}, "pr_auc": ahead}
+    assert noise_caveat({"model_choice": {"chosen": "lightgbm"},
+                         "comparison": {"candidates": {"lightgbm": clear}}}, champion_metric="pr_auc") == ""
