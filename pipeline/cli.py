@@ -131,6 +131,10 @@ def score(
         bool,
         typer.Option(help="Score even when sources or columns the model was trained with are missing or empty (warns)."),
     ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option(help="Write over an earlier list of the same day even when it gave other groups or actions."),
+    ] = False,
     config: ConfigOption = DEFAULT_CONFIG,
     set_: SetOption = None,
     quiet: QuietOption = False,
@@ -144,7 +148,8 @@ def score(
         set_,
         quiet,
         lambda cfg: runner.run(
-            cfg, as_of=as_of_date, bundle=model, quiet=quiet, allow_missing_sources=allow_missing_sources
+            cfg, as_of=as_of_date, bundle=model, quiet=quiet, allow_missing_sources=allow_missing_sources,
+            replace=replace,
         ),
     )
 

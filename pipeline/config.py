@@ -567,11 +567,11 @@ class UpliftConfig(StrictModel):
 
 
 class MonitorConfig(StrictModel):
-    """`churn monitor` alert thresholds (non-zero exit) and the drift warnings of `churn score`."""
+    """`churn monitor` alert thresholds (exit code 3) and the drift warnings of `churn score`."""
 
     experiment: str = "churn-monitoring"
-    min_roc_auc: float = Field(0.65, ge=0.0, le=1.0)  # realised ROC-AUC of a past list below this: exit 1
-    max_calibration_error: float = Field(0.1, gt=0.0, le=1.0)  # realised ECE above this: exit 1
+    min_roc_auc: float = Field(0.65, ge=0.0, le=1.0)  # realised ROC-AUC of a past list below this: exit 3
+    max_calibration_error: float = Field(0.1, gt=0.0, le=1.0)  # realised ECE above this: exit 3
     psi_warning: float = Field(0.25, gt=0.0)  # PSI of a feature or the score above this: drift warning
     min_shift: float = Field(0.1, ge=0.0)  # ... when its values also moved this many standard deviations (numbers)
     missing_share_warning: float = Field(0.1, gt=0.0, le=1.0)  # change in a feature's missing share above this

@@ -77,6 +77,21 @@ def output_columns(n_reasons: int = 3) -> list[str]:
     ]
 
 
+TREATMENT_RECORD = ("customer_id", "group", "action")  # what a list hands out, and what `churn measure` reads
+
+
+def changed_treatments(existing: pd.DataFrame, new: pd.DataFrame) -> int:
+    """Customers whose group or action differ between two at-risk lists of one day, or who are in one list only.
+    Input: both with the TREATMENT_RECORD columns (customer_id, group, action; no action equals no action)."""
+    columns = list(TREATMENT_RECORD)
+    merged = existing[columns].astype("str").fillna("").merge(
+        new[columns].astype("str").fillna(""), on="customer_id", how="outer", suffixes=("_then", "_now"),
+        indicator=True)
+    differ = ((merged["_merge"] != "both") | (merged["group_then"] != merged["group_now"])
+              | (merged["action_then"] != merged["action_now"]))
+    return int(differ.sum())
+
+
 def risk_tiers(probability: pd.Series, *, high: float, medium: float) -> pd.Series:
     """'high' (p >= high), 'medium' (p >= medium) or 'low', as str."""
     p = probability.to_numpy(dtype=float)

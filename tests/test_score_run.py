@@ -275,14 +275,59 @@ def test_disk_full_while_writing_the_csv_keeps_the_previous_set_and_prints_one_l
     monkeypatch.setattr(score, "write_scores_csv", disk_full)
     result = CliRunner().invoke(
         app,
-        ["score", "-q", "-c", str(cfg.config_path), "--as-of", as_of.isoformat(), "--set", "score.budget=50"],
+        ["score", "-q", "-c", str(cfg.config_path), "--as-of", as_of.isoformat(), "--set", "score.budget=50",
+         "--replace"],
     )
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     message = " ".join(result.output.split())  # rich wraps at the test terminal's width
-    assert message.startswith(f"error: cannot write {scores_paths(cfg, as_of)['csv']}: No space left on device")
+    assert f"error: cannot write {scores_paths(cfg, as_of)['csv']}: No space left on device" in message
+    assert message.count("error:") == 1
     assert {kind: path.read_bytes() for kind, path in scores_paths(cfg, as_of).items()} == before
     assert not [p for p in cfg.paths.data_dir.iterdir() if p.name.startswith(".publish-")]
+
+
+def test_a_list_whose_treatments_would_change_is_not_written_over_without_replace(scored):
+    """Re-scoring a day whose list exists with another budget would hand out other actions: the earlier list may be
+    what was sent, the record churn measure reads, so the run stops with one line and changes no file; --replace
+    writes over it and says how many customers changed."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.run.score import scores_paths
+
+    cfg, outcome = scored
+    as_of = dt.date.fromisoformat(outcome["as_of"])
+    paths = scores_paths(cfg, as_of)
+    before = {kind: path.read_bytes() for kind, path in paths.items()}
+    command = ["score", "-q", "-c", str(cfg.config_path), "--as-of", as_of.isoformat(), "--set", "score.budget=50"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert message.startswith(f"error: {paths['parquet']} already holds the at-risk list of {as_of}, and this run "
+                              "changes the group or action of ")
+    assert message.endswith("Score another date, move it away, or pass --replace to write over it")
+    assert {kind: path.read_bytes() for kind, path in paths.items()} == before
+    replaced = CliRunner().invoke(app, command + ["--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    assert "customers: written over (--replace)" in " ".join(replaced.output.split())
+    assert pd.read_parquet(paths["parquet"])["action_cost"].sum() <= 50
+    back = CliRunner().invoke(app, command[:-2] + ["--replace"])  # the original budget again, for the other tests
+    assert back.exit_code == 0, back.output
+    assert paths["parquet"].read_bytes() == before["parquet"]
+
+
+def test_changed_treatments_counts_customers_whose_group_or_action_differ():
+    from pipeline.score import changed_treatments
+
+    then = pd.DataFrame({"customer_id": ["a", "b", "c", "d"], "group": ["treatment", "control", "none", "treatment"],
+                         "action": ["winback_survey", "winback_survey", None, "loyalty_offer"]})
+    assert changed_treatments(then, then.iloc[::-1].copy()) == 0  # order does not matter; no action equals no action
+    now = then.assign(group=["treatment", "treatment", "none", "treatment"],
+                      action=["winback_survey", "winback_survey", None, "service_recovery"])
+    assert changed_treatments(then, now) == 2  # b moved from control to treatment, d got another action
+    assert changed_treatments(then, now.iloc[:3]) == 2  # d no longer on the list: b and d
+    assert changed_treatments(then, pd.concat([then, then.iloc[:1].assign(customer_id="e")])) == 1  # e is new
 
 
 # Acceptance (issue 14): the demo's at-risk list read as a marketer reads it, checked without a script.

@@ -55,7 +55,7 @@ from pipeline.run.features import (
     unknown_tier_warning,
 )
 from pipeline.run.uplift import load_uplift_models, uplift_dir
-from pipeline.score import score_customers, summarise_scores
+from pipeline.score import TREATMENT_RECORD, changed_treatments, score_customers, summarise_scores
 from pipeline.snapshot import latest_event_date as orders_end
 from pipeline.tracking import champion_bundle, configure_mlflow, metric_key, tracking_settings, use_experiment
 from pipeline.uplift import predict_uplift
@@ -97,6 +97,31 @@ def write_scores_csv(scores: pd.DataFrame, path: Path) -> Path:
     """
     table = pa.Table.from_pandas(neutralise_formulas(scores), preserve_index=False)
     return atomic_write(path, lambda tmp: pa_csv.write_csv(table, str(tmp)))
+
+
+def check_replacing(path: Path, scores: pd.DataFrame, *, as_of: dt.date, replace: bool) -> None:
+    """Refuse to write `scores` over an earlier list of the same day (`path`) that gave other customers, groups or
+    actions, unless `replace`: its treatments may have been handed out, and that list is the record `churn measure`,
+    `churn monitor` and the training's label exclusion read. A rerun that changes none of them (a retried job) writes
+    over it; with `replace`, a changed list is written over with a warning."""
+    if not path.exists():
+        return
+    try:
+        existing = pd.read_parquet(path, columns=list(TREATMENT_RECORD))
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+        if replace:
+            return
+        raise ScoreError(f"{path} already holds a list of {as_of} that cannot be read ({exc}); move it away, or "
+                         "pass --replace to write over it") from None
+    changed = changed_treatments(existing, scores)
+    if not changed:
+        return
+    said = (f"{path} already holds the at-risk list of {as_of}, and this run changes the group or action of "
+            f"{changed:,} of its customers")
+    if not replace:
+        raise ScoreError(f"{said}: if its actions were handed out, that list is the record churn measure needs. Score "
+                         "another date, move it away, or pass --replace to write over it")
+    get_logger().warning("%s: written over (--replace)", said)
 
 
 def latest_event_date(frames: Mapping[str, pl.DataFrame]) -> dt.date | None:
@@ -386,9 +411,13 @@ def write_starter_playbook(cfg: Config) -> None:
 
 
 def run(
-    cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool, allow_missing_sources: bool = False
+    cfg: Config, *, as_of: dt.date | None, bundle: Path | None, quiet: bool, allow_missing_sources: bool = False,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Score every eligible customer as of `as_of` (default: the day after the last order).
+
+    Refuses to write over an earlier list of the same day that handed out other groups or actions, unless
+    `replace` (`check_replacing`).
 
     Refuses an `as_of` more than `score.max_data_lag_days` after the last order, and data lacking sources
     or columns the model was trained with (unless `allow_missing_sources`: then a warning, and the
@@ -458,6 +487,7 @@ def run(
             uplift=uplift,
         )
     paths = scores_paths(cfg, as_of)
+    check_replacing(paths["parquet"], scores, as_of=as_of, replace=replace)
     summary = _summary(scores, cfg=cfg, as_of=as_of, info=info, playbook=playbook, paths=paths)
     summary["drift"] = scoring_drift(
         cfg, features, scores, reference=info.drift_reference,
