@@ -171,6 +171,11 @@ BASELINE_DESCRIPTIONS = {
     "pareto_nbd": "Pareto/NBD: score = -pnbd_expected_purchases (or 1 - pnbd_p_alive), calibrated out of fold",
 }
 MODEL_NAMES = {"btyd": "BG/NBD", "pareto_nbd": "Pareto/NBD"}
+
+
+def baseline_name(key: str) -> str:
+    """A baseline as the printed tables name it ('BG/NBD' for btyd; other keys as they are)."""
+    return MODEL_NAMES.get(key, key)
 Builder = Callable[[pd.DataFrame], "tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str"]
 
 

@@ -34,6 +34,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from pipeline.baselines import baseline_name
 from pipeline.bundle import BUNDLE_ARTIFACT_PATH, code_version, library_versions, load_bundle
 from pipeline.drift import drift_reference
 from pipeline.errors import BundleError, ScoreError
@@ -280,22 +281,23 @@ def noise_caveat(metrics: Mapping[str, Any], *, champion_metric: str = "roc_auc"
     caveats = []
     if lead and lead["low"] <= 0:
         interval = f"a 95% interval of {lead['low']:+.4f} to {lead['high']:+.4f}"
+        baseline = baseline_name(lead["reference"])
         if lead["difference"] <= 0:
             caveats.append(
-                f"caution: it does not beat the best baseline ({lead['reference']}) on test ROC-AUC: "
+                f"caution: it does not beat the best baseline ({baseline}) on test ROC-AUC: "
                 f"{lead['difference']:+.4f} with {interval}"
             )
         else:
             caveats.append(
-                f"caution: its test ROC-AUC lead over the best baseline ({lead['reference']}) is "
+                f"caution: its test ROC-AUC lead over the best baseline ({baseline}) is "
                 f"{lead['difference']:+.4f} with {interval}, so it may be noise"
             )
     own = by_metric.get(champion_metric) if champion_metric != "roc_auc" else None
     if own and own["difference"] <= 0:
         caveats.append(
             f"on test {COMPARED_NAMES.get(champion_metric, champion_metric)}, the champion metric, it does not beat the "
-            f"best baseline ({own['reference']}): {own['difference']:+.4f} with a 95% interval of {own['low']:+.4f} "
-            f"to {own['high']:+.4f}"
+            f"best baseline ({baseline_name(own['reference'])}): {own['difference']:+.4f} with a 95% interval of "
+            f"{own['low']:+.4f} to {own['high']:+.4f}"
         )
     return "; ".join(caveats)
 

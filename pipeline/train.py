@@ -52,6 +52,7 @@ from pipeline.baselines import (
     DEFAULT_RFM_FEATURES,
     FittedBaseline,
     baseline_metrics,
+    baseline_name,
     fit_baselines,
 )
 from pipeline.config import TrainConfig
@@ -887,7 +888,7 @@ CANDIDATE_NAMES = {LIGHTGBM: "LightGBM", LOGISTIC: "the logistic model", BLEND: 
 def lead_statement(name: str, difference: dict[str, float], *, metric: str) -> str:
     """A plain sentence on whether candidate `name` beats the reference, from a `paired_bootstrap` entry."""
     name = CANDIDATE_NAMES.get(name, name)
-    reference, value = difference["reference"], difference["difference"]
+    reference, value = baseline_name(difference["reference"]), difference["difference"]
     interval = f"95% interval {difference['low']:+.4f} to {difference['high']:+.4f}"
     if value <= 0:
         return f"{name} does not beat the best baseline ({reference}): {metric} {value:+.4f} ({interval})"

@@ -442,6 +442,9 @@ def test_noise_caveat_names_the_champion_metric_when_the_model_trails_on_it():
         "baseline (logistic_rfm): -0.0230 with a 95% interval of -0.0500 to +0.0050"
     )
     assert noise_caveat(metrics) == noise_caveat(metrics, champion_metric="log_loss")  # no comparison: ROC-AUC only
+    btyd = {"model_choice": {"chosen": "lightgbm"},
+            "comparison": {"candidates": {"lightgbm": {"roc_auc": {**roc, "reference": "btyd", "difference": -0.067}}}}}
+    assert "the best baseline (BG/NBD) on test ROC-AUC" in noise_caveat(btyd)  # as the tables name it, not "btyd"
     ahead = {**pr, "difference": 0.01, "low": 0.001}
     clear = {"roc_auc": {**roc, "low": 0.001}, "pr_auc": ahead}
     assert noise_caveat({"model_choice": {"chosen": "lightgbm"},

@@ -569,6 +569,9 @@ def test_lead_statements_say_plainly_when_lightgbm_does_not_beat_the_baseline():
     assert lead_statement("lightgbm", noisy, metric="ROC-AUC").endswith("includes 0: the lead may be noise")
     clear = {**entry, "difference": 0.012, "low": 0.004, "high": 0.02}
     assert lead_statement("blend", clear, metric="ROC-AUC").startswith("the blend beats the best baseline")
+    # a BTYD baseline is named as the tables name it, not by its key (the apparel log printed "(btyd)")
+    assert lead_statement("lightgbm", {**entry, "reference": "btyd"}, metric="ROC-AUC").startswith(
+        "LightGBM does not beat the best baseline (BG/NBD): ROC-AUC -0.0031")
 
 
 def test_model_choice_takes_the_blend_only_when_it_beats_both_parts():
