@@ -184,6 +184,22 @@ def test_pause_warning_pools_the_covered_snapshots_and_names_them():
     assert pause_warning([], horizon_days=90) is None
 
 
+def test_pause_warning_also_reads_the_latest_year_when_an_early_cohort_outweighs_it():
+    """An apparel retailer's log: its first cohort's snapshots hold most labels, few of them come back; in the latest
+    year 40% of those labelled churned bought again in the next horizon. Pooled over all: 15%, but the pauses are
+    common now, and the warning names the latest year's snapshots."""
+    early = [{"date": f"{year}-07-01", "churned": 2000, "came_back": 200} for year in (2011, 2012, 2013)]
+    late = [{"date": "2014-08-01", "churned": 300, "came_back": 120}, {"date": "2015-03-01", "churned": 300,
+                                                                       "came_back": 120}]
+    warning = pause_warning(early + late, horizon_days=90)
+    assert warning.startswith("40% of the customers labelled churned (no purchase in the 90 days after a snapshot; "
+                              "600 labels of snapshots 2014-08-01 to 2015-03-01)")
+    quiet = [{**row, "came_back": 60} for row in late]  # 20% in the latest year: no warning either way
+    assert pause_warning(early + quiet, horizon_days=90) is None
+    within = [{"date": "2014-05-01", "churned": 300, "came_back": 120}]  # 40%, but the year back from it holds 2013-07
+    assert pause_warning(early + within, horizon_days=90) is None  # 320 of 2,300 (14%)
+
+
 def test_customers_treated_while_they_could_come_back_are_left_out_of_the_pause_counts():
     """At 07-01 with a 10-day horizon, b, e and g are churned and e bought on 07-11: treated e leaves (2, 0)."""
     tables = event_tables(Events.from_frames(transactions=transactions()))
