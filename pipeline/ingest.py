@@ -1243,22 +1243,29 @@ def repeated_order_blocks(
     if "order_id" not in identity or typed.empty:
         return np.zeros(0, dtype=np.int64)
     eligible = np.ones(len(typed), dtype=bool) if eligible is None else eligible
-    files = pd.factorize(origin["source_file"])[0]
-    order = pd.factorize(typed["order_id"])[0]  # -1: no order id
-    block = np.cumsum(np.r_[True, (order[1:] != order[:-1]) | (files[1:] != files[:-1])])
-    blocks = pl.DataFrame({"order": order, "file": files, "block": block})
-    split = blocks.select(pl.col("block").n_unique().over("order", "file") > 1).to_series().to_numpy()
-    rows = np.flatnonzero(split & eligible & (order >= 0))
+    file_codes = origin["source_file"].cat.codes.to_numpy()  # categorical: one label per file
+    keys = pl.DataFrame({"order": pl.from_pandas(typed["order_id"].reset_index(drop=True)), "file": file_codes})
+    start = keys.select(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("order", "file")))
+    start = start.to_series().to_numpy().copy()
+    start[0] = True
+    block = np.cumsum(start)  # 1, 2, ...: the runs of consecutive rows of one order in one file
+    lines = np.diff(np.r_[np.flatnonzero(start), len(start)])
+    # Only an order's blocks of equal length can repeat each other (a return's lines later in the file seldom do)
+    alike = (keys.filter(pl.Series(start)).with_columns(lines=pl.Series(lines))
+             .select(pl.len().over("order", "file", "lines") > 1).to_series().to_numpy())
+    rows = np.flatnonzero(alike[block - 1] & eligible & typed["order_id"].notna().to_numpy(dtype=bool))
     if len(rows) == 0:
         return rows.astype(np.int64)
+    # Only the rows of orders in several blocks from here on: few, in any real export
+    order = pd.factorize(typed["order_id"].iloc[rows])[0]
+    files = file_codes[rows]
     table = pl.from_pandas(typed.take(rows)[list(identity)].reset_index(drop=True))
     # A block's multiset of lines: the wrapping sums of two independent hashes of its lines, and their number.
-    lines = blocks[rows].with_columns(first=table.hash_rows(seed=0), second=table.hash_rows(seed=1))
+    first, second = table.hash_rows(seed=0).to_numpy(), table.hash_rows(seed=1).to_numpy()
     starts = np.flatnonzero(np.r_[True, np.diff(block[rows]) != 0])
     signature = pl.DataFrame({
-        "order": order[rows][starts], "file": files[rows][starts], "block": block[rows][starts],
-        "first": np.add.reduceat(lines["first"].to_numpy(), starts),
-        "second": np.add.reduceat(lines["second"].to_numpy(), starts),
+        "order": order[starts], "file": files[starts], "block": block[rows][starts],
+        "first": np.add.reduceat(first, starts), "second": np.add.reduceat(second, starts),
         "lines": np.diff(np.r_[starts, len(rows)]),
     })
     last = signature.select(pl.col("block").max().over("order", "file", "first", "second", "lines"))["block"]
