@@ -1243,7 +1243,9 @@ def repeated_order_blocks(
     if "order_id" not in identity or typed.empty:
         return np.zeros(0, dtype=np.int64)
     eligible = np.ones(len(typed), dtype=bool) if eligible is None else eligible
-    file_codes = origin["source_file"].cat.codes.to_numpy()  # categorical: one label per file
+    source_file = origin["source_file"]  # categorical as read (one label per file); frames built otherwise: text
+    file_codes = (source_file.cat.codes.to_numpy() if isinstance(source_file.dtype, pd.CategoricalDtype)
+                  else pd.factorize(source_file)[0])
     keys = pl.DataFrame({"order": pl.from_pandas(typed["order_id"].reset_index(drop=True)), "file": file_codes})
     start = keys.select(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("order", "file")))
     start = start.to_series().to_numpy().copy()
@@ -1256,7 +1258,7 @@ def repeated_order_blocks(
     rows = np.flatnonzero(alike[block - 1] & eligible & typed["order_id"].notna().to_numpy(dtype=bool))
     if len(rows) == 0:
         return rows.astype(np.int64)
-    # Only the rows of orders in several blocks from here on: few, in any real export
+    # Only the rows of such blocks from here on: few in most exports
     order = pd.factorize(typed["order_id"].iloc[rows])[0]
     files = file_codes[rows]
     table = pl.from_pandas(typed.take(rows)[list(identity)].reset_index(drop=True))
