@@ -117,7 +117,7 @@ def check_replacing(path: Path, scores: pd.DataFrame, *, as_of: dt.date, replace
     if not changed:
         return
     said = (f"{path} already holds the at-risk list of {as_of}, and this run changes the group or action of "
-            f"{changed:,} of its customers")
+            f"{changed:,} customer{'s' * (changed != 1)} (or adds or drops them)")
     if not replace:
         raise ScoreError(f"{said}: if its actions were handed out, that list is the record churn measure needs. Score "
                          "another date, move it away, or pass --replace to write over it")
