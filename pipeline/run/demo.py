@@ -97,7 +97,9 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
             get_logger().warning("uplift models not learned: %s", exc)
         if uplift_result and any(info["beats_constant"] for info in uplift_result["evaluation"].values()):
             score_cfg = cfg.model_copy(update={"uplift": cfg.uplift.model_copy(update={"use_model": True})})
-    score_result = score.run(score_cfg, as_of=None, bundle=None, quiet=quiet)
+    # The demo writes its synthetic shop and simulated lists afresh: its own list of the day is replaced too (a
+    # rerun after a config change would otherwise stop on the list the previous run wrote)
+    score_result = score.run(score_cfg, as_of=None, bundle=None, quiet=quiet, replace=True)
 
     summary_path = Path(score_result["summary_path"]) if isinstance(score_result, dict) and "summary_path" in score_result else None
     score_summary = _read_json(summary_path) if summary_path else {}
