@@ -121,7 +121,7 @@ def check_replacing(path: Path, scores: pd.DataFrame, *, as_of: dt.date, replace
     if not replace:
         raise ScoreError(f"{said}: if its actions were handed out, that list is the record churn measure needs. Score "
                          "another date, move it away, or pass --replace to write over it")
-    get_logger().warning("%s: written over (--replace)", said)
+    get_logger().warning("%s: written over", said)
 
 
 def latest_event_date(frames: Mapping[str, pl.DataFrame]) -> dt.date | None:
