@@ -317,6 +317,19 @@ def test_a_list_whose_treatments_would_change_is_not_written_over_without_replac
     assert paths["parquet"].read_bytes() == before["parquet"]
 
 
+def test_an_earlier_list_that_cannot_be_read_is_not_written_over_without_replace(tmp_path):
+    from pipeline.run.score import check_replacing
+
+    scores = pd.DataFrame({"customer_id": ["a"], "group": ["treatment"], "action": ["winback_survey"]})
+    damaged = tmp_path / "at_risk_2025-01-01.parquet"
+    damaged.write_bytes(b"PAR1 cut short")
+    with pytest.raises(ScoreError, match=r"already holds a list of 2025-01-01 that cannot be read \(.*\); move it away, "
+                                         r"or pass --replace to write over it"):
+        check_replacing(damaged, scores, as_of=dt.date(2025, 1, 1), replace=False)
+    check_replacing(damaged, scores, as_of=dt.date(2025, 1, 1), replace=True)  # asked for: no error
+    check_replacing(tmp_path / "none.parquet", scores, as_of=dt.date(2025, 1, 1), replace=False)  # no list yet
+
+
 def test_changed_treatments_counts_customers_whose_group_or_action_differ():
     from pipeline.score import changed_treatments
 
