@@ -1374,6 +1374,21 @@ def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
     return rows[~first].astype(np.int64)
 
 
+def unread_attributes_note(source: str, extra_columns: Sequence[str], *, shown: int = 8) -> list[str]:
+    """A note (as a one-item list; empty otherwise) naming the customers export's columns that are no attribute of the
+    contract: a customer's gender or plan there is kept aside in the extra file and never reaches the model, which a
+    user mapping attributes may not expect. Other sources' extra columns (an order's shipping address) stay quiet."""
+    if source != "customers" or not extra_columns:
+        return []
+    names = ", ".join(extra_columns[:shown]) + (f" and {len(extra_columns) - shown:,} more" if len(extra_columns) > shown
+                                                else "")
+    attributes = ", ".join(contract("customers").optional)
+    return [f"{len(extra_columns):,} column{'s' * (len(extra_columns) != 1)} of the customers export "
+            f"{'are' if len(extra_columns) != 1 else 'is'} no attribute the model reads ({attributes}): {names}; kept "
+            "aside in validated/extra/customers.parquet, unused (map one onto an attribute with "
+            "sources.customers.rename only if it means that attribute)"]
+
+
 def split_source(
     raw: RawSource, parsed: ParsedSource, problems: pd.DataFrame, *, extra_columns: list[str],
     repeat_candidates: np.ndarray | None = None,
@@ -1437,7 +1452,7 @@ def split_source(
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
             f"{column} derived as {how} (the source has no {column} column)" for column, how in parsed.derived.items()
-        ] + ([f"{int(repeats.sum()):,} rows are repeated in a more recent export file (overlapping exports?): the "
+        ] + unread_attributes_note(raw.name, extra_columns) + ([f"{int(repeats.sum()):,} rows are repeated in a more recent export file (overlapping exports?): the "
               "latest copy of each is kept, the others quarantined, "
               "not counted as bad"] if repeats.any() else []) + (
             [f"{int(blocks.sum()):,} order lines are repeated later in the same file, as a separate block of the same "

@@ -629,6 +629,20 @@ def test_an_excel_sheet_with_a_title_above_its_header(tmp_path):
 # --- customer ids that do not match between sources -------------------------------------------------
 
 
+def test_customers_columns_the_model_does_not_read_are_named_in_a_note(tmp_path):
+    """An apparel retailer's demographics export holds Gender beside the id: it went to the extra file without a
+    word, though a user mapping attributes expects the model to read it."""
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,10\n")
+    write(tmp_path, "c.csv", "Id,Gender,Region\nc1,0,north\nc2,1,south\n")
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"},
+                                   "customers": {"path": "c.csv", "rename": {"Id": "customer_id", "Region": "region"}}})
+    assert report["sources"]["customers"]["notes"] == [
+        "1 column of the customers export is no attribute the model reads (signup_at, region, acquisition_channel): "
+        "Gender; kept aside in validated/extra/customers.parquet, unused (map one onto an attribute with "
+        "sources.customers.rename only if it means that attribute)"]
+    assert report["sources"]["transactions"]["notes"] == []  # other sources' extra columns stay quiet
+
+
 def test_feedback_ids_written_differently_from_the_transactions_ones_get_a_note(tmp_path, caplog):
     """The shop writes '00123' in its orders and 'C-123' in its survey tool: every feedback feature would stay
     empty. A customers source listing people who never bought is not flagged."""
