@@ -549,11 +549,12 @@ def parse_source(
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
 
 
-def _local_day(times: pd.Series, timezone: str) -> pd.Series:
-    """The start of each time's day in `timezone` (the wall clock the export wrote), in `times`' zone. A day whose
-    midnight the clock skips (DST starting at 00:00, as in Brazil until 2019) starts at its first existing moment, as
-    `parse_timestamp_column` reads that day's date; an ambiguous midnight is its first occurrence."""
-    wall = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize()
+def _local_day(times: pd.Series, timezone: str, *, days_after: int = 0) -> pd.Series:
+    """The start of each time's day in `timezone` (the wall clock the export wrote), or of the day `days_after` it, in
+    `times`' zone. A day whose midnight the clock skips (DST starting at 00:00, as in Brazil until 2019) starts at its
+    first existing moment, as `parse_timestamp_column` reads that day's date; an ambiguous midnight is its first
+    occurrence."""
+    wall = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize() + pd.Timedelta(days=days_after)
     first = np.ones(len(wall), dtype=bool)
     return wall.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
 
@@ -575,10 +576,7 @@ def dates_as_end_of_day(times: pd.Series, *, timezone: str, label: str) -> tuple
     on the order's own day came before the order). (`times`, "") for any other column."""
     if not _holds_dates(times, timezone):
         return times, ""
-    next_day = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize() + pd.Timedelta(days=1)
-    first = np.ones(len(next_day), dtype=bool)
-    starts = next_day.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
-    return starts - pd.Timedelta(microseconds=1), (
+    return _local_day(times, timezone, days_after=1) - pd.Timedelta(microseconds=1), (
         f"{label} holds dates without a time of day: a promise is kept by the end of its day, so each is read as its "
         "day's last moment (a delivery at any time on the promised day is on time)")
 
@@ -1019,8 +1017,9 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     return factors, problems, note
 
 
-def _kept(raw: RawSource, left_out: np.ndarray) -> np.ndarray:
-    kept = np.ones(len(raw.frame), dtype=bool)
+def _kept(rows: int, left_out: np.ndarray) -> np.ndarray:
+    """A mask of `rows` rows, False at the row numbers `left_out` (quarantined, excluded)."""
+    kept = np.ones(rows, dtype=bool)
     kept[left_out] = False
     return kept
 
@@ -1033,7 +1032,7 @@ def _currency_counts(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray
         if source.currency_rates is not None:
             continue  # converted into one currency
         named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
-        kept = _kept(raw, left_out)
+        kept = _kept(len(raw.frame), left_out)
         found = []
         for column in named:
             codes = value_text(raw.frame[column]).str.upper().replace("", None)
@@ -1063,7 +1062,7 @@ def minor_unit_note(
     codes = pd.concat([values for _, values in counts]).groupby(level=0).sum() if counts else pd.Series(dtype=int)
     if len(codes) != 1 or codes.index[0] in ZERO_DECIMAL_CURRENCIES:
         return None
-    kept = np.concatenate([_kept(raw, left_out) for raw, _, left_out in exports])
+    kept = np.concatenate([_kept(len(raw.frame), left_out) for raw, _, left_out in exports])
     values = amounts.to_numpy(dtype=float, na_value=np.nan)[kept]
     values = values[~np.isnan(values)]
     purchases = values[values > 0]
@@ -1351,9 +1350,7 @@ def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame, *, files: 
     one row per customer, so of each customer's valid rows only the first of the most recent file is kept (`files`:
     each row's file number, later files more recent; customers have no time to date a file by; None: one file). A
     customers table exported again after an attribute changed is read as last exported."""
-    valid = np.ones(len(typed), dtype=bool)
-    valid[problems["row"].to_numpy(dtype=np.int64)] = False
-    rows = np.flatnonzero(valid)
+    rows = np.flatnonzero(_kept(len(typed), problems["row"].to_numpy(dtype=np.int64)))
     if files is not None:
         rows = rows[np.lexsort((rows, -files[rows]))]  # the most recent file first, then in row order
     ids = pl.from_pandas(typed["customer_id"].iloc[rows].reset_index(drop=True))
@@ -1366,8 +1363,7 @@ def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
     a feedback_id are each their own answer."""
     if "feedback_id" not in typed.columns or typed["feedback_id"].isna().all():
         return np.zeros(0, dtype=np.int64)
-    valid = np.ones(len(typed), dtype=bool)
-    valid[problems["row"].to_numpy(dtype=np.int64)] = False
+    valid = _kept(len(typed), problems["row"].to_numpy(dtype=np.int64))
     rows = np.flatnonzero(valid & typed["feedback_id"].notna().to_numpy(dtype=bool))
     answers = pl.from_pandas(typed[list(ANSWER_IDENTITY)].iloc[rows].reset_index(drop=True))
     first = answers.select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
@@ -2090,8 +2086,7 @@ def refund_carriers(
     problems = [refunds.loc[beyond, ["row"]].assign(
         column=refunds.loc[beyond, "column"],
         reason=refunds.loc[beyond, "column"] + f": beyond ±{max_abs_amount:g} (ingest.max_abs_amount)")]
-    kept_rows = np.ones(len(typed), dtype=bool)
-    kept_rows[quarantined] = False
+    kept_rows = _kept(len(typed), quarantined)
     candidates = refunds[~beyond & kept_rows[refunds["row"].to_numpy(dtype=np.int64)]]
     rows = candidates["row"].to_numpy(dtype=np.int64)
     ids = ["customer_id", "order_id"]
@@ -2260,8 +2255,8 @@ def ingest_sources(
         identity = record_identity(name, synthetic_orders=synthetic)
         # One search for the rows that may repeat, for both counts: rows equal in every column are equal in these.
         keys = repeat_keys(parsed[name].typed, identity)
-        clean = np.ones(len(parsed[name].typed), dtype=bool)  # a bad row is no copy: its record's other copy stays
-        clean[problems["row"].to_numpy(dtype=np.int64)] = False
+        # a bad row is no copy: its record's other copy stays
+        clean = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
         repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean, identity=identity, keys=keys)
         clean[repeats] = False
         blocks = repeated_order_blocks(raws[name].origin, parsed[name].typed, identity=identity, eligible=clean)
@@ -2294,8 +2289,7 @@ def ingest_sources(
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
         if name == "support_tickets":
-            kept = np.ones(len(parsed[name].typed), dtype=bool)
-            kept[problems["row"].to_numpy(dtype=np.int64)] = False
+            kept = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
             note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
                                                resolved=_label(parsed[name].labels, "resolved"))
             if note:
