@@ -151,6 +151,15 @@ def write_csv(df: pd.DataFrame, path: Path | str) -> Path:
     return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=False))
 
 
+def read_report(path: Path | str) -> dict[str, Any] | None:
+    """A stage's JSON report (the ingest report, the labels report of `churn features`) for a later stage to log or
+    repeat; None when there is none, or it is unreadable."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(obj: Any, path: Path | str) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -8,7 +8,6 @@ risk and the budget used. Reads the stages' own output files for the summary; co
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,11 @@ from rich.table import Table
 
 from pipeline.config import Config
 from pipeline.errors import ScoreError
+from pipeline.io import read_report
 from pipeline.progress import console, get_logger
 from pipeline.run import demo_data, features, ingest, monitor, score, train, uplift
 
 SUMMARY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top_decile")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def metrics_table(metrics: dict[str, Any]) -> Table:
@@ -102,8 +98,8 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
     score_result = score.run(score_cfg, as_of=None, bundle=None, quiet=quiet, replace=True)
 
     summary_path = Path(score_result["summary_path"]) if isinstance(score_result, dict) and "summary_path" in score_result else None
-    score_summary = _read_json(summary_path) if summary_path else {}
-    metrics = _read_json(cfg.bundle_dir / "metrics.json")
+    score_summary = (read_report(summary_path) or {}) if summary_path else {}
+    metrics = read_report(cfg.bundle_dir / "metrics.json") or {}
     out = console()
     out.print(metrics_table(metrics))
     if campaigns:

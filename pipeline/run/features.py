@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -376,15 +375,6 @@ def unknown_tier_warning(cfg: Config) -> str | None:
 
 
 LABELS_REPORT = "labels_report.json"
-
-
-def read_report(path: Path) -> dict[str, Any] | None:
-    """A stage's JSON report (the ingest report, the labels report of `churn features`) for a later stage to log or
-    repeat; None when there is none, or it is unreadable."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def labels_report_path(cfg: Config) -> Path:

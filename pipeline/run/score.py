@@ -37,6 +37,7 @@ from pipeline.io import (
     complete_interrupted_publishes,
     neutralise_formulas,
     output_set,
+    read_report,
     sha256_file,
     write_json,
     write_parquet,
@@ -50,7 +51,6 @@ from pipeline.run.drift import newer_labels_since_training, observed_rate, scori
 from pipeline.run.features import (
     features_and_labels_streamed,
     labels_report_path,
-    read_report,
     read_validated,
     unknown_tier_warning,
 )

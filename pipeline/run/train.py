@@ -44,10 +44,10 @@ from pipeline.features.store import (
     recorded_settings,
     snapshot_row_counts,
 )
-from pipeline.io import complete_interrupted_publishes, write_json
+from pipeline.io import complete_interrupted_publishes, read_report, write_json
 from pipeline.model import ChurnModel
 from pipeline.progress import console, get_logger, timed, track
-from pipeline.run.features import event_span, labels_report_path, read_report
+from pipeline.run.features import event_span, labels_report_path
 from pipeline.run.history import treated_customers
 from pipeline.run.ingest import report_path
 from pipeline.split import (
