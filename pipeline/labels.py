@@ -209,10 +209,14 @@ def pause_warning(snapshots: Sequence[dict], *, horizon_days: int) -> str | None
     return None
 
 
+def _snapshots_named(rows: Sequence[dict]) -> str:
+    """'snapshot 2024-02-01' or 'snapshots 2024-01-01 to 2024-03-01' for `rows` (with date) in date order."""
+    return f"snapshot {rows[0]['date']}" if len(rows) == 1 else f"snapshots {rows[0]['date']} to {rows[-1]['date']}"
+
+
 def _pause_sentence(covered: Sequence[dict], churned: int, back: int, *, horizon_days: int) -> str:
-    dates = covered[0]["date"] if len(covered) == 1 else f"{covered[0]['date']} to {covered[-1]['date']}"
     return (f"{back / churned:.0%} of the customers labelled churned (no purchase in the {horizon_days} days after a "
-            f"snapshot; {churned:,} labels of snapshot{'s' * (len(covered) > 1)} {dates}) bought again in the "
+            f"snapshot; {churned:,} labels of {_snapshots_named(covered)}) bought again in the "
             f"{horizon_days} days after that: for these customers a {horizon_days}-day pause is common, so the model "
             "learns pauses as churn. If such a pause is not churn for this business, set a longer "
             "features.horizon_days (the data must run two horizons past a snapshot for this check)")
@@ -242,9 +246,8 @@ def yearly_buyers_warning(snapshots: Sequence[dict], *, horizon_days: int) -> st
     if not churned or yearly < YEARLY_SHARE * churned:
         return None
     low, high = YEARLY_GAP_DAYS
-    dates = counted[0]["date"] if len(counted) == 1 else f"{counted[0]['date']} to {counted[-1]['date']}"
     return (f"{yearly / churned:.0%} of the customers labelled churned (no purchase in the {horizon_days} days after a "
-            f"snapshot; {churned:,} labels of snapshot{'s' * (len(counted) > 1)} {dates}) had bought about a year "
+            f"snapshot; {churned:,} labels of {_snapshots_named(counted)}) had bought about a year "
             f"apart ({low}-{high} days between their last two purchase days; those who bought once so far are not "
             "counted, so there are more): yearly buyers, such as annual plans or a yearly purchase, are labelled "
             "churned between one purchase and the next, and the at-risk list will hold them. Give them their own "
