@@ -608,6 +608,46 @@ def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_
                            "2024-01-20 08:00 UTC, x2.csv: 1, newest time 2024-02-04 12:00 UTC): ")
 
 
+def test_a_customer_whose_only_ticket_is_resolved_by_status_hears_of_no_open_ticket_after_the_export(tmp_path):
+    # From the export to the at-risk sentences: 17850's only ticket is Resolved in a help desk export without
+    # resolution times, whose newest row is 13047's open ticket of 2024-01-09 10:00. On the scoring day after the
+    # export 17850's ticket is resolved: no "still open", no "unresolved" (the list said both before). Before the
+    # export it counts as open, as the export could not yet tell.
+    import datetime as dt
+
+    from pipeline.config import FeaturesConfig
+    from pipeline.events import Events
+    from pipeline.features import build_features
+    from pipeline.features.registry import feature_specs, reason_context_frame
+    from pipeline.reasons import top_reasons
+
+    tickets = ("Ticket ID,Email,Created time,Status\n"
+               "t1,17850,2024-01-05 10:00:00,Resolved\nt2,13047,2024-01-09 10:00:00,Open\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": tickets},
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Email": "customer_id",
+                                                "Created time": "opened_at", "Status": "resolved"},
+                    "recode": {"resolved": {"Resolved": True, "Open": False}}}})
+    result = ingest_in_memory(tmp_path, case)
+    events = Events.from_frames(**{name: source.validated for name, source in result.sources.items()})
+    cfg = FeaturesConfig(snapshots={"dates": [dt.date(2024, 2, 12)]}, btyd=False)
+    specs = feature_specs(cfg)
+
+    def said(as_of: dt.date) -> dict[str, list[str]]:
+        features = build_features(events, as_of=as_of, cfg=cfg).set_index("customer_id")
+        pushes = pd.DataFrame(0.0, index=features.index, columns=[spec.name for spec in specs])
+        pushes[["open_tickets", "unresolved_share"]] = 1.0  # the model blames the tickets of everyone
+        reasons = top_reasons(pushes, features, specs=specs, as_of=as_of, n=3, context=reason_context_frame)
+        return {customer: [text for text in row.dropna() if re.search("still open|unresolved", text)]
+                for customer, row in reasons.iterrows()}
+
+    assert said(dt.date(2024, 2, 12)) == {
+        "12583": [], "13047": ["1 support ticket still open", "100% of their support tickets are unresolved"],
+        "17850": []}
+    assert said(dt.date(2024, 1, 8))["17850"] == [
+        "1 support ticket still open", "100% of their support tickets are unresolved"]
+
+
 def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):
     # The same help desk export with its offered ratings left out: that their word is not a number is no news.
     case = help_desk_ratings("17850,2024-01-05,good\n13047,2024-01-06,offered\n12583,2024-01-07,bad\n"
