@@ -1510,11 +1510,12 @@ def resolved_without_close_note(
     per_file = per_file.sort_values("rows", ascending=False, kind="stable")
     customers = typed["customer_id"].to_numpy()[rows]
     count = int(pd.Series(customers).nunique())
-    where = ", ".join(f"{file}: {n:,}, newest time {known:%Y-%m-%d %H:%M} UTC" for file, n, known in per_file.itertuples())
+    where = ", ".join(f"{file}: {n:,}, newest time {known:%Y-%m-%d %H:%M} UTC"
+                      for file, n, known in per_file.itertuples())
     return (f"{int(rows.sum()):,} of {int(kept.sum()):,} tickets are resolved by {resolved} but have no closed_at "
             f"({where}): each counts as open until its export's newest time and as resolved from then on, so "
-            "snapshots after the export (the scoring day's) see it resolved, but earlier ones see it open (open_tickets, "
-            "unresolved_share and the actions that read them), and its resolution time is unknown "
+            "snapshots after the export (the scoring day's) see it resolved, but earlier ones see it open "
+            "(open_tickets, unresolved_share and the actions that read them), and its resolution time is unknown "
             f"(resolution_hours_mean leaves it out); {count:,} customer{'s' * (count != 1)}. Map the export's "
             "resolution time onto closed_at with its rename (e.g. {Resolved time: closed_at} for Freshdesk, "
             "{Solved at: closed_at} for Zendesk); an export without one cannot tell when they were resolved")
