@@ -7,7 +7,7 @@ derived column existed lacks it (readers take it as all-null).
 
 Derived columns are computed by ingest, never read from an export: support_tickets'
 `status_known_at` is, for a ticket resolved by status without a closed_at, the newest time of
-its export file (the status is known from then on; null for every other ticket).
+the source's kept rows (the status is known from then on; null for every other ticket).
 """
 
 from __future__ import annotations

@@ -1478,17 +1478,15 @@ def _resolved_without_close(typed: pd.DataFrame, kept: np.ndarray) -> np.ndarray
     return kept & said & typed["closed_at"].isna().to_numpy()
 
 
-def status_known_at(typed: pd.DataFrame, origin: pd.DataFrame, kept: np.ndarray) -> pd.Series:
+def status_known_at(typed: pd.DataFrame, kept: np.ndarray) -> pd.Series:
     """The derived `status_known_at` of a parsed support_tickets frame: for each kept row (`kept`) resolved by status
-    without a closed_at, the latest opened_at, closed_at or first_response_at of the kept rows of its file
-    (`origin["source_file"]`): the export cannot be older than its newest row, so its status is known from then;
-    null for every other row. Output: a UTC timestamp Series on `typed`'s index."""
-    none = np.iinfo(np.int64).min  # NaT as int64: below every time
-    files = pd.factorize(origin["source_file"])[0]
+    without a closed_at, the latest opened_at, closed_at or first_response_at of all kept rows (of every file of the
+    source: a file may be one part of a larger export, so no earlier time is safe): the export cannot be older than
+    its newest row, so its status is known from then; null for every other row. Output: a UTC timestamp Series on
+    `typed`'s index."""
     newest_row = np.maximum.reduce([typed[c].to_numpy(dtype="datetime64[us]").view(np.int64) for c in TICKET_TIMES])
-    newest_file = np.full(files.max() + 1 if len(files) else 0, none, dtype=np.int64)
-    np.maximum.at(newest_file, files[kept], newest_row[kept])
-    known = np.where(_resolved_without_close(typed, kept), newest_file[files], none).view("datetime64[us]")
+    newest = newest_row[kept].max(initial=np.iinfo(np.int64).min)  # NaT as int64 is below every time
+    known = np.where(_resolved_without_close(typed, kept), newest, np.iinfo(np.int64).min).view("datetime64[us]")
     return pd.Series(known, index=typed.index, name="status_known_at").dt.tz_localize("UTC").astype(TIMESTAMP)
 
 
@@ -1497,28 +1495,26 @@ def resolved_without_close_note(
 ) -> str | None:
     """A note when kept tickets (`kept`: rows of `typed`, a parsed support_tickets frame with its `status_known_at`)
     are resolved but have no closed_at (a help desk's Status mapped onto resolved, its resolution time left
-    unmapped): they count as open until their export's newest time (status_known_at) and as resolved after it, with
-    no resolution time. Counts them per file of `origin`, with that time; None when there are none. `resolved`: the
-    label of the resolved column."""
+    unmapped): they count as open until the export's newest time (status_known_at) and as resolved after it, with
+    no resolution time. Counts them per file of `origin`; None when there are none. `resolved`: the label of the
+    resolved column."""
     rows = _resolved_without_close(typed, kept)
     if not rows.any():
         return None
-    per_file = pd.DataFrame({
-        "file": pd.Series(origin["source_file"].astype("str").to_numpy()[rows]).str.rsplit("/", n=1).str[-1],
-        "known": typed["status_known_at"].to_numpy()[rows],
-    }).groupby("file", sort=False).agg(rows=("known", "size"), known=("known", "max"))
-    per_file = per_file.sort_values("rows", ascending=False, kind="stable")
+    files = origin["source_file"].astype("str").to_numpy()[rows]
+    per_file = pd.Series(files).str.rsplit("/", n=1).str[-1].value_counts(sort=True)
     customers = typed["customer_id"].to_numpy()[rows]
     count = int(pd.Series(customers).nunique())
-    where = ", ".join(f"{file}: {n:,}, newest time {known:%Y-%m-%d %H:%M} UTC"
-                      for file, n, known in per_file.itertuples())
+    where = ", ".join(f"{file}: {n:,}" for file, n in per_file.items())
+    newest = typed["status_known_at"][rows].max()
     return (f"{int(rows.sum()):,} of {int(kept.sum()):,} tickets are resolved by {resolved} but have no closed_at "
-            f"({where}): each counts as open until its export's newest time and as resolved from then on, so "
-            "snapshots after the export (the scoring day's) see it resolved, but earlier ones see it open "
-            "(open_tickets, unresolved_share and the actions that read them), and its resolution time is unknown "
-            f"(resolution_hours_mean leaves it out); {count:,} customer{'s' * (count != 1)}. Map the export's "
-            "resolution time onto closed_at with its rename (e.g. {Resolved time: closed_at} for Freshdesk, "
-            "{Solved at: closed_at} for Zendesk); an export without one cannot tell when they were resolved")
+            f"({where}): each counts as open until the export's newest time ({newest:%Y-%m-%d %H:%M} UTC, the "
+            "latest time of any kept ticket) and as resolved from then on, so snapshots after the export (the "
+            "scoring day's) see it resolved, but earlier ones see it open (open_tickets, unresolved_share and the "
+            "actions that read them), and its resolution time is unknown (resolution_hours_mean leaves it out); "
+            f"{count:,} customer{'s' * (count != 1)}. Map the export's resolution time onto closed_at with its rename "
+            "(e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without "
+            "one cannot tell when they were resolved")
 
 
 def _share(flags: np.ndarray) -> float:
@@ -2317,7 +2313,7 @@ def ingest_sources(
         note = None
         if name == "support_tickets":
             kept = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
-            parsed[name].typed["status_known_at"] = status_known_at(parsed[name].typed, raws[name].origin, kept)
+            parsed[name].typed["status_known_at"] = status_known_at(parsed[name].typed, kept)
             note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
                                                resolved=_label(parsed[name].labels, "resolved"))
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,

@@ -570,11 +570,11 @@ def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mappin
                     "recode": {"resolved": {"Resolved": True, "Closed": True, "Open": False, "Pending": False}}}})
     with caplog.at_level("WARNING", logger="pipeline"):
         result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
-    note = ("2 of 4 tickets are resolved by Status but have no closed_at (x.csv: 2, newest time 2024-01-09 10:00 UTC): "
-            "each counts as open until its export's newest time and as resolved from then on, so snapshots after the "
-            "export (the scoring day's) see it resolved, but earlier ones see it open (open_tickets, unresolved_share "
-            "and the actions that read them), and its resolution time is unknown (resolution_hours_mean leaves it "
-            "out); 1 customer. Map the export's resolution time onto closed_at with its rename (e.g. {Resolved time: "
+    note = ("2 of 4 tickets are resolved by Status but have no closed_at (x.csv: 2): each counts as open until the "
+            "export's newest time (2024-01-09 10:00 UTC, the latest time of any kept ticket) and as resolved from "
+            "then on, so snapshots after the export (the scoring day's) see it resolved, but earlier ones see it open "
+            "(open_tickets, unresolved_share and the actions that read them), and its resolution time is unknown "
+            "(resolution_hours_mean leaves it out); 1 customer. Map the export's resolution time onto closed_at with its rename (e.g. {Resolved time: "
             "closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without one cannot tell when "
             "they were resolved")
     assert note in result.report["notes"] and note in caplog.text
@@ -583,10 +583,11 @@ def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mappin
     assert result.validated["status_known_at"].tolist() == [newest, pd.NaT, newest, pd.NaT]
 
 
-def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_time_of_its_own_file(tmp_path):
-    # Two monthly exports of a help desk without resolution times. January's newest time is a first reply (Jan 20),
-    # not an opening; its bad row (dated later, a reply before the opening) is quarantined and says nothing about
-    # when the file was taken. February's file is newer. Open and closed tickets get no status_known_at.
+def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_time_of_all_its_files(tmp_path):
+    # Two files of a help desk without resolution times. They may be parts of one export split by date, so the
+    # status of January's resolved ticket is known only from the newest kept time of both (a closing on Feb 4), not
+    # from January's own newest time (a first reply, Jan 20). A bad row dated later (a reply before its opening) is
+    # quarantined and says nothing about when the export was taken. Open and closed tickets get no status_known_at.
     january = ("ticket_id,customer_id,opened_at,closed_at,first_response_at,resolved\n"
                "t1,17850,2024-01-05 10:00:00,,2024-01-20 08:00:00,yes\n"
                "t2,13047,2024-01-07 10:00:00,,,no\n"
@@ -601,11 +602,11 @@ def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_
     assert result.quarantine["ticket_id"].tolist() == ["t3"]
     known = result.validated.set_index("ticket_id")["status_known_at"]
     assert str(known.dtype) == "datetime64[us, UTC]"
-    assert known.to_dict() == {"t1": pd.Timestamp("2024-01-20 08:00", tz="UTC"), "t2": pd.NaT, "t4": pd.NaT,
+    assert known.to_dict() == {"t1": pd.Timestamp("2024-02-04 12:00", tz="UTC"), "t2": pd.NaT, "t4": pd.NaT,
                                "t5": pd.NaT, "t6": pd.Timestamp("2024-02-04 12:00", tz="UTC")}
     note = next(n for n in result.report["notes"] if "resolved by resolved but have no closed_at" in n)
-    assert note.startswith("2 of 5 tickets are resolved by resolved but have no closed_at (x1.csv: 1, newest time "
-                           "2024-01-20 08:00 UTC, x2.csv: 1, newest time 2024-02-04 12:00 UTC): ")
+    assert note.startswith("2 of 5 tickets are resolved by resolved but have no closed_at (x1.csv: 1, x2.csv: 1): "
+                           "each counts as open until the export's newest time (2024-02-04 12:00 UTC, ")
 
 
 def test_a_customer_whose_only_ticket_is_resolved_by_status_hears_of_no_open_ticket_after_the_export(tmp_path):
