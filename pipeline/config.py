@@ -306,7 +306,7 @@ class SourcesConfig(StrictModel):
     @model_validator(mode="after")
     def _contract_columns_only(self) -> SourcesConfig:
         for name, source in self.configured().items():
-            columns = contract(name).dtypes
+            columns = contract(name).input_dtypes
             for export in source.exports():
                 for setting in ("constants", "combine", "recode"):
                     unknown = [column for column in getattr(export, setting) if column not in columns]

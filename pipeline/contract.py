@@ -2,12 +2,17 @@
 
 Validated files (`data/validated/<source>.parquet`) hold exactly `columns(source)` in this order,
 with the dtypes of `DTYPES`: optional columns absent from the input are present and all-null.
-Timestamps are UTC. Every later stage may rely on this.
+Timestamps are UTC. Every later stage may rely on this, except that a file written before a
+derived column existed lacks it (readers take it as all-null).
+
+Derived columns are computed by ingest, never read from an export: support_tickets'
+`status_known_at` is, for a ticket resolved by status without a closed_at, the newest time of
+the source's kept rows (the status is known from then on; null for every other ticket).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -26,18 +31,25 @@ class SourceContract:
     optional: dict[str, str]
     id_columns: tuple[str, ...]
     time_column: str | None
+    derived: dict[str, str] = field(default_factory=dict)  # computed by ingest, after the input columns
 
     @property
     def columns(self) -> list[str]:
-        return [*self.required, *self.optional]
+        return [*self.required, *self.optional, *self.derived]
 
     @property
     def dtypes(self) -> dict[str, str]:
+        return {**self.required, **self.optional, **self.derived}
+
+    @property
+    def input_dtypes(self) -> dict[str, str]:
+        """The columns an export may give (required and optional), with their dtypes."""
         return {**self.required, **self.optional}
 
     @property
     def timestamp_columns(self) -> list[str]:
-        return [name for name, dtype in self.dtypes.items() if dtype == TIMESTAMP]
+        """The timestamp columns an export may give."""
+        return [name for name, dtype in self.input_dtypes.items() if dtype == TIMESTAMP]
 
 
 FEEDBACK_KINDS = ("nps", "csat", "review")
@@ -84,6 +96,7 @@ CONTRACTS: dict[str, SourceContract] = {
         },
         id_columns=("ticket_id", "customer_id"),
         time_column="opened_at",
+        derived={"status_known_at": TIMESTAMP},
     ),
     "loyalty_events": SourceContract(
         name="loyalty_events",

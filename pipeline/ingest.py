@@ -198,7 +198,7 @@ def map_columns(raw: RawSource, source: SourceConfig, *, export_number: int = 0)
     """
     spec = contract(raw.name)
     labels = {source.rename.get(column, column): column for column in raw.frame.columns}
-    present = {name: raw.frame[labels[name]] for name in spec.columns if name in labels}
+    present = {name: raw.frame[labels[name]] for name in spec.input_dtypes if name in labels}
     for name, parts in source.combine.items():
         present[name] = joined_text(raw.frame, parts)
         labels[name] = " + ".join(parts)
@@ -1469,15 +1469,36 @@ def split_source(
     return SourceResult(name=raw.name, validated=validated, quarantine=quarantine, extra=extra, report=report)
 
 
+TICKET_TIMES = ("opened_at", "closed_at", "first_response_at")  # the times an export's ticket rows state
+
+
+def _resolved_without_close(typed: pd.DataFrame, kept: np.ndarray) -> np.ndarray:
+    """Kept rows of a parsed support_tickets frame whose resolved is true and whose closed_at is empty."""
+    said = (typed["resolved"] == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712 (nullable boolean)
+    return kept & said & typed["closed_at"].isna().to_numpy()
+
+
+def status_known_at(typed: pd.DataFrame, kept: np.ndarray) -> pd.Series:
+    """The derived `status_known_at` of a parsed support_tickets frame: for each kept row (`kept`) resolved by status
+    without a closed_at, the latest opened_at, closed_at or first_response_at of all kept rows (of every file of the
+    source: a file may be one part of a larger export, so no earlier time is safe): the export cannot be older than
+    its newest row, so its status is known from then; null for every other row. Output: a UTC timestamp Series on
+    `typed`'s index."""
+    newest_row = np.maximum.reduce([typed[c].to_numpy(dtype="datetime64[us]").view(np.int64) for c in TICKET_TIMES])
+    newest = newest_row[kept].max(initial=np.iinfo(np.int64).min)  # NaT as int64 is below every time
+    known = np.where(_resolved_without_close(typed, kept), newest, np.iinfo(np.int64).min).view("datetime64[us]")
+    return pd.Series(known, index=typed.index, name="status_known_at").dt.tz_localize("UTC").astype(TIMESTAMP)
+
+
 def resolved_without_close_note(
     typed: pd.DataFrame, origin: pd.DataFrame, kept: np.ndarray, *, resolved: str
 ) -> str | None:
-    """A note when kept tickets (`kept`: rows of `typed`, a parsed support_tickets frame) are resolved but have no
-    closed_at (a help desk's Status mapped onto resolved, its resolution time left unmapped): the contract reads them
-    as open at every snapshot, and nothing tells when they were resolved. Counts them per file of `origin`; None
-    when there are none. `resolved`: the label of the resolved column."""
-    said = (typed["resolved"] == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712 (nullable boolean)
-    rows = kept & said & typed["closed_at"].isna().to_numpy()
+    """A note when kept tickets (`kept`: rows of `typed`, a parsed support_tickets frame with its `status_known_at`)
+    are resolved but have no closed_at (a help desk's Status mapped onto resolved, its resolution time left
+    unmapped): they count as open until the export's newest time (status_known_at) and as resolved after it, with
+    no resolution time. Counts them per file of `origin`; None when there are none. `resolved`: the label of the
+    resolved column."""
+    rows = _resolved_without_close(typed, kept)
     if not rows.any():
         return None
     files = origin["source_file"].astype("str").to_numpy()[rows]
@@ -1485,12 +1506,15 @@ def resolved_without_close_note(
     customers = typed["customer_id"].to_numpy()[rows]
     count = int(pd.Series(customers).nunique())
     where = ", ".join(f"{file}: {n:,}" for file, n in per_file.items())
+    newest = typed["status_known_at"][rows].max()
     return (f"{int(rows.sum()):,} of {int(kept.sum()):,} tickets are resolved by {resolved} but have no closed_at "
-            f"({where}): an empty closed_at means open, so each counts as an open, unresolved ticket at every snapshot "
-            "from its opening on (open_tickets, unresolved_share and the actions that read them; "
-            f"{count:,} customer{'s' * (count != 1)}). Map the export's resolution time onto closed_at with its rename "
-            "(e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without one "
-            "cannot tell when they were resolved")
+            f"({where}): each counts as open until the export's newest time ({newest:%Y-%m-%d %H:%M} UTC, the "
+            "latest time of any kept ticket) and as resolved from then on, so snapshots after the export (the "
+            "scoring day's) see it resolved, but earlier ones see it open (open_tickets, unresolved_share and the "
+            "actions that read them), and its resolution time is unknown (resolution_hours_mean leaves it out); "
+            f"{count:,} customer{'s' * (count != 1)}. Map the export's resolution time onto closed_at with its rename "
+            "(e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without "
+            "one cannot tell when they were resolved")
 
 
 def _share(flags: np.ndarray) -> float:
@@ -2007,7 +2031,7 @@ def mapped_source(
                               setting=export_setting(raw.name, number), export_number=number)
         left_out = [excluded_filled_rows(raw, filled, export.exclude), _problems(header_rows(raw), "", HEADER_AGAIN)]
         parts.append((filled, parsed, pd.concat(left_out, ignore_index=True)))
-    columns = contract(raws[0].name).dtypes
+    columns = contract(raws[0].name).input_dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns}
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
@@ -2286,15 +2310,17 @@ def ingest_sources(
                 max_abs_amount=cfg.max_abs_amount, latest_allowed=latest_allowed, latest_rule=latest_rule,
                 columns=", ".join(dict.fromkeys(e.refunds.column for e in sources[name].exports() if e.refunds)))
             problems = pd.concat([problems, refund_problems], ignore_index=True)
-        results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
-                                     repeat_candidates=keys[1])
+        note = None
         if name == "support_tickets":
             kept = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
+            parsed[name].typed["status_known_at"] = status_known_at(parsed[name].typed, kept)
             note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
                                                resolved=_label(parsed[name].labels, "resolved"))
-            if note:
-                results[name].report["notes"].append(note)
-                get_logger().warning("%s: %s", name, note)
+        results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
+                                     repeat_candidates=keys[1])
+        if note:
+            results[name].report["notes"].append(note)
+            get_logger().warning("%s: %s", name, note)
         if carriers is not None:
             results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)

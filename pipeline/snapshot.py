@@ -7,9 +7,11 @@ Rules, per source:
 - transactions: rows ordered before `t`; `delivered_at` at or after `t` becomes null (not yet
   delivered at `t`). `promised_delivery_at` is kept: the promise is made when ordering.
 - feedback: rows submitted before `t` (feedback is known from `submitted_at`).
-- support_tickets: tickets opened before `t`; `closed_at` and `first_response_at` at or after `t`
-  become null (the ticket is open / unanswered at `t`), and `resolved` is null for every ticket
-  that is open at `t`.
+- support_tickets: tickets opened before `t`; `closed_at`, `first_response_at` and `status_known_at`
+  at or after `t` become null (the ticket is open / unanswered at `t`), and `resolved` is null
+  unless it is known before `t`: with the ticket's closed_at, or, for a ticket without one (resolved
+  by status in an export without resolution times), from its `status_known_at` (the export's newest
+  time). A ticket is open at `t` when its cut closed_at is null and its cut resolved is not true.
 - loyalty_events: events that occurred before `t`.
 - customers: static attributes; a customer who signed up at or after `t` did not exist yet and is
   dropped (a null `signup_at` is kept).
@@ -24,7 +26,7 @@ is in the cut at `t` exactly when it is known since before `t`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 import polars as pl
@@ -69,11 +71,11 @@ def _cut_feedback(frame: Frame, t: dt.datetime) -> Frame:
 def _cut_support_tickets(frame: Frame, t: dt.datetime) -> Frame:
     cut = frame.filter(pl.col("opened_at") < t)
     names = _names(cut)
-    cut = cut.with_columns([_null_from(c, t) for c in ("closed_at", "first_response_at") if c in names])
-    if "resolved" in names:
-        open_at_t = pl.col("closed_at").is_null() if "closed_at" in names else pl.lit(True)
-        cut = cut.with_columns(pl.when(open_at_t).then(None).otherwise(pl.col("resolved")).alias("resolved"))
-    return cut
+    if "resolved" in names:  # judged on the uncut times, before they are nulled
+        absent = [c for c in ("closed_at", "status_known_at") if c not in names]
+        known = known_since("support_tickets", "resolved", absent=absent) < t
+        cut = cut.with_columns(pl.when(known).then(pl.col("resolved")).alias("resolved"))
+    return cut.with_columns([_null_from(c, t) for c in LATER_TIMES["support_tickets"] if c in names])
 
 
 def _cut_loyalty_events(frame: Frame, t: dt.datetime) -> Frame:
@@ -89,24 +91,32 @@ def _cut_customers(frame: Frame, t: dt.datetime) -> Frame:
 # The time column that dates each row, and the later time values that are known only from their own time.
 ROW_TIME = {"transactions": "ordered_at", "feedback": "submitted_at", "support_tickets": "opened_at",
             "loyalty_events": "occurred_at"}
-LATER_TIMES = {"transactions": ("delivered_at",), "support_tickets": ("closed_at", "first_response_at")}
+LATER_TIMES = {"transactions": ("delivered_at",),
+               "support_tickets": ("closed_at", "first_response_at", "status_known_at")}
 
 
-def known_since(source: str, column: str | None = None) -> pl.Expr:
+def known_since(source: str, column: str | None = None, *, absent: Sequence[str] = ()) -> pl.Expr:
     """The instant from which a row of `source` (column None) or its later time value `column` is known.
 
-    A row is known from its row time; a later time value (delivered_at, closed_at, first_response_at)
-    from its own time, and never before its row (null while it has no value). A ticket's `resolved`
-    is known with its `closed_at`. This is `cut_frame`'s rule: at `t` a row is kept, and a value is
-    not nulled, exactly when this instant is before `t`.
+    A row is known from its row time; a later time value (delivered_at, closed_at, first_response_at,
+    status_known_at) from its own time, and never before its row (null while it has no value). A
+    ticket's `resolved` is known with its `closed_at`, or, without one, from its `status_known_at`.
+    This is `cut_frame`'s rule: at `t` a row is kept, and a value is not nulled, exactly when this
+    instant is before `t`. `absent`: later time columns the frame lacks (read as null).
     """
     row = pl.col(ROW_TIME[source])
     if column is None:
         return row
     if column == "resolved" and source == "support_tickets":
-        column = "closed_at"
+        closed = known_since(source, "closed_at", absent=absent)
+        by_status = known_since(source, "status_known_at", absent=absent)
+        if "closed_at" in absent:
+            return by_status
+        return pl.when(pl.col("closed_at").is_not_null()).then(closed).otherwise(by_status)
     if column not in LATER_TIMES.get(source, ()):
         raise FeatureError(f"{source}.{column} is not a later time value; known: {LATER_TIMES.get(source, ())}")
+    if column in absent:
+        return pl.lit(None, dtype=pl.Datetime("us", "UTC"))
     value = pl.col(column)
     return pl.when(value.is_not_null()).then(pl.max_horizontal(row, value))
 

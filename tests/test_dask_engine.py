@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from pandas.testing import assert_frame_equal
+from pandas.testing import assert_frame_equal, assert_series_equal
 
 pytest.importorskip("distributed")
 pytest.importorskip("dask.dataframe")
@@ -74,6 +74,74 @@ def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo
             )
     finally:
         partitioned.release()
+
+
+def _tickets_workspace(folder, *, customers: int = 60, seed: int = 8):
+    """Validated files of a shop whose help desk export has no resolution times: a third of its tickets are resolved
+    by status, known from the export's newest time (2024-05-01 12:00). Returns that time."""
+    from pipeline.events import Events
+
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2023-06-01", tz="UTC")
+    n = customers * 6
+    ordered = start + pd.to_timedelta(rng.integers(0, 330 * 24, n), unit="h")
+    transactions = pd.DataFrame({"order_id": [f"o{i}" for i in range(n)],
+                                 "customer_id": [f"c{i:03d}" for i in rng.integers(0, customers, n)],
+                                 "ordered_at": ordered, "amount": np.round(rng.uniform(5, 80, n), 2)})
+    m = customers * 2
+    opened = start + pd.to_timedelta(rng.integers(0, 330 * 24, m), unit="h")
+    export = opened.max()
+    by_status = rng.uniform(0, 1, m) < 0.35
+    tickets = pd.DataFrame({
+        "ticket_id": [f"t{i}" for i in range(m)], "customer_id": [f"c{i:03d}" for i in rng.integers(0, customers, m)],
+        "opened_at": opened,
+        "closed_at": (opened + pd.to_timedelta(rng.integers(1, 200, m), unit="h")).where(~by_status),
+        "resolved": pd.array(by_status | (rng.uniform(0, 1, m) < 0.7), dtype="boolean"),
+        "status_known_at": pd.Series(export, index=range(m)).where(by_status),
+    })
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in Events.from_frames(transactions=transactions, support_tickets=tickets).items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    return export
+
+
+@pytest.mark.slow
+def test_every_engine_reads_tickets_resolved_by_status_alike_and_old_files_without_the_column(tmp_path, client):
+    """Local (pandas Events), polars runner (read_validated) and Dask give the same ticket features, with
+    status_known_at and from a file written before it existed (read as all null)."""
+    from pipeline.config import FeaturesConfig
+    from pipeline.features import event_tables, event_tables_from_frames, features_from_tables
+    from pipeline.run.features import read_validated, validated_coverage
+
+    export = _tickets_workspace(tmp_path / "new")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "transactions.parquet").write_bytes((tmp_path / "new" / "transactions.parquet").read_bytes())
+    pd.read_parquet(tmp_path / "new" / "support_tickets.parquet").drop(columns="status_known_at").to_parquet(
+        old / "support_tickets.parquet", index=False)
+    before, after = export.date(), export.date() + dt.timedelta(days=1)  # the export's time is 12:00 on its day
+    cfg = FeaturesConfig(snapshots={"dates": [after]}, btyd=False)
+    found = {}
+    for folder in (tmp_path / "new", old):
+        local = event_tables(load_events(folder))
+        runner = event_tables_from_frames(read_validated(folder))
+        partitioned = load_partitioned_tables(folder, partitions=3, client=client)
+        try:
+            for as_of in (before, after):
+                expected = features_from_tables(local, as_of=as_of, cfg=cfg)
+                assert_frame_equal(features_from_tables(runner, as_of=as_of, cfg=cfg), expected, check_exact=True)
+                assert_frame_equal(dask_features(partitioned, as_of=as_of, cfg=cfg), expected, check_exact=True)
+                found[folder.name, as_of] = expected.set_index("customer_id")["open_tickets"]
+        finally:
+            partitioned.release()
+        assert validated_coverage(folder)["support_tickets"] == ["customer_id", "opened_at", "closed_at", "resolved"]
+    tickets = pd.read_parquet(tmp_path / "new" / "support_tickets.parquet")
+    by_status = tickets.loc[tickets["status_known_at"].notna()].groupby("customer_id").size()
+    # On the export's day they are open in both; after it, open only where the file does not say when it was taken.
+    assert_series_equal(found["new", before], found["old", before])
+    gone = found["old", after] - found["new", after]
+    assert gone.sum() > 0
+    assert_series_equal(gone, by_status.reindex(gone.index, fill_value=0).astype(float), check_names=False)
 
 
 def test_load_partitioned_tables_without_ingest_names_the_command(tmp_path, client):

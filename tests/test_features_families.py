@@ -206,6 +206,33 @@ def test_service_features_hand_computed():
     assert_frame_equal(select(features, expected), expected)
 
 
+def test_a_ticket_resolved_by_status_without_closed_at_is_open_until_its_export_and_resolved_after_it():
+    # Customer a: t1 resolved by status, no closed_at; its export's newest row is on D = 2024-06-20 12:00. t2 was
+    # closed with a closing time (30 hours). Customer b: only a status-resolved ticket, from the same export.
+    tickets = pd.DataFrame({
+        "ticket_id": ["t1", "t2", "t3"],
+        "customer_id": ["a", "a", "b"],
+        "opened_at": [ts("2024-06-01"), ts("2024-06-02"), ts("2024-06-10")],
+        "closed_at": [None, ts("2024-06-03 06:00"), None],
+        "resolved": pd.array([True, True, True], dtype="boolean"),
+        "status_known_at": [ts("2024-06-20 12:00"), None, ts("2024-06-20 12:00")],
+    })
+    transactions = tx(("o1", "a", "2024-05-01", 10.0, None, None, None, None),
+                      ("o2", "b", "2024-05-01", 10.0, None, None, None, None))
+    events = Events.from_frames(transactions=transactions, support_tickets=tickets)
+    columns = ["customer_id", "open_tickets", "unresolved_share", "resolution_hours_mean"]
+    before, on_d, after = (build_features(events, as_of=day, cfg=CFG)[columns]
+                           for day in (dt.date(2024, 6, 15), dt.date(2024, 6, 20), dt.date(2024, 6, 21)))
+    # Before D (and on D: its status is known only from 12:00) t1 is open, t3 too; t2 is closed resolved.
+    expected_open = expected_frame({"customer_id": ["a", "b"], "open_tickets": [1.0, 1.0],
+                                    "unresolved_share": [0.5, 1.0], "resolution_hours_mean": [30.0, NAN]})
+    assert_frame_equal(before, expected_open)
+    assert_frame_equal(on_d, expected_open)
+    # After D both are closed resolved; their unknown resolution time leaves the mean to t2 alone.
+    assert_frame_equal(after, expected_frame({"customer_id": ["a", "b"], "open_tickets": [0.0, 0.0],
+                                              "unresolved_share": [0.0, 0.0], "resolution_hours_mean": [30.0, NAN]}))
+
+
 def test_loyalty_features_hand_computed():
     loyalty = pd.DataFrame(
         [

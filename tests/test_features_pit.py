@@ -54,8 +54,9 @@ def feedback_rows(offsets):
 
 
 def ticket_rows(offsets):
+    """(customer, opening, closing delay, reply delay, resolved, status_known_at delay: the export's newest time)."""
     return st.lists(st.tuples(st.sampled_from(CUSTOMERS), offsets, maybe_delay, maybe_delay,
-                              st.sampled_from([None, True, False])), max_size=4)
+                              st.sampled_from([None, True, False]), maybe_delay), max_size=4)
 
 
 def loyalty_rows(offsets):
@@ -76,9 +77,10 @@ def frames(tx, fb, tk, ly, *, prefix: str) -> dict[str, pd.DataFrame]:
         columns=["customer_id", "submitted_at", "kind", "score"],
     )
     tickets = pd.DataFrame(
-        [(f"{prefix}{i}", c, at(h), at(close, at(h)), at(reply, at(h)), res) for i, (c, h, close, reply, res)
-         in enumerate(tk)],
-        columns=["ticket_id", "customer_id", "opened_at", "closed_at", "first_response_at", "resolved"],
+        [(f"{prefix}{i}", c, at(h), at(close, at(h)), at(reply, at(h)), res, at(known, at(h)))
+         for i, (c, h, close, reply, res, known) in enumerate(tk)],
+        columns=["ticket_id", "customer_id", "opened_at", "closed_at", "first_response_at", "resolved",
+                 "status_known_at"],
     ).astype({"resolved": "boolean"})
     loyalty = pd.DataFrame([(c, at(h), kind, pts, tier) for c, h, kind, pts, tier in ly],
                            columns=["customer_id", "occurred_at", "kind", "points", "tier"])
@@ -97,11 +99,12 @@ def future_changed(base: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     tx, tk = changed["transactions"], changed["support_tickets"]
     late = tx["delivered_at"].notna() & (pd.to_datetime(tx["delivered_at"], utc=True) >= T)
     tx.loc[late, "delivered_at"] = None
-    for column in ("closed_at", "first_response_at"):
+    closed, known = (pd.to_datetime(tk[c], utc=True) for c in ("closed_at", "status_known_at"))
+    resolved_known = (closed < T) | (closed.isna() & (known < T))  # with its closing time, else from its export's
+    for column in ("closed_at", "first_response_at", "status_known_at"):
         after = tk[column].notna() & (pd.to_datetime(tk[column], utc=True) >= T)
         tk.loc[after, column] = T + pd.Timedelta(days=400)
-    open_at_t = tk["closed_at"].isna() | (pd.to_datetime(tk["closed_at"], utc=True) >= T)
-    tk.loc[open_at_t, "resolved"] = ~tk.loc[open_at_t, "resolved"].fillna(False)
+    tk.loc[~resolved_known, "resolved"] = ~tk.loc[~resolved_known, "resolved"].fillna(False)
     return changed
 
 
@@ -157,7 +160,23 @@ def synthetic_events(customers: int, seed: int) -> Events:
         "submitted_at": T - pd.to_timedelta(rng.integers(0, 500 * 24, n // 4), unit="h"),
         "kind": "nps", "score": rng.integers(0, 11, n // 4).astype(float),
     })
-    return Events.from_frames(transactions=transactions, feedback=feedback)
+    # Tickets, some resolved by status without a closed_at: their export's newest time lies between the two
+    # snapshots the tests read (2024-03-01 and AS_OF), so they are open at the first and resolved at the second.
+    m = n // 5
+    opened = T - pd.to_timedelta(rng.integers(0, 400 * 24, m), unit="h")
+    closed = opened + pd.to_timedelta(rng.integers(1, 300, m), unit="h")
+    by_status = rng.uniform(0, 1, m) < 0.3
+    resolved = rng.choice([True, False], m, p=[0.8, 0.2])
+    support_tickets = pd.DataFrame({
+        "ticket_id": [f"t{i}" for i in range(m)],
+        "customer_id": [f"c{i:04d}" for i in rng.integers(0, customers, m)],
+        "opened_at": opened,
+        "closed_at": closed.where(~by_status & (rng.uniform(0, 1, m) < 0.9)),
+        "first_response_at": opened + pd.to_timedelta(rng.integers(0, 48, m), unit="h"),
+        "resolved": pd.array(resolved | by_status, dtype="boolean"),
+        "status_known_at": pd.Series(T - pd.Timedelta(days=60), index=range(m)).where(by_status),
+    })
+    return Events.from_frames(transactions=transactions, feedback=feedback, support_tickets=support_tickets)
 
 
 def test_partitioned_by_customer_equals_single_machine_exactly():

@@ -570,13 +570,83 @@ def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mappin
                     "recode": {"resolved": {"Resolved": True, "Closed": True, "Open": False, "Pending": False}}}})
     with caplog.at_level("WARNING", logger="pipeline"):
         result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
-    note = ("2 of 4 tickets are resolved by Status but have no closed_at (x.csv: 2): an empty closed_at means open, so "
-            "each counts as an open, unresolved ticket at every snapshot from its opening on (open_tickets, "
-            "unresolved_share and the actions that read them; 1 customer). Map the export's resolution time onto "
-            "closed_at with its rename (e.g. {Resolved time: closed_at} for Freshdesk, {Solved at: closed_at} for "
-            "Zendesk); an export without one cannot tell when they were resolved")
+    note = ("2 of 4 tickets are resolved by Status but have no closed_at (x.csv: 2): each counts as open until the "
+            "export's newest time (2024-01-09 10:00 UTC, the latest time of any kept ticket) and as resolved from "
+            "then on, so snapshots after the export (the scoring day's) see it resolved, but earlier ones see it open "
+            "(open_tickets, unresolved_share and the actions that read them), and its resolution time is unknown "
+            "(resolution_hours_mean leaves it out); 1 customer. Map the export's resolution time onto closed_at with its rename (e.g. {Resolved time: "
+            "closed_at} for Freshdesk, {Solved at: closed_at} for Zendesk); an export without one cannot tell when "
+            "they were resolved")
     assert note in result.report["notes"] and note in caplog.text
-    assert len(result.validated) == 4  # nothing is left out: the contract reads them as open
+    assert len(result.validated) == 4  # nothing is left out
+    newest = pd.Timestamp("2024-01-09 10:00", tz="UTC")  # the export's newest row: its status is known from then
+    assert result.validated["status_known_at"].tolist() == [newest, pd.NaT, newest, pd.NaT]
+
+
+def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_time_of_all_its_files(tmp_path):
+    # Two files of a help desk without resolution times. They may be parts of one export split by date, so the
+    # status of January's resolved ticket is known only from the newest kept time of both (a closing on Feb 4), not
+    # from January's own newest time (a first reply, Jan 20). A bad row dated later (a reply before its opening) is
+    # quarantined and says nothing about when the export was taken. Open and closed tickets get no status_known_at.
+    january = ("ticket_id,customer_id,opened_at,closed_at,first_response_at,resolved\n"
+               "t1,17850,2024-01-05 10:00:00,,2024-01-20 08:00:00,yes\n"
+               "t2,13047,2024-01-07 10:00:00,,,no\n"
+               "t3,13047,2024-01-25 10:00:00,,2024-01-02 10:00:00,yes\n"  # replied before it opened: quarantined
+               "t4,12583,2024-01-08 10:00:00,2024-01-09 10:00:00,,yes\n")
+    february = ("ticket_id,customer_id,opened_at,closed_at,first_response_at,resolved\n"
+                "t5,17850,2024-02-03 10:00:00,2024-02-04 12:00:00,,no\n"
+                "t6,12583,2024-02-02 10:00:00,,,yes\n")
+    case = Case(files={"t.csv": CLEAN, "x1.csv": january, "x2.csv": february}, ingest={"max_bad_share": 0.5},
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {"path": "x*.csv"}})
+    result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    assert result.quarantine["ticket_id"].tolist() == ["t3"]
+    known = result.validated.set_index("ticket_id")["status_known_at"]
+    assert str(known.dtype) == "datetime64[us, UTC]"
+    assert known.to_dict() == {"t1": pd.Timestamp("2024-02-04 12:00", tz="UTC"), "t2": pd.NaT, "t4": pd.NaT,
+                               "t5": pd.NaT, "t6": pd.Timestamp("2024-02-04 12:00", tz="UTC")}
+    note = next(n for n in result.report["notes"] if "resolved by resolved but have no closed_at" in n)
+    assert note.startswith("2 of 5 tickets are resolved by resolved but have no closed_at (x1.csv: 1, x2.csv: 1): "
+                           "each counts as open until the export's newest time (2024-02-04 12:00 UTC, ")
+
+
+def test_a_customer_whose_only_ticket_is_resolved_by_status_hears_of_no_open_ticket_after_the_export(tmp_path):
+    # From the export to the at-risk sentences: 17850's only ticket is Resolved in a help desk export without
+    # resolution times, whose newest row is 13047's open ticket of 2024-01-09 10:00. On the scoring day after the
+    # export 17850's ticket is resolved: no "still open", no "unresolved" (the list said both before). Before the
+    # export it counts as open, as the export could not yet tell.
+    import datetime as dt
+
+    from pipeline.config import FeaturesConfig
+    from pipeline.events import Events
+    from pipeline.features import build_features
+    from pipeline.features.registry import feature_specs, reason_context_frame
+    from pipeline.reasons import top_reasons
+
+    tickets = ("Ticket ID,Email,Created time,Status\n"
+               "t1,17850,2024-01-05 10:00:00,Resolved\nt2,13047,2024-01-09 10:00:00,Open\n")
+    case = Case(files={"t.csv": CLEAN, "x.csv": tickets},
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Email": "customer_id",
+                                                "Created time": "opened_at", "Status": "resolved"},
+                    "recode": {"resolved": {"Resolved": True, "Open": False}}}})
+    result = ingest_in_memory(tmp_path, case)
+    events = Events.from_frames(**{name: source.validated for name, source in result.sources.items()})
+    cfg = FeaturesConfig(snapshots={"dates": [dt.date(2024, 2, 12)]}, btyd=False)
+    specs = feature_specs(cfg)
+
+    def said(as_of: dt.date) -> dict[str, list[str]]:
+        features = build_features(events, as_of=as_of, cfg=cfg).set_index("customer_id")
+        pushes = pd.DataFrame(0.0, index=features.index, columns=[spec.name for spec in specs])
+        pushes[["open_tickets", "unresolved_share"]] = 1.0  # the model blames the tickets of everyone
+        reasons = top_reasons(pushes, features, specs=specs, as_of=as_of, n=3, context=reason_context_frame)
+        return {customer: [text for text in row.dropna() if re.search("still open|unresolved", text)]
+                for customer, row in reasons.iterrows()}
+
+    assert said(dt.date(2024, 2, 12)) == {
+        "12583": [], "13047": ["1 support ticket still open", "100% of their support tickets are unresolved"],
+        "17850": []}
+    assert said(dt.date(2024, 1, 8))["17850"] == [
+        "1 support ticket still open", "100% of their support tickets are unresolved"]
 
 
 def test_rows_left_out_by_exclude_are_quarantined_for_that_alone(tmp_path):

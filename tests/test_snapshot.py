@@ -11,7 +11,7 @@ from pandas.testing import assert_frame_equal
 
 from pipeline.errors import FeatureError
 from pipeline.events import Events
-from pipeline.snapshot import cut_events, cut_frame, latest_event_date, snapshot_time
+from pipeline.snapshot import cut_events, cut_frame, known_since, latest_event_date, snapshot_time
 
 AS_OF = dt.date(2024, 7, 1)
 
@@ -136,3 +136,37 @@ def test_snapshot_time_is_midnight_utc():
 def test_latest_event_date(events):
     assert latest_event_date(events.transactions) == dt.date(2024, 7, 1)
     assert latest_event_date(Events.from_frames().transactions) is None
+
+
+def test_a_ticket_resolved_by_status_is_resolved_from_its_status_known_at_on():
+    # t1: resolved by status, no closed_at, its export's newest time 2024-06-20 12:00; t2: closed on 06-25, its
+    # status_known_at (were it set) does not count; t3: not resolved by status: open whatever the export says.
+    tickets = pl.DataFrame({
+        "ticket_id": ["t1", "t2", "t3"],
+        "opened_at": [ts("2024-06-01"), ts("2024-06-01"), ts("2024-06-01")],
+        "closed_at": [None, ts("2024-06-25"), None],
+        "resolved": [True, True, False],
+        "status_known_at": [ts("2024-06-20 12:00"), ts("2024-06-10"), ts("2024-06-20 12:00")],
+    }).with_columns(pl.col(c).dt.cast_time_unit("us") for c in ("opened_at", "closed_at", "status_known_at"))
+    for day, resolved, known in [
+        (dt.date(2024, 6, 20), [None, None, None], [None, ts("2024-06-10"), None]),  # 12:00 is after t: open
+        (dt.date(2024, 6, 21), [True, None, False], [ts("2024-06-20 12:00"), ts("2024-06-10"), ts("2024-06-20 12:00")]),
+        (dt.date(2024, 6, 26), [True, True, False], [ts("2024-06-20 12:00"), ts("2024-06-10"), ts("2024-06-20 12:00")]),
+    ]:
+        cut = cut_frame(tickets, "support_tickets", as_of=day)
+        assert cut["resolved"].to_list() == resolved, day
+        assert cut["status_known_at"].to_list() == known, day
+        t = snapshot_time(day)
+        # known_since is the same rule in another form: resolved is kept exactly when it is known before t
+        since = tickets.select(known_since("support_tickets", "resolved"))["opened_at"]
+        assert [s is not None and s < t for s in since] == [r is not None for r in resolved], day
+    assert tickets.select(known_since("support_tickets", "resolved"))["opened_at"].to_list() == [
+        ts("2024-06-20 12:00"), ts("2024-06-25"), ts("2024-06-20 12:00")]
+
+
+def test_tickets_without_status_known_at_or_closed_at_columns_are_cut_as_before():
+    tickets = pl.DataFrame({"opened_at": [ts("2024-06-01")], "resolved": [True]}).with_columns(
+        pl.col("opened_at").dt.cast_time_unit("us"))
+    assert cut_frame(tickets, "support_tickets", as_of=AS_OF)["resolved"].to_list() == [None]  # open: no closed_at
+    with_close = tickets.with_columns(closed_at=pl.col("opened_at"))
+    assert cut_frame(with_close, "support_tickets", as_of=AS_OF)["resolved"].to_list() == [True]

@@ -333,7 +333,8 @@ def _service(windows: list[int]) -> list[FeatureSpec]:
                                "the typical customer", POSITIVE, ABOVE_TYPICAL),
                          # a quick reply said as a wait would read as a complaint the customer does not have
                          neutral="their average wait for a first reply ({first_response_hours_mean:hours})")),
-        _n("resolution_hours_mean", "service", "Average hours to close a ticket (NaN without closed tickets).",
+        _n("resolution_hours_mean", "service", "Average hours to close a ticket (NaN without closed tickets; a "
+           "ticket resolved by status without a closing time is left out).",
            "up", _reason(_says("their support tickets took {resolution_hours_mean:hours} on average to close, longer "
                                "than the typical customer's", POSITIVE, ABOVE_TYPICAL),
                          neutral="the average time to close their support tickets ({resolution_hours_mean:hours})")),

@@ -2,7 +2,9 @@
 
 Tickets (at `t`: a ticket open at `t` has no closing time or resolution yet, an unanswered one no
 first response): counts by window of `opened_at`, open tickets, mean hours to first reply and to
-closing, and the share unresolved (open at `t`, or closed with resolved = false).
+closing, and the share unresolved (open at `t`, or closed with resolved = false). A ticket resolved
+by status without a closed_at is open until its status_known_at and closed resolved after it, with
+no closing time: the mean hours to closing leave it out.
 
 Deliveries (order parts, purchases with a promised date): an order is late when it was delivered
 after its promise, or is still undelivered at `t` past its promise; lateness is the delay in days
@@ -33,7 +35,8 @@ def _mean_us(total: str, count: str) -> pl.Expr:
 
 
 def ticket_aggregates(tickets: TicketRows, cut: Cut, *, cfg: FeaturesConfig) -> list[pl.Series]:
-    """Per row of `cut`: tickets_<w>d, open_tickets and the sums behind the means and the share."""
+    """Per row of `cut`: tickets_<w>d, open_tickets and the sums behind the means and the share (_tickets,
+    _closed_timed: closed tickets with a closing time, _resolution_us, _closed_unresolved, _responded, _response_us)."""
     opened = tickets.opened.timeline
     _, end = cut.rows(opened)
     at_end = tickets.opened.sums.at(end)
@@ -44,7 +47,7 @@ def ticket_aggregates(tickets: TicketRows, cut: Cut, *, cfg: FeaturesConfig) -> 
           for w in cfg.windows_days],
         pl.Series("open_tickets", rows - closed["rows"]),
         pl.Series("_tickets", rows),
-        pl.Series("_closed", closed["rows"]),
+        pl.Series("_closed_timed", closed["timed"]),
         pl.Series("_resolution_us", closed["resolution_us"]),
         pl.Series("_closed_unresolved", closed["resolved_false"]),
         pl.Series("_responded", responded["rows"]),
@@ -57,7 +60,7 @@ def ticket_features() -> list[pl.Expr]:
     tickets = pl.col("_tickets")
     return [
         (_mean_us("_response_us", "_responded") / HOUR_US).alias("first_response_hours_mean"),
-        (_mean_us("_resolution_us", "_closed") / HOUR_US).alias("resolution_hours_mean"),
+        (_mean_us("_resolution_us", "_closed_timed") / HOUR_US).alias("resolution_hours_mean"),
         pl.when(tickets > 0).then((pl.col("open_tickets") + pl.col("_closed_unresolved")) / tickets)
         .alias("unresolved_share"),
     ]

@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from pipeline.config import FeaturesConfig
+from pipeline.contract import contract
 from pipeline.errors import FeatureError
 from pipeline.features.registry import feature_names
 from pipeline.features.tables import SOURCE_COLUMNS
@@ -41,7 +42,8 @@ CONFIG_SETTINGS = ("windows_days", "lookback_days", "horizon_days", "loyalty_tie
 
 def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[str, list[str]]:
     """The inputs the features can use: {source: [columns of SOURCE_COLUMNS holding at least one value]}
-    for every source with at least one row (sources without rows are left out).
+    for every source with at least one row (sources without rows are left out). Columns ingest derives
+    (`status_known_at`) are no input: empty, they tell that no ticket needed one, not that data is missing.
 
     Input: validated frames (polars, eager or lazy: only the null counts are computed).
     """
@@ -50,7 +52,8 @@ def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[st
         if name not in frames:
             continue
         frame = frames[name].lazy()
-        present = [c for c in SOURCE_COLUMNS[name] if c in frame.collect_schema().names()]
+        present = [c for c in SOURCE_COLUMNS[name] if c in frame.collect_schema().names()
+                   and c not in contract(name).derived]
         counts = frame.select(pl.len().alias("__rows__"), *[pl.col(c).count() for c in present]).collect()
         if counts["__rows__"][0] > 0:
             coverage[name] = [c for c in present if counts[c][0] > 0]

@@ -62,12 +62,14 @@ SOURCE_COLUMNS = {
     "transactions": ["customer_id", "order_id", "ordered_at", "amount", "category", "discount",
                      "promised_delivery_at", "delivered_at", "quantity", "product_id"],
     "feedback": ["customer_id", "submitted_at", "kind", "score"],
-    "support_tickets": ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved"],
+    "support_tickets": ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved", "status_known_at"],
     "loyalty_events": ["customer_id", "occurred_at", "kind", "points", "tier"],
     "customers": ["customer_id", "signup_at", "region", "acquisition_channel"],
 }
 FEEDBACK_KINDS = ("nps", "csat", "review")
-OPTIONAL_LINE_COLUMNS = {"quantity": pl.Float64, "product_id": pl.String}  # filled with nulls when absent
+# Filled with nulls when absent: optional line columns, and columns ingest derives (a validated file written before
+# they existed lacks them).
+OPTIONAL_COLUMNS = {"quantity": pl.Float64, "product_id": pl.String, "status_known_at": pl.Datetime("us", "UTC")}
 LOW_RATING = {"nps": 6, "csat": 2, "review": 2}  # a rating at or below this is low
 # Loyalty points by kind: on these the sign is the points' direction (LoyaltyLion writes a refund's reversal and a
 # manual deduction as negative earns; Smile gives the sign-up bonus on the enroll row); these always take points
@@ -214,8 +216,12 @@ class FeedbackRows:
 
 @dataclass(frozen=True)
 class TicketRows:
-    """Tickets by opening day (`opened`: rows), closing day (`closed`: rows, resolution_us,
-    resolved_false) and first-response day (`responded`: rows, response_us)."""
+    """Tickets by opening day (`opened`: rows), closing day (`closed`: rows, timed, resolution_us,
+    resolved_false) and first-response day (`responded`: rows, response_us).
+
+    A ticket closes when its closed_at is known or, without one, when its resolved = true is known
+    (from its status_known_at): `timed` counts the closed tickets with a closing time, the only ones
+    with a resolution time (`resolution_us`)."""
 
     opened: Stream
     closed: Stream
@@ -653,10 +659,13 @@ def _feedback_rows(feedback: pl.DataFrame, codes: _Codes, customers: int) -> Fee
 
 def _ticket_rows(tickets: pl.DataFrame, codes: _Codes, customers: int) -> TicketRows:
     code = codes.lookup(tickets["customer_id"])
+    timed = pl.col("closed_at").is_not_null()
+    closes = timed | (pl.col("resolved") == True).fill_null(False)  # noqa: E712 (null-aware)
     values = _numpy(tickets.select(
         _micros(known_since("support_tickets")).alias("opened_us"),
-        _micros(known_since("support_tickets", "closed_at")).alias("closed_known_us"),
+        _micros(pl.when(closes).then(known_since("support_tickets", "resolved"))).alias("closed_known_us"),
         _micros(known_since("support_tickets", "first_response_at")).alias("responded_known_us"),
+        timed.cast(pl.Int64).alias("timed"),
         (pl.col("closed_at") - pl.col("opened_at")).dt.total_microseconds().fill_null(0).alias("resolution_us"),
         (pl.col("first_response_at") - pl.col("opened_at")).dt.total_microseconds().fill_null(0).alias("response_us"),
         (pl.col("resolved") == False).fill_null(False).alias("resolved_false"),  # noqa: E712 (null-aware)
@@ -669,7 +678,7 @@ def _ticket_rows(tickets: pl.DataFrame, codes: _Codes, customers: int) -> Ticket
     return TicketRows(
         opened=_stream(code[opened], day_of(values["opened_us"][opened]), customers=customers, rows=ones[opened]),
         closed=_stream(code[closed], day_of(values["closed_known_us"][closed]), customers=customers,
-                       rows=ones[closed], resolution_us=values["resolution_us"][closed],
+                       rows=ones[closed], timed=values["timed"][closed], resolution_us=values["resolution_us"][closed],
                        resolved_false=values["resolved_false"][closed]),
         responded=_stream(code[responded], day_of(values["responded_known_us"][responded]), customers=customers,
                           rows=ones[responded], response_us=values["response_us"][responded]),
@@ -741,9 +750,9 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
     def frame(name: str) -> pl.DataFrame:
         if name in frames:
             given = frames[name]
-            absent = [c for c in SOURCE_COLUMNS[name] if c not in given.columns and c in OPTIONAL_LINE_COLUMNS]
+            absent = [c for c in SOURCE_COLUMNS[name] if c not in given.columns and c in OPTIONAL_COLUMNS]
             if absent:  # frames from before these columns were read: the optional columns are unknown
-                given = given.with_columns(pl.lit(None, dtype=OPTIONAL_LINE_COLUMNS[c]).alias(c) for c in absent)
+                given = given.with_columns(pl.lit(None, dtype=OPTIONAL_COLUMNS[c]).alias(c) for c in absent)
             return given.select(SOURCE_COLUMNS[name])
         return to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
 

@@ -90,11 +90,14 @@ def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
     for name in (f for f in Events.__dataclass_fields__):
         path = validated_dir / f"{name}.parquet"
         if path.is_file():
-            dtypes = contract(name).dtypes
-            columns = SOURCE_COLUMNS[name]
+            spec = contract(name)
+            # a file written before a derived column existed lacks it: all null
+            absent = [c for c in spec.derived if c in SOURCE_COLUMNS[name] and c not in pl.read_parquet_schema(path)]
+            columns = [c for c in SOURCE_COLUMNS[name] if c not in absent]
             frames[name] = pl.read_parquet(path, columns=columns).cast(
-                {column: POLARS_TYPES[dtypes[column]] for column in columns}
-            )
+                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns}
+            ).with_columns(pl.lit(None, dtype=POLARS_TYPES[spec.dtypes[c]]).alias(c) for c in absent).select(
+                SOURCE_COLUMNS[name])
     return frames
 
 
@@ -136,10 +139,10 @@ def snapshot_dates_of(cfg: Config, *, last_date: dt.date | None) -> list[dt.date
 
 
 def validated_coverage(validated_dir: Path) -> dict[str, list[str]]:
-    """`input_coverage` of the validated files (the feature columns only, scanned lazily)."""
+    """`input_coverage` of the validated files (scanned lazily: only the feature columns' null counts are read)."""
     validated_dir = Path(validated_dir)
     scans = {
-        name: pl.scan_parquet(validated_dir / f"{name}.parquet").select(SOURCE_COLUMNS[name])
+        name: pl.scan_parquet(validated_dir / f"{name}.parquet")
         for name in SOURCE_COLUMNS
         if (validated_dir / f"{name}.parquet").is_file()
     }
