@@ -102,13 +102,21 @@ def _settings(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return entry.get("settings") if entry else None
 
 
+# Settings recorded only when they differ from these values (`feature_settings`).
+UNRECORDED_DEFAULTS = {"timezone": "UTC"}
+
+
 def _differences(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None, keys: Sequence[str]) -> str:
     if ours is None or theirs is None:
         return "no recorded feature settings (built by an older version)"
     differing = [k for k in keys if ours.get(k) != theirs.get(k)]
     if "features" in differing and len(differing) > 1:
         differing.remove("features")  # follows from the others; the lists are long
-    return "; ".join(f"{k} {ours.get(k)} vs {theirs.get(k)}" for k in differing) or "same settings"
+
+    def said(settings: Mapping[str, Any], key: str) -> Any:
+        return settings.get(key, UNRECORDED_DEFAULTS.get(key))
+
+    return "; ".join(f"{k} {said(ours, k)} vs {said(theirs, k)}" for k in differing) or "same settings"
 
 
 def check_snapshot_mix(paths: Sequence[Path], *, expected: FeaturesConfig | None = None) -> dict[str, Any] | None:
