@@ -52,7 +52,10 @@ def in_business_time(frame: Frame, timezone: str) -> Frame:
     The one conversion of validated events (UTC instants) for day logic: afterwards midnight UTC of a date is
     midnight of that date in `timezone`, and a UTC day number is the day of the business's calendar, so every
     function downstream keeps its UTC arithmetic. Differences of converted times are wall-clock differences (an
-    hour off across a DST change): measure durations on the instants. Unchanged (the same object) for "UTC".
+    hour off across a DST change): measure durations on the instants. In the hour a DST change repeats, two
+    instants may share a wall time and a later one may read earlier: rows sort by their wall time there (days,
+    counts and sums do not change; of two events in that hour, the "latest" is the later wall time).
+    Unchanged (the same object) for "UTC".
     """
     if timezone == "UTC":
         return frame
@@ -71,13 +74,6 @@ def in_business_time_pandas(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:
     return frame.assign(**{
         name: frame[name].dt.tz_convert(timezone).dt.tz_localize(None).dt.tz_localize("UTC") for name in zoned
     })
-
-
-def in_business_time_events(events: Events, timezone: str) -> Events:
-    """`in_business_time_pandas` of every source of `events`."""
-    if timezone == "UTC":
-        return events
-    return Events(**{name: in_business_time_pandas(frame, timezone) for name, frame in events.items()})
 
 
 def instant_us(at: dt.datetime, timezone: str) -> int:

@@ -147,3 +147,15 @@ def test_the_business_zone_defaults_to_the_transactions_timezone_and_is_recorded
     check_settings_match(recorded, la, features_dir=tmp_path)
     with pytest.raises(FeatureError, match="timezone America/Los_Angeles vs UTC"):
         check_settings_match(recorded, utc, features_dir=tmp_path)
+
+
+def test_ingest_says_whose_days_are_counted_when_a_zone_is_not_utc():
+    from pipeline.run.ingest import business_zone_note
+
+    assert business_zone_note(Config(sources={"transactions": {"path": "t.csv"}})) is None
+    assert business_zone_note(Config(sources={"transactions": {"path": "t.csv", "timezone": LA}})) == (
+        "validated times are stored as UTC (transactions read in America/Los_Angeles); snapshots, purchase days and "
+        "label windows count the days of America/Los_Angeles (features.timezone)")
+    assert business_zone_note(Config(sources={"transactions": {"path": "t.csv"}}, features={"timezone": LA})) == (
+        "validated times are stored as UTC; snapshots, purchase days and label windows count the days of "
+        "America/Los_Angeles (features.timezone)")

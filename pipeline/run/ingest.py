@@ -153,6 +153,19 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             "%s: %d rows in, %d validated%s, %d quarantined", name, entry["input_rows"], entry["validated_rows"],
             f" ({added} of them refund rows from sources.{name}.refunds)" if added else "", entry["quarantined_rows"],
         )
+    zone = business_zone_note(cfg)
+    if zone:
+        get_logger().info("%s", zone)
     if not quiet:
         console().print(report_table(report))
     return report
+
+
+def business_zone_note(cfg: Config) -> str | None:
+    """Which time zone's days the later stages count, when it or a source's `timezone` is not UTC (None when all are)."""
+    local = {name: source.timezone for name, source in cfg.sources.configured().items() if source.timezone != "UTC"}
+    if cfg.features.zone == "UTC" and not local:
+        return None
+    read = f" ({', '.join(f'{name} read in {zone}' for name, zone in local.items())})" if local else ""
+    return (f"validated times are stored as UTC{read}; snapshots, purchase days and label windows count the days of "
+            f"{cfg.features.zone} (features.timezone)")
