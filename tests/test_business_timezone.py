@@ -159,3 +159,26 @@ def test_ingest_says_whose_days_are_counted_when_a_zone_is_not_utc():
     assert business_zone_note(Config(sources={"transactions": {"path": "t.csv"}}, features={"timezone": LA})) == (
         "validated times are stored as UTC; snapshots, purchase days and label windows count the days of "
         "America/Los_Angeles (features.timezone)")
+
+
+@pytest.mark.parametrize(("zone", "churned"), [(LA, [True, False]), ("UTC", [False, False])])
+def test_past_lists_measure_their_window_in_days_of_the_business_zone(tmp_path, zone, churned):
+    """A list of 2024-06-01: b's order at 22:00 the evening before (05:00 UTC on the 1st) is before its window in
+    Los Angeles days, inside it in UTC days; a's order on the 15th is inside in both."""
+    from conftest import minimal_config
+
+    from pipeline.config import config_from_dict
+    from pipeline.run.history import lists_with_outcomes
+
+    cfg = config_from_dict(minimal_config(paths={"data_dir": "data"}, features={"horizon_days": 30, "timezone": zone}),
+                           base_dir=tmp_path)
+    rows = [("o1", "a", local("2024-06-15 12:00"), 10.0), ("o2", "b", local("2024-05-31 22:00"), 10.0),
+            ("o3", "c", local("2024-07-05 12:00"), 10.0)]  # c: the data run past the window's end
+    cfg.validated_dir.mkdir(parents=True)
+    Events.from_frames(transactions=pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at", "amount"])
+                       ).transactions.to_parquet(cfg.validated_dir / "transactions.parquet")
+    cfg.scores_dir.mkdir(parents=True)
+    pd.DataFrame({"customer_id": ["b", "a"], "group": "treatment", "action": "win_back", "action_cost": 1.0,
+                  "expected_net_value": 1.0, "as_of": [AS_OF] * 2}).to_parquet(cfg.scores_dir / "at_risk_2024-06-01.parquet")
+    (measured,) = lists_with_outcomes(cfg)
+    assert measured.scores["churned"].tolist() == churned
