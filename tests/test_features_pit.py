@@ -275,15 +275,16 @@ def test_row_order_of_the_input_does_not_matter():
                        check_exact=True)
 
 
-def test_features_and_labels_streamed_one_partition_at_a_time_equal_those_of_all_tables():
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo"])
+def test_features_and_labels_streamed_one_partition_at_a_time_equal_those_of_all_tables(zone):
     """Scoring reads one date: it prepares a partition's tables, reads them and drops them before the next."""
     events = synthetic_events(300, seed=4)
     frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
     rows = frames["transactions"].height
-    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, partition_rows=max(1, rows // 4))
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, partition_rows=max(1, rows // 4), timezone=zone)
     assert partition_count(rows, partition_rows=cfg.partition_rows) >= 4
     features, labels = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=dt.date(2024, 3, 1), cfg=cfg,
                                                     horizon_days=60)
     assert_frame_equal(features, build_features(events, as_of=AS_OF, cfg=cfg), check_exact=True)
     assert_frame_equal(labels, label_churn(events.transactions, as_of=dt.date(2024, 3, 1), lookback_days=365,
-                                           horizon_days=60))
+                                           horizon_days=60, timezone=zone))
