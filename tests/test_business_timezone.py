@@ -38,7 +38,8 @@ def shop() -> Events:
         ("o3", "b", local("2024-05-01 12:00"), 30.0),
         ("o4", "b", local("2024-05-31 22:00"), 40.0),
     ]
-    return Events.from_frames(transactions=pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at", "amount"]))
+    columns = ["order_id", "customer_id", "ordered_at", "amount"]
+    return Events.from_frames(transactions=pd.DataFrame(rows, columns=columns))
 
 
 def features_and_labels(events: Events, zone: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -86,8 +87,8 @@ def test_the_data_ends_and_scoring_day_are_days_of_the_business_zone():
     assert default_as_of(frames, timezone=LA) == AS_OF
     nps = pd.DataFrame({"customer_id": ["a"], "submitted_at": [local("2024-06-02 20:00")], "kind": "nps", "score": 9.0})
     frames["feedback"] = pl.from_pandas(Events.from_frames(feedback=nps).feedback)
-    assert "feedback to 2024-06-02 (2 days)" in later_sources_warning(frames, data_ends=dt.date(2024, 5, 31), as_of=AS_OF,
-                                                                      timezone=LA)
+    later = later_sources_warning(frames, data_ends=dt.date(2024, 5, 31), as_of=AS_OF, timezone=LA)
+    assert "feedback to 2024-06-02 (2 days)" in later
 
 
 def test_event_span_reads_the_days_of_the_business_zone(tmp_path):
@@ -178,7 +179,8 @@ def test_past_lists_measure_their_window_in_days_of_the_business_zone(tmp_path, 
     Events.from_frames(transactions=pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at", "amount"])
                        ).transactions.to_parquet(cfg.validated_dir / "transactions.parquet")
     cfg.scores_dir.mkdir(parents=True)
-    pd.DataFrame({"customer_id": ["b", "a"], "group": "treatment", "action": "win_back", "action_cost": 1.0,
-                  "expected_net_value": 1.0, "as_of": [AS_OF] * 2}).to_parquet(cfg.scores_dir / "at_risk_2024-06-01.parquet")
+    scores = pd.DataFrame({"customer_id": ["b", "a"], "group": "treatment", "action": "win_back", "action_cost": 1.0,
+                           "expected_net_value": 1.0, "as_of": [AS_OF] * 2})
+    scores.to_parquet(cfg.scores_dir / "at_risk_2024-06-01.parquet")
     (measured,) = lists_with_outcomes(cfg)
     assert measured.scores["churned"].tolist() == churned

@@ -395,7 +395,7 @@ def test_dates_in_reasons_are_days_of_the_business_time_zone_converted_once(zone
         "ordered_at": [pd.Timestamp(text, tz=zone).tz_convert("UTC") for text in orders.values()],
     })
     feedback = pd.DataFrame({"customer_id": ["late"], "kind": "nps", "score": 9.0,
-                             "submitted_at": [pd.Timestamp("2017-04-10 00:00", tz=zone)]})  # midnight: not the day before
+                             "submitted_at": [pd.Timestamp("2017-04-10 00:00", tz=zone)]})  # at midnight
     events = Events.from_frames(transactions=frame, feedback=feedback)
     cfg = FeaturesConfig(snapshots={"dates": [as_of]}, btyd=False, timezone=zone)
     dates = reason_context_frame(build_features(events, as_of=as_of, cfg=cfg), as_of).set_index("customer_id")

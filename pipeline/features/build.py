@@ -10,7 +10,8 @@
 
 Events are read at `as_of` from the timelines prepared once by `event_tables`
 (`pipeline.features.tables`): what was known before midnight of `as_of` in the business time zone
-(`FeaturesConfig.timezone`), by the rules of `pipeline.snapshot`. Each snapshot costs time in proportion to the number of customers.
+(`FeaturesConfig.timezone`), by the rules of `pipeline.snapshot`. Each snapshot costs time in proportion to the
+number of customers.
 
 The per-customer values are numpy arrays turned into polars columns; the features are polars
 expressions over them. The result is returned as pandas with float64 numeric features and "str"

@@ -6,9 +6,10 @@ had not passed by the data's latest order). Written by `churn features`, read by
 
 Each file carries, in its Parquet key-value metadata (key `churn.features`), the feature settings it
 was built with and their fingerprint (`feature_settings`, `settings_fingerprint`): windows, lookback,
-horizon, loyalty tiers, btyd, the business time zone (when not UTC), the feature list, and the inputs present (the sources with rows and
-their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of fingerprints and names
-the stale files; `check_settings_match` compares the snapshots with the config training runs with.
+horizon, loyalty tiers, btyd, the business time zone (when not UTC), the feature list, and the inputs present
+(the sources with rows and their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of
+fingerprints and names the stale files; `check_settings_match` compares the snapshots with the config training
+runs with.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def recorded_settings(features_dir: Path | str, *, expected: FeaturesConfig | No
 
 def check_settings_match(recorded: Mapping[str, Any] | None, cfg: FeaturesConfig, *, features_dir: Path) -> None:
     """Raise FeatureError when snapshots recorded `recorded` settings that differ from the features config `cfg`
-    (windows, lookback, horizon, tiers, btyd, business time zone, feature list). Nothing to compare when nothing was recorded."""
+    (windows, lookback, horizon, tiers, btyd, business time zone, feature list). Nothing to compare when nothing was
+    recorded."""
     if recorded is None:
         return
     built = recorded.get("settings", {})

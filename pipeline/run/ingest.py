@@ -162,7 +162,8 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
 
 
 def business_zone_note(cfg: Config) -> str | None:
-    """Which time zone's days the later stages count, when it or a source's `timezone` is not UTC (None when all are)."""
+    """Which time zone's days the later stages count, when it or a source's `timezone` is not UTC (None when all
+    are)."""
     local = {name: source.timezone for name, source in cfg.sources.configured().items() if source.timezone != "UTC"}
     if cfg.features.zone == "UTC" and not local:
         return None
