@@ -183,6 +183,15 @@ class LookupConfig(StrictModel):
         return self
 
 
+def known_timezone(value: str) -> str:
+    """`value` when it names an IANA time zone (e.g. "America/New_York", "UTC"); else ValueError."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
 class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
@@ -279,11 +288,7 @@ class SourceConfig(StrictModel):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return known_timezone(value)
 
 
 class SourcesConfig(StrictModel):
@@ -427,6 +432,19 @@ class FeaturesConfig(StrictModel):
     # The polars engine prepares its event tables per customer partition of about this many transaction
     # rows, one partition at a time: peak memory follows the partition, not the whole history.
     partition_rows: int = Field(2_000_000, gt=0)
+    # The business time zone whose wall-clock days every day count uses (snapshot and scoring midnights, purchase
+    # days, label windows, seasons). None: the transactions source's `timezone` (Config fills it in).
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str | None) -> str | None:
+        return None if value is None else known_timezone(value)
+
+    @property
+    def zone(self) -> str:
+        """`timezone`, "UTC" when unset (a FeaturesConfig built outside a Config)."""
+        return self.timezone or "UTC"
 
     @field_validator("windows_days")
     @classmethod
@@ -593,6 +611,14 @@ class Config(StrictModel):
     score: ScoreConfig = ScoreConfig()
     uplift: UpliftConfig = UpliftConfig()
     monitor: MonitorConfig = MonitorConfig()
+
+    @model_validator(mode="after")
+    def _business_timezone(self) -> Config:
+        """features.timezone defaults to the transactions source's `timezone`."""
+        if self.features.timezone is None:
+            features = self.features.model_copy(update={"timezone": self.sources.transactions.timezone})
+            object.__setattr__(self, "features", features)  # frozen: set once, while validating
+        return self
 
     # Derived locations; every runner uses these, never literal paths.
     @property

@@ -2,7 +2,8 @@
 
 Features. Every source is split by a stable hash of `customer_id` into partitions, so that each
 partition holds *all* the events of its customers. On each worker the single-machine functions run
-unchanged: `event_tables` once per partition, then `customer_aggregates_from_tables` per snapshot.
+unchanged: `event_tables` once per partition (where the events' UTC instants become business time,
+`FeaturesConfig.timezone`), then `customer_aggregates_from_tables` per snapshot.
 The per-customer tables are gathered and concatenated, and the population step
 (`population_features_from_aggregates`: BG/NBD fit, RFM quintiles, segments) runs once on the whole
 snapshot. Rows keep their input order inside a partition, so the result equals the single-machine
@@ -203,16 +204,18 @@ class PartitionedTables:
         self.client.cancel(list(self.tables))
 
 
-def _latest_order_date(events: Events) -> dt.date | None:
-    return latest_event_date(events.transactions)
+def _latest_order_date(events: Events, *, timezone: str) -> dt.date | None:
+    return latest_event_date(events.transactions, timezone=timezone)
 
 
-def partitioned_tables(event_partitions: Sequence[Any], *, client: Any) -> PartitionedTables:
-    """`event_tables` on each partition (futures of `Events`), on the workers."""
+def partitioned_tables(event_partitions: Sequence[Any], *, client: Any, timezone: str = "UTC") -> PartitionedTables:
+    """`event_tables` on each partition (futures of `Events`, UTC instants), on the workers, on the days of the
+    business time zone `timezone`."""
     distributed = _distributed()
     futures = list(event_partitions)
-    latest = [d for d in client.gather(client.map(_latest_order_date, futures, pure=False)) if d is not None]
-    tables = client.map(event_tables, futures, pure=False)
+    latest = [d for d in client.gather(client.map(_latest_order_date, futures, timezone=timezone, pure=False))
+              if d is not None]
+    tables = client.map(event_tables, futures, timezone=timezone, pure=False)
     # Once the tables exist, the events are released as soon as the caller drops its futures.
     distributed.wait(tables)
     for table in tables:
@@ -221,9 +224,12 @@ def partitioned_tables(event_partitions: Sequence[Any], *, client: Any) -> Parti
     return PartitionedTables(client=client, tables=tuple(tables), last_event_date=max(latest, default=None))
 
 
-def load_partitioned_tables(validated_dir: Path, *, partitions: int, client: Any) -> PartitionedTables:
-    """Validated Parquet -> `PartitionedTables` (see `load_partitioned_events`)."""
-    return partitioned_tables(load_partitioned_events(validated_dir, partitions=partitions, client=client), client=client)
+def load_partitioned_tables(
+    validated_dir: Path, *, partitions: int, client: Any, timezone: str = "UTC"
+) -> PartitionedTables:
+    """Validated Parquet -> `PartitionedTables` on the days of `timezone` (see `load_partitioned_events`)."""
+    return partitioned_tables(load_partitioned_events(validated_dir, partitions=partitions, client=client),
+                              client=client, timezone=timezone)
 
 
 def dask_features(tables: PartitionedTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:

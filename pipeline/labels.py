@@ -26,7 +26,7 @@ import polars as pl
 
 from pipeline.features.tables import EventTables
 from pipeline.features.timeline import Cut
-from pipeline.snapshot import snapshot_time, to_polars
+from pipeline.snapshot import in_business_time, snapshot_time, to_polars
 
 
 def purchase_times(transactions: pd.DataFrame | pl.DataFrame) -> pl.LazyFrame:
@@ -121,11 +121,13 @@ def _label_outcome(
 
 
 def label_churn(
-    transactions: pd.DataFrame, *, as_of: dt.date, lookback_days: int, horizon_days: int
+    transactions: pd.DataFrame, *, as_of: dt.date, lookback_days: int, horizon_days: int, timezone: str = "UTC"
 ) -> pd.DataFrame:
-    """Contract-shaped transactions -> customer_id, churned (int8) for the customers eligible at `as_of`."""
+    """Contract-shaped transactions (UTC instants) -> customer_id, churned (int8) for the customers eligible at
+    `as_of`, windows counted in days of the business time zone `timezone`."""
     return churn_labels(
-        purchase_times(transactions), as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days
+        in_business_time(purchase_times(transactions), timezone), as_of=as_of, lookback_days=lookback_days,
+        horizon_days=horizon_days,
     )
 
 

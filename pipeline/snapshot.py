@@ -1,7 +1,14 @@
-"""Cut validated events at a snapshot date: what was known just before midnight UTC of `as_of`.
+"""Cut validated events at a snapshot date: what was known just before midnight of `as_of`.
 
 This module is the only place that filters events by time for features (DESIGN invariant 1).
-The snapshot time `t` is midnight UTC at the start of `as_of`; "before t" is strictly before.
+The snapshot time `t` is midnight at the start of `as_of`; "before t" is strictly before.
+
+Days are those of one business time zone (`features.timezone`; default the transactions source's
+`timezone`). The validated files hold UTC instants; `in_business_time` (and its pandas twin) turns
+their times into the wall clock of that zone, still typed UTC, wherever events are read for day
+logic (the feature tables, the data's end, campaign outcomes). After it, midnight UTC of a date is
+that date's midnight in the business zone and UTC day numbers are its days, so the rules below and
+every day count downstream need no zone. With "UTC" it changes nothing.
 
 Rules, per source:
 - transactions: rows ordered before `t`; `delivered_at` at or after `t` becomes null (not yet
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import polars as pl
@@ -36,18 +44,56 @@ from pipeline.contract import conform
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 
+Frame = pl.DataFrame | pl.LazyFrame
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def in_business_time(frame: Frame, timezone: str) -> Frame:
+    """Every time column of `frame` as the wall clock of `timezone`, still typed UTC (polars, eager or lazy).
+
+    The one conversion of validated events (UTC instants) for day logic: afterwards midnight UTC of a date is
+    midnight of that date in `timezone`, and a UTC day number is the day of the business's calendar, so every
+    function downstream keeps its UTC arithmetic. Differences of converted times are wall-clock differences (an
+    hour off across a DST change): measure durations on the instants. In the hour a DST change repeats, two
+    instants may share a wall time and a later one may read earlier: rows sort by their wall time there (days,
+    counts and sums do not change; of two events in that hour, the "latest" is the later wall time).
+    Unchanged (the same object) for "UTC".
+    """
+    if timezone == "UTC":
+        return frame
+    schema = frame.collect_schema()
+    zoned = [name for name, dtype in schema.items() if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None]
+    return frame.with_columns(
+        pl.col(name).dt.convert_time_zone(timezone).dt.replace_time_zone("UTC") for name in zoned
+    ) if zoned else frame
+
+
+def in_business_time_pandas(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    """`in_business_time` of a pandas frame (tz-aware datetime columns); a copy, or `frame` itself for "UTC"."""
+    if timezone == "UTC":
+        return frame
+    zoned = [name for name, dtype in frame.dtypes.items() if isinstance(dtype, pd.DatetimeTZDtype)]
+    return frame.assign(**{
+        name: frame[name].dt.tz_convert(timezone).dt.tz_localize(None).dt.tz_localize("UTC") for name in zoned
+    })
+
+
+def instant_us(at: dt.datetime, timezone: str) -> int:
+    """Microseconds since the epoch of the true instant whose wall clock in `timezone` is `at` (a business-time
+    value, typed UTC; at a DST change's repeated hour its first instant)."""
+    local = at.replace(tzinfo=None).replace(tzinfo=ZoneInfo(timezone)) if timezone != "UTC" else at
+    return (local - EPOCH) // dt.timedelta(microseconds=1)
+
 
 def snapshot_time(as_of: dt.date) -> dt.datetime:
-    """Midnight UTC at the start of `as_of`; raises FeatureError unless `as_of` is a plain date."""
+    """Midnight at the start of `as_of` (business time, typed UTC: see the module docstring); raises FeatureError
+    unless `as_of` is a plain date."""
     if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
         raise FeatureError(
             f"the snapshot date must be a datetime.date (features see events before its midnight UTC), "
             f"got {as_of!r} of type {type(as_of).__name__}"
         )
     return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)
-
-
-Frame = pl.DataFrame | pl.LazyFrame
 
 
 def _names(frame: Frame) -> list[str]:
@@ -135,7 +181,8 @@ def cut_frame(frame: Frame, source: str, *, as_of: dt.date) -> Frame:
 
     Input: any polars DataFrame or LazyFrame (lazy: the cut joins the query plan, no copy) with
     the source's time column (plus any extra columns).
-    Output: the rows and values known before midnight UTC of `as_of` (same columns, same order).
+    Output: the rows and values known before midnight of `as_of` (same columns, same order): midnight in the
+    business time zone when the frame's times are business time (`in_business_time`), else UTC.
     """
     if source not in _RULES:
         raise FeatureError(f"cannot cut unknown source {source!r}; known: {', '.join(_RULES)}")
@@ -157,10 +204,11 @@ def cut_events(events: Events, *, as_of: dt.date) -> Events:
     return Events.from_frames(**{name: conform(frame, name) for name, frame in cut.items()})
 
 
-def latest_event_date(transactions: pd.DataFrame | pl.DataFrame) -> dt.date | None:
-    """The UTC date of the latest order in `transactions` (None when there are none)."""
+def latest_event_date(transactions: pd.DataFrame | pl.DataFrame, *, timezone: str = "UTC") -> dt.date | None:
+    """The date in `timezone` of the latest order of validated `transactions` (UTC instants; None when there are
+    none)."""
     column = transactions["ordered_at"]
     latest = column.max()
     if latest is None or pd.isna(latest):
         return None
-    return pd.Timestamp(latest).tz_convert("UTC").date()
+    return pd.Timestamp(latest).tz_convert(timezone).date()

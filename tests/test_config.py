@@ -56,6 +56,7 @@ def test_repository_configs_are_valid(name):
         ("ingest.max_bad_share", 1.5, r"  ingest\.max_bad_share: Input should be less than or equal to 1"),
         ("ingest.future_tolerance_days", "soon", r"  ingest\.future_tolerance_days: Input should be a valid number"),
         ("sources.transactions.timezone", "Mars/Olympus", r"  sources\.transactions\.timezone: Value error, unknown time zone 'Mars/Olympus'"),
+        ("features.timezone", "EST5EDT/x", r"  features\.timezone: Value error, unknown time zone 'EST5EDT/x'"),
         ("sources.transactions.format", "xlsx", r"  sources\.transactions\.format: Input should be 'auto', 'csv', 'parquet', 'excel' or 'json'"),
         ("sources.transactions.read.header", False, r"  sources\.transactions\.read: Value error, header: false needs column_names"),
         ("sources.orders", {"path": "x.csv"}, r"  sources\.orders: unknown key"),

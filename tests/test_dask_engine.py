@@ -50,18 +50,19 @@ def test_customer_partition_is_stable_and_in_range():
 
 
 @pytest.mark.slow
-def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo_ingested, client):
+@pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles"])
+def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo_ingested, client, zone):
     from pipeline.features import event_tables, features_from_tables
     from pipeline.labels import churn_labels
     from pipeline.snapshot import latest_event_date
 
-    cfg = demo_ingested.features
+    cfg = demo_ingested.features.model_copy(update={"timezone": zone})
     events = load_events(demo_ingested.validated_dir)
-    tables = event_tables(events)
+    tables = event_tables(events, timezone=zone)
     purchases = tables.orders.lazy().filter("is_purchase").select("customer_id", "ordered_at")
-    partitioned = load_partitioned_tables(demo_ingested.validated_dir, partitions=4, client=client)
+    partitioned = load_partitioned_tables(demo_ingested.validated_dir, partitions=4, client=client, timezone=zone)
     try:
-        assert partitioned.last_event_date == latest_event_date(events.transactions)
+        assert partitioned.last_event_date == latest_event_date(events.transactions, timezone=zone)
         for as_of in (dt.date(2024, 6, 1), dt.date(2025, 9, 1)):
             assert_frame_equal(
                 dask_features(partitioned, as_of=as_of, cfg=cfg),
@@ -253,3 +254,25 @@ def test_features_runner_with_the_dask_engine_writes_the_same_files(demo_feature
         assert next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date)
         assert (row["churned"], row["came_back"]) == labels_and_came_back(
             tables, as_of=as_of, lookback_days=cfg.features.lookback_days, horizon_days=horizon, came_back=True)[1]
+
+
+@pytest.mark.slow
+def test_features_runner_engines_write_the_same_files_in_a_business_time_zone(demo_ingested, tmp_path):
+    """Both runners take `features.timezone` (Los Angeles here) to every place they read days: same files."""
+    import shutil
+
+    from pipeline.features.store import recorded_settings
+    from pipeline.run import features as features_runner
+
+    written = {}
+    for engine in ("polars", "dask"):
+        shutil.copytree(demo_ingested.validated_dir, tmp_path / engine / "validated")
+        cfg = demo_ingested.model_copy(update={
+            "paths": demo_ingested.paths.model_copy(update={"data_dir": tmp_path / engine}),
+            "features": demo_ingested.features.model_copy(
+                update={"engine": engine, "dask_partitions": 3, "timezone": "America/Los_Angeles"}),
+        })
+        features_runner.run(cfg, quiet=True)
+        written[engine] = {path.name: path.read_bytes() for path in cfg.features_dir.glob("snapshot=*.parquet")}
+        assert recorded_settings(cfg.features_dir)["settings"]["timezone"] == "America/Los_Angeles"
+    assert written["polars"] and written["polars"] == written["dask"]

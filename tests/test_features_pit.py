@@ -31,8 +31,10 @@ T = pd.Timestamp("2024-07-01", tz="UTC")
 CFG = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[30, 90], lookback_days=120)
 CUSTOMERS = ["a", "b", "c", "d"]
 
-hours_before_or_after = st.integers(min_value=-200 * 24, max_value=20 * 24)
-hours_at_or_after = st.integers(min_value=0, max_value=100 * 24)
+# Hours from t, often within a day and a half of it: where the midnight of another time zone than the business one
+# would cut.
+hours_before_or_after = st.integers(-36, 36) | st.integers(min_value=-200 * 24, max_value=20 * 24)
+hours_at_or_after = st.integers(0, 36) | st.integers(min_value=0, max_value=100 * 24)
 maybe_delay = st.none() | st.integers(min_value=0, max_value=30 * 24)
 
 
@@ -66,23 +68,24 @@ def loyalty_rows(offsets):
     ), max_size=5)
 
 
-def frames(tx, fb, tk, ly, *, prefix: str) -> dict[str, pd.DataFrame]:
+def frames(tx, fb, tk, ly, *, prefix: str, t: pd.Timestamp = T) -> dict[str, pd.DataFrame]:
     transactions = pd.DataFrame(
-        [(o, c, at(h), amount, cat, disc, at(p, at(h)), at(d, at(h))) for o, c, h, amount, cat, disc, p, d in tx],
+        [(o, c, at(h, t), amount, cat, disc, at(p, at(h, t)), at(d, at(h, t)))
+         for o, c, h, amount, cat, disc, p, d in tx],
         columns=["order_id", "customer_id", "ordered_at", "amount", "category", "discount",
                  "promised_delivery_at", "delivered_at"],
     )
     feedback = pd.DataFrame(
-        [(c, at(h), kind, float(score if kind == "nps" else min(max(score, 1), 5))) for c, h, kind, score in fb],
+        [(c, at(h, t), kind, float(score if kind == "nps" else min(max(score, 1), 5))) for c, h, kind, score in fb],
         columns=["customer_id", "submitted_at", "kind", "score"],
     )
     tickets = pd.DataFrame(
-        [(f"{prefix}{i}", c, at(h), at(close, at(h)), at(reply, at(h)), res, at(known, at(h)))
+        [(f"{prefix}{i}", c, at(h, t), at(close, at(h, t)), at(reply, at(h, t)), res, at(known, at(h, t)))
          for i, (c, h, close, reply, res, known) in enumerate(tk)],
         columns=["ticket_id", "customer_id", "opened_at", "closed_at", "first_response_at", "resolved",
                  "status_known_at"],
     ).astype({"resolved": "boolean"})
-    loyalty = pd.DataFrame([(c, at(h), kind, pts, tier) for c, h, kind, pts, tier in ly],
+    loyalty = pd.DataFrame([(c, at(h, t), kind, pts, tier) for c, h, kind, pts, tier in ly],
                            columns=["customer_id", "occurred_at", "kind", "points", "tier"])
     return {"transactions": transactions, "feedback": feedback, "support_tickets": tickets, "loyalty_events": loyalty}
 
@@ -93,22 +96,29 @@ def concat(base: dict[str, pd.DataFrame], extra: dict[str, pd.DataFrame]) -> Eve
     return Events.from_frames(**merged)
 
 
-def future_changed(base: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+def future_changed(base: dict[str, pd.DataFrame], t: pd.Timestamp = T) -> dict[str, pd.DataFrame]:
     """The same events, but every value that lies at or after t replaced by another one after t (or null)."""
     changed = {name: frame.copy() for name, frame in base.items()}
     tx, tk = changed["transactions"], changed["support_tickets"]
-    late = tx["delivered_at"].notna() & (pd.to_datetime(tx["delivered_at"], utc=True) >= T)
+    late = tx["delivered_at"].notna() & (pd.to_datetime(tx["delivered_at"], utc=True) >= t)
     tx.loc[late, "delivered_at"] = None
     closed, known = (pd.to_datetime(tk[c], utc=True) for c in ("closed_at", "status_known_at"))
-    resolved_known = (closed < T) | (closed.isna() & (known < T))  # with its closing time, else from its export's
+    resolved_known = (closed < t) | (closed.isna() & (known < t))  # with its closing time, else from its export's
     for column in ("closed_at", "first_response_at", "status_known_at"):
-        after = tk[column].notna() & (pd.to_datetime(tk[column], utc=True) >= T)
-        tk.loc[after, column] = T + pd.Timedelta(days=400)
+        after = tk[column].notna() & (pd.to_datetime(tk[column], utc=True) >= t)
+        tk.loc[after, column] = t + pd.Timedelta(days=400)
     tk.loc[~resolved_known, "resolved"] = ~tk.loc[~resolved_known, "resolved"].fillna(False)
     return changed
 
 
+# The snapshot's midnight in the business time zone. The 200 days before each hold both DST changes, the fall-back
+# hour's wall times repeating (events are on whole hours from t, so they fall on it); Sydney's midnight comes
+# before UTC's, so a cut left at UTC midnight would take in the events of its first 11 hours.
+ZONED = [("UTC", AS_OF), ("America/Los_Angeles", dt.date(2024, 11, 15)), ("Australia/Sydney", dt.date(2024, 10, 20))]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize(("zone", "as_of"), ZONED)
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     base=st.tuples(transaction_rows(hours_before_or_after), feedback_rows(hours_before_or_after),
@@ -119,19 +129,21 @@ def future_changed(base: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
                     ticket_rows(hours_at_or_after), loyalty_rows(hours_at_or_after),
                     st.lists(st.sampled_from(["n1", "n2", "n3"]), max_size=3, unique=True), hours_at_or_after),
 )
-def test_events_at_or_after_t_change_no_feature(base, later):
+def test_events_at_or_after_t_change_no_feature(zone, as_of, base, later):
+    t = pd.Timestamp(as_of, tz=zone).tz_convert("UTC")
+    cfg = FeaturesConfig(snapshots={"dates": [as_of]}, windows_days=[30, 90], lookback_days=120, timezone=zone)
     tx, fb, tk, ly, signups = base
-    base_frames = frames(tx, fb, tk, ly, prefix="t")
+    base_frames = frames(tx, fb, tk, ly, prefix="t", t=t)
     base_frames["customers"] = pd.DataFrame(
-        [(c, at(h), "north") for c, h in signups], columns=["customer_id", "signup_at", "region"]
+        [(c, at(h, t), "north") for c, h in signups], columns=["customer_id", "signup_at", "region"]
     )
     ltx, lfb, ltk, lly, new_customers, signup_hours = later
-    extra = frames(ltx, lfb, ltk, lly, prefix="later")
-    extra["customers"] = pd.DataFrame({"customer_id": new_customers, "signup_at": at(signup_hours),
+    extra = frames(ltx, lfb, ltk, lly, prefix="later", t=t)
+    extra["customers"] = pd.DataFrame({"customer_id": new_customers, "signup_at": at(signup_hours, t),
                                        "region": "south"})
-    expected = build_features(Events.from_frames(**base_frames), as_of=AS_OF, cfg=CFG)
-    assert_frame_equal(build_features(concat(base_frames, extra), as_of=AS_OF, cfg=CFG), expected)
-    assert_frame_equal(build_features(Events.from_frames(**future_changed(base_frames)), as_of=AS_OF, cfg=CFG),
+    expected = build_features(Events.from_frames(**base_frames), as_of=as_of, cfg=cfg)
+    assert_frame_equal(build_features(concat(base_frames, extra), as_of=as_of, cfg=cfg), expected)
+    assert_frame_equal(build_features(Events.from_frames(**future_changed(base_frames, t)), as_of=as_of, cfg=cfg),
                        expected)
 
 
@@ -282,15 +294,16 @@ def test_row_order_of_the_input_does_not_matter():
                        check_exact=True)
 
 
-def test_features_and_labels_streamed_one_partition_at_a_time_equal_those_of_all_tables():
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo"])
+def test_features_and_labels_streamed_one_partition_at_a_time_equal_those_of_all_tables(zone):
     """Scoring reads one date: it prepares a partition's tables, reads them and drops them before the next."""
     events = synthetic_events(300, seed=4)
     frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
     rows = frames["transactions"].height
-    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, partition_rows=max(1, rows // 4))
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, partition_rows=max(1, rows // 4), timezone=zone)
     assert partition_count(rows, partition_rows=cfg.partition_rows) >= 4
     features, labels = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=dt.date(2024, 3, 1), cfg=cfg,
                                                     horizon_days=60)
     assert_frame_equal(features, build_features(events, as_of=AS_OF, cfg=cfg), check_exact=True)
     assert_frame_equal(labels, label_churn(events.transactions, as_of=dt.date(2024, 3, 1), lookback_days=365,
-                                           horizon_days=60))
+                                           horizon_days=60, timezone=zone))

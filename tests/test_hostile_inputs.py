@@ -838,6 +838,22 @@ def test_feature_snapshots_of_two_settings_are_refused_by_train_and_rebuilt_by_f
     assert recorded_settings(tmp_path / "out" / "features")["settings"]["windows_days"] == [30, 90, 180, 365]
 
 
+def test_feature_snapshots_of_another_business_time_zone_are_refused_by_train(tmp_path):
+    """Snapshots whose days were counted in another time zone are not mixed with the config's."""
+    import shutil
+
+    assert run_churn(tmp_path, "ingest")[0].exit_code == 0
+    assert run_churn(tmp_path / "other", "ingest")[0].exit_code == 0
+    assert run_churn(tmp_path / "other", "features", features={"timezone": "America/Los_Angeles"})[0].exit_code == 0
+    assert run_churn(tmp_path, "features")[0].exit_code == 0
+    stale = "snapshot=2024-02-01.parquet"
+    shutil.copyfile(tmp_path / "other" / "out" / "features" / stale, tmp_path / "out" / "features" / stale)
+    result, output = run_churn(tmp_path, "train")
+    assert result.exit_code == 1 and "Traceback" not in result.output, output
+    assert re.search(rf"were built with different feature settings: {stale} differ from the other 1 \(timezone "
+                     r"America/Los_Angeles vs UTC\); run `churn features`", output), output
+
+
 def test_a_formula_in_an_id_is_raw_in_parquet_and_neutralised_in_every_csv(tmp_path):
     from pipeline.run.score import write_scores_csv
 

@@ -62,12 +62,13 @@ def test_label_churn_hand_computed():
     assert_frame_equal(labels, expected)
 
 
+@pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles"])
 @pytest.mark.parametrize("as_of", [AS_OF, dt.date(2024, 6, 16), dt.date(2024, 7, 11), dt.date(2020, 1, 1)])
-def test_labels_from_the_feature_tables_equal_the_labels_of_the_purchases(as_of):
-    tables = event_tables(Events.from_frames(transactions=transactions()))
+def test_labels_from_the_feature_tables_equal_the_labels_of_the_purchases(as_of, zone):
+    tables = event_tables(Events.from_frames(transactions=transactions()), timezone=zone)
     assert_frame_equal(
         churn_labels_from_tables(tables, as_of=as_of, lookback_days=30, horizon_days=10),
-        label_churn(transactions(), as_of=as_of, lookback_days=30, horizon_days=10),
+        label_churn(transactions(), as_of=as_of, lookback_days=30, horizon_days=10, timezone=zone),
     )
 
 
@@ -77,12 +78,17 @@ def test_label_churn_with_no_eligible_customers():
     assert labels.empty and labels["churned"].dtype == "int8"
 
 
-def test_labelled_customers_are_exactly_the_feature_rows():
+@pytest.mark.parametrize(("zone", "customers"), [
+    ("UTC", ["a", "b", "e", "g"]),
+    ("America/Los_Angeles", ["a", "b", "f", "g"]),  # f's order at t (UTC) is on the evening before; e's too early
+    ("Asia/Tokyo", ["a", "c", "e", "g"]),  # b's order at 23:59 UTC is on the morning of t, c's in the lookback
+])
+def test_labelled_customers_are_exactly_the_feature_rows(zone, customers):
     events = Events.from_frames(transactions=transactions())
-    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, lookback_days=30, horizon_days=10, btyd=False)
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, lookback_days=30, horizon_days=10, btyd=False, timezone=zone)
     features = build_features(events, as_of=AS_OF, cfg=cfg)
-    labels = label_churn(events.transactions, as_of=AS_OF, lookback_days=30, horizon_days=10)
-    assert features["customer_id"].tolist() == labels["customer_id"].tolist()
+    labels = label_churn(events.transactions, as_of=AS_OF, lookback_days=30, horizon_days=10, timezone=zone)
+    assert features["customer_id"].tolist() == labels["customer_id"].tolist() == customers
 
 
 def test_labels_never_enter_the_features():

@@ -174,6 +174,8 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from pipeline.config import FeaturesConfig  # noqa: E402
+from pipeline.events import Events  # noqa: E402
+from pipeline.features import build_features  # noqa: E402
 from pipeline.features.registry import feature_specs, reason_context_frame  # noqa: E402
 from pipeline.reasons import TYPICAL, Phrase, Reason, typical_values  # noqa: E402
 from pipeline.wording import RATIO_BOUND  # noqa: E402
@@ -380,18 +382,29 @@ def test_sentences_about_returns_hold_for_money_refunded_without_goods():
             assert "refund" in phrase.text, (name, phrase.text)
 
 
-def test_dates_in_reasons_are_days_of_the_sources_wall_clock():
+@pytest.mark.parametrize("zone", ["America/Sao_Paulo", "Asia/Tokyo"])
+def test_dates_in_reasons_are_days_of_the_business_time_zone_converted_once(zone):
     # The Olist export (Sao Paulo time): an order at 22:30 on 2018-02-25 is 01:30 UTC on the 26th, and its reason
-    # said "last on 2018-02-26", a day the export never shows (270 of 2,377 such sentences).
+    # said "last on 2018-02-26", a day the export never shows (270 of 2,377 such sentences). The features count
+    # days in the business zone, so the date is as_of minus the days, not converted again (an order at 01:30 local
+    # would then show the day before in Sao Paulo; at 22:30, the day after in Tokyo).
     as_of = dt.date(2018, 9, 4)
-    order = pd.Timestamp("2018-02-25 22:30", tz="America/Sao_Paulo")
-    review = pd.Timestamp("2017-04-10 00:00", tz="America/Bogota")  # at midnight (float days): not the day before
-    since = lambda t: (pd.Timestamp(as_of, tz="UTC") - t) / pd.Timedelta(days=1)  # noqa: E731
-    frame = pd.DataFrame({"recency_days": [since(order)], "days_since_feedback": [since(review)]}, index=["a"])
-    local = reason_context_frame(frame, as_of, timezones={"transactions": "America/Sao_Paulo",
-                                                          "feedback": "America/Bogota"})
-    assert local[["last_order_date", "last_feedback_date"]].iloc[0].tolist() == ["2018-02-25", "2017-04-10"]
-    assert reason_context_frame(frame, as_of).loc["a", "last_order_date"] == "2018-02-26"  # UTC without zones
+    orders = {"late": "2018-02-25 22:30", "early": "2018-02-25 01:30"}
+    frame = pd.DataFrame({
+        "order_id": list(orders), "customer_id": list(orders), "amount": 10.0,
+        "ordered_at": [pd.Timestamp(text, tz=zone).tz_convert("UTC") for text in orders.values()],
+    })
+    feedback = pd.DataFrame({"customer_id": ["late"], "kind": "nps", "score": 9.0,
+                             "submitted_at": [pd.Timestamp("2017-04-10 00:00", tz=zone)]})  # at midnight
+    events = Events.from_frames(transactions=frame, feedback=feedback)
+    cfg = FeaturesConfig(snapshots={"dates": [as_of]}, btyd=False, timezone=zone)
+    dates = reason_context_frame(build_features(events, as_of=as_of, cfg=cfg), as_of).set_index("customer_id")
+    assert dates["last_order_date"].to_dict() == {"early": "2018-02-25", "late": "2018-02-25"}
+    assert dates.loc["late", "last_feedback_date"] == "2017-04-10"
+    utc = reason_context_frame(build_features(events, as_of=as_of, cfg=cfg.model_copy(update={"timezone": "UTC"})),
+                               as_of).set_index("customer_id")  # days of UTC: the instants' UTC dates
+    assert utc["last_order_date"].to_dict() == {
+        name: pd.Timestamp(text, tz=zone).tz_convert("UTC").strftime("%Y-%m-%d") for name, text in orders.items()}
 
 
 def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped_it():

@@ -9,8 +9,9 @@
   RFM quintile scores and segments; columns put in registry order, sorted by customer_id.
 
 Events are read at `as_of` from the timelines prepared once by `event_tables`
-(`pipeline.features.tables`): what was known before midnight UTC of `as_of`, by the rules of
-`pipeline.snapshot`. Each snapshot costs time in proportion to the number of customers.
+(`pipeline.features.tables`): what was known before midnight of `as_of` in the business time zone
+(`FeaturesConfig.timezone`), by the rules of `pipeline.snapshot`. Each snapshot costs time in proportion to the
+number of customers.
 
 The per-customer values are numpy arrays turned into polars columns; the features are polars
 expressions over them. The result is returned as pandas with float64 numeric features and "str"
@@ -31,7 +32,7 @@ from pipeline.features import activity, attributes, btyd, feedback, loyalty, rfm
 from pipeline.features.registry import feature_specs
 from pipeline.features.tables import EventTables, event_tables
 from pipeline.features.timeline import Cut, pick_series
-from pipeline.snapshot import snapshot_time, to_polars
+from pipeline.snapshot import instant_us, snapshot_time, to_polars
 
 POPULATION_FEATURES = ("overdue_ratio", "history_censored", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
                        "btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases")
@@ -55,7 +56,7 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
     One row per customer with a purchase before `as_of`, in the tables' customer order.
     """
     t = snapshot_time(as_of)
-    cut = Cut(t=t, codes=rfm.customers_with_purchase(tables.parts, t=t))
+    cut = Cut(t=t, codes=rfm.customers_with_purchase(tables.parts, t=t), instant_us=instant_us(t, cfg.zone))
 
     columns = [
         pick_series(tables.customer_ids, cut.codes, "customer_id"),
@@ -137,12 +138,12 @@ def polars_features_from_aggregates(aggregates: list[pl.DataFrame], *, as_of: dt
 def build_features(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
     """Features of every eligible customer as of `as_of` (events cut at `as_of` here).
 
-    Input: validated `Events` (uncut). Output: one row per customer with a purchase in the
-    `cfg.lookback_days` before `as_of`, sorted by customer_id; columns `customer_id` then
+    Input: validated `Events` (uncut, UTC instants; days are those of `cfg.zone`). Output: one row per customer
+    with a purchase in the `cfg.lookback_days` before `as_of`, sorted by customer_id; columns `customer_id` then
     `feature_names(cfg)`; numeric float64, categorical "str". Used by training and scoring alike.
     """
     snapshot_time(as_of)
-    return features_from_tables(event_tables(events), as_of=as_of, cfg=cfg)
+    return features_from_tables(event_tables(events, timezone=cfg.zone), as_of=as_of, cfg=cfg)
 
 
 def customer_aggregates(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
@@ -152,7 +153,7 @@ def customer_aggregates(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) 
     depend on other customers. Events are cut at `as_of` here (cutting twice changes nothing).
     """
     snapshot_time(as_of)
-    frame = customer_aggregates_from_tables(event_tables(events), as_of=as_of, cfg=cfg)
+    frame = customer_aggregates_from_tables(event_tables(events, timezone=cfg.zone), as_of=as_of, cfg=cfg)
     return frame.to_pandas().astype({"customer_id": "str"})
 
 

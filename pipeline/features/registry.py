@@ -21,7 +21,7 @@ days_since_redemption NaN, region null. Each description says which applies.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -451,16 +451,16 @@ DERIVED_DATES = {
 }
 
 
-def reason_context_frame(
-    features: pd.DataFrame, as_of: dt.date, *, timezones: Mapping[str, str] | None = None
-) -> pd.DataFrame:
+def reason_context_frame(features: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     """`features` plus the dates derived for reason templates (DERIVED_DATES; str YYYY-MM-DD, null if unknown).
-    A date is the day of the event on the wall clock of its source's time zone (`timezones`: source name -> zone,
-    the exports' `timezone`; UTC for a source not named), the day the export wrote: an order at 22:30 in Sao Paulo
-    is on that day, not on the next one of UTC."""
+
+    A date is `as_of` minus its "days since" feature, as is: the features count days on the wall clock of the
+    business time zone (`features.timezone`), so this is the event's day there (an order at 22:30 in Sao Paulo
+    is on that day, not on the next one of UTC), with no second conversion. With one business time zone the
+    dates of every source are shown in it, whatever zone an export wrote its times in."""
     derived = {}
     midnight = pd.Timestamp(as_of, tz="UTC")
-    for name, (days_feature, source) in DERIVED_DATES.items():
+    for name, (days_feature, _source) in DERIVED_DATES.items():
         if days_feature not in features.columns:
             continue
         days = features[days_feature].astype(float)
@@ -468,6 +468,5 @@ def reason_context_frame(
         days = days.where((days >= 0) & (days <= MAX_DATE_DAYS))
         # to the millisecond: float days would put an event at midnight a few nanoseconds into the day before
         dates = (midnight - pd.to_timedelta(days, unit="D")).dt.round("ms")
-        dates = dates.dt.tz_convert((timezones or {}).get(source, "UTC"))
         derived[name] = pd.Series(dates.dt.strftime("%Y-%m-%d"), index=features.index, dtype="str")
     return features.assign(**derived)

@@ -73,8 +73,9 @@ def delivery_aggregates(parts: OrderParts, cut: Cut) -> list[pl.Series]:
     for those whose delivery is known by then (`parts.late_delivered`), whose delay stops at delivery.
     """
     late, late_delivered = _known(parts.late, cut), _known(parts.late_delivered, cut)
-    lateness_us = (cut.t_us * late["rows"] - late["promised_us"]) - (
-        cut.t_us * late_delivered["rows"] - late_delivered["delivered_us"]
+    t_us = cut.t_instant_us  # the streams hold instants: lateness is exact across a DST change
+    lateness_us = (t_us * late["rows"] - late["promised_us"]) - (
+        t_us * late_delivered["rows"] - late_delivered["delivered_us"]
     )
     start, end = cut.rows(parts.timeline)
     tracked = parts.sums.matrix[end, parts.sums.names.index("tracked")] - parts.sums.matrix[

@@ -6,9 +6,10 @@ had not passed by the data's latest order). Written by `churn features`, read by
 
 Each file carries, in its Parquet key-value metadata (key `churn.features`), the feature settings it
 was built with and their fingerprint (`feature_settings`, `settings_fingerprint`): windows, lookback,
-horizon, loyalty tiers, btyd, the feature list, and the inputs present (the sources with rows and
-their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of fingerprints and names
-the stale files; `check_settings_match` compares the snapshots with the config training runs with.
+horizon, loyalty tiers, btyd, the business time zone (when not UTC), the feature list, and the inputs present
+(the sources with rows and their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of
+fingerprints and names the stale files; `check_settings_match` compares the snapshots with the config training
+runs with.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ SNAPSHOT_DATE = "snapshot_date"
 _FILE_PATTERN = re.compile(r"^snapshot=(\d{4}-\d{2}-\d{2})\.parquet$")
 METADATA_KEY = "churn.features"
 # The settings compared with the config: everything in `feature_settings` but the inputs (data, not config).
-CONFIG_SETTINGS = ("windows_days", "lookback_days", "horizon_days", "loyalty_tiers", "btyd", "features")
+CONFIG_SETTINGS = ("windows_days", "lookback_days", "horizon_days", "loyalty_tiers", "btyd", "timezone", "features")
 
 
 def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[str, list[str]]:
@@ -61,13 +62,18 @@ def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[st
 
 
 def feature_settings(cfg: FeaturesConfig, *, inputs: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """What a snapshot's values depend on besides the events: the features config and the inputs present."""
+    """What a snapshot's values depend on besides the events: the features config and the inputs present.
+
+    The business time zone is recorded when it is not UTC (files of UTC days, built before the setting
+    existed, keep their fingerprint; a file of another zone's days differs from them)."""
+    zone = {"timezone": cfg.zone} if cfg.zone != "UTC" else {}
     return {
         "windows_days": list(cfg.windows_days),
         "lookback_days": cfg.lookback_days,
         "horizon_days": cfg.horizon_days,
         "loyalty_tiers": dict(cfg.loyalty_tiers),
         "btyd": cfg.btyd,
+        **zone,
         "features": feature_names(cfg),
         "inputs": {name: list(columns) for name, columns in inputs.items()},
     }
@@ -100,13 +106,21 @@ def _settings(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     return entry.get("settings") if entry else None
 
 
+# Settings recorded only when they differ from these values (`feature_settings`).
+UNRECORDED_DEFAULTS = {"timezone": "UTC"}
+
+
 def _differences(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None, keys: Sequence[str]) -> str:
     if ours is None or theirs is None:
         return "no recorded feature settings (built by an older version)"
     differing = [k for k in keys if ours.get(k) != theirs.get(k)]
     if "features" in differing and len(differing) > 1:
         differing.remove("features")  # follows from the others; the lists are long
-    return "; ".join(f"{k} {ours.get(k)} vs {theirs.get(k)}" for k in differing) or "same settings"
+
+    def said(settings: Mapping[str, Any], key: str) -> Any:
+        return settings.get(key, UNRECORDED_DEFAULTS.get(key))
+
+    return "; ".join(f"{k} {said(ours, k)} vs {said(theirs, k)}" for k in differing) or "same settings"
 
 
 def check_snapshot_mix(paths: Sequence[Path], *, expected: FeaturesConfig | None = None) -> dict[str, Any] | None:
@@ -127,7 +141,7 @@ def check_snapshot_mix(paths: Sequence[Path], *, expected: FeaturesConfig | None
 
     def matches_config(fingerprint: str | None) -> bool:
         built = _settings(recorded[groups[fingerprint][0]])
-        return wanted is not None and built is not None and all(built.get(k) == wanted[k] for k in CONFIG_SETTINGS)
+        return wanted is not None and built is not None and all(built.get(k) == wanted.get(k) for k in CONFIG_SETTINGS)
 
     current = max(
         groups,
@@ -154,12 +168,13 @@ def recorded_settings(features_dir: Path | str, *, expected: FeaturesConfig | No
 
 def check_settings_match(recorded: Mapping[str, Any] | None, cfg: FeaturesConfig, *, features_dir: Path) -> None:
     """Raise FeatureError when snapshots recorded `recorded` settings that differ from the features config `cfg`
-    (windows, lookback, horizon, tiers, btyd, feature list). Nothing to compare when nothing was recorded."""
+    (windows, lookback, horizon, tiers, btyd, business time zone, feature list). Nothing to compare when nothing was
+    recorded."""
     if recorded is None:
         return
     built = recorded.get("settings", {})
     expected = feature_settings(cfg, inputs={})
-    if any(built.get(k) != expected[k] for k in CONFIG_SETTINGS):
+    if any(built.get(k) != expected.get(k) for k in CONFIG_SETTINGS):
         raise FeatureError(
             f"the feature snapshots in {features_dir} were built with other feature settings than the config's "
             f"({_differences(built, expected, CONFIG_SETTINGS)}, snapshots vs config): run `churn features` "

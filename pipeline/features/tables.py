@@ -23,8 +23,14 @@ Definitions used by every feature and by the labels:
   sums are exact and do not depend on row order or partitioning (the Dask path gives identical
   features).
 
-Every row and every later time value is keyed by the UTC day from which it is known
+Every row and every later time value is keyed by the day from which it is known
 (`pipeline.snapshot.known_since`), so a cut at midnight `t` keeps exactly what `cut_frame` keeps.
+
+Days are those of the business time zone (`timezone`, `FeaturesConfig.timezone`): the frames, given in UTC
+instants, are converted once here by `pipeline.snapshot.in_business_time`, and every time value is stored on
+that wall clock. Durations are measured on the instants, before the conversion, so they stay exact across a
+DST change: ticket response and resolution times, and the lateness of deliveries (`promised_instant_us`,
+`delivered_instant_us` of the delivery streams, read against `Cut.t_instant_us`).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from pipeline.features.timeline import (
     order_by,
     prefix_sums,
 )
-from pipeline.snapshot import known_since, to_polars
+from pipeline.snapshot import in_business_time, known_since, to_polars
 
 MONEY_UNITS = 10_000  # money and scores are summed as exact integers of 1/MONEY_UNITS of their unit
 NULL_TIME = np.iinfo(np.int64).min  # a missing timestamp in microsecond arrays
@@ -337,6 +343,16 @@ def _line_values(transactions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _delivery_instants(transactions: pl.DataFrame) -> pl.DataFrame:
+    """Per order line of UTC `transactions`: promised_instant_us, delivered_instant_us (as `_line_values` gives
+    promised_us and delivered_us, but the true instants, for durations)."""
+    purchase = pl.col("amount") >= 0
+    return transactions.select(
+        _micros(pl.when(purchase).then(pl.col("promised_delivery_at"))).alias("promised_instant_us"),
+        _micros(pl.when(purchase).then(pl.col("delivered_at"))).alias("delivered_instant_us"),
+    )
+
+
 def _number_customers(
     transactions: pl.DataFrame, lines: dict[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, pl.Series, _Codes]:
@@ -426,8 +442,12 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
     return_units = -part_sum(np.where(lines["is_purchase"], 0, lines["net_units"]))
     discount_known = part_any(lines["discount_known"]) & is_purchase
     discounted = part_any(lines["discounted"]) & discount_known
+    undelivered = part_any(lines["undelivered"])
     promised = part_max(lines["promised_us"])
-    delivered = np.where(part_any(lines["undelivered"]), NULL_TIME, part_max(lines["delivered_us"]))
+    delivered = np.where(undelivered, NULL_TIME, part_max(lines["delivered_us"]))
+    instants = ({"promised": promised, "delivered": delivered} if "promised_instant_us" not in lines else {
+        "promised": part_max(lines["promised_instant_us"]),
+        "delivered": np.where(undelivered, NULL_TIME, part_max(lines["delivered_instant_us"]))})
 
     is_start, is_credit = _order_firsts(code, order, is_purchase)
     days = day_of(at_us)
@@ -469,7 +489,8 @@ def _order_parts(lines: dict[str, np.ndarray], codes: np.ndarray, customers: int
         last_day_gap=_carried(day_gaps, carry_index(day_starts, code)),
         first_purchase_us=first_purchase_us,
         first_event_us=first_event_us,
-        **_delivery_streams(code, at_us, promised, delivered, customers=customers),
+        **_delivery_streams(code, at_us, promised, delivered, customers=customers,
+                            promised_instant=instants["promised"], delivered_instant=instants["delivered"]),
     )
     return parts
 
@@ -522,26 +543,28 @@ def _carried(values: np.ndarray, carried: np.ndarray) -> np.ndarray:
     return out
 
 
-def _delivery_streams(code, at_us, promised, delivered, *, customers: int) -> dict[str, Stream]:
+def _delivery_streams(code, at_us, promised, delivered, *, customers: int, promised_instant, delivered_instant
+                      ) -> dict[str, Stream]:
     """Parts with a promised delivery, keyed by the day each delivery fact becomes known.
 
     At `t` a tracked part is late when delivered after its promise (known from its delivery) or
     still undelivered at `t` past its promise (from the promise, once ordered): so a part that
     is ever late (delivered after the promise, or never) is late from max(ordered, promised),
     and its lateness stops growing once the delivery is known, from max(ordered, delivered).
+    Days from the business-time values (`promised`, `delivered`), lateness from the instants (`*_instant`).
     """
     tracked = promised != NULL_TIME
     has_delivery = delivered != NULL_TIME
-    ever_late = np.flatnonzero(tracked & (~has_delivery | (delivered > promised)))
+    ever_late = np.flatnonzero(tracked & (~has_delivery | (delivered_instant > promised_instant)))
     late_delivered = ever_late[has_delivery[ever_late]]
     delivered_rows = np.flatnonzero(tracked & has_delivery)
     ones = np.ones(len(code), dtype=np.int64)
     return {
         "late": _stream(code[ever_late], day_of(np.maximum(at_us, promised)[ever_late]), customers=customers,
-                        rows=ones[ever_late], promised_us=promised[ever_late]),
+                        rows=ones[ever_late], promised_us=promised_instant[ever_late]),
         "late_delivered": _stream(code[late_delivered], day_of(np.maximum(at_us, delivered)[late_delivered]),
                                   customers=customers, rows=ones[late_delivered],
-                                  delivered_us=delivered[late_delivered]),
+                                  delivered_us=delivered_instant[late_delivered]),
         "delivered": _stream(code[delivered_rows], day_of(np.maximum(at_us, delivered)[delivered_rows]),
                              customers=customers, rows=ones[delivered_rows]),
     }
@@ -657,19 +680,21 @@ def _feedback_rows(feedback: pl.DataFrame, codes: _Codes, customers: int) -> Fee
     )
 
 
-def _ticket_rows(tickets: pl.DataFrame, codes: _Codes, customers: int) -> TicketRows:
+def _ticket_rows(tickets: pl.DataFrame, codes: _Codes, customers: int, *, timezone: str) -> TicketRows:
+    """UTC `tickets` -> TicketRows: days of `timezone`, response and resolution times from the instants."""
     code = codes.lookup(tickets["customer_id"])
     timed = pl.col("closed_at").is_not_null()
     closes = timed | (pl.col("resolved") == True).fill_null(False)  # noqa: E712 (null-aware)
-    values = _numpy(tickets.select(
+    values = _numpy(pl.concat([in_business_time(tickets, timezone).select(
         _micros(known_since("support_tickets")).alias("opened_us"),
         _micros(pl.when(closes).then(known_since("support_tickets", "resolved"))).alias("closed_known_us"),
         _micros(known_since("support_tickets", "first_response_at")).alias("responded_known_us"),
+    ), tickets.select(
         timed.cast(pl.Int64).alias("timed"),
         (pl.col("closed_at") - pl.col("opened_at")).dt.total_microseconds().fill_null(0).alias("resolution_us"),
         (pl.col("first_response_at") - pl.col("opened_at")).dt.total_microseconds().fill_null(0).alias("response_us"),
         (pl.col("resolved") == False).fill_null(False).alias("resolved_false"),  # noqa: E712 (null-aware)
-    ))
+    )], how="horizontal"))
     ones = np.ones(len(code), dtype=np.int64)
     kept = code >= 0
     closed = np.flatnonzero(kept & (values["closed_known_us"] != NULL_TIME))
@@ -742,8 +767,9 @@ def _attributes(customers_frame: pl.DataFrame, codes: _Codes, customers: int) ->
 # --- all tables ----------------------------------------------------------------------------------
 
 
-def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
-    """Polars frames of the validated sources (at least `SOURCE_COLUMNS`; missing sources empty) -> EventTables.
+def event_tables_from_frames(frames: Mapping[str, pl.DataFrame], *, timezone: str = "UTC") -> EventTables:
+    """Polars frames of the validated sources (at least `SOURCE_COLUMNS`; UTC instants; missing sources empty)
+    -> EventTables, on the days of the business time zone `timezone`.
 
     Raises FeatureError when the customers source repeats a customer_id.
     """
@@ -759,7 +785,9 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
     transactions = frame("transactions")
     check_sums_fit(transactions, "amount")
     check_sums_fit(transactions, "quantity")
-    lines = _numpy(_line_values(transactions))
+    lines = _numpy(_line_values(in_business_time(transactions, timezone)))
+    if timezone != "UTC":
+        lines.update(_numpy(_delivery_instants(transactions)))
     order, line_codes, customer_ids, codes = _number_customers(transactions, lines)
     customers = len(customer_ids)
     del lines["hash"], lines["check"]
@@ -770,10 +798,10 @@ def event_tables_from_frames(frames: Mapping[str, pl.DataFrame]) -> EventTables:
     with ThreadPoolExecutor(max_workers=2) as pool:
         categories = pool.submit(_category_spend, transactions["category"], lines, order, line_codes, customers)
         products = pool.submit(_product_days, transactions["product_id"], lines, order, line_codes, customers)
-        feedback = pool.submit(_feedback_rows, frame("feedback"), codes, customers)
-        tickets = pool.submit(_ticket_rows, frame("support_tickets"), codes, customers)
-        loyalty = pool.submit(_loyalty_rows, frame("loyalty_events"), codes, customers)
-        attributes = pool.submit(_attributes, frame("customers"), codes, customers)
+        feedback = pool.submit(_feedback_rows, in_business_time(frame("feedback"), timezone), codes, customers)
+        tickets = pool.submit(_ticket_rows, frame("support_tickets"), codes, customers, timezone=timezone)
+        loyalty = pool.submit(_loyalty_rows, in_business_time(frame("loyalty_events"), timezone), codes, customers)
+        attributes = pool.submit(_attributes, in_business_time(frame("customers"), timezone), codes, customers)
         parts = _order_parts(lines, line_codes, customers)
         del lines
         return EventTables(
@@ -827,20 +855,24 @@ def partition_bounds(customer_id: pl.Series, *, partitions: int, sample_rows: in
     return counts["customer_id"].gather(starts[(starts > 0) & (starts < counts.height)])
 
 
-def partitioned_event_tables(frames: Mapping[str, pl.DataFrame], *, partitions: int) -> tuple[EventTables, ...]:
+def partitioned_event_tables(
+    frames: Mapping[str, pl.DataFrame], *, partitions: int, timezone: str = "UTC"
+) -> tuple[EventTables, ...]:
     """`event_tables_from_frames` of each customer partition (`customer_partitions`), built one after the other.
 
     The tables of all partitions together hold the same timelines as the tables of all customers, but the
     memory used while preparing them is that of one partition.
     """
-    return tuple(event_tables_from_frames(part) for part in customer_partitions(frames, partitions=partitions))
+    return tuple(event_tables_from_frames(part, timezone=timezone)
+                 for part in customer_partitions(frames, partitions=partitions))
 
 
-def event_tables(events: Events) -> EventTables:
-    """Convert `events` (contract-shaped pandas frames) into `EventTables` (prepared once, see the module docstring).
+def event_tables(events: Events, *, timezone: str = "UTC") -> EventTables:
+    """Convert `events` (contract-shaped pandas frames, UTC instants) into `EventTables` on the days of
+    `timezone` (prepared once, see the module docstring).
 
     Raises FeatureError when the customers source repeats a customer_id.
     """
     return event_tables_from_frames({
         name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()
-    })
+    }, timezone=timezone)

@@ -242,7 +242,8 @@ def timestamps(series: pl.Series) -> pl.Series:
 
 @dataclass(frozen=True)
 class Cut:
-    """A snapshot cut: midnight UTC `t` and the customer codes of the feature rows (ascending).
+    """A snapshot cut: midnight `t` (business time, typed UTC) and the customer codes of the feature rows (ascending);
+    `instant_us`: the true instant of `t` in microseconds, for durations up to `t` (None: `t` is one, UTC).
 
     Positions in a timeline are computed once per cut and day (`positions`), and so are the prefix sums read
     there (`sums_at`), whichever family asks.
@@ -250,6 +251,7 @@ class Cut:
 
     t: dt.datetime
     codes: np.ndarray
+    instant_us: int | None = None
     _positions: dict = field(default_factory=dict, repr=False, compare=False)
     _sums: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -261,6 +263,11 @@ class Cut:
     @property
     def t_us(self) -> int:
         return (self.t - EPOCH) // dt.timedelta(microseconds=1)
+
+    @property
+    def t_instant_us(self) -> int:
+        """The true instant of `t` (microseconds): where a duration up to `t` ends."""
+        return self.t_us if self.instant_us is None else self.instant_us
 
     def since(self, days: int) -> int:
         """Day number of `t` minus `days` (the start of a window of `days` days before `t`)."""

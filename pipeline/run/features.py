@@ -75,7 +75,8 @@ POLARS_TYPES = {TIMESTAMP: pl.Datetime("us", "UTC"), STRING: pl.String, FLOAT: p
 
 
 def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
-    """The columns the features use of every validated source present, as polars frames typed by the contract.
+    """The columns the features use of every validated source present, as polars frames typed by the contract
+    (UTC instants: `pipeline.features.tables` turns them into business time, after measuring durations).
 
     (The polars face of `pipeline.events.load_events`: same files, same rule for a missing
     transactions file; absent optional sources are simply left out.)
@@ -101,8 +102,9 @@ def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
     return frames
 
 
-def event_span(validated_dir: Path) -> tuple[dt.date | None, dt.date | None]:
-    """The UTC dates of the earliest and the latest validated order (None, None when there are none), read lazily."""
+def event_span(validated_dir: Path, *, timezone: str = "UTC") -> tuple[dt.date | None, dt.date | None]:
+    """The dates in `timezone` of the earliest and the latest validated order (None, None when there are none),
+    read lazily."""
     path = Path(validated_dir) / "transactions.parquet"
     if not path.is_file():
         return None, None
@@ -110,7 +112,7 @@ def event_span(validated_dir: Path) -> tuple[dt.date | None, dt.date | None]:
     first, last = pl.scan_parquet(path).select(times.min().alias("first"), times.max().alias("last")).collect().row(0)
     if first is None:
         return None, None
-    return tuple(pd.Timestamp(value).tz_convert("UTC").date() for value in (first, last))
+    return tuple(pd.Timestamp(value).tz_convert(timezone).date() for value in (first, last))
 
 
 def resolved_snapshot_dates(cfg: Config, *, last_date: dt.date | None) -> tuple[list[dt.date], dt.date | None]:
@@ -118,7 +120,7 @@ def resolved_snapshot_dates(cfg: Config, *, last_date: dt.date | None) -> tuple[
     transactions (`SnapshotsConfig.resolve`); and the first order's date they were derived from (None when
     the config gives both)."""
     snapshots = cfg.features.snapshots
-    first = event_span(cfg.validated_dir)[0] if snapshots.derived else None
+    first = event_span(cfg.validated_dir, timezone=cfg.features.zone)[0] if snapshots.derived else None
     return snapshots.resolve(first_event=first, last_event=last_date, horizon_days=cfg.features.horizon_days), first
 
 
@@ -234,7 +236,8 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     with dask_client() as client:
         with timed("partitioning validated events by customer on the Dask cluster"):
-            tables = load_partitioned_tables(cfg.validated_dir, partitions=cfg.features.dask_partitions, client=client)
+            tables = load_partitioned_tables(cfg.validated_dir, partitions=cfg.features.dask_partitions, client=client,
+                                             timezone=cfg.features.zone)
         try:
             return _write_snapshots(
                 cfg,
@@ -398,18 +401,20 @@ def labels_report(
 
 def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | None]:
     """The validated events read and prepared for any snapshot date, per customer partition of about
-    `features.partition_rows` transaction rows; and the UTC date of the latest order (None if none).
+    `features.partition_rows` transaction rows; and the date of the latest order in the business time zone
+    (`features.timezone`; None if none).
 
     Read them with `features_from_partitions` and `churn_labels_from_partitions`.
     """
     frames = read_validated(cfg.validated_dir)
-    return tables_by_partition(frames, cfg=cfg.features), latest_event_date(frames["transactions"])
+    return tables_by_partition(frames, cfg=cfg.features), latest_event_date(frames["transactions"],
+                                                                           timezone=cfg.features.zone)
 
 
 def tables_by_partition(frames: dict[str, pl.DataFrame], *, cfg: FeaturesConfig) -> tuple[EventTables, ...]:
     """`read_validated` frames prepared per customer partition of about `cfg.partition_rows` transaction rows."""
     partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
-    return partitioned_event_tables(frames, partitions=partitions)
+    return partitioned_event_tables(frames, partitions=partitions, timezone=cfg.zone)
 
 
 def features_and_labels_streamed(
@@ -422,7 +427,7 @@ def features_and_labels_streamed(
     partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
     aggregates, labels = [], []
     for part in customer_partitions(frames, partitions=partitions):
-        tables = event_tables_from_frames(part)
+        tables = event_tables_from_frames(part, timezone=cfg.zone)
         aggregates.append(customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg))
         labels.append(churn_labels_from_partitions([tables], as_of=labels_as_of, lookback_days=cfg.lookback_days,
                                                    horizon_days=horizon_days))

@@ -23,7 +23,7 @@ from pipeline.errors import ScoreError
 from pipeline.events import load_events
 from pipeline.labels import horizon_passed
 from pipeline.measure import check_scores, outcomes_after
-from pipeline.snapshot import latest_event_date
+from pipeline.snapshot import in_business_time_pandas, latest_event_date
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,9 @@ def with_outcomes(item: PastList, transactions: pd.DataFrame) -> PastList:
 
 
 def lists_with_outcomes(cfg: Config) -> list[PastList]:
-    """The past lists whose horizon has passed by the latest validated order, each with its outcomes added."""
-    transactions = load_events(cfg.validated_dir).transactions
+    """The past lists whose horizon has passed by the latest validated order, each with its outcomes added (days of
+    the business time zone, `features.timezone`, as the labels count them)."""
+    transactions = in_business_time_pandas(load_events(cfg.validated_dir).transactions, cfg.features.zone)
     return [with_outcomes(item, transactions) for item in past_lists(cfg, data_until=latest_event_date(transactions))]
 
 

@@ -26,7 +26,7 @@ from pipeline.io import OutputSet, complete_interrupted_publishes, output_set, s
 from pipeline.plots_review import cohort_retention_figure, save_figure
 from pipeline.progress import console, get_logger, timed, track
 from pipeline.review import cohort_retention
-from pipeline.snapshot import latest_event_date
+from pipeline.snapshot import in_business_time_pandas, latest_event_date
 from pipeline.sources import export_files, read_exports
 
 REPORT_NAME = "ingest_report.json"
@@ -103,11 +103,12 @@ def report_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def save_cohort_figure(transactions: pd.DataFrame, path: Path) -> Path | None:
-    """Cohort retention curves (by first-order month) of the validated purchases, as PNG at `path`
-    (nothing written without purchases)."""
+def save_cohort_figure(transactions: pd.DataFrame, path: Path, *, timezone: str = "UTC") -> Path | None:
+    """Cohort retention curves (by first-order month of the business time zone `timezone`) of the validated
+    purchases, as PNG at `path` (nothing written without purchases)."""
     if transactions.empty:
         return None
+    transactions = in_business_time_pandas(transactions[["customer_id", "ordered_at", "amount"]], timezone)
     as_of = latest_event_date(transactions) + dt.timedelta(days=1)
     return save_figure(cohort_retention_figure(cohort_retention(transactions, as_of=as_of)), path)
 
@@ -139,7 +140,8 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
                 figure = None
                 outputs.remove(figure_path)
             else:
-                figure = side.submit(outputs.write, figure_path, lambda path: save_cohort_figure(transactions, path))
+                figure = side.submit(outputs.write, figure_path, lambda path: save_cohort_figure(
+                    transactions, path, timezone=cfg.features.zone))
             write_outputs(cfg, result, outputs)
             report = with_fingerprints(result.report, fingerprints.result())
             outputs.write(report_path(cfg), lambda path: write_json(report, path))
@@ -151,6 +153,20 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
             "%s: %d rows in, %d validated%s, %d quarantined", name, entry["input_rows"], entry["validated_rows"],
             f" ({added} of them refund rows from sources.{name}.refunds)" if added else "", entry["quarantined_rows"],
         )
+    zone = business_zone_note(cfg)
+    if zone:
+        get_logger().info("%s", zone)
     if not quiet:
         console().print(report_table(report))
     return report
+
+
+def business_zone_note(cfg: Config) -> str | None:
+    """Which time zone's days the later stages count, when it or a source's `timezone` is not UTC (None when all
+    are)."""
+    local = {name: source.timezone for name, source in cfg.sources.configured().items() if source.timezone != "UTC"}
+    if cfg.features.zone == "UTC" and not local:
+        return None
+    read = f" ({', '.join(f'{name} read in {zone}' for name, zone in local.items())})" if local else ""
+    return (f"validated times are stored as UTC{read}; snapshots, purchase days and label windows count the days of "
+            f"{cfg.features.zone} (features.timezone)")

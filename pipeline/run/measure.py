@@ -30,7 +30,7 @@ from pipeline.plots_review import measured_effect_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run import playbook_update
 from pipeline.run.history import read_scores, read_summary
-from pipeline.snapshot import latest_event_date
+from pipeline.snapshot import in_business_time_pandas, latest_event_date
 from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
 
@@ -110,11 +110,12 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
     as_of = check_scores(scores)
     summary = read_summary(scores_path)
     horizon_days = int(summary.get("horizon_days") or cfg.features.horizon_days)
-    events = load_events(cfg.validated_dir)
-    check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(events.transactions))
+    # The campaign's window [as_of, as_of + horizon) in days of the business time zone, as the list was scored.
+    transactions = in_business_time_pandas(load_events(cfg.validated_dir).transactions, cfg.features.zone)
+    check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(transactions))
     planned = {name: spec["uplift"] for name, spec in summary.get("playbook", {}).get("actions", {}).items()}
     with timed(f"measuring the campaign of {as_of}"):
-        result = measure_campaign(scores, events.transactions, horizon_days=horizon_days, planned_uplift=planned)
+        result = measure_campaign(scores, transactions, horizon_days=horizon_days, planned_uplift=planned)
     folder = Path(scores_path).parent
     csv_path = folder / f"measured_{as_of.isoformat()}.csv"
     json_path = csv_path.with_suffix(".json")

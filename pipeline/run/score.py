@@ -16,7 +16,6 @@ import datetime as dt
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,20 +123,23 @@ def check_replacing(path: Path, scores: pd.DataFrame, *, as_of: dt.date, replace
     get_logger().warning("%s: written over", said)
 
 
-def latest_event_date(frames: Mapping[str, pl.DataFrame]) -> dt.date | None:
-    """UTC date of the latest order: the data's end, as the features and labels take it (None without orders).
+def latest_event_date(frames: Mapping[str, pl.DataFrame], *, timezone: str = "UTC") -> dt.date | None:
+    """Date of the latest order in the business time zone `timezone`: the data's end, as the features and labels
+    take it (None without orders).
 
     Input: source name -> validated frame (polars, as `read_validated` gives; UTC timestamps). Other sources may run
     later (an NPS export taken weeks after the orders'): days without recorded orders are not days without
     purchases, so they do not move the data's end (`later_sources_warning` names them).
     """
     transactions = frames.get("transactions")
-    return None if transactions is None or not transactions.height else orders_end(transactions)
+    return None if transactions is None or not transactions.height else orders_end(transactions, timezone=timezone)
 
 
-def later_sources_warning(frames: Mapping[str, pl.DataFrame], *, data_ends: dt.date | None, as_of: dt.date) -> str | None:
+def later_sources_warning(
+    frames: Mapping[str, pl.DataFrame], *, data_ends: dt.date | None, as_of: dt.date, timezone: str = "UTC"
+) -> str | None:
     """A sentence naming the sources whose events run past the last order (`data_ends`) and on or after `as_of`: a
-    scoring run does not see them. None when none does."""
+    scoring run does not see them. None when none does. Dates are days of the business time zone `timezone`."""
     if data_ends is None:
         return None
     later = []
@@ -146,7 +148,7 @@ def later_sources_warning(frames: Mapping[str, pl.DataFrame], *, data_ends: dt.d
         latest = frame[column].max() if name != "transactions" and column and frame.height else None
         if latest is None:
             continue
-        ends = pd.Timestamp(latest).tz_convert("UTC").date()
+        ends = pd.Timestamp(latest).tz_convert(timezone).date()
         if ends > data_ends and ends >= as_of:
             later.append(f"{name} to {ends} ({(ends - data_ends).days} days)")
     if not later:
@@ -156,9 +158,10 @@ def later_sources_warning(frames: Mapping[str, pl.DataFrame], *, data_ends: dt.d
             "Export the orders up to the same day to use them")
 
 
-def default_as_of(frames: Mapping[str, pl.DataFrame]) -> dt.date:
-    """The day after the last order: every order so far is before the snapshot."""
-    latest = latest_event_date(frames)
+def default_as_of(frames: Mapping[str, pl.DataFrame], *, timezone: str = "UTC") -> dt.date:
+    """The day after the last order (days of the business time zone `timezone`): every order so far is before the
+    snapshot."""
+    latest = latest_event_date(frames, timezone=timezone)
     if latest is None:
         raise ScoreError("the validated transactions hold no orders: nothing to score; run `churn ingest`")
     return latest + dt.timedelta(days=1)
@@ -433,10 +436,11 @@ def run(
     # The feature columns of the validated sources only, prepared per customer partition as `churn features`
     # does (same features as build_features on all events; ~40% less CPU than reading every column).
     frames = read_validated(cfg.validated_dir)
-    as_of = as_of or default_as_of(frames)
-    data_ends = latest_event_date(frames)
+    zone = cfg.features.zone
+    as_of = as_of or default_as_of(frames, timezone=zone)
+    data_ends = latest_event_date(frames, timezone=zone)
     check_data_lag(as_of, data_ends=data_ends, max_lag_days=cfg.score.max_data_lag_days)
-    later = later_sources_warning(frames, data_ends=data_ends, as_of=as_of)
+    later = later_sources_warning(frames, data_ends=data_ends, as_of=as_of, timezone=zone)
     if later:
         log.warning(later)
     yearly = (read_report(labels_report_path(cfg)) or {}).get("yearly_buyers_warning")
@@ -481,8 +485,7 @@ def run(
             cfg=cfg.score,
             model_name=info.name,
             model_version=info.version,
-            reason_context=partial(reason_context_frame, timezones={
-                name: source.timezone for name, source in cfg.sources.configured().items()}),
+            reason_context=reason_context_frame,
             btyd_horizon_days=cfg.features.horizon_days,
             uplift=uplift,
         )

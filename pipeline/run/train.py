@@ -438,7 +438,8 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             )
         features = untreated
         labelled = labelled_snapshots(features)
-        short_history = short_history_note(*event_span(cfg.validated_dir), horizon_days=horizon)
+        short_history = short_history_note(*event_span(cfg.validated_dir, timezone=cfg.features.zone),
+                                           horizon_days=horizon)
         split = time_split(labelled, horizon_days=horizon, folds=cfg.train.cv_folds, short_history=short_history)
         logger.info(
             "split: train %s..%s (%d snapshots, refit), %d validation folds (%s), test %s",
