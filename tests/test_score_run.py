@@ -507,6 +507,7 @@ def test_a_model_trained_for_another_project_or_export_is_named_when_scoring(sco
 
     cfg, _ = scored
     assert load_bundle(cfg.bundle_dir).manifest["trained_from"] == data_identity(cfg)
+    assert load_bundle(cfg.bundle_dir).manifest["timezone"] == cfg.features.zone
     other = _workspace_with(cfg, tmp_path, lambda validated: None).model_copy(update={"project": "other-shop"})
     with caplog.at_level(logging.WARNING, logger="pipeline"):
         score.run(other, as_of=None, bundle=cfg.bundle_dir, quiet=True)
@@ -557,6 +558,18 @@ def test_tiers_the_config_does_not_name_are_warned_about_when_scoring(scored, tm
     with caplog.at_level(logging.WARNING, logger="pipeline"):
         score.run(_workspace_with(cfg, tmp_path, renamed_tiers), as_of=None, bundle=cfg.bundle_dir, quiet=True)
     assert "loyalty tiers in the data that features.loyalty_tiers does not name: 'Diamond'" in caplog.text
+
+
+def test_a_model_that_learned_the_days_of_another_time_zone_is_named_when_scoring():
+    from pipeline.run.score import ScoringModelInfo, other_days_warning
+
+    before = ScoringModelInfo(model=None, name="churn", version="1", run_id="", horizon_days=90, source="bundle b")
+    assert other_days_warning(before, timezone="UTC") is None  # a bundle from before the key learned UTC days
+    assert other_days_warning(before, timezone="America/New_York").startswith(
+        "the model (bundle b, version 1) learned from days of UTC; this config counts days of America/New_York ")
+    local = ScoringModelInfo(model=None, name="churn", version="1", run_id="", horizon_days=90, source="bundle b",
+                             timezone="America/New_York")
+    assert other_days_warning(local, timezone="America/New_York") is None
 
 
 def test_bundles_that_record_no_origin_are_not_warned_about():

@@ -74,6 +74,7 @@ class ScoringModelInfo:
     training_inputs: dict[str, list[str]] | None = None  # sources -> non-empty columns at training (None: not recorded)
     training_snapshots: list[str] | None = None  # the snapshots the model was fitted on (None: not recorded)
     trained_from: dict[str, str] | None = None  # project and transactions path at training (None: not recorded)
+    timezone: str = "UTC"  # the business time zone whose days the model learned from (bundles before it: UTC)
 
 
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
@@ -232,6 +233,7 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
         training_inputs=manifest.get("training_inputs"),
         training_snapshots=manifest.get("training_snapshots") or None,
         trained_from=manifest.get("trained_from") or None,
+        timezone=str(manifest.get("timezone") or "UTC"),
     )
 
 
@@ -247,6 +249,17 @@ def other_data_warning(info: ScoringModelInfo, *, trained_from_now: Mapping[str,
         f"{trained_from_now.get('transactions')}. If that is another shop, these scores come from its model: give "
         "each shop its own train.model_name (or registry) and train it"
     )
+
+
+def other_days_warning(info: ScoringModelInfo, *, timezone: str) -> str | None:
+    """A warning when the model learned from the days of another business time zone than this config's
+    `timezone` (features.timezone): its features and the as-of cut count other days. None when they agree."""
+    if info.timezone == timezone:
+        return None
+    return (f"the model ({info.source}, version {info.version}) learned from days of {info.timezone}; this config "
+            f"counts days of {timezone} (features.timezone, or the transactions source's timezone): today's features "
+            "cut and count days differently from the ones it learned. Run `churn features` and `churn train` again "
+            "to score with one calendar")
 
 
 def learned_uplift(cfg: Config, features: pd.DataFrame) -> pd.DataFrame | None:
@@ -455,9 +468,10 @@ def run(
         except BundleError as exc:
             raise ScoreError(f"cannot use the model: {exc}") from None
     missing = check_inputs(info, input_coverage(frames), allow_missing=allow_missing_sources)
-    elsewhere = other_data_warning(info, trained_from_now=data_identity(cfg))
-    if elsewhere:
-        log.warning(elsewhere)
+    for warning in (other_data_warning(info, trained_from_now=data_identity(cfg)),
+                    other_days_warning(info, timezone=cfg.features.zone)):
+        if warning:
+            log.warning(warning)
     seen = seen_outcomes_warning(as_of, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days,
                                  model=f"the model ({info.name} v{info.version})")
     if seen:

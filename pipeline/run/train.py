@@ -495,7 +495,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             production=production,
             production_snapshots=production_snapshots,
             manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None,
-                            "trained_from": data_identity(cfg)},
+                            "trained_from": data_identity(cfg), "timezone": cfg.features.zone},
             left_out=[str(d) for d in left_out],
             warnings={tag: text for tag, text in (("attribute_leak", leak), ("few_test_labels", few)) if text} or None,
         )
