@@ -1490,6 +1490,40 @@ def status_known_at(typed: pd.DataFrame, kept: np.ndarray) -> pd.Series:
     return pd.Series(known, index=typed.index, name="status_known_at").dt.tz_localize("UTC").astype(TIMESTAMP)
 
 
+UTC_OFFSET_SAMPLE = 20_000  # text times read for their UTC offset: enough for a share, cheap at 10M rows
+# a time of day, then a UTC offset ending the value: '10:00:00 -0400', 'T10:00:00-04:00' (not a date's '-2024')
+UTC_OFFSET = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*([+-])(\d{2}):?(\d{2})$"
+
+
+def utc_offset_note(frame: pd.DataFrame, labels: Mapping[str, str], *, business_zone: str) -> str | None:
+    """A note when the export's ordered_at (file column `labels["ordered_at"]` of the raw text `frame`) writes at least
+    half of its times with a UTC offset other than zero (Shopify: '2024-05-01 10:00:00 -0400') while the later stages
+    count the days of `business_zone` "UTC": the instants are right, but a snapshot's midnight and a purchase day are
+    UTC's, not the shop's. Reads an even sample of at most UTC_OFFSET_SAMPLE values. None otherwise."""
+    column = labels.get("ordered_at")
+    if business_zone != "UTC" or column not in frame.columns:
+        return None
+    values = frame[column].iloc[::max(1, len(frame) // UTC_OFFSET_SAMPLE)].dropna()
+    if not len(values) or not (pd.api.types.is_object_dtype(values.dtype) or pd.api.types.is_string_dtype(values.dtype)):
+        return None
+    text = values.astype("str").str.strip()
+    found = text.str.extract(UTC_OFFSET).dropna().astype(object)
+    sign = np.where(found[0].to_numpy() == "-", -1, 1)
+    minutes = pd.Series(sign * (found[1].to_numpy(dtype=int) * 60 + found[2].to_numpy(dtype=int)), index=found.index)
+    minutes = minutes[(minutes != 0) & (minutes.abs() <= 14 * 60)]
+    if len(minutes) < 0.5 * len(text):
+        return None
+    top = int(minutes.value_counts().index[0])
+    offset = f"{'+' if top > 0 else '-'}{abs(top) // 60:02d}:{abs(top) % 60:02d}"
+    clock = f"{top % 1440 // 60:02d}:{top % 60:02d}{' the evening before' if top < 0 else ''}"
+    example = text.loc[minutes.index[minutes == top][0]]
+    return (f"{column} writes its times with a UTC offset ({offset} on {(minutes == top).sum() / len(text):.0%} of "
+            f"them, e.g. {example!r}): they are read as the instants they name, but the later stages count UTC days "
+            f"(features.timezone, by default the transactions source's timezone, is UTC), so a snapshot's midnight "
+            f"is {clock} at {offset} and one evening's orders can fall on two days. Set features.timezone to the "
+            "shop's time zone (an IANA name such as America/New_York) and re-run")
+
+
 def resolved_without_close_note(
     typed: pd.DataFrame, origin: pd.DataFrame, kept: np.ndarray, *, resolved: str
 ) -> str | None:
@@ -2235,12 +2269,14 @@ def negative_earn_note(result: SourceResult) -> str | None:
 
 
 def ingest_sources(
-    raws: Mapping[str, RawSource | Sequence[RawSource]], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig
+    raws: Mapping[str, RawSource | Sequence[RawSource]], *, sources: Mapping[str, SourceConfig], cfg: IngestConfig,
+    business_zone: str = "UTC",
 ) -> IngestResult:
     """Validate every configured source; raise IngestError (naming source, share and top reasons)
     when any source's bad share exceeds `cfg.max_bad_share`. Sources of SOURCE_NAMES not in
     `raws` come back empty, marked as not configured. `raws`: per source, its one export, or one per export of
-    `sources[name].exports()` (`pipeline.sources.read_exports`)."""
+    `sources[name].exports()` (`pipeline.sources.read_exports`). `business_zone`: the time zone whose days the later
+    stages count (features.timezone), for the note on times written with a UTC offset."""
     exports = {name: [raw] if isinstance(raw, RawSource) else list(raw) for name, raw in raws.items()}
     if "transactions" in exports and all(raw.frame.empty for raw in exports["transactions"]):
         files = ", ".join(str(path) for raw in exports["transactions"] for path in raw.files)
@@ -2311,6 +2347,8 @@ def ingest_sources(
                 columns=", ".join(dict.fromkeys(e.refunds.column for e in sources[name].exports() if e.refunds)))
             problems = pd.concat([problems, refund_problems], ignore_index=True)
         note = None
+        if name == "transactions":
+            note = utc_offset_note(raws[name].frame, parsed[name].labels, business_zone=business_zone)
         if name == "support_tickets":
             kept = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
             parsed[name].typed["status_known_at"] = status_known_at(parsed[name].typed, kept)

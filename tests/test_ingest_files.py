@@ -1796,3 +1796,31 @@ def test_a_monthly_export_file_missing_from_the_glob_is_named_with_its_dates(tmp
             "3 a day in the 28 days before and after them. A missing export file, or a closure?")
     assert any(item.startswith(note) for item in report["sources"]["transactions"]["notes"])
     assert note in caplog.text
+
+
+def test_times_written_with_a_utc_offset_get_a_note_while_the_days_are_utc_days(tmp_path):
+    """A Shopify export writes its local times with their offset: read as the right instants, but the days counted
+    later are UTC's unless features.timezone names the shop's zone. A date-only day-first column ('05-01-2024'
+    ends like an offset) and times in UTC ('+0000', 'Z') are no such case."""
+    shopify = ("Name,Email,Created at,Total\n"
+               "#1001,a@x.com,2024-11-01 10:00:00 -0400,10\n#1002,b@x.com,2024-11-01 21:30:00 -0400,12\n"
+               "#1003,a@x.com,2024-11-04 20:15:00 -0500,8\n#1004,c@x.com,2024-11-02 09:00:00 -0400,5\n")
+    write(tmp_path, "orders.csv", shopify)
+    source = {"path": "orders.csv", "rename": {"Name": "order_id", "Email": "customer_id", "Created at": "ordered_at",
+                                               "Total": "amount"}}
+    report = run_ingest(tmp_path, {"transactions": source})
+    note = next(n for n in report["sources"]["transactions"]["notes"] if "UTC offset" in n)
+    assert note.startswith("Created at writes its times with a UTC offset (-04:00 on 75% of them, e.g. '2024-11-01 "
+                           "10:00:00 -0400'): they are read as the instants they name, but the later stages count UTC "
+                           "days (features.timezone, by default the transactions source's timezone, is UTC), so a "
+                           "snapshot's midnight is 20:00 the evening before at -04:00 ")
+    local = run_ingest(tmp_path, {"transactions": source}, features={"timezone": "America/New_York"})
+    assert not [n for n in local["sources"]["transactions"]["notes"] if "UTC offset" in n]
+    for times in (["05-01-2024", "06-01-2024", "07-01-2024", "08-01-2024"],
+                  ["2024-05-01 10:00:00 +0000", "2024-05-01T21:30:00Z", "2024-05-02 09:00:00+00:00",
+                   "2024-05-03 09:00:00"]):
+        rows = "".join(f"#{i},a@x.com,{t},10\n" for i, t in enumerate(times))
+        write(tmp_path, "orders.csv", "Name,Email,Created at,Total\n" + rows)
+        quiet = run_ingest(tmp_path, {"transactions": {**source, "read": {"date_format": "%d-%m-%Y"}}
+                                      if "-2024" in times[0] else source})
+        assert not [n for n in quiet["sources"]["transactions"]["notes"] if "UTC offset" in n]

@@ -131,7 +131,7 @@ def run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
                 for name, source in track(list(configured.items()), description="reading", quiet=quiet)
             }
         with timed("validate"):
-            result = ingest_sources(raws, sources=configured, cfg=cfg.ingest)
+            result = ingest_sources(raws, sources=configured, cfg=cfg.ingest, business_zone=cfg.features.zone)
         del raws  # the raw frames are no longer needed: free them before writing
         with timed("write"), output_set(cfg.paths.data_dir, stage="ingest") as outputs:
             figure_path = cfg.reports_dir / "cohort_retention.png"
