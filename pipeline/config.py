@@ -344,11 +344,12 @@ class IngestConfig(StrictModel):
     # more than this share of a source's rows means the id column is probably mis-mapped.
     max_anonymous_share: float = Field(0.5, ge=0.0, le=1.0)
     future_tolerance_days: float = Field(1.0, ge=0.0)
-    # Timestamps before this date are quarantined; null: before the data's own start (a robust rule
-    # like the one for future dates, see pipeline.ingest.data_start).
+    # Timestamps before this date (its midnight in the business time zone, features.timezone) are quarantined; null:
+    # before the data's own start (a robust rule like the one for future dates, see pipeline.ingest.data_start).
     earliest: dt.date | None = None
-    # Timestamps after this day (UTC) are quarantined: the data end there, whatever later rows say (a test order
-    # past the export's real end, days whose orders were not all written yet). null: the data's own end.
+    # Timestamps after this day (of the business time zone) are quarantined: the data end there, whatever later rows
+    # say (a test order past the export's real end, days whose orders were not all written yet). null: the data's own
+    # end.
     latest: dt.date | None = None
     # Rows whose amount, discount, unit_price or loyalty points exceed this in absolute value are
     # quarantined (the sums downstream are exact int64 ten-thousandths).

@@ -36,6 +36,7 @@ anything is written.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -814,7 +815,10 @@ def validation_schema(
             too_late = f"later than {latest_rule} ({latest_allowed:%Y-%m-%d %H:%M} UTC)"
             checks.append(pa.Check.le(latest_allowed, error=too_late))
         if dtype == TIMESTAMP and earliest_allowed is not None:
-            too_early = f"earlier than {earliest_rule} ({earliest_allowed:%Y-%m-%d} UTC)"
+            # ingest.earliest is a day of the business zone: its midnight in UTC with the hour when that is not 00:00
+            zoned = earliest_rule == "ingest.earliest" and earliest_allowed != earliest_allowed.normalize()
+            shown = "%Y-%m-%d %H:%M" if zoned else "%Y-%m-%d"
+            too_early = f"earlier than {earliest_rule} ({earliest_allowed.strftime(shown)} UTC)"
             checks.append(pa.Check.ge(earliest_allowed, error=too_early))
         if column in BOUNDED_MONEY.get(name, ()) and max_abs_amount is not None:
             beyond = f"beyond ±{max_abs_amount:g} (ingest.max_abs_amount)"
@@ -1791,15 +1795,16 @@ def _dips(total: np.ndarray, busy: np.ndarray, span: int) -> tuple[np.ndarray, n
     return start[dips], during[dips], around[dips]
 
 
-def order_gap_note(result: SourceResult) -> str | None:
+def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
     """A note when the purchase lines of the validated transactions (`result`) nearly stop for a while between two
     busy spans: some span of GAP_DAYS days (or 2, 4, 8... times that, so that a long hole is seen too) holds fewer
     than GAP_SHARE of the lines of both the span before and the span after it, each busy (`_dips`). That is what a
     missing export file looks like (or a closure): every snapshot whose label window covers it sees its customers as
     not buying. The note names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the
     daily lines around it) and how many other dips there are; None otherwise. A shop that grows from nothing, a
-    seasonal peak and a holiday week stay quiet: only a dip below both neighbours counts."""
-    first, lines = _purchase_lines_per_day(result)
+    seasonal peak and a holiday week stay quiet: only a dip below both neighbours counts. Days are those of
+    `timezone`, the business zone."""
+    first, lines = _purchase_lines_per_day(result, timezone)
     if not len(lines):
         return None
     total, busy = np.r_[0, np.cumsum(lines)], np.r_[0, np.cumsum(lines > 0)]
@@ -1835,24 +1840,37 @@ def order_gap_note(result: SourceResult) -> str | None:
     others = f" (and {dips - 1} more such span{'s' * (dips > 2)})" if dips > 1 else ""
     quiet = int(lines[low:high].sum())
     return (f"purchases nearly stop from {begin} to {end}{others}: {quiet:,} purchase line{'s' * (quiet != 1)} in "
-            f"those {high - low} days (UTC), against an average of at least {int(rate):,} a day in the {span} days "
-            f"before and after {around_them}. A missing export file, or a closure? Every snapshot whose label window "
-            "covers those days counts its customers as not buying then; add the missing orders, or leave those "
-            "snapshots out (features.snapshots)")
+            f"those {high - low} days ({_whose_days(timezone)}), against an average of at least {int(rate):,} a day in "
+            f"the {span} days before and after {around_them}. A missing export file, or a closure? Every snapshot "
+            "whose label window covers those days counts its customers as not buying then; add the missing orders, or "
+            "leave those snapshots out (features.snapshots)")
 
 
-def _purchase_lines_per_day(result: SourceResult) -> tuple[int, np.ndarray]:
-    """(the first UTC day, as days since 1970-01-01; the purchase lines (amount >= 0) of the validated transactions
-    `result` on each day from it to the last); an empty array without purchases."""
+def _whose_days(timezone: str) -> str:
+    return "UTC" if timezone == "UTC" else f"days of {timezone}"
+
+
+def _local_midnight(day: dt.date, timezone: str) -> pd.Timestamp:
+    """The instant (UTC) at which `day` starts in `timezone`: its first existing moment when the clock skips midnight
+    (DST starting at 00:00, as in Brazil until 2019), its first occurrence when midnight repeats."""
+    return pd.Timestamp(day).tz_localize(timezone, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+
+
+def _purchase_lines_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
+    """(the first day of `timezone` (the business zone), as days since 1970-01-01; the purchase lines (amount >= 0) of
+    the validated transactions `result` on each day from it to the last); an empty array without purchases."""
     purchase = (result.validated["amount"] >= 0).to_numpy()
     if not purchase.any():
         return 0, np.zeros(0, dtype=np.int64)
-    days = result.validated["ordered_at"].to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
+    at = result.validated["ordered_at"]
+    if timezone != "UTC":  # the wall clock of the business zone: its days are the ones the later stages count
+        at = at.dt.tz_convert(timezone).dt.tz_localize(None)
+    days = at.to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
     first = int(days.min())
     return first, np.bincount(days - first)
 
 
-def thin_end_note(result: SourceResult) -> str | None:
+def thin_end_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
     """A note when the purchase lines of the validated transactions (`result`) nearly stop over the data's last days:
     the last L days (TAIL_DAYS <= L <= TAIL_MAX_DAYS) hold fewer than GAP_SHARE of the lines a day of the GAP_DAYS
     days before them (at least GAP_MIN_LINES, on at least GAP_BUSY_DAYS of those days) and of the TAIL_BASELINE_DAYS
@@ -1861,8 +1879,8 @@ def thin_end_note(result: SourceResult) -> str | None:
     (at least TAIL_DAYS of them, after at least GAP_DAYS of data). Late rows past the export's real end (a test
     order, a pre-order, a time zone slip) or an export taken while orders were still being written look like that:
     the data's end is its latest order, so the label windows ending in those days count their customers as not
-    buying. None otherwise."""
-    first, lines = _purchase_lines_per_day(result)
+    buying. None otherwise. Days are those of `timezone`, the business zone (ingest.latest counts them too)."""
+    first, lines = _purchase_lines_per_day(result, timezone)
     days = len(lines)
     if days < GAP_DAYS + TAIL_DAYS:
         return None
@@ -1887,11 +1905,12 @@ def thin_end_note(result: SourceResult) -> str | None:
     start, end = day + np.timedelta64(begin, "D"), day + np.timedelta64(days - 1, "D")
     last_busy = start - np.timedelta64(1, "D")
     return (f"purchases nearly stop over the data's last {days - begin} days, {start} to {end}: {quiet:,} purchase "
-            f"line{'s' * (quiet != 1)} (UTC), against an average of {rate:,.0f} a day in the {GAP_DAYS} days before. "
-            "Late rows past the export's real end (a test order, a pre-order, a time zone slip), orders not yet "
-            f"written when it was exported, or a closure? The data's end is its latest order ({end}), so every "
-            "snapshot whose label window ends in those days counts its customers as not buying then; end the data on "
-            f"the last busy day (ingest.latest: {last_busy}), or leave those snapshots out (features.snapshots)")
+            f"line{'s' * (quiet != 1)} ({_whose_days(timezone)}), against an average of {rate:,.0f} a day in the "
+            f"{GAP_DAYS} days before. Late rows past the export's real end (a test order, a pre-order, a time zone "
+            "slip), orders not yet written when it was exported, or a closure? The data's end is its latest order "
+            f"({end}), so every snapshot whose label window ends in those days counts its customers as not buying "
+            f"then; end the data on the last busy day (ingest.latest: {last_busy}), or leave those snapshots out "
+            "(features.snapshots)")
 
 
 def orders_per_customer(lines: pd.DataFrame) -> pl.DataFrame:
@@ -2276,7 +2295,8 @@ def ingest_sources(
     when any source's bad share exceeds `cfg.max_bad_share`. Sources of SOURCE_NAMES not in
     `raws` come back empty, marked as not configured. `raws`: per source, its one export, or one per export of
     `sources[name].exports()` (`pipeline.sources.read_exports`). `business_zone`: the time zone whose days the later
-    stages count (features.timezone), for the note on times written with a UTC offset."""
+    stages count (features.timezone): ingest.earliest and ingest.latest are its days, and so are the days the notes
+    on a quiet span or end of the orders name; also for the note on times written with a UTC offset."""
     exports = {name: [raw] if isinstance(raw, RawSource) else list(raw) for name, raw in raws.items()}
     if "transactions" in exports and all(raw.frame.empty for raw in exports["transactions"]):
         files = ", ".join(str(path) for raw in exports["transactions"] for path in raw.files)
@@ -2293,14 +2313,14 @@ def ingest_sources(
     tolerance = pd.Timedelta(days=cfg.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
     latest_rule = "the data's end + tolerance"
-    if cfg.latest is not None:  # the end of that day, unless the data's own end comes first
-        last_day = pd.Timestamp(cfg.latest, tz="UTC") + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    if cfg.latest is not None:  # the end of that day of the business zone, unless the data's own end comes first
+        last_day = _local_midnight(cfg.latest + dt.timedelta(days=1), business_zone) - pd.Timedelta(microseconds=1)
         if latest_allowed is None or last_day < latest_allowed:
             latest_allowed, latest_rule = last_day, "ingest.latest"
     if cfg.earliest is None:
         earliest_allowed, earliest_rule = start, "the data's start"
     else:
-        earliest_allowed, earliest_rule = pd.Timestamp(cfg.earliest, tz="UTC"), "ingest.earliest"
+        earliest_allowed, earliest_rule = _local_midnight(cfg.earliest, business_zone), "ingest.earliest"
     bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule, "latest_rule": latest_rule,
               "max_abs_amount": cfg.max_abs_amount}
     results = {}
@@ -2367,8 +2387,8 @@ def ingest_sources(
     split = split_id_note(results["transactions"], id_case=cfg.id_case)
     one_order = one_order_each_note(results["transactions"])
     outsized = outsized_id_note(results["transactions"])
-    gap = order_gap_note(results["transactions"])
-    end = thin_end_note(results["transactions"])
+    gap = order_gap_note(results["transactions"], timezone=business_zone)
+    end = thin_end_note(results["transactions"], timezone=business_zone)
     totals = order_total_note(results["transactions"])
     free = free_order_note(results["transactions"])
     for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free)

@@ -184,3 +184,49 @@ def test_past_lists_measure_their_window_in_days_of_the_business_zone(tmp_path, 
     scores.to_parquet(cfg.scores_dir / "at_risk_2024-06-01.parquet")
     (measured,) = lists_with_outcomes(cfg)
     assert measured.scores["churned"].tolist() == churned
+
+
+SAO_PAULO = "America/Sao_Paulo"
+
+
+def _sao_paulo_shop(tmp_path, **ingest) -> Config:
+    """20 orders at 22:30 in Sao Paulo (01:30 UTC the next day) on each of 100 days from 2024-01-01, and one more 14
+    quiet days later (2024-04-24): a late row past the export's real end."""
+    days = [*(day for day in range(100) for _ in range(20)), 114]
+    rows = pd.DataFrame({
+        "order_id": [f"o{i}" for i in range(len(days))],
+        "customer_id": [f"c{i % 50}" for i in range(len(days))],
+        "ordered_at": [(pd.Timestamp("2024-01-01 22:30") + pd.Timedelta(days=day)).strftime("%Y-%m-%d %H:%M:%S")
+                       for day in days],
+        "amount": 10.0,
+    })
+    path = tmp_path / "orders.csv"
+    rows.to_csv(path, index=False)
+    return Config(paths={"data_dir": str(tmp_path / "data")}, ingest=ingest,
+                  sources={"transactions": {"path": str(path), "timezone": SAO_PAULO}})
+
+
+def test_ingest_names_and_cuts_days_of_the_business_zone(tmp_path):
+    """The quiet end of the data is named in days of the business zone, and ingest.latest / ingest.earliest end and
+    start the data on days of that zone: following the note's advice keeps every order of the last busy day (22:30
+    in Sao Paulo is 01:30 UTC the next day), and ingest.earliest: 2024-01-02 leaves the evening of 01-01 out."""
+    from pipeline.run import ingest as ingest_runner
+
+    entry = ingest_runner.run(_sao_paulo_shop(tmp_path), quiet=True)["sources"]["transactions"]
+    [note] = [note for note in entry["notes"] if "nearly stop" in note]
+    assert note.startswith("purchases nearly stop over the data's last 15 days, 2024-04-10 to 2024-04-24: 1 purchase "
+                           f"line (days of {SAO_PAULO}), against an average of 20 a day")
+    assert "The data's end is its latest order (2024-04-24)" in note
+    assert "end the data on the last busy day (ingest.latest: 2024-04-09)" in note
+    cfg = _sao_paulo_shop(tmp_path, latest="2024-04-09")
+    report = ingest_runner.run(cfg, quiet=True)
+    entry = report["sources"]["transactions"]
+    assert (entry["validated_rows"], entry["quarantined_rows"]) == (2_000, 1)
+    assert report["latest_allowed"] == "2024-04-10T02:59:59.999999+00:00"  # the end of 04-09 in Sao Paulo
+    quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
+    assert quarantine["reason"].tolist() == ["ordered_at: later than ingest.latest (2024-04-10 02:59 UTC)"]
+    cfg = _sao_paulo_shop(tmp_path, earliest="2024-01-02")
+    entry = ingest_runner.run(cfg, quiet=True)["sources"]["transactions"]
+    assert (entry["validated_rows"], entry["quarantined_rows"]) == (1_981, 20)
+    quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
+    assert set(quarantine["reason"]) == {"ordered_at: earlier than ingest.earliest (2024-01-02 03:00 UTC)"}

@@ -111,7 +111,8 @@ def test_cdnow_with_a_late_row_two_weeks_after_its_end_names_the_quiet_end(share
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     notes = ingest_runner.run(load_config(config), quiet=True)["sources"]["transactions"]["notes"]
     [note] = [note for note in notes if note.startswith(
-        "purchases nearly stop over the data's last 14 days, 1998-07-01 to 1998-07-14: 1 purchase line (UTC)")]
+        "purchases nearly stop over the data's last 14 days, 1998-07-01 to 1998-07-14: 1 purchase line (days of "
+        "America/New_York)")]  # the config's business zone: CDNOW's dates are its midnights
     assert "end the data on the last busy day (ingest.latest: 1998-06-30)" in note
     # Following the advice: the late row is quarantined with the setting as its reason, the data end on 06-30.
     raw["ingest"] = {"latest": "1998-06-30"}
@@ -121,9 +122,10 @@ def test_cdnow_with_a_late_row_two_weeks_after_its_end_names_the_quiet_end(share
     entry = report["sources"]["transactions"]
     assert (entry["validated_rows"], entry["quarantined_rows"]) == (69_659, 1) and entry["bad_rows"] == 1
     assert not [note for note in entry["notes"] if "nearly stop" in note]
-    assert (report["latest_rule"], report["latest_allowed"]) == ("ingest.latest", "1998-06-30T23:59:59.999999+00:00")
+    # the end of 1998-06-30 in New York (EDT, UTC-4)
+    assert (report["latest_rule"], report["latest_allowed"]) == ("ingest.latest", "1998-07-01T03:59:59.999999+00:00")
     quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
-    assert quarantine["reason"].tolist() == ["date: later than ingest.latest (1998-06-30 23:59 UTC)"]  # its own column
+    assert quarantine["reason"].tolist() == ["date: later than ingest.latest (1998-07-01 03:59 UTC)"]  # its own column
 
 
 def _copy_workspace(demo_cfg, folder: Path) -> Path:
