@@ -1,7 +1,7 @@
 """Churn labels of a snapshot, from the future only (DESIGN invariant 2).
 
-Eligible customers at snapshot `t` (midnight UTC of `as_of`): those with a purchase in
-`[t - lookback_days, t)`; churned = 1 when they make no purchase in `[t, t + horizon_days)`.
+Eligible customers at snapshot `t` (midnight of `as_of` in the business time zone, `features.timezone`):
+those with a purchase in `[t - lookback_days, t)`; churned = 1 when they make no purchase in `[t, t + horizon_days)`.
 A purchase is a transaction line with `amount >= 0` (returns and refunds are not purchases) —
 the same definitions as the features (`pipeline.features.tables`), so the labelled customers are
 exactly the rows of `build_features` for the same date. Labels are joined to the feature rows

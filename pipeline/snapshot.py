@@ -90,7 +90,7 @@ def snapshot_time(as_of: dt.date) -> dt.datetime:
     unless `as_of` is a plain date."""
     if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
         raise FeatureError(
-            f"the snapshot date must be a datetime.date (features see events before its midnight UTC), "
+            f"the snapshot date must be a datetime.date (features see events before its midnight), "
             f"got {as_of!r} of type {type(as_of).__name__}"
         )
     return dt.datetime(as_of.year, as_of.month, as_of.day, tzinfo=dt.UTC)

@@ -2,7 +2,7 @@
 Colombo 1987) expected purchases and P(alive).
 
 Per customer (a per-customer step, `summary_columns`): the repeat-purchase summary of the
-purchases before `t`, in weeks, with purchases aggregated per UTC day:
+purchases before `t`, in weeks, with purchases aggregated per day (of the business time zone):
 - `_btyd_frequency` x: number of distinct purchase days minus one,
 - `_btyd_recency` t_x: weeks from the first to the last purchase day,
 - `_btyd_T` T: weeks from the first purchase day to `t`.
@@ -461,7 +461,7 @@ def fit_pareto_nbd(frequency, recency, T) -> Fit:
 def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     """Per-customer BG/NBD summary in weeks from the order aggregates (see module docstring)."""
     t = snapshot_time(as_of)
-    first_day = pl.col("_first_purchase_at").dt.epoch("us") // DAY_US  # UTC day numbers
+    first_day = pl.col("_first_purchase_at").dt.epoch("us") // DAY_US  # day numbers (business time)
     t_day = (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(days=1)
     return [
         (pl.col("_purchase_days") - 1).cast(pl.Float64).alias("_btyd_frequency"),

@@ -9,13 +9,14 @@ Population step: `add_overdue` -> overdue_ratio (needs the population's typical 
 customer with a purchase before `t`; `add_scores` -> RFM quintile scores and named segments among
 eligible customers.
 
-Timing is measured on *purchase days* (UTC days with a purchase): several orders on one day are one
-visit, so a burst of invoices minutes apart never makes a gap of zero. Gaps are whole days (>= 1).
+Timing is measured on *purchase days* (days of the business time zone with a purchase): several
+orders on one day are one visit, so a burst of invoices minutes apart never makes a gap of zero. Gaps are whole
+days (>= 1).
 The customer's typical gap is shrunk toward the population's (empirical-Bayes style, see
 `add_overdue`), so the overdue ratio is finite and at most `recency_days` for every customer.
 
 Orders, purchases and money units are defined in `pipeline.features.tables`. Days are fractional
-(from timestamps) and measured back from the snapshot time `t` (midnight UTC of `as_of`).
+(from timestamps) and measured back from the snapshot time `t` (midnight of `as_of` in the business time zone).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
 
 
 def _purchase_span_days(parts: OrderParts, start: np.ndarray, end: np.ndarray, cut: Cut) -> np.ndarray:
-    """Per row of `cut`: whole days from the first to the last purchase day before `t` (UTC days)."""
+    """Per row of `cut`: whole days from the first to the last purchase day before `t` (business-zone days)."""
     last = latest_before(parts.last_purchase, start, end)
     return (parts.at_us[last] // DAY_US) - (parts.first_purchase_us[cut.codes] // DAY_US)
 

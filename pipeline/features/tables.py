@@ -159,7 +159,7 @@ class OrderParts:
 
 @dataclass(frozen=True)
 class CategorySpend:
-    """Spend per (customer, category) pair and UTC day; pairs sorted by (code, category name).
+    """Spend per (customer, category) pair and day (of the business time zone); pairs sorted by (code, category name).
 
     `timeline` counts pairs as its "customers"; `pair_code` (customer code of each pair),
     `pair_category` (category name of each pair, String); prefix sums `gross_units`; `customers`.
@@ -176,7 +176,7 @@ class CategorySpend:
 class ProductDays:
     """Days on which each (customer, product_id) pair was bought, as streams read like any other sum.
 
-    Rows: one per pair and UTC day with a purchase line of that product: `code` (customer), `day`,
+    Rows: one per pair and day with a purchase line of that product: `code` (customer), `day`,
     `previous` (the pair's previous purchase day, NO_DAY for its first). The distinct products a
     customer bought in the `w` days before a cut `t` are the rows with t - w <= day < t whose
     previous day is before t - w: a row counts for the cuts t in (max(day, previous + w), day + w],
@@ -515,7 +515,7 @@ def _order_firsts(code: np.ndarray, order: np.ndarray, is_purchase: np.ndarray) 
 
 
 def _day_starts(code: np.ndarray, days: np.ndarray, is_purchase: np.ndarray) -> np.ndarray:
-    """The first purchase part of each customer's UTC day."""
+    """The first purchase part of each customer's day."""
     purchases = np.flatnonzero(is_purchase)
     new = np.ones(len(purchases), dtype=bool)
     new[1:] = (code[purchases][1:] != code[purchases][:-1]) | (days[purchases][1:] != days[purchases][:-1])

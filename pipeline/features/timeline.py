@@ -1,7 +1,8 @@
 """Per-customer timelines: rows grouped by customer and sorted by day, read at any cut day in O(customers).
 
 Every feature table is prepared once as a `Timeline` (its rows sorted by customer code, then by the
-UTC day they become known) plus arrays in that row order. A snapshot then needs, per customer, only
+day they become known, in the business time zone: `pipeline.snapshot.in_business_time`) plus arrays
+in that row order. A snapshot then needs, per customer, only
 the position of its first row on or after a cut day (`Timeline.positions`, one binary search per
 customer), and reads
 - sums over the rows known before the cut, or in a window of days, from prefix sums
@@ -77,7 +78,7 @@ def _offset(key: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def day_of(at_us: np.ndarray) -> np.ndarray:
-    """UTC day numbers (days since 1970-01-01) of microsecond timestamps."""
+    """Day numbers (days since 1970-01-01) of microsecond timestamps (business time, typed UTC: its days)."""
     return np.floor_divide(at_us, DAY_US)
 
 
