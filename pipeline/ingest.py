@@ -816,7 +816,7 @@ def validation_schema(
             checks.append(pa.Check.le(latest_allowed, error=too_late))
         if dtype == TIMESTAMP and earliest_allowed is not None:
             # ingest.earliest is a day of the business zone: its midnight in UTC with the hour when that is not 00:00
-            zoned = earliest_rule == "ingest.earliest" and earliest_allowed != earliest_allowed.normalize()
+            zoned = earliest_rule.startswith("ingest.earliest") and earliest_allowed != earliest_allowed.normalize()
             shown = "%Y-%m-%d %H:%M" if zoned else "%Y-%m-%d"
             too_early = f"earlier than {earliest_rule} ({earliest_allowed.strftime(shown)} UTC)"
             checks.append(pa.Check.ge(earliest_allowed, error=too_early))
@@ -1850,6 +1850,12 @@ def _whose_days(timezone: str) -> str:
     return "UTC" if timezone == "UTC" else f"days of {timezone}"
 
 
+def _setting_day(setting: str, day: dt.date, timezone: str) -> str:
+    """How a quarantine reason names a day setting: 'ingest.latest', or 'ingest.latest 2024-04-09 in
+    America/Sao_Paulo' when its day is another zone's than the UTC instant the reason shows."""
+    return setting if timezone == "UTC" else f"{setting} {day} in {timezone}"
+
+
 def _local_midnight(day: dt.date, timezone: str) -> pd.Timestamp:
     """The instant (UTC) at which `day` starts in `timezone`: its first existing moment when the clock skips midnight
     (DST starting at 00:00, as in Brazil until 2019), its first occurrence when midnight repeats."""
@@ -2316,11 +2322,12 @@ def ingest_sources(
     if cfg.latest is not None:  # the end of that day of the business zone, unless the data's own end comes first
         last_day = _local_midnight(cfg.latest + dt.timedelta(days=1), business_zone) - pd.Timedelta(microseconds=1)
         if latest_allowed is None or last_day < latest_allowed:
-            latest_allowed, latest_rule = last_day, "ingest.latest"
+            latest_allowed, latest_rule = last_day, _setting_day("ingest.latest", cfg.latest, business_zone)
     if cfg.earliest is None:
         earliest_allowed, earliest_rule = start, "the data's start"
     else:
-        earliest_allowed, earliest_rule = _local_midnight(cfg.earliest, business_zone), "ingest.earliest"
+        earliest_allowed = _local_midnight(cfg.earliest, business_zone)
+        earliest_rule = _setting_day("ingest.earliest", cfg.earliest, business_zone)
     bounds = {"earliest_allowed": earliest_allowed, "earliest_rule": earliest_rule, "latest_rule": latest_rule,
               "max_abs_amount": cfg.max_abs_amount}
     results = {}

@@ -224,9 +224,11 @@ def test_ingest_names_and_cuts_days_of_the_business_zone(tmp_path):
     assert (entry["validated_rows"], entry["quarantined_rows"]) == (2_000, 1)
     assert report["latest_allowed"] == "2024-04-10T02:59:59.999999+00:00"  # the end of 04-09 in Sao Paulo
     quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
-    assert quarantine["reason"].tolist() == ["ordered_at: later than ingest.latest (2024-04-10 02:59 UTC)"]
+    assert quarantine["reason"].tolist() == [
+        "ordered_at: later than ingest.latest 2024-04-09 in America/Sao_Paulo (2024-04-10 02:59 UTC)"]
     cfg = _sao_paulo_shop(tmp_path, earliest="2024-01-02")
     entry = ingest_runner.run(cfg, quiet=True)["sources"]["transactions"]
     assert (entry["validated_rows"], entry["quarantined_rows"]) == (1_981, 20)
     quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
-    assert set(quarantine["reason"]) == {"ordered_at: earlier than ingest.earliest (2024-01-02 03:00 UTC)"}
+    assert set(quarantine["reason"]) == {
+        "ordered_at: earlier than ingest.earliest 2024-01-02 in America/Sao_Paulo (2024-01-02 03:00 UTC)"}

@@ -123,9 +123,11 @@ def test_cdnow_with_a_late_row_two_weeks_after_its_end_names_the_quiet_end(share
     assert (entry["validated_rows"], entry["quarantined_rows"]) == (69_659, 1) and entry["bad_rows"] == 1
     assert not [note for note in entry["notes"] if "nearly stop" in note]
     # the end of 1998-06-30 in New York (EDT, UTC-4)
-    assert (report["latest_rule"], report["latest_allowed"]) == ("ingest.latest", "1998-07-01T03:59:59.999999+00:00")
+    assert (report["latest_rule"], report["latest_allowed"]) == ("ingest.latest 1998-06-30 in America/New_York",
+                                                                 "1998-07-01T03:59:59.999999+00:00")
     quarantine = pd.read_parquet(cfg.quarantine_dir / "transactions.parquet")
-    assert quarantine["reason"].tolist() == ["date: later than ingest.latest (1998-07-01 03:59 UTC)"]  # its own column
+    assert quarantine["reason"].tolist() == [  # its own column
+        "date: later than ingest.latest 1998-06-30 in America/New_York (1998-07-01 03:59 UTC)"]
 
 
 def _copy_workspace(demo_cfg, folder: Path) -> Path:
