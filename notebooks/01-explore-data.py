@@ -42,7 +42,7 @@ from pipeline.events import load_events
 from pipeline.features.store import LABEL, SNAPSHOT_DATE, read_snapshots
 from pipeline.run.features import labels_report_path
 from pipeline.run.ingest import report_path
-from pipeline.snapshot import latest_event_date
+from pipeline.snapshot import in_business_time_pandas, latest_event_date
 
 pd.set_option("display.max_colwidth", 90)
 cfg = load_config(review.find_config(CONFIG))
@@ -74,12 +74,14 @@ review.quarantine_reasons(report).head(15)
 #
 # Of the customers whose first order fell in a month, the share who ordered again 1, 2, 3, ...
 # months later. Only whole months before the end of the data count. The earliest cohort also holds
-# every customer who was already buying before the export starts.
+# every customer who was already buying before the export starts. Months and days are those of the
+# business time zone (`features.timezone`), as the features count them.
 
 # %%
 events = load_events(cfg.validated_dir)
-as_of = latest_event_date(events.transactions) + dt.timedelta(days=1)
-cohorts = review.cohort_retention(events.transactions, as_of=as_of)
+transactions = in_business_time_pandas(events.transactions, cfg.features.zone)
+as_of = latest_event_date(transactions) + dt.timedelta(days=1)
+cohorts = review.cohort_retention(transactions, as_of=as_of)
 show(plots_review.cohort_retention_figure(cohorts))
 
 # %%
