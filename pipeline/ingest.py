@@ -395,21 +395,29 @@ def _frequent_words(text: pd.Series) -> list[str] | None:
     return text[words].value_counts(sort=True).index[:SHOWN_WORDS].tolist()
 
 
-def words_reason(unread: pd.Series, *, column: str, label: str, setting: str, boolean: bool = False) -> str | None:
+def words_reason(
+    unread: pd.Series, *, column: str, label: str, setting: str, boolean: bool = False, listed: Sequence[str] = ()
+) -> str | None:
     """The hint for cells of a number (or true/false, `boolean`) column that hold words ('offered', 'good', 'on hold'):
     the words, and the `recode` that maps them onto the contract's values or the `exclude` that leaves their rows
-    out; None when most of them are not words."""
+    out; and the keys of the column's recode (`listed`) that are words of the cells in another case ('open' for
+    'Open': not matched, keys are compared as written). None when most of them are not words."""
     every = max(1, len(unread) // REASON_SAMPLE)
     words = _frequent_words(unread.iloc[::every].astype("str").str.strip())
     if words is None:
         return None
     shown = ", ".join(repr(word) for word in words) + (", ..." if len(words) == SHOWN_WORDS else "")
+    folded = set(unread.dropna().astype("str").str.strip().str.lower())
+    cased = [key for key in listed if key.strip().lower() in folded]
+    named = [repr(key) for key in cased[:SHOWN_WORDS]]
+    case = (f"; its recode lists {' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} in "
+            "another case: keys are compared as written" if cased else "")
     if boolean:
         return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
-                "or true where it means yes)")
+                f"or true where it means yes{case})")
     keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
     return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
-            f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}})")
+            f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}}{case})")
 
 
 def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: dict | None = None) -> str:
@@ -487,7 +495,8 @@ def parse_source(
             failed = _unparsed(values, parsed)
             if len(failed):
                 words = None if column in BOUNDED_MONEY.get(raw.name, ()) else {  # a word is no amount of money
-                    "column": column, "label": labels.get(column, column), "setting": setting or f"sources.{raw.name}"}
+                    "column": column, "label": labels.get(column, column), "setting": setting or f"sources.{raw.name}",
+                    "listed": list(source.recode.get(column, {}))}
                 if dtype == FLOAT:
                     reason = _number_reason(values.iloc[failed], read=source.read, source=raw.name, words=words)
                 elif dtype == BOOLEAN and words is not None:

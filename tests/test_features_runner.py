@@ -347,3 +347,24 @@ def test_freed_memory_kept_keeps_large_freed_blocks_in_the_heap_until_exit():
     array = np.ones(block // 8)
     assert mallinfo2().hblkhd - after.hblkhd >= block  # glibc's defaults again: a large block is mapped
     del array
+
+
+def test_a_source_whose_events_all_come_after_the_last_labelled_snapshot_is_warned_about(tmp_path, caplog):
+    # a help desk export of the last days only: no snapshot the model learns from sees one of its tickets
+    cfg = workspace(tmp_path)  # labelled: 03-01 and 04-01; feedback on 02-10 is seen
+    tickets = pd.DataFrame({"ticket_id": ["1", "2"], "customer_id": ["a", "b"],
+                            "opened_at": pd.to_datetime(["2024-04-03 10:00", "2024-05-06 09:00"], utc=True)})
+    write_parquet(Events.from_frames(support_tickets=tickets).support_tickets,
+                  cfg.validated_dir / "support_tickets.parquet")
+    summary = runner.run(cfg, quiet=True)
+    assert summary["unseen_sources_warning"].startswith(
+        "support_tickets: its rows run from 2024-04-03 to 2024-05-06, none before the last labelled snapshot "
+        "(2024-04-01): the model learns nothing from them")
+    assert "feedback" not in summary["unseen_sources_warning"]
+    assert caplog.text.count("none before the last labelled snapshot") == 1
+    caplog.clear()
+    tickets["opened_at"] = pd.to_datetime(["2024-03-20 10:00", "2024-05-06 09:00"], utc=True)  # one seen by 04-01
+    write_parquet(Events.from_frames(support_tickets=tickets).support_tickets,
+                  cfg.validated_dir / "support_tickets.parquet")
+    assert runner.run(cfg, quiet=True)["unseen_sources_warning"] is None
+    assert "last labelled snapshot" not in caplog.text

@@ -659,3 +659,28 @@ def test_a_busy_end_a_short_quiet_end_a_week_without_weekends_or_a_long_decline_
     assert thin_end_note(SourceResult("transactions", pd.DataFrame({
         "ordered_at": pd.Series([], dtype="datetime64[us, UTC]"), "amount": pd.Series([], dtype=float)}),
         pd.DataFrame(), pd.DataFrame(), {})) is None
+
+
+def test_recode_keys_in_another_case_than_the_export_are_named_in_the_reason():
+    # a Freshdesk Status 'Open' recoded as 'open: false': keys are compared as written, so the rows stay unread
+    raw = raw_source("support_tickets", {
+        "ticket_id": ["t1", "t2", "t3"], "customer_id": ["c1", "c1", "c2"],
+        "opened_at": ["2024-01-05 10:00"] * 3, "resolved": ["Open", "Pending", "Closed"]})
+    configs = {"support_tickets": source_config(recode={"resolved": {"open": "false", "pending": "false",
+                                                                     "Closed": "true"}})}
+    result = ingest({"support_tickets": raw, "transactions": transactions()}, configs=configs,
+                    max_bad_share=1.0).sources["support_tickets"]
+    assert result.quarantine["reason"].tolist() == [
+        "resolved: not true/false/yes/no/1/0 ('Open', 'Pending'; say what each means with "
+        "sources.support_tickets.recode: {resolved: {Open: false}}, or true where it means yes; its recode lists "
+        "'open' and 'pending' in another case: keys are compared as written)"] * 2
+    assert result.validated["resolved"].tolist() == [True]
+    feedback = raw_source("feedback", {"customer_id": ["c1", "c2"], "submitted_at": ["2024-01-05 10:00"] * 2,
+                                       "kind": ["csat", "csat"], "score": ["Good", "4"]})
+    configs = {"feedback": source_config(recode={"score": {"good": "5"}})}
+    result = ingest({"feedback": feedback, "transactions": transactions()}, configs=configs,
+                    max_bad_share=1.0).sources["feedback"]
+    assert result.quarantine["reason"].tolist() == [
+        "score: not a number (words: 'Good'; give each a number with sources.feedback.recode: {score: {Good: "
+        "<number>}}, or leave their rows out with sources.feedback.exclude: {score: [Good]}; its recode lists 'good' "
+        "in another case: keys are compared as written)"]

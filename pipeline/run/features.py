@@ -336,6 +336,8 @@ def _write_snapshots(
             rows.append(pending.result())
         pauses = pause_warning(rows, horizon_days=horizon)
         yearly = yearly_buyers_warning(rows, horizon_days=horizon)
+        unseen = unseen_sources_warning(cfg.validated_dir, labelled=[row["date"] for row in rows if row["labelled"]],
+                                        timezone=cfg.features.zone)
         outputs.write(labels_report_path(cfg),
                       lambda path: write_json(labels_report(rows, pauses, horizon, yearly=yearly), path))
     summary = {
@@ -348,10 +350,13 @@ def _write_snapshots(
         "pause_warning": pauses,
         "yearly_buyers_warning": yearly,
         "tier_warning": tiers,
+        "unseen_sources_warning": unseen,
     }
     for warning in (pauses, yearly):
         if warning:
             log.warning("labels: %s", warning)
+    if unseen:
+        log.warning("%s", unseen)
     if not quiet:
         console().print(_summary_table(summary))
     log.info("%d snapshots with %d features written to %s", len(rows), summary["features"], cfg.features_dir)
@@ -359,6 +364,37 @@ def _write_snapshots(
 
 
 MAX_NAMED_TIERS = 10  # the tier warning names at most this many unknown tiers
+
+
+def unseen_sources_warning(validated_dir: Path, *, labelled: list[str], timezone: str = "UTC") -> str | None:
+    """A sentence naming the sources besides the orders (tickets, feedback, loyalty events) with rows, none of them
+    before the last labelled snapshot (`labelled`: ISO dates): no snapshot the model learns from sees them (an
+    export of the last days only), so their features are empty or 0 in every training row while a list scored
+    now reads them. None when every such source has a row before it, or when nothing is labelled. Dates are
+    days of the business time zone `timezone` (a snapshot sees what happened before its midnight there)."""
+    if not labelled:
+        return None
+    last = max(dt.date.fromisoformat(day) for day in labelled)
+    unseen = []
+    for name in Events.__dataclass_fields__:
+        column = contract(name).time_column
+        path = Path(validated_dir) / f"{name}.parquet"
+        if name == "transactions" or column is None or not path.is_file():
+            continue
+        span = pl.scan_parquet(path).select(pl.col(column).min().alias("first"), pl.col(column).max().alias("last"))
+        first, latest = span.collect().row(0)
+        if first is None:
+            continue
+        first, latest = (pd.Timestamp(value).tz_convert(timezone).date() for value in (first, latest))
+        if first >= last:
+            unseen.append(f"{name}: its rows run from {first} to {latest}, none before the last labelled snapshot "
+                          f"({last})")
+    if not unseen:
+        return None
+    return ("; ".join(unseen) + ": the model learns nothing from them (their features are empty or 0 in every "
+            "training row), while a list scored now reads them (actions whose eligibility reads their features, "
+            "such as open tickets): "
+            "export their earlier history too, or leave them out until it spans the labelled snapshots")
 
 
 def unknown_tier_warning(cfg: Config) -> str | None:
