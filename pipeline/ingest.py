@@ -67,6 +67,7 @@ from pipeline.contract import (
 )
 from pipeline.errors import IngestError
 from pipeline.progress import get_logger
+from pipeline.snapshot import in_business_time_pandas
 from pipeline.sources import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -1877,9 +1878,8 @@ def _purchase_lines_per_day(result: SourceResult, timezone: str = "UTC") -> tupl
     purchase = (result.validated["amount"] >= 0).to_numpy()
     if not purchase.any():
         return 0, np.zeros(0, dtype=np.int64)
-    at = result.validated["ordered_at"]
-    if timezone != "UTC":  # the wall clock of the business zone: its days are the ones the later stages count
-        at = at.dt.tz_convert(timezone).dt.tz_localize(None)
+    # the wall clock of the business zone: its days are the ones the later stages count
+    at = in_business_time_pandas(result.validated[["ordered_at"]], timezone)["ordered_at"]
     days = at.to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
     first = int(days.min())
     return first, np.bincount(days - first)
