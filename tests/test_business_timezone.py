@@ -162,10 +162,17 @@ def test_ingest_says_whose_days_are_counted_when_a_zone_is_not_utc():
         "America/Los_Angeles (features.timezone)")
 
 
-@pytest.mark.parametrize(("zone", "churned"), [(LA, [True, False]), ("UTC", [False, False])])
-def test_past_lists_measure_their_window_in_days_of_the_business_zone(tmp_path, zone, churned):
+@pytest.mark.parametrize(("listed", "zone", "churned"), [
+    (LA, LA, [True, False]), ("UTC", "UTC", [False, False]),
+    (None, LA, [False, False]),  # a list scored before its summary named the zone: its days were UTC's
+    (LA, "UTC", [True, False]),  # the zone the list was scored in wins over a config changed since
+])
+def test_past_lists_measure_their_window_in_days_of_the_business_zone(tmp_path, listed, zone, churned):
     """A list of 2024-06-01: b's order at 22:00 the evening before (05:00 UTC on the 1st) is before its window in
-    Los Angeles days, inside it in UTC days; a's order on the 15th is inside in both."""
+    Los Angeles days, inside it in UTC days; a's order on the 15th is inside in both. The window is counted in the
+    days of the zone the list's summary names, as `churn score` wrote it."""
+    import json
+
     from conftest import minimal_config
 
     from pipeline.config import config_from_dict
@@ -182,6 +189,8 @@ def test_past_lists_measure_their_window_in_days_of_the_business_zone(tmp_path, 
     scores = pd.DataFrame({"customer_id": ["b", "a"], "group": "treatment", "action": "win_back", "action_cost": 1.0,
                            "expected_net_value": 1.0, "as_of": [AS_OF] * 2})
     scores.to_parquet(cfg.scores_dir / "at_risk_2024-06-01.parquet")
+    if listed is not None:
+        (cfg.scores_dir / "at_risk_2024-06-01.json").write_text(json.dumps({"timezone": listed}), encoding="utf-8")
     (measured,) = lists_with_outcomes(cfg)
     assert measured.scores["churned"].tolist() == churned
 

@@ -508,6 +508,10 @@ def test_a_model_trained_for_another_project_or_export_is_named_when_scoring(sco
     cfg, _ = scored
     assert load_bundle(cfg.bundle_dir).manifest["trained_from"] == data_identity(cfg)
     assert load_bundle(cfg.bundle_dir).manifest["timezone"] == cfg.features.zone
+    from pipeline.run.history import read_summary
+
+    # the list says whose days its as-of and window are, for churn measure
+    assert read_summary(scored[1]["scores_path"])["timezone"] == cfg.features.zone
     other = _workspace_with(cfg, tmp_path, lambda validated: None).model_copy(update={"project": "other-shop"})
     with caplog.at_level(logging.WARNING, logger="pipeline"):
         score.run(other, as_of=None, bundle=cfg.bundle_dir, quiet=True)

@@ -36,6 +36,17 @@ class PastList:
     horizon_days: int
     scores: pd.DataFrame
 
+    @property
+    def timezone(self) -> str:
+        """The business time zone whose days the list was scored in (`list_timezone`)."""
+        return list_timezone(self.summary)
+
+
+def list_timezone(summary: dict[str, Any]) -> str:
+    """The business time zone whose days a list's `summary` (its scoring JSON) counts: its as-of midnight and the
+    window measured after it. UTC for a list scored before the zone was recorded (days were UTC's then)."""
+    return str(summary.get("timezone") or "UTC")
+
 
 def read_scores(path: Path, *, scores_dir: Path | None = None) -> pd.DataFrame:
     """The at-risk table from Parquet (or the CSV twin); ScoreError when absent or unreadable.
@@ -86,10 +97,12 @@ def with_outcomes(item: PastList, transactions: pd.DataFrame) -> PastList:
 
 
 def lists_with_outcomes(cfg: Config) -> list[PastList]:
-    """The past lists whose horizon has passed by the latest validated order, each with its outcomes added (days of
-    the business time zone, `features.timezone`, as the labels count them)."""
-    transactions = in_business_time_pandas(load_events(cfg.validated_dir).transactions, cfg.features.zone)
-    return [with_outcomes(item, transactions) for item in past_lists(cfg, data_until=latest_event_date(transactions))]
+    """The past lists whose horizon has passed by the latest validated order (a day of `features.timezone`), each
+    with its outcomes added in days of the zone it was scored in (`PastList.timezone`), as its window was meant."""
+    transactions = load_events(cfg.validated_dir).transactions
+    found = past_lists(cfg, data_until=latest_event_date(transactions, timezone=cfg.features.zone))
+    zoned = {zone: in_business_time_pandas(transactions, zone) for zone in {item.timezone for item in found}}
+    return [with_outcomes(item, zoned[item.timezone]) for item in found]
 
 
 def treated_customers(cfg: Config) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from pipeline.playbook import feature_kinds
 from pipeline.plots_review import measured_effect_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run import playbook_update
-from pipeline.run.history import read_scores, read_summary
+from pipeline.run.history import list_timezone, read_scores, read_summary
 from pipeline.snapshot import in_business_time_pandas, latest_event_date
 from pipeline.tracking import metric_key, tracking_settings, use_experiment
 
@@ -110,8 +110,8 @@ def run(cfg: Config, *, scores_path: Path, quiet: bool, update_playbook: bool = 
     as_of = check_scores(scores)
     summary = read_summary(scores_path)
     horizon_days = int(summary.get("horizon_days") or cfg.features.horizon_days)
-    # The campaign's window [as_of, as_of + horizon) in days of the business time zone, as the list was scored.
-    transactions = in_business_time_pandas(load_events(cfg.validated_dir).transactions, cfg.features.zone)
+    # The campaign's window [as_of, as_of + horizon) in days of the business time zone the list was scored in.
+    transactions = in_business_time_pandas(load_events(cfg.validated_dir).transactions, list_timezone(summary))
     check_horizon_passed(as_of, horizon_days, data_until=latest_event_date(transactions))
     planned = {name: spec["uplift"] for name, spec in summary.get("playbook", {}).get("actions", {}).items()}
     with timed(f"measuring the campaign of {as_of}"):

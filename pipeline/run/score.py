@@ -288,6 +288,7 @@ def _summary(
         "model_run_id": info.run_id,
         "horizon_days": info.horizon_days,
         "measure_after": (as_of + dt.timedelta(days=info.horizon_days)).isoformat(),
+        "timezone": cfg.features.zone,  # whose days as_of and measure_after are: the window churn measure reads
         "control_share": cfg.score.control_share,
         "value_model": cfg.score.value_model,
         "value_horizon_days": cfg.score.value_horizon_days,
