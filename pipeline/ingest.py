@@ -67,7 +67,7 @@ from pipeline.contract import (
 )
 from pipeline.errors import IngestError
 from pipeline.progress import get_logger
-from pipeline.snapshot import in_business_time_pandas
+from pipeline.snapshot import in_business_time_pandas, instant_us, snapshot_time
 from pipeline.sources import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -1867,9 +1867,9 @@ def _setting_day(setting: str, day: dt.date, timezone: str) -> str:
 
 
 def _local_midnight(day: dt.date, timezone: str) -> pd.Timestamp:
-    """The instant (UTC) at which `day` starts in `timezone`: its first existing moment when the clock skips midnight
-    (DST starting at 00:00, as in Brazil until 2019), its first occurrence when midnight repeats."""
-    return pd.Timestamp(day).tz_localize(timezone, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+    """The instant (UTC) at which `day` starts in `timezone`: the snapshot midnight of that date (`instant_us`), so
+    ingest.earliest and ingest.latest cut where the features do (a skipped midnight: the day's first moment)."""
+    return pd.Timestamp(instant_us(snapshot_time(day), timezone), unit="us", tz="UTC")
 
 
 def _purchase_lines_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
