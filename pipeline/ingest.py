@@ -408,7 +408,8 @@ def words_reason(
     if words is None:
         return None
     shown = ", ".join(repr(word) for word in words) + (", ..." if len(words) == SHOWN_WORDS else "")
-    folded = set(unread.dropna().astype("str").str.strip().str.lower())
+    # a pass over every unread cell only when the column has a recode to compare with
+    folded = set(unread.dropna().astype("str").str.strip().str.lower()) if listed else set()
     cased = [key for key in listed if key.strip().lower() in folded]
     named = [repr(key) for key in cased[:SHOWN_WORDS]]
     case = (f"; its recode lists {' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} in "
