@@ -442,12 +442,12 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 
 MAX_DATE_DAYS = 365 * 200  # dates derived for reasons go back at most this far
 
-# Dates derived for reason templates: name -> (the "days since" feature it is computed from, the source of its events).
+# Dates derived for reason templates: name -> the "days since" feature it is computed from (business-zone days).
 DERIVED_DATES = {
-    "last_order_date": ("recency_days", "transactions"),
-    "last_nps_date": ("days_since_nps", "feedback"),
-    "last_feedback_date": ("days_since_feedback", "feedback"),
-    "last_redemption_date": ("days_since_redemption", "loyalty_events"),
+    "last_order_date": "recency_days",
+    "last_nps_date": "days_since_nps",
+    "last_feedback_date": "days_since_feedback",
+    "last_redemption_date": "days_since_redemption",
 }
 
 
@@ -460,7 +460,7 @@ def reason_context_frame(features: pd.DataFrame, as_of: dt.date) -> pd.DataFrame
     dates of every source are shown in it, whatever zone an export wrote its times in."""
     derived = {}
     midnight = pd.Timestamp(as_of, tz="UTC")
-    for name, (days_feature, _source) in DERIVED_DATES.items():
+    for name, days_feature in DERIVED_DATES.items():
         if days_feature not in features.columns:
             continue
         days = features[days_feature].astype(float)
