@@ -34,6 +34,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pipeline.contract import purchase_lines
+
 MEDIUM_RISK, HIGH_RISK = 0.25, 0.5
 FREQUENT_ORDERS = 3
 LOOKBACK_DAYS = 365
@@ -96,7 +98,7 @@ def customer_state(frames: dict[str, pd.DataFrame], *, as_of: dt.date) -> pd.Dat
     """
     t = _ts(as_of)
     tx = frames["transactions"]
-    past = tx[(tx["ordered_at"] < t) & (tx["amount"] >= 0)]
+    past = tx[(tx["ordered_at"] < t) & purchase_lines(tx)]
     recent = past[past["ordered_at"] >= t - pd.Timedelta(days=LOOKBACK_DAYS)]
     per = past.groupby("customer_id").agg(last=("ordered_at", "max"))
     per["orders_365d"] = recent.groupby("customer_id")["order_id"].nunique().reindex(per.index).fillna(0)
@@ -144,7 +146,7 @@ def _no_purchase(transactions: pd.DataFrame, customers: pd.Index, *, start: dt.d
     """True per customer without a purchase line in [start, start + horizon_days)."""
     t = _ts(start)
     tx = transactions
-    window = tx[(tx["ordered_at"] >= t) & (tx["ordered_at"] < t + pd.Timedelta(days=horizon_days)) & (tx["amount"] >= 0)]
+    window = tx[(tx["ordered_at"] >= t) & (tx["ordered_at"] < t + pd.Timedelta(days=horizon_days)) & purchase_lines(tx)]
     return ~customers.isin(window["customer_id"].unique())
 
 
@@ -180,7 +182,7 @@ def _saved_orders(
     purchase line before `as_of`, moved in time (delivery times move with it; none past the data's end)."""
     t = _ts(as_of)
     tx = transactions
-    past = tx[(tx["ordered_at"] < t) & (tx["amount"] >= 0) & tx["customer_id"].isin(customers)]
+    past = tx[(tx["ordered_at"] < t) & purchase_lines(tx) & tx["customer_id"].isin(customers)]
     last = past.sort_values("ordered_at", kind="stable").groupby("customer_id").tail(1).sort_values("customer_id")
     when = t + pd.to_timedelta(rng.uniform(0, horizon_days - 1, len(last)) * 86_400, unit="s").round("s")
     shift = when - last["ordered_at"].to_numpy()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
+import polars as pl
 
 TIMESTAMP = "datetime64[us, UTC]"
 STRING = "str"
@@ -113,6 +114,23 @@ CONTRACTS: dict[str, SourceContract] = {
         time_column=None,
     ),
 }
+
+
+def purchase_line() -> pl.Expr:
+    """Whether a transaction line is a purchase (polars; on the contract's amount and quantity): an amount above 0, or
+    of 0 without a negative quantity (a free item bought). Every other line is a return or refund: a negative amount,
+    or goods given back at no price (a free sample returned, a cancelled line priced 0), which is no purchase."""
+    amount = pl.col("amount")
+    return (amount > 0) | ((amount == 0) & (pl.col("quantity").fill_null(0) >= 0))
+
+
+def purchase_lines(transactions: pd.DataFrame) -> pd.Series:
+    """`purchase_line` of a pandas frame of transactions (amount; quantity, read as unknown where absent): a boolean
+    Series."""
+    amount = transactions["amount"]
+    if "quantity" not in transactions:
+        return amount >= 0
+    return (amount > 0) | ((amount == 0) & (transactions["quantity"].fillna(0) >= 0))
 
 
 def contract(source: str) -> SourceContract:

@@ -64,6 +64,7 @@ from pipeline.contract import (
     TIMESTAMP,
     contract,
     empty_frame,
+    purchase_lines,
 )
 from pipeline.errors import IngestError
 from pipeline.progress import get_logger
@@ -1874,9 +1875,9 @@ def _local_midnight(day: dt.date, timezone: str) -> pd.Timestamp:
 
 
 def _purchase_lines_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
-    """(the first day of `timezone` (the business zone), as days since 1970-01-01; the purchase lines (amount >= 0) of
+    """(the first day of `timezone` (the business zone), as days since 1970-01-01; the purchase lines (`purchase_lines`) of
     the validated transactions `result` on each day from it to the last); an empty array without purchases."""
-    purchase = (result.validated["amount"] >= 0).to_numpy()
+    purchase = purchase_lines(result.validated).to_numpy()
     if not purchase.any():
         return 0, np.zeros(0, dtype=np.int64)
     # the wall clock of the business zone: its days are the ones the later stages count

@@ -2,7 +2,7 @@
 
 Eligible customers at snapshot `t` (midnight of `as_of` in the business time zone, `features.timezone`):
 those with a purchase in `[t - lookback_days, t)`; churned = 1 when they make no purchase in `[t, t + horizon_days)`.
-A purchase is a transaction line with `amount >= 0` (returns and refunds are not purchases) —
+A purchase is a purchase line (`pipeline.contract.purchase_line`; returns and refunds are not purchases) —
 the same definitions as the features (`pipeline.features.tables`), so the labelled customers are
 exactly the rows of `build_features` for the same date. Labels are joined to the feature rows
 only in the feature files used for training; scoring never sees them.
@@ -24,17 +24,19 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from pipeline.contract import purchase_line
 from pipeline.features.tables import EventTables
 from pipeline.features.timeline import Cut
 from pipeline.snapshot import in_business_time, snapshot_time, to_polars
 
 
 def purchase_times(transactions: pd.DataFrame | pl.DataFrame) -> pl.LazyFrame:
-    """Contract-shaped transactions -> purchases: customer_id, ordered_at (lines with amount >= 0)."""
-    frame = to_polars(transactions[["customer_id", "ordered_at", "amount"]]) if isinstance(
+    """Contract-shaped transactions -> purchases: customer_id, ordered_at (the purchase lines,
+    `pipeline.contract.purchase_line`)."""
+    frame = to_polars(transactions[["customer_id", "ordered_at", "amount", "quantity"]]) if isinstance(
         transactions, pd.DataFrame
     ) else transactions
-    return frame.lazy().filter(pl.col("amount") >= 0).select("customer_id", "ordered_at")
+    return frame.lazy().filter(purchase_line()).select("customer_id", "ordered_at")
 
 
 def churn_labels(

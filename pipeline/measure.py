@@ -1,6 +1,6 @@
 """Measured effect of a retention campaign: churn of treated vs control customers after scoring.
 
-A customer churned when they made no purchase (a transaction line with amount >= 0, as in
+A customer churned when they made no purchase (a purchase line, `pipeline.contract.purchase_line`, as in
 `pipeline.labels`) in `[as_of, as_of + horizon_days)`: the training label's definition. Per action
 and overall ("all"):
 
@@ -28,6 +28,7 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.actions import GROUP_CONTROL, GROUP_TREATMENT
+from pipeline.contract import purchase_lines
 from pipeline.errors import ScoreError
 
 ALL_ACTIONS = "all"
@@ -145,7 +146,7 @@ def outcomes_after(
         & (transactions["ordered_at"] < end)
         & transactions["customer_id"].isin(customers)
     ]
-    purchase_orders = window["order_id"].where(window["amount"] >= 0)
+    purchase_orders = window["order_id"].where(purchase_lines(window))
     per_customer = window.assign(purchase_order=purchase_orders).groupby("customer_id").agg(
         orders=("purchase_order", "nunique"), spend=("amount", "sum")
     )

@@ -74,9 +74,9 @@ def active_months(purchases: pl.LazyFrame, *, last_month: int) -> pl.LazyFrame:
 def cohort_retention(transactions: pd.DataFrame, *, as_of: dt.date) -> pd.DataFrame:
     """Share of each first-order-month cohort that buys again k months later, from orders before `as_of`.
 
-    Input: contract-shaped transactions (customer_id, ordered_at, amount; months are those of the UTC clock, or of
-    the business time zone's after `pipeline.snapshot.in_business_time`); purchases are lines with
-    amount >= 0 (as for the churn label), cut at `as_of` by `pipeline.snapshot`. Only whole calendar
+    Input: contract-shaped transactions (customer_id, ordered_at, amount, quantity; months are those of the UTC clock, or of
+    the business time zone's after `pipeline.snapshot.in_business_time`); purchases are the purchase
+    lines (as for the churn label), cut at `as_of` by `pipeline.snapshot`. Only whole calendar
     months before the month of `as_of` count.
     Output: one row per cohort and month offset (zeros included), sorted: cohort ("YYYY-MM"),
     months_since_first (int64, 0 = the first-order month), cohort_size, active_customers (int64),

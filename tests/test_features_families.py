@@ -105,6 +105,22 @@ def test_orders_count_once_and_order_lines_are_deduplicated():
     assert_frame_equal(select(features, expected), expected)
 
 
+def test_goods_given_back_at_no_price_are_a_return_not_an_order():
+    """A cancelled line priced 0 (quantity -1, amount 0) after the last purchase: no order, no purchase day, no
+    later recency; it counts as a return line worth 0. A free item bought (quantity 1, amount 0) is an order."""
+    transactions = tx(
+        ("o1", "a", "2024-06-01", 10.0, "x", None, None, None),
+        ("C2", "a", "2024-06-21", 0.0, "x", None, None, None),
+        ("o3", "b", "2024-06-11", 0.0, "x", None, None, None),
+    ).assign(quantity=[1.0, -1.0, 1.0])
+    features = build_features(Events.from_frames(transactions=transactions), as_of=AS_OF, cfg=CFG)
+    expected = expected_frame({
+        "customer_id": ["a", "b"], "recency_days": [30.0, 20.0], "frequency_all": [1, 1], "monetary_all": [10.0, 0.0],
+        "returns_count": [1, 0], "returns_value": [0.0, 0.0], "returns_share": [0.5, 0.0],
+    })
+    assert_frame_equal(select(features, expected), expected)
+
+
 def test_quintile_scores_and_ties():
     import polars as pl
 

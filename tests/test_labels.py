@@ -62,6 +62,23 @@ def test_label_churn_hand_computed():
     assert_frame_equal(labels, expected)
 
 
+def test_goods_given_back_at_no_price_are_no_purchase():
+    """A line of 0 with a negative quantity (a free sample returned, a cancelled line priced 0) is a return: it
+    neither makes a customer eligible nor keeps one from churning; a free item bought (0, quantity 1) is a purchase."""
+    frame = pd.DataFrame({
+        "customer_id": ["h", "h", "i", "j", "k"],
+        "ordered_at": pd.to_datetime(["2024-06-20", "2024-07-04", "2024-06-25", "2024-06-22", "2024-06-10"], utc=True),
+        "amount": [4.0, 0.0, 0.0, 0.0, 5.0],
+        "quantity": [1.0, -1.0, -2.0, 1.0, None],
+    }).assign(order_id=lambda f: [f"o{i}" for i in range(len(f))])
+    given = Events.from_frames(transactions=frame).transactions
+    expected = pd.DataFrame({"customer_id": pd.Series(["h", "j", "k"], dtype="str"),
+                             "churned": pd.Series([1, 1, 1], dtype="int8")})
+    assert_frame_equal(label_churn(given, as_of=AS_OF, lookback_days=30, horizon_days=10), expected)
+    tables = event_tables(Events.from_frames(transactions=given))
+    assert_frame_equal(churn_labels_from_tables(tables, as_of=AS_OF, lookback_days=30, horizon_days=10), expected)
+
+
 @pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles"])
 @pytest.mark.parametrize("as_of", [AS_OF, dt.date(2024, 6, 16), dt.date(2024, 7, 11), dt.date(2020, 1, 1)])
 def test_labels_from_the_feature_tables_equal_the_labels_of_the_purchases(as_of, zone):

@@ -87,6 +87,12 @@ def test_outcomes_count_orders_in_the_window_only():
     pd.testing.assert_frame_equal(result, expected)
 
 
+def test_goods_given_back_at_no_price_in_the_window_are_no_purchase():
+    tx = orders([("C1", "c0", "2025-01-05", 0.0), ("o2", "c1", "2025-01-06", 0.0)]).assign(quantity=[-1.0, 1.0])
+    result = outcomes_after(pd.Series(["c0", "c1"]), tx, as_of=AS_OF, horizon_days=30)
+    assert result["churned"].tolist() == [True, False]  # c1 took a free item: a purchase
+
+
 def test_measure_hand_computed_case():
     scores = scores_frame(
         ["treatment", "treatment", "control", "control", "none"], ["call", "call", "call", "call", None]

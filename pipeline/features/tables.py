@@ -12,8 +12,9 @@ a silent merge). The other sources look their ids up exactly; their rows whose c
 transaction are dropped: no feature row is ever built for them.
 
 Definitions used by every feature and by the labels:
-- a *purchase line* is a transaction row with `amount >= 0`; a row with `amount < 0` is a return
-  or refund line;
+- a *purchase line* is a transaction row with an amount above 0, or of 0 without a negative quantity
+  (`pipeline.contract.purchase_line`); every other row (a negative amount, goods given back at no price)
+  is a return or refund line;
 - order lines are deduplicated to *order parts*, one per (customer, order_id, ordered_at), sorted by
   customer, time, then the hash of order_id;
 - an *order* is an `order_id` of a customer with at least one purchase line; it is timed at its
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from pipeline.contract import empty_frame
+from pipeline.contract import empty_frame, purchase_line
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features.timeline import (
@@ -323,7 +324,7 @@ def check_unique_customers(customers: pl.DataFrame) -> None:
 
 def _line_values(transactions: pl.DataFrame) -> pl.DataFrame:
     """Per order line: the integer values the order parts are built from."""
-    purchase = pl.col("amount") >= 0
+    purchase = purchase_line()
     units = money_units("amount")
     return transactions.select(
         pl.col("customer_id").hash().alias("hash"),
@@ -346,7 +347,7 @@ def _line_values(transactions: pl.DataFrame) -> pl.DataFrame:
 def _delivery_instants(transactions: pl.DataFrame) -> pl.DataFrame:
     """Per order line of UTC `transactions`: promised_instant_us, delivered_instant_us (as `_line_values` gives
     promised_us and delivered_us, but the true instants, for durations)."""
-    purchase = pl.col("amount") >= 0
+    purchase = purchase_line()
     return transactions.select(
         _micros(pl.when(purchase).then(pl.col("promised_delivery_at"))).alias("promised_instant_us"),
         _micros(pl.when(purchase).then(pl.col("delivered_at"))).alias("delivered_instant_us"),

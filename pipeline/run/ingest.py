@@ -108,7 +108,7 @@ def save_cohort_figure(transactions: pd.DataFrame, path: Path, *, timezone: str 
     purchases, as PNG at `path` (nothing written without purchases)."""
     if transactions.empty:
         return None
-    transactions = in_business_time_pandas(transactions[["customer_id", "ordered_at", "amount"]], timezone)
+    transactions = in_business_time_pandas(transactions[["customer_id", "ordered_at", "amount", "quantity"]], timezone)
     as_of = latest_event_date(transactions) + dt.timedelta(days=1)
     return save_figure(cohort_retention_figure(cohort_retention(transactions, as_of=as_of)), path)
 
