@@ -151,6 +151,9 @@ class LookupConfig(StrictModel):
     by: str = Field(min_length=1)
     key: str | None = Field(None, min_length=1)  # the table's column holding it, when not named like `by`
     columns: list[str] | None = Field(None, min_length=1)  # the table's columns to take (None: all but the key)
+    # A row whose key the table lacks: quarantined, or (keep) kept without the table's columns, for a table that
+    # lists only some keys (a returns list naming the returned orders).
+    missing: Literal["quarantine", "keep"] = "quarantine"
 
     def key_column(self) -> str:
         """The table's key column."""

@@ -1550,6 +1550,26 @@ def test_reviews_that_name_the_order_take_its_customer_and_typed_keys_match_text
     assert extra["segment"].tolist() == ["wholesale"] * 2 + ["retail"]  # 17850.0 in Parquet is 17850 in the CSV
 
 
+def test_a_lookup_table_listing_only_some_keys_keeps_the_other_rows_with_missing_keep(tmp_path):
+    """A returns list (Tableau's Superstore: Order ID, Returned) names the returned orders only: every other order was
+    quarantined as not in it (92% of the export), so the list could not be joined without a script."""
+    write(tmp_path, "orders.csv", "Order ID,Customer ID,Order Date,Sales\nA-1,c1,2017-01-05,10\nA-2,c1,2017-02-05,20\n"
+                                  "A-3,c2,2017-03-05,30\nA-3,c2,2017-03-05,5\n")
+    write(tmp_path, "returns.csv", "Returned,Order ID\nYes,A-3\nYes,A-3\n")  # one row per returned line, repeated
+    rename = {"Order ID": "order_id", "Customer ID": "customer_id", "Order Date": "ordered_at", "Sales": "amount"}
+    returns = {"path": "returns.csv", "by": "Order ID", "columns": ["Returned"], "missing": "keep"}
+    report = run_ingest(tmp_path, {"transactions": {"path": "orders.csv", "rename": rename, "lookup": [returns]}})
+    entry = report["sources"]["transactions"]
+    assert (entry["validated_rows"], entry["quarantined_rows"], entry["bad_rows"]) == (4, 0, 0)
+    assert (f"2 of 4 rows took Returned from {tmp_path / 'returns.csv'} by Order ID (sources.transactions.lookup[0]); "
+            "2 rows whose Order ID it lacks kept without them (missing: keep)") in entry["notes"]
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra["Returned"].fillna("").tolist() == ["", "", "Yes", "Yes"]
+    with pytest.raises(IngestError, match=r"50.0% of 4 rows are bad.*Order ID: not in"):  # the default: such rows are quarantined
+        run_ingest(tmp_path, {"transactions": {"path": "orders.csv", "rename": rename,
+                                               "lookup": [{**returns, "missing": "quarantine"}]}})
+
+
 def test_lookup_settings_that_do_not_fit_the_files_are_one_line_errors_naming_the_key(tmp_path):
     write_tables(tmp_path)
     rename = {**BY_UNIQUE_ID, "purchased": "ordered_at", "price": "amount"}
