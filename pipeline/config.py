@@ -131,6 +131,10 @@ class RefundsColumn(StrictModel):
     column: str = Field(min_length=1)
     per: Literal["order", "row"] = "order"
     at: str | None = Field(None, min_length=1)
+    # Only the rows whose file column holds one of these values give a refund ({Returned: [Yes]}: a returns list
+    # taken with lookup flags the lines returned in full, and `column: Sales, per: row` refunds each line's own
+    # money); the others give none, whatever their cell. Compared as text, surrounding blanks aside.
+    when: dict[str, list[str]] = Field(default_factory=dict)
 
 
 # What a lookup table's `read` may set: how its file is read. Its values (times, numbers) are parsed with the settings

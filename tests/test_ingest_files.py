@@ -1200,6 +1200,29 @@ def test_refunds_per_row_and_beside_rows_already_marked_as_returns(tmp_path):
             "the row, or with per: order on a row of the order, in any export)") in report["sources"]["transactions"]["notes"]
 
 
+def test_refunds_when_refunds_only_the_flagged_lines_of_a_returns_list(tmp_path):
+    """Tableau's Superstore: the orders export holds each line's Sales, a Returns sheet names the orders returned.
+    With the list taken by lookup (missing: keep), `refunds: {column: Sales, per: row, when: {Returned: [Yes]}}` keeps
+    each sale and adds its refund; before, only a script could (returns_when would turn the sale itself into a return,
+    losing the purchase, and refunds on Sales alone would refund every line)."""
+    write(tmp_path, "orders.csv", "Order ID,Customer ID,Order Date,Sales\nA-1,c1,2017-01-05,10\nA-2,c1,2017-02-05,20\n"
+                                  "A-3,c2,2017-03-05,30\nA-3,c2,2017-03-05,5\n")
+    write(tmp_path, "returns.csv", "Returned,Order ID\nYes,A-3\nyes,A-2\n")
+    source = {"path": "orders.csv", "rename": {"Order ID": "order_id", "Customer ID": "customer_id",
+                                               "Order Date": "ordered_at", "Sales": "amount"},
+              "lookup": [{"path": "returns.csv", "by": "Order ID", "missing": "keep"}],
+              "refunds": {"column": "Sales", "per": "row", "when": {"Returned": ["Yes"]}}}
+    report = run_ingest(tmp_path, {"transactions": source})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "amount"]].values.tolist() == [
+        ["A-1", 10], ["A-2", 20], ["A-3", 30], ["A-3", 5], ["A-3", -30], ["A-3", -5]]
+    notes = report["sources"]["transactions"]["notes"]
+    assert any(note.startswith("2 refund rows added from Sales (worth 35.00 in all)") for note in notes)
+    assert any("'Yes'" in note and "yes" in note and "refunds.when" in note for note in notes)  # A-2 written 'yes'
+    with pytest.raises(IngestError, match=r"sources.transactions.refunds.when: column 'Status' is not in the files"):
+        run_ingest(tmp_path, {"transactions": {**source, "refunds": {"column": "Sales", "when": {"Status": ["x"]}}}})
+
+
 def test_a_refund_is_counted_once_and_never_above_its_orders_goods(tmp_path):
     """Payments with an `Amount Refunded` column beside a refunds export (under other_exports) that names the charge:
     the refund is the refunds export's row, not a second one. Shopify's refund includes shipping and taxes, which
