@@ -34,6 +34,24 @@ NULL_TOKENS = ("", "NULL", "null", "Null", "NaN", "nan", "NAN", "N/A", "n/a", "#
 MAX_ABS_AMOUNT_LIMIT = 1e14
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML that reads booleans as YAML 1.2 does: only true and false (any case). YAML 1.1 also reads yes, no, on
+    and off as booleans, so an export's own words listed in the config became 'true' and 'false' (Superstore's
+    Returns sheet writes `Returned: Yes`: `when: {Returned: [Yes]}` matched no row)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def load_yaml(text: str) -> Any:
+    """`text` read as YAML, with only true and false as booleans (see `_ConfigLoader`)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader with fewer booleans
+
+
 def _scalar_text(value: Any) -> Any:
     """A YAML scalar as the text a CSV cell would hold (1 -> '1', true -> 'true'); other values unchanged."""
     if isinstance(value, bool):
@@ -131,6 +149,18 @@ class RefundsColumn(StrictModel):
     column: str = Field(min_length=1)
     per: Literal["order", "row"] = "order"
     at: str | None = Field(None, min_length=1)
+    # Only the rows whose file column holds one of these values give a refund ({Returned: [Yes]}: a returns list
+    # taken with lookup flags the lines returned in full, and `column: Sales, per: row` refunds each line's own
+    # money); the others give none, whatever their cell. Compared as text, surrounding blanks aside.
+    when: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:  # YAML reads [1] as a number; cells are text
+        if isinstance(value, dict):
+            return {key: [_scalar_text(item) for item in items] if isinstance(items, list) else items
+                    for key, items in value.items()}
+        return value
 
 
 # What a lookup table's `read` may set: how its file is read. Its values (times, numbers) are parsed with the settings
@@ -147,10 +177,13 @@ class LookupConfig(StrictModel):
     path: Path
     format: Literal["auto", "csv", "parquet", "excel", "json"] = "auto"
     read: ReadOptions = ReadOptions()
-    # The column of the export (or of an earlier lookup) holding the key. ('on' would read as true in YAML.)
+    # The column of the export (or of an earlier lookup) holding the key (`on`, as pandas names it, is read as `by`).
     by: str = Field(min_length=1)
     key: str | None = Field(None, min_length=1)  # the table's column holding it, when not named like `by`
     columns: list[str] | None = Field(None, min_length=1)  # the table's columns to take (None: all but the key)
+    # A row whose key the table lacks: quarantined, or (keep) kept without the table's columns, for a table that
+    # lists only some keys (a returns list naming the returned orders).
+    missing: Literal["quarantine", "keep"] = "quarantine"
 
     def key_column(self) -> str:
         """The table's key column."""
@@ -159,9 +192,10 @@ class LookupConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _on_is_by(cls, data: Any) -> Any:
-        # `on: order_id`, as pandas names it, reaches us as {True: 'order_id'}: YAML 1.1 reads `on` as true.
-        if isinstance(data, dict) and True in data and "by" not in data:
-            return {("by" if key is True else key): value for key, value in data.items()}
+        # `on: order_id`, as pandas names it (a YAML 1.1 reader makes the key true).
+        on = next((key for key in (True, "on") if isinstance(data, dict) and key in data), None)
+        if on is not None and "by" not in data:
+            return {("by" if key == on and type(key) is type(on) else key): value for key, value in data.items()}
         return data
 
     @field_validator("read")
@@ -679,7 +713,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         key, text = item.split("=", 1)
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem})") from None
@@ -794,7 +828,7 @@ def load_config(path: Path | str, overrides: list[str] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

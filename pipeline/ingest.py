@@ -546,6 +546,8 @@ def parse_source(
     refunds = None
     if raw.name == "transactions" and source.refunds is not None:
         refunds, unread = parsed_refunds(raw, source, factors=factors, export=setting or f"sources.{raw.name}")
+        notes += value_match_notes(raw, source.refunds.when, setting="refunds.when",
+                                   export=setting or f"sources.{raw.name}")
         problems_frame = pd.concat([problems_frame, unread], ignore_index=True)  # refunds that are not numbers
     derived = {}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
@@ -621,9 +623,15 @@ def parsed_refunds(
     """(the rows whose `refunds` column gives money back: row, refund (positive, in the features' currency),
     per_order, column, export, at (the refund's time by `refunds.at`; NaT without it, where blank or unreadable),
     at_column, at_problem (why `at` could not be read, else empty); problems for cells that are not numbers).
-    Blank and zero cells give none; a negative cell is read as its size."""
+    Blank and zero cells give none, nor do the rows `refunds.when` does not flag; a negative cell is read as its size."""
     setting = source.refunds
     values = file_column(raw, setting.column, setting="refunds.column", export=export)
+    if setting.when:  # only the flagged rows give their refund: the others' cells count as blank
+        for column in setting.when:
+            file_column(raw, column, setting="refunds.when", export=export)
+        flagged = np.zeros(len(values), dtype=bool)
+        flagged[rows_with_values(raw, setting.when, setting="refunds.when")] = True
+        values = values.where(flagged)
     read = source.read
     numbers = numbers_as_read(values, read)
     failed = _unparsed(values, numbers)

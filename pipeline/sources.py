@@ -632,7 +632,7 @@ def read_source(
     tables = [read_lookup(name, lookup, setting=f"{setting}.lookup[{number}]")
               for number, lookup in enumerate(source.lookup)]
     frames, labels, notes, problems = [], [], [], []
-    rows_before, counts = 0, np.zeros((len(tables), 2), dtype=np.int64)  # per table: rows that took, rows missed
+    rows_before, counts = 0, np.zeros((len(tables), 3), dtype=np.int64)  # per table: took, missed, of them kept
     files = source_files(name, source, setting=f"{setting}.path")
     for path in files:
         with _naming(name, setting):  # an export under other_exports has read settings of its own
@@ -654,8 +654,8 @@ def read_source(
     frame = concat_as_read(frames)
     origin = row_origin(labels, [len(part) for part in frames])
     missed = pd.concat(problems, ignore_index=True) if problems else None
-    notes += [lookup_note(table, rows=len(frame), took=int(took), missed=int(lost))
-              for table, (took, lost) in zip(tables, counts)]
+    notes += [lookup_note(table, rows=len(frame), took=int(took), missed=int(lost), kept=int(kept))
+              for table, (took, lost, kept) in zip(tables, counts)]
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files),
                      notes=tuple(notes), lookup_problems=missed if missed is not None and len(missed) else None)
 
@@ -670,6 +670,7 @@ class LookupTable:
     by: str
     rows: pd.DataFrame
     ambiguous: pd.Index
+    keep_missing: bool = False  # `missing: keep`: a row whose key the table lacks stays, without its columns
 
 
 def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable:
@@ -707,7 +708,7 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
         rows = rows[~as_shown.duplicated(keep="first").to_numpy()]
     twice = rows.index.duplicated(keep=False)
     return LookupTable(setting=setting, label=label, by=lookup.by, rows=rows[~twice],
-                       ambiguous=pd.Index(rows.index[twice].unique()))
+                       ambiguous=pd.Index(rows.index[twice].unique()), keep_missing=lookup.missing == "keep")
 
 
 @contextmanager
@@ -737,11 +738,12 @@ def with_lookups(
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """`frame` (one file's rows, RangeIndex) with the columns of each table in `tables` joined in order by its `by`
     column; the rows whose key a table lacks or holds on two different rows (row, column, reason), whose taken
-    columns stay empty; and per table, how many rows took its columns and how many it missed (shape: tables × 2).
-    A row with no key (empty or blank) takes nothing, without a reason."""
+    columns stay empty; and per table, how many rows took its columns, how many it missed and, of those, how many
+    stay without a reason because the table keeps them (`missing: keep`; shape: tables × 3). A row with no key
+    (empty or blank) takes nothing, without a reason."""
     problems = [empty_problems()]
     given_by = {column: label for column in frame.columns}
-    counts = np.zeros((len(tables), 2), dtype=np.int64)
+    counts = np.zeros((len(tables), 3), dtype=np.int64)
     for number, table in enumerate(tables):
         if table.by not in frame.columns:
             raise IngestError(f"source {name}: {table.setting}.by: column {table.by!r} is not in {label} (its columns: "
@@ -760,9 +762,10 @@ def with_lookups(
         else:  # every key of the table is on two rows that differ: nothing to take
             taken = table.rows.reindex(keys).reset_index(drop=True)
         lacking = keys.notna().to_numpy() & ~found
-        counts[number] = found.sum(), lacking.sum()
         twice = lacking & keys.isin(table.ambiguous).to_numpy() if len(table.ambiguous) else np.zeros_like(found)
-        for rows, what in ((lacking & ~twice, f"not in {table.label}"),
+        absent = lacking & ~twice & (not table.keep_missing)
+        counts[number] = found.sum(), lacking.sum(), (lacking & ~twice).sum() - absent.sum()
+        for rows, what in ((absent, f"not in {table.label}"),
                            (twice, f"on two rows of {table.label} that differ, so which to take is unclear")):
             if rows.any():
                 problems.append(pd.DataFrame({"row": np.flatnonzero(rows).astype(np.int64), "column": table.by,
@@ -781,13 +784,17 @@ def _positions(keys: pd.Series, index: pd.Index) -> np.ndarray:
     return joined["position"].fill_null(-1).to_numpy()
 
 
-def lookup_note(table: LookupTable, *, rows: int, took: int, missed: int) -> str:
+def lookup_note(table: LookupTable, *, rows: int, took: int, missed: int, kept: int = 0) -> str:
     """What a lookup table gave the `rows` of a source, for the ingest report: `took` rows its columns, `missed` rows
-    (their key it lacks or holds twice) were quarantined."""
+    (their key it lacks or holds twice) did not; of them `kept` (a key it lacks, `missing: keep`) stayed, the others
+    were quarantined."""
     columns = ", ".join(map(str, table.rows.columns[:8])) + (", ..." if len(table.rows.columns) > 8 else "")
     note = f"{took:,} of {rows:,} rows took {columns} from {table.label} by {table.by} ({table.setting})"
-    if missed:
-        note += f"; {missed:,} row{'s' if missed > 1 else ''} whose {table.by} it lacks or holds twice quarantined"
+    if kept:
+        note += f"; {kept:,} row{'s' if kept > 1 else ''} whose {table.by} it lacks kept without them (missing: keep)"
+    if missed - kept:
+        lost = missed - kept
+        note += f"; {lost:,} row{'s' if lost > 1 else ''} whose {table.by} it lacks or holds twice quarantined"
     if len(table.ambiguous):
         count = len(table.ambiguous)
         note += (f"; {count:,} {'keys are' if count > 1 else 'key is'} on two rows of it that differ "

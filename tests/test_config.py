@@ -237,3 +237,22 @@ def test_every_yaml_config_in_the_readme_is_a_valid_config(tmp_path):
 def test_ingest_latest_before_ingest_earliest_is_a_config_error_naming_them():
     with pytest.raises(ConfigError, match=r"ingest.*latest \(2024-01-01\) is before earliest \(2024-06-01\)"):
         config_from_dict(minimal_config(ingest={"earliest": "2024-06-01", "latest": "2024-01-01"}), base_dir=Path("."))
+
+
+def test_an_exports_yes_and_no_in_the_config_stay_the_words_the_export_writes(tmp_path):
+    """YAML 1.1 reads Yes, No, on and off as booleans: `when: {Returned: [Yes]}` (Tableau Superstore's Returns sheet
+    writes Yes) became 'true' and matched no row, and `exclude: {Paid: [No]}` excluded nothing. Only true and false
+    are booleans now; `on:` of a lookup still reads as `by`, and `btyd: yes` is still true."""
+    path = tmp_path / "config.yaml"
+    path.write_text("features:\n  snapshots: {start: 2024-01-01, end: 2024-06-01}\n  btyd: yes\n"
+                    "sources:\n  transactions:\n    path: orders.csv\n    exclude: {Paid: [No, off]}\n"
+                    "    lookup: [{path: returns.csv, on: Order ID, missing: keep}]\n"
+                    "    refunds: {column: Sales, per: row, when: {Returned: [Yes, 1]}}\n"
+                    "    returns_when: {Type: [On, true]}\n", encoding="utf-8")
+    cfg = load_config(path)
+    source = cfg.sources.transactions
+    assert source.exclude == {"Paid": ["No", "off"]}
+    assert source.refunds.when == {"Returned": ["Yes", "1"]}
+    assert source.returns_when == {"Type": ["On", "true"]}
+    assert source.lookup[0].by == "Order ID"
+    assert cfg.features.btyd is True

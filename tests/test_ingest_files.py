@@ -1200,6 +1200,29 @@ def test_refunds_per_row_and_beside_rows_already_marked_as_returns(tmp_path):
             "the row, or with per: order on a row of the order, in any export)") in report["sources"]["transactions"]["notes"]
 
 
+def test_refunds_when_refunds_only_the_flagged_lines_of_a_returns_list(tmp_path):
+    """Tableau's Superstore: the orders export holds each line's Sales, a Returns sheet names the orders returned.
+    With the list taken by lookup (missing: keep), `refunds: {column: Sales, per: row, when: {Returned: [Yes]}}` keeps
+    each sale and adds its refund; before, only a script could (returns_when would turn the sale itself into a return,
+    losing the purchase, and refunds on Sales alone would refund every line)."""
+    write(tmp_path, "orders.csv", "Order ID,Customer ID,Order Date,Sales\nA-1,c1,2017-01-05,10\nA-2,c1,2017-02-05,20\n"
+                                  "A-3,c2,2017-03-05,30\nA-3,c2,2017-03-05,5\n")
+    write(tmp_path, "returns.csv", "Returned,Order ID\nYes,A-3\nyes,A-2\n")
+    source = {"path": "orders.csv", "rename": {"Order ID": "order_id", "Customer ID": "customer_id",
+                                               "Order Date": "ordered_at", "Sales": "amount"},
+              "lookup": [{"path": "returns.csv", "by": "Order ID", "missing": "keep"}],
+              "refunds": {"column": "Sales", "per": "row", "when": {"Returned": ["Yes"]}}}
+    report = run_ingest(tmp_path, {"transactions": source})
+    validated = read_validated_source(tmp_path, "transactions")
+    assert validated[["order_id", "amount"]].values.tolist() == [
+        ["A-1", 10], ["A-2", 20], ["A-3", 30], ["A-3", 5], ["A-3", -30], ["A-3", -5]]
+    notes = report["sources"]["transactions"]["notes"]
+    assert any(note.startswith("2 refund rows added from Sales (worth 35.00 in all)") for note in notes)
+    assert any("'Yes'" in note and "yes" in note and "refunds.when" in note for note in notes)  # A-2 written 'yes'
+    with pytest.raises(IngestError, match=r"sources.transactions.refunds.when: column 'Status' is not in the files"):
+        run_ingest(tmp_path, {"transactions": {**source, "refunds": {"column": "Sales", "when": {"Status": ["x"]}}}})
+
+
 def test_a_refund_is_counted_once_and_never_above_its_orders_goods(tmp_path):
     """Payments with an `Amount Refunded` column beside a refunds export (under other_exports) that names the charge:
     the refund is the refunds export's row, not a second one. Shopify's refund includes shipping and taxes, which
@@ -1548,6 +1571,26 @@ def test_reviews_that_name_the_order_take_its_customer_and_typed_keys_match_text
     assert quarantine["reason"].tolist() == [f"order_id: not in {tmp_path / 'orders.csv'} (sources.feedback.lookup[0])"]
     extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
     assert extra["segment"].tolist() == ["wholesale"] * 2 + ["retail"]  # 17850.0 in Parquet is 17850 in the CSV
+
+
+def test_a_lookup_table_listing_only_some_keys_keeps_the_other_rows_with_missing_keep(tmp_path):
+    """A returns list (Tableau's Superstore: Order ID, Returned) names the returned orders only: every other order was
+    quarantined as not in it (92% of the export), so the list could not be joined without a script."""
+    write(tmp_path, "orders.csv", "Order ID,Customer ID,Order Date,Sales\nA-1,c1,2017-01-05,10\nA-2,c1,2017-02-05,20\n"
+                                  "A-3,c2,2017-03-05,30\nA-3,c2,2017-03-05,5\n")
+    write(tmp_path, "returns.csv", "Returned,Order ID\nYes,A-3\nYes,A-3\n")  # one row per returned line, repeated
+    rename = {"Order ID": "order_id", "Customer ID": "customer_id", "Order Date": "ordered_at", "Sales": "amount"}
+    returns = {"path": "returns.csv", "by": "Order ID", "columns": ["Returned"], "missing": "keep"}
+    report = run_ingest(tmp_path, {"transactions": {"path": "orders.csv", "rename": rename, "lookup": [returns]}})
+    entry = report["sources"]["transactions"]
+    assert (entry["validated_rows"], entry["quarantined_rows"], entry["bad_rows"]) == (4, 0, 0)
+    assert (f"2 of 4 rows took Returned from {tmp_path / 'returns.csv'} by Order ID (sources.transactions.lookup[0]); "
+            "2 rows whose Order ID it lacks kept without them (missing: keep)") in entry["notes"]
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra["Returned"].fillna("").tolist() == ["", "", "Yes", "Yes"]
+    with pytest.raises(IngestError, match=r"50.0% of 4 rows are bad.*Order ID: not in"):  # the default: such rows are quarantined
+        run_ingest(tmp_path, {"transactions": {"path": "orders.csv", "rename": rename,
+                                               "lookup": [{**returns, "missing": "quarantine"}]}})
 
 
 def test_lookup_settings_that_do_not_fit_the_files_are_one_line_errors_naming_the_key(tmp_path):
