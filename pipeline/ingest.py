@@ -1381,6 +1381,36 @@ def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame, *, files: 
     return np.sort(rows[(ids.is_not_null() & ~ids.is_first_distinct()).to_numpy()])
 
 
+ATTRIBUTE_EXAMPLES = 3  # values shown of the customer named in the note
+
+
+def differing_attributes_note(typed: pd.DataFrame, kept: np.ndarray, files: np.ndarray) -> str | None:
+    """A note naming the customers that rows of one file give different values of an attribute (region,
+    acquisition_channel, signup_at), before `later_attribute_rows` keeps one row of each: the first row's value is
+    then one of several, and a sentence such as "lives in region West" names it alone (an orders file read as the
+    customers source gives each order's shipping region). None when no customer's rows differ. `kept`: the rows not
+    quarantined otherwise; `files`: each row's file number (values exported again in a later file may differ)."""
+    attributes = [c for c in contract("customers").optional if c in typed.columns]
+    frame = pl.from_pandas(typed.loc[kept, ["customer_id", *attributes]].reset_index(drop=True)).with_columns(
+        pl.Series("file", files[kept]))
+    counts = (frame.filter(pl.col("customer_id").is_not_null()).group_by("file", "customer_id", maintain_order=True)
+              .agg(pl.col(a).drop_nulls().n_unique() for a in attributes))
+    differing = {a: int((counts[a] > 1).sum()) for a in attributes if (counts[a] > 1).any()}
+    if not differing:
+        return None
+    customers = int(counts.select(pl.any_horizontal(pl.col(a) > 1 for a in differing).sum()).item())
+    attribute = max(differing, key=differing.get)
+    example = counts.filter(pl.col(attribute) > 1)["customer_id"][0]
+    values = (frame.filter(pl.col("customer_id") == example)[attribute].drop_nulls().unique(maintain_order=True)
+              .cast(pl.String).head(ATTRIBUTE_EXAMPLES).to_list())
+    per_attribute = ", ".join(f"{a}: {n:,}" for a, n in differing.items())
+    return (f"{customers:,} customer{'s are' if customers != 1 else ' is'} on several rows of one file that give "
+            f"different attribute values ({per_attribute}; e.g. {example!r}: {', '.join(values)}): the first row is "
+            "kept, so the features and reasons read one of the values as the customer's; an attribute that differs "
+            "by order (a shipping region) is no static attribute of the customer: leave it out of the customers "
+            "mapping")
+
+
 def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
     """Rows of a feedback source (ascending) whose answer an earlier valid row gives: the same feedback_id, customer,
     time, kind and score (Olist writes a review of a checkout once per order of it, with one review_id). Rows without
@@ -2357,6 +2387,7 @@ def ingest_sources(
         for warning in parsed[name].warnings:
             get_logger().warning("%s: %s", name, warning)
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
+        note = None  # a source's own note, also logged as a warning
         synthetic = any(export.one_order_per_row for export in sources[name].exports())
         identity = record_identity(name, synthetic_orders=synthetic)
         # One search for the rows that may repeat, for both counts: rows equal in every column are equal in these.
@@ -2381,8 +2412,10 @@ def ingest_sources(
             problems = pd.concat([problems, _problems(same_answer_rows(parsed[name].typed, problems), "feedback_id",
                                                       SAME_ANSWER)], ignore_index=True)
         if name == "customers":
-            later = later_attribute_rows(parsed[name].typed, problems,
-                                         files=pd.factorize(raws[name].origin["source_file"])[0])
+            files = pd.factorize(raws[name].origin["source_file"])[0]
+            note = differing_attributes_note(
+                parsed[name].typed, _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64)), files)
+            later = later_attribute_rows(parsed[name].typed, problems, files=files)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)
         refunds = parsed[name].refunds
         carriers = None
@@ -2392,7 +2425,6 @@ def ingest_sources(
                 max_abs_amount=cfg.max_abs_amount, latest_allowed=latest_allowed, latest_rule=latest_rule,
                 columns=", ".join(dict.fromkeys(e.refunds.column for e in sources[name].exports() if e.refunds)))
             problems = pd.concat([problems, refund_problems], ignore_index=True)
-        note = None
         if name == "transactions":
             note = utc_offset_note(raws[name].frame, parsed[name].labels, business_zone=business_zone)
         if name == "support_tickets":

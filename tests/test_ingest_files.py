@@ -946,6 +946,9 @@ def test_a_customers_export_with_several_rows_per_customer_keeps_the_first_valid
     assert entry["bad_rows"] == 1 and entry["duplicate_rows"] == 0
     assert ("2 rows name a customer whose attributes another row gives: of each customer the first row of the most "
             "recent file is kept, the others are quarantined (not counted as bad)") in entry["notes"]
+    # c1's two rows name two regions (c2's unreadable row does not count): the kept one is one of them, said
+    assert ("1 customer is on several rows of one file that give different attribute values (region: 1; e.g. 'c1': "
+            "north, south): the first row is kept") in " ".join(entry["notes"])
 
 
 def test_a_customers_table_exported_again_after_an_attribute_changed_is_read_as_last_exported(tmp_path):
@@ -954,9 +957,10 @@ def test_a_customers_table_exported_again_after_an_attribute_changed_is_read_as_
     (tmp_path / "crm").mkdir()
     write(tmp_path / "crm", "2024-01.csv", "customer_id,region\nc1,north\nc2,west\n")
     write(tmp_path / "crm", "2024-02.csv", "customer_id,region\nc1,south\nc2,west\nc3,east\n")
-    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "customers": {"path": "crm/*.csv"}})
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "customers": {"path": "crm/*.csv"}})
     customers = read_validated_source(tmp_path, "customers")
     assert customers[["customer_id", "region"]].values.tolist() == [["c1", "south"], ["c2", "west"], ["c3", "east"]]
+    assert not any("different attribute values" in note for note in report["sources"]["customers"]["notes"])
 
 
 def test_a_line_level_flag_is_not_spread_to_the_other_lines_of_its_order(tmp_path):
