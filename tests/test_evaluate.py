@@ -235,6 +235,13 @@ def test_a_test_snapshot_with_a_handful_of_one_class_is_named_with_its_count():
     rare_churn = pd.DataFrame({"churned": [0.0] * 900 + [1.0]})
     assert "only 1 customer labelled churned (of 901" in few_labels_warning(
         rare_churn, label="churned", snapshot="2025-01-01", horizon_days=90)
+    # 80 customers in all (Kaggle's sample sales data, 180-day horizon): no horizon gives both classes 50, so the
+    # longer-horizon hint (for a rare class) would mislead; the sentence names the small snapshot instead
+    small = pd.DataFrame({"churned": [0.0] * 30 + [1.0] * 50})
+    assert few_labels_warning(small, label="churned", snapshot="2004-12-01", horizon_days=180) == (
+        "the test snapshot 2004-12-01 holds only 80 customers (30 who bought again, 50 labelled churned): fewer than "
+        "100 cannot hold 50 of each, whatever the horizon, so its ROC-AUC, PR-AUC, the comparison with the baselines "
+        "and the champion decision rest on them: read the intervals, not the leads")
     balanced = pd.DataFrame({"churned": [0.0] * 60 + [1.0] * 60})
     assert few_labels_warning(balanced, label="churned", snapshot="2025-01-01", horizon_days=90) is None
     assert few_labels_warning(olist.assign(churned=1.0), label="churned", snapshot="x", horizon_days=90) is None
