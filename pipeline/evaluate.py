@@ -340,6 +340,38 @@ def paired_bootstrap(
     return result
 
 
+CHANCE_ROC_AUC = 0.5
+
+
+def chance_ranking_warning(
+    y: np.ndarray, probability: np.ndarray, *, model: str, snapshot: str, resamples: int = 1000, seed: int = 0
+) -> str | None:
+    """A sentence when the kept model's test ROC-AUC is not above chance: its bootstrap 95% interval (`resamples`
+    resamples of the test rows, seeded) reaches down to 0.5. The comparison with the baselines cannot say it when
+    every baseline is at chance too (Kaggle's sample sales data: 80 customers, every model and baseline 0.47-0.52,
+    and the list gave a customer who ordered the day before 93% churn, "their frequency score (5 of 5) raises their
+    predicted risk"). None when the interval lies above 0.5, or the rows hold one class (an error elsewhere)."""
+    y = np.asarray(y, dtype="float64")
+    if len(np.unique(y)) < 2:
+        return None
+    layout = RankingLayout.of(y, np.asarray(probability, dtype="float64"))
+    chunk = max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // max(1, len(y))))
+    sampled = np.concatenate([
+        _layout_metrics(layout, bootstrap_weights(len(y), resamples=min(chunk, resamples - start), seed=seed + start))[
+            "roc_auc"]
+        for start in range(0, resamples, chunk)
+    ])
+    low, high = np.nanpercentile(sampled, [2.5, 97.5])
+    if low > CHANCE_ROC_AUC:
+        return None
+    value = float(_layout_metrics(layout, np.ones((1, len(y)), dtype=np.int64))["roc_auc"][0])
+    return (f"the kept model ({model}) ranks the test snapshot {snapshot}'s customers no better than chance: ROC-AUC "
+            f"{value:.3f} (95% interval {low:.3f} to {high:.3f}, {len(y):,} customers) reaches down to 0.5, so the "
+            "at-risk list it scores orders customers about as a random draw would, and its reasons say what moves "
+            "this model, not what drives churn: more customers or history, or a features.horizon_days that fits how "
+            "often they buy, may give it something to learn")
+
+
 STATIC_ATTRIBUTES = ("region", "acquisition_channel")  # the customers source's attributes, static by the contract
 FEW_LABELS = 50  # fewer test customers than this in one class: the test metrics rest on a handful of them
 
