@@ -340,6 +340,38 @@ def paired_bootstrap(
     return result
 
 
+CHANCE_ROC_AUC = 0.5
+
+
+def chance_ranking_warning(
+    y: np.ndarray, probability: np.ndarray, *, model: str, snapshot: str, resamples: int = 1000, seed: int = 0
+) -> str | None:
+    """A sentence when the kept model's test ROC-AUC is not above chance: its bootstrap 95% interval (`resamples`
+    resamples of the test rows, seeded) reaches down to 0.5. The comparison with the baselines cannot say it when
+    every baseline is at chance too (Kaggle's sample sales data: 80 customers, every model and baseline 0.47-0.52,
+    and the list gave a customer who ordered the day before 93% churn, "their frequency score (5 of 5) raises their
+    predicted risk"). None when the interval lies above 0.5, or the rows hold one class (an error elsewhere)."""
+    y = np.asarray(y, dtype="float64")
+    if len(np.unique(y)) < 2:
+        return None
+    layout = RankingLayout.of(y, np.asarray(probability, dtype="float64"))
+    chunk = max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // max(1, len(y))))
+    sampled = np.concatenate([
+        _layout_metrics(layout, bootstrap_weights(len(y), resamples=min(chunk, resamples - start), seed=seed + start))[
+            "roc_auc"]
+        for start in range(0, resamples, chunk)
+    ])
+    low, high = np.nanpercentile(sampled, [2.5, 97.5])
+    if low > CHANCE_ROC_AUC:
+        return None
+    value = float(_layout_metrics(layout, np.ones((1, len(y)), dtype=np.int64))["roc_auc"][0])
+    return (f"the kept model ({model}) ranks the test snapshot {snapshot}'s customers no better than chance: ROC-AUC "
+            f"{value:.3f} (95% interval {low:.3f} to {high:.3f}, {len(y):,} customers) reaches down to 0.5, so the "
+            "at-risk list it scores orders customers about as a random draw would, and its reasons say what moves "
+            "this model, not what drives churn: more customers or history, or a features.horizon_days that fits how "
+            "often they buy, may give it something to learn")
+
+
 STATIC_ATTRIBUTES = ("region", "acquisition_channel")  # the customers source's attributes, static by the contract
 FEW_LABELS = 50  # fewer test customers than this in one class: the test metrics rest on a handful of them
 
@@ -347,19 +379,26 @@ FEW_LABELS = 50  # fewer test customers than this in one class: the test metrics
 def few_labels_warning(test: pd.DataFrame, *, label: str, snapshot: str, horizon_days: int) -> str | None:
     """A sentence when the `test` snapshot's rarer class (`label`: 1 churned, 0 bought again within `horizon_days`)
     holds fewer than FEW_LABELS customers: every test metric, the comparison with the baselines and the champion
-    decision then rest on that handful (a marketplace where almost nobody buys twice: Olist's 12 of 4,744). None
+    decision then rest on that handful (a marketplace where almost nobody buys twice: Olist's 12 of 4,744), or, in
+    a snapshot of fewer than 2 x FEW_LABELS customers, on too few customers, which no horizon mends (Kaggle's sample
+    sales data: 30 of 80 bought again within 180 days; the longer-horizon hint would mislead). None
     otherwise, or when the rows hold one class (an error elsewhere)."""
     y = test[label].to_numpy(dtype=float)
     churned, stayed = int((y == 1).sum()), int((y == 0).sum())
     if min(churned, stayed) == 0 or min(churned, stayed) >= FEW_LABELS:
         return None
+    rest = ("its ROC-AUC, PR-AUC, the comparison with the baselines and the champion decision rest on them: read the "
+            "intervals, not the leads")
+    if len(y) < 2 * FEW_LABELS:  # too few customers: no horizon could give both classes FEW_LABELS
+        return (f"the test snapshot {snapshot} holds only {len(y):,} customers ({stayed:,} who bought again, "
+                f"{churned:,} labelled churned): fewer than {2 * FEW_LABELS} cannot hold {FEW_LABELS} of each, whatever "
+                f"the horizon, so {rest}")
     few = (f"{stayed:,} customer{'s' * (stayed != 1)} who bought again" if stayed < churned
            else f"{churned:,} customer{'s' * (churned != 1)} labelled churned")
     longer = (f"; where almost nobody buys again within {horizon_days} days, a longer features.horizon_days labels "
               "more of them as buying again, if the data covers it") if stayed < churned else ""
     return (f"the test snapshot {snapshot} holds only {few} (of {len(y):,} customers, churn rate {churned / len(y):.1%}): "
-            f"its ROC-AUC, PR-AUC, the comparison with the baselines and the champion decision rest on them: read the "
-            f"intervals, not the leads{longer}")
+            f"{rest}{longer}")
 
 
 LEAK_FLOOR = 0.7  # an attribute ranking churners at least this well, and about as well as recency, is suspect

@@ -1801,30 +1801,38 @@ def id_match_notes(results: Mapping[str, SourceResult], *, id_case: str = "keep"
 
 
 def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
-    """A note when some distinct customer ids of a source differ only in case (with ingest.id_case keep) or in the
-    leading zeros of an all-digit id ('AB12'/'ab12', '00123'/'123'): one customer may be counted as two; None
-    otherwise. Nothing is merged: the note says how many such groups there are, with an example."""
+    """A note when some distinct customer ids of a source differ only in case (with ingest.id_case keep), in the
+    leading zeros of an all-digit id, or in blanks and punctuation ('AB12'/'ab12', '00123'/'123', 'La Rochelle
+    Gifts'/'La  Rochelle Gifts', 'Mini Gifts Ltd.'/'Mini Gifts Ltd': an export keyed by names): one customer may be
+    counted as two; None otherwise. Nothing is merged: the note says how many such groups there are, with an example."""
     ids = _distinct_ids(result.validated)
     if len(ids) < 2:
         return None
-    text = pl.col("id")
-    key = (pl.when(text.str.contains(r"^[0-9]+$"))
-           .then(_without_leading_zeros(text))
-           .otherwise(text.str.to_lowercase() if id_case == "keep" else text))
+
+    def key(text: pl.Expr) -> pl.Expr:
+        return (pl.when(text.str.contains(r"^[0-9]+$"))
+                .then(_without_leading_zeros(text))
+                .otherwise(text.str.to_lowercase() if id_case == "keep" else text))
+
+    loose = pl.col("id").str.replace_all(r"[^\p{L}\p{N}]", "")  # letters and digits only
     groups = (pl.DataFrame({"id": pl.Series(ids)}).lazy()
-              .with_columns(key.alias("key"))
-              .filter(pl.col("key").is_duplicated())
+              .with_columns(key(pl.col("id")).alias("strict"), key(loose).alias("key"))
+              .filter((pl.col("key") != "") & pl.col("key").is_duplicated())
               .sort("key", "id")
               .collect())
     if groups.is_empty():
         return None
     count = groups["key"].n_unique()
+    spelled = groups["strict"].n_unique() > count  # a group whose ids differ in more than case and leading zeros
+    kinds = [*(["case"] if id_case == "keep" else []), "leading zeros", *(["blanks", "punctuation"] if spelled else [])]
+    how = " or ".join([", ".join(kinds[:-1]), kinds[-1]]) if len(kinds) > 1 else kinds[0]
     first = groups["id"].head(2).to_list()
-    how = "case or leading zeros" if id_case == "keep" else "leading zeros"
     fix = "set ingest.id_case: lower if case does not matter; " if id_case == "keep" else ""
+    spelling = ("; no setting merges ids that differ in blanks or punctuation: correct them in the export where they "
+                "name one customer") if spelled else ""
     return (f"{count:,} customer id{'s are' if count != 1 else ' is'} written more than one way (differing only in "
             f"{how}, e.g. {first[0]!r} and {first[1]!r}), each way counted as another customer; {fix}check the "
-            "export for dropped leading zeros (a spreadsheet drops them)")
+            f"export for dropped leading zeros (a spreadsheet drops them){spelling}")
 
 
 def _dips(total: np.ndarray, busy: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from pipeline.evaluate import (
     METRIC_NAMES,
     RetentionSettings,
     attribute_leak_warning,
+    chance_ranking_warning,
     few_labels_warning,
     classification_metrics,
     customer_values,
@@ -235,6 +236,29 @@ def test_a_test_snapshot_with_a_handful_of_one_class_is_named_with_its_count():
     rare_churn = pd.DataFrame({"churned": [0.0] * 900 + [1.0]})
     assert "only 1 customer labelled churned (of 901" in few_labels_warning(
         rare_churn, label="churned", snapshot="2025-01-01", horizon_days=90)
+    # 80 customers in all (Kaggle's sample sales data, 180-day horizon): no horizon gives both classes 50, so the
+    # longer-horizon hint (for a rare class) would mislead; the sentence names the small snapshot instead
+    small = pd.DataFrame({"churned": [0.0] * 30 + [1.0] * 50})
+    assert few_labels_warning(small, label="churned", snapshot="2004-12-01", horizon_days=180) == (
+        "the test snapshot 2004-12-01 holds only 80 customers (30 who bought again, 50 labelled churned): fewer than "
+        "100 cannot hold 50 of each, whatever the horizon, so its ROC-AUC, PR-AUC, the comparison with the baselines "
+        "and the champion decision rest on them: read the intervals, not the leads")
     balanced = pd.DataFrame({"churned": [0.0] * 60 + [1.0] * 60})
     assert few_labels_warning(balanced, label="churned", snapshot="2025-01-01", horizon_days=90) is None
     assert few_labels_warning(olist.assign(churned=1.0), label="churned", snapshot="x", horizon_days=90) is None
+
+
+def test_a_kept_model_ranking_its_test_snapshot_at_chance_is_said_whatever_the_baselines():
+    # Kaggle's sample sales data (80 test customers, 180-day horizon): the kept logistic model had test ROC-AUC 0.471
+    # and every baseline 0.48-0.52; the run said only that it did not beat the best baseline, was promoted, and the
+    # list gave 93% churn to a customer who had ordered the day before. Before: no word that it ranked at chance.
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(30), np.ones(50)]
+    warning = chance_ranking_warning(y, rng.random(80), model="logistic", snapshot="2004-12-01", resamples=200)
+    assert warning.startswith("the kept model (logistic) ranks the test snapshot 2004-12-01's customers no better "
+                              "than chance: ROC-AUC 0.")
+    assert "80 customers) reaches down to 0.5, so the at-risk list it scores orders customers about as a random draw" \
+        in warning
+    informative = y * 0.6 + rng.random(80) * 0.5  # ROC-AUC near 0.9 on the same 80: its interval lies above 0.5
+    assert chance_ranking_warning(y, informative, model="lightgbm", snapshot="x", resamples=200) is None
+    assert chance_ranking_warning(np.ones(80), rng.random(80), model="lightgbm", snapshot="x") is None  # one class

@@ -712,6 +712,28 @@ def test_ids_of_one_source_that_differ_only_in_case_or_leading_zeros_get_a_note_
     assert run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]["notes"] == []
 
 
+def test_names_as_ids_that_differ_only_in_blanks_or_punctuation_get_a_note_and_stay_apart(tmp_path, caplog):
+    """A B2B export keyed by the customer's name (Kaggle's sample sales data: CUSTOMERNAME): one clerk typed two
+    blanks, another left off the full stop of 'Ltd.'. Before: 4 customers counted, not a word."""
+
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n"
+          "o1,La Rochelle Gifts,2024-01-01,5\no2,La  Rochelle Gifts,2024-01-09,5\n"
+          "o3,Mini Gifts Distributors Ltd.,2024-01-03,5\no4,Mini Gifts Distributors Ltd,2024-01-05,5\n"
+          "o5,Petit Auto,2024-01-06,5\no6,Euro+ Shopping Channel,2024-01-06,5\n")
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+    note = ("2 customer ids are written more than one way (differing only in case, leading zeros, blanks or "
+            "punctuation, e.g. 'La  Rochelle Gifts' and 'La Rochelle Gifts'), each way counted as another customer; "
+            "set ingest.id_case: lower if case does not matter; check the export for dropped leading zeros (a "
+            "spreadsheet drops them); no setting merges ids that differ in blanks or punctuation: correct them in "
+            "the export where they name one customer")
+    assert report["sources"]["transactions"]["notes"] == [note] and note in caplog.text
+    assert read_validated_source(tmp_path, "transactions")["customer_id"].nunique() == 6  # nothing merged
+    write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\no1,-,2024-01-01,5\no2,?,2024-01-09,5\n"
+          "o3,C-1,2024-01-03,5\no4,C-2,2024-01-05,5\n")  # ids without a letter or digit are not alike
+    assert run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]["notes"] == []
+
+
 # --- columns the export lacks, splits or words differently -------------------------------------------
 
 

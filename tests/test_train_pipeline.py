@@ -32,6 +32,10 @@ def test_demo_training_reports_lightgbm_beside_every_baseline(demo_trained):
     assert metrics["calibration"]["fitted_on"] == "cross-fitted"
 
 
+def test_demo_model_ranks_above_chance_so_nothing_is_said_of_chance(demo_trained):
+    assert "chance_ranking" not in load_bundle(demo_trained.bundle_dir).metrics
+
+
 def test_demo_calibration_is_kept_only_when_it_helped_out_of_fold(demo_trained):
     metrics = load_bundle(demo_trained.bundle_dir).metrics
     test, calibration = metrics["test"], metrics["calibration"]

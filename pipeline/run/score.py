@@ -75,6 +75,7 @@ class ScoringModelInfo:
     training_snapshots: list[str] | None = None  # the snapshots the model was fitted on (None: not recorded)
     trained_from: dict[str, str] | None = None  # project and transactions path at training (None: not recorded)
     timezone: str = "UTC"  # the business time zone whose days the model learned from (bundles before it: UTC)
+    chance_ranking: str | None = None  # churn train's warning that the model ranked its test snapshot at chance
 
 
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
@@ -234,6 +235,7 @@ def load_scoring_model(cfg: Config, *, bundle: Path | None, workdir: Path) -> Sc
         training_snapshots=manifest.get("training_snapshots") or None,
         trained_from=manifest.get("trained_from") or None,
         timezone=str(manifest.get("timezone") or "UTC"),
+        chance_ranking=loaded.metrics.get("chance_ranking") or None,
     )
 
 
@@ -470,8 +472,9 @@ def run(
             raise ScoreError(f"cannot use the model: {exc}") from None
     missing = check_inputs(info, input_coverage(frames), allow_missing=allow_missing_sources)
     for warning in (other_data_warning(info, trained_from_now=data_identity(cfg)),
-                    other_days_warning(info, timezone=cfg.features.zone)):
-        if warning:
+                    other_days_warning(info, timezone=cfg.features.zone),
+                    info.chance_ranking and f"model (churn train): {info.chance_ranking}"):
+        if warning:  # the list is read more often than the training's log
             log.warning(warning)
     seen = seen_outcomes_warning(as_of, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days,
                                  model=f"the model ({info.name} v{info.version})")

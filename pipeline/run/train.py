@@ -36,7 +36,13 @@ from pipeline import plots
 from pipeline.bundle import save_bundle
 from pipeline.config import Config, config_as_dict, data_identity
 from pipeline.dask_engine import dask_client, dask_train_settings, require_dask, train_lightgbm_dask, train_models_dask
-from pipeline.evaluate import STATIC_ATTRIBUTES, RetentionSettings, attribute_leak_warning, few_labels_warning
+from pipeline.evaluate import (
+    STATIC_ATTRIBUTES,
+    RetentionSettings,
+    attribute_leak_warning,
+    chance_ranking_warning,
+    few_labels_warning,
+)
 from pipeline.features.registry import feature_specs
 from pipeline.features.store import (
     check_settings_match,
@@ -462,6 +468,13 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
         report = None
         with training_engine(cfg) as (fit_models, booster_fit):
             result = fit_models(features, specs=specs, split=split, cfg=cfg.train, retention=retention)
+            chosen = result.metrics["model_choice"]["chosen"]
+            chance = chance_ranking_warning(
+                result.labels["test"], result.probabilities["test"][chosen], model=chosen,
+                snapshot=str(split.test.date()), resamples=cfg.train.bootstrap_resamples, seed=cfg.train.seed)
+            if chance:
+                logger.warning("%s", chance)
+                result.metrics["chance_ranking"] = chance  # in the bundle's metrics.json: churn score repeats it
             production, production_snapshots = production_model(
                 features, result, cfg=cfg.train, fit=booster_fit
             )
@@ -497,7 +510,8 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             manifest_extra={"training_inputs": recorded["settings"]["inputs"] if recorded else None,
                             "trained_from": data_identity(cfg), "timezone": cfg.features.zone},
             left_out=[str(d) for d in left_out],
-            warnings={tag: text for tag, text in (("attribute_leak", leak), ("few_test_labels", few)) if text} or None,
+            warnings={tag: text for tag, text in (("attribute_leak", leak), ("few_test_labels", few),
+                                                  ("chance_test_ranking", chance)) if text} or None,
         )
     if not quiet:
         out = console()
