@@ -365,9 +365,10 @@ def chance_ranking_warning(
     if low > CHANCE_ROC_AUC:
         return None
     value = float(_layout_metrics(layout, np.ones((1, len(y)), dtype=np.int64))["roc_auc"][0])
-    return (f"the kept model ({model}) ranks the test snapshot {snapshot}'s customers no better than chance: ROC-AUC "
-            f"{value:.3f} (95% interval {low:.3f} to {high:.3f}, {len(y):,} customers) reaches down to 0.5, so the "
-            "at-risk list it scores orders customers about as a random draw would, and its reasons say what moves "
+    return (f"the kept model's ({model}) ranking of the test snapshot {snapshot}'s customers cannot be told from "
+            f"chance: ROC-AUC {value:.3f} (95% interval {low:.3f} to {high:.3f}, {len(y):,} customers) reaches down "
+            "to 0.5, so the at-risk list it scores may order customers no better than a random draw, and its reasons "
+            "say what moves "
             "this model, not what drives churn: more customers or history, or a features.horizon_days that fits how "
             "often they buy, may give it something to learn")
 

@@ -255,10 +255,10 @@ def test_a_kept_model_ranking_its_test_snapshot_at_chance_is_said_whatever_the_b
     rng = np.random.default_rng(3)
     y = np.r_[np.zeros(30), np.ones(50)]
     warning = chance_ranking_warning(y, rng.random(80), model="logistic", snapshot="2004-12-01", resamples=200)
-    assert warning.startswith("the kept model (logistic) ranks the test snapshot 2004-12-01's customers no better "
-                              "than chance: ROC-AUC 0.")
-    assert "80 customers) reaches down to 0.5, so the at-risk list it scores orders customers about as a random draw" \
-        in warning
+    assert warning.startswith("the kept model's (logistic) ranking of the test snapshot 2004-12-01's customers cannot "
+                              "be told from chance: ROC-AUC 0.")
+    assert "80 customers) reaches down to 0.5, so the at-risk list it scores may order customers no better than a " \
+        "random draw" in warning
     informative = y * 0.6 + rng.random(80) * 0.5  # ROC-AUC near 0.9 on the same 80: its interval lies above 0.5
     assert chance_ranking_warning(y, informative, model="lightgbm", snapshot="x", resamples=200) is None
     assert chance_ranking_warning(np.ones(80), rng.random(80), model="lightgbm", snapshot="x") is None  # one class
