@@ -1709,6 +1709,7 @@ FREE_ORDER_MIN = 50  # ... and at least this many get a note: each counts as a p
 GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
 GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
 GAP_MIN_LINES = 50
+SHOWN_DIPS = 3  # the other quiet spans named by the days around them
 TAIL_DAYS = 7  # the shortest quiet end of the data that is named (a partial last day or two is no matter) ...
 TAIL_MAX_DAYS = 2 * GAP_DAYS  # ... and the longest (a longer quiet end is a shop's decline, e.g. a cohort's)
 TAIL_BASELINE_DAYS = 365  # a quiet end is quiet against the GAP_DAYS before it and against this many days before it
@@ -1876,7 +1877,9 @@ def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None
         np.add.at(covered, start, 1)
         np.add.at(covered, start + span, -1)
     inside = np.cumsum(covered[:-1]) > 0
-    dips = int(np.count_nonzero(inside & ~np.r_[False, inside[:-1]]))
+    # each separate dip: the days [first, last] covered by the spans found in it
+    dip_firsts = np.flatnonzero(inside & ~np.r_[False, inside[:-1]])
+    dip_lasts = np.flatnonzero(inside & ~np.r_[inside[1:], False])
     # The deepest dip of each length, and of those the deepest; among equally deep ones, the busiest around.
     deepest = [(span, start, during, around, int(np.lexsort((-around / span, during / around))[0]))
                for span, start, during, around in found]
@@ -1895,7 +1898,12 @@ def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None
         around_them = f"the quietest {span} of them"
     day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
     begin, end = day + np.timedelta64(int(low), "D"), day + np.timedelta64(int(high) - 1, "D")
-    others = f" (and {dips - 1} more such span{'s' * (dips > 2)})" if dips > 1 else ""
+    apart = (dip_lasts < low) | (dip_firsts >= high)  # the dips besides the one named
+    shown = [f"{day + np.timedelta64(int(a), 'D')} to {day + np.timedelta64(int(b), 'D')}"
+             for a, b in zip(dip_firsts[apart][:SHOWN_DIPS], dip_lasts[apart][:SHOWN_DIPS], strict=True)]
+    count = int(apart.sum())
+    others = (f" (and {count} more such span{'s' * (count > 1)}, within {', '.join(shown)}"
+              f"{', ...' if count > SHOWN_DIPS else ''})" if count else "")
     quiet = int(lines[low:high].sum())
     return (f"purchases nearly stop from {begin} to {end}{others}: {quiet:,} purchase line{'s' * (quiet != 1)} in "
             f"those {high - low} days ({_whose_days(timezone)}), against an average of at least {int(rate):,} a day in "

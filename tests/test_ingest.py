@@ -554,7 +554,9 @@ def test_a_month_without_purchases_between_busy_months_is_named_as_a_missing_exp
     two = steady.copy()
     two[40:70] = 0
     two[130:160] = 0
-    assert "(and 1 more such span)" in order_gap_note(_purchases_per_day(two))
+    # the other one is named by days around it (its quiet days: 2024-05-10 to 2024-06-08)
+    assert "2024-03-10 (and 1 more such span, within 2024-05-05 to 2024-06-13): " in order_gap_note(
+        _purchases_per_day(two))
 
 
 def test_growth_seasons_and_a_holiday_week_are_not_gaps():
