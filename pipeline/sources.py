@@ -162,12 +162,38 @@ def _first_bad_byte(path: Path, encoding: str) -> tuple[int, int] | None:
     return None
 
 
+# Single-byte code pages an export may be written in, most common first (a tie goes to the first).
+CODE_PAGES = ("cp1252", "cp437", "cp850", "mac_roman", "iso8859_2")
+ENCODING_SAMPLE = 1 << 20  # bytes read around the first undecodable one to guess its code page
+ACCENTED_WORD = r"[^\W\d_]*[^\x00-\x7f][^\W\d_]*"  # a run of letters holding a non-ASCII one
+
+
+def likely_code_page(data: bytes) -> tuple[str, str] | None:
+    """(code page, an example word) of the CODE_PAGES under which the most non-ASCII bytes of `data` read as letters
+    inside words (Berguvsv\x84gen: 'Berguvsvägen' in cp437, 'Berguvsv„gen' in cp1252), or None when no code page
+    reads any so."""
+    best, best_words = None, 0
+    for code_page in CODE_PAGES:
+        text = data.decode(code_page, errors="replace")
+        words = [w for w in re.findall(ACCENTED_WORD, text) if w.isalpha() and any(c.isascii() for c in w)]
+        if len(words) > best_words:
+            best, best_words = (code_page, words[0]), len(words)
+    return best
+
+
 def _encoding_error(name: str, path: Path, encoding: str) -> IngestError:
     where = _first_bad_byte(path, encoding)
     location = f" (line {where[0]}, byte {where[1]})" if where else ""
+    guess = None
+    if where:
+        with path.open("rb") as file:
+            file.seek(max(0, where[1] - ENCODING_SAMPLE // 8))
+            guess = likely_code_page(file.read(ENCODING_SAMPLE))
+    hint = (f"{guess[0]}: read so, its bytes give words such as {guess[1]!r}" if guess
+            else "e.g. latin-1 or cp1252")
     return IngestError(
         f"source {name}: {path} is not valid {encoding}{location}; re-export it as UTF-8, or set "
-        f"sources.{name}.read.encoding to the file's encoding (e.g. latin-1 or cp1252)"
+        f"sources.{name}.read.encoding to the file's encoding ({hint})"
     )
 
 

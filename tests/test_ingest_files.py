@@ -86,6 +86,16 @@ def test_non_utf8_bytes_name_the_line_and_the_encoding_setting(tmp_path):
     assert report["sources"]["transactions"]["validated_rows"] == 4
 
 
+@pytest.mark.parametrize(("code_page", "word"), [("cp437", "Berguvsvägen"), ("cp1252", "Müller")])
+def test_non_utf8_bytes_name_the_code_page_that_reads_them_as_letters(tmp_path, code_page, word):
+    """Kaggle's sample sales data is written in DOS's cp437 (0x84 'ä'): latin-1 or cp1252 read it without an error
+    but as '„', so the hint names the code page under which its bytes make words, with one of them."""
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS.encode() + f"o3,{word},2024-01-04,1\n".encode(code_page))
+    with pytest.raises(IngestError, match=rf"set sources\.transactions\.read\.encoding to the file's encoding "
+                                          rf"\({code_page}: read so, its bytes give words such as '{word}'\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
 def test_header_only_transactions_file_is_an_error(tmp_path):
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n")
     with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has a header but no rows"):
