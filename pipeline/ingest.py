@@ -77,6 +77,7 @@ from pipeline.sources import (
     columns_shown,
     concat_as_read,
     empty_problems,
+    hidden_ids,
     infer_date_format,
     minus_for_accounting,
     parse_booleans,
@@ -96,6 +97,8 @@ ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest chec
 UNANSWERED = "missing (a survey sent but not answered?)"
 ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so different ones look alike; re-export with "
               "the column formatted as text")
+HIDDEN_ID = ("shown as '#######' (a spreadsheet's sign of a column too narrow for its values, saved as shown), so "
+             "different ids look alike; re-export with the column wide enough or formatted as text")
 # The reason of a row whose record a more recent file of the source holds too (overlapping exports): not a bad row.
 REPEATED = "repeated in a more recent export file (overlapping exports): the latest copy is kept"
 # The contract columns that name one record of a source; the others (a delivery time, a ticket's close, an order's
@@ -482,10 +485,14 @@ def parse_source(
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
             parsed, reason = parse_ids(values, case=id_case), ROUNDED_ID
-            rounded = rounded_ids(parsed)
-            if len(rounded):  # unparsed: quarantined as bad, not as a guest
+            rounded, hidden = rounded_ids(parsed), hidden_ids(parsed)
+            if len(rounded) or len(hidden):  # unparsed: quarantined as bad, not as a guest
                 parsed = parsed.copy()
-                parsed.iloc[rounded] = None
+                parsed.iloc[np.union1d(rounded, hidden)] = None
+            if len(hidden):
+                problems.append(_problems(hidden, column, HIDDEN_ID))
+                values = values.copy()
+                values.iloc[hidden] = None  # its reason is given: not unparsed as well
         else:
             parsed, reason = values.astype(STRING), ""
             if (raw.name, column) in ALLOWED_VALUES:

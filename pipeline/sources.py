@@ -924,6 +924,20 @@ def rounded_ids(ids: pd.Series) -> np.ndarray:
     return np.flatnonzero(found.to_numpy(zero_copy_only=False))
 
 
+# An id a spreadsheet showed as '#######' (its column too narrow for the number) and saved as shown: the id is lost,
+# and every such row would read as one customer.
+HIDDEN_ID_PATTERN = r"^#+$"
+
+
+def hidden_ids(ids: pd.Series) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) made of '#' only (HIDDEN_ID_PATTERN)."""
+    arrow = text_array(ids)
+    if not pc.any(pc.match_substring(arrow, "#")).as_py():  # a cheap test (a literal) before the expression
+        return np.zeros(0, dtype=np.int64)
+    found = pc.fill_null(pc.match_substring_regex(arrow, HIDDEN_ID_PATTERN), False)
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+
+
 def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
     """A "str" Series over an Arrow large_string array (no copy)."""
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)

@@ -850,6 +850,24 @@ def test_ids_a_spreadsheet_wrote_in_scientific_notation_are_quarantined_not_merg
     assert "123456789013" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
 
 
+def test_ids_a_spreadsheet_showed_as_hashes_are_quarantined_not_merged(tmp_path):
+    """Kaggle's Retail_Data_Transactions.csv, saved through a spreadsheet: three customers' ids read '#######' (the
+    column too narrow); before, they were one customer of three people's purchases, listed at risk with reasons."""
+    write(tmp_path, "t.csv", "customer_id,trans_date,tran_amount\nCS5295,2013-02-11,35\n#######,2011-09-19,55\n"
+          "#######,2013-05-01,76\nCS4768,2014-01-31,39\n#,2014-01-01,5\nCS#12,2014-01-02,6\n" + "".join(
+              f"CS{i},2014-01-{i:02d},10\n" for i in range(10, 30)))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "one_order_per_row": True,
+                                                    "rename": {"trans_date": "ordered_at", "tran_amount": "amount"}}})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["customer_id"].tolist() == ["#######", "#######", "#"]
+    assert quarantine["reason"].tolist() == ["customer_id: shown as '#######' (a spreadsheet's sign of a column too "
+                                             "narrow for its values, saved as shown), so different ids look alike; "
+                                             "re-export with the column wide enough or formatted as text"] * 3
+    entry = report["sources"]["transactions"]
+    assert entry["bad_rows"] == 3 and entry["anonymous_rows"] == 0
+    assert "CS#12" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
+
+
 def test_the_paths_of_other_exports_resolve_against_the_configs_folder(tmp_path):
     cfg = make_config(tmp_path, {"transactions": {"path": "t.csv", "other_exports": [{"path": "old/t.csv"}]}})
     assert [export.path for export in cfg.sources.transactions.exports()] == [tmp_path / "t.csv", tmp_path / "old" / "t.csv"]
