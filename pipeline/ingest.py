@@ -1273,9 +1273,12 @@ def repeated_order_blocks(
     start[0] = True
     block = np.cumsum(start)  # 1, 2, ...: the runs of consecutive rows of one order in one file
     lines = np.diff(np.r_[np.flatnonzero(start), len(start)])
+    blocks = keys.filter(pl.Series(start)).with_columns(lines=pl.Series(lines))
     # Only an order's blocks of equal length can repeat each other (a return's lines later in the file seldom do)
-    alike = (keys.filter(pl.Series(start)).with_columns(lines=pl.Series(lines))
-             .select(pl.len().over("order", "file", "lines") > 1).to_series().to_numpy())
+    alike = blocks.select(pl.len().over("order", "file", "lines") > 1).to_series().to_numpy()
+    # ... and only in a file that writes an order's lines together: where they lie apart, an order's equal lines are
+    # each a block of its own without being written twice
+    alike &= ~np.isin(blocks["file"].to_numpy(), files_writing_orders_apart(blocks))
     rows = np.flatnonzero(alike[block - 1] & eligible & typed["order_id"].notna().to_numpy(dtype=bool))
     if len(rows) == 0:
         return rows.astype(np.int64)
@@ -1294,6 +1297,22 @@ def repeated_order_blocks(
     last = signature.select(pl.col("block").max().over("order", "file", "first", "second", "lines"))["block"]
     earlier = signature["block"].to_numpy()[(signature["block"] < last).to_numpy()]
     return rows[np.isin(block[rows], earlier)].astype(np.int64)
+
+
+ORDERS_APART_MIN = 20  # orders of several lines a file needs before it is judged to write their lines apart
+ORDERS_TOGETHER_SHARE = 0.5  # below this share of them with two lines in a row, the file writes orders' lines apart
+
+
+def files_writing_orders_apart(blocks: pl.DataFrame) -> np.ndarray:
+    """The file codes of `blocks` (one row per run of consecutive rows of one order in one file: order, file, lines)
+    whose orders of several lines (at least ORDERS_APART_MIN of them) have two lines in a row in fewer than
+    ORDERS_TOGETHER_SHARE of cases: such a file (a purchase log sorted by anything but the order, one made an order
+    per customer and day by `combine`) does not write an order's lines together, so a block is no copy of an order."""
+    orders = (blocks.group_by("order", "file").agg(pl.col("lines").sum().alias("total"), pl.col("lines").max())
+              .filter(pl.col("total") >= 2))
+    files = orders.group_by("file").agg(pl.len().alias("orders"), (pl.col("lines") >= 2).mean().alias("together"))
+    apart = files.filter((pl.col("orders") >= ORDERS_APART_MIN) & (pl.col("together") < ORDERS_TOGETHER_SHARE))
+    return apart["file"].to_numpy()
 
 
 def _file_recency(typed: pd.DataFrame, time_column: str | None, files: np.ndarray, eligible: np.ndarray) -> np.ndarray:
