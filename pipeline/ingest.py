@@ -2018,7 +2018,7 @@ def order_total_note(result: SourceResult) -> str | None:
     ONE_ORDER_SAMPLE lines settle it when they hold enough such orders and few look like that."""
     frame = result.validated
     told_apart = [c for c in ("product_id", "quantity") if c in frame and frame[c].notna().any()]
-    if not told_apart:
+    if not told_apart or frame["amount"].min() == frame["amount"].max():  # one amount on every line tells no total
         return None
     priced = all(c in frame and frame[c].notna().any() for c in ("quantity", "unit_price"))
     head = _orders_with_one_amount(frame.head(ONE_ORDER_SAMPLE), told_apart, priced=priced)
@@ -2033,6 +2033,22 @@ def order_total_note(result: SourceResult) -> str | None:
             f"{example['lines']} lines of {example['amount']:,.2f} each): amount looks like the order's total written "
             "on each of its lines, which counts the order once per line. Map the line's own amount, or leave amount "
             "unmapped to derive it from quantity × unit_price")
+
+
+def constant_money_note(source: SourceConfig) -> str | None:
+    """A note when an export of transactions (`source`) gives amount, or the unit_price it is derived from, by
+    `constants` (an export with no money, such as a purchase log of items): every sum of money downstream is then a
+    count of lines times that constant; None otherwise."""
+    given = [(export_setting("transactions", number), column, export.constants[column])
+             for number, export in enumerate(source.exports()) for column in ("amount", "unit_price")
+             if column in export.constants]
+    if not given:
+        return None
+    setting, column, value = given[0]
+    return (f"{column} is the constant {value} on every line ({setting}.constants): the export gives no money, so "
+            "spend, order value, customer_value, the actions' expected gains and what score.budget buys count lines "
+            f"times {value}, not money, and the reasons' 'spent only ...' and 'average order worth ...' speak of those "
+            "counts as if they were money")
 
 
 def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str], *, priced: bool) -> pl.DataFrame:
@@ -2434,7 +2450,8 @@ def ingest_sources(
     end = thin_end_note(results["transactions"], timezone=business_zone)
     totals = order_total_note(results["transactions"])
     free = free_order_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free)
+    money = constant_money_note(sources["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free, money)
                          if note),
                        *id_match_notes(results, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)

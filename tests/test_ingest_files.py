@@ -484,6 +484,29 @@ def test_a_basket_log_whose_lines_lie_apart_keeps_an_orders_equal_lines(tmp_path
     assert not any("repeated later in the same file" in note for note in report["notes"])
 
 
+def test_an_export_without_money_given_a_constant_amount_is_told_what_the_sums_then_count(tmp_path):
+    """Groceries_dataset.csv has no money: the contract's amount can only be given by `constants`. Before, ingest said
+    nothing of it, but warned that 'amount looks like the order's total written on each of its lines' (every line of
+    every order gives 1) and told the user to map the line's own amount, which the export does not have."""
+    rows = [(m, f"{d:02d}-01-2015", item) for m in range(1000, 1030) for d in (3, 9)
+            for item in ("whole milk", "yogurt", "rolls/buns")]
+    write(tmp_path, "g.csv", "Member_number,Date,itemDescription\n" + "".join(f"{m},{d},{i}\n" for m, d, i in rows))
+    source = {"path": "g.csv", "read": {"date_format": "%d-%m-%Y"}, "constants": {"amount": 1},
+              "rename": {"Member_number": "customer_id", "Date": "ordered_at", "itemDescription": "product_id"},
+              "combine": {"order_id": ["Member_number", "Date"]}}
+    notes = run_ingest(tmp_path, {"transactions": source})["sources"]["transactions"]["notes"]
+    assert not any("order's total" in note for note in notes)
+    assert ("amount is the constant 1 on every line (sources.transactions.constants): the export gives no money, so "
+            "spend, order value, customer_value, the actions' expected gains and what score.budget buys count lines "
+            "times 1, not money, and the reasons' 'spent only ...' and 'average order worth ...' speak of those counts "
+            "as if they were money") in notes
+    source = {**source, "constants": {}, "rename": {**source["rename"], "Price": "amount"}}
+    write(tmp_path, "g.csv", "Member_number,Date,itemDescription,Price\n" + "".join(
+        f"{m},{d},{i},{1 + len(i)}\n" for m, d, i in rows))
+    notes = run_ingest(tmp_path, {"transactions": source})["sources"]["transactions"]["notes"]
+    assert not any("constant" in note for note in notes)
+
+
 def test_an_order_exported_again_after_its_status_or_refund_changed_is_kept_once_as_last_exported(tmp_path):
     """A shop exports the last two months every month: an order placed on Jan 30 is in January's file as paid and in
     February's as partially refunded, and February's file has an export-date column January's lacks. The order's
