@@ -78,6 +78,7 @@ from pipeline.sources import (
     columns_shown,
     concat_as_read,
     empty_problems,
+    hidden_ids,
     infer_date_format,
     minus_for_accounting,
     parse_booleans,
@@ -97,6 +98,8 @@ ANONYMOUS = "anonymous"  # the reason of a row without customer_id (a guest chec
 UNANSWERED = "missing (a survey sent but not answered?)"
 ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so different ones look alike; re-export with "
               "the column formatted as text")
+HIDDEN_ID = ("shown as '#######' (a spreadsheet's sign of a column too narrow for its values, saved as shown), so "
+             "different ids look alike; re-export with the column wide enough or formatted as text")
 # The reason of a row whose record a more recent file of the source holds too (overlapping exports): not a bad row.
 REPEATED = "repeated in a more recent export file (overlapping exports): the latest copy is kept"
 # The contract columns that name one record of a source; the others (a delivery time, a ticket's close, an order's
@@ -483,10 +486,14 @@ def parse_source(
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
             parsed, reason = parse_ids(values, case=id_case), ROUNDED_ID
-            rounded = rounded_ids(parsed)
-            if len(rounded):  # unparsed: quarantined as bad, not as a guest
+            rounded, hidden = rounded_ids(parsed), hidden_ids(parsed)
+            if len(rounded) or len(hidden):  # unparsed: quarantined as bad, not as a guest
                 parsed = parsed.copy()
-                parsed.iloc[rounded] = None
+                parsed.iloc[np.union1d(rounded, hidden)] = None
+            if len(hidden):
+                problems.append(_problems(hidden, column, HIDDEN_ID))
+                values = values.copy()
+                values.iloc[hidden] = None  # its reason is given: not unparsed as well
         else:
             parsed, reason = values.astype(STRING), ""
             if (raw.name, column) in ALLOWED_VALUES:
@@ -1275,9 +1282,12 @@ def repeated_order_blocks(
     start[0] = True
     block = np.cumsum(start)  # 1, 2, ...: the runs of consecutive rows of one order in one file
     lines = np.diff(np.r_[np.flatnonzero(start), len(start)])
+    blocks = keys.filter(pl.Series(start)).with_columns(lines=pl.Series(lines))
     # Only an order's blocks of equal length can repeat each other (a return's lines later in the file seldom do)
-    alike = (keys.filter(pl.Series(start)).with_columns(lines=pl.Series(lines))
-             .select(pl.len().over("order", "file", "lines") > 1).to_series().to_numpy())
+    alike = blocks.select(pl.len().over("order", "file", "lines") > 1).to_series().to_numpy()
+    # ... and only in a file that writes an order's lines together: where they lie apart, an order's equal lines are
+    # each a block of its own without being written twice
+    alike &= ~np.isin(blocks["file"].to_numpy(), files_writing_orders_apart(blocks))
     rows = np.flatnonzero(alike[block - 1] & eligible & typed["order_id"].notna().to_numpy(dtype=bool))
     if len(rows) == 0:
         return rows.astype(np.int64)
@@ -1296,6 +1306,22 @@ def repeated_order_blocks(
     last = signature.select(pl.col("block").max().over("order", "file", "first", "second", "lines"))["block"]
     earlier = signature["block"].to_numpy()[(signature["block"] < last).to_numpy()]
     return rows[np.isin(block[rows], earlier)].astype(np.int64)
+
+
+ORDERS_APART_MIN = 20  # orders of several lines a file needs before it is judged to write their lines apart
+ORDERS_TOGETHER_SHARE = 0.5  # below this share of them with two lines in a row, the file writes orders' lines apart
+
+
+def files_writing_orders_apart(blocks: pl.DataFrame) -> np.ndarray:
+    """The file codes of `blocks` (one row per run of consecutive rows of one order in one file: order, file, lines)
+    whose orders of several lines (at least ORDERS_APART_MIN of them) have two lines in a row in fewer than
+    ORDERS_TOGETHER_SHARE of cases: such a file (a purchase log sorted by anything but the order, one made an order
+    per customer and day by `combine`) does not write an order's lines together, so a block is no copy of an order."""
+    orders = (blocks.group_by("order", "file").agg(pl.col("lines").sum().alias("total"), pl.col("lines").max())
+              .filter(pl.col("total") >= 2))
+    files = orders.group_by("file").agg(pl.len().alias("orders"), (pl.col("lines") >= 2).mean().alias("together"))
+    apart = files.filter((pl.col("orders") >= ORDERS_APART_MIN) & (pl.col("together") < ORDERS_TOGETHER_SHARE))
+    return apart["file"].to_numpy()
 
 
 def _file_recency(typed: pd.DataFrame, time_column: str | None, files: np.ndarray, eligible: np.ndarray) -> np.ndarray:
@@ -2047,7 +2073,7 @@ def order_total_note(result: SourceResult) -> str | None:
     ONE_ORDER_SAMPLE lines settle it when they hold enough such orders and few look like that."""
     frame = result.validated
     told_apart = [c for c in ("product_id", "quantity") if c in frame and frame[c].notna().any()]
-    if not told_apart:
+    if not told_apart or frame["amount"].min() == frame["amount"].max():  # one amount on every line tells no total
         return None
     priced = all(c in frame and frame[c].notna().any() for c in ("quantity", "unit_price"))
     head = _orders_with_one_amount(frame.head(ONE_ORDER_SAMPLE), told_apart, priced=priced)
@@ -2062,6 +2088,22 @@ def order_total_note(result: SourceResult) -> str | None:
             f"{example['lines']} lines of {example['amount']:,.2f} each): amount looks like the order's total written "
             "on each of its lines, which counts the order once per line. Map the line's own amount, or leave amount "
             "unmapped to derive it from quantity × unit_price")
+
+
+def constant_money_note(source: SourceConfig) -> str | None:
+    """A note when an export of transactions (`source`) gives amount, or the unit_price it is derived from, by
+    `constants` (an export with no money, such as a purchase log of items): every sum of money downstream is then a
+    count of lines times that constant; None otherwise."""
+    given = [(export_setting("transactions", number), column, export.constants[column])
+             for number, export in enumerate(source.exports()) for column in ("amount", "unit_price")
+             if column in export.constants]
+    if not given:
+        return None
+    setting, column, value = given[0]
+    return (f"{column} is the constant {value} on every line ({setting}.constants): the export gives no money, so "
+            "spend, order value, customer_value, the actions' expected gains and what score.budget buys count lines "
+            f"times {value}, not money, and the reasons' 'spent only ...' and 'average order worth ...' speak of those "
+            "counts as if they were money")
 
 
 def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str], *, priced: bool) -> pl.DataFrame:
@@ -2465,7 +2507,8 @@ def ingest_sources(
     end = thin_end_note(results["transactions"], timezone=business_zone)
     totals = order_total_note(results["transactions"])
     free = free_order_note(results["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free)
+    money = constant_money_note(sources["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free, money)
                          if note),
                        *id_match_notes(results, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)

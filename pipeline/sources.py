@@ -60,7 +60,8 @@ COMMON_DATE_FORMATS = tuple(
     f"{day}{time}"
     for day in ("%m/%d/%Y", "%d/%m/%Y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",
                 "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y",
-                "%m/%d/%y", "%d/%m/%y", "%d.%m.%y")  # two-digit years: a spreadsheet's short date (1/31/24)
+                "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",  # two-digit years: a spreadsheet's short date (1/31/24)
+                "%d-%b-%y")  # Oracle's DD-MON-YY and a spreadsheet's d-mmm-yy (11-Feb-13); %y: 69-99 are 19xx
     for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 )
 # read.date_format values for numbers of a unit since an epoch: Unix time in seconds or milliseconds since
@@ -954,6 +955,20 @@ def rounded_ids(ids: pd.Series) -> np.ndarray:
     if not pc.any(pc.match_substring(arrow, "+")).as_py():  # a cheap test (a literal) before the expression
         return np.zeros(0, dtype=np.int64)
     found = pc.fill_null(pc.match_substring_regex(arrow, SCIENTIFIC_ID_PATTERN), False)
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+
+
+# An id a spreadsheet showed as '#######' (its column too narrow for the number) and saved as shown: the id is lost,
+# and every such row would read as one customer.
+HIDDEN_ID_PATTERN = r"^#+$"
+
+
+def hidden_ids(ids: pd.Series) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) made of '#' only (HIDDEN_ID_PATTERN)."""
+    arrow = text_array(ids)
+    if not pc.any(pc.match_substring(arrow, "#")).as_py():  # a cheap test (a literal) before the expression
+        return np.zeros(0, dtype=np.int64)
+    found = pc.fill_null(pc.match_substring_regex(arrow, HIDDEN_ID_PATTERN), False)
     return np.flatnonzero(found.to_numpy(zero_copy_only=False))
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -473,6 +474,49 @@ def test_orders_repeated_line_for_line_by_exports_joined_in_one_file_are_kept_on
             "earlier quarantined, not counted as bad") in report["notes"]
 
 
+def test_a_basket_log_whose_lines_lie_apart_keeps_an_orders_equal_lines(tmp_path):
+    """Kaggle's Groceries_dataset.csv: one row per item a member bought on a day, in no order, mapped to an order per
+    member and day with `combine`. An order's lines lie apart, so two equal lines of it (two of one item) are two
+    blocks of one line each: before, the first was quarantined as 'repeated later in the same file ... exports joined
+    one below the other?' (759 rows of the real file). A file that writes orders' lines together still has its
+    repeated blocks caught (the test above)."""
+    rng = np.random.default_rng(0)
+    rows = [(m, f"{d:02d}-01-2015", item) for m in range(1000, 1030) for d in (3, 9)
+            for item in ("whole milk", "yogurt", "rolls/buns")]
+    rows += [(1000, "03-01-2015", "whole milk"), (1001, "09-01-2015", "yogurt")]  # two of one item
+    rows = [rows[i] for i in rng.permutation(len(rows))]
+    write(tmp_path, "g.csv", "Member_number,Date,itemDescription\n" + "".join(f"{m},{d},{i}\n" for m, d, i in rows))
+    source = {"path": "g.csv", "read": {"date_format": "%d-%m-%Y"}, "constants": {"amount": 1},
+              "rename": {"Member_number": "customer_id", "Date": "ordered_at", "itemDescription": "product_id"},
+              "combine": {"order_id": ["Member_number", "Date"]}}
+    report = run_ingest(tmp_path, {"transactions": source})["sources"]["transactions"]
+    assert report["validated_rows"] == len(rows) == 182 and report["repeated_rows"] == 0
+    assert not any("repeated later in the same file" in note for note in report["notes"])
+
+
+def test_an_export_without_money_given_a_constant_amount_is_told_what_the_sums_then_count(tmp_path):
+    """Groceries_dataset.csv has no money: the contract's amount can only be given by `constants`. Before, ingest said
+    nothing of it, but warned that 'amount looks like the order's total written on each of its lines' (every line of
+    every order gives 1) and told the user to map the line's own amount, which the export does not have."""
+    rows = [(m, f"{d:02d}-01-2015", item) for m in range(1000, 1030) for d in (3, 9)
+            for item in ("whole milk", "yogurt", "rolls/buns")]
+    write(tmp_path, "g.csv", "Member_number,Date,itemDescription\n" + "".join(f"{m},{d},{i}\n" for m, d, i in rows))
+    source = {"path": "g.csv", "read": {"date_format": "%d-%m-%Y"}, "constants": {"amount": 1},
+              "rename": {"Member_number": "customer_id", "Date": "ordered_at", "itemDescription": "product_id"},
+              "combine": {"order_id": ["Member_number", "Date"]}}
+    notes = run_ingest(tmp_path, {"transactions": source})["sources"]["transactions"]["notes"]
+    assert not any("order's total" in note for note in notes)
+    assert ("amount is the constant 1 on every line (sources.transactions.constants): the export gives no money, so "
+            "spend, order value, customer_value, the actions' expected gains and what score.budget buys count lines "
+            "times 1, not money, and the reasons' 'spent only ...' and 'average order worth ...' speak of those counts "
+            "as if they were money") in notes
+    source = {**source, "constants": {}, "rename": {**source["rename"], "Price": "amount"}}
+    write(tmp_path, "g.csv", "Member_number,Date,itemDescription,Price\n" + "".join(
+        f"{m},{d},{i},{1 + len(i)}\n" for m, d, i in rows))
+    notes = run_ingest(tmp_path, {"transactions": source})["sources"]["transactions"]["notes"]
+    assert not any("constant" in note for note in notes)
+
+
 def test_an_order_exported_again_after_its_status_or_refund_changed_is_kept_once_as_last_exported(tmp_path):
     """A shop exports the last two months every month: an order placed on Jan 30 is in January's file as paid and in
     February's as partially refunded, and February's file has an export-date column January's lacks. The order's
@@ -880,6 +924,24 @@ def test_ids_a_spreadsheet_wrote_in_scientific_notation_are_quarantined_not_merg
     entry = report["sources"]["transactions"]
     assert entry["bad_rows"] == 2 and entry["anonymous_rows"] == 0
     assert "123456789013" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
+
+
+def test_ids_a_spreadsheet_showed_as_hashes_are_quarantined_not_merged(tmp_path):
+    """Kaggle's Retail_Data_Transactions.csv, saved through a spreadsheet: three customers' ids read '#######' (the
+    column too narrow); before, they were one customer of three people's purchases, listed at risk with reasons."""
+    write(tmp_path, "t.csv", "customer_id,trans_date,tran_amount\nCS5295,2013-02-11,35\n#######,2011-09-19,55\n"
+          "#######,2013-05-01,76\nCS4768,2014-01-31,39\n#,2014-01-01,5\nCS#12,2014-01-02,6\n" + "".join(
+              f"CS{i},2014-01-{i:02d},10\n" for i in range(10, 30)))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "one_order_per_row": True,
+                                                    "rename": {"trans_date": "ordered_at", "tran_amount": "amount"}}})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["customer_id"].tolist() == ["#######", "#######", "#"]
+    assert quarantine["reason"].tolist() == ["customer_id: shown as '#######' (a spreadsheet's sign of a column too "
+                                             "narrow for its values, saved as shown), so different ids look alike; "
+                                             "re-export with the column wide enough or formatted as text"] * 3
+    entry = report["sources"]["transactions"]
+    assert entry["bad_rows"] == 3 and entry["anonymous_rows"] == 0
+    assert "CS#12" in read_validated_source(tmp_path, "transactions")["customer_id"].tolist()
 
 
 def test_the_paths_of_other_exports_resolve_against_the_configs_folder(tmp_path):

@@ -51,6 +51,7 @@ def test_a_config_without_features_is_valid_and_an_empty_date_list_is_not(tmp_pa
         (["1/31/24 9:30", "12/1/23 17:05"], DateFormatGuess("%m/%d/%y %H:%M")),  # a spreadsheet's short date
         (["31.01.24", "01.12.23"], DateFormatGuess("%d.%m.%y")),
         (["01/02/03", "04/05/06"], DateFormatGuess(None, ("%m/%d/%y", "%d/%m/%y"))),
+        (["11-Feb-13", "15-Mar-15", "26-Jun-11"], DateFormatGuess("%d-%b-%y")),  # Kaggle's Retail_Data_Transactions
         (["1706693400", "1707843900"], DateFormatGuess("unix")),  # seconds since 1970, in 2024
         (["1706693400000", "1707843900000"], DateFormatGuess("unix_ms")),
         (["20240131", "20240213"], DateFormatGuess("%Y%m%d")),  # not seconds: they would be in 1970
@@ -60,6 +61,22 @@ def test_a_config_without_features_is_valid_and_an_empty_date_list_is_not(tmp_pa
 )
 def test_infer_date_format_reads_one_unambiguous_layout(values, expected):
     assert infer_date_format(pd.Series(values)) == expected
+
+
+def test_a_dd_mon_yy_column_is_read_without_a_date_format_in_this_century(tmp_path):
+    """Kaggle's Retail_Data_Transactions.csv writes '11-Feb-13': before, every row was quarantined as not a timestamp
+    unless read.date_format was set; two-digit years are 2011-2015, not 1911 or 2111."""
+    rows = "".join(f"CS{5000 + i},{d},{10 + i}\n" for i, d in enumerate(
+        ["11-Feb-13", "15-Mar-15", "26-Jun-11", "31-Dec-14", "01-Jan-12"] * 4))
+    (tmp_path / "t.csv").write_text("customer_id,trans_date,tran_amount\n" + rows)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"paths": PATHS, "sources": {"transactions": {
+        "path": "t.csv", "one_order_per_row": True, "rename": {"trans_date": "ordered_at", "tran_amount": "amount"}}}}))
+    result, output = _churn(tmp_path, "ingest")
+    assert result.exit_code == 0, output
+    validated = pd.read_parquet(tmp_path / "data" / "validated" / "transactions.parquet")
+    assert len(validated) == 20
+    assert validated["ordered_at"].min() == pd.Timestamp("2011-06-26", tz="UTC")
+    assert validated["ordered_at"].max() == pd.Timestamp("2015-03-15", tz="UTC")
 
 
 def test_infer_date_format_settles_a_tie_on_the_sample_with_every_value():

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import minimal_config
 from synthetic import spec
-from pipeline.config import ScoreConfig
+from pipeline.config import RiskTiersConfig, ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
 from pipeline.playbook import playbook_from_dict
@@ -361,3 +361,22 @@ def test_low_risk_customers_are_treated_only_below_an_explicit_floor(model):
     assert summary["treated_below_high_tier"] == int(
         ((anyone["group"] == "treatment") & (anyone["risk_tier"] != "high")).sum()
     ) > 0
+
+
+def test_a_list_where_no_customer_reaches_the_medium_tier_says_why_it_names_nobody(model):
+    """Kaggle's Retail_Data_Transactions (churn rate 11% at a 180-day horizon): every probability was below 0.18, so
+    the list had 0 at risk, no reasons and no actions, and the summary said only '0 at risk (high or medium tier)'."""
+    from pipeline.run.score import no_one_at_risk
+
+    features, _ = make_features(300, seed=3)
+    calm = score(features, model, cfg=CFG.model_copy(update={"risk_tiers": RiskTiersConfig(high=0.995, medium=0.99)}))
+    summary = summarise_scores(calm, budget=CFG.budget, as_of=AS_OF)
+    assert summary["at_risk"] == 0
+    summary["risk_tiers"] = {"high": 0.995, "medium": 0.99}
+    highest = calm["churn_probability"].max()
+    assert summary["highest_probability"] == pytest.approx(highest)
+    assert no_one_at_risk(summary) == [
+        f"no customer reaches the medium tier's churn probability 0.99 (the highest is {highest:.2f}), so none is "
+        "listed at risk, explained or offered an action: lower score.risk_tiers to list the riskiest"]
+    listed = summarise_scores(score(features, model), budget=CFG.budget, as_of=AS_OF)
+    assert listed["at_risk"] > 0 and no_one_at_risk({**listed, "risk_tiers": {"high": 0.5, "medium": 0.25}}) == []

@@ -325,6 +325,7 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
         f"{summary['budget_held_back_for_control']:,.2f} held back with the control group to measure the effect, "
         f"{summary['budget_left']:,.2f} left",
     ]
+    lines += no_one_at_risk(summary)
     lines += unmeasurable_actions(summary["actions"])
     reasons = [f"{reason}: {n:,}" for reason, n in summary["no_action"].items() if n]
     if reasons:
@@ -336,6 +337,16 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
             f"(expected value {mean_net + cost.get(action, 0.0):,.2f} on average, cost {cost.get(action, 0.0):,.2f})"
         )
     return lines
+
+
+def no_one_at_risk(summary: dict[str, Any]) -> list[str]:
+    """A sentence when customers were scored but none reaches the medium tier (a low churn rate, a long history of
+    steady buyers): the tiers are fixed probabilities, so the list names nobody, explains nobody and treats nobody."""
+    highest, medium = summary.get("highest_probability"), summary["risk_tiers"]["medium"]
+    if summary["at_risk"] or not summary["customers_scored"] or highest is None:
+        return []
+    return [f"no customer reaches the medium tier's churn probability {medium:.2f} (the highest is {highest:.2f}), so "
+            "none is listed at risk, explained or offered an action: lower score.risk_tiers to list the riskiest"]
 
 
 def unmeasurable_actions(actions: dict[str, dict]) -> list[str]:
