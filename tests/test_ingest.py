@@ -615,12 +615,14 @@ def test_order_total_note_needs_nine_in_ten_of_fifty_orders_whose_lines_differ(m
     assert order_total_note(_orders(44, 6)) is None
     assert order_total_note(_orders(49, 0)) is None  # too few orders to tell
     assert order_total_note(_orders(60, 0, product_id="A")) is None  # one product, one quantity: lines alike
-    assert order_total_note(_orders(60, 0, product_id="A", quantity=np.tile([1.0, 2.0], 60))).startswith(
+    totals = np.repeat(50.0 + np.arange(60), 2)  # orders of other totals: one amount everywhere is no order total
+    assert order_total_note(_orders(60, 0, product_id="A", quantity=np.tile([1.0, 2.0], 60))) is None
+    assert order_total_note(_orders(60, 0, product_id="A", quantity=np.tile([1.0, 2.0], 60), amount=totals)).startswith(
         "in 100% of the 60 orders whose lines differ in product_id or quantity")
     assert order_total_note(_orders(60, 0, product_id=None, quantity=np.nan)) is None  # nothing tells lines apart
     # A shop with one price: every line's amount is its own quantity x unit price, however alike the amounts.
     assert order_total_note(_orders(60, 0, unit_price=50.0)) is None
-    assert order_total_note(_orders(60, 0, unit_price=16.0)).startswith("in 100% of the 60 orders")  # 50 is no 1 x 16
+    assert order_total_note(_orders(60, 0, unit_price=16.0, amount=totals)).startswith("in 100% of the 60 orders")
     refunded = _orders(60, 0)
     refunded.validated.loc[len(refunded.validated)] = ["o0", -50.0, None, np.nan]  # a refund row of order o0
     assert order_total_note(refunded).startswith("in 100% of the 60 orders")
