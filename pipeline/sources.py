@@ -949,13 +949,19 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
 SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE]\+\d+$"
 
 
-def rounded_ids(ids: pd.Series) -> np.ndarray:
-    """Positions of the ids (text, as `parse_ids` gives) written in scientific notation (SCIENTIFIC_ID_PATTERN)."""
+def _matching_ids(ids: pd.Series, literal: str, pattern: str) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) matching `pattern`; `literal`, a substring every match holds,
+    is a cheap test first."""
     arrow = text_array(ids)
-    if not pc.any(pc.match_substring(arrow, "+")).as_py():  # a cheap test (a literal) before the expression
+    if not pc.any(pc.match_substring(arrow, literal)).as_py():
         return np.zeros(0, dtype=np.int64)
-    found = pc.fill_null(pc.match_substring_regex(arrow, SCIENTIFIC_ID_PATTERN), False)
+    found = pc.fill_null(pc.match_substring_regex(arrow, pattern), False)
     return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+
+
+def rounded_ids(ids: pd.Series) -> np.ndarray:
+    """Positions of the ids written in scientific notation (SCIENTIFIC_ID_PATTERN)."""
+    return _matching_ids(ids, "+", SCIENTIFIC_ID_PATTERN)
 
 
 # An id a spreadsheet showed as '#######' (its column too narrow for the number) and saved as shown: the id is lost,
@@ -964,12 +970,8 @@ HIDDEN_ID_PATTERN = r"^#+$"
 
 
 def hidden_ids(ids: pd.Series) -> np.ndarray:
-    """Positions of the ids (text, as `parse_ids` gives) made of '#' only (HIDDEN_ID_PATTERN)."""
-    arrow = text_array(ids)
-    if not pc.any(pc.match_substring(arrow, "#")).as_py():  # a cheap test (a literal) before the expression
-        return np.zeros(0, dtype=np.int64)
-    found = pc.fill_null(pc.match_substring_regex(arrow, HIDDEN_ID_PATTERN), False)
-    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+    """Positions of the ids made of '#' only (HIDDEN_ID_PATTERN)."""
+    return _matching_ids(ids, "#", HIDDEN_ID_PATTERN)
 
 
 def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
