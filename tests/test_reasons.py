@@ -312,6 +312,19 @@ def test_the_overdue_sentence_needs_time_to_have_passed_since_the_last_order():
     assert result.loc["c2", "reason_1"] == ("no order for 40 days, about 1.7 times the typical repeat customer's gap "
                                             "between purchase days")
 
+def test_a_purchase_models_near_certain_survival_is_no_reason_even_when_the_model_leans_on_it():
+    # Superstore and Online Retail lists said "their estimated chance of still being active (more than 99%) raises
+    # their predicted risk" of nearly every customer (fits near their no-dropout limit): the next driver is said.
+    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
+    frame["btyd_p_alive"] = [0.995, 0.8]
+    frame["recency_days"] = [40.0, 40.0]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["btyd_p_alive"], contrib["recency_days"] = 2.0, 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    assert not result.loc["c0", "reason_1"].startswith("their estimated chance")
+    assert result.loc["c1", "reason_1"] == "their estimated chance of still being active (80%) raises their predicted risk"
+
+
 def test_lateness_is_said_to_have_arrived_only_when_no_order_is_still_undelivered():
     # The Olist export: an order 'shipped' in Nov 2017 and never delivered was said as "deliveries arrived about 9
     # months late on average" (743 of its at-risk customers); it did not arrive.

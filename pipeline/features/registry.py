@@ -29,7 +29,7 @@ import pandas as pd
 
 from pipeline.config import FeaturesConfig
 from pipeline.features.tables import PRODUCT_WINDOWS
-from pipeline.reasons import TYPICAL, Given, Phrase, Reason
+from pipeline.reasons import NEUTRAL_ENDING, TYPICAL, Given, Phrase, Reason
 
 Kind = Literal["numeric", "categorical"]
 Direction = Literal["up", "down", "none"]
@@ -40,6 +40,7 @@ TREND_DAYS = 90  # spend_trend and purchase_days_trend compare the last TREND_DA
 PURCHASE_DAY_WINDOWS = (14, 30, 60, 90, 180, 365)
 LEFT_CENSOR_DAYS = 30  # a first event this close to the data's earliest one may be a history cut by the export
 SEASON_LAG_DAYS = 365  # "the same season a year earlier": the label horizon, this many days before `t`
+ALIVE_SAID_BELOW = 0.99  # a purchase model's P(alive) as a driver of risk is said only below this
 
 
 def purchase_day_windows(cfg: FeaturesConfig) -> list[int]:
@@ -411,7 +412,10 @@ def _purchase_model(prefix: str, model: str, *, seen_by: str, note: str, by: str
             _says(f"{seen_by} sees them as almost certainly gone (under 1% chance still active)",
                   (">=", 0), ("<", 0.005)),
             _says(f"estimated {{{alive}:share}} chance they are still an active customer{note}", ("<", 0.5)),
-            neutral=f"their estimated chance of still being active{by} ({{{alive}:share}})")),
+            # the model's word alone, and not of a customer almost surely still active: "(more than 99%) raises
+            # their predicted risk" explains nothing (a fit near its no-dropout limit gives it to nearly everyone)
+            _says(f"their estimated chance of still being active{by} ({{{alive}:share}}){NEUTRAL_ENDING}",
+                  ("<", ALIVE_SAID_BELOW)))),
         _n(expected, "btyd",
            f"{model} expected purchase days in the label horizon (NaN if the fit failed).", "down", _reason(
             _says(f"expected to buy on fewer than 0.1 days in the coming period{note}", (">=", 0), ("<", 0.05)),
