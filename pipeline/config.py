@@ -278,6 +278,11 @@ class SourceConfig(StrictModel):
         """This export and its `other_exports`, in that order."""
         return [self, *self.other_exports]
 
+    def money_from_constants(self) -> bool:
+        """Whether an export gives amount, or the unit_price it is derived from, by `constants`: the export holds no
+        money, and every sum of amounts counts lines times that constant."""
+        return any(column in export.constants for export in self.exports() for column in ("amount", "unit_price"))
+
     @field_validator("exclude", "returns_when", mode="before")
     @classmethod
     def _values_as_text(cls, value: Any) -> Any:  # YAML reads [0] or [true] as numbers and booleans; cells are text

@@ -2102,8 +2102,7 @@ def constant_money_note(source: SourceConfig) -> str | None:
     setting, column, value = given[0]
     return (f"{column} is the constant {value} on every line ({setting}.constants): the export gives no money, so "
             "spend, order value, customer_value, the actions' expected gains and what score.budget buys count lines "
-            f"times {value}, not money, and the reasons' 'spent only ...' and 'average order worth ...' speak of those "
-            "counts as if they were money")
+            f"times {value}, not money; the reasons leave spend out (no 'spent only ...' or 'average order worth ...')")
 
 
 def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str], *, priced: bool) -> pl.DataFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 from pipeline.config import FeaturesConfig
 from pipeline.events import Events
 from pipeline.features import build_features, feature_names, feature_specs
-from pipeline.features.registry import FAMILIES, reason_context_frame
+from pipeline.features.registry import FAMILIES, MONEY_FEATURES, reason_context_frame, without_money_reasons
 from pipeline.reasons import format_reasons, template_fields, top_reasons
 
 AS_OF = dt.date(2024, 7, 1)
@@ -159,3 +160,14 @@ def test_config_rejects_bad_feature_settings(bad, message):
 
     with pytest.raises(ValidationError, match=message):
         FeaturesConfig(snapshots={"dates": [AS_OF]}, **bad)
+
+
+def test_the_money_features_are_every_feature_whose_value_is_money():
+    """An export without money (amount by `constants`) loses the sentences of exactly these features."""
+    specs = feature_specs(FeaturesConfig(snapshots={"dates": [dt.date(2024, 1, 1)]}))
+    money = {s.name for s in specs if MONEY_FEATURES.fullmatch(s.name)}
+    about_money = {s.name for s in specs if re.search(r"\bspend\b|\bValue of\b|value bought", s.description)
+                   and s.name != "top_category"}  # the category bought most: by lines when there is no money
+    assert money == about_money and len(money) >= 10
+    stripped = without_money_reasons(specs)
+    assert {s.name for s in stripped if s.reason is None} == money | {s.name for s in specs if s.reason is None}

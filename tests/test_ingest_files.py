@@ -508,8 +508,7 @@ def test_an_export_without_money_given_a_constant_amount_is_told_what_the_sums_t
     assert not any("order's total" in note for note in notes)
     assert ("amount is the constant 1 on every line (sources.transactions.constants): the export gives no money, so "
             "spend, order value, customer_value, the actions' expected gains and what score.budget buys count lines "
-            "times 1, not money, and the reasons' 'spent only ...' and 'average order worth ...' speak of those counts "
-            "as if they were money") in notes
+            "times 1, not money; the reasons leave spend out (no 'spent only ...' or 'average order worth ...')") in notes
     source = {**source, "constants": {}, "rename": {**source["rename"], "Price": "amount"}}
     write(tmp_path, "g.csv", "Member_number,Date,itemDescription,Price\n" + "".join(
         f"{m},{d},{i},{1 + len(i)}\n" for m, d, i in rows))

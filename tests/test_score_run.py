@@ -586,3 +586,22 @@ def test_bundles_that_record_no_origin_are_not_warned_about():
     assert other_data_warning(recorded, trained_from_now={"project": "x", "transactions": "t.csv"}) is None
     assert other_data_warning(recorded, trained_from_now={"project": "x", "transactions": "u.csv"}).startswith(
         "the model (bundle b, version 1) was trained for project 'x' from t.csv; this config is project 'x' reading u.csv")
+
+
+MONEY_WORDS = ["spent", "spend", "worth", "order value", "money"]
+
+
+def test_an_export_without_money_gets_no_sentence_about_spend(scored, tmp_path):
+    """Amount given by `constants` (a purchase log of items): sums of it count lines, so no reason speaks of spend,
+    and the drivers about it are skipped for the next; the demo's own list does speak of spend."""
+    from pipeline.run import score
+
+    cfg, outcome = scored
+    reasons = pd.read_parquet(outcome["scores_path"]).filter(like="reason_")
+    assert reasons_mention(reasons, MONEY_WORDS).any()
+    workspace = _workspace_with(cfg, tmp_path, lambda validated: None)
+    constant = workspace.sources.transactions.model_copy(update={"constants": {"amount": "1"}})
+    workspace = workspace.model_copy(update={"sources": workspace.sources.model_copy(update={"transactions": constant})})
+    moneyless = pd.read_parquet(score.run(workspace, as_of=None, bundle=None, quiet=True)["scores_path"])
+    sentences = moneyless.filter(like="reason_")
+    assert sentences.notna().any().any() and not reasons_mention(sentences, MONEY_WORDS).any()

@@ -21,8 +21,9 @@ days_since_redemption NaN, region null. Each description says which applies.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import pandas as pd
@@ -437,6 +438,17 @@ def feature_specs(cfg: FeaturesConfig) -> list[FeatureSpec]:
     windows = list(cfg.windows_days)
     specs = [*_rfm(windows), *_activity(cfg), *_feedback(), *_service(windows), *_loyalty(windows), *_attributes()]
     return [*specs, *_btyd()] if cfg.btyd else specs
+
+
+# The features whose values are money (sums of amounts, and what is computed from them): without money in the export
+# (amount given by `constants`) they count lines, and their sentences ("spent only 4.00") would speak of money.
+MONEY_FEATURES = re.compile(r"monetary_.*|gross_spend_.*|avg_order_value|spend_trend|returns_value(_share)?|rfm_m_score")
+
+
+def without_money_reasons(specs: Iterable[FeatureSpec]) -> list[FeatureSpec]:
+    """`specs` with no reason for the MONEY_FEATURES: their drivers are skipped for the next (an export without money,
+    `SourceConfig.money_from_constants`)."""
+    return [replace(s, reason=None) if MONEY_FEATURES.fullmatch(s.name) else s for s in specs]
 
 
 def feature_names(cfg: FeaturesConfig) -> list[str]:

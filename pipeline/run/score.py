@@ -29,7 +29,7 @@ from pipeline.bundle import load_bundle
 from pipeline.config import Config, data_identity
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
-from pipeline.features.registry import feature_specs, reason_context_frame
+from pipeline.features.registry import feature_specs, reason_context_frame, without_money_reasons
 from pipeline.features.store import input_coverage
 from pipeline.io import (
     atomic_write,
@@ -509,7 +509,8 @@ def run(
             features,
             info.model,
             playbook=playbook,
-            specs=specs,
+            # an export without money: no sentence about spend ("spent only 4.00" would be 4 lines)
+            specs=without_money_reasons(specs) if cfg.sources.transactions.money_from_constants() else specs,
             as_of=as_of,
             cfg=cfg.score,
             model_name=info.name,
