@@ -591,7 +591,7 @@ def test_bundles_that_record_no_origin_are_not_warned_about():
 MONEY_WORDS = ["spent", "spend", "worth", "order value", "money"]
 
 
-def test_an_export_without_money_gets_no_sentence_about_spend(scored, tmp_path):
+def test_an_export_without_money_gets_no_sentence_about_spend(scored, tmp_path, caplog):
     """Amount given by `constants` (a purchase log of items): sums of it count lines, so no reason speaks of spend,
     and the drivers about it are skipped for the next; the demo's own list does speak of spend."""
     from pipeline.run import score
@@ -603,5 +603,6 @@ def test_an_export_without_money_gets_no_sentence_about_spend(scored, tmp_path):
     constant = workspace.sources.transactions.model_copy(update={"constants": {"amount": "1"}})
     workspace = workspace.model_copy(update={"sources": workspace.sources.model_copy(update={"transactions": constant})})
     moneyless = pd.read_parquet(score.run(workspace, as_of=None, bundle=None, quiet=True)["scores_path"])
+    assert "count order lines, not money" in caplog.text  # the list's values are counts: said where it is scored
     sentences = moneyless.filter(like="reason_")
     assert sentences.notna().any().any() and not reasons_mention(sentences, MONEY_WORDS).any()

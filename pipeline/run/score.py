@@ -78,6 +78,11 @@ class ScoringModelInfo:
     chance_ranking: str | None = None  # churn train's warning that the model ranked its test snapshot at chance
 
 
+NO_MONEY_WARNING = ("sources.transactions gives amount by constants (the export has no money): customer_value, the "
+                    "actions' expected gains and what score.budget buys count order lines, not money; the reasons "
+                    "leave spend out")
+
+
 def scores_paths(cfg: Config, as_of: dt.date) -> dict[str, Path]:
     """Output files of the scoring run for `as_of`."""
     stem = cfg.scores_dir / f"at_risk_{as_of.isoformat()}"
@@ -484,7 +489,8 @@ def run(
     missing = check_inputs(info, input_coverage(frames), allow_missing=allow_missing_sources)
     for warning in (other_data_warning(info, trained_from_now=data_identity(cfg)),
                     other_days_warning(info, timezone=cfg.features.zone),
-                    info.chance_ranking and f"model (churn train): {info.chance_ranking}"):
+                    info.chance_ranking and f"model (churn train): {info.chance_ranking}",
+                    cfg.sources.transactions.money_from_constants() and NO_MONEY_WARNING):
         if warning:  # the list is read more often than the training's log
             log.warning(warning)
     seen = seen_outcomes_warning(as_of, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days,
