@@ -715,6 +715,48 @@ def test_a_discount_lowers_the_money_a_return_gives_back_and_never_turns_a_line_
         assert result.quarantine["order_id"].tolist() == ["o9"], first
 
 
+NORTHWIND_LINES = "orderID,customerID,orderDate,unitPrice,quantity,discount\n" + "".join(
+    f"{10248 + i},C{i % 5},1997-0{1 + i % 9}-1{i % 10},14.00,12,{'0.15' if i % 2 else '0'}\n" for i in range(60))
+NORTHWIND = {"path": "t.csv", "rename": {"orderID": "order_id", "customerID": "customer_id", "orderDate": "ordered_at",
+                                         "unitPrice": "unit_price"}}
+
+
+def test_a_discount_written_as_a_share_of_the_line_is_flagged_and_read_with_discount_is_share(tmp_path):
+    """Northwind's order details write Discount as a share (0.15 = 15% off a line of 12 x 14.00 = 168.00). Read as the
+    contract's money, each amount took off 0.15 instead of 25.20, silently: a warning names the setting, and
+    `discount_is: share` takes off the share of quantity x unit_price (also from a return line's money)."""
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": NORTHWIND_LINES}, sources={"transactions": NORTHWIND}))
+    lines = result.sources["transactions"]
+    assert sorted(set(lines.validated["amount"])) == [167.85, 168.0]  # 168 - 0.15: the discount read as money
+    assert ("every discount lies between 0 and 1 (30 discounted lines, e.g. 0.15 on a line of order '10249' of 12 × "
+            "14.00 = 168.00) while the discounted lines are worth 168.00 in the median: if discount is a share of the "
+            "line's price (0.15 = 15% off), each amount takes off 0.15 instead of 25.20 and spend keeps nearly every "
+            "discount; set sources.transactions.discount_is: share") in " ".join(lines.report["notes"])
+    text = NORTHWIND_LINES + "10400,C1,1997-03-01,10.00,-2,0.5\n10401,C1,1997-03-02,10.00,1,1.5\n"
+    case = Case(files={"t.csv": text}, sources={"transactions": {**NORTHWIND, "discount_is": "share"}})
+    lines = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert sorted(set(lines.validated["amount"].round(6))) == [-10.0, 142.8, 168.0]  # 168 x 0.85; -(2 x 10) x 0.5
+    assert lines.validated["discount"].max() == pytest.approx(25.2)  # the contract's discount: money
+    assert lines.report["derived"] == {"amount": "quantity × unit_price × (1 − discount)"}
+    assert lines.quarantine["reason"].tolist() == [
+        "discount: a share above 1 (sources.transactions.discount_is: share reads 0.15 as 15% off)"]
+    notes = " ".join(lines.report["notes"])
+    assert "every discount lies between 0 and 1" not in notes
+    assert ("discount read as a share of quantity × unit_price (sources.transactions.discount_is: share) on 31 "
+            "discounted lines, e.g. 0.15 of 12 × 14.00: 25.20 off (15%)") in notes
+
+
+def test_discount_is_share_without_a_unit_price_is_a_one_line_error(tmp_path):
+    case = Case(files={"t.csv": NORTHWIND_LINES.replace("unitPrice", "price")},
+                sources={"transactions": {**NORTHWIND, "rename": {**NORTHWIND["rename"], "price": "amount"},
+                                          "discount_is": "share"}})
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code == 1
+    assert ("sources.transactions.discount_is: share takes off a share of quantity × unit_price, but unit_price is not "
+            "mapped; map it with sources.transactions.rename, or remove discount_is") in output
+    assert "Traceback" not in output
+
+
 def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):
     """The export of the issue, through `churn ingest`: quantity x unit price and no amount, float-formatted
     ids, several invoices a day, cancellations as negative lines, and a quarter of guest checkouts; default
