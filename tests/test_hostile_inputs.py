@@ -539,6 +539,27 @@ def test_a_promised_delivery_date_without_a_time_is_kept_by_the_end_of_its_day(t
             ) in result.report["notes"]
 
 
+def test_a_promised_delivery_without_a_delivery_time_is_an_error_naming_the_mapping(tmp_path):
+    """Northwind's orders give RequiredDate (a promise) and ShippedDate (not a delivery): with the promise mapped alone,
+    every order counted as undelivered and late since its promise (up to 27 'late deliveries' a customer, 258 days
+    late in the median, in the reasons). A promise with the delivery mapped beside it stays as it was."""
+    orders = ("order_id,customer_id,ordered_at,amount,RequiredDate\n"
+              "o1,17850,2018-08-01 10:00:00,10,2018-08-13\no2,13047,2018-08-01 11:00:00,12,2018-08-14\n")
+    case = Case(files={"t.csv": orders}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "rename": {"RequiredDate": "promised_delivery_at"}}})
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code == 1
+    assert ("error: sources.transactions: promised_delivery_at is mapped (from 'RequiredDate') but delivered_at is "
+            "not, so every order would count as not delivered and late since its promise (late_deliveries, "
+            "lateness_days_mean, undelivered_orders); map the delivery time onto delivered_at with "
+            "sources.transactions.rename, or leave promised_delivery_at unmapped") in output
+    assert "Traceback" not in output
+    delivered = orders.replace("RequiredDate\n", "RequiredDate,delivered_at\n").replace("13\n", "13,2018-08-10\n")
+    case = Case(files={"t.csv": delivered.replace("14\n", "14,\n")}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "rename": {"RequiredDate": "promised_delivery_at"}}})
+    assert len(ingest_in_memory(tmp_path, case).sources["transactions"].validated) == 2
+
+
 def test_one_answer_written_on_several_orders_counts_once(tmp_path):
     # Olist writes a review of a checkout of two orders on each order, with one review_id: 28 reviews of a sample
     # were counted two or three times for their customer (34 rows too many; review_mean, low_ratings_count).
