@@ -118,6 +118,7 @@ ONE_SOURCE_SETTINGS = (
     ("currency_rates", "transactions", "only transactions have amounts"),
     ("refunds", "transactions", "only transactions have refunds"),
     ("score_scales", "feedback", "only feedback has scores"),
+    ("discount_is", "transactions", "only transactions have discounts"),
 )
 
 
@@ -259,6 +260,9 @@ class SourceConfig(StrictModel):
     # Transactions only: a file column of money refunded on the order (or the row) that the export writes beside the
     # sale instead of as a row of its own (e.g. {column: Refunded Amount}): each becomes a refund row (negative amount).
     refunds: RefundsColumn | None = None
+    # Transactions only: what the discount column holds: money taken off the line (`money`, the contract's), or a
+    # share of the line's quantity × unit_price (`share`: 0.15 is 15% off, as Northwind's and AdventureWorks' write it).
+    discount_is: Literal["money", "share"] = "money"
     # More exports of this source in layouts of their own (NPS from one tool and reviews from another, orders
     # before and after a platform change), each mapped with its own keys; their rows join this export's.
     other_exports: list[SourceConfig] = Field(default_factory=list)
@@ -343,7 +347,8 @@ class SourcesConfig(StrictModel):
     def _settings_of_one_source(self) -> SourcesConfig:
         for name, source in self.configured().items():
             for setting, owner, why in ONE_SOURCE_SETTINGS:
-                if name != owner and any(getattr(export, setting) for export in source.exports()):
+                if name != owner and any(setting in export.model_fields_set and getattr(export, setting)
+                                         for export in source.exports()):
                     raise ValueError(f"{name}.{setting}: {why}; remove the setting")
         return self
 

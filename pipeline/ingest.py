@@ -471,6 +471,8 @@ def parse_source(
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source, export_number=export_number)
+    if raw.name == "transactions":
+        check_delivery_mapping(mapped.columns, labels, export=setting or f"sources.{raw.name}")
     typed, problems, notes = {}, [], []
     for column, dtype in spec.dtypes.items():
         if column not in mapped:
@@ -525,6 +527,18 @@ def parse_source(
                     typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
                     earlier=labels.get(earlier, earlier))
             notes.extend([note] if note else [])
+    if source.discount_is == "share" and "discount" in mapped:  # before currency_rates: a share has no currency
+        export = setting or f"sources.{raw.name}"
+        lacking = [column for column in AMOUNT_FACTORS if column not in mapped]
+        if lacking:
+            raise IngestError(f"{export}.discount_is: share takes off a share of quantity × unit_price, but "
+                              f"{' and '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not mapped; map "
+                              f"{'it' if len(lacking) == 1 else 'them'} with {export}.rename, or remove discount_is")
+        typed["discount"], above = discount_from_share(typed["discount"], typed["quantity"], typed["unit_price"])
+        if len(above):
+            problems_frame = pd.concat([problems_frame, _problems(above, "discount", (
+                f"a share above 1 ({export}.discount_is: share reads 0.15 as 15% off)"))], ignore_index=True)
+        notes.extend([note] if (note := discount_share_read_note(mapped["discount"], typed, export=export)) else [])
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
         notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
@@ -560,7 +574,9 @@ def parse_source(
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
         typed["amount"] = derive_amount(typed["quantity"], typed["unit_price"], typed["discount"])
-        derived["amount"] = "quantity × unit_price" + (" − discount" if with_discount else "")
+        share = with_discount and source.discount_is == "share"
+        derived["amount"] = "quantity × unit_price" + (" × (1 − discount)" if share else
+                                                       " − discount" if with_discount else "")
         labels["amount"] = f"amount (= {derived['amount']})"
         too_large = discount_beyond_price(typed["quantity"], typed["unit_price"], typed["discount"])
         if len(too_large):
@@ -569,6 +585,19 @@ def parse_source(
                 "order's whole discount on one of its lines? map each line's own discount)"))], ignore_index=True)
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
+
+
+def check_delivery_mapping(columns: Iterable[str], labels: dict[str, str], *, export: str) -> None:
+    """Raise IngestError when a transactions export (its contract `columns`, `labels`: contract -> file column)
+    gives promised_delivery_at but no delivered_at: every order would count as not delivered, late by the days since
+    its promise (Northwind's RequiredDate beside no delivery date: up to 27 'late deliveries' a customer, 258 days late
+    in the median)."""
+    if "promised_delivery_at" in columns and "delivered_at" not in columns:
+        raise IngestError(
+            f"{export}: promised_delivery_at is mapped (from {labels.get('promised_delivery_at')!r}) but delivered_at "
+            "is not, so every order would count as not delivered and late since its promise (late_deliveries, "
+            f"lateness_days_mean, undelivered_orders); map the delivery time onto delivered_at with {export}.rename, "
+            "or leave promised_delivery_at unmapped")
 
 
 def _local_day(times: pd.Series, timezone: str, *, days_after: int = 0) -> pd.Series:
@@ -709,6 +738,39 @@ def on_contract_scale(
     (low, high), (target_low, target_high) = scale, FEEDBACK_SCORE_RANGES[of_kind]
     mapped = target_low + (score - low) * ((target_high - target_low) / (high - low))
     return score.where(~rows, mapped), int(rows.sum())
+
+
+def discount_from_share(share: pd.Series, quantity: pd.Series, unit_price: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(the money each line's discount takes off, where `share` is a share of the line's quantity × unit_price (0.15:
+    15% off) as an export writes it; the rows whose share is above 1, nulled: no line is discounted below nothing).
+    The money is share × |quantity × unit_price|, so that a return line's discount lowers the money given back as
+    a sale's lowers its price; null where any of the three is."""
+    above = np.flatnonzero((share > 1).fillna(False).to_numpy(dtype=bool))
+    money = share * (quantity * unit_price).abs()
+    if len(above):
+        money = money.copy()
+        money.iloc[above] = np.nan
+    return money, above
+
+
+def discount_share_read_note(shares: pd.Series, typed: dict[str, pd.Series], *, export: str) -> str | None:
+    """The note of an export whose discount column was read as shares (`shares`: the cells as mapped; `typed`: the
+    parsed columns, discount already money): how many lines, with one line's sum. None without a discounted line."""
+    money = typed["discount"]
+    rows = np.flatnonzero((money > 0).fillna(False).to_numpy(dtype=bool))
+    if not len(rows):
+        return None
+    row = rows[0]
+    share = money.iloc[row] / abs(typed["quantity"].iloc[row] * typed["unit_price"].iloc[row])
+    return (f"discount read as a share of quantity × unit_price ({export}.discount_is: share) on {len(rows):,} "
+            f"discounted lines, e.g. {str(shares.iloc[row]).strip()} of {typed['quantity'].iloc[row]:g} × "
+            f"{_price_text(typed['unit_price'].iloc[row])}: {money.iloc[row]:,.2f} off ({share:.0%})")
+
+
+def _price_text(price: float) -> str:
+    """A unit price as a sum shows it: with cents ('14.00'), or with the further digits it has ('112.998', which
+    '113.00' would hide from the product beside it)."""
+    return f"{price:,.2f}" if round(price, 2) == price else f"{price:,.6g}"
 
 
 def discount_beyond_price(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> np.ndarray:
@@ -2105,6 +2167,38 @@ def constant_money_note(source: SourceConfig) -> str | None:
             f"times {value}, not money; the reasons leave spend out (no 'spent only ...' or 'average order worth ...')")
 
 
+DISCOUNT_SHARE_MIN_LINES = 20  # discounted lines, every discount below 1, ...
+DISCOUNT_SHARE_LINE_VALUE = 10.0  # ... on lines worth at least this in the median: shares (0.15 = 15% off)?
+
+
+def discount_share_note(result: SourceResult, source: SourceConfig) -> str | None:
+    """A note when the validated transactions (`result`) derive amount less a discount read as money (no export of
+    `source` sets discount_is: share) while every discount of at least DISCOUNT_SHARE_MIN_LINES discounted lines lies
+    between 0 and 1 on lines worth DISCOUNT_SHARE_LINE_VALUE or more in the median: such discounts are shares of the
+    line's price (Northwind's 0.15 on a line of 168.00 is 25.20 off), which read as money leave nearly every discount
+    in the spend. None otherwise."""
+    if "amount" not in result.report.get("derived", {}) or any(
+            export.discount_is == "share" for export in source.exports()):
+        return None
+    frame = result.validated
+    discounted = frame[(frame["discount"] > 0).fillna(False).to_numpy(dtype=bool)]
+    if len(discounted) < DISCOUNT_SHARE_MIN_LINES or discounted["discount"].max() >= 1:
+        return None
+    gross = (discounted["quantity"] * discounted["unit_price"]).abs()
+    median = float(gross.median())
+    if median < DISCOUNT_SHARE_LINE_VALUE:
+        return None
+    line = discounted.iloc[int(np.argmax(gross.to_numpy() >= median))]
+    value = abs(line["quantity"] * line["unit_price"])
+    return (f"every discount lies between 0 and 1 ({len(discounted):,} discounted lines, e.g. {line['discount']:g} on "
+            f"a line of order {line['order_id']!r} of {line['quantity']:g} × {_price_text(line['unit_price'])} = "
+            f"{value:,.2f}) "
+            f"while the discounted lines are worth {median:,.2f} in the median: if discount is a share of the line's "
+            f"price ({line['discount']:g} = {line['discount']:.0%} off), each amount takes off {line['discount']:g} "
+            f"instead of {line['discount'] * value:,.2f} and spend keeps nearly every discount; set "
+            "sources.transactions.discount_is: share (discount is read as money taken off the line)")
+
+
 def _orders_with_one_amount(lines: pd.DataFrame, told_apart: list[str], *, priced: bool) -> pl.DataFrame:
     """Per order of the purchase `lines` (amount >= 0) whose lines differ in a `told_apart` column: order_id, lines,
     amount (its first line's), same (every line gives that amount, and, when `priced`, some line's amount is not its
@@ -2507,7 +2601,9 @@ def ingest_sources(
     totals = order_total_note(results["transactions"])
     free = free_order_note(results["transactions"])
     money = constant_money_note(sources["transactions"])
-    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free, money)
+    shares = discount_share_note(results["transactions"], sources["transactions"])
+    for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free, money,
+                                                             shares)
                          if note),
                        *id_match_notes(results, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)

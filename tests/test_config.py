@@ -64,6 +64,9 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.read.thousands", "_", r"  sources\.transactions\.read\.thousands: Input should be '\.', ','"),
         ("sources.feedback", {"path": "f.csv", "returns_when": {"Type": ["refund"]}},
          r"  sources: Value error, feedback\.returns_when: only transactions have returns; remove the setting"),
+        ("sources.feedback", {"path": "f.csv", "discount_is": "share"},
+         r"  sources: Value error, feedback\.discount_is: only transactions have discounts; remove the setting"),
+        ("sources.transactions.discount_is", "percent", r"  sources\.transactions\.discount_is: Input should be 'money' or 'share'"),
         ("sources.transactions.read.currency", "12 €", r"  sources\.transactions\.read\.currency: Value error, '12 €' is not a "
                                                      r"currency sign or code"),
         ("sources.transactions.read", {"decimal": ",", "thousands": ","},

@@ -539,6 +539,27 @@ def test_a_promised_delivery_date_without_a_time_is_kept_by_the_end_of_its_day(t
             ) in result.report["notes"]
 
 
+def test_a_promised_delivery_without_a_delivery_time_is_an_error_naming_the_mapping(tmp_path):
+    """Northwind's orders give RequiredDate (a promise) and ShippedDate (not a delivery): with the promise mapped alone,
+    every order counted as undelivered and late since its promise (up to 27 'late deliveries' a customer, 258 days
+    late in the median, in the reasons). A promise with the delivery mapped beside it stays as it was."""
+    orders = ("order_id,customer_id,ordered_at,amount,RequiredDate\n"
+              "o1,17850,2018-08-01 10:00:00,10,2018-08-13\no2,13047,2018-08-01 11:00:00,12,2018-08-14\n")
+    case = Case(files={"t.csv": orders}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "rename": {"RequiredDate": "promised_delivery_at"}}})
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code == 1
+    assert ("error: sources.transactions: promised_delivery_at is mapped (from 'RequiredDate') but delivered_at is "
+            "not, so every order would count as not delivered and late since its promise (late_deliveries, "
+            "lateness_days_mean, undelivered_orders); map the delivery time onto delivered_at with "
+            "sources.transactions.rename, or leave promised_delivery_at unmapped") in output
+    assert "Traceback" not in output
+    delivered = orders.replace("RequiredDate\n", "RequiredDate,delivered_at\n").replace("13\n", "13,2018-08-10\n")
+    case = Case(files={"t.csv": delivered.replace("14\n", "14,\n")}, ingest=SMALL_SOURCE,
+                sources={"transactions": {"path": "t.csv", "rename": {"RequiredDate": "promised_delivery_at"}}})
+    assert len(ingest_in_memory(tmp_path, case).sources["transactions"].validated) == 2
+
+
 def test_one_answer_written_on_several_orders_counts_once(tmp_path):
     # Olist writes a review of a checkout of two orders on each order, with one review_id: 28 reviews of a sample
     # were counted two or three times for their customer (34 rows too many; review_mean, low_ratings_count).
@@ -713,6 +734,48 @@ def test_a_discount_lowers_the_money_a_return_gives_back_and_never_turns_a_line_
                     ingest={"max_bad_share": 0.9})
         result = ingest_in_memory(tmp_path, case).sources["transactions"]
         assert result.quarantine["order_id"].tolist() == ["o9"], first
+
+
+NORTHWIND_LINES = "orderID,customerID,orderDate,unitPrice,quantity,discount\n" + "".join(
+    f"{10248 + i},C{i % 5},1997-0{1 + i % 9}-1{i % 10},14.00,12,{'0.15' if i % 2 else '0'}\n" for i in range(60))
+NORTHWIND = {"path": "t.csv", "rename": {"orderID": "order_id", "customerID": "customer_id", "orderDate": "ordered_at",
+                                         "unitPrice": "unit_price"}}
+
+
+def test_a_discount_written_as_a_share_of_the_line_is_flagged_and_read_with_discount_is_share(tmp_path):
+    """Northwind's order details write Discount as a share (0.15 = 15% off a line of 12 x 14.00 = 168.00). Read as the
+    contract's money, each amount took off 0.15 instead of 25.20, silently: a warning names the setting, and
+    `discount_is: share` takes off the share of quantity x unit_price (also from a return line's money)."""
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": NORTHWIND_LINES}, sources={"transactions": NORTHWIND}))
+    lines = result.sources["transactions"]
+    assert sorted(set(lines.validated["amount"])) == [167.85, 168.0]  # 168 - 0.15: the discount read as money
+    assert ("every discount lies between 0 and 1 (30 discounted lines, e.g. 0.15 on a line of order '10249' of 12 × "
+            "14.00 = 168.00) while the discounted lines are worth 168.00 in the median: if discount is a share of the "
+            "line's price (0.15 = 15% off), each amount takes off 0.15 instead of 25.20 and spend keeps nearly every "
+            "discount; set sources.transactions.discount_is: share") in " ".join(lines.report["notes"])
+    text = NORTHWIND_LINES + "10400,C1,1997-03-01,10.00,-2,0.5\n10401,C1,1997-03-02,10.00,1,1.5\n"
+    case = Case(files={"t.csv": text}, sources={"transactions": {**NORTHWIND, "discount_is": "share"}})
+    lines = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert sorted(set(lines.validated["amount"].round(6))) == [-10.0, 142.8, 168.0]  # 168 x 0.85; -(2 x 10) x 0.5
+    assert lines.validated["discount"].max() == pytest.approx(25.2)  # the contract's discount: money
+    assert lines.report["derived"] == {"amount": "quantity × unit_price × (1 − discount)"}
+    assert lines.quarantine["reason"].tolist() == [
+        "discount: a share above 1 (sources.transactions.discount_is: share reads 0.15 as 15% off)"]
+    notes = " ".join(lines.report["notes"])
+    assert "every discount lies between 0 and 1" not in notes
+    assert ("discount read as a share of quantity × unit_price (sources.transactions.discount_is: share) on 31 "
+            "discounted lines, e.g. 0.15 of 12 × 14.00: 25.20 off (15%)") in notes
+
+
+def test_discount_is_share_without_a_unit_price_is_a_one_line_error(tmp_path):
+    case = Case(files={"t.csv": NORTHWIND_LINES.replace("unitPrice", "price")},
+                sources={"transactions": {**NORTHWIND, "rename": {**NORTHWIND["rename"], "price": "amount"},
+                                          "discount_is": "share"}})
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code == 1
+    assert ("sources.transactions.discount_is: share takes off a share of quantity × unit_price, but unit_price is not "
+            "mapped; map it with sources.transactions.rename, or remove discount_is") in output
+    assert "Traceback" not in output
 
 
 def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):
