@@ -720,7 +720,8 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _customer_attributes(self) -> Config:
-        """features.customer_attributes is sources.customers.attributes (the feature list reads the features section)."""
+        """features.customer_attributes is sources.customers.attributes (the feature list reads the features
+        section alone)."""
         listed = list(self.sources.customers.attributes) if self.sources.customers is not None else []
         if self.features.customer_attributes and self.features.customer_attributes != listed:
             raise ValueError("features.customer_attributes is filled from sources.customers.attributes: list the "

@@ -1413,10 +1413,11 @@ ATTRIBUTE_EXAMPLES = 3  # values shown of the customer named in the note
 
 def differing_attributes_note(typed: pd.DataFrame, kept: np.ndarray, files: np.ndarray) -> str | None:
     """A note naming the customers that rows of one file give different values of an attribute (region,
-    acquisition_channel, signup_at, the attribute_<slug> columns), before `later_attribute_rows` keeps one row of each: the first row's value is
-    then one of several, and a sentence such as "lives in region West" names it alone (an orders file read as the
-    customers source gives each order's shipping region). None when no customer's rows differ. `kept`: the rows not
-    quarantined otherwise; `files`: each row's file number (values exported again in a later file may differ)."""
+    acquisition_channel, signup_at, the attribute_<slug> columns), before `later_attribute_rows` keeps one row of
+    each: the first row's value is then one of several, and a sentence such as "lives in region West" names it alone
+    (an orders file read as the customers source gives each order's shipping region). None when no customer's rows
+    differ. `kept`: the rows not quarantined otherwise; `files`: each row's file number (values exported again in a
+    later file may differ)."""
     attributes = [c for c in contract("customers").optional if c in typed.columns] + attribute_columns(typed.columns)
     frame = pl.from_pandas(typed.loc[kept, ["customer_id", *attributes]].reset_index(drop=True)).with_columns(
         pl.Series("file", files[kept]))
