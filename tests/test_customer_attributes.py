@@ -5,6 +5,7 @@ reader of the validated customers, and become one categorical feature each (fami
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pandas as pd
@@ -12,11 +13,16 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from conftest import minimal_config
-from pipeline.config import config_from_dict
+from pipeline.config import FeaturesConfig, config_from_dict
 from pipeline.contract import attribute_column, attribute_slug, conform
-from pipeline.errors import IngestError
+from pipeline.errors import FeatureError, IngestError
+from pipeline.events import Events, load_events
+from pipeline.features import build_features, event_tables_from_frames, feature_names, feature_specs, features_from_tables
+from pipeline.features.store import check_settings_match, feature_settings, settings_fingerprint
 from pipeline.ingest import attribute_values
 from pipeline.run import ingest as ingest_runner
+from pipeline.run.features import features_and_labels_streamed, read_validated
+from pipeline.snapshot import cut_events
 from pipeline.sources import RawSource, row_origin
 
 
@@ -117,3 +123,100 @@ def test_customers_whose_rows_differ_in_an_attribute_are_named_in_the_note(tmp_p
     assert any(note.startswith("1 customer is on several rows of one file that give different attribute values "
                                "(attribute_segment: 1; e.g. 'c1': Gold, Silver)")
                for note in report["sources"]["customers"]["notes"])
+
+
+# --- features -------------------------------------------------------------------------------------------------------
+
+AS_OF = dt.date(2024, 7, 1)
+CFG = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[30], btyd=False,
+                     customer_attributes=["Segment", "Age band"])
+
+
+def _orders(*customers: str) -> pd.DataFrame:
+    return pd.DataFrame({"order_id": [f"o{i}" for i in range(len(customers))], "customer_id": list(customers),
+                         "ordered_at": pd.Timestamp("2024-06-01", tz="UTC"), "amount": 10.0})
+
+
+def _customers() -> pd.DataFrame:
+    return pd.DataFrame({
+        "customer_id": ["a", "b", "c", "x"],
+        # c signs up after t: not known at t, like a customer absent from the customers source (d)
+        "signup_at": [pd.Timestamp("2023-01-01", tz="UTC"), None, pd.Timestamp("2024-08-01", tz="UTC"), None],
+        "region": ["north", None, "south", "west"],
+        "attribute_segment": ["Gold", "Silver", "Gold", "Bronze"],  # x never bought: no feature row
+        "attribute_age_band": ["18-25", None, "26-40", "41+"],
+    })
+
+
+def test_attribute_features_hand_computed():
+    """Known at t: the customer's value (null where the export gave none); not known at t (signed up later) or absent
+    from the customers source: null, exactly like region."""
+    events = Events.from_frames(transactions=_orders("a", "b", "c", "d"), customers=_customers())
+    features = build_features(events, as_of=AS_OF, cfg=CFG)
+    expected = pd.DataFrame({
+        "customer_id": ["a", "b", "c", "d"],
+        "region": ["north", None, None, None],
+        "attribute_segment": ["Gold", "Silver", None, None],
+        "attribute_age_band": ["18-25", None, None, None],
+    }, dtype="str")
+    assert_frame_equal(features[list(expected.columns)], expected)
+    assert list(features.columns)[-3:] == ["acquisition_channel", "attribute_segment", "attribute_age_band"]
+    assert list(features.columns) == ["customer_id", *feature_names(CFG)]
+
+
+def test_attribute_feature_specs_say_the_value_as_it_is():
+    specs = {spec.name: spec for spec in feature_specs(CFG) if spec.name.startswith("attribute_")}
+    assert list(specs) == ["attribute_segment", "attribute_age_band"]
+    segment = specs["attribute_segment"]
+    assert (segment.family, segment.kind, segment.direction) == ("attributes", "categorical", "none")
+    assert segment.description == "Customer attribute Segment from the customers export (null when unknown)."
+    assert [phrase.text for phrase in segment.reason.variants()] == ["their Segment is {attribute_segment}"]
+    assert [s.name for s in feature_specs(CFG.model_copy(update={"customer_attributes": []}))] == [
+        name for name in feature_names(CFG) if not name.startswith("attribute_")]
+    braces = feature_specs(CFG.model_copy(update={"customer_attributes": ["Plan {2024}"]}))[-1]
+    assert braces.reason.variants()[0].text.format(attribute_plan_2024="Pro") == "their Plan {2024} is Pro"
+
+
+def test_validated_customers_without_a_listed_attribute_column_ask_for_ingest_again(tmp_path):
+    """A file validated before sources.customers.attributes listed the column: every reader says to re-run ingest."""
+    events = Events.from_frames(transactions=_orders("a"), customers=_customers().drop(columns="attribute_age_band"))
+    message = (r"^the validated customers lack attribute_age_band \(sources\.customers\.attributes\): they were "
+               r"validated before the setting listed it; re-run `churn ingest`$")
+    with pytest.raises(FeatureError, match=message):
+        build_features(events, as_of=AS_OF, cfg=CFG)
+    for name, frame in events.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    with pytest.raises(FeatureError, match=message):
+        read_validated(tmp_path, attributes=CFG.attribute_columns)
+    # without rows (or without a customers source) there is nothing to read: null
+    empty = build_features(Events.from_frames(transactions=_orders("a")), as_of=AS_OF, cfg=CFG)
+    assert empty["attribute_segment"].isna().all()
+
+
+def test_every_reader_of_validated_customers_gives_the_same_attribute_features(tmp_path):
+    """Events (pandas), the polars runner's reader (read_validated), scoring's streamed path and a cut of the events."""
+    events = Events.from_frames(transactions=_orders("a", "b", "c", "d"), customers=_customers())
+    for name, frame in events.items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    expected = build_features(events, as_of=AS_OF, cfg=CFG)
+    assert_frame_equal(build_features(load_events(tmp_path), as_of=AS_OF, cfg=CFG), expected)
+    frames = read_validated(tmp_path, attributes=CFG.attribute_columns)
+    assert frames["customers"].columns[-2:] == ["attribute_segment", "attribute_age_band"]
+    tables = event_tables_from_frames(frames, attributes=CFG.attribute_columns)
+    assert_frame_equal(features_from_tables(tables, as_of=AS_OF, cfg=CFG), expected)
+    streamed, _ = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=AS_OF - dt.timedelta(days=90),
+                                               cfg=CFG.model_copy(update={"partition_rows": 1}), horizon_days=90)
+    assert_frame_equal(streamed, expected)
+    assert_frame_equal(build_features(cut_events(events, as_of=AS_OF), as_of=AS_OF, cfg=CFG), expected)
+
+
+def test_feature_files_record_the_attributes_and_training_refuses_files_built_without_them():
+    with_attributes = feature_settings(CFG, inputs={})
+    assert with_attributes["customer_attributes"] == ["Segment", "Age band"]
+    without = feature_settings(CFG.model_copy(update={"customer_attributes": []}), inputs={})
+    assert "customer_attributes" not in without  # files built before the setting keep their fingerprint
+    recorded = {"fingerprint": settings_fingerprint(without), "settings": without}
+    with pytest.raises(FeatureError, match=r"customer_attributes \[\] vs \['Segment', 'Age band'\], snapshots vs "
+                                           r"config\): run `churn features`"):
+        check_settings_match(recorded, CFG, features_dir=Path("features"))
+
