@@ -6,9 +6,11 @@ reader of the validated customers, and become one categorical feature each (fami
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pandas as pd
+import polars as pl
 import pytest
 from pandas.testing import assert_frame_equal
 
@@ -18,8 +20,17 @@ from pipeline.contract import attribute_column, attribute_slug, conform
 from pipeline.errors import FeatureError, IngestError
 from pipeline.events import Events, load_events
 from pipeline.features import build_features, event_tables_from_frames, feature_names, feature_specs, features_from_tables
-from pipeline.features.store import check_settings_match, feature_settings, settings_fingerprint
+from pipeline.features.attributes import identifier_attribute_warnings
+from pipeline.features.store import (
+    check_settings_match,
+    feature_settings,
+    read_snapshots,
+    recorded_settings,
+    settings_fingerprint,
+)
 from pipeline.ingest import attribute_values
+from pipeline.io import write_parquet
+from pipeline.run import features as features_runner
 from pipeline.run import ingest as ingest_runner
 from pipeline.run.features import features_and_labels_streamed, read_validated
 from pipeline.snapshot import cut_events
@@ -220,3 +231,58 @@ def test_feature_files_record_the_attributes_and_training_refuses_files_built_wi
                                            r"config\): run `churn features`"):
         check_settings_match(recorded, CFG, features_dir=Path("features"))
 
+
+# --- an identifier listed as an attribute ---------------------------------------------------------------------------
+
+NAMES = {"attribute_email": "Email", "attribute_segment": "Segment"}
+
+
+def test_an_attribute_with_nearly_one_value_per_customer_is_warned_about():
+    """More distinct values than max(50, half the customers holding one): 51 of 60 names them; 50 (the floor), or 30
+    of 60 (half), does not; nulls are no value."""
+    def customers(distinct: int, holders: int, rows: int = 60) -> pl.DataFrame:
+        emails = [f"p{i % distinct}@x.com" for i in range(holders)] + [None] * (rows - holders)
+        return pl.DataFrame({"attribute_email": emails, "attribute_segment": ["Gold", "Silver"] * (rows // 2)})
+
+    assert identifier_attribute_warnings(customers(51, 60), NAMES) == [
+        "customer attribute Email (attribute_email) has 51 distinct values among the 60 customers holding one: nearly "
+        "one per customer, it names them (an e-mail, a name, a note) rather than grouping them, so the model learns "
+        "nothing from it that holds for other customers and a reason would quote it; leave it out of "
+        "sources.customers.attributes"]
+    assert identifier_attribute_warnings(customers(50, 60), NAMES) == []  # max(50, 30): 50 is not above it
+    large = pl.DataFrame({"attribute_email": [f"p{i % 101}" for i in range(200)] + [None] * 100})
+    assert len(identifier_attribute_warnings(large, NAMES)) == 1  # 101 > max(50, 100)
+    half = pl.DataFrame({"attribute_email": [f"p{i % 101}" for i in range(202)]})
+    assert identifier_attribute_warnings(half, NAMES) == []  # 101 of 202: half, not above it
+    assert identifier_attribute_warnings(customers(51, 60), {}) == []
+
+
+def _features_workspace(folder: Path, customers: pd.DataFrame, attributes: list[str]):
+    raw = minimal_config(snapshots={"dates": ["2024-07-01"]}, paths={"data_dir": "out", "models_dir": "models"},
+                         sources={"transactions": {"path": "t.csv"},
+                                  "customers": {"path": "c.csv", "attributes": attributes}},
+                         features={"btyd": False})
+    cfg = config_from_dict(raw, base_dir=folder)
+    for name, frame in Events.from_frames(transactions=_orders(*customers["customer_id"]), customers=customers).items():
+        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    return cfg
+
+
+def test_churn_features_warns_once_about_an_identifier_attribute_and_writes_the_attributes(tmp_path, caplog):
+    people = pd.DataFrame({"customer_id": [f"c{i:03d}" for i in range(80)],
+                           "attribute_email": [f"c{i:03d}@shop.com" for i in range(80)],
+                           "attribute_segment": ["Gold", "Silver"] * 40})
+    cfg = _features_workspace(tmp_path, people, ["Email", "Segment"])
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        summary = features_runner.run(cfg, quiet=True)
+    assert summary["attribute_warnings"] == [
+        "customer attribute Email (attribute_email) has 80 distinct values among the 80 customers holding one: nearly "
+        "one per customer, it names them (an e-mail, a name, a note) rather than grouping them, so the model learns "
+        "nothing from it that holds for other customers and a reason would quote it; leave it out of "
+        "sources.customers.attributes"]
+    assert caplog.text.count("customer attribute Email") == 1 and "Segment" not in caplog.text
+    table = read_snapshots(cfg.features_dir)
+    assert table["attribute_segment"].tolist()[:2] == ["Gold", "Silver"]
+    assert recorded_settings(cfg.features_dir)["settings"]["customer_attributes"] == ["Email", "Segment"]
+    honest = _features_workspace(tmp_path / "honest", people.drop(columns="attribute_email"), ["Segment"])
+    assert features_runner.run(honest, quiet=True)["attribute_warnings"] == []

@@ -9,6 +9,7 @@ acquisition_channel and every attribute_<slug> null.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import polars as pl
 
@@ -16,6 +17,11 @@ from pipeline.features.rfm import days_between
 from pipeline.features.tables import NULL_TIME, Attributes
 from pipeline.features.timeline import Cut, timestamps, with_nulls
 from pipeline.snapshot import snapshot_time
+
+# An attribute with more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the customers holding one) is
+# an identifier (an e-mail, a name, a free-text note), not a group of customers.
+IDENTIFIER_VALUES = 50
+IDENTIFIER_SHARE = 0.5
 
 
 def customer_attributes(attributes: Attributes, cut: Cut) -> list[pl.Series]:
@@ -36,3 +42,27 @@ def features(*, as_of: dt.date) -> list[pl.Expr]:
     """days_since_signup from `customer_attributes`."""
     return [days_between(snapshot_time(as_of), pl.col("_signup_at")).alias("days_since_signup")]
 
+
+def identifier_attribute_warnings(customers: pl.DataFrame, attributes: Mapping[str, str]) -> list[str]:
+    """One warning per attribute of `attributes` ({attribute_<slug> column: the export's column name}) whose values
+    in `customers` (the validated customers, one row per customer) are nearly one per customer: more distinct
+    non-null values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the customers holding a value). Such a column
+    names people instead of grouping them: the model learns nothing from it that carries to other customers, and a
+    reason would quote it. [] when none is."""
+    columns = [column for column in attributes if column in customers.columns]
+    if not columns:
+        return []
+    counts = customers.select(
+        *[pl.col(c).drop_nulls().n_unique().alias(f"{c}:distinct") for c in columns],
+        *[pl.col(c).count().alias(f"{c}:holders") for c in columns],
+    ).row(0, named=True)
+    warnings = []
+    for column in columns:
+        distinct, holders = counts[f"{column}:distinct"], counts[f"{column}:holders"]
+        if distinct > max(IDENTIFIER_VALUES, IDENTIFIER_SHARE * holders):
+            warnings.append(
+                f"customer attribute {attributes[column]} ({column}) has {distinct:,} distinct values among the "
+                f"{holders:,} customers holding one: nearly one per customer, it names them (an e-mail, a name, a "
+                "note) rather than grouping them, so the model learns nothing from it that holds for other customers "
+                "and a reason would quote it; leave it out of sources.customers.attributes")
+    return warnings
