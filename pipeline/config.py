@@ -228,6 +228,26 @@ def known_timezone(value: str) -> str:
     return value
 
 
+def checked_attribute_names(value: list[str]) -> list[str]:
+    """`value` (customer attribute names, as the customers export writes its columns) when there are at most
+    MAX_ATTRIBUTES, none blank, and no two give one attribute_<slug> column; else ValueError saying which."""
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, not {len(value)}: keep the few that describe a "
+                         "customer (a segment, a plan, an age band)")
+    columns: dict[str, str] = {}
+    for name in value:
+        if not name.strip():
+            raise ValueError("a blank name: name each column as the export writes it")
+        if not attribute_slug(name):
+            raise ValueError(f"{name!r} has no letter or digit (A-Z, 0-9) to name its feature by")
+        column = attribute_column(name)
+        if column in columns:
+            same = "is listed twice" if columns[column] == name else f"and {columns[column]!r} give one column"
+            raise ValueError(f"{name!r} {same} ({column}): list each column once")
+        columns[column] = name
+    return value
+
+
 class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
@@ -290,21 +310,7 @@ class SourceConfig(StrictModel):
     @field_validator("attributes")
     @classmethod
     def _distinct_attribute_names(cls, value: list[str]) -> list[str]:
-        if len(value) > MAX_ATTRIBUTES:
-            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, not {len(value)}: keep the few that describe a "
-                             "customer (a segment, a plan, an age band)")
-        columns: dict[str, str] = {}
-        for name in value:
-            if not name.strip():
-                raise ValueError("a blank name: name each column as the export writes it")
-            if not attribute_slug(name):
-                raise ValueError(f"{name!r} has no letter or digit (A-Z, 0-9) to name its feature by")
-            column = attribute_column(name)
-            if column in columns:
-                same = "is listed twice" if columns[column] == name else f"and {columns[column]!r} give one column"
-                raise ValueError(f"{name!r} {same} ({column}): list each column once")
-            columns[column] = name
-        return value
+        return checked_attribute_names(value)
 
     def exports(self) -> list[SourceConfig]:
         """This export and its `other_exports`, in that order."""
@@ -543,6 +549,11 @@ class FeaturesConfig(StrictModel):
     def attribute_columns(self) -> list[str]:
         """The validated customers columns (and features) of `customer_attributes`: `attribute_<slug>`, in order."""
         return [attribute_column(name) for name in self.customer_attributes]
+
+    @field_validator("customer_attributes")
+    @classmethod
+    def _distinct_customer_attributes(cls, value: list[str]) -> list[str]:
+        return checked_attribute_names(value)
 
     @field_validator("windows_days")
     @classmethod

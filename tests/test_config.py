@@ -323,3 +323,10 @@ def test_customer_attributes_belong_to_the_customers_source_and_are_listed_there
     with pytest.raises(ConfigError, match=r"  \(top level\): Value error, features\.customer_attributes is filled from "
                                           r"sources\.customers\.attributes: list the columns there"):
         config_from_dict(raw, base_dir=Path("."))
+
+
+def test_a_features_section_built_alone_checks_its_customer_attributes_too():
+    from pipeline.config import FeaturesConfig
+
+    with pytest.raises(ValueError, match=r"customer_attributes\n  Value error, 'segment' and 'Segment' give one column"):
+        FeaturesConfig(customer_attributes=["Segment", "segment"])
