@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.contract import FEEDBACK_SCORE_RANGES, contract
+from pipeline.contract import FEEDBACK_SCORE_RANGES, attribute_column, attribute_slug, contract
 from pipeline.errors import ConfigError
 
 SOURCE_NAMES = ("transactions", "feedback", "support_tickets", "loyalty_events", "customers")
@@ -119,7 +119,9 @@ ONE_SOURCE_SETTINGS = (
     ("refunds", "transactions", "only transactions have refunds"),
     ("score_scales", "feedback", "only feedback has scores"),
     ("discount_is", "transactions", "only transactions have discounts"),
+    ("attributes", "customers", "only the customers source has static attributes"),
 )
+MAX_ATTRIBUTES = 20  # sources.customers.attributes names at most this many columns
 
 
 class CurrencyRates(StrictModel):
@@ -227,6 +229,26 @@ def known_timezone(value: str) -> str:
     return value
 
 
+def checked_attribute_names(value: list[str]) -> list[str]:
+    """`value` (customer attribute names, as the customers export writes its columns) when there are at most
+    MAX_ATTRIBUTES, none blank, and no two give one attribute_<slug> column; else ValueError saying which."""
+    if len(value) > MAX_ATTRIBUTES:
+        raise ValueError(f"at most {MAX_ATTRIBUTES} attributes, not {len(value)}: keep the few that describe a "
+                         "customer (a segment, a plan, an age band)")
+    columns: dict[str, str] = {}
+    for name in value:
+        if not name.strip():
+            raise ValueError("a blank name: name each column as the export writes it")
+        if not attribute_slug(name):
+            raise ValueError(f"{name!r} has no letter or digit (A-Z, 0-9) to name its feature by")
+        column = attribute_column(name)
+        if column in columns:
+            same = "is listed twice" if columns[column] == name else f"and {columns[column]!r} give one column"
+            raise ValueError(f"{name!r} {same} ({column}): list each column once")
+        columns[column] = name
+    return value
+
+
 class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
@@ -270,13 +292,29 @@ class SourceConfig(StrictModel):
     # `exclude` and the rest see their columns): [{path: orders.csv, by: order_id}, {path: customers.csv, by:
     # customer_id}] gives order lines the customer and time their orders name.
     lookup: list[LookupConfig] = Field(default_factory=list)
+    # Customers only: file columns of the export (named as the file writes them, e.g. [Segment, Gender, Age band])
+    # kept as static categorical attributes: validated as `attribute_<slug>` columns, each a feature of that name.
+    attributes: list[str] = Field(default_factory=list)
 
     @field_validator("other_exports")
     @classmethod
     def _one_level(cls, value: list[SourceConfig]) -> list[SourceConfig]:
         if any(export.other_exports for export in value):
             raise ValueError("an export listed in other_exports has no other_exports of its own: list them all here")
+        if any(export.attributes for export in value):
+            raise ValueError("an export listed in other_exports has no attributes of its own: list them once, under "
+                             "the source's attributes (every export must have those columns)")
         return value
+
+    @field_validator("attributes", mode="before")
+    @classmethod
+    def _attribute_names_as_text(cls, value: Any) -> Any:  # YAML reads a column named 2024 as a number
+        return [_scalar_text(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("attributes")
+    @classmethod
+    def _distinct_attribute_names(cls, value: list[str]) -> list[str]:
+        return checked_attribute_names(value)
 
     def exports(self) -> list[SourceConfig]:
         """This export and its `other_exports`, in that order."""
@@ -365,6 +403,29 @@ class SourcesConfig(StrictModel):
                 both = sorted(set(export.constants) & set(export.combine))
                 if both:
                     raise ValueError(f"{name}: {both[0]!r} is in both constants and combine; remove one of the two")
+        return self
+
+    @model_validator(mode="after")
+    def _attributes_are_unread_columns(self) -> SourcesConfig:
+        """sources.customers.attributes names file columns that no mapping reads as a contract column."""
+        if self.customers is None:
+            return self
+        columns = contract("customers").input_dtypes
+        mappings = self.customers.exports()
+        for attribute in self.customers.attributes:
+            if attribute in columns:
+                raise ValueError(f"customers.attributes: {attribute!r} is a column of the customers contract (read as "
+                                 "it is): list only columns the contract does not read")
+            targets = [setting for export in mappings for setting in ("rename", "combine")
+                       if attribute in (export.rename.values() if setting == "rename" else export.combine)]
+            if targets:
+                raise ValueError(f"customers.attributes: {attribute!r} is a target of sources.customers.{targets[0]}; "
+                                 "name the column as the export writes it")
+            mapped = next((export.rename[attribute] for export in mappings
+                           if export.rename.get(attribute) in columns), None)
+            if mapped:
+                raise ValueError(f"customers.attributes: {attribute!r} is read as {mapped} (sources.customers.rename); "
+                                 "list only columns the contract does not read")
         return self
 
     def configured(self) -> dict[str, SourceConfig]:
@@ -480,6 +541,9 @@ class FeaturesConfig(StrictModel):
     # The business time zone whose wall-clock days every day count uses (snapshot and scoring midnights, purchase
     # days, label windows, seasons). None: the transactions source's `timezone` (Config fills it in).
     timezone: str | None = None
+    # The customers export's columns kept as attributes (features `attribute_<slug>`): Config fills it in from
+    # sources.customers.attributes, so that the feature list (built from this section alone) knows them.
+    customer_attributes: list[str] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -490,6 +554,16 @@ class FeaturesConfig(StrictModel):
     def zone(self) -> str:
         """`timezone`, "UTC" when unset (a FeaturesConfig built outside a Config)."""
         return self.timezone or "UTC"
+
+    @property
+    def attribute_columns(self) -> list[str]:
+        """The validated customers columns (and features) of `customer_attributes`: `attribute_<slug>`, in order."""
+        return [attribute_column(name) for name in self.customer_attributes]
+
+    @field_validator("customer_attributes")
+    @classmethod
+    def _distinct_customer_attributes(cls, value: list[str]) -> list[str]:
+        return checked_attribute_names(value)
 
     @field_validator("windows_days")
     @classmethod
@@ -662,6 +736,19 @@ class Config(StrictModel):
         """features.timezone defaults to the transactions source's `timezone`."""
         if self.features.timezone is None:
             features = self.features.model_copy(update={"timezone": self.sources.transactions.timezone})
+            object.__setattr__(self, "features", features)  # frozen: set once, while validating
+        return self
+
+    @model_validator(mode="after")
+    def _customer_attributes(self) -> Config:
+        """features.customer_attributes is sources.customers.attributes (the feature list reads the features
+        section alone)."""
+        listed = list(self.sources.customers.attributes) if self.sources.customers is not None else []
+        if self.features.customer_attributes and self.features.customer_attributes != listed:
+            raise ValueError("features.customer_attributes is filled from sources.customers.attributes: list the "
+                             "columns there")
+        if listed and not self.features.customer_attributes:
+            features = self.features.model_copy(update={"customer_attributes": listed})
             object.__setattr__(self, "features", features)  # frozen: set once, while validating
         return self
 

@@ -8,10 +8,17 @@ derived column existed lacks it (readers take it as all-null).
 Derived columns are computed by ingest, never read from an export: support_tickets'
 `status_known_at` is, for a ticket resolved by status without a closed_at, the newest time of
 the source's kept rows (the status is known from then on; null for every other ticket).
+
+Customer attributes: the validated customers file may carry, after the contract columns, one String column
+`attribute_<slug>` per file column named in `sources.customers.attributes` (`attribute_column`: "Age band" ->
+`attribute_age_band`), its values stripped of surrounding blanks, a blank one null. They are static categorical
+attributes like region; a reader keeps them (`conform`, `attribute_columns`) and the features read the configured ones.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -116,6 +123,27 @@ CONTRACTS: dict[str, SourceContract] = {
 }
 
 
+ATTRIBUTE_PREFIX = "attribute_"  # validated customers columns holding the attributes of sources.customers.attributes
+
+
+def attribute_slug(name: str) -> str:
+    """`name` (a customers export's column) in lower case without accents, each run of characters other than ASCII
+    letters and digits one `_`, none at either end: "Age band" -> "age_band", "Género" -> "genero", "Plan (2024)" ->
+    "plan_2024"; "" when nothing is left."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^0-9a-z]+", "_", plain.lower()).strip("_")
+
+
+def attribute_column(name: str) -> str:
+    """The validated customers column (and feature) of the attribute `name`: `attribute_<slug>`."""
+    return ATTRIBUTE_PREFIX + attribute_slug(name)
+
+
+def attribute_columns(columns: list[str] | pd.Index) -> list[str]:
+    """The attribute columns among `columns` (in their order)."""
+    return [str(c) for c in columns if str(c).startswith(ATTRIBUTE_PREFIX)]
+
+
 def purchase_line() -> pl.Expr:
     """Whether a transaction line is a purchase (polars; on the contract's amount and quantity): an amount above 0, or
     of 0 without a negative quantity (a free item bought). Every other line is a return or refund: a negative amount,
@@ -148,7 +176,8 @@ def empty_frame(source: str) -> pd.DataFrame:
 
 
 def conform(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Return `df` with exactly the contract columns of `source` in order, cast to their dtypes.
+    """Return `df` with exactly the contract columns of `source` in order, cast to their dtypes; for customers, its
+    attribute columns (`attribute_columns`) after them, as "str".
 
     Missing optional columns are added as nulls. Input is not mutated. Used by `Events.from_frames`
     (events handed over in memory) and by tests to build validated fixtures.
@@ -165,4 +194,6 @@ def conform(df: pd.DataFrame, source: str) -> pd.DataFrame:
         else:
             column = pd.Series(pd.NA if dtype == BOOLEAN else None, index=df.index, dtype=dtype)
         out[name] = column
+    if source == "customers":
+        out.update({name: df[name].astype(STRING) for name in attribute_columns(df.columns)})
     return pd.DataFrame(out, index=df.index).reset_index(drop=True)

@@ -208,14 +208,16 @@ def _latest_order_date(events: Events, *, timezone: str) -> dt.date | None:
     return latest_event_date(events.transactions, timezone=timezone)
 
 
-def partitioned_tables(event_partitions: Sequence[Any], *, client: Any, timezone: str = "UTC") -> PartitionedTables:
+def partitioned_tables(
+    event_partitions: Sequence[Any], *, client: Any, timezone: str = "UTC", attributes: Sequence[str] = ()
+) -> PartitionedTables:
     """`event_tables` on each partition (futures of `Events`, UTC instants), on the workers, on the days of the
-    business time zone `timezone`."""
+    business time zone `timezone`, keeping the customers' attribute columns `attributes`."""
     distributed = _distributed()
     futures = list(event_partitions)
     latest = [d for d in client.gather(client.map(_latest_order_date, futures, timezone=timezone, pure=False))
               if d is not None]
-    tables = client.map(event_tables, futures, timezone=timezone, pure=False)
+    tables = client.map(event_tables, futures, timezone=timezone, attributes=list(attributes), pure=False)
     # Once the tables exist, the events are released as soon as the caller drops its futures.
     distributed.wait(tables)
     for table in tables:
@@ -225,11 +227,12 @@ def partitioned_tables(event_partitions: Sequence[Any], *, client: Any, timezone
 
 
 def load_partitioned_tables(
-    validated_dir: Path, *, partitions: int, client: Any, timezone: str = "UTC"
+    validated_dir: Path, *, partitions: int, client: Any, timezone: str = "UTC", attributes: Sequence[str] = ()
 ) -> PartitionedTables:
-    """Validated Parquet -> `PartitionedTables` on the days of `timezone` (see `load_partitioned_events`)."""
+    """Validated Parquet -> `PartitionedTables` on the days of `timezone`, with the customers' attribute columns
+    `attributes` (see `load_partitioned_events`; FeatureError when the validated customers lack one)."""
     return partitioned_tables(load_partitioned_events(validated_dir, partitions=partitions, client=client),
-                              client=client, timezone=timezone)
+                              client=client, timezone=timezone, attributes=attributes)
 
 
 def dask_features(tables: PartitionedTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:

@@ -373,7 +373,9 @@ def chance_ranking_warning(
             "often they buy, may give it something to learn")
 
 
-STATIC_ATTRIBUTES = ("region", "acquisition_channel")  # the customers source's attributes, static by the contract
+# The customers source's attributes, static by the contract; with the attribute_<slug> features of
+# sources.customers.attributes (`FeaturesConfig.attribute_columns`) they are the attributes the leak check reads.
+STATIC_ATTRIBUTES = ("region", "acquisition_channel")
 FEW_LABELS = 50  # fewer test customers than this in one class: the test metrics rest on a handful of them
 
 
@@ -436,5 +438,5 @@ def attribute_leak_warning(
             f"the test snapshot's churners about as well as recency does ({recency_auc:.2f}), from the churn rates of "
             "their values in the training snapshots: an attribute fixed at sign-up rarely knows that much. If the "
             "customers export writes it as of the export day (tags such as 'lapsed', a status, order totals), it "
-            "tells the model the future: map only attributes fixed at sign-up (sources.customers.rename), or leave it "
-            "unmapped")
+            "tells the model the future: map only attributes fixed at sign-up (sources.customers.rename, "
+            "sources.customers.attributes), or leave it unmapped")

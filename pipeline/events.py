@@ -17,7 +17,8 @@ from pipeline.errors import FeatureError
 
 @dataclass(frozen=True)
 class Events:
-    """Contract-shaped frames: columns and dtypes as in `pipeline.contract`."""
+    """Contract-shaped frames: columns and dtypes as in `pipeline.contract` (the customers' attribute columns, if any,
+    after the contract's)."""
 
     transactions: pd.DataFrame
     feedback: pd.DataFrame

@@ -16,7 +16,9 @@ and writes. Steps, for every configured source:
    reason) rows. A row without customer_id gets the reason 'anonymous' (a guest checkout).
 4. `split_source`: rows without problems -> contract-shaped validated frame; rows with problems ->
    quarantine, unchanged as read, with every problem of the row in `reason` ('; '-joined);
-   unknown extra columns of validated rows -> an `extra` frame keyed by `validated_row`.
+   unknown extra columns of validated rows -> an `extra` frame keyed by `validated_row`; the customers export's
+   columns named in `sources.customers.attributes` are no extra: they follow the contract columns as
+   `attribute_<slug>` text (`attribute_values`).
 5. `check_validated`: pandera validates the validated frame against the same schema (columns,
    order, dtypes, nullability, rules); a failure there is a bug, never bad data.
 
@@ -62,6 +64,8 @@ from pipeline.contract import (
     STRING,
     TICKET_CHANNELS,
     TIMESTAMP,
+    attribute_column,
+    attribute_columns,
     contract,
     empty_frame,
     purchase_lines,
@@ -459,20 +463,38 @@ def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
                          accounting_negatives=read.accounting_negatives)
 
 
+def attribute_values(raw: RawSource, attributes: Sequence[str], *, export: str | None = None) -> dict[str, pd.Series]:
+    """The file columns `attributes` (sources.customers.attributes) of `raw` as {attribute_<slug>: values}: text as
+    the export shows it (`value_text`), stripped of surrounding blanks, a blank one null. IngestError naming the
+    setting when the files lack one (`export`: the config key of an export under other_exports, named too)."""
+    missing = [name for name in attributes if name not in raw.frame.columns]
+    if missing:
+        where = f" of {export}" if export else ""
+        raise IngestError(f"sources.{raw.name}.attributes: column {missing[0]!r} is not in the files{where} (their "
+                          f"columns: {columns_shown(raw.frame)}); name a column of the export, as it is written there")
+    values = {}
+    for name in attributes:
+        text = value_text(raw.frame[name])
+        values[attribute_column(name)] = text.mask(text == "")
+    return values
+
+
 def parse_source(
     raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = (),
-    setting: str | None = None, export_number: int = 0,
+    setting: str | None = None, export_number: int = 0, attributes: Sequence[str] = (),
 ) -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
     Ids are normalised by `parse_ids` (`id_case`: keep, lower or upper); a customer id of `guest_ids` (normalised
     alike) becomes empty, so that its row is a guest's (anonymous). `setting`: the export's config key (notes name
     it; sources.<name> by default; `export_number`: its place among the source's exports). A transactions source
-    without `amount` but with quantity and unit_price gets amount derived (`derive_amount`)."""
+    without `amount` but with quantity and unit_price gets amount derived (`derive_amount`). `attributes`: the file
+    columns of sources.customers.attributes, added after the contract columns (`attribute_values`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source, export_number=export_number)
     if raw.name == "transactions":
         check_delivery_mapping(mapped.columns, labels, export=setting or f"sources.{raw.name}")
+    named = attribute_values(raw, attributes, export=setting if export_number else None)
     typed, problems, notes = {}, [], []
     for column, dtype in spec.dtypes.items():
         if column not in mapped:
@@ -516,6 +538,7 @@ def parse_source(
                     reason += f" {hint}" if hint else ""
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
+    typed.update(named)
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
     for later, earlier in TIME_ORDER.get(raw.name, ()):
         if later in mapped and earlier in mapped:
@@ -889,8 +912,10 @@ def validation_schema(
     earliest_rule: str = "the data's start",
     latest_rule: str = "the data's end + tolerance",
     max_abs_amount: float | None = None,
+    attributes: Sequence[str] = (),
 ) -> pa.DataFrameSchema:
-    """The contract of `name` over its typed frame: dtypes, required values and value rules.
+    """The contract of `name` over its typed frame: dtypes, required values and value rules; `attributes`: the
+    customers' attribute columns after the contract's (text, nullable, any value).
 
     Timestamps must lie between `earliest_allowed` (any column; `earliest_rule` names where it comes
     from) and `latest_allowed` (past facts; `latest_rule` likewise); money columns (BOUNDED_MONEY) within
@@ -920,6 +945,7 @@ def validation_schema(
             checks.append(pa.Check.ge(0, error="negative"))
         required = column in spec.required or column in spec.id_columns
         columns[column] = pa.Column(dtype, checks=checks, nullable=not required, required=True, name=column)
+    columns.update({column: pa.Column(STRING, nullable=True, required=True, name=column) for column in attributes})
     wide = [pa.Check(rule, error=reason) for _, reason, rule in table_rules(name, labels)]
     return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=True, ordered=True)
 
@@ -928,7 +954,8 @@ def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None, 
     """Every problem of every row: parse failures plus broken value rules (row, column, reason).
 
     `bounds`: the other limits of `validation_schema` (earliest_allowed, earliest_rule, latest_rule, max_abs_amount)."""
-    schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels, **bounds)
+    schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels,
+                               attributes=attribute_columns(parsed.typed.columns), **bounds)
     labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
     if "label" in parsed.problems.columns:  # the file column of the export each row came from (`mapped_source`)
         labels = parsed.problems["label"]
@@ -1474,11 +1501,12 @@ ATTRIBUTE_EXAMPLES = 3  # values shown of the customer named in the note
 
 def differing_attributes_note(typed: pd.DataFrame, kept: np.ndarray, files: np.ndarray) -> str | None:
     """A note naming the customers that rows of one file give different values of an attribute (region,
-    acquisition_channel, signup_at), before `later_attribute_rows` keeps one row of each: the first row's value is
-    then one of several, and a sentence such as "lives in region West" names it alone (an orders file read as the
-    customers source gives each order's shipping region). None when no customer's rows differ. `kept`: the rows not
-    quarantined otherwise; `files`: each row's file number (values exported again in a later file may differ)."""
-    attributes = [c for c in contract("customers").optional if c in typed.columns]
+    acquisition_channel, signup_at, the attribute_<slug> columns), before `later_attribute_rows` keeps one row of
+    each: the first row's value is then one of several, and a sentence such as "lives in region West" names it alone
+    (an orders file read as the customers source gives each order's shipping region). None when no customer's rows
+    differ. `kept`: the rows not quarantined otherwise; `files`: each row's file number (values exported again in a
+    later file may differ)."""
+    attributes = [c for c in contract("customers").optional if c in typed.columns] + attribute_columns(typed.columns)
     frame = pl.from_pandas(typed.loc[kept, ["customer_id", *attributes]].reset_index(drop=True)).with_columns(
         pl.Series("file", files[kept]))
     counts = (frame.filter(pl.col("customer_id").is_not_null()).group_by("file", "customer_id", maintain_order=True)
@@ -1513,9 +1541,10 @@ def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
 
 
 def unread_attributes_note(source: str, extra_columns: Sequence[str], *, shown: int = 8) -> list[str]:
-    """A note (as a one-item list; empty otherwise) naming the customers export's columns that are no attribute of the
-    contract: a customer's gender or plan there is kept aside in the extra file and never reaches the model, which a
-    user mapping attributes may not expect. Other sources' extra columns (an order's shipping address) stay quiet."""
+    """A note (as a one-item list; empty otherwise) naming the customers export's columns that are neither a column
+    of the contract nor listed in sources.customers.attributes (`extra_columns`): a customer's gender or plan there
+    is kept aside in the extra file and never reaches the model, which a user mapping attributes may not expect; the
+    note names the setting that keeps them. Other sources' extra columns (an order's shipping address) stay quiet."""
     if source != "customers" or not extra_columns:
         return []
     names = ", ".join(extra_columns[:shown]) + (f" and {len(extra_columns) - shown:,} more" if len(extra_columns) > shown
@@ -1523,7 +1552,8 @@ def unread_attributes_note(source: str, extra_columns: Sequence[str], *, shown: 
     attributes = ", ".join(contract("customers").optional)
     return [f"{len(extra_columns):,} column{'s' * (len(extra_columns) != 1)} of the customers export "
             f"{'are' if len(extra_columns) != 1 else 'is'} no attribute the model reads ({attributes}): {names}; kept "
-            "aside in validated/extra/customers.parquet, unused (map one onto an attribute with "
+            "aside in validated/extra/customers.parquet, unused (list those that describe a customer, such as a segment "
+            "or a plan, in sources.customers.attributes; or map one onto a contract attribute with "
             "sources.customers.rename only if it means that attribute)"]
 
 
@@ -2276,23 +2306,25 @@ def customers_from_other_exports(typed: pd.DataFrame, lengths: list[int]) -> tup
 
 
 def mapped_source(
-    raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str, guest_ids: Sequence[str] = ()
+    raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str, guest_ids: Sequence[str] = (),
+    attributes: Sequence[str] = (),
 ) -> MappedSource:
     """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
     filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other; the
-    raw rows stay as read (the quarantine shows them so)."""
+    raw rows stay as read (the quarantine shows them so). `attributes`: the file columns of
+    sources.customers.attributes, which every export has and none leaves as an extra column."""
     if len(raws) != len(exports):
         raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
     parts = []
     for number, (raw, export) in enumerate(zip(raws, exports)):
         filled = with_order_fields_filled(raw, export)
         parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
-                              setting=export_setting(raw.name, number), export_number=number)
+                              setting=export_setting(raw.name, number), export_number=number, attributes=attributes)
         left_out = [excluded_filled_rows(raw, filled, export.exclude), _problems(header_rows(raw), "", HEADER_AGAIN)]
         parts.append((filled, parsed, pd.concat(left_out, ignore_index=True)))
     columns = contract(raws[0].name).input_dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
-              if export.rename.get(column, column) in columns}
+              if export.rename.get(column, column) in columns} | set(attributes)
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
     # The quarantine and extra columns show the rows as read; the fill's note goes with them.
     as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
@@ -2510,7 +2542,8 @@ def ingest_sources(
             f"source transactions: {files} has a header but no rows; transactions are required — "
             "export the orders, or point sources.transactions.path at the right file"
         )
-    mapped = {name: mapped_source(parts, sources[name].exports(), id_case=cfg.id_case, guest_ids=cfg.guest_ids)
+    mapped = {name: mapped_source(parts, sources[name].exports(), id_case=cfg.id_case, guest_ids=cfg.guest_ids,
+                                  attributes=sources[name].attributes)
               for name, parts in exports.items()}
     del exports
     raws = {name: source.raw for name, source in mapped.items()}
@@ -2590,7 +2623,8 @@ def ingest_sources(
             get_logger().warning("%s: %s", name, note)
         if carriers is not None:
             results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
-        schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels, **bounds)
+        schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels,
+                                   attributes=attribute_columns(results[name].validated.columns), **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
     split = split_id_note(results["transactions"], id_case=cfg.id_case)

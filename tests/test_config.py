@@ -259,3 +259,77 @@ def test_an_exports_yes_and_no_in_the_config_stay_the_words_the_export_writes(tm
     assert source.returns_when == {"Type": ["On", "true"]}
     assert source.lookup[0].by == "Order ID"
     assert cfg.features.btyd is True
+
+
+def _with_customers(**customers) -> dict:
+    raw = minimal()
+    raw["sources"]["customers"] = {"path": "customers.csv", **customers}
+    return raw
+
+
+def test_customer_attributes_are_read_as_written_and_copied_into_the_features_section():
+    """features.customer_attributes is filled from sources.customers.attributes (as features.timezone from the
+    transactions source's), so that the feature list, built from the features section alone, knows them."""
+    cfg = config_from_dict(_with_customers(attributes=["Segment", "Age band", 2024, "Género"]), base_dir=Path("."))
+    assert cfg.sources.customers.attributes == ["Segment", "Age band", "2024", "Género"]
+    assert cfg.features.customer_attributes == ["Segment", "Age band", "2024", "Género"]
+    assert cfg.features.attribute_columns == ["attribute_segment", "attribute_age_band", "attribute_2024",
+                                              "attribute_genero"]
+    assert config_from_dict(minimal(), base_dir=Path(".")).features.customer_attributes == []
+    # the resolved config validates again as it is (MLflow, reports)
+    again = config_from_dict(cfg.model_dump(mode="json"), base_dir=Path("."))
+    assert again.features.customer_attributes == cfg.features.customer_attributes
+
+
+@pytest.mark.parametrize(
+    ("customers", "message"),
+    [
+        ({"attributes": ["Segment", "segment"]},
+         r"  sources\.customers\.attributes: Value error, 'segment' and 'Segment' give one column \(attribute_segment\): "
+         r"list each column once"),
+        ({"attributes": ["Plan", "Plan"]},
+         r"  sources\.customers\.attributes: Value error, 'Plan' is listed twice \(attribute_plan\): list each column once"),
+        ({"attributes": ["  "]},
+         r"  sources\.customers\.attributes: Value error, a blank name: name each column as the export writes it"),
+        ({"attributes": ["--"]},
+         r"  sources\.customers\.attributes: Value error, '--' has no letter or digit \(A-Z, 0-9\) to name its feature by"),
+        ({"attributes": [f"A{i}" for i in range(21)]},
+         r"  sources\.customers\.attributes: Value error, at most 20 attributes, not 21: keep the few that describe a "
+         r"customer"),
+        ({"attributes": ["region"]},
+         r"  sources: Value error, customers\.attributes: 'region' is a column of the customers contract \(read as it "
+         r"is\): list only columns the contract does not read"),
+        ({"attributes": ["Plan"], "rename": {"Tariff": "Plan"}},
+         r"  sources: Value error, customers\.attributes: 'Plan' is a target of sources\.customers\.rename; name the "
+         r"column as the export writes it"),
+        ({"attributes": ["Zone"], "rename": {"Zone": "region"}},
+         r"  sources: Value error, customers\.attributes: 'Zone' is read as region \(sources\.customers\.rename\); "
+         r"list only columns the contract does not read"),
+        ({"other_exports": [{"path": "more.csv", "attributes": ["Plan"]}]},
+         r"  sources\.customers\.other_exports: Value error, an export listed in other_exports has no attributes of "
+         r"its own: list them once, under the source's attributes"),
+    ],
+)
+def test_bad_customer_attributes_fail_naming_the_key(customers, message):
+    with pytest.raises(ConfigError, match=rf"invalid configuration in <dict>:\n(.*\n)*{message}"):
+        config_from_dict(_with_customers(**customers), base_dir=Path("."))
+
+
+def test_customer_attributes_belong_to_the_customers_source_and_are_listed_there():
+    raw = minimal()
+    raw["sources"]["transactions"]["attributes"] = ["Plan"]
+    with pytest.raises(ConfigError, match=r"  sources: Value error, transactions\.attributes: only the customers source "
+                                          r"has static attributes; remove the setting"):
+        config_from_dict(raw, base_dir=Path("."))
+    raw = _with_customers(attributes=["Plan"])
+    raw["features"]["customer_attributes"] = ["Segment"]
+    with pytest.raises(ConfigError, match=r"  \(top level\): Value error, features\.customer_attributes is filled from "
+                                          r"sources\.customers\.attributes: list the columns there"):
+        config_from_dict(raw, base_dir=Path("."))
+
+
+def test_a_features_section_built_alone_checks_its_customer_attributes_too():
+    from pipeline.config import FeaturesConfig
+
+    with pytest.raises(ValueError, match=r"customer_attributes\n  Value error, 'segment' and 'Segment' give one column"):
+        FeaturesConfig(customer_attributes=["Segment", "segment"])

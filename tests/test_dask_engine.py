@@ -276,3 +276,45 @@ def test_features_runner_engines_write_the_same_files_in_a_business_time_zone(de
         written[engine] = {path.name: path.read_bytes() for path in cfg.features_dir.glob("snapshot=*.parquet")}
         assert recorded_settings(cfg.features_dir)["settings"]["timezone"] == "America/Los_Angeles"
     assert written["polars"] and written["polars"] == written["dask"]
+
+
+def test_every_engine_gives_the_same_customer_attribute_features(tmp_path, client):
+    """sources.customers.attributes on Dask: the attribute_<slug> columns travel with their customers' partitions and
+    give the single-machine features exactly (pandas Events, the polars runner's reader, Dask); validated customers
+    without a listed column: the same one-line error on every engine."""
+    from pipeline.config import FeaturesConfig
+    from pipeline.events import Events
+    from pipeline.features import event_tables, event_tables_from_frames, features_from_tables
+    from pipeline.run.features import read_validated
+
+    rng = np.random.default_rng(3)
+    n, customers = 400, 80
+    transactions = pd.DataFrame({
+        "order_id": [f"o{i}" for i in range(n)], "customer_id": [f"c{i:03d}" for i in rng.integers(0, customers, n)],
+        "ordered_at": pd.Timestamp("2023-06-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 360 * 24, n), unit="h"),
+        "amount": np.round(rng.uniform(5, 80, n), 2)})
+    known = rng.permutation(customers)[:60]  # 20 customers absent from the customers source
+    people = pd.DataFrame({
+        "customer_id": [f"c{i:03d}" for i in known],
+        "signup_at": pd.Timestamp("2023-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 600, 60), unit="D"),
+        "region": rng.choice(["north", "south"], 60),
+        "attribute_segment": rng.choice(["Gold", "Silver", None], 60),
+        "attribute_plan": rng.choice(["basic", "pro"], 60)})
+    for name, frame in Events.from_frames(transactions=transactions, customers=people).items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    cfg = FeaturesConfig(snapshots={"dates": ["2024-03-01"]}, btyd=False, customer_attributes=["Segment", "Plan"])
+    attributes = cfg.attribute_columns
+    local = event_tables(load_events(tmp_path), attributes=attributes)
+    runner = event_tables_from_frames(read_validated(tmp_path, attributes=attributes), attributes=attributes)
+    partitioned = load_partitioned_tables(tmp_path, partitions=3, client=client, attributes=attributes)
+    try:
+        for as_of in (dt.date(2024, 3, 1), dt.date(2024, 6, 1)):
+            expected = features_from_tables(local, as_of=as_of, cfg=cfg)
+            assert expected["attribute_segment"].notna().sum() > 10 and expected["attribute_plan"].isna().sum() > 5
+            assert_frame_equal(features_from_tables(runner, as_of=as_of, cfg=cfg), expected, check_exact=True)
+            assert_frame_equal(dask_features(partitioned, as_of=as_of, cfg=cfg), expected, check_exact=True)
+    finally:
+        partitioned.release()
+    with pytest.raises(FeatureError, match=r"the validated customers lack attribute_tier \(sources\.customers\."
+                                           r"attributes\): .* re-run `churn ingest`"):
+        load_partitioned_tables(tmp_path, partitions=2, client=client, attributes=["attribute_tier"])

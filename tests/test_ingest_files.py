@@ -691,7 +691,8 @@ def test_customers_columns_the_model_does_not_read_are_named_in_a_note(tmp_path)
                                    "customers": {"path": "c.csv", "rename": {"Id": "customer_id", "Region": "region"}}})
     assert report["sources"]["customers"]["notes"] == [
         "1 column of the customers export is no attribute the model reads (signup_at, region, acquisition_channel): "
-        "Gender; kept aside in validated/extra/customers.parquet, unused (map one onto an attribute with "
+        "Gender; kept aside in validated/extra/customers.parquet, unused (list those that describe a customer, such "
+        "as a segment or a plan, in sources.customers.attributes; or map one onto a contract attribute with "
         "sources.customers.rename only if it means that attribute)"]
     assert report["sources"]["transactions"]["notes"] == []  # other sources' extra columns stay quiet
 

@@ -143,7 +143,8 @@ def build_features(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd
     `feature_names(cfg)`; numeric float64, categorical "str". Used by training and scoring alike.
     """
     snapshot_time(as_of)
-    return features_from_tables(event_tables(events, timezone=cfg.zone), as_of=as_of, cfg=cfg)
+    return features_from_tables(event_tables(events, timezone=cfg.zone, attributes=cfg.attribute_columns), as_of=as_of,
+                                cfg=cfg)
 
 
 def customer_aggregates(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
@@ -153,7 +154,8 @@ def customer_aggregates(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) 
     depend on other customers. Events are cut at `as_of` here (cutting twice changes nothing).
     """
     snapshot_time(as_of)
-    frame = customer_aggregates_from_tables(event_tables(events, timezone=cfg.zone), as_of=as_of, cfg=cfg)
+    tables = event_tables(events, timezone=cfg.zone, attributes=cfg.attribute_columns)
+    frame = customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg)
     return frame.to_pandas().astype({"customer_id": "str"})
 
 

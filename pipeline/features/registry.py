@@ -2,7 +2,8 @@
 
 One list, `feature_specs(cfg)`, shared by training and scoring; `build_features` returns exactly
 these columns in this order (after `customer_id`). The list depends on `cfg.windows_days`
-(windowed features) and `cfg.btyd` (BTYD family on or off).
+(windowed features), `cfg.btyd` (BTYD family on or off) and `cfg.customer_attributes` (one categorical
+`attribute_<slug>` per column of sources.customers.attributes, after acquisition_channel).
 
 `direction` says whether a higher value means more churn risk ("up"), less ("down") or neither
 ("none"). `reason` (a `pipeline.reasons.Reason`) holds the plain-words sentences shown to marketing,
@@ -29,6 +30,7 @@ from typing import Literal
 import pandas as pd
 
 from pipeline.config import FeaturesConfig
+from pipeline.contract import attribute_column
 from pipeline.features.tables import PRODUCT_WINDOWS
 from pipeline.reasons import NEUTRAL_ENDING, TYPICAL, Given, Phrase, Reason
 
@@ -391,7 +393,19 @@ def _loyalty(windows: list[int]) -> list[FeatureSpec]:
     ]
 
 
-def _attributes() -> list[FeatureSpec]:
+def _escaped(text: str) -> str:
+    """`text` as literal text of a str.format template (its braces doubled)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _customer_attribute(name: str) -> FeatureSpec:
+    """The feature of the customers export's column `name` (sources.customers.attributes): its value, said as it is."""
+    column = attribute_column(name)
+    return _c(column, "attributes", f"Customer attribute {name} from the customers export (null when unknown).",
+              _always(f"their {_escaped(name)} is {{{column}}}"))
+
+
+def _attributes(cfg: FeaturesConfig) -> list[FeatureSpec]:
     return [
         _n("days_since_signup", "attributes", "Days since sign-up (NaN when unknown).", "down", _reason(
             _says("signed up only {days_since_signup:days} ago, more recently than the typical customer",
@@ -400,6 +414,7 @@ def _attributes() -> list[FeatureSpec]:
         _c("region", "attributes", "Region (null when unknown).", _always("lives in region {region}")),
         _c("acquisition_channel", "attributes", "Channel the customer was acquired through (null when unknown).",
            _always("came through {acquisition_channel}")),
+        *[_customer_attribute(name) for name in cfg.customer_attributes],
     ]
 
 
@@ -436,7 +451,7 @@ def _btyd() -> list[FeatureSpec]:
 def feature_specs(cfg: FeaturesConfig) -> list[FeatureSpec]:
     """Every feature, in the column order of `build_features`."""
     windows = list(cfg.windows_days)
-    specs = [*_rfm(windows), *_activity(cfg), *_feedback(), *_service(windows), *_loyalty(windows), *_attributes()]
+    specs = [*_rfm(windows), *_activity(cfg), *_feedback(), *_service(windows), *_loyalty(windows), *_attributes(cfg)]
     return [*specs, *_btyd()] if cfg.btyd else specs
 
 

@@ -37,14 +37,14 @@ DST change: ticket response and resolution times, and the lateness of deliveries
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from pipeline.contract import empty_frame, purchase_line
+from pipeline.contract import attribute_columns, empty_frame, purchase_line
 from pipeline.errors import FeatureError
 from pipeline.events import Events
 from pipeline.features.timeline import (
@@ -72,7 +72,7 @@ SOURCE_COLUMNS = {
     "support_tickets": ["customer_id", "opened_at", "closed_at", "first_response_at", "resolved", "status_known_at"],
     "loyalty_events": ["customer_id", "occurred_at", "kind", "points", "tier"],
     "customers": ["customer_id", "signup_at", "region", "acquisition_channel"],
-}
+}  # and, of the customers, the attribute_<slug> columns of sources.customers.attributes (`attributes` below)
 FEEDBACK_KINDS = ("nps", "csat", "review")
 # Filled with nulls when absent: optional line columns, and columns ingest derives (a validated file written before
 # they existed lacks them).
@@ -253,12 +253,14 @@ class LoyaltyRows:
 @dataclass(frozen=True)
 class Attributes:
     """Static attributes per customer code: `present` (in the customers source), `signup_us` (NULL_TIME
-    when unknown), `region`, `acquisition_channel` (String, null when absent)."""
+    when unknown), `region`, `acquisition_channel` (String, null when absent); `extra`: the attribute_<slug>
+    columns of sources.customers.attributes by name, each gathered alike (String, null when absent)."""
 
     present: np.ndarray
     signup_us: np.ndarray
     region: pl.Series
     acquisition_channel: pl.Series
+    extra: dict[str, pl.Series] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,17 @@ class _Codes:
         """Code of each id, -1 for ids without transactions."""
         codes = customer_id.cast(self.ids, strict=False).to_physical().cast(pl.Int64).fill_null(-1)
         return codes.to_numpy()
+
+
+def check_attribute_columns(columns: Sequence[str], attributes: Sequence[str]) -> None:
+    """Raise FeatureError when the validated customers' `columns` lack an attribute column of `attributes` (the
+    attribute_<slug> columns of sources.customers.attributes): the file was validated before they were listed."""
+    missing = [column for column in attributes if column not in columns]
+    if missing:
+        raise FeatureError(
+            f"the validated customers lack {', '.join(missing)} (sources.customers.attributes): they were validated "
+            "before the setting listed it; re-run `churn ingest`"
+        )
 
 
 def check_unique_customers(customers: pl.DataFrame) -> None:
@@ -762,26 +775,32 @@ def _attributes(customers_frame: pl.DataFrame, codes: _Codes, customers: int) ->
         signup_us=signup_us,
         region=customers_frame["region"].gather(rows),
         acquisition_channel=customers_frame["acquisition_channel"].gather(rows),
+        extra={name: customers_frame[name].gather(rows) for name in attribute_columns(customers_frame.columns)},
     )
 
 
 # --- all tables ----------------------------------------------------------------------------------
 
 
-def event_tables_from_frames(frames: Mapping[str, pl.DataFrame], *, timezone: str = "UTC") -> EventTables:
+def event_tables_from_frames(
+    frames: Mapping[str, pl.DataFrame], *, timezone: str = "UTC", attributes: Sequence[str] = ()
+) -> EventTables:
     """Polars frames of the validated sources (at least `SOURCE_COLUMNS`; UTC instants; missing sources empty)
-    -> EventTables, on the days of the business time zone `timezone`.
+    -> EventTables, on the days of the business time zone `timezone`. `attributes`: the customers' attribute columns
+    to keep (`FeaturesConfig.attribute_columns`; all null when the customers source is missing or has no rows).
 
-    Raises FeatureError when the customers source repeats a customer_id.
+    Raises FeatureError when the customers source repeats a customer_id, or its rows lack an attribute column.
     """
     def frame(name: str) -> pl.DataFrame:
-        if name in frames:
-            given = frames[name]
-            absent = [c for c in SOURCE_COLUMNS[name] if c not in given.columns and c in OPTIONAL_COLUMNS]
-            if absent:  # frames from before these columns were read: the optional columns are unknown
-                given = given.with_columns(pl.lit(None, dtype=OPTIONAL_COLUMNS[c]).alias(c) for c in absent)
-            return given.select(SOURCE_COLUMNS[name])
-        return to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
+        wanted = [*SOURCE_COLUMNS[name], *(attributes if name == "customers" else ())]
+        given = frames[name] if name in frames else to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
+        if name == "customers" and given.height:
+            check_attribute_columns(given.columns, attributes)
+        absent = {c: OPTIONAL_COLUMNS.get(c, pl.String) for c in wanted if c not in given.columns
+                  and (c in OPTIONAL_COLUMNS or c in attributes)}
+        if absent:  # frames from before these columns were read: the optional columns are unknown
+            given = given.with_columns(pl.lit(None, dtype=dtype).alias(c) for c, dtype in absent.items())
+        return given.select(wanted)
 
     transactions = frame("transactions")
     check_sums_fit(transactions, "amount")
@@ -857,23 +876,25 @@ def partition_bounds(customer_id: pl.Series, *, partitions: int, sample_rows: in
 
 
 def partitioned_event_tables(
-    frames: Mapping[str, pl.DataFrame], *, partitions: int, timezone: str = "UTC"
+    frames: Mapping[str, pl.DataFrame], *, partitions: int, timezone: str = "UTC", attributes: Sequence[str] = ()
 ) -> tuple[EventTables, ...]:
     """`event_tables_from_frames` of each customer partition (`customer_partitions`), built one after the other.
 
     The tables of all partitions together hold the same timelines as the tables of all customers, but the
     memory used while preparing them is that of one partition.
     """
-    return tuple(event_tables_from_frames(part, timezone=timezone)
+    return tuple(event_tables_from_frames(part, timezone=timezone, attributes=attributes)
                  for part in customer_partitions(frames, partitions=partitions))
 
 
-def event_tables(events: Events, *, timezone: str = "UTC") -> EventTables:
-    """Convert `events` (contract-shaped pandas frames, UTC instants) into `EventTables` on the days of
-    `timezone` (prepared once, see the module docstring).
+def event_tables(events: Events, *, timezone: str = "UTC", attributes: Sequence[str] = ()) -> EventTables:
+    """Convert `events` (contract-shaped pandas frames, UTC instants; the customers' with their attribute columns)
+    into `EventTables` on the days of `timezone` (prepared once, see the module docstring), keeping the customers'
+    attribute columns `attributes` (`event_tables_from_frames`).
 
-    Raises FeatureError when the customers source repeats a customer_id.
+    Raises FeatureError when the customers source repeats a customer_id, or its rows lack an attribute column.
     """
-    return event_tables_from_frames({
-        name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()
-    }, timezone=timezone)
+    return event_tables_from_frames({  # conformed: only the customers have attribute columns
+        name: to_polars(frame[[*SOURCE_COLUMNS[name], *attribute_columns(frame.columns)]])
+        for name, frame in events.items()
+    }, timezone=timezone, attributes=attributes)

@@ -15,7 +15,7 @@ import ctypes
 import datetime as dt
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -38,6 +38,7 @@ from pipeline.features.build import (
     polars_features_from_partitions,
     to_pandas_features,
 )
+from pipeline.features.attributes import identifier_attribute_warnings
 from pipeline.features.loyalty import unknown_tiers
 from pipeline.features.store import (
     LABEL,
@@ -52,6 +53,7 @@ from pipeline.features.store import (
 from pipeline.features.tables import (
     SOURCE_COLUMNS,
     EventTables,
+    check_attribute_columns,
     customer_partitions,
     event_tables_from_frames,
     partitioned_event_tables,
@@ -74,12 +76,14 @@ from pipeline.snapshot import latest_event_date
 POLARS_TYPES = {TIMESTAMP: pl.Datetime("us", "UTC"), STRING: pl.String, FLOAT: pl.Float64, BOOLEAN: pl.Boolean}
 
 
-def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
+def read_validated(validated_dir: Path, *, attributes: Sequence[str] = ()) -> dict[str, pl.DataFrame]:
     """The columns the features use of every validated source present, as polars frames typed by the contract
-    (UTC instants: `pipeline.features.tables` turns them into business time, after measuring durations).
+    (UTC instants: `pipeline.features.tables` turns them into business time, after measuring durations); of the
+    customers, also the attribute columns `attributes` (`FeaturesConfig.attribute_columns`, String).
 
     (The polars face of `pipeline.events.load_events`: same files, same rule for a missing
-    transactions file; absent optional sources are simply left out.)
+    transactions file; absent optional sources are simply left out.) FeatureError when the validated customers
+    lack an attribute column (validated before sources.customers.attributes listed it).
     """
     validated_dir = Path(validated_dir)
     if not (validated_dir / "transactions.parquet").is_file():
@@ -92,13 +96,16 @@ def read_validated(validated_dir: Path) -> dict[str, pl.DataFrame]:
         path = validated_dir / f"{name}.parquet"
         if path.is_file():
             spec = contract(name)
+            schema = pl.read_parquet_schema(path)
             # a file written before a derived column existed lacks it: all null
-            absent = [c for c in spec.derived if c in SOURCE_COLUMNS[name] and c not in pl.read_parquet_schema(path)]
+            absent = [c for c in spec.derived if c in SOURCE_COLUMNS[name] and c not in schema]
+            named = list(attributes) if name == "customers" else []
+            check_attribute_columns(list(schema), named)
             columns = [c for c in SOURCE_COLUMNS[name] if c not in absent]
-            frames[name] = pl.read_parquet(path, columns=columns).cast(
-                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns}
+            frames[name] = pl.read_parquet(path, columns=[*columns, *named]).cast(
+                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns} | dict.fromkeys(named, pl.String)
             ).with_columns(pl.lit(None, dtype=POLARS_TYPES[spec.dtypes[c]]).alias(c) for c in absent).select(
-                SOURCE_COLUMNS[name])
+                [*SOURCE_COLUMNS[name], *named])
     return frames
 
 
@@ -237,7 +244,7 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     with dask_client() as client:
         with timed("partitioning validated events by customer on the Dask cluster"):
             tables = load_partitioned_tables(cfg.validated_dir, partitions=cfg.features.dask_partitions, client=client,
-                                             timezone=cfg.features.zone)
+                                             timezone=cfg.features.zone, attributes=cfg.features.attribute_columns)
         try:
             return _write_snapshots(
                 cfg,
@@ -282,6 +289,9 @@ def _write_snapshots(
     tiers = unknown_tier_warning(cfg)
     if tiers:
         log.warning("%s", tiers)
+    identifiers = identifier_attributes(cfg)
+    for warning in identifiers:
+        log.warning("%s", warning)
     dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
     metadata = snapshot_metadata(settings)
@@ -350,6 +360,7 @@ def _write_snapshots(
         "pause_warning": pauses,
         "yearly_buyers_warning": yearly,
         "tier_warning": tiers,
+        "attribute_warnings": identifiers,
         "unseen_sources_warning": unseen,
     }
     for warning in (pauses, yearly):
@@ -397,6 +408,17 @@ def unseen_sources_warning(validated_dir: Path, *, labelled: list[str], timezone
             "export their earlier history too, or leave them out until it spans the labelled snapshots")
 
 
+def identifier_attributes(cfg: Config) -> list[str]:
+    """`identifier_attribute_warnings` of the validated customers' attribute columns (sources.customers.attributes):
+    one per attribute with nearly one value per customer. [] without attributes or a validated customers file."""
+    path = Path(cfg.validated_dir) / "customers.parquet"
+    names = dict(zip(cfg.features.attribute_columns, cfg.features.customer_attributes))
+    if not names or not path.is_file():
+        return []
+    present = [column for column in names if column in pl.read_parquet_schema(path)]
+    return identifier_attribute_warnings(pl.read_parquet(path, columns=present), names)
+
+
 def unknown_tier_warning(cfg: Config) -> str | None:
     """A warning naming the tiers of the validated loyalty events that `features.loyalty_tiers` does not name
     (compared whatever their case and blanks, `pipeline.features.loyalty.tier_key`); None when there are none.
@@ -442,7 +464,7 @@ def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | Non
 
     Read them with `features_from_partitions` and `churn_labels_from_partitions`.
     """
-    frames = read_validated(cfg.validated_dir)
+    frames = read_validated(cfg.validated_dir, attributes=cfg.features.attribute_columns)
     return tables_by_partition(frames, cfg=cfg.features), latest_event_date(frames["transactions"],
                                                                            timezone=cfg.features.zone)
 
@@ -450,7 +472,7 @@ def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | Non
 def tables_by_partition(frames: dict[str, pl.DataFrame], *, cfg: FeaturesConfig) -> tuple[EventTables, ...]:
     """`read_validated` frames prepared per customer partition of about `cfg.partition_rows` transaction rows."""
     partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
-    return partitioned_event_tables(frames, partitions=partitions, timezone=cfg.zone)
+    return partitioned_event_tables(frames, partitions=partitions, timezone=cfg.zone, attributes=cfg.attribute_columns)
 
 
 def features_and_labels_streamed(
@@ -463,7 +485,7 @@ def features_and_labels_streamed(
     partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
     aggregates, labels = [], []
     for part in customer_partitions(frames, partitions=partitions):
-        tables = event_tables_from_frames(part, timezone=cfg.zone)
+        tables = event_tables_from_frames(part, timezone=cfg.zone, attributes=cfg.attribute_columns)
         aggregates.append(customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg))
         labels.append(churn_labels_from_partitions([tables], as_of=labels_as_of, lookback_days=cfg.lookback_days,
                                                    horizon_days=horizon_days))

@@ -1,7 +1,8 @@
 """`churn ingest`: read every configured source, validate, write validated/quarantine/extra Parquet
 and the ingest report.
 
-Outputs (under cfg.paths.data_dir): validated/<source>.parquet (contract columns, UTC),
+Outputs (under cfg.paths.data_dir): validated/<source>.parquet (contract columns, UTC; for customers, then
+the attribute_<slug> columns of sources.customers.attributes),
 quarantine/<source>.parquet (rejected rows as read + source_file, source_row, reason),
 validated/extra/<source>.parquet (unknown columns of validated rows, keyed by validated_row; only
 when there are any), reports/ingest_report.json and reports/cohort_retention.png. Every source is

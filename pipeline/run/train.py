@@ -456,10 +456,12 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             ", ".join(str(d.date()) for d in split.validation),
             split.test.date(),
         )
-        looked_at = features[[c for c in (SNAPSHOT_COLUMN, LABEL_COLUMN, "recency_days", *STATIC_ATTRIBUTES)
+        attributes = (*STATIC_ATTRIBUTES, *cfg.features.attribute_columns)
+        looked_at = features[[c for c in (SNAPSHOT_COLUMN, LABEL_COLUMN, "recency_days", *attributes)
                               if c in features.columns]]  # a few columns: the rows are copied
         test_rows = rows_of(looked_at, [split.test], part="test")
-        leak = attribute_leak_warning(rows_of(looked_at, split.train, part="training"), test_rows, label=LABEL_COLUMN)
+        leak = attribute_leak_warning(rows_of(looked_at, split.train, part="training"), test_rows, label=LABEL_COLUMN,
+                                      attributes=attributes)
         if leak:
             logger.warning("%s", leak)
         few = few_labels_warning(test_rows, label=LABEL_COLUMN, snapshot=str(split.test.date()), horizon_days=horizon)
