@@ -385,8 +385,9 @@ class SourcesConfig(StrictModel):
     def _settings_of_one_source(self) -> SourcesConfig:
         for name, source in self.configured().items():
             for setting, owner, why in ONE_SOURCE_SETTINGS:
-                if name != owner and any(setting in export.model_fields_set and getattr(export, setting)
-                                         for export in source.exports()):
+                default = SourceConfig.model_fields[setting].get_default(call_default_factory=True)
+                # a value other than the default (a dumped config states discount_is: money on every source)
+                if name != owner and any(getattr(export, setting) != default for export in source.exports()):
                     raise ValueError(f"{name}.{setting}: {why}; remove the setting")
         return self
 
