@@ -1551,7 +1551,8 @@ def unread_attributes_note(source: str, extra_columns: Sequence[str], *, shown: 
                                                 else "")
     attributes = ", ".join(contract("customers").optional)
     return [f"{len(extra_columns):,} column{'s' * (len(extra_columns) != 1)} of the customers export "
-            f"{'are' if len(extra_columns) != 1 else 'is'} no attribute the model reads ({attributes}): {names}; kept "
+            f"{'are' if len(extra_columns) != 1 else 'is'} not read by the model (it reads {attributes} and the columns "
+            f"of sources.customers.attributes): {names}; kept "
             "aside in validated/extra/customers.parquet, unused (list those that describe a customer, such as a segment "
             "or a plan, in sources.customers.attributes; or map one onto a contract attribute with "
             "sources.customers.rename only if it means that attribute)"]

@@ -93,7 +93,7 @@ def test_ingest_keeps_the_listed_columns_as_attribute_text_after_the_contract_co
     assert list(extra.columns) == ["validated_row", "source_file", "source_row", "Age band", "Note"]
     assert report["sources"]["customers"]["extra_columns"] == ["Age band", "Note"]
     assert report["sources"]["customers"]["notes"] == [
-        "2 columns of the customers export are no attribute the model reads (signup_at, region, acquisition_channel): "
+        "2 columns of the customers export are not read by the model (it reads signup_at, region, acquisition_channel and the columns of sources.customers.attributes): "
         "Age band, Note; kept aside in validated/extra/customers.parquet, unused (list those that describe a customer, "
         "such as a segment or a plan, in sources.customers.attributes; or map one onto a contract attribute with "
         "sources.customers.rename only if it means that attribute)"]

@@ -690,7 +690,7 @@ def test_customers_columns_the_model_does_not_read_are_named_in_a_note(tmp_path)
     report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"},
                                    "customers": {"path": "c.csv", "rename": {"Id": "customer_id", "Region": "region"}}})
     assert report["sources"]["customers"]["notes"] == [
-        "1 column of the customers export is no attribute the model reads (signup_at, region, acquisition_channel): "
+        "1 column of the customers export is not read by the model (it reads signup_at, region, acquisition_channel and the columns of sources.customers.attributes): "
         "Gender; kept aside in validated/extra/customers.parquet, unused (list those that describe a customer, such "
         "as a segment or a plan, in sources.customers.attributes; or map one onto a contract attribute with "
         "sources.customers.rename only if it means that attribute)"]
