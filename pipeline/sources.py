@@ -278,23 +278,35 @@ def _read_csv_with_arrow(path: Path, read: ReadOptions, names: list[str] | None)
     if len(read.sep) != 1 or not names or any(not name or name.startswith("\ufeff") for name in names):
         return None
     try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
-                                            skip_rows=read.skip_rows),
-            parse_options=pa_csv.ParseOptions(delimiter=read.sep),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.large_string() for name in names},
-                null_values=_null_values(read),
-                strings_can_be_null=True,
-            ),
-        )
+        try:
+            table = _arrow_csv_table(path, read, names, newlines_in_values=False)
+        except pa.ArrowInvalid:
+            # a quoted line break in a cell (a ticket's description) where a block of the fast chunker ends
+            # puts the parser out of step ('out of sync', or 'Expected 5 columns, got 1'): read again with the
+            # chunker that honours quotes (a file that is really broken fails again, and pandas names why)
+            table = _arrow_csv_table(path, read, names, newlines_in_values=True)
     except (pa.ArrowInvalid, UnicodeError, LookupError, OSError):
         return None
     if table.column_names != names or any(column.type != pa.large_string() for column in table.columns):
         return None
     text = pd.StringDtype("pyarrow", na_value=np.nan)  # the "str" dtype, sharing Arrow's buffers
     return table.to_pandas(types_mapper=lambda arrow_type: text if arrow_type == pa.large_string() else None)
+
+
+def _arrow_csv_table(path: Path, read: ReadOptions, names: list[str], *, newlines_in_values: bool) -> pa.Table:
+    """The file read by pyarrow, every column of `names` as text; `newlines_in_values` lets a quoted cell hold line
+    breaks wherever a block of the file ends (slower chunking, so only when the fast one gets out of step)."""
+    return pa_csv.read_csv(
+        path,
+        read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
+                                        skip_rows=read.skip_rows),
+        parse_options=pa_csv.ParseOptions(delimiter=read.sep, newlines_in_values=newlines_in_values),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.large_string() for name in names},
+            null_values=_null_values(read),
+            strings_can_be_null=True,
+        ),
+    )
 
 
 def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
