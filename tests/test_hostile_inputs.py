@@ -641,6 +641,32 @@ def test_tickets_closed_before_their_first_response_are_kept_with_a_warning_nami
     assert not any("before their first response" in note for note in quiet.report["notes"])
 
 
+def test_tickets_whose_first_response_comes_months_after_the_opening_get_a_warning_naming_opened_at(tmp_path, caplog):
+    # Kaggle's ticket export has no opening time: mapped from its Date of Purchase, every ticket waited 1.4 to 3.4
+    # years for a first reply and counted as open since the purchase; before, no word
+    rows = "".join(f"t{i},17850,2022-0{1 + i % 9}-15,2024-01-05 10:00:00\n" for i in range(10))
+    files = {"t.csv": CLEAN, "x.csv": "Ticket ID,Customer Email,Date of Purchase,First Response Time\n" + rows}
+    tickets = {"path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Customer Email": "customer_id",
+                                           "Date of Purchase": "opened_at", "First Response Time": "first_response_at"}}
+    case = Case(files=files, sources={"transactions": {"path": "t.csv"}, "support_tickets": tickets})
+    with caplog.at_level("WARNING", logger="pipeline"):
+        result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    note = ("the first response comes 615 days after the opening in the median (10 tickets with both times; e.g. "
+            "ticket 't0': Date of Purchase 2022-01-15 00:00, First Response Time 2024-01-05 10:00 UTC). A help desk "
+            "answers within hours or days, so Date of Purchase may not be when the tickets were opened (a purchase "
+            "date?); each ticket counts as open from it on (open_tickets, unresolved_share, tickets_<w>d count it "
+            "then) and first_response_hours_mean reads these waits. Map the tickets' own creation time onto opened_at")
+    assert note in result.report["notes"] and note in caplog.text
+    assert len(result.validated) == 10
+    # replies within a day or two, and two slow ones (three weeks): no note
+    (tmp_path / "quick").mkdir()
+    openings = ["2023-12-15", "2023-12-15"] + ["2024-01-04"] * 8
+    quick = files | {"x.csv": "Ticket ID,Customer Email,Date of Purchase,First Response Time\n" + "".join(
+        f"t{i},17850,{day},2024-01-05 10:00:00\n" for i, day in enumerate(openings))}
+    result = ingest_in_memory(tmp_path / "quick", Case(files=quick, sources=case.sources)).sources["support_tickets"]
+    assert not any("after the opening in the median" in note for note in result.report["notes"])
+
+
 def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_time_of_all_its_files(tmp_path):
     # Two files of a help desk without resolution times. They may be parts of one export split by date, so the
     # status of January's resolved ticket is known only from the newest kept time of both (a closing on Feb 4), not
