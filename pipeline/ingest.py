@@ -416,18 +416,35 @@ def words_reason(
     if words is None:
         return None
     shown = ", ".join(repr(word) for word in words) + (", ..." if len(words) == SHOWN_WORDS else "")
-    # a pass over every unread cell only when the column has a recode to compare with
-    folded = set(unread.dropna().astype("str").str.strip().str.lower()) if listed else set()
-    cased = [key for key in listed if key.strip().lower() in folded]
-    named = [repr(key) for key in cased[:SHOWN_WORDS]]
-    case = (f"; its recode lists {' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} in "
-            "another case: keys are compared as written" if cased else "")
+    case = _recode_case_hint(unread, listed)
     if boolean:
         return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
                 f"or true where it means yes{case})")
     keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
     return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
             f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}}{case})")
+
+
+def _recode_case_hint(unread: pd.Series, listed: Sequence[str]) -> str:
+    """'; its recode lists 'open' in another case: keys are compared as written' when keys of the column's recode
+    (`listed`) are cells of `unread` in another case; '' otherwise (a pass over every cell only when there are keys)."""
+    folded = set(unread.dropna().astype("str").str.strip().str.lower()) if listed else set()
+    cased = [key for key in listed if key.strip().lower() in folded]
+    named = [repr(key) for key in cased[:SHOWN_WORDS]]
+    return (f"; its recode lists {' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} in "
+            "another case: keys are compared as written" if cased else "")
+
+
+def unknown_words_reason(unread: pd.Series, *, allowed: Sequence[str], column: str, setting: str,
+                         listed: Sequence[str] = ()) -> str:
+    """The reason of cells of a column of contract words (a feedback or loyalty kind, a ticket channel) that are none
+    of `allowed`: the most frequent of them (at most SHOWN_WORDS) and the `recode` that maps them, with the keys of the
+    column's recode (`listed`) written in another case (`_recode_case_hint`)."""
+    words = unread.astype("str").str.strip().value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+    shown = ", ".join(repr(word) for word in words) + (", ..." if unread.nunique() > SHOWN_WORDS else "")
+    keys = ", ".join(f"{_yaml_word(word)}: <{column}>" for word in words)
+    return (f"not one of {', '.join(allowed)} ({shown}; map each onto one of them with {setting}.recode: "
+            f"{{{column}: {{{keys}}}}}{_recode_case_hint(unread, listed)})")
 
 
 def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: dict | None = None) -> str:
@@ -525,6 +542,14 @@ def parse_source(
                 if fixed:
                     notes.append(f"{labels.get(column, column)}: {fixed:,} value{'s' * (fixed != 1)} read in the "
                                  f"contract's lower case (e.g. {example})")
+                unknown = np.flatnonzero(parsed.notna().to_numpy() & ~parsed.isin(ALLOWED_VALUES[(raw.name, column)])
+                                         .to_numpy(dtype=bool))
+                if len(unknown):  # named here, with their words; left empty for the schema's rules
+                    problems.append(_problems(unknown, column, unknown_words_reason(
+                        parsed.iloc[unknown], allowed=ALLOWED_VALUES[(raw.name, column)], column=column,
+                        setting=setting or f"sources.{raw.name}", listed=list(source.recode.get(column, {})))))
+                    parsed = parsed.copy()
+                    parsed.iloc[unknown] = None
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed):

@@ -299,7 +299,7 @@ QUARANTINED = {
         "discount: negative",
     ),
     "nps out of range": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,nps,11\n"), "score: outside 0-10 for nps"),
-    "an unknown feedback kind": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,stars,3\n"), "kind: not one of nps, csat, review (map other words with sources.feedback.recode)"),
+    "an unknown feedback kind": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,stars,3\n"), "kind: not one of nps, csat, review ('stars'; map each onto one of them with sources.feedback.recode: {kind: {stars: <kind>}})"),
     "words in a number column (a help desk's ratings mapped onto score)": (
         beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,csat,good\n"),
         "score: not a number (words: 'good'; give each a number with sources.feedback.recode: {score: {good: <number>}}, "
@@ -309,7 +309,7 @@ QUARANTINED = {
         "resolved: not true/false/yes/no/1/0 ('on hold'; say what each means with sources.support_tickets.recode: "
         "{resolved: {on hold: false}}, or true where it means yes)"),
     "a ticket closed before it opened": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,2024-01-08 10:00:00,email\n"), "closed_at: before opened_at"),
-    "an unknown ticket channel": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"), "channel: not one of phone, email, chat, social, other (map other words with sources.support_tickets.recode)"),
+    "an unknown ticket channel": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"), "channel: not one of phone, email, chat, social, other ('pigeon'; map each onto one of them with sources.support_tickets.recode: {channel: {pigeon: <channel>}})"),
     "loyalty points of 1e15": (beside_clean_orders("loyalty_events", LOYALTY + "13047,2024-01-08 10:00:00,earn,1e15\n"), "points: beyond ±1e+09 (ingest.max_abs_amount)"),
     "a derived amount without a quantity": (
         Case(files={"t.csv": "order_id,customer_id,ordered_at,quantity,unit_price\n"
