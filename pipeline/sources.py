@@ -21,7 +21,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -644,9 +644,17 @@ def check_columns(
             f"rename them with sources.{name}.rename"
         )
     _fail_on_repeats([source.rename.get(column, column) for column in frame.columns], lambda twice: (
-        f"source {name}: {path} would have column(s) {', '.join(twice)} twice after sources.{name}.rename; "
-        "rename only one file column onto each contract column"
+        f"source {name}: {path} would have column(s) {', '.join(twice)} twice after sources.{name}.rename "
+        f"({'; '.join(_renamed_onto(target, frame.columns, source.rename) for target in twice)}); rename only one "
+        "file column onto each contract column (a file column named like one is read as it unless renamed away)"
     ))
+
+
+def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]) -> str:
+    """Which file columns give `target`: "'closed_at' renamed onto submitted_at and the file's own 'submitted_at'"."""
+    given = [repr(column) for column in columns if column != target and rename.get(column) == target]
+    own = [column for column in columns if column == target and rename.get(column, column) == target]
+    return f"{' and '.join(given)} renamed onto {target}" + "".join(f" and the file's own {mine!r}" for mine in own)
 
 
 def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:

@@ -183,6 +183,16 @@ ERRORS = {
              sources={"transactions": {"path": "t.csv", "rename": {"net": "amount"}}}),
         r"would have column\(s\) amount twice after sources\.transactions\.rename",
     ),
+    # a ticket export mapped as feedback, its closing time as the rating's: the file's own submitted_at is the
+    # other column (before: "rename only one file column onto each contract column", while only one was renamed)
+    "a file column named like the contract column another is renamed onto": (
+        Case(files={"t.csv": CLEAN, "f.csv": "customer_id,submitted_at,closed_at,score\nc1,2024-01-01,2024-01-02,4\n"},
+             sources={"transactions": {"path": "t.csv"}, "feedback": {
+                 "path": "f.csv", "rename": {"closed_at": "submitted_at"}, "constants": {"kind": "csat"}}}),
+        r"source feedback: .*f\.csv would have column\(s\) submitted_at twice after sources\.feedback\.rename "
+        r"\('closed_at' renamed onto submitted_at and the file's own 'submitted_at'\); rename only one file column "
+        r"onto each contract column \(a file column named like one is read as it unless renamed away\)",
+    ),
     "two columns with one name in Parquet": (
         Case(files={"t.parquet": _parquet_with_two_amounts}, sources={"transactions": {"path": "t.parquet"}}),
         r"source transactions: .*t\.parquet has column\(s\) 'amount' more than once",
