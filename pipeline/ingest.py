@@ -575,6 +575,11 @@ def parse_source(
                     typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
                     earlier=labels.get(earlier, earlier))
             notes.extend([note] if note else [])
+            if raw.name == "support_tickets":
+                both = dates_on_both_sides_note(typed[later], typed[earlier], timezone=source.timezone,
+                                                later=labels.get(later, later), earlier=labels.get(earlier, earlier),
+                                                what=TICKET_STEPS[later])
+                notes.extend([both] if both else [])
     if source.discount_is == "share" and "discount" in mapped:  # before currency_rates: a share has no currency
         export = setting or f"sources.{raw.name}"
         lacking = [column for column in AMOUNT_FACTORS if column not in mapped]
@@ -666,6 +671,27 @@ def _holds_dates(times: pd.Series, timezone: str) -> bool:
     if sample.empty or not (_local_day(sample, timezone) == sample).all():
         return False
     return bool((_local_day(times, timezone) == times).to_numpy(dtype=bool)[present].all())
+
+
+TICKET_STEPS = {"closed_at": ("closed", "resolution_hours_mean"), "first_response_at": ("answered",
+                                                                                "first_response_hours_mean")}
+
+
+def dates_on_both_sides_note(
+    times: pd.Series, earlier_times: pd.Series, *, timezone: str, later: str, earlier: str, what: tuple[str, str]
+) -> str:
+    """A note when a ticket's later time (`times`: its closing or first response) and its opening (`earlier_times`)
+    both hold dates without a time of day (RavenStack's submitted_at and closed_at): the hours between them are whole
+    days, 0 for a ticket closed on its opening day, which a reason says as 'less than an hour'. `later`, `earlier`: the
+    columns' labels; `what`: the step ('closed') and the feature that reads it. '' otherwise."""
+    if not (_holds_dates(times, timezone) and _holds_dates(earlier_times, timezone)):
+        return ""
+    step, feature = what
+    same = int((times == earlier_times).sum())
+    tickets = f"{same:,} ticket{'s' * (same != 1)} {step} on the day {'they were' if same != 1 else 'it was'} opened"
+    return (f"{earlier} and {later} both hold dates without a time of day: the hours from one to the other are whole "
+            f"days, so {feature} counts 0 hours for the {tickets} (said 'less than an hour' in a reason) and 24, 48, "
+            "... for the others, not the time it took; map the export's times with a time of day where it has them")
 
 
 def dates_as_end_of_day(times: pd.Series, *, timezone: str, label: str) -> tuple[pd.Series, str]:

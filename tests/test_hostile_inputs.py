@@ -513,6 +513,27 @@ def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_open
             "day short") in result.report["notes"]
 
 
+def test_an_opening_and_a_closing_both_written_as_dates_get_a_note_that_the_hours_are_whole_days(tmp_path):
+    # RavenStack's ticket export: submitted_at and closed_at are dates. A ticket closed on its opening day counted
+    # 0 hours ('less than an hour' in a reason), without a word; with a time of day on the opening, no such note
+    tickets = ("ticket_id,account_id,submitted_at,closed_at\n"
+               "t1,17850,2024-01-05,2024-01-05\nt2,13047,2024-01-07,2024-01-08\nt3,17850,2024-01-09,2024-01-09\n")
+    sources = {"transactions": {"path": "t.csv"}, "support_tickets": {
+        "path": "x.csv", "rename": {"account_id": "customer_id", "submitted_at": "opened_at"}}}
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": CLEAN, "x.csv": tickets}, ingest=SMALL_SOURCE,
+                                             sources=sources)).sources["support_tickets"]
+    assert ("submitted_at and closed_at both hold dates without a time of day: the hours from one to the other are "
+            "whole days, so resolution_hours_mean counts 0 hours for the 2 tickets closed on the day they were opened "
+            "(said 'less than an hour' in a reason) and 24, 48, ... for the others, not the time it took; map the "
+            "export's times with a time of day where it has them") in result.report["notes"]
+    assert len(result.validated) == 3
+    (tmp_path / "timed").mkdir()
+    timed = tickets.replace(",2024-01-05,", ",2024-01-05 09:30,")
+    result = ingest_in_memory(tmp_path / "timed", Case(files={"t.csv": CLEAN, "x.csv": timed}, ingest=SMALL_SOURCE,
+                                                       sources=sources)).sources["support_tickets"]
+    assert not any("both hold dates" in note for note in result.report["notes"])
+
+
 def test_dates_on_a_day_whose_midnight_the_clock_skips_are_read_as_dates(tmp_path):
     # Sao Paulo's DST began at 00:00 (2017-10-15 had no midnight): an order of that day and a delivery date on it
     # once stopped ingest with pandas' "nonexistent time" error, wherever the export was from such a zone.
