@@ -416,18 +416,35 @@ def words_reason(
     if words is None:
         return None
     shown = ", ".join(repr(word) for word in words) + (", ..." if len(words) == SHOWN_WORDS else "")
-    # a pass over every unread cell only when the column has a recode to compare with
-    folded = set(unread.dropna().astype("str").str.strip().str.lower()) if listed else set()
-    cased = [key for key in listed if key.strip().lower() in folded]
-    named = [repr(key) for key in cased[:SHOWN_WORDS]]
-    case = (f"; its recode lists {' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} in "
-            "another case: keys are compared as written" if cased else "")
+    case = _recode_case_hint(unread, listed)
     if boolean:
         return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
                 f"or true where it means yes{case})")
     keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
     return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
             f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}}{case})")
+
+
+def _recode_case_hint(unread: pd.Series, listed: Sequence[str]) -> str:
+    """'; its recode lists 'open' in another case: keys are compared as written' when keys of the column's recode
+    (`listed`) are cells of `unread` in another case; '' otherwise (a pass over every cell only when there are keys)."""
+    folded = set(unread.dropna().astype("str").str.strip().str.lower()) if listed else set()
+    cased = [key for key in listed if key.strip().lower() in folded]
+    named = [repr(key) for key in cased[:SHOWN_WORDS]]
+    return (f"; its recode lists {' and '.join([', '.join(named[:-1]), named[-1]] if len(named) > 1 else named)} in "
+            "another case: keys are compared as written" if cased else "")
+
+
+def unknown_words_reason(unread: pd.Series, *, allowed: Sequence[str], column: str, setting: str,
+                         listed: Sequence[str] = ()) -> str:
+    """The reason of cells of a column of contract words (a feedback or loyalty kind, a ticket channel) that are none
+    of `allowed`: the most frequent of them (at most SHOWN_WORDS) and the `recode` that maps them, with the keys of the
+    column's recode (`listed`) written in another case (`_recode_case_hint`)."""
+    words = unread.astype("str").str.strip().value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+    shown = ", ".join(repr(word) for word in words) + (", ..." if unread.nunique() > SHOWN_WORDS else "")
+    keys = ", ".join(f"{_yaml_word(word)}: <{column}>" for word in words)
+    return (f"not one of {', '.join(allowed)} ({shown}; map each onto one of them with {setting}.recode: "
+            f"{{{column}: {{{keys}}}}}{_recode_case_hint(unread, listed)})")
 
 
 def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: dict | None = None) -> str:
@@ -525,6 +542,14 @@ def parse_source(
                 if fixed:
                     notes.append(f"{labels.get(column, column)}: {fixed:,} value{'s' * (fixed != 1)} read in the "
                                  f"contract's lower case (e.g. {example})")
+                unknown = np.flatnonzero(parsed.notna().to_numpy() & ~parsed.isin(ALLOWED_VALUES[(raw.name, column)])
+                                         .to_numpy(dtype=bool))
+                if len(unknown):  # named here, with their words; left empty for the schema's rules
+                    problems.append(_problems(unknown, column, unknown_words_reason(
+                        parsed.iloc[unknown], allowed=ALLOWED_VALUES[(raw.name, column)], column=column,
+                        setting=setting or f"sources.{raw.name}", listed=list(source.recode.get(column, {})))))
+                    parsed = parsed.copy()
+                    parsed.iloc[unknown] = None
         if reason:
             failed = _unparsed(values, parsed)
             if len(failed):
@@ -550,6 +575,11 @@ def parse_source(
                     typed[later], typed[earlier], timezone=source.timezone, later=labels.get(later, later),
                     earlier=labels.get(earlier, earlier))
             notes.extend([note] if note else [])
+            if raw.name == "support_tickets":
+                both = dates_on_both_sides_note(typed[later], typed[earlier], timezone=source.timezone,
+                                                later=labels.get(later, later), earlier=labels.get(earlier, earlier),
+                                                what=TICKET_STEPS[later])
+                notes.extend([both] if both else [])
     if source.discount_is == "share" and "discount" in mapped:  # before currency_rates: a share has no currency
         export = setting or f"sources.{raw.name}"
         lacking = [column for column in AMOUNT_FACTORS if column not in mapped]
@@ -641,6 +671,27 @@ def _holds_dates(times: pd.Series, timezone: str) -> bool:
     if sample.empty or not (_local_day(sample, timezone) == sample).all():
         return False
     return bool((_local_day(times, timezone) == times).to_numpy(dtype=bool)[present].all())
+
+
+TICKET_STEPS = {"closed_at": ("closed", "resolution_hours_mean"), "first_response_at": ("answered",
+                                                                                "first_response_hours_mean")}
+
+
+def dates_on_both_sides_note(
+    times: pd.Series, earlier_times: pd.Series, *, timezone: str, later: str, earlier: str, what: tuple[str, str]
+) -> str:
+    """A note when a ticket's later time (`times`: its closing or first response) and its opening (`earlier_times`)
+    both hold dates without a time of day (RavenStack's submitted_at and closed_at): the hours between them are whole
+    days, 0 for a ticket closed on its opening day, which a reason says as 'less than an hour'. `later`, `earlier`: the
+    columns' labels; `what`: the step ('closed') and the feature that reads it. '' otherwise."""
+    if not (_holds_dates(times, timezone) and _holds_dates(earlier_times, timezone)):
+        return ""
+    step, feature = what
+    same = int((times == earlier_times).sum())
+    tickets = f"{same:,} ticket{'s' * (same != 1)} {step} on the day {'they were' if same != 1 else 'it was'} opened"
+    return (f"{earlier} and {later} both hold dates without a time of day: the hours from one to the other are whole "
+            f"days, so {feature} counts 0 hours for the {tickets} (said 'less than an hour' in a reason) and 24, 48, "
+            "... for the others, not the time it took; map the export's times with a time of day where it has them")
 
 
 def dates_as_end_of_day(times: pd.Series, *, timezone: str, label: str) -> tuple[pd.Series, str]:
@@ -1724,6 +1775,67 @@ def resolved_without_close_note(
             "one cannot tell when they were resolved")
 
 
+CLOSED_BEFORE_REPLY_SHARE = 0.05  # of the kept tickets with both times: a reply after closing now and then is real
+
+
+def closed_before_reply_note(typed: pd.DataFrame, kept: np.ndarray, *, labels: Mapping[str, str]) -> str | None:
+    """A note when at least CLOSED_BEFORE_REPLY_SHARE of the kept tickets (`kept`: rows of `typed`, a parsed
+    support_tickets frame) that have both a closed_at and a first_response_at (and at least 10 of them) are closed
+    before their first response: a help desk seldom replies after closing, so one of the two columns may not hold what
+    it is mapped as (Kaggle's synthetic Customer Support Ticket Dataset: 49% of its closed tickets). The rows are kept,
+    and their durations read as they are. `labels`: the file columns mapped onto the contract's. None otherwise."""
+    closed, replied = typed["closed_at"], typed["first_response_at"]
+    both = kept & closed.notna().to_numpy() & replied.notna().to_numpy()
+    before = both & (closed < replied).fillna(False).to_numpy(dtype=bool)
+    count, total = int(before.sum()), int(both.sum())
+    if total < 10 or count < CLOSED_BEFORE_REPLY_SHARE * total:
+        return None
+    first = int(np.flatnonzero(before)[0])
+    closing, reply = labels.get("closed_at", "closed_at"), labels.get("first_response_at", "first_response_at")
+    gap = _duration((replied - closed)[before].median())
+    return (f"{count:,} of the {total:,} tickets with both times ({count / total:.0%}) are closed before their first "
+            f"response ({closing} before {reply}, by {gap} in the median; e.g. ticket "
+            f"{typed['ticket_id'].iloc[first]!r}: {reply} {replied.iloc[first]:%Y-%m-%d %H:%M}, {closing} {closed.iloc[first]:%Y-%m-%d %H:%M} UTC). A help "
+            "desk seldom replies after closing a ticket, so one of the two columns may not hold what it is mapped as; "
+            "the tickets are kept, and first_response_hours_mean and resolution_hours_mean read both times as they "
+            "are. Check the mapping of closed_at and first_response_at, or leave out the one the export gets wrong")
+
+
+LONG_FIRST_WAIT = pd.Timedelta(days=30)  # a median wait for a first reply beyond this is no help desk's
+
+
+def late_first_response_note(typed: pd.DataFrame, kept: np.ndarray, *, labels: Mapping[str, str]) -> str | None:
+    """A note when the kept tickets (`kept`: rows of `typed`, a parsed support_tickets frame) with a first_response_at
+    (at least 10 of them) get it more than LONG_FIRST_WAIT after their opened_at in the median: opened_at is then
+    probably not when they were opened (Kaggle's Customer Support Ticket Dataset gives no opening time; mapped from its
+    Date of Purchase, every ticket waited 1.4 to 3.4 years for a first reply and was open since the purchase). The rows
+    are kept. `labels`: the file columns mapped onto the contract's. None otherwise."""
+    opened, replied = typed["opened_at"], typed["first_response_at"]
+    both = kept & opened.notna().to_numpy() & replied.notna().to_numpy()
+    if both.sum() < 10:
+        return None
+    waits = (replied - opened)[both]
+    median = waits.median()
+    if median <= LONG_FIRST_WAIT:
+        return None
+    first = waits.index[int(np.argmax((waits > LONG_FIRST_WAIT).to_numpy()))]
+    opening, reply = labels.get("opened_at", "opened_at"), labels.get("first_response_at", "first_response_at")
+    return (f"the first response comes {_duration(median)} after the opening in the median ({int(both.sum()):,} "
+            f"tickets with both times; e.g. ticket {typed['ticket_id'].loc[first]!r}: {opening} "
+            f"{opened.loc[first]:%Y-%m-%d %H:%M}, {reply} {replied.loc[first]:%Y-%m-%d %H:%M} UTC). A help desk "
+            f"answers within hours or days, so {opening} may not be when the tickets were opened (a purchase date?); "
+            "each ticket counts as open from it on (open_tickets, unresolved_share, tickets_<w>d count it then) and "
+            "first_response_hours_mean reads these waits. Map the tickets' own creation time onto opened_at")
+
+
+def _duration(delta: pd.Timedelta) -> str:
+    """'35 minutes', '5 hours', '3 days': a positive duration, rounded."""
+    minutes = delta.total_seconds() / 60
+    if minutes < 120:
+        return f"{minutes:.0f} minute{'s' * (round(minutes) != 1)}"
+    return f"{minutes / 60:.0f} hours" if minutes < 48 * 60 else f"{minutes / 1440:,.0f} days"
+
+
 def _share(flags: np.ndarray) -> float:
     return round(float(flags.mean()) if len(flags) else 0.0, 6)
 
@@ -2572,7 +2684,7 @@ def ingest_sources(
         for warning in parsed[name].warnings:
             get_logger().warning("%s: %s", name, warning)
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
-        note = None  # a source's own note, also logged as a warning
+        note = reply = wait = None  # a source's own notes, also logged as warnings
         synthetic = any(export.one_order_per_row for export in sources[name].exports())
         identity = record_identity(name, synthetic_orders=synthetic)
         # One search for the rows that may repeat, for both counts: rows equal in every column are equal in these.
@@ -2617,11 +2729,14 @@ def ingest_sources(
             parsed[name].typed["status_known_at"] = status_known_at(parsed[name].typed, kept)
             note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
                                                resolved=_label(parsed[name].labels, "resolved"))
+            reply = closed_before_reply_note(parsed[name].typed, kept, labels=parsed[name].labels)
+            wait = late_first_response_note(parsed[name].typed, kept, labels=parsed[name].labels)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
-        if note:
-            results[name].report["notes"].append(note)
-            get_logger().warning("%s: %s", name, note)
+        for said in (note, reply, wait):
+            if said:
+                results[name].report["notes"].append(said)
+                get_logger().warning("%s: %s", name, said)
         if carriers is not None:
             results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels,

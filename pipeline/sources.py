@@ -21,7 +21,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,23 +278,35 @@ def _read_csv_with_arrow(path: Path, read: ReadOptions, names: list[str] | None)
     if len(read.sep) != 1 or not names or any(not name or name.startswith("\ufeff") for name in names):
         return None
     try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
-                                            skip_rows=read.skip_rows),
-            parse_options=pa_csv.ParseOptions(delimiter=read.sep),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.large_string() for name in names},
-                null_values=_null_values(read),
-                strings_can_be_null=True,
-            ),
-        )
+        try:
+            table = _arrow_csv_table(path, read, names, newlines_in_values=False)
+        except pa.ArrowInvalid:
+            # a quoted line break in a cell (a ticket's description) where a block of the fast chunker ends
+            # puts the parser out of step ('out of sync', or 'Expected 5 columns, got 1'): read again with the
+            # chunker that honours quotes (a file that is really broken fails again, and pandas names why)
+            table = _arrow_csv_table(path, read, names, newlines_in_values=True)
     except (pa.ArrowInvalid, UnicodeError, LookupError, OSError):
         return None
     if table.column_names != names or any(column.type != pa.large_string() for column in table.columns):
         return None
     text = pd.StringDtype("pyarrow", na_value=np.nan)  # the "str" dtype, sharing Arrow's buffers
     return table.to_pandas(types_mapper=lambda arrow_type: text if arrow_type == pa.large_string() else None)
+
+
+def _arrow_csv_table(path: Path, read: ReadOptions, names: list[str], *, newlines_in_values: bool) -> pa.Table:
+    """The file read by pyarrow, every column of `names` as text; `newlines_in_values` lets a quoted cell hold line
+    breaks wherever a block of the file ends (slower chunking, so only when the fast one gets out of step)."""
+    return pa_csv.read_csv(
+        path,
+        read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
+                                        skip_rows=read.skip_rows),
+        parse_options=pa_csv.ParseOptions(delimiter=read.sep, newlines_in_values=newlines_in_values),
+        convert_options=pa_csv.ConvertOptions(
+            column_types={name: pa.large_string() for name in names},
+            null_values=_null_values(read),
+            strings_can_be_null=True,
+        ),
+    )
 
 
 def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
@@ -632,9 +644,17 @@ def check_columns(
             f"rename them with sources.{name}.rename"
         )
     _fail_on_repeats([source.rename.get(column, column) for column in frame.columns], lambda twice: (
-        f"source {name}: {path} would have column(s) {', '.join(twice)} twice after sources.{name}.rename; "
-        "rename only one file column onto each contract column"
+        f"source {name}: {path} would have column(s) {', '.join(twice)} twice after sources.{name}.rename "
+        f"({'; '.join(_renamed_onto(target, frame.columns, source.rename) for target in twice)}); rename only one "
+        "file column onto each contract column (a file column named like one is read as it unless renamed away)"
     ))
+
+
+def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]) -> str:
+    """Which file columns give `target`: "'closed_at' renamed onto submitted_at and the file's own 'submitted_at'"."""
+    given = [repr(column) for column in columns if column != target and rename.get(column) == target]
+    own = [column for column in columns if column == target and rename.get(column, column) == target]
+    return f"{' and '.join(given)} renamed onto {target}" + "".join(f" and the file's own {mine!r}" for mine in own)
 
 
 def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:

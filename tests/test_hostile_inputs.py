@@ -183,6 +183,16 @@ ERRORS = {
              sources={"transactions": {"path": "t.csv", "rename": {"net": "amount"}}}),
         r"would have column\(s\) amount twice after sources\.transactions\.rename",
     ),
+    # a ticket export mapped as feedback, its closing time as the rating's: the file's own submitted_at is the
+    # other column (before: "rename only one file column onto each contract column", while only one was renamed)
+    "a file column named like the contract column another is renamed onto": (
+        Case(files={"t.csv": CLEAN, "f.csv": "customer_id,submitted_at,closed_at,score\nc1,2024-01-01,2024-01-02,4\n"},
+             sources={"transactions": {"path": "t.csv"}, "feedback": {
+                 "path": "f.csv", "rename": {"closed_at": "submitted_at"}, "constants": {"kind": "csat"}}}),
+        r"source feedback: .*f\.csv would have column\(s\) submitted_at twice after sources\.feedback\.rename "
+        r"\('closed_at' renamed onto submitted_at and the file's own 'submitted_at'\); rename only one file column "
+        r"onto each contract column \(a file column named like one is read as it unless renamed away\)",
+    ),
     "two columns with one name in Parquet": (
         Case(files={"t.parquet": _parquet_with_two_amounts}, sources={"transactions": {"path": "t.parquet"}}),
         r"source transactions: .*t\.parquet has column\(s\) 'amount' more than once",
@@ -299,7 +309,7 @@ QUARANTINED = {
         "discount: negative",
     ),
     "nps out of range": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,nps,11\n"), "score: outside 0-10 for nps"),
-    "an unknown feedback kind": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,stars,3\n"), "kind: not one of nps, csat, review (map other words with sources.feedback.recode)"),
+    "an unknown feedback kind": (beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,stars,3\n"), "kind: not one of nps, csat, review ('stars'; map each onto one of them with sources.feedback.recode: {kind: {stars: <kind>}})"),
     "words in a number column (a help desk's ratings mapped onto score)": (
         beside_clean_orders("feedback", FEEDBACK + "17850,2024-01-08,csat,good\n"),
         "score: not a number (words: 'good'; give each a number with sources.feedback.recode: {score: {good: <number>}}, "
@@ -309,7 +319,7 @@ QUARANTINED = {
         "resolved: not true/false/yes/no/1/0 ('on hold'; say what each means with sources.support_tickets.recode: "
         "{resolved: {on hold: false}}, or true where it means yes)"),
     "a ticket closed before it opened": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,2024-01-08 10:00:00,email\n"), "closed_at: before opened_at"),
-    "an unknown ticket channel": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"), "channel: not one of phone, email, chat, social, other (map other words with sources.support_tickets.recode)"),
+    "an unknown ticket channel": (beside_clean_orders("support_tickets", TICKETS + "t3,17850,2024-01-09 10:00:00,,pigeon\n"), "channel: not one of phone, email, chat, social, other ('pigeon'; map each onto one of them with sources.support_tickets.recode: {channel: {pigeon: <channel>}})"),
     "loyalty points of 1e15": (beside_clean_orders("loyalty_events", LOYALTY + "13047,2024-01-08 10:00:00,earn,1e15\n"), "points: beyond ±1e+09 (ingest.max_abs_amount)"),
     "a derived amount without a quantity": (
         Case(files={"t.csv": "order_id,customer_id,ordered_at,quantity,unit_price\n"
@@ -367,6 +377,10 @@ SAME_AS_CLEAN = {
     "tabs with read.sep": Case(files={"t.csv": CLEAN.replace(",", "\t")},
                                sources={"transactions": {"path": "t.csv", "read": {"sep": "\t"}}}),
     "a quoted line break in an extra column": Case(files={"t.csv": with_column(CLEAN, "note", '"two\nlines"')}),
+    # a help desk's ticket descriptions of many lines: the file (1.5 MiB) is longer than a block of the fast CSV
+    # reader, whose boundary falls inside a quoted cell (before: "cannot be parsed as CSV ... check read.sep")
+    "quoted line breaks in a file longer than a read block": Case(
+        files={"t.csv": with_column(CLEAN, "note", '"' + "a line of a ticket's description\n" * 8000 + '"')}),
     "whitespace around ids and names": Case(files={"t.csv": CLEAN.replace(",17850,", ",  17850 ,").replace("amount", " amount ")}),
     "float-formatted ids": Case(files={"t.csv": CLEAN.replace(",17850,", ",17850.0,").replace(",13047,", ",13047.00,")}),
     "float ids in Parquet and text ids in CSV, one glob": Case(
@@ -499,6 +513,27 @@ def test_a_closing_date_without_a_time_on_the_opening_day_is_not_before_the_open
             "day short") in result.report["notes"]
 
 
+def test_an_opening_and_a_closing_both_written_as_dates_get_a_note_that_the_hours_are_whole_days(tmp_path):
+    # RavenStack's ticket export: submitted_at and closed_at are dates. A ticket closed on its opening day counted
+    # 0 hours ('less than an hour' in a reason), without a word; with a time of day on the opening, no such note
+    tickets = ("ticket_id,account_id,submitted_at,closed_at\n"
+               "t1,17850,2024-01-05,2024-01-05\nt2,13047,2024-01-07,2024-01-08\nt3,17850,2024-01-09,2024-01-09\n")
+    sources = {"transactions": {"path": "t.csv"}, "support_tickets": {
+        "path": "x.csv", "rename": {"account_id": "customer_id", "submitted_at": "opened_at"}}}
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": CLEAN, "x.csv": tickets}, ingest=SMALL_SOURCE,
+                                             sources=sources)).sources["support_tickets"]
+    assert ("submitted_at and closed_at both hold dates without a time of day: the hours from one to the other are "
+            "whole days, so resolution_hours_mean counts 0 hours for the 2 tickets closed on the day they were opened "
+            "(said 'less than an hour' in a reason) and 24, 48, ... for the others, not the time it took; map the "
+            "export's times with a time of day where it has them") in result.report["notes"]
+    assert len(result.validated) == 3
+    (tmp_path / "timed").mkdir()
+    timed = tickets.replace(",2024-01-05,", ",2024-01-05 09:30,")
+    result = ingest_in_memory(tmp_path / "timed", Case(files={"t.csv": CLEAN, "x.csv": timed}, ingest=SMALL_SOURCE,
+                                                       sources=sources)).sources["support_tickets"]
+    assert not any("both hold dates" in note for note in result.report["notes"])
+
+
 def test_dates_on_a_day_whose_midnight_the_clock_skips_are_read_as_dates(tmp_path):
     # Sao Paulo's DST began at 00:00 (2017-10-15 had no midnight): an order of that day and a delivery date on it
     # once stopped ingest with pandas' "nonexistent time" error, wherever the export was from such a zone.
@@ -602,6 +637,65 @@ def test_tickets_resolved_without_a_closing_time_get_a_warning_naming_the_mappin
     assert len(result.validated) == 4  # nothing is left out
     newest = pd.Timestamp("2024-01-09 10:00", tz="UTC")  # the export's newest row: its status is known from then
     assert result.validated["status_known_at"].tolist() == [newest, pd.NaT, newest, pd.NaT]
+
+
+def closed_and_replied(pairs: list[tuple[str, str]]) -> Case:
+    """Tickets with a first response and a closing time each (Kaggle's Customer Support Ticket Dataset's columns)."""
+    rows = "".join(f"t{i},17850,2024-01-05 08:00:00,{reply},{closed}\n" for i, (reply, closed) in enumerate(pairs))
+    return Case(files={"t.csv": CLEAN, "x.csv": "Ticket ID,Customer Email,Opened,First Response Time,"
+                                                 "Time to Resolution\n" + rows},
+                sources={"transactions": {"path": "t.csv"}, "support_tickets": {
+                    "path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Customer Email": "customer_id",
+                                                "Opened": "opened_at", "First Response Time": "first_response_at",
+                                                "Time to Resolution": "closed_at"}}})
+
+
+def test_tickets_closed_before_their_first_response_are_kept_with_a_warning_naming_both_columns(tmp_path, caplog):
+    # Kaggle's synthetic ticket export: 1,365 of its 2,769 closed tickets close hours before their first response;
+    # before, no word, and both means read them as they are
+    replied, closed = "2024-01-05 10:00:00", "2024-01-05 09:00:00"
+    case = closed_and_replied([(replied, closed)] * 3 + [(replied, "2024-01-05 12:00:00")] * 7)
+    with caplog.at_level("WARNING", logger="pipeline"):
+        result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    note = ("3 of the 10 tickets with both times (30%) are closed before their first response (Time to Resolution "
+            "before First Response Time, by 60 minutes in the median; e.g. ticket 't0': First Response Time "
+            "2024-01-05 10:00, Time to Resolution 2024-01-05 09:00 UTC). A help desk seldom replies after closing a "
+            "ticket, so one of the two columns may not hold what it is mapped as; the tickets are kept, and "
+            "first_response_hours_mean and resolution_hours_mean read both times as they are. Check the mapping of "
+            "closed_at and first_response_at, or leave out the one the export gets wrong")
+    assert note in result.report["notes"] and note in caplog.text
+    assert len(result.validated) == 10
+    # a reply after closing now and then (under 5% of the tickets with both times) is a help desk's life: no note
+    (tmp_path / "quiet").mkdir()
+    quiet = ingest_in_memory(tmp_path / "quiet", closed_and_replied(
+        [(replied, closed)] + [(replied, "2024-01-05 12:00:00")] * 20)).sources["support_tickets"]
+    assert not any("before their first response" in note for note in quiet.report["notes"])
+
+
+def test_tickets_whose_first_response_comes_months_after_the_opening_get_a_warning_naming_opened_at(tmp_path, caplog):
+    # Kaggle's ticket export has no opening time: mapped from its Date of Purchase, every ticket waited 1.4 to 3.4
+    # years for a first reply and counted as open since the purchase; before, no word
+    rows = "".join(f"t{i},17850,2022-0{1 + i % 9}-15,2024-01-05 10:00:00\n" for i in range(10))
+    files = {"t.csv": CLEAN, "x.csv": "Ticket ID,Customer Email,Date of Purchase,First Response Time\n" + rows}
+    tickets = {"path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Customer Email": "customer_id",
+                                           "Date of Purchase": "opened_at", "First Response Time": "first_response_at"}}
+    case = Case(files=files, sources={"transactions": {"path": "t.csv"}, "support_tickets": tickets})
+    with caplog.at_level("WARNING", logger="pipeline"):
+        result = ingest_in_memory(tmp_path, case).sources["support_tickets"]
+    note = ("the first response comes 615 days after the opening in the median (10 tickets with both times; e.g. "
+            "ticket 't0': Date of Purchase 2022-01-15 00:00, First Response Time 2024-01-05 10:00 UTC). A help desk "
+            "answers within hours or days, so Date of Purchase may not be when the tickets were opened (a purchase "
+            "date?); each ticket counts as open from it on (open_tickets, unresolved_share, tickets_<w>d count it "
+            "then) and first_response_hours_mean reads these waits. Map the tickets' own creation time onto opened_at")
+    assert note in result.report["notes"] and note in caplog.text
+    assert len(result.validated) == 10
+    # replies within a day or two, and two slow ones (three weeks): no note
+    (tmp_path / "quick").mkdir()
+    openings = ["2023-12-15", "2023-12-15"] + ["2024-01-04"] * 8
+    quick = files | {"x.csv": "Ticket ID,Customer Email,Date of Purchase,First Response Time\n" + "".join(
+        f"t{i},17850,{day},2024-01-05 10:00:00\n" for i, day in enumerate(openings))}
+    result = ingest_in_memory(tmp_path / "quick", Case(files=quick, sources=case.sources)).sources["support_tickets"]
+    assert not any("after the opening in the median" in note for note in result.report["notes"])
 
 
 def test_the_status_of_a_ticket_without_closed_at_is_known_from_the_newest_kept_time_of_all_its_files(tmp_path):

@@ -203,7 +203,8 @@ def test_feedback_rules_quarantine_each_bad_row_with_its_reason():
             "score: outside 1-5 for csat (another scale? set sources.feedback.score_scales: {csat: [low, high]})",
             "anonymous",
             "submitted_at: not a timestamp",
-            "kind: not one of nps, csat, review (map other words with sources.feedback.recode)",
+            "kind: not one of nps, csat, review ('survey'; map each onto one of them with sources.feedback.recode: "
+            "{kind: {survey: <kind>}})",
             "score: not a number (words: 'ten'; give each a number with sources.feedback.recode: {score: {ten: "
             "<number>}}, or leave their rows out with sources.feedback.exclude: {score: [ten]})",
         ],
@@ -244,7 +245,8 @@ def test_support_tickets_closed_before_opened_bad_channel_and_resolved_words():
     ]
     assert result.quarantine["reason"].tolist() == [
         "closed_at: before opened_at",
-        "channel: not one of phone, email, chat, social, other (map other words with sources.support_tickets.recode)",
+        "channel: not one of phone, email, chat, social, other ('fax'; map each onto one of them with "
+        "sources.support_tickets.recode: {channel: {fax: <channel>}})",
         "resolved: not true/false/yes/no/1/0 ('maybe'; say what each means with sources.support_tickets.recode: "
         "{resolved: {maybe: false}}, or true where it means yes)",
     ]

@@ -820,10 +820,29 @@ def test_the_exports_own_words_are_recoded_and_other_cases_folded_with_a_note(tm
     report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "feedback": feedback}, ingest={"max_bad_share": 0.5})
     assert read_validated_source(tmp_path, "feedback")["kind"].tolist() == ["nps", "csat", "review"]
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "feedback.parquet")
-    assert quarantine["reason"].tolist() == ["Survey: not one of nps, csat, review (map other words with "
-                                             "sources.feedback.recode)"]
+    # the word and the recode that maps it (before: "map other words with sources.feedback.recode", no word)
+    assert quarantine["reason"].tolist() == ["Survey: not one of nps, csat, review ('stars'; map each onto one of them "
+                                             "with sources.feedback.recode: {kind: {stars: <kind>}})"]
     assert "Survey: 1 value read in the contract's lower case (e.g. 'CSAT' as 'csat')" in (
         report["sources"]["feedback"]["notes"])
+
+
+def test_a_channel_the_recode_does_not_map_is_named_with_the_recode_that_would(tmp_path):
+    # Kaggle's Customer Support Ticket Dataset writes 'Social media'; a recode of 'Social' (or 'social media') maps
+    # nothing. Before: "not one of phone, email, chat, social, other (map other words with ...recode)", no word
+    write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
+    write(tmp_path, "x.csv", "Ticket ID,Customer Email,Opened,Ticket Channel\nt1,c1,2024-01-02,Social media\n"
+          "t2,c1,2024-01-03,Email\nt3,c2,2024-01-04,Social media\nt4,c2,2024-01-05,Fax\n")
+    tickets = {"path": "x.csv", "rename": {"Ticket ID": "ticket_id", "Customer Email": "customer_id",
+                                           "Opened": "opened_at", "Ticket Channel": "channel"},
+               "recode": {"channel": {"Social": "social", "social media": "social"}}}
+    run_ingest(tmp_path, {"transactions": {"path": "t.csv"}, "support_tickets": tickets}, ingest={"max_bad_share": 0.8})
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "support_tickets.parquet")
+    assert quarantine["reason"].tolist() == ["Ticket Channel: not one of phone, email, chat, social, other ('Social "
+                                             "media', 'Fax'; map each onto one of them with sources.support_tickets."
+                                             "recode: {channel: {Social media: <channel>, Fax: <channel>}}; its recode "
+                                             "lists 'social media' in another case: keys are compared as written)"] * 3
+    assert read_validated_source(tmp_path, "support_tickets")["channel"].tolist() == ["email"]
 
 
 def test_a_date_and_a_time_in_two_columns_are_combined_and_ids_unique_per_store_are_joined(tmp_path):

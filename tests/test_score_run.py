@@ -233,6 +233,13 @@ def test_a_source_exported_later_than_the_orders_does_not_move_the_scoring_date(
         "later events out, and a later date would count the days without recorded orders as days without purchases. "
         "Export the orders up to the same day to use them")
     assert later_sources_warning(frames, data_ends=dt.date(2025, 11, 30), as_of=dt.date(2026, 1, 5)) is None
+    # a date after the day after the last order (score.max_data_lag_days allows a week) already counts the days
+    # without orders: before, the sentence said only that a later date would
+    assert later_sources_warning(frames, data_ends=dt.date(2025, 11, 30), as_of=dt.date(2025, 12, 6)) == (
+        "feedback to 2026-01-04 (35 days) run past the last order (2025-11-30): scoring as of 2025-12-06 leaves their "
+        "later events out, and it already counts the 5 days after the last order's day (2025-12-01 to 2025-12-05), "
+        "without recorded orders, as days without purchases for every customer. Export the orders up to the same day "
+        "to use them")
     with pytest.raises(ScoreError, match=r"--as-of 2026-01-05 is 36 days after the data ends \(2025-11-30\)"):
         check_data_lag(dt.date(2026, 1, 5), data_ends=latest_event_date(frames), max_lag_days=7)
     with pytest.raises(ScoreError, match="the validated transactions hold no orders"):

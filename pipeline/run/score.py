@@ -160,9 +160,13 @@ def later_sources_warning(
             later.append(f"{name} to {ends} ({(ends - data_ends).days} days)")
     if not later:
         return None
+    quiet = (as_of - data_ends).days - 1  # days after the last order's day before the snapshot
+    counted = ("a later date would count the days without recorded orders as days without purchases" if quiet <= 0
+               else f"it already counts the {quiet:,} day{'s' * (quiet != 1)} after the last order's day "
+                    f"({data_ends + dt.timedelta(days=1)} to {as_of - dt.timedelta(days=1)}), without recorded orders, "
+                    "as days without purchases for every customer")
     return (f"{', '.join(later)} run past the last order ({data_ends}): scoring as of {as_of} leaves their later "
-            "events out, and a later date would count the days without recorded orders as days without purchases. "
-            "Export the orders up to the same day to use them")
+            f"events out, and {counted}. Export the orders up to the same day to use them")
 
 
 def default_as_of(frames: Mapping[str, pl.DataFrame], *, timezone: str = "UTC") -> dt.date:
