@@ -6,7 +6,8 @@ and writes. Steps, for every configured source:
 1. `parse_source`: rename onto contract names, parse each column into its contract type; a value
    that is present but cannot be parsed is a problem ("not a timestamp", "not a number"). Ids are
    normalised (`parse_ids`); a transactions source without amount gets it derived from quantity x
-   unit_price (`derive_amount`).
+   unit_price (`derive_amount`); a time given by the source's `after` is its `from` time plus a file column's
+   duration (`time_after`; bad durations: `duration_problems`).
 2. `reference_time` and `data_start`: the data's own latest and earliest time, over every source
    (robust to corrupt far-future and far-past values; see their docstrings).
 3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
