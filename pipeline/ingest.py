@@ -571,7 +571,7 @@ def parse_source(
         durations = numbers_as_read(values, source.read)
         typed[target] = time_after(typed[after.start], durations, unit=after.unit)
         start_label = labels.get(after.start, after.start)
-        start_blank = (_blank(mapped[after.start]) if after.start not in spec.required
+        start_blank = (_blank(mapped[after.start]) if after.start in mapped and after.start not in spec.required
                        else np.zeros(len(values), dtype=bool))  # a required time's blank is 'missing' already
         problems.append(duration_problems(values, durations, typed[after.start], target=target, after=after,
                                           start_label=start_label, start_blank=start_blank, read=source.read,
@@ -841,8 +841,8 @@ def duration_problems(
     start_blank: np.ndarray, read: ReadOptions, source: str,
 ) -> pd.DataFrame:
     """(row, column: the file column `after.column`, reason) for the cells of a duration column (`values` as read,
-    `durations` read as numbers) that give the time `target` none: not a number (`_number_reason`), negative, longer than
-    MAX_DURATION_DAYS, or beside a blank `from` time (`start_blank`: rows whose `start` cell is blank; an unreadable
+    `durations` read as numbers) that give the time `target` none: not a number (`_number_reason`), negative,
+    longer than MAX_DURATION_DAYS, or beside a blank `from` time (`start_blank`: rows whose `start` cell is blank; an unreadable
     one has its own reason). A blank duration is none of these: its time is empty."""
     column, unit = after.column, after.unit
     found = []

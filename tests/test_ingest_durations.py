@@ -117,8 +117,8 @@ def test_durations_are_read_with_the_sources_number_settings(tmp_path):
     zendesk(tmp_path / "without", text=comma)
     bad = quarantined(tmp_path / "without", "support_tickets")
     assert bad.loc[bad["Id"] != "4", "reason"].tolist() == [
-        "First reply time in minutes: not a number (a decimal comma? set sources.support_tickets.read.decimal: ',' and, "
-        "if the numbers have one, read.thousands)"] * 3
+        "First reply time in minutes: not a number (a decimal comma? set sources.support_tickets.read.decimal: ',' "
+        "and, if the numbers have one, read.thousands)"] * 3
     (tmp_path / "with").mkdir()
     zendesk(tmp_path / "with", {**ZENDESK_MAPPING, "read": {"decimal": ","}}, text=comma)
     assert validated(tmp_path / "with", "support_tickets")["first_response_at"].tolist()[2:] == [
@@ -163,7 +163,8 @@ def test_deliveries_given_as_days_after_the_order_in_a_further_export(tmp_path):
     assert validated(tmp_path, "transactions")["delivered_at"].tolist() == [ts("2024-01-04 09:00"),
                                                                             ts("2024-01-04 22:00"), pd.NaT]
     assert report["derived"] == {"delivered_at": "ordered_at + Days to deliver × 1 day"}
-    assert "1 row has delivered_at from Days to deliver (days after Placed); 1 with it blank has none" in report["notes"]
+    assert ("1 row has delivered_at from Days to deliver (days after Placed); 1 with it blank has none"
+            in report["notes"])
 
 
 def test_a_duration_column_or_from_time_the_files_lack_and_a_target_the_file_has_are_errors_naming_the_key(tmp_path):
@@ -262,3 +263,18 @@ def test_ravenstacks_whole_ticket_export_through_ingest(tmp_path):
     assert written["sources"]["support_tickets"]["derived"] == {
         "first_response_at": "opened_at + first_response_time_minutes × 1 minute",
         "closed_at": "opened_at + resolution_time_hours × 1 hour"}
+
+
+def test_parse_source_alone_gives_no_time_after_a_from_time_the_frame_lacks():
+    # read_source refuses such a file (the test above); parse_source, called on a frame in memory, leaves the time empty
+    from pipeline.config import SourceConfig
+    from pipeline.ingest import parse_source
+    from pipeline.sources import RawSource, row_origin
+
+    frame = pd.DataFrame({"ticket_id": ["1"], "customer_id": ["c"], "opened_at": ["2024-01-01"], "Hours": ["2"]},
+                         dtype="str")
+    source = SourceConfig(path=Path("x.csv"), after={"closed_at": TimeAfter(column="Hours", unit="hours",
+                                                                            **{"from": "first_response_at"})})
+    parsed = parse_source(RawSource(name="support_tickets", frame=frame, origin=row_origin(["x.csv"], [1]), files=()),
+                          source)
+    assert parsed.typed["closed_at"].isna().all() and parsed.problems.empty
