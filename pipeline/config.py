@@ -220,6 +220,33 @@ class LookupConfig(StrictModel):
         return self
 
 
+DURATION_UNITS = ("seconds", "minutes", "hours", "days")
+
+
+class TimeAfter(StrictModel):
+    """A contract time an export gives as a duration after another time of the row (a help desk's `First reply time
+    in minutes` after its `Created at`): the time is the contract column `from` (mapped, read and converted to UTC)
+    plus the number in the file column `column`, in `unit`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+    column: str
+    unit: Literal["seconds", "minutes", "hours", "days"]
+    start: str = Field(alias="from")  # `from`, as the config writes it (a Python keyword)
+
+    @field_validator("column", "start", mode="before")
+    @classmethod
+    def _names_as_text(cls, value: Any) -> Any:  # YAML reads a column named 2024 as a number
+        return _scalar_text(value)
+
+    @field_validator("column")
+    @classmethod
+    def _column_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a blank name: name the file column holding the duration, as the export writes it")
+        return value
+
+
 def known_timezone(value: str) -> str:
     """`value` when it names an IANA time zone (e.g. "America/New_York", "UTC"); else ValueError."""
     try:
@@ -292,6 +319,10 @@ class SourceConfig(StrictModel):
     # `exclude` and the rest see their columns): [{path: orders.csv, by: order_id}, {path: customers.csv, by:
     # customer_id}] gives order lines the customer and time their orders name.
     lookup: list[LookupConfig] = Field(default_factory=list)
+    # Contract times an export gives as a duration after another time of the row, each named by the contract column
+    # it fills (e.g. {first_response_at: {column: First reply time in minutes, unit: minutes, from: opened_at}}): the
+    # `from` time plus the file column's number in `unit`; a blank duration leaves the time empty.
+    after: dict[str, TimeAfter] = Field(default_factory=dict)
     # Customers only: file columns of the export (named as the file writes them, e.g. [Segment, Gender, Age band])
     # kept as static categorical attributes: validated as `attribute_<slug>` columns, each a feature of that name.
     attributes: list[str] = Field(default_factory=list)
@@ -372,6 +403,35 @@ class SourceConfig(StrictModel):
         return known_timezone(value)
 
 
+def time_after_problem(name: str, export: SourceConfig, target: str, offset: TimeAfter) -> str | None:
+    """What is wrong with the `after` entry `target` of an export of source `name` ('first_response_at: ...', naming
+    the key from `after` on), or None: its target must be a time column of the contract other than the row's own
+    time, filled by no other mapping key; its `from` another time column, not itself filled by `after`."""
+    spec = contract(name)
+    times = spec.timestamp_columns
+    listed = ", ".join(times)
+    if target not in times:
+        return (f"{target}: {target!r} is not a time column of the {name} contract (its time columns: {listed}); name "
+                "the contract column the duration gives")
+    if target == spec.time_column:
+        return (f"{target}: {target} is the row's own time, which the others are measured from; map it with "
+                f"{name}.rename")
+    renamed = [column for column, contract_column in export.rename.items() if contract_column == target]
+    given = [f"rename ({renamed[0]!r} renamed onto it)"] if renamed else []
+    given += [setting for setting in ("combine", "constants") if target in getattr(export, setting)]
+    if given:
+        return f"{target}: {target} is also given by {name}.{given[0]}; give it one way, remove one of the two"
+    if offset.start not in times:
+        return (f"{target}.from: {offset.start!r} is not a time column of the {name} contract (its time columns: "
+                f"{listed}); name the contract time the duration runs from")
+    if offset.start == target:
+        return f"{target}.from: {target} cannot be measured from itself; name the time the duration runs from"
+    if offset.start in export.after:
+        return (f"{target}.from: {offset.start} is itself given by after; measure from a time the export gives "
+                f"(e.g. {spec.time_column})")
+    return None
+
+
 class SourcesConfig(StrictModel):
     """Per-source mapping. `feedback` may be omitted (an empty feedback source)."""
 
@@ -404,6 +464,19 @@ class SourcesConfig(StrictModel):
                 both = sorted(set(export.constants) & set(export.combine))
                 if both:
                     raise ValueError(f"{name}: {both[0]!r} is in both constants and combine; remove one of the two")
+        return self
+
+    @model_validator(mode="after")
+    def _times_after_mapped_times(self) -> SourcesConfig:
+        """Each `after` fills a time column of the source's contract that no other mapping key fills, but the row's own
+        time (the others are measured from it), from another time column that `after` does not fill."""
+        for name, source in self.configured().items():
+            for number, export in enumerate(source.exports()):
+                key = f"{name}.after" if number == 0 else f"{name}.other_exports[{number - 1}].after"
+                for target, offset in export.after.items():
+                    problem = time_after_problem(name, export, target, offset)
+                    if problem:
+                        raise ValueError(f"{key}.{problem}")
         return self
 
     @model_validator(mode="after")
@@ -842,7 +915,7 @@ def known_keys(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> lis
         model, keyed = _submodel(field.annotation)
         if keyed and parts:
             parts.pop(0)  # the entry's own name, e.g. sources.<name>
-    return list(model.model_fields) if model is not None else []
+    return [field.alias or key for key, field in model.model_fields.items()] if model is not None else []
 
 
 def _unknown_key_message(loc: tuple[Any, ...]) -> str:

@@ -6,7 +6,8 @@ and writes. Steps, for every configured source:
 1. `parse_source`: rename onto contract names, parse each column into its contract type; a value
    that is present but cannot be parsed is a problem ("not a timestamp", "not a number"). Ids are
    normalised (`parse_ids`); a transactions source without amount gets it derived from quantity x
-   unit_price (`derive_amount`).
+   unit_price (`derive_amount`); a time given by the source's `after` is its `from` time plus a file column's
+   duration (`time_after`; bad durations: `duration_problems`).
 2. `reference_time` and `data_start`: the data's own latest and earliest time, over every source
    (robust to corrupt far-future and far-past values; see their docstrings).
 3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
@@ -53,7 +54,7 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pa_compute
 from pandas.api.types import union_categoricals
 
-from pipeline.config import SOURCE_NAMES, CurrencyRates, IngestConfig, ReadOptions, SourceConfig
+from pipeline.config import SOURCE_NAMES, CurrencyRates, IngestConfig, ReadOptions, SourceConfig, TimeAfter
 from pipeline.contract import (
     AMOUNT_FACTORS,
     BOOLEAN,
@@ -509,8 +510,10 @@ def parse_source(
     columns of sources.customers.attributes, added after the contract columns (`attribute_values`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source, export_number=export_number)
+    labels.update({target: f"{target} (= {time_after_how(after)})" for target, after in source.after.items()})
+    given = [*mapped.columns, *source.after]  # the contract columns the export gives, through a duration too
     if raw.name == "transactions":
-        check_delivery_mapping(mapped.columns, labels, export=setting or f"sources.{raw.name}")
+        check_delivery_mapping(given, labels, export=setting or f"sources.{raw.name}")
     named = attribute_values(raw, attributes, export=setting if export_number else None)
     typed, problems, notes = {}, [], []
     for column, dtype in spec.dtypes.items():
@@ -563,10 +566,22 @@ def parse_source(
                     reason += f" {hint}" if hint else ""
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
+    for target, after in source.after.items():  # after every time is read: `from` is one of them
+        values = raw.frame[after.column]
+        durations = numbers_as_read(values, source.read)
+        typed[target] = time_after(typed[after.start], durations, unit=after.unit)
+        start_label = labels.get(after.start, after.start)
+        start_blank = (_blank(mapped[after.start]) if after.start in mapped and after.start not in spec.required
+                       else np.zeros(len(values), dtype=bool))  # a required time's blank is 'missing' already
+        problems.append(duration_problems(values, durations, typed[after.start], target=target, after=after,
+                                          start_label=start_label, start_blank=start_blank, read=source.read,
+                                          source=raw.name))
+        notes.append(time_after_note(values, typed[target], target=target, after=after, start_label=start_label,
+                                     start_dates=_holds_dates(typed[after.start], source.timezone)))
     typed.update(named)
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
     for later, earlier in TIME_ORDER.get(raw.name, ()):
-        if later in mapped and earlier in mapped:
+        if later in given and earlier in given:
             if (raw.name, later) in END_OF_DAY:  # a deadline on the order's day is at its end, after the order
                 typed[later], note = dates_as_end_of_day(typed[later], timezone=source.timezone,
                                                          label=labels.get(later, later))
@@ -623,7 +638,7 @@ def parse_source(
         notes += value_match_notes(raw, source.refunds.when, setting="refunds.when",
                                    export=setting or f"sources.{raw.name}")
         problems_frame = pd.concat([problems_frame, unread], ignore_index=True)  # refunds that are not numbers
-    derived = {}
+    derived = {target: time_after_how(after) for target, after in source.after.items()}
     if raw.name == "transactions" and "amount" not in mapped and all(f in mapped for f in AMOUNT_FACTORS):
         with_discount = "discount" in mapped
         typed["amount"] = derive_amount(typed["quantity"], typed["unit_price"], typed["discount"])
@@ -798,6 +813,69 @@ def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: st
         f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set read.date_format to "
         "choose another"
     )
+
+
+UNIT_MICROSECONDS = {"seconds": 1_000_000, "minutes": 60_000_000, "hours": 3_600_000_000, "days": 86_400_000_000}
+MAX_DURATION_DAYS = 36_525  # a duration beyond 100 years is no time between two events of one row (nor fits a time)
+
+
+def time_after_how(after: TimeAfter) -> str:
+    """How a time given by `after` is computed, for the report's `derived` and the column's label:
+    'opened_at + First reply time in minutes × 1 minute'."""
+    return f"{after.start} + {after.column} × 1 {after.unit[:-1]}"
+
+
+def time_after(start: pd.Series, durations: pd.Series, *, unit: str) -> pd.Series:
+    """`start` (UTC times) plus each of `durations` (numbers) in `unit` (UNIT_MICROSECONDS), to the microsecond, as
+    UTC times; null where either is null, or the duration is negative or longer than MAX_DURATION_DAYS (a reason is
+    given for those: `duration_problems`)."""
+    micro = durations.to_numpy(dtype=np.float64, na_value=np.nan) * UNIT_MICROSECONDS[unit]
+    usable = np.isfinite(micro) & (micro >= 0) & (micro <= MAX_DURATION_DAYS * UNIT_MICROSECONDS["days"])
+    offsets = np.where(usable, np.rint(np.where(usable, micro, 0)), 0).astype(np.int64).astype("timedelta64[us]")
+    offsets[~usable] = np.timedelta64("NaT")
+    return (start + pd.Series(offsets, index=start.index)).astype(TIMESTAMP)
+
+
+def duration_problems(
+    values: pd.Series, durations: pd.Series, start: pd.Series, *, target: str, after: TimeAfter, start_label: str,
+    start_blank: np.ndarray, read: ReadOptions, source: str,
+) -> pd.DataFrame:
+    """(row, column: the file column `after.column`, reason) for the cells of a duration column (`values` as read,
+    `durations` read as numbers) that give the time `target` none: not a number (`_number_reason`), negative,
+    longer than MAX_DURATION_DAYS, or beside a blank `from` time (`start_blank`: rows whose `start` cell is blank; an unreadable
+    one has its own reason). A blank duration is none of these: its time is empty."""
+    column, unit = after.column, after.unit
+    found = []
+    unread = _unparsed(values, durations)
+    if len(unread):
+        found.append(_problems(unread, column, _number_reason(values.iloc[unread], read=read, source=source)))
+    numbers = durations.to_numpy(dtype=np.float64, na_value=np.nan)
+    for rows, reason in (
+        (np.flatnonzero(numbers < 0), f"negative (the {target} it gives would come before {start_label})"),
+        (np.flatnonzero(numbers * UNIT_MICROSECONDS[unit] > MAX_DURATION_DAYS * UNIT_MICROSECONDS["days"]),
+         f"more than 100 years of {unit} after {start_label}"),
+        (np.flatnonzero(~np.isnan(numbers) & start_blank & start.isna().to_numpy()),
+         f"a duration after {start_label}, which this row leaves blank"),
+    ):
+        if len(rows):
+            found.append(_problems(rows, column, reason))
+    return pd.concat(found, ignore_index=True) if found else empty_problems()
+
+
+def time_after_note(
+    values: pd.Series, times: pd.Series, *, target: str, after: TimeAfter, start_label: str, start_dates: bool
+) -> str:
+    """How many rows took `target` from the duration column (`values` as read, `times` the times computed) and how
+    many left it empty with a blank duration: '3 rows have first_response_at from First reply time in minutes (minutes
+    after Created at); 1 with it blank has none'; `start_dates`: the `from` column holds dates without a time of day
+    (RavenStack's submitted_at), so the times are counted from the start of the day, which the note says."""
+    given, blank = int(times.notna().sum()), int(_blank(values).sum())
+    note = (f"{given:,} row{'s have' if given != 1 else ' has'} {target} from {after.column} ({after.unit} after "
+            f"{start_label})")
+    note += f"; {blank:,} with it blank {'have' if blank != 1 else 'has'} none" if blank else ""
+    return note + (f"; {start_label} holds dates without a time of day, so {target} is counted from the start of that "
+                   f"day: the {after.unit} from one to the other are as written, its time of day is not known"
+                   if start_dates else "")
 
 
 def on_contract_scale(

@@ -590,14 +590,25 @@ def columns_shown(frame: pd.DataFrame) -> str:
 
 
 def _check_filled_columns(name: str, path: Path, frame: pd.DataFrame, source: SourceConfig) -> None:
-    """Raise IngestError when a `combine` file column is not in the file, or a column that `constants` or `combine`
-    fill is also one of the file's columns (through `rename`)."""
+    """Raise IngestError when a `combine` or `after` file column is not in the file, or a column that `constants`,
+    `combine` or `after` fill is also one of the file's columns (through `rename`, or named so)."""
     absent = [part for parts in source.combine.values() for part in parts if part not in frame.columns]
     if absent:
         shown = columns_shown(frame)
         raise IngestError(f"source {name}: sources.{name}.combine: column {absent[0]!r} is not in {path} (its columns: "
                           f"{shown}); name a column of the export, as it is written there")
+    durations = [(target, after.column) for target, after in source.after.items() if after.column not in frame.columns]
+    if durations:
+        target, column = durations[0]
+        raise IngestError(f"source {name}: sources.{name}.after.{target}.column: column {column!r} is not in {path} "
+                          f"(its columns: {columns_shown(frame)}); name a column of the export, as it is written there")
     from_file = {source.rename.get(column, column): column for column in frame.columns}
+    own = [target for target in source.after if target in from_file]
+    if own:  # a rename onto it is a config error: this is the file's own column of that name
+        raise IngestError(
+            f"source {name}: {path} has a column {from_file[own[0]]!r} for {own[0]}, which sources.{name}.after fills "
+            f"too; keep it aside with sources.{name}.rename: {{{from_file[own[0]]}: <another name>}}, or remove the "
+            "after entry")
     for setting in ("constants", "combine"):
         both = [column for column in getattr(source, setting) if column in from_file]
         if both:
@@ -637,6 +648,11 @@ def check_columns(
             if "amount" in missing:
                 hint += "; without amount, give quantity and unit_price and amount is derived from them"
         raise IngestError(f"source {name}: {path} lacks required column(s) {', '.join(missing)}{hint}")
+    unmapped = [(target, after.start) for target, after in source.after.items() if after.start not in mapped]
+    if unmapped:
+        target, start = unmapped[0]
+        raise IngestError(f"source {name}: sources.{name}.after.{target}.from: {path} has no {start} (its columns: "
+                          f"{columns_shown(frame)}); map the file's column onto {start} with sources.{name}.rename")
     taken = [column for column in ORIGIN_COLUMNS + ("reason",) if column in frame.columns]
     if taken:
         raise IngestError(

@@ -333,3 +333,97 @@ def test_a_features_section_built_alone_checks_its_customer_attributes_too():
 
     with pytest.raises(ValueError, match=r"customer_attributes\n  Value error, 'segment' and 'Segment' give one column"):
         FeaturesConfig(customer_attributes=["Segment", "segment"])
+
+
+REPLY_AFTER = {"column": "First reply time in minutes", "unit": "minutes", "from": "opened_at"}
+
+
+def tickets_after(after: dict, **mapping) -> dict:
+    raw = minimal()
+    raw["sources"]["support_tickets"] = {"path": "x.csv", "rename": {"Created at": "opened_at"}, "after": after,
+                                         **mapping}
+    return raw
+
+
+def test_a_time_given_as_a_duration_after_another_is_read_with_from_and_written_back_so():
+    cfg = config_from_dict(tickets_after({"first_response_at": REPLY_AFTER}), base_dir=Path("/x"))
+    after = cfg.sources.support_tickets.after["first_response_at"]
+    assert (after.column, after.unit, after.start) == ("First reply time in minutes", "minutes", "opened_at")
+    dumped = cfg.model_dump(mode="json")["sources"]["support_tickets"]["after"]
+    assert dumped == {"first_response_at": REPLY_AFTER}  # `from`, as written: a dumped config loads again
+    assert config_from_dict(cfg.model_dump(mode="json"), base_dir=Path("/x")).sources == cfg.sources
+    delivered = minimal()
+    delivered["sources"]["transactions"]["after"] = {"delivered_at": {"column": "Days", "unit": "days",
+                                                                      "from": "ordered_at"}}
+    assert config_from_dict(delivered, base_dir=Path("/x")).sources.transactions.after["delivered_at"].unit == "days"
+    assert config_from_dict(minimal(), base_dir=Path("/x")).sources.transactions.after == {}
+
+
+TICKET_TIMES = "its time columns: opened_at, closed_at, first_response_at"
+
+
+@pytest.mark.parametrize(
+    ("after", "mapping", "message"),
+    [
+        ({"first_reply": REPLY_AFTER}, {},
+         rf"sources: Value error, support_tickets\.after\.first_reply: 'first_reply' is not a time column of the "
+         rf"support_tickets contract \({TICKET_TIMES}\); name the contract column the duration gives"),
+        ({"opened_at": {**REPLY_AFTER, "from": "closed_at"}}, {},
+         r"support_tickets\.after\.opened_at: opened_at is the row's own time, which the others are measured from; "
+         r"map it with support_tickets\.rename"),
+        ({"first_response_at": REPLY_AFTER}, {"rename": {"Created at": "opened_at", "Replied": "first_response_at"}},
+         r"support_tickets\.after\.first_response_at: first_response_at is also given by support_tickets\.rename "
+         r"\('Replied' renamed onto it\); give it one way, remove one of the two"),
+        ({"closed_at": REPLY_AFTER}, {"combine": {"closed_at": ["Day", "Hour"]}},
+         r"support_tickets\.after\.closed_at: closed_at is also given by support_tickets\.combine; give it one way"),
+        ({"closed_at": REPLY_AFTER}, {"constants": {"closed_at": "2024-01-01"}},
+         r"support_tickets\.after\.closed_at: closed_at is also given by support_tickets\.constants; give it one "
+         r"way"),
+        ({"first_response_at": {**REPLY_AFTER, "from": "Created at"}}, {},
+         rf"support_tickets\.after\.first_response_at\.from: 'Created at' is not a time column of the support_tickets "
+         rf"contract \({TICKET_TIMES}\); name the contract time the duration runs from"),
+        ({"first_response_at": {**REPLY_AFTER, "from": "first_response_at"}}, {},
+         r"support_tickets\.after\.first_response_at\.from: first_response_at cannot be measured from itself"),
+        ({"first_response_at": REPLY_AFTER, "closed_at": {**REPLY_AFTER, "from": "first_response_at"}}, {},
+         r"support_tickets\.after\.closed_at\.from: first_response_at is itself given by after; measure from a time "
+         r"the export gives \(e\.g\. opened_at\)"),
+        ({"first_response_at": {**REPLY_AFTER, "unit": "weeks"}}, {},
+         r"sources\.support_tickets\.after\.first_response_at\.unit: Input should be 'seconds', 'minutes', 'hours' or "
+         r"'days'"),
+        ({"first_response_at": {**REPLY_AFTER, "column": " "}}, {},
+         r"sources\.support_tickets\.after\.first_response_at\.column: Value error, a blank name: name the file column "
+         r"holding the duration"),
+        ({"first_response_at": {"column": "Reply", "unit": "minutes"}}, {},
+         r"sources\.support_tickets\.after\.first_response_at\.from: Field required"),
+        ({"first_response_at": {**REPLY_AFTER, "form": "opened_at"}}, {},
+         r"sources\.support_tickets\.after\.first_response_at\.form: unknown key \(did you mean 'from'\?\)"),
+        ({"first_response_at": REPLY_AFTER}, {"other_exports": [{"path": "y.csv", "after": {"closed_at": {
+            **REPLY_AFTER, "from": "opened"}}}]},  # an export under other_exports is named by its place
+         r"support_tickets\.other_exports\[0\]\.after\.closed_at\.from: 'opened' is not a time column"),
+    ],
+)
+def test_bad_times_after_fail_at_start_up_naming_the_key(tmp_path, after, mapping, message):
+    path = write_yaml(tmp_path, tickets_after(after, **mapping))
+    prefix = r"(sources: Value error, )?"  # a rule across the keys of a source names them in its message
+    with pytest.raises(ConfigError, match=rf"invalid configuration in {path}:\n(.*\n)*  {prefix}{message}"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("source", "mapping", "message"),
+    [
+        ("feedback", {"after": {"submitted_at": REPLY_AFTER}}, r"feedback\.after\.submitted_at: submitted_at is the "
+                                                               r"row's own time"),
+        ("customers", {"after": {"signup_at": {**REPLY_AFTER, "from": "opened_at"}}},
+         r"customers\.after\.signup_at\.from: 'opened_at' is not a time column of the customers contract \(its time "
+         r"columns: signup_at\)"),
+        ("transactions", {"after": {"amount": {**REPLY_AFTER, "from": "ordered_at"}}},
+         r"transactions\.after\.amount: 'amount' is not a time column of the transactions contract \(its time "
+         r"columns: ordered_at, promised_delivery_at, delivered_at\)"),
+    ],
+)
+def test_times_after_in_other_sources_name_their_own_time_columns(tmp_path, source, mapping, message):
+    raw = minimal()
+    raw["sources"][source] = {**raw["sources"].get(source, {"path": "x.csv"}), **mapping}
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(raw, base_dir=tmp_path)
