@@ -116,6 +116,18 @@ def test_add_features_falls_back_to_nan_when_the_fit_fails(caplog):
     assert "BTYD at 2011-09-01: BG/NBD failed: " in caplog.text and "its features are NaN" in caplog.text
 
 
+def test_a_failure_of_a_fit_on_a_sample_says_it_counted_the_sample(monkeypatch, caplog):
+    # The mall shop (10,482 customers, nobody buying twice): "1183 customers, 0 with repeat purchases" read as the
+    # snapshot's count, while the BG/NBD warning of the same snapshot said 2,366
+    monkeypatch.setattr(btyd, "MAX_PNBD_FIT_CUSTOMERS", 6)
+    frame = pl.DataFrame({"_btyd_frequency": [0.0] * 12, "_btyd_recency": [0.0] * 12, "_btyd_T": [4.0] * 12})
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        btyd.add_features(frame, horizon_days=90, as_of=dt.date(2011, 9, 1))
+    assert ("Pareto/NBD failed: 6 customers, 0 with repeat purchases: too few to fit Pareto/NBD (fitted on one in 2 of "
+            "the snapshot's 12 customers)") in caplog.text
+    assert "BG/NBD failed: 12 customers, 0 with repeat purchases: too few to fit BG/NBD; its" in caplog.text
+
+
 PARETO_NBD_PUBLISHED = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}  # Fader, Hardie & Lee 2005
 PARETO_NBD_PUBLISHED_LOG_LIKELIHOOD = -9595.0
 

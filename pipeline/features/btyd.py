@@ -37,7 +37,7 @@ finite gets NaN. The fit never raises.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -470,6 +470,14 @@ def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     ]
 
 
+def on_sample(fit: Fit, *, step: int, customers: int) -> Fit:
+    """`fit`, its failure saying that it was fitted on one in `step` of the snapshot's `customers` (a failure counts the
+    customers it saw, which would read as the snapshot's own count)."""
+    if fit.ok or step == 1:
+        return fit
+    return replace(fit, status=f"{fit.status} (fitted on one in {step} of the snapshot's {customers:,} customers)")
+
+
 def _log_fit(model: str, fit: Fit, *, as_of: dt.date | None) -> None:
     """Log a fit as of the snapshot `as_of`: a failure (warning: its features are NaN), else its parameters
     (debug) and its note, e.g. the NBD limit it was kept as (info)."""
@@ -494,8 +502,8 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int, as_of: dt.date | Non
     pnbd_step = max(1, -(-len(x) // MAX_PNBD_FIT_CUSTOMERS))
     pnbd = fit_pareto_nbd(x[::pnbd_step], t_x[::pnbd_step], big_t[::pnbd_step])
     paired = PairedSummaries.of(x, t_x, big_t) if bgnbd.ok or pnbd.ok else None  # distinct pairs found once
-    _log_fit("BG/NBD", bgnbd, as_of=as_of)
-    _log_fit("Pareto/NBD", pnbd, as_of=as_of)
+    _log_fit("BG/NBD", on_sample(bgnbd, step=step, customers=len(x)), as_of=as_of)
+    _log_fit("Pareto/NBD", on_sample(pnbd, step=pnbd_step, customers=len(x)), as_of=as_of)
     alive = expected = missing
     if bgnbd.ok:
         data = Summaries.of(x, t_x, big_t, distinct=False)
