@@ -567,17 +567,10 @@ def parse_source(
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
     for target, after in source.after.items():  # after every time is read: `from` is one of them
-        values = raw.frame[after.column]
-        durations = numbers_as_read(values, source.read)
-        typed[target] = time_after(typed[after.start], durations, unit=after.unit)
-        start_label = labels.get(after.start, after.start)
-        start_blank = (_blank(mapped[after.start]) if after.start in mapped and after.start not in spec.required
-                       else np.zeros(len(values), dtype=bool))  # a required time's blank is 'missing' already
-        problems.append(duration_problems(values, durations, typed[after.start], target=target, after=after,
-                                          start_label=start_label, start_blank=start_blank, read=source.read,
-                                          source=raw.name))
-        notes.append(time_after_note(values, typed[target], target=target, after=after, start_label=start_label,
-                                     start_dates=_holds_dates(typed[after.start], source.timezone)))
+        typed[target], found, note = times_after(raw, source, mapped, typed[after.start], target=target,
+                                                 start_label=labels.get(after.start, after.start))
+        problems.append(found)
+        notes.append(note)
     typed.update(named)
     problems_frame = pd.concat(problems, ignore_index=True) if problems else empty_problems()
     for later, earlier in TIME_ORDER.get(raw.name, ()):
@@ -596,17 +589,9 @@ def parse_source(
                                                 what=TICKET_STEPS[later])
                 notes.extend([both] if both else [])
     if source.discount_is == "share" and "discount" in mapped:  # before currency_rates: a share has no currency
-        export = setting or f"sources.{raw.name}"
-        lacking = [column for column in AMOUNT_FACTORS if column not in mapped]
-        if lacking:
-            raise IngestError(f"{export}.discount_is: share takes off a share of quantity × unit_price, but "
-                              f"{' and '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not mapped; map "
-                              f"{'it' if len(lacking) == 1 else 'them'} with {export}.rename, or remove discount_is")
-        typed["discount"], above = discount_from_share(typed["discount"], typed["quantity"], typed["unit_price"])
-        if len(above):
-            problems_frame = pd.concat([problems_frame, _problems(above, "discount", (
-                f"a share above 1 ({export}.discount_is: share reads 0.15 as 15% off)"))], ignore_index=True)
-        notes.extend([note] if (note := discount_share_read_note(mapped["discount"], typed, export=export)) else [])
+        typed["discount"], above, note = discounts_from_shares(mapped, typed, export=setting or f"sources.{raw.name}")
+        problems_frame = pd.concat([problems_frame, above], ignore_index=True)
+        notes.extend([note] if note else [])
     if guest_ids and "customer_id" in typed:  # after the parse check: a guest's id was read, it names nobody
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
         notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
@@ -653,6 +638,41 @@ def parse_source(
                 "order's whole discount on one of its lines? map each line's own discount)"))], ignore_index=True)
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
                         problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
+
+
+def times_after(
+    raw: RawSource, source: SourceConfig, mapped: pd.DataFrame, start: pd.Series, *, target: str, start_label: str
+) -> tuple[pd.Series, pd.DataFrame, str]:
+    """(the contract time `target` that `source.after` gives as a duration after `start` (its `from` time, read), its
+    problems (`duration_problems`), its note (`time_after_note`)). `mapped`: the export's contract columns as read."""
+    after = source.after[target]
+    values = raw.frame[after.column]
+    durations = numbers_as_read(values, source.read)
+    times = time_after(start, durations, unit=after.unit)
+    optional = after.start in mapped and after.start not in contract(raw.name).required
+    # a required `from` time left blank is 'missing' already
+    start_blank = _blank(mapped[after.start]) if optional else np.zeros(len(values), dtype=bool)
+    found = duration_problems(values, durations, start, target=target, after=after, start_label=start_label,
+                              start_blank=start_blank, read=source.read, source=raw.name)
+    note = time_after_note(values, times, target=target, after=after, start_label=start_label,
+                           start_dates=_holds_dates(start, source.timezone))
+    return times, found, note
+
+
+def discounts_from_shares(
+    mapped: pd.DataFrame, typed: dict[str, pd.Series], *, export: str
+) -> tuple[pd.Series, pd.DataFrame, str | None]:
+    """(the money each line's discount takes off where the export writes shares (`discount_is: share`,
+    `discount_from_share`), the rows whose share is above 1 (problems), the note (`discount_share_read_note`)).
+    IngestError when quantity or unit_price is not mapped. `mapped`: the contract columns as read; `typed`: parsed."""
+    lacking = [column for column in AMOUNT_FACTORS if column not in mapped]
+    if lacking:
+        raise IngestError(f"{export}.discount_is: share takes off a share of quantity × unit_price, but "
+                          f"{' and '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not mapped; map "
+                          f"{'it' if len(lacking) == 1 else 'them'} with {export}.rename, or remove discount_is")
+    money, above = discount_from_share(typed["discount"], typed["quantity"], typed["unit_price"])
+    found = _problems(above, "discount", f"a share above 1 ({export}.discount_is: share reads 0.15 as 15% off)")
+    return money, found, discount_share_read_note(mapped["discount"], {**typed, "discount": money}, export=export)
 
 
 def check_delivery_mapping(columns: Iterable[str], labels: dict[str, str], *, export: str) -> None:
@@ -1873,7 +1893,8 @@ def closed_before_reply_note(typed: pd.DataFrame, kept: np.ndarray, *, labels: M
     gap = _duration((replied - closed)[before].median())
     return (f"{count:,} of the {total:,} tickets with both times ({count / total:.0%}) are closed before their first "
             f"response ({closing} before {reply}, by {gap} in the median; e.g. ticket "
-            f"{typed['ticket_id'].iloc[first]!r}: {reply} {replied.iloc[first]:%Y-%m-%d %H:%M}, {closing} {closed.iloc[first]:%Y-%m-%d %H:%M} UTC). A help "
+            f"{typed['ticket_id'].iloc[first]!r}: {reply} {replied.iloc[first]:%Y-%m-%d %H:%M}, "
+            f"{closing} {closed.iloc[first]:%Y-%m-%d %H:%M} UTC). A help "
             "desk seldom replies after closing a ticket, so one of the two columns may not hold what it is mapped as; "
             "the tickets are kept, and first_response_hours_mean and resolution_hours_mean read both times as they "
             "are. Check the mapping of closed_at and first_response_at, or leave out the one the export gets wrong")

@@ -457,7 +457,8 @@ def feature_specs(cfg: FeaturesConfig) -> list[FeatureSpec]:
 
 # The features whose values are money (sums of amounts, and what is computed from them): without money in the export
 # (amount given by `constants`) they count lines, and their sentences ("spent only 4.00") would speak of money.
-MONEY_FEATURES = re.compile(r"monetary_.*|gross_spend_.*|avg_order_value|spend_trend|returns_value(_share)?|rfm_m_score")
+MONEY_FEATURES = re.compile(
+    r"monetary_.*|gross_spend_.*|avg_order_value|spend_trend|returns_value(_share)?|rfm_m_score")
 
 
 def without_money_reasons(specs: Iterable[FeatureSpec]) -> list[FeatureSpec]:
