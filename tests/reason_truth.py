@@ -1,11 +1,12 @@
 """An independent check of an at-risk list's reason sentences against the raw export they came from.
 
-Plain pandas on the export as the shop wrote it (Online Retail's layout: Invoice, StockCode, Quantity,
-InvoiceDate, Price, Customer ID; cancellations are invoices starting with "C"), never the pipeline's own
-code, so a sentence the pipeline computes wrongly is caught here rather than agreed with. Times are read
-as UTC wall clock (the configs that use it set no time zone).
+Plain pandas on the export as the shop wrote it, never the pipeline's own code, so a sentence the pipeline
+computes wrongly is caught here rather than agreed with: `online_retail_lines` (Online Retail's layout: Invoice,
+StockCode, Quantity, InvoiceDate, Price, Customer ID; cancellations are invoices starting with "C") and
+`cdnow_lines` (CDNOW's: customer, date, CDs, dollars) turn an export into lines. Times are the export's wall clock,
+the business zone's days (CDNOW's dates are New York's, Online Retail's generated export is UTC).
 
-`check_sentences(export, scores)` -> one row per reason sentence of `scores` (customer_id, sentence,
+`check_sentences(lines, scores)` -> one row per reason sentence of `scores` (customer_id, sentence,
 ok: True/False, or None for a sentence of a kind not checked here, evidence: the recomputed values).
 Checked: the figures a sentence states (counts, amounts, days, shares, months since the last order) and the
 windows they are counted in. Not checked: comparisons with "the typical customer" (the population they are
@@ -39,17 +40,38 @@ def _close(value: float, stated: float, match: re.Match, group: int) -> bool:
     return abs(value - stated) <= 0.5 * 10**-decimals + 1e-9
 
 
-def customer_figures(export: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per customer id (the export's 'Customer ID' without its '.0'): the figures of the orders before `as_of`,
-    overall and per window of WINDOWS days (suffix _<w>)."""
-    rows = export[export["Customer ID"].fillna("").astype(str).str.strip() != ""].copy()
-    rows["customer_id"] = rows["Customer ID"].astype(str).str.strip().str.removesuffix(".0")
-    rows["at"] = pd.to_datetime(rows["InvoiceDate"], format="%m/%d/%Y %H:%M")
-    rows = rows[rows["at"] < as_of]
-    rows["amount"] = rows["Quantity"] * rows["Price"]
-    rows["bought"] = rows["Quantity"] > 0
-    rows["day"] = rows["at"].dt.normalize()
-    rows["cancelled"] = rows["Invoice"].astype(str).str.startswith("C")
+def online_retail_lines(export: pd.DataFrame) -> pd.DataFrame:
+    """An export in Online Retail's layout -> lines: customer_id (without its '.0'), invoice, at (wall clock), quantity,
+    amount (quantity x price), cancelled (an invoice starting with 'C'); rows without a customer left out."""
+    rows = export[export["Customer ID"].fillna("").astype(str).str.strip() != ""]
+    return pd.DataFrame({
+        "customer_id": rows["Customer ID"].astype(str).str.strip().str.removesuffix(".0"),
+        "invoice": rows["Invoice"].astype(str),
+        "at": pd.to_datetime(rows["InvoiceDate"], format="%m/%d/%Y %H:%M"),
+        "quantity": rows["Quantity"],
+        "amount": rows["Quantity"] * rows["Price"],
+        "cancelled": rows["Invoice"].astype(str).str.startswith("C"),
+    })
+
+
+def cdnow_lines(raw: pd.DataFrame) -> pd.DataFrame:
+    """CDNOW as read by `pd.read_csv(sep=r"\\s+", header=0, names=[customer, date, cds, dollars], dtype=str)` ->
+    lines (see `online_retail_lines`): one purchase a row, its own invoice, at midnight of its day."""
+    return pd.DataFrame({
+        "customer_id": raw["customer"],
+        "invoice": pd.RangeIndex(len(raw)).astype(str),
+        "at": pd.to_datetime(raw["date"], format="%Y%m%d"),
+        "quantity": raw["cds"].astype(float),
+        "amount": raw["dollars"].astype(float),
+        "cancelled": False,
+    })
+
+
+def customer_figures(lines: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per customer id of `lines` (`online_retail_lines`): the figures of the lines before `as_of`, overall and per
+    window of WINDOWS days (suffix _<w>)."""
+    rows = lines[lines["at"] < as_of].rename(columns={"quantity": "Quantity", "invoice": "Invoice"})
+    rows = rows.assign(bought=rows["Quantity"] > 0, day=rows["at"].dt.normalize())
 
     def figures(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
         bought = frame[frame["bought"]].groupby("customer_id")
@@ -142,11 +164,12 @@ def _checks(as_of: pd.Timestamp) -> list[tuple[str, Callable[[pd.Series, re.Matc
     ]
 
 
-def check_sentences(export: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
-    """Each reason sentence of `scores` (an at-risk list: customer_id, as_of, reason_1..) checked against
-    `export`: customer_id, sentence, ok (True, False, None when not checked here), evidence."""
+def check_sentences(lines: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Each reason sentence of `scores` (an at-risk list: customer_id, as_of, reason_1..) checked against the
+    export's `lines` (`online_retail_lines`, `cdnow_lines`): customer_id, sentence, ok (True, False, None when not
+    checked here), evidence."""
     as_of = pd.Timestamp(scores["as_of"].iloc[0]).tz_localize(None)
-    figures = customer_figures(export, as_of)
+    figures = customer_figures(lines, as_of)
     checks = [(re.compile(pattern), check) for pattern, check in _checks(as_of)]
     columns = [c for c in scores.columns if re.fullmatch(r"reason_\d+", c)]
     sentences = (scores.melt(id_vars="customer_id", value_vars=columns, value_name="sentence")

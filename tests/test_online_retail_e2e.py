@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from online_retail import RENAME, online_retail_export
-from reason_truth import check_sentences
+from reason_truth import check_sentences, online_retail_lines
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -140,7 +140,8 @@ def test_an_online_retail_export_trains_end_to_end_from_a_mapping_config_alone(t
     assert summary["customers_scored"] > 0 and summary["playbook"]["path"] == str(starter)
     # Every reason sentence that states a figure of the customer's orders holds on the export as written,
     # recomputed without the pipeline (tests/reason_truth.py).
-    checked = check_sentences(export, pd.read_parquet(next((shop / "data" / "scores").glob("at_risk_*.parquet"))))
+    scores = pd.read_parquet(next((shop / "data" / "scores").glob("at_risk_*.parquet")))
+    checked = check_sentences(online_retail_lines(export), scores)
     false = checked[checked["ok"] == False]  # noqa: E712 - ok is True, False or None
     assert false.empty, false.to_string()
     assert (checked["ok"] == True).sum() >= 500, checked["ok"].value_counts(dropna=False)  # noqa: E712

@@ -327,3 +327,21 @@ def test_the_printed_sentences_compare_lightgbm_with_the_best_baseline_once():
                                             "LightGBM calibrated (sigmoid)"]
     metrics["model_choice"] = {"chosen": "logistic", "statement": "model kept: logistic"}
     assert training_statements(metrics) == [f"model kept: logistic; {comparison}", "LightGBM calibrated (sigmoid)"]
+
+
+@pytest.mark.slow
+def test_every_figure_a_cdnow_list_states_holds_on_the_raw_file(cdnow_cfg, shared_data):
+    """The list scored on the real CDNOW log, its sentences checked against the raw file by pandas alone
+    (tests/reason_truth.py): counts, spend, windows, months since the last purchase."""
+    from reason_truth import cdnow_lines, check_sentences
+
+    from pipeline.run import score, train
+
+    train.run(cdnow_cfg, backtest=False, quiet=True)
+    scores = pd.read_parquet(score.run(cdnow_cfg, as_of=None, bundle=None, quiet=True)["scores_path"])
+    raw = pd.read_csv(shared_data / "cdnow" / "CDNOW_master.txt", sep=r"\s+", header=0,
+                      names=["customer", "date", "cds", "dollars"], dtype=str)
+    checked = check_sentences(cdnow_lines(raw), scores)
+    false = checked[checked["ok"] == False]  # noqa: E712 - ok is True, False or None
+    assert false.empty, false.to_string()
+    assert (checked["ok"] == True).sum() >= 1000, checked["ok"].value_counts(dropna=False)  # noqa: E712
