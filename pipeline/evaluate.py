@@ -296,6 +296,23 @@ def bootstrap_weights(n: int, *, resamples: int, seed: int) -> np.ndarray:
     return counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
 
 
+def bootstrap_samples(
+    rows: int, layouts: dict[str, RankingLayout], *, resamples: int, seed: int, chunk: int | None = None
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each model's BOOTSTRAP_METRICS on the same `resamples` resamples of the `rows` rows (paired), `chunk` resamples
+    at a time (default: about BOOTSTRAP_CHUNK_CELLS resample rows; each chunk has its seed, `seed` + its start):
+    {model: {metric: values, one per resample}}."""
+    chunk = chunk or max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // max(1, rows)))
+    samples: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in BOOTSTRAP_METRICS} for name in layouts}
+    for start in range(0, resamples, chunk):
+        weights = bootstrap_weights(rows, resamples=min(chunk, resamples - start), seed=seed + start)
+        for name, layout in layouts.items():
+            for metric, values in _layout_metrics(layout, weights).items():
+                samples[name][metric].append(values)
+    return {name: {metric: np.concatenate(values) for metric, values in by_metric.items()}
+            for name, by_metric in samples.items()}
+
+
 def paired_bootstrap(
     y: np.ndarray,
     probabilities: dict[str, np.ndarray],
@@ -313,21 +330,15 @@ def paired_bootstrap(
     Returns {model: {metric: {"reference", "difference", "low", "high", "share_above_zero"}}}.
     """
     y = np.asarray(y, dtype="float64")
-    chunk = chunk or max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // max(1, len(y))))
     layouts = {name: RankingLayout.of(y, p) for name, p in probabilities.items()}
-    samples: dict[str, dict[str, list[np.ndarray]]] = {name: {m: [] for m in BOOTSTRAP_METRICS} for name in probabilities}
-    for start in range(0, resamples, chunk):
-        weights = bootstrap_weights(len(y), resamples=min(chunk, resamples - start), seed=seed + start)
-        for name, layout in layouts.items():
-            for metric, values in _layout_metrics(layout, weights).items():
-                samples[name][metric].append(values)
+    samples = bootstrap_samples(len(y), layouts, resamples=resamples, seed=seed, chunk=chunk)
     full = {name: _layout_metrics(layout, np.ones((1, len(y)), dtype=np.int64)) for name, layout in layouts.items()}
     result: dict[str, dict[str, dict[str, float]]] = {}
     for name in probabilities:
         result[name] = {}
         for metric in BOOTSTRAP_METRICS:
             base = reference[metric]
-            differences = np.concatenate(samples[name][metric]) - np.concatenate(samples[base][metric])
+            differences = samples[name][metric] - samples[base][metric]
             differences = differences[~np.isnan(differences)]
             low, high = np.percentile(differences, [2.5, 97.5]) if len(differences) else (math.nan, math.nan)
             result[name][metric] = {
@@ -355,12 +366,7 @@ def chance_ranking_warning(
     if len(np.unique(y)) < 2:
         return None
     layout = RankingLayout.of(y, np.asarray(probability, dtype="float64"))
-    chunk = max(1, min(resamples, BOOTSTRAP_CHUNK_CELLS // max(1, len(y))))
-    sampled = np.concatenate([
-        _layout_metrics(layout, bootstrap_weights(len(y), resamples=min(chunk, resamples - start), seed=seed + start))[
-            "roc_auc"]
-        for start in range(0, resamples, chunk)
-    ])
+    sampled = bootstrap_samples(len(y), {model: layout}, resamples=resamples, seed=seed)[model]["roc_auc"]
     low, high = np.nanpercentile(sampled, [2.5, 97.5])
     if low > CHANCE_ROC_AUC:
         return None
