@@ -78,13 +78,19 @@ from pipeline.sources import (
     FALSE_WORDS,
     TRUE_WORDS,
     RawSource,
+    SourceResult,
+    blank_cells,
     export_setting,
     cell_text,
     columns_shown,
     concat_as_read,
     empty_problems,
     hidden_ids,
+    holds_dates,
     infer_date_format,
+    is_text,
+    kept_mask,
+    local_day,
     minus_for_accounting,
     parse_booleans,
     parse_ids,
@@ -94,6 +100,7 @@ from pipeline.sources import (
     synthetic_order_ids,
     text_array,
     text_series,
+    value_text,
 )
 
 MISSING = "missing"
@@ -179,17 +186,6 @@ class ParsedSource:
 
 
 @dataclass(frozen=True)
-class SourceResult:
-    """Everything ingest produces for one source (the runner writes the frames)."""
-
-    name: str
-    validated: pd.DataFrame
-    quarantine: pd.DataFrame
-    extra: pd.DataFrame
-    report: dict
-
-
-@dataclass(frozen=True)
 class IngestResult:
     sources: dict[str, SourceResult]
     reference: pd.Timestamp | None
@@ -233,22 +229,9 @@ def file_columns(columns: Iterable[str], source: SourceConfig, contract_column: 
     return [column for column in columns if source.rename.get(column, column) == contract_column]
 
 
-def _is_text(values: pd.Series) -> bool:
-    return pd.api.types.is_string_dtype(values.dtype) or values.dtype == object
-
-
-def _blank(values: pd.Series) -> np.ndarray:
-    """Missing cells, and text cells that are empty or only whitespace (Arrow kernels: this runs on every line)."""
-    if not _is_text(values):
-        return values.isna().to_numpy(dtype=bool)
-    text = text_array(values)
-    blank = pa_compute.or_(pa_compute.equal(pa_compute.binary_length(text), 0), pa_compute.utf8_is_space(text))
-    return pa_compute.fill_null(blank, True).to_numpy(zero_copy_only=False)
-
-
 def _with_values_at(values: pd.Series, rows: np.ndarray, new: np.ndarray) -> pd.Series:
     """`values` with those at positions `rows` replaced by `new` (text columns by one Arrow pass)."""
-    if not _is_text(values):
+    if not is_text(values):
         result = values.copy()
         result.iloc[rows] = new
         return result
@@ -297,7 +280,7 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     if not order_columns or not fields:
         return raw
     frame = raw.frame
-    blanks = {column: _blank(frame[column]) for column in fill}
+    blanks = {column: blank_cells(frame[column]) for column in fill}
     # A line-level flag (a blank `Returned` beside a `yes` on another line) is not an order field: flags are taken only
     # by lines that lack the order's own fields too (the later lines of a Shopify order).
     some_blank = np.logical_or.reduce([blanks[column] for column in fields])
@@ -651,11 +634,11 @@ def times_after(
     times = time_after(start, durations, unit=after.unit)
     optional = after.start in mapped and after.start not in contract(raw.name).required
     # a required `from` time left blank is 'missing' already
-    start_blank = _blank(mapped[after.start]) if optional else np.zeros(len(values), dtype=bool)
+    start_blank = blank_cells(mapped[after.start]) if optional else np.zeros(len(values), dtype=bool)
     found = duration_problems(values, durations, start, target=target, after=after, start_label=start_label,
                               start_blank=start_blank, read=source.read, source=raw.name)
     note = time_after_note(values, times, target=target, after=after, start_label=start_label,
-                           start_dates=_holds_dates(start, source.timezone))
+                           start_dates=holds_dates(start, source.timezone))
     return times, found, note
 
 
@@ -688,26 +671,6 @@ def check_delivery_mapping(columns: Iterable[str], labels: dict[str, str], *, ex
             "or leave promised_delivery_at unmapped")
 
 
-def _local_day(times: pd.Series, timezone: str, *, days_after: int = 0) -> pd.Series:
-    """The start of each time's day in `timezone` (the wall clock the export wrote), or of the day `days_after` it, in
-    `times`' zone. A day whose midnight the clock skips (DST starting at 00:00, as in Brazil until 2019) starts at its
-    first existing moment, as `parse_timestamp_column` reads that day's date; an ambiguous midnight is its first
-    occurrence."""
-    wall = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize() + pd.Timedelta(days=days_after)
-    first = np.ones(len(wall), dtype=bool)
-    return wall.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
-
-
-def _holds_dates(times: pd.Series, timezone: str) -> bool:
-    """True when every present value of `times` is the start of its day in `timezone` (a column of dates without a
-    time of day, as '2025-03-04' reads) and there is one."""
-    present = times.notna().to_numpy(dtype=bool)
-    sample = times[present].iloc[:REASON_SAMPLE]  # a time of day among the first values: no need to look further
-    if sample.empty or not (_local_day(sample, timezone) == sample).all():
-        return False
-    return bool((_local_day(times, timezone) == times).to_numpy(dtype=bool)[present].all())
-
-
 TICKET_STEPS = {"closed_at": ("closed", "resolution_hours_mean"), "first_response_at": ("answered",
                                                                                 "first_response_hours_mean")}
 
@@ -719,7 +682,7 @@ def dates_on_both_sides_note(
     both hold dates without a time of day (RavenStack's submitted_at and closed_at): the hours between them are whole
     days, 0 for a ticket closed on its opening day, which a reason says as 'less than an hour'. `later`, `earlier`: the
     columns' labels; `what`: the step ('closed') and the feature that reads it. '' otherwise."""
-    if not (_holds_dates(times, timezone) and _holds_dates(earlier_times, timezone)):
+    if not (holds_dates(times, timezone) and holds_dates(earlier_times, timezone)):
         return ""
     step, feature = what
     same = int((times == earlier_times).sum())
@@ -734,9 +697,9 @@ def dates_as_end_of_day(times: pd.Series, *, timezone: str, label: str) -> tuple
     read as the last microsecond of its day in `timezone`, since a promise dated '2018-08-13' is kept by a delivery
     at any time that day (read as the start of the day, a delivery at 15:00 on it was 15 hours late, and a promise
     on the order's own day came before the order). (`times`, "") for any other column."""
-    if not _holds_dates(times, timezone):
+    if not holds_dates(times, timezone):
         return times, ""
-    return _local_day(times, timezone, days_after=1) - pd.Timedelta(microseconds=1), (
+    return local_day(times, timezone, days_after=1) - pd.Timedelta(microseconds=1), (
         f"{label} holds dates without a time of day: a promise is kept by the end of its day, so each is read as its "
         "day's last moment (a delivery at any time on the promised day is on time)")
 
@@ -750,10 +713,10 @@ def with_same_day_dates_not_before(
     where it would otherwise read as before it; other dates stay the start of their day. The note
     says how many, and that durations from `earlier` are then lower bounds (`later`, `earlier`: the columns' labels).
     (`times`, "") for any other column."""
-    if not _holds_dates(times, timezone):
+    if not holds_dates(times, timezone):
         return times, ""
-    day = _local_day(times, timezone)
-    fixed = ((times < earlier_times) & (day == _local_day(earlier_times, timezone))).fillna(False).to_numpy(dtype=bool)
+    day = local_day(times, timezone)
+    fixed = ((times < earlier_times) & (day == local_day(earlier_times, timezone))).fillna(False).to_numpy(dtype=bool)
     if not fixed.any():
         return times, ""
     return times.where(~fixed, earlier_times), (
@@ -889,7 +852,7 @@ def time_after_note(
     many left it empty with a blank duration: '3 rows have first_response_at from First reply time in minutes (minutes
     after Created at); 1 with it blank has none'; `start_dates`: the `from` column holds dates without a time of day
     (RavenStack's submitted_at), so the times are counted from the start of the day, which the note says."""
-    given, blank = int(times.notna().sum()), int(_blank(values).sum())
+    given, blank = int(times.notna().sum()), int(blank_cells(values).sum())
     note = (f"{given:,} row{'s have' if given != 1 else ' has'} {target} from {after.column} ({after.unit} after "
             f"{start_label})")
     note += f"; {blank:,} with it blank {'have' if blank != 1 else 'has'} none" if blank else ""
@@ -1286,13 +1249,6 @@ def currency_factors(raw: RawSource, conversion: CurrencyRates) -> tuple[pd.Seri
     return factors, problems, note
 
 
-def _kept(rows: int, left_out: np.ndarray) -> np.ndarray:
-    """A mask of `rows` rows, False at the row numbers `left_out` (quarantined, excluded)."""
-    kept = np.ones(rows, dtype=bool)
-    kept[left_out] = False
-    return kept
-
-
 def _currency_counts(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray]]) -> list[tuple[str, pd.Series]]:
     """(file column named like a currency, rows per code in upper case among the rows kept) of the exports that do not
     set `currency_rates`; an export whose own currency column stands beside a one-valued converted one gives none."""
@@ -1301,7 +1257,7 @@ def _currency_counts(exports: Sequence[tuple[RawSource, SourceConfig, np.ndarray
         if source.currency_rates is not None:
             continue  # converted into one currency
         named = [c for c in raw.frame.columns if "currency" in str(c).casefold() and source.rename.get(c, c) == c]
-        kept = _kept(len(raw.frame), left_out)
+        kept = kept_mask(len(raw.frame), left_out)
         found = []
         for column in named:
             codes = value_text(raw.frame[column]).str.upper().replace("", None)
@@ -1331,7 +1287,7 @@ def minor_unit_note(
     codes = pd.concat([values for _, values in counts]).groupby(level=0).sum() if counts else pd.Series(dtype=int)
     if len(codes) != 1 or codes.index[0] in ZERO_DECIMAL_CURRENCIES:
         return None
-    kept = np.concatenate([_kept(len(raw.frame), left_out) for raw, _, left_out in exports])
+    kept = np.concatenate([kept_mask(len(raw.frame), left_out) for raw, _, left_out in exports])
     values = amounts.to_numpy(dtype=float, na_value=np.nan)[kept]
     values = values[~np.isnan(values)]
     purchases = values[values > 0]
@@ -1363,16 +1319,6 @@ def mixed_currency_note(counts: list[tuple[str, pd.Series]], *, name: str) -> st
     return (f"amounts in {len(together)} currencies ({columns}: {shown} rows) are summed as written; convert them "
             f"with sources.{name}.currency_rates: {{column: {columns.split(' / ')[0]}, rates: {{...}}}}, or keep one "
             f"currency with sources.{name}.exclude")
-
-
-def value_text(values: pd.Series) -> pd.Series:
-    """A file column as the text an export shows, to compare with the values of a setting: stripped text; typed
-    (JSON, Parquet) booleans as 'true'/'false', whole numbers without '.0' (`cell_text`). Missing stays missing."""
-    if pd.api.types.is_bool_dtype(values.dtype):
-        return values.map({True: "true", False: "false"}).astype("str")
-    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return cell_text(values)
-    return values.astype("str").str.strip()
 
 
 def _rows_by_value(raw: RawSource, values_of: Mapping[str, list[str]], *, setting: str) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -1638,7 +1584,7 @@ def later_attribute_rows(typed: pd.DataFrame, problems: pd.DataFrame, *, files: 
     one row per customer, so of each customer's valid rows only the first of the most recent file is kept (`files`:
     each row's file number, later files more recent; customers have no time to date a file by; None: one file). A
     customers table exported again after an attribute changed is read as last exported."""
-    rows = np.flatnonzero(_kept(len(typed), problems["row"].to_numpy(dtype=np.int64)))
+    rows = np.flatnonzero(kept_mask(len(typed), problems["row"].to_numpy(dtype=np.int64)))
     if files is not None:
         rows = rows[np.lexsort((rows, -files[rows]))]  # the most recent file first, then in row order
     ids = pl.from_pandas(typed["customer_id"].iloc[rows].reset_index(drop=True))
@@ -1682,7 +1628,7 @@ def same_answer_rows(typed: pd.DataFrame, problems: pd.DataFrame) -> np.ndarray:
     a feedback_id are each their own answer."""
     if "feedback_id" not in typed.columns or typed["feedback_id"].isna().all():
         return np.zeros(0, dtype=np.int64)
-    valid = _kept(len(typed), problems["row"].to_numpy(dtype=np.int64))
+    valid = kept_mask(len(typed), problems["row"].to_numpy(dtype=np.int64))
     rows = np.flatnonzero(valid & typed["feedback_id"].notna().to_numpy(dtype=bool))
     answers = pl.from_pandas(typed[list(ANSWER_IDENTITY)].iloc[rows].reset_index(drop=True))
     first = answers.select(pl.struct(pl.all()).is_first_distinct()).to_series().to_numpy()
@@ -2613,7 +2559,7 @@ def refund_carriers(
     problems = [refunds.loc[beyond, ["row"]].assign(
         column=refunds.loc[beyond, "column"],
         reason=refunds.loc[beyond, "column"] + f": beyond ±{max_abs_amount:g} (ingest.max_abs_amount)")]
-    kept_rows = _kept(len(typed), quarantined)
+    kept_rows = kept_mask(len(typed), quarantined)
     candidates = refunds[~beyond & kept_rows[refunds["row"].to_numpy(dtype=np.int64)]]
     rows = candidates["row"].to_numpy(dtype=np.int64)
     ids = ["customer_id", "order_id"]
@@ -2789,7 +2735,7 @@ def ingest_sources(
         # One search for the rows that may repeat, for both counts: rows equal in every column are equal in these.
         keys = repeat_keys(parsed[name].typed, identity)
         # a bad row is no copy: its record's other copy stays
-        clean = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
+        clean = kept_mask(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
         repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean, identity=identity, keys=keys)
         clean[repeats] = False
         blocks = repeated_order_blocks(raws[name].origin, parsed[name].typed, identity=identity, eligible=clean)
@@ -2810,7 +2756,7 @@ def ingest_sources(
         if name == "customers":
             files = pd.factorize(raws[name].origin["source_file"])[0]
             note = differing_attributes_note(
-                parsed[name].typed, _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64)), files)
+                parsed[name].typed, kept_mask(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64)), files)
             later = later_attribute_rows(parsed[name].typed, problems, files=files)
             problems = pd.concat([problems, _problems(later, "customer_id", LATER_ATTRIBUTES)], ignore_index=True)
         refunds = parsed[name].refunds
@@ -2824,7 +2770,7 @@ def ingest_sources(
         if name == "transactions":
             note = utc_offset_note(raws[name].frame, parsed[name].labels, business_zone=business_zone)
         if name == "support_tickets":
-            kept = _kept(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
+            kept = kept_mask(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
             parsed[name].typed["status_known_at"] = status_known_at(parsed[name].typed, kept)
             note = resolved_without_close_note(parsed[name].typed, raws[name].origin, kept,
                                                resolved=_label(parsed[name].labels, "resolved"))

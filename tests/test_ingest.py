@@ -16,7 +16,6 @@ from pipeline.contract import CONTRACTS, empty_frame
 from pipeline.errors import IngestError
 from pipeline.ingest import (
     ParsedSource,
-    SourceResult,
     check_validated,
     duplicate_rows,
     find_problems,
@@ -35,6 +34,7 @@ from pipeline.ingest import (
 )
 from pipeline.sources import (
     RawSource,
+    SourceResult,
     empty_problems,
     parse_booleans,
     parse_ids,
