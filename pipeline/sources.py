@@ -12,8 +12,8 @@ with the raw values to name the rows that failed. Naive timestamps are read in t
 zone and converted to UTC.
 
 `SourceResult` (what ingest makes of one source) and the cell helpers (`value_text`, `blank_cells`,
-`holds_dates`, `kept_mask`) live here so that the ingest stage (`pipeline.ingest`) and the modules below it
-can share them.
+`holds_dates`, `kept_mask`) are shared by the ingest stage (`pipeline.ingest`) and its notes
+(`pipeline.ingest_notes`).
 """
 
 from __future__ import annotations
