@@ -10,6 +10,10 @@ The parse helpers (`parse_timestamps`, `parse_numbers`, `parse_booleans`, `parse
 columns into contract types, with nulls where a value cannot be parsed; ingest compares the nulls
 with the raw values to name the rows that failed. Naive timestamps are read in the source's time
 zone and converted to UTC.
+
+`SourceResult` (what ingest makes of one source) and the cell helpers (`value_text`, `blank_cells`,
+`holds_dates`, `kept_mask`) are shared by the ingest stage (`pipeline.ingest`) and its notes
+(`pipeline.ingest_notes`).
 """
 
 from __future__ import annotations
@@ -94,6 +98,17 @@ class RawSource:
     notes: tuple[str, ...] = field(default=())
     # Rows whose key a `lookup` table lacks or holds twice (row, column: the key's column, reason); None: none.
     lookup_problems: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """Everything ingest produces for one source (the runner writes the frames)."""
+
+    name: str
+    validated: pd.DataFrame
+    quarantine: pd.DataFrame
+    extra: pd.DataFrame
+    report: dict
 
 
 def _has_glob(text: str) -> bool:
@@ -796,6 +811,13 @@ def empty_problems() -> pd.DataFrame:
                          "reason": pd.Series([], dtype="str")})
 
 
+def kept_mask(rows: int, left_out: np.ndarray) -> np.ndarray:
+    """A mask of `rows` rows, False at the row numbers `left_out` (quarantined, excluded)."""
+    kept = np.ones(rows, dtype=bool)
+    kept[left_out] = False
+    return kept
+
+
 def with_lookups(
     name: str, label: str, frame: pd.DataFrame, tables: list[LookupTable]
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -882,6 +904,16 @@ def cell_text(values: pd.Series) -> pd.Series:
     return values.astype("str").str.strip().str.replace(MIDNIGHT_PATTERN, r"\1", regex=True)
 
 
+def value_text(values: pd.Series) -> pd.Series:
+    """A file column as the text an export shows, to compare with the values of a setting: stripped text; typed
+    (JSON, Parquet) booleans as 'true'/'false', whole numbers without '.0' (`cell_text`). Missing stays missing."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.map({True: "true", False: "false"}).astype("str")
+    if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return cell_text(values)
+    return values.astype("str").str.strip()
+
+
 def concat_as_read(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """`frames` one after the other (the union of their columns, RangeIndex); a column that one frame types and
     another holds as text (a Parquet export beside a CSV one), or types otherwise, is text in all (`cell_text`: -4.0
@@ -956,6 +988,20 @@ def whole_number_text(values: pd.Series) -> pd.Series:
 def text_array(values: pd.Series) -> pa.Array:
     """`values` as text in an Arrow large_string array (no copy for Arrow-backed text; nulls stay null)."""
     return pa.array(values.astype("str"), type=pa.large_string(), from_pandas=True)
+
+
+def is_text(values: pd.Series) -> bool:
+    """Whether a column holds text (a string or object dtype), as read from a CSV, not typed."""
+    return pd.api.types.is_string_dtype(values.dtype) or values.dtype == object
+
+
+def blank_cells(values: pd.Series) -> np.ndarray:
+    """Missing cells, and text cells that are empty or only whitespace (Arrow kernels: this runs on every line)."""
+    if not is_text(values):
+        return values.isna().to_numpy(dtype=bool)
+    text = text_array(values)
+    blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    return pc.fill_null(blank, True).to_numpy(zero_copy_only=False)
 
 
 def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
@@ -1229,6 +1275,29 @@ def parse_timestamps(values: pd.Series, *, date_format: str | None, timezone: st
         # value by value, so each distinct value is parsed once there.
         parsed = parse(text) if date_format is None and _mostly_plain_iso(text) else each_distinct_once(text, parse)
     return parsed.astype(TIMESTAMP)
+
+
+DATES_SAMPLE = 1_000  # values looked at first for a time of day: one among them settles it
+
+
+def local_day(times: pd.Series, timezone: str, *, days_after: int = 0) -> pd.Series:
+    """The start of each time's day in `timezone` (the wall clock the export wrote), or of the day `days_after` it, in
+    `times`' zone. A day whose midnight the clock skips (DST starting at 00:00, as in Brazil until 2019) starts at its
+    first existing moment, as `pipeline.ingest.parse_timestamp_column` reads that day's date; an ambiguous midnight
+    is its first occurrence."""
+    wall = times.dt.tz_convert(timezone).dt.tz_localize(None).dt.normalize() + pd.Timedelta(days=days_after)
+    first = np.ones(len(wall), dtype=bool)
+    return wall.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert(times.dt.tz)
+
+
+def holds_dates(times: pd.Series, timezone: str) -> bool:
+    """True when every present value of `times` is the start of its day in `timezone` (a column of dates without a
+    time of day, as '2025-03-04' reads) and there is one."""
+    present = times.notna().to_numpy(dtype=bool)
+    sample = times[present].iloc[:DATES_SAMPLE]  # a time of day among the first values: no need to look further
+    if sample.empty or not (local_day(sample, timezone) == sample).all():
+        return False
+    return bool((local_day(times, timezone) == times).to_numpy(dtype=bool)[present].all())
 
 
 def _plain_iso_mode(lengths: pa.Array) -> pa.StructScalar | None:

@@ -16,16 +16,11 @@ from pipeline.contract import CONTRACTS, empty_frame
 from pipeline.errors import IngestError
 from pipeline.ingest import (
     ParsedSource,
-    SourceResult,
     check_validated,
     duplicate_rows,
     find_problems,
     ingest_sources,
     keep_rows,
-    order_gap_note,
-    order_total_note,
-    free_order_note,
-    thin_end_note,
     parse_source,
     data_start,
     reference_time,
@@ -33,8 +28,10 @@ from pipeline.ingest import (
     row_reasons,
     validation_schema,
 )
+from pipeline.ingest_notes import free_order_note, order_gap_note, order_total_note, thin_end_note
 from pipeline.sources import (
     RawSource,
+    SourceResult,
     empty_problems,
     parse_booleans,
     parse_ids,
@@ -633,7 +630,7 @@ def test_order_total_note_needs_nine_in_ten_of_fifty_orders_whose_lines_differ(m
     mixed = SourceResult("transactions", pd.concat([_orders(0, 50).validated, late], ignore_index=True),
                          pd.DataFrame(), pd.DataFrame(), {})
     assert order_total_note(mixed) is not None
-    monkeypatch.setattr("pipeline.ingest.ONE_ORDER_SAMPLE", 100)
+    monkeypatch.setattr("pipeline.ingest_notes.ONE_ORDER_SAMPLE", 100)
     assert order_total_note(mixed) is None
 
 

@@ -3,7 +3,8 @@
 Bottom: errors, config, io, contract, progress, wording, plots and the event tables (events, snapshot,
 features.timeline, features.tables): they import only each other. Stage modules (everything else but
 `pipeline.run.*` and the CLI) never import a runner or the CLI; runners never import the CLI. The
-module-level imports (those that run when a module is imported) have no circle.
+module-level imports (those that run when a module is imported) have no circle. The ingest stage calls its
+notes, never the other way round: `pipeline.ingest_notes` does not import `pipeline.ingest`, not even inside a function.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def test_stage_modules_never_import_a_runner_or_the_cli():
 def test_runners_never_import_the_cli():
     wrong = {module: sorted(imported(module) & CLI) for module in MODULES if is_runner(module)}
     assert {module: targets for module, targets in wrong.items() if targets} == {}
+
+
+def test_the_ingest_notes_never_import_the_ingest_stage():
+    assert "pipeline.ingest" not in imported("pipeline.ingest_notes")
 
 
 def test_module_level_imports_have_no_circle():
