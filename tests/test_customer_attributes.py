@@ -15,12 +15,11 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from conftest import minimal_config
-from pipeline.config import FeaturesConfig, config_from_dict
+from pipeline.config import CustomerAttribute, FeaturesConfig, config_from_dict
 from pipeline.contract import attribute_column, attribute_slug, conform
 from pipeline.errors import FeatureError, IngestError
 from pipeline.events import Events, load_events
 from pipeline.features import build_features, event_tables_from_frames, feature_names, feature_specs, features_from_tables
-from pipeline.features.attributes import identifier_attribute_warnings
 from pipeline.features.store import (
     check_settings_match,
     feature_settings,
@@ -28,6 +27,7 @@ from pipeline.features.store import (
     recorded_settings,
     settings_fingerprint,
 )
+from pipeline.features.attributes import identifier_attribute_warnings
 from pipeline.ingest import attribute_values
 from pipeline.io import write_parquet
 from pipeline.run import features as features_runner
@@ -123,7 +123,7 @@ def test_attribute_values_of_typed_columns_read_as_the_export_shows_them(tmp_pat
     """A Parquet export types an age band as a number and a flag as a boolean: the text a CSV would hold."""
     frame = pd.DataFrame({"Age": [30.0, None, 41.5], "Member": pd.array([True, False, None], dtype="boolean")})
     raw = RawSource(name="customers", frame=frame, origin=row_origin(["c.parquet"], [3]), files=())
-    values = attribute_values(raw, ["Age", "Member"])
+    values = attribute_values(raw, [CustomerAttribute(column="Age"), CustomerAttribute(column="Member")])
     assert values["attribute_age"].tolist()[::2] == ["30", "41.5"] and pd.isna(values["attribute_age"][1])
     assert values["attribute_member"].tolist()[:2] == ["true", "false"] and pd.isna(values["attribute_member"][2])
 
@@ -156,6 +156,7 @@ def _customers() -> pd.DataFrame:
         "region": ["north", None, "south", "west"],
         "attribute_segment": ["Gold", "Silver", "Gold", "Bronze"],  # x never bought: no feature row
         "attribute_age_band": ["18-25", None, "26-40", "41+"],
+        "attribute_age": [19.0, 33.5, None, 44.0],
     })
 
 
@@ -205,20 +206,23 @@ def test_validated_customers_without_a_listed_attribute_column_ask_for_ingest_ag
 
 
 def test_every_reader_of_validated_customers_gives_the_same_attribute_features(tmp_path):
-    """Events (pandas), the polars runner's reader (read_validated), scoring's streamed path and a cut of the events."""
+    """Events (pandas), the polars runner's reader (read_validated), scoring's streamed path and a cut of the events;
+    categories as text, Age (kind number) as float64."""
+    cfg = CFG.model_copy(update={"customer_attributes": ["Segment", "Age band", "Age"], "number_attributes": ["Age"]})
     events = Events.from_frames(transactions=_orders("a", "b", "c", "d"), customers=_customers())
     for name, frame in events.items():
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    expected = build_features(events, as_of=AS_OF, cfg=CFG)
-    assert_frame_equal(build_features(load_events(tmp_path), as_of=AS_OF, cfg=CFG), expected)
-    frames = read_validated(tmp_path, attributes=CFG.attribute_columns)
-    assert frames["customers"].columns[-2:] == ["attribute_segment", "attribute_age_band"]
-    tables = event_tables_from_frames(frames, attributes=CFG.attribute_columns)
-    assert_frame_equal(features_from_tables(tables, as_of=AS_OF, cfg=CFG), expected)
+    expected = build_features(events, as_of=AS_OF, cfg=cfg)
+    assert expected["attribute_age"].tolist()[:2] == [19.0, 33.5] and expected["attribute_age"][2:].isna().all()
+    assert_frame_equal(build_features(load_events(tmp_path), as_of=AS_OF, cfg=cfg), expected)
+    frames = read_validated(tmp_path, attributes=cfg.attribute_columns)
+    assert frames["customers"].columns[-3:] == ["attribute_segment", "attribute_age_band", "attribute_age"]
+    tables = event_tables_from_frames(frames, attributes=cfg.attribute_columns)
+    assert_frame_equal(features_from_tables(tables, as_of=AS_OF, cfg=cfg), expected)
     streamed, _ = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=AS_OF - dt.timedelta(days=90),
-                                               cfg=CFG.model_copy(update={"partition_rows": 1}), horizon_days=90)
+                                               cfg=cfg.model_copy(update={"partition_rows": 1}), horizon_days=90)
     assert_frame_equal(streamed, expected)
-    assert_frame_equal(build_features(cut_events(events, as_of=AS_OF), as_of=AS_OF, cfg=CFG), expected)
+    assert_frame_equal(build_features(cut_events(events, as_of=AS_OF), as_of=AS_OF, cfg=cfg), expected)
 
 
 def test_feature_files_record_the_attributes_and_training_refuses_files_built_without_them():

@@ -79,7 +79,8 @@ POLARS_TYPES = {TIMESTAMP: pl.Datetime("us", "UTC"), STRING: pl.String, FLOAT: p
 def read_validated(validated_dir: Path, *, attributes: Sequence[str] = ()) -> dict[str, pl.DataFrame]:
     """The columns the features use of every validated source present, as polars frames typed by the contract
     (UTC instants: `pipeline.features.tables` turns them into business time, after measuring durations); of the
-    customers, also the attribute columns `attributes` (`FeaturesConfig.attribute_columns`, String).
+    customers, also the attribute columns `attributes` (`FeaturesConfig.attribute_columns`) as the file types them:
+    Float64 the numbers, String the others (as `pipeline.contract.conform` reads them).
 
     (The polars face of `pipeline.events.load_events`: same files, same rule for a missing
     transactions file; absent optional sources are simply left out.) FeatureError when the validated customers
@@ -103,7 +104,8 @@ def read_validated(validated_dir: Path, *, attributes: Sequence[str] = ()) -> di
             check_attribute_columns(list(schema), named)
             columns = [c for c in SOURCE_COLUMNS[name] if c not in absent]
             frames[name] = pl.read_parquet(path, columns=[*columns, *named]).cast(
-                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns} | dict.fromkeys(named, pl.String)
+                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns}
+                | {column: pl.Float64 if schema[column].is_numeric() else pl.String for column in named}
             ).with_columns(pl.lit(None, dtype=POLARS_TYPES[spec.dtypes[c]]).alias(c) for c in absent).select(
                 [*SOURCE_COLUMNS[name], *named])
     return frames
