@@ -2853,7 +2853,9 @@ def ingest_sources(
             wait = late_first_response_note(parsed[name].typed, kept, labels=parsed[name].labels)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
-        for said in (note, reply, wait):
+        identifiers = identifier_attribute_notes(results[name].validated, sources[name].attributes,
+                                                 read=sources[name].read) if name == "customers" else []
+        for said in (note, reply, wait, *identifiers):
             if said:
                 results[name].report["notes"].append(said)
                 get_logger().warning("%s: %s", name, said)
@@ -2915,6 +2917,10 @@ def ingest_sources(
 # --- customer attributes: notes on their values --------------------------------------------------------------------
 
 UNREAD_SHOWN = 3  # cells shown of a number attribute's cells that hold no number
+# A category with more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the customers holding one) is
+# an identifier (an e-mail, a name, a free-text note), not a group of customers.
+IDENTIFIER_VALUES = 50
+IDENTIFIER_SHARE = 0.5
 
 
 def unread_numbers_notes(
@@ -2943,4 +2949,35 @@ def unread_numbers_notes(
         notes.append(f"{attribute.column} ({attribute.feature}, kind number){where}: {len(failed):,} "
                      f"{'cells hold' if len(failed) != 1 else 'cell holds'} no number{hint} and "
                      f"{'are' if len(failed) != 1 else 'is'} left empty, the rest of the row kept (e.g. {shown}){none}")
+    return notes
+
+
+def identifier_attribute_notes(
+    customers: pd.DataFrame, attributes: Sequence[CustomerAttribute], *, read: ReadOptions = ReadOptions()
+) -> list[str]:
+    """One note per category of `attributes` whose values in `customers` (the validated customers, one row per
+    customer) are nearly one per customer: more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the
+    customers holding one). Such a column names people instead of grouping them (an e-mail): the model learns nothing
+    from it that holds for other customers, and a reason would quote it. When every value reads as a number (with
+    `read`), it may be a quantity listed as a category: the note says how to list it as a number. Numbers are exempt:
+    a quantity has many values by nature. [] when none is."""
+    notes = []
+    for attribute in attributes:
+        if attribute.kind != "category" or attribute.feature not in customers.columns:
+            continue
+        values = customers[attribute.feature].dropna()
+        distinct, holders = values.nunique(), len(values)
+        if distinct <= max(IDENTIFIER_VALUES, IDENTIFIER_SHARE * holders):
+            continue
+        said = (f"customer attribute {attribute.column} ({attribute.feature}) has {distinct:,} distinct values among "
+                f"the {holders:,} customers holding one")
+        if numbers_as_read(values, read).notna().all():
+            notes.append(f"{said}, all numbers: as a category each value is a group of its own, so the model learns "
+                         "nothing from it that holds for other customers; if it is a quantity (an age, an income, a "
+                         f"balance), list it as {{column: {attribute.column}, kind: number}}, else (a code, an id) "
+                         "leave it out of sources.customers.attributes")
+        else:
+            notes.append(f"{said}: nearly one per customer, it names them (an e-mail, a name, a note) rather than "
+                         "grouping them, so the model learns nothing from it that holds for other customers and a "
+                         "reason would quote it; leave it out of sources.customers.attributes")
     return notes
