@@ -256,6 +256,26 @@ def known_timezone(value: str) -> str:
     return value
 
 
+class CustomerAttribute(StrictModel):
+    """One column of the customers export kept as an attribute: `column`, as the export writes it; `kind`: `category`
+    (its values are text, each a group of customers: a segment, a plan) or `number` (a quantity read with the
+    source's read settings, as amounts are: an age, an income, a number of seats). In the config a plain name is a
+    category: `attributes: [Segment, {column: Age, kind: number}]`."""
+
+    column: str
+    kind: Literal["category", "number"] = "category"
+
+    @field_validator("column", mode="before")
+    @classmethod
+    def _name_as_text(cls, value: Any) -> Any:  # YAML reads a column named 2024 as a number
+        return _scalar_text(value)
+
+    @property
+    def feature(self) -> str:
+        """Its validated customers column and feature, `attribute_<slug>`."""
+        return attribute_column(self.column)
+
+
 def checked_attribute_names(value: list[str]) -> list[str]:
     """`value` (customer attribute names, as the customers export writes its columns) when there are at most
     MAX_ATTRIBUTES, none blank, and no two give one attribute_<slug> column; else ValueError saying which."""
@@ -324,8 +344,9 @@ class SourceConfig(StrictModel):
     # `from` time plus the file column's number in `unit`; a blank duration leaves the time empty.
     after: dict[str, TimeAfter] = Field(default_factory=dict)
     # Customers only: file columns of the export (named as the file writes them, e.g. [Segment, Gender, Age band])
-    # kept as static categorical attributes: validated as `attribute_<slug>` columns, each a feature of that name.
-    attributes: list[str] = Field(default_factory=list)
+    # kept as static attributes: validated as `attribute_<slug>` columns, each a feature of that name. A name is a
+    # category (text); {column: Age, kind: number} a number, read with `read`'s decimal and thousands marks.
+    attributes: list[CustomerAttribute] = Field(default_factory=list)
 
     @field_validator("other_exports")
     @classmethod
@@ -339,13 +360,27 @@ class SourceConfig(StrictModel):
 
     @field_validator("attributes", mode="before")
     @classmethod
-    def _attribute_names_as_text(cls, value: Any) -> Any:  # YAML reads a column named 2024 as a number
-        return [_scalar_text(item) for item in value] if isinstance(value, list) else value
+    def _names_as_categories(cls, value: Any) -> Any:  # a plain name (YAML reads 2024 as a number) is a category
+        if not isinstance(value, list):
+            return value
+        for item in value:
+            if not isinstance(item, str | int | float | dict | CustomerAttribute):
+                raise ValueError(f"{item!r} is neither a column name nor {{column: <name>, kind: category or number}}")
+        return [{"column": item} if isinstance(item, str | int | float) else item for item in value]
 
     @field_validator("attributes")
     @classmethod
-    def _distinct_attribute_names(cls, value: list[str]) -> list[str]:
-        return checked_attribute_names(value)
+    def _distinct_attribute_names(cls, value: list[CustomerAttribute]) -> list[CustomerAttribute]:
+        checked_attribute_names([attribute.column for attribute in value])
+        return value
+
+    def attribute_names(self) -> list[str]:
+        """The export's columns of `attributes`, in order."""
+        return [attribute.column for attribute in self.attributes]
+
+    def number_attributes(self) -> list[str]:
+        """The export's columns of `attributes` that are numbers, in order."""
+        return [attribute.column for attribute in self.attributes if attribute.kind == "number"]
 
     def exports(self) -> list[SourceConfig]:
         """This export and its `other_exports`, in that order."""
@@ -486,7 +521,7 @@ class SourcesConfig(StrictModel):
             return self
         columns = contract("customers").input_dtypes
         mappings = self.customers.exports()
-        for attribute in self.customers.attributes:
+        for attribute in self.customers.attribute_names():
             if attribute in columns:
                 raise ValueError(f"customers.attributes: {attribute!r} is a column of the customers contract (read as "
                                  "it is): list only columns the contract does not read")
@@ -618,6 +653,9 @@ class FeaturesConfig(StrictModel):
     # The customers export's columns kept as attributes (features `attribute_<slug>`): Config fills it in from
     # sources.customers.attributes, so that the feature list (built from this section alone) knows them.
     customer_attributes: list[str] = Field(default_factory=list)
+    # Those of customer_attributes that are numbers (kind: number), filled in alike: numeric features; the others
+    # are categorical.
+    number_attributes: list[str] = Field(default_factory=list)
 
     @field_validator("timezone")
     @classmethod
@@ -634,10 +672,22 @@ class FeaturesConfig(StrictModel):
         """The validated customers columns (and features) of `customer_attributes`: `attribute_<slug>`, in order."""
         return [attribute_column(name) for name in self.customer_attributes]
 
+    @property
+    def number_attribute_columns(self) -> list[str]:
+        """The columns (and features) of `number_attributes`: `attribute_<slug>`, in order."""
+        return [attribute_column(name) for name in self.number_attributes]
+
     @field_validator("customer_attributes")
     @classmethod
     def _distinct_customer_attributes(cls, value: list[str]) -> list[str]:
         return checked_attribute_names(value)
+
+    @model_validator(mode="after")
+    def _numbers_are_attributes(self) -> FeaturesConfig:
+        unlisted = [name for name in self.number_attributes if name not in self.customer_attributes]
+        if unlisted:
+            raise ValueError(f"number_attributes: {unlisted[0]!r} is not one of customer_attributes")
+        return self
 
     @field_validator("windows_days")
     @classmethod
@@ -815,14 +865,17 @@ class Config(StrictModel):
 
     @model_validator(mode="after")
     def _customer_attributes(self) -> Config:
-        """features.customer_attributes is sources.customers.attributes (the feature list reads the features
-        section alone)."""
-        listed = list(self.sources.customers.attributes) if self.sources.customers is not None else []
-        if self.features.customer_attributes and self.features.customer_attributes != listed:
-            raise ValueError("features.customer_attributes is filled from sources.customers.attributes: list the "
-                             "columns there")
-        if listed and not self.features.customer_attributes:
-            features = self.features.model_copy(update={"customer_attributes": listed})
+        """features.customer_attributes is sources.customers.attributes, and features.number_attributes those of
+        kind number (the feature list reads the features section alone)."""
+        customers = self.sources.customers
+        listed = {"customer_attributes": customers.attribute_names() if customers is not None else [],
+                  "number_attributes": customers.number_attributes() if customers is not None else []}
+        for key, names in listed.items():
+            if getattr(self.features, key) and getattr(self.features, key) != names:
+                raise ValueError(f"features.{key} is filled from sources.customers.attributes: list the columns "
+                                 "there")
+        if listed["customer_attributes"] and not self.features.customer_attributes:
+            features = self.features.model_copy(update=listed)
             object.__setattr__(self, "features", features)  # frozen: set once, while validating
         return self
 
@@ -893,14 +946,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def _submodel(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
-    """The config model inside a field's annotation, and whether it sits in a dict (keyed by name)."""
+    """The config model inside a field's annotation, and whether it sits in a dict or a list (an error location names
+    the entry by its key or position)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
     origin = typing.get_origin(annotation)
     for arg in typing.get_args(annotation):
         model, _ = _submodel(arg)
         if model is not None:
-            return model, origin is dict
+            return model, origin in (dict, list)
     return None, False
 
 
@@ -914,7 +968,7 @@ def known_keys(loc: tuple[Any, ...], root: type[BaseModel] | None = None) -> lis
             return []
         model, keyed = _submodel(field.annotation)
         if keyed and parts:
-            parts.pop(0)  # the entry's own name, e.g. sources.<name>
+            parts.pop(0)  # the entry's own name or position, e.g. sources.<name>, other_exports.<n>
     return [field.alias or key for key, field in model.model_fields.items()] if model is not None else []
 
 

@@ -9,10 +9,11 @@ Derived columns are computed by ingest, never read from an export: support_ticke
 `status_known_at` is, for a ticket resolved by status without a closed_at, the newest time of
 the source's kept rows (the status is known from then on; null for every other ticket).
 
-Customer attributes: the validated customers file may carry, after the contract columns, one String column
+Customer attributes: the validated customers file may carry, after the contract columns, one column
 `attribute_<slug>` per file column named in `sources.customers.attributes` (`attribute_column`: "Age band" ->
-`attribute_age_band`), its values stripped of surrounding blanks, a blank one null. They are static categorical
-attributes like region; a reader keeps them (`conform`, `attribute_columns`) and the features read the configured ones.
+`attribute_age_band`): a category as String, its values stripped of surrounding blanks, a blank one null; a number
+(kind number) as float64, null where the export gave none. They are static attributes like region; a reader keeps
+them with their type (`conform`, `attribute_columns`) and the features read the configured ones.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ def attribute_columns(columns: list[str] | pd.Index) -> list[str]:
     return [str(c) for c in columns if str(c).startswith(ATTRIBUTE_PREFIX)]
 
 
+def _number_dtype(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype)
+
+
 def purchase_line() -> pl.Expr:
     """Whether a transaction line is a purchase (polars; on the contract's amount and quantity): an amount above 0, or
     of 0 without a negative quantity (a free item bought). Every other line is a return or refund: a negative amount,
@@ -177,7 +182,7 @@ def empty_frame(source: str) -> pd.DataFrame:
 
 def conform(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """Return `df` with exactly the contract columns of `source` in order, cast to their dtypes; for customers, its
-    attribute columns (`attribute_columns`) after them, as "str".
+    attribute columns (`attribute_columns`) after them: numbers (not booleans) as float64, anything else as "str".
 
     Missing optional columns are added as nulls. Input is not mutated. Used by `Events.from_frames`
     (events handed over in memory) and by tests to build validated fixtures.
@@ -195,5 +200,6 @@ def conform(df: pd.DataFrame, source: str) -> pd.DataFrame:
             column = pd.Series(pd.NA if dtype == BOOLEAN else None, index=df.index, dtype=dtype)
         out[name] = column
     if source == "customers":
-        out.update({name: df[name].astype(STRING) for name in attribute_columns(df.columns)})
+        out.update({name: df[name].astype(FLOAT if _number_dtype(df[name]) else STRING)
+                    for name in attribute_columns(df.columns)})
     return pd.DataFrame(out, index=df.index).reset_index(drop=True)

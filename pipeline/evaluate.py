@@ -412,15 +412,28 @@ def few_labels_warning(test: pd.DataFrame, *, label: str, snapshot: str, horizon
 
 LEAK_FLOOR = 0.7  # an attribute ranking churners at least this well, and about as well as recency, is suspect
 LEAK_MARGIN = 0.1
+LEAK_BINS = 10  # a number attribute's values are grouped by the deciles of its training values
+
+
+def _value_groups(train: pd.Series, test: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The group of each value of an attribute's `train` and `test` rows (text; null for a missing value): a category
+    its value; a number (a numeric column) the interval between the deciles of its `train` values it falls in, so
+    that a test value unseen in training still finds the churn rate of its neighbours."""
+    if not pd.api.types.is_numeric_dtype(train.dtype):
+        return tuple(values.astype("str").where(values.notna()) for values in (train, test))
+    edges = np.unique(np.nanquantile(train.to_numpy(dtype=float), np.linspace(0, 1, LEAK_BINS + 1)[1:-1]))
+    return tuple(pd.Series(np.searchsorted(edges, values.to_numpy(dtype=float), side="right"), index=values.index)
+                 .astype("str").where(values.notna()) for values in (train, test))
 
 
 def attribute_leak_warning(
     train: pd.DataFrame, test: pd.DataFrame, *, label: str, attributes: tuple[str, ...] = STATIC_ATTRIBUTES,
     behaviour: str = "recency_days",
 ) -> str | None:
-    """A sentence naming the static customer attributes (`attributes`, categorical) that rank the `test` snapshot's
-    churners about as well as `behaviour` (recency) does, or better, and at least LEAK_FLOOR: each value scored by its
-    churn rate in the `train` rows (out of time), ROC-AUC on `test` (`label`: 0/1). An attribute fixed at sign-up
+    """A sentence naming the static customer attributes (`attributes`: categories, or numbers grouped by their
+    training deciles, `_value_groups`) that rank the `test` snapshot's churners about as well as `behaviour` (recency)
+    does, or better, and at least LEAK_FLOOR: each group scored by its churn rate in the `train` rows (out of time),
+    ROC-AUC on `test` (`label`: 0/1). An attribute fixed at sign-up
     rarely knows that much (a region, a channel: 0.5-0.6); one the export writes as of its own day (a 'lapsed' tag, a
     status) tells the model the future. None when no attribute does, or the test rows hold one class."""
     if test[label].nunique() < 2 or behaviour not in test.columns:
@@ -431,10 +444,12 @@ def attribute_leak_warning(
     recency_auc = roc_auc_score(y, recency)
     suspects = []
     for column in attributes:
-        if column not in test.columns or column not in train.columns or test[column].isna().all():
+        if (column not in test.columns or column not in train.columns or test[column].isna().all()
+                or train[column].isna().all()):
             continue
-        rates = train[label].groupby(train[column].astype("str").where(train[column].notna())).mean()
-        score = test[column].astype("str").where(test[column].notna()).map(rates).fillna(train[label].mean())
+        train_groups, test_groups = _value_groups(train[column], test[column])
+        rates = train[label].groupby(train_groups).mean()
+        score = test_groups.map(rates).fillna(train[label].mean())
         auc = roc_auc_score(y, score.to_numpy(dtype=float))
         if auc >= max(LEAK_FLOOR, recency_auc - LEAK_MARGIN):
             suspects.append(f"{column} (ROC-AUC {auc:.2f})")

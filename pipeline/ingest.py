@@ -19,7 +19,7 @@ and writes. Steps, for every configured source:
    quarantine, unchanged as read, with every problem of the row in `reason` ('; '-joined);
    unknown extra columns of validated rows -> an `extra` frame keyed by `validated_row`; the customers export's
    columns named in `sources.customers.attributes` are no extra: they follow the contract columns as
-   `attribute_<slug>` text (`attribute_values`).
+   `attribute_<slug>` columns (`attribute_values`): text, or numbers for those of kind number.
 5. `check_validated`: pandera validates the validated frame against the same schema (columns,
    order, dtypes, nullability, rules); a failure there is a bug, never bad data.
 
@@ -56,7 +56,15 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pa_compute
 from pandas.api.types import union_categoricals
 
-from pipeline.config import SOURCE_NAMES, CurrencyRates, IngestConfig, ReadOptions, SourceConfig, TimeAfter
+from pipeline.config import (
+    SOURCE_NAMES,
+    CurrencyRates,
+    CustomerAttribute,
+    IngestConfig,
+    ReadOptions,
+    SourceConfig,
+    TimeAfter,
+)
 from pipeline.contract import (
     AMOUNT_FACTORS,
     BOOLEAN,
@@ -67,7 +75,6 @@ from pipeline.contract import (
     STRING,
     TICKET_CHANNELS,
     TIMESTAMP,
-    attribute_column,
     attribute_columns,
     contract,
     empty_frame,
@@ -491,25 +498,33 @@ def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
                          accounting_negatives=read.accounting_negatives)
 
 
-def attribute_values(raw: RawSource, attributes: Sequence[str], *, export: str | None = None) -> dict[str, pd.Series]:
-    """The file columns `attributes` (sources.customers.attributes) of `raw` as {attribute_<slug>: values}: text as
-    the export shows it (`value_text`), stripped of surrounding blanks, a blank one null. IngestError naming the
-    setting when the files lack one (`export`: the config key of an export under other_exports, named too)."""
-    missing = [name for name in attributes if name not in raw.frame.columns]
+def attribute_values(
+    raw: RawSource, attributes: Sequence[CustomerAttribute], *, read: ReadOptions = ReadOptions(),
+    export: str | None = None,
+) -> dict[str, pd.Series]:
+    """The file columns of `attributes` (sources.customers.attributes) of `raw` as {attribute_<slug>: values}: a
+    category as text as the export shows it (`value_text`), stripped of surrounding blanks, a blank one null; a
+    number as float64 read with the export's `read` settings as amounts are (`numbers_as_read`), a cell that holds
+    no number null (`unread_numbers_notes` counts them). IngestError naming the setting when the files lack one
+    (`export`: the config key of an export under other_exports, named too)."""
+    missing = [attribute.column for attribute in attributes if attribute.column not in raw.frame.columns]
     if missing:
         where = f" of {export}" if export else ""
         raise IngestError(f"sources.{raw.name}.attributes: column {missing[0]!r} is not in the files{where} (their "
                           f"columns: {columns_shown(raw.frame)}); name a column of the export, as it is written there")
     values = {}
-    for name in attributes:
-        text = value_text(raw.frame[name])
-        values[attribute_column(name)] = text.mask(text == "")
+    for attribute in attributes:
+        if attribute.kind == "number":
+            values[attribute.feature] = numbers_as_read(raw.frame[attribute.column], read)
+        else:
+            text = value_text(raw.frame[attribute.column])
+            values[attribute.feature] = text.mask(text == "")
     return values
 
 
 def parse_source(
     raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = (),
-    setting: str | None = None, export_number: int = 0, attributes: Sequence[str] = (),
+    setting: str | None = None, export_number: int = 0, attributes: Sequence[CustomerAttribute] = (),
 ) -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
@@ -517,15 +532,17 @@ def parse_source(
     alike) becomes empty, so that its row is a guest's (anonymous). `setting`: the export's config key (notes name
     it; sources.<name> by default; `export_number`: its place among the source's exports). A transactions source
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`). `attributes`: the file
-    columns of sources.customers.attributes, added after the contract columns (`attribute_values`)."""
+    columns of sources.customers.attributes, added after the contract columns (`attribute_values`; a note counts the
+    cells of a number that hold none, `unread_numbers_notes`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source, export_number=export_number)
     labels.update({target: f"{target} (= {time_after_how(after)})" for target, after in source.after.items()})
     given = [*mapped.columns, *source.after]  # the contract columns the export gives, through a duration too
     if raw.name == "transactions":
         check_delivery_mapping(given, labels, export=setting or f"sources.{raw.name}")
-    named = attribute_values(raw, attributes, export=setting if export_number else None)
-    typed, problems, notes = {}, [], []
+    named = attribute_values(raw, attributes, read=source.read, export=setting if export_number else None)
+    typed, problems = {}, []
+    notes = unread_numbers_notes(raw, attributes, named, read=source.read, export=setting if export_number else None)
     for column, dtype in spec.dtypes.items():
         if column not in mapped:
             typed[column] = pd.Series(pd.NA if dtype == BOOLEAN else None, index=mapped.index, dtype=dtype)
@@ -999,9 +1016,10 @@ def validation_schema(
     latest_rule: str = "the data's end + tolerance",
     max_abs_amount: float | None = None,
     attributes: Sequence[str] = (),
+    numbers: Sequence[str] = (),
 ) -> pa.DataFrameSchema:
     """The contract of `name` over its typed frame: dtypes, required values and value rules; `attributes`: the
-    customers' attribute columns after the contract's (text, nullable, any value).
+    customers' attribute columns after the contract's (nullable, any value): text, but those of `numbers` float64.
 
     Timestamps must lie between `earliest_allowed` (any column; `earliest_rule` names where it comes
     from) and `latest_allowed` (past facts; `latest_rule` likewise); money columns (BOUNDED_MONEY) within
@@ -1031,7 +1049,8 @@ def validation_schema(
             checks.append(pa.Check.ge(0, error="negative"))
         required = column in spec.required or column in spec.id_columns
         columns[column] = pa.Column(dtype, checks=checks, nullable=not required, required=True, name=column)
-    columns.update({column: pa.Column(STRING, nullable=True, required=True, name=column) for column in attributes})
+    columns.update({column: pa.Column(FLOAT if column in numbers else STRING, nullable=True, required=True, name=column)
+                    for column in attributes})
     wide = [pa.Check(rule, error=reason) for _, reason, rule in table_rules(name, labels)]
     return pa.DataFrameSchema(columns, checks=wide, coerce=False, strict=True, ordered=True)
 
@@ -1039,7 +1058,8 @@ def validation_schema(
 def find_problems(parsed: ParsedSource, *, latest_allowed: pd.Timestamp | None, **bounds) -> pd.DataFrame:
     """Every problem of every row: parse failures plus broken value rules (row, column, reason).
 
-    `bounds`: the other limits of `validation_schema` (earliest_allowed, earliest_rule, latest_rule, max_abs_amount)."""
+    `bounds`: the other settings of `validation_schema` (earliest_allowed, earliest_rule, latest_rule, max_abs_amount,
+    numbers)."""
     schema = validation_schema(parsed.name, latest_allowed=latest_allowed, labels=parsed.labels,
                                attributes=attribute_columns(parsed.typed.columns), **bounds)
     labels = parsed.problems["column"].map(parsed.labels).fillna(parsed.problems["column"])
@@ -1747,7 +1767,7 @@ def customers_from_other_exports(typed: pd.DataFrame, lengths: list[int]) -> tup
 
 def mapped_source(
     raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str, guest_ids: Sequence[str] = (),
-    attributes: Sequence[str] = (),
+    attributes: Sequence[CustomerAttribute] = (),
 ) -> MappedSource:
     """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
     filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other; the
@@ -1764,7 +1784,7 @@ def mapped_source(
         parts.append((filled, parsed, pd.concat(left_out, ignore_index=True)))
     columns = contract(raws[0].name).input_dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
-              if export.rename.get(column, column) in columns} | set(attributes)
+              if export.rename.get(column, column) in columns} | {attribute.column for attribute in attributes}
     extra = [column for column in dict.fromkeys(c for raw, _, _ in parts for c in raw.frame.columns) if column not in mapped]
     # The quarantine and extra columns show the rows as read; the fill's note goes with them.
     as_read = [dataclasses.replace(raw, notes=filled.notes) for raw, (filled, _, _) in zip(raws, parts)]
@@ -1995,7 +2015,8 @@ def ingest_sources(
             continue
         for warning in parsed[name].warnings:
             get_logger().warning("%s: %s", name, warning)
-        problems = find_problems(parsed[name], latest_allowed=latest_allowed, **bounds)
+        numbers = [a.feature for a in sources[name].attributes if a.kind == "number"]
+        problems = find_problems(parsed[name], latest_allowed=latest_allowed, numbers=numbers, **bounds)
         note = reply = wait = None  # a source's own notes, also logged as warnings
         synthetic = any(export.one_order_per_row for export in sources[name].exports())
         identity = record_identity(name, synthetic_orders=synthetic)
@@ -2045,14 +2066,17 @@ def ingest_sources(
             wait = late_first_response_note(parsed[name].typed, kept, labels=parsed[name].labels)
         results[name] = split_source(raws[name], parsed[name], problems, extra_columns=mapped[name].extra_columns,
                                      repeat_candidates=keys[1])
-        for said in (note, reply, wait):
+        identifiers = identifier_attribute_notes(results[name].validated, sources[name].attributes,
+                                                 read=sources[name].read) if name == "customers" else []
+        for said in (note, reply, wait, *identifiers):
             if said:
                 results[name].report["notes"].append(said)
                 get_logger().warning("%s: %s", name, said)
         if carriers is not None:
             results[name] = with_refund_rows(results[name], parsed[name].typed, carriers, refund_notes)
         schema = validation_schema(name, latest_allowed=latest_allowed, labels=parsed[name].labels,
-                                   attributes=attribute_columns(results[name].validated.columns), **bounds)
+                                   attributes=attribute_columns(results[name].validated.columns), numbers=numbers,
+                                   **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
     split = split_id_note(results["transactions"], id_case=cfg.id_case)
@@ -2101,3 +2125,72 @@ def ingest_sources(
         "sources": {name: result.report for name, result in results.items()},
     }
     return IngestResult(sources=results, reference=reference, report=report)
+
+
+# --- customer attributes: notes on their values --------------------------------------------------------------------
+
+UNREAD_SHOWN = 3  # cells shown of a number attribute's cells that hold no number
+# A category with more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the customers holding one) is
+# an identifier (an e-mail, a name, a free-text note), not a group of customers.
+IDENTIFIER_VALUES = 50
+IDENTIFIER_SHARE = 0.5
+
+
+def unread_numbers_notes(
+    raw: RawSource, attributes: Sequence[CustomerAttribute], values: Mapping[str, pd.Series], *, read: ReadOptions,
+    export: str | None = None,
+) -> list[str]:
+    """One note per attribute of kind number whose cells in `raw` hold something (not blank, not a null word) that
+    `values` (`attribute_values`, read with `read`) has no number for: how many, the hint of a decimal comma, a
+    currency sign or an accounting negative when most of them look so (`_number_reason`), and a few of them (`export`:
+    the config key of an export under other_exports, named too). Those cells are left empty, the customer's row kept:
+    one unreadable age does not take away their other values. [] when every cell is read."""
+    notes = []
+    for attribute in attributes:
+        if attribute.kind != "number":
+            continue
+        cells = raw.frame[attribute.column]
+        failed = _unparsed(cells, values[attribute.feature])
+        if not len(failed):
+            continue
+        unread = cells.iloc[failed]
+        shown = ", ".join(repr(text) for text in value_text(unread).drop_duplicates().head(UNREAD_SHOWN))
+        hint = _number_reason(unread, read=read, source=raw.name).removeprefix("not a number")
+        none = ("; none of its cells holds a number: if it is no quantity, list it by its name alone (a category)"
+                if values[attribute.feature].isna().all() else "")
+        where = f" of {export}" if export else ""
+        notes.append(f"{attribute.column} ({attribute.feature}, kind number){where}: {len(failed):,} "
+                     f"{'cells hold' if len(failed) != 1 else 'cell holds'} no number{hint} and "
+                     f"{'are' if len(failed) != 1 else 'is'} left empty, the rest of the row kept (e.g. {shown}){none}")
+    return notes
+
+
+def identifier_attribute_notes(
+    customers: pd.DataFrame, attributes: Sequence[CustomerAttribute], *, read: ReadOptions = ReadOptions()
+) -> list[str]:
+    """One note per category of `attributes` whose values in `customers` (the validated customers, one row per
+    customer) are nearly one per customer: more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the
+    customers holding one). Such a column names people instead of grouping them (an e-mail): the model learns nothing
+    from it that holds for other customers, and a reason would quote it. When every value reads as a number (with
+    `read`), it may be a quantity listed as a category: the note says how to list it as a number. Numbers are exempt:
+    a quantity has many values by nature. [] when none is."""
+    notes = []
+    for attribute in attributes:
+        if attribute.kind != "category" or attribute.feature not in customers.columns:
+            continue
+        values = customers[attribute.feature].dropna()
+        distinct, holders = values.nunique(), len(values)
+        if distinct <= max(IDENTIFIER_VALUES, IDENTIFIER_SHARE * holders):
+            continue
+        said = (f"customer attribute {attribute.column} ({attribute.feature}) has {distinct:,} distinct values among "
+                f"the {holders:,} customers holding one")
+        if numbers_as_read(values, read).notna().all():
+            notes.append(f"{said}, all numbers: as a category each value is a group of its own, so the model learns "
+                         "nothing from it that holds for other customers; if it is a quantity (an age, an income, a "
+                         f"balance), list it as {{column: {attribute.column}, kind: number}}, else (a code, an id) "
+                         "leave it out of sources.customers.attributes")
+        else:
+            notes.append(f"{said}: nearly one per customer, it names them (an e-mail, a name, a note) rather than "
+                         "grouping them, so the model learns nothing from it that holds for other customers and a "
+                         "reason would quote it; leave it out of sources.customers.attributes")
+    return notes

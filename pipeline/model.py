@@ -5,7 +5,7 @@ score (`LinearScore`: logistic regression coefficients, scaler, imputation) and 
 the two log-odds scores (1: LightGBM alone, 0: the logistic model alone), and the probability
 calibrator. Scoring calls its methods and never re-implements a transformation:
 
-- `check_features(frame)`: raises ScoreError naming missing feature columns;
+- `check_features(frame)`: raises ScoreError naming missing feature columns, or columns of another kind;
 - `predict_proba(frame)`: calibrated P(churn within the horizon), 1-D;
 - `predict_uncalibrated(frame)`: the model's own probability (logistic function of its log-odds);
 - `contributions(frame)`: per-feature terms of the log-odds score: LightGBM `pred_contrib` and the
@@ -119,6 +119,23 @@ def check_feature_columns(features: pd.DataFrame, feature_names: Sequence[str]) 
             f"the feature table lacks {len(missing)} column(s) the model was trained on: {', '.join(missing)}. "
             "Build features with the same pipeline version (and features config) as training, or retrain."
         )
+
+
+def check_feature_kinds(features: pd.DataFrame, feature_names: Sequence[str], categorical: Sequence[str]) -> None:
+    """Raise ScoreError naming the first feature of `feature_names` that `features` holds as numbers while the model
+    learned it as a category (`categorical`), or as text while it learned numbers: a customer attribute whose kind
+    (sources.customers.attributes) changed since training would be read as unseen categories, or its words as
+    numbers. Columns without a value tell nothing and pass."""
+    for name in feature_names:
+        values = features[name]
+        held_as_numbers = pd.api.types.is_numeric_dtype(values.dtype)
+        if (name in categorical) == held_as_numbers and values.notna().any():
+            learned, held = ("a category", "numbers") if name in categorical else ("a number", "text")
+            raise ScoreError(
+                f"the model learned {name} as {learned}, but the features hold {held} (the kind of a customer "
+                "attribute in sources.customers.attributes changed since training?): run `churn features` and "
+                "`churn train` with this config, or give the attribute the kind it had"
+            )
 
 
 @dataclass
@@ -499,8 +516,10 @@ class ChurnModel:
         self.blend_weight_ = float(blend_weight)
 
     def check_features(self, features: pd.DataFrame) -> None:
-        """Raise ScoreError naming the feature columns `features` lacks."""
+        """Raise ScoreError naming the feature columns `features` lacks, or holds as another kind than the model
+        learned them (`check_feature_kinds`)."""
         check_feature_columns(features, self.feature_names_)
+        check_feature_kinds(features, self.feature_names_, self.categorical_features_)
 
     def matrix(self, features: pd.DataFrame) -> np.ndarray:
         """The float matrix LightGBM sees (see `feature_matrix`)."""

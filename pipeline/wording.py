@@ -17,6 +17,7 @@ outside 0-100%. The reason templates name a wording in the format spec of a fiel
     {nps_mean:scale:0..10}              -> "6.5" (stateable only on the scale 0..10)
     {spend_trend:trend}                 -> "+0.36" (stateable from -1 to +1)
     {btyd_expected_purchases:number}    -> "0.3", "12", "1,234" (non-negative, rounded by size)
+    {attribute_age:value}               -> "67", "-1,250.5", "0.35" (any finite number, as written)
 
 Any other format spec is a plain `str.format` spec (e.g. `.0f`, `+.2f`), stateable for finite numbers.
 """
@@ -190,6 +191,19 @@ def number(values: np.ndarray, _arg: str = "") -> np.ndarray:
     )
 
 
+def value(values: np.ndarray, _arg: str = "") -> np.ndarray:
+    """A number as an export writes it, unrounded: whole numbers without decimals ('67', '1,234', '-3'), others with
+    the shortest digits that tell them apart from their neighbours ('0.35', '-1,250.5'), never in exponent form."""
+    return np.array([_as_written(x) for x in (values.astype(float) + 0.0).tolist()], dtype=object)  # + 0.0: no '-0'
+
+
+def _as_written(x: float) -> str:
+    if not np.isfinite(x):
+        return str(x)
+    whole, _, decimals = np.format_float_positional(abs(x), unique=True, trim="-").partition(".")
+    return f"{'-' * (x < 0)}{int(whole):,}" + (f".{decimals}" if decimals else "")
+
+
 def _scale_range(arg: str) -> tuple[float, float]:
     low, _, high = arg.partition("..")
     return float(low), float(high)
@@ -239,6 +253,7 @@ WORDINGS: dict[str, tuple[Wording, Callable[[np.ndarray, str], np.ndarray]]] = {
     "scale": (scale, _on_scale),
     "trend": (trend, lambda v, _: _on_scale(v, "-1..1")),
     "number": (number, lambda v, _: _non_negative(v)),
+    "value": (value, lambda v, _: _finite(v)),
 }
 
 

@@ -271,14 +271,30 @@ def test_customer_attributes_are_read_as_written_and_copied_into_the_features_se
     """features.customer_attributes is filled from sources.customers.attributes (as features.timezone from the
     transactions source's), so that the feature list, built from the features section alone, knows them."""
     cfg = config_from_dict(_with_customers(attributes=["Segment", "Age band", 2024, "Género"]), base_dir=Path("."))
-    assert cfg.sources.customers.attributes == ["Segment", "Age band", "2024", "Género"]
+    assert cfg.sources.customers.attribute_names() == ["Segment", "Age band", "2024", "Género"]
+    assert {attribute.kind for attribute in cfg.sources.customers.attributes} == {"category"}
     assert cfg.features.customer_attributes == ["Segment", "Age band", "2024", "Género"]
+    assert cfg.features.number_attributes == []
     assert cfg.features.attribute_columns == ["attribute_segment", "attribute_age_band", "attribute_2024",
                                               "attribute_genero"]
     assert config_from_dict(minimal(), base_dir=Path(".")).features.customer_attributes == []
     # the resolved config validates again as it is (MLflow, reports)
     again = config_from_dict(cfg.model_dump(mode="json"), base_dir=Path("."))
     assert again.features.customer_attributes == cfg.features.customer_attributes
+
+
+def test_an_attribute_given_with_kind_number_is_a_number_attribute_and_plain_names_stay_categories():
+    attributes = ["Segment", {"column": "Age", "kind": "number"}, {"column": 2024},
+                  {"column": "Seats", "kind": "category"}]
+    cfg = config_from_dict(_with_customers(attributes=attributes), base_dir=Path("."))
+    assert [(a.column, a.kind, a.feature) for a in cfg.sources.customers.attributes] == [
+        ("Segment", "category", "attribute_segment"), ("Age", "number", "attribute_age"),
+        ("2024", "category", "attribute_2024"), ("Seats", "category", "attribute_seats")]
+    assert cfg.features.customer_attributes == ["Segment", "Age", "2024", "Seats"]
+    assert cfg.features.number_attributes == ["Age"]
+    assert cfg.features.number_attribute_columns == ["attribute_age"]
+    again = config_from_dict(cfg.model_dump(mode="json"), base_dir=Path("."))
+    assert again.features == cfg.features and again.sources.customers == cfg.sources.customers
 
 
 @pytest.mark.parametrize(
@@ -305,6 +321,19 @@ def test_customer_attributes_are_read_as_written_and_copied_into_the_features_se
         ({"attributes": ["Zone"], "rename": {"Zone": "region"}},
          r"  sources: Value error, customers\.attributes: 'Zone' is read as region \(sources\.customers\.rename\); "
          r"list only columns the contract does not read"),
+        ({"attributes": ["Plan", {"column": "Age", "kind": "numeric"}]},
+         r"  sources\.customers\.attributes\.1\.kind: Input should be 'category' or 'number'"),
+        ({"attributes": [{"column": "Age", "kinds": "number"}]},
+         r"  sources\.customers\.attributes\.0\.kinds: unknown key \(did you mean 'kind'\?\)"),
+        ({"attributes": [{"kind": "number"}]},
+         r"  sources\.customers\.attributes\.0\.column: Field required"),
+        ({"attributes": [["Age", "number"]]},
+         r"  sources\.customers\.attributes: Value error, \['Age', 'number'\] is neither a column name nor "
+         r"\{column: <name>, kind: category or number\}"),
+        ({"attributes": ["Age", {"column": "age", "kind": "number"}]},
+         r"  sources\.customers\.attributes: Value error, 'age' and 'Age' give one column \(attribute_age\)"),
+        ({"attributes": [{"column": "signup_at", "kind": "number"}]},
+         r"  sources: Value error, customers\.attributes: 'signup_at' is a column of the customers contract"),
         ({"other_exports": [{"path": "more.csv", "attributes": ["Plan"]}]},
          r"  sources\.customers\.other_exports: Value error, an export listed in other_exports has no attributes of "
          r"its own: list them once, under the source's attributes"),
@@ -325,6 +354,15 @@ def test_customer_attributes_belong_to_the_customers_source_and_are_listed_there
     raw["features"]["customer_attributes"] = ["Segment"]
     with pytest.raises(ConfigError, match=r"  \(top level\): Value error, features\.customer_attributes is filled from "
                                           r"sources\.customers\.attributes: list the columns there"):
+        config_from_dict(raw, base_dir=Path("."))
+    raw = _with_customers(attributes=["Plan", "Age"])  # Age a category there
+    raw["features"].update(customer_attributes=["Plan", "Age"], number_attributes=["Age"])
+    with pytest.raises(ConfigError, match=r"  \(top level\): Value error, features\.number_attributes is filled from "
+                                          r"sources\.customers\.attributes: list the columns there"):
+        config_from_dict(raw, base_dir=Path("."))
+    raw["features"].update(customer_attributes=["Plan"], number_attributes=["Age"])
+    with pytest.raises(ConfigError, match=r"  features: Value error, number_attributes: 'Age' is not one of "
+                                          r"customer_attributes"):
         config_from_dict(raw, base_dir=Path("."))
 
 

@@ -9,18 +9,17 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import polars as pl
 import pytest
 from pandas.testing import assert_frame_equal
 
 from conftest import minimal_config
-from pipeline.config import FeaturesConfig, config_from_dict
+from pipeline.config import CustomerAttribute, FeaturesConfig, ReadOptions, config_from_dict
 from pipeline.contract import attribute_column, attribute_slug, conform
 from pipeline.errors import FeatureError, IngestError
 from pipeline.events import Events, load_events
 from pipeline.features import build_features, event_tables_from_frames, feature_names, feature_specs, features_from_tables
-from pipeline.features.attributes import identifier_attribute_warnings
 from pipeline.features.store import (
     check_settings_match,
     feature_settings,
@@ -28,7 +27,7 @@ from pipeline.features.store import (
     recorded_settings,
     settings_fingerprint,
 )
-from pipeline.ingest import attribute_values
+from pipeline.ingest import attribute_values, identifier_attribute_notes
 from pipeline.io import write_parquet
 from pipeline.run import features as features_runner
 from pipeline.run import ingest as ingest_runner
@@ -123,7 +122,7 @@ def test_attribute_values_of_typed_columns_read_as_the_export_shows_them(tmp_pat
     """A Parquet export types an age band as a number and a flag as a boolean: the text a CSV would hold."""
     frame = pd.DataFrame({"Age": [30.0, None, 41.5], "Member": pd.array([True, False, None], dtype="boolean")})
     raw = RawSource(name="customers", frame=frame, origin=row_origin(["c.parquet"], [3]), files=())
-    values = attribute_values(raw, ["Age", "Member"])
+    values = attribute_values(raw, [CustomerAttribute(column="Age"), CustomerAttribute(column="Member")])
     assert values["attribute_age"].tolist()[::2] == ["30", "41.5"] and pd.isna(values["attribute_age"][1])
     assert values["attribute_member"].tolist()[:2] == ["true", "false"] and pd.isna(values["attribute_member"][2])
 
@@ -156,6 +155,7 @@ def _customers() -> pd.DataFrame:
         "region": ["north", None, "south", "west"],
         "attribute_segment": ["Gold", "Silver", "Gold", "Bronze"],  # x never bought: no feature row
         "attribute_age_band": ["18-25", None, "26-40", "41+"],
+        "attribute_age": [19.0, 33.5, None, 44.0],
     })
 
 
@@ -205,20 +205,23 @@ def test_validated_customers_without_a_listed_attribute_column_ask_for_ingest_ag
 
 
 def test_every_reader_of_validated_customers_gives_the_same_attribute_features(tmp_path):
-    """Events (pandas), the polars runner's reader (read_validated), scoring's streamed path and a cut of the events."""
+    """Events (pandas), the polars runner's reader (read_validated), scoring's streamed path and a cut of the events;
+    categories as text, Age (kind number) as float64."""
+    cfg = CFG.model_copy(update={"customer_attributes": ["Segment", "Age band", "Age"], "number_attributes": ["Age"]})
     events = Events.from_frames(transactions=_orders("a", "b", "c", "d"), customers=_customers())
     for name, frame in events.items():
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    expected = build_features(events, as_of=AS_OF, cfg=CFG)
-    assert_frame_equal(build_features(load_events(tmp_path), as_of=AS_OF, cfg=CFG), expected)
-    frames = read_validated(tmp_path, attributes=CFG.attribute_columns)
-    assert frames["customers"].columns[-2:] == ["attribute_segment", "attribute_age_band"]
-    tables = event_tables_from_frames(frames, attributes=CFG.attribute_columns)
-    assert_frame_equal(features_from_tables(tables, as_of=AS_OF, cfg=CFG), expected)
+    expected = build_features(events, as_of=AS_OF, cfg=cfg)
+    assert expected["attribute_age"].tolist()[:2] == [19.0, 33.5] and expected["attribute_age"][2:].isna().all()
+    assert_frame_equal(build_features(load_events(tmp_path), as_of=AS_OF, cfg=cfg), expected)
+    frames = read_validated(tmp_path, attributes=cfg.attribute_columns)
+    assert frames["customers"].columns[-3:] == ["attribute_segment", "attribute_age_band", "attribute_age"]
+    tables = event_tables_from_frames(frames, attributes=cfg.attribute_columns)
+    assert_frame_equal(features_from_tables(tables, as_of=AS_OF, cfg=cfg), expected)
     streamed, _ = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=AS_OF - dt.timedelta(days=90),
-                                               cfg=CFG.model_copy(update={"partition_rows": 1}), horizon_days=90)
+                                               cfg=cfg.model_copy(update={"partition_rows": 1}), horizon_days=90)
     assert_frame_equal(streamed, expected)
-    assert_frame_equal(build_features(cut_events(events, as_of=AS_OF), as_of=AS_OF, cfg=CFG), expected)
+    assert_frame_equal(build_features(cut_events(events, as_of=AS_OF), as_of=AS_OF, cfg=cfg), expected)
 
 
 def test_feature_files_record_the_attributes_and_training_refuses_files_built_without_them():
@@ -234,30 +237,71 @@ def test_feature_files_record_the_attributes_and_training_refuses_files_built_wi
 
 # --- an identifier listed as an attribute ---------------------------------------------------------------------------
 
-NAMES = {"attribute_email": "Email", "attribute_segment": "Segment"}
+LISTED = [CustomerAttribute(column="Email"), CustomerAttribute(column="Segment")]
+EMAIL_NOTE = ("customer attribute Email (attribute_email) has {distinct} distinct values among the {holders} customers "
+              "holding one: nearly one per customer, it names them (an e-mail, a name, a note) rather than grouping "
+              "them, so the model learns nothing from it that holds for other customers and a reason would quote it; "
+              "leave it out of sources.customers.attributes")
 
 
-def test_an_attribute_with_nearly_one_value_per_customer_is_warned_about():
+def test_an_attribute_with_nearly_one_value_per_customer_is_noted():
     """More distinct values than max(50, half the customers holding one): 51 of 60 names them; 50 (the floor), or 30
     of 60 (half), does not; nulls are no value."""
-    def customers(distinct: int, holders: int, rows: int = 60) -> pl.DataFrame:
+    def customers(distinct: int, holders: int, rows: int = 60) -> pd.DataFrame:
         emails = [f"p{i % distinct}@x.com" for i in range(holders)] + [None] * (rows - holders)
-        return pl.DataFrame({"attribute_email": emails, "attribute_segment": ["Gold", "Silver"] * (rows // 2)})
+        return pd.DataFrame({"attribute_email": emails, "attribute_segment": ["Gold", "Silver"] * (rows // 2)})
 
-    assert identifier_attribute_warnings(customers(51, 60), NAMES) == [
-        "customer attribute Email (attribute_email) has 51 distinct values among the 60 customers holding one: nearly "
-        "one per customer, it names them (an e-mail, a name, a note) rather than grouping them, so the model learns "
-        "nothing from it that holds for other customers and a reason would quote it; leave it out of "
-        "sources.customers.attributes"]
-    assert identifier_attribute_warnings(customers(50, 60), NAMES) == []  # max(50, 30): 50 is not above it
-    large = pl.DataFrame({"attribute_email": [f"p{i % 101}" for i in range(200)] + [None] * 100})
-    assert len(identifier_attribute_warnings(large, NAMES)) == 1  # 101 > max(50, 100)
-    half = pl.DataFrame({"attribute_email": [f"p{i % 101}" for i in range(202)]})
-    assert identifier_attribute_warnings(half, NAMES) == []  # 101 of 202: half, not above it
-    assert identifier_attribute_warnings(customers(51, 60), {}) == []
+    assert identifier_attribute_notes(customers(51, 60), LISTED) == [EMAIL_NOTE.format(distinct=51, holders=60)]
+    assert identifier_attribute_notes(customers(50, 60), LISTED) == []  # max(50, 30): 50 is not above it
+    large = pd.DataFrame({"attribute_email": [f"p{i % 101}" for i in range(200)] + [None] * 100})
+    assert len(identifier_attribute_notes(large, LISTED)) == 1  # 101 > max(50, 100)
+    half = pd.DataFrame({"attribute_email": [f"p{i % 101}" for i in range(202)]})
+    assert identifier_attribute_notes(half, LISTED) == []  # 101 of 202: half, not above it
+    assert identifier_attribute_notes(customers(51, 60), []) == []
 
 
-def _features_workspace(folder: Path, customers: pd.DataFrame, attributes: list[str]):
+def test_a_quantity_listed_as_a_category_is_told_to_be_a_number_and_a_number_is_never_an_identifier():
+    """Balances written as text, each nearly its own: the note says to list it as a number (read with the source's
+    decimal comma); the same column of kind number, with as many values, is no identifier."""
+    balances = pd.DataFrame({"attribute_balance": [f"{1000 + i},5" for i in range(80)]})
+    category = [CustomerAttribute(column="Balance")]
+    assert identifier_attribute_notes(balances, category, read=ReadOptions(decimal=",")) == [
+        "customer attribute Balance (attribute_balance) has 80 distinct values among the 80 customers holding one, "
+        "all numbers: as a category each value is a group of its own, so the model learns nothing from it that holds "
+        "for other customers; if it is a quantity (an age, an income, a balance), list it as {column: Balance, kind: "
+        "number}, else (a code, an id) leave it out of sources.customers.attributes"]
+    assert identifier_attribute_notes(balances, category)[0].endswith("leave it out of sources.customers.attributes")
+    assert "all numbers" not in identifier_attribute_notes(balances, category)[0]  # '1000,5' is no number with '.'
+    numbers = pd.DataFrame({"attribute_balance": np.arange(80, dtype=float) + 0.5})
+    assert identifier_attribute_notes(numbers, [CustomerAttribute(column="Balance", kind="number")]) == []
+
+
+def test_churn_ingest_notes_and_warns_once_about_an_identifier_attribute(tmp_path, caplog):
+    """The warning belongs to the data: `churn ingest` gives it (in the customers' notes and once in the log), from
+    the validated customers it holds; `churn features` no longer reads the customers file for it."""
+    people = "Id,Email,Segment\n" + "".join(f"c{i},c{i:03d}@shop.com,{'Gold' if i % 2 else 'Silver'}\n"
+                                            for i in range(80))
+    orders = "order_id,customer_id,ordered_at,amount\n" + "".join(f"o{i},c{i},2024-01-05,10\n" for i in range(80))
+    (tmp_path / "t.csv").write_text(orders, encoding="utf-8")
+    (tmp_path / "c.csv").write_text(people, encoding="utf-8")
+    raw = minimal_config(snapshots={"dates": ["2024-07-01"]}, paths={"data_dir": "out", "models_dir": "models"},
+                         sources={"transactions": {"path": "t.csv"},
+                                  "customers": {"path": "c.csv", "rename": {"Id": "customer_id"},
+                                                "attributes": ["Email", "Segment"]}},
+                         features={"btyd": False})
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        report = ingest_runner.run(cfg, quiet=True)
+    note = EMAIL_NOTE.format(distinct=80, holders=80)
+    assert note in report["sources"]["customers"]["notes"]
+    assert caplog.text.count("customer attribute Email") == 1 and "customer attribute Segment" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        summary = features_runner.run(cfg, quiet=True)
+    assert "customer attribute Email" not in caplog.text and "attribute_warnings" not in summary
+
+
+def _features_workspace(folder: Path, customers: pd.DataFrame, attributes: list):
     raw = minimal_config(snapshots={"dates": ["2024-07-01"]}, paths={"data_dir": "out", "models_dir": "models"},
                          sources={"transactions": {"path": "t.csv"},
                                   "customers": {"path": "c.csv", "attributes": attributes}},
@@ -268,21 +312,12 @@ def _features_workspace(folder: Path, customers: pd.DataFrame, attributes: list[
     return cfg
 
 
-def test_churn_features_warns_once_about_an_identifier_attribute_and_writes_the_attributes(tmp_path, caplog):
+def test_churn_features_writes_the_attributes_and_records_them(tmp_path):
     people = pd.DataFrame({"customer_id": [f"c{i:03d}" for i in range(80)],
                            "attribute_email": [f"c{i:03d}@shop.com" for i in range(80)],
                            "attribute_segment": ["Gold", "Silver"] * 40})
     cfg = _features_workspace(tmp_path, people, ["Email", "Segment"])
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
-        summary = features_runner.run(cfg, quiet=True)
-    assert summary["attribute_warnings"] == [
-        "customer attribute Email (attribute_email) has 80 distinct values among the 80 customers holding one: nearly "
-        "one per customer, it names them (an e-mail, a name, a note) rather than grouping them, so the model learns "
-        "nothing from it that holds for other customers and a reason would quote it; leave it out of "
-        "sources.customers.attributes"]
-    assert caplog.text.count("customer attribute Email") == 1 and "Segment" not in caplog.text
+    features_runner.run(cfg, quiet=True)
     table = read_snapshots(cfg.features_dir)
     assert table["attribute_segment"].tolist()[:2] == ["Gold", "Silver"]
     assert recorded_settings(cfg.features_dir)["settings"]["customer_attributes"] == ["Email", "Segment"]
-    honest = _features_workspace(tmp_path / "honest", people.drop(columns="attribute_email"), ["Segment"])
-    assert features_runner.run(honest, quiet=True)["attribute_warnings"] == []

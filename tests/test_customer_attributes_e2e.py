@@ -111,3 +111,74 @@ def test_a_segment_that_shifts_churn_reaches_the_model_and_the_reasons(tmp_path,
         assert result.exit_code == 0, output
     assert re.search(r"WARNING the customer attribute attribute_status \(ROC-AUC 0\.\d+\) alone ranks the test "
                      r"snapshot's churners about as well as recency does", output), output
+
+
+@pytest.mark.slow
+def test_a_number_attribute_reaches_the_model_and_its_sentences_are_true(tmp_path, monkeypatch):
+    """An Age that shifts churn (the casual customers are the young ones), written with a decimal comma and one cell
+    that holds no number, listed as {column: Age, kind: number}: a float feature of the files, a numeric feature of
+    the model, and every "their Age is X" of the at-risk list states that customer's age, on the right side of the
+    median of the customers scored."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    orders, people = shop_exports(seed=1)
+    rng = np.random.default_rng(1)
+    ages = np.where(people["Segment"] == "Casual", rng.integers(18, 36, len(people)),
+                    rng.integers(36, 80, len(people))) + rng.choice([0.0, 0.5], len(people))
+    people = people.drop(columns=["Segment", "Status"]).assign(Age=[f"{age:g}".replace(".", ",") for age in ages])
+    people.loc[7, "Age"] = "unknown"
+    ages[7] = np.nan
+    orders.to_csv(shop / "orders.csv", index=False)
+    people.to_csv(shop / "customers.csv", index=False, sep=";")
+    config = {
+        "paths": {"data_dir": "data", "models_dir": "models"},
+        "sources": {
+            "transactions": {"path": "orders.csv",
+                             "rename": {"Order": "order_id", "Customer": "customer_id", "Date": "ordered_at",
+                                        "Total": "amount"}},
+            "customers": {"path": "customers.csv", "read": {"sep": ";", "decimal": ","},
+                          "rename": {"Customer": "customer_id"},
+                          "attributes": ["Gender", {"column": "Age", "kind": "number"}]},
+        },
+        "train": {"search_trials": 2},
+    }
+    (shop / "config.yaml").write_text(yaml.safe_dump(config))
+    result, output = _churn(shop, "ingest")
+    assert result.exit_code == 0, output
+    notes = json.loads((shop / "data" / "reports" / "ingest_report.json").read_text())["sources"]["customers"]["notes"]
+    assert ("Age (attribute_age, kind number): 1 cell holds no number and is left empty, the rest of the row kept "
+            "(e.g. 'unknown')") in notes
+
+    result, output = _churn(shop, "features")
+    assert result.exit_code == 0, output
+    age_of = pd.Series(ages, index=people["Customer"])
+    features = pd.read_parquet(sorted((shop / "data" / "features").glob("snapshot=*.parquet"))[-2])
+    assert features["attribute_age"].dtype == "float64"
+    pd.testing.assert_series_equal(features["attribute_age"], features["customer_id"].map(age_of).astype(float),
+                                   check_names=False)
+
+    result, output = _churn(shop, "train")
+    assert result.exit_code == 0, output
+    manifest = json.loads((shop / "models" / "churn" / "manifest.json").read_text())
+    assert "attribute_age" in manifest["feature_names"]
+    assert "attribute_age" not in json.loads((shop / "models" / "churn" / "model.json").read_text())[
+        "categorical_features"]
+
+    result, output = _churn(shop, "score")
+    assert result.exit_code == 0, output
+    scores = pd.read_parquet(next((shop / "data" / "scores").glob("at_risk_*.parquet")))
+    typical = scores["customer_id"].map(age_of).median()
+    said = scores.filter(regex=r"^reason_\d+$").stack().dropna().astype(str)
+    said = said[said.str.startswith("their Age is ")]
+    assert len(said) > 0
+    parts = said.str.extract(r"^their Age is (?P<age>[\d.]+)(?P<side>, higher than the typical customer's|, lower "
+                             r"than the typical customer's|)$")
+    assert parts["age"].notna().all(), said[parts["age"].isna()].head()
+    customers = scores.loc[said.index.get_level_values(0), "customer_id"].to_numpy()
+    stated = parts["age"].astype(float).to_numpy()
+    assert (stated == age_of[customers].to_numpy()).all()
+    side = np.where(stated > typical, ", higher than the typical customer's",
+                    np.where(stated < typical, ", lower than the typical customer's", ""))
+    assert (parts["side"].to_numpy() == side).all()
+    print(f"scored {len(scores):,}; {len(said):,} age sentences, all true; typical age {typical}")

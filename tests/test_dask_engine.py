@@ -299,10 +299,12 @@ def test_every_engine_gives_the_same_customer_attribute_features(tmp_path, clien
         "signup_at": pd.Timestamp("2023-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 600, 60), unit="D"),
         "region": rng.choice(["north", "south"], 60),
         "attribute_segment": rng.choice(["Gold", "Silver", None], 60),
-        "attribute_plan": rng.choice(["basic", "pro"], 60)})
+        "attribute_plan": rng.choice(["basic", "pro"], 60),
+        "attribute_seats": np.where(rng.random(60) < 0.2, np.nan, rng.integers(1, 50, 60) + 0.5)})
     for name, frame in Events.from_frames(transactions=transactions, customers=people).items():
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
-    cfg = FeaturesConfig(snapshots={"dates": ["2024-03-01"]}, btyd=False, customer_attributes=["Segment", "Plan"])
+    cfg = FeaturesConfig(snapshots={"dates": ["2024-03-01"]}, btyd=False,
+                         customer_attributes=["Segment", "Plan", "Seats"], number_attributes=["Seats"])
     attributes = cfg.attribute_columns
     local = event_tables(load_events(tmp_path), attributes=attributes)
     runner = event_tables_from_frames(read_validated(tmp_path, attributes=attributes), attributes=attributes)
@@ -311,8 +313,12 @@ def test_every_engine_gives_the_same_customer_attribute_features(tmp_path, clien
         for as_of in (dt.date(2024, 3, 1), dt.date(2024, 6, 1)):
             expected = features_from_tables(local, as_of=as_of, cfg=cfg)
             assert expected["attribute_segment"].notna().sum() > 10 and expected["attribute_plan"].isna().sum() > 5
+            assert expected["attribute_seats"].dtype == "float64" and expected["attribute_seats"].notna().sum() > 10
             assert_frame_equal(features_from_tables(runner, as_of=as_of, cfg=cfg), expected, check_exact=True)
             assert_frame_equal(dask_features(partitioned, as_of=as_of, cfg=cfg), expected, check_exact=True)
+        with pytest.raises(FeatureError, match=r"the validated customers hold attribute_seats as numbers, but sources"
+                                               r"\.customers\.attributes reads it as text \(kind category\)"):
+            dask_features(partitioned, as_of=dt.date(2024, 3, 1), cfg=cfg.model_copy(update={"number_attributes": []}))
     finally:
         partitioned.release()
     with pytest.raises(FeatureError, match=r"the validated customers lack attribute_tier \(sources\.customers\."

@@ -262,3 +262,21 @@ def test_a_kept_model_ranking_its_test_snapshot_at_chance_is_said_whatever_the_b
     informative = y * 0.6 + rng.random(80) * 0.5  # ROC-AUC near 0.9 on the same 80: its interval lies above 0.5
     assert chance_ranking_warning(y, informative, model="lightgbm", snapshot="x", resamples=200) is None
     assert chance_ranking_warning(np.ones(80), rng.random(80), model="lightgbm", snapshot="x") is None  # one class
+
+
+def test_a_number_written_after_the_fact_is_named_by_the_leak_check_and_an_honest_one_is_not():
+    """Total charges as of the export day grow with the months a customer stayed: churners hold less, in values the
+    training rows never held exactly (grouped by their training deciles); an age has nothing to do with churn."""
+    def rows(n: int, seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        churned = rng.random(n) < 0.4
+        recency = np.where(churned, rng.gamma(3, 40, n), rng.gamma(2, 30, n))
+        charges = np.where(churned, rng.uniform(10, 400, n), rng.uniform(300, 3000, n)).round(2)
+        return pd.DataFrame({"churned": churned.astype(float), "recency_days": recency,
+                             "attribute_total_charges": charges, "attribute_age": rng.integers(18, 80, n) + 0.0})
+
+    train, test = rows(2000, 1), rows(1000, 2)
+    attributes = ("attribute_total_charges", "attribute_age")
+    warning = attribute_leak_warning(train, test, label="churned", attributes=attributes)
+    assert warning.startswith("the customer attribute attribute_total_charges (ROC-AUC 0.9")
+    assert "attribute_age" not in warning

@@ -19,6 +19,7 @@ from pipeline.model import (
     TIE_BREAK_WEIGHT,
     CategoryEncoder,
     ProbabilityCalibrator,
+    check_feature_kinds,
     cross_validated_log_loss,
     fit_calibrator,
 )
@@ -276,3 +277,18 @@ def test_above_the_cross_fit_row_limit_calibration_uses_the_folds_and_fits_nothi
     assert fit_lightgbm(rows, [(train, validation)], columns=columns, horizon_days=30, cfg=unlimited).calibrated_on == (
         "cross-fitted"
     )
+
+
+def test_a_model_refuses_features_holding_an_attribute_of_another_kind():
+    features = pd.DataFrame({"recency_days": [3.0, 40.0], "attribute_age": [67.0, 30.0],
+                             "attribute_plan": pd.Series(["pro", None], dtype="str")})
+    check_feature_kinds(features, list(features.columns), ["attribute_plan"])
+    with pytest.raises(ScoreError, match=r"^the model learned attribute_age as a category, but the features hold "
+                                         r"numbers \(the kind of a customer attribute in sources\.customers\."
+                                         r"attributes changed since training\?\): run `churn features` and `churn "
+                                         r"train` with this config, or give the attribute the kind it had$"):
+        check_feature_kinds(features, list(features.columns), ["attribute_plan", "attribute_age"])
+    with pytest.raises(ScoreError, match=r"^the model learned attribute_plan as a number, but the features hold text"):
+        check_feature_kinds(features, list(features.columns), [])
+    empty = features.assign(attribute_age=np.nan)  # no value: nothing to tell
+    check_feature_kinds(empty, list(features.columns), ["attribute_plan", "attribute_age"])

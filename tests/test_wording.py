@@ -108,3 +108,10 @@ def test_new_and_promising_segments_claim_no_newness():
     words = wording.segment(np.array(["new", "promising"], dtype=object), "")
     assert all("new" not in w.split() for w in words), words
     assert list(words) == ["recent buyers with few orders so far", "fairly recent buyers with few orders so far"]
+
+
+def test_value_says_a_number_as_written():
+    values = np.array([67.0, -0.0, 1234.5, -1250.5, 0.35, 1e-7, 125510.82, 3e15])
+    assert wording.value(values).tolist() == ["67", "0", "1,234.5", "-1,250.5", "0.35", "0.0000001", "125,510.82",
+                                              "3,000,000,000,000,000"]
+    assert wording.stateable("value", np.array([1.0, np.nan, np.inf, -2.0])).tolist() == [True, False, False, True]

@@ -68,7 +68,7 @@ def customer_aggregates_from_tables(tables: EventTables, *, as_of: dt.date, cfg:
         *feedback.customer_aggregates(tables.feedback, cut),
         *service.ticket_aggregates(tables.tickets, cut, cfg=cfg),
         *loyalty.customer_aggregates(tables.loyalty, cut, cfg=cfg),
-        *attributes.customer_attributes(tables.attributes, cut),
+        *attributes.customer_attributes(tables.attributes, cut, numbers=cfg.number_attribute_columns),
     ]
     features = pl.DataFrame(columns).lazy().with_columns(
         *rfm.order_features(as_of=as_of, cfg=cfg),

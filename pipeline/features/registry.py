@@ -2,8 +2,9 @@
 
 One list, `feature_specs(cfg)`, shared by training and scoring; `build_features` returns exactly
 these columns in this order (after `customer_id`). The list depends on `cfg.windows_days`
-(windowed features), `cfg.btyd` (BTYD family on or off) and `cfg.customer_attributes` (one categorical
-`attribute_<slug>` per column of sources.customers.attributes, after acquisition_channel).
+(windowed features), `cfg.btyd` (BTYD family on or off) and `cfg.customer_attributes` (one `attribute_<slug>` per
+column of sources.customers.attributes, after acquisition_channel: numeric for those of `cfg.number_attributes`,
+categorical for the others).
 
 `direction` says whether a higher value means more churn risk ("up"), less ("down") or neither
 ("none"). `reason` (a `pipeline.reasons.Reason`) holds the plain-words sentences shown to marketing,
@@ -405,6 +406,17 @@ def _customer_attribute(name: str) -> FeatureSpec:
               _always(f"their {_escaped(name)} is {{{column}}}"))
 
 
+def _number_attribute(name: str) -> FeatureSpec:
+    """The feature of the customers export's column `name` of kind number: its value as the export wrote it, and on
+    which side of the typical customer's (the median of the customers scored) it lies; neither way is riskier."""
+    column, said = attribute_column(name), _escaped(name)
+    return _n(column, "attributes", f"Customer attribute {name} from the customers export, a number (NaN when "
+              "unknown).", "none", _reason(
+                _says(f"their {said} is {{{column}:value}}, higher than the typical customer's", ABOVE_TYPICAL),
+                _says(f"their {said} is {{{column}:value}}, lower than the typical customer's", BELOW_TYPICAL),
+                _says(f"their {said} is {{{column}:value}}")))
+
+
 def _attributes(cfg: FeaturesConfig) -> list[FeatureSpec]:
     return [
         _n("days_since_signup", "attributes", "Days since sign-up (NaN when unknown).", "down", _reason(
@@ -414,7 +426,8 @@ def _attributes(cfg: FeaturesConfig) -> list[FeatureSpec]:
         _c("region", "attributes", "Region (null when unknown).", _always("lives in region {region}")),
         _c("acquisition_channel", "attributes", "Channel the customer was acquired through (null when unknown).",
            _always("came through {acquisition_channel}")),
-        *[_customer_attribute(name) for name in cfg.customer_attributes],
+        *[_number_attribute(name) if name in cfg.number_attributes else _customer_attribute(name)
+          for name in cfg.customer_attributes],
     ]
 
 

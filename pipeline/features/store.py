@@ -7,7 +7,8 @@ had not passed by the data's latest order). Written by `churn features`, read by
 Each file carries, in its Parquet key-value metadata (key `churn.features`), the feature settings it
 was built with and their fingerprint (`feature_settings`, `settings_fingerprint`): windows, lookback,
 horizon, loyalty tiers, btyd, the business time zone (when not UTC), the customers export's columns kept as
-attributes (sources.customers.attributes, when any), the feature list, and the inputs present
+attributes (sources.customers.attributes, when any) and those of them that are numbers (when any), the feature
+list, and the inputs present
 (the sources with rows and their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of
 fingerprints and names the stale files; `check_settings_match` compares the snapshots with the config training
 runs with.
@@ -40,7 +41,7 @@ _FILE_PATTERN = re.compile(r"^snapshot=(\d{4}-\d{2}-\d{2})\.parquet$")
 METADATA_KEY = "churn.features"
 # The settings compared with the config: everything in `feature_settings` but the inputs (data, not config).
 CONFIG_SETTINGS = ("windows_days", "lookback_days", "horizon_days", "loyalty_tiers", "btyd", "timezone",
-                   "customer_attributes", "features")
+                   "customer_attributes", "number_attributes", "features")
 
 
 def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[str, list[str]]:
@@ -66,12 +67,14 @@ def input_coverage(frames: Mapping[str, pl.DataFrame | pl.LazyFrame]) -> dict[st
 def feature_settings(cfg: FeaturesConfig, *, inputs: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     """What a snapshot's values depend on besides the events: the features config and the inputs present.
 
-    The business time zone is recorded when it is not UTC, and the customer attributes when there are any (files
-    built before these settings existed keep their fingerprint; a file of another zone's days, or with attributes,
-    differs from them). The attributes are recorded by their export column names: two names of one attribute_<slug>
-    column read different columns."""
+    The business time zone is recorded when it is not UTC, the customer attributes when there are any, and those of
+    them that are numbers when there are any (files built before these settings existed keep their fingerprint; a
+    file of another zone's days, with attributes, or with an attribute of another kind differs from them). The
+    attributes are recorded by their export column names: two names of one attribute_<slug> column read different
+    columns."""
     zone = {"timezone": cfg.zone} if cfg.zone != "UTC" else {}
-    attributes = {"customer_attributes": list(cfg.customer_attributes)} if cfg.customer_attributes else {}
+    attributes = {key: list(getattr(cfg, key)) for key in ("customer_attributes", "number_attributes")
+                  if getattr(cfg, key)}
     return {
         "windows_days": list(cfg.windows_days),
         "lookback_days": cfg.lookback_days,
@@ -113,7 +116,7 @@ def _settings(entry: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 
 # Settings recorded only when they differ from these values (`feature_settings`).
-UNRECORDED_DEFAULTS = {"timezone": "UTC", "customer_attributes": []}
+UNRECORDED_DEFAULTS = {"timezone": "UTC", "customer_attributes": [], "number_attributes": []}
 
 
 def _differences(ours: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None, keys: Sequence[str]) -> str:

@@ -254,7 +254,8 @@ class LoyaltyRows:
 class Attributes:
     """Static attributes per customer code: `present` (in the customers source), `signup_us` (NULL_TIME
     when unknown), `region`, `acquisition_channel` (String, null when absent); `extra`: the attribute_<slug>
-    columns of sources.customers.attributes by name, each gathered alike (String, null when absent)."""
+    columns of sources.customers.attributes by name, each gathered alike (null when absent), typed as the validated
+    file types it (String, Float64 for a number; Null when the customers source has no such column)."""
 
     present: np.ndarray
     signup_us: np.ndarray
@@ -319,6 +320,21 @@ def check_attribute_columns(columns: Sequence[str], attributes: Sequence[str]) -
             f"the validated customers lack {', '.join(missing)} (sources.customers.attributes): they were validated "
             "before the setting listed it; re-run `churn ingest`"
         )
+
+
+def check_attribute_kinds(extra: Mapping[str, pl.Series], numbers: Sequence[str]) -> None:
+    """Raise FeatureError when an attribute column of `extra` ({attribute_<slug>: values}) is typed otherwise than its
+    kind: those of `numbers` (kind number) Float64, the others String (Null, without a customers source, is either):
+    the validated customers were written before the setting gave it that kind."""
+    for column, values in extra.items():
+        wanted, said = (pl.Float64, "numbers") if column in numbers else (pl.String, "text")
+        if values.dtype not in (wanted, pl.Null):
+            held = "numbers" if values.dtype.is_numeric() else "text"
+            raise FeatureError(
+                f"the validated customers hold {column} as {held}, but sources.customers.attributes reads it as "
+                f"{said} (kind {'number' if column in numbers else 'category'}): they were validated before the "
+                "setting gave it that kind; re-run `churn ingest`"
+            )
 
 
 def check_unique_customers(customers: pl.DataFrame) -> None:
@@ -796,7 +812,8 @@ def event_tables_from_frames(
         given = frames[name] if name in frames else to_polars(empty_frame(name)[SOURCE_COLUMNS[name]])
         if name == "customers" and given.height:
             check_attribute_columns(given.columns, attributes)
-        absent = {c: OPTIONAL_COLUMNS.get(c, pl.String) for c in wanted if c not in given.columns
+        # an attribute without a customers source: Null, which the feature casts to its kind
+        absent = {c: OPTIONAL_COLUMNS.get(c, pl.Null) for c in wanted if c not in given.columns
                   and (c in OPTIONAL_COLUMNS or c in attributes)}
         if absent:  # frames from before these columns were read: the optional columns are unknown
             given = given.with_columns(pl.lit(None, dtype=dtype).alias(c) for c, dtype in absent.items())

@@ -38,7 +38,6 @@ from pipeline.features.build import (
     polars_features_from_partitions,
     to_pandas_features,
 )
-from pipeline.features.attributes import identifier_attribute_warnings
 from pipeline.features.loyalty import unknown_tiers
 from pipeline.features.store import (
     LABEL,
@@ -79,7 +78,8 @@ POLARS_TYPES = {TIMESTAMP: pl.Datetime("us", "UTC"), STRING: pl.String, FLOAT: p
 def read_validated(validated_dir: Path, *, attributes: Sequence[str] = ()) -> dict[str, pl.DataFrame]:
     """The columns the features use of every validated source present, as polars frames typed by the contract
     (UTC instants: `pipeline.features.tables` turns them into business time, after measuring durations); of the
-    customers, also the attribute columns `attributes` (`FeaturesConfig.attribute_columns`, String).
+    customers, also the attribute columns `attributes` (`FeaturesConfig.attribute_columns`) as the file types them:
+    Float64 the numbers, String the others (as `pipeline.contract.conform` reads them).
 
     (The polars face of `pipeline.events.load_events`: same files, same rule for a missing
     transactions file; absent optional sources are simply left out.) FeatureError when the validated customers
@@ -103,7 +103,8 @@ def read_validated(validated_dir: Path, *, attributes: Sequence[str] = ()) -> di
             check_attribute_columns(list(schema), named)
             columns = [c for c in SOURCE_COLUMNS[name] if c not in absent]
             frames[name] = pl.read_parquet(path, columns=[*columns, *named]).cast(
-                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns} | dict.fromkeys(named, pl.String)
+                {column: POLARS_TYPES[spec.dtypes[column]] for column in columns}
+                | {column: pl.Float64 if schema[column].is_numeric() else pl.String for column in named}
             ).with_columns(pl.lit(None, dtype=POLARS_TYPES[spec.dtypes[c]]).alias(c) for c in absent).select(
                 [*SOURCE_COLUMNS[name], *named])
     return frames
@@ -289,9 +290,6 @@ def _write_snapshots(
     tiers = unknown_tier_warning(cfg)
     if tiers:
         log.warning("%s", tiers)
-    identifiers = identifier_attributes(cfg)
-    for warning in identifiers:
-        log.warning("%s", warning)
     dates = snapshot_dates_of(cfg, last_date=last_date)
     settings = feature_settings(cfg.features, inputs=validated_coverage(cfg.validated_dir))
     metadata = snapshot_metadata(settings)
@@ -360,7 +358,6 @@ def _write_snapshots(
         "pause_warning": pauses,
         "yearly_buyers_warning": yearly,
         "tier_warning": tiers,
-        "attribute_warnings": identifiers,
         "unseen_sources_warning": unseen,
     }
     for warning in (pauses, yearly):
@@ -406,17 +403,6 @@ def unseen_sources_warning(validated_dir: Path, *, labelled: list[str], timezone
             "training row), while a list scored now reads them (actions whose eligibility reads their features, "
             "such as open tickets): "
             "export their earlier history too, or leave them out until it spans the labelled snapshots")
-
-
-def identifier_attributes(cfg: Config) -> list[str]:
-    """`identifier_attribute_warnings` of the validated customers' attribute columns (sources.customers.attributes):
-    one per attribute with nearly one value per customer. [] without attributes or a validated customers file."""
-    path = Path(cfg.validated_dir) / "customers.parquet"
-    names = dict(zip(cfg.features.attribute_columns, cfg.features.customer_attributes))
-    if not names or not path.is_file():
-        return []
-    present = [column for column in names if column in pl.read_parquet_schema(path)]
-    return identifier_attribute_warnings(pl.read_parquet(path, columns=present), names)
 
 
 def unknown_tier_warning(cfg: Config) -> str | None:
