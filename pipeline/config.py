@@ -226,7 +226,8 @@ DURATION_UNITS = ("seconds", "minutes", "hours", "days")
 class TimeAfter(StrictModel):
     """A contract time an export gives as a duration after another time of the row (a help desk's `First reply time
     in minutes` after its `Created at`): the time is the contract column `from` (mapped, read and converted to UTC)
-    plus the number in the file column `column`, in `unit`."""
+    plus the duration in the file column `column`: a number in `unit`, or text (`pipeline.durations`: '36:15:00',
+    '1 day, 2:03:04', 'PT1H30M', '2h 30m'; '1:30' as h:mm or m:ss by `unit`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
 
@@ -321,7 +322,8 @@ class SourceConfig(StrictModel):
     lookup: list[LookupConfig] = Field(default_factory=list)
     # Contract times an export gives as a duration after another time of the row, each named by the contract column
     # it fills (e.g. {first_response_at: {column: First reply time in minutes, unit: minutes, from: opened_at}}): the
-    # `from` time plus the file column's number in `unit`; a blank duration leaves the time empty.
+    # `from` time plus the file column's duration, a number in `unit` or text such as 36:15:00 or PT1H30M; a blank
+    # duration leaves the time empty.
     after: dict[str, TimeAfter] = Field(default_factory=dict)
     # Customers only: file columns of the export (named as the file writes them, e.g. [Segment, Gender, Age band])
     # kept as static categorical attributes: validated as `attribute_<slug>` columns, each a feature of that name.
