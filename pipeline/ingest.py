@@ -8,7 +8,7 @@ and writes. Steps, for every configured source:
    normalised (`parse_ids`); a transactions source without amount gets it derived from quantity x
    unit_price (`derive_amount`); a time given by the source's `after` is its `from` time plus a file column's
    duration (read as a number or in a text form by `pipeline.durations`, added by `time_after`; bad durations:
-   `duration_problems`).
+   `duration_problems`), in the order of `after_order` (a `from` time that `after` gives too comes first).
 2. `reference_time` and `data_start`: the data's own latest and earliest time, over every source
    (robust to corrupt far-future and far-past values; see their docstrings).
 3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
@@ -57,7 +57,7 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pa_compute
 from pandas.api.types import union_categoricals
 
-from pipeline.config import SOURCE_NAMES, CurrencyRates, IngestConfig, ReadOptions, SourceConfig, TimeAfter
+from pipeline.config import SOURCE_NAMES, CurrencyRates, IngestConfig, ReadOptions, SourceConfig, TimeAfter, after_order
 from pipeline.contract import (
     AMOUNT_FACTORS,
     BOOLEAN,
@@ -578,7 +578,8 @@ def parse_source(
                     reason += f" {hint}" if hint else ""
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
-    for target, after in source.after.items():  # after every time is read: `from` is one of them
+    for target in after_order(source.after):  # after every time is read: `from` is one of them, or given before
+        after = source.after[target]
         typed[target], found, note = times_after(raw, source, mapped, typed[after.start], target=target,
                                                  start_label=labels.get(after.start, after.start),
                                                  export=setting or f"sources.{raw.name}")
@@ -657,14 +658,16 @@ def times_after(
     raw: RawSource, source: SourceConfig, mapped: pd.DataFrame, start: pd.Series, *, target: str, start_label: str,
     export: str,
 ) -> tuple[pd.Series, pd.DataFrame, str]:
-    """(the contract time `target` that `source.after` gives as a duration after `start` (its `from` time, read), its
-    problems (`duration_problems`), its note (`time_after_note`)). `mapped`: the export's contract columns as read;
-    `export`: its config key."""
+    """(the contract time `target` that `source.after` gives as a duration after `start` (its `from` time, read or
+    given by `after` itself), its problems (`duration_problems`), its note (`time_after_note`)). `mapped`: the export's
+    contract columns as read; `export`: its config key."""
     after = source.after[target]
     values = raw.frame[after.column]
     durations = durations_read(values, unit=after.unit, read=source.read)
     times = time_after(start, durations["microseconds"])
-    if after.start in mapped and after.start not in contract(raw.name).required:
+    if after.start in source.after:  # empty where its own duration is blank (a ticket not answered yet)
+        start_blank = blank_cells(raw.frame[source.after[after.start].column])
+    elif after.start in mapped and after.start not in contract(raw.name).required:
         start_blank = blank_cells(mapped[after.start])
     else:  # a required `from` time left blank is 'missing' already
         start_blank = np.zeros(len(values), dtype=bool)

@@ -321,6 +321,40 @@ def test_a_two_part_clock_the_unit_does_not_read_is_quarantined_naming_the_key_a
         ts("2024-01-05 09:01:30"), ts("2024-01-05 10:30:00"), ts("2024-01-06 13:00:00")]  # 1:30 as m:ss; 90 minutes
 
 
+# Minutes to the first reply, and the hours from that reply to the resolution (a time after a time after the opening).
+CHAINED = ("Id,Requester,Created at,First reply (min),Resolution after reply (h)\n"
+           "1,17850,2024-01-05 09:00:00,30,2\n"
+           "2,13047,2024-01-07 10:00:00,,5\n"  # no reply, yet hours after it
+           "3,12583,2024-01-09 10:00:00,,\n"  # neither: an open ticket
+           "4,17850,2024-01-10 10:00:00,-5,1\n"  # a bad reply time: its own reason only
+           "5,13047,2024-01-11 10:00:00,0:00:30.5,1:30:00\n")
+CHAINED_MAPPING = {"path": "tickets.csv", "rename": OPENED_ONLY, "after": {  # listed in the other order than computed
+    "closed_at": {"column": "Resolution after reply (h)", "unit": "hours", "from": "first_response_at"},
+    "first_response_at": {"column": "First reply (min)", "unit": "minutes", "from": "opened_at"}}}
+
+
+def test_a_time_after_a_time_that_after_gives_is_computed_after_it(tmp_path):
+    report = zendesk(tmp_path, CHAINED_MAPPING, CHAINED)["sources"]["support_tickets"]
+    tickets = validated(tmp_path, "support_tickets")
+    assert tickets["ticket_id"].tolist() == ["1", "3", "5"]
+    assert tickets["first_response_at"].tolist() == [ts("2024-01-05 09:30"), pd.NaT, ts("2024-01-11 10:00:30.5")]
+    assert tickets["closed_at"].tolist() == [ts("2024-01-05 11:30"), pd.NaT, ts("2024-01-11 11:30:30.5")]
+    bad = quarantined(tmp_path, "support_tickets")
+    assert bad["Id"].tolist() == ["2", "4"]
+    assert bad["reason"].tolist() == [
+        "Resolution after reply (h): a duration after first_response_at (= opened_at + First reply (min) × 1 minute), "
+        "which this row leaves blank",
+        "First reply (min): negative (the first_response_at it gives would come before Created at)"]
+    assert report["derived"] == {"closed_at": "first_response_at + Resolution after reply (h) × 1 hour",
+                                 "first_response_at": "opened_at + First reply (min) × 1 minute"}
+    assert report["notes"][:2] == [
+        "2 rows have first_response_at from First reply (min) (minutes after Created at; 1 of them written as text: 1 "
+        "as H:MM:SS (e.g. '0:00:30.5')); 2 with it blank have none",
+        "2 rows have closed_at from Resolution after reply (h) (hours after first_response_at (= opened_at + First "
+        "reply (min) × 1 minute); 1 of them written as text: 1 as H:MM:SS (e.g. '1:30:00')); 1 with it blank has "
+        "none"]
+
+
 def test_an_excel_duration_cell_reads_as_pythons_text_and_gives_its_time(tmp_path):
     import openpyxl
 
