@@ -10,10 +10,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import graphlib
 import math
 import os
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -225,8 +227,9 @@ DURATION_UNITS = ("seconds", "minutes", "hours", "days")
 
 class TimeAfter(StrictModel):
     """A contract time an export gives as a duration after another time of the row (a help desk's `First reply time
-    in minutes` after its `Created at`): the time is the contract column `from` (mapped, read and converted to UTC)
-    plus the number in the file column `column`, in `unit`."""
+    in minutes` after its `Created at`): the time is the contract column `from` (mapped, read and converted to UTC,
+    or given by another `after`) plus the duration in the file column `column`: a number in `unit`, or text
+    (`pipeline.durations`: '36:15:00', '1 day, 2:03:04', 'PT1H30M', '2h 30m'; '1:30' as h:mm or m:ss by `unit`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
 
@@ -341,7 +344,8 @@ class SourceConfig(StrictModel):
     lookup: list[LookupConfig] = Field(default_factory=list)
     # Contract times an export gives as a duration after another time of the row, each named by the contract column
     # it fills (e.g. {first_response_at: {column: First reply time in minutes, unit: minutes, from: opened_at}}): the
-    # `from` time plus the file column's number in `unit`; a blank duration leaves the time empty.
+    # `from` time (which `after` may give too, computed first) plus the file column's duration, a number in `unit`
+    # or text such as 36:15:00 or PT1H30M; a blank duration leaves the time empty.
     after: dict[str, TimeAfter] = Field(default_factory=dict)
     # Customers only: file columns of the export (named as the file writes them, e.g. [Segment, Gender, Age band])
     # kept as static attributes: validated as `attribute_<slug>` columns, each a feature of that name. A name is a
@@ -441,7 +445,8 @@ class SourceConfig(StrictModel):
 def time_after_problem(name: str, export: SourceConfig, target: str, offset: TimeAfter) -> str | None:
     """What is wrong with the `after` entry `target` of an export of source `name` ('first_response_at: ...', naming
     the key from `after` on), or None: its target must be a time column of the contract other than the row's own
-    time, filled by no other mapping key; its `from` another time column, not itself filled by `after`."""
+    time, filled by no other mapping key; its `from` another time column (one `after` gives too is computed first:
+    `after_order`)."""
     spec = contract(name)
     times = spec.timestamp_columns
     listed = ", ".join(times)
@@ -461,9 +466,27 @@ def time_after_problem(name: str, export: SourceConfig, target: str, offset: Tim
                 f"{listed}); name the contract time the duration runs from")
     if offset.start == target:
         return f"{target}.from: {target} cannot be measured from itself; name the time the duration runs from"
-    if offset.start in export.after:
-        return (f"{target}.from: {offset.start} is itself given by after; measure from a time the export gives "
-                f"(e.g. {spec.time_column})")
+    return None
+
+
+def after_order(after: Mapping[str, TimeAfter]) -> list[str]:
+    """The targets of an export's `after` in the order they are computed: each after the one its `from` names, when
+    `after` gives that time too (resolved_at from first_response_at, itself from opened_at). graphlib.CycleError
+    when they are measured from each other in a circle."""
+    graph = {target: {offset.start} & after.keys() for target, offset in after.items()}
+    return list(graphlib.TopologicalSorter(graph).static_order())
+
+
+def after_circle_problem(export: SourceConfig, time_column: str) -> str | None:
+    """'first_response_at.from: ...' (naming the key from `after` on) when the times of an export's `after` are
+    measured from each other in a circle, so that none can be computed first; None otherwise."""
+    try:
+        after_order(export.after)
+    except graphlib.CycleError as error:
+        circle = error.args[1][::-1]  # graphlib lists each time before the one measured from it
+        chain = ", which is measured from ".join(circle[1:])
+        return (f"{circle[0]}.from: {circle[0]} is measured from {chain}: a circle, so none can be computed first; "
+                f"measure one of them from a time the export gives (e.g. {time_column})")
     return None
 
 
@@ -504,14 +527,16 @@ class SourcesConfig(StrictModel):
     @model_validator(mode="after")
     def _times_after_mapped_times(self) -> SourcesConfig:
         """Each `after` fills a time column of the source's contract that no other mapping key fills, but the row's own
-        time (the others are measured from it), from another time column that `after` does not fill."""
+        time (the others are measured from it), from another time column; the times `after` measures from times it
+        gives too form no circle."""
         for name, source in self.configured().items():
             for number, export in enumerate(source.exports()):
                 key = f"{name}.after" if number == 0 else f"{name}.other_exports[{number - 1}].after"
-                for target, offset in export.after.items():
-                    problem = time_after_problem(name, export, target, offset)
-                    if problem:
-                        raise ValueError(f"{key}.{problem}")
+                problems = [time_after_problem(name, export, target, offset) for target, offset in export.after.items()]
+                problems.append(after_circle_problem(export, contract(name).time_column))
+                found = next((problem for problem in problems if problem), None)
+                if found:
+                    raise ValueError(f"{key}.{found}")
         return self
 
     @model_validator(mode="after")

@@ -7,7 +7,8 @@ and writes. Steps, for every configured source:
    that is present but cannot be parsed is a problem ("not a timestamp", "not a number"). Ids are
    normalised (`parse_ids`); a transactions source without amount gets it derived from quantity x
    unit_price (`derive_amount`); a time given by the source's `after` is its `from` time plus a file column's
-   duration (`time_after`; bad durations: `duration_problems`).
+   duration (read as a number or in a text form by `pipeline.durations`, added by `time_after`; bad durations:
+   `duration_problems`), in the order of `after_order` (a `from` time that `after` gives too comes first).
 2. `reference_time` and `data_start`: the data's own latest and earliest time, over every source
    (robust to corrupt far-future and far-past values; see their docstrings).
 3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
@@ -64,6 +65,7 @@ from pipeline.config import (
     ReadOptions,
     SourceConfig,
     TimeAfter,
+    after_order,
 )
 from pipeline.contract import (
     AMOUNT_FACTORS,
@@ -79,6 +81,7 @@ from pipeline.contract import (
     contract,
     empty_frame,
 )
+from pipeline.durations import AMBIGUOUS_CLOCK, SHORT_CLOCK_LAYOUTS, UNIT_MICROSECONDS, durations_read
 from pipeline.errors import IngestError
 from pipeline.ingest_notes import (
     closed_before_reply_note,
@@ -593,9 +596,11 @@ def parse_source(
                     reason += f" {hint}" if hint else ""
                 problems.append(_problems(failed, column, reason))
         typed[column] = parsed
-    for target, after in source.after.items():  # after every time is read: `from` is one of them
+    for target in after_order(source.after):  # after every time is read: `from` is one of them, or given before
+        after = source.after[target]
         typed[target], found, note = times_after(raw, source, mapped, typed[after.start], target=target,
-                                                 start_label=labels.get(after.start, after.start))
+                                                 start_label=labels.get(after.start, after.start),
+                                                 export=setting or f"sources.{raw.name}")
         problems.append(found)
         notes.append(note)
     typed.update(named)
@@ -668,20 +673,25 @@ def parse_source(
 
 
 def times_after(
-    raw: RawSource, source: SourceConfig, mapped: pd.DataFrame, start: pd.Series, *, target: str, start_label: str
+    raw: RawSource, source: SourceConfig, mapped: pd.DataFrame, start: pd.Series, *, target: str, start_label: str,
+    export: str,
 ) -> tuple[pd.Series, pd.DataFrame, str]:
-    """(the contract time `target` that `source.after` gives as a duration after `start` (its `from` time, read), its
-    problems (`duration_problems`), its note (`time_after_note`)). `mapped`: the export's contract columns as read."""
+    """(the contract time `target` that `source.after` gives as a duration after `start` (its `from` time, read or
+    given by `after` itself), its problems (`duration_problems`), its note (`time_after_note`)). `mapped`: the export's
+    contract columns as read; `export`: its config key."""
     after = source.after[target]
     values = raw.frame[after.column]
-    durations = numbers_as_read(values, source.read)
-    times = time_after(start, durations, unit=after.unit)
-    optional = after.start in mapped and after.start not in contract(raw.name).required
-    # a required `from` time left blank is 'missing' already
-    start_blank = blank_cells(mapped[after.start]) if optional else np.zeros(len(values), dtype=bool)
+    durations = durations_read(values, unit=after.unit, read=source.read)
+    times = time_after(start, durations["microseconds"])
+    if after.start in source.after:  # empty where its own duration is blank (a ticket not answered yet)
+        start_blank = blank_cells(raw.frame[source.after[after.start].column])
+    elif after.start in mapped and after.start not in contract(raw.name).required:
+        start_blank = blank_cells(mapped[after.start])
+    else:  # a required `from` time left blank is 'missing' already
+        start_blank = np.zeros(len(values), dtype=bool)
     found = duration_problems(values, durations, start, target=target, after=after, start_label=start_label,
-                              start_blank=start_blank, read=source.read, source=raw.name)
-    note = time_after_note(values, times, target=target, after=after, start_label=start_label,
+                              start_blank=start_blank, read=source.read, source=raw.name, export=export)
+    note = time_after_note(values, times, durations["form"], target=target, after=after, start_label=start_label,
                            start_dates=holds_dates(start, source.timezone))
     return times, found, note
 
@@ -825,8 +835,8 @@ def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: st
     )
 
 
-UNIT_MICROSECONDS = {"seconds": 1_000_000, "minutes": 60_000_000, "hours": 3_600_000_000, "days": 86_400_000_000}
 MAX_DURATION_DAYS = 36_525  # a duration beyond 100 years is no time between two events of one row (nor fits a time)
+MAX_DURATION_MICROSECONDS = MAX_DURATION_DAYS * UNIT_MICROSECONDS["days"]
 
 
 def time_after_how(after: TimeAfter) -> str:
@@ -835,41 +845,59 @@ def time_after_how(after: TimeAfter) -> str:
     return f"{after.start} + {after.column} × 1 {after.unit[:-1]}"
 
 
-def time_after(start: pd.Series, durations: pd.Series, *, unit: str) -> pd.Series:
-    """`start` (UTC times) plus each of `durations` (numbers) in `unit` (UNIT_MICROSECONDS), to the microsecond, as
-    UTC times; null where either is null, or the duration is negative or longer than MAX_DURATION_DAYS (a reason is
-    given for those: `duration_problems`)."""
-    micro = durations.to_numpy(dtype=np.float64, na_value=np.nan) * UNIT_MICROSECONDS[unit]
-    usable = np.isfinite(micro) & (micro >= 0) & (micro <= MAX_DURATION_DAYS * UNIT_MICROSECONDS["days"])
-    offsets = np.where(usable, np.rint(np.where(usable, micro, 0)), 0).astype(np.int64).astype("timedelta64[us]")
+def time_after(start: pd.Series, microseconds: pd.Series) -> pd.Series:
+    """`start` (UTC times) plus each of `microseconds` (whole numbers: `durations_read`), as UTC times; null where
+    either is null, or the duration is negative or longer than MAX_DURATION_DAYS (a reason is given for those:
+    `duration_problems`)."""
+    micro = microseconds.to_numpy(dtype=np.float64, na_value=np.nan)
+    usable = np.isfinite(micro) & (micro >= 0) & (micro <= MAX_DURATION_MICROSECONDS)
+    offsets = np.where(usable, micro, 0).astype(np.int64).astype("timedelta64[us]")
     offsets[~usable] = np.timedelta64("NaT")
     return (start + pd.Series(offsets, index=start.index)).astype(TIMESTAMP)
 
 
 def duration_problems(
-    values: pd.Series, durations: pd.Series, start: pd.Series, *, target: str, after: TimeAfter, start_label: str,
-    start_blank: np.ndarray, read: ReadOptions, source: str,
+    values: pd.Series, durations: pd.DataFrame, start: pd.Series, *, target: str, after: TimeAfter, start_label: str,
+    start_blank: np.ndarray, read: ReadOptions, source: str, export: str,
 ) -> pd.DataFrame:
     """(row, column: the file column `after.column`, reason) for the cells of a duration column (`values` as read,
-    `durations` read as numbers) that give the time `target` none: not a number (`_number_reason`), negative,
-    longer than MAX_DURATION_DAYS, or beside a blank `from` time (`start_blank`: rows whose `start` cell is blank; an unreadable
-    one has its own reason). A blank duration is none of these: its time is empty."""
+    `durations` as `durations_read` read them) that give the time `target` none: not a duration
+    (`duration_reason`), a two-part clock that `after.unit` does not read, negative, longer than MAX_DURATION_DAYS,
+    or beside a blank `from` time (`start_blank`: rows whose `start` is blank; an unreadable one has its own reason).
+    A blank duration is none of these: its time is empty. `export`: the export's config key, for the reasons."""
     column, unit = after.column, after.unit
+    micro = durations["microseconds"].to_numpy(dtype=np.float64, na_value=np.nan)
+    unread = _unparsed(values, durations["microseconds"])
+    ambiguous = (durations["form"] == AMBIGUOUS_CLOCK).to_numpy(dtype=bool)[unread]
     found = []
-    unread = _unparsed(values, durations)
-    if len(unread):
-        found.append(_problems(unread, column, _number_reason(values.iloc[unread], read=read, source=source)))
-    numbers = durations.to_numpy(dtype=np.float64, na_value=np.nan)
+    if (~ambiguous).any():
+        found.append(_problems(unread[~ambiguous], column, duration_reason(
+            values.iloc[unread[~ambiguous]], unit=unit, read=read, source=source)))
+    if ambiguous.any():
+        found.append(_problems(unread[ambiguous], column, (
+            f"a two-part clock (hours:minutes or minutes:seconds?), read as h:mm with unit: hours and as m:ss with "
+            f"unit: minutes, not with unit: {unit}; set {export}.after.{target}.unit to the unit of its first part")))
     for rows, reason in (
-        (np.flatnonzero(numbers < 0), f"negative (the {target} it gives would come before {start_label})"),
-        (np.flatnonzero(numbers * UNIT_MICROSECONDS[unit] > MAX_DURATION_DAYS * UNIT_MICROSECONDS["days"]),
-         f"more than 100 years of {unit} after {start_label}"),
-        (np.flatnonzero(~np.isnan(numbers) & start_blank & start.isna().to_numpy()),
+        (np.flatnonzero(micro < 0), f"negative (the {target} it gives would come before {start_label})"),
+        (np.flatnonzero(micro > MAX_DURATION_MICROSECONDS), f"more than 100 years of {unit} after {start_label}"),
+        (np.flatnonzero(~np.isnan(micro) & start_blank & start.isna().to_numpy()),
          f"a duration after {start_label}, which this row leaves blank"),
     ):
         if len(rows):
             found.append(_problems(rows, column, reason))
     return pd.concat(found, ignore_index=True) if found else empty_problems()
+
+
+def duration_reason(unread: pd.Series, *, unit: str, read: ReadOptions, source: str) -> str:
+    """The quarantine reason of duration cells that no form reads (`unread`): `_number_reason`'s when it has a hint
+    (numbers with a decimal comma, ...), else 'not a duration' naming the forms read (`pipeline.durations`; the
+    two-part clock only with a unit that reads it)."""
+    number = _number_reason(unread, read=read, source=source)
+    if number != "not a number":
+        return number
+    short = f" or 1:30 as {SHORT_CLOCK_LAYOUTS[unit]}" if unit in SHORT_CLOCK_LAYOUTS else ""
+    return (f"not a duration (the forms read: a number of {unit}; a clock, 36:15:00{short}; days and a clock, "
+            "1 day, 2:03:04 or 1 days 02:03:04; ISO 8601, PT1H30M or P1DT2H; words, 2h 30m or 45 min or 1.5 hours)")
 
 
 def on_contract_scale(

@@ -27,6 +27,7 @@ import pyarrow.compute as pa_compute
 
 from pipeline.config import SourceConfig, TimeAfter
 from pipeline.contract import attribute_columns, contract, purchase_lines
+from pipeline.durations import CLOCK, DAY_WORDS, DAYS_CLOCK, ISO, SHORT_CLOCK, SHORT_CLOCK_LAYOUTS, WORDS
 from pipeline.snapshot import in_business_time_pandas
 from pipeline.sources import (
     RawSource,
@@ -57,19 +58,41 @@ def dates_on_both_sides_note(
 
 
 def time_after_note(
-    values: pd.Series, times: pd.Series, *, target: str, after: TimeAfter, start_label: str, start_dates: bool
+    values: pd.Series, times: pd.Series, forms: pd.Series, *, target: str, after: TimeAfter, start_label: str,
+    start_dates: bool,
 ) -> str:
-    """How many rows took `target` from the duration column (`values` as read, `times` the times computed) and how
-    many left it empty with a blank duration: '3 rows have first_response_at from First reply time in minutes (minutes
-    after Created at); 1 with it blank has none'; `start_dates`: the `from` column holds dates without a time of day
-    (RavenStack's submitted_at), so the times are counted from the start of the day, which the note says."""
+    """How many rows took `target` from the duration column (`values` as read, `times` the times computed, `forms`
+    the form each cell was read in: `pipeline.durations.durations_read`) and how many left it empty with a blank
+    duration: '3 rows have first_response_at from First reply time in minutes (minutes after Created at); 1 with it
+    blank has none'; of those with a time, how many were written in each text form, with the first one's cell
+    (`text_forms_read`); `start_dates`: the `from` column holds dates without a time of day (RavenStack's
+    submitted_at), so the times are counted from the start of the day, which the note says."""
     given, blank = int(times.notna().sum()), int(blank_cells(values).sum())
+    written = text_forms_read(values, forms.where(times.notna()), unit=after.unit)
     note = (f"{given:,} row{'s have' if given != 1 else ' has'} {target} from {after.column} ({after.unit} after "
-            f"{start_label})")
+            f"{start_label}{'; ' + written if written else ''})")
     note += f"; {blank:,} with it blank {'have' if blank != 1 else 'has'} none" if blank else ""
     return note + (f"; {start_label} holds dates without a time of day, so {target} is counted from the start of that "
                    f"day: the {after.unit} from one to the other are as written, its time of day is not known"
                    if start_dates else "")
+
+
+def text_forms_read(values: pd.Series, forms: pd.Series, *, unit: str) -> str:
+    """'2 of them written as H:MM:SS (e.g. '36:15:00'), 1 in ISO 8601 (e.g. 'PT1H30M')': how many cells of a duration
+    column (`values`) were read in each text form (`forms`, null for none), with the first one's cell as written; ''
+    when none was (numbers only)."""
+    shown = {CLOCK: "as H:MM:SS", SHORT_CLOCK: f"as {SHORT_CLOCK_LAYOUTS.get(unit, '')} by unit: {unit}",
+             DAYS_CLOCK: "as days and H:MM:SS", ISO: "in ISO 8601", WORDS: "in words",
+             DAY_WORDS: "in words with days, a day as 24 hours"}
+    text = forms[forms.isin(list(shown)).to_numpy(dtype=bool)].astype("str")
+    if text.empty:
+        return ""
+    counts = text.value_counts()
+    first = pd.Series(text.index, index=text.to_numpy())
+    first = first[~first.index.duplicated()]  # the row of each form's first cell
+    parts = [f"{counts[form]:,} {shown[form]} (e.g. {value_text(values.loc[[first[form]]]).iloc[0]!r})"
+             for form in shown if form in counts]
+    return f"{len(text):,} of them written as text: " + ", ".join(parts)
 
 
 def discount_share_read_note(shares: pd.Series, typed: dict[str, pd.Series], *, export: str) -> str | None:

@@ -663,7 +663,8 @@ def check_columns(
             if "amount" in missing:
                 hint += "; without amount, give quantity and unit_price and amount is derived from them"
         raise IngestError(f"source {name}: {path} lacks required column(s) {', '.join(missing)}{hint}")
-    unmapped = [(target, after.start) for target, after in source.after.items() if after.start not in mapped]
+    unmapped = [(target, after.start) for target, after in source.after.items()
+                if after.start not in mapped and after.start not in source.after]  # (given by after: computed first)
     if unmapped:
         target, start = unmapped[0]
         raise IngestError(f"source {name}: sources.{name}.after.{target}.from: {path} has no {start} (its columns: "

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import minimal_config
 from pipeline.cli import app
-from pipeline.config import config_from_dict, load_config
+from pipeline.config import after_order, config_from_dict, load_config
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -400,6 +400,16 @@ def test_a_time_given_as_a_duration_after_another_is_read_with_from_and_written_
 TICKET_TIMES = "its time columns: opened_at, closed_at, first_response_at"
 
 
+def test_a_time_after_may_run_from_a_time_after_gives_too_and_is_computed_after_it():
+    # Resolution time after the first reply, itself a time after the opening (the order written is not the order
+    # computed)
+    after = {"closed_at": {**REPLY_AFTER, "column": "Hours to resolve", "unit": "hours", "from": "first_response_at"},
+             "first_response_at": REPLY_AFTER}
+    cfg = config_from_dict(tickets_after(after), base_dir=Path("/x"))
+    assert after_order(cfg.sources.support_tickets.after) == ["first_response_at", "closed_at"]
+    assert after_order({}) == []
+
+
 @pytest.mark.parametrize(
     ("after", "mapping", "message"),
     [
@@ -422,9 +432,16 @@ TICKET_TIMES = "its time columns: opened_at, closed_at, first_response_at"
          rf"contract \({TICKET_TIMES}\); name the contract time the duration runs from"),
         ({"first_response_at": {**REPLY_AFTER, "from": "first_response_at"}}, {},
          r"support_tickets\.after\.first_response_at\.from: first_response_at cannot be measured from itself"),
-        ({"first_response_at": REPLY_AFTER, "closed_at": {**REPLY_AFTER, "from": "first_response_at"}}, {},
-         r"support_tickets\.after\.closed_at\.from: first_response_at is itself given by after; measure from a time "
-         r"the export gives \(e\.g\. opened_at\)"),
+        ({"first_response_at": {**REPLY_AFTER, "from": "closed_at"}, "closed_at": {**REPLY_AFTER,
+                                                                            "from": "first_response_at"}}, {},
+         r"support_tickets\.after\.first_response_at\.from: first_response_at is measured from closed_at, which is "
+         r"measured from first_response_at: a circle, so none can be computed first; measure one of them from a time "
+         r"the export gives \(e\.g\. opened_at\)$"),
+        ({"first_response_at": REPLY_AFTER}, {"other_exports": [{"path": "y.csv", "after": {
+            "closed_at": {**REPLY_AFTER, "from": "first_response_at"},
+            "first_response_at": {**REPLY_AFTER, "from": "closed_at"}}}]},
+         r"support_tickets\.other_exports\[0\]\.after\.closed_at\.from: closed_at is measured from first_response_at, "
+         r"which is measured from closed_at: a circle"),
         ({"first_response_at": {**REPLY_AFTER, "unit": "weeks"}}, {},
          r"sources\.support_tickets\.after\.first_response_at\.unit: Input should be 'seconds', 'minutes', 'hours' or "
          r"'days'"),

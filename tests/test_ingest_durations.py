@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from conftest import minimal_config
-from pipeline.config import FeaturesConfig, TimeAfter, config_from_dict
+from pipeline.config import FeaturesConfig, ReadOptions, TimeAfter, config_from_dict
+from pipeline.durations import durations_read
 from pipeline.errors import IngestError
 from pipeline.events import load_events
 from pipeline.features import build_features
@@ -73,9 +74,11 @@ def test_time_after_adds_each_unit_to_the_microsecond_and_gives_none_for_what_is
                 "hours": ["2024-03-31 00:30", None, None, None, None],  # instants: a DST change adds no hour
                 "days": ["2024-04-01 11:00", None, None, None, None]}
     for unit, times in expected.items():
-        pd.testing.assert_series_equal(time_after(start, durations, unit=unit), pd.Series(
+        micro = durations_read(durations, unit=unit, read=ReadOptions())["microseconds"]
+        pd.testing.assert_series_equal(time_after(start, micro), pd.Series(
             [ts(t) if t else pd.NaT for t in times], dtype="datetime64[us, UTC]"), obj=unit)
-    assert time_after(start, pd.Series([0.1] * 5), unit="minutes").iloc[0] == ts("2024-03-30 23:00:06")  # not 5.999..
+    tenth = durations_read(pd.Series([0.1] * 5), unit="minutes", read=ReadOptions())["microseconds"]
+    assert time_after(start, tenth).iloc[0] == ts("2024-03-30 23:00:06")  # not 5.999..
 
 
 def test_a_zendesk_first_reply_in_minutes_becomes_first_response_at_blank_ones_empty_a_negative_quarantined(tmp_path):
@@ -124,7 +127,9 @@ def test_durations_are_read_with_the_sources_number_settings(tmp_path):
     (tmp_path / "words").mkdir()
     zendesk(tmp_path / "words", text=words)
     assert quarantined(tmp_path / "words", "support_tickets")["reason"].tolist()[1] == (
-        "First reply time in minutes: not a number")
+        "First reply time in minutes: not a duration (the forms read: a number of minutes; a clock, 36:15:00 or 1:30 "
+        "as m:ss; days and a clock, 1 day, 2:03:04 or 1 days 02:03:04; ISO 8601, PT1H30M or P1DT2H; words, 2h 30m or "
+        "45 min or 1.5 hours)")
 
 
 def test_a_duration_after_a_blank_time_or_beyond_a_century_is_quarantined_naming_its_column(tmp_path):
@@ -251,3 +256,117 @@ def test_parse_source_alone_gives_no_time_after_a_from_time_the_frame_lacks():
     parsed = parse_source(RawSource(name="support_tickets", frame=frame, origin=row_origin(["x.csv"], [1]), files=()),
                           source)
     assert parsed.typed["closed_at"].isna().all() and parsed.problems.empty
+
+
+OPENED_ONLY = {"Id": "ticket_id", "Requester": "customer_id", "Created at": "opened_at"}
+# A Freshdesk export: the first response 'in hrs', written as H:MM:SS text, beside numbers and other text forms a
+# column may mix (a spreadsheet saved as CSV, a merge of two exports).
+FRESHDESK = ("Ticket ID,Contact ID,Created time,First response time (in hrs)\n"
+             "1,17850,2024-01-05 09:00:00,00:12:34\n"
+             "2,13047,2024-01-05 09:00:00,36:15:00\n"  # past 24 hours
+             "3,12583,2024-01-05 09:00:00,2.5\n"  # a number: hours
+             "4,17850,2024-01-05 09:00:00,\n"  # not answered yet
+             "5,13047,2024-01-05 09:00:00,1:30\n"  # h:mm, by unit: hours
+             "6,12583,2024-01-05 09:00:00,PT1H30M0.000001S\n"
+             "7,17850,2024-01-05 09:00:00,\"1 day, 2:03:04.500000\"\n"  # Python's text, an Excel duration cell's
+             "8,13047,2024-01-05 09:00:00,2h 30m\n"
+             "9,12583,2024-01-05 09:00:00,soon\n"
+             "10,17850,2024-01-05 09:00:00,-0:05:00\n")
+FRESHDESK_MAPPING = {"path": "tickets.csv", "rename": {"Ticket ID": "ticket_id", "Contact ID": "customer_id",
+                                                        "Created time": "opened_at"},
+                     "after": {"first_response_at": {"column": "First response time (in hrs)", "unit": "hours",
+                                                     "from": "opened_at"}}}
+
+
+def test_durations_written_as_text_give_times_to_the_microsecond_and_the_note_counts_each_form(tmp_path):
+    report = zendesk(tmp_path, FRESHDESK_MAPPING, FRESHDESK)["sources"]["support_tickets"]
+    tickets = validated(tmp_path, "support_tickets")
+    assert tickets["ticket_id"].tolist() == ["1", "2", "3", "4", "5", "6", "7", "8"]
+    assert tickets["first_response_at"].tolist() == [
+        ts("2024-01-05 09:12:34"), ts("2024-01-06 21:15:00"), ts("2024-01-05 11:30:00"), pd.NaT,
+        ts("2024-01-05 10:30:00"), ts("2024-01-05 10:30:00.000001"), ts("2024-01-06 11:03:04.5"),
+        ts("2024-01-05 11:30:00")]
+    assert quarantined(tmp_path, "support_tickets")["reason"].tolist() == [
+        "First response time (in hrs): not a duration (the forms read: a number of hours; a clock, 36:15:00 or 1:30 "
+        "as h:mm; days and a clock, 1 day, 2:03:04 or 1 days 02:03:04; ISO 8601, PT1H30M or P1DT2H; words, 2h 30m or "
+        "45 min or 1.5 hours)",
+        "First response time (in hrs): negative (the first_response_at it gives would come before Created time)"]
+    assert report["notes"][0] == (
+        "7 rows have first_response_at from First response time (in hrs) (hours after Created time; 6 of them written "
+        "as text: 2 as H:MM:SS (e.g. '00:12:34'), 1 as h:mm by unit: hours (e.g. '1:30'), 1 as days and H:MM:SS (e.g. "
+        "'1 day, 2:03:04.500000'), 1 in ISO 8601 (e.g. 'PT1H30M0.000001S'), 1 in words (e.g. '2h 30m')); 1 with it "
+        "blank has none")
+
+
+def test_a_two_part_clock_the_unit_does_not_read_is_quarantined_naming_the_key_and_words_days_are_noted(tmp_path):
+    text = ("Id,Requester,Created at,Talk time\n"
+            "1,17850,2024-01-05 09:00:00,1:30\n"  # minutes:seconds? hours:minutes? unit: seconds reads neither
+            "2,13047,2024-01-05 09:00:00,90\n"
+            "3,12583,2024-01-05 09:00:00,1d 4h\n")
+    mapping = {"path": "tickets.csv", "rename": OPENED_ONLY, "after": {
+        "first_response_at": {"column": "Talk time", "unit": "seconds", "from": "opened_at"}}}
+    report = zendesk(tmp_path, mapping, text)["sources"]["support_tickets"]
+    assert validated(tmp_path, "support_tickets")["first_response_at"].tolist() == [ts("2024-01-05 09:01:30"),
+                                                                                    ts("2024-01-06 13:00:00")]
+    assert quarantined(tmp_path, "support_tickets")["reason"].tolist() == [
+        "Talk time: a two-part clock (hours:minutes or minutes:seconds?), read as h:mm with unit: hours and as m:ss "
+        "with unit: minutes, not with unit: seconds; set sources.support_tickets.after.first_response_at.unit to the "
+        "unit of its first part"]
+    assert report["notes"][0] == ("2 rows have first_response_at from Talk time (seconds after Created at; 1 of them "
+                                  "written as text: 1 in words with days, a day as 24 hours (e.g. '1d 4h'))")
+    minutes = {**mapping, "after": {"first_response_at": {**mapping["after"]["first_response_at"], "unit": "minutes"}}}
+    (tmp_path / "minutes").mkdir()
+    zendesk(tmp_path / "minutes", minutes, text)
+    assert validated(tmp_path / "minutes", "support_tickets")["first_response_at"].tolist() == [
+        ts("2024-01-05 09:01:30"), ts("2024-01-05 10:30:00"), ts("2024-01-06 13:00:00")]  # 1:30 as m:ss; 90 minutes
+
+
+# Minutes to the first reply, and the hours from that reply to the resolution (a time after a time after the opening).
+CHAINED = ("Id,Requester,Created at,First reply (min),Resolution after reply (h)\n"
+           "1,17850,2024-01-05 09:00:00,30,2\n"
+           "2,13047,2024-01-07 10:00:00,,5\n"  # no reply, yet hours after it
+           "3,12583,2024-01-09 10:00:00,,\n"  # neither: an open ticket
+           "4,17850,2024-01-10 10:00:00,-5,1\n"  # a bad reply time: its own reason only
+           "5,13047,2024-01-11 10:00:00,0:00:30.5,1:30:00\n")
+CHAINED_MAPPING = {"path": "tickets.csv", "rename": OPENED_ONLY, "after": {  # listed in the other order than computed
+    "closed_at": {"column": "Resolution after reply (h)", "unit": "hours", "from": "first_response_at"},
+    "first_response_at": {"column": "First reply (min)", "unit": "minutes", "from": "opened_at"}}}
+
+
+def test_a_time_after_a_time_that_after_gives_is_computed_after_it(tmp_path):
+    report = zendesk(tmp_path, CHAINED_MAPPING, CHAINED)["sources"]["support_tickets"]
+    tickets = validated(tmp_path, "support_tickets")
+    assert tickets["ticket_id"].tolist() == ["1", "3", "5"]
+    assert tickets["first_response_at"].tolist() == [ts("2024-01-05 09:30"), pd.NaT, ts("2024-01-11 10:00:30.5")]
+    assert tickets["closed_at"].tolist() == [ts("2024-01-05 11:30"), pd.NaT, ts("2024-01-11 11:30:30.5")]
+    bad = quarantined(tmp_path, "support_tickets")
+    assert bad["Id"].tolist() == ["2", "4"]
+    assert bad["reason"].tolist() == [
+        "Resolution after reply (h): a duration after first_response_at (= opened_at + First reply (min) × 1 minute), "
+        "which this row leaves blank",
+        "First reply (min): negative (the first_response_at it gives would come before Created at)"]
+    assert report["derived"] == {"closed_at": "first_response_at + Resolution after reply (h) × 1 hour",
+                                 "first_response_at": "opened_at + First reply (min) × 1 minute"}
+    assert report["notes"][:2] == [
+        "2 rows have first_response_at from First reply (min) (minutes after Created at; 1 of them written as text: 1 "
+        "as H:MM:SS (e.g. '0:00:30.5')); 2 with it blank have none",
+        "2 rows have closed_at from Resolution after reply (h) (hours after first_response_at (= opened_at + First "
+        "reply (min) × 1 minute); 1 of them written as text: 1 as H:MM:SS (e.g. '1:30:00')); 1 with it blank has "
+        "none"]
+
+
+def test_an_excel_duration_cell_reads_as_pythons_text_and_gives_its_time(tmp_path):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Ticket ID", "Contact ID", "Created time", "First response time (in hrs)"])
+    sheet.append([1, 17850, "2024-01-05 09:00:00", dt.timedelta(hours=36, minutes=15, seconds=1)])
+    sheet["D2"].number_format = "[h]:mm:ss"  # a duration cell: the reader gives '1 day, 12:15:01'
+    sheet.append([2, 13047, "2024-01-05 09:00:00", dt.time(1, 30)])
+    sheet["D3"].number_format = "hh:mm:ss"  # a time of day cell: '01:30:00'
+    book.save(tmp_path / "tickets.xlsx")
+    run(tmp_path, {"transactions": {"path": "t.csv"}, "support_tickets": {**FRESHDESK_MAPPING, "path": "tickets.xlsx"}},
+        {"t.csv": TRANSACTIONS})
+    assert validated(tmp_path, "support_tickets")["first_response_at"].tolist() == [ts("2024-01-06 21:15:01"),
+                                                                                    ts("2024-01-05 10:30:00")]
