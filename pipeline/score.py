@@ -27,7 +27,7 @@ from pipeline.actions import (
     customer_value,
     no_action_reasons,
 )
-from pipeline.config import RiskTiersConfig, ScoreConfig
+from pipeline.config import RELATIVE_HIGH, RELATIVE_MEDIUM, RiskTiersConfig, ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.measure import control_share_to_detect, detectable_reduction
 from pipeline.playbook import Playbook, eligibility_matrix
@@ -149,15 +149,25 @@ def tiers_summary(thresholds: TierThresholds) -> dict:
     return found
 
 
-def relative_tiers_would_list(probability: pd.Series, *, tiers: RiskTiersConfig) -> dict:
-    """What the relative risk tiers `tiers` would list among customers with these churn probabilities: the setting,
-    the mean churn probability, and how many would be at risk (high or medium tier) and in the high tier."""
-    thresholds = tier_thresholds(probability, tiers=tiers)
+# The relative tiers a list that names nobody suggests, strictest first: the default multiples, then looser ones.
+SUGGESTED_MULTIPLES = ((RELATIVE_HIGH, RELATIVE_MEDIUM), (1.5, 1.25))
+
+
+def relative_tiers_would_list(probability: pd.Series) -> dict:
+    """What relative risk tiers would list among customers with these churn probabilities: the strictest setting of
+    SUGGESTED_MULTIPLES that lists anyone (else the loosest), the mean churn probability, and how many customers it
+    would put at risk (high or medium tier) and in the high tier."""
     p = probability.to_numpy(dtype=float)
+    for high, medium in SUGGESTED_MULTIPLES:  # a few settings, not customers
+        tiers = RiskTiersConfig(high=high, medium=medium, relative_to="mean_probability")
+        thresholds = tier_thresholds(probability, tiers=tiers)
+        at_risk = int((p >= thresholds.medium).sum())
+        if at_risk:
+            break
     return {
         "setting": {"high": tiers.high, "medium": tiers.medium, "relative_to": tiers.relative_to},
         "mean_probability": thresholds.mean_probability,
-        "at_risk": int((p >= thresholds.medium).sum()),
+        "at_risk": at_risk,
         "high": int((p >= thresholds.high).sum()),
     }
 

@@ -93,7 +93,7 @@ def test_bad_config_fails_naming_the_key(tmp_path, dotted, value, message):
         ({"high": 1, "relative_to": "mean_probability"}, r"high: 1 is not a multiple above 1 of the mean"),
         ({"high": float("inf"), "relative_to": "mean_probability"}, r"high: inf is not a multiple above 1 of the mean"),
         ({"high": 2, "medium": 3, "relative_to": "mean_probability"}, r"medium must be below high"),
-        ({"medium": 4, "relative_to": "mean_probability"}, r"medium must be below high"),  # high: 3 by default
+        ({"medium": 3, "relative_to": "mean_probability"}, r"medium must be below high"),  # high: 2 by default
     ],
 )
 def test_bad_risk_tiers_fail_naming_the_key(tiers, message):
@@ -102,9 +102,9 @@ def test_bad_risk_tiers_fail_naming_the_key(tiers, message):
         config_from_dict(raw, base_dir=Path("."))
 
 
-def test_risk_tiers_relative_to_the_mean_take_multiples_three_and_two_unless_given(tmp_path):
+def test_risk_tiers_relative_to_the_mean_take_multiples_two_and_one_and_a_half_unless_given(tmp_path):
     relative = config_from_dict(with_value("score.risk_tiers", {"relative_to": "mean_probability"}), base_dir=Path("."))
-    assert (relative.score.risk_tiers.high, relative.score.risk_tiers.medium) == (3.0, 2.0)
+    assert (relative.score.risk_tiers.high, relative.score.risk_tiers.medium) == (2.0, 1.5)
     given_raw = with_value("score.risk_tiers", {"relative_to": "mean_probability", "high": 4, "medium": 1.5})
     given = config_from_dict(given_raw, base_dir=Path("."))
     assert (given.score.risk_tiers.high, given.score.risk_tiers.medium) == (4.0, 1.5)
@@ -116,7 +116,7 @@ def test_risk_tiers_relative_to_the_mean_take_multiples_three_and_two_unless_giv
     with pytest.raises(ConfigError, match=r"  score\.risk_tiers: Value error, high: 0\.5 is not a multiple above 1"):
         load_config(REPO_ROOT / "configs" / "default.yaml", ["score.risk_tiers.relative_to=mean_probability"])
     both = load_config(REPO_ROOT / "configs" / "default.yaml", [
-        "score.risk_tiers.relative_to=mean_probability", "score.risk_tiers.high=3", "score.risk_tiers.medium=2"])
+        "score.risk_tiers.relative_to=mean_probability", "score.risk_tiers.high=2", "score.risk_tiers.medium=1.5"])
     assert both.score.risk_tiers == relative.score.risk_tiers
 
 

@@ -502,22 +502,29 @@ def test_a_list_naming_nobody_says_how_many_relative_tiers_would_list():
 
     summary = _low_churn_summary(RiskTiersConfig())
     assert summary["at_risk"] == 0
-    summary["relative_tiers_would_list"] = relative_tiers_would_list(
-        pd.Series(LOW_CHURN), tiers=RiskTiersConfig(relative_to="mean_probability"))
+    # mean 0.06: 1.5 x = 0.09 lists 0.19, 0.13 and 0.11; 2 x = 0.12 the first two
+    summary["relative_tiers_would_list"] = relative_tiers_would_list(pd.Series(LOW_CHURN))
     assert summary["relative_tiers_would_list"] == {
-        "setting": {"high": 3.0, "medium": 2.0, "relative_to": "mean_probability"},
-        "mean_probability": pytest.approx(0.06), "at_risk": 2, "high": 1}
+        "setting": {"high": 2.0, "medium": 1.5, "relative_to": "mean_probability"},
+        "mean_probability": pytest.approx(0.06), "at_risk": 3, "high": 2}
     assert no_one_at_risk(summary) == [
         "no customer reaches the medium tier's churn probability 0.25 (the highest is 0.19), so none is listed at "
         "risk, explained or offered an action: lower score.risk_tiers to list the riskiest, or set them relative to "
-        "the mean churn probability 0.06: score.risk_tiers {high: 3, medium: 2, relative_to: mean_probability} would "
-        "list the 2 customers at twice the mean or more (1 at 3 times the mean or more, the high tier)"]
-    flat = relative_tiers_would_list(pd.Series([0.1, 0.1, 0.11]), tiers=RiskTiersConfig(relative_to="mean_probability"))
+        "the mean churn probability 0.06: score.risk_tiers {high: 2, medium: 1.5, relative_to: mean_probability} "
+        "would list the 3 customers at 1.5 times the mean or more (2 at twice the mean or more, the high tier)"]
+    # mean 0.11: nobody reaches 1.5 x (0.165), 0.14 reaches 1.25 x (0.1375): the looser setting is named
+    looser = relative_tiers_would_list(pd.Series([0.14, 0.1, 0.1, 0.1]))
+    assert looser == {"setting": {"high": 1.5, "medium": 1.25, "relative_to": "mean_probability"},
+                      "mean_probability": pytest.approx(0.11), "at_risk": 1, "high": 0}
+    assert no_one_at_risk({**summary, "highest_probability": 0.14, "relative_tiers_would_list": looser})[0].endswith(
+        "score.risk_tiers {high: 1.5, medium: 1.25, relative_to: mean_probability} would list the 1 customer at 1.25 "
+        "times the mean or more (0 at 1.5 times the mean or more, the high tier)")
+    flat = relative_tiers_would_list(pd.Series([0.1, 0.1, 0.11]))
     assert no_one_at_risk({**summary, "highest_probability": 0.11, "relative_tiers_would_list": flat}) == [
         "no customer reaches the medium tier's churn probability 0.25 (the highest is 0.11), so none is listed at "
-        "risk, explained or offered an action: lower score.risk_tiers to list the riskiest; score.risk_tiers {high: 3, "
-        "medium: 2, relative_to: mean_probability} would list nobody either: the highest is less than twice the mean "
-        "0.103"]
+        "risk, explained or offered an action: lower score.risk_tiers to list the riskiest; relative tiers would list "
+        "nobody either: the highest is less than 1.25 times the mean 0.103 (score.risk_tiers {high: 1.5, medium: "
+        "1.25, relative_to: mean_probability})"]
 
 
 def test_a_relative_list_naming_nobody_names_the_multiple():

@@ -687,10 +687,12 @@ def test_a_list_naming_nobody_counts_whom_relative_tiers_would_list(scored, tmp_
     assert summary["at_risk"] == 0 and p.max() < above_everyone
     with open(summary["summary_path"], encoding="utf-8") as file:
         would = json.load(file)["relative_tiers_would_list"]
-    assert would["at_risk"] == int((p >= 2 * would["mean_probability"]).sum()) > 0
-    assert would["high"] == int((p >= 3 * would["mean_probability"]).sum())
     assert would["mean_probability"] == pytest.approx(p.mean(), rel=1e-12)
+    setting = would["setting"]
+    assert setting == {"high": 2.0, "medium": 1.5, "relative_to": "mean_probability"}  # the demo's riskiest reach it
+    assert would["at_risk"] == int((p >= 1.5 * would["mean_probability"]).sum()) > 0
+    assert would["high"] == int((p >= 2 * would["mean_probability"]).sum())
     said = [line for line in summary["in_words"] if line.startswith("no customer reaches")]
     assert len(said) == 1 and said[0].endswith(
-        f"score.risk_tiers {{high: 3, medium: 2, relative_to: mean_probability}} would list the {would['at_risk']:,} "
-        f"customers at twice the mean or more ({would['high']:,} at 3 times the mean or more, the high tier)")
+        f"score.risk_tiers {{high: 2, medium: 1.5, relative_to: mean_probability}} would list the {would['at_risk']:,} "
+        f"customers at 1.5 times the mean or more ({would['high']:,} at twice the mean or more, the high tier)")

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from pipeline.bundle import load_bundle
-from pipeline.config import Config, RiskTiersConfig, data_identity
+from pipeline.config import Config, data_identity
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
 from pipeline.features.registry import feature_specs, reason_context_frame, without_money_reasons
@@ -332,8 +332,7 @@ def _summary(
         "files": {kind: path.name for kind, path in paths.items() if kind != "summary"},
     }
     if not summary["at_risk"] and cfg.score.risk_tiers.relative_to is None:
-        summary["relative_tiers_would_list"] = relative_tiers_would_list(
-            scores["churn_probability"], tiers=RiskTiersConfig(relative_to="mean_probability"))
+        summary["relative_tiers_would_list"] = relative_tiers_would_list(scores["churn_probability"])
     return {**summary, "in_words": summary_sentences(summary, playbook)}
 
 
@@ -431,8 +430,8 @@ def no_one_at_risk(summary: dict[str, Any]) -> list[str]:
              f"{setting['relative_to']}}}")
     mean = probability_text(would["mean_probability"])
     if not would["at_risk"]:
-        return [f"{line}; {named} would list nobody either: the highest is less than "
-                f"{times_text(setting['medium'])} the mean {mean}"]
+        return [f"{line}; relative tiers would list nobody either: the highest is less than "
+                f"{times_text(setting['medium'])} the mean {mean} ({named})"]
     return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
             f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
             f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
