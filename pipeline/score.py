@@ -10,7 +10,9 @@ Column `reasons_status` says for every row whether it was explained and, if not,
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -25,7 +27,7 @@ from pipeline.actions import (
     customer_value,
     no_action_reasons,
 )
-from pipeline.config import ScoreConfig
+from pipeline.config import RELATIVE_HIGH, RELATIVE_MEDIUM, RiskTiersConfig, ScoreConfig
 from pipeline.errors import ScoreError
 from pipeline.measure import control_share_to_detect, detectable_reduction
 from pipeline.playbook import Playbook, eligibility_matrix
@@ -90,6 +92,84 @@ def changed_treatments(existing: pd.DataFrame, new: pd.DataFrame) -> int:
     differ = ((merged["_merge"] != "both") | (merged["group_then"] != merged["group_now"])
               | (merged["action_then"] != merged["action_now"]))
     return int(differ.sum())
+
+
+@dataclass(frozen=True)
+class TierThresholds:
+    """One list's churn probabilities from which a customer is in the high and the medium tier (above 1, or inf: no
+    customer can be), and what they came from: `setting` (score.risk_tiers) and, for relative tiers, the mean churn
+    probability of the `customers` scored."""
+
+    high: float
+    medium: float
+    setting: RiskTiersConfig
+    mean_probability: float | None = None
+    customers: int | None = None
+
+
+def mean_probability(probability: pd.Series) -> float:
+    """The mean of `probability`, the same whatever the order of its values (summed sorted): the list's thresholds
+    are found again from the written table, in another order, and must come out equal to the last bit."""
+    return float(np.sort(probability.to_numpy(dtype=float)).mean())
+
+
+def tier_thresholds(probability: pd.Series, *, tiers: RiskTiersConfig) -> TierThresholds:
+    """The tier thresholds of a list whose customers have these churn probabilities: `tiers` itself, or with
+    `tiers.relative_to` mean_probability its multiples of their mean churn probability. A multiple of the mean above
+    1 is reached by nobody; so is any multiple of a mean of 0 (inf: nobody is more at risk than the others)."""
+    if tiers.relative_to is None:
+        return TierThresholds(high=tiers.high, medium=tiers.medium, setting=tiers)
+    mean = mean_probability(probability)
+    high, medium = (multiple * mean if mean > 0 else math.inf for multiple in (tiers.high, tiers.medium))
+    return TierThresholds(high=high, medium=medium, setting=tiers, mean_probability=mean, customers=len(probability))
+
+
+def action_probability_floor(cfg: ScoreConfig, thresholds: TierThresholds) -> float:
+    """score.min_probability, or the list's medium tier threshold when it is not set."""
+    return thresholds.medium if cfg.min_probability is None else cfg.min_probability
+
+
+def _reachable(threshold: float) -> float | None:
+    return threshold if threshold <= 1.0 else None
+
+
+def tiers_summary(thresholds: TierThresholds) -> dict:
+    """The summary's record of the tiers: `risk_tiers` {high, medium}, the churn probabilities from which a customer is
+    in each (null: a relative threshold above 1, reached by nobody), and with relative tiers `risk_tiers_from`: the
+    setting, the mean churn probability and the number of customers it was taken over."""
+    found: dict = {"risk_tiers": {"high": _reachable(thresholds.high), "medium": _reachable(thresholds.medium)}}
+    setting = thresholds.setting
+    if setting.relative_to is not None:
+        found["risk_tiers_from"] = {
+            "relative_to": setting.relative_to,
+            "multiples": {"high": setting.high, "medium": setting.medium},
+            "mean_probability": thresholds.mean_probability,
+            "customers": thresholds.customers,
+        }
+    return found
+
+
+# The relative tiers a list that names nobody suggests, strictest first: the default multiples, then looser ones.
+SUGGESTED_MULTIPLES = ((RELATIVE_HIGH, RELATIVE_MEDIUM), (1.5, 1.25))
+
+
+def relative_tiers_would_list(probability: pd.Series) -> dict:
+    """What relative risk tiers would list among customers with these churn probabilities: the strictest setting of
+    SUGGESTED_MULTIPLES that lists anyone (else the loosest), the mean churn probability, and how many customers it
+    would put at risk (high or medium tier) and in the high tier."""
+    p = probability.to_numpy(dtype=float)
+    for high, medium in SUGGESTED_MULTIPLES:  # a few settings, not customers
+        tiers = RiskTiersConfig(high=high, medium=medium, relative_to="mean_probability")
+        thresholds = tier_thresholds(probability, tiers=tiers)
+        at_risk = int((p >= thresholds.medium).sum())
+        if at_risk:
+            break
+    return {
+        "setting": {"high": tiers.high, "medium": tiers.medium, "relative_to": tiers.relative_to},
+        "mean_probability": thresholds.mean_probability,
+        "at_risk": at_risk,
+        "high": int((p >= thresholds.high).sum()),
+    }
 
 
 def risk_tiers(probability: pd.Series, *, high: float, medium: float) -> pd.Series:
@@ -158,8 +238,9 @@ def score_customers(
     the customers selected within the budget (group 'treatment' or 'control'); reasons only for the
     rows `reasons_scope` marks (the selected, and the `cfg.reason_limit` riskiest of `cfg.reason_tiers`);
     `reasons_status` says which rows were explained and why the others were not.
-    Customers below `cfg.action_probability_floor` (score.min_probability, default the medium tier's
-    threshold) get no action. `no_action_reason` says, for every at-risk (high or medium tier) customer not
+    The tiers' thresholds are `tier_thresholds` of the customers' probabilities (score.risk_tiers: fixed, or
+    relative to their mean). Customers below `action_probability_floor` (score.min_probability, default the medium
+    tier's threshold) get no action. `no_action_reason` says, for every at-risk (high or medium tier) customer not
     treated, why (`actions.no_action_reasons`); `best_action` / `best_action_net_value` are the eligible
     action with the highest expected net value for every customer, whether chosen or not.
     `reason_context(features, as_of)` adds derived columns for the reason templates (the registry's
@@ -171,10 +252,11 @@ def score_customers(
     frame = _checked_features(features)
     model.check_features(frame)
     probability = pd.Series(model.predict_proba(frame), index=frame.index, name="churn_probability")
-    tiers = risk_tiers(probability, high=cfg.risk_tiers.high, medium=cfg.risk_tiers.medium)
+    thresholds = tier_thresholds(probability, tiers=cfg.risk_tiers)
+    tiers = risk_tiers(probability, high=thresholds.high, medium=thresholds.medium)
     value = customer_value(frame, cfg=cfg, btyd_horizon_days=btyd_horizon_days)
     best = best_actions(probability, value, eligibility_matrix(frame, playbook), playbook, uplift=uplift)
-    below_floor = probability < cfg.action_probability_floor
+    below_floor = probability < action_probability_floor(cfg, thresholds)
     candidates = best.copy()
     candidates.loc[below_floor.to_numpy(), :] = np.nan  # too unlikely to churn to act on, whatever their value
     selected = allocate_budget(

@@ -79,6 +79,47 @@ def test_bad_config_fails_naming_the_key(tmp_path, dotted, value, message):
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("tiers", "message"),
+    [
+        ({"high": 0.3, "medium": 0.4}, r"medium must be below high"),
+        ({"high": 0.5, "medium": 0}, r"medium: 0 is not a churn probability \(between 0 and 1\); for a multiple of "
+                                     r"the mean churn probability add relative_to: mean_probability"),
+        ({"high": 3, "medium": 2}, r"high: 3 is not a churn probability \(between 0 and 1\); for a multiple of the "
+                                   r"mean churn probability add relative_to: mean_probability"),
+        ({"high": 3, "medium": 0.5, "relative_to": "mean_probability"},
+         r"medium: 0\.5 is not a multiple above 1 of the mean churn probability \(relative_to: mean_probability; 1 is "
+         r"the average customer\); for a churn probability drop relative_to"),
+        ({"high": 1, "relative_to": "mean_probability"}, r"high: 1 is not a multiple above 1 of the mean"),
+        ({"high": float("inf"), "relative_to": "mean_probability"}, r"high: inf is not a multiple above 1 of the mean"),
+        ({"high": 2, "medium": 3, "relative_to": "mean_probability"}, r"medium must be below high"),
+        ({"medium": 3, "relative_to": "mean_probability"}, r"medium must be below high"),  # high: 2 by default
+    ],
+)
+def test_bad_risk_tiers_fail_naming_the_key(tiers, message):
+    raw = with_value("score.risk_tiers", tiers)
+    with pytest.raises(ConfigError, match=rf"in <dict>:\n  score\.risk_tiers: Value error, {message}"):
+        config_from_dict(raw, base_dir=Path("."))
+
+
+def test_risk_tiers_relative_to_the_mean_take_multiples_two_and_one_and_a_half_unless_given(tmp_path):
+    relative = config_from_dict(with_value("score.risk_tiers", {"relative_to": "mean_probability"}), base_dir=Path("."))
+    assert (relative.score.risk_tiers.high, relative.score.risk_tiers.medium) == (2.0, 1.5)
+    given_raw = with_value("score.risk_tiers", {"relative_to": "mean_probability", "high": 4, "medium": 1.5})
+    given = config_from_dict(given_raw, base_dir=Path("."))
+    assert (given.score.risk_tiers.high, given.score.risk_tiers.medium) == (4.0, 1.5)
+    fixed = config_from_dict(minimal(), base_dir=Path(".")).score.risk_tiers
+    assert (fixed.high, fixed.medium, fixed.relative_to) == (0.5, 0.25, None)
+    with pytest.raises(ConfigError, match=r"  score\.risk_tiers\.relative_to: Input should be 'mean_probability'"):
+        config_from_dict(with_value("score.risk_tiers", {"relative_to": "mean"}), base_dir=Path("."))
+    # the repository's config gives probabilities: switching to relative tiers by --set alone names what to change
+    with pytest.raises(ConfigError, match=r"  score\.risk_tiers: Value error, high: 0\.5 is not a multiple above 1"):
+        load_config(REPO_ROOT / "configs" / "default.yaml", ["score.risk_tiers.relative_to=mean_probability"])
+    both = load_config(REPO_ROOT / "configs" / "default.yaml", [
+        "score.risk_tiers.relative_to=mean_probability", "score.risk_tiers.high=2", "score.risk_tiers.medium=1.5"])
+    assert both.score.risk_tiers == relative.score.risk_tiers
+
+
 def test_missing_required_sections(tmp_path):
     path = write_yaml(tmp_path, {"features": minimal()["features"]})
     with pytest.raises(ConfigError, match=r"  sources: Field required"):

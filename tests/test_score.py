@@ -16,7 +16,17 @@ from pipeline.errors import ScoreError
 from pipeline.model import CategoryEncoder, ChurnModel, ProbabilityCalibrator
 from pipeline.playbook import playbook_from_dict
 from pipeline.run.score import unmeasurable_actions
-from pipeline.score import action_measurability, output_columns, reasons_scope, risk_tiers, score_customers, summarise_scores
+from pipeline.score import (
+    action_measurability,
+    output_columns,
+    reasons_scope,
+    relative_tiers_would_list,
+    risk_tiers,
+    score_customers,
+    summarise_scores,
+    tier_thresholds,
+    tiers_summary,
+)
 
 AS_OF = dt.date(2025, 10, 1)
 NUMERIC = ["recency_days", "open_tickets", "is_detractor", "monetary_365d", "frequency_all"]
@@ -374,9 +384,185 @@ def test_a_list_where_no_customer_reaches_the_medium_tier_says_why_it_names_nobo
     assert summary["at_risk"] == 0
     summary["risk_tiers"] = {"high": 0.995, "medium": 0.99}
     highest = calm["churn_probability"].max()
-    assert summary["highest_probability"] == pytest.approx(highest)
+    assert summary["highest_probability"] == pytest.approx(highest) and round(highest, 2) == 0.99 > highest
+    # the highest (0.987) is said to three digits: 'the highest is 0.99' beside a tier of 0.99 read as reaching it
     assert no_one_at_risk(summary) == [
-        f"no customer reaches the medium tier's churn probability 0.99 (the highest is {highest:.2f}), so none is "
+        f"no customer reaches the medium tier's churn probability 0.99 (the highest is {highest:.3f}), so none is "
         "listed at risk, explained or offered an action: lower score.risk_tiers to list the riskiest"]
     listed = summarise_scores(score(features, model), budget=CFG.budget, as_of=AS_OF)
     assert listed["at_risk"] > 0 and no_one_at_risk({**listed, "risk_tiers": {"high": 0.5, "medium": 0.25}}) == []
+
+
+# A low-churn shop: nobody reaches the fixed tiers (0.25), the mean is 0.06; hand computed: 3 x 0.06 = 0.18 lists
+# c0000 (0.19) in the high tier, 2 x 0.06 = 0.12 lists c0001 (0.13) in the medium one, c0002 (0.11) stays low.
+LOW_CHURN = [0.19, 0.13, 0.11, 0.05, 0.04, 0.03, 0.02, 0.01, 0.01, 0.01]
+RELATIVE = RiskTiersConfig(high=3, medium=2, relative_to="mean_probability")
+
+
+class FixedRiskModel(CountingModel):
+    """The tiny model's contributions, with each customer's churn probability given."""
+
+    def __init__(self, model: ChurnModel, probability: dict[str, float]) -> None:
+        super().__init__(model)
+        self.probability = probability
+
+    def predict_proba(self, df):
+        return df["customer_id"].map(self.probability).to_numpy(dtype=float)
+
+
+# Worth its cost for anyone (0.01 x 0.5 x value): who is treated is the probability floor's choice alone.
+CHEAP_OFFER = playbook_from_dict(
+    {"actions": [{"name": "category_offer", "description": "offer", "channel": "email", "cost": 0.01, "uplift": 0.5,
+                  "eligibility": {"all": [{"feature": "top_category", "operator": "not_null"}]}}]},
+    known_features=[*NUMERIC, *CATEGORICAL],
+)
+
+
+def test_relative_tiers_list_the_riskiest_of_a_low_churn_shop_that_fixed_tiers_miss(model):
+    features, _ = make_features(len(LOW_CHURN), seed=5)
+    fixed = FixedRiskModel(model, dict(zip(features["customer_id"], LOW_CHURN, strict=True)))
+    generous = CFG.model_copy(update={"budget": 5000.0})
+    absolute = score(features, fixed, cfg=generous, playbook=CHEAP_OFFER).set_index("customer_id")
+    assert (absolute["risk_tier"] == "low").all() and (absolute["group"] == "none").all()
+    assert (absolute["reasons_status"] == "tier_not_explained").all() and fixed.contribution_rows == []
+
+    relative = score(features, fixed, cfg=generous.model_copy(update={"risk_tiers": RELATIVE}),
+                     playbook=CHEAP_OFFER).set_index("customer_id")
+    assert relative["risk_tier"].to_dict() == {
+        "c0000": "high", "c0001": "medium", **{f"c{i:04d}": "low" for i in range(2, len(LOW_CHURN))}}
+    assert fixed.contribution_rows == [2]  # the two at risk are explained, nobody else
+    assert set(relative.index[relative["reasons_status"] != "tier_not_explained"]) == {"c0000", "c0001"}
+    # the action floor is the list's medium threshold (0.12): the two at risk get the offer, the low tier nothing
+    assert set(relative.index[relative["group"] != "none"]) == {"c0000", "c0001"}
+    assert relative.loc[relative["risk_tier"] == "low", "no_action_reason"].isna().all()
+
+
+def test_relative_thresholds_are_multiples_of_the_mean_the_same_in_any_order():
+    probability = pd.Series(LOW_CHURN, index=[f"c{i}" for i in range(len(LOW_CHURN))])
+    thresholds = tier_thresholds(probability, tiers=RELATIVE)
+    assert thresholds.mean_probability == pytest.approx(0.06) and thresholds.customers == 10
+    assert (thresholds.high, thresholds.medium) == (3 * thresholds.mean_probability, 2 * thresholds.mean_probability)
+    for seed in range(20):  # summed in another order, a mean can differ in its last bit: a customer at the threshold
+        shuffled = tier_thresholds(probability.sample(frac=1.0, random_state=seed), tiers=RELATIVE)
+        assert (shuffled.high, shuffled.medium) == (thresholds.high, thresholds.medium)
+    fixed = tier_thresholds(probability, tiers=RiskTiersConfig())
+    assert (fixed.high, fixed.medium, fixed.mean_probability) == (0.5, 0.25, None)
+
+
+def test_a_relative_tier_above_certainty_holds_nobody_and_is_recorded_as_null():
+    """Where most customers churn (mean 0.4), 3 x the mean is 1.2: no churn probability reaches it; 2 x is 0.8."""
+    probability = pd.Series([0.9, 0.5, 0.1, 0.1])
+    thresholds = tier_thresholds(probability, tiers=RELATIVE)
+    assert thresholds.high == pytest.approx(1.2) and thresholds.medium == pytest.approx(0.8)
+    assert risk_tiers(probability, high=thresholds.high, medium=thresholds.medium).tolist() == [
+        "medium", "low", "low", "low"]
+    recorded = tiers_summary(thresholds)
+    assert recorded["risk_tiers"] == {"high": None, "medium": thresholds.medium}
+    assert recorded["risk_tiers_from"] == {"relative_to": "mean_probability", "multiples": {"high": 3.0, "medium": 2.0},
+                                           "mean_probability": thresholds.mean_probability, "customers": 4}
+    zero = tier_thresholds(pd.Series([0.0, 0.0]), tiers=RELATIVE)  # nobody is riskier than the others
+    assert (zero.high, zero.medium) == (np.inf, np.inf)
+    assert tiers_summary(zero)["risk_tiers"] == {"high": None, "medium": None}
+
+
+def test_fixed_tiers_are_recorded_as_before():
+    assert tiers_summary(tier_thresholds(pd.Series([0.3]), tiers=RiskTiersConfig())) == {
+        "risk_tiers": {"high": 0.5, "medium": 0.25}}
+
+
+def _low_churn_summary(tiers: RiskTiersConfig) -> dict:
+    """The summary fields the sentences read, for the LOW_CHURN customers scored with `tiers`."""
+    probability = pd.Series(LOW_CHURN)
+    thresholds = tier_thresholds(probability, tiers=tiers)
+    at_risk = int((probability >= thresholds.medium).sum())
+    return {"customers_scored": len(LOW_CHURN), "at_risk": at_risk, "highest_probability": 0.19,
+            **tiers_summary(thresholds)}
+
+
+def test_relative_tiers_are_said_in_words():
+    from pipeline.run.score import no_one_at_risk, relative_tiers_sentences
+
+    summary = _low_churn_summary(RELATIVE)
+    assert relative_tiers_sentences(summary) == [
+        "high tier: churn probability 0.18 or more, 3 times the mean 0.06 of the 10 customers scored; "
+        "medium tier: churn probability 0.12 or more, twice the mean"]
+    assert no_one_at_risk(summary) == [] and relative_tiers_sentences(_low_churn_summary(RiskTiersConfig())) == []
+    wide = tiers_summary(tier_thresholds(pd.Series([0.9, 0.5, 0.1, 0.1]), tiers=RELATIVE))
+    assert relative_tiers_sentences({**wide, "customers_scored": 4}) == [
+        "high tier: nobody, as 3 times the mean 0.40 of the 4 customers scored is 1.20, above any churn probability; "
+        "medium tier: churn probability 0.80 or more, twice the mean"]
+    flat = tiers_summary(tier_thresholds(pd.Series([0.0, 0.0]), tiers=RELATIVE))
+    assert relative_tiers_sentences(flat) == [
+        "high tier: nobody, as every one of the 2 customers scored has churn probability 0; "
+        "medium tier: nobody, as every one of the 2 customers scored has churn probability 0"]
+
+
+def test_a_list_naming_nobody_says_how_many_relative_tiers_would_list():
+    from pipeline.run.score import no_one_at_risk
+
+    summary = _low_churn_summary(RiskTiersConfig())
+    assert summary["at_risk"] == 0
+    # mean 0.06: 1.5 x = 0.09 lists 0.19, 0.13 and 0.11; 2 x = 0.12 the first two
+    summary["relative_tiers_would_list"] = relative_tiers_would_list(pd.Series(LOW_CHURN))
+    assert summary["relative_tiers_would_list"] == {
+        "setting": {"high": 2.0, "medium": 1.5, "relative_to": "mean_probability"},
+        "mean_probability": pytest.approx(0.06), "at_risk": 3, "high": 2}
+    assert no_one_at_risk(summary) == [
+        "no customer reaches the medium tier's churn probability 0.25 (the highest is 0.19), so none is listed at "
+        "risk, explained or offered an action: lower score.risk_tiers to list the riskiest, or set them relative to "
+        "the mean churn probability 0.06: score.risk_tiers {high: 2, medium: 1.5, relative_to: mean_probability} "
+        "would list the 3 customers at 1.5 times the mean or more (2 at twice the mean or more, the high tier)"]
+    # mean 0.11: nobody reaches 1.5 x (0.165), 0.14 reaches 1.25 x (0.1375): the looser setting is named
+    looser = relative_tiers_would_list(pd.Series([0.14, 0.1, 0.1, 0.1]))
+    assert looser == {"setting": {"high": 1.5, "medium": 1.25, "relative_to": "mean_probability"},
+                      "mean_probability": pytest.approx(0.11), "at_risk": 1, "high": 0}
+    assert no_one_at_risk({**summary, "highest_probability": 0.14, "relative_tiers_would_list": looser})[0].endswith(
+        "score.risk_tiers {high: 1.5, medium: 1.25, relative_to: mean_probability} would list the 1 customer at 1.25 "
+        "times the mean or more (0 at 1.5 times the mean or more, the high tier)")
+    flat = relative_tiers_would_list(pd.Series([0.1, 0.1, 0.11]))
+    assert no_one_at_risk({**summary, "highest_probability": 0.11, "relative_tiers_would_list": flat}) == [
+        "no customer reaches the medium tier's churn probability 0.25 (the highest is 0.11), so none is listed at "
+        "risk, explained or offered an action: lower score.risk_tiers to list the riskiest; relative tiers would list "
+        "nobody either: the highest is less than 1.25 times the mean 0.103 (score.risk_tiers {high: 1.5, medium: "
+        "1.25, relative_to: mean_probability})"]
+
+
+def test_a_relative_list_naming_nobody_names_the_multiple():
+    from pipeline.run.score import no_one_at_risk
+
+    summary = _low_churn_summary(RiskTiersConfig(high=5, medium=4, relative_to="mean_probability"))
+    assert summary["at_risk"] == 0 and "relative_tiers_would_list" not in summary
+    assert no_one_at_risk(summary) == [
+        "no customer reaches the medium tier's churn probability 0.24, 4 times the mean 0.06 (the highest is 0.19), "
+        "so none is listed at risk, explained or offered an action: lower score.risk_tiers.medium (a multiple of the "
+        "mean above 1), or where most customers churn give fixed probabilities (no relative_to)"]
+    summary = {**summary, "risk_tiers": {"high": None, "medium": None}}
+    assert no_one_at_risk(summary)[0].startswith("no customer reaches the medium tier, 4 times the mean 0.06 (the ")
+
+
+
+
+def test_where_most_customers_churn_relative_tiers_list_nobody_and_the_summary_says_why(model):
+    """Mean 0.625: twice it is 1.25, which no churn probability reaches; nobody is at risk or treated."""
+    from pipeline.run.score import summary_sentences
+
+    high_churn = [0.95, 0.9, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    features, _ = make_features(len(high_churn), seed=5)
+    fixed = FixedRiskModel(model, dict(zip(features["customer_id"], high_churn, strict=True)))
+    cfg = CFG.model_copy(update={"budget": 5000.0, "risk_tiers": RELATIVE})
+    scores = score(features, fixed, cfg=cfg, playbook=CHEAP_OFFER)
+    assert (scores["risk_tier"] == "low").all() and (scores["group"] == "none").all()
+    thresholds = tier_thresholds(scores["churn_probability"], tiers=RELATIVE)
+    summary = {**summarise_scores(scores, budget=5000.0, as_of=AS_OF), **tiers_summary(thresholds),
+               "min_probability": None}
+    lines = summary_sentences(summary, CHEAP_OFFER)
+    assert lines[:3] == [
+        "10 customers scored, 0 at risk (high or medium tier)",
+        "high tier: nobody, as 3 times the mean 0.625 of the 10 customers scored is 1.88, above any churn probability; "
+        "medium tier: nobody, as twice the mean is 1.25, above any churn probability",
+        "0 treated (0 of them below the high tier; no actions: nobody can reach the medium tier), "
+        "0 held out as control",
+    ]
+    assert ("no customer reaches the medium tier, twice the mean 0.625 (the highest is 0.95), so none is listed at "
+            "risk, explained or offered an action: lower score.risk_tiers.medium (a multiple of the mean above 1), or "
+            "where most customers churn give fixed probabilities (no relative_to)") in lines

@@ -613,3 +613,86 @@ def test_an_export_without_money_gets_no_sentence_about_spend(scored, tmp_path, 
     assert "count order lines, not money" in caplog.text  # the list's values are counts: said where it is scored
     sentences = moneyless.filter(like="reason_")
     assert sentences.notna().any().any() and not reasons_mention(sentences, MONEY_WORDS).any()
+
+
+def _with_risk_tiers(cfg, tmp_path, tiers):
+    """`cfg` on a copy of its validated files, scoring with `tiers` as score.risk_tiers."""
+    workspace = _workspace_with(cfg, tmp_path, lambda validated: None)
+    return workspace.model_copy(update={"score": workspace.score.model_copy(update={"risk_tiers": tiers})})
+
+
+def test_the_default_list_records_its_fixed_tiers_as_before(scored):
+    import json
+
+    _, outcome = scored
+    with open(outcome["summary_path"], encoding="utf-8") as file:
+        summary = json.load(file)
+    assert summary["risk_tiers"] == {"high": 0.5, "medium": 0.25} and summary["min_probability"] == 0.25
+    assert not {"risk_tiers_from", "relative_tiers_would_list"} & set(summary)
+    assert not [line for line in summary["in_words"] if "tier: churn probability" in line]
+    assert "actions only from churn probability 0.25)" in summary["in_words"][1]
+    scores = pd.read_parquet(outcome["scores_path"])
+    p = scores["churn_probability"]
+    assert (scores["risk_tier"] == np.where(p >= 0.5, "high", np.where(p >= 0.25, "medium", "low"))).all()
+
+
+def test_relative_tiers_are_resolved_for_the_list_recorded_said_and_logged(scored, tmp_path):
+    import json
+
+    import mlflow
+
+    from pipeline.config import RiskTiersConfig
+    from pipeline.run import score
+    from pipeline.run.score import probability_text
+    from pipeline.score import tier_thresholds
+
+    cfg, _ = scored
+    tiers = RiskTiersConfig(high=1.5, medium=1.2, relative_to="mean_probability")
+    outcome = score.run(_with_risk_tiers(cfg, tmp_path, tiers), as_of=None, bundle=None, quiet=True)
+    with open(outcome["summary_path"], encoding="utf-8") as file:
+        summary = json.load(file)
+    scores = pd.read_parquet(outcome["scores_path"])
+    p = scores["churn_probability"]
+    mean, n = p.mean(), len(scores)
+    assert summary["risk_tiers_from"] == {"relative_to": "mean_probability", "multiples": {"high": 1.5, "medium": 1.2},
+                                          "mean_probability": pytest.approx(mean, rel=1e-12), "customers": n}
+    high, medium = summary["risk_tiers"]["high"], summary["risk_tiers"]["medium"]
+    assert (high, medium) == (pytest.approx(1.5 * mean, rel=1e-12), pytest.approx(1.2 * mean, rel=1e-12))
+    again = tier_thresholds(p, tiers=tiers)  # from the written list: the very thresholds the JSON records
+    assert (again.high, again.medium) == (high, medium)
+    assert (scores["risk_tier"] == np.where(p >= high, "high", np.where(p >= medium, "medium", "low"))).all()
+    assert 0 < summary["tiers"]["medium"] and 0 < summary["tiers"]["high"] < summary["at_risk"] < n
+    assert summary["min_probability"] == medium and (p[scores["group"] != "none"] >= medium).all()
+    assert (f"high tier: churn probability {probability_text(high)} or more, 1.5 times the mean "
+            f"{probability_text(mean)} of the {n:,} customers scored; medium tier: churn probability "
+            f"{probability_text(medium)} or more, 1.2 times the mean") in summary["in_words"]
+    run = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri()).get_run(outcome["mlflow_run_id"])
+    assert run.data.params["risk_tiers_relative_to"] == "mean_probability"
+    assert run.data.metrics["risk_tier_high_from"] == pytest.approx(high)
+    assert run.data.metrics["risk_tier_medium_from"] == pytest.approx(medium)
+    assert run.data.metrics["mean_probability"] == pytest.approx(mean)
+
+
+def test_a_list_naming_nobody_counts_whom_relative_tiers_would_list(scored, tmp_path):
+    import json
+
+    from pipeline.config import RiskTiersConfig
+    from pipeline.run import score
+
+    cfg, outcome = scored
+    above_everyone = min(0.999, outcome["highest_probability"] + 0.0005)  # the highest is below it
+    tiers = RiskTiersConfig(high=above_everyone + 0.0001, medium=above_everyone)
+    summary = score.run(_with_risk_tiers(cfg, tmp_path, tiers), as_of=None, bundle=None, quiet=True)
+    p = pd.read_parquet(summary["scores_path"])["churn_probability"]
+    assert summary["at_risk"] == 0 and p.max() < above_everyone
+    with open(summary["summary_path"], encoding="utf-8") as file:
+        would = json.load(file)["relative_tiers_would_list"]
+    assert would["mean_probability"] == pytest.approx(p.mean(), rel=1e-12)
+    setting = would["setting"]
+    assert setting == {"high": 2.0, "medium": 1.5, "relative_to": "mean_probability"}  # the demo's riskiest reach it
+    assert would["at_risk"] == int((p >= 1.5 * would["mean_probability"]).sum()) > 0
+    assert would["high"] == int((p >= 2 * would["mean_probability"]).sum())
+    said = [line for line in summary["in_words"] if line.startswith("no customer reaches")]
+    assert len(said) == 1 and said[0].endswith(
+        f"score.risk_tiers {{high: 2, medium: 1.5, relative_to: mean_probability}} would list the {would['at_risk']:,} "
+        f"customers at 1.5 times the mean or more ({would['high']:,} at twice the mean or more, the high tier)")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -54,7 +55,16 @@ from pipeline.run.features import (
     unknown_tier_warning,
 )
 from pipeline.run.uplift import load_uplift_models, uplift_dir
-from pipeline.score import TREATMENT_RECORD, changed_treatments, score_customers, summarise_scores
+from pipeline.score import (
+    TREATMENT_RECORD,
+    action_probability_floor,
+    changed_treatments,
+    relative_tiers_would_list,
+    score_customers,
+    summarise_scores,
+    tier_thresholds,
+    tiers_summary,
+)
 from pipeline.snapshot import latest_event_date as orders_end
 from pipeline.tracking import champion_bundle, configure_mlflow, metric_key, tracking_settings, use_experiment
 from pipeline.uplift import predict_uplift
@@ -292,6 +302,8 @@ def learned_uplift(cfg: Config, features: pd.DataFrame) -> pd.DataFrame | None:
 def _summary(
     scores: pd.DataFrame, *, cfg: Config, as_of: dt.date, info: ScoringModelInfo, playbook: Playbook, paths: dict[str, Path]
 ) -> dict[str, Any]:
+    thresholds = tier_thresholds(scores["churn_probability"], tiers=cfg.score.risk_tiers)
+    floor = action_probability_floor(cfg.score, thresholds)
     summary = {
         **summarise_scores(scores, budget=cfg.score.budget, as_of=as_of),
         "model_name": info.name,
@@ -304,10 +316,10 @@ def _summary(
         "value_model": cfg.score.value_model,
         "value_horizon_days": cfg.score.value_horizon_days,
         "uplift_sources": {str(k): int(v) for k, v in scores["uplift_source"].value_counts().sort_index().items()},
-        "risk_tiers": cfg.score.risk_tiers.model_dump(),
+        **tiers_summary(thresholds),
         "reason_tiers": list(cfg.score.reason_tiers),
         "reason_limit": cfg.score.reason_limit,
-        "min_probability": cfg.score.action_probability_floor,
+        "min_probability": floor if floor <= 1.0 else None,
         "playbook": {
             "path": str(cfg.score.playbook),
             "sha256": sha256_file(cfg.score.playbook),
@@ -319,16 +331,21 @@ def _summary(
         },
         "files": {kind: path.name for kind, path in paths.items() if kind != "summary"},
     }
+    if not summary["at_risk"] and cfg.score.risk_tiers.relative_to is None:
+        summary["relative_tiers_would_list"] = relative_tiers_would_list(scores["churn_probability"])
     return {**summary, "in_words": summary_sentences(summary, playbook)}
 
 
 def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
     """The scoring summary in plain words: who is treated, the budget, and why at-risk customers get no action."""
     cost = {a.name: a.cost for a in playbook.actions}
+    floor = summary["min_probability"]
     lines = [
         f"{summary['customers_scored']:,} customers scored, {summary['at_risk']:,} at risk (high or medium tier)",
+        *relative_tiers_sentences(summary),
         f"{summary['treatment']:,} treated ({summary['treated_below_high_tier']:,} of them below the high tier; "
-        f"actions only from churn probability {summary['min_probability']:.2f}), "
+        + (f"actions only from churn probability {probability_text(floor)}" if floor is not None
+           else "no actions: nobody can reach the medium tier") + "), "
         f"{summary['control']:,} held out as control",
         f"budget {summary['budget']:,.2f}: {summary['budget_spent_on_treated']:,.2f} spent on treated customers, "
         f"{summary['budget_held_back_for_control']:,.2f} held back with the control group to measure the effect, "
@@ -348,14 +365,76 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
     return lines
 
 
+def probability_text(p: float) -> str:
+    """A churn probability in words: three significant digits, at least two decimals (0.25, 0.50, 0.165, 0.0823): a
+    relative tier's threshold or a low mean rounded to two decimals would misstate it."""
+    whole, _, decimals = np.format_float_positional(p, precision=3, fractional=False, trim="-").partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
+def times_text(multiple: float) -> str:
+    """'twice', '3 times', '1.5 times'."""
+    return "twice" if multiple == 2 else f"{multiple:g} times"
+
+
+def relative_tiers_sentences(summary: dict[str, Any]) -> list[str]:
+    """With relative risk tiers (`risk_tiers_from` in the summary), a sentence saying each tier's churn probability
+    and how it was found: 'high tier: churn probability 0.247 or more, 3 times the mean 0.0823 of the 4,265 customers
+    scored; medium tier: ...'. [] with fixed tiers."""
+    found = summary.get("risk_tiers_from")
+    if not found:
+        return []
+    mean, customers = found["mean_probability"], found["customers"]
+    of = f"the mean {probability_text(mean)} of the {customers:,} customers scored"
+    parts = []
+    for tier in ("high", "medium"):
+        multiple, threshold = found["multiples"][tier], summary["risk_tiers"][tier]
+        if threshold is not None:
+            parts.append(f"{tier} tier: churn probability {probability_text(threshold)} or more, "
+                         f"{times_text(multiple)} {of}")
+        elif mean > 0:
+            parts.append(f"{tier} tier: nobody, as {times_text(multiple)} {of} is "
+                         f"{probability_text(multiple * mean)}, above any churn probability")
+        else:
+            parts.append(f"{tier} tier: nobody, as every one of the {customers:,} customers scored has churn "
+                         "probability 0")
+        of = "the mean"
+    return ["; ".join(parts)]
+
+
 def no_one_at_risk(summary: dict[str, Any]) -> list[str]:
     """A sentence when customers were scored but none reaches the medium tier (a low churn rate, a long history of
-    steady buyers): the tiers are fixed probabilities, so the list names nobody, explains nobody and treats nobody."""
+    steady buyers), so the list names nobody, explains nobody and treats nobody. With fixed tiers it says how many
+    customers the relative tiers of `relative_tiers_would_list` in the summary would list; with relative tiers, which
+    multiple of the mean nobody reaches."""
     highest, medium = summary.get("highest_probability"), summary["risk_tiers"]["medium"]
     if summary["at_risk"] or not summary["customers_scored"] or highest is None:
         return []
-    return [f"no customer reaches the medium tier's churn probability {medium:.2f} (the highest is {highest:.2f}), so "
-            "none is listed at risk, explained or offered an action: lower score.risk_tiers to list the riskiest"]
+    found = summary.get("risk_tiers_from")
+    if found:
+        multiple, mean = found["multiples"]["medium"], found["mean_probability"]
+        tier = (f"the medium tier's churn probability {probability_text(medium)}" if medium is not None
+                else "the medium tier")
+        return [f"no customer reaches {tier}, {times_text(multiple)} the mean {probability_text(mean)} (the highest "
+                f"is {probability_text(highest)}), so none is listed at risk, explained or offered an action: lower "
+                "score.risk_tiers.medium (a multiple of the mean above 1), or where most customers churn give fixed "
+                "probabilities (no relative_to)"]
+    line = (f"no customer reaches the medium tier's churn probability {probability_text(medium)} (the highest is "
+            f"{probability_text(highest)}), so none is listed at risk, explained or offered an action: lower "
+            "score.risk_tiers to list the riskiest")
+    would = summary.get("relative_tiers_would_list")
+    if not would:
+        return [line]
+    setting = would["setting"]
+    named = (f"score.risk_tiers {{high: {setting['high']:g}, medium: {setting['medium']:g}, relative_to: "
+             f"{setting['relative_to']}}}")
+    mean = probability_text(would["mean_probability"])
+    if not would["at_risk"]:
+        return [f"{line}; relative tiers would list nobody either: the highest is less than "
+                f"{times_text(setting['medium'])} the mean {mean} ({named})"]
+    return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
+            f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
+            f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
 
 
 def unmeasurable_actions(actions: dict[str, dict]) -> list[str]:
@@ -416,6 +495,11 @@ def _log_to_mlflow(cfg: Config, summary: dict[str, Any], paths: dict[str, Path])
                         "budget_committed", "expected_net_value", "expected_net_value_committed")
         }
         metrics.update({metric_key("tier", tier): float(n) for tier, n in summary["tiers"].items()})
+        if summary.get("risk_tiers_from"):  # relative tiers: the thresholds this list's mean gave
+            mlflow.log_param("risk_tiers_relative_to", summary["risk_tiers_from"]["relative_to"])
+            metrics["mean_probability"] = float(summary["risk_tiers_from"]["mean_probability"])
+            metrics.update({metric_key("risk_tier", tier, "from"): float(threshold)
+                            for tier, threshold in summary["risk_tiers"].items() if threshold is not None})
         metrics.update({metric_key("reasons", status): float(n) for status, n in summary["reasons"].items()})
         metrics.update(
             {metric_key("action", action, key): float(n) for action, entry in summary["actions"].items()
