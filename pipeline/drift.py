@@ -6,7 +6,8 @@ values rounded to SIGNIFICANT_DIGITS (a change in the fourth digit is no shift i
 0.99994 against 0.9999999, everyone's in the NBD limit of a BG/NBD fit, once read as PSI 4.3), the share of rows
 per bin, the share missing, 100 quantiles (at 0.5%, 1.5%, ..., 99.5%) and the standard deviation of the rounded
 values; per categorical feature the share of its 20
-most frequent values plus 'other'; the same for the churn score; and the observed churn rate.
+most frequent values plus 'other'; the same for the churn score; the observed churn rate; and, when given, what the
+snapshot's BTYD fits found (`fits`: `pipeline.features.btyd.fit_record`s).
 
 `drift_table(features, probability, reference)` bins today's values on the reference edges and gives,
 per feature and for the score ('churn_probability'), the population stability index
@@ -32,7 +33,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -91,14 +93,17 @@ def drift_reference(
     numeric: Sequence[str],
     categorical: Sequence[str],
     snapshot: str,
+    fits: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict:
-    """JSON-able summary of the training test snapshot (see the module docstring)."""
+    """JSON-able summary of the training test snapshot (see the module docstring); `fits`: the records of its BTYD
+    fits, kept under "fits" (left out when None: not recorded)."""
     reference = {
         "snapshot": snapshot,
         "rows": int(len(features)),
         "churn_rate": float(np.mean(churned)) if len(churned) else math.nan,
         "predicted_rate": float(np.mean(probability)) if len(probability) else math.nan,
         "features": {},
+        **({"fits": [dict(fit) for fit in fits]} if fits is not None else {}),
     }
     for name in numeric:
         if name in features.columns:
