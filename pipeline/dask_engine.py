@@ -55,9 +55,8 @@ from pipeline.features import (
     EventTables,
     customer_aggregates_from_tables,
     event_tables,
-    population_features_from_aggregates,
 )
-from pipeline.features.build import to_pandas_features
+from pipeline.features.build import population_features_and_fits, to_pandas_features
 from pipeline.labels import churn_labels, churned_who_came_back
 from pipeline.snapshot import latest_event_date, snapshot_time
 
@@ -237,11 +236,19 @@ def load_partitioned_tables(
 
 def dask_features(tables: PartitionedTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
     """The `build_features` output for `as_of`, per-customer step on the workers, population step here."""
+    return dask_features_and_fits(tables, as_of=as_of, cfg=cfg)[0]
+
+
+def dask_features_and_fits(
+    tables: PartitionedTables, *, as_of: dt.date, cfg: FeaturesConfig
+) -> tuple[pd.DataFrame, list[dict]]:
+    """`dask_features`, and the records of the snapshot's BTYD fits (`pipeline.features.btyd.fit_record`)."""
     snapshot_time(as_of)
     client = tables.client
     futures = client.map(customer_aggregates_from_tables, tables.tables, as_of=as_of, cfg=cfg, pure=False)
     aggregates = pl.concat(client.gather(futures), how="vertical_relaxed")
-    return to_pandas_features(population_features_from_aggregates(aggregates, cfg=cfg, as_of=as_of), cfg=cfg)
+    features, fits = population_features_and_fits(aggregates, cfg=cfg, as_of=as_of)
+    return to_pandas_features(features, cfg=cfg), fits
 
 
 def _partition_labels(tables: EventTables, *, as_of: dt.date, lookback_days: int, horizon_days: int) -> pd.DataFrame:

@@ -6,7 +6,8 @@ values rounded to SIGNIFICANT_DIGITS (a change in the fourth digit is no shift i
 0.99994 against 0.9999999, everyone's in the NBD limit of a BG/NBD fit, once read as PSI 4.3), the share of rows
 per bin, the share missing, 100 quantiles (at 0.5%, 1.5%, ..., 99.5%) and the standard deviation of the rounded
 values; per categorical feature the share of its 20
-most frequent values plus 'other'; the same for the churn score; and the observed churn rate.
+most frequent values plus 'other'; the same for the churn score; the observed churn rate; and, when given, what the
+snapshot's BTYD fits found (`fits`: `pipeline.features.btyd.fit_record`s).
 
 `drift_table(features, probability, reference)` bins today's values on the reference edges and gives,
 per feature and for the score ('churn_probability'), the population stability index
@@ -24,6 +25,11 @@ not a change in the customers; the values they rank are compared instead.
 `drift_warnings(table, ...)` -> plain sentences when a PSI (for numbers: with a shift of at least
 `monitor.min_shift`; unknown for a reference stored before shifts were) or a missing-share change passes its
 `monitor.*` threshold, or the predicted churn rate is far from the recently observed one.
+A BTYD fit can land in another place on the scoring day than at the test snapshot (the no-dropout NBD limit at one
+and not at the other: on a groceries export P(alive) read as PSI 6.7): its features then move with the fit, not
+necessarily with the customers. `changed_fits(...)` finds such fits from the two snapshots' fit records, and the
+warnings name the shifted features of each in a sentence of their own that says so (the records of both snapshots
+are needed: a bundle from before they were kept gets the general sentence).
 `retraining_adds_labels(...)` says whether retraining could learn anything newer than the model did: right
 after training, drift is a fact about today's population, not a stale model.
 """
@@ -32,11 +38,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from pipeline.features.btyd import FIT_OUTCOMES
 from pipeline.labels import horizon_passed
 
 SCORE = "churn_probability"
@@ -91,14 +99,17 @@ def drift_reference(
     numeric: Sequence[str],
     categorical: Sequence[str],
     snapshot: str,
+    fits: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict:
-    """JSON-able summary of the training test snapshot (see the module docstring)."""
+    """JSON-able summary of the training test snapshot (see the module docstring); `fits`: the records of its BTYD
+    fits, kept under "fits" (left out when None: not recorded)."""
     reference = {
         "snapshot": snapshot,
         "rows": int(len(features)),
         "churn_rate": float(np.mean(churned)) if len(churned) else math.nan,
         "predicted_rate": float(np.mean(probability)) if len(probability) else math.nan,
         "features": {},
+        **({"fits": [dict(fit) for fit in fits]} if fits is not None else {}),
     }
     for name in numeric:
         if name in features.columns:
@@ -183,6 +194,27 @@ def drift_table(
     return table.sort_values(["psi", "feature"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
+def changed_fits(
+    then: Sequence[Mapping[str, Any]] | None,
+    now: Sequence[Mapping[str, Any]] | None,
+    *,
+    reference_snapshot: str,
+    as_of: str,
+) -> list[dict[str, Any]]:
+    """The BTYD fits whose outcome differs between the reference snapshot (`then`: its fit records) and the scoring
+    day `as_of` (`now`), in `now`'s order: {"model", "features", "then", "now" (FIT_OUTCOMES keys),
+    "reference_snapshot", "as_of"}. Empty when either side has no records (an older bundle, BTYD off)."""
+    if not then or not now:
+        return []
+    before = {fit.get("model"): fit.get("outcome") for fit in then}
+    return [
+        {"model": fit["model"], "features": list(fit.get("features") or []), "then": before[fit["model"]],
+         "now": fit.get("outcome"), "reference_snapshot": reference_snapshot, "as_of": as_of}
+        for fit in now
+        if fit.get("model") in before and before[fit["model"]] != fit.get("outcome")
+    ]
+
+
 def drift_warnings(
     table: pd.DataFrame,
     *,
@@ -192,16 +224,27 @@ def drift_warnings(
     missing_share_warning: float,
     churn_rate_gap_warning: float,
     min_shift: float = 0.0,
+    fits: Sequence[Mapping[str, Any]] = (),
 ) -> list[str]:
     """Plain sentences for each drift threshold passed (empty when none). A PSI above `psi_warning` counts only with a
-    `shift` of at least `min_shift` standard deviations, or an unknown one (categories, an older reference)."""
+    `shift` of at least `min_shift` standard deviations, or an unknown one (categories, an older reference).
+    The shifted features of a fit in `fits` (`changed_fits`) get a sentence of their own naming the change of fit."""
     found = []
     moved = (table["psi"] > psi_warning) & ~(table["shift"] < min_shift)
     shifted = table[moved & (table["feature"] != SCORE)]
     threshold = f"monitor.psi_warning={psi_warning}, monitor.min_shift={min_shift}"
+    with_fit = []
+    for fit in fits:
+        rows = shifted[shifted["feature"].isin(fit["features"])]
+        shifted = shifted[~shifted["feature"].isin(fit["features"])]
+        if not rows.empty:
+            with_fit.append(
+                f"{fit['model']} features shifted with their fit, not necessarily with the customers: {_names(rows)}; "
+                f"the {fit['model']} fit {_found(fit['now'])} on the scoring day {fit['as_of']} and "
+                f"{_found(fit['then'])} at the training test snapshot {fit['reference_snapshot']} ({threshold})")
     if not shifted.empty:
-        names = ", ".join(f"{row.feature} ({_moved(row)})" for row in shifted.itertuples())
-        found.append(f"features shifted since the training test snapshot: {names} ({threshold})")
+        found.append(f"features shifted since the training test snapshot: {_names(shifted)} ({threshold})")
+    found += with_fit
     score = table[moved & (table["feature"] == SCORE)]
     if not score.empty:
         found.append(f"the churn score's distribution shifted: {_moved(next(score.itertuples()))} ({threshold})")
@@ -217,6 +260,16 @@ def drift_warnings(
             f"(monitor.churn_rate_gap_warning={churn_rate_gap_warning})"
         )
     return found
+
+
+def _names(rows: pd.DataFrame) -> str:
+    """'a (PSI 1.23, values moved 0.40 standard deviations), b (PSI 0.30)' for the rows of a drift table."""
+    return ", ".join(f"{row.feature} ({_moved(row)})" for row in rows.itertuples())
+
+
+def _found(outcome: str | None) -> str:
+    """What a fit with `outcome` found, in words (FIT_OUTCOMES; an unknown outcome as it was recorded)."""
+    return FIT_OUTCOMES.get(str(outcome), f"ended as {outcome!r}")
 
 
 def _moved(row) -> str:

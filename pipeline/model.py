@@ -61,8 +61,9 @@ MODEL_KIND = "lightgbm"
 # 2: a linear score and a blend weight (a version-1 reader would ignore them and score LightGBM alone).
 # 3: an isotonic calibrator with a Platt tie-break (a version-2 reader would drop it and tie scores again).
 # 4: the linear score's training range per feature (a version-3 reader would let it extrapolate again).
-MODEL_DOCUMENT_VERSION = 4
-READABLE_DOCUMENT_VERSIONS = (1, 2, 3, 4)
+# 5: a sigmoid calibrator's score range (a version-4 reader would let it extrapolate again).
+MODEL_DOCUMENT_VERSION = 5
+READABLE_DOCUMENT_VERSIONS = (1, 2, 3, 4, 5)
 
 
 def _floats(values: Any, *, name: str) -> np.ndarray:
@@ -106,6 +107,14 @@ CalibratorKind = Literal["isotonic", "sigmoid", "none"]
 # probability moves by less than TIE_BREAK_WEIGHT. The cross-validated log loss that chooses the method
 # is the mixture's.
 TIE_BREAK_WEIGHT = 0.01
+# A calibrator knows nothing of scores beyond those it was fitted on. A sigmoid extrapolated: a baseline whose score
+# barely varied where it was calibrated (Pareto/NBD's expected purchases on a groceries export, spread 0.0025) met
+# test scores 100 spreads away and said 0.0001 or 0.99 (test log loss 1.37, a constant's 0.69). So beyond the scores
+# it saw, a sigmoid's log-odds go on from its edge at TIE_BREAK_WEIGHT of its slope: nearly its edge probability,
+# still strictly increasing (the ranking is the score's). Isotonic regression holds its edge steps beyond them, and an
+# edge step rested on as few as 5 of 21,256 rows (a churn rate of 0: out-of-fold log loss 2.45 for the scores below
+# it): its edge steps now hold at least EDGE_ROWS rows (a tenth of them, on fewer than 10 * EDGE_ROWS rows).
+EDGE_ROWS = 100
 # A calibrator must lower the log loss by at least this much to be kept: on a few thousand rows, a Platt fit
 # to already calibrated log-odds lowers the cross-validated loss by up to ~0.0004 by chance.
 CALIBRATION_MIN_GAIN = 0.001
@@ -229,11 +238,23 @@ def _platt_slope(platt: Pipeline) -> float:
     return float(platt[-1].coef_.ravel()[0])
 
 
+def edge_pooled(scores: np.ndarray) -> np.ndarray:
+    """`scores` with the lowest and highest EDGE_ROWS (a tenth of them, on fewer rows) raised and lowered to the
+    EDGE_ROWS-th lowest and highest: isotonic regression pools tied scores, so its edge steps then hold at least
+    that many rows."""
+    rows = min(EDGE_ROWS, len(scores) // 10)
+    if rows < 2:
+        return scores
+    ordered = np.partition(scores, [rows - 1, len(scores) - rows])
+    return np.clip(scores, ordered[rows - 1], ordered[len(scores) - rows])
+
+
 @dataclass
 class ProbabilityCalibrator:
     """Monotone map from a model score to a probability: isotonic regression (with a Platt tie-break, see
-    TIE_BREAK_WEIGHT), Platt (sigmoid) scaling, or "none" (the logistic function of a log-odds score: the
-    model's own probability, nothing learned).
+    TIE_BREAK_WEIGHT; edge steps of at least EDGE_ROWS rows), Platt (sigmoid) scaling (nearly holding its edge
+    probabilities beyond the scores it was fitted on, `range_`: see EDGE_ROWS), or "none" (the logistic function of
+    a log-odds score: the model's own probability, nothing learned).
 
     Every map is strictly increasing in the score (isotonic: when the Platt slope is positive, i.e. the score
     ranks churners higher at all), so calibrating never changes how the model ranks customers, except where
@@ -243,18 +264,20 @@ class ProbabilityCalibrator:
     method: CalibratorKind
     estimator_: IsotonicRegression | Pipeline | None = None
     tie_break_: Pipeline | None = None
+    range_: tuple[float, float] | None = None  # sigmoid: the scores fitted on (None: a document before version 5)
 
     def fit(self, scores: np.ndarray, y: np.ndarray) -> ProbabilityCalibrator:
         scores = np.asarray(scores, dtype="float64")
         if self.method == "none":
             return self
         if self.method == "isotonic":
-            self.estimator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, y)
+            self.estimator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(edge_pooled(scores), y)
             platt = _fit_platt(scores, y)
             # A score that does not rank churners higher has nothing to break ties with.
             self.tie_break_ = platt if _platt_slope(platt) > 0 else None
         else:
             self.estimator_ = _fit_platt(scores, y)
+            self.range_ = (float(scores.min()), float(scores.max()))
         return self
 
     def transform(self, scores: np.ndarray) -> np.ndarray:
@@ -269,7 +292,11 @@ class ProbabilityCalibrator:
                 platt = self.tie_break_.predict_proba(scores[:, None])[:, 1]
                 probabilities = (1.0 - TIE_BREAK_WEIGHT) * probabilities + TIE_BREAK_WEIGHT * platt
         else:
-            probabilities = self.estimator_.predict_proba(scores[:, None])[:, 1]
+            log_odds = self.estimator_.decision_function(scores[:, None])
+            if self.range_ is not None:
+                edge = self.estimator_.decision_function(np.clip(scores, *self.range_)[:, None])
+                log_odds = edge + TIE_BREAK_WEIGHT * (log_odds - edge)  # the same inside the range
+            probabilities = expit(log_odds)
         return np.clip(probabilities, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
 
     def to_dict(self) -> dict[str, Any]:
@@ -277,7 +304,7 @@ class ProbabilityCalibrator:
 
         isotonic: {"method", "x": thresholds, "y": values, "tie_break": Platt numbers or null,
         "tie_break_weight"}; sigmoid: {"method", "mean", "scale", "coef", "intercept"} (the standard scaler
-        and the logistic regression on one score); none: {"method"}.
+        and the logistic regression on one score) and "low", "high" (the scores it was fitted on); none: {"method"}.
         """
         if self.method == "none":
             return {"method": "none"}
@@ -291,7 +318,8 @@ class ProbabilityCalibrator:
                 "tie_break": None if self.tie_break_ is None else _platt_to_dict(self.tie_break_),
                 "tie_break_weight": TIE_BREAK_WEIGHT,
             }
-        return {"method": "sigmoid", **_platt_to_dict(self.estimator_)}
+        held = {} if self.range_ is None else {"low": self.range_[0], "high": self.range_[1]}
+        return {"method": "sigmoid", **_platt_to_dict(self.estimator_), **held}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbabilityCalibrator:
@@ -300,7 +328,7 @@ class ProbabilityCalibrator:
         Isotonic: refitted on its own thresholds, which reproduces them exactly (they are already
         monotone, with distinct x); its tie-break (absent in documents before version 3: none) is read
         like a sigmoid. Sigmoid: the scaler's and the logistic regression's fitted attributes are set from
-        the stored numbers.
+        the stored numbers, and its score range (absent in documents before version 5: it extrapolates, as then).
         """
         method = data.get("method") if isinstance(data, Mapping) else None
         if method == "none":
@@ -322,7 +350,14 @@ class ProbabilityCalibrator:
                     raise ValueError("calibrator.tie_break.coef must be positive")
             return calibrator
         if method == "sigmoid":
-            return cls("sigmoid", _platt_from_dict(data, name="calibrator"))
+            if ("low" in data) != ("high" in data):
+                raise ValueError("calibrator.low and calibrator.high go together")
+            if "low" not in data:
+                return cls("sigmoid", _platt_from_dict(data, name="calibrator"))
+            low, high = _floats([data["low"], data["high"]], name="calibrator.low and calibrator.high")
+            if low > high:
+                raise ValueError("calibrator.low must not exceed calibrator.high")
+            return cls("sigmoid", _platt_from_dict(data, name="calibrator"), range_=(float(low), float(high)))
         raise ValueError(f"calibrator.method must be 'isotonic', 'sigmoid' or 'none', got {method!r}")
 
 

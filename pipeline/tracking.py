@@ -544,9 +544,12 @@ def baseline_run_contents(result: TrainResult, baseline: str) -> RunContents:
     )
 
 
-def bundle_manifest_fields(result: TrainResult, *, model: ChurnModel, champion_metric: str) -> dict[str, Any]:
+def bundle_manifest_fields(
+    result: TrainResult, *, model: ChurnModel, champion_metric: str, test_fits: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """Manifest fields of the training's bundle beyond the core ones: snapshot dates, calibration, champion
-    metric, and the drift reference (the test snapshot that `churn score` compares today's population with).
+    metric, and the drift reference (the test snapshot that `churn score` compares today's population with, with
+    the records of its BTYD fits `test_fits` when given).
 
     The reference's churn scores are `model`'s, the bundled model that scoring runs: the evaluation model's test
     predictions differ from those of the model refitted on every labelled snapshot, and a calibration's plateaus
@@ -566,6 +569,7 @@ def bundle_manifest_fields(result: TrainResult, *, model: ChurnModel, champion_m
             numeric=result.columns.numeric,
             categorical=result.columns.categorical,
             snapshot=split["test"],
+            fits=test_fits,
         ),
     }
 

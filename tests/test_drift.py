@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 
@@ -12,6 +13,7 @@ import pytest
 from pipeline.drift import (
     OTHER,
     SCORE,
+    changed_fits,
     drift_reference,
     drift_table,
     drift_warnings,
@@ -245,3 +247,80 @@ def test_a_change_in_the_fourth_significant_digit_is_not_drift():
            "shares": [0.1] * 10}
     del old["significant_digits"]  # a bundle from before: today's values binned unrounded, as then
     assert drift_table(then, p, {**reference, "features": {"p_alive": old}}).set_index("feature").loc["p_alive", "psi"] < 0.01
+
+
+def btyd_population(n: int, seed: int, *, nbd_limit: bool, spend_shift: float = 0.0) -> pd.DataFrame:
+    """BG/NBD and Pareto/NBD features as a fit with dropout gives them (P(alive) spread out) or, with `nbd_limit`, as
+    BG/NBD's no-dropout limit does (P(alive) about 1, more expected purchases); spend beside them."""
+    rng = np.random.default_rng(seed)
+    alive = 1 - rng.exponential(1e-6, n) if nbd_limit else rng.uniform(0.2, 1.0, n)
+    return pd.DataFrame({
+        "btyd_p_alive": alive, "btyd_expected_purchases": alive * rng.gamma(2.0, 1.0, n),
+        "pnbd_p_alive": rng.uniform(0.2, 1.0, n), "pnbd_expected_purchases": rng.gamma(2.0, 1.0, n),
+        "spend": rng.gamma(2.0, 50.0, n) * (1 + spend_shift)})
+
+
+def fit_records(bgnbd: str, pnbd: str = "dropout") -> list[dict]:
+    """Fit records as pipeline.features.btyd.fit_record gives them, with the outcomes `bgnbd` and `pnbd`."""
+    return [{"model": "BG/NBD", "features": ["btyd_p_alive", "btyd_expected_purchases"], "outcome": bgnbd,
+             "status": "ok", "note": ""},
+            {"model": "Pareto/NBD", "features": ["pnbd_p_alive", "pnbd_expected_purchases"], "outcome": pnbd,
+             "status": "ok", "note": ""}]
+
+
+BTYD_COLUMNS = ["btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases", "spend"]
+DRIFT_SETTINGS = {"predicted_rate": 0.5, "observed_rate": 0.5, "psi_warning": 0.25, "missing_share_warning": 0.1,
+                  "churn_rate_gap_warning": 0.1, "min_shift": 0.1}
+
+
+def test_btyd_features_that_moved_with_a_change_of_fit_say_so_and_only_then():
+    """A groceries export: BG/NBD found dropout at the test snapshot and the NBD limit on the scoring day, and its
+    P(alive) read as PSI 6.7 in a sentence saying the features shifted. Its features now get a sentence naming the
+    change of fit; spend (no fit) keeps the general one, and so does Pareto/NBD, whose fit found the same both times.
+    When both snapshots found the same, or either did not record it (an older bundle), the general sentence alone."""
+    p = np.linspace(0.05, 0.95, 4000)
+    then = btyd_population(4000, 1, nbd_limit=False)
+    now = btyd_population(4000, 2, nbd_limit=True, spend_shift=1.0)
+    reference = drift_reference(then, p, p > 0.5, numeric=BTYD_COLUMNS, categorical=[], snapshot="2015-07-01",
+                                fits=fit_records("dropout"))
+    table = drift_table(now, p, reference)
+    changed = changed_fits(reference["fits"], fit_records("no_dropout"), reference_snapshot="2015-07-01",
+                           as_of="2015-12-31")
+    assert changed == [{"model": "BG/NBD", "features": ["btyd_p_alive", "btyd_expected_purchases"], "then": "dropout",
+                        "now": "no_dropout", "reference_snapshot": "2015-07-01", "as_of": "2015-12-31"}]
+    general, with_fit = drift_warnings(table, **DRIFT_SETTINGS, fits=changed)
+    assert general.startswith("features shifted since the training test snapshot: spend (PSI ")
+    assert "btyd" not in general and "pnbd" not in general
+    assert with_fit.startswith("BG/NBD features shifted with their fit, not necessarily with the customers: "
+                               "btyd_p_alive (PSI ")
+    assert "btyd_expected_purchases (PSI " in with_fit and "spend" not in with_fit
+    assert with_fit.endswith(
+        "; the BG/NBD fit found no dropout (the NBD limit: P(alive) near 1 for everyone) on the scoring day 2015-12-31 "
+        "and found dropout at the training test snapshot 2015-07-01 (monitor.psi_warning=0.25, monitor.min_shift=0.1)")
+    for then_fits, now_fits in [(fit_records("no_dropout"), fit_records("no_dropout")), (None, fit_records("no_dropout")),
+                                (fit_records("dropout"), None)]:
+        assert changed_fits(then_fits, now_fits, reference_snapshot="2015-07-01", as_of="2015-12-31") == []
+    [only] = drift_warnings(table, **DRIFT_SETTINGS)
+    assert only.startswith("features shifted since the training test snapshot: btyd_p_alive (PSI ")
+    assert "spend (PSI " in only and "fit" not in only
+
+
+def test_the_scoring_drift_block_compares_todays_fits_with_the_references(caplog):
+    from pipeline.run.drift import scoring_drift
+
+    p = np.linspace(0.05, 0.95, 3000)
+    then = btyd_population(3000, 1, nbd_limit=False)
+    reference = drift_reference(then, p, p > 0.5, numeric=BTYD_COLUMNS, categorical=[], snapshot="2015-07-01",
+                                fits=fit_records("dropout", "no_dropout"))
+    scores = pd.DataFrame({"churn_probability": p})
+    drift = scoring_drift(drift_config(["2015-07-01"]), btyd_population(3000, 2, nbd_limit=True), scores,
+                          reference=reference, observed_rate=None, fits=fit_records("no_dropout", "no_dropout"),
+                          as_of=dt.date(2015, 12, 31))
+    assert [(c["model"], c["then"], c["now"]) for c in drift["changed_fits"]] == [("BG/NBD", "dropout", "no_dropout")]
+    [warning] = drift["warnings"]  # spend and Pareto/NBD's features did not move
+    assert warning.startswith("BG/NBD features shifted with their fit")
+    assert "DRIFT: BG/NBD features shifted with their fit" in caplog.text and "on the scoring day 2015-12-31" in caplog.text
+    old = {k: v for k, v in reference.items() if k != "fits"}  # a bundle from before the fits were recorded
+    older = scoring_drift(drift_config(["2015-07-01"]), btyd_population(3000, 2, nbd_limit=True), scores,
+                          reference=old, observed_rate=None, fits=fit_records("no_dropout"), as_of=dt.date(2015, 12, 31))
+    assert older["changed_fits"] == [] and older["warnings"][0].startswith("features shifted since the training test")

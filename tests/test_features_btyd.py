@@ -308,3 +308,26 @@ def test_p_alive_from_distinct_pairs_is_the_same_float_for_every_customer():
     params = btyd.BGNBDParams(r=0.24, alpha=4.4, a=0.79, b=2.4)
     paired = btyd._paired_p_alive(params, btyd.PairedSummaries.of(x, t_x, big_t))
     np.testing.assert_array_equal(paired, btyd.p_alive(params, x, t_x, big_t))
+
+
+@pytest.mark.parametrize("summaries, outcome", [
+    (lambda: steady_buyer_summaries(3000, seed=2), "no_dropout"),
+    (lambda: homogeneous_dropout_summaries(2000, seed=1, dropout=0.03), "same_dropout"),
+    (lambda: homogeneous_rate_summaries(2000, rate=0.3, seed=3), "dropout"),
+    (lambda: (np.zeros(12), np.zeros(12), np.full(12, 4.0)), "failed"),
+])
+def test_the_fit_records_say_what_each_fit_found_and_which_features_it_gives(summaries, outcome):
+    """The records a drift check compares across snapshots: BG/NBD's outcome per kind of history (the NBD limit on
+    steady buyers, the dropout bound with one dropout rate, an inner fit, a failure), the same features as
+    add_features."""
+    x, t_x, big_t = summaries()
+    frame = pl.DataFrame({"_btyd_frequency": x, "_btyd_recency": t_x, "_btyd_T": big_t})
+    features, fits = btyd.add_features_and_fits(frame, horizon_days=90)
+    assert features.equals(btyd.add_features(frame, horizon_days=90))
+    assert [fit["model"] for fit in fits] == ["BG/NBD", "Pareto/NBD"]
+    assert [fit["features"] for fit in fits] == [["btyd_p_alive", "btyd_expected_purchases"],
+                                                 ["pnbd_p_alive", "pnbd_expected_purchases"]]
+    bgnbd = btyd.fit_bgnbd(x, t_x, big_t)
+    assert fits[0] == {"model": "BG/NBD", "features": ["btyd_p_alive", "btyd_expected_purchases"], "outcome": outcome,
+                       "status": bgnbd.status, "note": bgnbd.note}
+    assert outcome in btyd.FIT_OUTCOMES

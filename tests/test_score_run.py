@@ -151,13 +151,13 @@ def test_features_missing_a_column_fail_and_write_nothing(scored, monkeypatch):
     from pipeline.run import score
 
     cfg, _ = scored
-    real = score.features_and_labels_streamed  # what the runner builds today's features with
+    real = score.features_labels_and_fits_streamed  # what the runner builds today's features with
 
     def without_recency(*args, **kwargs):
-        features, labels = real(*args, **kwargs)
-        return features.drop(columns=["recency_days"]), labels
+        features, labels, fits = real(*args, **kwargs)
+        return features.drop(columns=["recency_days"]), labels, fits
 
-    monkeypatch.setattr(score, "features_and_labels_streamed", without_recency)
+    monkeypatch.setattr(score, "features_labels_and_fits_streamed", without_recency)
     before = _files(cfg)
     with pytest.raises(ScoreError, match="lacks 1 column\\(s\\) the model was trained on: recency_days"):
         score.run(cfg, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True)
@@ -696,3 +696,39 @@ def test_a_list_naming_nobody_counts_whom_relative_tiers_would_list(scored, tmp_
     assert len(said) == 1 and said[0].endswith(
         f"score.risk_tiers {{high: 2, medium: 1.5, relative_to: mean_probability}} would list the {would['at_risk']:,} "
         f"customers at 1.5 times the mean or more ({would['high']:,} at twice the mean or more, the high tier)")
+
+
+def test_the_bundle_keeps_its_test_snapshots_btyd_fits_and_scoring_compares_todays_with_them(
+        scored, tmp_path, monkeypatch):
+    """Training keeps what the test snapshot's BTYD fits found (its file's record) with the drift reference; scoring
+    compares it with what today's fits found: a fit that lands elsewhere today is named in the drift block."""
+    from pipeline.bundle import load_bundle
+    from pipeline.config import PathsConfig
+    from pipeline.drift import changed_fits
+    from pipeline.features.store import read_btyd_fits, snapshot_path
+    from pipeline.run import score
+
+    cfg, outcome = scored
+    reference = load_bundle(cfg.bundle_dir).manifest["drift_reference"]
+    test_snapshot = dt.date.fromisoformat(reference["snapshot"])
+    assert reference["fits"] == read_btyd_fits(snapshot_path(cfg.features_dir, test_snapshot))
+    assert [fit["model"] for fit in reference["fits"]] == ["BG/NBD", "Pareto/NBD"]
+    real = score.features_labels_and_fits_streamed
+    today: list[list[dict]] = []
+
+    def elsewhere(*args, **kwargs):  # BG/NBD's fit today finds what it did not at the test snapshot
+        features, labels, fits = real(*args, **kwargs)
+        today.append(fits)
+        other = "no_dropout" if fits[0]["outcome"] != "no_dropout" else "dropout"
+        return features, labels, [{**fits[0], "outcome": other}, *fits[1:]]
+
+    monkeypatch.setattr(score, "features_labels_and_fits_streamed", elsewhere)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "validated").symlink_to(cfg.validated_dir)
+    moved = cfg.model_copy(update={"paths": PathsConfig(data_dir=tmp_path / "data", models_dir=cfg.paths.models_dir)})
+    rescored = score.run(moved, as_of=dt.date.fromisoformat(outcome["as_of"]), bundle=cfg.bundle_dir, quiet=True)
+    then = {fit["model"]: fit["outcome"] for fit in reference["fits"]}
+    assert outcome["drift"]["changed_fits"] == changed_fits(
+        reference["fits"], today[0], reference_snapshot=reference["snapshot"], as_of=outcome["as_of"])
+    bgnbd = [change for change in rescored["drift"]["changed_fits"] if change["model"] == "BG/NBD"]
+    assert bgnbd and bgnbd[0]["then"] == then["BG/NBD"] and bgnbd[0]["as_of"] == outcome["as_of"]

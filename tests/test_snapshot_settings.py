@@ -11,8 +11,10 @@ from test_features_runner import DATES, workspace
 
 from pipeline.errors import FeatureError
 from pipeline.features.store import (
+    BTYD_FITS_KEY,
     check_settings_match,
     input_coverage,
+    read_btyd_fits,
     read_snapshot_settings,
     read_snapshots,
     recorded_settings,
@@ -49,6 +51,32 @@ def test_each_snapshot_records_the_settings_and_inputs_it_was_built_with(tmp_pat
     }
     assert recorded[0]["fingerprint"] == settings_fingerprint(settings) == summary["settings_fingerprint"]
     assert "monetary_90d" in settings["features"]
+
+
+def test_each_snapshot_records_what_its_btyd_fits_found_and_only_with_btyd(tmp_path):
+    """Six customers are too few to fit: each file says so per model, with the features the fit gives; the records
+    are not settings (the files' fingerprints stay equal); without the BTYD family nothing is recorded."""
+    cfg = workspace(tmp_path / "on", btyd=True)
+    features_runner.run(cfg, quiet=True)
+    for day in DATES:
+        fits = read_btyd_fits(snapshot_path(cfg.features_dir, day))
+        assert [(fit["model"], fit["outcome"]) for fit in fits] == [("BG/NBD", "failed"), ("Pareto/NBD", "failed")]
+        assert fits[0]["features"] == ["btyd_p_alive", "btyd_expected_purchases"]
+        assert fits[0]["status"].startswith("failed: 6 customers, ")
+    assert recorded_settings(cfg.features_dir)["settings"]["btyd"] is True
+    off = workspace(tmp_path / "off", btyd=False)
+    features_runner.run(off, quiet=True)
+    assert all(read_btyd_fits(snapshot_path(off.features_dir, day)) is None for day in DATES)
+
+
+def test_an_unreadable_btyd_fits_record_reads_as_none(tmp_path):
+    import pandas as pd
+
+    from pipeline.io import write_parquet
+
+    for raw, expected in [("[{\"model\": \"BG/NBD\"}]", [{"model": "BG/NBD"}]), ("{not json", None), ("{}", None)]:
+        path = write_parquet(pd.DataFrame({"x": [1.0]}), tmp_path / "snapshot.parquet", metadata={BTYD_FITS_KEY: raw})
+        assert read_btyd_fits(path) == expected
 
 
 def _stale_copy(tmp_path, cfg, date, **features):

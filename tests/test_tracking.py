@@ -268,6 +268,10 @@ def test_bundle_manifest_fields_name_the_split_and_the_drift_reference_of_the_te
     assert fields["champion_metric"] == "roc_auc" and fields["calibration"] == strong.model.calibrator_.method
     assert fields["drift_reference"]["snapshot"] == split["test"]
     assert fields["drift_reference"]["rows"] == len(strong.test_features)
+    assert "fits" not in fields["drift_reference"]  # none recorded (the BTYD family off, older snapshot files)
+    fits = [{"model": "BG/NBD", "features": ["btyd_p_alive"], "outcome": "no_dropout", "status": "ok", "note": "n"}]
+    with_fits = bundle_manifest_fields(strong, model=strong.model, champion_metric="roc_auc", test_fits=fits)
+    assert with_fits["drift_reference"]["fits"] == fits  # what churn score compares today's fits with
 
 
 def test_the_drift_reference_scores_the_test_snapshot_with_the_bundled_model(trained):

@@ -636,3 +636,31 @@ def test_a_blended_model_round_trips_and_its_contributions_add_up(table, result)
     restored = ChurnModel.from_files(blend.to_files())
     np.testing.assert_array_equal(restored.predict_proba(rows), blend.predict_proba(rows))
     assert restored.kind_ == "blend" and restored.blend_weight_ == 0.6
+
+
+def test_a_baseline_calibrated_where_its_score_barely_varied_stays_near_a_constant_where_it_spreads():
+    """Groceries: Pareto/NBD's expected purchases barely varied on the snapshot its calibrator was fitted on (the fit
+    there found dropout) and spread on the test snapshot (the NBD limit there): its sigmoid extrapolated to 0.0001
+    and 0.99 and its test log loss was 1.374, a constant's 0.69. Its ROC-AUC is the score's either way."""
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from pipeline import baselines
+
+    rng = np.random.default_rng(7)
+
+    def snapshot(day: str, expected: np.ndarray, churned: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"snapshot_date": pd.Timestamp(day, tz="UTC"), "pnbd_expected_purchases": expected,
+                             "churned": churned})
+
+    z = rng.normal(size=3000)
+    calibration = snapshot("2015-01-01", 1.015 + 0.0025 * z, (rng.random(3000) < 1 / (1 + np.exp(0.3 + 0.1 * z))) * 1.0)
+    earlier = snapshot("2014-07-01", rng.gamma(2.0, 0.5, 3000), (rng.random(3000) < 0.43) * 1.0)
+    test = snapshot("2015-07-01", rng.uniform(0.65, 1.75, 3000), (rng.random(3000) < 0.43) * 1.0)
+    fits = baselines.fit_baselines(pd.concat([earlier, calibration]), [(earlier, calibration)], rfm_features=[],
+                                   calibration="sigmoid", seed=0, fit_rows=10_000)
+    pareto = fits.fitted["pareto_nbd"]
+    assert pareto.calibrator.method == "sigmoid"
+    probabilities = pareto.predict_proba(test)
+    churned = test["churned"].to_numpy()
+    assert log_loss(churned, probabilities) < log_loss(churned, np.full(3000, calibration["churned"].mean())) + 0.02
+    assert roc_auc_score(churned, probabilities) == roc_auc_score(churned, -test["pnbd_expected_purchases"])

@@ -32,6 +32,12 @@ Such a fit is kept too, and its note says which of the two it is from the fitted
 A fit returns a `Fit` with a `status`: "ok" or "failed: <reason>", and a `note` for the limit. A model that cannot be fitted is never scored as a constant: its
 features are NaN for everyone and a warning names the reason; a customer whose own values are not
 finite gets NaN. The fit never raises.
+
+What each fit found is also kept as data (`fit_record`, from `add_features_and_fits`): the model, the features
+it gives and its `outcome` (FIT_OUTCOMES: no dropout, the same dropout for everyone, dropout, failed). The
+features stage stores it with each snapshot and the training bundle with its test snapshot, so that a drift
+check can tell features that moved because the fit landed elsewhere (the NBD limit at one snapshot and not at
+the other) from features that moved with the customers.
 """
 
 from __future__ import annotations
@@ -470,6 +476,35 @@ def summary_columns(*, as_of: dt.date) -> list[pl.Expr]:
     ]
 
 
+# The features each model gives: a fit that lands elsewhere moves them together.
+FIT_FEATURES = {"BG/NBD": ("btyd_p_alive", "btyd_expected_purchases"),
+                "Pareto/NBD": ("pnbd_p_alive", "pnbd_expected_purchases")}
+# What a fit found (`fit_outcome`), in the words a drift warning uses.
+FIT_OUTCOMES = {
+    "no_dropout": "found no dropout (the NBD limit: P(alive) near 1 for everyone)",
+    "same_dropout": "found the same dropout for every customer (its dropout pair on a bound)",
+    "dropout": "found dropout",
+    "failed": "failed (its features missing for everyone)",
+}
+
+
+def fit_outcome(fit: Fit) -> str:
+    """A key of FIT_OUTCOMES: "failed", "no_dropout" (the NBD limit), "same_dropout" (kept on the dropout pair's
+    bound with P(alive) spread out: `limit_note`) or "dropout" (a fit inside its bounds)."""
+    if not fit.ok:
+        return "failed"
+    if fit.note == NO_DROPOUT_NOTE:
+        return "no_dropout"
+    return "same_dropout" if fit.note else "dropout"
+
+
+def fit_record(model: str, fit: Fit) -> dict[str, object]:
+    """JSON-able record of `model`'s fit on a snapshot: model, features (FIT_FEATURES), outcome (`fit_outcome`),
+    status and note."""
+    return {"model": model, "features": list(FIT_FEATURES[model]), "outcome": fit_outcome(fit), "status": fit.status,
+            "note": fit.note}
+
+
 def on_sample(fit: Fit, *, step: int, customers: int) -> Fit:
     """`fit`, its failure saying that it was fitted on one in `step` of the snapshot's `customers` (a failure counts the
     customers it saw, which would read as the snapshot's own count)."""
@@ -494,6 +529,13 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int, as_of: dt.date | Non
     """Fit BG/NBD and Pareto/NBD on every row of `frame` (sorted by customer_id) and add btyd_p_alive,
     btyd_expected_purchases, pnbd_p_alive, pnbd_expected_purchases (NaN for everyone when a fit failed).
     The log names the snapshot `as_of` of each failure and note."""
+    return add_features_and_fits(frame, horizon_days=horizon_days, as_of=as_of)[0]
+
+
+def add_features_and_fits(
+    frame: pl.DataFrame, *, horizon_days: int, as_of: dt.date | None = None
+) -> tuple[pl.DataFrame, list[dict[str, object]]]:
+    """`add_features`, and the two fits' records (`fit_record`: BG/NBD, then Pareto/NBD)."""
     x, t_x, big_t = (frame[c].to_numpy().astype(float) for c in ("_btyd_frequency", "_btyd_recency", "_btyd_T"))
     step = max(1, -(-len(x) // MAX_FIT_CUSTOMERS))
     horizon = horizon_days / 7.0
@@ -502,8 +544,10 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int, as_of: dt.date | Non
     pnbd_step = max(1, -(-len(x) // MAX_PNBD_FIT_CUSTOMERS))
     pnbd = fit_pareto_nbd(x[::pnbd_step], t_x[::pnbd_step], big_t[::pnbd_step])
     paired = PairedSummaries.of(x, t_x, big_t) if bgnbd.ok or pnbd.ok else None  # distinct pairs found once
-    _log_fit("BG/NBD", on_sample(bgnbd, step=step, customers=len(x)), as_of=as_of)
-    _log_fit("Pareto/NBD", on_sample(pnbd, step=pnbd_step, customers=len(x)), as_of=as_of)
+    fits = {"BG/NBD": on_sample(bgnbd, step=step, customers=len(x)),
+            "Pareto/NBD": on_sample(pnbd, step=pnbd_step, customers=len(x))}
+    for model, fit in fits.items():
+        _log_fit(model, fit, as_of=as_of)
     alive = expected = missing
     if bgnbd.ok:
         data = Summaries.of(x, t_x, big_t, distinct=False)
@@ -517,9 +561,10 @@ def add_features(frame: pl.DataFrame, *, horizon_days: int, as_of: dt.date | Non
         pnbd_alive = _pnbd_p_alive(pnbd.params, data)
         pnbd_expected = _pnbd_expected_purchases(pnbd.params, horizon, data, pnbd_alive)
         pnbd_alive = np.where(np.isfinite(pnbd_alive), pnbd_alive, np.nan)
-    return frame.with_columns(
+    columns = frame.with_columns(
         pl.Series("btyd_p_alive", alive, dtype=pl.Float64),
         pl.Series("btyd_expected_purchases", expected, dtype=pl.Float64),
         pl.Series("pnbd_p_alive", pnbd_alive, dtype=pl.Float64),
         pl.Series("pnbd_expected_purchases", pnbd_expected, dtype=pl.Float64),
     )
+    return columns, [fit_record(model, fit) for model, fit in fits.items()]

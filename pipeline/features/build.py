@@ -88,15 +88,24 @@ def population_features_from_aggregates(
 ) -> pl.DataFrame:
     """Population step on the per-customer aggregates of ALL customers of the snapshot `as_of` (named in the
     BTYD log lines); polars in and out."""
+    return population_features_and_fits(aggregates, cfg=cfg, as_of=as_of)[0]
+
+
+def population_features_and_fits(
+    aggregates: pl.DataFrame, *, cfg: FeaturesConfig, as_of: dt.date | None = None
+) -> tuple[pl.DataFrame, list[dict]]:
+    """`population_features_from_aggregates`, and the records of the snapshot's BTYD fits (`btyd.fit_record`;
+    none without cfg.btyd)."""
     frame = aggregates if aggregates["customer_id"].is_sorted() else aggregates.sort("customer_id")
     frame = activity.add_history_flags(rfm.add_overdue(frame))
+    fits: list[dict] = []
     if cfg.btyd:
-        frame = btyd.add_features(frame, horizon_days=cfg.horizon_days, as_of=as_of)
+        frame, fits = btyd.add_features_and_fits(frame, horizon_days=cfg.horizon_days, as_of=as_of)
     columns = [
         pl.col(spec.name).cast(pl.String if spec.kind == "categorical" else pl.Float64) for spec in feature_specs(cfg)
     ]
     eligible = rfm.add_scores(frame.lazy().filter(pl.col("eligible")))
-    return eligible.select(pl.col("customer_id").cast(pl.String), *columns).collect()
+    return eligible.select(pl.col("customer_id").cast(pl.String), *columns).collect(), fits
 
 
 def to_pandas_features(frame: pl.DataFrame, *, cfg: FeaturesConfig) -> pd.DataFrame:
@@ -114,25 +123,28 @@ def features_from_tables(tables: EventTables, *, as_of: dt.date, cfg: FeaturesCo
 def features_from_partitions(partitions: Sequence[EventTables], *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
     """`build_features` on the tables of customer partitions (`partitioned_event_tables`): the per-customer
     step on each, concatenated, then the population step over all customers."""
-    return to_pandas_features(polars_features_from_partitions(partitions, as_of=as_of, cfg=cfg), cfg=cfg)
+    return to_pandas_features(polars_features_and_fits_from_partitions(partitions, as_of=as_of, cfg=cfg)[0], cfg=cfg)
 
 
-def polars_features_from_partitions(
+def polars_features_and_fits_from_partitions(
     partitions: Sequence[EventTables], *, as_of: dt.date, cfg: FeaturesConfig
-) -> pl.DataFrame:
-    """`features_from_partitions` before `to_pandas_features`: the population step's polars frame."""
+) -> tuple[pl.DataFrame, list[dict]]:
+    """`features_from_partitions` before `to_pandas_features` (the population step's polars frame), and the records of
+    the snapshot's BTYD fits."""
     snapshot_time(as_of)
     aggregates = [customer_aggregates_from_tables(tables, as_of=as_of, cfg=cfg) for tables in partitions]
-    return polars_features_from_aggregates(aggregates, as_of=as_of, cfg=cfg)
+    return polars_features_and_fits_from_aggregates(aggregates, as_of=as_of, cfg=cfg)
 
 
-def polars_features_from_aggregates(aggregates: list[pl.DataFrame], *, as_of: dt.date, cfg: FeaturesConfig) -> pl.DataFrame:
+def polars_features_and_fits_from_aggregates(
+    aggregates: list[pl.DataFrame], *, as_of: dt.date, cfg: FeaturesConfig
+) -> tuple[pl.DataFrame, list[dict]]:
     """The population step on the per-customer aggregates of customer partitions, in partition order (emptied:
-    the concatenated copy replaces them in memory)."""
+    the concatenated copy replaces them in memory), and the records of the snapshot's BTYD fits."""
     # One chunk per column: the population step's expressions and to_pandas on five chunks cost more than this copy.
     frame = aggregates[0] if len(aggregates) == 1 else pl.concat(aggregates, how="vertical_relaxed", rechunk=True)
     aggregates.clear()  # the rechunked frame is a copy: the partitions' rows need not stay in memory beside it
-    return population_features_from_aggregates(frame, cfg=cfg, as_of=as_of)
+    return population_features_and_fits(frame, cfg=cfg, as_of=as_of)
 
 
 def build_features(events: Events, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:

@@ -11,7 +11,9 @@ attributes (sources.customers.attributes, when any) and those of them that are n
 list, and the inputs present
 (the sources with rows and their non-empty columns, `input_coverage`). `read_snapshots` refuses a mix of
 fingerprints and names the stale files; `check_settings_match` compares the snapshots with the config training
-runs with.
+runs with. With the BTYD family on, a file also records what the snapshot's BTYD fits found (key
+`churn.btyd_fits`, `btyd_fits_metadata`, read by `read_btyd_fits`): training keeps its test snapshot's with the
+drift reference.
 """
 
 from __future__ import annotations
@@ -96,6 +98,26 @@ def settings_fingerprint(settings: Mapping[str, Any]) -> str:
 def snapshot_metadata(settings: Mapping[str, Any]) -> dict[str, str]:
     """Parquet key-value metadata recording `settings` and their fingerprint."""
     return {METADATA_KEY: json.dumps({"fingerprint": settings_fingerprint(settings), "settings": settings}, sort_keys=True)}
+
+
+BTYD_FITS_KEY = "churn.btyd_fits"
+
+
+def btyd_fits_metadata(fits: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """Parquet key-value metadata recording a snapshot's BTYD fit records (`pipeline.features.btyd.fit_record`);
+    nothing when there are none (the BTYD family off)."""
+    return {BTYD_FITS_KEY: json.dumps(list(fits), sort_keys=True)} if fits else {}
+
+
+def read_btyd_fits(path: Path | str) -> list[dict[str, Any]] | None:
+    """The BTYD fit records of a snapshot file (its footer only), or None when it records none (the BTYD family
+    off, a file built before they were recorded, or an unreadable record)."""
+    raw = (pq.read_schema(path).metadata or {}).get(BTYD_FITS_KEY.encode("utf-8"))
+    try:
+        fits = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None
+    return fits if isinstance(fits, list) and all(isinstance(fit, dict) for fit in fits) else None
 
 
 def read_snapshot_settings(path: Path | str) -> dict[str, Any] | None:

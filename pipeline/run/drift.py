@@ -4,13 +4,13 @@ model's training test snapshot, from the reference the bundle's manifest carries
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from pipeline.config import Config
-from pipeline.drift import drift_table, drift_warnings, retraining_adds_labels
+from pipeline.drift import changed_fits, drift_table, drift_warnings, retraining_adds_labels
 from pipeline.features.rfm import RANKED_COLUMNS
 from pipeline.progress import get_logger
 from pipeline.run.features import resolved_snapshot_dates
@@ -46,12 +46,16 @@ def scoring_drift(
     observed_rate: float | None,
     newer_labels: bool | None = None,
     newest_training_snapshot: str | None = None,
+    fits: Sequence[Mapping[str, Any]] | None = None,
+    as_of: dt.date | None = None,
 ) -> dict[str, Any] | None:
     """The drift block of the scoring summary (None when the bundle has no reference); warns in the log.
 
     Block: reference snapshot, predicted and recently observed churn rate, the `monitor.drift_top` largest
-    shifts (feature, psi, missing shares), the warnings, whether retraining is recommended and
-    `retraining_adds_labels` (`newer_labels`: None when unknown). Retraining is recommended on a warning
+    shifts (feature, psi, missing shares), the warnings, whether retraining is recommended,
+    `retraining_adds_labels` (`newer_labels`: None when unknown) and `changed_fits`: the BTYD fits that found
+    otherwise on the scoring day `as_of` (`fits`: its fit records) than at the reference snapshot (`changed_fits`;
+    empty when either side, or `as_of`, is not given). Retraining is recommended on a warning
     unless retraining could learn from no newer labels than the model did (`newer_labels` False): then the
     log says the model is as recent as the data allows, since advising a retrain would be false."""
     log = get_logger()
@@ -61,10 +65,12 @@ def scoring_drift(
     table = drift_table(features, scores["churn_probability"].to_numpy(float), reference, ranked=RANKED_COLUMNS)
     predicted_rate = float(scores["churn_probability"].mean())
     settings = cfg.monitor
+    changed = [] if as_of is None else changed_fits(
+        reference.get("fits"), fits, reference_snapshot=str(reference.get("snapshot")), as_of=as_of.isoformat())
     warnings = drift_warnings(
         table, predicted_rate=predicted_rate, observed_rate=observed_rate, psi_warning=settings.psi_warning,
         missing_share_warning=settings.missing_share_warning, churn_rate_gap_warning=settings.churn_rate_gap_warning,
-        min_shift=settings.min_shift,
+        min_shift=settings.min_shift, fits=changed,
     )
     as_recent_as_data = newer_labels is False
     for sentence in warnings:
@@ -86,4 +92,5 @@ def scoring_drift(
         "warnings": warnings,
         "retrain_recommended": bool(warnings) and not as_recent_as_data,
         "retraining_adds_labels": newer_labels,
+        "changed_fits": changed,
     }

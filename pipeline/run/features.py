@@ -28,19 +28,25 @@ from rich.table import Table
 
 from pipeline.config import Config, FeaturesConfig
 from pipeline.contract import BOOLEAN, FLOAT, STRING, TIMESTAMP, contract
-from pipeline.dask_engine import dask_client, dask_features, dask_labels_and_came_back, load_partitioned_tables
+from pipeline.dask_engine import (
+    dask_client,
+    dask_features_and_fits,
+    dask_labels_and_came_back,
+    load_partitioned_tables,
+)
 from pipeline.errors import FeatureError, ScoreError
 from pipeline.events import Events
 from pipeline.features import feature_names
 from pipeline.features.build import (
     customer_aggregates_from_tables,
-    polars_features_from_aggregates,
-    polars_features_from_partitions,
+    polars_features_and_fits_from_aggregates,
+    polars_features_and_fits_from_partitions,
     to_pandas_features,
 )
 from pipeline.features.loyalty import unknown_tiers
 from pipeline.features.store import (
     LABEL,
+    btyd_fits_metadata,
     feature_settings,
     input_coverage,
     settings_fingerprint,
@@ -227,7 +233,7 @@ def _run(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     window = {"lookback_days": cfg.features.lookback_days, "horizon_days": cfg.features.horizon_days}
     return _write_snapshots(
         cfg,
-        features_at=lambda as_of: polars_features_from_partitions(tables, as_of=as_of, cfg=cfg.features),
+        features_at=lambda as_of: polars_features_and_fits_from_partitions(tables, as_of=as_of, cfg=cfg.features),
         labels_at=lambda as_of, came_back, left_out: labels_and_came_back(
             tables, as_of=as_of, came_back=came_back, left_out=left_out, **window),
         last_date=last_date,
@@ -249,7 +255,7 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
         try:
             return _write_snapshots(
                 cfg,
-                features_at=lambda as_of: dask_features(tables, as_of=as_of, cfg=cfg.features),
+                features_at=lambda as_of: dask_features_and_fits(tables, as_of=as_of, cfg=cfg.features),
                 labels_at=lambda as_of, came_back, left_out: dask_labels_and_came_back(
                     tables, as_of=as_of, came_back=came_back, left_out=left_out, **window),
                 last_date=tables.last_event_date,
@@ -263,7 +269,7 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
 def _write_snapshots(
     cfg: Config,
     *,
-    features_at: Callable[[dt.date], Any],
+    features_at: Callable[[dt.date], tuple[Any, list[dict]]],
     labels_at: Callable[[dt.date, bool, list[str]], tuple[pd.DataFrame, tuple[int, int] | None]],
     last_date: dt.date | None,
     started: float,
@@ -274,7 +280,8 @@ def _write_snapshots(
     """Build, label and write every configured snapshot: `workers` snapshots computed at once, files
     written in date order by one background writer while the next snapshots are computed.
 
-    `features_at` may return the features in another form than pandas, with `as_pandas` turning them
+    `features_at(day)` gives the features of `day` and the records of its BTYD fits (kept in the file's metadata:
+    `btyd_fits_metadata`). It may return the features in another form than pandas, with `as_pandas` turning them
     into `build_features`' frame: the writer thread does that, so the conversion is not on the path
     of the next snapshot's computation. `labels_at(day, came_back, left_out)`: the labels of `day` and, with
     `came_back`, (the customers labelled churned, of them those who purchased in the horizon after their label
@@ -297,7 +304,7 @@ def _write_snapshots(
     def labelled_at(as_of: dt.date) -> bool:
         return horizon_passed(as_of, horizon_days=horizon, last_event_date=last_date)
 
-    def computed_at(as_of: dt.date) -> tuple[Any, pd.DataFrame | None, tuple[int, int] | None]:
+    def computed_at(as_of: dt.date) -> tuple[tuple[Any, list[dict]], pd.DataFrame | None, tuple[int, int] | None]:
         if not labelled_at(as_of):
             return features_at(as_of), None, None
         covered = next_window_covered(as_of, horizon_days=horizon, last_event_date=last_date)
@@ -305,10 +312,12 @@ def _write_snapshots(
         return features_at(as_of), *labels_at(as_of, covered, left_out)
 
     def written(
-        as_of: dt.date, features: Any, labels: pd.DataFrame | None, later: tuple[int, int] | None
+        as_of: dt.date, computed: tuple[Any, list[dict]], labels: pd.DataFrame | None, later: tuple[int, int] | None
     ) -> dict[str, Any]:
+        features, fits = computed
         frame = snapshot_frame(as_pandas(features), labels, as_of=as_of)
-        outputs.write(snapshot_path(cfg.features_dir, as_of), lambda path: write_parquet(frame, path, metadata=metadata))
+        footer = {**metadata, **btyd_fits_metadata(fits)}
+        outputs.write(snapshot_path(cfg.features_dir, as_of), lambda path: write_parquet(frame, path, metadata=footer))
         if frame.empty:
             log.warning("snapshot %s has no eligible customers (no purchase in the %d days before it)",
                         as_of, cfg.features.lookback_days)
@@ -468,6 +477,15 @@ def features_and_labels_streamed(
     `horizon_days`) of the `read_validated` frames, for one date: each customer partition's tables are prepared,
     read for both and dropped before the next, so memory holds one partition's tables, not all of them (the
     features stage keeps them all, for its many snapshots). The same values as with all tables prepared."""
+    features, labels, _ = features_labels_and_fits_streamed(
+        frames, as_of=as_of, labels_as_of=labels_as_of, cfg=cfg, horizon_days=horizon_days)
+    return features, labels
+
+
+def features_labels_and_fits_streamed(
+    frames: dict[str, pl.DataFrame], *, as_of: dt.date, labels_as_of: dt.date, cfg: FeaturesConfig, horizon_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """`features_and_labels_streamed`, and the records of the BTYD fits as of `as_of` (`btyd.fit_record`)."""
     partitions = partition_count(frames["transactions"].height, partition_rows=cfg.partition_rows)
     aggregates, labels = [], []
     for part in customer_partitions(frames, partitions=partitions):
@@ -476,8 +494,9 @@ def features_and_labels_streamed(
         labels.append(churn_labels_from_partitions([tables], as_of=labels_as_of, lookback_days=cfg.lookback_days,
                                                    horizon_days=horizon_days))
         del tables, part
-    features = to_pandas_features(polars_features_from_aggregates(aggregates, as_of=as_of, cfg=cfg), cfg=cfg)
-    return features, pd.concat(labels, ignore_index=True) if len(labels) > 1 else labels[0]
+    features, fits = polars_features_and_fits_from_aggregates(aggregates, as_of=as_of, cfg=cfg)
+    return (to_pandas_features(features, cfg=cfg), pd.concat(labels, ignore_index=True) if len(labels) > 1 else labels[0],
+            fits)
 
 
 def partition_count(transaction_rows: int, *, partition_rows: int) -> int:

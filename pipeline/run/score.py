@@ -49,7 +49,7 @@ from pipeline.plots_review import risk_tier_action_figure, save_figure
 from pipeline.progress import get_logger, timed
 from pipeline.run.drift import newer_labels_since_training, observed_rate, scoring_drift
 from pipeline.run.features import (
-    features_and_labels_streamed,
+    features_labels_and_fits_streamed,
     labels_report_path,
     read_validated,
     unknown_tier_warning,
@@ -591,7 +591,7 @@ def run(
             info.horizon_days, cfg.features.horizon_days,
         )
     with timed(f"features as of {as_of}"):
-        features, recent_labels = features_and_labels_streamed(
+        features, recent_labels, fits = features_labels_and_fits_streamed(
             frames, as_of=as_of, labels_as_of=as_of - dt.timedelta(days=info.horizon_days), cfg=cfg.features,
             horizon_days=info.horizon_days)
         del frames
@@ -622,6 +622,7 @@ def run(
         newer_labels=newer_labels_since_training(
             cfg, training_snapshots=info.training_snapshots, horizon_days=info.horizon_days, data_ends=data_ends),
         newest_training_snapshot=max(info.training_snapshots) if info.training_snapshots else None,
+        fits=fits, as_of=as_of,
     )
     summary["missing_inputs"] = missing
     # Why this list's realised metrics would flatter the model; False: they would not; None: the bundle does not say.

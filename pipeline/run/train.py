@@ -46,8 +46,10 @@ from pipeline.evaluate import (
 from pipeline.features.registry import feature_specs
 from pipeline.features.store import (
     check_settings_match,
+    read_btyd_fits,
     read_snapshots,
     recorded_settings,
+    snapshot_path,
     snapshot_row_counts,
 )
 from pipeline.io import complete_interrupted_publishes, read_report, write_json
@@ -340,6 +342,7 @@ def track_training(
     manifest_extra: Mapping[str, Any] | None = None,
     left_out: Sequence[str] = (),
     warnings: Mapping[str, str] | None = None,
+    test_fits: Sequence[Mapping[str, Any]] | None = None,
 ) -> TrainingRecord:
     """Log one training to MLflow, register the model, write and log the bundle, decide the champion.
 
@@ -348,6 +351,7 @@ def track_training(
     `manifest_extra`: more fields for the bundle manifest (e.g. `training_inputs`, the sources and columns
     present at training, which `churn score` checks). The ingest report of the data (when `churn ingest` wrote one)
     is logged with the inputs, and `left_out` (labelled snapshots not read) and `warnings` (tag -> text) are tagged.
+    `test_fits`: the records of the test snapshot's BTYD fits, kept with the drift reference (`read_btyd_fits`).
 
     Order: figures (under `cfg.reports_dir/training`), then one run with its metadata and metrics, nested
     baseline runs and the figures; the pyfunc model registered (none when the model's files equal the
@@ -360,7 +364,7 @@ def track_training(
     figures_dir = Path(cfg.reports_dir) / "training"
     figures = save_training_figures(result, folder=figures_dir)
     manifest = {
-        **bundle_manifest_fields(result, model=model, champion_metric=settings.champion_metric),
+        **bundle_manifest_fields(result, model=model, champion_metric=settings.champion_metric, test_fits=test_fits),
         **(manifest_extra or {}),
     }
     contents = training_run_contents(
@@ -514,6 +518,7 @@ def run(cfg: Config, *, backtest: bool, quiet: bool) -> TrainOutcome:
             left_out=[str(d) for d in left_out],
             warnings={tag: text for tag, text in (("attribute_leak", leak), ("few_test_labels", few),
                                                   ("chance_test_ranking", chance)) if text} or None,
+            test_fits=read_btyd_fits(snapshot_path(cfg.features_dir, split.test.date())),
         )
     if not quiet:
         out = console()
