@@ -379,16 +379,18 @@ def test_a_list_where_no_customer_reaches_the_medium_tier_says_why_it_names_nobo
     from pipeline.run.score import no_one_at_risk
 
     features, _ = make_features(300, seed=3)
-    calm = score(features, model, cfg=CFG.model_copy(update={"risk_tiers": RiskTiersConfig(high=0.995, medium=0.99)}))
+    highest = score(features, model)["churn_probability"].max()
+    medium = (np.floor(highest * 100) + 1) / 100  # the next hundredth above the highest probability
+    tiers = RiskTiersConfig(high=medium + 0.005, medium=medium)
+    calm = score(features, model, cfg=CFG.model_copy(update={"risk_tiers": tiers}))
     summary = summarise_scores(calm, budget=CFG.budget, as_of=AS_OF)
     assert summary["at_risk"] == 0
-    summary["risk_tiers"] = {"high": 0.995, "medium": 0.99}
-    highest = calm["churn_probability"].max()
-    assert summary["highest_probability"] == pytest.approx(highest) and round(highest, 2) == 0.99 > highest
-    # the highest (0.987) is said to three digits: 'the highest is 0.99' beside a tier of 0.99 read as reaching it
+    summary["risk_tiers"] = {"high": tiers.high, "medium": medium}
+    assert summary["highest_probability"] == pytest.approx(highest) and medium > highest
+    # the highest is said to three digits: 'the highest is 0.99' beside a tier of 0.99 (0.987) read as reaching it
     assert no_one_at_risk(summary) == [
-        f"no customer reaches the medium tier's churn probability 0.99 (the highest is {highest:.3f}), so none is "
-        "listed at risk, explained or offered an action: lower score.risk_tiers to list the riskiest"]
+        f"no customer reaches the medium tier's churn probability {medium:.2f} (the highest is {highest:.3f}), so "
+        "none is listed at risk, explained or offered an action: lower score.risk_tiers to list the riskiest"]
     listed = summarise_scores(score(features, model), budget=CFG.budget, as_of=AS_OF)
     assert listed["at_risk"] > 0 and no_one_at_risk({**listed, "risk_tiers": {"high": 0.5, "medium": 0.25}}) == []
 
