@@ -590,7 +590,7 @@ class IngestConfig(StrictModel):
     # say (a test order past the export's real end, days whose orders were not all written yet). null: the data's own
     # end.
     latest: dt.date | None = None
-    # Rows whose amount, discount, unit_price or loyalty points exceed this in absolute value are
+    # Rows whose amount, discount, unit_price, quantity or loyalty points exceed this in absolute value are
     # quarantined (the sums downstream are exact int64 ten-thousandths).
     max_abs_amount: float = Field(1e9, gt=0.0, le=MAX_ABS_AMOUNT_LIMIT)
     # Id normalisation beyond whitespace and '17850.0' -> '17850' (always done): keep, lower or upper case.

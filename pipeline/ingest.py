@@ -187,8 +187,10 @@ REFERENCE_GAP_SHARE = 0.10
 # the 5th-95th percentile span) ends the data (histories thin out towards their start).
 START_MIN_GAP = pd.Timedelta(days=730)
 START_GAP_SHARE = 0.25
-# Money columns bounded by ingest.max_abs_amount (summed as int64 ten-thousandths downstream).
+# Money columns: a word in one is no amount (its reason suggests no recode).
 BOUNDED_MONEY = {"transactions": ("amount", "unit_price", "discount"), "loyalty_events": ("points",)}
+# Columns bounded by ingest.max_abs_amount: the money, and quantities, all summed as int64 ten-thousandths downstream.
+BOUNDED = {**BOUNDED_MONEY, "transactions": (*BOUNDED_MONEY["transactions"], "quantity")}
 # Deadlines: a column of dates without a time of day is kept by the end of its day (a promised delivery date).
 END_OF_DAY = frozenset({("transactions", "promised_delivery_at")})
 # Time-ordered pairs (later, earlier): the later one may not come before the earlier one.
@@ -1050,7 +1052,7 @@ def validation_schema(
     customers' attribute columns after the contract's (nullable, any value): text, but those of `numbers` float64.
 
     Timestamps must lie between `earliest_allowed` (any column; `earliest_rule` names where it comes
-    from) and `latest_allowed` (past facts; `latest_rule` likewise); money columns (BOUNDED_MONEY) within
+    from) and `latest_allowed` (past facts; `latest_rule` likewise); money and quantities (BOUNDED) within
     ±`max_abs_amount`.
     Check errors are the reasons users see (see `rule_problems`)."""
     spec = contract(name)
@@ -1066,7 +1068,7 @@ def validation_schema(
             shown = "%Y-%m-%d %H:%M" if zoned else "%Y-%m-%d"
             too_early = f"earlier than {earliest_rule} ({earliest_allowed.strftime(shown)} UTC)"
             checks.append(pa.Check.ge(earliest_allowed, error=too_early))
-        if column in BOUNDED_MONEY.get(name, ()) and max_abs_amount is not None:
+        if column in BOUNDED.get(name, ()) and max_abs_amount is not None:
             beyond = f"beyond ±{max_abs_amount:g} (ingest.max_abs_amount)"
             checks.append(pa.Check.in_range(-max_abs_amount, max_abs_amount, error=beyond))
         if (name, column) in ALLOWED_VALUES:

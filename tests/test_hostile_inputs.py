@@ -301,6 +301,10 @@ QUARANTINED = {
         Case(files={"t.csv": with_rows("o9,17850,2024-01-04,5000")}, ingest={"max_abs_amount": 1000}),
         "amount: beyond ±1000 (ingest.max_abs_amount)",
     ),
+    "a quantity of 1e15 (features refuse to sum it)": (
+        Case(files={"t.csv": with_column(with_rows("o9,17850,2024-01-04,1"), "quantity", "1", last="1e15")}),
+        "quantity: beyond ±1e+09 (ingest.max_abs_amount)",
+    ),
     "a missing order id": (Case(files={"t.csv": with_rows(",17850,2024-01-04,1")}), "order_id: missing"),
     "a null token as order id": (Case(files={"t.csv": with_rows("NULL,17850,2024-01-04,1")}), "order_id: missing"),
     "a guest checkout": (Case(files={"t.csv": with_rows("o9,,2024-01-04,1")}), ANONYMOUS),
