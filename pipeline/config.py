@@ -7,6 +7,7 @@ Unknown keys and bad values raise `ConfigError` naming the key.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import datetime as dt
 import difflib
@@ -99,6 +100,15 @@ class ReadOptions(StrictModel):
         if not self.header and not self.column_names:
             raise ValueError("header: false needs column_names")
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        return value
 
     @field_validator("currency")
     @classmethod

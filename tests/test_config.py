@@ -69,6 +69,8 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.discount_is", "percent", r"  sources\.transactions\.discount_is: Input should be 'money' or 'share'"),
         ("sources.transactions.read.currency", "12 €", r"  sources\.transactions\.read\.currency: Value error, '12 €' is not a "
                                                      r"currency sign or code"),
+        ("sources.transactions.read.encoding", "utf8x", r"  sources\.transactions\.read\.encoding: Value error, unknown "
+                                                       r"encoding 'utf8x' \(e\.g\. utf-8, cp1252, latin-1, utf-16\)"),
         ("sources.transactions.read", {"decimal": ",", "thousands": ","},
          r"  sources\.transactions\.read: Value error, thousands and decimal are both ','"),
     ],
