@@ -72,7 +72,7 @@ class ReadOptions(StrictModel):
     """How to read one source file (CSV options are ignored for Parquet; Excel uses header, column_names,
     na_values, sheet and the number marks of text cells)."""
 
-    sep: str = ","
+    sep: str = Field(",", min_length=1)
     encoding: str = "utf-8"
     # strptime codes ('%d.%m.%Y %H:%M'); 'unix' / 'unix_ms': seconds / milliseconds since 1970-01-01 UTC;
     # 'excel': a spreadsheet's date serial, days since 1899-12-30 (45322.5 is 2024-01-31 12:00)

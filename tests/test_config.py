@@ -71,6 +71,7 @@ def test_repository_configs_are_valid(name):
                                                      r"currency sign or code"),
         ("sources.transactions.read.encoding", "utf8x", r"  sources\.transactions\.read\.encoding: Value error, unknown "
                                                        r"encoding 'utf8x' \(e\.g\. utf-8, cp1252, latin-1, utf-16\)"),
+        ("sources.transactions.read.sep", "", r"  sources\.transactions\.read\.sep: String should have at least 1 character"),
         ("sources.transactions.read", {"decimal": ",", "thousands": ","},
          r"  sources\.transactions\.read: Value error, thousands and decimal are both ','"),
     ],
