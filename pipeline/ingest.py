@@ -123,6 +123,7 @@ from pipeline.sources import (
     concat_as_read,
     empty_problems,
     hidden_ids,
+    invisible_ids,
     holds_dates,
     infer_date_format,
     is_text,
@@ -149,6 +150,8 @@ ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so diffe
               "the column formatted as text")
 HIDDEN_ID = ("shown as '#######' (a spreadsheet's sign of a column too narrow for its values, saved as shown), so "
              "different ids look alike; re-export with the column wide enough or formatted as text")
+INVISIBLE_ID = ("holds an invisible or control character (a zero-width space, byte-order mark, NUL, tab, ...), so it "
+                "does not match the same id written without it; remove the character in the export")
 # The reason of a row whose record a more recent file of the source holds too (overlapping exports): not a bad row.
 REPEATED = "repeated in a more recent export file (overlapping exports): the latest copy is kept"
 # The contract columns that name one record of a source; the others (a delivery time, a ticket's close, an order's
@@ -562,14 +565,18 @@ def parse_source(
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
             parsed, reason = parse_ids(values, case=id_case), ROUNDED_ID
-            rounded, hidden = rounded_ids(parsed), hidden_ids(parsed)
-            if len(rounded) or len(hidden):  # unparsed: quarantined as bad, not as a guest
+            rounded = rounded_ids(parsed)
+            marked = {why: rows for why, rows in ((HIDDEN_ID, hidden_ids(parsed)), (INVISIBLE_ID, invisible_ids(parsed)))
+                     if len(rows)}
+            unread = np.unique(np.concatenate([rounded, *marked.values()]))
+            if len(unread):  # unparsed: quarantined as bad, not as a guest
                 parsed = parsed.copy()
-                parsed.iloc[np.union1d(rounded, hidden)] = None
-            if len(hidden):
-                problems.append(_problems(hidden, column, HIDDEN_ID))
+                parsed.iloc[unread] = None
+            if marked:
                 values = values.copy()
-                values.iloc[hidden] = None  # its reason is given: not unparsed as well
+                for why, rows in marked.items():
+                    problems.append(_problems(rows, column, why))
+                    values.iloc[rows] = None  # its reason is given: not unparsed as well
         else:
             parsed, reason = values.astype(STRING), ""
             if (raw.name, column) in ALLOWED_VALUES:

@@ -1057,6 +1057,20 @@ def hidden_ids(ids: pd.Series) -> np.ndarray:
     return _matching_ids(ids, "#", HIDDEN_ID_PATTERN)
 
 
+# An id holding a control character (NUL, tab, escape) or an invisible format character (a zero-width space or
+# byte-order mark pasted from a web page): it looks like the id without it, but does not match it.
+INVISIBLE_ID_PATTERN = r"[\p{Cc}\p{Cf}]"
+
+
+def invisible_ids(ids: pd.Series) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) holding a character of INVISIBLE_ID_PATTERN."""
+    arrow = text_array(ids)
+    if pc.all(pc.utf8_is_printable(arrow)).as_py() is not False:  # cheap test before the regular expression
+        return np.zeros(0, dtype=np.int64)
+    found = pc.fill_null(pc.match_substring_regex(arrow, INVISIBLE_ID_PATTERN), False)
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+
+
 def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
     """A "str" Series over an Arrow large_string array (no copy)."""
     return pd.Series(pd.arrays.ArrowStringArray(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan)), index=index)

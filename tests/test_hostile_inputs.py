@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import config_from_dict
-from pipeline.ingest import ANONYMOUS, IngestResult, ingest_sources
+from pipeline.ingest import ANONYMOUS, INVISIBLE_ID, IngestResult, ingest_sources
 from pipeline.sources import read_exports
 
 HEADER = "order_id,customer_id,ordered_at,amount"
@@ -308,6 +308,9 @@ QUARANTINED = {
     "a missing order id": (Case(files={"t.csv": with_rows(",17850,2024-01-04,1")}), "order_id: missing"),
     "a null token as order id": (Case(files={"t.csv": with_rows("NULL,17850,2024-01-04,1")}), "order_id: missing"),
     "a guest checkout": (Case(files={"t.csv": with_rows("o9,,2024-01-04,1")}), ANONYMOUS),
+    "a zero-width space in a customer id (a second customer 17850 otherwise)": (
+        Case(files={"t.csv": with_rows("o9,\u200b17850,2024-01-04,1")}), f"customer_id: {INVISIBLE_ID}"),
+    "a NUL byte as an order id": (Case(files={"t.csv": with_rows("\x00,17850,2024-01-04,1")}), f"order_id: {INVISIBLE_ID}"),
     "a negative discount": (
         Case(files={"t.csv": with_column(with_rows("o9,17850,2024-01-04,1"), "discount", "0", last="-2")}),
         "discount: negative",
