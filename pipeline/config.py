@@ -631,6 +631,19 @@ class SnapshotsConfig(StrictModel):
     end: dt.date | None = None
     freq: str = "MS"
 
+    @field_validator("freq")
+    @classmethod
+    def _an_offset_of_a_day_or_more(cls, value: str) -> str:
+        try:
+            offset = pd.tseries.frequencies.to_offset(value)
+        except (ValueError, TypeError):
+            raise ValueError(f"unknown frequency {value!r}: use a pandas offset alias such as MS (month starts), "
+                             "W-MON, QS or D") from None
+        day = pd.Timestamp("2024-01-01")
+        if day + offset < day + pd.Timedelta(days=1):  # snapshots are days: 'h' would give each day 24 times
+            raise ValueError(f"{value!r} steps less than a day forward: snapshots are days; use D or longer")
+        return value
+
     @model_validator(mode="after")
     def _one_way(self) -> SnapshotsConfig:
         if self.dates is not None and (self.start is not None or self.end is not None):

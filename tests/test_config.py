@@ -69,6 +69,10 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.discount_is", "percent", r"  sources\.transactions\.discount_is: Input should be 'money' or 'share'"),
         ("sources.transactions.read.currency", "12 €", r"  sources\.transactions\.read\.currency: Value error, '12 €' is not a "
                                                      r"currency sign or code"),
+        ("features.snapshots.freq", "XYZ", r"  features\.snapshots\.freq: Value error, unknown frequency 'XYZ': use a "
+                                           r"pandas offset alias such as MS"),
+        ("features.snapshots.freq", "h", r"  features\.snapshots\.freq: Value error, 'h' steps less than a day forward: "
+                                         r"snapshots are days; use D or longer"),
         ("sources.transactions.read.encoding", "utf8x", r"  sources\.transactions\.read\.encoding: Value error, unknown "
                                                        r"encoding 'utf8x' \(e\.g\. utf-8, cp1252, latin-1, utf-16\)"),
         ("sources.transactions.read.sep", "", r"  sources\.transactions\.read\.sep: String should have at least 1 character"),
