@@ -585,6 +585,12 @@ class PathsConfig(StrictModel):
     models_dir: Path = Path("models")
 
 
+# Timestamps are stored as nanoseconds since 1970 in int64 (to 2262-04-11): the last day ingest.latest may name, and
+# the longest ingest.future_tolerance_days (a century) that keeps the data's end + tolerance inside that range.
+LATEST_TIMESTAMP_DAY = dt.date(2261, 12, 31)
+MAX_FUTURE_TOLERANCE_DAYS = 36_500
+
+
 class IngestConfig(StrictModel):
     """Validation limits (see pipeline/ingest.py and README "What bad input gets")."""
 
@@ -592,14 +598,14 @@ class IngestConfig(StrictModel):
     # Rows without customer_id (guest checkouts) are quarantined as 'anonymous', not counted as bad;
     # more than this share of a source's rows means the id column is probably mis-mapped.
     max_anonymous_share: float = Field(0.5, ge=0.0, le=1.0)
-    future_tolerance_days: float = Field(1.0, ge=0.0)
+    future_tolerance_days: float = Field(1.0, ge=0.0, le=MAX_FUTURE_TOLERANCE_DAYS)
     # Timestamps before this date (its midnight in the business time zone, features.timezone) are quarantined; null:
     # before the data's own start (a robust rule like the one for future dates, see pipeline.ingest.data_start).
     earliest: dt.date | None = None
     # Timestamps after this day (of the business time zone) are quarantined: the data end there, whatever later rows
     # say (a test order past the export's real end, days whose orders were not all written yet). null: the data's own
     # end.
-    latest: dt.date | None = None
+    latest: dt.date | None = Field(None, le=LATEST_TIMESTAMP_DAY)
     # Rows whose amount, discount, unit_price, quantity or loyalty points exceed this in absolute value are
     # quarantined (the sums downstream are exact int64 ten-thousandths).
     max_abs_amount: float = Field(1e9, gt=0.0, le=MAX_ABS_AMOUNT_LIMIT)
