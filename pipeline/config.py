@@ -591,6 +591,9 @@ LATEST_TIMESTAMP_DAY = dt.date(2261, 12, 31)
 MAX_FUTURE_TOLERANCE_DAYS = 36_500
 
 
+MIN_SAMPLE_ROWS = 1_000  # the smallest train.search_sample_rows but 0 (off)
+
+
 class IngestConfig(StrictModel):
     """Validation limits (see pipeline/ingest.py and README "What bad input gets")."""
 
@@ -794,6 +797,13 @@ class TrainConfig(StrictModel):
     # Above this many training rows the search trials run on a customer-level sample of about this many
     # rows (seeded), and the best configuration is refitted on all rows; 0 searches on all rows.
     search_sample_rows: int = Field(500_000, ge=0)
+
+    @field_validator("search_sample_rows")
+    @classmethod
+    def _off_or_enough_rows(cls, value: int) -> int:
+        if 0 < value < MIN_SAMPLE_ROWS:  # a sample of a few rows leaves a fold without rows, which LightGBM refuses
+            raise ValueError(f"{value} is too small a sample: 0 (search on all rows) or at least {MIN_SAMPLE_ROWS:,}")
+        return value
     num_boost_round: int = Field(2000, gt=0)
     early_stopping_rounds: int = Field(50, gt=0)
     max_depth: int = Field(6, ge=-1)

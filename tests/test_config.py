@@ -54,6 +54,8 @@ def test_repository_configs_are_valid(name):
         ("features.snapshot_workers", 0, r"  features\.snapshot_workers: Input should be greater than 0"),
         ("features.partition_rows", -1, r"  features\.partition_rows: Input should be greater than 0"),
         ("ingest.max_bad_share", 1.5, r"  ingest\.max_bad_share: Input should be less than or equal to 1"),
+        ("train.search_sample_rows", 1, r"  train\.search_sample_rows: Value error, 1 is too small a sample: 0 \(search on "
+                                        r"all rows\) or at least 1,000"),
         ("ingest.future_tolerance_days", 1e8, r"  ingest\.future_tolerance_days: Input should be less than or equal to 36500"),
         ("ingest.latest", "9999-12-31", r"  ingest\.latest: Input should be less than or equal to 2261-12-31"),
         ("ingest.future_tolerance_days", "soon", r"  ingest\.future_tolerance_days: Input should be a valid number"),
