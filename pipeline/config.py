@@ -7,6 +7,7 @@ Unknown keys and bad values raise `ConfigError` naming the key.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import datetime as dt
 import difflib
@@ -71,7 +72,7 @@ class ReadOptions(StrictModel):
     """How to read one source file (CSV options are ignored for Parquet; Excel uses header, column_names,
     na_values, sheet and the number marks of text cells)."""
 
-    sep: str = ","
+    sep: str = Field(",", min_length=1)
     encoding: str = "utf-8"
     # strptime codes ('%d.%m.%Y %H:%M'); 'unix' / 'unix_ms': seconds / milliseconds since 1970-01-01 UTC;
     # 'excel': a spreadsheet's date serial, days since 1899-12-30 (45322.5 is 2024-01-31 12:00)
@@ -99,6 +100,15 @@ class ReadOptions(StrictModel):
         if not self.header and not self.column_names:
             raise ValueError("header: false needs column_names")
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r} (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+        return value
 
     @field_validator("currency")
     @classmethod
@@ -575,6 +585,15 @@ class PathsConfig(StrictModel):
     models_dir: Path = Path("models")
 
 
+# Timestamps are stored as nanoseconds since 1970 in int64 (to 2262-04-11): the last day ingest.latest may name, and
+# the longest ingest.future_tolerance_days (a century) that keeps the data's end + tolerance inside that range.
+LATEST_TIMESTAMP_DAY = dt.date(2261, 12, 31)
+MAX_FUTURE_TOLERANCE_DAYS = 36_500
+
+
+MIN_SAMPLE_ROWS = 1_000  # the smallest train.search_sample_rows but 0 (off)
+
+
 class IngestConfig(StrictModel):
     """Validation limits (see pipeline/ingest.py and README "What bad input gets")."""
 
@@ -582,15 +601,15 @@ class IngestConfig(StrictModel):
     # Rows without customer_id (guest checkouts) are quarantined as 'anonymous', not counted as bad;
     # more than this share of a source's rows means the id column is probably mis-mapped.
     max_anonymous_share: float = Field(0.5, ge=0.0, le=1.0)
-    future_tolerance_days: float = Field(1.0, ge=0.0)
+    future_tolerance_days: float = Field(1.0, ge=0.0, le=MAX_FUTURE_TOLERANCE_DAYS)
     # Timestamps before this date (its midnight in the business time zone, features.timezone) are quarantined; null:
     # before the data's own start (a robust rule like the one for future dates, see pipeline.ingest.data_start).
     earliest: dt.date | None = None
     # Timestamps after this day (of the business time zone) are quarantined: the data end there, whatever later rows
     # say (a test order past the export's real end, days whose orders were not all written yet). null: the data's own
     # end.
-    latest: dt.date | None = None
-    # Rows whose amount, discount, unit_price or loyalty points exceed this in absolute value are
+    latest: dt.date | None = Field(None, le=LATEST_TIMESTAMP_DAY)
+    # Rows whose amount, discount, unit_price, quantity or loyalty points exceed this in absolute value are
     # quarantined (the sums downstream are exact int64 ten-thousandths).
     max_abs_amount: float = Field(1e9, gt=0.0, le=MAX_ABS_AMOUNT_LIMIT)
     # Id normalisation beyond whitespace and '17850.0' -> '17850' (always done): keep, lower or upper case.
@@ -620,6 +639,19 @@ class SnapshotsConfig(StrictModel):
     start: dt.date | None = None
     end: dt.date | None = None
     freq: str = "MS"
+
+    @field_validator("freq")
+    @classmethod
+    def _an_offset_of_a_day_or_more(cls, value: str) -> str:
+        try:
+            offset = pd.tseries.frequencies.to_offset(value)
+        except (ValueError, TypeError):
+            raise ValueError(f"unknown frequency {value!r}: use a pandas offset alias such as MS (month starts), "
+                             "W-MON, QS or D") from None
+        day = pd.Timestamp("2024-01-01")
+        if day + offset < day + pd.Timedelta(days=1):  # snapshots are days: 'h' would give each day 24 times
+            raise ValueError(f"{value!r} steps less than a day forward: snapshots are days; use D or longer")
+        return value
 
     @model_validator(mode="after")
     def _one_way(self) -> SnapshotsConfig:
@@ -765,6 +797,13 @@ class TrainConfig(StrictModel):
     # Above this many training rows the search trials run on a customer-level sample of about this many
     # rows (seeded), and the best configuration is refitted on all rows; 0 searches on all rows.
     search_sample_rows: int = Field(500_000, ge=0)
+
+    @field_validator("search_sample_rows")
+    @classmethod
+    def _off_or_enough_rows(cls, value: int) -> int:
+        if 0 < value < MIN_SAMPLE_ROWS:  # a sample of a few rows leaves a fold without rows, which LightGBM refuses
+            raise ValueError(f"{value} is too small a sample: 0 (search on all rows) or at least {MIN_SAMPLE_ROWS:,}")
+        return value
     num_boost_round: int = Field(2000, gt=0)
     early_stopping_rounds: int = Field(50, gt=0)
     max_depth: int = Field(6, ge=-1)

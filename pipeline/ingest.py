@@ -123,6 +123,7 @@ from pipeline.sources import (
     concat_as_read,
     empty_problems,
     hidden_ids,
+    invisible_ids,
     holds_dates,
     infer_date_format,
     is_text,
@@ -149,6 +150,8 @@ ROUNDED_ID = ("in scientific notation: a spreadsheet rounded these ids, so diffe
               "the column formatted as text")
 HIDDEN_ID = ("shown as '#######' (a spreadsheet's sign of a column too narrow for its values, saved as shown), so "
              "different ids look alike; re-export with the column wide enough or formatted as text")
+INVISIBLE_ID = ("holds an invisible or control character (a zero-width space, byte-order mark, NUL, tab, ...), so it "
+                "does not match the same id written without it; remove the character in the export")
 # The reason of a row whose record a more recent file of the source holds too (overlapping exports): not a bad row.
 REPEATED = "repeated in a more recent export file (overlapping exports): the latest copy is kept"
 # The contract columns that name one record of a source; the others (a delivery time, a ticket's close, an order's
@@ -187,8 +190,10 @@ REFERENCE_GAP_SHARE = 0.10
 # the 5th-95th percentile span) ends the data (histories thin out towards their start).
 START_MIN_GAP = pd.Timedelta(days=730)
 START_GAP_SHARE = 0.25
-# Money columns bounded by ingest.max_abs_amount (summed as int64 ten-thousandths downstream).
+# Money columns: a word in one is no amount (its reason suggests no recode).
 BOUNDED_MONEY = {"transactions": ("amount", "unit_price", "discount"), "loyalty_events": ("points",)}
+# Columns bounded by ingest.max_abs_amount: the money, and quantities, all summed as int64 ten-thousandths downstream.
+BOUNDED = {**BOUNDED_MONEY, "transactions": (*BOUNDED_MONEY["transactions"], "quantity")}
 # Deadlines: a column of dates without a time of day is kept by the end of its day (a promised delivery date).
 END_OF_DAY = frozenset({("transactions", "promised_delivery_at")})
 # Time-ordered pairs (later, earlier): the later one may not come before the earlier one.
@@ -560,14 +565,18 @@ def parse_source(
             parsed, reason = parse_booleans(values), "not true/false/yes/no/1/0"
         elif column in spec.id_columns or column in ("feedback_id", "order_id", "product_id"):
             parsed, reason = parse_ids(values, case=id_case), ROUNDED_ID
-            rounded, hidden = rounded_ids(parsed), hidden_ids(parsed)
-            if len(rounded) or len(hidden):  # unparsed: quarantined as bad, not as a guest
+            rounded = rounded_ids(parsed)
+            marked = {why: rows for why, rows in ((HIDDEN_ID, hidden_ids(parsed)), (INVISIBLE_ID, invisible_ids(parsed)))
+                     if len(rows)}
+            unread = np.unique(np.concatenate([rounded, *marked.values()]))
+            if len(unread):  # unparsed: quarantined as bad, not as a guest
                 parsed = parsed.copy()
-                parsed.iloc[np.union1d(rounded, hidden)] = None
-            if len(hidden):
-                problems.append(_problems(hidden, column, HIDDEN_ID))
+                parsed.iloc[unread] = None
+            if marked:
                 values = values.copy()
-                values.iloc[hidden] = None  # its reason is given: not unparsed as well
+                for why, rows in marked.items():
+                    problems.append(_problems(rows, column, why))
+                    values.iloc[rows] = None  # its reason is given: not unparsed as well
         else:
             parsed, reason = values.astype(STRING), ""
             if (raw.name, column) in ALLOWED_VALUES:
@@ -1050,7 +1059,7 @@ def validation_schema(
     customers' attribute columns after the contract's (nullable, any value): text, but those of `numbers` float64.
 
     Timestamps must lie between `earliest_allowed` (any column; `earliest_rule` names where it comes
-    from) and `latest_allowed` (past facts; `latest_rule` likewise); money columns (BOUNDED_MONEY) within
+    from) and `latest_allowed` (past facts; `latest_rule` likewise); money and quantities (BOUNDED) within
     ±`max_abs_amount`.
     Check errors are the reasons users see (see `rule_problems`)."""
     spec = contract(name)
@@ -1066,7 +1075,7 @@ def validation_schema(
             shown = "%Y-%m-%d %H:%M" if zoned else "%Y-%m-%d"
             too_early = f"earlier than {earliest_rule} ({earliest_allowed.strftime(shown)} UTC)"
             checks.append(pa.Check.ge(earliest_allowed, error=too_early))
-        if column in BOUNDED_MONEY.get(name, ()) and max_abs_amount is not None:
+        if column in BOUNDED.get(name, ()) and max_abs_amount is not None:
             beyond = f"beyond ±{max_abs_amount:g} (ingest.max_abs_amount)"
             checks.append(pa.Check.in_range(-max_abs_amount, max_abs_amount, error=beyond))
         if (name, column) in ALLOWED_VALUES:

@@ -18,6 +18,7 @@ zone and converted to UTC.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import io
@@ -80,6 +81,21 @@ DATE_FORMAT_SAMPLE = 2_000
 # A layout is inferred only when it reads at least this share of the values ISO 8601 does not.
 DATE_FORMAT_MIN_SHARE = 0.9
 MAX_HEADER_BYTES = 2**20  # a first line longer than this is not a header row
+# Files read as CSV that are something else (an .xlsx renamed .csv, a Parquet or JSON export under a .csv name):
+# (leading bytes, what the file is, how to read it; {name}: the source). UTF-32 marks before UTF-16's, which they
+# start with.
+OTHER_FORMAT_SIGNATURES = (
+    (b"PK\x03\x04", "a zip archive (as an Excel .xlsx workbook is)",
+     "set sources.{name}.format: excel if it is a workbook, or unzip it"),
+    (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "set sources.{name}.format: excel"),
+    (b"PAR1", "a Parquet file", "set sources.{name}.format: parquet"),
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first"),
+    (b"\xff\xfe\x00\x00", "UTF-32 text (it starts with UTF-32's byte-order mark)", "set sources.{name}.read.encoding: utf-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32 text (it starts with UTF-32's byte-order mark)", "set sources.{name}.read.encoding: utf-32"),
+    (b"\xff\xfe", "UTF-16 text (it starts with UTF-16's byte-order mark)", "set sources.{name}.read.encoding: utf-16"),
+    (b"\xfe\xff", "UTF-16 text (it starts with UTF-16's byte-order mark)", "set sources.{name}.read.encoding: utf-16"),
+)
+JSON_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:\[\s*)?\{\s*\"")  # [{"... or {"...: JSON records, not a header
 
 
 @dataclass(frozen=True)
@@ -278,6 +294,25 @@ def _check_first_line(name: str, path: Path) -> bool:
     return True
 
 
+def check_csv_text(name: str, path: Path, read: ReadOptions) -> None:
+    """Raise IngestError when the file read as CSV is another format (OTHER_FORMAT_SIGNATURES, JSON records) or
+    UTF-16/32 text while `read.encoding` is another (a byte-order mark, or zero bytes between the letters)."""
+    with open(path, "rb") as handle:
+        head = handle.read(256)
+    wide = codecs.lookup(read.encoding).name.startswith(("utf-16", "utf-32"))
+    found = next(((what, how) for signature, what, how in OTHER_FORMAT_SIGNATURES
+                  if head.startswith(signature) and not (wide and "byte-order mark" in what)), None)
+    if found is None and JSON_START.match(head):
+        found = ("JSON", "set sources.{name}.format: json")
+    if found is None and not wide and head.count(0) * 3 > len(head):
+        order = "le" if head[1::2].count(0) >= head[0::2].count(0) else "be"  # the zero after each letter, or before
+        found = ("UTF-16 text without a byte-order mark (zero bytes between its letters)",
+                 f"set sources.{{name}}.read.encoding: utf-16-{order}")
+    if found is not None:
+        what, how = found
+        raise IngestError(f"source {name}: {path} is {what}, not CSV text; {how.format(name=name)}")
+
+
 def _null_values(read: ReadOptions) -> list[str]:
     """Cell values read as missing: `read.na_values`, and always the empty cell."""
     return sorted({"", *read.na_values})
@@ -328,6 +363,7 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
     """All columns as strings; empty cells and `read.na_values` are nulls ('NA' stays the text 'NA')."""
     read = source.read
     one_line = _check_first_line(name, path)
+    check_csv_text(name, path, read)
     names = _header_names(path, read)
     if names is not None:
         check_unique_columns(name, path, names, header_line=True)
@@ -1055,6 +1091,20 @@ HIDDEN_ID_PATTERN = r"^#+$"
 def hidden_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids made of '#' only (HIDDEN_ID_PATTERN)."""
     return _matching_ids(ids, "#", HIDDEN_ID_PATTERN)
+
+
+# An id holding a control character (NUL, tab, escape) or an invisible format character (a zero-width space or
+# byte-order mark pasted from a web page): it looks like the id without it, but does not match it.
+INVISIBLE_ID_PATTERN = r"[\p{Cc}\p{Cf}]"
+
+
+def invisible_ids(ids: pd.Series) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) holding a character of INVISIBLE_ID_PATTERN."""
+    arrow = text_array(ids)
+    if pc.all(pc.utf8_is_printable(arrow)).as_py() is not False:  # cheap test before the regular expression
+        return np.zeros(0, dtype=np.int64)
+    found = pc.fill_null(pc.match_substring_regex(arrow, INVISIBLE_ID_PATTERN), False)
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
 
 
 def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:

@@ -54,6 +54,10 @@ def test_repository_configs_are_valid(name):
         ("features.snapshot_workers", 0, r"  features\.snapshot_workers: Input should be greater than 0"),
         ("features.partition_rows", -1, r"  features\.partition_rows: Input should be greater than 0"),
         ("ingest.max_bad_share", 1.5, r"  ingest\.max_bad_share: Input should be less than or equal to 1"),
+        ("train.search_sample_rows", 1, r"  train\.search_sample_rows: Value error, 1 is too small a sample: 0 \(search on "
+                                        r"all rows\) or at least 1,000"),
+        ("ingest.future_tolerance_days", 1e8, r"  ingest\.future_tolerance_days: Input should be less than or equal to 36500"),
+        ("ingest.latest", "9999-12-31", r"  ingest\.latest: Input should be less than or equal to 2261-12-31"),
         ("ingest.future_tolerance_days", "soon", r"  ingest\.future_tolerance_days: Input should be a valid number"),
         ("sources.transactions.timezone", "Mars/Olympus", r"  sources\.transactions\.timezone: Value error, unknown time zone 'Mars/Olympus'"),
         ("features.timezone", "EST5EDT/x", r"  features\.timezone: Value error, unknown time zone 'EST5EDT/x'"),
@@ -69,6 +73,13 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.discount_is", "percent", r"  sources\.transactions\.discount_is: Input should be 'money' or 'share'"),
         ("sources.transactions.read.currency", "12 €", r"  sources\.transactions\.read\.currency: Value error, '12 €' is not a "
                                                      r"currency sign or code"),
+        ("features.snapshots.freq", "XYZ", r"  features\.snapshots\.freq: Value error, unknown frequency 'XYZ': use a "
+                                           r"pandas offset alias such as MS"),
+        ("features.snapshots.freq", "h", r"  features\.snapshots\.freq: Value error, 'h' steps less than a day forward: "
+                                         r"snapshots are days; use D or longer"),
+        ("sources.transactions.read.encoding", "utf8x", r"  sources\.transactions\.read\.encoding: Value error, unknown "
+                                                       r"encoding 'utf8x' \(e\.g\. utf-8, cp1252, latin-1, utf-16\)"),
+        ("sources.transactions.read.sep", "", r"  sources\.transactions\.read\.sep: String should have at least 1 character"),
         ("sources.transactions.read", {"decimal": ",", "thousands": ","},
          r"  sources\.transactions\.read: Value error, thousands and decimal are both ','"),
     ],

@@ -13,6 +13,7 @@ Every case is a few lines of text (or a tiny Parquet file); only ingest runs.
 from __future__ import annotations
 
 import errno
+import gzip
 import os
 import re
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import config_from_dict
-from pipeline.ingest import ANONYMOUS, IngestResult, ingest_sources
+from pipeline.ingest import ANONYMOUS, INVISIBLE_ID, IngestResult, ingest_sources
 from pipeline.sources import read_exports
 
 HEADER = "order_id,customer_id,ordered_at,amount"
@@ -208,6 +209,35 @@ ERRORS = {
         Case(files={"t.parquet": _not_parquet}, sources={"transactions": {"path": "t.parquet"}}),
         r"source transactions: .*t\.parquet is not a readable Parquet file: .*; re-export it",
     ),
+    # another format under a .csv name (an .xlsx renamed, an export's Parquet or JSON): before, a CSV parse error
+    # quoting binary bytes, or JSON records named as columns 'more than once'
+    "an Excel workbook named .csv": (
+        Case(files={"t.csv": b"PK\x03\x04\x14\x00\x06\x00" + bytes(40)}),
+        r"source transactions: .*t\.csv is a zip archive \(as an Excel \.xlsx workbook is\), not CSV text; set "
+        r"sources\.transactions\.format: excel if it is a workbook, or unzip it$",
+    ),
+    "a Parquet file named .csv": (
+        Case(files={"t.csv": lambda path: _parquet_of_clean(path)}),
+        r"t\.csv is a Parquet file, not CSV text; set sources\.transactions\.format: parquet$",
+    ),
+    "JSON records named .csv": (
+        Case(files={"t.csv": '[{"order_id": "o1", "customer_id": "c1", "ordered_at": "2024-01-01", "amount": 1},\n'
+                             ' {"order_id": "o2", "customer_id": "c1", "ordered_at": "2024-01-02", "amount": 1}]\n'}),
+        r"t\.csv is JSON, not CSV text; set sources\.transactions\.format: json$",
+    ),
+    "a gzip-compressed CSV named .csv": (
+        Case(files={"t.csv": gzip.compress(CLEAN.encode())}), r"t\.csv is gzip-compressed, not CSV text; decompress it first$",
+    ),
+    "UTF-16 text with its byte-order mark": (
+        Case(files={"t.csv": CLEAN.encode("utf-16")}),
+        r"t\.csv is UTF-16 text \(it starts with UTF-16's byte-order mark\), not CSV text; set "
+        r"sources\.transactions\.read\.encoding: utf-16$",
+    ),
+    "UTF-16 text without a byte-order mark": (
+        Case(files={"t.csv": CLEAN.encode("utf-16-le")}),
+        r"t\.csv is UTF-16 text without a byte-order mark \(zero bytes between its letters\), not CSV text; set "
+        r"sources\.transactions\.read\.encoding: utf-16-le$",
+    ),
     "an unclosed quote": (
         Case(files={"t.csv": with_rows('o9,"17850,2024-01-04,1')}),
         r"source transactions: .*t\.csv cannot be parsed as CSV with sep=',': .*check sources\.transactions\.read\.sep and the quoting",
@@ -301,9 +331,16 @@ QUARANTINED = {
         Case(files={"t.csv": with_rows("o9,17850,2024-01-04,5000")}, ingest={"max_abs_amount": 1000}),
         "amount: beyond ±1000 (ingest.max_abs_amount)",
     ),
+    "a quantity of 1e15 (features refuse to sum it)": (
+        Case(files={"t.csv": with_column(with_rows("o9,17850,2024-01-04,1"), "quantity", "1", last="1e15")}),
+        "quantity: beyond ±1e+09 (ingest.max_abs_amount)",
+    ),
     "a missing order id": (Case(files={"t.csv": with_rows(",17850,2024-01-04,1")}), "order_id: missing"),
     "a null token as order id": (Case(files={"t.csv": with_rows("NULL,17850,2024-01-04,1")}), "order_id: missing"),
     "a guest checkout": (Case(files={"t.csv": with_rows("o9,,2024-01-04,1")}), ANONYMOUS),
+    "a zero-width space in a customer id (a second customer 17850 otherwise)": (
+        Case(files={"t.csv": with_rows("o9,\u200b17850,2024-01-04,1")}), f"customer_id: {INVISIBLE_ID}"),
+    "a NUL byte as an order id": (Case(files={"t.csv": with_rows("\x00,17850,2024-01-04,1")}), f"order_id: {INVISIBLE_ID}"),
     "a negative discount": (
         Case(files={"t.csv": with_column(with_rows("o9,17850,2024-01-04,1"), "discount", "0", last="-2")}),
         "discount: negative",
@@ -374,6 +411,8 @@ SAME_AS_CLEAN = {
     "CRLF line endings": Case(files={"t.csv": CLEAN.replace("\n", "\r\n")}),
     "semicolons with read.sep": Case(files={"t.csv": CLEAN.replace(",", ";")},
                                      sources={"transactions": {"path": "t.csv", "read": {"sep": ";"}}}),
+    "UTF-16 text with read.encoding: utf-16": Case(files={"t.csv": CLEAN.encode("utf-16")},
+                                                   sources={"transactions": {"path": "t.csv", "read": {"encoding": "utf-16"}}}),
     "tabs with read.sep": Case(files={"t.csv": CLEAN.replace(",", "\t")},
                                sources={"transactions": {"path": "t.csv", "read": {"sep": "\t"}}}),
     "a quoted line break in an extra column": Case(files={"t.csv": with_column(CLEAN, "note", '"two\nlines"')}),
