@@ -35,7 +35,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.model import ProbabilityCalibrator, fit_calibrator
+from pipeline.model import ProbabilityCalibrator, fit_calibrator, fit_rows_sample
 
 LABEL = "churned"
 # Used when the feature registry marks no numeric feature as family "rfm".
@@ -135,21 +135,15 @@ def _btyd_score(
     return f"features {expected} and {alive_column} are absent or empty (features.btyd: false?)"
 
 
-def fit_rows_sample(rows: int, *, limit: int, seed: int) -> np.ndarray:
-    """Sorted positions of at most `limit` of `rows` rows: all of them, or a seeded random sample."""
-    if rows <= limit:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
-
-
 def _logistic_rfm_score(
     train: pd.DataFrame, rfm_features: Sequence[str], *, seed: int, fit_rows: int
 ) -> tuple[list[str], Callable[[pd.DataFrame], np.ndarray]] | str:
     columns = _usable(train, rfm_features)
     if not columns:
         return f"none of the RFM features {list(rfm_features)} is present"
-    positions = fit_rows_sample(len(train), limit=fit_rows, seed=seed)
-    y = train[LABEL].to_numpy("float64")[positions]
+    labels = train[LABEL].to_numpy("float64")
+    positions = fit_rows_sample(labels, limit=fit_rows, seed=seed)
+    y = labels[positions]
     pipeline: Pipeline = make_pipeline(
         SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)
     ).fit(_frame(train, columns)[positions], y)

@@ -791,7 +791,7 @@ class TrainConfig(StrictModel):
     # rows, 10M-row benchmark): a long history of a big shop would not fit in memory. 0: every labelled snapshot.
     max_training_rows: int = Field(4_000_000, ge=0)
     # The logistic baseline (and candidate) is fitted on a seeded sample of at most this many rows.
-    logistic_fit_rows: int = Field(500_000, gt=0)
+    logistic_fit_rows: int = Field(500_000, ge=2)  # a sample holds both classes (model.fit_rows_sample)
     # Paired bootstrap resamples of the test snapshot behind each candidate's interval against the best baseline.
     bootstrap_resamples: int = Field(1000, ge=100, le=100_000)
     # Above this many training rows the search trials run on a customer-level sample of about this many

@@ -147,6 +147,21 @@ def check_feature_kinds(features: pd.DataFrame, feature_names: Sequence[str], ca
             )
 
 
+def fit_rows_sample(y: np.ndarray, *, limit: int, seed: int) -> np.ndarray:
+    """Sorted positions of at most `limit` of the rows labelled `y`: all of them, or a seeded random sample. A sample
+    that drew one class of two gets one row of the other in place of one of its own (a logistic regression needs
+    both; a tiny train.logistic_fit_rows could draw one), else it is the plain sample."""
+    rows = len(y)
+    if rows <= limit:
+        return np.arange(rows)
+    rng = np.random.default_rng(seed)
+    positions = rng.choice(rows, size=limit, replace=False)
+    drawn = np.unique(y[positions])
+    if len(drawn) == 1 and len(np.unique(y)) > 1:
+        positions[0] = rng.choice(np.flatnonzero(y != drawn[0]))
+    return np.sort(positions)
+
+
 @dataclass
 class CategoryEncoder:
     """Maps each categorical column to integer codes learned on training rows; unseen or missing -> NaN."""
@@ -391,10 +406,7 @@ class LinearScore:
         cls, features: pd.DataFrame, y: np.ndarray, *, feature_names: Sequence[str], seed: int, fit_rows: int
     ) -> LinearScore:
         """Fit on at most `fit_rows` rows of `features` (a seeded random sample), labels `y` (0/1)."""
-        rows = len(features)
-        positions = np.arange(rows) if rows <= fit_rows else np.sort(
-            np.random.default_rng(seed).choice(rows, size=fit_rows, replace=False)
-        )
+        positions = fit_rows_sample(np.asarray(y), limit=fit_rows, seed=seed)
         values = signed_log(_numeric_matrix(features.iloc[positions], feature_names))
         observed = ~np.isnan(values).all(axis=0)  # a feature missing in every row gets median 0 (no value)
         medians = np.zeros(values.shape[1])

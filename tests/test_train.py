@@ -329,13 +329,28 @@ def test_search_on_a_customer_sample_then_refit_on_all_rows(table, split):
     assert again.metrics == result.metrics
 
 
+def test_a_tiny_fit_sample_that_drew_one_class_holds_both():
+    """`--set train.logistic_fit_rows=1` (or a handful of rows of a shop where few churn) drew one class, and the
+    logistic regression stopped churn train with scikit-learn's traceback."""
+    from pipeline.model import fit_rows_sample
+
+    labels = np.zeros(1000)
+    labels[[17, 640]] = 1.0
+    for limit in (2, 5, 50):
+        positions = fit_rows_sample(labels, limit=limit, seed=3)
+        assert len(positions) == len(np.unique(positions)) == limit and set(labels[positions]) == {0.0, 1.0}
+    assert (fit_rows_sample(np.zeros(50), limit=5, seed=3) < 50).all()  # one class in all: nothing to add
+
+
 def test_logistic_baseline_fits_on_a_seeded_sample_of_large_training_sets(table, split):
     from pipeline import baselines
 
-    positions = baselines.fit_rows_sample(1000, limit=300, seed=4)
+    labels = (np.arange(1000) % 3 == 0).astype(float)
+    positions = baselines.fit_rows_sample(labels, limit=300, seed=4)
     assert len(positions) == 300 and (np.diff(positions) > 0).all()  # sorted, distinct
-    np.testing.assert_array_equal(baselines.fit_rows_sample(1000, limit=300, seed=4), positions)
-    np.testing.assert_array_equal(baselines.fit_rows_sample(200, limit=300, seed=4), np.arange(200))
+    np.testing.assert_array_equal(np.sort(np.random.default_rng(4).choice(1000, size=300, replace=False)), positions)
+    np.testing.assert_array_equal(baselines.fit_rows_sample(labels, limit=300, seed=4), positions)
+    np.testing.assert_array_equal(baselines.fit_rows_sample(labels[:200], limit=300, seed=4), np.arange(200))
     parts = split_frame(table, split)
     folds = fold_frames(table, split)
     everything, sampled = (
