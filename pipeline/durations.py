@@ -127,10 +127,13 @@ def _signed(parts: dict[str, pa.Array], micro: np.ndarray) -> np.ndarray:
     return np.where(minus, -micro, micro)
 
 
+def _hours_minutes_seconds(parts: dict[str, pa.Array]) -> np.ndarray:
+    """The microseconds of the `hours`, `minutes` and `seconds` groups of a clock."""
+    return sum(_decimal(parts[name]) * UNIT_MICROSECONDS[name] for name in ("hours", "minutes", "seconds"))
+
+
 def _clock(parts: dict[str, pa.Array], **_) -> tuple[np.ndarray, str]:
-    return _signed(parts, _decimal(parts["hours"]) * UNIT_MICROSECONDS["hours"]
-                   + _decimal(parts["minutes"]) * UNIT_MICROSECONDS["minutes"]
-                   + _decimal(parts["seconds"]) * UNIT_MICROSECONDS["seconds"]), CLOCK
+    return _signed(parts, _hours_minutes_seconds(parts)), CLOCK
 
 
 def _short_clock(parts: dict[str, pa.Array], *, unit: str, **_) -> tuple[np.ndarray, str]:
@@ -144,9 +147,7 @@ def _short_clock(parts: dict[str, pa.Array], *, unit: str, **_) -> tuple[np.ndar
 
 def _days_clock(parts: dict[str, pa.Array], **_) -> tuple[np.ndarray, str]:
     days = pc.cast(parts["days"], pa.float64()).to_numpy(zero_copy_only=False)
-    return (days * UNIT_MICROSECONDS["days"] + _decimal(parts["hours"]) * UNIT_MICROSECONDS["hours"]
-            + _decimal(parts["minutes"]) * UNIT_MICROSECONDS["minutes"]
-            + _decimal(parts["seconds"]) * UNIT_MICROSECONDS["seconds"]), DAYS_CLOCK
+    return days * UNIT_MICROSECONDS["days"] + _hours_minutes_seconds(parts), DAYS_CLOCK
 
 
 def _iso(parts: dict[str, pa.Array], **_) -> tuple[np.ndarray, np.ndarray]:
