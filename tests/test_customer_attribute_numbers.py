@@ -16,6 +16,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from conftest import minimal_config
+from test_customer_attributes import orders_of
 from pipeline.config import CustomerAttribute, FeaturesConfig, ReadOptions, config_from_dict
 from pipeline.contract import conform
 from pipeline.errors import FeatureError
@@ -125,11 +126,6 @@ CFG = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[30], btyd=False
                      customer_attributes=["Segment", "Age"], number_attributes=["Age"])
 
 
-def _orders(*customers: str) -> pd.DataFrame:
-    return pd.DataFrame({"order_id": [f"o{i}" for i in range(len(customers))], "customer_id": list(customers),
-                         "ordered_at": pd.Timestamp("2024-06-01", tz="UTC"), "amount": 10.0})
-
-
 def _customers() -> pd.DataFrame:
     return pd.DataFrame({
         "customer_id": ["a", "b", "c", "e"],
@@ -141,13 +137,13 @@ def _customers() -> pd.DataFrame:
 
 
 def test_a_number_attribute_is_a_float_feature_null_when_unknown_at_t():
-    events = Events.from_frames(transactions=_orders("a", "b", "c", "d", "e"), customers=_customers())
+    events = Events.from_frames(transactions=orders_of("a", "b", "c", "d", "e"), customers=_customers())
     features = build_features(events, as_of=AS_OF, cfg=CFG)
     assert features["attribute_age"].dtype == "float64"
     assert features["attribute_age"].tolist()[::4] == [67.0, 25.5]
     assert features["attribute_age"][1:4].isna().all()  # no value, signed up later, not in the customers source
     assert features["attribute_segment"].tolist()[:2] == ["Gold", "Silver"]
-    without_customers = build_features(Events.from_frames(transactions=_orders("a")), as_of=AS_OF, cfg=CFG)
+    without_customers = build_features(Events.from_frames(transactions=orders_of("a")), as_of=AS_OF, cfg=CFG)
     assert without_customers["attribute_age"].dtype == "float64" and without_customers["attribute_age"].isna().all()
 
 
@@ -177,7 +173,7 @@ def test_reasons_say_each_customers_own_number_and_its_side_of_the_median():
 
 def test_validated_customers_of_another_kind_ask_for_ingest_again(tmp_path):
     """Validated before Age was a number (text), or a number listed now as a category: every reader says so."""
-    as_text = Events.from_frames(transactions=_orders("a"), customers=_customers().astype({"attribute_age": "str"}))
+    as_text = Events.from_frames(transactions=orders_of("a"), customers=_customers().astype({"attribute_age": "str"}))
     message = (r"^the validated customers hold attribute_age as text, but sources\.customers\.attributes reads it as "
                r"numbers \(kind number\): they were validated before the setting gave it that kind; re-run `churn "
                r"ingest`$")
@@ -192,7 +188,7 @@ def test_validated_customers_of_another_kind_ask_for_ingest_again(tmp_path):
     as_category = CFG.model_copy(update={"number_attributes": []})
     with pytest.raises(FeatureError, match=r"hold attribute_age as numbers, but sources\.customers\.attributes reads "
                                            r"it as text \(kind category\)"):
-        build_features(Events.from_frames(transactions=_orders("a"), customers=_customers()), as_of=AS_OF,
+        build_features(Events.from_frames(transactions=orders_of("a"), customers=_customers()), as_of=AS_OF,
                        cfg=as_category)
 
 

@@ -142,7 +142,8 @@ CFG = FeaturesConfig(snapshots={"dates": [AS_OF]}, windows_days=[30], btyd=False
                      customer_attributes=["Segment", "Age band"])
 
 
-def _orders(*customers: str) -> pd.DataFrame:
+def orders_of(*customers: str) -> pd.DataFrame:
+    """One order of 10.00 on 2024-06-01 per customer named (a name twice: two orders)."""
     return pd.DataFrame({"order_id": [f"o{i}" for i in range(len(customers))], "customer_id": list(customers),
                          "ordered_at": pd.Timestamp("2024-06-01", tz="UTC"), "amount": 10.0})
 
@@ -162,7 +163,7 @@ def _customers() -> pd.DataFrame:
 def test_attribute_features_hand_computed():
     """Known at t: the customer's value (null where the export gave none); not known at t (signed up later) or absent
     from the customers source: null, exactly like region."""
-    events = Events.from_frames(transactions=_orders("a", "b", "c", "d"), customers=_customers())
+    events = Events.from_frames(transactions=orders_of("a", "b", "c", "d"), customers=_customers())
     features = build_features(events, as_of=AS_OF, cfg=CFG)
     expected = pd.DataFrame({
         "customer_id": ["a", "b", "c", "d"],
@@ -190,7 +191,7 @@ def test_attribute_feature_specs_say_the_value_as_it_is():
 
 def test_validated_customers_without_a_listed_attribute_column_ask_for_ingest_again(tmp_path):
     """A file validated before sources.customers.attributes listed the column: every reader says to re-run ingest."""
-    events = Events.from_frames(transactions=_orders("a"), customers=_customers().drop(columns="attribute_age_band"))
+    events = Events.from_frames(transactions=orders_of("a"), customers=_customers().drop(columns="attribute_age_band"))
     message = (r"^the validated customers lack attribute_age_band \(sources\.customers\.attributes\): they were "
                r"validated before the setting listed it; re-run `churn ingest`$")
     with pytest.raises(FeatureError, match=message):
@@ -200,7 +201,7 @@ def test_validated_customers_without_a_listed_attribute_column_ask_for_ingest_ag
     with pytest.raises(FeatureError, match=message):
         read_validated(tmp_path, attributes=CFG.attribute_columns)
     # without rows (or without a customers source) there is nothing to read: null
-    empty = build_features(Events.from_frames(transactions=_orders("a")), as_of=AS_OF, cfg=CFG)
+    empty = build_features(Events.from_frames(transactions=orders_of("a")), as_of=AS_OF, cfg=CFG)
     assert empty["attribute_segment"].isna().all()
 
 
@@ -208,7 +209,7 @@ def test_every_reader_of_validated_customers_gives_the_same_attribute_features(t
     """Events (pandas), the polars runner's reader (read_validated), scoring's streamed path and a cut of the events;
     categories as text, Age (kind number) as float64."""
     cfg = CFG.model_copy(update={"customer_attributes": ["Segment", "Age band", "Age"], "number_attributes": ["Age"]})
-    events = Events.from_frames(transactions=_orders("a", "b", "c", "d"), customers=_customers())
+    events = Events.from_frames(transactions=orders_of("a", "b", "c", "d"), customers=_customers())
     for name, frame in events.items():
         frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
     expected = build_features(events, as_of=AS_OF, cfg=cfg)
@@ -307,7 +308,7 @@ def _features_workspace(folder: Path, customers: pd.DataFrame, attributes: list)
                                   "customers": {"path": "c.csv", "attributes": attributes}},
                          features={"btyd": False})
     cfg = config_from_dict(raw, base_dir=folder)
-    for name, frame in Events.from_frames(transactions=_orders(*customers["customer_id"]), customers=customers).items():
+    for name, frame in Events.from_frames(transactions=orders_of(*customers["customer_id"]), customers=customers).items():
         write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
     return cfg
 

@@ -51,6 +51,21 @@ def _churn(folder, *args):
     return result, " ".join(result.output.split())
 
 
+def _write_config(shop, *, customers: dict) -> None:
+    """The shop's config.yaml: its orders.csv mapped as transactions, `customers` as the customers source."""
+    config = {
+        "paths": {"data_dir": "data", "models_dir": "models"},
+        "sources": {
+            "transactions": {"path": "orders.csv",
+                             "rename": {"Order": "order_id", "Customer": "customer_id", "Date": "ordered_at",
+                                        "Total": "amount"}},
+            "customers": customers,
+        },
+        "train": {"search_trials": 2},
+    }
+    (shop / "config.yaml").write_text(yaml.safe_dump(config))
+
+
 @pytest.mark.slow
 def test_a_segment_that_shifts_churn_reaches_the_model_and_the_reasons(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -59,17 +74,8 @@ def test_a_segment_that_shifts_churn_reaches_the_model_and_the_reasons(tmp_path,
     orders, people = shop_exports()
     orders.to_csv(shop / "orders.csv", index=False)
     people.to_csv(shop / "customers.csv", index=False)
-    config = {
-        "paths": {"data_dir": "data", "models_dir": "models"},
-        "sources": {
-            "transactions": {"path": "orders.csv",
-                             "rename": {"Order": "order_id", "Customer": "customer_id", "Date": "ordered_at",
-                                        "Total": "amount"}},
-            "customers": {"path": "customers.csv", "rename": {"Customer": "customer_id"}, "attributes": ["Segment"]},
-        },
-        "train": {"search_trials": 2},
-    }
-    (shop / "config.yaml").write_text(yaml.safe_dump(config))
+    _write_config(shop, customers={"path": "customers.csv", "rename": {"Customer": "customer_id"},
+                                   "attributes": ["Segment"]})
     result, output = _churn(shop, "ingest")
     assert result.exit_code == 0, output
     report = json.loads((shop / "data" / "reports" / "ingest_report.json").read_text())["sources"]["customers"]
@@ -104,8 +110,8 @@ def test_a_segment_that_shifts_churn_reaches_the_model_and_the_reasons(tmp_path,
     assert not re.search(r"their Segment is (nan|None|<NA>)", " ".join(reasons.stack().dropna().astype(str)))
 
     # A status written as of the export day knows who has left: the attribute-leak check at train names it.
-    config["sources"]["customers"]["attributes"] = ["Segment", "Status"]
-    (shop / "config.yaml").write_text(yaml.safe_dump(config))
+    _write_config(shop, customers={"path": "customers.csv", "rename": {"Customer": "customer_id"},
+                                   "attributes": ["Segment", "Status"]})
     for stage in ("ingest", "features", "train"):
         result, output = _churn(shop, stage)
         assert result.exit_code == 0, output
@@ -131,19 +137,9 @@ def test_a_number_attribute_reaches_the_model_and_its_sentences_are_true(tmp_pat
     ages[7] = np.nan
     orders.to_csv(shop / "orders.csv", index=False)
     people.to_csv(shop / "customers.csv", index=False, sep=";")
-    config = {
-        "paths": {"data_dir": "data", "models_dir": "models"},
-        "sources": {
-            "transactions": {"path": "orders.csv",
-                             "rename": {"Order": "order_id", "Customer": "customer_id", "Date": "ordered_at",
-                                        "Total": "amount"}},
-            "customers": {"path": "customers.csv", "read": {"sep": ";", "decimal": ","},
-                          "rename": {"Customer": "customer_id"},
-                          "attributes": ["Gender", {"column": "Age", "kind": "number"}]},
-        },
-        "train": {"search_trials": 2},
-    }
-    (shop / "config.yaml").write_text(yaml.safe_dump(config))
+    _write_config(shop, customers={"path": "customers.csv", "read": {"sep": ";", "decimal": ","},
+                                   "rename": {"Customer": "customer_id"},
+                                   "attributes": ["Gender", {"column": "Age", "kind": "number"}]})
     result, output = _churn(shop, "ingest")
     assert result.exit_code == 0, output
     notes = json.loads((shop / "data" / "reports" / "ingest_report.json").read_text())["sources"]["customers"]["notes"]
