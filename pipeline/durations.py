@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import ReadOptions
-from pipeline.sources import is_text, parse_numbers, text_array
+from pipeline.sources import is_text, numbers_as_read, parse_numbers, text_array
 
 UNIT_MICROSECONDS = {"seconds": 1_000_000, "minutes": 60_000_000, "hours": 3_600_000_000, "days": 86_400_000_000}
 WEEK_MICROSECONDS = 7 * UNIT_MICROSECONDS["days"]
@@ -71,8 +71,7 @@ def durations_read(values: pd.Series, *, unit: str, read: ReadOptions) -> pd.Dat
 
     Output, on `values`' index: `microseconds` (float64, whole numbers; NaN where blank or not read) and `form` (one
     of FORMS, NaN where blank or not read; AMBIGUOUS_CLOCK for a two-part clock that `unit` does not read)."""
-    numbers = parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
-                            accounting_negatives=read.accounting_negatives).to_numpy()
+    numbers = numbers_as_read(values, read).to_numpy()
     micro = np.rint(numbers * UNIT_MICROSECONDS[unit])
     form = np.where(np.isnan(numbers), None, NUMBER).astype(object)
     if is_text(values):

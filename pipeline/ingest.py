@@ -84,6 +84,7 @@ from pipeline.contract import (
 from pipeline.durations import AMBIGUOUS_CLOCK, SHORT_CLOCK_LAYOUTS, UNIT_MICROSECONDS, durations_read
 from pipeline.errors import IngestError
 from pipeline.ingest_notes import (
+    identifier_attribute_notes,
     closed_before_reply_note,
     constant_money_note,
     currency_counts,
@@ -132,7 +133,7 @@ from pipeline.sources import (
     minus_for_accounting,
     parse_booleans,
     parse_ids,
-    parse_numbers,
+    numbers_as_read,
     parse_timestamps,
     rounded_ids,
     synthetic_order_ids,
@@ -497,13 +498,6 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: 
                 + (" and read.decimal: ','" if comma else "") + ")")
     hint = words_reason(unread, **words) if words is not None else None
     return f"not a number {hint}" if hint else "not a number"
-
-
-def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
-    """`values` parsed as numbers with an export's reading settings (decimal mark, thousands, currency, accounting
-    negatives); unreadable values null."""
-    return parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
-                         accounting_negatives=read.accounting_negatives)
 
 
 def attribute_values(
@@ -2164,13 +2158,9 @@ def ingest_sources(
     return IngestResult(sources=results, reference=reference, report=report)
 
 
-# --- customer attributes: notes on their values --------------------------------------------------------------------
+# --- customer attributes: the note on unread numbers --------------------------------------------------------------------
 
 UNREAD_SHOWN = 3  # cells shown of a number attribute's cells that hold no number
-# A category with more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the customers holding one) is
-# an identifier (an e-mail, a name, a free-text note), not a group of customers.
-IDENTIFIER_VALUES = 50
-IDENTIFIER_SHARE = 0.5
 
 
 def unread_numbers_notes(
@@ -2199,35 +2189,4 @@ def unread_numbers_notes(
         notes.append(f"{attribute.column} ({attribute.feature}, kind number){where}: {len(failed):,} "
                      f"{'cells hold' if len(failed) != 1 else 'cell holds'} no number{hint} and "
                      f"{'are' if len(failed) != 1 else 'is'} left empty, the rest of the row kept (e.g. {shown}){none}")
-    return notes
-
-
-def identifier_attribute_notes(
-    customers: pd.DataFrame, attributes: Sequence[CustomerAttribute], *, read: ReadOptions = ReadOptions()
-) -> list[str]:
-    """One note per category of `attributes` whose values in `customers` (the validated customers, one row per
-    customer) are nearly one per customer: more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the
-    customers holding one). Such a column names people instead of grouping them (an e-mail): the model learns nothing
-    from it that holds for other customers, and a reason would quote it. When every value reads as a number (with
-    `read`), it may be a quantity listed as a category: the note says how to list it as a number. Numbers are exempt:
-    a quantity has many values by nature. [] when none is."""
-    notes = []
-    for attribute in attributes:
-        if attribute.kind != "category" or attribute.feature not in customers.columns:
-            continue
-        values = customers[attribute.feature].dropna()
-        distinct, holders = values.nunique(), len(values)
-        if distinct <= max(IDENTIFIER_VALUES, IDENTIFIER_SHARE * holders):
-            continue
-        said = (f"customer attribute {attribute.column} ({attribute.feature}) has {distinct:,} distinct values among "
-                f"the {holders:,} customers holding one")
-        if numbers_as_read(values, read).notna().all():
-            notes.append(f"{said}, all numbers: as a category each value is a group of its own, so the model learns "
-                         "nothing from it that holds for other customers; if it is a quantity (an age, an income, a "
-                         f"balance), list it as {{column: {attribute.column}, kind: number}}, else (a code, an id) "
-                         "leave it out of sources.customers.attributes")
-        else:
-            notes.append(f"{said}: nearly one per customer, it names them (an e-mail, a name, a note) rather than "
-                         "grouping them, so the model learns nothing from it that holds for other customers and a "
-                         "reason would quote it; leave it out of sources.customers.attributes")
     return notes

@@ -8,8 +8,8 @@ of at most one; `id_match_notes`: one per source). `pipeline.ingest` calls them,
 notes and logs the ones a user must see as warnings.
 
 They cover durations read from a column (`time_after_note`), ticket dates without a time of day, discounts read as
-shares or looking like shares, currencies (mixed, or amounts in cents), customer attributes that differ between a
-customer's rows or are not read, times written with a UTC offset, tickets (resolved without a close, closed before
+shares or looking like shares, currencies (mixed, or amounts in cents), customer attributes that name customers
+rather than group them, differ between a customer's rows or are not read, times written with a UTC offset, tickets (resolved without a close, closed before
 the first reply, first replies weeks late), customer ids (not matching across sources, written more than one way,
 one order each, one id with outsized orders) and orders (quiet spans and a quiet end, free orders, an order's total
 on each line, money given by a constant, negative loyalty earns).
@@ -25,7 +25,7 @@ import polars as pl
 import pyarrow as pa_arrow
 import pyarrow.compute as pa_compute
 
-from pipeline.config import SourceConfig, TimeAfter
+from pipeline.config import CustomerAttribute, ReadOptions, SourceConfig, TimeAfter
 from pipeline.contract import attribute_columns, contract, purchase_lines
 from pipeline.durations import CLOCK, DAY_WORDS, DAYS_CLOCK, ISO, SHORT_CLOCK, SHORT_CLOCK_LAYOUTS, WORDS
 from pipeline.snapshot import in_business_time_pandas
@@ -36,6 +36,7 @@ from pipeline.sources import (
     export_setting,
     holds_dates,
     kept_mask,
+    numbers_as_read,
     value_text,
 )
 
@@ -820,3 +821,40 @@ def negative_earn_note(result: SourceResult) -> str | None:
     return (f"{negative:,} earn row{'s have' if negative != 1 else ' has'} negative points (refund reversals or "
             "manual deductions?): they are taken off the points balance, not counted as points earned; if the "
             "export means redemptions or expiries by them, map those words to redeem or expire with recode")
+
+
+# A category with more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the customers holding one) is
+# an identifier (an e-mail, a name, a free-text note), not a group of customers.
+IDENTIFIER_VALUES = 50
+IDENTIFIER_SHARE = 0.5
+
+
+def identifier_attribute_notes(
+    customers: pd.DataFrame, attributes: Sequence[CustomerAttribute], *, read: ReadOptions = ReadOptions()
+) -> list[str]:
+    """One note per category of `attributes` whose values in `customers` (the validated customers, one row per
+    customer) are nearly one per customer: more distinct values than max(IDENTIFIER_VALUES, IDENTIFIER_SHARE x the
+    customers holding one). Such a column names people instead of grouping them (an e-mail): the model learns nothing
+    from it that holds for other customers, and a reason would quote it. When every value reads as a number (with
+    `read`), it may be a quantity listed as a category: the note says how to list it as a number. Numbers are exempt:
+    a quantity has many values by nature. [] when none is."""
+    notes = []
+    for attribute in attributes:
+        if attribute.kind != "category" or attribute.feature not in customers.columns:
+            continue
+        values = customers[attribute.feature].dropna()
+        distinct, holders = values.nunique(), len(values)
+        if distinct <= max(IDENTIFIER_VALUES, IDENTIFIER_SHARE * holders):
+            continue
+        said = (f"customer attribute {attribute.column} ({attribute.feature}) has {distinct:,} distinct values among "
+                f"the {holders:,} customers holding one")
+        if numbers_as_read(values, read).notna().all():
+            notes.append(f"{said}, all numbers: as a category each value is a group of its own, so the model learns "
+                         "nothing from it that holds for other customers; if it is a quantity (an age, an income, a "
+                         f"balance), list it as {{column: {attribute.column}, kind: number}}, else (a code, an id) "
+                         "leave it out of sources.customers.attributes")
+        else:
+            notes.append(f"{said}: nearly one per customer, it names them (an e-mail, a name, a note) rather than "
+                         "grouping them, so the model learns nothing from it that holds for other customers and a "
+                         "reason would quote it; leave it out of sources.customers.attributes")
+    return notes

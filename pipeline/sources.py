@@ -1149,6 +1149,13 @@ def parse_numbers(
     return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
 
 
+def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
+    """`values` parsed as numbers with an export's reading settings (decimal mark, thousands, currency, accounting
+    negatives); unreadable values null."""
+    return parse_numbers(values, decimal=read.decimal, thousands=read.thousands, currency=read.currency,
+                         accounting_negatives=read.accounting_negatives)
+
+
 def minus_for_accounting(text: pa.Array) -> pa.Array:
     """'(x)' and 'x-' (x starting with a digit or a sign) rewritten as '-x'; other text as it is."""
     text = pc.replace_substring_regex(text, r"^\(\s*(.*?)\s*\)$", r"-\1")

@@ -27,7 +27,8 @@ from pipeline.features.store import (
     recorded_settings,
     settings_fingerprint,
 )
-from pipeline.ingest import attribute_values, identifier_attribute_notes
+from pipeline.ingest import attribute_values
+from pipeline.ingest_notes import identifier_attribute_notes
 from pipeline.io import write_parquet
 from pipeline.run import features as features_runner
 from pipeline.run import ingest as ingest_runner
