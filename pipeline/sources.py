@@ -1068,11 +1068,11 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
 SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE]\+\d+$"
 
 
-def _matching_ids(ids: pd.Series, literal: str, pattern: str) -> np.ndarray:
-    """Positions of the ids (text, as `parse_ids` gives) matching `pattern`; `literal`, a substring every match holds,
-    is a cheap test first."""
+def _matching_ids(ids: pd.Series, pattern: str, *, candidates: Callable[[pa.Array], pa.Array]) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) matching `pattern`; `candidates` (ids -> booleans, true for
+    every id that can match) is a cheap test first."""
     arrow = text_array(ids)
-    if not pc.any(pc.match_substring(arrow, literal)).as_py():
+    if not pc.any(candidates(arrow)).as_py():
         return np.zeros(0, dtype=np.int64)
     found = pc.fill_null(pc.match_substring_regex(arrow, pattern), False)
     return np.flatnonzero(found.to_numpy(zero_copy_only=False))
@@ -1080,7 +1080,7 @@ def _matching_ids(ids: pd.Series, literal: str, pattern: str) -> np.ndarray:
 
 def rounded_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids written in scientific notation (SCIENTIFIC_ID_PATTERN)."""
-    return _matching_ids(ids, "+", SCIENTIFIC_ID_PATTERN)
+    return _matching_ids(ids, SCIENTIFIC_ID_PATTERN, candidates=lambda arrow: pc.match_substring(arrow, "+"))
 
 
 # An id a spreadsheet showed as '#######' (its column too narrow for the number) and saved as shown: the id is lost,
@@ -1090,7 +1090,7 @@ HIDDEN_ID_PATTERN = r"^#+$"
 
 def hidden_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids made of '#' only (HIDDEN_ID_PATTERN)."""
-    return _matching_ids(ids, "#", HIDDEN_ID_PATTERN)
+    return _matching_ids(ids, HIDDEN_ID_PATTERN, candidates=lambda arrow: pc.match_substring(arrow, "#"))
 
 
 # An id holding a control character (NUL, tab, escape) or an invisible format character (a zero-width space or
@@ -1100,11 +1100,7 @@ INVISIBLE_ID_PATTERN = r"[\p{Cc}\p{Cf}]"
 
 def invisible_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids (text, as `parse_ids` gives) holding a character of INVISIBLE_ID_PATTERN."""
-    arrow = text_array(ids)
-    if pc.all(pc.utf8_is_printable(arrow)).as_py() is not False:  # cheap test before the regular expression
-        return np.zeros(0, dtype=np.int64)
-    found = pc.fill_null(pc.match_substring_regex(arrow, INVISIBLE_ID_PATTERN), False)
-    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+    return _matching_ids(ids, INVISIBLE_ID_PATTERN, candidates=lambda arrow: pc.invert(pc.utf8_is_printable(arrow)))
 
 
 def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
