@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
-from conftest import minimal_config
-from test_customer_attributes import orders_of
-from pipeline.config import CustomerAttribute, FeaturesConfig, ReadOptions, config_from_dict
+from test_customer_attributes import ingest_customers, orders_of
+from pipeline.config import CustomerAttribute, FeaturesConfig, ReadOptions
 from pipeline.contract import conform
 from pipeline.errors import FeatureError
 from pipeline.events import Events
@@ -25,7 +24,6 @@ from pipeline.features import build_features, event_tables_from_frames, feature_
 from pipeline.features.store import check_settings_match, feature_settings, settings_fingerprint
 from pipeline.ingest import attribute_values, unread_numbers_notes
 from pipeline.reasons import top_reasons
-from pipeline.run import ingest as ingest_runner
 from pipeline.run.features import read_validated
 from pipeline.sources import RawSource, row_origin
 
@@ -34,21 +32,9 @@ SEGMENT = CustomerAttribute(column="Segment")
 
 # --- ingest ---------------------------------------------------------------------------------------------------------
 
-ORDERS = "order_id,customer_id,ordered_at,amount\no1,c1,2024-01-05,10\no2,c2,2024-01-06,20\no3,c3,2024-01-07,30\n"
-
-
-def _ingest(folder: Path, text: str, customers: dict) -> dict:
-    (folder / "t.csv").write_text(ORDERS, encoding="utf-8")
-    (folder / "c.csv").write_text(text, encoding="utf-8")
-    raw = minimal_config(paths={"data_dir": "out", "models_dir": "models"},
-                         sources={"transactions": {"path": "t.csv"},
-                                  "customers": {"path": "c.csv", "rename": {"Id": "customer_id"}, **customers}})
-    return ingest_runner.run(config_from_dict(raw, base_dir=folder), quiet=True)
-
-
 def test_a_number_attribute_is_read_with_the_sources_decimal_comma_and_thousands_into_float64(tmp_path):
     text = "Id;Segment;Balance;Age\nc1;Gold;1.234,5;67\nc2;Silver;-12,25; 41 \nc3;Gold;;30,5\n"
-    report = _ingest(tmp_path, text, {"read": {"sep": ";", "decimal": ",", "thousands": "."},
+    report = ingest_customers(tmp_path, text=text, customers={"read": {"sep": ";", "decimal": ",", "thousands": "."},
                                       "attributes": ["Segment", {"column": "Balance", "kind": "number"},
                                                      {"column": "Age", "kind": "number"}]})
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "customers.parquet")
@@ -62,7 +48,8 @@ def test_an_unreadable_number_is_left_empty_and_noted_with_examples_and_the_row_
     """'unknown' and '4O' hold no number: those cells are empty, the customers' rows (and Segment) kept, a note counts
     them and shows a few; a null word (n/a) is a missing value, not counted."""
     text = "Id,Segment,Age\nc1,Gold,unknown\nc2,Silver,4O\nc3,Gold,n/a\nc4,Gold,52\n"
-    report = _ingest(tmp_path, text, {"attributes": ["Segment", {"column": "Age", "kind": "number"}]})
+    report = ingest_customers(tmp_path, text=text,
+                              customers={"attributes": ["Segment", {"column": "Age", "kind": "number"}]})
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "customers.parquet")
     assert validated["attribute_age"].tolist()[3] == 52.0 and validated["attribute_age"][:3].isna().all()
     assert validated["attribute_segment"].tolist() == ["Gold", "Silver", "Gold", "Gold"]
@@ -75,7 +62,7 @@ def test_an_unreadable_number_is_left_empty_and_noted_with_examples_and_the_row_
 
 def test_each_export_reads_its_numbers_with_its_own_settings_and_its_note_names_it(tmp_path):
     (tmp_path / "more.csv").write_text("Id,Age\nc3,30.5\nc4,old\n", encoding="utf-8")
-    report = _ingest(tmp_path, "Id;Age\nc1;67,5\nc2;41\n", {
+    report = ingest_customers(tmp_path, text="Id;Age\nc1;67,5\nc2;41\n", customers={
         "read": {"sep": ";", "decimal": ","}, "attributes": [{"column": "Age", "kind": "number"}],
         "other_exports": [{"path": "more.csv", "rename": {"Id": "customer_id"}}]})
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "customers.parquet")

@@ -70,7 +70,8 @@ CUSTOMERS = ("Id,Segment,Gender,Age band,Note\n"
              "c3,Silver,,26-40,calls often\n")
 
 
-def _ingest(folder: Path, customers: dict, *, text: str = CUSTOMERS) -> dict:
+def ingest_customers(folder: Path, customers: dict, *, text: str = CUSTOMERS) -> dict:
+    """`churn ingest` of ORDERS and the customers export `text` mapped with `customers` (a config of that source)."""
     (folder / "t.csv").write_text(ORDERS, encoding="utf-8")
     (folder / "c.csv").write_text(text, encoding="utf-8")
     raw = minimal_config(paths={"data_dir": "out", "models_dir": "models"},
@@ -82,7 +83,7 @@ def _ingest(folder: Path, customers: dict, *, text: str = CUSTOMERS) -> dict:
 def test_ingest_keeps_the_listed_columns_as_attribute_text_after_the_contract_columns(tmp_path):
     """Segment and Gender become attribute_segment and attribute_gender (stripped, blank -> null); they do not go to
     the extra file too, and the note names only the columns still unread, pointing at the setting."""
-    report = _ingest(tmp_path, {"attributes": ["Segment", "Gender"]})
+    report = ingest_customers(tmp_path, {"attributes": ["Segment", "Gender"]})
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "customers.parquet")
     assert list(validated.columns) == ["customer_id", "signup_at", "region", "acquisition_channel",
                                        "attribute_segment", "attribute_gender"]
@@ -100,7 +101,7 @@ def test_ingest_keeps_the_listed_columns_as_attribute_text_after_the_contract_co
 
 
 def test_ingest_with_every_column_listed_writes_no_extra_file_and_no_note(tmp_path):
-    report = _ingest(tmp_path, {"attributes": ["Segment", "Gender", "Age band", "Note"]})
+    report = ingest_customers(tmp_path, {"attributes": ["Segment", "Gender", "Age band", "Note"]})
     assert not (tmp_path / "out" / "validated" / "extra" / "customers.parquet").exists()
     assert report["sources"]["customers"]["notes"] == []
     validated = pd.read_parquet(tmp_path / "out" / "validated" / "customers.parquet")
@@ -111,11 +112,11 @@ def test_a_listed_column_the_customers_file_lacks_is_an_error_naming_the_setting
     with pytest.raises(IngestError, match=r"^sources\.customers\.attributes: column 'Plan' is not in the files \(their "
                                           r"columns: Id, Segment, Gender, Age band, Note\); name a column of the "
                                           r"export, as it is written there$"):
-        _ingest(tmp_path, {"attributes": ["Segment", "Plan"]})
+        ingest_customers(tmp_path, {"attributes": ["Segment", "Plan"]})
     (tmp_path / "more.csv").write_text("Id,Segment\nc9,Gold\n", encoding="utf-8")
     with pytest.raises(IngestError, match=r"^sources\.customers\.attributes: column 'Gender' is not in the files of "
                                           r"sources\.customers\.other_exports\[0\] \(their columns: Id, Segment\)"):
-        _ingest(tmp_path, {"attributes": ["Segment", "Gender"],
+        ingest_customers(tmp_path, {"attributes": ["Segment", "Gender"],
                            "other_exports": [{"path": "more.csv", "rename": {"Id": "customer_id"}}]})
 
 
@@ -130,7 +131,7 @@ def test_attribute_values_of_typed_columns_read_as_the_export_shows_them(tmp_pat
 
 def test_customers_whose_rows_differ_in_an_attribute_are_named_in_the_note(tmp_path):
     text = "Id,Segment\nc1,Gold\nc1,Silver\nc2,Gold\n"
-    report = _ingest(tmp_path, {"attributes": ["Segment"]}, text=text)
+    report = ingest_customers(tmp_path, {"attributes": ["Segment"]}, text=text)
     assert any(note.startswith("1 customer is on several rows of one file that give different attribute values "
                                "(attribute_segment: 1; e.g. 'c1': Gold, Silver)")
                for note in report["sources"]["customers"]["notes"])
