@@ -568,3 +568,18 @@ def test_where_most_customers_churn_relative_tiers_list_nobody_and_the_summary_s
     assert ("no customer reaches the medium tier, twice the mean 0.625 (the highest is 0.95), so none is listed at "
             "risk, explained or offered an action: lower score.risk_tiers.medium (a multiple of the mean above 1), or "
             "where most customers churn give fixed probabilities (no relative_to)") in lines
+
+
+def test_the_summary_counts_each_at_risk_tier(model):
+    """The first summary sentence says how many of the at-risk customers are in each tier (fixed tiers 0.5/0.25)."""
+    from pipeline.run.score import summary_sentences
+
+    churn = [0.95, 0.9, 0.6, 0.4, 0.3, 0.2, 0.1, 0.1, 0.05, 0.05]
+    features, _ = make_features(len(churn), seed=5)
+    fixed = FixedRiskModel(model, dict(zip(features["customer_id"], churn, strict=True)))
+    scores = score(features, fixed, cfg=CFG, playbook=CHEAP_OFFER)
+    thresholds = tier_thresholds(scores["churn_probability"], tiers=CFG.risk_tiers)
+    summary = {**summarise_scores(scores, budget=CFG.budget, as_of=AS_OF), **tiers_summary(thresholds),
+               "min_probability": 0.25}
+    assert summary_sentences(summary, CHEAP_OFFER)[0] == (
+        "10 customers scored, 5 at risk (3 in the high tier, 2 in the medium tier)")

@@ -56,6 +56,8 @@ from pipeline.run.features import (
 )
 from pipeline.run.uplift import load_uplift_models, uplift_dir
 from pipeline.score import (
+    TIER_HIGH,
+    TIER_MEDIUM,
     TREATMENT_RECORD,
     action_probability_floor,
     changed_treatments,
@@ -341,7 +343,9 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
     cost = {a.name: a.cost for a in playbook.actions}
     floor = summary["min_probability"]
     lines = [
-        f"{summary['customers_scored']:,} customers scored, {summary['at_risk']:,} at risk (high or medium tier)",
+        f"{summary['customers_scored']:,} customers scored, {summary['at_risk']:,} at risk ("
+        + (f"{summary['tiers'][TIER_HIGH]:,} in the high tier, {summary['tiers'][TIER_MEDIUM]:,} in the medium tier)"
+           if summary["at_risk"] else "high or medium tier)"),
         *relative_tiers_sentences(summary),
         f"{summary['treatment']:,} treated ({summary['treated_below_high_tier']:,} of them below the high tier; "
         + (f"actions only from churn probability {probability_text(floor)}" if floor is not None
