@@ -375,9 +375,11 @@ ORDER_TOTAL_SHARE = 0.9  # orders whose lines differ in product or quantity yet 
 ORDER_TOTAL_MIN_ORDERS = 50  # ... on each line, when this share of at least this many such orders does
 FREE_ORDER_SHARE = 0.05  # orders whose every line is worth 0 (free trials, samples, replacements) above this share ...
 FREE_ORDER_MIN = 50  # ... and at least this many get a note: each counts as a purchase
-GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the order lines of the spans before and after it
-GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_LINES) looks like a missing export file: labels there are wrong
-GAP_MIN_LINES = 50
+GAP_DAYS = 28  # a span of this many days with fewer than GAP_SHARE of the orders of the spans before and after it
+GAP_SHARE = 0.25  # ... (each with at least GAP_MIN_ORDERS) looks like a missing export file: labels there are wrong
+# Orders, not lines: a wholesaler's order of 40 lines is one purchase, and counting its lines made a month of 5 orders
+# against 12 look like a gap (the lines of one order are not independent draws).
+GAP_MIN_ORDERS = 30
 SHOWN_DIPS = 3  # the other quiet spans named by the days around them
 TAIL_DAYS = 7  # the shortest quiet end of the data that is named (a partial last day or two is no matter) ...
 TAIL_MAX_DAYS = 2 * GAP_DAYS  # ... and the longest (a longer quiet end is a shop's decline, e.g. a cohort's)
@@ -506,9 +508,9 @@ def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
 
 
 def _dips(total: np.ndarray, busy: np.ndarray, span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(start day, lines during, lines in the quieter side's span) of every `span`-day span holding fewer than
-    GAP_SHARE of the lines of the `span` days before it and of the `span` days after it, each of those with at least
-    GAP_MIN_LINES lines on at least GAP_BUSY_DAYS of its days. `total`, `busy`: cumulative sums of the daily lines
+    """(start day, orders during, orders in the quieter side's span) of every `span`-day span holding fewer than
+    GAP_SHARE of the orders of the `span` days before it and of the `span` days after it, each of those with at least
+    GAP_MIN_ORDERS orders on at least GAP_BUSY_DAYS of its days. `total`, `busy`: cumulative sums of the daily orders
     and of the days with any (a leading 0)."""
     start = np.arange(span, len(total) - 2 * span)
 
@@ -518,21 +520,21 @@ def _dips(total: np.ndarray, busy: np.ndarray, span: int) -> tuple[np.ndarray, n
     (before, before_days), (after, after_days) = side(start - span), side(start + span)
     during = total[start + span] - total[start]
     around = np.minimum(before, after)
-    dips = ((around >= GAP_MIN_LINES) & (np.minimum(before_days, after_days) >= GAP_BUSY_DAYS * span)
+    dips = ((around >= GAP_MIN_ORDERS) & (np.minimum(before_days, after_days) >= GAP_BUSY_DAYS * span)
             & (during < GAP_SHARE * around))
     return start[dips], during[dips], around[dips]
 
 
 def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
-    """A note when the purchase lines of the validated transactions (`result`) nearly stop for a while between two
+    """A note when the orders of the validated transactions (`result`) nearly stop for a while between two
     busy spans: some span of GAP_DAYS days (or 2, 4, 8... times that, so that a long hole is seen too) holds fewer
-    than GAP_SHARE of the lines of both the span before and the span after it, each busy (`_dips`). That is what a
+    than GAP_SHARE of the orders of both the span before and the span after it, each busy (`_dips`). That is what a
     missing export file looks like (or a closure): every snapshot whose label window covers it sees its customers as
     not buying. The note names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the
-    daily lines around it) and how many other dips there are; None otherwise. A shop that grows from nothing, a
+    daily orders around it) and how many other dips there are; None otherwise. A shop that grows from nothing, a
     seasonal peak and a holiday week stay quiet: only a dip below both neighbours counts. Days are those of
     `timezone`, the business zone."""
-    first, lines = _purchase_lines_per_day(result, timezone)
+    first, lines = _orders_per_day(result, timezone)
     if not len(lines):
         return None
     total, busy = np.r_[0, np.cumsum(lines)], np.r_[0, np.cumsum(lines > 0)]
@@ -554,7 +556,7 @@ def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None
                for span, start, during, around in found]
     span, start, during, around, worst = min(
         deepest, key=lambda dip: (dip[2][dip[4]] / dip[3][dip[4]], -dip[3][dip[4]] / dip[0]))
-    rate = around[worst] / span  # lines a day around the deepest dip
+    rate = around[worst] / span  # orders a day around the deepest dip
     quiet = lines < GAP_SHARE * rate
     within = start[worst] + np.flatnonzero(quiet[start[worst]:start[worst] + span])
     busy_before, busy_after = np.flatnonzero(~quiet[:within[0]]), np.flatnonzero(~quiet[within[-1]:])
@@ -574,7 +576,7 @@ def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None
     others = (f" (and {count} more such span{'s' * (count > 1)}, within {', '.join(shown)}"
               f"{', ...' if count > SHOWN_DIPS else ''})" if count else "")
     quiet = int(lines[low:high].sum())
-    return (f"purchases nearly stop from {begin} to {end}{others}: {quiet:,} purchase line{'s' * (quiet != 1)} in "
+    return (f"purchases nearly stop from {begin} to {end}{others}: {quiet:,} order{'s' * (quiet != 1)} in "
             f"those {high - low} days ({_whose_days(timezone)}), against an average of at least {int(rate):,} a day in "
             f"the {span} days before and after {around_them}. A missing export file, or a closure? Every snapshot "
             "whose label window covers those days counts its customers as not buying then; add the missing orders, or "
@@ -585,30 +587,33 @@ def _whose_days(timezone: str) -> str:
     return "UTC" if timezone == "UTC" else f"days of {timezone}"
 
 
-def _purchase_lines_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
-    """(the first day of `timezone` (the business zone), as days since 1970-01-01; the purchase lines (`purchase_lines`) of
-    the validated transactions `result` on each day from it to the last); an empty array without purchases."""
+def _orders_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
+    """(the first day of `timezone` (the business zone), as days since 1970-01-01; the orders with a purchase line
+    (`purchase_lines`) of the validated transactions `result` (ordered_at, order_id, amount) on each day from it to the
+    last: an order counts once on each day it has a purchase line); an empty array without purchases."""
     purchase = purchase_lines(result.validated).to_numpy()
     if not purchase.any():
         return 0, np.zeros(0, dtype=np.int64)
     # the wall clock of the business zone: its days are the ones the later stages count
     at = in_business_time_pandas(result.validated[["ordered_at"]], timezone)["ordered_at"]
     days = at.to_numpy(dtype="datetime64[us]").astype(np.int64)[purchase] // 86_400_000_000
+    orders = pl.from_pandas(result.validated["order_id"]).filter(pl.Series(purchase))
+    days = pl.DataFrame({"day": days, "order_id": orders}).unique()["day"].to_numpy()
     first = int(days.min())
     return first, np.bincount(days - first)
 
 
 def thin_end_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
-    """A note when the purchase lines of the validated transactions (`result`) nearly stop over the data's last days:
-    the last L days (TAIL_DAYS <= L <= TAIL_MAX_DAYS) hold fewer than GAP_SHARE of the lines a day of the GAP_DAYS
-    days before them (at least GAP_MIN_LINES, on at least GAP_BUSY_DAYS of those days) and of the TAIL_BASELINE_DAYS
+    """A note when the orders of the validated transactions (`result`) nearly stop over the data's last days:
+    the last L days (TAIL_DAYS <= L <= TAIL_MAX_DAYS) hold fewer than GAP_SHARE of the orders a day of the GAP_DAYS
+    days before them (at least GAP_MIN_ORDERS, on at least GAP_BUSY_DAYS of those days) and of the TAIL_BASELINE_DAYS
     before them (so that the end of a seasonal peak is no quiet end); of such L, the one whose days
-    are quietest against the days before them, narrowed to the last days with fewer than GAP_SHARE of its lines a day
+    are quietest against the days before them, narrowed to the last days with fewer than GAP_SHARE of its orders a day
     (at least TAIL_DAYS of them, after at least GAP_DAYS of data). Late rows past the export's real end (a test
     order, a pre-order, a time zone slip) or an export taken while orders were still being written look like that:
     the data's end is its latest order, so the label windows ending in those days count their customers as not
     buying. None otherwise. Days are those of `timezone`, the business zone (ingest.latest counts them too)."""
-    first, lines = _purchase_lines_per_day(result, timezone)
+    first, lines = _orders_per_day(result, timezone)
     days = len(lines)
     if days < GAP_DAYS + TAIL_DAYS:
         return None
@@ -618,7 +623,7 @@ def thin_end_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
     during = total[days] - total[start]
     before = total[start] - total[start - GAP_DAYS]
     year = np.maximum(start - TAIL_BASELINE_DAYS, 0)  # and quiet against the year before: a peak's end is no gap
-    thin = ((before >= GAP_MIN_LINES) & (busy[start] - busy[start - GAP_DAYS] >= GAP_BUSY_DAYS * GAP_DAYS)
+    thin = ((before >= GAP_MIN_ORDERS) & (busy[start] - busy[start - GAP_DAYS] >= GAP_BUSY_DAYS * GAP_DAYS)
             & (during * GAP_DAYS < GAP_SHARE * before * length)
             & (during * (start - year) < GAP_SHARE * (total[start] - total[year]) * length))
     if not thin.any():
@@ -632,8 +637,8 @@ def thin_end_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
     day = np.datetime64("1970-01-01") + np.timedelta64(first, "D")
     start, end = day + np.timedelta64(begin, "D"), day + np.timedelta64(days - 1, "D")
     last_busy = start - np.timedelta64(1, "D")
-    return (f"purchases nearly stop over the data's last {days - begin} days, {start} to {end}: {quiet:,} purchase "
-            f"line{'s' * (quiet != 1)} ({_whose_days(timezone)}), against an average of {rate:,.0f} a day in the "
+    return (f"purchases nearly stop over the data's last {days - begin} days, {start} to {end}: {quiet:,} "
+            f"order{'s' * (quiet != 1)} ({_whose_days(timezone)}), against an average of {rate:,.0f} a day in the "
             f"{GAP_DAYS} days before. Late rows past the export's real end (a test order, a pre-order, a time zone "
             "slip), orders not yet written when it was exported, or a closure? The data's end is its latest order "
             f"({end}), so every snapshot whose label window ends in those days counts its customers as not buying "

@@ -526,12 +526,15 @@ def test_number_cells_that_cannot_be_read_say_which_setting_would_read_them(cell
         "not a number" + hint)
 
 
-def _purchases_per_day(lines_per_day) -> SourceResult:
-    """Validated transactions with lines_per_day[i] purchase lines on day i from 2024-01-01."""
-    day = np.repeat(np.arange(len(lines_per_day)), lines_per_day)
+def _purchases_per_day(orders_per_day, lines_per_order=1) -> SourceResult:
+    """Validated transactions with orders_per_day[i] orders on day i from 2024-01-01, of `lines_per_order` purchase
+    lines each (or lines_per_order[i] on day i)."""
+    day = np.repeat(np.arange(len(orders_per_day)), orders_per_day)
     at = pd.Timestamp("2024-01-01 10:00", tz="UTC") + pd.to_timedelta(day, unit="D")
-    return SourceResult("transactions", pd.DataFrame({"ordered_at": at, "amount": 10.0}), pd.DataFrame(),
-                        pd.DataFrame(), {})
+    orders = pd.DataFrame({"ordered_at": at, "order_id": [f"o{i}" for i in range(len(day))], "amount": 10.0})
+    lines = np.broadcast_to(lines_per_order, len(orders_per_day))[day]
+    return SourceResult("transactions", orders.loc[orders.index.repeat(lines)].reset_index(drop=True),
+                        pd.DataFrame(), pd.DataFrame(), {})
 
 
 def test_a_month_without_purchases_between_busy_months_is_named_as_a_missing_export_or_a_closure():
@@ -542,20 +545,32 @@ def test_a_month_without_purchases_between_busy_months_is_named_as_a_missing_exp
     hole[60:91] = 0  # 2024-03-01 .. 2024-03-31
     hole[59] = 2  # a quiet day next to it belongs to it (quiet: fewer than 25% of the daily lines around)
     assert order_gap_note(_purchases_per_day(hole)) == (
-        "purchases nearly stop from 2024-02-29 to 2024-03-31: 2 purchase lines in those 32 days (UTC), against an average of at least "
+        "purchases nearly stop from 2024-02-29 to 2024-03-31: 2 orders in those 32 days (UTC), against an average of at least "
         "20 a day in the 28 days before and after them. A missing export file, or a closure? Every snapshot whose label "
         "window covers those days counts its customers as not buying then; add the missing orders, or leave those "
         "snapshots out (features.snapshots)")
     long_hole = np.full(400, 20)
     long_hole[100:190] = 0  # three months: the spans before and after a 28-day span inside it are empty too
     assert order_gap_note(_purchases_per_day(long_hole)).startswith(
-        "purchases nearly stop from 2024-04-10 to 2024-07-08: 0 purchase lines in those 90 days")
+        "purchases nearly stop from 2024-04-10 to 2024-07-08: 0 orders in those 90 days")
     two = steady.copy()
     two[40:70] = 0
     two[130:160] = 0
     # the other one is named by days around it (its quiet days: 2024-05-10 to 2024-06-08)
     assert "2024-03-10 (and 1 more such span, within 2024-05-05 to 2024-06-13): " in order_gap_note(
         _purchases_per_day(two))
+
+
+def test_a_month_of_small_orders_is_no_gap_the_orders_are_counted_not_their_lines():
+    """A wholesaler: 2 orders a day of 10 lines each, then a month when the orders go on with one line each. Its lines
+    drop to a tenth (what a missing file looks like when lines are counted), its orders do not: no note. A month with
+    no orders at all is still named, in orders."""
+    small_month = np.full(200, 10)
+    small_month[60:91] = 1
+    assert order_gap_note(_purchases_per_day(np.full(200, 2), lines_per_order=small_month)) is None
+    hole = _purchases_per_day(np.r_[np.full(60, 2), np.zeros(31, dtype=int), np.full(109, 2)], lines_per_order=10)
+    assert order_gap_note(hole).startswith("purchases nearly stop from 2024-03-01 to 2024-03-31: 0 orders in those "
+                                           "31 days (UTC), against an average of at least 2 a day")
 
 
 def test_growth_seasons_and_a_holiday_week_are_not_gaps():
@@ -639,7 +654,7 @@ def test_a_data_end_past_the_last_busy_day_is_named():
     windows ending in those days count every customer as not buying. Hand-made counts: 20 lines a day."""
     late = np.r_[np.full(100, 20), np.zeros(14, dtype=int), 1]
     assert thin_end_note(_purchases_per_day(late)) == (
-        "purchases nearly stop over the data's last 15 days, 2024-04-10 to 2024-04-24: 1 purchase line (UTC), "
+        "purchases nearly stop over the data's last 15 days, 2024-04-10 to 2024-04-24: 1 order (UTC), "
         "against an average of 20 a day in the 28 days before. Late rows past the export's real end (a test order, a "
         "pre-order, a time zone slip), orders not yet written when it was exported, or a closure? The data's end is "
         "its latest order (2024-04-24), so every snapshot whose label window ends in those days counts its customers "
@@ -647,7 +662,7 @@ def test_a_data_end_past_the_last_busy_day_is_named():
         "out (features.snapshots)")
     lagging = np.r_[np.full(100, 20), np.full(10, 3)]  # the last ten days' orders mostly not yet written
     assert thin_end_note(_purchases_per_day(lagging)).startswith(
-        "purchases nearly stop over the data's last 10 days, 2024-04-10 to 2024-04-19: 30 purchase lines")
+        "purchases nearly stop over the data's last 10 days, 2024-04-10 to 2024-04-19: 30 orders")
 
 
 def test_a_busy_end_a_short_quiet_end_a_week_without_weekends_or_a_long_decline_is_no_thin_end():

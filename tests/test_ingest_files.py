@@ -1952,7 +1952,7 @@ def test_a_monthly_export_file_missing_from_the_glob_is_named_with_its_dates(tmp
         write(folder, f"{month:02d}.csv", "order_id,customer_id,ordered_at,amount\n" + "\n".join(lines) + "\n")
     with caplog.at_level(logging.WARNING):
         report = run_ingest(tmp_path, {"transactions": {"path": "orders/*.csv"}})
-    note = ("purchases nearly stop from 2024-03-01 to 2024-03-31: 0 purchase lines in those 31 days (UTC), against an average of at least "
+    note = ("purchases nearly stop from 2024-03-01 to 2024-03-31: 0 orders in those 31 days (UTC), against an average of at least "
             "3 a day in the 28 days before and after them. A missing export file, or a closure?")
     assert any(item.startswith(note) for item in report["sources"]["transactions"]["notes"])
     assert note in caplog.text

@@ -111,7 +111,7 @@ def test_cdnow_with_a_late_row_two_weeks_after_its_end_names_the_quiet_end(share
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
     notes = ingest_runner.run(load_config(config), quiet=True)["sources"]["transactions"]["notes"]
     [note] = [note for note in notes if note.startswith(
-        "purchases nearly stop over the data's last 14 days, 1998-07-01 to 1998-07-14: 1 purchase line (days of "
+        "purchases nearly stop over the data's last 14 days, 1998-07-01 to 1998-07-14: 1 order (days of "
         "America/New_York)")]  # the config's business zone: CDNOW's dates are its midnights
     assert "end the data on the last busy day (ingest.latest: 1998-06-30)" in note
     # Following the advice: the late row is quarantined with the setting as its reason, the data end on 06-30.
