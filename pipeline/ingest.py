@@ -1597,6 +1597,9 @@ def split_source(
     same_answers = rows_where(problems["reason"] == SAME_ANSWER)
     headers = rows_where(problems["reason"] == HEADER_AGAIN)
     unanswered = rows_where(problems["reason"].str.endswith(UNANSWERED))
+    unread = np.zeros(len(raw.frame), dtype=bool)  # rows of empty cells for lines of another width: no copies either
+    if raw.unread_lines is not None:
+        unread[raw.unread_lines["row"].to_numpy(dtype=np.int64)] = True
     broken = bad & ~rows_where(not_bad(problems["reason"]))
     candidates = repeat_keys(parsed.typed)[1] if repeat_candidates is None else repeat_candidates
     rejected = np.flatnonzero(bad)
@@ -1625,7 +1628,7 @@ def split_source(
         # identical to an earlier row and kept (the copies a more recent file holds and a customer's later rows of
         # attributes are in the quarantine, not here)
         "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~blocks & ~headers
-                                         & ~same_answers),
+                                         & ~same_answers & ~unread),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [

@@ -4,7 +4,9 @@
 strings, Parquet as typed, Excel sheets as the text of their cells; null tokens of `read.na_values` as
 missing) and returns a `RawSource`: the rows unchanged, with their file (and sheet) and row number. Table-level problems (no file, a folder, no
 permission, empty file, no line break, repeated column names, wrong separator, bytes that are not in
-the configured encoding, malformed lines) raise `IngestError` naming the source, the file and what to do.
+the configured encoding, most lines of another width than the header) raise `IngestError` naming the source, the
+file and what to do. A few CSV lines of another width than the header are set aside: a row of empty cells in the
+place of each, and a row of `RawSource.unread_lines` whose reason holds the line as written (ingest quarantines it).
 
 The parse helpers (`parse_timestamps`, `parse_numbers`, `parse_booleans`, `parse_ids`) turn raw
 columns into contract types, with nulls where a value cannot be parsed; ingest compares the nulls
@@ -328,9 +330,9 @@ def _null_values(read: ReadOptions) -> list[str]:
 MOST_LINES_WRONG = 0.5
 FIRST_DATA_LINES = 5
 LINES_NAMED = 10  # lines named in the note on set-aside lines
-# What the python reader's on_bad_lines callback puts in the first cell of a line it sets aside, with its field count
-# after it: the row keeps its place (so the rows after it keep their numbers) and is found again after the read.
-SET_ASIDE_MARK = "\x00set aside: fields\x00"
+# What the python reader's on_bad_lines callback puts in the first cell of a line it sets aside: the row keeps its
+# place (so the rows after it keep their numbers) and is found again after the read.
+SET_ASIDE_MARK = "\x00set aside\x00"
 
 
 def no_unread_lines() -> pd.DataFrame:
@@ -345,7 +347,9 @@ def _arrow_names(names: list[str]) -> list[str]:
     return [names[0].removeprefix("\ufeff"), *names[1:]]
 
 
-def _read_csv_with_arrow(path: Path, read: ReadOptions, names: list[str] | None) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+def _read_csv_with_arrow(
+    path: Path, read: ReadOptions, names: list[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Every column as text (str dtype), null tokens null, read by pyarrow's multithreaded reader
     with the column types given up front (no type inference, no cast afterwards); blank header names are named as
     pandas names them ('Unnamed: 4'). With it, the lines set aside for their number of fields (`no_unread_lines`):
@@ -449,7 +453,9 @@ def _file_lines(path: Path, encoding: str, texts: Iterable[str], *, fallback: It
     return np.asarray(lines, dtype=np.int64)
 
 
-def _read_csv_with_pandas(name: str, path: Path, source: SourceConfig, *, one_line: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_csv_with_pandas(
+    name: str, path: Path, source: SourceConfig, *, one_line: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file read by pandas (a separator of several characters, a whitespace run, a file without a line break or
     a header the Arrow reader does not take): every column as text, and the lines with more fields than the header
     set aside (`no_unread_lines`; a shorter line is read with its last cells empty, as pandas reads it: with a regular
@@ -473,14 +479,19 @@ def _read_csv_with_pandas(name: str, path: Path, source: SourceConfig, *, one_li
         options["index_col"] = False  # a line with an extra field must not become an index
     try:
         try:
-            frame, marked = pd.read_csv(path, engine=engine, **options), False
+            frame, marked = pd.read_csv(path, engine=engine, **options), []
         except pd.errors.ParserError as exc:
-            if engine == "pyarrow" or not re.search(r"Expected \d+ fields", str(exc)):
+            if engine == "pyarrow" or not re.search(r"Expected \d+ fields", str(exc)) or (
+                    engine == "c" and b'"' in path.read_bytes()):  # the python reader splits a quoted cell apart
                 raise
             # lines with more fields than the header: the python reader keeps a marked row in the place of each
-            frame = pd.read_csv(path, engine="python", on_bad_lines=lambda fields: [f"{SET_ASIDE_MARK}{len(fields)}"],
-                                **options)
-            marked = True
+            marked = []
+
+            def mark(fields: list[str]) -> list[str]:  # called for the lines set aside only, never for good ones
+                marked.append(fields)
+                return [SET_ASIDE_MARK]
+
+            frame = pd.read_csv(path, engine="python", on_bad_lines=mark, **options)
         if engine == "pyarrow":
             return frame, no_unread_lines()
         return _pandas_lines_set_aside(path, read, frame, marked=marked)
@@ -525,16 +536,19 @@ def _reading_hint(name: str, path: Path, source: SourceConfig, lines: str) -> st
             or f"; check sources.{name}.read.sep and the quoting of {lines}")
 
 
-def _pandas_lines_set_aside(path: Path, read: ReadOptions, frame: pd.DataFrame, *, marked: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _pandas_lines_set_aside(
+    path: Path, read: ReadOptions, frame: pd.DataFrame, *, marked: list[list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`frame` (read by pandas' C or python reader) with the cells emptied of its rows read from lines with another
-    number of fields than its columns, and those lines (`no_unread_lines`): the rows the python reader `marked` with
-    SET_ASIDE_MARK (more fields), and the rows whose last cell is empty because the line has fewer fields (pandas
-    fills them in; a line holding a quote is left as pandas reads it, as its quoting may hold separators). Line
-    numbers and texts are the file's non-blank lines after the header at those rows (a quoted line break before them
-    is not counted). Unchanged, without reading the file again, when no row is marked or ends empty."""
+    number of fields than its columns, and those lines (`no_unread_lines`): the rows the python reader marked with
+    SET_ASIDE_MARK (more fields; `marked`: their fields, in order), and the rows whose last cell is empty because the
+    line has fewer fields (pandas fills them in; a line holding a quote is left as pandas reads it, as its quoting
+    may hold separators). Line
+    numbers and texts are the file's non-blank lines after the header at those rows. Unchanged, without reading the
+    file again, when no row is marked or ends empty, or when the rows are not the file's non-blank lines (a quoted
+    line break: the C reader's); ParserError then if a row is marked."""
     width = len(frame.columns)
-    first = frame.iloc[:, 0].astype("str")
-    long_rows = (first.str.startswith(SET_ASIDE_MARK).fillna(False).to_numpy(dtype=bool) if marked
+    long_rows = (frame.iloc[:, 0].astype("str").eq(SET_ASIDE_MARK).fillna(False).to_numpy(dtype=bool) if marked
                  else np.zeros(len(frame), dtype=bool))
     ending_empty = (frame.iloc[:, -1].isna().to_numpy(dtype=bool) & ~long_rows if width > 1
                     else np.zeros(len(frame), dtype=bool))  # (one column: no line is short of a field)
@@ -545,22 +559,30 @@ def _pandas_lines_set_aside(path: Path, read: ReadOptions, frame: pd.DataFrame, 
     present = np.flatnonzero(pc.utf8_length(pc.utf8_trim_whitespace(lines)).to_numpy(zero_copy_only=False) > 0)
     data = present[present >= read.skip_rows][int(read.header):]  # pandas skips blank lines, and these first
     fields = np.zeros(len(frame), dtype=np.int64)
-    fields[long_rows] = first[long_rows].str.removeprefix(SET_ASIDE_MARK).astype(np.int64).to_numpy()
+    fields[long_rows] = [len(line) for line in marked]  # (the lines set aside only)
+    if len(data) != len(frame):
+        if marked:
+            raise pd.errors.ParserError(f"{len(marked):,} lines have more fields than the header, and the rows read "
+                                        "are not the file's lines, so those lines cannot be named")
+        return frame, no_unread_lines()
     candidates = np.flatnonzero(ending_empty)
     texts = lines.take(pa.array(data[candidates]))
-    split = pc.split_pattern_regex(pc.utf8_trim_whitespace(texts), pattern=read.sep if len(read.sep) > 1 else re.escape(read.sep))
-    counts = pc.list_value_length(split).to_numpy(zero_copy_only=False)
-    quoted = pc.match_substring(texts, '"').to_numpy(zero_copy_only=False)
-    short = candidates[(counts < width) & ~quoted]
-    fields[short] = counts[(counts < width) & ~quoted]
-    rows = np.flatnonzero(long_rows | np.isin(np.arange(len(frame)), short))
+    pattern = read.sep if len(read.sep) > 1 else re.escape(read.sep)
+    try:
+        counts = pc.list_value_length(pc.split_pattern_regex(pc.utf8_trim_whitespace(texts), pattern=pattern))
+        counts = counts.to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # a separator Arrow's regular expressions do not take (a look-behind): none is told short
+        counts = np.full(len(texts), width)
+    short = (counts < width) & ~pc.match_substring(texts, '"').to_numpy(zero_copy_only=False)
+    fields[candidates[short]] = counts[short]
+    rows = np.flatnonzero(long_rows | (fields > 0))
     if not len(rows):
         return frame, no_unread_lines()
     emptied = frame.copy()
     emptied.iloc[rows] = np.nan
-    at = data[rows]
-    unread = pd.DataFrame({"row": rows.astype(np.int64), "line": (at + 1).astype(np.int64), "fields": fields[rows],
-                           "text": pd.Series(lines.take(pa.array(at)).to_pylist(), dtype="str")})
+    unread = pd.DataFrame({"row": rows.astype(np.int64), "line": data[rows].astype(np.int64) + 1,
+                           "fields": fields[rows],
+                           "text": pd.Series(lines.take(pa.array(data[rows])).to_pylist(), dtype="str")})
     return emptied, unread
 
 
@@ -601,8 +623,8 @@ def unread_line_reasons(unread: pd.DataFrame, *, columns: int, header: bool) -> 
     where = "the header has" if header else "read.column_names names"
     texts = unread["text"].map(repr)  # (one Python call per line set aside: they are few)
     return ("line " + unread["line"].map("{:,}".format) + " has " + unread["fields"].astype("str") + f" fields where "
-            f"{where} {columns} (" + pd.Series(why, index=unread.index) + "), so its cells are left empty; the line: "
-            + texts).astype("str")
+            f"{where} {columns} (" + pd.Series(why, index=unread.index) + "), so its cells are left empty; "
+            + "the line: " + texts).astype("str")
 
 
 def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
@@ -977,7 +999,8 @@ def read_source(
     notes += [lookup_note(table, rows=len(frame), took=int(took), missed=int(lost), kept=int(kept))
               for table, (took, lost, kept) in zip(tables, counts)]
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files),
-                     notes=tuple(notes + warnings), lookup_problems=missed if missed is not None and len(missed) else None,
+                     notes=tuple(notes + warnings),
+                     lookup_problems=missed if missed is not None and len(missed) else None,
                      unread_lines=pd.concat(unread, ignore_index=True) if unread else None, warnings=tuple(warnings))
 
 
@@ -985,7 +1008,8 @@ def unread_lines_said(label: str, lines: pd.DataFrame) -> str:
     """'3 lines of <label> had the wrong number of fields (lines 17, 2,001, 9,340)' for the lines of one file set
     aside (`no_unread_lines`)."""
     count = len(lines)
-    named = ", ".join(f"{line:,}" for line in lines["line"].head(LINES_NAMED)) + (", ..." if count > LINES_NAMED else "")
+    named = ", ".join(f"{line:,}" for line in lines["line"].head(LINES_NAMED))
+    named += ", ..." if count > LINES_NAMED else ""
     plural = "s" if count != 1 else ""
     return f"{count:,} line{plural} of {label} had the wrong number of fields (line{plural} {named})"
 

@@ -48,6 +48,7 @@ def test_lines_with_a_field_more_or_less_are_quarantined_and_the_rest_validated(
     report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]
     assert (report["input_rows"], report["validated_rows"], report["quarantined_rows"], report["bad_rows"]) == (
         40, 38, 2, 2)
+    assert report["duplicate_rows"] == 0  # the two rows of empty cells are no copies of one another
     assert f"2 lines of {tmp_path / 't.csv'} had the wrong number of fields (lines 6, 21): quarantined" in " ".join(
         report["notes"])
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
@@ -169,6 +170,16 @@ def test_the_pandas_readers_set_aside_longer_and_shorter_lines(tmp_path, sep):
         f"left empty; the line: {lines[11].replace(',', written)!r}"]
     assert frame.iloc[[3, 9]].isna().all().all()
     assert frame["order_id"].drop([3, 9]).tolist() == [row.split(",")[0] for row in rows]
+
+
+def test_a_whitespace_separated_file_with_quotes_keeps_the_error(tmp_path):
+    """pandas' C reader honours quotes, its python reader (which sets lines aside) does not: a quoted cell would be
+    read apart, so such a file with a longer line is refused as before."""
+    lines = ["order_id customer_id ordered_at amount", '"o1" "c 1" 2024-01-01 1', "o2 c2 2024-01-02 2 surprise"]
+    write(tmp_path, "t.txt", csv_text(lines + [f"o{i} c{i} 2024-01-03 {i}" for i in range(3, 12)]))
+    with pytest.raises(IngestError, match=r"cannot be parsed as CSV with sep='\\\\s\+': .*Expected 4 fields in line 3, "
+                                          r"saw 5; check sources\.transactions\.read\.sep"):
+        read(tmp_path, {"path": "t.txt", "read": {"sep": r"\s+"}})
 
 
 # --- end to end -----------------------------------------------------------------------------------------------------
