@@ -1229,6 +1229,16 @@ def only_the_exclusion(problems: pd.DataFrame, *, keep: Iterable[str] = ()) -> p
     return problems[~other].reset_index(drop=True) if other.any() else problems
 
 
+def with_unread_lines(problems: pd.DataFrame, unread: pd.DataFrame | None) -> pd.DataFrame:
+    """`problems` (row, column, reason) where each row read from a line with the wrong number of fields (`unread`, as
+    `RawSource.unread_lines`: its cells are empty) has that as its one reason: what its empty cells lack says
+    nothing more."""
+    if unread is None:
+        return problems
+    others = problems["row"].isin(unread["row"]).to_numpy(dtype=bool)
+    return pd.concat([problems[~others], unread], ignore_index=True)
+
+
 def not_bad(reasons: pd.Series) -> pd.Series:
     """Which quarantine reasons are not bad data: a guest checkout, a copy of a record a more recent file holds or a
     later block of the same file repeats, a customer's attributes after its first row, a header line again, an answer
@@ -1587,6 +1597,9 @@ def split_source(
     same_answers = rows_where(problems["reason"] == SAME_ANSWER)
     headers = rows_where(problems["reason"] == HEADER_AGAIN)
     unanswered = rows_where(problems["reason"].str.endswith(UNANSWERED))
+    unread = np.zeros(len(raw.frame), dtype=bool)  # rows of empty cells for lines of another width: no copies either
+    if raw.unread_lines is not None:
+        unread[raw.unread_lines["row"].to_numpy(dtype=np.int64)] = True
     broken = bad & ~rows_where(not_bad(problems["reason"]))
     candidates = repeat_keys(parsed.typed)[1] if repeat_candidates is None else repeat_candidates
     rejected = np.flatnonzero(bad)
@@ -1615,7 +1628,7 @@ def split_source(
         # identical to an earlier row and kept (the copies a more recent file holds and a customer's later rows of
         # attributes are in the quarantine, not here)
         "duplicate_rows": duplicate_rows(raw.frame, candidates=candidates & ~later & ~repeats & ~blocks & ~headers
-                                         & ~same_answers),
+                                         & ~same_answers & ~unread),
         "extra_columns": extra_columns,
         "derived": dict(parsed.derived),
         "notes": list(raw.notes) + list(parsed.notes) + [
@@ -1843,6 +1856,7 @@ def mapped_source(
         "source_row": np.concatenate([raw.origin["source_row"].to_numpy() for raw in as_read]),
     })
     missed = [shifted(raw.lookup_problems, o) for raw, o in zip(as_read, offsets) if raw.lookup_problems is not None]
+    unread = [shifted(raw.unread_lines, o) for raw, o in zip(as_read, offsets) if raw.unread_lines is not None]
     raw = RawSource(
         name=as_read[0].name,
         frame=concat_as_read([raw.frame for raw in as_read]),
@@ -1850,6 +1864,8 @@ def mapped_source(
         files=tuple(path for raw in as_read for path in raw.files),
         notes=tuple(note for raw in as_read for note in raw.notes),
         lookup_problems=pd.concat(missed, ignore_index=True) if missed else None,
+        unread_lines=pd.concat(unread, ignore_index=True) if unread else None,
+        warnings=tuple(warning for raw in as_read for warning in raw.warnings),
     )
     parsed_parts = [parsed for _, parsed, _ in parts]
     typed = pd.concat([p.typed for p in parsed_parts], ignore_index=True)
@@ -2044,7 +2060,7 @@ def ingest_sources(
         if name not in raws:
             results[name] = unconfigured_source(name)
             continue
-        for warning in parsed[name].warnings:
+        for warning in (*raws[name].warnings, *parsed[name].warnings):
             get_logger().warning("%s: %s", name, warning)
         numbers = [a.feature for a in sources[name].attributes if a.kind == "number"]
         problems = find_problems(parsed[name], latest_allowed=latest_allowed, numbers=numbers, **bounds)
@@ -2069,6 +2085,7 @@ def ingest_sources(
         headers = problems["reason"] == HEADER_AGAIN  # a header line again: that is all there is to say about it
         if headers.any():
             problems = problems[headers | ~problems["row"].isin(problems.loc[headers, "row"])].reset_index(drop=True)
+        problems = with_unread_lines(problems, raws[name].unread_lines)
         if name == "feedback":
             problems = pd.concat([problems, _problems(same_answer_rows(parsed[name].typed, problems), "feedback_id",
                                                       SAME_ANSWER)], ignore_index=True)

@@ -4,7 +4,9 @@
 strings, Parquet as typed, Excel sheets as the text of their cells; null tokens of `read.na_values` as
 missing) and returns a `RawSource`: the rows unchanged, with their file (and sheet) and row number. Table-level problems (no file, a folder, no
 permission, empty file, no line break, repeated column names, wrong separator, bytes that are not in
-the configured encoding, malformed lines) raise `IngestError` naming the source, the file and what to do.
+the configured encoding, most lines of another width than the header) raise `IngestError` naming the source, the
+file and what to do. A few CSV lines of another width than the header are set aside: a row of empty cells in the
+place of each, and a row of `RawSource.unread_lines` whose reason holds the line as written (ingest quarantines it).
 
 The parse helpers (`parse_timestamps`, `parse_numbers`, `parse_booleans`, `parse_ids`) turn raw
 columns into contract types, with nulls where a value cannot be parsed; ingest compares the nulls
@@ -114,6 +116,10 @@ class RawSource:
     notes: tuple[str, ...] = field(default=())
     # Rows whose key a `lookup` table lacks or holds twice (row, column: the key's column, reason); None: none.
     lookup_problems: pd.DataFrame | None = None
+    # Rows read from lines with another number of fields than the header (row, column: '', reason: the line and its
+    # line number), whose cells are empty; None: none.
+    unread_lines: pd.DataFrame | None = None
+    warnings: tuple[str, ...] = field(default=())  # the notes a user must see when ingest runs (also in notes)
 
 
 @dataclass(frozen=True)
@@ -318,39 +324,77 @@ def _null_values(read: ReadOptions) -> list[str]:
     return sorted({"", *read.na_values})
 
 
-def _read_csv_with_arrow(path: Path, read: ReadOptions, names: list[str] | None) -> pd.DataFrame | None:
-    """Every column as text (str dtype), null tokens null, read by pyarrow's multithreaded reader
-    with the column types given up front (no type inference, no cast afterwards).
+# A file is refused, not read with some lines set aside, when its lines with the wrong number of fields are more than
+# this share of its data lines (a line break inside a set-aside record counts as a line), or are all of its first
+# FIRST_DATA_LINES: then the separator, the header or the format is wrong, not a few lines.
+MOST_LINES_WRONG = 0.5
+FIRST_DATA_LINES = 5
+LINES_NAMED = 10  # lines named in the note on set-aside lines
+# What the python reader's on_bad_lines callback puts in the first cell of a line it sets aside: the row keeps its
+# place (so the rows after it keep their numbers) and is found again after the read.
+SET_ASIDE_MARK = "\x00set aside\x00"
 
-    None when this path does not apply (separator longer than one character, unusual header) or the
+
+def no_unread_lines() -> pd.DataFrame:
+    """The lines of a file set aside for their number of fields (`_read_csv`), none: row (0-based, in the file's
+    frame, whose cells are empty there), line (the file's 1-based line number), fields, text (the line as written)."""
+    return pd.DataFrame({"row": pd.Series([], dtype=np.int64), "line": pd.Series([], dtype=np.int64),
+                         "fields": pd.Series([], dtype=np.int64), "text": pd.Series([], dtype="str")})
+
+
+def _arrow_names(names: list[str]) -> list[str]:
+    """The header's names as pyarrow reads them (it drops a UTF-8 byte-order mark)."""
+    return [names[0].removeprefix("\ufeff"), *names[1:]]
+
+
+def _read_csv_with_arrow(
+    path: Path, read: ReadOptions, names: list[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Every column as text (str dtype), null tokens null, read by pyarrow's multithreaded reader
+    with the column types given up front (no type inference, no cast afterwards); blank header names are named as
+    pandas names them ('Unnamed: 4'). With it, the lines set aside for their number of fields (`no_unread_lines`):
+    rows of empty cells in the frame.
+
+    None when this path does not apply (separator longer than one character, no header) or the
     file does not read cleanly: the caller then reads it with pandas, which raises the usual errors.
     """
-    if len(read.sep) != 1 or not names or any(not name or name.startswith("\ufeff") for name in names):
+    if len(read.sep) != 1 or not names:
         return None
+    columns = _arrow_names(names)
+    unread = no_unread_lines()
     try:
         try:
-            table = _arrow_csv_table(path, read, names, newlines_in_values=False)
+            table = _arrow_csv_table(path, read, columns, newlines_in_values=False)
         except pa.ArrowInvalid:
             # a quoted line break in a cell (a ticket's description) where a block of the fast chunker ends
             # puts the parser out of step ('out of sync', or 'Expected 5 columns, got 1'): read again with the
-            # chunker that honours quotes (a file that is really broken fails again, and pandas names why)
-            table = _arrow_csv_table(path, read, names, newlines_in_values=True)
-    except (pa.ArrowInvalid, UnicodeError, LookupError, OSError):
+            # chunker that honours quotes (a file that is really broken fails again)
+            table = _arrow_csv_table(path, read, columns, newlines_in_values=True)
+    except pa.ArrowInvalid:
+        try:  # lines with another number of fields than the header: read once more, setting them aside
+            table, unread = _arrow_csv_setting_aside(path, read, columns)
+        except (pa.ArrowInvalid, UnicodeError, LookupError, OSError):
+            return None
+    except (UnicodeError, LookupError, OSError):
         return None
-    if table.column_names != names or any(column.type != pa.large_string() for column in table.columns):
+    if table.column_names != columns or any(column.type != pa.large_string() for column in table.columns):
         return None
+    table = table.rename_columns([name or f"Unnamed: {position}" for position, name in enumerate(names)])
     text = pd.StringDtype("pyarrow", na_value=np.nan)  # the "str" dtype, sharing Arrow's buffers
-    return table.to_pandas(types_mapper=lambda arrow_type: text if arrow_type == pa.large_string() else None)
+    return table.to_pandas(types_mapper=lambda arrow_type: text if arrow_type == pa.large_string() else None), unread
 
 
-def _arrow_csv_table(path: Path, read: ReadOptions, names: list[str], *, newlines_in_values: bool) -> pa.Table:
+def _arrow_csv_table(path: Path, read: ReadOptions, names: list[str], *, newlines_in_values: bool,
+                     invalid_row_handler: Callable | None = None) -> pa.Table:
     """The file read by pyarrow, every column of `names` as text; `newlines_in_values` lets a quoted cell hold line
-    breaks wherever a block of the file ends (slower chunking, so only when the fast one gets out of step)."""
+    breaks wherever a block of the file ends (slower chunking, so only when the fast one gets out of step). With an
+    `invalid_row_handler`, one thread reads (pyarrow numbers the rows it passes to the handler only then)."""
     return pa_csv.read_csv(
         path,
         read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
-                                        skip_rows=read.skip_rows),
-        parse_options=pa_csv.ParseOptions(delimiter=read.sep, newlines_in_values=newlines_in_values),
+                                        skip_rows=read.skip_rows, use_threads=invalid_row_handler is None),
+        parse_options=pa_csv.ParseOptions(delimiter=read.sep, newlines_in_values=newlines_in_values,
+                                          invalid_row_handler=invalid_row_handler),
         convert_options=pa_csv.ConvertOptions(
             column_types={name: pa.large_string() for name in names},
             null_values=_null_values(read),
@@ -359,17 +403,64 @@ def _arrow_csv_table(path: Path, read: ReadOptions, names: list[str], *, newline
     )
 
 
-def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
-    """All columns as strings; empty cells and `read.na_values` are nulls ('NA' stays the text 'NA')."""
+def _arrow_csv_setting_aside(path: Path, read: ReadOptions, names: list[str]) -> tuple[pa.Table, pd.DataFrame]:
+    """The file read by pyarrow as `_arrow_csv_table` does, each line with another number of fields than `names` set
+    aside: a row of nulls in its place in the table, and a row of `no_unread_lines` (none: ArrowInvalid)."""
+    set_aside = []
+
+    def set_line_aside(row: pa_csv.InvalidRow) -> str:  # called for the lines set aside only, never for good ones
+        set_aside.append((row.number, row.actual_columns, row.text))
+        return "skip"
+
+    table = _arrow_csv_table(path, read, names, newlines_in_values=True, invalid_row_handler=set_line_aside)
+    if not set_aside or any(number is None for number, _, _ in set_aside):
+        raise pa.ArrowInvalid("no line set aside, or one without its number")
+    numbers, fields, texts = zip(*set_aside)
+    # pyarrow's `number` counts records from the file's first line: the skipped lines (blank ones too), the header,
+    # then the records (a record over several lines once, blank lines not at all), so it places each line among the
+    # rows as the frame numbers them; the file's line number is found from the text (`_file_lines`).
+    rows = np.asarray(numbers, dtype=np.int64) - read.skip_rows - int(read.header) - 1
+    unread = pd.DataFrame({"row": rows, "line": _file_lines(path, read.encoding, texts, fallback=numbers),
+                           "fields": np.asarray(fields, dtype=np.int64), "text": pd.Series(texts, dtype="str")})
+    return _with_rows_of_nulls(table, rows), unread
+
+
+def _with_rows_of_nulls(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    """`table` with a row of nulls inserted at each of `rows` (positions in the result, ascending)."""
+    size = table.num_rows + len(rows)
+    empty = np.zeros(size, dtype=bool)
+    empty[rows] = True
+    taken = np.cumsum(~empty) - 1  # each kept row's position in `table`
+    return table.take(pa.array(taken, mask=empty))
+
+
+def _file_lines(path: Path, encoding: str, texts: Iterable[str], *, fallback: Iterable[int]) -> np.ndarray:
+    """The 1-based line of the file on which each of `texts` (lines pyarrow set aside, as UTF-8 text without their
+    line break, in file order) starts: the next line(s) after the previous one that are exactly it. Where none is,
+    the `fallback` number (pyarrow's record number: the line unless blank lines or quoted line breaks come before)."""
+    data = path.read_bytes()
+    if codecs.lookup(encoding).name != "utf-8":  # pyarrow passes the text as UTF-8
+        data = data.decode(encoding).encode("utf-8")
+    lines, start, line = [], 0, 1
+    for text, number in zip(texts, fallback):  # one search per line set aside (few), each from where the last ended
+        found = re.compile(rb"(?m)^" + re.escape(text.encode("utf-8")) + rb"\r?$").search(data, start)
+        if found is None:
+            lines.append(number)
+            continue
+        line += data.count(b"\n", start, found.start())
+        lines.append(line)
+        start = found.start()
+    return np.asarray(lines, dtype=np.int64)
+
+
+def _read_csv_with_pandas(
+    name: str, path: Path, source: SourceConfig, *, one_line: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The file read by pandas (a separator of several characters, a whitespace run, a file without a line break or
+    a header the Arrow reader does not take): every column as text, and the lines with more fields than the header
+    set aside (`no_unread_lines`; a shorter line is read with its last cells empty, as pandas reads it: with a regular
+    expression separator a missing cell cannot be told from an empty one). Reading errors as IngestError."""
     read = source.read
-    one_line = _check_first_line(name, path)
-    check_csv_text(name, path, read)
-    names = _header_names(path, read)
-    if names is not None:
-        check_unique_columns(name, path, names, header_line=True)
-    fast = None if one_line else _read_csv_with_arrow(path, read, names)  # Arrow needs a line break
-    if fast is not None:
-        return fast
     options = {
         "sep": read.sep,
         "encoding": read.encoding,
@@ -387,7 +478,23 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
     if engine != "pyarrow":
         options["index_col"] = False  # a line with an extra field must not become an index
     try:
-        return pd.read_csv(path, engine=engine, **options)
+        try:
+            frame, marked = pd.read_csv(path, engine=engine, **options), []
+        except pd.errors.ParserError as exc:
+            if engine == "pyarrow" or not re.search(r"Expected \d+ fields", str(exc)) or (
+                    engine == "c" and b'"' in path.read_bytes()):  # the python reader splits a quoted cell apart
+                raise
+            # lines with more fields than the header: the python reader keeps a marked row in the place of each
+            marked = []
+
+            def mark(fields: list[str]) -> list[str]:  # called for the lines set aside only, never for good ones
+                marked.append(fields)
+                return [SET_ASIDE_MARK]
+
+            frame = pd.read_csv(path, engine="python", on_bad_lines=mark, **options)
+        if engine == "pyarrow":
+            return frame, no_unread_lines()
+        return _pandas_lines_set_aside(path, read, frame, marked=marked)
     except pd.errors.EmptyDataError:
         raise IngestError(
             f"source {name}: {path} is empty (not even a header row); export it with a header row "
@@ -400,11 +507,124 @@ def _read_csv(name: str, path: Path, source: SourceConfig) -> pd.DataFrame:
         if "UTF8" in message or "UTF-8" in message or "decode" in message:
             raise _encoding_error(name, path, read.encoding) from None
         one_line = message.strip().replace("\r", "\\r").replace("\n", "\\n")  # quoted line breaks as text
-        header_hint = _header_line_hint(name, path, source, list(contract(name).required))
         raise IngestError(
             f"source {name}: {path} cannot be parsed as CSV with sep={read.sep!r}: {one_line}"
-            + (header_hint or f"; check sources.{name}.read.sep and the quoting of that line")
+            + _reading_hint(name, path, source, "that line")
         ) from None
+
+
+def _read_csv(name: str, path: Path, source: SourceConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All columns as strings; empty cells and `read.na_values` are nulls ('NA' stays the text 'NA'). With it, the
+    lines set aside for their number of fields (`no_unread_lines`), unless they are most of the file
+    (`_check_unread_lines`)."""
+    read = source.read
+    one_line = _check_first_line(name, path)
+    check_csv_text(name, path, read)
+    names = _header_names(path, read)
+    if names is not None:
+        check_unique_columns(name, path, names, header_line=True)
+    fast = None if one_line else _read_csv_with_arrow(path, read, names)  # Arrow needs a line break
+    frame, unread = fast if fast is not None else _read_csv_with_pandas(name, path, source, one_line=one_line)
+    _check_unread_lines(name, path, source, frame, unread)
+    return frame, unread
+
+
+def _reading_hint(name: str, path: Path, source: SourceConfig, lines: str) -> str:
+    """The end of a message on a file that does not read as CSV: where the header row seems to be, or the settings to
+    check (`lines`: which lines' quoting)."""
+    return (_header_line_hint(name, path, source, list(contract(name).required))
+            or f"; check sources.{name}.read.sep and the quoting of {lines}")
+
+
+def _pandas_lines_set_aside(
+    path: Path, read: ReadOptions, frame: pd.DataFrame, *, marked: list[list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`frame` (read by pandas' C or python reader) with the cells emptied of its rows read from lines with another
+    number of fields than its columns, and those lines (`no_unread_lines`): the rows the python reader marked with
+    SET_ASIDE_MARK (more fields; `marked`: their fields, in order), and the rows whose last cell is empty because the
+    line has fewer fields (pandas fills them in; a line holding a quote is left as pandas reads it, as its quoting
+    may hold separators). Line
+    numbers and texts are the file's non-blank lines after the header at those rows. Unchanged, without reading the
+    file again, when no row is marked or ends empty, or when the rows are not the file's non-blank lines (a quoted
+    line break: the C reader's); ParserError then if a row is marked."""
+    width = len(frame.columns)
+    long_rows = (frame.iloc[:, 0].astype("str").eq(SET_ASIDE_MARK).fillna(False).to_numpy(dtype=bool) if marked
+                 else np.zeros(len(frame), dtype=bool))
+    ending_empty = (frame.iloc[:, -1].isna().to_numpy(dtype=bool) & ~long_rows if width > 1
+                    else np.zeros(len(frame), dtype=bool))  # (one column: no line is short of a field)
+    if not long_rows.any() and not ending_empty.any():
+        return frame, no_unread_lines()
+    lines = pa.array(path.read_bytes().decode(read.encoding).split("\n"))  # one C call, then Arrow on all lines
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    present = np.flatnonzero(pc.utf8_length(pc.utf8_trim_whitespace(lines)).to_numpy(zero_copy_only=False) > 0)
+    data = present[present >= read.skip_rows][int(read.header):]  # pandas skips blank lines, and these first
+    fields = np.zeros(len(frame), dtype=np.int64)
+    fields[long_rows] = [len(line) for line in marked]  # (the lines set aside only)
+    if len(data) != len(frame):
+        if marked:
+            raise pd.errors.ParserError(f"{len(marked):,} lines have more fields than the header, and the rows read "
+                                        "are not the file's lines, so those lines cannot be named")
+        return frame, no_unread_lines()
+    candidates = np.flatnonzero(ending_empty)
+    texts = lines.take(pa.array(data[candidates]))
+    pattern = read.sep if len(read.sep) > 1 else re.escape(read.sep)
+    try:
+        counts = pc.list_value_length(pc.split_pattern_regex(pc.utf8_trim_whitespace(texts), pattern=pattern))
+        counts = counts.to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # a separator Arrow's regular expressions do not take (a look-behind): none is told short
+        counts = np.full(len(texts), width)
+    short = (counts < width) & ~pc.match_substring(texts, '"').to_numpy(zero_copy_only=False)
+    fields[candidates[short]] = counts[short]
+    rows = np.flatnonzero(long_rows | (fields > 0))
+    if not len(rows):
+        return frame, no_unread_lines()
+    emptied = frame.copy()
+    emptied.iloc[rows] = np.nan
+    unread = pd.DataFrame({"row": rows.astype(np.int64), "line": data[rows].astype(np.int64) + 1,
+                           "fields": fields[rows],
+                           "text": pd.Series(lines.take(pa.array(data[rows])).to_pylist(), dtype="str")})
+    return emptied, unread
+
+
+def _check_unread_lines(name: str, path: Path, source: SourceConfig, frame: pd.DataFrame, unread: pd.DataFrame) -> None:
+    """Raise IngestError when the lines set aside for their number of fields (`unread`, of `frame`'s rows) are more
+    than MOST_LINES_WRONG of the data lines, or all of the first FIRST_DATA_LINES: the file does not read as CSV with
+    these settings (a wrong separator, a header of another width, another format), which naming the lines would hide."""
+    if unread.empty:
+        return
+    spans = unread["text"].str.count("\n").to_numpy(dtype=np.int64) + 1  # an unclosed quote takes the lines after it
+    lines = len(frame) - len(unread) + int(spans.sum())
+    first = min(FIRST_DATA_LINES, len(frame))
+    if spans.sum() <= MOST_LINES_WRONG * lines and not np.isin(np.arange(first), unread["row"]).all():
+        return
+    expected = len(frame.columns)
+    example = unread.iloc[0]
+    raise IngestError(
+        f"source {name}: {path} cannot be parsed as CSV with sep={source.read.sep!r}: {len(unread):,} of its "
+        f"{len(frame):,} data rows have another number of fields than the {expected} of "
+        f"{'the header' if source.read.header else 'read.column_names'} (e.g. line {example['line']:,}: "
+        f"{example['fields']} fields, {_field_count_hints(unread.head(1), columns=expected)[0]})"
+        + _reading_hint(name, path, source, "those lines")
+    )
+
+
+def _field_count_hints(unread: pd.DataFrame, *, columns: int) -> np.ndarray:
+    """Why each line set aside (`no_unread_lines`) may have another number of fields than `columns`."""
+    quotes = unread["text"].str.count('"').to_numpy(dtype=np.int64)
+    more = unread["fields"].to_numpy(dtype=np.int64) > columns
+    return np.where(quotes % 2 == 1, "an unclosed quote?",
+                    np.where(more, "a separator inside an unquoted cell?", "a line cut short, or a separator missing?"))
+
+
+def unread_line_reasons(unread: pd.DataFrame, *, columns: int, header: bool) -> pd.Series:
+    """The quarantine reason of each line set aside for its number of fields (`no_unread_lines`), with the line as
+    written: 'line 1,234 has 9 fields where the header has 8 (a separator inside an unquoted cell?): ...'."""
+    why = _field_count_hints(unread, columns=columns)
+    where = "the header has" if header else "read.column_names names"
+    texts = unread["text"].map(repr)  # (one Python call per line set aside: they are few)
+    return ("line " + unread["line"].map("{:,}".format) + " has " + unread["fields"].astype("str") + f" fields where "
+            f"{where} {columns} (" + pd.Series(why, index=unread.index) + "), so its cells are left empty; "
+            + "the line: " + texts).astype("str")
 
 
 def _read_parquet(name: str, path: Path, read: ReadOptions) -> pd.DataFrame:
@@ -725,13 +945,14 @@ def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]
     return f"{' and '.join(given)} renamed onto {target}" + "".join(f" and the file's own {mine!r}" for mine in own)
 
 
-def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:
-    """(label, frame) per part of one file (`_read_file`), its column names checked for repeats and cleaned."""
+def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(label, frame, lines set aside) per part of one file (`_read_file`), its column names checked for repeats and
+    cleaned."""
     try:
         parts = _read_file(name, path, source)
     except PermissionError:
         raise IngestError(_permission_message(name, path)) from None
-    for _, frame in parts:
+    for _, frame, _ in parts:
         check_unique_columns(name, path, list(frame.columns))
         frame.columns = [_clean_name(column) for column in frame.columns]
     return parts
@@ -746,13 +967,14 @@ def read_source(
     setting = setting or f"sources.{name}"
     tables = [read_lookup(name, lookup, setting=f"{setting}.lookup[{number}]")
               for number, lookup in enumerate(source.lookup)]
-    frames, labels, notes, problems = [], [], [], []
+    frames, labels, notes, warnings, problems, unread = [], [], [], [], [], []
     rows_before, counts = 0, np.zeros((len(tables), 3), dtype=np.int64)  # per table: took, missed, of them kept
     files = source_files(name, source, setting=f"{setting}.path")
     for path in files:
         with _naming(name, setting):  # an export under other_exports has read settings of its own
             parts = _read_frames(name, path, source)
-        for label, frame in parts:
+        for label, frame, lines in parts:
+            width = len(frame.columns)  # the file's own columns, before any lookup table's
             frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
             counts += file_counts
             with _naming(name, setting):
@@ -760,6 +982,11 @@ def read_source(
             if frame.empty:
                 notes.append(f"{label} has a header but no rows")
             problems.append(missed.assign(row=missed["row"] + rows_before))
+            if len(lines):
+                unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
+                                            "reason": unread_line_reasons(lines, columns=width,
+                                                                             header=source.read.header).to_numpy()}))
+                warnings.append(unread_lines_note(label, lines))
             rows_before += len(frame)
             frames.append(frame)
             labels.append(label)
@@ -772,7 +999,24 @@ def read_source(
     notes += [lookup_note(table, rows=len(frame), took=int(took), missed=int(lost), kept=int(kept))
               for table, (took, lost, kept) in zip(tables, counts)]
     return RawSource(name=name, frame=frame, origin=origin, files=tuple(files),
-                     notes=tuple(notes), lookup_problems=missed if missed is not None and len(missed) else None)
+                     notes=tuple(notes + warnings),
+                     lookup_problems=missed if missed is not None and len(missed) else None,
+                     unread_lines=pd.concat(unread, ignore_index=True) if unread else None, warnings=tuple(warnings))
+
+
+def unread_lines_said(label: str, lines: pd.DataFrame) -> str:
+    """'3 lines of <label> had the wrong number of fields (lines 17, 2,001, 9,340)' for the lines of one file set
+    aside (`no_unread_lines`)."""
+    count = len(lines)
+    named = ", ".join(f"{line:,}" for line in lines["line"].head(LINES_NAMED))
+    named += ", ..." if count > LINES_NAMED else ""
+    plural = "s" if count != 1 else ""
+    return f"{count:,} line{plural} of {label} had the wrong number of fields (line{plural} {named})"
+
+
+def unread_lines_note(label: str, lines: pd.DataFrame) -> str:
+    """The note on the lines of one file set aside: `unread_lines_said`, then what became of them."""
+    return f"{unread_lines_said(label, lines)}: quarantined, each with the line as written in its reason"
 
 
 @dataclass(frozen=True)
@@ -795,7 +1039,14 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
     files = source_files(name, lookup, setting=f"{setting}.path")
     as_source = SourceConfig(path=lookup.path, format=lookup.format, read=lookup.read)
     with _naming(name, setting):
-        parts = [(path, frame) for path in files for _, frame in _read_frames(name, path, as_source)]
+        parts = [(path, frame, lines) for path in files for _, frame, lines in _read_frames(name, path, as_source)]
+    unread = next(((path, lines) for path, _, lines in parts if len(lines)), None)
+    if unread is not None:  # a table has no quarantine: a line it cannot read would leave rows without its columns
+        path, lines = unread
+        raise IngestError(f"source {name}: {setting}: {path} cannot be parsed as CSV: "
+                          f"{unread_lines_said(str(path), lines)}; a lookup table has no "
+                          "quarantine, so correct those lines in the table")
+    parts = [(path, frame) for path, frame, _ in parts]
     table = concat_as_read([frame.reset_index(drop=True) for _, frame in parts])
     label = ", ".join(str(path) for path in files)
     key = lookup.key_column()
@@ -987,15 +1238,17 @@ def export_files(name: str, source: SourceConfig) -> list[Path]:
         for table_file in source_files(name, lookup, setting=f"{export_setting(name, place)}.lookup[{number}].path")]]
 
 
-def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame]]:
-    """(label, frame) per part of one file: the file itself, or each sheet read of a workbook."""
+def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(label, frame, lines set aside) per part of one file: the file itself, or each sheet read of a workbook; only
+    a CSV file sets lines aside (`no_unread_lines`)."""
     fmt = file_format(path, source)
     if fmt == "excel":
-        return _read_excel(name, path, source.read)
+        return [(label, frame, no_unread_lines()) for label, frame in _read_excel(name, path, source.read)]
     if fmt == "json":
-        return [(str(path), _read_json(name, path, source.read))]
-    frame = _read_parquet(name, path, source.read) if fmt == "parquet" else _read_csv(name, path, source)
-    return [(str(path), frame)]
+        return [(str(path), _read_json(name, path, source.read), no_unread_lines())]
+    if fmt == "parquet":
+        return [(str(path), _read_parquet(name, path, source.read), no_unread_lines())]
+    return [(str(path), *_read_csv(name, path, source))]
 
 
 def row_origin(files: list[Path] | list[str], rows: list[int]) -> pd.DataFrame:

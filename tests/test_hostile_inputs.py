@@ -238,9 +238,12 @@ ERRORS = {
         r"t\.csv is UTF-16 text without a byte-order mark \(zero bytes between its letters\), not CSV text; set "
         r"sources\.transactions\.read\.encoding: utf-16-le$",
     ),
-    "an unclosed quote": (
-        Case(files={"t.csv": with_rows('o9,"17850,2024-01-04,1')}),
-        r"source transactions: .*t\.csv cannot be parsed as CSV with sep=',': .*check sources\.transactions\.read\.sep and the quoting",
+    # (its quoted cell runs over the rest of the file; on the last line alone it is quarantined: test_ingest_bad_lines)
+    "an unclosed quote on the first line": (
+        Case(files={"t.csv": "\n".join([HEADER, 'o9,"17850,2024-01-04,1', *ROWS]) + "\n"}),
+        r"source transactions: .*t\.csv cannot be parsed as CSV with sep=',': 1 of its 1 data rows have another number "
+        r"of fields than the 4 of the header \(e\.g\. line 2: 2 fields, an unclosed quote\?\); check "
+        r"sources\.transactions\.read\.sep and the quoting of those lines$",
     ),
     "mostly bad rows": (
         Case(files={"t.csv": with_rows(*[f"o{i},1,yesterday,1" for i in range(10, 14)])}),

@@ -112,12 +112,6 @@ def test_header_only_feedback_file_is_a_source_without_rows(tmp_path):
     assert pd.read_parquet(tmp_path / "out" / "validated" / "feedback.parquet").empty
 
 
-def test_malformed_line_is_an_error_naming_the_separator_setting(tmp_path):
-    write(tmp_path, "t.csv", GOOD_TRANSACTIONS + "o3,c3,2024-01-04,1,surprise\n")
-    with pytest.raises(IngestError, match=r"cannot be parsed as CSV with sep=',': .*Expected 4 columns, got 5"):
-        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
-
-
 def test_missing_file_and_empty_glob_point_at_the_path_setting(tmp_path):
     with pytest.raises(IngestError, match=r"source transactions: file not found: .*nope\.csv; fix sources\.transactions\.path"):
         run_ingest(tmp_path, {"transactions": {"path": "nope.csv"}})
