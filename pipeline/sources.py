@@ -51,6 +51,7 @@ ALL_SHEETS = "*"
 INTEGER_TEXT_PATTERN = r"^(-?\d+)\.0*$"  # '17850.0' -> '17850'
 NUMBER_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 OFFSET_PATTERN = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
+NONZERO_MANTISSA = r"^[^eE]*[1-9]"  # a number written with a nonzero digit before any exponent
 NAIVE_ISO_PATTERN = r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?$"
 # Byte lengths at which Arrow casts only plain naive ISO values (it also takes 'YYYY-MM-DD hh',
 # length 13, which the pattern does not; and more than 6 decimals at length 27+).
@@ -1112,7 +1113,8 @@ def parse_numbers(
     values: pd.Series, *, decimal: str = ".", thousands: str | None = None, currency: str | None = None,
     accounting_negatives: bool = False,
 ) -> pd.Series:
-    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf', '$5') -> NaN.
+    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf', '$5'), or a number beyond what
+    a float holds in full (1e400, 1e-400, 1e-310: `_held_in_full`) -> NaN.
 
     Text numbers may use another `decimal` mark (',': '12,50' -> 12.5) and a `thousands` separator, which is
     dropped wherever it stands ('.': '1.234,50' -> 1234.5); then '12.50' with decimal ',' and no thousands
@@ -1125,7 +1127,7 @@ def parse_numbers(
         return pd.Series(np.nan, index=values.index, dtype="float64")
     if pd.api.types.is_numeric_dtype(values.dtype):
         numbers = values.astype("float64")
-        return numbers.where(np.isfinite(numbers))
+        return numbers.where(_held_in_full(numbers.to_numpy()))
     text = pc.utf8_trim_whitespace(text_array(values))
     if accounting_negatives:
         text = minus_for_accounting(text)
@@ -1142,7 +1144,18 @@ def parse_numbers(
     except pa.ArrowInvalid:  # cast the plain numbers only
         numbers = pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
     numbers = numbers.to_numpy(zero_copy_only=False)  # null -> NaN
-    return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
+    held = _held_in_full(numbers)
+    zeros = np.flatnonzero(numbers == 0)
+    if len(zeros):  # '1e-400' casts to 0: a nonzero digit before the exponent says it was no zero
+        held[zeros[pc.match_substring_regex(text.take(zeros), NONZERO_MANTISSA).to_numpy(zero_copy_only=False)]] = False
+    return pd.Series(np.where(held, numbers, np.nan), index=values.index, dtype="float64")
+
+
+def _held_in_full(numbers: np.ndarray) -> np.ndarray:
+    """Whether each of `numbers` (float64) is one a float holds in full: finite (not inf, not an overflow such as
+    1e400) and zero or of at least the least normal size (2.2e-308; smaller ones are junk such as 1e-310, not money)."""
+    size = np.abs(numbers)
+    return np.isfinite(numbers) & ((size == 0) | (size >= np.finfo(np.float64).tiny))
 
 
 def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
@@ -1183,12 +1196,43 @@ def parse_booleans(values: pd.Series) -> pd.Series:
     return words.map(mapping).astype("boolean")
 
 
+# Wall times this close to the ends of Python's datetime (years 1-9999), which pandas goes through to apply a zone's
+# rules there, are read as UTC: localizing them raises. They are the placeholders 0001-01-01 and 9999-12-31 (ingest
+# refuses or empties those, `pipeline.ingest.PLACEHOLDER_DAYS`), not times a zone's rules matter for.
+ZONE_RULES_SPAN = (pd.Timestamp("0001-01-03"), pd.Timestamp("9999-12-29"))
+
+
 def _localize(naive: pd.Series, timezone: str) -> pd.Series:
     if timezone == "UTC":
         return naive.dt.tz_localize("UTC")
+    beyond = ((naive < ZONE_RULES_SPAN[0]) | (naive > ZONE_RULES_SPAN[1])).to_numpy(dtype=bool)
+    if beyond.any():
+        return _localize(naive.where(~beyond), timezone).where(~beyond, naive.dt.tz_localize("UTC"))
     # DST: an ambiguous wall time counts as the first occurrence; a skipped one moves forward.
     first = np.ones(len(naive), dtype=bool)
     return naive.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert("UTC")
+
+
+def skipped_clock_rows(values: pd.Series, parsed: pd.Series, *, date_format: str | None, timezone: str) -> np.ndarray:
+    """Rows of `values` (a timestamp column as read) that `parse_timestamps` read as `parsed` (UTC) from a wall time
+    of `timezone` that no clock showed: in the hour a daylight-saving change skips (Europe/London's 2011-03-27 01:30),
+    read as the first moment after it (`_localize`). Such a time lands on the instant the clock jumps; only the few
+    values there are parsed again, as wall times (in UTC) and in a fixed zone, to tell one written so (naive, not at
+    the jump as written) from one written with an offset or at the jump itself (02:00)."""
+    if timezone == "UTC" or parsed.isna().all():
+        return np.zeros(0, dtype=np.int64)
+    before = parsed - pd.Timedelta(microseconds=1)
+    offset = (parsed.dt.tz_convert(timezone).dt.tz_localize(None) - parsed.dt.tz_localize(None))
+    offset_before = (before.dt.tz_convert(timezone).dt.tz_localize(None) - before.dt.tz_localize(None))
+    at_jump = np.flatnonzero((offset > offset_before).fillna(False).to_numpy(dtype=bool))
+    if not len(at_jump):
+        return at_jump.astype(np.int64)
+    written = values.iloc[at_jump]
+    wall = parse_timestamps(written, date_format=date_format, timezone="UTC")
+    fixed = parse_timestamps(written, date_format=date_format, timezone="Etc/GMT-14")
+    naive = (wall.notna() & (wall != fixed)).to_numpy(dtype=bool)
+    shown = parsed.iloc[at_jump].dt.tz_convert(timezone).dt.tz_localize(None).dt.tz_localize("UTC")
+    return at_jump[naive & (wall != shown).fillna(False).to_numpy(dtype=bool)].astype(np.int64)
 
 
 def _parse_iso_with_pandas(text: pd.Series, timezone: str) -> pd.Series:
