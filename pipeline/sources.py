@@ -1216,15 +1216,21 @@ def _localize(naive: pd.Series, timezone: str) -> pd.Series:
 def skipped_clock_rows(values: pd.Series, parsed: pd.Series, *, date_format: str | None, timezone: str) -> np.ndarray:
     """Rows of `values` (a timestamp column as read) that `parse_timestamps` read as `parsed` (UTC) from a wall time
     of `timezone` that no clock showed: in the hour a daylight-saving change skips (Europe/London's 2011-03-27 01:30),
-    read as the first moment after it (`_localize`). Such a time lands on the instant the clock jumps; only the few
-    values there are parsed again, as wall times (in UTC) and in a fixed zone, to tell one written so (naive, not at
-    the jump as written) from one written with an offset or at the jump itself (02:00)."""
-    if timezone == "UTC" or parsed.isna().all():
+    read as the first moment after it (`_localize`). Such a time lands on (or next to) an instant the clock jumps
+    forward (`clock_jumps`); only the few values near one are parsed again, as wall times (in UTC) and in a fixed
+    zone, to tell one written so (naive, and shown otherwise by the zone's clock) from one written with an offset or
+    at an existing wall time (02:00)."""
+    micro = parsed.to_numpy(dtype="datetime64[us]").view(np.int64)
+    present = micro[micro != np.iinfo(np.int64).min]  # NaT
+    if timezone == "UTC" or not len(present):
         return np.zeros(0, dtype=np.int64)
-    before = parsed - pd.Timedelta(microseconds=1)
-    offset = (parsed.dt.tz_convert(timezone).dt.tz_localize(None) - parsed.dt.tz_localize(None))
-    offset_before = (before.dt.tz_convert(timezone).dt.tz_localize(None) - before.dt.tz_localize(None))
-    at_jump = np.flatnonzero((offset > offset_before).fillna(False).to_numpy(dtype=bool))
+    jumps = clock_jumps(timezone, int(present.min()), int(present.max()))
+    if not len(jumps):
+        return np.zeros(0, dtype=np.int64)
+    # pandas moves a skipped time onto the jump, or near it where the change is not a whole hour (Lord Howe's 30
+    # minutes): every value within a few hours of one is looked at
+    edges = np.column_stack([jumps - JUMP_REACH_US, jumps + JUMP_REACH_US]).ravel()  # jumps lie months apart
+    at_jump = np.flatnonzero(np.searchsorted(edges, micro, side="right") % 2 == 1)  # inside a window
     if not len(at_jump):
         return at_jump.astype(np.int64)
     written = values.iloc[at_jump]
@@ -1233,6 +1239,36 @@ def skipped_clock_rows(values: pd.Series, parsed: pd.Series, *, date_format: str
     naive = (wall.notna() & (wall != fixed)).to_numpy(dtype=bool)
     shown = parsed.iloc[at_jump].dt.tz_convert(timezone).dt.tz_localize(None).dt.tz_localize("UTC")
     return at_jump[naive & (wall != shown).fillna(False).to_numpy(dtype=bool)].astype(np.int64)
+
+
+QUARTER_HOUR_US = 15 * 60 * 1_000_000
+JUMP_REACH_US = 3 * 60 * 60 * 1_000_000  # values this close to a jump are parsed again (`skipped_clock_rows`)
+DAY_US = 24 * 60 * 60 * 1_000_000
+CLOCK_RULES_YEARS = (1900, 2200)  # jumps are looked for in these years only (the ends hold placeholders, not times)
+
+
+def _utc_offsets(instants: np.ndarray, timezone: str) -> np.ndarray:
+    """The UTC offset of `timezone` (microseconds) at each of `instants` (int64 microseconds since 1970 UTC)."""
+    utc = pd.DatetimeIndex(instants.astype("datetime64[us]"), tz="UTC")
+    return utc.tz_convert(timezone).tz_localize(None).asi8 - instants
+
+
+def clock_jumps(timezone: str, low: int, high: int) -> np.ndarray:
+    """The instants (int64 microseconds, UTC) between `low` and `high` at which the clocks of `timezone` jump forward
+    (daylight saving begins): the first moment after each skipped span. Found on a grid of days, then of quarter
+    hours in the days whose offset changes (zone changes since 1900 fall on quarter hours), so the cost is of the
+    days spanned, not of the values."""
+    first, last = (np.datetime64(f"{year}-01-01", "us").astype(np.int64) for year in CLOCK_RULES_YEARS)
+    low, high = max(low, first), min(high, last)
+    if low > high:
+        return np.zeros(0, dtype=np.int64)
+    days = np.arange(low - low % DAY_US - DAY_US, high + 2 * DAY_US, DAY_US, dtype=np.int64)
+    offsets = _utc_offsets(days, timezone)
+    changed = days[:-1][offsets[1:] != offsets[:-1]]
+    if not len(changed):
+        return np.zeros(0, dtype=np.int64)
+    quarters = (changed[:, None] + QUARTER_HOUR_US * np.arange(1, DAY_US // QUARTER_HOUR_US + 1)).ravel()
+    return quarters[_utc_offsets(quarters, timezone) > _utc_offsets(quarters - 1, timezone)]
 
 
 def _parse_iso_with_pandas(text: pd.Series, timezone: str) -> pd.Series:

@@ -216,6 +216,10 @@ def test_only_wall_times_no_clock_showed_are_counted_as_skipped() -> None:
     layout = pd.Series(["03/31/2024 02:15", "03/31/2024 03:15"], dtype="str")
     parsed = parse_timestamps(layout, date_format="%m/%d/%Y %H:%M", timezone="Europe/Berlin")
     assert skipped_clock_rows(layout, parsed, date_format="%m/%d/%Y %H:%M", timezone="Europe/Berlin").tolist() == [0]
+    # Lord Howe moves its clock 30 minutes (02:00 -> 02:30): pandas reads 02:15 as 03:00, beside the jump, not on it
+    half = pd.Series(["2023-10-01 02:15:00", "2023-10-01 02:45:00", "2023-10-01 01:50:00"], dtype="str")
+    parsed = parse_timestamps(half, date_format=None, timezone="Australia/Lord_Howe")
+    assert skipped_clock_rows(half, parsed, date_format=None, timezone="Australia/Lord_Howe").tolist() == [0]
     typed = pd.Series(pd.to_datetime(["2024-03-31 02:15", "2024-03-31 04:15"]))  # naive Parquet times
     parsed = parse_timestamps(typed, date_format=None, timezone="Europe/Berlin")
     assert skipped_clock_rows(typed, parsed, date_format=None, timezone="Europe/Berlin").tolist() == [0]
