@@ -514,7 +514,11 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: 
         return (f"not a number (a currency sign? set sources.{source}.read.currency: {sign!r}"
                 + (" and read.decimal: ','" if comma else "") + ")")
     if true_or_false(unread):
-        return "not a number (true/false values, as a yes/no column holds: is the right column mapped?)"
+        flags = cell_text(unread).str.strip().value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+        keys = ", ".join(f"{_yaml_word(flag)}: <number>" for flag in flags)
+        count = (f" To count them, give each a number with {words['setting']}.recode: {{{words['column']}: {{{keys}}}}}"
+                 if words is not None else "")
+        return f"not a number (true/false values, as a yes/no column holds: is the right column mapped?{count})"
     if text.str.fullmatch(NUMBER_PATTERN).mean() > 0.5:  # plain numbers no float holds: 1e400, 1e-400
         return (f"not a number (beyond the range a number is held in, e.g. {text.iloc[0]!r}: no value an export "
                 "writes)")

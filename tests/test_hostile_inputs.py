@@ -353,7 +353,8 @@ QUARANTINED = {
     # before: 'not a number (words: 'True', 'False'; give each a number with ...recode ...)'
     "a true/false Parquet column mapped onto quantity": (
         Case(files={"t.parquet": _parquet_with_flags}, sources={"transactions": {"path": "t.parquet"}}),
-        "quantity: not a number (true/false values, as a yes/no column holds: is the right column mapped?)"),
+        "quantity: not a number (true/false values, as a yes/no column holds: is the right column mapped? To count "
+        "them, give each a number with sources.transactions.recode: {quantity: {\"True\": <number>}})"),
     "a null token as amount": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,NaN")}), "amount: missing"),
     "an amount of 1e15": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,1e15")}), "amount: beyond ±1e+09 (ingest.max_abs_amount)"),
     "a refund of -6e14": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,-6e14")}), "amount: beyond ±1e+09 (ingest.max_abs_amount)"),
