@@ -578,7 +578,7 @@ BAD_VALUES: dict[str, tuple[tuple[str, str | None], ...]] = {
     ),
     "support_tickets": (
         ("channel", "fax"),
-        ("closed_at", "2001-01-01 00:00:00"),
+        ("closed_at", "2022-01-01 00:00:00"),  # before every opening, inside the data's span (far outside: missing)
         ("ticket_id", None),
         ("opened_at", "2024-02-30 10:00:00"),
         ("resolved", "maybe"),
@@ -591,7 +591,7 @@ BAD_VALUES: dict[str, tuple[tuple[str, str | None], ...]] = {
     ),
     "customers": (
         ("customer_id", None),
-        ("signup_at", "2099-12-31 00:00:00"),
+        ("customer_id", "#######"),  # a spreadsheet's too narrow column (a placeholder signup is read as missing)
         ("signup_at", "13/13/2013"),
     ),
 }

@@ -8,9 +8,12 @@ and writes. Steps, for every configured source:
    normalised (`parse_ids`); a transactions source without amount gets it derived from quantity x
    unit_price (`derive_amount`); a time given by the source's `after` is its `from` time plus a file column's
    duration (read as a number or in a text form by `pipeline.durations`, added by `time_after`; bad durations:
-   `duration_problems`), in the order of `after_order` (a `from` time that `after` gives too comes first).
+   `duration_problems`), in the order of `after_order` (a `from` time that `after` gives too comes first). A time on
+   a date exports write for 'none' (`PLACEHOLDER_DAYS`: 9999-12-31, 1900-01-01, ...) is refused in a required column
+   and read as missing, with a note, in an optional one.
 2. `reference_time` and `data_start`: the data's own latest and earliest time, over every source
-   (robust to corrupt far-future and far-past values; see their docstrings).
+   (robust to corrupt far-future and far-past values; see their docstrings); an optional time outside them is read as
+   missing, with a note, and a required one at Unix time zero refused as a placeholder (`with_far_times_read`).
 3. `find_problems`: value rules declared once as a pandera schema (`validation_schema`: ids
    present, ranges, allowed kinds, nothing after the reference time plus the tolerance or before
    the start, money within ±ingest.max_abs_amount, closed before opened, ...); `rule_problems` calls
@@ -92,6 +95,7 @@ from pipeline.ingest_notes import (
     differing_attributes_note,
     discount_share_note,
     discount_share_read_note,
+    fractional_nps_note,
     free_order_note,
     id_match_notes,
     late_first_response_note,
@@ -114,6 +118,7 @@ from pipeline.progress import get_logger
 from pipeline.snapshot import instant_us, snapshot_time
 from pipeline.sources import (
     FALSE_WORDS,
+    NUMBER_PATTERN,
     TRUE_WORDS,
     RawSource,
     SourceResult,
@@ -136,6 +141,7 @@ from pipeline.sources import (
     numbers_as_read,
     parse_timestamps,
     rounded_ids,
+    skipped_clock_rows,
     synthetic_order_ids,
     text_array,
     text_series,
@@ -207,6 +213,17 @@ ALLOWED_VALUES = {
     ("support_tickets", "channel"): TICKET_CHANNELS,
     ("loyalty_events", "kind"): LOYALTY_KINDS,
 }
+# Dates exports write for "none" (`placeholder_rows`): the ends of a date type's range (0001-01-01, the least .NET and
+# Java dates; 9999-12-31, the "open end" of SQL and SAP tables), the day zero of SQL Server (1900-01-01; 1753-01-01,
+# its datetime's least) and of spreadsheets (1899-12-30/31, within a day of 1899-12-31), and far ends picked by hand
+# (2099-12-31, 2999-12-31). A time within a day of one is one, whatever its zone: no shop's history lies there.
+PLACEHOLDER_DAYS = ("0001-01-01", "1753-01-01", "1899-12-31", "1900-01-01", "2099-12-31", "2999-12-31", "9999-12-31")
+# Unix time zero (what a zero timestamp reads as) is a real day of an old history (a customer's signup): it is a
+# placeholder only outside the data's own span (`far_time_rows`), as every time there is in an optional column.
+EPOCH_DAY = "1970-01-01"
+DAY_MICROSECONDS = 86_400_000_000
+PLACEHOLDER_TIME = "a placeholder date that exports write for 'none' (9999-12-31, 1900-01-01, 0001-01-01, ...), no time"
+SHOWN_PLACEHOLDERS = 3
 
 
 @dataclass(frozen=True)
@@ -496,8 +513,23 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: 
         comma = read.decimal == "." and numbers.str.match(DECIMAL_COMMA_PATTERN).mean() > 0.5
         return (f"not a number (a currency sign? set sources.{source}.read.currency: {sign!r}"
                 + (" and read.decimal: ','" if comma else "") + ")")
+    if true_or_false(unread):
+        flags = cell_text(unread).str.strip().value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+        keys = ", ".join(f"{_yaml_word(flag)}: <number>" for flag in flags)
+        count = (f" To count them, give each a number with {words['setting']}.recode: {{{words['column']}: {{{keys}}}}}"
+                 if words is not None else "")
+        return f"not a number (true/false values, as a yes/no column holds: is the right column mapped?{count})"
+    if text.str.fullmatch(NUMBER_PATTERN).mean() > 0.5:  # plain numbers no float holds: 1e400, 1e-400
+        return (f"not a number (beyond the range a number is held in, e.g. {text.iloc[0]!r}: no value an export "
+                "writes)")
     hint = words_reason(unread, **words) if words is not None else None
     return f"not a number {hint}" if hint else "not a number"
+
+
+def true_or_false(unread: pd.Series) -> bool:
+    """Whether number cells that could not be read (`unread`) are true/false values: a boolean column (Parquet,
+    JSON), or text that `parse_booleans` reads in every cell ('true', 'no')."""
+    return pd.api.types.is_bool_dtype(unread.dtype) or bool(len(unread)) and bool(parse_booleans(unread).notna().all())
 
 
 def attribute_values(
@@ -522,6 +554,80 @@ def attribute_values(
             text = value_text(raw.frame[attribute.column])
             values[attribute.feature] = text.mask(text == "")
     return values
+
+
+def _near_days(times: pd.Series, days: Sequence[str]) -> np.ndarray:
+    """Whether each of `times` (UTC) lies within a day of one of `days` (so on that day in any zone's wall clock)."""
+    micro = times.to_numpy(dtype="datetime64[us]").view(np.int64)  # NaT is the least int64: near no day
+    near = np.zeros(len(micro), dtype=bool)
+    for day in days:
+        start = np.datetime64(day, "us").astype(np.int64)
+        near |= (micro >= start - DAY_MICROSECONDS) & (micro < start + 2 * DAY_MICROSECONDS)
+    return near
+
+
+def placeholder_rows(times: pd.Series) -> np.ndarray:
+    """Rows of `times` (UTC) on a date that exports write for 'none' (PLACEHOLDER_DAYS, within a day)."""
+    return np.flatnonzero(_near_days(times, PLACEHOLDER_DAYS))
+
+
+def far_time_rows(times: pd.Series, *, earliest: pd.Timestamp | None, latest: pd.Timestamp | None) -> np.ndarray:
+    """Rows of `times` (UTC) before `earliest` or after `latest` (the data's own span; None: no such bound)."""
+    far = np.zeros(len(times), dtype=bool)
+    if earliest is not None:
+        far |= (times < earliest).fillna(False).to_numpy(dtype=bool)
+    if latest is not None:
+        far |= (times > latest).fillna(False).to_numpy(dtype=bool)
+    return np.flatnonzero(far)
+
+
+def placeholder_note(shown: pd.Series, *, label: str, why: str) -> str:
+    """The note on the cells of an optional date read as missing (`shown`: their values as text): how many, the most
+    frequent (at most SHOWN_PLACEHOLDERS, with their counts) and `why`."""
+    counts = shown.value_counts(sort=True)
+    values = ", ".join(f"{value!r} ({count:,})" for value, count in counts.head(SHOWN_PLACEHOLDERS).items())
+    return (f"{label}: {len(shown):,} date{'s' if len(shown) != 1 else ''} read as missing ({why}): {values}"
+            + (", ..." if len(counts) > SHOWN_PLACEHOLDERS else ""))
+
+
+def with_far_times_read(
+    parsed: ParsedSource, *, earliest: pd.Timestamp | None, latest: pd.Timestamp | None
+) -> ParsedSource:
+    """`parsed` with its times outside the data's own span (`earliest` to `latest`, the latter for past facts only;
+    `time_bounds`) read as stand-ins for 'none': in an optional column read as missing, with a note per column
+    (`placeholder_note`); in a required one, refused as a placeholder when within a day of Unix time zero (EPOCH_DAY),
+    left to the schema's bounds otherwise (a typo in a year is no placeholder)."""
+    spec = contract(parsed.name)
+    emptied, found, notes = {}, [], []
+    span = (f"far outside the data's span, {earliest:%Y-%m-%d} to {latest:%Y-%m-%d} UTC: stand-ins for 'none'?"
+            if earliest is not None and latest is not None else "far outside the data's span: stand-ins for 'none'?")
+    for column in spec.timestamp_columns:
+        times = parsed.typed[column]
+        far = far_time_rows(times, earliest=earliest, latest=None if column in FORWARD_LOOKING else latest)
+        required = column in spec.required
+        if required:
+            far = far[_near_days(times.iloc[far], [EPOCH_DAY])]
+        if not len(far):
+            continue
+        label = _label(parsed.labels, column)
+        if required:
+            found.append(_problems(far, column, (
+                f"{EPOCH_DAY} (Unix time zero), far before the data's start ({earliest:%Y-%m-%d} UTC): a placeholder "
+                "for 'none', no time")).assign(label=label))
+        else:
+            notes.append(placeholder_note(times.iloc[far].dt.strftime("%Y-%m-%d %H:%M UTC"), label=label, why=span))
+        kept = np.ones(len(times), dtype=bool)
+        kept[far] = False
+        emptied[column] = times.where(kept)
+    if not emptied:
+        return parsed
+    problems = parsed.problems
+    if found:
+        labelled = "label" in problems.columns  # several exports: each problem names its export's column
+        problems = pd.concat([problems, *(f if labelled else f.drop(columns="label") for f in found)],
+                             ignore_index=True)
+    return dataclasses.replace(parsed, typed=parsed.typed.assign(**emptied), problems=problems,
+                               notes=[*parsed.notes, *notes])
 
 
 def parse_source(
@@ -551,8 +657,18 @@ def parse_source(
             continue
         values = mapped[column] if column not in source.recode else recoded(mapped[column], source.recode[column])
         if dtype == TIMESTAMP:
-            parsed, reason, note = parse_timestamp_column(values, source, label=labels.get(column, column))
-            notes.extend([note] if note else [])
+            parsed, reason, read_notes = parse_timestamp_column(values, source, label=labels.get(column, column))
+            notes.extend(read_notes)
+            stand_ins = placeholder_rows(parsed)
+            if len(stand_ins):  # before the rules that compare times: 9999-12-31 is no deadline
+                if column in spec.required:
+                    problems.append(_problems(stand_ins, column, PLACEHOLDER_TIME))
+                else:
+                    notes.append(placeholder_note(value_text(values.iloc[stand_ins]), label=labels.get(column, column),
+                                                  why="placeholders that exports write for 'none'"))
+                parsed, values = parsed.copy(), values.copy()
+                parsed.iloc[stand_ins] = pd.NaT
+                values.iloc[stand_ins] = None  # refused or read as missing: not unparsed as well
         elif dtype == FLOAT:
             parsed, reason = numbers_as_read(values, source.read), "not a number"
         elif dtype == BOOLEAN:
@@ -631,6 +747,9 @@ def parse_source(
         typed["customer_id"], guests = without_guest_ids(typed["customer_id"], guest_ids, case=id_case)
         notes.extend([f"{guests:,} row{'s name' if guests != 1 else ' names'} a guest id of ingest.guest_ids: read as "
                       "a guest's (anonymous)"] if guests else [])
+    if "score" in given:  # as the export wrote them, before score_scales maps them
+        fractions = fractional_nps_note(typed["score"], typed["kind"], label=labels.get("score", "score"))
+        notes.extend([fractions] if fractions else [])
     for kind, scale in source.score_scales.items():
         typed["score"], rescaled = on_contract_scale(typed["score"], typed["kind"], of_kind=kind, scale=scale)
         if rescaled:
@@ -786,9 +905,9 @@ def parsed_refunds(
     problems = empty_problems()
     if len(failed):
         reason = _number_reason(values.iloc[failed], read=read, source=raw.name)
-        if parse_booleans(values.iloc[failed]).notna().all():
-            reason += (f" (a true/false column? {export}.refunds takes the money refunded; mark refunded rows with "
-                       "returns_when or leave them out with exclude)")
+        if true_or_false(values.iloc[failed]):
+            reason = (f"not a number (a true/false column? {export}.refunds takes the money refunded; mark refunded "
+                      "rows with returns_when or leave them out with exclude)")
         problems = _problems(failed, setting.column, reason)
     refund = numbers.abs() if factors is None else numbers.abs() * factors
     rows = np.flatnonzero(refund.notna().to_numpy() & (refund != 0).to_numpy())
@@ -811,31 +930,54 @@ NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERI
 }
 
 
-def parse_timestamp_column(values: pd.Series, source: SourceConfig, *, label: str) -> tuple[pd.Series, str, str]:
-    """(UTC timestamps, the reason for values left unparsed, a note for the report or "").
+def parse_timestamp_column(
+    values: pd.Series, source: SourceConfig, *, label: str
+) -> tuple[pd.Series, str, list[str]]:
+    """(UTC timestamps, the reason for values left unparsed, notes for the report).
 
     Without `read.date_format`, a column whose present values are mostly not ISO 8601 is read with the one
-    common layout that reads them (`infer_date_format`), and the note says which; when both day/month
-    orders read every value, nothing is guessed and the reason says to set `read.date_format`."""
-    parsed = parse_timestamps(values, date_format=source.read.date_format, timezone=source.timezone)
+    common layout that reads them (`infer_date_format`), and a note says which; when both day/month
+    orders read every value, nothing is guessed and the reason says to set `read.date_format`. Wall times in the
+    hour a daylight-saving change skips are read as the first moment after it, and a note counts them
+    (`skipped_clock_note`)."""
+    date_format = source.read.date_format
+    parsed = parse_timestamps(values, date_format=date_format, timezone=source.timezone)
     failed = _unparsed(values, parsed)
     present = len(values) - int(values.isna().sum())
-    if source.read.date_format is not None or not len(failed) or len(failed) < 0.5 * present:
-        return parsed, "not a timestamp", ""
-    guess = infer_date_format(values.iloc[failed].astype("str").str.strip())
-    if guess.tied:
-        return parsed, f"not a timestamp (day/month order ambiguous: set read.date_format, e.g. '{guess.tied[0]}')", ""
-    if guess.date_format is None:
-        return parsed, "not a timestamp", ""
-    rest = parse_timestamps(values.iloc[failed], date_format=guess.date_format, timezone=source.timezone)
-    parsed = parsed.copy()
-    parsed.iloc[failed] = rest.to_numpy()
-    how = NUMERIC_READINGS.get(guess.date_format, "with the date format") + f" '{guess.date_format}'"
-    how += ")" if guess.date_format in NUMERIC_READINGS else ""
-    return parsed, "not a timestamp", (
-        f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set read.date_format to "
-        "choose another"
-    )
+    reason, notes, guessed = "not a timestamp", [], None
+    if date_format is None and len(failed) and len(failed) >= 0.5 * present:
+        guess = infer_date_format(values.iloc[failed].astype("str").str.strip())
+        if guess.tied:
+            reason = f"not a timestamp (day/month order ambiguous: set read.date_format, e.g. '{guess.tied[0]}')"
+        guessed = guess.date_format
+    if guessed is not None:
+        rest = parse_timestamps(values.iloc[failed], date_format=guessed, timezone=source.timezone)
+        parsed = parsed.copy()
+        parsed.iloc[failed] = rest.to_numpy()
+        how = NUMERIC_READINGS.get(guessed, "with the date format") + f" '{guessed}'"
+        how += ")" if guessed in NUMERIC_READINGS else ""
+        notes.append(f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set "
+                     "read.date_format to choose another")
+    skipped = skipped_clock_rows(values, parsed, date_format=date_format, timezone=source.timezone)
+    if guessed is not None:
+        rest = skipped_clock_rows(values.iloc[failed], parsed.iloc[failed], date_format=guessed,
+                                  timezone=source.timezone)
+        skipped = np.union1d(skipped, failed[rest])
+    note = skipped_clock_note(values, parsed, skipped, label=label, timezone=source.timezone)
+    return parsed, reason, notes + ([note] if note else [])
+
+
+def skipped_clock_note(values: pd.Series, parsed: pd.Series, rows: np.ndarray, *, label: str, timezone: str) -> str:
+    """The note on the `rows` of a timestamp column (`values` as read, `parsed`) whose wall time lies in the hour a
+    daylight-saving change of `timezone` skips (`skipped_clock_rows`): how many, read as the first moment after it,
+    with the first as an example; "" without any."""
+    if not len(rows):
+        return ""
+    first = rows[0]
+    day = parsed.iloc[first].tz_convert(timezone)
+    return (f"{len(rows):,} {label} time{'s fall' if len(rows) != 1 else ' falls'} in the hour skipped by the clock "
+            f"change of {day:%Y-%m-%d} in {timezone} (e.g. {value_text(values.iloc[[first]]).iloc[0]!r}), which no "
+            f"clock showed: read as the first moment after it ({day:%H:%M %Z})")
 
 
 MAX_DURATION_DAYS = 36_525  # a duration beyond 100 years is no time between two events of one row (nor fits a time)
@@ -2043,6 +2185,8 @@ def ingest_sources(
     start, reference = time_bounds(parsed)
     tolerance = pd.Timedelta(days=cfg.future_tolerance_days)
     latest_allowed = None if reference is None else reference + tolerance
+    parsed = {name: with_far_times_read(source, earliest=start, latest=latest_allowed)
+              for name, source in parsed.items()}
     latest_rule = "the data's end + tolerance"
     if cfg.latest is not None:  # the end of that day of the business zone, unless the data's own end comes first
         last_day = _local_midnight(cfg.latest + dt.timedelta(days=1), business_zone) - pd.Timedelta(microseconds=1)

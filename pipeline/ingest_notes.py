@@ -219,6 +219,29 @@ def differing_attributes_note(typed: pd.DataFrame, kept: np.ndarray, files: np.n
             "mapping")
 
 
+NPS_SHOWN = 3  # fractional NPS scores shown in the note
+
+
+def fractional_nps_note(score: pd.Series, kind: pd.Series, *, label: str) -> str | None:
+    """The note on NPS scores (`score` where `kind` is nps, as the export wrote them) that are not whole numbers: an
+    NPS answer is one of 0, 1, ..., 10 by its definition (CSAT and review scores may be averages of stars, 4.5), so
+    7.5 is an average, a percentage or another scale mapped onto score. How many, a few of them, and what the features
+    make of them; None when every one is whole. The rows are kept: the score is on the scale, only its meaning is in
+    doubt."""
+    nps = (kind == "nps").fillna(False).to_numpy(dtype=bool) & score.notna().to_numpy(dtype=bool)
+    values = score.to_numpy(dtype=np.float64, na_value=np.nan)
+    fractional = nps & (values != np.round(values))
+    count = int(fractional.sum())
+    if not count:
+        return None
+    shown = ", ".join(f"{value:g}" for value in pd.unique(values[fractional])[:NPS_SHOWN])
+    return (f"{label}: {count:,} of the {int(nps.sum()):,} nps scores are not whole numbers (e.g. {shown}): an NPS "
+            "answer is a whole number from 0 to 10, so these look like averages, percentages or another scale "
+            "mapped onto score; they are kept as given, and the NPS features read them on 0-10 (promoters 9-10, "
+            "passives 7-8, detractors 0-6: 8.5 counts as a passive). Map each answer's own score, or set "
+            "score_scales if the export uses another scale")
+
+
 def unread_attributes_note(source: str, extra_columns: Sequence[str], *, shown: int = 8) -> list[str]:
     """A note (as a one-item list; empty otherwise) naming the customers export's columns that are neither a column
     of the contract nor listed in sources.customers.attributes (`extra_columns`): a customer's gender or plan there

@@ -53,6 +53,7 @@ ALL_SHEETS = "*"
 INTEGER_TEXT_PATTERN = r"^(-?\d+)\.0*$"  # '17850.0' -> '17850'
 NUMBER_PATTERN = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 OFFSET_PATTERN = r"(?:[zZ]|[+-]\d\d:?\d\d)$"
+NONZERO_MANTISSA = r"^[^eE]*[1-9]"  # a number written with a nonzero digit before any exponent
 NAIVE_ISO_PATTERN = r"^\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?)?$"
 # Byte lengths at which Arrow casts only plain naive ISO values (it also takes 'YYYY-MM-DD hh',
 # length 13, which the pattern does not; and more than 6 decimals at length 27+).
@@ -1365,7 +1366,8 @@ def parse_numbers(
     values: pd.Series, *, decimal: str = ".", thousands: str | None = None, currency: str | None = None,
     accounting_negatives: bool = False,
 ) -> pd.Series:
-    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf', '$5') -> NaN.
+    """float64; text that is not a plain decimal number (e.g. '12,50', 'ten', 'inf', '$5'), or a number beyond what
+    a float holds in full (1e400, 1e-400, 1e-310: `_held_in_full`) -> NaN.
 
     Text numbers may use another `decimal` mark (',': '12,50' -> 12.5) and a `thousands` separator, which is
     dropped wherever it stands ('.': '1.234,50' -> 1234.5); then '12.50' with decimal ',' and no thousands
@@ -1378,7 +1380,7 @@ def parse_numbers(
         return pd.Series(np.nan, index=values.index, dtype="float64")
     if pd.api.types.is_numeric_dtype(values.dtype):
         numbers = values.astype("float64")
-        return numbers.where(np.isfinite(numbers))
+        return numbers.where(_held_in_full(numbers.to_numpy()))
     text = pc.utf8_trim_whitespace(text_array(values))
     if accounting_negatives:
         text = minus_for_accounting(text)
@@ -1395,7 +1397,18 @@ def parse_numbers(
     except pa.ArrowInvalid:  # cast the plain numbers only
         numbers = pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
     numbers = numbers.to_numpy(zero_copy_only=False)  # null -> NaN
-    return pd.Series(np.where(np.isfinite(numbers), numbers, np.nan), index=values.index, dtype="float64")
+    held = _held_in_full(numbers)
+    zeros = np.flatnonzero(numbers == 0)
+    if len(zeros):  # '1e-400' casts to 0: a nonzero digit before the exponent says it was no zero
+        held[zeros[pc.match_substring_regex(text.take(zeros), NONZERO_MANTISSA).to_numpy(zero_copy_only=False)]] = False
+    return pd.Series(np.where(held, numbers, np.nan), index=values.index, dtype="float64")
+
+
+def _held_in_full(numbers: np.ndarray) -> np.ndarray:
+    """Whether each of `numbers` (float64) is one a float holds in full: finite (not inf, not an overflow such as
+    1e400) and zero or of at least the least normal size (2.2e-308; smaller ones are junk such as 1e-310, not money)."""
+    size = np.abs(numbers)
+    return np.isfinite(numbers) & ((size == 0) | (size >= np.finfo(np.float64).tiny))
 
 
 def numbers_as_read(values: pd.Series, read: ReadOptions) -> pd.Series:
@@ -1436,12 +1449,79 @@ def parse_booleans(values: pd.Series) -> pd.Series:
     return words.map(mapping).astype("boolean")
 
 
+# Wall times this close to the ends of Python's datetime (years 1-9999), which pandas goes through to apply a zone's
+# rules there, are read as UTC: localizing them raises. They are the placeholders 0001-01-01 and 9999-12-31 (ingest
+# refuses or empties those, `pipeline.ingest.PLACEHOLDER_DAYS`), not times a zone's rules matter for.
+ZONE_RULES_SPAN = (pd.Timestamp("0001-01-03"), pd.Timestamp("9999-12-29"))
+
+
 def _localize(naive: pd.Series, timezone: str) -> pd.Series:
     if timezone == "UTC":
         return naive.dt.tz_localize("UTC")
+    beyond = ((naive < ZONE_RULES_SPAN[0]) | (naive > ZONE_RULES_SPAN[1])).to_numpy(dtype=bool)
+    if beyond.any():
+        return _localize(naive.where(~beyond), timezone).where(~beyond, naive.dt.tz_localize("UTC"))
     # DST: an ambiguous wall time counts as the first occurrence; a skipped one moves forward.
     first = np.ones(len(naive), dtype=bool)
     return naive.dt.tz_localize(timezone, ambiguous=first, nonexistent="shift_forward").dt.tz_convert("UTC")
+
+
+def skipped_clock_rows(values: pd.Series, parsed: pd.Series, *, date_format: str | None, timezone: str) -> np.ndarray:
+    """Rows of `values` (a timestamp column as read) that `parse_timestamps` read as `parsed` (UTC) from a wall time
+    of `timezone` that no clock showed: in the hour a daylight-saving change skips (Europe/London's 2011-03-27 01:30),
+    read as the first moment after it (`_localize`). Such a time lands on (or next to) an instant the clock jumps
+    forward (`clock_jumps`); only the few values near one are parsed again, as wall times (in UTC) and in a fixed
+    zone, to tell one written so (naive, and shown otherwise by the zone's clock) from one written with an offset or
+    at an existing wall time (02:00)."""
+    micro = parsed.to_numpy(dtype="datetime64[us]").view(np.int64)
+    present = micro[micro != np.iinfo(np.int64).min]  # NaT
+    if timezone == "UTC" or not len(present):
+        return np.zeros(0, dtype=np.int64)
+    jumps = clock_jumps(timezone, int(present.min()), int(present.max()))
+    if not len(jumps):
+        return np.zeros(0, dtype=np.int64)
+    # pandas moves a skipped time onto the jump, or near it where the change is not a whole hour (Lord Howe's 30
+    # minutes): every value within a few hours of one is looked at
+    edges = np.column_stack([jumps - JUMP_REACH_US, jumps + JUMP_REACH_US]).ravel()  # jumps lie months apart
+    at_jump = np.flatnonzero(np.searchsorted(edges, micro, side="right") % 2 == 1)  # inside a window
+    if not len(at_jump):
+        return at_jump.astype(np.int64)
+    written = values.iloc[at_jump]
+    wall = parse_timestamps(written, date_format=date_format, timezone="UTC")
+    fixed = parse_timestamps(written, date_format=date_format, timezone="Etc/GMT-14")
+    naive = (wall.notna() & (wall != fixed)).to_numpy(dtype=bool)
+    shown = parsed.iloc[at_jump].dt.tz_convert(timezone).dt.tz_localize(None).dt.tz_localize("UTC")
+    return at_jump[naive & (wall != shown).fillna(False).to_numpy(dtype=bool)].astype(np.int64)
+
+
+QUARTER_HOUR_US = 15 * 60 * 1_000_000
+JUMP_REACH_US = 3 * 60 * 60 * 1_000_000  # values this close to a jump are parsed again (`skipped_clock_rows`)
+DAY_US = 24 * 60 * 60 * 1_000_000
+CLOCK_RULES_YEARS = (1900, 2200)  # jumps are looked for in these years only (the ends hold placeholders, not times)
+
+
+def _utc_offsets(instants: np.ndarray, timezone: str) -> np.ndarray:
+    """The UTC offset of `timezone` (microseconds) at each of `instants` (int64 microseconds since 1970 UTC)."""
+    utc = pd.DatetimeIndex(instants.astype("datetime64[us]"), tz="UTC")
+    return utc.tz_convert(timezone).tz_localize(None).asi8 - instants
+
+
+def clock_jumps(timezone: str, low: int, high: int) -> np.ndarray:
+    """The instants (int64 microseconds, UTC) between `low` and `high` at which the clocks of `timezone` jump forward
+    (daylight saving begins): the first moment after each skipped span. Found on a grid of days, then of quarter
+    hours in the days whose offset changes (zone changes since 1900 fall on quarter hours), so the cost is of the
+    days spanned, not of the values."""
+    first, last = (np.datetime64(f"{year}-01-01", "us").astype(np.int64) for year in CLOCK_RULES_YEARS)
+    low, high = max(low, first), min(high, last)
+    if low > high:
+        return np.zeros(0, dtype=np.int64)
+    days = np.arange(low - low % DAY_US - DAY_US, high + 2 * DAY_US, DAY_US, dtype=np.int64)
+    offsets = _utc_offsets(days, timezone)
+    changed = days[:-1][offsets[1:] != offsets[:-1]]
+    if not len(changed):
+        return np.zeros(0, dtype=np.int64)
+    quarters = (changed[:, None] + QUARTER_HOUR_US * np.arange(1, DAY_US // QUARTER_HOUR_US + 1)).ravel()
+    return quarters[_utc_offsets(quarters, timezone) > _utc_offsets(quarters - 1, timezone)]
 
 
 def _parse_iso_with_pandas(text: pd.Series, timezone: str) -> pd.Series:

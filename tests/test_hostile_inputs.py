@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import io
 import os
 import re
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.config import config_from_dict
-from pipeline.ingest import ANONYMOUS, INVISIBLE_ID, IngestResult, ingest_sources
+from pipeline.ingest import ANONYMOUS, INVISIBLE_ID, PLACEHOLDER_TIME, IngestResult, ingest_sources
 from pipeline.sources import read_exports
 
 HEADER = "order_id,customer_id,ordered_at,amount"
@@ -131,6 +132,17 @@ def _huge_line(path: Path) -> None:
 
 def _not_parquet(path: Path) -> None:
     path.write_text(CLEAN, encoding="utf-8")
+
+
+def _parquet_with_flags(path: Path) -> None:
+    """The clean orders as typed Parquet, with a true/false `quantity` on the last row (and 1 on the others)."""
+    import pyarrow as pa
+
+    frame = pd.read_csv(io.StringIO(CLEAN), dtype=str)
+    table = pa.table({**{c: pa.array(frame[c].tolist()) for c in frame.columns},
+                      "amount": frame["amount"].astype(float),
+                      "quantity": pa.array([None] * (len(frame) - 1) + [True], pa.bool_())})
+    pq.write_table(table, path)
 
 
 def _parquet_with_two_amounts(path: Path) -> None:
@@ -317,8 +329,17 @@ QUARANTINED = {
     "a date that is not a date": (Case(files={"t.csv": with_rows("o9,17850,yesterday,1")}), "ordered_at: not a timestamp"),
     "an impossible date": (Case(files={"t.csv": with_rows("o9,17850,2024-02-30 10:00:00,1")}), "ordered_at: not a timestamp"),
     "a far-future date": (Case(files={"t.csv": with_rows("o9,17850,2099-01-01,1")}), "ordered_at: later than the data's end + tolerance (2024-02-12 12:00 UTC)"),
-    "an implausibly old date": (Case(files={"t.csv": with_rows("o9,17850,1900-01-01,1")}), "ordered_at: earlier than the data's start (2024-01-01 UTC)"),
-    "the Unix epoch as a date": (Case(files={"t.csv": with_rows("o9,17850,1970-01-01 00:00:00,1")}), "ordered_at: earlier than the data's start (2024-01-01 UTC)"),
+    "an implausibly old date": (Case(files={"t.csv": with_rows("o9,17850,1950-06-15,1")}), "ordered_at: earlier than the data's start (2024-01-01 UTC)"),
+    # before: 'later than the data's end' and 'earlier than the data's start', as for a typo in a year
+    **{f"the placeholder {day} as an order's time": (
+        Case(files={"t.csv": with_rows(f"o9,17850,{day},1")}), f"ordered_at: {PLACEHOLDER_TIME}")
+       for day in ("9999-12-31", "9999-12-31 23:59:59", "2099-12-31", "1900-01-01", "0001-01-01")},
+    # before: a traceback (pandas cannot apply a zone's rules at the end of the year 9999)
+    "the placeholder 9999-12-31 23:59:59 as an order's time in New York": (
+        Case(files={"t.csv": with_rows("o9,17850,9999-12-31 23:59:59,1")},
+             sources={"transactions": {"path": "t.csv", "timezone": "America/New_York"}}),
+        f"ordered_at: {PLACEHOLDER_TIME}"),
+    "the Unix epoch as a date": (Case(files={"t.csv": with_rows("o9,17850,1970-01-01 00:00:00,1")}), "ordered_at: 1970-01-01 (Unix time zero), far before the data's start (2024-01-01 UTC): a placeholder for 'none', no time"),
     "a date before ingest.earliest": (
         Case(files={"t.csv": with_rows("o9,17850,2023-12-24,1")}, ingest={"earliest": "2024-01-01"}),
         "ordered_at: earlier than ingest.earliest (2024-01-01 UTC)",
@@ -327,6 +348,16 @@ QUARANTINED = {
                         "amount: not a number (a decimal comma? set sources.transactions.read.decimal: ',' and, if "
                         "the numbers have one, read.thousands)"),
     "infinite amount": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,inf")}), "amount: not a number"),
+    # before: validated as an amount of 0 (1e-400 is below what a float holds); 1e400 as 'not a number'
+    **{f"an amount of {value}": (
+        Case(files={"t.csv": with_rows(f"o9,17850,2024-01-04,{value}")}),
+        f"amount: not a number (beyond the range a number is held in, e.g. '{value}': no value an export writes)")
+       for value in ("1e-400", "1e400", "-2e-310")},
+    # before: 'not a number (words: 'True', 'False'; give each a number with ...recode ...)'
+    "a true/false Parquet column mapped onto quantity": (
+        Case(files={"t.parquet": _parquet_with_flags}, sources={"transactions": {"path": "t.parquet"}}),
+        "quantity: not a number (true/false values, as a yes/no column holds: is the right column mapped? To count "
+        "them, give each a number with sources.transactions.recode: {quantity: {\"True\": <number>}})"),
     "a null token as amount": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,NaN")}), "amount: missing"),
     "an amount of 1e15": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,1e15")}), "amount: beyond ±1e+09 (ingest.max_abs_amount)"),
     "a refund of -6e14": (Case(files={"t.csv": with_rows("o9,17850,2024-01-04,-6e14")}), "amount: beyond ±1e+09 (ingest.max_abs_amount)"),
@@ -614,6 +645,112 @@ def test_a_promised_delivery_date_without_a_time_is_kept_by_the_end_of_its_day(t
     assert ("promised_delivery_at holds dates without a time of day: a promise is kept by the end of its day, so each "
             "is read as its day's last moment (a delivery at any time on the promised day is on time)"
             ) in result.report["notes"]
+
+
+def test_placeholder_dates_in_optional_columns_are_read_as_missing_with_a_note(tmp_path):
+    # An order export writes 9999-12-31 for "no promise" and 1900-01-01 for "not delivered". Before: the promise's
+    # end of day stopped ingest with a traceback outside UTC (year 10000), and a 1900 delivery quarantined its order.
+    orders = ("order_id,customer_id,ordered_at,amount,delivered_at,promised_delivery_at\n"
+              "o1,17850,2018-08-01 10:00:00,10,2018-08-13 15:00:00,2018-08-13\n"
+              "o2,13047,2018-08-01 11:00:00,12,1900-01-01,9999-12-31\n"
+              "o3,12583,2018-08-02 12:00:00,15,1900-01-01 00:00:00,9999-12-31\n")
+    case = Case(files={"t.csv": orders}, sources={"transactions": {"path": "t.csv", "timezone": "Europe/London"}})
+    result = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert result.validated["order_id"].tolist() == ["o1", "o2", "o3"]
+    assert result.validated[["delivered_at", "promised_delivery_at"]].iloc[1:].isna().all().all()
+    notes = result.report["notes"]
+    assert ("promised_delivery_at: 2 dates read as missing (placeholders that exports write for 'none'): "
+            "'9999-12-31' (2)") in notes
+    assert ("delivered_at: 2 dates read as missing (placeholders that exports write for 'none'): '1900-01-01' (1), "
+            "'1900-01-01 00:00:00' (1)") in notes
+
+
+def test_open_tickets_closed_at_9999_12_31_leave_the_data_end_where_it_is(tmp_path):
+    # A help desk writes 9999-12-31 as the closing time of its open tickets. Before: with two thirds of them open, the
+    # data's end (the 95th percentile of all times) was 9999-12-31 and ingest stopped with a traceback.
+    tickets = "ticket_id,customer_id,opened_at,closed_at\n" + "".join(
+        f"t{i},17850,2024-01-{i + 1:02d} 10:00:00,{'9999-12-31' if i % 3 else '2024-02-01 10:00:00'}\n"
+        for i in range(20))
+    result = ingest_in_memory(tmp_path, Case(files={"t.csv": CLEAN, "x.csv": tickets}, sources={
+        "transactions": {"path": "t.csv"}, "support_tickets": {"path": "x.csv"}}))
+    assert result.reference == pd.Timestamp("2024-02-11 12:00", tz="UTC")
+    tickets = result.sources["support_tickets"]
+    assert len(tickets.validated) == 20 and tickets.validated["closed_at"].isna().sum() == 13
+    assert ("closed_at: 13 dates read as missing (placeholders that exports write for 'none'): '9999-12-31' (13)"
+            in tickets.report["notes"])
+
+
+def signups(days: list[str]) -> Case:
+    customers = "customer_id,signup_at\n" + "".join(f"c{i},{day}\n" for i, day in enumerate(days))
+    return Case(files={"t.csv": CLEAN, "c.csv": customers},
+                sources={"transactions": {"path": "t.csv"}, "customers": {"path": "c.csv"}})
+
+
+def test_a_1970_signup_is_a_real_day_among_old_signups_and_a_placeholder_far_from_the_rest(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "recent").mkdir()
+    # 1970-01-01 is Unix time zero, which a zero timestamp reads as, but also a real day of an old customer base.
+    old = [f"{year}-0{year % 9 + 1}-15" for year in range(1960, 2024)] + ["1970-01-01"]
+    customers = ingest_in_memory(tmp_path / "old", signups(old)).sources["customers"]
+    assert customers.validated["signup_at"].notna().all() and len(customers.validated) == len(old)
+    recent = [f"20{year}-0{year % 9 + 1}-15" for year in range(15, 24)] + ["1970-01-01 00:00:00"]
+    customers = ingest_in_memory(tmp_path / "recent", signups(recent)).sources["customers"]
+    assert len(customers.validated) == len(recent) and customers.validated["signup_at"].isna().sum() == 1
+    assert customers.quarantine.empty  # before: the customer quarantined for an 'earlier than the data's start' signup
+    assert ("signup_at: 1 date read as missing (far outside the data's span, 2015-07-15 to 2024-02-12 UTC: stand-ins "
+            "for 'none'?): '1970-01-01 00:00 UTC' (1)") in customers.report["notes"]
+
+
+def test_nps_scores_that_are_not_whole_numbers_get_a_note(tmp_path):
+    # An NPS answer is one of 0..10; 7.5 is an average or another scale. CSAT and review stars may be averaged: 4.5.
+    feedback = FEEDBACK + "13047,2024-01-08 10:00:00,nps,7.5\n12583,2024-01-09 10:00:00,nps,8.25\n" \
+                          "17850,2024-01-10 10:00:00,csat,4.5\n"
+    result = ingest_in_memory(tmp_path, beside_clean_orders("feedback", feedback)).sources["feedback"]
+    assert len(result.validated) == 6
+    notes = [note for note in result.report["notes"] if "whole number" in note]
+    assert notes == ["score: 2 of the 3 nps scores are not whole numbers (e.g. 7.5, 8.25): an NPS answer is a whole "
+                     "number from 0 to 10, so these look like averages, percentages or another scale mapped onto "
+                     "score; they are kept as given, and the NPS features read them on 0-10 (promoters 9-10, passives "
+                     "7-8, detractors 0-6: 8.5 counts as a passive). Map each answer's own score, or set score_scales "
+                     "if the export uses another scale"]
+    rescaled = beside_clean_orders("feedback", FEEDBACK.replace(",nps,9", ",nps,75"))
+    rescaled.sources["feedback"]["score_scales"] = {"nps": [0, 100]}  # 75 of 100 is 7.5 of 10: said so already
+    (tmp_path / "rescaled").mkdir()
+    result = ingest_in_memory(tmp_path / "rescaled", rescaled).sources["feedback"]
+    assert not any("whole number" in note for note in result.report["notes"])
+
+
+def test_a_true_false_column_listed_as_a_number_attribute_is_noted_as_such(tmp_path):
+    def customers(path: Path) -> None:
+        import pyarrow as pa
+
+        pq.write_table(pa.table({"customer_id": ["17850", "13047"], "VIP": [True, False]}), path)
+
+    case = Case(files={"t.csv": CLEAN, "c.parquet": customers}, sources={
+        "transactions": {"path": "t.csv"}, "customers": {"path": "c.parquet",
+                                                         "attributes": [{"column": "VIP", "kind": "number"}]}})
+    result = ingest_in_memory(tmp_path, case).sources["customers"]
+    assert result.validated["attribute_vip"].isna().all()
+    assert any(note.startswith("VIP (attribute_vip, kind number): 2 cells hold no number (true/false values, as a "
+                               "yes/no column holds: is the right column mapped?) and are left empty")
+               for note in result.report["notes"])
+
+
+def test_times_in_the_hour_a_clock_change_skips_are_counted_in_a_note(tmp_path):
+    # Europe/London skipped 01:00-02:00 on 2011-03-27: no clock showed 01:30. Before: read as 02:00 BST without a word.
+    orders = ("order_id,customer_id,ordered_at,amount\n"
+              "o1,17850,2011-03-26 10:00:00,10\no2,13047,2011-03-27 01:30:00,12\no3,12583,2011-03-27 01:10:00,15\n"
+              "o4,12583,2011-03-27 02:00:00,15\no5,17850,2011-03-27 02:00:00+01:00,15\n"
+              "o6,17850,2011-10-30 01:30:00,5\n")
+    case = Case(files={"t.csv": orders}, sources={"transactions": {"path": "t.csv", "timezone": "Europe/London"}})
+    result, output = run_cli(tmp_path, case)
+    assert result.exit_code == 0, output
+    report = yaml.safe_load((tmp_path / "out" / "reports" / "ingest_report.json").read_text(encoding="utf-8"))
+    assert ("2 ordered_at times fall in the hour skipped by the clock change of 2011-03-27 in Europe/London (e.g. "
+            "'2011-03-27 01:30:00'), which no clock showed: read as the first moment after it (02:00 BST)"
+            ) in report["sources"]["transactions"]["notes"]
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert (validated["ordered_at"].iloc[1:5] == pd.Timestamp("2011-03-27 01:00", tz="UTC")).all()
 
 
 def test_a_promised_delivery_without_a_delivery_time_is_an_error_naming_the_mapping(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pandas.testing import assert_series_equal
 
-from pipeline.sources import parse_ids, parse_numbers, parse_timestamps
+from pipeline.sources import parse_ids, parse_numbers, parse_timestamps, skipped_clock_rows
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 JUNK = ("", "  ", "not a date", "31/12/2024", "2024-13-01", "2024-02-30", "20240101", "12,50 EUR", "ten",
@@ -37,9 +38,14 @@ def one_id(value: str | None) -> str | None:
 
 
 def one_number(value: str | None) -> float:
+    """A plain decimal number that a float holds in full: not infinite, not below the least normal float (2.2e-308)
+    unless zero, and no nonzero number read as 0 ('1e-400')."""
     text = "" if value is None else value.strip()
     number = float(text) if DECIMAL.fullmatch(text) else math.nan
-    return number if math.isfinite(number) else math.nan
+    written_zero = not re.search(r"[1-9]", re.split("[eE]", text)[0])
+    if not math.isfinite(number) or (number == 0 and not written_zero) or 0 < abs(number) < sys.float_info.min:
+        return math.nan
+    return number
 
 
 def one_timestamp(value: str | None, timezone: str) -> pd.Timestamp:
@@ -138,6 +144,7 @@ def test_timestamps_parse_as_each_value_alone(values: pd.Series, timezone: str) 
 @pytest.mark.slow
 @FAST
 @given(values=columns(number_text))
+@example(values=pd.Series(["1e-400", "0e5", "-0.000", "1e400", "5e-324", "2.2250738585072014e-308"], dtype="str"))
 def test_numbers_parse_as_each_value_alone(values: pd.Series) -> None:
     assert_series_equal(parse_numbers(values), oracle(values, one_number, "float64"))
 
@@ -188,3 +195,41 @@ def test_times_written_with_a_utc_suffix_are_utc_whatever_the_sources_time_zone(
     expected = [pd.Timestamp(t, tz="UTC") for t in ("2024-01-31 10:00:00", "2024-02-01 11:30:00.5",
                                                     "2024-01-31 10:00:00", "2024-01-31 09:00:00")]
     assert parsed.tolist()[:4] == expected and pd.isna(parsed.iloc[4])  # the fourth: Berlin's wall-clock time
+
+
+def test_numbers_a_float_does_not_hold_in_full_are_no_numbers() -> None:
+    # before: '1e-400' read as 0 (an underflow), and 1e-310 kept, in text and in a typed column alike
+    text = pd.Series(["1e-400", "-1e-310", "0e5", "0.000", "12.5", "1e400"], dtype="str")
+    assert parse_numbers(text).tolist()[2:5] == [0.0, 0.0, 12.5]
+    assert parse_numbers(text).iloc[[0, 1, 5]].isna().all()
+    typed = pd.Series([1e-310, 0.0, 2.5, np.inf])
+    assert parse_numbers(typed).isna().tolist() == [True, False, False, True]
+
+
+def test_only_wall_times_no_clock_showed_are_counted_as_skipped() -> None:
+    # Berlin skipped 02:00-03:00 on 2024-03-31 and repeated 02:00-03:00 on 2024-10-27.
+    values = pd.Series(["2024-03-31 02:30:00", "2024-03-31 02:00:00", "2024-03-31 03:00:00", "2024-03-31T03:00+02:00",
+                        "2024-10-27 02:30:00", "2024-03-31 01:59:59", None, "junk", "2024-03-31T02:59:00"], dtype="str")
+    parsed = parse_timestamps(values, date_format=None, timezone="Europe/Berlin")
+    assert skipped_clock_rows(values, parsed, date_format=None, timezone="Europe/Berlin").tolist() == [0, 1, 8]
+    assert len(skipped_clock_rows(values, parsed, date_format=None, timezone="UTC")) == 0
+    layout = pd.Series(["03/31/2024 02:15", "03/31/2024 03:15"], dtype="str")
+    parsed = parse_timestamps(layout, date_format="%m/%d/%Y %H:%M", timezone="Europe/Berlin")
+    assert skipped_clock_rows(layout, parsed, date_format="%m/%d/%Y %H:%M", timezone="Europe/Berlin").tolist() == [0]
+    # Lord Howe moves its clock 30 minutes (02:00 -> 02:30): pandas reads 02:15 as 03:00, beside the jump, not on it
+    half = pd.Series(["2023-10-01 02:15:00", "2023-10-01 02:45:00", "2023-10-01 01:50:00"], dtype="str")
+    parsed = parse_timestamps(half, date_format=None, timezone="Australia/Lord_Howe")
+    assert skipped_clock_rows(half, parsed, date_format=None, timezone="Australia/Lord_Howe").tolist() == [0]
+    typed = pd.Series(pd.to_datetime(["2024-03-31 02:15", "2024-03-31 04:15"]))  # naive Parquet times
+    parsed = parse_timestamps(typed, date_format=None, timezone="Europe/Berlin")
+    assert skipped_clock_rows(typed, parsed, date_format=None, timezone="Europe/Berlin").tolist() == [0]
+
+
+@pytest.mark.parametrize("timezone", ["America/New_York", "Asia/Tokyo", "Europe/London"])
+def test_wall_times_at_the_ends_of_the_years_a_zone_has_rules_for_are_read(timezone: str) -> None:
+    # before: '9999-12-31 23:59:59' in New York stopped ingest (pandas cannot localize beyond the year 9999)
+    values = pd.Series(["9999-12-31 23:59:59", "0001-01-01", "2024-06-01 12:00:00"], dtype="str")
+    parsed = parse_timestamps(values, date_format=None, timezone=timezone)
+    assert parsed.iloc[:2].tolist() == [pd.Timestamp("9999-12-31 23:59:59", tz="UTC"),
+                                        pd.Timestamp("0001-01-01", tz="UTC")]
+    assert parsed.iloc[2] == pd.Timestamp("2024-06-01 12:00", tz=timezone).tz_convert("UTC")
