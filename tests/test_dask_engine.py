@@ -150,6 +150,22 @@ def test_load_partitioned_tables_without_ingest_names_the_command(tmp_path, clie
         load_partitioned_tables(tmp_path, partitions=2, client=client)
 
 
+def test_event_tables_survive_a_trip_to_another_process():
+    """Dask moves a partition's tables between workers by pickling them: a lock inside them made that fail, and
+    distributed then waited forever for the task that needed them (a test run in a dozen hung)."""
+    import pickle
+
+    from pipeline.config import FeaturesConfig
+    from pipeline.features import event_tables, features_from_tables
+    from test_features_pit import AS_OF, synthetic_events
+
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    tables = event_tables(synthetic_events(100, seed=2))
+    expected = features_from_tables(tables, as_of=AS_OF, cfg=cfg)
+    assert_frame_equal(features_from_tables(pickle.loads(pickle.dumps(tables)), as_of=AS_OF, cfg=cfg), expected,
+                       check_exact=True)
+
+
 def test_dask_engine_without_the_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install '\.\[dask\]'"):

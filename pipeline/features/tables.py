@@ -194,6 +194,15 @@ class ProductDays:
     _windows: dict = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        # A lock cannot be pickled: without this, Dask could not move a partition's tables to another worker,
+        # and distributed then waited forever for the task that needed them (dask/distributed#4439).
+        with self._lock:
+            return {**self.__dict__, "_windows": dict(self._windows), "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def window(self, days: int) -> Stream:
         """The stream whose sum of `delta` before a cut is the distinct products of the `days` before it."""
         with self._lock:
