@@ -593,6 +593,7 @@ MAX_FUTURE_TOLERANCE_DAYS = 36_500
 
 MIN_SAMPLE_ROWS = 1_000  # the smallest train.search_sample_rows but 0 (off)
 MIN_PARTITION_ROWS = 100_000  # the smallest features.partition_rows
+DASK_STALL_SECONDS = 300.0  # the default features.dask_stall_seconds
 
 
 class IngestConfig(StrictModel):
@@ -697,6 +698,9 @@ class FeaturesConfig(StrictModel):
     btyd: bool = True
     engine: Literal["polars", "dask"] = "polars"
     dask_partitions: int = Field(4, gt=0)
+    # The Dask engine restarts a worker that holds tasks this long without running any, and fails on a second
+    # stall (pipeline.dask_engine.gathered): a cluster that stops running tasks never makes the run wait forever.
+    dask_stall_seconds: float = Field(DASK_STALL_SECONDS, gt=0)
     # Snapshots computed at once by the polars engine (threads). Each one in flight holds one snapshot's
     # intermediates (~0.5 GB per 500k customers). One, while the writer thread uses the other core: at 10M
     # rows on 2 cores two were no faster (median 49.9 s against 45.3 s over 5 runs each) and peaked at up

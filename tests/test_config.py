@@ -52,6 +52,7 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.read.delimiter", ";", r"  sources\.transactions\.read\.delimiter: unknown key"),
         ("features.horizon_days", 0, r"  features\.horizon_days: Input should be greater than 0"),
         ("features.snapshot_workers", 0, r"  features\.snapshot_workers: Input should be greater than 0"),
+        ("features.dask_stall_seconds", 0, r"  features\.dask_stall_seconds: Input should be greater than 0"),
         ("features.partition_rows", 1, r"  features\.partition_rows: Value error, 1 is too small a partition: at least "
                                        r"100,000 transaction rows \(each partition costs time on every snapshot"),
         ("features.partition_rows", 99_999, r"  features\.partition_rows: Value error, 99,999 is too small a partition"),
