@@ -277,14 +277,14 @@ def partitioned_tables(
                                   client=client, stall_seconds=stall_seconds) if d is not None]
     tables = client.map(event_tables, futures, timezone=timezone, attributes=list(attributes), pure=False)
     # Once the tables exist, the events are released as soon as the caller drops its futures. The tables stay
-    # on the workers: only their sizes come back (raises the worker's exception, e.g. FeatureError, here).
-    gathered(client.map(_table_rows, tables, pure=False), client=client, stall_seconds=stall_seconds)
+    # on the workers: only their customer counts come back (raises the worker's exception, e.g. FeatureError, here).
+    gathered(client.map(_customers, tables, pure=False), client=client, stall_seconds=stall_seconds)
     return PartitionedTables(client=client, tables=tuple(tables), last_event_date=max(latest, default=None),
                              stall_seconds=stall_seconds)
 
 
-def _table_rows(tables: EventTables) -> int:
-    return tables.orders.height
+def _customers(tables: EventTables) -> int:
+    return tables.customers
 
 
 def load_partitioned_tables(

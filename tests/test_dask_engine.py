@@ -171,6 +171,20 @@ def test_event_tables_survive_a_trip_to_another_process():
                        check_exact=True)
 
 
+def test_dask_weighs_event_tables_by_their_arrays():
+    """The scheduler keeps a partition's tasks where its tables are unless moving them is cheap: their size must be
+    their data's (it was 56 bytes, an empty object's, so tasks were sent to the other worker with the tables)."""
+    import pickle
+
+    from dask.sizeof import sizeof
+
+    from pipeline.features import event_tables
+    from test_features_pit import synthetic_events
+
+    tables = event_tables(synthetic_events(100, seed=2))
+    assert 0.5 < sizeof(tables) / len(pickle.dumps(tables)) < 1.5
+
+
 @pytest.mark.slow
 def test_a_task_placed_on_another_worker_than_its_tables_gets_them(tmp_path):
     """The scheduler may run a snapshot's task on the worker that does not hold the partition's tables (it is idle):

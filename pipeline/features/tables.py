@@ -39,7 +39,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 
 import numpy as np
 import polars as pl
@@ -293,6 +293,11 @@ class EventTables:
     def customers(self) -> int:
         return len(self.customer_ids)
 
+    def __sizeof__(self) -> int:
+        # What Dask's scheduler weighs a move of a partition's tables to another worker by (its `sizeof`): the
+        # default, 56 bytes, made moving them look free, so tasks ran away from their tables.
+        return object.__sizeof__(self) + _data_bytes(self)
+
     @property
     def orders(self) -> pl.DataFrame:
         """The order parts as a polars frame: customer_id (Enum), ordered_at, is_purchase (built on request)."""
@@ -303,6 +308,21 @@ class EventTables:
             "ordered_at": pl.Series(self.parts.at_us).cast(pl.Datetime("us", "UTC")),
             "is_purchase": np.diff(sums.matrix[:, sums.names.index("purchases")]) > 0,
         })
+
+
+def _data_bytes(value: object) -> int:
+    """Bytes of the arrays and series in `value` (a dataclass, dict, list or tuple of them, nested)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, pl.Series):
+        return value.estimated_size()
+    if is_dataclass(value):
+        return sum(_data_bytes(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, dict):
+        return sum(_data_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_data_bytes(item) for item in value)
+    return 0
 
 
 # --- customers -----------------------------------------------------------------------------------
