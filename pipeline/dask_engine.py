@@ -142,22 +142,33 @@ def gathered(futures: Sequence[Any], *, client: Any, stall_seconds: float = DASK
     Stalled: a worker keeps the same tasks processing without executing any for `stall_seconds` (see the
     module docstring). Such workers are restarted (`Client.restart_workers`: the scheduler runs their tasks
     again and recomputes what they held); FeatureError naming `features.dask_stall_seconds` when it happens
-    again, or when a stalled worker has no nanny to restart it. Raises the first failed task's error.
+    again, when a stalled worker has no nanny to restart it, or when the cluster has no workers for that long.
+    Raises the first failed task's error.
     """
     distributed = _distributed()
     futures = list(futures)
     poll = min(5.0, stall_seconds / 4)
     held: dict[str, tuple[frozenset, float]] = {}  # idle worker -> (its tasks, since when it holds them idle)
     restarted = False
+    no_workers_since: float | None = None
     while True:
         try:
-            distributed.wait(futures, timeout=poll)
+            with client.as_current():  # `wait` asks the current client, which need not be the default one
+                distributed.wait(futures, timeout=poll)
         except TimeoutError:
             pass
         else:
             return client.gather(futures)
         now = time.monotonic()
-        idle = idle_workers(client.processing(), client.call_stack())
+        processing = client.processing()  # every worker of the cluster, with the tasks it holds
+        if not processing:  # they died (or never joined): tasks wait for workers
+            no_workers_since = no_workers_since or now
+            if now - no_workers_since >= stall_seconds:
+                raise FeatureError(f"the Dask cluster has had no workers for {stall_seconds:g} s ({STALL_SETTING}): "
+                                   "see the workers' logs for why they stopped")
+            continue
+        no_workers_since = None
+        idle = idle_workers(processing, client.call_stack())
         held = {worker: held[worker] if worker in held and held[worker][0] == keys else (keys, now)
                 for worker, keys in idle.items()}
         stalled = sorted(worker for worker, (_, since) in held.items() if now - since >= stall_seconds)

@@ -275,6 +275,17 @@ def test_a_stalled_worker_that_cannot_be_restarted_is_an_error_naming_the_settin
             gathered([task], client=client, stall_seconds=1)
 
 
+def test_a_cluster_without_workers_is_an_error_naming_the_setting():
+    import distributed
+
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None,
+                                  scheduler_kwargs={"dashboard_address": ":0"}) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        with pytest.raises(FeatureError, match=r"the Dask cluster has had no workers for 1 s "
+                                               r"\(features\.dask_stall_seconds\): see the workers' logs"):
+            gathered([client.submit(_plus_one, 1, pure=False)], client=client, stall_seconds=1)
+
+
 def test_dask_engine_without_the_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install '\.\[dask\]'"):
