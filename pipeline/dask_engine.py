@@ -28,6 +28,12 @@ local search would need the training table on one machine, which is what the Das
 Cluster. `dask_client()` connects to `DASK_SCHEDULER_ADDRESS` when it is set, else starts a
 `LocalCluster` (one single-threaded worker process per core). Dask is the optional extra
 `pip install '.[dask]'`; without it the Dask engine fails with a ConfigError saying so.
+
+Stalls. Every wait for the features' tasks goes through `gathered`, which never waits forever: with
+distributed 2026.8.0 a LocalCluster of worker processes sometimes kept tasks "processing" on a worker
+that ran nothing, and `Client.gather` waited forever (about one test run in a dozen; killing the
+worker made the scheduler run them again). A worker that holds the same tasks without executing any
+for `features.dask_stall_seconds` is restarted once; a second stall is a FeatureError naming the setting.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ import datetime as dt
 import logging
 import math
 import os
+import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from functools import partial
@@ -48,7 +55,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from pipeline.config import FeaturesConfig, TrainConfig
+from pipeline.config import DASK_STALL_SECONDS, FeaturesConfig, TrainConfig
 from pipeline.errors import ConfigError, FeatureError
 from pipeline.events import Events
 from pipeline.features import (
@@ -58,6 +65,7 @@ from pipeline.features import (
 )
 from pipeline.features.build import population_features_and_fits, to_pandas_features
 from pipeline.labels import churn_labels, churned_who_came_back
+from pipeline.progress import get_logger
 from pipeline.snapshot import latest_event_date, snapshot_time
 
 if TYPE_CHECKING:
@@ -71,6 +79,7 @@ PARTITION_COLUMN = "_partition"
 ROW_COLUMN = "_row"
 # Validation rows per grid step when choosing the best boosting round (see `best_iteration`).
 VALIDATION_ROWS_PER_STEP = 50_000
+STALL_SETTING = "features.dask_stall_seconds"
 
 
 def _distributed() -> Any:
@@ -119,6 +128,66 @@ def dask_client(
         scheduler_kwargs={"dashboard_address": ":0"},
     ) as cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def idle_workers(processing: Mapping[str, Sequence[Any]], executing: Mapping[str, Mapping[Any, Any]]) -> dict[str, frozenset]:
+    """The workers that have tasks processing (`Client.processing()`: worker -> keys) but execute none
+    (`Client.call_stack()`: worker -> executing key -> stack), each with the keys it holds."""
+    return {worker: frozenset(keys) for worker, keys in processing.items() if keys and not executing.get(worker)}
+
+
+def gathered(futures: Sequence[Any], *, client: Any, stall_seconds: float = DASK_STALL_SECONDS) -> list[Any]:
+    """`client.gather(futures)`, but a stalled cluster is restarted once, then an error instead of a wait forever.
+
+    Stalled: a worker keeps the same tasks processing without executing any for `stall_seconds` (see the
+    module docstring). Such workers are restarted (`Client.restart_workers`: the scheduler runs their tasks
+    again and recomputes what they held); FeatureError naming `features.dask_stall_seconds` when it happens
+    again, when a stalled worker has no nanny to restart it, or when the cluster has no workers for that long.
+    Raises the first failed task's error.
+    """
+    distributed = _distributed()
+    futures = list(futures)
+    poll = min(5.0, stall_seconds / 4)
+    held: dict[str, tuple[frozenset, float]] = {}  # idle worker -> (its tasks, since when it holds them idle)
+    restarted = False
+    no_workers_since: float | None = None
+    while True:
+        try:
+            with client.as_current():  # `wait` asks the current client, which need not be the default one
+                distributed.wait(futures, timeout=poll)
+        except TimeoutError:
+            pass
+        else:
+            return client.gather(futures)
+        now = time.monotonic()
+        processing = client.processing()  # every worker of the cluster, with the tasks it holds
+        if not processing:  # they died (or never joined): tasks wait for workers
+            no_workers_since = no_workers_since or now
+            if now - no_workers_since >= stall_seconds:
+                raise FeatureError(f"the Dask cluster has had no workers for {stall_seconds:g} s ({STALL_SETTING}): "
+                                   "see the workers' logs for why they stopped")
+            continue
+        no_workers_since = None
+        idle = idle_workers(processing, client.call_stack())
+        held = {worker: held[worker] if worker in held and held[worker][0] == keys else (keys, now)
+                for worker, keys in idle.items()}
+        stalled = sorted(worker for worker, (_, since) in held.items() if now - since >= stall_seconds)
+        if not stalled:
+            continue
+        workers = client.scheduler_info()["workers"]
+        tasks = sum(len(held[worker][0]) for worker in stalled)
+        problem = (f"the Dask workers {', '.join(stalled)} held {tasks} task(s) for {stall_seconds:g} s without running "
+                   f"them ({STALL_SETTING})")
+        if restarted or not all(workers.get(worker, {}).get("nanny") for worker in stalled):
+            raise FeatureError(f"{problem}{', also after a restart' if restarted else ' and cannot be restarted'}: "
+                               "see the workers' logs (memory?), or raise the setting if tasks there wait that "
+                               "long for data")
+        get_logger().warning("%s: restarting them", problem)
+        try:
+            client.restart_workers(stalled)
+        except Exception as exc:  # noqa: BLE001 - any failure to restart leaves the stall: say so, with its cause
+            raise FeatureError(f"{problem} and restarting them failed ({exc})") from exc
+        restarted, held = True, {}
 
 
 # --- partitioning by customer -------------------------------------------------------------------
@@ -197,6 +266,7 @@ class PartitionedTables:
     client: Any
     tables: tuple[Any, ...]
     last_event_date: dt.date | None
+    stall_seconds: float = DASK_STALL_SECONDS  # see `gathered`
 
     def release(self) -> None:
         """Drop the workers' copies."""
@@ -208,30 +278,35 @@ def _latest_order_date(events: Events, *, timezone: str) -> dt.date | None:
 
 
 def partitioned_tables(
-    event_partitions: Sequence[Any], *, client: Any, timezone: str = "UTC", attributes: Sequence[str] = ()
+    event_partitions: Sequence[Any], *, client: Any, timezone: str = "UTC", attributes: Sequence[str] = (),
+    stall_seconds: float = DASK_STALL_SECONDS,
 ) -> PartitionedTables:
     """`event_tables` on each partition (futures of `Events`, UTC instants), on the workers, on the days of the
-    business time zone `timezone`, keeping the customers' attribute columns `attributes`."""
-    distributed = _distributed()
+    business time zone `timezone`, keeping the customers' attribute columns `attributes`; waits as `gathered`."""
     futures = list(event_partitions)
-    latest = [d for d in client.gather(client.map(_latest_order_date, futures, timezone=timezone, pure=False))
-              if d is not None]
+    latest = [d for d in gathered(client.map(_latest_order_date, futures, timezone=timezone, pure=False),
+                                  client=client, stall_seconds=stall_seconds) if d is not None]
     tables = client.map(event_tables, futures, timezone=timezone, attributes=list(attributes), pure=False)
-    # Once the tables exist, the events are released as soon as the caller drops its futures.
-    distributed.wait(tables)
-    for table in tables:
-        if table.status == "error":
-            table.result()  # raises the worker's exception (e.g. FeatureError) here
-    return PartitionedTables(client=client, tables=tuple(tables), last_event_date=max(latest, default=None))
+    # Once the tables exist, the events are released as soon as the caller drops its futures. The tables stay
+    # on the workers: only their customer counts come back (raises the worker's exception, e.g. FeatureError, here).
+    gathered(client.map(_customers, tables, pure=False), client=client, stall_seconds=stall_seconds)
+    return PartitionedTables(client=client, tables=tuple(tables), last_event_date=max(latest, default=None),
+                             stall_seconds=stall_seconds)
+
+
+def _customers(tables: EventTables) -> int:
+    return tables.customers
 
 
 def load_partitioned_tables(
-    validated_dir: Path, *, partitions: int, client: Any, timezone: str = "UTC", attributes: Sequence[str] = ()
+    validated_dir: Path, *, partitions: int, client: Any, timezone: str = "UTC", attributes: Sequence[str] = (),
+    stall_seconds: float = DASK_STALL_SECONDS,
 ) -> PartitionedTables:
     """Validated Parquet -> `PartitionedTables` on the days of `timezone`, with the customers' attribute columns
-    `attributes` (see `load_partitioned_events`; FeatureError when the validated customers lack one)."""
+    `attributes` (see `load_partitioned_events`; FeatureError when the validated customers lack one, or when the
+    cluster stalls: `gathered`)."""
     return partitioned_tables(load_partitioned_events(validated_dir, partitions=partitions, client=client),
-                              client=client, timezone=timezone, attributes=attributes)
+                              client=client, timezone=timezone, attributes=attributes, stall_seconds=stall_seconds)
 
 
 def dask_features(tables: PartitionedTables, *, as_of: dt.date, cfg: FeaturesConfig) -> pd.DataFrame:
@@ -246,7 +321,7 @@ def dask_features_and_fits(
     snapshot_time(as_of)
     client = tables.client
     futures = client.map(customer_aggregates_from_tables, tables.tables, as_of=as_of, cfg=cfg, pure=False)
-    aggregates = pl.concat(client.gather(futures), how="vertical_relaxed")
+    aggregates = pl.concat(gathered(futures, client=client, stall_seconds=tables.stall_seconds), how="vertical_relaxed")
     features, fits = population_features_and_fits(aggregates, cfg=cfg, as_of=as_of)
     return to_pandas_features(features, cfg=cfg), fits
 
@@ -263,7 +338,7 @@ def dask_labels(tables: PartitionedTables, *, as_of: dt.date, lookback_days: int
         _partition_labels, tables.tables, as_of=as_of, lookback_days=lookback_days, horizon_days=horizon_days,
         pure=False,
     )
-    return _in_customer_order(client.gather(futures))
+    return _in_customer_order(gathered(futures, client=client, stall_seconds=tables.stall_seconds))
 
 
 def _in_customer_order(labels: list[pd.DataFrame]) -> pd.DataFrame:
@@ -293,7 +368,7 @@ def dask_labels_and_came_back(
         _partition_labels_and_came_back, tables.tables, as_of=as_of, lookback_days=lookback_days,
         horizon_days=horizon_days, left_out=left_out, pure=False,
     )
-    parts = tables.client.gather(futures)
+    parts = gathered(futures, client=tables.client, stall_seconds=tables.stall_seconds)
     labels = _in_customer_order([labels for labels, _ in parts])
     return labels, (sum(c for _, (c, _) in parts), sum(b for _, (_, b) in parts))
 

@@ -15,6 +15,17 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("CHURN_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 DEMO_TEST_CUSTOMERS = 1500
+HYPOTHESIS_PROFILE_ENV = "HYPOTHESIS_PROFILE"
+
+
+def pytest_configure(config):
+    """Property tests draw the same examples on every run ("ci", the default), so a run fails only on a
+    change; HYPOTHESIS_PROFILE=explore draws new ones each run (and replays failures from .hypothesis/)."""
+    from hypothesis import settings
+
+    settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+    settings.register_profile("explore", derandomize=False, print_blob=True)
+    settings.load_profile(os.environ.get(HYPOTHESIS_PROFILE_ENV, "ci"))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -52,7 +52,10 @@ def test_repository_configs_are_valid(name):
         ("sources.transactions.read.delimiter", ";", r"  sources\.transactions\.read\.delimiter: unknown key"),
         ("features.horizon_days", 0, r"  features\.horizon_days: Input should be greater than 0"),
         ("features.snapshot_workers", 0, r"  features\.snapshot_workers: Input should be greater than 0"),
-        ("features.partition_rows", -1, r"  features\.partition_rows: Input should be greater than 0"),
+        ("features.dask_stall_seconds", 0, r"  features\.dask_stall_seconds: Input should be greater than 0"),
+        ("features.partition_rows", 1, r"  features\.partition_rows: Value error, 1 is too small a partition: at least "
+                                       r"100,000 transaction rows \(each partition costs time on every snapshot"),
+        ("features.partition_rows", 99_999, r"  features\.partition_rows: Value error, 99,999 is too small a partition"),
         ("ingest.max_bad_share", 1.5, r"  ingest\.max_bad_share: Input should be less than or equal to 1"),
         ("train.search_sample_rows", 1, r"  train\.search_sample_rows: Value error, 1 is too small a sample: 0 \(search on "
                                         r"all rows\) or at least 1,000"),

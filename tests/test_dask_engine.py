@@ -7,7 +7,10 @@ the optional `dask[distributed]` extra is not installed.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,8 @@ from pipeline.dask_engine import (  # noqa: E402
     dask_client,
     dask_features,
     dask_labels,
+    gathered,
+    idle_workers,
     load_partitioned_tables,
     train_lightgbm_dask,
 )
@@ -150,6 +155,137 @@ def test_load_partitioned_tables_without_ingest_names_the_command(tmp_path, clie
         load_partitioned_tables(tmp_path, partitions=2, client=client)
 
 
+def test_event_tables_survive_a_trip_to_another_process():
+    """Dask moves a partition's tables between workers by pickling them: a lock inside them made that fail, and
+    distributed then waited forever for the task that needed them (a test run in a dozen hung)."""
+    import pickle
+
+    from pipeline.config import FeaturesConfig
+    from pipeline.features import event_tables, features_from_tables
+    from test_features_pit import AS_OF, synthetic_events
+
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    tables = event_tables(synthetic_events(100, seed=2))
+    expected = features_from_tables(tables, as_of=AS_OF, cfg=cfg)
+    assert_frame_equal(features_from_tables(pickle.loads(pickle.dumps(tables)), as_of=AS_OF, cfg=cfg), expected,
+                       check_exact=True)
+
+
+def test_dask_weighs_event_tables_by_their_arrays():
+    """The scheduler keeps a partition's tasks where its tables are unless moving them is cheap: their size must be
+    their data's (it was 56 bytes, an empty object's, so tasks were sent to the other worker with the tables)."""
+    import pickle
+
+    from dask.sizeof import sizeof
+
+    from pipeline.features import event_tables
+    from test_features_pit import synthetic_events
+
+    tables = event_tables(synthetic_events(100, seed=2))
+    assert 0.5 < sizeof(tables) / len(pickle.dumps(tables)) < 1.5
+
+
+@pytest.mark.slow
+def test_a_task_placed_on_another_worker_than_its_tables_gets_them(tmp_path):
+    """The scheduler may run a snapshot's task on the worker that does not hold the partition's tables (it is idle):
+    the tables are then sent over, and the result is the one computed where they are."""
+    from pipeline.config import FeaturesConfig
+    from pipeline.features import customer_aggregates_from_tables
+    from test_features_pit import AS_OF, synthetic_events
+
+    for name, frame in synthetic_events(100, seed=2).items():
+        frame.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]})
+    with dask_client(workers=2) as client:  # worker processes: what moves between them is pickled
+        partitioned = load_partitioned_tables(tmp_path, partitions=4, client=client, stall_seconds=5)
+        workers = sorted(client.scheduler_info()["workers"])
+        holders = client.who_has(list(partitioned.tables))
+        elsewhere = [next(w for w in workers if w not in holders[table.key]) for table in partitioned.tables]
+        moved = [client.submit(customer_aggregates_from_tables, table, as_of=AS_OF, cfg=cfg, workers=[worker],
+                               pure=False) for table, worker in zip(partitioned.tables, elsewhere)]
+        in_place = client.map(customer_aggregates_from_tables, partitioned.tables, as_of=AS_OF, cfg=cfg, pure=False)
+        got, expected = gathered(moved, client=client, stall_seconds=5), gathered(in_place, client=client)
+    assert sum(part.height for part in got) == 87  # the customers active before AS_OF
+    assert all(part.equals(same) for part, same in zip(got, expected))
+
+
+def test_idle_workers_are_those_with_tasks_processing_and_none_executing():
+    processing = {"tcp://a": ("x", "y"), "tcp://b": ("z",), "tcp://c": ()}
+    assert idle_workers(processing, {}) == {"tcp://a": frozenset({"x", "y"}), "tcp://b": frozenset({"z"})}
+    assert idle_workers(processing, {"tcp://a": {"x": ["stack"]}, "tcp://b": {}}) == {"tcp://b": frozenset({"z"})}
+
+
+def _wait_for(gate: str) -> None:
+    while not Path(gate).exists():
+        time.sleep(0.05)
+
+
+def _plus_one(value: int) -> int:
+    return value + 1
+
+
+def _pause(dask_worker) -> None:
+    from distributed.core import Status
+
+    dask_worker.status = Status.paused  # as the worker's memory monitor does
+
+
+def _stalled_task(client, gate: Path):
+    """A task the scheduler has processing on a worker that runs nothing (a paused one): the stall's signature."""
+    worker = sorted(client.scheduler_info()["workers"])[0]
+    blocker = client.submit(_wait_for, str(gate), workers=[worker], pure=False)  # runs until `gate` exists
+    while not client.call_stack().get(worker):
+        time.sleep(0.05)
+    task = client.submit(_plus_one, 1, workers=[worker], allow_other_workers=True, pure=False)
+    while task.key not in client.processing()[worker]:
+        time.sleep(0.05)
+    client.run(_pause, workers=[worker])
+    gate.touch()
+    blocker.result()
+    assert idle_workers(client.processing(), client.call_stack()) == {worker: frozenset({task.key})}
+    return task
+
+
+@pytest.mark.slow
+def test_a_worker_that_holds_tasks_without_running_them_is_restarted_and_the_results_come(caplog, tmp_path):
+    import distributed
+
+    # memory_limit=0: no memory monitor, which would resume the paused worker by itself
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=0,
+                                  dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"}) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        task = _stalled_task(client, tmp_path / "gate")
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="pipeline"):
+            assert gathered([task], client=client, stall_seconds=2) == [2]
+        assert time.monotonic() - started < 60
+    assert "held 1 task(s) for 2 s without running them (features.dask_stall_seconds): restarting them" in caplog.text
+
+
+def test_a_stalled_worker_that_cannot_be_restarted_is_an_error_naming_the_setting(tmp_path):
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, memory_limit=0,
+                                  dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"}) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        task = _stalled_task(client, tmp_path / "gate")
+        with pytest.raises(FeatureError, match=r"the Dask workers \S+ held 1 task\(s\) for 1 s without running them "
+                                               r"\(features\.dask_stall_seconds\) and cannot be restarted: see the "
+                                               r"workers' logs \(memory\?\), or raise the setting"):
+            gathered([task], client=client, stall_seconds=1)
+
+
+def test_a_cluster_without_workers_is_an_error_naming_the_setting():
+    import distributed
+
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None,
+                                  scheduler_kwargs={"dashboard_address": ":0"}) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        with pytest.raises(FeatureError, match=r"the Dask cluster has had no workers for 1 s "
+                                               r"\(features\.dask_stall_seconds\): see the workers' logs"):
+            gathered([client.submit(_plus_one, 1, pure=False)], client=client, stall_seconds=1)
+
+
 def test_dask_engine_without_the_extra_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
     with pytest.raises(ConfigError, match=r"pip install '\.\[dask\]'"):
@@ -236,7 +372,7 @@ def test_features_runner_with_the_dask_engine_writes_the_same_files(demo_feature
     dask_cfg = cfg.model_copy(
         update={
             "paths": cfg.paths.model_copy(update={"data_dir": tmp_path}),
-            "features": cfg.features.model_copy(update={"engine": "dask", "dask_partitions": 3}),
+            "features": cfg.features.model_copy(update={"engine": "dask", "dask_partitions": 3, "dask_stall_seconds": 60}),
         }
     )
     summary = features_runner.run(dask_cfg, quiet=True)
@@ -270,7 +406,7 @@ def test_features_runner_engines_write_the_same_files_in_a_business_time_zone(de
         cfg = demo_ingested.model_copy(update={
             "paths": demo_ingested.paths.model_copy(update={"data_dir": tmp_path / engine}),
             "features": demo_ingested.features.model_copy(
-                update={"engine": engine, "dask_partitions": 3, "timezone": "America/Los_Angeles"}),
+                update={"engine": engine, "dask_partitions": 3, "dask_stall_seconds": 60, "timezone": "America/Los_Angeles"}),
         })
         features_runner.run(cfg, quiet=True)
         written[engine] = {path.name: path.read_bytes() for path in cfg.features_dir.glob("snapshot=*.parquet")}

@@ -300,7 +300,8 @@ def test_features_and_labels_streamed_one_partition_at_a_time_equal_those_of_all
     events = synthetic_events(300, seed=4)
     frames = {name: to_polars(frame[SOURCE_COLUMNS[name]]) for name, frame in events.items()}
     rows = frames["transactions"].height
-    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, partition_rows=max(1, rows // 4), timezone=zone)
+    cfg = FeaturesConfig(snapshots={"dates": [AS_OF]}, timezone=zone)
+    cfg = cfg.model_copy(update={"partition_rows": max(1, rows // 4)})  # below what a config may set: 4 partitions
     assert partition_count(rows, partition_rows=cfg.partition_rows) >= 4
     features, labels = features_and_labels_streamed(frames, as_of=AS_OF, labels_as_of=dt.date(2024, 3, 1), cfg=cfg,
                                                     horizon_days=60)

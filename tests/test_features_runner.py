@@ -111,7 +111,9 @@ def test_tables_prepared_per_customer_partition_give_the_same_files(tmp_path):
     cfg = workspace(tmp_path)
     runner.run(cfg, quiet=True)
     whole = {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES}
-    runner.run(workspace(tmp_path, partition_rows=4), quiet=True)  # 24 rows: 6 partitions
+    small = workspace(tmp_path)  # 24 rows: 6 partitions (below the smallest partition_rows a config may set)
+    runner.run(small.model_copy(update={"features": small.features.model_copy(update={"partition_rows": 4})}),
+               quiet=True)
     assert {d: sha256_file(snapshot_path(cfg.features_dir, d)) for d in DATES} == whole
 
 

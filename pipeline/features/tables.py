@@ -39,7 +39,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 
 import numpy as np
 import polars as pl
@@ -194,6 +194,15 @@ class ProductDays:
     _windows: dict = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
+    def __getstate__(self) -> dict:
+        # A lock cannot be pickled: without this, Dask could not move a partition's tables to another worker,
+        # and distributed then waited forever for the task that needed them (dask/distributed#4439).
+        with self._lock:
+            return {**self.__dict__, "_windows": dict(self._windows), "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
     def window(self, days: int) -> Stream:
         """The stream whose sum of `delta` before a cut is the distinct products of the `days` before it."""
         with self._lock:
@@ -284,6 +293,11 @@ class EventTables:
     def customers(self) -> int:
         return len(self.customer_ids)
 
+    def __sizeof__(self) -> int:
+        # What Dask's scheduler weighs a move of a partition's tables to another worker by (its `sizeof`): the
+        # default, 56 bytes, made moving them look free, so tasks ran away from their tables.
+        return object.__sizeof__(self) + _data_bytes(self)
+
     @property
     def orders(self) -> pl.DataFrame:
         """The order parts as a polars frame: customer_id (Enum), ordered_at, is_purchase (built on request)."""
@@ -294,6 +308,21 @@ class EventTables:
             "ordered_at": pl.Series(self.parts.at_us).cast(pl.Datetime("us", "UTC")),
             "is_purchase": np.diff(sums.matrix[:, sums.names.index("purchases")]) > 0,
         })
+
+
+def _data_bytes(value: object) -> int:
+    """Bytes of the arrays and series in `value` (a dataclass, dict, list or tuple of them, nested)."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, pl.Series):
+        return value.estimated_size()
+    if is_dataclass(value):
+        return sum(_data_bytes(getattr(value, f.name)) for f in fields(value))
+    if isinstance(value, dict):
+        return sum(_data_bytes(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_data_bytes(item) for item in value)
+    return 0
 
 
 # --- customers -----------------------------------------------------------------------------------

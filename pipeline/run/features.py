@@ -251,7 +251,8 @@ def _run_dask(cfg: Config, *, quiet: bool) -> dict[str, Any]:
     with dask_client() as client:
         with timed("partitioning validated events by customer on the Dask cluster"):
             tables = load_partitioned_tables(cfg.validated_dir, partitions=cfg.features.dask_partitions, client=client,
-                                             timezone=cfg.features.zone, attributes=cfg.features.attribute_columns)
+                                             timezone=cfg.features.zone, attributes=cfg.features.attribute_columns,
+                                             stall_seconds=cfg.features.dask_stall_seconds)
         try:
             return _write_snapshots(
                 cfg,
