@@ -223,8 +223,8 @@ def test_ingest_names_and_cuts_days_of_the_business_zone(tmp_path):
 
     entry = ingest_runner.run(_sao_paulo_shop(tmp_path), quiet=True)["sources"]["transactions"]
     [note] = [note for note in entry["notes"] if "nearly stop" in note]
-    assert note.startswith("purchases nearly stop over the data's last 15 days, 2024-04-10 to 2024-04-24: 1 purchase "
-                           f"line (days of {SAO_PAULO}), against an average of 20 a day")
+    assert note.startswith("purchases nearly stop over the data's last 15 days, 2024-04-10 to 2024-04-24: 1 order "
+                           f"(days of {SAO_PAULO}), against an average of 20 a day")
     assert "The data's end is its latest order (2024-04-24)" in note
     assert "end the data on the last busy day (ingest.latest: 2024-04-09)" in note
     cfg = _sao_paulo_shop(tmp_path, latest="2024-04-09")
