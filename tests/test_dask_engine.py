@@ -54,6 +54,22 @@ def test_customer_partition_is_stable_and_in_range():
         customer_partition(ids, partitions=0)
 
 
+def test_each_partition_holds_the_customers_of_its_number(tmp_path, client):
+    """Partition i holds the customers whose `customer_partition` is i, in every source: none is left empty while
+    another holds two numbers' customers (a shuffle on the number hashed it again: 0 and 768 of 3,000 rows)."""
+    from pipeline.dask_engine import load_partitioned_events
+
+    customers = pd.Series([f"c{i}" for i in range(1000)], dtype="str")
+    orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(3000)], "customer_id": pd.concat([customers] * 3),
+                           "ordered_at": pd.Timestamp("2024-01-01", tz="UTC"), "amount": 1.0})
+    orders.reset_index(drop=True).to_parquet(tmp_path / "transactions.parquet")
+    events = client.gather(load_partitioned_events(tmp_path, partitions=8, client=client))
+    expected = customer_partition(customers, partitions=8)
+    for number, part in enumerate(events):
+        held = set(part.transactions["customer_id"])
+        assert held == set(customers[expected == number]) and len(part.transactions) == 3 * len(held)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("zone", ["UTC", "America/Los_Angeles"])
 def test_dask_tables_from_validated_files_give_the_same_features_and_labels(demo_ingested, client, zone):
