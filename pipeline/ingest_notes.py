@@ -548,7 +548,9 @@ def _dips(total: np.ndarray, busy: np.ndarray, span: int) -> tuple[np.ndarray, n
     return start[dips], during[dips], around[dips]
 
 
-def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
+def order_gap_note(
+    result: SourceResult, *, timezone: str = "UTC", per_day: tuple[int, np.ndarray] | None = None
+) -> str | None:
     """A note when the orders of the validated transactions (`result`) nearly stop for a while between two
     busy spans: some span of GAP_DAYS days (or 2, 4, 8... times that, so that a long hole is seen too) holds fewer
     than GAP_SHARE of the orders of both the span before and the span after it, each busy (`_dips`). That is what a
@@ -556,8 +558,8 @@ def order_gap_note(result: SourceResult, *, timezone: str = "UTC") -> str | None
     not buying. The note names the quiet days around the deepest such dip (days with fewer than GAP_SHARE of the
     daily orders around it) and how many other dips there are; None otherwise. A shop that grows from nothing, a
     seasonal peak and a holiday week stay quiet: only a dip below both neighbours counts. Days are those of
-    `timezone`, the business zone."""
-    first, lines = _orders_per_day(result, timezone)
+    `timezone`, the business zone (`per_day`: `orders_per_day` of them, when already counted)."""
+    first, lines = per_day or orders_per_day(result, timezone)
     if not len(lines):
         return None
     total, busy = np.r_[0, np.cumsum(lines)], np.r_[0, np.cumsum(lines > 0)]
@@ -610,7 +612,7 @@ def _whose_days(timezone: str) -> str:
     return "UTC" if timezone == "UTC" else f"days of {timezone}"
 
 
-def _orders_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
+def orders_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
     """(the first day of `timezone` (the business zone), as days since 1970-01-01; the orders with a purchase line
     (`purchase_lines`) of the validated transactions `result` (ordered_at, order_id, amount) on each day from it to the
     last: an order counts once on each day it has a purchase line); an empty array without purchases."""
@@ -626,7 +628,9 @@ def _orders_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, n
     return first, np.bincount(days - first)
 
 
-def thin_end_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
+def thin_end_note(
+    result: SourceResult, *, timezone: str = "UTC", per_day: tuple[int, np.ndarray] | None = None
+) -> str | None:
     """A note when the orders of the validated transactions (`result`) nearly stop over the data's last days:
     the last L days (TAIL_DAYS <= L <= TAIL_MAX_DAYS) hold fewer than GAP_SHARE of the orders a day of the GAP_DAYS
     days before them (at least GAP_MIN_ORDERS, on at least GAP_BUSY_DAYS of those days) and of the TAIL_BASELINE_DAYS
@@ -635,8 +639,9 @@ def thin_end_note(result: SourceResult, *, timezone: str = "UTC") -> str | None:
     (at least TAIL_DAYS of them, after at least GAP_DAYS of data). Late rows past the export's real end (a test
     order, a pre-order, a time zone slip) or an export taken while orders were still being written look like that:
     the data's end is its latest order, so the label windows ending in those days count their customers as not
-    buying. None otherwise. Days are those of `timezone`, the business zone (ingest.latest counts them too)."""
-    first, lines = _orders_per_day(result, timezone)
+    buying. None otherwise. Days are those of `timezone`, the business zone (ingest.latest counts them too;
+    `per_day`: `orders_per_day` of them, when already counted)."""
+    first, lines = per_day or orders_per_day(result, timezone)
     days = len(lines)
     if days < GAP_DAYS + TAIL_DAYS:
         return None
