@@ -446,7 +446,17 @@ def _frequent_words(text: pd.Series) -> list[str] | None:
     words = text.str.contains(WORD_PATTERN) & ~text.str.lower().str.lstrip("+-").isin(NOT_WORDS)
     if not len(text) or words.mean() <= 0.5:
         return None
-    return text[words].value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+    return _most_frequent(text[words])
+
+
+def _most_frequent(cells: pd.Series) -> list[str]:
+    """The most frequent values of `cells`, most first, at most SHOWN_WORDS."""
+    return cells.value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+
+
+def _recode_keys(words: Sequence[str], value: str) -> str:
+    """A recode's keys for `words`, each mapped onto `value`: "offered: <number>, 'yes': <number>"."""
+    return ", ".join(f"{_yaml_word(word)}: {value}" for word in words)
 
 
 def words_reason(
@@ -465,7 +475,7 @@ def words_reason(
     if boolean:
         return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
                 f"or true where it means yes{case})")
-    keys = ", ".join(f"{_yaml_word(word)}: <number>" for word in words)
+    keys = _recode_keys(words, "<number>")
     return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
             f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}}{case})")
 
@@ -485,9 +495,9 @@ def unknown_words_reason(unread: pd.Series, *, allowed: Sequence[str], column: s
     """The reason of cells of a column of contract words (a feedback or loyalty kind, a ticket channel) that are none
     of `allowed`: the most frequent of them (at most SHOWN_WORDS) and the `recode` that maps them, with the keys of the
     column's recode (`listed`) written in another case (`_recode_case_hint`)."""
-    words = unread.astype("str").str.strip().value_counts(sort=True).index[:SHOWN_WORDS].tolist()
+    words = _most_frequent(unread.astype("str").str.strip())
     shown = ", ".join(repr(word) for word in words) + (", ..." if unread.nunique() > SHOWN_WORDS else "")
-    keys = ", ".join(f"{_yaml_word(word)}: <{column}>" for word in words)
+    keys = _recode_keys(words, f"<{column}>")
     return (f"not one of {', '.join(allowed)} ({shown}; map each onto one of them with {setting}.recode: "
             f"{{{column}: {{{keys}}}}}{_recode_case_hint(unread, listed)})")
 
@@ -515,8 +525,7 @@ def _number_reason(unread: pd.Series, *, read: ReadOptions, source: str, words: 
         return (f"not a number (a currency sign? set sources.{source}.read.currency: {sign!r}"
                 + (" and read.decimal: ','" if comma else "") + ")")
     if true_or_false(unread):
-        flags = cell_text(unread).str.strip().value_counts(sort=True).index[:SHOWN_WORDS].tolist()
-        keys = ", ".join(f"{_yaml_word(flag)}: <number>" for flag in flags)
+        keys = _recode_keys(_most_frequent(cell_text(unread).str.strip()), "<number>")
         count = (f" To count them, give each a number with {words['setting']}.recode: {{{words['column']}: {{{keys}}}}}"
                  if words is not None else "")
         return f"not a number (true/false values, as a yes/no column holds: is the right column mapped?{count})"
