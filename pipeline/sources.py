@@ -42,6 +42,7 @@ import polars as pl
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from pipeline.compressed import unpacked
 from pipeline.config import LookupConfig, ReadOptions, SourceConfig
 from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
@@ -92,7 +93,6 @@ OTHER_FORMAT_SIGNATURES = (
      "set sources.{name}.format: excel if it is a workbook, or unzip it"),
     (b"\xd0\xcf\x11\xe0", "an Excel .xls workbook", "set sources.{name}.format: excel"),
     (b"PAR1", "a Parquet file", "set sources.{name}.format: parquet"),
-    (b"\x1f\x8b", "gzip-compressed", "decompress it first"),
     (b"\xff\xfe\x00\x00", "UTF-32 text (it starts with UTF-32's byte-order mark)", "set sources.{name}.read.encoding: utf-32"),
     (b"\x00\x00\xfe\xff", "UTF-32 text (it starts with UTF-32's byte-order mark)", "set sources.{name}.read.encoding: utf-32"),
     (b"\xff\xfe", "UTF-16 text (it starts with UTF-16's byte-order mark)", "set sources.{name}.read.encoding: utf-16"),
@@ -947,10 +947,12 @@ def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]
 
 
 def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(label, frame, lines set aside) per part of one file (`_read_file`), its column names checked for repeats and
-    cleaned."""
+    """(label, frame, lines set aside) per part of one file (`_read_file`; a compressed file or a zip of one file
+    unpacked first, `compressed.unpacked`), its column names checked for repeats and cleaned."""
     try:
-        parts = _read_file(name, path, source)
+        with unpacked(name, path) as (readable, label):
+            parts = [(label + part[len(str(readable)):], frame, lines)
+                     for part, frame, lines in _read_file(name, readable, source)]
     except PermissionError:
         raise IngestError(_permission_message(name, path)) from None
     for _, frame, _ in parts:

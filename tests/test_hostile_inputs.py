@@ -17,6 +17,7 @@ import gzip
 import io
 import os
 import re
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,8 +238,10 @@ ERRORS = {
                              ' {"order_id": "o2", "customer_id": "c1", "ordered_at": "2024-01-02", "amount": 1}]\n'}),
         r"t\.csv is JSON, not CSV text; set sources\.transactions\.format: json$",
     ),
-    "a gzip-compressed CSV named .csv": (
-        Case(files={"t.csv": gzip.compress(CLEAN.encode())}), r"t\.csv is gzip-compressed, not CSV text; decompress it first$",
+    "a truncated gzip file": (
+        Case(files={"t.csv.gz": gzip.compress(CLEAN.encode())[:-12]}, sources={"transactions": {"path": "t.csv.gz"}}),
+        r"source transactions: .*t\.csv\.gz is a gzip file but cannot be unpacked \(Compressed file ended before the "
+        r"end-of-stream marker was reached\); download or export it again$",
     ),
     "UTF-16 text with its byte-order mark": (
         Case(files={"t.csv": CLEAN.encode("utf-16")}),
@@ -440,6 +443,15 @@ QUANTITY_EXPORT = (
     "o5,12583.0,2024-02-11 12:00:00,10,3\n"
 )
 
+def _zipped(files: dict[str, str]) -> bytes:
+    """A zip archive holding `files` (name -> text)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
 SAME_AS_CLEAN = {
     "a UTF-8 byte-order mark": Case(files={"t.csv": "\ufeff" + CLEAN}),
     "CRLF line endings": Case(files={"t.csv": CLEAN.replace("\n", "\r\n")}),
@@ -476,6 +488,9 @@ SAME_AS_CLEAN = {
         sources={"transactions": {"path": "t.csv", "rename": {"InvoiceNo": "order_id", "CustomerID": "customer_id",
                                                               "InvoiceDate": "ordered_at", "Quantity": "quantity",
                                                               "UnitPrice": "unit_price"}}}),
+    "a gzip-compressed CSV named .csv": Case(files={"t.csv": gzip.compress(CLEAN.encode())}),
+    "a zip of the CSV": Case(files={"t.zip": _zipped({"export/t.csv": CLEAN, "__MACOSX/export/._t.csv": "x"})},
+                             sources={"transactions": {"path": "t.zip"}}),
     "ids in another case with ingest.id_case": Case(
         files={"t.csv": CLEAN.replace(",17850,", ",AB17850,", 1).replace(",17850,", ",ab17850,")},
         ingest={"id_case": "lower"}),
