@@ -390,18 +390,19 @@ def _arrow_csv_table(path: Path, read: ReadOptions, names: list[str], *, newline
     """The file read by pyarrow, every column of `names` as text; `newlines_in_values` lets a quoted cell hold line
     breaks wherever a block of the file ends (slower chunking, so only when the fast one gets out of step). With an
     `invalid_row_handler`, one thread reads (pyarrow numbers the rows it passes to the handler only then)."""
-    return pa_csv.read_csv(
-        path,
-        read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
-                                        skip_rows=read.skip_rows, use_threads=invalid_row_handler is None),
-        parse_options=pa_csv.ParseOptions(delimiter=read.sep, newlines_in_values=newlines_in_values,
-                                          invalid_row_handler=invalid_row_handler),
-        convert_options=pa_csv.ConvertOptions(
-            column_types={name: pa.large_string() for name in names},
-            null_values=_null_values(read),
-            strings_can_be_null=True,
-        ),
-    )
+    with pa.OSFile(str(path)) as handle:  # the bytes as they are: given a path, Arrow guesses a packing by its suffix
+        return pa_csv.read_csv(
+            handle,
+            read_options=pa_csv.ReadOptions(encoding=read.encoding, column_names=None if read.header else names,
+                                            skip_rows=read.skip_rows, use_threads=invalid_row_handler is None),
+            parse_options=pa_csv.ParseOptions(delimiter=read.sep, newlines_in_values=newlines_in_values,
+                                              invalid_row_handler=invalid_row_handler),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.large_string() for name in names},
+                null_values=_null_values(read),
+                strings_can_be_null=True,
+            ),
+        )
 
 
 def _arrow_csv_setting_aside(path: Path, read: ReadOptions, names: list[str]) -> tuple[pa.Table, pd.DataFrame]:

@@ -154,3 +154,9 @@ def test_no_room_to_unpack_is_a_one_line_error_naming_tmpdir(tmp_path, monkeypat
     with pytest.raises(IngestError, match=r"t\.csv\.gz could not be unpacked into .*No space left on device\); set the "
                                           r"TMPDIR environment variable to a folder with room for the unpacked file$"):
         ingest(tmp_path, {"transactions": {"path": "t.csv.gz"}})
+
+
+def test_a_plain_csv_under_a_packed_name_is_read_as_the_text_it_is(tmp_path, plain):
+    (tmp_path / "t.csv.bz2").write_text(TRANSACTIONS)  # a name is no proof: Arrow, given the path, would unpack it
+    ingest(tmp_path, {"transactions": {"path": "t.csv.bz2"}})
+    pd.testing.assert_frame_equal(outputs(tmp_path)[0], plain[0])
