@@ -1338,11 +1338,18 @@ def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series
 
 
 def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
-    """The most frequent reasons: [{reason, rows}], by rows then reason."""
-    counts = problems.drop_duplicates(["row", "reason"])["reason"].value_counts()
-    counts = counts.rename_axis("reason").reset_index(name="rows")
-    counts = counts.sort_values(["rows", "reason"], ascending=[False, True])
-    return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
+    """The most frequent reasons: [{reason, rows}], by rows then reason. A problem whose reason names values of its
+    own row (a line's number and text) may give its `kind` (the reason without them): reasons of one kind count
+    together, under the kind with the first row's reason as example ({reason, rows, example}) when they differ."""
+    kinds = problems["kind"].fillna(problems["reason"]) if "kind" in problems.columns else problems["reason"]
+    found = pd.DataFrame({"row": problems["row"].to_numpy(), "kind": kinds.to_numpy(dtype=object),
+                          "reason": problems["reason"].to_numpy(dtype=object)}).drop_duplicates(["row", "kind"])
+    counts = found.sort_values("row", kind="stable").groupby("kind", sort=False).agg(
+        rows=("row", "size"), reasons=("reason", "nunique"), example=("reason", "first")).reset_index()
+    counts = counts.sort_values(["rows", "kind"], ascending=[False, True]).head(limit)
+    return [{"reason": str(kind), "rows": int(rows), "example": str(example)} if reasons > 1 else
+            {"reason": str(example), "rows": int(rows)}
+            for kind, rows, reasons, example in counts.itertuples(index=False)]
 
 
 def header_rows(raw: RawSource) -> np.ndarray:
@@ -2096,6 +2103,8 @@ def refund_carriers(
             "row": differ["row"].to_numpy(), "column": chosen["column"].to_numpy(),
             "reason": (chosen["column"] + ": the order's rows give different refunds (" + differ["shown"].to_numpy()
                        + "); if each row gives its own, set " + chosen["export"] + ".refunds.per: row").to_numpy(),
+            "kind": (chosen["column"] + ": the order's rows give different refunds; if each row gives its own, set "
+                     + chosen["export"] + ".refunds.per: row").to_numpy(),
         }))
     once = offered.filter(~pl.col("per_order") | ((pl.col("values") == 1) & (pl.col("nth") == 1)))
     taken = (once.filter(~pl.col("returned"))

@@ -618,6 +618,16 @@ def _field_count_hints(unread: pd.DataFrame, *, columns: int) -> np.ndarray:
                     np.where(more, "a separator inside an unquoted cell?", "a line cut short, or a separator missing?"))
 
 
+def unread_line_kinds(unread: pd.DataFrame, *, columns: int, header: bool) -> pd.Series:
+    """What each line set aside for its number of fields (`no_unread_lines`) is, without its number and text (the
+    report's top reasons count them by it): 'a line with another number of fields than the header (a separator
+    inside an unquoted cell?), so its cells are left empty'."""
+    why = pd.Series(_field_count_hints(unread, columns=columns), index=unread.index)
+    where = "the header" if header else "read.column_names"
+    return (f"a line with another number of fields than {where} (" + why + "), so its cells are left empty (each "
+            "row's reason gives the line)").astype("str")
+
+
 def unread_line_reasons(unread: pd.DataFrame, *, columns: int, header: bool) -> pd.Series:
     """The quarantine reason of each line set aside for its number of fields (`no_unread_lines`), with the line as
     written: 'line 1,234 has 9 fields where the header has 8 (a separator inside an unquoted cell?): ...'."""
@@ -987,9 +997,10 @@ def read_source(
                 notes.append(f"{label} has a header but no rows")
             problems.append(missed.assign(row=missed["row"] + rows_before))
             if len(lines):
+                said = {"columns": width, "header": source.read.header}
                 unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
-                                            "reason": unread_line_reasons(lines, columns=width,
-                                                                             header=source.read.header).to_numpy()}))
+                                            "reason": unread_line_reasons(lines, **said).to_numpy(),
+                                            "kind": unread_line_kinds(lines, **said).to_numpy()}))
                 warnings.append(unread_lines_note(label, lines))
             rows_before += len(frame)
             frames.append(frame)

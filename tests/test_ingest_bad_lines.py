@@ -198,3 +198,23 @@ def test_cli_ingest_quarantines_the_lines_and_warns_without_a_traceback(tmp_path
     entry = json.loads((tmp_path / "out" / "reports" / "ingest_report.json").read_text())["sources"]["transactions"]
     assert entry["input_rows"] == entry["validated_rows"] + entry["quarantined_rows"] == 34
     assert (entry["quarantined_rows"], entry["bad_rows"]) == (1, 1)
+
+
+def test_the_top_reasons_count_the_lines_of_another_width_as_one_kind(tmp_path):
+    """Each such line's reason names its number and text: counted verbatim, 40 lines were 40 reasons of one row, and
+    the top reasons listed three of them '(1 rows)'. The quarantine keeps each row's own reason."""
+    lines = [HEADER, *good_rows(60)]
+    for row in range(2, 60, 3)[:19]:  # 19 lines longer, 1 shorter: two kinds
+        lines[row] += f",Mug {row}, blue"
+    lines[61 - 1] = SHORT
+    write(tmp_path, "t.csv", csv_text(lines + good_rows(40, start=100)))
+    entry = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}}, ingest={"max_bad_share": 0.5})
+    top = entry["sources"]["transactions"]["top_reasons"]
+    assert top[0] == {"reason": "a line with another number of fields than the header (a separator inside an unquoted "
+                                "cell?), so its cells are left empty (each row's reason gives the line)", "rows": 19,
+                      "example": "line 3 has 6 fields where the header has 4 (a separator inside an unquoted cell?), "
+                                 "so its cells are left empty; the line: 'o2,c2,2024-01-03 10:00:00,2.5,Mug 2, blue'"}
+    assert top[1] == {"reason": "line 61 has 3 fields where the header has 4 (a line cut short, or a separator "
+                                "missing?), so its cells are left empty; the line: 'o98,c2,2024-01-03'", "rows": 1}
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].nunique() == 20 and quarantine["reason"].str.startswith("line ").all()

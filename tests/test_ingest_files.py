@@ -1291,6 +1291,20 @@ def test_money_refunded_on_an_order_beside_the_sale_becomes_a_refund_row_of_that
     assert extra["validated_row"].tolist() == list(range(6))  # the input rows; a refund row has no file row
 
 
+def test_orders_giving_different_refunds_count_as_one_top_reason(tmp_path):
+    """Each such order's reason names its refunds: counted verbatim, every order was a reason of its own rows."""
+    write(tmp_path, "orders.csv", "Name,Email,Financial Status,Created at,Lineitem quantity,Lineitem price,Refunded Amount\n"
+          + "".join(f"#{n},c{n}@example.com,paid,2024-01-0{n} 10:00:00,1,9.00,{n}\n"
+                    f"#{n},c{n}@example.com,paid,2024-01-0{n} 10:00:00,1,9.00,{n + 1}\n" for n in (1, 2, 3))
+          + "".join(f"#{n},c{n}@example.com,paid,2024-01-0{n % 9 + 1} 10:00:00,1,9.00,\n" for n in range(10, 20)))
+    entry = run_ingest(tmp_path, {"transactions": SHOPIFY_REFUNDS}, ingest={"max_bad_share": 0.5})
+    assert entry["sources"]["transactions"]["top_reasons"] == [{
+        "reason": "Refunded Amount: the order's rows give different refunds; if each row gives its own, set "
+                  "sources.transactions.refunds.per: row", "rows": 6,
+        "example": "Refunded Amount: the order's rows give different refunds (1, 2); if each row gives its own, set "
+                   "sources.transactions.refunds.per: row"}]
+
+
 def test_refunds_per_row_and_beside_rows_already_marked_as_returns(tmp_path):
     """`per: row` takes each row's own refund. A row that `returns_when` makes a return already carries that money
     (with `per: order`, so does every row of its order): no refund row is added for it, and a note says so."""
