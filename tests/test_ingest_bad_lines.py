@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.errors import IngestError
+from pipeline import sources
 from pipeline.sources import read_source
 from test_ingest_files import make_config, run_ingest, write
 
@@ -218,3 +220,41 @@ def test_the_top_reasons_count_the_lines_of_another_width_as_one_kind(tmp_path):
                                 "missing?), so its cells are left empty; the line: 'o98,c2,2024-01-03'", "rows": 1}
     quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
     assert quarantine["reason"].nunique() == 20 and quarantine["reason"].str.startswith("line ").all()
+
+
+# --- big files: scanned in chunks, never held twice -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sep", [",", r"\s*,\s*"])  # the Arrow reader (`_file_lines`), the pandas one (`_data_lines`)
+@pytest.mark.parametrize("chunk", [5, 64])  # bytes scanned at a time: lines and texts across every kind of boundary
+def test_set_aside_lines_are_found_scanning_the_file_in_chunks(tmp_path, monkeypatch, sep, chunk):
+    """Two identical broken lines get their own numbers (the search for the second went on from the first's start,
+    naming its line twice); CRLF endings, blank lines and lines longer than a chunk count as written."""
+    monkeypatch.setattr(sources, "SCAN_CHUNK", chunk, raising=False)
+    long = "o50,c1,2024-01-02," + "9" * 150 + ",surprise"
+    lines = [HEADER, *good_rows(6), "o99,c1,2024-01-02,1,x", "", *good_rows(6, start=10), "o99,c1,2024-01-02,1,x",
+             *good_rows(8, start=20), long, *good_rows(3, start=40)]
+    write(tmp_path, "t.csv", csv_text(lines, newline="\r\n"))
+    frame, unread = read(tmp_path, {"path": "t.csv", "read": {"sep": sep}})
+    assert unread["reason"].str.extract(r"^line (\d+) has 5 fields")[0].tolist() == ["8", "16", "25"]
+    assert unread["row"].tolist() == [6, 13, 22] and len(frame) == 26
+    assert unread["reason"].iloc[2].endswith(f"the line: {long!r}")
+
+
+def test_a_few_lines_set_aside_leave_the_rows_read_uncopied():
+    """A multi-GB export with three broken lines: the rows of nulls go between slices of the table read (a copy by
+    `take` doubled the memory); past SLICED_LINES lines, taken anew. Both give the same rows."""
+    table = pa.table({"a": pa.array([f"value {i}" for i in range(200_000)], type=pa.large_string()),
+                      "b": pa.array([str(i) for i in range(200_000)], type=pa.large_string())})
+    rows = np.array([0, 5, 100_000, 200_002])  # positions in the result: first, inside, last
+    before = pa.total_allocated_bytes()
+    sliced = sources._with_rows_of_nulls(table, rows)
+    assert pa.total_allocated_bytes() - before < 10_000  # (the table's columns hold ~4 MB)
+    many = np.sort(np.random.default_rng(0).choice(200_000, sources.SLICED_LINES + 1, replace=False))
+    for chosen in (rows, many):
+        result = sources._with_rows_of_nulls(table, chosen)
+        expected, empty = iter(table.column("b").to_pylist()), set(chosen.tolist())
+        assert result.column("b").to_pylist() == [None if row in empty else next(expected)
+                                                  for row in range(table.num_rows + len(chosen))]
+        assert result.column("a").null_count == len(chosen) and result.schema == table.schema
+    assert sliced.equals(sources._with_rows_of_nulls(table, rows))
