@@ -331,7 +331,7 @@ def _null_values(read: ReadOptions) -> list[str]:
 MOST_LINES_WRONG = 0.5
 FIRST_DATA_LINES = 5
 LINES_NAMED = 10  # lines named in the note on set-aside lines
-SLICED_LINES = 1_000  # up to this many lines set aside, the rows read around them keep their buffers (`_with_rows_of_nulls`)
+SLICED_LINES = 1_000  # up to this many lines set aside, the rows around them keep their buffers (`_with_rows_of_nulls`)
 # What the python reader's on_bad_lines callback puts in the first cell of a line it sets aside: the row keeps its
 # place (so the rows after it keep their numbers) and is found again after the read.
 SET_ASIDE_MARK = "\x00set aside\x00"
@@ -554,6 +554,12 @@ def _read_csv_with_pandas(
     if engine != "pyarrow":
         options["index_col"] = False  # a line with an extra field must not become an index
     try:
+        if engine == "python" and (line := _first_open_quote(path, read.encoding)) is not None:
+            raise IngestError(
+                f"source {name}: {path} cannot be read with sep={read.sep!r}: line {line:,} opens a quote it does "
+                "not close (a cell holding a line break?), and a separator of several characters or a regular "
+                "expression is read without regard to quotes (such a cell would become two rows); export with a "
+                f"one-character separator (sources.{name}.read.sep) or without line breaks in cells")
         try:
             frame, marked = pd.read_csv(path, engine=engine, **options), []
         except pd.errors.ParserError as exc:
@@ -661,30 +667,48 @@ def _pandas_lines_set_aside(
     return emptied, unread
 
 
-def _data_lines(path: Path, read: ReadOptions, rows: np.ndarray) -> tuple[int, np.ndarray, pa.Array]:
-    """The file's data lines as pandas numbers its rows when no quoted line break spans lines (the non-blank lines
-    after `read.skip_rows` and the header): how many, and of those at `rows` (ascending) the 0-based line number and
-    the text (a '\r' before the line break dropped). Read in chunks (SCAN_CHUNK), each split by Arrow."""
-    decoder = codecs.getincrementaldecoder(read.encoding)()
-    numbers, texts, count, first, carry = [], [], 0, 0, ""
-    header_left = int(read.header)
+def _line_chunks(path: Path, encoding: str) -> Iterator[tuple[int, pa.Array]]:
+    """The file's lines in chunks (SCAN_CHUNK bytes, each split by Arrow): (the 0-based number of the chunk's first
+    line, its lines without their line breaks, a '\r' before one dropped)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    first, carry = 0, ""
     for chunk in itertools.chain(_file_chunks(path, None), [None]):
         text = carry + (decoder.decode(chunk) if chunk is not None else decoder.decode(b"", final=True))
         end = len(text) if chunk is None else text.rfind("\n") + 1
         text, carry = text[:end], text[end:]
         if not text:
             continue
-        lines = pc.list_flatten(pc.split_pattern(pa.array([text.removesuffix("\n")]), "\n"))
-        lines = pc.utf8_rtrim(lines, characters="\r")
+        lines = pc.utf8_rtrim(pc.list_flatten(pc.split_pattern(pa.array([text.removesuffix("\n")]), "\n")),
+                              characters="\r")
+        yield first, lines
+        first += len(lines)
+
+
+def _data_lines(path: Path, read: ReadOptions, rows: np.ndarray) -> tuple[int, np.ndarray, pa.Array]:
+    """The file's data lines as pandas numbers its rows when no quoted line break spans lines (the non-blank lines
+    after `read.skip_rows` and the header): how many, and of those at `rows` (ascending) the 0-based line number and
+    the text (`_line_chunks`)."""
+    numbers, texts, count, header_left = [], [], 0, int(read.header)
+    for first, lines in _line_chunks(path, read.encoding):
         present = np.flatnonzero(pc.utf8_length(pc.utf8_trim_whitespace(lines)).to_numpy(zero_copy_only=False) > 0)
         present = present[present + first >= read.skip_rows]  # pandas skips blank lines, and these first
         present, header_left = present[min(header_left, len(present)):], header_left - min(header_left, len(present))
         taken = rows[np.searchsorted(rows, count):np.searchsorted(rows, count + len(present))] - count
         numbers.append(present[taken] + first)
-        texts.append(lines.take(pa.array(present[taken])))
-        count, first = count + len(present), first + len(lines)
-    found = pa.concat_arrays([pa.array([], type=pa.string()), *(t.cast(pa.string()) for t in texts)])
+        texts.append(lines.take(pa.array(present[taken])).cast(pa.string()))
+        count += len(present)
+    found = pa.concat_arrays([pa.array([], type=pa.string()), *texts])
     return count, np.concatenate([np.zeros(0, dtype=np.int64), *numbers]).astype(np.int64), found
+
+
+def _first_open_quote(path: Path, encoding: str) -> int | None:
+    """The 1-based number of the first line with an odd number of '"' (a quoted cell going on over the line break,
+    or an unclosed quote), or None (`_line_chunks`)."""
+    for first, lines in _line_chunks(path, encoding):
+        odd = np.flatnonzero(pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1)
+        if len(odd):
+            return first + int(odd[0]) + 1
+    return None
 
 
 def _check_unread_lines(name: str, path: Path, source: SourceConfig, frame: pd.DataFrame, unread: pd.DataFrame) -> None:

@@ -184,6 +184,35 @@ def test_a_whitespace_separated_file_with_quotes_keeps_the_error(tmp_path):
         read(tmp_path, {"path": "t.txt", "read": {"sep": r"\s+"}})
 
 
+@pytest.mark.parametrize("broken", [False, True])
+@pytest.mark.parametrize("sep, written", [(r"\s*;\s*", " ; "), (r"\|\|", "||")])
+def test_a_regular_expression_separator_refuses_a_quoted_line_break_naming_its_line(tmp_path, sep, written, broken):
+    """pandas' python reader (any separator but one character or a whitespace run) reads quotes as text: a quoted
+    cell holding a line break became two rows ('"two', then a row 'lines"' of empty cells), a broken line or not."""
+    lines = [HEADER + ",note", *(row + ',"two\nlines"' for row in good_rows(3)),
+             *(["o97,c1,2024-01-02,1,x,y"] if broken else []), *(row + ",z" for row in good_rows(9, start=20))]
+    write(tmp_path, "t.txt", csv_text([line.replace(",", written) for line in lines]))
+    with pytest.raises(IngestError, match=r"^source transactions: .*t\.txt cannot be read with sep=.*: line 2 opens a "
+                                          r"quote it does not close \(a cell holding a line break\?\), .*; export "
+                                          r"with a one-character separator \(sources\.transactions\.read\.sep\) or "
+                                          r"without line breaks in cells$"):
+        read(tmp_path, {"path": "t.txt", "read": {"sep": sep}})
+
+
+@pytest.mark.parametrize("sep", [",", r"\s+", r"\s*,\s*"])  # Arrow, pandas' C reader, its python reader
+def test_a_file_without_a_header_sets_its_lines_aside_against_the_column_names(tmp_path, sep):
+    rows = [row.replace(" 10:00:00", "") for row in good_rows(12)]
+    lines = [*rows[:4], "o97,c1,2024-01-02,1,x", *rows[4:9], "o98,c2,2024-01-03", *rows[9:]]
+    written = " " if sep == r"\s+" else ","
+    write(tmp_path, "t.csv", csv_text([line.replace(",", written) for line in lines]))
+    frame, unread = read(tmp_path, {"path": "t.csv", "read": {"sep": sep, "header": False,
+                                                              "column_names": HEADER.split(",")}})
+    assert len(frame) == 14 and unread["row"].tolist() == [4, 10]
+    assert unread["reason"].str.extract(r"^(line \d+ has \d+ fields where read\.column_names names 4)")[0].tolist() == [
+        "line 5 has 5 fields where read.column_names names 4", "line 11 has 3 fields where read.column_names names 4"]
+    assert frame["order_id"].drop([4, 10]).tolist() == [row.split(",")[0] for row in rows]
+
+
 # --- end to end -----------------------------------------------------------------------------------------------------
 
 
