@@ -554,7 +554,7 @@ def _read_csv_with_pandas(
     if engine != "pyarrow":
         options["index_col"] = False  # a line with an extra field must not become an index
     try:
-        if engine == "python" and (line := _first_open_quote(path, read.encoding)) is not None:
+        if engine == "python" and (line := _first_open_quote(path, read)) is not None:
             raise IngestError(
                 f"source {name}: {path} cannot be read with sep={read.sep!r}: line {line:,} opens a quote it does "
                 "not close (a cell holding a line break?), and a separator of several characters or a regular "
@@ -701,13 +701,20 @@ def _data_lines(path: Path, read: ReadOptions, rows: np.ndarray) -> tuple[int, n
     return count, np.concatenate([np.zeros(0, dtype=np.int64), *numbers]).astype(np.int64), found
 
 
-def _first_open_quote(path: Path, encoding: str) -> int | None:
-    """The 1-based number of the first line with an odd number of '"' (a quoted cell going on over the line break,
-    or an unclosed quote), or None (`_line_chunks`)."""
-    for first, lines in _line_chunks(path, encoding):
-        odd = np.flatnonzero(pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1)
-        if len(odd):
-            return first + int(odd[0]) + 1
+def _first_open_quote(path: Path, read: ReadOptions) -> int | None:
+    """The 1-based number of the first line with an odd number of '"' and a cell that starts with one (a quoted cell
+    going on over the line break, or an unclosed quote; an inch sign inside a cell opens none), or None
+    (`_line_chunks`). `read.sep` is a regular expression (as pandas reads a separator of several characters)."""
+    for first, lines in _line_chunks(path, read.encoding):
+        odd = pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1
+        if not odd.any():
+            continue
+        try:
+            opens = pc.match_substring_regex(lines, f'(?:^|{read.sep})"').to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:  # a separator Arrow's regular expressions do not take (a look-behind): any odd line
+            opens = np.ones(len(lines), dtype=bool)
+        if (found := np.flatnonzero(odd & opens)).size:
+            return first + int(found[0]) + 1
     return None
 
 

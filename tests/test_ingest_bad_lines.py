@@ -197,6 +197,9 @@ def test_a_regular_expression_separator_refuses_a_quoted_line_break_naming_its_l
                                           r"with a one-character separator \(sources\.transactions\.read\.sep\) or "
                                           r"without line breaks in cells$"):
         read(tmp_path, {"path": "t.txt", "read": {"sep": sep}})
+    inches = [line.replace('"two\nlines"', '12" pizza') for line in lines]  # a quote inside a cell opens none
+    write(tmp_path, "i.txt", csv_text([line.replace(",", written) for line in inches]))
+    assert read(tmp_path, {"path": "i.txt", "read": {"sep": sep}})[0]["note"].iloc[0] == '12" pizza'
 
 
 @pytest.mark.parametrize("sep", [",", r"\s+", r"\s*,\s*"])  # Arrow, pandas' C reader, its python reader
