@@ -783,8 +783,9 @@ def parse_source(
         notes.append(note)
     refunds = None
     if raw.name == "transactions" and source.refunds is not None:
-        refunds, unread = parsed_refunds(raw, source, factors=factors, export=setting or f"sources.{raw.name}")
-        notes += value_match_notes(raw, source.refunds.when, setting="refunds.when",
+        refunds, unread, refund_notes = parsed_refunds(raw, source, factors=factors,
+                                                       export=setting or f"sources.{raw.name}")
+        notes += refund_notes + value_match_notes(raw, source.refunds.when, setting="refunds.when",
                                    export=setting or f"sources.{raw.name}")
         problems_frame = pd.concat([problems_frame, unread], ignore_index=True)  # refunds that are not numbers
     derived = {target: time_after_how(after) for target, after in source.after.items()}
@@ -896,10 +897,11 @@ def with_same_day_dates_not_before(
 
 def parsed_refunds(
     raw: RawSource, source: SourceConfig, *, factors: pd.Series | None, export: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(the rows whose `refunds` column gives money back: row, refund (positive, in the features' currency),
-    per_order, column, export, at (the refund's time by `refunds.at`; NaT without it, where blank or unreadable),
-    at_column, at_problem (why `at` could not be read, else empty); problems for cells that are not numbers).
+    per_order, column, export, at (the refund's time by `refunds.at`; NaT without it, where blank or unreadable, or a
+    placeholder date: PLACEHOLDER_DAYS, as in an optional time column), at_column, at_problem (why `at` could not be
+    read, else empty); problems for cells that are not numbers; the note on placeholder times).
     Blank and zero cells give none, nor do the rows `refunds.when` does not flag; a negative cell is read as its size."""
     setting = source.refunds
     values = file_column(raw, setting.column, setting="refunds.column", export=export)
@@ -922,15 +924,22 @@ def parsed_refunds(
     refund = numbers.abs() if factors is None else numbers.abs() * factors
     rows = np.flatnonzero(refund.notna().to_numpy() & (refund != 0).to_numpy())
     at = pd.Series(pd.NaT, index=values.index, dtype=TIMESTAMP)
-    at_problem = np.full(len(values), "", dtype=object)
+    at_problem, notes = np.full(len(values), "", dtype=object), []
     if setting.at is not None:
         times = file_column(raw, setting.at, setting="refunds.at", export=export)
         at, reason, _ = parse_timestamp_column(times, source, label=setting.at)
         at_problem[_unparsed(times, at)] = reason
+        stand_ins = np.intersect1d(placeholder_rows(at), rows)  # 9999-12-31 would count toward the data's end
+        if len(stand_ins):
+            notes.append(placeholder_note(value_text(times.iloc[stand_ins]), label=f"{setting.at} (refunds.at)",
+                                          why="placeholders that exports write for 'none': those refunds are timed "
+                                              "at their order, as without refunds.at"))
+            at = at.copy()
+            at.iloc[stand_ins] = pd.NaT
     found = pd.DataFrame({"row": rows.astype(np.int64), "refund": refund.to_numpy(dtype=np.float64)[rows],
                           "per_order": setting.per == "order", "column": setting.column, "export": export,
                           "at": at.to_numpy()[rows], "at_column": setting.at or "", "at_problem": at_problem[rows]})
-    return found, problems
+    return found, problems, notes
 
 
 NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERIC_FORMATS`) is named in the note
@@ -1338,11 +1347,18 @@ def row_reasons(problems: pd.DataFrame, *, column_order: list[str]) -> pd.Series
 
 
 def top_quarantine_reasons(problems: pd.DataFrame, *, limit: int = TOP_REASONS) -> list[dict]:
-    """The most frequent reasons: [{reason, rows}], by rows then reason."""
-    counts = problems.drop_duplicates(["row", "reason"])["reason"].value_counts()
-    counts = counts.rename_axis("reason").reset_index(name="rows")
-    counts = counts.sort_values(["rows", "reason"], ascending=[False, True])
-    return [{"reason": str(r), "rows": int(n)} for r, n in counts.head(limit).itertuples(index=False)]
+    """The most frequent reasons: [{reason, rows}], by rows then reason. A problem whose reason names values of its
+    own row (a line's number and text) may give its `kind` (the reason without them): reasons of one kind count
+    together, under the kind with the first row's reason as example ({reason, rows, example}) when they differ."""
+    kinds = problems["kind"].fillna(problems["reason"]) if "kind" in problems.columns else problems["reason"]
+    found = pd.DataFrame({"row": problems["row"].to_numpy(), "kind": kinds.to_numpy(dtype=object),
+                          "reason": problems["reason"].to_numpy(dtype=object)}).drop_duplicates(["row", "kind"])
+    counts = found.sort_values("row", kind="stable").groupby("kind", sort=False).agg(
+        rows=("row", "size"), reasons=("reason", "nunique"), example=("reason", "first")).reset_index()
+    counts = counts.sort_values(["rows", "kind"], ascending=[False, True]).head(limit)
+    return [{"reason": str(kind), "rows": int(rows), "example": str(example)} if reasons > 1 else
+            {"reason": str(example), "rows": int(rows)}
+            for kind, rows, reasons, example in counts.itertuples(index=False)]
 
 
 def header_rows(raw: RawSource) -> np.ndarray:
@@ -2096,6 +2112,8 @@ def refund_carriers(
             "row": differ["row"].to_numpy(), "column": chosen["column"].to_numpy(),
             "reason": (chosen["column"] + ": the order's rows give different refunds (" + differ["shown"].to_numpy()
                        + "); if each row gives its own, set " + chosen["export"] + ".refunds.per: row").to_numpy(),
+            "kind": (chosen["column"] + ": the order's rows give different refunds; if each row gives its own, set "
+                     + chosen["export"] + ".refunds.per: row").to_numpy(),
         }))
     once = offered.filter(~pl.col("per_order") | ((pl.col("values") == 1) & (pl.col("nth") == 1)))
     taken = (once.filter(~pl.col("returned"))

@@ -331,6 +331,7 @@ def _null_values(read: ReadOptions) -> list[str]:
 MOST_LINES_WRONG = 0.5
 FIRST_DATA_LINES = 5
 LINES_NAMED = 10  # lines named in the note on set-aside lines
+SLICED_LINES = 1_000  # up to this many lines set aside, the rows around them keep their buffers (`_with_rows_of_nulls`)
 # What the python reader's on_bad_lines callback puts in the first cell of a line it sets aside: the row keeps its
 # place (so the rows after it keep their numbers) and is found again after the read.
 SET_ASIDE_MARK = "\x00set aside\x00"
@@ -428,31 +429,104 @@ def _arrow_csv_setting_aside(path: Path, read: ReadOptions, names: list[str]) ->
 
 
 def _with_rows_of_nulls(table: pa.Table, rows: np.ndarray) -> pa.Table:
-    """`table` with a row of nulls inserted at each of `rows` (positions in the result, ascending)."""
-    size = table.num_rows + len(rows)
-    empty = np.zeros(size, dtype=bool)
-    empty[rows] = True
-    taken = np.cumsum(~empty) - 1  # each kept row's position in `table`
-    return table.take(pa.array(taken, mask=empty))
+    """`table` with a row of nulls inserted at each of `rows` (positions in the result, ascending). Up to
+    SLICED_LINES rows, as slices of `table` around them (its buffers shared: a multi-GB export with a few broken
+    lines is not copied); beyond, taken anew (many slices would slow every later step on the columns)."""
+    if len(rows) > SLICED_LINES:
+        empty = np.zeros(table.num_rows + len(rows), dtype=bool)
+        empty[rows] = True
+        return table.take(pa.array(np.cumsum(~empty) - 1, mask=empty))  # each kept row's position in `table`
+    bounds = np.r_[0, rows - np.arange(len(rows)), table.num_rows]  # the rows of `table` each row of nulls precedes
+    nulls = pa.Table.from_arrays([pa.nulls(1, type=column.type) for column in table.schema], schema=table.schema)
+    pieces = [table.slice(start, end - start) for start, end in zip(bounds[:-1], bounds[1:])]
+    return pa.concat_tables([pieces[0], *itertools.chain.from_iterable((nulls, piece) for piece in pieces[1:])])
+
+
+# The bytes the searches for set-aside lines hold at a time (`_file_lines`, `_data_lines`): a multi-GB export with a
+# few broken lines is scanned, never held whole beside the frame read from it.
+SCAN_CHUNK = 1 << 24
+
+
+def _file_chunks(path: Path, encoding: str | None) -> Iterator[bytes]:
+    """The file's bytes in chunks of SCAN_CHUNK; as UTF-8 when in another `encoding` (None: as they are)."""
+    utf8 = encoding is None or codecs.lookup(encoding).name == "utf-8"
+    decoder = None if utf8 else codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(SCAN_CHUNK):
+            yield chunk if decoder is None else decoder.decode(chunk).encode("utf-8")
+    if decoder is not None and (tail := decoder.decode(b"", final=True)):
+        yield tail.encode("utf-8")
+
+
+def _file_holds(path: Path, sought: bytes) -> bool:
+    """Whether the file's bytes hold `sought` (a single byte, or a sequence no chunk boundary splits in practice)."""
+    return any(sought in chunk for chunk in _file_chunks(path, None))
 
 
 def _file_lines(path: Path, encoding: str, texts: Iterable[str], *, fallback: Iterable[int]) -> np.ndarray:
     """The 1-based line of the file on which each of `texts` (lines pyarrow set aside, as UTF-8 text without their
-    line break, in file order) starts: the next line(s) after the previous one that are exactly it. Where none is,
-    the `fallback` number (pyarrow's record number: the line unless blank lines or quoted line breaks come before)."""
-    data = path.read_bytes()
-    if codecs.lookup(encoding).name != "utf-8":  # pyarrow passes the text as UTF-8
-        data = data.decode(encoding).encode("utf-8")
-    lines, start, line = [], 0, 1
-    for text, number in zip(texts, fallback):  # one search per line set aside (few), each from where the last ended
-        found = re.compile(rb"(?m)^" + re.escape(text.encode("utf-8")) + rb"\r?$").search(data, start)
-        if found is None:
-            lines.append(number)
+    line break, in file order) starts: the next line(s) after the previous one found that are exactly it. Where none
+    is, the `fallback` number (pyarrow's record number: the line unless blank lines or quoted line breaks come before),
+    and the search for the next goes on after the previous one found."""
+    wanted = [text.encode("utf-8") for text in texts]
+    lines = np.asarray(list(fallback), dtype=np.int64)
+    start, pending = (0, 1), list(range(len(wanted)))
+    while pending:  # a text that is not found scans the file once more for the next (rare: a line pyarrow re-encoded)
+        found = _lines_starting(path, encoding, [wanted[index] for index in pending], start=start)
+        for index, (line, after) in zip(pending, found):
+            lines[index], start = line, after
+        pending = pending[len(found) + 1:]
+    return lines
+
+
+def _lines_starting(
+    path: Path, encoding: str, wanted: list[bytes], *, start: tuple[int, int]
+) -> list[tuple[int, tuple[int, int]]]:
+    """For the first of `wanted` (whole lines, in file order) that are found one after the other from `start` (a
+    line's UTF-8 offset and number): (its line number, (the offset and number of the line after it)). The file is
+    read in chunks: what is searched is dropped, up to the start of the line that may hold the next text."""
+    found: list[tuple[int, tuple[int, int]]] = []
+    position, line = start  # where the search for the next text starts: a line's start, and its number
+    buffer, base = b"", 0  # the bytes held, from the file's offset `base`
+    for chunk in itertools.chain(_file_chunks(path, encoding), [None]):
+        if chunk is not None and base + len(buffer) + len(chunk) <= position:  # a rescan, before where it resumes
+            base += len(chunk)
             continue
-        line += data.count(b"\n", start, found.start())
-        lines.append(line)
-        start = found.start()
-    return np.asarray(lines, dtype=np.int64)
+        buffer += chunk or b""
+        while len(found) < len(wanted):
+            text = wanted[len(found)]
+            at = _whole_line(buffer, text, position - base, complete=chunk is None)
+            if at is None:
+                break
+            line += buffer.count(b"\n", position - base, at)
+            newline = buffer.find(b"\n", at + len(text))
+            after = len(buffer) if newline < 0 else newline + 1
+            found.append((line, (base + after, line + text.count(b"\n") + int(newline >= 0))))
+            position, line = found[-1][1]
+        if chunk is None or len(found) == len(wanted):
+            break
+        reach = max(len(wanted[len(found)]) + 2, 1)  # the next text with '\r\n' may end in the bytes to come
+        cut = buffer.rfind(b"\n", position - base, max(position - base, len(buffer) - reach)) + 1
+        if cut > position - base:
+            line += buffer.count(b"\n", position - base, cut)
+            position = base + cut
+        buffer, base = buffer[position - base:], position
+    return found
+
+
+def _whole_line(buffer: bytes, text: bytes, start: int, *, complete: bool) -> int | None:
+    """Where in `buffer`, from `start` (a line's start), a line that is exactly `text` starts (a '\r' before its
+    line break aside); None when there is none, or the first may go on in bytes not yet read (not `complete`)."""
+    at = buffer.find(text, start)
+    while at >= 0:
+        end = at + len(text)
+        rest = buffer[end:end + 2]
+        if not complete and len(rest) < 2 and rest != b"\n":
+            return None  # its line may go on: wait for the next chunk
+        if (at == start or buffer[at - 1:at] == b"\n") and (rest[:1] == b"\n" or rest in (b"", b"\r", b"\r\n")):
+            return at
+        at = buffer.find(text, at + 1)
+    return None
 
 
 def _read_csv_with_pandas(
@@ -480,11 +554,17 @@ def _read_csv_with_pandas(
     if engine != "pyarrow":
         options["index_col"] = False  # a line with an extra field must not become an index
     try:
+        if engine == "python" and (line := _first_open_quote(path, read)) is not None:
+            raise IngestError(
+                f"source {name}: {path} cannot be read with sep={read.sep!r}: line {line:,} opens a quote it does "
+                "not close (a cell holding a line break?), and a separator of several characters or a regular "
+                "expression is read without regard to quotes (such a cell would become two rows); export with a "
+                f"one-character separator (sources.{name}.read.sep) or without line breaks in cells")
         try:
             frame, marked = pd.read_csv(path, engine=engine, **options), []
         except pd.errors.ParserError as exc:
             if engine == "pyarrow" or not re.search(r"Expected \d+ fields", str(exc)) or (
-                    engine == "c" and b'"' in path.read_bytes()):  # the python reader splits a quoted cell apart
+                    engine == "c" and _file_holds(path, b'"')):  # the python reader splits a quoted cell apart
                 raise
             # lines with more fields than the header: the python reader keeps a marked row in the place of each
             marked = []
@@ -556,19 +636,19 @@ def _pandas_lines_set_aside(
                     else np.zeros(len(frame), dtype=bool))  # (one column: no line is short of a field)
     if not long_rows.any() and not ending_empty.any():
         return frame, no_unread_lines()
-    lines = pa.array(path.read_bytes().decode(read.encoding).split("\n"))  # one C call, then Arrow on all lines
-    lines = pc.utf8_rtrim(lines, characters="\r")
-    present = np.flatnonzero(pc.utf8_length(pc.utf8_trim_whitespace(lines)).to_numpy(zero_copy_only=False) > 0)
-    data = present[present >= read.skip_rows][int(read.header):]  # pandas skips blank lines, and these first
     fields = np.zeros(len(frame), dtype=np.int64)
     fields[long_rows] = [len(line) for line in marked]  # (the lines set aside only)
-    if len(data) != len(frame):
+    wanted = np.flatnonzero(long_rows | ending_empty)
+    count, numbers, found = _data_lines(path, read, wanted)
+    if count != len(frame):
         if marked:
             raise pd.errors.ParserError(f"{len(marked):,} lines have more fields than the header, and the rows read "
                                         "are not the file's lines, so those lines cannot be named")
         return frame, no_unread_lines()
+    line_of, text_of = np.zeros(len(frame), dtype=np.int64), np.zeros(len(frame), dtype=np.int64)
+    line_of[wanted], text_of[wanted] = numbers, np.arange(len(wanted))
     candidates = np.flatnonzero(ending_empty)
-    texts = lines.take(pa.array(data[candidates]))
+    texts = found.take(pa.array(text_of[candidates]))
     pattern = read.sep if len(read.sep) > 1 else re.escape(read.sep)
     try:
         counts = pc.list_value_length(pc.split_pattern_regex(pc.utf8_trim_whitespace(texts), pattern=pattern))
@@ -582,10 +662,60 @@ def _pandas_lines_set_aside(
         return frame, no_unread_lines()
     emptied = frame.copy()
     emptied.iloc[rows] = np.nan
-    unread = pd.DataFrame({"row": rows.astype(np.int64), "line": data[rows].astype(np.int64) + 1,
-                           "fields": fields[rows],
-                           "text": pd.Series(lines.take(pa.array(data[rows])).to_pylist(), dtype="str")})
+    unread = pd.DataFrame({"row": rows.astype(np.int64), "line": line_of[rows] + 1, "fields": fields[rows],
+                           "text": pd.Series(found.take(pa.array(text_of[rows])).to_pylist(), dtype="str")})
     return emptied, unread
+
+
+def _line_chunks(path: Path, encoding: str) -> Iterator[tuple[int, pa.Array]]:
+    """The file's lines in chunks (SCAN_CHUNK bytes, each split by Arrow): (the 0-based number of the chunk's first
+    line, its lines without their line breaks, a '\r' before one dropped)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    first, carry = 0, ""
+    for chunk in itertools.chain(_file_chunks(path, None), [None]):
+        text = carry + (decoder.decode(chunk) if chunk is not None else decoder.decode(b"", final=True))
+        end = len(text) if chunk is None else text.rfind("\n") + 1
+        text, carry = text[:end], text[end:]
+        if not text:
+            continue
+        lines = pc.utf8_rtrim(pc.list_flatten(pc.split_pattern(pa.array([text.removesuffix("\n")]), "\n")),
+                              characters="\r")
+        yield first, lines
+        first += len(lines)
+
+
+def _data_lines(path: Path, read: ReadOptions, rows: np.ndarray) -> tuple[int, np.ndarray, pa.Array]:
+    """The file's data lines as pandas numbers its rows when no quoted line break spans lines (the non-blank lines
+    after `read.skip_rows` and the header): how many, and of those at `rows` (ascending) the 0-based line number and
+    the text (`_line_chunks`)."""
+    numbers, texts, count, header_left = [], [], 0, int(read.header)
+    for first, lines in _line_chunks(path, read.encoding):
+        present = np.flatnonzero(pc.utf8_length(pc.utf8_trim_whitespace(lines)).to_numpy(zero_copy_only=False) > 0)
+        present = present[present + first >= read.skip_rows]  # pandas skips blank lines, and these first
+        present, header_left = present[min(header_left, len(present)):], header_left - min(header_left, len(present))
+        taken = rows[np.searchsorted(rows, count):np.searchsorted(rows, count + len(present))] - count
+        numbers.append(present[taken] + first)
+        texts.append(lines.take(pa.array(present[taken])).cast(pa.string()))
+        count += len(present)
+    found = pa.concat_arrays([pa.array([], type=pa.string()), *texts])
+    return count, np.concatenate([np.zeros(0, dtype=np.int64), *numbers]).astype(np.int64), found
+
+
+def _first_open_quote(path: Path, read: ReadOptions) -> int | None:
+    """The 1-based number of the first line with an odd number of '"' and a cell that starts with one (a quoted cell
+    going on over the line break, or an unclosed quote; an inch sign inside a cell opens none), or None
+    (`_line_chunks`). `read.sep` is a regular expression (as pandas reads a separator of several characters)."""
+    for first, lines in _line_chunks(path, read.encoding):
+        odd = pc.count_substring(lines, '"').to_numpy(zero_copy_only=False) % 2 == 1
+        if not odd.any():
+            continue
+        try:
+            opens = pc.match_substring_regex(lines, f'(?:^|{read.sep})"').to_numpy(zero_copy_only=False)
+        except pa.ArrowInvalid:  # a separator Arrow's regular expressions do not take (a look-behind): any odd line
+            opens = np.ones(len(lines), dtype=bool)
+        if (found := np.flatnonzero(odd & opens)).size:
+            return first + int(found[0]) + 1
+    return None
 
 
 def _check_unread_lines(name: str, path: Path, source: SourceConfig, frame: pd.DataFrame, unread: pd.DataFrame) -> None:
@@ -616,6 +746,16 @@ def _field_count_hints(unread: pd.DataFrame, *, columns: int) -> np.ndarray:
     more = unread["fields"].to_numpy(dtype=np.int64) > columns
     return np.where(quotes % 2 == 1, "an unclosed quote?",
                     np.where(more, "a separator inside an unquoted cell?", "a line cut short, or a separator missing?"))
+
+
+def unread_line_kinds(unread: pd.DataFrame, *, columns: int, header: bool) -> pd.Series:
+    """What each line set aside for its number of fields (`no_unread_lines`) is, without its number and text (the
+    report's top reasons count them by it): 'a line with another number of fields than the header (a separator
+    inside an unquoted cell?), so its cells are left empty'."""
+    why = pd.Series(_field_count_hints(unread, columns=columns), index=unread.index)
+    where = "the header" if header else "read.column_names"
+    return (f"a line with another number of fields than {where} (" + why + "), so its cells are left empty (each "
+            "row's reason gives the line)").astype("str")
 
 
 def unread_line_reasons(unread: pd.DataFrame, *, columns: int, header: bool) -> pd.Series:
@@ -987,9 +1127,10 @@ def read_source(
                 notes.append(f"{label} has a header but no rows")
             problems.append(missed.assign(row=missed["row"] + rows_before))
             if len(lines):
+                said = {"columns": width, "header": source.read.header}
                 unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
-                                            "reason": unread_line_reasons(lines, columns=width,
-                                                                             header=source.read.header).to_numpy()}))
+                                            "reason": unread_line_reasons(lines, **said).to_numpy(),
+                                            "kind": unread_line_kinds(lines, **said).to_numpy()}))
                 warnings.append(unread_lines_note(label, lines))
             rows_before += len(frame)
             frames.append(frame)

@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
 from pipeline.errors import IngestError
+from pipeline import sources
 from pipeline.sources import read_source
 from test_ingest_files import make_config, run_ingest, write
 
@@ -182,6 +184,38 @@ def test_a_whitespace_separated_file_with_quotes_keeps_the_error(tmp_path):
         read(tmp_path, {"path": "t.txt", "read": {"sep": r"\s+"}})
 
 
+@pytest.mark.parametrize("broken", [False, True])
+@pytest.mark.parametrize("sep, written", [(r"\s*;\s*", " ; "), (r"\|\|", "||")])
+def test_a_regular_expression_separator_refuses_a_quoted_line_break_naming_its_line(tmp_path, sep, written, broken):
+    """pandas' python reader (any separator but one character or a whitespace run) reads quotes as text: a quoted
+    cell holding a line break became two rows ('"two', then a row 'lines"' of empty cells), a broken line or not."""
+    lines = [HEADER + ",note", *(row + ',"two\nlines"' for row in good_rows(3)),
+             *(["o97,c1,2024-01-02,1,x,y"] if broken else []), *(row + ",z" for row in good_rows(9, start=20))]
+    write(tmp_path, "t.txt", csv_text([line.replace(",", written) for line in lines]))
+    with pytest.raises(IngestError, match=r"^source transactions: .*t\.txt cannot be read with sep=.*: line 2 opens a "
+                                          r"quote it does not close \(a cell holding a line break\?\), .*; export "
+                                          r"with a one-character separator \(sources\.transactions\.read\.sep\) or "
+                                          r"without line breaks in cells$"):
+        read(tmp_path, {"path": "t.txt", "read": {"sep": sep}})
+    inches = [line.replace('"two\nlines"', '12" pizza') for line in lines]  # a quote inside a cell opens none
+    write(tmp_path, "i.txt", csv_text([line.replace(",", written) for line in inches]))
+    assert read(tmp_path, {"path": "i.txt", "read": {"sep": sep}})[0]["note"].iloc[0] == '12" pizza'
+
+
+@pytest.mark.parametrize("sep", [",", r"\s+", r"\s*,\s*"])  # Arrow, pandas' C reader, its python reader
+def test_a_file_without_a_header_sets_its_lines_aside_against_the_column_names(tmp_path, sep):
+    rows = [row.replace(" 10:00:00", "") for row in good_rows(12)]
+    lines = [*rows[:4], "o97,c1,2024-01-02,1,x", *rows[4:9], "o98,c2,2024-01-03", *rows[9:]]
+    written = " " if sep == r"\s+" else ","
+    write(tmp_path, "t.csv", csv_text([line.replace(",", written) for line in lines]))
+    frame, unread = read(tmp_path, {"path": "t.csv", "read": {"sep": sep, "header": False,
+                                                              "column_names": HEADER.split(",")}})
+    assert len(frame) == 14 and unread["row"].tolist() == [4, 10]
+    assert unread["reason"].str.extract(r"^(line \d+ has \d+ fields where read\.column_names names 4)")[0].tolist() == [
+        "line 5 has 5 fields where read.column_names names 4", "line 11 has 3 fields where read.column_names names 4"]
+    assert frame["order_id"].drop([4, 10]).tolist() == [row.split(",")[0] for row in rows]
+
+
 # --- end to end -----------------------------------------------------------------------------------------------------
 
 
@@ -198,3 +232,61 @@ def test_cli_ingest_quarantines_the_lines_and_warns_without_a_traceback(tmp_path
     entry = json.loads((tmp_path / "out" / "reports" / "ingest_report.json").read_text())["sources"]["transactions"]
     assert entry["input_rows"] == entry["validated_rows"] + entry["quarantined_rows"] == 34
     assert (entry["quarantined_rows"], entry["bad_rows"]) == (1, 1)
+
+
+def test_the_top_reasons_count_the_lines_of_another_width_as_one_kind(tmp_path):
+    """Each such line's reason names its number and text: counted verbatim, 40 lines were 40 reasons of one row, and
+    the top reasons listed three of them '(1 rows)'. The quarantine keeps each row's own reason."""
+    lines = [HEADER, *good_rows(60)]
+    for row in range(2, 60, 3)[:19]:  # 19 lines longer, 1 shorter: two kinds
+        lines[row] += f",Mug {row}, blue"
+    lines[61 - 1] = SHORT
+    write(tmp_path, "t.csv", csv_text(lines + good_rows(40, start=100)))
+    entry = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}}, ingest={"max_bad_share": 0.5})
+    top = entry["sources"]["transactions"]["top_reasons"]
+    assert top[0] == {"reason": "a line with another number of fields than the header (a separator inside an unquoted "
+                                "cell?), so its cells are left empty (each row's reason gives the line)", "rows": 19,
+                      "example": "line 3 has 6 fields where the header has 4 (a separator inside an unquoted cell?), "
+                                 "so its cells are left empty; the line: 'o2,c2,2024-01-03 10:00:00,2.5,Mug 2, blue'"}
+    assert top[1] == {"reason": "line 61 has 3 fields where the header has 4 (a line cut short, or a separator "
+                                "missing?), so its cells are left empty; the line: 'o98,c2,2024-01-03'", "rows": 1}
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["reason"].nunique() == 20 and quarantine["reason"].str.startswith("line ").all()
+
+
+# --- big files: scanned in chunks, never held twice -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sep", [",", r"\s*,\s*"])  # the Arrow reader (`_file_lines`), the pandas one (`_data_lines`)
+@pytest.mark.parametrize("chunk", [5, 64])  # bytes scanned at a time: lines and texts across every kind of boundary
+def test_set_aside_lines_are_found_scanning_the_file_in_chunks(tmp_path, monkeypatch, sep, chunk):
+    """Two identical broken lines get their own numbers (the search for the second went on from the first's start,
+    naming its line twice); CRLF endings, blank lines and lines longer than a chunk count as written."""
+    monkeypatch.setattr(sources, "SCAN_CHUNK", chunk, raising=False)
+    long = "o50,c1,2024-01-02," + "9" * 150 + ",surprise"
+    lines = [HEADER, *good_rows(6), "o99,c1,2024-01-02,1,x", "", *good_rows(6, start=10), "o99,c1,2024-01-02,1,x",
+             *good_rows(8, start=20), long, *good_rows(3, start=40)]
+    write(tmp_path, "t.csv", csv_text(lines, newline="\r\n"))
+    frame, unread = read(tmp_path, {"path": "t.csv", "read": {"sep": sep}})
+    assert unread["reason"].str.extract(r"^line (\d+) has 5 fields")[0].tolist() == ["8", "16", "25"]
+    assert unread["row"].tolist() == [6, 13, 22] and len(frame) == 26
+    assert unread["reason"].iloc[2].endswith(f"the line: {long!r}")
+
+
+def test_a_few_lines_set_aside_leave_the_rows_read_uncopied():
+    """A multi-GB export with three broken lines: the rows of nulls go between slices of the table read (a copy by
+    `take` doubled the memory); past SLICED_LINES lines, taken anew. Both give the same rows."""
+    table = pa.table({"a": pa.array([f"value {i}" for i in range(200_000)], type=pa.large_string()),
+                      "b": pa.array([str(i) for i in range(200_000)], type=pa.large_string())})
+    rows = np.array([0, 5, 100_000, 200_002])  # positions in the result: first, inside, last
+    before = pa.total_allocated_bytes()
+    sliced = sources._with_rows_of_nulls(table, rows)
+    assert pa.total_allocated_bytes() - before < 10_000  # (the table's columns hold ~4 MB)
+    many = np.sort(np.random.default_rng(0).choice(200_000, sources.SLICED_LINES + 1, replace=False))
+    for chosen in (rows, many):
+        result = sources._with_rows_of_nulls(table, chosen)
+        expected, empty = iter(table.column("b").to_pylist()), set(chosen.tolist())
+        assert result.column("b").to_pylist() == [None if row in empty else next(expected)
+                                                  for row in range(table.num_rows + len(chosen))]
+        assert result.column("a").null_count == len(chosen) and result.schema == table.schema
+    assert sliced.equals(sources._with_rows_of_nulls(table, rows))

@@ -1291,6 +1291,20 @@ def test_money_refunded_on_an_order_beside_the_sale_becomes_a_refund_row_of_that
     assert extra["validated_row"].tolist() == list(range(6))  # the input rows; a refund row has no file row
 
 
+def test_orders_giving_different_refunds_count_as_one_top_reason(tmp_path):
+    """Each such order's reason names its refunds: counted verbatim, every order was a reason of its own rows."""
+    write(tmp_path, "orders.csv", "Name,Email,Financial Status,Created at,Lineitem quantity,Lineitem price,Refunded Amount\n"
+          + "".join(f"#{n},c{n}@example.com,paid,2024-01-0{n} 10:00:00,1,9.00,{n}\n"
+                    f"#{n},c{n}@example.com,paid,2024-01-0{n} 10:00:00,1,9.00,{n + 1}\n" for n in (1, 2, 3))
+          + "".join(f"#{n},c{n}@example.com,paid,2024-01-0{n % 9 + 1} 10:00:00,1,9.00,\n" for n in range(10, 20)))
+    entry = run_ingest(tmp_path, {"transactions": SHOPIFY_REFUNDS}, ingest={"max_bad_share": 0.5})
+    assert entry["sources"]["transactions"]["top_reasons"] == [{
+        "reason": "Refunded Amount: the order's rows give different refunds; if each row gives its own, set "
+                  "sources.transactions.refunds.per: row", "rows": 6,
+        "example": "Refunded Amount: the order's rows give different refunds (1, 2); if each row gives its own, set "
+                   "sources.transactions.refunds.per: row"}]
+
+
 def test_refunds_per_row_and_beside_rows_already_marked_as_returns(tmp_path):
     """`per: row` takes each row's own refund. A row that `returns_when` makes a return already carries that money
     (with `per: order`, so does every row of its order): no refund row is added for it, and a note says so."""
@@ -1375,6 +1389,27 @@ def test_rows_that_are_orders_in_two_exports_stay_two_orders(tmp_path):
     export = {"rename": {"customer": "customer_id", "at": "ordered_at"}, "one_order_per_row": True}
     run_ingest(tmp_path, {"transactions": {"path": "a.csv", **export, "other_exports": [{"path": "b.csv", **export}]}})
     assert read_validated_source(tmp_path, "transactions")["order_id"].tolist() == ["R1", "R1/1"]
+
+
+def test_placeholder_refund_times_are_read_as_missing_with_a_note(tmp_path):
+    """A refunds.at column writing 9999-12-31 or 1900-01-01 for 'not refunded yet': those refunds are timed at their
+    order, as an optional time column reads them. They counted toward the data's end: with many, it was put in the
+    year 9999 and ingest stopped with a traceback (NotImplementedError from strftime)."""
+    write(tmp_path, "orders.csv", "order,customer,created,total,Total Refunded,Refunded at\n"
+          + "".join(f"o{i},c{i},2024-01-{1 + i % 28:02d} 10:00,50,20,9999-12-31\n" for i in range(30))
+          + "o90,c90,2024-01-05 10:00,30,5,1900-01-01 00:00\no91,c91,2024-01-06 10:00,40,10,2024-02-01 09:00\n"
+          + "".join(f"p{day},c6,2024-{month:02d}-{day:02d} 10:00,12,,\n" for month in (1, 2, 3) for day in (10, 20)))
+    report = run_ingest(tmp_path, {"transactions": {
+        "path": "orders.csv", "rename": {"order": "order_id", "customer": "customer_id", "created": "ordered_at",
+                                         "total": "amount"},
+        "refunds": {"column": "Total Refunded", "at": "Refunded at"}}})
+    assert report["reference_time"] == "2024-03-20T10:00:00+00:00"
+    validated = read_validated_source(tmp_path, "transactions")
+    refunds = validated[validated["amount"] < 0].set_index("order_id")["ordered_at"].dt.strftime("%Y-%m-%d %H:%M")
+    assert refunds[["o0", "o90", "o91"]].tolist() == ["2024-01-01 10:00", "2024-01-05 10:00", "2024-02-01 09:00"]
+    assert ("Refunded at (refunds.at): 31 dates read as missing (placeholders that exports write for 'none': those "
+            "refunds are timed at their order, as without refunds.at): '9999-12-31' (30), '1900-01-01 00:00' (1)"
+            ) in report["sources"]["transactions"]["notes"]
 
 
 def test_a_refund_with_its_own_time_is_timed_then_not_at_its_order(tmp_path):
