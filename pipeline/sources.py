@@ -69,7 +69,8 @@ COMMON_DATE_FORMATS = tuple(
     f"{day}{time}"
     for day in ("%m/%d/%Y", "%d/%m/%Y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",
                 "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y",
-                "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",  # two-digit years: a spreadsheet's short date (1/31/24)
+                "%m/%d/%y", "%d/%m/%y", "%m-%d-%y", "%d-%m-%y", "%d.%m.%y",  # two-digit years: a spreadsheet's
+                # short date (1/31/24, 31-01-24); no %y-%m-%d, which reads nearly every %d-%m-%y value too
                 "%d-%b-%y")  # Oracle's DD-MON-YY and a spreadsheet's d-mmm-yy (11-Feb-13); %y: 69-99 are 19xx
     for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 )
