@@ -193,12 +193,14 @@ def file_format(path: Path, source: SourceConfig) -> str:
 
 
 def _first_bad_byte(path: Path, encoding: str) -> tuple[int, int] | None:
-    """(line, byte offset) of the first byte that does not decode, or None."""
+    """(line, byte offset) of the first byte that does not decode, or None. Lines end in LF, CRLF or a lone CR (a
+    classic Mac export's line ends)."""
     data = path.read_bytes()
     try:
         data.decode(encoding)
     except UnicodeDecodeError as exc:
-        return data.count(b"\n", 0, exc.start) + 1, exc.start
+        before = data[:exc.start]
+        return before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1, exc.start
     return None
 
 
@@ -211,11 +213,13 @@ ACCENTED_WORD = r"[^\W\d_]*[^\x00-\x7f][^\W\d_]*"  # a run of letters holding a 
 def likely_code_page(data: bytes) -> tuple[str, str] | None:
     """(code page, an example word) of the CODE_PAGES under which the most non-ASCII bytes of `data` read as letters
     inside words (Berguvsv\x84gen: 'Berguvsvägen' in cp437, 'Berguvsv„gen' in cp1252), or None when no code page
-    reads any so."""
+    reads any so. A word counts only when cased as words are (lower, Title or UPPER): Mac Roman's no-break space
+    0xCA reads in cp1252 as a capital 'Ê' inside a word ('ConferenceÊphone'), its 0x8E 'é' as 'Ž' ('RŽsumŽ')."""
     best, best_words = None, 0
     for code_page in CODE_PAGES:
         text = data.decode(code_page, errors="replace")
-        words = [w for w in re.findall(ACCENTED_WORD, text) if w.isalpha() and any(c.isascii() for c in w)]
+        words = [w for w in re.findall(ACCENTED_WORD, text) if w.isalpha() and any(c.isascii() for c in w)
+                 and (w.islower() or w.istitle() or w.isupper())]
         if len(words) > best_words:
             best, best_words = (code_page, words[0]), len(words)
     return best

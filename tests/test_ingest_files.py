@@ -97,6 +97,18 @@ def test_non_utf8_bytes_name_the_code_page_that_reads_them_as_letters(tmp_path, 
         run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
 
 
+def test_a_mac_roman_export_with_classic_mac_line_ends_is_named_so(tmp_path):
+    """A Tableau Superstore copy is Mac Roman with CR line ends: its no-break spaces (0xCA) read in cp1252 as 'Ê'
+    inside words ('ConferenceÊphoneÊ', 427 of them), which outnumbered its accented names, so the hint named cp1252;
+    and the line of the first bad byte was 'line 1' (no LF in the file)."""
+    rows = [f"o{i},c{i},2024-01-0{i},1,Conference\u00a0phone\u00a0{i}" for i in range(1, 6)] + ["o6,c6,2024-01-06,1,Résumé"]
+    text = "order_id,customer_id,ordered_at,amount,product\r" + "\r".join(rows) + "\r"
+    write(tmp_path, "t.csv", text.encode("mac_roman"))
+    with pytest.raises(IngestError, match=r"not valid utf-8 \(line 2, byte \d+\); .* \(mac_roman: read so, its bytes "
+                                          r"give words such as 'Résumé'\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
 def test_header_only_transactions_file_is_an_error(tmp_path):
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n")
     with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has a header but no rows"):
