@@ -110,6 +110,31 @@ def discount_share_read_note(shares: pd.Series, typed: dict[str, pd.Series], *, 
             f"{_price_text(typed['unit_price'].iloc[row])}: {money.iloc[row]:,.2f} off ({share:.0%})")
 
 
+def discount_share_of_net_note(
+    shares: pd.Series, share: pd.Series, amount: pd.Series, money: pd.Series, *, export: str
+) -> str | None:
+    """The note of an export whose discount column was read as shares of the price before the discount, from the
+    line's amount after it (`shares`: the cells as mapped; `share`, `amount`: parsed; `money`: the discounts as
+    money): how many lines, with one line's sum, and how many at a share of 1 left without one. None without a
+    discounted line."""
+    rows = np.flatnonzero((money > 0).fillna(False).to_numpy(dtype=bool))
+    whole = int((share == 1).fillna(False).sum())
+    if not len(rows) and not whole:
+        return None
+    parts = []
+    if len(rows):
+        row = rows[0]
+        parts.append(f"{len(rows):,} discounted lines, e.g. {str(shares.iloc[row]).strip()} off a line worth "
+                     f"{abs(amount.iloc[row]):,.2f} after it: {money.iloc[row]:,.2f} off a price of "
+                     f"{abs(amount.iloc[row]) + money.iloc[row]:,.2f}")
+    if whole:
+        parts.append(f"{whole:,} line{'s' if whole != 1 else ''} at a share of 1 (all off) "
+                     f"give{'s' if whole == 1 else ''} no price to take it from: "
+                     f"{'its' if whole == 1 else 'their'} discount is left empty (unknown)")
+    return (f"discount read as a share of each line's price before the discount, whose amount is after it ({export}."
+            f"discount_is: share): " + "; ".join(parts))
+
+
 def _price_text(price: float) -> str:
     """A unit price as a sum shows it: with cents ('14.00'), or with the further digits it has ('112.998', which
     '113.00' would hide from the product beside it)."""
