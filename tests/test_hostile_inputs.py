@@ -1055,6 +1055,23 @@ def test_a_discount_written_as_a_share_of_the_line_is_flagged_and_read_with_disc
             "discounted lines, e.g. 0.15 of 12 × 14.00: 25.20 off (15%)") in notes
 
 
+def test_shares_read_as_money_beside_a_given_amount_are_flagged(tmp_path):
+    """Tableau Superstore's Discount (0.2) beside its Sales after the discount, mapped without discount_is: the
+    validated discount held 0.2 of money on a line worth 80.00, silently (the warning looked at derived amounts
+    only). A warning names the setting, with the money the share stands for."""
+    text = "order_id,customer_id,ordered_at,amount,discount\n" + "".join(
+        f"o{i},c{i % 4},2024-01-{1 + i % 28:02d},80.00,{'0.2' if i % 3 else '0'}\n" for i in range(40))
+    lines = ingest_in_memory(tmp_path, Case(files={"t.csv": text})).sources["transactions"]
+    assert ("every discount lies between 0 and 1 (26 discounted lines, e.g. 0.2 on a line of order 'o1' worth 80.00) "
+            "while the discounted lines are worth 80.00 in the median: if discount is a share of the line's price "
+            "(0.2 = 20% off), the validated discount holds 0.2 of money instead of 20.00 (the amount being after it); "
+            "set sources.transactions.discount_is: share") in " ".join(lines.report["notes"])
+    case = Case(files={"t.csv": text}, sources={"transactions": {"path": "t.csv", "discount_is": "share"}})
+    lines = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert "every discount lies between 0 and 1" not in " ".join(lines.report["notes"])
+    assert lines.validated["discount"].max() == pytest.approx(20.0)
+
+
 def test_discount_is_share_beside_a_line_amount_after_the_discount_takes_the_share_of_the_price_before_it(tmp_path):
     """Tableau Superstore writes each line's Sales after its Discount share (0.2) and no unit price: `discount_is:
     share` was an error asking to map unit_price, which the export lacks. The discount is now the share of the price
