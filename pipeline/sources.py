@@ -228,6 +228,9 @@ def likely_code_page(data: bytes) -> tuple[str, str] | None:
 def _encoding_error(name: str, path: Path, encoding: str) -> IngestError:
     where = _first_bad_byte(path, encoding)
     location = f" (line {where[0]}, byte {where[1]})" if where else ""
+    if where and codecs.lookup(encoding).name != "utf-8" and _first_bad_byte(path, "utf-8") is None:
+        return IngestError(f"source {name}: {path} is not valid {encoding}{location}, but it is valid UTF-8 throughout: "
+                           f"remove sources.{name}.read.encoding (UTF-8 is the default) or set it to utf-8")
     guess = None
     if where:
         with path.open("rb") as file:

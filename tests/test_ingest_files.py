@@ -109,6 +109,16 @@ def test_a_mac_roman_export_with_classic_mac_line_ends_is_named_so(tmp_path):
         run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
 
 
+def test_a_utf8_export_read_with_a_code_page_that_fails_says_it_is_utf8(tmp_path):
+    """A Superstore copy in UTF-8 read with read.encoding: cp1252 (its closing quote ” is E2 80 9D; 0x9D is no cp1252
+    character): the hint named latin-1 or cp1252, the setting already made, and never UTF-8."""
+    write(tmp_path, "t.csv", (GOOD_TRANSACTIONS + 'o3,Zoë ”K”,2024-01-04,1\n').encode("utf-8"))
+    with pytest.raises(IngestError, match=r"t\.csv is not valid cp1252 \(line 5, byte \d+\), but it is valid UTF-8 "
+                                          r"throughout: remove sources\.transactions\.read\.encoding \(UTF-8 is the "
+                                          r"default\) or set it to utf-8"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": "cp1252"}}})
+
+
 def test_header_only_transactions_file_is_an_error(tmp_path):
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n")
     with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has a header but no rows"):
