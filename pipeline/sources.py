@@ -208,7 +208,6 @@ def _first_bad_byte(path: Path, encoding: str) -> tuple[int, int] | None:
 # Single-byte code pages an export may be written in, most common first (a tie goes to the first).
 CODE_PAGES = ("cp1252", "cp437", "cp850", "mac_roman", "iso8859_2")
 ENCODING_SAMPLE = 1 << 20  # bytes read around the first undecodable one to guess its code page
-ACCENTED_WORD = r"[^\W\d_]*[^\x00-\x7f][^\W\d_]*"  # a run of letters holding a non-ASCII one
 
 
 def _misread_span(text: str) -> tuple[int, int] | None:
@@ -237,8 +236,8 @@ def letter_evidence(text: str) -> tuple[int, str | None]:
 
 def likely_code_page(data: bytes) -> tuple[str, str] | None:
     """(code page, an example word) of the CODE_PAGES under which `data` reads most plausibly (`letter_evidence`:
-    Berguvsv\x84gen is 'Berguvsvägen' in cp437, 'Berguvsv„gen' in cp1252; Mac Roman's 'Französisch' is 'Franzšsisch'
-    in cp1252 but its no-break spaces 'ConferenceÊphone'), or None when none reads a letter so."""
+    Berguvsv\x84gen is 'Berguvsvägen' in cp437, 'Berguvsv„gen' in cp1252; Mac Roman's 'Französisch' is
+    'Franzšsisch' in cp1252 but its no-break spaces 'ConferenceÊphone'), or None when none reads a letter so."""
     best, best_score = None, 0
     for code_page in CODE_PAGES:
         score, example = letter_evidence(data.decode(code_page, errors="replace"))
@@ -264,17 +263,18 @@ def _utf8_prefix(data: bytes) -> str | None:
 
 def misread_text_note(data: bytes, encoding: str, *, label: str, setting: str) -> str | None:
     """A note when `data` (a CSV file's first bytes) decodes without an error under the configured single-byte
-    `encoding` but is misread by it: valid UTF-8 with multi-byte characters ('Zoë' read by cp1252 as 'ZoÃ«'), or
-    bytes another code page reads as letters in more words (`likely_code_page`: a Mac Roman 'Französisch' read by
-    latin-1 with an invisible control character, 'HŠberlin' by cp1252). None for a UTF-8 `encoding` or clean text."""
+    `encoding` but is misread by it: valid UTF-8 with multi-byte characters ('Zoë' read by cp1252 as 'ZoÃ«'), or text
+    that counts against `encoding` (`letter_evidence`: capitals or control characters right after a lowercase letter)
+    while another code page reads it as letters (`likely_code_page`: a Mac Roman 'Französisch' read by latin-1 with an
+    invisible control character, 'HŠberlin' by cp1252). None for a UTF-8 `encoding` or clean text."""
     if codecs.lookup(encoding).name.startswith("utf"):
         return None
     utf8 = _utf8_prefix(data)
     if utf8 is not None and not utf8.isascii():
         word = re.search(TEXT_PIECE + "[^\\x00-\\x7f]" + TEXT_PIECE, utf8)[0][:40]
         return (f"{label} is valid UTF-8 (e.g. {word!r}) but {setting}.read.encoding: {encoding} reads it as "
-                f"{word.encode('utf-8').decode(encoding, errors='replace')!r}: remove the setting (UTF-8 is the default) "
-                "unless that is how its text should read")
+                f"{word.encode('utf-8').decode(encoding, errors='replace')!r}: remove the setting (UTF-8 is the "
+                "default) unless that is how its text should read")
     text = data.decode(encoding, errors="replace")
     mine, _ = letter_evidence(text)
     guess = likely_code_page(data) if mine < 0 else None  # capitals or controls inside words: misread
@@ -292,8 +292,8 @@ def _encoding_error(name: str, path: Path, encoding: str) -> IngestError:
     where = _first_bad_byte(path, encoding)
     location = f" (line {where[0]}, byte {where[1]})" if where else ""
     if where and codecs.lookup(encoding).name != "utf-8" and _first_bad_byte(path, "utf-8") is None:
-        return IngestError(f"source {name}: {path} is not valid {encoding}{location}, but it is valid UTF-8 throughout: "
-                           f"remove sources.{name}.read.encoding (UTF-8 is the default) or set it to utf-8")
+        return IngestError(f"source {name}: {path} is not valid {encoding}{location}, but it is valid UTF-8 "
+                           f"throughout: remove sources.{name}.read.encoding (UTF-8 is the default) or set it to utf-8")
     guess = None
     if where:
         with path.open("rb") as file:

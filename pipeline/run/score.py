@@ -473,9 +473,10 @@ def everyone_at_risk(summary: dict[str, Any]) -> list[str]:
              f"{setting['relative_to']}}}")
     mean = probability_text(would["mean_probability"])
     if not would["at_risk"]:
-        return [f"{line}; relative tiers would list nobody: the highest ({probability_text(summary['highest_probability'])}"
-                f") is less than {times_text(setting['medium'])} the mean {mean} ({named}), so the model hardly tells "
-                "these customers apart"]
+        highest = probability_text(summary["highest_probability"])
+        return [f"{line}; relative tiers would list nobody: the highest ({highest}) is less than "
+                f"{times_text(setting['medium'])} the mean {mean} ({named}), so the model hardly tells these customers "
+                "apart"]
     return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
             f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
             f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
