@@ -94,6 +94,7 @@ from pipeline.ingest_notes import (
     dates_on_both_sides_note,
     differing_attributes_note,
     discount_share_note,
+    discount_share_of_net_note,
     discount_share_read_note,
     fractional_nps_note,
     free_order_note,
@@ -832,14 +833,21 @@ def times_after(
 def discounts_from_shares(
     mapped: pd.DataFrame, typed: dict[str, pd.Series], *, export: str
 ) -> tuple[pd.Series, pd.DataFrame, str | None]:
-    """(the money each line's discount takes off where the export writes shares (`discount_is: share`,
-    `discount_from_share`), the rows whose share is above 1 (problems), the note (`discount_share_read_note`)).
-    IngestError when quantity or unit_price is not mapped. `mapped`: the contract columns as read; `typed`: parsed."""
+    """(the money each line's discount takes off where the export writes shares (`discount_is: share`): a share of
+    quantity × unit_price (`discount_from_share`) when both are mapped, else of the line's price before the discount
+    when the export gives amount after it (`discount_from_share_of_net`); the rows whose share is above 1 (problems),
+    the note (`discount_share_read_note`)). IngestError when neither is mapped. `mapped`: the contract columns as
+    read; `typed`: parsed."""
     lacking = [column for column in AMOUNT_FACTORS if column not in mapped]
-    if lacking:
-        raise IngestError(f"{export}.discount_is: share takes off a share of quantity × unit_price, but "
-                          f"{' and '.join(lacking)} {'is' if len(lacking) == 1 else 'are'} not mapped; map "
-                          f"{'it' if len(lacking) == 1 else 'them'} with {export}.rename, or remove discount_is")
+    if lacking and "amount" in mapped:
+        money, above = discount_from_share_of_net(typed["discount"], typed["amount"])
+        found = _problems(above, "discount", f"a share above 1 ({export}.discount_is: share reads 0.15 as 15% off)")
+        return money, found, discount_share_of_net_note(mapped["discount"], typed["discount"], typed["amount"], money,
+                                                        export=export)
+    if lacking:  # no amount either: the missing-column check stops such an export before this
+        raise IngestError(f"{export}.discount_is: share takes off a share of quantity × unit_price or of a mapped "
+                          f"amount's price before the discount, but none of them is mapped; map them with "
+                          f"{export}.rename, or remove discount_is")
     money, above = discount_from_share(typed["discount"], typed["quantity"], typed["unit_price"])
     found = _problems(above, "discount", f"a share above 1 ({export}.discount_is: share reads 0.15 as 15% off)")
     return money, found, discount_share_read_note(mapped["discount"], {**typed, "discount": money}, export=export)
@@ -1089,6 +1097,17 @@ def discount_from_share(share: pd.Series, quantity: pd.Series, unit_price: pd.Se
         money = money.copy()
         money.iloc[above] = np.nan
     return money, above
+
+
+def discount_from_share_of_net(share: pd.Series, amount: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """(the money each line's discount takes off, where `share` is a share of the line's price before the discount
+    and `amount` the line's value after it (Tableau Superstore's Sales beside its Discount of 0.2): |amount| × share /
+    (1 − share); the rows whose share is above 1, nulled). A share of 1 leaves nothing to tell the price by: null
+    (`discount_share_of_net_note` counts those lines)."""
+    above = np.flatnonzero((share > 1).fillna(False).to_numpy(dtype=bool))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        money = amount.abs() * share / (1 - share)
+    return money.where(share < 1), above
 
 
 def discount_beyond_price(quantity: pd.Series, unit_price: pd.Series, discount: pd.Series) -> np.ndarray:

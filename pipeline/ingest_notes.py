@@ -110,6 +110,31 @@ def discount_share_read_note(shares: pd.Series, typed: dict[str, pd.Series], *, 
             f"{_price_text(typed['unit_price'].iloc[row])}: {money.iloc[row]:,.2f} off ({share:.0%})")
 
 
+def discount_share_of_net_note(
+    shares: pd.Series, share: pd.Series, amount: pd.Series, money: pd.Series, *, export: str
+) -> str | None:
+    """The note of an export whose discount column was read as shares of the price before the discount, from the
+    line's amount after it (`shares`: the cells as mapped; `share`, `amount`: parsed; `money`: the discounts as
+    money): how many lines, with one line's sum, and how many at a share of 1 left without one. None without a
+    discounted line."""
+    rows = np.flatnonzero((money > 0).fillna(False).to_numpy(dtype=bool))
+    whole = int((share == 1).fillna(False).sum())
+    if not len(rows) and not whole:
+        return None
+    parts = []
+    if len(rows):
+        row = rows[0]
+        parts.append(f"{len(rows):,} discounted lines, e.g. {str(shares.iloc[row]).strip()} off a line worth "
+                     f"{abs(amount.iloc[row]):,.2f} after it: {money.iloc[row]:,.2f} off a price of "
+                     f"{abs(amount.iloc[row]) + money.iloc[row]:,.2f}")
+    if whole:
+        parts.append(f"{whole:,} line{'s' if whole != 1 else ''} at a share of 1 (all off) "
+                     f"give{'s' if whole == 1 else ''} no price to take it from: "
+                     f"{'its' if whole == 1 else 'their'} discount is left empty (unknown)")
+    return (f"discount read as a share of each line's price before the discount, whose amount is after it ({export}."
+            f"discount_is: share): " + "; ".join(parts))
+
+
 def _price_text(price: float) -> str:
     """A unit price as a sum shows it: with cents ('14.00'), or with the further digits it has ('112.998', which
     '113.00' would hide from the product beside it)."""
@@ -774,30 +799,40 @@ DISCOUNT_SHARE_LINE_VALUE = 10.0  # ... on lines worth at least this in the medi
 
 
 def discount_share_note(result: SourceResult, source: SourceConfig) -> str | None:
-    """A note when the validated transactions (`result`) derive amount less a discount read as money (no export of
-    `source` sets discount_is: share) while every discount of at least DISCOUNT_SHARE_MIN_LINES discounted lines lies
-    between 0 and 1 on lines worth DISCOUNT_SHARE_LINE_VALUE or more in the median: such discounts are shares of the
-    line's price (Northwind's 0.15 on a line of 168.00 is 25.20 off), which read as money leave nearly every discount
-    in the spend. None otherwise."""
-    if "amount" not in result.report.get("derived", {}) or any(
-            export.discount_is == "share" for export in source.exports()):
+    """A note when the validated transactions (`result`) hold discounts read as money (no export of `source` sets
+    discount_is: share) while every discount of at least DISCOUNT_SHARE_MIN_LINES discounted lines lies between 0 and
+    1 on lines worth DISCOUNT_SHARE_LINE_VALUE or more in the median: such discounts are shares of the line's price
+    (Northwind's 0.15 on a line of 168.00 is 25.20 off). Beside a derived amount, read as money they leave nearly
+    every discount in the spend; beside a given amount (Tableau Superstore's Sales after its Discount of 0.2), the
+    validated discount is a fraction of the money. None otherwise."""
+    if any(export.discount_is == "share" for export in source.exports()):
         return None
+    derived = "amount" in result.report.get("derived", {})
     frame = result.validated
     discounted = frame[(frame["discount"] > 0).fillna(False).to_numpy(dtype=bool)]
     if len(discounted) < DISCOUNT_SHARE_MIN_LINES or discounted["discount"].max() >= 1:
         return None
-    gross = (discounted["quantity"] * discounted["unit_price"]).abs()
+    gross = (discounted["quantity"] * discounted["unit_price"] if derived else discounted["amount"]).abs()
     median = float(gross.median())
     if median < DISCOUNT_SHARE_LINE_VALUE:
         return None
     line = discounted.iloc[int(np.argmax(gross.to_numpy() >= median))]
+    share = line["discount"]
+    if not derived:
+        value = abs(line["amount"])
+        return (f"every discount lies between 0 and 1 ({len(discounted):,} discounted lines, e.g. {share:g} on a line "
+                f"of order {line['order_id']!r} worth {value:,.2f}) while the discounted lines are worth {median:,.2f} "
+                f"in the median: if discount is a share of the line's price ({share:g} = {share:.0%} off), the "
+                f"validated discount holds {share:g} of money instead of {value * share / (1 - share):,.2f} (the "
+                "amount being after it); set sources.transactions.discount_is: share (discount is read as money "
+                "taken off the line)")
     value = abs(line["quantity"] * line["unit_price"])
-    return (f"every discount lies between 0 and 1 ({len(discounted):,} discounted lines, e.g. {line['discount']:g} on "
+    return (f"every discount lies between 0 and 1 ({len(discounted):,} discounted lines, e.g. {share:g} on "
             f"a line of order {line['order_id']!r} of {line['quantity']:g} × {_price_text(line['unit_price'])} = "
             f"{value:,.2f}) "
             f"while the discounted lines are worth {median:,.2f} in the median: if discount is a share of the line's "
-            f"price ({line['discount']:g} = {line['discount']:.0%} off), each amount takes off {line['discount']:g} "
-            f"instead of {line['discount'] * value:,.2f} and spend keeps nearly every discount; set "
+            f"price ({share:g} = {share:.0%} off), each amount takes off {share:g} "
+            f"instead of {share * value:,.2f} and spend keeps nearly every discount; set "
             "sources.transactions.discount_is: share (discount is read as money taken off the line)")
 
 

@@ -368,6 +368,7 @@ def summarise_scores(scores: pd.DataFrame, *, budget: float, as_of: dt.date) -> 
         "customers_scored": int(len(scores)),
         "at_risk": int(tiers.reindex(list(AT_RISK_TIERS), fill_value=0).sum()),
         "highest_probability": round(float(scores["churn_probability"].max()), 6) if len(scores) else None,
+        "lowest_probability": round(float(scores["churn_probability"].min()), 6) if len(scores) else None,
         "selected": int(selected.sum()),
         "treatment": int(treated.sum()),
         "control": int(control.sum()),

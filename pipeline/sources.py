@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -69,7 +70,8 @@ COMMON_DATE_FORMATS = tuple(
     f"{day}{time}"
     for day in ("%m/%d/%Y", "%d/%m/%Y", "%m-%d-%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",
                 "%d %b %Y", "%d-%b-%Y", "%b %d %Y", "%b %d, %Y",
-                "%m/%d/%y", "%d/%m/%y", "%d.%m.%y",  # two-digit years: a spreadsheet's short date (1/31/24)
+                "%m/%d/%y", "%d/%m/%y", "%m-%d-%y", "%d-%m-%y", "%d.%m.%y",  # two-digit years: a spreadsheet's
+                # short date (1/31/24, 31-01-24); no %y-%m-%d, which reads nearly every %d-%m-%y value too
                 "%d-%b-%y")  # Oracle's DD-MON-YY and a spreadsheet's d-mmm-yy (11-Feb-13); %y: 69-99 are 19xx
     for time in ("", " %H:%M", " %H:%M:%S", " %I:%M %p", " %I:%M:%S %p")
 )
@@ -192,37 +194,106 @@ def file_format(path: Path, source: SourceConfig) -> str:
 
 
 def _first_bad_byte(path: Path, encoding: str) -> tuple[int, int] | None:
-    """(line, byte offset) of the first byte that does not decode, or None."""
+    """(line, byte offset) of the first byte that does not decode, or None. Lines end in LF, CRLF or a lone CR (a
+    classic Mac export's line ends)."""
     data = path.read_bytes()
     try:
         data.decode(encoding)
     except UnicodeDecodeError as exc:
-        return data.count(b"\n", 0, exc.start) + 1, exc.start
+        before = data[:exc.start]
+        return before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1, exc.start
     return None
 
 
 # Single-byte code pages an export may be written in, most common first (a tie goes to the first).
 CODE_PAGES = ("cp1252", "cp437", "cp850", "mac_roman", "iso8859_2")
 ENCODING_SAMPLE = 1 << 20  # bytes read around the first undecodable one to guess its code page
-ACCENTED_WORD = r"[^\W\d_]*[^\x00-\x7f][^\W\d_]*"  # a run of letters holding a non-ASCII one
+
+
+def _misread_span(text: str) -> tuple[int, int] | None:
+    """(start, end) of the first piece of a cell (`TEXT_PIECE`) of `text` holding a capital or control character
+    right after a lowercase ASCII letter (`letter_evidence` counts them against a decoding), or None."""
+    wrong = "".join(re.escape(c) for c in sorted(set(re.findall("[^\x00-\x7f]", text)))
+                    if c.isupper() or unicodedata.category(c) == "Cc")
+    found = re.search(f"{TEXT_PIECE}[a-z][{wrong}]{TEXT_PIECE}", text) if wrong else None
+    return (found.start(), min(found.end(), found.start() + 40)) if found else None
+
+
+def letter_evidence(text: str) -> tuple[int, str | None]:
+    """(how plausibly `text` was decoded, an example word): the non-ASCII characters that touch a lowercase ASCII
+    letter and are lowercase letters themselves ('ä' in 'Häberlin') count for it; those right after a lowercase letter
+    that are capitals or control characters count against it (Mac Roman's 'ä' and no-break space read by cp1252 as
+    'HŠberlin' and 'ConferenceÊphone', by latin-1 as invisible controls). The example: the first word with a letter
+    counted for it. Each distinct character is classified once (a code page has at most 128 beyond ASCII)."""
+    distinct = set(re.findall("[^\x00-\x7f]", text))
+    lower = "".join(re.escape(c) for c in sorted(distinct) if c.islower())
+    wrong = "".join(re.escape(c) for c in sorted(distinct) if c.isupper() or unicodedata.category(c) == "Cc")
+    good = len(re.findall(f"(?<=[a-z])[{lower}]|[{lower}](?=[a-z])", text)) if lower else 0
+    bad = len(re.findall(f"(?<=[a-z])[{wrong}]", text)) if wrong else 0
+    example = re.search(f"[^\\W\\d_]*(?:[a-z][{lower}]|[{lower}][a-z])[^\\W\\d_]*", text) if lower else None
+    return good - bad, example[0] if example else None
 
 
 def likely_code_page(data: bytes) -> tuple[str, str] | None:
-    """(code page, an example word) of the CODE_PAGES under which the most non-ASCII bytes of `data` read as letters
-    inside words (Berguvsv\x84gen: 'Berguvsvägen' in cp437, 'Berguvsv„gen' in cp1252), or None when no code page
-    reads any so."""
-    best, best_words = None, 0
+    """(code page, an example word) of the CODE_PAGES under which `data` reads most plausibly (`letter_evidence`:
+    Berguvsv\x84gen is 'Berguvsvägen' in cp437, 'Berguvsv„gen' in cp1252; Mac Roman's 'Französisch' is
+    'Franzšsisch' in cp1252 but its no-break spaces 'ConferenceÊphone'), or None when none reads a letter so."""
+    best, best_score = None, 0
     for code_page in CODE_PAGES:
-        text = data.decode(code_page, errors="replace")
-        words = [w for w in re.findall(ACCENTED_WORD, text) if w.isalpha() and any(c.isascii() for c in w)]
-        if len(words) > best_words:
-            best, best_words = (code_page, words[0]), len(words)
+        score, example = letter_evidence(data.decode(code_page, errors="replace"))
+        if score > best_score and example is not None:
+            best, best_score = (code_page, example), score
     return best
+
+
+MISREAD_SAMPLE = 1 << 18  # bytes of a file's start looked at for text its read.encoding misreads
+TEXT_PIECE = r"[^\s,;|\"']*"  # a piece of a CSV cell around a character shown as an example
+
+
+def _utf8_prefix(data: bytes) -> str | None:
+    """`data` decoded as UTF-8 (a character cut at the end of the sample left out), or None when it is not UTF-8."""
+    for cut in range(4):
+        try:
+            return data[:len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(data) - 3:
+                return None
+    return None
+
+
+def misread_text_note(data: bytes, encoding: str, *, label: str, setting: str) -> str | None:
+    """A note when `data` (a CSV file's first bytes) decodes without an error under the configured single-byte
+    `encoding` but is misread by it: valid UTF-8 with multi-byte characters ('Zoë' read by cp1252 as 'ZoÃ«'), or text
+    that counts against `encoding` (`letter_evidence`: capitals or control characters right after a lowercase letter)
+    while another code page reads it as letters (`likely_code_page`: a Mac Roman 'Französisch' read by latin-1 with an
+    invisible control character, 'HŠberlin' by cp1252). None for a UTF-8 `encoding` or clean text."""
+    if codecs.lookup(encoding).name.startswith("utf"):
+        return None
+    utf8 = _utf8_prefix(data)
+    if utf8 is not None and not utf8.isascii():
+        word = re.search(TEXT_PIECE + "[^\\x00-\\x7f]" + TEXT_PIECE, utf8)[0][:40]
+        return (f"{label} is valid UTF-8 (e.g. {word!r}) but {setting}.read.encoding: {encoding} reads it as "
+                f"{word.encode('utf-8').decode(encoding, errors='replace')!r}: remove the setting (UTF-8 is the "
+                "default) unless that is how its text should read")
+    text = data.decode(encoding, errors="replace")
+    mine, _ = letter_evidence(text)
+    guess = likely_code_page(data) if mine < 0 else None  # capitals or controls inside words: misread
+    span = _misread_span(text)
+    if guess is None or span is None or codecs.lookup(guess[0]).name == codecs.lookup(encoding).name:
+        return None
+    start, end = span  # a single-byte code page reads one character per byte: the same span in both readings
+    return (f"{label} may be in {guess[0]}, not {encoding}: read as {encoding}, its text has capitals or control "
+            f"characters inside words (e.g. {text[start:end]!r}); {guess[0]} reads that as "
+            f"{data[start:end].decode(guess[0], errors='replace')!r}, and words such as {guess[1]!r}: set "
+            f"{setting}.read.encoding: {guess[0]} if that is how it should read")
 
 
 def _encoding_error(name: str, path: Path, encoding: str) -> IngestError:
     where = _first_bad_byte(path, encoding)
     location = f" (line {where[0]}, byte {where[1]})" if where else ""
+    if where and codecs.lookup(encoding).name != "utf-8" and _first_bad_byte(path, "utf-8") is None:
+        return IngestError(f"source {name}: {path} is not valid {encoding}{location}, but it is valid UTF-8 "
+                           f"throughout: remove sources.{name}.read.encoding (UTF-8 is the default) or set it to utf-8")
     guess = None
     if where:
         with path.open("rb") as file:
@@ -1087,13 +1158,21 @@ def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]
     return f"{' and '.join(given)} renamed onto {target}" + "".join(f" and the file's own {mine!r}" for mine in own)
 
 
-def _read_frames(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+def _read_frames(
+    name: str, path: Path, source: SourceConfig, *, notes: list[str] | None = None
+) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
     """(label, frame, lines set aside) per part of one file (`_read_file`; a compressed file or a zip of one file
-    unpacked first, `compressed.unpacked`), its column names checked for repeats and cleaned."""
+    unpacked first, `compressed.unpacked`), its column names checked for repeats and cleaned. `notes`, when given,
+    gets the note of a CSV file whose read.encoding seems to misread it (`misread_text_note`)."""
     try:
         with unpacked(name, path) as (readable, label):
             parts = [(label + part[len(str(readable)):], frame, lines)
                      for part, frame, lines in _read_file(name, readable, source)]
+            if notes is not None and file_format(readable, source) == "csv":
+                with readable.open("rb") as file:
+                    note = misread_text_note(file.read(MISREAD_SAMPLE), source.read.encoding, label=label,
+                                             setting=f"sources.{name}")
+                notes.extend([note] if note else [])
     except PermissionError:
         raise IngestError(_permission_message(name, path)) from None
     for _, frame, _ in parts:
@@ -1116,7 +1195,7 @@ def read_source(
     files = source_files(name, source, setting=f"{setting}.path")
     for path in files:
         with _naming(name, setting):  # an export under other_exports has read settings of its own
-            parts = _read_frames(name, path, source)
+            parts = _read_frames(name, path, source, notes=warnings if path == files[0] else None)
         for label, frame, lines in parts:
             width = len(frame.columns)  # the file's own columns, before any lookup table's
             frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)

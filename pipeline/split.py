@@ -367,7 +367,8 @@ def drop_treated_rows(features: pd.DataFrame, treated: pd.DataFrame, *, horizon_
     as-of date of a past at-risk list that put the customer in its treatment group). An action on day `a`
     changes the orders of [a, a + horizon); snapshot `t`'s label window is [t, t + horizon). A row is dropped
     when the two overlap (t - horizon < a < t + horizon): its label measures the action, not the risk.
-    Control-group and unselected customers keep their rows. Returns a new frame (the input is not changed).
+    Control-group and unselected customers keep their rows, and so do rows without a label yet (a snapshot whose
+    window has not passed: no label to change). Returns a new frame (the input is not changed).
     """
     if treated.empty:
         return features
@@ -387,6 +388,8 @@ def drop_treated_rows(features: pd.DataFrame, treated: pd.DataFrame, *, horizon_
     pairs = rows.merge(actions, on="customer_id", how="inner")
     gap_days = (pairs["treated_on"] - pairs["snapshot"]).dt.days.abs()
     affected = np.unique(pairs.loc[gap_days < horizon_days, "row"].to_numpy())
+    if LABEL_COLUMN in features.columns:
+        affected = affected[features[LABEL_COLUMN].notna().to_numpy()[affected]]
     keep = np.ones(len(features), dtype=bool)
     keep[affected] = False
     return features.loc[keep].reset_index(drop=True)

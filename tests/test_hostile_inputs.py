@@ -1055,15 +1055,46 @@ def test_a_discount_written_as_a_share_of_the_line_is_flagged_and_read_with_disc
             "discounted lines, e.g. 0.15 of 12 × 14.00: 25.20 off (15%)") in notes
 
 
-def test_discount_is_share_without_a_unit_price_is_a_one_line_error(tmp_path):
-    case = Case(files={"t.csv": NORTHWIND_LINES.replace("unitPrice", "price")},
-                sources={"transactions": {**NORTHWIND, "rename": {**NORTHWIND["rename"], "price": "amount"},
-                                          "discount_is": "share"}})
-    result, output = run_cli(tmp_path, case)
-    assert result.exit_code == 1
-    assert ("sources.transactions.discount_is: share takes off a share of quantity × unit_price, but unit_price is not "
-            "mapped; map it with sources.transactions.rename, or remove discount_is") in output
-    assert "Traceback" not in output
+def test_shares_read_as_money_beside_a_given_amount_are_flagged(tmp_path):
+    """Tableau Superstore's Discount (0.2) beside its Sales after the discount, mapped without discount_is: the
+    validated discount held 0.2 of money on a line worth 80.00, silently (the warning looked at derived amounts
+    only). A warning names the setting, with the money the share stands for."""
+    text = "order_id,customer_id,ordered_at,amount,discount\n" + "".join(
+        f"o{i},c{i % 4},2024-01-{1 + i % 28:02d},80.00,{'0.2' if i % 3 else '0'}\n" for i in range(40))
+    lines = ingest_in_memory(tmp_path, Case(files={"t.csv": text})).sources["transactions"]
+    assert ("every discount lies between 0 and 1 (26 discounted lines, e.g. 0.2 on a line of order 'o1' worth 80.00) "
+            "while the discounted lines are worth 80.00 in the median: if discount is a share of the line's price "
+            "(0.2 = 20% off), the validated discount holds 0.2 of money instead of 20.00 (the amount being after it); "
+            "set sources.transactions.discount_is: share") in " ".join(lines.report["notes"])
+    case = Case(files={"t.csv": text}, sources={"transactions": {"path": "t.csv", "discount_is": "share"}})
+    lines = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert "every discount lies between 0 and 1" not in " ".join(lines.report["notes"])
+    assert lines.validated["discount"].max() == pytest.approx(20.0)
+
+
+def test_discount_is_share_beside_a_line_amount_after_the_discount_takes_the_share_of_the_price_before_it(tmp_path):
+    """Tableau Superstore writes each line's Sales after its Discount share (0.2) and no unit price: `discount_is:
+    share` was an error asking to map unit_price, which the export lacks. The discount is now the share of the price
+    before it, |amount| x share / (1 - share) (a return's too); a share of 1 leaves no price (empty, noted), a share
+    above 1 is quarantined."""
+    text = ("Order,Customer,Date,Sales,Discount\no1,c1,2024-01-01,16.00,0.2\no2,c1,2024-01-02,30.00,0\n"
+            "o3,c2,2024-01-03,-8.00,0.5\no4,c2,2024-01-04,0,1\no5,c2,2024-01-05,10,1.5\n"
+            + "".join(f"o{i},c3,2024-01-0{i - 5},5,\n" for i in range(6, 10)))
+    rename = {"Order": "order_id", "Customer": "customer_id", "Date": "ordered_at", "Sales": "amount",
+              "Discount": "discount"}
+    case = Case(files={"t.csv": text}, sources={"transactions": {"path": "t.csv", "rename": rename,
+                                                                 "discount_is": "share"}},
+                ingest={"max_bad_share": 0.5})
+    lines = ingest_in_memory(tmp_path, case).sources["transactions"]
+    assert lines.validated["amount"].tolist()[:4] == [16.0, 30.0, -8.0, 0.0]  # the amounts as given
+    assert lines.validated["discount"].tolist()[:3] == pytest.approx([4.0, 0.0, 8.0])  # 20% of 20.00; 50% of 16.00
+    assert lines.validated["discount"].iloc[3:].isna().all()  # all off: no price to take it from; blank: unknown
+    assert lines.quarantine["reason"].tolist() == [
+        "Discount: a share above 1 (sources.transactions.discount_is: share reads 0.15 as 15% off)"]
+    assert ("discount read as a share of each line's price before the discount, whose amount is after it "
+            "(sources.transactions.discount_is: share): 2 discounted lines, e.g. 0.2 off a line worth 16.00 after it: "
+            "4.00 off a price of 20.00; 1 line at a share of 1 (all off) gives no price to take it from: its discount "
+            "is left empty (unknown)") in lines.report["notes"]
 
 
 def test_a_real_shop_export_ingests_from_a_config_alone(tmp_path):

@@ -97,6 +97,55 @@ def test_non_utf8_bytes_name_the_code_page_that_reads_them_as_letters(tmp_path, 
         run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
 
 
+def test_a_mac_roman_export_with_classic_mac_line_ends_is_named_so(tmp_path):
+    """A Tableau Superstore copy is Mac Roman with CR line ends: its no-break spaces (0xCA) read in cp1252 as 'Ê'
+    inside words ('ConferenceÊphoneÊ', 427 of them), which outnumbered its accented names, so the hint named cp1252;
+    and the line of the first bad byte was 'line 1' (no LF in the file)."""
+    rows = [f"o{i},c{i},2024-01-0{i},1,Conference\u00a0phone\u00a0{i}" for i in range(1, 6)] + ["o6,c6,2024-01-06,1,Résumé"]
+    text = "order_id,customer_id,ordered_at,amount,product\r" + "\r".join(rows) + "\r"
+    write(tmp_path, "t.csv", text.encode("mac_roman"))
+    with pytest.raises(IngestError, match=r"not valid utf-8 \(line 2, byte \d+\); .* \(mac_roman: read so, its bytes "
+                                          r"give words such as 'Résumé'\)"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})
+
+
+def test_a_utf8_export_read_with_a_code_page_that_fails_says_it_is_utf8(tmp_path):
+    """A Superstore copy in UTF-8 read with read.encoding: cp1252 (its closing quote ” is E2 80 9D; 0x9D is no cp1252
+    character): the hint named latin-1 or cp1252, the setting already made, and never UTF-8."""
+    write(tmp_path, "t.csv", (GOOD_TRANSACTIONS + 'o3,Zoë ”K”,2024-01-04,1\n').encode("utf-8"))
+    with pytest.raises(IngestError, match=r"t\.csv is not valid cp1252 \(line 5, byte \d+\), but it is valid UTF-8 "
+                                          r"throughout: remove sources\.transactions\.read\.encoding \(UTF-8 is the "
+                                          r"default\) or set it to utf-8"):
+        run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": "cp1252"}}})
+
+
+def _notes(report: dict) -> str:
+    return " ".join(report["sources"]["transactions"]["notes"])
+
+
+def test_a_read_encoding_that_misreads_the_text_without_an_error_is_noted(tmp_path):
+    """latin-1 decodes any bytes: a Mac Roman Superstore copy read so held invisible control characters ('Franz\x9asisch'),
+    cp1252 read its no-break spaces as capitals ('ConferenceÊphone'), and a UTF-8 copy read as latin-1 'Â\xa0'; no
+    word was said. A setting that reads the text as words stays quiet."""
+    rows = "".join(f"o{i},c{i},2024-01-0{i},1,Conference\u00a0phone\u00a0set for Französisch {i}\n" for i in range(1, 6))
+    header = "order_id,customer_id,ordered_at,amount,product\n"
+    write(tmp_path, "t.csv", (header + rows).encode("mac_roman"))
+    for wrong, shown in (("latin-1", "'ConferenceÊphoneÊset'"), ("cp1252", "'ConferenceÊphoneÊset'")):
+        report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": wrong}}})
+        assert (f"t.csv may be in mac_roman, not {wrong}: read as {wrong}, its text has capitals or control characters "
+                f"inside words (e.g. {shown}); mac_roman reads that as 'Conference\\xa0phone\\xa0set', and words such as "
+                "'Französisch': set sources.transactions.read.encoding: mac_roman") in _notes(report), wrong
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": "mac_roman"}}})
+    assert "may be in" not in _notes(report)
+    write(tmp_path, "t.csv", (header + rows).encode("utf-8"))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": "latin-1"}}})
+    assert ("t.csv is valid UTF-8 (e.g. 'Conference\\xa0phone') but sources.transactions.read.encoding: latin-1 reads it "
+            "as 'ConferenceÂ\\xa0phone': remove the setting (UTF-8 is the default)") in _notes(report)
+    write(tmp_path, "t.csv", (header + rows.replace("\u00a0", " ")).encode("cp1252"))
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv", "read": {"encoding": "cp1252"}}})
+    assert "may be in" not in _notes(report) and "UTF-8" not in _notes(report)
+
+
 def test_header_only_transactions_file_is_an_error(tmp_path):
     write(tmp_path, "t.csv", "order_id,customer_id,ordered_at,amount\n")
     with pytest.raises(IngestError, match=r"source transactions: .*t\.csv has a header but no rows"):

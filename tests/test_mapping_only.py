@@ -50,6 +50,9 @@ def test_a_config_without_features_is_valid_and_an_empty_date_list_is_not(tmp_pa
         (["yesterday", "soon", "12/1/2010"], DateFormatGuess(None)),  # too few read
         (["1/31/24 9:30", "12/1/23 17:05"], DateFormatGuess("%m/%d/%y %H:%M")),  # a spreadsheet's short date
         (["31.01.24", "01.12.23"], DateFormatGuess("%d.%m.%y")),
+        (["08-11-16", "13-01-17"], DateFormatGuess("%d-%m-%y")),  # a Tableau Superstore copy's Order Date
+        (["12-31-23", "01-02-24"], DateFormatGuess("%m-%d-%y")),
+        (["01-02-03", "04-05-06"], DateFormatGuess(None, ("%m-%d-%y", "%d-%m-%y"))),
         (["01/02/03", "04/05/06"], DateFormatGuess(None, ("%m/%d/%y", "%d/%m/%y"))),
         (["11-Feb-13", "15-Mar-15", "26-Jun-11"], DateFormatGuess("%d-%b-%y")),  # Kaggle's Retail_Data_Transactions
         (["1706693400", "1707843900"], DateFormatGuess("unix")),  # seconds since 1970, in 2024

@@ -529,6 +529,41 @@ def test_a_list_naming_nobody_says_how_many_relative_tiers_would_list():
         "1.25, relative_to: mean_probability})"]
 
 
+def test_a_list_where_nearly_everyone_reaches_the_medium_tier_says_it_sets_nobody_apart(model):
+    """Tableau Superstore at a 180-day horizon (about half the customers churn in training; a model at chance): all
+    693 customers scored had churn probabilities of 0.29 to 0.45, so the fixed tiers listed 693 of 693 at risk without
+    a word."""
+    from pipeline.run.score import everyone_at_risk, probability_text
+
+    features, _ = make_features(300, seed=3)
+    scores = score(features, model)
+    lowest = scores["churn_probability"].min()
+    medium = np.floor(lowest * 100) / 100 if lowest >= 0.01 else 0.005  # below every probability
+    tiers = RiskTiersConfig(high=max(0.5, medium + 0.01), medium=medium)
+    everyone = score(features, model, cfg=CFG.model_copy(update={"risk_tiers": tiers}))
+    summary = {**summarise_scores(everyone, budget=CFG.budget, as_of=AS_OF),
+               "risk_tiers": {"high": tiers.high, "medium": medium}}
+    assert summary["at_risk"] == summary["customers_scored"] == 300
+    assert summary["lowest_probability"] == pytest.approx(lowest, abs=1e-6)
+    line = (f"300 of the 300 customers scored (100%) reach the medium tier's churn probability {medium:.2f} (the lowest "
+            f"is {probability_text(lowest)}), so being listed at risk sets nobody apart: raise score.risk_tiers")
+    assert everyone_at_risk(summary) == [line]
+    summary["relative_tiers_would_list"] = relative_tiers_would_list(everyone["churn_probability"])
+    would = summary["relative_tiers_would_list"]
+    assert would["at_risk"] > 0
+    assert everyone_at_risk(summary)[0].startswith(line + ", or set them relative to the mean churn probability ")
+    flat = relative_tiers_would_list(pd.Series([0.36, 0.37, 0.38]))
+    assert flat["at_risk"] == 0
+    assert everyone_at_risk({**summary, "highest_probability": 0.45, "relative_tiers_would_list": flat})[0] == (
+        line + "; relative tiers would list nobody: the highest (0.45) is less than 1.25 times the mean 0.37 "
+        "(score.risk_tiers {high: 1.5, medium: 1.25, relative_to: mean_probability}), so the model hardly tells these "
+        "customers apart")
+    # a list of the riskiest few, or a relative one, says nothing
+    listed = {**summarise_scores(scores, budget=CFG.budget, as_of=AS_OF), "risk_tiers": {"high": 0.5, "medium": 0.25}}
+    assert listed["at_risk"] < 0.9 * 300 and everyone_at_risk(listed) == []
+    assert everyone_at_risk({**summary, "risk_tiers_from": {"relative_to": "mean_probability"}}) == []
+
+
 def test_a_relative_list_naming_nobody_names_the_multiple():
     from pipeline.run.score import no_one_at_risk
 

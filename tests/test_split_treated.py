@@ -34,6 +34,18 @@ def test_an_action_exactly_one_horizon_away_changes_nothing():
     assert kept["customer_id"].tolist() == ["a", "a", "a", "b"]
 
 
+def test_rows_without_a_label_yet_are_kept():
+    """A list scored at the data's end (Superstore as of 2017-12-31) treats customers after every labelled window:
+    the unlabelled snapshots of its last months were dropped, and `churn train` said '2157 snapshot rows left out:
+    ... the label measures the action', of rows that have no label."""
+    features = _features().assign(churned=[0.0, 1.0, None, 1.0, None])
+    treated = pd.DataFrame({"customer_id": ["a", "b"], "treated_on": pd.to_datetime(["2025-06-01", "2025-03-01"])})
+    kept = drop_treated_rows(features, treated, horizon_days=90)
+    # a: 06-01 overlaps the windows of 04-01 (labelled: dropped) and 07-01 (no label: kept); b: 03-01 overlaps
+    # 01-01's window (dropped) and 04-01's (no label: kept).
+    assert_frame_equal(kept, features.iloc[[0, 2, 4]].reset_index(drop=True))
+
+
 def test_no_treatment_returns_the_frame_unchanged():
     empty = pd.DataFrame({"customer_id": pd.Series(dtype=str), "treated_on": pd.Series(dtype="datetime64[ns]")})
     features = _features()

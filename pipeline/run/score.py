@@ -333,7 +333,7 @@ def _summary(
         },
         "files": {kind: path.name for kind, path in paths.items() if kind != "summary"},
     }
-    if not summary["at_risk"] and cfg.score.risk_tiers.relative_to is None:
+    if cfg.score.risk_tiers.relative_to is None and (not summary["at_risk"] or nearly_everyone(summary)):
         summary["relative_tiers_would_list"] = relative_tiers_would_list(scores["churn_probability"])
     return {**summary, "in_words": summary_sentences(summary, playbook)}
 
@@ -356,6 +356,7 @@ def summary_sentences(summary: dict[str, Any], playbook: Playbook) -> list[str]:
         f"{summary['budget_left']:,.2f} left",
     ]
     lines += no_one_at_risk(summary)
+    lines += everyone_at_risk(summary)
     lines += unmeasurable_actions(summary["actions"])
     reasons = [f"{reason}: {n:,}" for reason, n in summary["no_action"].items() if n]
     if reasons:
@@ -436,6 +437,46 @@ def no_one_at_risk(summary: dict[str, Any]) -> list[str]:
     if not would["at_risk"]:
         return [f"{line}; relative tiers would list nobody either: the highest is less than "
                 f"{times_text(setting['medium'])} the mean {mean} ({named})"]
+    return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
+            f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
+            f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
+
+
+NEARLY_EVERYONE = 0.9  # of the customers scored listed at risk: the fixed tiers set hardly anyone apart ...
+NEARLY_EVERYONE_MIN_CUSTOMERS = 20  # ... in a list of at least this many
+
+
+def nearly_everyone(summary: dict[str, Any]) -> bool:
+    """True when fixed risk tiers (no `risk_tiers_from` in the summary) put at least NEARLY_EVERYONE of the
+    NEARLY_EVERYONE_MIN_CUSTOMERS or more customers scored at risk."""
+    scored = summary["customers_scored"]
+    return (not summary.get("risk_tiers_from") and scored >= NEARLY_EVERYONE_MIN_CUSTOMERS
+            and summary["at_risk"] >= NEARLY_EVERYONE * scored)
+
+
+def everyone_at_risk(summary: dict[str, Any]) -> list[str]:
+    """A sentence when fixed tiers list nearly every customer scored at risk (`nearly_everyone`: most customers churn
+    within the horizon, or a model that hardly tells them apart scores all near the churn rate), so the list sets
+    hardly anyone apart: with what relative tiers (`relative_tiers_would_list` in the summary) would list instead."""
+    if not nearly_everyone(summary):
+        return []
+    scored, at_risk, medium = summary["customers_scored"], summary["at_risk"], summary["risk_tiers"]["medium"]
+    line = (f"{at_risk:,} of the {scored:,} customers scored ({at_risk / scored:.0%}) reach the medium tier's churn "
+            f"probability {probability_text(medium)} (the lowest is {probability_text(summary['lowest_probability'])})"
+            f", so being listed at risk sets {'nobody' if at_risk == scored else 'hardly anyone'} apart: raise "
+            "score.risk_tiers")
+    would = summary.get("relative_tiers_would_list")
+    if not would:
+        return [line]
+    setting = would["setting"]
+    named = (f"score.risk_tiers {{high: {setting['high']:g}, medium: {setting['medium']:g}, relative_to: "
+             f"{setting['relative_to']}}}")
+    mean = probability_text(would["mean_probability"])
+    if not would["at_risk"]:
+        highest = probability_text(summary["highest_probability"])
+        return [f"{line}; relative tiers would list nobody: the highest ({highest}) is less than "
+                f"{times_text(setting['medium'])} the mean {mean} ({named}), so the model hardly tells these customers "
+                "apart"]
     return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
             f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
             f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
