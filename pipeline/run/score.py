@@ -407,6 +407,24 @@ def relative_tiers_sentences(summary: dict[str, Any]) -> list[str]:
     return ["; ".join(parts)]
 
 
+def relative_tiers_named(would: dict[str, Any]) -> str:
+    """The setting of `relative_tiers_would_list` as a config line: 'score.risk_tiers {high: ..., medium: ...,
+    relative_to: mean_probability}'."""
+    setting = would["setting"]
+    return (f"score.risk_tiers {{high: {setting['high']:g}, medium: {setting['medium']:g}, relative_to: "
+            f"{setting['relative_to']}}}")
+
+
+def relative_tiers_offer(would: dict[str, Any]) -> str:
+    """'set them relative to the mean churn probability 0.31: score.risk_tiers {...} would list the 6 customers at
+    1.5 times the mean or more (2 at 2 times the mean or more, the high tier)' (`relative_tiers_would_list`)."""
+    setting = would["setting"]
+    return (f"set them relative to the mean churn probability {probability_text(would['mean_probability'])}: "
+            f"{relative_tiers_named(would)} would list the {would['at_risk']:,} customer"
+            f"{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean or more ({would['high']:,} at "
+            f"{times_text(setting['high'])} the mean or more, the high tier)")
+
+
 def no_one_at_risk(summary: dict[str, Any]) -> list[str]:
     """A sentence when customers were scored but none reaches the medium tier (a low churn rate, a long history of
     steady buyers), so the list names nobody, explains nobody and treats nobody. With fixed tiers it says how many
@@ -430,16 +448,11 @@ def no_one_at_risk(summary: dict[str, Any]) -> list[str]:
     would = summary.get("relative_tiers_would_list")
     if not would:
         return [line]
-    setting = would["setting"]
-    named = (f"score.risk_tiers {{high: {setting['high']:g}, medium: {setting['medium']:g}, relative_to: "
-             f"{setting['relative_to']}}}")
-    mean = probability_text(would["mean_probability"])
+    setting, named, mean = would["setting"], relative_tiers_named(would), probability_text(would["mean_probability"])
     if not would["at_risk"]:
         return [f"{line}; relative tiers would list nobody either: the highest is less than "
                 f"{times_text(setting['medium'])} the mean {mean} ({named})"]
-    return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
-            f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
-            f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
+    return [f"{line}, or {relative_tiers_offer(would)}"]
 
 
 NEARLY_EVERYONE = 0.9  # of the customers scored listed at risk: the fixed tiers set hardly anyone apart ...
@@ -468,18 +481,13 @@ def everyone_at_risk(summary: dict[str, Any]) -> list[str]:
     would = summary.get("relative_tiers_would_list")
     if not would:
         return [line]
-    setting = would["setting"]
-    named = (f"score.risk_tiers {{high: {setting['high']:g}, medium: {setting['medium']:g}, relative_to: "
-             f"{setting['relative_to']}}}")
-    mean = probability_text(would["mean_probability"])
+    setting, named, mean = would["setting"], relative_tiers_named(would), probability_text(would["mean_probability"])
     if not would["at_risk"]:
         highest = probability_text(summary["highest_probability"])
         return [f"{line}; relative tiers would list nobody: the highest ({highest}) is less than "
                 f"{times_text(setting['medium'])} the mean {mean} ({named}), so the model hardly tells these customers "
                 "apart"]
-    return [f"{line}, or set them relative to the mean churn probability {mean}: {named} would list the "
-            f"{would['at_risk']:,} customer{'s' * (would['at_risk'] != 1)} at {times_text(setting['medium'])} the mean "
-            f"or more ({would['high']:,} at {times_text(setting['high'])} the mean or more, the high tier)"]
+    return [f"{line}, or {relative_tiers_offer(would)}"]
 
 
 def unmeasurable_actions(actions: dict[str, dict]) -> list[str]:
