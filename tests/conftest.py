@@ -6,7 +6,9 @@ asks only for the stage it needs. Workspaces live in a session temp folder, neve
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,15 @@ def write_config(folder: Path, raw: dict) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     return path
+
+
+def zipped(files: dict[str, str | bytes]) -> bytes:
+    """A zip archive (deflated) holding `files`: name -> text or bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
 
 
 def minimal_config(transactions: str = "raw/transactions.csv", *, snapshots: dict | None = None, **sections: dict) -> dict:

@@ -17,7 +17,6 @@ import gzip
 import io
 import os
 import re
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import zipped
 from pipeline.cli import app
 from pipeline.config import config_from_dict
 from pipeline.ingest import ANONYMOUS, INVISIBLE_ID, PLACEHOLDER_TIME, IngestResult, ingest_sources
@@ -443,15 +443,6 @@ QUANTITY_EXPORT = (
     "o5,12583.0,2024-02-11 12:00:00,10,3\n"
 )
 
-def _zipped(files: dict[str, str]) -> bytes:
-    """A zip archive holding `files` (name -> text)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
-
-
 SAME_AS_CLEAN = {
     "a UTF-8 byte-order mark": Case(files={"t.csv": "\ufeff" + CLEAN}),
     "CRLF line endings": Case(files={"t.csv": CLEAN.replace("\n", "\r\n")}),
@@ -489,7 +480,7 @@ SAME_AS_CLEAN = {
                                                               "InvoiceDate": "ordered_at", "Quantity": "quantity",
                                                               "UnitPrice": "unit_price"}}}),
     "a gzip-compressed CSV named .csv": Case(files={"t.csv": gzip.compress(CLEAN.encode())}),
-    "a zip of the CSV": Case(files={"t.zip": _zipped({"export/t.csv": CLEAN, "__MACOSX/export/._t.csv": "x"})},
+    "a zip of the CSV": Case(files={"t.zip": zipped({"export/t.csv": CLEAN, "__MACOSX/export/._t.csv": "x"})},
                              sources={"transactions": {"path": "t.zip"}}),
     "ids in another case with ingest.id_case": Case(
         files={"t.csv": CLEAN.replace(",17850,", ",AB17850,", 1).replace(",17850,", ",ab17850,")},

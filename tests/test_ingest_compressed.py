@@ -6,16 +6,14 @@ from __future__ import annotations
 import bz2
 import errno
 import gzip
-import io
 import lzma
-import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 
-from conftest import minimal_config
+from conftest import minimal_config, zipped
 from pipeline import compressed
 from pipeline.config import config_from_dict
 from pipeline.errors import IngestError
@@ -35,14 +33,6 @@ JSON_LINES = (
     '{"order_id": "o1", "customer_id": "c1", "ordered_at": "2024-01-01 10:00:00", "amount": 10.5}\n'
     '{"order_id": "o2", "customer_id": "c2", "ordered_at": "2024-01-03 09:30:00", "amount": -4}\n'
 )
-
-
-def zipped(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 PACKED = {
