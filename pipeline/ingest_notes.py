@@ -12,7 +12,8 @@ shares or looking like shares, currencies (mixed, or amounts in cents), customer
 rather than group them, differ between a customer's rows or are not read, times written with a UTC offset, tickets (resolved without a close, closed before
 the first reply, first replies weeks late), customer ids (not matching across sources, written more than one way,
 one order each, one id with outsized orders) and orders (quiet spans and a quiet end, free orders, an order's total
-on each line, money given by a constant, negative loyalty earns).
+on each line, money given by a constant, negative loyalty earns), and transactions columns the mapping leaves unread
+that say an order is no purchase or was refunded (`unmapped_column_notes`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from pipeline.sources import (
     named_file_columns,
     numbers_as_read,
     text_array,
+    text_series,
     value_text,
     yaml_word,
 )
@@ -237,6 +239,15 @@ def unmapped_columns(columns: Sequence[str], source: SourceConfig, *, name: str)
     return [column for column in columns if column not in named and column not in read]
 
 
+def distinct_cells(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """A text column (`values`) as (each row's position among its distinct cells, -1 for a missing cell; the distinct
+    cells, as written): one hashing pass, after which a column's few values are looked at instead of its rows."""
+    text = text_array(values)
+    encoded = (text.combine_chunks() if isinstance(text, pa_arrow.ChunkedArray) else text).dictionary_encode()
+    codes = pa_compute.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return codes, text_series(encoded.dictionary, pd.RangeIndex(len(encoded.dictionary)))
+
+
 def status_values(values: pd.Series, kept: np.ndarray) -> pd.DataFrame | None:
     """The values of a text column (`values`, as read) on the rows `kept`, case and surrounding blanks aside: one row
     per value (`folded`) with its most frequent spelling as written (`written`), every spelling (`spellings`) and its
@@ -245,15 +256,12 @@ def status_values(values: pd.Series, kept: np.ndarray) -> pd.DataFrame | None:
     at little cost."""
     if not is_text(values):
         return None
-    text = text_array(values)
-    text = text.combine_chunks() if isinstance(text, pa_arrow.ChunkedArray) else text
-    sample = pa_compute.utf8_lower(pa_compute.utf8_trim_whitespace(text.slice(0, STATUS_SAMPLE)))
+    sample = pa_compute.utf8_lower(pa_compute.utf8_trim_whitespace(text_array(values.iloc[:STATUS_SAMPLE])))
     if pa_compute.count_distinct(sample).as_py() > STATUS_MAX_VALUES + 1:  # (+1: a blank cell is one of them)
         return None
-    encoded = text.dictionary_encode()  # the distinct cells, trimmed and folded below: few, whatever the rows
-    codes = pa_compute.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    cells = pd.DataFrame({"written": pa_compute.utf8_trim_whitespace(encoded.dictionary).to_pandas(),
-                          "rows": np.bincount(codes[kept & (codes >= 0)], minlength=len(encoded.dictionary))})
+    codes, distinct = distinct_cells(values)
+    cells = pd.DataFrame({"written": distinct.str.strip(),
+                          "rows": np.bincount(codes[kept & (codes >= 0)], minlength=len(distinct))})
     cells = cells[(cells["rows"] > 0) & (cells["written"] != "")]
     spellings = cells.groupby("written", sort=False, as_index=False)["rows"].sum()
     spellings["folded"] = spellings["written"].str.casefold()
@@ -307,8 +315,12 @@ def unmapped_refunds_note(values: pd.Series, kept: np.ndarray, *, column: str, s
     `refunds`: that money is not taken off the customer's spend. None otherwise (a column of words: a refund reason)."""
     if "refund" not in column.casefold():
         return None
-    numbers = numbers_as_read(values, read).to_numpy(dtype=float)
-    given = ~blank_cells(values)
+    if is_text(values):  # the cells' few distinct values read as numbers, not every row
+        codes, distinct = distinct_cells(values)
+        numbers = np.append(numbers_as_read(distinct, read).to_numpy(dtype=float), np.nan)[codes]
+        given = np.append(~blank_cells(distinct), False)[codes]
+    else:
+        numbers, given = numbers_as_read(values, read).to_numpy(dtype=float), values.notna().to_numpy()
     if not given.any() or np.isnan(numbers[given]).any():
         return None
     refunded = kept & given & (numbers != 0)
