@@ -113,6 +113,7 @@ from pipeline.ingest_notes import (
     split_id_note,
     thin_end_note,
     time_after_note,
+    unmapped_column_notes,
     unread_attributes_note,
     utc_offset_note,
 )
@@ -148,6 +149,7 @@ from pipeline.sources import (
     text_array,
     text_series,
     value_text,
+    yaml_word,
 )
 
 MISSING = "missing"
@@ -435,12 +437,6 @@ NOT_WORDS = ("inf", "infinity", "nan")  # what a number reader names, not an exp
 SHOWN_WORDS = 3
 
 
-def _yaml_word(word: str) -> str:
-    """`word` as a YAML flow key or list item: plain when it can be, else quoted."""
-    return word if re.fullmatch(r"[A-Za-z_][\w .-]*", word) and word.lower() not in TRUE_WORDS + FALSE_WORDS + (
-        "null", "none", "on", "off") else json.dumps(word)
-
-
 def _frequent_words(text: pd.Series) -> list[str] | None:
     """The most frequent values of `text` (stripped cells), at most SHOWN_WORDS, when most of them are words
     (`WORD_PATTERN`, not 'inf' or 'nan'); None otherwise."""
@@ -457,7 +453,7 @@ def _most_frequent(cells: pd.Series) -> list[str]:
 
 def _recode_keys(words: Sequence[str], value: str) -> str:
     """A recode's keys for `words`, each mapped onto `value`: "offered: <number>, 'yes': <number>"."""
-    return ", ".join(f"{_yaml_word(word)}: {value}" for word in words)
+    return ", ".join(f"{yaml_word(word)}: {value}" for word in words)
 
 
 def words_reason(
@@ -474,11 +470,11 @@ def words_reason(
     shown = ", ".join(repr(word) for word in words) + (", ..." if len(words) == SHOWN_WORDS else "")
     case = _recode_case_hint(unread, listed)
     if boolean:
-        return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{_yaml_word(words[0])}: false}}}}, "
+        return (f"({shown}; say what each means with {setting}.recode: {{{column}: {{{yaml_word(words[0])}: false}}}}, "
                 f"or true where it means yes{case})")
     keys = _recode_keys(words, "<number>")
     return (f"(words: {shown}; give each a number with {setting}.recode: {{{column}: {{{keys}}}}}, or leave their rows "
-            f"out with {setting}.exclude: {{{_yaml_word(label)}: [{', '.join(_yaml_word(w) for w in words)}]}}{case})")
+            f"out with {setting}.exclude: {{{yaml_word(label)}: [{', '.join(yaml_word(w) for w in words)}]}}{case})")
 
 
 def _recode_case_hint(unread: pd.Series, listed: Sequence[str]) -> str:
@@ -2006,13 +2002,17 @@ def mapped_source(
     sources.customers.attributes, which every export has and none leaves as an extra column."""
     if len(raws) != len(exports):
         raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
-    parts = []
+    parts, unmapped = [], []
     for number, (raw, export) in enumerate(zip(raws, exports)):
         filled = with_order_fields_filled(raw, export)
         parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
                               setting=export_setting(raw.name, number), export_number=number, attributes=attributes)
-        left_out = [excluded_filled_rows(raw, filled, export.exclude), _problems(header_rows(raw), "", HEADER_AGAIN)]
-        parts.append((filled, parsed, pd.concat(left_out, ignore_index=True)))
+        left_out = pd.concat([excluded_filled_rows(raw, filled, export.exclude),
+                              _problems(header_rows(raw), "", HEADER_AGAIN)], ignore_index=True)
+        parts.append((filled, parsed, left_out))
+        if raw.name == "transactions":
+            kept = kept_mask(len(raw.frame), left_out["row"].to_numpy(dtype=np.int64))
+            unmapped += unmapped_column_notes(raw.frame, export, kept, setting=export_setting(raw.name, number))
     columns = contract(raws[0].name).input_dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns} | {attribute.column for attribute in attributes}
@@ -2025,7 +2025,7 @@ def mapped_source(
     cents = (minor_unit_note(counts, read, pd.concat([parsed.typed["amount"] for _, parsed, _ in parts],
                                                      ignore_index=True))
              if counts and all("amount" in parsed.typed.columns for _, parsed, _ in parts) else None)
-    warnings = [note for note in (currencies, cents) if note]
+    warnings = [note for note in (currencies, cents) if note] + unmapped
     if len(parts) == 1:
         _, parsed, excluded = parts[0]
         parsed = dataclasses.replace(parsed, notes=parsed.notes + warnings, warnings=warnings)

@@ -12,7 +12,8 @@ shares or looking like shares, currencies (mixed, or amounts in cents), customer
 rather than group them, differ between a customer's rows or are not read, times written with a UTC offset, tickets (resolved without a close, closed before
 the first reply, first replies weeks late), customer ids (not matching across sources, written more than one way,
 one order each, one id with outsized orders) and orders (quiet spans and a quiet end, free orders, an order's total
-on each line, money given by a constant, negative loyalty earns).
+on each line, money given by a constant, negative loyalty earns), and transactions columns the mapping leaves unread
+that say an order is no purchase or was refunded (`unmapped_column_notes`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,14 @@ from pipeline.sources import (
     blank_cells,
     export_setting,
     holds_dates,
+    is_text,
     kept_mask,
+    named_file_columns,
     numbers_as_read,
+    text_array,
+    text_series,
     value_text,
+    yaml_word,
 )
 
 
@@ -211,6 +217,133 @@ def mixed_currency_note(counts: list[tuple[str, pd.Series]], *, name: str) -> st
     return (f"amounts in {len(together)} currencies ({columns}: {shown} rows) are summed as written; convert them "
             f"with sources.{name}.currency_rates: {{column: {columns.split(' / ')[0]}, rates: {{...}}}}, or keep one "
             f"currency with sources.{name}.exclude")
+
+
+# Words of a state that is not a completed purchase, matched as whole words once '_' and '-' are spaces
+# ('partially_refunded', 'Payment-Declined'). Not 'pending' or 'on hold': most such orders are paid later, so every
+# export taken while orders are open would get the note; nor 'return' or 'refund' alone, which name a row's kind
+# (a return written as its own row: returns_when), not an order's state.
+NOT_PURCHASE_WORDS = ("cancelled", "canceled", "refunded", "void", "voided", "returned", "failed", "declined",
+                      "chargeback", "charged back", "disputed", "fraud", "fraudulent", "unpaid", "abandoned",
+                      "unavailable", "expired", "rejected")
+STATUS_MAX_VALUES = 50  # a status column holds at most this many values, case and surrounding blanks aside
+STATUS_MAX_WORDS = 3  # a state is a word or a few ('Payment Declined'); longer cells are comments, not states
+STATUS_SAMPLE = 10_000  # rows a column's values are first counted on: a free-text column is passed over there
+STATUS_SHOWN = 3  # values named in the note
+
+
+def unmapped_columns(columns: Sequence[str], source: SourceConfig, *, name: str) -> list[str]:
+    """The file `columns` of an export of source `name` that its mapping (`source`) leaves unread: no key names them
+    (`named_file_columns`) and they are not named like a column of the contract."""
+    named, read = named_file_columns(source), set(contract(name).input_dtypes)
+    return [column for column in columns if column not in named and column not in read]
+
+
+def distinct_cells(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """A text column (`values`) as (each row's position among its distinct cells, -1 for a missing cell; the distinct
+    cells, as written): one hashing pass, after which a column's few values are looked at instead of its rows."""
+    text = text_array(values)
+    encoded = (text.combine_chunks() if isinstance(text, pa_arrow.ChunkedArray) else text).dictionary_encode()
+    codes = pa_compute.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+    return codes, text_series(encoded.dictionary, pd.RangeIndex(len(encoded.dictionary)))
+
+
+def status_values(values: pd.Series, kept: np.ndarray) -> pd.DataFrame | None:
+    """The values of a text column (`values`, as read) on the rows `kept`, case and surrounding blanks aside: one row
+    per value (`folded`) with its most frequent spelling as written (`written`), every spelling (`spellings`) and its
+    rows (`rows`), most rows first; blank cells left out. None when the column is not text or holds more than
+    STATUS_MAX_VALUES values (a name, an id, a description): the first STATUS_SAMPLE rows say so for most such columns
+    at little cost."""
+    if not is_text(values):
+        return None
+    sample = pa_compute.utf8_lower(pa_compute.utf8_trim_whitespace(text_array(values.iloc[:STATUS_SAMPLE])))
+    if pa_compute.count_distinct(sample).as_py() > STATUS_MAX_VALUES + 1:  # (+1: a blank cell is one of them)
+        return None
+    codes, distinct = distinct_cells(values)
+    cells = pd.DataFrame({"written": distinct.str.strip(),
+                          "rows": np.bincount(codes[kept & (codes >= 0)], minlength=len(distinct))})
+    cells = cells[(cells["rows"] > 0) & (cells["written"] != "")]
+    spellings = cells.groupby("written", sort=False, as_index=False)["rows"].sum()
+    spellings["folded"] = spellings["written"].str.casefold()
+    if spellings["folded"].nunique() > STATUS_MAX_VALUES:
+        return None
+    spellings = spellings.sort_values("rows", ascending=False, kind="stable")
+    return (spellings.groupby("folded", sort=False)
+            .agg(written=("written", "first"), spellings=("written", list), rows=("rows", "sum"))
+            .reset_index().sort_values("rows", ascending=False, kind="stable").reset_index(drop=True))
+
+
+def not_purchase_values(folded: pd.Series, *, refunds: bool) -> np.ndarray:
+    """Which of the values `folded` (lower case) name a state that is not a completed purchase: a word of
+    NOT_PURCHASE_WORDS in a value of at most STATUS_MAX_WORDS words. `refunds`: the export gives its refunds as money
+    (sources.<name>.refunds), which takes a refunded order's money off already, so 'refunded' is not one."""
+    words = [word for word in NOT_PURCHASE_WORDS if not (refunds and word == "refunded")]
+    spaced = folded.str.replace(r"[_\-\s]+", " ", regex=True).str.strip()
+    return (spaced.str.contains(rf"\b(?:{'|'.join(words)})\b", regex=True)
+            & (spaced.str.count(" ") < STATUS_MAX_WORDS)).to_numpy(dtype=bool)
+
+
+def unmapped_status_note(values: pd.Series, kept: np.ndarray, *, column: str, setting: str,
+                         refunds: bool = False) -> str | None:
+    """A note when an unmapped text column of transactions (`values`, as read; `column` its name) holds few values
+    (`status_values`) and some of them, on the rows `kept`, name a state that is not a completed purchase
+    (`not_purchase_values`: Shopify's Financial Status 'voided', Olist's order_status 'canceled'): those rows count as
+    purchases like the others; the note says how many, the values as written (most rows first) and the `exclude` of
+    export `setting` that leaves them out. None otherwise."""
+    found = status_values(values, kept)
+    if found is None:
+        return None
+    matched = found[not_purchase_values(found["folded"], refunds=refunds)]
+    if matched.empty:
+        return None
+    rows = int(matched["rows"].sum())
+    shown = [f"{written!r} ({count:,})" for written, count in zip(matched["written"], matched["rows"])]
+    more = len(shown) - STATUS_SHOWN
+    said = (", ".join(shown[:STATUS_SHOWN]) + f" or {more:,} other such value{'s' * (more != 1)}" if more > 0 else
+            " or ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown))
+    listed = ", ".join(yaml_word(written) for spellings in matched["spellings"] for written in spellings)
+    return (f"{column} is not mapped, but {rows:,} of its {int(kept.sum()):,} rows say{'s' * (rows == 1)} {said}: "
+            f"{'they count' if rows != 1 else 'it counts'} as {'purchases' if rows != 1 else 'a purchase'} like the "
+            f"others; if {'those are' if rows != 1 else 'that is'} not {'purchases' if rows != 1 else 'a purchase'}, "
+            f"leave {'them' if rows != 1 else 'it'} out with {setting}.exclude: {{{yaml_word(column)}: [{listed}]}}")
+
+
+def unmapped_refunds_note(values: pd.Series, kept: np.ndarray, *, column: str, setting: str,
+                          read: ReadOptions) -> str | None:
+    """A note when an unmapped column named like a refund (`column`: 'Refunded Amount', 'refund_total'; `values` as
+    read) holds numbers (read with `read`), not 0 on some of the rows `kept`, and the export (`setting`) sets no
+    `refunds`: that money is not taken off the customer's spend. None otherwise (a column of words: a refund reason)."""
+    if "refund" not in column.casefold():
+        return None
+    if is_text(values):  # the cells' few distinct values read as numbers, not every row
+        codes, distinct = distinct_cells(values)
+        numbers = np.append(numbers_as_read(distinct, read).to_numpy(dtype=float), np.nan)[codes]
+        given = np.append(~blank_cells(distinct), False)[codes]
+    else:
+        numbers, given = numbers_as_read(values, read).to_numpy(dtype=float), values.notna().to_numpy()
+    if not given.any() or np.isnan(numbers[given]).any():
+        return None
+    refunded = kept & given & (numbers != 0)
+    rows = int(refunded.sum())
+    if not rows:
+        return None
+    size = "above 0" if (numbers[refunded] > 0).all() else "not 0"
+    return (f"{column} is not mapped, but is {size} on {rows:,} of {int(kept.sum()):,} rows: that money is not taken "
+            f"off spend; give it with {setting}.refunds: {{column: {yaml_word(column)}}}")
+
+
+def unmapped_column_notes(frame: pd.DataFrame, source: SourceConfig, kept: np.ndarray, *, setting: str) -> list[str]:
+    """The notes on the columns of one transactions export (`frame`, as read, with the mapping `source`; `kept`: its
+    rows not left out by `exclude`) that its mapping leaves unread (`unmapped_columns`) but that say an order is no
+    purchase (`unmapped_status_note`) or was refunded (`unmapped_refunds_note`, when `refunds` is not set)."""
+    notes = []
+    for column in unmapped_columns(frame.columns, source, name="transactions"):
+        note = unmapped_status_note(frame[column], kept, column=column, setting=setting,
+                                    refunds=source.refunds is not None)
+        if note is None and source.refunds is None:
+            note = unmapped_refunds_note(frame[column], kept, column=column, setting=setting, read=source.read)
+        notes.extend([note] if note else [])
+    return notes
 
 
 ATTRIBUTE_EXAMPLES = 3  # values shown of the customer named in the note

@@ -1068,6 +1068,25 @@ def mapped_columns(columns: Iterable[str], source: SourceConfig) -> set[str]:
     return {source.rename.get(column, column) for column in columns} | set(source.constants) | combined
 
 
+def named_file_columns(source: SourceConfig) -> set[str]:
+    """The file columns an export's mapping names: `rename` keys, the columns of `exclude`, `returns_when`, `combine`,
+    `after`, `currency_rates`, `refunds` (its `column`, `at` and `when`), `attributes`, and each `lookup`'s `by` (the
+    columns a lookup takes are the export's like its own: named once one of these keys reads them)."""
+    refunds = source.refunds
+    return {*source.rename, *source.exclude, *source.returns_when,
+            *(part for parts in source.combine.values() for part in parts),
+            *(after.column for after in source.after.values()),
+            *([source.currency_rates.column] if source.currency_rates else []),
+            *([refunds.column, *([refunds.at] if refunds.at else []), *refunds.when] if refunds else []),
+            *(attribute.column for attribute in source.attributes), *(table.by for table in source.lookup)}
+
+
+def yaml_word(word: str) -> str:
+    """`word` as a YAML flow key or list item: plain when it can be, else quoted."""
+    return word if re.fullmatch(r"[A-Za-z_][\w .-]*", word) and word.lower() not in TRUE_WORDS + FALSE_WORDS + (
+        "null", "none", "on", "off") else json.dumps(word)
+
+
 def columns_shown(frame: pd.DataFrame) -> str:
     """The first columns of `frame`, for a message."""
     return ", ".join(str(column)[:60] for column in frame.columns[:20])
