@@ -46,8 +46,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -120,9 +118,7 @@ from pipeline.ingest_notes import (
 from pipeline.progress import get_logger
 from pipeline.snapshot import instant_us, snapshot_time
 from pipeline.sources import (
-    FALSE_WORDS,
     NUMBER_PATTERN,
-    TRUE_WORDS,
     RawSource,
     SourceResult,
     blank_cells,
