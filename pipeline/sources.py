@@ -1568,10 +1568,11 @@ def _matching_ids(ids: pd.Series, pattern: str, *, candidates: Callable[[pa.Arra
     """Positions of the ids (text, as `parse_ids` gives) matching `pattern`; `candidates` (ids -> booleans, true for
     every id that can match) is a cheap test first."""
     arrow = text_array(ids)
-    if not pc.any(candidates(arrow)).as_py():
-        return np.zeros(0, dtype=np.int64)
-    found = pc.fill_null(pc.match_substring_regex(arrow, pattern), False)
-    return np.flatnonzero(found.to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(pc.fill_null(candidates(arrow), False).to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return rows.astype(np.int64)
+    found = pc.fill_null(pc.match_substring_regex(arrow.take(pa.array(rows)), pattern), False)  # the few candidates
+    return rows[found.to_numpy(zero_copy_only=False)].astype(np.int64)
 
 
 def rounded_ids(ids: pd.Series) -> np.ndarray:
