@@ -34,6 +34,7 @@ from pipeline.sources import (
     RawSource,
     SourceResult,
     blank_cells,
+    each_distinct_once,
     export_setting,
     holds_dates,
     is_text,
@@ -315,12 +316,9 @@ def unmapped_refunds_note(values: pd.Series, kept: np.ndarray, *, column: str, s
     `refunds`: that money is not taken off the customer's spend. None otherwise (a column of words: a refund reason)."""
     if "refund" not in column.casefold():
         return None
-    if is_text(values):  # the cells' few distinct values read as numbers, not every row
-        codes, distinct = distinct_cells(values)
-        numbers = np.append(numbers_as_read(distinct, read).to_numpy(dtype=float), np.nan)[codes]
-        given = np.append(~blank_cells(distinct), False)[codes]
-    else:
-        numbers, given = numbers_as_read(values, read).to_numpy(dtype=float), values.notna().to_numpy()
+    numbers = each_distinct_once(values, lambda cells: numbers_as_read(cells, read)).to_numpy(dtype=float,
+                                                                                              na_value=np.nan)
+    given = ~blank_cells(values)
     if not given.any() or np.isnan(numbers[given]).any():
         return None
     refunded = kept & given & (numbers != 0)
