@@ -1545,8 +1545,8 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
         values = whole_number_text(values)
     text = values.astype("str")
     arrow = text_array(text)
-    cleaned = pc.utf8_trim_whitespace(arrow)  # what pandas' str.strip() runs on Arrow strings
-    if pc.any(pc.match_substring(cleaned, ".")).as_py():  # cheap test before the regular expression
+    cleaned = pc.utf8_trim_whitespace(arrow) if may_need_trimming(arrow) else arrow  # what pandas' str.strip() runs
+    if len(rows_holding_bytes(cleaned, lambda data: data == ord("."))):  # cheap test before the regular expression
         cleaned = pc.replace_substring_regex(cleaned, INTEGER_TEXT_PATTERN, r"\1")
     if case != "keep":
         cleaned = pc.utf8_lower(cleaned) if case == "lower" else pc.utf8_upper(cleaned)
@@ -1564,20 +1564,54 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
 SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE]\+\d+$"
 
 
-def _matching_ids(ids: pd.Series, pattern: str, *, candidates: Callable[[pa.Array], pa.Array]) -> np.ndarray:
-    """Positions of the ids (text, as `parse_ids` gives) matching `pattern`; `candidates` (ids -> booleans, true for
-    every id that can match) is a cheap test first."""
+def text_bytes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (one more than strings, int64, the first 0) and the bytes (uint8) of Arrow text; the bytes are
+    not copied (unless held in chunks)."""
+    text = text.cast(pa.large_string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    _, offsets_buffer, data_buffer = text.buffers()
+    if data_buffer is None:
+        return np.zeros(len(text) + 1, dtype=np.int64), np.empty(0, dtype=np.uint8)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[text.offset : text.offset + len(text) + 1]
+    return offsets - offsets[0], np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+
+
+def rows_holding_bytes(text: pa.Array, marks: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Positions of the strings of `text` (Arrow text) holding a byte that `marks` (uint8 bytes -> booleans) marks:
+    one vectorised pass over the array's bytes instead of a string kernel per row (nulls hold no bytes)."""
+    offsets, data = text_bytes(text)
+    hits = np.flatnonzero(marks(data))
+    return np.unique(np.searchsorted(offsets, hits, side="right") - 1).astype(np.int64)
+
+
+def may_need_trimming(text: pa.Array) -> bool:
+    """Whether a string of `text` may start or end with whitespace: its first or last byte is an ASCII space or
+    control, or belongs to a character beyond ASCII (a no-break space, an ideographic space)."""
+    offsets, data = text_bytes(text)
+    if not len(data):
+        return False
+    # An empty string's edges are its neighbours' bytes: at worst, text is trimmed that did not need it.
+    for edges in (data[np.minimum(offsets[:-1], len(data) - 1)], data[np.maximum(offsets[1:] - 1, 0)]):
+        if ((edges <= 32) | (edges >= 127)).any():
+            return True
+    return False
+
+
+def _matching_ids(ids: pd.Series, pattern: str, *, candidates: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Positions of the ids (text, as `parse_ids` gives) matching `pattern`; `candidates` (uint8 bytes -> booleans)
+    marks the bytes of which an id that matches holds one: only those ids meet the pattern."""
     arrow = text_array(ids)
-    rows = np.flatnonzero(pc.fill_null(candidates(arrow), False).to_numpy(zero_copy_only=False))
+    rows = rows_holding_bytes(arrow, candidates)
     if not len(rows):
-        return rows.astype(np.int64)
+        return rows
     found = pc.fill_null(pc.match_substring_regex(arrow.take(pa.array(rows)), pattern), False)  # the few candidates
-    return rows[found.to_numpy(zero_copy_only=False)].astype(np.int64)
+    return rows[found.to_numpy(zero_copy_only=False)]
 
 
 def rounded_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids written in scientific notation (SCIENTIFIC_ID_PATTERN)."""
-    return _matching_ids(ids, SCIENTIFIC_ID_PATTERN, candidates=lambda arrow: pc.match_substring(arrow, "+"))
+    return _matching_ids(ids, SCIENTIFIC_ID_PATTERN, candidates=lambda data: data == ord("+"))
 
 
 # An id a spreadsheet showed as '#######' (its column too narrow for the number) and saved as shown: the id is lost,
@@ -1587,7 +1621,7 @@ HIDDEN_ID_PATTERN = r"^#+$"
 
 def hidden_ids(ids: pd.Series) -> np.ndarray:
     """Positions of the ids made of '#' only (HIDDEN_ID_PATTERN)."""
-    return _matching_ids(ids, HIDDEN_ID_PATTERN, candidates=lambda arrow: pc.match_substring(arrow, "#"))
+    return _matching_ids(ids, HIDDEN_ID_PATTERN, candidates=lambda data: data == ord("#"))
 
 
 # An id holding a control character (NUL, tab, escape) or an invisible format character (a zero-width space or
@@ -1596,8 +1630,9 @@ INVISIBLE_ID_PATTERN = r"[\p{Cc}\p{Cf}]"
 
 
 def invisible_ids(ids: pd.Series) -> np.ndarray:
-    """Positions of the ids (text, as `parse_ids` gives) holding a character of INVISIBLE_ID_PATTERN."""
-    return _matching_ids(ids, INVISIBLE_ID_PATTERN, candidates=lambda arrow: pc.invert(pc.utf8_is_printable(arrow)))
+    """Positions of the ids (text, as `parse_ids` gives) holding a character of INVISIBLE_ID_PATTERN (ASCII controls,
+    and C1 controls and format characters, beyond ASCII)."""
+    return _matching_ids(ids, INVISIBLE_ID_PATTERN, candidates=lambda data: (data < 32) | (data >= 127))
 
 
 def text_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
