@@ -1581,8 +1581,8 @@ def rows_holding_bytes(text: pa.Array, marks: Callable[[np.ndarray], np.ndarray]
     """Positions of the strings of `text` (Arrow text) holding a byte that `marks` (uint8 bytes -> booleans) marks:
     one vectorised pass over the array's bytes instead of a string kernel per row (nulls hold no bytes)."""
     offsets, data = text_bytes(text)
-    hits = np.flatnonzero(marks(data))
-    return np.unique(np.searchsorted(offsets, hits, side="right") - 1).astype(np.int64)
+    rows = np.searchsorted(offsets, np.flatnonzero(marks(data)), side="right") - 1  # sorted: a row's hits in a run
+    return rows[np.concatenate([[True], rows[1:] != rows[:-1]])] if len(rows) else rows.astype(np.int64)
 
 
 def may_need_trimming(text: pa.Array) -> bool:
@@ -1672,14 +1672,27 @@ def parse_numbers(
         text = _with_point_decimals(text, decimal=decimal, thousands=thousands)
     try:  # stops at the first value that is not a number: measured, this costs less than the regex
         numbers = pc.cast(text, pa.float64())  # (Arrow also takes 'nan' and 'inf': NaN below)
-    except pa.ArrowInvalid:  # cast the plain numbers only
-        numbers = pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
+    except pa.ArrowInvalid:
+        numbers = _plain_numbers(text)
     numbers = numbers.to_numpy(zero_copy_only=False)  # null -> NaN
     held = _held_in_full(numbers)
-    zeros = np.flatnonzero(numbers == 0)
-    if len(zeros):  # '1e-400' casts to 0: a nonzero digit before the exponent says it was no zero
+    # '1e-400' casts to 0: a nonzero digit before the exponent says it was no zero
+    with_exponent = rows_holding_bytes(text, lambda data: (data | 32) == ord("e"))
+    zeros = with_exponent[numbers[with_exponent] == 0]
+    if len(zeros):
         held[zeros[pc.match_substring_regex(text.take(zeros), NONZERO_MANTISSA).to_numpy(zero_copy_only=False)]] = False
     return pd.Series(np.where(held, numbers, np.nan), index=values.index, dtype="float64")
+
+
+def _plain_numbers(text: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """`text` matching NUMBER_PATTERN cast to float64, other text null. Text holding a byte no plain number holds
+    ('12,50 EUR', 'n/a') is set aside by one pass over the bytes; the pattern runs only if what is left still fails."""
+    foreign = np.zeros(len(text), dtype=bool)
+    foreign[rows_holding_bytes(text, _not_in_plain_numbers)] = True
+    try:
+        return pc.cast(_only_where(pa.array(~foreign), text), pa.float64())
+    except pa.ArrowInvalid:  # '1.2.3', '--5': cast the plain numbers only
+        return pc.cast(_only_where(pc.match_substring_regex(text, NUMBER_PATTERN), text), pa.float64())
 
 
 def _held_in_full(numbers: np.ndarray) -> np.ndarray:
@@ -1711,6 +1724,12 @@ def _with_point_decimals(text: pa.Array, *, decimal: str, thousands: str | None)
         return text
     stray = pc.match_substring(text, ".")  # '12.50' when ',' is the decimal mark: ambiguous, not read as 1250
     return _only_where(pc.invert(stray), pc.replace_substring(text, decimal, "."))
+
+
+def _not_in_plain_numbers(data: np.ndarray) -> np.ndarray:
+    """Which bytes (uint8) no text matching NUMBER_PATTERN holds: all but digits, '.', '+', '-', 'e' and 'E'."""
+    digit = (data >= ord("0")) & (data <= ord("9"))
+    return ~(digit | (data == ord(".")) | (data == ord("+")) | (data == ord("-")) | ((data | 32) == ord("e")))
 
 
 def _only_where(mask: pa.Array, values: pa.Array) -> pa.Array:
