@@ -28,7 +28,7 @@ from pipeline.ingest import (
     row_reasons,
     validation_schema,
 )
-from pipeline.ingest_notes import free_order_note, order_gap_note, order_total_note, thin_end_note
+from pipeline.ingest_notes import free_order_note, order_gap_note, order_total_note, orders_per_day, thin_end_note
 from pipeline.sources import (
     RawSource,
     SourceResult,
@@ -282,6 +282,9 @@ def test_repeated_keys_match_a_plain_duplicate_search_across_partitions():
     keys = rng.integers(0, 2**64, 300_000, dtype=np.uint64)  # large enough for several partitions
     keys[rng.integers(0, len(keys), 500)] = keys[rng.integers(0, len(keys), 500)]
     assert (repeated(keys) == pd.Series(keys).duplicated(keep=False).to_numpy()).all()
+    many = keys.copy()  # a third of the keys repeating: past the few a lookup after one sort handles
+    many[rng.integers(0, len(keys), 100_000)] = many[rng.integers(0, len(keys), 100_000)]
+    assert (repeated(many) == pd.Series(many).duplicated(keep=False).to_numpy()).all()
     assert repeated(np.array([5, 7, 5], dtype=np.uint64)).tolist() == [True, False, True]
     assert repeated(np.array([], dtype=np.uint64)).tolist() == []
 
@@ -535,6 +538,18 @@ def _purchases_per_day(orders_per_day, lines_per_order=1) -> SourceResult:
     lines = np.broadcast_to(lines_per_order, len(orders_per_day))[day]
     return SourceResult("transactions", orders.loc[orders.index.repeat(lines)].reset_index(drop=True),
                         pd.DataFrame(), pd.DataFrame(), {})
+
+
+def test_orders_count_once_a_day_however_their_lines_lie():
+    """Hand-made: o1 has two lines on day 0 apart (o2 between them) and one on day 1, o3 a return only on day 1."""
+    lines = pd.DataFrame({
+        "ordered_at": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 11:00", "2024-01-01 12:00", "2024-01-02 09:00",
+                                      "2024-01-02 10:00", "2024-01-02 11:00"], utc=True),
+        "order_id": ["o1", "o2", "o1", "o1", "o3", "o2"],
+        "amount": [5.0, 6.0, 7.0, 8.0, -3.0, 1.0],
+    })
+    first, counts = orders_per_day(SourceResult("transactions", lines, pd.DataFrame(), pd.DataFrame(), {}))
+    assert first == (pd.Timestamp("2024-01-01") - pd.Timestamp("1970-01-01")).days and counts.tolist() == [2, 2]
 
 
 def test_a_month_without_purchases_between_busy_months_is_named_as_a_missing_export_or_a_closure():
