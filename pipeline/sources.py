@@ -1564,37 +1564,47 @@ def parse_ids(values: pd.Series, *, case: str = "keep") -> pd.Series:
 SCIENTIFIC_ID_PATTERN = r"^[+-]?\d(?:[.,]\d+)?[eE]\+\d+$"
 
 
-def text_bytes(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """The offsets (one more than strings, int64, the first 0) and the bytes (uint8) of Arrow text; the bytes are
-    not copied (unless held in chunks)."""
-    text = text.cast(pa.large_string())
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
+def text_bytes(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (one more than strings, the first 0) and the bytes (uint8) of an Arrow string or large_string
+    array, neither copied."""
     _, offsets_buffer, data_buffer = text.buffers()
-    if data_buffer is None:
-        return np.zeros(len(text) + 1, dtype=np.int64), np.empty(0, dtype=np.uint8)
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[text.offset : text.offset + len(text) + 1]
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=width)[text.offset : text.offset + len(text) + 1]
+    if data_buffer is None or not len(text):
+        return np.zeros(len(text) + 1, dtype=width), np.empty(0, dtype=np.uint8)
     return offsets - offsets[0], np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
 
 
-def rows_holding_bytes(text: pa.Array, marks: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+def text_chunks(text: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """The arrays of Arrow text, one or held in chunks, as string or large_string (a dictionary decoded)."""
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    return [chunk if pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)
+            else chunk.cast(pa.large_string()) for chunk in chunks]
+
+
+def rows_holding_bytes(text: pa.Array | pa.ChunkedArray, marks: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Positions of the strings of `text` (Arrow text) holding a byte that `marks` (uint8 bytes -> booleans) marks:
     one vectorised pass over the array's bytes instead of a string kernel per row (nulls hold no bytes)."""
-    offsets, data = text_bytes(text)
-    rows = np.searchsorted(offsets, np.flatnonzero(marks(data)), side="right") - 1  # sorted: a row's hits in a run
-    return rows[np.concatenate([[True], rows[1:] != rows[:-1]])] if len(rows) else rows.astype(np.int64)
+    found, start = [np.zeros(0, dtype=np.int64)], 0
+    for chunk in text_chunks(text):  # a few chunks: the text is not copied into one
+        offsets, data = text_bytes(chunk)
+        rows = np.searchsorted(offsets, np.flatnonzero(marks(data)), side="right") - 1  # a row's hits lie in a run
+        found.append(rows[np.concatenate([[True], rows[1:] != rows[:-1]])] + start if len(rows) else rows)
+        start += len(chunk)
+    return np.concatenate(found).astype(np.int64)
 
 
-def may_need_trimming(text: pa.Array) -> bool:
+def may_need_trimming(text: pa.Array | pa.ChunkedArray) -> bool:
     """Whether a string of `text` may start or end with whitespace: its first or last byte is an ASCII space or
     control, or belongs to a character beyond ASCII (a no-break space, an ideographic space)."""
-    offsets, data = text_bytes(text)
-    if not len(data):
-        return False
-    # An empty string's edges are its neighbours' bytes: at worst, text is trimmed that did not need it.
-    for edges in (data[np.minimum(offsets[:-1], len(data) - 1)], data[np.maximum(offsets[1:] - 1, 0)]):
-        if ((edges <= 32) | (edges >= 127)).any():
-            return True
+    for chunk in text_chunks(text):
+        offsets, data = text_bytes(chunk)
+        if not len(data):
+            continue
+        # An empty string's edges are its neighbours' bytes: at worst, text is trimmed that did not need it.
+        for edges in (data[np.minimum(offsets[:-1], len(data) - 1)], data[np.maximum(offsets[1:] - 1, 0)]):
+            if ((edges <= 32) | (edges >= 127)).any():
+                return True
     return False
 
 

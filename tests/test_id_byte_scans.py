@@ -14,10 +14,11 @@ TEXTS = st.lists(st.one_of(st.none(), st.text(alphabet=st.sampled_from(CHARACTER
 
 
 def _layouts(values: list[str | None], start: int) -> list[pa.Array | pa.ChunkedArray]:
-    """`values` from `start` on as a slice (an array with an offset) and in two chunks (the layouts readers give)."""
+    """`values` from `start` on as a slice (an array with an offset; 64- and 32-bit offsets) and in two chunks."""
     whole = pa.array(values, type=pa.large_string())
     middle = max(len(whole) // 2, start)
-    return [whole.slice(start), pa.chunked_array([whole.slice(start, middle - start), whole.slice(middle)])]
+    return [whole.slice(start), whole.cast(pa.string()).slice(start),
+            pa.chunked_array([whole.slice(start, middle - start), whole.slice(middle)])]
 
 
 @given(TEXTS, st.integers(0, 3))
