@@ -94,6 +94,7 @@ from pipeline.ingest_notes import (
     discount_share_note,
     discount_share_of_net_note,
     discount_share_read_note,
+    distinct_ids,
     fractional_nps_note,
     free_order_note,
     id_match_notes,
@@ -2331,7 +2332,8 @@ def ingest_sources(
                                    **bounds)
         check_validated(results[name].validated, schema, name=name)
         del parsed[name], mapped[name]  # the typed columns live on in the validated frame: free the rest now
-    split = split_id_note(results["transactions"], id_case=cfg.id_case)
+    distinct = {name: distinct_ids(result.validated) for name, result in results.items()}
+    split = split_id_note(distinct["transactions"], id_case=cfg.id_case)
     one_order = one_order_each_note(results["transactions"])
     outsized = outsized_id_note(results["transactions"])
     per_day = orders_per_day(results["transactions"], business_zone)  # 2 s at 10M lines: counted once for both notes
@@ -2344,7 +2346,7 @@ def ingest_sources(
     for name, note in [*(("transactions", note) for note in (split, one_order, outsized, gap, end, totals, free, money,
                                                              shares)
                          if note),
-                       *id_match_notes(results, id_case=cfg.id_case).items()]:
+                       *id_match_notes(distinct, id_case=cfg.id_case).items()]:
         results[name].report["notes"].append(note)
         get_logger().warning("%s: %s", name, note)
     signs = negative_earn_note(results["loyalty_events"])

@@ -598,7 +598,7 @@ def _same_but_for_case(ids: pa_arrow.Array, others: pa_arrow.Array) -> tuple[str
     return None if pairs.is_empty() else (pairs["id"][0], pairs["id_other"][0])
 
 
-def _distinct_ids(frame: pd.DataFrame) -> pa_arrow.Array:
+def distinct_ids(frame: pd.DataFrame) -> pa_arrow.Array:
     """The distinct customer ids of a validated frame, in order of first appearance (text)."""
     ids = pa_arrow.array(frame["customer_id"], type=pa_arrow.large_string())
     return pa_compute.unique(pa_compute.drop_null(ids))
@@ -610,19 +610,19 @@ def _share_in(values: pa_arrow.Array, others: pa_arrow.Array) -> float:
     return float(pa_compute.mean(pa_compute.cast(found, pa_arrow.float64())).as_py() or 0.0)
 
 
-def id_match_notes(results: Mapping[str, SourceResult], *, id_case: str = "keep") -> dict[str, str]:
-    """A note per source whose customer ids do not match the transactions' ones (ids split silently between
-    sources): feedback, tickets and loyalty events when less than MIN_ID_MATCH of their distinct ids are
+def id_match_notes(distinct: Mapping[str, pa_arrow.Array], *, id_case: str = "keep") -> dict[str, str]:
+    """A note per source whose customer ids (`distinct`: each source's `distinct_ids`) do not match the transactions'
+    ones (ids split silently between sources): feedback, tickets and loyalty events when less than MIN_ID_MATCH of
+    their distinct ids are
     transaction customers; the customers source when less than that of the transaction customers are in it
     (it may list customers who never bought). The note says when the ids match once case is folded (with
     `id_case` keep: then it names ingest.id_case: lower and shows one id written both ways), or once written alike
     (`_loose_ids`), and shows an example of each side."""
-    buyers = _distinct_ids(results["transactions"].validated)
+    buyers = distinct["transactions"]
     notes = {}
-    for name, result in results.items():
-        if name == "transactions" or result.validated.empty:
+    for name, ids in distinct.items():
+        if name == "transactions" or len(ids) == 0:
             continue
-        ids = _distinct_ids(result.validated)
         measured, against = (buyers, ids) if name == "customers" else (ids, buyers)
         if len(measured) < MIN_IDS_TO_JUDGE or len(against) == 0:
             continue
@@ -651,12 +651,11 @@ def id_match_notes(results: Mapping[str, SourceResult], *, id_case: str = "keep"
     return notes
 
 
-def split_id_note(result: SourceResult, *, id_case: str) -> str | None:
-    """A note when some distinct customer ids of a source differ only in case (with ingest.id_case keep), in the
+def split_id_note(ids: pa_arrow.Array, *, id_case: str) -> str | None:
+    """A note when some distinct customer ids of a source (`distinct_ids`) differ only in case (with ingest.id_case keep), in the
     leading zeros of an all-digit id, or in blanks and punctuation ('AB12'/'ab12', '00123'/'123', 'La Rochelle
     Gifts'/'La  Rochelle Gifts', 'Mini Gifts Ltd.'/'Mini Gifts Ltd': an export keyed by names): one customer may be
     counted as two; None otherwise. Nothing is merged: the note says how many such groups there are, with an example."""
-    ids = _distinct_ids(result.validated)
     if len(ids) < 2:
         return None
 
