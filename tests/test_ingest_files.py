@@ -1737,8 +1737,8 @@ def test_order_lines_take_the_customer_and_time_of_their_order_from_further_tabl
     assert entry["input_rows"] == 7 and entry["validated_rows"] + entry["quarantined_rows"] == 7
     assert entry["bad_rows"] == 2  # the lines whose order the table lacks or holds twice
     assert (f"4 of 7 rows took customer_id, status, purchased from {orders} by order_id (sources.transactions.lookup[0]); "
-            "2 rows whose order_id it lacks or holds twice quarantined; 1 key is on two rows of it that differ (e.g. 'o4')"
-            ) in entry["notes"]
+            "2 rows whose order_id it lacks or holds twice quarantined; 1 row with an empty order_id took nothing; 1 key is "
+            "on two rows of it that differ (e.g. 'o4')") in entry["notes"]
     extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
     assert extra[["item", "customer_id", "status"]].values.tolist() == [["1", "c1", "delivered"], ["2", "c1", "delivered"],
                                                                           ["1", "c2", "delivered"]]
