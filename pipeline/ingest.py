@@ -114,6 +114,7 @@ from pipeline.ingest_notes import (
     time_after_note,
     unmapped_column_notes,
     unread_attributes_note,
+    unset_zone_note,
     utc_offset_note,
 )
 from pipeline.progress import get_logger
@@ -637,6 +638,7 @@ def with_far_times_read(
 def parse_source(
     raw: RawSource, source: SourceConfig, *, id_case: str = "keep", guest_ids: Sequence[str] = (),
     setting: str | None = None, export_number: int = 0, attributes: Sequence[CustomerAttribute] = (),
+    business_zone: str = "UTC",
 ) -> ParsedSource:
     """Parse `raw` into contract dtypes; values present but unparseable become nulls plus problems.
 
@@ -645,7 +647,9 @@ def parse_source(
     it; sources.<name> by default; `export_number`: its place among the source's exports). A transactions source
     without `amount` but with quantity and unit_price gets amount derived (`derive_amount`). `attributes`: the file
     columns of sources.customers.attributes, added after the contract columns (`attribute_values`; a note counts the
-    cells of a number that hold none, `unread_numbers_notes`)."""
+    cells of a number that hold none, `unread_numbers_notes`). `business_zone`: the zone whose days the later stages
+    count; times without a zone read as UTC only because the export's `timezone` is unset get a warning
+    (`unset_zone_note`)."""
     spec = contract(raw.name)
     mapped, labels = map_columns(raw, source, export_number=export_number)
     labels.update({target: f"{target} (= {time_after_how(after)})" for target, after in source.after.items()})
@@ -653,7 +657,7 @@ def parse_source(
     if raw.name == "transactions":
         check_delivery_mapping(given, labels, export=setting or f"sources.{raw.name}")
     named = attribute_values(raw, attributes, read=source.read, export=setting if export_number else None)
-    typed, problems = {}, []
+    typed, problems, zoneless = {}, [], {}
     notes = unread_numbers_notes(raw, attributes, named, read=source.read, export=setting if export_number else None)
     for column, dtype in spec.dtypes.items():
         if column not in mapped:
@@ -663,6 +667,9 @@ def parse_source(
         if dtype == TIMESTAMP:
             parsed, reason, read_notes = parse_timestamp_column(values, source, label=labels.get(column, column))
             notes.extend(read_notes)
+            example = zoneless_time(values, parsed, source, business_zone=business_zone)
+            if example is not None:
+                zoneless[labels.get(column, column)] = example
             stand_ins = placeholder_rows(parsed)
             if len(stand_ins):  # before the rules that compare times: 9999-12-31 is no deadline
                 if column in spec.required:
@@ -795,8 +802,10 @@ def parse_source(
             problems_frame = pd.concat([problems_frame, _problems(too_large, "discount", (
                 f"more than {labels.get('quantity', 'quantity')} × {labels.get('unit_price', 'unit_price')} (an "
                 "order's whole discount on one of its lines? map each line's own discount)"))], ignore_index=True)
+    zone = unset_zone_note(zoneless, setting=setting or f"sources.{raw.name}", business_zone=business_zone)
     return ParsedSource(name=raw.name, typed=pd.DataFrame(typed, index=mapped.index, copy=False),
-                        problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds)
+                        problems=problems_frame, labels=labels, derived=derived, notes=notes, refunds=refunds,
+                        warnings=[zone] if zone else [])
 
 
 def times_after(
@@ -985,6 +994,31 @@ def parse_timestamp_column(
         skipped = np.union1d(skipped, failed[rest])
     note = skipped_clock_note(values, parsed, skipped, label=label, timezone=source.timezone)
     return parsed, reason, notes + ([note] if note else [])
+
+
+ZONE_SAMPLE = 1_000  # times read again in the business zone to find those that carry no zone of their own
+
+
+def zoneless_time(
+    values: pd.Series, parsed: pd.Series, source: SourceConfig, *, business_zone: str
+) -> tuple[str, pd.Timestamp] | None:
+    """(a value as written, its instant) of a time column (`values` as read, `parsed` by `parse_timestamp_column`)
+    that carries no zone of its own, so that the source's `timezone` decided its instant, when that `timezone` was left
+    at its default UTC while the days counted are `business_zone`'s (not UTC). Found on an even sample read again in
+    `business_zone`: a time with an offset, a 'Z' or Unix seconds reads the same in both. None otherwise."""
+    if business_zone == "UTC" or "timezone" in source.model_fields_set:
+        return None
+    present = np.flatnonzero(parsed.notna().to_numpy())
+    sample = present[:: max(1, len(present) // ZONE_SAMPLE)]
+    if not len(sample):
+        return None
+    again, _, _ = parse_timestamp_column(values.iloc[sample], source.model_copy(update={"timezone": business_zone}),
+                                         label="")
+    moved = np.flatnonzero((again.to_numpy() != parsed.iloc[sample].to_numpy()) & again.notna().to_numpy())
+    if not len(moved):
+        return None
+    first = sample[moved[0]]
+    return value_text(values.iloc[[first]]).iloc[0], parsed.iloc[first]
 
 
 def skipped_clock_note(values: pd.Series, parsed: pd.Series, rows: np.ndarray, *, label: str, timezone: str) -> str:
@@ -2008,19 +2042,21 @@ def customers_from_other_exports(typed: pd.DataFrame, lengths: list[int]) -> tup
 
 def mapped_source(
     raws: Sequence[RawSource], exports: Sequence[SourceConfig], *, id_case: str, guest_ids: Sequence[str] = (),
-    attributes: Sequence[CustomerAttribute] = (),
+    attributes: Sequence[CustomerAttribute] = (), business_zone: str = "UTC",
 ) -> MappedSource:
     """The exports of one source (`raws`, read with `exports`: the source's mapping and its `other_exports`), each
     filled (`with_order_fields_filled`), parsed and excluded with its own mapping, then put one after the other; the
     raw rows stay as read (the quarantine shows them so). `attributes`: the file columns of
-    sources.customers.attributes, which every export has and none leaves as an extra column."""
+    sources.customers.attributes, which every export has and none leaves as an extra column. `business_zone`: see
+    `parse_source`."""
     if len(raws) != len(exports):
         raise ValueError(f"{len(raws)} raw exports for {len(exports)} mappings")
     parts, unmapped = [], []
     for number, (raw, export) in enumerate(zip(raws, exports)):
         filled = with_order_fields_filled(raw, export)
         parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
-                              setting=export_setting(raw.name, number), export_number=number, attributes=attributes)
+                              setting=export_setting(raw.name, number), export_number=number, attributes=attributes,
+                              business_zone=business_zone)
         left_out = pd.concat([excluded_filled_rows(raw, filled, export.exclude),
                               _problems(header_rows(raw), "", HEADER_AGAIN)], ignore_index=True)
         parts.append((filled, parsed, left_out))
@@ -2039,7 +2075,8 @@ def mapped_source(
     cents = (minor_unit_note(counts, read, pd.concat([parsed.typed["amount"] for _, parsed, _ in parts],
                                                      ignore_index=True))
              if counts and all("amount" in parsed.typed.columns for _, parsed, _ in parts) else None)
-    warnings = [note for note in (currencies, cents) if note] + unmapped
+    warnings = ([warning for _, parsed, _ in parts for warning in parsed.warnings]
+                + [note for note in (currencies, cents) if note] + unmapped)
     if len(parts) == 1:
         _, parsed, excluded = parts[0]
         parsed = dataclasses.replace(parsed, notes=parsed.notes + warnings, warnings=warnings)
@@ -2238,7 +2275,7 @@ def ingest_sources(
             "export the orders, or point sources.transactions.path at the right file"
         )
     mapped = {name: mapped_source(parts, sources[name].exports(), id_case=cfg.id_case, guest_ids=cfg.guest_ids,
-                                  attributes=sources[name].attributes)
+                                  attributes=sources[name].attributes, business_zone=business_zone)
               for name, parts in exports.items()}
     del exports
     raws = {name: source.raw for name, source in mapped.items()}

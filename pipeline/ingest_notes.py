@@ -9,7 +9,8 @@ notes and logs the ones a user must see as warnings.
 
 They cover durations read from a column (`time_after_note`), ticket dates without a time of day, discounts read as
 shares or looking like shares, currencies (mixed, or amounts in cents), customer attributes that name customers
-rather than group them, differ between a customer's rows or are not read, times written with a UTC offset, tickets (resolved without a close, closed before
+rather than group them, differ between a customer's rows or are not read, times written with a UTC offset or
+read as UTC for want of a source `timezone` (`unset_zone_note`), tickets (resolved without a close, closed before
 the first reply, first replies weeks late), customer ids (not matching across sources, written more than one way,
 one order each, one id with outsized orders) and orders (quiet spans and a quiet end, free orders, an order's total
 on each line, money given by a constant, negative loyalty earns), and transactions columns the mapping leaves unread
@@ -454,6 +455,24 @@ def utc_offset_note(frame: pd.DataFrame, labels: Mapping[str, str], *, business_
             f"(features.timezone, by default the transactions source's timezone, is UTC), so a snapshot's midnight "
             f"is {clock} at {offset} and one evening's orders can fall on two days. Set features.timezone to the "
             "shop's time zone (an IANA name such as America/New_York) and re-run")
+
+
+def unset_zone_note(zoneless: Mapping[str, tuple[str, pd.Timestamp]], *, setting: str, business_zone: str) -> str | None:
+    """A note when times without a zone (`zoneless`: per column label, a value as written and the UTC instant it was
+    read as) were read as UTC because the export's `timezone` (`setting`.timezone) is unset, while the later stages
+    count the days of `business_zone`: if the export writes local times, as shop systems do, every such time is off
+    by the zone's offset, and a date without a time of day falls on the day before. None without any."""
+    if not zoneless:
+        return None
+    written, instant = next(iter(zoneless.values()))
+    there = instant.tz_convert(business_zone)
+    day = ", the day before" if there.date() < instant.date() else ", the day after" if there.date() > instant.date() else ""
+    columns = ", ".join(zoneless)
+    return (f"{columns} write{'s' if len(zoneless) == 1 else ''} times without a zone (e.g. {written!r}) and "
+            f"{setting}.timezone is not set, so they are read as UTC, while the days counted are {business_zone}'s "
+            f"(features.timezone): that one falls on {there:%Y-%m-%d} at {there:%H:%M} there{day}. If the export "
+            f"writes local times, set {setting}.timezone: {business_zone}; if UTC, set {setting}.timezone: UTC to say "
+            "so")
 
 
 def resolved_without_close_note(

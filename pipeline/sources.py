@@ -1403,7 +1403,7 @@ def _positions(keys: pd.Series, index: pd.Index) -> np.ndarray:
 def lookup_note(table: LookupTable, *, rows: int, took: int, missed: int, kept: int = 0) -> str:
     """What a lookup table gave the `rows` of a source, for the ingest report: `took` rows its columns, `missed` rows
     (their key it lacks or holds twice) did not; of them `kept` (a key it lacks, `missing: keep`) stayed, the others
-    were quarantined."""
+    were quarantined. The rest had no key (an empty cell) and took nothing."""
     columns = ", ".join(map(str, table.rows.columns[:8])) + (", ..." if len(table.rows.columns) > 8 else "")
     note = f"{took:,} of {rows:,} rows took {columns} from {table.label} by {table.by} ({table.setting})"
     if kept:
@@ -1411,6 +1411,9 @@ def lookup_note(table: LookupTable, *, rows: int, took: int, missed: int, kept: 
     if missed - kept:
         lost = missed - kept
         note += f"; {lost:,} row{'s' if lost > 1 else ''} whose {table.by} it lacks or holds twice quarantined"
+    keyless = rows - took - missed
+    if keyless:
+        note += f"; {keyless:,} row{'s' if keyless > 1 else ''} with an empty {table.by} took nothing"
     if len(table.ambiguous):
         count = len(table.ambiguous)
         note += (f"; {count:,} {'keys are' if count > 1 else 'key is'} on two rows of it that differ "

@@ -213,7 +213,7 @@ def test_summary_says_what_each_actions_groups_can_measure():
     lines = unmeasurable_actions(found)
     assert lines[0] == (
         "winback: with 1 in control and 3 treated, this list tells from chance no drop in churn at all (80% power, 95% "
-        "confidence), and the playbook expects 6.3 (its uplift times each customer's churn probability, 65% on "
+        "confidence), and the playbook expects a drop of 6.3 points (its uplift times each customer's churn probability, 65% on "
         "average): this list alone cannot measure it; no control share would with 4 customers; pooled over several "
         "lists (churn measure --update-playbook) the interval narrows")
     assert lines[1] == "onboarding: 2 treated and 0 in control, so this list cannot measure its effect"

@@ -511,7 +511,7 @@ def unmeasurable_actions(actions: dict[str, dict]) -> list[str]:
         lines.append(
             f"{action}: with {entry['control']:,} in control and {entry['treatment']:,} treated, this list tells from "
             f"chance {told} (80% power, 95% confidence), and "
-            f"the playbook expects {planned * 100:.1f} (its uplift times each customer's churn probability, "
+            f"the playbook expects a drop of {planned * 100:.1f} points (its uplift times each customer's churn probability, "
             f"{entry['expected_churn']:.0%} on average): this list alone cannot measure it; {remedy}"
         )
     return lines
