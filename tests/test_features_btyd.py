@@ -108,12 +108,34 @@ def test_fit_failures_return_a_failed_status_naming_the_problem(frequency, recen
 
 def test_add_features_falls_back_to_nan_when_the_fit_fails(caplog):
     frame = pl.DataFrame({"_btyd_frequency": [0.0] * 12, "_btyd_recency": [0.0] * 12, "_btyd_T": [4.0] * 12})
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.INFO, logger="pipeline"):
         result = btyd.add_features(frame, horizon_days=90, as_of=dt.date(2011, 9, 1))
     for column in ("btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases"):
         assert result[column].is_nan().all(), column
-    # the warning names the snapshot, so a log of twelve snapshots says which one failed
+    # the log names the snapshot, so a log of twelve snapshots says which one failed; the runners warn once
     assert "BTYD at 2011-09-01: BG/NBD failed: " in caplog.text and "its features are NaN" in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
+
+
+def _records(*failed: str, fitted: tuple[str, ...] = ()) -> list[dict]:
+    """Fit records of the models `failed` (too few repeat buyers) and `fitted`."""
+    return ([{"model": model, "outcome": "failed", "status": f"failed: 36 customers, 0 with repeat purchases: too few "
+              f"to fit {model}"} for model in failed] + [{"model": model, "outcome": "dropout", "status": "ok"}
+                                                          for model in fitted])
+
+
+def test_failed_fits_are_told_once_for_every_snapshot_with_the_earliest_in_full():
+    fits = {"2017-03-01": _records("BG/NBD", "Pareto/NBD"), "2017-01-01": _records("BG/NBD", "Pareto/NBD"),
+            "2017-02-01": _records("BG/NBD", fitted=("Pareto/NBD",)), "2017-04-01": _records(fitted=("BG/NBD",))}
+    assert btyd.failed_fits_warning(fits) == (
+        "BTYD: BG/NBD and Pareto/NBD could not be fitted at 3 of 4 snapshots (BG/NBD at 3, Pareto/NBD at 2; "
+        "2017-01-01 to 2017-03-01), and their features are NaN there; at 2017-01-01: BG/NBD failed: 36 customers, "
+        "0 with repeat purchases: too few to fit BG/NBD (each failure is logged at info level)")
+    assert btyd.failed_fits_warning({"2024-05-01": _records("Pareto/NBD", fitted=("BG/NBD",))}) == (
+        "BTYD: Pareto/NBD could not be fitted at the snapshot 2024-05-01, and its features are NaN there; at "
+        "2024-05-01: Pareto/NBD failed: 36 customers, 0 with repeat purchases: too few to fit Pareto/NBD")
+    assert btyd.failed_fits_warning({"2024-05-01": _records(fitted=("BG/NBD", "Pareto/NBD"))}) is None
+    assert btyd.failed_fits_warning({}) is None
 
 
 def test_a_failure_of_a_fit_on_a_sample_says_it_counted_the_sample(monkeypatch, caplog):
@@ -121,7 +143,7 @@ def test_a_failure_of_a_fit_on_a_sample_says_it_counted_the_sample(monkeypatch, 
     # snapshot's count, while the BG/NBD warning of the same snapshot said 2,366
     monkeypatch.setattr(btyd, "MAX_PNBD_FIT_CUSTOMERS", 6)
     frame = pl.DataFrame({"_btyd_frequency": [0.0] * 12, "_btyd_recency": [0.0] * 12, "_btyd_T": [4.0] * 12})
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.INFO, logger="pipeline"):
         btyd.add_features(frame, horizon_days=90, as_of=dt.date(2011, 9, 1))
     assert ("Pareto/NBD failed: 6 customers, 0 with repeat purchases: too few to fit Pareto/NBD (fitted on one in 2 of "
             "the snapshot's 12 customers)") in caplog.text
@@ -194,7 +216,7 @@ def test_a_fit_degenerate_at_every_penalizer_fails_with_its_reason_and_nan_featu
     fit = btyd.fit_bgnbd(x, x, np.full(200, 52.0))
     assert fit.params is None
     assert fit.status.startswith("failed: BG/NBD fit degenerate at every penalizer (penalizer 0: a parameter at its bound")
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.INFO, logger="pipeline"):
         result = btyd.add_features(frame, horizon_days=90)
     assert result["btyd_p_alive"].is_nan().all() and result["btyd_expected_purchases"].is_nan().all()
     assert "BG/NBD failed: BG/NBD fit degenerate" in caplog.text

@@ -6,6 +6,7 @@ import datetime as dt
 import ctypes
 import io
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -370,3 +371,17 @@ def test_a_source_whose_events_all_come_after_the_last_labelled_snapshot_is_warn
                   cfg.validated_dir / "support_tickets.parquet")
     assert runner.run(cfg, quiet=True)["unseen_sources_warning"] is None
     assert "last labelled snapshot" not in caplog.text
+
+
+def test_btyd_fits_that_fail_at_every_snapshot_are_one_warning(tmp_path, caplog):
+    """Six customers: too few for BG/NBD and Pareto/NBD at each of the three snapshots. Six warnings said so before."""
+    cfg = workspace(tmp_path, btyd=True)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        summary = runner.run(cfg, quiet=True)
+    warned = [record.getMessage() for record in caplog.records
+              if record.levelno >= logging.WARNING and "BTYD" in record.getMessage()]
+    assert warned == [summary["btyd_warning"]]
+    assert summary["btyd_warning"].startswith(
+        "BTYD: BG/NBD and Pareto/NBD could not be fitted at 3 of 3 snapshots (BG/NBD at 3, Pareto/NBD at 3; "
+        "2024-03-01 to 2024-05-01), and their features are NaN there; at 2024-03-01: BG/NBD failed: ")
+    assert sum("BTYD at 2024-04-01: Pareto/NBD failed" in record.getMessage() for record in caplog.records) == 1

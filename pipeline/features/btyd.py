@@ -43,7 +43,10 @@ the other) from features that moved with the customers.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -505,6 +508,28 @@ def fit_record(model: str, fit: Fit) -> dict[str, object]:
             "note": fit.note}
 
 
+def failed_fits_warning(fits: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
+    """One sentence on the BTYD fits that failed, or None (`fits`: per snapshot date (ISO), its `fit_record`s): at
+    how many snapshots each model failed, between which dates, and the earliest failure in full."""
+    failed = {day: [record for record in records if record["outcome"] == "failed"] for day, records in fits.items()}
+    failed = {day: records for day, records in sorted(failed.items()) if records}
+    if not failed:
+        return None
+    days = list(failed)
+    counts = Counter(record["model"] for records in failed.values() for record in records)
+    models = " and ".join(counts)
+    per_model = ", ".join(f"{model} at {count}" for model, count in counts.items())
+    if len(fits) == 1:
+        where = f"the snapshot {days[0]}"
+    else:
+        span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+        where = f"{len(days)} of {len(fits)} snapshots ({per_model}; {span})"
+    first = failed[days[0]][0]
+    return (f"BTYD: {models} could not be fitted at {where}, and {'its' if len(counts) == 1 else 'their'} features "
+            f"are NaN there; at {days[0]}: {first['model']} {first['status']}"
+            + (" (each failure is logged at info level)" if len(days) > 1 or len(failed[days[0]]) > 1 else ""))
+
+
 def on_sample(fit: Fit, *, step: int, customers: int) -> Fit:
     """`fit`, its failure saying that it was fitted on one in `step` of the snapshot's `customers` (a failure counts the
     customers it saw, which would read as the snapshot's own count)."""
@@ -514,11 +539,12 @@ def on_sample(fit: Fit, *, step: int, customers: int) -> Fit:
 
 
 def _log_fit(model: str, fit: Fit, *, as_of: dt.date | None) -> None:
-    """Log a fit as of the snapshot `as_of`: a failure (warning: its features are NaN), else its parameters
-    (debug) and its note, e.g. the NBD limit it was kept as (info)."""
+    """Log a fit as of the snapshot `as_of`: a failure (info: its features are NaN; the runners warn once for all
+    snapshots, `failed_fits_warning`), else its parameters (debug) and its note, e.g. the NBD limit it was kept as
+    (info)."""
     where = f"BTYD at {as_of.isoformat()}" if as_of else "BTYD"
     if not fit.ok:
-        get_logger().warning("%s: %s %s; its features are NaN", where, model, fit.status)
+        get_logger().info("%s: %s %s; its features are NaN", where, model, fit.status)
         return
     get_logger().debug("%s: %s %s (penalizer %g)", where, model, fit.params, fit.penalizer)
     if fit.note:

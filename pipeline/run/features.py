@@ -37,6 +37,7 @@ from pipeline.dask_engine import (
 from pipeline.errors import FeatureError, ScoreError
 from pipeline.events import Events
 from pipeline.features import feature_names
+from pipeline.features.btyd import failed_fits_warning
 from pipeline.features.build import (
     customer_aggregates_from_tables,
     polars_features_and_fits_from_aggregates,
@@ -316,6 +317,7 @@ def _write_snapshots(
         as_of: dt.date, computed: tuple[Any, list[dict]], labels: pd.DataFrame | None, later: tuple[int, int] | None
     ) -> dict[str, Any]:
         features, fits = computed
+        fits_by_date[as_of.isoformat()] = fits
         frame = snapshot_frame(as_pandas(features), labels, as_of=as_of)
         footer = {**metadata, **btyd_fits_metadata(fits)}
         outputs.write(snapshot_path(cfg.features_dir, as_of), lambda path: write_parquet(frame, path, metadata=footer))
@@ -335,7 +337,7 @@ def _write_snapshots(
             "path": str(snapshot_path(cfg.features_dir, as_of)),
         }
 
-    rows = []
+    rows, fits_by_date = [], {}
     with (
         output_set(cfg.paths.data_dir, stage="features") as outputs,
         closing(ordered_map(computed_at, dates, workers=workers)) as computed,
@@ -369,7 +371,10 @@ def _write_snapshots(
         "yearly_buyers_warning": yearly,
         "tier_warning": tiers,
         "unseen_sources_warning": unseen,
+        "btyd_warning": failed_fits_warning(fits_by_date),
     }
+    if summary["btyd_warning"]:
+        log.warning("%s", summary["btyd_warning"])
     for warning in (pauses, yearly):
         if warning:
             log.warning("labels: %s", warning)

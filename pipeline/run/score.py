@@ -30,6 +30,7 @@ from pipeline.bundle import load_bundle
 from pipeline.config import Config, data_identity
 from pipeline.contract import CONTRACTS
 from pipeline.errors import BundleError, ScoreError
+from pipeline.features.btyd import failed_fits_warning
 from pipeline.features.registry import feature_specs, reason_context_frame, without_money_reasons
 from pipeline.features.store import input_coverage
 from pipeline.io import (
@@ -648,6 +649,9 @@ def run(
             frames, as_of=as_of, labels_as_of=as_of - dt.timedelta(days=info.horizon_days), cfg=cfg.features,
             horizon_days=info.horizon_days)
         del frames
+    failed = failed_fits_warning({as_of.isoformat(): fits}) if fits else None
+    if failed:
+        log.warning("scoring %s: %s", as_of.isoformat(), failed)
     info.model.check_features(features)
     check_playbook_features(features, playbook)
     uplift = learned_uplift(cfg, features)
