@@ -660,7 +660,8 @@ def parse_source(
             continue
         values = mapped[column] if column not in source.recode else recoded(mapped[column], source.recode[column])
         if dtype == TIMESTAMP:
-            parsed, reason, read_notes = parse_timestamp_column(values, source, label=labels.get(column, column))
+            parsed, reason, read_notes = parse_timestamp_column(values, source, label=labels.get(column, column),
+                                                              export=setting if export_number else None)
             notes.extend(read_notes)
             stand_ins = placeholder_rows(parsed)
             if len(stand_ins):  # before the rules that compare times: 9999-12-31 is no deadline
@@ -950,9 +951,10 @@ NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERI
 
 
 def parse_timestamp_column(
-    values: pd.Series, source: SourceConfig, *, label: str
+    values: pd.Series, source: SourceConfig, *, label: str, export: str | None = None
 ) -> tuple[pd.Series, str, list[str]]:
-    """(UTC timestamps, the reason for values left unparsed, notes for the report).
+    """(UTC timestamps, the reason for values left unparsed, notes for the report; the layout note names `export`,
+    the config key of an export under other_exports, so that a source's exports of one column name tell apart).
 
     Without `read.date_format`, a column whose present values are mostly not ISO 8601 is read with the one
     common layout that reads them (`infer_date_format`), and a note says which; when both day/month
@@ -975,8 +977,9 @@ def parse_timestamp_column(
         parsed.iloc[failed] = rest.to_numpy()
         how = NUMERIC_READINGS.get(guessed, "with the date format") + f" '{guessed}'"
         how += ")" if guessed in NUMERIC_READINGS else ""
-        notes.append(f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set "
-                     "read.date_format to choose another")
+        named, key = (f"{label} of {export}", f"{export}.read.date_format") if export else (label, "read.date_format")
+        notes.append(f"{named} read {how}, the only common layout that reads its values (not ISO 8601); set "
+                     f"{key} to choose another")
     skipped = skipped_clock_rows(values, parsed, date_format=date_format, timezone=source.timezone)
     if guessed is not None:
         rest = skipped_clock_rows(values.iloc[failed], parsed.iloc[failed], date_format=guessed,

@@ -1102,6 +1102,23 @@ def test_a_refunds_export_that_names_the_order_takes_the_customer_from_the_order
             "the order, not the customer)") in report["sources"]["transactions"]["notes"]
 
 
+def test_a_date_layout_guessed_for_a_further_export_names_that_export(tmp_path):
+    """Online Retail II's sheet of 2009-2010 (ISO times) with Online Retail's 2010-2011 CSV (12/1/2010 8:26) under
+    other_exports: both name the column InvoiceDate, and the note said only 'InvoiceDate read with the date format
+    ...; set read.date_format', the first export's key."""
+    write(tmp_path, "old.csv", "Invoice,Customer ID,InvoiceDate,amount\n1,c1,2010-11-29 07:45:00,5\n"
+          "2,c2,2010-11-30 09:00:00,5\n")
+    write(tmp_path, "new.csv", "InvoiceNo,CustomerID,InvoiceDate,amount\n3,c1,12/1/2010 8:26,5\n4,c2,12/13/2010 9:00,5\n")
+    report = run_ingest(tmp_path, {"transactions": {
+        "path": "old.csv", "rename": {"Invoice": "order_id", "Customer ID": "customer_id", "InvoiceDate": "ordered_at"},
+        "other_exports": [{"path": "new.csv", "rename": {
+            "InvoiceNo": "order_id", "CustomerID": "customer_id", "InvoiceDate": "ordered_at"}}]}})
+    assert report["sources"]["transactions"]["validated_rows"] == 4
+    assert ("InvoiceDate of sources.transactions.other_exports[0] read with the date format '%m/%d/%Y %H:%M', the only "
+            "common layout that reads its values (not ISO 8601); set sources.transactions.other_exports[0].read."
+            "date_format to choose another") in report["sources"]["transactions"]["notes"]
+
+
 def test_a_customers_export_with_several_rows_per_customer_keeps_the_first_valid_one(tmp_path):
     """An address history exported as customers: one row per address. Static attributes are one row per customer."""
     write(tmp_path, "t.csv", GOOD_TRANSACTIONS)
