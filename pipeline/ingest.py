@@ -665,7 +665,8 @@ def parse_source(
             continue
         values = mapped[column] if column not in source.recode else recoded(mapped[column], source.recode[column])
         if dtype == TIMESTAMP:
-            parsed, reason, read_notes = parse_timestamp_column(values, source, label=labels.get(column, column))
+            parsed, reason, read_notes = parse_timestamp_column(values, source, label=labels.get(column, column),
+                                                              export=setting if export_number else None)
             notes.extend(read_notes)
             example = zoneless_time(values, parsed, source, business_zone=business_zone)
             if example is not None:
@@ -960,9 +961,10 @@ NUMERIC_READINGS = {  # how an inferred numeric layout (`pipeline.sources.NUMERI
 
 
 def parse_timestamp_column(
-    values: pd.Series, source: SourceConfig, *, label: str
+    values: pd.Series, source: SourceConfig, *, label: str, export: str | None = None
 ) -> tuple[pd.Series, str, list[str]]:
-    """(UTC timestamps, the reason for values left unparsed, notes for the report).
+    """(UTC timestamps, the reason for values left unparsed, notes for the report; the layout note names `export`,
+    the config key of an export under other_exports, so that a source's exports of one column name tell apart).
 
     Without `read.date_format`, a column whose present values are mostly not ISO 8601 is read with the one
     common layout that reads them (`infer_date_format`), and a note says which; when both day/month
@@ -985,8 +987,9 @@ def parse_timestamp_column(
         parsed.iloc[failed] = rest.to_numpy()
         how = NUMERIC_READINGS.get(guessed, "with the date format") + f" '{guessed}'"
         how += ")" if guessed in NUMERIC_READINGS else ""
-        notes.append(f"{label} read {how}, the only common layout that reads its values (not ISO 8601); set "
-                     "read.date_format to choose another")
+        named, key = (f"{label} of {export}", f"{export}.read.date_format") if export else (label, "read.date_format")
+        notes.append(f"{named} read {how}, the only common layout that reads its values (not ISO 8601); set "
+                     f"{key} to choose another")
     skipped = skipped_clock_rows(values, parsed, date_format=date_format, timezone=source.timezone)
     if guessed is not None:
         rest = skipped_clock_rows(values.iloc[failed], parsed.iloc[failed], date_format=guessed,
@@ -1622,15 +1625,19 @@ def repeated_across_files(
 
 def repeated_order_blocks(
     origin: pd.DataFrame, typed: pd.DataFrame, *, identity: Sequence[str], eligible: np.ndarray | None = None,
+    recurring: np.ndarray | None = None,
 ) -> np.ndarray:
     """Row numbers (ascending) of order lines that a later block of the same file repeats line for line.
 
     An export writes an order's lines together; an order whose lines form two or more separate blocks (runs of
     consecutive rows of one file, `origin`'s source_file) holding the same records (the `identity` columns of
     `typed`, as a multiset: equal lines within a block count) was written twice, by exports joined one below the
-    other. The last such block is kept, the earlier ones are returned. Blocks that differ (an order's lines split by
-    another order's) are no repeats. Only `eligible` rows (default all) are compared and returned; no order_id among
-    `identity`: nothing."""
+    other. The last such block is kept, the earlier ones are returned. So is the first half of an order's lines when
+    it holds the same records as the second half and lies apart from it (`earlier_copy_halves`): a copy may itself
+    be split by other orders' lines written at the same time (Online Retail II's sheet of 2009-2010 writes 655 of
+    its orders so). Blocks that differ (an order's lines split by another order's) are no repeats. Only `eligible`
+    rows (default all) are compared and returned; no order_id among `identity`: nothing. `recurring` (`repeat_keys`'
+    flags of the rows, when the caller has them) narrows the search to orders whose every line recurs."""
     if "order_id" not in identity or typed.empty:
         return np.zeros(0, dtype=np.int64)
     eligible = np.ones(len(typed), dtype=bool) if eligible is None else eligible
@@ -1644,18 +1651,24 @@ def repeated_order_blocks(
     block = np.cumsum(start)  # 1, 2, ...: the runs of consecutive rows of one order in one file
     lines = np.diff(np.r_[np.flatnonzero(start), len(start)])
     blocks = keys.filter(pl.Series(start)).with_columns(lines=pl.Series(lines))
-    several = repeated(blocks.select("order", "file").hash_rows(seed=0).to_numpy())  # an equal hash: a candidate
-    several[several] = blocks.filter(pl.Series(several)).select(pl.len().over("order", "file") > 1).to_series()
-    # Only an order's blocks of equal length can repeat each other (a return's lines later in the file seldom do)
-    alike = np.zeros(len(blocks), dtype=bool)
-    alike[several] = blocks.filter(pl.Series(several)).select(pl.len().over("order", "file", "lines") > 1).to_series()
+    # Only an order of two or more blocks can be written twice (equal hashes find the candidates, few in most exports)
+    counts = np.zeros(len(blocks), dtype=np.int64)
+    candidates = repeated(blocks.select("order", "file").hash_rows(seed=0).to_numpy())
+    counts[candidates] = blocks.filter(pl.Series(candidates)).select(pl.len().over("order", "file")).to_series()
+    apart = np.isin(blocks["file"].to_numpy(), files_writing_orders_apart(blocks, counts > 1))
+    several = counts > 1
+    if recurring is not None:  # ... each of its lines' records twice: all its blocks' lines recur (few blocks do)
+        recurs = several & np.logical_and.reduceat(recurring | ~eligible, np.flatnonzero(start))
+        several = np.zeros(len(blocks), dtype=bool)
+        several[recurs] = (blocks.filter(pl.Series(recurs)).select(pl.len().over("order", "file"))
+                           .to_series().to_numpy() == counts[recurs])
     # ... and only in a file that writes an order's lines together: where they lie apart, an order's equal lines are
     # each a block of its own without being written twice
-    alike &= ~np.isin(blocks["file"].to_numpy(), files_writing_orders_apart(blocks, several))
-    rows = np.flatnonzero(alike[block - 1] & eligible & typed["order_id"].notna().to_numpy(dtype=bool))
+    several &= ~apart
+    rows = np.flatnonzero(several[block - 1] & eligible & typed["order_id"].notna().to_numpy(dtype=bool))
     if len(rows) == 0:
         return rows.astype(np.int64)
-    # Only the rows of such blocks from here on: few in most exports
+    # Only the rows of such orders from here on: few in most exports
     order = pd.factorize(typed["order_id"].iloc[rows])[0]
     files = file_codes[rows]
     table = pl.from_pandas(typed.take(rows)[list(identity)].reset_index(drop=True))
@@ -1669,7 +1682,39 @@ def repeated_order_blocks(
     })
     last = signature.select(pl.col("block").max().over("order", "file", "first", "second", "lines"))["block"]
     earlier = signature["block"].to_numpy()[(signature["block"] < last).to_numpy()]
-    return rows[np.isin(block[rows], earlier)].astype(np.int64)
+    group = pd.factorize(order.astype(np.int64) * (int(files.max()) + 1) + files)[0]
+    halves = earlier_copy_halves(rows, group, first, second)
+    return rows[np.isin(block[rows], earlier) | halves].astype(np.int64)
+
+
+def earlier_copy_halves(
+    positions: np.ndarray, group: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> np.ndarray:
+    """Per row (`positions`: ascending row numbers of one frame; `group`: its order within one file, as codes;
+    `first`, `second`: two independent uint64 hashes of its record): True in the first half of its group's rows when
+    that half holds the same records as the second half (as a multiset: the wrapping sums of both hashes agree) and
+    lies apart from it, with more rows of other orders between the halves than within either. An export joined
+    below another writes an order both hold as two such copies, each perhaps split by other orders' lines."""
+    sort = np.argsort(group, kind="stable")  # each group's rows together, in file order
+    codes, where = group[sort], positions[sort].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    counts = np.diff(np.r_[starts, len(codes)])
+    half = counts // 2
+    in_second = (np.arange(len(codes)) - np.repeat(starts, counts)) >= np.repeat(half, counts)
+
+    def sums(hashes: np.ndarray, of_second: bool) -> np.ndarray:
+        picked = hashes[sort].astype(np.uint64)
+        return np.add.reduceat(np.where(in_second == of_second, picked, np.uint64(0)), starts)
+
+    even = (counts >= 2) & (counts % 2 == 0)
+    same = (even & (sums(first, False) == sums(first, True)) & (sums(second, False) == sums(second, True)))
+    mid = starts + np.maximum(half, 1)  # a safe index where a group has one row (never `same`)
+    first_end, second_start, second_end = where[mid - 1], where[mid % len(where)], where[starts + counts - 1]
+    within = np.maximum(first_end - where[starts], second_end - second_start) + 1 - half
+    copies = same & (second_start - first_end - 1 > within)
+    flagged = np.zeros(len(codes), dtype=bool)
+    flagged[sort] = np.repeat(copies, counts) & ~in_second
+    return flagged
 
 
 ORDERS_APART_MIN = 20  # orders of several lines a file needs before it is judged to write their lines apart
@@ -2315,7 +2360,8 @@ def ingest_sources(
         clean = kept_mask(len(parsed[name].typed), problems["row"].to_numpy(dtype=np.int64))
         repeats = repeated_across_files(raws[name], parsed[name].typed, eligible=clean, identity=identity, keys=keys)
         clean[repeats] = False
-        blocks = repeated_order_blocks(raws[name].origin, parsed[name].typed, identity=identity, eligible=clean)
+        blocks = repeated_order_blocks(raws[name].origin, parsed[name].typed, identity=identity, eligible=clean,
+                                       recurring=keys[1])
         problems = pd.concat([problems, _problems(repeats, "", REPEATED), _problems(blocks, "", REPEATED_BLOCK),
                               mapped[name].excluded], ignore_index=True)
         missed = raws[name].lookup_problems

@@ -517,6 +517,24 @@ def test_orders_repeated_line_for_line_by_exports_joined_in_one_file_are_kept_on
             "earlier quarantined, not counted as bad") in report["notes"]
 
 
+def test_an_order_written_twice_by_joined_exports_is_kept_once_when_the_earlier_copy_is_split(tmp_path):
+    """Online Retail II's two sheets saved as one CSV: the sheet of 2009-2010 writes some orders' lines split by the
+    lines of another order (o5's by o9's, of the same minute), the sheet of 2010-2011 writes them together. Before,
+    the split copy was no block of its own and was kept beside the other: 782 lines of 20 orders counted twice."""
+    header = "order_id,customer_id,ordered_at,amount\n"
+    first = ("o5,c2,2024-02-01 09:00:00,4\no9,c9,2024-02-01 09:00:00,1\no5,c2,2024-02-01 09:00:00,6\n"
+             "o6,c3,2024-02-02 10:00:00,7\no7,c4,2024-02-03 10:00:00,2\no8,c5,2024-02-04 10:00:00,3\n")
+    second = ("o5,c2,2024-02-01 09:00:00,4\no5,c2,2024-02-01 09:00:00,6\no9,c9,2024-02-01 09:00:00,1\n"
+              "o6,c3,2024-02-02 10:00:00,7\no7,c4,2024-02-03 10:00:00,2\no8,c5,2024-02-04 10:00:00,3\n")
+    write(tmp_path, "t.csv", header + "o1,c1,2024-01-05 10:00:00,10.5\n" + first + second)
+    report = run_ingest(tmp_path, {"transactions": {"path": "t.csv"}})["sources"]["transactions"]
+    validated = pd.read_parquet(tmp_path / "out" / "validated" / "transactions.parquet")
+    assert validated["order_id"].tolist() == ["o1", "o5", "o5", "o9", "o6", "o7", "o8"]
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    assert quarantine["order_id"].tolist() == ["o5", "o9", "o5", "o6", "o7", "o8"]
+    assert report["repeated_rows"] == 6 and report["bad_share"] == 0.0
+
+
 def test_a_basket_log_whose_lines_lie_apart_keeps_an_orders_equal_lines(tmp_path):
     """Kaggle's Groceries_dataset.csv: one row per item a member bought on a day, in no order, mapped to an order per
     member and day with `combine`. An order's lines lie apart, so two equal lines of it (two of one item) are two
@@ -1082,6 +1100,23 @@ def test_a_refunds_export_that_names_the_order_takes_the_customer_from_the_order
     assert quarantine[["Refund", "reason"]].values.tolist() == [["re2", "anonymous"], ["re3", "anonymous"]]  # 2 customers; none
     assert ("1 lines without a customer took it from their order's lines in another export (a refunds export that names "
             "the order, not the customer)") in report["sources"]["transactions"]["notes"]
+
+
+def test_a_date_layout_guessed_for_a_further_export_names_that_export(tmp_path):
+    """Online Retail II's sheet of 2009-2010 (ISO times) with Online Retail's 2010-2011 CSV (12/1/2010 8:26) under
+    other_exports: both name the column InvoiceDate, and the note said only 'InvoiceDate read with the date format
+    ...; set read.date_format', the first export's key."""
+    write(tmp_path, "old.csv", "Invoice,Customer ID,InvoiceDate,amount\n1,c1,2010-11-29 07:45:00,5\n"
+          "2,c2,2010-11-30 09:00:00,5\n")
+    write(tmp_path, "new.csv", "InvoiceNo,CustomerID,InvoiceDate,amount\n3,c1,12/1/2010 8:26,5\n4,c2,12/13/2010 9:00,5\n")
+    report = run_ingest(tmp_path, {"transactions": {
+        "path": "old.csv", "rename": {"Invoice": "order_id", "Customer ID": "customer_id", "InvoiceDate": "ordered_at"},
+        "other_exports": [{"path": "new.csv", "rename": {
+            "InvoiceNo": "order_id", "CustomerID": "customer_id", "InvoiceDate": "ordered_at"}}]}})
+    assert report["sources"]["transactions"]["validated_rows"] == 4
+    assert ("InvoiceDate of sources.transactions.other_exports[0] read with the date format '%m/%d/%Y %H:%M', the only "
+            "common layout that reads its values (not ISO 8601); set sources.transactions.other_exports[0].read."
+            "date_format to choose another") in report["sources"]["transactions"]["notes"]
 
 
 def test_a_customers_export_with_several_rows_per_customer_keeps_the_first_valid_one(tmp_path):

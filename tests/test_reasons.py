@@ -423,13 +423,24 @@ def test_dates_in_reasons_are_days_of_the_business_time_zone_converted_once(zone
 def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped_it():
     # The Olist export: "did not buy in the same season last year" was the most frequent reason (3,246 of 5,082
     # customers), and 3,243 of them had made their first purchase after that season: they were not customers then.
-    frame = _rows([[1.0] * len(NUMERIC)] * 2, [])
-    frame["season_purchase_days_last_year"] = [0.0, 0.0]
-    frame["tenure_days"] = [120.0, 500.0]  # the season a year before AS_OF (90-day horizon) ended 275 days ago
-    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    # Online Retail II: two customers whose first lines were credit notes (a refund of a purchase made before the
+    # export starts) and whose first purchase came after that season were said "not a customer yet" then.
+    as_of = dt.date(2011, 12, 10)  # with a 90-day horizon, the season a year before ended 275 days before
+    lines = [("new", "2011-06-01", 5.0, 1.0), ("came_back", "2009-12-08", -9.95, -1.0),
+             ("came_back", "2011-06-01", 5.0, 1.0), ("lapsed", "2009-12-08", 5.0, 1.0),
+             ("lapsed", "2011-06-01", 5.0, 1.0)]
+    frame = pd.DataFrame(lines, columns=["customer_id", "ordered_at", "amount", "quantity"])
+    frame["order_id"] = [f"o{i}" for i in range(len(frame))]
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"]).dt.tz_localize("UTC")
+    cfg = FeaturesConfig(snapshots={"dates": [as_of]}, btyd=False, horizon_days=90)
+    features = build_features(Events.from_frames(transactions=frame), as_of=as_of, cfg=cfg).set_index("customer_id")
+    features = features.loc[["new", "came_back", "lapsed"]]
+    specs = [spec for spec in REGISTRY_SPECS if spec.name in features.columns]  # no BTYD columns
+    contrib = pd.DataFrame(0.0, columns=[spec.name for spec in specs], index=features.index)
     contrib["season_purchase_days_last_year"] = 1.0
-    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame)
+    result = top_reasons(contrib, features, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
     assert result["reason_1"].tolist() == ["was not a customer yet in the same season last year",
+                                           "made their first purchase on record after the same season last year",
                                            "did not buy in the same season last year"]
 
 

@@ -287,7 +287,11 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
             # of a customer whose first purchase came after that season, true but read as a lapse: say what it is
             _says("did not buy in the same season last year", ("==", 0),
                   given=(("tenure_days", ">", SEASON_LAG_DAYS - cfg.horizon_days),)),
+            # a return or credit note may predate the first purchase (a refund of a purchase before the export
+            # starts): only without any is the first purchase the first dealing
             _says("was not a customer yet in the same season last year", ("==", 0),
+                  given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days), ("returns_count", "==", 0))),
+            _says("made their first purchase on record after the same season last year", ("==", 0),
                   given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days),)),
             neutral="their purchase days in the same season last year "
                     "({season_purchase_days_last_year:count:day})")),
