@@ -732,3 +732,22 @@ def test_the_bundle_keeps_its_test_snapshots_btyd_fits_and_scoring_compares_toda
         reference["fits"], today[0], reference_snapshot=reference["snapshot"], as_of=outcome["as_of"])
     bgnbd = [change for change in rescored["drift"]["changed_fits"] if change["model"] == "BG/NBD"]
     assert bgnbd and bgnbd[0]["then"] == then["BG/NBD"] and bgnbd[0]["as_of"] == outcome["as_of"]
+
+
+def test_a_btyd_fit_that_fails_on_the_scoring_day_is_one_warning(scored, tmp_path, monkeypatch, caplog):
+    """Pareto/NBD failing on the scoring day: its features are NaN for every customer scored, and the run says so."""
+    import logging
+
+    from pipeline.features import btyd
+    from pipeline.run import score
+
+    cfg, _ = scored
+    monkeypatch.setattr(btyd, "fit_pareto_nbd", lambda *_: btyd.Fit(params=None, status="failed: planted by the test"))
+    workspace = _workspace_with(cfg, tmp_path, lambda validated: None)
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        outcome = score.run(workspace, as_of=FAIL_AS_OF, bundle=cfg.bundle_dir, quiet=True, replace=True)
+    warned = [record.getMessage() for record in caplog.records
+              if record.levelno >= logging.WARNING and "BTYD" in record.getMessage()]
+    assert warned == [f"scoring {FAIL_AS_OF}: BTYD: Pareto/NBD could not be fitted at the snapshot {FAIL_AS_OF}, and its "
+                      f"features are NaN there; at {FAIL_AS_OF}: Pareto/NBD failed: planted by the test"]
+    assert outcome["customers_scored"] > 0
