@@ -43,7 +43,7 @@ import polars as pl
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.compressed import unpacked
+from pipeline.compressed import archive_members, member_label, unpacked
 from pipeline.config import LookupConfig, ReadOptions, SourceConfig
 from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
@@ -1178,13 +1178,14 @@ def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]
 
 
 def _read_frames(
-    name: str, path: Path, source: SourceConfig, *, notes: list[str] | None = None
+    name: str, path: Path, source: SourceConfig, *, member: str | None = None, notes: list[str] | None = None
 ) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(label, frame, lines set aside) per part of one file (`_read_file`; a compressed file or a zip of one file
-    unpacked first, `compressed.unpacked`), its column names checked for repeats and cleaned. `notes`, when given,
-    gets the note of a CSV file whose read.encoding seems to misread it (`misread_text_note`)."""
+    """(label, frame, lines set aside) per part of one file (`_read_file`; a compressed file, or the file `member`
+    of a zip archive or its one file, unpacked first, `compressed.unpacked`), its column names checked for repeats
+    and cleaned. `notes`, when given, gets the note of a CSV file whose read.encoding seems to misread it
+    (`misread_text_note`)."""
     try:
-        with unpacked(name, path) as (readable, label):
+        with unpacked(name, path, member) as (readable, label):
             parts = [(label + part[len(str(readable)):], frame, lines)
                      for part, frame, lines in _read_file(name, readable, source)]
             if notes is not None and file_format(readable, source) == "csv":
@@ -1200,6 +1201,14 @@ def _read_frames(
     return parts
 
 
+def file_members(
+    name: str, files: list[Path], pattern: str | None, *, setting: str
+) -> list[tuple[Path, str | None]]:
+    """(file, member) to read, in order: each of `files` with the members of it that `pattern` (the `member`
+    setting, whose key is `setting`) names, sorted (`compressed.archive_members`); member None without a pattern."""
+    return [(path, member) for path in files for member in archive_members(name, path, pattern, setting=setting)]
+
+
 def read_source(
     name: str, source: SourceConfig, *, customers_elsewhere: bool = False, setting: str | None = None
 ) -> RawSource:
@@ -1212,14 +1221,16 @@ def read_source(
     frames, labels, notes, warnings, problems, unread = [], [], [], [], [], []
     rows_before, counts = 0, np.zeros((len(tables), 3), dtype=np.int64)  # per table: took, missed, of them kept
     files = source_files(name, source, setting=f"{setting}.path")
-    for path in files:
+    members = file_members(name, files, source.member, setting=f"{setting}.member")
+    for path, member in members:
         with _naming(name, setting):  # an export under other_exports has read settings of its own
-            parts = _read_frames(name, path, source, notes=warnings if path == files[0] else None)
+            parts = _read_frames(name, path, source, member=member,
+                                 notes=warnings if (path, member) == members[0] else None)
         for label, frame, lines in parts:
             width = len(frame.columns)  # the file's own columns, before any lookup table's
             frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
             counts += file_counts
-            with _naming(name, setting):
+            with _naming(name, setting, file=(str(path), member_label(path, member))):
                 check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
             if frame.empty:
                 notes.append(f"{label} has a header but no rows")
@@ -1279,10 +1290,12 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
     """Read the `lookup` table of source `name` whose key in the config is `setting`: its files concatenated, the key
     (`lookup.key_column()`) read as an id, rows repeated exactly dropped, keys on two different rows set apart.
     Messages about reading it name `setting`; its values are parsed later with the export's own settings."""
-    files = source_files(name, lookup, setting=f"{setting}.path")
+    files = file_members(name, source_files(name, lookup, setting=f"{setting}.path"), lookup.member,
+                         setting=f"{setting}.member")
     as_source = SourceConfig(path=lookup.path, format=lookup.format, read=lookup.read)
     with _naming(name, setting):
-        parts = [(path, frame, lines) for path in files for _, frame, lines in _read_frames(name, path, as_source)]
+        parts = [(member_label(path, member), frame, lines) for path, member in files
+                 for _, frame, lines in _read_frames(name, path, as_source, member=member)]
     unread = next(((path, lines) for path, _, lines in parts if len(lines)), None)
     if unread is not None:  # a table has no quarantine: a line it cannot read would leave rows without its columns
         path, lines = unread
@@ -1291,13 +1304,13 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
                           "quarantine, so correct those lines in the table")
     parts = [(path, frame) for path, frame, _ in parts]
     table = concat_as_read([frame.reset_index(drop=True) for _, frame in parts])
-    label = ", ".join(str(path) for path in files)
+    label = ", ".join(member_label(path, member) for path, member in files)
     key = lookup.key_column()
     wanted = [key, *(lookup.columns or [])]
     absent = [column for column in wanted if column not in table.columns]
     if absent:
         which = "columns" if absent[0] != key else "key" if lookup.key else "by"
-        hint = _table_settings(_separator_hint(name, files[0], parts[0][1], as_source), name, setting)
+        hint = _table_settings(_separator_hint(name, files[0][0], parts[0][1], as_source), name, setting)
         hint = hint or (f"; when the table names its key otherwise, give that name with {setting}.key"
                         if which == "by" else "")
         raise IngestError(f"source {name}: {setting}.{which}: column {absent[0]!r} is not in {label} (its columns: "
@@ -1321,13 +1334,15 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
 
 
 @contextmanager
-def _naming(name: str, setting: str) -> Iterator[None]:
+def _naming(name: str, setting: str, *, file: tuple[str, str] | None = None) -> Iterator[None]:
     """Re-raise an IngestError about reading or checking a file of `setting` (a lookup table, or an export under
-    other_exports) with its own settings named instead of those of sources.<name>, which the readers name."""
+    other_exports) with its own settings named instead of those of sources.<name>, which the readers name; `file`:
+    (a path as the message names it, the label to name it by: an archive and its member)."""
     try:
         yield
     except IngestError as exc:
-        raise IngestError(_table_settings(str(exc), name, setting)) from None
+        text = str(exc) if file is None else str(exc).replace(*file)
+        raise IngestError(_table_settings(text, name, setting)) from None
 
 
 def _table_settings(text: str, name: str, setting: str) -> str:
@@ -1478,10 +1493,13 @@ def export_setting(name: str, number: int) -> str:
 
 
 def export_files(name: str, source: SourceConfig) -> list[Path]:
-    """The files of every export of `source`, and of their `lookup` tables, in export order."""
-    return [path for place, export in enumerate(source.exports()) for path in source_files(name, export) + [
-        table_file for number, lookup in enumerate(export.lookup)
-        for table_file in source_files(name, lookup, setting=f"{export_setting(name, place)}.lookup[{number}].path")]]
+    """The files of every export of `source`, and of their `lookup` tables, in export order, each once (an archive
+    whose members several of them read is one file)."""
+    return list(dict.fromkeys(
+        path for place, export in enumerate(source.exports()) for path in source_files(name, export) + [
+            table_file for number, lookup in enumerate(export.lookup)
+            for table_file in source_files(name, lookup,
+                                           setting=f"{export_setting(name, place)}.lookup[{number}].path")]))
 
 
 def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
