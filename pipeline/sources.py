@@ -30,7 +30,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1177,28 +1177,34 @@ def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]
     return f"{' and '.join(given)} renamed onto {target}" + "".join(f" and the file's own {mine!r}" for mine in own)
 
 
-def _read_frames(
-    name: str, path: Path, source: SourceConfig, *, member: str | None = None, notes: list[str] | None = None
-) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(label, frame, lines set aside) per part of one file (`_read_file`; a compressed file, or the file `member`
-    of a zip archive or its one file, unpacked first, `compressed.unpacked`), its column names checked for repeats
-    and cleaned. `notes`, when given, gets the note of a CSV file whose read.encoding seems to misread it
-    (`misread_text_note`)."""
+@contextmanager
+def _file_frames(
+    name: str, path: Path, source: SourceConfig, *, setting: str, member: str | None = None,
+    notes: list[str] | None = None,
+) -> Iterator[tuple[Path, list[tuple[str, pd.DataFrame, pd.DataFrame]]]]:
+    """(the file read, (label, frame, lines set aside) per part of it: `_read_file`), its column names checked for
+    repeats and cleaned. A compressed file, or the file `member` of a zip archive (or its one file), is unpacked
+    first (`compressed.unpacked`) and its copy is the file read until the context closes, so that checks reading it
+    again see what was read; an IngestError raised meanwhile names the archive. Messages about reading name the
+    settings of `setting` (the export's key, or a lookup table's: `_naming`). `notes`, when given, gets the note of
+    a CSV file whose read.encoding seems to misread it (`misread_text_note`)."""
     try:
-        with unpacked(name, path, member) as (readable, label):
-            parts = [(label + part[len(str(readable)):], frame, lines)
-                     for part, frame, lines in _read_file(name, readable, source)]
-            if notes is not None and file_format(readable, source) == "csv":
-                with readable.open("rb") as file:
-                    note = misread_text_note(file.read(MISREAD_SAMPLE), source.read.encoding, label=label,
-                                             setting=f"sources.{name}")
-                notes.extend([note] if note else [])
+        with ExitStack() as copy:
+            with _naming(name, setting):
+                readable, label = copy.enter_context(unpacked(name, path, member))
+                parts = [(label + part[len(str(readable)):], frame, lines)
+                         for part, frame, lines in _read_file(name, readable, source)]
+                if notes is not None and file_format(readable, source) == "csv":
+                    with readable.open("rb") as file:
+                        note = misread_text_note(file.read(MISREAD_SAMPLE), source.read.encoding, label=label,
+                                                 setting=f"sources.{name}")
+                    notes.extend([note] if note else [])
+                for _, frame, _ in parts:
+                    check_unique_columns(name, readable, list(frame.columns))
+                    frame.columns = [_clean_name(column) for column in frame.columns]
+            yield readable, parts
     except PermissionError:
         raise IngestError(_permission_message(name, path)) from None
-    for _, frame, _ in parts:
-        check_unique_columns(name, path, list(frame.columns))
-        frame.columns = [_clean_name(column) for column in frame.columns]
-    return parts
 
 
 def file_members(
@@ -1223,27 +1229,27 @@ def read_source(
     files = source_files(name, source, setting=f"{setting}.path")
     members = file_members(name, files, source.member, setting=f"{setting}.member")
     for path, member in members:
-        with _naming(name, setting):  # an export under other_exports has read settings of its own
-            parts = _read_frames(name, path, source, member=member,
-                                 notes=warnings if (path, member) == members[0] else None)
-        for label, frame, lines in parts:
-            width = len(frame.columns)  # the file's own columns, before any lookup table's
-            frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
-            counts += file_counts
-            with _naming(name, setting, file=(str(path), member_label(path, member))):
-                check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
-            if frame.empty:
-                notes.append(f"{label} has a header but no rows")
-            problems.append(missed.assign(row=missed["row"] + rows_before))
-            if len(lines):
-                said = {"columns": width, "header": source.read.header}
-                unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
-                                            "reason": unread_line_reasons(lines, **said).to_numpy(),
-                                            "kind": unread_line_kinds(lines, **said).to_numpy()}))
-                warnings.append(unread_lines_note(label, lines))
-            rows_before += len(frame)
-            frames.append(frame)
-            labels.append(label)
+        # an export under other_exports has read settings of its own (`_naming`)
+        with _file_frames(name, path, source, setting=setting, member=member,
+                          notes=warnings if (path, member) == members[0] else None) as (readable, parts):
+            for label, frame, lines in parts:
+                width = len(frame.columns)  # the file's own columns, before any lookup table's
+                frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
+                counts += file_counts
+                with _naming(name, setting):  # its hints read the unpacked copy, which messages name as the archive
+                    check_columns(name, readable, frame, source, customers_elsewhere=customers_elsewhere)
+                if frame.empty:
+                    notes.append(f"{label} has a header but no rows")
+                problems.append(missed.assign(row=missed["row"] + rows_before))
+                if len(lines):
+                    said = {"columns": width, "header": source.read.header}
+                    unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
+                                                "reason": unread_line_reasons(lines, **said).to_numpy(),
+                                                "kind": unread_line_kinds(lines, **said).to_numpy()}))
+                    warnings.append(unread_lines_note(label, lines))
+                rows_before += len(frame)
+                frames.append(frame)
+                labels.append(label)
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
     if unknown_renames:
         notes.append(f"rename keys not found in the files: {', '.join(unknown_renames)}")
@@ -1293,9 +1299,10 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
     files = file_members(name, source_files(name, lookup, setting=f"{setting}.path"), lookup.member,
                          setting=f"{setting}.member")
     as_source = SourceConfig(path=lookup.path, format=lookup.format, read=lookup.read)
-    with _naming(name, setting):
-        parts = [(member_label(path, member), frame, lines) for path, member in files
-                 for _, frame, lines in _read_frames(name, path, as_source, member=member)]
+    parts = []
+    for path, member in files:
+        with _file_frames(name, path, as_source, setting=setting, member=member) as (_, read):
+            parts += [(member_label(path, member), frame, lines) for _, frame, lines in read]
     unread = next(((path, lines) for path, _, lines in parts if len(lines)), None)
     if unread is not None:  # a table has no quarantine: a line it cannot read would leave rows without its columns
         path, lines = unread
@@ -1334,15 +1341,13 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
 
 
 @contextmanager
-def _naming(name: str, setting: str, *, file: tuple[str, str] | None = None) -> Iterator[None]:
+def _naming(name: str, setting: str) -> Iterator[None]:
     """Re-raise an IngestError about reading or checking a file of `setting` (a lookup table, or an export under
-    other_exports) with its own settings named instead of those of sources.<name>, which the readers name; `file`:
-    (a path as the message names it, the label to name it by: an archive and its member)."""
+    other_exports) with its own settings named instead of those of sources.<name>, which the readers name."""
     try:
         yield
     except IngestError as exc:
-        text = str(exc) if file is None else str(exc).replace(*file)
-        raise IngestError(_table_settings(text, name, setting)) from None
+        raise IngestError(_table_settings(str(exc), name, setting)) from None
 
 
 def _table_settings(text: str, name: str, setting: str) -> str:

@@ -245,3 +245,12 @@ def test_a_member_lacking_required_columns_is_named_with_its_archive(tmp_path):
     with pytest.raises(IngestError, match=r"download\.zip \[file olist_stores\.csv\] lacks required column\(s\) "
                                           r"order_id, ordered_at, amount;"):
         ingest(tmp_path, {"transactions": {"path": "download.zip", "member": "olist_*.csv"}})
+
+
+def test_the_hints_of_a_missing_column_read_the_unpacked_file(tmp_path):
+    titled = "Sales report,,,\n" + TRANSACTIONS  # a report's title above the header row
+    (tmp_path / "download.zip").write_bytes(zipped({**DOWNLOAD, "report.csv": titled}))
+    with pytest.raises(IngestError, match=r"download\.zip \[file report\.csv\] lacks required column\(s\) order_id, "
+                                          r"customer_id, ordered_at, amount; the header row seems to be line 2: set "
+                                          r"sources\.transactions\.read\.skip_rows: 1$"):
+        ingest(tmp_path, {"transactions": {"path": "download.zip", "member": "report.csv"}})
