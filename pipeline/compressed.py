@@ -1,17 +1,19 @@
-"""Compressed exports: a file packed by gzip, bzip2, xz or zstd, or a zip archive holding one file.
+"""Compressed exports: a file packed by gzip, bzip2, xz or zstd, or a zip archive holding one file or several.
 
-`unpacked(name, path)` gives the file to read (the export itself, or a temporary unpacked copy that is removed
-afterwards) and the label its rows and messages carry (the archive's path, and the file inside a zip). Which
-packing a file has is told by its first bytes, never by its name: `orders.csv.gz`, an `orders.csv` that is
-gzip-compressed and a zip of `orders.csv` are all read as that CSV. A zip that is an Excel or OpenDocument
-workbook is no archive here: the workbook reader opens it. Messages raised while the unpacked copy is read name
-the archive, not the temporary file.
+`unpacked(name, path, member)` gives the file to read (the export itself, or a temporary unpacked copy that is
+removed afterwards) and the label its rows and messages carry (the archive's path, and the file inside a zip).
+Which packing a file has is told by its first bytes, never by its name: `orders.csv.gz`, an `orders.csv` that is
+gzip-compressed and a zip of `orders.csv` are all read as that CSV. A zip of several files is read by the files
+`archive_members` finds for a source's `member` setting (a name or a glob inside the archive). A zip that is an
+Excel or OpenDocument workbook is no archive here: the workbook reader opens it. Messages raised while the
+unpacked copy is read name the archive, not the temporary file.
 """
 
 from __future__ import annotations
 
 import bz2
 import errno
+import fnmatch
 import gzip
 import lzma
 import shutil
@@ -78,27 +80,80 @@ def _copy(source: IO[bytes], target: Path) -> None:
         shutil.copyfileobj(source, out, COPY_CHUNK)
 
 
-def _zip_entry(name: str, path: Path, archive: zipfile.ZipFile) -> zipfile.ZipInfo:
-    """The one file of `archive`; IngestError when it holds none or several."""
+def _files_shown(entries: list[str]) -> str:
+    """'a.csv, b.csv and 7 more' for the first SHOWN_ENTRIES of `entries`."""
+    more = f" and {len(entries) - SHOWN_ENTRIES:,} more" if len(entries) > SHOWN_ENTRIES else ""
+    return ", ".join(entries[:SHOWN_ENTRIES]) + more
+
+
+def member_label(path: Path, member: str | None) -> str:
+    """How rows and messages name a file read from `path`: the path, with ` [file <member>]` for a zip's member."""
+    return str(path) if member is None else f"{path} [file {member}]"
+
+
+def _matches(entry: str, pattern: str) -> bool:
+    """Whether the archive's file `entry` is `pattern`, or matches it as a glob part by part (as a path glob does:
+    `*` stays within a folder)."""
+    if entry == pattern:
+        return True
+    parts, wanted = PurePosixPath(entry).parts, PurePosixPath(pattern).parts
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, wanted))
+
+
+def archive_members(name: str, path: Path, pattern: str | None, *, setting: str) -> list[str | None]:
+    """The files of the zip archive at `path` that `pattern` (the `member` setting, whose key is `setting`) names,
+    sorted; [None] (the file itself) without a pattern. IngestError naming the setting when `path` is no zip
+    archive or none of its files matches."""
+    if pattern is None:
+        return [None]
+    kind = packing(path)
+    if kind != "zip":
+        what = f"a {kind}-compressed file" if kind else "not a zip archive"
+        raise IngestError(f"source {name}: {setting} names a file inside a zip archive, but {path} is {what}; "
+                          f"remove {setting}, or point the path at the zip archive that holds the file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = sorted(info.filename for info in archived_files(archive))
+    except (OSError, zipfile.BadZipFile) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise IngestError(f"source {name}: {path} is a zip archive but cannot be read ({reason}); "
+                          "download or export it again") from None
+    found = [entry for entry in entries if _matches(entry, pattern)]
+    if not found:
+        raise IngestError(f"source {name}: no file of {path} matches {setting}: {pattern} (its {len(entries):,} "
+                          f"files: {_files_shown(entries) or 'none'}); name one of them, as the archive writes it")
+    return found
+
+
+def _zip_entry(name: str, path: Path, archive: zipfile.ZipFile, member: str | None) -> zipfile.ZipInfo:
+    """The file `member` of `archive`, or without it its one file; IngestError when it holds none or several, or
+    when the file's name would put its copy outside the unpacking folder ('..', an absolute path: zip-slip)."""
     entries = archived_files(archive)
-    if len(entries) == 1:
-        return entries[0]
+    if member is not None:
+        entries = [info for info in entries if info.filename == member]
     if not entries:
         raise IngestError(f"source {name}: {path} is a zip archive without files; export the data again")
-    shown = ", ".join(info.filename for info in entries[:SHOWN_ENTRIES])
-    more = f" and {len(entries) - SHOWN_ENTRIES:,} more" if len(entries) > SHOWN_ENTRIES else ""
-    raise IngestError(
-        f"source {name}: {path} is a zip archive of {len(entries):,} files ({shown}{more}), and a source reads one "
-        f"file per path; unzip it and point sources.{name}.path at the file to read, or at a glob of the files"
-    )
+    if len(entries) > 1 and member is None:
+        names = sorted(info.filename for info in entries)
+        raise IngestError(
+            f"source {name}: {path} is a zip archive of {len(names):,} files ({_files_shown(names)}); name the file "
+            f"to read with sources.{name}.member (e.g. sources.{name}.member: {names[0]}), or a glob of the files"
+        )
+    entry = entries[0]
+    inside = PurePosixPath(entry.filename.replace("\\", "/"))
+    if inside.is_absolute() or ".." in inside.parts or inside.name in ("", "."):
+        raise IngestError(f"source {name}: {path} holds a file named {entry.filename!r}, which would be unpacked "
+                          "outside its folder; it is not read: pack the export again without such names")
+    return entry
 
 
 @contextmanager
-def unpacked(name: str, path: Path) -> Iterator[tuple[Path, str]]:
+def unpacked(name: str, path: Path, member: str | None = None) -> Iterator[tuple[Path, str]]:
     """(the file to read, its label): `path` and str(path) when it is not packed; else a temporary unpacked copy
-    (named as the export without its packing suffix, or as the file inside the zip) and the archive's path, with
-    ` [file <entry>]` for a zip. IngestError, naming the archive, when it cannot be unpacked; an IngestError raised
-    while the copy is read names the archive instead of the copy."""
+    (named as the export without its packing suffix, or as the file inside the zip: `member`, one of
+    `archive_members`, or the zip's one file) and the archive's path, with ` [file <entry>]` for a zip. IngestError,
+    naming the archive, when it cannot be unpacked; an IngestError raised while the copy is read names the archive
+    instead of the copy."""
     kind = packing(path)
     if kind is None:
         yield path, str(path)
@@ -107,9 +162,9 @@ def unpacked(name: str, path: Path) -> Iterator[tuple[Path, str]]:
         try:
             if kind == "zip":
                 with zipfile.ZipFile(path) as archive:
-                    entry = _zip_entry(name, path, archive)
-                    copy = Path(folder) / (PurePosixPath(entry.filename).name or "unpacked")
-                    label = f"{path} [file {entry.filename}]"
+                    entry = _zip_entry(name, path, archive, member)
+                    copy = Path(folder) / PurePosixPath(entry.filename.replace("\\", "/")).name
+                    label = member_label(path, entry.filename)
                     _copy(archive.open(entry), copy)
             else:
                 copy, label = Path(folder) / _unpacked_name(path), str(path)

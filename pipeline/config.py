@@ -183,6 +183,15 @@ class RefundsColumn(StrictModel):
 LOOKUP_READ_SETTINGS = ("sep", "encoding", "header", "column_names", "skip_rows", "na_values", "sheet", "json_records")
 
 
+def checked_member(value: str | None) -> str | None:
+    """A `member` setting (a file inside a zip archive, or a glob of them), unchanged; ValueError when it could name
+    no file inside one: an absolute path, or a '..' part."""
+    if value is not None and (value.startswith(("/", "\\")) or ".." in value.replace("\\", "/").split("/")):
+        raise ValueError(f"{value!r} names no file inside the archive; give the file's name as the archive lists it "
+                         "(e.g. orders.csv or 'orders/part-*.csv'), without '..' or a leading '/'")
+    return value
+
+
 class LookupConfig(StrictModel):
     """A further table the rows of an export take columns from, by a key (a database export in several tables: order
     lines that name the order, orders that name the customer). Every row whose `by` cell is found takes the table's
@@ -190,6 +199,7 @@ class LookupConfig(StrictModel):
     quarantined with the reason."""
 
     path: Path
+    member: str | None = Field(None, min_length=1)  # the file (or a glob of files) to read inside a zip archive
     format: Literal["auto", "csv", "parquet", "excel", "json"] = "auto"
     read: ReadOptions = ReadOptions()
     # The column of the export (or of an earlier lookup) holding the key (`on`, as pandas names it, is read as `by`).
@@ -212,6 +222,8 @@ class LookupConfig(StrictModel):
         if on is not None and "by" not in data:
             return {("by" if key == on and type(key) is type(on) else key): value for key, value in data.items()}
         return data
+
+    _member = field_validator("member")(checked_member)
 
     @field_validator("read")
     @classmethod
@@ -313,6 +325,9 @@ class SourceConfig(StrictModel):
     """Where one source lives and how to map it onto the input contract."""
 
     path: Path
+    # A zip archive of several files (a Kaggle download, a shop's export of part files): the file to read inside it,
+    # as the archive names it (olist_orders_dataset.csv), or a glob of files read in name order ('orders/part-*.csv').
+    member: str | None = Field(None, min_length=1)
     format: Literal["auto", "csv", "parquet", "excel", "json"] = "auto"
     read: ReadOptions = ReadOptions()
     rename: dict[str, str] = Field(default_factory=dict)
@@ -361,6 +376,8 @@ class SourceConfig(StrictModel):
     # kept as static attributes: validated as `attribute_<slug>` columns, each a feature of that name. A name is a
     # category (text); {column: Age, kind: number} a number, read with `read`'s decimal and thousands marks.
     attributes: list[CustomerAttribute] = Field(default_factory=list)
+
+    _member = field_validator("member")(checked_member)
 
     @field_validator("other_exports")
     @classmethod

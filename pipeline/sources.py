@@ -30,7 +30,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ import polars as pl
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.compressed import unpacked
+from pipeline.compressed import archive_members, member_label, unpacked
 from pipeline.config import LookupConfig, ReadOptions, SourceConfig
 from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
@@ -1177,27 +1177,42 @@ def _renamed_onto(target: str, columns: Iterable[str], rename: Mapping[str, str]
     return f"{' and '.join(given)} renamed onto {target}" + "".join(f" and the file's own {mine!r}" for mine in own)
 
 
-def _read_frames(
-    name: str, path: Path, source: SourceConfig, *, notes: list[str] | None = None
-) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
-    """(label, frame, lines set aside) per part of one file (`_read_file`; a compressed file or a zip of one file
-    unpacked first, `compressed.unpacked`), its column names checked for repeats and cleaned. `notes`, when given,
-    gets the note of a CSV file whose read.encoding seems to misread it (`misread_text_note`)."""
+@contextmanager
+def _file_frames(
+    name: str, path: Path, source: SourceConfig, *, setting: str, member: str | None = None,
+    notes: list[str] | None = None,
+) -> Iterator[tuple[Path, list[tuple[str, pd.DataFrame, pd.DataFrame]]]]:
+    """(the file read, (label, frame, lines set aside) per part of it: `_read_file`), its column names checked for
+    repeats and cleaned. A compressed file, or the file `member` of a zip archive (or its one file), is unpacked
+    first (`compressed.unpacked`) and its copy is the file read until the context closes, so that checks reading it
+    again see what was read; an IngestError raised meanwhile names the archive. Messages about reading name the
+    settings of `setting` (the export's key, or a lookup table's: `_naming`). `notes`, when given, gets the note of
+    a CSV file whose read.encoding seems to misread it (`misread_text_note`)."""
     try:
-        with unpacked(name, path) as (readable, label):
-            parts = [(label + part[len(str(readable)):], frame, lines)
-                     for part, frame, lines in _read_file(name, readable, source)]
-            if notes is not None and file_format(readable, source) == "csv":
-                with readable.open("rb") as file:
-                    note = misread_text_note(file.read(MISREAD_SAMPLE), source.read.encoding, label=label,
-                                             setting=f"sources.{name}")
-                notes.extend([note] if note else [])
+        with ExitStack() as copy:
+            with _naming(name, setting):
+                readable, label = copy.enter_context(unpacked(name, path, member))
+                parts = [(label + part[len(str(readable)):], frame, lines)
+                         for part, frame, lines in _read_file(name, readable, source)]
+                if notes is not None and file_format(readable, source) == "csv":
+                    with readable.open("rb") as file:
+                        note = misread_text_note(file.read(MISREAD_SAMPLE), source.read.encoding, label=label,
+                                                 setting=f"sources.{name}")
+                    notes.extend([note] if note else [])
+                for _, frame, _ in parts:
+                    check_unique_columns(name, readable, list(frame.columns))
+                    frame.columns = [_clean_name(column) for column in frame.columns]
+            yield readable, parts
     except PermissionError:
         raise IngestError(_permission_message(name, path)) from None
-    for _, frame, _ in parts:
-        check_unique_columns(name, path, list(frame.columns))
-        frame.columns = [_clean_name(column) for column in frame.columns]
-    return parts
+
+
+def file_members(
+    name: str, files: list[Path], pattern: str | None, *, setting: str
+) -> list[tuple[Path, str | None]]:
+    """(file, member) to read, in order: each of `files` with the members of it that `pattern` (the `member`
+    setting, whose key is `setting`) names, sorted (`compressed.archive_members`); member None without a pattern."""
+    return [(path, member) for path in files for member in archive_members(name, path, pattern, setting=setting)]
 
 
 def read_source(
@@ -1212,27 +1227,29 @@ def read_source(
     frames, labels, notes, warnings, problems, unread = [], [], [], [], [], []
     rows_before, counts = 0, np.zeros((len(tables), 3), dtype=np.int64)  # per table: took, missed, of them kept
     files = source_files(name, source, setting=f"{setting}.path")
-    for path in files:
-        with _naming(name, setting):  # an export under other_exports has read settings of its own
-            parts = _read_frames(name, path, source, notes=warnings if path == files[0] else None)
-        for label, frame, lines in parts:
-            width = len(frame.columns)  # the file's own columns, before any lookup table's
-            frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
-            counts += file_counts
-            with _naming(name, setting):
-                check_columns(name, path, frame, source, customers_elsewhere=customers_elsewhere)
-            if frame.empty:
-                notes.append(f"{label} has a header but no rows")
-            problems.append(missed.assign(row=missed["row"] + rows_before))
-            if len(lines):
-                said = {"columns": width, "header": source.read.header}
-                unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
-                                            "reason": unread_line_reasons(lines, **said).to_numpy(),
-                                            "kind": unread_line_kinds(lines, **said).to_numpy()}))
-                warnings.append(unread_lines_note(label, lines))
-            rows_before += len(frame)
-            frames.append(frame)
-            labels.append(label)
+    members = file_members(name, files, source.member, setting=f"{setting}.member")
+    for path, member in members:
+        # an export under other_exports has read settings of its own (`_naming`)
+        with _file_frames(name, path, source, setting=setting, member=member,
+                          notes=warnings if (path, member) == members[0] else None) as (readable, parts):
+            for label, frame, lines in parts:
+                width = len(frame.columns)  # the file's own columns, before any lookup table's
+                frame, missed, file_counts = with_lookups(name, label, frame.reset_index(drop=True), tables)
+                counts += file_counts
+                with _naming(name, setting):  # its hints read the unpacked copy, which messages name as the archive
+                    check_columns(name, readable, frame, source, customers_elsewhere=customers_elsewhere)
+                if frame.empty:
+                    notes.append(f"{label} has a header but no rows")
+                problems.append(missed.assign(row=missed["row"] + rows_before))
+                if len(lines):
+                    said = {"columns": width, "header": source.read.header}
+                    unread.append(pd.DataFrame({"row": lines["row"].to_numpy() + rows_before, "column": "",
+                                                "reason": unread_line_reasons(lines, **said).to_numpy(),
+                                                "kind": unread_line_kinds(lines, **said).to_numpy()}))
+                    warnings.append(unread_lines_note(label, lines))
+                rows_before += len(frame)
+                frames.append(frame)
+                labels.append(label)
     unknown_renames = sorted(set(source.rename) - {column for frame in frames for column in frame.columns})
     if unknown_renames:
         notes.append(f"rename keys not found in the files: {', '.join(unknown_renames)}")
@@ -1279,10 +1296,13 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
     """Read the `lookup` table of source `name` whose key in the config is `setting`: its files concatenated, the key
     (`lookup.key_column()`) read as an id, rows repeated exactly dropped, keys on two different rows set apart.
     Messages about reading it name `setting`; its values are parsed later with the export's own settings."""
-    files = source_files(name, lookup, setting=f"{setting}.path")
+    files = file_members(name, source_files(name, lookup, setting=f"{setting}.path"), lookup.member,
+                         setting=f"{setting}.member")
     as_source = SourceConfig(path=lookup.path, format=lookup.format, read=lookup.read)
-    with _naming(name, setting):
-        parts = [(path, frame, lines) for path in files for _, frame, lines in _read_frames(name, path, as_source)]
+    parts = []
+    for path, member in files:
+        with _file_frames(name, path, as_source, setting=setting, member=member) as (_, read):
+            parts += [(member_label(path, member), frame, lines) for _, frame, lines in read]
     unread = next(((path, lines) for path, _, lines in parts if len(lines)), None)
     if unread is not None:  # a table has no quarantine: a line it cannot read would leave rows without its columns
         path, lines = unread
@@ -1291,13 +1311,13 @@ def read_lookup(name: str, lookup: LookupConfig, *, setting: str) -> LookupTable
                           "quarantine, so correct those lines in the table")
     parts = [(path, frame) for path, frame, _ in parts]
     table = concat_as_read([frame.reset_index(drop=True) for _, frame in parts])
-    label = ", ".join(str(path) for path in files)
+    label = ", ".join(member_label(path, member) for path, member in files)
     key = lookup.key_column()
     wanted = [key, *(lookup.columns or [])]
     absent = [column for column in wanted if column not in table.columns]
     if absent:
         which = "columns" if absent[0] != key else "key" if lookup.key else "by"
-        hint = _table_settings(_separator_hint(name, files[0], parts[0][1], as_source), name, setting)
+        hint = _table_settings(_separator_hint(name, files[0][0], parts[0][1], as_source), name, setting)
         hint = hint or (f"; when the table names its key otherwise, give that name with {setting}.key"
                         if which == "by" else "")
         raise IngestError(f"source {name}: {setting}.{which}: column {absent[0]!r} is not in {label} (its columns: "
@@ -1478,10 +1498,13 @@ def export_setting(name: str, number: int) -> str:
 
 
 def export_files(name: str, source: SourceConfig) -> list[Path]:
-    """The files of every export of `source`, and of their `lookup` tables, in export order."""
-    return [path for place, export in enumerate(source.exports()) for path in source_files(name, export) + [
-        table_file for number, lookup in enumerate(export.lookup)
-        for table_file in source_files(name, lookup, setting=f"{export_setting(name, place)}.lookup[{number}].path")]]
+    """The files of every export of `source`, and of their `lookup` tables, in export order, each once (an archive
+    whose members several of them read is one file)."""
+    return list(dict.fromkeys(
+        path for place, export in enumerate(source.exports()) for path in source_files(name, export) + [
+            table_file for number, lookup in enumerate(export.lookup)
+            for table_file in source_files(name, lookup,
+                                           setting=f"{export_setting(name, place)}.lookup[{number}].path")]))
 
 
 def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:

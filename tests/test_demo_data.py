@@ -208,5 +208,10 @@ def test_runner_refuses_a_glob_or_parquet_target_and_bad_counts(tmp_path, demo_c
         with pytest.raises(ConfigError, match=rf"sources\.transactions\.path is .*{path}: demo-data writes one CSV"):
             demo_runner.run(other, customers=10, seed=1, quiet=True)
         assert not (tmp_path / path).exists()
+    zipped_member = demo_cfg.model_copy(update={"sources": demo_cfg.sources.model_copy(  # not written over the archive
+        update={"transactions": SourceConfig(path=tmp_path / "orders.zip", member="orders.csv")})})
+    with pytest.raises(ConfigError, match=r"sources\.transactions\.path is .*orders\.zip: demo-data writes one CSV"):
+        demo_runner.run(zipped_member, customers=10, seed=1, quiet=True)
+    assert not (tmp_path / "orders.zip").exists()
     with pytest.raises(ConfigError, match="--customers must be at least 1"):
         demo_runner.run(demo_cfg, customers=0, seed=1, quiet=True)

@@ -1,11 +1,12 @@
-"""Compressed exports (gzip, bzip2, xz, zstd, a zip of one file) read as the file they hold; archives that cannot
-be read are one-line errors naming the archive."""
+"""Compressed exports (gzip, bzip2, xz, zstd, a zip of one file) read as the file they hold, a zip of several files by
+`member`; archives that cannot be read are one-line errors naming the archive."""
 
 from __future__ import annotations
 
 import bz2
 import errno
 import gzip
+import hashlib
 import lzma
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from conftest import minimal_config, zipped
 from pipeline import compressed
 from pipeline.config import config_from_dict
-from pipeline.errors import IngestError
+from pipeline.errors import ConfigError, IngestError
 from pipeline.run import ingest as ingest_runner
 
 TRANSACTIONS = (
@@ -114,9 +115,9 @@ def test_a_workbook_is_not_taken_for_an_archive(tmp_path):
 
 
 @pytest.mark.parametrize("archive, message", [
-    ({"a.csv": b"x", "b.csv": b"y"}, r"t\.zip is a zip archive of 2 files \(a\.csv, b\.csv\), and a source reads one "
-                                     r"file per path; unzip it and point sources\.transactions\.path at the file to "
-                                     r"read, or at a glob of the files$"),
+    ({"b.csv": b"y", "a.csv": b"x"}, r"t\.zip is a zip archive of 2 files \(a\.csv, b\.csv\); name the file to read "
+                                     r"with sources\.transactions\.member \(e\.g\. sources\.transactions\.member: "
+                                     r"a\.csv\), or a glob of the files$"),
     ({"folder/": b""}, r"t\.zip is a zip archive without files; export the data again$"),
     ({"t.csv.gz": gzip.compress(b"x")}, r"t\.zip \[file t\.csv\.gz\] holds a gzip file in turn; unpack it and point "
                                         r"sources\.transactions\.path at what it holds$"),
@@ -150,3 +151,106 @@ def test_a_plain_csv_under_a_packed_name_is_read_as_the_text_it_is(tmp_path, pla
     (tmp_path / "t.csv.bz2").write_text(TRANSACTIONS)  # a name is no proof: Arrow, given the path, would unpack it
     ingest(tmp_path, {"transactions": {"path": "t.csv.bz2"}})
     pd.testing.assert_frame_equal(outputs(tmp_path)[0], plain[0])
+
+
+HEADER, *LINES = TRANSACTIONS.splitlines(keepends=True)
+STORES = "customer_id,region\nc1,north\nc2,south\nc3,east\n"
+# A download of several tables (as Kaggle's Olist zip is), the orders also as part files in a folder, listed out of
+# name order.
+DOWNLOAD = {"orders/part-2.csv": HEADER + "".join(LINES[4:]), "orders/part-1.csv": HEADER + "".join(LINES[:4]),
+            "olist_orders.csv": TRANSACTIONS, "olist_stores.csv": STORES, "readme.txt": "tables of a shop"}
+
+
+@pytest.mark.parametrize("member, origin", [("olist_orders.csv", "olist_orders.csv"),
+                                            ("orders/part-*.csv", "orders/part-1.csv")])
+def test_a_zip_of_several_files_is_read_by_member_or_by_a_glob_of_members(tmp_path, plain, member, origin, monkeypatch):
+    (tmp_path / "download.zip").write_bytes(zipped(DOWNLOAD))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    ingest(tmp_path, {"transactions": {"path": "download.zip", "member": member}})
+    validated, quarantined = outputs(tmp_path)
+    pd.testing.assert_frame_equal(validated, plain[0])  # the parts read in name order, as the one file
+    assert quarantined[["source_file", "source_row", "reason"]].values.tolist() == [
+        [f"{tmp_path / 'download.zip'} [file {origin}]", 4, "ordered_at: not a timestamp"]]
+    assert list((tmp_path / "scratch").iterdir()) == []
+
+
+def test_a_lookup_table_is_read_from_a_member_of_the_archive_and_the_archive_is_fingerprinted_once(tmp_path):
+    (tmp_path / "download.zip").write_bytes(zipped(DOWNLOAD))
+    report = ingest(tmp_path, {"transactions": {
+        "path": "download.zip", "member": "olist_orders.csv",
+        "lookup": [{"path": "download.zip", "member": "olist_stores.csv", "by": "customer_id"}]}})
+    extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
+    assert extra["region"].tolist() == ["north", "north", "south", "north", "south", "east"]
+    entry = report["sources"]["transactions"]
+    assert entry["files"] == [{"path": str(tmp_path / "download.zip"),
+                               "sha256": hashlib.sha256((tmp_path / "download.zip").read_bytes()).hexdigest()}]
+    assert f"from {tmp_path / 'download.zip'} [file olist_stores.csv] by customer_id" in " ".join(entry["notes"])
+
+
+NO_MATCH = (r"no file of .*download\.zip matches {key}: {member} \(its 5 files: olist_orders\.csv, olist_stores\.csv, "
+            r"orders/part-1\.csv, orders/part-2\.csv, readme\.txt\); name one of them, as the archive writes it$")
+
+
+@pytest.mark.parametrize("source, message", [
+    ({"path": "download.zip", "member": "orders.csv"},
+     NO_MATCH.format(key=r"sources\.transactions\.member", member=r"orders\.csv")),
+    ({"path": "download.zip", "member": "*/part-3.csv"},
+     NO_MATCH.format(key=r"sources\.transactions\.member", member=r"\*/part-3\.csv")),
+    ({"path": "download.zip", "member": "olist_orders.csv",
+      "other_exports": [{"path": "download.zip", "member": "returns.csv"}]},
+     NO_MATCH.format(key=r"sources\.transactions\.other_exports\[0\]\.member", member=r"returns\.csv")),
+    ({"path": "download.zip", "member": "olist_orders.csv", "lookup": [{"path": "download.zip", "by": "customer_id"}]},
+     r"download\.zip is a zip archive of 5 files \(olist_orders\.csv, olist_stores\.csv, orders/part-1\.csv, "
+     r"orders/part-2\.csv, readme\.txt\); name the file to read with sources\.transactions\.lookup\[0\]\.member "
+     r"\(e\.g\. sources\.transactions\.lookup\[0\]\.member: olist_orders\.csv\), or a glob of the files$"),
+    ({"path": "t.csv", "member": "t.csv"},
+     r"sources\.transactions\.member names a file inside a zip archive, but .*t\.csv is not a zip archive; remove "
+     r"sources\.transactions\.member, or point the path at the zip archive that holds the file$"),
+    ({"path": "t.csv.gz", "member": "t.csv"}, r"sources\.transactions\.member names a file inside a zip archive, but "
+                                              r".*t\.csv\.gz is a gzip-compressed file; remove"),
+])
+def test_a_member_that_is_not_in_a_zip_archive_is_a_one_line_error_naming_the_key(tmp_path, source, message):
+    (tmp_path / "download.zip").write_bytes(zipped(DOWNLOAD))
+    (tmp_path / "t.csv").write_text(TRANSACTIONS)
+    (tmp_path / "t.csv.gz").write_bytes(gzip.compress(TRANSACTIONS.encode()))
+    with pytest.raises(IngestError, match=message) as error:
+        ingest(tmp_path, {"transactions": source})
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("entry, member", [("../t.csv", None), ("/t.csv", "*/t.csv"), ("a\\..\\t.csv", "a*")])
+def test_a_member_named_outside_the_archive_is_refused_not_unpacked(tmp_path, entry, member, monkeypatch):
+    (tmp_path / "slip.zip").write_bytes(zipped({entry: TRANSACTIONS}))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "scratch" / "in"))
+    (tmp_path / "scratch" / "in").mkdir(parents=True)
+    with pytest.raises(IngestError, match=r"slip\.zip holds a file named .*t\.csv', which would be unpacked outside "
+                                          r"its folder; it is not read: pack the export again without such names$"):
+        ingest(tmp_path, {"transactions": {"path": "slip.zip", **({"member": member} if member else {})}})
+    assert [path.name for path in (tmp_path / "scratch").rglob("*")] == ["in"]
+
+
+@pytest.mark.parametrize("where", ["member", "lookup"])
+def test_a_member_with_dot_dot_or_an_absolute_path_is_a_config_error(tmp_path, where):
+    bad = {"path": "download.zip", "by": "customer_id", "member": "../t.csv"}
+    source = {"path": "download.zip", "member": "/t.csv"} if where == "member" else {"path": "t.csv", "lookup": [bad]}
+    key = r"sources\.transactions\.member" if where == "member" else r"sources\.transactions\.lookup\.0\.member"
+    with pytest.raises(ConfigError, match=key + r": Value error, '\S+' names no file inside the archive; give the "
+                                           r"file's name as the archive lists it"):
+        config_for(tmp_path, {"transactions": source})
+
+
+def test_a_member_lacking_required_columns_is_named_with_its_archive(tmp_path):
+    (tmp_path / "download.zip").write_bytes(zipped(DOWNLOAD))
+    with pytest.raises(IngestError, match=r"download\.zip \[file olist_stores\.csv\] lacks required column\(s\) "
+                                          r"order_id, ordered_at, amount;"):
+        ingest(tmp_path, {"transactions": {"path": "download.zip", "member": "olist_*.csv"}})
+
+
+def test_the_hints_of_a_missing_column_read_the_unpacked_file(tmp_path):
+    titled = "Sales report,,,\n" + TRANSACTIONS  # a report's title above the header row
+    (tmp_path / "download.zip").write_bytes(zipped({**DOWNLOAD, "report.csv": titled}))
+    with pytest.raises(IngestError, match=r"download\.zip \[file report\.csv\] lacks required column\(s\) order_id, "
+                                          r"customer_id, ordered_at, amount; the header row seems to be line 2: set "
+                                          r"sources\.transactions\.read\.skip_rows: 1$"):
+        ingest(tmp_path, {"transactions": {"path": "download.zip", "member": "report.csv"}})

@@ -44,7 +44,8 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
         raise ConfigError(f"--campaigns must be 0 or more (got {campaigns})")
     targets = cfg.sources.configured()
     for name, source in targets.items():
-        if any(char in str(source.path) for char in "*?[") or file_format(source.path, source) != "csv":
+        if (any(char in str(source.path) for char in "*?[") or file_format(source.path, source) != "csv"
+                or source.member is not None):
             raise ConfigError(
                 f"sources.{name}.path is {source.path}: demo-data writes one CSV per source, "
                 "so point it at a single .csv file"
