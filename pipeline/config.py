@@ -1034,8 +1034,11 @@ class Config(StrictModel):
 
 def data_identity(cfg: Config) -> dict[str, str]:
     """What a model bundle records of the data it was trained on, for `churn score` to tell another shop's model:
-    the config's project and its transactions path (as configured: a glob stays a glob)."""
-    return {"project": cfg.project, "transactions": str(cfg.sources.transactions.path)}
+    the config's project and its transactions path (as configured: a glob stays a glob), with the file read inside
+    a zip archive as rows name it (`path [file member]`), so that two files of one archive are told apart."""
+    source = cfg.sources.transactions
+    where = str(source.path) if source.member is None else f"{source.path} [file {source.member}]"
+    return {"project": cfg.project, "transactions": where}
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:

@@ -537,3 +537,17 @@ def test_times_after_in_other_sources_name_their_own_time_columns(tmp_path, sour
     raw["sources"][source] = {**raw["sources"].get(source, {"path": "x.csv"}), **mapping}
     with pytest.raises(ConfigError, match=message):
         config_from_dict(raw, base_dir=tmp_path)
+
+
+def test_the_data_a_model_is_trained_from_names_the_file_read_inside_a_zip_archive(tmp_path):
+    """Two files of one archive (a Kaggle download) are two exports: `churn score` must tell their models apart."""
+    from pipeline.config import data_identity
+
+    def identity(**transactions) -> dict:
+        raw = minimal_config("download.zip")
+        raw["sources"]["transactions"].update(transactions)
+        return data_identity(config_from_dict(raw, base_dir=tmp_path))
+
+    assert identity()["transactions"].endswith("download.zip")
+    assert identity(member="orders.csv")["transactions"].endswith("download.zip [file orders.csv]")
+    assert identity(member="orders.csv") != identity(member="order_items.csv")
