@@ -27,6 +27,7 @@ from typing import IO
 
 import pyarrow as pa
 
+from pipeline.config import member_label
 from pipeline.errors import IngestError
 
 STREAM_PACKINGS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
@@ -84,11 +85,6 @@ def _files_shown(entries: list[str]) -> str:
     """'a.csv, b.csv and 7 more' for the first SHOWN_ENTRIES of `entries`."""
     more = f" and {len(entries) - SHOWN_ENTRIES:,} more" if len(entries) > SHOWN_ENTRIES else ""
     return ", ".join(entries[:SHOWN_ENTRIES]) + more
-
-
-def member_label(path: Path, member: str | None) -> str:
-    """How rows and messages name a file read from `path`: the path, with ` [file <member>]` for a zip's member."""
-    return str(path) if member is None else f"{path} [file {member}]"
 
 
 def _matches(entry: str, pattern: str) -> bool:

@@ -183,6 +183,11 @@ class RefundsColumn(StrictModel):
 LOOKUP_READ_SETTINGS = ("sep", "encoding", "header", "column_names", "skip_rows", "na_values", "sheet", "json_records")
 
 
+def member_label(path: Path | str, member: str | None) -> str:
+    """How rows and messages name a file read from `path`: the path, with ` [file <member>]` for a zip's member."""
+    return str(path) if member is None else f"{path} [file {member}]"
+
+
 def checked_member(value: str | None) -> str | None:
     """A `member` setting (a file inside a zip archive, or a glob of them), unchanged; ValueError when it could name
     no file inside one: an absolute path, or a '..' part."""
@@ -1037,8 +1042,7 @@ def data_identity(cfg: Config) -> dict[str, str]:
     the config's project and its transactions path (as configured: a glob stays a glob), with the file read inside
     a zip archive as rows name it (`path [file member]`), so that two files of one archive are told apart."""
     source = cfg.sources.transactions
-    where = str(source.path) if source.member is None else f"{source.path} [file {source.member}]"
-    return {"project": cfg.project, "transactions": where}
+    return {"project": cfg.project, "transactions": member_label(source.path, source.member)}
 
 
 def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:

@@ -91,6 +91,7 @@ from pipeline.ingest_notes import (
     currency_counts,
     dates_on_both_sides_note,
     differing_attributes_note,
+    differs_from_row_above,
     discount_share_note,
     discount_share_of_net_note,
     discount_share_read_note,
@@ -1645,8 +1646,7 @@ def repeated_order_blocks(
     file_codes = (source_file.cat.codes.to_numpy() if isinstance(source_file.dtype, pd.CategoricalDtype)
                   else pd.factorize(source_file)[0])
     keys = pl.DataFrame({"order": pl.from_pandas(typed["order_id"].reset_index(drop=True)), "file": file_codes})
-    start = keys.select(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in ("order", "file")))
-    start = start.to_series().to_numpy().copy()
+    start = keys.select(differs_from_row_above(keys.columns)).to_series().to_numpy().copy()
     start[0] = True
     block = np.cumsum(start)  # 1, 2, ...: the runs of consecutive rows of one order in one file
     lines = np.diff(np.r_[np.flatnonzero(start), len(start)])
@@ -1655,8 +1655,8 @@ def repeated_order_blocks(
     counts = np.zeros(len(blocks), dtype=np.int64)
     candidates = repeated(blocks.select("order", "file").hash_rows(seed=0).to_numpy())
     counts[candidates] = blocks.filter(pl.Series(candidates)).select(pl.len().over("order", "file")).to_series()
-    apart = np.isin(blocks["file"].to_numpy(), files_writing_orders_apart(blocks, counts > 1))
     several = counts > 1
+    apart = np.isin(blocks["file"].to_numpy(), files_writing_orders_apart(blocks, several))
     if recurring is not None:  # ... each of its lines' records twice: all its blocks' lines recur (few blocks do)
         recurs = several & np.logical_and.reduceat(recurring | ~eligible, np.flatnonzero(start))
         several = np.zeros(len(blocks), dtype=bool)
@@ -1732,8 +1732,7 @@ def files_writing_orders_apart(blocks: pl.DataFrame, several: np.ndarray) -> np.
     whole = blocks.filter(~several & (pl.col("lines") >= 2)).group_by("file").agg(orders=pl.len(), together=pl.len())
     split = (blocks.filter(several).group_by("order", "file").agg(pl.col("lines").max())
              .group_by("file").agg(orders=pl.len(), together=(pl.col("lines") >= 2).sum()))
-    files = (pl.concat([whole.cast({"together": pl.UInt32}), split.cast({"together": pl.UInt32})])
-             .group_by("file").agg(pl.col("orders").sum(), pl.col("together").sum()))
+    files = pl.concat([whole, split]).group_by("file").agg(pl.col("orders").sum(), pl.col("together").sum())
     apart = files.filter((pl.col("orders") >= ORDERS_APART_MIN)
                          & (pl.col("together") < ORDERS_TOGETHER_SHARE * pl.col("orders")))
     return apart["file"].to_numpy()

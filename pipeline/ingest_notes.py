@@ -457,7 +457,9 @@ def utc_offset_note(frame: pd.DataFrame, labels: Mapping[str, str], *, business_
             "shop's time zone (an IANA name such as America/New_York) and re-run")
 
 
-def unset_zone_note(zoneless: Mapping[str, tuple[str, pd.Timestamp]], *, setting: str, business_zone: str) -> str | None:
+def unset_zone_note(
+    zoneless: Mapping[str, tuple[str, pd.Timestamp]], *, setting: str, business_zone: str
+) -> str | None:
     """A note when times without a zone (`zoneless`: per column label, a value as written and the UTC instant it was
     read as) were read as UTC because the export's `timezone` (`setting`.timezone) is unset, while the later stages
     count the days of `business_zone`: if the export writes local times, as shop systems do, every such time is off
@@ -466,7 +468,8 @@ def unset_zone_note(zoneless: Mapping[str, tuple[str, pd.Timestamp]], *, setting
         return None
     written, instant = next(iter(zoneless.values()))
     there = instant.tz_convert(business_zone)
-    day = ", the day before" if there.date() < instant.date() else ", the day after" if there.date() > instant.date() else ""
+    day = (", the day before" if there.date() < instant.date() else
+           ", the day after" if there.date() > instant.date() else "")
     columns = ", ".join(zoneless)
     return (f"{columns} write{'s' if len(zoneless) == 1 else ''} times without a zone (e.g. {written!r}) and "
             f"{setting}.timezone is not set, so they are read as UTC, while the days counted are {business_zone}'s "
@@ -671,10 +674,11 @@ def id_match_notes(distinct: Mapping[str, pa_arrow.Array], *, id_case: str = "ke
 
 
 def split_id_note(ids: pa_arrow.Array, *, id_case: str) -> str | None:
-    """A note when some distinct customer ids of a source (`distinct_ids`) differ only in case (with ingest.id_case keep), in the
-    leading zeros of an all-digit id, or in blanks and punctuation ('AB12'/'ab12', '00123'/'123', 'La Rochelle
-    Gifts'/'La  Rochelle Gifts', 'Mini Gifts Ltd.'/'Mini Gifts Ltd': an export keyed by names): one customer may be
-    counted as two; None otherwise. Nothing is merged: the note says how many such groups there are, with an example."""
+    """A note when some distinct customer ids of a source (`distinct_ids`) differ only in case (with ingest.id_case
+    keep), in the leading zeros of an all-digit id, or in blanks and punctuation ('AB12'/'ab12', '00123'/'123', 'La
+    Rochelle Gifts'/'La  Rochelle Gifts', 'Mini Gifts Ltd.'/'Mini Gifts Ltd': an export keyed by names): one customer
+    may be counted as two; None otherwise. Nothing is merged: the note says how many such groups there are, with an
+    example."""
     if len(ids) < 2:
         return None
 
@@ -786,6 +790,12 @@ def _whose_days(timezone: str) -> str:
     return "UTC" if timezone == "UTC" else f"days of {timezone}"
 
 
+def differs_from_row_above(columns: Sequence[str]) -> pl.Expr:
+    """True on a row whose value in any of `columns` differs from the row above's (missing counts as a value; the
+    first row: unless all its values are missing): where a run of equal rows starts."""
+    return pl.any_horizontal(pl.col(column).ne_missing(pl.col(column).shift(1)) for column in columns)
+
+
 def orders_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np.ndarray]:
     """(the first day of `timezone` (the business zone), as days since 1970-01-01; the orders with a purchase line
     (`purchase_lines`) of the validated transactions `result` (ordered_at, order_id, amount) on each day from it to the
@@ -799,7 +809,7 @@ def orders_per_day(result: SourceResult, timezone: str = "UTC") -> tuple[int, np
     orders = pl.from_pandas(result.validated["order_id"]).filter(pl.Series(purchase))
     pairs = pl.DataFrame({"day": days, "order_id": orders})
     # an order's lines lie together in most exports: dropping a pair equal to the one above leaves few to hash
-    pairs = pairs.filter(pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in pairs.columns))
+    pairs = pairs.filter(differs_from_row_above(pairs.columns))
     days = pairs.unique()["day"].to_numpy()
     first = int(days.min())
     return first, np.bincount(days - first)

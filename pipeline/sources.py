@@ -43,8 +43,8 @@ import polars as pl
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pipeline.compressed import archive_members, member_label, unpacked
-from pipeline.config import LookupConfig, ReadOptions, SourceConfig
+from pipeline.compressed import archive_members, unpacked
+from pipeline.config import LookupConfig, ReadOptions, SourceConfig, member_label
 from pipeline.contract import AMOUNT_FACTORS, TIMESTAMP, contract
 from pipeline.errors import IngestError
 

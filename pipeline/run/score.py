@@ -511,9 +511,9 @@ def unmeasurable_actions(actions: dict[str, dict]) -> list[str]:
                 else f"only a drop in churn of {detectable * 100:.1f} points or more")
         lines.append(
             f"{action}: with {entry['control']:,} in control and {entry['treatment']:,} treated, this list tells from "
-            f"chance {told} (80% power, 95% confidence), and "
-            f"the playbook expects a drop of {planned * 100:.1f} points (its uplift times each customer's churn probability, "
-            f"{entry['expected_churn']:.0%} on average): this list alone cannot measure it; {remedy}"
+            f"chance {told} (80% power, 95% confidence), and the playbook expects a drop of {planned * 100:.1f} points "
+            f"(its uplift times each customer's churn probability, {entry['expected_churn']:.0%} on average): this "
+            f"list alone cannot measure it; {remedy}"
         )
     return lines
 
