@@ -387,27 +387,43 @@ FEW_LABELS = 50  # fewer test customers than this in one class: the test metrics
 
 def few_labels_warning(test: pd.DataFrame, *, label: str, snapshot: str, horizon_days: int) -> str | None:
     """A sentence when the `test` snapshot's rarer class (`label`: 1 churned, 0 bought again within `horizon_days`)
-    holds fewer than FEW_LABELS customers: every test metric, the comparison with the baselines and the champion
+    holds fewer than FEW_LABELS customers (`few_labels_sentence`). None otherwise, or when the rows hold one class
+    (an error elsewhere)."""
+    y = test[label].to_numpy(dtype=float)
+    return few_labels_sentence(int((y == 1).sum()), int((y == 0).sum()), snapshot=snapshot, horizon_days=horizon_days)
+
+
+def few_labels_sentence(
+    churned: int, stayed: int, *, snapshot: str, horizon_days: int, pooled: tuple[int, int] | None = None
+) -> str | None:
+    """A sentence when the rarer of a test snapshot's `churned` and `stayed` (bought again within `horizon_days`)
+    customers are fewer than FEW_LABELS: every test metric, the comparison with the baselines and the champion
     decision then rest on that handful (a marketplace where almost nobody buys twice: Olist's 12 of 4,744), or, in
     a snapshot of fewer than 2 x FEW_LABELS customers, on too few customers, which no horizon mends (Kaggle's sample
-    sales data: 30 of 80 bought again within 180 days; the longer-horizon hint would mislead). None
-    otherwise, or when the rows hold one class (an error elsewhere)."""
-    y = test[label].to_numpy(dtype=float)
-    churned, stayed = int((y == 1).sum()), int((y == 0).sum())
+    sales data: 30 of 80 bought again within 180 days; the longer-horizon hint would mislead). `pooled` (said when
+    given: the model learns from them): (labelled snapshots, labels of the rarer class in all of them). None
+    otherwise, or when one class is empty."""
     if min(churned, stayed) == 0 or min(churned, stayed) >= FEW_LABELS:
         return None
+    customers = churned + stayed
     rest = ("its ROC-AUC, PR-AUC, the comparison with the baselines and the champion decision rest on them: read the "
             "intervals, not the leads")
-    if len(y) < 2 * FEW_LABELS:  # too few customers: no horizon could give both classes FEW_LABELS
-        return (f"the test snapshot {snapshot} holds only {len(y):,} customers ({stayed:,} who bought again, "
+    if pooled is not None:
+        snapshots, rarer = pooled
+        kind = "who bought again" if stayed < churned else "labelled churned"
+        rest = (f"the model learns from {rarer:,} labels of customers {kind} in all {snapshots:,} labelled snapshots, "
+                f"and churn train's test metrics, comparison with the baselines and champion decision rest on this "
+                f"snapshot's {min(churned, stayed):,}: read the intervals, not the leads")
+    if customers < 2 * FEW_LABELS:  # too few customers: no horizon could give both classes FEW_LABELS
+        return (f"the test snapshot {snapshot} holds only {customers:,} customers ({stayed:,} who bought again, "
                 f"{churned:,} labelled churned): fewer than {2 * FEW_LABELS} cannot hold {FEW_LABELS} of each, whatever "
                 f"the horizon, so {rest}")
     few = (f"{stayed:,} customer{'s' * (stayed != 1)} who bought again" if stayed < churned
            else f"{churned:,} customer{'s' * (churned != 1)} labelled churned")
     longer = (f"; where almost nobody buys again within {horizon_days} days, a longer features.horizon_days labels "
               "more of them as buying again, if the data covers it") if stayed < churned else ""
-    return (f"the test snapshot {snapshot} holds only {few} (of {len(y):,} customers, churn rate {churned / len(y):.1%}): "
-            f"{rest}{longer}")
+    return (f"the test snapshot {snapshot} holds only {few} (of {customers:,} customers, churn rate "
+            f"{churned / customers:.1%}): {rest}{longer}")
 
 
 LEAK_FLOOR = 0.7  # an attribute ranking churners at least this well, and about as well as recency, is suspect

@@ -245,6 +245,40 @@ def test_annual_renewals_labelled_churned_between_payments_are_named(tmp_path, c
     assert "labels: 100% of the customers labelled churned" in caplog.text
 
 
+def test_a_marketplace_where_almost_nobody_buys_again_is_named_before_training(tmp_path, caplog):
+    """Two hundred one-time buyers (a marketplace: Olist's 12 of 4,744 bought again within 90 days), three customers
+    who come back every month and one steady buyer: `churn features` names the handful who bought again in the
+    latest labelled snapshot (churn train's test) and over every labelled snapshot, before anything is trained."""
+    rows = [(f"o{i}", f"o{i}", "2024-01-20") for i in range(100)] + [(f"q{i}", f"q{i}", "2024-02-20") for i in range(100)]
+    rows += [(f"r{i}-{day}", f"r{i}", day) for i in range(3) for day in ["2024-01-10", "2024-02-10", "2024-03-10"]]
+    rows += [(f"s-{month}", "s", f"2024-{month:02d}-05") for month in range(1, 5)]
+    transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at"]).assign(amount=10.0)
+    transactions["ordered_at"] = pd.to_datetime(transactions["ordered_at"], utc=True)
+    raw = raw_config(tmp_path)
+    raw["features"]["snapshots"] = {"dates": ["2024-02-01", "2024-03-01"]}
+    cfg = config_from_dict(raw, base_dir=tmp_path)
+    for name, frame in Events.from_frames(transactions=transactions).items():
+        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    summary = runner.run(cfg, quiet=True)
+    assert [(row["customers"], row["labelled_churned"]) for row in summary["snapshots"]] == [(104, 100), (204, 200)]
+    assert summary["few_labels_warning"] == (
+        "the test snapshot 2024-03-01 (the latest labelled one, which churn train tests on) holds only 4 customers who "
+        "bought again (of 204 customers, churn rate 98.0%): the model learns from 8 labels of customers who bought "
+        "again in all 2 labelled snapshots, and churn train's test metrics, comparison with the baselines and champion "
+        "decision rest on this snapshot's 4: read the intervals, not the leads; where almost nobody buys again within "
+        "30 days, a longer features.horizon_days labels more of them as buying again, if the data covers it")
+    assert json.loads(runner.labels_report_path(cfg).read_text())["few_labels_warning"] == summary["few_labels_warning"]
+    assert "labels: the test snapshot 2024-03-01" in caplog.text
+    shop = [{"date": "2024-02-01", "customers": 300, "labelled": True, "labelled_churned": 150},
+            {"date": "2024-03-01", "customers": 310, "labelled": True, "labelled_churned": 160},
+            {"date": "2024-04-01", "customers": 320, "labelled": False, "labelled_churned": None}]
+    assert runner.few_labels_at_test_warning(shop, horizon_days=30) is None
+    shop[1]["labelled_churned"] = 270  # 40 bought again at the latest labelled snapshot (the unlabelled one is not it)
+    assert runner.few_labels_at_test_warning(shop, horizon_days=30).startswith(
+        "the test snapshot 2024-03-01 (the latest labelled one, which churn train tests on) holds only 40 customers "
+        "who bought again (of 310 customers, churn rate 87.1%): the model learns from 190 labels")
+
+
 def test_customers_a_past_list_treated_are_left_out_of_the_pause_counts(tmp_path, caplog):
     """The four who came back were treated by a list of 03-20: their return may be its doing, not a pause."""
     cfg = pause_workspace(tmp_path, returning=4)

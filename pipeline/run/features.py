@@ -35,6 +35,7 @@ from pipeline.dask_engine import (
     load_partitioned_tables,
 )
 from pipeline.errors import FeatureError, ScoreError
+from pipeline.evaluate import few_labels_sentence
 from pipeline.events import Events
 from pipeline.features import feature_names
 from pipeline.features.btyd import failed_fits_warning
@@ -356,10 +357,11 @@ def _write_snapshots(
             rows.append(pending.result())
         pauses = pause_warning(rows, horizon_days=horizon)
         yearly = yearly_buyers_warning(rows, horizon_days=horizon)
+        few = few_labels_at_test_warning(rows, horizon_days=horizon)
         unseen = unseen_sources_warning(cfg.validated_dir, labelled=[row["date"] for row in rows if row["labelled"]],
                                         timezone=cfg.features.zone)
         outputs.write(labels_report_path(cfg),
-                      lambda path: write_json(labels_report(rows, pauses, horizon, yearly=yearly), path))
+                      lambda path: write_json(labels_report(rows, pauses, horizon, yearly=yearly, few=few), path))
     summary = {
         "snapshots": rows,
         "features": len(feature_names(cfg.features)),
@@ -369,13 +371,14 @@ def _write_snapshots(
         "seconds": round(time.perf_counter() - started, 2),
         "pause_warning": pauses,
         "yearly_buyers_warning": yearly,
+        "few_labels_warning": few,
         "tier_warning": tiers,
         "unseen_sources_warning": unseen,
         "btyd_warning": failed_fits_warning(fits_by_date),
     }
     if summary["btyd_warning"]:
         log.warning("%s", summary["btyd_warning"])
-    for warning in (pauses, yearly):
+    for warning in (pauses, yearly, few):
         if warning:
             log.warning("labels: %s", warning)
     if unseen:
@@ -448,14 +451,33 @@ def labels_report_path(cfg: Config) -> Path:
 
 
 def labels_report(
-    rows: list[dict[str, Any]], pauses: str | None, horizon_days: int, *, yearly: str | None = None
+    rows: list[dict[str, Any]], pauses: str | None, horizon_days: int, *, yearly: str | None = None,
+    few: str | None = None,
 ) -> dict[str, Any]:
     """Per snapshot: date, customers, labelled, churn_rate, churned and came_back (the churned who purchased in the
     horizon after their label window; null where the data does not run that far), labelled_churned and yearly_gap
-    (those of them whose last two purchase days lie about a year apart); the pause and yearly-buyers warnings."""
+    (those of them whose last two purchase days lie about a year apart); the pause, yearly-buyers and few-labels
+    warnings."""
     keys = ("date", "customers", "labelled", "churn_rate", "churned", "came_back", "labelled_churned", "yearly_gap")
     return {"horizon_days": horizon_days, "pause_warning": pauses, "yearly_buyers_warning": yearly,
-            "snapshots": [{key: row.get(key) for key in keys} for row in rows]}
+            "few_labels_warning": few, "snapshots": [{key: row.get(key) for key in keys} for row in rows]}
+
+
+def few_labels_at_test_warning(rows: list[dict[str, Any]], *, horizon_days: int) -> str | None:
+    """`few_labels_sentence` for the latest labelled snapshot of `rows` (date, customers, labelled_churned), the one
+    `churn train` tests on, with the rarer class counted over every labelled snapshot: a marketplace where almost
+    nobody buys twice learns of it here, before training. None when that class is not rare, or nothing is labelled."""
+    labelled = [row for row in rows if row["labelled"] and row["customers"]]
+    if not labelled:
+        return None
+    latest = max(labelled, key=lambda row: row["date"])
+    churned = latest["labelled_churned"]
+    rarer_is_stayed = latest["customers"] - churned < churned
+    pooled = sum(row["customers"] - row["labelled_churned"] if rarer_is_stayed else row["labelled_churned"]
+                 for row in labelled)
+    return few_labels_sentence(churned, latest["customers"] - churned, horizon_days=horizon_days,
+                               snapshot=f"{latest['date']} (the latest labelled one, which churn train tests on)",
+                               pooled=(len(labelled), pooled))
 
 
 def prepared_tables(cfg: Config) -> tuple[tuple[EventTables, ...], dt.date | None]:
