@@ -216,7 +216,7 @@ def test_the_run_counts_churned_customers_who_bought_again_in_the_next_horizon_a
     caplog.clear()
     quiet = runner.run(pause_workspace(tmp_path / "few", returning=1), quiet=True)
     assert quiet["snapshots"][0]["came_back"] == 1 and quiet["pause_warning"] is None
-    assert "labelled churned" not in caplog.text
+    assert "of the customers labelled churned" not in caplog.text
     shown = Console(width=200, file=io.StringIO())
     shown.print(runner._summary_table(quiet))
     assert "of them back in the next horizon" in shown.file.getvalue() and "12.5%" in shown.file.getvalue()
@@ -288,7 +288,7 @@ def test_customers_a_past_list_treated_are_left_out_of_the_pause_counts(tmp_path
     write_parquet(scores, cfg.scores_dir / "at_risk_2024-03-20.parquet")
     summary = runner.run(cfg, quiet=True)
     assert (summary["snapshots"][0]["churned"], summary["snapshots"][0]["came_back"]) == (4, 0)
-    assert summary["pause_warning"] is None and "labelled churned" not in caplog.text
+    assert summary["pause_warning"] is None and "of the customers labelled churned" not in caplog.text
     (cfg.scores_dir / "at_risk_2024-03-20.parquet").write_text("not parquet")
     summary = runner.run(cfg, quiet=True)  # an unreadable list: the counts keep everyone, with a warning
     assert summary["snapshots"][0]["came_back"] == 4 and "the past at-risk lists cannot be read" in caplog.text
