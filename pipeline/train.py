@@ -22,7 +22,10 @@ How LightGBM is chosen and fitted (see `pipeline.split` for the snapshots):
   spread; the fold models of the search train on less (on a short export, one early snapshot) and a map
   fitted on their predictions over- or under-sharpens the final model. It is kept only when it lowers
   the log loss of those predictions; otherwise the booster's own probability is used and the metrics say
-  so. Either map is strictly increasing: calibration never changes the ranking.
+  so. A map so kept must also not raise the log loss of the rolling-origin folds' out-of-fold predictions of
+  later snapshots (`out_of_time_check`): one learnt within the training snapshots that makes later snapshots
+  worse does not carry over time, and the booster's own probability is kept instead, saying so.
+  Either map is strictly increasing: calibration never changes the ranking.
 Class imbalance via `scale_pos_weight = negatives / positives` on the rows fitted. Fixed threads,
 `deterministic=True` and `force_row_wise=True` make the same seed give the same model. In each fold
 the LightGBM Datasets are binned once and shared by every trial. On large folds the trials run on a
@@ -131,7 +134,8 @@ CALIBRATION_NOTE = (
     "These predictions chose the LightGBM configuration, its rounds and the candidate, so validation metrics "
     "are optimistic. The calibrators were fitted on cross-fitted predictions of the training rows (the final "
     "configuration refitted on the other customers), not on these: the fold models, trained on less "
-    "history, may be less sharp than the model they calibrate. Only the test snapshot was never seen."
+    "history, may be less sharp than the model they calibrate; a calibrator that made these predictions worse "
+    "was not kept. Only the test snapshot was never seen."
 )
 
 
@@ -493,6 +497,7 @@ class LightGBMFit:
     calibration_losses: dict[str, float]
     calibrated_on: str  # CROSS_FITTED (on `train`'s rows) or OUT_OF_FOLD (the folds' validation rows)
     calibration_raw: np.ndarray  # the log-odds the calibrator was fitted on, in the rows' order
+    out_of_time_losses: dict[str, float] = field(default_factory=dict)  # `out_of_time_check`'s, when it ran
 
 
 def _fold_trials(
@@ -651,6 +656,10 @@ def fit_lightgbm(
     calibrator, calibration_losses = fit_calibrator(
         calibration_raw, y_calibration, method=cfg.calibration, seed=cfg.seed, log_odds=True
     )
+    out_of_time: dict[str, float] = {}
+    if calibrated_on == CROSS_FITTED:
+        y_out_of_fold = np.concatenate([_labels(validation) for _, validation in folds])
+        calibrator, out_of_time = out_of_time_check(calibrator, out_of_fold_raw, y_out_of_fold)
     model = refit_lightgbm(
         train,
         params=params,
@@ -677,7 +686,24 @@ def fit_lightgbm(
         calibration_losses=calibration_losses,
         calibrated_on=calibrated_on,
         calibration_raw=calibration_raw,
+        out_of_time_losses=out_of_time,
     )
+
+
+def out_of_time_check(
+    calibrator: ProbabilityCalibrator, raw: np.ndarray, y: np.ndarray
+) -> tuple[ProbabilityCalibrator, dict[str, float]]:
+    """(`calibrator`, or the model's own probability "none" when `calibrator` raises the log loss of `raw`; the two
+    log losses by method, {} for a "none" calibrator). `calibrator` was fitted on cross-fitted predictions of the
+    training snapshots; `raw` are the rolling-origin folds' out-of-fold log-odds of later snapshots, labels `y`.
+    A map that sharpens or shifts probabilities within the training snapshots but makes later ones worse does not
+    carry over time (a shop whose churn rate moves with the season: Online Retail II's sigmoid took LightGBM's
+    test log loss from 0.585 to 0.615)."""
+    if calibrator.method == "none":
+        return calibrator, {}
+    losses = {method: float(log_loss(y, kept.transform(raw), labels=[0.0, 1.0]))
+              for method, kept in (("none", ProbabilityCalibrator("none")), (calibrator.method, calibrator))}
+    return (calibrator if losses[calibrator.method] <= losses["none"] else ProbabilityCalibrator("none")), losses
 
 
 def cross_fit_affordable(rows: int, *, cfg: TrainConfig) -> bool:
@@ -1000,7 +1026,7 @@ def train_models(
         "validation": (lightgbm.out_of_fold_raw, logistic.out_of_fold_raw),
     }
     candidates: dict[str, ChurnModel] = {LIGHTGBM: model}
-    calibration_trees, calibration_linear, y_calibration = candidate_calibration_rows(
+    calibration_trees, calibration_linear, y_calibration, cross_fitted = candidate_calibration_rows(
         parts["train"], lightgbm, logistic, labels["validation"], cfg=cfg
     )
     for name, weight in choice.weights.items():
@@ -1011,6 +1037,8 @@ def train_models(
             weight * calibration_trees + (1.0 - weight) * calibration_linear, y_calibration,
             method=cfg.calibration, seed=cfg.seed, log_odds=True,
         )
+        if cross_fitted:
+            calibrator, _ = out_of_time_check(calibrator, blended["validation"], labels["validation"])
         candidates[name] = candidate_model(model, logistic.score, weight=weight, calibrator=calibrator)
         for part in SPLIT_NAMES:
             after = LIGHTGBM_UNCALIBRATED if name == LOGISTIC else LOGISTIC
@@ -1033,8 +1061,11 @@ def train_models(
         "fitted_on": lightgbm.calibrated_on,
         "lightgbm_method": kept,
         "lightgbm_out_of_fold_log_loss": lightgbm.calibration_losses,
+        "lightgbm_out_of_time_log_loss": lightgbm.out_of_time_losses,
         "lightgbm_calibrated": kept != "none",
-        "lightgbm_statement": calibration_statement(kept, lightgbm.calibration_losses, lightgbm.calibrated_on),
+        "lightgbm_statement": calibration_statement(kept, lightgbm.calibration_losses, lightgbm.calibrated_on,
+                                                    out_of_time=lightgbm.out_of_time_losses),
+        "candidate_methods": {name: candidate.calibrator_.method for name, candidate in candidates.items()},
         "baseline_methods": {b: baseline.calibrator.method for b, baseline in baselines.items()},
         "note": CALIBRATION_NOTE,
     }
@@ -1085,31 +1116,43 @@ def choice_summary(metrics: dict[str, Any]) -> str:
     return "; ".join([choice["statement"], *lightgbm_too])
 
 
-def calibration_statement(method: str, losses: dict[str, float], fitted_on: str = CROSS_FITTED) -> str:
+def calibration_statement(
+    method: str, losses: dict[str, float], fitted_on: str = CROSS_FITTED, *, out_of_time: dict[str, float] | None = None
+) -> str:
     """One sentence: which probability map LightGBM keeps, and the log losses behind it (`fitted_on`:
-    CROSS_FITTED or OUT_OF_FOLD predictions)."""
+    CROSS_FITTED or OUT_OF_FOLD predictions; `out_of_time`: `out_of_time_check`'s log losses, when it ran)."""
     others = ", ".join(f"{m} {loss:.4f}" for m, loss in losses.items() if m != "none")
+    tried = next((m for m in (out_of_time or {}) if m != "none"), None)
+    if method == "none" and tried is not None:
+        return (
+            f"LightGBM kept uncalibrated: a {tried} map lowered its {fitted_on} log loss from {losses['none']:.4f} to "
+            f"{losses[tried]:.4f}, but raised the rolling-origin folds' out-of-fold log loss of later snapshots from "
+            f"{out_of_time['none']:.4f} to {out_of_time[tried]:.4f}: it does not carry over time"
+        )
     if method == "none":
         return (
             f"LightGBM kept uncalibrated: its own probabilities' {fitted_on} log loss {losses['none']:.4f} "
             f"is not lowered by {CALIBRATION_MIN_GAIN} or more by a calibrator ({others})"
         )
+    later = (f"; on the rolling-origin folds' later snapshots {out_of_time[method]:.4f} against "
+             f"{out_of_time['none']:.4f}" if tried is not None else "")
     return (
         f"LightGBM calibrated ({method}): {fitted_on} log loss {losses[method]:.4f} "
-        f"against {losses['none']:.4f} uncalibrated (cross-validated: {others})"
+        f"against {losses['none']:.4f} uncalibrated (cross-validated: {others}){later}"
     )
 
 
 def candidate_calibration_rows(
     train: pd.DataFrame, lightgbm: LightGBMFit, logistic: LogisticFit, y_out_of_fold: np.ndarray, *, cfg: TrainConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(LightGBM log-odds, logistic log-odds, labels) that the logistic and blend candidates' calibrators are
-    fitted on: cross-fitted on `train` when LightGBM's were, else the folds' out-of-fold ones (`y_out_of_fold`)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(LightGBM log-odds, logistic log-odds, labels, whether cross-fitted) that the logistic and blend candidates'
+    calibrators are fitted on: cross-fitted on `train` when LightGBM's were, else the folds' out-of-fold ones
+    (`y_out_of_fold`)."""
     if lightgbm.calibrated_on == CROSS_FITTED:
         linear = cross_fitted_linear(train, feature_names=logistic.score.feature_names, cfg=cfg)
         if linear is not None:  # the same customer folds as LightGBM's, so always split
-            return lightgbm.calibration_raw, linear, _labels(train)
-    return lightgbm.out_of_fold_raw, logistic.out_of_fold_raw, y_out_of_fold
+            return lightgbm.calibration_raw, linear, _labels(train), True
+    return lightgbm.out_of_fold_raw, logistic.out_of_fold_raw, y_out_of_fold, False
 
 
 def production_model(
@@ -1120,7 +1163,7 @@ def production_model(
     Every snapshot whose label window has closed (the test snapshot and all before it) trains it, with
     the LightGBM configuration and rounds the folds chose, the logistic part refitted too when the
     candidate has one (same blend weight), and its calibrator fitted again on cross-fitted predictions of
-    these rows (`result`'s calibrator when they cannot be split); the test metrics of `result` estimate
+    these rows (`result`'s calibrator when they cannot be split; none when `result`'s had none); the test metrics of `result` estimate
     its quality. Returns (model, ISO dates of its training snapshots).
     """
     dates = labelled_snapshots(features)
@@ -1139,7 +1182,9 @@ def production_model(
         if chosen.linear_ is not None
         else np.zeros(len(rows))
     )
-    if trees_log_odds is not None and linear_log_odds is not None:
+    # A candidate kept uncalibrated (nothing helped, or the map did not carry over time) stays so: its test
+    # metrics are those of its own probabilities.
+    if calibrator.method != "none" and trees_log_odds is not None and linear_log_odds is not None:
         calibrator, _ = fit_calibrator(
             weight * trees_log_odds + (1.0 - weight) * linear_log_odds, _labels(rows), method=cfg.calibration,
             seed=cfg.seed, log_odds=True,

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from synthetic import RETENTION, SPECS, spec, synthetic_features
 
 from pipeline.config import TrainConfig
@@ -480,6 +481,44 @@ def test_uncalibrated_lightgbm_is_said_so(table, split):
     result = train_models(table, specs=SPECS, split=split, cfg=SETTINGS, retention=RETENTION)
     calibration = result.metrics["calibration"]
     assert calibration["lightgbm_calibrated"] and calibration["lightgbm_statement"].startswith("LightGBM calibrated")
+
+
+def test_a_calibrator_that_makes_later_snapshots_worse_is_not_kept():
+    """Within the training snapshots churners are told apart twice as sharply as the booster's own probability says
+    (a sigmoid of slope 2 fits them); in the later snapshots of the rolling-origin folds the booster's own
+    probability is right. The map learnt within time raises the later snapshots' log loss: the booster's own
+    probability is kept, and both log losses are returned. Where the later snapshots are as sharp, the map stays."""
+    from pipeline.model import fit_calibrator
+    from pipeline.train import out_of_time_check
+
+    rng = np.random.default_rng(11)
+    within, later = rng.normal(0.0, 1.0, 6000), rng.normal(0.0, 1.0, 6000)
+    y_within = (rng.uniform(size=6000) < expit(2.0 * within)).astype("float64")
+    calibrator, losses = fit_calibrator(within, y_within, method="sigmoid", seed=0, log_odds=True)
+    assert calibrator.method == "sigmoid" and losses["sigmoid"] < losses["none"] - 0.001
+    y_drifted = (rng.uniform(size=6000) < expit(later)).astype("float64")
+    kept, out_of_time = out_of_time_check(calibrator, later, y_drifted)
+    assert kept.method == "none" and out_of_time["sigmoid"] > out_of_time["none"]
+    np.testing.assert_allclose(kept.transform(np.array([-1.0, 0.0, 1.0])), expit(np.array([-1.0, 0.0, 1.0])))
+    y_same = (rng.uniform(size=6000) < expit(2.0 * later)).astype("float64")
+    kept, out_of_time = out_of_time_check(calibrator, later, y_same)
+    assert kept is calibrator and out_of_time["sigmoid"] < out_of_time["none"]
+    assert out_of_time_check(kept.__class__("none"), later, y_same) == (kept.__class__("none"), {})
+
+
+def test_a_calibrator_kept_out_of_its_later_snapshots_is_said_so():
+    from pipeline.train import calibration_statement
+
+    losses = {"none": 0.5538, "isotonic": 0.5479, "sigmoid": 0.5474}
+    assert calibration_statement("none", losses, out_of_time={"none": 0.5250, "sigmoid": 0.5380}) == (
+        "LightGBM kept uncalibrated: a sigmoid map lowered its cross-fitted log loss from 0.5538 to 0.5474, but raised "
+        "the rolling-origin folds' out-of-fold log loss of later snapshots from 0.5250 to 0.5380: it does not carry "
+        "over time"
+    )
+    assert calibration_statement("sigmoid", losses, out_of_time={"none": 0.5380, "sigmoid": 0.5250}).endswith(
+        "(cross-validated: isotonic 0.5479, sigmoid 0.5474); on the rolling-origin folds' later snapshots 0.5250 "
+        "against 0.5380"
+    )
 
 
 def test_search_space_is_sized_to_the_data():

@@ -43,8 +43,10 @@ def test_demo_calibration_is_kept_only_when_it_helped_out_of_fold(demo_trained):
     if calibration["lightgbm_calibrated"]:
         assert losses[calibration["lightgbm_method"]] < losses["none"] - 0.001
         assert test["lightgbm"]["ece"] < test["lightgbm_uncalibrated"]["ece"]
-    else:
-        assert min(losses["isotonic"], losses["sigmoid"]) >= losses["none"] - 0.001
+    else:  # no map helped on the training rows, or the one that did made the folds' later snapshots worse
+        later = calibration["lightgbm_out_of_time_log_loss"]
+        assert (min(losses["isotonic"], losses["sigmoid"]) >= losses["none"] - 0.001
+                or max(later.values()) > later["none"])
         assert test["lightgbm"]["log_loss"] == pytest.approx(test["lightgbm_uncalibrated"]["log_loss"], abs=1e-3)
 
 
