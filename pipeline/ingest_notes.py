@@ -14,7 +14,8 @@ read as UTC for want of a source `timezone` (`unset_zone_note`), tickets (resolv
 the first reply, first replies weeks late), customer ids (not matching across sources, written more than one way,
 one order each, one id with outsized orders) and orders (quiet spans and a quiet end, free orders, an order's total
 on each line, money given by a constant, negative loyalty earns), and transactions columns the mapping leaves unread
-that say an order is no purchase or was refunded (`unmapped_column_notes`).
+that say an order is no purchase or was refunded (`unmapped_column_notes`: a status, a yes/no flag, a Return row with
+a positive amount, a cancellation's time, a refunded amount).
 """
 
 from __future__ import annotations
@@ -236,11 +237,12 @@ NOT_PURCHASE_WORDS = ("cancelled", "canceled", "refunded", "void", "voided", "re
 # such a row is read as a return when its amount is negative, else it counts as a purchase.
 UNDOING_KINDS = ("return", "refund", "cancellation", "cancelation", "reversal")
 # A column named like a cancellation, refund or return ('Cancelled at', 'is_refunded', 'returnedAt'; not 'returning')
-NOT_PURCHASE_NAMES = {"cancel": r"cancel(?:l?ed|l?ations?)?", "refund": r"refund(?:ed|s)?", "return": r"return(?:ed|s)?",
-                      "void": r"void(?:ed)?"}
+NOT_PURCHASE_NAMES = {"cancel": r"cancel(?:l?ed|l?ations?)?", "refund": r"refund(?:ed|s)?",
+                      "return": r"return(?:ed|s)?", "void": r"void(?:ed)?"}
 MONEY_NAME = r"amount|total|sum|value|price|money"  # a refund column of money, not a yes/no flag
-FILLED_MAX_SHARE = 0.5  # a time filled on fewer rows than this share marks the exception (a cancellation), not a
-# step of every order (a rental's Return date)
+# A time filled on fewer rows than this share marks the exception (a cancellation), not a step of every order (a
+# rental's Return date).
+FILLED_MAX_SHARE = 0.5
 STATUS_MAX_VALUES = 50  # a status column holds at most this many values, case and surrounding blanks aside
 STATUS_MAX_WORDS = 3  # a state is a word or a few ('Payment Declined'); longer cells are comments, not states
 STATUS_SAMPLE = 10_000  # rows a column's values are first counted on: a free-text column is passed over there

@@ -261,7 +261,8 @@ def test_a_typed_flag_and_a_categorical_status_in_parquet_are_noted_and_their_ex
 
 
 @pytest.mark.parametrize(("kinds", "amounts", "said"), [
-    (["Sale", "Return", "Refund", "Sale", "Return"], [10, 4, 3, 8, 2], "3 of its 5 rows say 'Return' (2) or 'Refund' (1)"),
+    (["Sale", "Return", "Refund", "Sale", "Return"], [10, 4, 3, 8, 2],
+     "3 of its 5 rows say 'Return' (2) or 'Refund' (1)"),
     (["sale", "sale", "CANCELLATION", "sale", "sale"], [10, 4, 3, 8, 2], "1 of its 5 rows says 'CANCELLATION' (1)"),
     (["Sale", "Return", "Refund", "Sale", "Return"], [10, -4, -3, 8, 2], "1 of its 5 rows says 'Return' (1)"),
     (["Sale", "Return", "Refund", "Sale", "Return"], [10, -4, -3, 8, -2], None),  # returns already negative
