@@ -357,9 +357,10 @@ def undoing_rows_note(text: pd.Series, kept: np.ndarray, kinds: pd.DataFrame, am
     (`kinds`: rows of `status_values`) with an amount above 0 (`amounts`, as parsed): they count as purchases, not as
     returns (a negative amount); the note counts them and names the `returns_when` and the `exclude` of export
     `setting` that read them otherwise. None when every such row is negative already."""
-    folded = value_text(text).str.casefold()
-    positive = (amounts.to_numpy(dtype=float, na_value=np.nan) > 0) & _rows_holding(text, kept, kinds["folded"])
-    counts = folded[positive].value_counts()
+    codes, distinct = distinct_cells(text)
+    positive = kept & (amounts.to_numpy(dtype=float, na_value=np.nan) > 0) & (codes >= 0)
+    per_cell = pd.Series(np.bincount(codes[positive], minlength=len(distinct)))
+    counts = per_cell.groupby(distinct.str.strip().str.casefold().to_numpy()).sum()
     kinds = kinds.assign(rows=kinds["folded"].map(counts).fillna(0).astype(int))
     kinds = kinds[kinds["rows"] > 0].sort_values("rows", ascending=False, kind="stable")
     if kinds.empty:
@@ -387,7 +388,9 @@ def _values_said(matched: pd.DataFrame) -> str:
 
 def _rows_holding(text: pd.Series, kept: np.ndarray, folded: pd.Series) -> np.ndarray:
     """The rows `kept` of a column (`text`) whose value, case and surrounding blanks aside, is one of `folded`."""
-    return kept & value_text(text).str.casefold().isin(list(folded)).to_numpy(dtype=bool)
+    codes, distinct = distinct_cells(text)
+    hits = np.append(distinct.str.strip().str.casefold().isin(list(folded)).to_numpy(dtype=bool), False)
+    return kept & hits[codes]  # a missing cell's code -1 takes the False appended
 
 
 def orders_clause(rows: np.ndarray, kept: np.ndarray, orders: pd.Series | None) -> tuple[str, int]:
@@ -396,12 +399,14 @@ def orders_clause(rows: np.ndarray, kept: np.ndarray, orders: pd.Series | None) 
     without an order id is an order of its own. ('', 0) otherwise."""
     if orders is None:
         return "", 0
-    present = orders.notna().to_numpy(dtype=bool)
-    ids = pd.unique(orders.to_numpy()[rows & present])
-    lines = int((kept & ((orders.isin(ids).to_numpy(dtype=bool) & present) | rows)).sum())
+    codes, distinct = distinct_cells(orders)
+    present = codes >= 0
+    on_orders = np.zeros(len(distinct) + 1, dtype=bool)  # per order, then False for a row without one (code -1)
+    on_orders[codes[rows & present]] = True
+    lines = int((kept & (on_orders[codes] | rows)).sum())
     if lines <= int(rows.sum()):
         return "", 0
-    count = len(ids) + int((rows & ~present).sum())
+    count = int(on_orders.sum()) + int((rows & ~present).sum())
     return f", on {count:,} order{'s' * (count != 1)} of {lines:,} lines", count
 
 
