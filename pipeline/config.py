@@ -341,6 +341,9 @@ class SourceConfig(StrictModel):
     # Rows to leave out, by the values of a file column (e.g. {Status: [cancelled, failed]}): quarantined with
     # the value as reason, not counted as bad. Values are compared as text, surrounding whitespace stripped.
     exclude: dict[str, list[str]] = Field(default_factory=dict)
+    # Rows to leave out because a file column holds anything at all (e.g. [Cancelled at], a time filled only when the
+    # order was cancelled): quarantined like `exclude`'s, not counted as bad; a blank cell keeps its row.
+    exclude_when_filled: list[str] = Field(default_factory=list)
     # Transactions only: rows that are returns or refunds by the values of a file column, for an export that
     # writes them with positive amounts (e.g. {Type: [refund]}): their amount and quantity are made negative.
     returns_when: dict[str, list[str]] = Field(default_factory=dict)
@@ -433,6 +436,21 @@ class SourceConfig(StrictModel):
         if isinstance(value, dict):
             return {key: [_scalar_text(item) for item in items] if isinstance(items, list) else items
                     for key, items in value.items()}
+        return value
+
+    @field_validator("exclude_when_filled", mode="before")
+    @classmethod
+    def _names_as_text(cls, value: Any) -> Any:  # YAML reads a column named 2024 as a number
+        return [_scalar_text(item) for item in value] if isinstance(value, list) else value
+
+    @field_validator("exclude_when_filled")
+    @classmethod
+    def _named_once(cls, value: list[str]) -> list[str]:
+        for number, name in enumerate(value):
+            if not name.strip():
+                raise ValueError("a blank name: name each column as the export writes it")
+            if name in value[:number]:
+                raise ValueError(f"{name!r} is listed twice: list each column once")
         return value
 
     @field_validator("constants", mode="before")

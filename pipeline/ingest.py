@@ -186,6 +186,7 @@ SAME_ANSWER = ("feedback_id: another row holds this answer (the same feedback_id
 ANSWER_IDENTITY = ("feedback_id", "customer_id", "submitted_at", "kind", "score")
 EXCLUDED_PREFIX = "excluded by "  # rows left out on purpose (a source's `exclude` setting): not bad either
 EXCLUDED = EXCLUDED_PREFIX + "sources.{source}.exclude: {column} is {value!r}"
+EXCLUDED_FILLED = EXCLUDED_PREFIX + "sources.{source}.exclude_when_filled: {column} is filled"
 FROM_ORDER = " (on its order's other lines; this line leaves it blank)"  # an exclusion a filled line took
 PARTITION_KEYS = 2**16  # keys per hash partition in `repeated`
 TOP_REASONS = 5
@@ -322,10 +323,9 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
     """Transactions whose export writes an order's own fields on its first line only (a Shopify order export: the
     other lines leave the e-mail, the time and the status blank): a blank cell of the file columns giving
     ORDER_FIELDS takes the one value the other lines of its order hold (none when they hold two); so does a blank
-    cell of a column named by `exclude`, `returns_when`, `currency_rates` or `refunds` (per order), on a line that
-    lacks an order field
-    too (a flag that other lines leave blank is the line's own). A note counts the lines. Other sources, or nothing
-    to fill: `raw` unchanged.
+    cell of a column named by `exclude`, `exclude_when_filled`, `returns_when`, `currency_rates` or `refunds` (per
+    order), on a line that lacks an order field too (a flag that other lines leave blank is the line's own). A note
+    counts the lines. Other sources, or nothing to fill: `raw` unchanged.
 
     Only the orders with a blank cell are looked at: on a complete export this costs a few Arrow passes.
     """
@@ -338,8 +338,8 @@ def with_order_fields_filled(raw: RawSource, source: SourceConfig) -> RawSource:
         return [c for c in dict.fromkeys(names) if c in columns and c not in order_columns]
 
     fields = fillable(c for f in ORDER_FIELDS for c in file_columns(columns, source, f))
-    fill = fillable([*fields, *source.exclude, *source.returns_when, *currency_columns(source),
-                     *refund_columns(source)])
+    fill = fillable([*fields, *source.exclude, *source.exclude_when_filled, *source.returns_when,
+                     *currency_columns(source), *refund_columns(source)])
     if not order_columns or not fields:
         return raw
     frame = raw.frame
@@ -1555,21 +1555,24 @@ def _negative_at(values: pd.Series, rows: np.ndarray) -> pd.Series:
     return result
 
 
-def excluded_rows(raw: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:
-    """(row, column, reason) of the rows whose file column holds a value of `exclude` (a source's
-    `exclude` setting). IngestError when a column is not in the files."""
+def excluded_rows(raw: RawSource, source: SourceConfig) -> pd.DataFrame:
+    """(row, column, reason) of the rows whose file column holds a value of `source.exclude`, or anything at all in a
+    column of `source.exclude_when_filled`. IngestError when a column is not in the files."""
     found = [_problems(rows, column, EXCLUDED.format(source=raw.name, column=column, value=value))
-             for column, value, rows in _rows_by_value(raw, exclude, setting="exclude")]
+             for column, value, rows in _rows_by_value(raw, source.exclude, setting="exclude")]
+    found += [_problems(np.flatnonzero(~blank_cells(file_column(raw, column, setting="exclude_when_filled"))), column,
+                        EXCLUDED_FILLED.format(source=raw.name, column=column))
+              for column in source.exclude_when_filled]
     return pd.concat(found, ignore_index=True) if found else empty_problems()
 
 
-def excluded_filled_rows(as_read: RawSource, filled: RawSource, exclude: Mapping[str, list[str]]) -> pd.DataFrame:
+def excluded_filled_rows(as_read: RawSource, filled: RawSource, source: SourceConfig) -> pd.DataFrame:
     """`excluded_rows` of `filled` (`with_order_fields_filled` of `as_read`); the reason of a row whose excluding
     value was taken from its order's other lines says so (the quarantine shows the row as read, with the cell blank)."""
-    found = excluded_rows(filled, exclude)
+    found = excluded_rows(filled, source)
     if filled is as_read or found.empty:
         return found
-    own = excluded_rows(as_read, exclude)[["row", "column"]].assign(own=True)
+    own = excluded_rows(as_read, source)[["row", "column"]].assign(own=True)
     taken = found.merge(own, on=["row", "column"], how="left")["own"].isna().to_numpy()
     return found.assign(reason=found["reason"].where(~taken, found["reason"] + FROM_ORDER))
 
@@ -2101,12 +2104,15 @@ def mapped_source(
         parsed = parse_source(filled, export, id_case=id_case, guest_ids=guest_ids,
                               setting=export_setting(raw.name, number), export_number=number, attributes=attributes,
                               business_zone=business_zone)
-        left_out = pd.concat([excluded_filled_rows(raw, filled, export.exclude),
+        left_out = pd.concat([excluded_filled_rows(raw, filled, export),
                               _problems(header_rows(raw), "", HEADER_AGAIN)], ignore_index=True)
         parts.append((filled, parsed, left_out))
         if raw.name == "transactions":
             kept = kept_mask(len(raw.frame), left_out["row"].to_numpy(dtype=np.int64))
-            unmapped += unmapped_column_notes(raw.frame, export, kept, setting=export_setting(raw.name, number))
+            given = {column: parsed.typed[column].reset_index(drop=True) for column in ("amount", "order_id")
+                     if column in parsed.typed.columns}
+            unmapped += unmapped_column_notes(raw.frame, export, kept, setting=export_setting(raw.name, number),
+                                              amounts=given.get("amount"), orders=given.get("order_id"))
     columns = contract(raws[0].name).input_dtypes
     mapped = {column for raw, export in zip(raws, exports) for column in raw.frame.columns
               if export.rename.get(column, column) in columns} | {attribute.column for attribute in attributes}

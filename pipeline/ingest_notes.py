@@ -14,11 +14,13 @@ read as UTC for want of a source `timezone` (`unset_zone_note`), tickets (resolv
 the first reply, first replies weeks late), customer ids (not matching across sources, written more than one way,
 one order each, one id with outsized orders) and orders (quiet spans and a quiet end, free orders, an order's total
 on each line, money given by a constant, negative loyalty earns), and transactions columns the mapping leaves unread
-that say an order is no purchase or was refunded (`unmapped_column_notes`).
+that say an order is no purchase or was refunded (`unmapped_column_notes`: a status, a yes/no flag, a Return row with
+a positive amount, a cancellation's time, a refunded amount).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -32,6 +34,8 @@ from pipeline.contract import attribute_columns, contract, purchase_lines
 from pipeline.durations import CLOCK, DAY_WORDS, DAYS_CLOCK, ISO, SHORT_CLOCK, SHORT_CLOCK_LAYOUTS, WORDS
 from pipeline.snapshot import in_business_time_pandas
 from pipeline.sources import (
+    FALSE_WORDS,
+    TRUE_WORDS,
     RawSource,
     SourceResult,
     blank_cells,
@@ -42,6 +46,7 @@ from pipeline.sources import (
     kept_mask,
     named_file_columns,
     numbers_as_read,
+    parse_timestamps,
     text_array,
     text_series,
     value_text,
@@ -228,6 +233,16 @@ def mixed_currency_note(counts: list[tuple[str, pd.Series]], *, name: str) -> st
 NOT_PURCHASE_WORDS = ("cancelled", "canceled", "refunded", "void", "voided", "returned", "failed", "declined",
                       "chargeback", "charged back", "disputed", "fraud", "fraudulent", "unpaid", "abandoned",
                       "unavailable", "expired", "rejected")
+# Words of a row's kind that undoes a sale or gives money back ('Return', 'Refund', 'Cancellation' in a Type column):
+# such a row is read as a return when its amount is negative, else it counts as a purchase.
+UNDOING_KINDS = ("return", "refund", "cancellation", "cancelation", "reversal")
+# A column named like a cancellation, refund or return ('Cancelled at', 'is_refunded', 'returnedAt'; not 'returning')
+NOT_PURCHASE_NAMES = {"cancel": r"cancel(?:l?ed|l?ations?)?", "refund": r"refund(?:ed|s)?",
+                      "return": r"return(?:ed|s)?", "void": r"void(?:ed)?"}
+MONEY_NAME = r"amount|total|sum|value|price|money"  # a refund column of money, not a yes/no flag
+# A time filled on fewer rows than this share marks the exception (a cancellation), not a step of every order (a
+# rental's Return date).
+FILLED_MAX_SHARE = 0.5
 STATUS_MAX_VALUES = 50  # a status column holds at most this many values, case and surrounding blanks aside
 STATUS_MAX_WORDS = 3  # a state is a word or a few ('Payment Declined'); longer cells are comments, not states
 STATUS_SAMPLE = 10_000  # rows a column's values are first counted on: a free-text column is passed over there
@@ -241,6 +256,15 @@ def unmapped_columns(columns: Sequence[str], source: SourceConfig, *, name: str)
     return [column for column in columns if column not in named and column not in read]
 
 
+def names_a_non_purchase(column: str, *, refunds: bool = False) -> bool:
+    """Whether a column's name has a word of a cancellation, refund, return or void ('Cancelled at', 'is_refunded',
+    'returnedAt', 'Void'), camelCase split; 'returning' or 'Refundable' are no such word. `refunds`: the export gives
+    its refunds as money (sources.<name>.refunds), so a refund is no order to leave out."""
+    words = "|".join(pattern for word, pattern in NOT_PURCHASE_NAMES.items() if not (refunds and word == "refund"))
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", column).casefold()
+    return re.search(rf"(?:^|[^a-z])(?:{words})(?:[^a-z]|$)", spaced) is not None
+
+
 def distinct_cells(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     """A text column (`values`) as (each row's position among its distinct cells, -1 for a missing cell; the distinct
     cells, as written): one hashing pass, after which a column's few values are looked at instead of its rows."""
@@ -251,12 +275,12 @@ def distinct_cells(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
 
 
 def status_values(values: pd.Series, kept: np.ndarray) -> pd.DataFrame | None:
-    """The values of a text column (`values`, as read) on the rows `kept`, case and surrounding blanks aside: one row
-    per value (`folded`) with its most frequent spelling as written (`written`), every spelling (`spellings`) and its
-    rows (`rows`), most rows first; blank cells left out. None when the column is not text or holds more than
-    STATUS_MAX_VALUES values (a name, an id, a description): the first STATUS_SAMPLE rows say so for most such columns
-    at little cost."""
-    if not is_text(values):
+    """The values of a text or categorical column (`values`, as read) on the rows `kept`, case and surrounding blanks
+    aside: one row per value (`folded`) with its most frequent spelling as written (`written`), every spelling
+    (`spellings`) and its rows (`rows`), most rows first; blank cells left out. None when the column is neither (typed
+    numbers, times) or holds more than STATUS_MAX_VALUES values (a name, an id, a description): the first STATUS_SAMPLE
+    rows say so for most such columns at little cost."""
+    if not (is_text(values) or isinstance(values.dtype, pd.CategoricalDtype)):
         return None
     sample = pa_compute.utf8_lower(pa_compute.utf8_trim_whitespace(text_array(values.iloc[:STATUS_SAMPLE])))
     if pa_compute.count_distinct(sample).as_py() > STATUS_MAX_VALUES + 1:  # (+1: a blank cell is one of them)
@@ -285,29 +309,116 @@ def not_purchase_values(folded: pd.Series, *, refunds: bool) -> np.ndarray:
             & (spaced.str.count(" ") < STATUS_MAX_WORDS)).to_numpy(dtype=bool)
 
 
-def unmapped_status_note(values: pd.Series, kept: np.ndarray, *, column: str, setting: str,
-                         refunds: bool = False) -> str | None:
-    """A note when an unmapped text column of transactions (`values`, as read; `column` its name) holds few values
-    (`status_values`) and some of them, on the rows `kept`, name a state that is not a completed purchase
-    (`not_purchase_values`: Shopify's Financial Status 'voided', Olist's order_status 'canceled'): those rows count as
-    purchases like the others; the note says how many, the values as written (most rows first) and the `exclude` of
-    export `setting` that leaves them out. None otherwise."""
-    found = status_values(values, kept)
+def flag_values(folded: pd.Series) -> np.ndarray:
+    """Which of the values `folded` (lower case) say yes (true, t, yes, y, 1) when every one of them is a yes or a no
+    (a flag column: Refunded true/false, is_cancelled 1/0); none otherwise."""
+    return (folded.isin(TRUE_WORDS) & folded.isin(TRUE_WORDS + FALSE_WORDS).all()).to_numpy(dtype=bool)
+
+
+def undoing_kind_values(folded: pd.Series) -> np.ndarray:
+    """Which of the values `folded` (lower case) are a row's kind that undoes a sale: a word of UNDOING_KINDS alone
+    ('Return', 'refunds', 'Cancellation'); not 'return requested', which is a state of a purchase."""
+    return folded.str.strip().str.fullmatch(rf"(?:{'|'.join(UNDOING_KINDS)})s?").to_numpy(dtype=bool)
+
+
+def unmapped_status_note(values: pd.Series, kept: np.ndarray, *, column: str, setting: str, refunds: bool = False,
+                         amounts: pd.Series | None = None, orders: pd.Series | None = None) -> str | None:
+    """A note when an unmapped column of transactions (`values`, as read; `column` its name) holds few values
+    (`status_values`) and some of them, on the rows `kept`, say an order is no purchase: a state that is not a
+    completed purchase (`not_purchase_values`: Shopify's Financial Status 'voided', Olist's order_status 'canceled'),
+    or yes in a yes/no column named like a cancellation, refund or return (`flag_values`: Refunded 'true'). The note
+    says how many rows, the values as written (most rows first), with `orders` (each row's parsed order id) the orders
+    and lines they are on when these are more (a status on an order's first line only), and the `exclude` of export
+    `setting` that leaves them out. Else, rows of a kind that undoes a sale (`undoing_kind_values`: Type 'Return')
+    whose `amounts` (as parsed) are above 0: `undoing_rows_note`. None otherwise."""
+    flag = names_a_non_purchase(column, refunds=refunds) and re.search(MONEY_NAME, column.casefold()) is None
+    typed = not (is_text(values) or isinstance(values.dtype, pd.CategoricalDtype))
+    text = value_text(values) if flag and typed else values  # a typed flag (Parquet's booleans, 1/0) as written
+    found = status_values(text, kept)
     if found is None:
         return None
-    matched = found[not_purchase_values(found["folded"], refunds=refunds)]
-    if matched.empty:
-        return None
+    states = not_purchase_values(found["folded"], refunds=refunds) | (flag_values(found["folded"]) if flag else False)
+    if not states.any():
+        kinds = found[undoing_kind_values(found["folded"])]
+        return (undoing_rows_note(text, kept, kinds, amounts, column=column, setting=setting)
+                if len(kinds) and amounts is not None else None)
+    matched = found[states]
     rows = int(matched["rows"].sum())
+    on, orders_count = orders_clause(_rows_holding(text, kept, matched["folded"]), kept, orders)
+    listed = ", ".join(yaml_word(written) for spellings in matched["spellings"] for written in spellings)
+    return (f"{column} is not mapped, but {rows:,} of its {int(kept.sum()):,} rows say{'s' * (rows == 1)} "
+            f"{_values_said(matched)}{on}: {_counted_as_purchases(orders_count or rows, orders=bool(on))} "
+            f"{setting}.exclude: {{{yaml_word(column)}: [{listed}]}}")
+
+
+def undoing_rows_note(text: pd.Series, kept: np.ndarray, kinds: pd.DataFrame, amounts: pd.Series, *, column: str,
+                      setting: str) -> str | None:
+    """A note when rows `kept` of an unmapped column (`text`; `column` its name) say a kind that undoes a sale
+    (`kinds`: rows of `status_values`) with an amount above 0 (`amounts`, as parsed): they count as purchases, not as
+    returns (a negative amount); the note counts them and names the `returns_when` and the `exclude` of export
+    `setting` that read them otherwise. None when every such row is negative already."""
+    codes, distinct = distinct_cells(text)
+    positive = kept & (amounts.to_numpy(dtype=float, na_value=np.nan) > 0) & (codes >= 0)
+    per_cell = pd.Series(np.bincount(codes[positive], minlength=len(distinct)))
+    counts = per_cell.groupby(distinct.str.strip().str.casefold().to_numpy()).sum()
+    kinds = kinds.assign(rows=kinds["folded"].map(counts).fillna(0).astype(int))
+    kinds = kinds[kinds["rows"] > 0].sort_values("rows", ascending=False, kind="stable")
+    if kinds.empty:
+        return None
+    rows = int(kinds["rows"].sum())
+    one = rows == 1
+    values = (f"{{{yaml_word(column)}: "
+              f"[{', '.join(yaml_word(written) for spellings in kinds['spellings'] for written in spellings)}]}}")
+    return (f"{column} is not mapped, but {rows:,} of its {int(kept.sum()):,} rows say{'s' * one} "
+            f"{_values_said(kinds)} with an amount above 0: {'it counts' if one else 'they count'} as "
+            f"{'a purchase' if one else 'purchases'} like the others; if {'it gives' if one else 'they give'} money "
+            f"back, read {'it' if one else 'them'} as {'a return' if one else 'returns'} with {setting}.returns_when: "
+            f"{values}, or if {'it is' if one else 'they are'} no purchase at all, leave {'it' if one else 'them'} "
+            f"out with {setting}.exclude: {values}")
+
+
+def _values_said(matched: pd.DataFrame) -> str:
+    """"'refunded' (1) or 'voided' (1)": the values of `matched` (rows of `status_values`) as written with their rows,
+    at most STATUS_SHOWN of them."""
     shown = [f"{written!r} ({count:,})" for written, count in zip(matched["written"], matched["rows"])]
     more = len(shown) - STATUS_SHOWN
-    said = (", ".join(shown[:STATUS_SHOWN]) + f" or {more:,} other such value{'s' * (more != 1)}" if more > 0 else
+    return (", ".join(shown[:STATUS_SHOWN]) + f" or {more:,} other such value{'s' * (more != 1)}" if more > 0 else
             " or ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown))
-    listed = ", ".join(yaml_word(written) for spellings in matched["spellings"] for written in spellings)
-    return (f"{column} is not mapped, but {rows:,} of its {int(kept.sum()):,} rows say{'s' * (rows == 1)} {said}: "
-            f"{'they count' if rows != 1 else 'it counts'} as {'purchases' if rows != 1 else 'a purchase'} like the "
-            f"others; if {'those are' if rows != 1 else 'that is'} not {'purchases' if rows != 1 else 'a purchase'}, "
-            f"leave {'them' if rows != 1 else 'it'} out with {setting}.exclude: {{{yaml_word(column)}: [{listed}]}}")
+
+
+def _rows_holding(text: pd.Series, kept: np.ndarray, folded: pd.Series) -> np.ndarray:
+    """The rows `kept` of a column (`text`) whose value, case and surrounding blanks aside, is one of `folded`."""
+    codes, distinct = distinct_cells(text)
+    hits = np.append(distinct.str.strip().str.casefold().isin(list(folded)).to_numpy(dtype=bool), False)
+    return kept & hits[codes]  # a missing cell's code -1 takes the False appended
+
+
+def orders_clause(rows: np.ndarray, kept: np.ndarray, orders: pd.Series | None) -> tuple[str, int]:
+    """(', on 2 orders of 5 lines', 2) when `orders` (each row's order id, parsed; null for none) puts the `rows` (a
+    mask) on orders with more lines `kept` than those rows (an order whose status its first line only gives); a row
+    without an order id is an order of its own. ('', 0) otherwise."""
+    if orders is None:
+        return "", 0
+    codes, distinct = distinct_cells(orders)
+    present = codes >= 0
+    on_orders = np.zeros(len(distinct) + 1, dtype=bool)  # per order, then False for a row without one (code -1)
+    on_orders[codes[rows & present]] = True
+    lines = int((kept & (on_orders[codes] | rows)).sum())
+    if lines <= int(rows.sum()):
+        return "", 0
+    count = int(on_orders.sum()) + int((rows & ~present).sum())
+    return f", on {count:,} order{'s' * (count != 1)} of {lines:,} lines", count
+
+
+def _counted_as_purchases(count: int, *, orders: bool) -> str:
+    """'they count as purchases like the others; if those are not purchases, leave them out with' for `count` rows,
+    or for `count` orders ('those orders count ...')."""
+    if orders:
+        return ("that order counts as a purchase like the others; if it is not a purchase, leave it out with"
+                if count == 1 else
+                "those orders count as purchases like the others; if they are not purchases, leave them out with")
+    return ("it counts as a purchase like the others; if that is not a purchase, leave it out with" if count == 1 else
+            "they count as purchases like the others; if those are not purchases, leave them out with")
 
 
 def unmapped_refunds_note(values: pd.Series, kept: np.ndarray, *, column: str, setting: str,
@@ -331,16 +442,49 @@ def unmapped_refunds_note(values: pd.Series, kept: np.ndarray, *, column: str, s
             f"off spend; give it with {setting}.refunds: {{column: {yaml_word(column)}}}")
 
 
-def unmapped_column_notes(frame: pd.DataFrame, source: SourceConfig, kept: np.ndarray, *, setting: str) -> list[str]:
+def unmapped_time_note(values: pd.Series, kept: np.ndarray, *, column: str, setting: str, source: SourceConfig,
+                       orders: pd.Series | None = None) -> str | None:
+    """A note when an unmapped column named like a cancellation, refund or return (`names_a_non_purchase`: Shopify's
+    'Cancelled at', 'refunded_at'; `values` as read) gives a time (read with `source`'s date_format and timezone) on
+    some of the rows `kept`, fewer than FILLED_MAX_SHARE of them, and is blank on the others: those orders count as
+    purchases; the note says how many rows (with `orders`, each row's parsed order id: the orders and their lines,
+    when more) and the `exclude_when_filled` of export `setting` that leaves them out. None otherwise."""
+    if not names_a_non_purchase(column, refunds=source.refunds is not None):
+        return None
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = value_text(values)
+    filled = kept & ~blank_cells(values)
+    rows = int(filled.sum())
+    if not rows or rows >= FILLED_MAX_SHARE * kept.sum():
+        return None
+    if is_text(values):
+        times = each_distinct_once(values[filled], lambda cells: parse_timestamps(
+            cells, date_format=source.read.date_format, timezone=source.timezone))
+        if times.isna().any():
+            return None
+    elif not pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return None
+    on, orders_count = orders_clause(filled, kept, orders)
+    return (f"{column} is not mapped, but {rows:,} of its {int(kept.sum()):,} rows give{'s' * (rows == 1)} a "
+            f"time{on}: {_counted_as_purchases(orders_count or rows, orders=bool(on))} "
+            f"{setting}.exclude_when_filled: [{yaml_word(column)}]")
+
+
+def unmapped_column_notes(frame: pd.DataFrame, source: SourceConfig, kept: np.ndarray, *, setting: str,
+                          amounts: pd.Series | None = None, orders: pd.Series | None = None) -> list[str]:
     """The notes on the columns of one transactions export (`frame`, as read, with the mapping `source`; `kept`: its
     rows not left out by `exclude`) that its mapping leaves unread (`unmapped_columns`) but that say an order is no
-    purchase (`unmapped_status_note`) or was refunded (`unmapped_refunds_note`, when `refunds` is not set)."""
+    purchase (`unmapped_status_note`, `unmapped_time_note`) or was refunded (`unmapped_refunds_note`, when `refunds`
+    is not set). `amounts`, `orders`: the export's amount and order_id as parsed, one per row of `frame`."""
     notes = []
     for column in unmapped_columns(frame.columns, source, name="transactions"):
         note = unmapped_status_note(frame[column], kept, column=column, setting=setting,
-                                    refunds=source.refunds is not None)
+                                    refunds=source.refunds is not None, amounts=amounts, orders=orders)
         if note is None and source.refunds is None:
             note = unmapped_refunds_note(frame[column], kept, column=column, setting=setting, read=source.read)
+        if note is None:
+            note = unmapped_time_note(frame[column], kept, column=column, setting=setting, source=source,
+                                      orders=orders)
         notes.extend([note] if note else [])
     return notes
 

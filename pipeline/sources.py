@@ -1069,11 +1069,12 @@ def mapped_columns(columns: Iterable[str], source: SourceConfig) -> set[str]:
 
 
 def named_file_columns(source: SourceConfig) -> set[str]:
-    """The file columns an export's mapping names: `rename` keys, the columns of `exclude`, `returns_when`, `combine`,
-    `after`, `currency_rates`, `refunds` (its `column`, `at` and `when`), `attributes`, and each `lookup`'s `by` (the
-    columns a lookup takes are the export's like its own: named once one of these keys reads them)."""
+    """The file columns an export's mapping names: `rename` keys, the columns of `exclude`, `exclude_when_filled`,
+    `returns_when`, `combine`, `after`, `currency_rates`, `refunds` (its `column`, `at` and `when`), `attributes`, and
+    each `lookup`'s `by` (the columns a lookup takes are the export's like its own: named once one of these keys reads
+    them)."""
     refunds = source.refunds
-    return {*source.rename, *source.exclude, *source.returns_when,
+    return {*source.rename, *source.exclude, *source.exclude_when_filled, *source.returns_when,
             *(part for parts in source.combine.values() for part in parts),
             *(after.column for after in source.after.values()),
             *([source.currency_rates.column] if source.currency_rates else []),

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import minimal_config
 from pipeline.config import config_from_dict
+from pipeline.errors import ConfigError, IngestError
 from pipeline.demo_data import as_strings, generate_demo
 from pipeline.ingest_notes import unmapped_refunds_note, unmapped_status_note
 from pipeline.config import ReadOptions
@@ -180,3 +182,128 @@ def test_a_refund_column_of_negative_numbers_is_not_0_and_typed_columns_are_read
                                  setting="sources.transactions", read=ReadOptions()) is not None
     assert unmapped_refunds_note(pd.Series([0.0, 2.5, np.nan]), kept, column="Total Paid",
                                  setting="sources.transactions", read=ReadOptions()) is None
+
+
+# A Shopify order export: the order's e-mail, time, status and cancellation on its first line only
+CANCELLED = (
+    "Name,Email,Financial Status,Created at,Cancelled at,Lineitem quantity,Lineitem price\n"
+    "#1001,ann@example.com,paid,2024-01-07 09:50:26,,3,14.90\n"
+    "#1001,,,,,1,15.00\n"
+    "#1002,bob@example.com,pending,2024-01-08 10:00:00,2024-01-09 08:00:00 +0100,1,34.90\n"
+    "#1002,,,,,1,4.90\n"
+    "#1002,,,,,2,4.90\n"
+    "#1003,cy@example.com,paid,2024-01-09 11:00:00,,2,5.00\n"
+    "#1004,dee@example.com,paid,2024-01-10 12:00:00,,1,20.00\n"
+)
+
+
+def test_a_time_given_only_when_an_order_was_cancelled_is_noted_and_exclude_when_filled_leaves_its_lines_out(tmp_path):
+    report = run_ingest(tmp_path, {"orders.csv": CANCELLED}, shop())
+    assert notes(report) == [
+        "Cancelled at is not mapped, but 1 of its 7 rows gives a time, on 1 order of 3 lines: that order counts as a "
+        "purchase like the others; if it is not a purchase, leave it out with "
+        "sources.transactions.exclude_when_filled: [Cancelled at]"]
+    assert report["sources"]["transactions"]["validated_rows"] == 7
+    report = run_ingest(tmp_path, {}, shop(exclude_when_filled=["Cancelled at"]))
+    assert notes(report) == [] and report["sources"]["transactions"]["validated_rows"] == 4
+    quarantine = pd.read_parquet(tmp_path / "out" / "quarantine" / "transactions.parquet")
+    said = "excluded by sources.transactions.exclude_when_filled: Cancelled at is filled"
+    assert quarantine[["source_row", "reason"]].values.tolist() == [
+        [3, said], [4, f"{said} (on its order's other lines; this line leaves it blank)"],
+        [5, f"{said} (on its order's other lines; this line leaves it blank)"]]
+    assert report["sources"]["transactions"]["bad_rows"] == 0
+
+
+@pytest.mark.parametrize(("header", "cells"), [
+    ("Return date", ["2024-01-09", "2024-01-10", "2024-01-11", ""]),  # a rental's return: most rows have one
+    ("Shipped at", ["", "2024-01-10", "", ""]),  # not named like a cancellation
+    ("Cancel reason", ["", "too late", "", ""]),  # words, not times
+    ("returning_since", ["", "2024-01-10", "", ""]),  # a returning customer, not a return
+])
+def test_a_time_of_every_order_another_time_or_words_in_a_cancellation_column_are_not_noted(tmp_path, header, cells):
+    rows = [f"o{n},c{n},2024-01-0{n + 1},10,{cell}" for n, cell in enumerate(cells)]
+    report = run_ingest(tmp_path, {"t.csv": "\n".join(["order_id,customer_id,ordered_at,amount," + header, *rows])},
+                        {"transactions": {"path": "t.csv"}})
+    assert notes(report) == []
+
+
+@pytest.mark.parametrize("flags", [["true", "false"], ["1", "0"], ["Y", "N"], ["yes", "no"], ["TRUE", "FALSE"]])
+@pytest.mark.parametrize("header", ["Refunded", "is_cancelled", "returned", "isVoided"])
+def test_a_yes_no_column_named_like_a_cancellation_is_noted_and_the_exclude_it_gives_leaves_those_rows_out(
+        tmp_path, header, flags):
+    yes, no = flags
+    rows = [f"o{n},c{n},2024-01-0{n + 1},10,{flag}" for n, flag in enumerate([no, yes, no, yes, ""])]
+    report = run_ingest(tmp_path, {"t.csv": "\n".join(["order_id,customer_id,ordered_at,amount," + header, *rows])},
+                        {"transactions": {"path": "t.csv"}})
+    [note] = notes(report)
+    assert note.startswith(f"{header} is not mapped, but 2 of its 5 rows say {yes!r} (2): they count as purchases")
+    exclude = yaml.safe_load(note.split("sources.transactions.exclude: ")[1])  # as a user would paste it
+    report = run_ingest(tmp_path, {}, {"transactions": {"path": "t.csv", "exclude": exclude}})
+    assert notes(report) == [] and report["sources"]["transactions"]["validated_rows"] == 3
+
+
+def test_a_typed_flag_and_a_categorical_status_in_parquet_are_noted_and_their_exclude_works(tmp_path):
+    frame = pd.DataFrame({"order_id": ["o1", "o2", "o3", "o4"], "customer_id": ["c1", "c2", "c3", "c4"],
+                          "ordered_at": pd.to_datetime(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"]),
+                          "amount": [10.0, 20.0, 30.0, 40.0],
+                          "refunded": pd.array([False, True, None, False], dtype="boolean"),
+                          "state": pd.Categorical(["complete", "complete", "Canceled", None])})
+    frame.to_parquet(tmp_path / "t.parquet")
+    report = run_ingest(tmp_path, {}, {"transactions": {"path": "t.parquet"}})
+    assert notes(report) == [
+        "refunded is not mapped, but 1 of its 4 rows says 'true' (1): it counts as a purchase like the others; if that "
+        "is not a purchase, leave it out with sources.transactions.exclude: {refunded: [\"true\"]}",
+        "state is not mapped, but 1 of its 4 rows says 'Canceled' (1): it counts as a purchase like the others; if "
+        "that is not a purchase, leave it out with sources.transactions.exclude: {state: [Canceled]}"]
+    report = run_ingest(tmp_path, {}, {"transactions": {"path": "t.parquet", "exclude": {
+        "refunded": [True], "state": ["Canceled"]}}})  # YAML's true, as `exclude: {refunded: [true]}` gives it
+    assert notes(report) == [] and report["sources"]["transactions"]["validated_rows"] == 2
+
+
+@pytest.mark.parametrize(("kinds", "amounts", "said"), [
+    (["Sale", "Return", "Refund", "Sale", "Return"], [10, 4, 3, 8, 2],
+     "3 of its 5 rows say 'Return' (2) or 'Refund' (1)"),
+    (["sale", "sale", "CANCELLATION", "sale", "sale"], [10, 4, 3, 8, 2], "1 of its 5 rows says 'CANCELLATION' (1)"),
+    (["Sale", "Return", "Refund", "Sale", "Return"], [10, -4, -3, 8, 2], "1 of its 5 rows says 'Return' (1)"),
+    (["Sale", "Return", "Refund", "Sale", "Return"], [10, -4, -3, 8, -2], None),  # returns already negative
+    (["Sale", "Return requested", "Pending", "Sale", "On hold"], [10, 4, 3, 8, 2], None),  # states of a purchase
+])
+def test_rows_of_a_kind_that_undoes_a_sale_with_a_positive_amount_are_noted(tmp_path, kinds, amounts, said):
+    rows = [f"o{n},c{n},2024-01-0{n + 1},{amount},{kind}" for n, (kind, amount) in enumerate(zip(kinds, amounts))]
+    report = run_ingest(tmp_path, {"t.csv": "\n".join(["order_id,customer_id,ordered_at,amount,Type", *rows])},
+                        {"transactions": {"path": "t.csv"}})
+    if said is None:
+        assert notes(report) == []
+        return
+    [note] = notes(report)
+    assert note.startswith(f"Type is not mapped, but {said} with an amount above 0: ")
+    returns = yaml.safe_load(note.split("returns_when: ")[1].split(", or if")[0])
+    report = run_ingest(tmp_path, {}, {"transactions": {"path": "t.csv", "returns_when": returns}})
+    assert notes(report) == [] and report["sources"]["transactions"]["validated_rows"] == 5
+
+
+def test_a_status_an_order_gives_on_its_first_line_only_counts_its_orders_and_lines(tmp_path):
+    text = CANCELLED.replace(",pending,", ",voided,").replace("2024-01-09 08:00:00 +0100", "")
+    report = run_ingest(tmp_path, {"orders.csv": text}, shop())
+    assert notes(report) == [
+        "Financial Status is not mapped, but 1 of its 7 rows says 'voided' (1), on 1 order of 3 lines: that order "
+        "counts as a purchase like the others; if it is not a purchase, leave it out with "
+        "sources.transactions.exclude: {Financial Status: [voided]}"]
+    report = run_ingest(tmp_path, {}, shop(exclude={"Financial Status": ["voided"]}))
+    assert report["sources"]["transactions"]["validated_rows"] == 4
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (["Cancelled at", "Cancelled at"], "'Cancelled at' is listed twice"),
+    ([" "], "a blank name"),
+    ("Cancelled at", "Input should be a valid list"),
+])
+def test_exclude_when_filled_is_a_list_of_columns_each_once(tmp_path, value, message):
+    raw = minimal_config(sources={"transactions": {"path": "t.csv", "exclude_when_filled": value}})
+    with pytest.raises(ConfigError, match=rf"sources\.transactions\.exclude_when_filled: .*{message}"):
+        config_from_dict(raw, base_dir=tmp_path)
+
+
+def test_exclude_when_filled_names_a_column_of_the_files(tmp_path):
+    with pytest.raises(IngestError, match=r"sources\.transactions\.exclude_when_filled: column 'Voided at' is not in "):
+        run_ingest(tmp_path, {"orders.csv": CANCELLED}, shop(exclude_when_filled=["Voided at"]))
