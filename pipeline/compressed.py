@@ -35,6 +35,9 @@ ZIP_START = b"PK\x03\x04"
 PACKED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zst", ".zstd", ".zip")
 # Entries every Excel (Office Open XML) or OpenDocument workbook holds: such a zip is a workbook, not an archive.
 WORKBOOK_ENTRIES = ("[Content_Types].xml", "mimetype")
+# The zip compression methods Python's zipfile unpacks; names of others an export may use.
+UNPACKED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+ZIP_METHOD_NAMES = {9: "Deflate64 (as Windows packs large files)", 93: "Zstandard", 95: "xz", 98: "PPMd"}
 COPY_CHUNK = 2**24
 SHOWN_ENTRIES = 5
 
@@ -154,8 +157,8 @@ def archive_members(name: str, path: Path, pattern: str | None, *, setting: str)
 
 def _zip_entry(name: str, path: Path, archive: zipfile.ZipFile, member: str | None) -> zipfile.ZipInfo:
     """The file `member` of `archive`, or without it its one file; IngestError when it holds none or several, two
-    files of that name, a password-protected one, or when the file's name would put its copy outside the unpacking
-    folder ('..', an absolute path: zip-slip)."""
+    files of that name, a password-protected one or one packed by a method zipfile lacks, or when the file's name
+    would put its copy outside the unpacking folder ('..', an absolute path: zip-slip)."""
     entries = archived_files(archive)
     if member is not None:
         entries = [info for info in entries if info.filename == member]
@@ -175,6 +178,11 @@ def _zip_entry(name: str, path: Path, archive: zipfile.ZipFile, member: str | No
     if entry.flag_bits & 0x1:
         raise IngestError(f"source {name}: {member_label(path, entry.filename)} is password-protected; unzip it with "
                           f"its password and point sources.{name}.path at the file it holds")
+    if entry.compress_type not in UNPACKED_METHODS:
+        method = ZIP_METHOD_NAMES.get(entry.compress_type, f"method {entry.compress_type}")
+        raise IngestError(f"source {name}: {member_label(path, entry.filename)} is packed with {method}, which "
+                          f"cannot be unpacked here; unzip it with another tool (7-Zip, unzip) and point "
+                          f"sources.{name}.path at the file it holds")
     inside = PurePosixPath(entry.filename.replace("\\", "/"))
     if inside.is_absolute() or ".." in inside.parts or inside.name in ("", "."):
         raise IngestError(f"source {name}: {path} holds a file named {entry.filename!r}, which would be unpacked "

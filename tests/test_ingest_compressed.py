@@ -160,13 +160,16 @@ def test_another_file_held_twice_does_not_stop_reading_the_member(tmp_path, plai
     pd.testing.assert_frame_equal(outputs(tmp_path)[0], plain[0])
 
 
-def password_protected(files: dict[str, str]) -> bytes:
-    """A zip archive whose entries are flagged as encrypted (zipfile cannot encrypt; no reader gets past the flag)."""
+def as_written_by_another_tool(files: dict[str, str], *, encrypted: bool = False, method: int | None = None) -> bytes:
+    """A zip archive of `files` whose headers say each is password-protected and/or packed by zip compression
+    `method` (zipfile can write neither)."""
     data = bytearray(zipped(files))
-    for header, flags in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+    for header, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # `at`: the flags, then the method's 2 bytes
         start = data.find(header)
         while start >= 0:
-            data[start + flags] |= 0x1
+            data[start + at] |= 0x1 if encrypted else 0
+            if method is not None:
+                data[start + at + 2:start + at + 4] = method.to_bytes(2, "little")
             start = data.find(header, start + 1)
     return bytes(data)
 
@@ -194,9 +197,12 @@ BIG = TRANSACTIONS * 20
     ("t.csv.gz", packed_then_cut(gzip.compress(BIG.encode())), None,
      r"t\.csv\.gz is a gzip file but cannot be unpacked \(Compressed file ended before the end-of-stream marker was "
      r"reached\); download or export it again$"),
-    ("t.zip", password_protected({"t.csv": TRANSACTIONS, "u.csv": TRANSACTIONS}), "t.csv",
+    ("t.zip", as_written_by_another_tool({"t.csv": TRANSACTIONS, "u.csv": TRANSACTIONS}, encrypted=True), "t.csv",
      r"t\.zip \[file t\.csv\] is password-protected; unzip it with its password and point sources\.transactions\.path "
      r"at the file it holds$"),
+    ("t.zip", as_written_by_another_tool({"t.csv": TRANSACTIONS}, method=9), None,
+     r"t\.zip \[file t\.csv\] is packed with Deflate64 \(as Windows packs large files\), which cannot be unpacked "
+     r"here; unzip it with another tool \(7-Zip, unzip\) and point sources\.transactions\.path at the file it holds$"),
     ("t.zip", zipped({"t.csv": b"", "u.csv": TRANSACTIONS}), "t.csv",
      r"t\.zip \[file t\.csv\] is empty \(not even a header row\);"),
     ("t.csv.gz", b"\0\x01 not gzip \xff\xfe" * 10, None, r"t\.csv\.gz is not valid utf-8 \(line 1, byte 12\);"),
