@@ -317,7 +317,7 @@ def _header_names(path: Path, read: ReadOptions) -> list[str] | None:
             return next(iter(_csv_records(path, read, count=1)), [])
         engine = "c" if read.sep == r"\s+" else "python"
         first = pd.read_csv(path, sep=read.sep, engine=engine, header=None, nrows=1, dtype=str, skiprows=read.skip_rows,
-                            encoding=read.encoding, keep_default_na=False, index_col=False)
+                            encoding=read.encoding, keep_default_na=False, index_col=False, compression=None)
         return [str(value) for value in first.iloc[0]] if len(first) else []
     except (UnicodeError, LookupError, csv.Error, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
         return None
@@ -617,6 +617,7 @@ def _read_csv_with_pandas(
         "header": 0 if read.header else None,
         "names": None if read.header else read.column_names,
         "skiprows": read.skip_rows,
+        "compression": None,  # the bytes as they are: given a path, pandas guesses a packing by its suffix
     }
     # pyarrow's reader is ~10x faster but takes only a one-character separator and a file with a line
     # break; the C reader handles whitespace runs; any other regular expression needs the python reader.
@@ -1498,14 +1499,18 @@ def export_setting(name: str, number: int) -> str:
     return f"sources.{name}" if number == 0 else f"sources.{name}.other_exports[{number - 1}]"
 
 
-def export_files(name: str, source: SourceConfig) -> list[Path]:
-    """The files of every export of `source`, and of their `lookup` tables, in export order, each once (an archive
-    whose members several of them read is one file)."""
+def export_files(name: str, source: SourceConfig) -> list[tuple[Path, str | None]]:
+    """(file, member) read for every export of `source` and for their `lookup` tables (`file_members`), in export
+    order, each once (an archive's file that several of them read is one)."""
+    def reads(part: SourceConfig | LookupConfig, setting: str) -> list[tuple[Path, str | None]]:
+        return file_members(name, source_files(name, part, setting=f"{setting}.path"), part.member,
+                            setting=f"{setting}.member")
+
     return list(dict.fromkeys(
-        path for place, export in enumerate(source.exports()) for path in source_files(name, export) + [
-            table_file for number, lookup in enumerate(export.lookup)
-            for table_file in source_files(name, lookup,
-                                           setting=f"{export_setting(name, place)}.lookup[{number}].path")]))
+        read for place, export in enumerate(source.exports()) for read in [
+            *reads(export, export_setting(name, place)),
+            *(table_read for number, lookup in enumerate(export.lookup)
+              for table_read in reads(lookup, f"{export_setting(name, place)}.lookup[{number}]"))]))
 
 
 def _read_file(name: str, path: Path, source: SourceConfig) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:

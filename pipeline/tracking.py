@@ -36,6 +36,7 @@ from mlflow.models import infer_signature
 
 from pipeline.baselines import baseline_name
 from pipeline.bundle import BUNDLE_ARTIFACT_PATH, code_version, library_versions, load_bundle
+from pipeline.config import Config, member_label
 from pipeline.drift import drift_reference
 from pipeline.errors import BundleError, ScoreError
 from pipeline.evaluate import (
@@ -55,8 +56,6 @@ from pipeline.train import TrainResult
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
-
-    from pipeline.config import Config
 
 CHAMPION_ALIAS = "champion"
 # Model version tag holding the sha256 of the model's files (`model_fingerprint`).
@@ -685,12 +684,15 @@ def promotion_decision(
 
 
 def champion_trained_from(settings: TrackingSettings, champion: ModelVersion) -> dict[str, str] | None:
-    """The `champion` version's project and transactions path, from its training run's params (logged by every
-    training); None when its run lacks them."""
+    """The `champion` version's project and transactions path (with the file read inside a zip archive, as
+    `config.data_identity` names it), from its training run's params (logged by every training); None when its
+    run lacks them."""
     params = _client(settings).get_run(champion.run_id).data.params
     if "project" not in params:
         return None
-    return {"project": params["project"], "transactions": params.get("sources.transactions.path", "?")}
+    member = params.get("sources.transactions.member", "None")  # `flatten` logs an unset member as 'None'
+    path = params.get("sources.transactions.path", "?")
+    return {"project": params["project"], "transactions": member_label(path, None if member == "None" else member)}
 
 
 def publish_version(

@@ -213,5 +213,12 @@ def test_runner_refuses_a_glob_or_parquet_target_and_bad_counts(tmp_path, demo_c
     with pytest.raises(ConfigError, match=r"sources\.transactions\.path is .*orders\.zip: demo-data writes one CSV"):
         demo_runner.run(zipped_member, customers=10, seed=1, quiet=True)
     assert not (tmp_path / "orders.zip").exists()
+    for path in ("orders.zip", "orders.csv.gz"):  # a user's download at the path is not written over with CSV text
+        (tmp_path / path).write_bytes(b"the shop's archive")
+        packed = demo_cfg.model_copy(update={"sources": demo_cfg.sources.model_copy(
+            update={"transactions": SourceConfig(path=tmp_path / path)})})
+        with pytest.raises(ConfigError, match=rf"sources\.transactions\.path is .*{path}: demo-data writes one CSV"):
+            demo_runner.run(packed, customers=10, seed=1, quiet=True)
+        assert (tmp_path / path).read_bytes() == b"the shop's archive"
     with pytest.raises(ConfigError, match="--customers must be at least 1"):
         demo_runner.run(demo_cfg, customers=0, seed=1, quiet=True)

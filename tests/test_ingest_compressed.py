@@ -7,7 +7,12 @@ import bz2
 import errno
 import gzip
 import hashlib
+import io
 import lzma
+import re
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import pandas as pd
@@ -41,7 +46,7 @@ PACKED = {
     "t.csv.bz2": bz2.compress,
     "t.csv.xz": lzma.compress,
     "t.csv.zst": lambda data: pa.Codec("zstd").compress(data, asbytes=True),
-    "t.zip": lambda data: zipped({"t.csv": data, ".DS_Store": b"\0", "__MACOSX/._t.csv": b"\0"}),
+    "t.zip": lambda data: zipped({"export/": b"", "t.csv": data, ".DS_Store": b"\0", "__MACOSX/._t.csv": b"\0"}),
 }
 
 
@@ -85,12 +90,15 @@ def test_a_packed_export_reads_as_the_csv_it_holds_and_its_rows_name_the_archive
 def test_gzipped_json_lines_and_a_zipped_lookup_table_are_read(tmp_path):
     (tmp_path / "t.jsonl.gz").write_bytes(gzip.compress(JSON_LINES.encode()))
     (tmp_path / "stores.zip").write_bytes(zipped({"stores.csv": b"customer_id,region\nc1,north\nc2,south\n"}))
-    ingest(tmp_path, {"transactions": {"path": "t.jsonl.gz",
+    report = ingest(tmp_path, {"transactions": {"path": "t.jsonl.gz",
                                        "lookup": [{"path": "stores.zip", "by": "customer_id", "columns": ["region"]}]}})
     validated, _ = outputs(tmp_path)
     assert validated["order_id"].tolist() == ["o1", "o2"]
     extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
     assert extra["region"].tolist() == ["north", "south"]
+    assert report["sources"]["transactions"]["files"] == [  # a file read whole is fingerprinted whole
+        {"path": str(tmp_path / name), "sha256": hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()}
+        for name in ("t.jsonl.gz", "stores.zip")]
 
 
 def test_a_line_with_the_wrong_number_of_fields_in_a_packed_csv_names_the_archive(tmp_path):
@@ -126,6 +134,91 @@ def test_a_zip_of_several_files_of_none_or_of_another_archive_is_a_one_line_erro
     (tmp_path / "t.zip").write_bytes(zipped(archive))
     with pytest.raises(IngestError, match=message):
         ingest(tmp_path, {"transactions": {"path": "t.zip"}})
+
+
+def two_copies_of(entry: str, first: str, second: str, **others: str) -> bytes:
+    """A zip archive holding `entry` twice (as an archive appended to another does), and `others`."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of the repeated name, and writes it
+        for name, text in [(entry, first), (entry, second), *others.items()]:
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("member", [None, "t.csv", "*.csv"])
+def test_a_zip_holding_a_file_twice_is_a_one_line_error_not_either_copy(tmp_path, member):
+    (tmp_path / "t.zip").write_bytes(two_copies_of("t.csv", TRANSACTIONS, TRANSACTIONS.replace("o6", "o7")))
+    with pytest.raises(IngestError, match=r"^source transactions: .*t\.zip holds 2 files named t\.csv; which of them "
+                                          r"is the export cannot be told: pack the export again with the file once$"):
+        ingest(tmp_path, {"transactions": {"path": "t.zip", **({"member": member} if member else {})}})
+
+
+def test_another_file_held_twice_does_not_stop_reading_the_member(tmp_path, plain):
+    (tmp_path / "t.zip").write_bytes(two_copies_of("readme.txt", "a", "b", **{"t.csv": TRANSACTIONS}))
+    ingest(tmp_path, {"transactions": {"path": "t.zip", "member": "t.csv"}})
+    pd.testing.assert_frame_equal(outputs(tmp_path)[0], plain[0])
+
+
+def as_written_by_another_tool(files: dict[str, str], *, encrypted: bool = False, method: int | None = None) -> bytes:
+    """A zip archive of `files` whose headers say each is password-protected and/or packed by zip compression
+    `method` (zipfile can write neither)."""
+    data = bytearray(zipped(files))
+    for header, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # `at`: the flags, then the method's 2 bytes
+        start = data.find(header)
+        while start >= 0:
+            data[start + at] |= 0x1 if encrypted else 0
+            if method is not None:
+                data[start + at + 2:start + at + 4] = method.to_bytes(2, "little")
+            start = data.find(header, start + 1)
+    return bytes(data)
+
+
+def packed_then_cut(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def corrupted(data: bytes) -> bytes:
+    """`data` with a byte of its deflated stream flipped (past the zip's 30-byte local header and the name t.csv)."""
+    return data[:40] + bytes([data[40] ^ 0xFF]) + data[41:]
+
+
+BIG = TRANSACTIONS * 20
+
+
+@pytest.mark.parametrize("name, data, member, message", [
+    ("t.zip", packed_then_cut(zipped({"t.csv": BIG})), None,
+     r"t\.zip is a zip file but cannot be unpacked \(File is not a zip file\); download or export it again$"),
+    ("t.zip", packed_then_cut(zipped({"t.csv": BIG, "u.csv": BIG})), "t.csv",
+     r"t\.zip is a zip archive but cannot be read \(File is not a zip file\); download or export it again$"),
+    ("t.zip", corrupted(zipped({"t.csv": BIG})), None,
+     r"t\.zip is a zip file but cannot be unpacked \(Error -3 while decompressing data: .*\); download or export it "
+     r"again$"),
+    ("t.csv.gz", packed_then_cut(gzip.compress(BIG.encode())), None,
+     r"t\.csv\.gz is a gzip file but cannot be unpacked \(Compressed file ended before the end-of-stream marker was "
+     r"reached\); download or export it again$"),
+    ("t.zip", as_written_by_another_tool({"t.csv": TRANSACTIONS, "u.csv": TRANSACTIONS}, encrypted=True), "t.csv",
+     r"t\.zip \[file t\.csv\] is password-protected; unzip it with its password and point sources\.transactions\.path "
+     r"at the file it holds$"),
+    ("t.zip", as_written_by_another_tool({"t.csv": TRANSACTIONS}, method=9), None,
+     r"t\.zip \[file t\.csv\] is packed with Deflate64 \(as Windows packs large files\), which cannot be unpacked "
+     r"here; unzip it with another tool \(7-Zip, unzip\) and point sources\.transactions\.path at the file it holds$"),
+    ("t.zip", zipped({"t.csv": b"", "u.csv": TRANSACTIONS}), "t.csv",
+     r"t\.zip \[file t\.csv\] is empty \(not even a header row\);"),
+    ("t.csv.gz", b"\0\x01 not gzip \xff\xfe" * 10, None, r"t\.csv\.gz is not valid utf-8 \(line 1, byte 12\);"),
+])
+def test_a_broken_download_is_a_one_line_error_naming_the_file(tmp_path, name, data, member, message):
+    (tmp_path / name).write_bytes(data)
+    expected = r"^source transactions: " + re.escape(f"{tmp_path}/") + message
+    with pytest.raises(IngestError, match=expected) as error:
+        ingest(tmp_path, {"transactions": {"path": name, **({"member": member} if member else {})}})
+    assert "\n" not in str(error.value)
+
+
+def test_a_text_export_under_a_gz_name_is_read_as_text_by_every_reader(tmp_path, plain):
+    (tmp_path / "t.csv.gz").write_text(TRANSACTIONS.replace(",", ";;"))  # a separator only pandas reads
+    ingest(tmp_path, {"transactions": {"path": "t.csv.gz", "read": {"sep": ";;"}}})
+    pd.testing.assert_frame_equal(outputs(tmp_path)[0], plain[0])
 
 
 def test_an_error_about_the_unpacked_file_names_the_archive_not_the_copy(tmp_path):
@@ -175,17 +268,26 @@ def test_a_zip_of_several_files_is_read_by_member_or_by_a_glob_of_members(tmp_pa
     assert list((tmp_path / "scratch").iterdir()) == []
 
 
-def test_a_lookup_table_is_read_from_a_member_of_the_archive_and_the_archive_is_fingerprinted_once(tmp_path):
+def test_a_lookup_table_is_read_from_a_member_of_the_archive_and_each_file_read_is_fingerprinted(tmp_path):
+    stores = {"path": "download.zip", "member": "olist_stores.csv", "by": "customer_id"}
+    sources = {"transactions": {"path": "download.zip", "member": "olist_orders.csv", "lookup": [stores]}}
     (tmp_path / "download.zip").write_bytes(zipped(DOWNLOAD))
-    report = ingest(tmp_path, {"transactions": {
-        "path": "download.zip", "member": "olist_orders.csv",
-        "lookup": [{"path": "download.zip", "member": "olist_stores.csv", "by": "customer_id"}]}})
+    entry = ingest(tmp_path, sources)["sources"]["transactions"]
     extra = pd.read_parquet(tmp_path / "out" / "validated" / "extra" / "transactions.parquet")
     assert extra["region"].tolist() == ["north", "north", "south", "north", "south", "east"]
-    entry = report["sources"]["transactions"]
-    assert entry["files"] == [{"path": str(tmp_path / "download.zip"),
-                               "sha256": hashlib.sha256((tmp_path / "download.zip").read_bytes()).hexdigest()}]
     assert f"from {tmp_path / 'download.zip'} [file olist_stores.csv] by customer_id" in " ".join(entry["notes"])
+    archive = str(tmp_path / "download.zip")
+    assert entry["files"] == [
+        {"path": archive, "member": "olist_orders.csv", "crc32": f"{zlib.crc32(TRANSACTIONS.encode()):08x}",
+         "bytes": len(TRANSACTIONS)},
+        {"path": archive, "member": "olist_stores.csv", "crc32": f"{zlib.crc32(STORES.encode()):08x}",
+         "bytes": len(STORES)}]
+    # another file of the same download changed: the files read are as they were
+    (tmp_path / "download.zip").write_bytes(zipped({**DOWNLOAD, "readme.txt": "tables of a shop, version 2"}))
+    assert ingest(tmp_path, sources)["sources"]["transactions"]["files"] == entry["files"]
+    (tmp_path / "download.zip").write_bytes(zipped({**DOWNLOAD, "olist_stores.csv": STORES + "c4,west\n"}))
+    files = ingest(tmp_path, sources)["sources"]["transactions"]["files"]
+    assert files[0] == entry["files"][0] and files[1]["bytes"] == len(STORES) + 8
 
 
 NO_MATCH = (r"no file of .*download\.zip matches {key}: {member} \(its 5 files: olist_orders\.csv, olist_stores\.csv, "

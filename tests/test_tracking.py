@@ -416,6 +416,13 @@ def test_another_projects_champion_keeps_the_alias_and_a_renamed_export_is_compa
     assert same_shop.decision.promote and same_shop.decision.other_project is None
     assert (f"the champion was trained from {shop_a.sources.transactions.path}, this run reads "
             f"{tmp_path / 'export-2.csv'}") in same_shop.decision.reason
+    # a file read inside a zip archive: the champion's data is named as this run's is, no note when they agree
+    shop_c = make_cfg(tmp_path, mlflow_uri, model_name="tracking-zipped")
+    zipped_export = shop_c.sources.transactions.model_copy(update={"path": tmp_path / "d.zip", "member": "t.csv"})
+    from_zip = shop_c.model_copy(update={"sources": shop_c.sources.model_copy(update={"transactions": zipped_export})})
+    assert track_training(from_zip, weak, retention=RETENTION, fingerprints=FINGERPRINTS).decision.promote
+    again = track_training(from_zip, strong, retention=RETENTION, fingerprints=FINGERPRINTS)
+    assert "the champion was trained from" not in again.decision.reason
 
 
 def test_no_champion_means_no_incumbent(tmp_path, mlflow_uri, trained):

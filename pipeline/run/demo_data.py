@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.compressed import PACKED_SUFFIXES
 from pipeline.config import Config
 from pipeline.demo_data import generate_demo, inject_bad_rows
 from pipeline.errors import ConfigError
@@ -45,7 +46,7 @@ def run(cfg: Config, *, customers: int, seed: int, quiet: bool, campaigns: int =
     targets = cfg.sources.configured()
     for name, source in targets.items():
         if (any(char in str(source.path) for char in "*?[") or file_format(source.path, source) != "csv"
-                or source.member is not None):
+                or source.member is not None or source.path.suffix.lower() in PACKED_SUFFIXES):
             raise ConfigError(
                 f"sources.{name}.path is {source.path}: demo-data writes one CSV per source, "
                 "so point it at a single .csv file"

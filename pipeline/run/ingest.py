@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
+from pipeline.compressed import member_checksums
 from pipeline.config import Config
 from pipeline.ingest import IngestResult, ingest_sources
 from pipeline.io import OutputSet, complete_interrupted_publishes, output_set, sha256_file, write_json, write_parquet
@@ -41,13 +42,19 @@ def extra_dir(cfg: Config) -> Path:
     return cfg.validated_dir / "extra"
 
 
-def file_fingerprints(files: dict[str, tuple[Path, ...]]) -> dict[str, list[dict[str, str]]]:
-    """Each source's input files with their sha256: {source: [{path, sha256}]}."""
-    return {name: [{"path": str(path), "sha256": sha256_file(path)} for path in paths] for name, paths in files.items()}
+def file_fingerprints(files: dict[str, tuple[tuple[Path, str | None], ...]]) -> dict[str, list[dict[str, Any]]]:
+    """Each source's input files (file, member: `export_files`) with their fingerprint: {source: [{path, sha256}]},
+    and for a file read inside a zip archive {path, member, crc32, bytes}, as the archive lists them
+    (`member_checksums`): another file of the same download changing leaves it as it was."""
+    archives = {path for reads in files.values() for path, member in reads if member is not None}
+    listed = {path: member_checksums(path) for path in archives}  # each archive's directory read once
+    return {name: [{"path": str(path), "sha256": sha256_file(path)} if member is None
+                   else {"path": str(path), "member": member, **listed[path][member]} for path, member in reads]
+            for name, reads in files.items()}
 
 
-def with_fingerprints(report: dict[str, Any], fingerprints: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
-    """A copy of `report` with each source's input files and their sha256 (from `file_fingerprints`)."""
+def with_fingerprints(report: dict[str, Any], fingerprints: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A copy of `report` with each source's input files and their fingerprints (from `file_fingerprints`)."""
     sources = {name: {**entry, "files": fingerprints.get(name, [])} for name, entry in report["sources"].items()}
     return {**report, "sources": sources}
 
