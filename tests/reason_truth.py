@@ -34,6 +34,7 @@ import pandas as pd
 WINDOWS = (14, 30, 60, 90, 180, 365)
 TREND_DAYS = 90  # spending and visit trends: the last TREND_DAYS against the TREND_DAYS before
 SEASON_LAG_DAYS = 365
+CUT_DAYS = 30  # a customer whose first line is this close to the export's first may have a history before it
 NUMBER = r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)( million)?"
 DAYS = r"(less than a day|1 day|[0-9,]+ days|about [0-9.]+ (?:weeks|months|years))"
 SHARE = r"(less than 1%|more than 99%|[0-9]+%)"
@@ -214,6 +215,13 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
         date_ok = m[2] is None or str(s["last_order"].date()) == m[2]
         return _days_close(days, m[1]) and date_ok, f"last order {s['last_order']}, {days:.2f} days before"
 
+    def time_as_customer(s: pd.Series, m: re.Match) -> tuple[bool, str]:
+        # since their first line of any kind (a refund before the first purchase: a customer before it); not
+        # knowable of a customer whose first line is in the export's first CUT_DAYS (a history the export may cut)
+        days = since_days("first_event")(s)
+        whole = s["first_event"] >= data_start + pd.Timedelta(days=CUT_DAYS)
+        return _days_close(days, m[1]) and whole, f"first line {s['first_event']} ({days:.2f} days), data from {data_start}"
+
     def share(part: Callable[[pd.Series], float], whole: Callable[[pd.Series], float], what: str) -> Check:
         def check(s: pd.Series, m: re.Match) -> tuple[bool, str]:
             value = _ratio(part(s), whole(s))
@@ -320,9 +328,8 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
         # Times
         (rf"^no order for {DAYS}(?: \(last on {DATE}\))?(?:,|$)", recency),
         (rf"^their time since the last order \({DAYS},", duration(since_days("last_order"), "since the last order")),
-        (rf"^a customer for only {DAYS}, shorter", duration(since_days("first_purchase"), "since the first purchase")),
-        (rf"^their time as a customer \({DAYS}{raises}", duration(since_days("first_purchase"),
-                                                                 "since the first purchase")),
+        (rf"^a customer for only {DAYS}, shorter", time_as_customer),
+        (rf"^their time as a customer \({DAYS}{raises}", time_as_customer),
         (rf"^on average {DAYS} between purchase days", duration(lambda s: s["gap_mean"], "mean gap")),
         (rf"^their average time between purchase days \({DAYS}{raises}", duration(lambda s: s["gap_mean"], "mean gap")),
         (rf"^waited {DAYS} between their last two purchase days", duration(lambda s: s["gap_last"], "last gap")),

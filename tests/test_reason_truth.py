@@ -20,6 +20,7 @@ def _lines() -> pd.DataFrame:
         ("c", "C2", "2023-10-01 09:00", 1, 12.0),
         ("d", "D1", "2023-07-15 09:00", 1, 5.0), ("d", "D2", "2024-05-01 09:00", 1, 5.0),
         ("e", "E1", "2024-06-01 08:00", 1, 5.0),  # after the snapshot's midnight: not known on AS_OF
+        ("z", "Z1", "2022-06-01 09:00", 1, 5.0),  # the export's first line
     ]
     frame = pd.DataFrame(rows, columns=["customer_id", "invoice", "at", "quantity", "amount"])
     return frame.assign(at=pd.to_datetime(frame["at"]), cancelled=frame["invoice"].str.startswith("C"),
@@ -46,6 +47,9 @@ CASES = [
     ("a", "no order for 7 days (last on 2024-05-25)", False),
     ("a", "a customer for only about 17 months, shorter than the typical customer", True),
     ("a", "a customer for only about 12 months, shorter than the typical customer", False),
+    ("c", "a customer for only about 8 months, shorter than the typical customer", False),  # a refund 11 months ago
+    ("d", "a customer for only about 11 months, shorter than the typical customer", True),
+    ("z", "a customer for only about 2 years, shorter than the typical customer", False),  # the export's first: cut?
     ("a", "waited about 11 weeks between their last two purchase days, longer than the typical customer", True),
     ("a", "1 cancelled or credited invoice", True),
     ("a", "20% of their order lines were returns or refunds", True),  # 1 of 5 lines
