@@ -11,7 +11,8 @@ recomputed here: a purchase line has an amount above 0, or of 0 without a negati
 return or refund line; an order is an invoice of the customer with a purchase line, timed at its first one; a
 credit note or cancellation is an (invoice, time) part without a purchase line whose invoice has none at or before
 it; purchase days are the days with a purchase line; windows are the w days before `as_of`'s midnight; the same
-season last year is [as_of - 365 d, as_of - 365 d + horizon), said only when the export reaches back to its start.
+season last year is [as_of - 365 d, as_of - 365 d + horizon), said only when the export reaches back to its start;
+RFM scores are quintiles among the customers with a purchase in the lookback (the customers a list scores).
 
 `check_sentences(lines, scores, horizon_days=...)` -> one row per reason sentence of `scores` (customer_id,
 sentence, ok: True/False, or None for a sentence of a kind not checked here, evidence: the recomputed values).
@@ -19,8 +20,7 @@ Checked: the figures a sentence states (counts, amounts, durations, shares, tren
 are counted in, each allowing only the rounding of the wording that printed it (pipeline/wording.py: whole days,
 weeks, months, half years; money by size; whole percentages; two decimals of a trend). Not checked: comparisons
 with "the typical customer" (the population they are taken over is the pipeline's snapshot, not this export),
-the ratio to the expected gap (it shrinks toward the population's), RFM scores and segments (ranks in the
-snapshot), discounts and categories (not in these layouts), and the purchase models' estimates.
+the ratio to the expected gap (it shrinks toward the population's), discounts and categories (not in these layouts), and the purchase models' estimates.
 """
 
 from __future__ import annotations
@@ -34,6 +34,21 @@ import pandas as pd
 WINDOWS = (14, 30, 60, 90, 180, 365)
 TREND_DAYS = 90  # spending and visit trends: the last TREND_DAYS against the TREND_DAYS before
 SEASON_LAG_DAYS = 365
+# The RFM segment of each (recency score, frequency score) cell, in the words the list uses (the common grid).
+SEGMENTS = {
+    1: "lost lost at_risk at_risk cant_lose", 2: "hibernating hibernating at_risk at_risk cant_lose",
+    3: "about_to_sleep about_to_sleep need_attention loyal loyal",
+    4: "promising potential_loyalist potential_loyalist loyal loyal",
+    5: "new potential_loyalist potential_loyalist champions champions",
+}
+SEGMENT_WORDS = {
+    "champions": "best customers (recent, frequent buyers)", "loyal": "loyal customers",
+    "potential_loyalist": "customers who could become loyal", "new": "recent buyers with few orders so far",
+    "promising": "fairly recent buyers with few orders so far", "need_attention": "customers who need attention",
+    "about_to_sleep": "customers about to lapse", "at_risk": "regular customers who have gone quiet",
+    "cant_lose": "former frequent buyers who have gone quiet", "hibernating": "customers inactive for a long time",
+    "lost": "lost customers",
+}
 CUT_DAYS = 30  # a customer whose first line is this close to the export's first may have a history before it
 NUMBER = r"(-?[0-9][0-9,]*(?:\.[0-9]+)?)( million)?"
 DAYS = r"(less than a day|1 day|[0-9,]+ days|about [0-9.]+ (?:weeks|months|years))"
@@ -127,11 +142,26 @@ def _credits(rows: pd.DataFrame) -> pd.Series:
     return parts[~bought_so_far].groupby("customer_id").size()
 
 
+def rfm_scores(figures: pd.DataFrame, as_of: pd.Timestamp, *, lookback_days: int = 365) -> pd.DataFrame:
+    """Quintile scores 1..5 (5 = most recent, most orders, highest net spend; ceil(average rank x 5 / n)) among the
+    customers with a purchase in the `lookback_days` before `as_of` (the customers a list scores), and their segment
+    (SEGMENTS); NaN for the others."""
+    scored = figures[figures["last_order"] >= as_of - pd.Timedelta(days=lookback_days)]
+
+    def quintile(values: pd.Series) -> pd.Series:
+        return np.ceil(values.rank(method="average") * 5 / len(values)).clip(1, 5)
+
+    scores = pd.DataFrame({"r_score": quintile(scored["last_order"].astype("int64")),  # later: more recent
+                           "f_score": quintile(scored["orders"]), "m_score": quintile(scored["net"])})
+    scores["segment"] = [SEGMENTS[int(r)].split()[int(f) - 1] for r, f in zip(scores["r_score"], scores["f_score"])]
+    return scores
+
+
 def customer_figures(lines: pd.DataFrame, as_of: pd.Timestamp, *, horizon_days: int = 90,
-                     windows: Iterable[int] = WINDOWS) -> pd.DataFrame:
+                     windows: Iterable[int] = WINDOWS, lookback_days: int = 365) -> pd.DataFrame:
     """Per customer id of `lines` (`online_retail_lines`): the figures of the lines before `as_of`, overall and per
-    window of `windows` days (suffix _<w>; WINDOWS always), the times of their first and last lines, and the same
-    season last year."""
+    window of `windows` days (suffix _<w>; WINDOWS always), the times of their first and last lines, the same
+    season last year, and `rfm_scores`."""
     rows = lines[lines["at"] < as_of]
     bought = (rows["amount"] > 0) | ((rows["amount"] == 0) & (rows["quantity"].fillna(0) >= 0))
     rows = rows.assign(bought=bought, day=rows["at"].dt.normalize())
@@ -166,13 +196,14 @@ def customer_figures(lines: pd.DataFrame, as_of: pd.Timestamp, *, horizon_days: 
     days = purchases[["customer_id", "day"]].drop_duplicates().sort_values(["customer_id", "day"])
     gaps = days.assign(gap=days.groupby("customer_id")["day"].diff().dt.days).groupby("customer_id")["gap"]
     by_day = days.groupby("customer_id")["day"]
-    return table.join(pd.DataFrame({
+    table = table.join(pd.DataFrame({
         "first_event": rows.groupby("customer_id")["at"].min(),
         "first_purchase": purchases.groupby("customer_id")["at"].min(),
         "last_order": purchases.groupby("customer_id")["at"].max(),
         "gap_mean": (by_day.max() - by_day.min()).dt.days / (by_day.size() - 1).where(by_day.size() > 1),
         "gap_last": gaps.last(),
     }))
+    return table.join(rfm_scores(table, as_of, lookback_days=lookback_days))
 
 
 Check = Callable[[pd.Series, re.Match], tuple[bool, str]]
@@ -265,7 +296,13 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
     def recent(name: str) -> Callable[[pd.Series], float]:
         return lambda s: s[f"{name}_{TREND_DAYS}"]
 
+    def score(letter: str) -> Check:
+        def check(s: pd.Series, m: re.Match) -> tuple[bool, str]:
+            return float(s[f"{letter}_score"]) == float(m[1]), f"{letter}_score={s[f'{letter}_score']}"
+        return check
+
     raises = r"\) raises their predicted risk$"
+    words = {text: code for code, text in SEGMENT_WORDS.items()}
     return [
         # Spend
         (r"^spent nothing, net of returns and refunds, in the last (\d+) days$", zero("net", at_most=0.005)),
@@ -335,6 +372,10 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
         (rf"^waited {DAYS} between their last two purchase days", duration(lambda s: s["gap_last"], "last gap")),
         (rf"^the time between their last two purchase days \({DAYS}{raises}",
          duration(lambda s: s["gap_last"], "last gap")),
+        # RFM scores and segments
+        *[(rf"^(?:low {word} score \(|their {word} score \()([1-5]) of 5\)", score(letter))
+          for letter, word in (("r", "recency"), ("f", "frequency"), ("m", "spend"))],
+        (r"^in the RFM segment of (.+)$", lambda s, m: (words.get(m[1]) == s["segment"], f"segment={s['segment']}")),
         # The same season last year
         (r"^did not buy in the same season last year$", no_season_purchase),
         (r"^was not a customer yet in the same season last year$", not_a_customer_yet),
@@ -343,9 +384,10 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
     ]
 
 
-def check_sentences(lines: pd.DataFrame, scores: pd.DataFrame, *, horizon_days: int = 90) -> pd.DataFrame:
+def check_sentences(lines: pd.DataFrame, scores: pd.DataFrame, *, horizon_days: int = 90,
+                    lookback_days: int = 365) -> pd.DataFrame:
     """Each reason sentence of `scores` (an at-risk list: customer_id, as_of, reason_1..) checked against the
-    export's `lines` (`online_retail_lines`, `cdnow_lines`), `horizon_days` the config's features.horizon_days:
+    export's `lines` (`online_retail_lines`, `cdnow_lines`), `horizon_days` and `lookback_days` the config's:
     customer_id, sentence, ok (True, False, None when not checked here), evidence. A sentence about a customer
     without a line before `as_of` is false."""
     as_of = pd.Timestamp(scores["as_of"].iloc[0]).tz_localize(None)
@@ -353,7 +395,7 @@ def check_sentences(lines: pd.DataFrame, scores: pd.DataFrame, *, horizon_days: 
     sentences = (scores.melt(id_vars="customer_id", value_vars=columns, value_name="sentence")
                  .dropna(subset=["sentence"]))
     windows = sentences["sentence"].str.extractall(r"in the last (\d+) days")[0].astype(int).unique()
-    figures = customer_figures(lines, as_of, horizon_days=horizon_days, windows=windows)
+    figures = customer_figures(lines, as_of, horizon_days=horizon_days, windows=windows, lookback_days=lookback_days)
     checks = [(re.compile(pattern), check)
               for pattern, check in _checks(as_of, horizon_days=horizon_days, data_start=lines["at"].min())]
     results = []

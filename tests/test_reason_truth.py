@@ -55,6 +55,12 @@ CASES = [
     ("a", "20% of their order lines were returns or refunds", True),  # 1 of 5 lines
     ("a", "25% of their invoices were cancellations or credit notes", True),  # 1 credit note, 3 orders
     ("a", "only 3 orders so far, fewer than the typical customer", True),
+    # ranked among a, b, c and d (a purchase in the year before AS_OF): b's last order is the oldest, c has fewest
+    ("b", "low recency score (2 of 5)", True),
+    ("c", "low recency score (2 of 5)", False),
+    ("c", "their frequency score (2 of 5) raises their predicted risk", True),
+    ("b", "in the RFM segment of regular customers who have gone quiet", True),  # recency 2, frequency 4
+    ("c", "in the RFM segment of regular customers who have gone quiet", False),
     ("b", "has ordered only once so far", False),
     ("e", "has ordered only once so far", False),  # no line before AS_OF
 ]
