@@ -3,8 +3,9 @@
 Plain pandas on the export as the shop wrote it, never the pipeline's own code, so a sentence the pipeline
 computes wrongly is caught here rather than agreed with: `online_retail_lines` (Online Retail's layout: Invoice,
 StockCode, Quantity, InvoiceDate, Price, Customer ID; cancellations are invoices starting with "C") and
-`cdnow_lines` (CDNOW's: customer, date, CDs, dollars) turn an export into lines. Times are the export's wall clock,
-the business zone's days (CDNOW's dates are New York's, Online Retail's generated export is UTC).
+`cdnow_lines` (CDNOW's: customer, date, CDs, dollars) turn an export into lines (columns customer_id, invoice, at,
+quantity, amount, cancelled, product; optional discount and category). Times are the export's wall clock, the
+business zone's days (CDNOW's dates are New York's, Online Retail's generated export is UTC).
 
 The tool's definitions, as its docs state them (pipeline/features/tables.py, rfm.py, activity.py, registry.py),
 recomputed here: a purchase line has an amount above 0, or of 0 without a negative quantity; every other line is a
@@ -14,13 +15,14 @@ it; purchase days are the days with a purchase line; windows are the w days befo
 season last year is [as_of - 365 d, as_of - 365 d + horizon), said only when the export reaches back to its start;
 RFM scores are quintiles among the customers with a purchase in the lookback (the customers a list scores).
 
-`check_sentences(lines, scores, horizon_days=...)` -> one row per reason sentence of `scores` (customer_id,
+`check_sentences(lines, scores, horizon_days=..., lookback_days=...)` -> one row per reason sentence of `scores` (customer_id,
 sentence, ok: True/False, or None for a sentence of a kind not checked here, evidence: the recomputed values).
 Checked: the figures a sentence states (counts, amounts, durations, shares, trends, dates) and the windows they
 are counted in, each allowing only the rounding of the wording that printed it (pipeline/wording.py: whole days,
 weeks, months, half years; money by size; whole percentages; two decimals of a trend). Not checked: comparisons
 with "the typical customer" (the population they are taken over is the pipeline's snapshot, not this export),
-the ratio to the expected gap (it shrinks toward the population's), discounts and categories (not in these layouts), and the purchase models' estimates.
+the ratio to the expected gap (it shrinks toward the population's), the purchase models' estimates, and what other
+sources say (feedback, tickets, deliveries, loyalty, customer attributes).
 """
 
 from __future__ import annotations
@@ -157,6 +159,23 @@ def rfm_scores(figures: pd.DataFrame, as_of: pd.Timestamp, *, lookback_days: int
     return scores
 
 
+def _discounts_and_categories(purchases: pd.DataFrame) -> pd.DataFrame:
+    """Per customer of purchase lines with the optional columns discount and category: discount_share (order parts
+    with a discount among those whose discount is known), categories (distinct), top_category (highest spend; ties:
+    first by name); NaN or None without the column."""
+    result = pd.DataFrame(index=pd.Index(purchases["customer_id"].unique(), name="customer_id"))
+    if "discount" in purchases:
+        parts = purchases.assign(known=purchases["discount"].notna(), discounted=purchases["discount"] > 0).groupby(
+            ["customer_id", "invoice", "at"])[["known", "discounted"]].any().groupby("customer_id").sum()
+        result["discount_share"] = (parts["discounted"] / parts["known"]).where(parts["known"] > 0)
+    if "category" in purchases:
+        spend = purchases.dropna(subset=["category"]).groupby(["customer_id", "category"])["amount"].sum().reset_index()
+        result["categories"] = spend.groupby("customer_id").size()
+        top = spend.sort_values(["customer_id", "amount", "category"], ascending=[True, False, True])
+        result["top_category"] = top.drop_duplicates("customer_id").set_index("customer_id")["category"]
+    return result
+
+
 def customer_figures(lines: pd.DataFrame, as_of: pd.Timestamp, *, horizon_days: int = 90,
                      windows: Iterable[int] = WINDOWS, lookback_days: int = 365) -> pd.DataFrame:
     """Per customer id of `lines` (`online_retail_lines`): the figures of the lines before `as_of`, overall and per
@@ -192,7 +211,7 @@ def customer_figures(lines: pd.DataFrame, as_of: pd.Timestamp, *, horizon_days: 
         "return_lines": rows[~rows["bought"]].groupby("customer_id").size(),
         "credits": _credits(rows),
         "season_days": in_season.groupby("customer_id")["day"].nunique(),
-    }), how="outer").fillna(0.0)
+    }), how="outer").fillna(0.0).join(_discounts_and_categories(purchases))
     days = purchases[["customer_id", "day"]].drop_duplicates().sort_values(["customer_id", "day"])
     gaps = days.assign(gap=days.groupby("customer_id")["day"].diff().dt.days).groupby("customer_id")["gap"]
     by_day = days.groupby("customer_id")["day"]
@@ -372,6 +391,14 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
         (rf"^waited {DAYS} between their last two purchase days", duration(lambda s: s["gap_last"], "last gap")),
         (rf"^the time between their last two purchase days \({DAYS}{raises}",
          duration(lambda s: s["gap_last"], "last gap")),
+        # Discounts and categories (layouts with those columns)
+        (rf"^{SHARE} of their orders used a discount$",
+         lambda s, m: (_share_close(float(s.get("discount_share", np.nan)), m[1]),
+                       f"discount_share={s.get('discount_share', np.nan)}")),
+        (r"^buys from only ([0-9,]+|1) categor(?:y|ies),",
+         lambda s, m: (float(s.get("categories", np.nan)) == float(m[1].replace(",", "")),
+                       f"categories={s.get('categories', np.nan)}")),
+        (r"^mostly buys (.+)$", lambda s, m: (s.get("top_category") == m[1], f"top_category={s.get('top_category')}")),
         # RFM scores and segments
         *[(rf"^(?:low {word} score \(|their {word} score \()([1-5]) of 5\)", score(letter))
           for letter, word in (("r", "recency"), ("f", "frequency"), ("m", "spend"))],

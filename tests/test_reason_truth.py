@@ -24,7 +24,8 @@ def _lines() -> pd.DataFrame:
     ]
     frame = pd.DataFrame(rows, columns=["customer_id", "invoice", "at", "quantity", "amount"])
     return frame.assign(at=pd.to_datetime(frame["at"]), cancelled=frame["invoice"].str.startswith("C"),
-                        product="P")
+                        product="P", discount=(frame["invoice"] == "A2") * 3.0,
+                        category=frame["invoice"].map({"A2": "books"}).fillna("toys"))
 
 
 CASES = [
@@ -61,6 +62,10 @@ CASES = [
     ("c", "their frequency score (2 of 5) raises their predicted risk", True),
     ("b", "in the RFM segment of regular customers who have gone quiet", True),  # recency 2, frequency 4
     ("c", "in the RFM segment of regular customers who have gone quiet", False),
+    ("a", "33% of their orders used a discount", True),  # A2 of A1, A2, A3
+    ("a", "buys from only 2 categories, fewer than the typical customer", True),
+    ("a", "mostly buys toys", True),  # 40 on toys, 30 on books
+    ("a", "mostly buys books", False),
     ("b", "has ordered only once so far", False),
     ("e", "has ordered only once so far", False),  # no line before AS_OF
 ]
