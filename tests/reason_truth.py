@@ -386,6 +386,8 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
         (rf"^their time since the last order \({DAYS},", duration(since_days("last_order"), "since the last order")),
         (rf"^a customer for only {DAYS}, shorter", time_as_customer),
         (rf"^their time as a customer \({DAYS}{raises}", time_as_customer),
+        (rf"^the time since their first purchase on record \({DAYS}{raises}",
+         duration(since_days("first_purchase"), "since the first purchase")),
         (rf"^on average {DAYS} between purchase days", duration(lambda s: s["gap_mean"], "mean gap")),
         (rf"^their average time between purchase days \({DAYS}{raises}", duration(lambda s: s["gap_mean"], "mean gap")),
         (rf"^waited {DAYS} between their last two purchase days", duration(lambda s: s["gap_last"], "last gap")),

@@ -463,10 +463,11 @@ def test_a_customer_whose_history_the_export_cuts_is_not_given_a_time_as_a_custo
     contrib = pd.DataFrame(0.0, columns=[spec.name for spec in specs], index=features.index)
     contrib["tenure_days"] = 1.0
     result = top_reasons(contrib, features, specs=specs, as_of=as_of, n=1, context=reason_context_frame)["reason_1"]
-    result = result.fillna("no reason")
     assert result.to_dict() == {
-        "came_back": "no reason", "new": "a customer for only about 6 months, shorter than the typical customer",
-        "regular": "their time as a customer (about 2 years) raises their predicted risk", "veteran": "no reason"}
+        "came_back": "the time since their first purchase on record (about 6 months) raises their predicted risk",
+        "new": "a customer for only about 6 months, shorter than the typical customer",
+        "regular": "their time as a customer (about 2 years) raises their predicted risk",
+        "veteran": "the time since their first purchase on record (about 2 years) raises their predicted risk"}
 
 
 def test_an_average_review_of_one_is_not_said_as_one_stars():

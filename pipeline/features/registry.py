@@ -167,11 +167,13 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
             _says("average order worth only {avg_order_value:money} net of returns and refunds, less than the typical "
                   "customer's", POSITIVE, BELOW_TYPICAL),
             neutral="their average order value ({avg_order_value:money})")),
-        # of a customer whose history the export cuts (history_censored), the time since the first purchase on record
-        # is a lower bound of their time as a customer, not that time
+        # of a customer whose history the export may cut (history_censored), the time since the first purchase on
+        # record is a lower bound of their time as a customer, not that time: said as what it is
         _n("tenure_days", "rfm", "Days since the first purchase.", "down", _reason(
             _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL,
                   given=WHOLE_HISTORY),
+            _says(f"the time since their first purchase on record ({{tenure_days:days}}){NEUTRAL_ENDING}",
+                  given=(("history_censored", "==", 1),)),
             neutral="their time as a customer ({tenure_days:days})", neutral_given=WHOLE_HISTORY)),
         _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
            "visit; NaN with fewer than 2 purchase days).", "up", _reason(
