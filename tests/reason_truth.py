@@ -15,8 +15,9 @@ it; purchase days are the days with a purchase line; windows are the w days befo
 season last year is [as_of - 365 d, as_of - 365 d + horizon), said only when the export reaches back to its start;
 RFM scores are quintiles among the customers with a purchase in the lookback (the customers a list scores).
 
-`check_sentences(lines, scores, horizon_days=..., lookback_days=...)` -> one row per reason sentence of `scores` (customer_id,
-sentence, ok: True/False, or None for a sentence of a kind not checked here, evidence: the recomputed values).
+`check_sentences(lines, scores, horizon_days=..., lookback_days=...)` -> one row per reason sentence of `scores`
+(customer_id, sentence, ok: True/False, or None for a sentence of a kind not checked here, evidence: the recomputed
+values).
 Checked: the figures a sentence states (counts, amounts, durations, shares, trends, dates) and the windows they
 are counted in, each allowing only the rounding of the wording that printed it (pipeline/wording.py: whole days,
 weeks, months, half years; money by size; whole percentages; two decimals of a trend). Not checked: comparisons
@@ -270,7 +271,8 @@ def _checks(as_of: pd.Timestamp, *, horizon_days: int, data_start: pd.Timestamp)
         # knowable of a customer whose first line is in the export's first CUT_DAYS (a history the export may cut)
         days = since_days("first_event")(s)
         whole = s["first_event"] >= data_start + pd.Timedelta(days=CUT_DAYS)
-        return _days_close(days, m[1]) and whole, f"first line {s['first_event']} ({days:.2f} days), data from {data_start}"
+        return (_days_close(days, m[1]) and whole,
+                f"first line {s['first_event']} ({days:.2f} days), data from {data_start}")
 
     def share(part: Callable[[pd.Series], float], whole: Callable[[pd.Series], float], what: str) -> Check:
         def check(s: pd.Series, m: re.Match) -> tuple[bool, str]:

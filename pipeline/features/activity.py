@@ -10,8 +10,8 @@ Per-customer step (only the customer's own events known before the cut `t`):
   (PRODUCT_WINDOWS: each window costs a sort of the customer-product days, done when the tables are prepared);
 - `features` -> purchase_days_trend, gap_cv and the ratios.
 Population step: `add_history_flags` -> history_censored (the customer's first event falls within
-LEFT_CENSOR_DAYS of the earliest event of the data, or is a return before their first purchase) and NaN for the same-season count when the data
-do not reach back to that season.
+LEFT_CENSOR_DAYS of the earliest event of the data, or is a return before their first purchase) and NaN for the
+same-season count when the data do not reach back to that season.
 
 Optional columns: quantities are NaN for a customer none of whose purchase lines before `t` has a
 quantity (e.g. the export has no quantity column); distinct products are NaN when none has a

@@ -117,6 +117,7 @@ NOT_A_MEMBER = Phrase(NOT_ENROLLED, (), (("loyalty_enrolled", "==", 0),))
 REPEAT_BUYER: tuple[Given, ...] = (("purchase_days_all", ">", 1),)
 ONE_PURCHASE_DAY: tuple[Given, ...] = (("purchase_days_all", "==", 1),)
 WHOLE_HISTORY: tuple[Given, ...] = (("history_censored", "==", 0),)
+CUT_HISTORY: tuple[Given, ...] = (("history_censored", "==", 1),)
 
 
 def _window_counts(prefix: str, family: str, description: str, windows: Iterable[int], *, none: str, only: str,
@@ -173,7 +174,7 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
             _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL,
                   given=WHOLE_HISTORY),
             _says(f"the time since their first purchase on record ({{tenure_days:days}}){NEUTRAL_ENDING}",
-                  given=(("history_censored", "==", 1),)),
+                  given=CUT_HISTORY),
             neutral="their time as a customer ({tenure_days:days})", neutral_given=WHOLE_HISTORY)),
         _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
            "visit; NaN with fewer than 2 purchase days).", "up", _reason(
