@@ -444,6 +444,32 @@ def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped
                                            "did not buy in the same season last year"]
 
 
+def test_a_customer_whose_history_the_export_cuts_is_not_given_a_time_as_a_customer():
+    # Online Retail: 145 customers' first line is a credit note (a refund of goods bought before the export starts);
+    # "a customer for only about 6 months" of one who returned goods 18 months ago is false. Nor is the time since the
+    # first purchase on record a customer's time with the shop when their history starts with the export's.
+    as_of = dt.date(2011, 12, 10)
+    lines = [("veteran", "2009-12-01", 5.0, 1.0), ("veteran", "2011-06-01", 5.0, 1.0),  # starts the data
+             ("regular", "2010-02-01", 5.0, 1.0), ("regular", "2011-06-01", 5.0, 1.0),
+             ("new", "2011-06-01", 5.0, 1.0),
+             ("came_back", "2010-06-01", -9.95, -1.0), ("came_back", "2011-06-01", 5.0, 1.0)]
+    frame = pd.DataFrame(lines, columns=["customer_id", "ordered_at", "amount", "quantity"])
+    frame["order_id"] = [f"o{i}" for i in range(len(frame))]
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"]).dt.tz_localize("UTC")
+    cfg = FeaturesConfig(snapshots={"dates": [as_of]}, btyd=False)
+    features = build_features(Events.from_frames(transactions=frame), as_of=as_of, cfg=cfg).set_index("customer_id")
+    assert features["history_censored"].to_dict() == {"came_back": 1.0, "new": 0.0, "regular": 0.0, "veteran": 1.0}
+    specs = [spec for spec in REGISTRY_SPECS if spec.name in features.columns]  # no BTYD columns
+    contrib = pd.DataFrame(0.0, columns=[spec.name for spec in specs], index=features.index)
+    contrib["tenure_days"] = 1.0
+    result = top_reasons(contrib, features, specs=specs, as_of=as_of, n=1, context=reason_context_frame)["reason_1"]
+    assert result.to_dict() == {
+        "came_back": "the time since their first purchase on record (about 6 months) raises their predicted risk",
+        "new": "a customer for only about 6 months, shorter than the typical customer",
+        "regular": "their time as a customer (about 2 years) raises their predicted risk",
+        "veteran": "the time since their first purchase on record (about 2 years) raises their predicted risk"}
+
+
 def test_an_average_review_of_one_is_not_said_as_one_stars():
     # The Olist export printed "average review 1 stars" for 1,205 customers.
     frame = _rows([[1.0] * len(NUMERIC)] * 2, [])

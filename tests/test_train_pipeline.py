@@ -343,7 +343,8 @@ def test_every_figure_a_cdnow_list_states_holds_on_the_raw_file(cdnow_cfg, share
     scores = pd.read_parquet(score.run(cdnow_cfg, as_of=None, bundle=None, quiet=True)["scores_path"])
     raw = pd.read_csv(shared_data / "cdnow" / "CDNOW_master.txt", sep=r"\s+", header=0,
                       names=["customer", "date", "cds", "dollars"], dtype=str)
-    checked = check_sentences(cdnow_lines(raw), scores)
+    checked = check_sentences(cdnow_lines(raw), scores, horizon_days=cdnow_cfg.features.horizon_days,
+                              lookback_days=cdnow_cfg.features.lookback_days)
     false = checked[checked["ok"] == False]  # noqa: E712 - ok is True, False or None
     assert false.empty, false.to_string()
     assert (checked["ok"] == True).sum() >= 1000, checked["ok"].value_counts(dropna=False)  # noqa: E712

@@ -10,8 +10,8 @@ Per-customer step (only the customer's own events known before the cut `t`):
   (PRODUCT_WINDOWS: each window costs a sort of the customer-product days, done when the tables are prepared);
 - `features` -> purchase_days_trend, gap_cv and the ratios.
 Population step: `add_history_flags` -> history_censored (the customer's first event falls within
-LEFT_CENSOR_DAYS of the earliest event of the data) and NaN for the same-season count when the data
-do not reach back to that season.
+LEFT_CENSOR_DAYS of the earliest event of the data, or is a return before their first purchase) and NaN for the
+same-season count when the data do not reach back to that season.
 
 Optional columns: quantities are NaN for a customer none of whose purchase lines before `t` has a
 quantity (e.g. the export has no quantity column); distinct products are NaN when none has a
@@ -44,7 +44,8 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
     """Per row of `cut`: purchase_days_*, quantity_*, lines_per_order, cancellations_count,
     cancellation_share, returns_share, returns_value_share, gross_spend_*, season_purchase_days_last_year,
     and internal _days_recent/_days_earlier (purchase days in the last TREND_DAYS and the TREND_DAYS
-    before), _day_gap_sq (sum of squared purchase-day gaps), _first_event_at."""
+    before), _day_gap_sq (sum of squared purchase-day gaps), _first_event_at, _returned_first (a line before
+    the first purchase: a return or refund of goods bought before the history)."""
     timeline, sums = parts.timeline, parts.sums
     before, first = cut.sums_at(timeline, sums, cut.day), cut.sums_at(timeline, sums, None)
     season = season_window(cfg.horizon_days)
@@ -89,6 +90,7 @@ def order_aggregates(parts: OrderParts, cut: Cut, *, cfg: FeaturesConfig) -> lis
         pl.Series("season_purchase_days_last_year",
                   total("day_starts", *season) if season else np.full(len(cut.codes), np.nan)),
         timestamps(pl.Series("_first_event_at", parts.first_event_us[cut.codes])),
+        pl.Series("_returned_first", parts.first_event_us[cut.codes] < parts.first_purchase_us[cut.codes]),
     ]
 
 
@@ -127,13 +129,14 @@ def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
 
 def add_history_flags(frame: pl.DataFrame) -> pl.DataFrame:
     """Population step on every customer with a purchase before `t`: history_censored (1 when the customer's
-    first event falls within LEFT_CENSOR_DAYS of the earliest first event of them all, else 0), and
-    season_purchase_days_last_year set to NaN when that earliest event is after the season window starts
+    first event falls within LEFT_CENSOR_DAYS of the earliest first event of them all, or `_returned_first`; else
+    0), and season_purchase_days_last_year set to NaN when that earliest event is after the season window starts
     (`_season_start_at`, null when there is no season window)."""
     data_start = frame["_first_event_at"].min()
     if data_start is None:
         return frame.with_columns(pl.lit(0.0).alias("history_censored"))
-    censored = pl.col("_first_event_at") < pl.lit(data_start) + dt.timedelta(days=LEFT_CENSOR_DAYS)
+    censored = (pl.col("_first_event_at") < pl.lit(data_start) + dt.timedelta(days=LEFT_CENSOR_DAYS)) | pl.col(
+        "_returned_first")
     season_start = frame["_season_start_at"].min()
     covered = season_start is not None and data_start <= season_start
     return frame.with_columns(

@@ -36,7 +36,7 @@ from pipeline.snapshot import instant_us, snapshot_time, to_polars
 
 POPULATION_FEATURES = ("overdue_ratio", "history_censored", "rfm_r_score", "rfm_f_score", "rfm_m_score", "rfm_segment",
                        "btyd_p_alive", "btyd_expected_purchases", "pnbd_p_alive", "pnbd_expected_purchases")
-INTERNAL = ("_purchase_days", "_first_event_at", "_season_start_at")  # per-customer columns the population step reads besides the features
+INTERNAL = ("_purchase_days", "_first_event_at", "_returned_first", "_season_start_at")  # per-customer columns the population step reads besides the features
 BTYD_SUMMARY = ("_btyd_frequency", "_btyd_recency", "_btyd_T")
 
 

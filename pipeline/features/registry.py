@@ -116,6 +116,8 @@ MEMBER: tuple[Given, ...] = (("loyalty_enrolled", "==", 1),)
 NOT_A_MEMBER = Phrase(NOT_ENROLLED, (), (("loyalty_enrolled", "==", 0),))
 REPEAT_BUYER: tuple[Given, ...] = (("purchase_days_all", ">", 1),)
 ONE_PURCHASE_DAY: tuple[Given, ...] = (("purchase_days_all", "==", 1),)
+WHOLE_HISTORY: tuple[Given, ...] = (("history_censored", "==", 0),)
+CUT_HISTORY: tuple[Given, ...] = (("history_censored", "==", 1),)
 
 
 def _window_counts(prefix: str, family: str, description: str, windows: Iterable[int], *, none: str, only: str,
@@ -166,9 +168,14 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
             _says("average order worth only {avg_order_value:money} net of returns and refunds, less than the typical "
                   "customer's", POSITIVE, BELOW_TYPICAL),
             neutral="their average order value ({avg_order_value:money})")),
+        # of a customer whose history the export may cut (history_censored), the time since the first purchase on
+        # record is a lower bound of their time as a customer, not that time: said as what it is
         _n("tenure_days", "rfm", "Days since the first purchase.", "down", _reason(
-            _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL),
-            neutral="their time as a customer ({tenure_days:days})")),
+            _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL,
+                  given=WHOLE_HISTORY),
+            _says(f"the time since their first purchase on record ({{tenure_days:days}}){NEUTRAL_ENDING}",
+                  given=CUT_HISTORY),
+            neutral="their time as a customer ({tenure_days:days})", neutral_given=WHOLE_HISTORY)),
         _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
            "visit; NaN with fewer than 2 purchase days).", "up", _reason(
             _says("on average {gap_mean_days:days} between purchase days, longer than for the typical customer",
@@ -277,8 +284,9 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
                     "less than the typical customer", POSITIVE, BELOW_TYPICAL)))
           for w in windows],
         _n("history_censored", "activity",
-           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days of the earliest event in the data: "
-           "they may have been a customer before the export starts, so tenure_days is only a lower bound; else 0.",
+           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days of the earliest event in the data, "
+           "or comes before their first purchase (a return or refund of goods bought before the history): they may "
+           "have been a customer before the export starts, so tenure_days is only a lower bound; else 0.",
            "none"),
         _n("season_purchase_days_last_year", "activity",
            f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
