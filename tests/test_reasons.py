@@ -444,6 +444,23 @@ def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped
                                            "did not buy in the same season last year"]
 
 
+def test_a_customer_whose_history_the_export_may_cut_is_not_said_to_be_a_customer_for_only_so_long():
+    # Kaggle's Retail Transaction Data: 1,166 customers who bought every ~80 days and first appear 50 to 100 days
+    # into the export were told "a customer for only about 3.5 years, shorter than the typical customer".
+    frame = _rows([[1.0] * len(NUMERIC)] * 4, [])
+    frame["tenure_days"] = [400.0, 400.0, 900.0, 900.0]
+    frame["history_censored"] = [1.0, 0.0, 1.0, 0.0]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["tenure_days"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame,
+                         typical={"tenure_days": 650.0})
+    assert result["reason_1"].tolist() == [
+        "their time since their first purchase on record (about 13 months) raises their predicted risk",
+        "a customer for only about 13 months, shorter than the typical customer",
+        "their time since their first purchase on record (about 2.5 years) raises their predicted risk",
+        "their time as a customer (about 2.5 years) raises their predicted risk"]
+
+
 def test_an_average_review_of_one_is_not_said_as_one_stars():
     # The Olist export printed "average review 1 stars" for 1,205 customers.
     frame = _rows([[1.0] * len(NUMERIC)] * 2, [])

@@ -43,6 +43,9 @@ TREND_DAYS = 90  # spend_trend and purchase_days_trend compare the last TREND_DA
 # lifted models on real logs: two weeks to a year).
 PURCHASE_DAY_WINDOWS = (14, 30, 60, 90, 180, 365)
 LEFT_CENSOR_DAYS = 30  # a first event this close to the data's earliest one may be a history cut by the export
+# ... or this many of the customer's own mean gaps between purchase days: a customer buying at a steady rate before
+# the export starts makes a first purchase on record within two mean gaps of its start 86% of the time (1 - e^-2)
+LEFT_CENSOR_GAPS = 2
 SEASON_LAG_DAYS = 365  # "the same season a year earlier": the label horizon, this many days before `t`
 ALIVE_SAID_BELOW = 0.99  # a purchase model's P(alive) as a driver of risk is said only below this
 
@@ -167,8 +170,12 @@ def _rfm(windows: list[int]) -> list[FeatureSpec]:
                   "customer's", POSITIVE, BELOW_TYPICAL),
             neutral="their average order value ({avg_order_value:money})")),
         _n("tenure_days", "rfm", "Days since the first purchase.", "down", _reason(
-            _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL),
-            neutral="their time as a customer ({tenure_days:days})")),
+            # of a history the export may cut, the first purchase on record need not be the first
+            _says("a customer for only {tenure_days:days}, shorter than the typical customer", (">=", 1), BELOW_TYPICAL,
+                  given=(("history_censored", "==", 0),)),
+            _says("their time since their first purchase on record ({tenure_days:days}) raises their predicted risk",
+                  given=(("history_censored", "==", 1),)),
+            neutral="their time as a customer ({tenure_days:days})", neutral_given=(("history_censored", "==", 0),))),
         _n("gap_mean_days", "rfm", "Average days between purchase days (several orders on one day count as one "
            "visit; NaN with fewer than 2 purchase days).", "up", _reason(
             _says("on average {gap_mean_days:days} between purchase days, longer than for the typical customer",
@@ -277,8 +284,9 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
                     "less than the typical customer", POSITIVE, BELOW_TYPICAL)))
           for w in windows],
         _n("history_censored", "activity",
-           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days of the earliest event in the data: "
-           "they may have been a customer before the export starts, so tenure_days is only a lower bound; else 0.",
+           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days, or {LEFT_CENSOR_GAPS} of their own "
+           "mean gaps between purchase days, of the earliest event in the data: they may have been a customer before "
+           "the export starts, so tenure_days is only a lower bound; else 0.",
            "none"),
         _n("season_purchase_days_last_year", "activity",
            f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
