@@ -442,6 +442,16 @@ def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped
     assert result["reason_1"].tolist() == ["was not a customer yet in the same season last year",
                                            "made their first purchase on record after the same season last year",
                                            "did not buy in the same season last year"]
+    # AdventureWorks: 371 customers told "not a customer yet" had signed up (its customers export's
+    # DateFirstPurchase) before that season; of them the first purchase on record is what is known
+    signed_up = features.assign(days_since_signup=[400.0, 400.0, 400.0])
+    result = top_reasons(contrib, signed_up, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["made their first purchase on record after the same season last year",
+                                           "made their first purchase on record after the same season last year",
+                                           "did not buy in the same season last year"]
+    signed_up_since = features.assign(days_since_signup=[200.0, 200.0, 200.0])
+    result = top_reasons(contrib, signed_up_since, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
+    assert result["reason_1"].iloc[0] == "was not a customer yet in the same season last year"
 
 
 def test_a_customer_whose_history_the_export_may_cut_is_not_said_to_be_a_customer_for_only_so_long():
