@@ -16,8 +16,10 @@ features are absent (or empty) is skipped with a reason.
 A baseline that cannot be scored on a snapshot has *failed* there and is never scored as a constant
 (`FittedBaseline.failure`): its feature is missing for every customer of a snapshot (the BTYD fit
 failed on it: `pipeline.features.btyd` leaves its features NaN and logs why), or its score is the
-same for every customer. Its metrics for that split are then `{"status": "failed: <reason>"}` with
-no numbers (`baseline_metrics`); a baseline that failed on a fold's validation snapshot is not
+same for every customer; one whose out-of-fold score ranks churners no higher than the others (more
+days since the last order where the newest customers churn most) has failed on both splits, since its
+calibration keeps that order and gives every customer one probability (`calibrated_flat`). Its metrics
+for that split are then `{"status": "failed: <reason>"}` with no numbers (`baseline_metrics`); a baseline that failed on a fold's validation snapshot is not
 fitted and is reported as failed on both splits (out of fold and test). A baseline scored normally has `"status": "ok"` plus its
 metrics.
 """
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -89,6 +92,20 @@ def scoring_failure(
     if len(values) > 1 and np.ptp(values) == 0:
         return f"failed: {name} gives every customer the same score"
     return None
+
+
+def calibrated_flat(name: str, scores: np.ndarray, y: np.ndarray, calibrator: ProbabilityCalibrator) -> str | None:
+    """"failed: <reason>" when `calibrator` maps the out-of-fold `scores` (labels `y`) to one probability: the score
+    ranks churners no higher than the others there, and a calibration keeping its order (the isotonic map) is flat;
+    else None."""
+    if np.ptp(calibrator.transform(scores)) > 0:
+        return None
+    if np.ptp(y) == 0:
+        outcome = "churned" if y[0] else "stayed"
+        return f"failed: every customer of the validation folds {outcome}, so {name} is calibrated to one probability"
+    return (f"failed: {name} ranks churners no higher than the others on the validation folds (ROC-AUC "
+            f"{roc_auc_score(y, scores):.2f} of its score), so its calibration, which keeps that order, gives every "
+            "customer the same probability")
 
 
 def baseline_metrics(failure: str | None, metrics: Callable[[], dict[str, float]]) -> dict[str, object]:
@@ -224,6 +241,9 @@ def fit_baselines(
             continue
         scores = np.concatenate([b[1](validation) for b, validation in pairs])
         calibrator, losses = fit_calibrator(scores, y_out_of_fold, method=calibration, seed=seed)
+        if flat := calibrated_flat(name, scores, y_out_of_fold, calibrator):
+            failed[name] = flat
+            continue
         columns, score = built
         fitted[name] = FittedBaseline(name, BASELINE_DESCRIPTIONS[name], columns, score, calibrator, losses)
         out_of_fold[name] = calibrator.transform(scores)

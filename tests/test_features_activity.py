@@ -82,6 +82,23 @@ def test_same_season_is_nan_when_the_data_do_not_reach_back_a_year():
     assert features.set_index("customer_id")["history_censored"].to_dict() == {"a": 1.0, "b": 0.0, "c": 0.0}
 
 
+def test_a_first_purchase_within_two_of_the_customers_own_gaps_of_the_data_start_may_be_a_cut_history():
+    # Kaggle's Retail Transaction Data: customers buying every ~80 days made their first purchase on record 50 to
+    # 100 days into the export, and 1,166 were told "a customer for only about 3.5 years": unknowable of them.
+    transactions = tx(
+        ("o1", "start", "2024-01-01 10:00", 5.0, 1.0, "p1"),  # the data's first event
+        ("o2", "slow", "2024-02-15 10:00", 5.0, 1.0, "p1"),  # 45 days in, then every 90 days: 45 < 2 x 90
+        ("o3", "slow", "2024-05-15 10:00", 5.0, 1.0, "p1"),
+        ("o4", "fast", "2024-02-15 10:00", 5.0, 1.0, "p1"),  # 45 days in, then every 10 days: 45 > 30 and 2 x 10
+        ("o5", "fast", "2024-02-25 10:00", 5.0, 1.0, "p1"),
+        ("o6", "fast", "2024-03-06 10:00", 5.0, 1.0, "p1"),
+        ("o7", "once", "2024-02-15 10:00", 5.0, 1.0, "p1"),  # one purchase day: no gap of its own, 30 days
+    )
+    features = build_features(Events.from_frames(transactions=transactions), as_of=AS_OF, cfg=CFG)
+    assert features.set_index("customer_id")["history_censored"].to_dict() == {
+        "fast": 0.0, "once": 0.0, "slow": 1.0, "start": 1.0}
+
+
 def test_net_spend_negative_from_returns_before_the_history_breaks_nothing():
     transactions = tx(
         ("r1", "a", "2024-01-05 10:00", -80.0, -2.0, "p1"),  # return of goods bought before the export

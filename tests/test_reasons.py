@@ -442,6 +442,33 @@ def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped
     assert result["reason_1"].tolist() == ["was not a customer yet in the same season last year",
                                            "made their first purchase on record after the same season last year",
                                            "did not buy in the same season last year"]
+    # AdventureWorks: 371 customers told "not a customer yet" had signed up (its customers export's
+    # DateFirstPurchase) before that season; of them the first purchase on record is what is known
+    signed_up = features.assign(days_since_signup=[400.0, 400.0, 400.0])
+    result = top_reasons(contrib, signed_up, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
+    assert result["reason_1"].tolist() == ["made their first purchase on record after the same season last year",
+                                           "made their first purchase on record after the same season last year",
+                                           "did not buy in the same season last year"]
+    signed_up_since = features.assign(days_since_signup=[200.0, 200.0, 200.0])
+    result = top_reasons(contrib, signed_up_since, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
+    assert result["reason_1"].iloc[0] == "was not a customer yet in the same season last year"
+
+
+def test_a_customer_whose_history_the_export_may_cut_is_not_said_to_be_a_customer_for_only_so_long():
+    # Kaggle's Retail Transaction Data: 1,166 customers who bought every ~80 days and first appear 50 to 100 days
+    # into the export were told "a customer for only about 3.5 years, shorter than the typical customer".
+    frame = _rows([[1.0] * len(NUMERIC)] * 4, [])
+    frame["tenure_days"] = [400.0, 400.0, 900.0, 900.0]
+    frame["history_censored"] = [1.0, 0.0, 1.0, 0.0]
+    contrib = pd.DataFrame(0.0, columns=NUMERIC + CATEGORICAL, index=frame.index)
+    contrib["tenure_days"] = 1.0
+    result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame,
+                         typical={"tenure_days": 650.0})
+    assert result["reason_1"].tolist() == [
+        "their time since their first purchase on record (about 13 months) raises their predicted risk",
+        "a customer for only about 13 months, shorter than the typical customer",
+        "their time since their first purchase on record (about 2.5 years) raises their predicted risk",
+        "their time as a customer (about 2.5 years) raises their predicted risk"]
 
 
 def test_a_customer_whose_history_the_export_cuts_is_not_given_a_time_as_a_customer():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -463,6 +464,28 @@ def test_baseline_scores_that_rank_churners_lower_never_get_a_decreasing_map():
         assert losses["sigmoid"] < 0.6  # the sigmoid fits these rows well: it would be chosen on its loss
         assert kept.method == "isotonic"
         assert np.all(np.diff(kept.transform(np.linspace(-4.0, 4.0, 50))) >= 0)
+
+
+def test_a_baseline_ranking_churners_lower_is_failed_not_scored_as_one_probability():
+    """AdventureWorks' internet sales: a shop growing fast, whose newest customers (few days since their only order)
+    churned most; the recency rule's isotonic map was flat and its test ROC-AUC printed as 0.500, a constant's."""
+    from pipeline import baselines
+
+    rng = np.random.default_rng(11)
+
+    def snapshot(day: str) -> pd.DataFrame:
+        recency = rng.uniform(1, 365, 2000)
+        churned = (rng.random(2000) < np.where(recency < 60, 0.95, 0.6)) * 1.0  # the recent churn most
+        return pd.DataFrame({"snapshot_date": pd.Timestamp(day, tz="UTC"), "recency_days": recency,
+                             "frequency_all": rng.integers(1, 5, 2000) * 1.0, "churned": churned})
+
+    earlier, later = snapshot("2022-05-01"), snapshot("2022-06-01")
+    fits = baselines.fit_baselines(pd.concat([earlier, later]), [(earlier, later)], rfm_features=["frequency_all"],
+                                   calibration="auto", seed=0, fit_rows=10_000)
+    assert "recency_rule" not in fits.fitted and "logistic_rfm" in fits.fitted
+    assert re.fullmatch(r"failed: recency_rule ranks churners no higher than the others on the validation folds "
+                        r"\(ROC-AUC 0\.[0-4]\d of its score\), so its calibration, which keeps that order, gives "
+                        r"every customer the same probability", fits.failed["recency_rule"])
 
 
 def test_uncalibrated_lightgbm_is_said_so(table, split):

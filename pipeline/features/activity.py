@@ -10,8 +10,9 @@ Per-customer step (only the customer's own events known before the cut `t`):
   (PRODUCT_WINDOWS: each window costs a sort of the customer-product days, done when the tables are prepared);
 - `features` -> purchase_days_trend, gap_cv and the ratios.
 Population step: `add_history_flags` -> history_censored (the customer's first event falls within
-LEFT_CENSOR_DAYS of the earliest event of the data, or is a return before their first purchase) and NaN for the
-same-season count when the data do not reach back to that season.
+LEFT_CENSOR_DAYS, or LEFT_CENSOR_GAPS of their mean purchase-day gaps, of the earliest event of the data, or is
+a return before their first purchase) and NaN for the same-season count when the data do not reach back to
+that season.
 
 Optional columns: quantities are NaN for a customer none of whose purchase lines before `t` has a
 quantity (e.g. the export has no quantity column); distinct products are NaN when none has a
@@ -29,6 +30,7 @@ import polars as pl
 from pipeline.config import FeaturesConfig
 from pipeline.features.registry import (
     LEFT_CENSOR_DAYS,
+    LEFT_CENSOR_GAPS,
     PRODUCT_WINDOWS,
     TREND_DAYS,
     order_windows,
@@ -128,15 +130,18 @@ def features(*, as_of: dt.date, cfg: FeaturesConfig) -> list[pl.Expr]:
 
 
 def add_history_flags(frame: pl.DataFrame) -> pl.DataFrame:
-    """Population step on every customer with a purchase before `t`: history_censored (1 when the customer's
-    first event falls within LEFT_CENSOR_DAYS of the earliest first event of them all, or `_returned_first`; else
-    0), and season_purchase_days_last_year set to NaN when that earliest event is after the season window starts
+    """Population step on every customer with a purchase before `t` (needs gap_mean_days): history_censored (1 when
+    the customer's first event falls within LEFT_CENSOR_DAYS, or LEFT_CENSOR_GAPS of their gap_mean_days, of the
+    earliest first event of them all, or `_returned_first`; else 0), and
+    season_purchase_days_last_year set to NaN when that earliest event is after the season window starts
     (`_season_start_at`, null when there is no season window)."""
     data_start = frame["_first_event_at"].min()
     if data_start is None:
         return frame.with_columns(pl.lit(0.0).alias("history_censored"))
-    censored = (pl.col("_first_event_at") < pl.lit(data_start) + dt.timedelta(days=LEFT_CENSOR_DAYS)) | pl.col(
-        "_returned_first")
+    own_gaps = LEFT_CENSOR_GAPS * pl.col("gap_mean_days").fill_nan(None)  # null with fewer than two purchase days
+    window_us = pl.max_horizontal(pl.lit(float(LEFT_CENSOR_DAYS)), own_gaps) * 86_400e6
+    censored = (pl.col("_first_event_at") < pl.lit(data_start) + pl.duration(microseconds=window_us.cast(pl.Int64))
+                ) | pl.col("_returned_first")
     season_start = frame["_season_start_at"].min()
     covered = season_start is not None and data_start <= season_start
     return frame.with_columns(

@@ -43,6 +43,9 @@ TREND_DAYS = 90  # spend_trend and purchase_days_trend compare the last TREND_DA
 # lifted models on real logs: two weeks to a year).
 PURCHASE_DAY_WINDOWS = (14, 30, 60, 90, 180, 365)
 LEFT_CENSOR_DAYS = 30  # a first event this close to the data's earliest one may be a history cut by the export
+# ... or this many of the customer's own mean gaps between purchase days: a customer buying at a steady rate before
+# the export starts makes a first purchase on record within two mean gaps of its start 86% of the time (1 - e^-2)
+LEFT_CENSOR_GAPS = 2
 SEASON_LAG_DAYS = 365  # "the same season a year earlier": the label horizon, this many days before `t`
 ALIVE_SAID_BELOW = 0.99  # a purchase model's P(alive) as a driver of risk is said only below this
 
@@ -284,9 +287,10 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
                     "less than the typical customer", POSITIVE, BELOW_TYPICAL)))
           for w in windows],
         _n("history_censored", "activity",
-           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days of the earliest event in the data, "
-           "or comes before their first purchase (a return or refund of goods bought before the history): they may "
-           "have been a customer before the export starts, so tenure_days is only a lower bound; else 0.",
+           f"1 when the customer's first event is within {LEFT_CENSOR_DAYS} days, or {LEFT_CENSOR_GAPS} of their own "
+           "mean gaps between purchase days, of the earliest event in the data, or comes before their first purchase "
+           "(a return or refund of goods bought before the history): they may have been a customer before the export "
+           "starts, so tenure_days is only a lower bound; else 0.",
            "none"),
         _n("season_purchase_days_last_year", "activity",
            f"Purchase days in the same season a year earlier: the {cfg.horizon_days} days starting "
@@ -296,7 +300,11 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
             _says("did not buy in the same season last year", ("==", 0),
                   given=(("tenure_days", ">", SEASON_LAG_DAYS - cfg.horizon_days),)),
             # a return or credit note may predate the first purchase (a refund of a purchase before the export
-            # starts): only without any is the first purchase the first dealing
+            # starts), and so may a sign-up in the customers export: only without either is the first purchase the
+            # first dealing
+            _says("made their first purchase on record after the same season last year", ("==", 0),
+                  given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days),
+                         ("days_since_signup", ">", SEASON_LAG_DAYS - cfg.horizon_days))),
             _says("was not a customer yet in the same season last year", ("==", 0),
                   given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days), ("returns_count", "==", 0))),
             _says("made their first purchase on record after the same season last year", ("==", 0),
