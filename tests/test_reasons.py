@@ -465,9 +465,9 @@ def test_a_customer_whose_history_the_export_may_cut_is_not_said_to_be_a_custome
     result = top_reasons(contrib, frame, specs=REGISTRY_SPECS, as_of=AS_OF, n=1, context=reason_context_frame,
                          typical={"tenure_days": 650.0})
     assert result["reason_1"].tolist() == [
-        "their time since their first purchase on record (about 13 months) raises their predicted risk",
+        "the time since their first purchase on record (about 13 months) raises their predicted risk",
         "a customer for only about 13 months, shorter than the typical customer",
-        "their time since their first purchase on record (about 2.5 years) raises their predicted risk",
+        "the time since their first purchase on record (about 2.5 years) raises their predicted risk",
         "their time as a customer (about 2.5 years) raises their predicted risk"]
 
 
@@ -477,7 +477,7 @@ def test_a_customer_whose_history_the_export_cuts_is_not_given_a_time_as_a_custo
     # first purchase on record a customer's time with the shop when their history starts with the export's.
     as_of = dt.date(2011, 12, 10)
     lines = [("veteran", "2009-12-01", 5.0, 1.0), ("veteran", "2011-06-01", 5.0, 1.0),  # starts the data
-             ("regular", "2010-02-01", 5.0, 1.0), ("regular", "2011-06-01", 5.0, 1.0),
+             ("regular", "2011-01-01", 5.0, 1.0), ("regular", "2011-06-01", 5.0, 1.0),  # beyond twice its gap
              ("new", "2011-06-01", 5.0, 1.0),
              ("came_back", "2010-06-01", -9.95, -1.0), ("came_back", "2011-06-01", 5.0, 1.0)]
     frame = pd.DataFrame(lines, columns=["customer_id", "ordered_at", "amount", "quantity"])
@@ -493,7 +493,7 @@ def test_a_customer_whose_history_the_export_cuts_is_not_given_a_time_as_a_custo
     assert result.to_dict() == {
         "came_back": "the time since their first purchase on record (about 6 months) raises their predicted risk",
         "new": "a customer for only about 6 months, shorter than the typical customer",
-        "regular": "their time as a customer (about 2 years) raises their predicted risk",
+        "regular": "their time as a customer (about 11 months) raises their predicted risk",
         "veteran": "the time since their first purchase on record (about 2 years) raises their predicted risk"}
 
 
