@@ -190,10 +190,15 @@ def pause_workspace(folder, *, returning: int):
     in the horizon after the label window; one steady customer buys every month to 05-08, so that horizon is covered."""
     rows = [(f"p{i}-{day}", f"p{i}", day) for i in range(8) for day in ["2024-02-10", *["2024-04-10"] * (i < returning)]]
     rows += [(f"r-{day}", "r", day) for day in ["2024-02-10", "2024-03-10", "2024-04-10", "2024-05-08"]]
+    return orders_workspace(folder, rows, dates=["2024-03-01", "2024-04-01"])
+
+
+def orders_workspace(folder, rows: list[tuple[str, str, str]], *, dates: list[str]):
+    """A workspace whose validated transactions are `rows` (order_id, customer_id, day; 10.00 each), snapshots `dates`."""
     transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at"]).assign(amount=10.0)
     transactions["ordered_at"] = pd.to_datetime(transactions["ordered_at"], utc=True)
     raw = raw_config(folder)
-    raw["features"]["snapshots"] = {"dates": ["2024-03-01", "2024-04-01"]}
+    raw["features"]["snapshots"] = {"dates": dates}
     cfg = config_from_dict(raw, base_dir=folder)
     for name, frame in Events.from_frames(transactions=transactions).items():
         write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
@@ -228,13 +233,7 @@ def test_annual_renewals_labelled_churned_between_payments_are_named(tmp_path, c
     rows = [(f"a{i}-{day}", f"a{i}", day) for i in range(20) for day in ["2023-01-10", "2024-01-12"]]
     rows += [(f"m-{month}", "m", f"2023-{month:02d}-05") for month in range(1, 13)]
     rows += [(f"m-{month}-24", "m", f"2024-{month:02d}-05") for month in range(1, 5)]
-    transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at"]).assign(amount=10.0)
-    transactions["ordered_at"] = pd.to_datetime(transactions["ordered_at"], utc=True)
-    raw = raw_config(tmp_path)
-    raw["features"]["snapshots"] = {"dates": ["2024-03-01"]}
-    cfg = config_from_dict(raw, base_dir=tmp_path)
-    for name, frame in Events.from_frames(transactions=transactions).items():
-        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    cfg = orders_workspace(tmp_path, rows, dates=["2024-03-01"])
     summary = runner.run(cfg, quiet=True)
     assert (summary["snapshots"][0]["labelled_churned"], summary["snapshots"][0]["yearly_gap"]) == (20, 20)
     assert summary["yearly_buyers_warning"].startswith("100% of the customers labelled churned (no purchase in the 30 "
@@ -252,13 +251,7 @@ def test_a_marketplace_where_almost_nobody_buys_again_is_named_before_training(t
     rows = [(f"o{i}", f"o{i}", "2024-01-20") for i in range(100)] + [(f"q{i}", f"q{i}", "2024-02-20") for i in range(100)]
     rows += [(f"r{i}-{day}", f"r{i}", day) for i in range(3) for day in ["2024-01-10", "2024-02-10", "2024-03-10"]]
     rows += [(f"s-{month}", "s", f"2024-{month:02d}-05") for month in range(1, 5)]
-    transactions = pd.DataFrame(rows, columns=["order_id", "customer_id", "ordered_at"]).assign(amount=10.0)
-    transactions["ordered_at"] = pd.to_datetime(transactions["ordered_at"], utc=True)
-    raw = raw_config(tmp_path)
-    raw["features"]["snapshots"] = {"dates": ["2024-02-01", "2024-03-01"]}
-    cfg = config_from_dict(raw, base_dir=tmp_path)
-    for name, frame in Events.from_frames(transactions=transactions).items():
-        write_parquet(frame, cfg.validated_dir / f"{name}.parquet")
+    cfg = orders_workspace(tmp_path, rows, dates=["2024-02-01", "2024-03-01"])
     summary = runner.run(cfg, quiet=True)
     assert [(row["customers"], row["labelled_churned"]) for row in summary["snapshots"]] == [(104, 100), (204, 200)]
     assert summary["few_labels_warning"] == (
