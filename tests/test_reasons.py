@@ -452,6 +452,10 @@ def test_a_customer_who_came_after_last_years_season_is_not_said_to_have_skipped
     signed_up_since = features.assign(days_since_signup=[200.0, 200.0, 200.0])
     result = top_reasons(contrib, signed_up_since, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
     assert result["reason_1"].iloc[0] == "was not a customer yet in the same season last year"
+    # a first purchase within two of the customer's own gaps of the export start: they may have bought before it
+    cut = features.assign(history_censored=[1.0, 1.0, 1.0])
+    result = top_reasons(contrib, cut, specs=specs, as_of=as_of, n=1, context=reason_context_frame)
+    assert result["reason_1"].iloc[0] == "made their first purchase on record after the same season last year"
 
 
 def test_a_customer_whose_history_the_export_may_cut_is_not_said_to_be_a_customer_for_only_so_long():

@@ -300,13 +300,14 @@ def _activity(cfg: FeaturesConfig) -> list[FeatureSpec]:
             _says("did not buy in the same season last year", ("==", 0),
                   given=(("tenure_days", ">", SEASON_LAG_DAYS - cfg.horizon_days),)),
             # a return or credit note may predate the first purchase (a refund of a purchase before the export
-            # starts), and so may a sign-up in the customers export: only without either is the first purchase the
-            # first dealing
+            # starts), and so may a sign-up in the customers export or purchases before a history the export may cut
+            # (history_censored): only without any of them is the first purchase the first dealing
             _says("made their first purchase on record after the same season last year", ("==", 0),
                   given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days),
                          ("days_since_signup", ">", SEASON_LAG_DAYS - cfg.horizon_days))),
             _says("was not a customer yet in the same season last year", ("==", 0),
-                  given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days), ("returns_count", "==", 0))),
+                  given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days), ("returns_count", "==", 0),
+                         *WHOLE_HISTORY)),
             _says("made their first purchase on record after the same season last year", ("==", 0),
                   given=(("tenure_days", "<=", SEASON_LAG_DAYS - cfg.horizon_days),)),
             neutral="their purchase days in the same season last year "
