@@ -771,6 +771,9 @@ def parse_source(
                          f"score_scales) and mapped onto {low:g}-{high:g}")
     notes += [note for key in ("exclude", "returns_when") for note in value_match_notes(
         raw, getattr(source, key), setting=key, export=setting or f"sources.{raw.name}")]
+    notes += [f"{setting or f'sources.{raw.name}'}.exclude_when_filled: no row of {column} is filled, so it leaves "
+              "nothing out" for column in source.exclude_when_filled
+              if blank_cells(file_column(raw, column, setting="exclude_when_filled")).all()]
     returns = rows_with_values(raw, source.returns_when, setting="returns_when")
     if len(returns):
         for column in ("amount", "quantity"):

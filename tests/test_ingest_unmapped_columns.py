@@ -212,6 +212,12 @@ def test_a_time_given_only_when_an_order_was_cancelled_is_noted_and_exclude_when
         [3, said], [4, f"{said} (on its order's other lines; this line leaves it blank)"],
         [5, f"{said} (on its order's other lines; this line leaves it blank)"]]
     assert report["sources"]["transactions"]["bad_rows"] == 0
+    # a column that no row fills leaves nothing out: said, as `exclude` says of a value no row holds
+    report = run_ingest(tmp_path, {"orders.csv": CANCELLED.replace("2024-01-09 08:00:00 +0100", "")},
+                        shop(exclude_when_filled=["Cancelled at"]))
+    assert ("sources.transactions.exclude_when_filled: no row of Cancelled at is filled, so it leaves nothing out"
+            in report["sources"]["transactions"]["notes"])
+    assert report["sources"]["transactions"]["validated_rows"] == 7
 
 
 @pytest.mark.parametrize(("header", "cells"), [
