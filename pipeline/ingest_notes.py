@@ -274,19 +274,22 @@ def distinct_cells(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     return codes, text_series(encoded.dictionary, pd.RangeIndex(len(encoded.dictionary)))
 
 
-def status_values(values: pd.Series, kept: np.ndarray) -> pd.DataFrame | None:
+def status_values(values: pd.Series, kept: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, pd.Series] | None:
     """The values of a text or categorical column (`values`, as read) on the rows `kept`, case and surrounding blanks
     aside: one row per value (`folded`) with its most frequent spelling as written (`written`), every spelling
-    (`spellings`) and its rows (`rows`), most rows first; blank cells left out. None when the column is neither (typed
-    numbers, times) or holds more than STATUS_MAX_VALUES values (a name, an id, a description): the first STATUS_SAMPLE
-    rows say so for most such columns at little cost."""
+    (`spellings`) and its rows (`rows`), most rows first; blank cells left out. With it, each row's position among the
+    column's distinct cells (-1 for a missing cell) and each distinct cell's value (`folded`), so that the rows of a
+    value are found without reading the column again. None when the column is neither text nor categorical (typed
+    numbers, times) or holds more than STATUS_MAX_VALUES values (a name, an id, a description): the first
+    STATUS_SAMPLE rows say so for most such columns at little cost."""
     if not (is_text(values) or isinstance(values.dtype, pd.CategoricalDtype)):
         return None
     sample = pa_compute.utf8_lower(pa_compute.utf8_trim_whitespace(text_array(values.iloc[:STATUS_SAMPLE])))
     if pa_compute.count_distinct(sample).as_py() > STATUS_MAX_VALUES + 1:  # (+1: a blank cell is one of them)
         return None
     codes, distinct = distinct_cells(values)
-    cells = pd.DataFrame({"written": distinct.str.strip(),
+    written = distinct.str.strip()
+    cells = pd.DataFrame({"written": written,
                           "rows": np.bincount(codes[kept & (codes >= 0)], minlength=len(distinct))})
     cells = cells[(cells["rows"] > 0) & (cells["written"] != "")]
     spellings = cells.groupby("written", sort=False, as_index=False)["rows"].sum()
@@ -294,9 +297,10 @@ def status_values(values: pd.Series, kept: np.ndarray) -> pd.DataFrame | None:
     if spellings["folded"].nunique() > STATUS_MAX_VALUES:
         return None
     spellings = spellings.sort_values("rows", ascending=False, kind="stable")
-    return (spellings.groupby("folded", sort=False)
-            .agg(written=("written", "first"), spellings=("written", list), rows=("rows", "sum"))
-            .reset_index().sort_values("rows", ascending=False, kind="stable").reset_index(drop=True))
+    found = (spellings.groupby("folded", sort=False)
+             .agg(written=("written", "first"), spellings=("written", list), rows=("rows", "sum"))
+             .reset_index().sort_values("rows", ascending=False, kind="stable").reset_index(drop=True))
+    return found, codes, written.str.casefold()
 
 
 def not_purchase_values(folded: pd.Series, *, refunds: bool) -> np.ndarray:
@@ -334,33 +338,34 @@ def unmapped_status_note(values: pd.Series, kept: np.ndarray, *, column: str, se
     flag = names_a_non_purchase(column, refunds=refunds) and re.search(MONEY_NAME, column.casefold()) is None
     typed = not (is_text(values) or isinstance(values.dtype, pd.CategoricalDtype))
     text = value_text(values) if flag and typed else values  # a typed flag (Parquet's booleans, 1/0) as written
-    found = status_values(text, kept)
-    if found is None:
+    status = status_values(text, kept)
+    if status is None:
         return None
+    found, codes, cell_values = status
     states = not_purchase_values(found["folded"], refunds=refunds) | (flag_values(found["folded"]) if flag else False)
     if not states.any():
         kinds = found[undoing_kind_values(found["folded"])]
-        return (undoing_rows_note(text, kept, kinds, amounts, column=column, setting=setting)
+        return (undoing_rows_note(codes, cell_values, kept, kinds, amounts, column=column, setting=setting)
                 if len(kinds) and amounts is not None else None)
     matched = found[states]
     rows = int(matched["rows"].sum())
-    on, orders_count = orders_clause(_rows_holding(text, kept, matched["folded"]), kept, orders)
+    on, orders_count = orders_clause(_rows_holding(codes, cell_values, kept, matched["folded"]), kept, orders)
     listed = ", ".join(yaml_word(written) for spellings in matched["spellings"] for written in spellings)
     return (f"{column} is not mapped, but {rows:,} of its {int(kept.sum()):,} rows say{'s' * (rows == 1)} "
             f"{_values_said(matched)}{on}: {_counted_as_purchases(orders_count or rows, orders=bool(on))} "
             f"{setting}.exclude: {{{yaml_word(column)}: [{listed}]}}")
 
 
-def undoing_rows_note(text: pd.Series, kept: np.ndarray, kinds: pd.DataFrame, amounts: pd.Series, *, column: str,
-                      setting: str) -> str | None:
-    """A note when rows `kept` of an unmapped column (`text`; `column` its name) say a kind that undoes a sale
-    (`kinds`: rows of `status_values`) with an amount above 0 (`amounts`, as parsed): they count as purchases, not as
-    returns (a negative amount); the note counts them and names the `returns_when` and the `exclude` of export
-    `setting` that read them otherwise. None when every such row is negative already."""
-    codes, distinct = distinct_cells(text)
+def undoing_rows_note(codes: np.ndarray, cell_values: pd.Series, kept: np.ndarray, kinds: pd.DataFrame,
+                      amounts: pd.Series, *, column: str, setting: str) -> str | None:
+    """A note when rows `kept` of an unmapped column (`column`; `codes`, `cell_values`: its rows' distinct cells and
+    their values, from `status_values`) say a kind that undoes a sale (`kinds`: rows of `status_values`) with an amount
+    above 0 (`amounts`, as parsed): they count as purchases, not as returns (a negative amount); the note counts them
+    and names the `returns_when` and the `exclude` of export `setting` that read them otherwise. None when every such
+    row is negative already."""
     positive = kept & (amounts.to_numpy(dtype=float, na_value=np.nan) > 0) & (codes >= 0)
-    per_cell = pd.Series(np.bincount(codes[positive], minlength=len(distinct)))
-    counts = per_cell.groupby(distinct.str.strip().str.casefold().to_numpy()).sum()
+    per_cell = pd.Series(np.bincount(codes[positive], minlength=len(cell_values)))
+    counts = per_cell.groupby(cell_values.to_numpy()).sum()
     kinds = kinds.assign(rows=kinds["folded"].map(counts).fillna(0).astype(int))
     kinds = kinds[kinds["rows"] > 0].sort_values("rows", ascending=False, kind="stable")
     if kinds.empty:
@@ -386,10 +391,10 @@ def _values_said(matched: pd.DataFrame) -> str:
             " or ".join([", ".join(shown[:-1]), shown[-1]] if len(shown) > 1 else shown))
 
 
-def _rows_holding(text: pd.Series, kept: np.ndarray, folded: pd.Series) -> np.ndarray:
-    """The rows `kept` of a column (`text`) whose value, case and surrounding blanks aside, is one of `folded`."""
-    codes, distinct = distinct_cells(text)
-    hits = np.append(distinct.str.strip().str.casefold().isin(list(folded)).to_numpy(dtype=bool), False)
+def _rows_holding(codes: np.ndarray, cell_values: pd.Series, kept: np.ndarray, folded: pd.Series) -> np.ndarray:
+    """The rows `kept` of a column (`codes`, `cell_values`: its rows' distinct cells and their values, from
+    `status_values`) whose value, case and surrounding blanks aside, is one of `folded`."""
+    hits = np.append(cell_values.isin(list(folded)).to_numpy(dtype=bool), False)
     return kept & hits[codes]  # a missing cell's code -1 takes the False appended
 
 
