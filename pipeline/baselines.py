@@ -94,11 +94,11 @@ def scoring_failure(
     return None
 
 
-def calibrated_flat(name: str, scores: np.ndarray, y: np.ndarray, calibrator: ProbabilityCalibrator) -> str | None:
-    """"failed: <reason>" when `calibrator` maps the out-of-fold `scores` (labels `y`) to one probability: the score
-    ranks churners no higher than the others there, and a calibration keeping its order (the isotonic map) is flat;
-    else None."""
-    if np.ptp(calibrator.transform(scores)) > 0:
+def calibrated_flat(name: str, scores: np.ndarray, y: np.ndarray, probabilities: np.ndarray) -> str | None:
+    """"failed: <reason>" when the calibration maps the out-of-fold `scores` (labels `y`) to one probability
+    (`probabilities`, the calibrated scores): the score ranks churners no higher than the others there, and a
+    calibration keeping its order (the isotonic map) is flat; else None."""
+    if np.ptp(probabilities) > 0:
         return None
     if np.ptp(y) == 0:
         outcome = "churned" if y[0] else "stayed"
@@ -241,10 +241,11 @@ def fit_baselines(
             continue
         scores = np.concatenate([b[1](validation) for b, validation in pairs])
         calibrator, losses = fit_calibrator(scores, y_out_of_fold, method=calibration, seed=seed)
-        if flat := calibrated_flat(name, scores, y_out_of_fold, calibrator):
+        probabilities = calibrator.transform(scores)
+        if flat := calibrated_flat(name, scores, y_out_of_fold, probabilities):
             failed[name] = flat
             continue
         columns, score = built
         fitted[name] = FittedBaseline(name, BASELINE_DESCRIPTIONS[name], columns, score, calibrator, losses)
-        out_of_fold[name] = calibrator.transform(scores)
+        out_of_fold[name] = probabilities
     return BaselineFits(fitted, skipped, failed, out_of_fold)
